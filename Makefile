@@ -1,0 +1,78 @@
+# Xynergy developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export GOWORK := off
+export GOTOOLCHAIN ?= local
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: deps
+deps: $(STAMP) ## Install whatever is missing: Python venv and packages, system deps (hack/deps/*.sh)
+	@for s in hack/deps/*.sh; do [ -e "$$s" ] || continue; bash "$$s" || exit 1; done
+
+.PHONY: controlplane
+controlplane: ## Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, helm
+	@bash hack/controlplane/build.sh
+
+.PHONY: dev
+dev: deps ## Main job: build binaries, start the local cluster and the operator (xynergy dev up)
+	$(BIN)/xynergy dev up
+
+.PHONY: down
+down: ## Stop the local cluster and the operator
+	$(BIN)/xynergy dev down
+
+.PHONY: status
+status: ## Show what the local cluster runs
+	$(BIN)/xynergy dev status
+
+.PHONY: manifests
+manifests: $(STAMP) ## Regenerate crds/ from apis/ and copy them into the chart
+	$(BIN)/xynergy crds generate
+	@mkdir -p charts/xynergy/crds && cp crds/*.yaml charts/xynergy/crds/ 2>/dev/null || true
+
+.PHONY: verify
+verify: $(STAMP) ## Fail when generated files (crds/) are stale
+	$(BIN)/xynergy crds generate --check
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check), mypy, import-linter
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format and autofix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: test
+test: deps controlplane verify lint ## Install what is missing, then run every test (what CI runs)
+	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests selected"; rc=0; fi; exit $$rc
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## Unit tests only (fast, no external processes)
+	@$(BIN)/pytest -m unit $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+.PHONY: test-integration
+test-integration: deps controlplane ## Integration tests (local cluster, redis-server, emulators)
+	@$(BIN)/pytest -m integration $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+.PHONY: clean
+clean: ## Remove the venv and caches (keeps the built control-plane binaries)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,132 @@
+"""Start, watch and stop the local cluster's processes, each in its own session.
+
+Every process is started with `start_new_session=True`, so its PID is also its process-group id
+and stopping it kills exactly that group. A PID recorded in the state file is only signalled when
+/proc still shows the same executable, so a recycled PID is never killed by mistake.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "is_alive",
+    "port_in_use",
+    "spawn",
+    "stop_process",
+    "tail",
+]
+
+
+@dataclass
+class ManagedProcess:
+    """A process this module started (or one read back from the state file)."""
+
+    name: str
+    pid: int
+    executable: str
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def exit_code(self) -> int | None:
+        """The exit code if the process has ended, else None."""
+        if self.popen is not None:
+            return self.popen.poll()
+        return None if is_alive(self.pid, self.executable) else -1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    """True when something already listens on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def spawn(
+    *,
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ManagedProcess:
+    """Start argv detached in a new session, output appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+        )
+    return ManagedProcess(
+        name=name, pid=popen.pid, executable=str(argv[0]), log=log, popen=popen
+    )
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def is_alive(pid: int, executable: str) -> bool:
+    """True when `pid` runs and its argv[0] is `executable` (zombies count as dead)."""
+    state = _proc_state(pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+    except OSError:
+        return False
+    return argv0 == executable
+
+
+def stop_process(proc: ManagedProcess, *, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL after `timeout`; reap if it is our child."""
+    if not is_alive(proc.pid, proc.executable):
+        if proc.popen is not None:
+            proc.popen.poll()
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.popen is not None:
+                proc.popen.poll()
+            if not is_alive(proc.pid, proc.executable):
+                return
+            time.sleep(0.05)
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])

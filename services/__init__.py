@@ -1,0 +1,1 @@
+"""Workloads the operator deploys: the Intelligence Gateway and the domain services."""
