@@ -1,0 +1,235 @@
+"""NAB scorer and evaluation of our streaming anomaly detector on the NAB subset.
+
+The scorer is written from the rules in Lavin & Ahmad (2015), "Evaluating Real-time Anomaly
+Detection Algorithms - the Numenta Anomaly Benchmark":
+
+* every labelled anomaly has a window (``labels/combined_windows.json``);
+* the first 15% of each file (at most 750 rows) is a probationary period and is not scored;
+* a detection is a row whose anomaly score is >= the detector's threshold;
+* inside a window only the earliest detection counts, weighted by a scaled sigmoid of its
+  relative position (1.0 at the left edge, ~0 at the right edge); a window with no detection
+  costs ``-fnWeight``;
+* a detection outside every window is a false positive weighted by ``fpWeight`` times the scaled
+  sigmoid of its distance past the previous window (-1 when no window precedes it);
+* raw scores are summed over the corpus and normalised so that the null detector (never detects)
+  scores 0 and the perfect detector (detects at every window's left edge) scores 100.
+
+The scorer is first validated against the published result files of two NAB detectors; then our
+own detector (``intelligence.anomaly.nab``-style causal pipeline built from the library's
+detectors) is run causally, one threshold for the whole corpus.
+
+Run from the repository root::
+
+    .venv/bin/python bench/anomaly_eval.py            # validation + our detector
+    .venv/bin/python bench/anomaly_eval.py --validate # scorer validation only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+NAB = ROOT.parent / "shared" / "data" / "nab"
+
+PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+PROBATIONARY_PERCENT = 0.15
+PUBLISHED = {
+    "numenta": (69.5, 62.9, 74.0),
+    "windowedGaussian": (37.1, 32.7, 39.8),
+}
+
+
+def scaled_sigmoid(relative_position: float) -> float:
+    """NAB's scaled sigmoid: +1 at the window's left edge, 0 at its right, -1 far past it."""
+    if relative_position > 3.0:
+        return -1.0
+    return 2.0 / (1.0 + math.exp(5.0 * relative_position)) - 1.0
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One NAB application profile's cost matrix."""
+
+    tp: float
+    fp: float
+    fn: float
+
+
+def load_profiles() -> dict[str, Weights]:
+    """Read the three NAB profiles from the shared config."""
+    raw = json.loads((NAB / "config" / "profiles.json").read_text())
+    return {
+        name: Weights(
+            tp=raw[name]["CostMatrix"]["tpWeight"],
+            fp=raw[name]["CostMatrix"]["fpWeight"],
+            fn=raw[name]["CostMatrix"]["fnWeight"],
+        )
+        for name in PROFILES
+    }
+
+
+@dataclass(frozen=True)
+class LabelledFile:
+    """One NAB data file with its windows expressed as inclusive row indices."""
+
+    name: str
+    timestamps: NDArray[np.datetime64]
+    values: NDArray[np.float64]
+    windows: list[tuple[int, int]]
+
+    @property
+    def probation(self) -> int:
+        """Rows at the start that NAB does not score."""
+        n = len(self.values)
+        return int(min(math.floor(PROBATIONARY_PERCENT * n), PROBATIONARY_PERCENT * 5000))
+
+
+def _parse_ts(text: str) -> np.datetime64:
+    return np.datetime64(text.replace(" ", "T"))
+
+
+def load_corpus() -> list[LabelledFile]:
+    """Load every data file of the subset with its label windows."""
+    windows = json.loads((NAB / "labels" / "combined_windows.json").read_text())
+    files = []
+    for name in sorted(windows):
+        with (NAB / "data" / name).open() as fh:
+            rows = list(csv.reader(fh))[1:]
+        ts = np.array([_parse_ts(r[0]) for r in rows], dtype="datetime64[s]")
+        vals = np.array([float(r[1]) for r in rows], dtype=np.float64)
+        idx = []
+        for start, end in windows[name]:
+            lo = int(np.searchsorted(ts, _parse_ts(start), side="left"))
+            hi = int(np.searchsorted(ts, _parse_ts(end), side="right")) - 1
+            idx.append((lo, hi))
+        files.append(LabelledFile(name=name, timestamps=ts, values=vals, windows=idx))
+    return files
+
+
+@dataclass(frozen=True)
+class FileScore:
+    """Raw NAB score of one file under one profile, with counts as evidence."""
+
+    score: float
+    tp: int
+    fn: int
+    fp: int
+
+
+def score_file(f: LabelledFile, detections: NDArray[np.bool_], w: Weights) -> FileScore:
+    """Score one file's boolean detections under one profile (NAB rules, see module doc)."""
+    n = len(f.values)
+    start = f.probation
+    window_of = np.full(n, -1, dtype=np.int64)
+    for k, (lo, hi) in enumerate(f.windows):
+        window_of[lo : hi + 1] = k
+    max_tp = scaled_sigmoid(-1.0)
+    best: dict[int, float] = {}
+    fp_total = 0.0
+    fp_count = 0
+    prev: tuple[int, int] | None = None
+    hits = np.flatnonzero(detections)
+    hits = hits[hits >= start]
+    for i in hits:
+        k = int(window_of[i])
+        if k >= 0:
+            lo, hi = f.windows[k]
+            width = float(hi - lo + 1)
+            s = scaled_sigmoid(-(hi - i + 1) / width) * w.tp / max_tp
+            if k not in best or s > best[k]:
+                best[k] = s
+            continue
+        prev = None
+        for lo, hi in f.windows:
+            if hi < i:
+                prev = (lo, hi)
+        if prev is None:
+            pos = scaled_sigmoid(3.1)
+        else:
+            lo, hi = prev
+            pos = scaled_sigmoid(abs(hi - i) / float(hi - lo))
+        fp_total += w.fp * pos
+        fp_count += 1
+    scored_windows = [k for k, (lo, hi) in enumerate(f.windows) if hi >= start]
+    missed = [k for k in scored_windows if k not in best]
+    total = fp_total + sum(best.values()) - w.fn * len(missed)
+    return FileScore(score=total, tp=len(best), fn=len(missed), fp=fp_count)
+
+
+def normalised(
+    files: list[LabelledFile], detections: list[NDArray[np.bool_]], w: Weights
+) -> tuple[float, int, int, int]:
+    """Corpus score normalised between the null (0) and perfect (100) detectors."""
+    raw = 0.0
+    tp = fn = fp = 0
+    n_windows = 0
+    for f, d in zip(files, detections, strict=True):
+        s = score_file(f, d, w)
+        raw += s.score
+        tp += s.tp
+        fn += s.fn
+        fp += s.fp
+        n_windows += sum(1 for lo, hi in f.windows if hi >= f.probation)
+    null = -w.fn * n_windows
+    perfect = w.tp * n_windows
+    return 100.0 * (raw - null) / (perfect - null), tp, fn, fp
+
+
+def load_published(detector: str, files: list[LabelledFile]) -> list[NDArray[np.float64]]:
+    """Anomaly scores of a published NAB detector, aligned with the corpus files."""
+    out = []
+    for f in files:
+        cat, base = f.name.split("/")
+        path = NAB / "results" / detector / cat / f"{detector}_{base}"
+        with path.open() as fh:
+            reader = csv.DictReader(fh)
+            scores = np.array([float(r["anomaly_score"]) for r in reader])
+        assert len(scores) == len(f.values), f.name
+        out.append(scores)
+    return out
+
+
+def validate(files: list[LabelledFile], profiles: dict[str, Weights]) -> bool:
+    """Check the scorer against the published numenta and windowedGaussian figures."""
+    thresholds = json.loads((NAB / "results" / "published_thresholds.json").read_text())
+    ok = True
+    print("Scorer validation (published result files, published thresholds)")
+    print(f"{'detector':<18}{'profile':<20}{'ours':>8}{'published':>11}")
+    for det, expected in PUBLISHED.items():
+        scores = load_published(det, files)
+        for prof, want in zip(PROFILES, expected, strict=True):
+            thr = thresholds[det][prof]["threshold"]
+            got, *_ = normalised(files, [s >= thr for s in scores], profiles[prof])
+            flag = "ok" if abs(got - want) < 0.051 else "MISMATCH"
+            ok &= flag == "ok"
+            print(f"{det:<18}{prof:<20}{got:8.1f}{want:11.1f}  {flag}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Validate the scorer, then score our detector (unless --validate)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--validate", action="store_true", help="only validate the scorer")
+    args = parser.parse_args(argv)
+    files = load_corpus()
+    profiles = load_profiles()
+    ok = validate(files, profiles)
+    if args.validate:
+        return 0 if ok else 1
+    del time
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
