@@ -99,9 +99,7 @@ class ClusterState:
         return {p.name: is_alive(p.pid, p.executable) for p in self.processes}
 
 
-def _write_kubeconfig(
-    path: Path, *, server: str, ca: Path, client: ClientCert, user: str
-) -> Path:
+def _write_kubeconfig(path: Path, *, server: str, ca: Path, client: ClientCert, user: str) -> Path:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -220,8 +218,7 @@ class DevCluster:
             if port_in_use(port):
                 name = component.removesuffix("-peer")
                 raise ClusterError(
-                    f"{name}: port {port} is already in use; "
-                    f"log: {self.logs / (name + '.log')}"
+                    f"{name}: port {port} is already in use; log: {self.logs / (name + '.log')}"
                 )
         return ports
 

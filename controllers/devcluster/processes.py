@@ -78,9 +78,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
         )
-    return ManagedProcess(
-        name=name, pid=popen.pid, executable=str(argv[0]), log=log, popen=popen
-    )
+    return ManagedProcess(name=name, pid=popen.pid, executable=str(argv[0]), log=log, popen=popen)
 
 
 def _proc_state(pid: int) -> str | None:

@@ -1,0 +1,180 @@
+"""Base models and field types shared by every kind.
+
+Specs forbid unknown fields; every field's docstring becomes its CRD description (what
+`kubectl explain` prints). Field types here carry both the Python validation and the exact
+OpenAPI the apiserver enforces, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+__all__ = [
+    "DNS_LABEL",
+    "DNS_SUBDOMAIN",
+    "Duration",
+    "IntOrPercent",
+    "KubeModel",
+    "ObjectMeta",
+    "Quantity",
+    "SpecModel",
+    "StatusModel",
+    "cel",
+    "parse_duration",
+    "validations",
+]
+
+_DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def cel(rule: str, message: str, *, field_path: str | None = None) -> JsonDict:
+    """One `x-kubernetes-validations` entry (a CEL rule the apiserver evaluates)."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def validations(*rules: JsonDict) -> JsonDict:
+    """`json_schema_extra` carrying CEL rules for a model (cross-field constraints)."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a Go-style duration such as `90s`, `5m`, `1h30m` or `250ms`."""
+    if not _DURATION_RE.match(value):
+        raise ValueError(f"invalid duration {value!r}: expected e.g. 30s, 5m, 1h30m, 250ms")
+    return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(value))
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a quantity must not be negative")
+        return value
+    if not _QUANTITY_RE.match(value):
+        raise ValueError(f"invalid quantity {value!r}: expected e.g. 500m, 2, 512Mi or 4Gi")
+    return value
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 32,
+            "pattern": _DURATION_RE.pattern,
+            "x-kubernetes-validations": [
+                cel("duration(self) >= duration('0s')", "must be a duration such as 30s or 5m")
+            ],
+        }
+    ),
+]
+"""A Go-style duration: digits with units h, m, s or ms (e.g. `30s`, `5m`, `1h30m`)."""
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-validations": [
+                cel(
+                    "type(self) == int ? int(self) >= 0 : isQuantity(string(self))",
+                    "must be a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi",
+                )
+            ],
+        }
+    ),
+]
+"""A Kubernetes resource quantity (integer or string such as `500m`, `1Gi`)."""
+
+
+def _check_int_or_percent(value: int | str) -> int | str:
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    if not re.fullmatch(r"[0-9]+%", value):
+        raise ValueError(
+            f"invalid value {value!r}: expected a count such as 1 or a percent such as 25%"
+        )
+    return value
+
+
+IntOrPercent = Annotated[
+    int | str,
+    AfterValidator(_check_int_or_percent),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-validations": [
+                cel(
+                    "type(self) == int ? int(self) >= 0 : string(self).matches('^[0-9]+%$')",
+                    "must be a count such as 1 or a percent such as 25%",
+                )
+            ],
+        }
+    ),
+]
+"""A non-negative count or a percent such as `25%` (like maxSurge in a Deployment)."""
+
+
+class KubeModel(BaseModel):
+    """camelCase on the wire, snake_case in Python, docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
+
+
+class SpecModel(KubeModel):
+    """Desired state: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StatusModel(KubeModel):
+    """Observed state, written by the controller; tolerant of fields it does not know."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metav1.ObjectMeta the controllers read; other keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = Field(default=None, alias="resourceVersion")
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+    def dump(self) -> dict[str, Any]:
+        """As the apiserver spells it, without empty keys."""
+        return self.model_dump(by_alias=True, exclude_none=True)

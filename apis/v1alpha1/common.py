@@ -1,0 +1,151 @@
+"""Types shared by the v1alpha1 kinds: references, selectors, the resource envelope and the
+CRD facts (names, printer columns, subresources) that crdgen turns into YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from apis.base import DNS_LABEL, DNS_SUBDOMAIN, KubeModel, ObjectMeta, SpecModel
+from apis.conditions import Condition
+
+__all__ = [
+    "API_VERSION",
+    "CATEGORY",
+    "GROUP",
+    "VERSION",
+    "ConfigMapKeySelector",
+    "CrdInfo",
+    "PrinterColumn",
+    "Resource",
+    "SecretKeySelector",
+    "TargetRef",
+    "conditions_field",
+    "ready_columns",
+]
+
+GROUP = "xynergy.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "xynergy"
+
+
+class TargetRef(SpecModel):
+    """A XynergyService in the same namespace."""
+
+    kind: str = Field(default="XynergyService", pattern=r"^XynergyService$")
+    """Kind of the target; only XynergyService is supported."""
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    """Name of the XynergyService in this namespace."""
+
+
+class SecretKeySelector(SpecModel):
+    """A key of a Secret in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the Secret."""
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """Key within the Secret."""
+    optional: bool = False
+    """When true, a missing Secret or key is not an error."""
+
+
+class ConfigMapKeySelector(SpecModel):
+    """A key of a ConfigMap in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the ConfigMap."""
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """Key within the ConfigMap."""
+    optional: bool = False
+    """When true, a missing ConfigMap or key is not an error."""
+
+
+def conditions_field() -> Any:
+    """The `status.conditions` field: a list keyed by type, at most 16 entries."""
+    return Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+StatusT = TypeVar("StatusT", bound=BaseModel)
+
+
+class Resource(KubeModel, Generic[SpecT, StatusT]):
+    """The envelope every kind shares: apiVersion, kind, metadata, spec, status."""
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: SpecT
+    status: StatusT | None = None
+
+    crd: ClassVar[CrdInfo]
+
+    def to_manifest(self) -> dict[str, Any]:
+        """As YAML/JSON for the apiserver (camelCase, no nulls)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    """One `kubectl get` column."""
+
+    name: str
+    json_path: str
+    type: str = "string"
+    description: str = ""
+    priority: int = 0
+
+    def render(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        if self.description:
+            out["description"] = self.description
+        if self.priority:
+            out["priority"] = self.priority
+        return out
+
+
+def ready_columns() -> list[PrinterColumn]:
+    """Ready and Reason columns from the Ready condition, as Knative and Flux show them."""
+    return [
+        PrinterColumn(
+            "Ready",
+            '.status.conditions[?(@.type=="Ready")].status',
+            description="Whether the object is Ready",
+        ),
+        PrinterColumn(
+            "Reason",
+            '.status.conditions[?(@.type=="Ready")].reason',
+            description="Why it is (not) Ready",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class CrdInfo:
+    """What crdgen needs beyond the models to write a CustomResourceDefinition."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec_model: type[BaseModel]
+    status_model: type[BaseModel]
+    printer_columns: tuple[PrinterColumn, ...]
+    scale: dict[str, str] | None = None
+    description: str = ""
+    categories: tuple[str, ...] = field(default=(CATEGORY,))
+
+    @property
+    def name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+# Keep Condition importable from here for kind modules.
+_ = Condition

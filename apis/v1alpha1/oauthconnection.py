@@ -1,0 +1,177 @@
+"""OAuthConnection: the life of a Slack or Gmail OAuth connection.
+
+Authorize, exchange the code, keep tokens in a Secret, refresh before expiry, revoke on delete.
+Tokens live only in the Secret named by `tokenSecretName`; status never holds a token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from apis.base import DNS_SUBDOMAIN, SpecModel, StatusModel, cel, validations
+from apis.conditions import Condition
+from apis.v1alpha1.common import CrdInfo, PrinterColumn, Resource, conditions_field, ready_columns
+
+__all__ = [
+    "ClientSecretRef",
+    "ConnectedAccount",
+    "OAuthConnection",
+    "OAuthConnectionSpec",
+    "OAuthConnectionStatus",
+    "OAuthPhase",
+    "OAuthProvider",
+]
+
+_SLACK_SCOPE = r"^[a-z][a-z_]*(:[a-z_]+)*(\.[a-z_]+)*$"
+_GOOGLE_SCOPES = ("openid", "email", "profile", "https://mail.google.com/")
+
+
+class OAuthProvider(StrEnum):
+    """The OAuth provider."""
+
+    SLACK = "slack"
+    GMAIL = "gmail"
+
+
+class OAuthPhase(StrEnum):
+    """Where the connection stands."""
+
+    PENDING_AUTHORIZATION = "PendingAuthorization"
+    CONNECTED = "Connected"
+    REFRESHING = "Refreshing"
+    REAUTH_REQUIRED = "ReauthRequired"
+    REVOKED = "Revoked"
+    ERROR = "Error"
+
+
+class ClientSecretRef(SpecModel):
+    """The Secret holding the OAuth client id and secret."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the Secret in this namespace."""
+    client_id_key: str = Field(default="client_id", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """Key holding the client id."""
+    client_secret_key: str = Field(
+        default="client_secret", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$"
+    )
+    """Key holding the client secret."""
+
+
+class OAuthConnectionSpec(SpecModel):
+    """Desired OAuth connection."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.provider != 'slack' || self.scopes.all(s, s.matches('" + _SLACK_SCOPE + "'))",
+                "scopes: Slack scopes look like channels:read or chat:write",
+                field_path=".scopes",
+            ),
+            cel(
+                "self.provider != 'gmail' || self.scopes.all(s,"
+                " s.startsWith('https://www.googleapis.com/auth/gmail.')"
+                " || s in " + "[" + ", ".join(f"'{g}'" for g in _GOOGLE_SCOPES) + "])",
+                "scopes: Gmail scopes must be https://www.googleapis.com/auth/gmail.* "
+                "(or openid, email, profile, https://mail.google.com/)",
+                field_path=".scopes",
+            ),
+            cel(
+                "self.redirectURL.startsWith('https://')"
+                " || self.redirectURL.startsWith('http://localhost')"
+                " || self.redirectURL.startsWith('http://127.0.0.1')",
+                "redirectURL must use https (http only for localhost)",
+                field_path=".redirectURL",
+            ),
+            cel(
+                "self.tokenSecretName != self.clientSecretRef.name",
+                "tokenSecretName must differ from clientSecretRef.name",
+                field_path=".tokenSecretName",
+            ),
+        )
+    )
+
+    provider: OAuthProvider
+    """slack or gmail."""
+    client_secret_ref: ClientSecretRef
+    """Secret with the OAuth client id and secret."""
+    scopes: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        min_length=1, max_length=64, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Scopes to request."""
+    redirect_url: str = Field(alias="redirectURL", max_length=2048, pattern=r"^https?://[^\s]+$")
+    """Where the provider sends the user back with the authorization code."""
+    tenant: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Tenant that owns the connection."""
+    token_secret_name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Secret the operator writes the tokens to (created and owned by the operator)."""
+    refresh_before_expiry_seconds: int = Field(default=300, ge=30, le=86400)
+    """Refresh the access token this long before it expires."""
+    revoke_on_delete: bool = True
+    """Revoke the tokens at the provider when this object is deleted."""
+
+
+class ConnectedAccount(StatusModel):
+    """Who the connection acts as (never a token)."""
+
+    team_id: str | None = None
+    """Slack workspace (team) id."""
+    user_id: str | None = None
+    """Slack user id."""
+    email: str | None = None
+    """Gmail address."""
+
+
+class OAuthConnectionStatus(StatusModel):
+    """Observed state of an OAuthConnection. Never holds a token."""
+
+    observed_generation: int | None = None
+    """The .metadata.generation this status describes."""
+    conditions: list[Condition] = conditions_field()
+    """Ready, Reconciling and Stalled, as metav1.Conditions."""
+    phase: OAuthPhase | None = None
+    """PendingAuthorization, Connected, Refreshing, ReauthRequired, Revoked or Error."""
+    authorization_url: str | None = Field(default=None, alias="authorizationURL")
+    """Where a user goes to grant access (while PendingAuthorization)."""
+    account: ConnectedAccount | None = None
+    """The connected account."""
+    granted_scopes: list[str] | None = Field(default=None, max_length=64)
+    """Scopes the provider granted."""
+    expires_at: dt.datetime | None = None
+    """When the current access token expires."""
+    last_refresh_time: dt.datetime | None = None
+    """When the token was last refreshed."""
+    refresh_failures: int = 0
+    """Consecutive refresh failures."""
+
+
+class OAuthConnection(Resource[OAuthConnectionSpec, OAuthConnectionStatus]):
+    """A Slack or Gmail OAuth connection whose tokens the operator keeps fresh."""
+
+    kind: Literal["OAuthConnection"] = "OAuthConnection"
+
+
+OAuthConnection.crd = CrdInfo(
+    kind="OAuthConnection",
+    plural="oauthconnections",
+    singular="oauthconnection",
+    short_names=("oc",),
+    spec_model=OAuthConnectionSpec,
+    status_model=OAuthConnectionStatus,
+    description=(
+        "OAuthConnection authorizes a Slack or Gmail account, keeps its tokens in a Secret, "
+        "refreshes them before expiry and revokes them on delete."
+    ),
+    printer_columns=(
+        PrinterColumn("Provider", ".spec.provider"),
+        PrinterColumn("Tenant", ".spec.tenant"),
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Account", ".status.account.email", priority=1),
+        PrinterColumn("Expires", ".status.expiresAt", type="date"),
+        *ready_columns(),
+        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+)

@@ -1,0 +1,382 @@
+"""Rollout: deliver a new revision of a XynergyService by canary, blue-green, rolling or at once.
+
+The new revision is judged against the stable one with statistics and anomaly detection
+(Kayenta-style), and rolled back on its own when it is worse. Modelled on Argo Rollouts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from apis.base import Duration, IntOrPercent, SpecModel, StatusModel, cel, validations
+from apis.conditions import Condition
+from apis.v1alpha1.common import (
+    CrdInfo,
+    PrinterColumn,
+    Resource,
+    TargetRef,
+    conditions_field,
+    ready_columns,
+)
+from apis.v1alpha1.xynergyservice import EnvVar, ResourceRequirements
+
+__all__ = [
+    "AnalysisMethod",
+    "AnalysisMetric",
+    "AnalysisRunSummary",
+    "AnalysisSpec",
+    "AnalysisStep",
+    "BlueGreenStrategy",
+    "CanaryStep",
+    "CanaryStrategy",
+    "ImmediateStrategy",
+    "MetricSource",
+    "PauseStep",
+    "RollingStrategy",
+    "Rollout",
+    "RolloutPhase",
+    "RolloutSpec",
+    "RolloutStatus",
+    "Strategy",
+    "TemplateOverrides",
+    "Verdict",
+]
+
+
+class AnalysisMethod(StrEnum):
+    """How a metric of the new revision is judged."""
+
+    THRESHOLD = "threshold"
+    ZSCORE = "zscore"
+    IQR = "iqr"
+    ISOLATION_FOREST = "isolationForest"
+    TREND = "trend"
+    MANN_WHITNEY = "mannWhitney"
+
+
+class MetricSource(StrEnum):
+    """Where analysis metrics come from."""
+
+    PROMETHEUS = "prometheus"
+    CLOUD_MONITORING = "cloudMonitoring"
+
+
+class RolloutPhase(StrEnum):
+    """Where a rollout stands."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTED = "Promoted"
+    ABORTED = "Aborted"
+    ROLLED_BACK = "RolledBack"
+    DEGRADED = "Degraded"
+
+
+class Verdict(StrEnum):
+    """Outcome of one analysis run."""
+
+    SUCCESSFUL = "Successful"
+    INCONCLUSIVE = "Inconclusive"
+    FAILED = "Failed"
+
+
+class TemplateOverrides(SpecModel):
+    """Changes to the target's spec that make up the new revision."""
+
+    env: list[EnvVar] | None = Field(
+        default=None,
+        max_length=256,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Environment variables to set or replace."""
+    resources: ResourceRequirements | None = None
+    """CPU and memory per instance."""
+    args: list[Annotated[str, Field(max_length=4096)]] | None = Field(
+        default=None, max_length=256, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Arguments to the entrypoint."""
+
+
+class PauseStep(SpecModel):
+    """Wait for `duration`, or until promoted by hand when no duration is given."""
+
+    duration: Duration | None = None
+    """How long to pause; indefinitely (until promoted) when unset."""
+
+
+class AnalysisMetric(SpecModel):
+    """One metric compared between the canary and the stable revision."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.method != 'threshold' || has(self.maxValue) || has(self.minValue)",
+                "analysis.metrics[]: method threshold needs maxValue or minValue",
+                field_path=".method",
+            ),
+            cel(
+                "!has(self.maxValue) || !has(self.minValue) || self.minValue <= self.maxValue",
+                "analysis.metrics[].minValue must not exceed maxValue",
+                field_path=".minValue",
+            ),
+        )
+    )
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Metric name, unique within the analysis."""
+    source: MetricSource = MetricSource.PROMETHEUS
+    """prometheus or cloudMonitoring."""
+    query: str = Field(min_length=1, max_length=4096)
+    """Query; `{{revision}}` is replaced with the revision being measured."""
+    method: AnalysisMethod = AnalysisMethod.MANN_WHITNEY
+    """How to judge it."""
+    direction: Literal["increase", "decrease", "either"] = "increase"
+    """Which change is bad: increase (latency, errors), decrease (throughput) or either."""
+    max_value: float | None = None
+    """Threshold method: the canary fails above this."""
+    min_value: float | None = None
+    """Threshold method: the canary fails below this."""
+    tolerance_percent: float = Field(default=10.0, ge=0, le=1000)
+    """Relative change ignored as noise (effect size, percent)."""
+    critical: bool = False
+    """A failure of a critical metric fails the run on its own."""
+    weight: float = Field(default=1.0, gt=0, le=100)
+    """Weight in the run's score."""
+
+
+class AnalysisSpec(SpecModel):
+    """How the new revision is judged."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.successScore > self.marginalScore",
+                "analysis.successScore must be greater than analysis.marginalScore",
+                field_path=".successScore",
+            ),
+        )
+    )
+
+    interval: Duration = "1m"
+    """Time between measurements."""
+    metrics: list[AnalysisMetric] = Field(
+        min_length=1,
+        max_length=20,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Metrics to compare."""
+    failure_limit: int = Field(default=0, ge=0, le=100)
+    """Failed runs tolerated before the rollout is rolled back."""
+    inconclusive_limit: int = Field(default=2, ge=0, le=100)
+    """Inconclusive runs tolerated before the rollout pauses for a human."""
+    success_score: float = Field(default=90.0, gt=0, le=100)
+    """Score at or above which a run is Successful."""
+    marginal_score: float = Field(default=70.0, ge=0, lt=100)
+    """Score below which a run is Failed (between: Inconclusive)."""
+    minimum_samples: int = Field(default=20, ge=3, le=100000)
+    """Fewer samples per revision than this makes a run Inconclusive."""
+
+
+class AnalysisStep(SpecModel):
+    """Run the rollout's analysis for a while."""
+
+    duration: Duration = "5m"
+    """How long to measure before judging."""
+
+
+class CanaryStep(SpecModel):
+    """One canary step: exactly one of setWeight, pause, analysis."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0)"
+                " + (has(self.analysis) ? 1 : 0) == 1",
+                "canary.steps[]: set exactly one of setWeight, pause, analysis",
+            ),
+        )
+    )
+
+    set_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percent of traffic to the canary."""
+    pause: PauseStep | None = None
+    """Wait for a duration or for promotion."""
+    analysis: AnalysisStep | None = None
+    """Run spec.analysis now, for a while, before going on."""
+
+
+class CanaryStrategy(SpecModel):
+    """Shift traffic to the new revision step by step, judging it on the way."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+                "canary.steps[].setWeight must not decrease from one step to the next",
+                field_path=".steps",
+            ),
+        )
+    )
+
+    steps: list[CanaryStep] = Field(
+        min_length=1, max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Steps, in order."""
+    max_surge: IntOrPercent = "25%"
+    """Extra instances allowed while shifting (count or percent)."""
+
+
+class BlueGreenStrategy(SpecModel):
+    """Run the new revision beside the old one, switch all traffic at promotion."""
+
+    preview_route: str | None = Field(default=None, max_length=256, pattern=r"^/[A-Za-z0-9/_.~-]*$")
+    """Gateway path prefix that reaches the preview (new) revision before promotion."""
+    auto_promotion_seconds: int | None = Field(default=None, ge=0, le=604800)
+    """Promote this long after the preview is ready; wait for a human when unset."""
+    scale_down_delay_seconds: int = Field(default=30, ge=0, le=86400)
+    """Keep the old revision this long after promotion, for a fast rollback."""
+
+
+class RollingStrategy(SpecModel):
+    """Replace instances gradually (Deployment RollingUpdate)."""
+
+    max_surge: IntOrPercent = "25%"
+    """Extra instances during the update (count or percent)."""
+    max_unavailable: IntOrPercent = 0
+    """Instances that may be unavailable during the update (count or percent)."""
+
+
+class ImmediateStrategy(SpecModel):
+    """Switch everything to the new revision at once."""
+
+
+class Strategy(SpecModel):
+    """Exactly one of canary, blueGreen, rolling, immediate."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0)"
+                " + (has(self.rolling) ? 1 : 0) + (has(self.immediate) ? 1 : 0) == 1",
+                "strategy: set exactly one of canary, blueGreen, rolling, immediate",
+            ),
+        )
+    )
+
+    canary: CanaryStrategy | None = None
+    """Progressive traffic shifting with analysis."""
+    blue_green: BlueGreenStrategy | None = None
+    """Preview, then switch."""
+    rolling: RollingStrategy | None = None
+    """Gradual replacement of instances."""
+    immediate: ImmediateStrategy | None = None
+    """All at once."""
+
+
+class RolloutSpec(SpecModel):
+    """Desired delivery of a new revision."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.image) || has(self.template)",
+                "a rollout needs the new revision: set image and/or template",
+                field_path=".image",
+            ),
+            cel(
+                "!has(self.strategy.canary) || has(self.analysis)"
+                " || !self.strategy.canary.steps.exists(s, has(s.analysis))",
+                "spec.analysis is required when a canary step runs an analysis",
+                field_path=".analysis",
+            ),
+        )
+    )
+
+    target_ref: TargetRef
+    """The XynergyService to deliver to."""
+    image: str | None = Field(default=None, min_length=1, max_length=1024, pattern=r"^[^\s]+$")
+    """Container image of the new revision."""
+    template: TemplateOverrides | None = None
+    """Spec changes of the new revision besides the image."""
+    strategy: Strategy
+    """How to deliver it."""
+    analysis: AnalysisSpec | None = None
+    """Default analysis for canary analysis steps and blue-green pre-promotion."""
+    rollback_window: int = Field(default=3, ge=0, le=50)
+    """Number of recent revisions kept for a fast rollback."""
+    progress_deadline_seconds: int = Field(default=600, ge=30, le=86400)
+    """Without progress for this long the rollout is Degraded."""
+    abort: bool = False
+    """Set to true to abort and go back to the stable revision."""
+
+
+class AnalysisRunSummary(StatusModel):
+    """One analysis run, summarised with its evidence."""
+
+    step_index: int | None = None
+    """Canary step the run belongs to."""
+    time: dt.datetime
+    """When the run finished."""
+    verdict: Verdict
+    """Successful, Inconclusive or Failed."""
+    score: float | None = None
+    """Weighted score 0-100."""
+    evidence: list[str] | None = Field(default=None, max_length=20)
+    """One line per metric: test, effect size, bounds, samples."""
+
+
+class RolloutStatus(StatusModel):
+    """Observed state of a Rollout."""
+
+    observed_generation: int | None = None
+    """The .metadata.generation this status describes."""
+    conditions: list[Condition] = conditions_field()
+    """Ready, Reconciling and Stalled, as metav1.Conditions."""
+    phase: RolloutPhase | None = None
+    """Pending, Progressing, Paused, Promoted, Aborted, RolledBack or Degraded."""
+    current_step_index: int | None = None
+    """Index of the canary step in progress."""
+    canary_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percent of traffic the canary receives now."""
+    stable_revision: str | None = None
+    """Revision known to be good."""
+    canary_revision: str | None = None
+    """Revision being delivered."""
+    analysis_runs: list[AnalysisRunSummary] | None = Field(default=None, max_length=10)
+    """Most recent analysis runs (bounded)."""
+    message: str | None = None
+    """What is happening, for humans."""
+
+
+class Rollout(Resource[RolloutSpec, RolloutStatus]):
+    """Progressive delivery of a new revision of a XynergyService."""
+
+    kind: Literal["Rollout"] = "Rollout"
+
+
+Rollout.crd = CrdInfo(
+    kind="Rollout",
+    plural="rollouts",
+    singular="rollout",
+    short_names=("ro",),
+    spec_model=RolloutSpec,
+    status_model=RolloutStatus,
+    description=(
+        "Rollout delivers a new revision of a XynergyService by canary, blue-green, rolling or "
+        "immediate strategy, judges it against the stable one and rolls back when it is worse."
+    ),
+    printer_columns=(
+        PrinterColumn("Target", ".spec.targetRef.name"),
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Step", ".status.currentStepIndex", type="integer"),
+        PrinterColumn("Weight", ".status.canaryWeight", type="integer"),
+        *ready_columns(),
+        PrinterColumn("Image", ".spec.image", priority=1),
+        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+)

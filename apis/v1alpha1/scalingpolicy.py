@@ -1,0 +1,300 @@
+"""ScalingPolicy: predictive scaling of a XynergyService.
+
+Forecast load (seasonality, trend), scale ahead of it within bounds, and fall back to reactive
+scaling when the forecast is poor. `behavior` follows HPA v2 (stabilization windows, policies).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from apis.base import Duration, SpecModel, StatusModel, cel, validations
+from apis.conditions import Condition
+from apis.v1alpha1.common import (
+    CrdInfo,
+    PrinterColumn,
+    Resource,
+    TargetRef,
+    conditions_field,
+    ready_columns,
+)
+
+__all__ = [
+    "Behavior",
+    "ForecastPoint",
+    "ForecastSpec",
+    "MetricSource",
+    "MetricSpec",
+    "ScalingDecision",
+    "ScalingMode",
+    "ScalingPolicy",
+    "ScalingPolicyRule",
+    "ScalingPolicySpec",
+    "ScalingPolicyStatus",
+    "ScalingRules",
+    "Schedule",
+]
+
+
+class ScalingMode(StrEnum):
+    """How desired instances are decided."""
+
+    REACTIVE = "reactive"
+    PREDICTIVE = "predictive"
+    SCHEDULED = "scheduled"
+
+
+class MetricSource(StrEnum):
+    """Where the load metric comes from."""
+
+    PROMETHEUS = "prometheus"
+    CLOUD_MONITORING = "cloudMonitoring"
+
+
+class MetricSpec(SpecModel):
+    """The load signal and how much of it one instance handles."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.source != 'prometheus' || has(self.query)",
+                "metric.query (PromQL) is required when metric.source is prometheus",
+                field_path=".query",
+            ),
+            cel(
+                "self.source != 'cloudMonitoring' || has(self.metricType)",
+                "metric.metricType is required when metric.source is cloudMonitoring",
+                field_path=".metricType",
+            ),
+        )
+    )
+
+    source: MetricSource
+    """prometheus or cloudMonitoring."""
+    query: str | None = Field(default=None, min_length=1, max_length=4096)
+    """PromQL query returning the load (e.g. requests per second) as one series."""
+    metric_type: str | None = Field(
+        default=None, max_length=512, pattern=r"^[a-z0-9_.]+(/[A-Za-z0-9_.]+)+$"
+    )
+    """Cloud Monitoring metric type, e.g. run.googleapis.com/request_count."""
+    prometheus_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    """Prometheus base URL; the operator's default when unset."""
+    target_per_instance: float = Field(gt=0)
+    """Load one instance should carry, in the metric's unit (e.g. 50 requests/s)."""
+
+
+Seasonality = Literal["daily", "weekly"]
+
+
+class ForecastSpec(SpecModel):
+    """How load is forecast and when the forecast is trusted."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "duration(self.minimumHistory) <= duration(self.historyWindow)",
+                "forecast.minimumHistory must not exceed forecast.historyWindow",
+                field_path=".minimumHistory",
+            ),
+            cel(
+                "duration(self.horizon) > duration('0s')",
+                "forecast.horizon must be longer than 0s",
+                field_path=".horizon",
+            ),
+        )
+    )
+
+    horizon: Duration = "30m"
+    """How far ahead to forecast (and to scale ahead of)."""
+    seasonalities: list[Seasonality] = Field(
+        default_factory=lambda: list[Seasonality](["daily", "weekly"]),
+        max_length=2,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    """Seasonal cycles to model."""
+    history_window: Duration = "336h"
+    """How much history to fit on (default 14 days)."""
+    minimum_history: Duration = "24h"
+    """Below this much history the policy scales reactively and says so."""
+    max_error_percent: float = Field(default=30.0, gt=0, le=1000)
+    """Recent forecast error (MAPE, percent) above which the policy falls back to reactive."""
+    quantile: float = Field(default=0.9, gt=0.5, lt=1.0)
+    """Upper quantile of the forecast to provision for."""
+    startup_seconds: int = Field(default=30, ge=0, le=3600)
+    """Start-up lead time of one instance; scaling happens this much ahead."""
+
+
+class Schedule(SpecModel):
+    """A floor on instances during a recurring time window."""
+
+    cron: str = Field(min_length=9, max_length=128, pattern=r"^\s*(\S+\s+){4}\S+\s*$")
+    """Five-field cron expression for when the window starts, e.g. `0 8 * * 1-5`."""
+    duration: Duration
+    """How long the window lasts."""
+    min_instances: int = Field(ge=0, le=1000)
+    """Fewest instances during the window."""
+    timezone: str = Field(default="UTC", max_length=64, pattern=r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$")
+    """IANA time zone of the cron expression."""
+
+
+class ScalingPolicyRule(SpecModel):
+    """One HPA v2 scaling policy: at most `value` Pods or Percent per `periodSeconds`."""
+
+    type: Literal["Pods", "Percent"]
+    """Pods (absolute) or Percent (of current instances)."""
+    value: int = Field(gt=0, le=10000)
+    """Amount of change allowed per period."""
+    period_seconds: int = Field(gt=0, le=1800)
+    """Window the change is measured over."""
+
+
+class ScalingRules(SpecModel):
+    """Behaviour in one direction (HPAScalingRules)."""
+
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
+    """Look back this long and take the safest recommendation (HPA default 0 up, 300 down)."""
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    """Which policy wins when several apply; Disabled stops scaling in this direction."""
+    policies: list[ScalingPolicyRule] | None = Field(
+        default=None, max_length=10, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Limits on how fast instances change."""
+    tolerance: float | None = Field(default=None, ge=0, le=1)
+    """Ignore changes smaller than this fraction (HPA default 0.1)."""
+
+
+class Behavior(SpecModel):
+    """Scale-up and scale-down behaviour, as in HPA v2."""
+
+    scale_up: ScalingRules | None = None
+    """Rules when adding instances."""
+    scale_down: ScalingRules | None = None
+    """Rules when removing instances."""
+
+
+class ScalingPolicySpec(SpecModel):
+    """Desired behaviour of a ScalingPolicy."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.minInstances <= self.maxInstances",
+                "minInstances must be less than or equal to maxInstances",
+                field_path=".minInstances",
+            ),
+            cel(
+                "self.mode != 'scheduled' || (has(self.schedules) && size(self.schedules) > 0)",
+                "schedules must list at least one window when mode is scheduled",
+                field_path=".schedules",
+            ),
+            cel(
+                "!has(self.schedules)"
+                " || self.schedules.all(s, s.minInstances <= self.maxInstances)",
+                "schedules[].minInstances must not exceed maxInstances",
+                field_path=".schedules",
+            ),
+        )
+    )
+
+    target_ref: TargetRef
+    """The XynergyService to scale."""
+    metric: MetricSpec
+    """The load signal."""
+    mode: ScalingMode = ScalingMode.PREDICTIVE
+    """reactive (like HPA), predictive (forecast, reactive fallback) or scheduled."""
+    forecast: ForecastSpec = Field(default_factory=ForecastSpec)
+    """Forecasting settings (predictive mode)."""
+    schedules: list[Schedule] | None = Field(
+        default=None, max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Recurring windows with an instance floor (honoured in every mode)."""
+    min_instances: int = Field(default=1, ge=0, le=1000)
+    """Fewest instances."""
+    max_instances: int = Field(ge=1, le=1000)
+    """Most instances."""
+    behavior: Behavior | None = None
+    """How fast to scale up and down."""
+    interval: Duration = "30s"
+    """How often to decide."""
+    dry_run: bool = False
+    """Decide and report in status, but do not change the target."""
+
+
+class ScalingDecision(StatusModel):
+    """The last change of desired instances."""
+
+    time: dt.datetime
+    """When it was decided."""
+    from_instances: int = Field(alias="from")
+    """Instances before."""
+    to_instances: int = Field(alias="to")
+    """Instances after."""
+    reason: str
+    """Why, with the numbers that led to it."""
+
+
+class ForecastPoint(StatusModel):
+    """One forecast value."""
+
+    time: dt.datetime
+    """Time the value is for."""
+    value: float
+    """Point forecast."""
+    upper: float | None = None
+    """Upper bound at the policy's quantile."""
+
+
+class ScalingPolicyStatus(StatusModel):
+    """Observed state of a ScalingPolicy."""
+
+    observed_generation: int | None = None
+    """The .metadata.generation this status describes."""
+    conditions: list[Condition] = conditions_field()
+    """Ready, Reconciling and Stalled, as metav1.Conditions."""
+    current_instances: int | None = None
+    """Instances the target has now."""
+    desired_instances: int | None = None
+    """Instances the policy wants."""
+    mode: ScalingMode | None = None
+    """Mode in effect (predictive falls back to reactive when the forecast is poor)."""
+    last_decision: ScalingDecision | None = None
+    """The last change decided."""
+    forecast: list[ForecastPoint] | None = Field(default=None, max_length=48)
+    """Forecast over the horizon (bounded)."""
+    model_error: float | None = None
+    """Recent forecast error (MAPE, percent)."""
+    model: str | None = None
+    """Forecasting model selected."""
+
+
+class ScalingPolicy(Resource[ScalingPolicySpec, ScalingPolicyStatus]):
+    """Predictive scaling of a XynergyService."""
+
+    kind: Literal["ScalingPolicy"] = "ScalingPolicy"
+
+
+ScalingPolicy.crd = CrdInfo(
+    kind="ScalingPolicy",
+    plural="scalingpolicies",
+    singular="scalingpolicy",
+    short_names=("sp",),
+    spec_model=ScalingPolicySpec,
+    status_model=ScalingPolicyStatus,
+    description=(
+        "ScalingPolicy scales a XynergyService ahead of forecast load within safety limits, "
+        "falling back to reactive scaling when the forecast is poor."
+    ),
+    printer_columns=(
+        PrinterColumn("Target", ".spec.targetRef.name"),
+        PrinterColumn("Mode", ".status.mode", description="Mode in effect"),
+        PrinterColumn("Current", ".status.currentInstances", type="integer"),
+        PrinterColumn("Desired", ".status.desiredInstances", type="integer"),
+        PrinterColumn("MAPE", ".status.modelError", type="number", priority=1),
+        *ready_columns(),
+        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+)

@@ -1,0 +1,430 @@
+"""XynergyService: one service spec, deployed to Kubernetes (Deployment + Service) or to Cloud Run.
+
+Like Knative's Service and Config Connector's RunService, from one spec. A `profile` gives
+defaults for cpu, memory, concurrency and max instances; explicit fields win over the profile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from apis.base import Quantity, SpecModel, StatusModel, cel, validations
+from apis.conditions import Condition
+from apis.v1alpha1.common import (
+    ConfigMapKeySelector,
+    CrdInfo,
+    PrinterColumn,
+    Resource,
+    SecretKeySelector,
+    conditions_field,
+    ready_columns,
+)
+
+__all__ = [
+    "PROFILE_DEFAULTS",
+    "Backend",
+    "CloudRunSpec",
+    "DeletionPolicy",
+    "EnvVar",
+    "HealthCheck",
+    "KubernetesSpec",
+    "Profile",
+    "ProfileDefaults",
+    "ResolvedSizing",
+    "ResourceRequirements",
+    "Route",
+    "ScalingSpec",
+    "Toleration",
+    "TrafficTarget",
+    "XynergyService",
+    "XynergyServiceSpec",
+    "XynergyServiceStatus",
+]
+
+
+class Backend(StrEnum):
+    """Where the service runs."""
+
+    KUBERNETES = "kubernetes"
+    CLOUD_RUN = "cloudRun"
+
+
+class Profile(StrEnum):
+    """A workload shape that gives defaults for cpu, memory, concurrency and max instances."""
+
+    AI_INTENSIVE = "ai-intensive"
+    DATA_PROCESSING = "data-processing"
+    API_SERVICE = "api-service"
+    BACKGROUND_WORKER = "background-worker"
+    DASHBOARD = "dashboard"
+
+
+class DeletionPolicy(StrEnum):
+    """What happens to the backend service when the XynergyService is deleted."""
+
+    DELETE = "Delete"
+    ORPHAN = "Orphan"
+
+
+@dataclass(frozen=True)
+class ProfileDefaults:
+    """Defaults a profile gives."""
+
+    cpu: str
+    memory: str
+    concurrency: int
+    max_instances: int
+
+
+PROFILE_DEFAULTS: dict[Profile, ProfileDefaults] = {
+    Profile.AI_INTENSIVE: ProfileDefaults("2000m", "4Gi", 10, 10),
+    Profile.DATA_PROCESSING: ProfileDefaults("1000m", "2Gi", 20, 20),
+    Profile.API_SERVICE: ProfileDefaults("500m", "1Gi", 80, 50),
+    Profile.BACKGROUND_WORKER: ProfileDefaults("250m", "512Mi", 1, 5),
+    Profile.DASHBOARD: ProfileDefaults("250m", "512Mi", 100, 10),
+}
+
+
+class CloudRunSpec(SpecModel):
+    """Settings that apply only to the Cloud Run backend (Cloud Run Admin API v2)."""
+
+    project: str = Field(min_length=6, max_length=30, pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+    """Google Cloud project id that owns the service."""
+    region: str = Field(min_length=1, max_length=32, pattern=r"^[a-z]+-[a-z]+[0-9]+$")
+    """Cloud Run region, e.g. us-central1."""
+    service_account: str | None = Field(
+        default=None,
+        max_length=320,
+        pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\.iam\.gserviceaccount\.com$",
+    )
+    """Email of the service account the revision runs as."""
+    ingress: Literal["all", "internal", "internal-and-cloud-load-balancing"] = "all"
+    """Which network sources may reach the service."""
+    vpc_connector: str | None = Field(default=None, max_length=512)
+    """Serverless VPC Access connector (name or full resource path)."""
+    execution_environment: Literal["gen1", "gen2"] = "gen2"
+    """Cloud Run execution environment."""
+    launch_stage: Literal["GA", "BETA", "ALPHA"] = "GA"
+    """Launch stage the service opts into."""
+
+
+class Toleration(SpecModel):
+    """A Pod toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(default=None, max_length=253)
+    """Taint key the toleration applies to; empty matches all keys."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists or Equal."""
+    value: str | None = Field(default=None, max_length=253)
+    """Taint value to match when operator is Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; empty matches all effects."""
+    toleration_seconds: int | None = Field(default=None, ge=0)
+    """For NoExecute: how long the Pod stays bound after the taint appears."""
+
+
+class KubernetesSpec(SpecModel):
+    """Settings that apply only to the Kubernetes backend (Deployment + Service)."""
+
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    """Type of the Kubernetes Service."""
+    node_selector: dict[str, str] | None = None
+    """Labels a Node must have for the Pods to run on it."""
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Taints the Pods tolerate."""
+
+
+class EnvVar(SpecModel):
+    """An environment variable: a literal value, or a key of a Secret or ConfigMap."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "(has(self.value) ? 1 : 0) + (has(self.secretKeyRef) ? 1 : 0)"
+                " + (has(self.configMapKeyRef) ? 1 : 0) <= 1",
+                "env: set at most one of value, secretKeyRef, configMapKeyRef",
+            ),
+        )
+    )
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    """Variable name."""
+    value: str | None = Field(default=None, max_length=32768)
+    """Literal value."""
+    secret_key_ref: SecretKeySelector | None = None
+    """Take the value from a Secret key."""
+    config_map_key_ref: ConfigMapKeySelector | None = None
+    """Take the value from a ConfigMap key."""
+
+
+class ResourceRequirements(SpecModel):
+    """CPU and memory per instance; unset values come from the profile."""
+
+    cpu: Quantity | None = None
+    """CPU per instance (e.g. 500m, 2). Defaults to the profile's."""
+    memory: Quantity | None = None
+    """Memory per instance (e.g. 512Mi, 4Gi). Defaults to the profile's."""
+
+
+class ScalingSpec(SpecModel):
+    """Instance bounds and per-instance concurrency."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.minInstances) || !has(self.maxInstances)"
+                " || self.minInstances <= self.maxInstances",
+                "scaling.minInstances must be less than or equal to scaling.maxInstances",
+                field_path=".minInstances",
+            ),
+        )
+    )
+
+    min_instances: int | None = Field(default=None, ge=0, le=1000)
+    """Fewest instances kept running (0 lets Cloud Run scale to zero). Default 1."""
+    max_instances: int | None = Field(default=None, ge=1, le=1000)
+    """Most instances. Defaults to the profile's."""
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
+    """Concurrent requests one instance serves. Defaults to the profile's."""
+
+
+RoutePath = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^/[A-Za-z0-9/_.~-]*$")]
+
+
+class Route(SpecModel):
+    """A path prefix the Intelligence Gateway forwards to this service."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!self.prefix.contains('..') && (!has(self.aliases)"
+                " || self.aliases.all(a, !a.contains('..')))",
+                "routes: a path must not contain '..'",
+                field_path=".prefix",
+            ),
+        )
+    )
+
+    prefix: str = Field(min_length=1, max_length=256, pattern=r"^/[A-Za-z0-9/_.~-]*$")
+    """Path prefix, e.g. /api/v2/crm."""
+    aliases: list[RoutePath] | None = Field(
+        default=None, max_length=8, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Other prefixes served by the same route, e.g. /api/v2/email for /api/v2/gmail."""
+    timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    """Upstream timeout for requests on this route."""
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Requests per minute per user; the gateway's default (100) when unset."""
+
+
+class HealthCheck(SpecModel):
+    """The HTTP readiness check of an instance."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.timeoutSeconds <= self.periodSeconds",
+                "healthCheck.timeoutSeconds must not exceed healthCheck.periodSeconds",
+                field_path=".timeoutSeconds",
+            ),
+        )
+    )
+
+    path: str = Field(default="/healthz", max_length=256, pattern=r"^/[A-Za-z0-9/_.~-]*$")
+    """HTTP path that answers 2xx when the instance is ready."""
+    period_seconds: int = Field(default=10, ge=1, le=3600)
+    """How often to check."""
+    timeout_seconds: int = Field(default=1, ge=1, le=3600)
+    """How long one check may take."""
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    """Consecutive failures before the instance is marked not ready."""
+
+
+Arg = Annotated[str, Field(max_length=4096)]
+
+
+class XynergyServiceSpec(SpecModel):
+    """Desired state of a XynergyService."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.backend == 'cloudRun' || !has(self.cloudRun)",
+                "spec.cloudRun may only be set when spec.backend is cloudRun",
+                field_path=".cloudRun",
+            ),
+            cel(
+                "self.backend == 'kubernetes' || !has(self.kubernetes)",
+                "spec.kubernetes may only be set when spec.backend is kubernetes",
+                field_path=".kubernetes",
+            ),
+            cel(
+                "self.backend != 'cloudRun' || has(self.cloudRun)",
+                "spec.cloudRun (project, region) is required when spec.backend is cloudRun",
+                field_path=".cloudRun",
+            ),
+            cel(
+                "!has(self.replicas) || !has(self.scaling) || !has(self.scaling.maxInstances)"
+                " || self.replicas <= self.scaling.maxInstances",
+                "spec.replicas must not exceed spec.scaling.maxInstances",
+                field_path=".replicas",
+            ),
+        )
+    )
+
+    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
+    """Container image, e.g. us-docker.pkg.dev/proj/repo/crm:1.4.2."""
+    backend: Backend = Backend.KUBERNETES
+    """Where to run: kubernetes (Deployment + Service) or cloudRun."""
+    cloud_run: CloudRunSpec | None = None
+    """Cloud Run settings; only with backend cloudRun."""
+    kubernetes: KubernetesSpec | None = None
+    """Kubernetes settings; only with backend kubernetes."""
+    profile: Profile = Profile.API_SERVICE
+    """Workload profile giving cpu, memory, concurrency and max-instance defaults."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Port the container listens on."""
+    command: list[Arg] | None = Field(
+        default=None, max_length=64, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Entrypoint override."""
+    args: list[Arg] | None = Field(
+        default=None, max_length=256, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Arguments to the entrypoint."""
+    env: list[EnvVar] | None = Field(
+        default=None,
+        max_length=256,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Environment variables."""
+    resources: ResourceRequirements | None = None
+    """CPU and memory per instance; the profile's when unset."""
+    scaling: ScalingSpec | None = None
+    """Instance bounds and concurrency; the profile's when unset."""
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    """Desired instances, set by `kubectl scale`, an HPA or a ScalingPolicy (default minInstances).
+
+    Kept within the scaling bounds."""
+    routes: list[Route] | None = Field(
+        default=None,
+        max_length=32,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["prefix"],
+        },
+    )
+    """Path prefixes the gateway exposes for this service."""
+    health_check: HealthCheck | None = None
+    """HTTP readiness check."""
+    deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
+    """Delete removes the backend service with this object; Orphan leaves it running."""
+    paused: bool = False
+    """When true the controller makes no changes to the backend (status is still observed)."""
+
+    def sizing(self) -> ResolvedSizing:
+        """Effective cpu, memory, concurrency and instance bounds (explicit values win)."""
+        base = PROFILE_DEFAULTS[self.profile]
+        res = self.resources or ResourceRequirements()
+        scaling = self.scaling or ScalingSpec()
+        min_instances = scaling.min_instances if scaling.min_instances is not None else 1
+        max_instances = scaling.max_instances or base.max_instances
+        max_instances = max(max_instances, min_instances)
+        wanted = self.replicas if self.replicas is not None else min_instances
+        return ResolvedSizing(
+            cpu=str(res.cpu if res.cpu is not None else base.cpu),
+            memory=str(res.memory if res.memory is not None else base.memory),
+            concurrency=scaling.concurrency or base.concurrency,
+            min_instances=min_instances,
+            max_instances=max_instances,
+            replicas=min(max(wanted, min_instances), max_instances),
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedSizing:
+    """What a profile plus explicit fields resolve to."""
+
+    cpu: str
+    memory: str
+    concurrency: int
+    min_instances: int
+    max_instances: int
+    replicas: int
+
+
+class TrafficTarget(StatusModel):
+    """Share of traffic a revision receives."""
+
+    revision: str
+    """Revision name."""
+    percent: int = Field(ge=0, le=100)
+    """Percent of requests."""
+    tag: str | None = None
+    """Tag giving the revision its own URL."""
+
+
+class XynergyServiceStatus(StatusModel):
+    """Observed state of a XynergyService."""
+
+    observed_generation: int | None = None
+    """The .metadata.generation this status describes."""
+    conditions: list[Condition] = conditions_field()
+    """Ready, Reconciling and Stalled, as metav1.Conditions."""
+    url: str | None = None
+    """Where the service answers (the in-cluster Service URL or the Cloud Run URL)."""
+    latest_created_revision: str | None = None
+    """Newest revision created from the spec."""
+    latest_ready_revision: str | None = None
+    """Newest revision that became ready."""
+    replicas: int | None = None
+    """Instances that exist."""
+    ready_replicas: int | None = None
+    """Instances that are ready."""
+    selector: str | None = None
+    """Label selector of the instances (for the scale subresource and HPAs)."""
+    traffic: list[TrafficTarget] | None = Field(default=None, max_length=32)
+    """How traffic is split between revisions."""
+    last_reconcile_time: dt.datetime | None = None
+    """When the controller last compared spec and backend."""
+
+
+class XynergyService(Resource[XynergyServiceSpec, XynergyServiceStatus]):
+    """A service of the Xynergy platform, deployed to Kubernetes or Cloud Run."""
+
+    kind: Literal["XynergyService"] = "XynergyService"
+
+
+XynergyService.crd = CrdInfo(
+    kind="XynergyService",
+    plural="xynergyservices",
+    singular="xynergyservice",
+    short_names=("xs",),
+    spec_model=XynergyServiceSpec,
+    status_model=XynergyServiceStatus,
+    description=(
+        "XynergyService deploys one service spec to Kubernetes (Deployment + Service) or to "
+        "Google Cloud Run and reports honestly where it stands."
+    ),
+    printer_columns=(
+        PrinterColumn("Backend", ".spec.backend", description="kubernetes or cloudRun"),
+        PrinterColumn("Profile", ".spec.profile", priority=1),
+        *ready_columns(),
+        PrinterColumn("Replicas", ".status.readyReplicas", type="integer"),
+        PrinterColumn("URL", ".status.url"),
+        PrinterColumn("Image", ".spec.image", priority=1),
+        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+    scale={
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    },
+)

@@ -1,0 +1,218 @@
+"""The `xynergy` command line: the local dev cluster and generated CRDs.
+
+xynergy dev up | down | status       local control plane + operator
+xynergy crds generate [--check]      apis/ -> crds/
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from controllers.devcluster import (
+    BuildError,
+    ClusterError,
+    ClusterState,
+    DevCluster,
+    ensure_binaries,
+    repo_root,
+)
+from controllers.devcluster.manifests import apply_files, wait_established
+from controllers.devcluster.processes import ManagedProcess, free_port, spawn, stop_process
+
+__all__ = ["main"]
+
+
+def _default_workdir() -> Path:
+    return Path(os.environ.get("XYNERGY_DEV_DIR", repo_root() / ".cache" / "dev-cluster"))
+
+
+def _say(line: str) -> None:
+    click.echo(f"  {line}", err=True)
+
+
+@click.group()
+def main() -> None:
+    """Xynergy: a Kubernetes-native operator for the Xynergy AI platform."""
+
+
+@main.group()
+def dev() -> None:
+    """Run a local Kubernetes control plane and the operator against it."""
+
+
+@dev.command("up")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=_default_workdir,
+    show_default="XYNERGY_DEV_DIR or .cache/dev-cluster",
+    help="Where certificates, kubeconfigs, logs and state live.",
+)
+@click.option("--nodes", type=click.IntRange(1, 1000), default=2, show_default=True)
+@click.option("--apiserver-port", type=click.IntRange(1, 65535), default=None)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    envvar="KUBECONFIG",
+    help="Use this real cluster instead of starting a local one (also read from KUBECONFIG).",
+)
+@click.option("--operator/--no-operator", default=True, show_default=True)
+def dev_up(
+    workdir: Path, nodes: int, apiserver_port: int | None, kubeconfig: Path | None, operator: bool
+) -> None:
+    """Build (or reuse) the binaries, start the cluster, apply crds/, start the operator."""
+    workdir = workdir.resolve()
+    existing = ClusterState.load(workdir)
+    if existing and any(existing.running().values()):
+        click.echo(f"a cluster is already running from {workdir}")
+        _print_status(existing)
+        return
+    started = time.monotonic()
+    cluster: DevCluster | None = None
+    try:
+        if kubeconfig is None:
+            click.echo("building control-plane binaries (first build takes several minutes)")
+            bindir = ensure_binaries(progress=_say)
+            click.echo("starting local cluster")
+            cluster = DevCluster(
+                workdir=workdir, bindir=bindir, nodes=nodes, apiserver_port=apiserver_port
+            )
+            state = cluster.start(progress=_say)
+            kubeconfig = state.kubeconfig
+        else:
+            click.echo(f"using the existing cluster in {kubeconfig}")
+            workdir.mkdir(parents=True, exist_ok=True)
+            state = ClusterState(workdir=workdir, server="", kubeconfig=kubeconfig, ports={})
+        crds = sorted((repo_root() / "crds").glob("*.yaml"))
+        if crds:
+            _say(f"applying {len(crds)} CRDs from crds/")
+            names = apply_files(kubeconfig=kubeconfig, paths=crds)
+            wait_established(kubeconfig=kubeconfig, names=names)
+        if operator:
+            _say("starting the operator (python -m controllers)")
+            proc = _start_operator(workdir=workdir, kubeconfig=kubeconfig, cluster=cluster)
+            if cluster is None:
+                state.processes.append(proc)
+                (workdir / "state.json").write_text(state.to_json())
+        if cluster is not None and cluster.state is not None:
+            state = cluster.state
+    except (BuildError, ClusterError) as exc:
+        if cluster is not None:
+            cluster.stop()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"ready in {time.monotonic() - started:.1f}s")
+    _print_status(state)
+    click.echo(f"\nnext: kubectl --kubeconfig {state.kubeconfig} get nodes")
+
+
+def _start_operator(
+    *, workdir: Path, kubeconfig: Path, cluster: DevCluster | None
+) -> ManagedProcess:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        KUBECONFIG=str(kubeconfig),
+        XYNERGY_LIVENESS_ENDPOINT=f"http://127.0.0.1:{port}/healthz",
+        PYTHONUNBUFFERED="1",
+    )
+    argv = [sys.executable, "-m", "controllers"]
+    if cluster is not None:
+        proc = cluster.add_process(name="operator", argv=argv, env=env)
+    else:
+        proc = spawn(name="operator", argv=argv, log=workdir / "logs" / "operator.log", env=env)
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        code = proc.exit_code()
+        if code is not None:
+            raise ClusterError(f"operator exited with code {code} during start; log: {proc.log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_process(proc)
+    raise ClusterError(f"operator: not live after 60s; log: {proc.log}")
+
+
+def _print_status(state: ClusterState) -> None:
+    click.echo(f"kubeconfig: {state.kubeconfig}")
+    if state.server:
+        click.echo(f"server:     {state.server}")
+    click.echo(f"logs:       {state.workdir / 'logs'}")
+    for proc in state.processes:
+        alive = "running" if proc.exit_code() is None else "stopped"
+        click.echo(f"  {proc.name:<24} pid {proc.pid:<8} {alive:<8} {proc.log}")
+
+
+@dev.command("down")
+@click.option("--workdir", type=click.Path(path_type=Path), default=_default_workdir)
+def dev_down(workdir: Path) -> None:
+    """Stop everything `dev up` started (cluster and operator)."""
+    workdir = workdir.resolve()
+    if ClusterState.load(workdir) is None:
+        click.echo(f"nothing running from {workdir}")
+        return
+    DevCluster(workdir=workdir, bindir=workdir).stop()
+    click.echo("stopped")
+
+
+@dev.command("status")
+@click.option("--workdir", type=click.Path(path_type=Path), default=_default_workdir)
+def dev_status(workdir: Path) -> None:
+    """Show what `dev up` runs; exits 1 when nothing runs."""
+    state = ClusterState.load(workdir.resolve())
+    if state is None or not any(state.running().values()):
+        click.echo("not running")
+        sys.exit(1)
+    _print_status(state)
+
+
+@main.group()
+def crds() -> None:
+    """Generated CustomResourceDefinitions."""
+
+
+@crds.command("generate")
+@click.option("--check", is_flag=True, help="Fail when crds/ differs from what apis/ generates.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output directory.")
+def crds_generate(check: bool, out: Path | None) -> None:
+    """Write crds/<plural>.xynergy.io.yaml from the models in apis/."""
+    from apis.crdgen import render_all
+
+    target = out or repo_root() / "crds"
+    rendered = render_all()
+    stale = []
+    for filename, text in rendered.items():
+        path = target / filename
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(filename)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    extra = (
+        sorted(p.name for p in target.glob("*.xynergy.io.yaml") if p.name not in rendered)
+        if target.exists()
+        else []
+    )
+    if check:
+        if stale or extra:
+            click.echo(
+                "crds/ is stale (run `make manifests`): " + ", ".join(stale + extra), err=True
+            )
+            sys.exit(1)
+        click.echo(f"crds/ is up to date ({len(rendered)} files)")
+    else:
+        for name in extra:
+            (target / name).unlink()
+        click.echo(f"wrote {len(rendered)} CRDs to {target}")

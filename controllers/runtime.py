@@ -1,0 +1,46 @@
+"""Operator-wide kopf configuration and handler loading, shared by `python -m controllers`
+and the tests' KopfRunner."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import kopf
+import prometheus_client
+
+from controllers.settings import OperatorSettings
+
+__all__ = ["HANDLER_MODULES", "configure", "load_handlers"]
+
+# One entry per kind; each module registers its @kopf.on handlers on import.
+HANDLER_MODULES: tuple[str, ...] = ()
+
+_settings = OperatorSettings()
+
+
+def load_handlers() -> None:
+    """Import every kind's handlers so kopf registers them."""
+    for name in HANDLER_MODULES:
+        importlib.import_module(name)
+
+
+def configure(settings: OperatorSettings) -> None:
+    """Remember the settings for the startup handler and start the metrics server."""
+    global _settings
+    _settings = settings
+    if settings.metrics_port is not None:
+        prometheus_client.start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
+@kopf.on.startup()
+def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.level = logging.INFO
+    settings.persistence.finalizer = "xynergy.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="xynergy.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="xynergy.io", key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60

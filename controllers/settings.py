@@ -1,0 +1,33 @@
+"""Operator settings, from the environment (prefix XYNERGY_). Every setting is documented here."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["OperatorSettings"]
+
+
+class OperatorSettings(BaseSettings):
+    """How the operator process runs. Each field reads XYNERGY_<FIELD NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="XYNERGY_", extra="ignore")
+
+    liveness_endpoint: str | None = Field(
+        default=None,
+        description="kopf liveness URL, e.g. http://127.0.0.1:8080/healthz (off if unset).",
+    )
+    metrics_port: int | None = Field(
+        default=None, description="Port for the Prometheus /metrics endpoint (off if unset)."
+    )
+    namespace: str | None = Field(
+        default=None, description="Watch only this namespace; cluster-wide when unset."
+    )
+    peering: str | None = Field(
+        default=None,
+        description="kopf peering object name for HA (standalone, no peering, when unset).",
+    )
+    drift_check_seconds: float = Field(
+        default=600.0, gt=0, description="Default period of the drift check (with jitter)."
+    )
+    api_qps: float = Field(default=50.0, gt=0, description="Rate limit of our own API writes.")
