@@ -56,6 +56,30 @@ class UnivariateDetector(ABC):
     def _reset_state(self) -> None:
         """Forget the detector-specific history."""
 
+    def _absorb(self, x: float) -> None:
+        """Take a (pre-processed) value into the history without scoring it."""
+        self._score_point(x)
+
+    def prime(self, values: ArrayLike) -> None:
+        """Learn from reference history without scoring it (e.g. the stable version's samples).
+
+        NaNs are skipped. Cheaper than ``update`` because nothing is scored; detectors with a
+        running statistic (CUSUM) start accumulating at the first ``update`` after priming.
+        """
+        for v in as_series(values):
+            x = float(v)
+            if not math.isfinite(x):
+                continue
+            if self._lagged is not None:
+                buf = self._lagged
+                full = len(buf) == buf.capacity
+                lagged = float(buf.view()[0]) if full else float("nan")
+                buf.append(x)
+                if not full:
+                    continue
+                x = x - lagged
+            self._absorb(x)
+
     def reset(self) -> None:
         """Forget all history."""
         if self._lagged is not None:

@@ -32,6 +32,7 @@ __all__ = [
     "Severity",
     "Thresholds",
     "as_series",
+    "median_mad",
     "signed_deviation",
 ]
 
@@ -219,3 +220,20 @@ def signed_deviation(deviation: float, direction: Direction) -> float:
     if direction == "down":
         return max(-deviation, 0.0)
     return abs(deviation)
+
+
+def median_mad(values: NDArray[np.float64]) -> tuple[float, float]:
+    """Median and median absolute deviation of a small 1-D array, without numpy's overhead.
+
+    ``np.median`` costs tens of microseconds per call in argument handling; detectors call
+    this once per point, so two sorts are cheaper.
+    """
+    n = values.size
+    if n == 0:
+        return float("nan"), float("nan")
+    srt = np.sort(values)
+    half = n // 2
+    med = float(srt[half]) if n % 2 else 0.5 * float(srt[half - 1] + srt[half])
+    dev = np.sort(np.abs(srt - med))
+    mad = float(dev[half]) if n % 2 else 0.5 * float(dev[half - 1] + dev[half])
+    return med, mad

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from intelligence.anomaly._streaming import UnivariateDetector
-from intelligence.anomaly.base import Direction, RingBuffer, Thresholds
+from intelligence.anomaly.base import Direction, RingBuffer, Thresholds, median_mad
 
 __all__ = ["CusumDetector"]
 
@@ -72,6 +72,9 @@ class CusumDetector(UnivariateDetector):
         self._pos = 0.0
         self._neg = 0.0
 
+    def _absorb(self, x: float) -> None:
+        self._hist.append(x)
+
     def _reset_state(self) -> None:
         self._hist.clear()
         self._pos = 0.0
@@ -83,8 +86,7 @@ class CusumDetector(UnivariateDetector):
         if ref.size < self.min_history:
             self._hist.append(x)
             return float("nan"), {"warming_up": 1.0}
-        med = float(np.median(ref))
-        mad = float(np.median(np.abs(ref - med)))
+        med, mad = median_mad(ref)
         scale = max(MAD_TO_SIGMA * mad, self.min_scale, self.relative_min_scale * abs(med))
         z = float(np.clip((x - med) / scale, -self.clip, self.clip))
         self._pos = max(0.0, self._pos + z - self.drift)

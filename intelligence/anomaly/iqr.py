@@ -49,6 +49,9 @@ class IQRDetector(UnivariateDetector):
         self.min_iqr = min_iqr
         self._hist = RingBuffer(window)
 
+    def _absorb(self, x: float) -> None:
+        self._hist.append(x)
+
     def _reset_state(self) -> None:
         self._hist.clear()
 

@@ -8,10 +8,14 @@ scores on rounding noise.
 
 from __future__ import annotations
 
-import numpy as np
-
 from intelligence.anomaly._streaming import UnivariateDetector
-from intelligence.anomaly.base import Direction, RingBuffer, Thresholds, signed_deviation
+from intelligence.anomaly.base import (
+    Direction,
+    RingBuffer,
+    Thresholds,
+    median_mad,
+    signed_deviation,
+)
 
 __all__ = ["RobustZScore"]
 
@@ -55,6 +59,9 @@ class RobustZScore(UnivariateDetector):
         self.relative_min_scale = relative_min_scale
         self._hist = RingBuffer(window)
 
+    def _absorb(self, x: float) -> None:
+        self._hist.append(x)
+
     def _reset_state(self) -> None:
         self._hist.clear()
 
@@ -63,8 +70,7 @@ class RobustZScore(UnivariateDetector):
         if hist.size < self.min_history:
             self._hist.append(x)
             return float("nan"), {"warming_up": 1.0}
-        med = float(np.median(hist))
-        mad = float(np.median(np.abs(hist - med)))
+        med, mad = median_mad(hist)
         scale = max(MAD_TO_SIGMA * mad, self.min_scale, self.relative_min_scale * abs(med))
         z = signed_deviation((x - med) / scale, self.direction)
         self._hist.append(x)
