@@ -1,0 +1,111 @@
+"""Integration fixtures: a real local control plane (etcd, kube-apiserver, controller-manager,
+scheduler, kwok) started once per session from the binaries hack/controlplane builds.
+
+Set XYNERGY_TEST_KUBECONFIG to run against an already-running cluster instead.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from controllers.devcluster import DevCluster, ensure_binaries, repo_root
+from controllers.devcluster.manifests import apply_files, wait_established
+
+
+@dataclass
+class Kube:
+    """A thin, explicit HTTP client for the apiserver (what kubectl does, without kubectl)."""
+
+    kubeconfig: Path
+    http: httpx.Client
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path) -> Kube:
+        cfg = yaml.safe_load(path.read_text())
+        cluster = cfg["clusters"][0]["cluster"]
+        user = cfg["users"][0]["user"]
+        ctx = ssl.create_default_context(cafile=cluster["certificate-authority"])
+        ctx.load_cert_chain(user["client-certificate"], user["client-key"])
+        return cls(path, httpx.Client(base_url=cluster["server"], verify=ctx, timeout=30))
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return self.http.get(path, params=params)
+
+    def create(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """POST with strict field validation, as `kubectl apply` does by default."""
+        return self.http.post(path, json=body, params={"fieldValidation": "Strict"})
+
+    def delete(self, path: str, **params: Any) -> httpx.Response:
+        return self.http.delete(path, params=params)
+
+    def wait_for(self, what: str, check: Callable[[], bool], *, timeout: float = 60.0) -> None:
+        """Poll `check` until true (with backoff); fail with `what` after `timeout`."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+        pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def bindir() -> Path:
+    return ensure_binaries()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, bindir: Path) -> Iterator[Path]:
+    """The admin kubeconfig of a running cluster (started here unless one is given)."""
+    given = os.environ.get("XYNERGY_TEST_KUBECONFIG")
+    if given:
+        yield Path(given)
+        return
+    dev = DevCluster(workdir=tmp_path_factory.mktemp("cluster"), bindir=bindir, nodes=2)
+    state = dev.start()
+    try:
+        yield state.kubeconfig
+    finally:
+        dev.stop()
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Path) -> Iterator[Kube]:
+    client = Kube.from_kubeconfig(cluster)
+    yield client
+    client.http.close()
+
+
+@pytest.fixture(scope="session")
+def crds_installed(cluster: Path) -> list[str]:
+    """Install crds/ once per session and wait until every CRD is Established."""
+    paths = sorted((repo_root() / "crds").glob("*.yaml"))
+    names = apply_files(kubeconfig=cluster, paths=paths)
+    wait_established(kubeconfig=cluster, names=names)
+    return names
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    resp = kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    assert resp.status_code == 201, resp.text
+    kube.wait_for(
+        "default ServiceAccount in the test namespace",
+        lambda: kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default").status_code == 200,
+    )
+    yield name
+    kube.delete(f"/api/v1/namespaces/{name}")

@@ -1,0 +1,370 @@
+"""The four CRDs on a real apiserver: installed and Established, samples apply, a model round
+trip is lossless, and nonsense is rejected at admission with a message naming the field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import Kube
+
+from apis.v1alpha1 import GROUP, KINDS, VERSION
+
+SAMPLES = Path(__file__).parents[2] / "manifests" / "samples"
+BY_KIND = {k.crd.kind: k for k in KINDS}
+DELETE = object()
+
+BASE: dict[str, dict[str, Any]] = {
+    "XynergyService": {"image": "registry.example/crm:1", "backend": "kubernetes"},
+    "ScalingPolicy": {
+        "targetRef": {"name": "crm"},
+        "metric": {"source": "prometheus", "query": "sum(rate(x[1m]))", "targetPerInstance": 50},
+        "minInstances": 1,
+        "maxInstances": 10,
+    },
+    "Rollout": {
+        "targetRef": {"name": "crm"},
+        "image": "registry.example/crm:2",
+        "strategy": {"canary": {"steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}]}},
+    },
+    "OAuthConnection": {
+        "provider": "slack",
+        "clientSecretRef": {"name": "slack-client"},
+        "scopes": ["chat:write"],
+        "redirectURL": "https://app.example.com/cb",
+        "tenant": "acme",
+        "tokenSecretName": "acme-slack-tokens",
+    },
+}
+
+
+def _obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def _path(kind: str, namespace: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{BY_KIND[kind].crd.plural}"
+
+
+def _set(spec: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node: Any = spec
+    for key in keys[:-1]:
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+    last = keys[-1]
+    if value is DELETE:
+        del node[last]
+    elif last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def test_crds_are_established(kube: Kube, crds_installed: list[str]) -> None:
+    assert sorted(crds_installed) == sorted(k.crd.name for k in KINDS)
+    for name in crds_installed:
+        crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json()
+        conds = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert conds["Established"] == "True"
+        assert conds.get("NamesAccepted") == "True"
+        assert conds.get("NonStructuralSchema") is None
+
+
+def test_every_sample_applies(kube: Kube, crds_installed: list[str], namespace: str) -> None:
+    applied = 0
+    for path in sorted(SAMPLES.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] == "ConfigMap":
+                resp = kube.create(f"/api/v1/namespaces/{namespace}/configmaps", doc)
+            else:
+                resp = kube.create(_path(doc["kind"], namespace), doc)
+            assert resp.status_code == 201, f"{path.name}: {resp.text}"
+            applied += 1
+    assert applied >= len(KINDS)
+
+
+def test_category_lists_every_kind(kube: Kube, crds_installed: list[str]) -> None:
+    resources = kube.get(f"/apis/{GROUP}/{VERSION}").json()["resources"]
+    top = {r["kind"]: r for r in resources if "/" not in r["name"]}
+    assert set(top) == set(BY_KIND)
+    for r in top.values():
+        assert "xynergy" in r["categories"]
+    subresources = {r["name"] for r in resources if "/" in r["name"]}
+    assert "xynergyservices/scale" in subresources
+    assert {f"{k.crd.plural}/status" for k in KINDS} <= subresources
+
+
+def test_round_trip_is_lossless(kube: Kube, crds_installed: list[str], namespace: str) -> None:
+    for path in sorted(SAMPLES.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            model = BY_KIND.get(doc["kind"])
+            if model is None:
+                continue
+            original = model.model_validate(doc)
+            manifest = original.to_manifest()
+            manifest["metadata"]["name"] = f"rt-{manifest['metadata']['name']}"
+            resp = kube.create(_path(doc["kind"], namespace), manifest)
+            assert resp.status_code == 201, resp.text
+            back = model.model_validate(resp.json())
+            assert back.spec == original.spec, path.name
+            stored = kube.get(f"{_path(doc['kind'], namespace)}/{manifest['metadata']['name']}")
+            assert stored.json()["spec"] == manifest["spec"], (
+                f"{path.name}: the apiserver changed it"
+            )
+
+
+INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
+    # (id, kind, [(field, value) changes], text the apiserver's message must contain)
+    ("xs-backend-enum", "XynergyService", [("backend", "docker")], "spec.backend"),
+    ("xs-image-required", "XynergyService", [("image", DELETE)], "spec.image"),
+    (
+        "xs-cloudrun-block-on-k8s",
+        "XynergyService",
+        [("cloudRun", {"project": "my-proj-1", "region": "us-central1"})],
+        "spec.cloudRun may only be set when spec.backend is cloudRun",
+    ),
+    (
+        "xs-k8s-block-on-cloudrun",
+        "XynergyService",
+        [
+            ("backend", "cloudRun"),
+            ("cloudRun", {"project": "my-proj-1", "region": "us-central1"}),
+            ("kubernetes", {"serviceType": "ClusterIP"}),
+        ],
+        "spec.kubernetes may only be set when spec.backend is kubernetes",
+    ),
+    (
+        "xs-cloudrun-needs-block",
+        "XynergyService",
+        [("backend", "cloudRun")],
+        "spec.cloudRun (project, region) is required",
+    ),
+    (
+        "xs-min-over-max",
+        "XynergyService",
+        [("scaling", {"minInstances": 5, "maxInstances": 2})],
+        "spec.scaling.minInstances",
+    ),
+    ("xs-port-range", "XynergyService", [("port", 70000)], "spec.port"),
+    ("xs-profile-enum", "XynergyService", [("profile", "gpu-monster")], "spec.profile"),
+    ("xs-cpu-quantity", "XynergyService", [("resources", {"cpu": "lots"})], "spec.resources.cpu"),
+    (
+        "xs-env-two-sources",
+        "XynergyService",
+        [("env", [{"name": "A", "value": "x", "secretKeyRef": {"name": "s", "key": "k"}}])],
+        "spec.env[0]",
+    ),
+    (
+        "xs-env-duplicate-name",
+        "XynergyService",
+        [("env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}])],
+        "spec.env[1]",
+    ),
+    (
+        "xs-route-dotdot",
+        "XynergyService",
+        [("routes", [{"prefix": "/api/../admin"}])],
+        "spec.routes[0].prefix",
+    ),
+    (
+        "xs-route-relative",
+        "XynergyService",
+        [("routes", [{"prefix": "api/v2"}])],
+        "spec.routes[0].prefix",
+    ),
+    (
+        "xs-health-timeout",
+        "XynergyService",
+        [("healthCheck", {"periodSeconds": 5, "timeoutSeconds": 10})],
+        "spec.healthCheck.timeoutSeconds",
+    ),
+    ("xs-deletion-policy", "XynergyService", [("deletionPolicy", "Keep")], "spec.deletionPolicy"),
+    ("xs-unknown-field", "XynergyService", [("colour", "blue")], "spec.colour"),
+    (
+        "xs-replicas-over-max",
+        "XynergyService",
+        [("scaling", {"maxInstances": 3}), ("replicas", 4)],
+        "spec.replicas",
+    ),
+    (
+        "xs-negative-min",
+        "XynergyService",
+        [("scaling", {"minInstances": -1})],
+        "spec.scaling.minInstances",
+    ),
+    (
+        "xs-bad-project",
+        "XynergyService",
+        [("backend", "cloudRun"), ("cloudRun", {"project": "X", "region": "us-central1"})],
+        "spec.cloudRun.project",
+    ),
+    ("sp-min-over-max", "ScalingPolicy", [("minInstances", 20)], "spec.minInstances"),
+    ("sp-scheduled-needs-schedules", "ScalingPolicy", [("mode", "scheduled")], "spec.schedules"),
+    ("sp-prom-needs-query", "ScalingPolicy", [("metric.query", DELETE)], "spec.metric.query"),
+    (
+        "sp-target-zero",
+        "ScalingPolicy",
+        [("metric.targetPerInstance", 0)],
+        "spec.metric.targetPerInstance",
+    ),
+    (
+        "sp-bad-duration",
+        "ScalingPolicy",
+        [("forecast", {"horizon": "10 minutes"})],
+        "spec.forecast.horizon",
+    ),
+    (
+        "sp-history-too-short",
+        "ScalingPolicy",
+        [("forecast", {"historyWindow": "1h", "minimumHistory": "2h"})],
+        "spec.forecast.minimumHistory",
+    ),
+    (
+        "sp-policy-type",
+        "ScalingPolicy",
+        [
+            (
+                "behavior",
+                {"scaleUp": {"policies": [{"type": "Nodes", "value": 1, "periodSeconds": 15}]}},
+            )
+        ],
+        "spec.behavior.scaleUp.policies[0].type",
+    ),
+    (
+        "sp-negative-window",
+        "ScalingPolicy",
+        [("behavior", {"scaleDown": {"stabilizationWindowSeconds": -5}})],
+        "spec.behavior.scaleDown.stabilizationWindowSeconds",
+    ),
+    ("sp-target-required", "ScalingPolicy", [("targetRef", DELETE)], "spec.targetRef"),
+    (
+        "sp-bad-cron",
+        "ScalingPolicy",
+        [("schedules", [{"cron": "every day", "duration": "1h", "minInstances": 2}])],
+        "spec.schedules[0].cron",
+    ),
+    ("sp-metric-source", "ScalingPolicy", [("metric.source", "datadog")], "spec.metric.source"),
+    (
+        "ro-weight-over-100",
+        "Rollout",
+        [("strategy.canary.steps.0", {"setWeight": 150})],
+        "spec.strategy.canary.steps[0].setWeight",
+    ),
+    (
+        "ro-weights-decrease",
+        "Rollout",
+        [("strategy.canary.steps", [{"setWeight": 50}, {"setWeight": 20}])],
+        "setWeight must not decrease",
+    ),
+    (
+        "ro-two-strategies",
+        "Rollout",
+        [("strategy.immediate", {})],
+        "set exactly one of canary, blueGreen, rolling, immediate",
+    ),
+    (
+        "ro-step-two-actions",
+        "Rollout",
+        [("strategy.canary.steps.0", {"setWeight": 10, "pause": {}})],
+        "spec.strategy.canary.steps[0]",
+    ),
+    ("ro-needs-revision", "Rollout", [("image", DELETE)], "set image and/or template"),
+    (
+        "ro-analysis-needs-spec",
+        "Rollout",
+        [("strategy.canary.steps", [{"setWeight": 10}, {"analysis": {"duration": "5m"}}])],
+        "spec.analysis is required",
+    ),
+    (
+        "ro-method-enum",
+        "Rollout",
+        [("analysis", {"metrics": [{"name": "e", "query": "q", "method": "magic"}]})],
+        "spec.analysis.metrics[0].method",
+    ),
+    (
+        "ro-threshold-needs-bound",
+        "Rollout",
+        [("analysis", {"metrics": [{"name": "e", "query": "q", "method": "threshold"}]})],
+        "threshold needs maxValue or minValue",
+    ),
+    (
+        "ro-pause-duration",
+        "Rollout",
+        [("strategy.canary.steps.1", {"pause": {"duration": "forever"}})],
+        "spec.strategy.canary.steps[1].pause.duration",
+    ),
+    (
+        "ro-max-unavailable",
+        "Rollout",
+        [("strategy", {"rolling": {"maxUnavailable": "abc%"}})],
+        "spec.strategy.rolling.maxUnavailable",
+    ),
+    ("oc-provider-enum", "OAuthConnection", [("provider", "github")], "spec.provider"),
+    (
+        "oc-slack-scope",
+        "OAuthConnection",
+        [("scopes", ["https://www.googleapis.com/auth/gmail.readonly"])],
+        "Slack scopes look like",
+    ),
+    ("oc-gmail-scope", "OAuthConnection", [("provider", "gmail")], "Gmail scopes must be"),
+    (
+        "oc-redirect-http",
+        "OAuthConnection",
+        [("redirectURL", "http://example.com/cb")],
+        "redirectURL must use https",
+    ),
+    (
+        "oc-refresh-too-soon",
+        "OAuthConnection",
+        [("refreshBeforeExpirySeconds", 5)],
+        "spec.refreshBeforeExpirySeconds",
+    ),
+    ("oc-no-scopes", "OAuthConnection", [("scopes", [])], "spec.scopes"),
+    (
+        "oc-token-secret-clash",
+        "OAuthConnection",
+        [("tokenSecretName", "slack-client")],
+        "spec.tokenSecretName",
+    ),
+    ("oc-tenant-pattern", "OAuthConnection", [("tenant", "Acme Corp")], "spec.tenant"),
+]
+
+
+def test_table_is_big_enough() -> None:
+    assert len(INVALID) >= 30
+    assert {kind for _, kind, _, _ in INVALID} == set(BY_KIND)
+
+
+def test_bases_are_valid(kube: Kube, crds_installed: list[str], namespace: str) -> None:
+    """Each invalid case is one change away from an object the apiserver accepts."""
+    for kind, spec in BASE.items():
+        resp = kube.create(_path(kind, namespace), _obj(kind, "base", copy.deepcopy(spec)))
+        assert resp.status_code == 201, f"{kind}: {resp.text}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes", "expected"),
+    [pytest.param(k, c, e, id=i) for i, k, c, e in INVALID],
+)
+def test_invalid_objects_are_rejected_naming_the_field(
+    kube: Kube,
+    crds_installed: list[str],
+    kind: str,
+    changes: list[tuple[str, Any]],
+    expected: str,
+) -> None:
+    spec = copy.deepcopy(BASE[kind])
+    for field, value in changes:
+        _set(spec, field, value)
+    resp = kube.create(_path(kind, "default"), _obj(kind, "invalid", spec))
+    assert resp.status_code in (400, 422), f"accepted: {spec}"
+    message = resp.json()["message"]
+    assert expected in message, message

@@ -1,0 +1,219 @@
+"""The local control plane is a real Kubernetes: Deployments roll out on kwok nodes, the garbage
+collector works, CEL validation is enforced, and `xynergy dev up/down` cleans up after itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Kube
+
+from controllers.devcluster import ClusterError, DevCluster
+from controllers.devcluster.processes import is_alive, port_in_use
+
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web"},
+    "spec": {
+        "replicas": 3,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+        },
+    },
+}
+
+
+def test_deployment_becomes_available_and_gc_removes_pods(kube: Kube, namespace: str) -> None:
+    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    assert kube.create(base, DEPLOYMENT).status_code == 201
+
+    def available() -> bool:
+        dep = kube.get(f"{base}/web").json()
+        status = dep.get("status", {})
+        conds = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return status.get("readyReplicas") == 3 and conds.get("Available") == "True"
+
+    kube.wait_for("Deployment web Available with 3 ready replicas", available, timeout=90)
+
+    rs = kube.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets").json()["items"]
+    assert len(rs) == 1, "the controller-manager created one ReplicaSet"
+    pods = kube.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector="app=web").json()
+    assert len(pods["items"]) == 3
+    for pod in pods["items"]:
+        assert pod["spec"]["nodeName"].startswith("kwok-node-"), "the scheduler bound it"
+        assert pod["status"]["phase"] == "Running"
+        assert pod["status"].get("podIP"), "kwok gave it an IP"
+
+    resp = kube.delete(f"{base}/web", propagationPolicy="Background")
+    assert resp.status_code == 200
+
+    def pods_gone() -> bool:
+        left = kube.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector="app=web").json()
+        return not left["items"]
+
+    kube.wait_for("the garbage collector to delete the Pods", pods_gone, timeout=90)
+
+
+CEL_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.test.xynergy.io"},
+    "spec": {
+        "group": "test.xynergy.io",
+        "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {
+                                    "min": {"type": "integer"},
+                                    "max": {"type": "integer"},
+                                },
+                                "x-kubernetes-validations": [
+                                    {
+                                        "rule": "self.min <= self.max",
+                                        "message": "min must be <= max",
+                                    }
+                                ],
+                            }
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_cel_validation_is_enforced(kube: Kube, namespace: str) -> None:
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    resp = kube.create(crds, CEL_CRD)
+    assert resp.status_code in (201, 409), resp.text
+
+    def established() -> bool:
+        got = kube.get(f"{crds}/widgets.test.xynergy.io").json()
+        conds = got.get("status", {}).get("conditions", [])
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+    kube.wait_for("the Widget CRD to be Established", established)
+    base = f"/apis/test.xynergy.io/v1/namespaces/{namespace}/widgets"
+
+    def widget(name: str, lo: int, hi: int) -> dict[str, object]:
+        return {
+            "apiVersion": "test.xynergy.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": name},
+            "spec": {"min": lo, "max": hi},
+        }
+
+    kube.wait_for("the Widget endpoint", lambda: kube.get(base).status_code == 200)
+    ok = kube.create(base, widget("good", 1, 2))
+    assert ok.status_code == 201, ok.text
+    bad = kube.create(base, widget("bad", 3, 2))
+    assert bad.status_code == 422
+    assert "min must be <= max" in bad.json()["message"]
+
+
+def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controllers.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_dev_up_twice_then_down_leaves_nothing_running(tmp_path: Path, bindir: Path) -> None:
+    env = dict(os.environ, XYNERGY_DEV_DIR=str(tmp_path / "dev"), PYTHONUNBUFFERED="1")
+    env.pop("KUBECONFIG", None)
+    up = _run("dev", "up", "--nodes", "1", env=env)
+    assert up.returncode == 0, up.stderr
+    assert "kubectl --kubeconfig" in up.stdout
+    state = json.loads((tmp_path / "dev" / "state.json").read_text())
+    procs = state["processes"]
+    assert {p["name"] for p in procs} >= {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "operator",
+    }
+    assert all(is_alive(p["pid"], p["executable"]) for p in procs)
+
+    again = _run("dev", "up", env=env)
+    assert again.returncode == 0
+    assert "already running" in again.stdout
+    assert json.loads((tmp_path / "dev" / "state.json").read_text()) == state
+
+    status = _run("dev", "status", env=env)
+    assert status.returncode == 0
+    assert "kube-apiserver" in status.stdout
+
+    down = _run("dev", "down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert not any(is_alive(p["pid"], p["executable"]) for p in procs)
+    for port in state["ports"].values():
+        assert not port_in_use(port), f"port {port} still in use"
+    assert _run("dev", "status", env=env).returncode == 1
+
+
+def test_port_taken_names_component_and_starts_nothing(tmp_path: Path, bindir: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        dev = DevCluster(workdir=tmp_path, bindir=bindir, apiserver_port=port)
+        with pytest.raises(ClusterError, match=rf"kube-apiserver: port {port} is already in use"):
+            dev.start()
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_component_exiting_during_start_stops_the_others(tmp_path: Path, bindir: Path) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kwok"):
+        (fake_bin / name).symlink_to(bindir / name)
+    broken = fake_bin / "kube-scheduler"
+    broken.write_text("#!/bin/sh\necho 'scheduler: cannot start' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    dev = DevCluster(workdir=tmp_path / "work", bindir=fake_bin, nodes=1)
+    with pytest.raises(ClusterError) as err:
+        dev.start()
+    message = str(err.value)
+    assert "kube-scheduler exited with code 3" in message
+    assert str(tmp_path / "work" / "logs" / "kube-scheduler.log") in message
+    assert "cannot start" in message
+    # everything it had started is gone
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(fake_bin) not in out
+
+
+def test_missing_go_toolchain_is_one_clear_line(tmp_path: Path) -> None:
+    script = Path(__file__).parents[2] / "hack" / "controlplane" / "build.sh"
+    bash = shutil.which("bash")
+    assert bash
+    path = ":".join(d for d in ("/usr/bin", "/bin") if not (Path(d) / "go").exists())
+    env = {"PATH": path, "XYNERGY_CACHE": str(tmp_path), "HOME": str(tmp_path)}
+    done = subprocess.run([bash, str(script)], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 2
+    assert "the Go toolchain is missing" in done.stderr

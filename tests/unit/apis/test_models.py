@@ -1,0 +1,103 @@
+"""The v1alpha1 models: profile defaults, durations, quantities, samples and field errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from apis.base import parse_duration
+from apis.v1alpha1 import KINDS, XynergyService, XynergyServiceSpec
+from apis.v1alpha1.xynergyservice import Profile
+
+SAMPLES = Path(__file__).parents[3] / "manifests" / "samples"
+
+
+@pytest.mark.parametrize(
+    ("profile", "cpu", "memory", "concurrency", "max_instances"),
+    [
+        ("ai-intensive", "2000m", "4Gi", 10, 10),
+        ("data-processing", "1000m", "2Gi", 20, 20),
+        ("api-service", "500m", "1Gi", 80, 50),
+        ("background-worker", "250m", "512Mi", 1, 5),
+        ("dashboard", "250m", "512Mi", 100, 10),
+    ],
+)
+def test_profile_defaults(
+    profile: str, cpu: str, memory: str, concurrency: int, max_instances: int
+) -> None:
+    sizing = XynergyServiceSpec.model_validate({"image": "x", "profile": profile}).sizing()
+    assert (sizing.cpu, sizing.memory, sizing.concurrency, sizing.max_instances) == (
+        cpu,
+        memory,
+        concurrency,
+        max_instances,
+    )
+    assert sizing.min_instances == 1
+    assert sizing.replicas == 1
+
+
+def test_explicit_fields_win_over_profile_and_replicas_are_clamped() -> None:
+    spec = XynergyServiceSpec.model_validate(
+        {
+            "image": "x",
+            "profile": Profile.AI_INTENSIVE,
+            "resources": {"cpu": 3, "memory": "8Gi"},
+            "scaling": {"minInstances": 2, "maxInstances": 4, "concurrency": 7},
+            "replicas": 9,
+        }
+    )
+    sizing = spec.sizing()
+    assert (sizing.cpu, sizing.memory, sizing.concurrency) == ("3", "8Gi", 7)
+    assert (sizing.min_instances, sizing.max_instances, sizing.replicas) == (2, 4, 4)
+    spec.replicas = 0
+    assert spec.sizing().replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25)]
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "1d", "-5s", "5 m"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_errors_name_the_field() -> None:
+    with pytest.raises(ValidationError) as err:
+        XynergyServiceSpec.model_validate({"image": "x", "resources": {"cpu": "lots"}})
+    assert err.value.errors()[0]["loc"] == ("resources", "cpu")
+    with pytest.raises(ValidationError) as err:
+        XynergyServiceSpec.model_validate({"image": "x", "colour": "blue"})
+    assert err.value.errors()[0]["loc"] == ("colour",)
+
+
+def test_every_sample_validates_and_round_trips() -> None:
+    by_kind = {k.crd.kind: k for k in KINDS}
+    seen = set()
+    for path in sorted(SAMPLES.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            model = by_kind.get(doc["kind"])
+            if model is None:
+                continue
+            obj = model.model_validate(doc)
+            again = model.model_validate(obj.to_manifest())
+            assert again == obj, path
+            seen.add(doc["kind"])
+    assert seen == set(by_kind), "every kind needs a sample"
+
+
+def test_manifest_uses_camel_case() -> None:
+    obj = XynergyService.model_validate(
+        {"metadata": {"name": "a"}, "spec": {"image": "x", "healthCheck": {"path": "/h"}}}
+    )
+    manifest = obj.to_manifest()
+    assert manifest["spec"]["healthCheck"]["periodSeconds"] == 10
+    assert manifest["apiVersion"] == "xynergy.io/v1alpha1"
+    assert "status" not in manifest
