@@ -1,0 +1,265 @@
+"""End-user authentication: Firebase ID tokens first, then the platform's HS256 JWTs.
+
+A verifier turns a bearer token into an :class:`~services.common.tenancy.Identity` or raises
+:class:`AuthError` naming the check that failed (``expired``, ``issuer``...). Messages never
+contain the token. Firebase verification is done by ``firebase-admin``; the Auth emulator's
+unsigned tokens are accepted only when ``FIREBASE_AUTH_EMULATOR_HOST`` is set, which is
+firebase-admin's own rule. HS256 verification is PyJWT with an explicit algorithm list, so
+``alg: none`` and algorithm confusion are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import jwt
+
+from services.common.settings import AuthSettings
+from services.common.tenancy import Identity, valid_tenant_id
+
+__all__ = [
+    "AuthError",
+    "ChainVerifier",
+    "FirebaseVerifier",
+    "JwtVerifier",
+    "TokenVerifier",
+    "bearer_token",
+    "build_verifier",
+]
+
+
+class AuthError(Exception):
+    """Authentication failed; ``check`` names the failed check for the client."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(message)
+        self.check = check
+        self.message = message
+
+
+class TokenVerifier(Protocol):
+    async def verify(self, token: str) -> Identity: ...
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header, or AuthError(``missing``)."""
+    if not authorization:
+        raise AuthError("missing", "an Authorization: Bearer token is required")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("scheme", "the Authorization header must use the Bearer scheme")
+    return token
+
+
+def _roles(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(str(r) for r in value)
+    return ()
+
+
+def _identity_from_claims(
+    claims: Mapping[str, Any], *, user_claim: str, tenant_claims: tuple[str, ...], source: str
+) -> Identity:
+    user_id = claims.get(user_claim) or claims.get("sub")
+    if not isinstance(user_id, str) or not user_id:
+        raise AuthError("subject", "the token names no user")
+    tenant = next((claims[c] for c in tenant_claims if c in claims), None)
+    if tenant is None:
+        raise AuthError("tenant", "the token carries no tenant claim")
+    if not valid_tenant_id(tenant):
+        raise AuthError("tenant", "the token's tenant claim is not a valid tenant id")
+    email = claims.get("email")
+    return Identity(
+        user_id=user_id,
+        tenant_id=tenant,
+        email=email if isinstance(email, str) else None,
+        roles=_roles(claims.get("roles")),
+        source=source,
+    )
+
+
+class _VerifiedCache:
+    """A small LRU of already verified tokens, kept no longer than the token is valid."""
+
+    def __init__(self, size: int = 4096, max_age: float = 60.0) -> None:
+        self._size = size
+        self._max_age = max_age
+        self._items: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
+
+    def get(self, token: str) -> Identity | None:
+        hit = self._items.get(token)
+        if hit is None:
+            return None
+        if hit[0] <= time.time():
+            self._items.pop(token, None)
+            return None
+        self._items.move_to_end(token)
+        return hit[1]
+
+    def put(self, token: str, identity: Identity, exp: object) -> None:
+        until = time.time() + self._max_age
+        if isinstance(exp, int | float):
+            until = min(until, float(exp))
+        self._items[token] = (until, identity)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
+class JwtVerifier:
+    """HS256 JWTs signed with ``JWT_SECRET``: claims user_id, tenant_id, email, roles, exp."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        if settings.jwt_secret is None:
+            raise ValueError("JwtVerifier needs a JWT secret")
+        self._secret = settings.jwt_secret.get_secret_value()
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._leeway = settings.leeway_seconds
+        self._tenant_claims = settings.tenant_claims
+        self._cache = _VerifiedCache()
+
+    async def verify(self, token: str) -> Identity:
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("expired", "the token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise AuthError("not_yet_valid", "the token is not valid yet (nbf/iat)") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthError("issuer", "the token's issuer is not accepted") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthError("audience", "the token's audience is not accepted") from exc
+        except jwt.InvalidAlgorithmError as exc:
+            raise AuthError("algorithm", "the token's algorithm is not accepted") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise AuthError("signature", "the token's signature does not verify") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError("claims", f"the token lacks the {exc.claim!r} claim") from exc
+        except jwt.DecodeError as exc:
+            raise AuthError("malformed", "the token is not a well-formed JWT") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError("invalid", "the token is not valid") from exc
+        identity = _identity_from_claims(
+            claims, user_claim="user_id", tenant_claims=self._tenant_claims, source="jwt"
+        )
+        self._cache.put(token, identity, claims.get("exp"))
+        return identity
+
+
+class FirebaseVerifier:
+    """Firebase ID tokens through firebase-admin; tenant and roles from custom claims."""
+
+    def __init__(self, settings: AuthSettings, *, app_name: str = "xynergy-auth") -> None:
+        import firebase_admin
+        from firebase_admin import auth as fb_auth
+
+        self._auth = fb_auth
+        options = (
+            {"projectId": settings.firebase_project_id} if settings.firebase_project_id else {}
+        )
+        try:
+            self._app = firebase_admin.get_app(app_name)
+        except ValueError:
+            self._app = firebase_admin.initialize_app(
+                credential=None,
+                options=options,
+                name=app_name,
+            )
+        self._tenant_claims = settings.tenant_claims
+        self._cache = _VerifiedCache()
+
+    def _verify_sync(self, token: str) -> Mapping[str, Any]:
+        fb = self._auth
+        try:
+            return fb.verify_id_token(token, app=self._app)  # type: ignore[no-any-return]
+        except fb.ExpiredIdTokenError as exc:
+            raise AuthError("expired", "the Firebase ID token has expired") from exc
+        except fb.RevokedIdTokenError as exc:
+            raise AuthError("revoked", "the Firebase ID token was revoked") from exc
+        except fb.InvalidIdTokenError as exc:
+            raise AuthError("firebase", "the Firebase ID token is not valid") from exc
+        except (ValueError, fb.CertificateFetchError) as exc:
+            raise AuthError("firebase", "the Firebase ID token could not be verified") from exc
+
+    async def verify(self, token: str) -> Identity:
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
+        claims = await asyncio.to_thread(self._verify_sync, token)
+        identity = _identity_from_claims(
+            claims, user_claim="uid", tenant_claims=self._tenant_claims, source="firebase"
+        )
+        self._cache.put(token, identity, claims.get("exp"))
+        return identity
+
+
+def _emulated() -> bool:
+    return bool(os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"))
+
+
+def _unverified_alg(token: str) -> str | None:
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.InvalidTokenError:
+        return None
+    return alg if isinstance(alg, str) else None
+
+
+class ChainVerifier:
+    """Firebase first, then HS256, as the issue asks, without wasting work on either.
+
+    A token whose header says HS256 cannot be a Firebase ID token, so it goes straight to the
+    JWT verifier; anything else is tried with Firebase and, when that fails, with the JWT
+    verifier, whose error (which names the failed check) is the one reported.
+    """
+
+    def __init__(self, *, firebase: TokenVerifier | None, jwt_verifier: TokenVerifier | None):
+        if firebase is None and jwt_verifier is None:
+            raise ValueError("at least one verifier is needed")
+        self._firebase = firebase
+        self._jwt = jwt_verifier
+
+    async def verify(self, token: str) -> Identity:
+        alg = _unverified_alg(token)
+        if alg is None:
+            raise AuthError("malformed", "the token is not a well-formed JWT")
+        if alg.lower() == "none" and not _emulated():
+            raise AuthError("algorithm", "unsigned tokens (alg none) are not accepted")
+        first_error: AuthError | None = None
+        if self._firebase is not None and alg != "HS256":
+            try:
+                return await self._firebase.verify(token)
+            except AuthError as exc:
+                if exc.check in ("tenant", "expired", "revoked", "subject"):
+                    raise
+                first_error = exc
+        if self._jwt is not None:
+            return await self._jwt.verify(token)
+        assert first_error is not None
+        raise first_error
+
+
+def build_verifier(settings: AuthSettings) -> TokenVerifier:
+    """The verifier the settings ask for: Firebase and/or HS256 JWT."""
+    firebase = FirebaseVerifier(settings) if settings.firebase_enabled else None
+    jwt_verifier = JwtVerifier(settings) if settings.jwt_secret is not None else None
+    return ChainVerifier(firebase=firebase, jwt_verifier=jwt_verifier)

@@ -1,0 +1,250 @@
+"""The gateway's application factory: ``create_app()`` wires settings to parts.
+
+The returned ASGI app dispatches on the path: ``/api/xynergyos/v2/stream`` goes to the
+socket.io server, every other ``/api/...`` path to the proxy, and the rest (``/healthz``,
+``/readyz``, ``/metrics``, ``/docs``) to a small FastAPI app, which also owns the lifespan:
+it starts the route-table task and the event listener, and closes clients on shutdown.
+CORS wraps all of it. Run it with ``python -m services.gateway`` or
+``uvicorn --factory services.gateway.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware.cors import CORSMiddleware
+
+from services.common.auth import TokenVerifier, build_verifier
+from services.common.identity import InternalIdentitySigner
+from services.common.settings import AuthSettings, InternalIdentitySettings
+from services.common.telemetry import configure_logging
+from services.gateway.breaker import BreakerBoard
+from services.gateway.cache import ResponseCache
+from services.gateway.cors import OriginPolicy
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.routes_file import FileRouteSource
+from services.gateway.routing import RouteSource, RouteTable
+from services.gateway.settings import GatewaySettings
+from services.gateway.stream import EventStream
+
+__all__ = ["Gateway", "create_app", "default_route_source"]
+
+log = logging.getLogger("xynergy.gateway")
+
+_EXPOSE = [
+    "x-request-id",
+    "x-cache",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "ratelimit-policy",
+]
+
+
+def default_route_source(settings: GatewaySettings) -> RouteSource | None:
+    """The cluster source inside a cluster (or when asked), else the file source, if any."""
+    kind = settings.route_source
+    if kind == "auto":
+        kind = "cluster" if os.environ.get("KUBERNETES_SERVICE_HOST") else "file"
+    if kind == "cluster":
+        from services.gateway.routes_cluster import ClusterRouteSource, default_client
+
+        return ClusterRouteSource(default_client(), namespace=settings.cluster_namespace)
+    if settings.routes_file is not None:
+        return FileRouteSource(settings.routes_file, poll_seconds=settings.routes_poll_seconds)
+    return None
+
+
+class Gateway:
+    """The ASGI application, with its parts as attributes for operators and tests."""
+
+    def __init__(
+        self,
+        *,
+        settings: GatewaySettings,
+        verifier: TokenVerifier,
+        signer: InternalIdentitySigner,
+        route_source: RouteSource | None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.routes = TableHolder(RouteTable.build([]))
+        self.route_source = route_source
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.breakers = BreakerBoard(
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_seconds=settings.breaker_reset_seconds,
+            on_change=self.metrics.breaker_changed,
+        )
+        self.http = httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.origins = OriginPolicy(
+            origins=settings.cors_origins, patterns=settings.cors_origin_patterns
+        )
+        self.proxy = Proxy(
+            settings=settings,
+            routes=self.routes,
+            verifier=verifier,
+            signer=signer,
+            limiter=RateLimiter(
+                settings.redis_url,
+                window_seconds=settings.rate_limit_window_seconds,
+                fail_open=settings.rate_limit_fail_open,
+            ),
+            cache=(
+                ResponseCache(self.redis, max_ttl=settings.cache_max_ttl_seconds)
+                if settings.cache_enabled
+                else None
+            ),
+            breakers=self.breakers,
+            client=self.http,
+            metrics=self.metrics,
+        )
+        self.stream = EventStream(
+            verifier=verifier,
+            topics=settings.stream_topics,
+            path=settings.stream_path,
+            origins=self.origins,
+            metrics=self.metrics,
+        )
+        self.stream_ready = asyncio.Event()
+        self.api = self._build_api()
+        self._asgi = CORSMiddleware(
+            self._dispatch,
+            allow_origins=sorted(self.origins.origins),
+            allow_origin_regex=self.origins.regex,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "x-request-id", "cache-control"],
+            expose_headers=_EXPOSE,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._asgi(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            if path.startswith(self.stream.path):
+                await self.stream.app(scope, receive, send)
+                return
+            if scope["type"] == "http" and path.startswith("/api/"):
+                await self.proxy(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+    # -- lifespan and the FastAPI part ----------------------------------------------------
+
+    async def _watch_routes(self) -> None:
+        assert self.route_source is not None
+        while True:
+            try:
+                async for table in self.route_source.watch():
+                    self.routes.table = table
+                    self.routes.loaded = True
+                    self.metrics.routes.set(len(table))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("route source failed; keeping the current table")
+                await asyncio.sleep(1.0)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(self.stream.run_listener(self.redis, self.stream_ready))]
+        if self.route_source is not None:
+            tasks.append(asyncio.create_task(self._watch_routes()))
+        else:
+            log.warning("no route source configured; every /api path answers 404")
+            self.routes.loaded = True
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.http.aclose()
+            await self.redis.aclose()
+
+    def _build_api(self) -> FastAPI:
+        api = FastAPI(
+            title="Xynergy Intelligence Gateway",
+            version="0.1.0",
+            description=(
+                "Every `/api/...` path is proxied to the upstream that the route table names "
+                "(see docs/gateway.md); this document covers the gateway's own endpoints."
+            ),
+            lifespan=self._lifespan,
+        )
+
+        @api.get("/healthz", tags=["health"])
+        async def healthz() -> dict[str, str]:
+            """Liveness: the process answers."""
+            return {"status": "ok"}
+
+        @api.get("/readyz", tags=["health"])
+        async def readyz() -> JSONResponse:
+            """Readiness: Redis answers and a route table is loaded; breaker states as detail."""
+            try:
+                redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=1.0))
+            except Exception:
+                redis_ok = False
+            ready = redis_ok and self.routes.loaded
+            body: dict[str, Any] = {
+                "status": "ready" if ready else "not_ready",
+                "checks": {
+                    "redis": "ok" if redis_ok else "unreachable",
+                    "routes": {"loaded": self.routes.loaded, "count": len(self.routes.table)},
+                },
+                "breakers": self.breakers.states(),
+            }
+            return JSONResponse(body, status_code=200 if ready else 503)
+
+        @api.get("/metrics", tags=["health"])
+        async def metrics() -> Response:
+            """Prometheus metrics."""
+            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return api
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    auth_settings: AuthSettings | None = None,
+    internal_settings: InternalIdentitySettings | None = None,
+    verifier: TokenVerifier | None = None,
+    route_source: RouteSource | None = None,
+) -> Gateway:
+    """Build the gateway from settings (read from the environment when not given)."""
+    settings = settings or GatewaySettings()
+    configure_logging(settings.log_level)
+    auth_settings = auth_settings or AuthSettings()
+    return Gateway(
+        settings=settings,
+        verifier=verifier or build_verifier(auth_settings),
+        signer=InternalIdentitySigner(internal_settings or InternalIdentitySettings()),
+        route_source=route_source if route_source is not None else default_route_source(settings),
+    )

@@ -1,0 +1,131 @@
+"""The response cache in Redis, per tenant and user scope.
+
+Only GET responses that the upstream marks cacheable are stored (``Cache-Control`` with
+``max-age``/``s-maxage`` > 0, no ``no-store``/``no-cache``/``Set-Cookie``/``Vary``/
+``Content-Encoding``); the TTL is the upstream's, capped by a setting. Responses are private
+to the user unless the upstream says ``public``, then shared within the tenant, never across
+tenants: the tenant id is part of every key.
+
+Invalidation is by generation: each (tenant, resource) has a counter that is part of every
+entry's key; a successful write under the resource bumps it, so every older entry for that
+tenant and resource becomes unreachable at once and expires on its own. A lookup reads the
+counter and the entry in one round trip (a small Lua script).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from services.common.tenancy import Identity, tenant_key, user_key
+
+__all__ = ["CachedResponse", "ResponseCache", "cache_ttl", "normalise_query"]
+
+_MAX_AGE_RE = re.compile(r"(?:^|[,\s])(s-maxage|max-age)\s*=\s*\"?(\d+)")
+
+_LOOKUP = """
+local gen = redis.call('GET', KEYS[1]) or '0'
+local v = redis.call('GET', ARGV[1] .. gen .. ARGV[2])
+if not v then v = redis.call('GET', ARGV[1] .. gen .. ARGV[3]) end
+return {gen, v}
+"""
+
+
+def normalise_query(query: str) -> str:
+    """The query with parameters sorted, so ``?b=2&a=1`` and ``?a=1&b=2`` share an entry."""
+    if not query:
+        return ""
+    return urlencode(sorted(parse_qsl(query, keep_blank_values=True)))
+
+
+def cache_ttl(headers: dict[str, str], *, max_ttl: int) -> tuple[int, bool]:
+    """(ttl seconds, public) from response headers; ttl 0 means not cacheable."""
+    if "set-cookie" in headers or "vary" in headers or "content-encoding" in headers:
+        return 0, False
+    cc = headers.get("cache-control", "").lower()
+    if not cc or "no-store" in cc or "no-cache" in cc:
+        return 0, False
+    ages = dict((k, int(v)) for k, v in _MAX_AGE_RE.findall(cc))
+    ttl = ages.get("s-maxage", ages.get("max-age", 0))
+    return min(ttl, max_ttl), ("public" in cc and "private" not in cc)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    age: int
+
+
+class ResponseCache:
+    """Redis-backed cache; callers catch Redis errors and treat them as misses."""
+
+    def __init__(self, redis: Any, *, max_ttl: int, prefix: str = "xyn") -> None:
+        self._redis = redis
+        self._max_ttl = max_ttl
+        self._prefix = prefix
+        self._lookup = redis.register_script(_LOOKUP)
+
+    def _gen_key(self, tenant: str, resource: str) -> str:
+        return f"{self._prefix}:cg:{tenant_key(tenant)}:{resource}"
+
+    def _entry_parts(self, identity: Identity, *, path: str, query: str) -> tuple[str, str, str]:
+        """(head, user-scope tail, tenant-scope tail); the key is head + generation + tail."""
+        digest = hashlib.sha256(f"{path}?{normalise_query(query)}".encode()).hexdigest()[:40]
+        head = f"{self._prefix}:c:{tenant_key(identity.tenant_id)}:"
+        return head, f":u:{user_key(identity.user_id)}:GET:{digest}", f":t:GET:{digest}"
+
+    async def get(
+        self, identity: Identity, *, resource: str, path: str, query: str
+    ) -> tuple[CachedResponse | None, str]:
+        """(hit or None, generation). Looks in the user scope, then the tenant scope."""
+        head, user_tail, tenant_tail = self._entry_parts(identity, path=path, query=query)
+        gen_b, raw = await self._lookup(
+            keys=[self._gen_key(identity.tenant_id, resource)], args=[head, user_tail, tenant_tail]
+        )
+        gen = gen_b.decode() if isinstance(gen_b, bytes) else str(gen_b)
+        return (_decode(raw) if raw is not None else None), gen
+
+    async def put(
+        self,
+        identity: Identity,
+        *,
+        gen: str,
+        path: str,
+        query: str,
+        response: CachedResponse,
+        ttl: int,
+        public: bool,
+    ) -> None:
+        head, user_tail, tenant_tail = self._entry_parts(identity, path=path, query=query)
+        tail = tenant_tail if public else user_tail
+        await self._redis.set(head + gen + tail, _encode(response), ex=min(ttl, self._max_ttl))
+
+    async def invalidate(self, tenant: str, resource: str) -> None:
+        key = self._gen_key(tenant, resource)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, self._max_ttl * 2)
+        await pipe.execute()
+
+
+def _encode(response: CachedResponse) -> bytes:
+    head = json.dumps({"s": response.status, "h": response.headers, "t": int(time.time())})
+    return head.encode() + b"\n" + response.body
+
+
+def _decode(raw: bytes) -> CachedResponse:
+    head, _, body = raw.partition(b"\n")
+    meta = json.loads(head)
+    return CachedResponse(
+        status=int(meta["s"]),
+        headers=[(k, v) for k, v in meta["h"]],
+        body=body,
+        age=max(0, int(time.time()) - int(meta["t"])),
+    )

@@ -1,0 +1,40 @@
+"""CORS: an exact origin allow-list plus wildcard-subdomain patterns, credentials allowed.
+
+``https://*.xynergyos.com`` allows any subdomain (one or more labels) of xynergyos.com over
+https, and nothing else: not the bare domain, not another scheme, not ``evilxynergyos.com``.
+A bare ``*`` is refused, since credentials are allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["OriginPolicy"]
+
+_LABELS = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+
+
+def _pattern_regex(pattern: str) -> str:
+    pattern = pattern.strip().lower()
+    if "*" in pattern and not re.match(r"^https?://\*\.[^*]+$", pattern):
+        raise ValueError(f"CORS pattern {pattern!r} must look like https://*.example.com")
+    return re.escape(pattern).replace(r"\*", _LABELS)
+
+
+class OriginPolicy:
+    def __init__(self, *, origins: Iterable[str], patterns: Iterable[str]) -> None:
+        self.origins = frozenset(o.strip().lower().rstrip("/") for o in origins)
+        if "*" in self.origins or "*" in [p.strip() for p in patterns]:
+            raise ValueError("a '*' CORS origin is not allowed (credentials are allowed)")
+        parts = [_pattern_regex(p) for p in patterns]
+        self.regex = "(?:" + "|".join(parts) + ")" if parts else None
+        self._compiled = re.compile(self.regex) if self.regex else None
+
+    def allows(self, origin: str | None) -> bool:
+        if not origin:
+            return False
+        origin = origin.lower()
+        if origin in self.origins:
+            return True
+        return self._compiled is not None and self._compiled.fullmatch(origin) is not None

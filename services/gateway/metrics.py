@@ -1,0 +1,78 @@
+"""Prometheus metrics of the gateway, in a registry of its own per app instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.gateway.breaker import BreakerState
+
+__all__ = ["GatewayMetrics"]
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "xynergy_gateway_requests_total",
+            "Requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "xynergy_gateway_request_duration_seconds",
+            "Time from request to response headers, by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.cache = Counter(
+            "xynergy_gateway_cache_requests_total",
+            "Cache lookups by result (hit, miss, error).",
+            ["result"],
+            registry=r,
+        )
+        self.cache_hit_ratio = Gauge(
+            "xynergy_gateway_cache_hit_ratio", "Hits over hits plus misses since start.", registry=r
+        )
+        self.breaker_state = Gauge(
+            "xynergy_gateway_breaker_state",
+            "Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open.",
+            ["upstream"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "xynergy_gateway_rate_limited_total",
+            "Requests refused with 429.",
+            ["route"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "xynergy_gateway_redis_errors_total",
+            "Redis failures by component (ratelimit, cache, stream).",
+            ["component"],
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "xynergy_gateway_upstream_retries_total",
+            "Retried upstream calls.",
+            ["route"],
+            registry=r,
+        )
+        self.routes = Gauge("xynergy_gateway_routes", "Routes in the current table.", registry=r)
+        self.stream_clients = Gauge(
+            "xynergy_gateway_stream_clients", "Connected socket.io clients.", registry=r
+        )
+        self._hits = 0
+        self._misses = 0
+
+    def cache_result(self, result: str) -> None:
+        self.cache.labels(result).inc()
+        if result == "hit":
+            self._hits += 1
+        elif result == "miss":
+            self._misses += 1
+        self.cache_hit_ratio.set(self._hits / max(1, self._hits + self._misses))
+
+    def breaker_changed(self, upstream: str, state: BreakerState) -> None:
+        self.breaker_state.labels(upstream).set(int(state))

@@ -1,0 +1,54 @@
+"""Gateway settings, read from the environment (prefix ``XYNERGY_GATEWAY_``).
+
+Every setting is documented in docs/gateway.md. Lists are given as JSON in the environment,
+e.g. ``XYNERGY_GATEWAY_CORS_ORIGINS='["https://app.xynergyos.com"]'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["GatewaySettings"]
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XYNERGY_GATEWAY_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    route_source: Literal["auto", "file", "cluster"] = "auto"
+    routes_file: Path | None = None
+    routes_poll_seconds: float = Field(default=1.0, gt=0)
+    cluster_namespace: str | None = None
+
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_fail_open: bool = True
+
+    cache_enabled: bool = True
+    cache_max_body_bytes: int = Field(default=1 << 20, ge=0)
+    cache_max_ttl_seconds: int = Field(default=3600, ge=1)
+
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_seconds: float = Field(default=30.0, gt=0)
+
+    retries: int = Field(default=2, ge=0, le=5)
+    retry_backoff_seconds: float = Field(default=0.05, ge=0)
+    default_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=512, ge=1)
+
+    max_body_bytes: int = Field(default=10 << 20, ge=0)
+
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_origin_patterns: list[str] = Field(default_factory=lambda: ["https://*.xynergyos.com"])
+
+    stream_path: str = "/api/xynergyos/v2/stream"
+    stream_topics: list[str] = Field(
+        default_factory=lambda: ["slack-messages", "email-updates", "crm-changes"]
+    )
+
+    access_log: bool = True
+    log_level: str = "INFO"

@@ -1,0 +1,142 @@
+"""The event stream: a socket.io server fed from Redis pub/sub, one room per tenant and topic.
+
+Clients connect at ``/api/xynergyos/v2/stream`` with ``auth: {token}``; the token is verified
+like any request's, and the connection is refused without a valid one. ``subscribe`` and
+``unsubscribe`` take a topic or a list of topics from the allowed set; the socket joins the
+room ``<tenant>:<topic>`` of its own verified tenant only. Services publish to
+``xynergy:events:<tenant>:<topic>`` (see services.common.events); the listener emits each
+message, as event ``<topic>``, to that tenant's room, so tenants never see each other's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import Any
+
+import socketio
+
+from services.common.auth import AuthError, TokenVerifier
+from services.common.events import CHANNEL_PATTERN, parse_channel, valid_topic
+from services.gateway.cors import OriginPolicy
+from services.gateway.metrics import GatewayMetrics
+
+__all__ = ["EventStream"]
+
+log = logging.getLogger("xynergy.gateway.stream")
+
+
+def _room(tenant: str, topic: str) -> str:
+    return f"{tenant}:{topic}"
+
+
+class EventStream:
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        topics: list[str],
+        path: str,
+        origins: OriginPolicy,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.verifier = verifier
+        self.topics = frozenset(t for t in topics if valid_topic(t))
+        self.origins = origins
+        self.metrics = metrics
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi", cors_allowed_origins=[], logger=False, engineio_logger=False
+        )
+        self.app = socketio.ASGIApp(self.sio, socketio_path=path.strip("/"))
+        self.path = path.rstrip("/")
+        self._clients = 0
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+        self.sio.on("subscribe", self._subscribe)
+        self.sio.on("unsubscribe", self._unsubscribe)
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and not self.origins.allows(origin):
+            raise socketio.exceptions.ConnectionRefusedError({"error": "origin not allowed"})
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str) or not token:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"error": "unauthorized", "check": "missing"}
+            )
+        try:
+            identity = await self.verifier.verify(token)
+        except AuthError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"error": "unauthorized", "check": exc.check}
+            ) from None
+        await self.sio.save_session(sid, {"tenant": identity.tenant_id, "user": identity.user_id})
+        self._clients += 1
+        self.metrics.stream_clients.set(self._clients)
+
+    async def _disconnect(self, sid: str, *args: Any) -> None:
+        self._clients = max(0, self._clients - 1)
+        self.metrics.stream_clients.set(self._clients)
+
+    def _topics(self, data: Any) -> list[str]:
+        items = [data] if isinstance(data, str) else data if isinstance(data, list) else []
+        return [t for t in items if isinstance(t, str) and t in self.topics]
+
+    async def _subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
+        session = await self.sio.get_session(sid)
+        topics = self._topics(data)
+        for topic in topics:
+            await self.sio.enter_room(sid, _room(session["tenant"], topic))
+        return {"subscribed": topics}
+
+    async def _unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
+        session = await self.sio.get_session(sid)
+        topics = self._topics(data)
+        for topic in topics:
+            await self.sio.leave_room(sid, _room(session["tenant"], topic))
+        return {"unsubscribed": topics}
+
+    async def run_listener(self, redis: Any, ready: asyncio.Event | None = None) -> None:
+        """Fan Redis messages out to rooms until cancelled; reconnect with backoff."""
+        failures = 0
+        while True:
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(CHANNEL_PATTERN)
+                if ready is not None:
+                    ready.set()
+                failures = 0
+                async for message in pubsub.listen():
+                    if message.get("type") != "pmessage":
+                        continue
+                    channel = message["channel"]
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    parsed = parse_channel(channel)
+                    if parsed is None or parsed[1] not in self.topics:
+                        continue
+                    tenant, topic = parsed
+                    try:
+                        payload = json.loads(message["data"])
+                    except (TypeError, ValueError):
+                        log.warning("non-JSON event dropped", extra={"fields": {"topic": topic}})
+                        continue
+                    await self.sio.emit(topic, payload, room=_room(tenant, topic))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.metrics.redis_errors.labels("stream").inc()
+                delay = min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0)
+                log.warning(
+                    "event listener lost redis",
+                    extra={"fields": {"error": type(exc).__name__, "retry_in": round(delay, 2)}},
+                )
+                await asyncio.sleep(delay)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    log.debug("pubsub close failed", exc_info=True)
