@@ -183,36 +183,32 @@ def crds() -> None:
 
 
 @crds.command("generate")
-@click.option("--check", is_flag=True, help="Fail when crds/ differs from what apis/ generates.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output directory.")
-def crds_generate(check: bool, out: Path | None) -> None:
-    """Write crds/<plural>.xynergy.io.yaml from the models in apis/."""
+@click.option("--check", is_flag=True, help="Fail when crds/ or docs/api/ differ from apis/.")
+def crds_generate(check: bool) -> None:
+    """Write crds/<plural>.xynergy.io.yaml and docs/api/<kind>.md from the models in apis/."""
     from apis.crdgen import render_all
+    from apis.docgen import render_doc, sample_files
+    from apis.v1alpha1 import KINDS
 
-    target = out or repo_root() / "crds"
-    rendered = render_all()
-    stale = []
-    for filename, text in rendered.items():
-        path = target / filename
-        if check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(filename)
-        else:
-            target.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    extra = (
-        sorted(p.name for p in target.glob("*.xynergy.io.yaml") if p.name not in rendered)
-        if target.exists()
-        else []
-    )
+    root = repo_root()
+    wanted: dict[Path, str] = {root / "crds" / name: text for name, text in render_all().items()}
+    samples = sample_files()
+    for kind in KINDS:
+        example = (root / "manifests" / "samples" / samples[kind.crd.kind]).read_text()
+        page = root / "docs" / "api" / f"{kind.crd.singular}.md"
+        wanted[page] = render_doc(kind.crd, example=example)
+    stale = [p for p, text in wanted.items() if not p.exists() or p.read_text() != text]
+    extra = [p for p in (root / "crds").glob("*.xynergy.io.yaml") if p not in wanted]
     if check:
         if stale or extra:
-            click.echo(
-                "crds/ is stale (run `make manifests`): " + ", ".join(stale + extra), err=True
-            )
+            names = ", ".join(str(p.relative_to(root)) for p in stale + extra)
+            click.echo(f"generated files are stale (run `make manifests`): {names}", err=True)
             sys.exit(1)
-        click.echo(f"crds/ is up to date ({len(rendered)} files)")
-    else:
-        for name in extra:
-            (target / name).unlink()
-        click.echo(f"wrote {len(rendered)} CRDs to {target}")
+        click.echo(f"crds/ and docs/api/ are up to date ({len(wanted)} files)")
+        return
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(wanted[path])
+    for path in extra:
+        path.unlink()
+    click.echo(f"wrote {len(stale)} of {len(wanted)} generated files")
