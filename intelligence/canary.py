@@ -263,7 +263,6 @@ def judge_metric(
     if nan_dropped:
         reasons.append("NaNsDropped")
     nan = float("nan")
-    total = s_raw.size + c_raw.size
     base = {
         "name": metric.name,
         "critical": metric.critical,
@@ -274,7 +273,8 @@ def judge_metric(
         "stable_median": float(np.median(s)) if s.size else nan,
         "canary_median": float(np.median(c)) if c.size else nan,
     }
-    if total and nan_dropped / total > cfg.max_nan_fraction:
+    worst_nan = max(s_nan / max(s_raw.size, 1), c_nan / max(c_raw.size, 1))
+    if worst_nan > cfg.max_nan_fraction:
         reasons.append("TooManyNaNs")
     if min(s.size, c.size) < metric.min_samples:
         reasons.append("FewSamples")

@@ -7,8 +7,9 @@ that end ``lag`` points before it), then accumulated::
 
 A sustained shift of the mean (a level shift or a slow drift) makes one sum grow linearly while
 isolated noise keeps both near zero. The score is the sum that counts for ``direction``, in
-robust sigmas; the default WARNING level 5 with ``drift`` 0.5 is the textbook choice
-(h = 5, k = 0.5) with an in-control average run length of several hundred points.
+robust sigmas; the default WARNING level 8 with ``drift`` 0.5 is the textbook choice
+(k = 0.5) with h = 8 rather than 5, because the reference is estimated from a short window;
+the in-control run length is then thousands of points.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class CusumDetector(UnivariateDetector):
         *,
         window: int = 120,
         lag: int = 0,
-        min_history: int = 20,
+        min_history: int = 30,
         drift: float = 0.5,
         direction: Direction = "both",
         thresholds: Thresholds | None = None,
@@ -51,13 +52,13 @@ class CusumDetector(UnivariateDetector):
             min_history: reference points needed before any score (earlier points score NaN).
             drift: the allowance ``k`` subtracted per step, in sigmas.
             direction: ``up`` scores only S+, ``down`` only S-, ``both`` the larger.
-            thresholds: severities in accumulated sigmas (default 5 / 10 / 20).
+            thresholds: severities in accumulated sigmas (default 8 / 16 / 32).
             season: optional seasonal differencing lag, in points.
             min_scale: absolute floor of the reference scale.
             relative_min_scale: floor of the scale relative to ``|median|``.
             clip: largest single-step contribution, so one spike cannot raise an alarm alone.
         """
-        super().__init__(thresholds=thresholds or Thresholds(5.0, 10.0, 20.0), season=season)
+        super().__init__(thresholds=thresholds or Thresholds(8.0, 16.0, 32.0), season=season)
         if min_history < 2 or window < min_history or lag < 0:
             raise ValueError("need 2 <= min_history <= window and lag >= 0")
         self.window = window

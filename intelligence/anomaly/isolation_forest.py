@@ -46,7 +46,7 @@ class IsolationForestDetector:
             refit_every: observations between refits.
             n_estimators: trees per forest.
             random_state: seed of every fit; fixed seed means deterministic scores.
-            thresholds: severities on the ``-score_samples`` scale (default 0.62 / 0.70 / 0.78).
+            thresholds: severities on the ``-score_samples`` scale (default 0.65 / 0.72 / 0.80).
         """
         if min_history < 8 or window < min_history or refit_every < 1:
             raise ValueError("need 8 <= min_history <= window and refit_every >= 1")
@@ -55,7 +55,7 @@ class IsolationForestDetector:
         self.refit_every = refit_every
         self.n_estimators = n_estimators
         self.random_state = random_state
-        self._thresholds = thresholds or Thresholds(0.62, 0.70, 0.78)
+        self._thresholds = thresholds or Thresholds(0.65, 0.72, 0.80)
         self._hist: deque[NDArray[np.float64]] = deque(maxlen=window)
         self._seen = 0
         self._since_fit = 0
