@@ -381,10 +381,10 @@ def _within_tolerance(*, demand: float, current: int, spec: ScalingSpec) -> tupl
 
 
 def _stabilize(
-    *, raw: int, current: int, now: float, behavior: Behavior, state: ScalingState
+    *, raw: int, current: int, now: float, behavior: Behavior, state: ScalingState, fresh: bool
 ) -> tuple[int, ScalingState]:
     recs = state.recommendations
-    if not recs and behavior.scale_down.stabilization_window_seconds > 0:
+    if fresh and behavior.scale_down.stabilization_window_seconds > 0:
         # HPA seeds the scale-down window with the current count so a restart cannot drop
         recs = (Recommendation(now, current),)
     up_cut = now - behavior.scale_up.stabilization_window_seconds
@@ -419,6 +419,7 @@ def decide(
     the stabilization windows, then the Pods / Percent rate limits, then the bounds (min
     raised by active schedules). Pass `state` from the previous decision.
     """
+    fresh = state is None or not state.recommendations
     state = _prune(state or ScalingState(), now=now, behavior=spec.behavior)
     current = max(0, int(current_instances))
     load = max(0.0, float(current_load))
@@ -459,7 +460,7 @@ def decide(
     reason = "WithinTolerance" if within else source
 
     stabilized, state = _stabilize(
-        raw=raw, current=current, now=now, behavior=spec.behavior, state=state
+        raw=raw, current=current, now=now, behavior=spec.behavior, state=state, fresh=fresh
     )
     evidence["stabilizedRecommendation"] = float(stabilized)
     if stabilized != raw:

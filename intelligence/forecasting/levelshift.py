@@ -28,14 +28,22 @@ class LevelShift:
 
 
 def deseasonalize(values: FloatArray, *, period: int) -> FloatArray:
-    """`values` minus their median seasonal profile (unchanged without two full periods)."""
+    """`values` minus their median seasonal profile (unchanged without two full periods).
+
+    The profile is taken from the linearly detrended values; the trend itself stays in.
+    """
     if period < 2 or values.size < 2 * period:
         return values.copy()
     n_full = (values.size // period) * period
-    profile = np.median(values[:n_full].reshape(-1, period), axis=0)
+    # detrend first, or a drift leaks into the profile as a sawtooth (steps at period ends)
+    x = np.arange(values.size, dtype=np.float64)
+    slope, intercept = (float(c) for c in np.polyfit(x, values, 1))
+    detrended = values - (slope * x + intercept)
+    profile = np.median(detrended[:n_full].reshape(-1, period), axis=0)
     profile -= np.median(profile)
     phase = np.arange(values.size) % period
-    return values - profile[phase]
+    out: FloatArray = values - profile[phase]
+    return out
 
 
 def _robust_sigma(x: FloatArray) -> float:

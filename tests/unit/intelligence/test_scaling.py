@@ -1,0 +1,366 @@
+"""Scaling decisions: HPA v2's documented behaviour, bounds, schedules, predictive fallback."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from intelligence.forecasting import Forecast
+from intelligence.scaling import (
+    Behavior,
+    CronSchedule,
+    PolicyType,
+    Recommendation,
+    ScaleEvent,
+    ScalingPolicy,
+    ScalingRules,
+    ScalingSpec,
+    ScalingState,
+    SelectPolicy,
+    decide,
+)
+
+NOW = 1_700_000_000.0
+NO_WINDOWS = Behavior(
+    scale_up=ScalingRules(0, (ScalingPolicy(PolicyType.PERCENT, 100, 15),)),
+    scale_down=ScalingRules(0, (ScalingPolicy(PolicyType.PERCENT, 100, 15),)),
+)
+
+
+def spec(**kw) -> ScalingSpec:
+    base: dict = {"target_per_instance": 100.0, "min_instances": 1, "max_instances": 1000}
+    base.update(kw)
+    return ScalingSpec(**base)
+
+
+# --- the algorithm details page: desired = ceil(current * currentMetric / desiredMetric) ------
+
+
+@pytest.mark.parametrize(
+    ("current", "per_instance_load", "expected", "reason"),
+    [
+        (4, 200.0, 8, "CurrentLoad"),  # 200m vs 100m target: replicas double
+        (4, 50.0, 2, "CurrentLoad"),  # 50m: replicas halve
+        (4, 105.0, 4, "WithinTolerance"),  # within the default 10 % tolerance
+        (4, 95.0, 4, "WithinTolerance"),
+        (4, 111.0, 5, "CurrentLoad"),  # just outside: ceil(4.44)
+        (10, 89.0, 9, "CurrentLoad"),
+    ],
+)
+def test_documented_replica_ratio_and_tolerance(current, per_instance_load, expected, reason):
+    d = decide(
+        now=NOW,
+        current_instances=current,
+        current_load=current * per_instance_load,
+        spec=spec(behavior=NO_WINDOWS),
+    )
+    assert d.desired == expected
+    assert d.reason == reason
+    assert d.mode == "reactive"
+    assert d.fallback == "NoForecast"
+
+
+# --- configurable scaling behaviour page --------------------------------------------------------
+
+DOC_SCALE_DOWN = ScalingRules(
+    stabilization_window_seconds=0,
+    policies=(
+        ScalingPolicy(PolicyType.PODS, 4, 60),
+        ScalingPolicy(PolicyType.PERCENT, 10, 60),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        # "if there are 80 replicas ... during the first step 8 replicas will be reduced"
+        (80, 72),
+        # "72 replicas, 10% of the pods is 7.2 ... 8" (int(72 * 0.9) = 64)
+        (72, 64),
+        (40, 36),  # both policies agree at 40
+        (30, 26),  # below 40 the Pods policy (4) allows the bigger change
+        (12, 10),  # never below minReplicas (the docs' "scaled down to 10")
+    ],
+)
+def test_documented_scale_down_policies_select_max(current, expected):
+    s = spec(min_instances=10, behavior=Behavior(scale_down=DOC_SCALE_DOWN))
+    d = decide(now=NOW, current_instances=current, current_load=0.0, spec=s)
+    assert d.desired == expected
+    assert d.reason in {"ScaleDownLimit", "TooFewReplicas"}
+
+
+def test_documented_scale_down_sequence_one_period_per_step():
+    s = spec(behavior=Behavior(scale_down=DOC_SCALE_DOWN))
+    state, current, seen = ScalingState(), 80, []
+    for i in range(6):
+        d = decide(
+            now=NOW + 61 * i, current_instances=current, current_load=1000.0, spec=s, state=state
+        )
+        state, current = d.state, d.desired
+        seen.append(current)
+    assert seen == [72, 64, 57, 51, 45, 40]
+
+
+def test_within_a_period_no_second_scale_down():
+    s = spec(behavior=Behavior(scale_down=DOC_SCALE_DOWN))
+    d1 = decide(now=NOW, current_instances=80, current_load=1000.0, spec=s)
+    d2 = decide(now=NOW + 30, current_instances=72, current_load=1000.0, spec=s, state=d1.state)
+    assert d2.desired == 72
+    assert d2.reason == "ScaleDownLimit"
+    d3 = decide(now=NOW + 61, current_instances=72, current_load=1000.0, spec=s, state=d2.state)
+    assert d3.desired == 64
+
+
+def test_documented_select_policy_min_limits_to_five_pods_per_minute():
+    rules = ScalingRules(
+        stabilization_window_seconds=0,
+        policies=(
+            ScalingPolicy(PolicyType.PERCENT, 10, 60),
+            ScalingPolicy(PolicyType.PODS, 5, 60),
+        ),
+        select_policy=SelectPolicy.MIN,
+    )
+    d = decide(
+        now=NOW,
+        current_instances=80,
+        current_load=1000.0,
+        spec=spec(behavior=Behavior(scale_down=rules)),
+    )
+    assert d.desired == 75
+
+
+def test_documented_scale_down_disabled():
+    rules = ScalingRules(0, DOC_SCALE_DOWN.policies, select_policy=SelectPolicy.DISABLED)
+    d = decide(
+        now=NOW,
+        current_instances=80,
+        current_load=0.0,
+        spec=spec(behavior=Behavior(scale_down=rules)),
+    )
+    assert d.desired == 80
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        (1, 5),  # default scale-up: max(100 % -> 2, +4 pods -> 5)
+        (10, 20),  # max(100 % -> 20, +4 -> 14)
+        (3, 7),
+    ],
+)
+def test_default_scale_up_is_fastest_of_100_percent_or_4_pods(current, expected):
+    d = decide(now=NOW, current_instances=current, current_load=100_000.0, spec=spec())
+    assert d.desired == expected
+    assert d.reason == "ScaleUpLimit"
+
+
+def test_scale_up_period_counts_earlier_events():
+    rules = ScalingRules(0, (ScalingPolicy(PolicyType.PODS, 4, 60),))
+    s = spec(behavior=Behavior(scale_up=rules))
+    d1 = decide(now=NOW, current_instances=2, current_load=5000.0, spec=s)
+    assert d1.desired == 6
+    d2 = decide(now=NOW + 30, current_instances=6, current_load=5000.0, spec=s, state=d1.state)
+    assert d2.desired == 6
+    d3 = decide(now=NOW + 61, current_instances=6, current_load=5000.0, spec=s, state=d2.state)
+    assert d3.desired == 10
+
+
+def test_default_scale_down_stabilization_keeps_highest_recommendation_for_five_minutes():
+    s = spec()  # default: 300 s scale-down window
+    state = ScalingState()
+    current = 10
+    loads = [1000.0, 800.0, 600.0, 300.0]
+    for i, load in enumerate(loads):
+        d = decide(
+            now=NOW + 15 * i, current_instances=current, current_load=load, spec=s, state=state
+        )
+        state, current = d.state, d.desired
+    assert current == 10
+    assert d.reason == "ScaleDownStabilized"
+    # after the window the highest remaining recommendation (3) wins
+    d = decide(
+        now=NOW + 15 * 3 + 300, current_instances=current, current_load=300.0, spec=s, state=state
+    )
+    assert d.desired == 3
+
+
+def test_shorter_stabilization_window_from_the_docs_example():
+    rules = ScalingRules(60, (ScalingPolicy(PolicyType.PERCENT, 100, 15),))
+    s = spec(behavior=Behavior(scale_down=rules))
+    d1 = decide(now=NOW, current_instances=10, current_load=1000.0, spec=s)
+    d2 = decide(now=NOW + 30, current_instances=10, current_load=200.0, spec=s, state=d1.state)
+    assert d2.desired == 10
+    d3 = decide(now=NOW + 61, current_instances=10, current_load=200.0, spec=s, state=d2.state)
+    assert d3.desired == 2
+
+
+def test_scale_up_stabilization_uses_lowest_recommendation():
+    rules = ScalingRules(60, (ScalingPolicy(PolicyType.PODS, 100, 15),))
+    s = spec(behavior=Behavior(scale_up=rules, scale_down=NO_WINDOWS.scale_down))
+    d1 = decide(now=NOW, current_instances=2, current_load=200.0, spec=s)
+    d2 = decide(now=NOW + 15, current_instances=2, current_load=900.0, spec=s, state=d1.state)
+    assert d2.desired == 2
+    assert d2.reason == "ScaleUpStabilized"
+
+
+def test_max_and_min_bounds():
+    s = spec(min_instances=2, max_instances=6, behavior=NO_WINDOWS)
+    assert decide(now=NOW, current_instances=4, current_load=10_000.0, spec=s).desired == 6
+    assert decide(now=NOW, current_instances=4, current_load=0.0, spec=s).desired == 2
+    over = decide(now=NOW, current_instances=9, current_load=10_000.0, spec=s)
+    assert over.desired == 6
+    assert over.reason == "OutsideBounds"
+
+
+def test_tolerance_is_configurable_per_direction():
+    up = ScalingRules(0, NO_WINDOWS.scale_up.policies, tolerance=0.0)
+    s = spec(behavior=Behavior(scale_up=up, scale_down=NO_WINDOWS.scale_down))
+    assert decide(now=NOW, current_instances=4, current_load=404.0, spec=s).desired == 5
+    assert decide(now=NOW, current_instances=4, current_load=380.0, spec=s).desired == 4
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+def test_cron_schedule_raises_the_minimum_while_active():
+    # 2023-11-14 is a Tuesday; 08:00 UTC on weekdays for two hours
+    at_0830 = 1_699_950_600.0  # 2023-11-14 08:30:00 UTC
+    sched = CronSchedule("0 8 * * 1-5", duration_seconds=7200, min_instances=8, name="office")
+    assert sched.active(at_0830)
+    assert not sched.active(at_0830 - 3600)  # 07:30
+    assert not sched.active(at_0830 + 2 * 3600)  # 10:30
+    assert not sched.active(at_0830 + 4 * 86400)  # Saturday
+    d = decide(now=at_0830, current_instances=2, current_load=50.0, spec=spec(schedules=(sched,)))
+    assert d.desired == 8
+    assert d.active_schedules == ("office",)
+    assert d.reason == "ScheduleMinimum"
+
+
+@pytest.mark.parametrize(
+    ("cron", "expected"),
+    [
+        ("*/15 * * * *", True),
+        ("31-59 * * * *", False),
+        ("30 8 14 11 *", True),
+        ("30 8 1 * 2", True),
+    ],
+)
+def test_cron_fields(cron, expected):
+    at_0830 = 1_699_950_600.0
+    assert CronSchedule(cron, duration_seconds=60, min_instances=1).active(at_0830) is expected
+
+
+def test_cron_rejects_bad_expressions():
+    with pytest.raises(ValueError, match="5 fields"):
+        CronSchedule("* * *", duration_seconds=60, min_instances=1).active(NOW)
+    with pytest.raises(ValueError, match="out of range"):
+        CronSchedule("61 * * * *", duration_seconds=60, min_instances=1).active(NOW)
+
+
+# --- predictive --------------------------------------------------------------------------------
+
+
+def ramp_forecast(start: float, *, peak: float) -> Forecast:
+    point = np.linspace(400.0, peak, 20)
+    return Forecast(
+        start=start,
+        step=15.0,
+        point=point,
+        lower=point * 0.9,
+        upper=point * 1.1,
+        level=0.8,
+        model="test",
+    )
+
+
+def test_predictive_provisions_the_upper_quantile_over_lead_time():
+    fc = ramp_forecast(NOW + 15, peak=1900.0)
+    s = spec(behavior=NO_WINDOWS, startup_seconds=30, horizon_seconds=30)
+    d = decide(
+        now=NOW,
+        current_instances=4,
+        current_load=400.0,
+        spec=s,
+        forecast=fc,
+        forecast_smape=10.0,
+        history_seconds=3600,
+    )
+    window = (fc.timestamps > NOW) & (fc.timestamps <= NOW + 60)
+    expected_peak = float(fc.upper[window].max())
+    assert d.mode == "predictive"
+    assert d.reason == "ForecastPeak"
+    assert d.evidence["forecastPeakUpper"] == pytest.approx(expected_peak)
+    assert d.desired == math.ceil(expected_peak / 100.0)
+    assert d.desired > 4
+
+
+@pytest.mark.parametrize(
+    ("smape", "history", "fallback"),
+    [
+        (60.0, 3600.0, "ForecastErrorTooHigh"),
+        (10.0, 120.0, "HistoryTooShort"),
+        (float("nan"), 3600.0, "ForecastErrorUnknown"),
+    ],
+)
+def test_untrusted_forecast_falls_back_to_reactive(smape, history, fallback):
+    d = decide(
+        now=NOW,
+        current_instances=4,
+        current_load=400.0,
+        spec=spec(behavior=NO_WINDOWS),
+        forecast=ramp_forecast(NOW + 15, peak=5000.0),
+        forecast_smape=smape,
+        history_seconds=history,
+    )
+    assert d.mode == "reactive"
+    assert d.fallback == fallback
+    assert d.desired == 4
+    assert "scaling on current load" in d.message
+
+
+def test_stale_forecast_falls_back():
+    d = decide(
+        now=NOW,
+        current_instances=4,
+        current_load=400.0,
+        spec=spec(),
+        forecast=ramp_forecast(NOW - 3600, peak=5000.0),
+        forecast_smape=5.0,
+        history_seconds=3600,
+    )
+    assert d.fallback == "ForecastDoesNotCoverLeadTime"
+
+
+def test_current_load_wins_when_forecast_underestimates():
+    fc = ramp_forecast(NOW + 15, peak=400.0)
+    d = decide(
+        now=NOW,
+        current_instances=5,
+        current_load=900.0,
+        spec=spec(behavior=NO_WINDOWS),
+        forecast=fc,
+        forecast_smape=5.0,
+        history_seconds=3600,
+    )
+    assert d.mode == "predictive"
+    assert d.desired == 9
+    assert d.reason == "CurrentLoad"
+
+
+def test_state_round_trips_through_a_dict():
+    state = ScalingState(
+        recommendations=(Recommendation(NOW, 3), Recommendation(NOW + 15, 4)),
+        scale_up_events=(ScaleEvent(NOW, 2),),
+        scale_down_events=(ScaleEvent(NOW + 15, 1),),
+    )
+    assert ScalingState.from_dict(state.to_dict()) == state
+
+
+def test_state_is_pruned_to_the_longest_window():
+    s = spec()
+    d = decide(now=NOW, current_instances=4, current_load=400.0, spec=s)
+    later = decide(now=NOW + 1000, current_instances=4, current_load=400.0, spec=s, state=d.state)
+    assert all(r.timestamp > NOW + 1000 - 300 for r in later.state.recommendations)

@@ -1,0 +1,102 @@
+"""Property tests: decisions stay within bounds and never change faster than policies allow."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from intelligence.scaling import (
+    Behavior,
+    PolicyType,
+    ScalingPolicy,
+    ScalingRules,
+    ScalingSpec,
+    ScalingState,
+    SelectPolicy,
+    decide,
+)
+
+policies = st.lists(
+    st.builds(
+        ScalingPolicy,
+        type=st.sampled_from(list(PolicyType)),
+        value=st.integers(1, 200),
+        period_seconds=st.sampled_from([15, 30, 60, 120]),
+    ),
+    min_size=1,
+    max_size=3,
+)
+rules = st.builds(
+    ScalingRules,
+    stabilization_window_seconds=st.sampled_from([0, 30, 60, 300]),
+    policies=policies.map(tuple),
+    select_policy=st.sampled_from([SelectPolicy.MAX, SelectPolicy.MIN]),
+    tolerance=st.sampled_from([0.0, 0.1, 0.2]),
+)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[ScalingSpec, int, list[float]]:
+    lo = draw(st.integers(0, 5))
+    hi = draw(st.integers(max(lo, 1), 60))
+    spec = ScalingSpec(
+        target_per_instance=draw(st.sampled_from([1.0, 10.0, 75.0])),
+        min_instances=lo,
+        max_instances=hi,
+        behavior=Behavior(scale_up=draw(rules), scale_down=draw(rules)),
+    )
+    start = draw(st.integers(lo, hi))
+    loads = draw(st.lists(st.floats(0, 5000, allow_nan=False), min_size=1, max_size=25))
+    return spec, start, loads
+
+
+def _limit(rules: ScalingRules, start_of: dict[int, int], *, up: bool) -> int:
+    proposals = []
+    for p in rules.policies:
+        s = start_of[p.period_seconds]
+        if p.type is PolicyType.PODS:
+            proposals.append(s + p.value if up else s - p.value)
+        elif up:
+            proposals.append(math.ceil(s * (1 + p.value / 100)))
+        else:
+            proposals.append(int(s * (1 - p.value / 100)))
+    pick_max = (rules.select_policy is SelectPolicy.MAX) == up
+    return max(proposals) if pick_max else min(proposals)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(), st.sampled_from([15, 20, 45]))
+def test_within_bounds_and_never_faster_than_policies(scenario, interval) -> None:
+    spec, current, loads = scenario
+    state = ScalingState()
+    history: list[tuple[float, int]] = [(-math.inf, current)]  # (time, replicas from then on)
+    t0 = 1_000_000.0
+    for i, load in enumerate(loads):
+        now = t0 + i * interval
+        d = decide(now=now, current_instances=current, current_load=load, spec=spec, state=state)
+        assert spec.min_instances <= d.desired <= spec.max_instances
+        periods = {
+            p.period_seconds
+            for p in spec.behavior.scale_up.policies + spec.behavior.scale_down.policies
+        }
+        # replicas at the start of each policy's period, read off the trajectory itself
+        start_of = {period: [r for t, r in history if t <= now - period][-1] for period in periods}
+        if d.desired > current:
+            assert d.desired <= max(current, _limit(spec.behavior.scale_up, start_of, up=True))
+        if d.desired < current:
+            assert d.desired >= min(current, _limit(spec.behavior.scale_down, start_of, up=False))
+        if d.desired != current:
+            history.append((now, d.desired))
+        state, current = d.state, d.desired
+
+
+@settings(max_examples=100, deadline=None)
+@given(scenarios())
+def test_decisions_are_deterministic_given_the_state(scenario) -> None:
+    spec, current, loads = scenario
+    a = decide(now=5e6, current_instances=current, current_load=loads[0], spec=spec)
+    b = decide(now=5e6, current_instances=current, current_load=loads[0], spec=spec)
+    assert a == b
+    assert a.evidence["desired"] == a.desired
