@@ -1,0 +1,196 @@
+"""Proxy behaviour through the running gateway: routes, aliases, paths, headers, bodies,
+limits, health endpoints, CORS, route reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any
+
+import httpx
+from conftest import RunningGateway, Upstream, routes_document, wait_for
+
+
+async def test_unknown_route_is_404_json(gateway: RunningGateway, auth: Any) -> None:
+    r = await gateway.http.get("/api/v2/nowhere/x", headers=auth())
+    assert r.status_code == 404
+    assert r.json()["error"] == "not_found"
+    # a prefix must match whole segments
+    r = await gateway.http.get("/api/v2/crmx/contacts", headers=auth())
+    assert r.status_code == 404
+
+
+async def test_xynergyos_mirror_and_alias_reach_the_canonical_path(
+    gateway: RunningGateway, auth: Any
+) -> None:
+    r = await gateway.http.get("/api/xynergyos/v2/crm/contacts?a=1", headers=auth())
+    assert r.status_code == 200
+    assert r.json()["path"] == "/api/v2/crm/contacts"
+    assert r.json()["query"] == "a=1"
+    r = await gateway.http.get("/api/v2/email/inbox", headers=auth())
+    assert r.status_code == 200
+    assert r.json()["path"] == "/api/v2/gmail/inbox"
+    r = await gateway.http.get("/api/xynergyos/v2/email/inbox", headers=auth())
+    assert r.json()["path"] == "/api/v2/gmail/inbox"
+    r = await gateway.http.get("/api/v1/ai/chat", headers=auth())
+    assert r.json()["path"] == "/api/v1/ai/chat"
+
+
+async def _raw_get(url: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A GET whose path is sent as is (HTTP clients remove dot segments themselves)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+async def test_dot_segments_cannot_escape_a_route(gateway: RunningGateway, auth: Any) -> None:
+    status, _ = await _raw_get(gateway.url, "/api/v2/crm/../../../../etc/passwd", auth())
+    assert status == 400
+    status, _ = await _raw_get(gateway.url, "/api/v2/crm/%2e%2e/%2e%2e/%2e%2e/%2e%2e/x", auth())
+    assert status == 400
+    status, body = await _raw_get(gateway.url, "/api/v2/crm/../slack/channels", auth())
+    assert status == 200
+    assert b'"path":"/api/v2/slack/channels"' in body
+
+
+async def test_request_id_and_hop_by_hop_headers(gateway: RunningGateway, auth: Any) -> None:
+    r = await gateway.http.get(
+        "/api/v2/crm/contacts",
+        headers={
+            **auth(),
+            "X-Request-ID": "req-123",
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "drop me",
+            "TE": "trailers",
+            "Proxy-Authorization": "Basic abc",
+        },
+    )
+    assert r.headers["x-request-id"] == "req-123"
+    seen = r.json()["headers"]
+    assert seen["x-request-id"] == "req-123"
+    for name in ("x-secret-hop", "te", "proxy-authorization"):
+        assert name not in seen
+    r = await gateway.http.get("/api/v2/crm/contacts", headers=auth())
+    generated = r.headers["x-request-id"]
+    assert len(generated) >= 16
+    assert r.json()["headers"]["x-request-id"] == generated
+
+
+async def test_bodies_stream_both_ways(gateway: RunningGateway, auth: Any) -> None:
+    payload = bytes(range(256)) * 2048  # 512 KiB, above the buffering threshold
+
+    async def chunks() -> Any:
+        for i in range(0, len(payload), 65536):
+            yield payload[i : i + 65536]
+
+    r = await gateway.http.post("/api/v2/crm/upload", headers=auth(), content=chunks())
+    assert r.status_code == 200
+    assert r.json()["body_len"] == len(payload)
+    assert r.json()["body_sha256"] == hashlib.sha256(payload).hexdigest()
+    r = await gateway.http.get("/api/v2/crm/stream", headers=auth())
+    assert r.text == "".join(f"chunk-{i};" for i in range(5))
+
+
+async def test_body_over_the_limit_is_413(gateway: RunningGateway, auth: Any) -> None:
+    big = b"x" * ((1 << 20) + 1)
+    r = await gateway.http.post("/api/v2/crm/upload", headers=auth(), content=big)
+    assert r.status_code == 413
+
+    async def chunks() -> Any:
+        for _ in range(20):
+            yield b"y" * 65536
+
+    r = await gateway.http.post("/api/v2/crm/upload", headers=auth(), content=chunks())
+    assert r.status_code == 413
+
+
+async def test_idempotent_requests_are_retried_and_posts_are_not(
+    gateway: RunningGateway, upstream: Upstream, auth: Any
+) -> None:
+    upstream.fail_next["/api/v2/flaky/retry-get"] = 1
+    r = await gateway.http.get("/api/v2/flaky/retry-get", headers=auth(user_id="retrier"))
+    assert r.status_code == 200
+    assert upstream.hits["/api/v2/flaky/retry-get"] == 2
+    upstream.fail_next["/api/v2/flaky/retry-post"] = 1
+    r = await gateway.http.post("/api/v2/flaky/retry-post", headers=auth(user_id="retrier"))
+    assert r.status_code == 503
+    assert upstream.hits["/api/v2/flaky/retry-post"] == 1
+
+
+async def test_route_timeout_gives_504(gateway: RunningGateway, auth: Any) -> None:
+    r = await gateway.http.post("/api/v2/flaky/slow", headers=auth(user_id="slowpoke"))
+    assert r.status_code == 504
+    assert r.json()["error"] == "upstream_timeout"
+
+
+async def test_health_ready_metrics_and_docs(gateway: RunningGateway, auth: Any) -> None:
+    assert (await gateway.http.get("/healthz")).json() == {"status": "ok"}
+    ready = (await gateway.http.get("/readyz")).json()
+    assert ready["checks"]["redis"] == "ok"
+    assert ready["checks"]["routes"]["count"] >= 5
+    await gateway.http.get("/api/v2/crm/contacts", headers=auth())
+    metrics = (await gateway.http.get("/metrics")).text
+    assert (
+        'xynergy_gateway_requests_total{method="GET",route="/api/v2/crm",status="200"}' in metrics
+    )
+    assert "xynergy_gateway_request_duration_seconds_bucket" in metrics
+    assert (await gateway.http.get("/openapi.json")).json()["info"]["title"].startswith("Xynergy")
+
+
+async def test_cors_allows_listed_and_pattern_origins_only(gateway: RunningGateway) -> None:
+    async def preflight(origin: str) -> httpx.Response:
+        return await gateway.http.options(
+            "/api/v2/crm/contacts",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+
+    for origin in (
+        "http://localhost:3000",
+        "https://app.xynergyos.com",
+        "https://a.b.xynergyos.com",
+    ):
+        r = await preflight(origin)
+        assert r.status_code == 200, origin
+        assert r.headers["access-control-allow-origin"] == origin
+        assert r.headers["access-control-allow-credentials"] == "true"
+    for origin in (
+        "https://evil.com",
+        "https://xynergyos.com.evil.com",
+        "http://app.xynergyos.com",
+    ):
+        r = await preflight(origin)
+        assert r.headers.get("access-control-allow-origin") != origin
+        assert r.headers.get("access-control-allow-origin") != "*"
+
+
+async def test_route_table_reloads_without_restart(
+    gateway_factory: Any, upstream: Upstream, auth: Any
+) -> None:
+    async with gateway_factory() as gw:
+        assert (await gw.http.get("/api/v1/marketing/campaigns", headers=auth())).status_code == 404
+        doc = routes_document(upstream.url)
+        doc["services"].append(
+            {"name": "marketing", "url": upstream.url, "routes": [{"prefix": "/api/v1/marketing"}]}
+        )
+        gw.routes_file.write_text(json.dumps(doc))
+
+        async def served() -> bool:
+            r = await gw.http.get("/api/v1/marketing/campaigns", headers=auth())
+            return r.status_code == 200
+
+        await wait_for(served, within=10, what="the new route")
+        gw.routes_file.write_text("services: [ {broken")
+        r = await gw.http.get("/api/v1/marketing/campaigns", headers=auth())
+        assert r.status_code == 200  # a broken file keeps the last good table
