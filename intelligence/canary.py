@@ -23,6 +23,7 @@ numbers. Pure: numpy and scipy only, no I/O, no clock reads.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,7 +33,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from intelligence.anomaly import CusumDetector, RobustZScore, Severity, Thresholds
+from intelligence.anomaly import Severity, Thresholds
+from intelligence.anomaly.base import median_mad
+from intelligence.anomaly.robust_zscore import MAD_TO_SIGMA
 
 __all__ = [
     "CanaryJudgement",
@@ -100,7 +103,7 @@ class MetricConfig:
 class JudgeConfig:
     """Run-level settings (Kayenta's defaults where it has one)."""
 
-    alpha: float = 0.05
+    alpha: float = 0.01
     pass_score: float = 95.0
     marginal_score: float = 75.0
     max_nan_fraction: float = 0.5
@@ -176,6 +179,11 @@ def _compress(sample: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.quantile(sample, q)
 
 
+@lru_cache(maxsize=16)
+def _z_critical(confidence: float) -> float:
+    return float(stats.norm.ppf(0.5 + confidence / 2.0))
+
+
 def hodges_lehmann(
     stable: ArrayLike, canary: ArrayLike, *, confidence: float = 0.95
 ) -> tuple[float, float, float]:
@@ -193,7 +201,7 @@ def hodges_lehmann(
         return nan, nan, nan
     diffs = np.sort((y[:, None] - x[None, :]).ravel())
     est = float(np.median(diffs))
-    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
+    z = _z_critical(confidence)
     k = math.floor(m * n / 2.0 - z * math.sqrt(m * n * (m + n + 1) / 12.0))
     k = min(max(k, 0), diffs.size - 1)
     return est, float(diffs[k]), float(diffs[diffs.size - 1 - k])
@@ -208,41 +216,33 @@ def _clean(values: ArrayLike) -> tuple[NDArray[np.float64], int]:
 def _anomalies(
     stable: NDArray[np.float64], canary: NDArray[np.float64], cfg: MetricConfig
 ) -> tuple[int, Severity]:
-    """Canary points at CRITICAL or worse, scored by detectors primed on the stable samples."""
-    direction: Literal["up", "down", "both"] = {
-        "increase": "up",
-        "decrease": "down",
-        "either": "both",
-    }[cfg.bad_direction]  # type: ignore[assignment]
-    w = max(stable.size, 8)
-    rel_floor = max(cfg.tolerance, 1e-3)
-    abs_floor = max(cfg.absolute_tolerance, 1e-9)
-    zs = RobustZScore(
-        window=w,
-        min_history=min(8, w),
-        direction=direction,
-        thresholds=Thresholds(4.0, 6.0, 10.0),
-        relative_min_scale=rel_floor,
-        min_scale=abs_floor,
-    )
-    cs = CusumDetector(
-        window=w,
-        min_history=min(8, w),
-        direction=direction,
-        thresholds=Thresholds(8.0, 16.0, 32.0),
-        relative_min_scale=rel_floor,
-        min_scale=abs_floor,
-    )
-    worst = Severity.INFO
-    flagged = np.zeros(canary.size, dtype=bool)
-    for det in (zs, cs):
-        det.prime(stable)
-        for i, v in enumerate(canary):
-            d = det.update(v)
-            worst = max(worst, d.severity)
-            if d.severity >= Severity.CRITICAL:
-                flagged[i] = True
-    return int(flagged.sum()), worst
+    """Canary points at CRITICAL or worse against the stable samples as a frozen reference.
+
+    The statistics of :class:`~intelligence.anomaly.RobustZScore` (median / MAD z-score, with
+    the metric's tolerances as scale floors) and :class:`~intelligence.anomaly.CusumDetector`
+    (two-sided CUSUM of those z-scores, allowance 0.5), computed in one pass: the stable
+    version runs at the same time as the canary, so it is the reference for every canary point.
+    """
+    med, mad = median_mad(stable)
+    scale = max(MAD_TO_SIGMA * mad, max(cfg.tolerance, 1e-3) * abs(med), cfg.absolute_tolerance)
+    scale = max(scale, 1e-9)
+    z = np.clip((canary - med) / scale, -10.0, 10.0)
+    if cfg.bad_direction == "increase":
+        bad = np.maximum(z, 0.0)
+    elif cfg.bad_direction == "decrease":
+        bad = np.maximum(-z, 0.0)
+    else:
+        bad = np.abs(z)
+    z_sev = ZSCORE_LEVELS.classify_many(bad)
+    cusum = np.empty(canary.size)
+    acc = 0.0
+    for i, v in enumerate(bad.tolist()):
+        acc = max(0.0, acc + v - 0.5)
+        cusum[i] = acc
+    c_sev = CUSUM_LEVELS.classify_many(cusum)
+    worst = int(max(z_sev.max(initial=0), c_sev.max(initial=0)))
+    flagged = (z_sev >= Severity.CRITICAL) | (c_sev >= Severity.CRITICAL)
+    return int(flagged.sum()), Severity(worst)
 
 
 def judge_metric(
@@ -344,6 +344,9 @@ def judge_metric(
     )
 
 
+ZSCORE_LEVELS = Thresholds(4.0, 6.0, 10.0)
+CUSUM_LEVELS = Thresholds(8.0, 16.0, 32.0)
+
 _CREDIT = {MetricVerdict.PASS: 1.0, MetricVerdict.MARGINAL: 0.5}
 
 
@@ -383,7 +386,10 @@ def judge(
         reasons.append("CriticalMetricNoData")
     if total_w and data_w < 0.5 * total_w:
         reasons.append("MostlyNoData")
-    if data_w and score < cfg.marginal_score:
+    # Marginal metrics lower the score (no Success) but never fail a run: only regressions do.
+    regressed_w = sum(r.weight for r in data if r.failed)
+    fail_score = 100.0 * (1.0 - regressed_w / data_w) if data_w else 100.0
+    if data_w and fail_score < cfg.marginal_score:
         return CanaryJudgement(Outcome.FAILED, score, results, (*reasons, "ScoreBelowMarginal"))
     if "CriticalMetricNoData" in reasons or "MostlyNoData" in reasons:
         return CanaryJudgement(Outcome.INCONCLUSIVE, score, results, tuple(reasons))
