@@ -23,10 +23,10 @@ numbers. Pure: numpy and scipy only, no I/O, no clock reads.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
