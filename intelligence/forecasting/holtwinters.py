@@ -29,7 +29,7 @@ from intelligence.forecasting.resampling import RegularSeries, prepare, season_s
 __all__ = ["HoltWinters"]
 
 _ALPHAS = (0.05, 0.15, 0.3, 0.5, 0.8)
-_BETAS = (0.0, 0.02)
+_BETAS = (0.0, 0.01, 0.05)
 _GAMMAS = (0.05, 0.2, 0.5)
 
 
@@ -122,12 +122,12 @@ class HoltWinters:
         phi = self.damping
         if seasonal:
             level0 = float(y[:m].mean())
-            trend0 = float(y[m : 2 * m].mean() - level0) / m
+            trend0 = 0.0  # a trend must be learnt (beta > 0), never frozen from two points
             season0 = y[:m] - level0
             first = m
         else:
             level0 = float(y[0])
-            trend0 = float(y[1] - y[0])
+            trend0 = 0.0
             season0 = np.zeros(1)
             first = 1
         lvl = np.full(k, level0)

@@ -73,15 +73,23 @@ class RidgeSeasonal:
     def _design(
         self, t_idx: FloatArray, history: FloatArray, rows: npt.NDArray[np.int64]
     ) -> FloatArray:
-        cols: list[FloatArray] = [t_idx / self._n_trend]
+        n_cols = 1 + sum(2 * k for _, k in self._fourier) + len(self._lag_list)
+        x = np.empty((t_idx.size, n_cols), dtype=np.float64)
+        x[:, 0] = t_idx / self._n_trend
+        col = 1
         for m, k in self._fourier:
-            w = 2.0 * np.pi * t_idx / m
-            for h in range(1, k + 1):
-                cols.append(np.sin(h * w))
-                cols.append(np.cos(h * w))
+            # harmonics by complex recurrence: one exp per period instead of 2k sin/cos
+            base = np.exp(1j * (2.0 * np.pi / m) * t_idx)
+            z = base.copy()
+            for _ in range(k):
+                x[:, col] = z.imag
+                x[:, col + 1] = z.real
+                col += 2
+                z *= base
         for lag in self._lag_list:
-            cols.append(history[rows - lag])
-        return np.column_stack(cols)
+            x[:, col] = history[rows - lag]
+            col += 1
+        return x
 
     def fit_series(self, series: RegularSeries) -> Self:
         """Fit on an already regular series."""

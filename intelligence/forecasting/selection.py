@@ -76,7 +76,8 @@ def backtest(
 
     Origins are `horizon` apart, so test windows do not overlap. At each origin every model
     sees only the history before it (re-levelled on that history alone). Errors are pooled
-    over all windows; MASE is scaled per window by the seasonal naive error of its history.
+    over all windows and counted only at observed points (never against interpolated gaps);
+    MASE is scaled per window by the seasonal naive error of its history.
     """
     k = len(factories)
     actual: list[FloatArray] = []
@@ -87,19 +88,30 @@ def backtest(
     names = [""] * k
     for i in range(origins, 0, -1):
         cut = raw.n - i * horizon
+        observed = ~raw.filled[cut : cut + horizon]
+        if not observed.any():
+            continue  # the whole window was interpolated: nothing real to score against
         head = raw.head(cut)
         if adjust_level_shift:
             head = relevel(head, period_steps=period)
-        truth = raw.values[cut : cut + horizon]
+        truth = raw.values[cut : cut + horizon][observed]
         actual.append(truth)
         scale = naive_scale(head.values, period=period)
         for j, factory in enumerate(factories):
             model = factory().fit_series(head)
             fc = model.predict(horizon)
-            predicted[j].append(fc.point)
-            scaled[j].append(mase(truth, fc.point, scale=scale))
-            inside[j] += int(np.sum((truth >= fc.lower) & (truth <= fc.upper)))
+            point = fc.point[observed]
+            predicted[j].append(point)
+            scaled[j].append(mase(truth, point, scale=scale))
+            lower, upper = fc.lower[observed], fc.upper[observed]
+            inside[j] += int(np.sum((truth >= lower) & (truth <= upper)))
             notes[j], names[j] = model.notes, model.name
+    if not actual:
+        nan = float("nan")
+        return [
+            BacktestScore(f().name, nan, nan, nan, nan, 0, horizon, ("no observed window",))
+            for f in factories
+        ]
     a = np.concatenate(actual)
     scores = []
     for j in range(k):
@@ -111,7 +123,7 @@ def backtest(
                 smape=smape(a, p),
                 mase=float(np.mean(scaled[j])),
                 coverage=inside[j] / a.size,
-                origins=origins,
+                origins=len(actual),
                 horizon=horizon,
                 notes=notes[j],
             )
