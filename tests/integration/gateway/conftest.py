@@ -390,13 +390,13 @@ def gateway_factory(
 ) -> GatewayFactory:
     @contextlib.asynccontextmanager
     async def start(
-        routes: dict[str, Any] | None = None, **overrides: Any
+        routes: dict[str, Any] | None = None, *, wait_ready: bool = True, **overrides: Any
     ) -> AsyncIterator[RunningGateway]:
         workdir = tmp_path_factory.mktemp("gateway")
         routes_file = workdir / "routes.yaml"
         routes_file.write_text(json.dumps(routes or routes_document(upstream.url)))
+        overrides.setdefault("redis_url", redis_server.url)
         settings = GatewaySettings(
-            redis_url=redis_server.url,
             routes_file=routes_file,
             routes_poll_seconds=0.05,
             cors_origins=["http://localhost:3000"],
@@ -419,7 +419,8 @@ def gateway_factory(
             async def ready() -> bool:
                 return (await http.get("/readyz")).status_code == 200 and app.stream_ready.is_set()
 
-            await wait_for(ready, within=20, what="gateway readiness")
+            if wait_ready:
+                await wait_for(ready, within=20, what="gateway readiness")
             yield RunningGateway(url=url, app=app, routes_file=routes_file, http=http)
 
     return start
