@@ -12,10 +12,10 @@ import prometheus_client
 
 from controllers.settings import OperatorSettings
 
-__all__ = ["HANDLER_MODULES", "configure", "load_handlers"]
+__all__ = ["HANDLER_MODULES", "configure", "current_settings", "load_handlers"]
 
 # One entry per kind; each module registers its @kopf.on handlers on import.
-HANDLER_MODULES: tuple[str, ...] = ()
+HANDLER_MODULES: tuple[str, ...] = ("controllers.xynergyservice.handlers",)
 
 _settings = OperatorSettings()
 
@@ -24,6 +24,11 @@ def load_handlers() -> None:
     """Import every kind's handlers so kopf registers them."""
     for name in HANDLER_MODULES:
         importlib.import_module(name)
+
+
+def current_settings() -> OperatorSettings:
+    """The settings the operator was configured with."""
+    return _settings
 
 
 def configure(settings: OperatorSettings) -> None:
@@ -36,7 +41,7 @@ def configure(settings: OperatorSettings) -> None:
 
 @kopf.on.startup()
 def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.posting.level = logging.INFO
+    settings.posting.level = logging.ERROR  # our own events are posted explicitly
     settings.persistence.finalizer = "xynergy.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="xynergy.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

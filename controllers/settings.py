@@ -30,4 +30,8 @@ class OperatorSettings(BaseSettings):
     drift_check_seconds: float = Field(
         default=600.0, gt=0, description="Default period of the drift check (with jitter)."
     )
+    cloudrun_endpoint: str | None = Field(
+        default=None,
+        description="Cloud Run Admin API endpoint override (tests, fakes); Google's if unset.",
+    )
     api_qps: float = Field(default=50.0, gt=0, description="Rate limit of our own API writes.")

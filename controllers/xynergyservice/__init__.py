@@ -1,0 +1,1 @@
+"""The XynergyService controller: handlers (kopf), reconciler, resources (pure), status (pure)."""

@@ -1,0 +1,113 @@
+"""Pure builders of the Deployment and Service, and the subset check that avoids writes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from apis.v1alpha1 import XynergyService
+from controllers.xynergyservice.resources import (
+    build_deployment,
+    build_service,
+    is_subset,
+    revision_name,
+    service_url,
+)
+
+
+def _svc(**spec: Any) -> XynergyService:
+    return XynergyService.model_validate(
+        {
+            "metadata": {"name": "crm", "namespace": "prod", "uid": "u-1", "generation": 3},
+            "spec": {"image": "reg/crm:1", **spec},
+        }
+    )
+
+
+def test_deployment_applies_profile_env_probe_and_owner() -> None:
+    svc = _svc(
+        profile="ai-intensive",
+        env=[
+            {"name": "A", "value": "1"},
+            {"name": "B", "secretKeyRef": {"name": "db", "key": "password"}},
+            {"name": "C", "configMapKeyRef": {"name": "cfg", "key": "level", "optional": True}},
+        ],
+        healthCheck={"path": "/ready", "periodSeconds": 5, "timeoutSeconds": 2},
+        scaling={"minInstances": 2},
+        kubernetes={"nodeSelector": {"pool": "gpu"}},
+    )
+    dep = build_deployment(svc)
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "reg/crm:1"
+    assert container["resources"]["requests"] == {"cpu": "2000m", "memory": "4Gi"}
+    assert container["env"][1]["valueFrom"]["secretKeyRef"] == {
+        "name": "db",
+        "key": "password",
+        "optional": False,
+    }
+    assert container["env"][2]["valueFrom"]["configMapKeyRef"]["optional"] is True
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["readinessProbe"]["periodSeconds"] == 5
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "gpu"}
+    owner = dep["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("XynergyService", "u-1", True)
+    assert dep["metadata"]["annotations"]["xynergy.io/revision"] == "crm-00003"
+    assert revision_name(svc) == "crm-00003"
+
+
+def test_service_and_url() -> None:
+    svc = _svc(kubernetes={"serviceType": "NodePort"})
+    service = build_service(svc)
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["selector"] == {"xynergy.io/service": "crm"}
+    assert service_url(svc) == "http://crm.prod.svc.cluster.local"
+
+
+def test_replicas_follow_the_scale_subresource_within_bounds() -> None:
+    assert build_deployment(_svc(replicas=7))["spec"]["replicas"] == 7
+    assert build_deployment(_svc(replicas=0, scaling={"minInstances": 1}))["spec"]["replicas"] == 1
+
+
+def _live(desired: dict[str, Any]) -> dict[str, Any]:
+    """What the apiserver returns: our fields plus defaults, quantities normalised."""
+    live = copy.deepcopy(desired)
+    live["metadata"]["resourceVersion"] = "42"
+    live["metadata"]["labels"]["added-by-hand"] = "x"
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container["terminationMessagePath"] = "/dev/termination-log"
+    container["resources"]["requests"]["cpu"] = "2"
+    live["status"] = {"replicas": 1}
+    return live
+
+
+def test_subset_ignores_defaults_and_normalised_quantities() -> None:
+    desired = build_deployment(_svc(profile="ai-intensive"))
+    assert is_subset(desired, _live(desired))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("spec", "replicas"), 5),
+        (("spec", "template", "spec", "containers", 0, "image"), "reg/crm:hacked"),
+        (("spec", "template", "spec", "containers", 0, "resources", "requests", "memory"), "1Gi"),
+    ],
+)
+def test_subset_detects_drift(path: tuple[Any, ...], value: Any) -> None:
+    desired = build_deployment(_svc(profile="ai-intensive"))
+    live = _live(desired)
+    node: Any = live
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert not is_subset(desired, live)
+
+
+def test_subset_detects_removed_env() -> None:
+    desired = build_deployment(_svc(env=[{"name": "A", "value": "1"}]))
+    live = _live(desired)
+    del live["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not is_subset(desired, live)

@@ -1,0 +1,166 @@
+"""Status bookkeeping and events, table-driven, checked against the kstatus invariants."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from apis.conditions import check_invariants, get_condition
+from apis.v1alpha1 import XynergyService
+from controllers.providers.base import BackendStatus, StalledError, TransientError
+from controllers.providers.kubernetes import status_from_deployment
+from controllers.xynergyservice.resources import build_deployment
+from controllers.xynergyservice.status import compute_status, events_for, status_changed
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+def _svc(generation: int = 2, **spec: Any) -> XynergyService:
+    return XynergyService.model_validate(
+        {
+            "metadata": {"name": "crm", "namespace": "prod", "uid": "u", "generation": generation},
+            "spec": {"image": "reg/crm:1", **spec},
+        }
+    )
+
+
+def _deployment(svc: XynergyService, **status: Any) -> dict[str, Any]:
+    dep = build_deployment(svc)
+    dep["metadata"]["generation"] = 4
+    dep["status"] = {"observedGeneration": 4, **status}
+    return dep
+
+
+READY = {
+    "replicas": 1,
+    "updatedReplicas": 1,
+    "readyReplicas": 1,
+    "availableReplicas": 1,
+    "conditions": [{"type": "Available", "status": "True"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "ready", "reason"),
+    [
+        (READY, True, "Ready"),
+        ({**READY, "observedGeneration": 3}, False, "RollingOut"),
+        ({**READY, "updatedReplicas": 0}, False, "RollingOut"),
+        ({**READY, "replicas": 2}, False, "RollingOut"),
+        ({**READY, "availableReplicas": 0}, False, "RollingOut"),
+        ({**READY, "conditions": [{"type": "Available", "status": "False"}]}, False, "Unavailable"),
+        (
+            {
+                **READY,
+                "conditions": [
+                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+                ],
+            },
+            False,
+            "ProgressDeadlineExceeded",
+        ),
+    ],
+)
+def test_deployment_readiness(status: dict[str, Any], ready: bool, reason: str) -> None:
+    svc = _svc()
+    observed = status_from_deployment(svc, _deployment(svc, **status))
+    assert (observed.ready, observed.reason) == (ready, reason)
+
+
+def test_stale_revision_is_not_ready() -> None:
+    svc = _svc()
+    dep = _deployment(svc, **READY)
+    newer = _svc(generation=3)
+    assert status_from_deployment(newer, dep).reason == "Updating"
+
+
+def test_missing_deployment() -> None:
+    observed = status_from_deployment(_svc(), None)
+    assert (observed.exists, observed.ready, observed.reason) == (False, False, "Creating")
+
+
+OBSERVED_READY = BackendStatus(
+    exists=True,
+    ready=True,
+    reason="Ready",
+    message="1/1 instances ready",
+    url="http://crm.prod.svc.cluster.local",
+    latest_created_revision="crm-00002",
+    latest_ready_revision="crm-00002",
+    replicas=1,
+    ready_replicas=1,
+)
+
+
+@pytest.mark.parametrize(
+    ("observed", "error", "ready_status", "extra"),
+    [
+        (OBSERVED_READY, None, "True", None),
+        (
+            BackendStatus(exists=False, ready=False, reason="Creating", message="m"),
+            None,
+            "Unknown",
+            "Reconciling",
+        ),
+        (None, StalledError("Secret 'db' not found", reason="SecretNotFound"), "False", "Stalled"),
+        (
+            None,
+            TransientError("503 from Cloud Run", reason="ApiUnavailable"),
+            "Unknown",
+            "Reconciling",
+        ),
+    ],
+)
+def test_compute_status_keeps_invariants(
+    observed: BackendStatus | None, error: Exception | None, ready_status: str, extra: str | None
+) -> None:
+    svc = _svc()
+    status = compute_status(svc, observed=observed, error=error, now=NOW)  # type: ignore[arg-type]
+    assert status.observed_generation == 2
+    ready = get_condition(status.conditions, "Ready")
+    assert ready is not None
+    assert ready.status == ready_status
+    types = {c.type for c in status.conditions}
+    assert types == {"Ready"} | ({extra} if extra else set())
+    assert check_invariants(generation=2, observed_generation=2, conditions=status.conditions) == []
+
+
+def test_stalled_message_names_the_secret_and_recovers() -> None:
+    svc = _svc()
+    stalled = compute_status(
+        svc,
+        observed=None,
+        error=StalledError("Secret 'db' not found", reason="SecretNotFound"),
+        now=NOW,
+    )
+    ready = get_condition(stalled.conditions, "Ready")
+    assert ready is not None
+    assert "Secret 'db'" in ready.message
+    svc.status = stalled
+    recovered = compute_status(svc, observed=OBSERVED_READY, error=None, now=NOW)
+    assert [c.type for c in recovered.conditions] == ["Ready"]
+    events = events_for(stalled, recovered, writes=1, created=True)
+    assert [e.reason for e in events] == ["Created", "Ready"]
+
+
+def test_unchanged_observation_is_not_a_change() -> None:
+    svc = _svc()
+    first = compute_status(svc, observed=OBSERVED_READY, error=None, now=NOW)
+    svc.status = first
+    again = compute_status(
+        svc, observed=OBSERVED_READY, error=None, now=NOW + dt.timedelta(hours=1)
+    )
+    assert not status_changed(first, again)
+    assert events_for(first, again, writes=0, created=False) == []
+
+
+def test_failed_event_only_when_the_stall_is_new() -> None:
+    svc = _svc()
+    err = StalledError("Secret 'db' not found", reason="SecretNotFound")
+    first = compute_status(svc, observed=None, error=err, now=NOW)
+    assert [e.reason for e in events_for(None, first, writes=0, created=False)] == ["Failed"]
+    svc.status = first
+    again = compute_status(svc, observed=None, error=err, now=NOW)
+    assert events_for(first, again, writes=0, created=False) == []
