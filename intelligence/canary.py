@@ -227,18 +227,15 @@ def _anomalies(
     scale = max(MAD_TO_SIGMA * mad, max(cfg.tolerance, 1e-3) * abs(med), cfg.absolute_tolerance)
     scale = max(scale, 1e-9)
     z = np.clip((canary - med) / scale, -10.0, 10.0)
-    if cfg.bad_direction == "increase":
-        bad = np.maximum(z, 0.0)
-    elif cfg.bad_direction == "decrease":
-        bad = np.maximum(-z, 0.0)
-    else:
-        bad = np.abs(z)
+    signs = {"increase": (1.0,), "decrease": (-1.0,), "either": (1.0, -1.0)}[cfg.bad_direction]
+    bad = np.max([np.maximum(sign * z, 0.0) for sign in signs], axis=0)
     z_sev = ZSCORE_LEVELS.classify_many(bad)
-    cusum = np.empty(canary.size)
-    acc = 0.0
-    for i, v in enumerate(bad.tolist()):
-        acc = max(0.0, acc + v - 0.5)
-        cusum[i] = acc
+    cusum = np.zeros(canary.size)
+    for sign in signs:  # Page's CUSUM on the signed z-scores, allowance 0.5
+        acc = 0.0
+        for i, v in enumerate((sign * z).tolist()):
+            acc = max(0.0, acc + v - 0.5)
+            cusum[i] = max(cusum[i], acc)
     c_sev = CUSUM_LEVELS.classify_many(cusum)
     worst = int(max(z_sev.max(initial=0), c_sev.max(initial=0)))
     flagged = (z_sev >= Severity.CRITICAL) | (c_sev >= Severity.CRITICAL)
