@@ -60,17 +60,15 @@ class EventStream:
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         origin = environ.get("HTTP_ORIGIN")
         if origin and not self.origins.allows(origin):
-            raise socketio.exceptions.ConnectionRefusedError({"error": "origin not allowed"})
+            raise socketio.exceptions.ConnectionRefusedError("forbidden", {"check": "origin"})
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"error": "unauthorized", "check": "missing"}
-            )
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized", {"check": "missing"})
         try:
             identity = await self.verifier.verify(token)
         except AuthError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
-                {"error": "unauthorized", "check": exc.check}
+                "unauthorized", {"check": exc.check}
             ) from None
         await self.sio.save_session(sid, {"tenant": identity.tenant_id, "user": identity.user_id})
         self._clients += 1

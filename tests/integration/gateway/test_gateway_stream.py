@@ -1,0 +1,133 @@
+"""The stream contract, with the real JavaScript socket.io client run by node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from conftest import NODE_DIR, RunningGateway, make_jwt
+
+from services.common.events import publish_event
+
+STREAM_PATH = "/api/xynergyos/v2/stream"
+TOPICS = "slack-messages,email-updates,crm-changes"
+
+
+class JsClient:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[dict[str, Any]] = []
+
+    @classmethod
+    async def start(cls, url: str, token: str) -> JsClient:
+        node = shutil.which("node")
+        if node is None:
+            pytest.fail("node is missing: run `make deps` (hack/deps/node-tools.sh)")
+        proc = await asyncio.create_subprocess_exec(
+            node,
+            str(NODE_DIR / "stream-client.mjs"),
+            url,
+            STREAM_PATH,
+            token,
+            TOPICS,
+            cwd=NODE_DIR,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def next_of(self, kind: str) -> dict[str, Any]:
+        """Read lines until one of type ``kind`` (bounded by the test timeout)."""
+        assert self.proc.stdout is not None
+        while True:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout=30)
+            if not raw:
+                raise AssertionError(f"client exited before {kind}; saw {self.lines}")
+            line = json.loads(raw)
+            self.lines.append(line)
+            if line["type"] == kind:
+                return line
+
+    async def events_until_final(self) -> list[dict[str, Any]]:
+        events = []
+        while True:
+            line = await self.next_of("event")
+            events.append(line)
+            if line["data"].get("final"):
+                return events
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        await self.proc.wait()
+
+
+async def test_js_client_receives_only_its_tenants_events(
+    gateway: RunningGateway, redis_client: aioredis.Redis
+) -> None:
+    a = await JsClient.start(gateway.url, make_jwt(user_id="sa", tenant_id="tenant-a"))
+    b = await JsClient.start(gateway.url, make_jwt(user_id="sb", tenant_id="tenant-b"))
+    try:
+        for client in (a, b):
+            await client.next_of("connect")
+            ack = await client.next_of("subscribed")
+            assert ack["ack"] == {"subscribed": TOPICS.split(",")}
+        await publish_event(
+            redis_client, tenant_id="tenant-a", topic="crm-changes", payload={"n": "a1"}
+        )
+        await publish_event(
+            redis_client, tenant_id="tenant-b", topic="slack-messages", payload={"n": "b1"}
+        )
+        await publish_event(
+            redis_client, tenant_id="tenant-c", topic="crm-changes", payload={"n": "c1"}
+        )
+        await redis_client.publish("xynergy:events:tenant-a:not-a-topic", json.dumps({"n": "x"}))
+        await publish_event(
+            redis_client,
+            tenant_id="tenant-a",
+            topic="email-updates",
+            payload={"n": "a2", "final": True},
+        )
+        await publish_event(
+            redis_client,
+            tenant_id="tenant-b",
+            topic="email-updates",
+            payload={"n": "b2", "final": True},
+        )
+        got_a = await a.events_until_final()
+        got_b = await b.events_until_final()
+        assert [(e["event"], e["data"]["n"]) for e in got_a] == [
+            ("crm-changes", "a1"),
+            ("email-updates", "a2"),
+        ]
+        assert [(e["event"], e["data"]["n"]) for e in got_b] == [
+            ("slack-messages", "b1"),
+            ("email-updates", "b2"),
+        ]
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize(
+    ("token", "check"),
+    [
+        pytest.param("-", "missing", id="no-token"),
+        pytest.param(make_jwt(ttl=-3600), "expired", id="expired"),
+        pytest.param(make_jwt(secret="wrong" * 10), "signature", id="bad-signature"),
+    ],
+)
+async def test_js_client_is_refused_without_a_valid_token(
+    gateway: RunningGateway, token: str, check: str
+) -> None:
+    client = await JsClient.start(gateway.url, token)
+    try:
+        error = await client.next_of("connect_error")
+        assert error["message"] == "unauthorized", client.lines
+        assert error["data"] == {"check": check}
+        assert not [line for line in client.lines if line["type"] == "connect"]
+    finally:
+        await client.close()
