@@ -86,6 +86,8 @@ class Fault:
     rpc: str | None = None
     message: str = ""
     status: str = ""
+    after: bool = False
+    """Process the request first, then answer the error (the response was "lost")."""
 
     def error(self) -> ApiError:
         status = self.status or _STATUS_NAMES.get(self.code, "UNKNOWN")
@@ -150,11 +152,23 @@ class FakeCloudRun:
     # ---- test controls -----------------------------------------------------------------------
 
     def inject(
-        self, code: int, *, count: int = 1, rpc: str | None = None, message: str = ""
+        self,
+        code: int,
+        *,
+        count: int = 1,
+        rpc: str | None = None,
+        message: str = "",
+        status: str = "",
+        after: bool = False,
     ) -> None:
-        """The next `count` requests to `rpc` (e.g. "services.create"; None: any) answer `code`."""
+        """The next `count` requests to `rpc` (e.g. "services.create"; None: any) answer `code`.
+
+        With `after=True` the request is carried out and only its response replaced by the
+        error, as when a response is lost on the way back.
+        """
+        fault = Fault(code=code, count=count, rpc=rpc, message=message, status=status, after=after)
         with self._lock:
-            self._faults.append(Fault(code=code, count=count, rpc=rpc, message=message))
+            self._faults.append(fault)
 
     def deny(self, message: str | None, *, rpc: str | None = None) -> None:
         """Answer 403 PERMISSION_DENIED with `message` (to `rpc`, or all) until deny(None)."""
@@ -196,7 +210,7 @@ class FakeCloudRun:
             self.calls[rpc] += 1
             fault = self._take_fault(rpc)
             denied = self._denied
-        if fault is not None:
+        if fault is not None and not fault.after:
             err = fault.error()
             return self._finish(rpc, err.code, _error_body(err))
         if denied is not None and (denied[1] is None or denied[1] == rpc):
@@ -214,6 +228,9 @@ class FakeCloudRun:
         if rpc in WRITE_RPCS and not _truthy(query.get("validateOnly")):
             with self._lock:
                 self.writes[rpc] += 1
+        if fault is not None:
+            err = fault.error()
+            return self._finish(rpc, err.code, _error_body(err))
         return self._finish(rpc, 200, payload)
 
     def _finish(self, rpc: str, code: int, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -365,7 +382,7 @@ def _make_handler(fake: FakeCloudRun) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PATCH = do_DELETE = _serve  # noqa: N815
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the fake's own `log` records every request."""
 
     return Handler

@@ -178,7 +178,7 @@ class CloudRunState:
         self, *, parent: str, service_id: str, body: run_v2.Service, validate_only: bool
     ) -> FakeOperation | run_v2.Service:
         with self.lock:
-            project, location = self._parse_parent(parent)
+            self._parse_parent(parent)
             if not service_id:
                 raise ApiError(400, "INVALID_ARGUMENT", "service_id is required.")
             if not SERVICE_ID.fullmatch(service_id):
