@@ -96,7 +96,10 @@ def dev_up(
             wait_established(kubeconfig=kubeconfig, names=names)
         if operator:
             _say("starting the operator (python -m controllers)")
-            proc = _start_operator(workdir=workdir, kubeconfig=kubeconfig, cluster=cluster)
+            operator_kubeconfig = (
+                state.operator_kubeconfig if state.operator_kubeconfig.exists() else kubeconfig
+            )
+            proc = _start_operator(workdir=workdir, kubeconfig=operator_kubeconfig, cluster=cluster)
             if cluster is None:
                 state.processes.append(proc)
                 (workdir / "state.json").write_text(state.to_json())

@@ -44,7 +44,17 @@ _IDENTITIES: dict[str, tuple[str, str | None]] = {
     "controller-manager": ("system:kube-controller-manager", None),
     "scheduler": ("system:kube-scheduler", None),
     "kwok": ("xynergy-kwok", "system:masters"),
+    "operator": ("xynergy-operator", "system:masters"),
 }
+# Metadata-level audit of every write, so tests and benches can count who wrote what.
+_AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+"""
 
 
 class ClusterError(RuntimeError):
@@ -60,6 +70,16 @@ class ClusterState:
     kubeconfig: Path
     ports: dict[str, int]
     processes: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def operator_kubeconfig(self) -> Path:
+        """Kubeconfig of the operator's own identity (user xynergy-operator)."""
+        return self.kubeconfig.with_name("operator.kubeconfig")
+
+    @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log of write requests (JSON lines)."""
+        return self.workdir / "logs" / "audit.log"
 
     def to_json(self) -> str:
         return json.dumps(
@@ -334,6 +354,8 @@ class DevCluster:
         return argv
 
     def _apiserver_argv(self, binary: str, pki: Pki, ports: dict[str, int]) -> list[str]:
+        policy = self.workdir / "pki" / "audit-policy.yaml"
+        policy.write_text(_AUDIT_POLICY)
         return [
             binary,
             f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
@@ -356,6 +378,12 @@ class DevCluster:
             "--profiling=false",
             "--max-requests-inflight=1000",
             "--max-mutating-requests-inflight=500",
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.logs / 'audit.log'}",
+            "--audit-log-format=json",
+            "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=1s",
+            "--audit-log-maxsize=200",
         ]
 
     def _kcm_argv(
@@ -375,7 +403,7 @@ class DevCluster:
             f"--service-account-private-key-file={pki.sa_key}",
             f"--cluster-signing-cert-file={pki.ca_cert}",
             f"--cluster-signing-key-file={pki.ca_key}",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
+            "--controllers=*,-node-ipam-controller",
             "--kube-api-qps=200",
             "--kube-api-burst=400",
             "--concurrent-deployment-syncs=20",

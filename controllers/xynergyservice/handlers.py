@@ -86,6 +86,22 @@ def _invalid_status(body: kopf.Body, exc: ValidationError) -> dict[str, Any]:
     return status_patch(status)
 
 
+@kopf.on.startup()
+async def _reset_clients(**_: Any) -> None:
+    """Clients belong to one event loop: start each operator run with fresh ones."""
+    _State.client = None
+    _State.backends = {}
+    _State.next_drift_check = {}
+
+
+@kopf.on.cleanup()
+async def _close_clients(**_: Any) -> None:
+    if _State.client is not None:
+        await _State.client.close()
+    _State.client = None
+    _State.backends = {}
+
+
 async def _client() -> AsyncClient:
     if _State.client is None:
         _State.client = AsyncClient(field_manager="xynergy-operator")

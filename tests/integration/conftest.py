@@ -6,6 +6,7 @@ Set XYNERGY_TEST_KUBECONFIG to run against an already-running cluster instead.
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import time
@@ -109,3 +110,33 @@ def namespace(kube: Kube) -> Iterator[str]:
     )
     yield name
     kube.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture(scope="session")
+def audit_log(cluster: Path) -> Path:
+    """The apiserver's audit log of writes (only for a cluster these tests started)."""
+    path = cluster.parent.parent / "logs" / "audit.log"
+    if not path.exists():
+        pytest.skip("no audit log: the cluster was not started by the tests")
+    return path
+
+
+def writes_by(audit_log: Path, user: str, *, since_line: int = 0) -> list[dict[str, Any]]:
+    """Write requests by `user` in the audit log after line `since_line`."""
+    out = []
+    with audit_log.open() as fh:
+        for i, line in enumerate(fh):
+            if i < since_line or not line.strip():
+                continue
+            event = json.loads(line)
+            if (
+                event.get("user", {}).get("username") == user
+                and event.get("stage") == "ResponseComplete"
+            ):
+                out.append(event)
+    return out
+
+
+def audit_lines(audit_log: Path) -> int:
+    with audit_log.open() as fh:
+        return sum(1 for _ in fh)

@@ -1,0 +1,248 @@
+"""Benchmark: N XynergyServices through the operator vs the same Deployments + Services applied
+directly, on the local kwok cluster, in one run.
+
+Prints, per N: time until all are Ready (operator) / Available (direct), the ratio, the
+operator's apiserver writes per object (from the audit log), its peak RSS, and its writes over
+an idle minute. Targets (issue 4): ratio <= 1.5 at N=1000, RSS <= 150 MB, 0 idle writes.
+
+    .venv/bin/python bench/controller_scale.py --n 100 1000 [--idle-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controllers.devcluster import DevCluster, ensure_binaries, repo_root
+from controllers.devcluster.manifests import apply_files, wait_established
+from controllers.devcluster.processes import free_port, spawn, stop_process
+
+sys.path.insert(0, str(repo_root() / "tests" / "integration"))
+from conftest import Kube, audit_lines, writes_by
+
+IMAGE = "reg.example/bench:1"
+CONCURRENCY = 32
+
+
+def _xs(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "xynergy.io/v1alpha1",
+        "kind": "XynergyService",
+        "metadata": {"name": name},
+        "spec": {"image": IMAGE, "profile": "api-service"},
+    }
+
+
+def _direct(name: str) -> list[tuple[str, dict[str, Any]]]:
+    labels = {"app.kubernetes.io/name": name, "xynergy.io/service": name}
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"xynergy.io/service": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": IMAGE,
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "resources": {
+                                "requests": {"cpu": "500m", "memory": "1Gi"},
+                                "limits": {"memory": "1Gi"},
+                            },
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "selector": {"xynergy.io/service": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+    return [("deployments", dep), ("services", svc)]
+
+
+def _create_all(kube: Kube, items: list[tuple[str, dict[str, Any]]]) -> None:
+    def one(item: tuple[str, dict[str, Any]]) -> None:
+        path, body = item
+        resp = kube.create(path, body)
+        if resp.status_code != 201:
+            raise RuntimeError(f"create {path} failed: {resp.status_code} {resp.text[:200]}")
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(one, items))
+
+
+def _namespace(kube: Kube, name: str) -> None:
+    kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    kube.wait_for(
+        f"namespace {name}",
+        lambda: kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default").status_code == 200,
+        timeout=60,
+    )
+
+
+def _count_ready(kube: Kube, path: str, ready: Any) -> int:
+    items = kube.get(path).json().get("items", [])
+    return sum(1 for o in items if ready(o))
+
+
+def _dep_available(o: dict[str, Any]) -> bool:
+    st = o.get("status", {})
+    conds = {c["type"]: c["status"] for c in st.get("conditions", [])}
+    return conds.get("Available") == "True" and st.get("readyReplicas") == o["spec"]["replicas"]
+
+
+def _xs_ready(o: dict[str, Any]) -> bool:
+    st = o.get("status") or {}
+    conds = {c["type"]: c["status"] for c in st.get("conditions", [])}
+    return (
+        conds.get("Ready") == "True" and st.get("observedGeneration") == o["metadata"]["generation"]
+    )
+
+
+def _wait_count(kube: Kube, path: str, ready: Any, n: int, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if _count_ready(kube, path, ready) >= n:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise TimeoutError(f"{path}: only {_count_ready(kube, path, ready)}/{n} ready after {timeout}s")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(
+    n: int, *, kube: Kube, audit: Path, operator_pid: int, idle_seconds: int
+) -> dict[str, float]:
+    direct_ns, xs_ns = f"direct-{n}", f"xs-{n}"
+    _namespace(kube, direct_ns)
+    _namespace(kube, xs_ns)
+
+    items: list[tuple[str, dict[str, Any]]] = []
+    for i in range(n):
+        for kind, body in _direct(f"svc-{i:04d}"):
+            prefix = "/apis/apps/v1" if kind == "deployments" else "/api/v1"
+            items.append((f"{prefix}/namespaces/{direct_ns}/{kind}", body))
+    start = time.monotonic()
+    _create_all(kube, items)
+    _wait_count(kube, f"/apis/apps/v1/namespaces/{direct_ns}/deployments", _dep_available, n, 1800)
+    direct_s = time.monotonic() - start
+
+    line0 = audit_lines(audit)
+    xs_path = f"/apis/xynergy.io/v1alpha1/namespaces/{xs_ns}/xynergyservices"
+    start = time.monotonic()
+    _create_all(kube, [(xs_path, _xs(f"svc-{i:04d}")) for i in range(n)])
+    _wait_count(kube, xs_path, _xs_ready, n, 1800)
+    operator_s = time.monotonic() - start
+    time.sleep(3)
+    writes = len(writes_by(audit, "xynergy-operator", since_line=line0))
+
+    time.sleep(5)
+    line1 = audit_lines(audit)
+    time.sleep(idle_seconds + 2)
+    idle_writes = len(writes_by(audit, "xynergy-operator", since_line=line1))
+    return {
+        "n": n,
+        "direct_s": direct_s,
+        "operator_s": operator_s,
+        "ratio": operator_s / direct_s,
+        "writes_per_object": writes / n,
+        "peak_rss_mb": _peak_rss_mb(operator_pid),
+        "idle_writes": idle_writes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--idle-seconds", type=int, default=60)
+    parser.add_argument("--nodes", type=int, default=4)
+    args = parser.parse_args()
+
+    bindir = ensure_binaries(progress=lambda line: print(f"  {line}", file=sys.stderr))
+    with tempfile.TemporaryDirectory(prefix="xynergy-bench-") as tmp:
+        dev = DevCluster(workdir=Path(tmp), bindir=bindir, nodes=args.nodes)
+        state = dev.start(progress=lambda m: print(f"  {m}", file=sys.stderr))
+        try:
+            names = apply_files(
+                kubeconfig=state.kubeconfig, paths=sorted((repo_root() / "crds").glob("*.yaml"))
+            )
+            wait_established(kubeconfig=state.kubeconfig, names=names)
+            port = free_port()
+            env = dict(
+                os.environ,
+                KUBECONFIG=str(state.operator_kubeconfig),
+                XYNERGY_LIVENESS_ENDPOINT=f"http://127.0.0.1:{port}/healthz",
+            )
+            op = spawn(
+                name="operator",
+                argv=[sys.executable, "-m", "controllers"],
+                log=Path(tmp) / "logs" / "operator.log",
+                env=env,
+            )
+            kube = Kube.from_kubeconfig(state.kubeconfig)
+            kube.wait_for(
+                "operator liveness",
+                lambda: _live(f"http://127.0.0.1:{port}/healthz"),
+                timeout=60,
+            )
+            rows = [
+                run(
+                    n,
+                    kube=kube,
+                    audit=state.audit_log,
+                    operator_pid=op.pid,
+                    idle_seconds=args.idle_seconds,
+                )
+                for n in args.n
+            ]
+            stop_process(op)
+        finally:
+            dev.stop()
+    print(
+        f"\n{'N':>6} {'direct s':>9} {'operator s':>11} {'ratio':>6} {'writes/obj':>11} "
+        f"{'peak RSS MB':>12} {'idle writes':>12}"
+    )
+    for r in rows:
+        print(
+            f"{r['n']:>6} {r['direct_s']:>9.1f} {r['operator_s']:>11.1f} {r['ratio']:>6.2f} "
+            f"{r['writes_per_object']:>11.2f} {r['peak_rss_mb']:>12.0f} {r['idle_writes']:>12}"
+        )
+    print("targets: ratio <= 1.5 at N=1000, peak RSS <= 150 MB, idle writes 0")
+
+
+def _live(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
