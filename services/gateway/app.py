@@ -17,7 +17,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -91,14 +91,8 @@ class Gateway:
             reset_seconds=settings.breaker_reset_seconds,
             on_change=self.metrics.breaker_changed,
         )
-        self.http = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_connections,
-            ),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        # Created in the lifespan: an aiohttp session belongs to the loop that serves.
+        self.http: aiohttp.ClientSession | None = None
         self.origins = OriginPolicy(
             origins=settings.cors_origins, patterns=settings.cors_origin_patterns
         )
@@ -118,7 +112,7 @@ class Gateway:
                 else None
             ),
             breakers=self.breakers,
-            client=self.http,
+            client=None,  # type: ignore[arg-type]  # set in the lifespan
             metrics=self.metrics,
         )
         self.stream = EventStream(
@@ -173,6 +167,16 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=self.settings.max_connections, ttl_dns_cache=60, keepalive_timeout=30
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),  # never carry one user's cookies to another
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            trust_env=False,
+        )
+        self.proxy.client = self.http
         tasks = [asyncio.create_task(self.stream.run_listener(self.redis, self.stream_ready))]
         if self.route_source is not None:
             tasks.append(asyncio.create_task(self._watch_routes()))
@@ -185,7 +189,7 @@ class Gateway:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.http.aclose()
+            await self.http.close()
             await self.redis.aclose()
 
     def _build_api(self) -> FastAPI:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from services.common.auth import AuthError, TokenVerifier, bearer_token
 from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
@@ -89,6 +89,14 @@ class _ClientGoneError(Exception):
 
 
 @dataclass
+class _BodyState:
+    """What happened to the request body while the upstream client was sending it."""
+
+    too_large: bool = False
+    client_gone: bool = False
+
+
+@dataclass
 class TableHolder:
     """The current route table; replaced whole by the route source task."""
 
@@ -111,7 +119,7 @@ class Proxy:
         limiter: RateLimiter,
         cache: ResponseCache | None,
         breakers: BreakerBoard,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         metrics: GatewayMetrics,
     ) -> None:
         self.settings = settings
@@ -123,7 +131,7 @@ class Proxy:
         self.breakers = breakers
         self.client = client
         self.metrics = metrics
-        self._timeouts: dict[float, httpx.Timeout] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -143,10 +151,11 @@ class Proxy:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _timeout(self, seconds: float) -> httpx.Timeout:
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         t = self._timeouts.get(seconds)
         if t is None:
-            t = self._timeouts[seconds] = httpx.Timeout(seconds, connect=min(seconds, 5.0))
+            t = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
+            self._timeouts[seconds] = t
         return t
 
     # -- the handler ---------------------------------------------------------------------
@@ -334,44 +343,46 @@ class Proxy:
             return 503
 
         # Build the upstream request.
-        out_headers: list[tuple[bytes, bytes]] = []
+        out_headers: list[tuple[str, str]] = []
         connection_tokens = {t.strip().lower() for t in hdrs.get("connection", "").split(",")}
+        drop_request = _DROP_REQUEST if not has_body else _DROP_REQUEST | {"content-length"}
         for k, v in scope["headers"]:
             name = k.decode("latin-1")
             if (
-                name in _DROP_REQUEST
+                name in drop_request
                 or name in connection_tokens
                 or name.startswith(IDENTITY_HEADER_PREFIXES)
+                or name == "x-forwarded-for"
             ):
                 continue
-            out_headers.append((k, v))
+            out_headers.append((name, v.decode("latin-1")))
         client_addr = scope.get("client")
         xff = hdrs.get("x-forwarded-for")
         if client_addr:
             xff = f"{xff}, {client_addr[0]}" if xff else client_addr[0]
         if xff:
-            out_headers = [h for h in out_headers if h[0] != b"x-forwarded-for"]
-            out_headers.append((b"x-forwarded-for", xff.encode("latin-1")))
-        out_headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
+            out_headers.append(("x-forwarded-for", xff))
+        out_headers.append(("x-forwarded-proto", scope.get("scheme", "http")))
         if "host" in hdrs:
-            out_headers.append((b"x-forwarded-host", hdrs["host"].encode("latin-1")))
-        out_headers.append((b"x-request-id", base_headers[0][1]))
-        out_headers.append((IDENTITY_HEADER.encode(), self.signer.sign(identity).encode()))
+            out_headers.append(("x-forwarded-host", hdrs["host"]))
+        out_headers.append(("x-request-id", base_headers[0][1].decode()))
+        out_headers.append((IDENTITY_HEADER, self.signer.sign(identity)))
 
         url = route.upstream + quote(match.upstream_path, safe=_SAFE_PATH)
         if query:
             url += "?" + query
         timeout = self._timeout(route.timeout_seconds or settings.default_timeout_seconds)
 
+        body_state = _BodyState()
         content: bytes | AsyncIterator[bytes] | None = None
         replayable = True
         if has_body:
             small = length is not None and int(length) <= _BUFFER_BODY_BYTES
             try:
                 if small:
-                    content = await self._read_body(receive)
+                    content = await self._read_body(receive, body_state)
                 else:
-                    content = self._stream_body(receive)
+                    content = self._stream_body(receive, body_state)
                     replayable = False
             except _BodyTooLargeError:
                 await self._respond(
@@ -382,39 +393,45 @@ class Proxy:
                 return 499
 
         attempts = 1 + (settings.retries if (method in _IDEMPOTENT and replayable) else 0)
-        response: httpx.Response | None = None
+        response: aiohttp.ClientResponse | None = None
         for attempt in range(attempts):
             if attempt:
                 self.metrics.upstream_retries.labels(route.prefix).inc()
                 backoff = settings.retry_backoff_seconds * (2 ** (attempt - 1))
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             try:
-                request = self.client.build_request(
-                    method, url, headers=out_headers, content=content, timeout=timeout
+                response = await self.client.request(
+                    method,
+                    url,
+                    headers=out_headers,
+                    data=content,
+                    timeout=timeout,
+                    allow_redirects=False,
                 )
-                response = await self.client.send(request, stream=True)
-            except _BodyTooLargeError:
-                await self._respond(
-                    send, 413, _json_body(413, "too_large", "request body too large"), base_headers
-                )
-                return 413
-            except _ClientGoneError:
-                return 499
-            except httpx.TimeoutException:
+            except Exception as exc:
+                if body_state.too_large:
+                    await self._respond(
+                        send,
+                        413,
+                        _json_body(413, "too_large", "request body too large"),
+                        base_headers,
+                    )
+                    return 413
+                if body_state.client_gone:
+                    return 499
+                if not isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError):
+                    raise
                 breaker.record_failure()
                 if attempt + 1 < attempts:
                     continue
-                await self._respond(
-                    send,
-                    504,
-                    _json_body(504, "upstream_timeout", "upstream timed out"),
-                    base_headers,
-                )
-                return 504
-            except httpx.TransportError as exc:
-                breaker.record_failure()
-                if attempt + 1 < attempts:
-                    continue
+                if isinstance(exc, asyncio.TimeoutError):
+                    await self._respond(
+                        send,
+                        504,
+                        _json_body(504, "upstream_timeout", "upstream timed out"),
+                        base_headers,
+                    )
+                    return 504
                 errlog.warning(
                     "upstream unreachable",
                     extra={"fields": {"route": route.prefix, "error": type(exc).__name__}},
@@ -423,10 +440,10 @@ class Proxy:
                     send, 502, _json_body(502, "bad_gateway", "upstream unreachable"), base_headers
                 )
                 return 502
-            if response.status_code in _RETRY_STATUS:
+            if response.status in _RETRY_STATUS:
                 breaker.record_failure()
                 if attempt + 1 < attempts:
-                    await response.aclose()
+                    response.release()
                     continue
             else:
                 breaker.record_success()
@@ -434,13 +451,14 @@ class Proxy:
         assert response is not None
 
         try:
-            status = response.status_code
+            status = response.status
             resp_headers: list[tuple[bytes, bytes]] = []
             drop = HOP_BY_HOP | {
                 t.strip().lower() for t in response.headers.get("connection", "").split(",")
             }
-            for k, v in response.headers.raw:
-                if k.lower().decode("latin-1") in drop or k.lower() == b"x-request-id":
+            for k, v in response.raw_headers:
+                name = k.lower().decode("latin-1")
+                if name in drop or name == "x-request-id":
                     continue
                 resp_headers.append((k, v))
             resp_headers.extend(base_headers)
@@ -454,12 +472,11 @@ class Proxy:
 
             if cache_eligible and status == 200:
                 assert cache is not None
-                ttl, public = cache_ttl(
-                    dict(response.headers), max_ttl=settings.cache_max_ttl_seconds
-                )
-                size = response.headers.get("content-length")
-                if ttl > 0 and size is not None and int(size) <= settings.cache_max_body_bytes:
-                    body = await response.aread()
+                lowered = {k.lower(): v for k, v in response.headers.items()}
+                ttl, public = cache_ttl(lowered, max_ttl=settings.cache_max_ttl_seconds)
+                size = response.content_length
+                if ttl > 0 and size is not None and size <= settings.cache_max_body_bytes:
+                    body = await response.read()
                     resp_headers.append((b"x-cache", b"MISS"))
                     await send(
                         {"type": "http.response.start", "status": status, "headers": resp_headers}
@@ -467,7 +484,7 @@ class Proxy:
                     await send({"type": "http.response.body", "body": body})
                     stored = [
                         (k.decode("latin-1"), v.decode("latin-1"))
-                        for k, v in response.headers.raw
+                        for k, v in response.raw_headers
                         if k.lower().decode("latin-1") not in drop
                         and k.lower() not in (b"x-request-id", b"date")
                     ]
@@ -491,13 +508,13 @@ class Proxy:
             if method == "HEAD":
                 await send({"type": "http.response.body", "body": b""})
                 return status
-            async for chunk in response.aiter_raw():
+            async for chunk in response.content.iter_any():
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return status
         finally:
-            await response.aclose()
+            response.release()
 
     async def _send_cached(
         self, send: Send, hit: CachedResponse, base_headers: list[tuple[bytes, bytes]]
@@ -509,22 +526,24 @@ class Proxy:
         await send({"type": "http.response.start", "status": hit.status, "headers": headers})
         await send({"type": "http.response.body", "body": hit.body})
 
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def _read_body(self, receive: Receive, state: _BodyState) -> bytes:
         chunks = []
-        async for chunk in self._stream_body(receive):
+        async for chunk in self._stream_body(receive, state):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _stream_body(self, receive: Receive) -> AsyncIterator[bytes]:
+    async def _stream_body(self, receive: Receive, state: _BodyState) -> AsyncIterator[bytes]:
         limit = self.settings.max_body_bytes
         received = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                state.client_gone = True
                 raise _ClientGoneError
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > limit:
+                state.too_large = True
                 raise _BodyTooLargeError
             if chunk:
                 yield chunk
