@@ -41,12 +41,11 @@ status: ## Show what the local cluster runs
 	$(BIN)/xynergy dev status
 
 .PHONY: manifests
-manifests: $(STAMP) ## Regenerate crds/ from apis/ and copy them into the chart
+manifests: $(STAMP) ## Regenerate crds/, the chart's CRDs and docs/api/ from apis/
 	$(BIN)/xynergy crds generate
-	@mkdir -p charts/xynergy/crds && cp crds/*.yaml charts/xynergy/crds/ 2>/dev/null || true
 
 .PHONY: verify
-verify: $(STAMP) ## Fail when generated files (crds/) are stale
+verify: $(STAMP) ## Fail when generated files (crds/, chart CRDs, docs/api/) are stale
 	$(BIN)/xynergy crds generate --check
 
 .PHONY: lint

@@ -36,7 +36,7 @@ def configure(settings: OperatorSettings) -> None:
     global _settings
     _settings = settings
     if settings.metrics_port is not None:
-        prometheus_client.start_http_server(settings.metrics_port, addr="127.0.0.1")
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.metrics_address)
 
 
 @kopf.on.startup()

@@ -20,6 +20,9 @@ class OperatorSettings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, description="Port for the Prometheus /metrics endpoint (off if unset)."
     )
+    metrics_address: str = Field(
+        default="127.0.0.1", description="Address the metrics endpoint binds (0.0.0.0 in a Pod)."
+    )
     namespace: str | None = Field(
         default=None, description="Watch only this namespace; cluster-wide when unset."
     )
