@@ -132,7 +132,10 @@ class FakeCloudRun:
 
     def start(self) -> FakeCloudRun:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-cloudrun", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-cloudrun",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -368,6 +371,7 @@ def _error_body(err: ApiError) -> dict[str, Any]:
 def _make_handler(fake: FakeCloudRun) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 1 << 16  # headers and body leave in one segment (no delayed-ACK stalls)
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
