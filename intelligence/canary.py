@@ -1,18 +1,35 @@
 """The canary judge: compares a canary's metrics with the stable version's and decides.
 
-Modelled on Kayenta's NetflixACAJudge, per metric:
+Modelled on Kayenta's NetflixACAJudge, with two kinds of metric.
+
+``continuous`` metrics (latency, saturation) take raw samples, best one per request (a latency
+per request, not a p95 per 30-second bucket: a bucket quantile of a handful of requests is mostly
+noise, and it turns an empty bucket into a missing value):
 
 1. clean: drop NaN / inf samples (``NaNsDropped``); too many of them (``TooManyNaNs``) or too
    few samples left (``FewSamples``) makes the metric ``NoData``;
-2. test: a two-sided Mann-Whitney U test of canary against stable, and the Hodges-Lehmann
-   estimate of the shift (median of all pairwise differences) with its distribution-free
-   confidence interval;
+2. test: a Mann-Whitney U test of canary against stable, one-sided in the metric's bad
+   direction (two-sided for ``either``), and the Hodges-Lehmann estimate of the shift (median of
+   all pairwise differences) with its distribution-free confidence interval;
 3. classify: the metric is ``High`` (or ``Low``) when the shift is significant, in the metric's
    bad direction, and larger than its tolerance (relative to the stable median, or absolute when
    the stable median is zero: ``ZeroBaseline``); otherwise ``Pass``;
 4. watch the canary's own series with anomaly detectors (robust z-score and CUSUM, primed on the
    stable samples): a passing metric whose canary series is persistently anomalous becomes
    ``Marginal`` (``AnomalousCanarySeries``), which costs half its weight.
+
+``proportion`` metrics (error rate) take counts, ``(events, trials)`` per bucket or in total,
+because a rate is a binomial proportion: a bucket with no requests carries no information (it
+is not a missing value), and a bucket with 3 requests weighs less than one with 300. The test is
+the one-sided Fisher exact test on the pooled 2x2 table (mid-p, which keeps its size close to
+the nominal level instead of far below it); the effect is the difference of the two rates with
+Newcombe's hybrid-score interval, and the tolerance applies to that difference (``ZeroBaseline``
+when the stable version had no events).
+
+Every look at the data is one test per metric at level ``alpha``; a rollout that judges after
+each of ``K`` intervals on all samples so far accumulates evidence sequentially, and its chance
+of failing a healthy canary on one metric is at most ``K * alpha`` (in practice much less, the
+looks share their samples).
 
 The run: a failing critical metric fails the run on its own (``CriticalMetricFailed``); otherwise
 the weighted share of passing metrics (0-100) is compared with ``pass_score`` (Successful) and
@@ -31,7 +48,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special, stats
 
 from intelligence.anomaly import Severity, Thresholds
 from intelligence.anomaly.base import median_mad
@@ -47,13 +64,16 @@ __all__ = [
     "hodges_lehmann",
     "judge",
     "judge_metric",
+    "mann_whitney_p",
 ]
 
 BadDirection = Literal["increase", "decrease", "either"]
+MetricKind = Literal["continuous", "proportion"]
 
-MAX_HL_POINTS = 400
+MAX_HL_POINTS = 200
 """Samples larger than this are summarised by this many quantiles for the Hodges-Lehmann
-estimate (the U test always uses every sample)."""
+estimate; its interval's order statistics are taken at the ranks of the full samples (the U test
+always uses every sample)."""
 
 
 class MetricVerdict(StrEnum):
@@ -87,23 +107,35 @@ class MetricConfig:
         tolerance: relative shift (vs the stable median) accepted in the bad direction.
         absolute_tolerance: shift accepted in the metric's own unit; the only tolerance when the
             stable median is zero (e.g. zero errors).
-        min_samples: fewer finite samples on either side gives ``NoData``.
+        min_samples: fewer finite samples (for a proportion: fewer trials) on either side gives
+            ``NoData``.
+        kind: ``continuous`` (raw samples, Mann-Whitney) or ``proportion`` (``(events,
+            trials)`` counts, Fisher exact test); see the module docstring.
+        series: the continuous samples are a time series (one per scrape or bucket) that the
+            anomaly detectors may watch; ``False`` for per-request samples, whose spread is
+            the request mix, not a change over time.
     """
 
     name: str
     bad_direction: BadDirection = "increase"
+    kind: MetricKind = "continuous"
     weight: float = 1.0
     critical: bool = False
     tolerance: float = 0.1
     absolute_tolerance: float = 0.0
     min_samples: int = 8
+    series: bool = True
 
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    """Run-level settings (Kayenta's defaults where it has one)."""
+    """Run-level settings (Kayenta's defaults where it has one).
 
-    alpha: float = 0.01
+    ``alpha`` is the false-failure level of one metric at one look (one-sided in the bad
+    direction); see the module docstring for several looks.
+    """
+
+    alpha: float = 0.002
     pass_score: float = 95.0
     marginal_score: float = 75.0
     max_nan_fraction: float = 0.5
@@ -113,7 +145,11 @@ class JudgeConfig:
 
 @dataclass(frozen=True)
 class MetricResult:
-    """One metric's verdict and the numbers behind it."""
+    """One metric's verdict and the numbers behind it.
+
+    For a ``proportion`` metric, ``n_stable`` / ``n_canary`` count trials, ``stable_median`` /
+    ``canary_median`` are the two rates and ``effect`` is their difference.
+    """
 
     name: str
     verdict: MetricVerdict
@@ -193,18 +229,54 @@ def hodges_lehmann(
     statistics of those differences at the normal-approximation critical value of the
     Mann-Whitney U distribution (Hollander & Wolfe). Returns ``(estimate, low, high)``.
     """
-    x = _compress(np.asarray(stable, dtype=np.float64))
-    y = _compress(np.asarray(canary, dtype=np.float64))
-    m, n = x.size, y.size
-    if m == 0 or n == 0:
+    x_full = np.asarray(stable, dtype=np.float64)
+    y_full = np.asarray(canary, dtype=np.float64)
+    m_full, n_full = x_full.size, y_full.size
+    if m_full == 0 or n_full == 0:
         nan = float("nan")
         return nan, nan, nan
-    diffs = np.sort((y[:, None] - x[None, :]).ravel())
-    est = float(np.median(diffs))
+    x, y = _compress(x_full), _compress(y_full)
+    diffs = (y[:, None] - x[None, :]).ravel()
+    size = diffs.size
     z = _z_critical(confidence)
-    k = math.floor(m * n / 2.0 - z * math.sqrt(m * n * (m + n + 1) / 12.0))
-    k = min(max(k, 0), diffs.size - 1)
-    return est, float(diffs[k]), float(diffs[diffs.size - 1 - k])
+    pairs = m_full * n_full
+    k_full = math.floor(pairs / 2.0 - z * math.sqrt(pairs * (m_full + n_full + 1) / 12.0))
+    # the same quantile of the (summarised) pairwise differences
+    k = math.floor(max(k_full, 0) / pairs * size)
+    k = min(max(k, 0), (size - 1) // 2)
+    mid = ((size - 1) // 2, size // 2)
+    part = np.partition(diffs, sorted({k, size - 1 - k, *mid}))
+    est = 0.5 * float(part[mid[0]] + part[mid[1]])
+    return est, float(part[k]), float(part[size - 1 - k])
+
+
+def mann_whitney_p(
+    stable: NDArray[np.float64], canary: NDArray[np.float64], *, alternative: str
+) -> float:
+    """p-value of the Mann-Whitney U test of ``canary`` against ``stable``.
+
+    Normal approximation with tie and continuity corrections (what scipy's ``asymptotic``
+    method computes), without scipy's per-call overhead. ``alternative``: ``greater`` (canary
+    larger), ``less`` or ``two-sided``.
+    """
+    n1, n2 = canary.size, stable.size
+    pooled = np.concatenate([canary, stable])
+    ranks = stats.rankdata(pooled)
+    u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2.0
+    mean = n1 * n2 / 2.0
+    _, counts = np.unique(pooled, return_counts=True)
+    n = n1 + n2
+    tie = float((counts**3 - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
+    var = n1 * n2 / 12.0 * ((n + 1) - tie)
+    if var <= 0.0:
+        return 1.0
+    sd = math.sqrt(var)
+    if alternative == "greater":
+        return float(special.ndtr(-(u - mean - 0.5) / sd))
+    if alternative == "less":
+        return float(special.ndtr((u - mean + 0.5) / sd))
+    zabs = (abs(u - mean) - 0.5) / sd
+    return min(1.0, 2.0 * float(special.ndtr(-zabs)))
 
 
 def _clean(values: ArrayLike) -> tuple[NDArray[np.float64], int]:
@@ -231,15 +303,181 @@ def _anomalies(
     bad = np.max([np.maximum(sign * z, 0.0) for sign in signs], axis=0)
     z_sev = ZSCORE_LEVELS.classify_many(bad)
     cusum = np.zeros(canary.size)
-    for sign in signs:  # Page's CUSUM on the signed z-scores, allowance 0.5
-        acc = 0.0
-        for i, v in enumerate((sign * z).tolist()):
-            acc = max(0.0, acc + v - 0.5)
-            cusum[i] = max(cusum[i], acc)
+    for sign in signs:
+        # Page's CUSUM on the signed z-scores (allowance 0.5), S_t = max(0, S_{t-1} + x_t), is
+        # the running sum minus its running minimum (0 included): no Python loop.
+        run = np.cumsum(sign * z - 0.5)
+        cusum = np.maximum(cusum, run - np.minimum(np.minimum.accumulate(run), 0.0))
     c_sev = CUSUM_LEVELS.classify_many(cusum)
     worst = int(max(z_sev.max(initial=0), c_sev.max(initial=0)))
     flagged = (z_sev >= Severity.CRITICAL) | (c_sev >= Severity.CRITICAL)
     return int(flagged.sum()), Severity(worst)
+
+
+def _wilson(events: float, trials: float, z: float) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = events / trials
+    z2 = z * z
+    denom = 1.0 + z2 / trials
+    centre = (p + z2 / (2.0 * trials)) / denom
+    half = z / denom * math.sqrt(p * (1.0 - p) / trials + z2 / (4.0 * trials * trials))
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def _fisher_midp(
+    *, canary_events: int, canary_trials: int, total_events: int, total_trials: int
+) -> tuple[float, float]:
+    """One-sided mid-p values of Fisher's exact test: (canary rate higher, canary rate lower)."""
+    n_other = total_trials - canary_trials
+    lo = max(0, total_events - n_other)
+    hi = min(total_events, canary_trials)
+    k = np.arange(lo, hi + 1, dtype=np.float64)
+    # log pmf of the hypergeometric over its support (gammaln: no frozen-distribution overhead)
+    logp = (
+        special.gammaln(total_events + 1)
+        - special.gammaln(k + 1)
+        - special.gammaln(total_events - k + 1)
+        + special.gammaln(total_trials - total_events + 1)
+        - special.gammaln(canary_trials - k + 1)
+        - special.gammaln(total_trials - total_events - canary_trials + k + 1)
+        - special.gammaln(total_trials + 1)
+        + special.gammaln(canary_trials + 1)
+        + special.gammaln(n_other + 1)
+    )
+    pmf = np.exp(logp - logp.max())
+    pmf /= pmf.sum()
+    i = canary_events - lo
+    upper = float(pmf[i + 1 :].sum()) + 0.5 * float(pmf[i])
+    lower = float(pmf[:i].sum()) + 0.5 * float(pmf[i])
+    return min(max(upper, 0.0), 1.0), min(max(lower, 0.0), 1.0)
+
+
+def _counts(values: ArrayLike) -> tuple[NDArray[np.float64], int, int]:
+    """``(events, trials)`` rows -> (finite rows, rows dropped, raw rows)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 2)), 0, 0
+    if arr.ndim == 1 and arr.size == 2:
+        arr = arr.reshape(1, 2)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"a proportion metric needs (events, trials) rows, got {arr.shape}")
+    ok = np.isfinite(arr).all(axis=1) & (arr[:, 1] >= 0) & (arr[:, 0] >= 0)
+    ok &= arr[:, 0] <= arr[:, 1]
+    return arr[ok], int(arr.shape[0] - ok.sum()), int(arr.shape[0])
+
+
+def _direction_p(upper: float, lower: float, direction: BadDirection) -> float:
+    if direction == "increase":
+        return upper
+    if direction == "decrease":
+        return lower
+    return min(1.0, 2.0 * min(upper, lower))
+
+
+def _judge_proportion(
+    stable: ArrayLike, canary: ArrayLike, metric: MetricConfig, cfg: JudgeConfig
+) -> MetricResult:
+    s, s_bad, s_rows = _counts(stable)
+    c, c_bad, c_rows = _counts(canary)
+    reasons: list[str] = []
+    if s_bad + c_bad:
+        reasons.append("NaNsDropped")
+    se, st = (int(v) for v in np.rint(s.sum(axis=0)))
+    ce, ct = (int(v) for v in np.rint(c.sum(axis=0)))
+    nan = float("nan")
+    p_s = se / st if st else nan
+    p_c = ce / ct if ct else nan
+    base = {
+        "name": metric.name,
+        "critical": metric.critical,
+        "weight": metric.weight,
+        "n_stable": st,
+        "n_canary": ct,
+        "nan_dropped": s_bad + c_bad,
+        "stable_median": p_s,
+        "canary_median": p_c,
+    }
+    worst_nan = max(s_bad / max(s_rows, 1), c_bad / max(c_rows, 1))
+    if worst_nan > cfg.max_nan_fraction:
+        reasons.append("TooManyNaNs")
+    if min(st, ct) < metric.min_samples:
+        reasons.append("FewSamples")
+    if "TooManyNaNs" in reasons or "FewSamples" in reasons:
+        return MetricResult(
+            verdict=MetricVerdict.NODATA,
+            reasons=tuple(reasons),
+            p_value=nan,
+            effect=nan,
+            effect_low=nan,
+            effect_high=nan,
+            relative_effect=nan,
+            **base,  # type: ignore[arg-type]
+        )
+    if se + ce == 0 or se + ce == st + ct:
+        upper = lower = 1.0
+    else:
+        upper, lower = _fisher_midp(
+            canary_events=ce, canary_trials=ct, total_events=se + ce, total_trials=st + ct
+        )
+    p_value = _direction_p(upper, lower, metric.bad_direction)
+    effect = p_c - p_s
+    z = _z_critical(1.0 - cfg.alpha)
+    lc, uc = _wilson(ce, ct, z)
+    ls, us = _wilson(se, st, z)
+    low = effect - math.sqrt((p_c - lc) ** 2 + (us - p_s) ** 2)
+    high = effect + math.sqrt((uc - p_c) ** 2 + (p_s - ls) ** 2)
+    zero_baseline = se == 0
+    if zero_baseline:
+        reasons.append("ZeroBaseline")
+        relative = math.inf if effect > 0 else (-math.inf if effect < 0 else 0.0)
+    else:
+        relative = effect / p_s
+    verdict = _classify(
+        significant=p_value < cfg.alpha,
+        effect=effect,
+        relative=relative,
+        zero_baseline=zero_baseline,
+        metric=metric,
+    )
+    return MetricResult(
+        verdict=verdict,
+        reasons=tuple(reasons),
+        p_value=p_value,
+        effect=effect,
+        effect_low=low,
+        effect_high=high,
+        relative_effect=relative,
+        **base,  # type: ignore[arg-type]
+    )
+
+
+def _classify(
+    *,
+    significant: bool,
+    effect: float,
+    relative: float,
+    zero_baseline: bool,
+    metric: MetricConfig,
+) -> MetricVerdict:
+    """High / Low when the shift is significant, in a bad direction and beyond tolerance."""
+
+    def exceeds(shift: float, rel: float) -> bool:
+        if shift <= metric.absolute_tolerance:
+            return False
+        return zero_baseline or rel > metric.tolerance
+
+    up_bad = metric.bad_direction in ("increase", "either")
+    down_bad = metric.bad_direction in ("decrease", "either")
+    if significant and up_bad and effect > 0 and exceeds(effect, relative):
+        return MetricVerdict.HIGH
+    if significant and down_bad and effect < 0 and exceeds(-effect, -relative):
+        return MetricVerdict.LOW
+    return MetricVerdict.PASS
+
+
+_MWU_ALTERNATIVE = {"increase": "greater", "decrease": "less", "either": "two-sided"}
 
 
 def judge_metric(
@@ -249,8 +487,15 @@ def judge_metric(
     *,
     config: JudgeConfig | None = None,
 ) -> MetricResult:
-    """Judge one metric's canary samples against its stable samples (see module docstring)."""
+    """Judge one metric's canary samples against its stable samples (see module docstring).
+
+    For a ``continuous`` metric, ``stable`` and ``canary`` are 1-D samples; for a
+    ``proportion`` metric they are ``(events, trials)`` rows (shape ``(n, 2)``) or one such
+    pair of totals.
+    """
     cfg = config or JudgeConfig()
+    if metric.kind == "proportion":
+        return _judge_proportion(stable, canary, metric, cfg)
     s_raw = np.asarray(stable, dtype=np.float64).ravel()
     c_raw = np.asarray(canary, dtype=np.float64).ravel()
     s, s_nan = _clean(s_raw)
@@ -290,7 +535,8 @@ def judge_metric(
     if np.ptp(np.concatenate([s, c])) == 0.0:
         p_value = 1.0
     else:
-        p_value = float(stats.mannwhitneyu(c, s, alternative="two-sided").pvalue)
+        alternative = _MWU_ALTERNATIVE[metric.bad_direction]
+        p_value = mann_whitney_p(s, c, alternative=alternative)
     effect, low, high = hodges_lehmann(s, c, confidence=1.0 - cfg.alpha)
     ref = abs(float(np.median(s)))
     if ref == 0.0:
@@ -306,23 +552,16 @@ def judge_metric(
         relative = math.inf if effect > 0 else (-math.inf if effect < 0 else 0.0)
     else:
         relative = effect / ref
-
-    def exceeds(shift: float, rel: float) -> bool:
-        if shift <= metric.absolute_tolerance:
-            return False
-        return zero_baseline or rel > metric.tolerance
-
-    significant = p_value < cfg.alpha
-    up_bad = metric.bad_direction in ("increase", "either")
-    down_bad = metric.bad_direction in ("decrease", "either")
-    verdict = MetricVerdict.PASS
-    if significant and up_bad and effect > 0 and exceeds(effect, relative):
-        verdict = MetricVerdict.HIGH
-    elif significant and down_bad and effect < 0 and exceeds(-effect, -relative):
-        verdict = MetricVerdict.LOW
+    verdict = _classify(
+        significant=p_value < cfg.alpha,
+        effect=effect,
+        relative=relative,
+        zero_baseline=zero_baseline,
+        metric=metric,
+    )
 
     anomalous, severity = 0, Severity.INFO
-    if cfg.detectors:
+    if cfg.detectors and metric.series:
         anomalous, severity = _anomalies(s, c, metric)
         if verdict == MetricVerdict.PASS and anomalous >= cfg.anomalous_fraction * c.size:
             verdict = MetricVerdict.MARGINAL

@@ -159,3 +159,82 @@ def test_hodges_lehmann_recovers_a_known_shift() -> None:
     assert low < 2.0 < high
     assert est == pytest.approx(2.0, abs=0.2)
     assert high - low < 0.5
+
+
+ERROR_COUNTS = MetricConfig(
+    "error_rate",
+    kind="proportion",
+    critical=True,
+    tolerance=0.2,
+    absolute_tolerance=0.01,
+)
+
+
+def test_proportion_counts_catch_a_rise_through_empty_buckets() -> None:
+    # 20 buckets, half of them without any request on either side (a silent stretch):
+    # empty buckets carry no information, they are not missing data.
+    trials = np.array([40, 0] * 10)
+    stable = np.column_stack([np.zeros(20), trials])
+    canary = np.column_stack([np.where(trials > 0, 8, 0), trials])  # 20% errors vs none
+    m = judge_metric(stable, canary, ERROR_COUNTS)
+    assert m.verdict == MetricVerdict.HIGH
+    assert "ZeroBaseline" in m.reasons
+    assert "TooManyNaNs" not in m.reasons
+    assert m.n_canary == 400
+    assert m.effect == pytest.approx(0.2)
+    assert m.effect_low < 0.2 < m.effect_high
+    assert m.p_value < 1e-20
+
+
+def test_proportion_healthy_and_tolerated_rates_pass() -> None:
+    same = judge_metric((3, 300), (4, 300), ERROR_COUNTS)
+    assert same.verdict == MetricVerdict.PASS
+    assert same.stable_median == pytest.approx(0.01)
+    tiny = judge_metric((10, 100_000), (20, 100_000), ERROR_COUNTS)  # significant, < 1pp
+    assert tiny.p_value < 0.05
+    assert tiny.verdict == MetricVerdict.PASS
+
+
+def test_proportion_few_trials_and_bad_rows() -> None:
+    few = judge_metric((0, 5), (3, 5), ERROR_COUNTS)
+    assert few.verdict == MetricVerdict.NODATA
+    assert "FewSamples" in few.reasons
+    rows = np.array([[1.0, 50.0], [np.nan, 50.0], [0.0, 50.0], [2.0, 50.0]])
+    m = judge_metric(rows, rows, ERROR_COUNTS)
+    assert m.nan_dropped == 2
+    assert "NaNsDropped" in m.reasons
+    with pytest.raises(ValueError, match="events, trials"):
+        judge_metric(np.ones((3, 3)), np.ones((3, 3)), ERROR_COUNTS)
+
+
+def test_proportion_fisher_mid_p_matches_scipy() -> None:
+    from scipy import stats
+
+    m = judge_metric((1, 200), (9, 150), ERROR_COUNTS)
+    dist = stats.hypergeom(350, 10, 150)
+    assert m.p_value == pytest.approx(dist.sf(9) + 0.5 * dist.pmf(9), rel=1e-9)
+
+
+def test_mann_whitney_matches_scipy_asymptotic() -> None:
+    from scipy import stats
+
+    from intelligence.canary import mann_whitney_p
+
+    rng = np.random.default_rng(4)
+    s = np.round(rng.lognormal(0.0, 0.5, 80), 1)  # ties
+    c = np.round(rng.lognormal(0.2, 0.5, 70), 1)
+    for alt in ("greater", "less", "two-sided"):
+        want = stats.mannwhitneyu(c, s, alternative=alt, method="asymptotic").pvalue
+        assert mann_whitney_p(s, c, alternative=alt) == pytest.approx(want, rel=1e-9)
+
+
+def test_per_request_samples_are_not_watched_as_a_series() -> None:
+    rng = np.random.default_rng(6)
+    per_request = MetricConfig("latency", series=False)
+    s = rng.lognormal(0.0, 0.8, 500)  # a wide request mix
+    c = rng.lognormal(0.0, 0.8, 500)
+    m = judge_metric(s, c, per_request)
+    assert m.verdict == MetricVerdict.PASS
+    assert m.anomalous_points == 0
+    slow = judge_metric(s, 1.25 * rng.lognormal(0.0, 0.8, 500), per_request)
+    assert slow.verdict == MetricVerdict.HIGH
