@@ -407,7 +407,8 @@ def classify_error(exc: BaseException, *, what: str) -> ProviderError:
         if isinstance(exc, gexc.NotFound):
             return StalledError(message, reason="NotFound")
         if isinstance(exc, gexc.BadRequest):
-            return StalledError(message, reason=_camel(api_status(exc) or "InvalidArgument"))
+            status = api_status(exc)
+            return StalledError(message, reason=_camel(status) if status else "InvalidArgument")
         if isinstance(exc, gexc.Conflict):
             return TransientError(message, reason="Conflict")
         if isinstance(exc, gexc.TooManyRequests):
