@@ -284,6 +284,13 @@ class ScalingSpec:
     that lead time plus `horizon_seconds`, and its upper quantile is what gets provisioned.
     Predictive scaling is used only when the forecast's recent sMAPE is at most
     `max_forecast_smape` (percent) and history spans `min_history_seconds`.
+    With `capacity_per_instance` (the most load one instance can serve; above
+    `target_per_instance`), the forecast's point peak is provisioned at the target and its upper
+    quantile only has to fit under capacity, instead of the upper quantile at the target (which
+    would count the headroom twice). `predictive_scale_down_window_seconds`, when set,
+    replaces the scale-down stabilization window while the forecast is trusted (its upper
+    quantile over the lead time already guards against scaling down before load returns);
+    reactive fallbacks keep `behavior`'s window.
     """
 
     target_per_instance: float
@@ -295,6 +302,8 @@ class ScalingSpec:
     horizon_seconds: float = 60.0
     max_forecast_smape: float = 30.0
     min_history_seconds: float = 600.0
+    predictive_scale_down_window_seconds: int | None = None
+    capacity_per_instance: float | None = None
 
     def __post_init__(self) -> None:
         """Reject specs that cannot produce a decision."""
@@ -302,6 +311,10 @@ class ScalingSpec:
             raise ValueError("target_per_instance must be positive")
         if not 0 <= self.min_instances <= self.max_instances:
             raise ValueError("need 0 <= min_instances <= max_instances")
+        if self.capacity_per_instance is not None and not (
+            self.capacity_per_instance >= self.target_per_instance
+        ):
+            raise ValueError("capacity_per_instance must be at least target_per_instance")
 
 
 @dataclass(frozen=True)
@@ -357,10 +370,13 @@ def _trust_forecast(
     return None
 
 
-def _prune(state: ScalingState, *, now: float, behavior: Behavior) -> ScalingState:
+def _prune(
+    state: ScalingState, *, now: float, behavior: Behavior, extra_window: int = 0
+) -> ScalingState:
     keep_rec = max(
         behavior.scale_up.stabilization_window_seconds,
         behavior.scale_down.stabilization_window_seconds,
+        extra_window,
     )
     periods = [p.period_seconds for p in behavior.scale_up.policies + behavior.scale_down.policies]
     keep_ev = max(periods, default=0)
@@ -420,7 +436,12 @@ def decide(
     raised by active schedules). Pass `state` from the previous decision.
     """
     fresh = state is None or not state.recommendations
-    state = _prune(state or ScalingState(), now=now, behavior=spec.behavior)
+    state = _prune(
+        state or ScalingState(),
+        now=now,
+        behavior=spec.behavior,
+        extra_window=spec.predictive_scale_down_window_seconds or 0,
+    )
     current = max(0, int(current_instances))
     load = max(0.0, float(current_load))
     target = spec.target_per_instance
@@ -443,14 +464,18 @@ def decide(
             )
         else:
             upper, point = peak
+            needed = upper
+            if spec.capacity_per_instance is not None:
+                needed = max(point, upper * target / spec.capacity_per_instance)
             evidence.update(
                 forecastPeakUpper=upper,
                 forecastPeakPoint=point,
+                forecastDemand=needed,
                 forecastSmape=float(forecast_smape or 0.0),
                 leadSeconds=spec.startup_seconds + spec.horizon_seconds,
             )
-            if upper > load:
-                demand, source = upper, "ForecastPeak"
+            if needed > load:
+                demand, source = needed, "ForecastPeak"
     mode = "reactive" if fallback is not None else "predictive"
     evidence["demand"] = demand
     within, ratio = _within_tolerance(demand=demand, current=current, spec=spec)
@@ -459,8 +484,16 @@ def decide(
     evidence["rawRecommendation"] = float(raw)
     reason = "WithinTolerance" if within else source
 
+    behavior = spec.behavior
+    if mode == "predictive" and spec.predictive_scale_down_window_seconds is not None:
+        down = replace(
+            behavior.scale_down,
+            stabilization_window_seconds=spec.predictive_scale_down_window_seconds,
+        )
+        behavior = replace(behavior, scale_down=down)
+    evidence["scaleDownWindowSeconds"] = float(behavior.scale_down.stabilization_window_seconds)
     stabilized, state = _stabilize(
-        raw=raw, current=current, now=now, behavior=spec.behavior, state=state, fresh=fresh
+        raw=raw, current=current, now=now, behavior=behavior, state=state, fresh=fresh
     )
     evidence["stabilizedRecommendation"] = float(stabilized)
     if stabilized != raw:

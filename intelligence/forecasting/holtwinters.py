@@ -80,6 +80,8 @@ class HoltWinters:
         notes = list(series.notes)
         m_native = season_steps(series.step, self.period)
         factor = max(1, math.ceil(m_native / self.max_season))
+        if series.n // factor < 2 * self.max_season:
+            factor = 1  # under two coarse seasons: no season anyway, keep every point
         n_coarse = series.n // factor
         # aggregate the most recent points so the last coarse bin ends at the last observation
         y = series.values[series.n - n_coarse * factor :].reshape(n_coarse, factor).mean(axis=1)

@@ -1,0 +1,390 @@
+"""Replay real load traces through a simulated service under four autoscalers.
+
+Service model (1-second resolution): each ready instance serves `capacity` load units per
+second; a new instance serves after `--startup` seconds (30 s: pods; Cloud Run cold starts are
+10-60 s) and is billed from the moment it is requested; a scale-down removes starting
+instances first. Every autoscaler sees the same metric: the mean load over the 15 s before it
+looks, and aims at the same `targetPerInstance` = 70 % of capacity.
+
+Autoscalers:
+* hpa        - HPA v2 replica of its documented defaults: 15 s sync, 10 % tolerance, 300 s
+               scale-down stabilization, scale-up max(100 %, 4 pods) per 15 s
+               (`intelligence.scaling.decide` with the default behaviour, no forecast).
+* keda       - KEDA-like poller: every 30 s, desired = ceil(load / target); scales up at once,
+               scales down only when the last scaling was at least 300 s ago (cooldown).
+* phpa       - predictive HPA replica (jthomperoo/predictive-horizontal-pod-autoscaler style):
+               Holt-Winters with fixed alpha = beta = gamma = 0.9 on the history of HPA's
+               replica recommendations (two seasons kept), one sync ahead; the larger of that
+               and the reactive count goes through the HPA behaviour.
+* ours       - `intelligence.scaling.decide` fed by `AutoForecaster` (refitted every 60 s on
+               the 15 s metric history, 15 s sync like HPA, HPA's default behaviour
+               otherwise): over start-up + 15 s it provisions the forecast's point peak at the
+               target and keeps its 90th percentile under capacity; falls back to reactive
+               (HPA's behaviour) when the backtest sMAPE > 30 % or history < 10 min; while
+               the forecast is trusted the scale-down window is 120 s instead of 300 s.
+
+Traces (read from ../shared/data, never copied):
+* azure_code, azure_conv - Azure LLM inference traces (one hour each), load = requests per
+  second as a 10 s moving average (queues absorb shorter bursts).
+* nyc_taxi_30x - NAB nyc_taxi, the first 14 days, time compressed 30x (a day lasts 48 min,
+  a 30-minute bucket 60 s) and linearly interpolated: a seasonal load whose ramps are steep
+  against the start-up time.
+
+Per trace: share of time under-provisioned (load > ready capacity), share of load not served,
+instance-hours, scaling actions. Every autoscaler starts with the instances the first minute
+needs; the first 10 minutes are a warm-up (no autoscaler can have learnt anything yet) and are
+left out of every figure except "under (all)", which covers the whole trace. Target: ours <= 0.5 x HPA's under-provisioned time with
+<= 1.05 x HPA's instance-hours, on every trace.
+
+Run from the repository root::
+
+    .venv/bin/python bench/scaling_replay.py               # start-up 30 s
+    .venv/bin/python bench/scaling_replay.py --startup 60  # a slow Cloud Run cold start
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one thread: predictable on a busy host
+
+import argparse
+import csv
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+
+from intelligence.forecasting import DAY, AutoForecaster, Forecast, HoltWinters  # noqa: E402
+from intelligence.scaling import ScalingSpec, ScalingState, decide  # noqa: E402
+
+UTILIZATION_TARGET = 0.7
+METRIC_WINDOW = 15
+T0 = 1_700_000_000.0  # simulated epoch of every trace's first second
+
+
+# --------------------------------------------------------------------------- traces
+
+
+@dataclass(frozen=True)
+class Trace:
+    name: str
+    load: np.ndarray  # load units per second, one value per second
+    day: float  # the trace's daily period in simulated seconds
+
+
+def azure(name: str) -> Trace:
+    with open(DATA / "azure-llm" / f"AzureLLMInferenceTrace_{name}.csv") as fh:
+        rows = list(csv.reader(fh))[1:]
+    t = np.array([datetime.fromisoformat(r[0][:26] + "+00:00").timestamp() for r in rows])
+    per_second = np.bincount((t - t[0]).astype(int)).astype(float)
+    kernel = np.ones(10) / 10.0
+    load = np.convolve(per_second, kernel)[: per_second.size]
+    return Trace(f"azure_{name}", load, DAY)
+
+
+def nyc_taxi(days: int = 14, compression: float = 30.0) -> Trace:
+    with open(DATA / "nab" / "data" / "realKnownCause" / "nyc_taxi.csv") as fh:
+        rows = list(csv.reader(fh))[1:]
+    values = np.array([float(r[1]) for r in rows[: days * 48 + 1]])
+    seconds = 1800.0 / compression
+    grid = np.arange(0, (values.size - 1) * seconds)
+    return Trace(
+        f"nyc_taxi_{compression:.0f}x",
+        np.interp(grid, np.arange(values.size) * seconds, values),
+        DAY / compression,
+    )
+
+
+# --------------------------------------------------------------------------- autoscalers
+
+
+class Autoscaler(Protocol):
+    name: str
+    sync: int
+
+    def step(self, now: float, current: int, metric: float) -> int: ...
+
+
+@dataclass
+class Hpa:
+    spec: ScalingSpec
+    name: str = "hpa"
+    sync: int = 15
+    state: ScalingState = field(default_factory=ScalingState)
+
+    def step(self, now: float, current: int, metric: float) -> int:
+        d = decide(
+            now=now,
+            current_instances=current,
+            current_load=metric,
+            spec=self.spec,
+            state=self.state,
+        )
+        self.state = d.state
+        return d.desired
+
+
+@dataclass
+class Keda:
+    spec: ScalingSpec
+    name: str = "keda"
+    sync: int = 30
+    cooldown: float = 300.0
+    last_change: float = -math.inf
+
+    def step(self, now: float, current: int, metric: float) -> int:
+        want = math.ceil(metric / self.spec.target_per_instance - 1e-9)
+        want = min(max(want, self.spec.min_instances), self.spec.max_instances)
+        if want > current or (want < current and now - self.last_change >= self.cooldown):
+            self.last_change = now
+            return want
+        return current
+
+
+@dataclass
+class PredictiveHpa:
+    spec: ScalingSpec
+    day: float
+    name: str = "phpa"
+    sync: int = 15
+    state: ScalingState = field(default_factory=ScalingState)
+    times: list[float] = field(default_factory=list)
+    replicas: list[float] = field(default_factory=list)
+
+    def step(self, now: float, current: int, metric: float) -> int:
+        reactive = math.ceil(metric / self.spec.target_per_instance - 1e-9)
+        self.times.append(now)
+        self.replicas.append(float(reactive))
+        season = max(2, round(self.day / self.sync))
+        keep = 2 * season + 2
+        del self.times[:-keep], self.replicas[:-keep]
+        demand = metric
+        if len(self.replicas) >= 4:
+            hw = HoltWinters(
+                period=self.day, step=self.sync, alpha=0.9, beta=0.9, gamma=0.9, damping=1.0
+            )
+            fc = hw.fit(self.times, self.replicas).predict(1)
+            demand = max(metric, float(fc.point[0]) * self.spec.target_per_instance)
+        d = decide(
+            now=now,
+            current_instances=current,
+            current_load=demand,
+            spec=self.spec,
+            state=self.state,
+        )
+        self.state = d.state
+        return d.desired
+
+
+@dataclass
+class Ours:
+    spec: ScalingSpec
+    day: float
+    name: str = "ours"
+    sync: int = 15
+    refit_every: int = 4
+    state: ScalingState = field(default_factory=ScalingState)
+    times: list[float] = field(default_factory=list)
+    metrics: list[float] = field(default_factory=list)
+    forecast: Forecast | None = None
+    smape: float | None = None
+    predictive_steps: int = 0
+    steps: int = 0
+    fallbacks: dict[str, int] = field(default_factory=dict)
+
+    def step(self, now: float, current: int, metric: float) -> int:
+        self.times.append(now)
+        self.metrics.append(metric)
+        lead = self.spec.startup_seconds + self.spec.horizon_seconds
+        ahead = math.ceil(lead / self.sync)
+        if len(self.metrics) >= 16 and self.steps % self.refit_every == 0:
+            auto = AutoForecaster(
+                periods=(self.day, 7 * self.day),
+                step=self.sync,
+                horizon=ahead,
+                origins=4,
+                level=0.8,
+            )
+            auto.fit(self.times[-4000:], self.metrics[-4000:])
+            self.forecast = auto.predict(ahead + self.refit_every)
+            self.smape = auto.chosen.smape if auto.chosen else None
+        self.steps += 1
+        d = decide(
+            now=now,
+            current_instances=current,
+            current_load=metric,
+            spec=self.spec,
+            state=self.state,
+            forecast=self.forecast,
+            forecast_smape=self.smape,
+            history_seconds=now - self.times[0],
+        )
+        self.state = d.state
+        if d.mode == "predictive":
+            self.predictive_steps += 1
+        elif d.fallback:
+            self.fallbacks[d.fallback] = self.fallbacks.get(d.fallback, 0) + 1
+        return d.desired
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+@dataclass(frozen=True)
+class Outcome:
+    under_all: float  # share of seconds with load > ready capacity, whole trace
+    under: float  # the same after the warm-up
+    unserved: float  # share of load above ready capacity, after the warm-up
+    instance_hours: float  # after the warm-up
+    actions: int
+
+
+def simulate(
+    trace: Trace, scaler: Autoscaler, *, capacity: float, startup: int, warmup: int
+) -> Outcome:
+    load = trace.load
+    n = load.size
+    target = capacity * UTILIZATION_TARGET
+    start = max(1, math.ceil(float(load[:60].mean()) / target))
+    ready_diff = np.zeros(n + startup + 2)
+    total_diff = np.zeros(n + 2)
+    ready_diff[0] += start
+    total_diff[0] += start
+    instances: list[int] = [0] * start  # ready-at second of each live instance, oldest first
+    actions = 0
+    cumsum = np.concatenate([[0.0], np.cumsum(load)])
+    for t in range(scaler.sync, n, scaler.sync):
+        lo = max(0, t - METRIC_WINDOW)
+        metric = float((cumsum[t] - cumsum[lo]) / (t - lo))
+        current = len(instances)
+        desired = scaler.step(T0 + t, current, metric)
+        if desired == current:
+            continue
+        actions += 1
+        if desired > current:
+            for _ in range(desired - current):
+                instances.append(t + startup)
+                ready_diff[t + startup] += 1
+            total_diff[t] += desired - current
+        else:
+            for _ in range(current - desired):
+                ready_at = instances.pop()  # newest (still starting) first
+                if ready_at > t:
+                    ready_diff[ready_at] -= 1
+                else:
+                    ready_diff[t] -= 1
+            total_diff[t] -= current - desired
+    ready = np.cumsum(ready_diff)[:n]
+    total = np.cumsum(total_diff)[:n]
+    served = ready * capacity
+    short = np.maximum(0.0, load - served)
+    w = slice(warmup, None)
+    return Outcome(
+        under_all=float(np.mean(load > served + 1e-9)),
+        under=float(np.mean(load[w] > served[w] + 1e-9)),
+        unserved=float(short[w].sum() / max(load[w].sum(), 1e-12)),
+        instance_hours=float(total[w].sum() / 3600.0),
+        actions=actions,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--startup", type=int, default=30, help="instance start-up seconds")
+    parser.add_argument("--instances", type=float, default=10.0, help="mean instances at target")
+    parser.add_argument("--warmup", type=int, default=600, help="seconds left out of the figures")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    traces = [azure("code"), azure("conv"), nyc_taxi()]
+    print(
+        f"start-up {args.startup} s; capacity set so the mean load needs {args.instances:.0f} "
+        f"instances at {UTILIZATION_TARGET:.0%} utilization\n"
+    )
+    header = (
+        "trace",
+        "autoscaler",
+        "under (all)",
+        "under-prov",
+        "unserved",
+        "inst-hours",
+        "actions",
+        "vs hpa",
+    )
+    rows: list[tuple[str, ...]] = []
+    verdicts: list[str] = []
+    for trace in traces:
+        target = float(trace.load.mean()) / args.instances
+        capacity = target / UTILIZATION_TARGET
+        hpa_spec = ScalingSpec(target_per_instance=target, min_instances=1, max_instances=1000)
+        ours_spec = ScalingSpec(
+            target_per_instance=target,
+            min_instances=1,
+            max_instances=1000,
+            startup_seconds=float(args.startup),
+            horizon_seconds=15.0,
+            capacity_per_instance=capacity,
+            predictive_scale_down_window_seconds=120,
+        )
+        scalers: list[Autoscaler] = [
+            Hpa(hpa_spec),
+            Keda(hpa_spec),
+            PredictiveHpa(hpa_spec, day=trace.day),
+            Ours(ours_spec, day=trace.day),
+        ]
+        results = {}
+        for scaler in scalers:
+            results[scaler.name] = simulate(
+                trace, scaler, capacity=capacity, startup=args.startup, warmup=args.warmup
+            )
+        base = results["hpa"]
+        for name, r in results.items():
+            if base.under > 0:
+                under_rel = f"under x{r.under / base.under:.2f}"
+            else:
+                under_rel = "under 0 = hpa" if r.under == 0 else "under > hpa's 0"
+            rel = f"{under_rel}, hours x{r.instance_hours / base.instance_hours:.3f}"
+            rows.append(
+                (
+                    trace.name,
+                    name,
+                    f"{r.under_all:.2%}",
+                    f"{r.under:.2%}",
+                    f"{r.unserved:.3%}",
+                    f"{r.instance_hours:.2f}",
+                    str(r.actions),
+                    rel,
+                )
+            )
+        ours = results["ours"]
+        ok_under = ours.under <= 0.5 * base.under
+        ok_hours = ours.instance_hours <= 1.05 * base.instance_hours
+        scaler_ours = scalers[-1]
+        assert isinstance(scaler_ours, Ours)
+        fb = ", ".join(f"{k} {v}" for k, v in sorted(scaler_ours.fallbacks.items())) or "none"
+        verdicts.append(
+            f"{trace.name}: {'PASS' if ok_under and ok_hours else 'FAIL'} "
+            f"(under {ours.under:.2%} vs 0.5 x {base.under:.2%}; hours {ours.instance_hours:.2f} "
+            f"vs 1.05 x {base.instance_hours:.2f}); predictive on {scaler_ours.predictive_steps}/"
+            f"{scaler_ours.steps} syncs, fallbacks: {fb}"
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print("\ntarget: ours <= 0.5 x hpa under-provisioned time at <= 1.05 x hpa instance-hours")
+    for v in verdicts:
+        print("  " + v)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
