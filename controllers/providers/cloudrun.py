@@ -38,6 +38,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import google.auth
+import google.auth.exceptions
 import requests
 from google.api import launch_stage_pb2
 from google.api_core import exceptions as gexc
@@ -105,6 +106,7 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     gexc.DeadlineExceeded,
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
+    google.auth.exceptions.TransportError,
 )
 
 
@@ -414,7 +416,11 @@ def classify_error(exc: BaseException, *, what: str) -> ProviderError:
         if isinstance(exc, gexc.TooManyRequests):
             return TransientError(message, reason="RateLimited")
         return TransientError(message, reason="ApiUnavailable")
-    if isinstance(exc, requests.exceptions.RequestException):
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        return StalledError(f"{what}: Google credentials rejected: {exc}", reason="NoCredentials")
+    if isinstance(
+        exc, requests.exceptions.RequestException | google.auth.exceptions.TransportError
+    ):
         return TransientError(f"{what}: {type(exc).__name__}", reason="ApiUnreachable")
     return TransientError(f"{what}: {exc}", reason="ApiError")
 
@@ -459,6 +465,7 @@ class CloudRunProvider:
         self._rng = rng or random.Random()
         self._services: run_v2.ServicesClient | None = None
         self._revisions: run_v2.RevisionsClient | None = None
+        self._clients_lock = asyncio.Lock()
 
     # ---- clients -----------------------------------------------------------------------------
 
@@ -478,6 +485,18 @@ class CloudRunProvider:
                 credentials=credentials, transport="rest", client_options=options
             )
         return self._services, self._revisions
+
+    async def _ensure_clients(self) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
+        """The clients, created in a thread (finding ADC may probe the metadata server)."""
+        if self._services is not None and self._revisions is not None:
+            return self._services, self._revisions
+        async with self._clients_lock:
+            try:
+                return await asyncio.to_thread(self._clients)
+            except google.auth.exceptions.DefaultCredentialsError as exc:
+                raise StalledError(
+                    f"no Google credentials for Cloud Run: {exc}", reason="NoCredentials"
+                ) from exc
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one blocking API call in a thread, retrying 429/5xx/timeouts with backoff."""
@@ -499,7 +518,7 @@ class CloudRunProvider:
                 await self._sleep(delay)
 
     async def _get(self, path: str) -> run_v2.Service | None:
-        services, _ = self._clients()
+        services, _ = await self._ensure_clients()
         try:
             return await self._call(
                 "get service",
@@ -514,7 +533,7 @@ class CloudRunProvider:
         path = service_path(svc)
         try:
             existing = await self._get(path)
-        except gexc.GoogleAPICallError as exc:
+        except (gexc.GoogleAPICallError, google.auth.exceptions.RefreshError) as exc:
             raise classify_error(exc, what=f"reading Cloud Run service {path}") from exc
         if existing is None:
             return BackendStatus(
@@ -533,11 +552,11 @@ class CloudRunProvider:
         )  # StalledError for what Cloud Run cannot express, before any call
         try:
             return await self._apply(svc, path)
-        except gexc.GoogleAPICallError as exc:
+        except (gexc.GoogleAPICallError, google.auth.exceptions.RefreshError) as exc:
             raise classify_error(exc, what=f"Cloud Run service {path}") from exc
 
     async def _apply(self, svc: XynergyService, path: str) -> BackendStatus:
-        services, _ = self._clients()
+        services, _ = await self._ensure_clients()
         parent, _, service_id = path.rpartition("/services/")
         writes = 0
         operation: operations_pb2.Operation | None = None
@@ -625,7 +644,7 @@ class CloudRunProvider:
         A revision keeps its configuration for life; if the template drifted after our revision
         of this generation was made (edited elsewhere), the corrected template needs a new name.
         """
-        _, revisions = self._clients()
+        _, revisions = await self._ensure_clients()
         listed = await self._call(
             "list revisions",
             lambda: list(
@@ -644,7 +663,7 @@ class CloudRunProvider:
         """Poll the operation until done; None when `operation_timeout` passes first."""
         if operation.done:
             return operation
-        services, _ = self._clients()
+        services, _ = await self._ensure_clients()
         deadline = time.monotonic() + self.operation_timeout
         interval = self.poll_interval
         name = operation.name
@@ -666,11 +685,11 @@ class CloudRunProvider:
         path = service_path(svc)
         try:
             return await self._delete(svc, path, orphan=orphan)
-        except gexc.GoogleAPICallError as exc:
+        except (gexc.GoogleAPICallError, google.auth.exceptions.RefreshError) as exc:
             raise classify_error(exc, what=f"deleting Cloud Run service {path}") from exc
 
     async def _delete(self, svc: XynergyService, path: str, *, orphan: bool) -> bool:
-        services, _ = self._clients()
+        services, _ = await self._ensure_clients()
         for _attempt in range(4):
             existing = await self._get(path)
             if existing is None:

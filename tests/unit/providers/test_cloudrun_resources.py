@@ -16,6 +16,7 @@ from controllers.providers.base import StalledError, TransientError
 from controllers.providers.cloudrun import (
     MANAGED_BY_LABEL,
     OWNER_ANNOTATION,
+    CloudRunProvider,
     RetryPolicy,
     classify_error,
     desired_service,
@@ -280,3 +281,12 @@ def test_backoff_grows_within_jitter_bounds_and_caps() -> None:
         assert base / 2 <= delay <= base
     assert max(delays) <= 8.0
     assert delays[3] >= delays[0] * 2  # grows
+
+
+async def test_missing_credentials_stall_before_any_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/adc.json")
+    with pytest.raises(StalledError) as err:
+        await CloudRunProvider().observe(xs())
+    assert err.value.reason == "NoCredentials"
