@@ -364,3 +364,62 @@ def test_state_is_pruned_to_the_longest_window():
     d = decide(now=NOW, current_instances=4, current_load=400.0, spec=s)
     later = decide(now=NOW + 1000, current_instances=4, current_load=400.0, spec=s, state=d.state)
     assert all(r.timestamp > NOW + 1000 - 300 for r in later.state.recommendations)
+
+
+def test_capacity_aware_demand_provisions_point_at_target_and_upper_under_capacity():
+    point = np.full(20, 800.0)
+    fc = Forecast(
+        start=NOW + 15,
+        step=15.0,
+        point=point,
+        lower=point - 100,
+        upper=point + 400,
+        level=0.8,
+        model="test",
+    )
+    common = {"behavior": NO_WINDOWS, "startup_seconds": 30, "horizon_seconds": 15}
+    kw = {
+        "now": NOW,
+        "current_instances": 8,
+        "current_load": 800.0,
+        "forecast": fc,
+        "forecast_smape": 5.0,
+        "history_seconds": 3600,
+    }
+    plain = decide(spec=spec(**common), **kw)
+    assert plain.desired == 12  # upper 1200 at target 100
+    aware = decide(spec=spec(capacity_per_instance=150.0, **common), **kw)
+    # point 800 / 100 = 8; upper 1200 must fit 150 per instance = 8 -> stays at 8
+    assert aware.desired == 8
+    assert aware.evidence["forecastDemand"] == pytest.approx(800.0)
+    tight = decide(spec=spec(capacity_per_instance=110.0, **common), **kw)
+    assert tight.desired == math.ceil(1200 / 110)
+
+
+def test_capacity_below_target_is_rejected():
+    with pytest.raises(ValueError, match="capacity_per_instance"):
+        spec(capacity_per_instance=50.0)
+
+
+def test_predictive_scale_down_window_applies_only_while_forecast_is_trusted():
+    flat = np.full(20, 200.0)
+    fc = Forecast(
+        start=NOW + 15, step=15.0, point=flat, lower=flat, upper=flat, level=0.8, model="t"
+    )
+    s = spec(predictive_scale_down_window_seconds=60)  # behaviour keeps the default 300 s
+    first = decide(now=NOW, current_instances=10, current_load=1000.0, spec=s)
+    kw = {
+        "current_instances": 10,
+        "current_load": 200.0,
+        "spec": s,
+        "forecast": fc,
+        "history_seconds": 3600,
+    }
+    trusted = decide(now=NOW + 90, state=first.state, forecast_smape=5.0, **kw)
+    assert trusted.mode == "predictive"
+    assert trusted.desired == 2
+    assert trusted.evidence["scaleDownWindowSeconds"] == 60
+    untrusted = decide(now=NOW + 90, state=first.state, forecast_smape=90.0, **kw)
+    assert untrusted.mode == "reactive"
+    assert untrusted.desired == 10
+    assert untrusted.reason == "ScaleDownStabilized"
