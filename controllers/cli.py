@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import click
+from lightkube import ApiError
 
 from controllers.devcluster import (
     BuildError,
@@ -92,8 +93,11 @@ def dev_up(
         crds = sorted((repo_root() / "crds").glob("*.yaml"))
         if crds:
             _say(f"applying {len(crds)} CRDs from crds/")
-            names = apply_files(kubeconfig=kubeconfig, paths=crds)
-            wait_established(kubeconfig=kubeconfig, names=names)
+            try:
+                names = apply_files(kubeconfig=kubeconfig, paths=crds)
+                wait_established(kubeconfig=kubeconfig, names=names)
+            except ApiError as exc:
+                raise ClusterError(f"crds: the apiserver rejected a CRD: {exc}") from exc
         if operator:
             _say("starting the operator (python -m controllers)")
             operator_kubeconfig = (
@@ -110,6 +114,10 @@ def dev_up(
             cluster.stop()
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except BaseException:
+        if cluster is not None:
+            cluster.stop()  # never leave a half-started cluster behind
+        raise
     click.echo(f"ready in {time.monotonic() - started:.1f}s")
     _print_status(state)
     click.echo(f"\nnext: kubectl --kubeconfig {state.kubeconfig} get nodes")
@@ -218,3 +226,7 @@ def crds_generate(check: bool) -> None:
     for path in extra:
         path.unlink()
     click.echo(f"wrote {len(stale)} of {len(wanted)} generated files")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,7 @@ __all__ = [
     "OAuthProvider",
 ]
 
-_SLACK_SCOPE = r"^[a-z][a-z_]*(:[a-z_]+)*(\.[a-z_]+)*$"
+_SLACK_SCOPE = r"^[a-z][a-z_]*(:[a-z_]+)*([.][a-z_]+)*$"  # no backslashes: it is embedded in CEL
 _GOOGLE_SCOPES = ("openid", "email", "profile", "https://mail.google.com/")
 
 

@@ -109,7 +109,7 @@ def test_cel_validation_is_enforced(kube: Kube, namespace: str) -> None:
 
     def established() -> bool:
         got = kube.get(f"{crds}/widgets.test.xynergy.io").json()
-        conds = got.get("status", {}).get("conditions", [])
+        conds = (got.get("status") or {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
     kube.wait_for("the Widget CRD to be Established", established)
