@@ -213,7 +213,9 @@ def check_invariants(
     """Violations of the status rules (empty when the status is well-formed).
 
     The checks of Flux's runtime/conditions/check: Ready present; Reconciling/Stalled only
-    while True and never both; observedGeneration an integer, equal to generation when Ready.
+    while True and never both; observedGeneration an integer, never ahead of generation, and
+    equal to the generation the Ready=True condition was decided for. (Right after a spec change
+    the stored observedGeneration lags generation: kstatus reads that as InProgress.)
     """
     problems: list[str] = []
     if observed_generation is not None and not isinstance(observed_generation, int):
@@ -227,11 +229,24 @@ def check_invariants(
             problems.append(f"{negative} is present with status {cond.status}")
     if is_true(conditions, RECONCILING) and is_true(conditions, STALLED):
         problems.append("Reconciling and Stalled are both True")
+    if (
+        isinstance(observed_generation, int)
+        and generation is not None
+        and observed_generation > generation
+    ):
+        problems.append(
+            f"observedGeneration {observed_generation} is ahead of generation {generation}"
+        )
     if ready is not None and ready.status == "True":
-        if observed_generation != generation:
+        # Ready is a claim about the generation the status describes; a newer spec may have
+        # arrived since (kstatus then reads InProgress), but the claim must be consistent.
+        if (
+            ready.observed_generation is not None
+            and ready.observed_generation != observed_generation
+        ):
             problems.append(
-                f"Ready=True but observedGeneration {observed_generation}"
-                f" != generation {generation}"
+                f"Ready=True for generation {ready.observed_generation}"
+                f" but observedGeneration is {observed_generation}"
             )
         if is_true(conditions, STALLED):
             problems.append("Ready=True while Stalled=True")

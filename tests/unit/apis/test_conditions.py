@@ -111,8 +111,11 @@ def test_check_invariants_reports_each_violation() -> None:
         generation=1, observed_generation=1, conditions=[]
     )
     ready = mark_ready([], reason="Ready", message="", generation=2, now=T0)
-    problems = check_invariants(generation=3, observed_generation=2, conditions=ready)
-    assert any("observedGeneration 2 != generation 3" in p for p in problems)
+    assert check_invariants(generation=3, observed_generation=2, conditions=ready) == []
+    problems = check_invariants(generation=3, observed_generation=3, conditions=ready)
+    assert any("Ready=True for generation 2 but observedGeneration is 3" in p for p in problems)
+    problems = check_invariants(generation=2, observed_generation=3, conditions=ready)
+    assert any("ahead of generation" in p for p in problems)
     assert any(
         "not an integer" in p
         for p in check_invariants(generation=2, observed_generation="2", conditions=ready)
