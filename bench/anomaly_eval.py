@@ -18,6 +18,14 @@ The scorer is first validated against the published result files of two NAB dete
 own detector (``intelligence.anomaly.nab``-style causal pipeline built from the library's
 detectors) is run causally, one threshold for the whole corpus.
 
+Tried and not adopted (same corpus, one setting per row, best of a small grid of threshold x
+record margin x refractory, so each is an optimistic figure for the held-out categories):
+robust z of the first difference 49.6 standard; max of value and difference z 47.4; a
+Numenta-style likelihood layer (mean of the last 10 raw z vs the mean/sd of the trailing
+probation window -> -log10 Gaussian tail) on value z 33.3, on value and difference 37.7. None is
+near the 70 target, and a +2 from picking the best of 48 settings on the scored subset is not
+evidence; the detector below is unchanged (47.3).
+
 Run from the repository root::
 
     .venv/bin/python bench/anomaly_eval.py            # validation + our detector
