@@ -1,11 +1,11 @@
-"""Additive Holt-Winters (damped trend) with smoothing parameters chosen by one-step error.
+"""Additive Holt-Winters (damped trend) with smoothing parameters chosen by forecast error.
 
 The classic triple exponential smoothing that predictive autoscalers use. Parameters are
 chosen from a small grid, all candidates filtered at once (vectorised over the grid), by the
-sum of squared one-step errors. Long seasons are fitted on an aggregated grid (at most
-`max_season` points per season) and the forecast is interpolated back to the data's grid,
-which keeps fitting 14 days of 1-minute data fast. Without two full seasons it becomes
-Holt's linear method and says so.
+sum of squared one-step and quarter-season-ahead errors. Long seasons are fitted on an
+aggregated grid (at most `max_season` points per season) and the forecast is interpolated
+back to the data's grid, which keeps fitting 14 days of 1-minute data fast. Without two
+full seasons it becomes Holt's linear method and says so.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class HoltWinters:
     """Additive Holt-Winters with a damped trend.
 
     Give `alpha`, `beta` and `gamma` to fix the smoothing parameters (as predictive HPA's
-    configuration does); leave them None to choose them from a grid by one-step error.
+    configuration does); leave them None to choose them from a grid by forecast error.
     """
 
     name = "holt_winters"
@@ -136,17 +136,28 @@ class HoltWinters:
         trd = np.full(k, trend0)
         sea = np.tile(season0[:, None], (1, k))  # (m, k): one row per phase
         errors = np.empty((y.size - first, k))
+        # Parameters are chosen on one-step AND `lead`-step errors: one-step error alone
+        # favours a large alpha that chases noise and forecasts badly a few steps out.
+        lead = max(2, m // 4) if seasonal else 4
+        ahead = np.full((lead, k), np.nan)  # ring buffer of forecasts made `lead` steps ago
+        damp_lead = float(np.sum(phi ** np.arange(1, lead + 1)))
+        far_sse = np.zeros(k)
         for i, t in enumerate(range(first, y.size)):
             j = t % m
             s = sea[j]
             base = lvl + phi * trd
             e = y[t] - (base + s)
             errors[i] = e
+            slot = t % lead
+            if i >= lead:
+                far_sse += (y[t] - ahead[slot]) ** 2
             lvl = base + alpha * e
             trd = phi * trd + beta * e
             sea[j] = s + gamma * e
+            ahead[slot] = lvl + damp_lead * trd + sea[(t + lead) % m]
         burn = min(errors.shape[0] // 4, m)
         sse = np.sum(errors[burn:] ** 2, axis=0) if errors.shape[0] > burn else np.zeros(k)
+        sse = sse + far_sse
         best = int(np.argmin(sse))
         self.params = {
             "alpha": float(alpha[best]),
