@@ -11,6 +11,8 @@ firebase-admin's own rule. HS256 verification is PyJWT with an explicit algorith
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import time
 from collections import OrderedDict
@@ -216,6 +218,17 @@ def _emulated() -> bool:
     return bool(os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"))
 
 
+def _verified_exp(token: str) -> float | None:
+    """The ``exp`` of a token that has just been verified (so its payload is trusted)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
 def _unverified_alg(token: str) -> str | None:
     try:
         alg = jwt.get_unverified_header(token).get("alg")
@@ -237,8 +250,17 @@ class ChainVerifier:
             raise ValueError("at least one verifier is needed")
         self._firebase = firebase
         self._jwt = jwt_verifier
+        self._cache = _VerifiedCache()
 
     async def verify(self, token: str) -> Identity:
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
+        identity = await self._verify(token)
+        self._cache.put(token, identity, _verified_exp(token))
+        return identity
+
+    async def _verify(self, token: str) -> Identity:
         alg = _unverified_alg(token)
         if alg is None:
             raise AuthError("malformed", "the token is not a well-formed JWT")

@@ -31,6 +31,7 @@ from services.common.telemetry import configure_logging
 from services.gateway.breaker import BreakerBoard
 from services.gateway.cache import ResponseCache
 from services.gateway.cors import OriginPolicy
+from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
 from services.gateway.ratelimit import RateLimiter
@@ -83,8 +84,10 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.routes = TableHolder(RouteTable.build([]))
         self.route_source = route_source
+        # No socket_timeout: redis-py would wrap every read in asyncio.wait_for (a task per
+        # call); the proxy bounds its one Redis call per request with asyncio.timeout instead.
         self.redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+            settings.redis_url, socket_connect_timeout=2.0, socket_keepalive=True
         )
         self.breakers = BreakerBoard(
             failure_threshold=settings.breaker_failure_threshold,
@@ -96,21 +99,26 @@ class Gateway:
         self.origins = OriginPolicy(
             origins=settings.cors_origins, patterns=settings.cors_origin_patterns
         )
+        cache = (
+            ResponseCache(self.redis, max_ttl=settings.cache_max_ttl_seconds)
+            if settings.cache_enabled
+            else None
+        )
         self.proxy = Proxy(
             settings=settings,
             routes=self.routes,
             verifier=verifier,
             signer=signer,
-            limiter=RateLimiter(
-                settings.redis_url,
-                window_seconds=settings.rate_limit_window_seconds,
-                fail_open=settings.rate_limit_fail_open,
+            gate=Gate(
+                self.redis,
+                limiter=RateLimiter(
+                    self.redis,
+                    window_seconds=settings.rate_limit_window_seconds,
+                    fail_open=settings.rate_limit_fail_open,
+                ),
+                cache=cache,
             ),
-            cache=(
-                ResponseCache(self.redis, max_ttl=settings.cache_max_ttl_seconds)
-                if settings.cache_enabled
-                else None
-            ),
+            cache=cache,
             breakers=self.breakers,
             client=None,  # type: ignore[arg-type]  # set in the lifespan
             metrics=self.metrics,

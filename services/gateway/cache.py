@@ -9,7 +9,7 @@ tenants: the tenant id is part of every key.
 Invalidation is by generation: each (tenant, resource) has a counter that is part of every
 entry's key; a successful write under the resource bumps it, so every older entry for that
 tenant and resource becomes unreachable at once and expires on its own. A lookup reads the
-counter and the entry in one round trip (a small Lua script).
+counter and the entry in the same round trip as the rate limit (see services.gateway.gate).
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from urllib.parse import parse_qsl, urlencode
 
 from services.common.tenancy import Identity, tenant_key, user_key
 
-__all__ = ["CachedResponse", "ResponseCache", "cache_ttl", "normalise_query"]
+__all__ = ["LOOKUP_LUA", "CachedResponse", "ResponseCache", "cache_ttl", "normalise_query"]
 
 _MAX_AGE_RE = re.compile(r"(?:^|[,\s])(s-maxage|max-age)\s*=\s*\"?(\d+)")
 
-_LOOKUP = """
-local gen = redis.call('GET', KEYS[1]) or '0'
-local v = redis.call('GET', ARGV[1] .. gen .. ARGV[2])
-if not v then v = redis.call('GET', ARGV[1] .. gen .. ARGV[3]) end
-return {gen, v}
+# A Lua chunk, shared with services.gateway.gate. KEYS[2] is the generation key, ARGV[3] the
+# entry key head, ARGV[4]/ARGV[5] the user- and tenant-scope tails. It leaves c_gen and c_value.
+LOOKUP_LUA = """
+local c_gen = redis.call('GET', KEYS[2]) or '0'
+local c_value = redis.call('GET', ARGV[3] .. c_gen .. ARGV[4])
+if not c_value then c_value = redis.call('GET', ARGV[3] .. c_gen .. ARGV[5]) end
 """
 
 
@@ -70,7 +71,6 @@ class ResponseCache:
         self._redis = redis
         self._max_ttl = max_ttl
         self._prefix = prefix
-        self._lookup = redis.register_script(_LOOKUP)
 
     def _gen_key(self, tenant: str, resource: str) -> str:
         return f"{self._prefix}:cg:{tenant_key(tenant)}:{resource}"
@@ -81,16 +81,18 @@ class ResponseCache:
         head = f"{self._prefix}:c:{tenant_key(identity.tenant_id)}:"
         return head, f":u:{user_key(identity.user_id)}:GET:{digest}", f":t:GET:{digest}"
 
-    async def get(
+    def lookup_args(
         self, identity: Identity, *, resource: str, path: str, query: str
-    ) -> tuple[CachedResponse | None, str]:
-        """(hit or None, generation). Looks in the user scope, then the tenant scope."""
+    ) -> tuple[str, list[str]]:
+        """(generation key, [head, user tail, tenant tail]) for LOOKUP_LUA."""
         head, user_tail, tenant_tail = self._entry_parts(identity, path=path, query=query)
-        gen_b, raw = await self._lookup(
-            keys=[self._gen_key(identity.tenant_id, resource)], args=[head, user_tail, tenant_tail]
-        )
-        gen = gen_b.decode() if isinstance(gen_b, bytes) else str(gen_b)
-        return (_decode(raw) if raw is not None else None), gen
+        return self._gen_key(identity.tenant_id, resource), [head, user_tail, tenant_tail]
+
+    @staticmethod
+    def parse(gen: Any, raw: bytes | None) -> tuple[CachedResponse | None, str]:
+        """(hit or None, generation) from what LOOKUP_LUA left."""
+        gen_s = gen.decode() if isinstance(gen, bytes) else str(gen)
+        return (_decode(raw) if raw is not None else None), gen_s
 
     async def put(
         self,

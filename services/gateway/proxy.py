@@ -2,8 +2,9 @@
 
 It is not a FastAPI route on purpose: every request through the gateway passes here, so it
 works on the raw ASGI scope and streams bodies both ways without building framework objects.
-Order of checks: path (400) -> route (404) -> authentication (401) -> rate limit (429) ->
-body size (413) -> cache (HIT) -> breaker (503) -> upstream (502/504 on transport errors).
+Order of checks: path (400) -> route (404) -> authentication (401) -> body size (413) ->
+rate limit (429) and cache lookup, in one Redis round trip (HIT) -> breaker (503) ->
+upstream (502/504 on transport errors).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
 from services.gateway.breaker import BreakerBoard, BreakerOpenError
 from services.gateway.cache import CachedResponse, ResponseCache, cache_ttl
+from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.ratelimit import Decision, RateLimiter, RateLimiterUnavailableError
+from services.gateway.ratelimit import RateLimiterUnavailableError
 from services.gateway.routing import Match, PathError, RouteTable, normalise_path
 from services.gateway.settings import GatewaySettings
 
@@ -78,6 +80,7 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _RETRY_STATUS = frozenset({502, 503, 504})
 _BUFFER_BODY_BYTES = 64 * 1024
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
+_REDIS_TIMEOUT = 1.0
 
 
 class _BodyTooLargeError(Exception):
@@ -116,7 +119,7 @@ class Proxy:
         routes: TableHolder,
         verifier: TokenVerifier,
         signer: InternalIdentitySigner,
-        limiter: RateLimiter,
+        gate: Gate,
         cache: ResponseCache | None,
         breakers: BreakerBoard,
         client: aiohttp.ClientSession,
@@ -126,7 +129,7 @@ class Proxy:
         self.routes = routes
         self.verifier = verifier
         self.signer = signer
-        self.limiter = limiter
+        self.gate = gate
         self.cache = cache
         self.breakers = breakers
         self.client = client
@@ -254,30 +257,6 @@ class Proxy:
         route = match.route
         settings = self.settings
         limit = route.rate_limit_per_minute or settings.rate_limit_per_minute
-        try:
-            decision: Decision = await self.limiter.hit(identity, scope=route.prefix, limit=limit)
-        except RateLimiterUnavailableError:
-            self.metrics.redis_errors.labels("ratelimit").inc()
-            await self._respond(
-                send,
-                503,
-                _json_body(503, "rate_limiter_unavailable", "rate limiting is unavailable"),
-                [*base_headers, (b"retry-after", b"1")],
-            )
-            return 503
-        if decision.degraded:
-            self.metrics.redis_errors.labels("ratelimit").inc()
-        rl_headers = [(k.encode(), v.encode()) for k, v in decision.headers()]
-        base_headers = base_headers + rl_headers
-        if not decision.allowed:
-            self.metrics.rate_limited.labels(route.prefix).inc()
-            await self._respond(
-                send,
-                429,
-                _json_body(429, "rate_limited", f"more than {limit} requests per window"),
-                base_headers,
-            )
-            return 429
 
         length = hdrs.get("content-length")
         if length is not None:
@@ -302,31 +281,53 @@ class Proxy:
 
         query = scope.get("query_string", b"").decode("latin-1")
         cache = self.cache
+        cache_control = hdrs.get("cache-control", "")
         cache_eligible = (
             cache is not None
             and method == "GET"
             and not has_body
             and "range" not in hdrs
-            and "no-cache" not in hdrs.get("cache-control", "")
-            and "no-store" not in hdrs.get("cache-control", "")
+            and "no-cache" not in cache_control
+            and "no-store" not in cache_control
         )
-        gen = "0"
+        try:
+            decision, hit, gen, cache_ok = await self.gate.check(
+                identity,
+                scope=route.prefix,
+                limit=limit,
+                lookup=(match.resource, match.upstream_path, query) if cache_eligible else None,
+            )
+        except RateLimiterUnavailableError:
+            self.metrics.redis_errors.labels("ratelimit").inc()
+            await self._respond(
+                send,
+                503,
+                _json_body(503, "rate_limiter_unavailable", "rate limiting is unavailable"),
+                [*base_headers, (b"retry-after", b"1")],
+            )
+            return 503
+        if decision.degraded:
+            self.metrics.redis_errors.labels("ratelimit").inc()
+        rl_headers = [(k.encode(), v.encode()) for k, v in decision.headers()]
+        base_headers = base_headers + rl_headers
+        if not decision.allowed:
+            self.metrics.rate_limited.labels(route.prefix).inc()
+            await self._respond(
+                send,
+                429,
+                _json_body(429, "rate_limited", f"more than {limit} requests per window"),
+                base_headers,
+            )
+            return 429
         if cache_eligible:
-            assert cache is not None
-            try:
-                hit, gen = await cache.get(
-                    identity, resource=match.resource, path=match.upstream_path, query=query
-                )
-            except Exception:
+            if not cache_ok:
                 self.metrics.cache_result("error")
-                self.metrics.redis_errors.labels("cache").inc()
-                errlog.warning("cache lookup failed", exc_info=True)
-                hit, cache_eligible = None, False
-            if hit is not None:
+                cache_eligible = False
+            elif hit is not None:
                 self.metrics.cache_result("hit")
                 await self._send_cached(send, hit, base_headers)
                 return hit.status
-            if cache_eligible:
+            else:
                 self.metrics.cache_result("miss")
 
         breaker = self.breakers.get(route.upstream)
@@ -465,7 +466,8 @@ class Proxy:
 
             if method in _WRITES and status < 400 and cache is not None:
                 try:
-                    await cache.invalidate(identity.tenant_id, match.resource)
+                    async with asyncio.timeout(_REDIS_TIMEOUT):
+                        await cache.invalidate(identity.tenant_id, match.resource)
                 except Exception:
                     self.metrics.redis_errors.labels("cache").inc()
                     errlog.warning("cache invalidation failed", exc_info=True)
@@ -489,15 +491,16 @@ class Proxy:
                         and k.lower() not in (b"x-request-id", b"date")
                     ]
                     try:
-                        await cache.put(
-                            identity,
-                            gen=gen,
-                            path=match.upstream_path,
-                            query=query,
-                            response=CachedResponse(status, stored, body, 0),
-                            ttl=ttl,
-                            public=public,
-                        )
+                        async with asyncio.timeout(_REDIS_TIMEOUT):
+                            await cache.put(
+                                identity,
+                                gen=gen,
+                                path=match.upstream_path,
+                                query=query,
+                                response=CachedResponse(status, stored, body, 0),
+                                ttl=ttl,
+                                public=public,
+                            )
                     except Exception:
                         self.metrics.redis_errors.labels("cache").inc()
                         errlog.warning("cache store failed", exc_info=True)
