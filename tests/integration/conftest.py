@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from kopf.testing import KopfRunner
 
 from controllers.devcluster import DevCluster, ensure_binaries, repo_root
 from controllers.devcluster.manifests import apply_files, wait_established
@@ -96,6 +97,23 @@ def crds_installed(cluster: Path) -> list[str]:
     names = apply_files(kubeconfig=cluster, paths=paths)
     wait_established(kubeconfig=cluster, names=names)
     return names
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Path, crds_installed: list[str]) -> Iterator[KopfRunner]:
+    """The operator, as `python -m controllers` runs it, with its own identity."""
+    kubeconfig = cluster.with_name("operator.kubeconfig")
+    saved = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kubeconfig if kubeconfig.exists() else cluster)
+    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
+    args += ["-m", "controllers.xynergyservice.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        yield runner
+    if saved is None:
+        os.environ.pop("KUBECONFIG", None)
+    else:
+        os.environ["KUBECONFIG"] = saved
+    assert runner.exception is None, runner.exception
 
 
 @pytest.fixture

@@ -4,12 +4,9 @@ scheduler and kwok nodes, and the operator running under kopf's KopfRunner."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from conftest import Kube
 from kopf.testing import KopfRunner
@@ -18,23 +15,6 @@ from apis.conditions import Condition, check_invariants
 
 SAMPLES = Path(__file__).parents[2] / "manifests" / "samples"
 GROUP_PATH = "/apis/xynergy.io/v1alpha1"
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Path, crds_installed: list[str]) -> Iterator[KopfRunner]:
-    """The operator, as `python -m controllers` runs it, with its own identity."""
-    kubeconfig = cluster.with_name("operator.kubeconfig")
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig if kubeconfig.exists() else cluster)
-    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
-    args += ["-m", "controllers.xynergyservice.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        yield runner
-    if saved is None:
-        os.environ.pop("KUBECONFIG", None)
-    else:
-        os.environ["KUBECONFIG"] = saved
-    assert runner.exception is None, runner.exception
 
 
 def xs_url(ns: str, name: str = "") -> str:
