@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 __all__ = [
@@ -32,7 +32,8 @@ _SECRET_PARAM_RE = re.compile(
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as hex (a uuid4 without the version bits and the object)."""
+    return os.urandom(16).hex()
 
 
 def valid_request_id(value: str | None) -> bool:

@@ -472,7 +472,7 @@ class Proxy:
                     self.metrics.redis_errors.labels("cache").inc()
                     errlog.warning("cache invalidation failed", exc_info=True)
 
-            if cache_eligible and status == 200:
+            if cache_eligible and status == 200 and "cache-control" in response.headers:
                 assert cache is not None
                 lowered = {k.lower(): v for k, v in response.headers.items()}
                 ttl, public = cache_ttl(lowered, max_ttl=settings.cache_max_ttl_seconds)

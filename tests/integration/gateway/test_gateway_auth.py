@@ -10,7 +10,8 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import FirebaseEmulator, RunningGateway, Upstream, make_jwt
+
+from .conftest import FirebaseEmulator, RunningGateway, Upstream, make_jwt
 
 
 def _unsigned(claims: dict[str, Any]) -> str:
@@ -63,7 +64,7 @@ async def test_auth_failures_are_401_with_the_failed_check(
 
 
 async def test_missing_exp_is_refused(gateway: RunningGateway) -> None:
-    from conftest import JWT_SECRET
+    from .conftest import JWT_SECRET
 
     token = jwt.encode({k: v for k, v in _GOOD.items() if k != "exp"}, JWT_SECRET, "HS256")
     r = await gateway.http.get("/api/v2/crm/x", headers={"Authorization": f"Bearer {token}"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import RunningGateway, Upstream, wait_for
+from .conftest import RunningGateway, Upstream, wait_for
 
 
 async def test_cache_hit_miss_and_tenant_isolation(
@@ -98,7 +98,7 @@ async def test_requests_recover_after_the_window(gateway_factory: Any, auth: Any
 async def test_rate_limiter_fails_open_or_closed_without_redis(
     auth: Any, gateway_factory: Any
 ) -> None:
-    from conftest import free_port
+    from .conftest import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     for fail_open, expected in ((True, 200), (False, 503)):

@@ -9,7 +9,8 @@ import json
 from typing import Any
 
 import httpx
-from conftest import RunningGateway, Upstream, routes_document, wait_for
+
+from .conftest import RunningGateway, Upstream, routes_document, wait_for
 
 
 async def test_unknown_route_is_404_json(gateway: RunningGateway, auth: Any) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import NODE_DIR, RunningGateway, make_jwt
 
 from services.common.events import publish_event
+
+from .conftest import NODE_DIR, RunningGateway, make_jwt
 
 STREAM_PATH = "/api/xynergyos/v2/stream"
 TOPICS = "slack-messages,email-updates,crm-changes"
