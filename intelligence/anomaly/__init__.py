@@ -18,6 +18,7 @@ from intelligence.anomaly.ensemble import Ensemble
 from intelligence.anomaly.iqr import IQRDetector
 from intelligence.anomaly.isolation_forest import IsolationForestDetector
 from intelligence.anomaly.robust_zscore import RobustZScore
+from intelligence.anomaly.tail_probability import TailProbabilityDetector
 from intelligence.anomaly.threshold import FixedThreshold
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "IsolationForestDetector",
     "RobustZScore",
     "Severity",
+    "TailProbabilityDetector",
     "Thresholds",
 ]
