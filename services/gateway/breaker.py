@@ -53,6 +53,12 @@ class Breaker:
             self._trial_in_flight = False
         return self._state
 
+    def retry_after(self) -> float:
+        """Seconds until an open breaker lets a trial through (the reset timeout otherwise)."""
+        if self._state is BreakerState.OPEN:
+            return max(0.0, self.reset_seconds - (self.clock() - self._opened_at))
+        return self.reset_seconds
+
     def before_call(self) -> None:
         """Raise BreakerOpenError when the call must not go out."""
         state = self.state
@@ -62,6 +68,10 @@ class Breaker:
             if self._trial_in_flight:
                 raise BreakerOpenError(self.reset_seconds)
             self._trial_in_flight = True
+
+    def release_trial(self) -> None:
+        """Forget a half-open trial that ended without an outcome (no-op otherwise)."""
+        self._trial_in_flight = False
 
     def record_success(self) -> None:
         self._failures = 0

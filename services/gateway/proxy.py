@@ -25,7 +25,7 @@ from services.common.auth import AuthError, TokenVerifier, bearer_token
 from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
 from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
-from services.gateway.breaker import BreakerBoard, BreakerOpenError
+from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
 from services.gateway.cache import CachedResponse, ResponseCache, cache_ttl
 from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
@@ -333,84 +333,53 @@ class Proxy:
         breaker = self.breakers.get(route.upstream)
         try:
             breaker.before_call()
-        except BreakerOpenError as exc:
-            retry_after = max(1, int(exc.retry_after + 0.999))
-            await self._respond(
-                send,
-                503,
-                _json_body(503, "upstream_unavailable", "the upstream is failing; circuit open"),
-                [*base_headers, (b"retry-after", str(retry_after).encode())],
-            )
-            return 503
+        except BreakerOpenError:
+            return await self._circuit_open(send, breaker, base_headers)
 
-        # Build the upstream request.
-        out_headers: list[tuple[str, str]] = []
-        connection_tokens = {t.strip().lower() for t in hdrs.get("connection", "").split(",")}
-        drop_request = _DROP_REQUEST if not has_body else _DROP_REQUEST | {"content-length"}
-        for k, v in scope["headers"]:
-            name = k.decode("latin-1")
-            if (
-                name in drop_request
-                or name in connection_tokens
-                or name.startswith(IDENTITY_HEADER_PREFIXES)
-                or name == "x-forwarded-for"
-            ):
-                continue
-            out_headers.append((name, v.decode("latin-1")))
-        client_addr = scope.get("client")
-        xff = hdrs.get("x-forwarded-for")
-        if client_addr:
-            xff = f"{xff}, {client_addr[0]}" if xff else client_addr[0]
-        if xff:
-            out_headers.append(("x-forwarded-for", xff))
-        out_headers.append(("x-forwarded-proto", scope.get("scheme", "http")))
-        if "host" in hdrs:
-            out_headers.append(("x-forwarded-host", hdrs["host"]))
-        out_headers.append(("x-request-id", base_headers[0][1].decode()))
-        out_headers.append((IDENTITY_HEADER, self.signer.sign(identity)))
+        try:
+            # Build the upstream request.
+            out_headers: list[tuple[str, str]] = []
+            connection_tokens = {t.strip().lower() for t in hdrs.get("connection", "").split(",")}
+            drop_request = _DROP_REQUEST if not has_body else _DROP_REQUEST | {"content-length"}
+            for k, v in scope["headers"]:
+                name = k.decode("latin-1")
+                if (
+                    name in drop_request
+                    or name in connection_tokens
+                    or name.startswith(IDENTITY_HEADER_PREFIXES)
+                    or name == "x-forwarded-for"
+                ):
+                    continue
+                out_headers.append((name, v.decode("latin-1")))
+            client_addr = scope.get("client")
+            xff = hdrs.get("x-forwarded-for")
+            if client_addr:
+                xff = f"{xff}, {client_addr[0]}" if xff else client_addr[0]
+            if xff:
+                out_headers.append(("x-forwarded-for", xff))
+            out_headers.append(("x-forwarded-proto", scope.get("scheme", "http")))
+            if "host" in hdrs:
+                out_headers.append(("x-forwarded-host", hdrs["host"]))
+            out_headers.append(("x-request-id", base_headers[0][1].decode()))
+            out_headers.append((IDENTITY_HEADER, self.signer.sign(identity)))
 
-        url = route.upstream + quote(match.upstream_path, safe=_SAFE_PATH)
-        if query:
-            url += "?" + query
-        timeout = self._timeout(route.timeout_seconds or settings.default_timeout_seconds)
+            url = route.upstream + quote(match.upstream_path, safe=_SAFE_PATH)
+            if query:
+                url += "?" + query
+            timeout = self._timeout(route.timeout_seconds or settings.default_timeout_seconds)
 
-        body_state = _BodyState()
-        content: bytes | AsyncIterator[bytes] | None = None
-        replayable = True
-        if has_body:
-            small = length is not None and int(length) <= _BUFFER_BODY_BYTES
-            try:
-                if small:
-                    content = await self._read_body(receive, body_state)
-                else:
-                    content = self._stream_body(receive, body_state)
-                    replayable = False
-            except _BodyTooLargeError:
-                await self._respond(
-                    send, 413, _json_body(413, "too_large", "request body too large"), base_headers
-                )
-                return 413
-            except _ClientGoneError:
-                return 499
-
-        attempts = 1 + (settings.retries if (method in _IDEMPOTENT and replayable) else 0)
-        response: aiohttp.ClientResponse | None = None
-        for attempt in range(attempts):
-            if attempt:
-                self.metrics.upstream_retries.labels(route.prefix).inc()
-                backoff = settings.retry_backoff_seconds * (2 ** (attempt - 1))
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
-            try:
-                response = await self.client.request(
-                    method,
-                    url,
-                    headers=out_headers,
-                    data=content,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-            except Exception as exc:
-                if body_state.too_large:
+            body_state = _BodyState()
+            content: bytes | AsyncIterator[bytes] | None = None
+            replayable = True
+            if has_body:
+                small = length is not None and int(length) <= _BUFFER_BODY_BYTES
+                try:
+                    if small:
+                        content = await self._read_body(receive, body_state)
+                    else:
+                        content = self._stream_body(receive, body_state)
+                        replayable = False
+                except _BodyTooLargeError:
                     await self._respond(
                         send,
                         413,
@@ -418,106 +387,162 @@ class Proxy:
                         base_headers,
                     )
                     return 413
-                if body_state.client_gone:
+                except _ClientGoneError:
                     return 499
-                if not isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError):
-                    raise
-                breaker.record_failure()
-                if attempt + 1 < attempts:
-                    continue
-                if isinstance(exc, asyncio.TimeoutError):
+
+            attempts = 1 + (settings.retries if (method in _IDEMPOTENT and replayable) else 0)
+            response: aiohttp.ClientResponse | None = None
+            for attempt in range(attempts):
+                if attempt:
+                    if breaker.state is BreakerState.OPEN:
+                        # The failures so far opened it: stop retrying, fail fast.
+                        return await self._circuit_open(send, breaker, base_headers)
+                    self.metrics.upstream_retries.labels(route.prefix).inc()
+                    backoff = settings.retry_backoff_seconds * (2 ** (attempt - 1))
+                    await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+                try:
+                    response = await self.client.request(
+                        method,
+                        url,
+                        headers=out_headers,
+                        data=content,
+                        timeout=timeout,
+                        allow_redirects=False,
+                    )
+                except Exception as exc:
+                    if body_state.too_large:
+                        await self._respond(
+                            send,
+                            413,
+                            _json_body(413, "too_large", "request body too large"),
+                            base_headers,
+                        )
+                        return 413
+                    if body_state.client_gone:
+                        return 499
+                    if not isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError):
+                        raise
+                    breaker.record_failure()
+                    if attempt + 1 < attempts:
+                        continue
+                    if isinstance(exc, asyncio.TimeoutError):
+                        await self._respond(
+                            send,
+                            504,
+                            _json_body(504, "upstream_timeout", "upstream timed out"),
+                            base_headers,
+                        )
+                        return 504
+                    errlog.warning(
+                        "upstream unreachable",
+                        extra={"fields": {"route": route.prefix, "error": type(exc).__name__}},
+                    )
                     await self._respond(
                         send,
-                        504,
-                        _json_body(504, "upstream_timeout", "upstream timed out"),
+                        502,
+                        _json_body(502, "bad_gateway", "upstream unreachable"),
                         base_headers,
                     )
-                    return 504
-                errlog.warning(
-                    "upstream unreachable",
-                    extra={"fields": {"route": route.prefix, "error": type(exc).__name__}},
-                )
-                await self._respond(
-                    send, 502, _json_body(502, "bad_gateway", "upstream unreachable"), base_headers
-                )
-                return 502
-            if response.status in _RETRY_STATUS:
-                breaker.record_failure()
-                if attempt + 1 < attempts:
-                    response.release()
-                    continue
-            else:
-                breaker.record_success()
-            break
-        assert response is not None
+                    return 502
+                if response.status in _RETRY_STATUS:
+                    breaker.record_failure()
+                    if attempt + 1 < attempts:
+                        response.release()
+                        continue
+                else:
+                    breaker.record_success()
+                break
+            assert response is not None
 
-        try:
-            status = response.status
-            resp_headers: list[tuple[bytes, bytes]] = []
-            drop = HOP_BY_HOP | {
-                t.strip().lower() for t in response.headers.get("connection", "").split(",")
-            }
-            for k, v in response.raw_headers:
-                name = k.lower().decode("latin-1")
-                if name in drop or name == "x-request-id":
-                    continue
-                resp_headers.append((k, v))
-            resp_headers.extend(base_headers)
+            try:
+                status = response.status
+                resp_headers: list[tuple[bytes, bytes]] = []
+                drop = HOP_BY_HOP | {
+                    t.strip().lower() for t in response.headers.get("connection", "").split(",")
+                }
+                for k, v in response.raw_headers:
+                    name = k.lower().decode("latin-1")
+                    if name in drop or name == "x-request-id":
+                        continue
+                    resp_headers.append((k, v))
+                resp_headers.extend(base_headers)
 
-            if method in _WRITES and status < 400 and cache is not None:
-                try:
-                    async with asyncio.timeout(_REDIS_TIMEOUT):
-                        await cache.invalidate(identity.tenant_id, match.resource)
-                except Exception:
-                    self.metrics.redis_errors.labels("cache").inc()
-                    errlog.warning("cache invalidation failed", exc_info=True)
-
-            if cache_eligible and status == 200 and "cache-control" in response.headers:
-                assert cache is not None
-                lowered = {k.lower(): v for k, v in response.headers.items()}
-                ttl, public = cache_ttl(lowered, max_ttl=settings.cache_max_ttl_seconds)
-                size = response.content_length
-                if ttl > 0 and size is not None and size <= settings.cache_max_body_bytes:
-                    body = await response.read()
-                    resp_headers.append((b"x-cache", b"MISS"))
-                    await send(
-                        {"type": "http.response.start", "status": status, "headers": resp_headers}
-                    )
-                    await send({"type": "http.response.body", "body": body})
-                    stored = [
-                        (k.decode("latin-1"), v.decode("latin-1"))
-                        for k, v in response.raw_headers
-                        if k.lower().decode("latin-1") not in drop
-                        and k.lower() not in (b"x-request-id", b"date")
-                    ]
+                if method in _WRITES and status < 400 and cache is not None:
                     try:
                         async with asyncio.timeout(_REDIS_TIMEOUT):
-                            await cache.put(
-                                identity,
-                                gen=gen,
-                                path=match.upstream_path,
-                                query=query,
-                                response=CachedResponse(status, stored, body, 0),
-                                ttl=ttl,
-                                public=public,
-                            )
+                            await cache.invalidate(identity.tenant_id, match.resource)
                     except Exception:
                         self.metrics.redis_errors.labels("cache").inc()
-                        errlog.warning("cache store failed", exc_info=True)
+                        errlog.warning("cache invalidation failed", exc_info=True)
+
+                if cache_eligible and status == 200 and "cache-control" in response.headers:
+                    assert cache is not None
+                    lowered = {k.lower(): v for k, v in response.headers.items()}
+                    ttl, public = cache_ttl(lowered, max_ttl=settings.cache_max_ttl_seconds)
+                    size = response.content_length
+                    if ttl > 0 and size is not None and size <= settings.cache_max_body_bytes:
+                        body = await response.read()
+                        resp_headers.append((b"x-cache", b"MISS"))
+                        await send(
+                            {
+                                "type": "http.response.start",
+                                "status": status,
+                                "headers": resp_headers,
+                            }
+                        )
+                        await send({"type": "http.response.body", "body": body})
+                        stored = [
+                            (k.decode("latin-1"), v.decode("latin-1"))
+                            for k, v in response.raw_headers
+                            if k.lower().decode("latin-1") not in drop
+                            and k.lower() not in (b"x-request-id", b"date")
+                        ]
+                        try:
+                            async with asyncio.timeout(_REDIS_TIMEOUT):
+                                await cache.put(
+                                    identity,
+                                    gen=gen,
+                                    path=match.upstream_path,
+                                    query=query,
+                                    response=CachedResponse(status, stored, body, 0),
+                                    ttl=ttl,
+                                    public=public,
+                                )
+                        except Exception:
+                            self.metrics.redis_errors.labels("cache").inc()
+                            errlog.warning("cache store failed", exc_info=True)
+                        return status
+                if cache_eligible:
+                    resp_headers.append((b"x-cache", b"MISS"))
+                await send(
+                    {"type": "http.response.start", "status": status, "headers": resp_headers}
+                )
+                if method == "HEAD":
+                    await send({"type": "http.response.body", "body": b""})
                     return status
-            if cache_eligible:
-                resp_headers.append((b"x-cache", b"MISS"))
-            await send({"type": "http.response.start", "status": status, "headers": resp_headers})
-            if method == "HEAD":
+                async for chunk in response.content.iter_any():
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
                 return status
-            async for chunk in response.content.iter_any():
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-            return status
+            finally:
+                response.release()
         finally:
-            response.release()
+            # An early return (413, client gone) or an error must not leave a half-open
+            # breaker waiting forever for its trial call to finish.
+            breaker.release_trial()
+
+    async def _circuit_open(
+        self, send: Send, breaker: Breaker, base_headers: list[tuple[bytes, bytes]]
+    ) -> int:
+        retry_after = max(1, int(breaker.retry_after() + 0.999))
+        await self._respond(
+            send,
+            503,
+            _json_body(503, "upstream_unavailable", "the upstream is failing; circuit open"),
+            [*base_headers, (b"retry-after", str(retry_after).encode())],
+        )
+        return 503
 
     async def _send_cached(
         self, send: Send, hit: CachedResponse, base_headers: list[tuple[bytes, bytes]]

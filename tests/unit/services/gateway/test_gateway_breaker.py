@@ -70,3 +70,17 @@ def test_board_keeps_one_breaker_per_upstream_and_reports_states() -> None:
         ("http://b", BreakerState.CLOSED),
         ("http://b", BreakerState.OPEN),
     ]
+
+
+def test_a_trial_that_ends_without_an_outcome_is_released() -> None:
+    clock = Clock()
+    b = Breaker(failure_threshold=1, reset_seconds=5, clock=clock)
+    b.record_failure()
+    assert b.retry_after() == pytest.approx(5)
+    clock.now += 2
+    assert b.retry_after() == pytest.approx(3)
+    clock.now += 3
+    b.before_call()  # the trial, which then ends early (say, a 413)
+    b.release_trial()
+    b.before_call()  # a new trial may go
+    assert b.state is BreakerState.HALF_OPEN
