@@ -1,0 +1,114 @@
+"""TailProbabilityDetector: flags spikes and level shifts, quiet on clean seasonal data, causal."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from intelligence.anomaly import AnomalyDetector, Severity, TailProbabilityDetector
+from intelligence.anomaly.tail_probability import TailCalibrator, detect_season
+
+PERIOD = 100
+
+
+def seasonal(n: int = 1500, seed: int = 7) -> NDArray[np.float64]:
+    """A clean daily-like pattern: sine of amplitude 10 plus unit Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 50.0 + 10.0 * np.sin(2 * np.pi * t / PERIOD) + rng.normal(0.0, 1.0, n)
+
+
+def alarms(det: TailProbabilityDetector, x: NDArray[np.float64]) -> list[int]:
+    return [i for i, v in enumerate(x) if det.update(v).evidence.get("alarm", 0.0) > 0.0]
+
+
+def test_is_an_anomaly_detector() -> None:
+    assert isinstance(TailProbabilityDetector(), AnomalyDetector)
+
+
+def test_finds_the_period_of_a_seasonal_series() -> None:
+    period, acf = detect_season(seasonal()[:400], min_acf=0.5)
+    assert period is not None
+    assert abs(period - PERIOD) <= 2  # noise can move the autocorrelation peak by a lag
+    assert acf > 0.8
+    noise = np.random.default_rng(1).normal(size=400)
+    assert detect_season(noise, min_acf=0.5)[0] is None
+
+
+def test_quiet_on_clean_seasonal_series() -> None:
+    det = TailProbabilityDetector(window=300)
+    x = seasonal()
+    fired = [i for i in alarms(det, x) if i >= 300]
+    assert det.period is not None
+    assert abs(det.period - PERIOD) <= 2
+    # alarm_level 2.5 is a 0.3% tail per point and feature: a few alarms in 1200 clean points
+    assert len(fired) <= 3
+    result = TailProbabilityDetector(window=300).score(x)
+    assert np.sum(result.severities[300:] >= Severity.CRITICAL) == 0
+
+
+def test_spike_raises_one_alarm_at_once() -> None:
+    x = seasonal()
+    x[1000] += 15.0
+    fired = [i for i in alarms(TailProbabilityDetector(window=300), x) if i >= 300]
+    assert 1000 in fired
+    assert len(fired) <= 3
+    result = TailProbabilityDetector(window=300).score(x)
+    assert result.severities[1000] >= Severity.CRITICAL
+    assert result.first_at(Severity.CRITICAL) == 1000
+
+
+def test_level_shift_is_flagged_quickly() -> None:
+    x = seasonal()
+    x[1000:] += 5.0
+    fired = [i for i in alarms(TailProbabilityDetector(window=300), x) if i >= 300]
+    assert any(1000 <= i <= 1010 for i in fired)
+
+
+def test_missing_seasonal_peak_is_flagged_by_the_seasonal_feature() -> None:
+    x = seasonal()
+    day = slice(1000, 1000 + PERIOD // 2)
+    x[day] = 50.0 + np.random.default_rng(2).normal(0.0, 1.0, PERIOD // 2)  # a flattened cycle
+    det = TailProbabilityDetector(window=300)
+    evidence = [det.update(v).evidence for v in x]
+    hits = [i for i, e in enumerate(evidence) if e.get("alarm", 0.0) > 0.0 and i >= 300]
+    assert any(1000 <= i < 1050 for i in hits)
+    first = next(i for i in hits if i >= 1000)
+    assert evidence[first]["seasonal_surprise"] >= 2.5
+
+
+def test_causal_scores_do_not_change_when_future_points_are_appended() -> None:
+    x = seasonal(1200)
+    x[900:] += 6.0
+    short = TailProbabilityDetector(window=300).score(x[:1000]).scores
+    full = TailProbabilityDetector(window=300).score(x).scores
+    np.testing.assert_array_equal(short, full[:1000])
+
+
+def test_batch_and_streaming_agree_and_reset_forgets() -> None:
+    x = seasonal(800)
+    det = TailProbabilityDetector(window=200)
+    batch = det.score(x).scores
+    stream = np.array([det.update(v).score for v in x])
+    np.testing.assert_array_equal(batch, stream)
+    det.reset()
+    again = np.array([det.update(v).score for v in x])
+    np.testing.assert_array_equal(batch, again)
+
+
+def test_nan_is_skipped() -> None:
+    det = TailProbabilityDetector(window=100)
+    d = det.update(float("nan"))
+    assert np.isnan(d.score)
+    assert d.severity == Severity.INFO
+
+
+def test_calibrator_respects_the_empirical_tail() -> None:
+    cal = TailCalibrator(min_history=10)
+    for v in np.linspace(0.0, 1.0, 100):
+        cal.add(float(v))
+    assert cal.surprise(0.5) == 0.0
+    assert cal.surprise(5.0) > 10.0
+    for _ in range(20):  # a recurring large value is no longer rare
+        cal.add(5.0)
+    assert cal.surprise(5.0) < 1.0
