@@ -114,11 +114,17 @@ class BreakerBoard:
         breaker = self.breakers.get(upstream)
         if breaker is None:
             notify = self.on_change
+            on_change: Callable[[BreakerState], None] | None = None
+            if notify is not None:
+
+                def on_change(state: BreakerState, upstream: str = upstream) -> None:
+                    notify(upstream, state)
+
             breaker = Breaker(
                 failure_threshold=self.failure_threshold,
                 reset_seconds=self.reset_seconds,
                 clock=self.clock,
-                on_change=(lambda s, u=upstream: notify(u, s)) if notify else None,
+                on_change=on_change,
             )
             self.breakers[upstream] = breaker
             if notify:

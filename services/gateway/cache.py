@@ -51,7 +51,7 @@ def cache_ttl(headers: dict[str, str], *, max_ttl: int) -> tuple[int, bool]:
     cc = headers.get("cache-control", "").lower()
     if not cc or "no-store" in cc or "no-cache" in cc:
         return 0, False
-    ages = dict((k, int(v)) for k, v in _MAX_AGE_RE.findall(cc))
+    ages: dict[str, int] = {k: int(v) for k, v in _MAX_AGE_RE.findall(cc)}
     ttl = ages.get("s-maxage", ages.get("max-age", 0))
     return min(ttl, max_ttl), ("public" in cc and "private" not in cc)
 

@@ -45,7 +45,7 @@ class KubeClient(Protocol):
 def default_client() -> KubeClient:
     from lightkube import AsyncClient
 
-    return AsyncClient()  # type: ignore[return-value]
+    return AsyncClient()
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
