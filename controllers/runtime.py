@@ -17,7 +17,7 @@ __all__ = ["HANDLER_MODULES", "configure", "current_settings", "load_handlers"]
 # One entry per kind; each module registers its @kopf.on handlers on import.
 HANDLER_MODULES: tuple[str, ...] = ("controllers.xynergyservice.handlers",)
 
-_settings = OperatorSettings()
+_settings: OperatorSettings | None = None
 
 
 def load_handlers() -> None:
@@ -27,8 +27,8 @@ def load_handlers() -> None:
 
 
 def current_settings() -> OperatorSettings:
-    """The settings the operator was configured with."""
-    return _settings
+    """The settings the operator was configured with (else read from the environment now)."""
+    return _settings if _settings is not None else OperatorSettings()
 
 
 def configure(settings: OperatorSettings) -> None:

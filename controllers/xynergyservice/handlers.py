@@ -29,6 +29,7 @@ from apis.v1alpha1.xynergyservice import XynergyService, XynergyServiceStatus
 from controllers.providers.base import Backend
 from controllers.providers.kubernetes import KubernetesProvider, status_from_deployment
 from controllers.runtime import current_settings
+from controllers.settings import OperatorSettings
 from controllers.xynergyservice.reconciler import reconcile, release
 from controllers.xynergyservice.resources import MANAGED_BY, SERVICE_LABEL
 from controllers.xynergyservice.status import (
@@ -51,6 +52,7 @@ class _State:
     must survive one: a restart resumes every object anyway)."""
 
     client: AsyncClient | None = None
+    settings: OperatorSettings = OperatorSettings()
     backends: dict[BackendKind, Backend] = {}
     next_drift_check: dict[str, float] = {}
 
@@ -92,6 +94,7 @@ async def _reset_clients(**_: Any) -> None:
     _State.client = None
     _State.backends = {}
     _State.next_drift_check = {}
+    _State.settings = current_settings()
 
 
 @kopf.on.cleanup()
@@ -124,7 +127,7 @@ def _cloud_run_backend() -> Backend | None:
         from controllers.providers.cloudrun import CloudRunProvider
     except ImportError:  # provider not installed in this build
         return None
-    endpoint = current_settings().cloudrun_endpoint
+    endpoint = _State.settings.cloudrun_endpoint
     provider: Backend = CloudRunProvider(api_endpoint=endpoint) if endpoint else CloudRunProvider()
     return provider
 
@@ -132,9 +135,9 @@ def _cloud_run_backend() -> Backend | None:
 def _schedule_drift_check(body: kopf.Body) -> None:
     annotations = body.get("metadata", {}).get("annotations") or {}
     try:
-        interval = float(annotations.get(DRIFT_ANNOTATION, current_settings().drift_check_seconds))
+        interval = float(annotations.get(DRIFT_ANNOTATION, _State.settings.drift_check_seconds))
     except ValueError:
-        interval = current_settings().drift_check_seconds
+        interval = _State.settings.drift_check_seconds
     jitter = random.uniform(0, 0.1 * interval)
     _State.next_drift_check[str(body.get("metadata", {}).get("uid"))] = (
         time.monotonic() + interval + jitter

@@ -12,6 +12,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fakes.cloudrun import FakeCloudRun
 from kopf.testing import KopfRunner
 
 from controllers.devcluster import DevCluster, ensure_binaries, repo_root
@@ -99,21 +101,42 @@ def crds_installed(cluster: Path) -> list[str]:
     return names
 
 
-@pytest.fixture(scope="session")
-def operator(cluster: Path, crds_installed: list[str]) -> Iterator[KopfRunner]:
-    """The operator, as `python -m controllers` runs it, with its own identity."""
+@contextmanager
+def run_operator(cluster: Path, **env: str) -> Iterator[KopfRunner]:
+    """The operator as `python -m controllers` runs it (its own identity), under KopfRunner."""
     kubeconfig = cluster.with_name("operator.kubeconfig")
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig if kubeconfig.exists() else cluster)
+    env = {"KUBECONFIG": str(kubeconfig if kubeconfig.exists() else cluster), **env}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
     args += ["-m", "controllers.xynergyservice.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
-        yield runner
-    if saved is None:
-        os.environ.pop("KUBECONFIG", None)
-    else:
-        os.environ["KUBECONFIG"] = saved
+    try:
+        with KopfRunner(args, timeout=60) as runner:
+            yield runner
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     assert runner.exception is None, runner.exception
+
+
+@pytest.fixture(scope="session")
+def cloudrun_session() -> Iterator[FakeCloudRun]:
+    """One fake Cloud Run Admin API for the session's operators (operations take 100 ms)."""
+    with FakeCloudRun(operation_delay=0.1) as fake:
+        yield fake
+        assert not fake.crashes, fake.crashes[0]
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Path, crds_installed: list[str], cloudrun_session: FakeCloudRun
+) -> Iterator[KopfRunner]:
+    """One operator per test module (modules never overlap, so operators never compete)."""
+    with run_operator(cluster, XYNERGY_CLOUDRUN_ENDPOINT=cloudrun_session.endpoint) as runner:
+        yield runner
 
 
 @pytest.fixture
@@ -128,6 +151,10 @@ def namespace(kube: Kube) -> Iterator[str]:
     )
     yield name
     kube.delete(f"/api/v1/namespaces/{name}")
+    # let finalizers run while this module's operator is still up (bounded; not an assertion)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and kube.get(f"/api/v1/namespaces/{name}").status_code == 200:
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")
