@@ -1,0 +1,179 @@
+"""The CRM's application factory: ``create_app()`` wires settings, Firestore, Redis, routers.
+
+Served behind the gateway, which forwards ``/api/v2/crm/...`` unchanged with the caller's
+signed identity; ``/healthz``, ``/readyz`` (Firestore answers) and ``/metrics`` are for the
+platform, not the gateway. Run with ``python -m services.crm`` or
+``uvicorn --factory services.crm.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from google.cloud import firestore
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from services.common.identity import InternalIdentityVerifier
+from services.common.settings import InternalIdentitySettings
+from services.common.telemetry import REQUEST_ID_HEADER, configure_logging, valid_request_id
+from services.crm.errors import install_error_handlers
+from services.crm.events import ChangePublisher
+from services.crm.routers import contacts, interactions, notes, statistics, tasks
+from services.crm.settings import CrmSettings
+from services.crm.store import CrmStore
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("xynergy.crm")
+
+_DESCRIPTION = """Tenant-isolated contacts, interactions, notes and tasks.
+
+Reached through the gateway at `/api/v2/crm` (and `/api/xynergyos/v2/crm`) with a bearer
+token; the gateway forwards the caller's identity. Roles: `viewer` reads, `editor` writes,
+`admin` hard-deletes. Every POST that creates accepts `Idempotency-Key`; `PATCH` and `DELETE`
+accept `If-Match` with the `ETag` of a GET (412 when stale). Errors are
+`{"error", "message", "status"}` plus `fields` on 422. Ids of other tenants read as 404.
+"""
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "xynergy_crm_requests_total",
+            "Requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "xynergy_crm_request_duration_seconds",
+            "Request duration by route template.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "xynergy_crm_events_total",
+            "crm-changes events by result (published, failed).",
+            ["result"],
+            registry=self.registry,
+        )
+
+
+def create_app(
+    settings: CrmSettings | None = None,
+    *,
+    internal_settings: InternalIdentitySettings | None = None,
+    firestore_client: firestore.AsyncClient | None = None,
+) -> FastAPI:
+    """Build the CRM app from settings (read from the environment when not given)."""
+    settings = settings or CrmSettings()
+    configure_logging(settings.log_level)
+    metrics = _Metrics()
+    db = firestore_client or firestore.AsyncClient(
+        project=settings.project_id, database=settings.database
+    )
+    redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if redis is not None:
+                await redis.aclose()
+
+    app = FastAPI(
+        title="Xynergy CRM",
+        version="0.1.0",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.identity_verifier = InternalIdentityVerifier(
+        internal_settings or InternalIdentitySettings()
+    )
+    app.state.store = CrmStore(
+        db, idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds)
+    )
+    app.state.events = ChangePublisher(redis, topic=settings.events_topic, counter=metrics.events)
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    for module in (contacts, interactions, notes, tasks, statistics):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        rid = request.headers.get(REQUEST_ID_HEADER)
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - start
+            metrics.requests.labels(template, request.method, str(status)).inc()
+            metrics.latency.labels(template).observe(elapsed)
+            if settings.access_log and template not in ("/healthz", "/readyz", "/metrics"):
+                log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "request_id": rid if valid_request_id(rid) else None,
+                            "method": request.method,
+                            "route": template,
+                            "status": status,
+                            "ms": round(elapsed * 1000, 2),
+                        }
+                    },
+                )
+        if valid_request_id(rid):
+            response.headers[REQUEST_ID_HEADER] = rid  # type: ignore[assignment]
+        return response
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Readiness: Firestore answers within the readiness timeout."""
+        checks: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(settings.readiness_timeout_seconds):
+                await app.state.store.ping()
+            checks["firestore"] = "ok"
+        except Exception as exc:
+            checks["firestore"] = f"unreachable ({type(exc).__name__})"
+        ready = checks["firestore"] == "ok"
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["health"])
+    async def prometheus() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

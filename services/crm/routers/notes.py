@@ -1,0 +1,81 @@
+"""Notes on a contact, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.crm.deps import Editor, Events, IdempotencyHeader, Limit, Store, Viewer
+from services.crm.models import Note, NoteCreate, Page
+from services.crm.routers import PREFIX, created, idempotency, with_etag
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=f"{PREFIX}/contacts/{{contact_id}}/notes", tags=["notes"])
+_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such contact (or note) in your tenant."}
+}
+
+
+@router.post("", status_code=201, response_model=Note, responses=_404)
+async def create_note(
+    contact_id: str,
+    body: NoteCreate,
+    request: Request,
+    identity: Editor,
+    store: Store,
+    events: Events,
+    idempotency_key: IdempotencyHeader,
+) -> JSONResponse:
+    idem = idempotency(idempotency_key, identity=identity, request=request, body=body)
+    record, replayed = await store.create_child(
+        identity.tenant_id,
+        "notes",
+        contact_id=contact_id,
+        fields=body.model_dump(),
+        actor=identity.user_id,
+        idem=idem,
+    )
+    note_id: str = record.id
+    if not replayed:
+        await events.publish(
+            identity.tenant_id, kind="note", id=note_id, action="created", contact_id=contact_id
+        )
+    return created(
+        record, location=f"{PREFIX}/contacts/{contact_id}/notes/{note_id}", replayed=replayed
+    )
+
+
+@router.get("", response_model=Page[Note], responses=_404)
+async def list_notes(
+    contact_id: str,
+    identity: Viewer,
+    store: Store,
+    limit: Limit,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Page[Note]:
+    items, next_cursor = await store.list_children(
+        identity.tenant_id, "notes", contact_id=contact_id, limit=limit, cursor=cursor
+    )
+    return Page[Note](items=items, next_cursor=next_cursor)
+
+
+@router.get("/{note_id}", response_model=Note, responses=_404)
+async def get_note(contact_id: str, note_id: str, identity: Viewer, store: Store) -> JSONResponse:
+    record = await store.get_child(
+        identity.tenant_id, "notes", contact_id=contact_id, child_id=note_id
+    )
+    return with_etag(record)
+
+
+@router.delete("/{note_id}", status_code=204, responses=_404)
+async def delete_note(
+    contact_id: str, note_id: str, identity: Editor, store: Store, events: Events
+) -> Response:
+    await store.delete_child(identity.tenant_id, "notes", contact_id=contact_id, child_id=note_id)
+    await events.publish(
+        identity.tenant_id, kind="note", id=note_id, action="deleted", contact_id=contact_id
+    )
+    return Response(status_code=204)

@@ -1,0 +1,147 @@
+"""Tasks on a contact (title, due date, open/done, assignee) and "tasks due" across contacts."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.crm.deps import Editor, Events, IdempotencyHeader, IfMatch, Limit, Store, Viewer
+from services.crm.errors import field_error
+from services.crm.models import Page, Task, TaskCreate, TaskPatch, TaskStatus, utcnow
+from services.crm.routers import PREFIX, created, idempotency, with_etag
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=PREFIX, tags=["tasks"])
+_BASE = "/contacts/{contact_id}/tasks"
+_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such contact (or task) in your tenant."}
+}
+
+
+@router.get("/tasks/due", response_model=Page[Task])
+async def tasks_due(
+    identity: Viewer,
+    store: Store,
+    limit: Limit,
+    before: Annotated[
+        date | None, Query(description="Due on or before this day (UTC); default today.")
+    ] = None,
+    assignee: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Page[Task]:
+    """Open tasks across all live contacts, soonest due first. Overdue ones come first."""
+    items, next_cursor = await store.tasks_due(
+        identity.tenant_id,
+        before=before or utcnow().date(),
+        assignee=assignee,
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page[Task](items=items, next_cursor=next_cursor)
+
+
+@router.post(_BASE, status_code=201, response_model=Task, responses=_404)
+async def create_task(
+    contact_id: str,
+    body: TaskCreate,
+    request: Request,
+    identity: Editor,
+    store: Store,
+    events: Events,
+    idempotency_key: IdempotencyHeader,
+) -> JSONResponse:
+    idem = idempotency(idempotency_key, identity=identity, request=request, body=body)
+    record, replayed = await store.create_child(
+        identity.tenant_id,
+        "tasks",
+        contact_id=contact_id,
+        fields=body.model_dump(),
+        actor=identity.user_id,
+        idem=idem,
+    )
+    task_id: str = record.id
+    if not replayed:
+        await events.publish(
+            identity.tenant_id, kind="task", id=task_id, action="created", contact_id=contact_id
+        )
+    return created(
+        record, location=f"{PREFIX}/contacts/{contact_id}/tasks/{task_id}", replayed=replayed
+    )
+
+
+@router.get(_BASE, response_model=Page[Task], responses=_404)
+async def list_tasks(
+    contact_id: str,
+    identity: Viewer,
+    store: Store,
+    limit: Limit,
+    status: TaskStatus | None = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Page[Task]:
+    """Oldest first."""
+    items, next_cursor = await store.list_children(
+        identity.tenant_id,
+        "tasks",
+        contact_id=contact_id,
+        limit=limit,
+        cursor=cursor,
+        equals={"status": status} if status else None,
+    )
+    return Page[Task](items=items, next_cursor=next_cursor)
+
+
+@router.get(_BASE + "/{task_id}", response_model=Task, responses=_404)
+async def get_task(contact_id: str, task_id: str, identity: Viewer, store: Store) -> JSONResponse:
+    record = await store.get_child(
+        identity.tenant_id, "tasks", contact_id=contact_id, child_id=task_id
+    )
+    return with_etag(record)
+
+
+@router.patch(
+    _BASE + "/{task_id}",
+    response_model=Task,
+    responses={412: {"description": "Stale If-Match."}, **_404},
+)
+async def patch_task(
+    contact_id: str,
+    task_id: str,
+    body: TaskPatch,
+    identity: Editor,
+    store: Store,
+    events: Events,
+    if_match: IfMatch,
+) -> JSONResponse:
+    """Change title, due date, status or assignee; `If-Match` as for contacts."""
+    try:
+        changes = body.changes()
+    except ValueError as exc:
+        raise field_error(str(exc), "cannot be null") from None
+    task, changed = await store.update_task(
+        identity.tenant_id,
+        contact_id=contact_id,
+        task_id=task_id,
+        changes=changes,
+        expected_versions=if_match,
+        actor=identity.user_id,
+    )
+    if changed:
+        await events.publish(
+            identity.tenant_id, kind="task", id=task_id, action="updated", contact_id=contact_id
+        )
+    return with_etag(task)
+
+
+@router.delete(_BASE + "/{task_id}", status_code=204, responses=_404)
+async def delete_task(
+    contact_id: str, task_id: str, identity: Editor, store: Store, events: Events
+) -> Response:
+    await store.delete_child(identity.tenant_id, "tasks", contact_id=contact_id, child_id=task_id)
+    await events.publish(
+        identity.tenant_id, kind="task", id=task_id, action="deleted", contact_id=contact_id
+    )
+    return Response(status_code=204)
