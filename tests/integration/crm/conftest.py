@@ -1,0 +1,163 @@
+"""Real parts for the CRM's integration tests.
+
+- the gcloud Firestore emulator, started once per session on a free port (readiness: its
+  HTTP root answers ``Ok``), stopped with its process group after the session;
+- redis-server, the Firebase Auth emulator, ``serve()``, ``wait_for()`` and the gateway
+  factory come from the gateway's fixtures (tests/integration/gateway/conftest.py);
+- the CRM app itself, served by uvicorn against both, once per session.
+
+Tests isolate themselves by tenant: each one makes fresh tenant ids, so they share one
+emulator without resetting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
+from services.common.settings import InternalIdentitySettings
+from services.common.tenancy import Identity
+from services.crm.app import create_app
+from services.crm.settings import CrmSettings
+
+from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
+    FIREBASE_PROJECT,
+    INTERNAL_KEY,
+    RedisServer,
+    firebase_emulator,
+    free_port,
+    gateway_factory,
+    redis_client,
+    redis_server,
+    serve,
+    upstream,
+    wait_for,
+)
+
+INTERNAL = InternalIdentitySettings(signing_key=INTERNAL_KEY)  # type: ignore[arg-type]
+_SIGNER = InternalIdentitySigner(INTERNAL)
+
+
+@dataclass
+class FirestoreEmulator:
+    host: str
+    project: str
+
+
+@pytest.fixture(scope="session")
+async def firestore_emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[FirestoreEmulator]:
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        pytest.fail("gcloud is missing: run `make deps` (hack/deps/firestore-emulator.sh)")
+    workdir = tmp_path_factory.mktemp("firestore")
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    log_path = workdir / "emulator.log"
+    log_file = log_path.open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        *(gcloud, "emulators", "firestore", "start", f"--host-port={host}", "--quiet"),
+        cwd=workdir,
+        env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # gcloud starts java: stop the whole group
+    )
+    saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+
+    async with httpx.AsyncClient(base_url=f"http://{host}", timeout=2) as http:
+
+        async def up() -> bool:
+            if proc.returncode is not None:
+                raise RuntimeError("the Firestore emulator exited: " + log_path.read_text())
+            r = await http.get("/")
+            return r.status_code == 200 and r.text.strip() == "Ok"
+
+        try:
+            await wait_for(up, within=120, what="the Firestore emulator", interval=0.2)
+            yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
+        finally:
+            if saved is None:
+                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = saved
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 15)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=20)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+                await asyncio.wait_for(proc.wait(), timeout=5)
+            log_file.close()
+
+
+@dataclass
+class RunningCrm:
+    url: str
+    app: Any
+
+
+@pytest.fixture(scope="session")
+async def crm(
+    firestore_emulator: FirestoreEmulator, redis_server: RedisServer
+) -> AsyncIterator[RunningCrm]:
+    settings = CrmSettings(
+        project_id=firestore_emulator.project,
+        redis_url=redis_server.url,
+        log_level="WARNING",
+        access_log=False,
+    )
+    app = create_app(settings, internal_settings=INTERNAL)
+    async with serve(app) as url:
+        yield RunningCrm(url=url, app=app)
+
+
+def identity_headers(
+    *, tenant: str, user: str = "u-1", roles: tuple[str, ...] = ("editor",)
+) -> dict[str, str]:
+    """The header the gateway would add for this caller."""
+    token = _SIGNER.sign(Identity(user_id=user, tenant_id=tenant, roles=roles, source="jwt"))
+    return {IDENTITY_HEADER: token}
+
+
+ClientFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+async def client_for(crm: RunningCrm) -> AsyncIterator[ClientFactory]:
+    """``client_for(tenant, roles=...)``: an httpx client calling the CRM as that caller."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(
+        tenant: str, *, user: str = "u-1", roles: tuple[str, ...] = ("editor",)
+    ) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            base_url=crm.url + "/api/v2/crm",
+            headers=identity_headers(tenant=tenant, user=user, roles=roles),
+            timeout=30,
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        await c.aclose()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return "t-" + uuid.uuid4().hex[:12]
