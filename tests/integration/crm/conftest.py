@@ -24,13 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
-from services.common.settings import InternalIdentitySettings
-from services.common.tenancy import Identity
-from services.crm.app import create_app
-from services.crm.settings import CrmSettings
-
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     FIREBASE_PROJECT,
     INTERNAL_KEY,
@@ -44,6 +37,12 @@ from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this pac
     upstream,
     wait_for,
 )
+
+from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
+from services.common.settings import InternalIdentitySettings
+from services.common.tenancy import Identity
+from services.crm.app import create_app
+from services.crm.settings import CrmSettings
 
 INTERNAL = InternalIdentitySettings(signing_key=INTERNAL_KEY)  # type: ignore[arg-type]
 _SIGNER = InternalIdentitySigner(INTERNAL)
@@ -113,7 +112,8 @@ class RunningCrm:
 
 @pytest.fixture(scope="session")
 async def crm(
-    firestore_emulator: FirestoreEmulator, redis_server: RedisServer
+    firestore_emulator: FirestoreEmulator,
+    redis_server: RedisServer,  # noqa: F811 - the gateway's fixture, imported above
 ) -> AsyncIterator[RunningCrm]:
     settings = CrmSettings(
         project_id=firestore_emulator.project,

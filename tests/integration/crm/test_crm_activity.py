@@ -42,13 +42,15 @@ async def test_interactions_newest_first_with_pages(client_for: ClientFactory, t
             break
     occurred = [i["occurred_at"] for i in seen]
     assert occurred == sorted(occurred, reverse=True)
-    assert len(seen) == 7 and len({i["id"] for i in seen}) == 7
+    assert len(seen) == 7
+    assert len({i["id"] for i in seen}) == 7
     assert seen[0]["source_message_id"].startswith("msg-")
     calls = (await c.get(base, params={"type": "call"})).json()["items"]
     assert [i["type"] for i in calls] == ["call", "call"]
 
     one = await c.get(f"{base}/{seen[0]['id']}")
-    assert one.status_code == 200 and one.json() == seen[0]
+    assert one.status_code == 200
+    assert one.json() == seen[0]
     assert (await c.delete(f"{base}/{seen[0]['id']}")).status_code == 204
     assert (await c.get(f"{base}/{seen[0]['id']}")).status_code == 404
 
@@ -69,15 +71,18 @@ async def test_notes_and_tasks(client_for: ClientFactory, tenant: str) -> None:
 
     t1 = (await c.post(f"/contacts/{cid}/tasks", json={"title": "A", "assignee": "u-9"})).json()
     await c.post(f"/contacts/{cid}/tasks", json={"title": "B", "status": "done"})
-    assert t1["status"] == "open" and t1["due_date"] is None
+    assert t1["status"] == "open"
+    assert t1["due_date"] is None
     tasks = (await c.get(f"/contacts/{cid}/tasks")).json()["items"]
     assert [t["title"] for t in tasks] == ["A", "B"]
     done = (await c.get(f"/contacts/{cid}/tasks", params={"status": "done"})).json()["items"]
     assert [t["title"] for t in done] == ["B"]
     r = await c.patch(f"/contacts/{cid}/tasks/{t1['id']}", json={"due_date": "2025-03-01"})
-    assert r.status_code == 200 and r.json()["due_date"] == "2025-03-01"
+    assert r.status_code == 200
+    assert r.json()["due_date"] == "2025-03-01"
     r = await c.patch(f"/contacts/{cid}/tasks/{t1['id']}", json={"status": None})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "status"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "status"
 
 
 async def test_tasks_due_across_contacts(client_for: ClientFactory, tenant: str) -> None:
@@ -184,4 +189,5 @@ async def test_statistics_on_a_known_data_set(client_for: ClientFactory, tenant:
         "overdue_tasks": 2,
     }
     r = await c.get("/statistics", params={"as_of": AS_OF.isoformat(), "weeks": 0})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "weeks"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "weeks"

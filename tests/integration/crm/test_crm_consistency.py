@@ -13,7 +13,8 @@ async def test_if_match_rejects_stale_versions(client_for: ClientFactory, tenant
     path = f"/contacts/{made['id']}"
 
     r = await c.patch(path, json={"title": "CTO"}, headers={"If-Match": '"1"'})
-    assert r.status_code == 200 and r.headers["etag"] == '"2"'
+    assert r.status_code == 200
+    assert r.headers["etag"] == '"2"'
 
     r = await c.patch(path, json={"title": "CEO"}, headers={"If-Match": '"1"'})
     assert r.status_code == 412
@@ -23,11 +24,15 @@ async def test_if_match_rejects_stale_versions(client_for: ClientFactory, tenant
 
     # Weak tags never match (strong comparison), nor does garbage; `*` matches any version.
     for value in ('W/"2"', "2", '"x"'):
-        assert (await c.patch(path, json={"title": "x"}, headers={"If-Match": value})).status_code == 412
+        assert (
+            await c.patch(path, json={"title": "x"}, headers={"If-Match": value})
+        ).status_code == 412
     r = await c.patch(path, json={"title": "COO"}, headers={"If-Match": "*"})
-    assert r.status_code == 200 and r.json()["version"] == 3
+    assert r.status_code == 200
+    assert r.json()["version"] == 3
     r = await c.patch(path, json={"title": "CFO"}, headers={"If-Match": '"1", "3"'})
-    assert r.status_code == 200 and r.json()["version"] == 4
+    assert r.status_code == 200
+    assert r.json()["version"] == 4
 
     # Two writers holding the same ETag: exactly one wins.
     results = await asyncio.gather(
@@ -52,7 +57,9 @@ async def test_task_patch_uses_etags(client_for: ClientFactory, tenant: str) -> 
     base = f"/contacts/{contact['id']}/tasks"
     task = (await c.post(base, json={"title": "Call back"})).json()
     r = await c.patch(f"{base}/{task['id']}", json={"status": "done"}, headers={"If-Match": '"1"'})
-    assert r.status_code == 200 and r.json()["status"] == "done" and r.headers["etag"] == '"2"'
+    assert r.status_code == 200
+    assert r.json()["status"] == "done"
+    assert r.headers["etag"] == '"2"'
     r = await c.patch(f"{base}/{task['id']}", json={"status": "open"}, headers={"If-Match": '"1"'})
     assert r.status_code == 412
 
@@ -85,7 +92,8 @@ async def test_idempotent_retries_return_the_first_result(
     # Keys are per user: another user's identical key is a new request.
     other = client_for(tenant, user="u-2")
     r = await other.post("/contacts", json={"name": "Ada"}, headers=key)
-    assert r.status_code == 201 and r.json()["id"] != first.json()["id"]
+    assert r.status_code == 201
+    assert r.json()["id"] != first.json()["id"]
 
     # Without a key every POST creates.
     a = await c.post("/contacts", json={"name": "Ada"})
@@ -104,7 +112,8 @@ async def test_idempotent_retries_return_the_first_result(
     assert len((await c.get(f"/contacts/{cid}/notes")).json()["items"]) == 1
 
     r = await c.post("/contacts", json={"name": "x"}, headers={"Idempotency-Key": "x" * 300})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "Idempotency-Key"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "Idempotency-Key"
 
 
 async def test_soft_delete_and_restore(client_for: ClientFactory, tenant: str) -> None:
@@ -125,16 +134,22 @@ async def test_soft_delete_and_restore(client_for: ClientFactory, tenant: str) -
     assert [m["id"] for m in live] == [bob["id"]]
     trash = (await c.get("/contacts", params={"deleted": "true"})).json()["items"]
     assert [m["id"] for m in trash] == [ada["id"]]
-    assert trash[0]["deleted"] is True and trash[0]["deleted_at"]
+    assert trash[0]["deleted"] is True
+    assert trash[0]["deleted_at"]
     got = await c.get(path, params={"include_deleted": "true"})
-    assert got.status_code == 200 and got.json()["deleted"] is True
+    assert got.status_code == 200
+    assert got.json()["deleted"] is True
     assert (await c.get("/tasks/due")).json()["items"] == []
     stats = (await c.get("/statistics")).json()
-    assert stats["contacts_total"] == 1 and stats["contacts_deleted"] == 1
-    assert stats["overdue_tasks"] == 0 and stats["contacts_by_tag"] == {}
+    assert stats["contacts_total"] == 1
+    assert stats["contacts_deleted"] == 1
+    assert stats["overdue_tasks"] == 0
+    assert stats["contacts_by_tag"] == {}
 
     r = await c.post(f"{path}/restore")
-    assert r.status_code == 200 and r.json()["deleted"] is False and r.json()["deleted_at"] is None
+    assert r.status_code == 200
+    assert r.json()["deleted"] is False
+    assert r.json()["deleted_at"] is None
     again = await c.post(f"{path}/restore")
     assert again.json()["version"] == r.json()["version"]
     assert (await c.get(path)).status_code == 200
@@ -157,7 +172,8 @@ async def test_hard_delete_purges_children(client_for: ClientFactory, tenant: st
     assert (await admin.post(f"{path}/restore")).status_code == 404
     assert (await admin.delete(path, params={"hard": "true"})).status_code == 404
     stats = (await admin.get("/statistics")).json()
-    assert stats["contacts_total"] == 0 and stats["contacts_deleted"] == 0
+    assert stats["contacts_total"] == 0
+    assert stats["contacts_deleted"] == 0
     assert stats["open_tasks"] == 0
     assert sum(w["count"] for w in stats["interactions_per_week"]) == 0
     assert (await admin.get("/tasks/due")).json()["items"] == []

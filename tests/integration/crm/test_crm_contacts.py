@@ -124,9 +124,27 @@ async def test_filters_and_search(client_for: ClientFactory, tenant: str) -> Non
     await create_many(
         c,
         [
-            {"name": "Ada Lovelace", "email": "ada@engines.example", "company": "Engines", "owner": "u-1", "tags": ["vip"]},
-            {"name": "Charles Babbage", "email": "cb@engines.example", "company": "engines", "owner": "u-2", "status": "customer"},
-            {"name": "Grace Hopper", "email": "grace@navy.example", "company": "Navy", "owner": "u-1", "tags": ["vip"]},
+            {
+                "name": "Ada Lovelace",
+                "email": "ada@engines.example",
+                "company": "Engines",
+                "owner": "u-1",
+                "tags": ["vip"],
+            },
+            {
+                "name": "Charles Babbage",
+                "email": "cb@engines.example",
+                "company": "engines",
+                "owner": "u-2",
+                "status": "customer",
+            },
+            {
+                "name": "Grace Hopper",
+                "email": "grace@navy.example",
+                "company": "Navy",
+                "owner": "u-1",
+                "tags": ["vip"],
+            },
             {"name": "Émile Zola", "email": "ez@paris.example", "status": "churned"},
         ],
     )
@@ -178,24 +196,31 @@ async def test_validation_names_the_field(client_for: ClientFactory, tenant: str
         assert field in [f["field"] for f in err["fields"]], (body, err)
 
     r = await c.get("/contacts", params={"limit": 1000})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "limit"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "limit"
     r = await c.get("/contacts", params={"cursor": "garbage"})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "cursor"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "cursor"
 
     made = (await c.post("/contacts", json={"name": "Ada"})).json()
     r = await c.patch(f"/contacts/{made['id']}", json={"name": None})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "name"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "name"
     r = await c.patch(f"/contacts/{made['id']}", json={"id": "other"})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "id"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "id"
     r = await c.post(f"/contacts/{made['id']}/interactions", json={"type": "fax", "summary": "x"})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "type"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "type"
     r = await c.post(
         f"/contacts/{made['id']}/interactions",
         json={"type": "call", "summary": "x", "occurred_at": "2025-01-01T10:00:00"},
     )
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "occurred_at"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "occurred_at"
     r = await c.post(f"/contacts/{made['id']}/tasks", json={"title": "x", "due_date": "soon"})
-    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "due_date"
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == "due_date"
 
 
 async def test_roles(client_for: ClientFactory, crm: RunningCrm, tenant: str) -> None:

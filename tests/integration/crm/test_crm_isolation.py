@@ -91,10 +91,12 @@ async def test_other_tenant_gets_404_on_every_id_route(
     a = seeded["client"]
     cid = seeded["ids"]["contact_id"]
     got = await a.get(f"/contacts/{cid}")
-    assert got.status_code == 200 and got.json()["version"] == 1
+    assert got.status_code == 200
+    assert got.json()["version"] == 1
     for kind in ("interactions", "notes", "tasks"):
         items = (await a.get(f"/contacts/{cid}/{kind}")).json()["items"]
-        assert len(items) == 1 and items[0]["version"] == 1
+        assert len(items) == 1
+        assert items[0]["version"] == 1
 
 
 async def test_other_tenant_lists_and_counts_nothing(
@@ -103,11 +105,14 @@ async def test_other_tenant_lists_and_counts_nothing(
     b = client_for(seeded["tenant"] + "-b", user="mallory", roles=("admin",))
     for params in ({}, {"deleted": "true"}, {"tag": "secret"}, {"q": "secret"}):
         r = await b.get("/contacts", params=params)
-        assert r.status_code == 200 and r.json()["items"] == [], params
+        assert r.status_code == 200, params
+        assert r.json()["items"] == [], params
     assert (await b.get("/tasks/due")).json()["items"] == []
     stats = (await b.get("/statistics", params={"as_of": "2020-01-02"})).json()
-    assert stats["contacts_total"] == 0 and stats["contacts_by_tag"] == {}
-    assert stats["open_tasks"] == 0 and stats["overdue_tasks"] == 0
+    assert stats["contacts_total"] == 0
+    assert stats["contacts_by_tag"] == {}
+    assert stats["open_tasks"] == 0
+    assert stats["overdue_tasks"] == 0
     # B creating a contact lands in B's tenant only.
     assert (await b.post("/contacts", json={"name": "Mine"})).status_code == 201
     listed = (await seeded["client"].get("/contacts")).json()["items"]
