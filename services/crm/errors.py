@@ -83,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         fields = []
         for err in exc.errors():
-            msg = str(err.get("msg", "invalid"))
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
             if err.get("type") == "extra_forbidden":
                 msg = "unknown field"
             fields.append({"field": _field_name(err.get("loc", ())), "message": msg})
