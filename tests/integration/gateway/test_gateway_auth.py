@@ -27,7 +27,7 @@ _GOOD = {
     "tenant_id": "acme",
     "iss": "xynergy",
     "aud": "xynergy-api",
-    "exp": _NOW + 600,
+    "exp": _NOW + 86400,
 }
 
 FAILURES = [
@@ -36,7 +36,7 @@ FAILURES = [
     pytest.param("Bearer not-a-jwt", "malformed", id="malformed"),
     pytest.param("Bearer " + _unsigned(_GOOD), "algorithm", id="alg-none"),
     pytest.param("Bearer " + make_jwt(ttl=-3600), "expired", id="expired"),
-    pytest.param("Bearer " + make_jwt(nbf=_NOW + 3600), "not_yet_valid", id="not-yet-valid"),
+    pytest.param("Bearer " + make_jwt(nbf=_NOW + 43200), "not_yet_valid", id="not-yet-valid"),
     pytest.param("Bearer " + make_jwt(iss="someone-else"), "issuer", id="wrong-issuer"),
     pytest.param("Bearer " + make_jwt(aud="other-api"), "audience", id="wrong-audience"),
     pytest.param("Bearer " + make_jwt(secret="not-the-secret" * 4), "signature", id="bad-sig"),

@@ -16,11 +16,12 @@ from services.common.tenancy import Identity
 
 SECRET = "unit-secret-" + "z" * 32
 NOW = int(time.time())
+LATER = NOW + 7 * 86400  # tokens are minted at collection; the suite may run long before use
 
 
 def token(secret: str = SECRET, **claims: Any) -> str:
     base = {"user_id": "u1", "tenant_id": "acme", "iss": "xynergy", "aud": "xynergy-api"}
-    base["exp"] = NOW + 300
+    base["exp"] = LATER
     merged = {k: v for k, v in {**base, **claims}.items() if v is not None}
     return jwt.encode(merged, secret, algorithm="HS256")
 
@@ -30,7 +31,7 @@ def unsigned(**claims: Any) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     body = {"user_id": "u1", "tenant_id": "acme", "iss": "xynergy", "aud": "xynergy-api"}
-    return f"{b64({'alg': 'none'})}.{b64({**body, 'exp': NOW + 300, **claims})}."
+    return f"{b64({'alg': 'none'})}.{b64({**body, 'exp': LATER, **claims})}."
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def verifier() -> JwtVerifier:
     ("tok", "check"),
     [
         (token(exp=NOW - 3600), "expired"),
-        (token(nbf=NOW + 3600), "not_yet_valid"),
+        (token(nbf=LATER - 60), "not_yet_valid"),
         (token(iss="other"), "issuer"),
         (token(aud="other"), "audience"),
         (token(secret="another-secret-" + "q" * 32), "signature"),
