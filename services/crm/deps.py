@@ -58,7 +58,7 @@ def has_role(identity: Identity, minimum: str) -> bool:
 def _role(minimum: str) -> Callable[[Identity], Identity]:
     def check(identity: CurrentIdentity) -> Identity:
         if not has_role(identity, minimum):
-            raise ApiError(403, "forbidden", f"this needs the {minimum} role")
+            raise ApiError(403, f"this needs the {minimum} role")
         return identity
 
     return check

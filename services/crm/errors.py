@@ -31,35 +31,48 @@ log = logging.getLogger("xynergy.crm")
 _SOURCES = {"body", "query", "path", "header"}
 
 
+_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    412: "precondition_failed",
+    422: "validation_failed",
+    503: "storage_unavailable",
+}
+
+
 class ApiError(Exception):
+    """An error response; ``error`` defaults to the usual code for the status."""
+
     def __init__(
         self,
         status: int,
-        error: str,
         message: str,
         *,
+        error: str | None = None,
         headers: dict[str, str] | None = None,
         fields: list[dict[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.error = error
+        self.error = error or _CODES.get(status, "error")
         self.message = message
         self.headers = headers
         self.fields = fields
 
 
 def field_error(field: str, message: str) -> ApiError:
-    return ApiError(
-        422,
-        "validation_failed",
-        f"{field}: {message}",
-        fields=[{"field": field, "message": message}],
-    )
+    return ApiError(422, f"{field}: {message}", fields=[{"field": field, "message": message}])
 
 
-def _body(status: int, error: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": error, "message": message, "status": status, **extra}
+def _body(status: int, message: str, *, error: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "error": error or _CODES.get(status, "error"),
+        "message": message,
+        "status": status,
+        **extra,
+    }
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -74,7 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         extra = {"fields": exc.fields} if exc.fields is not None else {}
         return JSONResponse(
-            _body(exc.status, exc.error, exc.message, **extra),
+            _body(exc.status, exc.message, error=exc.error, **extra),
             status_code=exc.status,
             headers=exc.headers,
         )
@@ -89,18 +102,18 @@ def install_error_handlers(app: FastAPI) -> None:
             fields.append({"field": _field_name(err.get("loc", ())), "message": msg})
         names = ", ".join(dict.fromkeys(f["field"] for f in fields))
         return JSONResponse(
-            _body(422, "validation_failed", f"invalid fields: {names}", fields=fields),
+            _body(422, f"invalid fields: {names}", fields=fields),
             status_code=422,
         )
 
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, __: NotFoundError) -> JSONResponse:
-        return JSONResponse(_body(404, "not_found", "no such resource"), status_code=404)
+        return JSONResponse(_body(404, "no such resource"), status_code=404)
 
     @app.exception_handler(PreconditionFailedError)
     async def stale(_: Request, exc: PreconditionFailedError) -> JSONResponse:
         return JSONResponse(
-            _body(412, "precondition_failed", "If-Match does not name the current version"),
+            _body(412, "If-Match does not name the current version"),
             status_code=412,
             headers={"ETag": f'"{exc.current_version}"'},
         )
@@ -111,8 +124,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             _body(
                 422,
-                "idempotency_key_reused",
                 msg,
+                error="idempotency_key_reused",
                 fields=[{"field": "Idempotency-Key", "message": msg}],
             ),
             status_code=422,
@@ -123,7 +136,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             _body(
                 422,
-                "validation_failed",
                 f"cursor: {exc}",
                 fields=[{"field": "cursor", "message": str(exc)}],
             ),
@@ -132,9 +144,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
         return JSONResponse(
-            _body(exc.status_code, code.get(exc.status_code, "error"), str(exc.detail)),
+            _body(exc.status_code, str(exc.detail)),
             status_code=exc.status_code,
             headers=exc.headers,
         )
@@ -143,7 +154,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def storage_down(_: Request, exc: gexc.GoogleAPICallError) -> JSONResponse:
         log.error("firestore call failed", extra={"fields": {"error": type(exc).__name__}})
         return JSONResponse(
-            _body(503, "storage_unavailable", "the database did not answer; retry"),
+            _body(503, "the database did not answer; retry"),
             status_code=503,
             headers={"Retry-After": "1"},
         )

@@ -48,7 +48,7 @@ from services.crm.models import (
     WeekCount,
     utcnow,
 )
-from services.crm.paging import Cursor, normalise_search, search_keys
+from services.crm.paging import Cursor, CursorError, normalise_search, search_keys
 from services.crm.stats import week_counts, weeks_window
 
 __all__ = [
@@ -184,9 +184,8 @@ class CrmStore:
         query = query.order_by("__name__", direction=direction)
         if cursor is not None:
             pos = Cursor.decode(cursor, order=order)
-            if len(pos.values) != len(fields):
-                raise ValueError("cursor does not match the query")
-            _check_ids(pos.id)
+            if len(pos.values) != len(fields) or not _ID_RE.match(pos.id):
+                raise CursorError("not a cursor returned by this API")
             at = {name: value for (name, _), value in zip(fields, pos.values, strict=True)}
             query = query.start_after({**at, "__name__": pos.id})
         snaps = [s async for s in query.limit(limit + 1).stream()]

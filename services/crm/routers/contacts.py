@@ -164,7 +164,7 @@ async def delete_contact(
     """Soft delete hides the contact until restored; `?hard=true` (admin only) purges it."""
     if hard:
         if not has_role(identity, "admin"):
-            raise ApiError(403, "forbidden", "hard delete needs the admin role")
+            raise ApiError(403, "hard delete needs the admin role")
         await store.purge_contact(identity.tenant_id, contact_id, actor=identity.user_id)
         await events.publish(identity.tenant_id, kind="contact", id=contact_id, action="purged")
         return Response(status_code=204)

@@ -44,7 +44,7 @@ from services.common.tenancy import Identity
 from services.crm.app import create_app
 from services.crm.settings import CrmSettings
 
-INTERNAL = InternalIdentitySettings(signing_key=INTERNAL_KEY)  # type: ignore[arg-type]
+INTERNAL = InternalIdentitySettings(signing_key=INTERNAL_KEY)
 _SIGNER = InternalIdentitySigner(INTERNAL)
 
 

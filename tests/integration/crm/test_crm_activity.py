@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from .conftest import ClientFactory
 
@@ -31,7 +32,7 @@ async def test_interactions_newest_first_with_pages(client_for: ClientFactory, t
         )
         assert r.status_code == 201, r.text
 
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
     cursor = None
     while True:
         r = await c.get(base, params={"limit": 3, **({"cursor": cursor} if cursor else {})})

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from services.crm.paging import Cursor
+
 from .conftest import ClientFactory, RunningCrm, identity_headers
 
 
@@ -198,6 +200,16 @@ async def test_validation_names_the_field(client_for: ClientFactory, tenant: str
     r = await c.get("/contacts", params={"limit": 1000})
     assert r.status_code == 422
     assert r.json()["fields"][0]["field"] == "limit"
+    forged = [
+        "garbage",
+        Cursor(order="created", values=("a", "b"), id="x").encode(),
+        Cursor(order="created", values=("a",), id="../x").encode(),
+        Cursor(order="name", values=("a",), id="x").encode(),
+    ]
+    for cursor in forged:
+        r = await c.get("/contacts", params={"cursor": cursor})
+        assert r.status_code == 422, r.text
+        assert r.json()["fields"][0]["field"] == "cursor"
     r = await c.get("/contacts", params={"cursor": "garbage"})
     assert r.status_code == 422
     assert r.json()["fields"][0]["field"] == "cursor"

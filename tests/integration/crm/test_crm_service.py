@@ -38,10 +38,12 @@ async def test_health_readiness_metrics_openapi(crm: RunningCrm) -> None:
 async def test_readiness_fails_when_firestore_is_unreachable(
     monkeypatch: Any, redis_server: Any
 ) -> None:
+    from gateway.conftest import free_port, serve
+
     from services.crm.app import create_app
     from services.crm.settings import CrmSettings
 
-    from .conftest import INTERNAL, free_port, serve
+    from .conftest import INTERNAL
 
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     app = create_app(

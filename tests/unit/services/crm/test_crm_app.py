@@ -13,7 +13,7 @@ from services.common.tenancy import Identity
 from services.crm.app import create_app
 from services.crm.settings import CrmSettings
 
-INTERNAL = InternalIdentitySettings(signing_key="k" * 40)  # type: ignore[arg-type]
+INTERNAL = InternalIdentitySettings(signing_key="k" * 40)
 
 
 @pytest.fixture
