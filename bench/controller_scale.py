@@ -27,6 +27,7 @@ from controllers.devcluster import DevCluster, ensure_binaries, repo_root
 from controllers.devcluster.manifests import apply_files, wait_established
 from controllers.devcluster.processes import free_port, spawn, stop_process
 
+sys.path.insert(0, str(repo_root() / "tests"))
 sys.path.insert(0, str(repo_root() / "tests" / "integration"))
 from conftest import Kube, audit_lines, writes_by
 

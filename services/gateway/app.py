@@ -53,6 +53,10 @@ _EXPOSE = [
     "ratelimit-remaining",
     "ratelimit-reset",
     "ratelimit-policy",
+    # what domain services send back (optimistic concurrency, created resources, replays)
+    "etag",
+    "location",
+    "idempotent-replayed",
 ]
 
 
@@ -139,7 +143,15 @@ class Gateway:
             allow_origin_regex=self.origins.regex,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "x-request-id", "cache-control"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "x-request-id",
+                "cache-control",
+                "if-match",
+                "if-none-match",
+                "idempotency-key",
+            ],
             expose_headers=_EXPOSE,
             max_age=600,
         )

@@ -176,6 +176,20 @@ async def test_cors_allows_listed_and_pattern_origins_only(gateway: RunningGatew
         assert r.headers.get("access-control-allow-origin") != "*"
 
 
+async def test_cors_lets_frontends_use_etags_and_idempotency_keys(gateway: RunningGateway) -> None:
+    r = await gateway.http.options(
+        "/api/v2/crm/contacts/c1",
+        headers={
+            "Origin": "https://app.xynergyos.com",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "authorization, if-match, idempotency-key",
+        },
+    )
+    assert r.status_code == 200
+    allowed = {h.strip().lower() for h in r.headers["access-control-allow-headers"].split(",")}
+    assert {"if-match", "idempotency-key"} <= allowed
+
+
 async def test_route_table_reloads_without_restart(
     gateway_factory: Any, upstream: Upstream, auth: Any
 ) -> None:
