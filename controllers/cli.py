@@ -23,6 +23,7 @@ from controllers.devcluster import (
     repo_root,
 )
 from controllers.devcluster.manifests import apply_files, wait_established
+from controllers.devcluster.platform import start_platform
 from controllers.devcluster.processes import ManagedProcess, free_port, spawn, stop_process
 
 __all__ = ["main"]
@@ -64,10 +65,22 @@ def dev() -> None:
     help="Use this real cluster instead of starting a local one (also read from KUBECONFIG).",
 )
 @click.option("--operator/--no-operator", default=True, show_default=True)
+@click.option(
+    "--platform/--no-platform",
+    default=True,
+    show_default=True,
+    help="Also run redis, the Firestore emulator, the CRM and the gateway locally.",
+)
 def dev_up(
-    workdir: Path, nodes: int, apiserver_port: int | None, kubeconfig: Path | None, operator: bool
+    workdir: Path,
+    nodes: int,
+    apiserver_port: int | None,
+    kubeconfig: Path | None,
+    operator: bool,
+    platform: bool,
 ) -> None:
-    """Build (or reuse) the binaries, start the cluster, apply crds/, start the operator."""
+    """Build (or reuse) the binaries, start the cluster, apply crds/, start the operator and
+    the platform's workloads (gateway, CRM and what they need)."""
     workdir = workdir.resolve()
     existing = ClusterState.load(workdir)
     if existing and any(existing.running().values()):
@@ -107,6 +120,9 @@ def dev_up(
             if cluster is None:
                 state.processes.append(proc)
                 (workdir / "state.json").write_text(state.to_json())
+        gateway: str | None = None
+        if platform and cluster is not None:
+            gateway = start_platform(cluster, progress=_say).gateway_url
         if cluster is not None and cluster.state is not None:
             state = cluster.state
     except (BuildError, ClusterError) as exc:
@@ -120,7 +136,14 @@ def dev_up(
         raise
     click.echo(f"ready in {time.monotonic() - started:.1f}s")
     _print_status(state)
+    if gateway:
+        click.echo(f"gateway:    {gateway}   (CRM at {gateway}/api/v2/crm)")
     click.echo(f"\nnext: kubectl --kubeconfig {state.kubeconfig} get nodes")
+    if gateway:
+        click.echo(
+            f'      curl -H "Authorization: Bearer $(xynergy dev token --tenant acme)" '
+            f"{gateway}/api/v2/crm/contacts"
+        )
 
 
 def _start_operator(
@@ -163,6 +186,43 @@ def _print_status(state: ClusterState) -> None:
     for proc in state.processes:
         alive = "running" if proc.exit_code() is None else "stopped"
         click.echo(f"  {proc.name:<24} pid {proc.pid:<8} {alive:<8} {proc.log}")
+
+
+@dev.command("token")
+@click.option("--workdir", type=click.Path(path_type=Path), default=_default_workdir)
+@click.option("--tenant", required=True, help="Tenant id (claim tenant_id).")
+@click.option("--user", default="dev-user", show_default=True, help="User id (claim user_id).")
+@click.option("--email", default=None, help="Email claim (default <user>@example.com).")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    default=("editor",),
+    show_default=True,
+    help="Roles (repeat for several): viewer, editor, admin.",
+)
+@click.option("--ttl", type=click.IntRange(60, 86400), default=3600, show_default=True)
+def dev_token(
+    workdir: Path, tenant: str, user: str, email: str | None, roles: tuple[str, ...], ttl: int
+) -> None:
+    """Print a JWT for the local gateway, signed with the dev cluster's secret."""
+    import jwt
+
+    from controllers.devcluster.platform import JWT_AUDIENCE, JWT_ISSUER, dev_secrets
+
+    now = int(time.time())
+    claims = {
+        "user_id": user,
+        "tenant_id": tenant,
+        "email": email or f"{user}@example.com",
+        "roles": list(roles),
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + ttl,
+    }
+    secret = dev_secrets(workdir.resolve())["jwt-secret"]
+    click.echo(jwt.encode(claims, secret, algorithm="HS256"))
 
 
 @dev.command("down")

@@ -88,7 +88,13 @@ class ClusterState:
                 "kubeconfig": str(self.kubeconfig),
                 "ports": self.ports,
                 "processes": [
-                    {"name": p.name, "pid": p.pid, "executable": p.executable, "log": str(p.log)}
+                    {
+                        "name": p.name,
+                        "pid": p.pid,
+                        "start": p.start,
+                        "executable": p.executable,
+                        "log": str(p.log),
+                    }
                     for p in self.processes
                 ],
             },
@@ -108,7 +114,11 @@ class ClusterState:
             ports={k: int(v) for k, v in raw["ports"].items()},
             processes=[
                 ManagedProcess(
-                    name=p["name"], pid=p["pid"], executable=p["executable"], log=Path(p["log"])
+                    name=p["name"],
+                    pid=p["pid"],
+                    start=p["start"],
+                    executable=p["executable"],
+                    log=Path(p["log"]),
                 )
                 for p in raw["processes"]
             ],
@@ -116,7 +126,7 @@ class ClusterState:
 
     def running(self) -> dict[str, bool]:
         """Component name -> whether its process is alive."""
-        return {p.name: is_alive(p.pid, p.executable) for p in self.processes}
+        return {p.name: is_alive(p.pid, p.start) for p in self.processes}
 
 
 def _write_kubeconfig(path: Path, *, server: str, ca: Path, client: ClientCert, user: str) -> Path:

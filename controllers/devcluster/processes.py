@@ -1,8 +1,10 @@
 """Start, watch and stop the local cluster's processes, each in its own session.
 
 Every process is started with `start_new_session=True`, so its PID is also its process-group id
-and stopping it kills exactly that group. A PID recorded in the state file is only signalled when
-/proc still shows the same executable, so a recycled PID is never killed by mistake.
+and stopping it kills exactly that group (children such as the Firestore emulator's JVM too). A
+PID recorded in the state file is only signalled while /proc shows the same start time, so a
+recycled PID is never killed by mistake (argv[0] would not do: wrappers like gcloud exec into
+another program).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "is_alive",
     "port_in_use",
     "spawn",
+    "start_ticks",
     "stop_process",
     "tail",
 ]
@@ -33,6 +36,8 @@ class ManagedProcess:
 
     name: str
     pid: int
+    start: int
+    """Start time of the process in clock ticks since boot (/proc/<pid>/stat field 22)."""
     executable: str
     log: Path
     popen: subprocess.Popen[bytes] | None = None
@@ -41,7 +46,7 @@ class ManagedProcess:
         """The exit code if the process has ended, else None."""
         if self.popen is not None:
             return self.popen.poll()
-        return None if is_alive(self.pid, self.executable) else -1
+        return None if is_alive(self.pid, self.start) else -1
 
 
 def free_port() -> int:
@@ -78,32 +83,41 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
         )
-    return ManagedProcess(name=name, pid=popen.pid, executable=str(argv[0]), log=log, popen=popen)
+    return ManagedProcess(
+        name=name,
+        pid=popen.pid,
+        start=start_ticks(popen.pid) or 0,
+        executable=str(argv[0]),
+        log=log,
+        popen=popen,
+    )
 
 
-def _proc_state(pid: int) -> str | None:
+def _stat_fields(pid: int) -> list[str] | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[0]
+    return stat.rsplit(")", 1)[1].split()  # fields from 3 (state) on
 
 
-def is_alive(pid: int, executable: str) -> bool:
-    """True when `pid` runs and its argv[0] is `executable` (zombies count as dead)."""
-    state = _proc_state(pid)
-    if state is None or state in ("Z", "X"):
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot; None if there is no such process."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def is_alive(pid: int, start: int) -> bool:
+    """True when `pid` runs and is the process that started at `start` (zombies are dead)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
         return False
-    try:
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
-    except OSError:
-        return False
-    return argv0 == executable
+    return int(fields[19]) == start
 
 
 def stop_process(proc: ManagedProcess, *, timeout: float = 10.0) -> None:
     """SIGTERM the process group, then SIGKILL after `timeout`; reap if it is our child."""
-    if not is_alive(proc.pid, proc.executable):
+    if not is_alive(proc.pid, proc.start):
         if proc.popen is not None:
             proc.popen.poll()
         return
@@ -116,7 +130,7 @@ def stop_process(proc: ManagedProcess, *, timeout: float = 10.0) -> None:
         while time.monotonic() < deadline:
             if proc.popen is not None:
                 proc.popen.poll()
-            if not is_alive(proc.pid, proc.executable):
+            if not is_alive(proc.pid, proc.start):
                 return
             time.sleep(0.05)
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import Kube
 
@@ -157,8 +158,30 @@ def test_dev_up_twice_then_down_leaves_nothing_running(tmp_path: Path, bindir: P
         "kube-scheduler",
         "kwok",
         "operator",
+        "redis-server",
+        "firestore-emulator",
+        "crm",
+        "gateway",
     }
-    assert all(is_alive(p["pid"], p["executable"]) for p in procs)
+    assert all(is_alive(p["pid"], p["start"]) for p in procs)
+
+    # a frontend's call: a dev token, through the gateway, to the CRM on the Firestore emulator
+    gateway = next(
+        line.split()[1] for line in up.stdout.splitlines() if line.startswith("gateway:")
+    )
+    token = _run("dev", "token", "--tenant", "acme", env=env)
+    assert token.returncode == 0, token.stderr
+    auth = {"Authorization": f"Bearer {token.stdout.strip()}"}
+    created = httpx.post(
+        f"{gateway}/api/v2/crm/contacts",
+        json={"name": "Ada Lovelace", "email": "ada@example.com"},
+        headers={**auth, "Idempotency-Key": "first"},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    listed = httpx.get(f"{gateway}/api/v2/crm/contacts", headers=auth, timeout=30).json()
+    assert [c["name"] for c in listed["items"]] == ["Ada Lovelace"]
+    assert httpx.get(f"{gateway}/api/v2/crm/contacts", timeout=30).status_code == 401
 
     again = _run("dev", "up", env=env)
     assert again.returncode == 0
@@ -171,7 +194,7 @@ def test_dev_up_twice_then_down_leaves_nothing_running(tmp_path: Path, bindir: P
 
     down = _run("dev", "down", env=env)
     assert down.returncode == 0, down.stderr
-    assert not any(is_alive(p["pid"], p["executable"]) for p in procs)
+    assert not any(is_alive(p["pid"], p["start"]) for p in procs)
     for port in state["ports"].values():
         assert not port_in_use(port), f"port {port} still in use"
     assert _run("dev", "status", env=env).returncode == 1
