@@ -24,7 +24,14 @@ from controllers.devcluster import (
 )
 from controllers.devcluster.manifests import apply_files, wait_established
 from controllers.devcluster.platform import start_platform
-from controllers.devcluster.processes import ManagedProcess, free_port, spawn, stop_process
+from controllers.devcluster.processes import (
+    ManagedProcess,
+    free_port,
+    http_ok,
+    spawn,
+    stop_process,
+    wait_until_ready,
+)
 
 __all__ = ["main"]
 
@@ -161,21 +168,14 @@ def _start_operator(
         proc = cluster.add_process(name="operator", argv=argv, env=env)
     else:
         proc = spawn(name="operator", argv=argv, log=workdir / "logs" / "operator.log", env=env)
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        code = proc.exit_code()
-        if code is not None:
-            raise ClusterError(f"operator exited with code {code} during start; log: {proc.log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop_process(proc)
-    raise ClusterError(f"operator: not live after 60s; log: {proc.log}")
+    try:
+        wait_until_ready(
+            proc, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), what="liveness", timeout=60
+        )
+    except ClusterError:
+        stop_process(proc)
+        raise
+    return proc
 
 
 def _print_status(state: ClusterState) -> None:

@@ -24,8 +24,10 @@ import yaml
 
 from controllers.devcluster.pki import ClientCert, Pki, generate_pki
 from controllers.devcluster.processes import (
+    ClusterError,
     ManagedProcess,
     free_port,
+    http_ok,
     is_alive,
     port_in_use,
     spawn,
@@ -55,10 +57,6 @@ rules:
   verbs: [create, update, patch, delete, deletecollection]
 - level: None
 """
-
-
-class ClusterError(RuntimeError):
-    """A clear, one-line reason the local cluster could not start or stop."""
 
 
 @dataclass
@@ -280,7 +278,7 @@ class DevCluster:
         self._spawn("etcd", self._etcd_argv(bins["etcd"], ports))
         self._wait(
             "etcd",
-            lambda: _http_ok(f"http://127.0.0.1:{ports['etcd']}/health"),
+            lambda: http_ok(f"http://127.0.0.1:{ports['etcd']}/health"),
             what="etcd /health",
         )
 
@@ -289,7 +287,7 @@ class DevCluster:
         ctx = _client_ssl(pki.ca_cert, pki.clients["admin"])
         self._wait(
             "kube-apiserver",
-            lambda: _http_ok(f"{server}/readyz", ctx),
+            lambda: http_ok(f"{server}/readyz", ctx),
             what="kube-apiserver /readyz",
         )
 
@@ -465,10 +463,6 @@ def _client_ssl(ca: Path, client: ClientCert) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.load_cert_chain(str(client.cert), str(client.key))
     return ctx
-
-
-def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
-    return httpx.get(url, verify=ctx or True, timeout=2.0).status_code == 200
 
 
 class _Api:

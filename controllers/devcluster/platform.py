@@ -15,15 +15,12 @@ import secrets
 import shutil
 import socket
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from controllers.devcluster.cluster import ClusterError, DevCluster
-from controllers.devcluster.processes import ManagedProcess, free_port
+from controllers.devcluster.cluster import DevCluster
+from controllers.devcluster.processes import ClusterError, free_port, http_ok, wait_until_ready
 
 __all__ = ["Platform", "dev_secrets", "start_platform"]
 
@@ -56,31 +53,10 @@ def dev_secrets(workdir: Path) -> dict[str, str]:
     return out
 
 
-def _wait(proc: ManagedProcess, ready: Callable[[], bool], *, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code = proc.exit_code()
-        if code is not None:
-            raise ClusterError(f"{proc.name} exited with code {code} during start; log: {proc.log}")
-        try:
-            if ready():
-                return
-        except (OSError, httpx.HTTPError):
-            pass
-        time.sleep(0.2)
-    raise ClusterError(
-        f"{proc.name}: timed out after {timeout:.0f}s waiting for {what}; log: {proc.log}"
-    )
-
-
 def _redis_ping(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
         sock.sendall(b"PING\r\n")
         return sock.recv(16).startswith(b"+PONG")
-
-
-def _http_ok(url: str) -> bool:
-    return httpx.get(url, timeout=2).status_code == 200
 
 
 def start_platform(
@@ -116,7 +92,7 @@ def start_platform(
             str(redis_dir),
         ],
     )
-    _wait(proc, lambda: _redis_ping(redis_port), what="PONG", timeout=timeout)
+    wait_until_ready(proc, lambda: _redis_ping(redis_port), what="PONG", timeout=timeout)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
 
     firestore_host: str | None = None
@@ -136,9 +112,9 @@ def start_platform(
                 "--quiet",
             ],
         )
-        _wait(
+        wait_until_ready(
             proc,
-            lambda: _http_ok(f"http://{firestore_host}/"),
+            lambda: http_ok(f"http://{firestore_host}/"),
             what="the emulator",
             timeout=timeout,
         )
@@ -158,7 +134,7 @@ def start_platform(
     progress(f"starting the CRM on 127.0.0.1:{crm_port}")
     proc = cluster.add_process(name="crm", argv=[sys.executable, "-m", "services.crm"], env=crm_env)
     crm_url = f"http://127.0.0.1:{crm_port}"
-    _wait(proc, lambda: _http_ok(f"{crm_url}/healthz"), what="/healthz", timeout=timeout)
+    wait_until_ready(proc, lambda: http_ok(f"{crm_url}/healthz"), what="/healthz", timeout=timeout)
 
     routes = workdir / "gateway-routes.json"
     routes.write_text(
@@ -190,7 +166,9 @@ def start_platform(
         name="gateway", argv=[sys.executable, "-m", "services.gateway"], env=gw_env
     )
     gateway_url = f"http://127.0.0.1:{gw_port}"
-    _wait(proc, lambda: _http_ok(f"{gateway_url}/healthz"), what="/healthz", timeout=timeout)
+    wait_until_ready(
+        proc, lambda: http_ok(f"{gateway_url}/healthz"), what="/healthz", timeout=timeout
+    )
     return Platform(
         gateway_url=gateway_url, crm_url=crm_url, redis_url=redis_url, firestore_host=firestore_host
     )

@@ -12,22 +12,32 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 __all__ = [
+    "ClusterError",
     "ManagedProcess",
     "free_port",
+    "http_ok",
     "is_alive",
     "port_in_use",
     "spawn",
     "start_ticks",
     "stop_process",
     "tail",
+    "wait_until_ready",
 ]
+
+
+class ClusterError(RuntimeError):
+    """A clear, one-line reason the local cluster (or a process of it) could not start or stop."""
 
 
 @dataclass
@@ -142,3 +152,29 @@ def tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return ""
     return "\n".join(text[-lines:])
+
+
+def http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    """True when GET `url` answers 200 (TLS verified with `ctx` when given)."""
+    return httpx.get(url, verify=ctx or True, timeout=2.0).status_code == 200
+
+
+def wait_until_ready(
+    proc: ManagedProcess, ready: Callable[[], bool], *, what: str, timeout: float
+) -> None:
+    """Poll `ready` until true; ClusterError naming the process and its log if it exits first
+    or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.exit_code()
+        if code is not None:
+            raise ClusterError(f"{proc.name} exited with code {code} during start; log: {proc.log}")
+        try:
+            if ready():
+                return
+        except (OSError, httpx.HTTPError):
+            pass
+        time.sleep(0.2)
+    raise ClusterError(
+        f"{proc.name}: timed out after {timeout:.0f}s waiting for {what}; log: {proc.log}"
+    )
