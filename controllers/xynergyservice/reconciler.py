@@ -40,7 +40,7 @@ class Outcome:
 def backoff(
     retry: int, *, base: float = 2.0, cap: float = 60.0, rng: random.Random | None = None
 ) -> float:
-    """Exponential backoff with full jitter in [cap/2.., cap]: base * 2**retry, jittered."""
+    """Exponential backoff, equal jitter: uniform in [d/2, d] with d = min(cap, base * 2**retry)."""
     delay = min(cap, base * (2 ** max(retry, 0)))
     return (rng or random).uniform(delay / 2, delay)
 

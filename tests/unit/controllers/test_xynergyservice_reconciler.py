@@ -1,0 +1,142 @@
+"""The reconciler, table-driven against an in-memory Backend (Knative's table tests, in small)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from apis.conditions import check_invariants, get_condition
+from apis.v1alpha1 import XynergyService
+from apis.v1alpha1.xynergyservice import Backend as BackendKind
+from controllers.metrics import RECONCILE_TOTAL
+from controllers.providers.base import BackendStatus, StalledError, TransientError
+from controllers.xynergyservice.reconciler import backoff, reconcile, release
+
+NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+READY = BackendStatus(exists=True, ready=True, reason="Ready", message="ok", url="http://x")
+
+
+@dataclass
+class MemoryBackend:
+    """Records calls; answers or raises what the test says."""
+
+    answer: BackendStatus = READY
+    error: Exception | None = None
+    calls: list[str] = field(default_factory=list)
+
+    async def apply(self, svc: XynergyService) -> BackendStatus:
+        self.calls.append("apply")
+        if self.error:
+            raise self.error
+        return BackendStatus(**{**self.answer.__dict__, "writes": 1})
+
+    async def observe(self, svc: XynergyService) -> BackendStatus:
+        self.calls.append("observe")
+        return self.answer
+
+    async def delete(self, svc: XynergyService, *, orphan: bool) -> bool:
+        self.calls.append(f"delete(orphan={orphan})")
+        return True
+
+
+def _svc(**spec: Any) -> XynergyService:
+    return XynergyService.model_validate(
+        {
+            "metadata": {"name": "crm", "namespace": "ns", "uid": "u", "generation": 4},
+            "spec": {"image": "reg/crm:1", **spec},
+        }
+    )
+
+
+def _count(result: str) -> float:
+    return RECONCILE_TOTAL.labels("XynergyService", result)._value.get()
+
+
+@pytest.mark.parametrize(
+    ("spec", "backend", "calls", "ready", "extra", "events", "retry", "result"),
+    [
+        ({}, MemoryBackend(), ["apply"], "True", None, ["Created", "Ready"], False, "ok"),
+        ({"paused": True}, MemoryBackend(), ["observe"], "True", None, ["Ready"], False, "ok"),
+        (
+            {},
+            MemoryBackend(error=StalledError("Secret 'db' not found", reason="SecretNotFound")),
+            ["apply"],
+            "False",
+            "Stalled",
+            ["Failed"],
+            True,
+            "stalled",
+        ),
+        (
+            {},
+            MemoryBackend(error=TransientError("503", reason="ApiUnavailable")),
+            ["apply"],
+            "Unknown",
+            "Reconciling",
+            ["ApiUnavailable"],
+            True,
+            "retry",
+        ),
+    ],
+)
+async def test_reconcile_table(
+    spec: dict[str, Any],
+    backend: MemoryBackend,
+    calls: list[str],
+    ready: str,
+    extra: str | None,
+    events: list[str],
+    retry: bool,
+    result: str,
+) -> None:
+    before = _count(result)
+    outcome = await reconcile(_svc(**spec), backends={BackendKind.KUBERNETES: backend}, now=NOW)
+    assert backend.calls == calls
+    cond = get_condition(outcome.status.conditions, "Ready")
+    assert cond is not None
+    assert cond.status == ready
+    assert {c.type for c in outcome.status.conditions} == {"Ready"} | ({extra} if extra else set())
+    assert [e.reason for e in outcome.events] == events
+    assert (outcome.retry_after is not None) is retry
+    assert outcome.status.observed_generation == 4
+    assert outcome.status.last_reconcile_time == NOW
+    assert (
+        check_invariants(generation=4, observed_generation=4, conditions=outcome.status.conditions)
+        == []
+    )
+    assert _count(result) == before + 1
+
+
+async def test_unconfigured_backend_stalls() -> None:
+    outcome = await reconcile(
+        _svc(backend="cloudRun", cloudRun={"project": "proj-123", "region": "us-central1"}),
+        backends={},
+        now=NOW,
+    )
+    cond = get_condition(outcome.status.conditions, "Stalled")
+    assert cond is not None
+    assert cond.reason == "BackendUnavailable"
+
+
+@pytest.mark.parametrize(("policy", "orphan"), [("Delete", False), ("Orphan", True)])
+async def test_release_honours_deletion_policy(policy: str, orphan: bool) -> None:
+    backend = MemoryBackend()
+    gone, event = await release(
+        _svc(deletionPolicy=policy), backends={BackendKind.KUBERNETES: backend}
+    )
+    assert gone
+    assert backend.calls == [f"delete(orphan={orphan})"]
+    assert event.reason == ("Orphaned" if orphan else "Deleted")
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    import random
+
+    rng = random.Random(1)
+    delays = [backoff(r, rng=rng) for r in range(10)]
+    assert all(2.0 * 2**r / 2 <= d <= min(60.0, 2.0 * 2**r) for r, d in enumerate(delays[:5]))
+    assert max(delays) <= 60.0
+    assert delays[-1] >= 30.0
