@@ -11,6 +11,8 @@ import os
 
 import uvicorn
 
+from services.gateway.server import CorkedHttpToolsProtocol
+
 
 def main() -> None:
     uvicorn.run(
@@ -20,6 +22,7 @@ def main() -> None:
         port=int(os.environ.get("XYNERGY_GATEWAY_PORT", "8080")),
         workers=int(os.environ.get("XYNERGY_GATEWAY_WORKERS", "1")),
         access_log=False,
+        http=CorkedHttpToolsProtocol,
         server_header=False,
         proxy_headers=False,
         log_level="warning",

@@ -23,15 +23,15 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.middleware.cors import CORSMiddleware
 
 from services.common.auth import TokenVerifier, build_verifier
 from services.common.identity import InternalIdentitySigner
 from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.common.telemetry import configure_logging
+from services.gateway.accesslog import AccessLog
 from services.gateway.breaker import BreakerBoard
 from services.gateway.cache import ResponseCache
-from services.gateway.cors import OriginPolicy
+from services.gateway.cors import Cors, OriginPolicy, with_headers
 from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
@@ -109,6 +109,7 @@ class Gateway:
             if settings.cache_enabled
             else None
         )
+        self.access_log = AccessLog() if settings.access_log else None
         self.proxy = Proxy(
             settings=settings,
             routes=self.routes,
@@ -127,6 +128,7 @@ class Gateway:
             breakers=self.breakers,
             client=None,  # type: ignore[arg-type]  # set in the lifespan
             metrics=self.metrics,
+            access_log=self.access_log,
         )
         self.stream = EventStream(
             verifier=verifier,
@@ -137,11 +139,8 @@ class Gateway:
         )
         self.stream_ready = asyncio.Event()
         self.api = self._build_api()
-        self._asgi = CORSMiddleware(
-            self._dispatch,
-            allow_origins=sorted(self.origins.origins),
-            allow_origin_regex=self.origins.regex,
-            allow_credentials=True,
+        self.cors = Cors(
+            self.origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
             allow_headers=[
                 "authorization",
@@ -157,18 +156,39 @@ class Gateway:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._asgi(scope, receive, send)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            path: str = scope["path"]
-            if path.startswith(self.stream.path):
+        if scope["type"] != "http":  # websocket (the stream) and lifespan
+            if scope["type"] == "websocket" and scope["path"].startswith(self.stream.path):
                 await self.stream.app(scope, receive, send)
+            else:
+                await self.api(scope, receive, send)
+            return
+        origin: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+                break
+        if origin is not None and scope["method"] == "OPTIONS":
+            headers = dict(scope["headers"])  # the first of repeated headers is not needed here
+            requested = headers.get(b"access-control-request-method")
+            if requested is not None:
+                status, out, body = self.cors.preflight(
+                    origin,
+                    requested,
+                    headers.get(b"access-control-request-headers"),
+                    b"access-control-request-private-network" in headers,
+                )
+                await send({"type": "http.response.start", "status": status, "headers": out})
+                await send({"type": "http.response.body", "body": body})
                 return
-            if scope["type"] == "http" and path.startswith("/api/"):
-                await self.proxy(scope, receive, send)
-                return
-        await self.api(scope, receive, send)
+        cors_headers = self.cors.response_headers(origin)
+        path: str = scope["path"]
+        if path.startswith(self.stream.path):
+            await self.stream.app(scope, receive, with_headers(send, cors_headers))
+        elif path.startswith("/api/"):
+            # The proxy adds the CORS headers to its own response headers (no send wrapper).
+            await self.proxy(scope, receive, send, cors_headers)
+        else:
+            await self.api(scope, receive, with_headers(send, cors_headers))
 
     # -- lifespan and the FastAPI part ----------------------------------------------------
 
@@ -216,6 +236,8 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.http.close()
             await self.redis.aclose()
+            if self.access_log is not None:
+                self.access_log.close()
 
     def _build_api(self) -> FastAPI:
         api = FastAPI(

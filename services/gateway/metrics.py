@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.gateway.breaker import BreakerState
@@ -65,9 +67,28 @@ class GatewayMetrics:
         )
         self._hits = 0
         self._misses = 0
+        # Labelled children, looked up once: ``labels()`` takes a lock and builds a tuple key
+        # on every call, which showed up on the per-request path.
+        self._done: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._cache_children = {r: self.cache.labels(r) for r in ("hit", "miss", "error")}
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count a finished request and observe its duration."""
+        key = (route, method, status)
+        children = self._done.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+            if len(self._done) < 10_000:  # bounded: methods and statuses come from clients
+                self._done[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def cache_result(self, result: str) -> None:
-        self.cache.labels(result).inc()
+        child = self._cache_children.get(result)
+        (child if child is not None else self.cache.labels(result)).inc()
         if result == "hit":
             self._hits += 1
         elif result == "miss":

@@ -25,6 +25,7 @@ from services.common.auth import AuthError, TokenVerifier, bearer_token
 from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
 from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
+from services.gateway.accesslog import AccessLog
 from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
 from services.gateway.cache import CachedResponse, ResponseCache, cache_ttl
 from services.gateway.gate import Gate
@@ -40,7 +41,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-log = logging.getLogger("xynergy.gateway.access")
 errlog = logging.getLogger("xynergy.gateway.proxy")
 
 HOP_BY_HOP = frozenset(
@@ -124,8 +124,10 @@ class Proxy:
         breakers: BreakerBoard,
         client: aiohttp.ClientSession,
         metrics: GatewayMetrics,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.settings = settings
+        self.access_log = access_log
         self.routes = routes
         self.verifier = verifier
         self.signer = signer
@@ -163,7 +165,14 @@ class Proxy:
 
     # -- the handler ---------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Handle one request; ``extra_headers`` (CORS) go on every response."""
         started = time.perf_counter()
         method: str = scope["method"]
         hdrs: dict[str, str] = {}
@@ -176,6 +185,8 @@ class Proxy:
             rid = new_request_id()
         assert rid is not None
         base_headers = [(b"x-request-id", rid.encode())]
+        if extra_headers:
+            base_headers.extend(extra_headers)
         status = 500
         route_label = "unmatched"
         identity: Identity | None = None
@@ -223,23 +234,17 @@ class Proxy:
             )
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(route_label, method, str(status)).inc()
-            self.metrics.latency.labels(route_label).observe(elapsed)
-            if self.settings.access_log:
-                log.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "request_id": rid,
-                            "method": method,
-                            "path": scope["path"],
-                            "route": route_label,
-                            "status": status,
-                            "ms": round(elapsed * 1000, 2),
-                            "tenant": identity.tenant_id if identity else None,
-                            "user": identity.user_id if identity else None,
-                        }
-                    },
+            self.metrics.request_done(route_label, method, status, elapsed)
+            if self.access_log is not None:
+                self.access_log.request(
+                    request_id=rid,
+                    method=method,
+                    path=scope["path"],
+                    route=route_label,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                    tenant=identity.tenant_id if identity else None,
+                    user=identity.user_id if identity else None,
                 )
 
     async def _authenticated(

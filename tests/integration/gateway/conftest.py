@@ -44,6 +44,7 @@ from services.common.identity import (
 )
 from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.gateway.app import Gateway, create_app
+from services.gateway.server import CorkedHttpToolsProtocol
 from services.gateway.settings import GatewaySettings
 
 NODE_DIR = Path(__file__).parent / "node"
@@ -308,11 +309,17 @@ def _upstream_app(state: Upstream) -> Starlette:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
+async def serve(app: Any, port: int | None = None, *, http: Any = "auto") -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn in this event loop until the block ends."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        http=http,
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -414,7 +421,10 @@ def gateway_factory(
                 signing_key=INTERNAL_KEY  # type: ignore[arg-type]
             ),
         )
-        async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        async with (
+            serve(app, http=CorkedHttpToolsProtocol) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as http,
+        ):
 
             async def ready() -> bool:
                 return (await http.get("/readyz")).status_code == 200 and app.stream_ready.is_set()
