@@ -36,6 +36,7 @@ from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
 from services.gateway.ratelimit import RateLimiter
+from services.gateway.redismux import mux_for_url
 from services.gateway.routes_file import FileRouteSource
 from services.gateway.routing import RouteSource, RouteTable
 from services.gateway.settings import GatewaySettings
@@ -94,6 +95,9 @@ class Gateway:
         self.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=2.0, socket_keepalive=True
         )
+        # The per-request gate script goes over one pipelined connection (None for TLS URLs,
+        # which stay on redis-py); everything else uses redis-py.
+        self.redis_mux = mux_for_url(settings.redis_url)
         self.breakers = BreakerBoard(
             failure_threshold=settings.breaker_failure_threshold,
             reset_seconds=settings.breaker_reset_seconds,
@@ -123,6 +127,7 @@ class Gateway:
                     fail_open=settings.rate_limit_fail_open,
                 ),
                 cache=cache,
+                mux=self.redis_mux,
             ),
             cache=cache,
             breakers=self.breakers,
@@ -236,6 +241,8 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.http.close()
             await self.redis.aclose()
+            if self.redis_mux is not None:
+                await self.redis_mux.aclose()
             if self.access_log is not None:
                 self.access_log.close()
 

@@ -3,7 +3,8 @@
 Redis costs more CPU per request than anything else in the gateway, so the rate limit
 (services.gateway.ratelimit) and the cache lookup (services.gateway.cache) run as one Lua
 script: the limiter's chunk first, then, only if the request is allowed and cacheable, the
-lookup's. The two chunks stay in their own modules; this one only joins them. All keys live
+lookup's. The two chunks stay in their own modules; this one only joins them. The call goes
+over the worker's pipelined connection (services.gateway.redismux) when there is one. All keys live
 on one Redis (not Redis Cluster; the keys of one call would hash to different slots).
 """
 
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 from services.common.tenancy import Identity
 from services.gateway.cache import LOOKUP_LUA, CachedResponse, ResponseCache
 from services.gateway.ratelimit import RATE_LIMIT_LUA, Decision, RateLimiter
+from services.gateway.redismux import RedisMux, Script
 
 __all__ = ["Gate"]
 
@@ -36,8 +38,11 @@ class Gate:
         limiter: RateLimiter,
         cache: ResponseCache | None,
         timeout: float = 1.0,
+        mux: RedisMux | None = None,
     ) -> None:
         self._script = redis.register_script(_GATE)
+        self._lua = Script(_GATE)
+        self._mux = mux
         self.timeout = timeout
         self.limiter = limiter
         self.cache = cache
@@ -67,10 +72,16 @@ class Gate:
             args[5] = "1"
         else:
             keys[1] = keys[0]  # unused by the script, but a key name must be given
+        mux = self._mux
         try:
             async with asyncio.timeout(self.timeout):
-                raw = await self._script(keys=keys, args=args)
+                if mux is not None:
+                    raw = await mux.evalsha(self._lua, keys, args)
+                else:
+                    raw = await self._script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
+            if mux is not None and isinstance(exc, TimeoutError):
+                mux.reset()
             return self.limiter.unavailable(limit, exc), None, "0", False
         decision = self.limiter.decision(limit, raw)
         if len(raw) < 4:
