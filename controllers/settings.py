@@ -37,4 +37,6 @@ class OperatorSettings(BaseSettings):
         default=None,
         description="Cloud Run Admin API endpoint override (tests, fakes); Google's if unset.",
     )
-    api_qps: float = Field(default=50.0, gt=0, description="Rate limit of our own API writes.")
+    api_concurrency: int = Field(
+        default=32, ge=1, le=512, description="Most Kubernetes API calls in flight at once."
+    )

@@ -8,8 +8,12 @@ so a missing one stalls with a message that names it (the values are never read 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2  # lightkube's transport: timeouts and connection errors are its exceptions
 from lightkube import ApiError, AsyncClient, codecs
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Secret, Service
@@ -107,22 +111,47 @@ def _api_error(exc: ApiError, *, what: str) -> StalledError | TransientError:
 
 
 class KubernetesProvider:
-    """Deploys a XynergyService as a Deployment + Service in its own namespace."""
+    """Deploys a XynergyService as a Deployment + Service in its own namespace.
 
-    def __init__(self, client: AsyncClient, *, field_manager: str = FIELD_MANAGER) -> None:
+    Every API call goes through `limit` (shared with the handlers), so a burst of a thousand
+    objects queues here instead of exhausting the HTTP connection pool.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        field_manager: str = FIELD_MANAGER,
+        limit: asyncio.Semaphore | None = None,
+    ) -> None:
         self._client = client
         self._field_manager = field_manager
+        self._limit = limit or asyncio.Semaphore(32)
+
+    @contextlib.asynccontextmanager
+    async def _call(self, method: str, *, what: str) -> AsyncIterator[None]:
+        """Bounded, measured API call; transport failures become TransientError."""
+        async with self._limit:
+            with backend_call("kubernetes", method):
+                try:
+                    yield
+                except httpx2.TransportError as exc:
+                    raise TransientError(
+                        f"{what}: {type(exc).__name__} talking to the apiserver",
+                        reason="ApiUnreachable",
+                    ) from exc
 
     async def _get(
         self, kind: type[Any], name: str, namespace: str | None
     ) -> dict[str, Any] | None:
-        with backend_call("kubernetes", f"get_{kind.__name__.lower()}"):
+        what = f"reading {kind.__name__} {name}"
+        async with self._call(f"get_{kind.__name__.lower()}", what=what):
             try:
                 obj = await self._client.get(kind, name, namespace=namespace)
             except ApiError as exc:
                 if exc.status.code == 404:
                     return None
-                raise _api_error(exc, what=f"reading {kind.__name__} {name}") from exc
+                raise _api_error(exc, what=what) from exc
         data: dict[str, Any] = obj.to_dict()
         return data
 
@@ -155,7 +184,7 @@ class KubernetesProvider:
             return 0
         kind = desired["kind"]
         name = desired["metadata"]["name"]
-        with backend_call("kubernetes", f"apply_{kind.lower()}"):
+        async with self._call(f"apply_{kind.lower()}", what=f"applying {kind} {name}"):
             try:
                 await self._client.apply(
                     codecs.from_dict(desired), field_manager=self._field_manager, force=True
@@ -196,7 +225,9 @@ class KubernetesProvider:
             if orphan:
                 keep = [o for o in owners if o.get("uid") != uid]
                 if len(keep) != len(owners):
-                    with backend_call("kubernetes", f"release_{kind.__name__.lower()}"):
+                    async with self._call(
+                        f"release_{kind.__name__.lower()}", what=f"releasing {kind.__name__} {name}"
+                    ):
                         await self._client.patch(
                             kind,
                             name,
@@ -207,7 +238,9 @@ class KubernetesProvider:
                 continue
             if not any(o.get("uid") == uid for o in owners):
                 continue  # not ours: leave it
-            with backend_call("kubernetes", f"delete_{kind.__name__.lower()}"):
+            async with self._call(
+                f"delete_{kind.__name__.lower()}", what=f"deleting {kind.__name__} {name}"
+            ):
                 try:
                     await self._client.delete(
                         kind, name, namespace=ns, cascade=CascadeType.BACKGROUND

@@ -10,23 +10,25 @@ is patched only when it changed.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import random
 import time
 from typing import Any, cast
 
+import httpx2  # lightkube's transport
 import kopf
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
-from apis.conditions import mark_stalled
+from apis.conditions import READY, is_true, mark_stalled
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
 from apis.v1alpha1.xynergyservice import XynergyService, XynergyServiceStatus
-from controllers.providers.base import Backend
+from controllers.providers.base import Backend, ProviderError
 from controllers.providers.kubernetes import KubernetesProvider, status_from_deployment
 from controllers.runtime import current_settings
 from controllers.settings import OperatorSettings
@@ -42,6 +44,7 @@ from controllers.xynergyservice.status import (
 
 PLURAL = "xynergyservices"
 DRIFT_ANNOTATION = "xynergy.io/drift-check-interval"
+SOON_SECONDS = 20.0
 XynergyServiceResource = create_namespaced_resource(GROUP, VERSION, "XynergyService", PLURAL)
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class _State:
     must survive one: a restart resumes every object anyway)."""
 
     client: AsyncClient | None = None
+    limit: asyncio.Semaphore | None = None
     settings: OperatorSettings = OperatorSettings()
     backends: dict[BackendKind, Backend] = {}
     next_drift_check: dict[str, float] = {}
@@ -95,6 +99,7 @@ async def _reset_clients(**_: Any) -> None:
     _State.backends = {}
     _State.next_drift_check = {}
     _State.settings = current_settings()
+    _State.limit = asyncio.Semaphore(_State.settings.api_concurrency)
 
 
 @kopf.on.cleanup()
@@ -103,6 +108,12 @@ async def _close_clients(**_: Any) -> None:
         await _State.client.close()
     _State.client = None
     _State.backends = {}
+
+
+def _limit() -> asyncio.Semaphore:
+    if _State.limit is None:
+        _State.limit = asyncio.Semaphore(_State.settings.api_concurrency)
+    return _State.limit
 
 
 async def _client() -> AsyncClient:
@@ -114,7 +125,9 @@ async def _client() -> AsyncClient:
 async def _backends() -> dict[BackendKind, Backend]:
     if not _State.backends:
         client = await _client()
-        backends: dict[BackendKind, Backend] = {BackendKind.KUBERNETES: KubernetesProvider(client)}
+        backends: dict[BackendKind, Backend] = {
+            BackendKind.KUBERNETES: KubernetesProvider(client, limit=_limit())
+        }
         cloud_run = _cloud_run_backend()
         if cloud_run is not None:
             backends[BackendKind.CLOUD_RUN] = cloud_run
@@ -132,7 +145,14 @@ def _cloud_run_backend() -> Backend | None:
     return provider
 
 
-def _schedule_drift_check(body: kopf.Body) -> None:
+def _schedule_drift_check(body: kopf.Body, *, soon: bool = False) -> None:
+    """Next full reconcile of this object: the drift period, or ~20 s while it is not Ready or
+    an update was lost (level-based self-healing; an on.event failure is not retried by kopf)."""
+    if soon:
+        _State.next_drift_check[str(body.get("metadata", {}).get("uid"))] = (
+            time.monotonic() + SOON_SECONDS + random.uniform(0, 5)
+        )
+        return
     annotations = body.get("metadata", {}).get("annotations") or {}
     try:
         interval = float(annotations.get(DRIFT_ANNOTATION, _State.settings.drift_check_seconds))
@@ -154,7 +174,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
     if status_changed(svc.status, outcome.status) or outcome.writes:
         patch.status.update(status_patch(outcome.status))
     _post(body, outcome.events)
-    _schedule_drift_check(body)
+    _schedule_drift_check(body, soon=not is_true(outcome.status.conditions, READY))
     if outcome.retry_after is not None and outcome.error is not None:
         raise kopf.TemporaryError(outcome.error.message, delay=outcome.retry_after)
 
@@ -206,27 +226,53 @@ async def _write_status(
     """Patch the status subresource, only when it changed; then post the events."""
     if status_changed(svc.status, status):
         client = await _client()
-        await client.patch(
-            XynergyServiceResource.Status,
-            svc.metadata.name or "",
-            {"status": status_patch(status)},
-            namespace=svc.metadata.namespace,
-            patch_type=PatchType.MERGE,
-        )
+        async with _limit():
+            await client.patch(
+                XynergyServiceResource.Status,
+                svc.metadata.name or "",
+                {"status": status_patch(status)},
+                namespace=svc.metadata.namespace,
+                patch_type=PatchType.MERGE,
+            )
     _post(kopf.Body(cast(kopf.RawBody, raw)), events)
+
+
+def _owner_uid(deployment: kopf.Body) -> str | None:
+    owners = deployment.get("metadata", {}).get("ownerReferences") or []
+    return next((o.get("uid") for o in owners if o.get("kind") == "XynergyService"), None)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
 async def on_owned_deployment(body: kopf.Body, type: str | None, **_: Any) -> None:
-    """A Deployment we own changed: correct drift at once and let status follow the rollout."""
+    """A Deployment we own changed: correct drift at once and let status follow the rollout.
+
+    kopf does not retry event handlers, so a failure here (apiserver overloaded, timeouts)
+    brings the owner's next full reconcile forward instead of leaving its status stale.
+    """
     meta = body.get("metadata", {})
     name = (meta.get("labels") or {}).get(SERVICE_LABEL)
     if not name or type is None:
         return  # the initial listing is covered by on_resume
     try:
-        owner = await (await _client()).get(
-            XynergyServiceResource, name, namespace=meta.get("namespace")
+        await _follow_deployment(body, type=type, name=name, namespace=meta.get("namespace"))
+    except (ApiError, ProviderError, httpx2.HTTPError) as exc:
+        uid = _owner_uid(body)
+        if uid is not None:
+            _schedule_drift_check(
+                kopf.Body(cast(kopf.RawBody, {"metadata": {"uid": uid}})), soon=True
+            )
+        log.warning(
+            "deployment %s/%s: status update deferred: %s", meta.get("namespace"), name, exc
         )
+
+
+async def _follow_deployment(
+    body: kopf.Body, *, type: str, name: str, namespace: str | None
+) -> None:
+    client = await _client()
+    try:
+        async with _limit():
+            owner = await client.get(XynergyServiceResource, name, namespace=namespace)
     except ApiError as exc:
         if exc.status.code == 404:
             return
@@ -245,9 +291,11 @@ async def on_owned_deployment(body: kopf.Body, type: str | None, **_: Any) -> No
     deployment = dict(body)
     if not svc.spec.paused and (type == "DELETED" or provider.drifted(svc, deployment)):
         outcome = await reconcile(svc, backends=backends, now=_now())
-        await _write_status(svc, outcome.status, raw, outcome.events)
-        return
-    observed = status_from_deployment(svc, None if type == "DELETED" else deployment)
-    status = compute_status(svc, observed=observed, error=None, now=_now())
-    events = events_for(svc.status, status, writes=0, created=False)
+        status, events = outcome.status, outcome.events
+    else:
+        observed = status_from_deployment(svc, None if type == "DELETED" else deployment)
+        status = compute_status(svc, observed=observed, error=None, now=_now())
+        events = events_for(svc.status, status, writes=0, created=False)
     await _write_status(svc, status, raw, events)
+    if not is_true(status.conditions, READY):
+        _schedule_drift_check(kopf.Body(cast(kopf.RawBody, raw)), soon=True)
