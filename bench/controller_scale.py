@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controllers.devcluster import DevCluster, ensure_binaries, repo_root
 from controllers.devcluster.manifests import apply_files, wait_established
-from controllers.devcluster.processes import free_port, spawn, stop_process
+from controllers.devcluster.processes import free_port
 
 sys.path.insert(0, str(repo_root() / "tests"))
 sys.path.insert(0, str(repo_root() / "tests" / "integration"))
@@ -162,7 +163,16 @@ def run(
     _wait_count(kube, xs_path, _xs_ready, n, 1800)
     operator_s = time.monotonic() - start
     time.sleep(3)
-    writes = len(writes_by(audit, "xynergy-operator", since_line=line0))
+    events = writes_by(audit, "xynergy-operator", since_line=line0)
+    writes = len(events)
+    kinds = Counter(
+        f"{e['verb']} {e['objectRef'].get('resource')}"
+        + (f"/{e['objectRef']['subresource']}" if e["objectRef"].get("subresource") else "")
+        for e in events
+    )
+    print(
+        f"  N={n} operator writes by kind: {dict(kinds.most_common())}", file=sys.stderr, flush=True
+    )
 
     time.sleep(5)
     line1 = audit_lines(audit)
@@ -201,11 +211,8 @@ def main() -> None:
                 KUBECONFIG=str(state.operator_kubeconfig),
                 XYNERGY_LIVENESS_ENDPOINT=f"http://127.0.0.1:{port}/healthz",
             )
-            op = spawn(
-                name="operator",
-                argv=[sys.executable, "-m", "controllers"],
-                log=Path(tmp) / "logs" / "operator.log",
-                env=env,
+            op = dev.add_process(  # stopped with the cluster, whatever happens
+                name="operator", argv=[sys.executable, "-m", "controllers"], env=env
             )
             kube = Kube.from_kubeconfig(state.kubeconfig)
             kube.wait_for(
@@ -223,7 +230,6 @@ def main() -> None:
                 )
                 for n in args.n
             ]
-            stop_process(op)
         finally:
             dev.stop()
     print(

@@ -82,14 +82,16 @@ def status_from_deployment(svc: XynergyService, dep: dict[str, Any] | None) -> B
         return waiting("ProgressDeadlineExceeded", progressing.get("message", ""))
     if revision != revision_name(svc):
         return waiting("Updating", f"applying revision {revision_name(svc)}")
-    if int(st.get("observedGeneration", 0)) < int(meta.get("generation", 0)):
-        return waiting("RollingOut", "the Deployment controller has not seen the new spec yet")
-    if updated < desired:
-        return waiting("RollingOut", f"{updated} of {desired} instances updated")
-    if replicas > updated:
-        return waiting("RollingOut", f"{replicas - updated} old instances pending termination")
-    if available < updated:
-        return waiting("RollingOut", f"{available} of {updated} updated instances available")
+    # One stable message for the whole rollout (counts are in replicas/readyReplicas): every
+    # distinct message would be another status write per object.
+    rolling = f"rolling out revision {revision}: waiting for updated instances to be available"
+    if (
+        int(st.get("observedGeneration", 0)) < int(meta.get("generation", 0))
+        or updated < desired
+        or replicas > updated
+        or available < updated
+    ):
+        return waiting("RollingOut", rolling)
     if conds.get("Available", {}).get("status") != "True":
         return waiting("Unavailable", conds.get("Available", {}).get("message", "not available"))
     return BackendStatus(
@@ -179,31 +181,36 @@ class KubernetesProvider:
                     reason=f"{label}KeyNotFound",
                 )
 
-    async def _apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> int:
+    async def _apply(
+        self, desired: dict[str, Any], live: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any] | None]:
+        """Apply `desired` unless `live` already has it; returns (writes, object after)."""
         if live is not None and is_subset(desired, live):
-            return 0
+            return 0, live
         kind = desired["kind"]
         name = desired["metadata"]["name"]
         async with self._call(f"apply_{kind.lower()}", what=f"applying {kind} {name}"):
             try:
-                await self._client.apply(
+                applied = await self._client.apply(
                     codecs.from_dict(desired), field_manager=self._field_manager, force=True
                 )
             except ApiError as exc:
                 raise _api_error(exc, what=f"applying {kind} {name}") from exc
-        return 1
+        after: dict[str, Any] = applied.to_dict()  # type: ignore[no-untyped-call]
+        return 1, after
 
     async def apply(self, svc: XynergyService) -> BackendStatus:
         await self.check_references(svc)
         name, ns = svc.metadata.name or "", svc.metadata.namespace
-        live_dep = await self._get(Deployment, name, ns)
-        live_svc = await self._get(Service, name, ns)
-        writes = await self._apply(build_deployment(svc), live_dep)
-        writes += await self._apply(build_service(svc), live_svc)
-        if writes:
-            live_dep = await self._get(Deployment, name, ns)
-        observed = status_from_deployment(svc, live_dep)
-        return BackendStatus(**{**observed.__dict__, "writes": writes})
+        # A service we never deployed has no children to compare with: apply straight away
+        # (server-side apply is idempotent) and read the result from the response.
+        fresh = svc.status is None or not svc.status.latest_created_revision
+        live_dep = None if fresh else await self._get(Deployment, name, ns)
+        live_svc = None if fresh else await self._get(Service, name, ns)
+        dep_writes, dep_after = await self._apply(build_deployment(svc), live_dep)
+        svc_writes, _ = await self._apply(build_service(svc), live_svc)
+        observed = status_from_deployment(svc, dep_after)
+        return BackendStatus(**{**observed.__dict__, "writes": dep_writes + svc_writes})
 
     async def observe(self, svc: XynergyService) -> BackendStatus:
         dep = await self._get(Deployment, svc.metadata.name or "", svc.metadata.namespace)

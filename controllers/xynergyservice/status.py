@@ -104,6 +104,11 @@ def _comparable(status: XynergyServiceStatus | None) -> dict[str, Any]:
         return {}
     data = status.model_dump(by_alias=True, mode="json", exclude_none=True)
     data.pop("lastReconcileTime", None)
+    if not is_true(status.conditions, READY):
+        # Mid-rollout instance counts move on every Deployment event; writing each would cost
+        # a status write per step per object. They are written with the next condition change.
+        data.pop("replicas", None)
+        data.pop("readyReplicas", None)
     return data
 
 
