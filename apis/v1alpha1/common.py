@@ -9,7 +9,6 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from apis.base import DNS_LABEL, DNS_SUBDOMAIN, KubeModel, ObjectMeta, SpecModel
-from apis.conditions import Condition
 
 __all__ = [
     "API_VERSION",
@@ -145,7 +144,3 @@ class CrdInfo:
     @property
     def name(self) -> str:
         return f"{self.plural}.{GROUP}"
-
-
-# Keep Condition importable from here for kind modules.
-_ = Condition
