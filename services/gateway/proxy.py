@@ -495,7 +495,6 @@ class Proxy:
                                 "headers": resp_headers,
                             }
                         )
-                        await send({"type": "http.response.body", "body": body})
                         stored = [
                             (k.decode("latin-1"), v.decode("latin-1"))
                             for k, v in response.raw_headers
@@ -516,6 +515,9 @@ class Proxy:
                         except Exception:
                             self.metrics.redis_errors.labels("cache").inc()
                             errlog.warning("cache store failed", exc_info=True)
+                        # stored before the body goes out: a client that asks again as soon as
+                        # it has the response must get the HIT (read-your-response caching)
+                        await send({"type": "http.response.body", "body": body})
                         return status
                 if cache_eligible:
                     resp_headers.append((b"x-cache", b"MISS"))
