@@ -131,6 +131,32 @@ def mark_ready(
     )
 
 
+def _mark_negative(
+    conditions: list[Condition],
+    *,
+    type_: str,
+    clears: str,
+    ready_status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[Condition]:
+    """`type_`=True and Ready=`ready_status` with the same reason; `clears` removed."""
+    out = _without(conditions, clears)
+    for cond_type, status in ((READY, ready_status), (type_, "True")):
+        out = set_condition(
+            out,
+            type_=cond_type,
+            status=status,
+            reason=reason,
+            message=message,
+            observed_generation=generation,
+            now=now,
+        )
+    return out
+
+
 def mark_reconciling(
     conditions: list[Condition],
     *,
@@ -140,24 +166,17 @@ def mark_reconciling(
     now: dt.datetime,
 ) -> list[Condition]:
     """Reconciling=True, Ready=False (or Unknown if never decided); Stalled removed."""
-    ready = get_condition(conditions, READY)
-    ready_status: ConditionStatus = "Unknown" if ready is None else "False"
-    out = set_condition(
-        _without(conditions, STALLED),
-        type_=READY,
-        status=ready_status,
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-        now=now,
+    ready_status: ConditionStatus = (
+        "Unknown" if get_condition(conditions, READY) is None else "False"
     )
-    return set_condition(
-        out,
+    return _mark_negative(
+        conditions,
         type_=RECONCILING,
-        status="True",
+        clears=STALLED,
+        ready_status=ready_status,
         reason=reason,
         message=message,
-        observed_generation=generation,
+        generation=generation,
         now=now,
     )
 
@@ -171,22 +190,14 @@ def mark_stalled(
     now: dt.datetime,
 ) -> list[Condition]:
     """Stalled=True and Ready=False with the same reason; Reconciling removed."""
-    out = set_condition(
-        _without(conditions, RECONCILING),
-        type_=READY,
-        status="False",
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-        now=now,
-    )
-    return set_condition(
-        out,
+    return _mark_negative(
+        conditions,
         type_=STALLED,
-        status="True",
+        clears=RECONCILING,
+        ready_status="False",
         reason=reason,
         message=message,
-        observed_generation=generation,
+        generation=generation,
         now=now,
     )
 
