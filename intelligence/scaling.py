@@ -6,7 +6,9 @@ per period and selectPolicy), reproduced from its documentation and controller s
 ScalingPolicy behaves as users of HPA expect. Predictive part: the recommendation also covers
 the upper quantile of the forecast over the service's start-up lead time plus a horizon, so
 capacity is ready when load arrives. When the forecast's recent error is too high, or history
-too short, the decision falls back to reactive and says why.
+too short, the decision falls back and says why: to the burst envelope when recent load is
+given (an upper bound on the load at any moment of the lead time, from the recent mean and
+volatility; see `burst_envelope`), else to plain reactive scaling on current load.
 
 Pure: time is an argument; the state HPA keeps in memory (recent recommendations and scale
 events) is passed in and returned (`ScalingState`), so a controller can keep it in status.
@@ -21,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
+import numpy.typing as npt
 
 from intelligence.forecasting.base import Forecast
 
@@ -29,6 +32,7 @@ __all__ = [
     "DEFAULT_SCALE_DOWN",
     "DEFAULT_SCALE_UP",
     "Behavior",
+    "BurstEnvelope",
     "CronSchedule",
     "PolicyType",
     "Recommendation",
@@ -39,6 +43,7 @@ __all__ = [
     "ScalingSpec",
     "ScalingState",
     "SelectPolicy",
+    "burst_envelope",
     "decide",
     "scale_down_limit",
     "scale_up_limit",
@@ -291,6 +296,15 @@ class ScalingSpec:
     replaces the scale-down stabilization window while the forecast is trusted (its upper
     quantile over the lead time already guards against scaling down before load returns);
     reactive fallbacks keep `behavior`'s window.
+
+    Burst envelope (used only when the forecast is not trusted and `decide` is given the
+    recent load): the load over the last `burst_window_seconds` gives a level the load exceeds
+    at most a share `burst_exceedance` of the time (see `burst_envelope`); like the forecast's
+    upper quantile it is provisioned under `capacity_per_instance` (at the target without
+    one). It needs `burst_min_history_seconds` of recent load; `burst_exceedance=None` turns
+    it off. `burst_scale_down_window_seconds`, when set, replaces the scale-down
+    stabilization window while the envelope provisions: the envelope itself keeps instances
+    while load is bursty, so the peaks above it need not be held for the full window.
     """
 
     target_per_instance: float
@@ -304,6 +318,10 @@ class ScalingSpec:
     min_history_seconds: float = 600.0
     predictive_scale_down_window_seconds: int | None = None
     capacity_per_instance: float | None = None
+    burst_exceedance: float | None = 0.1
+    burst_window_seconds: float = 3600.0
+    burst_min_history_seconds: float = 300.0
+    burst_scale_down_window_seconds: int | None = None
 
     def __post_init__(self) -> None:
         """Reject specs that cannot produce a decision."""
@@ -315,6 +333,10 @@ class ScalingSpec:
             self.capacity_per_instance >= self.target_per_instance
         ):
             raise ValueError("capacity_per_instance must be at least target_per_instance")
+        if self.burst_exceedance is not None and not 0 < self.burst_exceedance < 1:
+            raise ValueError("burst_exceedance must be in (0, 1)")
+        if not self.burst_window_seconds > 0:
+            raise ValueError("burst_window_seconds must be positive")
 
 
 @dataclass(frozen=True)
@@ -331,6 +353,68 @@ class ScalingDecision:
     active_schedules: tuple[str, ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class BurstEnvelope:
+    """A level the recent load exceeds at most a share `exceedance` of the time.
+
+    `level = min(mean + sigmas * std, peak)` over the samples of the last `window_seconds`,
+    with `sigmas = sqrt(1 / exceedance - 1)` (Cantelli's one-sided Chebyshev bound, so the
+    share holds whatever the shape of the bursts, as long as the window is representative of
+    the next few minutes). Never above the highest sample in the window (`peak`): a smooth
+    series has a small spread and needs no more than what it did.
+    """
+
+    level: float
+    mean: float
+    std: float
+    peak: float
+    sigmas: float
+    exceedance: float
+    samples: int
+    span_seconds: float
+    window_seconds: float
+
+
+def burst_envelope(
+    timestamps: npt.ArrayLike,
+    values: npt.ArrayLike,
+    *,
+    now: float,
+    window_seconds: float,
+    exceedance: float,
+) -> BurstEnvelope | None:
+    """The burst envelope of the samples in (now - window_seconds, now]; None with < 3.
+
+    When a forecast cannot be trusted (bursts nobody predicts), this is still a calibrated
+    upper quantile of the load over the coming lead time: the level that the load at any
+    moment stays under with probability at least `1 - exceedance`, if the recent window is
+    representative. `span_seconds` is how far back the samples used reach.
+    """
+    if not 0 < exceedance < 1:
+        raise ValueError("exceedance must be in (0, 1)")
+    t = np.asarray(timestamps, dtype=np.float64).ravel()
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if t.size != v.size:
+        raise ValueError(f"timestamps ({t.size}) and values ({v.size}) differ in length")
+    keep = np.isfinite(t) & np.isfinite(v) & (t > now - window_seconds) & (t <= now)
+    t, v = t[keep], np.maximum(v[keep], 0.0)
+    if v.size < 3:
+        return None
+    sigmas = math.sqrt(1.0 / exceedance - 1.0)
+    mean, std, peak = float(v.mean()), float(v.std(ddof=1)), float(v.max())
+    return BurstEnvelope(
+        level=min(mean + sigmas * std, peak),
+        mean=mean,
+        std=std,
+        peak=peak,
+        sigmas=sigmas,
+        exceedance=exceedance,
+        samples=int(v.size),
+        span_seconds=float(now - t.min()),
+        window_seconds=float(window_seconds),
+    )
+
+
 def _forecast_peak(forecast: Forecast, *, now: float, until: float) -> tuple[float, float] | None:
     ts = forecast.timestamps
     window = (ts > now) & (ts <= until)
@@ -343,6 +427,33 @@ def _forecast_peak(forecast: Forecast, *, now: float, until: float) -> tuple[flo
     return float(np.max(forecast.upper[window])), float(np.max(forecast.point[window]))
 
 
+def _envelope(
+    *,
+    spec: ScalingSpec,
+    now: float,
+    recent_load: tuple[npt.ArrayLike, npt.ArrayLike] | None,
+) -> tuple[BurstEnvelope | None, str]:
+    """The burst envelope to provision, or None and why not ("" when it is switched off)."""
+    if spec.burst_exceedance is None:
+        return None, ""
+    if recent_load is None:
+        return None, "no recent load for a burst envelope"
+    envelope = burst_envelope(
+        recent_load[0],
+        recent_load[1],
+        now=now,
+        window_seconds=spec.burst_window_seconds,
+        exceedance=spec.burst_exceedance,
+    )
+    have = 0.0 if envelope is None else envelope.span_seconds
+    if envelope is None or have < spec.burst_min_history_seconds:
+        return None, (
+            f"recent load spans {have:.0f}s < {spec.burst_min_history_seconds:.0f}s "
+            "for a burst envelope"
+        )
+    return envelope, ""
+
+
 def _trust_forecast(
     *,
     spec: ScalingSpec,
@@ -352,20 +463,19 @@ def _trust_forecast(
 ) -> tuple[str, str] | None:
     """None when the forecast may be used, else (reason, message) for the fallback."""
     if forecast is None:
-        return "NoForecast", "no forecast given; scaling on current load"
+        return "NoForecast", "no forecast given"
     if history_seconds is None or history_seconds < spec.min_history_seconds:
         have = 0.0 if history_seconds is None else history_seconds
         return (
             "HistoryTooShort",
-            f"history {have:.0f}s < {spec.min_history_seconds:.0f}s; scaling on current load",
+            f"history {have:.0f}s < {spec.min_history_seconds:.0f}s",
         )
     if forecast_smape is None or not math.isfinite(forecast_smape):
-        return "ForecastErrorUnknown", "forecast error not measured; scaling on current load"
+        return "ForecastErrorUnknown", "forecast error not measured"
     if forecast_smape > spec.max_forecast_smape:
         return (
             "ForecastErrorTooHigh",
-            f"forecast sMAPE {forecast_smape:.1f}% > {spec.max_forecast_smape:.1f}%; "
-            "scaling on current load",
+            f"forecast sMAPE {forecast_smape:.1f}% > {spec.max_forecast_smape:.1f}%",
         )
     return None
 
@@ -426,6 +536,7 @@ def decide(
     forecast: Forecast | None = None,
     forecast_smape: float | None = None,
     history_seconds: float | None = None,
+    recent_load: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> ScalingDecision:
     """Desired instances at `now` (seconds), with the reason, the evidence and the new state.
 
@@ -434,13 +545,22 @@ def decide(
     divided by `target_per_instance`; kept at the current count within the tolerance), then
     the stabilization windows, then the Pods / Percent rate limits, then the bounds (min
     raised by active schedules). Pass `state` from the previous decision.
+
+    `recent_load` is `(timestamps, values)` of the same metric as `current_load` (what the
+    controller fits its forecaster on). When the forecast is not trusted and it covers
+    `burst_min_history_seconds`, the burst envelope replaces the forecast (mode "envelope");
+    otherwise an untrusted forecast means plain reactive scaling (mode "reactive"). Either
+    way `fallback` names why the forecast was not used.
     """
     fresh = state is None or not state.recommendations
     state = _prune(
         state or ScalingState(),
         now=now,
         behavior=spec.behavior,
-        extra_window=spec.predictive_scale_down_window_seconds or 0,
+        extra_window=max(
+            spec.predictive_scale_down_window_seconds or 0,
+            spec.burst_scale_down_window_seconds or 0,
+        ),
     )
     current = max(0, int(current_instances))
     load = max(0.0, float(current_load))
@@ -460,7 +580,7 @@ def decide(
         if peak is None:
             fallback = (
                 "ForecastDoesNotCoverLeadTime",
-                "forecast does not reach start-up lead time + horizon; scaling on current load",
+                "forecast does not reach start-up lead time + horizon",
             )
         else:
             upper, point = peak
@@ -476,7 +596,38 @@ def decide(
             )
             if needed > load:
                 demand, source = needed, "ForecastPeak"
+    if forecast_smape is not None and math.isfinite(forecast_smape):
+        evidence["forecastSmape"] = float(forecast_smape)
     mode = "reactive" if fallback is not None else "predictive"
+    instead = "scaling on current load"
+    if fallback is not None:
+        envelope, why_not = _envelope(spec=spec, now=now, recent_load=recent_load)
+        if envelope is None:
+            instead += f" ({why_not})" if why_not else ""
+        else:
+            mode = "envelope"
+            needed = envelope.level
+            if spec.capacity_per_instance is not None:
+                needed = envelope.level * target / spec.capacity_per_instance
+            evidence.update(
+                burstLevel=envelope.level,
+                burstMean=envelope.mean,
+                burstStd=envelope.std,
+                burstPeak=envelope.peak,
+                burstSigmas=envelope.sigmas,
+                burstExceedance=envelope.exceedance,
+                burstSamples=float(envelope.samples),
+                burstWindowSeconds=envelope.window_seconds,
+                burstDemand=needed,
+            )
+            instead = (
+                f"provisioning the burst envelope min(mean {envelope.mean:.4g} + "
+                f"{envelope.sigmas:.2f} x sd {envelope.std:.4g}, peak {envelope.peak:.4g}) "
+                f"= {envelope.level:.4g} over the last {envelope.span_seconds:.0f}s, "
+                f"exceeded at most {envelope.exceedance:.0%} of the time"
+            )
+            if needed > load:
+                demand, source = needed, "BurstEnvelope"
     evidence["demand"] = demand
     within, ratio = _within_tolerance(demand=demand, current=current, spec=spec)
     evidence["ratio"] = ratio
@@ -489,6 +640,12 @@ def decide(
         down = replace(
             behavior.scale_down,
             stabilization_window_seconds=spec.predictive_scale_down_window_seconds,
+        )
+        behavior = replace(behavior, scale_down=down)
+    if mode == "envelope" and spec.burst_scale_down_window_seconds is not None:
+        down = replace(
+            behavior.scale_down,
+            stabilization_window_seconds=spec.burst_scale_down_window_seconds,
         )
         behavior = replace(behavior, scale_down=down)
     evidence["scaleDownWindowSeconds"] = float(behavior.scale_down.stabilization_window_seconds)
@@ -551,7 +708,7 @@ def decide(
         f"stabilized {stabilized}, desired {desired} (was {current}); {reason}"
     )
     if fallback is not None:
-        message += f"; {fallback[1]}"
+        message += f"; {fallback[1]}; {instead}"
     return ScalingDecision(
         desired=desired,
         mode=mode,

@@ -19,6 +19,7 @@ from intelligence.scaling import (
     ScalingSpec,
     ScalingState,
     SelectPolicy,
+    burst_envelope,
     decide,
 )
 
@@ -423,3 +424,181 @@ def test_predictive_scale_down_window_applies_only_while_forecast_is_trusted():
     assert untrusted.mode == "reactive"
     assert untrusted.desired == 10
     assert untrusted.reason == "ScaleDownStabilized"
+
+
+# --- burst envelope: the fallback when the forecast is not trusted ----------------------------
+
+
+def bursty_history(*, seconds: float = 1800.0, step: float = 15.0, seed: int = 7):
+    """Mostly idle load with bursts of 1000-3000 about one sample in eight."""
+    rng = np.random.default_rng(seed)
+    t = NOW - seconds + step * np.arange(1, int(seconds / step) + 1)
+    v = np.where(rng.random(t.size) < 0.125, rng.uniform(1000, 3000, t.size), 50.0)
+    return t, v
+
+
+def test_burst_envelope_is_mean_plus_cantelli_sigmas_capped_at_the_peak():
+    t, v = bursty_history()
+    env = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1)
+    assert env is not None
+    assert env.sigmas == pytest.approx(3.0)  # sqrt(1 / 0.1 - 1)
+    assert env.level == pytest.approx(min(v.mean() + 3.0 * v.std(ddof=1), v.max()))
+    assert env.samples == v.size
+    assert env.span_seconds == pytest.approx(NOW - t[0])
+    # a smooth series: mean + 3 sd is above anything seen, so the peak is the envelope
+    smooth = burst_envelope(
+        t, 500.0 + np.arange(t.size), now=NOW, window_seconds=3600, exceedance=0.1
+    )
+    assert smooth is not None
+    assert smooth.level == pytest.approx(500.0 + t.size - 1)
+
+
+def test_burst_envelope_looks_only_at_its_window_and_needs_three_samples():
+    t, v = bursty_history()
+    env = burst_envelope(t, v, now=NOW, window_seconds=300, exceedance=0.1)
+    assert env is not None
+    assert env.samples == 20  # 300 s of 15 s samples
+    assert env.span_seconds <= 300
+    assert burst_envelope(t[:2], v[:2], now=NOW, window_seconds=3600, exceedance=0.1) is None
+    future = burst_envelope(t + 10_000, v, now=NOW, window_seconds=3600, exceedance=0.1)
+    assert future is None  # samples after `now` are not history
+    with pytest.raises(ValueError, match="exceedance"):
+        burst_envelope(t, v, now=NOW, window_seconds=300, exceedance=1.0)
+
+
+BURST_SPEC = {
+    "target_per_instance": 100.0,
+    "capacity_per_instance": 150.0,
+    "behavior": NO_WINDOWS,
+    "startup_seconds": 30,
+    "horizon_seconds": 15,
+}
+
+
+def test_untrusted_forecast_with_recent_load_provisions_the_burst_envelope():
+    t, v = bursty_history()
+    d = decide(
+        now=NOW,
+        current_instances=10,
+        current_load=50.0,
+        spec=spec(**BURST_SPEC),
+        forecast=ramp_forecast(NOW + 15, peak=400.0),
+        forecast_smape=80.0,
+        history_seconds=3600,
+        recent_load=(t, v),
+    )
+    env = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1)
+    assert env is not None
+    assert d.mode == "envelope"
+    assert d.fallback == "ForecastErrorTooHigh"
+    assert d.reason == "BurstEnvelope"
+    # an upper bound, so it only has to fit under capacity, like the forecast's upper quantile
+    assert d.evidence["burstDemand"] == pytest.approx(env.level * 100.0 / 150.0)
+    assert d.desired == math.ceil(env.level / 150.0 - 1e-9)
+    assert d.desired > 10
+    assert d.evidence["burstSigmas"] == pytest.approx(3.0)
+    assert d.evidence["forecastSmape"] == 80.0
+    assert "forecast sMAPE 80.0% > 30.0%" in d.message
+    assert "burst envelope" in d.message
+    assert "at most 10% of the time" in d.message
+
+
+def test_current_load_above_the_envelope_still_wins():
+    t, v = bursty_history()
+    d = decide(
+        now=NOW,
+        current_instances=40,
+        current_load=5000.0,
+        spec=spec(**BURST_SPEC),
+        recent_load=(t, v),
+    )
+    assert d.mode == "envelope"
+    assert d.fallback == "NoForecast"
+    assert d.reason == "CurrentLoad"
+    assert d.desired == 50
+
+
+def test_trusted_forecast_ignores_the_envelope():
+    t, v = bursty_history()
+    d = decide(
+        now=NOW,
+        current_instances=4,
+        current_load=400.0,
+        spec=spec(**BURST_SPEC),
+        forecast=ramp_forecast(NOW + 15, peak=400.0),
+        forecast_smape=5.0,
+        history_seconds=3600,
+        recent_load=(t, v),
+    )
+    assert d.mode == "predictive"
+    assert "burstLevel" not in d.evidence
+    assert d.desired == 4
+
+
+@pytest.mark.parametrize(
+    ("kw", "why"),
+    [
+        ({"recent_load": None}, "no recent load for a burst envelope"),
+        ({"recent_load": bursty_history(seconds=120)}, "recent load spans 105s < 300s"),
+        ({"burst_exceedance": None}, None),
+    ],
+)
+def test_without_a_usable_envelope_the_fallback_is_reactive_and_says_why(kw, why):
+    recent = kw.pop("recent_load", bursty_history())
+    d = decide(
+        now=NOW,
+        current_instances=4,
+        current_load=400.0,
+        spec=spec(**BURST_SPEC, **kw),
+        forecast=ramp_forecast(NOW + 15, peak=5000.0),
+        forecast_smape=60.0,
+        history_seconds=3600,
+        recent_load=recent,
+    )
+    assert d.mode == "reactive"
+    assert d.fallback == "ForecastErrorTooHigh"
+    assert d.desired == 4
+    assert "scaling on current load" in d.message
+    if why:
+        assert why in d.message
+
+
+def test_burst_scale_down_window_applies_only_while_the_envelope_provisions():
+    t, _ = bursty_history()
+    s = spec(target_per_instance=100.0, burst_scale_down_window_seconds=60)  # default 300 s
+    first = decide(now=NOW, current_instances=10, current_load=1000.0, spec=s)
+    calm = (t, np.full(t.size, 100.0))
+    kw = {"current_instances": 10, "current_load": 100.0, "spec": s}
+    enveloped = decide(now=NOW + 90, state=first.state, recent_load=calm, **kw)
+    assert enveloped.mode == "envelope"
+    assert enveloped.evidence["scaleDownWindowSeconds"] == 60
+    assert enveloped.desired == 1  # the 1000-load recommendation is older than 60 s
+    reactive = decide(now=NOW + 90, state=first.state, **kw)
+    assert reactive.mode == "reactive"
+    assert reactive.evidence["scaleDownWindowSeconds"] == 300
+    assert reactive.desired == 10
+    assert reactive.reason == "ScaleDownStabilized"
+
+
+def test_burst_envelope_respects_the_bounds():
+    t, v = bursty_history()
+    s = spec(**{**BURST_SPEC, "max_instances": 6})
+    d = decide(now=NOW, current_instances=5, current_load=50.0, spec=s, recent_load=(t, v))
+    assert d.desired == 6
+    assert d.reason == "TooManyReplicas"
+    low = (t, np.zeros(t.size))
+    d = decide(
+        now=NOW,
+        current_instances=5,
+        current_load=0.0,
+        spec=spec(min_instances=3, behavior=NO_WINDOWS),
+        recent_load=low,
+    )
+    assert d.desired == 3
+
+
+def test_burst_spec_is_validated():
+    with pytest.raises(ValueError, match="burst_exceedance"):
+        spec(burst_exceedance=0.0)
+    with pytest.raises(ValueError, match="burst_window_seconds"):
+        spec(burst_window_seconds=0.0)

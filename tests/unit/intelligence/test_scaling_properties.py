@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from intelligence.scaling import (
     ScalingSpec,
     ScalingState,
     SelectPolicy,
+    burst_envelope,
     decide,
 )
 
@@ -100,3 +102,58 @@ def test_decisions_are_deterministic_given_the_state(scenario) -> None:
     b = decide(now=5e6, current_instances=current, current_load=loads[0], spec=spec)
     assert a == b
     assert a.evidence["desired"] == a.desired
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(), st.sampled_from([5, 15, 45]), st.data())
+def test_envelope_mode_stays_within_bounds_and_policies(scenario, interval, data) -> None:
+    spec, current, loads = scenario
+    spec = replace(spec, burst_scale_down_window_seconds=data.draw(st.sampled_from([None, 0, 60])))
+    past = data.draw(st.lists(st.floats(0, 5000, allow_nan=False), min_size=0, max_size=60))
+    t0 = 1_000_000.0
+    times = [t0 - 15.0 * (len(past) - i) for i in range(len(past))]
+    state = ScalingState()
+    history: list[tuple[float, int]] = [(-math.inf, current)]
+    for i, load in enumerate(loads):
+        now = t0 + i * interval
+        times.append(now)
+        past.append(load)
+        d = decide(
+            now=now,
+            current_instances=current,
+            current_load=load,
+            spec=spec,
+            state=state,
+            recent_load=(times, past),
+        )
+        assert spec.min_instances <= d.desired <= spec.max_instances
+        periods = {
+            p.period_seconds
+            for p in spec.behavior.scale_up.policies + spec.behavior.scale_down.policies
+        }
+        start_of = {period: [r for t, r in history if t <= now - period][-1] for period in periods}
+        if d.desired > current:
+            assert d.desired <= max(current, _limit(spec.behavior.scale_up, start_of, up=True))
+        if d.desired < current:
+            assert d.desired >= min(current, _limit(spec.behavior.scale_down, start_of, up=False))
+        if d.mode == "envelope":
+            assert d.fallback == "NoForecast"
+            assert d.evidence["burstLevel"] <= max(past) + 1e-9
+        if d.desired != current:
+            history.append((now, d.desired))
+        state, current = d.state, d.desired
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0, 1e6, allow_nan=False), min_size=3, max_size=300),
+    st.sampled_from([0.01, 0.05, 0.1, 0.25, 0.5]),
+)
+def test_burst_envelope_is_exceeded_at_most_its_share_of_the_time(values, exceedance) -> None:
+    """Cantelli's bound holds for the samples' own distribution, whatever its shape."""
+    t = [float(i) for i in range(len(values))]
+    env = burst_envelope(t, values, now=t[-1], window_seconds=1e9, exceedance=exceedance)
+    assert env is not None
+    above = sum(1 for v in values if v > env.level * (1 + 1e-9) + 1e-9)
+    assert above <= exceedance * len(values) + 1e-9
+    assert min(values) - 1e-6 <= env.level <= max(values)
