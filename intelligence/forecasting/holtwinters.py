@@ -33,6 +33,75 @@ _BETAS = (0.0, 0.01, 0.05)
 _GAMMAS = (0.05, 0.2, 0.5)
 
 
+def _filter(
+    y: FloatArray,
+    *,
+    m: int,
+    first: int,
+    params: tuple[FloatArray, FloatArray, FloatArray, float],
+    state: tuple[FloatArray, FloatArray, FloatArray],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Run the Holt-Winters recursions over `y[first:]` for every parameter set at once.
+
+    Returns the one-step errors and, after each step, the level, the trend and the seasonal
+    value just updated (each `(steps, k)`); `state` (level `(k,)`, trend `(k,)`, season
+    `(m, k)`) is updated in place to the end of the series. Works a block of at most one
+    season at a time: inside a block no seasonal value is used after it is updated, so the
+    (level, trend) recursion is a linear filter of `u = y - season` with the impulse
+    response of its 2x2 transition matrix, and a block costs a few array operations instead
+    of a few per step.
+    """
+    alpha, beta, gamma, phi = params
+    lvl, trd, sea = state
+    k = alpha.size
+    steps = max(0, y.size - first)
+    block = min(m, 96) if m >= 2 else 64
+    block = max(1, min(block, steps))
+    # (level, trend) -> (level, trend) after one step with input u: x' = F x + G u, where
+    # base = c . x = level + phi * trend is the one-step forecast before the season.
+    f = np.empty((k, 2, 2))
+    f[:, 0, 0] = 1.0 - alpha
+    f[:, 0, 1] = (1.0 - alpha) * phi
+    f[:, 1, 0] = -beta
+    f[:, 1, 1] = phi * (1.0 - beta)
+    g = np.stack([alpha, beta], axis=1)
+    reach = np.empty((block, k, 2))  # reach[i] = c F^i: how the state i steps back shows in base
+    reach[0] = (1.0, phi)
+    for i in range(1, block):
+        reach[i] = np.einsum("kj,kji->ki", reach[i - 1], f)
+    impulse = np.einsum("bkj,kj->kb", reach, g)  # impulse[:, d - 1]: input d steps back
+    rows, cols = np.tril_indices(block, -1)
+    toeplitz = np.zeros((k, block, block))
+    toeplitz[:, rows, cols] = impulse[:, rows - cols - 1]
+    errors = np.empty((steps, k))
+    levels = np.empty((steps, k))
+    trends = np.empty((steps, k))
+    seasons = np.empty((steps, k))
+    for start in range(0, steps, block):
+        n = min(block, steps - start)
+        t = first + start + np.arange(n)
+        phase = t % m
+        u = y[t][:, None] - sea[phase]
+        x0 = np.stack([lvl, trd], axis=1)
+        base = np.einsum("nkj,kj->nk", reach[:n], x0)
+        base += np.matmul(toeplitz[:, :n, :n], u.T[:, :, None])[:, :, 0].T
+        e = u - base
+        out = slice(start, start + n)
+        errors[out] = e
+        levels[out] = base + alpha * e
+        before = np.concatenate([lvl[None, :], levels[out][:-1]])  # level before each step
+        trends[out] = (base - before) + beta * e  # phi * trend = base - level
+        if m >= 2:
+            sea[phase] += gamma * e
+            seasons[out] = sea[phase]
+        else:
+            seasons[out] = sea[0]
+        lvl, trd = levels[start + n - 1].copy(), trends[start + n - 1].copy()
+    state[0][:] = lvl
+    state[1][:] = trd
+    return errors, levels, trends, seasons
+
+
 class HoltWinters:
     """Additive Holt-Winters with a damped trend.
 
@@ -135,26 +204,28 @@ class HoltWinters:
         lvl = np.full(k, level0)
         trd = np.full(k, trend0)
         sea = np.tile(season0[:, None], (1, k))  # (m, k): one row per phase
-        errors = np.empty((y.size - first, k))
+        steps = y.size - first
+        # the state after every step, so the `lead`-step-ahead errors are scored vectorised
+        errors, levels, trends, seasons = _filter(
+            y, m=m, first=first, params=(alpha, beta, gamma, phi), state=(lvl, trd, sea)
+        )
         # Parameters are chosen on one-step AND `lead`-step errors: one-step error alone
         # favours a large alpha that chases noise and forecasts badly a few steps out.
         lead = max(2, m // 4) if seasonal else 4
-        ahead = np.full((lead, k), np.nan)  # ring buffer of forecasts made `lead` steps ago
-        damp_lead = float(np.sum(phi ** np.arange(1, lead + 1)))
         far_sse = np.zeros(k)
-        for i, t in enumerate(range(first, y.size)):
-            j = t % m
-            s = sea[j]
-            base = lvl + phi * trd
-            e = y[t] - (base + s)
-            errors[i] = e
-            slot = t % lead
-            if i >= lead:
-                far_sse += (y[t] - ahead[slot]) ** 2
-            lvl = base + alpha * e
-            trd = phi * trd + beta * e
-            sea[j] = s + gamma * e
-            ahead[slot] = lvl + damp_lead * trd + sea[(t + lead) % m]
+        if steps > lead:
+            origin = np.arange(steps - lead)  # the step each `lead`-ahead forecast is made at
+            # the seasonal value for phase (t + lead) % m as of step t: last updated m - lead
+            # steps earlier (or at t itself when lead is a multiple of m), else still initial
+            back = lead % m - m if lead % m else 0
+            src = origin + back
+            phase = (first + origin + lead) % m
+            season_term = np.where(
+                (src >= 0)[:, None], seasons[np.maximum(src, 0)], season0[phase][:, None]
+            )
+            damp_lead = float(np.sum(phi ** np.arange(1, lead + 1)))
+            ahead = levels[origin] + damp_lead * trends[origin] + season_term
+            far_sse = np.sum((y[first + origin + lead][:, None] - ahead) ** 2, axis=0)
         burn = min(errors.shape[0] // 4, m)
         sse = np.sum(errors[burn:] ** 2, axis=0) if errors.shape[0] > burn else np.zeros(k)
         sse = sse + far_sse

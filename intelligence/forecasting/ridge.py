@@ -74,7 +74,7 @@ class RidgeSeasonal:
         self, t_idx: FloatArray, history: FloatArray, rows: npt.NDArray[np.int64]
     ) -> FloatArray:
         n_cols = 1 + sum(2 * k for _, k in self._fourier) + len(self._lag_list)
-        x = np.empty((t_idx.size, n_cols), dtype=np.float64)
+        x = np.empty((t_idx.size, n_cols), dtype=np.float64, order="F")  # columns contiguous
         x[:, 0] = t_idx / self._n_trend
         col = 1
         for m, k in self._fourier:
@@ -126,16 +126,18 @@ class RidgeSeasonal:
         else:
             x = self._design(rows.astype(np.float64), y, rows)
             self._mean_x = x.mean(axis=0)
-            sd = x.std(axis=0)
+            x -= self._mean_x  # centred in place; standardised through the Gram matrix below
+            cross = x.T @ x
+            sd = np.sqrt(np.maximum(np.diag(cross), 0.0) / rows.size)
             self._scale_x = np.where(sd > 0, sd, 1.0)
-            xs = (x - self._mean_x) / self._scale_x
+            inv = 1.0 / self._scale_x
             target = y[rows]
             self._mean_y = float(target.mean())
-            gram = xs.T @ xs + self.penalty * np.eye(xs.shape[1])
-            self._coef = np.asarray(
-                np.linalg.solve(gram, xs.T @ (target - self._mean_y)), dtype=np.float64
-            )
-            self._resid = target - (self._mean_y + xs @ self._coef)
+            centred = target - self._mean_y
+            # (X D^-1)^T (X D^-1) + lambda I on standardised features, without forming X D^-1
+            gram = cross * np.outer(inv, inv) + self.penalty * np.eye(inv.size)
+            self._coef = np.asarray(np.linalg.solve(gram, (x.T @ centred) * inv), dtype=np.float64)
+            self._resid = centred - x @ (self._coef * inv)
         self._series = series
         self.notes = tuple(notes)
         return self
