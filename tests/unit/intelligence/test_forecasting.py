@@ -158,3 +158,44 @@ def test_error_measures_on_known_values() -> None:
     assert naive_scale(hist, period=2) == 0.0
     assert naive_scale(hist, period=1) == 1.0
     assert mase(a, p, scale=10.0) == pytest.approx(1.0)
+
+
+def _reference_filter(y, *, m, first, params, state):
+    """The Holt-Winters recursions one step at a time (what the block filter must equal)."""
+    alpha, beta, gamma, phi = params
+    lvl, trd, sea = (a.copy() for a in state)
+    rows = []
+    for t in range(first, y.size):
+        j = t % m
+        base = lvl + phi * trd
+        e = y[t] - (base + sea[j])
+        lvl, trd = base + alpha * e, phi * trd + beta * e
+        sea[j] = sea[j] + gamma * e
+        rows.append((e, lvl, trd, sea[j].copy()))
+    return [np.array([r[i] for r in rows]) for i in range(4)], (lvl, trd, sea)
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "phi"),
+    [(700, 96, 1.0), (700, 96, 0.98), (250, 24, 0.9), (130, 1, 1.0), (9, 4, 1.0), (3, 1, 1.0)],
+)
+def test_holt_winters_block_filter_equals_the_step_by_step_recursions(n, m, phi) -> None:
+    from intelligence.forecasting.holtwinters import _filter
+
+    rng = np.random.default_rng(n + m)
+    y = 50 + 10 * np.sin(np.arange(n) * 2 * np.pi / max(m, 2)) + rng.gamma(2.0, 3.0, n)
+    grid = np.meshgrid((0.05, 0.5, 0.8), (0.0, 0.05), (0.05, 0.5) if m > 1 else (0.0,))
+    alpha, beta, gamma = (g.ravel() for g in grid)
+    k = alpha.size
+    first = m if m > 1 else 1
+    season0 = y[:m] - y[:m].mean() if m > 1 else np.zeros(1)
+    start = (np.full(k, y[:first].mean()), np.zeros(k), np.tile(season0[:, None], (1, k)))
+    expected, (lvl, trd, sea) = _reference_filter(
+        y, m=m, first=first, params=(alpha, beta, gamma, phi), state=start
+    )
+    state = tuple(a.copy() for a in start)
+    got = _filter(y, m=m, first=first, params=(alpha, beta, gamma, phi), state=state)
+    for g, want in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g.reshape(want.shape), want, rtol=1e-9, atol=1e-9)
+    for g, want in zip(state, (lvl, trd, sea), strict=True):
+        np.testing.assert_allclose(g, want, rtol=1e-9, atol=1e-9)
