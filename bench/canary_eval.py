@@ -21,10 +21,23 @@ Regressions are injected into the canary only. Error rate: ``+Npp`` is absolute 
 rate is the baseline's plus N percentage points), ``+20%rel`` is relative (baseline x 1.2; not
 run on the zero-error baseline, where it is no change). Latency: every canary request is slower
 by the factor, so its p95 (and every other quantile) rises by it. Saturation: the canary's gauge
-is scaled. Healthy controls inject nothing. The judge runs after each 5-minute analysis interval
-on all samples so far (3 intervals). Reported: recall per regression and size within 1, 2, 3
-intervals, by traffic share, false failures on healthy pairs (Failed at any interval), mean
-intervals to detection, and the time to judge one metric.
+is scaled. ``latency_tail`` (drawn after the others from its own random stream, so every other
+scenario is what it was before this family existed): only the canary's requests slower than the
+window's p90 are slower by the factor, so its p95 rises by it and its median not at all (a slow
+path). Healthy controls inject nothing.
+
+The judge runs after each 5-minute analysis interval on all samples so far (3 looks). Its level:
+1% false failures for the whole run (the issue's target), split evenly over the 3 metrics
+(``alpha`` 0.0033 each) and over the looks by Pocock-like alpha spending. The judge must be able
+to show +25% on latency and +20pp on errors at 99% power (``detectable``), else the metric is
+Underpowered and the run Inconclusive, with the MDE in its evidence.
+
+Reported: recall per regression and size within 1, 2, 3 intervals, overall and by traffic share,
+mean intervals to detection; "powered": the share of runs whose MDE (the judge's own, at look 2)
+was at most the injected regression, and the recall within 2 intervals among those; MDE on
+healthy pairs by share; false failures on healthy pairs (Failed at any look) with the metric
+that failed; Successful / Inconclusive (underpowered or not) after the last look; the time to
+judge one metric.
 
 Run from the repository root::
 
@@ -38,7 +51,6 @@ import argparse
 import csv
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +61,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from intelligence.canary import (  # noqa: E402
+    CanaryJudgement,
     JudgeConfig,
     MetricConfig,
+    MetricResult,
     Outcome,
     judge,
     judge_metric,
@@ -64,7 +78,13 @@ SHARES = (0.02, 0.1, 0.5)
 BASE_ERRORS = (0.0, 0.01, 0.03)
 HEALTHY_REPS = 24
 REGRESSION_REPS = 6
-CONFIG = JudgeConfig()
+RUN_ALPHA = 0.01  # the issue's "at most 1% false failures", over 3 metrics and 3 looks
+POWER = 0.99  # the issue's "99% recall"
+CONFIG = JudgeConfig(
+    alpha=RUN_ALPHA / 3, looks=INTERVALS, spending="pocock", power=POWER, tail_weight=0.2
+)
+TARGET_ERROR_PP = 0.20
+TARGET_LATENCY = 0.25
 
 METRICS = [
     MetricConfig(
@@ -73,8 +93,10 @@ METRICS = [
         critical=True,
         tolerance=0.2,
         absolute_tolerance=0.01,
+        detectable_absolute=TARGET_ERROR_PP,
     ),
-    MetricConfig("latency", tolerance=0.1, series=False),  # one sample per request
+    # one sample per request
+    MetricConfig("latency", tolerance=0.1, series=False, detectable=TARGET_LATENCY),
     MetricConfig("saturation", tolerance=0.1),
 ]
 LEGACY_METRICS = [
@@ -95,6 +117,12 @@ REGRESSIONS: list[tuple[str, str, float]] = [
     ("saturation", "+10%", 0.10),
     ("saturation", "+25%", 0.25),
     ("saturation", "+50%", 0.50),
+]
+# Drawn after the others, from their own random stream, so that adding them left every other
+# scenario exactly as it was.
+TAIL_REGRESSIONS: list[tuple[str, str, float]] = [
+    ("latency_tail", "+25%", 0.25),
+    ("latency_tail", "+50%", 0.50),
 ]
 MEANING = {
     "+2pp": "absolute: canary = baseline + 0.02 (0%->2%, 1%->3%, 3%->5%)",
@@ -171,8 +199,8 @@ def scenario(
     size: float,
     rng: np.random.Generator,
     legacy: bool,
-) -> list[Outcome]:
-    """Run one stable/canary scenario; the judge's outcome after each interval."""
+) -> list[CanaryJudgement]:
+    """Run one stable/canary scenario; the judgement after each interval."""
     n_buckets = INTERVAL_BUCKETS * INTERVALS
     end = start + n_buckets * BUCKET_S
     sel = (trace.t >= start) & (trace.t < end)
@@ -187,6 +215,9 @@ def scenario(
     p_err = np.full(n, base_error)
     if metric == "latency_p95":
         latency = np.where(canary, latency * (1.0 + size), latency)
+    if metric == "latency_tail" and n:
+        slow = latency > np.quantile(latency, 0.9)
+        latency = np.where(canary & slow, latency * (1.0 + size), latency)
     if metric == "error_rate":
         bumped = base_error * (1.0 - size) if size < 0 else base_error + size
         p_err = np.where(canary, bumped, p_err)
@@ -229,7 +260,8 @@ def scenario(
             for m, v in cur.items():
                 samples.setdefault(m, []).append(v)
         pairs = {m: (v[0], v[1]) for m, v in samples.items()}
-        outcomes.append(judge(pairs, LEGACY_METRICS if legacy else METRICS, config=CONFIG).outcome)
+        metrics = LEGACY_METRICS if legacy else METRICS
+        outcomes.append(judge(pairs, metrics, config=CONFIG, look=k))
     return outcomes
 
 
@@ -250,11 +282,11 @@ def timing() -> list[tuple[str, float]]:
     cases.append(("proportion, 30 vs 30 count rows", counts, counts[::-1], METRICS[0]))
     out = []
     for label, s, c, m in cases:
-        judge_metric(s, c, m)  # type: ignore[arg-type]
+        judge_metric(s, c, m, config=CONFIG)  # type: ignore[arg-type]
         reps = 200
         t0 = time.perf_counter()
         for _ in range(reps):
-            judge_metric(s, c, m)  # type: ignore[arg-type]
+            judge_metric(s, c, m, config=CONFIG)  # type: ignore[arg-type]
         out.append((label, (time.perf_counter() - t0) / reps * 1e3))
     return out
 
@@ -264,104 +296,227 @@ def first_failure(outcomes: list[Outcome]) -> int | None:
     return next((k + 1 for k, o in enumerate(outcomes) if o == Outcome.FAILED), None)
 
 
+@dataclass
+class Run:
+    """One scenario and the judgement after each interval."""
+
+    trace: str
+    share: float
+    base: float
+    metric: str
+    label: str
+    size: float
+    judgements: list[CanaryJudgement]
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        return [j.outcome for j in self.judgements]
+
+    @property
+    def first(self) -> int | None:
+        return first_failure(self.outcomes)
+
+    def injected(self, look: int) -> MetricResult:
+        """The judge's result, at ``look``, for the metric the regression was injected in."""
+        name = {"latency_p95": "latency", "latency_tail": "latency"}.get(self.metric, self.metric)
+        return self.judgements[look - 1].metric(name)
+
+    def powered(self, look: int = 2) -> bool | None:
+        """Whether the judge's own MDE at ``look`` was at most the injected regression.
+
+        ``None`` where the MDE does not describe the regression: healthy pairs, and tail-only
+        latency regressions (the MDE is that of a shift of every request).
+        """
+        if self.metric in ("healthy", "latency_tail"):
+            return None
+        m = self.injected(look)
+        if self.metric == "error_rate":
+            target = self.base * -self.size if self.size < 0 else self.size
+            return bool(m.mde <= target)
+        return bool(m.mde_relative <= self.size)
+
+
+def recall(runs: list[Run], within: int) -> float:
+    return float(np.mean([r.first is not None and r.first <= within for r in runs]))
+
+
+def pct(x: float) -> str:
+    return "     -" if np.isnan(x) else f"{x:6.1%}"
+
+
+def run_all(legacy: bool) -> list[Run]:
+    """Every scenario, in a fixed order from fixed seeds."""
+    traces = load_traces()
+    span = INTERVAL_BUCKETS * INTERVALS * BUCKET_S
+    runs: list[Run] = []
+    for families, seed in ((REGRESSIONS, 20231116), (TAIL_REGRESSIONS, 20231117)):
+        rng = np.random.default_rng(seed)
+        for trace in traces:
+            for share in SHARES:
+                for base in BASE_ERRORS:
+                    for metric, label, size in families:
+                        if label == "+20%rel" and base == 0.0:
+                            continue  # +20% of zero is zero
+                        reps = HEALTHY_REPS if metric == "healthy" else REGRESSION_REPS
+                        for _ in range(reps):
+                            start = float(rng.uniform(0.0, trace.t[-1] - span))
+                            res = scenario(
+                                trace,
+                                start=start,
+                                share=share,
+                                base_error=base,
+                                metric=metric,
+                                size=size,
+                                rng=rng,
+                                legacy=legacy,
+                            )
+                            runs.append(Run(trace.name, share, base, metric, label, size, res))
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the scenarios, judge them and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--legacy", action="store_true", help="per-bucket p95 / ratio inputs")
     args = parser.parse_args(argv)
-    traces = load_traces()
-    rng = np.random.default_rng(20231116)
-    span = INTERVAL_BUCKETS * INTERVALS * BUCKET_S
-    results: dict[tuple[str, str], list[list[Outcome]]] = defaultdict(list)
     t0 = time.perf_counter()
-    for trace in traces:
-        for share in SHARES:
-            for base in BASE_ERRORS:
-                for metric, label, size in REGRESSIONS:
-                    if label == "+20%rel" and base == 0.0:
-                        continue  # +20% of zero is zero
-                    reps = HEALTHY_REPS if metric == "healthy" else REGRESSION_REPS
-                    for _ in range(reps):
-                        start = float(rng.uniform(0.0, trace.t[-1] - span))
-                        res = scenario(
-                            trace,
-                            start=start,
-                            share=share,
-                            base_error=base,
-                            metric=metric,
-                            size=size,
-                            rng=rng,
-                            legacy=args.legacy,
-                        )
-                        results[(metric, label)].append(res)
-                        results[(f"{metric}@share={share}", label)].append(res)
-                        results[(f"{metric}@{trace.name}@share={share}", label)].append(res)
+    runs = run_all(args.legacy)
     elapsed = time.perf_counter() - t0
-    total = sum(len(v) for k, v in results.items() if "@" not in k[0])
     inputs = (
         "legacy inputs: per-bucket p95 latency and error ratio"
         if args.legacy
         else "per-request latencies, (errors, requests) counts per bucket"
     )
-    print(f"Canary judge on {total} stable/canary scenarios from real Azure LLM traces")
-    print(f"({inputs}; alpha {CONFIG.alpha} per metric and look;")
+    print(f"Canary judge on {len(runs)} stable/canary scenarios from real Azure LLM traces")
+    print(f"({inputs}; 5-minute intervals, judged after each of {INTERVALS} on all samples so far;")
     print(
-        f" 5-minute intervals, judged after each of {INTERVALS} intervals on all samples so far)\n"
+        f" alpha {CONFIG.alpha:.4f} per metric over the run, {CONFIG.spending} spending: looks at "
+        + ", ".join(f"{CONFIG.alpha_at(k):.5f}" for k in range(1, INTERVALS + 1))
+        + f"; {len(METRICS)} metrics -> run-level false failures <= {RUN_ALPHA:.0%};"
+    )
+    print(
+        f" MDE at {CONFIG.power:.0%} power; latency must be able to show +{TARGET_LATENCY:.0%}, "
+        f"errors +{TARGET_ERROR_PP:.0%} absolute, else Underpowered -> Inconclusive)\n"
     )
     print("What the error-rate sizes mean:")
     for label, text in MEANING.items():
         print(f"  {label:<9}{text}")
+    print(
+        "  (the bench's error_rate tolerance is +20% relative AND +1pp absolute: +20%rel is"
+        " inside it, the judge is configured not to fail it)"
+    )
     print()
+    families = [(m, lab) for m, lab, _ in REGRESSIONS + TAIL_REGRESSIONS if m != "healthy"]
+
+    def of(metric: str, label: str, share: float | None = None) -> list[Run]:
+        return [
+            r
+            for r in runs
+            if r.metric == metric and r.label == label and (share is None or r.share == share)
+        ]
+
     print(
         f"{'regression':<14}{'size':<9}{'n':>5}{'<=1 int':>9}{'<=2 int':>9}{'<=3 int':>9}"
-        f"{'mean int':>10}"
+        f"{'mean int':>10}{'powered@2':>11}{'<=2 if powered':>16}"
     )
-    for metric, label, _ in REGRESSIONS:
-        if metric == "healthy":
-            continue
-        runs = results[(metric, label)]
-        first = [first_failure(r) for r in runs]
-        rec = [np.mean([f is not None and f <= k for f in first]) for k in (1, 2, 3)]
-        found = [f for f in first if f is not None]
+    for metric, label in families:
+        sel = of(metric, label)
+        found = [r.first for r in sel if r.first is not None]
         mean_int = float(np.mean(found)) if found else float("nan")
+        flags = [r.powered(2) for r in sel]
+        if flags[0] is None:
+            pw, rec_pw = "-", "-"
+        else:
+            pw_runs = [r for r, f in zip(sel, flags, strict=True) if f]
+            pw = f"{len(pw_runs) / len(sel):.0%}"
+            rec_pw = f"{recall(pw_runs, 2):.1%} (n={len(pw_runs)})" if pw_runs else "- (n=0)"
         print(
-            f"{metric:<14}{label:<9}{len(runs):5d}{rec[0]:9.1%}{rec[1]:9.1%}{rec[2]:9.1%}"
-            f"{mean_int:10.2f}"
+            f"{metric:<14}{label:<9}{len(sel):5d}{recall(sel, 1):9.1%}{recall(sel, 2):9.1%}"
+            f"{recall(sel, 3):9.1%}{mean_int:10.2f}{pw:>11}{rec_pw:>16}"
         )
-    print("\nRecall within 2 intervals by trace and canary traffic share:")
+
+    print("\nRecall within 1 / 2 / 3 intervals by canary traffic share (both traces):")
+    print(f"{'regression':<14}{'size':<9}" + "".join(f"{f'share {s:.0%}':>24}" for s in SHARES))
+    for metric, label in families:
+        cells = []
+        for share in SHARES:
+            sel = of(metric, label, share)
+            cells.append(
+                f"{recall(sel, 1):5.0%} {recall(sel, 2):5.0%} {recall(sel, 3):5.0%} n={len(sel):<3d}"
+            )
+        print(f"{metric:<14}{label:<9}" + "".join(f"{c:>24}" for c in cells))
+
+    print("\nRecall within 2 intervals by trace and share (all / powered at look 2):")
     for metric, label in (
         ("error_rate", "+20pp"),
         ("error_rate", "+20%rel"),
         ("latency_p95", "+25%"),
     ):
-        for trace in traces:
+        for trace in sorted({r.trace for r in runs}):
             cells = []
             for share in SHARES:
-                runs = results[(f"{metric}@{trace.name}@share={share}", label)]
-                ok = np.mean([Outcome.FAILED in r[:2] for r in runs])
-                cells.append(f"{share:4.0%}: {ok:6.1%} (n={len(runs)})")
-            print(f"  {metric:<12}{label:<8}{trace.name:<5} " + "  ".join(cells))
-    healthy = results[("healthy", "none")]
-    ff = np.mean([Outcome.FAILED in r for r in healthy])
-    ok_last = np.mean([r[-1] == Outcome.SUCCESSFUL for r in healthy])
-    inc_last = np.mean([r[-1] == Outcome.INCONCLUSIVE for r in healthy])
-    print(
-        f"\nHealthy pairs: n={len(healthy)}, false failures {ff:.1%} (target <= 1%), "
-        f"Successful after 3 intervals {ok_last:.1%}, Inconclusive {inc_last:.1%}"
-    )
+                sel = [r for r in of(metric, label, share) if r.trace == trace]
+                pw_runs = [r for r in sel if r.powered(2)]
+                pw = f"{recall(pw_runs, 2):.0%} of {len(pw_runs)}" if pw_runs else "- of 0"
+                cells.append(f"{share:3.0%}: {recall(sel, 2):5.1%} (n={len(sel)}; {pw})")
+            print(f"  {metric:<12}{label:<8}{trace:<5} " + "  ".join(cells))
+
+    healthy = [r for r in runs if r.metric == "healthy"]
+    print("\nMinimum detectable effect at look 2 on healthy pairs (median [p10, p90]):")
     for share in SHARES:
-        runs = results[(f"healthy@share={share}", "none")]
-        print(
-            f"  share {share:.0%}: false failures {np.mean([Outcome.FAILED in r for r in runs]):.1%}"
-            f", Successful after 3 intervals {np.mean([r[-1] == Outcome.SUCCESSFUL for r in runs]):.1%}"
-            f" (n={len(runs)})"
+        sel = [r for r in healthy if r.share == share]
+        lat = np.array([r.judgements[1].metric("latency").mde_relative for r in sel])
+        cells = [f"latency x{np.median(lat):+.0%} [{np.quantile(lat, 0.1):+.0%}, "]
+        cells[0] += f"{np.quantile(lat, 0.9):+.0%}]"
+        for base in BASE_ERRORS:
+            err = np.array(
+                [r.judgements[1].metric("error_rate").mde for r in sel if r.base == base]
+            )
+            cells.append(f"errors {base:.0%}: +{np.median(err) * 100:.1f}pp")
+        print(f"  share {share:3.0%}: " + ", ".join(cells))
+
+    ff = float(np.mean([Outcome.FAILED in r.outcomes for r in healthy]))
+    print(f"\nHealthy pairs: n={len(healthy)}, false failures {ff:.1%} (target <= 1%)")
+    for share in [None, *SHARES]:
+        sel = [r for r in healthy if share is None or r.share == share]
+        last = [r.judgements[-1] for r in sel]
+        succ = np.mean([j.outcome == Outcome.SUCCESSFUL for j in last])
+        under = np.mean(
+            [j.outcome == Outcome.INCONCLUSIVE and "MetricUnderpowered" in j.reasons for j in last]
         )
-    e20 = np.mean([Outcome.FAILED in r[:2] for r in results[("error_rate", "+20pp")]])
-    l25 = np.mean([Outcome.FAILED in r[:2] for r in results[("latency_p95", "+25%")]])
-    print(
-        f"\nTarget: >= 99% recall within 2 intervals -> error +20pp {e20:.1%}, "
-        f"p95 latency +25% {l25:.1%}; false failures {ff:.1%} (<= 1%)"
-    )
+        other = np.mean(
+            [
+                j.outcome == Outcome.INCONCLUSIVE and "MetricUnderpowered" not in j.reasons
+                for j in last
+            ]
+        )
+        name = "all" if share is None else f"share {share:.0%}"
+        culprits = sorted(
+            {
+                m.name
+                for r in sel
+                for j in r.judgements
+                if j.outcome == Outcome.FAILED
+                for m in j.metrics
+                if m.failed
+            }
+        )
+        print(
+            f"  {name:<10} n={len(sel):<4d} false failures "
+            f"{np.mean([Outcome.FAILED in r.outcomes for r in sel]):5.1%}"
+            f" {'(' + ', '.join(culprits) + ')' if culprits else ''}; after 3 intervals:"
+            f" Successful {succ:.1%}, Inconclusive underpowered {under:.1%}, other {other:.1%}"
+        )
+
+    for metric, label in (("error_rate", "+20pp"), ("latency_p95", "+25%")):
+        sel = of(metric, label)
+        pw_runs = [r for r in sel if r.powered(2)]
+        print(
+            f"\nTarget >= 99% within 2 intervals: {metric} {label}: {recall(sel, 2):.1%} of all"
+            f" {len(sel)}; {recall(pw_runs, 2):.1%} of the {len(pw_runs)} the judge had the power"
+            " for (its MDE at look 2 <= the regression)"
+        )
+    print(f"Target false failures <= 1%: {ff:.1%} of {len(healthy)} healthy pairs")
     for label, ms in timing():
         print(f"Speed: judging one metric, {label}: {ms:.2f} ms (target <= 5 ms)")
     print(f"bench wall time {elapsed:.1f} s")

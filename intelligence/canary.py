@@ -8,12 +8,23 @@ noise, and it turns an empty bucket into a missing value):
 
 1. clean: drop NaN / inf samples (``NaNsDropped``); too many of them (``TooManyNaNs``) or too
    few samples left (``FewSamples``) makes the metric ``NoData``;
-2. test: a Mann-Whitney U test of canary against stable, one-sided in the metric's bad
-   direction (two-sided for ``either``), and the Hodges-Lehmann estimate of the shift (median of
-   all pairwise differences) with its distribution-free confidence interval;
-3. classify: the metric is ``High`` (or ``Low``) when the shift is significant, in the metric's
-   bad direction, and larger than its tolerance (relative to the stable median, or absolute when
-   the stable median is zero: ``ZeroBaseline``); otherwise ``Pass``;
+2. test, two ways, combined by a weighted Holm procedure (shares ``1 - tail_weight`` and
+   ``tail_weight`` of the look's level) so that the metric's false-failure rate stays at it:
+
+   * shift: a Mann-Whitney U test of canary against stable, one-sided in the metric's bad
+     direction (two-sided for ``either``), and the Hodges-Lehmann estimate of the shift (median
+     of all pairwise differences) with its distribution-free confidence interval;
+   * tail: how many samples of each version exceed the pooled sample's ``tail_quantile`` (the
+     p95 by default; fall below its mirror image for a ``decrease`` metric), tested with the
+     same one-sided Fisher mid-p test as a proportion. It is a permutation test (the threshold
+     depends on the pooled sample only), and it sees a regression of the slowest requests that
+     hardly moves the ranks of the others (a slow path, a timeout), which the U test misses;
+     its effect is the relative change of the ``tail_quantile`` itself;
+
+3. classify: the metric is ``High`` (or ``Low``) when a test rejects and its effect is in the
+   metric's bad direction and larger than its tolerance (relative to the stable median, or
+   absolute when the stable median is zero: ``ZeroBaseline``); ``TailRegression`` says the tail
+   test made the call; otherwise ``Pass``;
 4. watch the canary's own series with anomaly detectors (robust z-score and CUSUM, primed on the
    stable samples): a passing metric whose canary series is persistently anomalous becomes
    ``Marginal`` (``AnomalousCanarySeries``), which costs half its weight.
@@ -26,15 +37,30 @@ the nominal level instead of far below it); the effect is the difference of the 
 Newcombe's hybrid-score interval, and the tolerance applies to that difference (``ZeroBaseline``
 when the stable version had no events).
 
-Every look at the data is one test per metric at level ``alpha``; a rollout that judges after
-each of ``K`` intervals on all samples so far accumulates evidence sequentially, and its chance
-of failing a healthy canary on one metric is at most ``K * alpha`` (in practice much less, the
-looks share their samples).
+Looks. A rollout judges after each of ``looks`` analysis intervals on all samples so far
+(``judge(..., look=k)``). ``alpha`` is one metric's false-failure budget for the whole run; an
+alpha-spending function (Lan-DeMets: Pocock-like ``alpha * ln(1 + (e - 1) t)``, O'Brien-Fleming-
+like ``2 - 2 Phi(z_(alpha/2) / sqrt(t))``, or uniform) at the planned information fraction
+``t = k / looks`` says how much of it may be spent by look ``k``, and look ``k`` tests at the
+increment. By the union bound the chance of failing a healthy canary on one metric at any look
+is at most ``alpha`` whatever the traffic of each interval (conservative: the looks share their
+samples); a run of ``M`` metrics fails a healthy canary with chance at most ``M * alpha``. With
+``looks=1`` (the default) every call tests at ``alpha``.
+
+Power. A test that does not reject is not evidence of no regression when the samples are few.
+Every result carries the minimum detectable effect (MDE): the smallest regression the test of
+this look would catch with probability ``power`` (Noether's formula for the U test, evaluated
+on the stable sample's own distribution of pairwise differences, on the log scale when the
+metric is positive: a relative shift of every sample; the pooled-variance normal approximation
+for two proportions). A metric with a ``detectable`` (relative) or ``detectable_absolute``
+target whose MDE exceeds it cannot pass: it is ``Underpowered`` (``InsufficientPower``), and so
+is the run (Inconclusive, ``MetricUnderpowered``) unless something failed.
 
 The run: a failing critical metric fails the run on its own (``CriticalMetricFailed``); otherwise
 the weighted share of passing metrics (0-100) is compared with ``pass_score`` (Successful) and
 ``marginal_score`` (below it: Failed; in between: Inconclusive). Every verdict carries its
-numbers. Pure: numpy and scipy only, no I/O, no clock reads.
+numbers (``MetricResult.evidence()``), the level it was tested at and its MDE included. Pure:
+numpy and scipy only, no I/O, no clock reads.
 """
 
 from __future__ import annotations
@@ -69,6 +95,7 @@ __all__ = [
 
 BadDirection = Literal["increase", "decrease", "either"]
 MetricKind = Literal["continuous", "proportion"]
+Spending = Literal["pocock", "obrien-fleming", "uniform"]
 
 MAX_HL_POINTS = 200
 """Samples larger than this are summarised by this many quantiles for the Hodges-Lehmann
@@ -84,6 +111,7 @@ class MetricVerdict(StrEnum):
     HIGH = "High"
     LOW = "Low"
     NODATA = "NoData"
+    UNDERPOWERED = "Underpowered"
 
 
 class Outcome(StrEnum):
@@ -114,6 +142,11 @@ class MetricConfig:
         series: the continuous samples are a time series (one per scrape or bucket) that the
             anomaly detectors may watch; ``False`` for per-request samples, whose spread is
             the request mix, not a change over time.
+        detectable: relative regression (vs the stable level) the judge must be able to detect
+            with ``JudgeConfig.power`` before the metric may pass; ``None``: no such target.
+        detectable_absolute: the same in the metric's own unit (for a proportion: a rise of the
+            rate). With both set, the target is the larger of the two; a metric with a zero
+            baseline needs this one (a relative target of zero is never reachable).
     """
 
     name: str
@@ -125,14 +158,23 @@ class MetricConfig:
     absolute_tolerance: float = 0.0
     min_samples: int = 8
     series: bool = True
+    detectable: float | None = None
+    detectable_absolute: float | None = None
 
 
 @dataclass(frozen=True)
 class JudgeConfig:
     """Run-level settings (Kayenta's defaults where it has one).
 
-    ``alpha`` is the false-failure level of one metric at one look (one-sided in the bad
-    direction); see the module docstring for several looks.
+    Attributes:
+        alpha: false-failure level of one metric over the whole run (one-sided in the bad
+            direction), spent over ``looks`` by ``spending`` (module docstring).
+        looks: analysis intervals the run is planned to judge after (``judge(..., look=k)``).
+        spending: alpha-spending function: ``pocock`` (front-loaded, the early looks get the
+            most), ``obrien-fleming`` (almost nothing early) or ``uniform``.
+        power: probability of detection at which the minimum detectable effect is quoted.
+        tail_weight: share of a continuous metric's level given to the tail test (0: none).
+        tail_quantile: the quantile the tail test watches (0.95: the p95).
     """
 
     alpha: float = 0.002
@@ -141,6 +183,32 @@ class JudgeConfig:
     max_nan_fraction: float = 0.5
     detectors: bool = True
     anomalous_fraction: float = 0.3
+    looks: int = 1
+    spending: Spending = "pocock"
+    power: float = 0.8
+    tail_weight: float = 0.2
+    tail_quantile: float = 0.95
+
+    def alpha_at(self, look: int) -> float:
+        """The level look ``look`` (1-based) tests at: the spending function's increment."""
+        if not 1 <= look <= self.looks:
+            raise ValueError(f"look {look} is outside the planned 1..{self.looks}")
+        return _alpha_increment(self.alpha, self.looks, self.spending, look)
+
+
+@lru_cache(maxsize=64)
+def _alpha_increment(alpha: float, looks: int, spending: Spending, look: int) -> float:
+    def spent(t: float) -> float:
+        if t <= 0.0:
+            return 0.0
+        if spending == "pocock":
+            return alpha * math.log(1.0 + (math.e - 1.0) * t)
+        if spending == "obrien-fleming":
+            z = float(stats.norm.isf(alpha / 2.0))
+            return float(2.0 * stats.norm.sf(z / math.sqrt(t)))
+        return alpha * t
+
+    return spent(look / looks) - spent((look - 1) / looks)
 
 
 @dataclass(frozen=True)
@@ -168,6 +236,18 @@ class MetricResult:
     canary_median: float
     anomalous_points: int = 0
     anomaly_severity: Severity = Severity.INFO
+    alpha: float = float("nan")
+    """The level this look tested at (the spending function's increment)."""
+    mde: float = float("nan")
+    """Minimum detectable regression at ``JudgeConfig.power``, in the effect's unit."""
+    mde_relative: float = float("nan")
+    """The same relative to the stable level (inf on a zero baseline)."""
+    detectable: float = float("nan")
+    """The regression the metric had to be able to detect (effect's unit; NaN: no target)."""
+    tail_p_value: float = float("nan")
+    """One-sided p-value of the tail-exceedance test (continuous metrics)."""
+    tail_effect: float = float("nan")
+    """Relative change of the tail quantile, canary vs stable (absolute on a zero baseline)."""
 
     @property
     def failed(self) -> bool:
@@ -188,6 +268,12 @@ class MetricResult:
             "stable_median": self.stable_median,
             "canary_median": self.canary_median,
             "anomalous_points": float(self.anomalous_points),
+            "alpha": self.alpha,
+            "mde": self.mde,
+            "mde_relative": self.mde_relative,
+            "detectable": self.detectable,
+            "tail_p_value": self.tail_p_value,
+            "tail_effect": self.tail_effect,
         }
 
 
@@ -208,11 +294,23 @@ class CanaryJudgement:
         raise KeyError(name)
 
 
-def _compress(sample: NDArray[np.float64]) -> NDArray[np.float64]:
+def _quantiles(ordered: NDArray[np.float64], q: ArrayLike) -> NDArray[np.float64]:
+    """``np.quantile(x, q)`` (linear interpolation) of an already sorted ``x``, no partition."""
+    pos = np.asarray(q, dtype=np.float64) * (ordered.size - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, ordered.size - 1)
+    return ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
+
+
+def _quantile(ordered: NDArray[np.float64], q: float) -> float:
+    return float(_quantiles(ordered, q))
+
+
+def _compress(sample: NDArray[np.float64], *, ordered: bool = False) -> NDArray[np.float64]:
     if sample.size <= MAX_HL_POINTS:
         return sample
     q = (np.arange(MAX_HL_POINTS) + 0.5) / MAX_HL_POINTS
-    return np.quantile(sample, q)
+    return _quantiles(sample if ordered else np.sort(sample, kind="stable"), q)
 
 
 @lru_cache(maxsize=16)
@@ -260,13 +358,19 @@ def mann_whitney_p(
     larger), ``less`` or ``two-sided``.
     """
     n1, n2 = canary.size, stable.size
-    pooled = np.concatenate([canary, stable])
-    ranks = stats.rankdata(pooled)
-    u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2.0
+    ordered = np.sort(stable, kind="stable")  # timsort: linear on an already sorted sample
+    # U counts the (canary, stable) pairs with the canary larger, ties as halves
+    left = np.searchsorted(ordered, canary, side="left")
+    right = np.searchsorted(ordered, canary, side="right")
+    u = 0.5 * float((left + right).sum())
     mean = n1 * n2 / 2.0
-    _, counts = np.unique(pooled, return_counts=True)
+    pooled = np.sort(np.concatenate([ordered, canary]), kind="stable")
     n = n1 + n2
-    tie = float((counts**3 - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
+    tie = 0.0
+    if n > 1 and bool((pooled[1:] == pooled[:-1]).any()):
+        starts = np.flatnonzero(np.concatenate([[True], pooled[1:] != pooled[:-1], [True]]))
+        counts = np.diff(starts).astype(np.float64)
+        tie = float((counts**3 - counts).sum()) / (n * (n - 1))
     var = n1 * n2 / 12.0 * ((n + 1) - tie)
     if var <= 0.0:
         return 1.0
@@ -376,8 +480,172 @@ def _direction_p(upper: float, lower: float, direction: BadDirection) -> float:
     return min(1.0, 2.0 * min(upper, lower))
 
 
+def _mde_rise(p_s: float, n_s: int, n_c: int, z_a: float, z_b: float) -> float:
+    """Smallest rise ``d`` of a rate above ``p_s`` that a one-sided level-``alpha`` test of two
+    proportions detects with the power behind ``z_b`` (``z_a``: the level's critical value).
+
+    Pooled-variance normal approximation, solved by bisection: ``d`` minus the required margin
+    is negative at 0 and convex in ``d`` (the margin is a sum of square roots of concave
+    functions), so it crosses zero once. ``inf`` when even a rate of 1 is not enough.
+    """
+    n = n_s + n_c
+
+    def gap(d: float) -> float:
+        p_c = p_s + d
+        pbar = (n_s * p_s + n_c * p_c) / n
+        null_sd = math.sqrt(max(pbar * (1.0 - pbar), 0.0) * (1.0 / n_s + 1.0 / n_c))
+        alt_sd = math.sqrt(max(p_s * (1.0 - p_s) / n_s + p_c * (1.0 - p_c) / n_c, 0.0))
+        return d - z_a * null_sd - z_b * alt_sd
+
+    lo, hi = 0.0, 1.0 - p_s
+    if hi <= 0.0 or gap(hi) < 0.0:
+        return math.inf
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if gap(mid) < 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _mde_proportion(
+    p_s: float, n_s: int, n_c: int, *, alpha: float, power: float, direction: BadDirection
+) -> float:
+    """Minimum detectable change of the canary's rate in the metric's bad direction."""
+    if direction == "either":
+        alpha /= 2.0
+    z_a, z_b = float(special.ndtri(1.0 - alpha)), float(special.ndtri(power))
+    up = _mde_rise(p_s, n_s, n_c, z_a, z_b)
+    down = _mde_rise(1.0 - p_s, n_s, n_c, z_a, z_b)
+    return {"increase": up, "decrease": down, "either": max(up, down)}[direction]
+
+
+def _mde_shift(
+    stable: NDArray[np.float64],
+    n_canary: int,
+    *,
+    alpha: float,
+    power: float,
+    direction: BadDirection,
+) -> tuple[float, float]:
+    """Minimum detectable shift of the U test: ``(absolute, relative to the stable median)``.
+
+    Noether's sample size formula inverted: the U test at level ``alpha`` detects, with
+    probability ``power``, a shift ``delta`` with ``P(X + delta > X') >= 1/2 + (z_a + z_b)
+    sqrt((m + n + 1) / (12 m n))``, ``X, X'`` independent draws of the stable version. That
+    probability is read off the stable sample's own pairwise differences (no distribution
+    assumed); on the log scale when every sample is positive, so the shift is relative (every
+    request slower by the same factor), else on the metric's scale.
+    """
+    m = stable.size
+    if direction == "either":
+        alpha /= 2.0
+    z = float(special.ndtri(1.0 - alpha)) + float(special.ndtri(power))
+    need = 0.5 + z * math.sqrt((m + n_canary + 1) / (12.0 * m * n_canary))
+    ordered = np.sort(stable, kind="stable")
+    ref = abs(_quantile(ordered, 0.5)) or float(np.mean(np.abs(stable)))
+    if need >= 1.0 or m < 2:
+        return math.inf, math.inf
+    positive = bool(ordered[0] > 0.0)
+    v = _compress(np.log(ordered) if positive else ordered, ordered=True)
+    diffs = (v[:, None] - v[None, :])[~np.eye(v.size, dtype=bool)]
+    delta = max(float(np.quantile(diffs, need)), 0.0)
+    if positive:
+        rel = math.expm1(delta) if direction != "decrease" else -math.expm1(-delta)
+        return rel * ref, rel
+    return delta, (delta / ref if ref else math.inf)
+
+
+def _tail_test(
+    stable: NDArray[np.float64],
+    canary: NDArray[np.float64],
+    *,
+    direction: BadDirection,
+    quantile: float,
+) -> tuple[float, float, float]:
+    """Tail exceedance test: ``(one-sided p, absolute and relative change of the quantile)``.
+
+    Counts the samples of each version above the pooled sample's ``quantile`` (below its mirror
+    ``1 - quantile`` for a ``decrease``) and tests canary against stable with the one-sided
+    Fisher mid-p test; the threshold depends on the pooled sample only, so under no change the
+    test is exact given it. The effect is the change of the version's own ``quantile``.
+    """
+    s_ord = np.sort(stable, kind="stable")
+    c_ord = np.sort(canary, kind="stable")
+    pooled = np.sort(np.concatenate([s_ord, c_ord]), kind="stable")
+    n = pooled.size
+
+    def beyond(ordered: NDArray[np.float64], thr: float, sign: float) -> int:
+        if sign > 0:
+            return int(ordered.size - np.searchsorted(ordered, thr, side="right"))
+        return int(np.searchsorted(ordered, thr, side="left"))
+
+    def one_tail(sign: float) -> tuple[float, float, float]:
+        q = quantile if sign > 0 else 1.0 - quantile
+        thr = _quantile(pooled, q)
+        a = beyond(c_ord, thr, sign)
+        total = a + beyond(s_ord, thr, sign)
+        if total in (0, n):
+            p = 1.0
+        else:
+            p = _fisher_midp(
+                canary_events=a, canary_trials=canary.size, total_events=total, total_trials=n
+            )[0]
+        qs, qc = _quantile(s_ord, q), _quantile(c_ord, q)
+        shift = qc - qs
+        rel = shift / abs(qs) if qs else (math.inf if shift > 0 else -math.inf if shift else 0.0)
+        return p, shift, rel
+
+    if direction == "increase":
+        return one_tail(1.0)
+    if direction == "decrease":
+        return one_tail(-1.0)
+    up, down = one_tail(1.0), one_tail(-1.0)
+    best = up if up[0] <= down[0] else down
+    return min(1.0, 2.0 * best[0]), best[1], best[2]
+
+
+def _holm(p_shift: float, p_tail: float, *, alpha: float, tail_weight: float) -> tuple[bool, bool]:
+    """Weighted Holm over the shift and tail tests: which of them reject at family level alpha.
+
+    The hypothesis with the smaller ``p / weight`` is tested at ``alpha * weight``; if it is
+    rejected the other one is tested at the whole ``alpha``.
+    """
+    if tail_weight <= 0.0 or math.isnan(p_tail):
+        return p_shift < alpha, False
+    if tail_weight >= 1.0:
+        return False, p_tail < alpha
+    w_shift, w_tail = 1.0 - tail_weight, tail_weight
+    if p_shift / w_shift <= p_tail / w_tail:
+        shift = p_shift < alpha * w_shift
+        return shift, shift and p_tail < alpha
+    tail = p_tail < alpha * w_tail
+    return tail and p_shift < alpha, tail
+
+
+def _target(metric: MetricConfig, level: float) -> float:
+    """The regression (effect's unit) the metric must be able to detect; NaN: no target."""
+    parts = []
+    if metric.detectable is not None:
+        parts.append(metric.detectable * abs(level))
+    if metric.detectable_absolute is not None:
+        parts.append(metric.detectable_absolute)
+    return max(parts) if parts else math.nan
+
+
+def _power_guard(
+    verdict: MetricVerdict, mde: float, target: float, reasons: list[str]
+) -> MetricVerdict:
+    """A passing metric whose MDE is above its target could not have seen the regression."""
+    if verdict in (MetricVerdict.PASS, MetricVerdict.MARGINAL) and mde > target:
+        reasons.append("InsufficientPower")
+        return MetricVerdict.UNDERPOWERED
+    return verdict
+
+
 def _judge_proportion(
-    stable: ArrayLike, canary: ArrayLike, metric: MetricConfig, cfg: JudgeConfig
+    stable: ArrayLike, canary: ArrayLike, metric: MetricConfig, cfg: JudgeConfig, alpha: float
 ) -> MetricResult:
     s, s_bad, s_rows = _counts(stable)
     c, c_bad, c_rows = _counts(canary)
@@ -398,6 +666,7 @@ def _judge_proportion(
         "nan_dropped": s_bad + c_bad,
         "stable_median": p_s,
         "canary_median": p_c,
+        "alpha": alpha,
     }
     worst_nan = max(s_bad / max(s_rows, 1), c_bad / max(c_rows, 1))
     if worst_nan > cfg.max_nan_fraction:
@@ -423,7 +692,7 @@ def _judge_proportion(
         )
     p_value = _direction_p(upper, lower, metric.bad_direction)
     effect = p_c - p_s
-    z = _z_critical(1.0 - cfg.alpha)
+    z = _z_critical(1.0 - alpha)
     lc, uc = _wilson(ce, ct, z)
     ls, us = _wilson(se, st, z)
     low = effect - math.sqrt((p_c - lc) ** 2 + (us - p_s) ** 2)
@@ -435,12 +704,15 @@ def _judge_proportion(
     else:
         relative = effect / p_s
     verdict = _classify(
-        significant=p_value < cfg.alpha,
+        significant=p_value < alpha,
         effect=effect,
         relative=relative,
         zero_baseline=zero_baseline,
         metric=metric,
     )
+    mde = _mde_proportion(p_s, st, ct, alpha=alpha, power=cfg.power, direction=metric.bad_direction)
+    target = _target(metric, p_s)
+    verdict = _power_guard(verdict, mde, target, reasons)
     return MetricResult(
         verdict=verdict,
         reasons=tuple(reasons),
@@ -449,6 +721,9 @@ def _judge_proportion(
         effect_low=low,
         effect_high=high,
         relative_effect=relative,
+        mde=mde,
+        mde_relative=mde / p_s if p_s else math.inf,
+        detectable=target,
         **base,  # type: ignore[arg-type]
     )
 
@@ -486,20 +761,27 @@ def judge_metric(
     metric: MetricConfig,
     *,
     config: JudgeConfig | None = None,
+    look: int = 1,
 ) -> MetricResult:
     """Judge one metric's canary samples against its stable samples (see module docstring).
 
     For a ``continuous`` metric, ``stable`` and ``canary`` are 1-D samples; for a
     ``proportion`` metric they are ``(events, trials)`` rows (shape ``(n, 2)``) or one such
-    pair of totals.
+    pair of totals. ``look`` (1-based, at most ``config.looks``) is the analysis interval the
+    samples run up to; it selects the level this call tests at.
     """
     cfg = config or JudgeConfig()
+    alpha = cfg.alpha_at(look)
     if metric.kind == "proportion":
-        return _judge_proportion(stable, canary, metric, cfg)
+        return _judge_proportion(stable, canary, metric, cfg, alpha)
     s_raw = np.asarray(stable, dtype=np.float64).ravel()
     c_raw = np.asarray(canary, dtype=np.float64).ravel()
     s, s_nan = _clean(s_raw)
-    c, c_nan = _clean(c_raw)
+    c_series, c_nan = _clean(c_raw)
+    # Sorted once: every later sort (timsort) of these is a linear pass; the detectors get the
+    # canary in time order.
+    s = np.sort(s, kind="stable")
+    c = np.sort(c_series, kind="stable")
     nan_dropped = s_nan + c_nan
     reasons: list[str] = []
     if nan_dropped:
@@ -512,8 +794,9 @@ def judge_metric(
         "n_stable": int(s.size),
         "n_canary": int(c.size),
         "nan_dropped": nan_dropped,
-        "stable_median": float(np.median(s)) if s.size else nan,
-        "canary_median": float(np.median(c)) if c.size else nan,
+        "stable_median": _quantile(s, 0.5) if s.size else nan,
+        "canary_median": _quantile(c, 0.5) if c.size else nan,
+        "alpha": alpha,
     }
     worst_nan = max(s_nan / max(s_raw.size, 1), c_nan / max(c_raw.size, 1))
     if worst_nan > cfg.max_nan_fraction:
@@ -532,13 +815,21 @@ def judge_metric(
             **base,  # type: ignore[arg-type]
         )
 
-    if np.ptp(np.concatenate([s, c])) == 0.0:
-        p_value = 1.0
+    if min(s[0], c[0]) == max(s[-1], c[-1]):
+        p_value = p_tail = 1.0
+        tail_shift = tail_rel = 0.0
     else:
         alternative = _MWU_ALTERNATIVE[metric.bad_direction]
         p_value = mann_whitney_p(s, c, alternative=alternative)
-    effect, low, high = hodges_lehmann(s, c, confidence=1.0 - cfg.alpha)
-    ref = abs(float(np.median(s)))
+        if cfg.tail_weight > 0.0:
+            p_tail, tail_shift, tail_rel = _tail_test(
+                s, c, direction=metric.bad_direction, quantile=cfg.tail_quantile
+            )
+        else:
+            p_tail = tail_shift = tail_rel = nan
+    shift_alpha = alpha * (1.0 - cfg.tail_weight) if cfg.tail_weight > 0.0 else alpha
+    effect, low, high = hodges_lehmann(s, c, confidence=1.0 - shift_alpha)
+    ref = abs(_quantile(s, 0.5))
     if ref == 0.0:
         ref = float(np.mean(np.abs(s)))
     zero_baseline = ref == 0.0
@@ -552,20 +843,36 @@ def judge_metric(
         relative = math.inf if effect > 0 else (-math.inf if effect < 0 else 0.0)
     else:
         relative = effect / ref
+    shift_rejected, tail_rejected = _holm(p_value, p_tail, alpha=alpha, tail_weight=cfg.tail_weight)
     verdict = _classify(
-        significant=p_value < cfg.alpha,
+        significant=shift_rejected,
         effect=effect,
         relative=relative,
         zero_baseline=zero_baseline,
         metric=metric,
     )
+    if verdict == MetricVerdict.PASS and tail_rejected:
+        verdict = _classify(
+            significant=True,
+            effect=tail_shift,
+            relative=tail_rel,
+            zero_baseline=zero_baseline,
+            metric=metric,
+        )
+        if verdict != MetricVerdict.PASS:
+            reasons.append("TailRegression")
 
     anomalous, severity = 0, Severity.INFO
     if cfg.detectors and metric.series:
-        anomalous, severity = _anomalies(s, c, metric)
+        anomalous, severity = _anomalies(s, c_series, metric)
         if verdict == MetricVerdict.PASS and anomalous >= cfg.anomalous_fraction * c.size:
             verdict = MetricVerdict.MARGINAL
             reasons.append("AnomalousCanarySeries")
+    mde, mde_rel = _mde_shift(
+        s, c.size, alpha=shift_alpha, power=cfg.power, direction=metric.bad_direction
+    )
+    target = _target(metric, ref)
+    verdict = _power_guard(verdict, mde, target, reasons)
     return MetricResult(
         verdict=verdict,
         reasons=tuple(reasons),
@@ -576,6 +883,11 @@ def judge_metric(
         relative_effect=relative,
         anomalous_points=anomalous,
         anomaly_severity=severity,
+        mde=mde,
+        mde_relative=mde_rel,
+        detectable=target,
+        tail_p_value=p_tail,
+        tail_effect=tail_rel,
         **base,  # type: ignore[arg-type]
     )
 
@@ -591,22 +903,28 @@ def judge(
     metrics: Sequence[MetricConfig],
     *,
     config: JudgeConfig | None = None,
+    look: int = 1,
 ) -> CanaryJudgement:
     """Judge a canary run: ``samples[name] = (stable, canary)`` for every configured metric.
 
-    A metric missing from ``samples`` is ``NoData``. The score is the weighted share of passing
-    metrics among those with data (``Marginal`` counts half). Outcome: Failed if a critical
-    metric regressed or the score is below ``marginal_score``; Inconclusive if a critical
-    metric or more than half the weight has no data, or the score is between the two levels;
-    Successful otherwise.
+    ``look`` is the analysis interval the samples run up to (see :func:`judge_metric`). A
+    metric missing from ``samples`` is ``NoData``. The score is the weighted share of passing
+    metrics among those with data (``Marginal`` counts half; ``Underpowered`` counts as no
+    data). Outcome: Failed if a critical metric regressed or the score is below
+    ``marginal_score``; Inconclusive if a critical metric or more than half the weight has no
+    data, a metric is underpowered, or the score is between the two levels; Successful
+    otherwise.
     """
     cfg = config or JudgeConfig()
     if not metrics:
         raise ValueError("at least one metric is needed")
-    results = tuple(judge_metric(*samples.get(m.name, ([], [])), m, config=cfg) for m in metrics)
+    results = tuple(
+        judge_metric(*samples.get(m.name, ([], [])), m, config=cfg, look=look) for m in metrics
+    )
     reasons: list[str] = []
     total_w = sum(r.weight for r in results)
-    data = [r for r in results if r.verdict != MetricVerdict.NODATA]
+    no_data = (MetricVerdict.NODATA, MetricVerdict.UNDERPOWERED)
+    data = [r for r in results if r.verdict not in no_data]
     data_w = sum(r.weight for r in data)
     score = (
         100.0 * sum(r.weight * _CREDIT.get(r.verdict, 0.0) for r in data) / data_w
@@ -622,12 +940,14 @@ def judge(
         reasons.append("CriticalMetricNoData")
     if total_w and data_w < 0.5 * total_w:
         reasons.append("MostlyNoData")
+    if any(r.verdict == MetricVerdict.UNDERPOWERED for r in results):
+        reasons.append("MetricUnderpowered")
     # Marginal metrics lower the score (no Success) but never fail a run: only regressions do.
     regressed_w = sum(r.weight for r in data if r.failed)
     fail_score = 100.0 * (1.0 - regressed_w / data_w) if data_w else 100.0
     if data_w and fail_score < cfg.marginal_score:
         return CanaryJudgement(Outcome.FAILED, score, results, (*reasons, "ScoreBelowMarginal"))
-    if "CriticalMetricNoData" in reasons or "MostlyNoData" in reasons:
+    if {"CriticalMetricNoData", "MostlyNoData", "MetricUnderpowered"} & set(reasons):
         return CanaryJudgement(Outcome.INCONCLUSIVE, score, results, tuple(reasons))
     if score >= cfg.pass_score:
         return CanaryJudgement(Outcome.SUCCESSFUL, score, results, (*reasons, "ScoreAbovePass"))

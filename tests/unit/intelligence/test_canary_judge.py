@@ -238,3 +238,161 @@ def test_per_request_samples_are_not_watched_as_a_series() -> None:
     assert m.anomalous_points == 0
     slow = judge_metric(s, 1.25 * rng.lognormal(0.0, 0.8, 500), per_request)
     assert slow.verdict == MetricVerdict.HIGH
+
+
+# --- the tail test, alpha spending over looks, and the minimum detectable effect ---------------
+
+PER_REQUEST = MetricConfig("latency", tolerance=0.1, series=False)
+
+
+def test_tail_regression_fails_through_the_tail_test() -> None:
+    rng = np.random.default_rng(11)
+    stable = rng.lognormal(0.0, 0.6, 3000)
+    canary = rng.lognormal(0.0, 0.6, 3000)
+    slow = canary > np.quantile(canary, 0.9)
+    canary = np.where(slow, 1.6 * canary, canary)  # a slow path: only the slowest 10% slower
+    m = judge_metric(stable, canary, PER_REQUEST)
+    assert m.verdict == MetricVerdict.HIGH
+    assert "TailRegression" in m.reasons
+    assert m.tail_p_value < 1e-6
+    assert m.relative_effect < PER_REQUEST.tolerance  # the median shift alone would pass
+    assert m.tail_effect == pytest.approx(0.6, abs=0.15)  # the p95 rose by about 60%
+    blind = judge_metric(stable, canary, PER_REQUEST, config=JudgeConfig(tail_weight=0.0))
+    assert blind.verdict == MetricVerdict.PASS
+    assert np.isnan(blind.tail_p_value)
+
+
+def test_tail_test_watches_the_lower_tail_of_a_decrease_metric() -> None:
+    rng = np.random.default_rng(12)
+    stable = rng.lognormal(0.0, 0.5, 3000)
+    canary = rng.lognormal(0.0, 0.5, 3000)
+    canary = np.where(canary < np.quantile(canary, 0.1), 0.5 * canary, canary)
+    m = judge_metric(stable, canary, MetricConfig("throughput", bad_direction="decrease"))
+    assert m.verdict == MetricVerdict.LOW
+    assert "TailRegression" in m.reasons
+    assert m.tail_effect < -0.2
+
+
+def test_alpha_spending_splits_the_run_budget_over_the_looks() -> None:
+    assert JudgeConfig(alpha=0.01).alpha_at(1) == 0.01  # one look: the whole budget
+    for spending in ("pocock", "obrien-fleming", "uniform"):
+        cfg = JudgeConfig(alpha=0.01, looks=3, spending=spending)
+        levels = [cfg.alpha_at(k) for k in (1, 2, 3)]
+        assert sum(levels) == pytest.approx(0.01)
+        assert all(level > 0 for level in levels)
+    pocock = JudgeConfig(alpha=0.01, looks=3, spending="pocock")
+    obf = JudgeConfig(alpha=0.01, looks=3, spending="obrien-fleming")
+    assert pocock.alpha_at(1) > pocock.alpha_at(2) > pocock.alpha_at(3)  # front-loaded
+    assert obf.alpha_at(1) < 0.001 < obf.alpha_at(3)  # kept for the end
+    with pytest.raises(ValueError, match="look 4"):
+        pocock.alpha_at(4)
+    m = judge_metric(lognormal(1), lognormal(2), LATENCY, config=pocock, look=2)
+    assert m.alpha == pytest.approx(pocock.alpha_at(2))
+    assert m.evidence()["alpha"] == m.alpha
+
+
+def _null_false_failures(cfg: JudgeConfig, *, per_look_level: bool, runs: int) -> float:
+    """Share of healthy canaries failed at any of 3 looks on cumulative samples (fixed seed)."""
+    rng = np.random.default_rng(2024)
+    metric = MetricConfig("latency", tolerance=0.0, series=False)
+    failed = 0
+    for _ in range(runs):
+        stable = rng.lognormal(0.0, 0.7, 120)
+        canary = rng.lognormal(0.0, 0.7, 120)
+        for k in (1, 2, 3):
+            look = 1 if per_look_level else k
+            if judge_metric(
+                stable[: 40 * k], canary[: 40 * k], metric, config=cfg, look=look
+            ).failed:
+                failed += 1
+                break
+    return failed / runs
+
+
+def test_alpha_spending_keeps_false_failures_under_alpha_on_a_null() -> None:
+    alpha, runs = 0.05, 600
+    spent = _null_false_failures(JudgeConfig(alpha=alpha, looks=3), per_look_level=False, runs=runs)
+    naive = _null_false_failures(JudgeConfig(alpha=alpha), per_look_level=True, runs=runs)
+    se = np.sqrt(alpha * (1 - alpha) / runs)
+    assert spent <= alpha + se  # the whole run, all looks, at most alpha
+    assert naive > alpha + 2 * se  # testing every look at alpha would not be
+    assert spent < naive
+
+
+def test_proportion_false_failures_stay_under_alpha_over_looks() -> None:
+    rng = np.random.default_rng(7)
+    cfg = JudgeConfig(alpha=0.05, looks=3)
+    metric = MetricConfig("error_rate", kind="proportion", tolerance=0.0)
+    failed, runs = 0, 800
+    for _ in range(runs):
+        trials = rng.integers(50, 400, size=3)
+        s = np.column_stack([rng.binomial(trials, 0.03), trials])
+        c = np.column_stack([rng.binomial(trials, 0.03), trials])
+        if any(judge_metric(s[:k], c[:k], metric, config=cfg, look=k).failed for k in (1, 2, 3)):
+            failed += 1
+    assert failed / runs <= 0.05 + np.sqrt(0.05 * 0.95 / runs)
+
+
+def test_too_few_samples_for_the_target_effect_are_underpowered() -> None:
+    target = MetricConfig("latency", tolerance=0.1, series=False, detectable=0.25)
+    rng = np.random.default_rng(3)
+    few = judge_metric(rng.lognormal(0.0, 0.7, 30), rng.lognormal(0.0, 0.7, 30), target)
+    assert few.verdict == MetricVerdict.UNDERPOWERED
+    assert "InsufficientPower" in few.reasons
+    assert few.mde_relative > 0.25
+    assert few.detectable == pytest.approx(0.25 * few.stable_median)
+    assert few.evidence()["mde"] == few.mde
+    run = judge({"latency": (rng.lognormal(0.0, 0.7, 30), rng.lognormal(0.0, 0.7, 30))}, [target])
+    assert run.outcome == Outcome.INCONCLUSIVE
+    assert "MetricUnderpowered" in run.reasons
+    many = judge_metric(rng.lognormal(0.0, 0.7, 3000), rng.lognormal(0.0, 0.7, 3000), target)
+    assert many.verdict == MetricVerdict.PASS
+    assert many.mde_relative < 0.25
+    # the power guard never hides a regression that was seen
+    slow = judge_metric(rng.lognormal(0.0, 0.2, 30), 3.0 * rng.lognormal(0.0, 0.2, 30), target)
+    assert slow.verdict == MetricVerdict.HIGH
+
+
+def test_zero_error_baseline_needs_an_absolute_target() -> None:
+    target = MetricConfig(
+        "error_rate", kind="proportion", absolute_tolerance=0.01, detectable_absolute=0.05
+    )
+    few = judge_metric((0, 40), (0, 40), target)
+    assert "ZeroBaseline" in few.reasons
+    assert few.verdict == MetricVerdict.UNDERPOWERED
+    assert few.mde > 0.05
+    assert few.mde_relative == np.inf
+    enough = judge_metric((0, 3000), (1, 3000), target)
+    assert enough.verdict == MetricVerdict.PASS
+    assert enough.mde < 0.05
+
+
+@pytest.mark.parametrize(
+    ("kind", "n", "level"),
+    [
+        ("continuous", 60, 0.0),
+        ("continuous", 600, 0.0),
+        ("proportion", 300, 0.0),
+        ("proportion", 2000, 0.02),
+    ],
+)
+def test_minimum_detectable_effect_is_detected_at_about_the_power(
+    kind: str, n: int, level: float
+) -> None:
+    rng = np.random.default_rng(5)
+    cfg = JudgeConfig(alpha=0.01, power=0.9, tail_weight=0.0)
+    metric = MetricConfig("m", kind=kind, tolerance=0.0, series=False)  # type: ignore[arg-type]
+    hits, reps = 0, 300
+    if kind == "continuous":
+        mde = judge_metric(rng.lognormal(0, 0.7, n), rng.lognormal(0, 0.7, n), metric, config=cfg)
+        for _ in range(reps):
+            s, c = rng.lognormal(0, 0.7, n), (1 + mde.mde_relative) * rng.lognormal(0, 0.7, n)
+            hits += judge_metric(s, c, metric, config=cfg).failed
+    else:
+        events = round(level * n)
+        mde = judge_metric((events, n), (events, n), metric, config=cfg)
+        for _ in range(reps):
+            s = (rng.binomial(n, level), n)
+            c = (rng.binomial(n, level + mde.mde), n)
+            hits += judge_metric(s, c, metric, config=cfg).failed
+    assert 0.75 <= hits / reps <= 1.0  # about 0.9: the MDE is an approximation
