@@ -1,6 +1,7 @@
 """Tail-probability detector: complementary causal features, each calibrated against its own past.
 
-Three raw features are computed per point, all from data up to ``t`` only:
+Three raw features (four with ``context``) are computed per point, all from data up to ``t``
+only:
 
 * ``value``: robust z of ``x[t]`` against the median / MAD of the trailing ``window`` points
   (spikes and dips);
@@ -10,17 +11,24 @@ Three raw features are computed per point, all from data up to ``t`` only:
   window, when the warm-up (the first ``window`` points) shows a clear period ``P`` (an
   autocorrelation peak of at least ``season_min_acf`` after the first zero crossing). It catches
   a day that does not look like the day before (a missing peak, a flattened cycle), which a
-  value or level test cannot see on a strongly seasonal series.
+  value or level test cannot see on a strongly seasonal series;
+* ``context`` (optional, ``context_order``): the bits needed to encode the last ``short_window``
+  values under an online n-gram model of the discretised series
+  (:mod:`intelligence.anomaly.context`, after CAD-OSE's contextual novelty). It sees a series
+  that stays in range but moves in a new way (a change of rhythm or variability).
 
 Raw features have different, file-dependent scales, so each is turned into a tail probability
 against its own causal history (a peaks-over-threshold model with an exponential tail fitted
 from the history's 90th and 95th percentiles, and never below the empirical frequency of values
-at least as large). The score is ``-log10`` of the smallest of the three probabilities, so one
-threshold means the same thing on every series.
+at least as large). The score is ``-log10`` of the smallest of the features' probabilities, so
+one threshold means the same thing on every series.
 
 Alarms are sparse: the first point at or above ``alarm_level`` raises an alarm (reported as
 ``evidence["alarm"] == 1``) and further alarms are suppressed for ``refractory`` points, so one
-event gives one alarm. Pure: numpy only, no I/O, no clock reads.
+event gives one alarm; with ``escalation`` set, a point inside the refractory period still alarms
+when its score exceeds the last alarm's by ``escalation`` (an event ``10**escalation`` times
+rarer than the one that opened the period is news, not an echo). Pure: numpy only, no I/O, no
+clock reads.
 """
 
 from __future__ import annotations
@@ -34,11 +42,15 @@ from numpy.typing import ArrayLike
 
 from intelligence.anomaly._streaming import UnivariateDetector
 from intelligence.anomaly.base import RingBuffer, Thresholds, median_mad
+from intelligence.anomaly.context import ContextNovelty
 
 __all__ = ["TailCalibrator", "TailProbabilityDetector", "detect_season"]
 
 MAD_TO_SIGMA = 1.4826
-FEATURES = ("value", "level", "seasonal")
+FEATURES = ("value", "level", "seasonal", "context")
+CONTEXT_MIN_SCALE = 1.0
+"""Smallest tail scale of the context feature, in bits: less than a factor of two in probability
+per event is not evidence (a perfectly repeating series otherwise alarms on a 0.1-bit wobble)."""
 
 
 def detect_season(values: ArrayLike, *, min_acf: float) -> tuple[int | None, float]:
@@ -73,19 +85,32 @@ class TailCalibrator:
     so a series whose big values recur does not alarm on every one of them.
     """
 
-    def __init__(self, *, min_history: int = 50, lower: float = 0.90, upper: float = 0.95) -> None:
+    def __init__(
+        self,
+        *,
+        min_history: int = 50,
+        lower: float = 0.90,
+        upper: float = 0.95,
+        min_scale: float = 0.0,
+    ) -> None:
         """Configure the calibrator.
 
         Args:
             min_history: scores needed before any probability (earlier ones give 0).
             lower: quantile where the exponential tail starts.
             upper: quantile used with ``lower`` to fit the tail's scale.
+            min_scale: smallest scale of the exponential tail, in the score's unit: excesses
+                much smaller than this are not evidence (e.g. 1 bit for a code length, so a
+                history of near-identical scores does not make a tiny excess look improbable).
         """
         if not 0.0 < lower < upper < 1.0:
             raise ValueError("need 0 < lower < upper < 1")
+        if min_scale < 0.0:
+            raise ValueError("min_scale must be >= 0")
         self.min_history = min_history
         self.lower = lower
         self.upper = upper
+        self.min_scale = min_scale
         self._sorted: list[float] = []
 
     def __len__(self) -> int:
@@ -101,7 +126,7 @@ class TailCalibrator:
         if value <= q_lo:
             return 0.0
         q_hi = hist[int(self.upper * (n - 1))]
-        beta = max((q_hi - q_lo) / math.log(2.0), 1e-12, 1e-3 * abs(q_hi))
+        beta = max((q_hi - q_lo) / math.log(2.0), 1e-12, 1e-3 * abs(q_hi), self.min_scale)
         log_p = -math.log10(1.0 - self.lower) + (value - q_lo) / beta / math.log(10.0)
         larger = n - bisect.bisect_left(hist, value)
         if larger > 0:
@@ -141,11 +166,11 @@ class _RollingZ:
 
 
 class TailProbabilityDetector(UnivariateDetector):
-    """Value, level and seasonal surprise, calibrated to tail probabilities; sparse alarms.
+    """Value, level, seasonal (optionally context) surprise as tail probabilities; sparse alarms.
 
-    The score is ``-log10`` of the smallest tail probability of the three features (see the
-    module docstring); severities follow :class:`Thresholds` on that scale, and
-    ``evidence["alarm"]`` marks the first point of each event.
+    The score is ``-log10`` of the smallest tail probability of the features (see the module
+    docstring); severities follow :class:`Thresholds` on that scale, and ``evidence["alarm"]``
+    marks the first point of each event.
     """
 
     name = "tail_probability"
@@ -159,6 +184,9 @@ class TailProbabilityDetector(UnivariateDetector):
         season_min_acf: float = 0.5,
         alarm_level: float = 2.5,
         refractory: int | None = None,
+        context_order: int | None = None,
+        context_bins: int = 8,
+        escalation: float | None = None,
         thresholds: Thresholds | None = None,
     ) -> None:
         """Configure the detector.
@@ -173,6 +201,12 @@ class TailProbabilityDetector(UnivariateDetector):
             alarm_level: score (``-log10`` probability) at which an alarm is raised.
             refractory: points after an alarm during which no new alarm is raised
                 (default ``window // 2``).
+            context_order: longest context of the context-novelty feature; None leaves the
+                feature out. Its grid is fitted on the warm-up, which is then replayed through
+                it (as for the seasonal feature).
+            context_bins: quantiser cells across the warm-up's central 90%.
+            escalation: if set, a point inside the refractory period alarms anyway when its
+                score is at least the last alarm's plus this much.
             thresholds: severities on the score scale (default ``alarm_level`` / +1.5 / +3.5).
         """
         lvl = alarm_level
@@ -181,19 +215,35 @@ class TailProbabilityDetector(UnivariateDetector):
             raise ValueError("need 2 <= min_history <= window")
         if short_window < 1:
             raise ValueError("short_window must be >= 1")
+        if context_order is not None and context_order < 0:
+            raise ValueError("context_order must be >= 0")
+        if context_bins < 1:
+            raise ValueError("context_bins must be >= 1")
+        if escalation is not None and escalation <= 0.0:
+            raise ValueError("escalation must be > 0")
         self.window = window
         self.min_history = min_history
         self.short_window = short_window
         self.season_min_acf = season_min_acf
         self.alarm_level = alarm_level
         self.refractory = window // 2 if refractory is None else refractory
+        self.context_order = context_order
+        self.context_bins = context_bins
+        self.escalation = escalation
         self._reset_state()
 
     def _reset_state(self) -> None:
         self._t = 0
         self._value_z = _RollingZ(self.window, self.min_history)
         self._seasonal_z = _RollingZ(self.window, self.min_history)
-        self._calib = {k: TailCalibrator(min_history=self.min_history) for k in FEATURES}
+        self._calib = {
+            k: TailCalibrator(
+                min_history=self.min_history,
+                min_scale=CONTEXT_MIN_SCALE if k == "context" else 0.0,
+            )
+            for k in FEATURES
+        }
+        self._context: ContextNovelty | None = None
         self._recent: deque[float] = deque(maxlen=self.short_window)
         self._refs: deque[tuple[float, float]] = deque(maxlen=self.short_window)
         self._warmup: list[float] = []
@@ -202,6 +252,7 @@ class TailProbabilityDetector(UnivariateDetector):
         self._season_acf = float("nan")
         self._season_buf: RingBuffer | None = None
         self._last_alarm = -(10**18)
+        self._last_alarm_score = float("inf")
 
     @property
     def period(self) -> int | None:
@@ -224,10 +275,19 @@ class TailProbabilityDetector(UnivariateDetector):
         return self._seasonal_z.update(x - lagged)[0]
 
     def _end_warmup(self) -> None:
-        """Look for a period in the warm-up and replay it through the seasonal feature."""
+        """Look for a period in the warm-up; replay it through the seasonal and context features."""
         warm = np.asarray(self._warmup, dtype=np.float64)
         self._warmup = []
         self._warm = False
+        if self.context_order is not None:
+            self._context = ContextNovelty(
+                warm,
+                order=self.context_order,
+                bins=self.context_bins,
+                short_window=self.short_window,
+            )
+            for v in warm:
+                self._calib["context"].add(self._context.update(float(v)))
         period, acf = detect_season(warm, min_acf=self.season_min_acf)
         self._season_acf = acf
         if period is None:
@@ -253,25 +313,33 @@ class TailProbabilityDetector(UnivariateDetector):
                 mean = sum(self._recent) / self.short_window
                 level = abs(mean - ref_med) / (ref_scale / math.sqrt(self.short_window))
         seasonal = self._seasonal_raw(x)
+        bits = self._context.update(x) if self._context is not None else float("nan")
         surprise = {
             "value": self._feature("value", z),
             "level": self._feature("level", level),
             "seasonal": self._feature("seasonal", seasonal),
         }
+        if self.context_order is not None:
+            surprise["context"] = self._feature("context", bits)
         if self._warm:
             self._warmup.append(x)
             if len(self._warmup) >= self.window:
                 self._end_warmup()
         score = max(surprise.values())
-        alarm = score >= self.alarm_level and t - self._last_alarm > self.refractory
+        alarm = score >= self.alarm_level and (
+            t - self._last_alarm > self.refractory
+            or (self.escalation is not None and score >= self._last_alarm_score + self.escalation)
+        )
         if alarm:
             self._last_alarm = t
+            self._last_alarm_score = score
         evidence = {
             "score": score,
             "alarm": 1.0 if alarm else 0.0,
             "value_z": z,
             "level_z": level,
             "seasonal_z": seasonal,
+            "context_bits": bits,
             "season": float(self._season) if self._season else 0.0,
             **{f"{k}_surprise": v for k, v in surprise.items()},
         }

@@ -1,0 +1,180 @@
+"""Context novelty: the n-gram model, the quantiser, and TailProbabilityDetector with the feature."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from intelligence.anomaly import AnomalyDetector, Severity, TailProbabilityDetector
+from intelligence.anomaly.context import ContextModel, ContextNovelty, Quantiser
+from intelligence.anomaly.tail_probability import TailCalibrator
+
+PERIOD = 100
+WINDOW = 300
+
+
+def seasonal(n: int = 1500, seed: int = 7) -> NDArray[np.float64]:
+    """A clean daily-like pattern: sine of amplitude 10 plus unit Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 50.0 + 10.0 * np.sin(2 * np.pi * t / PERIOD) + rng.normal(0.0, 1.0, n)
+
+
+def smooth(n: int = 1500, seed: int = 5) -> NDArray[np.float64]:
+    """A slowly wandering level (AR(1), phi 0.97) with no season."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, 1.0, n)
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = 0.97 * x[i - 1] + noise[i]
+    return 50.0 + x
+
+
+def jumpy(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``x`` with points 1000-1099 jumping at random inside its usual range (45-57)."""
+    y = x.copy()
+    y[1000:1100] = np.random.default_rng(1).uniform(45.0, 57.0, 100)
+    return y
+
+
+def detector() -> TailProbabilityDetector:
+    """The NAB bench setting, at the unit tests' window."""
+    return TailProbabilityDetector(
+        window=WINDOW, alarm_level=2.5 + math.log10(4 / 3), context_order=4, escalation=1.0
+    )
+
+
+def alarms(det: TailProbabilityDetector, x: NDArray[np.float64]) -> list[int]:
+    return [i for i, v in enumerate(x) if det.update(v).evidence.get("alarm", 0.0) > 0.0]
+
+
+def test_model_predicts_a_repeating_pattern_and_is_surprised_by_a_new_symbol() -> None:
+    model = ContextModel(order=3)
+    pattern = [0, 1, 2, 3, 2, 1]
+    for s in pattern * 50:
+        model.learn(s)
+    assert model.code_length(0) < 0.2  # after ...2, 1 the pattern continues with 0
+    assert model.code_length(2) > 4.0  # seen symbol, never in this context
+    assert model.code_length(9) > model.code_length(2)  # never seen at all
+
+
+def test_model_probabilities_sum_to_one_over_the_alphabet_and_a_new_symbol() -> None:
+    model = ContextModel(order=2)
+    rng = np.random.default_rng(3)
+    for s in rng.integers(0, 5, 200):
+        model.learn(int(s))
+    total = sum(model.probability(s) for s in range(5)) + model.probability(99)
+    assert total == pytest.approx(1.0)
+
+
+def test_quantiser_extends_its_grid_beyond_the_reference() -> None:
+    q = Quantiser(np.linspace(0.0, 100.0, 1001), bins=9)
+    assert q.symbol(5.0) == 0
+    assert q.symbol(94.9) == 8
+    assert q.symbol(-5.0) == -1
+    assert q.symbol(1000.0) > 50
+    with pytest.raises(ValueError, match="finite"):
+        Quantiser([float("nan")])
+
+
+def test_novelty_rises_when_a_smooth_series_starts_jumping_within_its_range() -> None:
+    x = jumpy(smooth())
+    nov = ContextNovelty(x[:WINDOW], order=4, bins=8, short_window=6)
+    bits = np.array([nov.update(float(v)) for v in x])
+    assert np.isnan(bits[:5]).all()
+    assert np.max(bits[1000:1030]) > np.percentile(bits[WINDOW:1000], 99)
+
+
+def test_calibrator_min_scale_ignores_tiny_excesses() -> None:
+    flat, floored = TailCalibrator(min_history=10), TailCalibrator(min_history=10, min_scale=1.0)
+    for v in np.linspace(0.0, 0.01, 100):
+        flat.add(float(v))
+        floored.add(float(v))
+    assert flat.surprise(0.5) > 10.0
+    assert floored.surprise(0.5) < 1.5
+
+
+def test_is_an_anomaly_detector() -> None:
+    assert isinstance(detector(), AnomalyDetector)
+
+
+def test_quiet_on_clean_seasonal_series() -> None:
+    x = seasonal()
+    fired = [i for i in alarms(detector(), x) if i >= WINDOW]
+    assert len(fired) <= 3
+    result = detector().score(x)
+    assert np.sum(result.severities[WINDOW:] >= Severity.CRITICAL) == 0
+
+
+def test_spike_raises_an_alarm_at_once() -> None:
+    x = seasonal()
+    x[1000] += 15.0
+    fired = [i for i in alarms(detector(), x) if i >= WINDOW]
+    assert 1000 in fired
+    assert len(fired) <= 4
+    assert detector().score(x).severities[1000] >= Severity.CRITICAL
+
+
+def test_level_shift_is_flagged_quickly() -> None:
+    x = seasonal()
+    x[1000:] += 5.0
+    fired = [i for i in alarms(detector(), x) if i >= WINDOW]
+    assert any(1000 <= i <= 1010 for i in fired)
+
+
+def test_jumpy_segment_in_range_is_flagged_by_the_context_feature() -> None:
+    x = jumpy(smooth())
+    det = detector()
+    evidence = [det.update(v).evidence for v in x]
+    hits = [i for i, e in enumerate(evidence) if e.get("alarm", 0.0) > 0.0 and i >= 1000]
+    assert hits
+    assert hits[0] < 1010
+    first = evidence[hits[0]]
+    assert first["context_surprise"] >= 2.5
+    assert max(first["value_surprise"], first["level_surprise"]) < 2.5  # only context sees it
+
+
+def test_escalation_lets_a_much_rarer_event_through_the_refractory_period() -> None:
+    x = seasonal()
+    x[1000] += 8.0
+    x[1020] += 40.0
+    with_escalation = [i for i in alarms(detector(), x) if i >= 1000]
+    assert 1000 in with_escalation
+    assert 1020 in with_escalation
+    without = TailProbabilityDetector(window=WINDOW, context_order=4, alarm_level=2.6)
+    assert 1020 not in alarms(without, x)
+
+
+def test_causal_scores_do_not_change_when_future_points_change() -> None:
+    x = seasonal(1200)
+    y = x.copy()
+    y[1000:] = 200.0 - y[1000:]  # a different future
+    a = detector().score(x).scores
+    b = detector().score(y).scores
+    np.testing.assert_array_equal(a[:1000], b[:1000])
+    assert not np.array_equal(a[1000:], b[1000:])
+
+
+def test_deterministic_batch_and_streaming_agree_and_reset_forgets() -> None:
+    x = seasonal(900)
+    det = detector()
+    batch = det.score(x).scores
+    np.testing.assert_array_equal(batch, detector().score(x).scores)
+    stream = np.array([det.update(v).score for v in x])
+    np.testing.assert_array_equal(batch, stream)
+    det.reset()
+    again = np.array([det.update(v).score for v in x])
+    np.testing.assert_array_equal(batch, again)
+
+
+def test_context_is_off_by_default_and_validated() -> None:
+    x = seasonal(600)
+    plain = TailProbabilityDetector(window=WINDOW).update(x[0]).evidence
+    assert "context_surprise" not in plain
+    with pytest.raises(ValueError, match="context_order"):
+        TailProbabilityDetector(context_order=-1)
+    with pytest.raises(ValueError, match="escalation"):
+        TailProbabilityDetector(escalation=0.0)
