@@ -47,6 +47,9 @@ Run from the repository root::
     .venv/bin/python bench/scaling_replay.py               # start-up 30 s
     .venv/bin/python bench/scaling_replay.py --startup 60  # a slow Cloud Run cold start
     .venv/bin/python bench/scaling_replay.py --startup 10  # a fast one
+
+Sensitivity of ours (docs/intelligence/scaling.md): `--ours-sync 15` (HPA's sync interval),
+`--burst-exceedance 0.08` / `0.12` (more / fewer instances for bursts).
 """
 
 from __future__ import annotations
@@ -322,12 +325,22 @@ def main() -> None:
     parser.add_argument("--startup", type=int, default=30, help="instance start-up seconds")
     parser.add_argument("--instances", type=float, default=10.0, help="mean instances at target")
     parser.add_argument("--warmup", type=int, default=600, help="seconds left out of the figures")
+    parser.add_argument(
+        "--ours-sync", type=int, default=5, help="our sync interval, seconds (sensitivity check)"
+    )
+    parser.add_argument(
+        "--burst-exceedance",
+        type=float,
+        default=0.1,
+        help="our burst envelope's exceedance share (sensitivity check)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     traces = [azure("code"), azure("conv"), nyc_taxi()]
     print(
         f"start-up {args.startup} s; capacity set so the mean load needs {args.instances:.0f} "
-        f"instances at {UTILIZATION_TARGET:.0%} utilization\n"
+        f"instances at {UTILIZATION_TARGET:.0%} utilization; ours syncs every {args.ours_sync} s, "
+        f"burst envelope exceeded at most {args.burst_exceedance:.0%} of the time\n"
     )
     header = (
         "trace",
@@ -354,12 +367,13 @@ def main() -> None:
             capacity_per_instance=capacity,
             predictive_scale_down_window_seconds=120,
             burst_scale_down_window_seconds=60,
+            burst_exceedance=args.burst_exceedance,
         )
         scalers: list[Autoscaler] = [
             Hpa(hpa_spec),
             Keda(hpa_spec),
             PredictiveHpa(hpa_spec, day=trace.day),
-            Ours(ours_spec, day=trace.day),
+            Ours(ours_spec, day=trace.day, sync=args.ours_sync),
         ]
         results = {}
         for scaler in scalers:
