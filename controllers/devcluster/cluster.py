@@ -48,13 +48,18 @@ _IDENTITIES: dict[str, tuple[str, str | None]] = {
     "kwok": ("xynergy-kwok", "system:masters"),
     "operator": ("xynergy-operator", "system:masters"),
 }
-# Metadata-level audit of every write, so tests and benches can count who wrote what.
+# Metadata-level audit of every write, so tests and benches can count who wrote what, and of
+# list/watch requests on Deployments, so a test can see what a controller asks the apiserver
+# to stream (the request URI carries its selectors).
 _AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
   verbs: [create, update, patch, delete, deletecollection]
+- level: Metadata
+  verbs: [list, watch]
+  resources: [{group: apps, resources: [deployments]}]
 - level: None
 """
 

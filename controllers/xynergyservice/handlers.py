@@ -35,7 +35,12 @@ from controllers.providers.kubernetes import KubernetesProvider, status_from_dep
 from controllers.runtime import current_settings
 from controllers.settings import OperatorSettings
 from controllers.xynergyservice.reconciler import Outcome, reconcile, release
-from controllers.xynergyservice.resources import MANAGED_BY, SERVICE_LABEL
+from controllers.xynergyservice.resources import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    OWNED_SELECTOR,
+    SERVICE_LABEL,
+)
 from controllers.xynergyservice.status import (
     Event,
     compute_status,
@@ -99,8 +104,13 @@ def _invalid_status(body: Mapping[str, Any], exc: ValidationError) -> dict[str, 
 
 
 @kopf.on.startup()
-async def _reset_clients(**_: Any) -> None:
-    """Clients belong to one event loop: start each operator run with fresh ones."""
+async def _reset_clients(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Clients belong to one event loop: start each operator run with fresh ones.
+
+    The Deployment watch asks the apiserver for our Deployments only: the handler's own
+    ``labels=`` filter is applied by kopf after the event arrives, so without a server-side
+    selector the operator would receive, parse and queue every Deployment in the cluster."""
+    settings.watching.label_selectors["apps", "deployments"] = OWNED_SELECTOR
     _State.client = None
     _State.backends = {}
     _State.next_drift_check = {}
@@ -346,7 +356,7 @@ def _owner_uid(deployment: kopf.Body) -> str | None:
     return next((o.get("uid") for o in owners if o.get("kind") == "XynergyService"), None)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})
 async def on_owned_deployment(body: kopf.Body, type: str | None, **_: Any) -> None:
     """A Deployment we own changed: correct drift at once and let status follow the rollout.
 

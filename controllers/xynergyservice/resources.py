@@ -15,6 +15,8 @@ from apis.v1alpha1.xynergyservice import XynergyService
 
 __all__ = [
     "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "OWNED_SELECTOR",
     "REVISION_ANNOTATION",
     "SERVICE_LABEL",
     "build_deployment",
@@ -28,6 +30,9 @@ __all__ = [
 ]
 
 MANAGED_BY = "xynergy"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+# What the operator watches its Deployments by (a server-side label selector).
+OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 SERVICE_LABEL = "xynergy.io/service"
 REVISION_ANNOTATION = "xynergy.io/revision"
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
@@ -68,7 +73,7 @@ def selector_string(svc: XynergyService) -> str:
 def _labels(svc: XynergyService) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": _name(svc),
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         **selector(svc),
     }
 

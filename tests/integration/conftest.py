@@ -166,20 +166,33 @@ def audit_log(cluster: Path) -> Path:
     return path
 
 
-def writes_by(audit_log: Path, user: str, *, since_line: int = 0) -> list[dict[str, Any]]:
-    """Write requests by `user` in the audit log after line `since_line`."""
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def audit_events(
+    audit_log: Path, user: str, *, verbs: frozenset[str], since_line: int = 0
+) -> list[dict[str, Any]]:
+    """Audit events of `user` with one of `verbs` after line `since_line`: one per request
+    (a watch is counted when its response starts, anything else when it completes)."""
     out = []
     with audit_log.open() as fh:
         for i, line in enumerate(fh):
             if i < since_line or not line.strip():
                 continue
             event = json.loads(line)
+            stage = "ResponseStarted" if event.get("verb") == "watch" else "ResponseComplete"
             if (
                 event.get("user", {}).get("username") == user
-                and event.get("stage") == "ResponseComplete"
+                and event.get("stage") == stage
+                and event.get("verb") in verbs
             ):
                 out.append(event)
     return out
+
+
+def writes_by(audit_log: Path, user: str, *, since_line: int = 0) -> list[dict[str, Any]]:
+    """Write requests by `user` in the audit log after line `since_line`."""
+    return audit_events(audit_log, user, verbs=WRITE_VERBS, since_line=since_line)
 
 
 def audit_lines(audit_log: Path) -> int:

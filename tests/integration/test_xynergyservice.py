@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from conftest import Kube
+from conftest import Kube, audit_events
 from kopf.testing import KopfRunner
 
 from apis.conditions import Condition, check_invariants
@@ -154,6 +155,27 @@ def test_hand_edit_is_corrected_unmanaged_fields_kept(
     kube.wait_for("the operator to correct the hand edit", corrected, timeout=60)
     dep = deployment(kube, namespace, "drift") or {}
     assert dep["metadata"]["annotations"]["team.example/owner"] == "crm-team"
+
+
+def test_deployment_watch_is_filtered_by_the_apiserver(
+    kube: Kube, operator: KopfRunner, namespace: str, audit_log: Path
+) -> None:
+    """The operator asks the apiserver for its own Deployments only (a label selector on the
+    list and the watch), so a cluster's other Deployments never reach it; the hand-edit test
+    above shows the filtered watch still sees ours."""
+    create_xs(kube, namespace, "watched")
+    wait_ready(kube, namespace, "watched")
+    requests = [
+        e
+        for e in audit_events(audit_log, "xynergy-operator", verbs=frozenset({"list", "watch"}))
+        if e.get("objectRef", {}).get("resource") == "deployments"
+    ]
+    assert {e["verb"] for e in requests} >= {"watch"}, requests
+    for event in requests:
+        query = parse_qs(urlsplit(event["requestURI"]).query)
+        assert query.get("labelSelector") == ["app.kubernetes.io/managed-by=xynergy"], event[
+            "requestURI"
+        ]
 
 
 def test_scale_subresource(kube: Kube, operator: KopfRunner, namespace: str) -> None:
