@@ -97,7 +97,8 @@ METRICS = [
     ),
     # one sample per request
     MetricConfig("latency", tolerance=0.1, series=False, detectable=TARGET_LATENCY),
-    MetricConfig("saturation", tolerance=0.1),
+    # one gauge value per bucket, the same buckets for both versions: compared pair by pair
+    MetricConfig("saturation", tolerance=0.1, paired=True),
 ]
 LEGACY_METRICS = [
     MetricConfig("error_rate", critical=True, tolerance=0.2, absolute_tolerance=0.01),

@@ -91,6 +91,7 @@ __all__ = [
     "judge",
     "judge_metric",
     "mann_whitney_p",
+    "paired_test",
 ]
 
 BadDirection = Literal["increase", "decrease", "either"]
@@ -147,6 +148,10 @@ class MetricConfig:
         detectable_absolute: the same in the metric's own unit (for a proportion: a rise of the
             rate). With both set, the target is the larger of the two; a metric with a zero
             baseline needs this one (a relative target of zero is never reachable).
+        paired: the continuous samples of the two versions are aligned in time (sample ``i``
+            of each was measured over the same bucket, both versions under the same load):
+            compare them bucket by bucket (Wilcoxon signed-rank), which removes the load's
+            swings from the comparison; see :func:`paired_test`.
     """
 
     name: str
@@ -160,6 +165,7 @@ class MetricConfig:
     series: bool = True
     detectable: float | None = None
     detectable_absolute: float | None = None
+    paired: bool = False
 
 
 @dataclass(frozen=True)
@@ -606,6 +612,98 @@ def _tail_test(
     return min(1.0, 2.0 * best[0]), best[1], best[2]
 
 
+def _signed_rank_p(d: NDArray[np.float64], *, alternative: str) -> float:
+    """Wilcoxon signed-rank p-value of ``d`` (zeros dropped; normal approximation with tie and
+    continuity corrections)."""
+    d = d[d != 0.0]
+    n = d.size
+    if n == 0:
+        return 1.0
+    a = np.abs(d)
+    ranks = stats.rankdata(a)
+    t_plus = float(ranks[d > 0].sum())
+    mean = n * (n + 1) / 4.0
+    _, counts = np.unique(a, return_counts=True)
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - float((counts**3 - counts).sum()) / 48.0
+    if var <= 0.0:
+        return 1.0
+    sd = math.sqrt(var)
+    if alternative == "greater":
+        return float(special.ndtr(-(t_plus - mean - 0.5) / sd))
+    if alternative == "less":
+        return float(special.ndtr((t_plus - mean + 0.5) / sd))
+    return min(1.0, 2.0 * float(special.ndtr(-(abs(t_plus - mean) - 0.5) / sd)))
+
+
+def paired_test(
+    stable: ArrayLike,
+    canary: ArrayLike,
+    *,
+    direction: BadDirection = "increase",
+    confidence: float = 0.95,
+    power: float = 0.8,
+) -> tuple[float, float, float, float, float]:
+    """Bucket-by-bucket comparison of two aligned series: ``(p, rel, rel_low, rel_high, mde)``.
+
+    For non-negative series each bucket gives the symmetric relative difference ``r = 2 (c -
+    s) / (c + s)`` (a bucket where both are 0 is dropped: it says nothing), so a bucket of heavy
+    load weighs no more than a quiet one and one that is zero on one side is bounded (``+-2``);
+    otherwise the plain
+    difference relative to the stable median. Under no change each ``r`` is symmetric about 0
+    (the versions are exchangeable within a bucket), which Wilcoxon's signed-rank test (in the
+    bad ``direction``) assumes; the effect is the Hodges-Lehmann estimate (median of the Walsh
+    averages) with its distribution-free interval, mapped back to a relative change of the
+    level (``r`` of a factor ``k`` is ``2 (k - 1) / (k + 1)``). ``mde``: the relative change
+    detectable with ``power`` at level ``1 - confidence`` (normal approximation with the
+    signed-rank test's efficiency 3/pi against the t-test and the spread of ``r``; ``inf`` when
+    even ``n`` buckets all worse would not reach the level).
+    """
+    s = np.asarray(stable, dtype=np.float64)
+    c = np.asarray(canary, dtype=np.float64)
+    if s.shape != c.shape:
+        raise ValueError(f"paired samples need the same buckets, got {s.shape} and {c.shape}")
+    ref = abs(float(np.median(s))) if s.size else 0.0
+    ratio_scale = bool((s >= 0.0).all() and (c >= 0.0).all())
+    if ratio_scale:
+        # a bucket where both read 0 (no load at all) carries no information: dropped
+        tot = s + c
+        busy = tot > 0.0
+        r = 2.0 * (c[busy] - s[busy]) / tot[busy]
+    else:
+        r = (c - s) / (ref or 1.0)
+
+    def back(x: float) -> float:
+        if not ratio_scale:
+            return x
+        return math.inf if x >= 2.0 else (-1.0 if x <= -2.0 else 2.0 * x / (2.0 - x))
+
+    n = r.size
+    alpha = 1.0 - confidence
+    p = _signed_rank_p(r, alternative=_MWU_ALTERNATIVE[direction])
+    w_src = _compress(r)
+    i, j = np.triu_indices(w_src.size)
+    walsh = 0.5 * (w_src[i] + w_src[j])
+    size = walsh.size
+    z = _z_critical(confidence)
+    # the interval's rank among the n (n + 1) / 2 Walsh averages, as a share (compression)
+    k = math.floor(size * (0.5 - z * math.sqrt((2 * n + 1) / (6.0 * n * (n + 1)))))
+    k = min(max(k, 0), (size - 1) // 2)
+    mid = ((size - 1) // 2, size // 2)
+    part = np.partition(walsh, sorted({k, size - 1 - k, *mid}))
+    est = 0.5 * float(part[mid[0]] + part[mid[1]])
+    a = alpha / 2.0 if direction == "either" else alpha
+    # Few buckets: the smallest p-value the test can give at all (every bucket worse) may be
+    # above the level, and then no change is detectable; else a t quantile for the spread.
+    if n < 2 or _signed_rank_p(np.ones(n), alternative="greater") >= a:
+        mde = math.inf
+    else:
+        zz = float(stats.t.isf(a, n - 1)) + float(special.ndtri(power))
+        spread = float(np.std(r, ddof=1))
+        delta = zz * spread / math.sqrt(n) * math.sqrt(math.pi / 3.0)
+        mde = back(delta) if direction != "decrease" else -back(-delta)
+    return p, back(est), back(float(part[k])), back(float(part[size - 1 - k])), mde
+
+
 def _holm(p_shift: float, p_tail: float, *, alpha: float, tail_weight: float) -> tuple[bool, bool]:
     """Weighted Holm over the shift and tail tests: which of them reject at family level alpha.
 
@@ -776,8 +874,18 @@ def judge_metric(
         return _judge_proportion(stable, canary, metric, cfg, alpha)
     s_raw = np.asarray(stable, dtype=np.float64).ravel()
     c_raw = np.asarray(canary, dtype=np.float64).ravel()
+    if metric.paired:
+        if s_raw.shape != c_raw.shape:
+            raise ValueError(
+                f"paired metric {metric.name!r} needs the same buckets on both sides, got "
+                f"{s_raw.size} and {c_raw.size}"
+            )
+        both = np.isfinite(s_raw) & np.isfinite(c_raw)
+        s_pairs, c_pairs = s_raw[both], c_raw[both]
     s, s_nan = _clean(s_raw)
     c_series, c_nan = _clean(c_raw)
+    if metric.paired:  # a bucket counts only with both sides
+        s, c_series = s_pairs, c_pairs
     # Sorted once: every later sort (timsort) of these is a linear pass; the detectors get the
     # canary in time order.
     s = np.sort(s, kind="stable")
@@ -815,7 +923,16 @@ def judge_metric(
             **base,  # type: ignore[arg-type]
         )
 
-    if min(s[0], c[0]) == max(s[-1], c[-1]):
+    if metric.paired:
+        p_tail = tail_shift = tail_rel = nan
+        p_value, relative, rel_low, rel_high, mde_rel = paired_test(
+            s_pairs,
+            c_pairs,
+            direction=metric.bad_direction,
+            confidence=1.0 - alpha,
+            power=cfg.power,
+        )
+    elif min(s[0], c[0]) == max(s[-1], c[-1]):
         p_value = p_tail = 1.0
         tail_shift = tail_rel = 0.0
     else:
@@ -827,13 +944,23 @@ def judge_metric(
             )
         else:
             p_tail = tail_shift = tail_rel = nan
-    shift_alpha = alpha * (1.0 - cfg.tail_weight) if cfg.tail_weight > 0.0 else alpha
-    effect, low, high = hodges_lehmann(s, c, confidence=1.0 - shift_alpha)
+    tail_weight = 0.0 if metric.paired else cfg.tail_weight
+    shift_alpha = alpha * (1.0 - tail_weight) if tail_weight > 0.0 else alpha
     ref = abs(_quantile(s, 0.5))
     if ref == 0.0:
         ref = float(np.mean(np.abs(s)))
     zero_baseline = ref == 0.0
-    if zero_baseline:
+    if metric.paired:
+        # relative to the stable median (to its mean when that is 0, as below)
+        scale = ref or 1.0
+        effect, low, high = relative * scale, rel_low * scale, rel_high * scale
+        if zero_baseline:
+            reasons.append("ZeroBaseline")
+    else:
+        effect, low, high = hodges_lehmann(s, c, confidence=1.0 - shift_alpha)
+    if metric.paired:
+        pass
+    elif zero_baseline:
         reasons.append("ZeroBaseline")
         # Many zeros make the median shift 0 even when the canary has errors; the mean shift
         # is the honest effect then.
@@ -843,7 +970,7 @@ def judge_metric(
         relative = math.inf if effect > 0 else (-math.inf if effect < 0 else 0.0)
     else:
         relative = effect / ref
-    shift_rejected, tail_rejected = _holm(p_value, p_tail, alpha=alpha, tail_weight=cfg.tail_weight)
+    shift_rejected, tail_rejected = _holm(p_value, p_tail, alpha=alpha, tail_weight=tail_weight)
     verdict = _classify(
         significant=shift_rejected,
         effect=effect,
@@ -868,9 +995,12 @@ def judge_metric(
         if verdict == MetricVerdict.PASS and anomalous >= cfg.anomalous_fraction * c.size:
             verdict = MetricVerdict.MARGINAL
             reasons.append("AnomalousCanarySeries")
-    mde, mde_rel = _mde_shift(
-        s, c.size, alpha=shift_alpha, power=cfg.power, direction=metric.bad_direction
-    )
+    if metric.paired:
+        mde = mde_rel * (ref or 1.0)
+    else:
+        mde, mde_rel = _mde_shift(
+            s, c.size, alpha=shift_alpha, power=cfg.power, direction=metric.bad_direction
+        )
     target = _target(metric, ref)
     verdict = _power_guard(verdict, mde, target, reasons)
     return MetricResult(

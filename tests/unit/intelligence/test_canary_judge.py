@@ -396,3 +396,68 @@ def test_minimum_detectable_effect_is_detected_at_about_the_power(
             c = (rng.binomial(n, level + mde.mde), n)
             hits += judge_metric(s, c, metric, config=cfg).failed
     assert 0.75 <= hits / reps <= 1.0  # about 0.9: the MDE is an approximation
+
+
+# --- paired (time-aligned) series ---------------------------------------------------------------
+
+SATURATION = MetricConfig("saturation", tolerance=0.1, paired=True, series=False)
+
+
+def _load_and_versions(seed: int, factor: float, n: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    load = rng.lognormal(0.0, 1.0, n)  # the same swings of load for both versions
+    return load * rng.lognormal(0.0, 0.2, n), factor * load * rng.lognormal(0.0, 0.2, n)
+
+
+def test_paired_series_see_a_rise_the_load_swings_hide_from_an_unpaired_test() -> None:
+    stable, canary = _load_and_versions(1, 1.3)
+    m = judge_metric(stable, canary, SATURATION)
+    assert m.verdict == MetricVerdict.HIGH
+    assert m.relative_effect == pytest.approx(0.3, abs=0.1)
+    assert m.effect_low < m.effect < m.effect_high
+    unpaired = judge_metric(stable, canary, MetricConfig("saturation", tolerance=0.1))
+    assert unpaired.verdict == MetricVerdict.PASS
+    same = judge_metric(*_load_and_versions(2, 1.0), SATURATION)
+    assert same.verdict == MetricVerdict.PASS
+
+
+def test_paired_test_matches_scipy_wilcoxon_and_drops_idle_buckets() -> None:
+    from scipy import stats
+
+    from intelligence.canary import paired_test
+
+    stable, canary = _load_and_versions(3, 1.2)
+    p = paired_test(stable, canary)[0]
+    r = 2 * (canary - stable) / (canary + stable)
+    want = stats.wilcoxon(r, alternative="greater", method="approx", correction=True).pvalue
+    assert p == pytest.approx(want, rel=1e-9)
+    idle = np.zeros(30)  # a silent stretch: both versions at 0
+    assert paired_test(np.concatenate([stable, idle]), np.concatenate([canary, idle]))[0] == p
+
+
+def test_paired_metric_guards() -> None:
+    stable, canary = _load_and_versions(4, 1.0)
+    canary[3] = np.nan
+    m = judge_metric(stable, canary, SATURATION)
+    assert "NaNsDropped" in m.reasons
+    assert m.n_stable == m.n_canary == 29  # the bucket is lost on both sides
+    with pytest.raises(ValueError, match="same buckets"):
+        judge_metric(stable, canary[:-1], SATURATION)
+    # 8 buckets cannot reach a small level even if all are worse: no change is detectable
+    few = judge_metric(stable[:8], 2.0 * stable[:8], SATURATION, config=JudgeConfig(alpha=0.001))
+    assert few.verdict == MetricVerdict.PASS
+    assert few.mde_relative == np.inf
+
+
+def test_paired_false_failures_stay_under_alpha() -> None:
+    cfg = JudgeConfig(alpha=0.05, looks=3)
+    metric = MetricConfig("saturation", tolerance=0.0, paired=True, series=False)
+    failed, runs = 0, 600
+    for seed in range(runs):
+        s, c = _load_and_versions(1000 + seed, 1.0)
+        if any(
+            judge_metric(s[: 10 * k], c[: 10 * k], metric, config=cfg, look=k).failed
+            for k in (1, 2, 3)
+        ):
+            failed += 1
+    assert failed / runs <= 0.05 + np.sqrt(0.05 * 0.95 / runs)
