@@ -281,6 +281,15 @@ def timing() -> list[tuple[str, float]]:
         )
     counts = np.column_stack([rng.binomial(80, 0.01, 30), np.full(30, 80)])
     cases.append(("proportion, 30 vs 30 count rows", counts, counts[::-1], METRICS[0]))
+    load = rng.lognormal(0.0, 1.0, 30)
+    cases.append(
+        (
+            "paired series, 30 buckets",
+            load * rng.lognormal(0.0, 0.1, 30),
+            load * rng.lognormal(0.0, 0.1, 30),
+            METRICS[2],
+        )
+    )
     out = []
     for label, s, c, m in cases:
         judge_metric(s, c, m, config=CONFIG)  # type: ignore[arg-type]
@@ -467,8 +476,12 @@ def main(argv: list[str] | None = None) -> int:
     for share in SHARES:
         sel = [r for r in healthy if r.share == share]
         lat = np.array([r.judgements[1].metric("latency").mde_relative for r in sel])
-        cells = [f"latency x{np.median(lat):+.0%} [{np.quantile(lat, 0.1):+.0%}, "]
-        cells[0] += f"{np.quantile(lat, 0.9):+.0%}]"
+        sat = np.array([r.judgements[1].metric("saturation").mde_relative for r in sel])
+        cells = [
+            f"latency x{np.median(lat):+.0%} [{np.quantile(lat, 0.1):+.0%}, "
+            f"{np.quantile(lat, 0.9):+.0%}]",
+            f"saturation x{np.median(sat):+.0%}",
+        ]
         for base in BASE_ERRORS:
             err = np.array(
                 [r.judgements[1].metric("error_rate").mde for r in sel if r.base == base]

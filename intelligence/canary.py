@@ -612,6 +612,11 @@ def _tail_test(
     return min(1.0, 2.0 * best[0]), best[1], best[2]
 
 
+@lru_cache(maxsize=256)
+def _t_critical(alpha: float, df: int) -> float:
+    return float(stats.t.isf(alpha, df))
+
+
 def _signed_rank_p(d: NDArray[np.float64], *, alternative: str) -> float:
     """Wilcoxon signed-rank p-value of ``d`` (zeros dropped; normal approximation with tie and
     continuity corrections)."""
@@ -697,7 +702,7 @@ def paired_test(
     if n < 2 or _signed_rank_p(np.ones(n), alternative="greater") >= a:
         mde = math.inf
     else:
-        zz = float(stats.t.isf(a, n - 1)) + float(special.ndtri(power))
+        zz = _t_critical(a, n - 1) + float(special.ndtri(power))
         spread = float(np.std(r, ddof=1))
         delta = zz * spread / math.sqrt(n) * math.sqrt(math.pi / 3.0)
         mde = back(delta) if direction != "decrease" else -back(-delta)
