@@ -29,6 +29,11 @@ noise, and it turns an empty bucket into a missing value):
    stable samples): a passing metric whose canary series is persistently anomalous becomes
    ``Marginal`` (``AnomalousCanarySeries``), which costs half its weight.
 
+A ``paired`` continuous metric (a gauge scraped per bucket, the same buckets for both versions)
+replaces step 2 by a bucket-by-bucket comparison (:func:`paired_test`: Wilcoxon's signed-rank
+test on the symmetric relative difference of each bucket): both versions ride the same swings of
+load, and comparing them within a bucket takes those swings out of the comparison.
+
 ``proportion`` metrics (error rate) take counts, ``(events, trials)`` per bucket or in total,
 because a rate is a binomial proportion: a bucket with no requests carries no information (it
 is not a missing value), and a bucket with 3 requests weighs less than one with 300. The test is
@@ -955,26 +960,24 @@ def judge_metric(
     if ref == 0.0:
         ref = float(np.mean(np.abs(s)))
     zero_baseline = ref == 0.0
+    if zero_baseline:
+        reasons.append("ZeroBaseline")
     if metric.paired:
-        # relative to the stable median (to its mean when that is 0, as below)
+        # the paired test's relative change, in the metric's unit via the stable median (its
+        # mean when that is 0; 1 when both are)
         scale = ref or 1.0
         effect, low, high = relative * scale, rel_low * scale, rel_high * scale
-        if zero_baseline:
-            reasons.append("ZeroBaseline")
     else:
         effect, low, high = hodges_lehmann(s, c, confidence=1.0 - shift_alpha)
-    if metric.paired:
-        pass
-    elif zero_baseline:
-        reasons.append("ZeroBaseline")
-        # Many zeros make the median shift 0 even when the canary has errors; the mean shift
-        # is the honest effect then.
-        mean_shift = float(np.mean(c) - np.mean(s))
-        if abs(mean_shift) > abs(effect):
-            effect = mean_shift
-        relative = math.inf if effect > 0 else (-math.inf if effect < 0 else 0.0)
-    else:
-        relative = effect / ref
+        if zero_baseline:
+            # Many zeros make the median shift 0 even when the canary has errors; the mean
+            # shift is the honest effect then.
+            mean_shift = float(np.mean(c) - np.mean(s))
+            if abs(mean_shift) > abs(effect):
+                effect = mean_shift
+            relative = math.inf if effect > 0 else (-math.inf if effect < 0 else 0.0)
+        else:
+            relative = effect / ref
     shift_rejected, tail_rejected = _holm(p_value, p_tail, alpha=alpha, tail_weight=tail_weight)
     verdict = _classify(
         significant=shift_rejected,
