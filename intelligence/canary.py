@@ -401,7 +401,11 @@ def _clean(values: ArrayLike) -> tuple[NDArray[np.float64], int]:
 
 
 def _anomalies(
-    stable: NDArray[np.float64], canary: NDArray[np.float64], cfg: MetricConfig
+    stable: NDArray[np.float64],
+    canary: NDArray[np.float64],
+    cfg: MetricConfig,
+    *,
+    paired: bool = False,
 ) -> tuple[int, Severity]:
     """Canary points at CRITICAL or worse against the stable samples as a frozen reference.
 
@@ -409,11 +413,22 @@ def _anomalies(
     the metric's tolerances as scale floors) and :class:`~intelligence.anomaly.CusumDetector`
     (two-sided CUSUM of those z-scores, allowance 0.5), computed in one pass: the stable
     version runs at the same time as the canary, so it is the reference for every canary point.
+    ``paired`` (``stable`` and ``canary`` in time order, bucket by bucket): the reference of
+    each canary point is the stable value of the same bucket, so a swing of load both versions
+    ride is no anomaly; the z-score is the bucket's relative difference (see
+    :func:`paired_test`) over its own robust spread, floored at the tolerance.
     """
-    med, mad = median_mad(stable)
-    scale = max(MAD_TO_SIGMA * mad, max(cfg.tolerance, 1e-3) * abs(med), cfg.absolute_tolerance)
-    scale = max(scale, 1e-9)
-    z = np.clip((canary - med) / scale, -10.0, 10.0)
+    if paired:
+        r, _ = _paired_differences(stable, canary)
+        _, mad_r = median_mad(r) if r.size else (0.0, 0.0)
+        scale = max(MAD_TO_SIGMA * mad_r, cfg.tolerance, 1e-3)
+        z = np.clip(r / scale, -10.0, 10.0)
+        canary = r
+    else:
+        med, mad = median_mad(stable)
+        scale = max(MAD_TO_SIGMA * mad, max(cfg.tolerance, 1e-3) * abs(med), cfg.absolute_tolerance)
+        scale = max(scale, 1e-9)
+        z = np.clip((canary - med) / scale, -10.0, 10.0)
     signs = {"increase": (1.0,), "decrease": (-1.0,), "either": (1.0, -1.0)}[cfg.bad_direction]
     bad = np.max([np.maximum(sign * z, 0.0) for sign in signs], axis=0)
     z_sev = ZSCORE_LEVELS.classify_many(bad)
@@ -617,6 +632,23 @@ def _tail_test(
     return min(1.0, 2.0 * best[0]), best[1], best[2]
 
 
+def _paired_differences(
+    s: NDArray[np.float64], c: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], bool]:
+    """Per-bucket differences of two aligned series and whether they are relative (``2 (c - s) /
+    (c + s)``, non-negative series, buckets idle on both sides dropped) or plain differences
+    over the stable median."""
+    if s.shape != c.shape:
+        raise ValueError(f"paired samples need the same buckets, got {s.shape} and {c.shape}")
+    if bool((s >= 0.0).all() and (c >= 0.0).all()):
+        # a bucket where both read 0 (no load at all) carries no information: dropped
+        tot = s + c
+        busy = tot > 0.0
+        return 2.0 * (c[busy] - s[busy]) / tot[busy], True
+    ref = abs(float(np.median(s))) if s.size else 0.0
+    return (c - s) / (ref or 1.0), False
+
+
 @lru_cache(maxsize=256)
 def _t_critical(alpha: float, df: int) -> float:
     return float(stats.t.isf(alpha, df))
@@ -670,17 +702,7 @@ def paired_test(
     """
     s = np.asarray(stable, dtype=np.float64)
     c = np.asarray(canary, dtype=np.float64)
-    if s.shape != c.shape:
-        raise ValueError(f"paired samples need the same buckets, got {s.shape} and {c.shape}")
-    ref = abs(float(np.median(s))) if s.size else 0.0
-    ratio_scale = bool((s >= 0.0).all() and (c >= 0.0).all())
-    if ratio_scale:
-        # a bucket where both read 0 (no load at all) carries no information: dropped
-        tot = s + c
-        busy = tot > 0.0
-        r = 2.0 * (c[busy] - s[busy]) / tot[busy]
-    else:
-        r = (c - s) / (ref or 1.0)
+    r, ratio_scale = _paired_differences(s, c)
 
     def back(x: float) -> float:
         if not ratio_scale:
@@ -999,7 +1021,10 @@ def judge_metric(
 
     anomalous, severity = 0, Severity.INFO
     if cfg.detectors and metric.series:
-        anomalous, severity = _anomalies(s, c_series, metric)
+        if metric.paired:
+            anomalous, severity = _anomalies(s_pairs, c_pairs, metric, paired=True)
+        else:
+            anomalous, severity = _anomalies(s, c_series, metric)
         if verdict == MetricVerdict.PASS and anomalous >= cfg.anomalous_fraction * c.size:
             verdict = MetricVerdict.MARGINAL
             reasons.append("AnomalousCanarySeries")

@@ -461,3 +461,20 @@ def test_paired_false_failures_stay_under_alpha() -> None:
         ):
             failed += 1
     assert failed / runs <= 0.05 + np.sqrt(0.05 * 0.95 / runs)
+
+
+def test_paired_detectors_ignore_load_both_versions_ride() -> None:
+    rng = np.random.default_rng(8)
+    load = np.full(30, 100.0)
+    load[12:20] *= 5.0  # a burst of traffic, for both versions
+    stable = load * rng.lognormal(0.0, 0.05, 30)
+    canary = load * rng.lognormal(0.0, 0.05, 30)
+    series = MetricConfig("saturation", tolerance=0.1, paired=True)
+    m = judge_metric(stable, canary, series)
+    assert m.verdict == MetricVerdict.PASS
+    assert m.anomalous_points == 0
+    unpaired = judge_metric(stable, canary, MetricConfig("saturation", tolerance=0.1))
+    assert unpaired.anomalous_points > 0  # the level-based detector mistakes the burst
+    canary[22:] *= 1.6  # the canary alone, late: anomalous bucket by bucket
+    late = judge_metric(stable, canary, series, config=JudgeConfig(anomalous_fraction=0.2))
+    assert late.anomalous_points >= 3  # CUSUM needs a few buckets to build up
