@@ -87,7 +87,15 @@ def _direct(name: str) -> list[tuple[str, dict[str, Any]]]:
 def _create_all(kube: Kube, items: list[tuple[str, dict[str, Any]]]) -> None:
     def one(item: tuple[str, dict[str, Any]]) -> None:
         path, body = item
-        resp = kube.create(path, body)
+        for attempt in range(3):
+            try:
+                resp = kube.create(path, body)
+                break
+            except httpx.TransportError:  # a kept-alive connection the apiserver had closed
+                if attempt == 2:
+                    raise
+        if resp.status_code == 409 and attempt:
+            return  # the first attempt was applied; its response was lost
         if resp.status_code != 201:
             raise RuntimeError(f"create {path} failed: {resp.status_code} {resp.text[:200]}")
 

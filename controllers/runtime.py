@@ -49,3 +49,5 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    settings.queueing.worker_limit = current_settings().worker_limit
+    settings.queueing.idle_timeout = 0.5

@@ -40,3 +40,11 @@ class OperatorSettings(BaseSettings):
     api_concurrency: int = Field(
         default=32, ge=1, le=512, description="Most Kubernetes API calls in flight at once."
     )
+    worker_limit: int | None = Field(
+        default=128,
+        ge=1,
+        description=(
+            "Most objects handled at once per watched kind (kopf's queueing.worker_limit); "
+            "events of the others wait as raw events. Unset for no limit."
+        ),
+    )

@@ -112,11 +112,18 @@ def _api_error(exc: ApiError, *, what: str) -> StalledError | TransientError:
     return TransientError(message, reason="ApiUnavailable")
 
 
+# Service applies in flight at once (see KubernetesProvider).
+SERVICE_APPLY_CONCURRENCY = 4
+
+
 class KubernetesProvider:
     """Deploys a XynergyService as a Deployment + Service in its own namespace.
 
     Every API call goes through `limit` (shared with the handlers), so a burst of a thousand
-    objects queues here instead of exhausting the HTTP connection pool.
+    objects queues here instead of exhausting the HTTP connection pool. Service applies also
+    queue on a small limit of their own first: the apiserver allocates cluster IPs one at a
+    time, so more of them in flight only wait longer there, holding slots that Deployment
+    applies (which start the Pods) and status writes of other objects could use.
     """
 
     def __init__(
@@ -125,10 +132,12 @@ class KubernetesProvider:
         *,
         field_manager: str = FIELD_MANAGER,
         limit: asyncio.Semaphore | None = None,
+        service_limit: int = SERVICE_APPLY_CONCURRENCY,
     ) -> None:
         self._client = client
         self._field_manager = field_manager
         self._limit = limit or asyncio.Semaphore(32)
+        self._service_limit = asyncio.Semaphore(service_limit)
 
     @contextlib.asynccontextmanager
     async def _call(self, method: str, *, what: str) -> AsyncIterator[None]:
@@ -189,7 +198,8 @@ class KubernetesProvider:
             return 0, live
         kind = desired["kind"]
         name = desired["metadata"]["name"]
-        async with self._call(f"apply_{kind.lower()}", what=f"applying {kind} {name}"):
+        own_queue = self._service_limit if kind == "Service" else contextlib.nullcontext()
+        async with own_queue, self._call(f"apply_{kind.lower()}", what=f"applying {kind} {name}"):
             try:
                 applied = await self._client.apply(
                     codecs.from_dict(desired), field_manager=self._field_manager, force=True
@@ -207,8 +217,17 @@ class KubernetesProvider:
         fresh = svc.status is None or not svc.status.latest_created_revision
         live_dep = None if fresh else await self._get(Deployment, name, ns)
         live_svc = None if fresh else await self._get(Service, name, ns)
-        dep_writes, dep_after = await self._apply(build_deployment(svc), live_dep)
-        svc_writes, _ = await self._apply(build_service(svc), live_svc)
+        # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
+        dep_task = asyncio.ensure_future(self._apply(build_deployment(svc), live_dep))
+        try:
+            svc_writes, _ = await self._apply(build_service(svc), live_svc)
+        except asyncio.CancelledError:
+            dep_task.cancel()
+            raise
+        except Exception:
+            await dep_task  # a Deployment error is reported first, as when they ran in order
+            raise
+        dep_writes, dep_after = await dep_task
         observed = status_from_deployment(svc, dep_after)
         return BackendStatus(**{**observed.__dict__, "writes": dep_writes + svc_writes})
 
