@@ -774,6 +774,36 @@ def _power_guard(
     return verdict
 
 
+def _no_data(
+    metric: MetricConfig,
+    cfg: JudgeConfig,
+    reasons: list[str],
+    base: dict[str, object],
+    *,
+    nan_share: float,
+    samples: int,
+) -> MetricResult | None:
+    """The NoData result when too many values were NaN or too few samples remain, else None
+    (the guards every metric kind shares; `reasons` gains what applied)."""
+    if nan_share > cfg.max_nan_fraction:
+        reasons.append("TooManyNaNs")
+    if samples < metric.min_samples:
+        reasons.append("FewSamples")
+    if "TooManyNaNs" not in reasons and "FewSamples" not in reasons:
+        return None
+    nan = float("nan")
+    return MetricResult(
+        verdict=MetricVerdict.NODATA,
+        reasons=tuple(reasons),
+        p_value=nan,
+        effect=nan,
+        effect_low=nan,
+        effect_high=nan,
+        relative_effect=nan,
+        **base,  # type: ignore[arg-type]
+    )
+
+
 def _judge_proportion(
     stable: ArrayLike, canary: ArrayLike, metric: MetricConfig, cfg: JudgeConfig, alpha: float
 ) -> MetricResult:
@@ -798,22 +828,16 @@ def _judge_proportion(
         "canary_median": p_c,
         "alpha": alpha,
     }
-    worst_nan = max(s_bad / max(s_rows, 1), c_bad / max(c_rows, 1))
-    if worst_nan > cfg.max_nan_fraction:
-        reasons.append("TooManyNaNs")
-    if min(st, ct) < metric.min_samples:
-        reasons.append("FewSamples")
-    if "TooManyNaNs" in reasons or "FewSamples" in reasons:
-        return MetricResult(
-            verdict=MetricVerdict.NODATA,
-            reasons=tuple(reasons),
-            p_value=nan,
-            effect=nan,
-            effect_low=nan,
-            effect_high=nan,
-            relative_effect=nan,
-            **base,  # type: ignore[arg-type]
-        )
+    no_data = _no_data(
+        metric,
+        cfg,
+        reasons,
+        base,
+        nan_share=max(s_bad / max(s_rows, 1), c_bad / max(c_rows, 1)),
+        samples=min(st, ct),
+    )
+    if no_data is not None:
+        return no_data
     if se + ce == 0 or se + ce == st + ct:
         upper = lower = 1.0
     else:
@@ -938,22 +962,16 @@ def judge_metric(
         "canary_median": _quantile(c, 0.5) if c.size else nan,
         "alpha": alpha,
     }
-    worst_nan = max(s_nan / max(s_raw.size, 1), c_nan / max(c_raw.size, 1))
-    if worst_nan > cfg.max_nan_fraction:
-        reasons.append("TooManyNaNs")
-    if min(s.size, c.size) < metric.min_samples:
-        reasons.append("FewSamples")
-    if "TooManyNaNs" in reasons or "FewSamples" in reasons:
-        return MetricResult(
-            verdict=MetricVerdict.NODATA,
-            reasons=tuple(reasons),
-            p_value=nan,
-            effect=nan,
-            effect_low=nan,
-            effect_high=nan,
-            relative_effect=nan,
-            **base,  # type: ignore[arg-type]
-        )
+    no_data = _no_data(
+        metric,
+        cfg,
+        reasons,
+        base,
+        nan_share=max(s_nan / max(s_raw.size, 1), c_nan / max(c_raw.size, 1)),
+        samples=min(s.size, c.size),
+    )
+    if no_data is not None:
+        return no_data
 
     if metric.paired:
         p_tail = tail_shift = tail_rel = nan
