@@ -68,6 +68,23 @@ def _limit(rules: ScalingRules, start_of: dict[int, int], *, up: bool) -> int:
     return max(proposals) if pick_max else min(proposals)
 
 
+def _assert_within_bounds_and_policies(
+    spec, desired: int, current: int, history: list[tuple[float, int]], now: float
+) -> None:
+    """`desired` is within [min, max] and moves no faster than the policies allow, judged
+    from the replicas at the start of each policy's period (read off the trajectory)."""
+    assert spec.min_instances <= desired <= spec.max_instances
+    periods = {
+        p.period_seconds
+        for p in spec.behavior.scale_up.policies + spec.behavior.scale_down.policies
+    }
+    start_of = {period: [r for t, r in history if t <= now - period][-1] for period in periods}
+    if desired > current:
+        assert desired <= max(current, _limit(spec.behavior.scale_up, start_of, up=True))
+    if desired < current:
+        assert desired >= min(current, _limit(spec.behavior.scale_down, start_of, up=False))
+
+
 @settings(max_examples=150, deadline=None)
 @given(scenarios(), st.sampled_from([15, 20, 45]))
 def test_within_bounds_and_never_faster_than_policies(scenario, interval) -> None:
@@ -78,17 +95,7 @@ def test_within_bounds_and_never_faster_than_policies(scenario, interval) -> Non
     for i, load in enumerate(loads):
         now = t0 + i * interval
         d = decide(now=now, current_instances=current, current_load=load, spec=spec, state=state)
-        assert spec.min_instances <= d.desired <= spec.max_instances
-        periods = {
-            p.period_seconds
-            for p in spec.behavior.scale_up.policies + spec.behavior.scale_down.policies
-        }
-        # replicas at the start of each policy's period, read off the trajectory itself
-        start_of = {period: [r for t, r in history if t <= now - period][-1] for period in periods}
-        if d.desired > current:
-            assert d.desired <= max(current, _limit(spec.behavior.scale_up, start_of, up=True))
-        if d.desired < current:
-            assert d.desired >= min(current, _limit(spec.behavior.scale_down, start_of, up=False))
+        _assert_within_bounds_and_policies(spec, d.desired, current, history, now)
         if d.desired != current:
             history.append((now, d.desired))
         state, current = d.state, d.desired
@@ -126,16 +133,7 @@ def test_envelope_mode_stays_within_bounds_and_policies(scenario, interval, data
             state=state,
             recent_load=(times, past),
         )
-        assert spec.min_instances <= d.desired <= spec.max_instances
-        periods = {
-            p.period_seconds
-            for p in spec.behavior.scale_up.policies + spec.behavior.scale_down.policies
-        }
-        start_of = {period: [r for t, r in history if t <= now - period][-1] for period in periods}
-        if d.desired > current:
-            assert d.desired <= max(current, _limit(spec.behavior.scale_up, start_of, up=True))
-        if d.desired < current:
-            assert d.desired >= min(current, _limit(spec.behavior.scale_down, start_of, up=False))
+        _assert_within_bounds_and_policies(spec, d.desired, current, history, now)
         if d.mode == "envelope":
             assert d.fallback == "NoForecast"
             assert d.evidence["burstLevel"] <= max(past) + 1e-9
