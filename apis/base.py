@@ -14,6 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
+from apis.quantity import parse_quantity
+
 __all__ = [
     "DNS_LABEL",
     "DNS_SUBDOMAIN",
@@ -32,7 +34,6 @@ __all__ = [
 _DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -64,12 +65,8 @@ def _check_duration(value: str) -> str:
 
 
 def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a quantity must not be negative")
-        return value
-    if not _QUANTITY_RE.match(value):
-        raise ValueError(f"invalid quantity {value!r}: expected e.g. 500m, 2, 512Mi or 4Gi")
+    if parse_quantity(value) < 0:
+        raise ValueError(f"invalid quantity {value!r}: expected a quantity of at least 0")
     return value
 
 
@@ -98,14 +95,17 @@ Quantity = Annotated[
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-validations": [
                 cel(
-                    "type(self) == int ? int(self) >= 0 : isQuantity(string(self))",
-                    "must be a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi",
+                    "type(self) == int ? int(self) >= 0 : isQuantity(string(self))"
+                    " && quantity(string(self)).sign() >= 0",
+                    "must be a non-negative Kubernetes quantity such as 500m, 2, 512Mi or 4Gi",
                 )
             ],
         }
     ),
 ]
-"""A Kubernetes resource quantity (integer or string such as `500m`, `1Gi`)."""
+"""A non-negative Kubernetes resource quantity (integer or string such as `500m`, `1Gi`).
+
+Parsed by `apis.quantity.parse_quantity`; read values through it, never by hand."""
 
 
 def _check_int_or_percent(value: int | str) -> int | str:

@@ -101,3 +101,17 @@ def test_manifest_uses_camel_case() -> None:
     assert manifest["spec"]["healthCheck"]["periodSeconds"] == 10
     assert manifest["apiVersion"] == "xynergy.io/v1alpha1"
     assert "status" not in manifest
+
+
+@pytest.mark.parametrize("cpu", ["-2", "-500m", -1, "-0.1Gi", "1.2.3", "2 cores"])
+def test_negative_or_unparsable_quantities_are_rejected_naming_the_field(cpu: object) -> None:
+    with pytest.raises(ValidationError) as err:
+        XynergyServiceSpec.model_validate({"image": "x", "resources": {"cpu": cpu}})
+    assert err.value.errors()[0]["loc"][:2] == ("resources", "cpu")
+    assert "invalid quantity" in str(err.value)
+
+
+@pytest.mark.parametrize("memory", ["1e3", ".5Gi", "+1", "0", "512Mi", 1024, "1000Ei"])
+def test_every_kubernetes_quantity_form_is_accepted(memory: object) -> None:
+    spec = XynergyServiceSpec.model_validate({"image": "x", "resources": {"memory": memory}})
+    assert spec.sizing().memory == str(memory)
