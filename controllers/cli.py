@@ -1,6 +1,7 @@
 """The `xynergy` command line: the local dev cluster and generated CRDs.
 
 xynergy dev up | down | status       local control plane + operator
+xynergy dev restart <component>      restart one of them as `dev up` started it
 xynergy crds generate [--check]      apis/ -> crds/
 """
 
@@ -22,16 +23,19 @@ from controllers.devcluster import (
     ensure_binaries,
     repo_root,
 )
+from controllers.devcluster.cluster import UnknownComponentError
 from controllers.devcluster.manifests import apply_files, wait_established
 from controllers.devcluster.platform import start_platform
 from controllers.devcluster.processes import (
     ManagedProcess,
+    Probe,
     free_port,
-    http_ok,
     spawn,
+    start_ticks,
     stop_process,
-    wait_until_ready,
+    wait_healthy,
 )
+from controllers.devcluster.restart import restart_component
 
 __all__ = ["main"]
 
@@ -126,7 +130,7 @@ def dev_up(
             proc = _start_operator(workdir=workdir, kubeconfig=operator_kubeconfig, cluster=cluster)
             if cluster is None:
                 state.processes.append(proc)
-                (workdir / "state.json").write_text(state.to_json())
+                state.save()
         gateway: str | None = None
         if platform and cluster is not None:
             gateway = start_platform(cluster, progress=_say).gateway_url
@@ -164,14 +168,14 @@ def _start_operator(
         PYTHONUNBUFFERED="1",
     )
     argv = [sys.executable, "-m", "controllers"]
+    probe = Probe(url=f"http://127.0.0.1:{port}/healthz", what="liveness")
     if cluster is not None:
-        proc = cluster.add_process(name="operator", argv=argv, env=env)
+        proc = cluster.add_process(name="operator", argv=argv, env=env, probe=probe)
     else:
-        proc = spawn(name="operator", argv=argv, log=workdir / "logs" / "operator.log", env=env)
+        log = workdir / "logs" / "operator.log"
+        proc = spawn(name="operator", argv=argv, log=log, env=env, probe=probe)
     try:
-        wait_until_ready(
-            proc, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), what="liveness", timeout=60
-        )
+        wait_healthy(proc, timeout=60)
     except ClusterError:
         stop_process(proc)
         raise
@@ -184,8 +188,22 @@ def _print_status(state: ClusterState) -> None:
         click.echo(f"server:     {state.server}")
     click.echo(f"logs:       {state.workdir / 'logs'}")
     for proc in state.processes:
-        alive = "running" if proc.exit_code() is None else "stopped"
-        click.echo(f"  {proc.name:<24} pid {proc.pid:<8} {alive:<8} {proc.log}")
+        if proc.exit_code() is None:
+            click.echo(f"  {proc.name:<24} pid {proc.pid:<8} running  {proc.log}")
+        else:
+            click.echo(f"  {_not_running(state, proc)}")
+
+
+def _not_running(state: ClusterState, proc: ManagedProcess) -> str:
+    """One line for a recorded process that no longer runs, with the command that restarts
+    it."""
+    why = f"recorded pid {proc.pid} exited"
+    if start_ticks(proc.pid) is not None:  # alive, but started at another time
+        why += "; the pid now belongs to another process"
+    command = f"xynergy dev restart {proc.name}"
+    if state.workdir != _default_workdir().resolve():
+        command += f" --workdir {state.workdir}"
+    return f"{proc.name}: not running ({why}); restart with `{command}`"
 
 
 @dev.command("token")
@@ -235,6 +253,30 @@ def dev_down(workdir: Path) -> None:
         return
     DevCluster(workdir=workdir, bindir=workdir).stop()
     click.echo("stopped")
+
+
+@dev.command("restart")
+@click.argument("component")
+@click.option("--workdir", type=click.Path(path_type=Path), default=_default_workdir)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for it to be healthy.",
+)
+def dev_restart(component: str, workdir: Path, timeout: float) -> None:
+    """Restart COMPONENT (a name `dev status` lists) as `dev up` started it: same command
+    line, environment and log; starts it if it is not running. Waits until it is healthy."""
+    try:
+        done = restart_component(workdir.resolve(), component, timeout=timeout, progress=_say)
+    except UnknownComponentError as exc:
+        raise click.BadParameter(str(exc), param_hint="COMPONENT") from exc
+    except ClusterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    before = f"pid {done.old.pid}" + ("" if done.was_running else " had exited")
+    click.echo(f"{component}: restarted ({before}; now pid {done.new.pid}); log: {done.new.log}")
 
 
 @dev.command("status")

@@ -3,8 +3,9 @@ kube-controller-manager, kube-scheduler and kwok (fake Nodes that run Pods).
 
 Used by `xynergy dev up` and by the pytest `cluster` fixture. Everything lives in one work dir:
 `pki/` (CA, certs, keys), `kubeconfig/` (one per identity; `admin.kubeconfig` is the user's),
-`logs/<component>.log`, `etcd-data/`, and `state.json` (ports and PIDs) which `dev down` and
-`dev status` read from another process.
+`logs/<component>.log`, `etcd-data/`, and `state.json` (ports, PIDs and how each process was
+started) which `dev down`, `dev status` and `dev restart` read from another process. state.json
+is replaced atomically (a temp file renamed over it), so a reader never sees half of it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,16 +28,17 @@ from controllers.devcluster.pki import ClientCert, Pki, generate_pki
 from controllers.devcluster.processes import (
     ClusterError,
     ManagedProcess,
+    Probe,
     free_port,
-    http_ok,
     is_alive,
     port_in_use,
+    probe_ok,
     spawn,
     stop_process,
     tail,
 )
 
-__all__ = ["ClusterError", "ClusterState", "DevCluster", "Progress"]
+__all__ = ["ClusterError", "ClusterState", "DevCluster", "Progress", "UnknownComponentError"]
 
 Progress = Callable[[str], None]
 
@@ -64,6 +67,10 @@ rules:
 """
 
 
+class UnknownComponentError(ClusterError):
+    """A component name that state.json does not record."""
+
+
 @dataclass
 class ClusterState:
     """What state.json records about a running cluster."""
@@ -90,19 +97,22 @@ class ClusterState:
                 "server": self.server,
                 "kubeconfig": str(self.kubeconfig),
                 "ports": self.ports,
-                "processes": [
-                    {
-                        "name": p.name,
-                        "pid": p.pid,
-                        "start": p.start,
-                        "executable": p.executable,
-                        "log": str(p.log),
-                    }
-                    for p in self.processes
-                ],
+                "processes": [p.to_dict() for p in self.processes],
             },
             indent=2,
         )
+
+    def save(self) -> None:
+        """Write state.json atomically: a temp file in the same folder renamed over it."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".state.", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(self.to_json())
+            os.replace(tmp, self.workdir / "state.json")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, workdir: Path) -> ClusterState | None:
@@ -115,17 +125,22 @@ class ClusterState:
             server=raw["server"],
             kubeconfig=Path(raw["kubeconfig"]),
             ports={k: int(v) for k, v in raw["ports"].items()},
-            processes=[
-                ManagedProcess(
-                    name=p["name"],
-                    pid=p["pid"],
-                    start=p["start"],
-                    executable=p["executable"],
-                    log=Path(p["log"]),
-                )
-                for p in raw["processes"]
-            ],
+            processes=[ManagedProcess.from_dict(p) for p in raw["processes"]],
         )
+
+    def find(self, name: str) -> ManagedProcess:
+        """The recorded process called `name`; UnknownComponentError lists the known ones."""
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        known = ", ".join(p.name for p in self.processes) or "none"
+        raise UnknownComponentError(
+            f"unknown component {name!r} in {self.workdir / 'state.json'}; known: {known}"
+        )
+
+    def replace(self, proc: ManagedProcess) -> None:
+        """Record `proc` in place of the process of the same name (same position)."""
+        self.processes = [proc if p.name == proc.name else p for p in self.processes]
 
     def running(self) -> dict[str, bool]:
         """Component name -> whether its process is alive."""
@@ -201,25 +216,52 @@ class DevCluster:
             raise
 
     def add_process(
-        self, *, name: str, argv: Sequence[str], env: dict[str, str] | None = None
+        self,
+        *,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        secret_files: dict[str, Path] | None = None,
+        probe: Probe | None = None,
     ) -> ManagedProcess:
-        """Start another process (e.g. the operator) that `stop()` will stop with the cluster."""
+        """Start another process (e.g. the operator) that `stop()` will stop with the cluster
+        (`spawn` says what the arguments mean)."""
         if self.state is None:
             raise ClusterError(f"{name}: the cluster is not started")
-        proc = spawn(name=name, argv=argv, log=self.logs / f"{name}.log", env=env)
+        proc = spawn(
+            name=name,
+            argv=argv,
+            log=self.logs / f"{name}.log",
+            env=env,
+            secret_files=secret_files,
+            probe=probe,
+        )
         self.state.processes.append(proc)
         self._save()
         return proc
 
     def stop(self) -> None:
-        """Stop everything this cluster started, newest first; keeps logs, drops etcd data."""
-        state = self.state or ClusterState.load(self.workdir)
+        """Stop everything this cluster started, newest first; keeps logs, drops etcd data.
+
+        state.json wins over what this object remembers: `dev restart` may have replaced a
+        process from another command since."""
+        state = self._current_state()
         if state is not None:
             for proc in reversed(state.processes):
                 stop_process(proc)
         (self.workdir / "state.json").unlink(missing_ok=True)
         shutil.rmtree(self.workdir / "etcd-data", ignore_errors=True)
         self.state = None
+
+    def _current_state(self) -> ClusterState | None:
+        """state.json, with this object's own handles on the processes it still records (so
+        the ones this process started are reaped)."""
+        disk = ClusterState.load(self.workdir)
+        if disk is None or self.state is None:
+            return disk or self.state
+        mine = {(p.pid, p.start): p for p in self.state.processes}
+        disk.processes = [mine.get((p.pid, p.start), p) for p in disk.processes]
+        return disk
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -280,26 +322,30 @@ class DevCluster:
         self.state = state
 
         progress(f"starting etcd on 127.0.0.1:{ports['etcd']}")
-        self._spawn("etcd", self._etcd_argv(bins["etcd"], ports))
-        self._wait(
-            "etcd",
-            lambda: http_ok(f"http://127.0.0.1:{ports['etcd']}/health"),
-            what="etcd /health",
-        )
+        etcd = Probe(url=f"http://127.0.0.1:{ports['etcd']}/health", what="etcd /health")
+        self._spawn("etcd", self._etcd_argv(bins["etcd"], ports), etcd)
+        self._wait("etcd", lambda: probe_ok(etcd), what=etcd.what)
 
         progress(f"starting kube-apiserver on {server}")
-        self._spawn("kube-apiserver", self._apiserver_argv(bins["kube-apiserver"], pki, ports))
-        ctx = _client_ssl(pki.ca_cert, pki.clients["admin"])
-        self._wait(
-            "kube-apiserver",
-            lambda: http_ok(f"{server}/readyz", ctx),
+        admin = pki.clients["admin"]
+        apiserver = Probe(
+            url=f"{server}/readyz",
             what="kube-apiserver /readyz",
+            ca=pki.ca_cert,
+            cert=admin.cert,
+            key=admin.key,
         )
+        self._spawn(
+            "kube-apiserver", self._apiserver_argv(bins["kube-apiserver"], pki, ports), apiserver
+        )
+        self._wait("kube-apiserver", lambda: probe_ok(apiserver), what=apiserver.what)
+        ctx = _client_ssl(pki.ca_cert, admin)
 
         progress("starting kube-controller-manager, kube-scheduler and kwok")
         self._spawn(
             "kube-controller-manager",
             self._kcm_argv(bins["kube-controller-manager"], pki, kubeconfigs, ports),
+            _self_signed_healthz(ports["kube-controller-manager"]),
         )
         self._spawn(
             "kube-scheduler",
@@ -314,6 +360,7 @@ class DevCluster:
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
             ],
+            _self_signed_healthz(ports["kube-scheduler"]),
         )
         self._spawn(
             "kwok",
@@ -329,6 +376,7 @@ class DevCluster:
                 "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{ports['kwok']}",
             ],
+            Probe(url=f"http://127.0.0.1:{ports['kwok']}/healthz", what="kwok /healthz"),
         )
 
         progress(f"registering {self.nodes} kwok node(s)")
@@ -426,14 +474,17 @@ class DevCluster:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], probe: Probe) -> None:
+        """Start a component; `probe` is how `dev restart` tells it is healthy again (at first
+        start the cluster-level waits in `_start_components` say more)."""
         assert self.state is not None
-        self.state.processes.append(spawn(name=name, argv=argv, log=self.logs / f"{name}.log"))
+        proc = spawn(name=name, argv=argv, log=self.logs / f"{name}.log", probe=probe)
+        self.state.processes.append(proc)
         self._save()
 
     def _save(self) -> None:
         assert self.state is not None
-        (self.workdir / "state.json").write_text(self.state.to_json())
+        self.state.save()
 
     def _check_alive(self) -> None:
         assert self.state is not None
@@ -462,6 +513,12 @@ class DevCluster:
             f"{component}: timed out after {self.start_timeout:.0f}s waiting for {what}; "
             f"log: {self.logs / (component + '.log')}"
         )
+
+
+def _self_signed_healthz(port: int) -> Probe:
+    """controller-manager and scheduler serve /healthz to anyone, with a certificate they sign
+    themselves (no --tls-cert-file), so it cannot be verified."""
+    return Probe(url=f"https://127.0.0.1:{port}/healthz", what="/healthz", verify=False)
 
 
 def _client_ssl(ca: Path, client: ClientCert) -> ssl.SSLContext:
