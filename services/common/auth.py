@@ -32,6 +32,7 @@ __all__ = [
     "TokenVerifier",
     "bearer_token",
     "build_verifier",
+    "require_numeric_dates",
 ]
 
 
@@ -115,6 +116,44 @@ class _VerifiedCache:
             self._items.popitem(last=False)
 
 
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def require_numeric_dates(claims: Mapping[str, Any]) -> None:
+    """Refuse registered time claims that are not JSON numbers (RFC 7519 NumericDate)."""
+    for claim in _TIME_CLAIMS:
+        if claim not in claims:
+            continue
+        value = claims[claim]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AuthError(
+                "claims",
+                f"the token's {claim!r} claim must be a number (seconds since the epoch), "
+                f"not {type(value).__name__}",
+            )
+
+
+_JWT_ERRORS: tuple[tuple[type[jwt.InvalidTokenError], str, str], ...] = (
+    (jwt.ExpiredSignatureError, "expired", "the token has expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid", "the token is not valid yet (nbf/iat)"),
+    (jwt.InvalidIssuerError, "issuer", "the token's issuer is not accepted"),
+    (jwt.InvalidAudienceError, "audience", "the token's audience is not accepted"),
+    (jwt.InvalidAlgorithmError, "algorithm", "the token's algorithm is not accepted"),
+    (jwt.InvalidSignatureError, "signature", "the token's signature does not verify"),
+    (jwt.DecodeError, "malformed", "the token is not a well-formed JWT"),
+)
+
+
+def _auth_error(exc: jwt.InvalidTokenError) -> AuthError:
+    """The AuthError (failed check and message) for one of PyJWT's errors."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return AuthError("claims", f"the token lacks the {exc.claim!r} claim")
+    for kind, check, message in _JWT_ERRORS:
+        if isinstance(exc, kind):
+            return AuthError(check, message)
+    return AuthError("invalid", "the token is not valid")
+
+
 class JwtVerifier:
     """HS256 JWTs signed with ``JWT_SECRET``: claims user_id, tenant_id, email, roles, exp."""
 
@@ -128,38 +167,35 @@ class JwtVerifier:
         self._tenant_claims = settings.tenant_claims
         self._cache = _VerifiedCache()
 
+    def _decode(self, token: str, *, times: bool) -> dict[str, Any]:
+        """PyJWT's checks: signature, ``iss``, ``aud``, required claims, and (``times``) the
+        ``exp``/``nbf``/``iat`` values with the leeway."""
+        return jwt.decode(
+            token,
+            self._secret,
+            algorithms=["HS256"],
+            audience=self._audience,
+            issuer=self._issuer,
+            leeway=self._leeway,
+            options={
+                "require": ["exp", "iss", "aud"],
+                "verify_exp": times,
+                "verify_nbf": times,
+                "verify_iat": times,
+            },
+        )
+
     async def verify(self, token: str) -> Identity:
         cached = self._cache.get(token)
         if cached is not None:
             return cached
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthError("expired", "the token has expired") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise AuthError("not_yet_valid", "the token is not valid yet (nbf/iat)") from exc
-        except jwt.InvalidIssuerError as exc:
-            raise AuthError("issuer", "the token's issuer is not accepted") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise AuthError("audience", "the token's audience is not accepted") from exc
-        except jwt.InvalidAlgorithmError as exc:
-            raise AuthError("algorithm", "the token's algorithm is not accepted") from exc
-        except jwt.InvalidSignatureError as exc:
-            raise AuthError("signature", "the token's signature does not verify") from exc
-        except jwt.MissingRequiredClaimError as exc:
-            raise AuthError("claims", f"the token lacks the {exc.claim!r} claim") from exc
-        except jwt.DecodeError as exc:
-            raise AuthError("malformed", "the token is not a well-formed JWT") from exc
+            # PyJWT reads time claims with int(), so "9999999999" would pass: check their JSON
+            # types on the verified payload first, then let PyJWT judge their values.
+            require_numeric_dates(self._decode(token, times=False))
+            claims = self._decode(token, times=True)
         except jwt.InvalidTokenError as exc:
-            raise AuthError("invalid", "the token is not valid") from exc
+            raise _auth_error(exc) from exc
         identity = _identity_from_claims(
             claims, user_claim="user_id", tenant_claims=self._tenant_claims, source="jwt"
         )

@@ -136,3 +136,28 @@ async def test_unsigned_tokens_only_reach_firebase_with_the_emulator(
     assert fb.calls == 0
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
     assert (await chain.verify(unsigned())).user_id == "emu"
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize(
+    "value",
+    [str(LATER), str(NOW - 60), "soon", True, [LATER]],
+    ids=["digits", "past", "word", "bool", "list"],
+)
+async def test_time_claims_must_be_json_numbers(
+    verifier: JwtVerifier, claim: str, value: object
+) -> None:
+    """RFC 7519 NumericDate: a string (even of digits), a boolean or a list is refused, naming
+    the claim (PyJWT alone takes ``int("9999999999")``)."""
+    tok = token(**{claim: value})
+    with pytest.raises(AuthError) as info:
+        await verifier.verify(tok)
+    assert info.value.check == "claims"
+    assert repr(claim) in info.value.message
+    assert "number" in info.value.message
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+async def test_numeric_time_claims_are_accepted(verifier: JwtVerifier, claim: str) -> None:
+    identity = await verifier.verify(token(**{claim: NOW - 60.5}))
+    assert identity.user_id == "u1"
