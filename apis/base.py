@@ -19,7 +19,9 @@ from apis.quantity import parse_quantity
 __all__ = [
     "DNS_LABEL",
     "DNS_SUBDOMAIN",
+    "IMAGE_REFERENCE",
     "Duration",
+    "ImageReference",
     "IntOrPercent",
     "KubeModel",
     "ObjectMeta",
@@ -37,6 +39,28 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _image_reference_pattern() -> str:
+    """distribution/reference's grammar: `[host[:port]/]path[:tag][@algorithm:hex]`.
+
+    Written for both Python `re` and RE2 (CEL): no `\\w` (Unicode in Python), no lookarounds.
+    """
+    alnum = "[a-z0-9]+"
+    component = f"{alnum}(?:(?:[._]|__|-+){alnum})*"  # lowercase path component
+    label = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+    host = f"(?:{label}(?:\\.{label})*|\\[[a-fA-F0-9:]+\\])"
+    tag = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+    digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+    return f"^(?:{host}(?::[0-9]+)?/)?{component}(?:/{component})*(?::{tag})?(?:@{digest})?$"
+
+
+IMAGE_REFERENCE = _image_reference_pattern()
+_IMAGE_RE = re.compile(IMAGE_REFERENCE)
+_IMAGE_EXPECTED = (
+    "must be an image reference [registry[:port]/]path[:tag][@digest] with a lowercase path,"
+    " e.g. ghcr.io/acme/crm:1.2.3, localhost:5000/crm or nginx@sha256:<64 hex digits>"
+)
 
 
 def cel(rule: str, message: str, *, field_path: str | None = None) -> JsonDict:
@@ -106,6 +130,29 @@ Quantity = Annotated[
 """A non-negative Kubernetes resource quantity (integer or string such as `500m`, `1Gi`).
 
 Parsed by `apis.quantity.parse_quantity`; read values through it, never by hand."""
+
+
+def _check_image(value: str) -> str:
+    if not _IMAGE_RE.fullmatch(value):
+        raise ValueError(f"invalid image {value!r}: {_IMAGE_EXPECTED}")
+    return value
+
+
+ImageReference = Annotated[
+    str,
+    AfterValidator(_check_image),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1024,
+            "x-kubernetes-validations": [
+                cel(f"self.matches(r'{IMAGE_REFERENCE}')", _IMAGE_EXPECTED)
+            ],
+        }
+    ),
+]
+"""A container image reference as `docker pull` accepts it (distribution/reference grammar)."""
 
 
 def _check_int_or_percent(value: int | str) -> int | str:

@@ -12,7 +12,15 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
-from apis.base import Duration, IntOrPercent, SpecModel, StatusModel, cel, validations
+from apis.base import (
+    Duration,
+    ImageReference,
+    IntOrPercent,
+    SpecModel,
+    StatusModel,
+    cel,
+    validations,
+)
 from apis.conditions import Condition
 from apis.v1alpha1.common import (
     CrdInfo,
@@ -299,7 +307,7 @@ class RolloutSpec(SpecModel):
 
     target_ref: TargetRef
     """The XynergyService to deliver to."""
-    image: str | None = Field(default=None, min_length=1, max_length=1024, pattern=r"^[^\s]+$")
+    image: ImageReference | None = None
     """Container image of the new revision."""
     template: TemplateOverrides | None = None
     """Spec changes of the new revision besides the image."""

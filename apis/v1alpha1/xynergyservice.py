@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
-from apis.base import Quantity, SpecModel, StatusModel, cel, validations
+from apis.base import ImageReference, Quantity, SpecModel, StatusModel, cel, validations
 from apis.conditions import Condition
 from apis.v1alpha1.common import (
     ConfigMapKeySelector,
@@ -279,7 +279,7 @@ class XynergyServiceSpec(SpecModel):
         )
     )
 
-    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
+    image: ImageReference
     """Container image, e.g. us-docker.pkg.dev/proj/repo/crm:1.4.2."""
     backend: Backend = Backend.KUBERNETES
     """Where to run: kubernetes (Deployment + Service) or cloudRun."""
