@@ -198,7 +198,7 @@ def _not_running(state: ClusterState, proc: ManagedProcess) -> str:
     """One line for a recorded process that no longer runs, with the command that restarts
     it."""
     why = f"recorded pid {proc.pid} exited"
-    if start_ticks(proc.pid) is not None:  # alive, but started at another time
+    if start_ticks(proc.pid) not in (None, proc.start):  # a process started at another time
         why += "; the pid now belongs to another process"
     command = f"xynergy dev restart {proc.name}"
     if state.workdir != _default_workdir().resolve():

@@ -1,22 +1,33 @@
 """The local control plane is a real Kubernetes: Deployments roll out on kwok nodes, the garbage
-collector works, CEL validation is enforced, and `xynergy dev up/down` cleans up after itself."""
+collector works, CEL validation is enforced, `xynergy dev up/down` cleans up after itself and
+`xynergy dev restart` brings back one component as it was started."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from conftest import Kube
 
-from controllers.devcluster import ClusterError, DevCluster
-from controllers.devcluster.processes import is_alive, port_in_use
+from controllers.devcluster import ClusterError, ClusterState, DevCluster
+from controllers.devcluster.processes import (
+    ManagedProcess,
+    Probe,
+    free_port,
+    http_ok,
+    is_alive,
+    port_in_use,
+    spawn,
+)
 
 DEPLOYMENT = {
     "apiVersion": "apps/v1",
@@ -240,3 +251,132 @@ def test_missing_go_toolchain_is_one_clear_line(tmp_path: Path) -> None:
     done = subprocess.run([bash, str(script)], capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 2
     assert "the Go toolchain is missing" in done.stderr
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def _recorded(workdir: Path, name: str) -> dict[str, Any]:
+    state = json.loads((workdir / "state.json").read_text())
+    return next(p for p in state["processes"] if p["name"] == name)
+
+
+def _web_state(workdir: Path, names: tuple[str, ...]) -> dict[str, ManagedProcess]:
+    """A state.json with one small HTTP server per name (probe: GET / answers 200), each
+    started with an environment change and a secret read from a file."""
+    secret = workdir / "secret"
+    secret.write_text("not-in-state\n")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", WEB_MARK="recorded")
+    env.pop("KUBECONFIG", None)
+    state = ClusterState(workdir=workdir, server="", kubeconfig=workdir / "none", ports={})
+    for name in names:
+        port = free_port()
+        state.processes.append(
+            spawn(
+                name=name,
+                argv=[sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                log=workdir / "logs" / f"{name}.log",
+                env=env,
+                cwd=workdir,
+                secret_files={"WEB_SECRET": secret},
+                probe=Probe(url=f"http://127.0.0.1:{port}/", what="GET /"),
+            )
+        )
+    state.save()
+    return {p.name: p for p in state.processes}
+
+
+def _wait_for(what: str, check: Any, *, timeout: float = 30.0) -> None:
+    """Kube.wait_for without a cluster (it never uses its client)."""
+    Kube.wait_for(None, what, check, timeout=timeout)  # type: ignore[arg-type]
+
+
+def _wait_dead(proc: ManagedProcess) -> None:
+    _wait_for(f"pid {proc.pid} to exit", lambda: not is_alive(proc.pid, proc.start))
+
+
+def _url(proc: ManagedProcess) -> str:
+    assert proc.launch is not None
+    assert proc.launch.probe is not None
+    return proc.launch.probe.url
+
+
+def _answers(proc: ManagedProcess) -> bool:
+    try:
+        return http_ok(_url(proc))
+    except httpx.HTTPError:
+        return False
+
+
+def test_restart_brings_back_exactly_the_component_killed_by_hand(tmp_path: Path) -> None:
+    procs = _web_state(tmp_path, ("web", "other"))
+    web, other = procs["web"], procs["other"]
+    assert web.launch is not None
+    assert web.launch.probe is not None
+    _wait_for(
+        "both servers to answer", lambda: all(http_ok(p.launch.probe.url) for p in (web, other))
+    )  # type: ignore[union-attr]
+    env = dict(os.environ, XYNERGY_DEV_DIR=str(tmp_path))
+    os.killpg(web.pid, signal.SIGKILL)  # by hand, as a user would
+    _wait_dead(web)
+
+    status = _run("dev", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert (
+        f"web: not running (recorded pid {web.pid} exited); restart with `xynergy dev restart web`"
+    ) in status.stdout
+
+    restart = _run("dev", "restart", "web", env=env)
+    assert restart.returncode == 0, restart.stderr
+    new = _recorded(tmp_path, "web")
+    assert new["pid"] != web.pid
+    assert is_alive(new["pid"], new["start"])
+    assert http_ok(_url(web)), "restart waited until it answered"
+    assert _cmdline(new["pid"]) == list(web.launch.argv)
+    started_with = _environ(new["pid"])
+    assert started_with["WEB_MARK"] == "recorded"
+    assert started_with["WEB_SECRET"] == "not-in-state"
+    assert "KUBECONFIG" not in started_with
+    assert Path(f"/proc/{new['pid']}/cwd").resolve() == tmp_path.resolve()
+    assert web.log.read_text().count("Serving HTTP") == 2, "the same log, appended"
+    assert "not-in-state" not in (tmp_path / "state.json").read_text()
+    assert _recorded(tmp_path, "other")["pid"] == other.pid, "the other one untouched"
+    assert is_alive(other.pid, other.start)
+    status = _run("dev", "status", env=env)
+    assert f"web                      pid {new['pid']:<8} running" in status.stdout
+
+    # a running component: the recorded process (and only it) is stopped, then started again
+    again = _run("dev", "restart", "web", env=env)
+    assert again.returncode == 0, again.stderr
+    assert not is_alive(new["pid"], new["start"])
+    newer = _recorded(tmp_path, "web")
+    assert newer["pid"] not in (new["pid"], web.pid)
+    assert is_alive(newer["pid"], newer["start"])
+    assert is_alive(other.pid, other.start)
+
+    DevCluster(workdir=tmp_path, bindir=tmp_path).stop()  # what `dev down` does
+    assert not is_alive(newer["pid"], newer["start"]), "down stops the restarted process"
+    assert not is_alive(other.pid, other.start)
+
+
+def test_restart_refuses_a_port_held_by_a_process_it_did_not_start(tmp_path: Path) -> None:
+    web = _web_state(tmp_path, ("web",))["web"]
+    _wait_for("the server to answer", lambda: _answers(web))
+    port = int(_url(web).split(":")[2].rstrip("/"))
+    os.killpg(web.pid, signal.SIGKILL)
+    _wait_dead(web)
+    env = dict(os.environ, XYNERGY_DEV_DIR=str(tmp_path))
+    with socket.socket() as sock:  # someone started their own server on its port by hand
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(1)
+        restart = _run("dev", "restart", "web", env=env)
+    assert restart.returncode == 1
+    assert f"web: port {port} is in use by a process `dev up` did not start" in restart.stderr
+    assert _recorded(tmp_path, "web")["pid"] == web.pid, "nothing was started or recorded"
