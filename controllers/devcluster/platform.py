@@ -88,6 +88,30 @@ class _Start:
         )
         wait_healthy(proc, timeout=self.timeout)
 
+    def python_service(
+        self,
+        name: str,
+        *,
+        title: str,
+        env: dict[str, str],
+        secret_files: dict[str, Path] | None = None,
+    ) -> str:
+        """Start `python -m services.<name>` on a free port of 127.0.0.1 (its settings
+        XYNERGY_<NAME>_HOST and _PORT), wait for its /healthz and return its URL."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        prefix = f"XYNERGY_{name.upper()}_"
+        env = {f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), **env}
+        self.progress(f"starting {title} on {url}")
+        self.run(
+            name,
+            [sys.executable, "-m", f"services.{name}"],
+            Probe(url=f"{url}/healthz", what="/healthz"),
+            env=env,
+            secret_files=secret_files,
+        )
+        return url
+
 
 def start_platform(
     cluster: DevCluster, *, progress: Callable[[str], None], timeout: float = 120.0
@@ -143,34 +167,20 @@ def _start_firestore(start: _Start) -> str | None:
 
 
 def _start_crm(start: _Start, *, redis_url: str, firestore_host: str | None) -> str:
-    port = free_port()
     env = {
-        "XYNERGY_CRM_HOST": "127.0.0.1",
-        "XYNERGY_CRM_PORT": str(port),
         "XYNERGY_CRM_REDIS_URL": redis_url,
         "XYNERGY_CRM_PROJECT_ID": "demo-xynergy",
     }
     if firestore_host:
         env["FIRESTORE_EMULATOR_HOST"] = firestore_host
-    url = f"http://127.0.0.1:{port}"
-    start.progress(f"starting the CRM on {url}")
-    start.run(
-        "crm",
-        [sys.executable, "-m", "services.crm"],
-        Probe(url=f"{url}/healthz", what="/healthz"),
-        env=env,
-    )
-    return url
+    return start.python_service("crm", title="the CRM", env=env)
 
 
 def _start_gateway(start: _Start, *, redis_url: str, crm_url: str, jwt_secret: Path) -> str:
     routes = start.cluster.workdir / "gateway-routes.json"
     table = {"services": [{"name": "crm", "url": crm_url, "routes": [{"prefix": "/api/v2/crm"}]}]}
     routes.write_text(json.dumps(table, indent=2))
-    port = free_port()
     env = {
-        "XYNERGY_GATEWAY_HOST": "127.0.0.1",
-        "XYNERGY_GATEWAY_PORT": str(port),
         "XYNERGY_GATEWAY_REDIS_URL": redis_url,
         "XYNERGY_GATEWAY_ROUTE_SOURCE": "file",
         "XYNERGY_GATEWAY_ROUTES_FILE": str(routes),
@@ -181,13 +191,9 @@ def _start_gateway(start: _Start, *, redis_url: str, crm_url: str, jwt_secret: P
         "XYNERGY_AUTH_JWT_AUDIENCE": JWT_AUDIENCE,
         "XYNERGY_AUTH_FIREBASE_ENABLED": "false",
     }
-    url = f"http://127.0.0.1:{port}"
-    start.progress(f"starting the Intelligence Gateway on {url}")
-    start.run(
+    return start.python_service(
         "gateway",
-        [sys.executable, "-m", "services.gateway"],
-        Probe(url=f"{url}/healthz", what="/healthz"),
+        title="the Intelligence Gateway",
         env=env,
         secret_files={"XYNERGY_AUTH_JWT_SECRET": jwt_secret},
     )
-    return url
