@@ -25,6 +25,7 @@ __all__ = [
     "IntOrPercent",
     "KubeModel",
     "ObjectMeta",
+    "PositiveDuration",
     "Quantity",
     "SpecModel",
     "StatusModel",
@@ -78,14 +79,9 @@ def validations(*rules: JsonDict) -> JsonDict:
 
 def parse_duration(value: str) -> float:
     """Seconds in a Go-style duration such as `90s`, `5m`, `1h30m` or `250ms`."""
-    if not _DURATION_RE.match(value):
+    if not _DURATION_RE.fullmatch(value):
         raise ValueError(f"invalid duration {value!r}: expected e.g. 30s, 5m, 1h30m, 250ms")
     return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(value))
-
-
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
 
 
 def _check_quantity(value: int | str) -> int | str:
@@ -94,21 +90,41 @@ def _check_quantity(value: int | str) -> int | str:
     return value
 
 
+_DURATION_EXPECTED = "must be a duration such as 30s or 5m"
+_POSITIVE_EXPECTED = "must be a duration longer than 0s, such as 30s or 5m"
+
+
+def _duration_schema(rule: str, message: str) -> JsonDict:
+    return {
+        "type": "string",
+        "maxLength": 32,
+        "pattern": _DURATION_RE.pattern,
+        "x-kubernetes-validations": [cel(f"duration(self) {rule} duration('0s')", message)],
+    }
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _check_positive_duration(value: str) -> str:
+    if parse_duration(value) < 1e-9:  # Go drops fractions of a nanosecond
+        raise ValueError(f"invalid duration {value!r}: {_POSITIVE_EXPECTED}")
+    return value
+
+
 Duration = Annotated[
-    str,
-    AfterValidator(_check_duration),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "maxLength": 32,
-            "pattern": _DURATION_RE.pattern,
-            "x-kubernetes-validations": [
-                cel("duration(self) >= duration('0s')", "must be a duration such as 30s or 5m")
-            ],
-        }
-    ),
+    str, AfterValidator(_check_duration), WithJsonSchema(_duration_schema(">=", _DURATION_EXPECTED))
 ]
 """A Go-style duration: digits with units h, m, s or ms (e.g. `30s`, `5m`, `1h30m`)."""
+
+PositiveDuration = Annotated[
+    str,
+    AfterValidator(_check_positive_duration),
+    WithJsonSchema(_duration_schema(">", _POSITIVE_EXPECTED)),
+]
+"""A Duration longer than zero (intervals and windows: `0s` would mean a hot loop or nothing)."""
 
 Quantity = Annotated[
     int | str,

@@ -16,6 +16,7 @@ from apis.base import (
     Duration,
     ImageReference,
     IntOrPercent,
+    PositiveDuration,
     SpecModel,
     StatusModel,
     cel,
@@ -170,7 +171,7 @@ class AnalysisSpec(SpecModel):
         )
     )
 
-    interval: Duration = "1m"
+    interval: PositiveDuration = "1m"
     """Time between measurements."""
     metrics: list[AnalysisMetric] = Field(
         min_length=1,
@@ -193,7 +194,7 @@ class AnalysisSpec(SpecModel):
 class AnalysisStep(SpecModel):
     """Run the rollout's analysis for a while."""
 
-    duration: Duration = "5m"
+    duration: PositiveDuration = "5m"
     """How long to measure before judging."""
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from apis.base import Duration, SpecModel, StatusModel, cel, validations
+from apis.base import Duration, PositiveDuration, SpecModel, StatusModel, cel, validations
 from apis.conditions import Condition
 from apis.v1alpha1.common import (
     CrdInfo,
@@ -100,15 +100,10 @@ class ForecastSpec(SpecModel):
                 "forecast.minimumHistory must not exceed forecast.historyWindow",
                 field_path=".minimumHistory",
             ),
-            cel(
-                "duration(self.horizon) > duration('0s')",
-                "forecast.horizon must be longer than 0s",
-                field_path=".horizon",
-            ),
         )
     )
 
-    horizon: Duration = "30m"
+    horizon: PositiveDuration = "30m"
     """How far ahead to forecast (and to scale ahead of)."""
     seasonalities: list[Seasonality] = Field(
         default_factory=lambda: list[Seasonality](["daily", "weekly"]),
@@ -116,7 +111,7 @@ class ForecastSpec(SpecModel):
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     """Seasonal cycles to model."""
-    history_window: Duration = "336h"
+    history_window: PositiveDuration = "336h"
     """How much history to fit on (default 14 days)."""
     minimum_history: Duration = "24h"
     """Below this much history the policy scales reactively and says so."""
@@ -133,7 +128,7 @@ class Schedule(SpecModel):
 
     cron: str = Field(min_length=9, max_length=128, pattern=r"^\s*(\S+\s+){4}\S+\s*$")
     """Five-field cron expression for when the window starts, e.g. `0 8 * * 1-5`."""
-    duration: Duration
+    duration: PositiveDuration
     """How long the window lasts."""
     min_instances: int = Field(ge=0, le=1000)
     """Fewest instances during the window."""
@@ -218,7 +213,7 @@ class ScalingPolicySpec(SpecModel):
     """Most instances."""
     behavior: Behavior | None = None
     """How fast to scale up and down."""
-    interval: Duration = "30s"
+    interval: PositiveDuration = "30s"
     """How often to decide."""
     dry_run: bool = False
     """Decide and report in status, but do not change the target."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from apis.base import ImageReference, Quantity, SpecModel, StatusModel, cel, validations
 from apis.conditions import Condition
@@ -105,7 +105,7 @@ class CloudRunSpec(SpecModel):
     """Email of the service account the revision runs as."""
     ingress: Literal["all", "internal", "internal-and-cloud-load-balancing"] = "all"
     """Which network sources may reach the service."""
-    vpc_connector: str | None = Field(default=None, max_length=512)
+    vpc_connector: str | None = Field(default=None, min_length=1, max_length=512)
     """Serverless VPC Access connector (name or full resource path)."""
     execution_environment: Literal["gen1", "gen2"] = "gen2"
     """Cloud Run execution environment."""
@@ -113,8 +113,33 @@ class CloudRunSpec(SpecModel):
     """Launch stage the service opts into."""
 
 
+_TOLERATION_RULES = (  # (CEL rule, message, fieldPath), as core/v1 validates tolerations
+    (
+        "self.operator != 'Exists' || !has(self.value) || self.value == ''",
+        "tolerations[]: value must be empty when operator is Exists",
+        ".value",
+    ),
+    (
+        "self.operator == 'Exists' || (has(self.key) && self.key != '')",
+        "tolerations[]: operator must be Exists when key is empty (which matches every taint)",
+        ".operator",
+    ),
+    (
+        "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        "tolerations[]: tolerationSeconds needs effect NoExecute",
+        ".tolerationSeconds",
+    ),
+)
+
+
 class Toleration(SpecModel):
-    """A Pod toleration (core/v1 Toleration)."""
+    """A Pod toleration (core/v1 Toleration), with the rules the apiserver applies to Pods."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            *(cel(rule, message, field_path=path) for rule, message, path in _TOLERATION_RULES)
+        )
+    )
 
     key: str | None = Field(default=None, max_length=253)
     """Taint key the toleration applies to; empty matches all keys."""
@@ -126,6 +151,16 @@ class Toleration(SpecModel):
     """Taint effect to match; empty matches all effects."""
     toleration_seconds: int | None = Field(default=None, ge=0)
     """For NoExecute: how long the Pod stays bound after the taint appears."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError(_TOLERATION_RULES[0][1])
+        if not self.key and self.operator != "Exists":
+            raise ValueError(_TOLERATION_RULES[1][1])
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError(_TOLERATION_RULES[2][1])
+        return self
 
 
 class KubernetesSpec(SpecModel):

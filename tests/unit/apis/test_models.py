@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from apis.base import parse_duration
-from apis.v1alpha1 import KINDS, XynergyService, XynergyServiceSpec
+from apis.v1alpha1 import KINDS, RolloutSpec, ScalingPolicySpec, XynergyService, XynergyServiceSpec
 from apis.v1alpha1.xynergyservice import Profile
 
 SAMPLES = Path(__file__).parents[3] / "manifests" / "samples"
@@ -115,3 +115,87 @@ def test_negative_or_unparsable_quantities_are_rejected_naming_the_field(cpu: ob
 def test_every_kubernetes_quantity_form_is_accepted(memory: object) -> None:
     spec = XynergyServiceSpec.model_validate({"image": "x", "resources": {"memory": memory}})
     assert spec.sizing().memory == str(memory)
+
+
+SP = {
+    "targetRef": {"name": "crm"},
+    "metric": {"source": "prometheus", "query": "q", "targetPerInstance": 5},
+    "maxInstances": 10,
+}
+RO = {"targetRef": {"name": "crm"}, "image": "crm:2", "strategy": {"immediate": {}}}
+ANALYSIS = {"metrics": [{"name": "errors", "query": "q"}]}
+
+
+@pytest.mark.parametrize(
+    ("model", "spec", "loc"),
+    [
+        (ScalingPolicySpec, {**SP, "interval": "0s"}, ("interval",)),
+        (ScalingPolicySpec, {**SP, "forecast": {"horizon": "0m"}}, ("forecast", "horizon")),
+        (ScalingPolicySpec, {**SP, "forecast": {"historyWindow": "0h"}}, ("forecast", "historyWindow")),
+        (
+            ScalingPolicySpec,
+            {**SP, "schedules": [{"cron": "0 8 * * 1-5", "duration": "0s", "minInstances": 2}]},
+            ("schedules", 0, "duration"),
+        ),
+        (RolloutSpec, {**RO, "analysis": {**ANALYSIS, "interval": "0ms"}}, ("analysis", "interval")),
+    ],
+)  # fmt: skip
+def test_zero_intervals_and_windows_are_rejected(
+    model: type[ScalingPolicySpec | RolloutSpec], spec: dict[str, object], loc: tuple[object, ...]
+) -> None:
+    with pytest.raises(ValidationError, match="longer than 0s") as err:
+        model.model_validate(spec)
+    assert err.value.errors()[0]["loc"] == loc
+
+
+def test_positive_and_pause_durations_are_still_accepted() -> None:
+    assert ScalingPolicySpec.model_validate({**SP, "interval": "0.5s"}).interval == "0.5s"
+    canary = {"canary": {"steps": [{"setWeight": 10}, {"pause": {"duration": "0s"}}]}}
+    assert RolloutSpec.model_validate({**RO, "strategy": canary}).strategy.canary is not None
+
+
+def test_parse_duration_rejects_a_trailing_newline() -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration("5m\n")
+
+
+@pytest.mark.parametrize(
+    ("toleration", "message"),
+    [
+        ({"operator": "Exists", "value": "x"}, "value must be empty when operator is Exists"),
+        ({"value": "x"}, "operator must be Exists when key is empty"),
+        ({"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}, "needs effect NoExecute"),
+        ({"key": "k", "tolerationSeconds": 5}, "needs effect NoExecute"),
+    ],
+)
+def test_inconsistent_tolerations_are_rejected(toleration: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as err:
+        XynergyServiceSpec.model_validate(
+            {"image": "x", "kubernetes": {"tolerations": [toleration]}}
+        )
+    assert err.value.errors()[0]["loc"] == ("kubernetes", "tolerations", 0)
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    [
+        {"operator": "Exists"},
+        {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "k", "value": "v", "effect": "NoExecute", "tolerationSeconds": 30},
+    ],
+)
+def test_consistent_tolerations_are_accepted(toleration: dict[str, object]) -> None:
+    spec = XynergyServiceSpec.model_validate(
+        {"image": "x", "kubernetes": {"tolerations": [toleration]}}
+    )
+    assert spec.kubernetes is not None
+    assert spec.kubernetes.tolerations
+
+
+def test_an_empty_vpc_connector_is_rejected() -> None:
+    cloud_run = {"project": "my-proj-1", "region": "us-central1", "vpcConnector": ""}
+    with pytest.raises(ValidationError) as err:
+        XynergyServiceSpec.model_validate(
+            {"image": "x", "backend": "cloudRun", "cloudRun": cloud_run}
+        )
+    assert err.value.errors()[0]["loc"] == ("cloudRun", "vpcConnector")
