@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Kube
+from pydantic import ValidationError
 
 from apis.v1alpha1 import GROUP, KINDS, VERSION
 
@@ -307,6 +308,52 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         [("strategy", {"rolling": {"maxUnavailable": "abc%"}})],
         "spec.strategy.rolling.maxUnavailable",
     ),
+    (
+        "xs-toleration-exists-value",
+        "XynergyService",
+        [("kubernetes", {"tolerations": [{"operator": "Exists", "value": "x"}]})],
+        "spec.kubernetes.tolerations[0].value",
+    ),
+    (
+        "xs-toleration-empty-key",
+        "XynergyService",
+        [("kubernetes", {"tolerations": [{"value": "x"}]})],
+        "spec.kubernetes.tolerations[0].operator",
+    ),
+    (
+        "xs-toleration-seconds-effect",
+        "XynergyService",
+        [("kubernetes", {"tolerations": [{"key": "k", "tolerationSeconds": 5}]})],
+        "spec.kubernetes.tolerations[0].tolerationSeconds",
+    ),
+    (
+        "xs-empty-vpc-connector",
+        "XynergyService",
+        [
+            ("backend", "cloudRun"),
+            ("cloudRun", {"project": "my-proj-1", "region": "us-central1", "vpcConnector": ""}),
+        ],
+        "spec.cloudRun.vpcConnector",
+    ),
+    ("sp-zero-interval", "ScalingPolicy", [("interval", "0s")], "spec.interval"),
+    (
+        "sp-zero-window",
+        "ScalingPolicy",
+        [("schedules", [{"cron": "0 8 * * *", "duration": "0m", "minInstances": 2}])],
+        "spec.schedules[0].duration",
+    ),
+    (
+        "sp-zero-horizon",
+        "ScalingPolicy",
+        [("forecast", {"horizon": "0s"})],
+        "spec.forecast.horizon",
+    ),
+    (
+        "ro-zero-analysis-interval",
+        "Rollout",
+        [("analysis", {"interval": "0s", "metrics": [{"name": "e", "query": "q"}]})],
+        "spec.analysis.interval",
+    ),
     ("oc-provider-enum", "OAuthConnection", [("provider", "github")], "spec.provider"),
     (
         "oc-slack-scope",
@@ -368,3 +415,68 @@ def test_invalid_objects_are_rejected_naming_the_field(
     assert resp.status_code in (400, 422), f"accepted: {spec}"
     message = resp.json()["message"]
     assert expected in message, message
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+# issue 20 item 3: (id, kind, field, value, path the message names, text of the expectation)
+REFUSED: list[tuple[str, str, str, Any, str, str]] = [
+    ("image-garbage", "XynergyService", "image", "::::@@@@", "spec.image", "image reference"),
+    ("image-uppercase", "XynergyService", "image", "Nginx", "spec.image", "lowercase path"),
+    ("image-short-digest", "XynergyService", "image", "nginx@sha256:abc", "spec.image", "digest"),
+    ("image-empty-tag", "XynergyService", "image", "nginx:", "spec.image", "image reference"),
+    ("rollout-image", "Rollout", "image", "::::@@@@", "spec.image", "image reference"),
+    ("cpu-negative", "XynergyService", "resources.cpu", "-2", "spec.resources.cpu", "non-negative"),
+    ("cpu-negative-int", "XynergyService", "resources.cpu", -2, "spec.resources.cpu", "non-negative"),
+    ("memory-negative", "XynergyService", "resources.memory", "-1Gi", "spec.resources.memory",
+     "non-negative"),
+    ("cpu-unparsable", "XynergyService", "resources.cpu", "1.2.3", "spec.resources.cpu",
+     "Kubernetes quantity"),
+    ("rollout-cpu-negative", "Rollout", "template.resources.cpu", "-500m",
+     "spec.template.resources.cpu", "non-negative"),
+]  # fmt: skip
+
+ACCEPTED: list[tuple[str, str, str, Any]] = [
+    ("image-full", "XynergyService", "image", f"ghcr.io/acme/crm:1.2.3@{DIGEST}"),
+    ("image-port", "XynergyService", "image", "localhost:5000/x"),
+    ("image-bare", "XynergyService", "image", "nginx"),
+    ("image-ipv6", "XynergyService", "image", "[::1]:5000/app:dev"),
+    ("rollout-image-digest", "Rollout", "image", f"nginx@{DIGEST}"),
+    ("cpu-exponent", "XynergyService", "resources.cpu", "1e3"),
+    ("cpu-leading-dot", "XynergyService", "resources.cpu", ".5"),
+    ("cpu-plus", "XynergyService", "resources.cpu", "+1"),
+    ("memory-zero", "XynergyService", "resources.memory", 0),
+    ("memory-binary", "XynergyService", "resources.memory", "1.5Gi"),
+    ("rollout-cpu", "Rollout", "template.resources.cpu", "250m"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value", "path", "text"),
+    [pytest.param(k, f, v, p, t, id=i) for i, k, f, v, p, t in REFUSED],
+)
+def test_bad_images_and_negative_quantities_are_refused(
+    kube: Kube, crds_installed: list[str], kind: str, field: str, value: Any, path: str, text: str
+) -> None:
+    spec = copy.deepcopy(BASE[kind])
+    _set(spec, field, value)
+    with pytest.raises(ValidationError):  # the model refuses it too
+        BY_KIND[kind].crd.spec_model.model_validate(spec)
+    resp = kube.create(_path(kind, "default"), _obj(kind, "refused", spec))
+    assert resp.status_code == 422, f"accepted: {spec}"
+    message = resp.json()["message"]
+    assert f"{path}: Invalid value" in message, message
+    assert text in message, message
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value"), [pytest.param(k, f, v, id=i) for i, k, f, v in ACCEPTED]
+)
+def test_good_images_and_quantities_are_accepted(
+    kube: Kube, crds_installed: list[str], namespace: str, kind: str, field: str, value: Any
+) -> None:
+    spec = copy.deepcopy(BASE[kind])
+    _set(spec, field, value)
+    BY_KIND[kind].crd.spec_model.model_validate(spec)  # the model agrees with the apiserver
+    resp = kube.create(_path(kind, namespace), _obj(kind, "accepted", spec))
+    assert resp.status_code == 201, resp.text

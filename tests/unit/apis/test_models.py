@@ -138,6 +138,11 @@ ANALYSIS = {"metrics": [{"name": "errors", "query": "q"}]}
             ("schedules", 0, "duration"),
         ),
         (RolloutSpec, {**RO, "analysis": {**ANALYSIS, "interval": "0ms"}}, ("analysis", "interval")),
+        (
+            RolloutSpec,
+            {**RO, "strategy": {"canary": {"steps": [{"analysis": {"duration": "0s"}}]}}},
+            ("strategy", "canary", "steps", 0, "analysis", "duration"),
+        ),
     ],
 )  # fmt: skip
 def test_zero_intervals_and_windows_are_rejected(
