@@ -30,12 +30,12 @@ from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.gateway.accesslog import AccessLog
 from services.gateway.breaker import BreakerBoard
-from services.gateway.cache import ResponseCache
+from services.gateway.cache import Invalidations, ResponseCache
 from services.gateway.cors import Cors, OriginPolicy, with_headers
 from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
-from services.gateway.ratelimit import RateLimiter
+from services.gateway.ratelimit import Policies, RateLimiter
 from services.gateway.redismux import mux_for_url
 from services.gateway.routes_file import FileRouteSource
 from services.gateway.routing import RouteSource, RouteTable
@@ -73,6 +73,17 @@ def default_route_source(settings: GatewaySettings) -> RouteSource | None:
     if settings.routes_file is not None:
         return FileRouteSource(settings.routes_file, poll_seconds=settings.routes_poll_seconds)
     return None
+
+
+def rate_limit_policies(settings: GatewaySettings) -> Policies:
+    return Policies(
+        window=settings.rate_limit_window_seconds,
+        per_user=settings.rate_limit_per_minute,
+        per_tenant=settings.tenant_rate_limit_per_minute,
+        per_ip=settings.ip_rate_limit_per_minute,
+        unauthenticated=settings.unauthenticated_rate_limit,
+        unauthenticated_window=settings.unauthenticated_window_seconds,
+    )
 
 
 class Gateway:
@@ -113,6 +124,11 @@ class Gateway:
             if settings.cache_enabled
             else None
         )
+        self.invalidations = (
+            Invalidations(cache, on_error=self.metrics.redis_errors.labels("cache").inc)
+            if cache is not None
+            else None
+        )
         self.access_log = AccessLog() if settings.access_log else None
         self.proxy = Proxy(
             settings=settings,
@@ -123,13 +139,14 @@ class Gateway:
                 self.redis,
                 limiter=RateLimiter(
                     self.redis,
-                    window_seconds=settings.rate_limit_window_seconds,
+                    policies=rate_limit_policies(settings),
                     fail_open=settings.rate_limit_fail_open,
                 ),
                 cache=cache,
                 mux=self.redis_mux,
             ),
             cache=cache,
+            invalidations=self.invalidations,
             breakers=self.breakers,
             client=None,  # type: ignore[arg-type]  # set in the lifespan
             metrics=self.metrics,
@@ -228,6 +245,8 @@ class Gateway:
         # otherwise show up as tail latency.
         gc.freeze()
         tasks = [asyncio.create_task(self.stream.run_listener(self.redis, self.stream_ready))]
+        if self.invalidations is not None:
+            tasks.append(asyncio.create_task(self.invalidations.run()))
         if self.route_source is not None:
             tasks.append(asyncio.create_task(self._watch_routes()))
         else:

@@ -10,30 +10,52 @@ Invalidation is by generation: each (tenant, resource) has a counter that is par
 entry's key; a successful write under the resource bumps it, so every older entry for that
 tenant and resource becomes unreachable at once and expires on its own. A lookup reads the
 counter and the entry in the same round trip as the rate limit (see services.gateway.gate).
+
+A write bumps the generation twice: before it is forwarded (so no entry stored before the
+write survives it) and after it succeeded (so no entry stored by a GET racing the write
+does). A bump that Redis does not confirm in time is not forgotten (:class:`Invalidations`):
+the (tenant, resource) is marked pending, this worker neither reads nor stores cache entries
+for it, and a background task retries the bump until Redis confirms it. Only then is the
+resource cached again, so a stalled Redis that later runs the lookups and the bumps in any
+order cannot hand out an entry from before the write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+import random
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from redis.exceptions import RedisError
+
 from services.common.tenancy import Identity, tenant_key, user_key
 
-__all__ = ["LOOKUP_LUA", "CachedResponse", "ResponseCache", "cache_ttl", "normalise_query"]
+__all__ = [
+    "LOOKUP_LUA",
+    "CachedResponse",
+    "Invalidations",
+    "ResponseCache",
+    "cache_ttl",
+    "normalise_query",
+]
+
+log = logging.getLogger("xynergy.gateway.cache")
 
 _MAX_AGE_RE = re.compile(r"(?:^|[,\s])(s-maxage|max-age)\s*=\s*\"?(\d+)")
 
-# A Lua chunk, shared with services.gateway.gate. KEYS[2] is the generation key, ARGV[3] the
-# entry key head, ARGV[4]/ARGV[5] the user- and tenant-scope tails. It leaves c_gen and c_value.
+# A Lua chunk, shared with services.gateway.gate. KEYS[1] is the generation key, ARGV[2] the
+# entry key head, ARGV[3]/ARGV[4] the user- and tenant-scope tails. It leaves c_gen and c_value.
 LOOKUP_LUA = """
-local c_gen = redis.call('GET', KEYS[2]) or '0'
-local c_value = redis.call('GET', ARGV[3] .. c_gen .. ARGV[4])
-if not c_value then c_value = redis.call('GET', ARGV[3] .. c_gen .. ARGV[5]) end
+local c_gen = redis.call('GET', KEYS[1]) or '0'
+local c_value = redis.call('GET', ARGV[2] .. c_gen .. ARGV[3])
+if not c_value then c_value = redis.call('GET', ARGV[2] .. c_gen .. ARGV[4]) end
 """
 
 
@@ -115,6 +137,78 @@ class ResponseCache:
         pipe.incr(key)
         pipe.expire(key, self._max_ttl * 2)
         await pipe.execute()
+
+
+class Invalidations:
+    """Generation bumps, remembered and retried until Redis confirms them.
+
+    While a (tenant, resource) is pending, :meth:`blocked` is true and the proxy bypasses the
+    cache for it. ``on_error`` is called for every failed attempt (metrics).
+    """
+
+    def __init__(
+        self,
+        cache: ResponseCache,
+        *,
+        timeout: float = 1.0,
+        max_backoff: float = 5.0,
+        on_error: Any = None,
+    ) -> None:
+        self._cache = cache
+        self._timeout = timeout
+        self._max_backoff = max_backoff
+        self._on_error = on_error
+        self._pending: dict[tuple[str, str], None] = {}
+        self._wake = asyncio.Event()
+
+    def blocked(self, tenant: str, resource: str) -> bool:
+        return bool(self._pending) and (tenant, resource) in self._pending
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def bump(self, tenant: str, resource: str) -> bool:
+        """Bump now; True when Redis confirmed it, else it stays pending and is retried.
+
+        A resource already pending is not bumped here: its retry comes after this call.
+        """
+        if self.blocked(tenant, resource):
+            return False
+        if await self._try(tenant, resource):
+            return True
+        self._pending[(tenant, resource)] = None
+        self._wake.set()
+        return False
+
+    async def _try(self, tenant: str, resource: str) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._cache.invalidate(tenant, resource)
+        except (RedisError, OSError, TimeoutError) as exc:
+            if self._on_error is not None:
+                self._on_error()
+            log.warning(
+                "cache invalidation not confirmed; bypassing the resource until it is",
+                extra={"fields": {"resource": resource, "error": type(exc).__name__}},
+            )
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Retry pending bumps until cancelled, with capped, jittered backoff."""
+        failures = 0
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            tenant, resource = next(iter(self._pending))
+            if await self._try(tenant, resource):
+                self._pending.pop((tenant, resource), None)
+                failures = 0
+                continue
+            failures += 1
+            delay = min(self._max_backoff, 0.1 * 2**failures)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
 
 def _encode(response: CachedResponse) -> bytes:

@@ -1,6 +1,6 @@
 """The one Redis round trip of a request: rate-limit decision and cache lookup together.
 
-Redis costs more CPU per request than anything else in the gateway, so the rate limit
+Redis costs more CPU per request than anything else in the gateway, so the rate limits
 (services.gateway.ratelimit) and the cache lookup (services.gateway.cache) run as one Lua
 script: the limiter's chunk first, then, only if the request is allowed and cacheable, the
 lookup's. The two chunks stay in their own modules; this one only joins them. The call goes
@@ -11,23 +11,38 @@ on one Redis (not Redis Cluster; the keys of one call would hash to different sl
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from services.common.tenancy import Identity
 from services.gateway.cache import LOOKUP_LUA, CachedResponse, ResponseCache
-from services.gateway.ratelimit import RATE_LIMIT_LUA, Decision, RateLimiter
+from services.gateway.ratelimit import RATE_LIMIT_LUA, Decision, Limit, RateLimiter, limit_args
 from services.gateway.redismux import RedisMux, Script
 
-__all__ = ["Gate"]
+__all__ = ["Gate", "GateResult"]
 
+# KEYS[1]: the cache generation key, KEYS[2..]: the limits' counters.
+# ARGV[1]: '1' to look the cache up, ARGV[2..4]: the entry key parts, ARGV[5..]: the limits.
 _GATE = (
-    RATE_LIMIT_LUA
-    + "if rl_allowed == 0 or ARGV[6] ~= '1' then return {rl_allowed, rl_remaining, rl_reset} end\n"
+    "local rl_key0, rl_arg0 = 1, 5\n"
+    + RATE_LIMIT_LUA
+    + "if rl_allowed == 0 or ARGV[1] ~= '1' then\n"
+    + "  return {rl_allowed, rl_remaining, rl_reset, rl_which}\nend\n"
     + LOOKUP_LUA
-    + "return {rl_allowed, rl_remaining, rl_reset, c_gen, c_value}\n"
+    + "return {rl_allowed, rl_remaining, rl_reset, rl_which, c_gen, c_value}\n"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    decision: Decision
+    hit: CachedResponse | None = None
+    generation: str = "0"
+    cache_usable: bool = False
+    """The lookup was asked for and Redis answered it (so a miss may be stored)."""
 
 
 class Gate:
@@ -51,40 +66,42 @@ class Gate:
         self,
         identity: Identity,
         *,
-        scope: str,
-        limit: int,
+        limits: Sequence[Limit],
         lookup: tuple[str, str, str] | None,
-    ) -> tuple[Decision, CachedResponse | None, str, bool]:
-        """(decision, cache hit, cache generation, cache usable).
+    ) -> GateResult:
+        """Count the request against ``limits`` and, if allowed, look the cache up.
 
         ``lookup`` is (resource, path, query) when the request may be served from the cache.
         When Redis fails, the limiter's fail-open/closed rule applies and the cache is skipped.
         """
-        keys = [self.limiter.key(identity, scope), ""]
-        args: list[Any] = [limit, self.limiter.window, "", "", "", "0"]
+        limit_keys, limit_argv = limit_args(limits)
+        keys = [limit_keys[0], *limit_keys]  # KEYS[1] is unused unless there is a lookup
+        args: list[Any] = ["0", "", "", "", *limit_argv]
         if lookup is not None and self.cache is not None:
             resource, path, query = lookup
             gen_key, parts = self.cache.lookup_args(
                 identity, resource=resource, path=path, query=query
             )
-            keys[1] = gen_key
-            args[2:5] = parts
-            args[5] = "1"
-        else:
-            keys[1] = keys[0]  # unused by the script, but a key name must be given
+            keys[0] = gen_key
+            args[0:4] = ["1", *parts]
+        try:
+            raw = await self._call(keys, args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            return GateResult(self.limiter.unavailable(limits, exc))
+        decision = self.limiter.decision(limits, raw)
+        if len(raw) < 5:
+            return GateResult(decision)
+        hit, gen = ResponseCache.parse(raw[4], raw[5] if len(raw) > 5 else None)
+        return GateResult(decision, hit, gen, True)
+
+    async def _call(self, keys: list[str], args: list[Any]) -> Any:
         mux = self._mux
         try:
             async with asyncio.timeout(self.timeout):
                 if mux is not None:
-                    raw = await mux.evalsha(self._lua, keys, args)
-                else:
-                    raw = await self._script(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            if mux is not None and isinstance(exc, TimeoutError):
+                    return await mux.evalsha(self._lua, keys, args)
+                return await self._script(keys=keys, args=args)
+        except TimeoutError:
+            if mux is not None:
                 mux.reset()
-            return self.limiter.unavailable(limit, exc), None, "0", False
-        decision = self.limiter.decision(limit, raw)
-        if len(raw) < 4:
-            return decision, None, "0", lookup is not None
-        hit, gen = ResponseCache.parse(raw[3], raw[4] if len(raw) > 4 else None)
-        return decision, hit, gen, True
+            raise

@@ -2,9 +2,13 @@
 
 It is not a FastAPI route on purpose: every request through the gateway passes here, so it
 works on the raw ASGI scope and streams bodies both ways without building framework objects.
-Order of checks: path (400) -> route (404) -> authentication (401) -> body size (413) ->
-rate limit (429) and cache lookup, in one Redis round trip (HIT) -> breaker (503) ->
-upstream (502/504 on transport errors).
+A request goes through named stages, each of which either lets it on or refuses it with the
+gateway's JSON error (:class:`RefusalError`):
+
+path (400) -> route (404) -> authentication (401, or 429 past the unauthenticated limit) ->
+body size (400/413) -> rate limits (429) and cache lookup, in one Redis round trip (HIT) ->
+cache invalidation before a write -> breaker (503) -> upstream (502/504 on transport errors)
+-> relay the response (cache store, invalidation after a write).
 """
 
 from __future__ import annotations
@@ -22,73 +26,66 @@ from urllib.parse import quote
 import aiohttp
 
 from services.common.auth import AuthError, TokenVerifier, bearer_token
-from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
+from services.common.identity import InternalIdentitySigner
 from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
 from services.gateway.accesslog import AccessLog
 from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
-from services.gateway.cache import CachedResponse, ResponseCache, cache_ttl
-from services.gateway.gate import Gate
+from services.gateway.cache import CachedResponse, Invalidations, ResponseCache, cache_ttl
+from services.gateway.gate import Gate, GateResult
+from services.gateway.headers import (
+    ForwardedFor,
+    TrustedProxies,
+    response_headers,
+    upstream_request_headers,
+)
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.ratelimit import RateLimiterUnavailableError
+from services.gateway.ratelimit import Decision, RateLimiterUnavailableError
 from services.gateway.routing import Match, PathError, RouteTable, normalise_path
 from services.gateway.settings import GatewaySettings
 
-__all__ = ["IDENTITY_HEADER_PREFIXES", "Proxy", "TableHolder"]
+__all__ = ["Proxy", "RefusalError", "TableHolder", "error_body"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 errlog = logging.getLogger("xynergy.gateway.proxy")
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# Headers a client could use to pretend to be someone; never forwarded upstream.
-IDENTITY_HEADER_PREFIXES = (
-    "x-xynergy-",
-    "x-user",
-    "x-tenant",
-    "x-auth",
-    "x-identity",
-    "x-roles",
-    "x-email",
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-groups",
-    "x-goog-authenticated",
-    "x-endpoint-api-userinfo",
-    "x-apigateway-api-userinfo",
-    "x-remote-user",
-    "remote-user",
-)
-_DROP_REQUEST = HOP_BY_HOP | {"host", "authorization", "cookie", "x-request-id", "forwarded"}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _RETRY_STATUS = frozenset({502, 503, 504})
 _BUFFER_BODY_BYTES = 64 * 1024
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _REDIS_TIMEOUT = 1.0
+_CLIENT_GONE = 499
 
 
-class _BodyTooLargeError(Exception):
-    pass
+def error_body(status: int, error: str, message: str, **extra: Any) -> bytes:
+    """The gateway's one JSON error shape: ``{error, message, status, ...}``."""
+    return json.dumps({"error": error, "message": message, "status": status, **extra}).encode()
+
+
+class RefusalError(Exception):
+    """A stage refuses the request: answer ``status`` with the JSON error body."""
+
+    def __init__(
+        self, status: int, error: str, message: str, *, headers: Headers | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(status, error, message, **extra)
+        self.headers = headers or []
 
 
 class _ClientGoneError(Exception):
     pass
+
+
+def _too_large() -> RefusalError:
+    return RefusalError(413, "too_large", "request body too large")
 
 
 @dataclass
@@ -107,8 +104,98 @@ class TableHolder:
     loaded: bool = False
 
 
-def _json_body(status: int, error: str, message: str, **extra: Any) -> bytes:
-    return json.dumps({"error": error, "message": message, "status": status, **extra}).encode()
+@dataclass
+class Exchange:
+    """One request on its way through the stages, and what they learnt about it."""
+
+    scope: Scope
+    receive: Receive
+    send: Send
+    method: str
+    hdrs: dict[str, str]
+    request_id: str
+    headers: Headers
+    """Headers every response to this request carries (request id, CORS, RateLimit-*)."""
+    forwarded: ForwardedFor
+    match: Match | None = None
+    identity: Identity | None = None
+    has_body: bool = False
+    lookup: bool = False
+    gate: GateResult | None = None
+    status: int = 500
+
+    @property
+    def route(self) -> Match:
+        assert self.match is not None
+        return self.match
+
+    @property
+    def who(self) -> Identity:
+        assert self.identity is not None
+        return self.identity
+
+    @property
+    def query(self) -> str:
+        return str(self.scope.get("query_string", b"").decode("latin-1"))
+
+
+def _first_headers(scope: Scope) -> tuple[dict[str, str], list[str]]:
+    """The first value of each request header, and every X-Forwarded-For value in order."""
+    hdrs: dict[str, str] = {}
+    xff: list[str] = []
+    for k, v in scope["headers"]:
+        name = k.decode("latin-1")
+        if name == "x-forwarded-for":
+            xff.append(v.decode("latin-1"))
+        if name not in hdrs:
+            hdrs[name] = v.decode("latin-1")
+    return hdrs, xff
+
+
+def _cacheable_request(ex: Exchange) -> bool:
+    cache_control = ex.hdrs.get("cache-control", "")
+    return (
+        ex.method == "GET"
+        and not ex.has_body
+        and "range" not in ex.hdrs
+        and "no-cache" not in cache_control
+        and "no-store" not in cache_control
+    )
+
+
+def _declared_length(hdrs: dict[str, str], limit: int) -> int | None:
+    """The request's Content-Length, or None; 400 when invalid, 413 over ``limit``."""
+    length = hdrs.get("content-length")
+    if length is None:
+        return None
+    try:
+        declared = int(length)
+    except ValueError:
+        declared = -1
+    if declared < 0:
+        raise RefusalError(400, "bad_request", "invalid Content-Length")
+    if declared > limit:
+        raise _too_large()
+    return declared
+
+
+def _auth_refusal(exc: AuthError, headers: Headers) -> RefusalError:
+    challenge = f'Bearer realm="xynergy", error="invalid_token", error_description="{exc.check}"'
+    if exc.check == "missing":
+        challenge = 'Bearer realm="xynergy"'
+    return RefusalError(
+        401,
+        "unauthorized",
+        exc.message,
+        headers=[*headers, (b"www-authenticate", challenge.encode())],
+        check=exc.check,
+    )
+
+
+def _rate_headers(decision: Decision | None) -> Headers:
+    if decision is None:
+        return []
+    return [(k.encode(), v.encode()) for k, v in decision.headers()]
 
 
 class Proxy:
@@ -125,6 +212,7 @@ class Proxy:
         client: aiohttp.ClientSession,
         metrics: GatewayMetrics,
         access_log: AccessLog | None = None,
+        invalidations: Invalidations | None = None,
     ) -> None:
         self.settings = settings
         self.access_log = access_log
@@ -133,35 +221,14 @@ class Proxy:
         self.signer = signer
         self.gate = gate
         self.cache = cache
+        self.invalidations = invalidations
+        if cache is not None and invalidations is None:
+            self.invalidations = Invalidations(cache, timeout=_REDIS_TIMEOUT)
         self.breakers = breakers
         self.client = client
         self.metrics = metrics
+        self.trusted = TrustedProxies(settings.trusted_proxies)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    # -- helpers -------------------------------------------------------------------------
-
-    async def _respond(
-        self,
-        send: Send,
-        status: int,
-        body: bytes,
-        headers: list[tuple[bytes, bytes]],
-        content_type: bytes = b"application/json",
-    ) -> None:
-        headers = [
-            *headers,
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        t = self._timeouts.get(seconds)
-        if t is None:
-            t = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
-            self._timeouts[seconds] = t
-        return t
 
     # -- the handler ---------------------------------------------------------------------
 
@@ -174,386 +241,375 @@ class Proxy:
     ) -> None:
         """Handle one request; ``extra_headers`` (CORS) go on every response."""
         started = time.perf_counter()
-        method: str = scope["method"]
-        hdrs: dict[str, str] = {}
-        for k, v in scope["headers"]:
-            name = k.decode("latin-1")
-            if name not in hdrs:
-                hdrs[name] = v.decode("latin-1")
+        ex = self._exchange(scope, receive, send, extra_headers)
+        try:
+            ex.status = await self._pipeline(ex)
+        except RefusalError as refusal:
+            ex.status = refusal.status
+            await self._respond(send, refusal.status, refusal.body, refusal.headers or ex.headers)
+        finally:
+            self._done(ex, time.perf_counter() - started)
+
+    def _exchange(
+        self, scope: Scope, receive: Receive, send: Send, extra: Headers | None
+    ) -> Exchange:
+        hdrs, xff = _first_headers(scope)
         rid = hdrs.get("x-request-id")
         if not valid_request_id(rid):
             rid = new_request_id()
         assert rid is not None
-        base_headers = [(b"x-request-id", rid.encode())]
-        if extra_headers:
-            base_headers.extend(extra_headers)
-        status = 500
-        route_label = "unmatched"
-        identity: Identity | None = None
-        try:
-            try:
-                path = normalise_path(scope["path"])
-            except PathError as exc:
-                status = 400
-                await self._respond(send, 400, _json_body(400, "bad_path", str(exc)), base_headers)
-                return
-            match = self.routes.table.match(path)
-            if match is None:
-                status = 404
-                await self._respond(
-                    send, 404, _json_body(404, "not_found", "no route for this path"), base_headers
-                )
-                return
-            route_label = match.route.prefix
-            try:
-                identity = await self.verifier.verify(bearer_token(hdrs.get("authorization")))
-            except AuthError as exc:
-                status = 401
-                challenge = (
-                    f'Bearer realm="xynergy", error="invalid_token", '
-                    f'error_description="{exc.check}"'
-                )
-                if exc.check == "missing":
-                    challenge = 'Bearer realm="xynergy"'
-                await self._respond(
-                    send,
-                    401,
-                    _json_body(401, "unauthorized", exc.message, check=exc.check),
-                    [*base_headers, (b"www-authenticate", challenge.encode())],
-                )
-                return
-            status = await self._authenticated(
-                scope,
-                receive,
-                send,
-                method=method,
-                hdrs=hdrs,
-                match=match,
-                identity=identity,
-                base_headers=base_headers,
-            )
-        finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.request_done(route_label, method, status, elapsed)
-            if self.access_log is not None:
-                self.access_log.request(
-                    request_id=rid,
-                    method=method,
-                    path=scope["path"],
-                    route=route_label,
-                    status=status,
-                    ms=round(elapsed * 1000, 2),
-                    tenant=identity.tenant_id if identity else None,
-                    user=identity.user_id if identity else None,
-                )
-
-    async def _authenticated(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        *,
-        method: str,
-        hdrs: dict[str, str],
-        match: Match,
-        identity: Identity,
-        base_headers: list[tuple[bytes, bytes]],
-    ) -> int:
-        route = match.route
-        settings = self.settings
-        limit = route.rate_limit_per_minute or settings.rate_limit_per_minute
-
-        length = hdrs.get("content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                declared = -1
-            if declared < 0:
-                await self._respond(
-                    send,
-                    400,
-                    _json_body(400, "bad_request", "invalid Content-Length"),
-                    base_headers,
-                )
-                return 400
-            if declared > settings.max_body_bytes:
-                await self._respond(
-                    send, 413, _json_body(413, "too_large", "request body too large"), base_headers
-                )
-                return 413
-        has_body = (length is not None and length != "0") or "transfer-encoding" in hdrs
-
-        query = scope.get("query_string", b"").decode("latin-1")
-        cache = self.cache
-        cache_control = hdrs.get("cache-control", "")
-        cache_eligible = (
-            cache is not None
-            and method == "GET"
-            and not has_body
-            and "range" not in hdrs
-            and "no-cache" not in cache_control
-            and "no-store" not in cache_control
+        headers = [(b"x-request-id", rid.encode())]
+        if extra:
+            headers.extend(extra)
+        client = scope.get("client")
+        forwarded = ForwardedFor.resolve(
+            peer=client[0] if client else None, xff=xff, trusted=self.trusted
         )
-        try:
-            decision, hit, gen, cache_ok = await self.gate.check(
-                identity,
-                scope=route.prefix,
-                limit=limit,
-                lookup=(match.resource, match.upstream_path, query) if cache_eligible else None,
-            )
-        except RateLimiterUnavailableError:
-            self.metrics.redis_errors.labels("ratelimit").inc()
-            await self._respond(
-                send,
-                503,
-                _json_body(503, "rate_limiter_unavailable", "rate limiting is unavailable"),
-                [*base_headers, (b"retry-after", b"1")],
-            )
-            return 503
-        if decision.degraded:
-            self.metrics.redis_errors.labels("ratelimit").inc()
-        rl_headers = [(k.encode(), v.encode()) for k, v in decision.headers()]
-        base_headers = base_headers + rl_headers
-        if not decision.allowed:
-            self.metrics.rate_limited.labels(route.prefix).inc()
-            await self._respond(
-                send,
-                429,
-                _json_body(429, "rate_limited", f"more than {limit} requests per window"),
-                base_headers,
-            )
-            return 429
-        if cache_eligible:
-            if not cache_ok:
-                self.metrics.cache_result("error")
-                cache_eligible = False
-            elif hit is not None:
-                self.metrics.cache_result("hit")
-                await self._send_cached(send, hit, base_headers)
-                return hit.status
-            else:
-                self.metrics.cache_result("miss")
+        return Exchange(scope, receive, send, scope["method"], hdrs, rid, headers, forwarded)
 
-        breaker = self.breakers.get(route.upstream)
+    async def _pipeline(self, ex: Exchange) -> int:
+        """The stages in order; a stage that refuses raises RefusalError."""
+        self._route(ex)
+        await self._authenticate(ex)
+        self._body_size(ex)
+        hit = await self._limit_and_look_up(ex)
+        if hit is not None:
+            await self._send_cached(ex.send, hit, ex.headers)
+            return hit.status
+        await self._invalidate_before_write(ex)
+        breaker = self.breakers.get(ex.route.route.upstream)
         try:
             breaker.before_call()
         except BreakerOpenError:
-            return await self._circuit_open(send, breaker, base_headers)
-
+            raise self._circuit_open(breaker, ex.headers) from None
         try:
-            # Build the upstream request.
-            out_headers: list[tuple[str, str]] = []
-            connection_tokens = {t.strip().lower() for t in hdrs.get("connection", "").split(",")}
-            drop_request = _DROP_REQUEST if not has_body else _DROP_REQUEST | {"content-length"}
-            for k, v in scope["headers"]:
-                name = k.decode("latin-1")
-                if (
-                    name in drop_request
-                    or name in connection_tokens
-                    or name.startswith(IDENTITY_HEADER_PREFIXES)
-                    or name == "x-forwarded-for"
-                ):
-                    continue
-                out_headers.append((name, v.decode("latin-1")))
-            client_addr = scope.get("client")
-            xff = hdrs.get("x-forwarded-for")
-            if client_addr:
-                xff = f"{xff}, {client_addr[0]}" if xff else client_addr[0]
-            if xff:
-                out_headers.append(("x-forwarded-for", xff))
-            out_headers.append(("x-forwarded-proto", scope.get("scheme", "http")))
-            if "host" in hdrs:
-                out_headers.append(("x-forwarded-host", hdrs["host"]))
-            out_headers.append(("x-request-id", base_headers[0][1].decode()))
-            out_headers.append((IDENTITY_HEADER, self.signer.sign(identity)))
-
-            url = route.upstream + quote(match.upstream_path, safe=_SAFE_PATH)
-            if query:
-                url += "?" + query
-            timeout = self._timeout(route.timeout_seconds or settings.default_timeout_seconds)
-
-            body_state = _BodyState()
-            content: bytes | AsyncIterator[bytes] | None = None
-            replayable = True
-            if has_body:
-                small = length is not None and int(length) <= _BUFFER_BODY_BYTES
-                try:
-                    if small:
-                        content = await self._read_body(receive, body_state)
-                    else:
-                        content = self._stream_body(receive, body_state)
-                        replayable = False
-                except _BodyTooLargeError:
-                    await self._respond(
-                        send,
-                        413,
-                        _json_body(413, "too_large", "request body too large"),
-                        base_headers,
-                    )
-                    return 413
-                except _ClientGoneError:
-                    return 499
-
-            attempts = 1 + (settings.retries if (method in _IDEMPOTENT and replayable) else 0)
-            response: aiohttp.ClientResponse | None = None
-            for attempt in range(attempts):
-                if attempt:
-                    if breaker.state is BreakerState.OPEN:
-                        # The failures so far opened it: stop retrying, fail fast.
-                        return await self._circuit_open(send, breaker, base_headers)
-                    self.metrics.upstream_retries.labels(route.prefix).inc()
-                    backoff = settings.retry_backoff_seconds * (2 ** (attempt - 1))
-                    await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
-                try:
-                    response = await self.client.request(
-                        method,
-                        url,
-                        headers=out_headers,
-                        data=content,
-                        timeout=timeout,
-                        allow_redirects=False,
-                    )
-                except Exception as exc:
-                    if body_state.too_large:
-                        await self._respond(
-                            send,
-                            413,
-                            _json_body(413, "too_large", "request body too large"),
-                            base_headers,
-                        )
-                        return 413
-                    if body_state.client_gone:
-                        return 499
-                    if not isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError):
-                        raise
-                    breaker.record_failure()
-                    if attempt + 1 < attempts:
-                        continue
-                    if isinstance(exc, asyncio.TimeoutError):
-                        await self._respond(
-                            send,
-                            504,
-                            _json_body(504, "upstream_timeout", "upstream timed out"),
-                            base_headers,
-                        )
-                        return 504
-                    errlog.warning(
-                        "upstream unreachable",
-                        extra={"fields": {"route": route.prefix, "error": type(exc).__name__}},
-                    )
-                    await self._respond(
-                        send,
-                        502,
-                        _json_body(502, "bad_gateway", "upstream unreachable"),
-                        base_headers,
-                    )
-                    return 502
-                if response.status in _RETRY_STATUS:
-                    breaker.record_failure()
-                    if attempt + 1 < attempts:
-                        response.release()
-                        continue
-                else:
-                    breaker.record_success()
-                break
-            assert response is not None
-
+            response = await self._forward(ex, breaker)
             try:
-                status = response.status
-                resp_headers: list[tuple[bytes, bytes]] = []
-                drop = HOP_BY_HOP | {
-                    t.strip().lower() for t in response.headers.get("connection", "").split(",")
-                }
-                for k, v in response.raw_headers:
-                    name = k.lower().decode("latin-1")
-                    if name in drop or name == "x-request-id":
-                        continue
-                    resp_headers.append((k, v))
-                resp_headers.extend(base_headers)
-
-                if method in _WRITES and status < 400 and cache is not None:
-                    try:
-                        async with asyncio.timeout(_REDIS_TIMEOUT):
-                            await cache.invalidate(identity.tenant_id, match.resource)
-                    except Exception:
-                        self.metrics.redis_errors.labels("cache").inc()
-                        errlog.warning("cache invalidation failed", exc_info=True)
-
-                if cache_eligible and status == 200 and "cache-control" in response.headers:
-                    assert cache is not None
-                    lowered = {k.lower(): v for k, v in response.headers.items()}
-                    ttl, public = cache_ttl(lowered, max_ttl=settings.cache_max_ttl_seconds)
-                    size = response.content_length
-                    if ttl > 0 and size is not None and size <= settings.cache_max_body_bytes:
-                        body = await response.read()
-                        resp_headers.append((b"x-cache", b"MISS"))
-                        await send(
-                            {
-                                "type": "http.response.start",
-                                "status": status,
-                                "headers": resp_headers,
-                            }
-                        )
-                        stored = [
-                            (k.decode("latin-1"), v.decode("latin-1"))
-                            for k, v in response.raw_headers
-                            if k.lower().decode("latin-1") not in drop
-                            and k.lower() not in (b"x-request-id", b"date")
-                        ]
-                        try:
-                            async with asyncio.timeout(_REDIS_TIMEOUT):
-                                await cache.put(
-                                    identity,
-                                    gen=gen,
-                                    path=match.upstream_path,
-                                    query=query,
-                                    response=CachedResponse(status, stored, body, 0),
-                                    ttl=ttl,
-                                    public=public,
-                                )
-                        except Exception:
-                            self.metrics.redis_errors.labels("cache").inc()
-                            errlog.warning("cache store failed", exc_info=True)
-                        # stored before the body goes out: a client that asks again as soon as
-                        # it has the response must get the HIT (read-your-response caching)
-                        await send({"type": "http.response.body", "body": body})
-                        return status
-                if cache_eligible:
-                    resp_headers.append((b"x-cache", b"MISS"))
-                await send(
-                    {"type": "http.response.start", "status": status, "headers": resp_headers}
-                )
-                if method == "HEAD":
-                    await send({"type": "http.response.body", "body": b""})
-                    return status
-                async for chunk in response.content.iter_any():
-                    if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
-                return status
+                return await self._relay(ex, response)
             finally:
                 response.release()
+        except _ClientGoneError:
+            return _CLIENT_GONE
         finally:
             # An early return (413, client gone) or an error must not leave a half-open
             # breaker waiting forever for its trial call to finish.
             breaker.release_trial()
 
-    async def _circuit_open(
-        self, send: Send, breaker: Breaker, base_headers: list[tuple[bytes, bytes]]
-    ) -> int:
-        retry_after = max(1, int(breaker.retry_after() + 0.999))
-        await self._respond(
-            send,
-            503,
-            _json_body(503, "upstream_unavailable", "the upstream is failing; circuit open"),
-            [*base_headers, (b"retry-after", str(retry_after).encode())],
-        )
-        return 503
+    def _done(self, ex: Exchange, elapsed: float) -> None:
+        route_label = ex.match.route.prefix if ex.match is not None else "unmatched"
+        self.metrics.request_done(route_label, ex.method, ex.status, elapsed)
+        if self.access_log is not None:
+            identity = ex.identity
+            self.access_log.request(
+                request_id=ex.request_id,
+                method=ex.method,
+                path=ex.scope["path"],
+                route=route_label,
+                status=ex.status,
+                ms=round(elapsed * 1000, 2),
+                tenant=identity.tenant_id if identity else None,
+                user=identity.user_id if identity else None,
+            )
 
-    async def _send_cached(
-        self, send: Send, hit: CachedResponse, base_headers: list[tuple[bytes, bytes]]
+    # -- stages before the upstream ------------------------------------------------------
+
+    def _route(self, ex: Exchange) -> None:
+        try:
+            path = normalise_path(ex.scope["path"])
+        except PathError as exc:
+            raise RefusalError(400, "bad_path", str(exc)) from None
+        ex.match = self.routes.table.match(path)
+        if ex.match is None:
+            raise RefusalError(404, "not_found", "no route for this path")
+
+    async def _authenticate(self, ex: Exchange) -> None:
+        try:
+            ex.identity = await self.verifier.verify(bearer_token(ex.hdrs.get("authorization")))
+        except AuthError as exc:
+            decision = await self._count_unauthenticated(ex)
+            headers = ex.headers + _rate_headers(decision)
+            if decision is not None and not decision.allowed:
+                raise self._rate_limited(ex, decision, headers) from None
+            raise _auth_refusal(exc, headers) from None
+
+    async def _count_unauthenticated(self, ex: Exchange) -> Decision | None:
+        """Count a request without a valid token against its address's limits."""
+        limiter = self.gate.limiter
+        limits = limiter.policies.unauthenticated_limits(client_ip=ex.forwarded.client)
+        try:
+            decision = await limiter.hit(limits)
+        except RateLimiterUnavailableError:
+            return None  # the 401 stands; failing closed would only change its status
+        if decision is not None and decision.degraded:
+            self.metrics.redis_errors.labels("ratelimit").inc()
+        return decision
+
+    def _body_size(self, ex: Exchange) -> None:
+        length = _declared_length(ex.hdrs, self.settings.max_body_bytes)
+        ex.has_body = (length is not None and length != 0) or "transfer-encoding" in ex.hdrs
+
+    async def _limit_and_look_up(self, ex: Exchange) -> CachedResponse | None:
+        """Rate limits and cache lookup in one Redis call; the HIT to serve, if any."""
+        match, identity = ex.route, ex.who
+        ex.lookup = self.cache is not None and _cacheable_request(ex)
+        if ex.lookup and self._bypassed(identity, match.resource):
+            ex.lookup = False
+            ex.headers = [*ex.headers, (b"x-cache", b"BYPASS")]
+        limits = self.gate.limiter.policies.authenticated(
+            identity,
+            client_ip=ex.forwarded.client,
+            scope=match.route.prefix,
+            per_user=match.route.rate_limit_per_minute,
+        )
+        lookup = (match.resource, match.upstream_path, ex.query) if ex.lookup else None
+        try:
+            result = await self.gate.check(identity, limits=limits, lookup=lookup)
+        except RateLimiterUnavailableError:
+            self.metrics.redis_errors.labels("ratelimit").inc()
+            raise RefusalError(
+                503,
+                "rate_limiter_unavailable",
+                "rate limiting is unavailable",
+                headers=[*ex.headers, (b"retry-after", b"1")],
+            ) from None
+        ex.gate = result
+        if result.decision.degraded:
+            self.metrics.redis_errors.labels("ratelimit").inc()
+        ex.headers = ex.headers + _rate_headers(result.decision)
+        if not result.decision.allowed:
+            raise self._rate_limited(ex, result.decision, ex.headers)
+        return self._cache_outcome(ex, result)
+
+    def _bypassed(self, identity: Identity, resource: str) -> bool:
+        inv = self.invalidations
+        return inv is not None and inv.blocked(identity.tenant_id, resource)
+
+    def _cache_outcome(self, ex: Exchange, result: GateResult) -> CachedResponse | None:
+        if not ex.lookup:
+            return None
+        if not result.cache_usable:
+            self.metrics.cache_result("error")
+            ex.lookup = False
+            return None
+        self.metrics.cache_result("hit" if result.hit is not None else "miss")
+        return result.hit
+
+    def _rate_limited(self, ex: Exchange, decision: Decision, headers: Headers) -> RefusalError:
+        label = ex.match.route.prefix if ex.match is not None else "unmatched"
+        self.metrics.rate_limited.labels(label).inc()
+        return RefusalError(
+            429,
+            "rate_limited",
+            f"more than {decision.limit} requests per {decision.window_seconds} s "
+            f"({decision.name} limit)",
+            headers=headers,
+            limit=decision.name,
+        )
+
+    async def _invalidate_before_write(self, ex: Exchange) -> None:
+        """Bump the resource's cache generation before a write goes upstream, so no entry
+        stored before the write outlives it (see services.gateway.cache)."""
+        if ex.method in _WRITES and self.invalidations is not None:
+            await self.invalidations.bump(ex.who.tenant_id, ex.route.resource)
+
+    # -- the upstream ----------------------------------------------------------------------
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        t = self._timeouts.get(seconds)
+        if t is None:
+            t = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
+            self._timeouts[seconds] = t
+        return t
+
+    async def _request_body(
+        self, ex: Exchange, state: _BodyState
+    ) -> tuple[bytes | AsyncIterator[bytes] | None, bool]:
+        """(content, replayable): small bodies are read whole so that they can be retried."""
+        if not ex.has_body:
+            return None, True
+        length = ex.hdrs.get("content-length")
+        if length is not None and int(length) <= _BUFFER_BODY_BYTES:
+            try:
+                return await self._read_body(ex.receive, state), True
+            except _BodyTooLargeError:
+                raise _too_large() from None
+        return self._stream_body(ex.receive, state), False
+
+    async def _forward(self, ex: Exchange, breaker: Breaker) -> aiohttp.ClientResponse:
+        """Send the request upstream, retrying idempotent ones; the response to relay."""
+        match, settings = ex.route, self.settings
+        out_headers = upstream_request_headers(
+            ex.scope["headers"],
+            hdrs=ex.hdrs,
+            has_body=ex.has_body,
+            forwarded=ex.forwarded,
+            scheme=ex.scope.get("scheme", "http"),
+            request_id=ex.request_id,
+            identity_token=self.signer.sign(ex.who),
+        )
+        url = match.route.upstream + quote(match.upstream_path, safe=_SAFE_PATH)
+        if ex.query:
+            url += "?" + ex.query
+        body_state = _BodyState()
+        content, replayable = await self._request_body(ex, body_state)
+        attempts = 1 + (settings.retries if (ex.method in _IDEMPOTENT and replayable) else 0)
+        timeout = self._timeout(match.route.timeout_seconds or settings.default_timeout_seconds)
+        for attempt in range(attempts):
+            if attempt:
+                await self._before_retry(ex, breaker, attempt)
+            try:
+                response = await self.client.request(
+                    ex.method,
+                    url,
+                    headers=out_headers,
+                    data=content,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except Exception as exc:
+                self._upstream_failed(exc, body_state, breaker, ex, last=attempt + 1 == attempts)
+                continue
+            if response.status not in _RETRY_STATUS:
+                breaker.record_success()
+                return response
+            breaker.record_failure()
+            if attempt + 1 == attempts:
+                return response
+            response.release()
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _before_retry(self, ex: Exchange, breaker: Breaker, attempt: int) -> None:
+        if breaker.state is BreakerState.OPEN:
+            # The failures so far opened it: stop retrying, fail fast.
+            raise self._circuit_open(breaker, ex.headers)
+        self.metrics.upstream_retries.labels(ex.route.route.prefix).inc()
+        backoff = self.settings.retry_backoff_seconds * (2 ** (attempt - 1))
+        await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+
+    def _upstream_failed(
+        self, exc: Exception, body: _BodyState, breaker: Breaker, ex: Exchange, *, last: bool
     ) -> None:
+        """A transport error: refuse (413, 504, 502) or return to let the caller retry."""
+        if body.too_large:
+            raise _too_large() from None
+        if body.client_gone:
+            raise _ClientGoneError from None
+        if not isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError):
+            raise exc
+        breaker.record_failure()
+        if not last:
+            return
+        if isinstance(exc, asyncio.TimeoutError):
+            raise RefusalError(504, "upstream_timeout", "upstream timed out", headers=ex.headers)
+        errlog.warning(
+            "upstream unreachable",
+            extra={"fields": {"route": ex.route.route.prefix, "error": type(exc).__name__}},
+        )
+        raise RefusalError(502, "bad_gateway", "upstream unreachable", headers=ex.headers)
+
+    # -- relaying the response -------------------------------------------------------------
+
+    async def _relay(self, ex: Exchange, response: aiohttp.ClientResponse) -> int:
+        status = response.status
+        kept = response_headers(response.raw_headers, response.headers.get("connection"))
+        out = kept + ex.headers
+        if ex.method in _WRITES and status < 400 and self.invalidations is not None:
+            await self.invalidations.bump(ex.who.tenant_id, ex.route.resource)
+        if ex.lookup:
+            out.append((b"x-cache", b"MISS"))
+            ttl, public = self._storable(response)
+            if ttl > 0:
+                return await self._relay_and_store(ex, response, out, kept, ttl, public)
+        await ex.send({"type": "http.response.start", "status": status, "headers": out})
+        if ex.method == "HEAD":
+            await ex.send({"type": "http.response.body", "body": b""})
+            return status
+        async for chunk in response.content.iter_any():
+            if chunk:
+                await ex.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await ex.send({"type": "http.response.body", "body": b""})
+        return status
+
+    def _storable(self, response: aiohttp.ClientResponse) -> tuple[int, bool]:
+        """(ttl, public) of a response the cache may keep; ttl 0 when it may not."""
+        if response.status != 200 or "cache-control" not in response.headers:
+            return 0, False
+        lowered = {k.lower(): v for k, v in response.headers.items()}
+        ttl, public = cache_ttl(lowered, max_ttl=self.settings.cache_max_ttl_seconds)
+        size = response.content_length
+        if size is None or size > self.settings.cache_max_body_bytes:
+            return 0, False
+        return ttl, public
+
+    async def _relay_and_store(
+        self,
+        ex: Exchange,
+        response: aiohttp.ClientResponse,
+        out: Headers,
+        kept: Headers,
+        ttl: int,
+        public: bool,
+    ) -> int:
+        body = await response.read()
+        await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
+        stored = [
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in kept if k.lower() != b"date"
+        ]
+        entry = CachedResponse(response.status, stored, body, 0)
+        await self._store(ex, entry, ttl=ttl, public=public)
+        # stored before the body goes out: a client that asks again as soon as it has the
+        # response must get the HIT (read-your-response caching)
+        await ex.send({"type": "http.response.body", "body": body})
+        return response.status
+
+    async def _store(self, ex: Exchange, entry: CachedResponse, *, ttl: int, public: bool) -> None:
+        assert self.cache is not None
+        assert ex.gate is not None
+        if self._bypassed(ex.who, ex.route.resource):
+            return  # a write's invalidation is unconfirmed: keep nothing for the resource
+        try:
+            async with asyncio.timeout(_REDIS_TIMEOUT):
+                await self.cache.put(
+                    ex.who,
+                    gen=ex.gate.generation,
+                    path=ex.route.upstream_path,
+                    query=ex.query,
+                    response=entry,
+                    ttl=ttl,
+                    public=public,
+                )
+        except Exception:
+            self.metrics.redis_errors.labels("cache").inc()
+            errlog.warning("cache store failed", exc_info=True)
+
+    # -- small helpers -----------------------------------------------------------------------
+
+    async def _respond(
+        self,
+        send: Send,
+        status: int,
+        body: bytes,
+        headers: Headers,
+        content_type: bytes = b"application/json",
+    ) -> None:
+        headers = [
+            *headers,
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _circuit_open(self, breaker: Breaker, headers: Headers) -> RefusalError:
+        retry_after = max(1, int(breaker.retry_after() + 0.999))
+        return RefusalError(
+            503,
+            "upstream_unavailable",
+            "the upstream is failing; circuit open",
+            headers=[*headers, (b"retry-after", str(retry_after).encode())],
+        )
+
+    async def _send_cached(self, send: Send, hit: CachedResponse, base_headers: Headers) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hit.headers]
         headers.extend(base_headers)
         headers.append((b"x-cache", b"HIT"))
@@ -584,3 +640,7 @@ class Proxy:
                 yield chunk
             if not message.get("more_body", False):
                 return
+
+
+class _BodyTooLargeError(Exception):
+    pass

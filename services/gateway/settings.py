@@ -6,10 +6,11 @@ e.g. ``XYNERGY_GATEWAY_CORS_ORIGINS='["https://app.xynergyos.com"]'``.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["GatewaySettings"]
@@ -27,6 +28,11 @@ class GatewaySettings(BaseSettings):
     rate_limit_per_minute: int = Field(default=100, ge=1)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
     rate_limit_fail_open: bool = True
+    tenant_rate_limit_per_minute: int = Field(default=1000, ge=0)
+    ip_rate_limit_per_minute: int = Field(default=1000, ge=0)
+    unauthenticated_rate_limit: int = Field(default=100, ge=0)
+    unauthenticated_window_seconds: int = Field(default=900, ge=1)
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     cache_enabled: bool = True
     cache_max_body_bytes: int = Field(default=1 << 20, ge=0)
@@ -49,6 +55,19 @@ class GatewaySettings(BaseSettings):
     stream_topics: list[str] = Field(
         default_factory=lambda: ["slack-messages", "email-updates", "crm-changes"]
     )
+    stream_expiry_check_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8)"
+                ) from None
+        return value
 
     access_log: bool = True
     log_level: str = "INFO"

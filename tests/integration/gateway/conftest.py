@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -105,15 +106,23 @@ def make_jwt(
 class RedisServer:
     url: str
     port: int
+    pid: int = 0
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing is answered (a stalled Redis)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
 
 
-@pytest.fixture(scope="session")
-async def redis_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RedisServer]:
+@contextlib.asynccontextmanager
+async def run_redis(workdir: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server on a free port, until the block ends (resumed first if paused)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is missing: run `make deps` (hack/deps/redis.sh)")
     port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     proc = await asyncio.create_subprocess_exec(
         *(binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
         *("--dir", str(workdir), "--protected-mode", "yes"),
@@ -122,13 +131,29 @@ async def redis_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     )
     url = f"redis://127.0.0.1:{port}/0"
     client = aioredis.Redis.from_url(url)
+    server = RedisServer(url=url, port=port, pid=proc.pid)
     try:
         await wait_for(client.ping, within=20, what="redis-server")
-        yield RedisServer(url=url, port=port)
+        yield server
     finally:
         await client.aclose()
-        proc.terminate()
+        if proc.returncode is None:
+            server.resume()
+            proc.terminate()
         await asyncio.wait_for(proc.wait(), timeout=10)
+
+
+@pytest.fixture(scope="session")
+async def redis_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RedisServer]:
+    async with run_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+async def own_redis(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RedisServer]:
+    """A redis-server of this test's own, which it may pause, resume or stop."""
+    async with run_redis(tmp_path_factory.mktemp("own-redis")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -291,6 +316,7 @@ def _upstream_app(state: Upstream) -> Starlette:
                 "path": path,
                 "query": request.url.query,
                 "headers": {k: v for k, v in request.headers.items()},
+                "header_list": request.headers.items(),  # repeated names kept
                 "identity": who,
                 "body_len": len(body),
                 "body_sha256": hashlib.sha256(body).hexdigest(),
@@ -320,6 +346,7 @@ async def serve(app: Any, port: int | None = None, *, http: Any = "auto") -> Asy
         lifespan="on",
         access_log=False,
         http=http,
+        proxy_headers=False,  # as services.gateway.__main__: the gateway decides whom to trust
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -397,7 +424,11 @@ def gateway_factory(
 ) -> GatewayFactory:
     @contextlib.asynccontextmanager
     async def start(
-        routes: dict[str, Any] | None = None, *, wait_ready: bool = True, **overrides: Any
+        routes: dict[str, Any] | None = None,
+        *,
+        wait_ready: bool = True,
+        auth_leeway: int = 30,
+        **overrides: Any,
     ) -> AsyncIterator[RunningGateway]:
         workdir = tmp_path_factory.mktemp("gateway")
         routes_file = workdir / "routes.yaml"
@@ -416,6 +447,7 @@ def gateway_factory(
             auth_settings=AuthSettings(
                 jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
                 firebase_project_id=FIREBASE_PROJECT,
+                leeway_seconds=auth_leeway,
             ),
             internal_settings=InternalIdentitySettings(
                 signing_key=INTERNAL_KEY  # type: ignore[arg-type]

@@ -72,6 +72,22 @@ async def test_missing_exp_is_refused(gateway: RunningGateway) -> None:
     assert r.json()["check"] == "claims"
 
 
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+async def test_string_time_claims_are_refused(gateway: RunningGateway, claim: str) -> None:
+    """RFC 7519 NumericDate: ``"exp": "9999999999"`` is not a number, so the token is refused."""
+    token = make_jwt(**{claim: "9999999999" if claim == "exp" else str(_NOW - 60)})
+    r = await gateway.http.get("/api/v2/crm/x", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    assert r.json() == {
+        "error": "unauthorized",
+        "check": "claims",
+        "status": 401,
+        "message": f"the token's {claim!r} claim must be a number (seconds since the epoch), "
+        "not str",
+    }
+    assert 'error_description="claims"' in r.headers["www-authenticate"]
+
+
 async def test_jwt_user_gets_through_with_a_signed_identity(
     gateway: RunningGateway, auth: Any
 ) -> None:
@@ -126,3 +142,41 @@ async def test_client_identity_headers_never_reach_the_upstream(
     assert not seen & {k.lower() for k in forged if k != "X-Xynergy-Identity"}
     assert echoed["headers"]["x-xynergy-identity"] != "forged"
     assert echoed["identity"] == {"user": "honest", "tenant": "acme", "src": "jwt"}
+
+
+async def test_underscored_and_proxy_headers_never_reach_the_upstream(
+    gateway: RunningGateway, auth: Any
+) -> None:
+    """Names that read as identity headers once ``_`` is ``-`` (as CGI-style servers read
+    them), and the headers only a proxy may set, are dropped; ordinary ones still pass."""
+    forged = {
+        "X_Xynergy_Identity": "forged",
+        "X_Tenant_Id": "other-tenant",
+        "x_user_id": "admin",
+        "X-Original-User": "admin",
+        "X-Original-URL": "/admin",
+        "X-Real-IP": "10.9.9.9",
+        "X_Real_IP": "10.9.9.9",
+        "True-Client-IP": "10.9.9.9",
+        "X-Forwarded-Host": "evil.example.com",
+        "X-Forwarded-Proto": "https",
+        "Impersonate-User": "system:admin",
+        "X-Remote-Group": "admins",
+        "X-HTTP-Method-Override": "DELETE",
+    }
+    r = await gateway.http.get(
+        "/api/v2/crm/contacts",
+        headers={**auth(user_id="honest", tenant_id="acme"), **forged, "X-Custom_Thing": "kept"},
+    )
+    assert r.status_code == 200
+    seen = r.json()["headers"]
+    names = {k.lower() for k in seen}
+    sent_values = [v for _, v in r.json()["header_list"]]
+    leaked = {k for k, v in forged.items() if v in sent_values}
+    assert not leaked
+    assert not {n for n in names if n.replace("_", "-").startswith(("x-tenant", "x-user"))}
+    assert seen["x-xynergy-identity"] != "forged"
+    assert seen["x-forwarded-for"] == "127.0.0.1"  # the peer, not anything the client said
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-custom_thing"] == "kept"
+    assert r.json()["identity"] == {"user": "honest", "tenant": "acme", "src": "jwt"}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from .conftest import RunningGateway, Upstream, wait_for
+import redis.asyncio as aioredis
+
+from .conftest import RedisServer, RunningGateway, Upstream, make_jwt, wait_for
 
 
 async def test_cache_hit_miss_and_tenant_isolation(
@@ -141,3 +144,142 @@ async def test_breaker_opens_fails_fast_half_opens_and_closes(
         r = await gw.http.get("/api/v2/flaky/b", headers=headers)
         assert r.status_code == 200
         assert (await gw.http.get("/readyz")).json()["breakers"][upstream.url] == "closed"
+
+
+# -- limits per address and per tenant (issue 20 item 7) --------------------------------------
+
+
+def _bad_token() -> dict[str, str]:
+    return {"Authorization": "Bearer " + make_jwt(secret="not-the-secret" * 4)}
+
+
+async def test_unauthenticated_requests_are_limited_per_address(
+    gateway_factory: Any, own_redis: RedisServer, auth: Any
+) -> None:
+    async with gateway_factory(redis_url=own_redis.url, unauthenticated_rate_limit=5) as gw:
+        for i in range(5):
+            headers = _bad_token() if i % 2 else {}  # bad and missing tokens both count
+            r = await gw.http.get("/api/v2/crm/x", headers=headers)
+            assert r.status_code == 401, i
+            assert r.headers["ratelimit-limit"] == "5"
+            assert r.headers["ratelimit-remaining"] == str(4 - i)
+        r = await gw.http.get("/api/v2/crm/x", headers=_bad_token())
+        assert r.status_code == 429
+        assert r.json()["error"] == "rate_limited"
+        assert r.headers["ratelimit-policy"] == "5;w=900"
+        assert int(r.headers["retry-after"]) >= 1
+        # a valid token is not an unauthenticated request
+        assert (await gw.http.get("/api/v2/crm/x", headers=auth())).status_code == 200
+
+
+async def test_one_address_is_capped_across_identities(
+    gateway_factory: Any, own_redis: RedisServer, auth: Any
+) -> None:
+    async with gateway_factory(redis_url=own_redis.url, ip_rate_limit_per_minute=10) as gw:
+        for i in range(10):
+            r = await gw.http.get("/api/v2/crm/x", headers=auth(user_id=f"many-{i}"))
+            assert r.status_code == 200, i
+        r = await gw.http.get("/api/v2/crm/x", headers=auth(user_id="many-new"))
+        assert r.status_code == 429
+        assert r.headers["ratelimit-limit"] == "10"
+        # bad tokens from the same address count against the same cap
+        assert (await gw.http.get("/api/v2/crm/x", headers=_bad_token())).status_code == 429
+
+
+async def test_one_tenant_is_capped_across_users(
+    gateway_factory: Any, own_redis: RedisServer, auth: Any
+) -> None:
+    async with gateway_factory(redis_url=own_redis.url, tenant_rate_limit_per_minute=5) as gw:
+        for i in range(5):
+            r = await gw.http.get("/api/v2/crm/x", headers=auth(user_id=f"t-{i}", tenant_id="big"))
+            assert r.status_code == 200, i
+        r = await gw.http.get("/api/v2/crm/x", headers=auth(user_id="t-new", tenant_id="big"))
+        assert r.status_code == 429
+        assert r.headers["ratelimit-policy"] == "5;w=60"
+        other = await gw.http.get("/api/v2/crm/x", headers=auth(user_id="t-0", tenant_id="small"))
+        assert other.status_code == 200
+
+
+async def test_forwarded_for_counts_only_from_trusted_proxies(
+    gateway_factory: Any, own_redis: RedisServer, auth: Any
+) -> None:
+    async def statuses(gw: Any, addresses: list[str]) -> list[int]:
+        out = []
+        for i, address in enumerate(addresses):
+            headers = {**auth(user_id=f"xff-{i}"), "X-Forwarded-For": address}
+            out.append((await gw.http.get("/api/v2/crm/x", headers=headers)).status_code)
+        return out
+
+    spoofed = [f"198.51.100.{i}" for i in range(4)]
+    async with gateway_factory(redis_url=own_redis.url, ip_rate_limit_per_minute=3) as gw:
+        # the peer is not a trusted proxy: its X-Forwarded-For cannot pick a fresh bucket
+        assert await statuses(gw, spoofed) == [200, 200, 200, 429]
+    await own_redis_flush(own_redis)
+    async with gateway_factory(
+        redis_url=own_redis.url, ip_rate_limit_per_minute=3, trusted_proxies=["127.0.0.1/32"]
+    ) as gw:
+        assert await statuses(gw, spoofed) == [200, 200, 200, 200]
+        assert await statuses(gw, ["203.0.113.9"] * 4) == [200, 200, 200, 429]
+        r = await gw.http.get(
+            "/api/v2/crm/x", headers={**auth(), "X-Forwarded-For": "192.0.2.1, 192.0.2.2"}
+        )
+        assert r.json()["headers"]["x-forwarded-for"] == "192.0.2.1, 192.0.2.2, 127.0.0.1"
+
+
+async def own_redis_flush(server: RedisServer) -> None:
+    client = aioredis.Redis.from_url(server.url)
+    await client.flushall()
+    await client.aclose()
+
+
+# -- Redis outages (issue 20 items 8 and 9) ----------------------------------------------------
+
+
+async def test_rate_limit_headers_are_omitted_while_redis_stalls(
+    gateway_factory: Any, own_redis: RedisServer, auth: Any
+) -> None:
+    async with gateway_factory(redis_url=own_redis.url, rate_limit_fail_open=True) as gw:
+        headers = auth(user_id="stall-user")
+        r = await gw.http.get("/api/v2/crm/x", headers=headers)
+        assert r.headers["ratelimit-remaining"] == "99"
+        own_redis.pause()
+        try:
+            r = await gw.http.get("/api/v2/crm/x", headers=headers)
+        finally:
+            own_redis.resume()
+        assert r.status_code == 200  # fail open...
+        assert not [h for h in r.headers if h.startswith("ratelimit-")]  # ...and says nothing
+
+        async def counted_again() -> bool:
+            r = await gw.http.get("/api/v2/crm/x", headers=headers)
+            return "ratelimit-remaining" in r.headers
+
+        await wait_for(counted_again, within=10, what="rate limiting to resume")
+
+
+async def test_no_stale_hit_after_writes_while_redis_stalls(
+    gateway_factory: Any, own_redis: RedisServer, auth: Any
+) -> None:
+    """Two writes while Redis is stalled: neither resource may answer a HIT from before its
+    write afterwards, whatever became of the invalidations sent during the stall (one goes
+    out on a pooled connection and runs when Redis resumes, in any order with the next
+    lookup; the other waits for a new connection's handshake and is never sent)."""
+    async with gateway_factory(redis_url=own_redis.url) as gw:
+        headers = auth(user_id="writer", tenant_id="stale-co")
+        paths = ["/api/v2/crm/contacts/9?cache=public", "/api/v2/crm/deals/9?cache=public"]
+        first = [await gw.http.get(p, headers=headers) for p in paths]
+        for p in paths:
+            assert (await gw.http.get(p, headers=headers)).headers["x-cache"] == "HIT"
+        own_redis.pause()
+        try:
+            writes = await asyncio.gather(
+                gw.http.post("/api/v2/crm/contacts", headers=headers, json={"n": 1}),
+                gw.http.post("/api/v2/crm/deals", headers=headers, json={"n": 1}),
+            )
+            assert [w.status_code for w in writes] == [200, 200]
+        finally:
+            own_redis.resume()
+        for p, before in zip(paths, first, strict=True):
+            after = await gw.http.get(p, headers=headers)
+            assert after.headers["x-cache"] != "HIT", p
+            assert after.json()["hit"] > before.json()["hit"], p  # the upstream answered again
