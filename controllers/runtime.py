@@ -1,5 +1,5 @@
-"""Operator-wide kopf configuration and handler loading, shared by `python -m controllers`
-and the tests' KopfRunner."""
+"""Operator-wide kopf configuration, the operator context's life cycle and handler loading,
+shared by `python -m controllers` and the tests' KopfRunner."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from typing import Any
 import kopf
 import prometheus_client
 
+from controllers.core.context import OperatorContext, registered
 from controllers.settings import OperatorSettings
 
-__all__ = ["HANDLER_MODULES", "configure", "current_settings", "load_handlers"]
+__all__ = ["HANDLER_MODULES", "LevelDiffBaseStorage", "configure", "load_handlers"]
 
-# One entry per kind; each module registers its @kopf.on handlers on import.
+# One entry per kind; each module registers its kind and @kopf.on handlers on import.
 HANDLER_MODULES: tuple[str, ...] = ("controllers.xynergyservice.handlers",)
-
-_settings: OperatorSettings | None = None
 
 
 def load_handlers() -> None:
@@ -26,28 +25,46 @@ def load_handlers() -> None:
         importlib.import_module(name)
 
 
-def current_settings() -> OperatorSettings:
-    """The settings the operator was configured with (else read from the environment now)."""
-    return _settings if _settings is not None else OperatorSettings()
-
-
 def configure(settings: OperatorSettings) -> None:
-    """Remember the settings for the startup handler and start the metrics server."""
-    global _settings
-    _settings = settings
+    """Start the metrics server when configured."""
     if settings.metrics_port is not None:
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.metrics_address)
 
 
+class LevelDiffBaseStorage(kopf.DiffBaseStorage):
+    """No diff base: every object is always "as last handled".
+
+    Our controllers are level-based: they converge on every event and compare before they
+    write, so they need no record of the last handled spec. kopf's default keeps one in an
+    annotation, which costs a write per object and per spec change; here nothing is stored.
+    (kopf still detects deletions, which do not depend on the diff base.)"""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self.build(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
-def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """kopf settings, then the operator context every handler reaches through `memo`."""
+    ours = OperatorSettings()
     settings.posting.level = logging.ERROR  # our own events are posted explicitly
     settings.persistence.finalizer = "xynergy.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="xynergy.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="xynergy.io", key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = LevelDiffBaseStorage()
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    settings.queueing.worker_limit = current_settings().worker_limit
+    settings.queueing.worker_limit = ours.worker_limit
     settings.queueing.idle_timeout = 0.5
+    ctx = OperatorContext.create(ours, kinds=registered())
+    ctx.start()
+    memo.ctx = ctx
+
+
+@kopf.on.cleanup()
+async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ctx = getattr(memo, "ctx", None)
+    if isinstance(ctx, OperatorContext):
+        await ctx.close()

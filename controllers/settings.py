@@ -33,6 +33,22 @@ class OperatorSettings(BaseSettings):
     drift_check_seconds: float = Field(
         default=600.0, gt=0, description="Default period of the drift check (with jitter)."
     )
+    resync_concurrency: int = Field(
+        default=16, ge=1, le=512, description="Most resync (drift) checks running at once."
+    )
+    resync_deadline_seconds: float = Field(
+        default=180.0,
+        gt=0,
+        description="Longest one resync check may run before it is cancelled and retried.",
+    )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=1,
+        description=(
+            "Deployment progressDeadlineSeconds: a rollout without progress for this long is "
+            "Stalled (ProgressDeadlineExceeded)."
+        ),
+    )
     cloudrun_endpoint: str | None = Field(
         default=None,
         description="Cloud Run Admin API endpoint override (tests, fakes); Google's if unset.",

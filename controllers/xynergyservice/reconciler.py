@@ -1,99 +1,95 @@
-"""Level-based reconcile of one XynergyService: read the spec, observe the backend, converge,
-compute status. No kopf here: handlers call `reconcile` and write what it returns."""
+"""Level-based converge of one XynergyService: observe the backend, decide, act, and say where
+it stands in one `Result` (status, events, when to check again). No kopf here: the core
+controller runs it for every trigger and writes what it returns.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import random
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from pydantic import ValidationError
+
+from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
-from apis.v1alpha1.xynergyservice import XynergyService, XynergyServiceStatus
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.context import OperatorContext
+from controllers.core.controller import ChildEvent, Kind, Requeue, Result
+from controllers.core.errors import ProviderError, StalledError, TransientError
+from controllers.core.events import Event
 from controllers.metrics import RECONCILE_DURATION, RECONCILE_TOTAL
-from controllers.providers.base import (
-    Backend,
-    BackendStatus,
-    ProviderError,
-    StalledError,
-    TransientError,
+from controllers.providers.kubernetes import KubernetesProvider
+from controllers.xynergyservice.backends import Backend, CloudRunBackend, KubernetesBackend
+from controllers.xynergyservice.observed import BackendStatus
+from controllers.xynergyservice.status import (
+    compute_status,
+    events_for,
+    invalid_status,
+    volatile_fields,
 )
-from controllers.xynergyservice.status import Event, compute_status, events_for
 
-__all__ = ["Outcome", "backoff", "reconcile", "release"]
+__all__ = ["KIND", "XynergyServiceReconciler", "from_context", "reconcile", "release"]
 
-KIND = "XynergyService"
+KIND = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one reconcile decided: the status to write, events to post, when to retry."""
-
-    status: XynergyServiceStatus
-    events: list[Event] = field(default_factory=list)
-    retry_after: float | None = None
-    writes: int = 0
-    error: ProviderError | None = None
+Backends = Mapping[BackendKind, Backend] | Callable[[BackendKind], Backend | None]
 
 
-def backoff(
-    retry: int, *, base: float = 2.0, cap: float = 60.0, rng: random.Random | None = None
-) -> float:
-    """Exponential backoff, equal jitter: uniform in [d/2, d] with d = min(cap, base * 2**retry)."""
-    delay = min(cap, base * (2 ** max(retry, 0)))
-    return (rng or random).uniform(delay / 2, delay)
-
-
-def _backend(svc: XynergyService, backends: Mapping[BackendKind, Backend]) -> Backend:
-    try:
-        return backends[svc.spec.backend]
-    except KeyError:
+def _backend(svc: XynergyService, backends: Backends) -> Backend:
+    kind = svc.spec.backend
+    found = backends.get(kind) if isinstance(backends, Mapping) else backends(kind)
+    if found is None:
         raise StalledError(
-            f"backend {svc.spec.backend.value!r} is not configured in this operator",
+            f"backend {kind.value!r} is not configured in this operator",
             reason="BackendUnavailable",
-        ) from None
+        )
+    return found
+
+
+def _requeue(observed: BackendStatus | None, error: ProviderError | None) -> Requeue:
+    if error is not None or (observed is not None and observed.stalled):
+        return Requeue.BACKOFF
+    return Requeue.RESYNC if observed is not None and observed.ready else Requeue.SOON
 
 
 async def reconcile(
     svc: XynergyService,
     *,
-    backends: Mapping[BackendKind, Backend],
+    backends: Backends,
     now: dt.datetime,
-    retry: int = 0,
-) -> Outcome:
-    """Converge the backend to the spec (or only observe it when paused) and say where it stands."""
+    child: ChildEvent | None = None,
+) -> Result:
+    """Converge the backend to the spec (or only observe it when paused)."""
     started = time.perf_counter()
     observed: BackendStatus | None = None
     error: ProviderError | None = None
     try:
         backend = _backend(svc, backends)
-        observed = await (backend.observe(svc) if svc.spec.paused else backend.apply(svc))
+        act = backend.observe if svc.spec.paused else backend.apply
+        observed = await act(svc, child=child)
     except (StalledError, TransientError) as exc:
         error = exc
     status = compute_status(svc, observed=observed, error=error, now=now)
     status.last_reconcile_time = now
     writes = observed.writes if observed else 0
-    previous = svc.status
-    created = writes > 0 and not (previous and previous.latest_created_revision)
-    events = events_for(previous, status, writes=writes, created=created)
+    created = observed.created if observed else False
+    events = events_for(svc.status, status, writes=writes, created=created)
     if isinstance(error, TransientError):
         events.append(Event("Warning", error.reason, error.message))
     result = "ok" if error is None else ("stalled" if isinstance(error, StalledError) else "retry")
-    RECONCILE_TOTAL.labels(KIND, result).inc()
-    RECONCILE_DURATION.labels(KIND, result).observe(time.perf_counter() - started)
-    return Outcome(
+    RECONCILE_TOTAL.labels(KIND.kind, result).inc()
+    RECONCILE_DURATION.labels(KIND.kind, result).observe(time.perf_counter() - started)
+    return Result(
         status=status,
         events=events,
-        retry_after=backoff(retry) if error is not None else None,
-        writes=writes,
-        error=error,
+        requeue=_requeue(observed, error),
+        volatile=volatile_fields(status),
     )
 
 
-async def release(
-    svc: XynergyService, *, backends: Mapping[BackendKind, Backend]
-) -> tuple[bool, Event]:
+async def release(svc: XynergyService, *, backends: Backends) -> tuple[bool, Event]:
     """Honour deletionPolicy: delete the backend service, or orphan it."""
     orphan = svc.spec.deletion_policy.value == "Orphan"
     gone = await _backend(svc, backends).delete(svc, orphan=orphan)
@@ -102,3 +98,58 @@ async def release(
             "Normal", "Orphaned", "backend service left running (deletionPolicy Orphan)"
         )
     return gone, Event("Normal", "Deleted", "backend service deleted")
+
+
+class XynergyServiceReconciler:
+    """The kind's `KindReconciler`: parse, then `reconcile`; an invalid spec stalls."""
+
+    kind = KIND
+
+    def __init__(self, backends: Backends) -> None:
+        self.backends = backends
+
+    async def reconcile(
+        self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
+    ) -> Result:
+        try:
+            svc = XynergyService.model_validate(dict(body))
+        except ValidationError as exc:
+            status = invalid_status(body, exc, now=now)
+            return Result(status=status, events=events_for(None, status, writes=0, created=False))
+        return await reconcile(svc, backends=self.backends, now=now, child=child)
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
+        """Deletion (only for objects with our finalizer); an invalid spec created nothing."""
+        try:
+            svc = XynergyService.model_validate(dict(body))
+        except ValidationError:
+            return True, None
+        return await release(svc, backends=self.backends)
+
+
+def _cloud_run(ctx: OperatorContext) -> Backend | None:
+    try:
+        from controllers.providers.cloudrun import CloudRunProvider
+    except ImportError:  # the Cloud Run client is not installed in this build
+        return None
+    endpoint = ctx.settings.cloudrun_endpoint
+    return CloudRunBackend(
+        CloudRunProvider(api_endpoint=endpoint) if endpoint else CloudRunProvider()
+    )
+
+
+def from_context(ctx: OperatorContext) -> XynergyServiceReconciler:
+    """The reconciler with backends on the operator's clients (Cloud Run built on first use)."""
+    kubernetes = KubernetesBackend(
+        KubernetesProvider(ctx.client, limit=ctx.api_limit),
+        progress_deadline_seconds=ctx.settings.progress_deadline_seconds,
+    )
+
+    def backend(kind: BackendKind) -> Backend | None:
+        if kind == BackendKind.KUBERNETES:
+            return kubernetes
+        if kind == BackendKind.CLOUD_RUN:
+            return ctx.provider("xynergyservice.cloudrun", lambda: _cloud_run(ctx))
+        return None
+
+    return XynergyServiceReconciler(backend)

@@ -1,19 +1,23 @@
-"""Pure: what the backend reports (or the error it raised) -> XynergyService status + events.
+"""Pure: an observation (or the error a converge raised, or an invalid spec) -> the
+XynergyService status, its events, and which fields may change without a write.
 
-Bookkeeping done once for every outcome, as Knative's reconcile_common does: observedGeneration
-follows generation; Ready is always present; Reconciling/Stalled only while True; transition
-times move only when a status changes.
+Conditions come from `apis.conditions` (Ready always present; Reconciling/Stalled only while
+True; transition times move only when a status changes); observedGeneration is set here and
+again by the core status writer, so every path shares this one function.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import ValidationError
 
 from apis.conditions import (
     READY,
     STALLED,
+    Condition,
     get_condition,
     is_true,
     mark_ready,
@@ -21,56 +25,65 @@ from apis.conditions import (
     mark_stalled,
 )
 from apis.v1alpha1.xynergyservice import TrafficTarget, XynergyService, XynergyServiceStatus
-from controllers.providers.base import BackendStatus, ProviderError, StalledError
+from controllers.core.errors import ProviderError, StalledError
+from controllers.core.events import Event
+from controllers.core.status import spec_error, status_changed
+from controllers.xynergyservice.observed import BackendStatus
 
-__all__ = ["Event", "compute_status", "events_for", "status_changed", "status_patch"]
+__all__ = [
+    "compute_status",
+    "events_for",
+    "invalid_status",
+    "status_changed",
+    "volatile_fields",
+]
 
 
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the XynergyService."""
-
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
-def compute_status(
-    svc: XynergyService,
+def _conditions(
+    previous: list[Condition],
     *,
     observed: BackendStatus | None,
     error: ProviderError | None,
+    paused: bool,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[Condition]:
+    kw: dict[str, Any] = {"generation": generation, "now": now}
+    if isinstance(error, StalledError):
+        return mark_stalled(previous, reason=error.reason, message=error.message, **kw)
+    if error is not None:
+        return mark_reconciling(previous, reason=error.reason, message=error.message, **kw)
+    if observed is None:
+        return previous
+    if observed.stalled:
+        return mark_stalled(previous, reason=observed.reason, message=observed.message, **kw)
+    if not observed.ready:
+        return mark_reconciling(previous, reason=observed.reason, message=observed.message, **kw)
+    message = observed.message
+    if paused:
+        message = f"{message} (paused: changes to the spec are not applied)"
+    return mark_ready(previous, reason=observed.reason, message=message, **kw)
+
+
+def _status(
+    previous: XynergyServiceStatus | None,
+    *,
+    observed: BackendStatus | None,
+    error: ProviderError | None,
+    paused: bool,
+    generation: int | None,
     now: dt.datetime,
 ) -> XynergyServiceStatus:
-    """The status to write after one reconcile (or one observation)."""
-    previous = svc.status or XynergyServiceStatus()
-    generation = svc.metadata.generation
-    conditions = list(previous.conditions)
+    previous = previous or XynergyServiceStatus()
     status = previous.model_copy(deep=True)
-    if isinstance(error, StalledError):
-        conditions = mark_stalled(
-            conditions, reason=error.reason, message=error.message, generation=generation, now=now
-        )
-    elif error is not None:
-        conditions = mark_reconciling(
-            conditions, reason=error.reason, message=error.message, generation=generation, now=now
-        )
-    elif observed is not None:
-        if observed.ready:
-            message = observed.message
-            if svc.spec.paused:
-                message = f"{message} (paused: changes to the spec are not applied)"
-            conditions = mark_ready(
-                conditions, reason=observed.reason, message=message, generation=generation, now=now
-            )
-        else:
-            conditions = mark_reconciling(
-                conditions,
-                reason=observed.reason,
-                message=observed.message,
-                generation=generation,
-                now=now,
-            )
+    status.conditions = _conditions(
+        list(previous.conditions),
+        observed=observed,
+        error=error,
+        paused=paused,
+        generation=generation,
+        now=now,
+    )
     if observed is not None:
         status.url = observed.url
         status.latest_created_revision = observed.latest_created_revision
@@ -84,37 +97,52 @@ def compute_status(
             TrafficTarget(revision=t.revision, percent=t.percent, tag=t.tag)
             for t in observed.traffic
         ] or None
-    status.conditions = conditions
     status.observed_generation = generation
     return status
 
 
-def status_patch(status: XynergyServiceStatus) -> dict[str, Any]:
-    """The status as a JSON merge patch body (absent fields are removed)."""
-    dumped = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-    fields = XynergyServiceStatus.model_fields
-    for name, info in fields.items():
-        key = info.alias or name
-        dumped.setdefault(key, None)
-    return dumped
+def compute_status(
+    svc: XynergyService,
+    *,
+    observed: BackendStatus | None,
+    error: ProviderError | None,
+    now: dt.datetime,
+) -> XynergyServiceStatus:
+    """The status after one converge (or one observation)."""
+    return _status(
+        svc.status,
+        observed=observed,
+        error=error,
+        paused=svc.spec.paused,
+        generation=svc.metadata.generation,
+        now=now,
+    )
 
 
-def _comparable(status: XynergyServiceStatus | None) -> dict[str, Any]:
-    if status is None:
-        return {}
-    data = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-    data.pop("lastReconcileTime", None)
-    if not is_true(status.conditions, READY):
-        # Mid-rollout instance counts move on every Deployment event; writing each would cost
-        # a status write per step per object. They are written with the next condition change.
-        data.pop("replicas", None)
-        data.pop("readyReplicas", None)
-    return data
+def invalid_status(
+    body: Mapping[str, Any], exc: ValidationError, *, now: dt.datetime
+) -> XynergyServiceStatus:
+    """Stalled with reason InvalidSpec and the failing field (`spec.resources.cpu: ...`), for
+    an object the model rejects (the apiserver admitted it: an older CRD, or a check only the
+    model makes). Everything else in the stored status is kept."""
+    try:
+        previous = XynergyServiceStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        previous = None
+    generation = (body.get("metadata") or {}).get("generation")
+    error = StalledError(spec_error(exc), reason="InvalidSpec")
+    return _status(
+        previous, observed=None, error=error, paused=False, generation=generation, now=now
+    )
 
 
-def status_changed(old: XynergyServiceStatus | None, new: XynergyServiceStatus) -> bool:
-    """True when writing `new` would change anything a reader cares about."""
-    return _comparable(old) != _comparable(new)
+def volatile_fields(status: XynergyServiceStatus) -> frozenset[str]:
+    """Fields whose change alone is no reason to write: mid-rollout instance counts move on
+    every Deployment event (a write per step per object); they go with the next condition
+    change."""
+    if is_true(status.conditions, READY):
+        return frozenset()
+    return frozenset({"replicas", "readyReplicas"})
 
 
 def events_for(
@@ -123,29 +151,18 @@ def events_for(
     *,
     writes: int,
     created: bool,
-    deleted: bool = False,
 ) -> list[Event]:
-    """Events a user cares about: Created, Updated, Ready, Failed, Deleted."""
+    """Events a user cares about: Created, Updated, Ready, Failed."""
     events: list[Event] = []
-    if deleted:
-        return [Event("Normal", "Deleted", "backend service deleted")]
     if writes:
-        if created:
-            events.append(
-                Event("Normal", "Created", f"created revision {new.latest_created_revision}")
-            )
-        else:
-            events.append(
-                Event("Normal", "Updated", f"applied revision {new.latest_created_revision}")
-            )
+        verb, reason = ("created", "Created") if created else ("applied", "Updated")
+        events.append(Event("Normal", reason, f"{verb} revision {new.latest_created_revision}"))
     old_conditions = old.conditions if old else []
     if is_true(new.conditions, READY) and not is_true(old_conditions, READY):
         events.append(Event("Normal", "Ready", f"ready at {new.url}"))
-    if is_true(new.conditions, STALLED):
-        new_stalled = get_condition(new.conditions, STALLED)
+    new_stalled = get_condition(new.conditions, STALLED)
+    if new_stalled is not None and new_stalled.status == "True":
         old_stalled = get_condition(old_conditions, STALLED)
-        if new_stalled is not None and (
-            old_stalled is None or old_stalled.message != new_stalled.message
-        ):
+        if old_stalled is None or old_stalled.message != new_stalled.message:
             events.append(Event("Warning", "Failed", new_stalled.message))
     return events

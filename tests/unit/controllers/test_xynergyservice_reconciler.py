@@ -11,9 +11,11 @@ import pytest
 from apis.conditions import check_invariants, get_condition
 from apis.v1alpha1 import XynergyService
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
+from controllers.core import ChildEvent, Requeue
+from controllers.core.errors import StalledError, TransientError
 from controllers.metrics import RECONCILE_TOTAL
-from controllers.providers.base import BackendStatus, StalledError, TransientError
-from controllers.xynergyservice.reconciler import backoff, reconcile, release
+from controllers.xynergyservice.observed import BackendStatus
+from controllers.xynergyservice.reconciler import XynergyServiceReconciler, reconcile, release
 
 NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 READY = BackendStatus(exists=True, ready=True, reason="Ready", message="ok", url="http://x")
@@ -27,13 +29,13 @@ class MemoryBackend:
     error: Exception | None = None
     calls: list[str] = field(default_factory=list)
 
-    async def apply(self, svc: XynergyService) -> BackendStatus:
-        self.calls.append("apply")
+    async def apply(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+        self.calls.append("apply" if child is None else f"apply({child.kind})")
         if self.error:
             raise self.error
-        return BackendStatus(**{**self.answer.__dict__, "writes": 1})
+        return BackendStatus(**{**self.answer.__dict__, "writes": 1, "created": True})
 
-    async def observe(self, svc: XynergyService) -> BackendStatus:
+    async def observe(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
         self.calls.append("observe")
         return self.answer
 
@@ -56,10 +58,20 @@ def _count(result: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("spec", "backend", "calls", "ready", "extra", "events", "retry", "result"),
+    ("spec", "backend", "calls", "ready", "extra", "events", "requeue", "result"),
     [
-        ({}, MemoryBackend(), ["apply"], "True", None, ["Created", "Ready"], False, "ok"),
-        ({"paused": True}, MemoryBackend(), ["observe"], "True", None, ["Ready"], False, "ok"),
+        ({}, MemoryBackend(), ["apply"], "True", None, ["Created", "Ready"], "resync", "ok"),
+        ({"paused": True}, MemoryBackend(), ["observe"], "True", None, ["Ready"], "resync", "ok"),
+        (
+            {},
+            MemoryBackend(answer=BackendStatus(exists=True, ready=False, reason="R", message="m")),
+            ["apply"],
+            "Unknown",
+            "Reconciling",
+            ["Created"],
+            "soon",
+            "ok",
+        ),
         (
             {},
             MemoryBackend(error=StalledError("Secret 'db' not found", reason="SecretNotFound")),
@@ -67,7 +79,7 @@ def _count(result: str) -> float:
             "False",
             "Stalled",
             ["Failed"],
-            True,
+            "backoff",
             "stalled",
         ),
         (
@@ -77,7 +89,7 @@ def _count(result: str) -> float:
             "Unknown",
             "Reconciling",
             ["ApiUnavailable"],
-            True,
+            "backoff",
             "retry",
         ),
     ],
@@ -89,7 +101,7 @@ async def test_reconcile_table(
     ready: str,
     extra: str | None,
     events: list[str],
-    retry: bool,
+    requeue: str,
     result: str,
 ) -> None:
     before = _count(result)
@@ -100,7 +112,7 @@ async def test_reconcile_table(
     assert cond.status == ready
     assert {c.type for c in outcome.status.conditions} == {"Ready"} | ({extra} if extra else set())
     assert [e.reason for e in outcome.events] == events
-    assert (outcome.retry_after is not None) is retry
+    assert outcome.requeue is Requeue(requeue)
     assert outcome.status.observed_generation == 4
     assert outcome.status.last_reconcile_time == NOW
     assert (
@@ -132,11 +144,25 @@ async def test_release_honours_deletion_policy(policy: str, orphan: bool) -> Non
     assert event.reason == ("Orphaned" if orphan else "Deleted")
 
 
-def test_backoff_grows_with_jitter_and_caps() -> None:
-    import random
+async def test_a_child_event_reaches_the_backend() -> None:
+    backend = MemoryBackend()
+    child = ChildEvent("Service", {"metadata": {"name": "crm"}}, deleted=True)
+    await reconcile(_svc(), backends={BackendKind.KUBERNETES: backend}, now=NOW, child=child)
+    assert backend.calls == ["apply(Service)"]
 
-    rng = random.Random(1)
-    delays = [backoff(r, rng=rng) for r in range(10)]
-    assert all(2.0 * 2**r / 2 <= d <= min(60.0, 2.0 * 2**r) for r, d in enumerate(delays[:5]))
-    assert max(delays) <= 60.0
-    assert delays[-1] >= 30.0
+
+async def test_an_invalid_object_stalls_without_touching_the_backend() -> None:
+    backend = MemoryBackend()
+    reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: backend})
+    body = {
+        "metadata": {"name": "crm", "namespace": "ns", "uid": "u", "generation": 2},
+        "spec": {"image": "reg/crm:1", "port": 70000},
+    }
+    result = await reconciler.reconcile(body, now=NOW, child=None)
+    assert backend.calls == []
+    cond = get_condition(result.status.conditions, "Stalled")  # type: ignore[attr-defined]
+    assert cond is not None
+    assert cond.reason == "InvalidSpec"
+    assert cond.message.startswith("spec.port: ")
+    assert [e.reason for e in result.events] == ["Failed"]
+    assert result.requeue is Requeue.RESYNC  # retrying cannot help until the spec changes

@@ -1,4 +1,5 @@
-"""Pure builders of the Deployment and Service, and the subset check that avoids writes."""
+"""Pure builders of the Deployment and Service, checked with the provider's subset check that
+avoids writes."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any
 import pytest
 
 from apis.v1alpha1 import XynergyService
+from controllers.providers.kubediff import is_subset
 from controllers.xynergyservice.resources import (
     build_deployment,
     build_service,
-    is_subset,
     revision_name,
     service_url,
 )
@@ -110,4 +111,20 @@ def test_subset_detects_removed_env() -> None:
     desired = build_deployment(_svc(env=[{"name": "A", "value": "1"}]))
     live = _live(desired)
     del live["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not is_subset(desired, live)
+
+
+def test_progress_deadline_is_set_on_the_deployment() -> None:
+    assert build_deployment(_svc())["spec"]["progressDeadlineSeconds"] == 600
+    dep = build_deployment(_svc(), progress_deadline_seconds=30)
+    assert dep["spec"]["progressDeadlineSeconds"] == 30
+
+
+@pytest.mark.parametrize(("want", "hand_edit"), [("1000", "1k"), ("0.5", "500m"), ("1", "1.0")])
+def test_subset_sees_a_hand_edited_env_value(want: str, hand_edit: str) -> None:
+    """Issue 11: env values are strings; "1000" and "1k" are different values of a variable
+    (they used to compare as equal quantities, so the hand edit was never taken back)."""
+    desired = build_deployment(_svc(env=[{"name": "LIMIT", "value": want}]))
+    live = _live(desired)
+    live["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = hand_edit
     assert not is_subset(desired, live)

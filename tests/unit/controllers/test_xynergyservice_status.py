@@ -9,8 +9,9 @@ import pytest
 
 from apis.conditions import check_invariants, get_condition
 from apis.v1alpha1 import XynergyService
-from controllers.providers.base import BackendStatus, StalledError, TransientError
-from controllers.providers.kubernetes import status_from_deployment
+from controllers.core.errors import StalledError, TransientError
+from controllers.xynergyservice.observed import BackendStatus
+from controllers.xynergyservice.observed import from_deployment as status_from_deployment
 from controllers.xynergyservice.resources import build_deployment
 from controllers.xynergyservice.status import compute_status, events_for, status_changed
 
@@ -164,3 +165,111 @@ def test_failed_event_only_when_the_stall_is_new() -> None:
     svc.status = first
     again = compute_status(svc, observed=None, error=err, now=NOW)
     assert events_for(first, again, writes=0, created=False) == []
+
+
+def test_invalid_spec_message_names_the_field_once() -> None:
+    """Issue 20 item 3: the Stalled message said `spec.spec.port`."""
+    from pydantic import ValidationError
+
+    from controllers.xynergyservice.status import invalid_status
+
+    body = {
+        "apiVersion": "xynergy.io/v1alpha1",
+        "kind": "XynergyService",
+        "metadata": {"name": "crm", "namespace": "prod", "uid": "u", "generation": 5},
+        "spec": {"image": "reg/crm:1", "port": 0, "env": [{"name": "A", "value": "1"}]},
+    }
+    try:
+        XynergyService.model_validate(body)
+    except ValidationError as exc:
+        status = invalid_status(body, exc, now=NOW)
+    else:
+        pytest.fail("port 0 must be refused by the model")
+    stalled = get_condition(status.conditions, "Stalled")
+    assert stalled is not None
+    assert stalled.reason == "InvalidSpec"
+    assert stalled.message.startswith("spec.port: ")
+    assert "spec.spec" not in stalled.message
+    assert status.observed_generation == 5
+    assert check_invariants(generation=5, observed_generation=5, conditions=status.conditions) == []
+
+
+PENDING_POD = {
+    "metadata": {"name": "crm-7d4-abc"},
+    "status": {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/2 nodes are available: 2 Insufficient memory.",
+            }
+        ],
+    },
+}
+
+
+def test_unschedulable_pods_surface_in_the_conditions() -> None:
+    """Issue 20 item 2: a rollout waiting on Pods the scheduler cannot place says why."""
+    from controllers.xynergyservice.observed import with_scheduling
+
+    svc = _svc()
+    rolling = status_from_deployment(svc, _deployment(svc, **{**READY, "availableReplicas": 0}))
+    observed = with_scheduling(rolling, [PENDING_POD])
+    status = compute_status(svc, observed=observed, error=None, now=NOW)
+    ready = get_condition(status.conditions, "Ready")
+    assert ready is not None
+    assert ready.status != "True"  # Unknown: never decided before
+    assert ready.reason == "Unschedulable"
+    assert "Insufficient memory" in ready.message
+    assert "crm-7d4-abc" in ready.message
+    assert get_condition(status.conditions, "Reconciling") is not None
+
+
+def test_progress_deadline_stalls_with_the_scheduling_failure() -> None:
+    from controllers.xynergyservice.observed import with_scheduling
+
+    svc = _svc()
+    exceeded = {
+        **READY,
+        "availableReplicas": 0,
+        "conditions": [
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "crm-7d4" has timed out progressing.',
+            }
+        ],
+    }
+    observed = with_scheduling(
+        status_from_deployment(svc, _deployment(svc, **exceeded)), [PENDING_POD]
+    )
+    status = compute_status(svc, observed=observed, error=None, now=NOW)
+    stalled = get_condition(status.conditions, "Stalled")
+    assert stalled is not None
+    assert stalled.reason == "ProgressDeadlineExceeded"
+    assert "timed out progressing" in stalled.message
+    assert "Insufficient memory" in stalled.message
+    assert check_invariants(generation=2, observed_generation=2, conditions=status.conditions) == []
+
+
+@pytest.mark.parametrize(
+    ("restored", "reason"), [(True, "ChildRecreated"), (False, "ChildMissing")]
+)
+def test_a_missing_child_makes_ready_false(restored: bool, reason: str) -> None:
+    """Issue 20 item 1: Ready must not stay True while a child is missing."""
+    from controllers.xynergyservice.observed import missing_children
+
+    svc = _svc()
+    ready = status_from_deployment(svc, _deployment(svc, **READY))
+    assert ready.ready
+    observed = missing_children(ready, ["Service crm"], restored=restored)
+    status = compute_status(svc, observed=observed, error=None, now=NOW)
+    cond = get_condition(status.conditions, "Ready")
+    assert cond is not None
+    assert cond.status != "True"
+    assert cond.reason == reason
+    assert "Service crm" in cond.message
+    assert missing_children(ready, [], restored=restored) == ready

@@ -1,9 +1,9 @@
-"""Pure parts of the Cloud Run provider: naming, the desired service, comparison, status, errors,
-backoff. No network."""
+"""Pure parts of Cloud Run: the XynergyService's Cloud Run builders (naming, the desired service,
+comparison, the plan), what a service says (status), and the provider's error split. No
+network."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
@@ -12,19 +12,18 @@ from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.providers.base import StalledError, TransientError
-from controllers.providers.cloudrun import (
+from controllers.core.errors import StalledError, TransientError
+from controllers.providers.cloudrun import CloudRunProvider, classify_error
+from controllers.xynergyservice.observed_cloudrun import from_service as status_from_service
+from controllers.xynergyservice.resources.cloudrun import (
     MANAGED_BY_LABEL,
     OWNER_ANNOTATION,
-    CloudRunProvider,
-    RetryPolicy,
-    classify_error,
     desired_service,
     managed_view,
-    revision_name,
+    plan,
     service_path,
-    status_from_service,
 )
+from controllers.xynergyservice.resources.naming import revision_name
 
 State = run_v2.Condition.State
 
@@ -43,9 +42,8 @@ def xs(name: str = "crm", *, generation: int = 3, **spec: Any) -> XynergyService
 
 def test_service_path_and_revision_name() -> None:
     assert service_path(xs()) == "projects/xynergy-test/locations/us-central1/services/crm"
-    assert revision_name("crm", 7) == "crm-g00007"
-    longest = "a" * 49
-    assert len(revision_name(longest, 123456)) <= 63
+    assert revision_name(xs(generation=7)) == "crm-00007"  # one format on every backend
+    assert len(revision_name(xs("a" * 49, generation=123456))) <= 63
 
 
 @pytest.mark.parametrize("name", ["a" * 50, "1abc", "abc-", "ab.c"])
@@ -152,7 +150,7 @@ def with_server_defaults(svc: run_v2.Service) -> run_v2.Service:
     out.name = "projects/xynergy-test/locations/us-central1/services/crm"
     out.etag = '"abc"'
     out.labels["team"] = "sales"
-    out.template.revision = "crm-g00003"
+    out.template.revision = "crm-00003"
     out.template.service_account = "123-compute@developer.gserviceaccount.com"
     out.template.timeout = {"seconds": 300}
     out.template.containers[0].startup_probe = run_v2.Probe(
@@ -197,15 +195,15 @@ def served(**fields: Any) -> run_v2.Service:
         "observed_generation": 2,
         "reconciling": False,
         "uri": "https://crm-abc-uc.a.run.app",
-        "latest_created_revision": "projects/p/locations/l/services/crm/revisions/crm-g00002",
-        "latest_ready_revision": "projects/p/locations/l/services/crm/revisions/crm-g00002",
+        "latest_created_revision": "projects/p/locations/l/services/crm/revisions/crm-00002",
+        "latest_ready_revision": "projects/p/locations/l/services/crm/revisions/crm-00002",
         "terminal_condition": run_v2.Condition(type_="Ready", state=State.CONDITION_SUCCEEDED),
         "traffic_statuses": [
             run_v2.TrafficTargetStatus(
                 type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
                 percent=90,
             ),
-            run_v2.TrafficTargetStatus(revision="crm-g00001", percent=10, tag="old"),
+            run_v2.TrafficTargetStatus(revision="crm-00001", percent=10, tag="old"),
         ],
     }
     base.update(fields)
@@ -217,10 +215,10 @@ def test_status_ready() -> None:
     assert status.ready
     assert status.reason == "Ready"
     assert status.url == "https://crm-abc-uc.a.run.app"
-    assert status.latest_ready_revision == "crm-g00002"
+    assert status.latest_ready_revision == "crm-00002"
     assert [(t.revision, t.percent, t.tag) for t in status.traffic] == [
-        ("crm-g00002", 90, None),
-        ("crm-g00001", 10, "old"),
+        ("crm-00002", 90, None),
+        ("crm-00001", 10, "old"),
     ]
     assert status.writes == 1
 
@@ -231,7 +229,7 @@ def test_status_ready() -> None:
         {"reconciling": True},
         {"observed_generation": 1},
         {"terminal_condition": run_v2.Condition(state=State.CONDITION_RECONCILING)},
-        {"latest_ready_revision": "projects/p/locations/l/services/crm/revisions/crm-g00001"},
+        {"latest_ready_revision": "projects/p/locations/l/services/crm/revisions/crm-00001"},
     ],
 )
 def test_status_not_ready_while_rolling_out(fields: dict[str, Any]) -> None:
@@ -272,15 +270,34 @@ def test_classify_error(exc: gexc.GoogleAPICallError, kind: type, reason: str) -
     assert err.message.startswith("Cloud Run service crm: ")
 
 
-def test_backoff_grows_within_jitter_bounds_and_caps() -> None:
-    policy = RetryPolicy(initial=1.0, maximum=8.0, multiplier=2.0)
-    rng = random.Random(1)
-    delays = [policy.delay(n, rng) for n in range(8)]
-    for n, delay in enumerate(delays):
-        base = min(8.0, 2.0**n)
-        assert base / 2 <= delay <= base
-    assert max(delays) <= 8.0
-    assert delays[3] >= delays[0] * 2  # grows
+def test_plan_writes_only_what_changed_and_names_new_revisions() -> None:
+    obj = xs(profile="data-processing", generation=3)
+    created, revision = plan(obj, None) or (None, None)
+    assert created is not None
+    assert revision == "crm-00003"
+    existing = with_server_defaults(created)
+    assert plan(obj, existing) is None  # nothing we manage differs: no write
+    newer = xs(profile="data-processing", generation=4, image="img:2")
+    wanted = plan(newer, existing)
+    assert wanted is not None
+    assert wanted[1] == "crm-00004"  # the template changed: a new revision
+    ingress = xs(
+        profile="data-processing",
+        generation=5,
+        cloudRun={"project": "xynergy-test", "region": "us-central1", "ingress": "internal"},
+    )
+    wanted = plan(ingress, existing)
+    assert wanted is not None
+    assert wanted[1] is None  # a service-level field: no new revision
+
+
+def test_plan_refuses_a_service_someone_else_owns() -> None:
+    obj = xs()
+    foreign = with_server_defaults(desired_service(obj, None))
+    foreign.annotations.pop(OWNER_ANNOTATION)
+    with pytest.raises(StalledError, match="not managed by Xynergy") as err:
+        plan(obj, foreign)
+    assert err.value.reason == "AlreadyExists"
 
 
 async def test_missing_credentials_stall_before_any_request(
@@ -288,5 +305,5 @@ async def test_missing_credentials_stall_before_any_request(
 ) -> None:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/adc.json")
     with pytest.raises(StalledError) as err:
-        await CloudRunProvider().observe(xs())
+        await CloudRunProvider().get(service_path(xs()))
     assert err.value.reason == "NoCredentials"

@@ -1,78 +1,39 @@
 """Pure builders of the Kubernetes children of a XynergyService: a Deployment and a Service.
 
 Children are plain dicts (what server-side apply sends), owned by the XynergyService so deleting
-it garbage-collects them. `is_subset` tells whether a live object already has every field we
-manage, so an unchanged object causes no write.
+it garbage-collects them. The provider compares them with what is live before writing.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from apis.v1alpha1.common import API_VERSION
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.xynergyservice.resources.naming import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    REVISION_ANNOTATION,
+    name_of,
+    revision_name,
+    selector,
+)
 
 __all__ = [
-    "MANAGED_BY",
-    "MANAGED_BY_LABEL",
-    "OWNED_SELECTOR",
-    "REVISION_ANNOTATION",
-    "SERVICE_LABEL",
+    "DEFAULT_PROGRESS_DEADLINE_SECONDS",
     "build_deployment",
     "build_service",
-    "is_subset",
     "owner_reference",
-    "revision_name",
-    "selector",
-    "selector_string",
     "service_url",
 ]
 
-MANAGED_BY = "xynergy"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-# What the operator watches its Deployments by (a server-side label selector).
-OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-SERVICE_LABEL = "xynergy.io/service"
-REVISION_ANNOTATION = "xynergy.io/revision"
-_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_SUFFIX = {
-    "": 1.0,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "Ki": 1024.0,
-    "Mi": 1024.0**2,
-    "Gi": 1024.0**3,
-    "Ti": 1024.0**4,
-}
-
-
-def _name(svc: XynergyService) -> str:
-    assert svc.metadata.name, "metadata.name is required"
-    return svc.metadata.name
-
-
-def revision_name(svc: XynergyService) -> str:
-    """Revision of the spec generation, e.g. crm-00003 (like Knative's revision names)."""
-    return f"{_name(svc)}-{svc.metadata.generation or 0:05d}"
-
-
-def selector(svc: XynergyService) -> dict[str, str]:
-    """Labels that select the service's Pods."""
-    return {SERVICE_LABEL: _name(svc)}
-
-
-def selector_string(svc: XynergyService) -> str:
-    """The selector as a label-selector string (for the scale subresource)."""
-    return ",".join(f"{k}={v}" for k, v in selector(svc).items())
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+"""Kubernetes' own default: a rollout without progress for this long is reported failed."""
 
 
 def _labels(svc: XynergyService) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": _name(svc),
+        "app.kubernetes.io/name": name_of(svc),
         MANAGED_BY_LABEL: MANAGED_BY,
         **selector(svc),
     }
@@ -83,7 +44,7 @@ def owner_reference(svc: XynergyService) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "XynergyService",
-        "name": _name(svc),
+        "name": name_of(svc),
         "uid": svc.metadata.uid,
         "controller": True,
         "blockOwnerDeletion": True,
@@ -92,7 +53,7 @@ def owner_reference(svc: XynergyService) -> dict[str, Any]:
 
 def service_url(svc: XynergyService) -> str:
     """The in-cluster URL of the Service."""
-    return f"http://{_name(svc)}.{svc.metadata.namespace}.svc.cluster.local"
+    return f"http://{name_of(svc)}.{svc.metadata.namespace}.svc.cluster.local"
 
 
 def _env(svc: XynergyService) -> list[dict[str, Any]]:
@@ -145,8 +106,11 @@ def _container(svc: XynergyService) -> dict[str, Any]:
     return container
 
 
-def build_deployment(svc: XynergyService) -> dict[str, Any]:
-    """The Deployment running the service's instances."""
+def build_deployment(
+    svc: XynergyService, *, progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS
+) -> dict[str, Any]:
+    """The Deployment running the service's instances; a rollout without progress for
+    `progress_deadline_seconds` is reported as failed (ProgressDeadlineExceeded)."""
     spec = svc.spec
     pod_spec: dict[str, Any] = {"containers": [_container(svc)]}
     k8s = spec.kubernetes
@@ -160,7 +124,7 @@ def build_deployment(svc: XynergyService) -> dict[str, Any]:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": _name(svc),
+            "name": name_of(svc),
             "namespace": svc.metadata.namespace,
             "labels": _labels(svc),
             "annotations": {REVISION_ANNOTATION: revision_name(svc)},
@@ -168,6 +132,7 @@ def build_deployment(svc: XynergyService) -> dict[str, Any]:
         },
         "spec": {
             "replicas": spec.sizing().replicas,
+            "progressDeadlineSeconds": progress_deadline_seconds,
             "selector": {"matchLabels": selector(svc)},
             "strategy": {
                 "type": "RollingUpdate",
@@ -185,7 +150,7 @@ def build_service(svc: XynergyService) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": _name(svc),
+            "name": name_of(svc),
             "namespace": svc.metadata.namespace,
             "labels": _labels(svc),
             "ownerReferences": [owner_reference(svc)],
@@ -196,39 +161,3 @@ def build_service(svc: XynergyService) -> dict[str, Any]:
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
-
-
-def _quantity(value: str) -> float | None:
-    match = _QUANTITY.match(value)
-    if not match or match.group(2) not in _SUFFIX:
-        return None
-    try:
-        return float(match.group(1)) * _SUFFIX[match.group(2)]
-    except ValueError:
-        return None
-
-
-def _same_scalar(want: Any, have: Any) -> bool:
-    if want == have:
-        return True
-    if isinstance(want, (str, int)) and isinstance(have, (str, int)):
-        a, b = _quantity(str(want)), _quantity(str(have))
-        return a is not None and b is not None and abs(a - b) < 1e-9
-    return False
-
-
-def is_subset(want: Any, have: Any) -> bool:
-    """True when every field in `want` is present and equal in `have`.
-
-    Dicts compare key by key; lists element by element (same length); quantities by value
-    (the apiserver writes `1000m` back as `1`).
-    """
-    if isinstance(want, dict):
-        if not isinstance(have, dict):
-            return False
-        return all(k in have and is_subset(v, have[k]) for k, v in want.items())
-    if isinstance(want, list):
-        if not isinstance(have, list) or len(want) != len(have):
-            return False
-        return all(is_subset(w, h) for w, h in zip(want, have, strict=True))
-    return _same_scalar(want, have)

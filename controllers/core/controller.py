@@ -1,0 +1,238 @@
+"""The converge path every kind shares: one frame, the kind fills in `reconcile`.
+
+A kind provides a `KindReconciler` (observe, decide, act -> one `Result`); the `Controller`
+runs it for every trigger the same way: serialized per object (`ObjectQueue`), on the latest
+object read from the apiserver, then the status written through the one `StatusWriter`,
+events posted, and the next resync scheduled (healthy: the resync period with jitter; not yet
+ready: soon; failed: the retry policy's backoff). An object that is gone (or being deleted) is
+forgotten: no bookkeeping stays behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+from lightkube import ApiError, AsyncClient
+from lightkube.core.resource import NamespacedResourceG
+from lightkube.generic_resource import create_namespaced_resource
+from pydantic import BaseModel
+
+from controllers.core import events
+from controllers.core.events import Event
+from controllers.core.queue import ObjectQueue
+from controllers.core.scheduler import ObjectKey, ResyncScheduler
+from controllers.core.status import StatusWriter
+
+__all__ = [
+    "RESYNC_ANNOTATION",
+    "ChildEvent",
+    "Controller",
+    "Kind",
+    "KindReconciler",
+    "Requeue",
+    "Result",
+]
+
+log = logging.getLogger(__name__)
+
+RESYNC_ANNOTATION = "xynergy.io/drift-check-interval"
+"""Per-object resync period in seconds (overrides the operator's default)."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A namespaced custom resource kind the operator reconciles."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+
+    @cached_property
+    def resource(self) -> type[NamespacedResourceG]:
+        """The lightkube resource class of the kind (and its /status subresource)."""
+        return create_namespaced_resource(self.group, self.version, self.kind, self.plural)
+
+    def key(self, body: Mapping[str, Any]) -> ObjectKey:
+        """The object's key from its body."""
+        meta = body.get("metadata") or {}
+        return ObjectKey(self.kind, meta.get("namespace"), str(meta["name"]), str(meta["uid"]))
+
+
+@dataclass(frozen=True)
+class ChildEvent:
+    """What a watched child reported: its body (the latest we know) or that it was deleted."""
+
+    kind: str
+    body: Mapping[str, Any]
+    deleted: bool = False
+
+
+class Requeue(enum.Enum):
+    """When to check the object again."""
+
+    RESYNC = "resync"
+    """Converged: at the resync period (with jitter)."""
+    SOON = "soon"
+    """Progressing (rolling out): in about `soon_seconds`."""
+    BACKOFF = "backoff"
+    """Failed or stalled: after the retry policy's backoff."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one converge decided: the status to write, events to post, when to come back."""
+
+    status: BaseModel
+    events: Sequence[Event] = ()
+    requeue: Requeue = Requeue.RESYNC
+    volatile: frozenset[str] = field(default_factory=frozenset)
+    """Status fields that changing alone is no reason to write (e.g. counts mid-rollout)."""
+
+
+class KindReconciler(Protocol):
+    """What a kind provides: its Kind and one level-based converge of one object."""
+
+    kind: Kind
+
+    async def reconcile(
+        self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
+    ) -> Result:
+        """Observe, decide, act; never raise for what status can report."""
+        ...
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
+        """Deletion of an object that carries our finalizer: release or delete what it made;
+        (True once it is all gone, an event to post)."""
+        ...
+
+
+@dataclass
+class Controller:
+    """Runs one kind's reconciler for every trigger, the same way."""
+
+    reconciler: KindReconciler
+    client: AsyncClient
+    queue: ObjectQueue
+    scheduler: ResyncScheduler
+    writer: StatusWriter
+    resync_seconds: float = 600.0
+    soon_seconds: float = 20.0
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def kind(self) -> Kind:
+        return self.reconciler.kind
+
+    async def converge(self, key: ObjectKey, *, child: ChildEvent | None = None) -> Result | None:
+        """The one path: read the latest object, reconcile, write status, post events,
+        schedule the next check. None when the object is gone or being deleted."""
+        async with self.queue.serialized(key.uid):
+            body = await self._read(key)
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                self.forget(key.uid)
+                return None
+            result = await self.reconciler.reconcile(body, now=self.clock(), child=child)
+            await self.writer.write(
+                self.kind.resource, body, result.status, volatile=result.volatile
+            )
+            events.post(body, result.events)
+            self._requeue(key, body, result.requeue)
+            return result
+
+    async def trigger(self, key: ObjectKey, *, child: ChildEvent | None = None) -> None:
+        """Converge on an event; a failure is retried by the scheduler with backoff (kopf
+        does not retry event handlers), so no event is lost to a passing error."""
+        try:
+            await self.converge(key, child=child)
+        except Exception as exc:
+            delay = self.scheduler.failed(key)
+            log.warning(
+                "%s %s/%s: converge failed (%s: %s); retrying in %.1fs",
+                key.kind, key.namespace, key.name, type(exc).__name__, exc, delay,
+            )  # fmt: skip
+
+    async def on_event(self, body: Mapping[str, Any], event: str | None) -> None:
+        """An event of the object itself. Converges on the initial listing (a restart resumes
+        every object), on creation and on spec changes (generation ahead of
+        observedGeneration); forgets the object when it is deleted. Our own status writes
+        (generation == observedGeneration) cause nothing."""
+        key = self.kind.key(body)
+        if event == "DELETED":
+            self.forget(key.uid)
+            return
+        if event == "MODIFIED":
+            generation = (body.get("metadata") or {}).get("generation")
+            if generation == (body.get("status") or {}).get("observedGeneration"):
+                return
+        await self.trigger(key)
+
+    async def on_child_event(self, kind: str, body: Mapping[str, Any], event: str | None) -> None:
+        """An event of a child we own (its controller owner reference names us): converge
+        the owner with what the child reported, so drift or deletion is corrected at once.
+        The initial listing is skipped (the owners' own listing converges them)."""
+        meta = body.get("metadata") or {}
+        owner = next(
+            (
+                o
+                for o in meta.get("ownerReferences") or []
+                if o.get("kind") == self.kind.kind and o.get("controller")
+            ),
+            None,
+        )
+        if event is None or owner is None:
+            return
+        key = ObjectKey(self.kind.kind, meta.get("namespace"), owner["name"], owner["uid"])
+        await self.trigger(key, child=ChildEvent(kind, body, deleted=event == "DELETED"))
+
+    async def finalize(self, body: Mapping[str, Any]) -> bool:
+        """Run the kind's release for an object being deleted (serialized with its other
+        triggers); True once the finalizer may go, and then the object is forgotten."""
+        key = self.kind.key(body)
+        async with self.queue.serialized(key.uid):
+            gone, event = await self.reconciler.release(body)
+        events.post(body, [event] if event else [])
+        if gone:
+            self.forget(key.uid)
+        return gone
+
+    def forget(self, uid: str) -> None:
+        """Drop the object's schedule (its lock goes by itself when unused)."""
+        self.scheduler.forget(uid)
+
+    async def _read(self, key: ObjectKey) -> dict[str, Any] | None:
+        try:
+            obj: Any = await self.client.get(self.kind.resource, key.name, namespace=key.namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        body: dict[str, Any] = obj.to_dict()
+        if str((body.get("metadata") or {}).get("uid")) != key.uid:
+            return None  # deleted and recreated: the new object has its own key and events
+        return body
+
+    def _requeue(self, key: ObjectKey, body: Mapping[str, Any], requeue: Requeue) -> None:
+        if requeue is Requeue.BACKOFF:
+            self.scheduler.failed(key)
+        elif requeue is Requeue.SOON:
+            self.scheduler.succeeded(key, self.soon_seconds + self.rng.uniform(0, 5))
+        else:
+            interval = self._interval(body)
+            self.scheduler.succeeded(key, interval + self.rng.uniform(0, 0.1 * interval))
+
+    def _interval(self, body: Mapping[str, Any]) -> float:
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        try:
+            value = float(annotations.get(RESYNC_ANNOTATION, self.resync_seconds))
+        except ValueError:
+            return self.resync_seconds
+        return value if value > 0 else self.resync_seconds

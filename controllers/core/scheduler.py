@@ -1,0 +1,162 @@
+"""One resync scheduler for every kind: each object's next full converge, run when due.
+
+A converge reports when the object should be checked again (the resync period with jitter
+when it is healthy, sooner while it is not, the retry policy's backoff after a failure); the
+scheduler keeps one due time per object and a loop that starts the due checks. Checks run
+concurrently, at most `concurrency` at once, each bounded by `deadline` seconds: one slow object
+(a Cloud Run operation that takes a minute) never delays another's check. A check that fails or
+overruns is retried with backoff. The schedule lives in memory: after a restart every object is
+converged anyway. It is one loop, not a timer per object (a task each costs memory at thousands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from controllers.core.retry import RetryPolicy, Sleep
+
+__all__ = ["ObjectKey", "ResyncScheduler"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    """Which object of a kind: namespace, name and uid (a recreated object is another one)."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    uid: str
+
+
+Check = Callable[[ObjectKey], Awaitable[object]]
+
+
+class ResyncScheduler:
+    """Due times per object and the loop that starts the due checks."""
+
+    def __init__(
+        self,
+        check: Check,
+        *,
+        concurrency: int = 16,
+        deadline: float = 180.0,
+        tick: float = 1.0,
+        backoff: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if concurrency < 1 or deadline <= 0 or tick <= 0:
+            raise ValueError("ResyncScheduler: concurrency >= 1, deadline > 0 and tick > 0")
+        self._check = check
+        self._limit = asyncio.Semaphore(concurrency)
+        self._deadline = deadline
+        self._tick = tick
+        self._backoff = backoff or RetryPolicy(initial=2.0, maximum=300.0)
+        self._clock = clock
+        self._sleep = sleep
+        self._due: dict[str, tuple[float, ObjectKey]] = {}
+        self._failures: dict[str, int] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+
+    def schedule(self, key: ObjectKey, delay: float) -> None:
+        """Check `key` again in `delay` seconds (replacing any earlier due time)."""
+        self._due[key.uid] = (self._clock() + delay, key)
+
+    def succeeded(self, key: ObjectKey, delay: float) -> None:
+        """A converge went through: forget past failures, check again in `delay` seconds."""
+        self._failures.pop(key.uid, None)
+        self.schedule(key, delay)
+
+    def failed(self, key: ObjectKey) -> float:
+        """A converge failed: check again after the policy's backoff; returns the delay."""
+        attempt = self._failures.get(key.uid, 0)
+        self._failures[key.uid] = attempt + 1
+        delay = self._backoff.delay(attempt)
+        self.schedule(key, delay)
+        return delay
+
+    def forget(self, uid: str) -> None:
+        """The object is gone: drop everything kept for it."""
+        self._due.pop(uid, None)
+        self._failures.pop(uid, None)
+
+    def due_in(self, uid: str) -> float | None:
+        """Seconds until the object's next check (None when none is scheduled)."""
+        entry = self._due.get(uid)
+        return None if entry is None else entry[0] - self._clock()
+
+    def __len__(self) -> int:
+        """Objects with a scheduled check."""
+        return len(self._due)
+
+    # ---- running checks ----------------------------------------------------------------------
+
+    def start_due(self) -> list[ObjectKey]:
+        """Start the checks that are due (skipping objects whose check still runs)."""
+        now = self._clock()
+        started = []
+        for uid, (at, key) in list(self._due.items()):
+            if at > now or uid in self._running:
+                continue
+            del self._due[uid]
+            task = asyncio.create_task(self._run(key), name=f"resync {key.kind} {key.uid}")
+            self._running[uid] = task
+            started.append(key)
+        return started
+
+    async def _run(self, key: ObjectKey) -> None:
+        try:
+            async with self._limit:
+                await asyncio.wait_for(self._check(key), self._deadline)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            delay = self.failed(key)
+            log.warning(
+                "resync of %s %s/%s took over %ss; retrying in %.1fs",
+                key.kind, key.namespace, key.name, self._deadline, delay,
+            )  # fmt: skip
+        except Exception:
+            delay = self.failed(key)
+            log.exception(
+                "resync of %s %s/%s failed; retrying in %.1fs",
+                key.kind, key.namespace, key.name, delay,
+            )  # fmt: skip
+        finally:
+            self._running.pop(key.uid, None)
+
+    async def idle(self) -> None:
+        """Wait until every started check has finished (tests, shutdown)."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    def start(self) -> None:
+        """Start the loop that starts due checks every `tick` seconds."""
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._forever(), name="resync-scheduler")
+
+    async def _forever(self) -> None:
+        while True:
+            await self._sleep(self._tick)
+            self.start_due()
+
+    async def close(self) -> None:
+        """Stop the loop and cancel running checks."""
+        tasks = [t for t in (self._loop, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loop = None
+        self._running.clear()

@@ -1,0 +1,211 @@
+"""Where a XynergyService runs: one `Backend` per `spec.backend`, each the kind's glue between
+its pure builders (resources/) and a provider that knows only its cloud.
+
+`KubernetesBackend` applies the Deployment and the Service the builders make, restores a
+missing child at once (reporting it: Ready is False while a child was missing), and looks at
+the Pods when a rollout is slow, so a Pod the scheduler cannot place shows in the conditions.
+`CloudRunBackend` hands the Cloud Run provider the plan of resources/cloudrun.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from apis.conditions import READY, get_condition
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.controller import ChildEvent
+from controllers.core.errors import StalledError
+from controllers.providers.kubernetes import KubernetesProvider
+from controllers.xynergyservice.observed import (
+    BackendStatus,
+    from_deployment,
+    missing_children,
+    with_scheduling,
+)
+from controllers.xynergyservice.resources.kubernetes import (
+    DEFAULT_PROGRESS_DEADLINE_SECONDS,
+    build_deployment,
+    build_service,
+)
+from controllers.xynergyservice.resources.naming import name_of, selector
+
+if TYPE_CHECKING:
+    from controllers.providers.cloudrun import CloudRunProvider
+
+__all__ = ["Backend", "CloudRunBackend", "KubernetesBackend"]
+
+_CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"))
+# Reasons under which the Pods are read on every converge (the rollout is known to be stuck).
+_SCHEDULING_REASONS = frozenset({"Unschedulable", "ProgressDeadlineExceeded"})
+
+
+class Backend(Protocol):
+    """One runtime a XynergyService can be deployed to."""
+
+    async def apply(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+        """Make the backend match the spec (writing only what differs) and report its state."""
+        ...
+
+    async def observe(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+        """Report the backend's state without changing anything."""
+        ...
+
+    async def delete(self, svc: XynergyService, *, orphan: bool) -> bool:
+        """Delete (or, with orphan, release) the backend service; True once it is gone."""
+        ...
+
+
+class KubernetesBackend:
+    """A Deployment + Service per XynergyService, in its namespace."""
+
+    def __init__(
+        self,
+        provider: KubernetesProvider,
+        *,
+        progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS,
+    ) -> None:
+        self.provider = provider
+        self.progress_deadline_seconds = progress_deadline_seconds
+
+    async def check_references(self, svc: XynergyService) -> None:
+        """StalledError naming the first required Secret/ConfigMap (or key) that is missing."""
+        ns = svc.metadata.namespace
+        for i, var in enumerate(svc.spec.env or []):
+            ref = var.secret_key_ref or var.config_map_key_ref
+            if ref is None or ref.optional:
+                continue
+            kind = "Secret" if var.secret_key_ref is not None else "ConfigMap"
+            field = "secretKeyRef" if var.secret_key_ref is not None else "configMapKeyRef"
+            obj = await self.provider.get("v1", kind, ref.name, ns)
+            where = f"(spec.env[{i}].{field}, variable {var.name})"
+            if obj is None:
+                raise StalledError(
+                    f"{kind} {ref.name!r} not found in namespace {ns} {where}",
+                    reason=f"{kind}NotFound",
+                )
+            keys = set((obj.get("data") or {}).keys()) | set((obj.get("binaryData") or {}).keys())
+            if ref.key not in keys:
+                raise StalledError(
+                    f"{kind} {ref.name!r} has no key {ref.key!r} {where}",
+                    reason=f"{kind}KeyNotFound",
+                )
+
+    async def _live(
+        self, svc: XynergyService, child: ChildEvent | None
+    ) -> dict[str, dict[str, Any] | None]:
+        """The live children by kind: the event's body for the child that sent one, read
+        for the others."""
+        known: dict[str, dict[str, Any] | None] = {}
+        if child is not None:
+            known[child.kind] = None if child.deleted else dict(child.body)
+        name, ns = name_of(svc), svc.metadata.namespace
+        missing = [(v, k) for v, k in _CHILDREN if k not in known]
+        found = await asyncio.gather(*(self.provider.get(v, k, name, ns) for v, k in missing))
+        known.update({k: obj for (_, k), obj in zip(missing, found, strict=True)})
+        return known
+
+    async def apply(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+        await self.check_references(svc)
+        # A service we never deployed has no children to compare with: apply straight away
+        # (server-side apply is idempotent) and read the result from the response.
+        fresh = svc.status is None or not svc.status.latest_created_revision
+        live = {k: None for _, k in _CHILDREN} if fresh else await self._live(svc, child)
+        deployment = build_deployment(svc, progress_deadline_seconds=self.progress_deadline_seconds)
+        # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
+        dep, service = await asyncio.gather(
+            self.provider.apply(deployment, live["Deployment"]),
+            self.provider.apply(build_service(svc), live["Service"]),
+        )
+        observed = await self._scheduling(svc, from_deployment(svc, dep.body), child)
+        missing = [] if fresh else [k for k, obj in live.items() if obj is None]
+        observed = missing_children(observed, _named(svc, missing), restored=True)
+        writes = int(dep.wrote) + int(service.wrote)
+        return replace(observed, writes=writes, created=fresh and writes > 0)
+
+    async def observe(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+        live = await self._live(svc, child)
+        observed = await self._scheduling(svc, from_deployment(svc, live["Deployment"]), child)
+        missing = [k for k, obj in live.items() if obj is None and k != "Deployment"]
+        return missing_children(observed, _named(svc, missing), restored=False)
+
+    async def _scheduling(
+        self, svc: XynergyService, observed: BackendStatus, child: ChildEvent | None
+    ) -> BackendStatus:
+        """Read the Pods when the rollout is slow (a check not prompted by a child event) or
+        already known to be stuck, and say why they do not schedule."""
+        if observed.ready or not observed.exists:
+            return observed
+        ready = get_condition(svc.status.conditions, READY) if svc.status else None
+        stuck = ready is not None and ready.reason in _SCHEDULING_REASONS
+        if child is not None and not stuck:
+            return observed
+        pods = await self.provider.list("v1", "Pod", svc.metadata.namespace, labels=selector(svc))
+        return with_scheduling(observed, pods)
+
+    async def delete(self, svc: XynergyService, *, orphan: bool) -> bool:
+        for api_version, kind in _CHILDREN:
+            await self.provider.remove_owned(
+                api_version,
+                kind,
+                name_of(svc),
+                svc.metadata.namespace,
+                owner_uid=str(svc.metadata.uid),
+                orphan=orphan,
+            )
+        return True
+
+
+def _named(svc: XynergyService, kinds: list[str]) -> list[str]:
+    return [f"{kind} {name_of(svc)}" for kind in kinds]
+
+
+class CloudRunBackend:
+    """The Cloud Run service of a XynergyService (resources/cloudrun.py builds it)."""
+
+    def __init__(self, provider: CloudRunProvider) -> None:
+        self.provider = provider
+
+    async def apply(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+        from controllers.xynergyservice.observed_cloudrun import from_service
+        from controllers.xynergyservice.resources import cloudrun
+
+        path = cloudrun.service_path(svc)
+        cloudrun.desired_service(svc, None)  # StalledError for what Cloud Run cannot express
+        service, writes = await self.provider.apply(path, lambda found: cloudrun.plan(svc, found))
+        if service is None:
+            return BackendStatus(
+                exists=False,
+                ready=False,
+                reason="NotFound",
+                message=f"Cloud Run service {path} disappeared while being deployed",
+                writes=writes,
+            )
+        fresh = svc.status is None or not svc.status.latest_created_revision
+        return replace(from_service(service, writes=writes), created=fresh and writes > 0)
+
+    async def observe(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+        from controllers.xynergyservice.observed_cloudrun import from_service
+        from controllers.xynergyservice.resources import cloudrun
+
+        path = cloudrun.service_path(svc)
+        existing = await self.provider.get(path)
+        if existing is None:
+            return BackendStatus(
+                exists=False,
+                ready=False,
+                reason="NotFound",
+                message=f"Cloud Run service {path} does not exist",
+            )
+        cloudrun.check_owner(existing, svc)
+        return from_service(existing)
+
+    async def delete(self, svc: XynergyService, *, orphan: bool) -> bool:
+        from controllers.xynergyservice.resources import cloudrun
+
+        return await self.provider.delete(
+            cloudrun.service_path(svc),
+            owned=lambda found: cloudrun.owned(found, svc),
+            release=cloudrun.released if orphan else None,
+        )

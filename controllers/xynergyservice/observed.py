@@ -1,0 +1,168 @@
+"""Pure: what a backend's objects say about a XynergyService, as one `BackendStatus`.
+
+Kubernetes: the Deployment (the logic of `kubectl rollout status`), whether the Service exists,
+and why Pods do not schedule. Cloud Run: the service's terminal condition and revisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.xynergyservice.resources.kubernetes import service_url
+from controllers.xynergyservice.resources.naming import (
+    REVISION_ANNOTATION,
+    revision_name,
+    selector_string,
+)
+
+__all__ = [
+    "BackendStatus",
+    "Traffic",
+    "from_deployment",
+    "missing_children",
+    "unschedulable",
+    "with_scheduling",
+]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Share of traffic a revision receives."""
+
+    revision: str
+    percent: int
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """What a backend reports about one service."""
+
+    exists: bool
+    ready: bool
+    reason: str
+    message: str
+    stalled: bool = False
+    """The rollout failed (e.g. its progress deadline passed): Stalled, not Reconciling."""
+    url: str | None = None
+    latest_created_revision: str | None = None
+    latest_ready_revision: str | None = None
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    selector: str | None = None
+    traffic: tuple[Traffic, ...] = field(default_factory=tuple)
+    writes: int = 0
+    """How many write calls this converge made (0 when nothing differed)."""
+    created: bool = False
+    """The backend service did not exist before this converge."""
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return {c["type"]: c for c in conds}
+
+
+def from_deployment(svc: XynergyService, dep: Mapping[str, Any] | None) -> BackendStatus:
+    """What the Deployment says about the service (the logic of `kubectl rollout status`)."""
+    url = service_url(svc)
+    selector = selector_string(svc)
+    if dep is None:
+        return BackendStatus(
+            exists=False,
+            ready=False,
+            reason="Creating",
+            message="the Deployment does not exist yet",
+            url=url,
+            selector=selector,
+        )
+    meta = dep.get("metadata") or {}
+    spec = dep.get("spec") or {}
+    st = dep.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    replicas = int(st.get("replicas", 0))
+    updated = int(st.get("updatedReplicas", 0))
+    ready_n = int(st.get("readyReplicas", 0))
+    available = int(st.get("availableReplicas", 0))
+    revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+    conds = _conditions(dep)
+    common: dict[str, Any] = {
+        "exists": True,
+        "url": url,
+        "selector": selector,
+        "replicas": replicas,
+        "ready_replicas": ready_n,
+        "latest_created_revision": revision,
+    }
+
+    def waiting(reason: str, message: str, *, stalled: bool = False) -> BackendStatus:
+        return BackendStatus(ready=False, reason=reason, message=message, stalled=stalled, **common)
+
+    progressing = conds.get("Progressing", {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return waiting("ProgressDeadlineExceeded", progressing.get("message", ""), stalled=True)
+    if revision != revision_name(svc):
+        return waiting("Updating", f"applying revision {revision_name(svc)}")
+    # One stable message for the whole rollout (counts are in replicas/readyReplicas): every
+    # distinct message would be another status write per object.
+    rolling = f"rolling out revision {revision}: waiting for updated instances to be available"
+    if (
+        int(st.get("observedGeneration", 0)) < int(meta.get("generation", 0))
+        or updated < desired
+        or replicas > updated
+        or available < updated
+    ):
+        return waiting("RollingOut", rolling)
+    if conds.get("Available", {}).get("status") != "True":
+        return waiting("Unavailable", conds.get("Available", {}).get("message", "not available"))
+    return BackendStatus(
+        ready=True,
+        reason="Ready",
+        message=f"{ready_n}/{desired} instances ready",
+        latest_ready_revision=revision,
+        traffic=(Traffic(revision=revision, percent=100),) if revision else (),
+        **common,
+    )
+
+
+def unschedulable(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) of the first Pod the scheduler could not place, e.g.
+    ("Unschedulable", "pod crm-5f..: 0/2 nodes are available: 2 Insufficient memory.")."""
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        cond = _conditions(pod).get("PodScheduled") or {}
+        if cond.get("status") == "False":
+            name = (pod.get("metadata") or {}).get("name")
+            return cond.get("reason") or "Unschedulable", f"pod {name}: {cond.get('message', '')}"
+    return None
+
+
+def with_scheduling(observed: BackendStatus, pods: Sequence[Mapping[str, Any]]) -> BackendStatus:
+    """A rollout that waits on Pods the scheduler cannot place says so (reason and message
+    of their PodScheduled=False condition); a failed one keeps its reason and adds why."""
+    if observed.ready or not observed.exists:
+        return observed
+    found = unschedulable(pods)
+    if found is None:
+        return observed
+    reason, message = found
+    if observed.stalled:
+        return replace(observed, message=f"{observed.message}; {message}")
+    return replace(observed, reason=reason, message=message)
+
+
+def missing_children(
+    observed: BackendStatus, missing: Sequence[str], *, restored: bool
+) -> BackendStatus:
+    """Not Ready while a child was missing: recreated now (`restored`) or left alone (paused)."""
+    if not missing or not observed.exists:
+        return observed
+    what = ", ".join(missing)
+    if restored:
+        reason, message = "ChildRecreated", f"{what} was missing and has been recreated"
+    else:
+        reason, message = "ChildMissing", f"{what} is missing (paused: not recreated)"
+    return replace(observed, ready=False, reason=reason, message=message, stalled=False)

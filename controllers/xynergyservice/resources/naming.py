@@ -1,0 +1,48 @@
+"""Names the XynergyService gives its children (pure): one revision-name format for every
+backend, labels and selectors."""
+
+from __future__ import annotations
+
+from apis.v1alpha1.xynergyservice import XynergyService
+
+__all__ = [
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "OWNED_SELECTOR",
+    "REVISION_ANNOTATION",
+    "SERVICE_LABEL",
+    "name_of",
+    "revision_name",
+    "selector",
+    "selector_string",
+]
+
+MANAGED_BY = "xynergy"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+# What the operator watches its children by (a server-side label selector).
+OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+SERVICE_LABEL = "xynergy.io/service"
+REVISION_ANNOTATION = "xynergy.io/revision"
+
+
+def name_of(svc: XynergyService) -> str:
+    """metadata.name (the apiserver always sets it)."""
+    assert svc.metadata.name, "metadata.name is required"
+    return svc.metadata.name
+
+
+def revision_name(svc: XynergyService) -> str:
+    """The revision of the spec generation, `crm-00003` (Knative's format), on every backend.
+
+    At most 49 + 6 characters for a Cloud Run service name (< 63, a DNS label)."""
+    return f"{name_of(svc)}-{svc.metadata.generation or 0:05d}"
+
+
+def selector(svc: XynergyService) -> dict[str, str]:
+    """Labels that select the service's Pods."""
+    return {SERVICE_LABEL: name_of(svc)}
+
+
+def selector_string(svc: XynergyService) -> str:
+    """The selector as a label-selector string (for the scale subresource)."""
+    return ",".join(f"{k}={v}" for k, v in selector(svc).items())

@@ -1,0 +1,440 @@
+"""The controller core: serialized converge with bounded bookkeeping, the resync scheduler,
+the status writer, the retry policy. In-memory fakes for the apiserver client (no I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import tenacity
+from lightkube import ApiError
+from lightkube.models.meta_v1 import Status
+
+from apis.conditions import mark_ready
+from apis.v1alpha1.xynergyservice import XynergyServiceStatus
+from controllers.core import (
+    ChildEvent,
+    Controller,
+    Kind,
+    ObjectKey,
+    ObjectQueue,
+    Requeue,
+    Result,
+    ResyncScheduler,
+    RetryPolicy,
+    StatusWriter,
+)
+from controllers.core.status import spec_error
+
+NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+KIND = Kind("xynergy.io", "v1alpha1", "XynergyService", "xynergyservices")
+
+
+def _key(uid: str = "u1", name: str = "crm") -> ObjectKey:
+    return ObjectKey("XynergyService", "ns", name, uid)
+
+
+# ---- ObjectQueue --------------------------------------------------------------------------------
+
+
+async def test_queue_serializes_per_object_and_leaves_nothing_behind() -> None:
+    queue = ObjectQueue()
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def work(uid: str, tag: str) -> None:
+        async with queue.serialized(uid):
+            order.append(f"{tag} in")
+            if tag == "a1":
+                await gate.wait()
+            order.append(f"{tag} out")
+
+    first = asyncio.create_task(work("a", "a1"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(work("a", "a2"))
+    other = asyncio.create_task(work("b", "b1"))
+    await other  # another object never waits behind "a"
+    assert queue.busy("a")
+    assert len(queue) == 1
+    gate.set()
+    await asyncio.gather(first, second)
+    assert order == ["a1 in", "b1 in", "b1 out", "a1 out", "a2 in", "a2 out"]
+    assert len(queue) == 0
+
+
+async def test_queue_entry_goes_when_the_body_raises() -> None:
+    queue = ObjectQueue()
+    with pytest.raises(RuntimeError):
+        async with queue.serialized("x"):
+            raise RuntimeError("boom")
+    assert len(queue) == 0
+
+
+# ---- ResyncScheduler ----------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_hung_check_does_not_delay_another_objects_check() -> None:
+    clock = Clock()
+    done: list[str] = []
+    hang = asyncio.Event()
+
+    async def check(key: ObjectKey) -> None:
+        if key.name == "slow":
+            await hang.wait()  # a Cloud Run operation that never ends
+        done.append(key.name)
+
+    scheduler = ResyncScheduler(check, concurrency=4, deadline=0.2, clock=clock)
+    scheduler.schedule(_key("u-slow", "slow"), 0)
+    scheduler.schedule(_key("u-fast", "fast"), 0)
+    started = scheduler.start_due()
+    assert {k.name for k in started} == {"slow", "fast"}
+    await asyncio.sleep(0.05)
+    assert done == ["fast"]  # finished while "slow" still hangs
+    await scheduler.idle()  # the deadline cancels "slow"
+    assert done == ["fast"]
+    delay = scheduler.due_in("u-slow")
+    assert delay is not None
+    assert 0 < delay <= 2.0
+    assert scheduler.due_in("u-fast") is None  # the check itself schedules the next one
+
+
+async def test_concurrency_is_bounded() -> None:
+    clock = Clock()
+    running = 0
+    peak = 0
+
+    async def check(key: ObjectKey) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    scheduler = ResyncScheduler(check, concurrency=3, deadline=5, clock=clock)
+    for i in range(10):
+        scheduler.schedule(_key(f"u{i}", f"n{i}"), 0)
+    assert len(scheduler.start_due()) == 10
+    await scheduler.idle()
+    assert peak == 3
+
+
+async def test_failures_back_off_and_forget_drops_everything() -> None:
+    clock = Clock()
+    calls = 0
+
+    async def check(key: ObjectKey) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("apiserver away")
+
+    policy = RetryPolicy(initial=2.0, maximum=60.0)
+    scheduler = ResyncScheduler(check, deadline=5, clock=clock, backoff=policy)
+    key = _key()
+    delays = []
+    for attempt in range(5):
+        scheduler.schedule(key, 0)
+        scheduler.start_due()
+        await scheduler.idle()
+        delay = scheduler.due_in(key.uid)
+        assert delay is not None
+        assert policy.base(attempt) / 2 <= delay <= policy.base(attempt)
+        delays.append(delay)
+    assert calls == 5
+    scheduler.forget(key.uid)
+    assert len(scheduler) == 0
+    assert scheduler.due_in(key.uid) is None
+    scheduler.succeeded(key, 10)  # a fresh start: no failures remembered
+    assert scheduler.failed(key) <= policy.base(0)
+
+
+async def test_not_due_and_running_checks_are_not_started_twice() -> None:
+    clock = Clock()
+    gate = asyncio.Event()
+
+    async def check(key: ObjectKey) -> None:
+        await gate.wait()
+
+    scheduler = ResyncScheduler(check, deadline=5, clock=clock)
+    scheduler.schedule(_key("a"), 10)
+    assert scheduler.start_due() == []
+    clock.now += 10
+    assert len(scheduler.start_due()) == 1
+    scheduler.schedule(_key("a"), 0)  # an event scheduled it again while it runs
+    assert scheduler.start_due() == []
+    gate.set()
+    await scheduler.idle()
+    assert len(scheduler.start_due()) == 1
+    await scheduler.idle()
+
+
+# ---- status writer ------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeClient:
+    """The part of lightkube's AsyncClient the core uses, over a dict of objects."""
+
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    gets: int = 0
+
+    async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
+        self.gets += 1
+        if name not in self.objects:
+            raise ApiError(status=Status(code=404, message="not found"))  # type: ignore[call-arg]
+        return _Obj(self.objects[name])
+
+    async def patch(self, resource: Any, name: str, body: dict[str, Any], **_: Any) -> None:
+        self.patches.append(body)
+        self.objects[name].setdefault("status", {}).update(
+            {k: v for k, v in body["status"].items() if v is not None}
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class _Obj:
+    body: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.body
+
+
+def _ready_status(message: str = "1/1 instances ready", replicas: int = 1) -> XynergyServiceStatus:
+    return XynergyServiceStatus(
+        conditions=mark_ready([], reason="Ready", message=message, generation=3, now=NOW),
+        replicas=replicas,
+        last_reconcile_time=NOW,
+    )
+
+
+def _body(uid: str = "u1", status: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta = {"name": "crm", "namespace": "ns", "uid": uid, "generation": 3}
+    return {"metadata": meta, "spec": {}, **({"status": status} if status else {})}
+
+
+async def test_status_written_once_then_not_when_unchanged() -> None:
+    client = FakeClient({"crm": _body()})
+    writer = StatusWriter(client, limit=asyncio.Semaphore(1))  # type: ignore[arg-type]
+    assert await writer.write(KIND.resource, client.objects["crm"], _ready_status())
+    patch = client.patches[0]["status"]
+    assert patch["observedGeneration"] == 3
+    assert isinstance(patch["observedGeneration"], int)
+    # the same status a minute later (only lastReconcileTime moved): no write
+    later = _ready_status().model_copy(update={"last_reconcile_time": NOW + dt.timedelta(60)})
+    assert not await writer.write(KIND.resource, client.objects["crm"], later)
+    # a volatile field alone is no reason; a real change is
+    more = _ready_status(replicas=2)
+    assert not await writer.write(
+        KIND.resource, client.objects["crm"], more, volatile=frozenset({"replicas"})
+    )
+    assert await writer.write(KIND.resource, client.objects["crm"], _ready_status("2/2 ready"))
+    assert writer.writes == len(client.patches) == 2
+
+
+def test_spec_error_names_the_field_as_written() -> None:
+    from pydantic import ValidationError
+
+    from apis.v1alpha1 import XynergyService
+
+    body = _body()
+    body["spec"] = {"image": "reg/crm:1", "env": [{"name": "A", "value": "1"}, {"name": ""}]}
+    with pytest.raises(ValidationError) as err:
+        XynergyService.model_validate(body)
+    assert spec_error(err.value).startswith("spec.env[1].name: ")
+
+
+# ---- the converge path --------------------------------------------------------------------------
+
+
+@dataclass
+class FakeReconciler:
+    kind: Kind = KIND
+    calls: list[tuple[str, ChildEvent | None]] = field(default_factory=list)
+    requeue: Requeue = Requeue.RESYNC
+    raises: Exception | None = None
+
+    async def reconcile(
+        self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
+    ) -> Result:
+        self.calls.append((body["metadata"]["uid"], child))
+        if self.raises:
+            raise self.raises
+        return Result(status=_ready_status(), requeue=self.requeue)
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, None]:
+        return True, None
+
+
+def _controller(client: FakeClient, reconciler: FakeReconciler) -> Controller:
+    async def check(key: ObjectKey) -> object:
+        return await controller.converge(key)
+
+    queue = ObjectQueue()
+    controller = Controller(
+        reconciler=reconciler,
+        client=client,  # type: ignore[arg-type]
+        queue=queue,
+        scheduler=ResyncScheduler(check, clock=Clock()),
+        writer=StatusWriter(client, limit=asyncio.Semaphore(4)),  # type: ignore[arg-type]
+        resync_seconds=600,
+        rng=random.Random(1),
+    )
+    return controller
+
+
+async def test_converge_writes_status_and_schedules_the_resync() -> None:
+    client = FakeClient({"crm": _body()})
+    reconciler = FakeReconciler()
+    controller = _controller(client, reconciler)
+    result = await controller.converge(_key())
+    assert result is not None
+    assert len(client.patches) == 1
+    delay = controller.scheduler.due_in("u1")
+    assert delay is not None
+    assert 600 <= delay <= 660
+    await controller.converge(_key())
+    assert len(client.patches) == 1  # unchanged: no second write
+    assert len(controller.queue) == 0
+
+
+async def test_a_deleted_object_without_finalizer_leaves_nothing_behind() -> None:
+    client = FakeClient({"crm": _body()})
+    controller = _controller(client, FakeReconciler())
+    await controller.converge(_key())
+    assert len(controller.scheduler) == 1
+    del client.objects["crm"]  # deleted; no finalizer, so no delete handler ran
+    assert await controller.converge(_key()) is None
+    assert len(controller.scheduler) == 0
+    assert len(controller.queue) == 0
+
+
+async def test_a_recreated_object_is_not_converged_under_the_old_key() -> None:
+    client = FakeClient({"crm": _body(uid="new")})
+    reconciler = FakeReconciler()
+    controller = _controller(client, reconciler)
+    assert await controller.converge(_key(uid="old")) is None
+    assert reconciler.calls == []
+
+
+async def test_status_only_events_do_not_converge() -> None:
+    client = FakeClient({"crm": _body()})
+    reconciler = FakeReconciler()
+    controller = _controller(client, reconciler)
+    ours = _body(status={"observedGeneration": 3})
+    await controller.on_event(ours, "MODIFIED")
+    assert reconciler.calls == []
+    await controller.on_event(_body(status={"observedGeneration": 2}), "MODIFIED")
+    await controller.on_event(ours, None)  # the listing after a restart
+    assert len(reconciler.calls) == 2
+    await controller.on_event(ours, "DELETED")
+    assert len(controller.scheduler) == 0
+
+
+async def test_a_child_event_converges_its_owner_with_what_it_saw() -> None:
+    client = FakeClient({"crm": _body()})
+    reconciler = FakeReconciler()
+    controller = _controller(client, reconciler)
+    child = {
+        "metadata": {
+            "name": "crm",
+            "namespace": "ns",
+            "ownerReferences": [
+                {"kind": "XynergyService", "name": "crm", "uid": "u1", "controller": True}
+            ],
+        }
+    }
+    await controller.on_child_event("Service", child, "DELETED")
+    [(uid, seen)] = reconciler.calls
+    assert uid == "u1"
+    assert seen is not None
+    assert (seen.kind, seen.deleted) == ("Service", True)
+    await controller.on_child_event("Service", child, None)  # initial listing: skipped
+    orphan = {"metadata": {"name": "x", "namespace": "ns"}}
+    await controller.on_child_event("Service", orphan, "MODIFIED")
+    assert len(reconciler.calls) == 1
+
+
+async def test_a_failed_event_converge_is_retried_with_backoff() -> None:
+    client = FakeClient({"crm": _body()})
+    controller = _controller(client, FakeReconciler(raises=RuntimeError("boom")))
+    await controller.trigger(_key())  # never raises into kopf
+    delay = controller.scheduler.due_in("u1")
+    assert delay is not None
+    assert delay <= 2.0
+    assert len(controller.queue) == 0
+
+
+# ---- retry policy -------------------------------------------------------------------------------
+
+
+def test_delay_grows_with_equal_jitter_and_caps() -> None:
+    policy = RetryPolicy(initial=1.0, maximum=8.0)
+    rng = random.Random(1)
+    for n in range(8):
+        base = min(8.0, 2.0**n)
+        assert base / 2 <= policy.delay(n, rng) <= base
+
+
+async def test_tenacity_retrying_waits_with_the_injected_sleep() -> None:
+    policy = RetryPolicy(initial=1.0, maximum=4.0, max_attempts=4)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    attempts = 0
+
+    async def failing() -> None:
+        nonlocal attempts
+        async for attempt in policy.retrying(
+            retry_if=lambda e: isinstance(e, ConnectionError), sleep=sleep
+        ):
+            with attempt:
+                attempts += 1
+                raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        await failing()
+    assert attempts == 4
+    assert len(waits) == 3
+    for n, wait in enumerate(waits):
+        assert policy.base(n) / 2 <= wait <= policy.base(n)
+
+
+async def test_tenacity_retrying_does_not_retry_other_errors() -> None:
+    async def sleep(seconds: float) -> None:
+        raise AssertionError("no wait expected")
+
+    async def refused() -> None:
+        async for attempt in RetryPolicy().retrying(
+            retry_if=lambda e: isinstance(e, ConnectionError), sleep=sleep
+        ):
+            with attempt:
+                raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        await refused()
+    assert isinstance(RetryPolicy().wait(), tenacity.wait.wait_base)
+
+
+def test_policy_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="initial"):
+        RetryPolicy(initial=0)
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
