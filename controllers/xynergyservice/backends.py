@@ -44,11 +44,11 @@ _SCHEDULING_REASONS = frozenset({"Unschedulable", "ProgressDeadlineExceeded"})
 class Backend(Protocol):
     """One runtime a XynergyService can be deployed to."""
 
-    async def apply(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+    async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         """Make the backend match the spec (writing only what differs) and report its state."""
         ...
 
-    async def observe(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+    async def observe(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         """Report the backend's state without changing anything."""
         ...
 
@@ -106,7 +106,7 @@ class KubernetesBackend:
         known.update({k: obj for (_, k), obj in zip(missing, found, strict=True)})
         return known
 
-    async def apply(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+    async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         await self.check_references(svc)
         # A service we never deployed has no children to compare with: apply straight away
         # (server-side apply is idempotent) and read the result from the response.
@@ -124,7 +124,7 @@ class KubernetesBackend:
         writes = int(dep.wrote) + int(service.wrote)
         return replace(observed, writes=writes, created=fresh and writes > 0)
 
-    async def observe(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+    async def observe(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         live = await self._live(svc, child)
         observed = await self._scheduling(svc, from_deployment(svc, live["Deployment"]), child)
         missing = [k for k, obj in live.items() if obj is None and k != "Deployment"]
@@ -167,7 +167,7 @@ class CloudRunBackend:
     def __init__(self, provider: CloudRunProvider) -> None:
         self.provider = provider
 
-    async def apply(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+    async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         from controllers.xynergyservice.observed_cloudrun import from_service
         from controllers.xynergyservice.resources import cloudrun
 
@@ -185,7 +185,7 @@ class CloudRunBackend:
         fresh = svc.status is None or not svc.status.latest_created_revision
         return replace(from_service(service, writes=writes), created=fresh and writes > 0)
 
-    async def observe(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+    async def observe(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         from controllers.xynergyservice.observed_cloudrun import from_service
         from controllers.xynergyservice.resources import cloudrun
 

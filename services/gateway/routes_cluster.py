@@ -1,10 +1,12 @@
 """The route table from XynergyService objects in the cluster, listed then watched.
 
-Each ``xynergyservices.xynergy.io/v1alpha1`` object contributes its ``spec.routes`` pointed at
-its ``status.url``; an object without a URL yet contributes nothing. The source lists once,
+Each XynergyService contributes its ``spec.routes`` pointed at its ``status.url``, both read
+through the ``apis`` models (group, version and plural come from there too); an object without
+a URL yet contributes nothing. The source lists once,
 yields a table, then watches and yields a new table whenever an event changes it. Any error
-(API server away, watch expired) leads to a re-list after a capped, jittered backoff, so the
-gateway keeps serving its last good table meanwhile.
+(API server away, watch expired) leads to a re-list after a capped, jittered exponential backoff
+(tenacity's, as the operator's retry policy), so the gateway keeps serving its last good table
+meanwhile.
 
 The Kubernetes client is injected (anything with lightkube's async ``list``/``watch``), which
 is how the unit tests drive it; :func:`default_client` builds a lightkube ``AsyncClient``.
@@ -14,10 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Protocol
 
+import tenacity
+from pydantic import ValidationError
+
+from apis.v1alpha1.common import GROUP, VERSION
+from apis.v1alpha1.xynergyservice import XynergyService as XynergyServiceModel
+from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from services.gateway.routing import RouteTable, routes_from_spec
 
 __all__ = ["ClusterRouteSource", "XynergyService", "default_client"]
@@ -28,7 +35,8 @@ log = logging.getLogger("xynergy.gateway.routes")
 def _resource() -> Any:
     from lightkube.generic_resource import create_namespaced_resource
 
-    return create_namespaced_resource("xynergy.io", "v1alpha1", "XynergyService", "xynergyservices")
+    crd = XynergyServiceModel.crd
+    return create_namespaced_resource(GROUP, VERSION, crd.kind, crd.plural)
 
 
 XynergyService = _resource()
@@ -59,6 +67,14 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace", "")), str(meta.get("name", ""))
 
 
+def _url(obj: dict[str, Any]) -> str | None:
+    """``status.url`` read through the status model (None when absent or malformed)."""
+    try:
+        return XynergyServiceStatus.model_validate(obj.get("status") or {}).url
+    except ValidationError:
+        return None
+
+
 class ClusterRouteSource:
     def __init__(
         self,
@@ -70,19 +86,28 @@ class ClusterRouteSource:
         self._client = client
         self._namespace = namespace or "*"
         self._max_backoff = max_backoff_seconds
+        # attempt n waits in [base/2, base], base = min(max, 0.5 * 2**n): equal jitter
+        self._wait = tenacity.wait_exponential(
+            multiplier=0.25, max=max_backoff_seconds / 2
+        ) + tenacity.wait_random_exponential(multiplier=0.25, max=max_backoff_seconds / 2)
 
     def _table(self, objects: dict[tuple[str, str], dict[str, Any]]) -> RouteTable:
         routes = []
         for key in sorted(objects):
             obj = objects[key]
-            spec = obj.get("spec") or {}
-            status = obj.get("status") or {}
             routes.extend(
                 routes_from_spec(
-                    service="/".join(key), upstream=status.get("url"), routes=spec.get("routes")
+                    service="/".join(key),
+                    upstream=_url(obj),
+                    routes=(obj.get("spec") or {}).get("routes"),
                 )
             )
         return RouteTable.build(routes)
+
+    def _delay(self, failures: int) -> float:
+        state = tenacity.RetryCallState(tenacity.AsyncRetrying(), fn=None, args=(), kwargs={})
+        state.attempt_number = failures
+        return float(self._wait(state))
 
     async def watch(self) -> AsyncIterator[RouteTable]:
         failures = 0
@@ -114,8 +139,7 @@ class ClusterRouteSource:
                 raise
             except Exception as exc:
                 failures += 1
-                delay = min(self._max_backoff, 0.5 * 2 ** min(failures, 6))
-                delay *= random.uniform(0.5, 1.0)
+                delay = self._delay(failures)
                 log.warning(
                     "watching XynergyService failed, re-listing",
                     extra={"fields": {"error": type(exc).__name__, "retry_in": round(delay, 2)}},

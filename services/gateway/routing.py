@@ -15,6 +15,10 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pydantic import ValidationError
+
+from apis.v1alpha1.xynergyservice import Route as ApiRoute
+
 __all__ = [
     "XYNERGYOS_PREFIX",
     "Match",
@@ -135,33 +139,41 @@ class RouteSource(Protocol):
 
 
 def routes_from_spec(*, service: str, upstream: str | None, routes: object) -> list[Route]:
-    """Routes of one service from the CRD's ``spec.routes`` shape (camelCase keys).
+    """Routes of one service from its ``spec.routes``, read through the API model
+    (:class:`apis.v1alpha1.xynergyservice.Route`, the one definition of the shape).
 
-    A service without an upstream URL yet (no ``status.url``) contributes no routes. Invalid
-    entries are skipped and logged, so one bad object cannot empty the whole table.
+    A service without an upstream URL yet (no ``status.url``) contributes no routes. Entries the
+    model refuses are skipped and logged, so one bad object cannot empty the whole table. A
+    timeout the entry does not set is left to the gateway's default.
     """
     if not upstream or not isinstance(routes, list):
         return []
     out: list[Route] = []
     for entry in routes:
-        if not isinstance(entry, dict):
-            continue
         try:
-            timeout = entry.get("timeoutSeconds")
-            limit = entry.get("rateLimitPerMinute")
+            spec = ApiRoute.model_validate(entry)
+            explicit = "timeout_seconds" in spec.model_fields_set
             out.append(
                 Route(
-                    prefix=str(entry["prefix"]),
+                    prefix=spec.prefix,
                     upstream=upstream,
                     service=service,
-                    aliases=tuple(str(a) for a in entry.get("aliases") or ()),
-                    timeout_seconds=float(timeout) if timeout is not None else None,
-                    rate_limit_per_minute=int(limit) if limit is not None else None,
+                    aliases=tuple(spec.aliases or ()),
+                    timeout_seconds=float(spec.timeout_seconds) if explicit else None,
+                    rate_limit_per_minute=spec.rate_limit_per_minute,
                 )
             )
-        except (KeyError, TypeError, ValueError, PathError) as exc:
+        except (ValidationError, ValueError) as exc:  # PathError is a ValueError
             log.warning(
                 "invalid route skipped",
-                extra={"fields": {"service": service, "error": str(exc)}},
+                extra={"fields": {"service": service, "error": _first_error(exc)}},
             )
     return out
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "route"
+        return f"{where}: {first['msg']}"
+    return str(exc)

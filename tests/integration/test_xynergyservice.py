@@ -157,20 +157,21 @@ def test_hand_edit_is_corrected_unmanaged_fields_kept(
     assert dep["metadata"]["annotations"]["team.example/owner"] == "crm-team"
 
 
-def test_deployment_watch_is_filtered_by_the_apiserver(
+def test_child_watches_are_filtered_by_the_apiserver(
     kube: Kube, operator: KopfRunner, namespace: str, audit_log: Path
 ) -> None:
-    """The operator asks the apiserver for its own Deployments only (a label selector on the
-    list and the watch), so a cluster's other Deployments never reach it; the hand-edit test
-    above shows the filtered watch still sees ours."""
+    """The operator asks the apiserver for its own Deployments and Services only (a label
+    selector on the list and the watch), so a cluster's other children never reach it; the
+    hand-edit and deleted-Service tests show the filtered watches still see ours."""
     create_xs(kube, namespace, "watched")
     wait_ready(kube, namespace, "watched")
     requests = [
         e
         for e in audit_events(audit_log, "xynergy-operator", verbs=frozenset({"list", "watch"}))
-        if e.get("objectRef", {}).get("resource") == "deployments"
+        if e.get("objectRef", {}).get("resource") in ("deployments", "services")
     ]
-    assert {e["verb"] for e in requests} >= {"watch"}, requests
+    watched = {e["objectRef"]["resource"] for e in requests if e["verb"] == "watch"}
+    assert watched == {"deployments", "services"}, requests
     for event in requests:
         query = parse_qs(urlsplit(event["requestURI"]).query)
         assert query.get("labelSelector") == ["app.kubernetes.io/managed-by=xynergy"], event[
@@ -264,3 +265,82 @@ def test_missing_secret_stalls_then_recovers(
     reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "needs-secret"}
     assert {"Failed", "Created", "Ready"} <= reasons
     assert not any("not-a-real-password" in (e.get("message") or "") for e in events)
+
+
+def strategic_patch(kube: Kube, path: str, body: dict[str, Any]) -> None:
+    """What `kubectl patch` does by default: lists of containers and env merge by name."""
+    resp = kube.http.patch(
+        path,
+        content=json.dumps(body),
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def test_hand_edited_env_value_is_corrected(
+    kube: Kube, operator: KopfRunner, namespace: str
+) -> None:
+    """Issue 11: "1000" -> "1k" is a different env value (it used to compare as the same
+    quantity, so the edit stayed)."""
+    create_xs(kube, namespace, "envdrift", env=[{"name": "LIMIT", "value": "1000"}])
+    wait_ready(kube, namespace, "envdrift")
+    dep_path = f"/apis/apps/v1/namespaces/{namespace}/deployments/envdrift"
+    edit = {"name": "app", "env": [{"name": "LIMIT", "value": "1k"}]}
+    strategic_patch(kube, dep_path, {"spec": {"template": {"spec": {"containers": [edit]}}}})
+
+    def env_value() -> str:
+        dep = deployment(kube, namespace, "envdrift") or {}
+        env = dep["spec"]["template"]["spec"]["containers"][0].get("env") or []
+        return next(e.get("value", "") for e in env if e["name"] == "LIMIT")
+
+    kube.wait_for("the env hand edit to be taken back", lambda: env_value() == "1000", timeout=60)
+
+
+def watch_ready(kube: Kube, ns: str, name: str, since: str, *, until: str, timeout: float) -> list:
+    """(status, reason) of the Ready condition in every change of the object after
+    resourceVersion `since`, read from a watch, until a Ready condition with reason `until`
+    follows a not-Ready one (or the watch times out)."""
+    seen: list[tuple[str, str]] = []
+    params = {
+        "watch": "1",
+        "resourceVersion": since,
+        "fieldSelector": f"metadata.name={name}",
+        "timeoutSeconds": str(int(timeout)),
+    }
+    with kube.http.stream("GET", xs_url(ns), params=params, timeout=timeout + 10) as resp:
+        for line in resp.iter_lines():
+            if not line:
+                continue
+            obj = json.loads(line)["object"]
+            cond = ready_condition(obj)
+            if cond and (not seen or seen[-1] != (cond["status"], cond["reason"])):
+                seen.append((cond["status"], cond["reason"]))
+            if len(seen) >= 2 and seen[-1][1] == until and seen[-2][0] != "True":
+                break
+    return seen
+
+
+def test_deleted_service_is_restored_at_once_and_ready_drops_meanwhile(
+    kube: Kube, operator: KopfRunner, namespace: str
+) -> None:
+    """Issue 20 item 1: a deleted owned Service came back only with the 10-minute drift check
+    and Ready stayed True meanwhile. The Service watch brings it back at once; Ready is False
+    while it was missing."""
+    create_xs(kube, namespace, "svcgone")
+    obj = wait_ready(kube, namespace, "svcgone")
+    svc_path = f"/api/v1/namespaces/{namespace}/services/svcgone"
+    old_uid = kube.get(svc_path).json()["metadata"]["uid"]
+    assert kube.delete(svc_path).status_code == 200
+
+    def restored() -> bool:
+        resp = kube.get(svc_path)
+        return resp.status_code == 200 and resp.json()["metadata"]["uid"] != old_uid
+
+    kube.wait_for("the Service to be recreated", restored, timeout=30)
+    seen = watch_ready(
+        kube, namespace, "svcgone", obj["metadata"]["resourceVersion"], until="Ready", timeout=60
+    )
+    assert ("False", "ChildRecreated") in seen, seen
+    assert seen[-1] == ("True", "Ready"), seen
+    owner = kube.get(svc_path).json()["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == obj["metadata"]["uid"]

@@ -50,8 +50,8 @@ def test_create_then_write_only_on_change(
     create_cloudrun_xs(kube, namespace, name)
     obj = wait_ready(kube, namespace, name)
     assert obj["status"]["url"].startswith("https://")
-    assert obj["status"]["latestReadyRevision"] == f"{name}-g00001"
-    assert obj["status"]["traffic"] == [{"revision": f"{name}-g00001", "percent": 100}]
+    assert obj["status"]["latestReadyRevision"] == f"{name}-00001"
+    assert obj["status"]["traffic"] == [{"revision": f"{name}-00001", "percent": 100}]
     assert cloudrun_session.total_writes - before == 1
 
     # routes are the gateway's business: new generation, but nothing for Cloud Run to change
@@ -68,11 +68,11 @@ def test_create_then_write_only_on_change(
     )
     obj = wait_ready(kube, namespace, name)
     generation = obj["metadata"]["generation"]
-    assert obj["status"]["latestReadyRevision"] == f"{name}-g{generation:05d}"
+    assert obj["status"]["latestReadyRevision"] == f"{name}-{generation:05d}"
     assert cloudrun_session.total_writes - before == 2
     assert cloudrun_session.revisions_of(PROJECT, REGION, name) == [
-        f"{name}-g00001",
-        f"{name}-g{generation:05d}",
+        f"{name}-00001",
+        f"{name}-{generation:05d}",
     ]
 
 
@@ -105,7 +105,7 @@ def test_503_storm_converges_without_a_tight_loop(
     wait_ready(kube, namespace, name, timeout=180)
     calls = sum(cloudrun_session.calls.values()) - calls_before
     assert calls < 40, f"{calls} calls for one service: a tight retry loop"
-    assert cloudrun_session.revisions_of(PROJECT, REGION, name) == [f"{name}-g00001"]
+    assert cloudrun_session.revisions_of(PROJECT, REGION, name) == [f"{name}-00001"]
 
 
 def test_403_stalls_with_the_api_message_then_recovers(

@@ -35,11 +35,11 @@ def test_restart_mid_operation_creates_no_duplicate_revision(
             obj = wait_ready(kube, namespace, name, timeout=120)
             # one create, never updated, one revision (other services may exist: objects of
             # earlier tests whose namespaces are still terminating are resumed here too)
-            assert fake.revisions_of(PROJECT, REGION, name) == [f"{name}-g00001"]
+            assert fake.revisions_of(PROJECT, REGION, name) == [f"{name}-00001"]
             path = f"projects/{PROJECT}/locations/{REGION}/services/{name}"
             with fake.state.lock:
                 assert fake.state.services[path].generation == 1
-            assert obj["status"]["latestReadyRevision"] == f"{name}-g00001"
+            assert obj["status"]["latestReadyRevision"] == f"{name}-00001"
             # clean up while an operator can still run the finalizer
             url = f"/apis/xynergy.io/v1alpha1/namespaces/{namespace}/xynergyservices/{name}"
             kube.delete(url)

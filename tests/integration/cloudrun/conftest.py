@@ -1,14 +1,14 @@
 """Fixtures for the Cloud Run provider against the fake Cloud Run Admin API v2.
 
 `cloudrun_fake` starts a fresh fake (in a thread, on a free 127.0.0.1 port) per test;
-`make_provider` builds a CloudRunProvider pointed at it with fast, recorded backoff;
+`make_provider` builds the XynergyService Cloud Run backend on a CloudRunProvider pointed at it
+with fast retries and a recorded operation-poll sleep;
 `make_xservice` builds Cloud Run XynergyServices.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +16,9 @@ import pytest
 from fakes.cloudrun import FakeCloudRun
 
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.providers.cloudrun import CloudRunProvider, RetryPolicy
+from controllers.core.retry import RetryPolicy
+from controllers.providers.cloudrun import CloudRunProvider
+from controllers.xynergyservice.backends import CloudRunBackend
 
 PROJECT = "xynergy-test"
 REGION = "us-central1"
@@ -31,7 +33,7 @@ def cloudrun_fake() -> Iterator[FakeCloudRun]:
 
 
 class RecordingSleep:
-    """The provider's backoff sleep: really waits, and records each wait."""
+    """The provider's operation-poll sleep: really waits, and records each wait."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
@@ -42,18 +44,17 @@ class RecordingSleep:
 
 
 @pytest.fixture
-def make_provider(cloudrun_fake: FakeCloudRun) -> Callable[..., CloudRunProvider]:
-    def make(**overrides: Any) -> CloudRunProvider:
+def make_provider(cloudrun_fake: FakeCloudRun) -> Callable[..., CloudRunBackend]:
+    def make(**overrides: Any) -> CloudRunBackend:
         kwargs: dict[str, Any] = {
             "api_endpoint": cloudrun_fake.endpoint,
             "retry": RetryPolicy(initial=0.01, maximum=0.08, deadline=10.0, max_attempts=6),
             "operation_timeout": 5.0,
             "poll_interval": 0.02,
             "sleep": RecordingSleep(),
-            "rng": random.Random(7),
         }
         kwargs.update(overrides)
-        return CloudRunProvider(**kwargs)
+        return CloudRunBackend(CloudRunProvider(**kwargs))
 
     return make
 

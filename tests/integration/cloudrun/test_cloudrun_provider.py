@@ -1,4 +1,5 @@
-"""CloudRunProvider against the fake Cloud Run Admin API v2, through the real run_v2 client."""
+"""The XynergyService Cloud Run backend (CloudRunProvider + the kind's builders) against the fake
+Cloud Run Admin API v2, through the real run_v2 client."""
 
 from __future__ import annotations
 
@@ -15,13 +16,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.providers.base import StalledError, TransientError
-from controllers.providers.cloudrun import (
-    MANAGED_BY_LABEL,
-    OWNER_ANNOTATION,
-    CloudRunProvider,
-    RetryPolicy,
-)
+from controllers.core.errors import StalledError, TransientError
+from controllers.core.retry import RetryPolicy
+from controllers.xynergyservice.backends import CloudRunBackend
+from controllers.xynergyservice.resources.cloudrun import MANAGED_BY_LABEL, OWNER_ANNOTATION
 
 PROJECT = "xynergy-test"
 REGION = "us-central1"
@@ -31,7 +29,7 @@ SAMPLE = (
     / "manifests/samples/cloudrun/xynergyservice-ai-routing.yaml"
 )
 
-MakeProvider = Callable[..., CloudRunProvider]
+MakeProvider = Callable[..., CloudRunBackend]
 MakeX = Callable[..., XynergyService]
 
 
@@ -59,10 +57,10 @@ async def test_create_reports_ready_with_url_and_generation_named_revision(
     assert status.writes == 1
     assert status.url
     assert status.url.startswith("https://crm-")
-    assert status.latest_created_revision == status.latest_ready_revision == "crm-g00001"
-    assert [(t.revision, t.percent) for t in status.traffic] == [("crm-g00001", 100)]
+    assert status.latest_created_revision == status.latest_ready_revision == "crm-00001"
+    assert [(t.revision, t.percent) for t in status.traffic] == [("crm-00001", 100)]
     assert cloudrun_fake.writes["services.create"] == 1
-    assert revisions(cloudrun_fake) == ["crm-g00001"]
+    assert revisions(cloudrun_fake) == ["crm-00001"]
 
     svc = client(cloudrun_fake).get_service(name=f"{PATH}/crm")
     assert svc.labels[MANAGED_BY_LABEL] == "xynergy"
@@ -95,7 +93,7 @@ async def test_unchanged_spec_makes_no_write(
     assert observed.ready
     assert observed.writes == 0
     assert cloudrun_fake.total_writes == 1
-    assert revisions(cloudrun_fake) == ["crm-g00001"]
+    assert revisions(cloudrun_fake) == ["crm-00001"]
 
 
 async def test_changed_template_makes_one_new_revision_and_service_fields_none(
@@ -108,8 +106,8 @@ async def test_changed_template_makes_one_new_revision_and_service_fields_none(
     status = await provider.apply(v2)
     assert status.ready
     assert status.writes == 1
-    assert status.latest_ready_revision == "crm-g00002"
-    assert revisions(cloudrun_fake) == ["crm-g00001", "crm-g00002"]
+    assert status.latest_ready_revision == "crm-00002"
+    assert revisions(cloudrun_fake) == ["crm-00001", "crm-00002"]
     assert (await provider.apply(v2)).writes == 0
 
     # Ingress lives on the service, not the template: one write, no new revision.
@@ -121,7 +119,7 @@ async def test_changed_template_makes_one_new_revision_and_service_fields_none(
     status = await provider.apply(v3)
     assert status.ready
     assert status.writes == 1
-    assert revisions(cloudrun_fake) == ["crm-g00001", "crm-g00002"]
+    assert revisions(cloudrun_fake) == ["crm-00001", "crm-00002"]
     assert cloudrun_fake.writes == {"services.create": 1, "services.patch": 2}
 
 
@@ -151,7 +149,7 @@ async def test_orphan_leaves_the_service_running_and_releases_it(
     svc = client(cloudrun_fake).get_service(name=f"{PATH}/crm")
     assert MANAGED_BY_LABEL not in svc.labels
     assert OWNER_ANNOTATION not in svc.annotations
-    assert revisions(cloudrun_fake) == ["crm-g00001"]  # the release made no revision
+    assert revisions(cloudrun_fake) == ["crm-00001"]  # the release made no revision
 
     # Released: a new object of the same name does not silently take it over.
     with pytest.raises(StalledError, match=OWNER_ANNOTATION) as err:
@@ -173,9 +171,11 @@ async def test_service_owned_by_another_object_is_not_touched(
     assert cloudrun_fake.total_writes == writes
 
 
-async def test_503_storm_converges_with_growing_backoff(
+async def test_503_storm_converges_through_the_client_retry(
     cloudrun_fake: FakeCloudRun, make_provider: MakeProvider, make_xservice: MakeX
 ) -> None:
+    """google-api-core's AsyncRetry (our policy's bounds) retries each failed call once per
+    failure (no tight loop) and the apply then writes exactly once."""
     provider = make_provider()
     cloudrun_fake.inject(503, count=4)
 
@@ -185,14 +185,7 @@ async def test_503_storm_converges_with_growing_backoff(
     assert status.writes == 1
     failed = [rpc for _, rpc, code in cloudrun_fake.log if code == 503]
     assert failed == ["services.get"] * 4
-    assert cloudrun_fake.calls["services.get"] >= 5
-    delays: list[float] = provider._sleep.delays  # type: ignore[attr-defined]
-    assert len(delays) == 4  # one wait per failure: no tight loop
-    policy = provider.retry
-    for n, delay in enumerate(delays):
-        base = min(policy.maximum, policy.initial * policy.multiplier**n)
-        assert base / 2 <= delay <= base
-    assert delays == sorted(delays)  # equal jitter with multiplier 2: never shrinks
+    assert cloudrun_fake.calls["services.get"] == 4 + 2  # retries, then the apply's two reads
 
 
 async def test_persistent_503_gives_up_as_transient_after_bounded_attempts(
@@ -263,7 +256,7 @@ async def test_interrupted_apply_then_restart_creates_no_duplicate_revision(
     status = await third.apply(obj)
     assert status.ready
     assert status.writes == 0
-    assert revisions(cloudrun_fake) == ["crm-g00001"]
+    assert revisions(cloudrun_fake) == ["crm-00001"]
 
 
 async def test_lost_create_response_is_not_written_twice(
@@ -278,8 +271,8 @@ async def test_lost_create_response_is_not_written_twice(
     assert cloudrun_fake.calls["services.create"] == 2  # the retry got 409 ALREADY_EXISTS
     assert cloudrun_fake.writes["services.create"] == 1
     assert cloudrun_fake.writes["services.patch"] == 0
-    assert revisions(cloudrun_fake) == ["crm-g00001"]
-    assert status.latest_created_revision == "crm-g00001"
+    assert revisions(cloudrun_fake) == ["crm-00001"]
+    assert status.latest_created_revision == "crm-00001"
 
 
 async def test_lost_update_response_is_not_written_twice(
@@ -294,10 +287,10 @@ async def test_lost_update_response_is_not_written_twice(
     # The retried PATCH carries the old etag -> 409 ABORTED -> re-read: already in place.
     assert cloudrun_fake.calls["services.patch"] == 2
     assert cloudrun_fake.writes["services.patch"] == 1
-    assert revisions(cloudrun_fake) == ["crm-g00001", "crm-g00002"]
+    assert revisions(cloudrun_fake) == ["crm-00001", "crm-00002"]
     # Nothing left to write; the deploy we started (response lost) is reported as in progress.
     assert status.writes == 0
-    assert status.latest_created_revision == "crm-g00002"
+    assert status.latest_created_revision == "crm-00002"
     cloudrun_fake.state.complete_operations()
     assert (await provider.observe(make_xservice(generation=2, image="example.org/crm:2"))).ready
 
@@ -334,11 +327,11 @@ async def test_drift_is_corrected_with_a_new_revision_name(
 
     status = await provider.apply(obj)
 
-    # crm-g00001 exists with the original config; the corrected template needs a fresh name.
+    # crm-00001 exists with the original config; the corrected template needs a fresh name.
     assert status.ready
     assert status.writes == 1
-    assert status.latest_ready_revision == "crm-g00001-1"
-    assert revisions(cloudrun_fake)[-1] == "crm-g00001-1"
+    assert status.latest_ready_revision == "crm-00001-1"
+    assert revisions(cloudrun_fake)[-1] == "crm-00001-1"
     assert (await provider.apply(obj)).writes == 0
 
 
@@ -364,7 +357,7 @@ async def test_failed_rollout_stalls_with_cloud_run_message(
     # A new generation with a working image recovers.
     status = await provider.apply(make_xservice(generation=2, image="example.org/crm:fixed"))
     assert status.ready
-    assert status.latest_ready_revision == "crm-g00002"
+    assert status.latest_ready_revision == "crm-00002"
 
 
 async def test_explicit_invalid_sizing_stalls_with_the_api_message(

@@ -141,3 +141,15 @@ async def test_cluster_source_relists_after_errors() -> None:
     second = await asyncio.wait_for(anext(stream), timeout=5)
     assert prefixes(second) == [("/api/v2/crm", "http://crm-v2")]
     await stream.aclose()
+
+
+def test_cluster_source_uses_the_contracts_names_and_bounded_backoff() -> None:
+    from apis.v1alpha1.xynergyservice import XynergyService as Model
+    from services.gateway.routes_cluster import XynergyService
+
+    assert XynergyService._api_info.plural == Model.crd.plural
+    assert XynergyService._api_info.resource.group == "xynergy.io"
+    source = ClusterRouteSource(FakeKube([]), max_backoff_seconds=8.0)
+    for failures in range(1, 10):
+        base = min(8.0, 0.5 * 2 ** (failures - 1))
+        assert base / 2 <= source._delay(failures) <= base

@@ -104,3 +104,20 @@ def test_routes_from_spec_skips_bad_entries_and_needs_a_url() -> None:
         ("/api/v2/crm2", (), None, 7),
     ]
     assert routes_from_spec(service="crm", upstream=None, routes=spec) == []
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"prefix": "/api/v2/x", "timeout": 5},  # a misspelt field: the CRD would refuse it
+        {"prefix": "/api/v2/x", "rateLimitPerMinute": 0},  # below the contract's minimum
+        {"prefix": "/api/v2/x", "timeoutSeconds": 99999},  # above it
+        {"prefix": "/api/v2/x", "aliases": ["/api/v2/y"] * 9},  # more aliases than allowed
+    ],
+)
+def test_route_entries_are_read_through_the_api_model(entry: dict[str, object]) -> None:
+    """The gateway reads spec.routes with apis' Route model, not its own parsing: what the
+    contract refuses never becomes a route."""
+    good = {"prefix": "/api/v2/ok"}
+    routes = routes_from_spec(service="crm", upstream=UP, routes=[entry, good])
+    assert [r.prefix for r in routes] == ["/api/v2/ok"]

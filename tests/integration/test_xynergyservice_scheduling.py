@@ -1,0 +1,71 @@
+"""Issue 20 item 2: a XynergyService whose Pods cannot be scheduled says so, and goes Stalled
+once the Deployment's progress deadline passes (instead of "RollingOut" forever). Real
+apiserver, scheduler and kwok nodes; this module's operator runs with a short deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Kube, run_operator
+from fakes.cloudrun import FakeCloudRun
+from kopf.testing import KopfRunner
+from test_xynergyservice import create_xs, deployment, get_xs
+
+DEADLINE_SECONDS = 45
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Path, crds_installed: list[str], cloudrun_session: FakeCloudRun
+) -> Iterator[KopfRunner]:
+    env = {
+        "XYNERGY_CLOUDRUN_ENDPOINT": cloudrun_session.endpoint,
+        "XYNERGY_PROGRESS_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
+    }
+    with run_operator(cluster, **env) as runner:
+        yield runner
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def test_unschedulable_pods_surface_then_stall(
+    kube: Kube, operator: KopfRunner, namespace: str
+) -> None:
+    create_xs(kube, namespace, "huge", resources={"memory": "1000Ei"})
+
+    def says_unschedulable() -> bool:
+        conds = conditions(get_xs(kube, namespace, "huge"))
+        return conds.get("Ready", {}).get("reason") == "Unschedulable"
+
+    kube.wait_for("the scheduling failure in the conditions", says_unschedulable, timeout=60)
+    conds = conditions(get_xs(kube, namespace, "huge"))
+    assert conds["Ready"]["status"] != "True"
+    assert conds["Reconciling"]["status"] == "True"
+    assert "Insufficient memory" in conds["Ready"]["message"]
+    dep = deployment(kube, namespace, "huge")
+    assert dep is not None
+    assert dep["spec"]["progressDeadlineSeconds"] == DEADLINE_SECONDS
+
+    def stalled() -> bool:
+        return conditions(get_xs(kube, namespace, "huge")).get("Stalled", {}).get("status") == (
+            "True"
+        )
+
+    kube.wait_for("Stalled after the progress deadline", stalled, timeout=DEADLINE_SECONDS + 60)
+    conds = conditions(get_xs(kube, namespace, "huge"))
+    assert conds["Stalled"]["reason"] == "ProgressDeadlineExceeded"
+    assert "Reconciling" not in conds
+    assert conds["Ready"]["status"] == "False"
+    kube.wait_for(
+        "the Stalled message to say why",
+        lambda: (
+            "Insufficient memory"
+            in conditions(get_xs(kube, namespace, "huge"))["Stalled"]["message"]
+        ),
+        timeout=30,
+    )
