@@ -32,13 +32,14 @@ from services.gateway.accesslog import AccessLog
 from services.gateway.breaker import BreakerBoard
 from services.gateway.cache import Invalidations, ResponseCache
 from services.gateway.cors import Cors, OriginPolicy, with_headers
+from services.gateway.errors import install_error_handlers, json_errors
 from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
 from services.gateway.ratelimit import Policies, RateLimiter
 from services.gateway.redismux import mux_for_url
 from services.gateway.routes_file import FileRouteSource
-from services.gateway.routing import RouteSource, RouteTable
+from services.gateway.routing import PathError, RouteSource, RouteTable, normalise_path
 from services.gateway.settings import GatewaySettings
 from services.gateway.stream import EventStream
 
@@ -84,6 +85,15 @@ def rate_limit_policies(settings: GatewaySettings) -> Policies:
         unauthenticated=settings.unauthenticated_rate_limit,
         unauthenticated_window=settings.unauthenticated_window_seconds,
     )
+
+
+def _dispatch_path(path: str) -> str:
+    """The normalised path (``//api/v2/x`` is ``/api/v2/x``), or the path itself when it
+    cannot be normalised, for the proxy to refuse with 400."""
+    try:
+        return normalise_path(path)
+    except PathError:
+        return path if path.startswith("/api/") else "/api/"
 
 
 class Gateway:
@@ -203,13 +213,16 @@ class Gateway:
                 await send({"type": "http.response.body", "body": body})
                 return
         cors_headers = self.cors.response_headers(origin)
-        path: str = scope["path"]
+        path = _dispatch_path(scope["path"])
         if path.startswith(self.stream.path):
-            await self.stream.app(scope, receive, with_headers(send, cors_headers))
+            scope = {**scope, "path": path}
+            await self.stream.app(scope, receive, json_errors(with_headers(send, cors_headers)))
         elif path.startswith("/api/"):
-            # The proxy adds the CORS headers to its own response headers (no send wrapper).
+            # The proxy adds the CORS headers to its own response headers (no send wrapper);
+            # it normalises the path itself (and answers 400 when it cannot be).
             await self.proxy(scope, receive, send, cors_headers)
         else:
+            scope = {**scope, "path": path}
             await self.api(scope, receive, with_headers(send, cors_headers))
 
     # -- lifespan and the FastAPI part ----------------------------------------------------
@@ -275,6 +288,7 @@ class Gateway:
             ),
             lifespan=self._lifespan,
         )
+        install_error_handlers(api)
 
         @api.get("/healthz", tags=["health"])
         async def healthz() -> dict[str, str]:

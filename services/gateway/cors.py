@@ -11,6 +11,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from services.gateway.errors import error_body
+
 __all__ = ["Cors", "OriginPolicy", "with_headers"]
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -122,8 +124,13 @@ class Cors:
                     break
         if private_network:
             failures.append("private-network")
-        body = b"OK" if not failures else ("Disallowed CORS " + ", ".join(failures)).encode()
-        headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        if failures:
+            message = "Disallowed CORS " + ", ".join(failures)
+            body = error_body(400, "cors_refused", message)
+            headers.append((b"content-type", b"application/json"))
+        else:
+            body = b"OK"
+            headers.append((b"content-type", b"text/plain; charset=utf-8"))
         headers.append((b"content-length", str(len(body)).encode()))
         return (400 if failures else 200), headers, body
 

@@ -14,7 +14,6 @@ cache invalidation before a write -> breaker (503) -> upstream (502/504 on trans
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -32,6 +31,7 @@ from services.common.tenancy import Identity
 from services.gateway.accesslog import AccessLog
 from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
 from services.gateway.cache import CachedResponse, Invalidations, ResponseCache, cache_ttl
+from services.gateway.errors import error_body
 from services.gateway.gate import Gate, GateResult
 from services.gateway.headers import (
     ForwardedFor,
@@ -44,7 +44,7 @@ from services.gateway.ratelimit import Decision, RateLimiterUnavailableError
 from services.gateway.routing import Match, PathError, RouteTable, normalise_path
 from services.gateway.settings import GatewaySettings
 
-__all__ = ["Proxy", "RefusalError", "TableHolder", "error_body"]
+__all__ = ["Proxy", "RefusalError", "TableHolder"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -61,11 +61,6 @@ _BUFFER_BODY_BYTES = 64 * 1024
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _REDIS_TIMEOUT = 1.0
 _CLIENT_GONE = 499
-
-
-def error_body(status: int, error: str, message: str, **extra: Any) -> bytes:
-    """The gateway's one JSON error shape: ``{error, message, status, ...}``."""
-    return json.dumps({"error": error, "message": message, "status": status, **extra}).encode()
 
 
 class RefusalError(Exception):

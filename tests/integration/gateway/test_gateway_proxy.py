@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from .conftest import RunningGateway, Upstream, routes_document, wait_for
+from .conftest import RunningGateway, Upstream, make_jwt, routes_document, wait_for
 
 
 async def test_unknown_route_is_404_json(gateway: RunningGateway, auth: Any) -> None:
@@ -209,3 +209,72 @@ async def test_route_table_reloads_without_restart(
         gw.routes_file.write_text("services: [ {broken")
         r = await gw.http.get("/api/v1/marketing/campaigns", headers=auth())
         assert r.status_code == 200  # a broken file keeps the last good table
+
+
+async def test_doubled_slashes_are_normalised_before_dispatch(
+    gateway: RunningGateway, auth: Any
+) -> None:
+    for raw in (
+        "//api/v2/crm/contacts",
+        "/api//v2/crm//contacts",
+        "//api/xynergyos/v2/crm/./contacts",
+    ):
+        status, body = await _raw_get(gateway.url, raw, auth())
+        assert status == 200, raw
+        assert json.loads(body)["path"] == "/api/v2/crm/contacts", raw
+    status, body = await _raw_get(gateway.url, "//healthz", {})
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+
+async def _raw(
+    url: str, request_line: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    """Any request line sent as is; (status, headers, body)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [request_line, f"Host: {host}", "Connection: close", "Content-Length: 0"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    out = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    return int(status_line.split(" ", 2)[1]), out, body
+
+
+async def test_every_error_of_the_gateway_has_the_one_json_shape(
+    gateway: RunningGateway, auth: Any
+) -> None:
+    """The gateway's own error paths: FastAPI's and Starlette's defaults, the proxy's checks,
+    CORS refusals and the socket.io endpoint all answer {error, message, status}."""
+    token = auth()
+    bad = {"Authorization": "Bearer " + make_jwt(secret="wrong-secret" * 4)}
+    cors = {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    stream = "/api/xynergyos/v2/stream/"
+    cases = [
+        ("GET /nowhere HTTP/1.1", {}, 404),
+        ("GET //nowhere/at/all HTTP/1.1", {}, 404),
+        ("POST /healthz HTTP/1.1", {}, 405),
+        ("DELETE /metrics HTTP/1.1", {}, 405),
+        ("GET /api/v2/nowhere/x HTTP/1.1", token, 404),
+        ("GET //api/v2/nowhere HTTP/1.1", token, 404),
+        ("GET /api/v2/crm/../../../../etc/passwd HTTP/1.1", token, 400),
+        ("GET /api/v2/crm/../../../etc/passwd HTTP/1.1", token, 404),
+        ("GET /api/v2/crm/x HTTP/1.1", {}, 401),
+        ("GET /api/v2/crm/x HTTP/1.1", bad, 401),
+        ("OPTIONS /api/v2/crm/x HTTP/1.1", cors, 400),
+        (f"GET {stream}?EIO=4&transport=polling&sid=not-a-session HTTP/1.1", {}, 400),
+        (f"GET {stream}?EIO=1&transport=carrier-pigeon HTTP/1.1", {}, 400),
+    ]
+    for line, headers, expected in cases:
+        status, got_headers, body = await _raw(gateway.url, line, headers)
+        assert status == expected, (line, body)
+        assert got_headers["content-type"].startswith("application/json"), (line, got_headers)
+        parsed = json.loads(body)
+        assert parsed["status"] == expected, line
+        assert {type(parsed["error"]), type(parsed["message"])} == {str}, line
+        assert parsed["error"], line
+        assert parsed["message"], line
+        assert "detail" not in parsed, line

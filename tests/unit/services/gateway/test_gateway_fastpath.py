@@ -54,7 +54,11 @@ def test_cors_preflight() -> None:
     assert h[b"access-control-max-age"] == b"600"
     status, headers, body = cors.preflight(b"https://evil.com", b"DELETE", b"x-secret", True)
     assert status == 400
-    assert body == b"Disallowed CORS origin, method, headers, private-network"
+    assert json.loads(body) == {
+        "error": "cors_refused",
+        "message": "Disallowed CORS origin, method, headers, private-network",
+        "status": 400,
+    }
     assert b"access-control-allow-origin" not in dict(headers)
 
 
