@@ -48,7 +48,9 @@ class Backend(Protocol):
         """Make the backend match the spec (writing only what differs) and report its state."""
         ...
 
-    async def observe(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
+    async def observe(
+        self, svc: XynergyService, *, child: ChildEvent | None = None
+    ) -> BackendStatus:
         """Report the backend's state without changing anything."""
         ...
 
@@ -124,7 +126,9 @@ class KubernetesBackend:
         writes = int(dep.wrote) + int(service.wrote)
         return replace(observed, writes=writes, created=fresh and writes > 0)
 
-    async def observe(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
+    async def observe(
+        self, svc: XynergyService, *, child: ChildEvent | None = None
+    ) -> BackendStatus:
         live = await self._live(svc, child)
         observed = await self._scheduling(svc, from_deployment(svc, live["Deployment"]), child)
         missing = [k for k, obj in live.items() if obj is None and k != "Deployment"]
@@ -161,6 +165,12 @@ def _named(svc: XynergyService, kinds: list[str]) -> list[str]:
     return [f"{kind} {name_of(svc)}" for kind in kinds]
 
 
+def _absent(message: str, writes: int = 0) -> BackendStatus:
+    return BackendStatus(
+        exists=False, ready=False, reason="NotFound", message=message, writes=writes
+    )
+
+
 class CloudRunBackend:
     """The Cloud Run service of a XynergyService (resources/cloudrun.py builds it)."""
 
@@ -175,29 +185,20 @@ class CloudRunBackend:
         cloudrun.desired_service(svc, None)  # StalledError for what Cloud Run cannot express
         service, writes = await self.provider.apply(path, lambda found: cloudrun.plan(svc, found))
         if service is None:
-            return BackendStatus(
-                exists=False,
-                ready=False,
-                reason="NotFound",
-                message=f"Cloud Run service {path} disappeared while being deployed",
-                writes=writes,
-            )
+            return _absent(f"Cloud Run service {path} disappeared while being deployed", writes)
         fresh = svc.status is None or not svc.status.latest_created_revision
         return replace(from_service(service, writes=writes), created=fresh and writes > 0)
 
-    async def observe(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
+    async def observe(
+        self, svc: XynergyService, *, child: ChildEvent | None = None
+    ) -> BackendStatus:
         from controllers.xynergyservice.observed_cloudrun import from_service
         from controllers.xynergyservice.resources import cloudrun
 
         path = cloudrun.service_path(svc)
         existing = await self.provider.get(path)
         if existing is None:
-            return BackendStatus(
-                exists=False,
-                ready=False,
-                reason="NotFound",
-                message=f"Cloud Run service {path} does not exist",
-            )
+            return _absent(f"Cloud Run service {path} does not exist")
         cloudrun.check_owner(existing, svc)
         return from_service(existing)
 

@@ -60,11 +60,13 @@ def deployment(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
     return resp.json() if resp.status_code == 200 else None
 
 
-def merge_patch(kube: Kube, path: str, body: dict[str, Any]) -> None:
+def merge_patch(kube: Kube, path: str, body: dict[str, Any], *, kind: str = "merge") -> None:
+    """A JSON merge patch, or with kind="strategic-merge" what `kubectl patch` does by default
+    (lists of containers and env merge by name)."""
     resp = kube.http.patch(
         path,
         content=json.dumps(body),
-        headers={"Content-Type": "application/merge-patch+json"},
+        headers={"Content-Type": f"application/{kind}-patch+json"},
     )
     assert resp.status_code == 200, resp.text
 
@@ -267,16 +269,6 @@ def test_missing_secret_stalls_then_recovers(
     assert not any("not-a-real-password" in (e.get("message") or "") for e in events)
 
 
-def strategic_patch(kube: Kube, path: str, body: dict[str, Any]) -> None:
-    """What `kubectl patch` does by default: lists of containers and env merge by name."""
-    resp = kube.http.patch(
-        path,
-        content=json.dumps(body),
-        headers={"Content-Type": "application/strategic-merge-patch+json"},
-    )
-    assert resp.status_code == 200, resp.text
-
-
 def test_hand_edited_env_value_is_corrected(
     kube: Kube, operator: KopfRunner, namespace: str
 ) -> None:
@@ -286,7 +278,8 @@ def test_hand_edited_env_value_is_corrected(
     wait_ready(kube, namespace, "envdrift")
     dep_path = f"/apis/apps/v1/namespaces/{namespace}/deployments/envdrift"
     edit = {"name": "app", "env": [{"name": "LIMIT", "value": "1k"}]}
-    strategic_patch(kube, dep_path, {"spec": {"template": {"spec": {"containers": [edit]}}}})
+    body = {"spec": {"template": {"spec": {"containers": [edit]}}}}
+    merge_patch(kube, dep_path, body, kind="strategic-merge")
 
     def env_value() -> str:
         dep = deployment(kube, namespace, "envdrift") or {}
@@ -296,7 +289,9 @@ def test_hand_edited_env_value_is_corrected(
     kube.wait_for("the env hand edit to be taken back", lambda: env_value() == "1000", timeout=60)
 
 
-def watch_ready(kube: Kube, ns: str, name: str, since: str, *, until: str, timeout: float) -> list:
+def watch_ready(
+    kube: Kube, ns: str, name: str, since: str, *, until: str, timeout: float
+) -> list[tuple[str, str]]:
     """(status, reason) of the Ready condition in every change of the object after
     resourceVersion `since`, read from a watch, until a Ready condition with reason `until`
     follows a not-Ready one (or the watch times out)."""
