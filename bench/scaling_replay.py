@@ -75,7 +75,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 from intelligence.forecasting import DAY, AutoForecaster, Forecast, HoltWinters  # noqa: E402
-from intelligence.scaling import ScalingSpec, ScalingState, decide  # noqa: E402
+from intelligence.scaling import Observation, ScalingParams, ScalingState, decide  # noqa: E402
 
 UTILIZATION_TARGET = 0.7
 METRIC_WINDOW = 15
@@ -127,26 +127,20 @@ class Autoscaler(Protocol):
 
 @dataclass
 class Hpa:
-    spec: ScalingSpec
+    spec: ScalingParams
     name: str = "hpa"
     sync: int = 15
     state: ScalingState = field(default_factory=ScalingState)
 
     def step(self, now: float, current: int, metric: float) -> int:
-        d = decide(
-            now=now,
-            current_instances=current,
-            current_load=metric,
-            spec=self.spec,
-            state=self.state,
-        )
+        d = decide(Observation(now, current, metric), params=self.spec, state=self.state)
         self.state = d.state
         return d.desired
 
 
 @dataclass
 class Keda:
-    spec: ScalingSpec
+    spec: ScalingParams
     name: str = "keda"
     sync: int = 30
     cooldown: float = 300.0
@@ -163,7 +157,7 @@ class Keda:
 
 @dataclass
 class PredictiveHpa:
-    spec: ScalingSpec
+    spec: ScalingParams
     day: float
     name: str = "phpa"
     sync: int = 15
@@ -185,20 +179,14 @@ class PredictiveHpa:
             )
             fc = hw.fit(self.times, self.replicas).predict(1)
             demand = max(metric, float(fc.point[0]) * self.spec.target_per_instance)
-        d = decide(
-            now=now,
-            current_instances=current,
-            current_load=demand,
-            spec=self.spec,
-            state=self.state,
-        )
+        d = decide(Observation(now, current, demand), params=self.spec, state=self.state)
         self.state = d.state
         return d.desired
 
 
 @dataclass
 class Ours:
-    spec: ScalingSpec
+    spec: ScalingParams
     day: float
     name: str = "ours"
     sync: int = 5
@@ -241,17 +229,16 @@ class Ours:
         while self.seen_times and self.seen_times[0] <= now - keep:
             del self.seen_times[0], self.seen[0]
         self.steps += 1
-        d = decide(
+        observed = Observation(
             now=now,
             current_instances=current,
             current_load=metric,
-            spec=self.spec,
-            state=self.state,
             forecast=self.forecast,
             forecast_smape=self.smape,
             history_seconds=now - self.times[0],
             recent_load=(self.seen_times, self.seen),
         )
+        d = decide(observed, params=self.spec, state=self.state)
         self.state = d.state
         self.modes[d.mode] = self.modes.get(d.mode, 0) + 1
         if d.fallback:
@@ -357,8 +344,8 @@ def main() -> None:
     for trace in traces:
         target = float(trace.load.mean()) / args.instances
         capacity = target / UTILIZATION_TARGET
-        hpa_spec = ScalingSpec(target_per_instance=target, min_instances=1, max_instances=1000)
-        ours_spec = ScalingSpec(
+        hpa_spec = ScalingParams(target_per_instance=target, min_instances=1, max_instances=1000)
+        ours_spec = ScalingParams(
             target_per_instance=target,
             min_instances=1,
             max_instances=1000,

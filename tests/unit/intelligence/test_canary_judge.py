@@ -478,3 +478,19 @@ def test_paired_detectors_ignore_load_both_versions_ride() -> None:
     canary[22:] *= 1.6  # the canary alone, late: anomalous bucket by bucket
     late = judge_metric(stable, canary, series, config=JudgeConfig(anomalous_fraction=0.2))
     assert late.anomalous_points >= 3  # CUSUM needs a few buckets to build up
+
+
+def test_configuration_takes_enum_members_or_their_strings_and_names_a_bad_value() -> None:
+    from intelligence.canary import Direction, MetricKind, Spending
+
+    m = MetricConfig("m", bad_direction="decrease", kind="proportion")
+    assert m.bad_direction is Direction.DECREASE
+    assert m.kind is MetricKind.PROPORTION
+    assert m == MetricConfig("m", bad_direction=Direction.DECREASE, kind=MetricKind.PROPORTION)
+    assert JudgeConfig(spending="obrien-fleming").spending is Spending.OBRIEN_FLEMING
+    with pytest.raises(ValueError, match=r"bad_direction must be one of 'increase'.*'up'"):
+        MetricConfig("m", bad_direction="up")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kind must be one of"):
+        MetricConfig("m", kind="ratio")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="spending must be one of"):
+        JudgeConfig(spending="linear")  # type: ignore[arg-type]

@@ -3,37 +3,48 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
+from intelligence import scaling
 from intelligence.forecasting import Forecast
 from intelligence.scaling import (
-    Behavior,
     CronSchedule,
+    Decision,
+    Observation,
     PolicyType,
+    RateRules,
+    Rates,
     Recommendation,
     ScaleEvent,
-    ScalingPolicy,
-    ScalingRules,
-    ScalingSpec,
+    ScalingParams,
     ScalingState,
     SelectPolicy,
+    StepLimit,
     burst_envelope,
-    decide,
+    schedules,
 )
+
+
+def decide(*, spec: ScalingParams, state: ScalingState | None = None, **observed: Any) -> Decision:
+    """The keyword call these tests are written in: `scaling.decide` of an `Observation`."""
+    return scaling.decide(Observation(**observed), params=spec, state=state)
+
 
 NOW = 1_700_000_000.0
-NO_WINDOWS = Behavior(
-    scale_up=ScalingRules(0, (ScalingPolicy(PolicyType.PERCENT, 100, 15),)),
-    scale_down=ScalingRules(0, (ScalingPolicy(PolicyType.PERCENT, 100, 15),)),
+NO_WINDOWS = Rates(
+    scale_up=RateRules(0, (StepLimit(PolicyType.PERCENT, 100, 15),)),
+    scale_down=RateRules(0, (StepLimit(PolicyType.PERCENT, 100, 15),)),
 )
 
 
-def spec(**kw) -> ScalingSpec:
+def spec(**kw) -> ScalingParams:
     base: dict = {"target_per_instance": 100.0, "min_instances": 1, "max_instances": 1000}
     base.update(kw)
-    return ScalingSpec(**base)
+    return ScalingParams(**base)
 
 
 # --- the algorithm details page: desired = ceil(current * currentMetric / desiredMetric) ------
@@ -65,11 +76,11 @@ def test_documented_replica_ratio_and_tolerance(current, per_instance_load, expe
 
 # --- configurable scaling behaviour page --------------------------------------------------------
 
-DOC_SCALE_DOWN = ScalingRules(
+DOC_SCALE_DOWN = RateRules(
     stabilization_window_seconds=0,
     policies=(
-        ScalingPolicy(PolicyType.PODS, 4, 60),
-        ScalingPolicy(PolicyType.PERCENT, 10, 60),
+        StepLimit(PolicyType.PODS, 4, 60),
+        StepLimit(PolicyType.PERCENT, 10, 60),
     ),
 )
 
@@ -87,14 +98,14 @@ DOC_SCALE_DOWN = ScalingRules(
     ],
 )
 def test_documented_scale_down_policies_select_max(current, expected):
-    s = spec(min_instances=10, behavior=Behavior(scale_down=DOC_SCALE_DOWN))
+    s = spec(min_instances=10, behavior=Rates(scale_down=DOC_SCALE_DOWN))
     d = decide(now=NOW, current_instances=current, current_load=0.0, spec=s)
     assert d.desired == expected
     assert d.reason in {"ScaleDownLimit", "TooFewReplicas"}
 
 
 def test_documented_scale_down_sequence_one_period_per_step():
-    s = spec(behavior=Behavior(scale_down=DOC_SCALE_DOWN))
+    s = spec(behavior=Rates(scale_down=DOC_SCALE_DOWN))
     state, current, seen = ScalingState(), 80, []
     for i in range(6):
         d = decide(
@@ -106,7 +117,7 @@ def test_documented_scale_down_sequence_one_period_per_step():
 
 
 def test_within_a_period_no_second_scale_down():
-    s = spec(behavior=Behavior(scale_down=DOC_SCALE_DOWN))
+    s = spec(behavior=Rates(scale_down=DOC_SCALE_DOWN))
     d1 = decide(now=NOW, current_instances=80, current_load=1000.0, spec=s)
     d2 = decide(now=NOW + 30, current_instances=72, current_load=1000.0, spec=s, state=d1.state)
     assert d2.desired == 72
@@ -116,11 +127,11 @@ def test_within_a_period_no_second_scale_down():
 
 
 def test_documented_select_policy_min_limits_to_five_pods_per_minute():
-    rules = ScalingRules(
+    rules = RateRules(
         stabilization_window_seconds=0,
         policies=(
-            ScalingPolicy(PolicyType.PERCENT, 10, 60),
-            ScalingPolicy(PolicyType.PODS, 5, 60),
+            StepLimit(PolicyType.PERCENT, 10, 60),
+            StepLimit(PolicyType.PODS, 5, 60),
         ),
         select_policy=SelectPolicy.MIN,
     )
@@ -128,18 +139,18 @@ def test_documented_select_policy_min_limits_to_five_pods_per_minute():
         now=NOW,
         current_instances=80,
         current_load=1000.0,
-        spec=spec(behavior=Behavior(scale_down=rules)),
+        spec=spec(behavior=Rates(scale_down=rules)),
     )
     assert d.desired == 75
 
 
 def test_documented_scale_down_disabled():
-    rules = ScalingRules(0, DOC_SCALE_DOWN.policies, select_policy=SelectPolicy.DISABLED)
+    rules = RateRules(0, DOC_SCALE_DOWN.policies, select_policy=SelectPolicy.DISABLED)
     d = decide(
         now=NOW,
         current_instances=80,
         current_load=0.0,
-        spec=spec(behavior=Behavior(scale_down=rules)),
+        spec=spec(behavior=Rates(scale_down=rules)),
     )
     assert d.desired == 80
 
@@ -159,8 +170,8 @@ def test_default_scale_up_is_fastest_of_100_percent_or_4_pods(current, expected)
 
 
 def test_scale_up_period_counts_earlier_events():
-    rules = ScalingRules(0, (ScalingPolicy(PolicyType.PODS, 4, 60),))
-    s = spec(behavior=Behavior(scale_up=rules))
+    rules = RateRules(0, (StepLimit(PolicyType.PODS, 4, 60),))
+    s = spec(behavior=Rates(scale_up=rules))
     d1 = decide(now=NOW, current_instances=2, current_load=5000.0, spec=s)
     assert d1.desired == 6
     d2 = decide(now=NOW + 30, current_instances=6, current_load=5000.0, spec=s, state=d1.state)
@@ -189,8 +200,8 @@ def test_default_scale_down_stabilization_keeps_highest_recommendation_for_five_
 
 
 def test_shorter_stabilization_window_from_the_docs_example():
-    rules = ScalingRules(60, (ScalingPolicy(PolicyType.PERCENT, 100, 15),))
-    s = spec(behavior=Behavior(scale_down=rules))
+    rules = RateRules(60, (StepLimit(PolicyType.PERCENT, 100, 15),))
+    s = spec(behavior=Rates(scale_down=rules))
     d1 = decide(now=NOW, current_instances=10, current_load=1000.0, spec=s)
     d2 = decide(now=NOW + 30, current_instances=10, current_load=200.0, spec=s, state=d1.state)
     assert d2.desired == 10
@@ -199,8 +210,8 @@ def test_shorter_stabilization_window_from_the_docs_example():
 
 
 def test_scale_up_stabilization_uses_lowest_recommendation():
-    rules = ScalingRules(60, (ScalingPolicy(PolicyType.PODS, 100, 15),))
-    s = spec(behavior=Behavior(scale_up=rules, scale_down=NO_WINDOWS.scale_down))
+    rules = RateRules(60, (StepLimit(PolicyType.PODS, 100, 15),))
+    s = spec(behavior=Rates(scale_up=rules, scale_down=NO_WINDOWS.scale_down))
     d1 = decide(now=NOW, current_instances=2, current_load=200.0, spec=s)
     d2 = decide(now=NOW + 15, current_instances=2, current_load=900.0, spec=s, state=d1.state)
     assert d2.desired == 2
@@ -217,8 +228,8 @@ def test_max_and_min_bounds():
 
 
 def test_tolerance_is_configurable_per_direction():
-    up = ScalingRules(0, NO_WINDOWS.scale_up.policies, tolerance=0.0)
-    s = spec(behavior=Behavior(scale_up=up, scale_down=NO_WINDOWS.scale_down))
+    up = RateRules(0, NO_WINDOWS.scale_up.policies, tolerance=0.0)
+    s = spec(behavior=Rates(scale_up=up, scale_down=NO_WINDOWS.scale_down))
     assert decide(now=NOW, current_instances=4, current_load=404.0, spec=s).desired == 5
     assert decide(now=NOW, current_instances=4, current_load=380.0, spec=s).desired == 4
 
@@ -602,3 +613,61 @@ def test_burst_spec_is_validated():
         spec(burst_exceedance=0.0)
     with pytest.raises(ValueError, match="burst_window_seconds"):
         spec(burst_window_seconds=0.0)
+
+
+# --- the package's own additions: requested reactive mode, time zones, croniter parsed once ---
+
+
+def test_reactive_params_ignore_a_trusted_forecast_and_the_envelope():
+    t, v = bursty_history()
+    kw = {
+        "now": NOW,
+        "current_instances": 4,
+        "current_load": 400.0,
+        "forecast": ramp_forecast(NOW + 15, peak=5000.0),
+        "forecast_smape": 5.0,
+        "history_seconds": 3600,
+        "recent_load": (t, v),
+    }
+    predictive = decide(spec=spec(behavior=NO_WINDOWS), **kw)
+    assert predictive.mode == "predictive"
+    assert predictive.desired > 4
+    reactive = decide(spec=spec(behavior=NO_WINDOWS, predictive=False), **kw)
+    assert reactive.mode == "reactive"
+    assert reactive.fallback is None
+    assert reactive.desired == 4
+    assert "forecastPeakUpper" not in reactive.evidence
+    assert "burstLevel" not in reactive.evidence
+
+
+def test_cron_schedule_follows_its_time_zone_through_daylight_saving():
+    london = ZoneInfo("Europe/London")
+    sched = CronSchedule("0 8 * * 1-5", duration_seconds=3600, min_instances=4, tz=london)
+    summer_0700_utc = 1_719_903_600.0  # Tue 2024-07-02 07:00 UTC = 08:00 BST
+    winter_0730_utc = 1_704_785_400.0  # Tue 2024-01-09 07:30 UTC = 07:30 GMT
+    assert sched.active(summer_0700_utc)
+    assert not sched.active(summer_0700_utc - 1)
+    assert not sched.active(winter_0730_utc)
+    assert sched.active(winter_0730_utc + 1800)
+    assert sched.last_match(summer_0700_utc + 60) == summer_0700_utc
+
+
+def test_cron_expression_is_parsed_once_not_per_call(monkeypatch):
+    sched = CronSchedule("*/15 * * * *", duration_seconds=60, min_instances=1)
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(schedules, "croniter", no_parsing)
+    at_0830 = 1_699_950_600.0
+    assert sched.active(at_0830)
+    assert not sched.active(at_0830 + 120)
+
+
+def test_cron_equal_range_is_one_value_and_impossible_dates_are_rejected():
+    at_0830 = 1_699_950_600.0  # 08:30 UTC
+    assert CronSchedule("30 8-8 * * *", duration_seconds=60, min_instances=1).active(at_0830)
+    # croniter alone reads `9-9` as every hour
+    assert not CronSchedule("30 9-9 * * *", duration_seconds=60, min_instances=1).active(at_0830)
+    with pytest.raises(ValueError, match="never matches"):
+        CronSchedule("0 0 31 2 *", duration_seconds=60, min_instances=1)

@@ -9,20 +9,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from intelligence.scaling import (
-    Behavior,
+    Observation,
     PolicyType,
-    ScalingPolicy,
-    ScalingRules,
-    ScalingSpec,
+    RateRules,
+    Rates,
+    ScalingParams,
     ScalingState,
     SelectPolicy,
+    StepLimit,
     burst_envelope,
     decide,
 )
 
 policies = st.lists(
     st.builds(
-        ScalingPolicy,
+        StepLimit,
         type=st.sampled_from(list(PolicyType)),
         value=st.integers(1, 200),
         period_seconds=st.sampled_from([15, 30, 60, 120]),
@@ -31,7 +32,7 @@ policies = st.lists(
     max_size=3,
 )
 rules = st.builds(
-    ScalingRules,
+    RateRules,
     stabilization_window_seconds=st.sampled_from([0, 30, 60, 300]),
     policies=policies.map(tuple),
     select_policy=st.sampled_from([SelectPolicy.MAX, SelectPolicy.MIN]),
@@ -40,21 +41,21 @@ rules = st.builds(
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[ScalingSpec, int, list[float]]:
+def scenarios(draw: st.DrawFn) -> tuple[ScalingParams, int, list[float]]:
     lo = draw(st.integers(0, 5))
     hi = draw(st.integers(max(lo, 1), 60))
-    spec = ScalingSpec(
+    spec = ScalingParams(
         target_per_instance=draw(st.sampled_from([1.0, 10.0, 75.0])),
         min_instances=lo,
         max_instances=hi,
-        behavior=Behavior(scale_up=draw(rules), scale_down=draw(rules)),
+        behavior=Rates(scale_up=draw(rules), scale_down=draw(rules)),
     )
     start = draw(st.integers(lo, hi))
     loads = draw(st.lists(st.floats(0, 5000, allow_nan=False), min_size=1, max_size=25))
     return spec, start, loads
 
 
-def _limit(rules: ScalingRules, start_of: dict[int, int], *, up: bool) -> int:
+def _limit(rules: RateRules, start_of: dict[int, int], *, up: bool) -> int:
     proposals = []
     for p in rules.policies:
         s = start_of[p.period_seconds]
@@ -94,7 +95,7 @@ def test_within_bounds_and_never_faster_than_policies(scenario, interval) -> Non
     t0 = 1_000_000.0
     for i, load in enumerate(loads):
         now = t0 + i * interval
-        d = decide(now=now, current_instances=current, current_load=load, spec=spec, state=state)
+        d = decide(Observation(now, current, load), params=spec, state=state)
         _assert_within_bounds_and_policies(spec, d.desired, current, history, now)
         if d.desired != current:
             history.append((now, d.desired))
@@ -105,8 +106,8 @@ def test_within_bounds_and_never_faster_than_policies(scenario, interval) -> Non
 @given(scenarios())
 def test_decisions_are_deterministic_given_the_state(scenario) -> None:
     spec, current, loads = scenario
-    a = decide(now=5e6, current_instances=current, current_load=loads[0], spec=spec)
-    b = decide(now=5e6, current_instances=current, current_load=loads[0], spec=spec)
+    a = decide(Observation(5e6, current, loads[0]), params=spec)
+    b = decide(Observation(5e6, current, loads[0]), params=spec)
     assert a == b
     assert a.evidence["desired"] == a.desired
 
@@ -126,12 +127,7 @@ def test_envelope_mode_stays_within_bounds_and_policies(scenario, interval, data
         times.append(now)
         past.append(load)
         d = decide(
-            now=now,
-            current_instances=current,
-            current_load=load,
-            spec=spec,
-            state=state,
-            recent_load=(times, past),
+            Observation(now, current, load, recent_load=(times, past)), params=spec, state=state
         )
         _assert_within_bounds_and_policies(spec, d.desired, current, history, now)
         if d.mode == "envelope":

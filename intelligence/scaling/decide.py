@@ -1,0 +1,227 @@
+"""`decide`: how many instances a service should run now, and why.
+
+Steps, in HPA's order: the demand (current load, or more when a trusted forecast or the burst
+envelope asks for it), the raw recommendation (kept at the current count within the
+tolerance), the stabilization windows, the Pods / Percent step limits, then the bounds (the
+minimum raised by active schedules).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from intelligence.scaling.enums import DecisionMode, Fallback, Reason
+from intelligence.scaling.envelope import envelope_for
+from intelligence.scaling.predictive import forecast_demand
+from intelligence.scaling.rules import (
+    prune,
+    record_change,
+    scale_down_limit,
+    scale_up_limit,
+    stabilize,
+    with_scale_down_window,
+    within_tolerance,
+)
+from intelligence.scaling.types import (
+    Decision,
+    Observation,
+    Rates,
+    ScalingParams,
+    ScalingState,
+)
+
+__all__ = ["decide"]
+
+
+@dataclass(frozen=True)
+class _Demand:
+    """The load to provision, where it came from, and why the forecast was not used."""
+
+    load: float
+    source: Reason
+    mode: DecisionMode
+    fallback: tuple[Fallback, str] | None = None
+    instead: str = ""
+
+
+def decide(
+    observed: Observation, *, params: ScalingParams, state: ScalingState | None = None
+) -> Decision:
+    """Desired instances at `observed.now`, with the reason, the evidence and the new state.
+
+    The raw recommendation is the larger of current load and, when the forecast is trusted,
+    the forecast's upper quantile over start-up lead time + horizon, divided by
+    `target_per_instance`. When the forecast is not trusted and `observed.recent_load` covers
+    `burst_min_history_seconds`, the burst envelope replaces the forecast (mode envelope);
+    otherwise the mode is reactive. Either way `fallback` names why the forecast was not used.
+    Pass `state` from the previous decision.
+    """
+    now, target = observed.now, params.target_per_instance
+    fresh = state is None or not state.recommendations
+    extra = max(
+        params.predictive_scale_down_window_seconds or 0,
+        params.burst_scale_down_window_seconds or 0,
+    )
+    state = prune(state or ScalingState(), now=now, rates=params.behavior, extra_window=extra)
+    current = max(0, int(observed.current_instances))
+    load = max(0.0, float(observed.current_load))
+    evidence: dict[str, float] = {
+        "currentInstances": float(current),
+        "currentLoad": load,
+        "targetPerInstance": target,
+    }
+    demand = _demand(observed, params, load, evidence)
+    raw, reason = _raw_recommendation(demand, current=current, params=params, evidence=evidence)
+    rates = _rates_for(demand.mode, params)
+    evidence["scaleDownWindowSeconds"] = float(rates.scale_down.stabilization_window_seconds)
+    stabilized, state = stabilize(
+        raw=raw, current=current, now=now, rates=rates, state=state, fresh=fresh
+    )
+    evidence["stabilizedRecommendation"] = float(stabilized)
+    if stabilized != raw:
+        reason = Reason.SCALE_DOWN_STABILIZED if stabilized > raw else Reason.SCALE_UP_STABILIZED
+    desired, reason, active = _bound(
+        params,
+        now=now,
+        current=current,
+        stabilized=stabilized,
+        state=state,
+        reason=reason,
+        evidence=evidence,
+    )
+    evidence["desired"] = float(desired)
+    message = (
+        f"{demand.mode}: demand {demand.load:.4g} / {target:.4g} per instance -> raw {raw}, "
+        f"stabilized {stabilized}, desired {desired} (was {current}); {reason}"
+    )
+    if demand.fallback is not None:
+        message += f"; {demand.fallback[1]}; {demand.instead}"
+    return Decision(
+        desired=desired,
+        mode=demand.mode,
+        reason=reason,
+        message=message,
+        evidence=evidence,
+        state=record_change(state, now=now, current=current, desired=desired),
+        fallback=demand.fallback[0] if demand.fallback is not None else None,
+        active_schedules=active,
+    )
+
+
+def _demand(
+    observed: Observation, params: ScalingParams, load: float, evidence: dict[str, float]
+) -> _Demand:
+    """Current load, raised to what a trusted forecast or else the burst envelope asks for."""
+    if not params.predictive:
+        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE)
+    needed, fallback = forecast_demand(params, observed, evidence)
+    smape = observed.forecast_smape
+    if smape is not None and math.isfinite(smape):
+        evidence["forecastSmape"] = float(smape)
+    if fallback is None:
+        if needed is not None and needed > load:
+            return _Demand(needed, Reason.FORECAST_PEAK, DecisionMode.PREDICTIVE)
+        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.PREDICTIVE)
+    envelope, why_not = envelope_for(params, now=observed.now, recent_load=observed.recent_load)
+    if envelope is None:
+        instead = "scaling on current load" + (f" ({why_not})" if why_not else "")
+        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE, fallback, instead)
+    needed = envelope.level
+    if params.capacity_per_instance is not None:
+        needed = envelope.level * params.target_per_instance / params.capacity_per_instance
+    evidence.update(
+        burstLevel=envelope.level,
+        burstMean=envelope.mean,
+        burstStd=envelope.std,
+        burstPeak=envelope.peak,
+        burstSigmas=envelope.sigmas,
+        burstExceedance=envelope.exceedance,
+        burstSamples=float(envelope.samples),
+        burstWindowSeconds=envelope.window_seconds,
+        burstDemand=needed,
+    )
+    if needed > load:
+        return _Demand(
+            needed, Reason.BURST_ENVELOPE, DecisionMode.ENVELOPE, fallback, envelope.describe()
+        )
+    return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.ENVELOPE, fallback, envelope.describe())
+
+
+def _raw_recommendation(
+    demand: _Demand, *, current: int, params: ScalingParams, evidence: dict[str, float]
+) -> tuple[int, Reason]:
+    """`ceil(demand / target)`, or the current count within the tolerance."""
+    evidence["demand"] = demand.load
+    within, ratio = within_tolerance(
+        demand=demand.load,
+        current=current,
+        target=params.target_per_instance,
+        rates=params.behavior,
+    )
+    evidence["ratio"] = ratio
+    raw = current if within else math.ceil(demand.load / params.target_per_instance - 1e-9)
+    evidence["rawRecommendation"] = float(raw)
+    return raw, Reason.WITHIN_TOLERANCE if within else demand.source
+
+
+def _rates_for(mode: DecisionMode, params: ScalingParams) -> Rates:
+    """The rates in effect: the mode's own scale-down window replaces `behavior`'s."""
+    if mode is DecisionMode.PREDICTIVE:
+        return with_scale_down_window(params.behavior, params.predictive_scale_down_window_seconds)
+    if mode is DecisionMode.ENVELOPE:
+        return with_scale_down_window(params.behavior, params.burst_scale_down_window_seconds)
+    return params.behavior
+
+
+def _bound(
+    params: ScalingParams,
+    *,
+    now: float,
+    current: int,
+    stabilized: int,
+    state: ScalingState,
+    reason: Reason,
+    evidence: dict[str, float],
+) -> tuple[int, Reason, tuple[str, ...]]:
+    """The step limits, then the bounds (min raised by active schedules); like HPA, bounds
+    win over step limits when the current count is outside them. Returns the desired count,
+    the reason and the names of the active schedules."""
+    schedules = [s for s in params.schedules if s.active(now)]
+    active = tuple(s.name or s.cron for s in schedules)
+    floor = max([params.min_instances, *(s.min_instances for s in schedules)])
+    floor = min(floor, params.max_instances)
+    ceiling = params.max_instances
+    evidence["minBound"] = float(floor)
+    evidence["maxBound"] = float(ceiling)
+    rates = params.behavior
+    if current < floor or current > ceiling:
+        desired = min(max(stabilized, floor), ceiling)
+        by_schedule = bool(active) and current < floor
+        return desired, Reason.SCHEDULE_MINIMUM if by_schedule else Reason.OUTSIDE_BOUNDS, active
+    if stabilized > current:
+        limit = max(
+            current, scale_up_limit(current=current, rules=rates.scale_up, state=state, now=now)
+        )
+        evidence["scaleUpLimit"] = float(limit)
+        if stabilized > min(limit, ceiling):
+            why = Reason.SCALE_UP_LIMIT if limit < ceiling else Reason.TOO_MANY_REPLICAS
+            return min(limit, ceiling), why, active
+    elif stabilized < current:
+        limit = min(
+            current, scale_down_limit(current=current, rules=rates.scale_down, state=state, now=now)
+        )
+        evidence["scaleDownLimit"] = float(limit)
+        if stabilized < max(limit, floor):
+            return max(limit, floor), _scale_down_floor_reason(params, limit, floor, active), active
+    return stabilized, reason, active
+
+
+def _scale_down_floor_reason(
+    params: ScalingParams, limit: int, floor: int, active: tuple[str, ...]
+) -> Reason:
+    if limit > floor:
+        return Reason.SCALE_DOWN_LIMIT
+    if active and floor > params.min_instances:
+        return Reason.SCHEDULE_MINIMUM
+    return Reason.TOO_FEW_REPLICAS

@@ -1,0 +1,231 @@
+"""The plain types of scaling decisions: parameters, observations, state and the decision.
+
+These are intelligence's own parameter types. They are deliberately not named after the
+ScalingPolicy API (`apis.v1alpha1.scalingpolicy`): the controller maps the API model onto them
+in one tested function (`controllers.scalingpolicy.params.scaling_params`), and intelligence
+never imports `apis`. HPA's vocabulary maps as follows:
+
+| HPA v2 / ScalingPolicy API      | here         |
+| ------------------------------- | ------------ |
+| `HPAScalingPolicy`              | `StepLimit`  |
+| `HPAScalingRules`               | `RateRules`  |
+| `HorizontalPodAutoscalerBehavior` | `Rates`    |
+| `ScalingPolicySpec`             | `ScalingParams` |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy.typing as npt
+
+from intelligence.forecasting.base import Forecast
+from intelligence.scaling.enums import (
+    DecisionMode,
+    Fallback,
+    PolicyType,
+    Reason,
+    SelectPolicy,
+)
+from intelligence.scaling.schedules import CronSchedule
+
+__all__ = [
+    "DEFAULT_RATES",
+    "DEFAULT_SCALE_DOWN",
+    "DEFAULT_SCALE_UP",
+    "Decision",
+    "Observation",
+    "RateRules",
+    "Rates",
+    "Recommendation",
+    "ScaleEvent",
+    "ScalingParams",
+    "ScalingState",
+    "StepLimit",
+]
+
+
+@dataclass(frozen=True)
+class StepLimit:
+    """At most `value` instances (or percent) of change per `period_seconds` (HPAScalingPolicy)."""
+
+    type: PolicyType
+    value: int
+    period_seconds: int
+
+
+@dataclass(frozen=True)
+class RateRules:
+    """How fast to scale in one direction (HPAScalingRules), plus the tolerance around the
+    target ratio. Empty `policies` allow no change in that direction, as `Disabled` does."""
+
+    stabilization_window_seconds: int
+    policies: tuple[StepLimit, ...]
+    select_policy: SelectPolicy = SelectPolicy.MAX
+    tolerance: float = 0.1
+
+
+DEFAULT_SCALE_UP = RateRules(
+    stabilization_window_seconds=0,
+    policies=(
+        StepLimit(PolicyType.PERCENT, 100, 15),
+        StepLimit(PolicyType.PODS, 4, 15),
+    ),
+)
+DEFAULT_SCALE_DOWN = RateRules(
+    stabilization_window_seconds=300,
+    policies=(StepLimit(PolicyType.PERCENT, 100, 15),),
+)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The rules of both directions (HPA v2 `behavior`); the defaults are Kubernetes'."""
+
+    scale_up: RateRules = DEFAULT_SCALE_UP
+    scale_down: RateRules = DEFAULT_SCALE_DOWN
+
+
+DEFAULT_RATES = Rates()
+
+
+@dataclass(frozen=True)
+class ScalingParams:
+    """What a scaling policy asks for (the parameters of `decide`).
+
+    `target_per_instance` is the load one instance should carry (same unit as the load).
+    `startup_seconds` is how long a new instance takes to serve; the forecast must cover
+    that lead time plus `horizon_seconds`, and its upper quantile is what gets provisioned.
+    Predictive scaling is used only when `predictive` is set, the forecast's recent sMAPE is
+    at most `max_forecast_smape` (percent) and history spans `min_history_seconds`; with
+    `predictive=False` (HPA-like reactive scaling) any forecast and the burst envelope are
+    ignored and the decision is on current load, with no fallback to report.
+    With `capacity_per_instance` (the most load one instance can serve; above
+    `target_per_instance`), the forecast's point peak is provisioned at the target and its upper
+    quantile only has to fit under capacity, instead of the upper quantile at the target (which
+    would count the headroom twice). `predictive_scale_down_window_seconds`, when set,
+    replaces the scale-down stabilization window while the forecast is trusted (its upper
+    quantile over the lead time already guards against scaling down before load returns);
+    reactive fallbacks keep `behavior`'s window.
+
+    Burst envelope (used only when the forecast is not trusted and the observation carries
+    the recent load): the load over the last `burst_window_seconds` gives a level the load
+    exceeds at most a share `burst_exceedance` of the time (see `burst_envelope`); like the
+    forecast's upper quantile it is provisioned under `capacity_per_instance` (at the target
+    without one). It needs `burst_min_history_seconds` of recent load; `burst_exceedance=None`
+    turns it off. `burst_scale_down_window_seconds`, when set, replaces the scale-down
+    stabilization window while the envelope provisions: the envelope itself keeps instances
+    while load is bursty, so the peaks above it need not be held for the full window.
+    """
+
+    target_per_instance: float
+    min_instances: int = 1
+    max_instances: int = 10
+    behavior: Rates = DEFAULT_RATES
+    schedules: tuple[CronSchedule, ...] = ()
+    predictive: bool = True
+    startup_seconds: float = 30.0
+    horizon_seconds: float = 60.0
+    max_forecast_smape: float = 30.0
+    min_history_seconds: float = 600.0
+    predictive_scale_down_window_seconds: int | None = None
+    capacity_per_instance: float | None = None
+    burst_exceedance: float | None = 0.1
+    burst_window_seconds: float = 3600.0
+    burst_min_history_seconds: float = 300.0
+    burst_scale_down_window_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        """Reject parameters that cannot produce a decision."""
+        if not self.target_per_instance > 0:
+            raise ValueError("target_per_instance must be positive")
+        if not 0 <= self.min_instances <= self.max_instances:
+            raise ValueError("need 0 <= min_instances <= max_instances")
+        if self.capacity_per_instance is not None and not (
+            self.capacity_per_instance >= self.target_per_instance
+        ):
+            raise ValueError("capacity_per_instance must be at least target_per_instance")
+        if self.burst_exceedance is not None and not 0 < self.burst_exceedance < 1:
+            raise ValueError("burst_exceedance must be in (0, 1)")
+        if not self.burst_window_seconds > 0:
+            raise ValueError("burst_window_seconds must be positive")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What is known at `now` (seconds): the instances, the load and what predicts it.
+
+    `recent_load` is `(timestamps, values)` of the same metric as `current_load` (what the
+    controller fits its forecaster on); `forecast_smape` is the forecast's recent (backtest)
+    sMAPE in percent and `history_seconds` how much history it was fitted on.
+    """
+
+    now: float
+    current_instances: int
+    current_load: float
+    forecast: Forecast | None = None
+    forecast_smape: float | None = None
+    history_seconds: float | None = None
+    recent_load: tuple[npt.ArrayLike, npt.ArrayLike] | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """An unstabilized recommendation made at `timestamp` (seconds)."""
+
+    timestamp: float
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    """A change of `replicas` instances (always positive) made at `timestamp`."""
+
+    timestamp: float
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScalingState:
+    """What HPA keeps in memory between syncs; keep it in status and pass it back."""
+
+    recommendations: tuple[Recommendation, ...] = ()
+    scale_up_events: tuple[ScaleEvent, ...] = ()
+    scale_down_events: tuple[ScaleEvent, ...] = ()
+
+    def to_dict(self) -> dict[str, list[list[float]]]:
+        """A JSON-friendly form: lists of [timestamp, replicas]."""
+        return {
+            "recommendations": [[r.timestamp, r.replicas] for r in self.recommendations],
+            "scaleUpEvents": [[e.timestamp, e.replicas] for e in self.scale_up_events],
+            "scaleDownEvents": [[e.timestamp, e.replicas] for e in self.scale_down_events],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[list[float]]]) -> ScalingState:
+        """The inverse of `to_dict`; missing keys are empty."""
+        return cls(
+            recommendations=tuple(
+                Recommendation(float(t), int(r)) for t, r in data.get("recommendations", [])
+            ),
+            scale_up_events=tuple(
+                ScaleEvent(float(t), int(r)) for t, r in data.get("scaleUpEvents", [])
+            ),
+            scale_down_events=tuple(
+                ScaleEvent(float(t), int(r)) for t, r in data.get("scaleDownEvents", [])
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The desired instance count, the mode that produced it, why, and the numbers."""
+
+    desired: int
+    mode: DecisionMode
+    reason: Reason
+    message: str
+    evidence: dict[str, float]
+    state: ScalingState
+    fallback: Fallback | None = None
+    active_schedules: tuple[str, ...] = field(default=())
