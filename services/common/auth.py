@@ -33,6 +33,7 @@ __all__ = [
     "bearer_token",
     "build_verifier",
     "require_numeric_dates",
+    "token_expiry",
 ]
 
 
@@ -254,7 +255,7 @@ def _emulated() -> bool:
     return bool(os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"))
 
 
-def _verified_exp(token: str) -> float | None:
+def token_expiry(token: str) -> float | None:
     """The ``exp`` of a token that has just been verified (so its payload is trusted)."""
     try:
         payload = token.split(".")[1]
@@ -293,7 +294,7 @@ class ChainVerifier:
         if cached is not None:
             return cached
         identity = await self._verify(token)
-        self._cache.put(token, identity, _verified_exp(token))
+        self._cache.put(token, identity, token_expiry(token))
         return identity
 
     async def _verify(self, token: str) -> Identity:

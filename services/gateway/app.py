@@ -106,6 +106,7 @@ class Gateway:
         verifier: TokenVerifier,
         signer: InternalIdentitySigner,
         route_source: RouteSource | None,
+        token_leeway_seconds: float = 0.0,
     ) -> None:
         self.settings = settings
         self.metrics = GatewayMetrics()
@@ -168,6 +169,7 @@ class Gateway:
             path=settings.stream_path,
             origins=self.origins,
             metrics=self.metrics,
+            leeway_seconds=token_leeway_seconds,
         )
         self.stream_ready = asyncio.Event()
         self.api = self._build_api()
@@ -258,6 +260,9 @@ class Gateway:
         # otherwise show up as tail latency.
         gc.freeze()
         tasks = [asyncio.create_task(self.stream.run_listener(self.redis, self.stream_ready))]
+        tasks.append(
+            asyncio.create_task(self.stream.run_expiry(self.settings.stream_expiry_check_seconds))
+        )
         if self.invalidations is not None:
             tasks.append(asyncio.create_task(self.invalidations.run()))
         if self.route_source is not None:
@@ -338,4 +343,5 @@ def create_app(
         verifier=verifier or build_verifier(auth_settings),
         signer=InternalIdentitySigner(internal_settings or InternalIdentitySettings()),
         route_source=route_source if route_source is not None else default_route_source(settings),
+        token_leeway_seconds=auth_settings.leeway_seconds,
     )

@@ -6,6 +6,12 @@ like any request's, and the connection is refused without a valid one. ``subscri
 room ``<tenant>:<topic>`` of its own verified tenant only. Services publish to
 ``xynergy:events:<tenant>:<topic>`` (see services.common.events); the listener emits each
 message, as event ``<topic>``, to that tenant's room, so tenants never see each other's events.
+
+A connection lives no longer than its token: its deadline is the token's ``exp`` plus the
+clock leeway the verifier allows. A timer (every ``stream_expiry_check_seconds``) and every
+``subscribe`` check it; past it, the socket gets a ``token_expired`` event saying why, and is
+disconnected. The client reconnects with a fresh token (socket.io-client: ``auth`` as a
+function that returns the current token).
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ import asyncio
 import json
 import logging
 import random
+import time
 from typing import Any
 
 import socketio
 
-from services.common.auth import AuthError, TokenVerifier
+from services.common.auth import AuthError, TokenVerifier, token_expiry
 from services.common.events import CHANNEL_PATTERN, parse_channel, valid_topic
 from services.gateway.cors import OriginPolicy
 from services.gateway.metrics import GatewayMetrics
@@ -41,8 +48,11 @@ class EventStream:
         path: str,
         origins: OriginPolicy,
         metrics: GatewayMetrics,
+        leeway_seconds: float = 0.0,
     ) -> None:
         self.verifier = verifier
+        self.leeway = leeway_seconds
+        self._deadlines: dict[str, float] = {}
         self.topics = frozenset(t for t in topics if valid_topic(t))
         self.origins = origins
         self.metrics = metrics
@@ -71,10 +81,14 @@ class EventStream:
                 "unauthorized", {"check": exc.check}
             ) from None
         await self.sio.save_session(sid, {"tenant": identity.tenant_id, "user": identity.user_id})
+        exp = token_expiry(token)
+        if exp is not None:
+            self._deadlines[sid] = exp + self.leeway
         self._clients += 1
         self.metrics.stream_clients.set(self._clients)
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
+        self._deadlines.pop(sid, None)
         self._clients = max(0, self._clients - 1)
         self.metrics.stream_clients.set(self._clients)
 
@@ -83,6 +97,9 @@ class EventStream:
         return [t for t in items if isinstance(t, str) and t in self.topics]
 
     async def _subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
+        if self._expired(sid, time.time()):
+            await self._expire(sid)
+            return {"subscribed": [], "error": "token_expired"}
         session = await self.sio.get_session(sid)
         topics = self._topics(data)
         for topic in topics:
@@ -95,6 +112,36 @@ class EventStream:
         for topic in topics:
             await self.sio.leave_room(sid, _room(session["tenant"], topic))
         return {"unsubscribed": topics}
+
+    # -- token expiry ---------------------------------------------------------------------
+
+    def _expired(self, sid: str, now: float) -> bool:
+        deadline = self._deadlines.get(sid)
+        return deadline is not None and now >= deadline
+
+    async def _expire(self, sid: str) -> None:
+        """Tell the socket why, then disconnect it."""
+        self._deadlines.pop(sid, None)
+        await self.sio.emit(
+            "token_expired",
+            {
+                "reason": "token_expired",
+                "message": "the token has expired; reconnect with a fresh token",
+            },
+            to=sid,
+        )
+        await self.sio.disconnect(sid)
+
+    async def run_expiry(self, interval: float) -> None:
+        """Disconnect sockets whose token has expired, every ``interval`` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            for sid in [s for s in self._deadlines if self._expired(s, now)]:
+                try:
+                    await self._expire(sid)
+                except Exception:
+                    log.warning("expiring a socket failed", exc_info=True)
 
     async def run_listener(self, redis: Any, ready: asyncio.Event | None = None) -> None:
         """Fan Redis messages out to rooms until cancelled; reconnect with backoff."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 
 from services.common.events import publish_event
 
-from .conftest import NODE_DIR, RunningGateway, make_jwt
+from .conftest import NODE_DIR, GatewayFactory, RunningGateway, make_jwt, wait_for
 
 STREAM_PATH = "/api/xynergyos/v2/stream"
 TOPICS = "slack-messages,email-updates,crm-changes"
@@ -36,9 +37,15 @@ class JsClient:
             token,
             TOPICS,
             cwd=NODE_DIR,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
         return cls(proc)
+
+    async def command(self, **command: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
+        await self.proc.stdin.drain()
 
     async def next_of(self, kind: str) -> dict[str, Any]:
         """Read lines until one of type ``kind`` (bounded by the test timeout)."""
@@ -64,6 +71,13 @@ class JsClient:
         if self.proc.returncode is None:
             self.proc.terminate()
         await self.proc.wait()
+
+
+async def _connected(url: str, token: str) -> JsClient:
+    client = await JsClient.start(url, token)
+    await client.next_of("connect")
+    await client.next_of("subscribed")
+    return client
 
 
 async def test_js_client_receives_only_its_tenants_events(
@@ -132,3 +146,54 @@ async def test_js_client_is_refused_without_a_valid_token(
         assert not [line for line in client.lines if line["type"] == "connect"]
     finally:
         await client.close()
+
+
+# -- connections do not outlive their token (issue 20 item 6) ---------------------------------
+
+
+async def test_a_connection_is_closed_when_its_token_expires(
+    gateway_factory: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    async with gateway_factory(auth_leeway=0, stream_expiry_check_seconds=0.2) as gw:
+        client = await _connected(gw.url, make_jwt(user_id="short", tenant_id="exp-co", ttl=3))
+        try:
+            await publish_event(
+                redis_client, tenant_id="exp-co", topic="crm-changes", payload={"n": 1}
+            )
+            assert (await client.next_of("event"))["data"]["n"] == 1  # it works meanwhile
+            expired = await client.next_of("event")  # the timer fires, no request needed
+            assert expired["event"] == "token_expired"
+            assert expired["data"]["reason"] == "token_expired"
+            assert "fresh token" in expired["data"]["message"]
+            assert (await client.next_of("disconnect"))["reason"] == "io server disconnect"
+        finally:
+            await client.close()
+        fresh = await _connected(gw.url, make_jwt(user_id="short", tenant_id="exp-co"))
+        try:
+            await publish_event(
+                redis_client, tenant_id="exp-co", topic="crm-changes", payload={"final": True}
+            )
+            assert (await fresh.next_of("event"))["data"] == {"final": True}
+        finally:
+            await fresh.close()
+
+
+async def test_a_subscribe_after_expiry_is_refused(gateway_factory: GatewayFactory) -> None:
+    # the timer is far away: only the check on subscribe can notice
+    async with gateway_factory(auth_leeway=0, stream_expiry_check_seconds=3600) as gw:
+        exp = int(time.time()) + 2
+        client = await _connected(gw.url, make_jwt(user_id="late", exp=exp))
+        try:
+
+            async def past_expiry() -> bool:
+                return time.time() > exp
+
+            await wait_for(past_expiry, within=10, what="the token to expire")
+            await client.command(cmd="subscribe", topics=["crm-changes"])
+            expired = await client.next_of("event")
+            assert expired["event"] == "token_expired"
+            assert (await client.next_of("disconnect"))["reason"] == "io server disconnect"
+            acks = [line for line in client.lines if line["type"] == "subscribed"]
+            assert len(acks) == 1  # only the first, from before the expiry
+        finally:
+            await client.close()

@@ -1,7 +1,12 @@
-// The real socket.io client, driven by tests/integration/gateway/test_stream.py.
+// The real socket.io client, driven by tests/integration/gateway/test_gateway_stream.py.
 // Usage: node stream-client.mjs <base-url> <path> <token|-> <topic,topic,...>
-// Prints one JSON object per line: connect, connect_error, subscribed, event, done.
-// Exits after an event whose payload has {"final": true}, on connect_error, or after 30 s.
+// Prints one JSON object per line: connect, connect_error, subscribed, event, disconnect,
+// done. An event line carries the event's first argument as data and its second, if any
+// (the stream's {seq} metadata), as meta.
+// Reads commands from stdin, one JSON object per line: {"cmd": "subscribe", "topics": [...]}.
+// Exits after an event whose payload has {"final": true}, on connect_error, on disconnect,
+// or after 30 s.
+import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
 const [base, path, token, topics] = process.argv.slice(2);
@@ -19,15 +24,26 @@ const finish = (code) => {
 };
 setTimeout(() => finish(2), 30000).unref();
 
+const subscribe = (list) =>
+  socket.emit("subscribe", list, (ack) => out({ type: "subscribed", ack }));
+
 socket.on("connect", () => {
   out({ type: "connect" });
-  socket.emit("subscribe", topics.split(","), (ack) => out({ type: "subscribed", ack }));
+  subscribe(topics.split(","));
 });
 socket.on("connect_error", (err) => {
   out({ type: "connect_error", message: err.message, data: err.data ?? null });
   finish(0);
 });
-socket.onAny((event, data) => {
-  out({ type: "event", event, data });
+socket.on("disconnect", (reason) => {
+  out({ type: "disconnect", reason });
+  finish(0);
+});
+socket.onAny((event, data, meta) => {
+  out({ type: "event", event, data, meta: meta ?? null });
   if (data && data.final === true) finish(0);
+});
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const command = JSON.parse(line);
+  if (command.cmd === "subscribe") subscribe(command.topics);
 });
