@@ -1,0 +1,193 @@
+"""The ScalingPolicy API onto intelligence's scaling parameters: every field lands where it
+should, defaults included, and what the schema cannot reject is named."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from apis.v1alpha1.scalingpolicy import ScalingPolicy
+from controllers.scalingpolicy.params import scaling_params
+from intelligence.scaling import (
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    Observation,
+    PolicyType,
+    RateRules,
+    Rates,
+    ScalingParams,
+    SelectPolicy,
+    StepLimit,
+    decide,
+)
+
+SAMPLE = Path(__file__).parents[3] / "manifests" / "samples" / "scalingpolicy-crm.yaml"
+
+# ScalingParams fields the API has no field for: they keep intelligence's defaults
+NOT_IN_API = (
+    "capacity_per_instance",
+    "predictive_scale_down_window_seconds",
+    "burst_exceedance",
+    "burst_window_seconds",
+    "burst_min_history_seconds",
+    "burst_scale_down_window_seconds",
+)
+
+
+def policy(**spec: Any) -> ScalingPolicy:
+    base: dict[str, Any] = {
+        "targetRef": {"name": "crm"},
+        "metric": {"source": "prometheus", "query": "sum(rate(x[1m]))", "targetPerInstance": 7},
+        "maxInstances": 9,
+    }
+    return ScalingPolicy.model_validate(
+        {"kind": "ScalingPolicy", "metadata": {"name": "p"}, "spec": {**base, **spec}}
+    )
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(ScalingParams) if f.name in NOT_IN_API}
+
+
+def test_the_sample_policy_maps_field_by_field() -> None:
+    doc = yaml.safe_load(SAMPLE.read_text())
+    spec = doc["spec"]
+    params = scaling_params(ScalingPolicy.model_validate(doc))
+    assert params.target_per_instance == spec["metric"]["targetPerInstance"]
+    assert (params.min_instances, params.max_instances) == (
+        spec["minInstances"],
+        spec["maxInstances"],
+    )
+    assert params.predictive is True  # mode: predictive
+    assert params.startup_seconds == spec["forecast"]["startupSeconds"]
+    assert params.horizon_seconds == 30 * 60  # horizon: 30m
+    assert params.max_forecast_smape == spec["forecast"]["maxErrorPercent"]
+    assert params.min_history_seconds == 24 * 3600  # minimumHistory: 24h
+    assert params.behavior == Rates(
+        scale_up=RateRules(
+            stabilization_window_seconds=0,
+            policies=(StepLimit(PolicyType.PERCENT, 100, 15), StepLimit(PolicyType.PODS, 4, 15)),
+            select_policy=SelectPolicy.MAX,
+            tolerance=0.1,  # unset: HPA's default
+        ),
+        scale_down=RateRules(
+            stabilization_window_seconds=300,
+            policies=(StepLimit(PolicyType.PERCENT, 50, 60),),
+            select_policy=SelectPolicy.MAX,  # unset: Max
+            tolerance=0.1,
+        ),
+    )
+    (office,) = params.schedules
+    assert office.cron == "0 8 * * 1-5"
+    assert office.duration_seconds == 10 * 3600  # duration: 10h
+    assert office.min_instances == 4
+    assert office.tz == ZoneInfo("Europe/London")
+    assert office.name == "0 8 * * 1-5 Europe/London"
+    assert {k: getattr(params, k) for k in NOT_IN_API} == defaults()
+
+
+def test_the_sample_policy_decides_with_its_london_office_hours() -> None:
+    params = scaling_params(ScalingPolicy.model_validate(yaml.safe_load(SAMPLE.read_text())))
+    # Tuesday 2024-07-02 07:30 UTC is 08:30 in London (BST): inside the office-hours window
+    summer = datetime(2024, 7, 2, 7, 30, tzinfo=UTC).timestamp()
+    d = decide(Observation(summer, current_instances=2, current_load=0.0), params=params)
+    assert (d.desired, d.reason) == (4, "ScheduleMinimum")
+    assert d.active_schedules == ("0 8 * * 1-5 Europe/London",)
+    # the same UTC time in January is 07:30 in London (GMT): before the window
+    winter = datetime(2024, 1, 9, 7, 30, tzinfo=UTC).timestamp()
+    d = decide(Observation(winter, current_instances=2, current_load=0.0), params=params)
+    assert d.desired == 2
+    assert d.active_schedules == ()
+
+
+def test_a_minimal_policy_takes_every_default() -> None:
+    params = scaling_params(policy())
+    assert params.target_per_instance == 7
+    assert (params.min_instances, params.max_instances) == (1, 9)
+    assert params.behavior == Rates(scale_up=DEFAULT_SCALE_UP, scale_down=DEFAULT_SCALE_DOWN)
+    assert params.schedules == ()
+    assert params.predictive is True
+    assert params.startup_seconds == 30
+    assert params.horizon_seconds == 30 * 60
+    assert params.max_forecast_smape == 30
+    assert params.min_history_seconds == 24 * 3600
+    assert {k: getattr(params, k) for k in NOT_IN_API} == defaults()
+
+
+def test_each_unset_part_of_a_direction_takes_that_directions_default() -> None:
+    params = scaling_params(
+        policy(
+            behavior={
+                "scaleUp": {"selectPolicy": "Disabled"},
+                "scaleDown": {"stabilizationWindowSeconds": 60, "tolerance": 0.25},
+            }
+        )
+    )
+    up, down = params.behavior.scale_up, params.behavior.scale_down
+    assert up == dataclasses.replace(DEFAULT_SCALE_UP, select_policy=SelectPolicy.DISABLED)
+    assert down == dataclasses.replace(
+        DEFAULT_SCALE_DOWN, stabilization_window_seconds=60, tolerance=0.25
+    )
+    only_down = scaling_params(policy(behavior={"scaleDown": {"selectPolicy": "Min"}}))
+    assert only_down.behavior.scale_up == DEFAULT_SCALE_UP
+    assert only_down.behavior.scale_down.select_policy is SelectPolicy.MIN
+
+
+@pytest.mark.parametrize(
+    ("mode", "predictive"), [("predictive", True), ("reactive", False), ("scheduled", False)]
+)
+def test_only_predictive_mode_uses_the_forecast(mode: str, predictive: bool) -> None:
+    schedules = [{"cron": "0 8 * * *", "duration": "1h", "minInstances": 2}]
+    params = scaling_params(policy(mode=mode, schedules=schedules))
+    assert params.predictive is predictive
+    (s,) = params.schedules
+    assert (s.tz, s.name) == (ZoneInfo("UTC"), "0 8 * * * UTC")  # timezone defaults to UTC
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "expected"),
+    [
+        ({"behavior": {"scaleUp": {"policies": []}}}, "spec.behavior.scaleUp.policies", "at least"),
+        (
+            {
+                "schedules": [
+                    {
+                        "cron": "0 8 * * *",
+                        "duration": "1h",
+                        "minInstances": 1,
+                        "timezone": "Mars/Olympus_Mons",
+                    }
+                ]
+            },
+            "spec.schedules[0].timezone",
+            "IANA time zone",
+        ),
+        (
+            {
+                "schedules": [
+                    {"cron": "0 8 * * *", "duration": "1h", "minInstances": 1},
+                    {"cron": "0 0 31 2 *", "duration": "1h", "minInstances": 1},
+                ]
+            },
+            "spec.schedules[1].cron",
+            "never matches",
+        ),
+        (
+            {"schedules": [{"cron": "0 8 * * 9", "duration": "1h", "minInstances": 1}]},
+            "spec.schedules[0].cron",
+            "not valid",
+        ),
+    ],
+)
+def test_what_the_schema_cannot_reject_is_named(
+    spec: dict[str, Any], field: str, expected: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"^{re.escape(field)}: .*{expected}"):
+        scaling_params(policy(**spec))
