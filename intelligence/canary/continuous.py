@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from intelligence.anomaly import Severity
 from intelligence.canary.anomalies import canary_anomalies
-from intelligence.canary.power import detectable_target, mde_shift, power_guard
+from intelligence.canary.power import mde_shift
 from intelligence.canary.samples import clean, infinite_sign, quantile
 from intelligence.canary.significance import (
     alternative,
@@ -32,7 +32,7 @@ from intelligence.canary.types import (
     MetricResult,
     MetricVerdict,
 )
-from intelligence.canary.verdicts import Shift, classify, no_data
+from intelligence.canary.verdicts import Shift, classify, no_data, result
 
 __all__ = ["judge_continuous"]
 
@@ -233,21 +233,15 @@ def judge_continuous(
     if verdict == MetricVerdict.PASS and anomalous >= cfg.anomalous_fraction * c.size:
         verdict = MetricVerdict.MARGINAL
         reasons.append("AnomalousCanarySeries")
-    target = detectable_target(metric, ref)
-    return MetricResult(
-        verdict=power_guard(verdict, shift.mde, target, reasons),
-        reasons=tuple(reasons),
-        p_value=shift.p_value,
-        effect=shift.effect,
-        effect_low=shift.low,
-        effect_high=shift.high,
-        relative_effect=shift.relative,
+    return result(
+        verdict,
+        shift,
+        metric,
+        level=ref,
+        reasons=reasons,
+        base=base,
         anomalous_points=anomalous,
         anomaly_severity=severity,
-        mde=shift.mde,
-        mde_relative=shift.mde_relative,
-        detectable=target,
         tail_p_value=tail[0],
         tail_effect=tail[2],
-        **base,
     )

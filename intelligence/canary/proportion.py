@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from intelligence.canary.power import detectable_target, mde_proportion, power_guard
+from intelligence.canary.power import mde_proportion
 from intelligence.canary.samples import counts, infinite_sign, z_critical
 from intelligence.canary.significance import direction_p, fisher_midp, wilson
 from intelligence.canary.types import JudgeConfig, MetricConfig, MetricResult
-from intelligence.canary.verdicts import Shift, classify, no_data
+from intelligence.canary.verdicts import Shift, classify, no_data, result
 
 __all__ = ["judge_proportion"]
 
@@ -89,18 +89,4 @@ def judge_proportion(
         zero_baseline=se == 0,
         metric=metric,
     )
-    target = detectable_target(metric, base["stable_median"])
-    verdict = power_guard(verdict, shift.mde, target, reasons)
-    return MetricResult(
-        verdict=verdict,
-        reasons=tuple(reasons),
-        p_value=shift.p_value,
-        effect=shift.effect,
-        effect_low=shift.low,
-        effect_high=shift.high,
-        relative_effect=shift.relative,
-        mde=shift.mde,
-        mde_relative=shift.mde_relative,
-        detectable=target,
-        **base,
-    )
+    return result(verdict, shift, metric, level=base["stable_median"], reasons=reasons, base=base)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from intelligence.canary.power import detectable_target, power_guard
 from intelligence.canary.types import (
     Direction,
     JudgeConfig,
@@ -14,7 +15,7 @@ from intelligence.canary.types import (
     MetricVerdict,
 )
 
-__all__ = ["Shift", "classify", "no_data"]
+__all__ = ["Shift", "classify", "no_data", "result"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,33 @@ def classify(
     if significant and down_bad and effect < 0 and exceeds(-effect, -relative):
         return MetricVerdict.LOW
     return MetricVerdict.PASS
+
+
+def result(
+    verdict: MetricVerdict,
+    shift: Shift,
+    metric: MetricConfig,
+    *,
+    level: float,
+    reasons: list[str],
+    base: dict[str, Any],
+    **extra: Any,
+) -> MetricResult:
+    """The metric's result with every number: the power guard is applied last, against the
+    target at the stable `level` (`reasons` gains what applied)."""
+    target = detectable_target(metric, level)
+    verdict = power_guard(verdict, shift.mde, target, reasons)
+    return MetricResult(
+        verdict=verdict,
+        reasons=tuple(reasons),
+        p_value=shift.p_value,
+        effect=shift.effect,
+        effect_low=shift.low,
+        effect_high=shift.high,
+        relative_effect=shift.relative,
+        mde=shift.mde,
+        mde_relative=shift.mde_relative,
+        detectable=target,
+        **extra,
+        **base,
+    )

@@ -43,33 +43,32 @@ def _period_start(limit: StepLimit, *, current: int, state: ScalingState, now: f
     return current - added + removed
 
 
-def scale_up_limit(*, current: int, rules: RateRules, state: ScalingState, now: float) -> int:
-    """The most instances the scale-up step limits allow now (HPA's scale-up limit)."""
+def _limit(*, current: int, rules: RateRules, state: ScalingState, now: float, up: bool) -> int:
     if rules.select_policy is SelectPolicy.DISABLED or not rules.policies:
         return current
+    sign = 1 if up else -1
     proposals = []
     for limit in rules.policies:
         start = _period_start(limit, current=current, state=state, now=now)
         if limit.type is PolicyType.PODS:
-            proposals.append(start + limit.value)
-        else:
+            proposals.append(start + sign * limit.value)
+        elif up:
             proposals.append(math.ceil(start * (1 + limit.value / 100)))
-    return min(proposals) if rules.select_policy is SelectPolicy.MIN else max(proposals)
+        else:
+            proposals.append(int(start * (1 - limit.value / 100)))
+    # Min selects the smallest change, which for scale-down is the highest limit.
+    smallest_change = rules.select_policy is SelectPolicy.MIN
+    return max(proposals) if smallest_change != up else min(proposals)
+
+
+def scale_up_limit(*, current: int, rules: RateRules, state: ScalingState, now: float) -> int:
+    """The most instances the scale-up step limits allow now (HPA's scale-up limit)."""
+    return _limit(current=current, rules=rules, state=state, now=now, up=True)
 
 
 def scale_down_limit(*, current: int, rules: RateRules, state: ScalingState, now: float) -> int:
     """The fewest instances the scale-down step limits allow now (HPA's scale-down limit)."""
-    if rules.select_policy is SelectPolicy.DISABLED or not rules.policies:
-        return current
-    proposals = []
-    for limit in rules.policies:
-        start = _period_start(limit, current=current, state=state, now=now)
-        if limit.type is PolicyType.PODS:
-            proposals.append(start - limit.value)
-        else:
-            proposals.append(int(start * (1 - limit.value / 100)))
-    # Min selects the smallest change, which for scale-down is the highest limit.
-    return max(proposals) if rules.select_policy is SelectPolicy.MIN else min(proposals)
+    return _limit(current=current, rules=rules, state=state, now=now, up=False)
 
 
 def prune(state: ScalingState, *, now: float, rates: Rates, extra_window: int = 0) -> ScalingState:
