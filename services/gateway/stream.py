@@ -12,6 +12,14 @@ clock leeway the verifier allows. A timer (every ``stream_expiry_check_seconds``
 ``subscribe`` check it; past it, the socket gets a ``token_expired`` event saying why, and is
 disconnected. The client reconnects with a fresh token (socket.io-client: ``auth`` as a
 function that returns the current token).
+
+Ordering and loss: services publish through services.common.events, which numbers each
+(tenant, topic)'s messages. An event reaches the client as ``<topic>`` with two arguments, the
+payload and ``{"seq": n}``. When the numbers jump (messages the gateway never saw, as while its
+subscription was down), a publisher dropped events from its full buffer, or the gateway's own
+Redis subscription was lost and re-made, the room first gets a ``resync`` event
+``{"topic", "reason": "gap"|"dropped"|"reset"|"interrupted", "missed"}`` (topic null: all):
+the client should re-read what it shows.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import Any
 import socketio
 
 from services.common.auth import AuthError, TokenVerifier, token_expiry
-from services.common.events import CHANNEL_PATTERN, parse_channel, valid_topic
+from services.common.events import CHANNEL_PATTERN, META, parse_channel, valid_topic
 from services.gateway.cors import OriginPolicy
 from services.gateway.metrics import GatewayMetrics
 
@@ -53,6 +61,7 @@ class EventStream:
         self.verifier = verifier
         self.leeway = leeway_seconds
         self._deadlines: dict[str, float] = {}
+        self._last_seq: dict[tuple[str, str], int] = {}
         self.topics = frozenset(t for t in topics if valid_topic(t))
         self.origins = origins
         self.metrics = metrics
@@ -152,23 +161,13 @@ class EventStream:
                 await pubsub.psubscribe(CHANNEL_PATTERN)
                 if ready is not None:
                     ready.set()
+                if failures:
+                    # messages published while we were away are gone: say so to everyone
+                    await self._resync(None, None, "interrupted", None)
                 failures = 0
                 async for message in pubsub.listen():
-                    if message.get("type") != "pmessage":
-                        continue
-                    channel = message["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
-                    parsed = parse_channel(channel)
-                    if parsed is None or parsed[1] not in self.topics:
-                        continue
-                    tenant, topic = parsed
-                    try:
-                        payload = json.loads(message["data"])
-                    except (TypeError, ValueError):
-                        log.warning("non-JSON event dropped", extra={"fields": {"topic": topic}})
-                        continue
-                    await self.sio.emit(topic, payload, room=_room(tenant, topic))
+                    if message.get("type") == "pmessage":
+                        await self._deliver(message["channel"], message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -185,3 +184,54 @@ class EventStream:
                     await pubsub.aclose()
                 except Exception:
                     log.debug("pubsub close failed", exc_info=True)
+
+    async def _deliver(self, channel: str | bytes, data: Any) -> None:
+        """Emit one published message to its tenant's room, after a resync if one is due."""
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        parsed = parse_channel(channel)
+        if parsed is None or parsed[1] not in self.topics:
+            return
+        tenant, topic = parsed
+        try:
+            payload = json.loads(data)
+        except (TypeError, ValueError):
+            log.warning("non-JSON event dropped", extra={"fields": {"topic": topic}})
+            return
+        meta = payload.pop(META, None) if isinstance(payload, dict) else None
+        seq = meta.get("seq") if isinstance(meta, dict) else None
+        if not isinstance(seq, int) or not isinstance(meta, dict):
+            await self.sio.emit(
+                topic, payload, room=_room(tenant, topic)
+            )  # an unnumbered publisher
+            return
+        await self._check_sequence(tenant, topic, seq)
+        if meta.get("resync"):
+            dropped = meta.get("dropped")
+            await self._resync(
+                tenant, topic, "dropped", dropped if isinstance(dropped, int) else None
+            )
+            return
+        await self.sio.emit(topic, (payload, {"seq": seq}), room=_room(tenant, topic))
+
+    async def _check_sequence(self, tenant: str, topic: str, seq: int) -> None:
+        key = (tenant, topic)
+        last = self._last_seq.get(key)
+        if len(self._last_seq) >= 100_000 and last is None:
+            self._last_seq.clear()  # bounded; a forgotten topic just starts over
+        self._last_seq[key] = seq
+        if last is None or seq == last + 1:
+            return
+        if seq > last + 1:
+            await self._resync(tenant, topic, "gap", seq - last - 1)
+        else:  # the counter went back: Redis lost it (restart without persistence)
+            await self._resync(tenant, topic, "reset", None)
+
+    async def _resync(
+        self, tenant: str | None, topic: str | None, reason: str, missed: int | None
+    ) -> None:
+        body = {"topic": topic, "reason": reason, "missed": missed}
+        if tenant is None or topic is None:
+            await self.sio.emit("resync", body)
+        else:
+            await self.sio.emit("resync", body, room=_room(tenant, topic))

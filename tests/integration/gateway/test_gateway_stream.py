@@ -11,9 +11,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from services.common.events import publish_event
+from services.common.events import EventPublisher, publish_event, sequence_key
 
-from .conftest import NODE_DIR, GatewayFactory, RunningGateway, make_jwt, wait_for
+from .conftest import (
+    NODE_DIR,
+    GatewayFactory,
+    RedisServer,
+    RunningGateway,
+    make_jwt,
+    wait_for,
+)
 
 STREAM_PATH = "/api/xynergyos/v2/stream"
 TOPICS = "slack-messages,email-updates,crm-changes"
@@ -197,3 +204,95 @@ async def test_a_subscribe_after_expiry_is_refused(gateway_factory: GatewayFacto
             assert len(acks) == 1  # only the first, from before the expiry
         finally:
             await client.close()
+
+
+# -- no silent loss while Redis stalls (issue 20 item 8) --------------------------------------
+
+
+async def _events(client: JsClient) -> list[tuple[str, Any, Any]]:
+    return [(e["event"], e["data"], e["meta"]) for e in await client.events_until_final()]
+
+
+async def test_events_published_while_redis_stalls_arrive_in_order_with_sequence_numbers(
+    gateway_factory: GatewayFactory, own_redis: RedisServer
+) -> None:
+    publisher = aioredis.Redis.from_url(own_redis.url)
+    async with gateway_factory(redis_url=own_redis.url) as gw:
+        client = await _connected(gw.url, make_jwt(user_id="s1", tenant_id="stall-co"))
+        try:
+            own_redis.pause()
+            try:
+                async with asyncio.timeout(20):  # publishing must not hang on a stalled Redis
+                    for i in range(20):
+                        await publish_event(
+                            publisher, tenant_id="stall-co", topic="crm-changes", payload={"n": i}
+                        )
+            finally:
+                own_redis.resume()
+            await publish_event(
+                publisher, tenant_id="stall-co", topic="crm-changes", payload={"final": True}
+            )
+            got = await _events(client)
+        finally:
+            await client.close()
+            await publisher.aclose()
+    assert [data for _, data, _ in got] == [{"n": i} for i in range(20)] + [{"final": True}]
+    seqs = [meta["seq"] for _, _, meta in got]
+    assert seqs == list(range(seqs[0], seqs[0] + 21))  # per topic, no gap
+
+
+async def test_an_overflowing_buffer_tells_subscribers_to_resync(
+    gateway_factory: GatewayFactory, own_redis: RedisServer
+) -> None:
+    redis = aioredis.Redis.from_url(own_redis.url)
+    publisher = EventPublisher(redis, buffer_size=5, attempt_timeout=0.5)
+    async with gateway_factory(redis_url=own_redis.url) as gw:
+        client = await _connected(gw.url, make_jwt(user_id="s2", tenant_id="flood-co"))
+        try:
+            own_redis.pause()
+            try:
+                for i in range(20):
+                    await publisher.publish(
+                        tenant_id="flood-co", topic="crm-changes", payload={"n": i}
+                    )
+            finally:
+                own_redis.resume()
+
+            async def drained() -> bool:
+                return publisher.buffered == 0
+
+            await wait_for(drained, within=20, what="the buffer to drain")
+            await publisher.publish(
+                tenant_id="flood-co", topic="crm-changes", payload={"final": True}
+            )
+            got = await _events(client)
+        finally:
+            await client.close()
+            await publisher.aclose()
+            await redis.aclose()
+    resync = [(data, meta) for event, data, meta in got if event == "resync"]
+    assert resync == [({"topic": "crm-changes", "reason": "dropped", "missed": 15}, None)]
+    kept = [data["n"] for event, data, _ in got if event == "crm-changes" and "n" in data]
+    assert kept == list(range(15, 20))  # the oldest were dropped, the rest kept in order
+    assert got[0][0] == "resync"  # told before the events that were kept
+
+
+async def test_a_gap_in_the_sequence_is_announced(
+    gateway: RunningGateway, redis_client: aioredis.Redis
+) -> None:
+    client = await _connected(gateway.url, make_jwt(user_id="s3", tenant_id="gap-co"))
+    try:
+        await publish_event(redis_client, tenant_id="gap-co", topic="email-updates", payload={})
+        await client.next_of("event")
+        # three messages the gateway never saw (as when its subscription was down)
+        await redis_client.incrby(sequence_key("gap-co", "email-updates"), 3)
+        await publish_event(
+            redis_client, tenant_id="gap-co", topic="email-updates", payload={"final": True}
+        )
+        got = await _events(client)
+    finally:
+        await client.close()
+    assert [(event, data) for event, data, _ in got] == [
+        ("resync", {"topic": "email-updates", "reason": "gap", "missed": 3}),
+        ("email-updates", {"final": True}),
+    ]
