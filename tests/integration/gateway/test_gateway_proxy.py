@@ -40,16 +40,8 @@ async def test_xynergyos_mirror_and_alias_reach_the_canonical_path(
 
 async def _raw_get(url: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
     """A GET whose path is sent as is (HTTP clients remove dot segments themselves)."""
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+    status, _, body = await _raw(url, f"GET {path} HTTP/1.1", headers)
+    return status, body
 
 
 async def test_dot_segments_cannot_escape_a_route(gateway: RunningGateway, auth: Any) -> None:
