@@ -136,7 +136,7 @@ Quantity = Annotated[
             "x-kubernetes-validations": [
                 cel(
                     "type(self) == int ? int(self) >= 0 : isQuantity(string(self))"
-                    " && quantity(string(self)).sign() >= 0",
+                    " && !quantity(string(self)).isLessThan(quantity('0'))",
                     "must be a non-negative Kubernetes quantity such as 500m, 2, 512Mi or 4Gi",
                 )
             ],
