@@ -95,6 +95,9 @@ class Result:
     requeue: Requeue = Requeue.RESYNC
     volatile: frozenset[str] = field(default_factory=frozenset)
     """Status fields that changing alone is no reason to write (e.g. counts mid-rollout)."""
+    requeue_after: float | None = None
+    """With `Requeue.RESYNC`: check again in exactly this many seconds (no jitter), for kinds
+    that sync on their own period (a ScalingPolicy's `interval`) and spread their objects."""
 
 
 class KindReconciler(Protocol):
@@ -145,7 +148,7 @@ class Controller:
                 self.kind.resource, body, result.status, volatile=result.volatile
             )
             events.post(body, result.events)
-            self._requeue(key, body, result.requeue)
+            self._requeue(key, body, result.requeue, result.requeue_after)
             return result
 
     async def trigger(self, key: ObjectKey, *, child: ChildEvent | None = None) -> None:
@@ -220,11 +223,19 @@ class Controller:
             return None  # deleted and recreated: the new object has its own key and events
         return body
 
-    def _requeue(self, key: ObjectKey, body: Mapping[str, Any], requeue: Requeue) -> None:
+    def _requeue(
+        self,
+        key: ObjectKey,
+        body: Mapping[str, Any],
+        requeue: Requeue,
+        after: float | None = None,
+    ) -> None:
         if requeue is Requeue.BACKOFF:
             self.scheduler.failed(key)
         elif requeue is Requeue.SOON:
             self.scheduler.succeeded(key, self.soon_seconds + self.rng.uniform(0, 5))
+        elif after is not None:
+            self.scheduler.succeeded(key, max(0.0, after))
         else:
             interval = self._interval(body)
             self.scheduler.succeeded(key, interval + self.rng.uniform(0, 0.1 * interval))

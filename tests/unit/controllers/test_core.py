@@ -268,6 +268,7 @@ class FakeReconciler:
     calls: list[tuple[str, ChildEvent | None]] = field(default_factory=list)
     requeue: Requeue = Requeue.RESYNC
     raises: Exception | None = None
+    after: float | None = None
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -275,7 +276,7 @@ class FakeReconciler:
         self.calls.append((body["metadata"]["uid"], child))
         if self.raises:
             raise self.raises
-        return Result(status=_ready_status(), requeue=self.requeue)
+        return Result(status=_ready_status(), requeue=self.requeue, requeue_after=self.after)
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, None]:
         return True, None
@@ -311,6 +312,13 @@ async def test_converge_writes_status_and_schedules_the_resync() -> None:
     await controller.converge(_key())
     assert len(client.patches) == 1  # unchanged: no second write
     assert len(controller.queue) == 0
+
+
+async def test_a_kind_with_its_own_period_is_checked_again_exactly_then() -> None:
+    client = FakeClient({"crm": _body()})
+    controller = _controller(client, FakeReconciler(after=12.5))
+    await controller.converge(_key())
+    assert controller.scheduler.due_in("u1") == 12.5  # not the 600 s resync, no jitter
 
 
 async def test_a_deleted_object_without_finalizer_leaves_nothing_behind() -> None:
