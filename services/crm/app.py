@@ -18,6 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from google.cloud import firestore
 from prometheus_client import (
@@ -27,13 +28,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import BaseModel
 
 from services.common.identity import InternalIdentityVerifier
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import REQUEST_ID_HEADER, configure_logging, valid_request_id
 from services.crm.errors import install_error_handlers
 from services.crm.events import ChangePublisher
-from services.crm.routers import contacts, interactions, notes, statistics, tasks
+from services.crm.limits import BodyLimit, Deadline
+from services.crm.routers import PREFIX, contacts, interactions, notes, statistics, tasks
 from services.crm.settings import CrmSettings
 from services.crm.store import CrmStore
 
@@ -46,9 +49,35 @@ _DESCRIPTION = """Tenant-isolated contacts, interactions, notes and tasks.
 Reached through the gateway at `/api/v2/crm` (and `/api/xynergyos/v2/crm`) with a bearer
 token; the gateway forwards the caller's identity. Roles: `viewer` reads, `editor` writes,
 `admin` hard-deletes. Every POST that creates accepts `Idempotency-Key`; `PATCH` and `DELETE`
-accept `If-Match` with the `ETag` of a GET (412 when stale). Errors are
-`{"error", "message", "status"}` plus `fields` on 422. Ids of other tenants read as 404.
+accept `If-Match` with the `ETag` of a GET (412 when stale). Ids of other tenants read as 404.
+
+Every error, from the CRM or from the gateway in front of it, is an `ErrorBody`:
+`{"error", "message", "status"}`, plus `fields` on 422 naming each bad field, parameter or
+header. Each operation lists the statuses it can return.
 """
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+def _documented_errors_only(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document without FastAPI's default 422 (``{detail}``, a body the CRM never
+    sends): operations document their own 422 with ``ErrorBody`` where they can return it."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for ops in spec["paths"].values():
+            for op in ops.values():
+                default = op["responses"].get("422", {})
+                if "HTTPValidationError" in str(default.get("content")):
+                    del op["responses"]["422"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            spec.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = spec
+    return app.openapi_schema
 
 
 class _Metrics:
@@ -103,6 +132,8 @@ def create_app(
         version="0.1.0",
         description=_DESCRIPTION,
         lifespan=lifespan,
+        # A trailing slash is a 404 in the one error shape, not a 307 to an internal URL.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.identity_verifier = InternalIdentityVerifier(
@@ -116,6 +147,9 @@ def create_app(
     install_error_handlers(app)
     for module in (contacts, interactions, notes, tasks, statistics):
         app.include_router(module.router)
+    app.openapi = lambda: _documented_errors_only(app)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, prefix=PREFIX)
+    app.add_middleware(Deadline, seconds=settings.firestore_timeout_seconds, prefix=PREFIX)
 
     @app.middleware("http")
     async def observe(
@@ -155,7 +189,12 @@ def create_app(
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Firestore did not answer."}},
+    )
     async def readyz() -> JSONResponse:
         """Readiness: Firestore answers within the readiness timeout."""
         checks: dict[str, Any] = {}

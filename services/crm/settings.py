@@ -30,7 +30,14 @@ class CrmSettings(BaseSettings):
     events_topic: str = "crm-changes"
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
     default_page_size: int = Field(default=50, ge=1, le=100)
-    firestore_timeout_seconds: float = Field(default=10.0, gt=0)
+    firestore_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long one API request may wait on Firestore; then 503 + Retry-After.",
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=64 << 10, description="Larger request bodies are refused with 413."
+    )
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     log_level: str = "INFO"
     access_log: bool = True

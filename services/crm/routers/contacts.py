@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -17,24 +17,27 @@ from services.crm.deps import (
     Viewer,
     has_role,
 )
-from services.crm.errors import ApiError, field_error
+from services.crm.errors import EVERY_OPERATION, ApiError, error_responses, field_error
 from services.crm.models import Contact, ContactCreate, ContactPatch, ContactStatus, Page
 from services.crm.routers import PREFIX, created, idempotency, with_etag
 from services.crm.store import ContactFilters
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{PREFIX}/contacts", tags=["contacts"])
+router = APIRouter(
+    prefix=f"{PREFIX}/contacts",
+    tags=["contacts"],
+    responses=error_responses(*EVERY_OPERATION),
+)
 
 _ETAG_HEADER = {"ETag": {"description": 'The version, e.g. "3"; send it back in If-Match.'}}
-_404: dict[int | str, dict[str, Any]] = {404: {"description": "No such contact in your tenant."}}
 
 
 @router.post(
     "",
     status_code=201,
     response_model=Contact,
-    responses={201: {"headers": _ETAG_HEADER}},
+    responses={201: {"headers": _ETAG_HEADER}, **error_responses(422)},
     summary="Create a contact",
 )
 async def create_contact(
@@ -55,7 +58,12 @@ async def create_contact(
     return created(contact, location=f"{router.prefix}/{contact.id}", replayed=replayed)
 
 
-@router.get("", response_model=Page[Contact], summary="List and search contacts")
+@router.get(
+    "",
+    response_model=Page[Contact],
+    responses=error_responses(422),
+    summary="List and search contacts",
+)
 async def list_contacts(
     identity: Viewer,
     store: Store,
@@ -99,7 +107,7 @@ async def list_contacts(
 @router.get(
     "/{contact_id}",
     response_model=Contact,
-    responses={200: {"headers": _ETAG_HEADER}, **_404},
+    responses={200: {"headers": _ETAG_HEADER}, **error_responses(404, 422)},
     summary="Get a contact",
 )
 async def get_contact(
@@ -117,7 +125,7 @@ async def get_contact(
 @router.patch(
     "/{contact_id}",
     response_model=Contact,
-    responses={200: {"headers": _ETAG_HEADER}, 412: {"description": "Stale If-Match."}, **_404},
+    responses={200: {"headers": _ETAG_HEADER}, **error_responses(404, 412, 422)},
     summary="Update a contact",
 )
 async def patch_contact(
@@ -129,10 +137,7 @@ async def patch_contact(
     if_match: IfMatch,
 ) -> JSONResponse:
     """Only the fields sent change. With `If-Match`, a stale version answers 412."""
-    try:
-        changes = body.changes()
-    except ValueError as exc:
-        raise field_error(str(exc), "cannot be null") from None
+    changes = body.changes()
     contact, changed = await store.update_contact(
         identity.tenant_id,
         contact_id,
@@ -148,7 +153,7 @@ async def patch_contact(
 @router.delete(
     "/{contact_id}",
     status_code=204,
-    responses=_404,
+    responses=error_responses(404, 412, 422),
     summary="Delete a contact (soft; hard for admins)",
 )
 async def delete_contact(
@@ -179,7 +184,7 @@ async def delete_contact(
 @router.post(
     "/{contact_id}/restore",
     response_model=Contact,
-    responses={200: {"headers": _ETAG_HEADER}, **_404},
+    responses={200: {"headers": _ETAG_HEADER}, **error_responses(404)},
     summary="Restore a soft-deleted contact",
 )
 async def restore_contact(

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.crm.deps import Editor, Events, IdempotencyHeader, Limit, Store, Viewer
+from services.crm.errors import EVERY_OPERATION, error_responses
 from services.crm.models import Interaction, InteractionCreate, InteractionType, Page, utcnow
 from services.crm.routers import PREFIX, created, idempotency, with_etag
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{PREFIX}/contacts/{{contact_id}}/interactions", tags=["interactions"])
-_404: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such contact (or interaction) in your tenant."}
-}
+router = APIRouter(
+    prefix=f"{PREFIX}/contacts/{{contact_id}}/interactions",
+    tags=["interactions"],
+    responses=error_responses(*EVERY_OPERATION),
+)
 
 
-@router.post("", status_code=201, response_model=Interaction, responses=_404)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Interaction,
+    responses=error_responses(404, 422),
+)
 async def create_interaction(
     contact_id: str,
     body: InteractionCreate,
@@ -53,7 +60,7 @@ async def create_interaction(
     return created(record, location=location, replayed=replayed)
 
 
-@router.get("", response_model=Page[Interaction], responses=_404)
+@router.get("", response_model=Page[Interaction], responses=error_responses(404, 422))
 async def list_interactions(
     contact_id: str,
     identity: Viewer,
@@ -74,7 +81,7 @@ async def list_interactions(
     return Page[Interaction](items=items, next_cursor=next_cursor)
 
 
-@router.get("/{interaction_id}", response_model=Interaction, responses=_404)
+@router.get("/{interaction_id}", response_model=Interaction, responses=error_responses(404))
 async def get_interaction(
     contact_id: str, interaction_id: str, identity: Viewer, store: Store
 ) -> JSONResponse:
@@ -84,7 +91,7 @@ async def get_interaction(
     return with_etag(record)
 
 
-@router.delete("/{interaction_id}", status_code=204, responses=_404)
+@router.delete("/{interaction_id}", status_code=204, responses=error_responses(404))
 async def delete_interaction(
     contact_id: str, interaction_id: str, identity: Editor, store: Store, events: Events
 ) -> Response:

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.crm.deps import Editor, Events, IdempotencyHeader, Limit, Store, Viewer
+from services.crm.errors import EVERY_OPERATION, error_responses
 from services.crm.models import Note, NoteCreate, Page
 from services.crm.routers import PREFIX, created, idempotency, with_etag
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=f"{PREFIX}/contacts/{{contact_id}}/notes", tags=["notes"])
-_404: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such contact (or note) in your tenant."}
-}
+router = APIRouter(
+    prefix=f"{PREFIX}/contacts/{{contact_id}}/notes",
+    tags=["notes"],
+    responses=error_responses(*EVERY_OPERATION),
+)
 
 
-@router.post("", status_code=201, response_model=Note, responses=_404)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Note,
+    responses=error_responses(404, 422),
+)
 async def create_note(
     contact_id: str,
     body: NoteCreate,
@@ -48,7 +55,7 @@ async def create_note(
     )
 
 
-@router.get("", response_model=Page[Note], responses=_404)
+@router.get("", response_model=Page[Note], responses=error_responses(404, 422))
 async def list_notes(
     contact_id: str,
     identity: Viewer,
@@ -62,7 +69,7 @@ async def list_notes(
     return Page[Note](items=items, next_cursor=next_cursor)
 
 
-@router.get("/{note_id}", response_model=Note, responses=_404)
+@router.get("/{note_id}", response_model=Note, responses=error_responses(404))
 async def get_note(contact_id: str, note_id: str, identity: Viewer, store: Store) -> JSONResponse:
     record = await store.get_child(
         identity.tenant_id, "notes", contact_id=contact_id, child_id=note_id
@@ -70,7 +77,7 @@ async def get_note(contact_id: str, note_id: str, identity: Viewer, store: Store
     return with_etag(record)
 
 
-@router.delete("/{note_id}", status_code=204, responses=_404)
+@router.delete("/{note_id}", status_code=204, responses=error_responses(404))
 async def delete_note(
     contact_id: str, note_id: str, identity: Editor, store: Store, events: Events
 ) -> Response:

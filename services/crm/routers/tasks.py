@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.crm.deps import Editor, Events, IdempotencyHeader, IfMatch, Limit, Store, Viewer
-from services.crm.errors import field_error
-from services.crm.models import Page, Task, TaskCreate, TaskPatch, TaskStatus, utcnow
+from services.crm.errors import EVERY_OPERATION, error_responses
+from services.crm.models import Day, Page, Task, TaskCreate, TaskPatch, TaskStatus, utcnow
 from services.crm.routers import PREFIX, created, idempotency, with_etag
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=PREFIX, tags=["tasks"])
+router = APIRouter(prefix=PREFIX, tags=["tasks"], responses=error_responses(*EVERY_OPERATION))
 _BASE = "/contacts/{contact_id}/tasks"
-_404: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such contact (or task) in your tenant."}
-}
 
 
-@router.get("/tasks/due", response_model=Page[Task])
+@router.get("/tasks/due", response_model=Page[Task], responses=error_responses(422))
 async def tasks_due(
     identity: Viewer,
     store: Store,
     limit: Limit,
     before: Annotated[
-        date | None, Query(description="Due on or before this day (UTC); default today.")
+        Day | None, Query(description="Due on or before this day (UTC, YYYY-MM-DD); default today.")
     ] = None,
     assignee: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
@@ -44,7 +40,7 @@ async def tasks_due(
     return Page[Task](items=items, next_cursor=next_cursor)
 
 
-@router.post(_BASE, status_code=201, response_model=Task, responses=_404)
+@router.post(_BASE, status_code=201, response_model=Task, responses=error_responses(404, 422))
 async def create_task(
     contact_id: str,
     body: TaskCreate,
@@ -73,7 +69,7 @@ async def create_task(
     )
 
 
-@router.get(_BASE, response_model=Page[Task], responses=_404)
+@router.get(_BASE, response_model=Page[Task], responses=error_responses(404, 422))
 async def list_tasks(
     contact_id: str,
     identity: Viewer,
@@ -94,7 +90,7 @@ async def list_tasks(
     return Page[Task](items=items, next_cursor=next_cursor)
 
 
-@router.get(_BASE + "/{task_id}", response_model=Task, responses=_404)
+@router.get(_BASE + "/{task_id}", response_model=Task, responses=error_responses(404))
 async def get_task(contact_id: str, task_id: str, identity: Viewer, store: Store) -> JSONResponse:
     record = await store.get_child(
         identity.tenant_id, "tasks", contact_id=contact_id, child_id=task_id
@@ -105,7 +101,7 @@ async def get_task(contact_id: str, task_id: str, identity: Viewer, store: Store
 @router.patch(
     _BASE + "/{task_id}",
     response_model=Task,
-    responses={412: {"description": "Stale If-Match."}, **_404},
+    responses=error_responses(404, 412, 422),
 )
 async def patch_task(
     contact_id: str,
@@ -117,10 +113,7 @@ async def patch_task(
     if_match: IfMatch,
 ) -> JSONResponse:
     """Change title, due date, status or assignee; `If-Match` as for contacts."""
-    try:
-        changes = body.changes()
-    except ValueError as exc:
-        raise field_error(str(exc), "cannot be null") from None
+    changes = body.changes()
     task, changed = await store.update_task(
         identity.tenant_id,
         contact_id=contact_id,
@@ -136,7 +129,7 @@ async def patch_task(
     return with_etag(task)
 
 
-@router.delete(_BASE + "/{task_id}", status_code=204, responses=_404)
+@router.delete(_BASE + "/{task_id}", status_code=204, responses=error_responses(404))
 async def delete_task(
     contact_id: str, task_id: str, identity: Editor, store: Store, events: Events
 ) -> Response:
