@@ -318,10 +318,7 @@ def test_restart_brings_back_exactly_the_component_killed_by_hand(tmp_path: Path
     procs = _web_state(tmp_path, ("web", "other"))
     web, other = procs["web"], procs["other"]
     assert web.launch is not None
-    assert web.launch.probe is not None
-    _wait_for(
-        "both servers to answer", lambda: all(http_ok(p.launch.probe.url) for p in (web, other))
-    )  # type: ignore[union-attr]
+    _wait_for("both servers to answer", lambda: _answers(web) and _answers(other))
     env = dict(os.environ, XYNERGY_DEV_DIR=str(tmp_path))
     os.killpg(web.pid, signal.SIGKILL)  # by hand, as a user would
     _wait_dead(web)
