@@ -7,10 +7,11 @@
 #   shared/  kube-apiserver, kube-controller-manager, kube-scheduler, kwok, helm on one set of
 #            Kubernetes libraries (k8s.io/* staging modules replaced to the Kubernetes pin);
 #   etcd/    etcd on its own, because Kubernetes' module graph selects etcd v3.7 and the pin is v3.6.
-# The two groups build at the same time. Links are stripped (-s -w) and the compiler emits no
-# DWARF (-dwarf=false) that the strip would throw away. A group is rebuilt only when its key
-# changes: the hash of its go.mod, go.sum and flags (which carry the pinned versions) plus the Go
-# version. On success the last line printed is the bin directory holding all six binaries.
+# The groups build one after the other (each go build already keeps every core busy), so the
+# second takes the standard library and any identical package from the Go cache. Links are
+# stripped (-s -w) and the compiler emits no DWARF (-dwarf=false) that the strip would throw away.
+# A group is rebuilt only when its key changes: the hash of its go.mod, go.sum and flags (which
+# carry the pinned versions) plus the Go version. On success the last line printed is the bin directory holding all six binaries.
 #
 #   hack/controlplane/build.sh [--bindir-only]
 #
@@ -109,7 +110,6 @@ build_group() {
 
 total=${#groups[@]}
 i=0
-pids=()
 for row in "${groups[@]}"; do # every pin is checked before any build starts
   IFS='|' read -r name pins _ <<<"$row"
   check_pins "$name" "$pins"
@@ -127,24 +127,15 @@ for row in "${groups[@]}"; do
   fi
   rm -f "$stamp"
   echo "[$i/$total] building ${bins//=+([^ ])/} (${pins//=/ }) (log: $logdir/$name.log)"
-  (
-    start=$(date +%s)
-    set_build_cmd "$name" "$ldflags" "$bins"
-    failed="$(build_group "$name" "$bins")"
-    if [[ -n "$failed" ]]; then
-      echo "controlplane build: $failed failed: (cd hack/controlplane/$name && ${build_cmd[*]@Q}); log: $logdir/$name.log" >&2
-      grep -v '^+ ' "$logdir/$name.log" | tail -n 20 >&2 || true
-      exit 1
-    fi
-    echo "$key" >"$stamp"
-    echo "[$i/$total] built ${bins//=+([^ ])/} in $(($(date +%s) - start))s"
-  ) &
-  pids+=($!)
+  start=$(date +%s)
+  set_build_cmd "$name" "$ldflags" "$bins"
+  failed="$(build_group "$name" "$bins")"
+  if [[ -n "$failed" ]]; then
+    echo "controlplane build: $failed failed: (cd hack/controlplane/$name && ${build_cmd[*]@Q}); log: $logdir/$name.log" >&2
+    grep -v '^+ ' "$logdir/$name.log" | tail -n 20 >&2 || true
+    exit 1
+  fi
+  echo "$key" >"$stamp"
+  echo "[$i/$total] built ${bins//=+([^ ])/} in $(($(date +%s) - start))s"
 done
-
-status=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || status=1
-done
-[[ $status == 0 ]] || exit 1
 echo "$bindir"
