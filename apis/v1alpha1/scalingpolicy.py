@@ -177,7 +177,8 @@ class ScalingPolicySpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "self.minInstances <= self.maxInstances",
+                "!has(self.minInstances) || !has(self.maxInstances)"
+                " || self.minInstances <= self.maxInstances",
                 "minInstances must be less than or equal to maxInstances",
                 field_path=".minInstances",
             ),
@@ -187,7 +188,7 @@ class ScalingPolicySpec(SpecModel):
                 field_path=".schedules",
             ),
             cel(
-                "!has(self.schedules)"
+                "!has(self.schedules) || !has(self.maxInstances)"
                 " || self.schedules.all(s, s.minInstances <= self.maxInstances)",
                 "schedules[].minInstances must not exceed maxInstances",
                 field_path=".schedules",
@@ -207,29 +208,34 @@ class ScalingPolicySpec(SpecModel):
         default=None, max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"}
     )
     """Recurring windows with an instance floor (honoured in every mode)."""
-    min_instances: int = Field(default=1, ge=0, le=1000)
-    """Fewest instances."""
-    max_instances: int = Field(ge=1, le=1000)
-    """Most instances."""
+    min_instances: int | None = Field(default=None, ge=0, le=1000)
+    """Fewest instances; the target's (its scaling.minInstances, else 1) when unset."""
+    max_instances: int | None = Field(default=None, ge=1, le=1000)
+    """Most instances; the target's (its scaling.maxInstances, else its profile's) when unset.
+    Never above the target's own maximum."""
     behavior: Behavior | None = None
     """How fast to scale up and down."""
     interval: PositiveDuration = "30s"
     """How often to decide."""
     dry_run: bool = False
     """Decide and report in status, but do not change the target."""
+    paused: bool = False
+    """When true the policy neither reads metrics nor decides nor acts (status says so)."""
 
 
 class ScalingDecision(StatusModel):
-    """The last change of desired instances."""
+    """One decision of desired instances."""
 
     time: dt.datetime
     """When it was decided."""
     from_instances: int = Field(alias="from")
     """Instances before."""
     to_instances: int = Field(alias="to")
-    """Instances after."""
+    """Instances decided."""
     reason: str
-    """Why, with the numbers that led to it."""
+    """Why, as a CamelCase word (e.g. ForecastPeak, ScaleDownStabilized, MetricsUnavailable)."""
+    message: str | None = Field(default=None, max_length=2048)
+    """The decision in words, with the numbers that led to it."""
 
 
 class ForecastPoint(StatusModel):
@@ -239,6 +245,8 @@ class ForecastPoint(StatusModel):
     """Time the value is for."""
     value: float
     """Point forecast."""
+    lower: float | None = None
+    """Lower bound (the quantile mirroring the policy's)."""
     upper: float | None = None
     """Upper bound at the policy's quantile."""
 
@@ -249,21 +257,36 @@ class ScalingPolicyStatus(StatusModel):
     observed_generation: int | None = None
     """The .metadata.generation this status describes."""
     conditions: list[Condition] = conditions_field()
-    """Ready, Reconciling and Stalled, as metav1.Conditions."""
+    """Ready, Degraded (a fallback is in force), Reconciling and Stalled, as metav1.Conditions."""
     current_instances: int | None = None
-    """Instances the target has now."""
+    """Instances the target is asked for now (its scale subresource's spec.replicas)."""
     desired_instances: int | None = None
     """Instances the policy wants."""
+    current_load: float | None = None
+    """The load metric's latest value."""
     mode: ScalingMode | None = None
     """Mode in effect (predictive falls back to reactive when the forecast is poor)."""
+    mode_reason: str | None = Field(default=None, max_length=1024)
+    """Why that mode is in effect (the fallback and its numbers)."""
     last_decision: ScalingDecision | None = None
-    """The last change decided."""
+    """The last decision: from and to instances, and why."""
+    last_scale_time: dt.datetime | None = None
+    """When the target's instances were last changed by this policy."""
     forecast: list[ForecastPoint] | None = Field(default=None, max_length=48)
-    """Forecast over the horizon (bounded)."""
+    """Forecast over the horizon (at most 24 points, with bounds)."""
     model_error: float | None = None
-    """Recent forecast error (MAPE, percent)."""
+    """Recent forecast error (sMAPE, percent, rolling-origin backtest over recent history)."""
+    model_mase: float | None = None
+    """The same backtest's MASE (below 1 beats the seasonal naive forecast)."""
     model: str | None = None
     """Forecasting model selected."""
+    model_fitted_time: dt.datetime | None = None
+    """When the model was last fitted (it is refitted on its own schedule, not every sync)."""
+    scaling_state: str | None = Field(default=None, max_length=65536)
+    """Internal: what HPA-style behaviour needs between syncs (recent recommendations and
+    scale events, JSON), kept here so an operator restart cannot cause a jump."""
+    last_reconcile_time: dt.datetime | None = None
+    """When the policy last synced."""
 
 
 class ScalingPolicy(Resource[ScalingPolicySpec, ScalingPolicyStatus]):
@@ -288,7 +311,8 @@ ScalingPolicy.crd = CrdInfo(
         PrinterColumn("Mode", ".status.mode", description="Mode in effect"),
         PrinterColumn("Current", ".status.currentInstances", type="integer"),
         PrinterColumn("Desired", ".status.desiredInstances", type="integer"),
-        PrinterColumn("MAPE", ".status.modelError", type="number", priority=1),
+        PrinterColumn("Load", ".status.currentLoad", type="number", priority=1),
+        PrinterColumn("sMAPE", ".status.modelError", type="number", priority=1),
         *ready_columns(),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),

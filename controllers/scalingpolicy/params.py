@@ -7,7 +7,9 @@ imports `apis`. `scaling_params` is the only bridge.
 ScalingPolicy spec -> ScalingParams:
 
 - `metric.targetPerInstance` -> `target_per_instance`; `minInstances`, `maxInstances` ->
-  `min_instances`, `max_instances`.
+  `min_instances`, `max_instances`; an unset bound is the target's (its resolved
+  `scaling.minInstances` / `maxInstances`, the profile's maximum when unset), and the maximum
+  never exceeds the target's own (the target clamps its replicas to it anyway).
 - `mode` -> `predictive`: True only for `predictive`. `reactive` scales on current load like
   HPA; so does `scheduled`, with its schedules (which apply in every mode).
 - `forecast.startupSeconds` -> `startup_seconds`; `forecast.horizon` -> `horizon_seconds`;
@@ -37,6 +39,7 @@ from apis.v1alpha1.scalingpolicy import (
     ScalingRules,
     Schedule,
 )
+from apis.v1alpha1.xynergyservice import ResolvedSizing
 from intelligence.scaling import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
@@ -49,22 +52,24 @@ from intelligence.scaling import (
     StepLimit,
 )
 
-__all__ = ["scaling_params"]
+__all__ = ["instance_bounds", "scaling_params"]
 
 
-def scaling_params(policy: ScalingPolicy) -> ScalingParams:
-    """The parameters `intelligence.scaling.decide` needs for `policy` (see the module table).
+def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) -> ScalingParams:
+    """The parameters `intelligence.scaling.decide` needs for `policy` (see the module table);
+    `target` is the scaled service's resolved sizing (its bounds fill unset ones and cap).
 
     Raises ValueError naming the spec field (e.g. `spec.schedules[0].timezone`) for what the
     CRD's schema cannot reject: an unknown time zone, a cron expression croniter cannot read or
-    that never matches, an empty policy list.
+    that never matches, an empty policy list, no maximum from the policy nor the target.
     """
     spec = policy.spec
     forecast = spec.forecast
+    low, high = instance_bounds(policy, target)
     return ScalingParams(
         target_per_instance=spec.metric.target_per_instance,
-        min_instances=spec.min_instances,
-        max_instances=spec.max_instances,
+        min_instances=low,
+        max_instances=high,
         behavior=_rates(spec.behavior),
         schedules=tuple(
             _schedule(s, f"spec.schedules[{i}]") for i, s in enumerate(spec.schedules or ())
@@ -75,6 +80,22 @@ def scaling_params(policy: ScalingPolicy) -> ScalingParams:
         max_forecast_smape=forecast.max_error_percent,
         min_history_seconds=parse_duration(forecast.minimum_history),
     )
+
+
+def instance_bounds(policy: ScalingPolicy, target: ResolvedSizing | None) -> tuple[int, int]:
+    """(min, max) instances: the policy's, else the target's; max capped by the target's."""
+    spec = policy.spec
+    high = spec.max_instances
+    if target is not None:
+        high = target.max_instances if high is None else min(high, target.max_instances)
+    if high is None:
+        raise ValueError(
+            "spec.maxInstances: expected a number (the target's bounds are not known here)"
+        )
+    low = spec.min_instances
+    if low is None:
+        low = target.min_instances if target is not None else 1
+    return min(low, high), high
 
 
 def _rates(behavior: Behavior | None) -> Rates:

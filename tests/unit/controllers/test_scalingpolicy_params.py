@@ -191,3 +191,31 @@ def test_what_the_schema_cannot_reject_is_named(
 ) -> None:
     with pytest.raises(ValueError, match=rf"^{re.escape(field)}: .*{expected}"):
         scaling_params(policy(**spec))
+
+
+@pytest.mark.parametrize(
+    ("spec", "target", "bounds"),
+    [
+        # the policy's bounds when set, the target's (resolved sizing) otherwise
+        ({"minInstances": 2, "maxInstances": 9}, (1, 20), (2, 9)),
+        ({"maxInstances": None}, (3, 12), (3, 12)),
+        ({"minInstances": None, "maxInstances": 6}, (2, 12), (2, 6)),
+        # never above the target's own maximum (it would clamp the replicas anyway)
+        ({"minInstances": 2, "maxInstances": 50}, (1, 10), (2, 10)),
+        # a minimum above the capped maximum comes down to it
+        ({"minInstances": 8, "maxInstances": 9}, (1, 5), (5, 5)),
+    ],
+)
+def test_bounds_come_from_the_policy_else_the_target(
+    spec: dict[str, Any], target: tuple[int, int], bounds: tuple[int, int]
+) -> None:
+    from apis.v1alpha1.xynergyservice import ResolvedSizing
+
+    sizing = ResolvedSizing("1", "1Gi", 80, target[0], target[1], target[0])
+    params = scaling_params(policy(**spec), sizing)
+    assert (params.min_instances, params.max_instances) == bounds
+
+
+def test_no_maximum_anywhere_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"^spec\.maxInstances: expected a number"):
+        scaling_params(policy(maxInstances=None))
