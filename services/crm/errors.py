@@ -146,7 +146,7 @@ def error_body(
         error=error or _CODES.get(status, "error"),
         message=message,
         status=status,
-        fields=fields,  # type: ignore[arg-type]  # validated into FieldError
+        fields=fields,  # dicts, validated into FieldError
     )
     return body.model_dump(exclude_none=True)
 
