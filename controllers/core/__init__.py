@@ -17,7 +17,7 @@ from controllers.core.controller import (
     Result,
 )
 from controllers.core.errors import ProviderError, StalledError, TransientError
-from controllers.core.events import Event
+from controllers.core.events import Event, EventRecorder
 from controllers.core.queue import ObjectQueue
 from controllers.core.retry import RetryPolicy
 from controllers.core.scheduler import ObjectKey, ResyncScheduler
@@ -27,6 +27,7 @@ __all__ = [
     "ChildEvent",
     "Controller",
     "Event",
+    "EventRecorder",
     "Kind",
     "KindReconciler",
     "ObjectKey",

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from lightkube import AsyncClient
 
 from controllers.core.controller import Controller, Kind, KindReconciler
+from controllers.core.events import EventRecorder
 from controllers.core.queue import ObjectQueue
 from controllers.core.retry import RetryPolicy
 from controllers.core.scheduler import ObjectKey, ResyncScheduler
@@ -52,6 +53,7 @@ class OperatorContext:
     queue: ObjectQueue
     scheduler: ResyncScheduler
     writer: StatusWriter
+    recorder: EventRecorder
     controllers: dict[Kind, Controller] = field(default_factory=dict)
     providers: dict[str, Any] = field(default_factory=dict)
 
@@ -85,6 +87,7 @@ class OperatorContext:
             queue=ObjectQueue(),
             scheduler=scheduler,
             writer=StatusWriter(client, limit=limit),
+            recorder=EventRecorder(client, limit=limit),
         )
         for kind, factory in (kinds if kinds is not None else _FACTORIES).items():
             controllers[kind] = ctx.controller_for(factory(ctx))
@@ -99,6 +102,7 @@ class OperatorContext:
             queue=self.queue,
             scheduler=self.scheduler,
             writer=self.writer,
+            recorder=self.recorder,
             resync_seconds=self.settings.drift_check_seconds,
             clock=lambda: dt.datetime.now(dt.UTC),
         )

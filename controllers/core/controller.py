@@ -24,8 +24,7 @@ from lightkube.core.resource import NamespacedResourceG
 from lightkube.generic_resource import create_namespaced_resource
 from pydantic import BaseModel
 
-from controllers.core import events
-from controllers.core.events import Event
+from controllers.core.events import Event, EventRecorder
 from controllers.core.queue import ObjectQueue
 from controllers.core.scheduler import ObjectKey, ResyncScheduler
 from controllers.core.status import StatusWriter
@@ -126,6 +125,7 @@ class Controller:
     queue: ObjectQueue
     scheduler: ResyncScheduler
     writer: StatusWriter
+    recorder: EventRecorder
     resync_seconds: float = 600.0
     soon_seconds: float = 20.0
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
@@ -147,7 +147,7 @@ class Controller:
             await self.writer.write(
                 self.kind.resource, body, result.status, volatile=result.volatile
             )
-            events.post(body, result.events)
+            await self.recorder.post(body, result.events)
             self._requeue(key, body, result.requeue, result.requeue_after)
             return result
 
@@ -202,7 +202,7 @@ class Controller:
         key = self.kind.key(body)
         async with self.queue.serialized(key.uid):
             gone, event = await self.reconciler.release(body)
-        events.post(body, [event] if event else [])
+        await self.recorder.post(body, [event] if event else [])
         if gone:
             self.forget(key.uid)
         return gone

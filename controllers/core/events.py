@@ -1,19 +1,29 @@
 """The one Events helper: Kubernetes Events a user cares about, posted on the object.
 
-Reconcilers return `Event`s (pure data); the controller posts them after the status write
-through kopf's poster (queued, never blocking a converge). kopf's own log-to-event posting is
-turned off below ERROR (runtime.py), so these are the only events the operator posts.
+Reconcilers return `Event`s (pure data); the controller posts them after the status write with
+the operator's own client, from any task (an event handler or the resync scheduler alike).
+kopf's own log-to-event posting is turned off below ERROR (runtime.py), so these are the only
+events the operator posts. A failed post is logged, never fatal: the status is the record.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import kopf
+from lightkube import ApiError, AsyncClient
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event as KubeEvent
 
-__all__ = ["Event", "post"]
+__all__ = ["COMPONENT", "Event", "EventRecorder"]
+
+COMPONENT = "xynergy-operator"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,8 +35,50 @@ class Event:
     message: str
 
 
-def post(body: Mapping[str, Any], events: Iterable[Event]) -> None:
-    """Post `events` on the object `body` (apiVersion, kind and metadata are used)."""
-    target = kopf.Body(cast(kopf.RawBody, dict(body)))
-    for ev in events:
-        kopf.event(target, type=ev.type, reason=ev.reason, message=ev.message)
+def kube_event(body: Mapping[str, Any], event: Event, *, now: dt.datetime) -> KubeEvent:
+    """The core/v1 Event for `event` on the object `body` (pure)."""
+    meta = body.get("metadata") or {}
+    return KubeEvent(
+        metadata=ObjectMeta(generateName=f"{meta.get('name')}.", namespace=meta.get("namespace")),
+        involvedObject=ObjectReference(
+            apiVersion=body.get("apiVersion"),
+            kind=body.get("kind"),
+            name=meta.get("name"),
+            namespace=meta.get("namespace"),
+            uid=meta.get("uid"),
+            resourceVersion=meta.get("resourceVersion"),
+        ),
+        type=event.type,
+        reason=event.reason,
+        message=event.message[:1024],
+        source=EventSource(component=COMPONENT),
+        reportingComponent=COMPONENT,
+        reportingInstance=COMPONENT,
+        firstTimestamp=now,
+        lastTimestamp=now,
+        count=1,
+    )
+
+
+class EventRecorder:
+    """Posts Events through the operator's client and its shared API slots."""
+
+    def __init__(self, client: AsyncClient, *, limit: asyncio.Semaphore) -> None:
+        self._client = client
+        self._limit = limit
+        self.posted = 0
+
+    async def post(self, body: Mapping[str, Any], events: Iterable[Event]) -> None:
+        """Post `events` on `body`; failures are logged."""
+        for event in events:
+            try:
+                async with self._limit:
+                    await self._client.create(kube_event(body, event, now=dt.datetime.now(dt.UTC)))
+                self.posted += 1
+            except (ApiError, OSError) as exc:
+                log.warning("event %s on %s not posted: %s", event.reason, _name(body), exc)
+
+
+def _name(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"

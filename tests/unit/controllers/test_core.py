@@ -20,6 +20,8 @@ from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from controllers.core import (
     ChildEvent,
     Controller,
+    Event,
+    EventRecorder,
     Kind,
     ObjectKey,
     ObjectQueue,
@@ -189,6 +191,7 @@ class FakeClient:
 
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     patches: list[dict[str, Any]] = field(default_factory=list)
+    created: list[Any] = field(default_factory=list)
     gets: int = 0
 
     async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
@@ -202,6 +205,10 @@ class FakeClient:
         self.objects[name].setdefault("status", {}).update(
             {k: v for k, v in body["status"].items() if v is not None}
         )
+
+    async def create(self, obj: Any) -> Any:
+        self.created.append(obj)
+        return obj
 
     async def close(self) -> None:
         return None
@@ -225,7 +232,8 @@ def _ready_status(message: str = "1/1 instances ready", replicas: int = 1) -> Xy
 
 def _body(uid: str = "u1", status: dict[str, Any] | None = None) -> dict[str, Any]:
     meta = {"name": "crm", "namespace": "ns", "uid": uid, "generation": 3}
-    return {"metadata": meta, "spec": {}, **({"status": status} if status else {})}
+    head = {"apiVersion": "xynergy.io/v1alpha1", "kind": "XynergyService"}
+    return {**head, "metadata": meta, "spec": {}, **({"status": status} if status else {})}
 
 
 async def test_status_written_once_then_not_when_unchanged() -> None:
@@ -276,7 +284,12 @@ class FakeReconciler:
         self.calls.append((body["metadata"]["uid"], child))
         if self.raises:
             raise self.raises
-        return Result(status=_ready_status(), requeue=self.requeue, requeue_after=self.after)
+        return Result(
+            status=_ready_status(),
+            requeue=self.requeue,
+            requeue_after=self.after,
+            events=[Event("Normal", "Ready", "ok")],
+        )
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, None]:
         return True, None
@@ -293,6 +306,7 @@ def _controller(client: FakeClient, reconciler: FakeReconciler) -> Controller:
         queue=queue,
         scheduler=ResyncScheduler(check, clock=Clock()),
         writer=StatusWriter(client, limit=asyncio.Semaphore(4)),  # type: ignore[arg-type]
+        recorder=EventRecorder(client, limit=asyncio.Semaphore(4)),  # type: ignore[arg-type]
         resync_seconds=600,
         rng=random.Random(1),
     )
@@ -312,6 +326,10 @@ async def test_converge_writes_status_and_schedules_the_resync() -> None:
     await controller.converge(_key())
     assert len(client.patches) == 1  # unchanged: no second write
     assert len(controller.queue) == 0
+    event = client.created[0]  # posted with our own client, from any task (no kopf context)
+    assert (event.reason, event.type, event.involvedObject.uid) == ("Ready", "Normal", "u1")
+    assert event.involvedObject.kind == "XynergyService"
+    assert event.source.component == "xynergy-operator"
 
 
 async def test_a_kind_with_its_own_period_is_checked_again_exactly_then() -> None:
