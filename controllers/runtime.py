@@ -16,7 +16,10 @@ from controllers.settings import OperatorSettings
 __all__ = ["HANDLER_MODULES", "LevelDiffBaseStorage", "configure", "load_handlers"]
 
 # One entry per kind; each module registers its kind and @kopf.on handlers on import.
-HANDLER_MODULES: tuple[str, ...] = ("controllers.xynergyservice.handlers",)
+HANDLER_MODULES: tuple[str, ...] = (
+    "controllers.xynergyservice.handlers",
+    "controllers.scalingpolicy.handlers",
+)
 
 
 def load_handlers() -> None:
