@@ -1,0 +1,131 @@
+"""Who else scales a target: the index that lets a ScalingPolicy refuse to fight.
+
+Two autoscalers on one target undo each other's work. The index knows, per target, every
+ScalingPolicy that names it and every HorizontalPodAutoscaler whose scaleTargetRef is the
+XynergyService or the Deployment it owns (same name). The oldest policy (creation time, then
+name) owns a target; any other policy is Stalled naming the owner, and with an HPA on the target
+every policy is Stalled naming the HPA. It is kept from watch events (no list per sync); the
+first lookup seeds it with one list of each kind, so a restart cannot let a younger policy act
+before the older one's event arrived. Pure bookkeeping; the reconciler does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Claim", "Conflict", "TargetIndex", "hpa_target", "policy_target"]
+
+Target = tuple[str, str]  # (namespace, XynergyService name)
+
+
+@dataclass(frozen=True, order=True)
+class Claim:
+    """A ScalingPolicy's claim on its target; ordering is seniority."""
+
+    created: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Why a policy must not act: the other object and a CamelCase reason."""
+
+    reason: str
+    message: str
+
+
+def policy_target(body: Mapping[str, Any]) -> tuple[Target, Claim] | None:
+    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+    name = (spec.get("targetRef") or {}).get("name")
+    if not name or not meta.get("uid"):
+        return None
+    claim = Claim(str(meta.get("creationTimestamp") or ""), str(meta["name"]), str(meta["uid"]))
+    return (str(meta.get("namespace")), str(name)), claim
+
+
+def hpa_target(body: Mapping[str, Any]) -> tuple[Target, str] | None:
+    """The XynergyService an HPA scales (directly, or through the Deployment of that name)."""
+    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    if ref.get("kind") not in ("XynergyService", "Deployment") or not ref.get("name"):
+        return None
+    return (str(meta.get("namespace")), str(ref["name"])), f"{ref['kind']}/{ref['name']}"
+
+
+class TargetIndex:
+    """Policies and HPAs per target, from watch events."""
+
+    def __init__(self) -> None:
+        self._policies: dict[Target, dict[str, Claim]] = {}
+        self._policy_target: dict[str, Target] = {}
+        self._hpas: dict[Target, dict[str, str]] = {}
+        self._hpa_target: dict[tuple[str, str], Target] = {}
+        self.seeded = False
+
+    def seed(
+        self, policies: Iterable[Mapping[str, Any]], hpas: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """Add what one list of each kind returned (events that came first are kept)."""
+        for body in policies:
+            self.observe_policy(body, deleted=False)
+        for body in hpas:
+            self.observe_hpa(body, deleted=False)
+        self.seeded = True
+
+    def observe_policy(self, body: Mapping[str, Any], *, deleted: bool) -> set[Target]:
+        """Record a policy's event; returns the targets it left or joined (empty when its
+        target did not change, e.g. for our own status writes)."""
+        uid = str((body.get("metadata") or {}).get("uid"))
+        found = None if deleted else policy_target(body)
+        old = self._policy_target.pop(uid, None)
+        if old is not None:
+            self._policies.get(old, {}).pop(uid, None)
+        if found is not None:
+            target, claim = found
+            self._policies.setdefault(target, {})[uid] = claim
+            self._policy_target[uid] = target
+        new = found[0] if found is not None else None
+        return set() if old == new else {t for t in (old, new) if t is not None}
+
+    def observe_hpa(self, body: Mapping[str, Any], *, deleted: bool) -> set[Target]:
+        """Record an HPA's event; returns the targets it left or joined (empty when its
+        target did not change: an HPA's status updates every 15 s cost nothing)."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        found = None if deleted else hpa_target(body)
+        old = self._hpa_target.pop(key, None)
+        if old is not None:
+            self._hpas.get(old, {}).pop(key[1], None)
+        if found is not None:
+            target, ref = found
+            self._hpas.setdefault(target, {})[key[1]] = ref
+            self._hpa_target[key] = target
+        new = found[0] if found is not None else None
+        return set() if old == new else {t for t in (old, new) if t is not None}
+
+    def claims(self, target: Target) -> list[Claim]:
+        """The policies on `target`, senior first."""
+        return sorted(self._policies.get(target, {}).values())
+
+    def conflict(self, target: Target, uid: str) -> Conflict | None:
+        """Why policy `uid` must not scale `target` (None: it may)."""
+        namespace, name = target
+        hpas = self._hpas.get(target, {})
+        if hpas:
+            hpa, ref = sorted(hpas.items())[0]
+            return Conflict(
+                "ConflictingHPA",
+                f"HorizontalPodAutoscaler {namespace}/{hpa} also scales {ref}; remove it or "
+                "this policy (two autoscalers on one target undo each other)",
+            )
+        claims = self.claims(target)
+        if claims and claims[0].uid != uid and any(c.uid == uid for c in claims):
+            return Conflict(
+                "ConflictingPolicy",
+                f"ScalingPolicy {namespace}/{claims[0].name} already scales XynergyService "
+                f"{name} (the oldest policy on a target owns it)",
+            )
+        return None

@@ -1,0 +1,170 @@
+"""Forecast models per policy, refitted on their own schedule, never on every sync.
+
+A sync only reads the load now and decides; the model behind the forecast is fitted when a
+policy has none, when the last fit is `refit_seconds` old, or when what it was fitted for
+changed (the query, the source, seasonalities, history window, quantile, lead time). A fit
+reads the history window through `query_range` at a step that keeps it near
+`history_points` points, runs `intelligence.forecasting.AutoForecaster` (rolling-origin
+backtest over about the last day, so its sMAPE / MASE are the model's recent error) in a
+worker thread under a small semaphore, and predicts far enough to serve every sync until the
+next fit (refit period + start-up + horizon).
+
+The fitted forecast lives in memory: after a restart the first sync fits again (the history
+is in Prometheus, not here). The load seen at each sync is appended to the fit's recent tail
+(bounded), which is what the burst envelope reads when the forecast is not trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from controllers.providers.prometheus import Samples
+from intelligence.forecasting import DAY, WEEK, AutoForecaster, Forecast
+
+__all__ = ["FitKey", "Fitted", "ModelCache", "fit_forecast"]
+
+RECENT_SECONDS = 3600.0
+RECENT_POINTS = 512
+BACKTEST_ORIGINS = 3
+MIN_POINTS = 16
+
+
+@dataclass(frozen=True)
+class FitKey:
+    """What a fit depends on; a change of any part refits at once."""
+
+    source: str
+    query: str
+    seasonalities: tuple[str, ...]
+    history_seconds: float
+    quantile: float
+    lead_seconds: float
+
+
+@dataclass
+class Fitted:
+    """One policy's fitted model and the recent load seen since."""
+
+    key: FitKey
+    fitted_at: float
+    forecast: Forecast | None
+    history_seconds: float
+    smape: float | None = None
+    mase: float | None = None
+    model: str | None = None
+    note: str = ""
+    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_POINTS))
+
+    def observe(self, now: float, load: float) -> None:
+        """Remember the load seen at a sync (the recent tail the burst envelope reads)."""
+        if not self.recent or now > self.recent[-1][0]:
+            self.recent.append((now, load))
+
+    def recent_load(self, now: float) -> tuple[list[float], list[float]] | None:
+        """(timestamps, values) of the last hour, or None when there is nothing."""
+        points = [(t, v) for t, v in self.recent if t > now - RECENT_SECONDS]
+        if len(points) < 2:
+            return None
+        return [t for t, _ in points], [v for _, v in points]
+
+
+def _periods(seasonalities: tuple[str, ...], span: float) -> tuple[float, ...]:
+    """Seasonal periods the history can show at least twice (daily first)."""
+    wanted = [DAY if s == "daily" else WEEK for s in ("daily", "weekly") if s in seasonalities]
+    return tuple(p for p in wanted if span >= 2 * p) or ((DAY,) if span >= DAY else ())
+
+
+def fit_forecast(history: Samples, *, key: FitKey, step: float, ahead: float) -> Fitted:
+    """Fit AutoForecaster on `history` and forecast `ahead` seconds past its end (CPU-bound:
+    run it in a worker thread). Errors are the backtest's, over about the last day."""
+    span = history.span
+    if len(history) < MIN_POINTS:
+        fitted = Fitted(
+            key=key,
+            fitted_at=float(history.timestamps[-1]),
+            forecast=None,
+            history_seconds=span,
+            note=f"{len(history)} points of history is too few to fit a model",
+        )
+        fitted.observe(float(history.timestamps[-1]), float(history.values[-1]))
+        return fitted
+    lead_steps = max(1, math.ceil(key.lead_seconds / step))
+    horizon = max(lead_steps, int(min(DAY, span / 4) / BACKTEST_ORIGINS / step))
+    model = AutoForecaster(
+        periods=_periods(key.seasonalities, span) or (DAY,),
+        step=step,
+        horizon=horizon,
+        origins=BACKTEST_ORIGINS,
+        level=2 * key.quantile - 1,
+    ).fit(history.timestamps, history.values)
+    forecast = model.predict(max(1, math.ceil(ahead / step)))
+    chosen = model.chosen
+    fitted = Fitted(
+        key=key,
+        fitted_at=float(history.timestamps[-1]),
+        forecast=forecast,
+        history_seconds=span,
+        smape=_finite(chosen.smape) if chosen else None,
+        mase=_finite(chosen.mase) if chosen else None,
+        model=forecast.model,
+        note="; ".join(model.notes[:1]),
+    )
+    tail = history.timestamps > history.timestamps[-1] - RECENT_SECONDS
+    for t, v in zip(history.timestamps[tail], history.values[tail], strict=True):
+        fitted.observe(float(t), float(v))
+    return fitted
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+History = Callable[[FitKey], Awaitable[tuple[Samples, float]]]
+"""Reads the history a key asks for: (samples, step)."""
+
+
+class ModelCache:
+    """The fitted model of every policy (by uid), refitted when due."""
+
+    def __init__(self, *, refit_seconds: float, concurrency: int) -> None:
+        self.refit_seconds = refit_seconds
+        self._fits: dict[str, Fitted] = {}
+        self._limit = asyncio.Semaphore(concurrency)
+        self._fitting: dict[str, asyncio.Lock] = {}
+        self.fits = 0
+
+    def get(self, uid: str) -> Fitted | None:
+        return self._fits.get(uid)
+
+    def forget(self, uid: str) -> None:
+        self._fits.pop(uid, None)
+        self._fitting.pop(uid, None)
+
+    def due(self, uid: str, key: FitKey, now: float) -> bool:
+        """Whether the policy's model must be (re)fitted before deciding at `now`."""
+        fitted = self._fits.get(uid)
+        return fitted is None or fitted.key != key or now - fitted.fitted_at >= self.refit_seconds
+
+    async def refit(self, uid: str, key: FitKey, now: float, history: History) -> Fitted:
+        """Fit anew from `history` (errors of the read propagate; the old fit is dropped so
+        a failing source is not forecast from stale data forever)."""
+        async with self._fitting.setdefault(uid, asyncio.Lock()):
+            if not self.due(uid, key, now):
+                return self._fits[uid]
+            self._fits.pop(uid, None)
+            samples, step = await history(key)
+            ahead = (now - float(samples.timestamps[-1])) + self.refit_seconds + key.lead_seconds
+            async with self._limit:
+                fitted = await asyncio.to_thread(
+                    fit_forecast, samples, key=key, step=step, ahead=ahead + step
+                )
+            fitted.fitted_at = now
+            self._fits[uid] = fitted
+            self.fits += 1
+            return fitted

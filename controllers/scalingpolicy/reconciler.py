@@ -1,0 +1,349 @@
+"""One sync of one ScalingPolicy: read the load, decide, act, report -> one `Result`.
+
+Each policy syncs at its `interval` (the core scheduler brings it back at its next slot, an
+offset by uid so a thousand policies spread over the interval; all policies share the
+scheduler's bounded concurrency). A sync: refuse to fight (another policy or an HPA on the
+target: Stalled naming it), read the target, read the load now (metrics unavailable: hold the
+current count, Degraded and Ready=False, never scale to zero or to min for missing data),
+refit the forecast model when due (`models`), `intelligence.scaling.decide` with the HPA
+behaviour state kept in status (so a restart cannot jump), then patch the target's scale
+subresource unless `dryRun`. A dry run decides from its own last plan as if it had acted, so
+it reports the plan the policy would follow. No kopf here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+from pydantic import ValidationError
+
+from apis.base import parse_duration
+from apis.v1alpha1.common import GROUP, VERSION
+from apis.v1alpha1.scalingpolicy import ScalingMode, ScalingPolicy
+from controllers.core.context import OperatorContext
+from controllers.core.controller import ChildEvent, Controller, Kind, Requeue, Result
+from controllers.core.errors import ProviderError, StalledError, TransientError
+from controllers.core.events import Event
+from controllers.core.scheduler import ObjectKey
+from controllers.core.status import spec_error
+from controllers.providers.prometheus import MetricsError, MetricsProvider, Samples, range_step
+from controllers.scalingpolicy import status as st
+from controllers.scalingpolicy.conflicts import Conflict, TargetIndex
+from controllers.scalingpolicy.metrics import (
+    DECISIONS,
+    FALLBACKS,
+    FORECAST_ERROR,
+    SYNC_LATENESS,
+    SYNC_SECONDS,
+)
+from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache
+from controllers.scalingpolicy.params import scaling_params
+from controllers.scalingpolicy.settings import ScalingSettings
+from controllers.scalingpolicy.sources import Metrics, metric_sources
+from controllers.scalingpolicy.target import ScaleTarget, Target, TargetClient
+from intelligence.scaling import Decision, Observation, ScalingParams, decide
+
+__all__ = [
+    "KIND",
+    "Metrics",
+    "ScalingPolicyReconciler",
+    "from_context",
+    "hpa_event",
+    "policy_event",
+    "sync_offset",
+]
+
+log = logging.getLogger(__name__)
+
+KIND = Kind(GROUP, VERSION, "ScalingPolicy", "scalingpolicies")
+XS_KIND = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
+Target_ = tuple[str, str]
+
+Seed = Callable[[], Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]
+"""Lists every ScalingPolicy and HPA once (to seed the conflict index)."""
+
+
+def sync_offset(uid: str, interval: float) -> float:
+    """A stable offset in [0, interval) per policy, so syncs spread over the interval."""
+    return (zlib.crc32(uid.encode()) % 10_000) / 10_000 * interval
+
+
+def next_slot(uid: str, interval: float, now: float) -> float:
+    """The policy's next sync time after `now` on its own grid (no drift with sync length)."""
+    offset = sync_offset(uid, interval)
+    return offset + (math.floor((now - offset) / interval) + 1) * interval
+
+
+@dataclass
+class ScalingPolicyReconciler:
+    """The kind's `KindReconciler`."""
+
+    target: ScaleTarget
+    metrics: Metrics
+    models: ModelCache
+    index: TargetIndex
+    seed: Seed | None = None
+    history_points: int = 4000
+    kind: Kind = KIND
+
+    def __post_init__(self) -> None:
+        self._due: dict[str, float] = {}
+
+    async def reconcile(
+        self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
+    ) -> Result:
+        started = time.perf_counter()
+        uid = str((body.get("metadata") or {}).get("uid"))
+        due = self._due.pop(uid, None)
+        if due is not None:
+            SYNC_LATENESS.observe(max(0.0, now.timestamp() - due))
+        try:
+            policy = ScalingPolicy.model_validate(dict(body))
+        except ValidationError as exc:
+            return self._stalled(None, body, "InvalidSpec", spec_error(exc), now)
+        try:
+            result = await self._sync(policy, body, now)
+        finally:
+            SYNC_SECONDS.observe(time.perf_counter() - started)
+        if result.requeue is Requeue.RESYNC and not policy.spec.paused:
+            interval = parse_duration(policy.spec.interval)
+            at = next_slot(uid, interval, now.timestamp())
+            self._due[uid] = at
+            return Result(
+                status=result.status,
+                events=result.events,
+                requeue=Requeue.RESYNC,
+                requeue_after=at - now.timestamp(),
+            )
+        return result
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
+        self.forget(str((body.get("metadata") or {}).get("uid")))
+        return True, None
+
+    def forget(self, uid: str) -> None:
+        """The policy is gone: drop its model and schedule bookkeeping."""
+        self.models.forget(uid)
+        self._due.pop(uid, None)
+
+    async def _sync(
+        self, policy: ScalingPolicy, body: Mapping[str, Any], now: dt.datetime
+    ) -> Result:
+        if policy.spec.paused:
+            return Result(status=st.paused_status(policy, now=now))
+        namespace = str(policy.metadata.namespace)
+        target_name = policy.spec.target_ref.name
+        conflict = await self._conflict(namespace, target_name, str(policy.metadata.uid))
+        if conflict is not None:
+            return self._stalled(policy, body, conflict.reason, conflict.message, now)
+        try:
+            target = await self.target.read(namespace, target_name)
+            params = scaling_params(policy, target.sizing)
+            provider, query = self.metrics(policy, target)
+        except StalledError as exc:
+            return self._stalled(policy, body, exc.reason, exc.message, now)
+        except TransientError as exc:
+            return self._held(policy, None, exc, now)
+        except ValueError as exc:
+            return self._stalled(policy, body, "InvalidSpec", str(exc), now)
+        try:
+            load = await provider.query(query, at=now.timestamp())
+        except MetricsError as exc:
+            return self._held(policy, target.replicas, exc, now)
+        fitted = await self._model(policy, provider, query, now.timestamp(), params)
+        return await self._decide(policy, target, params, load, fitted, now)
+
+    async def _decide(
+        self,
+        policy: ScalingPolicy,
+        target: Target,
+        params: ScalingParams,
+        load: float,
+        fitted: Fitted | None,
+        now: dt.datetime,
+    ) -> Result:
+        ts = now.timestamp()
+        status = policy.status
+        dry_run = policy.spec.dry_run
+        current = target.replicas
+        if dry_run and status is not None and status.desired_instances is not None:
+            current = status.desired_instances  # the plan goes on as if it had been applied
+        if fitted is not None:
+            fitted.observe(ts, load)
+        predictive = policy.spec.mode is ScalingMode.PREDICTIVE and fitted is not None
+        observed = Observation(
+            now=ts,
+            current_instances=current,
+            current_load=load,
+            forecast=fitted.forecast if predictive and fitted else None,
+            forecast_smape=fitted.smape if fitted else None,
+            history_seconds=fitted.history_seconds if fitted else None,
+            recent_load=fitted.recent_load(ts) if fitted else None,
+        )
+        decision = decide(
+            observed, params=params, state=st.decode_state(status.scaling_state if status else None)
+        )
+        applied = False
+        if not dry_run and decision.desired != target.replicas:
+            try:
+                await self.target.scale(
+                    str(policy.metadata.namespace), policy.spec.target_ref.name, decision.desired
+                )
+            except ProviderError as exc:
+                return self._held(policy, target.replicas, exc, now)
+            applied = True
+        self._count(policy, decision, fitted)
+        outcome = st.Outcome(
+            current=target.replicas,
+            load=load,
+            decision=decision,
+            fitted=fitted,
+            applied=applied,
+            dry_run=dry_run,
+        )
+        new = st.synced_status(policy, outcome, now=now)
+        return Result(status=new, events=st.events_for(status, new, outcome))
+
+    async def _model(
+        self,
+        policy: ScalingPolicy,
+        provider: MetricsProvider,
+        query: str,
+        now: float,
+        params: ScalingParams,
+    ) -> Fitted | None:
+        """The policy's forecast model, refitted when due (predictive mode only). A failed
+        history read leaves no model: the decision falls back and says why."""
+        if policy.spec.mode is not ScalingMode.PREDICTIVE:
+            return None
+        forecast = policy.spec.forecast
+        key = FitKey(
+            source=f"{policy.spec.metric.source}:{policy.spec.metric.prometheus_url or ''}",
+            query=query,
+            seasonalities=tuple(forecast.seasonalities),
+            history_seconds=parse_duration(forecast.history_window),
+            quantile=forecast.quantile,
+            lead_seconds=params.startup_seconds + params.horizon_seconds,
+        )
+        uid = str(policy.metadata.uid)
+        if not self.models.due(uid, key, now):
+            return self.models.get(uid)
+
+        async def history(k: FitKey) -> tuple[Samples, float]:
+            step = range_step(k.history_seconds, points=self.history_points)
+            samples = await provider.query_range(
+                query, start=now - k.history_seconds, end=now, step=step
+            )
+            return samples, step
+
+        try:
+            return await self.models.refit(uid, key, now, history)
+        except MetricsError as exc:
+            log.info("%s: no history for the forecast: %s", policy.metadata.name, exc)
+            return None
+
+    async def _conflict(self, namespace: str, target: str, uid: str) -> Conflict | None:
+        if not self.index.seeded and self.seed is not None:
+            policies, hpas = await self.seed()
+            self.index.seed(policies, hpas)
+        return self.index.conflict((namespace, target), uid)
+
+    def _count(self, policy: ScalingPolicy, decision: Decision, fitted: Fitted | None) -> None:
+        DECISIONS.labels(str(decision.mode), str(decision.reason)).inc()
+        if decision.fallback is not None:
+            FALLBACKS.labels(str(decision.fallback)).inc()
+        if fitted is not None and fitted.smape is not None:
+            FORECAST_ERROR.labels(policy.metadata.namespace, policy.metadata.name).set(fitted.smape)
+
+    def _stalled(
+        self,
+        policy: ScalingPolicy | None,
+        body: Mapping[str, Any],
+        reason: str,
+        message: str,
+        now: dt.datetime,
+    ) -> Result:
+        status = st.stalled_status(policy, body, reason=reason, message=message, now=now)
+        old = policy.status if policy is not None else None
+        return Result(
+            status=status, events=st.events_for(old, status, None), requeue=Requeue.BACKOFF
+        )
+
+    def _held(
+        self, policy: ScalingPolicy, current: int | None, error: ProviderError, now: dt.datetime
+    ) -> Result:
+        FALLBACKS.labels(error.reason).inc()
+        status = st.held_status(
+            policy, current=current, reason=error.reason, message=error.message, now=now
+        )
+        return Result(status=status, events=st.events_for(policy.status, status, None))
+
+
+def _reconciler(ctx: OperatorContext) -> tuple[Controller, ScalingPolicyReconciler]:
+    controller = ctx.controllers[KIND]
+    return controller, cast(ScalingPolicyReconciler, controller.reconciler)
+
+
+async def _trigger_claims(ctx: OperatorContext, targets: set[Target_], *, but: str) -> None:
+    """Converge the other policies on `targets` (their owner or their HPAs changed)."""
+    controller, rec = _reconciler(ctx)
+    for namespace, name in targets:
+        for claim in rec.index.claims((namespace, name)):
+            if claim.uid != but:
+                await controller.trigger(ObjectKey(KIND.kind, namespace, claim.name, claim.uid))
+
+
+async def policy_event(ctx: OperatorContext, body: Mapping[str, Any], event: str | None) -> None:
+    """A ScalingPolicy's event: index it, converge it, and converge the policies whose claim
+    on a target it changed (a deleted owner hands its target to the next oldest)."""
+    controller, rec = _reconciler(ctx)
+    uid = str((body.get("metadata") or {}).get("uid"))
+    touched = rec.index.observe_policy(body, deleted=event == "DELETED")
+    if event == "DELETED":
+        rec.forget(uid)
+    await controller.on_event(body, event)
+    await _trigger_claims(ctx, touched, but=uid)
+
+
+async def hpa_event(ctx: OperatorContext, body: Mapping[str, Any], event: str | None) -> None:
+    """An HPA's event: index it; the policies on a target it joined or left converge."""
+    _, rec = _reconciler(ctx)
+    touched = rec.index.observe_hpa(body, deleted=event == "DELETED")
+    await _trigger_claims(ctx, touched, but="")
+
+
+def from_context(ctx: OperatorContext) -> ScalingPolicyReconciler:
+    """The reconciler on the operator's clients; metric providers built on first use."""
+    settings = ScalingSettings()
+    namespace = ctx.settings.namespace
+
+    async def seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        resource: Any = KIND.resource
+        async with ctx.api_limit:
+            policies = [
+                o.to_dict() async for o in ctx.client.list(resource, namespace=namespace or "*")
+            ]
+            hpas = [
+                o.to_dict()
+                async for o in ctx.client.list(HorizontalPodAutoscaler, namespace=namespace or "*")
+            ]
+        return policies, hpas
+
+    return ScalingPolicyReconciler(
+        target=TargetClient(ctx.client, XS_KIND, limit=ctx.api_limit),
+        metrics=metric_sources(ctx, settings),
+        models=ModelCache(
+            refit_seconds=settings.refit_seconds, concurrency=settings.refit_concurrency
+        ),
+        index=TargetIndex(),
+        seed=seed,
+        history_points=settings.history_points,
+    )

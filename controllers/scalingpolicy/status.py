@@ -1,0 +1,298 @@
+"""Pure: what one sync saw and decided -> the ScalingPolicy's status, conditions and Events.
+
+Conditions: Ready (True while the policy decides; False when it holds because metrics are
+unavailable, or when Stalled), Degraded (only while True: a fallback is in force, with the
+fallback's reason: ForecastErrorTooHigh, HistoryTooShort, MetricsUnavailable...) and Stalled
+(the user must act: another autoscaler on the target, no target, an invalid spec).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from apis.conditions import (
+    Condition,
+    mark_ready,
+    mark_stalled,
+    set_condition,
+)
+from apis.v1alpha1.scalingpolicy import (
+    ForecastPoint,
+    ScalingDecision,
+    ScalingMode,
+    ScalingPolicy,
+    ScalingPolicyStatus,
+)
+from controllers.core.events import Event
+from controllers.scalingpolicy.models import Fitted
+from intelligence.forecasting import Forecast
+from intelligence.scaling import Decision, ScalingState
+
+__all__ = [
+    "DEGRADED",
+    "Outcome",
+    "forecast_points",
+    "held_status",
+    "paused_status",
+    "stalled_status",
+    "synced_status",
+]
+
+DEGRADED = "Degraded"
+MAX_FORECAST_POINTS = 24
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One sync: the target's instances, the load, the decision and whether it was applied."""
+
+    current: int
+    load: float
+    decision: Decision
+    fitted: Fitted | None
+    applied: bool
+    dry_run: bool
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def forecast_points(
+    forecast: Forecast | None, *, now: float, horizon: float
+) -> list[ForecastPoint] | None:
+    """The forecast over (now, now + horizon], at most 24 evenly spaced points."""
+    if forecast is None:
+        return None
+    ts = forecast.timestamps
+    idx = np.flatnonzero((ts > now) & (ts <= now + horizon))
+    if idx.size == 0:
+        return None
+    if idx.size > MAX_FORECAST_POINTS:
+        idx = idx[np.linspace(0, idx.size - 1, MAX_FORECAST_POINTS).round().astype(int)]
+    return [
+        ForecastPoint(
+            time=_utc(float(ts[i])),
+            value=round(float(forecast.point[i]), 4),
+            lower=round(float(forecast.lower[i]), 4),
+            upper=round(float(forecast.upper[i]), 4),
+        )
+        for i in idx
+    ]
+
+
+def mode_in_force(policy: ScalingPolicy, decision: Decision) -> tuple[ScalingMode, str]:
+    """The mode in effect and why (a predictive policy falls back to reactive)."""
+    spec_mode = policy.spec.mode
+    active = ", ".join(decision.active_schedules)
+    if spec_mode is ScalingMode.SCHEDULED:
+        return spec_mode, f"schedules active: {active}" if active else "no schedule window active"
+    if spec_mode is ScalingMode.REACTIVE:
+        return spec_mode, "scaling on current load (mode reactive)"
+    if decision.fallback is not None:
+        return ScalingMode.REACTIVE, f"{decision.fallback}: {_why(decision.message)}"
+    return ScalingMode.PREDICTIVE, f"forecast trusted ({decision.mode})"
+
+
+def _why(message: str) -> str:
+    """The fallback part of a decision's message (after its first '; ')."""
+    parts = message.split("; ")
+    return "; ".join(parts[2:]) if len(parts) > 2 else message
+
+
+def encode_state(state: ScalingState) -> str:
+    """The behaviour state as compact JSON for status.scalingState."""
+    return json.dumps(state.to_dict(), separators=(",", ":"), allow_nan=False)
+
+
+def decode_state(text: str | None) -> ScalingState | None:
+    """The state kept in status (None when absent or unreadable: HPA's fresh start)."""
+    if not text:
+        return None
+    try:
+        data: Any = json.loads(text)
+        return ScalingState.from_dict(data) if isinstance(data, dict) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _conditions(
+    old: list[Condition],
+    *,
+    ready: tuple[bool, str, str],
+    degraded: tuple[str, str] | None,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[Condition]:
+    ok, reason, message = ready
+    if ok:
+        out = mark_ready(old, reason=reason, message=message, generation=generation, now=now)
+    else:
+        out = set_condition(
+            [c for c in old if c.type != "Stalled"],
+            type_="Ready",
+            status="False",
+            reason=reason,
+            message=message,
+            observed_generation=generation,
+            now=now,
+        )
+    out = [c for c in out if c.type != DEGRADED]
+    if degraded is not None:
+        out = set_condition(
+            out,
+            type_=DEGRADED,
+            status="True",
+            reason=degraded[0],
+            message=degraded[1],
+            observed_generation=generation,
+            now=now,
+        )
+    return out
+
+
+def synced_status(
+    policy: ScalingPolicy, outcome: Outcome, *, now: dt.datetime
+) -> ScalingPolicyStatus:
+    """Status after a sync that decided (applied, or reported in dry run)."""
+    old = policy.status or ScalingPolicyStatus()
+    d, fitted = outcome.decision, outcome.fitted
+    mode, why = mode_in_force(policy, d)
+    generation = policy.metadata.generation
+    changed = d.desired != outcome.current
+    word = "would scale" if outcome.dry_run else "scaled"
+    summary = f"{word} {outcome.current} -> {d.desired}" if changed else f"holding {d.desired}"
+    ready_reason = "DryRun" if outcome.dry_run else "Scaling"
+    degraded = (str(d.fallback), why) if d.fallback is not None else None
+    if degraded is None and fitted is not None and fitted.forecast is None and fitted.note:
+        degraded = ("NoForecast", fitted.note)
+    horizon = _horizon(policy)
+    return old.model_copy(
+        update={
+            "conditions": _conditions(
+                old.conditions,
+                ready=(True, ready_reason, f"{mode}: {summary} ({d.reason})"),
+                degraded=degraded,
+                generation=generation,
+                now=now,
+            ),
+            "current_instances": outcome.current,
+            "desired_instances": d.desired,
+            "current_load": round(outcome.load, 6),
+            "mode": mode,
+            "mode_reason": why[:1024],
+            "last_decision": ScalingDecision.model_validate(
+                {
+                    "time": now,
+                    "from": outcome.current,
+                    "to": d.desired,
+                    "reason": str(d.reason),
+                    "message": d.message[:2048],
+                }
+            ),
+            "last_scale_time": now if outcome.applied else old.last_scale_time,
+            "forecast": forecast_points(
+                fitted.forecast if fitted else None, now=now.timestamp(), horizon=horizon
+            ),
+            "model": fitted.model if fitted else None,
+            "model_error": _round(fitted.smape) if fitted else None,
+            "model_mase": _round(fitted.mase) if fitted else None,
+            "model_fitted_time": _utc(fitted.fitted_at) if fitted else None,
+            "scaling_state": encode_state(d.state),
+            "last_reconcile_time": now,
+        }
+    )
+
+
+def _horizon(policy: ScalingPolicy) -> float:
+    from apis.base import parse_duration
+
+    return parse_duration(policy.spec.forecast.horizon) + policy.spec.forecast.startup_seconds
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, 3)
+
+
+def held_status(
+    policy: ScalingPolicy, *, current: int | None, reason: str, message: str, now: dt.datetime
+) -> ScalingPolicyStatus:
+    """Status when the policy holds the instances because it cannot read its metric."""
+    old = policy.status or ScalingPolicyStatus()
+    held = f"holding {current} instances: {message}" if current is not None else message
+    return old.model_copy(
+        update={
+            "conditions": _conditions(
+                old.conditions,
+                ready=(False, reason, held),
+                degraded=(reason, held),
+                generation=policy.metadata.generation,
+                now=now,
+            ),
+            "current_instances": current,
+            "desired_instances": current,
+            "current_load": None,
+            "last_reconcile_time": now,
+        }
+    )
+
+
+def stalled_status(
+    policy: ScalingPolicy | None,
+    body: Mapping[str, Any],
+    *,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+) -> ScalingPolicyStatus:
+    """Status of a policy that must not or cannot act until the user changes something."""
+    old = policy.status if policy is not None and policy.status else ScalingPolicyStatus()
+    generation = (body.get("metadata") or {}).get("generation")
+    conditions = mark_stalled(
+        [c for c in old.conditions if c.type != DEGRADED],
+        reason=reason,
+        message=message,
+        generation=generation,
+        now=now,
+    )
+    return old.model_copy(update={"conditions": conditions, "last_reconcile_time": now})
+
+
+def paused_status(policy: ScalingPolicy, *, now: dt.datetime) -> ScalingPolicyStatus:
+    """Status of a paused policy: no metrics read, nothing decided."""
+    old = policy.status or ScalingPolicyStatus()
+    conditions = _conditions(
+        old.conditions,
+        ready=(True, "Paused", "paused: no metrics read, nothing decided"),
+        degraded=None,
+        generation=policy.metadata.generation,
+        now=now,
+    )
+    return old.model_copy(update={"conditions": conditions, "last_reconcile_time": now})
+
+
+def events_for(
+    old: ScalingPolicyStatus | None, new: ScalingPolicyStatus, outcome: Outcome | None
+) -> list[Event]:
+    """An Event on every scale change (and on a dry run's changed plan), and on every
+    change of the Ready/Degraded/Stalled reason."""
+    events: list[Event] = []
+    if outcome is not None and outcome.applied:
+        events.append(Event("Normal", "Scaled", outcome.decision.message))
+    elif outcome is not None and outcome.dry_run:
+        desired = outcome.decision.desired
+        replanned = old is None or old.desired_instances != desired
+        if replanned and desired != outcome.current:
+            events.append(Event("Normal", "WouldScale", f"dry run: {outcome.decision.message}"))
+    before = {c.type: c.reason for c in (old.conditions if old else [])}
+    for cond in new.conditions:
+        if cond.type in ("Stalled", DEGRADED) and before.get(cond.type) != cond.reason:
+            events.append(Event("Warning", cond.reason, cond.message))
+    return events

@@ -1,0 +1,296 @@
+"""ScalingPolicy sync, table-driven: given a policy, its target, the load (or a metrics failure)
+and other autoscalers -> the scale calls, status, conditions and Events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from apis.conditions import check_invariants, get_condition
+from apis.v1alpha1.scalingpolicy import ScalingPolicyStatus
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.controller import Requeue, Result
+from controllers.core.errors import StalledError
+from controllers.providers.prometheus import MetricsUnreachableError, Samples
+from controllers.scalingpolicy.conflicts import TargetIndex
+from controllers.scalingpolicy.models import ModelCache
+from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler, next_slot
+from controllers.scalingpolicy.target import Target
+
+NOW = dt.datetime(2024, 7, 2, 12, 0, tzinfo=dt.UTC)
+NS = "ns"
+
+
+@dataclass
+class FakeTarget:
+    replicas: int | None = 2
+    exists: bool = True
+    scaled: list[int] = field(default_factory=list)
+
+    async def read(self, namespace: str, name: str) -> Target:
+        if not self.exists:
+            raise StalledError(f"target XynergyService {namespace}/{name} does not exist",
+                               reason="TargetNotFound")  # fmt: skip
+        svc = XynergyService.model_validate({
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"image": "reg/crm:1", "replicas": self.replicas,
+                     "scaling": {"minInstances": 1, "maxInstances": 20}},
+        })  # fmt: skip
+        return Target(svc, svc.spec.sizing())
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self.scaled.append(replicas)
+        self.replicas = replicas
+
+
+@dataclass
+class FakeProm:
+    load: float | None = 300.0
+    history: Samples | None = None
+    queries: list[str] = field(default_factory=list)
+
+    async def query(self, query: str, *, at: float) -> float:
+        self.queries.append("query")
+        if self.load is None:
+            raise MetricsUnreachableError(
+                "Prometheus at http://prom:9090 unreachable: ConnectError"
+            )
+        return self.load
+
+    async def query_range(self, query: str, *, start: float, end: float, step: float) -> Samples:
+        self.queries.append("query_range")
+        if self.history is None:
+            raise MetricsUnreachableError("no history")
+        return self.history
+
+
+def body(uid: str = "u1", name: str = "crm", status: dict[str, Any] | None = None,
+         created: str = "2024-01-01T00:00:00Z", **spec: Any) -> dict[str, Any]:  # fmt: skip
+    return {
+        "apiVersion": "xynergy.io/v1alpha1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": name, "namespace": NS, "uid": uid, "generation": 1,
+                     "creationTimestamp": created},
+        "spec": {
+            "targetRef": {"name": "crm"},
+            "metric": {"source": "prometheus", "query": "sum(rate(x[1m]))",
+                       "prometheusUrl": "http://prom:9090", "targetPerInstance": 50},
+            "mode": "reactive",
+            "maxInstances": 10,
+            **spec,
+        },
+        **({"status": status} if status else {}),
+    }  # fmt: skip
+
+
+def reconciler(target: FakeTarget, prom: FakeProm, index: TargetIndex | None = None
+               ) -> ScalingPolicyReconciler:  # fmt: skip
+    return ScalingPolicyReconciler(
+        target=target,
+        metrics=lambda policy, t: (prom, policy.spec.metric.query or ""),
+        models=ModelCache(refit_seconds=3600, concurrency=1),
+        index=index or TargetIndex(),
+    )
+
+
+async def sync(rec: ScalingPolicyReconciler, b: dict[str, Any], now: dt.datetime = NOW) -> Result:
+    result = await rec.reconcile(b, now=now, child=None)
+    status = result.status
+    assert isinstance(status, ScalingPolicyStatus)
+    assert check_invariants(generation=1, observed_generation=1, conditions=status.conditions) == []
+    return result
+
+
+def status_of(result: Result) -> ScalingPolicyStatus:
+    assert isinstance(result.status, ScalingPolicyStatus)
+    return result.status
+
+
+def dumped(result: Result) -> dict[str, Any]:
+    return status_of(result).model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+async def test_reactive_scales_the_target_to_the_load_and_says_so() -> None:
+    target, prom = FakeTarget(replicas=2), FakeProm(load=300)
+    result = await sync(reconciler(target, prom), body())
+    assert target.scaled == [6]  # 300 / 50 per instance
+    s = status_of(result)
+    assert (s.current_instances, s.desired_instances, s.current_load) == (2, 6, 300)
+    assert s.last_decision is not None
+    assert s.last_decision.reason == "CurrentLoad"
+    assert s.last_scale_time == NOW
+    assert [e.reason for e in result.events] == ["Scaled"]
+    ready = get_condition(s.conditions, "Ready")
+    assert ready is not None
+    assert ready.status == "True"
+    assert result.requeue is Requeue.RESYNC
+    assert result.requeue_after is not None
+    assert 0 < result.requeue_after <= 30
+
+
+async def test_dry_run_reports_the_same_plan_and_changes_nothing() -> None:
+    real, dry = FakeTarget(replicas=1), FakeTarget(replicas=1)
+    prom = FakeProm(load=1000)  # 20 instances' worth, capped at 10; +4 per 15 s at most
+    r_real, r_dry = reconciler(real, prom), reconciler(dry, prom)
+    b_real, b_dry = body(), body(dryRun=True)
+    plans: list[tuple[int | None, int | None]] = []
+    for step in range(3):
+        now = NOW + dt.timedelta(seconds=30 * step)
+        a, b = await sync(r_real, b_real, now), await sync(r_dry, b_dry, now)
+        b_real["status"], b_dry["status"] = dumped(a), dumped(b)
+        plans.append((status_of(a).desired_instances, status_of(b).desired_instances))
+    assert plans == [(5, 5), (10, 10), (10, 10)]
+    assert real.scaled == [5, 10]
+    assert dry.scaled == []
+    assert dry.replicas == 1
+    assert status_of(b).current_instances == 1
+    assert [e.reason for e in (await sync(r_dry, body(dryRun=True))).events] == ["WouldScale"]
+
+
+async def test_metrics_unavailable_holds_the_count_and_says_why() -> None:
+    target, prom = FakeTarget(replicas=7), FakeProm(load=None)
+    result = await sync(reconciler(target, prom), body())
+    assert target.scaled == []
+    s = status_of(result)
+    assert (s.current_instances, s.desired_instances) == (7, 7)
+    ready, degraded = get_condition(s.conditions, "Ready"), get_condition(s.conditions, "Degraded")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "MetricsUnreachable")
+    assert degraded is not None
+    assert degraded.status == "True"
+    assert "holding 7 instances" in degraded.message
+    assert "http://prom:9090" in degraded.message
+    assert [e.reason for e in result.events] == ["MetricsUnreachable"]
+
+
+@pytest.mark.parametrize(
+    ("other", "reason", "named"),
+    [
+        ({"kind": "policy", "created": "2023-01-01T00:00:00Z"}, "ConflictingPolicy",
+         "ScalingPolicy ns/older"),
+        ({"kind": "hpa", "ref": "Deployment"}, "ConflictingHPA",
+         "HorizontalPodAutoscaler ns/crm-hpa also scales Deployment/crm"),
+        ({"kind": "hpa", "ref": "XynergyService"}, "ConflictingHPA",
+         "HorizontalPodAutoscaler ns/crm-hpa also scales XynergyService/crm"),
+    ],
+)  # fmt: skip
+async def test_another_autoscaler_on_the_target_stalls_naming_it(
+    other: dict[str, str], reason: str, named: str
+) -> None:
+    index = TargetIndex()
+    mine = body()
+    index.observe_policy(mine, deleted=False)
+    if other["kind"] == "policy":
+        index.observe_policy(body(uid="u0", name="older", created=other["created"]), deleted=False)
+    else:
+        hpa = {"metadata": {"name": "crm-hpa", "namespace": NS},
+               "spec": {"scaleTargetRef": {"kind": other["ref"], "name": "crm"}}}  # fmt: skip
+        index.observe_hpa(hpa, deleted=False)
+    target, prom = FakeTarget(), FakeProm()
+    result = await sync(reconciler(target, prom, index), mine)
+    stalled = get_condition(status_of(result).conditions, "Stalled")
+    assert stalled is not None
+    assert stalled.reason == reason
+    assert named in stalled.message
+    assert target.scaled == []
+    assert prom.queries == []
+    assert result.requeue is Requeue.BACKOFF
+
+
+async def test_the_oldest_policy_keeps_its_target() -> None:
+    index = TargetIndex()
+    index.observe_policy(body(), deleted=False)
+    index.observe_policy(body(uid="u9", name="younger", created="2025-01-01T00:00:00Z"),
+                         deleted=False)  # fmt: skip
+    target = FakeTarget()
+    result = await sync(reconciler(target, FakeProm(), index), body())
+    assert get_condition(status_of(result).conditions, "Stalled") is None
+    assert target.scaled == [6]
+
+
+async def test_a_missing_target_stalls() -> None:
+    result = await sync(reconciler(FakeTarget(exists=False), FakeProm()), body())
+    stalled = get_condition(status_of(result).conditions, "Stalled")
+    assert stalled is not None
+    assert stalled.reason == "TargetNotFound"
+    assert "ns/crm" in stalled.message
+
+
+async def test_paused_reads_no_metrics_and_decides_nothing() -> None:
+    target, prom = FakeTarget(), FakeProm()
+    result = await sync(reconciler(target, prom), body(paused=True))
+    assert prom.queries == []
+    assert target.scaled == []
+    assert result.requeue_after is None  # no periodic sync while paused
+
+
+async def test_a_restart_keeps_the_behaviour_state_so_nothing_jumps() -> None:
+    """At most one instance added per 300 s: the policy adds one at t=0; a new operator
+    (empty memory) at t=60 must not add another, because the scale events live in status."""
+    spec = {"behavior": {"scaleUp": {"policies": [
+        {"type": "Pods", "value": 1, "periodSeconds": 300}]}}}  # fmt: skip
+    target, prom = FakeTarget(replicas=2), FakeProm(load=500)
+    b = body(**spec)
+    first = await sync(reconciler(target, prom), b)
+    assert target.scaled == [3]
+    b["status"] = dumped(first)
+    later = NOW + dt.timedelta(seconds=60)
+    restarted = await sync(reconciler(target, prom), b, later)  # fresh reconciler
+    assert target.scaled == [3]
+    assert status_of(restarted).desired_instances == 3
+    assert status_of(restarted).last_decision is not None
+    assert status_of(restarted).last_decision.reason == "ScaleUpLimit"
+    # without the state in status the new operator would add another at once
+    b.pop("status")
+    await sync(reconciler(target, prom), b, later)
+    assert target.scaled == [3, 4]
+
+
+def daily(days: float, step: float = 300.0) -> Samples:
+    t = NOW.timestamp() - np.arange(int(days * 86400 / step), 0, -1) * step
+    v = 200 + 150 * np.sin(2 * np.pi * t / 86400)
+    return Samples(timestamps=t, values=v)
+
+
+async def test_predictive_with_short_history_falls_back_to_reactive_and_says_so() -> None:
+    target, prom = FakeTarget(replicas=2), FakeProm(load=100, history=daily(0.5))
+    result = await sync(reconciler(target, prom), body(mode="predictive"))
+    s = status_of(result)
+    assert s.mode == "reactive"
+    degraded = get_condition(s.conditions, "Degraded")
+    assert degraded is not None
+    assert degraded.reason == "HistoryTooShort"
+    assert s.mode_reason is not None
+    assert "HistoryTooShort" in s.mode_reason
+
+
+async def test_predictive_refits_on_its_own_schedule_not_every_sync() -> None:
+    prom = FakeProm(load=100, history=daily(3))
+    rec = reconciler(FakeTarget(replicas=2), prom)
+    b = body(mode="predictive", forecast={"minimumHistory": "24h", "maxErrorPercent": 50})
+    first = await sync(rec, b)
+    b["status"] = dumped(first)
+    await sync(rec, b, NOW + dt.timedelta(seconds=30))
+    assert prom.queries.count("query_range") == 1
+    assert prom.queries.count("query") == 2
+    s = status_of(first)
+    assert s.model is not None
+    assert s.model_error is not None
+    assert s.forecast is not None
+    assert 0 < len(s.forecast) <= 24
+    assert all(p.lower is not None and p.upper is not None for p in s.forecast)
+    assert all(p.lower <= p.value <= p.upper for p in s.forecast if p.lower and p.upper)
+
+
+def test_syncs_spread_over_the_interval_and_keep_their_slot() -> None:
+    now = NOW.timestamp()
+    slots = [next_slot(f"uid-{i}", 30.0, now) - now for i in range(200)]
+    assert all(0 < s <= 30 for s in slots)
+    assert np.std(slots) > 5  # spread, not all at once
+    # a late sync keeps the grid: the slot after a 4 s overrun is the same grid point + 30
+    a = next_slot("uid-1", 30.0, now)
+    assert next_slot("uid-1", 30.0, a + 4) == pytest.approx(a + 30)
