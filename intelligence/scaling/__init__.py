@@ -8,7 +8,10 @@ recommendation also covers the upper quantile of the forecast over the service's
 lead time plus a horizon, so capacity is ready when load arrives. When the forecast's recent
 error is too high, or history too short, the decision falls back and says why: to the burst
 envelope (`envelope`) when recent load is given, else to plain reactive scaling on current
-load. Cron `schedules` raise the minimum for a while. `decide` puts the steps together.
+load. With a target under-provisioning rate (`calibration`), the headroom above the load comes
+from the policy's own recent misses (adaptive conformal inference) instead, once enough of its
+predictions have been scored. Cron `schedules` raise the minimum for a while. `decide` puts the
+steps together.
 
 Pure: no I/O, no clock reads. Time is an argument (`Observation.now`); the state HPA keeps in
 memory (recent recommendations and scale events) is passed in and returned (`ScalingState`),
@@ -18,8 +21,10 @@ CamelCase reason. The parameter types are intelligence's own (`ScalingParams`, `
 them.
 """
 
+from intelligence.scaling.calibration import Calibration
 from intelligence.scaling.decide import decide
 from intelligence.scaling.enums import (
+    CalibrationBase,
     DecisionMode,
     Fallback,
     PolicyType,
@@ -49,6 +54,8 @@ __all__ = [
     "DEFAULT_SCALE_DOWN",
     "DEFAULT_SCALE_UP",
     "BurstEnvelope",
+    "Calibration",
+    "CalibrationBase",
     "CronSchedule",
     "Decision",
     "DecisionMode",

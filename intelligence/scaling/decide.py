@@ -9,11 +9,12 @@ minimum raised by active schedules).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from intelligence.scaling.enums import DecisionMode, Fallback, Reason
+from intelligence.scaling.calibration import Calibration, observe, open_prediction
+from intelligence.scaling.enums import CalibrationBase, DecisionMode, Fallback, Reason
 from intelligence.scaling.envelope import envelope_for
-from intelligence.scaling.predictive import forecast_demand
+from intelligence.scaling.predictive import forecast_demand, lead_peak
 from intelligence.scaling.rules import (
     prune,
     record_change,
@@ -62,6 +63,7 @@ def decide(
     extra = max(
         params.predictive_scale_down_window_seconds or 0,
         params.burst_scale_down_window_seconds or 0,
+        params.calibrated_scale_down_window_seconds or 0,
     )
     state = prune(state or ScalingState(), now=now, rates=params.behavior, extra_window=extra)
     current = max(0, int(observed.current_instances))
@@ -71,7 +73,10 @@ def decide(
         "currentLoad": load,
         "targetPerInstance": target,
     }
-    demand = _demand(observed, params, load, evidence)
+    demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
+    state = replace(state, calibration=calibration)
+    if demand is None:
+        demand = _demand(observed, params, load, evidence)
     raw, reason = _raw_recommendation(demand, current=current, params=params, evidence=evidence)
     rates = _rates_for(demand.mode, params)
     evidence["scaleDownWindowSeconds"] = float(rates.scale_down.stabilization_window_seconds)
@@ -107,6 +112,79 @@ def decide(
         fallback=demand.fallback[0] if demand.fallback is not None else None,
         active_schedules=active,
     )
+
+
+def _calibrated(
+    observed: Observation,
+    params: ScalingParams,
+    cal: Calibration,
+    load: float,
+    evidence: dict[str, float],
+) -> tuple[_Demand | None, Calibration]:
+    """Score the policy's earlier predictions against `load`, then the calibrated demand:
+    the covering level under capacity, at least current load (None until calibrated)."""
+    alpha = params.target_under_provisioning
+    if alpha is None or not params.predictive:
+        return None, cal
+    now, target = observed.now, params.target_per_instance
+    lead = params.startup_seconds + params.horizon_seconds
+    cal = observe(
+        cal,
+        now=now,
+        load=load,
+        lead=lead,
+        target=alpha,
+        step=params.calibration_step,
+        window=params.calibration_window,
+        half_life=params.calibration_scale_seconds,
+    )
+    base, fallback = _calibration_base(observed, params, load)
+    if params.calibration_base is CalibrationBase.LOAD_OR_MEAN and cal.mean is not None:
+        base = max(base, cal.mean)
+    scale = cal.scale(target)
+    headroom = cal.headroom(target=alpha, min_scores=params.calibration_min_scores)
+    cal = open_prediction(
+        cal,
+        now=now,
+        base=base,
+        scale=scale,
+        headroom=math.inf if headroom is None else headroom,
+        lead=lead,
+    )
+    if headroom is None:
+        return None, cal
+    level = max(0.0, base + headroom * scale)
+    needed = level
+    if params.capacity_per_instance is not None:
+        needed = level * target / params.capacity_per_instance
+    miss_level = alpha if cal.level is None else cal.level
+    evidence.update(
+        targetUnderProvisioning=alpha,
+        calibrationBase=base,
+        calibrationHeadroom=headroom,
+        calibrationMissLevel=miss_level,
+        calibrationMissRate=cal.miss_rate,
+        calibrationScores=float(len(cal.scores)),
+        coveringLevel=level,
+        calibratedDemand=needed,
+    )
+    instead = (
+        f"provisioning the calibrated level {base:.4g} + {headroom:.3g} x {scale:.4g} = "
+        f"{level:.4g} (quantile {1 - miss_level:.3f} of {len(cal.scores)} scored predictions, "
+        f"recent miss rate {cal.miss_rate:.1%}, target {alpha:.1%})"
+    )
+    source = Reason.CALIBRATED_LEVEL if needed > load else Reason.CURRENT_LOAD
+    demand = _Demand(max(needed, load), source, DecisionMode.CALIBRATED, fallback, instead)
+    return demand, cal
+
+
+def _calibration_base(
+    observed: Observation, params: ScalingParams, load: float
+) -> tuple[float, tuple[Fallback, str] | None]:
+    """Current load, raised to a trusted forecast's point peak over the lead time; and why
+    the forecast was not used (None when it was)."""
+    peak, fallback = lead_peak(params, observed)
+    return (load, fallback) if peak is None else (max(load, peak[1]), None)
 
 
 def _demand(
@@ -171,6 +249,8 @@ def _rates_for(mode: DecisionMode, params: ScalingParams) -> Rates:
         return with_scale_down_window(params.behavior, params.predictive_scale_down_window_seconds)
     if mode is DecisionMode.ENVELOPE:
         return with_scale_down_window(params.behavior, params.burst_scale_down_window_seconds)
+    if mode is DecisionMode.CALIBRATED:
+        return with_scale_down_window(params.behavior, params.calibrated_scale_down_window_seconds)
     return params.behavior
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DecisionMode", "Fallback", "PolicyType", "Reason", "SelectPolicy"]
+__all__ = ["CalibrationBase", "DecisionMode", "Fallback", "PolicyType", "Reason", "SelectPolicy"]
 
 
 class PolicyType(StrEnum):
@@ -27,9 +27,11 @@ class SelectPolicy(StrEnum):
 
 
 class DecisionMode(StrEnum):
-    """What the demand was based on: a trusted forecast, the burst envelope or current load."""
+    """What the demand was based on: a trusted forecast, the calibrated level (a base plus the
+    headroom the policy's own recent misses call for), the burst envelope or current load."""
 
     PREDICTIVE = "predictive"
+    CALIBRATED = "calibrated"
     ENVELOPE = "envelope"
     REACTIVE = "reactive"
 
@@ -50,6 +52,7 @@ class Reason(StrEnum):
     CURRENT_LOAD = "CurrentLoad"
     FORECAST_PEAK = "ForecastPeak"
     BURST_ENVELOPE = "BurstEnvelope"
+    CALIBRATED_LEVEL = "CalibratedLevel"
     WITHIN_TOLERANCE = "WithinTolerance"
     SCALE_UP_STABILIZED = "ScaleUpStabilized"
     SCALE_DOWN_STABILIZED = "ScaleDownStabilized"
@@ -59,3 +62,11 @@ class Reason(StrEnum):
     TOO_FEW_REPLICAS = "TooFewReplicas"
     SCHEDULE_MINIMUM = "ScheduleMinimum"
     OUTSIDE_BOUNDS = "OutsideBounds"
+
+
+class CalibrationBase(StrEnum):
+    """What the calibrated headroom is added to: current load (or a trusted forecast's point
+    peak), or the larger of that and the load's recent (exponentially weighted) mean."""
+
+    LOAD = "Load"
+    LOAD_OR_MEAN = "LoadOrMean"

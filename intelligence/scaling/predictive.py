@@ -10,7 +10,7 @@ from intelligence.forecasting.base import Forecast
 from intelligence.scaling.enums import Fallback
 from intelligence.scaling.types import Observation, ScalingParams
 
-__all__ = ["forecast_demand", "forecast_peak", "trust_forecast"]
+__all__ = ["forecast_demand", "forecast_peak", "lead_peak", "trust_forecast"]
 
 
 def forecast_peak(forecast: Forecast, *, now: float, until: float) -> tuple[float, float] | None:
@@ -49,13 +49,11 @@ def trust_forecast(params: ScalingParams, observed: Observation) -> tuple[Fallba
     return None
 
 
-def forecast_demand(
-    params: ScalingParams, observed: Observation, evidence: dict[str, float]
-) -> tuple[float | None, tuple[Fallback, str] | None]:
-    """The load a trusted forecast asks to provision over start-up lead time + horizon (its
-    upper quantile at the target, or with `capacity_per_instance` its point peak at the
-    target and its upper quantile under capacity), or None and the fallback. Records its
-    numbers in `evidence`."""
+def lead_peak(
+    params: ScalingParams, observed: Observation
+) -> tuple[tuple[float, float] | None, tuple[Fallback, str] | None]:
+    """A trusted forecast's (upper, point) peak over start-up lead time + horizon, or None
+    and the fallback that says why it cannot be used."""
     fallback = trust_forecast(params, observed)
     if fallback is not None or observed.forecast is None:
         return None, fallback
@@ -66,6 +64,19 @@ def forecast_demand(
             Fallback.FORECAST_DOES_NOT_COVER_LEAD_TIME,
             "forecast does not reach start-up lead time + horizon",
         )
+    return peak, None
+
+
+def forecast_demand(
+    params: ScalingParams, observed: Observation, evidence: dict[str, float]
+) -> tuple[float | None, tuple[Fallback, str] | None]:
+    """The load a trusted forecast asks to provision over start-up lead time + horizon (its
+    upper quantile at the target, or with `capacity_per_instance` its point peak at the
+    target and its upper quantile under capacity), or None and the fallback. Records its
+    numbers in `evidence`."""
+    peak, fallback = lead_peak(params, observed)
+    if peak is None:
+        return None, fallback
     upper, point = peak
     needed = upper
     if params.capacity_per_instance is not None:

@@ -80,7 +80,8 @@ def prune(state: ScalingState, *, now: float, rates: Rates, extra_window: int = 
     )
     periods = [p.period_seconds for p in rates.scale_up.policies + rates.scale_down.policies]
     keep_ev = max(periods, default=0)
-    return ScalingState(
+    return replace(
+        state,
         recommendations=tuple(r for r in state.recommendations if r.timestamp > now - keep_rec),
         scale_up_events=tuple(e for e in state.scale_up_events if e.timestamp > now - keep_ev),
         scale_down_events=tuple(e for e in state.scale_down_events if e.timestamp > now - keep_ev),

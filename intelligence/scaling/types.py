@@ -16,11 +16,14 @@ never imports `apis`. HPA's vocabulary maps as follows:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy.typing as npt
 
 from intelligence.forecasting.base import Forecast
+from intelligence.scaling.calibration import Calibration
 from intelligence.scaling.enums import (
+    CalibrationBase,
     DecisionMode,
     Fallback,
     PolicyType,
@@ -116,6 +119,19 @@ class ScalingParams:
     turns it off. `burst_scale_down_window_seconds`, when set, replaces the scale-down
     stabilization window while the envelope provisions: the envelope itself keeps instances
     while load is bursty, so the peaks above it need not be held for the full window.
+
+    Calibrated headroom (see `calibration`): `target_under_provisioning` (alpha) is the
+    operating point, the share of decisions whose covering level the load may exceed within
+    start-up + horizon. Once `calibration_min_scores` of the policy's own predictions have been
+    scored, the demand is `base + headroom * scale` (base: current load, or a trusted forecast's
+    point peak, raised to the load's recent mean with `calibration_base=LOAD_OR_MEAN`; scale:
+    the load's standard deviation, exponentially weighted with half-life
+    `calibration_scale_seconds`), provisioned under `capacity_per_instance`, with the
+    headroom a quantile of the last `calibration_window` scores at a level adaptive conformal
+    inference moves by `calibration_step` after each score. Before that, the forecast, the
+    burst envelope or current load decide as above. `calibrated_scale_down_window_seconds`, when
+    set, replaces the scale-down stabilization window while the calibrated level provisions.
+    `target_under_provisioning=None` turns calibration off.
     """
 
     target_per_instance: float
@@ -134,6 +150,13 @@ class ScalingParams:
     burst_window_seconds: float = 3600.0
     burst_min_history_seconds: float = 300.0
     burst_scale_down_window_seconds: int | None = None
+    target_under_provisioning: float | None = 0.1
+    calibration_window: int = 200
+    calibration_step: float = 0.01
+    calibration_min_scores: int = 20
+    calibration_scale_seconds: float = 600.0
+    calibration_base: CalibrationBase = CalibrationBase.LOAD_OR_MEAN
+    calibrated_scale_down_window_seconds: int | None = 60
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""
@@ -149,6 +172,23 @@ class ScalingParams:
             raise ValueError("burst_exceedance must be in (0, 1)")
         if not self.burst_window_seconds > 0:
             raise ValueError("burst_window_seconds must be positive")
+        self._check_calibration()
+
+    def _check_calibration(self) -> None:
+        alpha = self.target_under_provisioning
+        if alpha is not None and not 0 < alpha < 1:
+            raise ValueError(f"target_under_provisioning must be in (0, 1), got {alpha}")
+        if not 1 <= self.calibration_min_scores <= self.calibration_window:
+            raise ValueError(
+                "need 1 <= calibration_min_scores <= calibration_window, got "
+                f"{self.calibration_min_scores} and {self.calibration_window}"
+            )
+        if not self.calibration_scale_seconds > 0:
+            raise ValueError(
+                f"calibration_scale_seconds must be positive, got {self.calibration_scale_seconds}"
+            )
+        if not 0 < self.calibration_step < 1:
+            raise ValueError(f"calibration_step must be in (0, 1), got {self.calibration_step}")
 
 
 @dataclass(frozen=True)
@@ -192,19 +232,22 @@ class ScalingState:
     recommendations: tuple[Recommendation, ...] = ()
     scale_up_events: tuple[ScaleEvent, ...] = ()
     scale_down_events: tuple[ScaleEvent, ...] = ()
+    calibration: Calibration = field(default_factory=Calibration)
 
-    def to_dict(self) -> dict[str, list[list[float]]]:
-        """A JSON-friendly form: lists of [timestamp, replicas]."""
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly form: lists of [timestamp, replicas], and the calibration."""
         return {
             "recommendations": [[r.timestamp, r.replicas] for r in self.recommendations],
             "scaleUpEvents": [[e.timestamp, e.replicas] for e in self.scale_up_events],
             "scaleDownEvents": [[e.timestamp, e.replicas] for e in self.scale_down_events],
+            "calibration": self.calibration.to_dict(),
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, list[list[float]]]) -> ScalingState:
+    def from_dict(cls, data: dict[str, Any]) -> ScalingState:
         """The inverse of `to_dict`; missing keys are empty."""
         return cls(
+            calibration=Calibration.from_dict(data.get("calibration") or {}),
             recommendations=tuple(
                 Recommendation(float(t), int(r)) for t, r in data.get("recommendations", [])
             ),

@@ -1,0 +1,133 @@
+"""What a scaling decision costs, and that the cost does not grow with history.
+
+`decide()` at `ScalingParams`' defaults (calibrated headroom, no forecast to fit) is called
+once per 15 s step on a synthetic load (a daily cycle, noise and random bursts), carrying its
+state from call to call as a controller does, for `--steps` steps (1,000,000 by default: 174
+days of 15 s steps). Every 100k steps it prints the time per call, the process's resident
+memory and the size of the serialised state: all three should stay flat.
+
+`--legacy N` instead times N steps of the pipeline the bench used before (issue 22):
+`AutoForecaster` refitted every 60 s on the last 4000 15 s points (daily and weekly periods),
+then `decide()` with the forecast and the last hour of load for the burst envelope.
+
+Run from the repository root::
+
+    .venv/bin/python bench/scaling_cost.py                 # ~2 min idle
+    .venv/bin/python bench/scaling_cost.py --legacy 2000
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one thread: predictable on a busy host
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from intelligence.forecasting import DAY, WEEK, AutoForecaster  # noqa: E402
+from intelligence.scaling import Observation, ScalingParams, ScalingState, decide  # noqa: E402
+
+STEP = 15.0
+T0 = 1_700_000_000.0
+
+
+def synthetic(n: int, seed: int = 0) -> np.ndarray:
+    """A daily cycle between 20 and 100, 5 % noise and a burst (x3) one step in 200."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) * STEP
+    base = 60.0 - 40.0 * np.cos(2 * np.pi * t / DAY)
+    bursts = np.where(rng.random(n) < 0.005, 3.0, 1.0)
+    return base * bursts * rng.lognormal(0.0, 0.05, n)
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def params() -> ScalingParams:
+    return ScalingParams(
+        target_per_instance=10.0,
+        max_instances=1000,
+        horizon_seconds=15.0,
+        capacity_per_instance=14.0,
+    )
+
+
+def bounded(steps: int, block: int) -> None:
+    loads = synthetic(steps)
+    spec, state, current = params(), ScalingState(), 6
+    print(f"{steps} decide() calls, one per {STEP:.0f} s step; per {block} steps:")
+    print("  steps      us/call  RSS MiB  state bytes  mode of the last call")
+    started = time.perf_counter()
+    for i in range(steps):
+        d = decide(Observation(T0 + i * STEP, current, float(loads[i])), params=spec, state=state)
+        state, current = d.state, d.desired
+        if (i + 1) % block == 0:
+            now = time.perf_counter()
+            size = len(json.dumps(state.to_dict()))
+            us = (now - started) / block * 1e6
+            print(f"  {i + 1:>9}  {us:7.1f}  {rss_mib():7.1f}  {size:11d}  {d.mode}")
+            started = time.perf_counter()
+
+
+def legacy(steps: int) -> None:
+    """The old pipeline's cost per step (forecast refits amortised)."""
+    loads = synthetic(steps + 4000)
+    spec = ScalingParams(
+        target_per_instance=10.0,
+        max_instances=1000,
+        horizon_seconds=15.0,
+        capacity_per_instance=14.0,
+        target_under_provisioning=None,
+    )
+    times = list(T0 + np.arange(4000) * STEP)
+    values = list(loads[:4000])
+    seen: deque[tuple[float, float]] = deque(maxlen=int(3600 / STEP))
+    state, current, last_fit, forecast, smape = ScalingState(), 6, -math.inf, None, None
+    started = time.perf_counter()
+    for i in range(4000, 4000 + steps):
+        now, load = T0 + i * STEP, float(loads[i])
+        times.append(now)
+        values.append(load)
+        del times[:-4000], values[:-4000]
+        seen.append((now, load))
+        if now - last_fit >= 60:
+            auto = AutoForecaster(periods=(DAY, WEEK), step=STEP, horizon=4, origins=4)
+            auto.fit(times, values)
+            forecast, last_fit = auto.predict(8), now
+            smape = auto.chosen.smape if auto.chosen else None
+        recent = ([t for t, _ in seen], [v for _, v in seen])
+        observed = Observation(now, current, load, forecast, smape, 4000 * STEP, recent)
+        d = decide(observed, params=spec, state=state)
+        state, current = d.state, d.desired
+    per_call = (time.perf_counter() - started) / steps * 1e3
+    print(f"legacy pipeline: {steps} steps, {per_call:.2f} ms per step (forecast refits amortised)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--block", type=int, default=100_000)
+    parser.add_argument("--legacy", type=int, help="time this many steps of the old pipeline")
+    args = parser.parse_args()
+    if args.legacy:
+        legacy(args.legacy)
+    else:
+        bounded(args.steps, args.block)
+
+
+if __name__ == "__main__":
+    main()
