@@ -17,6 +17,12 @@ from apis.conditions import Condition
 from apis.v1alpha1.common import CrdInfo, PrinterColumn, Resource, conditions_field, ready_columns
 
 __all__ = [
+    "CONNECTION_LABEL",
+    "PROVIDER_LABEL",
+    "REFRESH_REQUESTED_ANNOTATION",
+    "SECRET_ROLE_LABEL",
+    "TENANT_LABEL",
+    "TOKEN_KEYS",
     "ClientSecretRef",
     "ConnectedAccount",
     "OAuthConnection",
@@ -25,6 +31,20 @@ __all__ = [
     "OAuthPhase",
     "OAuthProvider",
 ]
+
+TOKEN_KEYS = ("access_token", "refresh_token", "expires_at", "token_type", "scope")
+"""Keys of the token Secret (`spec.tokenSecretName`); `expires_at` is RFC 3339 UTC, and
+`refresh_token`/`expires_at` are empty when the provider issues tokens that never expire."""
+TENANT_LABEL = "xynergy.io/tenant"
+"""Label on the token Secret: the connection's tenant."""
+PROVIDER_LABEL = "xynergy.io/provider"
+"""Label on the token Secret: slack or gmail."""
+CONNECTION_LABEL = "xynergy.io/oauth-connection"
+"""Label on every Secret the operator makes for a connection: the OAuthConnection's name."""
+SECRET_ROLE_LABEL = "xynergy.io/oauth-secret"
+"""Label telling the token Secret (`tokens`) from the pending authorization's (`authorization`)."""
+REFRESH_REQUESTED_ANNOTATION = "xynergy.io/refresh-requested"
+"""Annotation a reader sets on the token Secret (RFC 3339 time) to ask for a refresh now."""
 
 _SLACK_SCOPE = r"^[a-z][a-z_]*(:[a-z_]+)*([.][a-z_]+)*$"  # no backslashes: it is embedded in CEL
 _GOOGLE_SCOPES = ("openid", "email", "profile", "https://mail.google.com/")
