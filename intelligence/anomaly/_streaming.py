@@ -88,8 +88,8 @@ class UnivariateDetector(ABC):
 
     def update(self, value: ArrayLike) -> Detection:
         """Consume the next observation; NaN scores NaN (INFO) and leaves the state unchanged."""
-        x = float(np.asarray(value, dtype=np.float64))
-        if math.isnan(x) or math.isinf(x):
+        x = value if type(value) is float else float(np.asarray(value, dtype=np.float64))
+        if not math.isfinite(x):
             return Detection(score=float("nan"), severity=Severity.INFO, evidence={"nan": 1.0})
         if self._lagged is not None:
             buf = self._lagged

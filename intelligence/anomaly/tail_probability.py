@@ -3,86 +3,67 @@
 Three raw features (four with ``context``) are computed per point, all from data up to ``t``
 only:
 
-* ``value``: robust z of ``x[t]`` against the median / MAD of the trailing ``window`` points
-  (spikes and dips);
-* ``level``: the mean of the last ``short_window`` points against the median / MAD of the
+* ``value``: robust z of ``x[t]`` against the median and interquartile range of the trailing
+  ``window`` points (spikes and dips);
+* ``level``: the mean of the last ``short_window`` points against the median / scale of the
   ``window`` points before them, in standard errors (a two-window test for a change of level);
 * ``seasonal``: robust z of the seasonal difference ``x[t] - x[t - P]`` against its own trailing
-  window, when the warm-up (the first ``window`` points) shows a clear period ``P`` (an
-  autocorrelation peak of at least ``season_min_acf`` after the first zero crossing). It catches
-  a day that does not look like the day before (a missing peak, a flattened cycle), which a
-  value or level test cannot see on a strongly seasonal series;
-* ``context`` (optional, ``context_order``): the bits needed to encode the last ``short_window``
-  values under an online n-gram model of the discretised series
-  (:mod:`intelligence.anomaly.context`, after CAD-OSE's contextual novelty). It sees a series
-  that stays in range but moves in a new way (a change of rhythm or variability).
+  window, once a period ``P`` is trusted (:mod:`intelligence.anomaly.season`: at least
+  ``season_min_cycles`` cycles in the searched history and the autocorrelation high at every
+  multiple of ``P``; the search starts at the end of the warm-up and goes on over a bounded
+  window until a period is found). It catches a day that does not look like the day before;
+* ``context`` (``context_order``): the bits needed to encode the last ``short_window`` values
+  under an online n-gram model of the discretised series (:mod:`intelligence.anomaly.context`,
+  after CAD-OSE's contextual novelty): a series that stays in range but moves in a new way.
 
 Raw features have different, file-dependent scales, so each is turned into a tail probability
-against its own causal history (a peaks-over-threshold model with an exponential tail fitted
-from the history's 90th and 95th percentiles, and never below the empirical frequency of values
-at least as large). The score is ``-log10`` of the smallest of the features' probabilities, so
-one threshold means the same thing on every series.
+against its own history (:class:`TailCalibrator`: a uniform sample of ``calibration_window``
+past values; an exponential tail fitted from their 90th and 95th percentiles, never below the
+empirical frequency of values at least as large). Each feature's surprise is ``-log10`` of that
+probability. The detector's score is the gated combination of :mod:`intelligence.anomaly.alarms`
+(each feature discounted by its own recent exceedance rate; lone weak evidence penalised), so one
+threshold means the same thing on every series and can be chosen per application profile.
 
 Alarms are sparse: the first point at or above ``alarm_level`` raises an alarm (reported as
-``evidence["alarm"] == 1``) and further alarms are suppressed for ``refractory`` points, so one
-event gives one alarm; with ``escalation`` set, a point inside the refractory period still alarms
-when its score exceeds the last alarm's by ``escalation`` (an event ``10**escalation`` times
-rarer than the one that opened the period is news, not an echo). Pure: numpy only, no I/O, no
-clock reads.
+``evidence["alarm"] == 1``) and further alarms are suppressed for ``refractory`` points unless
+the score escalates by ``escalation``. State is bounded (windows, a fixed-size context table)
+and the work per point is constant. Pure: numpy only, no I/O, no clock reads.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from intelligence.anomaly._streaming import UnivariateDetector
-from intelligence.anomaly.base import RingBuffer, Thresholds, median_mad
+from intelligence.anomaly._windows import SortedReservoir, SortedWindow
+from intelligence.anomaly.alarms import GateScorer, Refractory
+from intelligence.anomaly.base import RingBuffer, Thresholds
 from intelligence.anomaly.context import ContextNovelty
+from intelligence.anomaly.season import SeasonSearch, detect_season
 
 __all__ = ["TailCalibrator", "TailProbabilityDetector", "detect_season"]
 
 MAD_TO_SIGMA = 1.4826
+IQR_TO_MAD = 0.5
+"""For a symmetric distribution the interquartile range is twice the MAD."""
 FEATURES = ("value", "level", "seasonal", "context")
 CONTEXT_MIN_SCALE = 1.0
 """Smallest tail scale of the context feature, in bits: less than a factor of two in probability
 per event is not evidence (a perfectly repeating series otherwise alarms on a 0.1-bit wobble)."""
 
 
-def detect_season(values: ArrayLike, *, min_acf: float) -> tuple[int | None, float]:
-    """Dominant period of ``values`` from its autocorrelation, or ``(None, acf)`` if none.
-
-    The candidate is the highest (unbiased) autocorrelation peak after the first zero crossing,
-    among lags up to half the series; it counts only when that autocorrelation is >= ``min_acf``.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    n = x.size
-    seg = x - x.mean()
-    if n < 8 or not np.any(seg):
-        return None, 0.0
-    ac = np.correlate(seg, seg, "full")[n - 1 :]
-    ac = ac / ac[0] * n / (n - np.arange(n))
-    half = n // 2
-    negative = np.flatnonzero(ac[:half] < 0.0)
-    if negative.size == 0:
-        return None, 0.0
-    first = int(negative[0])
-    lag = int(np.argmax(ac[first:half]) + first)
-    acf = float(ac[lag])
-    return (lag if acf >= min_acf else None), acf
-
-
 class TailCalibrator:
-    """Turns a raw score into ``-log10`` of its tail probability against all previous scores.
+    """Turns a raw score into ``-log10`` of its tail probability against recent scores.
 
     The tail above the history's ``lower`` quantile is modelled as exponential with scale
     ``(q_upper - q_lower) / ln 2`` (so the median excess over ``q_lower`` is matched); the
     probability is never allowed below the empirical frequency of past scores at least as large,
-    so a series whose big values recur does not alarm on every one of them.
+    so a series whose big values recur does not alarm on every one of them. The history is a
+    uniform sample of at most ``capacity`` past scores (a reservoir), so memory and time per
+    score are bounded while the calibration still reflects the whole stream.
     """
 
     def __init__(
@@ -92,6 +73,7 @@ class TailCalibrator:
         lower: float = 0.90,
         upper: float = 0.95,
         min_scale: float = 0.0,
+        capacity: int = 2000,
     ) -> None:
         """Configure the calibrator.
 
@@ -102,75 +84,85 @@ class TailCalibrator:
             min_scale: smallest scale of the exponential tail, in the score's unit: excesses
                 much smaller than this are not evidence (e.g. 1 bit for a code length, so a
                 history of near-identical scores does not make a tiny excess look improbable).
+            capacity: size of the uniform sample of all past scores the tail is fitted on
+                (:class:`~intelligence.anomaly._windows.SortedReservoir`).
         """
         if not 0.0 < lower < upper < 1.0:
-            raise ValueError("need 0 < lower < upper < 1")
+            raise ValueError(f"need 0 < lower < upper < 1, got lower={lower} upper={upper}")
         if min_scale < 0.0:
-            raise ValueError("min_scale must be >= 0")
+            raise ValueError(f"min_scale must be >= 0, got {min_scale}")
+        if capacity < min_history:
+            raise ValueError(f"capacity must be >= min_history ({min_history}), got {capacity}")
         self.min_history = min_history
         self.lower = lower
         self.upper = upper
         self.min_scale = min_scale
-        self._sorted: list[float] = []
+        self._hist = SortedReservoir(capacity)
 
     def __len__(self) -> int:
-        return len(self._sorted)
+        return len(self._hist)
 
     def surprise(self, value: float) -> float:
         """``-log10`` tail probability of ``value`` (0 below the tail or on short history)."""
-        hist = self._sorted
+        hist = self._hist
         n = len(hist)
         if n < self.min_history or not math.isfinite(value):
             return 0.0
-        q_lo = hist[int(self.lower * (n - 1))]
+        q_lo = hist.at(self.lower)
         if value <= q_lo:
             return 0.0
-        q_hi = hist[int(self.upper * (n - 1))]
+        q_hi = hist.at(self.upper)
         beta = max((q_hi - q_lo) / math.log(2.0), 1e-12, 1e-3 * abs(q_hi), self.min_scale)
         log_p = -math.log10(1.0 - self.lower) + (value - q_lo) / beta / math.log(10.0)
-        larger = n - bisect.bisect_left(hist, value)
-        if larger > 0:
-            log_p = min(log_p, -math.log10(larger / n))
+        larger = hist.fraction_at_least(value)
+        if larger > 0.0:
+            log_p = min(log_p, -math.log10(larger))
         return log_p
 
     def add(self, value: float) -> None:
         """Absorb a score into the history (NaN is ignored)."""
-        if math.isfinite(value):
-            bisect.insort(self._sorted, value)
+        self._hist.append(value)
 
     def clear(self) -> None:
         """Forget the history."""
-        self._sorted.clear()
+        self._hist.clear()
 
 
 class _RollingZ:
-    """Robust z of each value against the trailing ``window`` values (expanding while warming)."""
+    """Robust z of each value against the trailing ``window`` values (expanding while warming).
+
+    Centre: the median; scale: the interquartile range as a MAD-equivalent sigma.
+    """
 
     def __init__(self, window: int, min_history: int) -> None:
         self.min_history = min_history
-        self._hist = RingBuffer(window)
+        self._hist = SortedWindow(window)
 
     def update(self, x: float) -> tuple[float, float, float]:
         """Return ``(z, median, scale)`` of ``x`` (NaNs while warming up) and absorb it."""
-        hist = self._hist.view()
-        if hist.size < self.min_history:
-            self._hist.append(x)
+        hist = self._hist
+        if len(hist) < self.min_history:
+            hist.append(x)
             return float("nan"), float("nan"), float("nan")
-        med, mad = median_mad(hist)
-        scale = max(MAD_TO_SIGMA * mad, 1e-9, 1e-3 * abs(med))
-        self._hist.append(x)
+        med = hist.median()
+        iqr = hist.at(0.75) - hist.at(0.25)
+        scale = max(MAD_TO_SIGMA * IQR_TO_MAD * iqr, 1e-9, 1e-3 * abs(med))
+        hist.append(x)
         return abs(x - med) / scale, med, scale
 
     def clear(self) -> None:
         self._hist.clear()
 
+    def __len__(self) -> int:
+        return len(self._hist)
+
 
 class TailProbabilityDetector(UnivariateDetector):
-    """Value, level, seasonal (optionally context) surprise as tail probabilities; sparse alarms.
+    """Value, level, seasonal and context surprise as tail probabilities; gated, sparse alarms.
 
-    The score is ``-log10`` of the smallest tail probability of the features (see the module
-    docstring); severities follow :class:`Thresholds` on that scale, and ``evidence["alarm"]``
-    marks the first point of each event.
+    The score is the gated combination of the features' ``-log10`` tail probabilities (see the
+    module docstring); severities follow :class:`Thresholds` on that scale, and
+    ``evidence["alarm"]`` marks the first point of each event.
     """
 
     name = "tail_probability"
@@ -182,54 +174,98 @@ class TailProbabilityDetector(UnivariateDetector):
         min_history: int = 50,
         short_window: int = 6,
         season_min_acf: float = 0.5,
-        alarm_level: float = 2.5,
+        season_min_cycles: int = 4,
+        season_horizon: int | None = None,
+        alarm_level: float = 2.375,
         refractory: int | None = None,
-        context_order: int | None = None,
+        context_order: int | None = 4,
         context_bins: int = 8,
-        escalation: float | None = None,
+        context_max_contexts: int = 4096,
+        escalation: float | None = 1.0,
+        calibration_window: int = 2000,
+        rate_window: int = 0,
+        rate_level: float = 2.0,
+        lone_penalty: float = 0.0,
+        support_level: float = 1.3,
+        quiet_window: int = 0,
+        quiet_level: float = 2.0,
+        quiet_penalty: float = 0.0,
         thresholds: Thresholds | None = None,
     ) -> None:
         """Configure the detector.
 
         Args:
-            window: trailing points for the medians / MADs, and the warm-up used to look for a
-                seasonal period (NAB: the probationary length).
+            window: trailing points for the medians / scales, and the warm-up after which the
+                seasonal search starts (NAB: the probationary length).
             min_history: points needed before a feature is scored, and scores needed before a
                 feature is calibrated.
             short_window: points in the recent window of the level test.
-            season_min_acf: autocorrelation needed to treat the series as seasonal.
-            alarm_level: score (``-log10`` probability) at which an alarm is raised.
+            season_min_acf: autocorrelation needed at the period and its multiples.
+            season_min_cycles: cycles the searched history must hold for a period to count.
+            season_horizon: points kept for the seasonal search (default ``4 * window``).
+            alarm_level: score at which an alarm is raised.
             refractory: points after an alarm during which no new alarm is raised
                 (default ``window // 2``).
             context_order: longest context of the context-novelty feature; None leaves the
                 feature out. Its grid is fitted on the warm-up, which is then replayed through
                 it (as for the seasonal feature).
             context_bins: quantiser cells across the warm-up's central 90%.
+            context_max_contexts: most contexts the context model keeps.
             escalation: if set, a point inside the refractory period alarms anyway when its
                 score is at least the last alarm's plus this much.
+            calibration_window: size of the sample of past feature values each tail
+                calibration is fitted on.
+            rate_window: points over which each feature's own exceedances of ``rate_level``
+                discount its surprise (0, the default, turns the discount off).
+            rate_level: the surprise counted as an exceedance by the rate discount.
+            lone_penalty: taken off the score when no second feature reaches
+                ``support_level`` (weak evidence needs agreement).
+            support_level: surprise a second feature needs to count as agreement.
+            quiet_window: points before a point that must have been quiet (no raw surprise at
+                or above ``quiet_level``) for its score to count in full, after contextOSE's
+                rest period; 0 turns the rule off.
+            quiet_level: the raw surprise that breaks the quiet.
+            quiet_penalty: taken off the score of a point whose lead-in was not quiet.
             thresholds: severities on the score scale (default ``alarm_level`` / +1.5 / +3.5).
         """
         lvl = alarm_level
         super().__init__(thresholds=thresholds or Thresholds(lvl, lvl + 1.5, lvl + 3.5))
-        if min_history < 2 or window < min_history:
-            raise ValueError("need 2 <= min_history <= window")
-        if short_window < 1:
-            raise ValueError("short_window must be >= 1")
-        if context_order is not None and context_order < 0:
-            raise ValueError("context_order must be >= 0")
-        if context_bins < 1:
-            raise ValueError("context_bins must be >= 1")
-        if escalation is not None and escalation <= 0.0:
-            raise ValueError("escalation must be > 0")
+        _check(
+            window=window,
+            min_history=min_history,
+            short_window=short_window,
+            context_order=context_order,
+            context_bins=context_bins,
+            calibration_window=calibration_window,
+        )
         self.window = window
         self.min_history = min_history
         self.short_window = short_window
         self.season_min_acf = season_min_acf
+        self.season_min_cycles = season_min_cycles
+        self.season_horizon = 4 * window if season_horizon is None else season_horizon
         self.alarm_level = alarm_level
         self.refractory = window // 2 if refractory is None else refractory
         self.context_order = context_order
         self.context_bins = context_bins
+        self.context_max_contexts = context_max_contexts
         self.escalation = escalation
+        self.calibration_window = calibration_window
+        self.rate_window = rate_window
+        self.rate_level = rate_level
+        self.lone_penalty = lone_penalty
+        self.support_level = support_level
+        self._gate = GateScorer(
+            features=len(FEATURES),
+            rate_window=self.rate_window,
+            rate_level=rate_level,
+            lone_penalty=lone_penalty,
+            support_level=support_level,
+            quiet_window=quiet_window,
+            quiet_level=quiet_level,
+            quiet_penalty=quiet_penalty,
+        )
+        self._refractory = Refractory(refractory=self.refractory, escalation=escalation)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -240,6 +276,7 @@ class TailProbabilityDetector(UnivariateDetector):
             k: TailCalibrator(
                 min_history=self.min_history,
                 min_scale=CONTEXT_MIN_SCALE if k == "context" else 0.0,
+                capacity=self.calibration_window,
             )
             for k in FEATURES
         }
@@ -248,16 +285,31 @@ class TailProbabilityDetector(UnivariateDetector):
         self._refs: deque[tuple[float, float]] = deque(maxlen=self.short_window)
         self._warmup: list[float] = []
         self._warm = True
-        self._season: int | None = None
-        self._season_acf = float("nan")
+        self._search = SeasonSearch(
+            horizon=self.season_horizon,
+            every=max(self.window // 2, 1),
+            min_acf=self.season_min_acf,
+            min_cycles=self.season_min_cycles,
+        )
         self._season_buf: RingBuffer | None = None
-        self._last_alarm = -(10**18)
-        self._last_alarm_score = float("inf")
+        self._gate.reset()
+        self._refractory.reset()
 
     @property
     def period(self) -> int | None:
-        """The seasonal period found in the warm-up (None before it ends or when not seasonal)."""
-        return self._season
+        """The trusted seasonal period (None until one is found)."""
+        return self._search.period
+
+    def state_size(self) -> dict[str, int]:
+        """How many values each part of the state holds (bounded; for tests and monitoring)."""
+        sizes = {f"calibrator.{k}": len(c) for k, c in self._calib.items()}
+        sizes["value_window"] = len(self._value_z)
+        sizes["seasonal_window"] = len(self._seasonal_z)
+        sizes["season_search"] = self._search.history().size
+        sizes["warmup"] = len(self._warmup)
+        sizes["gate"] = len(self._gate)
+        sizes["context_table"] = len(self._context.model) if self._context is not None else 0
+        return sizes
 
     def _feature(self, name: str, raw: float) -> float:
         calib = self._calib[name]
@@ -267,15 +319,26 @@ class TailProbabilityDetector(UnivariateDetector):
 
     def _seasonal_raw(self, x: float) -> float:
         """Seasonal-difference z of ``x`` (NaN before the period is known and history exists)."""
-        if self._season_buf is None:
-            return float("nan")
         buf = self._season_buf
+        if buf is None:
+            return float("nan")
         lagged = float(buf.view()[0])
         buf.append(x)
         return self._seasonal_z.update(x - lagged)[0]
 
+    def _start_season(self, history: np.ndarray) -> None:
+        """A period was just trusted: replay the searched history through the seasonal feature."""
+        period = self._search.period
+        assert period is not None
+        self._season_buf = RingBuffer(period)
+        for v in history[:period]:
+            self._season_buf.append(float(v))
+        for v in history[period:]:
+            self._feature("seasonal", self._seasonal_raw(float(v)))
+        self._search.release()
+
     def _end_warmup(self) -> None:
-        """Look for a period in the warm-up; replay it through the seasonal and context features."""
+        """Fit the context grid on the warm-up, replay it, and run the first season search."""
         warm = np.asarray(self._warmup, dtype=np.float64)
         self._warmup = []
         self._warm = False
@@ -285,62 +348,82 @@ class TailProbabilityDetector(UnivariateDetector):
                 order=self.context_order,
                 bins=self.context_bins,
                 short_window=self.short_window,
+                max_contexts=self.context_max_contexts,
             )
             for v in warm:
                 self._calib["context"].add(self._context.update(float(v)))
-        period, acf = detect_season(warm, min_acf=self.season_min_acf)
-        self._season_acf = acf
-        if period is None:
-            return
-        self._season = period
-        self._season_buf = RingBuffer(period)
-        for v in warm[:period]:
-            self._season_buf.append(float(v))
-        for v in warm[period:]:
-            self._feature("seasonal", self._seasonal_raw(float(v)))
+        if self._search.period is None and self._search.search():
+            self._start_season(self._search.history().copy())
+
+    def _level(self, x: float, med: float, scale: float) -> float:
+        """Two-window level statistic: the recent mean against the window as it stood before."""
+        self._recent.append(x)
+        self._refs.append((med, scale))
+        if len(self._refs) < self.short_window:
+            return float("nan")
+        ref_med, ref_scale = self._refs[0]
+        if not math.isfinite(ref_med):
+            return float("nan")
+        mean = sum(self._recent) / self.short_window
+        return abs(mean - ref_med) / (ref_scale / math.sqrt(self.short_window))
+
+    def _observe_season(self, x: float) -> None:
+        if self._search.update(x):
+            self._start_season(self._search.history().copy())
+        if self._warm:
+            self._warmup.append(x)
+            if len(self._warmup) >= self.window:
+                self._end_warmup()
 
     def _score_point(self, x: float) -> tuple[float, dict[str, float]]:
         t = self._t
         self._t += 1
         z, med, scale = self._value_z.update(x)
-        self._recent.append(x)
-        # the level test's reference is the value window as it stood short_window - 1 points ago
-        self._refs.append((med, scale))
-        level = float("nan")
-        if len(self._refs) == self.short_window:
-            ref_med, ref_scale = self._refs[0]
-            if math.isfinite(ref_med):
-                mean = sum(self._recent) / self.short_window
-                level = abs(mean - ref_med) / (ref_scale / math.sqrt(self.short_window))
+        level = self._level(x, med, scale)
         seasonal = self._seasonal_raw(x)
         bits = self._context.update(x) if self._context is not None else float("nan")
-        surprise = {
-            "value": self._feature("value", z),
-            "level": self._feature("level", level),
-            "seasonal": self._feature("seasonal", seasonal),
-        }
-        if self.context_order is not None:
-            surprise["context"] = self._feature("context", bits)
-        if self._warm:
-            self._warmup.append(x)
-            if len(self._warmup) >= self.window:
-                self._end_warmup()
-        score = max(surprise.values())
-        alarm = score >= self.alarm_level and (
-            t - self._last_alarm > self.refractory
-            or (self.escalation is not None and score >= self._last_alarm_score + self.escalation)
+        surprises = (
+            self._feature("value", z),
+            self._feature("level", level),
+            self._feature("seasonal", seasonal),
+            self._feature("context", bits) if self.context_order is not None else 0.0,
         )
-        if alarm:
-            self._last_alarm = t
-            self._last_alarm_score = score
+        self._observe_season(x)
+        score = self._gate.update(surprises)
+        alarm = score >= self.alarm_level and self._refractory.check(t, score)
         evidence = {
             "score": score,
+            "raw_score": max(surprises),
             "alarm": 1.0 if alarm else 0.0,
             "value_z": z,
             "level_z": level,
             "seasonal_z": seasonal,
             "context_bits": bits,
-            "season": float(self._season) if self._season else 0.0,
-            **{f"{k}_surprise": v for k, v in surprise.items()},
+            "season": float(self.period or 0),
+            **{f"{k}_surprise": v for k, v in zip(FEATURES, surprises, strict=True)},
         }
         return score, evidence
+
+
+def _check(
+    *,
+    window: int,
+    min_history: int,
+    short_window: int,
+    context_order: int | None,
+    context_bins: int,
+    calibration_window: int,
+) -> None:
+    """Refuse parameters the detector cannot work with, naming each."""
+    if min_history < 2 or window < min_history:
+        raise ValueError(f"need 2 <= min_history <= window, got {min_history} and {window}")
+    if short_window < 1:
+        raise ValueError(f"short_window must be >= 1, got {short_window}")
+    if context_order is not None and context_order < 0:
+        raise ValueError(f"context_order must be >= 0 or None, got {context_order}")
+    if context_bins < 1:
+        raise ValueError(f"context_bins must be >= 1, got {context_bins}")
+    if calibration_window < min_history:
+        raise ValueError(
+            f"calibration_window must be >= min_history ({min_history}), got {calibration_window}"
+        )

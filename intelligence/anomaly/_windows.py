@@ -1,0 +1,126 @@
+"""A sliding window kept sorted: order statistics of the last ``capacity`` values in O(log n).
+
+The tail-probability detector needs, at every point, medians and quartiles of a trailing
+window and quantiles and exceedance counts of each feature's recent scores. Sorting the window
+again at every point costs tens of microseconds; keeping it sorted as values enter and leave
+costs one binary search and one memory move each (about a microsecond at a thousand values),
+and the memory is fixed by ``capacity``, however long the stream. Pure: stdlib only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+
+__all__ = ["SortedReservoir", "SortedWindow"]
+
+
+class SortedWindow:
+    """The last ``capacity`` finite values, in arrival order and in sorted order."""
+
+    __slots__ = ("_arrivals", "_sorted", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._arrivals: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def append(self, value: float) -> None:
+        """Add ``value`` (NaN and infinities are ignored), dropping the oldest when full."""
+        if not math.isfinite(value):
+            return
+        srt = self._sorted
+        if len(srt) == self.capacity:
+            del srt[bisect.bisect_left(srt, self._arrivals.popleft())]
+        bisect.insort(srt, value)
+        self._arrivals.append(value)
+
+    def at(self, q: float) -> float:
+        """The value at rank ``int(q * (n - 1))`` (a lower quantile); needs a non-empty window."""
+        srt = self._sorted
+        return srt[int(q * (len(srt) - 1))]
+
+    def median(self) -> float:
+        """The median (mean of the two middle values for an even count)."""
+        srt = self._sorted
+        n = len(srt)
+        half = n // 2
+        return srt[half] if n % 2 else 0.5 * (srt[half - 1] + srt[half])
+
+    def count_at_least(self, value: float) -> int:
+        """How many values in the window are >= ``value``."""
+        return len(self._sorted) - bisect.bisect_left(self._sorted, value)
+
+    def clear(self) -> None:
+        """Drop every value."""
+        self._arrivals.clear()
+        self._sorted.clear()
+
+
+class SortedReservoir:
+    """A uniform sample of at most ``capacity`` of all values seen, kept sorted.
+
+    Algorithm R (Vitter): the ``n``-th value replaces a random member with probability
+    ``capacity / n``, so the sample stays uniform over the whole history while its size, and
+    the work per value, stay bounded. Seeded, so the same stream gives the same sample.
+    """
+
+    __slots__ = ("_members", "_random", "_seen", "_sorted", "capacity")
+
+    def __init__(self, capacity: int, *, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._members: list[float] = []
+        self._sorted: list[float] = []
+        self._seen = 0
+        self._random = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    @property
+    def seen(self) -> int:
+        """Values offered so far (finite ones)."""
+        return self._seen
+
+    def append(self, value: float) -> None:
+        """Offer ``value`` to the sample (NaN and infinities are ignored)."""
+        if not math.isfinite(value):
+            return
+        self._seen += 1
+        if len(self._members) < self.capacity:
+            self._members.append(value)
+            bisect.insort(self._sorted, value)
+            return
+        j = self._random.randrange(self._seen)
+        if j >= self.capacity:
+            return
+        srt = self._sorted
+        del srt[bisect.bisect_left(srt, self._members[j])]
+        self._members[j] = value
+        bisect.insort(srt, value)
+
+    def at(self, q: float) -> float:
+        """The sample value at rank ``int(q * (n - 1))``; the sample must be non-empty."""
+        srt = self._sorted
+        return srt[int(q * (len(srt) - 1))]
+
+    def fraction_at_least(self, value: float) -> float:
+        """Fraction of the sample that is >= ``value``."""
+        srt = self._sorted
+        return (len(srt) - bisect.bisect_left(srt, value)) / len(srt) if srt else 0.0
+
+    def clear(self) -> None:
+        """Drop every value (the random stream restarts too)."""
+        self._members.clear()
+        self._sorted.clear()
+        self._seen = 0
+        self._random.seed(0)

@@ -1,0 +1,110 @@
+"""Seasonal period detection that needs several cycles before it trusts a period.
+
+A single autocorrelation peak in a short warm-up is weak evidence: an AR-like series gives
+spurious short "periods" (8, 12, 54 points) and a warm-up that holds 2.6 days cannot show a
+daily period reliably. So a period ``P`` is trusted only when
+
+* the series searched holds at least ``min_cycles`` cycles (``P <= n / min_cycles``), and
+* ``P`` is a peak of the autocorrelation (not the end of a slope cut off by the search range),
+  and the autocorrelation is at least ``min_acf`` at ``P`` and at every multiple ``kP`` up to
+  half the series (a real cycle repeats; a noise peak does not line up at ``2P``).
+
+:class:`SeasonSearch` keeps looking after the warm-up, on a bounded window of the latest
+``horizon`` points, every ``every`` points, until a period is trusted; autocorrelations come
+from an FFT, so one search costs O(horizon log horizon) and the cost per point is constant.
+Pure: numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from intelligence.anomaly.base import RingBuffer
+
+__all__ = ["SeasonSearch", "autocorrelation", "detect_season"]
+
+
+def autocorrelation(values: ArrayLike) -> NDArray[np.float64]:
+    """Unbiased autocorrelation of ``values`` at lags ``0..n-1`` (via FFT); zeros if constant."""
+    x = np.asarray(values, dtype=np.float64)
+    n = x.size
+    seg = x - x.mean()
+    if n == 0 or not np.any(seg):
+        return np.zeros(n)
+    size = 1 << (2 * n - 1).bit_length()
+    spec = np.fft.rfft(seg, size)
+    ac = np.fft.irfft(spec * np.conj(spec), size)[:n]
+    return np.asarray(ac / ac[0] * n / (n - np.arange(n)), dtype=np.float64)
+
+
+def detect_season(
+    values: ArrayLike, *, min_acf: float, min_cycles: int = 4
+) -> tuple[int | None, float]:
+    """Dominant period of ``values``, or ``(None, acf)`` if none is trusted (module docstring).
+
+    The candidate is the highest autocorrelation peak after the first zero crossing among lags
+    up to ``n / min_cycles``; the returned ``acf`` is its autocorrelation.
+    """
+    if min_cycles < 2:
+        raise ValueError(f"min_cycles must be >= 2, got {min_cycles}")
+    ac = autocorrelation(values)
+    n = ac.size
+    longest = n // min_cycles
+    if n < 8 or longest < 2 or ac[0] == 0.0:
+        return None, 0.0
+    negative = np.flatnonzero(ac[:longest] < 0.0)
+    if negative.size == 0:
+        return None, 0.0
+    first = int(negative[0])
+    lag = int(np.argmax(ac[first : longest + 1]) + first)
+    acf = float(ac[lag])
+    multiples = ac[lag : n // 2 + 1 : lag]
+    peak = lag + 1 < n and ac[lag] >= ac[lag + 1]  # not a slope cut off by the search range
+    trusted = peak and lag > 0 and acf >= min_acf and bool(np.all(multiples >= min_acf))
+    return (lag if trusted else None), acf
+
+
+class SeasonSearch:
+    """Looks for a trusted period on the latest ``horizon`` points, every ``every`` points."""
+
+    def __init__(self, *, horizon: int, every: int, min_acf: float, min_cycles: int) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.horizon = horizon
+        self.every = every
+        self.min_acf = min_acf
+        self.min_cycles = min_cycles
+        self.period: int | None = None
+        self.acf = float("nan")
+        self._hist = RingBuffer(horizon)
+        self._since = 0
+
+    def history(self) -> NDArray[np.float64]:
+        """The points kept for the search, oldest first (a view)."""
+        return self._hist.view()
+
+    def update(self, x: float) -> bool:
+        """Absorb ``x``; True when a period has just been trusted (look at ``period``)."""
+        if self.period is not None:
+            return False
+        self._hist.append(x)
+        self._since += 1
+        if self._since < self.every:
+            return False
+        return self.search()
+
+    def search(self) -> bool:
+        """Search now (the detector calls it at the end of its warm-up); True if trusted."""
+        self._since = 0
+        period, self.acf = detect_season(
+            self._hist.view(), min_acf=self.min_acf, min_cycles=self.min_cycles
+        )
+        if period is None:
+            return False
+        self.period = period
+        return True
+
+    def release(self) -> None:
+        """Drop the kept points once the caller has used them (the search is over)."""
+        self._hist = RingBuffer(1)
