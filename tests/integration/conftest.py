@@ -26,6 +26,8 @@ from kopf.testing import KopfRunner
 from controllers.devcluster import DevCluster, ensure_binaries, repo_root
 from controllers.devcluster.manifests import apply_files, wait_established
 
+pytest_plugins = ["prometheus"]  # a real Prometheus: tests/integration/prometheus.py
+
 
 @dataclass
 class Kube:

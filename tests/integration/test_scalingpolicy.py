@@ -1,0 +1,206 @@
+"""ScalingPolicy end to end: a real Prometheus backfilled with days of a real daily pattern
+(NAB's nyc_taxi, taxi demand every 30 minutes) plus a live scrape target, the operator under
+KopfRunner, XynergyServices whose kwok Deployments are scaled through the scale subresource.
+
+History is placed so that "now" is just before the steepest rise of a day (the forecast
+must raise replicas before that load arrives) or just after a peak, at the steepest fall (it
+must lower them, within the behaviour's step limit).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import Kube
+from kopf.testing import KopfRunner
+from prometheus import PrometheusServer, ScrapeTarget, Series
+
+from apis.conditions import Condition, check_invariants
+
+TAXI = (
+    Path(__file__).parents[3]
+    / "shared"
+    / "data"
+    / "nab"
+    / "data"
+    / "realKnownCause"
+    / "nyc_taxi.csv"
+)
+API = "/apis/xynergy.io/v1alpha1"
+DAYS = 8
+STEP = 60.0
+
+
+def taxi() -> tuple[np.ndarray, np.ndarray]:
+    if not TAXI.exists():
+        pytest.skip(f"{TAXI} is not here")
+    with TAXI.open() as fh:
+        rows = list(csv.DictReader(fh))
+    values = np.array([float(r["value"]) for r in rows])
+    return np.arange(values.size) * 1800.0, values
+
+
+def pick(values: np.ndarray, *, rising: bool) -> int:
+    """The index (leaving DAYS of history) where the next hour rises (falls) the most."""
+    first = DAYS * 48
+    change = values[first + 2 : first + 2 + 14 * 48] - values[first : first + 14 * 48]
+    return first + int(np.argmax(change) if rising else np.argmin(change))
+
+
+def history(t: np.ndarray, v: np.ndarray, end: int, now: float) -> list[tuple[float, float]]:
+    """DAYS of the series up to index `end`, shifted so `end` is 60 s ago, every minute."""
+    grid = np.arange(t[end] - DAYS * 86400, t[end] + 1, STEP)
+    values = np.interp(grid, t, v)
+    shift = now - 60 - t[end]
+    return [(float(g + shift), round(float(x), 2)) for g, x in zip(grid, values, strict=True)]
+
+
+@contextmanager
+def scaling_operator(cluster: Path) -> Iterator[KopfRunner]:
+    kubeconfig = cluster.with_name("operator.kubeconfig")
+    saved = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kubeconfig if kubeconfig.exists() else cluster)
+    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
+    args += [
+        "-m",
+        "controllers.xynergyservice.handlers",
+        "-m",
+        "controllers.scalingpolicy.handlers",
+    ]
+    try:
+        with KopfRunner(args, timeout=60) as runner:
+            yield runner
+    finally:
+        if saved is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = saved
+    assert runner.exception is None, runner.exception
+
+
+def create(kube: Kube, path: str, body: dict[str, Any]) -> None:
+    resp = kube.create(path, body)
+    assert resp.status_code == 201, resp.text
+
+
+def service(kube: Kube, ns: str, name: str, replicas: int) -> None:
+    create(kube, f"{API}/namespaces/{ns}/xynergyservices", {
+        "apiVersion": "xynergy.io/v1alpha1", "kind": "XynergyService",
+        "metadata": {"name": name},
+        "spec": {"image": "reg.example/app:1", "replicas": replicas,
+                 "scaling": {"minInstances": 1, "maxInstances": 20}},
+    })  # fmt: skip
+
+
+def policy(
+    kube: Kube, ns: str, name: str, url: str, scenario: str, per: float, **spec: Any
+) -> None:
+    create(kube, f"{API}/namespaces/{ns}/scalingpolicies", {
+        "apiVersion": "xynergy.io/v1alpha1", "kind": "ScalingPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "targetRef": {"name": name if "target" not in spec else spec.pop("target")},
+            "metric": {"source": "prometheus", "prometheusUrl": url,
+                       "query": f'sum(load{{scenario="{scenario}"}})',
+                       "targetPerInstance": per},
+            "mode": "predictive", "interval": "3s", "maxInstances": 20,
+            "forecast": {"horizon": "60m", "historyWindow": f"{DAYS * 24}h",
+                         "minimumHistory": "48h", "maxErrorPercent": 60, "startupSeconds": 30},
+            **spec,
+        },
+    })  # fmt: skip
+
+
+def policy_status(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    obj = kube.get(f"{API}/namespaces/{ns}/scalingpolicies/{name}").json()
+    status: dict[str, Any] = obj.get("status") or {}
+    conditions = [Condition.model_validate(c) for c in status.get("conditions", [])]
+    if conditions:
+        problems = check_invariants(
+            generation=obj["metadata"]["generation"],
+            observed_generation=status.get("observedGeneration"),
+            conditions=conditions,
+        )
+        assert problems == [], problems
+    return status
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def replicas(kube: Kube, ns: str, name: str) -> int | None:
+    resp = kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+    return resp.json()["spec"]["replicas"] if resp.status_code == 200 else None
+
+
+def until(kube: Kube, what: str, check: Callable[[], bool], timeout: float = 120) -> None:
+    kube.wait_for(what, check, timeout=timeout)
+
+
+def test_replicas_follow_the_forecast_dry_run_changes_nothing_and_an_outage_holds(
+    kube: Kube, cluster: Path, crds_installed: list[str], namespace: str,
+    prometheus_factory: Callable[..., PrometheusServer], scrape_target: ScrapeTarget,
+) -> None:  # fmt: skip
+    t, v = taxi()
+    rise, fall = pick(v, rising=True), pick(v, rising=False)
+    now = time.time()
+    labels = {"job": "load0", "instance": scrape_target.address}
+    scrape_target.set("load", float(v[rise]), scenario="rise")
+    scrape_target.set("load", float(v[fall]), scenario="fall")
+    prom = prometheus_factory(targets=[scrape_target.address], backfill=[
+        Series("load", {**labels, "scenario": "rise"}, history(t, v, rise, now)),
+        Series("load", {**labels, "scenario": "fall"}, history(t, v, fall, now)),
+    ])  # fmt: skip
+    per_rise = float(v[rise]) / 2.5  # the load now needs 3 instances; the next hour more
+    per_fall = float(v[fall]) / 3.5  # 4 now, fewer soon
+    ns = namespace
+    with scaling_operator(cluster):
+        for name, count in (("rise", 2), ("fall", 10), ("dry", 2)):
+            service(kube, ns, name, count)
+        until(kube, "Deployments", lambda: replicas(kube, ns, "dry") == 2)
+        policy(kube, ns, "rise", prom.url, "rise", per_rise)
+        down = {"scaleDown": {"stabilizationWindowSeconds": 0,
+                              "policies": [{"type": "Pods", "value": 3, "periodSeconds": 600}]}}  # fmt: skip
+        policy(kube, ns, "fall", prom.url, "fall", per_fall, behavior=down)
+        policy(kube, ns, "dry", prom.url, "rise", per_rise, dryRun=True)
+
+        reactive = math.ceil(float(v[rise]) / per_rise)
+        until(kube, "rise raised above what the load now needs",
+              lambda: (replicas(kube, ns, "rise") or 0) > reactive)  # fmt: skip
+        s = policy_status(kube, ns, "rise")
+        assert s["mode"] == "predictive", s.get("modeReason")
+        assert 0 < len(s["forecast"]) <= 24
+        assert s["lastScaleTime"]
+        # the dry run decided the same plan from the same data, and changed nothing
+        until(kube, "dry run plan", lambda: policy_status(kube, ns, "dry").get("desiredInstances")
+              == policy_status(kube, ns, "rise")["desiredInstances"])  # fmt: skip
+        assert replicas(kube, ns, "dry") == 2
+        assert condition(policy_status(kube, ns, "dry"), "Ready")["reason"] == "DryRun"
+        # after the peak: lowered, one step of at most 3 per 10 minutes
+        until(kube, "fall lowered", lambda: replicas(kube, ns, "fall") == 7)
+        assert policy_status(kube, ns, "fall")["lastDecision"]["reason"] == "ScaleDownLimit"
+
+        held = replicas(kube, ns, "rise")
+        prom.stop()
+        until(kube, "Degraded while Prometheus is down", lambda: condition(
+            policy_status(kube, ns, "rise"), "Degraded").get("reason") == "MetricsUnreachable")  # fmt: skip
+        s = policy_status(kube, ns, "rise")
+        assert condition(s, "Ready")["status"] == "False"
+        assert f"holding {held} instances" in condition(s, "Degraded")["message"]
+        assert replicas(kube, ns, "rise") == held
+        prom.start()
+        until(kube, "recovered", lambda: condition(
+            policy_status(kube, ns, "rise"), "Ready").get("status") == "True")  # fmt: skip
+        assert condition(policy_status(kube, ns, "rise"), "Degraded").get("reason") != (
+            "MetricsUnreachable"
+        )
