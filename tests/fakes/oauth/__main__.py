@@ -1,0 +1,5 @@
+"""`PYTHONPATH=tests python -m fakes.oauth --port 8086`: serve the fake until interrupted."""
+
+from .server import main
+
+main()

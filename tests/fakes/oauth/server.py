@@ -1,0 +1,194 @@
+"""HTTP front of the fake Slack and Google OAuth endpoints, on 127.0.0.1, in a thread of the
+test process or as a script (`PYTHONPATH=tests python -m fakes.oauth --port 8086`).
+
+Routes:
+  GET  /slack/oauth/v2/authorize       302 to redirect_uri?code=...&state=... (the user approves)
+  POST /slack/api/oauth.v2.access      code exchange and (token rotation) refresh
+  POST /slack/api/auth.revoke          token as form field or Authorization: Bearer
+  GET  /google/o/oauth2/v2/auth        302 like Slack's
+  POST /google/token                   authorization_code and refresh_token grants
+  POST /google/revoke                  RFC 7009 (token as form field)
+
+Client authentication: client_id/client_secret in the form or HTTP Basic. Test controls:
+`fail(provider, endpoint, *statuses)` answers the next requests with those statuses (503,
+429 + Retry-After), `revoke_all(provider)` is the user removing the app (every token dead,
+the next refresh gets invalid_grant), `state(provider).calls` counts requests per endpoint and
+grant (`exchange`, `refresh`, `revoke`), `.revoked` lists revoked tokens and `issued()` every
+code and token handed out (tests grep logs for them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import threading
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .state import ProviderState
+
+__all__ = ["FakeOAuth"]
+
+_ROUTES = {
+    ("GET", "/slack/oauth/v2/authorize"): ("slack", "authorize"),
+    ("POST", "/slack/api/oauth.v2.access"): ("slack", "token"),
+    ("POST", "/slack/api/auth.revoke"): ("slack", "revoke"),
+    ("GET", "/google/o/oauth2/v2/auth"): ("google", "authorize"),
+    ("POST", "/google/token"): ("google", "token"),
+    ("POST", "/google/revoke"): ("google", "revoke"),
+}
+
+
+class FakeOAuth:
+    """Both fake providers on one port. Use as a context manager, or start()/stop()."""
+
+    def __init__(
+        self,
+        *,
+        clients: dict[str, str] | None = None,
+        expires_in: int | None = 3600,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        clients = clients if clients is not None else {"fake-client-id": "fake-client-secret"}
+        self.slack = ProviderState("slack", clients=dict(clients), expires_in=expires_in)
+        self.google = ProviderState("google", clients=dict(clients), expires_in=expires_in or 3599)
+        self.lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def endpoints(self, provider: str) -> dict[str, str]:
+        """authorize/token/revoke URLs of `provider` ("slack" or "google")."""
+        base = self.endpoint
+        if provider == "slack":
+            return {
+                "authorize": f"{base}/slack/oauth/v2/authorize",
+                "token": f"{base}/slack/api/oauth.v2.access",
+                "revoke": f"{base}/slack/api/auth.revoke",
+            }
+        return {
+            "authorize": f"{base}/google/o/oauth2/v2/auth",
+            "token": f"{base}/google/token",
+            "revoke": f"{base}/google/revoke",
+        }
+
+    def state(self, provider: str) -> ProviderState:
+        return self.slack if provider == "slack" else self.google
+
+    def fail(self, provider: str, endpoint: str, statuses: Iterable[int]) -> None:
+        """The next requests to `endpoint` ("token" or "revoke") answer these statuses."""
+        with self.lock:
+            self.state(provider).faults.setdefault(endpoint, []).extend(statuses)
+
+    def revoke_all(self, provider: str) -> None:
+        """The user removed the app at the provider: every token stops working."""
+        with self.lock:
+            state = self.state(provider)
+            for grant in set(state.access.values()) | set(state.refresh.values()):
+                state.revoke_grant(grant)
+
+    def issued(self) -> list[str]:
+        """Every code and token either provider issued."""
+        with self.lock:
+            return [*self.slack.issued, *self.google.issued]
+
+    def start(self) -> FakeOAuth:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-oauth", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeOAuth:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def handle(self, method: str, url: str, form: dict[str, str], auth: str | None) -> Any:
+        parts = urlsplit(url)
+        route = _ROUTES.get((method, parts.path))
+        if route is None:
+            return 404, {"error": "not_found"}, {}
+        provider, endpoint = route
+        state = self.state(provider)
+        form = dict(form)
+        bearer = None
+        if auth and auth.lower().startswith("basic "):
+            client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+            form.setdefault("client_id", client_id)
+            form.setdefault("client_secret", secret)
+        elif auth and auth.lower().startswith("bearer "):
+            bearer = auth[7:]
+        with self.lock:
+            state.calls[endpoint] += 1
+            if endpoint == "authorize":
+                return state.authorize(dict(parse_qsl(parts.query)))
+            if endpoint == "token":
+                return state.token(form)
+            return state.revoke(form, bearer)
+
+
+def _handler(fake: FakeOAuth) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # quiet: no tokens in test output
+            pass
+
+        def do_GET(self) -> None:
+            self._answer(fake.handle("GET", self.path, {}, None))
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length).decode()
+            form = dict(parse_qsl(raw)) if raw else {}
+            self._answer(fake.handle("POST", self.path, form, self.headers.get("Authorization")))
+
+        def _answer(self, reply: Any) -> None:
+            if len(reply) == 2:  # authorize: (302, location) or (400, message)
+                status, text = reply
+                headers = {"Location": text} if status == 302 else {}
+                body = b"" if status == 302 else text.encode()
+                self._send(status, body, "text/plain; charset=utf-8", headers)
+                return
+            status, payload, headers = reply
+            body = json.dumps(payload).encode()
+            self._send(status, body, "application/json; charset=utf-8", headers)
+
+        def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="fake Slack and Google OAuth endpoints")
+    parser.add_argument("--port", type=int, default=8086)
+    parser.add_argument("--client", action="append", default=[], help="id:secret (repeatable)")
+    args = parser.parse_args()
+    clients = dict(c.split(":", 1) for c in args.client) or None
+    fake = FakeOAuth(clients=clients, port=args.port)
+    print(f"fake OAuth on {fake.endpoint}", flush=True)
+    fake._server.serve_forever()
