@@ -19,6 +19,7 @@ __all__ = ["HANDLER_MODULES", "LevelDiffBaseStorage", "configure", "load_handler
 HANDLER_MODULES: tuple[str, ...] = (
     "controllers.xynergyservice.handlers",
     "controllers.scalingpolicy.handlers",
+    "controllers.rollout.handlers",
 )
 
 

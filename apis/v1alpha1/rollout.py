@@ -45,6 +45,7 @@ __all__ = [
     "ImmediateStrategy",
     "MetricSource",
     "PauseStep",
+    "RevisionRecord",
     "RollingStrategy",
     "Rollout",
     "RolloutPhase",
@@ -152,6 +153,13 @@ class AnalysisMetric(SpecModel):
     """Threshold method: the canary fails below this."""
     tolerance_percent: float = Field(default=10.0, ge=0, le=1000)
     """Relative change ignored as noise (effect size, percent)."""
+    absolute_tolerance: float = Field(default=0.0, ge=0)
+    """Change ignored as noise in the metric's own unit (the only tolerance when the stable
+    value is zero, e.g. no errors)."""
+    minimum_detectable: float | None = Field(default=None, gt=0)
+    """Smallest regression, in the metric's own unit, the analysis must be able to see before
+    the metric may pass (needed when the stable value can be zero); tolerancePercent is the
+    relative target."""
     critical: bool = False
     """A failure of a critical metric fails the run on its own."""
     weight: float = Field(default=1.0, gt=0, le=100)
@@ -322,6 +330,8 @@ class RolloutSpec(SpecModel):
     """Without progress for this long the rollout is Degraded."""
     abort: bool = False
     """Set to true to abort and go back to the stable revision."""
+    paused: bool = False
+    """Set to true to hold the rollout at its current step (traffic stays as it is)."""
 
 
 class AnalysisRunSummary(StatusModel):
@@ -335,8 +345,25 @@ class AnalysisRunSummary(StatusModel):
     """Successful, Inconclusive or Failed."""
     score: float | None = None
     """Weighted score 0-100."""
-    evidence: list[str] | None = Field(default=None, max_length=20)
+    evidence: list[Annotated[str, Field(max_length=512)]] | None = Field(
+        default=None, max_length=20
+    )
     """One line per metric: test, effect size, bounds, samples."""
+    look: int | None = None
+    """Analysis interval of the step this run judged (1-based)."""
+    canary_weight: int | None = None
+    """Percent of traffic the canary had during the run."""
+
+
+class RevisionRecord(StatusModel):
+    """A revision that was stable, for undo and the rollbackWindow fast path."""
+
+    revision: str = Field(max_length=63)
+    """Revision name."""
+    image: str | None = Field(default=None, max_length=512)
+    """Its image."""
+    time: dt.datetime
+    """When it stopped being the stable revision."""
 
 
 class RolloutStatus(StatusModel):
@@ -360,6 +387,28 @@ class RolloutStatus(StatusModel):
     """Most recent analysis runs (bounded)."""
     message: str | None = None
     """What is happening, for humans."""
+    canary_image: str | None = None
+    """Image of the revision being delivered."""
+    stable_image: str | None = None
+    """Image of the stable revision."""
+    step_started_at: dt.datetime | None = None
+    """When the current step (or the current phase) began."""
+    analysis_looks: int | None = None
+    """Analysis intervals judged so far in the current analysis step."""
+    extended_looks: int | None = None
+    """Intervals added to the current analysis step because the judge was underpowered."""
+    failed_runs: int | None = None
+    """Failed analysis runs of this rollout."""
+    inconclusive_runs: int | None = None
+    """Inconclusive analysis runs of this rollout."""
+    handled_action: str | None = Field(default=None, max_length=256)
+    """The last `xynergy.io/rollout-action` annotation value acted upon."""
+    canary_url: str | None = None
+    """Where the canary (or blue-green preview) revision answers directly."""
+    scale_down_at: dt.datetime | None = None
+    """When the previous revision (blue-green) is released."""
+    history: list[RevisionRecord] | None = Field(default=None, max_length=50)
+    """Recently stable revisions, newest first (spec.rollbackWindow of them)."""
 
 
 class Rollout(Resource[RolloutSpec, RolloutStatus]):

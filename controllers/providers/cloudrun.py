@@ -41,9 +41,11 @@ from controllers.core.retry import RetryPolicy, Sleep
 __all__ = [
     "CloudRunProvider",
     "Plan",
+    "Traffic",
     "api_message",
     "classify_error",
     "short_name",
+    "traffic_targets",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,33 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 Plan = Callable[[run_v2.Service | None], tuple[run_v2.Service, str | None] | None]
 """existing (None: absent) -> None (nothing to write) or (service to write, new revision name
 or None when the template did not change)."""
+
+
+Traffic = tuple[tuple[str | None, int, str | None], ...]
+"""A traffic split as (revision short name or None for "the latest ready", percent, tag)."""
+
+_LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+
+
+def traffic_targets(split: Traffic) -> list[run_v2.TrafficTarget]:
+    """The API's traffic targets for `split`."""
+    return [
+        run_v2.TrafficTarget(type_=_LATEST, percent=percent, tag=tag or "")
+        if revision is None
+        else run_v2.TrafficTarget(
+            type_=_REVISION, revision=revision, percent=percent, tag=tag or ""
+        )
+        for revision, percent, tag in split
+    ]
+
+
+def traffic_of(service: run_v2.Service) -> Traffic:
+    """The service's configured split (`traffic`, not yet `traffic_statuses`), as `Traffic`."""
+    return tuple(
+        (None if t.type_ == _LATEST else short_name(t.revision), t.percent, t.tag or None)
+        for t in service.traffic
+    )
 
 
 def short_name(resource: str) -> str:
@@ -258,6 +287,58 @@ class CloudRunProvider:
             return await self._apply(path, plan)
         except (gexc.GoogleAPICallError, google.auth.exceptions.RefreshError) as exc:
             raise classify_error(exc, what=f"Cloud Run service {path}") from exc
+
+    async def revision(self, path: str, name: str) -> run_v2.Revision | None:
+        """Revision `name` of the service at `path`, or None when it does not exist."""
+        _, revisions = await self._ensure_clients()
+        full = f"{path}/revisions/{name}"
+        try:
+            return await self._call(
+                "get revision",
+                lambda: revisions.get_revision(name=full, retry=None, timeout=self.request_timeout),
+            )
+        except gexc.NotFound:
+            return None
+        except (gexc.GoogleAPICallError, google.auth.exceptions.RefreshError) as exc:
+            raise classify_error(exc, what=f"reading Cloud Run revision {full}") from exc
+
+    async def create_revision(
+        self,
+        path: str,
+        name: str,
+        build: Callable[[run_v2.Service], run_v2.Service],
+    ) -> tuple[run_v2.Revision | None, int]:
+        """Revision `name`, created by writing `build(existing service)` (its template named
+        `name`, its traffic as the caller wants it) unless it exists already: safe to repeat
+        after a crash, never a second revision. Returns (the revision, writes)."""
+        found = await self.revision(path, name)
+        if found is not None:
+            return found, 0
+
+        def plan(existing: run_v2.Service | None) -> tuple[run_v2.Service, None]:
+            if existing is None:
+                raise StalledError(f"Cloud Run service {path} does not exist", reason="NotFound")
+            service = build(existing)
+            service.template.revision = name
+            return service, None
+
+        _, writes = await self.apply(path, plan)
+        return await self.revision(path, name), writes
+
+    async def set_traffic(self, path: str, split: Traffic) -> tuple[run_v2.Service | None, int]:
+        """Route the service's traffic as `split` (template untouched: no new revision);
+        no write when it already is. Returns (the service after, writes)."""
+
+        def plan(existing: run_v2.Service | None) -> tuple[run_v2.Service, None] | None:
+            if existing is None:
+                raise StalledError(f"Cloud Run service {path} does not exist", reason="NotFound")
+            if traffic_of(existing) == split:
+                return None
+            service = run_v2.Service(existing)
+            service.traffic = traffic_targets(split)
+            return service, None
+
+        return await self.apply(path, plan)
 
     async def _apply(self, path: str, plan: Plan) -> tuple[run_v2.Service | None, int]:
         writes = 0

@@ -32,6 +32,7 @@ __all__ = ["ApiError", "CloudRunState", "FakeOperation"]
 
 SERVICE_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$")
 REVISION_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+TAG = re.compile(r"^[a-z](?:[-a-z0-9]{0,44}[a-z0-9])?$")
 PARENT = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)$")
 
 # Fields a caller may set on a Service; everything else is output only and ignored on input.
@@ -199,6 +200,7 @@ class CloudRunState:
             self._apply_defaults(svc, service_id)
             self._validate(svc, service_id)
             self._check_revision_name(svc, name)
+            self._validate_traffic(svc, name)
             if validate_only:
                 return svc
             svc.uid = str(uuid.uuid4())
@@ -244,6 +246,7 @@ class CloudRunState:
             self._apply_defaults(svc, service_id)
             self._validate(svc, service_id)
             self._check_revision_name(svc, name)
+            self._validate_traffic(svc, name)
             if validate_only:
                 return svc
             svc.generation = current.generation + 1
@@ -499,6 +502,41 @@ class CloudRunState:
                 409,
                 "ALREADY_EXISTS",
                 f"Revision named '{tpl.revision}' with different configuration already exists.",
+            )
+
+    def _validate_traffic(self, svc: run_v2.Service, service_name: str) -> None:
+        """What the API checks of `traffic`: percents in 0..100 summing to 100, a revision
+        name for REVISION targets that exists (or is the one this write creates), tags
+        that are unique DNS labels."""
+        bad = "INVALID_ARGUMENT"
+        latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+        tags: set[str] = set()
+        for i, target in enumerate(svc.traffic):
+            if not 0 <= target.percent <= 100:
+                raise ApiError(400, bad, f"traffic[{i}].percent must be between 0 and 100.")
+            if target.type_ != latest:
+                if not target.revision:
+                    raise ApiError(400, bad, f"traffic[{i}].revision: must not be empty.")
+                known = f"{service_name}/revisions/{target.revision}" in self.revisions
+                if not known and target.revision != svc.template.revision:
+                    raise ApiError(
+                        400,
+                        bad,
+                        f"Revision '{target.revision}' referenced in traffic[{i}] does not exist.",
+                    )
+            if target.tag:
+                if not TAG.fullmatch(target.tag) or target.tag in tags:
+                    raise ApiError(
+                        400,
+                        bad,
+                        f"traffic[{i}].tag '{target.tag}' must be a unique lowercase RFC 1035 "
+                        "label of at most 46 characters.",
+                    )
+                tags.add(target.tag)
+        total = sum(t.percent for t in svc.traffic)
+        if total != 100:
+            raise ApiError(
+                400, bad, f"The traffic percentages must add up to 100; they add up to {total}."
             )
 
     def _maybe_new_revision(

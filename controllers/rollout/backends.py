@@ -1,0 +1,138 @@
+"""Where a Rollout moves traffic: one backend per XynergyService backend, each the kind's glue
+between the pure split it wants and a provider that knows only its cloud.
+
+`CloudRunRollout`: the new revision is created in the target's Cloud Run service with no
+traffic (one write: template named after its content, traffic pinned to the stable revision),
+then traffic is split by revision percent, the new revision reachable at its tag's URL
+(`canary` or `preview`). The revision name is a digest of its configuration, so a repeated
+attempt (an operator killed mid-write) finds the revision instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from apis.v1alpha1.xynergyservice import XynergyService
+
+if TYPE_CHECKING:
+    from google.cloud import run_v2
+
+    from controllers.providers.cloudrun import CloudRunProvider, Traffic
+
+__all__ = ["CanaryState", "CloudRunRollout", "RolloutBackend", "Serving"]
+
+STABLE_TAG = "stable"
+PREVIOUS_TAG = "previous"
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the target serves now."""
+
+    revision: str | None
+    """The revision with the most traffic (None: nothing ready yet)."""
+    ready: bool
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    """The new revision as the backend sees it."""
+
+    ready: bool
+    failed: str | None = None
+    url: str | None = None
+    writes: int = 0
+
+
+class RolloutBackend(Protocol):
+    """What a strategy's moves need of a runtime."""
+
+    def revision_name(self, canary: XynergyService) -> str:
+        """The new revision's name (deterministic: the same configuration, the same name)."""
+        ...
+
+    async def serving(self, target: XynergyService) -> Serving: ...
+
+    async def ensure_canary(
+        self, target: XynergyService, canary: XynergyService, *, name: str, stable: str, tag: str
+    ) -> CanaryState:
+        """The new revision exists (created with no traffic when missing); its state."""
+        ...
+
+    async def route(self, target: XynergyService, split: Traffic) -> tuple[int, dict[str, str]]:
+        """Traffic as `split`; (writes, URL per tag)."""
+        ...
+
+
+def _short(resource: str) -> str:
+    return resource.rpartition("/")[2]
+
+
+class CloudRunRollout:
+    """Revisions and traffic of the target's Cloud Run service."""
+
+    def __init__(self, provider: CloudRunProvider) -> None:
+        self.provider = provider
+
+    def revision_name(self, canary: XynergyService) -> str:
+        from controllers.xynergyservice.resources import cloudrun
+
+        view = cloudrun.managed_view(cloudrun.desired_service(canary, None), canary)["template"]
+        digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{canary.metadata.name}-ro-{digest}"
+
+    async def serving(self, target: XynergyService) -> Serving:
+        from controllers.xynergyservice.resources import cloudrun
+
+        service = await self.provider.get(cloudrun.service_path(target))
+        if service is None:
+            return Serving(None, ready=False)
+        return Serving(_serving_revision(service), ready=not service.reconciling)
+
+    async def ensure_canary(
+        self, target: XynergyService, canary: XynergyService, *, name: str, stable: str, tag: str
+    ) -> CanaryState:
+        from controllers.providers.cloudrun import traffic_targets
+        from controllers.xynergyservice.resources import cloudrun
+
+        path = cloudrun.service_path(target)
+
+        def build(existing: run_v2.Service) -> run_v2.Service:
+            service = cloudrun.desired_service(canary, existing)
+            service.traffic = traffic_targets(((stable, 100, STABLE_TAG), (name, 0, tag)))
+            return service
+
+        revision, writes = await self.provider.create_revision(path, name, build)
+        return _canary_state(revision, writes)
+
+    async def route(self, target: XynergyService, split: Traffic) -> tuple[int, dict[str, str]]:
+        from controllers.xynergyservice.resources import cloudrun
+
+        service, writes = await self.provider.set_traffic(cloudrun.service_path(target), split)
+        urls = {t.tag: t.uri for t in service.traffic_statuses if t.tag} if service else {}
+        return writes, urls
+
+
+def _serving_revision(service: run_v2.Service) -> str | None:
+    best: tuple[int, str] | None = None
+    for t in service.traffic_statuses:
+        revision = _short(t.revision) or _short(service.latest_ready_revision)
+        if revision and (best is None or t.percent > best[0]):
+            best = (t.percent, revision)
+    return best[1] if best else (_short(service.latest_ready_revision) or None)
+
+
+def _canary_state(revision: run_v2.Revision | None, writes: int) -> CanaryState:
+    from google.cloud import run_v2
+
+    if revision is None:
+        return CanaryState(ready=False, writes=writes)
+    state = run_v2.Condition.State
+    ready = next((c for c in revision.conditions if c.type_ == "Ready"), None)
+    if ready is not None and ready.state == state.CONDITION_FAILED:
+        return CanaryState(ready=False, failed=ready.message or "revision failed", writes=writes)
+    ok = ready is not None and ready.state == state.CONDITION_SUCCEEDED
+    return CanaryState(ready=ok, writes=writes)

@@ -1,0 +1,612 @@
+"""Level-based converge of one Rollout: read the target XynergyService, make sure the new
+revision exists (with no traffic), let the strategy decide the next move, move the traffic
+through the target's backend, and say where the rollout stands in one `Result`.
+
+Everything a restart needs is in the status (phase, step, weight, the step's clock, look and
+run counts, the stable and new revisions), and every write is idempotent (the new revision is
+named after its configuration; a traffic split is written only when it differs), so an
+operator killed at any point resumes where it was: no second revision, no lost step.
+
+People and GitOps act through `spec.abort`, `spec.paused` and the annotation
+`xynergy.io/rollout-action` = `promote`, `promote-full`, `abort`, `retry` or `undo`
+(optionally `<verb>/<anything unique>`, so the same verb can be asked again); the value acted
+upon is kept in `status.handledAction`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.types import PatchType
+from pydantic import ValidationError
+
+from apis.v1alpha1.common import GROUP, VERSION
+from apis.v1alpha1.rollout import (
+    AnalysisMetric,
+    AnalysisRunSummary,
+    RevisionRecord,
+    Rollout,
+    RolloutPhase,
+    RolloutStatus,
+)
+from apis.v1alpha1.xynergyservice import Backend as BackendKind
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.context import OperatorContext
+from controllers.core.controller import ChildEvent, Controller, Kind, Requeue, Result
+from controllers.core.errors import ProviderError, StalledError, TransientError
+from controllers.core.events import Event
+from controllers.core.status import spec_error
+from controllers.metrics import RECONCILE_DURATION, RECONCILE_TOTAL
+from controllers.providers.prometheus import MetricsProvider
+from controllers.rollout.analysis import RunResult, collect, judge_run
+from controllers.rollout.backends import (
+    PREVIOUS_TAG,
+    STABLE_TAG,
+    CloudRunRollout,
+    RolloutBackend,
+)
+from controllers.rollout.bluegreen import BlueGreen
+from controllers.rollout.canary import Canary
+from controllers.rollout.immediate import Immediate
+from controllers.rollout.resources import promotion_patch, with_overrides
+from controllers.rollout.rolling import Rolling
+from controllers.rollout.settings import RolloutSettings
+from controllers.rollout.status import conditions_for, events_for, record_run
+from controllers.rollout.strategy import (
+    AnalysisRequest,
+    Move,
+    MoveKind,
+    Progress,
+    StepContext,
+    Strategy,
+)
+
+__all__ = [
+    "ACTION_ANNOTATION",
+    "KIND",
+    "RolloutReconciler",
+    "from_context",
+    "pending_action",
+    "rollout_event",
+    "strategy_of",
+]
+
+KIND = Kind(GROUP, VERSION, "Rollout", "rollouts")
+TARGET = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
+ACTION_ANNOTATION = "xynergy.io/rollout-action"
+ACTIONS = frozenset({"promote", "promote-full", "abort", "retry", "undo"})
+_ACTIVE = (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
+_ENDED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
+
+Backends = Callable[[BackendKind], RolloutBackend | None]
+MetricSource = Callable[[AnalysisMetric], MetricsProvider]
+
+
+def strategy_of(rollout: Rollout) -> Strategy:
+    """The strategy object for spec.strategy (admission guarantees exactly one is set)."""
+    chosen = rollout.spec.strategy
+    if chosen.canary is not None:
+        return Canary()
+    if chosen.blue_green is not None:
+        return BlueGreen()
+    if chosen.rolling is not None:
+        return Rolling()
+    return Immediate()
+
+
+def pending_action(body: Mapping[str, Any]) -> str | None:
+    """The annotation's verb when its value has not been acted upon yet (None otherwise)."""
+    value = ((body.get("metadata") or {}).get("annotations") or {}).get(ACTION_ANNOTATION)
+    if not value or value == (body.get("status") or {}).get("handledAction"):
+        return None
+    return str(value).split("/", 1)[0].strip().lower()
+
+
+async def rollout_event(controller: Controller, body: Mapping[str, Any], event: str | None) -> None:
+    """The Rollout's own events: the core's rules, plus a converge when an action annotation
+    is pending (an annotation does not move the generation)."""
+    if event == "MODIFIED" and pending_action(body) is not None:
+        await controller.trigger(controller.kind.key(body))
+        return
+    await controller.on_event(body, event)
+
+
+@dataclass
+class Converge:
+    """One converge's working state."""
+
+    rollout: Rollout
+    target: XynergyService
+    canary: XynergyService
+    backend: RolloutBackend
+    status: RolloutStatus
+    now: dt.datetime
+    reason: str = "Progressing"
+    wait: float | None = None
+    ran: bool = False
+
+
+def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
+    return Progress(
+        step=status.current_step_index or 0,
+        weight=status.canary_weight or 0,
+        started=status.step_started_at or now,
+        looks=status.analysis_looks or 0,
+        extended=status.extended_looks or 0,
+        failed=status.failed_runs or 0,
+        inconclusive=status.inconclusive_runs or 0,
+    )
+
+
+def _with_progress(status: RolloutStatus, p: Progress) -> RolloutStatus:
+    return status.model_copy(
+        update={
+            "current_step_index": p.step,
+            "canary_weight": p.weight,
+            "step_started_at": p.started,
+            "analysis_looks": p.looks,
+            "extended_looks": p.extended,
+            "failed_runs": p.failed,
+            "inconclusive_runs": p.inconclusive,
+        }
+    )
+
+
+def _fresh(rollout: Rollout, stable: str, canary: str, now: dt.datetime) -> RolloutStatus:
+    old = rollout.status or RolloutStatus()
+    status = RolloutStatus(
+        conditions=old.conditions,
+        phase=RolloutPhase.PROGRESSING,
+        stable_revision=stable,
+        canary_revision=canary,
+        history=old.history,
+        handled_action=old.handled_action,
+        message=f"delivering revision {canary} (stable: {stable})",
+    )
+    return _with_progress(status, Progress(step=0, weight=0, started=now))
+
+
+class RolloutReconciler:
+    """The kind's `KindReconciler`."""
+
+    kind = KIND
+
+    def __init__(
+        self,
+        *,
+        client: AsyncClient,
+        backends: Backends,
+        metrics: MetricSource,
+        settings: RolloutSettings,
+    ) -> None:
+        self.client = client
+        self.backends = backends
+        self.metrics = metrics
+        self.settings = settings
+
+    async def reconcile(
+        self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
+    ) -> Result:
+        started = time.perf_counter()
+        result, outcome = await self._converge(body, now)
+        RECONCILE_TOTAL.labels(KIND.kind, outcome).inc()
+        RECONCILE_DURATION.labels(KIND.kind, outcome).observe(time.perf_counter() - started)
+        return result
+
+    async def _converge(self, body: Mapping[str, Any], now: dt.datetime) -> tuple[Result, str]:
+        try:
+            rollout = Rollout.model_validate(dict(body))
+        except ValidationError as exc:
+            return self._invalid(body, exc, now), "stalled"
+        action = pending_action(body)
+        try:
+            work = await self._begin(rollout, now)
+            if work is None:
+                return self._waiting(rollout, now, "the target has no serving revision yet"), "ok"
+            await self._act(work, action)
+        except (StalledError, TransientError) as exc:
+            outcome = "stalled" if isinstance(exc, StalledError) else "retry"
+            return self._failed(rollout, exc, now), outcome
+        return self._result(work, rollout.status, action), "ok"
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
+        return True, None  # no finalizer: a deleted Rollout leaves traffic as it is
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    async def _target(self, rollout: Rollout) -> XynergyService:
+        name, ns = rollout.spec.target_ref.name, rollout.metadata.namespace
+        try:
+            obj: Any = await self.client.get(TARGET.resource, name, namespace=ns)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise StalledError(
+                    f"spec.targetRef: XynergyService {name!r} not found in namespace {ns}",
+                    reason="TargetNotFound",
+                ) from exc
+            raise TransientError(
+                f"reading XynergyService {name}: {exc}", reason="ApiError"
+            ) from exc
+        return XynergyService.model_validate(obj.to_dict())
+
+    async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | None:
+        """The converge's facts; a new rollout starts from step 0 when the new revision
+        (named after its configuration) is not the one the status follows."""
+        target = await self._target(rollout)
+        backend = self.backends(target.spec.backend)
+        if backend is None:
+            raise StalledError(
+                f"Rollouts on the {target.spec.backend.value} backend are not available in this "
+                "operator",
+                reason="BackendNotSupported",
+            )
+        canary = with_overrides(target, rollout.spec)
+        name = backend.revision_name(canary)
+        status = rollout.status or RolloutStatus()
+        work = Converge(rollout, target, canary, backend, status, now)
+        if status.canary_revision == name and status.phase is not None:
+            return work
+        serving = await backend.serving(target)
+        if serving.revision is None or not serving.ready:
+            return None
+        work.status = _fresh(rollout, serving.revision, name, now)
+        work.status.canary_image = canary.spec.image
+        work.status.stable_image = target.spec.image
+        work.reason = "Started"
+        if serving.revision == name:
+            await self._finish(work, "the new revision is already the stable one")
+        return work
+
+    # ---- acting ------------------------------------------------------------------------------
+
+    async def _act(self, work: Converge, action: str | None) -> None:
+        phase = work.status.phase
+        if action is not None:
+            work.status.handled_action = _annotation(work.rollout)
+        if action == "undo" and phase == RolloutPhase.PROMOTED:
+            return await self._undo(work)
+        if action == "retry" and phase in _ENDED:
+            work.status = _fresh(
+                work.rollout,
+                work.status.stable_revision or "",
+                work.status.canary_revision or "",
+                work.now,
+            )
+            work.status.handled_action = _annotation(work.rollout)
+            work.reason = "Retried"
+            phase = work.status.phase
+        if phase not in _ACTIVE:
+            return await self._hold_ended(work)
+        if work.rollout.spec.abort or action == "abort":
+            return await self._rollback(
+                work, RolloutPhase.ABORTED, "Aborted", "aborted by a person"
+            )
+        if action == "promote-full":
+            return await self._finish(work, "promoted by hand (all steps skipped)")
+        await self._advance(work, promote=action == "promote")
+
+    async def _advance(self, work: Converge, *, promote: bool) -> None:
+        status, rollout = work.status, work.rollout
+        strategy = strategy_of(rollout)
+        tag = "preview" if strategy.preview(rollout) else "canary"
+        stable, name = status.stable_revision or "", status.canary_revision or ""
+        state = await work.backend.ensure_canary(
+            work.target, work.canary, name=name, stable=stable, tag=tag
+        )
+        if state.failed:
+            return await self._rollback(
+                work,
+                RolloutPhase.DEGRADED,
+                "RevisionFailed",
+                f"revision {name} failed: {state.failed}",
+            )
+        if not state.ready:
+            return await self._await_ready(work, name)
+        if rollout.spec.paused or (status.phase == RolloutPhase.PAUSED and not promote):
+            work.reason = "Paused"
+            await self._route(work, _split(status, tag))
+            work.status.phase = RolloutPhase.PAUSED
+            if rollout.spec.paused:
+                work.status.message = "paused by spec.paused"
+            return None
+        ctx = StepContext(
+            rollout,
+            work.now,
+            lambda req: self._analyze(work, req),
+            promote=promote,
+            replicas=work.target.spec.sizing().replicas,
+            dwell=self.settings.rolling_step_seconds,
+        )
+        move = await strategy.advance(_progress(status, work.now), ctx)
+        await self._apply(work, move, tag)
+
+    async def _await_ready(self, work: Converge, name: str) -> None:
+        waited = (work.now - (work.status.step_started_at or work.now)).total_seconds()
+        deadline = work.rollout.spec.progress_deadline_seconds
+        if work.status.current_step_index == 0 and waited > deadline:
+            message = f"revision {name} not ready after {deadline}s (spec.progressDeadlineSeconds)"
+            return await self._rollback(
+                work, RolloutPhase.DEGRADED, "ProgressDeadlineExceeded", message
+            )
+        work.status.message = f"waiting for revision {name} to become ready"
+        work.reason = "RevisionNotReady"
+        work.wait = self.settings.poll_seconds
+        return None
+
+    async def _apply(self, work: Converge, move: Move, tag: str) -> None:
+        if move.run is not None:
+            self._record(work, move)
+        work.status = _with_progress(work.status, move.progress)
+        work.status.message = move.message
+        if move.kind is MoveKind.PROMOTE:
+            return await self._finish(work, move.message)
+        if move.kind is MoveKind.ROLLBACK:
+            return await self._rollback(work, RolloutPhase.ROLLED_BACK, move.reason, move.message)
+        await self._route(work, _split(work.status, tag))
+        if move.kind is MoveKind.PAUSE:
+            work.status.phase = RolloutPhase.PAUSED
+            work.reason = move.reason or "Paused"
+        else:
+            work.status.phase = RolloutPhase.PROGRESSING
+            work.reason = "Progressing"
+            work.wait = move.wait
+        return None
+
+    def _record(self, work: Converge, move: Move) -> None:
+        assert move.run is not None
+        result = move.run.result
+        summary = AnalysisRunSummary(
+            step_index=move.progress.step,
+            time=work.now,
+            verdict=result.verdict,
+            score=round(result.score, 1),
+            evidence=[line[:512] for line in result.evidence][:20],
+            look=move.run.request.look,
+            canary_weight=move.run.weight,
+        )
+        work.status.analysis_runs = record_run(work.status, summary)
+        work.ran = True
+
+    async def _analyze(self, work: Converge, request: AnalysisRequest) -> RunResult:
+        analysis = work.rollout.spec.analysis
+        assert analysis is not None
+        samples = await collect(
+            analysis,
+            self.metrics,
+            stable=work.status.stable_revision or "",
+            canary=work.status.canary_revision or "",
+            start=request.start,
+            end=request.end,
+            step=self.settings.query_step_seconds,
+        )
+        return judge_run(analysis, samples, look=request.look, looks=request.looks)
+
+    async def _route(
+        self, work: Converge, split: tuple[tuple[str | None, int, str | None], ...]
+    ) -> None:
+        _, urls = await work.backend.route(work.target, split)
+        url = urls.get("canary") or urls.get("preview")
+        if url:
+            work.status.canary_url = url
+
+    async def _finish(self, work: Converge, message: str) -> None:
+        """All traffic to the new revision; the target's spec becomes it; history kept."""
+        status, rollout = work.status, work.rollout
+        keep = None
+        blue_green = rollout.spec.strategy.blue_green
+        if blue_green is not None and blue_green.scale_down_delay_seconds > 0:
+            keep = status.stable_revision
+            status.scale_down_at = work.now + dt.timedelta(
+                seconds=blue_green.scale_down_delay_seconds
+            )
+        canary = status.canary_revision or ""
+        await self._route(work, _final(canary, keep))
+        await self._patch_target(work, promotion_patch(work.canary))
+        if status.stable_revision and status.stable_revision != canary:
+            record = RevisionRecord(
+                revision=status.stable_revision, image=status.stable_image, time=work.now
+            )
+            status.history = [record, *(status.history or [])][: rollout.spec.rollback_window]
+        status.phase = RolloutPhase.PROMOTED
+        status.canary_weight = 100
+        status.message = f"revision {canary} promoted: {message}"
+        work.reason = "Promoted"
+        if keep is not None:
+            work.wait = float(blue_green.scale_down_delay_seconds) if blue_green else None
+
+    async def _rollback(
+        self, work: Converge, phase: RolloutPhase, reason: str, message: str
+    ) -> None:
+        """All traffic back to the stable revision."""
+        stable = work.status.stable_revision or ""
+        await self._route(work, ((stable, 100, None),))
+        work.status.phase = phase
+        work.status.canary_weight = 0
+        work.status.message = f"{message}; all traffic back on {stable}"
+        work.reason = reason
+
+    async def _hold_ended(self, work: Converge) -> None:
+        """An ended rollout keeps its traffic (restored if someone moved it); a blue-green
+        promotion releases the old revision once its delay is over."""
+        status = work.status
+        if status.phase == RolloutPhase.PROMOTED:
+            keep = status.history[0].revision if status.scale_down_at and status.history else None
+            if keep and work.now >= (status.scale_down_at or work.now):
+                keep, status.scale_down_at = None, None
+            elif keep and status.scale_down_at:
+                work.wait = (status.scale_down_at - work.now).total_seconds()
+            await self._route(work, _final(status.canary_revision or "", keep))
+        elif status.phase in _ENDED and status.stable_revision:
+            await self._route(work, ((status.stable_revision, 100, None),))
+        work.reason = _ended_reason(work)
+
+    async def _undo(self, work: Converge) -> None:
+        """Back to the previous stable revision, at once (it was stable within
+        spec.rollbackWindow: no analysis)."""
+        status = work.status
+        if not status.history:
+            raise StalledError(
+                "undo: no earlier revision within spec.rollbackWindow", reason="NoHistory"
+            )
+        previous, rest = status.history[0], status.history[1:]
+        await self._route(work, ((previous.revision, 100, None),))
+        if previous.image:
+            await self._patch_target(work, {"spec": {"image": previous.image}})
+        status.history = rest
+        status.stable_revision = previous.revision
+        status.phase = RolloutPhase.ROLLED_BACK
+        status.canary_weight = 0
+        status.message = f"undone: all traffic back on {previous.revision}"
+        work.reason = "Undone"
+
+    async def _patch_target(self, work: Converge, patch: dict[str, Any]) -> None:
+        name, ns = work.rollout.spec.target_ref.name, work.target.metadata.namespace
+        try:
+            await self.client.patch(
+                TARGET.resource, name, patch, namespace=ns, patch_type=PatchType.MERGE
+            )
+        except ApiError as exc:
+            raise TransientError(
+                f"patching XynergyService {name}: {exc}", reason="ApiError"
+            ) from exc
+
+    # ---- results -----------------------------------------------------------------------------
+
+    def _result(self, work: Converge, before: RolloutStatus | None, action: str | None) -> Result:
+        rollout, status = work.rollout, work.status
+        generation = rollout.metadata.generation
+        status.conditions = conditions_for(
+            status, reason=work.reason, generation=generation, now=work.now
+        )
+        events = events_for(before, status, reason=work.reason, run=work.ran)
+        if action is not None and action not in ACTIONS:
+            events.append(
+                Event(
+                    "Warning",
+                    "UnknownAction",
+                    f"{ACTION_ANNOTATION}: {action!r} is not one of {sorted(ACTIONS)}",
+                )
+            )
+        if work.wait is not None:
+            return Result(status=status, events=events, requeue_after=work.wait)
+        if status.phase in _ACTIVE:
+            return Result(
+                status=status, events=events, requeue_after=self.settings.poll_seconds * 15
+            )
+        return Result(status=status, events=events)
+
+    def _waiting(self, rollout: Rollout, now: dt.datetime, message: str) -> Result:
+        status = (rollout.status or RolloutStatus()).model_copy(
+            update={"phase": RolloutPhase.PENDING, "message": message}
+        )
+        status.conditions = conditions_for(
+            status, reason="TargetNotReady", generation=rollout.metadata.generation, now=now
+        )
+        return Result(status=status, requeue=Requeue.SOON)
+
+    def _failed(self, rollout: Rollout, exc: ProviderError, now: dt.datetime) -> Result:
+        status = (rollout.status or RolloutStatus()).model_copy()
+        status.message = exc.message
+        generation = rollout.metadata.generation
+        if isinstance(exc, StalledError):
+            if status.phase in _ACTIVE or status.phase is None:
+                status.phase = RolloutPhase.DEGRADED
+            status.conditions = conditions_for(
+                status, reason=exc.reason, generation=generation, now=now
+            )
+            events = [Event("Warning", exc.reason, exc.message)]
+            return Result(status=status, events=events, requeue=Requeue.BACKOFF)
+        if status.phase is None:
+            status.phase = RolloutPhase.PENDING
+        status.conditions = conditions_for(
+            status, reason=exc.reason, generation=generation, now=now
+        )
+        return Result(
+            status=status,
+            events=[Event("Warning", exc.reason, exc.message)],
+            requeue=Requeue.BACKOFF,
+        )
+
+    def _invalid(self, body: Mapping[str, Any], exc: ValidationError, now: dt.datetime) -> Result:
+        meta = body.get("metadata") or {}
+        raw = body.get("status") or {}
+        status = RolloutStatus(phase=RolloutPhase.DEGRADED, message=spec_error(exc))
+        with contextlib.suppress(ValidationError):
+            status.conditions = RolloutStatus.model_validate(raw).conditions
+        status.conditions = conditions_for(
+            status, reason="InvalidSpec", generation=meta.get("generation"), now=now
+        )
+        return Result(status=status, events=[Event("Warning", "InvalidSpec", status.message or "")])
+
+
+def _annotation(rollout: Rollout) -> str | None:
+    return (rollout.metadata.annotations or {}).get(ACTION_ANNOTATION)
+
+
+def _ended_reason(work: Converge) -> str:
+    for cond in work.status.conditions:
+        if cond.type in ("Ready", "Stalled") and cond.status == "True":
+            return cond.reason
+    return str(work.status.phase.value if work.status.phase else "Pending")
+
+
+def _split(status: RolloutStatus, tag: str) -> tuple[tuple[str | None, int, str | None], ...]:
+    weight = status.canary_weight or 0
+    return (
+        (status.stable_revision, 100 - weight, STABLE_TAG),
+        (status.canary_revision, weight, tag),
+    )
+
+
+def _final(revision: str, keep: str | None) -> tuple[tuple[str | None, int, str | None], ...]:
+    split: tuple[tuple[str | None, int, str | None], ...] = ((revision, 100, None),)
+    if keep and keep != revision:
+        split += ((keep, 0, PREVIOUS_TAG),)
+    return split
+
+
+def from_context(ctx: OperatorContext) -> RolloutReconciler:
+    """The reconciler on the operator's clients: Cloud Run built on first use, Prometheus
+    from XYNERGY_ROLLOUT_PROMETHEUS_URL."""
+    settings = RolloutSettings()
+
+    def backend(kind: BackendKind) -> RolloutBackend | None:
+        if kind == BackendKind.CLOUD_RUN:
+            return ctx.provider("rollout.cloudrun", lambda: _cloud_run(ctx))
+        return None
+
+    def metrics(metric: AnalysisMetric) -> MetricsProvider:
+        from controllers.providers.prometheus import PrometheusProvider
+
+        if metric.source.value != "prometheus" or not settings.prometheus_url:
+            raise StalledError(
+                f"spec.analysis.metrics[{metric.name}]: source {metric.source.value} is not "
+                "configured in this operator (XYNERGY_ROLLOUT_PROMETHEUS_URL)",
+                reason="MetricsSourceUnavailable",
+            )
+        url = settings.prometheus_url
+        return ctx.provider(
+            f"rollout.prometheus.{url}",
+            lambda: PrometheusProvider(url, timeout=settings.query_timeout_seconds),
+        )
+
+    return RolloutReconciler(
+        client=ctx.client, backends=backend, metrics=metrics, settings=settings
+    )
+
+
+def _cloud_run(ctx: OperatorContext) -> RolloutBackend | None:
+    try:
+        from controllers.providers.cloudrun import CloudRunProvider
+    except ImportError:
+        return None
+    endpoint = ctx.settings.cloudrun_endpoint
+    return CloudRunRollout(
+        CloudRunProvider(api_endpoint=endpoint) if endpoint else CloudRunProvider()
+    )

@@ -1,0 +1,103 @@
+"""Pure: a Rollout's phase and last analysis as kstatus conditions, and the Events a change of
+them deserves.
+
+Progressing and Paused are Reconciling=True (kstatus InProgress); Promoted is Ready=True;
+RolledBack, Aborted and Degraded are Stalled=True (a person must act: retry, a new spec, or
+undo). The `Analysis` condition carries the last run's verdict and its evidence (metric,
+effect, p-value, MDE), so a rollback says why in `kubectl describe` and in its Event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from apis.conditions import (
+    Condition,
+    ConditionStatus,
+    mark_ready,
+    mark_reconciling,
+    mark_stalled,
+    set_condition,
+)
+from apis.v1alpha1.rollout import AnalysisRunSummary, RolloutPhase, RolloutStatus, Verdict
+from controllers.core.events import Event
+
+__all__ = ["ANALYSIS", "MAX_RUNS", "conditions_for", "events_for", "record_run"]
+
+ANALYSIS = "Analysis"
+MAX_RUNS = 10
+_STALLED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
+_VERDICT_STATUS: dict[Verdict, ConditionStatus] = {
+    Verdict.SUCCESSFUL: "True",
+    Verdict.FAILED: "False",
+    Verdict.INCONCLUSIVE: "Unknown",
+}
+
+
+def record_run(status: RolloutStatus, run: AnalysisRunSummary) -> list[AnalysisRunSummary]:
+    """The run history with `run` added (newest last, at most MAX_RUNS)."""
+    return [*(status.analysis_runs or []), run][-MAX_RUNS:]
+
+
+def conditions_for(
+    status: RolloutStatus,
+    *,
+    reason: str,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[Condition]:
+    """Ready/Reconciling/Stalled for the phase (with `reason` and status.message), and the
+    Analysis condition for the last run."""
+    message = status.message or ""
+    conditions = list(status.conditions)
+    if status.phase == RolloutPhase.PROMOTED:
+        conditions = mark_ready(
+            conditions, reason=reason, message=message, generation=generation, now=now
+        )
+    elif status.phase in _STALLED:
+        conditions = mark_stalled(
+            conditions, reason=reason, message=message, generation=generation, now=now
+        )
+    else:
+        conditions = mark_reconciling(
+            conditions, reason=reason, message=message, generation=generation, now=now
+        )
+    runs = status.analysis_runs or []
+    if runs:
+        last = runs[-1]
+        conditions = set_condition(
+            conditions,
+            type_=ANALYSIS,
+            status=_VERDICT_STATUS[last.verdict],
+            reason=f"Analysis{last.verdict.value}",
+            message="; ".join(last.evidence or [])[:4096],
+            observed_generation=generation,
+            now=now,
+        )
+    return conditions
+
+
+def events_for(
+    before: RolloutStatus | None, after: RolloutStatus, *, reason: str, run: bool
+) -> list[Event]:
+    """Events for what changed: the phase, the canary weight, a new analysis run."""
+    events: list[Event] = []
+    message = after.message or ""
+    if run and after.analysis_runs:
+        last = after.analysis_runs[-1]
+        kind: Literal["Normal", "Warning"] = (
+            "Warning" if last.verdict == Verdict.FAILED else "Normal"
+        )
+        detail = "; ".join(last.evidence or [])
+        events.append(Event(kind, f"Analysis{last.verdict.value}", f"score {last.score}: {detail}"))
+    was_phase = before.phase if before else None
+    moved = before is None or before.canary_weight != after.canary_weight
+    if moved and after.phase in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED):
+        events.append(
+            Event("Normal", "TrafficShifted", f"canary weight {after.canary_weight or 0}%")
+        )
+    if was_phase != after.phase and after.phase is not None:
+        severity: Literal["Normal", "Warning"] = "Warning" if after.phase in _STALLED else "Normal"
+        events.append(Event(severity, reason, message))
+    return events

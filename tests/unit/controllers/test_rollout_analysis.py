@@ -1,0 +1,138 @@
+"""The analysis config mapped onto intelligence.canary, and runs judged from samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from apis.v1alpha1.rollout import AnalysisSpec, Verdict
+from controllers.rollout.analysis import judge_params, judge_run
+from intelligence.canary import Direction, MetricVerdict
+
+
+def spec(**overrides: object) -> AnalysisSpec:
+    body: dict[str, object] = {
+        "interval": "30s",
+        "successScore": 80,
+        "marginalScore": 60,
+        "minimumSamples": 10,
+        "metrics": [
+            {
+                "name": "latency",
+                "query": 'q{revision="{{revision}}"}',
+                "direction": "increase",
+                "tolerancePercent": 10,
+                "critical": True,
+                "weight": 2,
+            },
+            {
+                "name": "errors",
+                "query": "e",
+                "direction": "either",
+                "tolerancePercent": 0,
+                "absoluteTolerance": 0.01,
+                "minimumDetectable": 0.02,
+            },
+        ],
+    }
+    body.update(overrides)
+    return AnalysisSpec.model_validate(body)
+
+
+def test_judge_params_maps_every_field() -> None:
+    metrics, config = judge_params(spec(), looks=6)
+    latency, errors = metrics
+    assert latency.name == "latency"
+    assert latency.bad_direction is Direction.INCREASE
+    assert latency.weight == 2
+    assert latency.critical
+    assert latency.tolerance == pytest.approx(0.10)
+    assert latency.detectable == pytest.approx(0.10)
+    assert latency.min_samples == 10
+    assert latency.series
+    assert errors.bad_direction is Direction.EITHER
+    assert not errors.critical
+    assert errors.tolerance == 0
+    assert errors.detectable is None
+    assert errors.absolute_tolerance == 0.01
+    assert errors.detectable_absolute == 0.02
+    assert config.pass_score == 80
+    assert config.marginal_score == 60
+    assert config.looks == 6
+
+
+def test_judge_params_refuses_zero_looks() -> None:
+    with pytest.raises(ValueError, match="looks must be at least 1"):
+        judge_params(spec(), looks=0)
+
+
+def latency_only() -> AnalysisSpec:
+    return spec(metrics=[{"name": "latency", "query": "q", "tolerancePercent": 10}])
+
+
+def test_healthy_canary_is_successful_and_slow_one_fails_with_evidence() -> None:
+    rng = np.random.default_rng(1)
+    stable = rng.lognormal(np.log(0.1), 0.2, 400)
+    healthy = rng.lognormal(np.log(0.1), 0.2, 400)
+    slow = rng.lognormal(np.log(0.15), 0.2, 400)
+    ok = judge_run(latency_only(), {"latency": (stable, healthy)}, look=1, looks=1)
+    assert ok.verdict is Verdict.SUCCESSFUL
+    assert not ok.needs_data
+    bad = judge_run(latency_only(), {"latency": (stable, slow)}, look=1, looks=1)
+    assert bad.verdict is Verdict.FAILED
+    (line,) = bad.failures
+    assert line.startswith("latency: High")
+    assert "p=" in line
+    assert "MDE=" in line
+    assert "effect=" in line
+
+
+def test_too_few_samples_needs_data_and_is_never_successful() -> None:
+    rng = np.random.default_rng(2)
+    stable, canary = rng.lognormal(0, 0.2, 5), rng.lognormal(0, 0.2, 5)
+    run = judge_run(latency_only(), {"latency": (stable, canary)}, look=1, looks=1)
+    assert run.verdict is Verdict.INCONCLUSIVE
+    assert run.needs_data
+
+
+def test_underpowered_metric_is_inconclusive_needing_data() -> None:
+    # enough samples to test, too few (and too noisy) to see a 1 % regression
+    rng = np.random.default_rng(3)
+    noisy = spec(metrics=[{"name": "latency", "query": "q", "tolerancePercent": 1}])
+    stable, canary = rng.lognormal(0, 1.0, 30), rng.lognormal(0, 1.0, 30)
+    run = judge_run(noisy, {"latency": (stable, canary)}, look=1, looks=1)
+    assert run.metrics[0].verdict is MetricVerdict.UNDERPOWERED
+    assert run.verdict is Verdict.INCONCLUSIVE
+    assert run.needs_data
+
+
+def test_threshold_method_judges_the_canary_median() -> None:
+    threshold = spec(
+        metrics=[{"name": "p95", "query": "q", "method": "threshold", "maxValue": 0.5}]
+    )
+    stable = np.full(20, 0.2)
+    under = judge_run(threshold, {"p95": (stable, np.full(20, 0.3))}, look=1, looks=1)
+    over = judge_run(threshold, {"p95": (stable, np.full(20, 0.7))}, look=1, looks=1)
+    assert under.verdict is Verdict.SUCCESSFUL
+    assert over.verdict is Verdict.FAILED
+    assert "threshold canary=0.7" in over.failures[0]
+
+
+@pytest.mark.parametrize("method", ["zscore", "iqr", "trend", "isolationForest"])
+def test_detector_methods_fail_a_shifted_canary_and_pass_a_steady_one(method: str) -> None:
+    rng = np.random.default_rng(4)
+    detector = spec(metrics=[{"name": "lat", "query": "q", "method": method}])
+    stable = rng.normal(100, 2, 80)
+    steady = rng.normal(100, 2, 40)
+    shifted = rng.normal(160, 2, 40)
+    ok = judge_run(detector, {"lat": (stable, steady)}, look=1, looks=1)
+    bad = judge_run(detector, {"lat": (stable, shifted)}, look=1, looks=1)
+    assert ok.verdict is Verdict.SUCCESSFUL, ok.evidence
+    assert bad.verdict is Verdict.FAILED, bad.evidence
+    assert f"{method} anomalous=" in bad.failures[0]
+
+
+def test_missing_metric_is_no_data() -> None:
+    run = judge_run(latency_only(), {}, look=1, looks=1)
+    assert run.verdict is Verdict.INCONCLUSIVE
+    assert run.needs_data
