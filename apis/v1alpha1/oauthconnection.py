@@ -6,7 +6,10 @@ Tokens live only in the Secret named by `tokenSecretName`; status never holds a 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -17,6 +20,7 @@ from apis.conditions import Condition
 from apis.v1alpha1.common import CrdInfo, PrinterColumn, Resource, conditions_field, ready_columns
 
 __all__ = [
+    "AUTHORIZATION_KEYS",
     "CONNECTION_LABEL",
     "PROVIDER_LABEL",
     "REFRESH_REQUESTED_ANNOTATION",
@@ -30,6 +34,9 @@ __all__ = [
     "OAuthConnectionStatus",
     "OAuthPhase",
     "OAuthProvider",
+    "authorization_secret_name",
+    "decode_state",
+    "encode_state",
 ]
 
 TOKEN_KEYS = ("access_token", "refresh_token", "expires_at", "token_type", "scope")
@@ -45,6 +52,41 @@ SECRET_ROLE_LABEL = "xynergy.io/oauth-secret"
 """Label telling the token Secret (`tokens`) from the pending authorization's (`authorization`)."""
 REFRESH_REQUESTED_ANNOTATION = "xynergy.io/refresh-requested"
 """Annotation a reader sets on the token Secret (RFC 3339 time) to ask for a refresh now."""
+
+AUTHORIZATION_KEYS = ("state", "code_verifier", "expires_at", "tenant", "reauth", "code", "error")
+"""Keys of the pending authorization's Secret (`authorization_secret_name`): the operator
+writes `state`, `code_verifier` (PKCE), `expires_at` (of the state, RFC 3339), `tenant` and
+`reauth` ("true" after a refused refresh); the gateway's callback takes the state out and puts
+the provider's `code` (or its `error`) in, once."""
+
+
+def authorization_secret_name(connection: str) -> str:
+    """The Secret holding a connection's pending authorization (state and PKCE verifier)."""
+    name = f"{connection}-oauth-authorization"
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(connection.encode()).hexdigest()[:10]
+    return f"{connection[:220]}-{digest}-oauth-authz"
+
+
+def encode_state(namespace: str, name: str, nonce: str) -> str:
+    """The OAuth `state`: which connection it is for, then a random nonce (no dots in it)."""
+    where = base64.urlsafe_b64encode(f"{namespace}/{name}".encode()).rstrip(b"=").decode()
+    return f"{where}.{nonce}"
+
+
+def decode_state(state: str) -> tuple[str, str] | None:
+    """(namespace, name) a state names, or None when it is not one of ours."""
+    where, dot, nonce = state.partition(".")
+    if not dot or not nonce or len(state) > 1024:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(where + "=" * (-len(where) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    namespace, slash, name = text.partition("/")
+    return (namespace, name) if slash and namespace and name else None
+
 
 _SLACK_SCOPE = r"^[a-z][a-z_]*(:[a-z_]+)*([.][a-z_]+)*$"  # no backslashes: it is embedded in CEL
 _GOOGLE_SCOPES = ("openid", "email", "profile", "https://mail.google.com/")

@@ -99,7 +99,8 @@ class ProviderUnreachableError(OAuthError):
 class OAuthProvider(Protocol):
     """One provider's OAuth endpoints."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def authorization_url(
         self,

@@ -1,0 +1,1 @@
+"""OAuthConnection: Slack and Gmail OAuth connections whose tokens stay fresh in a Secret."""

@@ -1,0 +1,45 @@
+"""kopf registration for OAuthConnection, and nothing else: every trigger is one call into the
+core controller (reconciler.py does the work).
+
+Triggers: the object's own events; events of the Secrets it owns (server-side selector on the
+`xynergy.io/oauth-connection` label): the gateway's callback putting a code in, a reader
+asking for a refresh, a deleted token Secret; the resync scheduler at the next refresh or
+state expiry. Deletion with `revokeOnDelete` holds a finalizer until the tokens are revoked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from apis.v1alpha1.oauthconnection import CONNECTION_LABEL
+from controllers.core import context_of, register
+from controllers.oauthconnection.reconciler import KIND, from_context
+
+register(KIND, from_context)
+
+
+@kopf.on.startup()
+def watch_only_our_secrets(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """The apiserver streams only the Secrets we made, never the cluster's others."""
+    settings.watching.label_selectors["v1", "secrets"] = CONNECTION_LABEL
+
+
+@kopf.on.event(KIND.group, KIND.version, KIND.plural)
+async def on_object(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    await context_of(memo).controllers[KIND].on_event(body, type)
+
+
+@kopf.on.event("v1", "secrets", labels={CONNECTION_LABEL: kopf.PRESENT})
+async def on_secret(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    await context_of(memo).controllers[KIND].on_child_event("Secret", body, type)
+
+
+def _revokes(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("revokeOnDelete", True) is not False
+
+
+@kopf.on.delete(KIND.group, KIND.version, KIND.plural, when=_revokes)
+async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await context_of(memo).controllers[KIND].finalize(body)

@@ -1,0 +1,448 @@
+"""OAuthConnection: observe the connection's Secrets, decide, act -> one `Result`.
+
+Level-based, from what the Secrets hold:
+- the authorization Secret holds a `code` (or `error`) the gateway's callback put there:
+  exchange it (PKCE verifier from the same Secret), store the tokens, drop the authorization;
+  a refused code gives a new authorization URL;
+- the token Secret holds tokens: refresh when `refreshBeforeExpirySeconds` from expiry
+  (claimed first, so one replica refreshes), else Connected until then; `invalid_grant`
+  deletes the dead tokens and asks for a new authorization (ReauthRequired);
+- neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
+  the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
+Deletion (finalizer, when `revokeOnDelete`): revoke at the provider (retried; a provider out
+of reach is a Warning Event and we let go), then delete both Secrets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from apis.v1alpha1.common import GROUP, VERSION
+from apis.v1alpha1.oauthconnection import (
+    ConnectedAccount,
+    OAuthConnection,
+    OAuthPhase,
+    authorization_secret_name,
+    encode_state,
+)
+from controllers.core import (
+    ChildEvent,
+    Event,
+    Kind,
+    OperatorContext,
+    ProviderError,
+    Requeue,
+    Result,
+    RetryPolicy,
+    StalledError,
+    TransientError,
+)
+from controllers.core.status import spec_error
+from controllers.oauthconnection.secrets import SecretData, SecretStore
+from controllers.oauthconnection.settings import OAuthSettings
+from controllers.oauthconnection.status import Outcome, build_status
+from controllers.providers.oauth import (
+    ClientCredentials,
+    GrantRefusedError,
+    OAuthError,
+    OAuthProvider,
+    ProviderUnreachableError,
+    TokenSet,
+)
+from controllers.providers.oauth.google import GoogleOAuth
+from controllers.providers.oauth.slack import SlackOAuth
+
+__all__ = ["KIND", "OAuthConnectionReconciler", "from_context"]
+
+log = logging.getLogger(__name__)
+KIND = Kind(GROUP, VERSION, "OAuthConnection", "oauthconnections")
+
+
+def _rfc3339(when: dt.datetime | None) -> str:
+    return "" if when is None else when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse(value: str) -> dt.datetime | None:
+    if not value:
+        return None
+    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def token_data(tokens: TokenSet) -> dict[str, str]:
+    """The token Secret's keys (see services/common/oauth_tokens.py)."""
+    return {
+        "access_token": tokens.access_token.get_secret_value(),
+        "refresh_token": tokens.refresh_token.get_secret_value() if tokens.refresh_token else "",
+        "expires_at": _rfc3339(tokens.expires_at),
+        "token_type": tokens.token_type,
+        "scope": " ".join(tokens.scopes),
+    }
+
+
+def _token_set(data: SecretData) -> TokenSet:
+    refresh = data.get("refresh_token")
+    return TokenSet(
+        access_token=SecretStr(data.get("access_token")),
+        refresh_token=SecretStr(refresh) if refresh else None,
+        expires_at=_parse(data.get("expires_at")),
+        token_type=data.get("token_type") or "bearer",
+        scopes=tuple(data.get("scope").split()),
+    )
+
+
+def _account(tokens: TokenSet) -> ConnectedAccount | None:
+    a = tokens.account
+    if a.team_id is None and a.user_id is None and a.email is None:
+        return None
+    return ConnectedAccount(team_id=a.team_id, user_id=a.user_id, email=a.email)
+
+
+class OAuthConnectionReconciler:
+    kind = KIND
+
+    def __init__(
+        self,
+        store: SecretStore,
+        providers: Mapping[str, OAuthProvider],
+        *,
+        settings: OAuthSettings,
+        holder: str | None = None,
+        revoke_retry: RetryPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.settings = settings
+        self.holder = holder or uuid.uuid4().hex[:12]
+        self.revoke_retry = revoke_retry or RetryPolicy(
+            initial=1.0, maximum=5.0, deadline=30.0, max_attempts=settings.revoke_attempts
+        )
+
+    async def reconcile(
+        self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
+    ) -> Result:
+        try:
+            conn = OAuthConnection.model_validate(body)
+        except ValidationError as exc:
+            return self._invalid(body, spec_error(exc), now)
+        try:
+            outcome = await self._converge(conn, now)
+        except ProviderError as exc:
+            outcome = self._failed(
+                conn, exc.reason, exc.message, stalled=isinstance(exc, StalledError)
+            )
+        except OAuthError as exc:  # unreachable provider while refreshing or exchanging
+            outcome = self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
+        status = build_status(conn, outcome, now)
+        requeue = Requeue.BACKOFF if outcome.failed else Requeue.RESYNC
+        return Result(
+            status=status,
+            events=outcome.events,
+            requeue=requeue,
+            requeue_after=None if outcome.failed else outcome.requeue_after,
+        )
+
+    def _invalid(self, body: Mapping[str, Any], message: str, now: dt.datetime) -> Result:
+        from apis.conditions import mark_stalled
+        from apis.v1alpha1.oauthconnection import OAuthConnectionStatus
+
+        generation = (body.get("metadata") or {}).get("generation")
+        conditions = mark_stalled(
+            [], reason="InvalidSpec", message=message, generation=generation, now=now
+        )
+        status = OAuthConnectionStatus(conditions=conditions, phase=OAuthPhase.ERROR)
+        return Result(
+            status=status,
+            events=(Event("Warning", "InvalidSpec", message),),
+            requeue=Requeue.BACKOFF,
+        )
+
+    def _failed(
+        self, conn: OAuthConnection, reason: str, message: str, *, stalled: bool
+    ) -> Outcome:
+        stored = conn.status
+        phase = stored.phase if stored and stored.phase else OAuthPhase.PENDING_AUTHORIZATION
+        failures = (stored.refresh_failures if stored else 0) + 1
+        return Outcome(
+            phase=OAuthPhase.ERROR if stalled else phase,
+            reason=reason,
+            message=message,
+            authorization_url=stored.authorization_url if stored else None,
+            expires_at=stored.expires_at if stored else None,
+            refresh_failures=failures,
+            failed=not stalled,
+            events=(Event("Warning", reason, message),) if stalled else (),
+        )
+
+    async def _converge(self, conn: OAuthConnection, now: dt.datetime) -> Outcome:
+        creds = await self.store.client_credentials(conn)
+        provider = self._provider(conn)
+        authz = await self.store.authorization(conn)
+        if authz is not None and (authz.get("code") or authz.get("error")):
+            return await self._complete(conn, creds, provider, authz, now)
+        tokens = await self.store.tokens(conn)
+        if tokens is not None and tokens.get("access_token"):
+            return await self._keep_fresh(conn, creds, provider, tokens, now)
+        return await self._pending(conn, creds, provider, authz, now)
+
+    def _provider(self, conn: OAuthConnection) -> OAuthProvider:
+        return self.providers["slack" if conn.spec.provider == "slack" else "google"]
+
+    # -- authorization -------------------------------------------------------------------
+
+    async def _pending(
+        self,
+        conn: OAuthConnection,
+        creds: ClientCredentials,
+        provider: OAuthProvider,
+        authz: SecretData | None,
+        now: dt.datetime,
+        *,
+        reauth: bool | None = None,
+        failure: str | None = None,
+    ) -> Outcome:
+        """Make sure a usable state exists; the status points the user at its URL."""
+        reauth = bool(authz and authz.get("reauth")) if reauth is None else reauth
+        keep = authz if failure is None and _usable(authz, now) else None
+        if keep is not None:
+            state, verifier = keep.get("state"), keep.get("code_verifier")
+            expires = _parse(keep.get("expires_at")) or now
+        else:
+            state, verifier, expires = await self._new_state(conn, authz, now, reauth=reauth)
+        url = provider.authorization_url(
+            creds,
+            redirect_uri=conn.spec.redirect_url,
+            scopes=list(conn.spec.scopes),
+            state=state,
+            code_verifier=verifier,
+        )
+        phase = OAuthPhase.REAUTH_REQUIRED if reauth else OAuthPhase.PENDING_AUTHORIZATION
+        message = f"authorize at status.authorizationURL (valid until {_rfc3339(expires)})"
+        return Outcome(
+            phase=phase,
+            reason="AuthorizationFailed" if failure else "AuthorizationRequired",
+            message=f"{failure}; {message}" if failure else message,
+            authorization_url=url,
+            requeue_after=max(1.0, (expires - now).total_seconds()),
+        )
+
+    async def _new_state(
+        self, conn: OAuthConnection, authz: SecretData | None, now: dt.datetime, *, reauth: bool
+    ) -> tuple[str, str, dt.datetime]:
+        """A fresh single-use state and PKCE verifier, kept in the authorization Secret."""
+        nonce = secrets.token_urlsafe(32)
+        state = encode_state(str(conn.metadata.namespace), str(conn.metadata.name), nonce)
+        verifier = secrets.token_urlsafe(64)
+        expires = now + dt.timedelta(seconds=self.settings.state_ttl_seconds)
+        data = {
+            "state": state,
+            "code_verifier": verifier,
+            "expires_at": _rfc3339(expires),
+            "tenant": conn.spec.tenant,
+            "reauth": "true" if reauth else "",
+        }
+        await self.store.write(conn, role="authorization", data=data, previous=authz is not None)
+        return state, verifier, expires
+
+    async def _complete(
+        self,
+        conn: OAuthConnection,
+        creds: ClientCredentials,
+        provider: OAuthProvider,
+        authz: SecretData,
+        now: dt.datetime,
+    ) -> Outcome:
+        """The callback delivered a code (or the provider's error): exchange it, once."""
+        reauth = bool(authz.get("reauth"))
+        if authz.get("error"):
+            failure = f"the provider answered the authorization with {authz.get('error')}"
+            outcome = await self._pending(
+                conn, creds, provider, authz, now, reauth=reauth, failure=failure
+            )
+            return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
+        try:
+            tokens = await provider.exchange(
+                creds,
+                code=authz.get("code"),
+                code_verifier=authz.get("code_verifier"),
+                redirect_uri=conn.spec.redirect_url,
+            )
+        except ProviderUnreachableError as exc:
+            raise TransientError(f"code exchange: {exc}", reason="ProviderUnreachable") from None
+        except OAuthError as exc:  # refused code (replayed, PKCE mismatch) or client
+            failure = f"the provider refused the authorization code: {exc}"
+            outcome = await self._pending(
+                conn, creds, provider, authz, now, reauth=reauth, failure=failure
+            )
+            return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
+        previous = await self.store.tokens(conn)
+        await self.store.write(
+            conn, role="tokens", data=token_data(tokens), previous=previous is not None
+        )
+        await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+        who = _account(tokens)
+        message = f"connected to {provider.name}" + (f" as {_who(who)}" if who else "")
+        return self._connected(
+            conn, tokens, now, message=message, account=who, refreshed=now
+        ).with_events(Event("Normal", "Connected", message))
+
+    # -- refresh -------------------------------------------------------------------------
+
+    def _due(self, conn: OAuthConnection, tokens: TokenSet) -> dt.datetime | None:
+        if tokens.expires_at is None or tokens.refresh_token is None:
+            return None
+        return tokens.expires_at - dt.timedelta(seconds=conn.spec.refresh_before_expiry_seconds)
+
+    def _connected(
+        self,
+        conn: OAuthConnection,
+        tokens: TokenSet,
+        now: dt.datetime,
+        *,
+        message: str = "tokens are current",
+        account: ConnectedAccount | None = None,
+        refreshed: dt.datetime | None = None,
+    ) -> Outcome:
+        due = self._due(conn, tokens)
+        return Outcome(
+            phase=OAuthPhase.CONNECTED,
+            reason="Connected",
+            message=message,
+            account=account,
+            granted_scopes=tokens.scopes or None,
+            expires_at=tokens.expires_at,
+            last_refresh_time=refreshed,
+            requeue_after=None if due is None else max(1.0, (due - now).total_seconds()),
+        )
+
+    async def _keep_fresh(
+        self,
+        conn: OAuthConnection,
+        creds: ClientCredentials,
+        provider: OAuthProvider,
+        data: SecretData,
+        now: dt.datetime,
+    ) -> Outcome:
+        tokens = _token_set(data)
+        due = self._due(conn, tokens)
+        if due is None or due > now:
+            return self._connected(conn, tokens, now)
+        until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
+        claimed = await self.store.claim(conn, data, holder=self.holder, until=until)
+        if claimed is None:  # another replica refreshes (or just did): look again soon
+            return Outcome(
+                phase=OAuthPhase.REFRESHING,
+                reason="Refreshing",
+                message="another operator replica is refreshing the tokens",
+                expires_at=tokens.expires_at,
+                requeue_after=2.0,
+            )
+        return await self._refresh(conn, creds, provider, tokens, now)
+
+    async def _refresh(
+        self,
+        conn: OAuthConnection,
+        creds: ClientCredentials,
+        provider: OAuthProvider,
+        tokens: TokenSet,
+        now: dt.datetime,
+    ) -> Outcome:
+        assert tokens.refresh_token is not None
+        try:
+            fresh = await provider.refresh(
+                creds, refresh_token=tokens.refresh_token.get_secret_value()
+            )
+        except GrantRefusedError as exc:
+            return await self._reauth(conn, creds, provider, exc, now)
+        except OAuthError as exc:
+            await self.store.release_claim(conn)
+            raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
+        await self.store.store_refreshed(conn, token_data(fresh))
+        return self._connected(conn, fresh, now, message="tokens refreshed", refreshed=now)
+
+    async def _reauth(
+        self,
+        conn: OAuthConnection,
+        creds: ClientCredentials,
+        provider: OAuthProvider,
+        exc: OAuthError,
+        now: dt.datetime,
+    ) -> Outcome:
+        """The refresh token is dead: drop the tokens, ask the user to authorize again."""
+        await self.store.delete(conn, conn.spec.token_secret_name)
+        authz = await self.store.authorization(conn)
+        failure = f"the provider refused the refresh token ({exc.code})"
+        outcome = await self._pending(
+            conn, creds, provider, authz, now, reauth=True, failure=failure
+        )
+        return outcome.with_events(
+            Event("Warning", "ReauthRequired", f"{failure}: authorize again")
+        )
+
+    # -- deletion ------------------------------------------------------------------------
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
+        conn = OAuthConnection.model_validate(body)
+        event: Event | None = None
+        data = await self.store.tokens(conn)
+        if conn.spec.revoke_on_delete and data is not None and data.get("access_token"):
+            event = await self._revoke(conn, _token_set(data))
+        await self.store.delete(conn, conn.spec.token_secret_name)
+        await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+        return True, event
+
+    async def _revoke(self, conn: OAuthConnection, tokens: TokenSet) -> Event:
+        provider = self._provider(conn)
+        try:
+            creds = await self.store.client_credentials(conn)
+            async for attempt in self.revoke_retry.retrying(
+                retry_if=lambda e: isinstance(e, ProviderUnreachableError), sleep=_sleep
+            ):
+                with attempt:
+                    await provider.revoke(creds, tokens=tokens)
+        except GrantRefusedError:
+            return Event("Normal", "Revoked", f"the tokens were already revoked at {provider.name}")
+        except (OAuthError, StalledError) as exc:
+            message = (
+                f"could not revoke the tokens at {provider.name} ({exc}); deleting them here "
+                "anyway: they stay valid at the provider until they expire or the app is removed"
+            )
+            return Event("Warning", "RevokeFailed", message)
+        return Event("Normal", "Revoked", f"tokens revoked at {provider.name}")
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+def _usable(authz: SecretData | None, now: dt.datetime) -> bool:
+    if authz is None or not authz.get("state") or not authz.get("code_verifier"):
+        return False
+    expires = _parse(authz.get("expires_at"))
+    return expires is not None and expires > now
+
+
+def _who(account: ConnectedAccount) -> str:
+    return account.email or "/".join(x for x in (account.team_id, account.user_id) if x)
+
+
+def from_context(ctx: OperatorContext) -> OAuthConnectionReconciler:
+    """The reconciler on the operator's client, with both providers from settings."""
+    settings = OAuthSettings()
+    timeout = settings.http_timeout_seconds
+    providers: dict[str, OAuthProvider] = {
+        "slack": SlackOAuth(settings.endpoints("slack"), timeout=timeout),
+        "google": GoogleOAuth(settings.endpoints("google"), timeout=timeout),
+    }
+    return OAuthConnectionReconciler(
+        SecretStore(ctx.client, limit=ctx.api_limit), providers, settings=settings
+    )

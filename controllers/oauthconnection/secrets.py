@@ -1,0 +1,231 @@
+"""The Secrets of one OAuthConnection, read and written through the Kubernetes API.
+
+Three Secrets matter: the client's (`spec.clientSecretRef`, read only), the tokens
+(`spec.tokenSecretName`) and the pending authorization (`authorization_secret_name`), the last
+two owned by the OAuthConnection. A refresh is single-flight across operator replicas: the
+replica that wants to refresh first *claims* the token Secret with an annotation written under
+its resourceVersion, so of two replicas only one write succeeds (the other gets 409 and
+re-reads); the claim expires, so a replica that dies while holding it blocks nobody for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
+from lightkube.resources.core_v1 import Secret
+from lightkube.types import PatchType
+from pydantic import SecretStr
+
+from apis.v1alpha1.common import API_VERSION
+from apis.v1alpha1.oauthconnection import (
+    CONNECTION_LABEL,
+    PROVIDER_LABEL,
+    SECRET_ROLE_LABEL,
+    TENANT_LABEL,
+    OAuthConnection,
+    authorization_secret_name,
+)
+from controllers.core.errors import StalledError, TransientError
+from controllers.providers.oauth import ClientCredentials
+
+__all__ = ["CLAIM_ANNOTATION", "SecretData", "SecretStore"]
+
+CLAIM_ANNOTATION = "xynergy.io/refresh-claim"
+"""`<holder> <until RFC 3339>`: the replica refreshing the connection's tokens."""
+
+
+@dataclass(frozen=True, repr=False)
+class SecretData:
+    """A Secret's decoded data, its resourceVersion and annotations. `repr` shows keys only."""
+
+    data: Mapping[str, str]
+    resource_version: str | None
+    annotations: Mapping[str, str]
+
+    def __repr__(self) -> str:
+        return f"SecretData(keys={sorted(self.data)}, resource_version={self.resource_version!r})"
+
+    def get(self, key: str) -> str:
+        return self.data.get(key, "")
+
+
+def _decode(obj: Any) -> SecretData:
+    raw = obj.data or {}
+    meta = obj.metadata
+    return SecretData(
+        data={k: base64.b64decode(v).decode() for k, v in raw.items()},
+        resource_version=meta.resourceVersion,
+        annotations=dict(meta.annotations or {}),
+    )
+
+
+def _owner(conn: OAuthConnection) -> OwnerReference:
+    return OwnerReference(
+        apiVersion=API_VERSION,
+        kind="OAuthConnection",
+        name=str(conn.metadata.name),
+        uid=str(conn.metadata.uid),
+        controller=True,
+        blockOwnerDeletion=True,
+    )
+
+
+def _ns(conn: OAuthConnection) -> str:
+    return conn.metadata.namespace or "default"
+
+
+def _error(exc: ApiError, what: str) -> StalledError | TransientError:
+    code = exc.status.code or 0
+    message = f"{what}: {exc.status.message or code}"
+    if code in (400, 403, 422):
+        return StalledError(message, reason="Forbidden" if code == 403 else "ApiRejected")
+    return TransientError(message, reason="ApiUnavailable")
+
+
+class SecretStore:
+    """Reads and writes one connection's Secrets; every call under the shared API limit."""
+
+    def __init__(self, client: AsyncClient, *, limit: asyncio.Semaphore | None = None) -> None:
+        self._client = client
+        self._limit = limit or asyncio.Semaphore(32)
+
+    async def read(self, conn: OAuthConnection, name: str) -> SecretData | None:
+        try:
+            async with self._limit:
+                obj = await self._client.get(Secret, name, namespace=_ns(conn))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise _error(exc, f"reading Secret {name}") from None
+        return _decode(obj)
+
+    async def client_credentials(self, conn: OAuthConnection) -> ClientCredentials:
+        ref = conn.spec.client_secret_ref
+        secret = await self.read(conn, ref.name)
+        if secret is None:
+            raise StalledError(
+                f"spec.clientSecretRef: Secret {ref.name} not found", reason="ClientSecretMissing"
+            )
+        for key in (ref.client_id_key, ref.client_secret_key):
+            if not secret.get(key):
+                raise StalledError(
+                    f"spec.clientSecretRef: Secret {ref.name} has no key {key}",
+                    reason="ClientSecretMissing",
+                )
+        return ClientCredentials(
+            secret.get(ref.client_id_key), SecretStr(secret.get(ref.client_secret_key))
+        )
+
+    async def tokens(self, conn: OAuthConnection) -> SecretData | None:
+        return await self.read(conn, conn.spec.token_secret_name)
+
+    async def authorization(self, conn: OAuthConnection) -> SecretData | None:
+        return await self.read(conn, authorization_secret_name(str(conn.metadata.name)))
+
+    async def write(
+        self, conn: OAuthConnection, *, role: str, data: Mapping[str, str], previous: bool
+    ) -> None:
+        """Create (`previous` False) or replace the connection's `role` Secret ("tokens" or
+        "authorization") with exactly `data`, claim annotations dropped."""
+        name = (
+            conn.spec.token_secret_name
+            if role == "tokens"
+            else authorization_secret_name(str(conn.metadata.name))
+        )
+        labels = {CONNECTION_LABEL: str(conn.metadata.name), SECRET_ROLE_LABEL: role}
+        labels |= {TENANT_LABEL: conn.spec.tenant, PROVIDER_LABEL: str(conn.spec.provider)}
+        secret = Secret(
+            metadata=ObjectMeta(
+                name=name, namespace=_ns(conn), labels=labels, ownerReferences=[_owner(conn)]
+            ),
+            type="Opaque",
+            stringData=dict(data),
+        )
+        try:
+            async with self._limit:
+                if previous:
+                    await self._client.replace(secret)
+                else:
+                    await self._client.create(secret)
+        except ApiError as exc:
+            if exc.status.code == 409:
+                raise TransientError(
+                    f"Secret {name} changed meanwhile", reason="Conflict"
+                ) from None
+            raise _error(exc, f"writing Secret {name}") from None
+
+    async def delete(self, conn: OAuthConnection, name: str) -> None:
+        try:
+            async with self._limit:
+                await self._client.delete(Secret, name, namespace=_ns(conn))
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise _error(exc, f"deleting Secret {name}") from None
+
+    async def claim(
+        self, conn: OAuthConnection, tokens: SecretData, *, holder: str, until: dt.datetime
+    ) -> SecretData | None:
+        """Claim the refresh of `tokens` (as read) for `holder`; None when another replica
+        holds an unexpired claim or changed the Secret since it was read."""
+        current = tokens.annotations.get(CLAIM_ANNOTATION, "")
+        other, _, expiry = current.partition(" ")
+        if other and other != holder and expiry and _parse(expiry) > dt.datetime.now(dt.UTC):
+            return None
+        stamp = f"{holder} {until.isoformat().replace('+00:00', 'Z')}"
+        patch = {
+            "metadata": {
+                "resourceVersion": tokens.resource_version,
+                "annotations": {CLAIM_ANNOTATION: stamp},
+            }
+        }
+        try:
+            async with self._limit:
+                obj = await self._client.patch(
+                    Secret,
+                    conn.spec.token_secret_name,
+                    patch,
+                    namespace=_ns(conn),
+                    patch_type=PatchType.MERGE,
+                )
+        except ApiError as exc:
+            if exc.status.code in (404, 409):
+                return None
+            raise _error(exc, f"claiming Secret {conn.spec.token_secret_name}") from None
+        return _decode(obj)
+
+    async def store_refreshed(self, conn: OAuthConnection, data: Mapping[str, str]) -> None:
+        """Write refreshed tokens and drop the claim (a merge patch: a reader's annotation
+        written meanwhile must not make us lose tokens the provider may not issue again)."""
+        patch = {
+            "metadata": {"annotations": {CLAIM_ANNOTATION: None}},
+            "stringData": dict(data),
+        }
+        await self._patch(conn, patch)
+
+    async def release_claim(self, conn: OAuthConnection) -> None:
+        await self._patch(conn, {"metadata": {"annotations": {CLAIM_ANNOTATION: None}}})
+
+    async def _patch(self, conn: OAuthConnection, patch: dict[str, Any]) -> None:
+        name = conn.spec.token_secret_name
+        try:
+            async with self._limit:
+                await self._client.patch(
+                    Secret, name, patch, namespace=_ns(conn), patch_type=PatchType.MERGE
+                )
+        except ApiError as exc:
+            raise _error(exc, f"writing Secret {name}") from None
+
+
+def _parse(value: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
