@@ -20,6 +20,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "controllers.xynergyservice.handlers",
     "controllers.scalingpolicy.handlers",
     "controllers.rollout.handlers",
+    "controllers.oauthconnection.handlers",
 )
 
 
