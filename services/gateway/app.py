@@ -35,6 +35,8 @@ from services.gateway.cors import Cors, OriginPolicy, with_headers
 from services.gateway.errors import install_error_handlers, json_errors
 from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.oauth import PREFIX as OAUTH_PREFIX
+from services.gateway.oauth import oauth_router
 from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
 from services.gateway.ratelimit import Policies, RateLimiter
 from services.gateway.redismux import mux_for_url
@@ -219,7 +221,7 @@ class Gateway:
         if path.startswith(self.stream.path):
             scope = {**scope, "path": path}
             await self.stream.app(scope, receive, json_errors(with_headers(send, cors_headers)))
-        elif path.startswith("/api/"):
+        elif path.startswith("/api/") and not path.startswith(OAUTH_PREFIX):
             # The proxy adds the CORS headers to its own response headers (no send wrapper);
             # it normalises the path itself (and answers 400 when it cannot be).
             await self.proxy(scope, receive, send, cors_headers)
@@ -294,6 +296,7 @@ class Gateway:
             lifespan=self._lifespan,
         )
         install_error_handlers(api)
+        api.include_router(oauth_router(self.proxy.verifier))
 
         @api.get("/healthz", tags=["health"])
         async def healthz() -> dict[str, str]:
