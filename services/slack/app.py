@@ -1,0 +1,155 @@
+"""The Slack service's application factory: ``create_app()`` wires settings, the token reader,
+Redis, the webhook guard and the routers.
+
+Served behind the gateway (``/api/v2/slack/...`` with the caller's signed identity), except
+the Events API webhook, which Slack calls with its own signature. ``/healthz``, ``/readyz``
+(Redis answers) and ``/metrics`` are for the platform. Run with ``python -m services.slack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import aiohttp
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from services.common.identity import InternalIdentityVerifier
+from services.common.oauth_tokens import OAuthTokenSettings, TokenReader
+from services.common.settings import InternalIdentitySettings
+from services.common.telemetry import configure_logging
+from services.slack.deps import TokenSource
+from services.slack.errors import install_error_handlers
+from services.slack.events import MessageRelay
+from services.slack.routers import channels, events, search, users
+from services.slack.settings import SlackSettings
+from services.slack.signatures import WebhookGuard
+from services.slack.teams import KubeTeamDirectory, TeamDirectory
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("xynergy.slack")
+
+
+def _kube_parts() -> tuple[TokenSource | None, TeamDirectory | None]:
+    """The token reader and team directory on the default Kubernetes configuration, or
+    (None, None) when there is none (API routes answer 503 saying so)."""
+    try:
+        from lightkube import AsyncClient
+
+        client = AsyncClient()
+    except Exception as exc:  # no kubeconfig and not in a cluster
+        log.warning("no Kubernetes configuration", extra={"fields": {"error": type(exc).__name__}})
+        return None, None
+    namespace = OAuthTokenSettings().namespace
+    # (TokenReader's KubeClient protocol is narrower than lightkube's overloads)
+    return TokenReader(cast(Any, client)), KubeTeamDirectory(client, namespace=namespace)
+
+
+class _Session:
+    """One aiohttp session for every Slack call, made in the running loop on first use."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def create_app(
+    settings: SlackSettings | None = None,
+    *,
+    internal_settings: InternalIdentitySettings | None = None,
+    tokens: TokenSource | None = None,
+    teams: TeamDirectory | None = None,
+) -> FastAPI:
+    """Build the app; ``tokens`` and ``teams`` default to the cluster's OAuthConnections."""
+    settings = settings or SlackSettings()
+    configure_logging(settings.log_level)
+    if tokens is None or teams is None:
+        default_tokens, default_teams = _kube_parts()
+        tokens, teams = tokens or default_tokens, teams or default_teams
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    session = _Session()
+    registry = CollectorRegistry()
+    relayed = Counter(
+        "xynergy_slack_events_total",
+        "Events API callbacks by outcome (published, duplicate, ignored, no_tenant).",
+        ["result"],
+        registry=registry,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await session.aclose()
+            await redis.aclose()
+
+    app = FastAPI(title="Xynergy Slack", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
+    state: Any = app.state
+    state.settings = settings
+    state.identity_verifier = InternalIdentityVerifier(
+        internal_settings or InternalIdentitySettings()
+    )
+    state.tokens = tokens
+    state.http_session = session
+    state.webhook_guard = WebhookGuard(
+        signing_secret=settings.signing_secret,
+        redis=redis,
+        tolerance_seconds=settings.timestamp_tolerance_seconds,
+    )
+    state.relay = MessageRelay(
+        redis,
+        teams or _NoTeams(),
+        topic=settings.events_topic,
+        dedup_seconds=settings.event_dedup_seconds,
+        counter=relayed,
+    )
+    install_error_handlers(app)
+    for module in (channels, users, search, events):
+        app.include_router(module.router)
+    _health_routes(app, redis=redis, registry=registry, timeout=settings.readiness_timeout_seconds)
+    return app
+
+
+class _NoTeams:
+    async def tenants(self, team_id: str) -> list[str]:
+        raise OSError("no access to OAuthConnections (no Kubernetes configuration)")
+
+
+def _health_routes(
+    app: FastAPI, *, redis: Any, registry: CollectorRegistry, timeout: float
+) -> None:
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        try:
+            async with asyncio.timeout(timeout):
+                await redis.ping()
+            checks = {"redis": "ok"}
+        except Exception as exc:
+            checks = {"redis": f"unreachable ({type(exc).__name__})"}
+        ready = checks["redis"] == "ok"
+        body = {"status": "ready" if ready else "not_ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,53 @@
+"""Users and search routers against the fake Web API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conftest import Tokens
+from fakes.slack import FakeSlack
+from fastapi.testclient import TestClient
+
+Headers = Callable[..., dict[str, str]]
+
+
+def test_users_list_and_lookup_by_email(
+    client: TestClient, fake: FakeSlack, as_user: Headers
+) -> None:
+    ada = fake.state.add_user("ada", "ada@example.com")
+    fake.state.add_user("bob", "bob@example.com")
+    r = client.get("/api/v2/slack/users", headers=as_user())
+    assert [u["name"] for u in r.json()["users"]] == ["ada", "bob"]
+    found = client.get("/api/v2/slack/users/lookup?email=ADA@example.com", headers=as_user())
+    assert found.status_code == 200
+    assert found.json()["user"]["id"] == ada
+    missing = client.get("/api/v2/slack/users/lookup?email=eve@example.com", headers=as_user())
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "users_not_found"
+    bad = client.get("/api/v2/slack/users/lookup?email=nope", headers=as_user())
+    assert bad.status_code == 422
+    assert bad.json()["fields"][0]["field"] == "email"
+
+
+def test_search_with_a_bot_token_says_slack_wants_a_user_token(
+    client: TestClient, fake: FakeSlack, as_user: Headers
+) -> None:
+    r = client.get("/api/v2/slack/search?q=deal", headers=as_user())
+    assert r.status_code == 403
+    assert r.json()["error"] == "not_allowed_token_type"
+    assert "team/slack-acme" in r.json()["message"]
+
+
+def test_search_with_a_user_token_finds_messages(
+    client: TestClient, fake: FakeSlack, tokens: Tokens, as_user: Headers
+) -> None:
+    tokens.access["acme"] = "xoxp-user-token"
+    fake.grant("xoxp-user-token", scopes={"search:read"})
+    cid = fake.state.add_channel("sales")
+    fake.state.add_message(cid, "the Globex deal is signed")
+    fake.state.add_message(cid, "lunch?")
+    r = client.get("/api/v2/slack/search?q=deal", headers=as_user())
+    assert r.status_code == 200, r.text
+    assert [m["text"] for m in r.json()["matches"]] == ["the Globex deal is signed"]
+    assert r.json()["total"] == 1
+    assert r.json()["matches"][0]["channel"]["name"] == "sales"
