@@ -1,0 +1,393 @@
+"""OAuthConnection end to end: the real cluster and operator, a real gateway (in this process,
+with a real redis-server) and the fake Slack/Google OAuth endpoints.
+
+apply -> authorization URL in status -> the fake provider redirects to the gateway's callback
+-> Secret created, Connected -> token expires -> refreshed once under 20 concurrent reads
+(and once with two more "replicas" racing the operator) -> invalid_grant -> ReauthRequired ->
+delete -> revoked at the fake, Secrets gone; state replay, wrong state, PKCE mismatch and a
+foreign tenant's callback refused; no token in any log or Event of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+from conftest import Kube
+from fakes.oauth import FakeOAuth
+from gateway.conftest import make_jwt, run_redis, serve, wait_for
+from kopf.testing import KopfRunner
+
+from apis.conditions import Condition, check_invariants
+from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
+from controllers.oauthconnection.secrets import SecretStore
+from controllers.oauthconnection.settings import OAuthSettings
+from controllers.providers.oauth.google import GoogleOAuth
+from controllers.providers.oauth.slack import SlackOAuth
+from services.common.auth import AuthSettings
+from services.common.oauth_tokens import NotConnectedError, TokenReader
+from services.common.settings import InternalIdentitySettings
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+
+pytestmark = pytest.mark.timeout(420)
+
+API = "/apis/xynergy.io/v1alpha1"
+SECRET = "oauth-test-jwt-secret-0123456789abcdef"
+
+
+def _env(fake: FakeOAuth) -> dict[str, str]:
+    env = {"XYNERGY_OAUTH_REVOKE_ATTEMPTS": "2"}
+    for provider in ("slack", "google"):
+        for step, url in fake.endpoints(provider).items():
+            env[f"XYNERGY_OAUTH_{provider.upper()}_{step.upper()}_URL"] = url
+    return env
+
+
+@contextmanager
+def oauth_operator(cluster: Path, fake: FakeOAuth) -> Iterator[KopfRunner]:
+    kubeconfig = cluster.with_name("operator.kubeconfig")
+    env = {"KUBECONFIG": str(kubeconfig if kubeconfig.exists() else cluster), **_env(fake)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
+    args += ["-m", "controllers.oauthconnection.handlers"]
+    try:
+        with KopfRunner(args, timeout=60) as runner:
+            yield runner
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert runner.exception is None, runner.exception
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOAuth]:
+    with FakeOAuth(expires_in=3600) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Path, crds_installed: list[str], fake: FakeOAuth) -> Iterator[KopfRunner]:
+    with oauth_operator(cluster, fake) as runner:
+        yield runner
+
+
+@pytest.fixture(scope="module")
+async def gateway(
+    operator: KopfRunner, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with run_redis(tmp_path_factory.mktemp("oauth-redis")) as redis:
+        app = create_app(
+            GatewaySettings(redis_url=redis.url, log_level="DEBUG"),
+            auth_settings=AuthSettings(jwt_secret=SECRET, firebase_enabled=False),  # type: ignore[arg-type]
+            internal_settings=InternalIdentitySettings(signing_key="k" * 32),  # type: ignore[arg-type]
+        )
+        async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
+            yield http
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def bearer(tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_jwt(tenant_id=tenant, secret=SECRET)}"}
+
+
+# -- cluster helpers ----------------------------------------------------------------------
+
+
+def apply_connection(kube: Kube, ns: str, name: str, provider: str, callback: str) -> None:
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-client"},
+        "stringData": {"client_id": "fake-client-id", "client_secret": "fake-client-secret"},
+    }  # fmt: skip
+    assert kube.create(f"/api/v1/namespaces/{ns}/secrets", secret).status_code == 201
+    scopes = (
+        ["channels:read", "chat:write"]
+        if provider == "slack"
+        else ["https://www.googleapis.com/auth/gmail.readonly", "email"]
+    )
+    conn = {
+        "apiVersion": "xynergy.io/v1alpha1", "kind": "OAuthConnection", "metadata": {"name": name},
+        "spec": {"provider": provider, "clientSecretRef": {"name": f"{name}-client"},
+                 "scopes": scopes, "redirectURL": callback, "tenant": "acme",
+                 "tokenSecretName": f"{name}-tokens"},
+    }  # fmt: skip
+    resp = kube.create(f"{API}/namespaces/{ns}/oauthconnections", conn)
+    assert resp.status_code == 201, resp.text
+
+
+def connection(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = kube.get(f"{API}/namespaces/{ns}/oauthconnections/{name}").json()
+    status = body.get("status") or {}
+    if status:
+        problems = check_invariants(
+            generation=body["metadata"].get("generation"),
+            observed_generation=status.get("observedGeneration"),
+            conditions=[Condition.model_validate(c) for c in status.get("conditions", [])],
+        )
+        assert not problems, problems
+    return body
+
+
+async def until(kube: Kube, ns: str, name: str, what: str, check: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def ok() -> bool:
+        found.update(connection(kube, ns, name))
+        return bool(check(found.get("status") or {}))
+
+    await wait_for(ok, within=60, what=what, interval=0.2)
+    return found
+
+
+def secret_data(kube: Kube, ns: str, name: str) -> dict[str, str] | None:
+    resp = kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}")
+    if resp.status_code == 404:
+        return None
+    data = resp.json().get("data") or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def expire(kube: Kube, ns: str, name: str) -> None:
+    """The clock moved past expiry: the Secret says the token expired a minute ago."""
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    patch = {"stringData": {"expires_at": past}}
+    resp = kube.http.patch(
+        f"/api/v1/namespaces/{ns}/secrets/{name}",
+        json=patch,
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def browser(authorization_url: str) -> str:
+    """What a browser does at the provider: approve, follow the 302; the callback URL."""
+    resp = httpx.get(authorization_url, follow_redirects=False)
+    assert resp.status_code == 302, resp.text
+    return resp.headers["location"]
+
+
+async def callback(gw: httpx.AsyncClient, location: str, tenant: str = "acme") -> httpx.Response:
+    parts = urlsplit(location)
+    return await gw.get(f"{parts.path}?{parts.query}", headers=bearer(tenant))
+
+
+def events(kube: Kube, ns: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kube.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
+    return items
+
+
+# -- the whole flow -------------------------------------------------------------------------
+
+
+async def test_slack_connect_refresh_reauth_revoke(
+    kube: Kube, namespace: str, fake: FakeOAuth, gateway: httpx.AsyncClient, logs: Any
+) -> None:
+    ns, name = namespace, "acme-slack"
+    cb = str(gateway.base_url).rstrip("/") + "/api/v2/oauth/slack/callback"
+    apply_connection(kube, ns, name, "slack", cb)
+    body = await until(kube, ns, name, "authorization URL", lambda s: s.get("authorizationURL"))
+    status = body["status"]
+    assert status["phase"] == "PendingAuthorization"
+    query = parse_qs(urlsplit(status["authorizationURL"]).query)
+    assert query["code_challenge_method"] == ["S256"]
+    authz = secret_data(kube, ns, f"{name}-oauth-authorization")
+    assert authz is not None
+    assert authz["code_verifier"] not in str(body)  # the verifier never reaches status
+
+    location = browser(status["authorizationURL"])
+    resp = await callback(gateway, location)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["phase"] == "Connected"
+    assert resp.json()["account"] == {"teamId": "T0FAKETEAM", "userId": "U0FAKEUSER"}
+    replay = await callback(gateway, location)
+    assert replay.status_code == 400, replay.text
+    assert "already used" in replay.json()["message"] or "unknown" in replay.json()["message"]
+
+    secret = kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}-tokens").json()
+    assert secret["metadata"]["labels"]["xynergy.io/tenant"] == "acme"
+    assert secret["metadata"]["labels"]["xynergy.io/provider"] == "slack"
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "OAuthConnection"
+    tokens = secret_data(kube, ns, f"{name}-tokens")
+    assert tokens is not None
+    assert set(tokens) >= {"access_token", "refresh_token", "expires_at", "token_type", "scope"}
+    status = (await until(kube, ns, name, "Connected", lambda s: s.get("phase") == "Connected"))[
+        "status"
+    ]
+    assert status["account"]["teamId"] == "T0FAKETEAM"
+    assert "authorizationURL" not in status
+
+    # the token expires: 20 concurrent reads from 4 "service processes", one refresh
+    readers = [TokenReader() for _ in range(4)]
+    before = fake.slack.calls["refresh"]
+    expire(kube, ns, f"{name}-tokens")
+    got = await asyncio.gather(*(readers[i % 4].tokens("acme", "slack") for i in range(20)))
+    assert {t.access_token.get_secret_value() for t in got} == {
+        secret_data(kube, ns, f"{name}-tokens")["access_token"]  # type: ignore[index]
+    }
+    assert got[0].access_token.get_secret_value() != tokens["access_token"]
+    assert fake.slack.calls["refresh"] == before + 1
+    assert got[0].access_token.get_secret_value() not in repr(got[0])
+
+    # the user removed the app: the refresh gets invalid_refresh_token -> ReauthRequired
+    fake.revoke_all("slack")
+    expire(kube, ns, f"{name}-tokens")
+    status = (
+        await until(kube, ns, name, "ReauthRequired", lambda s: s.get("phase") == "ReauthRequired")
+    )["status"]
+    assert status["authorizationURL"]
+    assert secret_data(kube, ns, f"{name}-tokens") is None
+    with pytest.raises(NotConnectedError) as err:
+        await readers[0].tokens("acme", "slack")
+    assert err.value.connection == f"{ns}/{name}"
+    assert err.value.authorization_url == status["authorizationURL"]
+    assert any(e["reason"] == "ReauthRequired" for e in events(kube, ns))
+
+    # authorize again, then delete: revoked at the fake, Secrets gone
+    resp = await callback(gateway, browser(status["authorizationURL"]))
+    assert resp.status_code == 200, resp.text
+    access = secret_data(kube, ns, f"{name}-tokens")["access_token"]  # type: ignore[index]
+    assert kube.delete(f"{API}/namespaces/{ns}/oauthconnections/{name}").status_code == 200
+    await wait_for(
+        lambda: _gone(kube, f"{API}/namespaces/{ns}/oauthconnections/{name}"),
+        within=60,
+        what="connection deleted",
+    )
+    assert access in fake.slack.revoked
+    assert secret_data(kube, ns, f"{name}-tokens") is None
+    assert secret_data(kube, ns, f"{name}-oauth-authorization") is None
+    assert any(e["reason"] == "Revoked" for e in events(kube, ns))
+    _no_tokens_anywhere(fake, logs, events(kube, ns))
+
+
+async def _gone(kube: Kube, path: str) -> bool:
+    return kube.get(path).status_code == 404
+
+
+_TEST_CLIENTS = ("httpx", "httpcore")
+"""The test's own HTTP clients (a browser's and a frontend's requests carry the code)."""
+
+
+def _no_tokens_anywhere(fake: FakeOAuth, logs: Any, evts: list[dict[str, Any]]) -> None:
+    """Every log record of the operator and the gateway (kopf, ours, uvicorn, lightkube's and
+    authlib's HTTP client) and every Event: no code or token the fake issued."""
+    records = [r for r in logs.records if r.name.split(".")[0] not in _TEST_CLIENTS]
+    assert any(r.name.startswith("kopf") for r in records)
+    text = "\n".join(f"{r.name} {r.getMessage()} {getattr(r, 'fields', '')}" for r in records)
+    haystack = text + repr(evts)
+    leaked = [t for t in fake.issued() if t in haystack]
+    assert not leaked, f"{len(leaked)} issued codes/tokens appear in logs or Events"
+
+
+# -- refusals, two replicas, an unreachable revoke ----------------------------------------------
+
+
+def _with_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()} | changes
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def test_gmail_refusals_replicas_and_unreachable_revoke(
+    kube: Kube, namespace: str, fake: FakeOAuth, gateway: httpx.AsyncClient, logs: Any
+) -> None:
+    ns, name = namespace, "acme-gmail"
+    cb = str(gateway.base_url).rstrip("/") + "/api/v2/oauth/gmail/callback"
+    apply_connection(kube, ns, name, "gmail", cb)
+    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
+        "authorizationURL"
+    ]
+    location = browser(url)
+    state = parse_qs(urlsplit(location).query)["state"][0]
+
+    wrong = _with_query(location, state=state.rsplit(".", 1)[0] + ".not-the-nonce")
+    resp = await callback(gateway, wrong)
+    assert resp.status_code == 400
+    assert "does not match" in resp.json()["message"]
+    foreign = await callback(gateway, location, tenant="globex")
+    assert foreign.status_code == 403, foreign.text
+    anonymous = await gateway.get(urlsplit(location).path + "?" + urlsplit(location).query)
+    assert anonymous.status_code == 401
+
+    # PKCE: a code obtained with another challenge is refused by the provider at the exchange
+    tampered = browser(_with_query(url, code_challenge="A" * 43))
+    resp = await callback(gateway, tampered)
+    assert resp.status_code == 400, resp.text
+    assert "invalid_grant" in resp.json()["message"]
+    status = connection(kube, ns, name)["status"]
+    assert status["phase"] == "PendingAuthorization"
+    assert status["authorizationURL"] != url  # a new state for a new attempt
+
+    resp = await callback(gateway, browser(status["authorizationURL"]))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["account"]["email"] == "someone@example.com"
+
+    # two more replicas race the operator for one due refresh: one refresh in all
+    settings = OAuthSettings(**{k: v for k, v in _settings(fake).items()})
+    providers = {
+        "slack": SlackOAuth(settings.endpoints("slack")),
+        "google": GoogleOAuth(settings.endpoints("google")),
+    }
+    from lightkube import AsyncClient
+
+    replicas = [
+        OAuthConnectionReconciler(SecretStore(AsyncClient()), providers, settings=settings)
+        for _ in range(2)
+    ]
+    before = fake.google.calls["refresh"]
+    expire(kube, ns, f"{name}-tokens")
+    body = connection(kube, ns, name)
+    now = dt.datetime.now(dt.UTC)
+    await asyncio.gather(*(r.reconcile(body, now=now, child=None) for r in replicas))
+    await until(kube, ns, name, "refreshed", lambda s: s.get("phase") == "Connected")
+    await wait_for(
+        lambda: _fresh(kube, ns, f"{name}-tokens"), within=30, what="fresh token in the Secret"
+    )
+    assert fake.google.calls["refresh"] == before + 1
+
+    # the provider cannot be reached on delete: a Warning, and the Secrets go anyway
+    fake.fail("google", "revoke", [503] * 20)
+    assert kube.delete(f"{API}/namespaces/{ns}/oauthconnections/{name}").status_code == 200
+    await wait_for(
+        lambda: _gone(kube, f"{API}/namespaces/{ns}/oauthconnections/{name}"),
+        within=90,
+        what="connection deleted despite the provider being down",
+    )
+    assert any(e["reason"] == "RevokeFailed" and e["type"] == "Warning" for e in events(kube, ns))
+    assert secret_data(kube, ns, f"{name}-tokens") is None
+    fake.google.faults.clear()
+    _no_tokens_anywhere(fake, logs, events(kube, ns))
+
+
+def _settings(fake: FakeOAuth) -> dict[str, str]:
+    out = {}
+    for provider in ("slack", "google"):
+        for step, url in fake.endpoints(provider).items():
+            out[f"{provider}_{step}_url"] = url
+    return out
+
+
+async def _fresh(kube: Kube, ns: str, name: str) -> bool:
+    data = secret_data(kube, ns, name) or {}
+    expires = data.get("expires_at", "")
+    return bool(expires) and dt.datetime.fromisoformat(expires.replace("Z", "+00:00")) > (
+        dt.datetime.now(dt.UTC)
+    )
