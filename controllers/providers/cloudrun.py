@@ -340,6 +340,23 @@ class CloudRunProvider:
 
         return await self.apply(path, plan)
 
+    async def set_template(
+        self, path: str, template: run_v2.RevisionTemplate
+    ) -> tuple[run_v2.Service | None, int]:
+        """Make `template` (naming an existing revision of the same configuration, so no new
+        revision is made) the service's template, traffic untouched; no write when it is."""
+
+        def plan(existing: run_v2.Service | None) -> tuple[run_v2.Service, None] | None:
+            if existing is None:
+                raise StalledError(f"Cloud Run service {path} does not exist", reason="NotFound")
+            if existing.template == template:
+                return None
+            service = run_v2.Service(existing)
+            service.template = template
+            return service, None
+
+        return await self.apply(path, plan)
+
     async def _apply(self, path: str, plan: Plan) -> tuple[run_v2.Service | None, int]:
         writes = 0
         operation: operations_pb2.Operation | None = None

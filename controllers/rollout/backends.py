@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.errors import ProviderError
 
 if TYPE_CHECKING:
     from google.cloud import run_v2
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CanaryState", "CloudRunRollout", "RolloutBackend", "Serving"]
 
+log = logging.getLogger(__name__)
 STABLE_TAG = "stable"
 PREVIOUS_TAG = "previous"
 
@@ -66,6 +69,13 @@ class RolloutBackend(Protocol):
         """Traffic as `split`; (writes, URL per tag)."""
         ...
 
+    async def promote(
+        self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
+    ) -> tuple[int, dict[str, str]]:
+        """All traffic to the new revision for good (`keep` reachable a while); (writes,
+        URL per tag)."""
+        ...
+
 
 def _short(resource: str) -> str:
     return resource.rpartition("/")[2]
@@ -95,25 +105,62 @@ class CloudRunRollout:
     async def ensure_canary(
         self, target: XynergyService, canary: XynergyService, *, name: str, stable: str, tag: str
     ) -> CanaryState:
+        """Create the revision (no traffic), then give the service its previous template
+        back (naming the revision it was), so the target's own controller finds the service
+        as it left it and makes no revision of its own while the rollout runs."""
         from controllers.providers.cloudrun import traffic_targets
         from controllers.xynergyservice.resources import cloudrun
 
         path = cloudrun.service_path(target)
+        previous: list[run_v2.RevisionTemplate] = []
 
         def build(existing: run_v2.Service) -> run_v2.Service:
+            previous[:] = [type(existing.template)(existing.template)]
             service = cloudrun.desired_service(canary, existing)
             service.traffic = traffic_targets(((stable, 100, STABLE_TAG), (name, 0, tag)))
             return service
 
         revision, writes = await self.provider.create_revision(path, name, build)
+        if writes and previous and previous[0].revision:
+            _, restored = await self.provider.set_template(path, previous[0])
+            writes += restored
         return _canary_state(revision, writes)
+
+    async def promote(
+        self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
+    ) -> tuple[int, dict[str, str]]:
+        """The service's template becomes the new revision's (by name: no new revision), and
+        all traffic goes to the latest revision (so the target's later changes deploy as they
+        would without a Rollout); `keep` stays reachable at the `previous` tag."""
+        from controllers.xynergyservice.resources import cloudrun
+
+        path = cloudrun.service_path(target)
+        existing = await self.provider.get(path)
+        writes = 0
+        if existing is not None:
+            template = cloudrun.desired_service(canary, existing).template
+            template.revision = name
+            try:
+                _, writes = await self.provider.set_template(path, template)
+            except ProviderError as exc:  # configuration drifted: pin the revision instead
+                log.info("rollout: %s not adopted as the template (%s)", name, exc.message)
+                split: Traffic = ((name, 100, None),)
+                return await self._route(path, split + _previous(keep), writes)
+        return await self._route(path, ((None, 100, None), *_previous(keep)), writes)
+
+    async def _route(self, path: str, split: Traffic, writes: int) -> tuple[int, dict[str, str]]:
+        service, more = await self.provider.set_traffic(path, split)
+        urls = {t.tag: t.uri for t in service.traffic_statuses if t.tag} if service else {}
+        return writes + more, urls
 
     async def route(self, target: XynergyService, split: Traffic) -> tuple[int, dict[str, str]]:
         from controllers.xynergyservice.resources import cloudrun
 
-        service, writes = await self.provider.set_traffic(cloudrun.service_path(target), split)
-        urls = {t.tag: t.uri for t in service.traffic_statuses if t.tag} if service else {}
-        return writes, urls
+        return await self._route(cloudrun.service_path(target), split, 0)
+
+
+def _previous(keep: str | None) -> Traffic:
+    return ((keep, 0, PREVIOUS_TAG),) if keep else ()
 
 
 def _serving_revision(service: run_v2.Service) -> str | None:

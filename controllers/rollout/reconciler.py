@@ -46,7 +46,6 @@ from controllers.metrics import RECONCILE_DURATION, RECONCILE_TOTAL
 from controllers.providers.prometheus import MetricsProvider
 from controllers.rollout.analysis import RunResult, collect, judge_run
 from controllers.rollout.backends import (
-    PREVIOUS_TAG,
     STABLE_TAG,
     CloudRunRollout,
     RolloutBackend,
@@ -406,7 +405,7 @@ class RolloutReconciler:
                 seconds=blue_green.scale_down_delay_seconds
             )
         canary = status.canary_revision or ""
-        await self._route(work, _final(canary, keep))
+        await work.backend.promote(work.target, work.canary, name=canary, keep=keep)
         await self._patch_target(work, promotion_patch(work.canary))
         if status.stable_revision and status.stable_revision != canary:
             record = RevisionRecord(
@@ -441,7 +440,8 @@ class RolloutReconciler:
                 keep, status.scale_down_at = None, None
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
-            await self._route(work, _final(status.canary_revision or "", keep))
+            name = status.canary_revision or ""
+            await work.backend.promote(work.target, work.canary, name=name, keep=keep)
         elif status.phase in _ENDED and status.stable_revision:
             await self._route(work, ((status.stable_revision, 100, None),))
         work.reason = _ended_reason(work)
@@ -562,13 +562,6 @@ def _split(status: RolloutStatus, tag: str) -> tuple[tuple[str | None, int, str 
         (status.stable_revision, 100 - weight, STABLE_TAG),
         (status.canary_revision, weight, tag),
     )
-
-
-def _final(revision: str, keep: str | None) -> tuple[tuple[str | None, int, str | None], ...]:
-    split: tuple[tuple[str | None, int, str | None], ...] = ((revision, 100, None),)
-    if keep and keep != revision:
-        split += ((keep, 0, PREVIOUS_TAG),)
-    return split
 
 
 def from_context(ctx: OperatorContext) -> RolloutReconciler:

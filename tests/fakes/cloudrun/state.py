@@ -713,7 +713,8 @@ class CloudRunState:
             op.error = (13, failure)
             return
         svc.observed_generation = svc.generation
-        if op.revision or not svc.latest_ready_revision:
+        if op.revision or not svc.latest_ready_revision or self._ready(svc.latest_created_revision):
+            # a template naming an existing ready revision makes it the latest ready one
             svc.latest_ready_revision = svc.latest_created_revision
         svc.terminal_condition = run_v2.Condition(
             type_="Ready", state=State.CONDITION_SUCCEEDED, last_transition_time=_now()
@@ -732,6 +733,12 @@ class CloudRunState:
             svc.urls = [svc.uri]
         svc.traffic_statuses = [self._traffic_status(svc, t) for t in svc.traffic]
         op.response = run_v2.Service(svc)
+
+    def _ready(self, name: str) -> bool:
+        rev = self.revisions.get(name)
+        return rev is not None and any(
+            c.type_ == "Ready" and c.state == State.CONDITION_SUCCEEDED for c in rev.conditions
+        )
 
     @staticmethod
     def _traffic_status(

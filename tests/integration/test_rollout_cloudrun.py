@@ -1,0 +1,139 @@
+"""Rollouts on the Cloud Run backend, end to end: the operator process against a real
+cluster and the fake Cloud Run Admin API (through the real google-cloud-run client).
+Traffic percentages and tags move per step; abort restores 100% to the stable revision;
+blue-green previews on a tag, then switches; promotion makes the target's spec the new one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Kube
+from fakes.cloudrun import FakeCloudRun
+from test_rollout_support import (
+    Operator,
+    create_rollout,
+    events_of,
+    get_rollout,
+    operator_process,
+    phase_is,
+    revisions,
+    rollout_url,
+    served,
+    wait_rollout,
+)
+from test_xynergyservice import get_xs, merge_patch, wait_ready
+from test_xynergyservice_cloudrun import create_cloudrun_xs, unique
+
+IMAGE_2 = "us-docker.pkg.dev/xynergy-test/apps/ai:2"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeCloudRun]:
+    with FakeCloudRun(operation_delay=0.1) as fake:
+        yield fake
+        assert not fake.crashes, fake.crashes[0]
+
+
+@pytest.fixture(scope="module")
+def rollout_operator(
+    cluster: Path,
+    crds_installed: list[str],
+    fake: FakeCloudRun,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Operator]:
+    log = tmp_path_factory.mktemp("rollout-operator") / "operator.log"
+    with operator_process(cluster, log, XYNERGY_CLOUDRUN_ENDPOINT=fake.endpoint) as op:
+        yield op
+
+
+def stable_service(kube: Kube, ns: str) -> str:
+    name = unique("ai")
+    create_cloudrun_xs(kube, ns, name)
+    wait_ready(kube, ns, name)
+    return name
+
+
+def test_canary_moves_traffic_and_tags_per_step_then_promotes(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {"duration": "1s"}}]
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": steps}})  # fmt: skip
+    status = wait_rollout(kube, namespace, "ro", "paused at 20%", phase_is("Paused"))["status"]
+    canary = status["canaryRevision"]
+    assert status["stableRevision"] == stable
+    assert status["currentStepIndex"] == 1
+    assert status["canaryWeight"] == 20
+    assert canary.startswith(f"{svc}-ro-")
+    assert served(fake, svc) == [(stable, 80, "stable"), (canary, 20, "canary")]
+    assert status["canaryUrl"].startswith("https://canary---")
+
+    merge_patch(kube, rollout_url(namespace, "ro"),
+                {"metadata": {"annotations": {"xynergy.io/rollout-action": "promote"}}})  # fmt: skip
+    status = wait_rollout(kube, namespace, "ro", "promoted", phase_is("Promoted"))["status"]
+    assert status["handledAction"] == "promote"
+    assert served(fake, svc) in ([("LATEST", 100, "")], [(canary, 100, "")])
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == IMAGE_2
+    wait_ready(kube, namespace, svc)
+    # the promotion did not make the XynergyService deploy a revision of its own
+    assert revisions(fake, svc) == [stable, canary]
+    reasons = [e["reason"] for e in events_of(kube, namespace, "ro")]
+    assert "TrafficShifted" in reasons
+    assert "Promoted" in reasons
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+
+
+def test_abort_restores_all_traffic_to_the_stable_revision(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}})  # fmt: skip
+    wait_rollout(kube, namespace, "ro", "paused at 30%", phase_is("Paused"))
+    merge_patch(kube, rollout_url(namespace, "ro"), {"spec": {"abort": True}})
+    status = wait_rollout(kube, namespace, "ro", "aborted", phase_is("Aborted"))["status"]
+    assert status["canaryWeight"] == 0
+    assert served(fake, svc) == [(stable, 100, "")]
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["reason"] == "Aborted"
+    assert get_xs(kube, namespace, svc)["spec"]["image"] != IMAGE_2
+
+    # retry through the annotation starts again from the first step (same revision)
+    merge_patch(kube, rollout_url(namespace, "ro"), {"spec": {"abort": False}})
+    merge_patch(kube, rollout_url(namespace, "ro"),
+                {"metadata": {"annotations": {"xynergy.io/rollout-action": "retry/1"}}})  # fmt: skip
+    status = wait_rollout(kube, namespace, "ro", "paused again", phase_is("Paused"))["status"]
+    assert status["canaryWeight"] == 30
+    assert len(revisions(fake, svc)) == 2
+
+
+def test_blue_green_preview_tag_then_switch_keeping_the_old_revision_for_a_while(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    create_rollout(kube, namespace, "bg", target=svc, image=IMAGE_2,
+                   strategy={"blueGreen": {"scaleDownDelaySeconds": 3}})  # fmt: skip
+    status = wait_rollout(kube, namespace, "bg", "previewing", phase_is("Paused"))["status"]
+    new = status["canaryRevision"]
+    assert served(fake, svc) == [(stable, 100, "stable"), (new, 0, "preview")]
+    assert status["canaryUrl"].startswith("https://preview---")
+
+    merge_patch(kube, rollout_url(namespace, "bg"),
+                {"metadata": {"annotations": {"xynergy.io/rollout-action": "promote"}}})  # fmt: skip
+    wait_rollout(kube, namespace, "bg", "promoted", phase_is("Promoted"))
+    switched = served(fake, svc)
+    assert switched[0] in (("LATEST", 100, ""), (new, 100, ""))
+    assert switched[1:] == [(stable, 0, "previous")]
+    kube.wait_for(
+        "the previous revision released after scaleDownDelaySeconds",
+        lambda: len(served(fake, svc)) == 1,
+        timeout=30,
+    )
+    assert get_rollout(kube, namespace, "bg")["status"]["history"][0]["revision"] == stable
