@@ -8,7 +8,6 @@ the Events API webhook, which Slack calls with its own signature. ``/healthz``, 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -16,18 +15,16 @@ from typing import Any, cast
 
 import aiohttp
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter
 
 from services.common.identity import InternalIdentityVerifier
 from services.common.oauth_tokens import OAuthTokenSettings, TokenReader
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
-from services.slack.deps import TokenSource
-from services.slack.errors import install_error_handlers
 from services.slack.events import MessageRelay
 from services.slack.routers import channels, events, search, users
+from services.slack.service import TokenSource, health_routes, install_error_handlers
 from services.slack.settings import SlackSettings
 from services.slack.signatures import WebhookGuard
 from services.slack.teams import KubeTeamDirectory, TeamDirectory
@@ -37,7 +34,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("xynergy.slack")
 
 
-def _kube_parts() -> tuple[TokenSource | None, TeamDirectory | None]:
+def _kube_parts(settings: SlackSettings) -> tuple[TokenSource | None, TeamDirectory | None]:
     """The token reader and team directory on the default Kubernetes configuration, or
     (None, None) when there is none (API routes answer 503 saying so)."""
     try:
@@ -49,7 +46,9 @@ def _kube_parts() -> tuple[TokenSource | None, TeamDirectory | None]:
         return None, None
     namespace = OAuthTokenSettings().namespace
     # (TokenReader's KubeClient protocol is narrower than lightkube's overloads)
-    return TokenReader(cast(Any, client)), KubeTeamDirectory(client, namespace=namespace)
+    return TokenReader(cast(Any, client)), KubeTeamDirectory(
+        client, namespace=namespace, cache_seconds=settings.teams_cache_seconds
+    )
 
 
 class _Session:
@@ -79,7 +78,7 @@ def create_app(
     settings = settings or SlackSettings()
     configure_logging(settings.log_level)
     if tokens is None or teams is None:
-        default_tokens, default_teams = _kube_parts()
+        default_tokens, default_teams = _kube_parts(settings)
         tokens, teams = tokens or default_tokens, teams or default_teams
     redis = aioredis.Redis.from_url(settings.redis_url)
     session = _Session()
@@ -122,34 +121,10 @@ def create_app(
     install_error_handlers(app)
     for module in (channels, users, search, events):
         app.include_router(module.router)
-    _health_routes(app, redis=redis, registry=registry, timeout=settings.readiness_timeout_seconds)
+    health_routes(app, redis=redis, registry=registry, timeout=settings.readiness_timeout_seconds)
     return app
 
 
 class _NoTeams:
     async def tenants(self, team_id: str) -> list[str]:
         raise OSError("no access to OAuthConnections (no Kubernetes configuration)")
-
-
-def _health_routes(
-    app: FastAPI, *, redis: Any, registry: CollectorRegistry, timeout: float
-) -> None:
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"])
-    async def readyz() -> JSONResponse:
-        try:
-            async with asyncio.timeout(timeout):
-                await redis.ping()
-            checks = {"redis": "ok"}
-        except Exception as exc:
-            checks = {"redis": f"unreachable ({type(exc).__name__})"}
-        ready = checks["redis"] == "ok"
-        body = {"status": "ready" if ready else "not_ready", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503)
-
-    @app.get("/metrics", tags=["health"])
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

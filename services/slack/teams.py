@@ -2,8 +2,8 @@
 
 Slack sends one webhook for every workspace that installed the app; the event's ``team_id``
 says which. The tenants are those whose slack OAuthConnection is usable and whose
-``status.account.teamId`` is that team (read through the apis model; never a token). A lookup
-is reused for ``teams_cache_seconds``.
+``status.account.teamId`` is that team (never a token is read). A lookup is reused for
+``teams_cache_seconds``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
-from apis.v1alpha1.common import GROUP, VERSION
-from apis.v1alpha1.oauthconnection import OAuthConnection, OAuthPhase, OAuthProvider
+from apis.v1alpha1.oauthconnection import OAuthProvider
+from services.slack.service import usable_connections
 
 __all__ = ["KubeTeamDirectory", "TeamDirectory"]
-
-_USABLE = (OAuthPhase.CONNECTED, OAuthPhase.REFRESHING)
 
 
 class TeamDirectory(Protocol):
@@ -33,12 +29,8 @@ class KubeTeamDirectory:
     def __init__(
         self, client: Any, *, namespace: str | None = None, cache_seconds: float = 10.0
     ) -> None:
-        from lightkube.generic_resource import create_namespaced_resource
-
-        crd = OAuthConnection.crd
-        self._resource = create_namespaced_resource(GROUP, VERSION, crd.kind, crd.plural)
         self._client = client
-        self._namespace = namespace or "*"
+        self._namespace = namespace
         self._ttl = cache_seconds
         self._cached: tuple[float, dict[str, list[str]]] | None = None
 
@@ -50,16 +42,13 @@ class KubeTeamDirectory:
 
     async def _load(self) -> dict[str, list[str]]:
         teams: dict[str, list[str]] = {}
-        async for item in self._client.list(self._resource, namespace=self._namespace):
-            raw = item if isinstance(item, dict) else item.to_dict()
-            try:
-                conn = OAuthConnection.model_validate(raw)
-            except ValidationError:
-                continue
-            status = conn.status
-            if conn.spec.provider != OAuthProvider.SLACK or status is None:
-                continue
-            team = status.account.team_id if status.account else None
-            if team and status.phase in _USABLE and conn.spec.tenant not in teams.get(team, []):
-                teams.setdefault(team, []).append(conn.spec.tenant)
+        conns = await usable_connections(
+            self._client, OAuthProvider.SLACK, namespace=self._namespace
+        )
+        for conn in conns:
+            account = conn.status.account if conn.status else None
+            if account and account.team_id:
+                tenants = teams.setdefault(account.team_id, [])
+                if conn.spec.tenant not in tenants:
+                    tenants.append(conn.spec.tenant)
         return teams

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conftest import AUTHORIZE_URL, BOT_TOKEN
 from fakes.slack import FakeSlack
+from fakes.slack.tokens import AUTHORIZE_URL, StaticTokens
 from fastapi.testclient import TestClient
 
 Headers = Callable[..., dict[str, str]]
@@ -105,20 +105,20 @@ def test_rate_limit_is_429_with_slacks_retry_after(
 
 
 def test_a_refused_token_is_409_and_never_shown(
-    client: TestClient, fake: FakeSlack, as_user: Headers
+    client: TestClient, fake: FakeSlack, tokens: StaticTokens, as_user: Headers
 ) -> None:
     fake.state.grants.clear()  # the user removed the app
     r = client.get("/api/v2/slack/channels", headers=as_user())
     assert r.status_code == 409
     assert r.json()["error"] == "oauth_token_refused"
     assert "team/slack-acme" in r.json()["message"]
-    assert BOT_TOKEN not in r.text
+    assert tokens.access["acme"] not in r.text
 
 
 def test_missing_scope_names_the_scope(
-    client: TestClient, fake: FakeSlack, as_user: Headers
+    client: TestClient, fake: FakeSlack, tokens: StaticTokens, as_user: Headers
 ) -> None:
-    fake.grant(BOT_TOKEN, scopes={"channels:read"})
+    fake.grant(tokens.access["acme"], scopes={"channels:read"})
     r = client.get("/api/v2/slack/users", headers=as_user())
     assert r.status_code == 403
     assert "users:read" in r.json()["message"]

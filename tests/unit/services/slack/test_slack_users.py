@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conftest import Tokens
 from fakes.slack import FakeSlack
+from fakes.slack.tokens import StaticTokens
 from fastapi.testclient import TestClient
 
 Headers = Callable[..., dict[str, str]]
@@ -39,7 +39,7 @@ def test_search_with_a_bot_token_says_slack_wants_a_user_token(
 
 
 def test_search_with_a_user_token_finds_messages(
-    client: TestClient, fake: FakeSlack, tokens: Tokens, as_user: Headers
+    client: TestClient, fake: FakeSlack, tokens: StaticTokens, as_user: Headers
 ) -> None:
     tokens.access["acme"] = "xoxp-user-token"
     fake.grant("xoxp-user-token", scopes={"search:read"})

@@ -1,0 +1,188 @@
+"""Messages router against the fake Gmail API: search, decoded bodies, send, modify, errors."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from email.message import EmailMessage
+
+from fakes.google import FakeGmail, Mailbox
+from fakes.slack.tokens import AUTHORIZE_URL, StaticTokens
+from fastapi.testclient import TestClient
+
+Headers = Callable[..., dict[str, str]]
+
+
+def _mail(subject: str, text: str, *, sender: str = "bob@example.com", html: str = "") -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, "ada@example.com", subject
+    msg.set_content(text)
+    if html:
+        msg.add_alternative(html, subtype="html")
+    return msg.as_bytes()
+
+
+def test_list_pages_and_summarises(client: TestClient, box: Mailbox, as_user: Headers) -> None:
+    for n in range(3):
+        box.deliver(_mail(f"report {n}", "numbers"))
+    first = client.get("/api/v2/gmail/messages?limit=2", headers=as_user())
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert [m["subject"] for m in page["messages"]] == ["report 2", "report 1"]
+    assert page["messages"][0]["from"] == "bob@example.com"
+    assert "text" not in page["messages"][0]
+    rest = client.get(
+        "/api/v2/gmail/messages", params={"page_token": page["next_page_token"]}, headers=as_user()
+    )
+    assert [m["subject"] for m in rest.json()["messages"]] == ["report 0"]
+    assert rest.json()["next_page_token"] is None
+
+
+def test_search_uses_gmail_query_syntax(client: TestClient, box: Mailbox, as_user: Headers) -> None:
+    box.deliver(_mail("invoice 42", "pay me", sender="billing@globex.com"))
+    box.deliver(_mail("lunch", "tacos?"))
+    r = client.get("/api/v2/gmail/messages", params={"q": "from:globex"}, headers=as_user())
+    assert [m["subject"] for m in r.json()["messages"]] == ["invoice 42"]
+    r = client.get("/api/v2/gmail/messages", params={"q": "tacos"}, headers=as_user())
+    assert [m["subject"] for m in r.json()["messages"]] == ["lunch"]
+
+
+def test_get_decodes_headers_bodies_and_lists_attachments(
+    client: TestClient, box: Mailbox, as_user: Headers
+) -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "bob@example.com", "ada@example.com", "Grüße"
+    msg.set_content("plain ünïcode")
+    msg.add_alternative("<p>html</p>", subtype="html")
+    msg.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="q3.pdf")
+    stored = box.deliver(msg.as_bytes())
+    r = client.get(f"/api/v2/gmail/messages/{stored.id}", headers=as_user())
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["subject"] == "Grüße"
+    assert got["text"].strip() == "plain ünïcode"
+    assert got["html"].strip() == "<p>html</p>"
+    assert got["attachments"] == [
+        {
+            "filename": "q3.pdf",
+            "mimeType": "application/pdf",
+            "size": 8,
+            "attachmentId": got["attachments"][0]["attachmentId"],
+        }
+    ]
+    assert got["headers"]["to"] == "ada@example.com"
+    missing = client.get("/api/v2/gmail/messages/ffff", headers=as_user())
+    assert missing.status_code == 404
+    assert missing.json()["status"] == 404
+
+
+def test_send_builds_a_mime_message_gmail_can_parse(
+    client: TestClient, box: Mailbox, as_user: Headers
+) -> None:
+    pdf = b"%PDF-1.4 binary \x00\xff"
+    r = client.post(
+        "/api/v2/gmail/messages/send",
+        json={
+            "to": ["carol@example.com"],
+            "cc": ["dan@example.com"],
+            "bcc": ["eve@example.com"],
+            "subject": "Quarterly numbers",
+            "text": "See attached.",
+            "html": "<b>See attached.</b>",
+            "attachments": [
+                {
+                    "filename": "q3.pdf",
+                    "content_type": "application/pdf",
+                    "data": base64.b64encode(pdf).decode(),
+                }
+            ],
+        },
+        headers=as_user("editor"),
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["labelIds"] == ["SENT"]
+    [sent] = box.sent
+    assert sent["To"] == "carol@example.com"
+    assert sent["Cc"] == "dan@example.com"
+    assert sent["Bcc"] == "eve@example.com"
+    assert sent["Subject"] == "Quarterly numbers"
+    assert sent["Message-ID"]
+    assert sent.get_body(("plain",)).get_content().strip() == "See attached."
+    assert sent.get_body(("html",)).get_content().strip() == "<b>See attached.</b>"
+    [attachment] = list(sent.iter_attachments())
+    assert attachment.get_filename() == "q3.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_content() == pdf
+    assert box.messages[r.json()["id"]].labels == {"SENT"}
+
+
+def test_send_needs_an_editor_and_valid_fields(
+    client: TestClient, box: Mailbox, as_user: Headers
+) -> None:
+    body = {"to": ["carol@example.com"], "subject": "hi", "text": "x"}
+    assert (
+        client.post("/api/v2/gmail/messages/send", json=body, headers=as_user()).status_code == 403
+    )
+    bad = client.post(
+        "/api/v2/gmail/messages/send",
+        json={**body, "to": ["not-an-address"], "attachments": [{"filename": "a", "data": "%%%"}]},
+        headers=as_user("editor"),
+    )
+    assert bad.status_code == 422
+    assert {f["field"] for f in bad.json()["fields"]} == {"to.0", "attachments.0.data"}
+    injected = client.post(
+        "/api/v2/gmail/messages/send",
+        json={**body, "subject": "hi\r\nBcc: eve@example.com"},
+        headers=as_user("editor"),
+    )
+    assert injected.status_code == 422
+    assert box.sent == []
+
+
+def test_modify_labels(client: TestClient, box: Mailbox, as_user: Headers) -> None:
+    stored = box.deliver(_mail("hello", "x"))
+    r = client.post(
+        f"/api/v2/gmail/messages/{stored.id}/modify",
+        json={"add": ["STARRED"], "remove": ["UNREAD"]},
+        headers=as_user("editor"),
+    )
+    assert r.status_code == 200, r.text
+    assert stored.labels == {"INBOX", "STARRED"}
+    bad = client.post(
+        f"/api/v2/gmail/messages/{stored.id}/modify",
+        json={"add": ["NO_SUCH"]},
+        headers=as_user("editor"),
+    )
+    assert bad.status_code == 422
+    assert "Invalid label" in bad.json()["message"]
+
+
+def test_409_until_connected_and_gmail_is_never_called(
+    client: TestClient, fake: FakeGmail, as_user: Headers
+) -> None:
+    r = client.get("/api/v2/gmail/messages", headers=as_user(tenant="globex"))
+    assert r.status_code == 409
+    body = r.json()
+    assert body["error"] == "oauth_not_connected"
+    assert body["connection"] == "team/gmail-globex"
+    assert body["authorizationURL"] == AUTHORIZE_URL
+    assert fake.requests == []
+
+
+def test_a_refused_token_is_409_and_never_shown(
+    client: TestClient, fake: FakeGmail, tokens: StaticTokens, as_user: Headers
+) -> None:
+    fake.tokens.clear()
+    r = client.get("/api/v2/gmail/labels", headers=as_user())
+    assert r.status_code == 409
+    assert r.json()["error"] == "oauth_token_refused"
+    assert tokens.access["acme"] not in r.text
+
+
+def test_rate_limit_is_429_with_retry_after(
+    client: TestClient, fake: FakeGmail, as_user: Headers
+) -> None:
+    fake.fail("labels.list", 429)
+    r = client.get("/api/v2/gmail/labels", headers=as_user())
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "1"
