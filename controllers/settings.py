@@ -1,4 +1,8 @@
-"""Operator settings, from the environment (prefix XYNERGY_). Every setting is documented here."""
+"""Operator settings, from the environment (prefix XYNERGY_). Every setting is documented here.
+
+One class for the whole operator: a kind's settings carry the kind's name as a prefix
+(`scaling_*` is read from XYNERGY_SCALING_*), so `OperatorContext.settings` holds them all.
+"""
 
 from __future__ import annotations
 
@@ -62,5 +66,45 @@ class OperatorSettings(BaseSettings):
         description=(
             "Most objects handled at once per watched kind (kopf's queueing.worker_limit); "
             "events of the others wait as raw events. Unset for no limit."
+        ),
+    )
+
+    # ScalingPolicy (docs/scalingpolicy.md)
+    scaling_prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus base URL for ScalingPolicies without metric.prometheusUrl.",
+    )
+    scaling_gcp_project: str | None = Field(
+        default=None,
+        description="Cloud Monitoring project for cloudMonitoring policies whose target has none.",
+    )
+    scaling_cloudmonitoring_endpoint: str | None = Field(
+        default=None,
+        description="Cloud Monitoring API endpoint override, host:port (tests, fakes); Google's "
+        "if unset.",
+    )
+    scaling_refit_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often a policy's forecast model is refitted (not on every sync).",
+    )
+    scaling_refit_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Most model fits running at once (CPU-bound)."
+    )
+    scaling_history_points: int = Field(
+        default=4000,
+        ge=100,
+        le=10_000,
+        description="About how many points of history a fit reads (sets the range step).",
+    )
+    scaling_query_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one metrics query."
+    )
+    scaling_status_refresh_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "An unchanged scaling decision writes no status; its moving fields (current load, "
+            "forecast window, calibration, lastReconcileTime) are refreshed at most this often."
         ),
     )

@@ -20,7 +20,7 @@ from google.cloud import monitoring_v3
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from controllers.metrics import backend_call
-from controllers.providers.prometheus import (
+from controllers.providers.metrics import (
     MetricsEmptyError,
     MetricsMalformedError,
     MetricsUnreachableError,

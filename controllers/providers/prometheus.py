@@ -8,21 +8,27 @@ and hold its instances: `MetricsUnreachableError` (connection, timeout, HTTP 5xx
 query, an error answer, a body that is not what the API documents). All three are
 transient (the next sync tries again) and carry a CamelCase `reason`.
 
-`Samples` and the `MetricsProvider` protocol are shared with `cloudmonitoring`.
+The error types, `Samples` and the `MetricsProvider` protocol live in `metrics` (shared with
+`cloudmonitoring`) and are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import numpy as np
-import numpy.typing as npt
 
-from controllers.core.errors import TransientError
 from controllers.metrics import backend_call
+from controllers.providers.metrics import (
+    MetricsEmptyError,
+    MetricsError,
+    MetricsMalformedError,
+    MetricsProvider,
+    MetricsUnreachableError,
+    Samples,
+)
 
 __all__ = [
     "MetricsEmptyError",
@@ -32,62 +38,10 @@ __all__ = [
     "MetricsUnreachableError",
     "PrometheusProvider",
     "Samples",
+    "range_step",
 ]
 
 MAX_POINTS = 11_000  # Prometheus refuses a range query with more points per series
-
-
-class MetricsError(TransientError):
-    """The load metric could not be read; `reason` says how."""
-
-
-class MetricsUnreachableError(MetricsError):
-    """The metrics backend did not answer (connection, timeout, 5xx, 429)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reason="MetricsUnreachable")
-
-
-class MetricsEmptyError(MetricsError):
-    """The query matched no series or no finite sample."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reason="MetricsEmpty")
-
-
-class MetricsMalformedError(MetricsError):
-    """The query was refused or the answer is not what the API documents."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reason="MetricsMalformed")
-
-
-@dataclass(frozen=True)
-class Samples:
-    """One series: seconds since the epoch (ascending) and finite values."""
-
-    timestamps: npt.NDArray[np.float64]
-    values: npt.NDArray[np.float64]
-
-    def __len__(self) -> int:
-        return int(self.timestamps.size)
-
-    @property
-    def span(self) -> float:
-        """Seconds from the first sample to the last (0 with fewer than two)."""
-        return float(self.timestamps[-1] - self.timestamps[0]) if len(self) > 1 else 0.0
-
-
-class MetricsProvider(Protocol):
-    """What a ScalingPolicy reads load through."""
-
-    async def query(self, query: str, *, at: float) -> float:
-        """The value at `at` (seconds since the epoch)."""
-        ...
-
-    async def query_range(self, query: str, *, start: float, end: float, step: float) -> Samples:
-        """The series over [start, end] at `step` seconds."""
-        ...
 
 
 def range_step(seconds: float, *, minimum: float = 60.0, points: int = 4000) -> float:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controllers.providers.prometheus import Samples
+from controllers.providers.metrics import Samples
 from intelligence.forecasting import DAY, WEEK, AutoForecaster, Forecast
 
 __all__ = ["FitKey", "Fitted", "ModelCache", "fit_forecast"]

@@ -27,14 +27,15 @@ from pydantic import ValidationError
 
 from apis.base import parse_duration
 from apis.v1alpha1.common import GROUP, VERSION
-from apis.v1alpha1.scalingpolicy import ScalingMode, ScalingPolicy
+from apis.v1alpha1.scalingpolicy import ScalingMode, ScalingPolicy, ScalingPolicyStatus
 from controllers.core.context import OperatorContext
 from controllers.core.controller import ChildEvent, Controller, Kind, Requeue, Result
 from controllers.core.errors import ProviderError, StalledError, TransientError
 from controllers.core.events import Event
 from controllers.core.scheduler import ObjectKey
 from controllers.core.status import spec_error
-from controllers.providers.prometheus import MetricsError, MetricsProvider, Samples, range_step
+from controllers.providers.metrics import MetricsError, MetricsProvider, Samples
+from controllers.providers.prometheus import range_step
 from controllers.scalingpolicy import status as st
 from controllers.scalingpolicy.conflicts import Conflict, TargetIndex
 from controllers.scalingpolicy.metrics import (
@@ -46,8 +47,8 @@ from controllers.scalingpolicy.metrics import (
 )
 from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache
 from controllers.scalingpolicy.params import scaling_params
-from controllers.scalingpolicy.settings import ScalingSettings
 from controllers.scalingpolicy.sources import Metrics, metric_sources
+from controllers.scalingpolicy.state import StateCache, same_for_decisions
 from controllers.scalingpolicy.target import ScaleTarget, Target, TargetClient
 from intelligence.scaling import Decision, Observation, ScalingParams, decide
 
@@ -92,10 +93,14 @@ class ScalingPolicyReconciler:
     index: TargetIndex
     seed: Seed | None = None
     history_points: int = 4000
+    status_refresh_seconds: float = 600.0
+    """An unchanged decision writes no status; the moving fields (current load, forecast
+    window, calibration) are refreshed at most this often."""
     kind: Kind = KIND
 
     def __post_init__(self) -> None:
         self._due: dict[str, float] = {}
+        self.states = StateCache()
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -132,6 +137,7 @@ class ScalingPolicyReconciler:
     def forget(self, uid: str) -> None:
         """The policy is gone: drop its model and schedule bookkeeping."""
         self.models.forget(uid)
+        self.states.forget(uid)
         self._due.pop(uid, None)
 
     async def _sync(
@@ -188,9 +194,8 @@ class ScalingPolicyReconciler:
             history_seconds=fitted.history_seconds if fitted else None,
             recent_load=fitted.recent_load(ts) if fitted else None,
         )
-        decision = decide(
-            observed, params=params, state=st.decode_state(status.scaling_state if status else None)
-        )
+        uid, stored = str(policy.metadata.uid), status.scaling_state if status else None
+        decision = decide(observed, params=params, state=self.states.state(uid, stored, now=ts))
         applied = False
         if not dry_run and decision.desired != target.replicas:
             try:
@@ -210,7 +215,31 @@ class ScalingPolicyReconciler:
             dry_run=dry_run,
         )
         new = st.synced_status(policy, outcome, now=now)
-        return Result(status=new, events=st.events_for(status, new, outcome))
+        events = st.events_for(status, new, outcome)
+        if status is not None and self._unchanged(status, new, decision, params, ts):
+            self.states.keep(uid, text=stored, state=decision.state)
+            return Result(status=status, events=events)
+        self.states.keep(uid, text=new.scaling_state, state=decision.state)
+        return Result(status=new, events=events)
+
+    def _unchanged(
+        self,
+        old: ScalingPolicyStatus,
+        new: ScalingPolicyStatus,
+        decision: Decision,
+        params: ScalingParams,
+        now: float,
+    ) -> bool:
+        """Whether the stored status still tells the decision: the same decision view, a
+        behaviour state a restarted operator would decide the same from, and a refresh not
+        yet due. Then nothing is written."""
+        written = old.last_reconcile_time
+        return (
+            written is not None
+            and now - written.timestamp() < self.status_refresh_seconds
+            and st.decision_view(old) == st.decision_view(new)
+            and same_for_decisions(old.scaling_state, decision.state, now=now, params=params)
+        )
 
     async def _model(
         self,
@@ -322,7 +351,7 @@ async def hpa_event(ctx: OperatorContext, body: Mapping[str, Any], event: str | 
 
 def from_context(ctx: OperatorContext) -> ScalingPolicyReconciler:
     """The reconciler on the operator's clients; metric providers built on first use."""
-    settings = ScalingSettings()
+    settings = ctx.settings
     namespace = ctx.settings.namespace
 
     async def seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -341,9 +370,11 @@ def from_context(ctx: OperatorContext) -> ScalingPolicyReconciler:
         target=TargetClient(ctx.client, XS_KIND, limit=ctx.api_limit),
         metrics=metric_sources(ctx, settings),
         models=ModelCache(
-            refit_seconds=settings.refit_seconds, concurrency=settings.refit_concurrency
+            refit_seconds=settings.scaling_refit_seconds,
+            concurrency=settings.scaling_refit_concurrency,
         ),
         index=TargetIndex(),
         seed=seed,
-        history_points=settings.history_points,
+        history_points=settings.scaling_history_points,
+        status_refresh_seconds=settings.scaling_status_refresh_seconds,
     )

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from apis.v1alpha1.scalingpolicy import MetricSource, ScalingPolicy
 from controllers.core.context import OperatorContext
 from controllers.core.errors import StalledError
-from controllers.providers.prometheus import MetricsProvider, PrometheusProvider
-from controllers.scalingpolicy.settings import ScalingSettings
+from controllers.providers.metrics import MetricsProvider
+from controllers.providers.prometheus import PrometheusProvider
 from controllers.scalingpolicy.target import Target
+from controllers.settings import OperatorSettings
 
 __all__ = ["Metrics", "metric_sources"]
 
@@ -23,19 +24,19 @@ Metrics = Callable[[ScalingPolicy, Target], tuple[MetricsProvider, str]]
 """The provider and query (PromQL, or a Monitoring filter) a policy reads its load with."""
 
 
-def metric_sources(ctx: OperatorContext, settings: ScalingSettings) -> Metrics:
+def metric_sources(ctx: OperatorContext, settings: OperatorSettings) -> Metrics:
     """The policy -> (provider, query) function of an operator."""
 
     def prometheus(url: str) -> MetricsProvider:
         return ctx.provider(
             f"prometheus {url}",
-            lambda: PrometheusProvider(url, timeout=settings.query_timeout_seconds),
+            lambda: PrometheusProvider(url, timeout=settings.scaling_query_timeout_seconds),
         )
 
     def source(policy: ScalingPolicy, target: Target) -> tuple[MetricsProvider, str]:
         metric = policy.spec.metric
         if metric.source is MetricSource.PROMETHEUS:
-            url = metric.prometheus_url or settings.prometheus_url
+            url = metric.prometheus_url or settings.scaling_prometheus_url
             if not url or not metric.query:
                 raise StalledError(
                     "spec.metric.prometheusUrl: no Prometheus URL (set it, or the operator's "
@@ -48,7 +49,7 @@ def metric_sources(ctx: OperatorContext, settings: ScalingSettings) -> Metrics:
     def cloud_monitoring(policy: ScalingPolicy, target: Target) -> tuple[MetricsProvider, str]:
         from controllers.providers.cloudmonitoring import CloudMonitoringProvider, run_filter
 
-        project = target.project or settings.gcp_project
+        project = target.project or settings.scaling_gcp_project
         if not project:
             raise StalledError(
                 "spec.metric: no Cloud Monitoring project (the target has no cloudRun.project "
@@ -58,7 +59,7 @@ def metric_sources(ctx: OperatorContext, settings: ScalingSettings) -> Metrics:
         provider = ctx.provider(
             f"cloudmonitoring {project}",
             lambda: CloudMonitoringProvider(
-                project, api_endpoint=settings.cloudmonitoring_endpoint
+                project, api_endpoint=settings.scaling_cloudmonitoring_endpoint
             ),
         )
         metric_type = str(policy.spec.metric.metric_type)

@@ -9,7 +9,6 @@ fallback's reason: ForecastErrorTooHigh, HistoryTooShort, MetricsUnavailable...)
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,12 +31,14 @@ from apis.v1alpha1.scalingpolicy import (
 )
 from controllers.core.events import Event
 from controllers.scalingpolicy.models import Fitted
+from controllers.scalingpolicy.state import encode
 from intelligence.forecasting import Forecast
-from intelligence.scaling import Decision, ScalingState
+from intelligence.scaling import Decision
 
 __all__ = [
     "DEGRADED",
     "Outcome",
+    "decision_view",
     "forecast_points",
     "held_status",
     "paused_status",
@@ -107,20 +108,27 @@ def _why(message: str) -> str:
     return "; ".join(parts[2:]) if len(parts) > 2 else message
 
 
-def encode_state(state: ScalingState) -> str:
-    """The behaviour state as compact JSON for status.scalingState."""
-    return json.dumps(state.to_dict(), separators=(",", ":"), allow_nan=False)
+# What moves with every sync without changing the decision: written with a changed
+# decision and at the periodic refresh, never on their own.
+REFRESHED = ("currentLoad", "forecast", "lastReconcileTime", "modeReason", "scalingState")
 
 
-def decode_state(text: str | None) -> ScalingState | None:
-    """The state kept in status (None when absent or unreadable: HPA's fresh start)."""
-    if not text:
-        return None
-    try:
-        data: Any = json.loads(text)
-        return ScalingState.from_dict(data) if isinstance(data, dict) else None
-    except (ValueError, TypeError):
-        return None
+def decision_view(status: ScalingPolicyStatus | None) -> dict[str, Any]:
+    """The status as far as a decision shows in it: instances, mode, the last decision's
+    from/to, scale time, model, and each condition's status and reason (the decision's reason
+    and the messages carry the sync's numbers: which of load and forecast was higher, by how
+    much). The behaviour state is compared on its own (`state`)."""
+    if status is None:
+        return {}
+    data = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    for key in REFRESHED:
+        data.pop(key, None)
+    if "lastDecision" in data:
+        data["lastDecision"] = {k: data["lastDecision"].get(k) for k in ("from", "to")}
+    data["conditions"] = [
+        (c.type, c.status, c.reason, c.observed_generation) for c in status.conditions
+    ]
+    return data
 
 
 def _conditions(
@@ -205,7 +213,7 @@ def synced_status(
             "model_error": _round(fitted.smape) if fitted else None,
             "model_mase": _round(fitted.mase) if fitted else None,
             "model_fitted_time": _utc(fitted.fitted_at) if fitted else None,
-            "scaling_state": encode_state(d.state),
+            "scaling_state": encode(d.state),
             "last_reconcile_time": now,
         }
     )

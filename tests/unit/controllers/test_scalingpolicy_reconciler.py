@@ -15,7 +15,7 @@ from apis.v1alpha1.scalingpolicy import ScalingPolicyStatus
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.controller import Requeue, Result
 from controllers.core.errors import StalledError
-from controllers.providers.prometheus import MetricsUnreachableError, Samples
+from controllers.providers.metrics import MetricsUnreachableError, Samples
 from controllers.scalingpolicy.conflicts import TargetIndex
 from controllers.scalingpolicy.models import ModelCache
 from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler, next_slot

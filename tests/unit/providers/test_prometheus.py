@@ -9,14 +9,12 @@ import httpx
 import numpy as np
 import pytest
 
-from controllers.providers.prometheus import (
-    MAX_POINTS,
+from controllers.providers.metrics import (
     MetricsEmptyError,
     MetricsMalformedError,
     MetricsUnreachableError,
-    PrometheusProvider,
-    range_step,
 )
+from controllers.providers.prometheus import MAX_POINTS, PrometheusProvider, range_step
 
 
 def provider(answer: Any, status: int = 200) -> PrometheusProvider:
