@@ -11,6 +11,7 @@ import kopf
 import prometheus_client
 
 from controllers.core.context import OperatorContext, registered
+from controllers.core.controller import FINALIZER
 from controllers.settings import OperatorSettings
 
 __all__ = ["HANDLER_MODULES", "LevelDiffBaseStorage", "configure", "load_handlers"]
@@ -56,7 +57,7 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     """kopf settings, then the operator context every handler reaches through `memo`."""
     ours = OperatorSettings()
     settings.posting.level = logging.ERROR  # our own events are posted explicitly
-    settings.persistence.finalizer = "xynergy.io/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="xynergy.io")
     settings.persistence.diffbase_storage = LevelDiffBaseStorage()
     settings.watching.server_timeout = 300

@@ -30,6 +30,7 @@ from controllers.core.scheduler import ObjectKey, ResyncScheduler
 from controllers.core.status import StatusWriter
 
 __all__ = [
+    "FINALIZER",
     "RESYNC_ANNOTATION",
     "ChildEvent",
     "Controller",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+FINALIZER = "xynergy.io/finalizer"
+"""The finalizer kopf adds for kinds whose deletion needs us (`KindReconciler.needs_finalizer`)."""
 
 RESYNC_ANNOTATION = "xynergy.io/drift-check-interval"
 """Per-object resync period in seconds (overrides the operator's default)."""
@@ -172,6 +176,9 @@ class Controller:
         if event == "DELETED":
             self.forget(key.uid)
             return
+        meta = body.get("metadata") or {}
+        if self._needs_finalizer(body) and FINALIZER not in (meta.get("finalizers") or []):
+            return  # nothing is made before kopf's finalizer is in place; its event converges
         if event == "MODIFIED":
             generation = (body.get("metadata") or {}).get("generation")
             if generation == (body.get("status") or {}).get("observedGeneration"):
@@ -206,6 +213,12 @@ class Controller:
         if gone:
             self.forget(key.uid)
         return gone
+
+    def _needs_finalizer(self, body: Mapping[str, Any]) -> bool:
+        """A kind whose deletion needs its `release` says so with an optional
+        `needs_finalizer(body)` (kopf then adds FINALIZER before anything is made)."""
+        check = getattr(self.reconciler, "needs_finalizer", None)
+        return bool(check(body)) if callable(check) else False
 
     def forget(self, uid: str) -> None:
         """Drop the object's schedule (its lock goes by itself when unused)."""

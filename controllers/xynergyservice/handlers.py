@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from controllers.core import context_of, register
-from controllers.xynergyservice.reconciler import KIND, from_context
+from controllers.xynergyservice.reconciler import KIND, from_context, needs_finalizer
 from controllers.xynergyservice.resources import MANAGED_BY, MANAGED_BY_LABEL, OWNED_SELECTOR
 
 register(KIND, from_context)
@@ -44,8 +44,8 @@ async def on_service(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: An
     await context_of(memo).controllers[KIND].on_child_event("Service", body, type)
 
 
-def _needs_finalizer(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("backend") == "cloudRun" or spec.get("deletionPolicy") == "Orphan"
+def _needs_finalizer(body: kopf.Body, **_: Any) -> bool:
+    return needs_finalizer(body)
 
 
 @kopf.on.delete(KIND.group, KIND.version, KIND.plural, when=_needs_finalizer)

@@ -30,7 +30,14 @@ from controllers.xynergyservice.status import (
     volatile_fields,
 )
 
-__all__ = ["KIND", "XynergyServiceReconciler", "from_context", "reconcile", "release"]
+__all__ = [
+    "KIND",
+    "XynergyServiceReconciler",
+    "from_context",
+    "needs_finalizer",
+    "reconcile",
+    "release",
+]
 
 KIND = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
 
@@ -100,6 +107,13 @@ async def release(svc: XynergyService, *, backends: Backends) -> tuple[bool, Eve
     return gone, Event("Normal", "Deleted", "backend service deleted")
 
 
+def needs_finalizer(body: Mapping[str, Any]) -> bool:
+    """Kubernetes children with deletionPolicy Delete go by garbage collection (owner
+    references): no finalizer, no extra write. Cloud Run, or Orphan, need us at deletion."""
+    spec = body.get("spec") or {}
+    return spec.get("backend") == "cloudRun" or spec.get("deletionPolicy") == "Orphan"
+
+
 class XynergyServiceReconciler:
     """The kind's `KindReconciler`: parse, then `reconcile`; an invalid spec stalls."""
 
@@ -117,6 +131,9 @@ class XynergyServiceReconciler:
             status = invalid_status(body, exc, now=now)
             return Result(status=status, events=events_for(None, status, writes=0, created=False))
         return await reconcile(svc, backends=self.backends, now=now, child=child)
+
+    def needs_finalizer(self, body: Mapping[str, Any]) -> bool:
+        return needs_finalizer(body)
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
         """Deletion (only for objects with our finalizer); an invalid spec created nothing."""

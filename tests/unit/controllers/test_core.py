@@ -291,6 +291,11 @@ class FakeReconciler:
             events=[Event("Normal", "Ready", "ok")],
         )
 
+    finalizer: bool = False
+
+    def needs_finalizer(self, body: Mapping[str, Any]) -> bool:
+        return self.finalizer
+
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, None]:
         return True, None
 
@@ -464,3 +469,19 @@ def test_policy_refuses_nonsense() -> None:
         RetryPolicy(initial=0)
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+
+
+async def test_nothing_is_made_before_the_finalizer_is_in_place() -> None:
+    """A kind whose deletion needs us converges only once kopf's finalizer is on the object,
+    so a deletion right after creation cannot skip the release."""
+    from controllers.core.controller import FINALIZER
+
+    client = FakeClient({"crm": _body()})
+    reconciler = FakeReconciler(finalizer=True)
+    controller = _controller(client, reconciler)
+    await controller.on_event(_body(), "ADDED")
+    assert reconciler.calls == []
+    with_finalizer = _body()
+    with_finalizer["metadata"]["finalizers"] = [FINALIZER]
+    await controller.on_event(with_finalizer, "MODIFIED")
+    assert len(reconciler.calls) == 1
