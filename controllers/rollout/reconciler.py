@@ -361,7 +361,7 @@ class RolloutReconciler:
         assert move.run is not None
         result = move.run.result
         summary = AnalysisRunSummary(
-            step_index=move.progress.step,
+            step_index=work.status.current_step_index,
             time=work.now,
             verdict=result.verdict,
             score=round(result.score, 1),
