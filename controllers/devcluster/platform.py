@@ -1,5 +1,6 @@
 """The platform's own workloads for `xynergy dev up`: redis-server, the Firestore emulator, the
-CRM and the Intelligence Gateway, as local processes beside the cluster.
+CRM, the Slack and Gmail services and the Intelligence Gateway, as local processes beside the
+cluster.
 
 kwok Pods run nothing, so the gateway's dev route table points at the local processes (a routes
 file) instead of the in-cluster Service URLs. Secrets for dev (the JWT secret users' tokens are
@@ -35,6 +36,8 @@ class Platform:
 
     gateway_url: str
     crm_url: str
+    slack_url: str
+    gmail_url: str
     redis_url: str
     firestore_host: str | None
 
@@ -129,11 +132,18 @@ def start_platform(
     redis_url = _start_redis(start)
     firestore_host = _start_firestore(start)
     crm_url = _start_crm(start, redis_url=redis_url, firestore_host=firestore_host)
+    slack_url, gmail_url = _start_connectors(start, redis_url=redis_url)
+    upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url}
     gateway_url = _start_gateway(
-        start, redis_url=redis_url, crm_url=crm_url, jwt_secret=files["jwt-secret"]
+        start, redis_url=redis_url, upstreams=upstreams, jwt_secret=files["jwt-secret"]
     )
     return Platform(
-        gateway_url=gateway_url, crm_url=crm_url, redis_url=redis_url, firestore_host=firestore_host
+        gateway_url=gateway_url,
+        crm_url=crm_url,
+        slack_url=slack_url,
+        gmail_url=gmail_url,
+        redis_url=redis_url,
+        firestore_host=firestore_host,
     )
 
 
@@ -176,9 +186,37 @@ def _start_crm(start: _Start, *, redis_url: str, firestore_host: str | None) -> 
     return start.python_service("crm", title="the CRM", env=env)
 
 
-def _start_gateway(start: _Start, *, redis_url: str, crm_url: str, jwt_secret: Path) -> str:
+def _start_connectors(start: _Start, *, redis_url: str) -> tuple[str, str]:
+    """The Slack and Gmail services; they read OAuthConnections (and their token Secrets)
+    with the admin kubeconfig. Slack's webhook signing secret is XYNERGY_SLACK_SIGNING_SECRET
+    from the environment of `dev up` (the webhook answers 503 without it)."""
+    kube = {"KUBECONFIG": str(start.cluster.kubeconfig)}
+    slack = start.python_service(
+        "slack", title="the Slack service", env={**kube, "XYNERGY_SLACK_REDIS_URL": redis_url}
+    )
+    gmail = start.python_service(
+        "gmail", title="the Gmail service", env={**kube, "XYNERGY_GMAIL_REDIS_URL": redis_url}
+    )
+    return slack, gmail
+
+
+_DEV_ROUTES = {
+    "crm": [{"prefix": "/api/v2/crm"}],
+    "slack": [{"prefix": "/api/v2/slack"}],
+    "gmail": [{"prefix": "/api/v2/gmail", "aliases": ["/api/v2/email"]}],
+}
+
+
+def _start_gateway(
+    start: _Start, *, redis_url: str, upstreams: dict[str, str], jwt_secret: Path
+) -> str:
     routes = start.cluster.workdir / "gateway-routes.json"
-    table = {"services": [{"name": "crm", "url": crm_url, "routes": [{"prefix": "/api/v2/crm"}]}]}
+    table = {
+        "services": [
+            {"name": name, "url": url, "routes": _DEV_ROUTES[name]}
+            for name, url in upstreams.items()
+        ]
+    }
     routes.write_text(json.dumps(table, indent=2))
     env = {
         "XYNERGY_GATEWAY_REDIS_URL": redis_url,
