@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from google.api_core import exceptions as gexc
+from google.api_core.retry import AsyncRetry, if_exception_type
 from google.cloud import monitoring_v3
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -80,6 +81,15 @@ class CloudMonitoringProvider:
     ) -> None:
         self.project = project
         self._timeout = timeout
+        # The client's default retries UNAVAILABLE for 90 s whatever the timeout; a sync
+        # must not wait longer than one query's timeout, retries included.
+        self._retry = AsyncRetry(
+            predicate=if_exception_type(gexc.ServiceUnavailable),
+            initial=0.1,
+            maximum=1.0,
+            multiplier=1.3,
+            timeout=timeout,
+        )
         if client is None:
             client = self._client(api_endpoint)
         self._client_ = client
@@ -130,7 +140,9 @@ class CloudMonitoringProvider:
 
     async def _list(self, request: monitoring_v3.ListTimeSeriesRequest) -> list[Any]:
         try:
-            pager = await self._client_.list_time_series(request=request, timeout=self._timeout)
+            pager = await self._client_.list_time_series(
+                request=request, retry=self._retry, timeout=self._timeout
+            )
             return [s async for s in pager]
         except _UNREACHABLE as exc:
             raise MetricsUnreachableError(f"Cloud Monitoring unreachable: {exc.message}") from exc
@@ -140,22 +152,31 @@ class CloudMonitoringProvider:
             ) from exc
 
 
+def _identity(series: Any) -> tuple[Any, ...]:
+    """What names one series: its metric and resource types and labels."""
+    metric, resource = series.metric, series.resource
+    return (
+        metric.type,
+        tuple(sorted(metric.labels.items())),
+        resource.type,
+        tuple(sorted(resource.labels.items())),
+    )
+
+
 def _samples(series: list[Any], query: str) -> Samples:
+    """The one series' points, oldest first. With the FULL view a page holds at most
+    `page_size` points, so a long series comes back split over pages: parts with the same
+    identity are one series."""
     if not series:
         raise MetricsEmptyError(f"filter {query!r} matched no time series")
-    if len(series) > 1:
+    parts: dict[tuple[Any, ...], list[Any]] = {}
+    for s in series:
+        parts.setdefault(_identity(s), []).extend(s.points)
+    if len(parts) > 1:
         raise MetricsMalformedError(
-            f"filter {query!r} returned {len(series)} series after REDUCE_SUM; expected one"
+            f"filter {query!r} returned {len(parts)} series after REDUCE_SUM; expected one"
         )
-    points = []
-    for p in series[0].points:
-        end = p.interval.end_time
-        seconds = end.timestamp() if hasattr(end, "timestamp") else end.seconds
-        value = p.value
-        kind = value._pb.WhichOneof("value")
-        if kind not in ("double_value", "int64_value"):
-            raise MetricsMalformedError(f"filter {query!r}: a {kind} point is not a number")
-        points.append((float(seconds), float(getattr(value, kind))))
+    points = [_point(p, query) for p in next(iter(parts.values()))]
     if not points:
         raise MetricsEmptyError(f"filter {query!r}: the series has no point in the range")
     arr = np.asarray(sorted(points), dtype=np.float64)
@@ -163,3 +184,13 @@ def _samples(series: list[Any], query: str) -> Samples:
     if arr.size == 0:
         raise MetricsEmptyError(f"filter {query!r}: no finite point in the range")
     return Samples(timestamps=arr[:, 0].copy(), values=arr[:, 1].copy())
+
+
+def _point(point: Any, query: str) -> tuple[float, float]:
+    """(end time in seconds, value) of one numeric point."""
+    end = point.interval.end_time
+    seconds = end.timestamp() if hasattr(end, "timestamp") else end.seconds + end.nanos / 1e9
+    kind = point.value._pb.WhichOneof("value")
+    if kind not in ("double_value", "int64_value"):
+        raise MetricsMalformedError(f"filter {query!r}: a {kind} point is not a number")
+    return float(seconds), float(getattr(point.value, kind))
