@@ -166,6 +166,8 @@ def _fresh(rollout: Rollout, stable: str, canary: str, now: dt.datetime) -> Roll
         canary_revision=canary,
         history=old.history,
         handled_action=old.handled_action,
+        stable_image=old.stable_image if old.stable_revision == stable else None,
+        canary_image=old.canary_image if old.canary_revision == canary else None,
         message=f"delivering revision {canary} (stable: {stable})",
     )
     return _with_progress(status, Progress(step=0, weight=0, started=now))

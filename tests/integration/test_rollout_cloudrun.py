@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import Kube
 from fakes.cloudrun import FakeCloudRun
 from test_rollout_support import (
@@ -25,6 +26,8 @@ from test_rollout_support import (
 )
 from test_xynergyservice import get_xs, merge_patch, wait_ready
 from test_xynergyservice_cloudrun import create_cloudrun_xs, unique
+
+from controllers.plugin import main
 
 IMAGE_2 = "us-docker.pkg.dev/xynergy-test/apps/ai:2"
 
@@ -137,3 +140,39 @@ def test_blue_green_preview_tag_then_switch_keeping_the_old_revision_for_a_while
         timeout=30,
     )
     assert get_rollout(kube, namespace, "bg")["status"]["history"][0]["revision"] == stable
+
+
+def plugin(cluster: Path, *args: str) -> str:
+    result = CliRunner().invoke(main, list(args), env={"KUBECONFIG": str(cluster)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_plugin_status_abort_retry_promote_undo(
+    kube: Kube, cluster: Path, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}})  # fmt: skip
+    wait_rollout(kube, namespace, "ro", "paused at 25%", phase_is("Paused"))
+    view = plugin(cluster, "rollout", "status", "ro", "-n", namespace)
+    assert "Phase:     Paused" in view
+    assert "stable 75%  canary 25%" in view
+
+    plugin(cluster, "rollout", "abort", "ro", "-n", namespace)
+    wait_rollout(kube, namespace, "ro", "aborted", phase_is("Aborted"))
+    assert served(fake, svc) == [(stable, 100, "")]
+    plugin(cluster, "rollout", "retry", "ro", "-n", namespace)
+    wait_rollout(kube, namespace, "ro", "paused again", phase_is("Paused"))
+    plugin(cluster, "rollout", "promote", "ro", "-n", namespace)
+    status = wait_rollout(kube, namespace, "ro", "promoted", phase_is("Promoted"))["status"]
+    canary = status["canaryRevision"]
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == IMAGE_2
+
+    plugin(cluster, "rollout", "undo", "ro", "-n", namespace)
+    status = wait_rollout(kube, namespace, "ro", "undone", phase_is("RolledBack"))["status"]
+    assert status["stableRevision"] == stable
+    assert served(fake, svc) == [(stable, 100, "")]
+    assert get_xs(kube, namespace, svc)["spec"]["image"] != IMAGE_2
+    assert canary in revisions(fake, svc)
