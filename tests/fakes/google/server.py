@@ -23,9 +23,10 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from fakes.slack.threaded import JsonHandler, ThreadedFake
 
 from .state import Mailbox, Reply, google_error, message_resource, page_offset, page_token
 
@@ -70,7 +71,7 @@ class _Call:
         return self.query.get(name, [default])[0]
 
 
-class FakeGmail:
+class FakeGmail(ThreadedFake):
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.boxes: dict[str, Mailbox] = {}
         self.tokens: dict[str, tuple[str, frozenset[str]]] = {}
@@ -80,14 +81,7 @@ class FakeGmail:
         self.requests: list[tuple[str, str, str]] = []
         self.faults: dict[str, list[int]] = {}
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(_handler(self), host=host, port=port)
 
     def mailbox(self, address: str) -> Mailbox:
         with self.lock:
@@ -298,27 +292,6 @@ class FakeGmail:
             body["historyId"] = str(c.box.history_id)
         return status, body, headers
 
-    # -- lifecycle ----------------------------------------------------------------------------
-
-    def start(self) -> FakeGmail:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-gmail", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeGmail:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 _METHODS: dict[str, Callable[[FakeGmail, _Call], Reply]] = {
     "getProfile": FakeGmail.profile,
@@ -334,32 +307,11 @@ _METHODS: dict[str, Callable[[FakeGmail, _Call], Reply]] = {
 }
 
 
-def _handler(fake: FakeGmail) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # quiet: no tokens in test output
-            pass
-
-        def do_GET(self) -> None:
-            self._answer(b"")
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self._answer(self.rfile.read(length))
-
-        def _answer(self, raw: bytes) -> None:
-            status, payload, headers = fake.handle(
-                self.command, self.path, raw, self.headers.get("Authorization")
-            )
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
+def _handler(fake: FakeGmail) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def answer(self, raw: bytes) -> None:
+            auth = self.headers.get("Authorization")
+            self.send_json(*fake.handle(self.command, self.path, raw, auth))
 
     return Handler
 
@@ -374,4 +326,4 @@ def main() -> None:
         token, _, address = entry.partition("=")
         fake.grant(token, address or "someone@example.com")
     print(f"fake Gmail API on {fake.endpoint}/", flush=True)
-    fake._server.serve_forever()
+    fake.serve_forever()

@@ -14,11 +14,11 @@ import argparse
 import json
 import threading
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .state import Grant, SlackState
+from .threaded import JsonHandler, ThreadedFake
 
 __all__ = ["ALL_SCOPES", "FakeSlack"]
 
@@ -27,20 +27,13 @@ ALL_SCOPES = frozenset(
 )
 
 
-class FakeSlack:
+class FakeSlack(ThreadedFake):
     """The fake Web API. Use as a context manager, or start()/stop()."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = SlackState()
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(_handler(self), host=host, port=port)
 
     @property
     def base_url(self) -> str:
@@ -63,41 +56,10 @@ class FakeSlack:
         with self.lock:
             return self.state.handle(path[len("/api/") :], args, token)
 
-    def start(self) -> FakeSlack:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-slack", daemon=True
-        )
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # quiet: no tokens in test output
-            pass
-
-        def do_GET(self) -> None:
-            self._dispatch(b"")
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self._dispatch(self.rfile.read(length))
-
-        def _dispatch(self, raw: bytes) -> None:
+def _handler(fake: FakeSlack) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def answer(self, raw: bytes) -> None:
             parts = urlsplit(self.path)
             args: dict[str, Any] = dict(parse_qsl(parts.query))
             ctype = self.headers.get("Content-Type", "")
@@ -105,21 +67,11 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 try:
                     args.update(json.loads(raw))
                 except ValueError:
-                    self._send(200, {"ok": False, "error": "invalid_json"}, {})
+                    self.send_json(200, {"ok": False, "error": "invalid_json"}, {})
                     return
             elif raw:
                 args.update(parse_qsl(raw.decode()))
-            self._send(*fake.handle(parts.path, args, self.headers.get("Authorization")))
-
-        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(*fake.handle(parts.path, args, self.headers.get("Authorization")))
 
     return Handler
 
@@ -136,4 +88,4 @@ def main() -> None:
     fake.state.add_user("ada", "ada@example.com")
     fake.state.add_message(general, "hello from the fake workspace")
     print(f"fake Slack Web API on {fake.base_url}", flush=True)
-    fake._server.serve_forever()
+    fake.serve_forever()

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
 from services.common.oauth_tokens import NotConnectedError, OAuthTokens
+from services.common.settings import InternalIdentitySettings
+from services.common.tenancy import Identity
 
-__all__ = ["AUTHORIZE_URL", "StaticTokens"]
+__all__ = ["AUTHORIZE_URL", "StaticTokens", "identity_headers"]
 
 AUTHORIZE_URL = "https://provider.example/authorize?client_id=1&state=s"
 
@@ -43,3 +46,11 @@ class StaticTokens:
             scopes=(),
             expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
         )
+
+
+def identity_headers(
+    internal: InternalIdentitySettings, *roles: str, tenant: str = "acme"
+) -> dict[str, str]:
+    """The gateway's signed identity header for a caller of ``tenant`` (viewer by default)."""
+    identity = Identity(user_id="u-1", tenant_id=tenant, roles=roles or ("viewer",))
+    return {IDENTITY_HEADER: InternalIdentitySigner(internal).sign(identity)}

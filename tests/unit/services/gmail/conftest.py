@@ -4,16 +4,15 @@ ada@example.com, every other tenant is not. History polling is off here (its own
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import pytest
 from fakes.google import FakeGmail, Mailbox
-from fakes.slack.tokens import StaticTokens
+from fakes.slack.tokens import StaticTokens, identity_headers
 from fastapi.testclient import TestClient
 
-from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
 from services.common.settings import InternalIdentitySettings
-from services.common.tenancy import Identity
 from services.gmail.app import create_app
 from services.gmail.settings import GmailSettings
 
@@ -58,8 +57,4 @@ def client(fake: FakeGmail, tokens: StaticTokens) -> Iterator[TestClient]:
 
 @pytest.fixture
 def as_user() -> Callable[..., dict[str, str]]:
-    def headers(*roles: str, tenant: str = "acme") -> dict[str, str]:
-        identity = Identity(user_id="u-1", tenant_id=tenant, roles=roles or ("viewer",))
-        return {IDENTITY_HEADER: InternalIdentitySigner(INTERNAL).sign(identity)}
-
-    return headers
+    return functools.partial(identity_headers, INTERNAL)

@@ -4,16 +4,15 @@ tenant is not (PendingAuthorization with an authorization URL)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import pytest
 from fakes.slack import FakeSlack
-from fakes.slack.tokens import StaticTokens
+from fakes.slack.tokens import StaticTokens, identity_headers
 from fastapi.testclient import TestClient
 
-from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
 from services.common.settings import InternalIdentitySettings
-from services.common.tenancy import Identity
 from services.slack.app import create_app
 from services.slack.settings import SlackSettings
 
@@ -48,8 +47,4 @@ def client(fake: FakeSlack, tokens: StaticTokens) -> Iterator[TestClient]:
 
 @pytest.fixture
 def as_user() -> Callable[..., dict[str, str]]:
-    def headers(*roles: str, tenant: str = "acme") -> dict[str, str]:
-        identity = Identity(user_id="u-1", tenant_id=tenant, roles=roles or ("viewer",))
-        return {IDENTITY_HEADER: InternalIdentitySigner(INTERNAL).sign(identity)}
-
-    return headers
+    return functools.partial(identity_headers, INTERNAL)
