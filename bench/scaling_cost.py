@@ -1,6 +1,7 @@
 """What a scaling decision costs, and that the cost does not grow with history.
 
-`decide()` at `ScalingParams`' defaults (calibrated headroom, no forecast to fit) is called
+`decide()` with calibrated headroom (`target_under_provisioning` 0.05, the other calibration
+settings at `ScalingParams`' defaults; no forecast to fit) is called
 once per 15 s step on a synthetic load (a daily cycle, noise and random bursts), carrying its
 state from call to call as a controller does, for `--steps` steps (1,000,000 by default: 174
 days of 15 s steps). Every 100k steps it prints the time per call, the process's resident
@@ -28,6 +29,7 @@ import math
 import sys
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,13 +88,7 @@ def bounded(steps: int, block: int) -> None:
 def legacy(steps: int) -> None:
     """The old pipeline's cost per step (forecast refits amortised)."""
     loads = synthetic(steps + 4000)
-    spec = ScalingParams(
-        target_per_instance=10.0,
-        max_instances=1000,
-        horizon_seconds=15.0,
-        capacity_per_instance=14.0,
-        target_under_provisioning=None,
-    )
+    spec = replace(params(), target_under_provisioning=None)
     times = list(T0 + np.arange(4000) * STEP)
     values = list(loads[:4000])
     seen: deque[tuple[float, float]] = deque(maxlen=int(3600 / STEP))

@@ -56,7 +56,8 @@ class Calibration:
     the target); `scores` the recent scores in arrival order, `ordered` the same sorted (so a
     quantile is one index); `miss_rate` a slowly decaying average of recent misses (evidence);
     `scored` how many predictions were scored in all; `mean`, `var` and `seen` the load's
-    exponentially weighted moments and when they were last updated.
+    exponentially weighted moments and when they were last updated; `high` its recent peak
+    (its distance above the mean decays with the same half-life).
     """
 
     level: float | None = None
@@ -68,6 +69,7 @@ class Calibration:
     mean: float | None = None  # the load's exponentially weighted mean and variance
     var: float = 0.0
     seen: float | None = None  # when the load was last seen
+    high: float | None = None  # the recent peak, decaying towards the mean
 
     def scale(self, target_per_instance: float) -> float:
         """The load's recent standard deviation, at least MIN_SCALE x target_per_instance."""
@@ -100,6 +102,7 @@ class Calibration:
             "mean": self.mean,
             "var": self.var,
             "seen": self.seen,
+            "high": self.high,
         }
 
     @classmethod
@@ -111,7 +114,9 @@ class Calibration:
             for t, b, s, h, k in _list(data, "pending")
         )
         level, mean, seen = data.get("level"), data.get("mean"), data.get("seen")
+        high = data.get("high")
         return cls(
+            high=None if high is None else float(str(high)),
             level=None if level is None else float(str(level)),
             mean=None if mean is None else float(str(mean)),
             var=float(str(data.get("var", 0.0))),
@@ -193,14 +198,19 @@ def observe(
 def _moments(cal: Calibration, *, now: float, load: float, half_life: float) -> Calibration:
     """`cal` with `load` folded into the exponentially weighted mean and variance (weights
     decay with time, not with the number of calls)."""
-    if cal.mean is None or cal.seen is None:
-        return replace(cal, mean=load, var=0.0, seen=now)
+    if cal.mean is None or cal.seen is None or cal.high is None:
+        return replace(cal, mean=load, var=0.0, seen=now, high=load)
     if now <= cal.seen:
         return cal
     w = 1.0 - 0.5 ** ((now - cal.seen) / half_life)
     delta = load - cal.mean
+    mean = cal.mean + w * delta
     return replace(
-        cal, mean=cal.mean + w * delta, var=(1.0 - w) * (cal.var + w * delta * delta), seen=now
+        cal,
+        mean=mean,
+        var=(1.0 - w) * (cal.var + w * delta * delta),
+        seen=now,
+        high=max(load, mean + (1.0 - w) * (cal.high - mean)),
     )
 
 

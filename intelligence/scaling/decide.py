@@ -121,13 +121,12 @@ def _calibrated(
     load: float,
     evidence: dict[str, float],
 ) -> tuple[_Demand | None, Calibration]:
-    """Score the policy's earlier predictions against `load`, then the calibrated demand:
-    the covering level under capacity, at least current load (None until calibrated)."""
+    """Score the policy's earlier predictions against `load`, open one for now, then the
+    calibrated demand (None until calibrated, or while a trusted forecast decides)."""
     alpha = params.target_under_provisioning
     if alpha is None or not params.predictive:
         return None, cal
-    now, target = observed.now, params.target_per_instance
-    lead = params.startup_seconds + params.horizon_seconds
+    now, lead = observed.now, params.startup_seconds + params.horizon_seconds
     cal = observe(
         cal,
         now=now,
@@ -138,53 +137,73 @@ def _calibrated(
         window=params.calibration_window,
         half_life=params.calibration_scale_seconds,
     )
-    base, fallback = _calibration_base(observed, params, load)
-    if params.calibration_base is CalibrationBase.LOAD_OR_MEAN and cal.mean is not None:
-        base = max(base, cal.mean)
-    scale = cal.scale(target)
+    peak, fallback = lead_peak(params, observed)
+    base = load if peak is None or not params.calibrate_forecast else max(load, peak[1])
+    if cal.mean is not None and params.calibration_base is not CalibrationBase.LOAD:
+        mean_only = params.calibration_base is CalibrationBase.MEAN
+        base = cal.mean if mean_only else max(base, cal.mean)
+    scale = cal.scale(params.target_per_instance)
     headroom = cal.headroom(target=alpha, min_scores=params.calibration_min_scores)
+    level = math.inf
+    if headroom is not None:
+        level = max(0.0, base + headroom * scale)
+        if params.calibration_cap_at_peak and cal.high is not None:  # as the burst envelope
+            level = min(level, max(cal.high, base))
     cal = open_prediction(
-        cal,
-        now=now,
-        base=base,
-        scale=scale,
-        headroom=math.inf if headroom is None else headroom,
-        lead=lead,
+        cal, now=now, base=base, scale=scale, headroom=(level - base) / scale, lead=lead
     )
-    if headroom is None:
+    if headroom is None or (fallback is None and not params.calibrate_forecast):
         return None, cal
-    level = max(0.0, base + headroom * scale)
+    demand = _calibrated_demand(
+        params, cal, load=load, base=base, scale=scale, headroom=headroom, level=level
+    )
+    evidence.update(demand.evidence)
+    return replace(demand.demand, fallback=fallback), cal
+
+
+@dataclass(frozen=True)
+class _Calibrated:
+    demand: _Demand
+    evidence: dict[str, float]
+
+
+def _calibrated_demand(
+    params: ScalingParams,
+    cal: Calibration,
+    *,
+    load: float,
+    base: float,
+    scale: float,
+    headroom: float,
+    level: float,
+) -> _Calibrated:
+    """The covering `level` under capacity (at least current load), its evidence and words."""
+    target, alpha = params.target_per_instance, params.target_under_provisioning or 0.0
     needed = level
     if params.capacity_per_instance is not None:
         needed = level * target / params.capacity_per_instance
     miss_level = alpha if cal.level is None else cal.level
-    evidence.update(
-        targetUnderProvisioning=alpha,
-        calibrationBase=base,
-        calibrationHeadroom=headroom,
-        calibrationMissLevel=miss_level,
-        calibrationMissRate=cal.miss_rate,
-        calibrationScores=float(len(cal.scores)),
-        coveringLevel=level,
-        calibratedDemand=needed,
-    )
+    evidence = {
+        "targetUnderProvisioning": alpha,
+        "calibrationBase": base,
+        "calibrationScale": scale,
+        "calibrationHeadroom": headroom,
+        "calibrationMissLevel": miss_level,
+        "calibrationMissRate": cal.miss_rate,
+        "calibrationScores": float(len(cal.scores)),
+        "coveringLevel": level,
+        "calibratedDemand": needed,
+    }
+    cap = f", recent peak {cal.high:.4g}" if params.calibration_cap_at_peak and cal.high else ""
     instead = (
-        f"provisioning the calibrated level {base:.4g} + {headroom:.3g} x {scale:.4g} = "
-        f"{level:.4g} (quantile {1 - miss_level:.3f} of {len(cal.scores)} scored predictions, "
-        f"recent miss rate {cal.miss_rate:.1%}, target {alpha:.1%})"
+        f"provisioning the calibrated level min({base:.4g} + {headroom:.3g} x {scale:.4g}{cap})"
+        f" = {level:.4g} (quantile {1 - miss_level:.3f} of {len(cal.scores)} scored "
+        f"predictions, recent miss rate {cal.miss_rate:.1%}, target {alpha:.1%})"
     )
     source = Reason.CALIBRATED_LEVEL if needed > load else Reason.CURRENT_LOAD
-    demand = _Demand(max(needed, load), source, DecisionMode.CALIBRATED, fallback, instead)
-    return demand, cal
-
-
-def _calibration_base(
-    observed: Observation, params: ScalingParams, load: float
-) -> tuple[float, tuple[Fallback, str] | None]:
-    """Current load, raised to a trusted forecast's point peak over the lead time; and why
-    the forecast was not used (None when it was)."""
-    peak, fallback = lead_peak(params, observed)
-    return (load, fallback) if peak is None else (max(load, peak[1]), None)
+    return _Calibrated(
+        _Demand(max(needed, load), source, DecisionMode.CALIBRATED, None, instead), evidence
+    )
 
 
 def _demand(

@@ -66,7 +66,9 @@ class Reason(StrEnum):
 
 class CalibrationBase(StrEnum):
     """What the calibrated headroom is added to: current load (or a trusted forecast's point
-    peak), or the larger of that and the load's recent (exponentially weighted) mean."""
+    peak), the larger of that and the load's recent (exponentially weighted) mean, or that
+    mean alone (as the burst envelope)."""
 
     LOAD = "Load"
     LOAD_OR_MEAN = "LoadOrMean"
+    MEAN = "Mean"

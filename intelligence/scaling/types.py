@@ -120,17 +120,21 @@ class ScalingParams:
     stabilization window while the envelope provisions: the envelope itself keeps instances
     while load is bursty, so the peaks above it need not be held for the full window.
 
-    Calibrated headroom (see `calibration`): `target_under_provisioning` (alpha) is the
-    operating point, the share of decisions whose covering level the load may exceed within
-    start-up + horizon. Once `calibration_min_scores` of the policy's own predictions have been
-    scored, the demand is `base + headroom * scale` (base: current load, or a trusted forecast's
-    point peak, raised to the load's recent mean with `calibration_base=LOAD_OR_MEAN`; scale:
-    the load's standard deviation, exponentially weighted with half-life
-    `calibration_scale_seconds`), provisioned under `capacity_per_instance`, with the
-    headroom a quantile of the last `calibration_window` scores at a level adaptive conformal
-    inference moves by `calibration_step` after each score. Before that, the forecast, the
-    burst envelope or current load decide as above. `calibrated_scale_down_window_seconds`, when
-    set, replaces the scale-down stabilization window while the calibrated level provisions.
+    Calibrated headroom (see `calibration`; off by default, see docs/intelligence/scaling.md
+    for why): `target_under_provisioning` (alpha) is the operating point, the share of
+    decisions whose covering level the load may exceed within start-up + horizon. Once
+    `calibration_min_scores` of the policy's own predictions have been scored, and while no
+    trusted forecast decides (or always, with `calibrate_forecast`, which then takes the
+    forecast's point peak as the base), the demand is `base + headroom * scale` (base: current
+    load; raised to the load's recent mean with `calibration_base=LOAD_OR_MEAN`, or that mean
+    with `MEAN`; scale: the load's standard deviation; both exponentially weighted with
+    half-life `calibration_scale_seconds`), capped at the load's recent peak with
+    `calibration_cap_at_peak` (as the burst envelope: cheaper, but then the miss rate can
+    exceed alpha), provisioned under `capacity_per_instance`. The headroom is a quantile of the
+    last `calibration_window` scores at a level adaptive conformal inference moves by
+    `calibration_step` after each score. Before that, the forecast, the burst envelope or
+    current load decide as above. `calibrated_scale_down_window_seconds`, when set, replaces
+    the scale-down stabilization window while the calibrated level provisions.
     `target_under_provisioning=None` turns calibration off.
     """
 
@@ -150,12 +154,14 @@ class ScalingParams:
     burst_window_seconds: float = 3600.0
     burst_min_history_seconds: float = 300.0
     burst_scale_down_window_seconds: int | None = None
-    target_under_provisioning: float | None = 0.1
+    target_under_provisioning: float | None = None
     calibration_window: int = 200
-    calibration_step: float = 0.01
+    calibration_step: float = 0.002
     calibration_min_scores: int = 20
-    calibration_scale_seconds: float = 600.0
+    calibration_scale_seconds: float = 3600.0
     calibration_base: CalibrationBase = CalibrationBase.LOAD_OR_MEAN
+    calibration_cap_at_peak: bool = True
+    calibrate_forecast: bool = False
     calibrated_scale_down_window_seconds: int | None = 60
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from intelligence.forecasting import Forecast
 from intelligence.scaling import (
     Calibration,
     Decision,
@@ -29,6 +30,9 @@ def params(**kw: object) -> ScalingParams:
         "startup_seconds": 30.0,
         "horizon_seconds": 15.0,
         "burst_exceedance": None,
+        "calibration_cap_at_peak": False,
+        "calibration_step": 0.02,
+        "calibration_scale_seconds": 600.0,
     }
     base.update(kw)
     return ScalingParams(**base)  # type: ignore[arg-type]
@@ -71,7 +75,7 @@ def smooth(n: int, rng: np.random.Generator) -> np.ndarray:
 @pytest.mark.parametrize("alpha", [0.05, 0.2])
 def test_the_miss_rate_approaches_the_target_whatever_the_traffic_shape(shape, alpha):
     loads = shape(3000, np.random.default_rng(7))
-    decisions = replay(loads, params(target_under_provisioning=alpha, calibration_step=0.02))
+    decisions = replay(loads, params(target_under_provisioning=alpha))
     assert realised_miss_rate(decisions, loads) == pytest.approx(alpha, abs=0.35 * alpha)
 
 
@@ -94,8 +98,9 @@ def test_until_enough_predictions_are_scored_the_usual_modes_decide():
     decisions = replay(np.full(40, 50.0), spec)
     assert decisions[0][0].mode is DecisionMode.REACTIVE
     first = next(i for i, (d, _) in enumerate(decisions) if d.mode is DecisionMode.CALIBRATED)
-    # one prediction opens per call and closes after the 45 s lead time (9 calls)
-    assert first == 9 + 20
+    # one prediction opens per call and is scored 9 calls (the 45 s lead time) later: the
+    # 20th score arrives at call 9 + 19
+    assert first == 9 + 19
 
 
 def test_no_target_turns_calibration_off():
@@ -169,3 +174,42 @@ def test_headroom_is_the_conformal_quantile_of_the_scores():
         target=0.1, min_scores=20
     ) == max(scores)
     assert Calibration().headroom(target=0.1, min_scores=1) is None
+
+
+def test_with_the_cap_the_covering_level_never_exceeds_the_recent_peak():
+    spec = params(target_under_provisioning=0.05, calibration_cap_at_peak=True)
+    loads = bursty(400, np.random.default_rng(6))
+    for d, _ in replay(loads, spec):
+        if d.mode is DecisionMode.CALIBRATED:
+            cal = d.state.calibration
+            assert cal.high is not None
+            assert d.evidence["coveringLevel"] <= max(cal.high, d.evidence["calibrationBase"])
+            assert "recent peak" in d.message
+
+
+def forecast_obs(now: float, current: int, load: float, point: float) -> Observation:
+    ts = np.arange(1, 9, dtype=np.float64)
+    values = np.full(ts.size, point)
+    fc = Forecast(now + 15.0, 15.0, values, values * 0.9, values * 1.1, 0.8, "test")
+    return Observation(now, current, load, fc, forecast_smape=5.0, history_seconds=7200.0)
+
+
+@pytest.mark.parametrize("calibrate_forecast", [False, True])
+def test_a_trusted_forecast_decides_unless_calibrate_forecast(calibrate_forecast):
+    """Calibration keeps scoring while a trusted forecast decides; with `calibrate_forecast`
+    the forecast's point peak is the base of the calibrated level instead."""
+    spec = params(target_under_provisioning=0.1, calibrate_forecast=calibrate_forecast)
+    rng = np.random.default_rng(8)
+    state, current = ScalingState(), 5
+    for i in range(60):
+        load = float(50.0 + rng.normal(0.0, 2.0))
+        obs = forecast_obs(NOW + i * STEP, current, load, point=80.0)
+        d = decide(obs, params=spec, state=state)
+        state, current = d.state, d.desired
+    assert len(state.calibration.scores) >= 40
+    if calibrate_forecast:
+        assert d.mode is DecisionMode.CALIBRATED
+        assert d.evidence["calibrationBase"] >= 80.0
+    else:
+        assert d.mode is DecisionMode.PREDICTIVE
+        assert "coveringLevel" not in d.evidence
