@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from controllers.plugin.forecast import forecast
 from controllers.plugin.rollout import rollout
 
 __all__ = ["main"]
@@ -16,3 +17,4 @@ def main() -> None:
 
 
 main.add_command(rollout)
+main.add_command(forecast)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -88,7 +89,7 @@ def plan(obj: dict[str, Any], *, recent: Recent | None, now: float) -> dict[str,
                 "instances": p.instances,
             }
             for p in _points(policy)
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -101,6 +102,12 @@ def _offset(seconds: float) -> str:
         return "now"
     sign, m = ("+" if seconds > 0 else "-"), round(abs(seconds) / 60)
     return f"{sign}{m // 60}h{m % 60:02d}m" if m >= 60 else f"{sign}{m}m"
+
+
+def _num(v: float) -> str:
+    """A number in at most LABEL - 2 characters."""
+    text = f"{v:.4g}"
+    return text if len(text) <= LABEL - 2 else f"{v:.1e}"
 
 
 class _Canvas:
@@ -128,22 +135,25 @@ class _Canvas:
         for r, cells in enumerate(self.grid):
             label = ""
             if r in (0, HEIGHT // 2, HEIGHT - 1):
-                label = f"{self.hi - (self.hi - self.lo) * r / (HEIGHT - 1):.4g}"
+                label = _num(self.hi - (self.hi - self.lo) * r / (HEIGHT - 1))
             out.append(f"{label:>{LABEL - 2}} |{''.join(cells)}".rstrip())
         return out
 
 
 def _interpolated(points: list[_Point], t: float) -> tuple[float, float, float] | None:
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         if a.time <= t <= b.time:
             w = (t - a.time) / (b.time - a.time) if b.time > a.time else 0.0
-            return tuple(x + w * (y - x) for x, y in  # type: ignore[return-value]
-                         ((a.value, b.value), (a.lower, b.lower), (a.upper, b.upper)))  # fmt: skip
+            return tuple(
+                x + w * (y - x)
+                for x, y in ((a.value, b.value), (a.lower, b.lower), (a.upper, b.upper))  # type: ignore[return-value]
+            )
     return None
 
 
-def _chart(policy: ScalingPolicy, points: list[_Point], recent: Recent, *, now: float,
-           width: int) -> list[str]:  # fmt: skip
+def _chart(
+    policy: ScalingPolicy, points: list[_Point], recent: Recent, *, now: float, width: int
+) -> list[str]:
     horizon = parse_duration(policy.spec.forecast.horizon)
     t0 = now - max(horizon, 3600.0)
     t1 = max([now + horizon, *(p.time for p in points)])
@@ -174,8 +184,11 @@ def _chart(policy: ScalingPolicy, points: list[_Point], recent: Recent, *, now: 
         text = _offset(t - now)
         start = min(max(0, canvas.col(t) - len(text) // 2), canvas.cols - len(text))
         axis[start : start + len(text)] = text
-    return [*canvas.lines(), " " * (LABEL - 1) + "+" + "-" * canvas.cols,
-            " " * LABEL + "".join(axis).rstrip()]  # fmt: skip
+    return [
+        *canvas.lines(),
+        " " * (LABEL - 1) + "+" + "-" * canvas.cols,
+        " " * LABEL + "".join(axis).rstrip(),
+    ]
 
 
 def _plan_lines(points: list[_Point], *, now: float, width: int) -> list[str]:
@@ -194,8 +207,14 @@ def _plan_lines(points: list[_Point], *, now: float, width: int) -> list[str]:
     return out
 
 
-def render(obj: dict[str, Any], *, recent: Recent | None, now: float, width: int = 80,
-           why_no_recent: str = "") -> str:  # fmt: skip
+def render(
+    obj: dict[str, Any],
+    *,
+    recent: Recent | None,
+    now: float,
+    width: int = 80,
+    why_no_recent: str = "",
+) -> str:
     """The terminal view: header, chart (`*` recent load, `o` forecast, `:` its bounds, `-`
     the desired instances' capacity, `|` now) and the replica plan."""
     policy = ScalingPolicy.model_validate(obj)
@@ -212,7 +231,8 @@ def render(obj: dict[str, Any], *, recent: Recent | None, now: float, width: int
         f"model {s.model or '-'}   sMAPE {s.model_error if s.model_error is not None else '-'}%",
     ]
     if s.mode_reason:
-        lines.append(f"why: {s.mode_reason}"[:width])
+        lines.append(f"why: {s.mode_reason}")
+    lines = [line[:width] for line in lines]
     if not points and not recent:
         return "\n".join([*lines, "no forecast in status yet"])
     lines += _chart(policy, points, recent or [], now=now, width=width)
@@ -253,20 +273,32 @@ def _recent(policy: ScalingPolicy, url: str | None, now: float) -> tuple[Recent 
 @click.command()
 @click.argument("name")
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)  # fmt: skip
-@click.option("--prometheus-url", default=lambda: os.environ.get("XYNERGY_SCALING_PROMETHEUS_URL"),
-              help="Prometheus for the recent load when the policy names none.")  # fmt: skip
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--prometheus-url",
+    default=lambda: os.environ.get("XYNERGY_SCALING_PROMETHEUS_URL"),
+    help="Prometheus for the recent load when the policy names none.",
+)
 @click.option("--width", type=click.IntRange(60, 400), default=80, show_default=True)
 @click.pass_context
-def forecast(ctx: click.Context, name: str, namespace: str, output: str,
-             prometheus_url: str | None, width: int) -> None:  # fmt: skip
+def forecast(
+    ctx: click.Context,
+    name: str,
+    namespace: str,
+    output: str,
+    prometheus_url: str | None,
+    width: int,
+) -> None:
     """Recent load, forecast and bounds, and the replica plan of ScalingPolicy NAME."""
     factory = (ctx.obj or {}).get("client_factory", Client)
     try:
         obj: Any = factory().get(RESOURCE, name, namespace=namespace)
     except ApiError as exc:
-        raise click.ClickException(f"scalingpolicy {namespace}/{name}: {exc.status.message}")
+        raise click.ClickException(
+            f"scalingpolicy {namespace}/{name}: {exc.status.message}"
+        ) from exc
     body: dict[str, Any] = obj.to_dict()
     now = time.time()
     recent, why = _recent(ScalingPolicy.model_validate(body), prometheus_url, now)
