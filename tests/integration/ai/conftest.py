@@ -42,6 +42,7 @@ from services.common.tenancy import Identity
 
 INTERNAL = InternalIdentitySettings(signing_key=SecretStr(INTERNAL_KEY))
 SIGNER = InternalIdentitySigner(INTERNAL)
+__all__ = ["INTERNAL_KEY", "SIGNER", "Identity", "free_port", "serve", "wait_for"]
 MODEL = "gpt-test"
 # USD per 1M tokens, per provider (for the test model)
 PRICES = {"abacus": ("0.5", "1.5"), "openai": ("2.5", "10"), "internal": ("0", "0")}
