@@ -40,6 +40,7 @@ class Platform:
     gmail_url: str
     redis_url: str
     firestore_host: str | None
+    ai_url: str = ""
 
 
 def _secret_files(workdir: Path) -> dict[str, Path]:
@@ -133,7 +134,8 @@ def start_platform(
     firestore_host = _start_firestore(start)
     crm_url = _start_crm(start, redis_url=redis_url, firestore_host=firestore_host)
     slack_url, gmail_url = _start_connectors(start, redis_url=redis_url)
-    upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url}
+    ai_url = _start_ai(start, redis_url=redis_url)
+    upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url, "ai": ai_url}
     gateway_url = _start_gateway(
         start, redis_url=redis_url, upstreams=upstreams, jwt_secret=files["jwt-secret"]
     )
@@ -144,6 +146,7 @@ def start_platform(
         gmail_url=gmail_url,
         redis_url=redis_url,
         firestore_host=firestore_host,
+        ai_url=ai_url,
     )
 
 
@@ -200,10 +203,28 @@ def _start_connectors(start: _Start, *, redis_url: str) -> tuple[str, str]:
     return slack, gmail
 
 
+def _start_ai(start: _Start, *, redis_url: str) -> str:
+    """The Internal AI service (the packaged all-MiniLM-L6-v2 model), then the AI router with
+    the default chain (Abacus and OpenAI when ABACUS_API_KEY / OPENAI_API_KEY are set in the
+    environment of `dev up`, the internal service last)."""
+    from services.ai.settings import default_providers
+
+    internal = start.python_service("internal_ai", title="the Internal AI service", env={})
+    chain = [p.model_dump(mode="json", exclude={"api_key"}) for p in default_providers()]
+    chain[-1]["base_url"] = f"{internal}/v1"
+    env = {
+        "XYNERGY_AI_REDIS_URL": redis_url,
+        "XYNERGY_AI_PROVIDERS": json.dumps(chain),
+        "XYNERGY_AI_SEMANTIC_EMBEDDINGS_URL": f"{internal}/v1",
+    }
+    return start.python_service("ai", title="the AI router", env=env)
+
+
 _DEV_ROUTES = {
     "crm": [{"prefix": "/api/v2/crm"}],
     "slack": [{"prefix": "/api/v2/slack"}],
     "gmail": [{"prefix": "/api/v2/gmail", "aliases": ["/api/v2/email"]}],
+    "ai": [{"prefix": "/api/v1/ai", "timeoutSeconds": 120}],
 }
 
 
