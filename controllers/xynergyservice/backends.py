@@ -94,26 +94,20 @@ class KubernetesBackend:
                     reason=f"{kind}KeyNotFound",
                 )
 
-    async def _live(
-        self, svc: XynergyService, child: ChildEvent | None
-    ) -> dict[str, dict[str, Any] | None]:
-        """The live children by kind: the event's body for the child that sent one, read
-        for the others."""
-        known: dict[str, dict[str, Any] | None] = {}
-        if child is not None:
-            known[child.kind] = None if child.deleted else dict(child.body)
+    async def _live(self, svc: XynergyService) -> dict[str, dict[str, Any] | None]:
+        """The live children by kind, read now. A child event only says which object to
+        converge: its body may be older than what another trigger already read (events of a
+        Deployment wait behind the owner's lock), and acting on it made Ready flap."""
         name, ns = name_of(svc), svc.metadata.namespace
-        missing = [(v, k) for v, k in _CHILDREN if k not in known]
-        found = await asyncio.gather(*(self.provider.get(v, k, name, ns) for v, k in missing))
-        known.update({k: obj for (_, k), obj in zip(missing, found, strict=True)})
-        return known
+        found = await asyncio.gather(*(self.provider.get(v, k, name, ns) for v, k in _CHILDREN))
+        return {k: obj for (_, k), obj in zip(_CHILDREN, found, strict=True)}
 
     async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         await self.check_references(svc)
         # A service we never deployed has no children to compare with: apply straight away
         # (server-side apply is idempotent) and read the result from the response.
         fresh = svc.status is None or not svc.status.latest_created_revision
-        live = {k: None for _, k in _CHILDREN} if fresh else await self._live(svc, child)
+        live = {k: None for _, k in _CHILDREN} if fresh else await self._live(svc)
         deployment = build_deployment(svc, progress_deadline_seconds=self.progress_deadline_seconds)
         # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
         dep, service = await asyncio.gather(
@@ -129,7 +123,7 @@ class KubernetesBackend:
     async def observe(
         self, svc: XynergyService, *, child: ChildEvent | None = None
     ) -> BackendStatus:
-        live = await self._live(svc, child)
+        live = await self._live(svc)
         observed = await self._scheduling(svc, from_deployment(svc, live["Deployment"]), child)
         missing = [k for k, obj in live.items() if obj is None and k != "Deployment"]
         return missing_children(observed, _named(svc, missing), restored=False)

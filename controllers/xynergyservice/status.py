@@ -23,6 +23,7 @@ from apis.conditions import (
     mark_ready,
     mark_reconciling,
     mark_stalled,
+    set_condition,
 )
 from apis.v1alpha1.xynergyservice import TrafficTarget, XynergyService, XynergyServiceStatus
 from controllers.core.errors import ProviderError, StalledError
@@ -58,11 +59,41 @@ def _conditions(
     if observed.stalled:
         return mark_stalled(previous, reason=observed.reason, message=observed.message, **kw)
     if not observed.ready:
-        return mark_reconciling(previous, reason=observed.reason, message=observed.message, **kw)
+        out = mark_reconciling(previous, reason=observed.reason, message=observed.message, **kw)
+        return _still_undecided(previous, out, observed=observed, **kw)
     message = observed.message
     if paused:
         message = f"{message} (paused: changes to the spec are not applied)"
     return mark_ready(previous, reason=observed.reason, message=message, **kw)
+
+
+def _still_undecided(
+    previous: list[Condition],
+    out: list[Condition],
+    *,
+    observed: BackendStatus,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[Condition]:
+    """A service that was never Ready keeps Ready=Unknown while it progresses (mark_reconciling
+    would turn the second Unknown into False: a status write per object for nothing)."""
+    before = get_condition(previous, READY)
+    if before is None or before.status != "Unknown":
+        return out
+    ready = get_condition(
+        set_condition(
+            previous,
+            type_=READY,
+            status="Unknown",
+            reason=observed.reason,
+            message=observed.message,
+            observed_generation=generation,
+            now=now,
+        ),
+        READY,
+    )
+    assert ready is not None
+    return [ready if c.type == READY else c for c in out]
 
 
 def _status(

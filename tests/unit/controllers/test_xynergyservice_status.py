@@ -273,3 +273,22 @@ def test_a_missing_child_makes_ready_false(restored: bool, reason: str) -> None:
     assert cond.reason == reason
     assert "Service crm" in cond.message
     assert missing_children(ready, [], restored=restored) == ready
+
+
+def test_a_progressing_service_never_ready_stays_unknown_without_a_write() -> None:
+    """Ready=Unknown (never decided) must not turn into False on the next progressing
+    converge: that was a status write per object for nothing."""
+    svc = _svc()
+    rolling = BackendStatus(exists=True, ready=False, reason="RollingOut", message="m")
+    first = compute_status(svc, observed=rolling, error=None, now=NOW)
+    svc.status = first
+    again = compute_status(svc, observed=rolling, error=None, now=NOW + dt.timedelta(seconds=5))
+    ready = get_condition(again.conditions, "Ready")
+    assert ready is not None
+    assert ready.status == "Unknown"
+    assert not status_changed(first, again)
+    svc.status = compute_status(svc, observed=OBSERVED_READY, error=None, now=NOW)
+    after = compute_status(svc, observed=rolling, error=None, now=NOW)
+    ready = get_condition(after.conditions, "Ready")
+    assert ready is not None
+    assert ready.status == "False"  # decided once: now it is False
