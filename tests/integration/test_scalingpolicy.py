@@ -10,6 +10,7 @@ must lower them, within the behaviour's step limit).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import time
@@ -20,11 +21,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import Kube
 from kopf.testing import KopfRunner
 from prometheus import PrometheusServer, ScrapeTarget, Series
 
 from apis.conditions import Condition, check_invariants
+from controllers.plugin import main as plugin
 
 TAXI = (
     Path(__file__).parents[3]
@@ -143,6 +146,20 @@ def replicas(kube: Kube, ns: str, name: str) -> int | None:
     return resp.json()["spec"]["replicas"] if resp.status_code == 200 else None
 
 
+def check_plugin(ns: str, name: str) -> None:
+    """`kubectl xynergy forecast`: the forecast from status, recent load from Prometheus."""
+    runner = CliRunner()
+    out = runner.invoke(plugin, ["forecast", name, "-n", ns, "-o", "json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["forecast"]
+    assert data["recent"], "recent load read from the policy's Prometheus"
+    text = runner.invoke(plugin, ["forecast", name, "-n", ns])
+    assert text.exit_code == 0, text.output
+    assert "Plan:" in text.output
+    assert max(len(line) for line in text.output.splitlines()) <= 80
+
+
 def until(kube: Kube, what: str, check: Callable[[], bool], timeout: float = 120) -> None:
     kube.wait_for(what, check, timeout=timeout)
 
@@ -181,6 +198,7 @@ def test_replicas_follow_the_forecast_dry_run_changes_nothing_and_an_outage_hold
         assert s["mode"] == "predictive", s.get("modeReason")
         assert 0 < len(s["forecast"]) <= 24
         assert s["lastScaleTime"]
+        check_plugin(ns, "rise")
         # the dry run decided the same plan from the same data, and changed nothing
         until(kube, "dry run plan", lambda: policy_status(kube, ns, "dry").get("desiredInstances")
               == policy_status(kube, ns, "rise")["desiredInstances"])  # fmt: skip
