@@ -173,6 +173,9 @@ def test_plugin_status_abort_retry_promote_undo(
     plugin(cluster, "rollout", "undo", "ro", "-n", namespace)
     status = wait_rollout(kube, namespace, "ro", "undone", phase_is("RolledBack"))["status"]
     assert status["stableRevision"] == stable
-    assert served(fake, svc) == [(stable, 100, "")]
+    # the target's image goes back too (its controller then deploys it: wait for that)
     assert get_xs(kube, namespace, svc)["spec"]["image"] != IMAGE_2
+    wait_ready(kube, namespace, svc)
+    kube.wait_for("all traffic on the earlier revision",
+                  lambda: served(fake, svc) == [(stable, 100, "")])  # fmt: skip
     assert canary in revisions(fake, svc)
