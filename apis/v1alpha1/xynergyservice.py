@@ -174,6 +174,15 @@ class KubernetesSpec(SpecModel):
         default=None, max_length=32, json_schema_extra={"x-kubernetes-list-type": "atomic"}
     )
     """Taints the Pods tolerate."""
+    service_account_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    )
+    """ServiceAccount the Pods run as (in the service's namespace), for a workload that talks
+    to the Kubernetes API, e.g. the gateway reading XynergyServices; the namespace's default
+    when unset. The controller does not create it: ship it with its RBAC."""
 
 
 class EnvVar(SpecModel):
@@ -256,7 +265,15 @@ class Route(SpecModel):
     timeout_seconds: int = Field(default=30, ge=1, le=3600)
     """Upstream timeout for requests on this route."""
     rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
-    """Requests per minute per user; the gateway's default (100) when unset."""
+    """Requests per minute per user; the gateway's default (100) when unset. On a public
+    route, per client address."""
+    public: bool = False
+    """Serve this route without a bearer token, for callers that cannot send one (Slack's
+    Events API webhook at /api/v2/slack/events, which signs its requests instead). The gateway
+    still limits it per client address (rateLimitPerMinute) and by body size, never caches it,
+    and never forwards an identity to the service: the service must check the caller itself.
+    Give the public path a route of its own, so the rest of the service keeps asking for
+    tokens."""
 
 
 class HealthCheck(SpecModel):

@@ -116,6 +116,8 @@ def build_deployment(
     k8s = spec.kubernetes
     if k8s is not None and k8s.node_selector:
         pod_spec["nodeSelector"] = dict(k8s.node_selector)
+    if k8s is not None and k8s.service_account_name:
+        pod_spec["serviceAccountName"] = k8s.service_account_name
     if k8s is not None and k8s.tolerations:
         pod_spec["tolerations"] = [
             t.model_dump(by_alias=True, exclude_none=True) for t in k8s.tolerations
