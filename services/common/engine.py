@@ -172,16 +172,24 @@ class Engine:
         self.name = name
 
     async def ask(
-        self, model: type[M], *, system: str, user: str, caller: Caller, route: str
+        self,
+        model: type[M],
+        *,
+        system: str,
+        user: str,
+        caller: Caller,
+        route: str,
+        meta: AiMeta | None = None,
     ) -> Answer[M]:
-        """One validated answer, or :class:`ApiError` (502 malformed or refused, 503)."""
+        """One validated answer, or :class:`ApiError` (502 malformed or refused, 503). Every
+        call made is counted into ``meta`` (when given), failed ones too."""
         schema = json.dumps(model.model_json_schema(), separators=(",", ":"))
         instructions = f"{system}\n\nAnswer with one JSON object (no prose) valid against "
         messages = [
             ChatMessage(role="system", content=f"{instructions}this JSON Schema:\n{schema}"),
             ChatMessage(role="user", content=user),
         ]
-        meta = AiMeta()
+        meta = AiMeta() if meta is None else meta
         for attempt in range(self.settings.repair_attempts + 1):
             text = await self._chat(messages, caller=caller, route=route, meta=meta)
             try:

@@ -49,8 +49,8 @@ async def _plan(engine: Engine, task: ResearchTask, caller: Caller, out: Researc
         user=prompt(_PACKAGE, "plan_user.md", question=task.question, context=task.context),
         caller=caller,
         route="plan",
+        meta=out.meta,
     )
-    out.meta.add(answer.meta)
     planned = list(dict.fromkeys(answer.value.sub_queries))
     out.questions = planned[: task.max_sub_queries]
     out.dropped = len(planned) - len(out.questions)
@@ -67,8 +67,9 @@ async def _answer(
         context=task.context or "(none)",
     )
     system = prompt(_PACKAGE, "answer_system.md")
-    answer = await engine.ask(SubAnswer, system=system, user=user, caller=caller, route="answer")
-    out.meta.add(answer.meta)
+    answer = await engine.ask(
+        SubAnswer, system=system, user=user, caller=caller, route="answer", meta=out.meta
+    )
     sub.answer, sub.status = answer.value.answer, "answered"
 
 
@@ -108,8 +109,8 @@ async def _summarise(engine: Engine, task: ResearchTask, caller: Caller, out: Re
         user=prompt(_PACKAGE, "summary_user.md", question=task.question, answers=answers),
         caller=caller,
         route="summary",
+        meta=out.meta,
     )
-    out.meta.add(answer.meta)
     out.summary = str(answer.value.model_dump()["summary"])
 
 

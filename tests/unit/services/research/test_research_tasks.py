@@ -85,6 +85,7 @@ async def test_partial_failure_is_summarised_from_what_was_answered() -> None:
     assert out["partial"] is True
     assert out["planned"] is False
     assert [c["id"] for c in out["citations"]] == ["q1"]
+    assert out["ai"]["calls"] == 4  # q1, q2 twice (billed though it failed), the summary
     summary_prompt = stub.seen[-1].user
     assert "[q1] A?\nyes" in summary_prompt
     assert "[q2]" not in summary_prompt
