@@ -136,6 +136,7 @@ def start_platform(
     slack_url, gmail_url = _start_connectors(start, redis_url=redis_url)
     ai_url = _start_ai(start, redis_url=redis_url)
     upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url, "ai": ai_url}
+    upstreams |= _start_engines(start, ai_url=ai_url)
     gateway_url = _start_gateway(
         start, redis_url=redis_url, upstreams=upstreams, jwt_secret=files["jwt-secret"]
     )
@@ -220,11 +221,24 @@ def _start_ai(start: _Start, *, redis_url: str) -> str:
     return start.python_service("ai", title="the AI router", env=env)
 
 
+def _start_engines(start: _Start, *, ai_url: str) -> dict[str, str]:
+    """The Marketing, ASO and Research engines, calling the AI router."""
+    return {
+        name: start.python_service(
+            name, title=f"the {title} engine", env={f"XYNERGY_{name.upper()}_AI_URL": ai_url}
+        )
+        for name, title in (("marketing", "Marketing"), ("aso", "ASO"), ("research", "Research"))
+    }
+
+
 _DEV_ROUTES = {
     "crm": [{"prefix": "/api/v2/crm"}],
     "slack": [{"prefix": "/api/v2/slack"}],
     "gmail": [{"prefix": "/api/v2/gmail", "aliases": ["/api/v2/email"]}],
     "ai": [{"prefix": "/api/v1/ai", "timeoutSeconds": 120}],
+    "marketing": [{"prefix": "/api/v1/marketing", "timeoutSeconds": 120}],
+    "aso": [{"prefix": "/api/v1/aso", "timeoutSeconds": 120}],
+    "research": [{"prefix": "/api/v1/research", "timeoutSeconds": 300}],
 }
 
 
