@@ -67,7 +67,9 @@ class EngineSettings(BaseSettings):
         pattern=r"^https?://\S+$",
         description="The AI router (its /api/v1/ai/chat/completions is called).",
     )
-    model: str = Field(default="default", min_length=1, description="Model asked of the router.")
+    model: str = Field(
+        default="gpt-4o-mini", min_length=1, description="Model asked of the router."
+    )
     ai_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     repair_attempts: int = Field(
         default=1, ge=0, le=3, description="Asks again with the errors after a malformed answer."
