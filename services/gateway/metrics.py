@@ -1,4 +1,7 @@
-"""Prometheus metrics of the gateway, in a registry of its own per app instance."""
+"""Prometheus metrics of the gateway, in a registry of its own per app instance.
+
+Requests routed to a known revision (a Rollout's stable and canary upstreams) are also counted
+and timed by revision, so a rollout's analysis can compare the two revisions."""
 
 from __future__ import annotations
 
@@ -7,8 +10,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.gateway.breaker import BreakerState
+from services.gateway.routing import chosen_revision
 
 __all__ = ["GatewayMetrics"]
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class GatewayMetrics:
@@ -25,7 +31,20 @@ class GatewayMetrics:
             "xynergy_gateway_request_duration_seconds",
             "Time from request to response headers, by route.",
             ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.revision_requests = Counter(
+            "xynergy_gateway_revision_requests_total",
+            "Requests routed to a revision (rollouts), by route, revision and status.",
+            ["route", "revision", "status"],
+            registry=r,
+        )
+        self.revision_latency = Histogram(
+            "xynergy_gateway_revision_request_duration_seconds",
+            "Time from request to response headers, by route and upstream revision.",
+            ["route", "revision"],
+            buckets=_BUCKETS,
             registry=r,
         )
         self.cache = Counter(
@@ -85,6 +104,10 @@ class GatewayMetrics:
                 self._done[key] = children
         children[0].inc()
         children[1].observe(seconds)
+        revision = chosen_revision()
+        if revision:
+            self.revision_requests.labels(route, revision, str(status)).inc()
+            self.revision_latency.labels(route, revision).observe(seconds)
 
     def cache_result(self, result: str) -> None:
         child = self._cache_children.get(result)
