@@ -1,7 +1,8 @@
 """The gateway's application factory: ``create_app()`` wires settings to parts.
 
 The returned ASGI app dispatches on the path: ``/api/xynergyos/v2/stream`` goes to the
-socket.io server, every other ``/api/...`` path to the proxy, and the rest (``/healthz``,
+socket.io server, the OAuth callback (``/api/v2/oauth/``) through the proxy's stages to the
+FastAPI app, every other ``/api/...`` path to the proxy, and the rest (``/healthz``,
 ``/readyz``, ``/metrics``, ``/docs``) to a small FastAPI app, which also owns the lifespan:
 it starts the route-table task and the event listener, and closes clients on shutdown.
 CORS wraps all of it. Run it with ``python -m services.gateway`` or
@@ -41,7 +42,7 @@ from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
 from services.gateway.ratelimit import Policies, RateLimiter
 from services.gateway.redismux import mux_for_url
 from services.gateway.routes_file import FileRouteSource
-from services.gateway.routing import PathError, RouteSource, RouteTable, normalise_path
+from services.gateway.routing import PathError, Route, RouteSource, RouteTable, normalise_path
 from services.gateway.settings import GatewaySettings
 from services.gateway.stream import EventStream
 
@@ -174,6 +175,8 @@ class Gateway:
             leeway_seconds=token_leeway_seconds,
         )
         self.stream_ready = asyncio.Event()
+        # a route of the gateway's own: it names the callback's limits and metrics
+        self.oauth_route = Route(OAUTH_PREFIX.rstrip("/"), "http://gateway.local", "gateway")
         self.api = self._build_api()
         self.cors = Cors(
             self.origins,
@@ -221,7 +224,13 @@ class Gateway:
         if path.startswith(self.stream.path):
             scope = {**scope, "path": path}
             await self.stream.app(scope, receive, json_errors(with_headers(send, cors_headers)))
-        elif path.startswith("/api/") and not path.startswith(OAUTH_PREFIX):
+        elif path.startswith(OAUTH_PREFIX):
+            # the callback is the gateway's own, behind the proxy's auth and rate limits
+            scope = {**scope, "path": path}
+            await self.proxy.serve_local(
+                scope, receive, send, cors_headers, route=self.oauth_route, app=self.api
+            )
+        elif path.startswith("/api/"):
             # The proxy adds the CORS headers to its own response headers (no send wrapper);
             # it normalises the path itself (and answers 400 when it cannot be).
             await self.proxy(scope, receive, send, cors_headers)

@@ -162,10 +162,11 @@ def upstream_request_headers(
     forwarded: ForwardedFor,
     scheme: str,
     request_id: str,
-    identity_token: str,
+    identity_token: str | None,
 ) -> list[tuple[str, str]]:
     """The request headers for the upstream: the client's, less hop-by-hop, credentials and
-    forbidden names, plus ``X-Forwarded-*``, the request id and the signed identity."""
+    forbidden names, plus ``X-Forwarded-*``, the request id and the signed identity (none on
+    a public route: its upstream never gets an identity, not even one a client claimed)."""
     drop = _DROP_REQUEST | _connection_tokens(hdrs.get("connection"))
     if has_body:
         drop = drop | {"content-length"}
@@ -184,7 +185,8 @@ def upstream_request_headers(
     if host:
         out.append(("x-forwarded-host", host))
     out.append(("x-request-id", request_id))
-    out.append(("x-xynergy-identity", identity_token))
+    if identity_token is not None:
+        out.append(("x-xynergy-identity", identity_token))
     return out
 
 

@@ -9,6 +9,13 @@ path (400) -> route (404) -> authentication (401, or 429 past the unauthenticate
 body size (400/413) -> rate limits (429) and cache lookup, in one Redis round trip (HIT) ->
 cache invalidation before a write -> breaker (503) -> upstream (502/504 on transport errors)
 -> relay the response (cache store, invalidation after a write).
+
+A public route (``spec.routes[].public``, e.g. Slack's Events API webhook, which cannot send a
+token) skips authentication: it is limited per client address and route, body-limited, never
+cached, and its upstream gets no identity (client-claimed identity headers are dropped as on
+every route). The gateway's own endpoints that must sit behind the same limits (the OAuth
+callback) go through :meth:`Proxy.serve_local`: the same stages, then a local ASGI app instead
+of the upstream.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from services.gateway.headers import (
 )
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.ratelimit import Decision, RateLimiterUnavailableError
-from services.gateway.routing import Match, PathError, RouteTable, normalise_path
+from services.gateway.routing import Match, PathError, Route, RouteTable, normalise_path
 from services.gateway.settings import GatewaySettings
 
 __all__ = ["Proxy", "RefusalError", "TableHolder"]
@@ -51,6 +58,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 errlog = logging.getLogger("xynergy.gateway.proxy")
 
@@ -118,6 +126,10 @@ class Exchange:
     lookup: bool = False
     gate: GateResult | None = None
     status: int = 500
+    public: bool = False
+    """The route takes no token: no identity, no cache, limits per client address."""
+    local: tuple[Route, App] | None = None
+    """A gateway endpoint served after the limits instead of an upstream (the OAuth callback)."""
 
     @property
     def route(self) -> Match:
@@ -187,6 +199,15 @@ def _auth_refusal(exc: AuthError, headers: Headers) -> RefusalError:
     )
 
 
+def is_public(route: Route) -> bool:
+    """The route takes no token (the API's ``spec.routes[].public``).
+
+    Read with a default: :class:`services.gateway.routing.Route` carries ``public`` once the
+    route table passes the API field on; until then no route is public.
+    """
+    return getattr(route, "public", False) is True
+
+
 def _rate_headers(decision: Decision | None) -> Headers:
     if decision is None:
         return []
@@ -235,8 +256,20 @@ class Proxy:
         extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         """Handle one request; ``extra_headers`` (CORS) go on every response."""
+        await self._handle(self._exchange(scope, receive, send, extra_headers))
+
+    async def serve_local(
+        self, scope: Scope, receive: Receive, send: Send, extra: Headers, *, route: Route, app: App
+    ) -> None:
+        """A gateway endpoint behind the same stages (auth, body size, rate limits), served
+        by ``app`` instead of an upstream; ``route`` names it for limits and metrics."""
+        ex = self._exchange(scope, receive, send, extra)
+        ex.local = (route, app)
+        await self._handle(ex)
+
+    async def _handle(self, ex: Exchange) -> None:
         started = time.perf_counter()
-        ex = self._exchange(scope, receive, send, extra_headers)
+        send = ex.send
         try:
             ex.status = await self._pipeline(ex)
         except RefusalError as refusal:
@@ -265,12 +298,18 @@ class Proxy:
     async def _pipeline(self, ex: Exchange) -> int:
         """The stages in order; a stage that refuses raises RefusalError."""
         self._route(ex)
-        await self._authenticate(ex)
-        self._body_size(ex)
-        hit = await self._limit_and_look_up(ex)
-        if hit is not None:
-            await self._send_cached(ex.send, hit, ex.headers)
-            return hit.status
+        if ex.public:
+            self._body_size(ex)
+            await self._limit_public(ex)
+        else:
+            await self._authenticate(ex)
+            self._body_size(ex)
+            hit = await self._limit_and_look_up(ex)
+            if hit is not None:
+                await self._send_cached(ex.send, hit, ex.headers)
+                return hit.status
+        if ex.local is not None:
+            return await self._serve_local(ex, ex.local[1])
         await self._invalidate_before_write(ex)
         breaker = self.breakers.get(ex.route.route.upstream)
         try:
@@ -313,9 +352,13 @@ class Proxy:
             path = normalise_path(ex.scope["path"])
         except PathError as exc:
             raise RefusalError(400, "bad_path", str(exc)) from None
+        if ex.local is not None:
+            ex.match = Match(route=ex.local[0], upstream_path=path, resource=ex.local[0].prefix)
+            return
         ex.match = self.routes.table.match(path)
         if ex.match is None:
             raise RefusalError(404, "not_found", "no route for this path")
+        ex.public = is_public(ex.match.route)
 
     async def _authenticate(self, ex: Exchange) -> None:
         try:
@@ -346,7 +389,7 @@ class Proxy:
     async def _limit_and_look_up(self, ex: Exchange) -> CachedResponse | None:
         """Rate limits and cache lookup in one Redis call; the HIT to serve, if any."""
         match, identity = ex.route, ex.who
-        ex.lookup = self.cache is not None and _cacheable_request(ex)
+        ex.lookup = self.cache is not None and ex.local is None and _cacheable_request(ex)
         if ex.lookup and self._bypassed(identity, match.resource):
             ex.lookup = False
             ex.headers = [*ex.headers, (b"x-cache", b"BYPASS")]
@@ -360,20 +403,42 @@ class Proxy:
         try:
             result = await self.gate.check(identity, limits=limits, lookup=lookup)
         except RateLimiterUnavailableError:
-            self.metrics.redis_errors.labels("ratelimit").inc()
-            raise RefusalError(
-                503,
-                "rate_limiter_unavailable",
-                "rate limiting is unavailable",
-                headers=[*ex.headers, (b"retry-after", b"1")],
-            ) from None
+            raise self._limiter_unavailable(ex) from None
         ex.gate = result
-        if result.decision.degraded:
-            self.metrics.redis_errors.labels("ratelimit").inc()
-        ex.headers = ex.headers + _rate_headers(result.decision)
-        if not result.decision.allowed:
-            raise self._rate_limited(ex, result.decision, ex.headers)
+        self._apply_decision(ex, result.decision)
         return self._cache_outcome(ex, result)
+
+    async def _limit_public(self, ex: Exchange) -> None:
+        """A public route's limits: per client address and route, and the address cap."""
+        route = ex.route.route
+        limits = self.gate.limiter.policies.public(
+            client_ip=ex.forwarded.client,
+            scope=route.prefix,
+            per_address=route.rate_limit_per_minute,
+        )
+        try:
+            decision = await self.gate.limiter.hit(limits)
+        except RateLimiterUnavailableError:
+            raise self._limiter_unavailable(ex) from None
+        if decision is not None:
+            self._apply_decision(ex, decision)
+
+    def _apply_decision(self, ex: Exchange, decision: Decision) -> None:
+        """RateLimit-* headers on the exchange; 429 when a limit refuses."""
+        if decision.degraded:
+            self.metrics.redis_errors.labels("ratelimit").inc()
+        ex.headers = ex.headers + _rate_headers(decision)
+        if not decision.allowed:
+            raise self._rate_limited(ex, decision, ex.headers)
+
+    def _limiter_unavailable(self, ex: Exchange) -> RefusalError:
+        self.metrics.redis_errors.labels("ratelimit").inc()
+        return RefusalError(
+            503,
+            "rate_limiter_unavailable",
+            "rate limiting is unavailable",
+            headers=[*ex.headers, (b"retry-after", b"1")],
+        )
 
     def _bypassed(self, identity: Identity, resource: str) -> bool:
         inv = self.invalidations
@@ -404,7 +469,7 @@ class Proxy:
     async def _invalidate_before_write(self, ex: Exchange) -> None:
         """Bump the resource's cache generation before a write goes upstream, so no entry
         stored before the write outlives it (see services.gateway.cache)."""
-        if ex.method in _WRITES and self.invalidations is not None:
+        if ex.method in _WRITES and not ex.public and self.invalidations is not None:
             await self.invalidations.bump(ex.who.tenant_id, ex.route.resource)
 
     # -- the upstream ----------------------------------------------------------------------
@@ -440,7 +505,7 @@ class Proxy:
             forwarded=ex.forwarded,
             scheme=ex.scope.get("scheme", "http"),
             request_id=ex.request_id,
-            identity_token=self.signer.sign(ex.who),
+            identity_token=None if ex.public else self.signer.sign(ex.who),
         )
         url = match.route.upstream + quote(match.upstream_path, safe=_SAFE_PATH)
         if ex.query:
@@ -508,8 +573,9 @@ class Proxy:
         status = response.status
         kept = response_headers(response.raw_headers, response.headers.get("connection"))
         out = kept + ex.headers
-        if ex.method in _WRITES and status < 400 and self.invalidations is not None:
-            await self.invalidations.bump(ex.who.tenant_id, ex.route.resource)
+        inv = None if ex.public else self.invalidations
+        if ex.method in _WRITES and status < 400 and inv is not None:
+            await inv.bump(ex.who.tenant_id, ex.route.resource)
         if ex.lookup:
             out.append((b"x-cache", b"MISS"))
             ttl, public = self._storable(response)
@@ -576,6 +642,20 @@ class Proxy:
         except Exception:
             self.metrics.redis_errors.labels("cache").inc()
             errlog.warning("cache store failed", exc_info=True)
+
+    async def _serve_local(self, ex: Exchange, app: App) -> int:
+        """Hand the request to a gateway endpoint; its response gets the exchange's headers."""
+        status = 500
+
+        async def send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *ex.headers]
+            await ex.send(message)
+
+        await app({**ex.scope, "path": ex.route.upstream_path}, ex.receive, send)
+        return status
 
     # -- small helpers -----------------------------------------------------------------------
 

@@ -97,7 +97,7 @@ class RateLimiterUnavailableError(Exception):
 class Limit:
     """One limit that applies to a request: ``limit`` requests per ``window`` seconds."""
 
-    name: str  # user, tenant, ip, unauthenticated: what the counter is per
+    name: str  # user, tenant, ip, unauthenticated, public: what the counter is per
     key: str
     limit: int
     window: int
@@ -170,6 +170,16 @@ class Policies:
             limits.append(Limit("tenant", f"{p}:tenant:{tenant}:{w}", self.per_tenant, w))
         if self.per_ip:
             limits.append(Limit("ip", f"{p}:ip:{self._ip(client_ip)}:{w}", self.per_ip, w))
+        return limits
+
+    def public(self, *, client_ip: str, scope: str, per_address: int | None = None) -> list[Limit]:
+        """The limits of a request to a public route (no token asked): per client address
+        and route, at the route's rate or the per-user default, plus the address cap."""
+        p, w = self.prefix, self.window
+        ip = self._ip(client_ip)
+        limits = [Limit("public", f"{p}:pub:{ip}:{w}:{scope}", per_address or self.per_user, w)]
+        if self.per_ip:
+            limits.append(Limit("ip", f"{p}:ip:{ip}:{w}", self.per_ip, w))
         return limits
 
     def unauthenticated_limits(self, *, client_ip: str) -> list[Limit]:

@@ -45,6 +45,7 @@ from services.common.identity import (
 )
 from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.gateway.app import Gateway, create_app
+from services.gateway.routing import RouteSource
 from services.gateway.server import CorkedHttpToolsProtocol
 from services.gateway.settings import GatewaySettings
 
@@ -428,6 +429,7 @@ def gateway_factory(
         *,
         wait_ready: bool = True,
         auth_leeway: int = 30,
+        route_source: RouteSource | None = None,
         **overrides: Any,
     ) -> AsyncIterator[RunningGateway]:
         workdir = tmp_path_factory.mktemp("gateway")
@@ -452,6 +454,7 @@ def gateway_factory(
             internal_settings=InternalIdentitySettings(
                 signing_key=INTERNAL_KEY  # type: ignore[arg-type]
             ),
+            route_source=route_source,
         )
         async with (
             serve(app, http=CorkedHttpToolsProtocol) as url,

@@ -4,8 +4,10 @@ stage that owns it, in the one JSON error shape, before any later stage runs."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from apis.v1alpha1.xynergyservice import Route as ApiRoute
 from services.common.auth import AuthError
 from services.common.identity import InternalIdentitySigner
 from services.common.settings import InternalIdentitySettings
@@ -120,3 +122,96 @@ async def test_over_the_limits_a_bad_token_and_a_good_one_get_429() -> None:
     gate = p.gate
     assert isinstance(gate, Gate)
     assert [lim.name for lim in gate.calls[0]] == ["user", "ip"]
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRoute(Route):
+    """A route as the table gives it once ``spec.routes[].public`` is passed on."""
+
+    public: bool = True
+
+
+def public_proxy(*, allowed: bool) -> Proxy:
+    p = proxy(allowed=allowed)
+    hook = PublicRoute("/api/v2/slack/events", "http://slack.invalid", rate_limit_per_minute=7)
+    slack = Route("/api/v2/slack", "http://slack.invalid")
+    p.routes.table = RouteTable.build([slack, hook])
+    return p
+
+
+async def test_a_public_route_takes_no_token_and_is_limited_per_address() -> None:
+    p = public_proxy(allowed=False)
+    # no token, and a token that would be refused: neither is a 401 on a public route
+    for headers in ({}, {"authorization": "Bearer bad"}):
+        status, out, body = await call(p, "/api/v2/slack/events", headers)
+        assert (status, body["error"], body["limit"]) == (429, "rate_limited", "public")
+        assert out[b"ratelimit-policy"] == b"7;w=60"
+    gate = p.gate
+    assert isinstance(gate, Gate)
+    assert gate.calls == []  # no per-user limit and no cache lookup
+    names = [[lim.name for lim in limits] for limits in gate.limiter.hits]
+    assert names == [["public", "ip"], ["public", "ip"]]
+    assert "/api/v2/slack/events" in gate.limiter.hits[0][0].key
+    # the routes beside it still ask for a token (counted as unauthenticated, here refused)
+    status, _, body = await call(p, "/api/v2/slack/other", {})
+    assert (status, body["limit"]) == (429, "unauthenticated")
+
+
+async def test_a_public_route_keeps_the_body_limit() -> None:
+    p = public_proxy(allowed=True)
+    status, _, body = await call(p, "/api/v2/slack/events", {"content-length": "11"})
+    assert (status, body["error"]) == (413, "too_large")
+
+
+async def test_a_local_endpoint_is_served_only_past_auth_and_limits() -> None:
+    p = proxy(allowed=True)
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    oauth = Route("/api/v2/oauth", "http://gateway.local", "gateway")
+
+    async def local(headers: dict[str, str]) -> tuple[int, dict[bytes, bytes]]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/api/v2/oauth/slack/callback",
+            "query_string": b"code=c&state=s",
+            "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+            "client": ("203.0.113.7", 5555),
+        }
+        await p.serve_local(scope, receive, send, [(b"x-cors", b"1")], route=oauth, app=app)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    status, _ = await local({})
+    assert status == 401
+    assert seen == []
+    status, headers = await local({"authorization": "Bearer good"})
+    assert status == 200
+    assert seen == ["/api/v2/oauth/slack/callback"]
+    assert headers[b"ratelimit-limit"] == b"100"
+    assert headers[b"x-cors"] == b"1"
+    gate = p.gate
+    assert isinstance(gate, Gate)
+    assert [lim.name for lim in gate.calls[0]] == ["user", "ip"]
+    assert gate.calls[0][0].key.endswith(":/api/v2/oauth")
+    p.gate = Gate(Limiter(allowed=False))
+    status, _ = await local({"authorization": "Bearer good"})
+    assert status == 429
+    assert len(seen) == 1
+
+
+def test_the_route_model_reads_public() -> None:
+    assert ApiRoute.model_validate({"prefix": "/api/v2/slack/events", "public": True}).public
+    assert not ApiRoute.model_validate({"prefix": "/api/v2/slack"}).public
