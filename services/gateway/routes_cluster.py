@@ -2,8 +2,12 @@
 
 Each XynergyService contributes its ``spec.routes`` pointed at its ``status.url``, both read
 through the ``apis`` models (group, version and plural come from there too); an object without
-a URL yet contributes nothing. The source lists once,
-yields a table, then watches and yields a new table whenever an event changes it. Any error
+a URL yet contributes nothing. While a Rollout of a service routes through the gateway
+(``status.traffic``), the service's routes get the Rollout's revisions as weighted upstreams
+(sticky per user when ``spec.stickySessions``), and a blue-green ``previewRoute`` reaches the
+preview revision. The source lists both kinds, yields a table, then watches both and yields a
+new table whenever an event changes it (weights move without a restart). A gateway not allowed
+to read Rollouts (403) keeps serving plain routes. Any error
 (API server away, watch expired) leads to a re-list after a capped, jittered exponential backoff
 (tenacity's, as the operator's retry policy), so the gateway keeps serving its last good table
 meanwhile.
@@ -15,31 +19,34 @@ is how the unit tests drive it; :func:`default_client` builds a lightkube ``Asyn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Protocol
 
 import tenacity
 from pydantic import ValidationError
 
-from apis.v1alpha1.common import GROUP, VERSION
+from apis.v1alpha1.common import GROUP, VERSION, CrdInfo
+from apis.v1alpha1.rollout import Rollout as RolloutModel
 from apis.v1alpha1.xynergyservice import XynergyService as XynergyServiceModel
 from apis.v1alpha1.xynergyservice import XynergyServiceStatus
-from services.gateway.routing import RouteTable, routes_from_spec
+from services.gateway.routing import Route, RouteTable, Upstream, routes_from_spec
 
-__all__ = ["ClusterRouteSource", "XynergyService", "default_client"]
+__all__ = ["ClusterRouteSource", "Rollout", "XynergyService", "default_client"]
 
 log = logging.getLogger("xynergy.gateway.routes")
+Objects = dict[tuple[str, str], dict[str, Any]]
 
 
-def _resource() -> Any:
+def _resource(crd: CrdInfo) -> Any:
     from lightkube.generic_resource import create_namespaced_resource
 
-    crd = XynergyServiceModel.crd
     return create_namespaced_resource(GROUP, VERSION, crd.kind, crd.plural)
 
 
-XynergyService = _resource()
+XynergyService = _resource(XynergyServiceModel.crd)
+Rollout = _resource(RolloutModel.crd)
 
 
 class KubeClient(Protocol):
@@ -75,6 +82,56 @@ def _url(obj: dict[str, Any]) -> str | None:
         return None
 
 
+def _forbidden(exc: Exception) -> bool:
+    """The apiserver refused the kind (403: no RBAC; 404: its CRD is not installed)."""
+    return getattr(getattr(exc, "status", None), "code", None) in (403, 404)
+
+
+class _Held:
+    """What an active Rollout does to its target's routes."""
+
+    def __init__(self, rollout: RolloutModel, resolve: Callable[[str], str]) -> None:
+        status, spec = rollout.status, rollout.spec
+        traffic = (status.traffic if status else None) or []
+        self.name = rollout.metadata.name or ""
+        self.sticky = spec.sticky_sessions
+        self.upstreams = tuple(
+            Upstream(resolve(t.url), t.weight, t.revision) for t in traffic if t.tag != "preview"
+        )
+        preview = next((t for t in traffic if t.tag == "preview"), None)
+        blue_green = spec.strategy.blue_green
+        prefix = (blue_green.preview_route or "").rstrip("/") if blue_green else ""
+        self.preview = (prefix, resolve(preview.url), preview.revision) if preview else None
+        if not prefix:
+            self.preview = None
+
+
+def _held(rollouts: Objects, resolve: Callable[[str], str]) -> dict[tuple[str, str], _Held]:
+    """(namespace, target) -> the Rollout holding its routes (the first by name)."""
+    out: dict[tuple[str, str], _Held] = {}
+    for key in sorted(rollouts):
+        try:
+            rollout = RolloutModel.model_validate(rollouts[key])
+            held = _Held(rollout, resolve)
+        except (ValidationError, ValueError) as exc:
+            log.warning(
+                "rollout skipped",
+                extra={"fields": {"rollout": "/".join(key), "error": str(exc)[:200]}},
+            )
+            continue
+        target = (key[0], rollout.spec.target_ref.name)
+        if not held.upstreams and held.preview is None:
+            continue
+        if target in out:
+            log.warning(
+                "two rollouts hold one service; the first by name wins",
+                extra={"fields": {"service": "/".join(target), "ignored": held.name}},
+            )
+            continue
+        out[target] = held
+    return out
+
+
 class ClusterRouteSource:
     def __init__(
         self,
@@ -82,26 +139,38 @@ class ClusterRouteSource:
         *,
         namespace: str | None = None,
         max_backoff_seconds: float = 30.0,
+        resolve: Callable[[str], str] | None = None,
     ) -> None:
+        """``resolve`` maps an in-cluster URL to where this gateway reaches it (the identity
+        inside a cluster; a test maps Service URLs onto local processes)."""
         self._client = client
         self._namespace = namespace or "*"
         self._max_backoff = max_backoff_seconds
+        self._resolve = resolve or (lambda url: url)
         # attempt n waits in [base/2, base], base = min(max, 0.5 * 2**n): equal jitter
         self._wait = tenacity.wait_exponential(
             multiplier=0.25, max=max_backoff_seconds / 2
         ) + tenacity.wait_random_exponential(multiplier=0.25, max=max_backoff_seconds / 2)
 
-    def _table(self, objects: dict[tuple[str, str], dict[str, Any]]) -> RouteTable:
-        routes = []
-        for key in sorted(objects):
-            obj = objects[key]
+    def _table(self, services: Objects, rollouts: Objects) -> RouteTable:
+        held = _held(rollouts, self._resolve)
+        routes: list[Route] = []
+        for key in sorted(services):
+            obj, hold = services[key], held.get(key)
+            url = _url(obj)
             routes.extend(
                 routes_from_spec(
                     service="/".join(key),
-                    upstream=_url(obj),
+                    upstream=self._resolve(url) if url else None,
                     routes=(obj.get("spec") or {}).get("routes"),
+                    upstreams=hold.upstreams if hold else (),
+                    sticky=hold.sticky if hold else False,
                 )
             )
+            if hold and hold.preview and url:
+                prefix, preview_url, revision = hold.preview
+                service = "/".join(key)
+                routes.append(Route(prefix, preview_url, service, revision=revision))
         return RouteTable.build(routes)
 
     def _delay(self, failures: int) -> float:
@@ -109,31 +178,80 @@ class ClusterRouteSource:
         state.attempt_number = failures
         return float(self._wait(state))
 
+    async def _list(self, res: Any) -> Objects:
+        objects: Objects = {}
+        async for item in self._client.list(res, namespace=self._namespace):
+            obj = _as_dict(item)
+            objects[_key(obj)] = obj
+        return objects
+
+    async def _list_rollouts(self) -> Objects | None:
+        """The Rollouts, or None when this gateway may not read them (plain routes only)."""
+        try:
+            return await self._list(Rollout)
+        except Exception as exc:
+            if not _forbidden(exc):
+                raise
+            log.warning(
+                "cannot read Rollouts; serving plain routes",
+                extra={"fields": {"error": str(exc)[:200]}},
+            )
+            return None
+
+    async def _pump(self, res: Any, kind: str, queue: asyncio.Queue[tuple[str, str, Any]]) -> None:
+        try:
+            async for event, item in self._client.watch(res, namespace=self._namespace):
+                await queue.put((kind, event, _as_dict(item)))
+            await queue.put((kind, "ENDED", None))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await queue.put((kind, "ERROR", exc))
+
+    async def _follow(self) -> AsyncIterator[RouteTable]:
+        """List both kinds, yield the table, then a new one on each change; returns when a
+        watch ends, raises when one fails."""
+        services = await self._list(XynergyService)
+        rollouts = await self._list_rollouts()
+        table = self._table(services, rollouts or {})
+        yield table
+        current = table.routes
+        queue: asyncio.Queue[tuple[str, str, Any]] = asyncio.Queue()
+        tasks = [asyncio.create_task(self._pump(XynergyService, "xs", queue))]
+        if rollouts is not None:
+            tasks.append(asyncio.create_task(self._pump(Rollout, "ro", queue)))
+        try:
+            while True:
+                kind, event, obj = await queue.get()
+                if event == "ERROR":
+                    raise obj
+                if event == "ENDED":
+                    log.info("%s watch ended, re-listing", kind)
+                    return
+                objects = services if kind == "xs" else rollouts
+                assert objects is not None
+                if event == "DELETED":
+                    objects.pop(_key(obj), None)
+                else:
+                    objects[_key(obj)] = obj
+                table = self._table(services, rollouts or {})
+                if table.routes != current:
+                    current = table.routes
+                    yield table
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
     async def watch(self) -> AsyncIterator[RouteTable]:
         failures = 0
         while True:
-            objects: dict[tuple[str, str], dict[str, Any]] = {}
             try:
-                async for item in self._client.list(XynergyService, namespace=self._namespace):
-                    obj = _as_dict(item)
-                    objects[_key(obj)] = obj
-                table = self._table(objects)
-                yield table
-                failures = 0
-                current = table.routes
-                async for event, item in self._client.watch(
-                    XynergyService, namespace=self._namespace
-                ):
-                    obj = _as_dict(item)
-                    if event == "DELETED":
-                        objects.pop(_key(obj), None)
-                    else:
-                        objects[_key(obj)] = obj
-                    table = self._table(objects)
-                    if table.routes != current:
-                        current = table.routes
-                        yield table
-                log.info("XynergyService watch ended, re-listing")
+                async for table in self._follow():
+                    failures = 0
+                    yield table
                 await asyncio.sleep(0.5)
             except asyncio.CancelledError:
                 raise

@@ -74,15 +74,27 @@ def xs(name: str, prefix: str | None, url: str | None, ns: str = "default") -> d
 
 
 class FakeKube:
-    """Lists given objects, then plays watch events from a queue (None ends the watch)."""
+    """Lists given objects per kind, then plays watch events from a queue per kind (None ends
+    the watch); Rollouts can be forbidden (a gateway without the RBAC)."""
 
-    def __init__(self, objects: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, objects: list[dict[str, Any]], rollouts: list[dict[str, Any]] | None = None
+    ) -> None:
         self.objects = objects
+        self.rollouts = rollouts or []
         self.events: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        self.rollout_events: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
         self.fail_list = 0
         self.lists = 0
+        self.forbid_rollouts = False
 
-    async def _list(self) -> AsyncIterator[dict[str, Any]]:
+    async def _list(self, kind: str) -> AsyncIterator[dict[str, Any]]:
+        if kind == "Rollout":
+            if self.forbid_rollouts:
+                raise ForbiddenError()
+            for obj in self.rollouts:
+                yield obj
+            return
         self.lists += 1
         if self.fail_list:
             self.fail_list -= 1
@@ -91,17 +103,25 @@ class FakeKube:
             yield obj
 
     def list(self, res: Any, *, namespace: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        assert res.__name__ == "XynergyService"
-        return self._list()
+        assert res.__name__ in ("XynergyService", "Rollout")
+        return self._list(res.__name__)
 
-    async def _watch(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        while (event := await self.events.get()) is not None:
+    async def _watch(self, kind: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        queue = self.rollout_events if kind == "Rollout" else self.events
+        while (event := await queue.get()) is not None:
             yield event
 
     def watch(
         self, res: Any, *, namespace: str | None = None
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        return self._watch()
+        return self._watch(res.__name__)
+
+
+class ForbiddenError(Exception):
+    """What lightkube's ApiError looks like for a 403."""
+
+    class status:  # noqa: N801
+        code = 403
 
 
 def prefixes(table: RouteTable) -> list[tuple[str, str]]:
@@ -153,3 +173,95 @@ def test_cluster_source_uses_the_contracts_names_and_bounded_backoff() -> None:
     for failures in range(1, 10):
         base = min(8.0, 0.5 * 2 ** (failures - 1))
         assert base / 2 <= source._delay(failures) <= base
+
+
+def rollout(
+    name: str, target: str, traffic: list[dict[str, Any]], *, preview: str | None = None
+) -> dict[str, Any]:
+    strategy: dict[str, Any] = {"canary": {"steps": [{"setWeight": 10}]}}
+    if preview is not None:
+        strategy = {"blueGreen": {"previewRoute": preview}}
+    return {
+        "apiVersion": "xynergy.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "targetRef": {"name": target},
+            "image": "registry.example/ai:2",
+            "strategy": strategy,
+            "stickySessions": True,
+        },
+        "status": {"traffic": traffic},
+    }
+
+
+def split(weight: int) -> list[dict[str, Any]]:
+    return [
+        {"revision": "ai-00001", "url": "http://ai.default.svc", "weight": 100 - weight,
+         "tag": "stable"},
+        {"revision": "ai-ro-1", "url": "http://ai-ro-1.default.svc", "weight": weight,
+         "tag": "canary"},
+    ]  # fmt: skip
+
+
+def upstreams(table: RouteTable, prefix: str) -> list[tuple[str, int, str]]:
+    route = next(r for r in table.routes if r.prefix == prefix)
+    return [(u.url, u.weight, u.revision) for u in route.upstreams]
+
+
+async def test_cluster_source_takes_weights_from_rollouts_without_restart() -> None:
+    kube = FakeKube(
+        [xs("ai", "/api/v2/ai", "http://ai.default.svc")], [rollout("ai-2", "ai", split(10))]
+    )
+    resolve = {"http://ai.default.svc": "http://127.0.0.1:1"}
+    source = ClusterRouteSource(kube, max_backoff_seconds=0.01, resolve=lambda u: resolve.get(u, u))
+    stream = source.watch()
+    first = await asyncio.wait_for(anext(stream), timeout=5)
+    assert upstreams(first, "/api/v2/ai") == [
+        ("http://127.0.0.1:1", 90, "ai-00001"),
+        ("http://ai-ro-1.default.svc", 10, "ai-ro-1"),
+    ]
+    assert next(r for r in first.routes if r.prefix == "/api/v2/ai").sticky
+
+    await kube.rollout_events.put(("MODIFIED", rollout("ai-2", "ai", split(50))))
+    second = await asyncio.wait_for(anext(stream), timeout=5)
+    assert [w for _, w, _ in upstreams(second, "/api/v2/ai")] == [50, 50]
+
+    await kube.rollout_events.put(("MODIFIED", rollout("ai-2", "ai", [])))  # promoted: plain
+    third = await asyncio.wait_for(anext(stream), timeout=5)
+    assert upstreams(third, "/api/v2/ai") == []
+    assert prefixes(third) == [("/api/v2/ai", "http://127.0.0.1:1")]
+    await stream.aclose()
+
+
+async def test_cluster_source_adds_the_blue_green_preview_route() -> None:
+    traffic = [
+        {"revision": "ai-00001", "url": "http://ai.default.svc", "weight": 100, "tag": "stable"},
+        {"revision": "ai-ro-2", "url": "http://ai-ro-2.default.svc", "weight": 0, "tag": "preview"},
+    ]
+    kube = FakeKube(
+        [xs("ai", "/api/v2/ai", "http://ai.default.svc")],
+        [rollout("ai-2", "ai", traffic, preview="/api/v2/ai-preview/")],
+    )
+    stream = ClusterRouteSource(kube, max_backoff_seconds=0.01).watch()
+    table = await asyncio.wait_for(anext(stream), timeout=5)
+    assert prefixes(table) == [
+        ("/api/v2/ai", "http://ai.default.svc"),
+        ("/api/v2/ai-preview", "http://ai-ro-2.default.svc"),
+    ]
+    match = table.match("/api/v2/ai-preview/x")
+    assert match is not None
+    assert (match.route.revision, match.route.service) == ("ai-ro-2", "default/ai")
+    await stream.aclose()
+
+
+async def test_cluster_source_serves_plain_routes_when_rollouts_are_forbidden() -> None:
+    kube = FakeKube(
+        [xs("ai", "/api/v2/ai", "http://ai.default.svc")], [rollout("ai-2", "ai", split(10))]
+    )
+    kube.forbid_rollouts = True
+    stream = ClusterRouteSource(kube, max_backoff_seconds=0.01).watch()
+    table = await asyncio.wait_for(anext(stream), timeout=5)
+    assert prefixes(table) == [("/api/v2/ai", "http://ai.default.svc")]
+    assert upstreams(table, "/api/v2/ai") == []
+    await stream.aclose()
