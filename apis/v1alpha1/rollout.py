@@ -53,6 +53,8 @@ __all__ = [
     "RolloutStatus",
     "Strategy",
     "TemplateOverrides",
+    "TrafficRouting",
+    "TrafficTarget",
     "Verdict",
 ]
 
@@ -85,6 +87,17 @@ class RolloutPhase(StrEnum):
     ABORTED = "Aborted"
     ROLLED_BACK = "RolledBack"
     DEGRADED = "Degraded"
+
+
+class TrafficRouting(StrEnum):
+    """How the Kubernetes backend splits traffic between the stable and new revisions."""
+
+    AUTO = "auto"
+    """gateway when the target has spec.routes (it is behind our gateway), else replicas."""
+    GATEWAY = "gateway"
+    """Weighted upstreams in the Xynergy gateway (exact percentages, sticky per user optional)."""
+    REPLICAS = "replicas"
+    """The target's Service spreads over both revisions' Pods; weight by replica ratio."""
 
 
 class Verdict(StrEnum):
@@ -332,6 +345,12 @@ class RolloutSpec(SpecModel):
     """Set to true to abort and go back to the stable revision."""
     paused: bool = False
     """Set to true to hold the rollout at its current step (traffic stays as it is)."""
+    traffic_routing: TrafficRouting = TrafficRouting.AUTO
+    """Kubernetes backend: gateway weights, or replica ratio for services not behind the
+    gateway (auto: gateway when the target has spec.routes)."""
+    sticky_sessions: bool = False
+    """Gateway routing: keep each user on one revision (a hash of the identity) while the
+    weights hold."""
 
 
 class AnalysisRunSummary(StatusModel):
@@ -364,6 +383,19 @@ class RevisionRecord(StatusModel):
     """Its image."""
     time: dt.datetime
     """When it stopped being the stable revision."""
+
+
+class TrafficTarget(StatusModel):
+    """One upstream of the target's gateway routes while a rollout holds them."""
+
+    revision: str = Field(max_length=63)
+    """Revision name (the gateway labels its metrics with it)."""
+    url: str = Field(max_length=512)
+    """In-cluster URL of the revision's Service."""
+    weight: int = Field(ge=0, le=100)
+    """Percent of the route's requests."""
+    tag: str | None = Field(default=None, max_length=63)
+    """stable, canary or preview (preview: reached through the blue-green previewRoute)."""
 
 
 class RolloutStatus(StatusModel):
@@ -409,6 +441,11 @@ class RolloutStatus(StatusModel):
     """When the previous revision (blue-green) is released."""
     history: list[RevisionRecord] | None = Field(default=None, max_length=50)
     """Recently stable revisions, newest first (spec.rollbackWindow of them)."""
+    traffic: list[TrafficTarget] | None = Field(default=None, max_length=8)
+    """Kubernetes backend with gateway routing: the upstreams and weights the gateway applies
+    to the target's routes (empty: the target's own Service serves them)."""
+    traffic_routing: TrafficRouting | None = None
+    """The routing in effect (gateway or replicas; unset on Cloud Run)."""
 
 
 class Rollout(Resource[RolloutSpec, RolloutStatus]):
