@@ -65,6 +65,7 @@ def params() -> ScalingParams:
         max_instances=1000,
         horizon_seconds=15.0,
         capacity_per_instance=14.0,
+        target_under_provisioning=0.05,
     )
 
 
