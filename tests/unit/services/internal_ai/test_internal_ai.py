@@ -112,9 +112,10 @@ async def test_a_full_queue_refuses_at_once_and_unload_waits_for_running_work() 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(InternalAiSettings(log_level="WARNING", max_inputs=4), internal_settings=KEY)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://ai"
-    ) as c:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ai") as c,
+    ):
         yield c
 
 
