@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from apis.v1alpha1.rollout import TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import ProviderError
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from controllers.providers.cloudrun import CloudRunProvider, Traffic
 
-__all__ = ["CanaryState", "CloudRunRollout", "RolloutBackend", "Serving"]
+__all__ = ["CanaryState", "CloudRunRollout", "RolloutBackend", "Routed", "Serving"]
 
 log = logging.getLogger(__name__)
 STABLE_TAG = "stable"
@@ -50,8 +51,26 @@ class CanaryState:
     writes: int = 0
 
 
+@dataclass(frozen=True)
+class Routed:
+    """What a traffic write did."""
+
+    writes: int
+    urls: dict[str, str]
+    """URL per tag (stable, canary, preview, previous) where the backend knows one."""
+    traffic: tuple[TrafficTarget, ...] | None = None
+    """The upstreams the gateway is to apply (None: the backend routes by itself)."""
+    settled: bool = True
+    """A promotion is complete (False: come back soon, e.g. the target is still rolling)."""
+
+
 class RolloutBackend(Protocol):
     """What a strategy's moves need of a runtime."""
+
+    routing: TrafficRouting | None
+    """How traffic is split (None: the platform's own revision traffic, Cloud Run)."""
+    defers_target_patch: bool
+    """Blue-green keeps the old revision by not patching the target until the delay ends."""
 
     def revision_name(self, canary: XynergyService) -> str:
         """The new revision's name (deterministic: the same configuration, the same name)."""
@@ -65,15 +84,14 @@ class RolloutBackend(Protocol):
         """The new revision exists (created with no traffic when missing); its state."""
         ...
 
-    async def route(self, target: XynergyService, split: Traffic) -> tuple[int, dict[str, str]]:
-        """Traffic as `split`; (writes, URL per tag)."""
+    async def route(self, target: XynergyService, split: Traffic) -> Routed:
+        """Traffic as `split`."""
         ...
 
     async def promote(
         self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
-    ) -> tuple[int, dict[str, str]]:
-        """All traffic to the new revision for good (`keep` reachable a while); (writes,
-        URL per tag)."""
+    ) -> Routed:
+        """All traffic to the new revision for good (`keep` reachable a while)."""
         ...
 
 
@@ -83,6 +101,9 @@ def _short(resource: str) -> str:
 
 class CloudRunRollout:
     """Revisions and traffic of the target's Cloud Run service."""
+
+    routing: TrafficRouting | None = None
+    defers_target_patch = False
 
     def __init__(self, provider: CloudRunProvider) -> None:
         self.provider = provider
@@ -128,7 +149,7 @@ class CloudRunRollout:
 
     async def promote(
         self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
-    ) -> tuple[int, dict[str, str]]:
+    ) -> Routed:
         """The service's template becomes the new revision's (by name: no new revision), and
         all traffic goes to the latest revision (so the target's later changes deploy as they
         would without a Rollout); `keep` stays reachable at the `previous` tag."""
@@ -148,12 +169,12 @@ class CloudRunRollout:
                 return await self._route(path, split + _previous(keep), writes)
         return await self._route(path, ((None, 100, None), *_previous(keep)), writes)
 
-    async def _route(self, path: str, split: Traffic, writes: int) -> tuple[int, dict[str, str]]:
+    async def _route(self, path: str, split: Traffic, writes: int) -> Routed:
         service, more = await self.provider.set_traffic(path, split)
         urls = {t.tag: t.uri for t in service.traffic_statuses if t.tag} if service else {}
-        return writes + more, urls
+        return Routed(writes + more, urls)
 
-    async def route(self, target: XynergyService, split: Traffic) -> tuple[int, dict[str, str]]:
+    async def route(self, target: XynergyService, split: Traffic) -> Routed:
         from controllers.xynergyservice.resources import cloudrun
 
         return await self._route(cloudrun.service_path(target), split, 0)

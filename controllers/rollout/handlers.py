@@ -2,9 +2,10 @@
 controller (reconciler.py).
 
 Triggers: the Rollout's own events (creation, spec changes such as abort or paused, the
-initial listing after a restart, and a pending `xynergy.io/rollout-action` annotation) and the
-core scheduler, which comes back when the strategy's clock says (the next analysis interval,
-the end of a pause). No finalizer: deleting a Rollout leaves traffic as it is.
+initial listing after a restart, and a pending `xynergy.io/rollout-action` annotation), events
+of the new revision's Deployment it owns on Kubernetes (the operator's one server-side
+selector), and the core scheduler, which comes back when the strategy's clock says (the next
+analysis interval, the end of a pause). No finalizer: deleting a Rollout leaves traffic as it is.
 """
 
 from __future__ import annotations
@@ -15,10 +16,27 @@ import kopf
 
 from controllers.core import context_of, register
 from controllers.rollout.reconciler import KIND, from_context, rollout_event
+from controllers.rollout.resources import ROLLOUT_LABEL
+from controllers.xynergyservice.resources import MANAGED_BY, MANAGED_BY_LABEL, OWNED_SELECTOR
 
 register(KIND, from_context)
+
+
+@kopf.on.startup()
+def watch_only_our_children(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """The same server-side selector as the XynergyService's children (one watch per kind);
+    `labels=` below then picks the Rollout's own."""
+    settings.watching.label_selectors["apps", "v1", "deployments"] = OWNED_SELECTOR
 
 
 @kopf.on.event(KIND.group, KIND.version, KIND.plural)
 async def on_rollout(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     await rollout_event(context_of(memo).controllers[KIND], body, type)
+
+
+@kopf.on.event(
+    "apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY, ROLLOUT_LABEL: kopf.PRESENT}
+)
+async def on_revision(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """The new revision's Deployment (Kubernetes backend) moved: converge its Rollout."""
+    await context_of(memo).controllers[KIND].on_child_event("Deployment", body, type)

@@ -49,6 +49,7 @@ from controllers.rollout.backends import (
     STABLE_TAG,
     CloudRunRollout,
     RolloutBackend,
+    Routed,
 )
 from controllers.rollout.bluegreen import BlueGreen
 from controllers.rollout.canary import Canary
@@ -83,7 +84,8 @@ ACTIONS = frozenset({"promote", "promote-full", "abort", "retry", "undo"})
 _ACTIVE = (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
 _ENDED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
 
-Backends = Callable[[BackendKind], RolloutBackend | None]
+Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
+"""(rollout, target, new revision) -> the target's backend for this converge."""
 MetricSource = Callable[[AnalysisMetric], MetricsProvider]
 
 
@@ -240,17 +242,18 @@ class RolloutReconciler:
         """The converge's facts; a new rollout starts from step 0 when the new revision
         (named after its configuration) is not the one the status follows."""
         target = await self._target(rollout)
-        backend = self.backends(target.spec.backend)
+        canary = with_overrides(target, rollout.spec)
+        backend = self.backends(rollout, target, canary)
         if backend is None:
             raise StalledError(
                 f"Rollouts on the {target.spec.backend.value} backend are not available in this "
                 "operator",
                 reason="BackendNotSupported",
             )
-        canary = with_overrides(target, rollout.spec)
         name = backend.revision_name(canary)
         status = rollout.status or RolloutStatus()
         work = Converge(rollout, target, canary, backend, status, now)
+        status.traffic_routing = backend.routing
         if status.canary_revision == name and status.phase is not None:
             return work
         serving = await backend.serving(target)
@@ -259,6 +262,7 @@ class RolloutReconciler:
         work.status = _fresh(rollout, serving.revision, name, now)
         work.status.canary_image = canary.spec.image
         work.status.stable_image = target.spec.image
+        work.status.traffic_routing = backend.routing
         work.reason = "Started"
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
@@ -391,10 +395,21 @@ class RolloutReconciler:
     async def _route(
         self, work: Converge, split: tuple[tuple[str | None, int, str | None], ...]
     ) -> None:
-        _, urls = await work.backend.route(work.target, split)
-        url = urls.get("canary") or urls.get("preview")
+        self._routed(work, await work.backend.route(work.target, split))
+
+    def _routed(self, work: Converge, routed: Routed) -> None:
+        url = routed.urls.get("canary") or routed.urls.get("preview")
         if url:
             work.status.canary_url = url
+        if routed.traffic is not None:
+            work.status.traffic = list(routed.traffic)
+        message = work.status.message or ""
+        if not routed.settled and not message.endswith(self._SETTLING):
+            work.status.message = message + self._SETTLING
+        if not routed.settled:
+            work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
+
+    _SETTLING = "; waiting for the target to run the new revision"
 
     async def _finish(self, work: Converge, message: str) -> None:
         """All traffic to the new revision; the target's spec becomes it; history kept."""
@@ -407,8 +422,9 @@ class RolloutReconciler:
                 seconds=blue_green.scale_down_delay_seconds
             )
         canary = status.canary_revision or ""
-        await work.backend.promote(work.target, work.canary, name=canary, keep=keep)
-        await self._patch_target(work, promotion_patch(work.canary))
+        routed = await work.backend.promote(work.target, work.canary, name=canary, keep=keep)
+        if keep is None or not work.backend.defers_target_patch:
+            await self._patch_target(work, promotion_patch(work.canary))
         if status.stable_revision and status.stable_revision != canary:
             record = RevisionRecord(
                 revision=status.stable_revision, image=status.stable_image, time=work.now
@@ -420,6 +436,7 @@ class RolloutReconciler:
         work.reason = "Promoted"
         if keep is not None:
             work.wait = float(blue_green.scale_down_delay_seconds) if blue_green else None
+        self._routed(work, routed)
 
     async def _rollback(
         self, work: Converge, phase: RolloutPhase, reason: str, message: str
@@ -440,10 +457,15 @@ class RolloutReconciler:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):
                 keep, status.scale_down_at = None, None
+                if work.backend.defers_target_patch:  # the old revision goes only now
+                    await self._patch_target(work, promotion_patch(work.canary))
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
             name = status.canary_revision or ""
-            await work.backend.promote(work.target, work.canary, name=name, keep=keep)
+            routed = await work.backend.promote(work.target, work.canary, name=name, keep=keep)
+            if routed.settled and status.message and status.message.endswith(self._SETTLING):
+                status.message = status.message[: -len(self._SETTLING)]
+            self._routed(work, routed)
         elif status.phase in _ENDED and status.stable_revision:
             await self._route(work, ((status.stable_revision, 100, None),))
         work.reason = _ended_reason(work)
@@ -571,10 +593,18 @@ def from_context(ctx: OperatorContext) -> RolloutReconciler:
     from XYNERGY_ROLLOUT_PROMETHEUS_URL."""
     settings = RolloutSettings()
 
-    def backend(kind: BackendKind) -> RolloutBackend | None:
-        if kind == BackendKind.CLOUD_RUN:
+    def backend(
+        rollout: Rollout, target: XynergyService, canary: XynergyService
+    ) -> RolloutBackend | None:
+        if target.spec.backend == BackendKind.CLOUD_RUN:
             return ctx.provider("rollout.cloudrun", lambda: _cloud_run(ctx))
-        return None
+        from controllers.providers.kubernetes import KubernetesProvider
+        from controllers.rollout.kubernetes import KubernetesRollout
+
+        provider = ctx.provider(
+            "rollout.kubernetes", lambda: KubernetesProvider(ctx.client, limit=ctx.api_limit)
+        )
+        return KubernetesRollout(provider, rollout, target, canary)
 
     def metrics(metric: AnalysisMetric) -> MetricsProvider:
         from controllers.providers.prometheus import PrometheusProvider

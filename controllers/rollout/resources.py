@@ -1,15 +1,32 @@
 """Pure builders of what a Rollout asks of its target: the new revision's XynergyService spec
 (the target's with the rollout's image and template overrides) and the patch that makes the
-target's own spec the new revision at promotion (or an older one at undo)."""
+target's own spec the new revision at promotion (or an older one at undo); on the
+Kubernetes backend, the new revision's Deployment and Service, owned by the Rollout."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from typing import Any
 
-from apis.v1alpha1.rollout import RolloutSpec
+from apis.v1alpha1.common import API_VERSION
+from apis.v1alpha1.rollout import Rollout, RolloutSpec, TrafficRouting
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.xynergyservice.resources.naming import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_LABEL
 
-__all__ = ["promotion_patch", "with_overrides"]
+__all__ = [
+    "REVISION_LABEL",
+    "ROLLOUT_LABEL",
+    "canary_deployment",
+    "canary_replicas",
+    "canary_service",
+    "promotion_patch",
+    "revision_digest",
+    "revision_url",
+    "settled_on",
+    "with_overrides",
+]
 
 
 def _env(target: XynergyService, spec: RolloutSpec) -> list[Any] | None:
@@ -40,3 +57,113 @@ def promotion_patch(canary: XynergyService) -> dict[str, Any]:
     spec = canary.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     keys = ("image", "env", "args", "resources")
     return {"spec": {k: spec[k] for k in keys if k in spec}}
+
+
+def settled_on(target: XynergyService, canary: XynergyService) -> bool:
+    """The target's spec already is the new revision's (the promotion patch is in)."""
+    want = promotion_patch(canary)["spec"]
+    have = promotion_patch(target)["spec"]
+    return all(have.get(k) == v for k, v in want.items())
+
+
+# ---- Kubernetes backend: the new revision's Deployment and Service ---------------------------
+
+ROLLOUT_LABEL = "xynergy.io/rollout"
+"""On the Rollout's children: the Rollout's name."""
+REVISION_LABEL = "xynergy.io/rollout-revision"
+"""On the new revision's Deployment, Pods and Service: the revision (its Pods' selector)."""
+
+
+def revision_digest(canary: XynergyService) -> str:
+    """8 hex digits of the Pod template the new revision runs (same spec, same name)."""
+    from controllers.xynergyservice.resources.kubernetes import build_deployment
+
+    template = build_deployment(canary)["spec"]["template"]["spec"]
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def revision_url(name: str, namespace: str | None) -> str:
+    """The in-cluster URL of a revision's Service (the format the target's status.url has)."""
+    return f"http://{name}.{namespace}.svc.cluster.local"
+
+
+def canary_replicas(total: int, weight: int, *, routing: TrafficRouting, preview: bool) -> int:
+    """Instances of the new revision for `weight` percent of the traffic: its share of the
+    target's `total` behind the gateway; with replica-ratio routing (the target's Service
+    spreads over both revisions' Pods, which the rollout cannot resize) the count that makes
+    the new Pods `weight` percent of all; the full size for a blue-green preview and at 100."""
+    if preview or weight >= 100:
+        return total
+    if weight <= 0:
+        return 1
+    if routing is TrafficRouting.REPLICAS:
+        return max(1, round(total * weight / (100 - weight)))
+    return max(1, math.ceil(total * weight / 100))
+
+
+def _owner(rollout: Rollout) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Rollout",
+        "name": rollout.metadata.name,
+        "uid": rollout.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _child_labels(rollout: Rollout, name: str) -> dict[str, str]:
+    return {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        ROLLOUT_LABEL: rollout.metadata.name or "",
+        REVISION_LABEL: name,
+    }
+
+
+def canary_deployment(
+    rollout: Rollout,
+    canary: XynergyService,
+    *,
+    name: str,
+    replicas: int,
+    routing: TrafficRouting,
+) -> dict[str, Any]:
+    """The new revision's Deployment, owned by the Rollout. Its Pods carry the target's
+    Pod selector only with replica-ratio routing (so the target's Service reaches them);
+    behind the gateway they are reached through their own Service alone."""
+    from controllers.xynergyservice.resources.kubernetes import build_deployment
+
+    dep = build_deployment(canary)
+    pod_labels = {"app.kubernetes.io/name": canary.metadata.name or "", REVISION_LABEL: name}
+    if routing is TrafficRouting.REPLICAS:
+        pod_labels[SERVICE_LABEL] = canary.metadata.name or ""
+    dep["metadata"] = {
+        "name": name,
+        "namespace": canary.metadata.namespace,
+        "labels": _child_labels(rollout, name),
+        "ownerReferences": [_owner(rollout)],
+    }
+    dep["spec"]["replicas"] = replicas
+    dep["spec"]["progressDeadlineSeconds"] = rollout.spec.progress_deadline_seconds
+    dep["spec"]["selector"] = {"matchLabels": {REVISION_LABEL: name}}
+    dep["spec"]["template"]["metadata"] = {"labels": pod_labels}
+    return dep
+
+
+def canary_service(rollout: Rollout, canary: XynergyService, *, name: str) -> dict[str, Any]:
+    """The new revision's own Service (what the gateway's weighted upstream points at)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": canary.metadata.namespace,
+            "labels": _child_labels(rollout, name),
+            "ownerReferences": [_owner(rollout)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {REVISION_LABEL: name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }

@@ -1,0 +1,187 @@
+"""The Rollout's Kubernetes backend: the new revision beside the target, traffic by weight.
+
+The stable revision is the target's own Deployment and Service (its XynergyService controller
+keeps them as they are until promotion patches the target). The new revision gets a
+Deployment and a Service of its own, named after the revision and owned by the Rollout
+(labelled `app.kubernetes.io/managed-by=xynergy`, the server-side selector the operator watches
+children with, and `xynergy.io/rollout`; the XynergyService controller only follows children
+its own kind owns, so it leaves them alone).
+
+Traffic is split in one of two ways (`spec.trafficRouting`):
+- `gateway`: the weights go into `status.traffic` (revision, in-cluster URL, weight, tag) and
+  the Xynergy gateway applies them to the target's routes per request, without a restart; the
+  new revision runs a share of the target's instances matching its weight.
+- `replicas`: the new revision's Pods also carry the target's Pod selector, so the target's
+  Service spreads over both; the weight is the replica ratio (approximate for small counts).
+
+Promotion: all traffic to the new revision while the target's Deployment rolls to the new
+spec (blue-green: only once `scaleDownDelaySeconds` is over, so the old revision is kept for a
+fast rollback), then the target serves again and the new revision's children are removed.
+A rollback sends everything to the target's Service and scales the new revision down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apis.v1alpha1.rollout import Rollout, TrafficRouting, TrafficTarget
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.providers.kubernetes import KubernetesProvider
+from controllers.rollout.backends import CanaryState, Routed, Serving
+from controllers.rollout.resources import (
+    canary_deployment,
+    canary_replicas,
+    canary_service,
+    revision_digest,
+    revision_url,
+    settled_on,
+)
+from controllers.xynergyservice.observed import from_deployment
+from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION
+
+__all__ = ["KubernetesRollout", "routing_for"]
+
+Split = tuple[tuple[str | None, int, str | None], ...]
+
+
+def routing_for(rollout: Rollout, target: XynergyService) -> TrafficRouting:
+    """spec.trafficRouting, with auto resolved: gateway when the target has routes."""
+    chosen = rollout.spec.traffic_routing
+    if chosen is not TrafficRouting.AUTO:
+        return chosen
+    return TrafficRouting.GATEWAY if target.spec.routes else TrafficRouting.REPLICAS
+
+
+def _available(dep: dict[str, Any] | None) -> tuple[bool, str | None]:
+    """(ready, failure) of the new revision's Deployment."""
+    if dep is None:
+        return False, None
+    meta, st = dep.get("metadata") or {}, dep.get("status") or {}
+    for cond in st.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return False, str(cond.get("message") or "progress deadline exceeded")
+    current = int(st.get("observedGeneration", 0)) >= int(meta.get("generation", 0))
+    want = int((dep.get("spec") or {}).get("replicas", 1))
+    return current and int(st.get("availableReplicas", 0)) >= min(1, want), None
+
+
+class KubernetesRollout:
+    """One Rollout's new revision and traffic on Kubernetes (built per converge)."""
+
+    defers_target_patch = True
+
+    def __init__(
+        self,
+        provider: KubernetesProvider,
+        rollout: Rollout,
+        target: XynergyService,
+        canary: XynergyService,
+    ) -> None:
+        self.provider = provider
+        self.rollout = rollout
+        self.canary = canary
+        self.routing: TrafficRouting | None = routing_for(rollout, target)
+        self.namespace = target.metadata.namespace
+
+    def revision_name(self, canary: XynergyService) -> str:
+        return f"{canary.metadata.name}-ro-{revision_digest(canary)}"
+
+    async def _deployment(self, name: str) -> dict[str, Any] | None:
+        return await self.provider.get("apps/v1", "Deployment", name, self.namespace)
+
+    async def serving(self, target: XynergyService) -> Serving:
+        dep = await self._deployment(target.metadata.name or "")
+        if dep is None:
+            return Serving(None, ready=False)
+        revision = ((dep.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+        return Serving(revision, ready=from_deployment(target, dep).ready)
+
+    async def _apply(self, canary: XynergyService, name: str, replicas: int) -> tuple[int, Any]:
+        routing = self.routing or TrafficRouting.GATEWAY
+        desired = canary_deployment(
+            self.rollout, canary, name=name, replicas=replicas, routing=routing
+        )
+        dep = await self.provider.apply(desired, await self._deployment(name))
+        live = await self.provider.get("v1", "Service", name, self.namespace)
+        svc = await self.provider.apply(canary_service(self.rollout, canary, name=name), live)
+        return int(dep.wrote) + int(svc.wrote), dep.body
+
+    def _replicas(self, target: XynergyService, weight: int, *, preview: bool) -> int:
+        routing = self.routing or TrafficRouting.GATEWAY
+        total = target.spec.sizing().replicas
+        return canary_replicas(total, weight, routing=routing, preview=preview)
+
+    async def ensure_canary(
+        self, target: XynergyService, canary: XynergyService, *, name: str, stable: str, tag: str
+    ) -> CanaryState:
+        weight = (self.rollout.status.canary_weight if self.rollout.status else 0) or 0
+        replicas = self._replicas(target, weight, preview=tag == "preview")
+        writes, body = await self._apply(canary, name, replicas)
+        ready, failed = _available(body)
+        url = revision_url(name, self.namespace)
+        return CanaryState(ready=ready, failed=failed, url=url, writes=writes)
+
+    async def _scale(self, name: str, replicas: int) -> int:
+        """The new revision at `replicas` (the whole Deployment re-applied: no write when it
+        already is; a server-side apply of replicas alone would drop our other fields)."""
+        if await self._deployment(name) is None:
+            return 0
+        writes, _ = await self._apply(self.canary, name, replicas)
+        return writes
+
+    def _traffic(
+        self, target: XynergyService, canary: str | None, split: Split
+    ) -> tuple[dict[str, str], tuple[TrafficTarget, ...]]:
+        stable_url = revision_url(target.metadata.name or "", self.namespace)
+        urls: dict[str, str] = {}
+        entries = []
+        for revision, weight, tag in split:
+            if not revision:
+                continue
+            url = revision_url(revision, self.namespace) if revision == canary else stable_url
+            urls[tag or "stable"] = url
+            entries.append(TrafficTarget(revision=revision, url=url, weight=weight, tag=tag))
+        only_target = all(e.url == stable_url for e in entries if e.weight > 0)
+        if only_target and not any(e.tag == "preview" for e in entries) and len(entries) < 2:
+            entries = []  # the target's own Service serves everything: plain routes
+        if self.routing is not TrafficRouting.GATEWAY:
+            entries = []
+        return urls, tuple(entries)
+
+    async def route(self, target: XynergyService, split: Split) -> Routed:
+        status = self.rollout.status
+        canary = status.canary_revision if status else None
+        share = {rev: (w, tag) for rev, w, tag in split if rev}
+        writes = 0
+        if canary:
+            weight, tag = share.get(canary, (0, None))
+            live = canary in share
+            replicas = self._replicas(target, weight, preview=tag == "preview") if live else 0
+            writes = await self._scale(canary, replicas)
+        urls, traffic = self._traffic(target, canary, split)
+        return Routed(writes, urls, traffic)
+
+    async def promote(
+        self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
+    ) -> Routed:
+        """Everything to the new revision until the target runs its spec and is ready; then
+        the target serves again and the new revision's children go."""
+        dep = await self._deployment(target.metadata.name or "")
+        if settled_on(target, canary) and from_deployment(target, dep).ready:
+            writes = await self._remove(name)
+            return Routed(writes, {}, () if self.routing is TrafficRouting.GATEWAY else None)
+        writes = await self._scale(name, target.spec.sizing().replicas)
+        urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
+        return Routed(writes, urls, traffic, settled=False)
+
+    async def _remove(self, name: str) -> int:
+        uid = self.rollout.metadata.uid or ""
+        gone = 0
+        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
+            if await self.provider.get(api_version, kind, name, self.namespace) is None:
+                continue
+            await self.provider.remove_owned(
+                api_version, kind, name, self.namespace, owner_uid=uid, orphan=False
+            )
+            gone += 1
+        return gone

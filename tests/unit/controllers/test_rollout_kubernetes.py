@@ -1,0 +1,145 @@
+"""The Kubernetes backend's pure parts: the new revision's children, its size per weight,
+the routing mode, and the traffic the gateway is given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apis.v1alpha1.rollout import Rollout, RolloutStatus, TrafficRouting
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.rollout.kubernetes import KubernetesRollout, routing_for
+from controllers.rollout.resources import (
+    REVISION_LABEL,
+    ROLLOUT_LABEL,
+    canary_deployment,
+    canary_replicas,
+    canary_service,
+    settled_on,
+    with_overrides,
+)
+from controllers.xynergyservice.resources import MANAGED_BY_LABEL, SERVICE_LABEL
+
+
+def target(*, routes: bool = True, replicas: int = 4, image: str = "ai:1") -> XynergyService:
+    spec: dict[str, Any] = {
+        "image": image,
+        "backend": "kubernetes",
+        "port": 8080,
+        "scaling": {"minInstances": replicas, "maxInstances": replicas},
+    }
+    if routes:
+        spec["routes"] = [{"prefix": "/api/v2/ai"}]
+    return XynergyService.model_validate(
+        {
+            "apiVersion": "xynergy.io/v1alpha1",
+            "kind": "XynergyService",
+            "metadata": {"name": "ai", "namespace": "team", "uid": "t-1", "generation": 3},
+            "spec": spec,
+        }
+    )
+
+
+def rollout(**spec: Any) -> Rollout:
+    return Rollout.model_validate(
+        {
+            "apiVersion": "xynergy.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "ai-2", "namespace": "team", "uid": "r-1"},
+            "spec": {
+                "targetRef": {"name": "ai"},
+                "image": "ai:2",
+                "strategy": {"canary": {"steps": [{"setWeight": 10}]}},
+                **spec,
+            },
+        }
+    )
+
+
+def test_auto_routing_is_gateway_for_routed_targets_else_replicas() -> None:
+    assert routing_for(rollout(), target()) is TrafficRouting.GATEWAY
+    assert routing_for(rollout(), target(routes=False)) is TrafficRouting.REPLICAS
+    chosen = rollout(trafficRouting="replicas")
+    assert routing_for(chosen, target()) is TrafficRouting.REPLICAS
+
+
+@pytest.mark.parametrize(
+    ("weight", "routing", "preview", "want"),
+    [
+        (10, TrafficRouting.GATEWAY, False, 1),
+        (50, TrafficRouting.GATEWAY, False, 2),
+        (60, TrafficRouting.GATEWAY, False, 3),
+        (0, TrafficRouting.GATEWAY, True, 4),
+        (100, TrafficRouting.GATEWAY, False, 4),
+        (20, TrafficRouting.REPLICAS, False, 1),  # 1 of 5 Pods
+        (50, TrafficRouting.REPLICAS, False, 4),  # 4 of 8
+        (0, TrafficRouting.REPLICAS, False, 1),
+    ],
+)
+def test_canary_replicas_follow_the_weight(
+    weight: int, routing: TrafficRouting, preview: bool, want: int
+) -> None:
+    assert canary_replicas(4, weight, routing=routing, preview=preview) == want
+
+
+def test_children_are_owned_by_the_rollout_and_select_only_the_revision() -> None:
+    ro, new = rollout(), with_overrides(target(), rollout().spec)
+    dep = canary_deployment(ro, new, name="ai-ro-1", replicas=2, routing=TrafficRouting.GATEWAY)
+    svc = canary_service(ro, new, name="ai-ro-1")
+    for child in (dep, svc):
+        meta = child["metadata"]
+        assert meta["ownerReferences"][0]["kind"] == "Rollout"
+        assert meta["ownerReferences"][0]["uid"] == "r-1"
+        assert meta["labels"][MANAGED_BY_LABEL] == "xynergy"  # the operator's one selector
+        assert meta["labels"][ROLLOUT_LABEL] == "ai-2"
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["selector"] == {"matchLabels": {REVISION_LABEL: "ai-ro-1"}}
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "ai:2"
+    # behind the gateway the target's Service must not reach the new Pods
+    assert SERVICE_LABEL not in dep["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"] == {REVISION_LABEL: "ai-ro-1"}
+    ratio = canary_deployment(ro, new, name="ai-ro-1", replicas=1, routing=TrafficRouting.REPLICAS)
+    assert ratio["spec"]["template"]["metadata"]["labels"][SERVICE_LABEL] == "ai"
+
+
+def test_revision_name_depends_on_the_pod_template_only() -> None:
+    ro = rollout()
+    backend = KubernetesRollout(None, ro, target(), target())  # type: ignore[arg-type]
+    new = with_overrides(target(), ro.spec)
+    name = backend.revision_name(new)
+    assert name.startswith("ai-ro-")
+    later = target(image="ai:1").model_copy(deep=True)
+    later.metadata.generation = 9  # a later generation of the same spec: the same revision
+    assert backend.revision_name(with_overrides(later, ro.spec)) == name
+    assert backend.revision_name(target()) != name
+
+
+def test_settled_once_the_target_runs_the_new_spec() -> None:
+    ro = rollout()
+    new = with_overrides(target(), ro.spec)
+    assert not settled_on(target(), new)
+    assert settled_on(target(image="ai:2"), new)
+
+
+def backend_at(weight: int, routing: str = "gateway") -> KubernetesRollout:
+    ro = rollout(trafficRouting=routing)
+    ro.status = RolloutStatus(canary_revision="ai-ro-1", stable_revision="ai-00003")
+    ro.status.canary_weight = weight
+    return KubernetesRollout(None, ro, target(), target())  # type: ignore[arg-type]
+
+
+def test_traffic_for_the_gateway_names_both_revisions_and_their_services() -> None:
+    split = (("ai-00003", 90, "stable"), ("ai-ro-1", 10, "canary"))
+    urls, traffic = backend_at(10)._traffic(target(), "ai-ro-1", split)
+    assert [(t.revision, t.url, t.weight, t.tag) for t in traffic] == [
+        ("ai-00003", "http://ai.team.svc.cluster.local", 90, "stable"),
+        ("ai-ro-1", "http://ai-ro-1.team.svc.cluster.local", 10, "canary"),
+    ]
+    assert urls["canary"] == "http://ai-ro-1.team.svc.cluster.local"
+    # all back on the target: plain routes again
+    _, back = backend_at(0)._traffic(target(), "ai-ro-1", (("ai-00003", 100, None),))
+    assert back == ()
+    # replica-ratio routing gives the gateway nothing to apply
+    _, none = backend_at(10, "replicas")._traffic(target(), "ai-ro-1", split)
+    assert none == ()
