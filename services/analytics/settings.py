@@ -1,0 +1,94 @@
+"""Analytics settings, read from the environment (prefix ``XYNERGY_ANALYTICS_``).
+
+Every setting is listed in docs/services/analytics.md. Structured settings (the price table,
+the anomaly metrics, the topics) are JSON in their variable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["AnalyticsSettings", "CloudRunPrices", "MetricQuery"]
+
+
+class CloudRunPrices(BaseModel):
+    """Cloud Run's instance-based prices (USD), tier 1 region, as published."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vcpu_second: float = Field(default=0.000018, ge=0, description="USD per vCPU-second.")
+    gib_second: float = Field(default=0.000002, ge=0, description="USD per GiB-second.")
+
+
+class MetricQuery(BaseModel):
+    """A live metric the anomaly engine watches per service: PromQL with ``$service``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    query: str = Field(min_length=1, max_length=4096)
+    direction: Literal["up", "down", "both"] = "up"
+    """Which deviations are anomalies (an error rate only going up)."""
+    window: int = Field(default=60, ge=10, le=10_000)
+    """Trailing points the detector's median and MAD use."""
+    min_history: int = Field(default=20, ge=5, le=10_000)
+
+
+def _default_metrics() -> list[MetricQuery]:
+    svc = 'service="$service"'
+    return [
+        MetricQuery(
+            name="request_rate",
+            query=f"sum(rate(xynergy_gateway_requests_total{{{svc}}}[1m]))",
+            direction="both",
+        ),
+        MetricQuery(
+            name="error_rate",
+            query=f'sum(rate(xynergy_gateway_requests_total{{{svc},status=~"5.."}}[1m]))',
+        ),
+    ]
+
+
+class AnalyticsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XYNERGY_ANALYTICS_", extra="ignore")
+
+    store: Literal["duckdb", "bigquery"] = "duckdb"
+    duckdb_path: str = Field(default=":memory:", description="A file, or :memory:.")
+    bigquery_project: str = ""
+    bigquery_dataset: str = Field(default="xynergy_analytics", pattern=r"^[A-Za-z0-9_]{1,1024}$")
+    bigquery_location: str = "US"
+    bigquery_endpoint: str = Field(default="", description="API endpoint (an emulator or fake).")
+    bigquery_partition_expiration_days: int = Field(default=400, ge=1)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ingest_topics: list[str] = Field(
+        default_factory=lambda: ["crm-changes", "slack-messages", "email-updates", "ai-usage"]
+    )
+    ingest_batch_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    ai_url: str = Field(default="http://127.0.0.1:8083", pattern=r"^https?://\S+$")
+    prometheus_url: str = Field(default="", description="Prometheus HTTP API; '' = none.")
+    kubernetes: bool = Field(default=True, description="Read XynergyServices and policies.")
+    namespace: str = Field(default="", description="Namespace to read ('' = all).")
+    usage_interval_seconds: float = Field(default=60.0, gt=0)
+
+    prices: CloudRunPrices = Field(default_factory=CloudRunPrices)
+    forecast_hours: int = Field(default=24, ge=1, le=24 * 14)
+
+    anomaly_metrics: list[MetricQuery] = Field(default_factory=_default_metrics)
+    anomaly_interval_seconds: float = Field(default=15.0, gt=0)
+    anomaly_resolve_after: int = Field(default=3, ge=1, le=100)
+    anomaly_services: list[str] = Field(
+        default_factory=list, description="Services to watch besides the XynergyServices."
+    )
+    anomaly_tenant: str = Field(default="", description="Tenant of anomaly_services' alerts.")
+    alert_webhooks: list[str] = Field(default_factory=list)
+    escalate_after_seconds: float = Field(default=900.0, gt=0)
+
+    step_retries: int = Field(default=1, ge=0, le=5)
+    workflow_model: str = "gpt-4o-mini"
+    workflow_cheap_model: str = "gpt-4o-mini"
+    log_level: str = "INFO"
