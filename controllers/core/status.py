@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
-from lightkube import AsyncClient
+from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from pydantic import BaseModel, ValidationError
 
@@ -97,12 +97,17 @@ class StatusWriter:
             return False
         meta = body.get("metadata") or {}
         async with self._limit:
-            await self._client.patch(
-                resource.Status,
-                meta["name"],
-                {"status": merge_patch(status)},
-                namespace=meta.get("namespace"),
-                patch_type=PatchType.MERGE,
-            )
+            try:
+                await self._client.patch(
+                    resource.Status,
+                    meta["name"],
+                    {"status": merge_patch(status)},
+                    namespace=meta.get("namespace"),
+                    patch_type=PatchType.MERGE,
+                )
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    return False  # deleted meanwhile: nothing to report on
+                raise
         self.writes += 1
         return True

@@ -201,6 +201,8 @@ class FakeClient:
         return _Obj(self.objects[name])
 
     async def patch(self, resource: Any, name: str, body: dict[str, Any], **_: Any) -> None:
+        if name not in self.objects:
+            raise ApiError(status=Status(code=404, message="not found"))  # type: ignore[call-arg]
         self.patches.append(body)
         self.objects[name].setdefault("status", {}).update(
             {k: v for k, v in body["status"].items() if v is not None}
@@ -253,6 +255,8 @@ async def test_status_written_once_then_not_when_unchanged() -> None:
     )
     assert await writer.write(KIND.resource, client.objects["crm"], _ready_status("2/2 ready"))
     assert writer.writes == len(client.patches) == 2
+    gone = client.objects.pop("crm")
+    assert not await writer.write(KIND.resource, gone, _ready_status("deleted meanwhile"))
 
 
 def test_spec_error_names_the_field_as_written() -> None:
