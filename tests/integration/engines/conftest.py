@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ai.conftest import INTERNAL, MODEL, spec_for
+from ai_router.conftest import INTERNAL, MODEL, spec_for
 from fakes.openai import FakeOpenAI, OpenAIState
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     GatewayFactory,
