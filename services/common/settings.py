@@ -7,10 +7,53 @@ here so they are named and documented once. See docs/gateway.md for the full lis
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from typing import TypeVar
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["AuthSettings", "InternalIdentitySettings"]
+__all__ = [
+    "AuthSettings",
+    "InternalIdentitySettings",
+    "SettingsError",
+    "env_variables",
+    "load_settings",
+]
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class SettingsError(ValueError):
+    """Settings from the environment that do not validate, each named by its variable."""
+
+
+def _variables(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable(s) a field is read from, e.g. ``JWT_SECRET``."""
+    info = cls.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices):
+        return " / ".join(str(c) for c in alias.choices)
+    if isinstance(alias, str):
+        return alias
+    return (str(cls.model_config.get("env_prefix", "")) + field).upper()
+
+
+def env_variables(cls: type[BaseSettings]) -> set[str]:
+    """Every environment variable ``cls`` reads."""
+    return {v for field in cls.model_fields for v in _variables(cls, field).split(" / ")}
+
+
+def load_settings(cls: type[S]) -> S:
+    """``cls()`` from the environment; a SettingsError naming each variable that is wrong
+    (what was expected, never the value: it may be a secret)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            problems.append(f"{_variables(cls, field)}: {err['msg']}")
+        raise SettingsError("; ".join(problems)) from None
 
 
 class AuthSettings(BaseSettings):

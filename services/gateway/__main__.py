@@ -8,13 +8,38 @@ them; the socket.io stream then needs sticky sessions or websocket-only clients.
 from __future__ import annotations
 
 import os
+import sys
 
 import uvicorn
 
-from services.gateway.server import CorkedHttpToolsProtocol
+from services.common.identity import InternalIdentitySigner
+from services.common.settings import (
+    AuthSettings,
+    InternalIdentitySettings,
+    SettingsError,
+    load_settings,
+)
+from services.gateway.oauth import OAuthCallbackSettings
+from services.gateway.settings import GatewaySettings
+
+
+def check_settings() -> None:
+    """Read every settings class once, so a bad or missing one stops the start with a line
+    naming the variable (not a traceback from inside a worker)."""
+    for cls in (GatewaySettings, AuthSettings, InternalIdentitySettings, OAuthCallbackSettings):
+        load_settings(cls)
+    try:
+        InternalIdentitySigner(InternalIdentitySettings())
+    except ValueError as exc:  # its message names XYNERGY_INTERNAL_SIGNING_KEY
+        raise SettingsError(str(exc)) from None
 
 
 def main() -> None:
+    try:
+        check_settings()
+    except SettingsError as exc:
+        print(f"gateway: settings error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     uvicorn.run(
         "services.gateway.app:create_app",
         factory=True,
@@ -22,7 +47,7 @@ def main() -> None:
         port=int(os.environ.get("XYNERGY_GATEWAY_PORT", "8080")),
         workers=int(os.environ.get("XYNERGY_GATEWAY_WORKERS", "1")),
         access_log=False,
-        http=CorkedHttpToolsProtocol,
+        http="httptools",
         server_header=False,
         proxy_headers=False,
         log_level="warning",

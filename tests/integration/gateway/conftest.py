@@ -46,7 +46,6 @@ from services.common.identity import (
 from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.gateway.app import Gateway, create_app
 from services.gateway.routing import RouteSource
-from services.gateway.server import CorkedHttpToolsProtocol
 from services.gateway.settings import GatewaySettings
 
 NODE_DIR = Path(__file__).parent / "node"
@@ -457,7 +456,7 @@ def gateway_factory(
             route_source=route_source,
         )
         async with (
-            serve(app, http=CorkedHttpToolsProtocol) as url,
+            serve(app, http="httptools") as url,
             httpx.AsyncClient(base_url=url, timeout=10) as http,
         ):
 

@@ -1,5 +1,4 @@
-"""Unit tests of the per-request fast path parts: CORS headers, corked writes, the access
-log writer, RESP packing and cached metric children."""
+"""Unit tests of the per-request fast path parts: CORS headers, the access log writer, RESP packing and cached metric children."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from services.gateway.accesslog import AccessLog
 from services.gateway.cors import Cors, OriginPolicy
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.redismux import pack_command
-from services.gateway.server import CorkedTransport
 
 
 def _cors() -> Cors:
@@ -60,58 +58,6 @@ def test_cors_preflight() -> None:
         "status": 400,
     }
     assert b"access-control-allow-origin" not in dict(headers)
-
-
-class _FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = self.closed = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
-async def test_corked_transport_joins_writes_of_one_iteration() -> None:
-    fake = _FakeTransport()
-    corked = CorkedTransport(fake, asyncio.get_running_loop())  # type: ignore[arg-type]
-    corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    corked.write(b"body")
-    assert fake.writes == []
-    assert corked.get_write_buffer_size() == len(b"HTTP/1.1 200 OK\r\n\r\nbody")
-    await asyncio.sleep(0)
-    assert fake.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
-    corked.write(b"chunk")  # a later iteration: its own write
-    await asyncio.sleep(0)
-    assert fake.writes[-1] == b"chunk"
-    corked.write(b"last")
-    corked.close()  # close sends what was written first
-    assert fake.writes[-1] == b"last"
-    assert fake.closed
-    await asyncio.sleep(0)
-    assert len(fake.writes) == 3
-
-
-async def test_corked_transport_abort_drops_pending_writes() -> None:
-    fake = _FakeTransport()
-    corked = CorkedTransport(fake, asyncio.get_running_loop())  # type: ignore[arg-type]
-    corked.write(b"never")
-    corked.abort()
-    await asyncio.sleep(0)
-    assert fake.writes == []
-    assert fake.aborted
 
 
 @pytest.fixture
