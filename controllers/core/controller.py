@@ -120,6 +120,11 @@ class KindReconciler(Protocol):
         ...
 
 
+TRIGGER_ANNOTATIONS = "trigger_annotations"
+"""Optional attribute of a `KindReconciler`: annotation keys whose change converges the object
+(annotations do not move the generation; e.g. a Rollout's `xynergy.io/rollout-action`)."""
+
+
 @dataclass
 class Controller:
     """Runs one kind's reconciler for every trigger, the same way."""
@@ -134,6 +139,8 @@ class Controller:
     soon_seconds: float = 20.0
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     rng: random.Random = field(default_factory=random.Random)
+    _annotations: dict[str, tuple[str | None, ...]] = field(default_factory=dict, repr=False)
+    """Per object: the values of the kind's trigger annotations last seen."""
 
     @property
     def kind(self) -> Kind:
@@ -170,8 +177,9 @@ class Controller:
     async def on_event(self, body: Mapping[str, Any], event: str | None) -> None:
         """An event of the object itself. Converges on the initial listing (a restart resumes
         every object), on creation and on spec changes (generation ahead of
-        observedGeneration); forgets the object when it is deleted. Our own status writes
-        (generation == observedGeneration) cause nothing."""
+        observedGeneration) or a change of one of the kind's trigger annotations; forgets the
+        object when it is deleted. Our own status writes (generation == observedGeneration,
+        annotations as they were) cause nothing."""
         key = self.kind.key(body)
         if event == "DELETED":
             self.forget(key.uid)
@@ -179,11 +187,23 @@ class Controller:
         meta = body.get("metadata") or {}
         if self._needs_finalizer(body) and FINALIZER not in (meta.get("finalizers") or []):
             return  # nothing is made before kopf's finalizer is in place; its event converges
-        if event == "MODIFIED":
-            generation = (body.get("metadata") or {}).get("generation")
+        annotated = self._annotations_changed(key.uid, meta)
+        if event == "MODIFIED" and not annotated:
+            generation = meta.get("generation")
             if generation == (body.get("status") or {}).get("observedGeneration"):
                 return
         await self.trigger(key)
+
+    def _annotations_changed(self, uid: str, meta: Mapping[str, Any]) -> bool:
+        """Whether a trigger annotation's value differs from the one last seen (recorded)."""
+        keys: Sequence[str] = sorted(getattr(self.reconciler, TRIGGER_ANNOTATIONS, ()) or ())
+        if not keys:
+            return False
+        annotations = meta.get("annotations") or {}
+        values = tuple(annotations.get(k) for k in keys)
+        before = self._annotations.get(uid)
+        self._annotations[uid] = values
+        return before is not None and before != values
 
     async def on_child_event(self, kind: str, body: Mapping[str, Any], event: str | None) -> None:
         """An event of a child we own (its controller owner reference names us): converge
@@ -221,8 +241,9 @@ class Controller:
         return bool(check(body)) if callable(check) else False
 
     def forget(self, uid: str) -> None:
-        """Drop the object's schedule (its lock goes by itself when unused)."""
+        """Drop the object's schedule and what was seen of it (its lock goes by itself)."""
         self.scheduler.forget(uid)
+        self._annotations.pop(uid, None)
 
     async def _read(self, key: ObjectKey) -> dict[str, Any] | None:
         try:
