@@ -2,7 +2,8 @@
 controller (reconciler.py).
 
 Triggers: the Rollout's own events (creation, spec changes such as abort or paused, the
-initial listing after a restart, and a pending `xynergy.io/rollout-action` annotation), events
+initial listing after a restart, and a new `xynergy.io/rollout-action` annotation, which the
+reconciler declares as a trigger annotation to the core), events
 of the new revision's Deployment it owns on Kubernetes (the operator's one server-side
 selector), and the core scheduler, which comes back when the strategy's clock says (the next
 analysis interval, the end of a pause). No finalizer: deleting a Rollout leaves traffic as it is.
@@ -15,7 +16,7 @@ from typing import Any
 import kopf
 
 from controllers.core import context_of, register
-from controllers.rollout.reconciler import KIND, from_context, rollout_event
+from controllers.rollout.reconciler import KIND, from_context
 from controllers.rollout.resources import ROLLOUT_LABEL
 from controllers.xynergyservice.resources import MANAGED_BY, MANAGED_BY_LABEL, OWNED_SELECTOR
 
@@ -31,7 +32,7 @@ def watch_only_our_children(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.event(KIND.group, KIND.version, KIND.plural)
 async def on_rollout(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    await rollout_event(context_of(memo).controllers[KIND], body, type)
+    await context_of(memo).controllers[KIND].on_event(body, type)
 
 
 @kopf.on.event(

@@ -38,7 +38,7 @@ from apis.v1alpha1.rollout import (
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.context import OperatorContext
-from controllers.core.controller import ChildEvent, Controller, Kind, Requeue, Result
+from controllers.core.controller import ChildEvent, Kind, Requeue, Result
 from controllers.core.errors import ProviderError, StalledError, TransientError
 from controllers.core.events import Event
 from controllers.core.status import spec_error
@@ -73,7 +73,6 @@ __all__ = [
     "RolloutReconciler",
     "from_context",
     "pending_action",
-    "rollout_event",
     "strategy_of",
 ]
 
@@ -107,15 +106,6 @@ def pending_action(body: Mapping[str, Any]) -> str | None:
     if not value or value == (body.get("status") or {}).get("handledAction"):
         return None
     return str(value).split("/", 1)[0].strip().lower()
-
-
-async def rollout_event(controller: Controller, body: Mapping[str, Any], event: str | None) -> None:
-    """The Rollout's own events: the core's rules, plus a converge when an action annotation
-    is pending (an annotation does not move the generation)."""
-    if event == "MODIFIED" and pending_action(body) is not None:
-        await controller.trigger(controller.kind.key(body))
-        return
-    await controller.on_event(body, event)
 
 
 @dataclass
@@ -179,6 +169,8 @@ class RolloutReconciler:
     """The kind's `KindReconciler`."""
 
     kind = KIND
+    trigger_annotations = frozenset({ACTION_ANNOTATION})
+    """The core converges on a change of these (an annotation does not move the generation)."""
 
     def __init__(
         self,
