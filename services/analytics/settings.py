@@ -89,6 +89,20 @@ class AnalyticsSettings(BaseSettings):
     escalate_after_seconds: float = Field(default=900.0, gt=0)
 
     step_retries: int = Field(default=1, ge=0, le=5)
-    workflow_model: str = "gpt-4o-mini"
-    workflow_cheap_model: str = "gpt-4o-mini"
+    workflow_models: dict[str, str] = Field(
+        default_factory=lambda: {
+            "cost": "gpt-4o-mini",
+            "speed": "gpt-4o-mini",
+            "balanced": "gpt-4o-mini",
+        },
+        description="Goal (cost, speed, balanced) -> model asked of the router.",
+    )
+    ai_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "gpt-4o-mini": (0.15, 0.6),
+            "gpt-4o": (2.5, 10.0),
+            "*": (0.5, 1.5),
+        },
+        description="Model -> (prompt, completion) USD per 1M tokens, for step costs.",
+    )
     log_level: str = "INFO"

@@ -1,0 +1,274 @@
+"""The anomaly engine: detectors from ``intelligence.anomaly`` run on each service's live
+metrics, deduplicated alerts with open / resolved state, escalation and webhooks.
+
+Every ``interval`` the engine reads each watched (tenant, service, metric)'s current value from
+Prometheus and feeds it to that series' streaming :class:`RobustZScore` (warmed up from the
+metric's recent history the first time it is seen). A point at WARNING or worse opens an alert
+for the series unless one is open (then a worse severity escalates it); an open alert is
+resolved after ``resolve_after`` consecutive normal points, and escalated once when it stays
+open longer than ``escalate_after``. Each opening, escalation and resolution is POSTed to the
+webhooks and kept in the store's event history (topic ``anomaly-alerts``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+from intelligence.anomaly import RobustZScore, Severity
+from services.analytics.prometheus import PrometheusClient, PrometheusError
+from services.analytics.records import EventRow, utc
+from services.analytics.settings import MetricQuery
+from services.analytics.stores import AnalyticsStore
+
+__all__ = ["Alert", "AnomalyEngine", "Watch"]
+
+log = logging.getLogger("xynergy.analytics")
+ALERT_TOPIC = "anomaly-alerts"
+
+
+@dataclass(frozen=True)
+class Watch:
+    tenant: str
+    service: str
+
+
+@dataclass
+class Alert:
+    id: str
+    tenant: str
+    service: str
+    metric: str
+    severity: str
+    state: str  # open | resolved
+    value: float
+    score: float
+    opened_at: float
+    updated_at: float
+    resolved_at: float | None = None
+    escalated: bool = False
+    evidence: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Series:
+    detector: RobustZScore
+    warmed: bool = False
+    normal_streak: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+class AnomalyEngine:
+    def __init__(
+        self,
+        prometheus: PrometheusClient,
+        store: AnalyticsStore,
+        *,
+        metrics: list[MetricQuery],
+        interval: float,
+        resolve_after: int,
+        escalate_after: float,
+        webhooks: list[str],
+        http: httpx.AsyncClient,
+        watches: Callable[[], Awaitable[list[Watch]]],
+    ) -> None:
+        self.prometheus = prometheus
+        self.store = store
+        self.metrics = metrics
+        self.interval = interval
+        self.resolve_after = resolve_after
+        self.escalate_after = escalate_after
+        self.webhooks = webhooks
+        self.http = http
+        self.watches = watches
+        self.series: dict[tuple[str, str, str], _Series] = {}
+        self.open: dict[tuple[str, str, str], Alert] = {}
+        self.history: list[Alert] = []
+        self.ticks = 0
+
+    def alerts(self, tenant: str) -> list[Alert]:
+        """The tenant's open alerts, then the last resolved ones (newest first)."""
+        live = [a for a in self.open.values() if a.tenant == tenant]
+        done = [a for a in reversed(self.history) if a.tenant == tenant and a.state == "resolved"]
+        return sorted(live, key=lambda a: -a.opened_at) + done[:50]
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("anomaly tick failed")
+            await asyncio.sleep(self.interval)
+
+    async def tick(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for watch in await self.watches():
+            for metric in self.metrics:
+                await self._observe(watch, metric, now)
+        self.ticks += 1
+
+    def _query(self, metric: MetricQuery, service: str) -> str:
+        return metric.query.replace("$service", service)
+
+    async def _observe(self, watch: Watch, metric: MetricQuery, now: float) -> None:
+        key = (watch.tenant, watch.service, metric.name)
+        series = self.series.get(key)
+        if series is None:
+            detector = RobustZScore(
+                window=metric.window, min_history=metric.min_history, direction=metric.direction
+            )
+            series = self.series[key] = _Series(detector)
+        query = self._query(metric, watch.service)
+        try:
+            if not series.warmed:
+                await self._warm(series, query, metric, now)
+            value = await self.prometheus.instant(query)
+        except PrometheusError as exc:
+            log.warning("metric not read: %s", exc)
+            return
+        if value is None:
+            return
+        det = series.detector.update(value)
+        series.last = {
+            "value": value,
+            "score": det.score,
+            "severity": det.severity.name,
+            "time": now,
+        }
+        await self._judge(key, series, det.severity, value, det.score, dict(det.evidence), now)
+
+    async def _warm(self, series: _Series, query: str, metric: MetricQuery, now: float) -> None:
+        span = metric.window * self.interval
+        points = await self.prometheus.history(query, start=now - span, end=now, step=self.interval)
+        for _, v in points[-metric.window :]:
+            series.detector.update(v)
+        series.warmed = True
+
+    async def _judge(
+        self,
+        key: tuple[str, str, str],
+        series: _Series,
+        severity: Severity,
+        value: float,
+        score: float,
+        evidence: dict[str, float],
+        now: float,
+    ) -> None:
+        alert = self.open.get(key)
+        if severity >= Severity.WARNING:
+            series.normal_streak = 0
+            if alert is None:
+                alert = Alert(
+                    id=uuid.uuid4().hex[:12],
+                    tenant=key[0],
+                    service=key[1],
+                    metric=key[2],
+                    severity=severity.name,
+                    state="open",
+                    value=value,
+                    score=score,
+                    opened_at=now,
+                    updated_at=now,
+                    evidence=evidence,
+                )
+                self.open[key] = alert
+                await self._tell("opened", alert)
+            elif severity > Severity[alert.severity]:
+                alert.severity, alert.value, alert.score, alert.updated_at = (
+                    severity.name,
+                    value,
+                    score,
+                    now,
+                )
+                await self._tell("escalated", alert)
+            elif not alert.escalated and now - alert.opened_at >= self.escalate_after:
+                alert.escalated = True
+                await self._tell("escalated", alert)
+            return
+        if alert is None:
+            return
+        series.normal_streak += 1
+        if series.normal_streak >= self.resolve_after:
+            alert.state, alert.resolved_at, alert.updated_at = "resolved", now, now
+            del self.open[key]
+            self.history = [*self.history[-499:], alert]
+            await self._tell("resolved", alert)
+
+    async def _tell(self, change: str, alert: Alert) -> None:
+        body = {"change": change, "alert": asdict(alert)}
+        log.info(
+            "alert %s",
+            change,
+            extra={
+                "fields": {
+                    "service": alert.service,
+                    "metric": alert.metric,
+                    "severity": alert.severity,
+                }
+            },
+        )
+        row = EventRow(
+            tenant=alert.tenant,
+            topic=ALERT_TOPIC,
+            ts=utc(alert.updated_at),
+            event_id=uuid.uuid4().hex,
+            seq=None,
+            payload=json.dumps(body),
+        )
+        try:
+            await self.store.add_events([row])
+        except Exception:
+            log.exception("alert not recorded")
+        for url in self.webhooks:
+            try:
+                await self.http.post(url, json=body, timeout=5)
+            except httpx.HTTPError as exc:
+                log.warning("alert webhook failed: %s", type(exc).__name__)
+
+    async def detect(
+        self, watch: Watch, *, now: float, span: float = 3600.0
+    ) -> list[dict[str, Any]]:
+        """On demand: each metric's last ``span`` seconds scored in batch, plus live state."""
+        out = []
+        for metric in self.metrics:
+            query = self._query(metric, watch.service)
+            step = max(self.interval, span / 240)
+            points = await self.prometheus.history(query, start=now - span, end=now, step=step)
+            det = RobustZScore(
+                window=metric.window,
+                min_history=min(metric.min_history, max(5, len(points) // 2)),
+                direction=metric.direction,
+            )
+            result = det.score([v for _, v in points])
+            latest = Severity(int(result.severities[-1])) if len(points) else Severity.INFO
+            live = self.series.get((watch.tenant, watch.service, metric.name))
+            alert = self.open.get((watch.tenant, watch.service, metric.name))
+            out.append(
+                {
+                    "metric": metric.name,
+                    "points": len(points),
+                    "severity": latest.name,
+                    "worst": result.max_severity.name,
+                    "anomalies": [
+                        {
+                            "time": utc(points[int(i)][0]).isoformat(),
+                            "value": points[int(i)][1],
+                            "severity": Severity(int(result.severities[i])).name,
+                        }
+                        for i in result.anomalies[-20:]
+                    ],
+                    "live": live.last if live else None,
+                    "open_alert": asdict(alert) if alert else None,
+                }
+            )
+        return out

@@ -1,0 +1,115 @@
+"""XynergyServices, ScalingPolicies and Rollouts of one tenant, read through the Kubernetes API
+and parsed with the ``apis`` models (the one contract), and Rollouts created for ``deploy``.
+
+An object belongs to the tenant named by its ``xynergy.io/tenant`` label; lists carry that
+label selector, so the apiserver returns nothing of another tenant (unlabelled objects belong
+to no tenant and are never shown).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from lightkube import ApiError as KubeApiError
+from lightkube.generic_resource import create_namespaced_resource
+from pydantic import BaseModel, ValidationError
+
+from apis.v1alpha1.common import GROUP, VERSION
+from apis.v1alpha1.rollout import Rollout
+from apis.v1alpha1.scalingpolicy import ScalingPolicy
+from apis.v1alpha1.xynergyservice import XynergyService
+from services.common.tenancy import valid_tenant_id
+
+__all__ = ["TENANT_LABEL", "ClusterReader", "KubeClient", "Parsed"]
+
+log = logging.getLogger("xynergy.analytics")
+TENANT_LABEL = "xynergy.io/tenant"
+M = TypeVar("M", bound=BaseModel)
+
+
+class KubeClient(Protocol):
+    """What the reader needs of lightkube's ``AsyncClient``."""
+
+    def list(self, res: Any, **kwargs: Any) -> Any: ...
+    async def create(self, obj: Any, **kwargs: Any) -> Any: ...
+
+
+def _resource(model: Any) -> Any:
+    crd = model.crd
+    return create_namespaced_resource(GROUP, VERSION, crd.kind, crd.plural)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An object parsed with its model, or the raw body and why it did not parse."""
+
+    namespace: str
+    name: str
+    obj: Any
+    raw: dict[str, Any]
+    error: str = ""
+
+
+class ClusterReader:
+    def __init__(self, client: KubeClient, *, namespace: str = "") -> None:
+        self.client = client
+        self.namespace = namespace or "*"
+        self.kinds: dict[Any, Any] = {
+            m: _resource(m) for m in (XynergyService, ScalingPolicy, Rollout)
+        }
+
+    async def _list(self, model: type[M], tenant: str | None) -> list[Parsed]:
+        selector = f"{TENANT_LABEL}={tenant}" if tenant is not None else TENANT_LABEL
+        if tenant is not None and not valid_tenant_id(tenant):
+            raise ValueError(f"tenant: expected a tenant id, got {tenant!r}")
+        out = []
+        async for item in self.client.list(
+            self.kinds[model], namespace=self.namespace, labels=_selector(selector)
+        ):
+            raw = item.to_dict() if hasattr(item, "to_dict") else dict(item)
+            meta = raw.get("metadata", {})
+            try:
+                obj: Any = model.model_validate(raw)
+                error = ""
+            except ValidationError as exc:
+                obj, error = None, str(exc.errors(include_url=False)[:1])
+            out.append(Parsed(meta.get("namespace", ""), meta.get("name", ""), obj, raw, error))
+        return out
+
+    async def services(self, tenant: str | None) -> list[Parsed]:
+        """The tenant's XynergyServices (every tenant's when ``tenant`` is None)."""
+        return await self._list(XynergyService, tenant)
+
+    async def policies(self, tenant: str) -> list[Parsed]:
+        return await self._list(ScalingPolicy, tenant)
+
+    async def rollouts(self, tenant: str) -> list[Parsed]:
+        return await self._list(Rollout, tenant)
+
+    async def create_rollout(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Rollout (validated by the model first), labelled with the tenant."""
+        body.setdefault("metadata", {}).setdefault("labels", {})[TENANT_LABEL] = tenant
+        Rollout.model_validate(body)
+        res = self.kinds[Rollout]
+        try:
+            created = await self.client.create(res(**body), namespace=body["metadata"]["namespace"])
+        except KubeApiError as exc:
+            raise ClusterError(exc.status.code or 502, exc.status.message or str(exc)) from exc
+        out: dict[str, Any] = created.to_dict() if hasattr(created, "to_dict") else dict(created)
+        return out
+
+
+class ClusterError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _selector(text: str) -> dict[str, Any]:
+    """lightkube's ``labels=`` form of ``k=v`` (equality) or ``k`` (exists)."""
+    from lightkube import operators
+
+    key, sep, value = text.partition("=")
+    return {key: value} if sep else {key: operators.exists()}
