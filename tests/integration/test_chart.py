@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import Kube
+from kube_support import Kube
 
 CHART = Path(__file__).parents[2] / "charts" / "xynergy"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Kube
+from kube_support import Kube
 from pydantic import ValidationError
 
 from apis.v1alpha1 import GROUP, KINDS, VERSION

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Kube
+from kube_support import Kube
 
 from controllers.devcluster import ClusterError, ClusterState, DevCluster
 from controllers.devcluster.processes import (

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from conftest import Kube
+from kube_support import Kube
 from fakes.oauth import FakeOAuth
 from gateway.conftest import make_jwt, run_redis, serve, wait_for
 from kopf.testing import KopfRunner

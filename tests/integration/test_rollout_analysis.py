@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kube
+from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
 from prometheus import PrometheusServer, ScrapeTarget
 from test_rollout_support import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Kube
+from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
 from test_rollout_support import (
     Operator,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Kube
+from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
 from test_rollout_support import (
     create_rollout,

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import Kube
+from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
 from test_xynergyservice_cloudrun import PROJECT, REGION
 

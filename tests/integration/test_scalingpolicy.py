@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import Kube
+from kube_support import Kube
 from kopf.testing import KopfRunner
 from prometheus import PrometheusServer, ScrapeTarget, Series
 

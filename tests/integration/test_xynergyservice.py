@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from conftest import Kube, audit_events
+from kube_support import Kube, audit_events
 from kopf.testing import KopfRunner
 
 from apis.conditions import Condition, check_invariants

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from conftest import Kube
+from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
 from kopf.testing import KopfRunner
 from test_xynergyservice import get_xs, merge_patch, ready_condition, wait_ready, xs_url

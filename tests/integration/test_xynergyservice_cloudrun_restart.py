@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Kube, run_operator
+from kube_support import Kube, run_operator
 from fakes.cloudrun import FakeCloudRun
 from test_xynergyservice import wait_ready
 from test_xynergyservice_cloudrun import (

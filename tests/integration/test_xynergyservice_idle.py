@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import Kube, audit_lines, writes_by
+from kube_support import Kube, audit_lines, writes_by
 from kopf.testing import KopfRunner
 from test_xynergyservice import create_xs, get_xs, ready_condition, xs_url
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kube, run_operator
+from kube_support import Kube, run_operator
 from fakes.cloudrun import FakeCloudRun
 from kopf.testing import KopfRunner
 from test_xynergyservice import create_xs, deployment, get_xs

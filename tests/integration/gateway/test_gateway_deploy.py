@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import Kube, run_operator
+from kube_support import Kube, run_operator
 
 from services.common.settings import AuthSettings, InternalIdentitySettings, env_variables
 from services.gateway.oauth import OAuthCallbackSettings
