@@ -33,11 +33,11 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings
 
 from services.ai.client import AiClient, AiRequestError, AiUnavailableError, ChatMessage
+from services.common.errors import ApiError, install_error_handlers
 from services.common.identity import IDENTITY_HEADER, InternalIdentityVerifier, require_identity
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.common.tenancy import Identity
-from services.slack.service import ApiError, install_error_handlers
 
 __all__ = [
     "AiMeta",

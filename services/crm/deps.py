@@ -8,14 +8,12 @@ id is looked at, so a 403 never tells whether an id exists.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
-from services.common.identity import CurrentIdentity
-from services.common.tenancy import Identity
-from services.crm.errors import ApiError, field_error
+from services.common.roles import ROLE_LEVELS, Admin, Editor, Viewer, has_role
+from services.crm.errors import field_error
 from services.crm.events import ChangePublisher
 from services.crm.store import CrmStore
 
@@ -34,7 +32,6 @@ __all__ = [
     "parse_if_match",
 ]
 
-ROLE_LEVELS = {"viewer": 1, "editor": 2, "admin": 3}
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ETAG_RE = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 
@@ -49,26 +46,8 @@ def _events(request: Request) -> ChangePublisher:
     return events
 
 
-def has_role(identity: Identity, minimum: str) -> bool:
-    """True when one of the caller's roles is ``minimum`` or above it."""
-    level = max((ROLE_LEVELS.get(r, 0) for r in identity.roles), default=0)
-    return level >= ROLE_LEVELS[minimum]
-
-
-def _role(minimum: str) -> Callable[[Identity], Identity]:
-    def check(identity: CurrentIdentity) -> Identity:
-        if not has_role(identity, minimum):
-            raise ApiError(403, f"this needs the {minimum} role")
-        return identity
-
-    return check
-
-
 Store = Annotated[CrmStore, Depends(_store)]
 Events = Annotated[ChangePublisher, Depends(_events)]
-Viewer = Annotated[Identity, Depends(_role("viewer"))]
-Editor = Annotated[Identity, Depends(_role("editor"))]
-Admin = Annotated[Identity, Depends(_role("admin"))]
 
 
 def _limit(request: Request, limit: Annotated[int | None, Query(ge=1, le=100)] = None) -> int:

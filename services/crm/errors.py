@@ -1,9 +1,10 @@
 """The CRM's error responses: one JSON shape for every failure, and its OpenAPI.
 
 ``{"error": <code>, "message": <text>, "status": <int>}``, plus ``fields`` on 422
-(``[{"field": "email", "message": ...}]``) so clients can point at the field: the
-:class:`~services.crm.models.ErrorBody` model builds every body, and
-:func:`error_responses` documents it for the statuses each operation can return. Store
+(``[{"field": "email", "message": ...}]``) so clients can point at the field: the platform's
+one shape (:mod:`services.common.errors`, whose handlers the CRM installs);
+:class:`~services.crm.models.ErrorBody` documents it and :func:`error_responses` lists it for
+the statuses each operation can return. Store
 exceptions map to 404 / 412 / 422 here; Firestore outages to 503 with ``Retry-After``.
 Messages never contain tokens or identity headers.
 """
@@ -14,11 +15,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.api_core import exceptions as gexc
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.common.errors import ApiError, field_error
+from services.common.errors import error_body as common_error_body
+from services.common.errors import install_error_handlers as install_common_handlers
 from services.crm.models import ErrorBody
 from services.crm.paging import CursorError
 from services.crm.store import (
@@ -37,21 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("xynergy.crm")
-
-_SOURCES = {"body", "query", "path", "header"}
-
-
-_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    412: "precondition_failed",
-    413: "too_large",
-    422: "validation_failed",
-    503: "storage_unavailable",
-}
 
 
 _RETRY_AFTER = {
@@ -110,30 +97,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-class ApiError(Exception):
-    """An error response; ``error`` defaults to the usual code for the status."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        error: str | None = None,
-        headers: dict[str, str] | None = None,
-        fields: list[dict[str, str]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error or _CODES.get(status, "error")
-        self.message = message
-        self.headers = headers
-        self.fields = fields
-
-
-def field_error(field: str, message: str) -> ApiError:
-    return ApiError(422, f"{field}: {message}", fields=[{"field": field, "message": message}])
-
-
 def error_body(
     status: int,
     message: str,
@@ -141,54 +104,14 @@ def error_body(
     error: str | None = None,
     fields: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON of an error response, checked against the documented model."""
-    body = ErrorBody(
-        error=error or _CODES.get(status, "error"),
-        message=message,
-        status=status,
-        fields=fields,  # dicts, validated into FieldError
-    )
-    return body.model_dump(exclude_none=True)
-
-
-def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in _SOURCES:
-        parts = parts[1:]
-    return ".".join(parts) or "body"
-
-
-def _field_problem(err: Any) -> dict[str, str]:
-    """One of pydantic's errors as ``{field, message}``, in words a client can act on."""
-    loc = tuple(err.get("loc", ()))
-    kind = err.get("type")
-    if kind == "json_invalid":  # loc is ("body", <character offset>)
-        position = loc[1] if len(loc) > 1 else 0
-        return {"field": "body", "message": f"invalid JSON at position {position}"}
-    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        msg = "unknown field"
-    return {"field": _field_name(loc), "message": msg}
+    """The one error shape (services.common.errors); the CRM's 503 says what is down."""
+    code = error or ("storage_unavailable" if status == 503 else None)
+    return common_error_body(status, message, error=code, fields=fields)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.status, exc.message, error=exc.error, fields=exc.fields),
-            status_code=exc.status,
-            headers=exc.headers,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [_field_problem(err) for err in exc.errors()]
-        names = list(dict.fromkeys(f["field"] for f in fields))
-        if len(fields) == 1:
-            message = f"{fields[0]['field']}: {fields[0]['message']}"
-        else:
-            message = f"invalid fields: {', '.join(names)}"
-        return JSONResponse(error_body(422, message, fields=fields), status_code=422)
+    """The common handlers (ApiError, validation, HTTP errors), then the store's errors."""
+    install_common_handlers(app)
 
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, __: NotFoundError) -> JSONResponse:
@@ -224,14 +147,6 @@ def install_error_handlers(app: FastAPI) -> None:
                 fields=[{"field": "cursor", "message": str(exc)}],
             ),
             status_code=422,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.status_code, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=exc.headers,
         )
 
     @app.exception_handler(gexc.GoogleAPICallError)

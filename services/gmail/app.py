@@ -18,6 +18,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from services.common.connections import TokenSource
+from services.common.errors import install_error_handlers
+from services.common.health import health_routes
 from services.common.identity import InternalIdentityVerifier
 from services.common.oauth_tokens import OAuthTokens, OAuthTokenSettings, TokenReader
 from services.common.settings import InternalIdentitySettings
@@ -26,7 +29,6 @@ from services.gmail.gmailapi import GmailApi, discovery_document
 from services.gmail.history import ConnectionLister, HistoryPoller, KubeConnections
 from services.gmail.routers import labels, messages, threads
 from services.gmail.settings import GmailSettings
-from services.slack.service import TokenSource, health_routes, install_error_handlers
 
 __all__ = ["create_app"]
 

@@ -1,5 +1,5 @@
 """FastAPI dependencies of the Gmail routers: the caller's tenant's Gmail (viewer reads,
-editor sends and modifies; :mod:`services.slack.service`).
+editor sends and modifies; :mod:`services.common.roles`).
 
 The token comes from the tenant's OAuthConnection through
 :class:`services.common.oauth_tokens.TokenReader`, never from the request; until the
@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from services.common.connections import tokens_for
+from services.common.roles import Editor, Viewer
 from services.gmail.gmailapi import GmailApi
-from services.slack.service import Editor, Viewer, tokens_for
 
 __all__ = ["PROVIDER", "Editor", "Gmail", "Viewer"]
 

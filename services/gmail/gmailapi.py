@@ -25,7 +25,7 @@ from googleapiclient.discovery import Resource, build_from_document
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 
-from services.slack.service import ApiError
+from services.common.errors import ApiError
 
 __all__ = ["GmailApi", "discovery_document", "from_http_error"]
 

@@ -21,10 +21,11 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from apis.v1alpha1.oauthconnection import OAuthProvider
+from services.common.connections import TokenSource, usable_connections
+from services.common.errors import ApiError
 from services.common.events import publish_event
 from services.common.oauth_tokens import NotConnectedError, OAuthTokens
 from services.gmail.gmailapi import GmailApi
-from services.slack.service import ApiError, TokenSource, usable_connections
 
 __all__ = ["ConnectionLister", "HistoryPoller", "KubeConnections", "changes"]
 

@@ -18,13 +18,15 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
+from services.common.connections import TokenSource
+from services.common.errors import install_error_handlers
+from services.common.health import health_routes
 from services.common.identity import InternalIdentityVerifier
 from services.common.oauth_tokens import OAuthTokenSettings, TokenReader
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.slack.events import MessageRelay
 from services.slack.routers import channels, events, search, users
-from services.slack.service import TokenSource, health_routes, install_error_handlers
 from services.slack.settings import SlackSettings
 from services.slack.signatures import WebhookGuard
 from services.slack.teams import KubeTeamDirectory, TeamDirectory

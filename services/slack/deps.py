@@ -1,5 +1,5 @@
 """FastAPI dependencies of the Slack routers: a Slack client holding the caller's tenant's
-token (viewer reads, editor posts: :mod:`services.slack.service`).
+token (viewer reads, editor posts: :mod:`services.common.roles`).
 
 The token comes from :class:`services.common.oauth_tokens.TokenReader` (the tenant's
 OAuthConnection and its Secret), never from the request. Until the connection is usable the
@@ -16,7 +16,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from slack_sdk.web.async_client import AsyncWebClient
 
-from services.slack.service import Editor, Viewer, tokens_for
+from services.common.connections import tokens_for
+from services.common.roles import Editor, Viewer
 
 __all__ = ["Editor", "Slack", "SlackCall", "Viewer"]
 

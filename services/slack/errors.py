@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slack_sdk.errors import SlackApiError
 
-from services.slack.service import ApiError
+from services.common.errors import ApiError
 
 __all__ = ["ApiError", "from_slack"]
 

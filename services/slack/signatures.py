@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from redis.exceptions import RedisError
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from services.slack.service import ApiError
+from services.common.errors import ApiError
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookGuard"]
 

@@ -12,7 +12,7 @@ import time
 from typing import Any, Protocol
 
 from apis.v1alpha1.oauthconnection import OAuthProvider
-from services.slack.service import usable_connections
+from services.common.connections import usable_connections
 
 __all__ = ["KubeTeamDirectory", "TeamDirectory"]
 

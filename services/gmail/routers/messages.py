@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.common.errors import ApiError
 from services.gmail.deps import Editor, Gmail
 from services.gmail.mime import Attachment, Draft, build_mime, decode_message, raw
 from services.gmail.routers import PREFIX, GmailId, Limit, PageToken
-from services.slack.service import ApiError
 
 __all__ = ["router"]
 

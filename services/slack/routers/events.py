@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from lightkube import ApiError as KubeApiError
 from redis.exceptions import RedisError
 
+from services.common.errors import ApiError
 from services.slack.routers import PREFIX
-from services.slack.service import ApiError
 
 __all__ = ["router"]
 
