@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from services.common.identity import InternalIdentityVerifier
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import REQUEST_ID_HEADER, configure_logging, valid_request_id
+from services.crm.caching import CacheHeaders
 from services.crm.errors import install_error_handlers
 from services.crm.events import ChangePublisher
 from services.crm.limits import BodyLimit, Deadline
@@ -150,6 +151,12 @@ def create_app(
     app.openapi = lambda: _documented_errors_only(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, prefix=PREFIX)
     app.add_middleware(Deadline, seconds=settings.firestore_timeout_seconds, prefix=PREFIX)
+    app.add_middleware(
+        CacheHeaders,
+        prefix=PREFIX,
+        cacheable=f"{PREFIX}/contacts",
+        max_age=settings.cache_max_age_seconds,
+    )
 
     @app.middleware("http")
     async def observe(

@@ -38,6 +38,12 @@ class CrmSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=1 << 20, ge=64 << 10, description="Larger request bodies are refused with 413."
     )
+    cache_max_age_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="max-age of Cache-Control: private on reads under /contacts; 0: no-store.",
+    )
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     log_level: str = "INFO"
     access_log: bool = True
