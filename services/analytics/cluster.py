@@ -8,6 +8,7 @@ to no tenant and are never shown).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -20,6 +21,7 @@ from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import Rollout
 from apis.v1alpha1.scalingpolicy import ScalingPolicy
 from apis.v1alpha1.xynergyservice import XynergyService
+from services.common.errors import ApiError
 from services.common.tenancy import valid_tenant_id
 
 __all__ = ["TENANT_LABEL", "ClusterReader", "KubeClient", "Parsed"]
@@ -61,6 +63,21 @@ class ClusterReader:
         }
 
     async def _list(self, model: type[M], tenant: str | None) -> list[Parsed]:
+        """The objects, retried briefly on the apiserver's transient answers (429, 5xx: e.g.
+        "storage is (re)initializing" right after a CRD is established); then a 503."""
+        for attempt in range(4):
+            try:
+                return await self._list_once(model, tenant)
+            except KubeApiError as exc:
+                code = exc.status.code or 500
+                if code != 429 and code < 500:
+                    raise ApiError(502, f"Kubernetes API: {exc.status.message}") from exc
+                if attempt == 3:
+                    raise ApiError(503, f"Kubernetes API: {exc.status.message}") from exc
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _list_once(self, model: type[M], tenant: str | None) -> list[Parsed]:
         selector = f"{TENANT_LABEL}={tenant}" if tenant is not None else TENANT_LABEL
         if tenant is not None and not valid_tenant_id(tenant):
             raise ValueError(f"tenant: expected a tenant id, got {tenant!r}")
