@@ -197,7 +197,8 @@ async def test_every_endpoint_through_the_gateway_per_tenant(
         forecast = (
             await http.get(GW + "/phase3/cost-intelligence/forecast/crm", headers=auth(ACME))
         ).json()
-        assert forecast["forecast"] and forecast["forecast"][0]["cost_usd"] > 0
+        assert forecast["forecast"]
+        assert forecast["forecast"][0]["cost_usd"] > 0
         bq = (await http.get(GW + "/bigquery/optimization-summary", headers=auth(ACME))).json()
         assert {t["name"] for t in bq["tables"]} >= {"usage", "events", "ai_usage", "workflow_runs"}
 
