@@ -137,6 +137,7 @@ def start_platform(
     ai_url = _start_ai(start, redis_url=redis_url)
     upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url, "ai": ai_url}
     upstreams |= _start_engines(start, ai_url=ai_url)
+    upstreams["analytics"] = _start_analytics(start, redis_url=redis_url, ai_url=ai_url)
     gateway_url = _start_gateway(
         start, redis_url=redis_url, upstreams=upstreams, jwt_secret=files["jwt-secret"]
     )
@@ -231,6 +232,22 @@ def _start_engines(start: _Start, *, ai_url: str) -> dict[str, str]:
     }
 
 
+def _start_analytics(start: _Start, *, redis_url: str, ai_url: str) -> str:
+    """The analytics service: DuckDB in the workdir, the event bus, the AI router's ledger and
+    the cluster's XynergyServices, ScalingPolicies and Rollouts (admin kubeconfig)."""
+    env = {
+        "KUBECONFIG": str(start.cluster.kubeconfig),
+        "XYNERGY_ANALYTICS_REDIS_URL": redis_url,
+        "XYNERGY_ANALYTICS_AI_URL": ai_url,
+        "XYNERGY_ANALYTICS_DUCKDB_PATH": str(start.cluster.workdir / "analytics.duckdb"),
+    }
+    return start.python_service("analytics", title="the analytics service", env=env)
+
+
+# The analytics contract's prefixes; the gateway proxies /api/... only, so each is also
+# reached as /api/v1<prefix> (an alias the gateway rewrites to the prefix upstream).
+_ANALYTICS = ("/phase3", "/bigquery", "/pubsub", "/container", "/monitoring")
+
 _DEV_ROUTES = {
     "crm": [{"prefix": "/api/v2/crm"}],
     "slack": [{"prefix": "/api/v2/slack"}],
@@ -239,6 +256,9 @@ _DEV_ROUTES = {
     "marketing": [{"prefix": "/api/v1/marketing", "timeoutSeconds": 120}],
     "aso": [{"prefix": "/api/v1/aso", "timeoutSeconds": 120}],
     "research": [{"prefix": "/api/v1/research", "timeoutSeconds": 300}],
+    "analytics": [
+        {"prefix": p, "aliases": [f"/api/v1{p}"], "timeoutSeconds": 120} for p in _ANALYTICS
+    ],
 }
 
 
