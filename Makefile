@@ -72,6 +72,10 @@ test-unit: $(STAMP) ## Unit tests only (fast, no external processes)
 test-integration: deps controlplane ## Integration tests (local cluster, redis-server, emulators)
 	@$(BIN)/pytest -m integration $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
+.PHONY: soak
+soak: deps controlplane ## Long reliability and security runs (pytest -m soak): chaos, faults, fuzzing
+	@$(BIN)/pytest -m soak $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
 .PHONY: clean
 clean: ## Remove the venv and caches (keeps the built control-plane binaries)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
