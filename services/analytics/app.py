@@ -84,19 +84,15 @@ def _watches(parts: Analytics) -> Any:
     return watches
 
 
-def create_app(
-    settings: AnalyticsSettings | None = None,
+def _parts(
+    settings: AnalyticsSettings,
+    internal: InternalIdentitySettings,
     *,
-    internal_settings: InternalIdentitySettings | None = None,
-    kube_client: KubeClient | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> FastAPI:
-    """Build the app; ``kube_client`` and ``transport`` replace the cluster and network (tests)."""
-    settings = settings or AnalyticsSettings()
-    internal = internal_settings or InternalIdentitySettings()
-    configure_logging(settings.log_level)
-    http = httpx.AsyncClient(timeout=30, transport=transport)
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    kube_client: KubeClient | None,
+    http: httpx.AsyncClient,
+    redis: Any,
+) -> Analytics:
+    """The service's parts, wired; nothing is started."""
     store = open_store(settings)
     parts = Analytics(
         settings=settings,
@@ -130,33 +126,49 @@ def create_app(
             http=http,
             watches=_watches(parts),
         )
+    return parts
+
+
+def _background(parts: Analytics) -> list[asyncio.Task[Any]]:
+    """Start ingest, usage sampling, ledger snapshots and the anomaly engine."""
+    every = parts.settings.usage_interval_seconds
+    assert parts.ingest is not None
+    parts.ingest.start()
+    tasks = [asyncio.create_task(periodic("AI ledger", every, parts.ledger.snapshot_all))]
+    if parts.cluster is not None:
+        sampler = UsageSampler(parts.cluster, parts.store, interval=every)
+        tasks.append(asyncio.create_task(periodic("usage sampling", every, sampler.sample)))
+    if parts.anomalies is not None:
+        tasks.append(asyncio.create_task(parts.anomalies.run()))
+    return tasks
+
+
+def create_app(
+    settings: AnalyticsSettings | None = None,
+    *,
+    internal_settings: InternalIdentitySettings | None = None,
+    kube_client: KubeClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the app; ``kube_client`` and ``transport`` replace the cluster and network (tests)."""
+    settings = settings or AnalyticsSettings()
+    internal = internal_settings or InternalIdentitySettings()
+    configure_logging(settings.log_level)
+    http = httpx.AsyncClient(timeout=30, transport=transport)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    parts = _parts(settings, internal, kube_client=kube_client, http=http, redis=redis)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await store.open()
-        tasks: list[asyncio.Task[Any]] = []
-        assert parts.ingest is not None
-        parts.ingest.start()
-        if parts.cluster is not None:
-            sampler = UsageSampler(parts.cluster, store, interval=settings.usage_interval_seconds)
-            tasks.append(
-                asyncio.create_task(
-                    periodic("usage sampling", settings.usage_interval_seconds, sampler.sample)
-                )
-            )
-        tasks.append(
-            asyncio.create_task(
-                periodic("AI ledger", settings.usage_interval_seconds, parts.ledger.snapshot_all)
-            )
-        )
-        if parts.anomalies is not None:
-            tasks.append(asyncio.create_task(parts.anomalies.run()))
+        await parts.store.open()
+        tasks = _background(parts)
         try:
             yield
         finally:
             await cancel_all(tasks)
-            await parts.ingest.stop()
-            await store.close()
+            if parts.ingest is not None:
+                await parts.ingest.stop()
+            await parts.store.close()
             await http.aclose()
             await redis.aclose()
 

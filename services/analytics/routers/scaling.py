@@ -37,14 +37,19 @@ def _ready(obj: Any) -> dict[str, Any] | None:
     )
 
 
+def _ref(p: Parsed) -> dict[str, Any]:
+    """Where the object is and which service it is about."""
+    spec = p.obj.spec if p.obj is not None else None
+    target = spec.target_ref.name if spec is not None else None
+    return {"namespace": p.namespace, "name": p.name, "target": target}
+
+
 def policy_view(p: Parsed) -> dict[str, Any]:
     if p.obj is None:
-        return {"namespace": p.namespace, "name": p.name, "error": p.error}
+        return {**_ref(p), "error": p.error}
     spec, st = p.obj.spec, p.obj.status
     return {
-        "namespace": p.namespace,
-        "name": p.name,
-        "target": spec.target_ref.name,
+        **_ref(p),
         "mode": str(spec.mode),
         "target_per_instance": spec.metric.target_per_instance,
         "min_instances": spec.min_instances,
@@ -65,12 +70,10 @@ def policy_view(p: Parsed) -> dict[str, Any]:
 
 def rollout_view(p: Parsed) -> dict[str, Any]:
     if p.obj is None:
-        return {"namespace": p.namespace, "name": p.name, "error": p.error}
+        return {**_ref(p), "error": p.error}
     spec, st = p.obj.spec, p.obj.status
     return {
-        "namespace": p.namespace,
-        "name": p.name,
-        "target": spec.target_ref.name,
+        **_ref(p),
         "image": spec.image,
         "strategy": next(
             (k for k, v in spec.strategy.model_dump(by_alias=True).items() if v is not None), None

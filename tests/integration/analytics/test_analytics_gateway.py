@@ -128,6 +128,136 @@ async def stack(
             yield gw.http
 
 
+async def _ingest(http: httpx.AsyncClient, bus: aioredis.Redis) -> None:
+    # platform events flow in from the bus, per tenant
+    async def subscribed() -> bool:
+        r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(ACME))
+        return bool(r.json()["subscribed"])
+
+    await wait_for(subscribed, within=20, what="the ingest subscription")
+    await publish_event(bus, tenant_id=ACME, topic="crm-changes", payload={"op": "create"})
+    await publish_event(bus, tenant_id=ACME, topic="crm-changes", payload={"op": "update"})
+    await publish_event(bus, tenant_id=OTHER, topic="slack-messages", payload={"text": "hi"})
+
+    async def ingested() -> bool:
+        r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(ACME))
+        return bool(r.json()["events_24h"].get("crm-changes") == 2)
+
+    await wait_for(ingested, within=20, what="two crm-changes events ingested")
+    r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(OTHER))
+    assert r.json()["events_24h"] == {"slack-messages": 1}
+
+
+async def _reads(http: httpx.AsyncClient) -> None:
+    # unauthenticated: refused by the gateway
+    for path in GETS:
+        assert (await http.get(GW + path)).status_code == 401, path
+
+    # usage sampled from the cluster: crm has 2 ready instances, so it costs something
+    async def costed() -> bool:
+        r = await http.get(GW + "/phase3/cost-intelligence/dashboard", headers=auth(ACME))
+        return any(s["service"] == "crm" and s["cost_usd"] > 0 for s in r.json()["services"])
+
+    await wait_for(costed, within=20, what="crm's cost")
+
+    # every GET answers for both tenants; nothing of one appears in the other's answers
+    for path in GETS:
+        a = await http.get(GW + path, headers=auth(ACME))
+        o = await http.get(GW + path, headers=auth(OTHER))
+        assert a.status_code == 200, (path, a.text)
+        assert o.status_code == 200, (path, o.text)
+        assert a.json().get("tenant", ACME) == ACME
+        assert ACME not in o.text, path
+        assert OTHER not in a.text, path
+
+    full = (await http.get(GW + "/phase3/complete-dashboard", headers=auth(ACME))).json()
+    assert [s["name"] for s in full["services"]] == ["crm"]
+    assert full["services"][0]["ready_replicas"] == 2
+    assert [p["target"] for p in full["scaling"]] == ["crm"]
+    forecast = (
+        await http.get(GW + "/phase3/cost-intelligence/forecast/crm", headers=auth(ACME))
+    ).json()
+    assert forecast["forecast"]
+    assert forecast["forecast"][0]["cost_usd"] > 0
+    bq = (await http.get(GW + "/bigquery/optimization-summary", headers=auth(ACME))).json()
+    assert {t["name"] for t in bq["tables"]} >= {"usage", "events", "ai_usage", "workflow_runs"}
+
+
+async def _analyze_and_detect(http: httpx.AsyncClient) -> None:
+    # analyze: the tenant's policy; another tenant's service is not found
+    r = await http.post(GW + "/phase3/scaling/analyze/crm", headers=auth(ACME))
+    assert r.status_code == 200, r.text
+    assert r.json()["policy"]["max_instances"] == 4
+    assert (
+        await http.post(GW + "/phase3/scaling/analyze/crm", headers=auth(OTHER))
+    ).status_code == 404
+
+    # detect on demand: watched services of the tenant only
+    r = await http.post(GW + "/phase3/anomaly-detection/detect/crm", headers=auth(ACME))
+    assert r.status_code == 200, r.text
+    assert {m["metric"] for m in r.json()["metrics"]} == {"request_rate", "error_rate"}
+    assert (
+        await http.post(GW + "/phase3/anomaly-detection/detect/crm", headers=auth(OTHER))
+    ).status_code == 404
+
+
+async def _workflow(http: httpx.AsyncClient) -> None:
+    # workflow: editors only; the run and each step's cost are recorded
+    body = {"goal": "speed", "inputs": {"topic": "tea"}}
+    r = await http.post(
+        GW + "/phase3/workflow/execute/content_generation", json=body, headers=auth(ACME)
+    )
+    assert r.status_code == 403
+    r = await http.post(
+        GW + "/phase3/workflow/execute/content_generation",
+        json=body,
+        headers=auth(ACME, "editor"),
+    )
+    assert r.status_code == 200, r.text
+    run = r.json()
+    assert run["status"] == "succeeded"
+    assert all(s["tokens"] > 0 and s["cost_usd"] > 0 for s in run["steps"])
+    dash = (
+        await http.get(GW + "/phase3/workflow/orchestration-dashboard", headers=auth(ACME))
+    ).json()
+    assert [x["run_id"] for x in dash["recent_runs"]] == [run["run_id"]]
+    dash = (
+        await http.get(GW + "/phase3/workflow/orchestration-dashboard", headers=auth(OTHER))
+    ).json()
+    assert dash["recent_runs"] == []
+    r = await http.post(
+        GW + "/phase3/workflow/execute/nope", json=body, headers=auth(ACME, "editor")
+    )
+    assert r.status_code == 404
+
+
+async def _deploy(http: httpx.AsyncClient, kube: Kube, ns: str) -> None:
+    # deploy: a Rollout of the tenant's service, labelled with the tenant
+    r = await http.post(
+        GW + "/phase3/deployment/deploy/crm",
+        json={"image": "registry.example/crm:2"},
+        headers=auth(ACME, "editor"),
+    )
+    assert r.status_code == 201, r.text
+    name = r.json()["name"]
+    got = kube.get(f"{GROUP}{ns}/rollouts/{name}").json()
+    assert got["metadata"]["labels"]["xynergy.io/tenant"] == ACME
+    assert got["spec"]["targetRef"]["name"] == "crm"
+    r = await http.post(
+        GW + "/phase3/deployment/deploy/crm",
+        json={"image": "x:2"},
+        headers=auth(OTHER, "editor"),
+    )
+    assert r.status_code == 404
+    rollouts = (await http.get(GW + "/phase3/deployment/dashboard", headers=auth(ACME))).json()[
+        "rollouts"
+    ]
+    assert [x["name"] for x in rollouts] == [name]
+    assert (await http.get(GW + "/phase3/deployment/dashboard", headers=auth(OTHER))).json()[
+        "rollouts"
+    ] == []
+
+
 async def test_every_endpoint_through_the_gateway_per_tenant(
     redis_server: RedisServer,
     gateway_factory: GatewayFactory,
@@ -151,126 +281,11 @@ async def test_every_endpoint_through_the_gateway_per_tenant(
     prom = prometheus_factory()
     bus = aioredis.Redis.from_url(redis_server.url)
     async with stack(redis_server, gateway_factory, cluster, prom.url) as http:
-        # unauthenticated: refused by the gateway
-        for path in GETS:
-            assert (await http.get(GW + path)).status_code == 401, path
-
-        # platform events flow in from the bus, per tenant
-        async def subscribed() -> bool:
-            r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(ACME))
-            return bool(r.json()["subscribed"])
-
-        await wait_for(subscribed, within=20, what="the ingest subscription")
-        await publish_event(bus, tenant_id=ACME, topic="crm-changes", payload={"op": "create"})
-        await publish_event(bus, tenant_id=ACME, topic="crm-changes", payload={"op": "update"})
-        await publish_event(bus, tenant_id=OTHER, topic="slack-messages", payload={"text": "hi"})
-
-        async def ingested() -> bool:
-            r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(ACME))
-            return bool(r.json()["events_24h"].get("crm-changes") == 2)
-
-        await wait_for(ingested, within=20, what="two crm-changes events ingested")
-        r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(OTHER))
-        assert r.json()["events_24h"] == {"slack-messages": 1}
-
-        # usage sampled from the cluster: crm has 2 ready instances, so it costs something
-        async def costed() -> bool:
-            r = await http.get(GW + "/phase3/cost-intelligence/dashboard", headers=auth(ACME))
-            return any(s["service"] == "crm" and s["cost_usd"] > 0 for s in r.json()["services"])
-
-        await wait_for(costed, within=20, what="crm's cost")
-
-        # every GET answers for both tenants; nothing of one appears in the other's answers
-        for path in GETS:
-            a = await http.get(GW + path, headers=auth(ACME))
-            o = await http.get(GW + path, headers=auth(OTHER))
-            assert a.status_code == 200, (path, a.text)
-            assert o.status_code == 200, (path, o.text)
-            assert a.json().get("tenant", ACME) == ACME
-            assert ACME not in o.text, path
-            assert OTHER not in a.text, path
-
-        full = (await http.get(GW + "/phase3/complete-dashboard", headers=auth(ACME))).json()
-        assert [s["name"] for s in full["services"]] == ["crm"]
-        assert full["services"][0]["ready_replicas"] == 2
-        assert [p["target"] for p in full["scaling"]] == ["crm"]
-        forecast = (
-            await http.get(GW + "/phase3/cost-intelligence/forecast/crm", headers=auth(ACME))
-        ).json()
-        assert forecast["forecast"]
-        assert forecast["forecast"][0]["cost_usd"] > 0
-        bq = (await http.get(GW + "/bigquery/optimization-summary", headers=auth(ACME))).json()
-        assert {t["name"] for t in bq["tables"]} >= {"usage", "events", "ai_usage", "workflow_runs"}
-
-        # analyze: the tenant's policy; another tenant's service is not found
-        r = await http.post(GW + "/phase3/scaling/analyze/crm", headers=auth(ACME))
-        assert r.status_code == 200, r.text
-        assert r.json()["policy"]["max_instances"] == 4
-        assert (
-            await http.post(GW + "/phase3/scaling/analyze/crm", headers=auth(OTHER))
-        ).status_code == 404
-
-        # detect on demand: watched services of the tenant only
-        r = await http.post(GW + "/phase3/anomaly-detection/detect/crm", headers=auth(ACME))
-        assert r.status_code == 200, r.text
-        assert {m["metric"] for m in r.json()["metrics"]} == {"request_rate", "error_rate"}
-        assert (
-            await http.post(GW + "/phase3/anomaly-detection/detect/crm", headers=auth(OTHER))
-        ).status_code == 404
-
-        # workflow: editors only; the run and each step's cost are recorded
-        body = {"goal": "speed", "inputs": {"topic": "tea"}}
-        r = await http.post(
-            GW + "/phase3/workflow/execute/content_generation", json=body, headers=auth(ACME)
-        )
-        assert r.status_code == 403
-        r = await http.post(
-            GW + "/phase3/workflow/execute/content_generation",
-            json=body,
-            headers=auth(ACME, "editor"),
-        )
-        assert r.status_code == 200, r.text
-        run = r.json()
-        assert run["status"] == "succeeded"
-        assert all(s["tokens"] > 0 and s["cost_usd"] > 0 for s in run["steps"])
-        dash = (
-            await http.get(GW + "/phase3/workflow/orchestration-dashboard", headers=auth(ACME))
-        ).json()
-        assert [x["run_id"] for x in dash["recent_runs"]] == [run["run_id"]]
-        dash = (
-            await http.get(GW + "/phase3/workflow/orchestration-dashboard", headers=auth(OTHER))
-        ).json()
-        assert dash["recent_runs"] == []
-        r = await http.post(
-            GW + "/phase3/workflow/execute/nope", json=body, headers=auth(ACME, "editor")
-        )
-        assert r.status_code == 404
-
-        # deploy: a Rollout of the tenant's service, labelled with the tenant
-        r = await http.post(
-            GW + "/phase3/deployment/deploy/crm",
-            json={"image": "registry.example/crm:2"},
-            headers=auth(ACME, "editor"),
-        )
-        assert r.status_code == 201, r.text
-        name = r.json()["name"]
-        got = kube.get(f"{GROUP}{ns}/rollouts/{name}").json()
-        assert got["metadata"]["labels"]["xynergy.io/tenant"] == ACME
-        assert got["spec"]["targetRef"]["name"] == "crm"
-        r = await http.post(
-            GW + "/phase3/deployment/deploy/crm",
-            json={"image": "x:2"},
-            headers=auth(OTHER, "editor"),
-        )
-        assert r.status_code == 404
-        rollouts = (await http.get(GW + "/phase3/deployment/dashboard", headers=auth(ACME))).json()[
-            "rollouts"
-        ]
-        assert [x["name"] for x in rollouts] == [name]
-        assert (await http.get(GW + "/phase3/deployment/dashboard", headers=auth(OTHER))).json()[
-            "rollouts"
-        ] == []
-    await bus.aclose()
+        await _ingest(http, bus)
+        await _reads(http)
+        await _analyze_and_detect(http)
+        await _workflow(http)
+        await _deploy(http, kube, ns)
 
 
 pytestmark = pytest.mark.timeout(300)

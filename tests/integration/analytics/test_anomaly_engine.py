@@ -99,6 +99,11 @@ async def test_a_spike_opens_one_alert_which_resolves(
             return key not in engine.open
 
         await wait_for(resolved, within=30, what="the alert to resolve")
+
+        async def told() -> bool:
+            return len(heard) >= 2
+
+        await wait_for(told, within=10, what="the webhook to hear the resolution")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
