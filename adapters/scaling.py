@@ -1,0 +1,155 @@
+"""The ScalingPolicy API mapped onto intelligence's scaling parameters, in one function.
+
+Pure (imports only `apis` and `intelligence`), so the operator's ScalingPolicy controller and
+the analytics service's dry-run `analyze` share it (`controllers.scalingpolicy.params`
+re-exports it).
+
+`apis` defines the CR's shape; `intelligence.scaling` keeps its own plain parameter types under
+other names (`ScalingParams`, `Rates`, `RateRules`, `StepLimit`, `CronSchedule`) and never
+imports `apis`. `scaling_params` is the only bridge.
+
+ScalingPolicy spec -> ScalingParams:
+
+- `metric.targetPerInstance` -> `target_per_instance`; `minInstances`, `maxInstances` ->
+  `min_instances`, `max_instances`; an unset bound is the target's (its resolved
+  `scaling.minInstances` / `maxInstances`, the profile's maximum when unset), and the maximum
+  never exceeds the target's own (the target clamps its replicas to it anyway).
+- `mode` -> `predictive`: True only for `predictive`. `reactive` scales on current load like
+  HPA; so does `scheduled`, with its schedules (which apply in every mode).
+- `forecast.startupSeconds` -> `startup_seconds`; `forecast.horizon` -> `horizon_seconds`;
+  `forecast.maxErrorPercent` -> `max_forecast_smape` (the forecaster reports sMAPE);
+  `forecast.minimumHistory` -> `min_history_seconds`.
+- `behavior.scaleUp` / `scaleDown` (HPAScalingRules) -> `behavior.scale_up` / `scale_down`
+  (`RateRules`), each `policies[]` entry a `StepLimit`; an unset direction, window, policy
+  list or tolerance takes HPA's default for that direction (`DEFAULT_SCALE_UP` / `_DOWN`).
+- `schedules[]` -> `schedules` (`CronSchedule`: the cron, the duration in seconds,
+  `minInstances`, `timezone` as a `ZoneInfo`, named `<cron> <timezone>`).
+
+Not parameters of a decision, so not here: `targetRef`, `metric.source/query/metricType/
+prometheusUrl` (where the load is read), `forecast.seasonalities/historyWindow/quantile` (how the
+forecaster is fitted and which upper quantile it reports), `interval`, `dryRun`. The burst
+envelope and capacity settings of `ScalingParams` have no API field yet and keep their defaults.
+"""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apis.base import parse_duration
+from apis.v1alpha1.scalingpolicy import (
+    Behavior,
+    ScalingMode,
+    ScalingPolicy,
+    ScalingRules,
+    Schedule,
+)
+from apis.v1alpha1.xynergyservice import ResolvedSizing
+from intelligence.scaling import (
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    CronSchedule,
+    PolicyType,
+    RateRules,
+    Rates,
+    ScalingParams,
+    SelectPolicy,
+    StepLimit,
+)
+
+__all__ = ["instance_bounds", "scaling_params"]
+
+
+def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) -> ScalingParams:
+    """The parameters `intelligence.scaling.decide` needs for `policy` (see the module table);
+    `target` is the scaled service's resolved sizing (its bounds fill unset ones and cap).
+
+    Raises ValueError naming the spec field (e.g. `spec.schedules[0].timezone`) for what the
+    CRD's schema cannot reject: an unknown time zone, a cron expression croniter cannot read or
+    that never matches, an empty policy list, no maximum from the policy nor the target.
+    """
+    spec = policy.spec
+    forecast = spec.forecast
+    low, high = instance_bounds(policy, target)
+    return ScalingParams(
+        target_per_instance=spec.metric.target_per_instance,
+        min_instances=low,
+        max_instances=high,
+        behavior=_rates(spec.behavior),
+        schedules=tuple(
+            _schedule(s, f"spec.schedules[{i}]") for i, s in enumerate(spec.schedules or ())
+        ),
+        predictive=spec.mode is ScalingMode.PREDICTIVE,
+        startup_seconds=float(forecast.startup_seconds),
+        horizon_seconds=parse_duration(forecast.horizon),
+        max_forecast_smape=forecast.max_error_percent,
+        min_history_seconds=parse_duration(forecast.minimum_history),
+    )
+
+
+def instance_bounds(policy: ScalingPolicy, target: ResolvedSizing | None) -> tuple[int, int]:
+    """(min, max) instances: the policy's, else the target's; max capped by the target's."""
+    spec = policy.spec
+    high = spec.max_instances
+    if target is not None:
+        high = target.max_instances if high is None else min(high, target.max_instances)
+    if high is None:
+        raise ValueError(
+            "spec.maxInstances: expected a number (the target's bounds are not known here)"
+        )
+    low = spec.min_instances
+    if low is None:
+        low = target.min_instances if target is not None else 1
+    return min(low, high), high
+
+
+def _rates(behavior: Behavior | None) -> Rates:
+    if behavior is None:
+        return Rates()
+    return Rates(
+        scale_up=_rules(behavior.scale_up, DEFAULT_SCALE_UP, "spec.behavior.scaleUp"),
+        scale_down=_rules(behavior.scale_down, DEFAULT_SCALE_DOWN, "spec.behavior.scaleDown"),
+    )
+
+
+def _rules(rules: ScalingRules | None, default: RateRules, path: str) -> RateRules:
+    """One direction's rules; what is unset takes HPA's default for that direction."""
+    if rules is None:
+        return default
+    if rules.policies is not None and not rules.policies:
+        raise ValueError(
+            f"{path}.policies: expected at least one policy (omit the field for the default)"
+        )
+    policies = default.policies
+    if rules.policies is not None:
+        policies = tuple(
+            StepLimit(PolicyType(p.type), p.value, p.period_seconds) for p in rules.policies
+        )
+    window = rules.stabilization_window_seconds
+    return RateRules(
+        stabilization_window_seconds=default.stabilization_window_seconds
+        if window is None
+        else window,
+        policies=policies,
+        select_policy=SelectPolicy(rules.select_policy),
+        tolerance=default.tolerance if rules.tolerance is None else rules.tolerance,
+    )
+
+
+def _schedule(schedule: Schedule, path: str) -> CronSchedule:
+    try:
+        tz = ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"{path}.timezone: expected an IANA time zone such as Europe/London, "
+            f"got {schedule.timezone!r}"
+        ) from exc
+    try:
+        return CronSchedule(
+            schedule.cron.strip(),
+            duration_seconds=parse_duration(schedule.duration),
+            min_instances=schedule.min_instances,
+            name=f"{schedule.cron.strip()} {schedule.timezone}",
+            tz=tz,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{path}.cron: {exc}") from exc
