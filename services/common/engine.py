@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings
 
 from services.ai.client import AiClient, AiRequestError, AiUnavailableError, ChatMessage
 from services.common.errors import ApiError, install_error_handlers
+from services.common.health import liveness_route
 from services.common.identity import IDENTITY_HEADER, InternalIdentityVerifier, require_identity
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
@@ -254,9 +255,7 @@ EngineDep = Annotated[Engine, Depends(_engine)]
 
 
 def _health(app: FastAPI, engine: Engine) -> None:
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    liveness_route(app)
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:

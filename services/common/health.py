@@ -10,16 +10,21 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["health_routes"]
+__all__ = ["health_routes", "liveness_route"]
+
+
+def liveness_route(app: FastAPI) -> None:
+    """``/healthz``: the process answers."""
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
 
 
 def health_routes(app: FastAPI, *, redis: Any, registry: CollectorRegistry, timeout: float) -> None:
     """Liveness (the process answers), readiness (Redis answers within ``timeout``) and the
     service's Prometheus registry."""
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    liveness_route(app)
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
