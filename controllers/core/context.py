@@ -1,14 +1,17 @@
 """The operator context: clients, settings, the converge machinery and every kind's controller,
 created once at startup and handed to handlers through kopf's `memo` (no module globals).
 
-Kinds register a factory at import (`register`); `OperatorContext.start` builds each kind's
-reconciler from the context, so a reconciler gets its clients from here, never from a global.
+Kinds register a factory at import (`register`); each kind's controller calls it with the
+context when the kind's first object is converged, so a reconciler gets its clients from here,
+never from a global, and a kind with no objects costs no imports (its factory imports the
+reconciler module inside, see the handlers modules).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -90,14 +93,16 @@ class OperatorContext:
             recorder=EventRecorder(client, limit=limit),
         )
         for kind, factory in (kinds if kinds is not None else _FACTORIES).items():
-            controllers[kind] = ctx.controller_for(factory(ctx))
+            controllers[kind] = ctx.controller_for(kind, functools.partial(factory, ctx))
         ctx.controllers = controllers
         return ctx
 
-    def controller_for(self, reconciler: KindReconciler) -> Controller:
-        """A controller running `reconciler` on this context's machinery."""
+    def controller_for(self, kind: Kind, build: Callable[[], KindReconciler]) -> Controller:
+        """A controller of `kind` on this context's machinery; `build` makes its reconciler
+        when the kind's first object is converged."""
         return Controller(
-            reconciler=reconciler,
+            kind=kind,
+            build=build,
             client=self.client,
             queue=self.queue,
             scheduler=self.scheduler,

@@ -24,6 +24,7 @@ from lightkube.core.resource import NamespacedResourceG
 from lightkube.generic_resource import create_namespaced_resource
 from pydantic import BaseModel
 
+from apis.v1alpha1.common import GROUP, VERSION, Resource
 from controllers.core.events import Event, EventRecorder
 from controllers.core.queue import ObjectQueue
 from controllers.core.scheduler import ObjectKey, ResyncScheduler
@@ -62,6 +63,12 @@ class Kind:
     def resource(self) -> type[NamespacedResourceG]:
         """The lightkube resource class of the kind (and its /status subresource)."""
         return create_namespaced_resource(self.group, self.version, self.kind, self.plural)
+
+    @classmethod
+    def of(cls, model: type[Resource[Any, Any]]) -> Kind:
+        """The Kind of an `apis` resource model (its CRD's kind and plural), so a kind's
+        handlers module can name it without importing the kind's reconciler."""
+        return cls(GROUP, VERSION, model.crd.kind, model.crd.plural)
 
     def key(self, body: Mapping[str, Any]) -> ObjectKey:
         """The object's key from its body."""
@@ -127,9 +134,13 @@ TRIGGER_ANNOTATIONS = "trigger_annotations"
 
 @dataclass
 class Controller:
-    """Runs one kind's reconciler for every trigger, the same way."""
+    """Runs one kind's reconciler for every trigger, the same way.
 
-    reconciler: KindReconciler
+    The reconciler is built by `build` on first use: a kind with no objects never builds it,
+    so its libraries (numpy, scipy, scikit-learn, cloud clients) are never imported."""
+
+    kind: Kind
+    build: Callable[[], KindReconciler]
     client: AsyncClient
     queue: ObjectQueue
     scheduler: ResyncScheduler
@@ -141,10 +152,19 @@ class Controller:
     rng: random.Random = field(default_factory=random.Random)
     _annotations: dict[str, tuple[str | None, ...]] = field(default_factory=dict, repr=False)
     """Per object: the values of the kind's trigger annotations last seen."""
+    _reconciler: KindReconciler | None = field(default=None, repr=False)
 
     @property
-    def kind(self) -> Kind:
-        return self.reconciler.kind
+    def reconciler(self) -> KindReconciler:
+        """The kind's reconciler, built on first use."""
+        if self._reconciler is None:
+            self._reconciler = self.build()
+        return self._reconciler
+
+    @property
+    def built(self) -> bool:
+        """Whether the reconciler exists yet (an object of the kind has been seen)."""
+        return self._reconciler is not None
 
     async def converge(self, key: ObjectKey, *, child: ChildEvent | None = None) -> Result | None:
         """The one path: read the latest object, reconcile, write status, post events,

@@ -5,6 +5,8 @@ Triggers: the object's own events; events of the Secrets it owns (server-side se
 `xynergy.io/oauth-connection` label): the gateway's callback putting a code in, a reader
 asking for a refresh, a deleted token Secret; the resync scheduler at the next refresh or
 state expiry. Deletion with `revokeOnDelete` holds a finalizer until the tokens are revoked.
+
+The reconciler (authlib, the providers' clients) is imported on the first connection's event.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from typing import Any
 
 import kopf
 
-from apis.v1alpha1.oauthconnection import CONNECTION_LABEL
-from controllers.core import context_of, register
-from controllers.oauthconnection.reconciler import KIND, from_context
+from apis.v1alpha1.oauthconnection import CONNECTION_LABEL, OAuthConnection
+from controllers.core import Kind, KindReconciler, OperatorContext, context_of, register
 
-register(KIND, from_context)
+KIND = Kind.of(OAuthConnection)
+
+
+def _reconciler(ctx: OperatorContext) -> KindReconciler:
+    from controllers.oauthconnection.reconciler import from_context
+
+    return from_context(ctx)
+
+
+register(KIND, _reconciler)
 
 
 @kopf.on.startup()

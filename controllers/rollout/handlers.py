@@ -7,6 +7,9 @@ reconciler declares as a trigger annotation to the core), events
 of the new revision's Deployment it owns on Kubernetes (the operator's one server-side
 selector), and the core scheduler, which comes back when the strategy's clock says (the next
 analysis interval, the end of a pause). No finalizer: deleting a Rollout leaves traffic as it is.
+
+The reconciler (the analysis: numpy, scipy, scikit-learn) is imported on the first Rollout's
+event, never in an operator without Rollouts.
 """
 
 from __future__ import annotations
@@ -15,12 +18,21 @@ from typing import Any
 
 import kopf
 
-from controllers.core import context_of, register
-from controllers.rollout.reconciler import KIND, from_context
+from apis.v1alpha1.rollout import Rollout
+from controllers.core import Kind, KindReconciler, OperatorContext, context_of, register
 from controllers.rollout.resources import ROLLOUT_LABEL
 from controllers.xynergyservice.resources import MANAGED_BY, MANAGED_BY_LABEL, OWNED_SELECTOR
 
-register(KIND, from_context)
+KIND = Kind.of(Rollout)
+
+
+def _reconciler(ctx: OperatorContext) -> KindReconciler:
+    from controllers.rollout.reconciler import from_context
+
+    return from_context(ctx)
+
+
+register(KIND, _reconciler)
 
 
 @kopf.on.startup()

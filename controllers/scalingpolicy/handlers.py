@@ -4,6 +4,9 @@ Triggers: the policy's own events (creation, spec changes, the initial listing a
 restart; each also keeps the conflict index), HorizontalPodAutoscaler events (an HPA that
 starts or stops scaling a policy's target), and the core scheduler, which brings every policy
 back at its own `interval`. Deletion needs no finalizer: the policy made nothing to clean up.
+
+The reconciler (numpy, scipy, the forecasting models) is imported on the first policy's event,
+never in an operator without ScalingPolicies.
 """
 
 from __future__ import annotations
@@ -12,17 +15,33 @@ from typing import Any
 
 import kopf
 
-from controllers.core import context_of, register
-from controllers.scalingpolicy.reconciler import KIND, from_context, hpa_event, policy_event
+from apis.v1alpha1.scalingpolicy import ScalingPolicy
+from controllers.core import Kind, KindReconciler, OperatorContext, context_of, register
 
-register(KIND, from_context)
+KIND = Kind.of(ScalingPolicy)
+
+
+def _reconciler(ctx: OperatorContext) -> KindReconciler:
+    from controllers.scalingpolicy.reconciler import from_context
+
+    return from_context(ctx)
+
+
+register(KIND, _reconciler)
 
 
 @kopf.on.event(KIND.group, KIND.version, KIND.plural)
 async def on_policy(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    from controllers.scalingpolicy.reconciler import policy_event
+
     await policy_event(context_of(memo), body, type)
 
 
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
 async def on_hpa(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    await hpa_event(context_of(memo), body, type)
+    ctx = context_of(memo)
+    if not ctx.controllers[KIND].built:
+        return  # no policy seen yet: the first one's converge lists every HPA (index seed)
+    from controllers.scalingpolicy.reconciler import hpa_event
+
+    await hpa_event(ctx, body, type)

@@ -310,7 +310,8 @@ def _controller(client: FakeClient, reconciler: FakeReconciler) -> Controller:
 
     queue = ObjectQueue()
     controller = Controller(
-        reconciler=reconciler,
+        kind=reconciler.kind,
+        build=lambda: reconciler,
         client=client,  # type: ignore[arg-type]
         queue=queue,
         scheduler=ResyncScheduler(check, clock=Clock()),
@@ -489,3 +490,88 @@ async def test_nothing_is_made_before_the_finalizer_is_in_place() -> None:
     with_finalizer["metadata"]["finalizers"] = [FINALIZER]
     await controller.on_event(with_finalizer, "MODIFIED")
     assert len(reconciler.calls) == 1
+
+
+# ---- reconcilers built on first use (no heavy imports for kinds without objects) ---------------
+
+HEAVY = ("numpy", "scipy", "sklearn", "authlib", "intelligence", "google.cloud.run_v2")
+
+LOAD_AND_TOUCH = """
+import asyncio, json, sys
+from types import SimpleNamespace
+import controllers.runtime as runtime
+from controllers.core.context import OperatorContext, registered
+from controllers.settings import OperatorSettings
+
+runtime.load_handlers()
+import controllers.scalingpolicy.handlers as sp
+
+async def main():
+    ctx = OperatorContext.create(OperatorSettings(), client=object(), kinds=registered())
+    hpa = {"metadata": {"name": "h", "namespace": "ns", "uid": "h1"},
+           "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "crm"}}}
+    await sp.on_hpa(body=hpa, type="ADDED", memo=SimpleNamespace(ctx=ctx))
+    idle = sorted(m for m in HEAVY if m in sys.modules)
+    built = sorted(k.kind for k, c in ctx.controllers.items() if c.built)
+    ctx.controllers[sp.KIND].reconciler  # a policy appeared: now it is imported
+    touched = sorted(m for m in HEAVY if m in sys.modules)
+    print(json.dumps({"idle": idle, "built": built, "touched": touched}))
+
+HEAVY = %r
+asyncio.run(main())
+"""
+
+
+def test_an_operator_without_policies_or_rollouts_never_imports_numpy_scipy_sklearn() -> None:
+    """All four kinds' handlers loaded and the context made (as at startup), an HPA event
+    seen: none of the heavy libraries is imported; the ScalingPolicy reconciler, once asked
+    for (its first policy), imports them (so the check sees what it claims to)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_TOUCH % (HEAVY,)],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["idle"] == []
+    assert seen["built"] == []
+    assert {"numpy", "scipy", "intelligence"} <= set(seen["touched"])
+
+
+async def test_the_reconciler_is_built_on_the_first_converge_only() -> None:
+    client = FakeClient({"crm": _body()})
+    built: list[FakeReconciler] = []
+
+    def build() -> FakeReconciler:
+        built.append(FakeReconciler())
+        return built[-1]
+
+    controller = _controller(client, FakeReconciler())
+    controller.build = build
+    controller._reconciler = None
+    child = {"metadata": {"name": "c", "namespace": "ns", "ownerReferences": []}}
+    await controller.on_child_event("Deployment", child, "ADDED")  # not ours: nothing built
+    assert built == []
+    assert not controller.built
+    await controller.converge(_key())
+    await controller.converge(_key())
+    assert len(built) == 1
+    assert len(built[0].calls) == 2
+
+
+def test_handlers_name_the_same_kind_as_their_reconcilers() -> None:
+    """Each handlers module names its kind from the `apis` model (so it need not import the
+    reconciler); it must be the kind the reconciler converges."""
+    import importlib
+
+    for kind in ("xynergyservice", "scalingpolicy", "rollout", "oauthconnection"):
+        handlers = importlib.import_module(f"controllers.{kind}.handlers")
+        reconciler = importlib.import_module(f"controllers.{kind}.reconciler")
+        assert handlers.KIND == reconciler.KIND, kind
