@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-import json
 import math
 import os
 import time
@@ -29,6 +28,8 @@ from lightkube.generic_resource import create_namespaced_resource
 from apis.base import parse_duration
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.scalingpolicy import MetricSource, ScalingPolicy
+from controllers.plugin.kinds import names_of
+from controllers.plugin.output import emit, output_option
 
 __all__ = ["forecast", "plan", "render"]
 
@@ -271,11 +272,9 @@ def _recent(policy: ScalingPolicy, url: str | None, now: float) -> tuple[Recent 
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=names_of("ScalingPolicy"))
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.option(
-    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@output_option
 @click.option(
     "--prometheus-url",
     default=lambda: os.environ.get("XYNERGY_SCALING_PROMETHEUS_URL"),
@@ -302,7 +301,8 @@ def forecast(
     body: dict[str, Any] = obj.to_dict()
     now = time.time()
     recent, why = _recent(ScalingPolicy.model_validate(body), prometheus_url, now)
-    if output == "json":
-        click.echo(json.dumps(plan(body, recent=recent, now=now), indent=2))
-    else:
-        click.echo(render(body, recent=recent, now=now, width=width, why_no_recent=why))
+    emit(
+        plan(body, recent=recent, now=now) if output != "text" else None,
+        output,
+        lambda: render(body, recent=recent, now=now, width=width, why_no_recent=why),
+    )

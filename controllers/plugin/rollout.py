@@ -18,6 +18,8 @@ from lightkube.types import PatchType
 
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import Rollout
+from controllers.plugin.kinds import names_of
+from controllers.plugin.output import emit, output_option
 
 __all__ = ["ACTION_ANNOTATION", "render", "rollout"]
 
@@ -73,25 +75,32 @@ def rollout() -> None:
     """Watch and steer Rollouts."""
 
 
-_name = click.argument("name")
+_name = click.argument("name", shell_complete=names_of("Rollout"))
 _namespace = click.option("-n", "--namespace", default="default", show_default=True)
+
+
+def _show(obj: dict[str, Any], output: str) -> None:
+    view = {"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace"),
+            "status": obj.get("status")}  # fmt: skip
+    emit(view, output, lambda: render(obj))
 
 
 @rollout.command()
 @_name
 @_namespace
 @click.option("-w", "--watch", is_flag=True, help="Reprint on every change until interrupted.")
+@output_option
 @click.pass_context
-def status(ctx: click.Context, name: str, namespace: str, watch: bool) -> None:
+def status(ctx: click.Context, name: str, namespace: str, watch: bool, output: str) -> None:
     """Phase, step, weights, revisions, the last analysis runs and conditions."""
     client = _client(ctx)
-    click.echo(render(_get(client, name, namespace)))
+    _show(_get(client, name, namespace), output)
     if not watch:
         return
     changes: Any = client.watch(RESOURCE, namespace=namespace, fields={"metadata.name": name})
     for _, obj in changes:
-        click.echo("")
-        click.echo(render(obj.to_dict()))
+        click.echo("---" if output == "yaml" else "")
+        _show(obj.to_dict(), output)
 
 
 def _act(ctx: click.Context, verb: str, name: str, namespace: str) -> None:
