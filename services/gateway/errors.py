@@ -86,9 +86,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, crashed)
 
 
-def json_errors(send: Send) -> Send:
+def json_errors(send: Send, *, error: str | None = None) -> Send:
     """``send`` that rewrites a non-JSON error response (status >= 400) into the gateway's
-    shape, keeping the original text as the message (for engine.io's plain-text errors)."""
+    shape, keeping the original text as the message (engine.io's plain-text errors, and
+    Starlette's CORS preflight refusals with ``error="cors_refused"``)."""
     held: Message | None = None
     text = bytearray()
 
@@ -107,7 +108,7 @@ def json_errors(send: Send) -> Send:
             return
         status = held["status"]
         message_text = text.decode("utf-8", "replace").strip().strip('"') or _phrase(status)
-        body = error_body(status, error_code(status), message_text)
+        body = error_body(status, error or error_code(status), message_text)
         kept = [
             (k, v)
             for k, v in held.get("headers", ())

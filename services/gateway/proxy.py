@@ -35,7 +35,6 @@ from services.common.auth import AuthError, TokenVerifier, bearer_token
 from services.common.identity import InternalIdentitySigner
 from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
-from services.gateway.accesslog import AccessLog
 from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
 from services.gateway.cache import CachedResponse, Invalidations, ResponseCache, cache_ttl
 from services.gateway.errors import error_body
@@ -61,6 +60,9 @@ Headers = list[tuple[bytes, bytes]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 errlog = logging.getLogger("xynergy.gateway.proxy")
+access = logging.getLogger("xynergy.gateway.access")
+"""One JSON line per request (services.common.telemetry's formatter): request id, method,
+path without its query, route, status, ms, tenant, user; never headers or tokens."""
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -227,7 +229,7 @@ class Proxy:
         breakers: BreakerBoard,
         client: aiohttp.ClientSession,
         metrics: GatewayMetrics,
-        access_log: AccessLog | None = None,
+        access_log: bool = True,
         invalidations: Invalidations | None = None,
     ) -> None:
         self.settings = settings
@@ -332,18 +334,19 @@ class Proxy:
     def _done(self, ex: Exchange, elapsed: float) -> None:
         route_label = ex.match.route.prefix if ex.match is not None else "unmatched"
         self.metrics.request_done(route_label, ex.method, ex.status, elapsed)
-        if self.access_log is not None:
+        if self.access_log and access.isEnabledFor(logging.INFO):
             identity = ex.identity
-            self.access_log.request(
-                request_id=ex.request_id,
-                method=ex.method,
-                path=ex.scope["path"],
-                route=route_label,
-                status=ex.status,
-                ms=round(elapsed * 1000, 2),
-                tenant=identity.tenant_id if identity else None,
-                user=identity.user_id if identity else None,
-            )
+            fields = {
+                "request_id": ex.request_id,
+                "method": ex.method,
+                "path": ex.scope["path"],
+                "route": route_label,
+                "status": ex.status,
+                "ms": round(elapsed * 1000, 2),
+                "tenant": identity.tenant_id if identity else None,
+                "user": identity.user_id if identity else None,
+            }
+            access.info("request", extra={"fields": fields})
 
     # -- stages before the upstream ------------------------------------------------------
 

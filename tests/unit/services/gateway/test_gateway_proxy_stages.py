@@ -4,8 +4,11 @@ stage that owns it, in the one JSON error shape, before any later stage runs."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from apis.v1alpha1.xynergyservice import Route as ApiRoute
 from services.common.auth import AuthError
@@ -215,3 +218,20 @@ async def test_a_local_endpoint_is_served_only_past_auth_and_limits() -> None:
 def test_the_route_model_reads_public() -> None:
     assert ApiRoute.model_validate({"prefix": "/api/v2/slack/events", "public": True}).public
     assert not ApiRoute.model_validate({"prefix": "/api/v2/slack"}).public
+
+
+async def test_each_request_writes_one_access_line_without_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    p = proxy()
+    with caplog.at_level(logging.INFO, logger="xynergy.gateway.access"):
+        await call(p, "/api/v2/crm/x", {"authorization": "Bearer bad", "x-request-id": "rid-1"})
+    (record,) = [r for r in caplog.records if r.name == "xynergy.gateway.access"]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["request_id"] == "rid-1"
+    assert (fields["path"], fields["status"], fields["route"]) == (
+        "/api/v2/crm/x",
+        401,
+        "/api/v2/crm",
+    )
+    assert "bad" not in record.getMessage() + str(fields)
