@@ -1,0 +1,189 @@
+"""What the reliability tests share: the objects they put in flight, the convergence check
+(every object Ready or Stalled at its generation, children exactly one per owner) and reading
+an operator's own Prometheus counters.
+
+The operator always runs as its own process (`python -m controllers`, test_rollout_support's
+`Operator`), so a test can SIGKILL it as a crash would.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from kube_support import Kube
+from prometheus_client.parser import text_string_to_metric_families
+from test_rollout_support import create_rollout
+from test_xynergyservice import create_xs, xs_url
+
+from apis.conditions import Condition, check_invariants
+
+GROUP = "/apis/xynergy.io/v1alpha1"
+MANAGED = "app.kubernetes.io/managed-by=xynergy"
+# A Prometheus nobody serves: ScalingPolicies then converge on their fallback with a reason.
+NO_PROMETHEUS = "http://127.0.0.1:9"
+CANARY_STEPS = [{"setWeight": 50}, {"pause": {"duration": "2s"}}, {"setWeight": 100}]
+
+
+@dataclass
+class Fleet:
+    """The objects a test put in one namespace, by kind."""
+
+    ns: str
+    services: list[str] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)
+    rollouts: list[str] = field(default_factory=list)
+
+    def add_service(self, kube: Kube, name: str) -> None:
+        create_xs(kube, self.ns, name, scaling={"minInstances": 1, "maxInstances": 3})
+        self.services.append(name)
+
+    def add_policy(self, kube: Kube, name: str, target: str) -> None:
+        body = {
+            "apiVersion": "xynergy.io/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "targetRef": {"name": target},
+                "metric": {"source": "prometheus", "prometheusUrl": NO_PROMETHEUS,
+                           "query": "sum(up)", "targetPerInstance": 10},
+                "mode": "reactive", "interval": "5s", "minInstances": 1, "maxInstances": 3,
+            },
+        }  # fmt: skip
+        resp = kube.create(f"{GROUP}/namespaces/{self.ns}/scalingpolicies", body)
+        assert resp.status_code == 201, resp.text
+        self.policies.append(name)
+
+    def add_rollout(self, kube: Kube, name: str, target: str) -> None:
+        create_rollout(kube, self.ns, name, target=target, image=f"reg.example/app:{name}",
+                       strategy={"canary": {"steps": CANARY_STEPS}})  # fmt: skip
+        self.rollouts.append(name)
+
+    def bump(self, kube: Kube, name: str, image: str) -> None:
+        """A spec change (a new generation) of one XynergyService."""
+        resp = kube.http.patch(
+            xs_url(self.ns, name),
+            json={"spec": {"image": image}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert resp.status_code == 200, resp.text
+
+
+def items(kube: Kube, path: str, **params: Any) -> list[dict[str, Any]]:
+    resp = kube.get(path, **params)
+    assert resp.status_code == 200, resp.text
+    found: list[dict[str, Any]] = resp.json()["items"]
+    return found
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conds if c["type"] == type_), {})
+
+
+def settled(obj: dict[str, Any]) -> bool:
+    """Decided at its generation: observedGeneration == generation, not Reconciling, and a
+    Ready condition with a reason (True; or False with the reason, e.g. metrics unavailable;
+    or Stalled). The status invariants hold on every read."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    conditions = [Condition.model_validate(c) for c in status.get("conditions", [])]
+    facts = {
+        "generation": meta["generation"],
+        "observed_generation": status.get("observedGeneration"),
+    }
+    if conditions:
+        problems = check_invariants(conditions=conditions, **facts)
+        assert problems == [], (meta["name"], problems)
+    if status.get("observedGeneration") != meta["generation"]:
+        return False
+    if condition(obj, "Reconciling").get("status") == "True":
+        return False
+    return bool(condition(obj, "Ready").get("reason"))
+
+
+def unsettled(kube: Kube, fleet: Fleet) -> list[str]:
+    """Names of the fleet's objects not yet settled (and every service not yet Ready)."""
+    out = []
+    for plural, names in (("xynergyservices", fleet.services),
+                          ("scalingpolicies", fleet.policies),
+                          ("rollouts", fleet.rollouts)):  # fmt: skip
+        objs = {
+            o["metadata"]["name"]: o for o in items(kube, f"{GROUP}/namespaces/{fleet.ns}/{plural}")
+        }
+        for name in names:
+            obj = objs.get(name)
+            if obj is None or not settled(obj):
+                out.append(f"{plural}/{name}")
+            elif plural == "xynergyservices" and condition(obj, "Ready").get("status") != "True":
+                out.append(f"{plural}/{name} (not Ready)")
+    return out
+
+
+def rollout_done(kube: Kube, fleet: Fleet) -> list[str]:
+    """Rollouts not yet Promoted."""
+    objs = items(kube, f"{GROUP}/namespaces/{fleet.ns}/rollouts")
+    return [
+        o["metadata"]["name"] for o in objs if (o.get("status") or {}).get("phase") != "Promoted"
+    ]
+
+
+def children_problems(kube: Kube, fleet: Fleet) -> list[str]:
+    """Orphans (owner gone), duplicates (two children of one kind for one owner and role) and
+    missing children (a XynergyService without its Deployment or Service)."""
+    owners = {}
+    for plural in ("xynergyservices", "rollouts"):
+        for obj in items(kube, f"{GROUP}/namespaces/{fleet.ns}/{plural}"):
+            owners[obj["metadata"]["uid"]] = (obj["kind"], obj["metadata"]["name"])
+    problems = []
+    for kind, path in (("Deployment", f"/apis/apps/v1/namespaces/{fleet.ns}/deployments"),
+                       ("Service", f"/api/v1/namespaces/{fleet.ns}/services")):  # fmt: skip
+        per_owner: collections.Counter[tuple[str, str]] = collections.Counter()
+        for child in items(kube, path, labelSelector=MANAGED):
+            refs = [r for r in child["metadata"].get("ownerReferences", []) if r.get("controller")]
+            uid = refs[0]["uid"] if refs else None
+            if uid not in owners:
+                problems.append(f"orphan {kind} {child['metadata']['name']}")
+                continue
+            per_owner[owners[uid]] += 1
+        for owner, n in per_owner.items():
+            if n > 1:
+                problems.append(f"{n} {kind}s owned by {owner[0]} {owner[1]}")
+        for name in fleet.services:
+            if per_owner[("XynergyService", name)] != 1:
+                problems.append(f"XynergyService {name} has no {kind}")
+    return problems
+
+
+def history_repeats(kube: Kube, fleet: Fleet) -> list[str]:
+    """Rollouts whose revision history records one revision twice (a step replayed)."""
+    out = []
+    for obj in items(kube, f"{GROUP}/namespaces/{fleet.ns}/rollouts"):
+        revs = [h["revision"] for h in (obj.get("status") or {}).get("history") or []]
+        if len(revs) != len(set(revs)):
+            out.append(f"{obj['metadata']['name']}: {revs}")
+    return out
+
+
+def statuses(kube: Kube, fleet: Fleet) -> dict[str, dict[str, Any]]:
+    """Every object's status, without the fields that move on their own."""
+    volatile = {"lastReconcileTime", "conditions", "stepStartedAt", "lastTransitionTime"}
+    out = {}
+    for plural in ("xynergyservices", "scalingpolicies", "rollouts"):
+        for obj in items(kube, f"{GROUP}/namespaces/{fleet.ns}/{plural}"):
+            status = {k: v for k, v in (obj.get("status") or {}).items() if k not in volatile}
+            ready = condition(obj, "Ready")
+            status["ready"] = (ready.get("status"), ready.get("reason"))
+            out[f"{plural}/{obj['metadata']['name']}"] = status
+    return out
+
+
+def metric_total(url: str, name: str, **labels: str) -> float:
+    """The sum of the samples of counter `name` whose labels include `labels`."""
+    total = 0.0
+    for family in text_string_to_metric_families(httpx.get(url, timeout=10).text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
