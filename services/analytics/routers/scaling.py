@@ -1,15 +1,15 @@
 """``/phase3/scaling`` and ``/phase3/deployment``: views over the tenant's ScalingPolicy and
 Rollout objects (read through the ``apis`` models), ``analyze`` and ``deploy``.
 
-``analyze`` reports what the ScalingPolicy controller decided last (its status: load, desired
-instances, forecast band, mode and reason). A fresh dry-run decision needs the API ->
-``intelligence.scaling.ScalingParams`` mapping, which today lives only in the operator
-(``controllers/scalingpolicy/params.py``, not importable by services); until it moves to a
-shared module the answer says so in ``dry_run``. ``deploy`` creates a Rollout of the service.
+``analyze`` makes the policy's decision now, as a dry run (``services.analytics.dryrun``: the
+operator's mapping from ``adapters.scaling`` and ``intelligence.scaling.decide`` on what the
+status last observed, or on ``?load=``), next to the controller's last decision. ``deploy``
+creates a Rollout of the service.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from apis.conditions import get_condition
 from services.analytics.cluster import ClusterError, Parsed
 from services.analytics.deps import AnalyticsDep, CallerDep, EditorDep
+from services.analytics.dryrun import dry_run
+from services.analytics.prometheus import PrometheusClient, PrometheusError
 from services.common.errors import ApiError
 
 __all__ = ["deployment", "policy_view", "rollout_view", "scaling"]
@@ -93,27 +95,70 @@ async def scaling_dashboard(a: AnalyticsDep, caller: CallerDep) -> dict[str, Any
     return {"tenant": caller.tenant, "policies": [policy_view(p) for p in policies]}
 
 
+async def _load_now(a: AnalyticsDep, policy: Any) -> float | None:
+    """The policy's load read now from Prometheus (its own URL, else this service's); None
+    when it cannot be read here (another source, no Prometheus): the status's last load."""
+    metric = policy.spec.metric
+    if str(metric.source) != "prometheus" or not metric.query:
+        return None
+    engine = a.anomalies
+    if metric.prometheus_url and engine is not None:
+        client = PrometheusClient(metric.prometheus_url, engine.http)
+    elif engine is not None:
+        client = engine.prometheus
+    else:
+        return None
+    try:
+        return await client.instant(metric.query)
+    except PrometheusError:
+        return None
+
+
 @scaling.post("/analyze/{service_name}", summary="The scaling decision for a service now")
-async def analyze(service_name: str, a: AnalyticsDep, caller: CallerDep) -> dict[str, Any]:
+async def analyze(
+    service_name: str, a: AnalyticsDep, caller: CallerDep, load: float | None = None
+) -> dict[str, Any]:
+    cluster = a.need_cluster()
     policies = [
         p
-        for p in await a.need_cluster().policies(caller.tenant)
+        for p in await cluster.policies(caller.tenant)
         if p.obj and p.obj.spec.target_ref.name == service_name
     ]
     if not policies:
         raise ApiError(
             404, f"service_name: no ScalingPolicy of this tenant targets {service_name!r}"
         )
+    if load is not None and not 0 <= load < float("inf"):
+        raise ApiError(422, f"load: expected a finite number >= 0, got {load}")
+    policy = policies[0].obj
+    if load is None:
+        load = await _load_now(a, policy)
+    if load is None and policy.status is not None:
+        load = policy.status.current_load
+    targets = [s for s in await cluster.services(caller.tenant) if s.name == service_name]
+    sizing = targets[0].obj.spec.sizing() if targets and targets[0].obj is not None else None
     view = policy_view(policies[0])
+    answer = {"tenant": caller.tenant, "service": service_name, "policy": view}
+    answer["last_decision"] = view["last_decision"]
+    if load is None:
+        why = "no load now (Prometheus), none observed by the policy; give ?load=<value>"
+        return {**answer, "decision": None, "no_decision": why}
+    try:
+        decision = dry_run(policy, sizing, now=time.time(), load=load)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from exc
     return {
-        "tenant": caller.tenant,
-        "service": service_name,
-        "policy": view,
-        "decision": view["last_decision"],
-        "dry_run": {
-            "available": False,
-            "reason": "the ScalingPolicy -> ScalingParams mapping is operator-only "
-            "(controllers/scalingpolicy/params.py); this shows the controller's last decision",
+        **answer,
+        "load": load,
+        "decision": {
+            "dry_run": True,
+            "desired_instances": decision.desired,
+            "mode": str(decision.mode),
+            "reason": str(decision.reason),
+            "message": decision.message,
+            "fallback": None if decision.fallback is None else str(decision.fallback),
+            "active_schedules": list(decision.active_schedules),
+            "evidence": decision.evidence,
         },
     }
 
