@@ -23,6 +23,8 @@ from services.analytics.alerts import AnomalyEngine, Watch
 from services.analytics.cluster import TENANT_LABEL, ClusterReader, KubeClient
 from services.analytics.collectors import AiLedger, UsageSampler, cancel_all, periodic
 from services.analytics.costs import Costs
+from services.analytics.dashboard import StatusPublisher, static_files
+from services.analytics.dashboard import router as dashboard_router
 from services.analytics.deps import Analytics
 from services.analytics.ingest import EventIngest
 from services.analytics.prometheus import PrometheusClient
@@ -129,8 +131,9 @@ def _parts(
     return parts
 
 
-def _background(parts: Analytics) -> list[asyncio.Task[Any]]:
-    """Start ingest, usage sampling, ledger snapshots and the anomaly engine."""
+def _background(parts: Analytics, redis: Any) -> list[asyncio.Task[Any]]:
+    """Start ingest, usage sampling, ledger snapshots, the anomaly engine and the dashboard's
+    status publisher."""
     every = parts.settings.usage_interval_seconds
     assert parts.ingest is not None
     parts.ingest.start()
@@ -138,6 +141,7 @@ def _background(parts: Analytics) -> list[asyncio.Task[Any]]:
     if parts.cluster is not None:
         sampler = UsageSampler(parts.cluster, parts.store, interval=every)
         tasks.append(asyncio.create_task(periodic("usage sampling", every, sampler.sample)))
+        tasks.append(asyncio.create_task(StatusPublisher(parts.cluster, redis).run()))
     if parts.anomalies is not None:
         tasks.append(asyncio.create_task(parts.anomalies.run()))
     return tasks
@@ -161,7 +165,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await parts.store.open()
-        tasks = _background(parts)
+        tasks = _background(parts, redis)
         try:
             yield
         finally:
@@ -187,7 +191,9 @@ def create_app(
         scaling.scaling,
         scaling.deployment,
         platform.router,
+        dashboard_router,
     ):
         app.include_router(router)
+    app.mount("/dashboard/static", static_files(), name="dashboard-static")
     health_routes(app, redis=redis, registry=CollectorRegistry(), timeout=2.0)
     return app
