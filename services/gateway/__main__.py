@@ -38,6 +38,12 @@ def check_settings() -> None:
         InternalIdentitySigner(InternalIdentitySettings())
     except ValueError as exc:  # its message names XYNERGY_INTERNAL_SIGNING_KEY
         raise SettingsError(str(exc)) from None
+    auth = AuthSettings()
+    if not auth.firebase_enabled and auth.jwt_secret is None:
+        raise SettingsError(
+            "JWT_SECRET / XYNERGY_AUTH_JWT_SECRET: required when "
+            "XYNERGY_AUTH_FIREBASE_ENABLED is false (no way to verify a token otherwise)"
+        )
 
 
 def main() -> None:

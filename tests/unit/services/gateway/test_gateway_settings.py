@@ -1,0 +1,47 @@
+"""A settings error at start names the variable (and never echoes its value)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.settings import SettingsError
+from services.gateway.__main__ import check_settings
+
+KEY = "k" * 40
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "XYNERGY_INTERNAL_SIGNING_KEY"),
+        (
+            {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_GATEWAY_RATE_LIMIT_PER_MINUTE": "lots"},
+            "XYNERGY_GATEWAY_RATE_LIMIT_PER_MINUTE: Input should be a valid integer",
+        ),
+        (
+            {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_AUTH_LEEWAY_SECONDS": "-1"},
+            "XYNERGY_AUTH_LEEWAY_SECONDS",
+        ),
+        (
+            {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_AUTH_FIREBASE_ENABLED": "false"},
+            "JWT_SECRET / XYNERGY_AUTH_JWT_SECRET: required",
+        ),
+    ],
+)
+def test_a_bad_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    for name in ("XYNERGY_INTERNAL_SIGNING_KEY", "JWT_SECRET", "XYNERGY_AUTH_JWT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        check_settings()
+    assert named in str(caught.value)
+    assert "lots" not in str(caught.value)
+
+
+def test_good_settings_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XYNERGY_INTERNAL_SIGNING_KEY", KEY)
+    monkeypatch.setenv("JWT_SECRET", "j" * 40)
+    check_settings()
