@@ -368,6 +368,12 @@ async def live(
     finally:
         prometheus.stop()
         kube.delete(f"/api/v1/namespaces/{ns}")
+        # finalizers (Cloud Run services) need this module's operator: let them run first
+        kube.wait_for(
+            f"namespace {ns} deleted",
+            lambda: kube.get(f"/api/v1/namespaces/{ns}").status_code == 404,
+            timeout=120,
+        )
 
 
 async def build_connections_via_gateway(live: Live, redis_dir: Path) -> None:
