@@ -2,7 +2,7 @@
 
 xynergy dev up | down | status       local control plane + operator
 xynergy dev restart <component>      restart one of them as `dev up` started it
-xynergy crds generate [--check]      apis/ -> crds/
+xynergy crds generate [--check]      apis/ -> crds/; controllers/rbac.py -> chart + kustomize RBAC
 """
 
 from __future__ import annotations
@@ -298,10 +298,12 @@ def crds() -> None:
 @crds.command("generate")
 @click.option("--check", is_flag=True, help="Fail when generated files differ from apis/.")
 def crds_generate(check: bool) -> None:
-    """Write crds/, the chart's crds/ and docs/api/<kind>.md from the models in apis/."""
+    """Write crds/, the chart's crds/ and docs/api/<kind>.md from the models in apis/, and the
+    operator's RBAC and kopf peering CRDs (chart and kustomize base) from controllers/rbac.py."""
     from apis.crdgen import render_all
     from apis.docgen import render_doc, sample_files
     from apis.v1alpha1 import KINDS
+    from controllers.rbac import generated_files as rbac_files
 
     root = repo_root()
     wanted: dict[Path, str] = {}
@@ -313,6 +315,7 @@ def crds_generate(check: bool) -> None:
         example = (root / "manifests" / "samples" / samples[kind.crd.kind]).read_text()
         page = root / "docs" / "api" / f"{kind.crd.singular}.md"
         wanted[page] = render_doc(kind.crd, example=example)
+    wanted.update(rbac_files(root))
     stale = [p for p, text in wanted.items() if not p.exists() or p.read_text() != text]
     extra = [p for p in (root / "crds").glob("*.xynergy.io.yaml") if p not in wanted]
     if check:

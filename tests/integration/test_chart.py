@@ -1,20 +1,32 @@
-"""The helm chart installs on the local cluster: kubeVersion is satisfied (the apiserver build
-is version-stamped), CRDs and RBAC are accepted, and the operator Deployment becomes Available
-on a kwok node."""
+"""The helm chart: lint, golden renders of the main values combinations, schema errors, and
+install + upgrade + uninstall on the local cluster (operator Available under kwok, CRDs kept).
+
+Regenerate the goldens after a deliberate chart change:
+    XYNERGY_UPDATE_GOLDENS=1 .venv/bin/pytest tests/integration/test_chart.py -k golden
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
+import pytest
+import yaml
 from kube_support import Kube
 
-CHART = Path(__file__).parents[2] / "charts" / "xynergy"
+ROOT = Path(__file__).parents[2]
+CHART = ROOT / "charts" / "xynergy"
+GOLDENS = ROOT / "tests" / "data" / "chart"
+KUBE_VERSION = "1.37.2"
+# case -> values file under tests/data/chart (None: the chart's defaults)
+CASES = {"default": None, "platform": "values-platform.yaml"}
 
 
-def helm(bindir: Path, cluster: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def helm(bindir: Path, *args: str, cluster: Path | None = None) -> subprocess.CompletedProcess[str]:
+    config = ["--kubeconfig", str(cluster)] if cluster else []
     return subprocess.run(
-        [str(bindir / "helm"), "--kubeconfig", str(cluster), *args],
+        [str(bindir / "helm"), *config, *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -22,41 +34,137 @@ def helm(bindir: Path, cluster: Path, *args: str) -> subprocess.CompletedProcess
     )
 
 
-def test_lint(bindir: Path, cluster: Path) -> None:
-    done = helm(bindir, cluster, "lint", str(CHART))
-    assert done.returncode == 0, done.stdout + done.stderr
+def render(bindir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return helm(
+        bindir, "template", "xy", str(CHART), "--namespace", "xynergy-system",
+        "--kube-version", KUBE_VERSION, *args,
+    )  # fmt: skip
 
 
-def test_install_and_uninstall(bindir: Path, cluster: Path, kube: Kube) -> None:
+def docs(text: str) -> dict[tuple[str, str], dict]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+
+
+def test_lint(bindir: Path) -> None:
+    for values in [None, *(v for v in CASES.values() if v)]:
+        extra = ["--values", str(GOLDENS / values)] if values else []
+        done = helm(bindir, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, *extra)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(bindir: Path, case: str) -> None:
+    values = CASES[case]
+    done = render(bindir, *(["--values", str(GOLDENS / values)] if values else []))
+    assert done.returncode == 0, done.stderr
+    golden = GOLDENS / f"{case}.golden.yaml"
+    if os.environ.get("XYNERGY_UPDATE_GOLDENS"):
+        golden.write_text(done.stdout)
+    assert done.stdout == golden.read_text(), (
+        f"chart render differs from {golden.relative_to(ROOT)}; regenerate: "
+        "XYNERGY_UPDATE_GOLDENS=1 .venv/bin/pytest tests/integration/test_chart.py -k golden"
+    )
+
+
+def test_default_render(bindir: Path) -> None:
+    """What the defaults promise: HA with peering, PDB, restricted pod, RBAC from the one source."""
+    out = docs(render(bindir).stdout)
+    dep = out[("Deployment", "xy-operator")]
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["XYNERGY_PEERING"] == "xy-operator"
+    assert ("ClusterKopfPeering", "xy-operator") in out
+    assert out[("PodDisruptionBudget", "xy-operator")]["spec"]["minAvailable"] == 1
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["requests"]["cpu"]
+    from controllers.rbac import CLUSTER_RULES, NAMESPACED_RULES
+
+    assert out[("ClusterRole", "xy-operator")]["rules"] == [r.as_dict() for r in NAMESPACED_RULES]
+    assert out[("ClusterRole", "xy-operator-cluster")]["rules"] == [
+        r.as_dict() for r in CLUSTER_RULES
+    ]
+    assert ("Service", "xy-operator-metrics") in out
+    assert not any(kind == "ServiceMonitor" for kind, _ in out)
+
+
+def test_namespaced_render_binds_only_there(bindir: Path) -> None:
+    out = docs(render(bindir, "--values", str(GOLDENS / "values-platform.yaml")).stdout)
+    binding = out[("RoleBinding", "xy-operator")]
+    assert binding["metadata"]["namespace"] == "xynergy-apps"
+    assert ("ClusterRoleBinding", "xy-operator") not in out
+    assert ("PodDisruptionBudget", "xy-operator") not in out, "no PDB for one replica"
+    image = out[("Deployment", "xy-operator")]["spec"]["template"]["spec"]["containers"][0]
+    assert image["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
+    services = {name: d for (kind, name), d in out.items() if kind == "XynergyService"}
+    assert sorted(services) == ["ai", "crm", "gateway"]
+    assert services["ai"]["spec"]["backend"] == "cloudRun"
+    assert services["crm"]["spec"]["image"] == "ghcr.io/xynergy/crm:1.4.2"
+
+
+@pytest.mark.parametrize(
+    ("flag", "field"),
+    [
+        ("replicaCount=0", "replicaCount"),
+        ("platform.backend=docker", "backend"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("unknownKey=1", "unknownKey"),
+    ],
+)
+def test_schema_refuses_bad_values(bindir: Path, flag: str, field: str) -> None:
+    done = render(bindir, "--set", flag)
+    assert done.returncode != 0
+    assert "values don't meet the specifications of the schema" in done.stderr
+    assert field in done.stderr
+
+
+def _available(kube: Kube, ns: str) -> bool:
+    dep = kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/xy-operator").json()
+    status = dep.get("status") or {}
+    conds = {c["type"]: c["status"] for c in status.get("conditions", [])}
+    return (
+        conds.get("Available") == "True"
+        and status.get("observedGeneration") == dep["metadata"]["generation"]
+        and status.get("updatedReplicas") == dep["spec"]["replicas"]
+    )
+
+
+def test_install_upgrade_uninstall(bindir: Path, cluster: Path, kube: Kube) -> None:
     version = kube.get("/version").json()
     assert version["gitVersion"] == "v1.37.2", "an unstamped build breaks kubeVersion checks"
     ns = "xynergy-chart"
-    done = helm(
-        bindir,
-        cluster,
-        "install",
-        "xy",
-        str(CHART),
-        "--namespace",
-        ns,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "180s",
-    )
+    run = ["--namespace", ns, "--wait", "--timeout", "180s"]
+    done = helm(bindir, "install", "xy", str(CHART), *run, "--create-namespace", cluster=cluster)
     assert done.returncode == 0, done.stdout + done.stderr
     try:
+        assert _available(kube, ns)
+        crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+        for name in ("xynergyservices.xynergy.io", "clusterkopfpeerings.kopf.dev"):
+            assert kube.get(crd + name).status_code == 200, name
+        assert kube.get("/apis/kopf.dev/v1/clusterkopfpeerings/xy-operator").status_code == 200
+        upgrade = ["--set", "driftCheckSeconds=300", "--set", "platform.services.crm.enabled=true"]
+        done = helm(bindir, "upgrade", "xy", str(CHART), *run, *upgrade, cluster=cluster)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert _available(kube, ns)
         dep = kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/xy-operator").json()
-        conds = {c["type"]: c["status"] for c in dep["status"]["conditions"]}
-        assert conds["Available"] == "True"
-        crd = kube.get(
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/xynergyservices.xynergy.io"
-        )
-        assert crd.status_code == 200
-        role = kube.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/xy-operator").json()
-        assert any("xynergyservices" in r.get("resources", []) for r in role["rules"])
+        env = {
+            e["name"]: e.get("value")
+            for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["XYNERGY_DRIFT_CHECK_SECONDS"] == "300"
+        crm = f"/apis/xynergy.io/v1alpha1/namespaces/{ns}/xynergyservices/crm"
+        assert kube.get(crm).status_code == 200
     finally:
-        down = helm(bindir, cluster, "uninstall", "xy", "--namespace", ns, "--wait")
+        down = helm(bindir, "uninstall", "xy", "--namespace", ns, "--wait", cluster=cluster)
         assert down.returncode == 0, down.stdout + down.stderr
         kube.delete(f"/api/v1/namespaces/{ns}")
     assert kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/xy-operator").status_code == 404
+    assert (
+        kube.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/xy-operator").status_code == 404
+    )
+    crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/xynergyservices.xynergy.io"
+    assert kube.get(crd).status_code == 200, "helm keeps CRDs on uninstall"
