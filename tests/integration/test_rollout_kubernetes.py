@@ -1,0 +1,327 @@
+"""Rollout on the Kubernetes backend, end to end with real processes: the operator (its own
+process) makes the new revision's Deployment + Service in a real cluster (kwok Pods) and
+writes the weights into the Rollout's status; the real gateway (in a thread, its routes from
+the cluster) sends each request to the stable or canary upstream by weight; two small real
+HTTP upstreams stand in for the kwok Pods (the canary can inject errors or latency); a load
+generator keeps requests flowing; a real Prometheus scrapes the gateway's per-revision
+metrics (error ratio and mean latency by revision), which the analysis reads.
+
+A bad canary is rolled back within 2 analysis intervals (and the gateway's route is plain
+again, the canary scaled to zero); a healthy one is promoted through every step (the target
+then runs the new image and the canary's children are gone); one too small to judge is
+extended (weight raised one step) and paused, never promoted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from gateway.conftest import (
+    FIREBASE_PROJECT,
+    INTERNAL_KEY,
+    JWT_SECRET,
+    free_port,
+    make_jwt,
+    run_redis,
+    serve,
+)
+from kube_support import Kube
+from lightkube import AsyncClient, KubeConfig
+from prometheus import PrometheusServer
+from test_rollout_support import (
+    Operator,
+    create_rollout,
+    get_rollout,
+    operator_process,
+    wait_rollout,
+)
+from test_xynergyservice import create_xs, deployment, get_xs, wait_ready
+from test_xynergyservice_cloudrun import unique
+
+from services.common.settings import AuthSettings, InternalIdentitySettings
+from services.gateway.app import Gateway, create_app
+from services.gateway.routes_cluster import ClusterRouteSource
+from services.gateway.settings import GatewaySettings
+
+INTERVAL = 5.0
+RATE = 40.0  # requests per second through the gateway
+_CANARY_HOST = re.compile(r"-ro-[0-9a-f]{8}$")
+# short rate windows: the series' points overlap less, so they are closer to independent
+ERRORS = (
+    '(sum(rate(xynergy_gateway_revision_requests_total{revision="{{revision}}",status=~"5.."}'
+    "[5s])) or vector(0)) / sum(rate(xynergy_gateway_revision_requests_total"
+    '{revision="{{revision}}"}[5s]))'
+)
+LATENCY = (
+    'sum(rate(xynergy_gateway_revision_request_duration_seconds_sum{revision="{{revision}}"}'
+    "[5s])) / sum(rate(xynergy_gateway_revision_request_duration_seconds_count"
+    '{revision="{{revision}}"}[5s]))'
+)
+
+
+class Upstream:
+    """One stand-in process (tests/integration/test_rollout_upstream.py)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        script = Path(__file__).with_name("test_rollout_upstream.py")
+        self.proc = subprocess.Popen([sys.executable, str(script), str(self.port)])
+
+    def behave(self, *, errors: float = 0.0, slow: float = 1.0) -> None:
+        httpx.post(self.url, json={"errors": errors, "slow": slow}, timeout=5).raise_for_status()
+
+    def served(self) -> int:
+        return int(httpx.get(f"{self.url}/__count", timeout=5).json()["served"])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class GatewayThread:
+    """The real gateway app on its own event loop (a thread), routes from the cluster; the
+    stand-ins answer for the in-cluster Service URLs (`resolve`: no cluster DNS here)."""
+
+    def __init__(self, cluster: Path, workdir: Path, resolve: Callable[[str], str]) -> None:
+        self.cluster, self.workdir, self.resolve = cluster, workdir, resolve
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app: Gateway | None = None
+        self.up = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopped: asyncio.Event | None = None
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        self.loop, self.stopped = asyncio.get_running_loop(), asyncio.Event()
+        client = AsyncClient(config=KubeConfig.from_file(self.cluster))
+        async with run_redis(self.workdir) as redis:
+            settings = GatewaySettings(
+                redis_url=redis.url,
+                cache_enabled=False,
+                rate_limit_per_minute=10_000_000,
+                tenant_rate_limit_per_minute=0,
+                ip_rate_limit_per_minute=0,
+                retries=0,
+                log_level="WARNING",
+            )
+            self.app = create_app(
+                settings,
+                auth_settings=AuthSettings(
+                    jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
+                    firebase_project_id=FIREBASE_PROJECT,
+                ),
+                internal_settings=InternalIdentitySettings(signing_key=INTERNAL_KEY),  # type: ignore[arg-type]
+                route_source=ClusterRouteSource(client, resolve=self.resolve),
+            )
+            async with serve(self.app, self.port):
+                self.up.set()
+                await self.stopped.wait()
+        await client.close()
+
+    def start(self) -> GatewayThread:
+        self.thread.start()
+        assert self.up.wait(60), "the gateway did not start"
+        return self
+
+    def stop(self) -> None:
+        if self.loop is not None and self.stopped is not None:
+            self.loop.call_soon_threadsafe(self.stopped.set)
+        self.thread.join(timeout=30)
+
+    def upstreams(self, prefix: str) -> list[tuple[str, str]]:
+        """(upstream, revision) the gateway's table holds for `prefix` now."""
+        assert self.app is not None
+        route = next((r for r in self.app.routes.table.routes if r.prefix == prefix), None)
+        if route is None:
+            return []
+        if not route.upstreams:
+            return [(route.upstream, route.revision)]
+        return [(u.url, u.revision) for u in route.upstreams]
+
+
+class Load:
+    """Requests at about RATE per second to `prefix`, from a few threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.prefix = url, ""
+        self.stop = threading.Event()
+        self.token = make_jwt(user_id="load")
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(4)]
+
+    def _run(self) -> None:
+        pause = len(self.threads) / RATE
+        with httpx.Client(base_url=self.url, timeout=5) as http:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                if self.prefix:
+                    headers = {"Authorization": f"Bearer {self.token}"}
+                    with contextlib.suppress(httpx.HTTPError):
+                        http.get(f"{self.prefix}/items", headers=headers)
+                self.stop.wait(max(0.0, pause - (time.monotonic() - started)))
+
+
+class Stack:
+    def __init__(self, gateway: GatewayThread, load: Load, canary: Upstream, stable: Upstream):
+        self.gateway, self.load, self.canary, self.stable = gateway, load, canary, stable
+
+
+@pytest.fixture(scope="module")
+def stack(
+    cluster: Path, crds_installed: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Stack, str]]:
+    stable, canary = Upstream(), Upstream()
+
+    def resolve(url: str) -> str:
+        host = (urlsplit(url).hostname or "").split(".")[0]
+        return canary.url if _CANARY_HOST.search(host) else stable.url
+
+    workdir = tmp_path_factory.mktemp("rollout-k8s")
+    gateway = GatewayThread(cluster, workdir, resolve).start()
+    prom = PrometheusServer(workdir / "prom", targets=[f"127.0.0.1:{gateway.port}"])
+    prom.start()
+    load = Load(gateway.url)
+    for thread in load.threads:
+        thread.start()
+    try:
+        yield Stack(gateway, load, canary, stable), prom.url
+    finally:
+        load.stop.set()
+        prom.stop()
+        gateway.stop()
+        stable.stop()
+        canary.stop()
+
+
+@pytest.fixture(scope="module")
+def k8s_operator(
+    cluster: Path, stack: tuple[Stack, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    log = tmp_path_factory.mktemp("rollout-k8s-op") / "operator.log"
+    env = {"XYNERGY_ROLLOUT_PROMETHEUS_URL": stack[1], "XYNERGY_ROLLOUT_QUERY_STEP_SECONDS": "1"}
+    with operator_process(cluster, log, **env) as op:
+        yield op
+
+
+def start(
+    kube: Kube, ns: str, stack: Stack, *, steps: list[dict[str, Any]], tolerance: float
+) -> tuple[str, str]:
+    """A routed XynergyService with load on it, then a Rollout of a new image."""
+    svc = unique("ai")
+    prefix = f"/api/v2/{svc}"
+    create_xs(kube, ns, svc, backend="kubernetes", port=8080, routes=[{"prefix": prefix}])
+    wait_ready(kube, ns, svc)
+    stack.load.prefix = prefix
+    analysis = {
+        "interval": f"{INTERVAL:.0f}s",
+        "minimumSamples": 3,
+        "metrics": [
+            {"name": "errors", "query": ERRORS, "tolerancePercent": 0, "absoluteTolerance": 0.01,
+             "minimumDetectable": 0.02, "critical": True},
+            {"name": "latency", "query": LATENCY, "tolerancePercent": tolerance,
+             "critical": True},
+        ],
+    }  # fmt: skip
+    create_rollout(kube, ns, "ro", target=svc, image="reg.example/app:2",
+                   strategy={"canary": {"steps": steps}}, analysis=analysis)  # fmt: skip
+    return svc, prefix
+
+
+def wait_phase(kube: Kube, ns: str, phase: str, timeout: float) -> dict[str, Any]:
+    """The Rollout's status once in `phase`; on a timeout, the status it had (to see why)."""
+    try:
+        return wait_rollout(kube, ns, "ro", phase, lambda st: st.get("phase") == phase,
+                            timeout=timeout)["status"]  # fmt: skip
+    except BaseException as exc:
+        raise AssertionError(f"{exc}: {get_rollout(kube, ns, 'ro').get('status')}") from None
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_bad_canary_rolled_back_within_two_intervals(
+    kube: Kube, k8s_operator: Operator, namespace: str, stack: tuple[Stack, str]
+) -> None:
+    s = stack[0]
+    s.canary.behave(errors=0.2, slow=2.0)
+    steps = [{"setWeight": 20}, {"analysis": {"duration": "10s"}}, {"setWeight": 50}]
+    _svc, prefix = start(kube, namespace, s, steps=steps, tolerance=10)
+    canary = wait_rollout(kube, namespace, "ro", "canary taking traffic",
+                          lambda st: (st.get("canaryWeight") or 0) > 0)["status"]  # fmt: skip
+    name = canary["canaryRevision"]
+    wait_until("weighted route", lambda: len(s.gateway.upstreams(prefix)) == 2)
+    assert {rev for _, rev in s.gateway.upstreams(prefix)} == {name, canary["stableRevision"]}
+    status = wait_phase(kube, namespace, "RolledBack", 90)
+    runs = status["analysisRuns"]
+    assert runs[-1]["verdict"] == "Failed"
+    assert runs[-1]["look"] <= 2, runs
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["reason"] == "AnalysisFailed"
+    assert not status.get("traffic")
+    wait_until("plain route", lambda: s.gateway.upstreams(prefix) == [(s.stable.url, "")])
+    dep = deployment(kube, namespace, name)
+    assert dep is not None
+    assert dep["spec"]["replicas"] == 0
+    assert dep["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
+
+
+def test_healthy_canary_promoted_through_every_step(
+    kube: Kube, k8s_operator: Operator, namespace: str, stack: tuple[Stack, str]
+) -> None:
+    s = stack[0]
+    s.canary.behave()
+    steps = [
+        {"setWeight": 20},
+        {"analysis": {"duration": "15s"}},
+        {"setWeight": 50},
+        {"analysis": {"duration": "15s"}},
+    ]
+    # 40 %: a tolerance the judge can show (MDE below it) within the step on a busy machine
+    svc, prefix = start(kube, namespace, s, steps=steps, tolerance=40)
+    status = wait_phase(kube, namespace, "Promoted", 150)
+    assert {run["stepIndex"] for run in status["analysisRuns"]} == {1, 3}, status["analysisRuns"]
+    assert status["analysisRuns"][-1]["verdict"] == "Successful"
+    name = status["canaryRevision"]
+    # the target runs the new image, serves again, and the canary's children go
+    wait_rollout(kube, namespace, "ro", "settled on the target",
+                 lambda st: st.get("traffic") == [], timeout=90)  # fmt: skip
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
+    wait_until("plain route", lambda: s.gateway.upstreams(prefix) == [(s.stable.url, "")])
+    wait_until("canary removed", lambda: deployment(kube, namespace, name) is None)
+
+
+def test_canary_too_small_to_judge_is_extended_not_promoted(
+    kube: Kube, k8s_operator: Operator, namespace: str, stack: tuple[Stack, str]
+) -> None:
+    s = stack[0]
+    s.canary.behave()
+    steps = [
+        {"setWeight": 3},
+        {"analysis": {"duration": "10s"}},
+        {"setWeight": 6},
+        {"analysis": {"duration": "10s"}},
+    ]
+    start(kube, namespace, s, steps=steps, tolerance=0.5)
+    status = wait_phase(kube, namespace, "Paused", 120)
+    assert status["currentStepIndex"] == 1
+    assert status["canaryWeight"] == 6, "extended with the weight raised one step"
+    assert status["extendedLooks"] >= 1
+    assert all(run["verdict"] != "Successful" for run in status["analysisRuns"])
+    reasons = [c["reason"] for c in status["conditions"] if c["type"] == "Reconciling"]
+    assert reasons == ["AnalysisUnderpowered"]
