@@ -310,6 +310,7 @@ def crds_generate(check: bool) -> None:
     for name, text in render_all().items():
         wanted[root / "crds" / name] = text
         wanted[root / "charts" / "xynergy" / "crds" / name] = text
+        wanted[root / "manifests" / "base" / "crds" / name] = text  # kustomize loads no ../..
     samples = sample_files()
     for kind in KINDS:
         example = (root / "manifests" / "samples" / samples[kind.crd.kind]).read_text()

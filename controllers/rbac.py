@@ -159,7 +159,11 @@ def peering_crds() -> str:
 def _kustomize_rbac(name: str = "xynergy-operator", namespace: str = "xynergy-system") -> str:
     subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
     docs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace},
+        },
     ]
     for suffix, rules in (("", NAMESPACED_RULES), ("-cluster", CLUSTER_RULES)):
         ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole"}
@@ -192,6 +196,6 @@ def generated_files(root: Path) -> dict[Path, str]:
         chart / "files" / "rules-namespaced.yaml": head + rules_yaml(NAMESPACED_RULES),
         chart / "files" / "rules-cluster.yaml": head + rules_yaml(CLUSTER_RULES),
         chart / "crds" / "kopf-peerings.kopf.dev.yaml": peering_crds(),
-        root / "manifests" / "base" / "kopf-peerings.kopf.dev.yaml": peering_crds(),
+        root / "manifests" / "base" / "crds" / "kopf-peerings.kopf.dev.yaml": peering_crds(),
         root / "manifests" / "base" / "rbac.yaml": _kustomize_rbac(),
     }
