@@ -183,13 +183,19 @@ def events_for(
     writes: int,
     created: bool,
 ) -> list[Event]:
-    """Events a user cares about: Created, Updated, Ready, Failed."""
+    """Events a user cares about: Created, Updated, Ready, Failed.
+
+    Ready is posted when it is news: Ready was False before (an update rolled out, a stall or
+    a missing child recovered). A new service's first Ready (from Unknown, or no status) is
+    not: Created said what was made, and the Ready condition says when it became Ready (one
+    Event write per object fewer, within the write budget of docs/architecture.md)."""
     events: list[Event] = []
     if writes:
         verb, reason = ("created", "Created") if created else ("applied", "Updated")
         events.append(Event("Normal", reason, f"{verb} revision {new.latest_created_revision}"))
     old_conditions = old.conditions if old else []
-    if is_true(new.conditions, READY) and not is_true(old_conditions, READY):
+    old_ready = get_condition(old_conditions, READY)
+    if is_true(new.conditions, READY) and old_ready is not None and old_ready.status == "False":
         events.append(Event("Normal", "Ready", f"ready at {new.url}"))
     new_stalled = get_condition(new.conditions, STALLED)
     if new_stalled is not None and new_stalled.status == "True":

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
 from kopf.testing import KopfRunner
+from kube_support import Kube
 from test_xynergyservice import get_xs, merge_patch, ready_condition, wait_ready, xs_url
 
 PROJECT = "xynergy-test"

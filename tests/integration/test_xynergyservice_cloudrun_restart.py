@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kube_support import Kube, run_operator
 from fakes.cloudrun import FakeCloudRun
+from kube_support import Kube, run_operator
 from test_xynergyservice import wait_ready
 from test_xynergyservice_cloudrun import (
     PROJECT,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kube_support import Kube, audit_lines, writes_by
 from kopf.testing import KopfRunner
+from kube_support import Kube, audit_lines, writes_by
 from test_xynergyservice import create_xs, get_xs, ready_condition, xs_url
 
 N = 50

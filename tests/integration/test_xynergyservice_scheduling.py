@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_support import Kube, run_operator
 from fakes.cloudrun import FakeCloudRun
 from kopf.testing import KopfRunner
+from kube_support import Kube, run_operator
 from test_xynergyservice import create_xs, deployment, get_xs
 
 DEADLINE_SECONDS = 45

@@ -60,8 +60,9 @@ def _count(result: str) -> float:
 @pytest.mark.parametrize(
     ("spec", "backend", "calls", "ready", "extra", "events", "requeue", "result"),
     [
-        ({}, MemoryBackend(), ["apply"], "True", None, ["Created", "Ready"], "resync", "ok"),
-        ({"paused": True}, MemoryBackend(), ["observe"], "True", None, ["Ready"], "resync", "ok"),
+        # a first Ready is in the condition, not an Event (Created says what was made)
+        ({}, MemoryBackend(), ["apply"], "True", None, ["Created"], "resync", "ok"),
+        ({"paused": True}, MemoryBackend(), ["observe"], "True", None, [], "resync", "ok"),
         (
             {},
             MemoryBackend(answer=BackendStatus(exists=True, ready=False, reason="R", message="m")),

@@ -146,6 +146,26 @@ def test_stalled_message_names_the_secret_and_recovers() -> None:
     assert [e.reason for e in events] == ["Created", "Ready"]
 
 
+def test_ready_event_only_when_it_is_news() -> None:
+    """Create -> progressing -> Ready posts Created only (two Event writes were one); an
+    update that rolls out (Ready False) and comes back posts Updated, then Ready."""
+    svc = _svc()
+    rolling = BackendStatus(exists=True, ready=False, reason="RollingOut", message="0/1")
+    progressing = compute_status(svc, observed=rolling, error=None, now=NOW)
+    created = events_for(None, progressing, writes=2, created=True)
+    assert [e.reason for e in created] == ["Created"]
+    svc.status = progressing
+    ready = compute_status(svc, observed=OBSERVED_READY, error=None, now=NOW)
+    assert events_for(progressing, ready, writes=0, created=False) == []
+    svc.status = ready
+    updating = compute_status(svc, observed=rolling, error=None, now=NOW)
+    assert get_condition(updating.conditions, "Ready").status == "False"  # type: ignore[union-attr]
+    assert [e.reason for e in events_for(ready, updating, writes=1, created=False)] == ["Updated"]
+    svc.status = updating
+    back = compute_status(svc, observed=OBSERVED_READY, error=None, now=NOW)
+    assert [e.reason for e in events_for(updating, back, writes=0, created=False)] == ["Ready"]
+
+
 def test_unchanged_observation_is_not_a_change() -> None:
     svc = _svc()
     first = compute_status(svc, observed=OBSERVED_READY, error=None, now=NOW)
