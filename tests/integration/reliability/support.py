@@ -72,9 +72,20 @@ class Fleet:
 
 
 def items(kube: Kube, path: str, **params: Any) -> list[dict[str, Any]]:
-    resp = kube.get(path, **params)
-    assert resp.status_code == 200, resp.text
-    found: list[dict[str, Any]] = resp.json()["items"]
+    """A list, waiting out the apiserver's transient answers (429 while a new CRD's storage
+    initialises, 5xx while it restarts)."""
+    found: list[dict[str, Any]] = []
+
+    def listed() -> bool:
+        resp = kube.get(path, **params)
+        assert resp.status_code == 200 or resp.status_code == 429 or resp.status_code >= 500, (
+            resp.text
+        )
+        if resp.status_code == 200:
+            found[:] = resp.json()["items"]
+        return resp.status_code == 200
+
+    kube.wait_for(f"a list of {path}", listed, timeout=30)
     return found
 
 
