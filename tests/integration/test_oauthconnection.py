@@ -23,10 +23,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from kube_support import Kube
 from fakes.oauth import FakeOAuth
 from gateway.conftest import make_jwt, run_redis, serve, wait_for
 from kopf.testing import KopfRunner
+from kube_support import Kube
 
 from apis.conditions import Condition, check_invariants
 from controllers.oauthconnection.reconciler import OAuthConnectionReconciler

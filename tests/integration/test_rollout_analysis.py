@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
+from kube_support import Kube
 from prometheus import PrometheusServer, ScrapeTarget
 from test_rollout_support import (
     Operator,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
+from kube_support import Kube
 from test_rollout_support import (
     Operator,
     create_rollout,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
+from kube_support import Kube
 from test_rollout_support import (
     create_rollout,
     get_rollout,

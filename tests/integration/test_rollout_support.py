@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kube_support import Kube
 from fakes.cloudrun import FakeCloudRun
+from kube_support import Kube
 from test_xynergyservice_cloudrun import PROJECT, REGION
 
 from apis.conditions import Condition, check_invariants

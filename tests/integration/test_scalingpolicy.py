@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from kube_support import Kube
 from kopf.testing import KopfRunner
+from kube_support import Kube
 from prometheus import PrometheusServer, ScrapeTarget, Series
 
 from apis.conditions import Condition, check_invariants
