@@ -77,7 +77,6 @@ class Bench:
         canary = Upstream()
         self.canaries[svc] = canary
         errors, slow = KINDS[case.kind]
-        time.sleep(0.3)  # let the stand-in bind its port (a bench may sleep)
         canary.behave(errors=errors, slow=slow)
         create_xs(self.kube, ns, svc, backend="kubernetes", port=8080, routes=[{"prefix": prefix}])
         wait_ready(self.kube, ns, svc)

@@ -78,6 +78,14 @@ class Upstream:
         self.url = f"http://127.0.0.1:{self.port}"
         script = Path(__file__).with_name("test_rollout_upstream.py")
         self.proc = subprocess.Popen([sys.executable, str(script), str(self.port)])
+        wait_until("the stand-in upstream answering", self._answers, timeout=20)
+
+    def _answers(self) -> bool:
+        try:
+            self.served()
+        except httpx.TransportError:
+            return False
+        return True
 
     def behave(self, *, errors: float = 0.0, slow: float = 1.0) -> None:
         httpx.post(self.url, json={"errors": errors, "slow": slow}, timeout=5).raise_for_status()
