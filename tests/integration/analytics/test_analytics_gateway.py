@@ -15,8 +15,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from ai_router.conftest import INTERNAL, MODEL, spec_for
-from conftest import Kube
 from fakes.openai import FakeOpenAI
+from kube_support import Kube
 from lightkube import AsyncClient, KubeConfig
 from prometheus import PrometheusServer
 

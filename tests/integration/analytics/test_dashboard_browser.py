@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Kube
 from gateway.conftest import FIREBASE_PROJECT, INTERNAL_KEY, JWT_SECRET, free_port
+from kube_support import Kube
 from lightkube import AsyncClient, KubeConfig
 
 from services.analytics.app import create_app as create_analytics
