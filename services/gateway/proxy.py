@@ -202,12 +202,8 @@ def _auth_refusal(exc: AuthError, headers: Headers) -> RefusalError:
 
 
 def is_public(route: Route) -> bool:
-    """The route takes no token (the API's ``spec.routes[].public``).
-
-    Read with a default: :class:`services.gateway.routing.Route` carries ``public`` once the
-    route table passes the API field on; until then no route is public.
-    """
-    return getattr(route, "public", False) is True
+    """The route takes no token (the API's ``spec.routes[].public``)."""
+    return route.public
 
 
 def _rate_headers(decision: Decision | None) -> Headers:
@@ -305,6 +301,7 @@ class Proxy:
             await self._limit_public(ex)
         else:
             await self._authenticate(ex)
+            ex.match = self.routes.table.stick(ex.route, ex.who.user_id)
             self._body_size(ex)
             hit = await self._limit_and_look_up(ex)
             if hit is not None:

@@ -96,6 +96,9 @@ class Route:
     heaviest, for display)."""
     sticky: bool = False
     """With ``upstreams``: pick by a hash of the caller's key when one is given."""
+    public: bool = False
+    """No token needed (the API's ``spec.routes[].public``): limited per address, never cached,
+    and no identity is forwarded."""
 
     def __post_init__(self) -> None:
         for p in (self.prefix, *self.aliases):
@@ -282,6 +285,7 @@ def routes_from_spec(
                     revision=revision,
                     upstreams=live,
                     sticky=sticky,
+                    public=spec.public,
                 )
             )
         except (ValidationError, ValueError) as exc:  # PathError is a ValueError

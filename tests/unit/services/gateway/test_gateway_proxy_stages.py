@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from services.gateway.gate import GateResult
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Proxy, TableHolder
 from services.gateway.ratelimit import Decision, Limit, Policies
-from services.gateway.routing import Route, RouteTable
+from services.gateway.routing import Route, RouteTable, Upstream, chosen_revision
 from services.gateway.settings import GatewaySettings
 
 
@@ -127,16 +126,11 @@ async def test_over_the_limits_a_bad_token_and_a_good_one_get_429() -> None:
     assert [lim.name for lim in gate.calls[0]] == ["user", "ip"]
 
 
-@dataclass(frozen=True, slots=True)
-class PublicRoute(Route):
-    """A route as the table gives it once ``spec.routes[].public`` is passed on."""
-
-    public: bool = True
-
-
 def public_proxy(*, allowed: bool) -> Proxy:
     p = proxy(allowed=allowed)
-    hook = PublicRoute("/api/v2/slack/events", "http://slack.invalid", rate_limit_per_minute=7)
+    hook = Route(
+        "/api/v2/slack/events", "http://slack.invalid", rate_limit_per_minute=7, public=True
+    )
     slack = Route("/api/v2/slack", "http://slack.invalid")
     p.routes.table = RouteTable.build([slack, hook])
     return p
@@ -158,6 +152,25 @@ async def test_a_public_route_takes_no_token_and_is_limited_per_address() -> Non
     # the routes beside it still ask for a token (counted as unauthenticated, here refused)
     status, _, body = await call(p, "/api/v2/slack/other", {})
     assert (status, body["limit"]) == (429, "unauthenticated")
+
+
+async def test_a_sticky_route_keeps_the_authenticated_user_on_one_revision() -> None:
+    p = proxy(allowed=False)  # refused at the rate limit, after the upstream is chosen
+    upstreams = (
+        Upstream("http://stable.invalid", 50, "crm-00001"),
+        Upstream("http://canary.invalid", 50, "crm-ro-1"),
+    )
+    sticky = Route("/api/v2/crm", "http://stable.invalid", upstreams=upstreams, sticky=True)
+    p.routes.table = RouteTable.build([sticky])
+    match = p.routes.table.match("/api/v2/crm/contacts")
+    assert match is not None
+    want = p.routes.table.stick(match, "u1").route.revision
+    seen = set()
+    for _ in range(20):  # picked per request instead, 20 draws agree only with p = 2**-19
+        status, _, _ = await call(p, "/api/v2/crm/contacts", {"authorization": "Bearer good"})
+        assert status == 429
+        seen.add(chosen_revision())
+    assert seen == {want}
 
 
 async def test_a_public_route_keeps_the_body_limit() -> None:

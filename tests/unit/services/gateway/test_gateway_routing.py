@@ -144,6 +144,15 @@ def _weighted(canary: int, *, sticky: bool = False) -> RouteTable:
     )
 
 
+def test_public_flag_is_read_from_the_spec() -> None:
+    spec = [{"prefix": "/api/v2/slack/events", "public": True}, {"prefix": "/api/v2/slack"}]
+    routes = routes_from_spec(service="slack", upstream=UP, routes=spec)
+    assert [(r.prefix, r.public) for r in routes] == [
+        ("/api/v2/slack/events", True),
+        ("/api/v2/slack", False),
+    ]
+
+
 def test_weighted_route_splits_requests_by_weight() -> None:
     table = _weighted(20)
     picks: Counter[tuple[str, str, str]] = Counter()
