@@ -177,16 +177,21 @@ def history_repeats(kube: Kube, fleet: Fleet) -> list[str]:
     return out
 
 
+# Status fields that record progress a crash must not lose (wording and timestamps move on
+# their own, and a Rollout finishing its last step may still add to its history).
+DURABLE = ("observedGeneration", "latestReadyRevision", "url", "phase", "currentStepIndex",
+           "canaryRevision")  # fmt: skip
+
+
 def statuses(kube: Kube, fleet: Fleet) -> dict[str, dict[str, Any]]:
-    """Every object's status, without the fields that move on their own."""
-    volatile = {"lastReconcileTime", "conditions", "stepStartedAt", "lastTransitionTime"}
+    """Every object's durable status fields and its Ready status."""
     out = {}
     for plural in ("xynergyservices", "scalingpolicies", "rollouts"):
         for obj in items(kube, f"{GROUP}/namespaces/{fleet.ns}/{plural}"):
-            status = {k: v for k, v in (obj.get("status") or {}).items() if k not in volatile}
-            ready = condition(obj, "Ready")
-            status["ready"] = (ready.get("status"), ready.get("reason"))
-            out[f"{plural}/{obj['metadata']['name']}"] = status
+            status = obj.get("status") or {}
+            kept = {k: status.get(k) for k in DURABLE}
+            kept["ready"] = condition(obj, "Ready").get("status")
+            out[f"{plural}/{obj['metadata']['name']}"] = kept
     return out
 
 

@@ -86,7 +86,7 @@ TABLE = [
     Attack("garbage-token", [bearer("garbage")], 401),
     Attack("alg-none", [bearer(unsigned("none"))], 401),
     Attack("alg-None-case", [bearer(unsigned("nOnE"))], 401),
-    Attack("alg-hs512-right-secret", [bearer(jwt.encode(CLAIMS, JWT_SECRET, algorithm="HS512"))], 401),
+    Attack("alg-hs512-right-secret", [bearer(hand_signed({"alg": "HS512"}, CLAIMS, JWT_SECRET.encode(), hashlib.sha512))], 401),
     Attack("hs256-wrong-key", [bearer(jwt.encode(CLAIMS, "wrong-" * 8, algorithm="HS256"))], 401),
     Attack("rs256-own-key", [bearer(jwt.encode(CLAIMS, RSA_KEY, algorithm="RS256"))], 401),
     Attack("rs-hs-confusion", [bearer(hand_signed({"alg": "HS256", "typ": "JWT"}, CLAIMS, RSA_PUBLIC_PEM, hashlib.sha256))], 401),
