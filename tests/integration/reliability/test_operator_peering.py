@@ -96,7 +96,7 @@ def test_one_replica_acts_and_the_other_takes_over(
         fleet = Fleet(namespace)
         fleet.add_service(kube, "first")
         kube.wait_for(
-            "a replica to make it Ready", lambda: ready(kube, namespace, "first"), timeout=45
+            "a replica to make it Ready", lambda: ready(kube, namespace, "first"), timeout=20
         )
         acted = [r for r in (a, b) if r.reconciles() > 0]
         assert len(acted) == 1, "both replicas reconciled"
