@@ -1,0 +1,379 @@
+"""The security-governance ValidatingAdmissionPolicies of manifests/policies, against the real
+apiserver: for each rule an admitted and a rejected object, with the rule's message.
+
+The policies are applied once for the module, as shipped except that (a) names get a suffix,
+(b) every binding also selects only this module's namespaces (the cluster is shared with other
+modules, whose objects these rules must not judge) and (c) the parameters ConfigMap lives in a
+namespace of this module. Requests are dry runs: admission runs in full, nothing is stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kube_support import Kube
+
+from controllers.devcluster import repo_root
+
+pytestmark = pytest.mark.integration
+
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+XY = "/apis/xynergy.io/v1alpha1"
+POLICY_DIR = repo_root() / "manifests" / "policies"
+TEST_LABEL = "xynergy.io/policy-test"
+DIGEST = "@sha256:" + "0123456789abcdef" * 4
+GOOD_IMAGE = "us-docker.pkg.dev/xynergy-demo/platform/crm:1.4.2" + DIGEST
+POLICY_KIND = "ValidatingAdmissionPolicy"
+PLURALS = {
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+}
+
+
+def shipped_documents() -> list[dict[str, Any]]:
+    """Every object of manifests/policies, in its kustomization's order."""
+    kustomization = yaml.safe_load((POLICY_DIR / "kustomization.yaml").read_text())
+    docs: list[dict[str, Any]] = []
+    for name in kustomization["resources"]:
+        docs += [d for d in yaml.safe_load_all((POLICY_DIR / name).read_text()) if d]
+    return docs
+
+
+@dataclass(frozen=True)
+class Env:
+    """This module's view of the applied policies."""
+
+    kube: Kube
+    suffix: str
+    production: str  # labelled xynergy.io/environment=production
+    plain: str  # not labelled; also holds the parameters ConfigMap
+
+    def policy(self, name: str) -> str:
+        return f"{name}-{self.suffix}"
+
+
+def scoped(doc: dict[str, Any], *, suffix: str, params_ns: str) -> dict[str, Any]:
+    """A shipped policy or binding, renamed and narrowed to this module's namespaces."""
+    doc = copy.deepcopy(doc)
+    doc["metadata"]["name"] += f"-{suffix}"
+    spec = doc["spec"]
+    if doc["kind"] == "ValidatingAdmissionPolicyBinding":
+        spec["policyName"] += f"-{suffix}"
+        if "paramRef" in spec:
+            spec["paramRef"]["namespace"] = params_ns
+        selector = spec.setdefault("matchResources", {}).setdefault("namespaceSelector", {})
+        selector.setdefault("matchExpressions", []).append(
+            {"key": TEST_LABEL, "operator": "In", "values": [suffix]}
+        )
+    return doc
+
+
+def make_namespace(kube: Kube, name: str, labels: dict[str, str]) -> None:
+    resp = kube.create("/api/v1/namespaces", {"metadata": {"name": name, "labels": labels}})
+    assert resp.status_code == 201, resp.text
+
+
+def apply_policies(kube: Kube, env: Env) -> list[str]:
+    """Create the shipped objects; return the paths to delete afterwards."""
+    created = []
+    for doc in shipped_documents():
+        if doc["kind"] == "ConfigMap":
+            doc = {**doc, "metadata": {**doc["metadata"], "namespace": env.plain}}
+            resp = kube.create(f"/api/v1/namespaces/{env.plain}/configmaps", doc)
+            assert resp.status_code == 201, resp.text
+            continue
+        plural = PLURALS[doc["kind"]]
+        doc = scoped(doc, suffix=env.suffix, params_ns=env.plain)
+        resp = kube.create(f"{ADMISSION}/{plural}", doc)
+        assert resp.status_code == 201, resp.text
+        created.append(f"{ADMISSION}/{plural}/{doc['metadata']['name']}")
+    return created
+
+
+@pytest.fixture(scope="module")
+def env(kube: Kube, crds_installed: list[str]) -> Iterator[Env]:
+    suffix = uuid.uuid4().hex[:8]
+    env = Env(kube, suffix, production=f"t-prod-{suffix}", plain=f"t-plain-{suffix}")
+    make_namespace(
+        kube, env.production, {TEST_LABEL: suffix, "xynergy.io/environment": "production"}
+    )
+    make_namespace(kube, env.plain, {TEST_LABEL: suffix})
+    created = apply_policies(kube, env)
+    try:
+        wait_active(env)
+        yield env
+    finally:
+        for path in reversed(created):
+            kube.delete(path)
+        for ns in (env.production, env.plain):
+            kube.delete(f"/api/v1/namespaces/{ns}")
+
+
+def submit(env: Env, ns: str, plural: str, body: dict[str, Any]) -> httpx.Response:
+    """Create `body` as a dry run (admission runs in full; nothing is stored)."""
+    body = {**body, "metadata": {"name": f"x-{uuid.uuid4().hex[:6]}"}}
+    return env.kube.http.post(
+        f"{XY}/namespaces/{ns}/{plural}",
+        json=body,
+        params={"dryRun": "All", "fieldValidation": "Strict"},
+    )
+
+
+def warnings(resp: httpx.Response) -> list[str]:
+    return resp.headers.get_list("warning")
+
+
+def service(**spec: Any) -> dict[str, Any]:
+    """A XynergyService every rule admits, changed by `spec` (None removes a field)."""
+    base: dict[str, Any] = {"image": GOOD_IMAGE, "resources": {"cpu": "250m", "memory": "256Mi"}}
+    merged = {k: v for k, v in {**base, **spec}.items() if v is not None}
+    return {"apiVersion": "xynergy.io/v1alpha1", "kind": "XynergyService", "spec": merged}
+
+
+def rollout(**spec: Any) -> dict[str, Any]:
+    base = {"targetRef": {"name": "crm"}, "strategy": {"immediate": {}}, **spec}
+    return {"apiVersion": "xynergy.io/v1alpha1", "kind": "Rollout", "spec": base}
+
+
+def oauth(provider: str, scopes: list[str]) -> dict[str, Any]:
+    spec = {
+        "provider": provider,
+        "clientSecretRef": {"name": "client"},
+        "scopes": scopes,
+        "redirectURL": "https://app.xynergyos.com/oauth/callback",
+        "tenant": "acme",
+        "tokenSecretName": "tokens",
+    }
+    return {"apiVersion": "xynergy.io/v1alpha1", "kind": "OAuthConnection", "spec": spec}
+
+
+def assert_denied(env: Env, resp: httpx.Response, policy: str, *fragments: str) -> None:
+    assert resp.status_code in (403, 422), resp.text
+    message = resp.json()["message"]
+    assert f"ValidatingAdmissionPolicy '{env.policy(policy)}'" in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def assert_admitted(resp: httpx.Response) -> None:
+    assert resp.status_code == 201, resp.text
+    assert not warnings(resp), warnings(resp)
+
+
+def assert_warned(env: Env, resp: httpx.Response, policy: str, fragment: str) -> None:
+    assert resp.status_code == 201, resp.text  # Warn mode: admitted
+    mine = [w for w in warnings(resp) if env.policy(policy) in w]
+    assert mine, warnings(resp)
+    assert all(fragment in w for w in mine), mine
+
+
+# One known-rejected request per policy: the module waits until each is rejected (or warned)
+PROBES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "xynergy-image-provenance": ("production", "xynergyservices", service(image="nginx:1")),
+    "xynergy-resources-set": ("plain", "xynergyservices", service(resources=None)),
+    "xynergy-secret-env": (
+        "plain",
+        "xynergyservices",
+        service(env=[{"name": "API_TOKEN", "value": "t"}]),
+    ),
+    "xynergy-gateway-cors": (
+        "plain",
+        "xynergyservices",
+        service(env=[{"name": "XYNERGY_GATEWAY_CORS_ORIGINS", "value": "*"}]),
+    ),
+    "xynergy-oauth-scopes": ("plain", "oauthconnections", oauth("slack", ["admin"])),
+}
+
+
+def judges_probe(env: Env, policy: str) -> bool:
+    """Whether `policy` rejects (or warns about) its probe yet."""
+    which, plural, body = PROBES[policy]
+    resp = submit(env, env.production if which == "production" else env.plain, plural, body)
+    return env.policy(policy) in resp.text + " ".join(warnings(resp))
+
+
+def wait_active(env: Env) -> None:
+    """Wait until every policy judges its probe (the admission plugin syncs asynchronously)."""
+    for policy in PROBES:
+        env.kube.wait_for(
+            f"policy {policy} to judge its probe", lambda p=policy: judges_probe(env, p)
+        )
+
+
+# --- images: allowed registry and digest, in production namespaces (Warn mode) ---
+
+
+def test_pinned_image_from_an_allowed_registry_is_admitted_without_warning(env: Env) -> None:
+    assert_admitted(submit(env, env.production, "xynergyservices", service()))
+    image = "ghcr.io/xynergy/operator:0.1.0" + DIGEST
+    assert_admitted(submit(env, env.production, "xynergyservices", service(image=image)))
+
+
+@pytest.mark.parametrize(
+    ("image", "fragment"),
+    [
+        ("docker.io/library/nginx:1.27" + DIGEST, "is not from an allowed registry"),
+        ("ghcr.io/xynergy-evil/x" + DIGEST, "is not from an allowed registry"),
+        ("us-docker.pkg.dev/xynergy-demo/platform/crm:1.4.2", "is not pinned by digest"),
+    ],
+)
+def test_production_image_outside_the_rules_is_admitted_with_a_warning(
+    env: Env, image: str, fragment: str
+) -> None:
+    resp = submit(env, env.production, "xynergyservices", service(image=image))
+    assert_warned(env, resp, "xynergy-image-provenance", fragment)
+    assert f"spec.image {image} " in " ".join(warnings(resp))
+
+
+def test_registry_warning_names_the_allowed_registries(env: Env) -> None:
+    resp = submit(env, env.production, "xynergyservices", service(image="nginx" + DIGEST))
+    expected = "[us-docker.pkg.dev/xynergy-demo/, ghcr.io/xynergy/]"
+    assert_warned(env, resp, "xynergy-image-provenance", expected)
+
+
+def test_rollout_image_by_tag_warns_in_production(env: Env) -> None:
+    image = "us-docker.pkg.dev/xynergy-demo/platform/crm:1.5.0"
+    resp = submit(env, env.production, "rollouts", rollout(image=image))
+    assert_warned(env, resp, "xynergy-image-provenance", "is not pinned by digest")
+
+
+def test_image_rules_do_not_apply_outside_production(env: Env) -> None:
+    assert_admitted(submit(env, env.plain, "xynergyservices", service(image="nginx:1")))
+
+
+# --- resources set ---
+
+
+def test_service_without_cpu_or_memory_is_denied(env: Env) -> None:
+    for resources in (None, {"cpu": "1"}, {"memory": "1Gi"}):
+        resp = submit(env, env.plain, "xynergyservices", service(resources=resources))
+        assert_denied(env, resp, "xynergy-resources-set", "spec.resources.cpu and spec.resources")
+
+
+def test_rollout_template_that_resizes_must_set_both(env: Env) -> None:
+    half = rollout(image=GOOD_IMAGE, template={"resources": {"cpu": "2"}})
+    resp = submit(env, env.plain, "rollouts", half)
+    assert_denied(env, resp, "xynergy-resources-set", "spec.template.resources must set both")
+    whole = rollout(template={"resources": {"cpu": "2", "memory": "2Gi"}})
+    assert_admitted(submit(env, env.plain, "rollouts", whole))
+    assert_admitted(submit(env, env.plain, "rollouts", rollout(image=GOOD_IMAGE)))
+
+
+# --- no secret-looking literal env values ---
+
+
+@pytest.mark.parametrize("name", ["DB_PASSWORD", "client_secret", "API_TOKEN", "SIGNING_KEY"])
+def test_secret_looking_literal_env_is_denied(env: Env, name: str) -> None:
+    literal = {"name": name, "value": "s3cr3t-value"}
+    body = service(env=[{"name": "LOG_LEVEL", "value": "info"}, literal])
+    resp = submit(env, env.plain, "xynergyservices", body)
+    assert_denied(env, resp, "xynergy-secret-env", f"spec.env {name} looks like a secret")
+    assert "secretKeyRef" in resp.json()["message"]
+    assert "s3cr3t" not in resp.text  # the value is never echoed
+
+
+def test_secret_env_from_a_secret_or_a_plain_literal_is_admitted(env: Env) -> None:
+    body = service(
+        env=[
+            {"name": "LOG_LEVEL", "value": "info"},
+            {"name": "DB_PASSWORD", "secretKeyRef": {"name": "db", "key": "password"}},
+        ]
+    )
+    assert_admitted(submit(env, env.plain, "xynergyservices", body))
+
+
+def test_rollout_template_literal_secret_is_denied(env: Env) -> None:
+    body = rollout(template={"env": [{"name": "JWT_SECRET", "value": "s3cr3t"}]})
+    resp = submit(env, env.plain, "rollouts", body)
+    assert_denied(env, resp, "xynergy-secret-env", "spec.template.env JWT_SECRET looks like")
+    assert "s3cr3t" not in resp.text
+
+
+# --- no wildcard CORS origins ---
+
+
+def cors(value: str) -> list[dict[str, str]]:
+    return [{"name": "XYNERGY_GATEWAY_CORS_ORIGINS", "value": value}]
+
+
+@pytest.mark.parametrize("origins", ['["*"]', '["https://*.example.com"]'])
+def test_wildcard_cors_origins_are_denied(env: Env, origins: str) -> None:
+    resp = submit(env, env.plain, "xynergyservices", service(env=cors(origins)))
+    assert_denied(env, resp, "xynergy-gateway-cors", "must not contain '*'")
+
+
+def test_exact_cors_origins_are_admitted(env: Env) -> None:
+    body = service(env=cors('["https://app.xynergyos.com"]'))
+    assert_admitted(submit(env, env.plain, "xynergyservices", body))
+
+
+# --- OAuth scopes within the allowed set ---
+
+
+def test_oauth_scope_outside_the_allowed_set_is_denied(env: Env) -> None:
+    resp = submit(env, env.plain, "oauthconnections", oauth("slack", ["chat:write", "admin"]))
+    assert_denied(
+        env, resp, "xynergy-oauth-scopes", "spec.scopes admin not allowed for provider slack"
+    )
+    assert "allowedScopes.slack" in resp.json()["message"]
+    gmail = oauth("gmail", ["https://mail.google.com/"])
+    resp = submit(env, env.plain, "oauthconnections", gmail)
+    assert_denied(env, resp, "xynergy-oauth-scopes", "https://mail.google.com/ not allowed")
+
+
+def test_oauth_scopes_in_the_allowed_set_are_admitted(env: Env) -> None:
+    slack = oauth("slack", ["channels:read", "chat:write", "users:read.email"])
+    assert_admitted(submit(env, env.plain, "oauthconnections", slack))
+    gmail = oauth("gmail", ["https://www.googleapis.com/auth/gmail.readonly", "email"])
+    assert_admitted(submit(env, env.plain, "oauthconnections", gmail))
+
+
+# --- the policies themselves ---
+
+
+def create_policy_copy(env: Env, doc: dict[str, Any], name: str) -> str:
+    """An unbound copy of a policy (judges nothing); return its path."""
+    doc = {**copy.deepcopy(doc), "metadata": {"name": name}}
+    resp = env.kube.create(f"{ADMISSION}/validatingadmissionpolicies", doc)
+    assert resp.status_code == 201, resp.text
+    return f"{ADMISSION}/validatingadmissionpolicies/{name}"
+
+
+def type_checked(env: Env, path: str) -> dict[str, Any] | None:
+    """The policy's typeChecking status once written for its generation, else None."""
+    body = env.kube.get(path).json()
+    status = body.get("status", {})
+    done = status.get("observedGeneration") == body["metadata"]["generation"]
+    return status.get("typeChecking", {}) if done else None
+
+
+def test_policies_type_check_against_the_crd_schemas(env: Env) -> None:
+    """The apiserver checks validation expressions against the matched kinds' schemas: a
+    misspelt field shows as a warning. A copy with a typo proves the checker has the CRD
+    schemas (it treats unknown kinds as dynamic); then fresh copies of the shipped policies
+    must check clean."""
+    policies = {d["metadata"]["name"]: d for d in shipped_documents() if d["kind"] == POLICY_KIND}
+    typo = copy.deepcopy(policies["xynergy-resources-set"])
+    typo["spec"]["validations"][0]["expression"] = "has(object.spec.resouces)"
+    paths = [create_policy_copy(env, typo, f"typo-{env.suffix}")]
+    try:
+        env.kube.wait_for(
+            "the type checker to flag the typo",
+            lambda: bool((type_checked(env, paths[0]) or {}).get("expressionWarnings")),
+        )
+        paths += [create_policy_copy(env, d, f"{n}-tc-{env.suffix}") for n, d in policies.items()]
+        for path in paths[1:]:
+            env.kube.wait_for(
+                f"type checking of {path}", lambda p=path: type_checked(env, p) is not None
+            )
+            assert type_checked(env, path) == {}, path
+    finally:
+        for path in paths:
+            env.kube.delete(path)
