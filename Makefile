@@ -72,6 +72,12 @@ test-unit: $(STAMP) ## Unit tests only (fast, no external processes)
 test-integration: deps controlplane ## Integration tests (local cluster, redis-server, emulators)
 	@$(BIN)/pytest -m integration $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
+.PHONY: images
+images: ## Build the operator OCI image without a daemon (mmdebstrap + umoci; .cache/image/oci)
+	@bash hack/deps/image-tools.sh
+	@if command -v docker >/dev/null 2>&1; then docker build -t ghcr.io/xynergy/operator:dev .; \
+	 else bash hack/image/build.sh; fi
+
 .PHONY: soak
 soak: deps controlplane ## Long reliability and security runs (pytest -m soak): chaos, faults, fuzzing
 	@$(BIN)/pytest -m soak $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
