@@ -361,6 +361,11 @@ class Proxy:
         ex.public = is_public(ex.match.route)
 
     async def _authenticate(self, ex: Exchange) -> None:
+        if sum(name == b"authorization" for name, _ in ex.scope["headers"]) > 1:
+            # a proxy in front may read another of them than we do: refuse, never pick one
+            raise RefusalError(
+                400, "bad_request", "more than one Authorization header: send exactly one"
+            )
         try:
             ex.identity = await self.verifier.verify(bearer_token(ex.hdrs.get("authorization")))
         except AuthError as exc:

@@ -151,11 +151,7 @@ async def send(url: str, attack: Attack, path: str) -> tuple[int, bytes]:
 
 
 # Rows the gateway fails today, each a finding for its owner (strict: a fix turns them red).
-GAPS = {
-    "two-authorizations": "the gateway reads the first of two Authorization headers and lets "
-    "the request through as that caller; a front proxy that reads the last one would "
-    "authenticate someone else: two are ambiguous and should be refused with 400",
-}
+GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

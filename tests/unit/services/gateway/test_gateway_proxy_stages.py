@@ -173,6 +173,14 @@ async def test_a_sticky_route_keeps_the_authenticated_user_on_one_revision() -> 
     assert seen == {want}
 
 
+async def test_two_authorization_headers_are_refused_before_auth() -> None:
+    p = proxy(allowed=True)
+    scope_headers = {"authorization": "Bearer good", "Authorization": "Bearer good"}
+    status, _, body = await call(p, "/api/v2/crm/contacts", scope_headers)
+    assert (status, body["error"]) == (400, "bad_request")
+    assert "Authorization" in body["message"]
+
+
 async def test_a_public_route_keeps_the_body_limit() -> None:
     p = public_proxy(allowed=True)
     status, _, body = await call(p, "/api/v2/slack/events", {"content-length": "11"})
