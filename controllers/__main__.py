@@ -1,17 +1,33 @@
 """`python -m controllers`: run the Xynergy operator with kopf.
 
 Handlers register themselves on import; `controllers.handlers` imports every kind's handlers.
+With peering (XYNERGY_PEERING) each replica runs at its own priority, so kopf lets exactly one
+act; the core follows kopf's pause through an `ActivityGate` (controllers/core/peering.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import kopf
 
+from controllers.core.peering import ActivityGate, KopfPeeringFollower
 from controllers.runtime import configure, load_handlers
 from controllers.settings import OperatorSettings
+
+
+def operator_options(settings: OperatorSettings) -> dict[str, Any]:
+    """kopf.operator's keyword arguments for these settings (the memo aside)."""
+    return {
+        "clusterwide": settings.namespace is None,
+        "namespaces": [settings.namespace] if settings.namespace else [],
+        "standalone": settings.peering is None,
+        "peering_name": settings.peering,
+        "priority": settings.peering_priority,
+        "liveness_endpoint": settings.liveness_endpoint,
+    }
 
 
 def main() -> None:
@@ -20,15 +36,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     load_handlers()
     configure(settings)
-    asyncio.run(
-        kopf.operator(
-            clusterwide=settings.namespace is None,
-            namespaces=[settings.namespace] if settings.namespace else [],
-            standalone=settings.peering is None,
-            peering_name=settings.peering,
-            liveness_endpoint=settings.liveness_endpoint,
-        )
-    )
+    # With peering, kopf starts paused until its first peering decision; so does the core.
+    gate = ActivityGate(active=settings.peering is None)
+    KopfPeeringFollower.install(gate)
+    memo = kopf.Memo(gate=gate)
+    asyncio.run(kopf.operator(memo=memo, **operator_options(settings)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import prometheus_client
 
 from controllers.core.context import OperatorContext, registered
 from controllers.core.controller import FINALIZER
+from controllers.core.peering import ActivityGate
 from controllers.settings import OperatorSettings
 
 __all__ = ["HANDLER_MODULES", "LevelDiffBaseStorage", "configure", "load_handlers"]
@@ -64,7 +65,10 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.networking.request_timeout = 60
     settings.queueing.worker_limit = ours.worker_limit
     settings.queueing.idle_timeout = 0.5
-    ctx = OperatorContext.create(ours, kinds=registered())
+    gate = getattr(memo, "gate", None)  # set by `python -m controllers` (peering); else open
+    ctx = OperatorContext.create(
+        ours, kinds=registered(), gate=gate if isinstance(gate, ActivityGate) else None
+    )
     ctx.start()
     memo.ctx = ctx
 

@@ -6,6 +6,8 @@ One class for the whole operator: a kind's settings carry the kind's name as a p
 
 from __future__ import annotations
 
+import secrets
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +35,15 @@ class OperatorSettings(BaseSettings):
     peering: str | None = Field(
         default=None,
         description="kopf peering object name for HA (standalone, no peering, when unset).",
+    )
+    peering_priority: int = Field(
+        default_factory=lambda: 1 + secrets.randbelow(2**31 - 1),
+        ge=0,
+        description=(
+            "kopf peering priority of this replica: the live replica with the highest acts, the "
+            "others pause. Random by default, so two replicas never tie (kopf pauses every "
+            "replica of a tied priority)."
+        ),
     )
     drift_check_seconds: float = Field(
         default=600.0, gt=0, description="Default period of the drift check (with jitter)."

@@ -20,6 +20,7 @@ from lightkube import AsyncClient
 
 from controllers.core.controller import Controller, Kind, KindReconciler
 from controllers.core.events import EventRecorder
+from controllers.core.peering import ActivityGate
 from controllers.core.queue import ObjectQueue
 from controllers.core.retry import RetryPolicy
 from controllers.core.scheduler import ObjectKey, ResyncScheduler
@@ -67,8 +68,10 @@ class OperatorContext:
         *,
         client: AsyncClient | None = None,
         kinds: Mapping[Kind, Factory] | None = None,
+        gate: ActivityGate | None = None,
     ) -> OperatorContext:
-        """The context with one controller per registered kind (call inside the event loop)."""
+        """The context with one controller per registered kind (call inside the event loop);
+        `gate` pauses its scheduler and converges while another replica acts (peering)."""
         client = client or AsyncClient(field_manager=FIELD_MANAGER)
         limit = asyncio.Semaphore(settings.api_concurrency)
         controllers: dict[Kind, Controller] = {}
@@ -82,6 +85,7 @@ class OperatorContext:
             concurrency=settings.resync_concurrency,
             deadline=settings.resync_deadline_seconds,
             backoff=RetryPolicy(initial=2.0, maximum=60.0),
+            gate=gate,
         )
         ctx = cls(
             settings=settings,

@@ -168,7 +168,12 @@ class Controller:
 
     async def converge(self, key: ObjectKey, *, child: ChildEvent | None = None) -> Result | None:
         """The one path: read the latest object, reconcile, write status, post events,
-        schedule the next check. None when the object is gone or being deleted."""
+        schedule the next check. None when the object is gone or being deleted, and when this
+        replica is paused by peering: then nothing is read or written, and the object stays due
+        so that its check runs as soon as this replica acts."""
+        if not self.scheduler.gate.active:
+            self.scheduler.schedule(key, 0)
+            return None
         async with self.queue.serialized(key.uid):
             body = await self._read(key)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):

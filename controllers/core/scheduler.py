@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from controllers.core.peering import ActivityGate
 from controllers.core.retry import RetryPolicy, Sleep
 
 __all__ = ["ObjectKey", "ResyncScheduler"]
@@ -51,6 +52,7 @@ class ResyncScheduler:
         backoff: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        gate: ActivityGate | None = None,
     ) -> None:
         if concurrency < 1 or deadline <= 0 or tick <= 0:
             raise ValueError("ResyncScheduler: concurrency >= 1, deadline > 0 and tick > 0")
@@ -65,6 +67,8 @@ class ResyncScheduler:
         self._failures: dict[str, int] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
+        self.gate = gate or ActivityGate()
+        """While paused (another replica acts), no check starts; due checks wait for resume."""
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
@@ -102,7 +106,10 @@ class ResyncScheduler:
     # ---- running checks ----------------------------------------------------------------------
 
     def start_due(self) -> list[ObjectKey]:
-        """Start the checks that are due (skipping objects whose check still runs)."""
+        """Start the checks that are due (skipping objects whose check still runs); none while
+        the gate is paused."""
+        if not self.gate.active:
+            return []
         now = self._clock()
         started = []
         for uid, (at, key) in list(self._due.items()):
