@@ -7,8 +7,10 @@ act; the core follows kopf's pause through an `ActivityGate` (controllers/core/p
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
@@ -30,8 +32,22 @@ def operator_options(settings: OperatorSettings) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line takes no options of its own: settings are XYNERGY_* variables. Parsing
+    still matters: `--help` must describe rather than start an operator, and a typo must fail."""
+    parser = argparse.ArgumentParser(
+        prog="python -m controllers",
+        description="Run the Xynergy operator (kopf) for XynergyService, ScalingPolicy, Rollout "
+        "and OAuthConnection. Settings come from XYNERGY_* environment variables "
+        "(controllers/settings.py); KUBECONFIG or the in-cluster service account gives the "
+        "cluster.",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """Run the operator until interrupted."""
+    parse_args(argv)
     settings = OperatorSettings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     load_handlers()
