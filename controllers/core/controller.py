@@ -131,6 +131,10 @@ TRIGGER_ANNOTATIONS = "trigger_annotations"
 """Optional attribute of a `KindReconciler`: annotation keys whose change converges the object
 (annotations do not move the generation; e.g. a Rollout's `xynergy.io/rollout-action`)."""
 
+RESYNC_ANNOTATION = "xynergy.io/resync-requested"
+"""Every kind converges when this changes (as Flux's `reconcile.fluxcd.io/requestedAt`): what
+Argo CD's `resync` action and `kubectl annotate` write to ask for a reconcile now."""
+
 
 @dataclass
 class Controller:
@@ -221,9 +225,8 @@ class Controller:
 
     def _annotations_changed(self, uid: str, meta: Mapping[str, Any]) -> bool:
         """Whether a trigger annotation's value differs from the one last seen (recorded)."""
-        keys: Sequence[str] = sorted(getattr(self.reconciler, TRIGGER_ANNOTATIONS, ()) or ())
-        if not keys:
-            return False
+        declared = getattr(self.reconciler, TRIGGER_ANNOTATIONS, ()) or ()
+        keys: Sequence[str] = sorted({RESYNC_ANNOTATION, *declared})
         annotations = meta.get("annotations") or {}
         values = tuple(annotations.get(k) for k in keys)
         before = self._annotations.get(uid)

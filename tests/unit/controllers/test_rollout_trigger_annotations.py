@@ -10,6 +10,7 @@ from typing import Any
 
 from test_core import FakeClient, FakeReconciler, _body, _controller
 
+from controllers.core.controller import RESYNC_ANNOTATION
 from controllers.rollout.reconciler import ACTION_ANNOTATION, RolloutReconciler
 
 
@@ -48,6 +49,18 @@ async def test_kinds_without_trigger_annotations_ignore_annotation_changes() -> 
     await controller.on_event(annotated(None), None)
     await controller.on_event(annotated("promote/1"), "MODIFIED")
     assert len(reconciler.calls) == 1
+
+
+async def test_every_kind_converges_when_a_resync_is_requested() -> None:
+    reconciler = FakeReconciler()  # declares no trigger annotations of its own
+    controller = _controller(FakeClient({"crm": _body()}), reconciler)
+    body = _body(status={"observedGeneration": 3})
+    await controller.on_event(body, None)
+    asked = copy.deepcopy(body)
+    asked["metadata"]["annotations"] = {RESYNC_ANNOTATION: "2026-12-01T16:00:00Z"}
+    await controller.on_event(asked, "MODIFIED")
+    await controller.on_event(asked, "MODIFIED")  # the same request again: nothing new
+    assert len(reconciler.calls) == 2
 
 
 async def test_a_forgotten_object_starts_afresh() -> None:
