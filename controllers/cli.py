@@ -24,8 +24,13 @@ from controllers.devcluster import (
     repo_root,
 )
 from controllers.devcluster.cluster import UnknownComponentError
-from controllers.devcluster.manifests import apply_files, wait_established
-from controllers.devcluster.platform import start_platform
+from controllers.devcluster.manifests import apply_files, create_secrets, wait_established
+from controllers.devcluster.platform import (
+    Platform,
+    sample_secrets,
+    start_platform,
+    start_prometheus_for,
+)
 from controllers.devcluster.processes import (
     ManagedProcess,
     Probe,
@@ -35,6 +40,7 @@ from controllers.devcluster.processes import (
     stop_process,
     wait_healthy,
 )
+from controllers.devcluster.prometheus import ScrapeTargets
 from controllers.devcluster.restart import restart_component
 
 __all__ = ["main"]
@@ -122,18 +128,9 @@ def dev_up(
                 wait_established(kubeconfig=kubeconfig, names=names)
             except ApiError as exc:
                 raise ClusterError(f"crds: the apiserver rejected a CRD: {exc}") from exc
-        if operator:
-            _say("starting the operator (python -m controllers)")
-            operator_kubeconfig = (
-                state.operator_kubeconfig if state.operator_kubeconfig.exists() else kubeconfig
-            )
-            proc = _start_operator(workdir=workdir, kubeconfig=operator_kubeconfig, cluster=cluster)
-            if cluster is None:
-                state.processes.append(proc)
-                state.save()
-        gateway: str | None = None
-        if platform and cluster is not None:
-            gateway = start_platform(cluster, progress=_say).gateway_url
+        running = _start_workloads(
+            state=state, cluster=cluster, operator=operator, platform=platform
+        )
         if cluster is not None and cluster.state is not None:
             state = cluster.state
     except (BuildError, ClusterError) as exc:
@@ -147,19 +144,75 @@ def dev_up(
         raise
     click.echo(f"ready in {time.monotonic() - started:.1f}s")
     _print_status(state)
-    if gateway:
-        click.echo(f"gateway:    {gateway}   (CRM at {gateway}/api/v2/crm)")
-    click.echo(f"\nnext: kubectl --kubeconfig {state.kubeconfig} get nodes")
-    if gateway:
-        click.echo(
-            f'      curl -H "Authorization: Bearer $(xynergy dev token --tenant acme)" '
-            f"{gateway}/api/v2/crm/contacts"
+    _print_next(state, running)
+
+
+def _start_workloads(
+    *, state: ClusterState, cluster: DevCluster | None, operator: bool, platform: bool
+) -> Platform | None:
+    """On a local cluster: the samples' Secrets and (with `platform`) Prometheus first, so the
+    operator gets its URL; then the operator, then the platform's services."""
+    local = cluster if platform else None
+    prometheus = None
+    if cluster is not None:
+        made = create_secrets(
+            kubeconfig=state.kubeconfig,
+            namespace="default",
+            secrets=sample_secrets(cluster.workdir),
         )
+        if made:
+            _say(f"created the Secrets the samples read in namespace default: {', '.join(made)}")
+    if local is not None:
+        prometheus = start_prometheus_for(local, progress=_say)
+    if operator:
+        _say("starting the operator (python -m controllers)")
+        operator_kubeconfig = (
+            state.operator_kubeconfig if state.operator_kubeconfig.exists() else state.kubeconfig
+        )
+        proc = _start_operator(
+            workdir=state.workdir,
+            kubeconfig=operator_kubeconfig,
+            cluster=cluster,
+            prometheus=prometheus,
+        )
+        if cluster is None:
+            state.processes.append(proc)
+            state.save()
+    if local is None:
+        return None
+    return start_platform(local, progress=_say, prometheus=prometheus)
+
+
+def _print_next(state: ClusterState, running: Platform | None) -> None:
+    """Where the platform answers and the next commands to try."""
+    kubectl = f"kubectl --kubeconfig {state.kubeconfig}"
+    if running is not None:
+        gateway = running.gateway_url
+        click.echo(f"gateway:    {gateway}   (CRM at {gateway}/api/v2/crm)")
+        click.echo(f"dashboard:  {gateway}/api/v1/dashboard#token=<a dev token>")
+        click.echo(f"prometheus: {running.prometheus_url}")
+    click.echo(f"\nnext: {kubectl} get nodes")
+    click.echo(f"      {kubectl} apply -f manifests/samples/")
+    click.echo(f"      {kubectl} get xynergy")
+    if running is not None:
+        token = "$(.venv/bin/xynergy dev token --tenant acme)"
+        gateway = running.gateway_url
+        click.echo(f'      curl -H "Authorization: Bearer {token}" {gateway}/api/v2/crm/contacts')
+        click.echo(f'      xdg-open "{gateway}/api/v1/dashboard#token={token}"')
+    plugin = f"PATH=$PWD/.venv/bin:$PATH KUBECONFIG={state.kubeconfig} kubectl xynergy"
+    click.echo(f"      {plugin} get xynergyservice")
+    click.echo(f"      {plugin} forecast crm")
 
 
 def _start_operator(
-    *, workdir: Path, kubeconfig: Path, cluster: DevCluster | None
+    *,
+    workdir: Path,
+    kubeconfig: Path,
+    cluster: DevCluster | None,
+    prometheus: tuple[str, ScrapeTargets] | None = None,
 ) -> ManagedProcess:
+    """The operator; with `prometheus`, ScalingPolicies and Rollouts read it by default and it
+    scrapes the operator's /metrics."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -167,6 +220,13 @@ def _start_operator(
         XYNERGY_LIVENESS_ENDPOINT=f"http://127.0.0.1:{port}/healthz",
         PYTHONUNBUFFERED="1",
     )
+    metrics_port = free_port() if prometheus else None
+    if prometheus is not None:
+        env.update(
+            XYNERGY_SCALING_PROMETHEUS_URL=prometheus[0],
+            XYNERGY_ROLLOUT_PROMETHEUS_URL=prometheus[0],
+            XYNERGY_METRICS_PORT=str(metrics_port),
+        )
     argv = [sys.executable, "-m", "controllers"]
     probe = Probe(url=f"http://127.0.0.1:{port}/healthz", what="liveness")
     if cluster is not None:
@@ -179,6 +239,8 @@ def _start_operator(
     except ClusterError:
         stop_process(proc)
         raise
+    if prometheus is not None:
+        prometheus[1].add("operator", f"127.0.0.1:{metrics_port}")
     return proc
 
 

@@ -5,14 +5,16 @@ Used by `xynergy dev up` to install crds/ and by tests; lightkube does the apply
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lightkube import Client, codecs
+from lightkube import ApiError, Client, codecs
 from lightkube.config.kubeconfig import KubeConfig
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Secret
 
-__all__ = ["FIELD_MANAGER", "apply_files", "client_for", "wait_established"]
+__all__ = ["FIELD_MANAGER", "apply_files", "client_for", "create_secrets", "wait_established"]
 
 FIELD_MANAGER = "xynergy-dev"
 
@@ -40,3 +42,22 @@ def wait_established(*, kubeconfig: Path, names: Sequence[str]) -> None:
     client = client_for(kubeconfig)
     for name in names:
         client.wait(CustomResourceDefinition, name, for_conditions=["Established"])
+
+
+def create_secrets(
+    *, kubeconfig: Path, namespace: str, secrets: Mapping[str, Mapping[str, str]]
+) -> list[str]:
+    """Create each Secret (name -> data) that does not exist yet; one that exists is left as it
+    is (a user's own value wins). Returns the names created."""
+    client = client_for(kubeconfig)
+    created = []
+    for name, data in secrets.items():
+        secret = Secret(metadata=ObjectMeta(name=name, namespace=namespace), stringData=dict(data))
+        try:
+            client.create(secret)
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+            continue
+        created.append(name)
+    return created

@@ -1,12 +1,15 @@
-"""The platform's own workloads for `xynergy dev up`: redis-server, the Firestore emulator, the
-CRM, the Slack and Gmail services and the Intelligence Gateway, as local processes beside the
-cluster.
+"""The platform's own workloads for `xynergy dev up`: Prometheus, redis-server, the Firestore
+emulator, the CRM, the Slack and Gmail services, the AI router and Internal AI, the Marketing,
+ASO and Research engines, the analytics service and the Intelligence Gateway, as local
+processes beside the cluster.
 
 kwok Pods run nothing, so the gateway's dev route table points at the local processes (a routes
 file) instead of the in-cluster Service URLs. Secrets for dev (the JWT secret users' tokens are
-signed with, the gateway-to-service key) are generated once into `<workdir>/secrets/` (0600) and
-never printed; `xynergy dev token` signs a token with them. Components get them from those
-files at each start, so state.json records the files, not the values.
+signed with, the gateway-to-service key, Slack's webhook signing secret) are generated once into
+`<workdir>/secrets/` (0600) and never printed; `xynergy dev token` signs a token with them.
+Components get them from those files at each start, so state.json records the files, not the
+values. `sample_secrets` puts the same values in the cluster as the Secrets the samples in
+manifests/samples/ read, so `kubectl apply -f manifests/samples/` becomes Ready.
 """
 
 from __future__ import annotations
@@ -19,15 +22,28 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from controllers.devcluster.cluster import DevCluster
 from controllers.devcluster.processes import ClusterError, Probe, free_port, wait_healthy
+from controllers.devcluster.prometheus import ScrapeTargets, start_prometheus
 
-__all__ = ["Platform", "dev_secrets", "start_platform"]
+__all__ = [
+    "DEV_ROUTES",
+    "DEV_TENANT",
+    "Platform",
+    "dev_secrets",
+    "route_prefixes",
+    "sample_secrets",
+    "start_platform",
+    "start_prometheus_for",
+]
 
 JWT_ISSUER = "xynergy"
 JWT_AUDIENCE = "xynergy-api"
-_SECRETS = ("jwt-secret", "internal-signing-key")
+DEV_TENANT = "acme"
+"""The tenant the README's token is for: the dashboard's alerts in dev go to it."""
+_SECRETS = ("jwt-secret", "internal-signing-key", "slack-signing-secret")
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,8 @@ class Platform:
     redis_url: str
     firestore_host: str | None
     ai_url: str = ""
+    prometheus_url: str = ""
+    analytics_url: str = ""
 
 
 def _secret_files(workdir: Path) -> dict[str, Path]:
@@ -58,8 +76,29 @@ def _secret_files(workdir: Path) -> dict[str, Path]:
 
 
 def dev_secrets(workdir: Path) -> dict[str, str]:
-    """The dev JWT secret and internal signing key, created once (0600) and reused."""
+    """The dev JWT secret, internal signing key and Slack signing secret, created once (0600)
+    and reused."""
     return {name: path.read_text().strip() for name, path in _secret_files(workdir).items()}
+
+
+# Secret name -> {key: the dev secret it holds}: every Secret a sample's env reads
+# (tests/integration/test_crds.py checks the samples need no other).
+_SAMPLE_SECRETS = {
+    "gateway-internal": {"signing_key": "internal-signing-key"},
+    "gateway-jwt": {"secret": "jwt-secret"},
+    "slack-app": {"signing_secret": "slack-signing-secret"},
+}
+
+
+def sample_secrets(workdir: Path) -> dict[str, dict[str, str]]:
+    """The Secrets (name -> data) the samples read, holding the dev secrets' values (so the
+    samples and the local processes agree on keys). OAuth client credentials are not among
+    them: they come from the user's Slack app and Google client."""
+    values = dev_secrets(workdir)
+    return {
+        name: {key: values[dev] for key, dev in keys.items()}
+        for name, keys in _SAMPLE_SECRETS.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -72,6 +111,8 @@ class _Start:
     env: dict[str, str]
     """Variables set for every component (on top of the environment of `dev up`)."""
     secret_files: dict[str, Path]
+    targets: ScrapeTargets | None = None
+    """Where components that serve /metrics are added for Prometheus (None: no Prometheus)."""
 
     def run(
         self,
@@ -99,10 +140,13 @@ class _Start:
         title: str,
         env: dict[str, str],
         secret_files: dict[str, Path] | None = None,
+        port: int | None = None,
+        metrics: bool = False,
     ) -> str:
-        """Start `python -m services.<name>` on a free port of 127.0.0.1 (its settings
-        XYNERGY_<NAME>_HOST and _PORT), wait for its /healthz and return its URL."""
-        port = free_port()
+        """Start `python -m services.<name>` on `port` (a free one) of 127.0.0.1 (its settings
+        XYNERGY_<NAME>_HOST and _PORT), wait for its /healthz and return its URL; with
+        `metrics`, Prometheus scrapes its /metrics."""
+        port = port or free_port()
         url = f"http://127.0.0.1:{port}"
         prefix = f"XYNERGY_{name.upper()}_"
         env = {f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), **env}
@@ -114,30 +158,51 @@ class _Start:
             env=env,
             secret_files=secret_files,
         )
+        if metrics and self.targets is not None:
+            self.targets.add(name, f"127.0.0.1:{port}")
         return url
 
 
+def start_prometheus_for(
+    cluster: DevCluster, *, progress: Callable[[str], None]
+) -> tuple[str, ScrapeTargets]:
+    """Prometheus for the platform, started before the operator so it gets the URL."""
+    return start_prometheus(cluster, routes=route_prefixes(), progress=progress)
+
+
 def start_platform(
-    cluster: DevCluster, *, progress: Callable[[str], None], timeout: float = 120.0
+    cluster: DevCluster,
+    *,
+    progress: Callable[[str], None],
+    prometheus: tuple[str, ScrapeTargets] | None = None,
+    timeout: float = 120.0,
 ) -> Platform:
-    """Start redis, Firestore (when gcloud is there), the CRM and the gateway; register them
-    with the cluster so `dev down` stops them too (and `dev restart` can restart them)."""
+    """Start redis, Firestore (when gcloud is there), the services and the gateway; register
+    them with the cluster so `dev down` stops them too (and `dev restart` can restart them).
+    With `prometheus` (its URL and targets file), the services with /metrics are scraped and
+    the analytics service's anomaly engine reads it."""
     files = _secret_files(cluster.workdir)
+    prometheus_url, targets = prometheus or ("", None)
     start = _Start(
         cluster=cluster,
         progress=progress,
         timeout=timeout,
         env={"PYTHONUNBUFFERED": "1"},
         secret_files={"XYNERGY_INTERNAL_SIGNING_KEY": files["internal-signing-key"]},
+        targets=targets,
     )
     redis_url = _start_redis(start)
     firestore_host = _start_firestore(start)
     crm_url = _start_crm(start, redis_url=redis_url, firestore_host=firestore_host)
-    slack_url, gmail_url = _start_connectors(start, redis_url=redis_url)
+    slack_url, gmail_url = _start_connectors(
+        start, redis_url=redis_url, slack_secret=files["slack-signing-secret"]
+    )
     ai_url = _start_ai(start, redis_url=redis_url)
     upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url, "ai": ai_url}
     upstreams |= _start_engines(start, ai_url=ai_url)
-    upstreams["analytics"] = _start_analytics(start, redis_url=redis_url, ai_url=ai_url)
+    upstreams["analytics"] = _start_analytics(
+        start, redis_url=redis_url, ai_url=ai_url, prometheus_url=prometheus_url
+    )
     gateway_url = _start_gateway(
         start, redis_url=redis_url, upstreams=upstreams, jwt_secret=files["jwt-secret"]
     )
@@ -149,6 +214,8 @@ def start_platform(
         redis_url=redis_url,
         firestore_host=firestore_host,
         ai_url=ai_url,
+        prometheus_url=prometheus_url,
+        analytics_url=upstreams["analytics"],
     )
 
 
@@ -188,19 +255,27 @@ def _start_crm(start: _Start, *, redis_url: str, firestore_host: str | None) -> 
     }
     if firestore_host:
         env["FIRESTORE_EMULATOR_HOST"] = firestore_host
-    return start.python_service("crm", title="the CRM", env=env)
+    return start.python_service("crm", title="the CRM", env=env, metrics=True)
 
 
-def _start_connectors(start: _Start, *, redis_url: str) -> tuple[str, str]:
+def _start_connectors(start: _Start, *, redis_url: str, slack_secret: Path) -> tuple[str, str]:
     """The Slack and Gmail services; they read OAuthConnections (and their token Secrets)
     with the admin kubeconfig. Slack's webhook signing secret is XYNERGY_SLACK_SIGNING_SECRET
-    from the environment of `dev up` (the webhook answers 503 without it)."""
+    from the environment of `dev up` (a real Slack app's), else the generated dev one."""
     kube = {"KUBECONFIG": str(start.cluster.kubeconfig)}
+    own = "XYNERGY_SLACK_SIGNING_SECRET" in os.environ
     slack = start.python_service(
-        "slack", title="the Slack service", env={**kube, "XYNERGY_SLACK_REDIS_URL": redis_url}
+        "slack",
+        title="the Slack service",
+        env={**kube, "XYNERGY_SLACK_REDIS_URL": redis_url},
+        secret_files=None if own else {"XYNERGY_SLACK_SIGNING_SECRET": slack_secret},
+        metrics=True,
     )
     gmail = start.python_service(
-        "gmail", title="the Gmail service", env={**kube, "XYNERGY_GMAIL_REDIS_URL": redis_url}
+        "gmail",
+        title="the Gmail service",
+        env={**kube, "XYNERGY_GMAIL_REDIS_URL": redis_url},
+        metrics=True,
     )
     return slack, gmail
 
@@ -219,7 +294,7 @@ def _start_ai(start: _Start, *, redis_url: str) -> str:
         "XYNERGY_AI_PROVIDERS": json.dumps(chain),
         "XYNERGY_AI_SEMANTIC_EMBEDDINGS_URL": f"{internal}/v1",
     }
-    return start.python_service("ai", title="the AI router", env=env)
+    return start.python_service("ai", title="the AI router", env=env, metrics=True)
 
 
 def _start_engines(start: _Start, *, ai_url: str) -> dict[str, str]:
@@ -232,34 +307,59 @@ def _start_engines(start: _Start, *, ai_url: str) -> dict[str, str]:
     }
 
 
-def _start_analytics(start: _Start, *, redis_url: str, ai_url: str) -> str:
+def _start_analytics(start: _Start, *, redis_url: str, ai_url: str, prometheus_url: str) -> str:
     """The analytics service: DuckDB in the workdir, the event bus, the AI router's ledger and
-    the cluster's XynergyServices, ScalingPolicies and Rollouts (admin kubeconfig)."""
+    the cluster's XynergyServices, ScalingPolicies and Rollouts (admin kubeconfig); its anomaly
+    engine watches the dev services' traffic through the gateway in Prometheus (alerts for
+    DEV_TENANT)."""
     env = {
         "KUBECONFIG": str(start.cluster.kubeconfig),
         "XYNERGY_ANALYTICS_REDIS_URL": redis_url,
         "XYNERGY_ANALYTICS_AI_URL": ai_url,
         "XYNERGY_ANALYTICS_DUCKDB_PATH": str(start.cluster.workdir / "analytics.duckdb"),
+        "XYNERGY_ANALYTICS_PROMETHEUS_URL": prometheus_url,
+        "XYNERGY_ANALYTICS_ANOMALY_SERVICES": json.dumps(sorted(DEV_ROUTES)),
+        "XYNERGY_ANALYTICS_ANOMALY_TENANT": DEV_TENANT,
     }
-    return start.python_service("analytics", title="the analytics service", env=env)
+    return start.python_service("analytics", title="the analytics service", env=env, metrics=True)
 
 
 # The analytics contract's prefixes; the gateway proxies /api/... only, so each is also
 # reached as /api/v1<prefix> (an alias the gateway rewrites to the prefix upstream).
 _ANALYTICS = ("/phase3", "/bigquery", "/pubsub", "/container", "/monitoring")
 
-_DEV_ROUTES = {
+DEV_ROUTES: dict[str, list[dict[str, Any]]] = {
     "crm": [{"prefix": "/api/v2/crm"}],
-    "slack": [{"prefix": "/api/v2/slack"}],
+    # Slack's Events API cannot send a token: its webhook is public (signed by Slack instead)
+    "slack": [{"prefix": "/api/v2/slack"}, {"prefix": "/api/v2/slack/events", "public": True}],
     "gmail": [{"prefix": "/api/v2/gmail", "aliases": ["/api/v2/email"]}],
     "ai": [{"prefix": "/api/v1/ai", "timeoutSeconds": 120}],
     "marketing": [{"prefix": "/api/v1/marketing", "timeoutSeconds": 120}],
     "aso": [{"prefix": "/api/v1/aso", "timeoutSeconds": 120}],
     "research": [{"prefix": "/api/v1/research", "timeoutSeconds": 300}],
     "analytics": [
-        {"prefix": p, "aliases": [f"/api/v1{p}"], "timeoutSeconds": 120} for p in _ANALYTICS
+        *({"prefix": p, "aliases": [f"/api/v1{p}"], "timeoutSeconds": 120} for p in _ANALYTICS),
+        # the Platform Dashboard: the page and its static files carry no data (public); the
+        # panels go through the gateway's auth (the longest prefix wins)
+        {"prefix": "/dashboard", "aliases": ["/api/v1/dashboard"], "public": True},
+        {"prefix": "/dashboard/panels", "aliases": ["/api/v1/dashboard/panels"]},
     ],
 }
+"""The dev gateway's routes per upstream (the XynergyService `spec.routes` shape)."""
+
+STREAM_TOPICS = [
+    "slack-messages",
+    "email-updates",
+    "crm-changes",
+    "platform-status",
+    "anomaly-alerts",
+]
+"""What the gateway's socket.io stream serves: the connectors', the CRM's and the dashboard's."""
+
+
+def route_prefixes() -> dict[str, list[str]]:
+    """Upstream -> the prefixes the gateway labels its request metrics with."""
+    return {name: [str(r["prefix"]) for r in routes] for name, routes in DEV_ROUTES.items()}
 
 
 def _start_gateway(
@@ -268,18 +368,21 @@ def _start_gateway(
     routes = start.cluster.workdir / "gateway-routes.json"
     table = {
         "services": [
-            {"name": name, "url": url, "routes": _DEV_ROUTES[name]}
+            {"name": name, "url": url, "routes": DEV_ROUTES[name]}
             for name, url in upstreams.items()
         ]
     }
     routes.write_text(json.dumps(table, indent=2))
+    port = free_port()
+    own = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]  # the dashboard's page
     env = {
         "XYNERGY_GATEWAY_REDIS_URL": redis_url,
         "XYNERGY_GATEWAY_ROUTE_SOURCE": "file",
         "XYNERGY_GATEWAY_ROUTES_FILE": str(routes),
         "XYNERGY_GATEWAY_CORS_ORIGINS": json.dumps(
-            ["http://localhost:3000", "http://localhost:5173"]
+            ["http://localhost:3000", "http://localhost:5173", *own]
         ),
+        "XYNERGY_GATEWAY_STREAM_TOPICS": json.dumps(STREAM_TOPICS),
         "XYNERGY_AUTH_JWT_ISSUER": JWT_ISSUER,
         "XYNERGY_AUTH_JWT_AUDIENCE": JWT_AUDIENCE,
         "XYNERGY_AUTH_FIREBASE_ENABLED": "false",
@@ -289,4 +392,6 @@ def _start_gateway(
         title="the Intelligence Gateway",
         env=env,
         secret_files={"XYNERGY_AUTH_JWT_SECRET": jwt_secret},
+        port=port,
+        metrics=True,
     )
