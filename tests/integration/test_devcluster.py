@@ -173,8 +173,18 @@ def test_dev_up_twice_then_down_leaves_nothing_running(tmp_path: Path, bindir: P
         "firestore-emulator",
         "crm",
         "gateway",
+        "prometheus",
+        "slack",
+        "gmail",
+        "internal_ai",
+        "ai",
+        "marketing",
+        "aso",
+        "research",
+        "analytics",
     }
     assert all(is_alive(p["pid"], p["start"]) for p in procs)
+    by_name = {p["name"]: p for p in procs}
 
     # a frontend's call: a dev token, through the gateway, to the CRM on the Firestore emulator
     gateway = next(
@@ -193,6 +203,7 @@ def test_dev_up_twice_then_down_leaves_nothing_running(tmp_path: Path, bindir: P
     listed = httpx.get(f"{gateway}/api/v2/crm/contacts", headers=auth, timeout=30).json()
     assert [c["name"] for c in listed["items"]] == ["Ada Lovelace"]
     assert httpx.get(f"{gateway}/api/v2/crm/contacts", timeout=30).status_code == 401
+    _check_platform_wiring(up.stdout, by_name, auth=auth, gateway=gateway, env=env)
 
     again = _run("dev", "up", env=env)
     assert again.returncode == 0
@@ -203,12 +214,44 @@ def test_dev_up_twice_then_down_leaves_nothing_running(tmp_path: Path, bindir: P
     assert status.returncode == 0
     assert "kube-apiserver" in status.stdout
 
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     down = _run("dev", "down", env=env)
     assert down.returncode == 0, down.stderr
     assert not any(is_alive(p["pid"], p["start"]) for p in procs)
+    assert bystander.poll() is None, "down stopped a process dev up did not start"
+    bystander.kill()
+    bystander.wait()
     for port in state["ports"].values():
         assert not port_in_use(port), f"port {port} still in use"
     assert _run("dev", "status", env=env).returncode == 1
+
+
+def _check_platform_wiring(
+    out: str, procs: dict[str, Any], *, auth: dict[str, str], gateway: str, env: dict[str, str]
+) -> None:
+    """Prometheus scrapes the gateway and its traffic is labelled by upstream; the operator
+    and analytics read that Prometheus; the gateway streams the dashboard's topics and routes
+    its panels; the samples' Secrets exist."""
+    prometheus = next(
+        line.split()[1] for line in out.splitlines() if line.startswith("prometheus:")
+    )
+    assert _environ(procs["operator"]["pid"])["XYNERGY_SCALING_PROMETHEUS_URL"] == prometheus
+    assert _environ(procs["analytics"]["pid"])["XYNERGY_ANALYTICS_PROMETHEUS_URL"] == prometheus
+    topics = json.loads(_environ(procs["gateway"]["pid"])["XYNERGY_GATEWAY_STREAM_TOPICS"])
+    assert {"platform-status", "anomaly-alerts"} <= set(topics)
+
+    def crm_traffic_scraped() -> bool:
+        query = 'xynergy_gateway_requests_total{service="crm",component="gateway"}'
+        got = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10)
+        return bool(got.json()["data"]["result"])
+
+    _wait_for("Prometheus to scrape the gateway's CRM traffic", crm_traffic_scraped, timeout=60)
+    panels = httpx.get(f"{gateway}/api/v1/dashboard/panels", headers=auth, timeout=30)
+    assert panels.status_code == 200, panels.text
+    kube = Kube.from_kubeconfig(Path(out.split("kubeconfig: ", 1)[1].split()[0]))
+    for name in ("gateway-internal", "gateway-jwt", "slack-app"):
+        assert kube.get(f"/api/v1/namespaces/default/secrets/{name}").status_code == 200, name
+    kube.http.close()
 
 
 def test_port_taken_names_component_and_starts_nothing(tmp_path: Path, bindir: Path) -> None:
