@@ -27,10 +27,11 @@ from services.ai.routers import cache, chat, usage
 from services.ai.semantic import SemanticCache
 from services.ai.settings import AiSettings
 from services.ai.warm import WarmJobs
+from services.common.errors import install_error_handlers
+from services.common.health import health_routes
 from services.common.identity import InternalIdentitySigner, InternalIdentityVerifier
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
-from services.slack.service import health_routes, install_error_handlers
 
 __all__ = ["build_providers", "create_app"]
 

@@ -15,8 +15,9 @@ from services.ai.cache import AnswerCache
 from services.ai.engine import AiRouter
 from services.ai.ledger import Ledger
 from services.ai.warm import WarmJobs
+from services.common.errors import ApiError
 from services.common.identity import CurrentIdentity
-from services.slack.service import ApiError, Editor
+from services.common.roles import Editor
 
 __all__ = ["ApiError", "Cache", "Caller", "Editor", "LedgerDep", "Router", "Warm"]
 

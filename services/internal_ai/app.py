@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.errors import ApiError, install_error_handlers
 from services.common.identity import CurrentIdentity, InternalIdentityVerifier
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
@@ -28,7 +29,6 @@ from services.internal_ai.answers import Reply, answer_chat
 from services.internal_ai.model import MODEL_ID, MiniLM
 from services.internal_ai.runner import BusyError, ModelRunner
 from services.internal_ai.settings import InternalAiSettings
-from services.slack.service import ApiError, install_error_handlers
 
 __all__ = ["create_app"]
 

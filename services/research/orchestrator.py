@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from services.common.engine import AiMeta, Caller, Engine, prompt
+from services.common.errors import ApiError
 from services.research.models import (
     Plan,
     ResearchTask,
@@ -23,7 +24,6 @@ from services.research.models import (
     summary_model,
 )
 from services.research.settings import ResearchSettings
-from services.slack.service import ApiError
 
 __all__ = ["Research", "citations", "run_task"]
 

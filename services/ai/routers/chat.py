@@ -26,7 +26,7 @@ from services.ai.engine import (
 )
 from services.ai.providers import CallerError
 from services.ai.routers import PREFIX
-from services.slack.service import error_body
+from services.common.errors import error_body
 
 __all__ = ["ChatRequest", "Message", "router"]
 
