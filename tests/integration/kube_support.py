@@ -11,7 +11,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +61,22 @@ class Kube:
         pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+ALL_KINDS = ("xynergyservice", "scalingpolicy", "rollout", "oauthconnection")
+
+
 @contextmanager
-def run_operator(cluster: Path, **env: str) -> Iterator[KopfRunner]:
-    """The operator as `python -m controllers` runs it (its own identity), under KopfRunner."""
+def run_operator(
+    cluster: Path, *, kinds: Sequence[str] = ("xynergyservice",), **env: str
+) -> Iterator[KopfRunner]:
+    """The operator as `python -m controllers` runs it (its own identity), under KopfRunner,
+    with the handlers of `kinds` (ALL_KINDS for the whole operator) and `env` set meanwhile."""
     kubeconfig = cluster.with_name("operator.kubeconfig")
     env = {"KUBECONFIG": str(kubeconfig if kubeconfig.exists() else cluster), **env}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
-    args += ["-m", "controllers.xynergyservice.handlers"]
+    for kind in kinds:
+        args += ["-m", f"controllers.{kind}.handlers"]
     try:
         with KopfRunner(args, timeout=60) as runner:
             yield runner

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from kopf.testing import KopfRunner
-from kube_support import Kube
+from kube_support import ALL_KINDS, Kube, run_operator
 from prometheus import PrometheusServer, ScrapeTarget
 from pydantic import ValidationError
 
@@ -163,21 +163,13 @@ def dev_operator(
     which scrapes the gateway's request counter (here a stand-in serving it)."""
     scrape_target.set("xynergy_gateway_requests_total", 120, route="/api/v2/crm", status="200")
     url = prometheus_factory(targets=[scrape_target.address]).url
-    kubeconfig = cluster.with_name("operator.kubeconfig")
-    env = {
-        "KUBECONFIG": str(kubeconfig if kubeconfig.exists() else cluster),
-        "XYNERGY_SCALING_PROMETHEUS_URL": url,
-        "XYNERGY_ROLLOUT_PROMETHEUS_URL": url,
-    }
-    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
-    for kind in ("xynergyservice", "scalingpolicy", "rollout", "oauthconnection"):
-        args += ["-m", f"controllers.{kind}.handlers"]  # every kind, as the operator runs
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        with KopfRunner(args, timeout=60) as runner:
-            yield runner
-    assert runner.exception is None, runner.exception
+    with run_operator(
+        cluster,
+        kinds=ALL_KINDS,  # every kind, as the operator runs
+        XYNERGY_SCALING_PROMETHEUS_URL=url,
+        XYNERGY_ROLLOUT_PROMETHEUS_URL=url,
+    ) as runner:
+        yield runner
 
 
 def test_samples_become_ready_with_the_dev_secrets(

@@ -14,9 +14,8 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -26,7 +25,7 @@ import pytest
 from fakes.oauth import FakeOAuth
 from gateway.conftest import make_jwt, run_redis, serve, wait_for
 from kopf.testing import KopfRunner
-from kube_support import Kube
+from kube_support import Kube, run_operator
 
 from apis.conditions import Condition, check_invariants
 from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
@@ -54,24 +53,8 @@ def _env(fake: FakeOAuth) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def oauth_operator(cluster: Path, fake: FakeOAuth) -> Iterator[KopfRunner]:
-    kubeconfig = cluster.with_name("operator.kubeconfig")
-    env = {"KUBECONFIG": str(kubeconfig if kubeconfig.exists() else cluster), **_env(fake)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
-    args += ["-m", "controllers.oauthconnection.handlers"]
-    try:
-        with KopfRunner(args, timeout=60) as runner:
-            yield runner
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    assert runner.exception is None, runner.exception
+def oauth_operator(cluster: Path, fake: FakeOAuth) -> AbstractContextManager[KopfRunner]:
+    return run_operator(cluster, kinds=("oauthconnection",), **_env(fake))
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from kopf.testing import KopfRunner
-from kube_support import Kube
+from kube_support import Kube, run_operator
 from prometheus import PrometheusServer, ScrapeTarget, Series
 
 from apis.conditions import Condition, check_invariants
@@ -67,27 +66,8 @@ def history(t: np.ndarray, v: np.ndarray, end: int, now: float) -> list[tuple[fl
     return [(float(g + shift), round(float(x), 2)) for g, x in zip(grid, values, strict=True)]
 
 
-@contextmanager
-def scaling_operator(cluster: Path) -> Iterator[KopfRunner]:
-    kubeconfig = cluster.with_name("operator.kubeconfig")
-    saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig if kubeconfig.exists() else cluster)
-    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
-    args += [
-        "-m",
-        "controllers.xynergyservice.handlers",
-        "-m",
-        "controllers.scalingpolicy.handlers",
-    ]
-    try:
-        with KopfRunner(args, timeout=60) as runner:
-            yield runner
-    finally:
-        if saved is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = saved
-    assert runner.exception is None, runner.exception
+def scaling_operator(cluster: Path) -> AbstractContextManager[KopfRunner]:
+    return run_operator(cluster, kinds=("xynergyservice", "scalingpolicy"))
 
 
 def create(kube: Kube, path: str, body: dict[str, Any]) -> None:
