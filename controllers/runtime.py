@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -51,6 +52,19 @@ class LevelDiffBaseStorage(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+@kopf.on.login()
+def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Credentials as client-go picks them, read when kopf logs in (not when kopf is imported).
+
+    kopf's fallback login handlers are chosen once, when kopf is first imported: a process
+    that imports kopf before KUBECONFIG is set (a test session, an embedding) gets none, and
+    with the kubernetes client library installed the kubeconfig path is frozen at that
+    import. An explicit KUBECONFIG wins; else the pod's ServiceAccount; else ~/.kube/config."""
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.startup()

@@ -180,9 +180,7 @@ def operator_as(kubeconfig: Path, peering: str, env: dict[str, str]) -> Iterator
     env = {"KUBECONFIG": str(kubeconfig), **env}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    # imported only now: kopf's default registry picks its login handlers (kubeconfig) on
-    # first use, which must see KUBECONFIG
-    from controllers.runtime import HANDLER_MODULES
+    from controllers.runtime import HANDLER_MODULES  # its login handler reads KUBECONFIG late
 
     args = ["run", "-A", "--peering", peering, "-m", "controllers.runtime"]
     for module in HANDLER_MODULES:
