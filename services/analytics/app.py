@@ -28,7 +28,8 @@ from services.analytics.dashboard import router as dashboard_router
 from services.analytics.deps import Analytics
 from services.analytics.ingest import EventIngest
 from services.analytics.prometheus import PrometheusClient
-from services.analytics.routers import anomalies, costs, platform, scaling, workflows
+from services.analytics.routers import anomalies, costs, platform, scaling, schedules, workflows
+from services.analytics.schedules import build_scheduler
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.stores import open_store
 from services.analytics.workflows import Orchestrator
@@ -161,11 +162,12 @@ def create_app(
     http = httpx.AsyncClient(timeout=30, transport=transport)
     redis = aioredis.Redis.from_url(settings.redis_url)
     parts = _parts(settings, internal, kube_client=kube_client, http=http, redis=redis)
+    scheduler = build_scheduler(parts, redis, InternalIdentitySigner(internal))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await parts.store.open()
-        tasks = _background(parts, redis)
+        tasks = [*_background(parts, redis), asyncio.create_task(scheduler.run())]
         try:
             yield
         finally:
@@ -182,6 +184,7 @@ def create_app(
     state: Any = app.state
     state.settings = settings
     state.analytics = parts
+    state.scheduler = scheduler
     state.identity_verifier = InternalIdentityVerifier(internal)
     install_error_handlers(app)
     for router in (
@@ -191,6 +194,7 @@ def create_app(
         scaling.scaling,
         scaling.deployment,
         platform.router,
+        schedules.router,
         dashboard_router,
     ):
         app.include_router(router)
