@@ -28,7 +28,15 @@ from services.analytics.dashboard import router as dashboard_router
 from services.analytics.deps import Analytics
 from services.analytics.ingest import EventIngest
 from services.analytics.prometheus import PrometheusClient
-from services.analytics.routers import anomalies, costs, platform, scaling, schedules, workflows
+from services.analytics.routers import (
+    anomalies,
+    costs,
+    platform,
+    reports,
+    scaling,
+    schedules,
+    workflows,
+)
 from services.analytics.schedules import build_scheduler
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.stores import open_store
@@ -195,6 +203,7 @@ def create_app(
         scaling.deployment,
         platform.router,
         schedules.router,
+        reports.router,
         dashboard_router,
     ):
         app.include_router(router)
