@@ -51,7 +51,7 @@ class ScheduleSpec(BaseModel):
     )
     enabled: bool = True
     goal: Literal["cost", "speed", "balanced"] = "balanced"
-    inputs: dict[str, str] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("workflow")
     @classmethod
