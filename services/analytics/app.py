@@ -35,6 +35,7 @@ from services.analytics.routers import (
     reports,
     scaling,
     schedules,
+    security,
     workflows,
 )
 from services.analytics.schedules import build_scheduler
@@ -204,6 +205,7 @@ def create_app(
         platform.router,
         schedules.router,
         reports.router,
+        security.router,
         dashboard_router,
     ):
         app.include_router(router)
