@@ -10,9 +10,10 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from apis.base import (
+    DNS_LABEL,
     Duration,
     ImageReference,
     IntOrPercent,
@@ -34,15 +35,20 @@ from apis.v1alpha1.common import (
 from apis.v1alpha1.xynergyservice import EnvVar, ResourceRequirements
 
 __all__ = [
+    "MAX_LOAD_REQUESTS",
     "AnalysisMethod",
     "AnalysisMetric",
     "AnalysisRunSummary",
     "AnalysisSpec",
     "AnalysisStep",
     "BlueGreenStrategy",
+    "BodyField",
     "CanaryStep",
     "CanaryStrategy",
+    "CheckResult",
+    "HttpMethod",
     "ImmediateStrategy",
+    "LoadTest",
     "MetricSource",
     "PauseStep",
     "RevisionRecord",
@@ -51,11 +57,15 @@ __all__ = [
     "RolloutPhase",
     "RolloutSpec",
     "RolloutStatus",
+    "SmokeCheck",
     "Strategy",
     "TemplateOverrides",
     "TrafficRouting",
     "TrafficTarget",
     "Verdict",
+    "VerificationRun",
+    "VerificationSpec",
+    "VerificationStage",
 ]
 
 
@@ -212,6 +222,127 @@ class AnalysisSpec(SpecModel):
     """Fewer samples per revision than this makes a run Inconclusive."""
 
 
+MAX_LOAD_REQUESTS = 6000
+"""At most this many requests in one load test (requestsPerSecond x durationSeconds)."""
+
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_REQUEST_PATH = r"^/[^\s]*$"
+
+
+class VerificationStage(StrEnum):
+    """When verification checks run against the new revision."""
+
+    PRE_TRAFFIC = "preTraffic"
+    """Once the new revision is ready, before it gets any traffic."""
+    PRE_PROMOTION = "prePromotion"
+    """Before all traffic moves to it."""
+
+
+class BodyField(SpecModel):
+    """One field the JSON response body must hold."""
+
+    path: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    """Dotted path into the JSON body; a number picks a list item (`data.items.0.id`)."""
+    equals: str | None = Field(default=None, max_length=1024)
+    """Expected value: compared as is with a string field, read as JSON for any other
+    (`true`, `3`, `null`); unset: the field only has to exist."""
+
+
+class SmokeCheck(SpecModel):
+    """One HTTP request the new revision must answer as expected."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    """Check name, unique within spec.verification.smoke."""
+    method: HttpMethod = "GET"
+    """HTTP method."""
+    path: str = Field(default="/", max_length=2048, pattern=_REQUEST_PATH)
+    """Path (and query) on the new revision."""
+    body: str | None = Field(default=None, max_length=65536)
+    """Request body, sent as application/json."""
+    expected_status: int = Field(default=200, ge=100, le=599)
+    """Status code the revision must answer with."""
+    expected_body: list[BodyField] | None = Field(
+        default=None,
+        max_length=20,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path"]},
+    )
+    """Fields the JSON response body must hold."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """The request fails when no answer comes within this."""
+
+
+class LoadTest(SpecModel):
+    """A short, bounded load test with a latency and an error budget."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                f"self.requestsPerSecond * self.durationSeconds <= {MAX_LOAD_REQUESTS}",
+                f"loadTest: requestsPerSecond x durationSeconds must be at most "
+                f"{MAX_LOAD_REQUESTS} requests",
+                field_path=".durationSeconds",
+            ),
+        )
+    )
+
+    method: HttpMethod = "GET"
+    """HTTP method."""
+    path: str = Field(default="/", max_length=2048, pattern=_REQUEST_PATH)
+    """Path (and query) on the new revision."""
+    requests_per_second: int = Field(default=10, ge=1, le=200)
+    """Requests started per second."""
+    duration_seconds: int = Field(default=10, ge=1, le=60)
+    """How long requests are started."""
+    max_p99_milliseconds: float = Field(gt=0, le=60000)
+    """The 99th percentile latency must not exceed this."""
+    max_error_ratio: float = Field(default=0.01, ge=0, le=1)
+    """Share of requests that may fail (no answer in timeoutSeconds, or a 5xx)."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """A request without an answer within this counts as an error."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LoadTest:
+        total = self.requests_per_second * self.duration_seconds
+        if total > MAX_LOAD_REQUESTS:
+            raise ValueError(
+                f"requestsPerSecond x durationSeconds = {total} requests: must be at most "
+                f"{MAX_LOAD_REQUESTS} (lower requestsPerSecond or durationSeconds)"
+            )
+        return self
+
+
+class VerificationSpec(SpecModel):
+    """Checks the new revision must pass before it gets traffic and before promotion."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.smoke) || has(self.loadTest)",
+                "verification: set smoke and/or loadTest",
+            ),
+        )
+    )
+
+    smoke: list[SmokeCheck] | None = Field(
+        default=None,
+        max_length=20,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """HTTP requests with their expected status and body fields."""
+    load_test: LoadTest | None = None
+    """A bounded load test with a latency and an error budget (after the smoke checks)."""
+    pre_traffic: bool = True
+    """Run the checks once the new revision is ready, before it gets any traffic."""
+    pre_promotion: bool = True
+    """Run the checks again before all traffic moves to the new revision."""
+
+    @model_validator(mode="after")
+    def _some_check(self) -> VerificationSpec:
+        if not self.smoke and self.load_test is None:
+            raise ValueError("set smoke and/or loadTest")
+        return self
+
+
 class AnalysisStep(SpecModel):
     """Run the rollout's analysis for a while."""
 
@@ -337,6 +468,9 @@ class RolloutSpec(SpecModel):
     """How to deliver it."""
     analysis: AnalysisSpec | None = None
     """Default analysis for canary analysis steps and blue-green pre-promotion."""
+    verification: VerificationSpec | None = None
+    """HTTP smoke checks and a load test run against the new revision before it gets traffic
+    and before promotion; a failure rolls back like a failed analysis."""
     rollback_window: int = Field(default=3, ge=0, le=50)
     """Number of recent revisions kept for a fast rollback."""
     progress_deadline_seconds: int = Field(default=600, ge=30, le=86400)
@@ -372,6 +506,46 @@ class AnalysisRunSummary(StatusModel):
     """Analysis interval of the step this run judged (1-based)."""
     canary_weight: int | None = None
     """Percent of traffic the canary had during the run."""
+    stage: VerificationStage | None = None
+    """Set for a verification run (preTraffic or prePromotion); unset for an analysis run."""
+
+
+class CheckResult(StatusModel):
+    """One verification check's outcome and evidence (never a whole response body)."""
+
+    check: str = Field(max_length=63)
+    """The smoke check's name, or loadTest."""
+    passed: bool
+    """Whether the check passed."""
+    expected: str | None = Field(default=None, max_length=512)
+    """What the check expected."""
+    actual: str | None = Field(default=None, max_length=512)
+    """What came back (truncated; secret-looking fields redacted)."""
+    status_code: int | None = None
+    """The response's status code (smoke checks)."""
+    field: str | None = Field(default=None, max_length=256)
+    """The body field that did not match (smoke checks)."""
+    p99_milliseconds: float | None = None
+    """Measured 99th percentile latency (load test)."""
+    error_ratio: float | None = None
+    """Measured share of failed requests (load test)."""
+    requests: int | None = None
+    """Requests sent (load test)."""
+
+
+class VerificationRun(StatusModel):
+    """The checks run against the new revision at one stage."""
+
+    stage: VerificationStage
+    """preTraffic or prePromotion."""
+    revision: str = Field(max_length=63)
+    """The revision checked."""
+    time: dt.datetime
+    """When the checks finished."""
+    passed: bool
+    """Whether every check passed."""
+    checks: list[CheckResult] = Field(default_factory=list, max_length=21)
+    """Each check's outcome."""
 
 
 class RevisionRecord(StatusModel):
@@ -446,6 +620,8 @@ class RolloutStatus(StatusModel):
     to the target's routes (empty: the target's own Service serves them)."""
     traffic_routing: TrafficRouting | None = None
     """The routing in effect (gateway or replicas; unset on Cloud Run)."""
+    verification: list[VerificationRun] | None = Field(default=None, max_length=2)
+    """The latest verification of the new revision at each stage."""
 
 
 class Rollout(Resource[RolloutSpec, RolloutStatus]):

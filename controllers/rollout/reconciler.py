@@ -34,6 +34,10 @@ from apis.v1alpha1.rollout import (
     Rollout,
     RolloutPhase,
     RolloutStatus,
+    Verdict,
+    VerificationRun,
+    VerificationSpec,
+    VerificationStage,
 )
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
 from apis.v1alpha1.xynergyservice import XynergyService
@@ -66,6 +70,7 @@ from controllers.rollout.strategy import (
     StepContext,
     Strategy,
 )
+from controllers.rollout.verification import Verify, evidence, verify
 
 __all__ = [
     "ACTION_ANNOTATION",
@@ -121,6 +126,8 @@ class Converge:
     reason: str = "Progressing"
     wait: float | None = None
     ran: bool = False
+    verified: bool = False
+    """A verification passed in this converge (pre-promotion then need not run again)."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -179,11 +186,13 @@ class RolloutReconciler:
         backends: Backends,
         metrics: MetricSource,
         settings: RolloutSettings,
+        verifier: Verify = verify,
     ) -> None:
         self.client = client
         self.backends = backends
         self.metrics = metrics
         self.settings = settings
+        self.verifier = verifier
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -312,6 +321,8 @@ class RolloutReconciler:
             if rollout.spec.paused:
                 work.status.message = "paused by spec.paused"
             return None
+        if not await self._gate(work, VerificationStage.PRE_TRAFFIC, tag):
+            return None
         ctx = StepContext(
             rollout,
             work.now,
@@ -342,6 +353,8 @@ class RolloutReconciler:
         work.status = _with_progress(work.status, move.progress)
         work.status.message = move.message
         if move.kind is MoveKind.PROMOTE:
+            if not await self._gate(work, VerificationStage.PRE_PROMOTION, tag):
+                return None
             return await self._finish(work, move.message)
         if move.kind is MoveKind.ROLLBACK:
             return await self._rollback(work, RolloutPhase.ROLLED_BACK, move.reason, move.message)
@@ -368,6 +381,46 @@ class RolloutReconciler:
             canary_weight=move.run.weight,
         )
         work.status.analysis_runs = record_run(work.status, summary)
+        work.ran = True
+
+    async def _gate(self, work: Converge, stage: VerificationStage, tag: str) -> bool:
+        """Whether the rollout may go on past `stage`: no verification is due there, or it
+        passed (now, or earlier for this revision). A failure rolls back like a failed
+        analysis; a revision without a known URL yet is waited for."""
+        spec, status = work.rollout.spec.verification, work.status
+        if spec is None or not _due(spec, status, stage) or work.verified:
+            return True
+        if not (self.settings.verification_url or status.canary_url):
+            await self._route(work, _split(status, tag))  # the backend names its URL
+        url = self.settings.verification_url or status.canary_url
+        name = status.canary_revision or ""
+        if not url:
+            status.message = f"waiting for a URL of revision {name} to verify it"
+            work.reason, work.wait = "AwaitingVerification", self.settings.poll_seconds
+            return False
+        run = await self.verifier(url, spec, stage, name)
+        self._record_verification(work, run)
+        if run.passed:
+            work.verified = True
+            return True
+        lines = "; ".join(evidence(run))
+        message = f"{stage.value} verification of {name} failed: {lines}"
+        await self._rollback(work, RolloutPhase.ROLLED_BACK, "VerificationFailed", message)
+        return False
+
+    def _record_verification(self, work: Converge, run: VerificationRun) -> None:
+        status = work.status
+        kept = [v for v in status.verification or [] if v.stage != run.stage]
+        status.verification = [*kept, run]
+        summary = AnalysisRunSummary(
+            step_index=status.current_step_index,
+            time=work.now,
+            verdict=Verdict.SUCCESSFUL if run.passed else Verdict.FAILED,
+            evidence=evidence(run)[:20],
+            canary_weight=status.canary_weight,
+            stage=run.stage,
+        )
+        status.analysis_runs = record_run(status, summary)
         work.ran = True
 
     async def _analyze(self, work: Converge, request: AnalysisRequest) -> RunResult:
@@ -570,6 +623,21 @@ def _ended_reason(work: Converge) -> str:
         if cond.type in ("Ready", "Stalled") and cond.status == "True":
             return cond.reason
     return str(work.status.phase.value if work.status.phase else "Pending")
+
+
+def _due(spec: VerificationSpec, status: RolloutStatus, stage: VerificationStage) -> bool:
+    """Whether `stage`'s checks are still to run for the new revision (pre-traffic only while
+    it has no traffic)."""
+    if stage is VerificationStage.PRE_TRAFFIC and (
+        not spec.pre_traffic or (status.canary_weight or 0) > 0
+    ):
+        return False
+    if stage is VerificationStage.PRE_PROMOTION and not spec.pre_promotion:
+        return False
+    return not any(
+        v.stage == stage and v.passed and v.revision == status.canary_revision
+        for v in status.verification or []
+    )
 
 
 def _split(status: RolloutStatus, tag: str) -> tuple[tuple[str | None, int, str | None], ...]:

@@ -33,6 +33,11 @@ class RolloutSettings(BaseSettings):
         gt=0,
         description="Next check while waiting on a revision or an operation (not on a clock).",
     )
+    verification_url: str | None = Field(
+        default=None,
+        description="Base URL verification checks are sent to instead of the new revision's "
+        "own URL (an operator outside the cluster, development, tests).",
+    )
     rolling_step_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -4,7 +4,8 @@ them deserves.
 Progressing and Paused are Reconciling=True (kstatus InProgress); Promoted is Ready=True;
 RolledBack, Aborted and Degraded are Stalled=True (a person must act: retry, a new spec, or
 undo). The `Analysis` condition carries the last run's verdict and its evidence (metric,
-effect, p-value, MDE), so a rollback says why in `kubectl describe` and in its Event.
+effect, p-value, MDE; for a verification run: the check, what it expected, what came back),
+so a rollback says why in `kubectl describe` and in its Event.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ _VERDICT_STATUS: dict[Verdict, ConditionStatus] = {
     Verdict.FAILED: "False",
     Verdict.INCONCLUSIVE: "Unknown",
 }
+
+
+def _label(run: AnalysisRunSummary) -> str:
+    """Analysis, or Verification for a verification run (its reasons: VerificationFailed)."""
+    return "Verification" if run.stage is not None else "Analysis"
 
 
 def record_run(status: RolloutStatus, run: AnalysisRunSummary) -> list[AnalysisRunSummary]:
@@ -70,7 +76,7 @@ def conditions_for(
             conditions,
             type_=ANALYSIS,
             status=_VERDICT_STATUS[last.verdict],
-            reason=f"Analysis{last.verdict.value}",
+            reason=f"{_label(last)}{last.verdict.value}",
             message="; ".join(last.evidence or [])[:4096],
             observed_generation=generation,
             now=now,
@@ -90,7 +96,9 @@ def events_for(
             "Warning" if last.verdict == Verdict.FAILED else "Normal"
         )
         detail = "; ".join(last.evidence or [])
-        events.append(Event(kind, f"Analysis{last.verdict.value}", f"score {last.score}: {detail}"))
+        if last.score is not None:
+            detail = f"score {last.score}: {detail}"
+        events.append(Event(kind, f"{_label(last)}{last.verdict.value}", detail))
     was_phase = before.phase if before else None
     moved = before is None or before.canary_weight != after.canary_weight
     if moved and after.phase in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED):
