@@ -24,6 +24,7 @@ from controllers.devcluster import (
     repo_root,
 )
 from controllers.devcluster.cluster import UnknownComponentError
+from controllers.devcluster.fakes import start_fakes
 from controllers.devcluster.manifests import apply_files, create_secrets, wait_established
 from controllers.devcluster.platform import (
     Platform,
@@ -153,7 +154,7 @@ def _start_workloads(
     """On a local cluster: the samples' Secrets and (with `platform`) Prometheus first, so the
     operator gets its URL; then the operator, then the platform's services."""
     local = cluster if platform else None
-    prometheus = None
+    prometheus = fakes = None
     if cluster is not None:
         made = create_secrets(
             kubeconfig=state.kubeconfig,
@@ -164,6 +165,7 @@ def _start_workloads(
             _say(f"created the Secrets the samples read in namespace default: {', '.join(made)}")
     if local is not None:
         prometheus = start_prometheus_for(local, progress=_say)
+        fakes = start_fakes(local, progress=_say)
     if operator:
         _say("starting the operator (python -m controllers)")
         operator_kubeconfig = (
@@ -174,13 +176,14 @@ def _start_workloads(
             kubeconfig=operator_kubeconfig,
             cluster=cluster,
             prometheus=prometheus,
+            env=fakes.operator_env() if fakes else {},
         )
         if cluster is None:
             state.processes.append(proc)
             state.save()
     if local is None:
         return None
-    return start_platform(local, progress=_say, prometheus=prometheus)
+    return start_platform(local, progress=_say, prometheus=prometheus, fakes=fakes)
 
 
 def _print_next(state: ClusterState, running: Platform | None) -> None:
@@ -210,11 +213,12 @@ def _start_operator(
     kubeconfig: Path,
     cluster: DevCluster | None,
     prometheus: tuple[str, ScrapeTargets] | None = None,
+    env: dict[str, str] | None = None,
 ) -> ManagedProcess:
-    """The operator; with `prometheus`, ScalingPolicies and Rollouts read it by default and it
-    scrapes the operator's /metrics."""
+    """The operator (`env` added to its environment); with `prometheus`, ScalingPolicies and
+    Rollouts read it by default and it scrapes the operator's /metrics."""
     port = free_port()
-    env = dict(os.environ)
+    env = dict(os.environ, **(env or {}))
     env.update(
         KUBECONFIG=str(kubeconfig),
         XYNERGY_LIVENESS_ENDPOINT=f"http://127.0.0.1:{port}/healthz",

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from controllers.devcluster.cluster import DevCluster
+from controllers.devcluster.fakes import DevFakes
 from controllers.devcluster.processes import ClusterError, Probe, free_port, wait_healthy
 from controllers.devcluster.prometheus import ScrapeTargets, start_prometheus
 
@@ -175,12 +176,15 @@ def start_platform(
     *,
     progress: Callable[[str], None],
     prometheus: tuple[str, ScrapeTargets] | None = None,
+    fakes: DevFakes | None = None,
     timeout: float = 120.0,
 ) -> Platform:
     """Start redis, Firestore (when gcloud is there), the services and the gateway; register
     them with the cluster so `dev down` stops them too (and `dev restart` can restart them).
     With `prometheus` (its URL and targets file), the services with /metrics are scraped and
-    the analytics service's anomaly engine reads it."""
+    the analytics service's anomaly engine reads it. With `fakes` (controllers/devcluster/
+    fakes.py), the Slack and Gmail services call the fake APIs and the AI router's chain has
+    the fake model before the internal one."""
     files = _secret_files(cluster.workdir)
     prometheus_url, targets = prometheus or ("", None)
     start = _Start(
@@ -195,9 +199,9 @@ def start_platform(
     firestore_host = _start_firestore(start)
     crm_url = _start_crm(start, redis_url=redis_url, firestore_host=firestore_host)
     slack_url, gmail_url = _start_connectors(
-        start, redis_url=redis_url, slack_secret=files["slack-signing-secret"]
+        start, redis_url=redis_url, slack_secret=files["slack-signing-secret"], fakes=fakes
     )
-    ai_url = _start_ai(start, redis_url=redis_url)
+    ai_url = _start_ai(start, redis_url=redis_url, fake=fakes.ai_provider() if fakes else None)
     upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url, "ai": ai_url}
     upstreams |= _start_engines(start, ai_url=ai_url)
     upstreams["analytics"] = _start_analytics(
@@ -258,37 +262,42 @@ def _start_crm(start: _Start, *, redis_url: str, firestore_host: str | None) -> 
     return start.python_service("crm", title="the CRM", env=env, metrics=True)
 
 
-def _start_connectors(start: _Start, *, redis_url: str, slack_secret: Path) -> tuple[str, str]:
+def _start_connectors(
+    start: _Start, *, redis_url: str, slack_secret: Path, fakes: DevFakes | None
+) -> tuple[str, str]:
     """The Slack and Gmail services; they read OAuthConnections (and their token Secrets)
-    with the admin kubeconfig. Slack's webhook signing secret is XYNERGY_SLACK_SIGNING_SECRET
-    from the environment of `dev up` (a real Slack app's), else the generated dev one."""
+    with the admin kubeconfig and call the fake APIs when there are `fakes`. Slack's webhook
+    signing secret is XYNERGY_SLACK_SIGNING_SECRET from the environment of `dev up` (a real
+    Slack app's), else the generated dev one."""
     kube = {"KUBECONFIG": str(start.cluster.kubeconfig)}
     own = "XYNERGY_SLACK_SIGNING_SECRET" in os.environ
     slack = start.python_service(
         "slack",
         title="the Slack service",
-        env={**kube, "XYNERGY_SLACK_REDIS_URL": redis_url},
+        env={**kube, "XYNERGY_SLACK_REDIS_URL": redis_url, **(fakes.slack_env() if fakes else {})},
         secret_files=None if own else {"XYNERGY_SLACK_SIGNING_SECRET": slack_secret},
         metrics=True,
     )
     gmail = start.python_service(
         "gmail",
         title="the Gmail service",
-        env={**kube, "XYNERGY_GMAIL_REDIS_URL": redis_url},
+        env={**kube, "XYNERGY_GMAIL_REDIS_URL": redis_url, **(fakes.gmail_env() if fakes else {})},
         metrics=True,
     )
     return slack, gmail
 
 
-def _start_ai(start: _Start, *, redis_url: str) -> str:
+def _start_ai(start: _Start, *, redis_url: str, fake: dict[str, str] | None) -> str:
     """The Internal AI service (the packaged all-MiniLM-L6-v2 model), then the AI router with
     the default chain (Abacus and OpenAI when ABACUS_API_KEY / OPENAI_API_KEY are set in the
-    environment of `dev up`, the internal service last)."""
+    environment of `dev up`, else the `fake` model provider; the internal service last)."""
     from services.ai.settings import default_providers
 
     internal = start.python_service("internal_ai", title="the Internal AI service", env={})
     chain = [p.model_dump(mode="json", exclude={"api_key"}) for p in default_providers()]
     chain[-1]["base_url"] = f"{internal}/v1"
+    if fake is not None:
+        chain.insert(-1, fake)
     env = {
         "XYNERGY_AI_REDIS_URL": redis_url,
         "XYNERGY_AI_PROVIDERS": json.dumps(chain),
@@ -376,6 +385,7 @@ def _start_gateway(
     port = free_port()
     own = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]  # the dashboard's page
     env = {
+        "KUBECONFIG": str(start.cluster.kubeconfig),  # the OAuth callback reads the connection
         "XYNERGY_GATEWAY_REDIS_URL": redis_url,
         "XYNERGY_GATEWAY_ROUTE_SOURCE": "file",
         "XYNERGY_GATEWAY_ROUTES_FILE": str(routes),

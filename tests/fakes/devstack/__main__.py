@@ -1,0 +1,5 @@
+"""`PYTHONPATH=tests python -m fakes.devstack --oauth-port ...`: serve the fakes until stopped."""
+
+from .stack import main
+
+main()
