@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 from click.shell_completion import get_completion_class
 
+from controllers.plugin.audit import audit
 from controllers.plugin.connect import connect
 from controllers.plugin.forecast import forecast
 from controllers.plugin.rollout import rollout
@@ -40,3 +41,4 @@ main.add_command(forecast)
 main.add_command(get)
 main.add_command(status)
 main.add_command(connect)
+main.add_command(audit)

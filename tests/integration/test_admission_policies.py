@@ -1,5 +1,7 @@
 """The security-governance ValidatingAdmissionPolicies of manifests/policies, against the real
-apiserver: for each rule an admitted and a rejected object, with the rule's message.
+apiserver: for each rule an admitted and a rejected object, with the rule's message (refused in
+a production namespace, warned about elsewhere); and the compliance report's rules
+(apis.policies, `kubectl xynergy audit`) agreeing with the policies on shared fixtures.
 
 The policies are applied once for the module, as shipped except that (a) names get a suffix,
 (b) every binding also selects only this module's namespaces (the cluster is shared with other
@@ -10,17 +12,24 @@ namespace of this module. Requests are dry runs: admission runs in full, nothing
 from __future__ import annotations
 
 import copy
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from click.testing import CliRunner
 from kube_support import Kube
+from lightkube import Client, KubeConfig
 
+from apis.policies import Params, evaluate
 from controllers.devcluster import repo_root
+from controllers.plugin import main as plugin
 
 pytestmark = pytest.mark.integration
 
@@ -174,36 +183,33 @@ def assert_warned(env: Env, resp: httpx.Response, policy: str, fragment: str) ->
     assert all(fragment in w for w in mine), mine
 
 
-# One known-rejected request per policy: the module waits until each is rejected (or warned)
+# One known-rejected request per binding: the module waits until each is judged
+BAD_SERVICES = {
+    "xynergy-resources-set": service(resources=None),
+    "xynergy-secret-env": service(env=[{"name": "API_TOKEN", "value": "t"}]),
+    "xynergy-gateway-cors": service(env=[{"name": "XYNERGY_GATEWAY_CORS_ORIGINS", "value": "*"}]),
+}
 PROBES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "xynergy-image-provenance": ("production", "xynergyservices", service(image="nginx:1")),
-    "xynergy-resources-set": ("plain", "xynergyservices", service(resources=None)),
-    "xynergy-secret-env": (
-        "plain",
-        "xynergyservices",
-        service(env=[{"name": "API_TOKEN", "value": "t"}]),
-    ),
-    "xynergy-gateway-cors": (
-        "plain",
-        "xynergyservices",
-        service(env=[{"name": "XYNERGY_GATEWAY_CORS_ORIGINS", "value": "*"}]),
-    ),
-    "xynergy-oauth-scopes": ("plain", "oauthconnections", oauth("slack", ["admin"])),
+    "xynergy-oauth-scopes": ("production", "oauthconnections", oauth("slack", ["admin"])),
+    "xynergy-oauth-scopes-warn": ("plain", "oauthconnections", oauth("slack", ["admin"])),
+    **{name: ("production", "xynergyservices", body) for name, body in BAD_SERVICES.items()},
+    **{f"{name}-warn": ("plain", "xynergyservices", body) for name, body in BAD_SERVICES.items()},
 }
 
 
-def judges_probe(env: Env, policy: str) -> bool:
-    """Whether `policy` rejects (or warns about) its probe yet."""
-    which, plural, body = PROBES[policy]
+def judges_probe(env: Env, binding: str) -> bool:
+    """Whether `binding` rejects (or warns about) its probe yet."""
+    which, plural, body = PROBES[binding]
     resp = submit(env, env.production if which == "production" else env.plain, plural, body)
-    return env.policy(policy) in resp.text + " ".join(warnings(resp))
+    return f"binding '{env.policy(binding)}'" in resp.text + " ".join(warnings(resp))
 
 
 def wait_active(env: Env) -> None:
-    """Wait until every policy judges its probe (the admission plugin syncs asynchronously)."""
-    for policy in PROBES:
+    """Wait until every binding judges its probe (the admission plugin syncs asynchronously)."""
+    for binding in PROBES:
         env.kube.wait_for(
-            f"policy {policy} to judge its probe", lambda p=policy: judges_probe(env, p)
+            f"binding {binding} to judge its probe", lambda b=binding: judges_probe(env, b)
         )
 
 
@@ -269,22 +275,33 @@ def test_image_rules_do_not_apply_outside_production(env: Env) -> None:
     assert_admitted(submit(env, env.plain, "xynergyservices", service(image="nginx:1")))
 
 
+# --- outside production: the same rules warn ---
+
+
+@pytest.mark.parametrize("policy", sorted(BAD_SERVICES))
+def test_outside_production_a_rule_warns_and_admits(env: Env, policy: str) -> None:
+    resp = submit(env, env.plain, "xynergyservices", BAD_SERVICES[policy])
+    assert_warned(env, resp, policy, f"with binding '{env.policy(policy + '-warn')}'")
+    resp = submit(env, env.plain, "oauthconnections", oauth("slack", ["admin"]))
+    assert_warned(env, resp, "xynergy-oauth-scopes", "spec.scopes admin not allowed")
+
+
 # --- resources set ---
 
 
 def test_service_without_cpu_or_memory_is_denied(env: Env) -> None:
     for resources in (None, {"cpu": "1"}, {"memory": "1Gi"}):
-        resp = submit(env, env.plain, "xynergyservices", service(resources=resources))
+        resp = submit(env, env.production, "xynergyservices", service(resources=resources))
         assert_denied(env, resp, "xynergy-resources-set", "spec.resources.cpu and spec.resources")
 
 
 def test_rollout_template_that_resizes_must_set_both(env: Env) -> None:
     half = rollout(image=GOOD_IMAGE, template={"resources": {"cpu": "2"}})
-    resp = submit(env, env.plain, "rollouts", half)
+    resp = submit(env, env.production, "rollouts", half)
     assert_denied(env, resp, "xynergy-resources-set", "spec.template.resources must set both")
     whole = rollout(template={"resources": {"cpu": "2", "memory": "2Gi"}})
-    assert_admitted(submit(env, env.plain, "rollouts", whole))
-    assert_admitted(submit(env, env.plain, "rollouts", rollout(image=GOOD_IMAGE)))
+    assert_admitted(submit(env, env.production, "rollouts", whole))
+    assert_admitted(submit(env, env.production, "rollouts", rollout(image=GOOD_IMAGE)))
 
 
 # --- no secret-looking literal env values ---
@@ -294,7 +311,7 @@ def test_rollout_template_that_resizes_must_set_both(env: Env) -> None:
 def test_secret_looking_literal_env_is_denied(env: Env, name: str) -> None:
     literal = {"name": name, "value": "s3cr3t-value"}
     body = service(env=[{"name": "LOG_LEVEL", "value": "info"}, literal])
-    resp = submit(env, env.plain, "xynergyservices", body)
+    resp = submit(env, env.production, "xynergyservices", body)
     assert_denied(env, resp, "xynergy-secret-env", f"spec.env {name} looks like a secret")
     assert "secretKeyRef" in resp.json()["message"]
     assert "s3cr3t" not in resp.text  # the value is never echoed
@@ -307,12 +324,12 @@ def test_secret_env_from_a_secret_or_a_plain_literal_is_admitted(env: Env) -> No
             {"name": "DB_PASSWORD", "secretKeyRef": {"name": "db", "key": "password"}},
         ]
     )
-    assert_admitted(submit(env, env.plain, "xynergyservices", body))
+    assert_admitted(submit(env, env.production, "xynergyservices", body))
 
 
 def test_rollout_template_literal_secret_is_denied(env: Env) -> None:
     body = rollout(template={"env": [{"name": "JWT_SECRET", "value": "s3cr3t"}]})
-    resp = submit(env, env.plain, "rollouts", body)
+    resp = submit(env, env.production, "rollouts", body)
     assert_denied(env, resp, "xynergy-secret-env", "spec.template.env JWT_SECRET looks like")
     assert "s3cr3t" not in resp.text
 
@@ -326,34 +343,34 @@ def cors(value: str) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("origins", ['["*"]', '["https://*.example.com"]'])
 def test_wildcard_cors_origins_are_denied(env: Env, origins: str) -> None:
-    resp = submit(env, env.plain, "xynergyservices", service(env=cors(origins)))
+    resp = submit(env, env.production, "xynergyservices", service(env=cors(origins)))
     assert_denied(env, resp, "xynergy-gateway-cors", "must not contain '*'")
 
 
 def test_exact_cors_origins_are_admitted(env: Env) -> None:
     body = service(env=cors('["https://app.xynergyos.com"]'))
-    assert_admitted(submit(env, env.plain, "xynergyservices", body))
+    assert_admitted(submit(env, env.production, "xynergyservices", body))
 
 
 # --- OAuth scopes within the allowed set ---
 
 
 def test_oauth_scope_outside_the_allowed_set_is_denied(env: Env) -> None:
-    resp = submit(env, env.plain, "oauthconnections", oauth("slack", ["chat:write", "admin"]))
+    resp = submit(env, env.production, "oauthconnections", oauth("slack", ["chat:write", "admin"]))
     assert_denied(
         env, resp, "xynergy-oauth-scopes", "spec.scopes admin not allowed for provider slack"
     )
     assert "allowedScopes.slack" in resp.json()["message"]
     gmail = oauth("gmail", ["https://mail.google.com/"])
-    resp = submit(env, env.plain, "oauthconnections", gmail)
+    resp = submit(env, env.production, "oauthconnections", gmail)
     assert_denied(env, resp, "xynergy-oauth-scopes", "https://mail.google.com/ not allowed")
 
 
 def test_oauth_scopes_in_the_allowed_set_are_admitted(env: Env) -> None:
     slack = oauth("slack", ["channels:read", "chat:write", "users:read.email"])
-    assert_admitted(submit(env, env.plain, "oauthconnections", slack))
+    assert_admitted(submit(env, env.production, "oauthconnections", slack))
     gmail = oauth("gmail", ["https://www.googleapis.com/auth/gmail.readonly", "email"])
-    assert_admitted(submit(env, env.plain, "oauthconnections", gmail))
+    assert_admitted(submit(env, env.production, "oauthconnections", gmail))
 
 
 # --- the policies themselves ---
@@ -398,3 +415,138 @@ def test_policies_type_check_against_the_crd_schemas(env: Env) -> None:
     finally:
         for path in paths:
             env.kube.delete(path)
+
+
+# --- the compliance report agrees with the policies ---
+
+PLURAL_OF = {"XynergyService": "xynergyservices", "Rollout": "rollouts"}
+PLURAL_OF["OAuthConnection"] = "oauthconnections"
+# Allowed and denied objects of every rule, stored in a production namespace where every
+# policy is bound in Warn mode: the apiserver's warnings are its verdict.
+FIXTURES: list[dict[str, Any]] = [
+    service(),
+    service(image="docker.io/library/nginx:1.27"),
+    service(image="ghcr.io/xynergy-evil/x" + DIGEST, resources={"cpu": "1"}),
+    service(
+        env=[
+            {"name": "DB_PASSWORD", "value": "x"},
+            {"name": "signing_key", "value": "y"},
+            *cors('["https://*.xynergyos.com"]'),
+        ]
+    ),
+    service(
+        env=[
+            {"name": "DB_PASSWORD", "secretKeyRef": {"name": "db", "key": "password"}},
+            {"name": "API_TOKEN", "value": ""},
+            *cors('["https://app.xynergyos.com"]'),
+        ]
+    ),
+    rollout(
+        image="us-docker.pkg.dev/xynergy-demo/platform/crm:1.5.0",
+        template={"resources": {"cpu": "2"}, "env": [{"name": "JWT_SECRET", "value": "s"}]},
+    ),
+    rollout(image=GOOD_IMAGE, template={"resources": {"cpu": "2", "memory": "2Gi"}}),
+    oauth("slack", ["chat:write", "admin", "channels:manage"]),
+    oauth("slack", ["channels:read", "users:read.email"]),
+    oauth("gmail", ["https://mail.google.com/", "openid"]),
+]
+
+
+def warning_text(header: str) -> str:
+    """The text of one Warning header (`299 - "text"`, quotes escaped)."""
+    match = re.fullmatch(r'\d{3} - "(.*)"', header)
+    assert match, header
+    return re.sub(r"\\(.)", r"\1", match.group(1))
+
+
+def verdicts(env: Env, resp: httpx.Response) -> list[tuple[str, str]]:
+    """(policy, message) of each warning of this module's agreement bindings."""
+    pattern = rf"Validation failed for ValidatingAdmissionPolicy '(.+)-{env.suffix}' with binding '[^']+-agree-{env.suffix}': (.*)"
+    found = [re.fullmatch(pattern, warning_text(w)) for w in warnings(resp)]
+    return sorted((m.group(1), m.group(2)) for m in found if m)
+
+
+def agreement_binding(doc: dict[str, Any], *, suffix: str, params_ns: str) -> dict[str, Any]:
+    """A shipped production binding in Warn mode, for the agreement namespace only."""
+    doc = copy.deepcopy(doc)
+    doc["metadata"]["name"] += f"-agree-{suffix}"
+    spec = doc["spec"]
+    spec["policyName"] += f"-{suffix}"
+    spec["validationActions"] = ["Warn"]
+    if "paramRef" in spec:
+        spec["paramRef"]["namespace"] = params_ns
+    selector = spec["matchResources"]["namespaceSelector"]
+    selector["matchExpressions"] = [
+        {"key": TEST_LABEL, "operator": "In", "values": [f"agree-{suffix}"]}
+    ]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def agree(env: Env) -> Iterator[str]:
+    """A production namespace where every policy only warns; its name."""
+    ns = f"t-agree-{env.suffix}"
+    make_namespace(
+        env.kube, ns, {TEST_LABEL: f"agree-{env.suffix}", "xynergy.io/environment": "production"}
+    )
+    bindings = [
+        agreement_binding(d, suffix=env.suffix, params_ns=env.plain)
+        for d in shipped_documents()
+        if d["kind"] == "ValidatingAdmissionPolicyBinding"
+        and not d["metadata"]["name"].endswith("-warn")
+    ]
+    paths = []
+    try:
+        for doc in bindings:
+            resp = env.kube.create(f"{ADMISSION}/validatingadmissionpolicybindings", doc)
+            assert resp.status_code == 201, resp.text
+            paths.append(f"{ADMISSION}/validatingadmissionpolicybindings/{doc['metadata']['name']}")
+        for policy, (_, plural, body) in PROBES.items():
+            if not policy.endswith("-warn"):
+                env.kube.wait_for(
+                    f"agreement binding of {policy}",
+                    lambda p=plural, b=body, n=policy: any(
+                        v[0] == n for v in verdicts(env, submit(env, ns, p, b))
+                    ),
+                )
+        yield ns
+    finally:
+        for path in paths:
+            env.kube.delete(path)
+        env.kube.delete(f"/api/v1/namespaces/{ns}")
+
+
+def shipped_params() -> Params:
+    [doc] = [d for d in shipped_documents() if d["kind"] == "ConfigMap"]
+    return Params.from_data(doc["data"])
+
+
+def test_the_report_and_the_policies_agree_on_every_fixture(
+    env: Env, agree: str, cluster: Path
+) -> None:
+    apiserver, python = {}, {}
+    for i, body in enumerate(FIXTURES):
+        doc = {**body, "metadata": {"name": f"f{i}"}}
+        resp = env.kube.create(f"{XY}/namespaces/{agree}/{PLURAL_OF[body['kind']]}", doc)
+        assert resp.status_code == 201, resp.text
+        stored = resp.json()
+        key = (body["kind"], f"f{i}")
+        apiserver[key] = verdicts(env, resp)
+        found = evaluate(stored, params=shipped_params(), production=True)
+        python[key] = sorted((f.rule, f.message) for f in found)
+    assert apiserver == python
+    judged = {rule for v in apiserver.values() for rule, _ in v}
+    assert judged == {p for p in PROBES if not p.endswith("-warn")}, "every rule is exercised"
+    assert sum(not v for v in apiserver.values()) >= 4, "and allowed objects too"
+
+    factory = lambda: Client(config=KubeConfig.from_file(str(cluster)))  # noqa: E731
+    args = ["audit", "-n", agree, "--params-namespace", env.plain, "-o", "json"]
+    done = CliRunner().invoke(plugin, args, obj={"client_factory": factory})
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert report["params"] == f"{env.plain}/xynergy-policy-params"
+    audited: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for f in report["findings"]:
+        key = (f["object"]["kind"], f["object"]["name"])
+        audited.setdefault(key, []).append((f["rule"], f["message"]))
+    assert {k: sorted(v) for k, v in audited.items()} == {k: v for k, v in apiserver.items() if v}
