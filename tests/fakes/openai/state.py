@@ -9,7 +9,7 @@ by word, then ``finish_reason``; one more chunk with ``usage`` and empty ``choic
 404 for an unknown model when ``models`` is set.
 
 The answer is deterministic: ``"<name> says: <last user message>"``, so a test can tell which
-provider answered. Tokens are counted as whitespace-separated words (plus 3 per message, as
+provider answered; asked for JSON (``response_format``), a JSON object instead (jsonmode.py). Tokens are counted as whitespace-separated words (plus 3 per message, as
 the API's chat format adds a few), so usage is exact and predictable.
 
 Faults, queued with :meth:`OpenAIState.fail` (each one used by one call) or set with
@@ -26,6 +26,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from .jsonmode import json_answer, json_mode_error
 
 __all__ = ["Fault", "OpenAIState", "count_tokens"]
 
@@ -104,6 +106,9 @@ class OpenAIState:
                 return _error(
                     400, f"Invalid value for 'messages[{i}].role'", "invalid_request_error"
                 )
+        refused = json_mode_error(body)
+        if refused:
+            return _error(400, refused, "invalid_request_error", "invalid_response_format")
         if self.models is not None and body["model"] not in self.models:
             msg = f"The model `{body['model']}` does not exist or you do not have access to it."
             return _error(404, msg, "invalid_request_error", "model_not_found")
@@ -119,6 +124,7 @@ class OpenAIState:
         messages = body["messages"]
         last = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
         text = f"{self.name} says: {_text(last.get('content'))}"
+        text = json_answer(body, text) or text
         prompt = sum(count_tokens(_text(m.get("content"))) + 3 for m in messages)
         completion = count_tokens(text)
         self.served += 1
