@@ -19,6 +19,7 @@ ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "xynergy"
 GOLDENS = ROOT / "tests" / "data" / "chart"
 KUBE_VERSION = "1.37.2"
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 # case -> values file under tests/data/chart (None: the chart's defaults)
 CASES = {"default": None, "platform": "values-platform.yaml"}
 
@@ -113,6 +114,7 @@ def test_namespaced_render_binds_only_there(bindir: Path) -> None:
         ("platform.backend=docker", "backend"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("unknownKey=1", "unknownKey"),
+        ("policies.rules.resourcesSet.action=Block", "action"),
     ],
 )
 def test_schema_refuses_bad_values(bindir: Path, flag: str, field: str) -> None:
@@ -120,6 +122,54 @@ def test_schema_refuses_bad_values(bindir: Path, flag: str, field: str) -> None:
     assert done.returncode != 0
     assert "values don't meet the specifications of the schema" in done.stderr
     assert field in done.stderr
+
+
+POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def test_policy_files_are_the_manifests() -> None:
+    """files/policies is a copy of manifests/policies (the one source): refresh it with
+    `cp manifests/policies/*.yaml charts/xynergy/files/policies/` (minus kustomization.yaml)."""
+    source = ROOT / "manifests" / "policies"
+    wanted = sorted(p.name for p in source.glob("*.yaml") if p.name != "kustomization.yaml")
+    copies = CHART / "files" / "policies"
+    assert sorted(p.name for p in copies.glob("*.yaml")) == wanted
+    for name in wanted:
+        assert (copies / name).read_text() == (source / name).read_text(), name
+
+
+def _bindings(out: dict[tuple[str, str], dict]) -> dict[str, list[str]]:
+    return {
+        name: d["spec"]["validationActions"]
+        for (kind, name), d in out.items()
+        if kind == "ValidatingAdmissionPolicyBinding"
+    }
+
+
+def test_policy_values_choose_each_rules_action(bindir: Path) -> None:
+    off = docs(render(bindir, "--set", "policies.enabled=false").stdout)
+    assert not [k for k in off if k[0] in POLICY_KINDS or k[1] == "xynergy-policy-params"]
+    sets = [
+        "policies.rules.resourcesSet.action=Warn",
+        "policies.rules.secretEnv.action=Off",
+        "policies.elsewhere.action=Off",
+        "policies.params.allowedRegistries={a.io/team,b.io}",
+        "policies.params.allowedScopes.slack={chat:write}",
+    ]
+    out = docs(render(bindir, *(a for s in sets for a in ("--set", s))).stdout)
+    assert _bindings(out) == {
+        "xy-image-provenance": ["Warn", "Audit"],
+        "xy-resources-set": ["Warn", "Audit"],
+        "xy-gateway-cors": ["Deny"],
+        "xy-oauth-scopes": ["Deny"],
+    }
+    assert ("ValidatingAdmissionPolicy", "xy-secret-env") in out
+    data = out[("ConfigMap", "xynergy-policy-params")]["data"]
+    assert data["allowedRegistries"] == "a.io/team, b.io"
+    assert data["allowedScopes.slack"] == "chat:write"
+    assert "allowedScopes.gmail" in data  # the shipped list where not replaced
+    oauth = out[("ValidatingAdmissionPolicyBinding", "xy-oauth-scopes")]["spec"]
+    assert oauth["paramRef"]["namespace"] == "xynergy-system"
 
 
 def _available(kube: Kube, ns: str) -> bool:
@@ -146,6 +196,10 @@ def test_install_upgrade_uninstall(bindir: Path, cluster: Path, kube: Kube) -> N
         for name in ("xynergyservices.xynergy.io", "clusterkopfpeerings.kopf.dev"):
             assert kube.get(crd + name).status_code == 200, name
         assert kube.get("/apis/kopf.dev/v1/clusterkopfpeerings/xy-operator").status_code == 200
+        binding = kube.get(f"{ADMISSION}/validatingadmissionpolicybindings/xy-secret-env").json()
+        assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+            "matchLabels": {"xynergy.io/environment": "production"}
+        }
         upgrade = ["--set", "driftCheckSeconds=300", "--set", "platform.services.crm.enabled=true"]
         done = helm(bindir, "upgrade", "xy", str(CHART), *run, *upgrade, cluster=cluster)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -166,5 +220,7 @@ def test_install_upgrade_uninstall(bindir: Path, cluster: Path, kube: Kube) -> N
     assert (
         kube.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/xy-operator").status_code == 404
     )
+    for plural in ("validatingadmissionpolicies", "validatingadmissionpolicybindings"):
+        assert kube.get(f"{ADMISSION}/{plural}/xy-secret-env").status_code == 404, plural
     crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/xynergyservices.xynergy.io"
     assert kube.get(crd).status_code == 200, "helm keeps CRDs on uninstall"

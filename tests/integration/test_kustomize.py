@@ -1,5 +1,5 @@
 """The kustomize base and overlays under manifests/: built with the real `kubectl kustomize`,
-the base matching the chart (pod spec and RBAC), the dev overlay applied to the local cluster
+the base matching the chart (pod spec, RBAC, the security policies), the dev overlay applied to the local cluster
 (operator Available under kwok), gke and cloudrun accepted by a server-side dry run."""
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ ROOT = Path(__file__).parents[2]
 MANIFESTS = ROOT / "manifests"
 OVERLAYS = ("dev", "gke", "cloudrun")
 NS = "xynergy-system"
+POLICY_KINDS = {
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+}
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 
 
 def kubectl(*args: str, cluster: Path | None = None) -> str:
@@ -53,6 +58,12 @@ def test_base_matches_the_chart(bindir: Path) -> None:
     assert ("ClusterKopfPeering", "xynergy-operator") in base
     assert "namespace" not in base[("ClusterKopfPeering", "xynergy-operator")]["metadata"]
     assert base[("PodDisruptionBudget", "xynergy-operator")]["spec"]["minAvailable"] == 1
+    policies = sorted(k for k in base if k[0] in POLICY_KINDS)
+    assert len(policies) == 14, policies  # 5 policies; 5 production bindings, 4 warn elsewhere
+    assert policies == sorted(k for k in rendered if k[0] in POLICY_KINDS)
+    for key in [*policies, ("ConfigMap", "xynergy-policy-params")]:
+        assert base[key].get("spec") == rendered[key].get("spec"), key
+        assert base[key].get("data") == rendered[key].get("data"), key
 
 
 def test_overlays() -> None:
@@ -81,6 +92,12 @@ def _available(kube: Kube) -> bool:
 @pytest.fixture
 def cleanup(kube: Kube) -> Any:
     yield
+    # the base's policies bind cluster-wide (Deny in production namespaces): never leave them
+    for kind, name in build("base"):
+        if kind in POLICY_KINDS:
+            path = f"{ADMISSION}/{POLICY_KINDS[kind]}/{name}"
+            kube.delete(path)
+            assert kube.get(path).status_code == 404, path
     kube.delete(f"/api/v1/namespaces/{NS}")
     kube.delete("/apis/kopf.dev/v1/clusterkopfpeerings/xynergy-operator")
     for name in ("xynergy-operator", "xynergy-operator-cluster"):
@@ -99,6 +116,11 @@ def test_apply_on_the_cluster(cluster: Path, kube: Kube, cleanup: None) -> None:
     kube.wait_for("the dev overlay's operator Available (kwok)", lambda: _available(kube))
     sa = kube.get(f"/api/v1/namespaces/{NS}/serviceaccounts/xynergy-operator")
     assert sa.status_code == 200
+    for kind, plural in POLICY_KINDS.items():  # the paths the cleanup deletes
+        got = kube.get(f"{ADMISSION}/{plural}/xynergy-resources-set")
+        assert got.status_code == 200, kind
+    binding = f"{ADMISSION}/validatingadmissionpolicybindings/xynergy-resources-set"
+    assert kube.get(binding).json()["spec"]["validationActions"] == ["Deny"]
     for overlay in ("gke", "cloudrun"):
         out = kubectl(*apply, "--dry-run=server", "-k", str(MANIFESTS / "overlays" / overlay),
                       cluster=cluster)  # fmt: skip
