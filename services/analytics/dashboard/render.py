@@ -217,6 +217,34 @@ def _costs(report: dict[str, Any]) -> str:
     return _table(["service", "cost (USD)"], rows, "costs") + total
 
 
+def _last_run(run: dict[str, Any] | None) -> list[str]:
+    if not run:
+        return ["-", '<span class="outcome o-none">never run</span>', ""]
+    outcome = str(run.get("outcome"))
+    return [
+        e(run.get("due")),
+        f'<span class="outcome o-{e(outcome)}">{e(outcome)}</span>',
+        e(run.get("error")),
+    ]
+
+
+def _schedules(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return '<p class="empty">no schedules</p>'
+    rows = [
+        [
+            f'<span class="name" data-schedule="{e(s["id"])}">{e(s["workflow"])}</span>',
+            f"<code>{e(s['cron'])}</code> {e(s['timezone'])}",
+            e(s["missed_run_policy"]),
+            "yes" if s.get("enabled") else "no",
+            *_last_run(s.get("last_run")),
+        ]
+        for s in items
+    ]
+    head = ["workflow", "cron", "missed runs", "enabled", "last due", "outcome", "error"]
+    return _table(head, rows, "schedules")
+
+
 def panels(data: dict[str, Any], *, now: float) -> str:
     """Every panel of the dashboard from ``/phase3/complete-dashboard``'s answer."""
     return "".join(
@@ -228,5 +256,8 @@ def panels(data: dict[str, Any], *, now: float) -> str:
             _section("Scaling", "scaling", data.get("scaling"), lambda s: _scaling(s, now)),
             _section("Open alerts", "alerts", data.get("anomalies") or {}, _alerts),
             _section("Cost per service", "costs", data.get("costs"), _costs),
+            _section("Schedules", "schedules", data["schedules"], _schedules)
+            if "schedules" in data
+            else "",
         ]
     )

@@ -2,8 +2,9 @@
 
 - ``GET /dashboard``: the page shell (no data; public through the gateway).
 - ``GET /dashboard/static/...``: the page's script, style and the vendored socket.io client.
-- ``GET /dashboard/panels``: every panel as server-rendered HTML for the caller's tenant
-  (behind the gateway's auth like every other endpoint: the page sends its Bearer token).
+- ``GET /dashboard/panels``: every panel as server-rendered HTML for the caller's tenant,
+  with the tenant's workflow schedules and their last runs (behind the gateway's auth like
+  every other endpoint: the page sends its Bearer token).
 
 The page takes its token as a frontend does (see docs/services/analytics.md: the URL
 fragment ``#token=...`` once, then sessionStorage), connects to the gateway's socket.io stream
@@ -23,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from services.analytics.dashboard.render import e, panels
 from services.analytics.deps import AnalyticsDep, CallerDep
 from services.analytics.routers.platform import complete
+from services.analytics.routers.schedules import SchedulerDep, schedule_summary
 
 __all__ = ["STATIC", "router", "static_files"]
 
@@ -44,6 +46,10 @@ async def page() -> HTMLResponse:
 
 
 @router.get("/panels", response_class=HTMLResponse, summary="The dashboard's panels (HTML)")
-async def panels_html(a: AnalyticsDep, caller: CallerDep) -> HTMLResponse:
+async def panels_html(a: AnalyticsDep, scheduler: SchedulerDep, caller: CallerDep) -> HTMLResponse:
     data = await complete(a, caller)
+    try:
+        data["schedules"] = await schedule_summary(scheduler, caller.tenant)
+    except Exception as exc:  # Redis down: the panel says so, the page still renders
+        data["schedules"] = {"error": f"schedules not readable: {type(exc).__name__}"}
     return HTMLResponse(panels(data, now=time.time()), headers=_NO_STORE)

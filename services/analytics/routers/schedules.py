@@ -13,7 +13,7 @@ from services.analytics.deps import CallerDep, EditorDep
 from services.analytics.schedules import Schedule, Scheduler, ScheduleRun, ScheduleSpec
 from services.common.errors import ApiError
 
-__all__ = ["router", "schedule_summary"]
+__all__ = ["SchedulerDep", "router", "schedule_summary"]
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
 
