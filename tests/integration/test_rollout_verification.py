@@ -126,3 +126,24 @@ def test_failed_smoke_check_before_promotion_keeps_the_stable_revision(
     assert stages == {"preTraffic": True, "prePromotion": False}
     assert status["canaryWeight"] == 0
     assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
+
+
+@pytest.mark.parametrize(
+    ("verification", "says"),
+    [
+        ({"loadTest": {"requestsPerSecond": 200, "durationSeconds": 60, "maxP99Milliseconds": 5}},
+         "requestsPerSecond x durationSeconds must be at most 6000"),
+        ({"loadTest": {"durationSeconds": 600, "maxP99Milliseconds": 5}},
+         "spec.verification.loadTest.durationSeconds"),
+        ({}, "verification: set smoke and/or loadTest"),
+    ],
+)  # fmt: skip
+def test_apiserver_refuses_unbounded_verification(
+    kube: Kube, crds_installed: list[str], namespace: str, verification: dict[str, Any], says: str
+) -> None:
+    body = {"apiVersion": "xynergy.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "ro"},
+            "spec": {"targetRef": {"name": "crm"}, "image": "reg.example/app:2",
+                     "strategy": {"immediate": {}}, "verification": verification}}  # fmt: skip
+    resp = kube.create(rollout_url(namespace), body)
+    assert resp.status_code in (400, 422), resp.text
+    assert says in resp.json()["message"], resp.json()["message"]
