@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx2  # lightkube's transport: timeouts and connection errors are its exceptions
 from lightkube import ApiError, AsyncClient, codecs
 from lightkube.core.resource_registry import resource_registry
-from lightkube.types import CascadeType, PatchType
+from lightkube.types import CascadeType, OnErrorAction, OnErrorResult, PatchType
 
 from controllers.core.context import FIELD_MANAGER
 from controllers.core.errors import StalledError, TransientError
@@ -30,6 +31,7 @@ from controllers.providers.kubediff import is_subset
 __all__ = ["Applied", "KubernetesProvider", "api_error"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Service applies in flight at once (see KubernetesProvider).
 SERVICE_APPLY_CONCURRENCY = 4
@@ -193,3 +195,56 @@ class KubernetesProvider:
                     raise
 
         await self._call(f"delete_{kind.lower()}", f"deleting {kind} {name}", delete)
+
+    async def label(
+        self, api_version: str, kind: str, live: Mapping[str, Any], labels: Mapping[str, str]
+    ) -> bool:
+        """Add `labels` to the object `live` (as read) unless it has them: a merge patch of
+        metadata.labels only, so nothing else of someone else's object is touched, and an
+        object deleted meanwhile is not recreated. True when written; False when there was
+        nothing to do, the object is gone, or we may not patch it (logged, not an error)."""
+        meta = live.get("metadata") or {}
+        have = meta.get("labels") or {}
+        if all(have.get(k) == v for k, v in labels.items()):
+            return False
+        name, namespace = str(meta.get("name")), meta.get("namespace")
+        resource: Any = resource_registry.load(api_version, kind)
+        patch = {"metadata": {"labels": dict(labels)}}
+
+        async def write() -> bool:
+            try:
+                await self._client.patch(
+                    resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE
+                )
+            except ApiError as exc:
+                if exc.status.code in (403, 404):
+                    log.info("not labelling %s %s/%s: %s", kind, namespace, name, exc)
+                    return False
+                raise
+            return True
+
+        return await self._call(f"label_{kind.lower()}", f"labelling {kind} {name}", write)
+
+    async def watch(
+        self, api_version: str, kind: str, *, labels: Mapping[str, str], retry_seconds: float = 5.0
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Changes of the objects of a kind (all namespaces) selected by `labels` on the
+        apiserver, from now on: the current ones are listed first and not reported. A broken
+        stream is resumed (after 410 Gone, from a new listing); 403 ends the watch."""
+        resource: Any = resource_registry.load(api_version, kind)
+
+        def on_error(exc: Exception, count: int) -> OnErrorResult:
+            if isinstance(exc, ApiError) and exc.status.code == 403:
+                return OnErrorResult(OnErrorAction.RAISE)
+            log.info("watch of %s interrupted (%s); resuming", kind, exc)
+            return OnErrorResult(OnErrorAction.RETRY, sleep=min(retry_seconds * count, 60.0))
+
+        listing = self._client.list(resource, namespace="*", labels=dict(labels))
+        async for _ in listing:
+            pass
+        version = listing.resourceVersion
+        async for event, obj in self._client.watch(
+            resource, namespace="*", labels=dict(labels), resource_version=version,
+            on_error=on_error,
+        ):  # fmt: skip
+            yield event, obj.to_dict()

@@ -30,6 +30,17 @@ from controllers.xynergyservice.resources.kubernetes import (
     build_service,
 )
 from controllers.xynergyservice.resources.naming import name_of, selector
+from controllers.xynergyservice.resources.references import (
+    CONFIG_SOURCES_ANNOTATION,
+    SOURCE_LABEL,
+    WATCHED_KINDS,
+    Reference,
+    changed_sources,
+    digest,
+    parse_sources,
+    references,
+    sources_of,
+)
 
 if TYPE_CHECKING:
     from controllers.providers.cloudrun import CloudRunProvider
@@ -71,28 +82,27 @@ class KubernetesBackend:
         self.provider = provider
         self.progress_deadline_seconds = progress_deadline_seconds
 
-    async def check_references(self, svc: XynergyService) -> None:
-        """StalledError naming the first required Secret/ConfigMap (or key) that is missing."""
+    async def read_sources(self, svc: XynergyService) -> dict[str, str]:
+        """Digests of the Secrets/ConfigMaps the env reads (by `Kind/name`), read now, each
+        labelled so the operator's watch reports its changes; StalledError naming the first
+        required Secret/ConfigMap (or key) that is missing."""
         ns = svc.metadata.namespace
-        for i, var in enumerate(svc.spec.env or []):
-            ref = var.secret_key_ref or var.config_map_key_ref
-            if ref is None or ref.optional:
-                continue
-            kind = "Secret" if var.secret_key_ref is not None else "ConfigMap"
-            field = "secretKeyRef" if var.secret_key_ref is not None else "configMapKeyRef"
-            obj = await self.provider.get("v1", kind, ref.name, ns)
-            where = f"(spec.env[{i}].{field}, variable {var.name})"
-            if obj is None:
-                raise StalledError(
-                    f"{kind} {ref.name!r} not found in namespace {ns} {where}",
-                    reason=f"{kind}NotFound",
-                )
-            keys = set((obj.get("data") or {}).keys()) | set((obj.get("binaryData") or {}).keys())
-            if ref.key not in keys:
-                raise StalledError(
-                    f"{kind} {ref.name!r} has no key {ref.key!r} {where}",
-                    reason=f"{kind}KeyNotFound",
-                )
+        refs = references(svc)
+        sources = sources_of(refs)
+        found = await asyncio.gather(
+            *(self.provider.get("v1", src.kind, src.name, ns) for src in sources)
+        )
+        objects = {src.id: obj for src, obj in zip(sources, found, strict=True)}
+        _check_references(refs, objects, namespace=ns)
+        salt = str(svc.metadata.uid or "")
+        await asyncio.gather(
+            *(
+                self.provider.label("v1", src.kind, obj, {SOURCE_LABEL: "true"})
+                for src, obj in zip(sources, found, strict=True)
+                if obj is not None and src.kind in WATCHED_KINDS
+            )
+        )
+        return {src.id: digest(src, objects[src.id], salt=salt) for src in sources}
 
     async def _live(self, svc: XynergyService) -> dict[str, dict[str, Any] | None]:
         """The live children by kind, read now. A child event only says which object to
@@ -103,12 +113,14 @@ class KubernetesBackend:
         return {k: obj for (_, k), obj in zip(_CHILDREN, found, strict=True)}
 
     async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
-        await self.check_references(svc)
+        digests = await self.read_sources(svc)
         # A service we never deployed has no children to compare with: apply straight away
         # (server-side apply is idempotent) and read the result from the response.
         fresh = svc.status is None or not svc.status.latest_created_revision
         live = {k: None for _, k in _CHILDREN} if fresh else await self._live(svc)
-        deployment = build_deployment(svc, progress_deadline_seconds=self.progress_deadline_seconds)
+        deployment = build_deployment(
+            svc, progress_deadline_seconds=self.progress_deadline_seconds, digests=digests
+        )
         # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
         dep, service = await asyncio.gather(
             self.provider.apply(deployment, live["Deployment"]),
@@ -118,7 +130,10 @@ class KubernetesBackend:
         missing = [] if fresh else [k for k, obj in live.items() if obj is None]
         observed = missing_children(observed, _named(svc, missing), restored=True)
         writes = int(dep.wrote) + int(service.wrote)
-        return replace(observed, writes=writes, created=fresh and writes > 0)
+        changed = _rotated(live["Deployment"], digests) if dep.wrote else ()
+        return replace(
+            observed, writes=writes, created=fresh and writes > 0, changed_sources=changed
+        )
 
     async def observe(
         self, svc: XynergyService, *, child: ChildEvent | None = None
@@ -153,6 +168,35 @@ class KubernetesBackend:
                 orphan=orphan,
             )
         return True
+
+
+def _check_references(
+    refs: list[Reference], objects: dict[str, dict[str, Any] | None], *, namespace: str | None
+) -> None:
+    """StalledError for the first required reference whose object or key is missing."""
+    for ref in refs:
+        if ref.optional:
+            continue
+        obj = objects[f"{ref.kind}/{ref.name}"]
+        where = f"(spec.env[{ref.index}].{ref.field}, variable {ref.variable})"
+        if obj is None:
+            raise StalledError(
+                f"{ref.kind} {ref.name!r} not found in namespace {namespace} {where}",
+                reason=f"{ref.kind}NotFound",
+            )
+        keys = set((obj.get("data") or {}).keys()) | set((obj.get("binaryData") or {}).keys())
+        if ref.key not in keys:
+            raise StalledError(
+                f"{ref.kind} {ref.name!r} has no key {ref.key!r} {where}",
+                reason=f"{ref.kind}KeyNotFound",
+            )
+
+
+def _rotated(live: dict[str, Any] | None, digests: dict[str, str]) -> tuple[str, ...]:
+    """The sources whose data changed since the live Deployment was applied (names only)."""
+    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+    before = parse_sources(annotations.get(CONFIG_SOURCES_ANNOTATION))
+    return tuple(sid.replace("/", " ", 1) for sid in changed_sources(before, digests))
 
 
 def _named(svc: XynergyService, kinds: list[str]) -> list[str]:

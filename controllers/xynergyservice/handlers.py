@@ -3,7 +3,9 @@ core controller, which runs the same converge path (reconciler.py) for all of th
 
 Triggers: the object's own events (creation, spec changes, the initial listing after a
 restart), events of the Deployments and Services it owns (watched with a server-side label
-selector, so a drifted or deleted child is restored at once), and the core resync scheduler.
+selector, so a drifted or deleted child is restored at once), changes of the Secrets and
+ConfigMaps a service's env reads (sources.py: the operator's own watch of the objects it
+labelled; a rotation rolls the workload), and the core resync scheduler.
 Deletion needs us only for Cloud Run or deletionPolicy Orphan (a finalizer); Kubernetes
 children otherwise go by garbage collection.
 """
@@ -27,6 +29,25 @@ def watch_only_our_children(settings: kopf.OperatorSettings, **_: Any) -> None:
     """kopf applies `labels=` after an event arrived; the apiserver filters with these."""
     settings.watching.label_selectors["apps", "v1", "deployments"] = OWNED_SELECTOR
     settings.watching.label_selectors["v1", "services"] = OWNED_SELECTOR
+
+
+@kopf.on.startup()
+async def watch_env_sources(memo: kopf.Memo, **_: Any) -> None:
+    from controllers.xynergyservice.sources import SourceWatch
+
+    try:
+        ctx = context_of(memo)
+    except RuntimeError as exc:  # the runtime's startup handler has not run yet
+        raise kopf.TemporaryError(str(exc), delay=1) from exc
+    memo.env_sources = SourceWatch(ctx)
+    memo.env_sources.start()
+
+
+@kopf.on.cleanup()
+async def stop_env_sources(memo: kopf.Memo, **_: Any) -> None:
+    watch = getattr(memo, "env_sources", None)
+    if watch is not None:
+        await watch.stop()
 
 
 @kopf.on.event(KIND.group, KIND.version, KIND.plural)

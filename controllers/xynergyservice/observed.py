@@ -58,6 +58,8 @@ class BackendStatus:
     """How many write calls this converge made (0 when nothing differed)."""
     created: bool = False
     """The backend service did not exist before this converge."""
+    changed_sources: tuple[str, ...] = ()
+    """Secrets/ConfigMaps (`Secret name`) whose referenced data changed and were rolled out."""
 
 
 def _conditions(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -82,7 +82,8 @@ async def reconcile(
     status.last_reconcile_time = now
     writes = observed.writes if observed else 0
     created = observed.created if observed else False
-    events = events_for(svc.status, status, writes=writes, created=created)
+    changed = observed.changed_sources if observed else ()
+    events = events_for(svc.status, status, writes=writes, created=created, changed=changed)
     if isinstance(error, TransientError):
         events.append(Event("Warning", error.reason, error.message))
     result = "ok" if error is None else ("stalled" if isinstance(error, StalledError) else "retry")

@@ -9,7 +9,7 @@ again by the core status writer, so every path shares this one function.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -182,15 +182,25 @@ def events_for(
     *,
     writes: int,
     created: bool,
+    changed: Sequence[str] = (),
 ) -> list[Event]:
-    """Events a user cares about: Created, Updated, Ready, Failed.
+    """Events a user cares about: Created, Updated (ConfigChanged when a Secret/ConfigMap the
+    env reads changed, naming it, never its values), Ready, Failed.
 
     Ready is posted when it is news: Ready was False before (an update rolled out, a stall or
     a missing child recovered). A new service's first Ready (from Unknown, or no status) is
     not: Created said what was made, and the Ready condition says when it became Ready (one
     Event write per object fewer, within the write budget of docs/architecture.md)."""
     events: list[Event] = []
-    if writes:
+    if writes and changed and not created:
+        events.append(
+            Event(
+                "Normal",
+                "ConfigChanged",
+                f"{', '.join(changed)} changed: rolling out revision {new.latest_created_revision}",
+            )
+        )
+    elif writes:
         verb, reason = ("created", "Created") if created else ("applied", "Updated")
         events.append(Event("Normal", reason, f"{verb} revision {new.latest_created_revision}"))
     old_conditions = old.conditions if old else []

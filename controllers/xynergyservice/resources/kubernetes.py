@@ -6,6 +6,7 @@ it garbage-collects them. The provider compares them with what is live before wr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from apis.v1alpha1.common import API_VERSION
@@ -17,6 +18,12 @@ from controllers.xynergyservice.resources.naming import (
     name_of,
     revision_name,
     selector,
+)
+from controllers.xynergyservice.resources.references import (
+    CONFIG_HASH_ANNOTATION,
+    CONFIG_SOURCES_ANNOTATION,
+    config_hash,
+    format_sources,
 )
 
 __all__ = [
@@ -107,10 +114,17 @@ def _container(svc: XynergyService) -> dict[str, Any]:
 
 
 def build_deployment(
-    svc: XynergyService, *, progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS
+    svc: XynergyService,
+    *,
+    progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS,
+    digests: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Deployment running the service's instances; a rollout without progress for
-    `progress_deadline_seconds` is reported as failed (ProgressDeadlineExceeded)."""
+    `progress_deadline_seconds` is reported as failed (ProgressDeadlineExceeded).
+
+    `digests` (per Secret/ConfigMap the env reads, resources/references.py) put the config
+    hash on the Pod template, so a changed value rolls the Pods (maxUnavailable 0: the old
+    ones serve until the new ones are Ready), and the per-source digests on the Deployment."""
     spec = svc.spec
     pod_spec: dict[str, Any] = {"containers": [_container(svc)]}
     k8s = spec.kubernetes
@@ -122,6 +136,11 @@ def build_deployment(
         pod_spec["tolerations"] = [
             t.model_dump(by_alias=True, exclude_none=True) for t in k8s.tolerations
         ]
+    annotations = {REVISION_ANNOTATION: revision_name(svc)}
+    template: dict[str, Any] = {"metadata": {"labels": _labels(svc)}, "spec": pod_spec}
+    if digests:
+        annotations[CONFIG_SOURCES_ANNOTATION] = format_sources(digests)
+        template["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash(digests)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -129,7 +148,7 @@ def build_deployment(
             "name": name_of(svc),
             "namespace": svc.metadata.namespace,
             "labels": _labels(svc),
-            "annotations": {REVISION_ANNOTATION: revision_name(svc)},
+            "annotations": annotations,
             "ownerReferences": [owner_reference(svc)],
         },
         "spec": {
@@ -140,7 +159,7 @@ def build_deployment(
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
             },
-            "template": {"metadata": {"labels": _labels(svc)}, "spec": pod_spec},
+            "template": template,
         },
     }
 
