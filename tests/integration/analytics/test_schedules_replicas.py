@@ -187,3 +187,30 @@ async def test_a_failed_run_is_kept_redacted_and_posted_as_an_event(
     assert s.id in posted[0]["message"]
     assert s.tenant in posted[0]["message"]
     assert secret not in posted[0]["message"]
+
+
+async def test_the_loop_ticks_and_a_stopped_replica_marks_its_run_interrupted(
+    redis_server: RedisServer,
+) -> None:
+    started = asyncio.Event()
+
+    async def hang(_: Schedule) -> Result:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    clock = Clock(T0)
+    async with replicas(redis_server, Runs(), clock, tick_seconds=0.01) as (a, _):
+        s = schedule("loop-" + uuid.uuid4().hex[:6])
+        await a.store.put(s)
+        a.runner = hang
+        clock.now = T0 + dt.timedelta(minutes=1)
+        loop = asyncio.create_task(a.run())
+        await asyncio.wait_for(started.wait(), timeout=10)
+        (running,) = await a.store.runs(s.tenant, s.id)
+        assert running.outcome == "running"
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        (stopped,) = await a.store.runs(s.tenant, s.id)
+        assert (stopped.outcome, stopped.error) == ("failed", "interrupted: the replica stopped")
