@@ -96,10 +96,12 @@ class KubernetesRollout:
         revision = ((dep.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
         return Serving(revision, ready=from_deployment(target, dep).ready)
 
-    async def _apply(self, canary: XynergyService, name: str, replicas: int) -> tuple[int, Any]:
+    async def _apply(
+        self, canary: XynergyService, name: str, replicas: int, *, serving: bool
+    ) -> tuple[int, Any]:
         routing = self.routing or TrafficRouting.GATEWAY
         desired = canary_deployment(
-            self.rollout, canary, name=name, replicas=replicas, routing=routing
+            self.rollout, canary, name=name, replicas=replicas, routing=routing, serving=serving
         )
         dep = await self.provider.apply(desired, await self._deployment(name))
         live = await self.provider.get("v1", "Service", name, self.namespace)
@@ -116,17 +118,17 @@ class KubernetesRollout:
     ) -> CanaryState:
         weight = (self.rollout.status.canary_weight if self.rollout.status else 0) or 0
         replicas = self._replicas(target, weight, preview=tag == "preview")
-        writes, body = await self._apply(canary, name, replicas)
+        writes, body = await self._apply(canary, name, replicas, serving=weight > 0)
         ready, failed = _available(body)
         url = revision_url(name, self.namespace)
         return CanaryState(ready=ready, failed=failed, url=url, writes=writes)
 
-    async def _scale(self, name: str, replicas: int) -> int:
+    async def _scale(self, name: str, replicas: int, *, serving: bool = True) -> int:
         """The new revision at `replicas` (the whole Deployment re-applied: no write when it
         already is; a server-side apply of replicas alone would drop our other fields)."""
         if await self._deployment(name) is None:
             return 0
-        writes, _ = await self._apply(self.canary, name, replicas)
+        writes, _ = await self._apply(self.canary, name, replicas, serving=serving)
         return writes
 
     def _traffic(
@@ -157,7 +159,7 @@ class KubernetesRollout:
             weight, tag = share.get(canary, (0, None))
             live = canary in share
             replicas = self._replicas(target, weight, preview=tag == "preview") if live else 0
-            writes = await self._scale(canary, replicas)
+            writes = await self._scale(canary, replicas, serving=weight > 0)
         urls, traffic = self._traffic(target, canary, split)
         return Routed(writes, urls, traffic)
 

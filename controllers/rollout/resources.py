@@ -127,15 +127,17 @@ def canary_deployment(
     name: str,
     replicas: int,
     routing: TrafficRouting,
+    serving: bool = True,
 ) -> dict[str, Any]:
     """The new revision's Deployment, owned by the Rollout. Its Pods carry the target's
-    Pod selector only with replica-ratio routing (so the target's Service reaches them);
+    Pod selector only with replica-ratio routing and once it is `serving` (has a weight: so
+    the target's Service reaches them, and not before its pre-traffic verification);
     behind the gateway they are reached through their own Service alone."""
     from controllers.xynergyservice.resources.kubernetes import build_deployment
 
     dep = build_deployment(canary)
     pod_labels = {"app.kubernetes.io/name": canary.metadata.name or "", REVISION_LABEL: name}
-    if routing is TrafficRouting.REPLICAS:
+    if routing is TrafficRouting.REPLICAS and serving:
         pod_labels[SERVICE_LABEL] = canary.metadata.name or ""
     dep["metadata"] = {
         "name": name,

@@ -222,3 +222,24 @@ def test_spec_bounds_are_field_errors(verification: dict[str, Any], where: str, 
     message = spec_error(err.value)
     assert message.startswith(where.removeprefix("spec.") + ":"), message
     assert says in message, message
+
+
+def test_replica_routed_revision_joins_the_target_service_only_with_a_weight() -> None:
+    """Replica-ratio routing: before its pre-traffic checks (weight 0) the new revision's Pods
+    do not carry the target's Pod selector, so the target's Service sends them nothing."""
+    from test_rollout_kubernetes_backend import rollout, target
+
+    from apis.v1alpha1.rollout import TrafficRouting
+    from controllers.rollout.resources import canary_deployment, with_overrides
+    from controllers.xynergyservice.resources import SERVICE_LABEL
+
+    ro = rollout()
+    new = with_overrides(target(), ro.spec)
+
+    def labels(*, serving: bool) -> dict[str, str]:
+        dep = canary_deployment(ro, new, name="ai-ro-1", replicas=1,
+                                routing=TrafficRouting.REPLICAS, serving=serving)  # fmt: skip
+        return dict(dep["spec"]["template"]["metadata"]["labels"])
+
+    assert SERVICE_LABEL not in labels(serving=False)
+    assert labels(serving=True)[SERVICE_LABEL] == "ai"
