@@ -4,22 +4,28 @@ download (``services.analytics.reports``)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.analytics.deps import AnalyticsDep, CallerDep
+from services.analytics.deps import AnalyticsDep, CallerDep, EditorDep
 from services.analytics.reports import (
     KINDS,
     Period,
+    Report,
     ReportError,
+    build_report,
     generate_report,
     parse_format,
     parse_kind,
     parse_period,
+    render,
 )
-from services.common.errors import field_error
+from services.analytics.reports.delivery import DeliveryError, ReportSettings, deliver_report
+from services.analytics.reports.sources import Sources
+from services.common.errors import ApiError, field_error
 
 __all__ = ["router"]
 
@@ -63,3 +69,63 @@ async def download(
         media_type=file.media_type,
         headers={"Content-Disposition": f'attachment; filename="{file.filename}"'},
     )
+
+
+Address = Annotated[
+    str, Field(max_length=254, pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+]
+
+
+class Delivery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipients: list[Address] = Field(min_length=1, max_length=50)
+    subject: str | None = Field(default=None, max_length=200, pattern=r"^[^\r\n]*$")
+    message: str | None = Field(default=None, max_length=10_000)
+
+
+def _settings(request: Request) -> ReportSettings:
+    state = request.app.state
+    if getattr(state, "report_settings", None) is None:
+        state.report_settings = ReportSettings()
+    settings: ReportSettings = state.report_settings
+    return settings
+
+
+def _text(report: Report, message: str | None) -> str:
+    lines = [message, ""] if message else []
+    lines.append(f"{report.title} of {report.tenant}, {report.period.label()}.")
+    lines += [f"{k}: {v}" for k, v in report.summary]
+    return "\n".join(lines)
+
+
+@router.post(
+    "/{kind}/deliver",
+    status_code=201,
+    summary="Send a report by email from the tenant's Gmail connection (editors)",
+)
+async def deliver(
+    kind: str,
+    body: Delivery,
+    request: Request,
+    a: AnalyticsDep,
+    caller: EditorDep,
+    start: From = None,
+    end: To = None,
+    fmt: Format = "pdf",
+) -> dict[str, Any]:
+    period = _request(kind, fmt, start, end)
+    report = await build_report(Sources.of(a), kind=kind, tenant=caller.tenant, period=period)
+    file = render(report, fmt)
+    try:
+        sent = await deliver_report(
+            file,
+            settings=_settings(request),
+            identity=caller.token,
+            recipients=body.recipients,
+            subject=body.subject or f"{report.title}: {report.period.label()}",
+            text=_text(report, body.message),
+        )
+    except DeliveryError as exc:
+        raise ApiError(exc.status, exc.message) from exc
+    return {"filename": file.filename, "recipients": body.recipients, **sent}

@@ -2,7 +2,8 @@
 service with its real store (seeded with usage, the AI ledger and alert history), redis-server
 and a real kube-apiserver (a ScalingPolicy and a Rollout of the tenant). Each PDF's pages are
 rendered with ``pdftoppm`` (not blank, charts drawn in colour) and its text read back with
-``pdftotext``: every CSV row is a line of the PDF's table."""
+``pdftotext``: every CSV row is a line of the PDF's table. Delivery goes through the real Gmail
+service on the tenant's OAuthConnection (its token in a Secret) to the fake Gmail API."""
 
 from __future__ import annotations
 
@@ -24,13 +25,19 @@ import httpx
 import numpy as np
 import pytest
 from ai_router.conftest import INTERNAL
+from fakes.google import FakeGmail, Mailbox
 from kube_support import Kube
 from lightkube import AsyncClient, KubeConfig
 from PIL import Image
+from slack.conftest import Connections
 
 from services.analytics.app import create_app
 from services.analytics.records import AiUsageRow, EventRow, UsageRow
+from services.analytics.reports.delivery import ReportSettings
 from services.analytics.settings import AnalyticsSettings, CloudRunPrices
+from services.common.oauth_tokens import TokenReader
+from services.gmail.app import create_app as create_gmail
+from services.gmail.settings import GmailSettings
 
 from .conftest import GatewayFactory, RedisServer, make_jwt, serve
 
@@ -55,13 +62,43 @@ class Stack:
     start: dt.datetime
     end: dt.datetime
     rollout: str
+    mailbox: Mailbox
 
     def query(self, fmt: str) -> dict[str, str]:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(), "format": fmt}
 
 
-def auth(tenant: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {make_jwt(tenant_id=tenant)}"}
+def auth(tenant: str, *roles: str) -> dict[str, str]:
+    token = make_jwt(tenant_id=tenant, roles=list(roles or ("member",)))
+    return {"Authorization": f"Bearer {token}"}
+
+
+class _Nobody:
+    """No tenant's history is polled (the Gmail service only sends here)."""
+
+    async def tenants(self) -> list[str]:
+        return []
+
+
+@contextlib.asynccontextmanager
+async def _gmail(
+    redis: RedisServer, kube: Kube, kube_client: AsyncClient, ns: str
+) -> AsyncIterator[tuple[str, Mailbox]]:
+    """The Gmail service on the fake Gmail API, the tenant's OAuthConnection Connected."""
+    with FakeGmail() as fake:
+        box = fake.grant("ya29.reports", f"{ACME}@example.com")
+        Connections(kube, ns).connect("gmail", tenant=ACME, provider="gmail", token="ya29.reports")
+        settings = GmailSettings(
+            api_url=fake.endpoint + "/", redis_url=redis.url, poll_interval_seconds=0
+        )
+        app = create_gmail(
+            settings,
+            internal_settings=INTERNAL,
+            tokens=TokenReader(kube_client),  # type: ignore[arg-type]
+            connections=_Nobody(),
+        )
+        async with serve(app) as url:
+            yield url, box
 
 
 def _objects(ns: str) -> list[tuple[str, dict[str, Any]]]:
@@ -139,13 +176,15 @@ async def stack(
     kube_client = AsyncClient(config=KubeConfig.from_file(str(cluster)))
     app = create_app(settings, internal_settings=INTERNAL, kube_client=kube_client)  # type: ignore[arg-type]
     async with contextlib.AsyncExitStack() as es:
+        gmail, box = await es.enter_async_context(_gmail(redis_server, kube, kube_client, ns))
+        app.state.report_settings = ReportSettings(gmail_url=gmail)
         url = await es.enter_async_context(serve(app))
         await _seed(app.state.analytics.store, start)
         routes = [{"prefix": "/api/v1/reports", "timeoutSeconds": 60}]
         gw = await es.enter_async_context(
             gateway_factory({"services": [{"name": "analytics", "url": url, "routes": routes}]})
         )
-        yield Stack(gw.http, start, end, "crm-v2")
+        yield Stack(gw.http, start, end, "crm-v2", box)
     kube.delete(f"/api/v1/namespaces/{ns}")
 
 
@@ -262,3 +301,27 @@ async def test_a_bad_request_is_refused_naming_the_parameter(
     assert r.status_code == 422, r.text
     assert r.json()["fields"][0]["field"] == field
     assert r.json()["message"].startswith(f"{field}: expected")
+
+
+async def test_a_report_is_delivered_from_the_tenants_gmail(stack: Stack) -> None:
+    path, body = "/api/v1/reports/cost/deliver", {"recipients": ["cfo@example.com"]}
+    r = await stack.http.post(path, params=stack.query("csv"), json=body, headers=auth(ACME))
+    assert r.status_code == 403, r.text  # editors only
+    r = await stack.http.post(
+        path, params=stack.query("csv"), json=body, headers=auth(ACME, "editor")
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["id"]
+    sent = stack.mailbox.sent[-1]
+    assert sent["To"] == "cfo@example.com"
+    (attachment,) = list(sent.iter_attachments())
+    assert attachment.get_filename() == r.json()["filename"]
+    assert attachment.get_filename().startswith(f"cost-report-{ACME}-")
+    download = await _get(stack, "cost", "csv")
+    assert attachment.get_content().replace("\r\n", "\n") == download.text.replace("\r\n", "\n")
+    # a tenant with no Gmail connection: the Gmail service's 409, naming what to connect
+    r = await stack.http.post(
+        path, params=stack.query("pdf"), json=body, headers=auth(OTHER, "editor")
+    )
+    assert r.status_code == 409, r.text
+    assert "Gmail service (409)" in r.json()["message"]
