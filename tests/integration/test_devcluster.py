@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from kube_support import Kube
+from test_devcluster_fakes import Dev, ai_answers, connect
 
 from controllers.devcluster import ClusterError, ClusterState, DevCluster
 from controllers.devcluster.processes import (
@@ -182,6 +183,7 @@ def test_dev_up_twice_then_down_leaves_nothing_running(tmp_path: Path, bindir: P
         "aso",
         "research",
         "analytics",
+        "fakes",
     }
     assert all(is_alive(p["pid"], p["start"]) for p in procs)
     by_name = {p["name"]: p for p in procs}
@@ -204,6 +206,7 @@ def test_dev_up_twice_then_down_leaves_nothing_running(tmp_path: Path, bindir: P
     assert [c["name"] for c in listed["items"]] == ["Ada Lovelace"]
     assert httpx.get(f"{gateway}/api/v2/crm/contacts", timeout=30).status_code == 401
     _check_platform_wiring(up.stdout, by_name, auth=auth, gateway=gateway, env=env)
+    _check_fakes_wiring(up.stdout, auth=auth, gateway=gateway, env=env)
 
     again = _run("dev", "up", env=env)
     assert again.returncode == 0
@@ -251,6 +254,23 @@ def _check_platform_wiring(
     kube = Kube.from_kubeconfig(Path(out.split("kubeconfig: ", 1)[1].split()[0]))
     for name in ("gateway-internal", "gateway-jwt", "slack-app"):
         assert kube.get(f"/api/v1/namespaces/default/secrets/{name}").status_code == 200, name
+    kube.http.close()
+
+
+def _check_fakes_wiring(
+    out: str, *, auth: dict[str, str], gateway: str, env: dict[str, str]
+) -> None:
+    """The sample Slack connection connects at the fake provider (kubectl xynergy connect, the
+    gateway's callback), the Slack service lists the fake workspace with its token, and the AI
+    route answers with the fake model (test_devcluster_fakes.py has the long form)."""
+    kube = Kube.from_kubeconfig(Path(out.split("kubeconfig: ", 1)[1].split()[0]))
+    dev = Dev(env=env, gateway=gateway, auth=auth, kube=kube)
+    assert connect(dev, "oauthconnection-slack.yaml", "slack")["phase"] == "Connected"
+    channels = httpx.get(f"{gateway}/api/v2/slack/channels", headers=auth, timeout=30)
+    assert channels.status_code == 200, channels.text
+    assert "general" in [c["name"] for c in channels.json()["channels"]]
+    choice = ai_answers(dev)["choices"][0]  # type: ignore[index]
+    assert choice["message"]["content"] == "fake-openai says: hello dev"
     kube.http.close()
 
 

@@ -103,7 +103,9 @@ def connect(dev: Dev, sample: str, provider: str) -> dict[str, object]:
 def ai_answers(dev: Dev) -> dict[str, object]:
     """A chat completion through the gateway and the AI router (no external key set)."""
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello dev"}]}
-    resp = httpx.post(f"{dev.gateway}/api/v1/ai/chat/completions", json=body, headers=dev.auth)
+    resp = httpx.post(
+        f"{dev.gateway}/api/v1/ai/chat/completions", json=body, headers=dev.auth, timeout=60
+    )
     assert resp.status_code == 200, resp.text
     answer: dict[str, object] = resp.json()
     return answer
