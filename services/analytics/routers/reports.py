@@ -4,9 +4,10 @@ download (``services.analytics.reports``)."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,13 +40,26 @@ To = Annotated[str | None, Query(alias="to", description="End (ISO 8601); defaul
 Format = Annotated[str, Query(alias="format", description="csv or pdf.")]
 
 
-def _request(kind: str, fmt: str, start: str | None, end: str | None) -> Period:
+@dataclass(frozen=True)
+class Asked:
+    kind: str
+    fmt: str
+    period: Period
+
+
+def _asked(kind: str, start: From = None, end: To = None, fmt: Format = "pdf") -> Asked:
+    """The report asked for, checked: 422 naming ``kind``, ``format``, ``from`` or ``to``."""
     try:
-        parse_kind(kind)
-        parse_format(fmt)
-        return parse_period(start, end, now=dt.datetime.now(dt.UTC))
+        return Asked(
+            parse_kind(kind),
+            parse_format(fmt),
+            parse_period(start, end, now=dt.datetime.now(dt.UTC)),
+        )
     except ReportError as exc:
         raise field_error(exc.parameter, exc.message) from exc
+
+
+AskedDep = Annotated[Asked, Depends(_asked)]
 
 
 @router.get(
@@ -54,16 +68,10 @@ def _request(kind: str, fmt: str, start: str | None, end: str | None) -> Period:
     response_class=Response,
     responses={200: {"content": {"text/csv": {}, "application/pdf": {}}}},
 )
-async def download(
-    kind: str,
-    a: AnalyticsDep,
-    caller: CallerDep,
-    start: From = None,
-    end: To = None,
-    fmt: Format = "pdf",
-) -> Response:
-    period = _request(kind, fmt, start, end)
-    file = await generate_report(a, kind=kind, tenant=caller.tenant, period=period, fmt=fmt)
+async def download(a: AnalyticsDep, caller: CallerDep, asked: AskedDep) -> Response:
+    file = await generate_report(
+        a, kind=asked.kind, tenant=caller.tenant, period=asked.period, fmt=asked.fmt
+    )
     return Response(
         file.content,
         media_type=file.media_type,
@@ -105,18 +113,12 @@ def _text(report: Report, message: str | None) -> str:
     summary="Send a report by email from the tenant's Gmail connection (editors)",
 )
 async def deliver(
-    kind: str,
-    body: Delivery,
-    request: Request,
-    a: AnalyticsDep,
-    caller: EditorDep,
-    start: From = None,
-    end: To = None,
-    fmt: Format = "pdf",
+    a: AnalyticsDep, caller: EditorDep, asked: AskedDep, body: Delivery, request: Request
 ) -> dict[str, Any]:
-    period = _request(kind, fmt, start, end)
-    report = await build_report(Sources.of(a), kind=kind, tenant=caller.tenant, period=period)
-    file = render(report, fmt)
+    report = await build_report(
+        Sources.of(a), kind=asked.kind, tenant=caller.tenant, period=asked.period
+    )
+    file = render(report, asked.fmt)
     try:
         sent = await deliver_report(
             file,
