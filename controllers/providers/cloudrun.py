@@ -43,7 +43,9 @@ __all__ = [
     "Plan",
     "Traffic",
     "api_message",
+    "call_google",
     "classify_error",
+    "google_credentials",
     "short_name",
     "traffic_targets",
 ]
@@ -163,6 +165,46 @@ def classify_error(exc: BaseException, *, what: str) -> ProviderError:
     return TransientError(f"{what}: {exc}", reason="ApiError")
 
 
+async def call_google(what: str, fn: Callable[[], T], *, retry: RetryPolicy) -> T:
+    """One blocking Google API call in a thread, under api-core's AsyncRetry (the policy's
+    bounds); after the last attempt the error becomes TransientError."""
+    attempts = 0
+
+    def on_error(exc: Exception) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts >= retry.max_attempts:
+            raise _GaveUpError(exc, attempts)
+        log.info("%s failed (%s); retry %d", what, type(exc).__name__, attempts)
+
+    google_retry = retry.google_retry(
+        predicate=lambda exc: isinstance(exc, _RETRYABLE), on_error=on_error
+    )
+    try:
+        result: T = await google_retry(asyncio.to_thread)(fn)
+    except _GaveUpError as gave_up:
+        error = classify_error(gave_up.last, what=what)
+        raise TransientError(
+            f"{error.message} (gave up after {gave_up.attempts} attempts)", reason=error.reason
+        ) from gave_up.last
+    except gexc.RetryError as exc:  # the policy's deadline passed
+        error = classify_error(exc.cause or exc, what=what)
+        raise TransientError(
+            f"{error.message} (gave up after {attempts + 1} attempts)", reason=error.reason
+        ) from exc
+    return result
+
+
+def google_credentials(credentials: Credentials | None, endpoint: str | None) -> Credentials:
+    """`credentials`, else anonymous for a plain-http endpoint (a local fake), else ADC."""
+    if credentials is not None:
+        return credentials
+    if endpoint and endpoint.startswith("http://"):
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
+    found, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    return found
+
+
 class CloudRunProvider:
     """Cloud Run services through the Admin API v2.
 
@@ -204,12 +246,7 @@ class CloudRunProvider:
 
     def _clients(self) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
         if self._services is None or self._revisions is None:
-            credentials = self._credentials
-            if credentials is None:
-                if self._endpoint and self._endpoint.startswith("http://"):
-                    credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-                else:
-                    credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+            credentials = google_credentials(self._credentials, self._endpoint)
             options = ClientOptions(api_endpoint=self._endpoint) if self._endpoint else None
             self._services = run_v2.ServicesClient(
                 credentials=credentials, transport="rest", client_options=options
@@ -232,33 +269,7 @@ class CloudRunProvider:
                 ) from exc
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """One blocking API call in a thread, under api-core's AsyncRetry (our policy's
-        bounds); after the last attempt the error becomes TransientError."""
-        attempts = 0
-
-        def on_error(exc: Exception) -> None:
-            nonlocal attempts
-            attempts += 1
-            if attempts >= self.retry.max_attempts:
-                raise _GaveUpError(exc, attempts)
-            log.info("cloudrun %s failed (%s); retry %d", what, type(exc).__name__, attempts)
-
-        retry = self.retry.google_retry(
-            predicate=lambda exc: isinstance(exc, _RETRYABLE), on_error=on_error
-        )
-        try:
-            result: T = await retry(asyncio.to_thread)(fn)
-        except _GaveUpError as gave_up:
-            error = classify_error(gave_up.last, what=what)
-            raise TransientError(
-                f"{error.message} (gave up after {gave_up.attempts} attempts)", reason=error.reason
-            ) from gave_up.last
-        except gexc.RetryError as exc:  # the policy's deadline passed
-            error = classify_error(exc.cause or exc, what=what)
-            raise TransientError(
-                f"{error.message} (gave up after {attempts + 1} attempts)", reason=error.reason
-            ) from exc
-        return result
+        return await call_google(what, fn, retry=self.retry)
 
     async def _get(self, path: str) -> run_v2.Service | None:
         services, _ = await self._ensure_clients()

@@ -44,6 +44,7 @@ from controllers.xynergyservice.resources.references import (
 
 if TYPE_CHECKING:
     from controllers.providers.cloudrun import CloudRunProvider
+    from controllers.providers.secretmanager import SecretManagerProvider
 
 __all__ = ["Backend", "CloudRunBackend", "KubernetesBackend"]
 
@@ -210,10 +211,34 @@ def _absent(message: str, writes: int = 0) -> BackendStatus:
 
 
 class CloudRunBackend:
-    """The Cloud Run service of a XynergyService (resources/cloudrun.py builds it)."""
+    """The Cloud Run service of a XynergyService (resources/cloudrun.py builds it); env from
+    Secret Manager is pinned to the versions `secrets` resolves (`latest` -> a number), so a
+    new version makes a new revision."""
 
-    def __init__(self, provider: CloudRunProvider) -> None:
+    def __init__(
+        self, provider: CloudRunProvider, secrets: SecretManagerProvider | None = None
+    ) -> None:
         self.provider = provider
+        self.secrets = secrets
+
+    async def _versions(self, svc: XynergyService) -> dict[tuple[str, str], str]:
+        """(secret, version) -> the concrete version, for each reference of the env."""
+        from controllers.xynergyservice.resources import cloudrun
+
+        refs = cloudrun.secret_references(svc)
+        if not refs:
+            return {}
+        if self.secrets is None:
+            raise StalledError(
+                "spec.env reads Secret Manager secrets but this operator has no Secret "
+                "Manager client (google-cloud-secret-manager)",
+                reason="BackendUnavailable",
+            )
+        project = svc.spec.cloud_run.project if svc.spec.cloud_run else ""
+        found = await asyncio.gather(
+            *(self.secrets.resolve(project, secret, version) for secret, version in refs)
+        )
+        return dict(zip(refs, found, strict=True))
 
     async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         from controllers.xynergyservice.observed_cloudrun import from_service
@@ -221,11 +246,22 @@ class CloudRunBackend:
 
         path = cloudrun.service_path(svc)
         cloudrun.desired_service(svc, None)  # StalledError for what Cloud Run cannot express
-        service, writes = await self.provider.apply(path, lambda found: cloudrun.plan(svc, found))
+        versions = await self._versions(svc)
+        rotated: list[str] = []
+
+        def plan(found: Any) -> Any:
+            wanted = cloudrun.plan(svc, found, versions=versions)
+            if wanted is not None and found is not None:
+                rotated[:] = cloudrun.rotated_secrets(found, wanted[0])
+            return wanted
+
+        service, writes = await self.provider.apply(path, plan)
         if service is None:
             return _absent(f"Cloud Run service {path} disappeared while being deployed", writes)
         fresh = svc.status is None or not svc.status.latest_created_revision
-        return replace(from_service(service, writes=writes), created=fresh and writes > 0)
+        observed = from_service(service, writes=writes)
+        changed = tuple(rotated) if writes else ()
+        return replace(observed, created=fresh and writes > 0, changed_sources=changed)
 
     async def observe(
         self, svc: XynergyService, *, child: ChildEvent | None = None

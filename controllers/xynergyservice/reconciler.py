@@ -152,8 +152,20 @@ def _cloud_run(ctx: OperatorContext) -> Backend | None:
         return None
     endpoint = ctx.settings.cloudrun_endpoint
     return CloudRunBackend(
-        CloudRunProvider(api_endpoint=endpoint) if endpoint else CloudRunProvider()
+        CloudRunProvider(api_endpoint=endpoint) if endpoint else CloudRunProvider(),
+        _secret_manager(ctx),
     )
+
+
+def _secret_manager(ctx: OperatorContext) -> Any:
+    """The Secret Manager provider (None without its client library). Its endpoint setting
+    (`secretmanager_endpoint`, a local fake) is read when the settings define it."""
+    try:
+        from controllers.providers.secretmanager import SecretManagerProvider
+    except ImportError:
+        return None
+    endpoint = getattr(ctx.settings, "secretmanager_endpoint", None)
+    return SecretManagerProvider(api_endpoint=endpoint) if endpoint else SecretManagerProvider()
 
 
 def from_context(ctx: OperatorContext) -> XynergyServiceReconciler:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.api import launch_stage_pb2
@@ -22,7 +23,7 @@ from google.cloud import run_v2
 
 from apis.quantity import canonical_quantity, parse_quantity
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
-from apis.v1alpha1.xynergyservice import XynergyService
+from apis.v1alpha1.xynergyservice import EnvVar, XynergyService
 from controllers.core.errors import StalledError
 from controllers.xynergyservice.resources.naming import revision_name
 
@@ -37,6 +38,8 @@ __all__ = [
     "owner_of",
     "plan",
     "released",
+    "rotated_secrets",
+    "secret_references",
     "service_path",
 ]
 
@@ -47,6 +50,9 @@ OWNER_ANNOTATION = "xynergy.io/owner"
 # Cloud Run service ids: start with a letter, lowercase letters, digits and hyphens, no trailing
 # hyphen, fewer than 50 characters (CreateServiceRequest.service_id).
 SERVICE_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$")
+# Secret Manager secret ids and version ids (`latest` or a number from 1).
+SECRET_ID = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
+SECRET_VERSION = re.compile(r"^(?:latest|[1-9][0-9]*)$")
 PORT_NAME = "http1"
 
 _INGRESS = {
@@ -108,28 +114,109 @@ def _cloud_run_cpu(svc: XynergyService, *, cpu: str, concurrency: int, gen1: boo
     return cpu
 
 
-def _env(svc: XynergyService) -> list[run_v2.EnvVar]:
+def _secret_ref(i: int, var: EnvVar) -> tuple[str, str]:
+    """(secret, version) of a secretKeyRef on Cloud Run: `name` is the Secret Manager secret in
+    spec.cloudRun.project and `key` its version (Cloud Run's own YAML reads them so)."""
+    ref = var.secret_key_ref
+    assert ref is not None
+    where = f"spec.env[{i}].secretKeyRef"
+    if not SECRET_ID.fullmatch(ref.name):
+        raise StalledError(
+            f"{where}.name: {ref.name!r} is not a Secret Manager secret id (letters, digits, "
+            "'-' and '_'; on Cloud Run name is the Secret Manager secret)",
+            reason="InvalidSpec",
+        )
+    if not SECRET_VERSION.fullmatch(ref.key):
+        raise StalledError(
+            f"{where}.key: on Cloud Run the key is the Secret Manager version, 'latest' or a "
+            f"version number; got {ref.key!r}",
+            reason="InvalidSpec",
+        )
+    if ref.optional:
+        raise StalledError(
+            f"{where}.optional: Cloud Run has no optional secrets; remove it",
+            reason="InvalidSpec",
+        )
+    return ref.name, ref.key
+
+
+def secret_references(svc: XynergyService) -> list[tuple[str, str]]:
+    """The distinct (secret, version) pairs the env reads, sorted; StalledError naming the
+    field for a reference Cloud Run cannot take."""
+    refs = {
+        _secret_ref(i, var)
+        for i, var in enumerate(svc.spec.env or [])
+        if var.secret_key_ref is not None
+    }
+    return sorted(refs)
+
+
+def _pinned(existing: Sequence[run_v2.EnvVar]) -> dict[tuple[str, str], str]:
+    """(variable, secret) -> the version an existing template pins."""
+    return {
+        (e.name, e.value_source.secret_key_ref.secret): e.value_source.secret_key_ref.version
+        for e in existing
+        if e.value_source.secret_key_ref.secret
+    }
+
+
+def _env(
+    svc: XynergyService,
+    existing: Sequence[run_v2.EnvVar],
+    versions: Mapping[tuple[str, str], str] | None,
+) -> list[run_v2.EnvVar]:
+    """Literal values, and Secret Manager versions for secretKeyRef: the resolved version from
+    `versions`; without them (a caller that does not resolve) `latest` keeps the version the
+    existing template pins, so it makes no new revision on its own."""
     env: list[run_v2.EnvVar] = []
-    for var in svc.spec.env or []:
-        if var.secret_key_ref is not None or var.config_map_key_ref is not None:
-            source = "secretKeyRef" if var.secret_key_ref is not None else "configMapKeyRef"
+    pinned = _pinned(existing)
+    for i, var in enumerate(svc.spec.env or []):
+        if var.config_map_key_ref is not None:
             raise StalledError(
-                f"env {var.name}: {source} is not supported on the Cloud Run backend (Kubernetes "
-                "Secrets and ConfigMaps are not visible to Cloud Run); use a literal value",
+                f"spec.env[{i}].configMapKeyRef (variable {var.name}): Kubernetes ConfigMaps "
+                "are not visible to Cloud Run; use a literal value, or a Secret Manager secret "
+                "through secretKeyRef (name: the secret, key: its version)",
                 reason="UnsupportedEnv",
             )
-        env.append(run_v2.EnvVar(name=var.name, value=var.value or ""))
+        if var.secret_key_ref is None:
+            env.append(run_v2.EnvVar(name=var.name, value=var.value or ""))
+            continue
+        secret, version = _secret_ref(i, var)
+        if versions is not None:
+            version = versions.get((secret, version), version)
+        elif version == "latest":
+            version = pinned.get((var.name, secret), version)
+        selector = run_v2.SecretKeySelector(secret=secret, version=version)
+        source = run_v2.EnvVarSource(secret_key_ref=selector)
+        env.append(run_v2.EnvVar(name=var.name, value_source=source))
     return env
 
 
-def _container(svc: XynergyService, tpl: run_v2.RevisionTemplate, *, gen1: bool) -> Any:
+def rotated_secrets(existing: run_v2.Service, desired: run_v2.Service) -> list[str]:
+    """`Secret Manager secret <id>` for each variable whose secret stays but whose version
+    moves from `existing` to `desired` (names only, sorted)."""
+    if not existing.template.containers or not desired.template.containers:
+        return []
+    before = _pinned(existing.template.containers[0].env)
+    after = _pinned(desired.template.containers[0].env)
+    moved = {key[1] for key, version in after.items() if key in before and before[key] != version}
+    return [f"Secret Manager secret {secret}" for secret in sorted(moved)]
+
+
+def _container(
+    svc: XynergyService,
+    tpl: run_v2.RevisionTemplate,
+    *,
+    gen1: bool,
+    versions: Mapping[tuple[str, str], str] | None,
+) -> Any:
     spec = svc.spec
     sizing = spec.sizing()
     container = run_v2.Container(tpl.containers[0]) if tpl.containers else run_v2.Container()
     container.image = spec.image
     container.command = list(spec.command or [])
     container.args = list(spec.args or [])
-    container.env = _env(svc)
+    container.env = _env(svc, list(container.env), versions)
     container.ports = [run_v2.ContainerPort(name=PORT_NAME, container_port=spec.port)]
     limits = dict(container.resources.limits)
     limits["cpu"] = _cloud_run_cpu(svc, cpu=sizing.cpu, concurrency=sizing.concurrency, gen1=gen1)
@@ -146,11 +233,17 @@ def _container(svc: XynergyService, tpl: run_v2.RevisionTemplate, *, gen1: bool)
     return container
 
 
-def desired_service(svc: XynergyService, existing: run_v2.Service | None) -> run_v2.Service:
+def desired_service(
+    svc: XynergyService,
+    existing: run_v2.Service | None,
+    *,
+    versions: Mapping[tuple[str, str], str] | None = None,
+) -> run_v2.Service:
     """The service to write: `existing` (or a new one) with the managed fields overlaid.
 
     The template's revision name is left as in `existing` (`plan` names new revisions).
-    Raises StalledError for specs Cloud Run cannot express.
+    `versions` maps each (secret, version) of `secret_references` to the version it resolved
+    to (`latest` -> `7`). Raises StalledError for specs Cloud Run cannot express.
     """
     spec = svc.spec
     cloud_run = spec.cloud_run
@@ -177,7 +270,8 @@ def desired_service(svc: XynergyService, existing: run_v2.Service | None) -> run
         tpl.vpc_access.connector = cloud_run.vpc_connector
     else:
         tpl.vpc_access = run_v2.VpcAccess()
-    container = _container(svc, tpl, gen1=cloud_run.execution_environment == "gen1")
+    gen1 = cloud_run.execution_environment == "gen1"
+    container = _container(svc, tpl, gen1=gen1, versions=versions)
     tpl.containers = [container, *tpl.containers[1:]]
     return out
 
@@ -203,7 +297,15 @@ def managed_view(service: run_v2.Service, svc: XynergyService) -> dict[str, Any]
             "image": container.image,
             "command": list(container.command),
             "args": list(container.args),
-            "env": [(e.name, e.value, bool(e.value_source)) for e in container.env],
+            "env": [
+                (
+                    e.name,
+                    e.value,
+                    e.value_source.secret_key_ref.secret,
+                    e.value_source.secret_key_ref.version,
+                )
+                for e in container.env
+            ],
             "ports": [(p.name or PORT_NAME, p.container_port) for p in container.ports],
             "cpu": _quantity_view(limits.get("cpu", "")),
             "memory": _quantity_view(limits.get("memory", "")),
@@ -246,16 +348,20 @@ def check_owner(existing: run_v2.Service, svc: XynergyService) -> None:
 
 
 def plan(
-    svc: XynergyService, existing: run_v2.Service | None
+    svc: XynergyService,
+    existing: run_v2.Service | None,
+    *,
+    versions: Mapping[tuple[str, str], str] | None = None,
 ) -> tuple[run_v2.Service, str | None] | None:
     """What to write over `existing`: None when the managed fields already match, else the
     desired service and the name its new revision should get (None: the template is the same,
-    no new revision). StalledError when `existing` is not ours."""
+    no new revision; a rotated secret version changes the template). StalledError when
+    `existing` is not ours."""
     if existing is None:
-        created = desired_service(svc, None)
+        created = desired_service(svc, None, versions=versions)
         return created, revision_name(svc)
     check_owner(existing, svc)
-    desired = desired_service(svc, existing)
+    desired = desired_service(svc, existing, versions=versions)
     current_view = managed_view(existing, svc)
     desired_view = managed_view(desired, svc)
     if current_view == desired_view:

@@ -377,12 +377,12 @@ async def test_explicit_invalid_sizing_stalls_with_the_api_message(
     [
         (
             {"env": [{"name": "API_KEY", "secretKeyRef": {"name": "crm", "key": "api-key"}}]},
-            "env API_KEY: secretKeyRef is not supported",
-            "UnsupportedEnv",
+            r"spec\.env\[0\]\.secretKeyRef\.key: on Cloud Run the key is the Secret Manager version",
+            "InvalidSpec",
         ),
         (
             {"env": [{"name": "MODE", "configMapKeyRef": {"name": "crm", "key": "mode"}}]},
-            "env MODE: configMapKeyRef is not supported",
+            r"spec\.env\[0\]\.configMapKeyRef \(variable MODE\): Kubernetes ConfigMaps are not",
             "UnsupportedEnv",
         ),
         ({"name": "x" * 50}, "not a valid Cloud Run service name", "InvalidName"),

@@ -137,9 +137,10 @@ def test_profile_cpu_is_fitted_to_cloud_run(spec: dict[str, Any], cpu: str) -> N
     assert limits["cpu"] == cpu
 
 
-def test_secret_and_configmap_env_are_unsupported() -> None:
-    obj = xs(env=[{"name": "TOKEN", "secretKeyRef": {"name": "s", "key": "k"}}])
-    with pytest.raises(StalledError, match="env TOKEN: secretKeyRef") as err:
+def test_configmap_env_is_unsupported() -> None:
+    """secretKeyRef maps to Secret Manager (tests/unit/controllers/test_xynergyservice_rotation_cloudrun.py)."""
+    obj = xs(env=[{"name": "LEVEL", "configMapKeyRef": {"name": "cfg", "key": "level"}}])
+    with pytest.raises(StalledError, match=r"spec\.env\[0\]\.configMapKeyRef") as err:
         desired_service(obj, None)
     assert err.value.reason == "UnsupportedEnv"
 
