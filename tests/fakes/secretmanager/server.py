@@ -29,13 +29,14 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import google_crc32c
 from google.cloud import secretmanager_v1 as sm
 from google.protobuf import json_format
+
+from fakes.slack.threaded import JsonHandler, ThreadedFake
 
 __all__ = ["FakeSecretManager", "project_number"]
 
@@ -80,7 +81,7 @@ class _Secret:
     payloads: dict[int, bytes] = field(default_factory=dict)
 
 
-class FakeSecretManager:
+class FakeSecretManager(ThreadedFake):
     """The fake API server. Use as a context manager, or call start()/stop()."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -89,33 +90,7 @@ class FakeSecretManager:
         self.crashes: list[str] = []
         self._denied: str | None = None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeSecretManager:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeSecretManager:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_handler(self), host=host, port=port)
 
     def deny(self, message: str | None) -> None:
         """Answer 403 PERMISSION_DENIED with `message` until deny(None)."""
@@ -281,25 +256,10 @@ def _error(err: ApiError) -> tuple[int, dict[str, Any]]:
     return err.code, {"error": {"code": err.code, "message": err.message, "status": err.status}}
 
 
-def _make_handler(fake: FakeSecretManager) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        wbufsize = 1 << 16
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            code, payload = fake.handle(self.command, self.path, body)
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _serve  # noqa: N815
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: `calls` records every request."""
+def _handler(fake: FakeSecretManager) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def answer(self, raw: bytes) -> None:
+            code, payload = fake.handle(self.command, self.path, raw)
+            self.send_json(code, payload, {})
 
     return Handler
