@@ -226,10 +226,16 @@ class KubernetesProvider:
         return await self._call(f"label_{kind.lower()}", f"labelling {kind} {name}", write)
 
     async def watch(
-        self, api_version: str, kind: str, *, labels: Mapping[str, str], retry_seconds: float = 5.0
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        labels: Mapping[str, str],
+        namespace: str | None = None,
+        retry_seconds: float = 5.0,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Changes of the objects of a kind (all namespaces) selected by `labels` on the
-        apiserver, from now on: the current ones are listed first and not reported. A broken
+        """Changes of the objects of a kind in `namespace` (None: all) selected by `labels` on
+        the apiserver, from now on: the current ones are listed first and not reported. A broken
         stream is resumed (after 410 Gone, from a new listing); 403 ends the watch."""
         resource: Any = resource_registry.load(api_version, kind)
 
@@ -239,12 +245,13 @@ class KubernetesProvider:
             log.info("watch of %s interrupted (%s); resuming", kind, exc)
             return OnErrorResult(OnErrorAction.RETRY, sleep=min(retry_seconds * count, 60.0))
 
-        listing = self._client.list(resource, namespace="*", labels=dict(labels))
+        where = namespace or "*"
+        listing = self._client.list(resource, namespace=where, labels=dict(labels))
         async for _ in listing:
             pass
         version = listing.resourceVersion
         async for event, obj in self._client.watch(
-            resource, namespace="*", labels=dict(labels), resource_version=version,
+            resource, namespace=where, labels=dict(labels), resource_version=version,
             on_error=on_error,
         ):  # fmt: skip
             yield event, obj.to_dict()

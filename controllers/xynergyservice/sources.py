@@ -69,7 +69,7 @@ class SourceWatch:
         while True:
             try:
                 async for event, body in self.provider.watch(
-                    "v1", kind, labels={SOURCE_LABEL: "true"}
+                    "v1", kind, labels={SOURCE_LABEL: "true"}, namespace=self.ctx.settings.namespace
                 ):
                     await self.changed(kind, event, body)
             except ApiError as exc:
@@ -92,10 +92,12 @@ class SourceWatch:
                         kind, namespace, name, event.lower(), exc)  # fmt: skip
             return
         controller = self.ctx.controllers[KIND]
-        for svc in referencing(services, kind, name):
+        readers = referencing(services, kind, name)
+        for svc in readers:
             log.info("%s %s/%s %s: converging XynergyService %s",
                      kind, namespace, name, event.lower(), svc["metadata"]["name"])  # fmt: skip
-            await controller.trigger(KIND.key(svc))
+        # Together, but before the next event: each service sees the changes in their order.
+        await asyncio.gather(*(controller.trigger(KIND.key(svc)) for svc in readers))
 
     async def _services(self, namespace: str | None) -> list[Mapping[str, Any]]:
         async with self.ctx.api_limit:
