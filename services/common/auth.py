@@ -5,7 +5,9 @@ A verifier turns a bearer token into an :class:`~services.common.tenancy.Identit
 contain the token. Firebase verification is done by ``firebase-admin``; the Auth emulator's
 unsigned tokens are accepted only when ``FIREBASE_AUTH_EMULATOR_HOST`` is set, which is
 firebase-admin's own rule. HS256 verification is PyJWT with an explicit algorithm list, so
-``alg: none`` and algorithm confusion are refused.
+``alg: none`` and algorithm confusion are refused. The HS256 secret may rotate without a
+restart (``JWT_SECRET_FILE``, services.common.signing_keys): tokens of a removed secret verify
+for the overlap window, then no more.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import json
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jwt
 
 from services.common.settings import AuthSettings
+from services.common.signing_keys import KeyRing, key_ring
 from services.common.tenancy import Identity, valid_tenant_id
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "TokenVerifier",
     "bearer_token",
     "build_verifier",
+    "jwt_configured",
+    "jwt_key_ring",
     "require_numeric_dates",
     "token_expiry",
 ]
@@ -94,6 +99,8 @@ class _VerifiedCache:
     """A small LRU of already verified tokens, kept no longer than the token is valid."""
 
     def __init__(self, size: int = 4096, max_age: float = 60.0) -> None:
+        self.generation = 0
+        """The key ring's generation the entries were verified under (see JwtVerifier)."""
         self._size = size
         self._max_age = max_age
         self._items: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
@@ -115,6 +122,9 @@ class _VerifiedCache:
         self._items[token] = (until, identity)
         if len(self._items) > self._size:
             self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
 _TIME_CLAIMS = ("exp", "nbf", "iat")
@@ -155,25 +165,42 @@ def _auth_error(exc: jwt.InvalidTokenError) -> AuthError:
     return AuthError("invalid", "the token is not valid")
 
 
+def jwt_key_ring(settings: AuthSettings, *, clock: Callable[[], float] = time.monotonic) -> KeyRing:
+    """The JWT secret(s) from JWT_SECRET or JWT_SECRET_FILE; a ValueError naming the variable
+    when neither (or both) is set or the file cannot be read."""
+    return key_ring(
+        name="JWT",
+        value=settings.jwt_secret,
+        path=settings.jwt_secret_file,
+        variables=("JWT_SECRET / XYNERGY_AUTH_JWT_SECRET", "JWT_SECRET_FILE"),
+        overlap_seconds=settings.rotation_overlap_seconds,
+        poll_seconds=settings.key_poll_seconds,
+        clock=clock,
+    )
+
+
+def jwt_configured(settings: AuthSettings) -> bool:
+    """Whether HS256 JWTs are on: a secret or a secret file is set."""
+    return settings.jwt_secret is not None or settings.jwt_secret_file is not None
+
+
 class JwtVerifier:
     """HS256 JWTs signed with ``JWT_SECRET``: claims user_id, tenant_id, email, roles, exp."""
 
-    def __init__(self, settings: AuthSettings) -> None:
-        if settings.jwt_secret is None:
-            raise ValueError("JwtVerifier needs a JWT secret")
-        self._secret = settings.jwt_secret.get_secret_value()
+    def __init__(self, settings: AuthSettings, *, keys: KeyRing | None = None) -> None:
+        self.keys = keys or jwt_key_ring(settings)
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.leeway_seconds
         self._tenant_claims = settings.tenant_claims
         self._cache = _VerifiedCache()
 
-    def _decode(self, token: str, *, times: bool) -> dict[str, Any]:
+    def _decode(self, token: str, secret: str, *, times: bool) -> dict[str, Any]:
         """PyJWT's checks: signature, ``iss``, ``aud``, required claims, and (``times``) the
         ``exp``/``nbf``/``iat`` values with the leeway."""
         return jwt.decode(
             token,
-            self._secret,
+            secret,
             algorithms=["HS256"],
             audience=self._audience,
             issuer=self._issuer,
@@ -186,15 +213,22 @@ class JwtVerifier:
             },
         )
 
+    def _claims(self, token: str, secret: str) -> dict[str, Any]:
+        # PyJWT reads time claims with int(), so "9999999999" would pass: check their JSON
+        # types on the verified payload first, then let PyJWT judge their values.
+        require_numeric_dates(self._decode(token, secret, times=False))
+        return self._decode(token, secret, times=True)
+
     async def verify(self, token: str) -> Identity:
+        self.keys.refresh()
+        if self._cache.generation != self.keys.generation:
+            self._cache.clear()  # a key was added or retired: verify again
+            self._cache.generation = self.keys.generation
         cached = self._cache.get(token)
         if cached is not None:
             return cached
         try:
-            # PyJWT reads time claims with int(), so "9999999999" would pass: check their JSON
-            # types on the verified payload first, then let PyJWT judge their values.
-            require_numeric_dates(self._decode(token, times=False))
-            claims = self._decode(token, times=True)
+            claims = self.keys.verify(lambda secret: self._claims(token, secret))
         except jwt.InvalidTokenError as exc:
             raise _auth_error(exc) from exc
         identity = _identity_from_claims(
@@ -292,6 +326,9 @@ class ChainVerifier:
     async def verify(self, token: str) -> Identity:
         cached = self._cache.get(token)
         if cached is not None:
+            if cached.source == "jwt" and self._jwt is not None:
+                # its own cache answers, unless the token's key has been retired since
+                return await self._jwt.verify(token)
             return cached
         identity = await self._verify(token)
         self._cache.put(token, identity, token_expiry(token))
@@ -320,5 +357,5 @@ class ChainVerifier:
 def build_verifier(settings: AuthSettings) -> TokenVerifier:
     """The verifier the settings ask for: Firebase and/or HS256 JWT."""
     firebase = FirebaseVerifier(settings) if settings.firebase_enabled else None
-    jwt_verifier = JwtVerifier(settings) if settings.jwt_secret is not None else None
+    jwt_verifier = JwtVerifier(settings) if jwt_configured(settings) else None
     return ChainVerifier(firebase=firebase, jwt_verifier=jwt_verifier)

@@ -4,17 +4,23 @@ The gateway strips every identity header a client sends and adds one header,
 ``X-Xynergy-Identity``, holding a short-lived HS256 token signed with the internal key. A
 service never trusts an unsigned identity: :class:`InternalIdentityVerifier` (or the FastAPI
 dependency :func:`require_identity`) is the only way to read who is calling.
+
+The key may rotate without a restart (services.common.signing_keys): from a key file, the
+signer uses the file's first key (named in the token's ``kid`` header by its fingerprint) and
+verifiers accept every key of the file, plus a removed one for the overlap window.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, HTTPException, Request
 
 from services.common.settings import InternalIdentitySettings
+from services.common.signing_keys import KeyRing, key_ring
 from services.common.tenancy import Identity, valid_tenant_id
 
 __all__ = [
@@ -23,6 +29,7 @@ __all__ = [
     "InternalIdentityError",
     "InternalIdentitySigner",
     "InternalIdentityVerifier",
+    "internal_key_ring",
     "require_identity",
 ]
 
@@ -33,24 +40,40 @@ class InternalIdentityError(Exception):
     """The internal identity token is missing, unsigned, tampered with or expired."""
 
 
-def _key(settings: InternalIdentitySettings) -> str:
-    key = settings.signing_key.get_secret_value()
-    if len(key) < 32:
-        raise ValueError("XYNERGY_INTERNAL_SIGNING_KEY must be at least 32 characters")
-    return key
+def internal_key_ring(
+    settings: InternalIdentitySettings, *, clock: Callable[[], float] = time.monotonic
+) -> KeyRing:
+    """The internal key(s) from XYNERGY_INTERNAL_SIGNING_KEY or _SIGNING_KEY_FILE; a
+    ValueError naming the variable when missing, shorter than 32 characters or both set."""
+    return key_ring(
+        name="internal identity",
+        value=settings.signing_key,
+        path=settings.signing_key_file,
+        variables=("XYNERGY_INTERNAL_SIGNING_KEY", "XYNERGY_INTERNAL_SIGNING_KEY_FILE"),
+        overlap_seconds=settings.rotation_overlap_seconds,
+        poll_seconds=settings.key_poll_seconds,
+        min_length=32,
+        clock=clock,
+    )
 
 
 class InternalIdentitySigner:
-    """Signs identities for upstreams; reuses a token until half of its lifetime is gone."""
+    """Signs identities for upstreams; reuses a token until half of its lifetime is gone
+    (and never past a key rotation)."""
 
-    def __init__(self, settings: InternalIdentitySettings) -> None:
-        self._key = _key(settings)
+    def __init__(self, settings: InternalIdentitySettings, *, keys: KeyRing | None = None) -> None:
+        self.keys = keys or internal_key_ring(settings)
+        self._generation = self.keys.generation
         self._ttl = settings.ttl_seconds
         self._issuer = settings.issuer
         self._audience = settings.audience
         self._cache: dict[Identity, tuple[float, str]] = {}
 
     def sign(self, identity: Identity) -> str:
+        key = self.keys.signing
+        if self.keys.generation != self._generation:
+            self._cache.clear()  # tokens of the previous key
+            self._generation = self.keys.generation
         now = time.time()
         hit = self._cache.get(identity)
         if hit is not None and hit[0] > now:
@@ -67,8 +90,9 @@ class InternalIdentitySigner:
                 "iat": int(now),
                 "exp": int(now) + self._ttl,
             },
-            self._key,
+            key.secret,
             algorithm="HS256",
+            headers={"kid": key.kid},
         )
         if len(self._cache) > 10_000:
             self._cache.clear()
@@ -79,8 +103,8 @@ class InternalIdentitySigner:
 class InternalIdentityVerifier:
     """What a service uses to read the caller from ``X-Xynergy-Identity``."""
 
-    def __init__(self, settings: InternalIdentitySettings) -> None:
-        self._key = _key(settings)
+    def __init__(self, settings: InternalIdentitySettings, *, keys: KeyRing | None = None) -> None:
+        self.keys = keys or internal_key_ring(settings)
         self._issuer = settings.issuer
         self._audience = settings.audience
 
@@ -88,30 +112,38 @@ class InternalIdentityVerifier:
         if not token:
             raise InternalIdentityError("no internal identity")
         try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=["HS256"],
-                audience=self._audience,
-                issuer=self._issuer,
-                options={"require": ["exp", "iat", "sub", "tid"]},
-            )
+            claims = self.keys.verify(lambda secret: self._decode(token, secret))
         except jwt.InvalidTokenError as exc:
             raise InternalIdentityError(
                 f"internal identity rejected: {type(exc).__name__}"
             ) from exc
-        tenant = claims["tid"]
-        if not valid_tenant_id(tenant):
-            raise InternalIdentityError("internal identity has an invalid tenant")
-        email = claims.get("email")
-        roles = claims.get("roles") or []
-        return Identity(
-            user_id=str(claims["sub"]),
-            tenant_id=tenant,
-            email=email if isinstance(email, str) else None,
-            roles=tuple(str(r) for r in roles) if isinstance(roles, list) else (),
-            source=str(claims.get("src", "internal")),
+        return _identity(claims)
+
+    def _decode(self, token: str, secret: str) -> dict[str, Any]:
+        return jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=self._audience,
+            issuer=self._issuer,
+            options={"require": ["exp", "iat", "sub", "tid"]},
         )
+
+
+def _identity(claims: dict[str, Any]) -> Identity:
+    """The Identity of verified claims."""
+    tenant = claims["tid"]
+    if not valid_tenant_id(tenant):
+        raise InternalIdentityError("internal identity has an invalid tenant")
+    email = claims.get("email")
+    roles = claims.get("roles") or []
+    return Identity(
+        user_id=str(claims["sub"]),
+        tenant_id=tenant,
+        email=email if isinstance(email, str) else None,
+        roles=tuple(str(r) for r in roles) if isinstance(roles, list) else (),
+        source=str(claims.get("src", "internal")),
+    )
 
 
 def require_identity(request: Request) -> Identity:

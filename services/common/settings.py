@@ -7,6 +7,7 @@ here so they are named and documented once. See docs/gateway.md for the full lis
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
@@ -59,12 +60,38 @@ def load_settings(cls: type[S]) -> S:
 class AuthSettings(BaseSettings):
     """How end-user tokens are verified (env prefix ``XYNERGY_AUTH_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="XYNERGY_AUTH_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="XYNERGY_AUTH_", extra="ignore", populate_by_name=True
+    )
 
     jwt_secret: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("XYNERGY_AUTH_JWT_SECRET", "JWT_SECRET"),
         description="HS256 secret of the platform's own JWTs; JWT mode is off when unset.",
+    )
+    jwt_secret_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("XYNERGY_AUTH_JWT_SECRET_FILE", "JWT_SECRET_FILE"),
+        description="A file of HS256 secrets, one a line (a mounted Secret), re-read when it "
+        "changes; instead of JWT_SECRET. The first line is the newest.",
+    )
+    rotation_overlap_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        validation_alias=AliasChoices(
+            "XYNERGY_AUTH_ROTATION_OVERLAP_SECONDS", "XYNERGY_JWT_ROTATION_OVERLAP_SECONDS"
+        ),
+        description="How long a secret removed from the file still verifies.",
+    )
+    key_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        validation_alias=AliasChoices(
+            "XYNERGY_AUTH_KEY_POLL_SECONDS", "XYNERGY_JWT_KEY_POLL_SECONDS"
+        ),
+        description="How often the secret file is checked for a change (a stat).",
     )
     jwt_issuer: str = "xynergy"
     jwt_audience: str = "xynergy-api"
@@ -82,11 +109,37 @@ class AuthSettings(BaseSettings):
 class InternalIdentitySettings(BaseSettings):
     """The gateway-to-service identity token (env prefix ``XYNERGY_INTERNAL_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="XYNERGY_INTERNAL_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="XYNERGY_INTERNAL_", extra="ignore", populate_by_name=True
+    )
 
     signing_key: SecretStr = Field(
         default=SecretStr(""),
-        description="Shared HS256 key; the gateway signs, services verify. Required.",
+        description="Shared HS256 key; the gateway signs, services verify. Required unless "
+        "XYNERGY_INTERNAL_SIGNING_KEY_FILE is set.",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="A file of keys, one a line (a mounted Secret), re-read when it changes; "
+        "the first line signs, every line verifies.",
+    )
+    rotation_overlap_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        validation_alias=AliasChoices(
+            "XYNERGY_INTERNAL_ROTATION_OVERLAP_SECONDS", "XYNERGY_JWT_ROTATION_OVERLAP_SECONDS"
+        ),
+        description="How long a key removed from the file still verifies.",
+    )
+    key_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        validation_alias=AliasChoices(
+            "XYNERGY_INTERNAL_KEY_POLL_SECONDS", "XYNERGY_JWT_KEY_POLL_SECONDS"
+        ),
+        description="How often the key file is checked for a change (a stat).",
     )
     ttl_seconds: int = Field(default=60, ge=5, le=3600)
     issuer: str = "xynergy-gateway"

@@ -18,6 +18,7 @@ from granian import Granian
 from granian.constants import Interfaces
 from granian.log import LogLevels
 
+from services.common.auth import jwt_configured, jwt_key_ring
 from services.common.identity import InternalIdentitySigner
 from services.common.settings import (
     AuthSettings,
@@ -39,10 +40,16 @@ def check_settings() -> None:
     except ValueError as exc:  # its message names XYNERGY_INTERNAL_SIGNING_KEY
         raise SettingsError(str(exc)) from None
     auth = AuthSettings()
-    if not auth.firebase_enabled and auth.jwt_secret is None:
+    if jwt_configured(auth):
+        try:
+            jwt_key_ring(auth)
+        except ValueError as exc:  # names JWT_SECRET or JWT_SECRET_FILE, never a value
+            raise SettingsError(str(exc)) from None
+    elif not auth.firebase_enabled:
         raise SettingsError(
             "JWT_SECRET / XYNERGY_AUTH_JWT_SECRET: required when "
-            "XYNERGY_AUTH_FIREBASE_ENABLED is false (no way to verify a token otherwise)"
+            "XYNERGY_AUTH_FIREBASE_ENABLED is false (no way to verify a token otherwise; "
+            "JWT_SECRET_FILE, a key file, is the alternative)"
         )
 
 
