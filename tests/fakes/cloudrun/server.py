@@ -12,8 +12,11 @@ json_format, honouring `$alt=json;enum-encoding=int` as the real frontend does. 
 Google JSON error format, so google.api_core raises the matching exception classes.
 
 Test controls: `inject(...)` makes the next N matching requests fail (429/503/...),
-`deny(message)` answers 403 PERMISSION_DENIED until cleared, `calls` counts every request per
-RPC and `writes` counts accepted writes per RPC.
+`error_rate(rate, seed=...)` fails a random (seeded) share of requests from now on,
+`slow_operations(seconds)` sets how long an operation runs, `fail_operations_half_way(n)` makes
+the next n revision rollouts fail after their revision was created, `deny(message)` answers 403
+PERMISSION_DENIED until cleared, `calls` counts every request per RPC and `writes` counts
+accepted writes per RPC.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import random
 import re
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -117,6 +121,9 @@ class FakeCloudRun:
         self.crashes: list[str] = []
         """Tracebacks of unexpected exceptions in the fake (a test should assert it is empty)."""
         self._faults: list[Fault] = []
+        self._random: tuple[float, tuple[int, ...], random.Random] | None = None
+        self.random_errors: collections.Counter[int] = collections.Counter()
+        """Answers `error_rate` replaced with an error, by HTTP code."""
         self._denied: tuple[str, str | None] | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _make_handler(self))
@@ -173,6 +180,32 @@ class FakeCloudRun:
         with self._lock:
             self._faults.append(fault)
 
+    def error_rate(self, rate: float, *, codes: Sequence[int] = (429, 503), seed: int = 0) -> None:
+        """From now on each request fails with probability `rate` (0 stops it), answering one
+        of `codes` (picked at random) before it is carried out; `seed` repeats the sequence."""
+        if not 0 <= rate <= 1:
+            raise ValueError(f"rate must be between 0 and 1, got {rate}")
+        unknown = [code for code in codes if code not in _STATUS_NAMES]
+        if not codes or unknown:
+            raise ValueError(f"codes must be some of {sorted(_STATUS_NAMES)}, got {list(codes)}")
+        with self._lock:
+            self._random = (rate, tuple(codes), random.Random(seed)) if rate else None
+
+    def slow_operations(self, seconds: float) -> None:
+        """Operations started from now on complete `seconds` after the write."""
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        with self.state.lock:
+            self.state.operation_delay = seconds
+
+    def fail_operations_half_way(self, count: int = 1, *, message: str = "") -> None:
+        """The next `count` operations that deploy a revision fail half-way: the revision is
+        created, never becomes ready, and the operation ends with 13 INTERNAL."""
+        self.state.fail_next_operations_half_way(
+            message or "Internal error encountered while deploying the revision; retry.",
+            count=count,
+        )
+
     def deny(self, message: str | None, *, rpc: str | None = None) -> None:
         """Answer 403 PERMISSION_DENIED with `message` (to `rpc`, or all) until deny(None)."""
         with self._lock:
@@ -211,7 +244,7 @@ class FakeCloudRun:
             return self._finish("unknown", err.code, _error_body(err))
         with self._lock:
             self.calls[rpc] += 1
-            fault = self._take_fault(rpc)
+            fault = self._take_fault(rpc) or self._random_fault()
             denied = self._denied
         if fault is not None and not fault.after:
             err = fault.error()
@@ -247,6 +280,16 @@ class FakeCloudRun:
                 fault.count -= 1
                 return fault
         return None
+
+    def _random_fault(self) -> Fault | None:
+        if self._random is None:
+            return None
+        rate, codes, rng = self._random
+        if rng.random() >= rate:
+            return None
+        code = rng.choice(codes)
+        self.random_errors[code] += 1
+        return Fault(code=code, count=0)
 
     @staticmethod
     def _route(method: str, path: str) -> tuple[str | None, re.Match[str] | None]:

@@ -10,6 +10,12 @@ lazily on every call, or never while operations are held). `observedGeneration`,
 `latestReadyRevision` and `trafficStatuses` keep the last serving state until a rollout succeeds.
 A new Revision is created only when the template changes; a template naming an existing revision
 with a different configuration is refused (409 ALREADY_EXISTS), as the real API does.
+
+An operation can fail half-way (`fail_next_operations_half_way`): the revision exists but never
+became ready, the operation completes with 13 INTERNAL and the service's terminal condition is
+failed with reason INTERNAL. Writing the service again with the same template makes no new
+revision: the operation deploys that revision again (as Cloud Run retries a revision whose
+rollout an internal error interrupted).
 """
 
 from __future__ import annotations
@@ -130,6 +136,7 @@ class CloudRunState:
         self.operations: dict[str, FakeOperation] = {}
         self.held = False
         self.rollout_failures: collections.deque[str] = collections.deque()
+        self.interruptions: collections.deque[str] = collections.deque()
         self._counter = 0
 
     # ---- test controls -------------------------------------------------------------------
@@ -150,6 +157,14 @@ class CloudRunState:
         """The next `count` rollouts fail: the revision never becomes ready."""
         with self.lock:
             self.rollout_failures.extend([message] * count)
+
+    def fail_next_operations_half_way(self, message: str, *, count: int = 1) -> None:
+        """The next `count` operations that deploy a revision fail half-way: the revision is
+        created but not ready, the operation ends with 13 INTERNAL `message`."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        with self.lock:
+            self.interruptions.extend([message] * count)
 
     def advance(self) -> None:
         """Complete the operations that are due (called before every request)."""
@@ -254,6 +269,8 @@ class CloudRunState:
             svc.last_modifier = "fake-deployer@example.com"
             self.services[name] = svc
             revision = self._maybe_new_revision(svc, previous=current)
+            if revision is None and self._interrupted(svc.latest_created_revision):
+                revision = self._redeploy(svc.latest_created_revision)
             return self._start(svc, kind="update", revision=revision)
 
     def delete_service(self, *, name: str, etag: str, validate_only: bool) -> FakeOperation:
@@ -664,6 +681,9 @@ class CloudRunState:
         if svc is None:
             op.error = (5, f"Service '{op.service}' was deleted.")
             return
+        if op.revision and self.interruptions:
+            self._interrupt(op, svc, self.interruptions.popleft())
+            return
         failure = self.rollout_failures.popleft() if op.revision and self.rollout_failures else None
         if op.revision:
             rev = self.revisions[op.revision]
@@ -733,6 +753,50 @@ class CloudRunState:
             svc.urls = [svc.uri]
         svc.traffic_statuses = [self._traffic_status(svc, t) for t in svc.traffic]
         op.response = run_v2.Service(svc)
+
+    def _interrupted(self, name: str) -> bool:
+        """The revision exists and an internal error interrupted its rollout."""
+        rev = self.revisions.get(name)
+        return rev is not None and any(
+            c.type_ == "Ready"
+            and c.state == State.CONDITION_FAILED
+            and c.reason == run_v2.Condition.CommonReason.INTERNAL
+            for c in rev.conditions
+        )
+
+    def _redeploy(self, name: str) -> str:
+        """Deploy an interrupted revision again (the write's operation completes it)."""
+        rev = self.revisions[name]
+        rev.reconciling = True
+        rev.conditions = [
+            run_v2.Condition(
+                type_="Ready", state=State.CONDITION_RECONCILING, last_transition_time=_now()
+            )
+        ]
+        return name
+
+    def _interrupt(self, op: FakeOperation, svc: run_v2.Service, message: str) -> None:
+        """The operation fails half-way: its revision exists but is not ready."""
+        assert op.revision is not None
+        failed = run_v2.Condition(
+            type_="Ready",
+            state=State.CONDITION_FAILED,
+            message=message,
+            last_transition_time=_now(),
+            reason=run_v2.Condition.CommonReason.INTERNAL,
+        )
+        rev = self.revisions[op.revision]
+        rev.reconciling = False
+        rev.conditions = [failed]
+        op.error = (13, message)
+        if op.generation != svc.generation:
+            return  # a newer write is in flight; it decides the service's state
+        svc.reconciling = False
+        svc.terminal_condition = failed
+        svc.conditions = [
+            run_v2.Condition(failed, type_=type_)
+            for type_ in ("ConfigurationsReady", "RoutesReady")
+        ]
 
     def _ready(self, name: str) -> bool:
         rev = self.revisions.get(name)
