@@ -79,7 +79,12 @@ NAMESPACED_RULES: tuple[Rule, ...] = (
         "XynergyService children (server-side apply creates them)",
     ),
     Rule(("",), ("pods",), ("list",), "XynergyService explains a stuck rollout"),
-    Rule(("",), ("configmaps",), ("get",), "XynergyService checks env references"),
+    Rule(
+        ("",),
+        ("configmaps",),
+        ("get", "list", "watch", "patch"),
+        "XynergyService reads env references, labels them and watches the labelled ones",
+    ),
     Rule(
         ("",),
         ("secrets",),

@@ -1,13 +1,14 @@
 """Rotation on the real apiserver: a Secret a XynergyService reads changes, the operator's watch
 of the Secrets it labelled converges the service at once (the resync is 600 s away), the Pod
 template's config hash changes and the Deployment rolls; an Event names the Secret, no value
-appears anywhere; a change the env does not read writes nothing. A ConfigMap (not watched yet:
-the operator's RBAC grants get only) rolls at the service's next check."""
+appears anywhere; a change the env does not read writes nothing. A ConfigMap is labelled and
+watched the same way and rolls at once too, without waiting for the service's next check."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 from kopf.testing import KopfRunner
 from kube_support import Kube, audit_lines, writes_by
 from test_xynergyservice import create_xs, deployment, merge_patch, wait_ready, xs_url
+
+from controllers.xynergyservice import sources
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -38,6 +41,18 @@ def _rolled(kube: Kube, ns: str, name: str, old_hash: str | None) -> bool:
         and status.get("updatedReplicas") == dep["spec"]["replicas"]
         and status.get("readyReplicas") == dep["spec"]["replicas"]
         and not status.get("unavailableReplicas")
+    )
+
+
+def _settled(kube: Kube, ns: str, name: str) -> bool:
+    """The Deployment's controller is done with it: no more status events to converge on."""
+    dep = deployment(kube, ns, name) or {}
+    status = dep.get("status") or {}
+    progressing = [c for c in status.get("conditions") or [] if c["type"] == "Progressing"]
+    return (
+        status.get("observedGeneration") == dep["metadata"]["generation"]
+        and status.get("availableReplicas") == dep["spec"]["replicas"]
+        and [c.get("reason") for c in progressing] == ["NewReplicaSetAvailable"]
     )
 
 
@@ -105,8 +120,8 @@ def test_rotated_secret_rolls_the_deployment_and_says_so(
         assert value not in everything
 
 
-def test_changed_configmap_rolls_at_the_next_check(
-    kube: Kube, operator: KopfRunner, namespace: str
+def test_changed_configmap_rolls_without_waiting_for_the_next_check(
+    kube: Kube, operator: KopfRunner, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     cm = {"metadata": {"name": "cfg"}, "data": {"level": "info"}}
     assert kube.create(f"/api/v1/namespaces/{namespace}/configmaps", cm).status_code == 201
@@ -114,11 +129,14 @@ def test_changed_configmap_rolls_at_the_next_check(
     create_xs(kube, namespace, "cfgd", env=env)
     wait_ready(kube, namespace, "cfgd")
     first = _template_hash(kube, namespace, "cfgd")
-    merge_patch(
-        kube, f"/api/v1/namespaces/{namespace}/configmaps/cfg", {"data": {"level": "debug"}}
-    )
-    annotate = {"metadata": {"annotations": {"xynergy.io/resync-requested": "1"}}}
-    merge_patch(kube, xs_url(namespace, "cfgd"), annotate)
+    cfg = f"/api/v1/namespaces/{namespace}/configmaps/cfg"
+    labels = kube.get(cfg).json()["metadata"].get("labels") or {}
+    assert labels.get("xynergy.io/env-source") == "true", labels
+    # The Deployment's own status events converge the service until it settles; change the
+    # ConfigMap after that, with no resync-requested annotation (the resync is 600 s away).
+    kube.wait_for("the Deployment to settle", lambda: _settled(kube, namespace, "cfgd"))
+    caplog.set_level(logging.INFO, logger=sources.__name__)
+    merge_patch(kube, cfg, {"data": {"level": "debug"}})
     kube.wait_for(
         "the Deployment to roll to the new config hash",
         lambda: _rolled(kube, namespace, "cfgd", first),
@@ -132,3 +150,6 @@ def test_changed_configmap_rolls_at_the_next_check(
         ),
         timeout=30,
     )
+    # The roll came from the ConfigMap watch, not from a Deployment event still in flight.
+    watched = f"ConfigMap {namespace}/cfg modified: converging XynergyService cfgd"
+    assert watched in [r.getMessage() for r in caplog.records if r.name == sources.__name__]

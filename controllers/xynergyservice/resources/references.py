@@ -44,10 +44,9 @@ SOURCE_LABEL = "xynergy.io/env-source"
 objects with this label (a server-side selector), never the cluster's others."""
 
 SourceKind = Literal["Secret", "ConfigMap"]
-WATCHED_KINDS: tuple[SourceKind, ...] = ("Secret",)
-"""What the operator labels and watches. ConfigMaps join once its RBAC grants list, watch and
-patch on them (controllers/rbac.py grants get only); until then a ConfigMap change rolls at the
-service's next check (the resync, or the `xynergy.io/resync-requested` annotation)."""
+WATCHED_KINDS: tuple[SourceKind, ...] = ("Secret", "ConfigMap")
+"""What the operator labels and watches (controllers/rbac.py grants list, watch and patch on
+both), so a change to either rolls at once rather than at the service's next check."""
 
 
 @dataclass(frozen=True)

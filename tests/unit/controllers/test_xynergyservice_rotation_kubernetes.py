@@ -149,7 +149,8 @@ async def test_optional_configmap_appearing_rolls_and_missing_secret_stalls() ->
     }
     rotated = await backend.apply(_svc())
     assert rotated.changed_sources == ("ConfigMap cfg",)
-    assert "label ConfigMap" not in provider.writes, "ConfigMaps are not labelled (RBAC: get only)"
+    assert provider.writes.count("label ConfigMap") == 1, "labelled so the watch reports it"
+    assert provider.objects[("ConfigMap", "cfg")]["metadata"]["labels"][SOURCE_LABEL] == "true"
     del provider.objects[("Secret", "db")]
     with pytest.raises(StalledError, match=r"Secret 'db' not found .*spec\.env\[0\]\.secretKeyRef"):
         await backend.apply(_svc())
