@@ -68,6 +68,13 @@ class OperatorSettings(BaseSettings):
         default=None,
         description="Cloud Run Admin API endpoint override (tests, fakes); Google's if unset.",
     )
+    secretmanager_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "Secret Manager API endpoint override (tests, fakes; anonymous credentials), for "
+            "Cloud Run env from secretKeyRef; Google's if unset."
+        ),
+    )
     api_concurrency: int = Field(
         default=32, ge=1, le=512, description="Most Kubernetes API calls in flight at once."
     )

@@ -5,6 +5,7 @@ the in-process fakes of both APIs (tests/fakes/cloudrun, tests/fakes/secretmanag
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ from controllers.core.errors import StalledError
 from controllers.core.retry import RetryPolicy
 from controllers.providers.cloudrun import CloudRunProvider
 from controllers.providers.secretmanager import SecretManagerProvider
+from controllers.settings import OperatorSettings
 from controllers.xynergyservice.backends import CloudRunBackend
+from controllers.xynergyservice.reconciler import _secret_manager
 from controllers.xynergyservice.resources.cloudrun import desired_service
 from controllers.xynergyservice.status import events_for
 
@@ -235,3 +238,16 @@ def test_cloud_run_takes_the_secret_reference() -> None:
     assert env[0] == run_v2.EnvVar(name="MODE", value="prod")
     ref = env[1].value_source.secret_key_ref
     assert (env[1].name, ref.secret, ref.version) == ("DB_PASSWORD", "db-password", "latest")
+
+
+async def test_the_operator_reads_secret_manager_at_the_endpoint_setting(
+    fakes: tuple[FakeCloudRun, FakeSecretManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, sm = fakes
+    sm.put(PROJECT, "db-password", VALUE_1)
+    sm.put(PROJECT, "db-password", VALUE_2)
+    assert OperatorSettings().secretmanager_endpoint is None, "Google's API by default"
+    monkeypatch.setenv("XYNERGY_SECRETMANAGER_ENDPOINT", sm.endpoint)
+    provider = _secret_manager(SimpleNamespace(settings=OperatorSettings()))
+    provider.retry = FAST
+    assert await provider.resolve(PROJECT, "db-password", "latest") == "2"
