@@ -40,6 +40,7 @@ from services.gateway.oauth import PREFIX as OAUTH_PREFIX
 from services.gateway.oauth import oauth_router
 from services.gateway.proxy import Proxy, Receive, Scope, Send, TableHolder
 from services.gateway.ratelimit import Policies, RateLimiter
+from services.gateway.redishealth import RedisHealth
 from services.gateway.redismux import mux_for_url
 from services.gateway.routes_file import FileRouteSource
 from services.gateway.routing import PathError, Route, RouteSource, RouteTable, normalise_path
@@ -138,8 +139,16 @@ class Gateway:
             if settings.cache_enabled
             else None
         )
+        # one log line per Redis outage, not per request; fail open/closed counted per request
+        self.redis_health = RedisHealth(
+            fail_open=settings.rate_limit_fail_open, metrics=self.metrics
+        )
         self.invalidations = (
-            Invalidations(cache, on_error=self.metrics.redis_errors.labels("cache").inc)
+            Invalidations(
+                cache,
+                on_error=self.metrics.redis_errors.labels("cache").inc,
+                health=self.redis_health,
+            )
             if cache is not None
             else None
         )
@@ -154,6 +163,7 @@ class Gateway:
                     self.redis,
                     policies=rate_limit_policies(settings),
                     fail_open=settings.rate_limit_fail_open,
+                    health=self.redis_health,
                 ),
                 cache=cache,
                 mux=self.redis_mux,

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlencode
 from redis.exceptions import RedisError
 
 from services.common.tenancy import Identity, tenant_key, user_key
+from services.gateway.redishealth import RedisHealth
 
 __all__ = [
     "LOOKUP_LUA",
@@ -153,8 +154,10 @@ class Invalidations:
         timeout: float = 1.0,
         max_backoff: float = 5.0,
         on_error: Any = None,
+        health: RedisHealth | None = None,
     ) -> None:
         self._cache = cache
+        self._health = health
         self._timeout = timeout
         self._max_backoff = max_backoff
         self._on_error = on_error
@@ -174,25 +177,32 @@ class Invalidations:
         """
         if self.blocked(tenant, resource):
             return False
-        if await self._try(tenant, resource):
+        error = await self._try(tenant, resource)
+        if error is None:
             return True
+        if self._health is not None:
+            self._health.failed("cache", error, mode="bypass")
         self._pending[(tenant, resource)] = None
         self._wake.set()
         return False
 
-    async def _try(self, tenant: str, resource: str) -> bool:
+    async def _try(self, tenant: str, resource: str) -> BaseException | None:
+        """Bump once; the error when Redis did not confirm it, else None."""
         try:
             async with asyncio.timeout(self._timeout):
                 await self._cache.invalidate(tenant, resource)
         except (RedisError, OSError, TimeoutError) as exc:
             if self._on_error is not None:
                 self._on_error()
-            log.warning(
-                "cache invalidation not confirmed; bypassing the resource until it is",
-                extra={"fields": {"resource": resource, "error": type(exc).__name__}},
-            )
-            return False
-        return True
+            if self._health is None:  # else the outage is logged once, by the tracker
+                log.warning(
+                    "cache invalidation not confirmed; bypassing the resource until it is",
+                    extra={"fields": {"resource": resource, "error": type(exc).__name__}},
+                )
+            return exc
+        if self._health is not None:
+            self._health.answered()
+        return None
 
     async def run(self) -> None:
         """Retry pending bumps until cancelled, with capped, jittered backoff."""
@@ -202,7 +212,7 @@ class Invalidations:
                 self._wake.clear()
                 await self._wake.wait()
             tenant, resource = next(iter(self._pending))
-            if await self._try(tenant, resource):
+            if await self._try(tenant, resource) is None:
                 self._pending.pop((tenant, resource), None)
                 failures = 0
                 continue

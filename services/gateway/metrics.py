@@ -74,6 +74,24 @@ class GatewayMetrics:
             ["component"],
             registry=r,
         )
+        self.redis_up = Gauge(
+            "xynergy_gateway_redis_up",
+            "1 while this worker's Redis calls succeed, 0 from the first failure to the next "
+            "success (services.gateway.redishealth).",
+            registry=r,
+        )
+        self.redis_outages = Counter(
+            "xynergy_gateway_redis_outages_total",
+            "Redis outages seen by this worker (each logged once, at its start and end).",
+            registry=r,
+        )
+        self.redis_fallbacks = Counter(
+            "xynergy_gateway_redis_fallbacks_total",
+            "Requests decided without Redis, by component and what was done "
+            "(fail_open, fail_closed, bypass).",
+            ["component", "mode"],
+            registry=r,
+        )
         self.upstream_retries = Counter(
             "xynergy_gateway_upstream_retries_total",
             "Retried upstream calls.",

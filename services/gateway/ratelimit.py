@@ -12,7 +12,8 @@ otherwise), per tenant, per client address for all traffic, and per client addre
 unauthenticated requests (a missing or bad token; 100 per 15 minutes, as in the seed). What
 happens when Redis cannot be reached is a setting: fail open (let the request through, with no
 ``RateLimit-*`` headers, since nothing was checked) or fail closed (refuse it with 503);
-either way it is logged and counted.
+either way it is logged once per outage and counted per request
+(services.gateway.redishealth).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from services.common.tenancy import Identity, tenant_key, user_key
+from services.gateway.redishealth import RedisHealth
 
 __all__ = [
     "Decision",
@@ -198,15 +200,24 @@ class Policies:
 
 class RateLimiter:
     def __init__(
-        self, redis: Any, *, policies: Policies, fail_open: bool, timeout: float = 1.0
+        self,
+        redis: Any,
+        *,
+        policies: Policies,
+        fail_open: bool,
+        timeout: float = 1.0,
+        health: RedisHealth | None = None,
     ) -> None:
         self._script = redis.register_script(_SCRIPT)
         self.policies = policies
         self._fail_open = fail_open
         self._timeout = timeout
+        self._health = health
 
     def decision(self, limits: Sequence[Limit], raw: Sequence[Any]) -> Decision:
-        """The decision from the script's first four results."""
+        """The decision from the script's first four results (Redis answered)."""
+        if self._health is not None:
+            self._health.answered()
         allowed, remaining, reset_ms, which = raw[0], raw[1], raw[2], raw[3]
         lim = limits[int(which) - 1]
         reset = -(-int(reset_ms) // 1000)  # ceil
@@ -214,11 +225,17 @@ class RateLimiter:
         return Decision(bool(allowed), lim.limit, remaining, reset, lim.window, name=lim.name)
 
     def unavailable(self, limits: Sequence[Limit], exc: BaseException) -> Decision:
-        """Redis failed: a pass (fail open) or RateLimiterUnavailableError (fail closed)."""
-        log.warning(
-            "rate limiter cannot reach redis",
-            extra={"fields": {"fail_open": self._fail_open, "error": type(exc).__name__}},
-        )
+        """Redis failed: a pass (fail open) or RateLimiterUnavailableError (fail closed).
+
+        Logged once per outage and counted per request by the health tracker (without one,
+        as in unit tests, logged per call)."""
+        if self._health is not None:
+            self._health.failed("ratelimit", exc)
+        else:
+            log.warning(
+                "rate limiter cannot reach redis",
+                extra={"fields": {"fail_open": self._fail_open, "error": type(exc).__name__}},
+            )
         if not self._fail_open:
             raise RateLimiterUnavailableError from exc
         lim = limits[0]

@@ -1,0 +1,321 @@
+"""The gateway under faults of what it depends on (issue 19 item 4):
+
+- Redis stopped under a running gateway (a redis-server of the test's own, stopped and started
+  again on its port): `XYNERGY_GATEWAY_RATE_LIMIT_FAIL_OPEN` decides whether requests pass
+  unchecked (served by the upstream, the cache bypassed) or get the 503 error; the outage is
+  logged once when it starts and once when it ends, however many requests meet it, and counted
+  in Prometheus; once Redis is back the gateway limits and caches again without a restart;
+- an upstream that accepts connections and never answers: 504 at the route's timeout, the
+  breaker opens after the configured failures and answers 503 at once without touching the
+  upstream, half-opens, re-opens on a failed trial, and closes when the upstream answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from gateway.conftest import (  # noqa: F401 - the gateway's fixtures, used here
+    GatewayFactory,
+    RunningGateway,
+    Upstream,
+    auth,
+    firebase_emulator,
+    free_port,
+    gateway_factory,
+    redis_server,
+    routes_document,
+    upstream,
+    wait_for,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.integration
+
+# -- a redis-server the test stops and starts again on the same port ---------------------------
+
+
+@dataclass
+class StoppableRedis:
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is missing: run `make deps` (hack/deps/redis.sh)")
+        self.proc = await asyncio.create_subprocess_exec(
+            *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--dir", str(self.workdir)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            await wait_for(client.ping, within=20, what="redis-server")
+        finally:
+            await client.aclose()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await asyncio.wait_for(self.proc.wait(), timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def stoppable_redis(workdir: Path) -> AsyncIterator[StoppableRedis]:
+    server = StoppableRedis(workdir)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class Records(logging.Handler):
+    """Log records of the gateway (whose loggers do not propagate to pytest's caplog)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self, text: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if text in r.getMessage()]
+
+
+@contextlib.contextmanager
+def gateway_logs() -> Iterator[Records]:
+    logger = logging.getLogger("xynergy.gateway")
+    handler, level = Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def metric(gw: RunningGateway, name: str, **labels: str) -> float:
+    text = (await gw.http.get("/metrics")).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+# -- Redis down ------------------------------------------------------------------------------
+
+OUTAGE_REQUESTS = 6
+
+
+async def _serves_from_cache(gw: RunningGateway, path: str, headers: dict[str, str]) -> None:
+    r = await gw.http.get(path, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-cache"] == "MISS"
+    assert "ratelimit-limit" in r.headers
+    r = await gw.http.get(path, headers=headers)
+    assert r.headers["x-cache"] == "HIT"
+
+
+async def _during_outage(
+    gw: RunningGateway, echo: Upstream, path: str, headers: dict[str, str], fail_open: bool
+) -> None:
+    before = echo.count(path.partition("?")[0])
+    for _ in range(OUTAGE_REQUESTS):
+        r = await gw.http.get(path, headers=headers)
+        if fail_open:
+            assert r.status_code == 200, r.text
+            assert "ratelimit-limit" not in r.headers  # nothing was checked
+            assert r.headers.get("x-cache") != "HIT"
+        else:
+            assert r.status_code == 503, r.text
+            assert r.json() == {
+                "error": "rate_limiter_unavailable",
+                "message": "rate limiting is unavailable",
+                "status": 503,
+            }
+            assert r.headers["retry-after"] == "1"
+    # fail open: every request reached the upstream (no cache); fail closed: none did
+    assert echo.count(path.partition("?")[0]) - before == (OUTAGE_REQUESTS if fail_open else 0)
+    ready = await gw.http.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["redis"] == "unreachable"
+
+
+@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
+async def test_redis_outage_follows_the_setting_is_logged_once_and_recovers(
+    gateway_factory: GatewayFactory,  # noqa: F811
+    upstream: Upstream,  # noqa: F811
+    auth: Any,  # noqa: F811
+    tmp_path: Path,
+    fail_open: bool,
+) -> None:
+    mode = "fail_open" if fail_open else "fail_closed"
+    path = f"/api/v2/crm/redis-outage-{mode}?cache=private"
+    headers = auth(user_id=f"redis-outage-{mode}")
+    async with (
+        stoppable_redis(tmp_path) as redis,
+        gateway_factory(redis_url=redis.url, rate_limit_fail_open=fail_open) as gw,
+    ):
+        await _serves_from_cache(gw, path, headers)
+        with gateway_logs() as logs:
+            await redis.stop()
+            await _during_outage(gw, upstream, path, headers, fail_open)
+            started = logs.messages("redis unreachable")
+            assert len(started) == 1, [r.getMessage() for r in logs.records]
+            assert started[0].levelno == logging.WARNING
+            assert mode.replace("_", " ") in started[0].getMessage()
+            fallbacks = "xynergy_gateway_redis_fallbacks_total"
+            assert await metric(gw, fallbacks, component="ratelimit", mode=mode) == OUTAGE_REQUESTS
+            assert await metric(gw, "xynergy_gateway_redis_up") == 0
+            assert await metric(gw, "xynergy_gateway_redis_outages_total") == 1
+
+            await redis.start()
+
+            async def limited_again() -> bool:
+                r = await gw.http.get(path, headers=headers)
+                return r.status_code == 200 and "ratelimit-limit" in r.headers
+
+            await wait_for(limited_again, within=20, what="the gateway to use Redis again")
+            assert len(logs.messages("redis reachable again")) == 1
+            assert len(logs.messages("redis unreachable")) == 1
+        assert await metric(gw, "xynergy_gateway_redis_up") == 1
+        # the cache works again (the restarted Redis is empty: a MISS, then a HIT)
+        await _serves_from_cache(gw, path.replace("outage", "back"), headers)
+        assert (await gw.http.get("/readyz")).status_code == 200
+
+
+# -- an upstream that hangs ------------------------------------------------------------------
+
+
+@dataclass
+class HangingUpstream:
+    """Accepts connections and reads requests; answers nothing until `answering` is set."""
+
+    port: int = field(default_factory=free_port)
+    answering: bool = False
+    connections: int = 0
+    _held: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            if not self.answering:
+                self._held.append(writer)  # never answered; the gateway gives up
+                return
+            body = b'{"ok": true}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def hanging_upstream() -> AsyncIterator[HangingUpstream]:
+    state = HangingUpstream()
+    server = await asyncio.start_server(state.handle, "127.0.0.1", state.port)
+    try:
+        yield state
+    finally:
+        server.close()
+        for writer in state._held:
+            writer.transport.abort()
+
+
+ROUTE_TIMEOUT = 1
+THRESHOLD = 2
+
+
+async def _breaker(gw: RunningGateway, url: str) -> str:
+    return str((await gw.http.get("/readyz")).json()["breakers"].get(url))
+
+
+async def _timed_out(gw: RunningGateway, path: str, headers: dict[str, str]) -> None:
+    r = await gw.http.get(path, headers=headers)
+    assert r.status_code == 504, r.text
+    assert r.json() == {"error": "upstream_timeout", "message": "upstream timed out", "status": 504}
+
+
+async def _fails_fast(
+    gw: RunningGateway, hung: HangingUpstream, path: str, headers: dict[str, str]
+) -> None:
+    seen = hung.connections
+    r = await gw.http.get(path, headers=headers)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "upstream_unavailable"
+    assert int(r.headers["retry-after"]) >= 1
+    assert hung.connections == seen  # nothing was sent upstream
+
+
+async def test_hanging_upstream_times_out_opens_the_breaker_and_recovers(
+    gateway_factory: GatewayFactory,  # noqa: F811
+    upstream: Upstream,  # noqa: F811
+    auth: Any,  # noqa: F811
+) -> None:
+    async with hanging_upstream() as hung:
+        doc = routes_document(upstream.url)
+        doc["services"].append(
+            {
+                "name": "hung",
+                "url": hung.url,
+                "routes": [{"prefix": "/api/v2/hung", "timeoutSeconds": ROUTE_TIMEOUT}],
+            }
+        )
+        async with gateway_factory(
+            doc, breaker_failure_threshold=THRESHOLD, breaker_reset_seconds=1.0, retries=0
+        ) as gw:
+            # the client waits far longer than the route's timeout: the 504 is the gateway's
+            gw.http.timeout = httpx.Timeout(ROUTE_TIMEOUT * 10)
+            headers, path = auth(user_id="hung-user"), "/api/v2/hung/x"
+            for _ in range(THRESHOLD):
+                await _timed_out(gw, path, headers)
+            assert await _breaker(gw, hung.url) == "open"
+            assert await metric(gw, "xynergy_gateway_breaker_state", upstream=hung.url) == 1
+            await _fails_fast(gw, hung, path, headers)
+
+            async def half_open() -> bool:
+                return await _breaker(gw, hung.url) == "half_open"
+
+            # a trial while the upstream still hangs: 504, and the breaker opens again
+            await wait_for(half_open, within=10, what="the breaker to half-open")
+            await _timed_out(gw, path, headers)
+            assert await _breaker(gw, hung.url) == "open"
+            await _fails_fast(gw, hung, path, headers)
+
+            hung.answering = True
+            await wait_for(half_open, within=10, what="the breaker to half-open again")
+            for _ in range(2):
+                r = await gw.http.get(path, headers=headers)
+                assert r.status_code == 200, r.text
+                assert r.json() == {"ok": True}
+            assert await _breaker(gw, hung.url) == "closed"
+            assert await metric(gw, "xynergy_gateway_breaker_state", upstream=hung.url) == 0
