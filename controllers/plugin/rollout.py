@@ -17,7 +17,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
 
 from apis.v1alpha1.common import GROUP, VERSION
-from apis.v1alpha1.rollout import Rollout
+from apis.v1alpha1.rollout import AnalysisRunSummary, CheckResult, Rollout, RolloutStatus
 from controllers.plugin.kinds import names_of
 from controllers.plugin.output import emit, output_option
 
@@ -50,7 +50,12 @@ def render(obj: dict[str, Any]) -> str:
         f"Stable:    {s.stable_revision or '-'}  ({s.stable_image or '-'})",
         f"Canary:    {s.canary_revision or '-'}  ({s.canary_image or '-'})  {s.canary_url or ''}",
     ]
-    for run in (s.analysis_runs or [])[-3:]:
+    runs = s.analysis_runs or []
+    for i, run in enumerate(runs[-3:], start=max(0, len(runs) - 3)):
+        if run.stage is not None:
+            latest = all(later.stage != run.stage for later in runs[i + 1 :])
+            lines.extend(_verification(ro, s, run, latest=latest))
+            continue
         lines.append(
             f"Analysis:  step {run.step_index} look {run.look} {run.verdict.value} "
             f"score {run.score} at {run.canary_weight}%"
@@ -59,6 +64,32 @@ def render(obj: dict[str, Any]) -> str:
     for cond in s.conditions:
         lines.append(f"Condition: {cond.type}={cond.status} {cond.reason}: {cond.message}")
     return "\n".join(lines)
+
+
+def _verification(
+    ro: Rollout, status: RolloutStatus, run: AnalysisRunSummary, *, latest: bool
+) -> list[str]:
+    """`Verification preTraffic: Failed (healthz GET /healthz: expected status 200, got status
+    503)`. The checks come from status.verification, which keeps the latest run of each stage;
+    an older run of the stage shows its evidence lines instead."""
+    assert run.stage is not None
+    head = f"Verification {run.stage.value}: {run.verdict.value}"
+    stored = next((v for v in status.verification or [] if v.stage == run.stage), None)
+    if not latest or stored is None:
+        return [head, *(f"           {line}" for line in run.evidence or [])]
+    failed = [c for c in stored.checks if not c.passed]
+    if not failed:
+        return [f"{head} ({len(stored.checks)} checks passed)"]
+    return [f"{head} ({'; '.join(_check(ro, c) for c in failed)})"]
+
+
+def _check(ro: Rollout, result: CheckResult) -> str:
+    """A failed check: its name, the request (smoke checks), what was expected and got."""
+    smoke = {c.name: c for c in (ro.spec.verification and ro.spec.verification.smoke) or []}
+    spec = smoke.get(result.check)
+    what = f"{result.check} {spec.method} {spec.path}" if spec else result.check
+    where = f" field {result.field}" if result.field else ""
+    return f"{what}:{where} expected {result.expected}, got {result.actual or 'nothing'}"
 
 
 def _get(client: Client, name: str, namespace: str) -> dict[str, Any]:

@@ -211,3 +211,55 @@ def test_the_console_script_is_installed_next_to_python() -> None:
     assert out.returncode == 0, out.stderr
     for command in ("completion", "connect", "forecast", "get", "rollout", "status"):
         assert f"  {command} " in out.stdout
+
+
+def _verified_rollout() -> dict[str, Any]:
+    """The paused Rollout with smoke checks, an analysis run and verification runs: an older
+    preTraffic run that failed, then (after a retry) one that failed again, and prePromotion."""
+    obj = captured("Rollout", "paused")
+    obj["spec"]["verification"] = {
+        "smoke": [{"name": "healthz", "path": "/healthz"}, {"name": "list", "path": "/items"}]
+    }
+    at = "2026-12-01T15:20:00Z"
+    pre = {"stage": "preTraffic", "time": at, "verdict": "Failed"}
+    obj["status"]["analysisRuns"] = [
+        {**pre, "evidence": ["preTraffic healthz failed: expected status 200, got status 500"]},
+        {"stepIndex": 0, "time": at, "verdict": "Successful", "score": 97.5, "look": 1,
+         "canaryWeight": 20, "evidence": ["latency: no regression"]},
+        {**pre, "evidence": ["preTraffic healthz failed: expected status 200, got status 503"]},
+        {"stage": "prePromotion", "time": at, "verdict": "Successful"},
+    ]  # fmt: skip
+    checks = [
+        {"check": "healthz", "passed": False, "expected": "status 200", "actual": "status 503"},
+        {"check": "list", "passed": False, "expected": '"ok"', "actual": '"no"', "field": "state"},
+        {"check": "loadTest", "passed": False, "expected": "p99 <= 300 ms", "actual": "p99 812 ms"},
+    ]
+    ok = [{"check": "healthz", "passed": True}, {"check": "list", "passed": True}]
+    obj["status"]["verification"] = [
+        {"stage": "preTraffic", "revision": "r2", "time": at, "passed": False, "checks": checks},
+        {"stage": "prePromotion", "revision": "r2", "time": at, "passed": True, "checks": ok},
+    ]
+    return obj
+
+
+def test_rollout_status_prints_verification_runs_by_stage() -> None:
+    out = run(["rollout", "status", "canary", "-n", "team-a"], FakeClient([_verified_rollout()]))
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    shown = [line for line in lines if line.startswith(("Analysis:", "Verification"))]
+    assert shown == [
+        "Analysis:  step 0 look 1 Successful score 97.5 at 20%",
+        "Verification preTraffic: Failed (healthz GET /healthz: expected status 200, got status "
+        '503; list GET /items: field state expected "ok", got "no"; loadTest: expected p99 <= '
+        "300 ms, got p99 812 ms)",
+        "Verification prePromotion: Successful (2 checks passed)",
+    ]
+    assert "look None" not in out.output
+    # runs[-3:] drops the oldest run; with four shown, the older preTraffic keeps its evidence
+    obj = _verified_rollout()
+    obj["status"]["analysisRuns"].pop(1)
+    older = run(["rollout", "status", "canary", "-n", "team-a"], FakeClient([obj])).output
+    at = older.splitlines().index("Verification preTraffic: Failed")
+    assert older.splitlines()[at + 1].strip() == (
+        "preTraffic healthz failed: expected status 200, got status 500"
+    )
