@@ -20,7 +20,10 @@ from kube_support import Kube, run_operator
 from controllers.devcluster import DevCluster, ensure_binaries, repo_root
 from controllers.devcluster.manifests import apply_files, wait_established
 
-pytest_plugins = ["prometheus"]  # a real Prometheus: tests/integration/prometheus.py
+pytest_plugins = [
+    "prometheus",  # a real Prometheus: tests/integration/prometheus.py
+    "emulators",  # the Firebase Auth emulator, one per session
+]
 
 
 @pytest.fixture(scope="session")

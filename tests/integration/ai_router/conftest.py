@@ -23,7 +23,6 @@ from fakes.openai import FakeOpenAI
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     INTERNAL_KEY,
     RedisServer,
-    firebase_emulator,
     free_port,
     gateway_factory,
     redis_client,

@@ -7,7 +7,6 @@ from __future__ import annotations
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     GatewayFactory,
     RedisServer,
-    firebase_emulator,
     gateway_factory,
     make_jwt,
     redis_server,

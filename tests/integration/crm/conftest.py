@@ -28,7 +28,6 @@ from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this pac
     FIREBASE_PROJECT,
     INTERNAL_KEY,
     RedisServer,
-    firebase_emulator,
     free_port,
     gateway_factory,
     redis_client,

@@ -20,7 +20,6 @@ from fakes.openai import FakeOpenAI, OpenAIState
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     GatewayFactory,
     RedisServer,
-    firebase_emulator,
     gateway_factory,
     make_jwt,
     redis_server,

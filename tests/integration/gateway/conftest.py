@@ -174,10 +174,11 @@ class FirebaseEmulator:
     async def user_token(self, email: str, claims: dict[str, Any] | None) -> str:
         """Create a user (with custom claims) in the emulator and return an ID token."""
         base = "/identitytoolkit.googleapis.com/v1"
-        r = await self.http.post(
-            f"{base}/accounts:signUp?key=fake",
-            json={"email": email, "password": "secret-123", "returnSecureToken": True},
-        )
+        account = {"email": email, "password": "secret-123", "returnSecureToken": True}
+        r = await self.http.post(f"{base}/accounts:signUp?key=fake", json=account)
+        if r.status_code == 400 and "EMAIL_EXISTS" in r.text:
+            # one emulator serves the whole session: another package made this user
+            r = await self.http.post(f"{base}/accounts:signInWithPassword?key=fake", json=account)
         r.raise_for_status()
         uid = r.json()["localId"]
         if claims is not None:
@@ -195,10 +196,13 @@ class FirebaseEmulator:
         return str(r.json()["idToken"])
 
 
-@pytest.fixture(scope="session")
-async def firebase_emulator(
+@contextlib.asynccontextmanager
+async def start_firebase_emulator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[FirebaseEmulator]:
+    """The Firebase Auth emulator. One per session: the `firebase_emulator` fixture lives in
+    tests/integration/emulators.py (a plugin), so packages share it instead of each starting
+    its own node process."""
     firebase = NODE_DIR / "node_modules" / ".bin" / "firebase"
     if not firebase.exists():
         pytest.fail("firebase-tools is missing: run `make deps` (hack/deps/node-tools.sh)")

@@ -12,7 +12,6 @@ from slack.conftest import (  # noqa: F401 - fixtures re-exported for this packa
     INTERNAL_KEY,
     Connections,
     connections,
-    firebase_emulator,
     gateway,
     gateway_factory,
     lightkube_client,

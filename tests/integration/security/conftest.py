@@ -3,7 +3,6 @@ so the gateway's redis, upstream and factory, and the CRM's emulator, serve it t
 
 from crm.conftest import firestore_emulator  # noqa: F401 - the CRM's emulator fixture
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
-    firebase_emulator,
     gateway,
     gateway_factory,
     redis_server,

@@ -22,7 +22,6 @@ import pytest
 from fakes.slack import FakeSlack
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     INTERNAL_KEY,
-    firebase_emulator,
     gateway,
     gateway_factory,
     redis_client,
