@@ -173,8 +173,7 @@ def jwt_key_ring(settings: AuthSettings, *, clock: Callable[[], float] = time.mo
         value=settings.jwt_secret,
         path=settings.jwt_secret_file,
         variables=("JWT_SECRET / XYNERGY_AUTH_JWT_SECRET", "JWT_SECRET_FILE"),
-        overlap_seconds=settings.rotation_overlap_seconds,
-        poll_seconds=settings.key_poll_seconds,
+        rotation=settings,
         clock=clock,
     )
 

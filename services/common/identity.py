@@ -50,8 +50,7 @@ def internal_key_ring(
         value=settings.signing_key,
         path=settings.signing_key_file,
         variables=("XYNERGY_INTERNAL_SIGNING_KEY", "XYNERGY_INTERNAL_SIGNING_KEY_FILE"),
-        overlap_seconds=settings.rotation_overlap_seconds,
-        poll_seconds=settings.key_poll_seconds,
+        rotation=settings,
         min_length=32,
         clock=clock,
     )

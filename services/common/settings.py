@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "AuthSettings",
     "InternalIdentitySettings",
+    "KeyRotationSettings",
     "SettingsError",
     "env_variables",
     "load_settings",
@@ -57,7 +58,29 @@ def load_settings(cls: type[S]) -> S:
         raise SettingsError("; ".join(problems)) from None
 
 
-class AuthSettings(BaseSettings):
+class KeyRotationSettings(BaseSettings):
+    """How a key given as a file rotates; shared by the JWT secret and the internal key
+    (services.common.signing_keys)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    rotation_overlap_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        validation_alias="XYNERGY_JWT_ROTATION_OVERLAP_SECONDS",
+        description="How long a key removed from its file still verifies.",
+    )
+    key_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        validation_alias="XYNERGY_JWT_KEY_POLL_SECONDS",
+        description="How often a key file is checked for a change (a stat).",
+    )
+
+
+class AuthSettings(KeyRotationSettings):
     """How end-user tokens are verified (env prefix ``XYNERGY_AUTH_``)."""
 
     model_config = SettingsConfigDict(
@@ -75,24 +98,6 @@ class AuthSettings(BaseSettings):
         description="A file of HS256 secrets, one a line (a mounted Secret), re-read when it "
         "changes; instead of JWT_SECRET. The first line is the newest.",
     )
-    rotation_overlap_seconds: float = Field(
-        default=300.0,
-        ge=0,
-        le=86400,
-        validation_alias=AliasChoices(
-            "XYNERGY_AUTH_ROTATION_OVERLAP_SECONDS", "XYNERGY_JWT_ROTATION_OVERLAP_SECONDS"
-        ),
-        description="How long a secret removed from the file still verifies.",
-    )
-    key_poll_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        le=3600,
-        validation_alias=AliasChoices(
-            "XYNERGY_AUTH_KEY_POLL_SECONDS", "XYNERGY_JWT_KEY_POLL_SECONDS"
-        ),
-        description="How often the secret file is checked for a change (a stat).",
-    )
     jwt_issuer: str = "xynergy"
     jwt_audience: str = "xynergy-api"
     leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -106,7 +111,7 @@ class AuthSettings(BaseSettings):
     tenant_claims: tuple[str, ...] = ("tenant_id", "tenantId")
 
 
-class InternalIdentitySettings(BaseSettings):
+class InternalIdentitySettings(KeyRotationSettings):
     """The gateway-to-service identity token (env prefix ``XYNERGY_INTERNAL_``)."""
 
     model_config = SettingsConfigDict(
@@ -122,24 +127,6 @@ class InternalIdentitySettings(BaseSettings):
         default=None,
         description="A file of keys, one a line (a mounted Secret), re-read when it changes; "
         "the first line signs, every line verifies.",
-    )
-    rotation_overlap_seconds: float = Field(
-        default=300.0,
-        ge=0,
-        le=86400,
-        validation_alias=AliasChoices(
-            "XYNERGY_INTERNAL_ROTATION_OVERLAP_SECONDS", "XYNERGY_JWT_ROTATION_OVERLAP_SECONDS"
-        ),
-        description="How long a key removed from the file still verifies.",
-    )
-    key_poll_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        le=3600,
-        validation_alias=AliasChoices(
-            "XYNERGY_INTERNAL_KEY_POLL_SECONDS", "XYNERGY_JWT_KEY_POLL_SECONDS"
-        ),
-        description="How often the key file is checked for a change (a stat).",
     )
     ttl_seconds: int = Field(default=60, ge=5, le=3600)
     issuer: str = "xynergy-gateway"

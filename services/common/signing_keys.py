@@ -31,6 +31,8 @@ from typing import TypeVar
 import jwt
 from pydantic import SecretStr
 
+from services.common.settings import KeyRotationSettings
+
 __all__ = ["Key", "KeyRing", "fingerprint", "key_ring", "parse_keys"]
 
 log = logging.getLogger("xynergy.keys")
@@ -230,8 +232,7 @@ def key_ring(
     value: SecretStr | None,
     path: Path | None,
     variables: tuple[str, str],
-    overlap_seconds: float,
-    poll_seconds: float,
+    rotation: KeyRotationSettings,
     min_length: int = 1,
     clock: Callable[[], float] = time.monotonic,
 ) -> KeyRing:
@@ -257,8 +258,8 @@ def key_ring(
         keys,
         name=name,
         path=path,
-        overlap_seconds=overlap_seconds,
-        poll_seconds=poll_seconds,
+        overlap_seconds=rotation.rotation_overlap_seconds,
+        poll_seconds=rotation.key_poll_seconds,
         min_length=min_length,
         clock=clock,
     )
