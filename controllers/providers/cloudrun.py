@@ -12,6 +12,9 @@ service; ask the plan what to write (nothing, the service, or the service with a
 name); write with the etag we read, through the long-running operation the API returns; re-read
 on an etag or create race. A revision keeps its configuration for life, so a revision name that
 is taken (the template drifted after our revision was made) gets a `-1`, `-2`... suffix.
+A rollout an internal error interrupted (`interrupted`: the operation failed half-way, its
+revision exists but is not ready) is deployed again by writing the service unchanged: the API
+redeploys that revision, so the template stays the same and no second revision is made.
 
 Errors: 400/401/403/404 become `StalledError` carrying the API's own message; what still fails
 after the retries becomes `TransientError`.
@@ -46,6 +49,7 @@ __all__ = [
     "call_google",
     "classify_error",
     "google_credentials",
+    "interrupted",
     "short_name",
     "traffic_targets",
 ]
@@ -93,6 +97,20 @@ def traffic_of(service: run_v2.Service) -> Traffic:
     return tuple(
         (None if t.type_ == _LATEST else short_name(t.revision), t.percent, t.tag or None)
         for t in service.traffic
+    )
+
+
+_INTERNAL = run_v2.Condition.CommonReason.INTERNAL
+
+
+def interrupted(service: run_v2.Service) -> bool:
+    """The service's last rollout failed on an internal error (reason INTERNAL): retrying the
+    same template may succeed, unlike a revision that failed on its own (REVISION_FAILED)."""
+    cond = service.terminal_condition
+    return (
+        not service.reconciling
+        and cond.state == run_v2.Condition.State.CONDITION_FAILED
+        and cond.reason == _INTERNAL
     )
 
 
@@ -374,6 +392,9 @@ class CloudRunProvider:
         for _attempt in range(4):
             existing = await self._get(path)
             wanted = plan(existing)
+            if wanted is None and existing is not None and interrupted(existing):
+                log.info("cloudrun %s: rollout interrupted; deploying it again", path)
+                wanted = (run_v2.Service(existing), None)
             if wanted is None:
                 break
             service, revision = wanted

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from apis.conditions import READY, get_condition
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.controller import ChildEvent
-from controllers.core.errors import StalledError
+from controllers.core.errors import StalledError, TransientError
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.xynergyservice.observed import (
     BackendStatus,
@@ -200,6 +200,22 @@ def _rotated(live: dict[str, Any] | None, digests: dict[str, str]) -> tuple[str,
     return tuple(sid.replace("/", " ", 1) for sid in changed_sources(before, digests))
 
 
+def _from_cloud_run(service: Any, *, writes: int = 0) -> BackendStatus:
+    """What the Cloud Run service says; a rollout an internal error interrupted is transient
+    (the next converge deploys it again, `CloudRunProvider.apply`), not Stalled."""
+    from controllers.providers.cloudrun import interrupted
+    from controllers.xynergyservice.observed_cloudrun import from_service
+
+    if interrupted(service):
+        message = service.terminal_condition.message or "internal error"
+        raise TransientError(
+            f"Cloud Run service {service.name.rpartition('/')[2]}: rollout interrupted: "
+            f"{message}; deploying it again",
+            reason="RolloutInterrupted",
+        )
+    return from_service(service, writes=writes)
+
+
 def _named(svc: XynergyService, kinds: list[str]) -> list[str]:
     return [f"{kind} {name_of(svc)}" for kind in kinds]
 
@@ -241,7 +257,6 @@ class CloudRunBackend:
         return dict(zip(refs, found, strict=True))
 
     async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
-        from controllers.xynergyservice.observed_cloudrun import from_service
         from controllers.xynergyservice.resources import cloudrun
 
         path = cloudrun.service_path(svc)
@@ -259,14 +274,13 @@ class CloudRunBackend:
         if service is None:
             return _absent(f"Cloud Run service {path} disappeared while being deployed", writes)
         fresh = svc.status is None or not svc.status.latest_created_revision
-        observed = from_service(service, writes=writes)
+        observed = _from_cloud_run(service, writes=writes)
         changed = tuple(rotated) if writes else ()
         return replace(observed, created=fresh and writes > 0, changed_sources=changed)
 
     async def observe(
         self, svc: XynergyService, *, child: ChildEvent | None = None
     ) -> BackendStatus:
-        from controllers.xynergyservice.observed_cloudrun import from_service
         from controllers.xynergyservice.resources import cloudrun
 
         path = cloudrun.service_path(svc)
@@ -274,7 +288,7 @@ class CloudRunBackend:
         if existing is None:
             return _absent(f"Cloud Run service {path} does not exist")
         cloudrun.check_owner(existing, svc)
-        return from_service(existing)
+        return _from_cloud_run(existing)
 
     async def delete(self, svc: XynergyService, *, orphan: bool) -> bool:
         from controllers.xynergyservice.resources import cloudrun
