@@ -30,7 +30,6 @@ from gateway.conftest import (  # noqa: F401 - the gateway's fixtures, used here
     RunningGateway,
     Upstream,
     auth,
-    firebase_emulator,
     free_port,
     gateway_factory,
     redis_server,
@@ -126,8 +125,6 @@ async def metric(gw: RunningGateway, name: str, **labels: str) -> float:
 
 # -- Redis down ------------------------------------------------------------------------------
 
-OUTAGE_REQUESTS = 6
-
 
 async def _serves_from_cache(gw: RunningGateway, path: str, headers: dict[str, str]) -> None:
     r = await gw.http.get(path, headers=headers)
@@ -139,10 +136,12 @@ async def _serves_from_cache(gw: RunningGateway, path: str, headers: dict[str, s
 
 
 async def _during_outage(
-    gw: RunningGateway, echo: Upstream, path: str, headers: dict[str, str], fail_open: bool
+    gw: RunningGateway, echo: Upstream, path: str, headers: dict[str, str], *, n: int, mode: str
 ) -> None:
+    """n GETs and one write while Redis is down: answered as `mode` says."""
+    fail_open = mode == "fail_open"
     before = echo.count(path.partition("?")[0])
-    for _ in range(OUTAGE_REQUESTS):
+    for _ in range(n):
         r = await gw.http.get(path, headers=headers)
         if fail_open:
             assert r.status_code == 200, r.text
@@ -156,54 +155,81 @@ async def _during_outage(
                 "status": 503,
             }
             assert r.headers["retry-after"] == "1"
+    # a write: let through, its cache invalidation left pending; or refused before it
+    r = await gw.http.post(path, headers=headers, json={"during": "outage"})
+    assert r.status_code == (200 if fail_open else 503), r.text
     # fail open: every request reached the upstream (no cache); fail closed: none did
-    assert echo.count(path.partition("?")[0]) - before == (OUTAGE_REQUESTS if fail_open else 0)
+    assert echo.count(path.partition("?")[0]) - before == (n + 1 if fail_open else 0)
     ready = await gw.http.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"] == "unreachable"
 
 
-@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
+async def _recovered(gw: RunningGateway, path: str, headers: dict[str, str]) -> None:
+    """Limits, cache and invalidations work again, without a restart."""
+
+    async def limited_again() -> bool:
+        r = await gw.http.get(path, headers=headers)
+        return r.status_code == 200 and "ratelimit-limit" in r.headers
+
+    await wait_for(limited_again, within=20, what="the gateway to use Redis again")
+    invalidations = gw.app.invalidations
+    assert invalidations is not None
+
+    async def confirmed() -> bool:
+        return invalidations.pending() == 0
+
+    await wait_for(confirmed, within=20, what="the pending cache invalidation to be confirmed")
+    assert await metric(gw, "xynergy_gateway_redis_up") == 1
+    assert (await gw.http.get("/readyz")).status_code == 200
+
+
+OUTAGES = [
+    pytest.param(1, 6, id="ci"),
+    pytest.param(5, 200, id="soak", marks=pytest.mark.soak),
+]
+
+
+@pytest.mark.parametrize(("outages", "requests"), OUTAGES)
+@pytest.mark.parametrize("mode", ["fail_open", "fail_closed"])
 async def test_redis_outage_follows_the_setting_is_logged_once_and_recovers(
     gateway_factory: GatewayFactory,  # noqa: F811
     upstream: Upstream,  # noqa: F811
     auth: Any,  # noqa: F811
     tmp_path: Path,
-    fail_open: bool,
+    mode: str,
+    outages: int,
+    requests: int,
 ) -> None:
-    mode = "fail_open" if fail_open else "fail_closed"
     path = f"/api/v2/crm/redis-outage-{mode}?cache=private"
     headers = auth(user_id=f"redis-outage-{mode}")
+    fallbacks = "xynergy_gateway_redis_fallbacks_total"
     async with (
         stoppable_redis(tmp_path) as redis,
-        gateway_factory(redis_url=redis.url, rate_limit_fail_open=fail_open) as gw,
+        gateway_factory(redis_url=redis.url, rate_limit_fail_open=mode == "fail_open") as gw,
     ):
-        await _serves_from_cache(gw, path, headers)
-        with gateway_logs() as logs:
-            await redis.stop()
-            await _during_outage(gw, upstream, path, headers, fail_open)
-            started = logs.messages("redis unreachable")
-            assert len(started) == 1, [r.getMessage() for r in logs.records]
-            assert started[0].levelno == logging.WARNING
-            assert mode.replace("_", " ") in started[0].getMessage()
-            fallbacks = "xynergy_gateway_redis_fallbacks_total"
-            assert await metric(gw, fallbacks, component="ratelimit", mode=mode) == OUTAGE_REQUESTS
-            assert await metric(gw, "xynergy_gateway_redis_up") == 0
-            assert await metric(gw, "xynergy_gateway_redis_outages_total") == 1
+        for n in range(1, outages + 1):
+            await _serves_from_cache(gw, path, headers)
+            with gateway_logs() as logs:
+                await redis.stop()
+                await _during_outage(gw, upstream, path, headers, n=requests, mode=mode)
+                started = logs.messages("redis unreachable")
+                assert len(started) == 1, [r.getMessage() for r in logs.records]
+                assert started[0].levelno == logging.WARNING
+                assert mode.replace("_", " ") in started[0].getMessage()
+                decided = await metric(gw, fallbacks, component="ratelimit", mode=mode)
+                assert decided == n * (requests + 1)
+                bypassed = await metric(gw, fallbacks, component="cache", mode="bypass")
+                assert bypassed == (n if mode == "fail_open" else 0)
+                assert await metric(gw, "xynergy_gateway_redis_up") == 0
+                assert await metric(gw, "xynergy_gateway_redis_outages_total") == n
 
-            await redis.start()
-
-            async def limited_again() -> bool:
-                r = await gw.http.get(path, headers=headers)
-                return r.status_code == 200 and "ratelimit-limit" in r.headers
-
-            await wait_for(limited_again, within=20, what="the gateway to use Redis again")
-            assert len(logs.messages("redis reachable again")) == 1
-            assert len(logs.messages("redis unreachable")) == 1
-        assert await metric(gw, "xynergy_gateway_redis_up") == 1
+                await redis.start()
+                await _recovered(gw, path, headers)
+                assert len(logs.messages("redis reachable again")) == 1
+                assert len(logs.messages("redis unreachable")) == 1
         # the cache works again (the restarted Redis is empty: a MISS, then a HIT)
         await _serves_from_cache(gw, path.replace("outage", "back"), headers)
-        assert (await gw.http.get("/readyz")).status_code == 200
 
 
 # -- an upstream that hangs ------------------------------------------------------------------
@@ -276,10 +302,18 @@ async def _fails_fast(
     assert hung.connections == seen  # nothing was sent upstream
 
 
+TRIALS = [
+    pytest.param(1, id="ci"),
+    pytest.param(10, id="soak", marks=pytest.mark.soak),
+]
+
+
+@pytest.mark.parametrize("failed_trials", TRIALS)
 async def test_hanging_upstream_times_out_opens_the_breaker_and_recovers(
     gateway_factory: GatewayFactory,  # noqa: F811
     upstream: Upstream,  # noqa: F811
     auth: Any,  # noqa: F811
+    failed_trials: int,
 ) -> None:
     async with hanging_upstream() as hung:
         doc = routes_document(upstream.url)
@@ -305,11 +339,12 @@ async def test_hanging_upstream_times_out_opens_the_breaker_and_recovers(
             async def half_open() -> bool:
                 return await _breaker(gw, hung.url) == "half_open"
 
-            # a trial while the upstream still hangs: 504, and the breaker opens again
-            await wait_for(half_open, within=10, what="the breaker to half-open")
-            await _timed_out(gw, path, headers)
-            assert await _breaker(gw, hung.url) == "open"
-            await _fails_fast(gw, hung, path, headers)
+            for _ in range(failed_trials):
+                # a trial while the upstream still hangs: 504, and the breaker opens again
+                await wait_for(half_open, within=10, what="the breaker to half-open")
+                await _timed_out(gw, path, headers)
+                assert await _breaker(gw, hung.url) == "open"
+                await _fails_fast(gw, hung, path, headers)
 
             hung.answering = True
             await wait_for(half_open, within=10, what="the breaker to half-open again")

@@ -1,0 +1,314 @@
+"""The CRM with its Firestore emulator restarted underneath (issue 19 item 4).
+
+A Firestore emulator of the test's own keeps its data across the restart the way a database
+does: the test exports it (the emulator's own export endpoint) once the acknowledged writes
+are in, stops the emulator's process group, and starts it again on the same port importing
+that export. While it is down every request gets the CRM's 503 in the one error shape, with
+`Retry-After`, never a 500 or a stack trace (in the body or the logs). Afterwards every write
+that was acknowledged reads back as acknowledged, every write that was refused left nothing
+(no contact, no note, no change of version), and the CRM answers again without a restart;
+a refused create retried with its `Idempotency-Key` is created exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gateway.conftest import FIREBASE_PROJECT, INTERNAL_KEY, free_port, serve, wait_for
+from google.cloud import firestore
+
+from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
+from services.common.settings import InternalIdentitySettings
+from services.common.tenancy import Identity
+from services.crm.app import create_app
+from services.crm.settings import CrmSettings
+
+pytestmark = pytest.mark.integration
+
+INTERNAL = InternalIdentitySettings(signing_key=INTERNAL_KEY)  # type: ignore[arg-type]
+DATABASE = f"projects/{FIREBASE_PROJECT}/databases/(default)"
+# How long one CRM request waits on Firestore before its 503 (the setting, kept short here).
+FIRESTORE_TIMEOUT = 5.0
+
+
+@dataclass
+class RestartableFirestore:
+    """The gcloud Firestore emulator on a fixed port, stopped and started with its data."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: asyncio.subprocess.Process | None = None
+    starts: int = 0
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, import_from: Path | None = None) -> None:
+        gcloud = shutil.which("gcloud")
+        if gcloud is None:
+            pytest.fail("gcloud is missing: run `make deps` (hack/deps/firestore-emulator.sh)")
+        self.starts += 1
+        log_path = self.workdir / f"emulator-{self.starts}.log"
+        args = [gcloud, "emulators", "firestore", "start", f"--host-port={self.host}", "--quiet"]
+        if import_from is not None:
+            args.append(f"--import-data={import_from}")
+        with log_path.open("wb") as log_file:
+            self.proc = await asyncio.create_subprocess_exec(
+                *args,
+                cwd=self.workdir,
+                env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # gcloud starts java: stop the whole group
+            )
+        proc = self.proc
+        async with httpx.AsyncClient(base_url=f"http://{self.host}", timeout=2) as http:
+
+            async def up() -> bool:
+                if proc.returncode is not None:
+                    raise RuntimeError("the emulator exited: " + log_path.read_text())
+                r = await http.get("/")
+                return r.status_code == 200 and r.text.strip() == "Ok"
+
+            await wait_for(up, within=120, what="the Firestore emulator", interval=0.2)
+
+    async def export(self) -> Path:
+        """Its data, exported now; the metadata file that `--import-data` takes."""
+        dest = self.workdir / f"export-{self.starts}"
+        dest.mkdir()
+        async with httpx.AsyncClient(base_url=f"http://{self.host}", timeout=30) as http:
+            r = await http.post(
+                f"/emulator/v1/projects/{FIREBASE_PROJECT}:export",
+                json={"database": DATABASE, "export_directory": str(dest)},
+            )
+            assert r.status_code == 200, r.text
+        (meta,) = dest.glob("*/*.overall_export_metadata")
+        return meta
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=20)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.wait_for(proc.wait(), timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def restartable_firestore(workdir: Path) -> AsyncIterator[RestartableFirestore]:
+    emulator = RestartableFirestore(workdir)
+    try:
+        await emulator.start()
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+def firestore_client(host: str) -> firestore.AsyncClient:
+    """A client of this emulator (the library reads FIRESTORE_EMULATOR_HOST when built)."""
+    saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    try:
+        return firestore.AsyncClient(project=FIREBASE_PROJECT)
+    finally:
+        if saved is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = saved
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def server_logs() -> Iterator[Records]:
+    """Records of the CRM's loggers and uvicorn's error logger (where a 500 would go)."""
+    handler = Records()
+    loggers = [logging.getLogger(name) for name in ("xynergy.crm", "uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+@contextlib.asynccontextmanager
+async def crm_client(host: str, tenant: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = CrmSettings(
+        project_id=FIREBASE_PROJECT,
+        redis_url="",
+        firestore_timeout_seconds=FIRESTORE_TIMEOUT,
+        readiness_timeout_seconds=1.0,
+        log_level="WARNING",
+        access_log=False,
+    )
+    app = create_app(settings, internal_settings=INTERNAL, firestore_client=firestore_client(host))
+    who = Identity(user_id="u-faults", tenant_id=tenant, roles=("admin",), source="jwt")
+    headers = {IDENTITY_HEADER: InternalIdentitySigner(INTERNAL).sign(who)}
+    async with (
+        serve(app) as url,
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=FIRESTORE_TIMEOUT * 10) as http,
+    ):
+        yield http
+
+
+BASE = "/api/v2/crm/contacts"
+
+
+@dataclass
+class Ledger:
+    """What the CRM acknowledged and what it refused, to be checked after the restart."""
+
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> acked body
+    notes: dict[str, set[str]] = field(default_factory=dict)  # contact id -> acked note ids
+    refused_creates: dict[str, str] = field(default_factory=dict)  # idempotency key -> email
+    refused_notes: set[str] = field(default_factory=set)  # texts
+
+
+async def acknowledged_writes(http: httpx.AsyncClient, ledger: Ledger, n: int, tag: str) -> None:
+    for i in range(n):
+        key = f"{tag}-{i}"
+        body = {"name": f"Contact {key}", "email": f"{key}@faults.example"}
+        r = await http.post(BASE, json=body, headers={"Idempotency-Key": key})
+        assert r.status_code == 201, r.text
+        made = r.json()
+        r = await http.patch(
+            f"{BASE}/{made['id']}", json={"company": f"Co {key}"}, headers={"If-Match": '"1"'}
+        )
+        assert r.status_code == 200, r.text
+        ledger.contacts[made["id"]] = r.json()
+        r = await http.post(f"{BASE}/{made['id']}/notes", json={"body": f"note {key}"})
+        assert r.status_code == 201, r.text
+        ledger.notes.setdefault(made["id"], set()).add(r.json()["id"])
+
+
+def assert_unavailable(r: httpx.Response) -> None:
+    assert r.status_code == 503, (r.request.method, r.request.url.path, r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"error", "message", "status"}, body
+    assert body["error"] == "storage_unavailable"
+    assert body["status"] == 503
+    assert "Traceback" not in r.text
+    assert 'File "' not in r.text
+    assert int(r.headers["retry-after"]) >= 1
+
+
+async def refused_writes(http: httpx.AsyncClient, ledger: Ledger, n: int, tag: str) -> None:
+    """Writes and reads while Firestore is down, all at once: every one a clean 503."""
+    some_id, some = next(iter(ledger.contacts.items()))
+    calls = []
+    for i in range(n):
+        key = f"{tag}-refused-{i}"
+        ledger.refused_creates[key] = f"{key}@faults.example"
+        body = {"name": f"Refused {key}", "email": ledger.refused_creates[key]}
+        calls.append(http.post(BASE, json=body, headers={"Idempotency-Key": key}))
+        ledger.refused_notes.add(f"refused note {key}")
+        calls.append(http.post(f"{BASE}/{some_id}/notes", json={"body": f"refused note {key}"}))
+    version = f'"{some["version"]}"'
+    calls += [
+        http.patch(f"{BASE}/{some_id}", json={"company": "Refused"}, headers={"If-Match": version}),
+        http.delete(f"{BASE}/{some_id}", headers={"If-Match": version}),
+        http.get(f"{BASE}/{some_id}"),
+        http.get(BASE),
+    ]
+    for r in await asyncio.gather(*calls):
+        assert_unavailable(r)
+
+
+async def check_ledger(http: httpx.AsyncClient, ledger: Ledger) -> None:
+    """Every acknowledged write reads back; every refused one left nothing."""
+    r = await http.get(BASE, params={"limit": 100})
+    assert r.status_code == 200, r.text
+    listed = {c["id"]: c for c in r.json()["items"]}
+    assert set(listed) == set(ledger.contacts), "refused creates left contacts, or acked lost"
+    refused_emails = set(ledger.refused_creates.values())
+    assert not refused_emails & {c.get("email") for c in listed.values()}
+    for cid, acked in ledger.contacts.items():
+        r = await http.get(f"{BASE}/{cid}")
+        assert r.status_code == 200, r.text
+        assert r.json() == acked  # the refused PATCH and DELETE changed nothing
+        r = await http.get(f"{BASE}/{cid}/notes", params={"limit": 100})
+        assert r.status_code == 200, r.text
+        notes = r.json()["items"]
+        assert {n["id"] for n in notes} == ledger.notes[cid]
+        assert not ledger.refused_notes & {n["body"] for n in notes}
+
+
+async def retried_creates_happen_once(http: httpx.AsyncClient, ledger: Ledger) -> None:
+    """The refused creates, retried with their keys: created once, then replayed."""
+    for key, email in ledger.refused_creates.items():
+        body = {"name": f"Refused {key}", "email": email}
+        first = await http.post(BASE, json=body, headers={"Idempotency-Key": key})
+        assert first.status_code == 201, first.text
+        again = await http.post(BASE, json=body, headers={"Idempotency-Key": key})
+        assert again.status_code == 201, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        ledger.contacts[first.json()["id"]] = first.json()
+        ledger.notes[first.json()["id"]] = set()
+
+
+async def ready(http: httpx.AsyncClient) -> bool:
+    return (await http.get("/readyz")).status_code == 200
+
+
+RESTARTS = [
+    pytest.param(1, 3, id="ci"),
+    pytest.param(3, 20, id="soak", marks=pytest.mark.soak),
+]
+
+
+@pytest.mark.parametrize(("restarts", "writes"), RESTARTS)
+async def test_firestore_restart_gives_clean_503s_and_no_partial_writes(
+    tmp_path: Path, restarts: int, writes: int
+) -> None:
+    tenant = f"t-faults-{uuid.uuid4().hex[:8]}"
+    ledger = Ledger()
+    async with (
+        restartable_firestore(tmp_path) as emulator,
+        crm_client(emulator.host, tenant) as http,
+    ):
+        await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore")
+        for n in range(restarts):
+            await acknowledged_writes(http, ledger, writes, tag=f"r{n}")
+            snapshot = await emulator.export()
+            await emulator.stop()
+            with server_logs() as logs:
+                await refused_writes(http, ledger, writes, tag=f"r{n}")
+                assert (await http.get("/readyz")).status_code == 503
+            assert not [r for r in logs.records if r.exc_info], "a stack trace was logged"
+            assert not [r for r in logs.records if r.levelno >= logging.ERROR and
+                        r.name == "uvicorn.error"]  # fmt: skip
+            await emulator.start(import_from=snapshot)
+            await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore again")
+            await check_ledger(http, ledger)
+            await retried_creates_happen_once(http, ledger)
+            ledger.refused_creates.clear()
+        await check_ledger(http, ledger)
