@@ -2,7 +2,8 @@
 
 xynergy dev up | down | status       local control plane + operator
 xynergy dev restart <component>      restart one of them as `dev up` started it
-xynergy crds generate [--check]      apis/ -> crds/; controllers/rbac.py -> chart + kustomize RBAC
+xynergy crds generate [--check]      apis/ -> crds/; controllers/rbac.py -> chart + kustomize RBAC;
+                                     manifests/policies -> the chart's files/policies
 """
 
 from __future__ import annotations
@@ -356,6 +357,21 @@ def dev_status(workdir: Path) -> None:
     _print_status(state)
 
 
+def _chart_policies(root: Path) -> Path:
+    return root / "charts" / "xynergy" / "files" / "policies"
+
+
+def _policy_copies(root: Path) -> dict[Path, str]:
+    """manifests/policies (the one source, kustomize's) as the chart's files/policies: every
+    policy and the parameters, without the kustomization."""
+    source = root / "manifests" / "policies"
+    return {
+        _chart_policies(root) / p.name: p.read_text()
+        for p in sorted(source.glob("*.yaml"))
+        if p.name != "kustomization.yaml"
+    }
+
+
 @main.group()
 def crds() -> None:
     """Generated CustomResourceDefinitions."""
@@ -364,8 +380,9 @@ def crds() -> None:
 @crds.command("generate")
 @click.option("--check", is_flag=True, help="Fail when generated files differ from apis/.")
 def crds_generate(check: bool) -> None:
-    """Write crds/, the chart's crds/ and docs/api/<kind>.md from the models in apis/, and the
-    operator's RBAC and kopf peering CRDs (chart and kustomize base) from controllers/rbac.py."""
+    """Write crds/, the chart's crds/ and docs/api/<kind>.md from the models in apis/, the
+    operator's RBAC and kopf peering CRDs (chart and kustomize base) from controllers/rbac.py,
+    and the chart's files/policies from manifests/policies."""
     from apis.crdgen import render_all
     from apis.docgen import render_doc, sample_files
     from apis.v1alpha1 import KINDS
@@ -383,8 +400,10 @@ def crds_generate(check: bool) -> None:
         page = root / "docs" / "api" / f"{kind.crd.singular}.md"
         wanted[page] = render_doc(kind.crd, example=example)
     wanted.update(rbac_files(root))
+    wanted.update(_policy_copies(root))
     stale = [p for p, text in wanted.items() if not p.exists() or p.read_text() != text]
-    extra = [p for p in (root / "crds").glob("*.xynergy.io.yaml") if p not in wanted]
+    owned = [*(root / "crds").glob("*.xynergy.io.yaml"), *_chart_policies(root).glob("*.yaml")]
+    extra = [p for p in owned if p not in wanted]
     if check:
         if stale or extra:
             names = ", ".join(str(p.relative_to(root)) for p in stale + extra)
