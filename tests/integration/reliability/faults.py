@@ -5,19 +5,33 @@ connection (watch streams included) or refuses new ones (an outage only this cli
 
 It counts connection attempts, which is what a client in a tight reconnect loop multiplies:
 each failed request or watch opens a new connection.
+
+`CountingProxy` counts requests instead (a client that keeps its connections alive while the
+apiserver only answers slowly, as with etcd paused, opens no new ones): it terminates TLS with
+the apiserver's own serving certificate and forwards each request, streamed both ways, with the
+client's identity (its kubeconfig's client certificate). `paused` SIGSTOPs a component of a
+cluster the tests started (etcd) until the block ends, and always SIGCONTs it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
+import uvicorn
 import yaml
 from gateway.conftest import free_port
+
+from controllers.devcluster.cluster import ClusterState
 
 
 class ApiProxy:
@@ -103,3 +117,119 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.transport.abort()
+
+
+# Headers that belong to one hop (RFC 9110 7.6.1), and Host and Content-Length, which httpx
+# sets for the upstream request itself.
+_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+                  b"transfer-encoding", b"upgrade", b"host", b"content-length"})  # fmt: skip
+
+
+class CountingProxy:
+    """An HTTP proxy in front of the apiserver for one client, recording each request's
+    (monotonic time, method, path) as it arrives. Watches stream through."""
+
+    def __init__(self, upstream: str, client_kubeconfig: Path) -> None:
+        cfg = yaml.safe_load(client_kubeconfig.read_text())
+        ca = Path(cfg["clusters"][0]["cluster"]["certificate-authority"])
+        user = cfg["users"][0]["user"]
+        self.upstream, self.port = upstream, free_port()
+        self.tls = ca.parent / "apiserver.crt", ca.parent / "apiserver.key"
+        self._client_tls = ca, Path(user["client-certificate"]), Path(user["client-key"])
+        self.attempts: list[float] = []
+        self.requests: list[tuple[float, str, str]] = []
+        self._http: httpx.AsyncClient | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    kubeconfig = ApiProxy.kubeconfig
+    rate = ApiProxy.rate
+
+    def start(self) -> CountingProxy:
+        cert, key = self.tls
+        config = uvicorn.Config(self._app, host="127.0.0.1", port=self.port, lifespan="off",
+                                ssl_certfile=str(cert), ssl_keyfile=str(key),
+                                log_level="warning", access_log=False, interface="asgi3")  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the counting proxy did not start on port {self.port}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = self._server.force_exit = True
+            self._thread.join(timeout=20)
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            ca, cert, key = self._client_tls
+            ctx = ssl.create_default_context(cafile=str(ca))
+            ctx.load_cert_chain(str(cert), str(key))
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+            self._http = httpx.AsyncClient(verify=ctx, timeout=None, limits=limits)
+        return self._http
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        now = time.monotonic()
+        self.attempts.append(now)
+        self.requests.append((now, scope["method"], scope["path"]))
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        query = scope["query_string"].decode()
+        url = self.upstream + scope["raw_path"].decode() + (f"?{query}" if query else "")
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP]
+        client = self._client()
+        request = client.build_request(scope["method"], url, headers=headers, content=body)
+        response = await client.send(request, stream=True)
+        try:
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": [(k, v) for k, v in response.headers.raw
+                                    if k.lower() not in _HOP - {b"content-length"}]})  # fmt: skip
+            # a watch that sees no event would never notice its client leaving: end either way
+            relay = asyncio.ensure_future(_relay(response, send))
+            gone = asyncio.ensure_future(_disconnected(receive))
+            _, pending = await asyncio.wait((relay, gone), return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        finally:
+            await response.aclose()
+
+
+async def _relay(response: httpx.Response, send: Any) -> None:
+    with contextlib.suppress(httpx.HTTPError, OSError):
+        async for chunk in response.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+@contextlib.contextmanager
+def paused(workdir: Path, component: str = "etcd") -> Iterator[int]:
+    """SIGSTOP `component` of the cluster in `workdir` (its PID from state.json) until the block
+    ends, then SIGCONT it, whatever happened meanwhile. Yields the PID."""
+    state = ClusterState.load(workdir)
+    if state is None:
+        raise RuntimeError(f"no cluster runs from {workdir}")
+    proc = state.find(component)
+    if proc.exit_code() is not None:
+        raise RuntimeError(f"{component} (pid {proc.pid}) is not running")
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        yield proc.pid
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
