@@ -343,6 +343,7 @@ async def test_no_secret_in_logs_events_objects_error_bodies_or_metrics(
     operator_proc: tuple[Operator, str],
     platform: Platform,
     caplog: pytest.LogCaptureFixture,
+    record_property: pytest.RecordProperty,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     operator, operator_metrics = operator_proc
@@ -375,4 +376,7 @@ async def test_no_secret_in_logs_events_objects_error_bodies_or_metrics(
     size = sum(len(text) for text in sources.values())
     print(f"{len(ev.secrets)} secrets searched in {len(sources)} sources ({size} characters)")
     found = leaks(ev.secrets, sources)
+    record_property("secrets_searched", len(ev.secrets))
+    record_property("sources_searched", len(sources))
+    record_property("leaks", len(found))
     assert not found, "\n".join(found)
