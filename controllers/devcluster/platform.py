@@ -205,7 +205,11 @@ def start_platform(
     upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url, "ai": ai_url}
     upstreams |= _start_engines(start, ai_url=ai_url)
     upstreams["analytics"] = _start_analytics(
-        start, redis_url=redis_url, ai_url=ai_url, prometheus_url=prometheus_url
+        start,
+        redis_url=redis_url,
+        ai_url=ai_url,
+        prometheus_url=prometheus_url,
+        gmail_url=gmail_url,
     )
     gateway_url = _start_gateway(
         start, redis_url=redis_url, upstreams=upstreams, jwt_secret=files["jwt-secret"]
@@ -316,11 +320,13 @@ def _start_engines(start: _Start, *, ai_url: str) -> dict[str, str]:
     }
 
 
-def _start_analytics(start: _Start, *, redis_url: str, ai_url: str, prometheus_url: str) -> str:
+def _start_analytics(
+    start: _Start, *, redis_url: str, ai_url: str, prometheus_url: str, gmail_url: str
+) -> str:
     """The analytics service: DuckDB in the workdir, the event bus, the AI router's ledger and
     the cluster's XynergyServices, ScalingPolicies and Rollouts (admin kubeconfig); its anomaly
     engine watches the dev services' traffic through the gateway in Prometheus (alerts for
-    DEV_TENANT)."""
+    DEV_TENANT); reports are delivered through the dev Gmail service."""
     env = {
         "KUBECONFIG": str(start.cluster.kubeconfig),
         "XYNERGY_ANALYTICS_REDIS_URL": redis_url,
@@ -329,6 +335,7 @@ def _start_analytics(start: _Start, *, redis_url: str, ai_url: str, prometheus_u
         "XYNERGY_ANALYTICS_PROMETHEUS_URL": prometheus_url,
         "XYNERGY_ANALYTICS_ANOMALY_SERVICES": json.dumps(sorted(DEV_ROUTES)),
         "XYNERGY_ANALYTICS_ANOMALY_TENANT": DEV_TENANT,
+        "XYNERGY_ANALYTICS_REPORTS_GMAIL_URL": gmail_url,
     }
     return start.python_service("analytics", title="the analytics service", env=env, metrics=True)
 
@@ -352,6 +359,11 @@ DEV_ROUTES: dict[str, list[dict[str, Any]]] = {
         # panels go through the gateway's auth (the longest prefix wins)
         {"prefix": "/dashboard", "aliases": ["/api/v1/dashboard"], "public": True},
         {"prefix": "/dashboard/panels", "aliases": ["/api/v1/dashboard/panels"]},
+        # reports (PDF and CSV, delivered by Gmail), schedules and the compliance report: the
+        # service serves these under /api/v1 itself
+        {"prefix": "/api/v1/reports", "timeoutSeconds": 120},
+        {"prefix": "/api/v1/schedules"},
+        {"prefix": "/api/v1/security"},
     ],
 }
 """The dev gateway's routes per upstream (the XynergyService `spec.routes` shape)."""
