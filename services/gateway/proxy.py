@@ -132,6 +132,8 @@ class Exchange:
     """The route takes no token: no identity, no cache, limits per client address."""
     local: tuple[Route, App] | None = None
     """A gateway endpoint served after the limits instead of an upstream (the OAuth callback)."""
+    started: bool = False
+    """The response's status line went to the client (an error can no longer replace it)."""
 
     @property
     def route(self) -> Match:
@@ -318,9 +320,14 @@ class Proxy:
         try:
             response = await self._forward(ex, breaker)
             try:
-                return await self._relay(ex, response)
+                status = await self._relay(ex, response)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                return self._cut_short(ex, breaker, exc)
             finally:
                 response.release()
+            if status not in _RETRY_STATUS:
+                breaker.record_success()  # after the body: a stall mid-body is a failure
+            return status
         except _ClientGoneError:
             return _CLIENT_GONE
         finally:
@@ -535,8 +542,7 @@ class Proxy:
                 self._upstream_failed(exc, body_state, breaker, ex, last=attempt + 1 == attempts)
                 continue
             if response.status not in _RETRY_STATUS:
-                breaker.record_success()
-                return response
+                return response  # success is recorded once its body has been relayed
             breaker.record_failure()
             if attempt + 1 == attempts:
                 return response
@@ -572,6 +578,32 @@ class Proxy:
         )
         raise RefusalError(502, "bad_gateway", "upstream unreachable", headers=ex.headers)
 
+    def _cut_short(self, ex: Exchange, breaker: Breaker, exc: Exception) -> int:
+        """The upstream stalled (route timeout) or broke off after its status line: a breaker
+        failure. Before anything went to the client it gets the 504/502 error; after, the
+        response is left unfinished, so the server closes the connection and the client
+        cannot take a cut body for a whole one. The status returned is for metrics and the
+        access log."""
+        breaker.record_failure()
+        timeout = isinstance(exc, TimeoutError)
+        errlog.warning(
+            "upstream stalled mid-response" if timeout else "upstream broke off mid-response",
+            extra={
+                "fields": {
+                    "route": ex.route.route.prefix,
+                    "error": type(exc).__name__,
+                    "response_started": ex.started,
+                }
+            },
+        )
+        if not ex.started:
+            if timeout:
+                raise RefusalError(
+                    504, "upstream_timeout", "upstream timed out", headers=ex.headers
+                )
+            raise RefusalError(502, "bad_gateway", "upstream response broken", headers=ex.headers)
+        return 504 if timeout else 502
+
     # -- relaying the response -------------------------------------------------------------
 
     async def _relay(self, ex: Exchange, response: aiohttp.ClientResponse) -> int:
@@ -586,6 +618,7 @@ class Proxy:
             ttl, public = self._storable(response)
             if ttl > 0:
                 return await self._relay_and_store(ex, response, out, kept, ttl, public)
+        ex.started = True
         await ex.send({"type": "http.response.start", "status": status, "headers": out})
         if ex.method == "HEAD":
             await ex.send({"type": "http.response.body", "body": b""})
@@ -617,6 +650,7 @@ class Proxy:
         public: bool,
     ) -> int:
         body = await response.read()
+        ex.started = True
         await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
         stored = [
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in kept if k.lower() != b"date"

@@ -171,10 +171,17 @@ async def crm_client(host: str, tenant: str) -> AsyncIterator[httpx.AsyncClient]
     )
     app = create_app(settings, internal_settings=INTERNAL, firestore_client=firestore_client(host))
     who = Identity(user_id="u-faults", tenant_id=tenant, roles=("admin",), source="jwt")
-    headers = {IDENTITY_HEADER: InternalIdentitySigner(INTERNAL).sign(who)}
+    signer = InternalIdentitySigner(INTERNAL)
+
+    async def sign(request: httpx.Request) -> None:
+        # signed per request, as the gateway does: the identity is short-lived
+        request.headers[IDENTITY_HEADER] = signer.sign(who)
+
     async with (
         serve(app) as url,
-        httpx.AsyncClient(base_url=url, headers=headers, timeout=FIRESTORE_TIMEOUT * 10) as http,
+        httpx.AsyncClient(
+            base_url=url, event_hooks={"request": [sign]}, timeout=FIRESTORE_TIMEOUT * 10
+        ) as http,
     ):
         yield http
 

@@ -209,7 +209,7 @@ async def test_redis_outage_follows_the_setting_is_logged_once_and_recovers(
         gateway_factory(redis_url=redis.url, rate_limit_fail_open=mode == "fail_open") as gw,
     ):
         for n in range(1, outages + 1):
-            await _serves_from_cache(gw, path, headers)
+            await _serves_from_cache(gw, f"{path}&before={n}", headers)
             with gateway_logs() as logs:
                 await redis.stop()
                 await _during_outage(gw, upstream, path, headers, n=requests, mode=mode)
@@ -241,6 +241,8 @@ class HangingUpstream:
 
     port: int = field(default_factory=free_port)
     answering: bool = False
+    stall_body: bool = False
+    """Send the status line, headers and part of the body, then nothing."""
     connections: int = 0
     _held: list[asyncio.StreamWriter] = field(default_factory=list)
 
@@ -252,7 +254,14 @@ class HangingUpstream:
         self.connections += 1
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             await reader.readuntil(b"\r\n\r\n")
-            if not self.answering:
+            if self.stall_body:
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncache-control: private, max-age=60\r\n"
+                    + b"content-length: 100\r\n\r\n"
+                    + b"x" * 10
+                )
+                await writer.drain()
+            if self.stall_body or not self.answering:
                 self._held.append(writer)  # never answered; the gateway gives up
                 return
             body = b'{"ok": true}'
@@ -354,3 +363,43 @@ async def test_hanging_upstream_times_out_opens_the_breaker_and_recovers(
                 assert r.json() == {"ok": True}
             assert await _breaker(gw, hung.url) == "closed"
             assert await metric(gw, "xynergy_gateway_breaker_state", upstream=hung.url) == 0
+
+
+async def test_upstream_stalling_mid_body_ends_the_response_and_counts_as_a_failure(
+    gateway_factory: GatewayFactory,  # noqa: F811
+    upstream: Upstream,  # noqa: F811
+    auth: Any,  # noqa: F811
+) -> None:
+    """Headers and part of the body, then silence. A response the gateway buffers (to cache
+    it) becomes the 504 error; one it streams has its status sent already, so the client must
+    see it cut (not a complete one, not a connection held open). Both count for the breaker
+    and are logged as a warning without a stack trace."""
+    async with hanging_upstream() as hung:
+        hung.stall_body = True
+        doc = routes_document(upstream.url)
+        doc["services"].append(
+            {
+                "name": "stalled",
+                "url": hung.url,
+                "routes": [{"prefix": "/api/v2/stalled", "timeoutSeconds": ROUTE_TIMEOUT}],
+            }
+        )
+        async with gateway_factory(
+            doc, breaker_failure_threshold=THRESHOLD, breaker_reset_seconds=30.0, retries=0
+        ) as gw:
+            gw.http.timeout = httpx.Timeout(ROUTE_TIMEOUT * 10)
+            headers, path = auth(user_id="stalled-user"), "/api/v2/stalled/x"
+            with gateway_logs() as logs:
+                # a cacheable response is read whole before it is sent: the 504 error
+                await _timed_out(gw, path, headers)
+                # one the client asks fresh is streamed: its status went out, it is cut
+                for _ in range(THRESHOLD - 1):
+                    with pytest.raises(httpx.RemoteProtocolError):
+                        await gw.http.get(path, headers={**headers, "cache-control": "no-cache"})
+            assert await _breaker(gw, hung.url) == "open"
+            await _fails_fast(gw, hung, path, headers)
+            assert not [r for r in logs.records if r.exc_info], "a stack trace was logged"
+            assert len(logs.messages("upstream stalled")) == THRESHOLD
+            done = "xynergy_gateway_requests_total"
+            assert await metric(gw, done, route="/api/v2/stalled", status="504") == THRESHOLD
+            assert await metric(gw, done, route="/api/v2/stalled", status="200") == 0
