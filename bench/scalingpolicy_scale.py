@@ -12,16 +12,25 @@ synced and its model fitted once), a measuring window reports:
 - operator RSS now and peak (target <= 300 MB);
 - sync lateness p99 (the operator's `xynergy_scalingpolicy_sync_lateness_seconds` histogram
   over the window, bucket upper bound; target <= 2 s);
+- operator CPU seconds per sync (window CPU over the syncs the lateness histogram counted:
+  robust to a loaded machine, unlike lateness) and the load average at the time;
 - status writes per second (ScalingPolicy status patches in the apiserver's audit log).
 
-    .venv/bin/python bench/scalingpolicy_scale.py [--n 1000] [--window 180]
+With `--profile OUT` the measuring window is sampled by py-spy (`pip install py-spy`; it must
+be on PATH) into OUT as collapsed stacks (flamegraph "raw" format: one stack per line, count
+last), to see where the operator's CPU goes.
+
+    .venv/bin/python bench/scalingpolicy_scale.py [--n 1000] [--window 180] [--profile OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,8 +48,8 @@ from controllers.devcluster.processes import free_port
 
 sys.path.insert(0, str(repo_root() / "tests"))
 sys.path.insert(0, str(repo_root() / "tests" / "integration"))
-from conftest import Kube, audit_lines, writes_by
 from controller_scale import _create_all, _live, _namespace
+from kube_support import Kube, audit_events, audit_lines, writes_by
 from prometheus import PrometheusServer, ScrapeTarget, Series
 
 TAXI = repo_root().parent / "shared/data/nab/data/realKnownCause/nyc_taxi.csv"
@@ -144,6 +153,47 @@ def _p99(before: dict[float, float], after: dict[float, float]) -> tuple[float, 
     return float("nan"), total
 
 
+def _requests(audit: Path, since_line: int) -> collections.Counter[str]:
+    """The operator's API requests after `since_line` by verb and resource[/subresource]."""
+    verbs = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
+    counts: collections.Counter[str] = collections.Counter()
+    for e in audit_events(audit, "xynergy-operator", verbs=verbs, since_line=since_line):
+        ref = e["objectRef"]
+        sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+        counts[f"{e['verb']} {ref.get('resource')}{sub}"] += 1
+    return counts
+
+
+def _profile(pid: int, out: str | None, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the operator for `seconds` into `out` (collapsed stacks), if asked."""
+    if out is None:
+        return None
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds))]
+    return subprocess.Popen([*argv, "--rate", "50", "--format", "raw", "-o", out, "--nonblocking"])
+
+
+def _ready_services(kube: Kube) -> int:
+    items = kube.get(f"{API}/namespaces/{NS}/xynergyservices").json().get("items", [])
+    return sum(
+        1
+        for o in items
+        for c in (o.get("status") or {}).get("conditions") or []
+        if c.get("type") == "Ready" and c.get("status") == "True"
+    )
+
+
+def _wait(what: str, count: Any, n: int, *, start: float, timeout: float) -> None:
+    """Poll `count()` until it reaches `n` (or the timeout: then say how far it got)."""
+    while (done := count()) < n:
+        if time.monotonic() - start > timeout:
+            print(f"  warm-up: only {done}/{n} {what}", file=sys.stderr)
+            return
+        time.sleep(5)
+
+
 def _synced(kube: Kube, n: int) -> int:
     items = kube.get(f"{API}/namespaces/{NS}/scalingpolicies").json().get("items", [])
     return sum(1 for o in items if (o.get("status") or {}).get("modelFittedTime"))
@@ -168,18 +218,23 @@ def measure(
             for i in range(n)
         ],
     )
-    while _synced(kube, n) < n:
-        if time.monotonic() - start > args.warmup_timeout:
-            print(f"  warm-up: only {_synced(kube, n)}/{n} fitted", file=sys.stderr)
-            break
-        time.sleep(5)
+    # Measure the policies' steady state: every model fitted and every service rolled out
+    # (400 kwok Pods becoming Ready drive Deployment events and service status writes).
+    _wait("fitted", lambda: _synced(kube, n), n, start=start, timeout=args.warmup_timeout)
+    _wait(
+        "services Ready", lambda: _ready_services(kube), n, start=start, timeout=args.warmup_timeout
+    )
     warm_s, warm_cpu = time.monotonic() - start, _cpu_seconds(pid) - cpu0
     print(f"  warm-up {warm_s:.0f} s, {warm_cpu:.0f} CPU-s", file=sys.stderr, flush=True)
     time.sleep(35)  # one interval: every policy on its own slot
     line0, late0 = audit_lines(audit), _lateness(metrics)
     cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+    profiler = _profile(pid, args.profile, args.window)
     time.sleep(args.window)
     cpu, wall = _cpu_seconds(pid) - cpu1, time.monotonic() - t1
+    load = os.getloadavg()[0]
+    if profiler is not None:
+        profiler.wait(timeout=60)
     p99, syncs = _p99(late0, _lateness(metrics))
     writes = [
         e
@@ -188,6 +243,10 @@ def measure(
         and e["objectRef"].get("subresource") == "status"
     ]
     rss, peak = _rss_mb(pid)
+    requests = _requests(audit, line0)
+    print("  operator API requests /s in the window:", file=sys.stderr)
+    for what, count in requests.most_common(12):
+        print(f"    {count / wall:7.2f}  {what}", file=sys.stderr)
     return {
         "n": n,
         "cpu": cpu / wall,
@@ -196,6 +255,8 @@ def measure(
         "peak": peak,
         "p99": p99,
         "syncs_s": syncs / wall,
+        "cpu_per_sync_ms": 1000 * cpu / syncs if syncs else float("nan"),
+        "load": load,
         "writes_s": len(writes) / wall,
         "warm_s": warm_s,
     }
@@ -206,6 +267,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--window", type=float, default=180.0, help="measuring window, seconds")
     parser.add_argument("--warmup-timeout", type=float, default=3600.0)
+    parser.add_argument("--profile", help="py-spy the measuring window into this file")
     args = parser.parse_args()
     bindir = ensure_binaries(progress=lambda line: print(f"  {line}", file=sys.stderr))
     with tempfile.TemporaryDirectory(prefix="xynergy-bench-sp-") as tmp, ScrapeTarget() as live:
@@ -259,7 +321,11 @@ def main() -> None:
         f"{r['amortized']:.3f})   target <= 0.5"
     )
     print(f"  operator RSS      {r['rss']:.0f} MB (peak {r['peak']:.0f} MB)   target <= 300")
-    print(f"  sync lateness p99 <= {r['p99']:g} s over {r['syncs_s']:.1f} syncs/s   target <= 2")
+    print(
+        f"  sync lateness p99 <= {r['p99']:g} s over {r['syncs_s']:.1f} syncs/s   target <= 2"
+        f"   (load average {r['load']:.2f} on {os.cpu_count()} CPUs)"
+    )
+    print(f"  CPU per sync      {r['cpu_per_sync_ms']:.1f} ms (operator CPU over syncs)")
     print(
         f"  status writes     {r['writes_s']:.2f} /s   (one per sync would be {r['n'] / 30:.1f} /s)"
     )
