@@ -8,6 +8,9 @@ that export. While it is down every request gets the CRM's 503 in the one error 
 that was acknowledged reads back as acknowledged, every write that was refused left nothing
 (no contact, no note, no change of version), and the CRM answers again without a restart;
 a refused create retried with its `Idempotency-Key` is created exactly once.
+
+The same checks hold when the emulator hangs instead (SIGSTOP: connections open, nothing
+answered) and then resumes with the refused requests still queued on its sockets.
 """
 
 from __future__ import annotations
@@ -99,11 +102,21 @@ class RestartableFirestore:
         (meta,) = dest.glob("*/*.overall_export_metadata")
         return meta
 
+    def pause(self) -> None:
+        """SIGSTOP the emulator: connections stay open and nothing is answered."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     async def stop(self) -> None:
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # if paused
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), timeout=20)
@@ -249,11 +262,22 @@ async def refused_writes(http: httpx.AsyncClient, ledger: Ledger, n: int, tag: s
         assert_unavailable(r)
 
 
+async def every_contact(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        r = await http.get(BASE, params=params)
+        assert r.status_code == 200, r.text
+        out += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return out
+
+
 async def check_ledger(http: httpx.AsyncClient, ledger: Ledger) -> None:
     """Every acknowledged write reads back; every refused one left nothing."""
-    r = await http.get(BASE, params={"limit": 100})
-    assert r.status_code == 200, r.text
-    listed = {c["id"]: c for c in r.json()["items"]}
+    listed = {c["id"]: c for c in await every_contact(http)}
     assert set(listed) == set(ledger.contacts), "refused creates left contacts, or acked lost"
     refused_emails = set(ledger.refused_creates.values())
     assert not refused_emails & {c.get("email") for c in listed.values()}
@@ -280,6 +304,7 @@ async def retried_creates_happen_once(http: httpx.AsyncClient, ledger: Ledger) -
         assert again.json()["id"] == first.json()["id"]
         ledger.contacts[first.json()["id"]] = first.json()
         ledger.notes[first.json()["id"]] = set()
+    ledger.refused_creates.clear()  # acknowledged now
 
 
 async def ready(http: httpx.AsyncClient) -> bool:
@@ -317,5 +342,28 @@ async def test_firestore_restart_gives_clean_503s_and_no_partial_writes(
             await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore again")
             await check_ledger(http, ledger)
             await retried_creates_happen_once(http, ledger)
-            ledger.refused_creates.clear()
+        await check_ledger(http, ledger)
+
+
+async def test_firestore_stall_gives_clean_503s_and_refused_writes_stay_refused(
+    tmp_path: Path,
+) -> None:
+    tenant = f"t-stall-{uuid.uuid4().hex[:8]}"
+    ledger = Ledger()
+    async with (
+        restartable_firestore(tmp_path) as emulator,
+        crm_client(emulator.host, tenant) as http,
+    ):
+        await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore")
+        await acknowledged_writes(http, ledger, 2, tag="s")
+        emulator.pause()
+        try:
+            with server_logs() as logs:
+                await refused_writes(http, ledger, 3, tag="s")
+        finally:
+            emulator.resume()
+        assert not [r for r in logs.records if r.exc_info], "a stack trace was logged"
+        await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore again")
+        await check_ledger(http, ledger)
+        await retried_creates_happen_once(http, ledger)
         await check_ledger(http, ledger)
