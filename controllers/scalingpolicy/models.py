@@ -7,7 +7,15 @@ reads the history window through `query_range` at a step that keeps it near
 `history_points` points, runs `intelligence.forecasting.AutoForecaster` (rolling-origin
 backtest over about the last day, so its sMAPE / MASE are the model's recent error) in a
 worker thread under a small semaphore, and predicts far enough to serve every sync until the
-next fit (refit period + start-up + horizon).
+next fit (refit period and half again, + start-up + horizon).
+
+Only a policy without a usable model (its first fit, or what it was fitted for changed) waits
+for a fit. The periodic refit runs in the background (`refresh`): the sync that finds its model
+due decides from the current one and goes on, so a fit (a history read, then CPU in a worker
+thread waiting for a free fit slot) never holds a sync, nor the scheduler slot that sync
+occupies. At most `max_pending` refits wait at once; a sync that finds the queue full leaves
+its refit to the next sync. A failed refit drops the model, as a failed first fit has none:
+the next sync fits in the foreground and reports why it cannot.
 
 The fitted forecast lives in memory: after a restart the first sync fits again (the history
 is in Prometheus, not here). The load seen at each sync is appended to the fit's recent tail
@@ -17,6 +25,7 @@ is in Prometheus, not here). The load seen at each sync is appended to the fit's
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,6 +37,8 @@ from controllers.providers.metrics import Samples
 from intelligence.forecasting import DAY, WEEK, AutoForecaster, Forecast
 
 __all__ = ["FitKey", "Fitted", "ModelCache", "fit_forecast"]
+
+log = logging.getLogger(__name__)
 
 RECENT_SECONDS = 3600.0
 RECENT_POINTS = 512
@@ -132,11 +143,15 @@ History = Callable[[FitKey], Awaitable[tuple[Samples, float]]]
 class ModelCache:
     """The fitted model of every policy (by uid), refitted when due."""
 
-    def __init__(self, *, refit_seconds: float, concurrency: int) -> None:
+    def __init__(
+        self, *, refit_seconds: float, concurrency: int, max_pending: int | None = None
+    ) -> None:
         self.refit_seconds = refit_seconds
         self._fits: dict[str, Fitted] = {}
         self._limit = asyncio.Semaphore(concurrency)
         self._fitting: dict[str, asyncio.Lock] = {}
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self.max_pending = max_pending if max_pending is not None else 8 * concurrency
         self.fits = 0
 
     def get(self, uid: str) -> Fitted | None:
@@ -145,21 +160,71 @@ class ModelCache:
     def forget(self, uid: str) -> None:
         self._fits.pop(uid, None)
         self._fitting.pop(uid, None)
+        task = self._pending.pop(uid, None)
+        if task is not None:
+            task.cancel()
 
     def due(self, uid: str, key: FitKey, now: float) -> bool:
         """Whether the policy's model must be (re)fitted before deciding at `now`."""
         fitted = self._fits.get(uid)
         return fitted is None or fitted.key != key or now - fitted.fitted_at >= self.refit_seconds
 
-    async def refit(self, uid: str, key: FitKey, now: float, history: History) -> Fitted:
+    def usable(self, uid: str, key: FitKey) -> Fitted | None:
+        """The policy's model if it was fitted for `key` (however old)."""
+        fitted = self._fits.get(uid)
+        return fitted if fitted is not None and fitted.key == key else None
+
+    def refresh(
+        self, uid: str, key: FitKey, now: float, history: History, *, name: str = ""
+    ) -> bool:
+        """Refit in the background, keeping the current model until the new one is ready;
+        False when a refit of `uid` already waits or `max_pending` refits do. `name` (the
+        policy's) is for the log of a failed refit."""
+        if uid in self._pending or len(self._pending) >= self.max_pending:
+            return False
+        refit = self._refresh(uid, key, now, history, name=name or uid)
+        task = asyncio.create_task(refit, name=f"refit {name or uid}")
+        self._pending[uid] = task
+        task.add_done_callback(lambda t: self._done(uid, t))
+        return True
+
+    def _done(self, uid: str, task: asyncio.Task[None]) -> None:
+        if self._pending.get(uid) is task:
+            del self._pending[uid]
+
+    async def _refresh(
+        self, uid: str, key: FitKey, now: float, history: History, *, name: str
+    ) -> None:
+        try:
+            await self.refit(uid, key, now, history, keep=True)
+        except Exception as exc:  # the next sync refits in the foreground and reports it
+            log.info("%s: refit failed, model dropped: %s: %s", name, type(exc).__name__, exc)
+            self._fits.pop(uid, None)
+
+    async def settle(self) -> None:
+        """Wait for the background refits started so far (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*self._pending.values(), return_exceptions=True)
+
+    @property
+    def pending(self) -> int:
+        """Background refits waiting or running."""
+        return len(self._pending)
+
+    async def refit(
+        self, uid: str, key: FitKey, now: float, history: History, *, keep: bool = False
+    ) -> Fitted:
         """Fit anew from `history` (errors of the read propagate; the old fit is dropped so
-        a failing source is not forecast from stale data forever)."""
+        a failing source is not forecast from stale data forever). With `keep` (a background
+        refit) the old fit serves until the new one replaces it."""
         async with self._fitting.setdefault(uid, asyncio.Lock()):
             if not self.due(uid, key, now):
                 return self._fits[uid]
-            self._fits.pop(uid, None)
+            if not keep:
+                self._fits.pop(uid, None)
             samples, step = await history(key)
-            ahead = (now - float(samples.timestamps[-1])) + self.refit_seconds + key.lead_seconds
+            last = float(samples.timestamps[-1])
+            ahead = (now - last) + 1.5 * self.refit_seconds + key.lead_seconds
             async with self._limit:
                 fitted = await asyncio.to_thread(
                     fit_forecast, samples, key=key, step=step, ahead=ahead + step

@@ -249,8 +249,9 @@ class ScalingPolicyReconciler:
         now: float,
         params: ScalingParams,
     ) -> Fitted | None:
-        """The policy's forecast model, refitted when due (predictive mode only). A failed
-        history read leaves no model: the decision falls back and says why."""
+        """The policy's forecast model (predictive mode only): fitted now when it has none
+        for `key`, else the current one, with a due refit started in the background. A
+        failed history read leaves no model: the decision falls back and says why."""
         if policy.spec.mode is not ScalingMode.PREDICTIVE:
             return None
         forecast = policy.spec.forecast
@@ -262,9 +263,7 @@ class ScalingPolicyReconciler:
             quantile=forecast.quantile,
             lead_seconds=params.startup_seconds + params.horizon_seconds,
         )
-        uid = str(policy.metadata.uid)
-        if not self.models.due(uid, key, now):
-            return self.models.get(uid)
+        uid, name = str(policy.metadata.uid), str(policy.metadata.name)
 
         async def history(k: FitKey) -> tuple[Samples, float]:
             step = range_step(k.history_seconds, points=self.history_points)
@@ -273,10 +272,15 @@ class ScalingPolicyReconciler:
             )
             return samples, step
 
+        current = self.models.usable(uid, key)
+        if current is not None:  # decide from it; a due refit runs beside, not in, the sync
+            if self.models.due(uid, key, now):
+                self.models.refresh(uid, key, now, history, name=name)
+            return current
         try:
             return await self.models.refit(uid, key, now, history)
         except MetricsError as exc:
-            log.info("%s: no history for the forecast: %s", policy.metadata.name, exc)
+            log.info("%s: no history for the forecast: %s", name, exc)
             return None
 
     async def _conflict(self, namespace: str, target: str, uid: str) -> Conflict | None:

@@ -3,6 +3,7 @@ and other autoscalers -> the scale calls, status, conditions and Events."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ class FakeProm:
     load: float | None = 300.0
     history: Samples | None = None
     queries: list[str] = field(default_factory=list)
+    hold: asyncio.Event | None = None
+    """While set to an unset Event, history reads wait for it (a slow Prometheus)."""
 
     async def query(self, query: str, *, at: float) -> float:
         self.queries.append("query")
@@ -63,6 +66,8 @@ class FakeProm:
 
     async def query_range(self, query: str, *, start: float, end: float, step: float) -> Samples:
         self.queries.append("query_range")
+        if self.hold is not None:
+            await self.hold.wait()
         if self.history is None:
             raise MetricsUnreachableError("no history")
         return self.history
@@ -284,6 +289,76 @@ async def test_predictive_refits_on_its_own_schedule_not_every_sync() -> None:
     assert 0 < len(s.forecast) <= 24
     assert all(p.lower is not None and p.upper is not None for p in s.forecast)
     assert all(p.lower <= p.value <= p.upper for p in s.forecast if p.lower and p.upper)
+
+
+PREDICTIVE = {"minimumHistory": "24h", "maxErrorPercent": 50}
+
+
+async def test_a_due_refit_runs_beside_the_sync_not_in_it() -> None:
+    """An hour on, the model is due: the sync decides from the current model and returns
+    while the refit's history read still waits; the refit then serves the next sync."""
+    prom = FakeProm(load=100, history=daily(3))
+    rec = reconciler(FakeTarget(replicas=2), prom)
+    b = body(mode="predictive", forecast=PREDICTIVE)
+    first = status_of(await sync(rec, b))
+    b["status"] = first.model_dump(by_alias=True, mode="json", exclude_none=True)
+    prom.hold = asyncio.Event()
+    later = NOW + dt.timedelta(seconds=3600)
+    # a guard against a hang, not a timing: the history read never returns before `set`
+    due = status_of(await asyncio.wait_for(sync(rec, b, later), timeout=60))
+    assert due.model_fitted_time == first.model_fitted_time
+    assert due.mode == "predictive"
+    assert (rec.models.pending, rec.models.fits) == (1, 1)
+    prom.hold.set()
+    await rec.models.settle()
+    assert (rec.models.pending, rec.models.fits) == (0, 2)
+    b["status"] = due.model_dump(by_alias=True, mode="json", exclude_none=True)
+    after = status_of(await sync(rec, b, later + dt.timedelta(seconds=30)))
+    assert after.model_fitted_time == later
+    assert prom.queries.count("query_range") == 2
+
+
+async def test_a_failed_background_refit_drops_the_model() -> None:
+    """A refit whose history read fails leaves no model (as a failed first fit): the next
+    sync tries in the foreground, falls back and says so; it never forecasts from a model
+    it could not refresh."""
+    prom = FakeProm(load=100, history=daily(3))
+    rec = reconciler(FakeTarget(replicas=2), prom)
+    b = body(mode="predictive", forecast=PREDICTIVE)
+    first = status_of(await sync(rec, b))
+    b["status"] = first.model_dump(by_alias=True, mode="json", exclude_none=True)
+    prom.history = None  # Prometheus loses the history
+    later = NOW + dt.timedelta(seconds=3600)
+    await sync(rec, b, later)
+    await rec.models.settle()
+    assert rec.models.get("u1") is None
+    s = status_of(await sync(rec, b, later + dt.timedelta(seconds=30)))
+    assert s.mode == "reactive"
+    assert get_condition(s.conditions, "Degraded") is not None
+    assert prom.queries.count("query_range") == 3
+
+
+async def test_background_refits_wait_in_a_bounded_queue() -> None:
+    """With room for one waiting refit, a second policy due meanwhile is not queued: its
+    own next sync starts its refit once the first is done."""
+    prom = FakeProm(load=100, history=daily(3))
+    rec = reconciler(FakeTarget(replicas=2), prom)
+    rec.models.max_pending = 1
+    bodies = [body(uid=f"u{i}", name=f"p{i}", mode="predictive", forecast=PREDICTIVE)
+              for i in (1, 2)]  # fmt: skip
+    for b in bodies:
+        await sync(rec, b)
+    prom.hold = asyncio.Event()
+    later = NOW + dt.timedelta(seconds=3600)
+    for b in bodies:
+        await asyncio.wait_for(sync(rec, b, later), timeout=60)  # a hang guard
+    assert rec.models.pending == 1
+    prom.hold.set()
+    await rec.models.settle()
+    assert rec.models.fits == 3
+    await sync(rec, bodies[1], later + dt.timedelta(seconds=30))
+    await rec.models.settle()
+    assert rec.models.fits == 4
 
 
 def test_syncs_spread_over_the_interval_and_keep_their_slot() -> None:

@@ -36,6 +36,7 @@ class Store:
 
     async def sync(self, rec: ScalingPolicyReconciler, now: dt.datetime) -> None:
         result = await rec.reconcile(self.body, now=now, child=None)
+        await rec.models.settle()  # a refit started by this sync serves the next one
         status = with_generation(result.status, self.body)
         if status_changed(self.body.get("status"), status, volatile=result.volatile):
             patch = {k: v for k, v in merge_patch(status).items() if v is not None}
