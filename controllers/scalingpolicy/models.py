@@ -73,9 +73,13 @@ class Fitted:
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_POINTS))
 
     def observe(self, now: float, load: float) -> None:
-        """Remember the load seen at a sync (the recent tail the burst envelope reads)."""
+        """Remember the load seen at a sync (the recent tail the burst envelope reads); what
+        is older than the last hour is never read again and goes (memory at a thousand
+        policies: a full tail of 512 points is about 50 KB)."""
         if not self.recent or now > self.recent[-1][0]:
             self.recent.append((now, load))
+        while self.recent and self.recent[0][0] <= now - RECENT_SECONDS:
+            self.recent.popleft()
 
     def recent_load(self, now: float) -> tuple[list[float], list[float]] | None:
         """(timestamps, values) of the last hour, or None when there is nothing."""

@@ -18,7 +18,7 @@ from controllers.core.controller import Requeue, Result
 from controllers.core.errors import StalledError
 from controllers.providers.metrics import MetricsUnreachableError, Samples
 from controllers.scalingpolicy.conflicts import TargetIndex
-from controllers.scalingpolicy.models import ModelCache
+from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache
 from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler, next_slot
 from controllers.scalingpolicy.target import Target
 
@@ -359,6 +359,21 @@ async def test_background_refits_wait_in_a_bounded_queue() -> None:
     await sync(rec, bodies[1], later + dt.timedelta(seconds=30))
     await rec.models.settle()
     assert rec.models.fits == 4
+
+
+def test_the_recent_tail_keeps_only_the_hour_it_is_read_for() -> None:
+    """Four hours of 30 s syncs: the tail holds the last hour (what the burst envelope
+    reads), not the 512 points its bound allows (memory at a thousand policies)."""
+    key = FitKey("prometheus:", "q", ("daily",), 86400.0, 0.9, 600.0)
+    fitted = Fitted(key=key, fitted_at=0.0, forecast=None, history_seconds=0.0)
+    for i in range(480):
+        fitted.observe(30.0 * i, float(i))
+    now = 30.0 * 479
+    assert fitted.recent[0][0] > now - 3600
+    assert len(fitted.recent) == 120
+    recent = fitted.recent_load(now)
+    assert recent is not None
+    assert recent[1][-1] == 479.0
 
 
 def test_syncs_spread_over_the_interval_and_keep_their_slot() -> None:
