@@ -1,6 +1,7 @@
 """The Internal AI service keeps its memory flat: ``python -m services.internal_ai`` as its own
 process, 1,000 requests (embeddings and chat, texts of varying length), RSS read from /proc
-after a warm-up and at the end. Asserted as bounded growth, not timing."""
+after a warm-up and at the end. Asserted as bounded growth, not timing. About two minutes of
+model inference on a 2-core machine, so it runs with `make soak`, not in CI's `make test`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.common.identity import IDENTITY_HEADER
 
 from .conftest import INTERNAL_KEY, SIGNER, Identity, free_port, wait_for
 
 GROWTH_LIMIT_MIB = 24.0
+
+pytestmark = pytest.mark.soak
 
 
 def rss_mib(pid: int) -> float:

@@ -22,9 +22,13 @@ from services.internal_ai.runner import BusyError, ModelRunner
 from services.internal_ai.settings import InternalAiSettings
 
 KEY = InternalIdentitySettings(signing_key=SecretStr("k" * 40))
-HEADERS = {
-    IDENTITY_HEADER: InternalIdentitySigner(KEY).sign(Identity("u", "acme", roles=("admin",)))
-}
+
+
+def headers() -> dict[str, str]:
+    """A fresh identity per request: one signed at import expires before a long run gets here."""
+    return {
+        IDENTITY_HEADER: InternalIdentitySigner(KEY).sign(Identity("u", "acme", roles=("admin",)))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -120,23 +124,23 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_api_embeddings_chat_and_lifecycle(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/embeddings", json={"input": ["hello", "world"]}, headers=HEADERS)
+    r = await client.post("/v1/embeddings", json={"input": ["hello", "world"]}, headers=headers())
     assert r.status_code == 200
     assert [len(d["embedding"]) for d in r.json()["data"]] == [384, 384]
     assert r.json()["usage"]["prompt_tokens"] == 2
-    too_many = await client.post("/v1/embeddings", json={"input": ["x"] * 5}, headers=HEADERS)
+    too_many = await client.post("/v1/embeddings", json={"input": ["x"] * 5}, headers=headers())
     assert too_many.status_code == 422
     assert too_many.json()["fields"][0]["field"] == "input"
     assert (await client.post("/v1/embeddings", json={"input": "x"})).status_code == 401
-    unloaded = await client.post("/admin/model/unload", headers=HEADERS)
+    unloaded = await client.post("/admin/model/unload", headers=headers())
     assert unloaded.json()["loaded"] is False
     chat = await client.post(
         "/v1/chat/completions",
         json={"messages": [{"role": "user", "content": "Labels: yes, no\nAbsolutely, I agree."}]},
-        headers=HEADERS,
+        headers=headers(),
     )
     assert chat.status_code == 200
     assert chat.json()["choices"][0]["message"]["content"] in ("yes", "no")
-    state = (await client.get("/admin/model", headers=HEADERS)).json()
+    state = (await client.get("/admin/model", headers=headers())).json()
     assert state["loaded"] is True
     assert state["loads"] == 2
