@@ -4,6 +4,8 @@ Triggers: the policy's own events (creation, spec changes, the initial listing a
 restart; each also keeps the conflict index), HorizontalPodAutoscaler events (an HPA that
 starts or stops scaling a policy's target), and the core scheduler, which brings every policy
 back at its own `interval`. Deletion needs no finalizer: the policy made nothing to clean up.
+XynergyService events keep the targets' cache (`target.TargetCache`) a sync reads instead of
+a GET.
 
 The reconciler (numpy, scipy, the forecasting models) is imported on the first policy's event,
 never in an operator without ScalingPolicies.
@@ -16,9 +18,12 @@ from typing import Any
 import kopf
 
 from apis.v1alpha1.scalingpolicy import ScalingPolicy
+from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core import Kind, KindReconciler, OperatorContext, context_of, register
+from controllers.scalingpolicy.target import TARGETS, TargetCache
 
 KIND = Kind.of(ScalingPolicy)
+TARGET = Kind.of(XynergyService)
 
 
 def _reconciler(ctx: OperatorContext) -> KindReconciler:
@@ -45,3 +50,8 @@ async def on_hpa(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -
     from controllers.scalingpolicy.reconciler import hpa_event
 
     await hpa_event(ctx, body, type)
+
+
+@kopf.on.event(TARGET.group, TARGET.version, TARGET.plural)
+async def on_target(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    context_of(memo).provider(TARGETS, TargetCache).observe(body, deleted=type == "DELETED")

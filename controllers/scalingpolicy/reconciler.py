@@ -49,7 +49,13 @@ from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache
 from controllers.scalingpolicy.params import scaling_params
 from controllers.scalingpolicy.sources import Metrics, metric_sources
 from controllers.scalingpolicy.state import StateCache, same_for_decisions
-from controllers.scalingpolicy.target import ScaleTarget, Target, TargetClient
+from controllers.scalingpolicy.target import (
+    TARGETS,
+    ScaleTarget,
+    Target,
+    TargetCache,
+    TargetClient,
+)
 from intelligence.scaling import Decision, Observation, ScalingParams, decide
 
 __all__ = [
@@ -371,7 +377,9 @@ def from_context(ctx: OperatorContext) -> ScalingPolicyReconciler:
         return policies, hpas
 
     return ScalingPolicyReconciler(
-        target=TargetClient(ctx.client, XS_KIND, limit=ctx.api_limit),
+        target=TargetClient(
+            ctx.client, XS_KIND, limit=ctx.api_limit, cache=ctx.provider(TARGETS, TargetCache)
+        ),
         metrics=metric_sources(ctx, settings),
         models=ModelCache(
             refit_seconds=settings.scaling_refit_seconds,
