@@ -311,6 +311,19 @@ async def ready(http: httpx.AsyncClient) -> bool:
     return (await http.get("/readyz")).status_code == 200
 
 
+@contextlib.asynccontextmanager
+async def crm_on_its_own_emulator(
+    workdir: Path, tenant: str
+) -> AsyncIterator[tuple[RestartableFirestore, httpx.AsyncClient]]:
+    """An emulator of the test's own and a CRM on it, ready; a client as `tenant`."""
+    async with (
+        restartable_firestore(workdir) as emulator,
+        crm_client(emulator.host, tenant) as http,
+    ):
+        await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore")
+        yield emulator, http
+
+
 RESTARTS = [
     pytest.param(1, 3, id="ci"),
     pytest.param(3, 20, id="soak", marks=pytest.mark.soak),
@@ -321,13 +334,8 @@ RESTARTS = [
 async def test_firestore_restart_gives_clean_503s_and_no_partial_writes(
     tmp_path: Path, restarts: int, writes: int
 ) -> None:
-    tenant = f"t-faults-{uuid.uuid4().hex[:8]}"
-    ledger = Ledger()
-    async with (
-        restartable_firestore(tmp_path) as emulator,
-        crm_client(emulator.host, tenant) as http,
-    ):
-        await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore")
+    tenant, ledger = f"t-faults-{uuid.uuid4().hex[:8]}", Ledger()
+    async with crm_on_its_own_emulator(tmp_path, tenant) as (emulator, http):
         for n in range(restarts):
             await acknowledged_writes(http, ledger, writes, tag=f"r{n}")
             snapshot = await emulator.export()
@@ -348,13 +356,8 @@ async def test_firestore_restart_gives_clean_503s_and_no_partial_writes(
 async def test_firestore_stall_gives_clean_503s_and_refused_writes_stay_refused(
     tmp_path: Path,
 ) -> None:
-    tenant = f"t-stall-{uuid.uuid4().hex[:8]}"
-    ledger = Ledger()
-    async with (
-        restartable_firestore(tmp_path) as emulator,
-        crm_client(emulator.host, tenant) as http,
-    ):
-        await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore")
+    tenant, ledger = f"t-stall-{uuid.uuid4().hex[:8]}", Ledger()
+    async with crm_on_its_own_emulator(tmp_path, tenant) as (emulator, http):
         await acknowledged_writes(http, ledger, 2, tag="s")
         emulator.pause()
         try:

@@ -275,8 +275,8 @@ class HangingUpstream:
 
 
 @contextlib.asynccontextmanager
-async def hanging_upstream() -> AsyncIterator[HangingUpstream]:
-    state = HangingUpstream()
+async def hanging_upstream(*, stall_body: bool = False) -> AsyncIterator[HangingUpstream]:
+    state = HangingUpstream(stall_body=stall_body)
     server = await asyncio.start_server(state.handle, "127.0.0.1", state.port)
     try:
         yield state
@@ -288,6 +288,22 @@ async def hanging_upstream() -> AsyncIterator[HangingUpstream]:
 
 ROUTE_TIMEOUT = 1
 THRESHOLD = 2
+
+
+@contextlib.asynccontextmanager
+async def gateway_before(
+    factory: GatewayFactory, echo: Upstream, hung: HangingUpstream, name: str, *, reset: float
+) -> AsyncIterator[RunningGateway]:
+    """A gateway with route /api/v2/<name> to `hung` (ROUTE_TIMEOUT, breaker at THRESHOLD
+    failures, no retries); its client waits far longer, so a 504 is the gateway's."""
+    doc = routes_document(echo.url)
+    route = {"prefix": f"/api/v2/{name}", "timeoutSeconds": ROUTE_TIMEOUT}
+    doc["services"].append({"name": name, "url": hung.url, "routes": [route]})
+    async with factory(
+        doc, breaker_failure_threshold=THRESHOLD, breaker_reset_seconds=reset, retries=0
+    ) as gw:
+        gw.http.timeout = httpx.Timeout(ROUTE_TIMEOUT * 10)
+        yield gw
 
 
 async def _breaker(gw: RunningGateway, url: str) -> str:
@@ -324,45 +340,35 @@ async def test_hanging_upstream_times_out_opens_the_breaker_and_recovers(
     auth: Any,  # noqa: F811
     failed_trials: int,
 ) -> None:
-    async with hanging_upstream() as hung:
-        doc = routes_document(upstream.url)
-        doc["services"].append(
-            {
-                "name": "hung",
-                "url": hung.url,
-                "routes": [{"prefix": "/api/v2/hung", "timeoutSeconds": ROUTE_TIMEOUT}],
-            }
-        )
-        async with gateway_factory(
-            doc, breaker_failure_threshold=THRESHOLD, breaker_reset_seconds=1.0, retries=0
-        ) as gw:
-            # the client waits far longer than the route's timeout: the 504 is the gateway's
-            gw.http.timeout = httpx.Timeout(ROUTE_TIMEOUT * 10)
-            headers, path = auth(user_id="hung-user"), "/api/v2/hung/x"
-            for _ in range(THRESHOLD):
-                await _timed_out(gw, path, headers)
+    async with (
+        hanging_upstream() as hung,
+        gateway_before(gateway_factory, upstream, hung, "hung", reset=1.0) as gw,
+    ):
+        headers, path = auth(user_id="hung-user"), "/api/v2/hung/x"
+        for _ in range(THRESHOLD):
+            await _timed_out(gw, path, headers)
+        assert await _breaker(gw, hung.url) == "open"
+        assert await metric(gw, "xynergy_gateway_breaker_state", upstream=hung.url) == 1
+        await _fails_fast(gw, hung, path, headers)
+
+        async def half_open() -> bool:
+            return await _breaker(gw, hung.url) == "half_open"
+
+        for _ in range(failed_trials):
+            # a trial while the upstream still hangs: 504, and the breaker opens again
+            await wait_for(half_open, within=10, what="the breaker to half-open")
+            await _timed_out(gw, path, headers)
             assert await _breaker(gw, hung.url) == "open"
-            assert await metric(gw, "xynergy_gateway_breaker_state", upstream=hung.url) == 1
             await _fails_fast(gw, hung, path, headers)
 
-            async def half_open() -> bool:
-                return await _breaker(gw, hung.url) == "half_open"
-
-            for _ in range(failed_trials):
-                # a trial while the upstream still hangs: 504, and the breaker opens again
-                await wait_for(half_open, within=10, what="the breaker to half-open")
-                await _timed_out(gw, path, headers)
-                assert await _breaker(gw, hung.url) == "open"
-                await _fails_fast(gw, hung, path, headers)
-
-            hung.answering = True
-            await wait_for(half_open, within=10, what="the breaker to half-open again")
-            for _ in range(2):
-                r = await gw.http.get(path, headers=headers)
-                assert r.status_code == 200, r.text
-                assert r.json() == {"ok": True}
-            assert await _breaker(gw, hung.url) == "closed"
-            assert await metric(gw, "xynergy_gateway_breaker_state", upstream=hung.url) == 0
+        hung.answering = True
+        await wait_for(half_open, within=10, what="the breaker to half-open again")
+        for _ in range(2):
+            r = await gw.http.get(path, headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.json() == {"ok": True}
+        assert await _breaker(gw, hung.url) == "closed"
+        assert await metric(gw, "xynergy_gateway_breaker_state", upstream=hung.url) == 0
 
 
 async def test_upstream_stalling_mid_body_ends_the_response_and_counts_as_a_failure(
@@ -374,32 +380,22 @@ async def test_upstream_stalling_mid_body_ends_the_response_and_counts_as_a_fail
     it) becomes the 504 error; one it streams has its status sent already, so the client must
     see it cut (not a complete one, not a connection held open). Both count for the breaker
     and are logged as a warning without a stack trace."""
-    async with hanging_upstream() as hung:
-        hung.stall_body = True
-        doc = routes_document(upstream.url)
-        doc["services"].append(
-            {
-                "name": "stalled",
-                "url": hung.url,
-                "routes": [{"prefix": "/api/v2/stalled", "timeoutSeconds": ROUTE_TIMEOUT}],
-            }
-        )
-        async with gateway_factory(
-            doc, breaker_failure_threshold=THRESHOLD, breaker_reset_seconds=30.0, retries=0
-        ) as gw:
-            gw.http.timeout = httpx.Timeout(ROUTE_TIMEOUT * 10)
-            headers, path = auth(user_id="stalled-user"), "/api/v2/stalled/x"
-            with gateway_logs() as logs:
-                # a cacheable response is read whole before it is sent: the 504 error
-                await _timed_out(gw, path, headers)
-                # one the client asks fresh is streamed: its status went out, it is cut
-                for _ in range(THRESHOLD - 1):
-                    with pytest.raises(httpx.RemoteProtocolError):
-                        await gw.http.get(path, headers={**headers, "cache-control": "no-cache"})
-            assert await _breaker(gw, hung.url) == "open"
-            await _fails_fast(gw, hung, path, headers)
-            assert not [r for r in logs.records if r.exc_info], "a stack trace was logged"
-            assert len(logs.messages("upstream stalled")) == THRESHOLD
-            done = "xynergy_gateway_requests_total"
-            assert await metric(gw, done, route="/api/v2/stalled", status="504") == THRESHOLD
-            assert await metric(gw, done, route="/api/v2/stalled", status="200") == 0
+    async with (
+        hanging_upstream(stall_body=True) as hung,
+        gateway_before(gateway_factory, upstream, hung, "stalled", reset=30.0) as gw,
+    ):
+        headers, path = auth(user_id="stalled-user"), "/api/v2/stalled/x"
+        with gateway_logs() as logs:
+            # a cacheable response is read whole before it is sent: the 504 error
+            await _timed_out(gw, path, headers)
+            # one the client asks fresh is streamed: its status went out, it is cut
+            for _ in range(THRESHOLD - 1):
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await gw.http.get(path, headers={**headers, "cache-control": "no-cache"})
+        assert await _breaker(gw, hung.url) == "open"
+        await _fails_fast(gw, hung, path, headers)
+        assert not [r for r in logs.records if r.exc_info], "a stack trace was logged"
+        assert len(logs.messages("upstream stalled")) == THRESHOLD
+        done = "xynergy_gateway_requests_total"
+        assert await metric(gw, done, route="/api/v2/stalled", status="504") == THRESHOLD
+        assert await metric(gw, done, route="/api/v2/stalled", status="200") == 0
