@@ -98,7 +98,8 @@ def read_junit(path: Path) -> list[Case]:
 
 def run_suite(*, soak: bool, select: str | None, junit: Path) -> int:
     args = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q",
-            f"--junitxml={junit}", "-o", "junit_logging=system-out"]  # fmt: skip
+            f"--junitxml={junit}", "-o", "junit_logging=system-out",
+            "-o", "junit_family=xunit1"]  # xunit2 drops record_property  # fmt: skip
     if soak:
         args += ["-m", "soak"]
     if select:

@@ -191,7 +191,11 @@ class CountingProxy:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP]
         client = self._client()
         request = client.build_request(scope["method"], url, headers=headers, content=body)
-        response = await client.send(request, stream=True)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TransportError as exc:  # the apiserver dropped it: a gateway's answer
+            await _bad_gateway(send, exc)
+            return
         try:
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": [(k, v) for k, v in response.headers.raw
@@ -204,6 +208,13 @@ class CountingProxy:
                 task.cancel()
         finally:
             await response.aclose()
+
+
+async def _bad_gateway(send: Any, exc: Exception) -> None:
+    body = f'{{"apiVersion":"v1","kind":"Status","status":"Failure","code":502,"message":"{type(exc).__name__}"}}'
+    await send({"type": "http.response.start", "status": 502,
+                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body.encode()})
 
 
 async def _relay(response: httpx.Response, send: Any) -> None:
