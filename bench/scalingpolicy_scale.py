@@ -219,7 +219,7 @@ def measure(
         ],
     )
     # Measure the policies' steady state: every model fitted and every service rolled out
-    # (400 kwok Pods becoming Ready drive Deployment events and service status writes).
+    # (2N kwok Pods becoming Ready drive Deployment events and service status writes).
     _wait("fitted", lambda: _synced(kube, n), n, start=start, timeout=args.warmup_timeout)
     _wait(
         "services Ready", lambda: _ready_services(kube), n, start=start, timeout=args.warmup_timeout

@@ -31,6 +31,7 @@ from controllers.core import (
     RetryPolicy,
     StatusWriter,
 )
+from controllers.core.peering import ActivityGate
 from controllers.core.status import spec_error
 
 NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
@@ -180,6 +181,62 @@ async def test_not_due_and_running_checks_are_not_started_twice() -> None:
     await scheduler.idle()
     assert len(scheduler.start_due()) == 1
     await scheduler.idle()
+
+
+async def test_the_loop_starts_each_check_when_it_is_due_not_at_the_next_tick() -> None:
+    """Two checks due 0.3 s and 0.6 s from now, a 1 s tick: each starts at its own due time
+    (a thousand policies on a 30 s interval are due every 30 ms)."""
+    clock = Clock()
+    start = clock.now
+    started: list[tuple[str, float]] = []
+    both = asyncio.Event()
+
+    async def check(key: ObjectKey) -> None:
+        started.append((key.name, round(clock.now - start, 3)))
+        if len(started) == 2:
+            both.set()
+
+    async def sleep(seconds: float) -> None:
+        for _ in range(10):  # checks started before this sleep run at the time they started
+            await asyncio.sleep(0)
+        clock.now += seconds
+
+    scheduler = ResyncScheduler(check, tick=1.0, clock=clock, sleep=sleep)
+    scheduler.schedule(_key("ua", "a"), 0.3)
+    scheduler.schedule(_key("ub", "b"), 0.45)
+    scheduler.schedule(_key("ub", "b"), 0.6)  # replaced: only the later time counts
+    scheduler.start()
+    await both.wait()
+    await scheduler.close()
+    assert started == [("a", 0.3), ("b", 0.6)]
+
+
+async def test_a_paused_scheduler_does_not_spin_on_due_checks() -> None:
+    """While paused, a due check waits a tick at a time (no hot loop), and starts on resume."""
+    clock = Clock()
+    naps: list[float] = []
+    napped, ran = asyncio.Event(), asyncio.Event()
+
+    async def check(key: ObjectKey) -> None:
+        ran.set()
+
+    async def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        clock.now += seconds
+        if len(naps) == 5:
+            napped.set()
+        await asyncio.sleep(0)
+
+    gate = ActivityGate(active=False)
+    scheduler = ResyncScheduler(check, tick=1.0, clock=clock, sleep=sleep, gate=gate)
+    scheduler.schedule(_key("ua", "a"), 0)
+    scheduler.start()
+    await napped.wait()
+    assert not ran.is_set()
+    assert naps[:5] == [1.0] * 5
+    gate.resume()
+    await ran.wait()
+    await scheduler.close()
 
 
 # ---- status writer ------------------------------------------------------------------------------
