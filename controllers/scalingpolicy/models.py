@@ -5,9 +5,9 @@ policy has none, when the last fit is `refit_seconds` old, or when what it was f
 changed (the query, the source, seasonalities, history window, quantile, lead time). A fit
 reads the history window through `query_range` at a step that keeps it near
 `history_points` points, runs `intelligence.forecasting.AutoForecaster` (rolling-origin
-backtest over about the last day, so its sMAPE / MASE are the model's recent error) in a
-worker thread under a small semaphore, and predicts far enough to serve every sync until the
-next fit (refit period and half again, + start-up + horizon).
+backtest over about the last day, so its sMAPE / MASE are the model's recent error) on the
+cache's own `concurrency` worker threads, and predicts far enough to serve every sync until
+the next fit (refit period and half again, + start-up + horizon).
 
 Only a policy without a usable model (its first fit, or what it was fitted for changed) waits
 for a fit. The periodic refit runs in the background (`refresh`): the sync that finds its model
@@ -25,10 +25,12 @@ is in Prometheus, not here). The load seen at each sync is appended to the fit's
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,6 +155,10 @@ class ModelCache:
         self.refit_seconds = refit_seconds
         self._fits: dict[str, Fitted] = {}
         self._limit = asyncio.Semaphore(concurrency)
+        # Fits run on their own `concurrency` threads, not the loop's default executor: they
+        # never queue behind (or hold up) other blocking calls, and the memory the allocator
+        # keeps per thread after a fit stays with those few threads.
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refit")
         self._fitting: dict[str, asyncio.Lock] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
         self.max_pending = max_pending if max_pending is not None else 8 * concurrency
@@ -229,10 +235,9 @@ class ModelCache:
             samples, step = await history(key)
             last = float(samples.timestamps[-1])
             ahead = (now - last) + 1.5 * self.refit_seconds + key.lead_seconds
+            fit = functools.partial(fit_forecast, samples, key=key, step=step, ahead=ahead + step)
             async with self._limit:
-                fitted = await asyncio.to_thread(
-                    fit_forecast, samples, key=key, step=step, ahead=ahead + step
-                )
+                fitted = await asyncio.get_running_loop().run_in_executor(self._executor, fit)
             fitted.fitted_at = now
             self._fits[uid] = fitted
             self.fits += 1
