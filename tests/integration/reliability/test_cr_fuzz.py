@@ -68,7 +68,9 @@ def test_generated_services_are_refused_naming_a_field_or_settle(
     accepted: list[str] = []
     refused: list[str] = []
 
-    @settings(max_examples=examples, deadline=None, database=None,
+    # CI replays one fixed set of examples (a red CI names a reproducible spec); the soak
+    # form draws new ones on every run
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=examples <= 25,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(spec=SPEC)
     def submit(spec: dict[str, Any]) -> None:
@@ -87,11 +89,19 @@ def test_generated_services_are_refused_naming_a_field_or_settle(
     submit()
     print(f"{len(accepted)} accepted, {len(refused)} refused at admission")
 
+    unsettled: list[dict[str, Any]] = []
+
     def all_settled() -> bool:
         objs = {o["metadata"]["name"]: o for o in items(kube, xs_url(namespace))}
-        return all(settled(objs[n]) for n in accepted)
+        unsettled[:] = [objs[n] for n in accepted if not settled(objs[n])]
+        return not unsettled
 
-    kube.wait_for("every accepted service to settle", all_settled, timeout=120)
+    try:
+        kube.wait_for("every accepted service to settle", all_settled, timeout=120)
+    except BaseException:
+        for obj in unsettled:
+            print("unsettled:", obj["metadata"]["name"], obj.get("spec"), obj.get("status"))
+        raise
     for obj in items(kube, xs_url(namespace)):
         ready = condition(obj, "Ready")
         assert ready.get("message"), obj["status"]
