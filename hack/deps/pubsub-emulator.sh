@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the gcloud Pub/Sub emulator (and the Java 17 runtime it needs) for the analytics
+# service's Pub/Sub ingest integration tests, only when missing. Uses Google's Debian repository for google-cloud-cli.
+set -euo pipefail
+have_emulator() {
+  command -v gcloud >/dev/null 2>&1 && command -v java >/dev/null 2>&1 &&
+    [ -d "$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null)/platform/pubsub-emulator" ]
+}
+if have_emulator; then
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-cache policy google-cloud-cli 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends ca-certificates curl gnupg >/dev/null
+  curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg |
+    $SUDO gpg --dearmor --yes -o /usr/share/keyrings/cloud.google.gpg
+  echo "deb [signed-by=/usr/share/keyrings/cloud.google.gpg] https://packages.cloud.google.com/apt cloud-sdk main" |
+    $SUDO tee /etc/apt/sources.list.d/google-cloud-sdk.list >/dev/null
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  openjdk-17-jre-headless google-cloud-cli google-cloud-cli-pubsub-emulator >/dev/null
+have_emulator
