@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the gcloud Pub/Sub emulator (and the Java 17 runtime it needs) for the analytics
-# service's Pub/Sub ingest integration tests, only when missing. Uses Google's Debian repository for google-cloud-cli.
+# service's Pub/Sub ingest integration tests, only when missing.
+# Uses Google's Debian repository for google-cloud-cli.
 set -euo pipefail
 have_emulator() {
   command -v gcloud >/dev/null 2>&1 && command -v java >/dev/null 2>&1 &&
