@@ -7,13 +7,23 @@ defaults for cpu, memory, concurrency and max instances; explicit fields win ove
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from apis.base import ImageReference, Quantity, SpecModel, StatusModel, cel, validations
+from apis.base import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ImageReference,
+    Quantity,
+    SpecModel,
+    StatusModel,
+    cel,
+    validations,
+)
 from apis.conditions import Condition
 from apis.v1alpha1.common import (
     ConfigMapKeySelector,
@@ -27,11 +37,14 @@ from apis.v1alpha1.common import (
 
 __all__ = [
     "PROFILE_DEFAULTS",
+    "RESERVED_MOUNT_PATHS",
     "Backend",
     "CloudRunSpec",
+    "ConfigMapVolumeSource",
     "DeletionPolicy",
     "EnvVar",
     "HealthCheck",
+    "KeyToPath",
     "KubernetesSpec",
     "Profile",
     "ProfileDefaults",
@@ -39,8 +52,10 @@ __all__ = [
     "ResourceRequirements",
     "Route",
     "ScalingSpec",
+    "SecretVolumeSource",
     "Toleration",
     "TrafficTarget",
+    "Volume",
     "XynergyService",
     "XynergyServiceSpec",
     "XynergyServiceStatus",
@@ -208,6 +223,173 @@ class EnvVar(SpecModel):
     """Take the value from a ConfigMap key."""
 
 
+RESERVED_MOUNT_PATHS = (
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/run",
+)
+"""Directories a volume may not be mounted over (it would hide what the image keeps there)."""
+RESERVED_MOUNT_PREFIXES = ("/proc/", "/sys/", "/dev/", "/var/run/secrets/kubernetes.io/")
+"""Trees a volume may not be mounted into (the kernel's and the ServiceAccount token's)."""
+
+_DOT_SEGMENT = "(^|/)[.][.]?(/|$)"  # a `.` or `..` path segment
+_PATH_MESSAGE = "without '.' or '..' segments, '//' or a trailing '/'"
+_MOUNT_PATH_RULES = (  # (CEL rule on a volume, message), checked again by Volume's validator
+    (
+        f"self.mountPath == '/' || (!self.mountPath.matches('{_DOT_SEGMENT}')"
+        " && !self.mountPath.contains('//') && !self.mountPath.endsWith('/'))",
+        f"volumes[].mountPath: must be an absolute path {_PATH_MESSAGE}",
+    ),
+    (
+        "!(self.mountPath in ["
+        + ", ".join(f"'{p}'" for p in RESERVED_MOUNT_PATHS)
+        + "]) && !["
+        + ", ".join(f"'{p}'" for p in RESERVED_MOUNT_PREFIXES)
+        + "].exists(p, self.mountPath.startsWith(p))",
+        "volumes[].mountPath: must not be / or a system directory ("
+        + ", ".join(RESERVED_MOUNT_PATHS[1:])
+        + ") nor under "
+        + ", ".join(RESERVED_MOUNT_PREFIXES)
+        + "; mount under a directory of your own, e.g. /var/run/xynergy/<name>",
+    ),
+)
+
+
+def _bad_relative_path(path: str) -> bool:
+    return bool(re.search(_DOT_SEGMENT, path)) or "//" in path or path.endswith("/")
+
+
+class KeyToPath(SpecModel):
+    """A key of the Secret or ConfigMap, and the file (relative to mountPath) that holds it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                f"!self.path.matches('{_DOT_SEGMENT}') && !self.path.contains('//')"
+                " && !self.path.endsWith('/')",
+                f"items[].path: must be a relative path {_PATH_MESSAGE}",
+                field_path=".path",
+            ),
+        )
+    )
+
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """The key to project. On Cloud Run: the Secret Manager version, `latest` or a number."""
+    path: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9][-._a-zA-Z0-9/]*$")
+    """File the key is written to, relative to the volume's mountPath (e.g. `key`)."""
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if _bad_relative_path(value):
+            raise ValueError(f"must be a relative path {_PATH_MESSAGE}")
+        return value
+
+
+def _items_field() -> Any:
+    return Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path"]},
+    )
+
+
+def _unique_paths(items: list[KeyToPath] | None) -> list[KeyToPath] | None:
+    paths = [item.path for item in items or []]
+    duplicated = sorted({p for p in paths if paths.count(p) > 1})
+    if duplicated:
+        raise ValueError(f"each path may appear once; repeated: {', '.join(duplicated)}")
+    return items
+
+
+class SecretVolumeSource(SpecModel):
+    """A Secret as files (core/v1 SecretVolumeSource). The kubelet updates the files in place
+    when the Secret changes: the workload is not rolled (env references are)."""
+
+    secret_name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the Secret in this namespace. On Cloud Run: the Secret Manager secret in
+    spec.cloudRun.project."""
+    items: list[KeyToPath] | None = _items_field()
+    """Keys to project, each to a file; every key (as a file named after it) when unset. On
+    Cloud Run each key is a version (`latest` is read when the file is read, so a new version
+    needs no new revision); unset: the latest version in a file named after the secret."""
+    optional: bool = False
+    """When true, a missing Secret (or key) mounts what exists instead of keeping the Pod from
+    starting. Not on Cloud Run."""
+
+    _items = field_validator("items")(_unique_paths)
+
+
+class ConfigMapVolumeSource(SpecModel):
+    """A ConfigMap as files (core/v1 ConfigMapVolumeSource); Kubernetes backend only."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the ConfigMap in this namespace."""
+    items: list[KeyToPath] | None = _items_field()
+    """Keys to project, each to a file; every key when unset."""
+    optional: bool = False
+    """When true, a missing ConfigMap (or key) is not an error."""
+
+    _items = field_validator("items")(_unique_paths)
+
+
+_VOLUME_SOURCE_MESSAGE = "volumes[]: set exactly one of secret, configMap"
+
+
+class Volume(SpecModel):
+    """A Secret or ConfigMap mounted read-only into the container: the Pod API's volume and its
+    volumeMount in one entry."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "(has(self.secret) ? 1 : 0) + (has(self.configMap) ? 1 : 0) == 1",
+                _VOLUME_SOURCE_MESSAGE,
+            ),
+            *(cel(rule, message, field_path=".mountPath") for rule, message in _MOUNT_PATH_RULES),
+        )
+    )
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    """Volume name, unique within the service."""
+    mount_path: str = Field(min_length=1, max_length=256, pattern=r"^/[-._a-zA-Z0-9/]*$")
+    """Absolute directory the files appear in, e.g. /var/run/xynergy/jwt."""
+    secret: SecretVolumeSource | None = None
+    """Mount a Secret (on Cloud Run, a Secret Manager secret)."""
+    config_map: ConfigMapVolumeSource | None = None
+    """Mount a ConfigMap (Kubernetes backend only)."""
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount_path(cls, value: str) -> str:
+        if value != "/" and _bad_relative_path(value):
+            raise ValueError(_MOUNT_PATH_RULES[0][1].partition(": ")[2])
+        under = any(value.startswith(p) for p in RESERVED_MOUNT_PREFIXES)
+        if value in RESERVED_MOUNT_PATHS or under:
+            raise ValueError(_MOUNT_PATH_RULES[1][1].partition(": ")[2])
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Volume:
+        if (self.secret is None) == (self.config_map is None):
+            raise ValueError(_VOLUME_SOURCE_MESSAGE)
+        return self
+
+
 class ResourceRequirements(SpecModel):
     """CPU and memory per instance; unset values come from the profile."""
 
@@ -328,6 +510,12 @@ class XynergyServiceSpec(SpecModel):
                 "spec.replicas must not exceed spec.scaling.maxInstances",
                 field_path=".replicas",
             ),
+            cel(
+                "!has(self.volumes) || self.volumes.all(v,"
+                " self.volumes.exists_one(w, w.mountPath == v.mountPath))",
+                "spec.volumes: each mountPath may be used by one volume only",
+                field_path=".volumes",
+            ),
         )
     )
 
@@ -357,6 +545,14 @@ class XynergyServiceSpec(SpecModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     """Environment variables."""
+    volumes: list[Volume] | None = Field(
+        default=None,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Secrets and ConfigMaps mounted as read-only files. A change to a mounted Secret reaches
+    the files without a restart (the kubelet updates them in place) and does not roll the
+    workload; use it for keys the service re-reads, e.g. JWT_SECRET_FILE."""
     resources: ResourceRequirements | None = None
     """CPU and memory per instance; the profile's when unset."""
     scaling: ScalingSpec | None = None
@@ -380,6 +576,18 @@ class XynergyServiceSpec(SpecModel):
     """Delete removes the backend service with this object; Orphan leaves it running."""
     paused: bool = False
     """When true the controller makes no changes to the backend (status is still observed)."""
+
+    @field_validator("volumes")
+    @classmethod
+    def _distinct_volumes(cls, volumes: list[Volume] | None) -> list[Volume] | None:
+        for attr, what in (("name", "name"), ("mount_path", "mountPath")):
+            seen = [getattr(v, attr) for v in volumes or []]
+            repeated = sorted({x for x in seen if seen.count(x) > 1})
+            if repeated:
+                raise ValueError(
+                    f"each {what} may be used by one volume only; repeated: " + ", ".join(repeated)
+                )
+        return volumes
 
     def sizing(self) -> ResolvedSizing:
         """Effective cpu, memory, concurrency and instance bounds (explicit values win)."""

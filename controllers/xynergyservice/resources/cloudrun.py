@@ -4,8 +4,9 @@
 - The desired service is the existing one with the fields we manage overlaid (image, port,
   command/args, env values, cpu/memory, concurrency, instance bounds, service account, VPC
   connector, execution environment, startup probe from healthCheck, ingress, launch stage, the
-  `managed-by=xynergy` label and the `xynergy.io/owner` annotation). Fields we do not manage
-  (sidecars, volumes, timeout, traffic splits, other labels...) are left as they are.
+  `managed-by=xynergy` label and the `xynergy.io/owner` annotation), and spec.volumes as
+  Secret Manager volumes with the main container's mounts. Fields we do not manage (sidecars
+  and their volumes, timeout, traffic splits, other labels...) are left as they are.
 - `plan` compares the managed fields and says what to write: nothing, the service, or the
   service with a new revision (named like every revision, `crm-00003`) when the template changed.
 - A service that exists but is not owned by this object is never touched: Stalled, with a
@@ -23,7 +24,7 @@ from google.cloud import run_v2
 
 from apis.quantity import canonical_quantity, parse_quantity
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
-from apis.v1alpha1.xynergyservice import EnvVar, XynergyService
+from apis.v1alpha1.xynergyservice import EnvVar, Volume, XynergyService
 from controllers.core.errors import StalledError
 from controllers.xynergyservice.resources.naming import revision_name
 
@@ -114,30 +115,89 @@ def _cloud_run_cpu(svc: XynergyService, *, cpu: str, concurrency: int, gen1: boo
     return cpu
 
 
+def _check_secret(name: str, *, field: str, optional: bool) -> None:
+    """StalledError unless `name` is a Secret Manager secret id and the reference is required
+    (`field` is where the reference is, e.g. spec.env[0].secretKeyRef)."""
+    if not SECRET_ID.fullmatch(name):
+        raise StalledError(
+            f"{field}: {name!r} is not a Secret Manager secret id (letters, digits, "
+            "'-' and '_'; on Cloud Run name is the Secret Manager secret)",
+            reason="InvalidSpec",
+        )
+    if optional:
+        raise StalledError(
+            f"{field.rpartition('.')[0]}.optional: Cloud Run has no optional secrets; remove it",
+            reason="InvalidSpec",
+        )
+
+
+def _check_version(version: str, *, field: str) -> str:
+    if not SECRET_VERSION.fullmatch(version):
+        raise StalledError(
+            f"{field}: on Cloud Run the key is the Secret Manager version, 'latest' or a "
+            f"version number; got {version!r}",
+            reason="InvalidSpec",
+        )
+    return version
+
+
 def _secret_ref(i: int, var: EnvVar) -> tuple[str, str]:
     """(secret, version) of a secretKeyRef on Cloud Run: `name` is the Secret Manager secret in
     spec.cloudRun.project and `key` its version (Cloud Run's own YAML reads them so)."""
     ref = var.secret_key_ref
     assert ref is not None
     where = f"spec.env[{i}].secretKeyRef"
-    if not SECRET_ID.fullmatch(ref.name):
+    _check_secret(ref.name, field=f"{where}.name", optional=ref.optional)
+    return ref.name, _check_version(ref.key, field=f"{where}.key")
+
+
+def _secret_volume(i: int, volume: Volume) -> run_v2.Volume:
+    """The Cloud Run volume of spec.volumes[i]: a Secret Manager secret, each item's key its
+    version (`latest` stays `latest`: Cloud Run reads the secret when the file is read, so a
+    new version reaches the file without a new revision); StalledError for a ConfigMap."""
+    where = f"spec.volumes[{i}]"
+    if volume.secret is None:
         raise StalledError(
-            f"{where}.name: {ref.name!r} is not a Secret Manager secret id (letters, digits, "
-            "'-' and '_'; on Cloud Run name is the Secret Manager secret)",
-            reason="InvalidSpec",
+            f"{where}.configMap (volume {volume.name}): Kubernetes ConfigMaps are not visible "
+            "to Cloud Run; mount a Secret Manager secret instead (secret.secretName: the "
+            "secret, secret.items[].key: its version)",
+            reason="UnsupportedVolume",
         )
-    if not SECRET_VERSION.fullmatch(ref.key):
-        raise StalledError(
-            f"{where}.key: on Cloud Run the key is the Secret Manager version, 'latest' or a "
-            f"version number; got {ref.key!r}",
-            reason="InvalidSpec",
+    src = volume.secret
+    _check_secret(src.secret_name, field=f"{where}.secret.secretName", optional=src.optional)
+    items = [
+        run_v2.VersionToPath(
+            path=item.path, version=_check_version(item.key, field=f"{where}.secret.items[{j}].key")
         )
-    if ref.optional:
-        raise StalledError(
-            f"{where}.optional: Cloud Run has no optional secrets; remove it",
-            reason="InvalidSpec",
-        )
-    return ref.name, ref.key
+        for j, item in enumerate(src.items or [])
+    ]
+    source = run_v2.SecretVolumeSource(secret=src.secret_name, items=items)
+    return run_v2.Volume(name=volume.name, secret=source)
+
+
+def _overlay_volumes(
+    svc: XynergyService, tpl: run_v2.RevisionTemplate, container: Any, previous: set[str]
+) -> None:
+    """Our volumes and the main container's mounts; volumes of others (sidecars) are kept,
+    those the main container mounted before (`previous`, ours from an older spec) are not."""
+    ours = [_secret_volume(i, v) for i, v in enumerate(svc.spec.volumes or [])]
+    drop = previous | {v.name for v in ours}
+    tpl.volumes = [v for v in tpl.volumes if v.name not in drop] + ours
+    container.volume_mounts = [
+        run_v2.VolumeMount(name=v.name, mount_path=v.mount_path) for v in svc.spec.volumes or []
+    ]
+
+
+def _volumes_view(tpl: run_v2.RevisionTemplate, container: Any) -> dict[str, Any]:
+    mounted = {m.name for m in container.volume_mounts}
+    return {
+        "mounts": sorted((m.name, m.mount_path) for m in container.volume_mounts),
+        "volumes": sorted(
+            (v.name, v.secret.secret, tuple((i.path, i.version) for i in v.secret.items))
+            for v in tpl.volumes
+            if v.name in mounted
+        ),
+    }
 
 
 def secret_references(svc: XynergyService) -> list[tuple[str, str]]:
@@ -271,7 +331,9 @@ def desired_service(
     else:
         tpl.vpc_access = run_v2.VpcAccess()
     gen1 = cloud_run.execution_environment == "gen1"
+    previous = {m.name for m in tpl.containers[0].volume_mounts} if tpl.containers else set()
     container = _container(svc, tpl, gen1=gen1, versions=versions)
+    _overlay_volumes(svc, tpl, container, previous)
     tpl.containers = [container, *tpl.containers[1:]]
     return out
 
@@ -314,6 +376,7 @@ def managed_view(service: run_v2.Service, svc: XynergyService) -> dict[str, Any]
             "max": tpl.scaling.max_instance_count,
             "execution_environment": int(tpl.execution_environment),
             "vpc_connector": tpl.vpc_access.connector,
+            **_volumes_view(tpl, container),
         },
     }
     if cloud_run is not None and cloud_run.service_account:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis.v1alpha1.common import API_VERSION
-from apis.v1alpha1.xynergyservice import XynergyService
+from apis.v1alpha1.xynergyservice import KeyToPath, Volume, XynergyService
 from controllers.xynergyservice.resources.naming import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -83,6 +83,29 @@ def _env(svc: XynergyService) -> list[dict[str, Any]]:
     return out
 
 
+def _items(items: list[KeyToPath] | None) -> dict[str, Any]:
+    return {"items": [{"key": i.key, "path": i.path} for i in items]} if items else {}
+
+
+def _volume(volume: Volume) -> dict[str, Any]:
+    """The Pod volume of a spec.volumes entry (its mount is in `_mounts`)."""
+    if volume.secret is not None:
+        src = volume.secret
+        secret = {"secretName": src.secret_name, **_items(src.items), "optional": src.optional}
+        return {"name": volume.name, "secret": secret}
+    assert volume.config_map is not None  # the model requires exactly one source
+    cm = volume.config_map
+    config_map = {"name": cm.name, **_items(cm.items), "optional": cm.optional}
+    return {"name": volume.name, "configMap": config_map}
+
+
+def _mounts(svc: XynergyService) -> list[dict[str, Any]]:
+    return [
+        {"name": v.name, "mountPath": v.mount_path, "readOnly": True}
+        for v in svc.spec.volumes or []
+    ]
+
+
 def _container(svc: XynergyService) -> dict[str, Any]:
     spec = svc.spec
     sizing = spec.sizing()
@@ -102,6 +125,8 @@ def _container(svc: XynergyService) -> dict[str, Any]:
     env = _env(svc)
     if env:
         container["env"] = env
+    if spec.volumes:
+        container["volumeMounts"] = _mounts(svc)
     if spec.health_check is not None:
         hc = spec.health_check
         container["readinessProbe"] = {
@@ -124,9 +149,13 @@ def build_deployment(
 
     `digests` (per Secret/ConfigMap the env reads, resources/references.py) put the config
     hash on the Pod template, so a changed value rolls the Pods (maxUnavailable 0: the old
-    ones serve until the new ones are Ready), and the per-source digests on the Deployment."""
+    ones serve until the new ones are Ready), and the per-source digests on the Deployment.
+    Secrets and ConfigMaps mounted as `spec.volumes` are not in them: the kubelet updates
+    their files in place, and rolling the Pods would defeat that."""
     spec = svc.spec
     pod_spec: dict[str, Any] = {"containers": [_container(svc)]}
+    if spec.volumes:
+        pod_spec["volumes"] = [_volume(v) for v in spec.volumes]
     k8s = spec.kubernetes
     if k8s is not None and k8s.node_selector:
         pod_spec["nodeSelector"] = dict(k8s.node_selector)

@@ -82,7 +82,9 @@ class Reference:
 
 
 def references(svc: XynergyService) -> list[Reference]:
-    """Every secretKeyRef/configMapKeyRef of `spec.env`, in spec order."""
+    """Every secretKeyRef/configMapKeyRef of `spec.env`, in spec order. `spec.volumes` are not
+    references: the kubelet updates a mounted Secret's files in place, and hashing it would
+    roll the Pods on every rotation."""
     out: list[Reference] = []
     for i, var in enumerate(svc.spec.env or []):
         if var.secret_key_ref is not None:
