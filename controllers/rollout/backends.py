@@ -6,6 +6,10 @@ traffic (one write: template named after its content, traffic pinned to the stab
 then traffic is split by revision percent, the new revision reachable at its tag's URL
 (`canary` or `preview`). The revision name is a digest of its configuration, so a repeated
 attempt (an operator killed mid-write) finds the revision instead of making a second one.
+A revision whose rollout an internal error interrupted (its Ready failed with reason INTERNAL:
+the operation failed half-way) is no failed canary: it is reported `interrupted`, and the next
+converge (after the core's backoff) writes the same template again, which makes Cloud Run
+deploy that revision again (no second revision). Any other failure of its Ready fails it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from apis.v1alpha1.rollout import TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.errors import ProviderError
+from controllers.core.errors import ProviderError, StalledError
 
 if TYPE_CHECKING:
     from google.cloud import run_v2
@@ -47,6 +52,9 @@ class CanaryState:
 
     ready: bool
     failed: str | None = None
+    """The revision failed on its own (REVISION_FAILED etc.): the canary failed."""
+    interrupted: str | None = None
+    """An internal error interrupted its rollout: it is deployed again (after a backoff)."""
     url: str | None = None
     writes: int = 0
 
@@ -142,10 +150,29 @@ class CloudRunRollout:
             return service
 
         revision, writes = await self.provider.create_revision(path, name, build)
+        if not writes and revision is not None and _interrupted_message(revision) is not None:
+            log.info("rollout: revision %s was interrupted; deploying it again", name)
+            revision, writes = await self._redeploy(path, name, build)
         if writes and previous and previous[0].revision:
             _, restored = await self.provider.set_template(path, previous[0])
             writes += restored
         return _canary_state(revision, writes)
+
+    async def _redeploy(
+        self, path: str, name: str, build: Callable[[run_v2.Service], run_v2.Service]
+    ) -> tuple[run_v2.Revision | None, int]:
+        """Write the revision's template (named `name`, same configuration) again: Cloud Run
+        deploys that revision again instead of making a new one."""
+
+        def plan(existing: run_v2.Service | None) -> tuple[run_v2.Service, None]:
+            if existing is None:
+                raise StalledError(f"Cloud Run service {path} does not exist", reason="NotFound")
+            service = build(existing)
+            service.template.revision = name
+            return service, None
+
+        _, writes = await self.provider.apply(path, plan)
+        return await self.provider.revision(path, name), writes
 
     async def promote(
         self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
@@ -193,13 +220,35 @@ def _serving_revision(service: run_v2.Service) -> str | None:
     return best[1] if best else (_short(service.latest_ready_revision) or None)
 
 
+def _ready_condition(revision: run_v2.Revision) -> run_v2.Condition | None:
+    return next((c for c in revision.conditions if c.type_ == "Ready"), None)
+
+
+def _interrupted_message(revision: run_v2.Revision) -> str | None:
+    """Why an internal error interrupted the revision's rollout (its Ready failed with reason
+    INTERNAL: the operation failed half-way, deploying it again may succeed); None when not."""
+    from google.cloud import run_v2
+
+    ready = _ready_condition(revision)
+    if (
+        ready is None
+        or ready.state != run_v2.Condition.State.CONDITION_FAILED
+        or ready.reason != run_v2.Condition.CommonReason.INTERNAL
+    ):
+        return None
+    return ready.message or "internal error"
+
+
 def _canary_state(revision: run_v2.Revision | None, writes: int) -> CanaryState:
     from google.cloud import run_v2
 
     if revision is None:
         return CanaryState(ready=False, writes=writes)
     state = run_v2.Condition.State
-    ready = next((c for c in revision.conditions if c.type_ == "Ready"), None)
+    ready = _ready_condition(revision)
+    interrupted = _interrupted_message(revision)
+    if interrupted is not None:
+        return CanaryState(ready=False, interrupted=interrupted, writes=writes)
     if ready is not None and ready.state == state.CONDITION_FAILED:
         return CanaryState(ready=False, failed=ready.message or "revision failed", writes=writes)
     ok = ready is not None and ready.state == state.CONDITION_SUCCEEDED

@@ -128,6 +128,8 @@ class Converge:
     ran: bool = False
     verified: bool = False
     """A verification passed in this converge (pre-promotion then need not run again)."""
+    interrupted: bool = False
+    """The new revision's rollout was interrupted: come back after the core's backoff."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -313,7 +315,7 @@ class RolloutReconciler:
                 f"revision {name} failed: {state.failed}",
             )
         if not state.ready:
-            return await self._await_ready(work, name)
+            return await self._await_ready(work, name, interrupted=state.interrupted)
         if rollout.spec.paused or (status.phase == RolloutPhase.PAUSED and not promote):
             work.reason = "Paused"
             await self._route(work, _split(status, tag))
@@ -334,14 +336,25 @@ class RolloutReconciler:
         move = await strategy.advance(_progress(status, work.now), ctx)
         await self._apply(work, move, tag)
 
-    async def _await_ready(self, work: Converge, name: str) -> None:
+    async def _await_ready(self, work: Converge, name: str, *, interrupted: str | None) -> None:
+        """Wait for the new revision (up to `progressDeadlineSeconds`); one an internal error
+        interrupted is deployed again by the backend's next `ensure_canary`, after a backoff."""
         waited = (work.now - (work.status.step_started_at or work.now)).total_seconds()
         deadline = work.rollout.spec.progress_deadline_seconds
         if work.status.current_step_index == 0 and waited > deadline:
             message = f"revision {name} not ready after {deadline}s (spec.progressDeadlineSeconds)"
+            if interrupted:
+                message += f"; its last rollout was interrupted: {interrupted}"
             return await self._rollback(
                 work, RolloutPhase.DEGRADED, "ProgressDeadlineExceeded", message
             )
+        if interrupted:
+            work.status.message = (
+                f"the rollout of revision {name} was interrupted ({interrupted}); "
+                "deploying it again"
+            )
+            work.reason, work.interrupted = "RevisionInterrupted", True
+            return None
         work.status.message = f"waiting for revision {name} to become ready"
         work.reason = "RevisionNotReady"
         work.wait = self.settings.poll_seconds
@@ -562,6 +575,10 @@ class RolloutReconciler:
                     f"{ACTION_ANNOTATION}: {action!r} is not one of {sorted(ACTIONS)}",
                 )
             )
+        if work.interrupted:
+            if not any(e.reason == work.reason for e in events):
+                events.append(Event("Warning", work.reason, status.message or ""))
+            return Result(status=status, events=events, requeue=Requeue.BACKOFF)
         if work.wait is not None:
             return Result(status=status, events=events, requeue_after=work.wait)
         if status.phase in _ACTIVE:

@@ -179,3 +179,26 @@ def test_plugin_status_abort_retry_promote_undo(
     kube.wait_for("all traffic on the earlier revision",
                   lambda: served(fake, svc) == [(stable, 100, "")])  # fmt: skip
     assert canary in revisions(fake, svc)
+
+
+def test_canary_deploy_interrupted_half_way_is_deployed_again_then_promotes(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    """An operation that fails half-way (13 INTERNAL) is no failed canary: the same template
+    is deployed again (no second revision) and the rollout goes on to promotion."""
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    fake.fail_operations_half_way(1)
+    steps = [{"setWeight": 40}, {"pause": {"duration": "1s"}}]
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": steps}})  # fmt: skip
+    status = wait_rollout(
+        kube, namespace, "ro", "ended", lambda s: s.get("phase") in ("Promoted", "Degraded")
+    )["status"]
+    assert status["phase"] == "Promoted", status.get("message")
+    canary = status["canaryRevision"]
+    assert revisions(fake, svc) == [stable, canary]
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == IMAGE_2
+    reasons = [e["reason"] for e in events_of(kube, namespace, "ro")]
+    assert "RevisionInterrupted" in reasons
+    assert "RevisionFailed" not in reasons
