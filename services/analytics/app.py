@@ -1,8 +1,9 @@
 """The analytics service's application factory (``python -m services.analytics``).
 
 Start-up opens the store (DuckDB or BigQuery) and starts the background work: event ingest
-from the bus (Redis), usage sampling of the cluster's XynergyServices, the AI ledger snapshots,
-and the anomaly engine (when Prometheus is configured). Shutdown stops them and flushes.
+from the bus (Redis, and Google Pub/Sub when a subscription is set), usage sampling of the
+cluster's XynergyServices, the AI ledger snapshots and the anomaly engine (when
+Prometheus is configured). Shutdown stops them and flushes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from services.analytics.dashboard import router as dashboard_router
 from services.analytics.deps import Analytics
 from services.analytics.ingest import EventIngest
 from services.analytics.prometheus import PrometheusClient
+from services.analytics.pubsub import from_settings as pubsub_ingest
 from services.analytics.routers import (
     anomalies,
     costs,
@@ -172,15 +174,20 @@ def create_app(
     redis = aioredis.Redis.from_url(settings.redis_url)
     parts = _parts(settings, internal, kube_client=kube_client, http=http, redis=redis)
     scheduler = build_scheduler(parts, redis, InternalIdentitySigner(internal))
+    pubsub = pubsub_ingest(settings, parts.store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await parts.store.open()
         tasks = [*_background(parts, redis), asyncio.create_task(scheduler.run())]
+        if pubsub is not None:
+            pubsub.start()
         try:
             yield
         finally:
             await cancel_all(tasks)
+            if pubsub is not None:
+                await pubsub.stop()
             if parts.ingest is not None:
                 await parts.ingest.stop()
             await parts.store.close()
@@ -194,6 +201,7 @@ def create_app(
     state.settings = settings
     state.analytics = parts
     state.scheduler = scheduler
+    state.pubsub = pubsub
     state.identity_verifier = InternalIdentityVerifier(internal)
     install_error_handlers(app)
     for router in (

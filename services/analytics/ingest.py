@@ -4,6 +4,8 @@
 One pattern subscription; each message is parsed (its tenant and topic from the channel, its
 ``seq`` and ``id`` from ``_meta``) and buffered; the buffer goes to the store in one insert
 every ``batch_seconds`` (or at 500 rows). A message that is not JSON is counted and skipped.
+Other transports (Google Pub/Sub, :mod:`services.analytics.pubsub`) parse with
+:func:`payload_row` and write with :func:`ingest_once`, idempotent on the event id.
 A lost Redis connection is retried with backoff; the bus's sequence numbers show any gap.
 """
 
@@ -16,34 +18,36 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from services.analytics.records import EventRow, utc
 from services.analytics.stores import AnalyticsStore
 from services.common.events import CHANNEL_PATTERN, META, parse_channel
+from services.common.tenancy import valid_tenant_id
 
-__all__ = ["EventIngest", "event_row"]
+__all__ = ["EventIngest", "event_row", "ingest_once", "payload_row"]
 
 log = logging.getLogger("xynergy.analytics")
 _BATCH = 500
 
 
-def event_row(
-    channel: str, data: bytes | str, *, now: float, topics: frozenset[str]
-) -> EventRow | None:
-    """The row of one bus message, or None when it is not ours or not wanted."""
-    parsed = parse_channel(channel)
-    if parsed is None or parsed[1] not in topics:
-        return None
-    tenant, topic = parsed
+def payload_row(
+    tenant: str, topic: str, data: bytes | str, *, now: float, event_id: str | None
+) -> EventRow:
+    """The row of one event's JSON body (any transport); ``ValueError`` says what is wrong
+    with it (never quoting the body). ``event_id`` None takes the body's ``_meta.id``."""
+    if not valid_tenant_id(tenant):
+        raise ValueError("tenant: expected a tenant id")
     try:
         payload = json.loads(data)
-    except ValueError:
-        log.warning("event is not JSON; skipped", extra={"fields": {"topic": topic}})
-        return None
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("data: expected JSON") from None
     if not isinstance(payload, dict):
-        return None
-    meta: dict[str, Any] = payload.pop(META, None) or {}
+        raise ValueError(f"data: expected a JSON object, got {type(payload).__name__}")
+    meta = payload.pop(META, None) or {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"data.{META}: expected an object")
     if meta.get("resync"):
         payload = {"resync": True, "dropped": meta.get("dropped", 0)}
     seq = meta.get("seq")
@@ -51,10 +55,31 @@ def event_row(
         tenant=tenant,
         topic=topic,
         ts=utc(now),
-        event_id=str(meta.get("id") or uuid.uuid4().hex),
+        event_id=event_id or str(meta.get("id") or uuid.uuid4().hex),
         seq=int(seq) if isinstance(seq, int) else None,
         payload=json.dumps(payload, separators=(",", ":")),
     )
+
+
+def event_row(
+    channel: str, data: bytes | str, *, now: float, topics: frozenset[str]
+) -> EventRow | None:
+    """The row of one bus message, or None when it is not ours, not wanted or not valid."""
+    parsed = parse_channel(channel)
+    if parsed is None or parsed[1] not in topics:
+        return None
+    tenant, topic = parsed
+    try:
+        return payload_row(tenant, topic, data, now=now, event_id=None)
+    except ValueError as exc:
+        log.warning("event skipped: %s", exc, extra={"fields": {"topic": topic}})
+        return None
+
+
+async def ingest_once(store: AnalyticsStore, rows: Sequence[EventRow]) -> int:
+    """Store the rows whose (tenant, event_id) is not stored yet (a redelivered message is
+    counted once); how many were new. A store error propagates: nothing was written."""
+    return await store.add_events_once(rows)
 
 
 class EventIngest:

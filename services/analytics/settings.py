@@ -68,6 +68,14 @@ class AnalyticsSettings(BaseSettings):
         default_factory=lambda: ["crm-changes", "slack-messages", "email-updates", "ai-usage"]
     )
     ingest_batch_seconds: float = Field(default=1.0, gt=0, le=60)
+    pubsub_project: str = Field(default="", description="Google Cloud project of the ingest.")
+    pubsub_subscription: str = Field(
+        default="", description="Pub/Sub subscription id to ingest from; '' = no Pub/Sub ingest."
+    )
+    pubsub_dead_letter_topic: str = Field(
+        default="", description="Topic id malformed messages go to; '' = logged and dropped."
+    )
+    pubsub_max_messages: int = Field(default=100, ge=1, le=10_000)
 
     ai_url: str = Field(default="http://127.0.0.1:8083", pattern=r"^https?://\S+$")
     prometheus_url: str = Field(default="", description="Prometheus HTTP API; '' = none.")

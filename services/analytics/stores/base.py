@@ -94,6 +94,7 @@ class AnalyticsStore(Protocol):
     async def close(self) -> None: ...
     async def add_usage(self, rows: Sequence[UsageRow]) -> None: ...
     async def add_events(self, rows: Sequence[EventRow]) -> None: ...
+    async def add_events_once(self, rows: Sequence[EventRow]) -> int: ...
     async def add_ai_usage(self, rows: Sequence[AiUsageRow]) -> None: ...
     async def record_run(self, run: RunRow) -> None: ...
     async def usage_hourly(
@@ -171,6 +172,32 @@ class SqlStore(ABC):
 
     async def add_events(self, rows: Sequence[EventRow]) -> None:
         await self._insert("events", rows)
+
+    async def add_events_once(self, rows: Sequence[EventRow]) -> int:
+        """Insert the rows whose (tenant, event_id) is not stored yet; how many were new.
+        The check and the insert hold the store's lock, so one process never doubles a row."""
+        data = [asdict(r) for r in rows]
+        for row in data:
+            _tenant(row["tenant"])
+        async with self._lock:
+            return await asyncio.to_thread(self._add_new_events_sync, data)
+
+    def _add_new_events_sync(self, data: list[dict[str, Any]]) -> int:
+        sql = (
+            f"SELECT COUNT(*) AS n FROM {self._table('events')} "
+            "WHERE tenant = @tenant AND event_id = @event_id"
+        )
+        fresh: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in data:
+            key = (row["tenant"], row["event_id"])
+            if key in fresh:
+                continue
+            found = self._query_sync(sql, {"tenant": key[0], "event_id": key[1]})
+            if not int(found[0]["n"]):
+                fresh[key] = row
+        if fresh:
+            self._insert_sync("events", list(fresh.values()))
+        return len(fresh)
 
     async def add_ai_usage(self, rows: Sequence[AiUsageRow]) -> None:
         await self._insert("ai_usage", rows)
