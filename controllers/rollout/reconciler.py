@@ -575,9 +575,9 @@ class RolloutReconciler:
                     f"{ACTION_ANNOTATION}: {action!r} is not one of {sorted(ACTIONS)}",
                 )
             )
-        if work.interrupted:
-            if not any(e.reason == work.reason for e in events):
-                events.append(Event("Warning", work.reason, status.message or ""))
+        if work.interrupted:  # a Warning each time (the phase may have moved with it)
+            events = [e for e in events if e.reason != work.reason]
+            events.append(Event("Warning", work.reason, status.message or ""))
             return Result(status=status, events=events, requeue=Requeue.BACKOFF)
         if work.wait is not None:
             return Result(status=status, events=events, requeue_after=work.wait)
