@@ -8,11 +8,17 @@ for the series unless one is open (then a worse severity escalates it); an open 
 resolved after ``resolve_after`` consecutive normal points, and escalated once when it stays
 open longer than ``escalate_after``. Each opening, escalation and resolution is POSTed to the
 webhooks and kept in the store's event history (topic ``anomaly-alerts``).
+
+That history is also where alerts live: before each tick the engine restores each watched
+tenant's alerts from it (the latest change of each alert id in the last ``RESTORE_DAYS``), so
+a restarted service keeps its open alerts, and replicas sharing a store (BigQuery) see, and do
+not re-open, each other's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -33,6 +39,8 @@ __all__ = ["Alert", "AnomalyEngine", "Watch"]
 
 log = logging.getLogger("xynergy.analytics")
 ALERT_TOPIC = "anomaly-alerts"
+RESTORE_DAYS = 30
+_RESTORE_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -110,9 +118,41 @@ class AnomalyEngine:
                 log.exception("anomaly tick failed")
             await asyncio.sleep(self.interval)
 
+    async def restore(self, tenant: str, *, now: float) -> None:
+        """Bring the tenant's alerts up to the store's history (the latest change of each id):
+        alerts opened or resolved elsewhere (an earlier run, another replica) are taken in;
+        this process's own objects stay when the store has nothing newer."""
+        since = utc(now - RESTORE_DAYS * 86400)
+        rows = await self.store.events(tenant, since=since, topic=ALERT_TOPIC, limit=_RESTORE_LIMIT)
+        latest: dict[str, Alert] = {}
+        for row in reversed(rows):  # oldest first: later changes win
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                alert = Alert(**json.loads(row.payload)["alert"])
+                if alert.tenant == tenant:
+                    latest[alert.id] = alert
+        for alert in sorted(latest.values(), key=lambda a: a.updated_at):
+            key = (alert.tenant, alert.service, alert.metric)
+            mine = self.open.get(key)
+            if alert.state == "resolved" and mine is not None and mine.id == alert.id:
+                del self.open[key]
+            elif alert.state == "open" and (
+                mine is None or (mine.id == alert.id and mine.updated_at < alert.updated_at)
+            ):
+                self.open[key] = alert
+        known = {a.id: a for a in self.history}
+        done = [known.get(a.id, a) for a in latest.values() if a.state == "resolved"]
+        others = [a for a in self.history if a.tenant != tenant]
+        self.history = [*others, *sorted(done, key=lambda a: a.updated_at)][-500:]
+
     async def tick(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        for watch in await self.watches():
+        watches = await self.watches()
+        for tenant in sorted({w.tenant for w in watches}):
+            try:
+                await self.restore(tenant, now=now)
+            except Exception as exc:
+                log.warning("alerts not restored from the store: %s", type(exc).__name__)
+        for watch in watches:
             for metric in self.metrics:
                 await self._observe(watch, metric, now)
         self.ticks += 1
