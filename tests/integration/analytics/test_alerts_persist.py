@@ -1,7 +1,8 @@
 """Open alerts survive a restart of the analytics service: an app opens an alert on a live
 metric in a real Prometheus, stops; a new app instance on the same DuckDB file shows that
 alert open (the same id), resolves it when the metric is back, and a third instance shows it
-resolved, with one opening and one resolution in the store."""
+resolved, with one opening and one resolution in the store. A second engine on the same store
+(a replica) shows the first one's open alert and opens none of its own."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gateway.conftest import INTERNAL_KEY, RedisServer, serve, wait_for
 from prometheus import PrometheusServer, ScrapeTarget
 
-from services.analytics.alerts import ALERT_TOPIC, AnomalyEngine
+from services.analytics.alerts import ALERT_TOPIC, Alert, AnomalyEngine
 from services.analytics.app import create_app
+from services.analytics.prometheus import PrometheusClient
 from services.analytics.settings import AnalyticsSettings, MetricQuery
 from services.analytics.stores.duckdb import DuckDBStore
 from services.common.settings import InternalIdentitySettings
@@ -59,6 +62,26 @@ async def _ticked(engine: AnomalyEngine, n: int = 1) -> None:
     await wait_for(done, within=30, what=f"{n} anomaly ticks")
 
 
+async def _replica_sees(engine: AnomalyEngine, settings: AnalyticsSettings) -> Alert:
+    """A second engine on the same store (as replicas on one BigQuery dataset) after one
+    tick: the alert it shows for the series (it must not open its own)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        other = AnomalyEngine(
+            PrometheusClient(settings.prometheus_url, http),
+            engine.store,
+            metrics=engine.metrics,
+            interval=engine.interval,
+            resolve_after=engine.resolve_after,
+            escalate_after=engine.escalate_after,
+            webhooks=[],
+            http=http,
+            watches=engine.watches,
+        )
+        await other.tick()
+    [alert] = other.alerts("acme")
+    return alert
+
+
 async def test_open_alerts_survive_a_restart(
     tmp_path: Path,
     redis_server: RedisServer,
@@ -87,6 +110,8 @@ async def test_open_alerts_survive_a_restart(
 
         await wait_for(opened, within=30, what="an alert")
         first = engine.open[KEY]
+        replica = await _replica_sees(engine, settings)
+        assert (replica.id, replica.state) == (first.id, "open")
 
     app = create_app(
         settings, internal_settings=INTERNAL
