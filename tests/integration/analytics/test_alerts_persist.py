@@ -28,7 +28,7 @@ from services.common.settings import InternalIdentitySettings
 pytestmark = pytest.mark.integration
 BASE, SPIKE = 10.0, 10.07  # a constant history scores the spike CRITICAL (see test_anomaly_engine)
 KEY = ("acme", "crm", "load")
-INTERNAL = InternalIdentitySettings(signing_key=INTERNAL_KEY)  # type: ignore[arg-type]
+INTERNAL = InternalIdentitySettings(signing_key=INTERNAL_KEY)
 
 
 def _settings(db: Path, prom: PrometheusServer, redis: RedisServer) -> AnalyticsSettings:
