@@ -14,6 +14,10 @@ Traffic is split in one of two ways (`spec.trafficRouting`):
 - `replicas`: the new revision's Pods also carry the target's Pod selector, so the target's
   Service spreads over both; the weight is the replica ratio (approximate for small counts).
 
+The new revision's Pod template carries the config hash of the Secrets/ConfigMaps its env
+reads (read, labelled and digested by the XynergyService backend's own `read_sources`), as the
+target's does: the same value for the same sources, and a rotation rolls its Pods.
+
 Promotion: all traffic to the new revision while the target's Deployment rolls to the new
 spec (blue-green: only once `scaleDownDelaySeconds` is over, so the old revision is kept for a
 fast rollback), then the target serves again and the new revision's children are removed.
@@ -22,10 +26,12 @@ A rollback sends everything to the target's Service and scales the new revision 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from apis.v1alpha1.rollout import Rollout, TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.errors import StalledError
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.rollout.backends import CanaryState, Routed, Serving
 from controllers.rollout.resources import (
@@ -36,11 +42,17 @@ from controllers.rollout.resources import (
     revision_url,
     settled_on,
 )
+from controllers.xynergyservice.backends import KubernetesBackend
 from controllers.xynergyservice.observed import from_deployment
 from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION
+from controllers.xynergyservice.resources.references import (
+    CONFIG_SOURCES_ANNOTATION,
+    parse_sources,
+)
 
 __all__ = ["KubernetesRollout", "routing_for"]
 
+log = logging.getLogger(__name__)
 Split = tuple[tuple[str | None, int, str | None], ...]
 
 
@@ -82,6 +94,7 @@ class KubernetesRollout:
         self.canary = canary
         self.routing: TrafficRouting | None = routing_for(rollout, target)
         self.namespace = target.metadata.namespace
+        self.rollout_name = f"{self.namespace}/{rollout.metadata.name}"
 
     def revision_name(self, canary: XynergyService) -> str:
         return f"{canary.metadata.name}-ro-{revision_digest(canary)}"
@@ -100,13 +113,33 @@ class KubernetesRollout:
         self, canary: XynergyService, name: str, replicas: int, *, serving: bool
     ) -> tuple[int, Any]:
         routing = self.routing or TrafficRouting.GATEWAY
+        live = await self._deployment(name)
+        digests = await self._digests(canary, live)
         desired = canary_deployment(
-            self.rollout, canary, name=name, replicas=replicas, routing=routing, serving=serving
+            self.rollout,
+            canary,
+            name=name,
+            replicas=replicas,
+            routing=routing,
+            serving=serving,
+            digests=digests,
         )
-        dep = await self.provider.apply(desired, await self._deployment(name))
+        dep = await self.provider.apply(desired, live)
         live = await self.provider.get("v1", "Service", name, self.namespace)
         svc = await self.provider.apply(canary_service(self.rollout, canary, name=name), live)
         return int(dep.wrote) + int(svc.wrote), dep.body
+
+    async def _digests(self, canary: XynergyService, live: dict[str, Any] | None) -> dict[str, str]:
+        """Digests of the Secrets/ConfigMaps the new revision's env reads (the XynergyService
+        backend's own reading: the same hash as the target's Pods). One that cannot be read
+        (a required Secret deleted) keeps the digests the live Deployment was applied with:
+        its Pods do not roll for it, and traffic can still move (a rollback must)."""
+        try:
+            return await KubernetesBackend(self.provider).read_sources(canary)
+        except StalledError as exc:
+            log.info("rollout %s: %s; keeping the config hash it had", self.rollout_name, exc)
+            annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+            return parse_sources(annotations.get(CONFIG_SOURCES_ANNOTATION))
 
     def _replicas(self, target: XynergyService, weight: int, *, preview: bool) -> int:
         routing = self.routing or TrafficRouting.GATEWAY

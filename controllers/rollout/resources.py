@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from apis.v1alpha1.common import API_VERSION
 from apis.v1alpha1.rollout import Rollout, RolloutSpec, TrafficRouting
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.xynergyservice.resources.naming import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_LABEL
+from controllers.xynergyservice.resources.references import CONFIG_SOURCES_ANNOTATION
 
 __all__ = [
     "REVISION_LABEL",
@@ -75,7 +77,8 @@ REVISION_LABEL = "xynergy.io/rollout-revision"
 
 
 def revision_digest(canary: XynergyService) -> str:
-    """8 hex digits of the Pod template the new revision runs (same spec, same name)."""
+    """8 hex digits of the Pod template the new revision runs (same spec, same name). Without
+    the config hash: a rotated Secret rolls the revision's Pods, it is not a new revision."""
     from controllers.xynergyservice.resources.kubernetes import build_deployment
 
     template = build_deployment(canary)["spec"]["template"]["spec"]
@@ -128,14 +131,21 @@ def canary_deployment(
     replicas: int,
     routing: TrafficRouting,
     serving: bool = True,
+    digests: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The new revision's Deployment, owned by the Rollout. Its Pods carry the target's
     Pod selector only with replica-ratio routing and once it is `serving` (has a weight: so
     the target's Service reaches them, and not before its pre-traffic verification);
-    behind the gateway they are reached through their own Service alone."""
+    behind the gateway they are reached through their own Service alone. `digests` (of the
+    Secrets/ConfigMaps its env reads) give its Pod template the same config hash a
+    XynergyService's Deployment carries, so its Pods roll on a rotation as the target's do."""
     from controllers.xynergyservice.resources.kubernetes import build_deployment
 
-    dep = build_deployment(canary)
+    dep = build_deployment(canary, digests=digests)
+    # the per-source digests the config hash was made from (a converge that cannot read a
+    # source reuses them, kubernetes.py)
+    annotations = dep["metadata"].get("annotations") or {}
+    sources = {k: v for k, v in annotations.items() if k == CONFIG_SOURCES_ANNOTATION}
     pod_labels = {"app.kubernetes.io/name": canary.metadata.name or "", REVISION_LABEL: name}
     if routing is TrafficRouting.REPLICAS and serving:
         pod_labels[SERVICE_LABEL] = canary.metadata.name or ""
@@ -144,11 +154,15 @@ def canary_deployment(
         "namespace": canary.metadata.namespace,
         "labels": _child_labels(rollout, name),
         "ownerReferences": [_owner(rollout)],
+        **({"annotations": sources} if sources else {}),
     }
     dep["spec"]["replicas"] = replicas
     dep["spec"]["progressDeadlineSeconds"] = rollout.spec.progress_deadline_seconds
     dep["spec"]["selector"] = {"matchLabels": {REVISION_LABEL: name}}
-    dep["spec"]["template"]["metadata"] = {"labels": pod_labels}
+    dep["spec"]["template"]["metadata"] = {
+        **dep["spec"]["template"].get("metadata", {}),
+        "labels": pod_labels,
+    }
     return dep
 
 

@@ -14,6 +14,7 @@ extended (weight raised one step) and paused, never promoted."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import re
 import subprocess
@@ -46,7 +47,7 @@ from test_rollout_support import (
     operator_process,
     wait_rollout,
 )
-from test_xynergyservice import create_xs, deployment, get_xs, wait_ready
+from test_xynergyservice import create_xs, deployment, get_xs, merge_patch, wait_ready
 from test_xynergyservice_cloudrun import unique
 
 from services.common.settings import AuthSettings, InternalIdentitySettings
@@ -333,3 +334,37 @@ def test_canary_too_small_to_judge_is_extended_not_promoted(
     assert all(run["verdict"] != "Successful" for run in status["analysisRuns"])
     reasons = [c["reason"] for c in status["conditions"] if c["type"] == "Reconciling"]
     assert reasons == ["AnalysisUnderpowered"]
+
+
+def _config_hash(kube: Kube, ns: str, name: str) -> str | None:
+    dep = deployment(kube, ns, name) or {}
+    meta = ((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return (meta.get("annotations") or {}).get("xynergy.io/config-hash")
+
+
+def test_canary_pods_carry_the_config_hash_and_roll_on_a_secret_rotation(
+    kube: Kube, k8s_operator: Operator, namespace: str
+) -> None:
+    secret = {"metadata": {"name": "db"}, "stringData": {"password": "first-value-0001"}}
+    assert kube.create(f"/api/v1/namespaces/{namespace}/secrets", secret).status_code == 201
+    svc = unique("ai")
+    env = [{"name": "DB_PASSWORD", "secretKeyRef": {"name": "db", "key": "password"}}]
+    create_xs(kube, namespace, svc, backend="kubernetes", port=8080, env=env)
+    wait_ready(kube, namespace, svc)
+    create_rollout(kube, namespace, "ro", target=svc, image="reg.example/app:2",
+                   strategy={"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}})  # fmt: skip
+    name = wait_phase(kube, namespace, "Paused", 60)["canaryRevision"]
+    stable_hash = _config_hash(kube, namespace, svc)
+    assert stable_hash is not None
+    assert _config_hash(kube, namespace, name) == stable_hash
+
+    rotated = base64.b64encode(b"second-value-0002").decode()
+    merge_patch(kube, f"/api/v1/namespaces/{namespace}/secrets/db", {"data": {"password": rotated}})
+    wait_until("the target's Pods rolled",
+               lambda: _config_hash(kube, namespace, svc) not in (None, stable_hash))  # fmt: skip
+    new_hash = _config_hash(kube, namespace, svc)
+    wait_until("the canary's Pods rolled with the same hash",
+               lambda: _config_hash(kube, namespace, name) == new_hash)  # fmt: skip
+    status = get_rollout(kube, namespace, "ro")["status"]
+    assert status["canaryRevision"] == name, "a rotation is not a new revision"
+    assert status["phase"] == "Paused"

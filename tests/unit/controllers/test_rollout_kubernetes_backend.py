@@ -20,6 +20,11 @@ from controllers.rollout.resources import (
     with_overrides,
 )
 from controllers.xynergyservice.resources import MANAGED_BY_LABEL, SERVICE_LABEL
+from controllers.xynergyservice.resources.kubernetes import build_deployment
+from controllers.xynergyservice.resources.references import (
+    CONFIG_HASH_ANNOTATION,
+    CONFIG_SOURCES_ANNOTATION,
+)
 
 
 def target(*, routes: bool = True, replicas: int = 4, image: str = "ai:1") -> XynergyService:
@@ -101,6 +106,56 @@ def test_children_are_owned_by_the_rollout_and_select_only_the_revision() -> Non
     assert svc["spec"]["selector"] == {REVISION_LABEL: "ai-ro-1"}
     ratio = canary_deployment(ro, new, name="ai-ro-1", replicas=1, routing=TrafficRouting.REPLICAS)
     assert ratio["spec"]["template"]["metadata"]["labels"][SERVICE_LABEL] == "ai"
+
+
+def test_canary_pods_carry_the_config_hash_the_targets_pods_carry() -> None:
+    ro, base = rollout(), target()
+    new = with_overrides(base, ro.spec)
+    digests = {"Secret/db": "0123456789abcdef"}
+
+    def template_meta(found: dict[str, str]) -> dict[str, Any]:
+        dep = canary_deployment(
+            ro, new, name="ai-ro-1", replicas=1, routing=TrafficRouting.GATEWAY, digests=found
+        )
+        meta: dict[str, Any] = dep["spec"]["template"]["metadata"]
+        return meta
+
+    stable = build_deployment(base, digests=digests)["spec"]["template"]["metadata"]
+    meta = template_meta(digests)
+    assert (
+        meta["annotations"][CONFIG_HASH_ANNOTATION]
+        == (stable["annotations"][CONFIG_HASH_ANNOTATION])
+    )
+    assert meta["labels"][REVISION_LABEL] == "ai-ro-1"
+    rotated = template_meta({"Secret/db": "fedcba9876543210"})
+    assert (
+        rotated["annotations"][CONFIG_HASH_ANNOTATION]
+        != (meta["annotations"][CONFIG_HASH_ANNOTATION])
+    ), "a rotated Secret changes the canary's Pod template (its Pods roll)"
+
+
+class SecretsGone:
+    """A provider that finds no Secret (a required one was deleted)."""
+
+    async def get(self, api_version: str, kind: str, name: str, ns: str | None) -> None:
+        return None
+
+
+async def test_a_source_that_cannot_be_read_keeps_the_hash_the_canary_had() -> None:
+    env = [{"name": "DB_PASSWORD", "secretKeyRef": {"name": "db", "key": "password"}}]
+    body = target().model_dump(by_alias=True, exclude_none=True, mode="json")
+    body["spec"]["env"] = env
+    base = XynergyService.model_validate(body)
+    ro = rollout()
+    new = with_overrides(base, ro.spec)
+    had = {"Secret/db": "0123456789abcdef"}
+    live = canary_deployment(
+        ro, new, name="ai-ro-1", replicas=1, routing=TrafficRouting.GATEWAY, digests=had
+    )
+    assert live["metadata"]["annotations"][CONFIG_SOURCES_ANNOTATION]
+    backend = KubernetesRollout(SecretsGone(), ro, base, new)  # type: ignore[arg-type]
+    assert await backend._digests(new, live) == had
+    assert await backend._digests(new, None) == {}
 
 
 def test_revision_name_depends_on_the_pod_template_only() -> None:
