@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from apis.v1alpha1.rollout import TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.errors import ProviderError, StalledError
+from controllers.core.errors import ProviderError
 
 if TYPE_CHECKING:
     from google.cloud import run_v2
@@ -146,6 +146,7 @@ class CloudRunRollout:
         def build(existing: run_v2.Service) -> run_v2.Service:
             previous[:] = [type(existing.template)(existing.template)]
             service = cloudrun.desired_service(canary, existing)
+            service.template.revision = name
             service.traffic = traffic_targets(((stable, 100, STABLE_TAG), (name, 0, tag)))
             return service
 
@@ -161,17 +162,12 @@ class CloudRunRollout:
     async def _redeploy(
         self, path: str, name: str, build: Callable[[run_v2.Service], run_v2.Service]
     ) -> tuple[run_v2.Revision | None, int]:
-        """Write the revision's template (named `name`, same configuration) again: Cloud Run
-        deploys that revision again instead of making a new one."""
-
-        def plan(existing: run_v2.Service | None) -> tuple[run_v2.Service, None]:
-            if existing is None:
-                raise StalledError(f"Cloud Run service {path} does not exist", reason="NotFound")
-            service = build(existing)
-            service.template.revision = name
-            return service, None
-
-        _, writes = await self.provider.apply(path, plan)
+        """Write the revision's template (`build` names it `name`: same configuration) again:
+        Cloud Run deploys that revision again instead of making a new one (nothing when the
+        service is gone: the revision then is too)."""
+        _, writes = await self.provider.apply(
+            path, lambda existing: None if existing is None else (build(existing), None)
+        )
         return await self.provider.revision(path, name), writes
 
     async def promote(
