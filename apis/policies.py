@@ -160,14 +160,24 @@ def _resources(obj: Mapping[str, Any], _: Params) -> list[str]:
     return []
 
 
+def _key_file(name: str, value: str) -> bool:
+    """A `*_FILE` variable holding an absolute path: where a mounted Secret's key is, no key."""
+    return name.upper().endswith("_FILE") and value.startswith("/")
+
+
 def _secret_env(obj: Mapping[str, Any], _: Params) -> list[str]:
     field, env = _env(obj)
-    literals = [e["name"] for e in env if e.get("value") and SECRET_NAME.search(e["name"])]
+    literals = [
+        e["name"]
+        for e in env
+        if e.get("value") and SECRET_NAME.search(e["name"]) and not _key_file(e["name"], e["value"])
+    ]
     if not literals:
         return []
     return [
         f"{field} {', '.join(literals)} looks like a secret but has a literal value; put it in"
-        " a Secret and use secretKeyRef {name, key} instead of value"
+        " a Secret and use secretKeyRef {name, key} instead of value, or mount it"
+        " (spec.volumes) and set a *_FILE variable to the absolute path of its file"
     ]
 
 

@@ -327,6 +327,39 @@ def test_secret_env_from_a_secret_or_a_plain_literal_is_admitted(env: Env) -> No
     assert_admitted(submit(env, env.production, "xynergyservices", body))
 
 
+KEY_FILES = [
+    {"name": "XYNERGY_INTERNAL_SIGNING_KEY_FILE", "value": "/var/run/xynergy/internal/key"},
+    {"name": "jwt_secret_file", "value": "/var/run/xynergy/jwt/secret"},
+]
+
+
+def test_key_file_paths_are_admitted(env: Env) -> None:
+    """A *_FILE variable holding an absolute path names a mounted Secret's file, not a key."""
+    body = service(env=KEY_FILES)
+    assert_admitted(submit(env, env.production, "xynergyservices", body))
+    template = {"env": [KEY_FILES[0]]}
+    assert_admitted(submit(env, env.production, "rollouts", rollout(template=template)))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SIGNING_KEY_FILE", "var/run/xynergy/key"),  # not absolute
+        ("SIGNING_KEY_FILE", "s3cr3t-value"),
+        ("SIGNING_KEY", "/s3cr3t-value"),  # absolute, but not a *_FILE name
+        ("KEY_FILE_CONTENT", "/s3cr3t-value"),
+    ],
+)
+def test_secret_looking_literal_that_is_not_a_key_file_path_is_denied(
+    env: Env, name: str, value: str
+) -> None:
+    body = service(env=[*KEY_FILES, {"name": name, "value": value}])
+    resp = submit(env, env.production, "xynergyservices", body)
+    assert_denied(env, resp, "xynergy-secret-env", f"spec.env {name} looks like a secret")
+    assert "*_FILE variable to the absolute path" in resp.json()["message"]
+    assert value not in resp.text
+
+
 def test_rollout_template_literal_secret_is_denied(env: Env) -> None:
     body = rollout(template={"env": [{"name": "JWT_SECRET", "value": "s3cr3t"}]})
     resp = submit(env, env.production, "rollouts", body)
@@ -439,6 +472,14 @@ FIXTURES: list[dict[str, Any]] = [
             {"name": "DB_PASSWORD", "secretKeyRef": {"name": "db", "key": "password"}},
             {"name": "API_TOKEN", "value": ""},
             *cors('["https://app.xynergyos.com"]'),
+        ]
+    ),
+    service(env=KEY_FILES),
+    service(
+        env=[
+            *KEY_FILES,
+            {"name": "SIGNING_KEY_FILE", "value": "key"},
+            {"name": "API_TOKEN", "value": "/t"},
         ]
     ),
     rollout(

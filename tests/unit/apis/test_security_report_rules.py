@@ -92,6 +92,25 @@ def test_secret_looking_literals_are_named_and_their_values_never_shown() -> Non
     assert "hunter2" not in found.message
 
 
+def test_key_file_paths_are_not_secrets_but_other_literals_still_are() -> None:
+    files = [
+        {"name": "XYNERGY_INTERNAL_SIGNING_KEY_FILE", "value": "/var/run/xynergy/internal/key"},
+        {"name": "jwt_secret_file", "value": "/var/run/xynergy/jwt/secret"},
+    ]
+    assert rules(xs(env=files)) == []
+    rollout = {"kind": "Rollout", "metadata": {}, "spec": {"template": {"env": files}}}
+    assert rules(rollout) == []
+    not_paths = [
+        {"name": "A_KEY_FILE", "value": "key"},  # relative
+        {"name": "B_KEY", "value": "/abc"},  # absolute, but not a *_FILE name
+        {"name": "C_KEY_FILE_X", "value": "/abc"},
+    ]
+    [found] = evaluate(xs(env=files + not_paths), params=SHIPPED, production=True)
+    assert found.rule == "xynergy-secret-env"
+    assert found.message.startswith("spec.env A_KEY_FILE, B_KEY, C_KEY_FILE_X looks like")
+    assert found.message.endswith("set a *_FILE variable to the absolute path of its file")
+
+
 def test_wildcard_cors_in_a_rollout_template() -> None:
     env = [{"name": "XYNERGY_GATEWAY_CORS_ORIGINS", "value": '["https://*.x.com"]'}]
     rollout = {"kind": "Rollout", "metadata": {}, "spec": {"template": {"env": env}}}
