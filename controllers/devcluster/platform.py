@@ -82,8 +82,9 @@ def dev_secrets(workdir: Path) -> dict[str, str]:
     return {name: path.read_text().strip() for name, path in _secret_files(workdir).items()}
 
 
-# Secret name -> {key: the dev secret it holds}: every Secret a sample's env reads
-# (tests/integration/test_crds.py checks the samples need no other).
+# Secret name -> {key: the dev secret it holds}: every Secret a sample's env or Secret volumes
+# read (tests/integration/test_crds.py checks the samples need no other). The local processes
+# do not take their settings from the samples: they get the same values from the files above.
 _SAMPLE_SECRETS = {
     "gateway-internal": {"signing_key": "internal-signing-key"},
     "gateway-jwt": {"secret": "jwt-secret"},

@@ -130,14 +130,28 @@ def test_every_sample_applies(
             assert stored[key] == doc[key], f"{what}: {key}"
 
 
-def _required_secrets(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """(Secret, key) pairs the samples' env reads without `optional`."""
-    return {
+def _required_secrets(docs: list[dict[str, Any]]) -> set[tuple[str, str | None]]:
+    """(Secret, key) pairs the samples' env and Secret volumes read without `optional` (key
+    None: a volume of every key, which needs the Secret only)."""
+    specs = [doc.get("spec") or {} for doc in docs]
+    from_env = {
         (ref["name"], ref["key"])
-        for doc in docs
-        for env in (doc.get("spec") or {}).get("env") or []
+        for spec in specs
+        for env in spec.get("env") or []
         if (ref := env.get("secretKeyRef")) and not ref.get("optional")
     }
+    mounted = [
+        v["secret"]
+        for spec in specs
+        for v in spec.get("volumes") or []
+        if "secret" in v and not v["secret"].get("optional")
+    ]
+    from_volumes = {
+        (secret["secretName"], item.get("key"))
+        for secret in mounted
+        for item in secret.get("items") or [{}]
+    }
+    return from_env | from_volumes
 
 
 def test_dev_up_creates_every_secret_the_samples_read(tmp_path: Path) -> None:
@@ -147,7 +161,8 @@ def test_dev_up_creates_every_secret_the_samples_read(tmp_path: Path) -> None:
     made = sample_secrets(tmp_path)
     needed = _required_secrets(_sample_docs())
     assert needed, "the samples read Secrets"
-    assert needed <= {(name, key) for name, data in made.items() for key in data}
+    assert needed <= {(name, key) for name, data in made.items() for key in [*data, None]}
+    assert ("gateway-internal", "signing_key") in needed  # mounted by the services' samples
     values = dev_secrets(tmp_path)
     assert made["gateway-internal"]["signing_key"] == values["internal-signing-key"]
 

@@ -83,14 +83,21 @@ def create_xs(kube: Kube, ns: str, name: str, **spec: Any) -> None:
 
 
 def _required_secrets(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """The Secrets (name -> keys) the samples' env needs and does not mark optional: made by
-    the user (or a secret manager) before applying a sample, like its ServiceAccount."""
+    """The Secrets (name -> keys) the samples' env and Secret volumes need and do not mark
+    optional: made by the user (or a secret manager) before applying a sample, like its
+    ServiceAccount."""
     out: dict[str, dict[str, str]] = {}
     for doc in docs:
-        for env in doc.get("spec", {}).get("env") or []:
+        spec = doc.get("spec", {})
+        for env in spec.get("env") or []:
             ref = env.get("secretKeyRef")
             if ref and not ref.get("optional"):
                 out.setdefault(ref["name"], {})[ref["key"]] = "not-a-real-value"
+        for volume in spec.get("volumes") or []:
+            secret = volume.get("secret")
+            if secret and not secret.get("optional"):
+                keys = out.setdefault(secret["secretName"], {})
+                keys.update({item["key"]: "not-a-real-value" for item in secret.get("items") or []})
     return out
 
 

@@ -5,7 +5,8 @@ ServiceAccount, and check that it serves /healthz, /readyz and a proxied request
 
 What the kubelet does and this test does in its stead: it resolves each ``valueFrom``
 (``secretKeyRef``/``configMapKeyRef``, optional ones skipped when missing) by reading the
-objects; it gives the process its ServiceAccount's token (a TokenRequest, written into a
+objects; it writes each mounted Secret's items into a directory (a temporary one here, so the
+``*_FILE`` settings under a mountPath are pointed there: the keys are read from files); it gives the process its ServiceAccount's token (a TokenRequest, written into a
 kubeconfig for the process instead of the token file under /var/run/secrets, which a shared
 machine cannot offer); and the pod's own network namespace becomes ``XYNERGY_GATEWAY_HOST``/
 ``_PORT`` on a free local port. The sample's Redis (the cluster DNS name ``redis``) is the
@@ -103,6 +104,47 @@ def _materialised_env(kube: Kube, namespace: str, container: dict[str, Any]) -> 
     return out
 
 
+def _mounted_secrets(
+    kube: Kube, namespace: str, pod: dict[str, Any], container: dict[str, Any], root: Path
+) -> dict[str, Path]:
+    """Write each Secret volume the container mounts under ``root`` (its items, or every key),
+    as the kubelet does; mountPath -> the local directory that stands for it."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    out: dict[str, Path] = {}
+    for mount in container.get("volumeMounts", []):
+        source = volumes[mount["name"]]
+        assert set(source) == {"name", "secret"}, f"only Secret volumes here: {source}"
+        assert mount.get("readOnly"), mount
+        secret = source["secret"]
+        resp = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{secret['secretName']}")
+        assert resp.status_code == 200 or secret.get("optional"), f"{mount}: {resp.text}"
+        data = resp.json().get("data", {}) if resp.status_code == 200 else {}
+        items = secret.get("items") or [{"key": k, "path": k} for k in data]
+        folder = root / mount["name"]
+        for item in items:
+            assert item["key"] in data or secret.get("optional"), f"{mount}: {item} is missing"
+            if item["key"] in data:
+                (folder / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+                (folder / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
+        out[mount["mountPath"]] = folder
+    return out
+
+
+def _files_moved(env: dict[str, str], mounts: dict[str, Path]) -> dict[str, str]:
+    """``env`` with each ``*_FILE`` path under a mountPath pointed at its local directory."""
+    out = dict(env)
+    for name, value in env.items():
+        for mount_path, folder in mounts.items():
+            if name.endswith("_FILE") and value.startswith(mount_path + "/"):
+                out[name] = str(folder / value.removeprefix(mount_path + "/"))
+    return out
+
+
+def _key_files(env: dict[str, str]) -> dict[str, str]:
+    """What each ``*_FILE`` variable's file holds."""
+    return {k: Path(v).read_text() for k, v in env.items() if k.endswith("_FILE")}
+
+
 def _service_account_kubeconfig(kube: Kube, namespace: str, account: str, where: Path) -> Path:
     """A kubeconfig holding the ServiceAccount's token (what the kubelet mounts)."""
     resp = kube.http.post(
@@ -172,8 +214,15 @@ async def test_the_gateway_starts_from_the_deployment_the_operator_makes(
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == rbac
     (container,) = pod["containers"]
-    env = _materialised_env(kube, namespace, container)
-    assert env["XYNERGY_INTERNAL_SIGNING_KEY"] == INTERNAL_KEY
+    mounts = _mounted_secrets(kube, namespace, pod, container, tmp_path / "volumes")
+    env = _files_moved(_materialised_env(kube, namespace, container), mounts)
+    # the keys are files of the mounted Secrets (a rotation needs no restart), not values
+    assert "XYNERGY_INTERNAL_SIGNING_KEY" not in env
+    assert "JWT_SECRET" not in env
+    assert _key_files(env) == {
+        "XYNERGY_INTERNAL_SIGNING_KEY_FILE": INTERNAL_KEY,
+        "JWT_SECRET_FILE": JWT_SECRET,
+    }
 
     port = free_port()
     process_env = {
@@ -202,7 +251,7 @@ async def test_the_gateway_starts_from_the_deployment_the_operator_makes(
 
 
 async def _settings_error_names_the_variable(argv: list[str], env: dict[str, str]) -> None:
-    without = {k: v for k, v in env.items() if k != "XYNERGY_INTERNAL_SIGNING_KEY"}
+    without = {k: v for k, v in env.items() if k != "XYNERGY_INTERNAL_SIGNING_KEY_FILE"}
     proc = await asyncio.create_subprocess_exec(
         *argv, env=without, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
