@@ -141,9 +141,16 @@ async def _ingest(http: httpx.AsyncClient, bus: aioredis.Redis) -> None:
 
     async def ingested() -> bool:
         r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(ACME))
-        return bool(r.json()["events_24h"].get("crm-changes") == 2)
+        other = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(OTHER))
+        return bool(
+            r.json()["events_24h"].get("crm-changes") == 2
+            and other.json()["events_24h"].get("slack-messages")
+        )
 
-    await wait_for(ingested, within=20, what="two crm-changes events ingested")
+    # all three are in (the other tenant's came last: waiting for acme's alone raced it)
+    await wait_for(ingested, within=20, what="the three events ingested")
+    r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(ACME))
+    assert r.json()["events_24h"] == {"crm-changes": 2}
     r = await http.get(GW + "/pubsub/consolidation-metrics", headers=auth(OTHER))
     assert r.json()["events_24h"] == {"slack-messages": 1}
 
