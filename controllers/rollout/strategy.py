@@ -25,6 +25,7 @@ from typing import Protocol
 from apis.base import parse_duration
 from apis.v1alpha1.rollout import AnalysisSpec, Rollout, Verdict
 from controllers.rollout.analysis import RunResult
+from intelligence.canary import MetricVerdict
 
 __all__ = [
     "AnalysisRequest",
@@ -135,6 +136,14 @@ def _seconds_until(now: dt.datetime, then: dt.datetime) -> float:
     return max(0.0, (then - now).total_seconds())
 
 
+def _nothing_to_judge_yet(result: RunResult) -> bool:
+    """A critical metric has too few samples to be judged at all (NoData, not Underpowered:
+    its series has not been scraped yet), and nothing failed."""
+    return not result.failures and any(
+        m.critical and m.verdict is MetricVerdict.NODATA for m in result.metrics
+    )
+
+
 async def analysis_look(
     progress: Progress,
     ctx: StepContext,
@@ -155,6 +164,13 @@ async def analysis_look(
     look = progress.looks + 1
     request = AnalysisRequest(start=progress.started, end=ctx.now, look=look, looks=ceiling)
     result = await ctx.analyze(request)
+    grace = progress.started + dt.timedelta(seconds=2 * interval)
+    if progress.looks == 0 and ctx.now < grace and _nothing_to_judge_yet(result):
+        # the first look, and a critical metric cannot be judged yet (the canary's series not
+        # scraped yet): no evidence was weighed, so the look is not spent; ask again soon,
+        # for at most one more interval
+        waiting = f"analysis look {look}: waiting for the canary's first samples"
+        return Move(MoveKind.HOLD, progress, waiting, wait=max(1.0, interval / 4))
     run = AnalysisRun(request, result, progress.weight)
     done = replace(progress, looks=look)
     summary = f"analysis look {look}: {result.verdict.value} (score {result.score:.0f})"

@@ -220,3 +220,32 @@ def test_rolling_moves_in_increments_and_holds_each() -> None:
 def test_immediate_promotes_at_once() -> None:
     move = advance(Immediate(), Progress(0, 0, T0), ctx(rollout({"immediate": {}}), T0))
     assert move.kind is MoveKind.PROMOTE
+
+
+def no_data() -> RunResult:
+    outcome = MetricOutcome(
+        "errors", MetricVerdict.NODATA, 1.0, True, "errors: NoData mannWhitney n=3/0"
+    )
+    return RunResult(Verdict.INCONCLUSIVE, 0.0, True, (outcome,), ("CriticalMetricNoData",))
+
+
+def test_a_first_look_without_canary_samples_is_not_spent_for_one_interval() -> None:
+    ro = rollout(CANARY, analysis=ANALYSIS)  # interval 30 s
+    judge = Judge(no_data(), run(Verdict.FAILED))
+    step = Progress(2, 10, T0)
+    waiting = advance(Canary(), step, ctx(ro, T0 + dt.timedelta(seconds=30), judge))
+    assert waiting.kind is MoveKind.HOLD
+    assert waiting.progress.looks == 0  # not spent
+    assert waiting.run is None  # nothing judged, nothing recorded
+    assert waiting.wait == 7.5
+    failed = advance(Canary(), waiting.progress, ctx(ro, T0 + dt.timedelta(seconds=38), judge))
+    assert failed.kind is MoveKind.ROLLBACK
+    assert judge.requests[-1].look == 1
+
+
+def test_no_canary_samples_after_the_grace_spends_the_look() -> None:
+    ro = rollout(CANARY, analysis=ANALYSIS)
+    judge = Judge(no_data())
+    late = advance(Canary(), Progress(2, 10, T0), ctx(ro, T0 + dt.timedelta(seconds=61), judge))
+    assert late.progress.looks == 1
+    assert late.run is not None
