@@ -5,18 +5,14 @@ module that uses it (``from pubsub_support import pubsub_emulator``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
-from gateway.conftest import free_port, wait_for
+from emulators import start_gcloud_emulator, stop_process_group
+from gateway.conftest import free_port
 from google.cloud import pubsub_v1
 
 __all__ = ["PubSubEmulator", "pubsub_emulator"]
@@ -42,55 +38,28 @@ class PubSubEmulator:
         return topic, sub
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, 15)
-    try:
-        await asyncio.wait_for(proc.wait(), timeout=20)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
-        await asyncio.wait_for(proc.wait(), timeout=5)
-
-
 @pytest.fixture(scope="session")
 async def pubsub_emulator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[PubSubEmulator]:
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        pytest.fail("gcloud is missing: run `make deps` (hack/deps/pubsub-emulator.sh)")
     workdir = tmp_path_factory.mktemp("pubsub")
     host = f"127.0.0.1:{free_port()}"
     (workdir / "data").mkdir()
-    log_path = workdir / "emulator.log"
-    log_file = log_path.open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        *(gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={host}", "--quiet"),
-        *(f"--data-dir={workdir / 'data'}",),
-        cwd=workdir,
-        env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # gcloud starts java: stop the whole group
+    proc = await start_gcloud_emulator(
+        ("beta", "emulators", "pubsub", "start", f"--data-dir={workdir / 'data'}"),
+        host=host,
+        workdir=workdir,
+        log=workdir / "emulator.log",
+        what="the Pub/Sub emulator",
+        deps="hack/deps/pubsub-emulator.sh",
     )
     saved = os.environ.get("PUBSUB_EMULATOR_HOST")
     os.environ["PUBSUB_EMULATOR_HOST"] = host
-    async with httpx.AsyncClient(base_url=f"http://{host}", timeout=2) as http:
-
-        async def up() -> bool:
-            if proc.returncode is not None:
-                pytest.fail("the Pub/Sub emulator exited: " + log_path.read_text()[-2000:])
-            r = await http.get("/")
-            return r.status_code == 200 and r.text.strip() == "Ok"
-
-        try:
-            await wait_for(up, within=120, what="the Pub/Sub emulator", interval=0.2)
-            yield PubSubEmulator(host=host, project="xynergy-test")
-        finally:
-            if saved is None:
-                os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-            else:
-                os.environ["PUBSUB_EMULATOR_HOST"] = saved
-            await _stop(proc)
-            log_file.close()
+    try:
+        yield PubSubEmulator(host=host, project="xynergy-test")
+    finally:
+        if saved is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = saved
+        await stop_process_group(proc)

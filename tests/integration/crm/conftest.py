@@ -12,11 +12,7 @@ emulator without resetting it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from emulators import start_gcloud_emulator, stop_process_group
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     FIREBASE_PROJECT,
     INTERNAL_KEY,
@@ -57,50 +54,26 @@ class FirestoreEmulator:
 async def firestore_emulator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[FirestoreEmulator]:
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        pytest.fail("gcloud is missing: run `make deps` (hack/deps/firestore-emulator.sh)")
     workdir = tmp_path_factory.mktemp("firestore")
-    port = free_port()
-    host = f"127.0.0.1:{port}"
-    log_path = workdir / "emulator.log"
-    log_file = log_path.open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        *(gcloud, "emulators", "firestore", "start", f"--host-port={host}", "--quiet"),
-        cwd=workdir,
-        env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # gcloud starts java: stop the whole group
+    host = f"127.0.0.1:{free_port()}"
+    proc = await start_gcloud_emulator(
+        ("emulators", "firestore", "start"),
+        host=host,
+        workdir=workdir,
+        log=workdir / "emulator.log",
+        what="the Firestore emulator",
+        deps="hack/deps/firestore-emulator.sh",
     )
     saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = host
-
-    async with httpx.AsyncClient(base_url=f"http://{host}", timeout=2) as http:
-
-        async def up() -> bool:
-            if proc.returncode is not None:
-                raise RuntimeError("the Firestore emulator exited: " + log_path.read_text())
-            r = await http.get("/")
-            return r.status_code == 200 and r.text.strip() == "Ok"
-
-        try:
-            await wait_for(up, within=120, what="the Firestore emulator", interval=0.2)
-            yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
-        finally:
-            if saved is None:
-                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = saved
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 15)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=20)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, 9)
-                await asyncio.wait_for(proc.wait(), timeout=5)
-            log_file.close()
+    try:
+        yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
+    finally:
+        if saved is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = saved
+        await stop_process_group(proc)
 
 
 @dataclass

@@ -19,9 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from emulators import start_gcloud_emulator, stop_process_group
 from gateway.conftest import FIREBASE_PROJECT, INTERNAL_KEY, free_port, serve, wait_for
 from google.cloud import firestore
 
@@ -61,33 +60,18 @@ class RestartableFirestore:
         return f"127.0.0.1:{self.port}"
 
     async def start(self, import_from: Path | None = None) -> None:
-        gcloud = shutil.which("gcloud")
-        if gcloud is None:
-            pytest.fail("gcloud is missing: run `make deps` (hack/deps/firestore-emulator.sh)")
         self.starts += 1
-        log_path = self.workdir / f"emulator-{self.starts}.log"
-        args = [gcloud, "emulators", "firestore", "start", f"--host-port={self.host}", "--quiet"]
+        args = ["emulators", "firestore", "start"]
         if import_from is not None:
             args.append(f"--import-data={import_from}")
-        with log_path.open("wb") as log_file:
-            self.proc = await asyncio.create_subprocess_exec(
-                *args,
-                cwd=self.workdir,
-                env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # gcloud starts java: stop the whole group
-            )
-        proc = self.proc
-        async with httpx.AsyncClient(base_url=f"http://{self.host}", timeout=2) as http:
-
-            async def up() -> bool:
-                if proc.returncode is not None:
-                    raise RuntimeError("the emulator exited: " + log_path.read_text())
-                r = await http.get("/")
-                return r.status_code == 200 and r.text.strip() == "Ok"
-
-            await wait_for(up, within=120, what="the Firestore emulator", interval=0.2)
+        self.proc = await start_gcloud_emulator(
+            args,
+            host=self.host,
+            workdir=self.workdir,
+            log=self.workdir / f"emulator-{self.starts}.log",
+            what="the Firestore emulator",
+            deps="hack/deps/firestore-emulator.sh",
+        )
 
     async def export(self) -> Path:
         """Its data, exported now; the metadata file that `--import-data` takes."""
@@ -112,18 +96,8 @@ class RestartableFirestore:
         os.killpg(self.proc.pid, signal.SIGCONT)
 
     async def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGCONT)  # if paused
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=20)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await asyncio.wait_for(proc.wait(), timeout=5)
+        if self.proc is not None:
+            await stop_process_group(self.proc)
 
 
 @contextlib.asynccontextmanager
