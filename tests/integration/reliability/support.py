@@ -9,6 +9,8 @@ The operator always runs as its own process (`python -m controllers`, test_rollo
 from __future__ import annotations
 
 import collections
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +132,31 @@ def unsettled(kube: Kube, fleet: Fleet) -> list[str]:
             elif plural == "xynergyservices" and condition(obj, "Ready").get("status") != "True":
                 out.append(f"{plural}/{name} (not Ready)")
     return out
+
+
+def converge(
+    kube: Kube,
+    fleet: Fleet,
+    timeout: float = 120,
+    *,
+    more: Callable[[Kube, Fleet], list[str]] | None = None,
+    explain: Callable[[list[str]], object] | None = None,
+) -> float:
+    """Wait until every object of the fleet has settled (and `more` lists nothing); the
+    seconds it took. The failure names what is left (`explain` says more of it)."""
+    left: list[str] = []
+    start = time.monotonic()
+
+    def done() -> bool:
+        left[:] = unsettled(kube, fleet) + (more(kube, fleet) if more else [])
+        return not left
+
+    try:
+        kube.wait_for("every object of the fleet to settle", done, timeout=timeout)
+    except BaseException as exc:
+        shown = explain(left) if explain else left[:10]
+        raise AssertionError(f"not converged: {shown} ({len(left)} in all)") from exc
+    return time.monotonic() - start
 
 
 def rollout_done(kube: Kube, fleet: Fleet) -> list[str]:

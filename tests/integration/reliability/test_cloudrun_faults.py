@@ -28,7 +28,7 @@ from test_rollout_support import operator_process
 from test_xynergyservice import get_xs, wait_ready
 from test_xynergyservice_cloudrun import PROJECT, REGION, create_cloudrun_xs
 
-from .support import GROUP, Fleet, items, unsettled
+from .support import GROUP, Fleet, converge, items
 
 IMAGE = "us-docker.pkg.dev/xynergy-test/apps/ai"
 # Requests one service may cost while converging under these faults: a create or update, its
@@ -207,19 +207,6 @@ def put_in_flight(kube: Kube, fleet: Fleet, size: Size, *, wave: int) -> None:
         create_cloudrun_xs(kube, fleet.ns, name, image=f"{IMAGE}:1")
     for name in fleet.services[:: size.bump_every]:
         fleet.bump(kube, name, f"{IMAGE}:2")
-
-
-def converge(kube: Kube, fleet: Fleet, *, timeout: float) -> None:
-    left: list[str] = []
-
-    def done() -> bool:
-        left[:] = unsettled(kube, fleet)
-        return not left
-
-    try:
-        kube.wait_for("every service to converge", done, timeout=timeout)
-    except BaseException as exc:
-        raise AssertionError(f"not converged: {left[:10]} ({len(left)} in all)") from exc
 
 
 def check_revisions(kube: Kube, fake: FakeCloudRun, fleet: Fleet) -> None:

@@ -22,7 +22,7 @@ from test_rollout_support import Operator
 from controllers.devcluster.restart import restart_component
 
 from .faults import ApiProxy
-from .support import Fleet, children_problems, unsettled
+from .support import Fleet, children_problems, converge, unsettled
 
 # Most connection attempts per second the operator may make while the apiserver is away. It
 # watches about ten resources: reconnecting each at kopf's 0.1 s watch backoff alone would be
@@ -54,19 +54,6 @@ def proxied_operator(
     op = Operator(cluster, tmp_path / "operator.log", KUBECONFIG=str(kubeconfig)).start()
     yield op
     op.stop()
-
-
-def converge(kube: Kube, fleet: Fleet, timeout: float = 120) -> None:
-    left: list[str] = []
-
-    def done() -> bool:
-        left[:] = unsettled(kube, fleet)
-        return not left
-
-    try:
-        kube.wait_for("every XynergyService Ready at its generation", done, timeout=timeout)
-    except BaseException as exc:
-        raise AssertionError(f"not converged: {left}") from exc
 
 
 @pytest.mark.parametrize(("seconds", "outages"), OUTAGES)

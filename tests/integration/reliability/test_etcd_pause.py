@@ -30,7 +30,7 @@ from kube_support import Kube
 from test_rollout_support import Operator
 
 from .faults import CountingProxy, paused
-from .support import GROUP, Fleet, children_problems, condition, items, unsettled
+from .support import GROUP, Fleet, children_problems, condition, converge, items
 
 # Most requests per second the operator may send while etcd is paused. Hung requests cannot
 # multiply; a retry loop without backoff across its ~10 watches and the objects in flight
@@ -83,20 +83,9 @@ def counted_operator(
     op.stop()
 
 
-def converge(kube: Kube, fleet: Fleet, timeout: float = 120) -> float:
+def settle(kube: Kube, fleet: Fleet) -> float:
     """Wait until every object of the fleet has settled; the seconds it took."""
-    left: list[str] = []
-    start = time.monotonic()
-
-    def done() -> bool:
-        left[:] = unsettled(kube, fleet)
-        return not left
-
-    try:
-        kube.wait_for("every XynergyService Ready at its generation", done, timeout=timeout)
-    except BaseException as exc:
-        raise AssertionError(f"not converged: {why(kube, fleet, left)}") from exc
-    return time.monotonic() - start
+    return converge(kube, fleet, explain=lambda left: why(kube, fleet, left))
 
 
 def why(kube: Kube, fleet: Fleet, left: list[str]) -> dict[str, str]:
@@ -134,7 +123,7 @@ def test_etcd_paused_mid_reconcile_backs_off_then_converges(
     fleet = Fleet(namespace)
     for i in range(5):
         fleet.add_service(kube, f"svc-{i}")
-    converge(kube, fleet)
+    settle(kube, fleet)
     rates, convergence = [], []
     for n in range(pauses):
         mark = len(counting_proxy.requests)
@@ -158,7 +147,7 @@ def test_etcd_paused_mid_reconcile_backs_off_then_converges(
         assert all(count <= max_repeats(seconds) for _, count in busiest), busiest
         assert counted_operator.proc is not None
         assert counted_operator.proc.poll() is None, "the operator exited while etcd was paused"
-        convergence.append(round(converge(kube, fleet), 1))
+        convergence.append(round(settle(kube, fleet), 1))
     print(f"operator requests per second during {seconds:.0f} s etcd pauses: {rates}; "
           f"converged {convergence} s after each")  # fmt: skip
     record_property("requests_per_second", max(rates))

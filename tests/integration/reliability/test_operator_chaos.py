@@ -27,12 +27,12 @@ from .support import (
     Fleet,
     children_problems,
     condition,
+    converge,
     history_repeats,
     items,
     metric_total,
     rollout_done,
     statuses,
-    unsettled,
 )
 
 
@@ -120,14 +120,14 @@ def test_operator_killed_at_random_points_converges_without_loss(
                 for i in range(size.rollouts):
                     fleet.add_rollout(kube, f"ro-{i:03d}", target=fleet.services[size.policies + i])
             ops.start()
-        converge(kube, fleet, timeout=60 + size.services)
+        converge(kube, fleet, 60 + size.services, more=rollouts_not_done)
         check_children(kube, fleet)
         before = statuses(kube, fleet)
         ops.kill_mid_work(rng)
         ops.start()
         # a spec change after the crash converging shows the new process is at work
         fleet.bump(kube, free[0], "reg.example/app:after")
-        converge(kube, fleet, timeout=60 + size.services)
+        converge(kube, fleet, 60 + size.services, more=rollouts_not_done)
         after = statuses(kube, fleet)
     except BaseException as exc:
         raise AssertionError(f"chaos seed {seed} (XYNERGY_CHAOS_SEED replays it): {exc}") from exc
@@ -144,19 +144,8 @@ def test_operator_killed_at_random_points_converges_without_loss(
     assert changed == {}, f"status changed across a crash (seed {seed})"
 
 
-def converge(kube: Kube, fleet: Fleet, *, timeout: float) -> None:
-    left: list[str] = []
-
-    def done() -> bool:
-        left[:] = unsettled(kube, fleet) + [
-            f"rollouts/{r} (phase)" for r in rollout_done(kube, fleet)
-        ]
-        return not left
-
-    try:
-        kube.wait_for("every object to converge", done, timeout=timeout)
-    except BaseException as exc:
-        raise AssertionError(f"not converged: {left[:10]} ({len(left)} in all)") from exc
+def rollouts_not_done(kube: Kube, fleet: Fleet) -> list[str]:
+    return [f"rollouts/{r} (phase)" for r in rollout_done(kube, fleet)]
 
 
 def check_children(kube: Kube, fleet: Fleet) -> None:
