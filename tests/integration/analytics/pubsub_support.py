@@ -51,7 +51,7 @@ async def pubsub_emulator(
         workdir=workdir,
         log=workdir / "emulator.log",
         what="the Pub/Sub emulator",
-        deps="hack/deps/pubsub-emulator.sh",
+        deps="hack/deps/gcloud-emulators.sh",
     )
     saved = os.environ.get("PUBSUB_EMULATOR_HOST")
     os.environ["PUBSUB_EMULATOR_HOST"] = host

@@ -62,7 +62,7 @@ async def firestore_emulator(
         workdir=workdir,
         log=workdir / "emulator.log",
         what="the Firestore emulator",
-        deps="hack/deps/firestore-emulator.sh",
+        deps="hack/deps/gcloud-emulators.sh",
     )
     saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
     os.environ["FIRESTORE_EMULATOR_HOST"] = host

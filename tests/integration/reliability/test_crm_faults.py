@@ -70,7 +70,7 @@ class RestartableFirestore:
             workdir=self.workdir,
             log=self.workdir / f"emulator-{self.starts}.log",
             what="the Firestore emulator",
-            deps="hack/deps/firestore-emulator.sh",
+            deps="hack/deps/gcloud-emulators.sh",
         )
 
     async def export(self) -> Path:
