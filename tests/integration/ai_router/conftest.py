@@ -70,6 +70,12 @@ def spec_for(fake: FakeOpenAI, *, timeout: float = 1.0) -> ProviderSpec:
     )
 
 
+def serve_router(fake: FakeOpenAI, redis_url: str) -> contextlib.AbstractAsyncContextManager[str]:
+    """The AI router in front of one fake provider, served on a free port (its base URL)."""
+    settings = AiSettings(providers=[spec_for(fake)], redis_url=redis_url, log_level="WARNING")
+    return serve(create_app(settings, internal_settings=INTERNAL))
+
+
 @pytest.fixture
 def fakes() -> Iterator[dict[str, FakeOpenAI]]:
     """abacus, openai and internal fakes, in the chain's order, each with its own key."""

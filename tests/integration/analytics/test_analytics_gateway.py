@@ -14,14 +14,12 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from ai_router.conftest import INTERNAL, MODEL, spec_for
+from ai_router.conftest import INTERNAL, MODEL, serve_router
 from fakes.openai import FakeOpenAI
 from kube_support import Kube
 from lightkube import AsyncClient, KubeConfig
 from prometheus import PrometheusServer
 
-from services.ai.app import create_app as create_router
-from services.ai.settings import AiSettings
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
 from services.common.events import publish_event
@@ -91,16 +89,7 @@ async def stack(
     fake = FakeOpenAI(name="openai", api_key="sk-openai")
     with fake:
         async with contextlib.AsyncExitStack() as es:
-            router = await es.enter_async_context(
-                serve(
-                    create_router(
-                        AiSettings(
-                            providers=[spec_for(fake)], redis_url=redis.url, log_level="WARNING"
-                        ),
-                        internal_settings=INTERNAL,
-                    )
-                )
-            )
+            router = await es.enter_async_context(serve_router(fake, redis.url))
             settings = AnalyticsSettings(
                 redis_url=redis.url,
                 ai_url=router,

@@ -14,11 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from ai_router.conftest import INTERNAL, MODEL, spec_for
+from ai_router.conftest import INTERNAL, MODEL, serve_router
 from fakes.openai import FakeOpenAI
 
-from services.ai.app import create_app as create_router
-from services.ai.settings import AiSettings
 from services.analytics.app import create_app
 from services.analytics.schedules import Scheduler
 from services.analytics.settings import AnalyticsSettings
@@ -51,16 +49,7 @@ async def stack(
     redis: RedisServer, gateways: GatewayFactory, fake: FakeOpenAI, clock: Clock
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     async with contextlib.AsyncExitStack() as es:
-        router = await es.enter_async_context(
-            serve(
-                create_router(
-                    AiSettings(
-                        providers=[spec_for(fake)], redis_url=redis.url, log_level="WARNING"
-                    ),
-                    internal_settings=INTERNAL,
-                )
-            )
-        )
+        router = await es.enter_async_context(serve_router(fake, redis.url))
         settings = AnalyticsSettings(
             redis_url=f"redis://127.0.0.1:{redis.port}/{DB}",
             ai_url=router,
