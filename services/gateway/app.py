@@ -152,29 +152,7 @@ class Gateway:
             if cache is not None
             else None
         )
-        self.proxy = Proxy(
-            settings=settings,
-            routes=self.routes,
-            verifier=verifier,
-            signer=signer,
-            gate=Gate(
-                self.redis,
-                limiter=RateLimiter(
-                    self.redis,
-                    policies=rate_limit_policies(settings),
-                    fail_open=settings.rate_limit_fail_open,
-                    health=self.redis_health,
-                ),
-                cache=cache,
-                mux=self.redis_mux,
-            ),
-            cache=cache,
-            invalidations=self.invalidations,
-            breakers=self.breakers,
-            client=None,  # type: ignore[arg-type]  # set in the lifespan
-            metrics=self.metrics,
-            access_log=settings.access_log,
-        )
+        self.proxy = self._build_proxy(verifier, signer, cache)
         self.stream = EventStream(
             verifier=verifier,
             topics=settings.stream_topics,
@@ -187,8 +165,39 @@ class Gateway:
         # a route of the gateway's own: it names the callback's limits and metrics
         self.oauth_route = Route(OAUTH_PREFIX.rstrip("/"), "http://gateway.local", "gateway")
         self.api = self._build_api()
+        self.cors = self._build_cors()
+
+    def _build_proxy(
+        self, verifier: TokenVerifier, signer: InternalIdentitySigner, cache: ResponseCache | None
+    ) -> Proxy:
+        """The proxy pipeline, its per-request Redis gate (rate limits and cache) included."""
+        return Proxy(
+            settings=self.settings,
+            routes=self.routes,
+            verifier=verifier,
+            signer=signer,
+            gate=Gate(
+                self.redis,
+                limiter=RateLimiter(
+                    self.redis,
+                    policies=rate_limit_policies(self.settings),
+                    fail_open=self.settings.rate_limit_fail_open,
+                    health=self.redis_health,
+                ),
+                cache=cache,
+                mux=self.redis_mux,
+            ),
+            cache=cache,
+            invalidations=self.invalidations,
+            breakers=self.breakers,
+            client=None,  # type: ignore[arg-type]  # set in the lifespan
+            metrics=self.metrics,
+            access_log=self.settings.access_log,
+        )
+
+    def _build_cors(self) -> CORSMiddleware:
         # Starlette's CORS: the hand-written one measured no cheaper (docs/gateway.md, bench)
-        self.cors = CORSMiddleware(
+        return CORSMiddleware(
             self._dispatch,
             allow_origins=sorted(self.origins.origins),
             allow_origin_regex=self.origins.regex,
