@@ -68,6 +68,26 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self._redis_metrics(r)
+        self.upstream_retries = Counter(
+            "xynergy_gateway_upstream_retries_total",
+            "Retried upstream calls.",
+            ["route"],
+            registry=r,
+        )
+        self.routes = Gauge("xynergy_gateway_routes", "Routes in the current table.", registry=r)
+        self.stream_clients = Gauge(
+            "xynergy_gateway_stream_clients", "Connected socket.io clients.", registry=r
+        )
+        self._hits = 0
+        self._misses = 0
+        # Labelled children, looked up once: ``labels()`` takes a lock and builds a tuple key
+        # on every call, which showed up on the per-request path.
+        self._done: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._cache_children = {r: self.cache.labels(r) for r in ("hit", "miss", "error")}
+
+    def _redis_metrics(self, r: CollectorRegistry) -> None:
+        """Redis as the gateway sees it: errors, up/down, outages, requests decided without it."""
         self.redis_errors = Counter(
             "xynergy_gateway_redis_errors_total",
             "Redis failures by component (ratelimit, cache, stream).",
@@ -92,22 +112,6 @@ class GatewayMetrics:
             ["component", "mode"],
             registry=r,
         )
-        self.upstream_retries = Counter(
-            "xynergy_gateway_upstream_retries_total",
-            "Retried upstream calls.",
-            ["route"],
-            registry=r,
-        )
-        self.routes = Gauge("xynergy_gateway_routes", "Routes in the current table.", registry=r)
-        self.stream_clients = Gauge(
-            "xynergy_gateway_stream_clients", "Connected socket.io clients.", registry=r
-        )
-        self._hits = 0
-        self._misses = 0
-        # Labelled children, looked up once: ``labels()`` takes a lock and builds a tuple key
-        # on every call, which showed up on the per-request path.
-        self._done: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._cache_children = {r: self.cache.labels(r) for r in ("hit", "miss", "error")}
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count a finished request and observe its duration."""
