@@ -193,7 +193,22 @@ class Controller:
 
     async def trigger(self, key: ObjectKey, *, child: ChildEvent | None = None) -> None:
         """Converge on an event; a failure is retried by the scheduler with backoff (kopf
-        does not retry event handlers), so no event is lost to a passing error."""
+        does not retry event handlers), so no event is lost to a passing error.
+
+        Triggers of one object coalesce as in a client-go work queue. While a converge of it
+        waits to start, another trigger adds nothing (that converge reads the newest object).
+        While one runs, the trigger makes the object due again at once and returns: the
+        scheduler converges it once more after the running one, however many events arrive
+        meanwhile, and kopf's worker for the triggering object is not held (kopf hands every
+        event of an object to its handler in turn, so a held worker replays its backlog one
+        converge per stale event). When the apiserver goes away each object fails once or
+        twice, not once per queued event, before the scheduler's backoff takes over."""
+        if self.queue.waiting(key.uid):
+            return
+        if self.queue.busy(key.uid):
+            self.scheduler.schedule(key, 0)
+            self.scheduler.start_due()
+            return
         try:
             await self.converge(key, child=child)
         except Exception as exc:

@@ -37,6 +37,12 @@ class ObjectQueue:
         """True while a converge of `uid` runs or waits."""
         return uid in self._entries
 
+    def waiting(self, uid: str) -> bool:
+        """True while a converge of `uid` waits to start: it has not read the object yet, so a
+        trigger arriving now has nothing to add to it."""
+        entry = self._entries.get(uid)
+        return entry is not None and entry.users > (1 if entry.lock.locked() else 0)
+
     @asynccontextmanager
     async def serialized(self, uid: str) -> AsyncIterator[None]:
         """Run the body alone for `uid`; callers for the same uid wait in arrival order."""

@@ -473,6 +473,66 @@ async def test_a_failed_event_converge_is_retried_with_backoff() -> None:
     assert len(controller.queue) == 0
 
 
+async def test_triggers_behind_a_running_converge_coalesce_into_one() -> None:
+    client = FakeClient({"crm": _body()})
+    reconciler = FakeReconciler()
+    controller = _controller(client, reconciler)
+    release = asyncio.Event()
+    plain = reconciler.reconcile
+
+    async def slow(
+        body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
+    ) -> Result:
+        if not reconciler.calls:
+            reconciler.calls.append(("holding", child))
+            await release.wait()
+        return await plain(body, now=now, child=child)
+
+    reconciler.reconcile = slow  # type: ignore[method-assign]
+    first = asyncio.create_task(controller.trigger(_key()))
+    await asyncio.sleep(0.01)
+    assert controller.queue.busy("u1")
+    assert not controller.queue.waiting("u1")  # running, nobody behind it
+    burst = [asyncio.create_task(controller.trigger(_key())) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert all(t.done() for t in burst)  # none of them held its caller (kopf's worker)
+    assert controller.queue.waiting("u1")  # the one converge after the running one
+    release.set()
+    await asyncio.gather(first, *burst)
+    await controller.scheduler.idle()
+    # the running converge, then one more for the whole burst (it read the newest object)
+    assert [uid for uid, _ in reconciler.calls] == ["holding", "u1", "u1"]
+    assert not controller.queue.waiting("u1")
+    assert len(controller.queue) == 0
+
+
+async def test_a_burst_of_triggers_meets_an_unreachable_apiserver_once_per_object() -> None:
+    client = FakeClient({"crm": _body()})
+    controller = _controller(client, FakeReconciler())
+    entered, release = asyncio.Event(), asyncio.Event()
+    read = client.get
+
+    async def get(resource: Any, name: str, *, namespace: str | None = None) -> Any:
+        if client.gets == 0:
+            entered.set()
+            await release.wait()  # the apiserver goes away while this read is in flight
+        if release.is_set():
+            client.gets += 1
+            raise ConnectionError("connection refused")
+        return await read(resource, name, namespace=namespace)
+
+    client.get = get  # type: ignore[method-assign]
+    tasks = [asyncio.create_task(controller.trigger(_key())) for _ in range(8)]
+    await entered.wait()
+    release.set()
+    await asyncio.gather(*tasks)
+    await controller.scheduler.idle()
+    assert client.gets == 2  # the read in flight and the one queued converge: not eight
+    delay = controller.scheduler.due_in("u1")
+    assert delay is not None  # the backoff retry is scheduled
+    assert len(controller.queue) == 0
+
+
 # ---- retry policy -------------------------------------------------------------------------------
 
 
