@@ -96,11 +96,17 @@ class SortedReservoir:
         if not math.isfinite(value):
             return
         self._seen += 1
-        if len(self._members) < self.capacity:
+        seen = self._seen
+        if seen <= self.capacity:
             self._members.append(value)
             bisect.insort(self._sorted, value)
             return
-        j = self._random.randrange(self._seen)
+        # randrange(seen), inlined (the same draws): rejection sampling on getrandbits.
+        bits = seen.bit_length()
+        getrandbits = self._random.getrandbits
+        j = getrandbits(bits)
+        while j >= seen:
+            j = getrandbits(bits)
         if j >= self.capacity:
             return
         srt = self._sorted

@@ -382,12 +382,12 @@ class TailProbabilityDetector(UnivariateDetector):
         level = self._level(x, med, scale)
         seasonal = self._seasonal_raw(x)
         bits = self._context.update(x) if self._context is not None else float("nan")
-        surprises = (
-            self._feature("value", z),
-            self._feature("level", level),
-            self._feature("seasonal", seasonal),
-            self._feature("context", bits) if self.context_order is not None else 0.0,
-        )
+        feature = self._feature
+        s_value = feature("value", z)
+        s_level = feature("level", level)
+        s_seasonal = feature("seasonal", seasonal)
+        s_context = feature("context", bits) if self.context_order is not None else 0.0
+        surprises = (s_value, s_level, s_seasonal, s_context)
         self._observe_season(x)
         score = self._gate.update(surprises)
         alarm = score >= self.alarm_level and self._refractory.check(t, score)
@@ -400,7 +400,10 @@ class TailProbabilityDetector(UnivariateDetector):
             "seasonal_z": seasonal,
             "context_bits": bits,
             "season": float(self.period or 0),
-            **{f"{k}_surprise": v for k, v in zip(FEATURES, surprises, strict=True)},
+            "value_surprise": s_value,
+            "level_surprise": s_level,
+            "seasonal_surprise": s_seasonal,
+            "context_surprise": s_context,
         }
         return score, evidence
 
