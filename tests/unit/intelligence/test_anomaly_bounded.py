@@ -76,6 +76,21 @@ def test_reservoir_is_bounded_uniform_over_the_whole_stream_and_deterministic() 
     assert [a.at(q) for q in (0.1, 0.5, 0.9)] == [b.at(q) for q in (0.1, 0.5, 0.9)]
 
 
+def test_reservoir_keeps_exactly_the_sample_of_vitters_algorithm_r() -> None:
+    """The inlined draw must pick the same members as Algorithm R with ``randrange``."""
+    capacity = 64
+    reservoir = SortedReservoir(capacity, seed=7)
+    members: list[float] = []
+    rng = random.Random(7)
+    for n, v in enumerate(np.random.default_rng(5).normal(size=5_000).tolist(), start=1):
+        reservoir.append(v)
+        if n <= capacity:
+            members.append(v)
+        elif (j := rng.randrange(n)) < capacity:
+            members[j] = v
+    assert [reservoir.at(i / (capacity - 1)) for i in range(capacity)] == sorted(members)
+
+
 def test_calibrator_on_a_reservoir_keeps_the_tail_of_a_long_stream() -> None:
     rng = np.random.default_rng(4)
     cal = TailCalibrator(min_history=50, capacity=1000)
