@@ -3,7 +3,9 @@
 
 One pattern subscription; each message is parsed (its tenant and topic from the channel, its
 ``seq`` and ``id`` from ``_meta``) and buffered; the buffer goes to the store in one insert
-every ``batch_seconds`` (or at 500 rows). A message that is not JSON is counted and skipped.
+every ``batch_seconds`` (or at 500 rows), once per (tenant, event id): an event delivered
+twice (a publisher's retry on another replica, a bridge republishing) is one row. A message
+that is not JSON is counted and skipped.
 Other transports (Google Pub/Sub, :mod:`services.analytics.pubsub`) parse with
 :func:`payload_row` and write with :func:`ingest_once`, idempotent on the event id.
 A lost Redis connection is retried with backoff; the bus's sequence numbers show any gap.
@@ -108,8 +110,7 @@ class EventIngest:
     async def flush(self) -> None:
         rows, self.buffer = self.buffer, []
         if rows:
-            await self.store.add_events(rows)
-            self.ingested += len(rows)
+            self.ingested += await ingest_once(self.store, rows)
 
     async def _run(self) -> None:
         failures = 0

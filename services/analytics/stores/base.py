@@ -27,7 +27,12 @@ from services.analytics.records import (
 )
 from services.common.tenancy import valid_tenant_id
 
-__all__ = ["TABLES", "AnalyticsStore", "Column", "SqlStore", "Table"]
+__all__ = ["REDELIVERY_WINDOW", "TABLES", "AnalyticsStore", "Column", "SqlStore", "Table"]
+
+REDELIVERY_WINDOW = dt.timedelta(days=7)
+"""How far back a redelivered event's first copy is looked for: Pub/Sub keeps an unacked
+message at most 7 days, and a Redis bus message is redelivered within seconds."""
+_IDS_PER_QUERY = 200
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,9 @@ class SqlStore(ABC):
 
     async def add_events_once(self, rows: Sequence[EventRow]) -> int:
         """Insert the rows whose (tenant, event_id) is not stored yet; how many were new.
-        The check and the insert hold the store's lock, so one process never doubles a row."""
+        The check and the insert hold the store's lock, so one process never doubles a row.
+        The check reads only the :data:`REDELIVERY_WINDOW` before the rows (a few day
+        partitions in BigQuery), so its cost does not grow with the history."""
         data = [asdict(r) for r in rows]
         for row in data:
             _tenant(row["tenant"])
@@ -183,21 +190,35 @@ class SqlStore(ABC):
             return await asyncio.to_thread(self._add_new_events_sync, data)
 
     def _add_new_events_sync(self, data: list[dict[str, Any]]) -> int:
-        sql = (
-            f"SELECT COUNT(*) AS n FROM {self._table('events')} "
-            "WHERE tenant = @tenant AND event_id = @event_id"
-        )
         fresh: dict[tuple[str, str], dict[str, Any]] = {}
         for row in data:
-            key = (row["tenant"], row["event_id"])
-            if key in fresh:
-                continue
-            found = self._query_sync(sql, {"tenant": key[0], "event_id": key[1]})
-            if not int(found[0]["n"]):
-                fresh[key] = row
+            fresh.setdefault((row["tenant"], row["event_id"]), row)
+        keys = list(fresh)
+        for start in range(0, len(keys), _IDS_PER_QUERY):
+            for key in self._stored_sync(keys[start : start + _IDS_PER_QUERY], fresh):
+                del fresh[key]
         if fresh:
             self._insert_sync("events", list(fresh.values()))
         return len(fresh)
+
+    def _stored_sync(
+        self, keys: list[tuple[str, str]], rows: dict[tuple[str, str], dict[str, Any]]
+    ) -> list[tuple[str, str]]:
+        """Which of these (tenant, event id) keys are stored already, looked for in the
+        :data:`REDELIVERY_WINDOW` before the oldest of their rows (one query per tenant)."""
+        found = []
+        for tenant in sorted({t for t, _ in keys}):
+            ids = [e for t, e in keys if t == tenant]
+            since = min(rows[(tenant, e)]["ts"] for e in ids) - REDELIVERY_WINDOW
+            params: dict[str, Any] = {f"id{i}": e for i, e in enumerate(ids)}
+            marks = ", ".join(f"@{name}" for name in params)
+            sql = (
+                f"SELECT DISTINCT event_id FROM {self._table('events')} WHERE tenant = @tenant "
+                f"AND ts >= @since AND event_id IN ({marks})"
+            )
+            hits = self._query_sync(sql, {**params, "tenant": tenant, "since": since})
+            found += [(tenant, r["event_id"]) for r in hits]
+        return found
 
     async def add_ai_usage(self, rows: Sequence[AiUsageRow]) -> None:
         await self._insert("ai_usage", rows)

@@ -4,8 +4,8 @@ Tables are partitioned by day on their time column (``ts``, or ``started`` for w
 queries filter on it, so a dashboard's window prunes to a few partitions) and clustered by
 tenant first (every query filters on tenant, so it reads only that tenant's blocks).
 Rows go in with the streaming API (``insertAll``, an ``insertId`` per row so a retried call
-does not duplicate; an event's is its ``event_id``); a workflow run is one row, so it lands
-whole or not at all. Queries are GoogleSQL with named parameters through ``jobs.query``.
+does not duplicate; an event's is its tenant and ``event_id``); a workflow run is one row, so
+it lands whole or not at all. Queries are GoogleSQL with named parameters through ``jobs.query``.
 """
 
 from __future__ import annotations
@@ -105,8 +105,12 @@ class BigQueryStore(SqlStore):
     def _insert_sync(self, table: str, rows: list[dict[str, Any]]) -> None:
         ref = f"{self.project}.{self.dataset}.{table}"
         data = [{k: _json(v) for k, v in r.items()} for r in rows]
-        # an event's insertId is its id, so BigQuery's best-effort dedup also drops a retry
-        ids = [str(r.get("event_id") or uuid.uuid4().hex) for r in data]
+        # an event's insertId is its tenant and id, so BigQuery's best-effort dedup also drops
+        # a retry (and two tenants' events with one id are both kept)
+        ids = [
+            f"{r['tenant']}/{r['event_id']}" if r.get("event_id") else uuid.uuid4().hex
+            for r in data
+        ]
         errors = self.client.insert_rows_json(ref, data, row_ids=ids)
         if errors:
             raise RuntimeError(f"BigQuery refused rows of {table}: {errors[:3]}")

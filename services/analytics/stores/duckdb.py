@@ -17,7 +17,7 @@ from services.analytics.stores.base import TABLES, SqlStore
 __all__ = ["DuckDBStore"]
 
 _TYPES = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMP", "FLOAT": "DOUBLE", "INTEGER": "BIGINT"}
-_PARAM = re.compile(r"@([a-z_]+)")
+_PARAM = re.compile(r"@([a-z_][a-z0-9_]*)")
 
 
 def _naive(value: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from fakes.bigquery import FakeBigQuery
 
 from services.analytics.records import AiUsageRow, EventRow, RunRow, UsageRow
 from services.analytics.stores import SqlStore
+from services.analytics.stores.base import REDELIVERY_WINDOW
 from services.analytics.stores.bigquery import BigQueryStore
 from services.analytics.stores.duckdb import DuckDBStore
 
@@ -31,7 +33,9 @@ async def store(request: pytest.FixtureRequest, bigquery: FakeBigQuery) -> Async
     if request.param == "duckdb":
         s: SqlStore = DuckDBStore()
     else:
-        s = BigQueryStore(project="demo", dataset=f"d{id(request)}", endpoint=bigquery.endpoint)
+        s = BigQueryStore(
+            project="demo", dataset=f"d{uuid.uuid4().hex}", endpoint=bigquery.endpoint
+        )
     await s.open()
     yield s
     await s.close()
@@ -125,3 +129,21 @@ async def test_bigquery_refused_rows_raise(bigquery: FakeBigQuery) -> None:
     await store.open()
     with pytest.raises(RuntimeError, match="refused rows of usage"):
         await store._insert("usage", [_Bad()])
+
+
+async def test_events_once_per_tenant_and_id_within_the_redelivery_window(store: SqlStore) -> None:
+    # ids of this test only: the fake, like BigQuery, remembers insertIds across calls
+    e1, e2 = f"e1-{uuid.uuid4().hex}", f"e2-{uuid.uuid4().hex}"
+    twice = EventRow("acme", "crm-changes", NOW, e1, 1, "{}")
+    assert await store.add_events_once([twice, twice]) == 1
+    # another tenant's event with the same id is its own (BigQuery: its own insertId)
+    assert await store.add_events_once([EventRow("other", "crm-changes", NOW, e1, 1, "{}")]) == 1
+    later = NOW + REDELIVERY_WINDOW - dt.timedelta(minutes=1)
+    again = [
+        EventRow("acme", "crm-changes", later, e1, 1, "{}"),
+        EventRow("acme", "crm-changes", later, e2, 2, "{}"),
+    ]
+    assert await store.add_events_once(again) == 1
+    rows = await store.events("acme", since=NOW - HOUR)
+    assert sorted(r.event_id for r in rows) == [e1, e2]
+    assert [r.event_id for r in await store.events("other", since=NOW - HOUR)] == [e1]
