@@ -136,6 +136,16 @@ GRID = (
         for alpha in (0.05, 0.1)
     ),
 )
+FEEDBACK = tuple(
+    Config(f"legacy_{name}", (*LEGACY.overrides, *extra), forecast=True)
+    for name, extra in (
+        ("fb0.005", (("miss_feedback_target", 0.005),)),
+        ("fb0.02", (("miss_feedback_target", 0.02),)),
+        ("hold2", (("scale_down_window_startups", 2.0),)),
+        ("hold2_fb0.005", (("scale_down_window_startups", 2.0), ("miss_feedback_target", 0.005))),
+    )
+)
+GRID = (*GRID, *FEEDBACK)
 ADOPTED = LEGACY  # what the protocol keeps: no calibrated configuration beat it cross-validated
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from intelligence.scaling.calibration import Calibration, observe, open_prediction
 from intelligence.scaling.enums import CalibrationBase, DecisionMode, Fallback, Reason
 from intelligence.scaling.envelope import envelope_for
+from intelligence.scaling.feedback import Feedback, update_feedback
 from intelligence.scaling.predictive import forecast_demand, lead_peak
 from intelligence.scaling.rules import (
     prune,
@@ -64,6 +65,7 @@ def decide(
         params.predictive_scale_down_window_seconds or 0,
         params.burst_scale_down_window_seconds or 0,
         params.calibrated_scale_down_window_seconds or 0,
+        _hold_seconds(params) or 0,
     )
     state = prune(state or ScalingState(), now=now, rates=params.behavior, extra_window=extra)
     current = max(0, int(observed.current_instances))
@@ -77,6 +79,10 @@ def decide(
     state = replace(state, calibration=calibration)
     if demand is None:
         demand = _demand(observed, params, load, evidence)
+    demand, feedback = _with_feedback(
+        params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
+    )
+    state = replace(state, feedback=feedback)
     raw, reason = _raw_recommendation(demand, current=current, params=params, evidence=evidence)
     rates = _rates_for(demand.mode, params)
     evidence["scaleDownWindowSeconds"] = float(rates.scale_down.stabilization_window_seconds)
@@ -102,6 +108,8 @@ def decide(
     )
     if demand.fallback is not None:
         message += f"; {demand.fallback[1]}; {demand.instead}"
+    if state.feedback.headroom > 0:
+        message += f"; miss feedback x{1 + state.feedback.headroom:.3f}"
     return Decision(
         desired=desired,
         mode=demand.mode,
@@ -263,14 +271,56 @@ def _raw_recommendation(
 
 
 def _rates_for(mode: DecisionMode, params: ScalingParams) -> Rates:
-    """The rates in effect: the mode's own scale-down window replaces `behavior`'s."""
-    if mode is DecisionMode.PREDICTIVE:
-        return with_scale_down_window(params.behavior, params.predictive_scale_down_window_seconds)
-    if mode is DecisionMode.ENVELOPE:
-        return with_scale_down_window(params.behavior, params.burst_scale_down_window_seconds)
-    if mode is DecisionMode.CALIBRATED:
-        return with_scale_down_window(params.behavior, params.calibrated_scale_down_window_seconds)
-    return params.behavior
+    """The rates in effect: the mode's own scale-down window replaces `behavior`'s, raised to
+    `scale_down_window_startups` x (start-up + horizon) when that is set."""
+    window = {
+        DecisionMode.PREDICTIVE: params.predictive_scale_down_window_seconds,
+        DecisionMode.ENVELOPE: params.burst_scale_down_window_seconds,
+        DecisionMode.CALIBRATED: params.calibrated_scale_down_window_seconds,
+    }.get(mode)
+    if window is None:
+        window = params.behavior.scale_down.stabilization_window_seconds
+    hold = _hold_seconds(params)
+    return with_scale_down_window(params.behavior, window if hold is None else max(window, hold))
+
+
+def _hold_seconds(params: ScalingParams) -> int | None:
+    if params.scale_down_window_startups is None:
+        return None
+    lead = params.startup_seconds + params.horizon_seconds
+    return math.ceil(params.scale_down_window_startups * lead)
+
+
+def _with_feedback(
+    params: ScalingParams,
+    fb: Feedback,
+    demand: _Demand,
+    *,
+    now: float,
+    current: int,
+    load: float,
+    evidence: dict[str, float],
+) -> tuple[_Demand, Feedback]:
+    """`demand` times 1 + the miss-feedback headroom, moved first by this decision's miss."""
+    target = params.miss_feedback_target
+    if target is None:
+        return demand, fb
+    serves = params.capacity_per_instance or params.target_per_instance
+    missed = load > current * serves * (1 + 1e-9)
+    fb = update_feedback(
+        fb,
+        now=now,
+        missed=missed,
+        target=target,
+        step=params.miss_feedback_step,
+        cap=params.miss_feedback_cap,
+    )
+    evidence.update(
+        missFeedbackTarget=target, missFeedbackHeadroom=fb.headroom, visibleMiss=float(missed)
+    )
+    if fb.headroom <= 0:
+        return demand, fb
+    return replace(demand, load=max(demand.load * (1 + fb.headroom), load)), fb
 
 
 def _bound(

@@ -30,6 +30,7 @@ from intelligence.scaling.enums import (
     Reason,
     SelectPolicy,
 )
+from intelligence.scaling.feedback import Feedback
 from intelligence.scaling.schedules import CronSchedule
 
 __all__ = [
@@ -136,6 +137,14 @@ class ScalingParams:
     current load decide as above. `calibrated_scale_down_window_seconds`, when set, replaces
     the scale-down stabilization window while the calibrated level provisions.
     `target_under_provisioning=None` turns calibration off.
+
+    Miss feedback (see `feedback`; off by default): with `miss_feedback_target` set, the demand
+    of every mode is multiplied by `1 + headroom`, a factor adaptive conformal inference moves
+    from the policy's visible misses (the metric above what the current instances serve):
+    about `miss_feedback_step` up per 15 s of missing, `step * target` down per 15 s of not,
+    within [0, `miss_feedback_cap`]. `scale_down_window_startups`, when set, keeps every
+    mode's scale-down window at least that many times start-up + horizon (instances are not
+    let go sooner than they take to come back).
     """
 
     target_per_instance: float
@@ -163,6 +172,10 @@ class ScalingParams:
     calibration_cap_at_peak: bool = True
     calibrate_forecast: bool = False
     calibrated_scale_down_window_seconds: int | None = 60
+    miss_feedback_target: float | None = None
+    miss_feedback_step: float = 0.05
+    miss_feedback_cap: float = 0.5
+    scale_down_window_startups: float | None = None
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""
@@ -195,6 +208,19 @@ class ScalingParams:
             )
         if not 0 < self.calibration_step < 1:
             raise ValueError(f"calibration_step must be in (0, 1), got {self.calibration_step}")
+        self._check_feedback()
+
+    def _check_feedback(self) -> None:
+        target = self.miss_feedback_target
+        if target is not None and not 0 < target < 1:
+            raise ValueError(f"miss_feedback_target must be in (0, 1), got {target}")
+        if not self.miss_feedback_step > 0:
+            raise ValueError(f"miss_feedback_step must be positive, got {self.miss_feedback_step}")
+        if not self.miss_feedback_cap >= 0:
+            raise ValueError(f"miss_feedback_cap must be >= 0, got {self.miss_feedback_cap}")
+        hold = self.scale_down_window_startups
+        if hold is not None and not hold >= 0:
+            raise ValueError(f"scale_down_window_startups must be >= 0, got {hold}")
 
 
 @dataclass(frozen=True)
@@ -239,6 +265,7 @@ class ScalingState:
     scale_up_events: tuple[ScaleEvent, ...] = ()
     scale_down_events: tuple[ScaleEvent, ...] = ()
     calibration: Calibration = field(default_factory=Calibration)
+    feedback: Feedback = field(default_factory=Feedback)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form: lists of [timestamp, replicas], and the calibration."""
@@ -247,6 +274,7 @@ class ScalingState:
             "scaleUpEvents": [[e.timestamp, e.replicas] for e in self.scale_up_events],
             "scaleDownEvents": [[e.timestamp, e.replicas] for e in self.scale_down_events],
             "calibration": self.calibration.to_dict(),
+            "feedback": self.feedback.to_dict(),
         }
 
     @classmethod
@@ -254,6 +282,7 @@ class ScalingState:
         """The inverse of `to_dict`; missing keys are empty."""
         return cls(
             calibration=Calibration.from_dict(data.get("calibration") or {}),
+            feedback=Feedback.from_dict(data.get("feedback") or {}),
             recommendations=tuple(
                 Recommendation(float(t), int(r)) for t, r in data.get("recommendations", [])
             ),
