@@ -228,6 +228,43 @@ def test_mann_whitney_matches_scipy_asymptotic() -> None:
         assert mann_whitney_p(s, c, alternative=alt) == pytest.approx(want, rel=1e-9)
 
 
+def test_small_samples_get_the_exact_u_distribution() -> None:
+    from scipy import stats
+
+    from intelligence.canary import mann_whitney_p
+
+    rng = np.random.default_rng(8)
+    for n_s, n_c in ((7, 7), (4, 9), (12, 15)):
+        s, c = rng.normal(0.0, 1.0, n_s), rng.normal(0.7, 1.0, n_c)
+        for alt in ("greater", "less", "two-sided"):
+            want = stats.mannwhitneyu(c, s, alternative=alt, method="exact").pvalue
+            assert mann_whitney_p(np.sort(s), c, alternative=alt) == pytest.approx(want, rel=1e-9)
+    # seven canary points above seven stable ones: exactly one labeling in C(14, 7) is as
+    # extreme (the normal approximation says 0.0009, above a look's level of ~0.0005)
+    p = mann_whitney_p(np.zeros(7), np.linspace(0.1, 0.3, 7), alternative="greater")
+    assert p == pytest.approx(1 / 3432, rel=1e-12)
+
+
+def test_exact_u_p_value_with_ties_is_the_permutation_share() -> None:
+    from itertools import combinations
+
+    from intelligence.canary import mann_whitney_p
+
+    s = np.array([0.0, 0.0, 0.0, 0.1, 0.2, 0.2])  # an error ratio: many zeros
+    c = np.array([0.0, 0.2, 0.3, 0.3, 0.4])
+    pooled = np.concatenate([s, c])
+
+    def u_of(idx: tuple[int, ...]) -> float:
+        canary = pooled[list(idx)]
+        stable = np.delete(pooled, list(idx))
+        return float(sum((x > y) + 0.5 * (x == y) for x in canary for y in stable))
+
+    observed = u_of(tuple(range(s.size, pooled.size)))
+    us = [u_of(idx) for idx in combinations(range(pooled.size), c.size)]
+    want = sum(u >= observed - 1e-9 for u in us) / len(us)
+    assert mann_whitney_p(s, c, alternative="greater") == pytest.approx(want, rel=1e-9)
+
+
 def test_per_request_samples_are_not_watched_as_a_series() -> None:
     rng = np.random.default_rng(6)
     per_request = MetricConfig("latency", series=False)
