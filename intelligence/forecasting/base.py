@@ -12,7 +12,7 @@ from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import norm
+from scipy.special import ndtri
 
 __all__ = [
     "DAY",
@@ -96,6 +96,6 @@ def horizon_quantiles(
         hi = float(np.quantile(finite, 1.0 - alpha)) - centre
     else:
         sigma = float(np.std(finite)) if finite.size >= 2 else 0.0
-        z = float(norm.ppf(1.0 - alpha))
+        z = float(ndtri(1.0 - alpha))
         lo, hi = -z * sigma, z * sigma
     return lo * spread, hi * spread

@@ -15,7 +15,7 @@ from typing import Self
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from intelligence.forecasting.base import (
     DAY,
@@ -264,7 +264,7 @@ class HoltWinters:
         spread = np.sqrt(np.interp(native, hs * f, var))
         lo, hi = horizon_quantiles(self._resid, spread=spread, level=self.level)
         if self._within > 0:  # the coarse fit does not see variation inside a coarse bin
-            z = float(norm.ppf(0.5 + self.level / 2.0)) * self._within
+            z = float(ndtri(0.5 + self.level / 2.0)) * self._within
             lo, hi = -np.sqrt(lo**2 + z**2), np.sqrt(hi**2 + z**2)
         series = self._series
         return Forecast(
