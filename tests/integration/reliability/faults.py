@@ -39,6 +39,8 @@ class ApiProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = free_port()
         self.attempts: list[float] = []
+        self.refused: list[float] = []
+        """The attempts that reached no apiserver (cut by `outage`, or it was down)."""
         self.refusing = False
         self._open: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
@@ -76,9 +78,11 @@ class ApiProxy:
         finally:
             self.refusing = False
 
-    def rate(self, start: float, end: float) -> float:
-        """Connection attempts per second between two `time.monotonic()` instants."""
-        n = sum(1 for t in self.attempts if start <= t < end)
+    def rate(self, start: float, end: float, *, refused: bool = False) -> float:
+        """Connection attempts per second between two `time.monotonic()` instants (with
+        `refused`, only those that reached no apiserver: the retry storm a down apiserver
+        sees, without the legitimate reconnections once it is back)."""
+        n = sum(1 for t in (self.refused if refused else self.attempts) if start <= t < end)
         return n / max(end - start, 1e-9)
 
     def kubeconfig(self, original: Path, dest: Path) -> Path:
@@ -93,13 +97,16 @@ class ApiProxy:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)  # type: ignore[arg-type]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.attempts.append(time.monotonic())
+        now = time.monotonic()
+        self.attempts.append(now)
         if self.refusing:
+            self.refused.append(now)
             writer.transport.abort()
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:  # the apiserver itself is down
+            self.refused.append(now)
             writer.transport.abort()
             return
         self._open.update((writer, up_writer))

@@ -102,12 +102,16 @@ def test_apiserver_restarted_mid_reconcile(
     kube.wait_for("the operator to start reconciling", lambda: len(unsettled(kube, fleet)) < 15)
     start = time.monotonic()
     restarted = restart_component(workdir, "kube-apiserver")
-    rate = proxy.rate(start, time.monotonic())
-    print(f"connection attempts per second while the apiserver restarted: {rate:.1f}")
+    end = time.monotonic()
+    rate, storm = proxy.rate(start, end), proxy.rate(start, end, refused=True)
+    print(
+        f"connection attempts per second while the apiserver restarted: {rate:.1f} "
+        f"({storm:.1f} refused)"
+    )
     assert restarted.was_running
     timeline = [round(t - start, 2) for t in proxy.attempts if t >= start]
-    print(timeline)
-    assert rate <= MAX_ATTEMPTS_PER_SECOND, timeline
+    # bounded: the attempts a down apiserver saw (reconnecting once it is back is no storm)
+    assert storm <= MAX_ATTEMPTS_PER_SECOND, timeline
     converge(kube, fleet)
     assert children_problems(kube, fleet) == []
     assert proxied_operator.proc is not None
