@@ -181,7 +181,7 @@ def create_app(
         await parts.store.open()
         tasks = [*_background(parts, redis), asyncio.create_task(scheduler.run())]
         if pubsub is not None:
-            pubsub.start()
+            await pubsub.start()
         try:
             yield
         finally:

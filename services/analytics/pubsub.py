@@ -1,6 +1,11 @@
 """Platform events from Google Pub/Sub (the production bus; the gcloud emulator in tests).
 
-A streaming pull on one subscription (``google-cloud-pubsub``; ``PUBSUB_EMULATOR_HOST`` points
+Streaming pulls on the ingest's subscriptions: ``<prefix>-<topic>`` on each bus topic (by
+default the seed's 7 consolidated topics, :data:`~services.analytics.settings.CONSOLIDATED_TOPICS`),
+plus one subscription provisioned outside when configured. On start, each bus topic, its
+subscription and the dead-letter topic are created when missing (``AlreadyExists`` is what a
+second replica or a restart gets, and is fine; ``PermissionDenied`` is logged: they are then
+expected to be provisioned outside). (``google-cloud-pubsub``; ``PUBSUB_EMULATOR_HOST`` points
 the client at the emulator). A message is an event: its data the event's JSON object (as the
 Redis bus publishes it, ``_meta`` optional), its attributes ``tenant`` and ``event_topic`` (one of
 the ingested topics). Each message goes through the Redis ingest's parser and writer
@@ -25,8 +30,10 @@ import enum
 import logging
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
+from google.api_core.exceptions import AlreadyExists, PermissionDenied
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from services.analytics.ingest import ingest_once, payload_row
@@ -50,8 +57,10 @@ class PubSubIngest:
         store: AnalyticsStore,
         *,
         project: str,
-        subscription: str,
+        subscription: str = "",
         topics: Iterable[str],
+        bus_topics: Iterable[str] = (),
+        subscription_prefix: str = "analytics-ingest",
         dead_letter_topic: str = "",
         max_messages: int = 100,
         subscriber: Any = None,
@@ -61,36 +70,63 @@ class PubSubIngest:
             raise ValueError("XYNERGY_ANALYTICS_PUBSUB_PROJECT: expected a project id")
         self.store = store
         self.topics = frozenset(topics)
+        self._own_subscriber = subscriber is None
         self.subscriber = subscriber or pubsub_v1.SubscriberClient()
         self.publisher = publisher or pubsub_v1.PublisherClient()
-        self.subscription = self.subscriber.subscription_path(project, subscription)
-        self.dead_letter = (
-            self.publisher.topic_path(project, dead_letter_topic) if dead_letter_topic else ""
-        )
+        sub_path, topic_path = self.subscriber.subscription_path, self.publisher.topic_path
+        self.owned = {
+            sub_path(project, f"{subscription_prefix}-{t}"): topic_path(project, t)
+            for t in bus_topics
+        }
+        """The subscriptions this ingest creates when missing -> their topics."""
+        self.subscriptions = [
+            *([sub_path(project, subscription)] if subscription else []),
+            *self.owned,
+        ]
+        self.dead_letter = topic_path(project, dead_letter_topic) if dead_letter_topic else ""
         self.max_messages = max_messages
         self.counts = {o: 0 for o in Outcome}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._future: Any = None
+        self._futures: list[Any] = []
 
-    def start(self) -> None:
-        """Open the streaming pull (call on the service's event loop)."""
+    async def start(self) -> None:
+        """Create what is missing, then open the streaming pulls (on the service's loop)."""
         self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._provision)
         flow = pubsub_v1.types.FlowControl(max_messages=self.max_messages)
-        self._future = self.subscriber.subscribe(
-            self.subscription, callback=self._callback, flow_control=flow
-        )
+        self._futures = [
+            self.subscriber.subscribe(sub, callback=partial(self._callback, sub), flow_control=flow)
+            for sub in self.subscriptions
+        ]
 
     async def stop(self) -> None:
-        if self._future is not None:
-            self._future.cancel()
-            await asyncio.to_thread(self._future.result, 10)
-            self._future = None
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.cancel()
+        for future in futures:
+            await asyncio.to_thread(future.result, 10)
+        if self._own_subscriber:  # its channel closed, so Pub/Sub sees the streams end now
+            await asyncio.to_thread(self.subscriber.close)
 
-    def _callback(self, message: Any) -> None:
+    def _provision(self) -> None:
+        """Each bus topic, its subscription and the dead-letter topic, created when missing."""
+        topics = sorted({*self.owned.values(), *([self.dead_letter] if self.dead_letter else [])})
+        for topic in topics:
+            _create(self.publisher.create_topic, topic, name=topic)
+        for sub, topic in self.owned.items():
+            _create(
+                self.subscriber.create_subscription,
+                sub,
+                name=sub,
+                topic=topic,
+                ack_deadline_seconds=60,
+            )
+
+    def _callback(self, subscription: str, message: Any) -> None:
         assert self._loop is not None
         outcome = Outcome.NACK
         try:
-            done = asyncio.run_coroutine_threadsafe(self.handle(message), self._loop)
+            done = asyncio.run_coroutine_threadsafe(self.handle(message, subscription), self._loop)
             outcome = done.result(timeout=60)
         except (concurrent.futures.TimeoutError, RuntimeError) as exc:
             log.warning("pubsub message not handled: %s", type(exc).__name__)
@@ -99,8 +135,8 @@ class PubSubIngest:
         else:
             message.ack()
 
-    async def handle(self, message: Any) -> Outcome:
-        """What to do with one message (the row written when it is valid)."""
+    async def handle(self, message: Any, subscription: str = "") -> Outcome:
+        """What to do with one message of ``subscription`` (the row written when valid)."""
         attributes = dict(message.attributes or {})
         try:
             topic = attributes.get("event_topic", "")
@@ -114,7 +150,7 @@ class PubSubIngest:
                 event_id=f"pubsub:{message.message_id}",
             )
         except ValueError as exc:
-            outcome = await self._dead_letter(message, attributes, str(exc))
+            outcome = await self._dead_letter(message, attributes, str(exc), subscription)
         else:
             outcome = await self._write(message, row)
         self.counts[outcome] += 1
@@ -132,7 +168,9 @@ class PubSubIngest:
             return Outcome.NACK
         return Outcome.ACK
 
-    async def _dead_letter(self, message: Any, attributes: dict[str, str], reason: str) -> Outcome:
+    async def _dead_letter(
+        self, message: Any, attributes: dict[str, str], reason: str, subscription: str
+    ) -> Outcome:
         fields = {"message_id": message.message_id, "reason": reason}
         if not self.dead_letter:
             log.warning("pubsub message malformed, dropped: %s", reason, extra={"fields": fields})
@@ -141,7 +179,7 @@ class PubSubIngest:
             **attributes,
             "dead_letter_reason": reason,
             "source_message_id": message.message_id,
-            "source_subscription": self.subscription,
+            "source_subscription": subscription,
         }
         try:
             published = self.publisher.publish(self.dead_letter, message.data, **extra)
@@ -153,15 +191,29 @@ class PubSubIngest:
         return Outcome.DEAD_LETTER
 
 
+def _create(call: Any, what: str, **request: Any) -> None:
+    try:
+        call(**request)
+    except AlreadyExists:
+        return
+    except PermissionDenied:
+        log.warning("pubsub: not allowed to create %s; expected to exist", what)
+        return
+    log.info("pubsub: created %s", what)
+
+
 def from_settings(settings: AnalyticsSettings, store: AnalyticsStore) -> PubSubIngest | None:
-    """The Pub/Sub ingest the settings ask for (``PUBSUB_SUBSCRIPTION``), or None."""
-    if not settings.pubsub_subscription:
+    """The Pub/Sub ingest the settings ask for (``PUBSUB_PROJECT`` with ``PUBSUB_TOPICS`` or
+    ``PUBSUB_SUBSCRIPTION``), or None."""
+    if not settings.pubsub_project or not (settings.pubsub_topics or settings.pubsub_subscription):
         return None
     return PubSubIngest(
         store,
         project=settings.pubsub_project,
         subscription=settings.pubsub_subscription,
         topics=settings.ingest_topics,
+        bus_topics=settings.pubsub_topics,
+        subscription_prefix=settings.pubsub_subscription_prefix,
         dead_letter_topic=settings.pubsub_dead_letter_topic,
         max_messages=settings.pubsub_max_messages,
     )

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["AnalyticsSettings", "CloudRunPrices", "MetricQuery"]
+__all__ = ["CONSOLIDATED_TOPICS", "AnalyticsSettings", "CloudRunPrices", "MetricQuery"]
 
 
 class CloudRunPrices(BaseModel):
@@ -52,6 +52,18 @@ def _default_metrics() -> list[MetricQuery]:
     ]
 
 
+CONSOLIDATED_TOPICS = (
+    "ai-platform-events",
+    "analytics-events",
+    "content-platform-events",
+    "platform-system-events",
+    "workflow-events",
+    "intelligence-events",
+    "quality-events",
+)
+"""The seed's 7 consolidated Pub/Sub topics (its ``PubSubManager.consolidated_topics``)."""
+
+
 class AnalyticsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="XYNERGY_ANALYTICS_", extra="ignore")
 
@@ -70,7 +82,17 @@ class AnalyticsSettings(BaseSettings):
     ingest_batch_seconds: float = Field(default=1.0, gt=0, le=60)
     pubsub_project: str = Field(default="", description="Google Cloud project of the ingest.")
     pubsub_subscription: str = Field(
-        default="", description="Pub/Sub subscription id to ingest from; '' = no Pub/Sub ingest."
+        default="", description="A Pub/Sub subscription provisioned outside to ingest from too."
+    )
+    pubsub_topics: list[str] = Field(
+        default_factory=lambda: list(CONSOLIDATED_TOPICS),
+        description="Topics the ingest reads, each through its own subscription; created "
+        "with it when missing.",
+    )
+    pubsub_subscription_prefix: str = Field(
+        default="analytics-ingest",
+        pattern=r"^[A-Za-z][-A-Za-z0-9_.~+%]{2,180}$",
+        description="The ingest's subscription on topic T is <prefix>-T.",
     )
     pubsub_dead_letter_topic: str = Field(
         default="", description="Topic id malformed messages go to; '' = logged and dropped."

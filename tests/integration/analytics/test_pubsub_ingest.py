@@ -54,7 +54,7 @@ async def _running(
     topic, sub = emulator.topic_and_subscription()
     await store.open()
     ingest = PubSubIngest(store, project=emulator.project, subscription=sub, topics=TOPICS, **kw)
-    ingest.start()
+    await ingest.start()
     publisher = pubsub_v1.PublisherClient()
     try:
         yield ingest, publisher, publisher.topic_path(emulator.project, topic)
