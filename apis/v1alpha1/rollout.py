@@ -157,6 +157,16 @@ class AnalysisMetric(SpecModel):
                 "analysis.metrics[].minValue must not exceed maxValue",
                 field_path=".minValue",
             ),
+            cel(
+                "!has(self.denominator) || self.source == 'cloudMonitoring'",
+                "analysis.metrics[].denominator is for source cloudMonitoring only",
+                field_path=".denominator",
+            ),
+            cel(
+                "!has(self.statistic) || self.source == 'cloudMonitoring'",
+                "analysis.metrics[].statistic is for source cloudMonitoring only",
+                field_path=".statistic",
+            ),
         )
     )
 
@@ -165,7 +175,15 @@ class AnalysisMetric(SpecModel):
     source: MetricSource = MetricSource.PROMETHEUS
     """prometheus or cloudMonitoring."""
     query: str = Field(min_length=1, max_length=4096)
-    """Query; `{{revision}}` is replaced with the revision being measured."""
+    """Query (PromQL, or a Monitoring filter for cloudMonitoring); `{{revision}}` is replaced
+    with the revision being measured."""
+    denominator: str | None = Field(default=None, min_length=1, max_length=4096)
+    """cloudMonitoring only: a second filter (`{{revision}}` replaced); the metric is then
+    query / denominator per aligned point, e.g. 5xx request_count over all request_count (a
+    point whose denominator is 0 has no value)."""
+    statistic: Literal["mean", "p50", "p95", "p99"] | None = None
+    """cloudMonitoring only, for a distribution metric (request_latencies): the value of each
+    step, the mean of the step's merged distributions or a percentile of the worst series."""
     method: AnalysisMethod = AnalysisMethod.MANN_WHITNEY
     """How to judge it."""
     direction: Literal["increase", "decrease", "either"] = "increase"
@@ -187,6 +205,16 @@ class AnalysisMetric(SpecModel):
     """A failure of a critical metric fails the run on its own."""
     weight: float = Field(default=1.0, gt=0, le=100)
     """Weight in the run's score."""
+
+    @model_validator(mode="after")
+    def _cloud_monitoring_only(self) -> AnalysisMetric:
+        for name, value in (("denominator", self.denominator), ("statistic", self.statistic)):
+            if value is not None and self.source is not MetricSource.CLOUD_MONITORING:
+                raise ValueError(
+                    f"analysis.metrics[{self.name}].{name}: only for source cloudMonitoring, "
+                    f"got source {self.source.value}"
+                )
+        return self
 
 
 class AnalysisSpec(SpecModel):

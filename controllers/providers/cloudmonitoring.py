@@ -2,9 +2,14 @@
 `ListTimeSeries` over gRPC), behind the same `MetricsProvider` contract as Prometheus.
 
 A query here is a Monitoring filter (`run_filter` builds one for a Cloud Run service). Series
-are aligned per `step` with `ALIGN_RATE` for DELTA / CUMULATIVE counters (`*_count` metric
-types, requests per second) and `ALIGN_MEAN` otherwise, then summed across series
-(`REDUCE_SUM`), so one series comes back. Errors are typed as for Prometheus: unreachable
+are aligned per `step` (at least 60 s, the API's smallest alignment period) with `ALIGN_RATE`
+for DELTA / CUMULATIVE counters (`*_count` metric types, requests per second) and `ALIGN_MEAN`
+otherwise, then summed across series (`REDUCE_SUM`), so one series comes back. A DELTA
+DISTRIBUTION metric (`run.googleapis.com/request_latencies`) is read with a `statistic`
+(`for_statistic`): `mean` aligns with `ALIGN_DELTA` and merges the distributions of every
+series (`REDUCE_SUM`), the value being the merged distribution's mean (a period that counted
+nothing is NaN, dropped); `p50` / `p95` / `p99` align with `ALIGN_PERCENTILE_xx` and keep the
+worst series (`REDUCE_MAX`). Errors are typed as for Prometheus: unreachable
 (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, transport), empty (no point), malformed
 (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED: the filter or the project is wrong).
 """
@@ -24,11 +29,12 @@ from controllers.metrics import backend_call
 from controllers.providers.metrics import (
     MetricsEmptyError,
     MetricsMalformedError,
+    MetricsProvider,
     MetricsUnreachableError,
     Samples,
 )
 
-__all__ = ["CloudMonitoringProvider", "run_filter"]
+__all__ = ["STATISTICS", "CloudMonitoringProvider", "run_filter"]
 
 _UNREACHABLE = (
     gexc.ServiceUnavailable,
@@ -37,6 +43,7 @@ _UNREACHABLE = (
     gexc.InternalServerError,
     gexc.RetryError,
 )
+MIN_ALIGNMENT_SECONDS = 60  # the API refuses a shorter alignment period
 LOOKBACK_STEPS = 5  # an instant value is the newest aligned point of the last few steps
 INSTANT_STEP = 60.0
 
@@ -54,12 +61,27 @@ def run_filter(metric_type: str, *, service: str) -> str:
     )
 
 
-def _aligner(query: str) -> Any:
-    """ALIGN_RATE for a counter (`*_count`), else ALIGN_MEAN."""
+_Aligner = monitoring_v3.Aggregation.Aligner
+_Reducer = monitoring_v3.Aggregation.Reducer
+STATISTICS: dict[str, tuple[Any, Any]] = {
+    "mean": (_Aligner.ALIGN_DELTA, _Reducer.REDUCE_SUM),
+    "p50": (_Aligner.ALIGN_PERCENTILE_50, _Reducer.REDUCE_MAX),
+    "p95": (_Aligner.ALIGN_PERCENTILE_95, _Reducer.REDUCE_MAX),
+    "p99": (_Aligner.ALIGN_PERCENTILE_99, _Reducer.REDUCE_MAX),
+}
+"""Per-series aligner and cross-series reducer of each statistic of a distribution metric."""
+
+
+def _aggregation(query: str, statistic: str | None) -> tuple[Any, Any]:
+    """(aligner, reducer): the statistic's, else ALIGN_RATE for a counter (`*_count`) and
+    ALIGN_MEAN otherwise, summed across series."""
+    if statistic is not None:
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic: expected one of {sorted(STATISTICS)}, got {statistic!r}")
+        return STATISTICS[statistic]
     kind = re.search(r'metric\.type = "([^"]+)"', query)
     counter = kind is not None and kind.group(1).endswith("_count")
-    aligner = monitoring_v3.Aggregation.Aligner
-    return aligner.ALIGN_RATE if counter else aligner.ALIGN_MEAN
+    return (_Aligner.ALIGN_RATE if counter else _Aligner.ALIGN_MEAN), _Reducer.REDUCE_SUM
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -116,11 +138,15 @@ class CloudMonitoringProvider:
         samples = await self.query_range(query, start=at - LOOKBACK_STEPS * step, end=at, step=step)
         return float(samples.values[-1])
 
-    async def query_range(self, query: str, *, start: float, end: float, step: float) -> Samples:
+    async def query_range(
+        self, query: str, *, start: float, end: float, step: float, statistic: str | None = None
+    ) -> Samples:
         if not (end > start and step >= 1):
             raise ValueError(
                 f"query_range: need end > start and step >= 1 s, got {start}..{end} step {step}"
             )
+        aligner, reducer = _aggregation(query, statistic)
+        period = max(int(step), MIN_ALIGNMENT_SECONDS)
         request = monitoring_v3.ListTimeSeriesRequest(
             name=f"projects/{self.project}",
             filter=query,
@@ -128,15 +154,19 @@ class CloudMonitoringProvider:
                 start_time=_timestamp(start), end_time=_timestamp(end)
             ),
             aggregation=monitoring_v3.Aggregation(
-                alignment_period=duration_pb2.Duration(seconds=int(step)),
-                per_series_aligner=_aligner(query),
-                cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
+                alignment_period=duration_pb2.Duration(seconds=period),
+                per_series_aligner=aligner,
+                cross_series_reducer=reducer,
             ),
             view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
         )
         with backend_call("cloudmonitoring", "list_time_series"):
             series = await self._list(request)
         return _samples(series, query)
+
+    def for_statistic(self, statistic: str | None) -> MetricsProvider:
+        """This provider reading distribution metrics as `statistic` (None: as it is)."""
+        return self if statistic is None else _Statistic(self, statistic)
 
     async def _list(self, request: monitoring_v3.ListTimeSeriesRequest) -> list[Any]:
         try:
@@ -187,10 +217,32 @@ def _samples(series: list[Any], query: str) -> Samples:
 
 
 def _point(point: Any, query: str) -> tuple[float, float]:
-    """(end time in seconds, value) of one numeric point."""
+    """(end time in seconds, value) of one numeric point; a distribution's mean (NaN when it
+    counted nothing)."""
     end = point.interval.end_time
     seconds = end.timestamp() if hasattr(end, "timestamp") else end.seconds + end.nanos / 1e9
     kind = point.value._pb.WhichOneof("value")
+    if kind == "distribution_value":
+        dist = point.value.distribution_value
+        return float(seconds), (float(dist.mean) if dist.count > 0 else float("nan"))
     if kind not in ("double_value", "int64_value"):
         raise MetricsMalformedError(f"filter {query!r}: a {kind} point is not a number")
     return float(seconds), float(getattr(point.value, kind))
+
+
+class _Statistic:
+    """A provider's view reading every query with one statistic."""
+
+    def __init__(self, provider: CloudMonitoringProvider, statistic: str) -> None:
+        _aggregation("", statistic)  # a bad statistic fails here, not at the first query
+        self.provider, self.statistic = provider, statistic
+
+    async def query(self, query: str, *, at: float) -> float:
+        step = INSTANT_STEP
+        samples = await self.query_range(query, start=at - LOOKBACK_STEPS * step, end=at, step=step)
+        return float(samples.values[-1])
+
+    async def query_range(self, query: str, *, start: float, end: float, step: float) -> Samples:
+        return await self.provider.query_range(
+            query, start=start, end=end, step=step, statistic=self.statistic
+        )

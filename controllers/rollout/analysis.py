@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from apis.v1alpha1.rollout import AnalysisMethod, AnalysisMetric, AnalysisSpec, Verdict
+from controllers.providers.metrics import Samples
 from controllers.providers.prometheus import MetricsEmptyError, MetricsProvider
 from intelligence.anomaly import (
     CusumDetector,
@@ -247,11 +248,43 @@ def judge_run(
 async def _series(
     provider: MetricsProvider, query: str, *, start: float, end: float, step: float
 ) -> Series:
-    try:
-        found = await provider.query_range(query, start=start, end=end, step=step)
-    except MetricsEmptyError:
+    found = await _samples(provider, query, start=start, end=end, step=step)
+    if found is None:
         return np.array([], dtype=np.float64)
     return np.asarray(found.values, dtype=np.float64)
+
+
+async def _samples(
+    provider: MetricsProvider, query: str, *, start: float, end: float, step: float
+) -> Samples | None:
+    try:
+        return await provider.query_range(query, start=start, end=end, step=step)
+    except MetricsEmptyError:
+        return None
+
+
+async def _ratio(
+    provider: MetricsProvider,
+    query: str,
+    denominator: str,
+    *,
+    start: float,
+    end: float,
+    step: float,
+) -> Series:
+    """numerator / denominator per aligned point of the denominator: a point the numerator
+    lacks counted nothing (0, e.g. no 5xx in that step); a zero denominator has no ratio (NaN,
+    dropped)."""
+    below = await _samples(provider, denominator, start=start, end=end, step=step)
+    if below is None:
+        return np.array([], dtype=np.float64)
+    above = await _samples(provider, query, start=start, end=end, step=step)
+    counted = dict(zip(above.timestamps, above.values, strict=True)) if above else {}
+    num = np.array([counted.get(t, 0.0) for t in below.timestamps], dtype=np.float64)
+    den = np.asarray(below.values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
+    return np.asarray(ratio[np.isfinite(ratio)], dtype=np.float64)
 
 
 async def collect(
@@ -264,8 +297,9 @@ async def collect(
     end: dt.datetime,
     step: float,
 ) -> dict[str, tuple[Series, Series]]:
-    """Each metric's series for both revisions over [start, end] (`{{revision}}` replaced);
-    an empty answer is no data, other failures raise (TransientError: try again later)."""
+    """Each metric's series for both revisions over [start, end] (`{{revision}}` replaced;
+    query / denominator per point when the metric has a denominator); an empty answer is no
+    data, other failures raise (TransientError: try again later)."""
     begin, finish = start.timestamp(), end.timestamp()
     if finish - begin < step:
         begin = finish - step
@@ -275,6 +309,11 @@ async def collect(
         pair = []
         for revision in (stable, canary):
             query = metric.query.replace(REVISION_PLACEHOLDER, revision)
-            pair.append(await _series(provider, query, start=begin, end=finish, step=step))
+            if metric.denominator:
+                below = metric.denominator.replace(REVISION_PLACEHOLDER, revision)
+                series = await _ratio(provider, query, below, start=begin, end=finish, step=step)
+            else:
+                series = await _series(provider, query, start=begin, end=finish, step=step)
+            pair.append(series)
         out[metric.name] = (pair[0], pair[1])
     return out

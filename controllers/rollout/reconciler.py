@@ -667,7 +667,7 @@ def _split(status: RolloutStatus, tag: str) -> tuple[tuple[str | None, int, str 
 
 def from_context(ctx: OperatorContext) -> RolloutReconciler:
     """The reconciler on the operator's clients: Cloud Run built on first use, Prometheus
-    from XYNERGY_ROLLOUT_PROMETHEUS_URL."""
+    from XYNERGY_ROLLOUT_PROMETHEUS_URL, Cloud Monitoring per project."""
     settings = RolloutSettings()
 
     def backend(
@@ -683,10 +683,12 @@ def from_context(ctx: OperatorContext) -> RolloutReconciler:
         )
         return KubernetesRollout(provider, rollout, target, canary)
 
-    def metrics(metric: AnalysisMetric) -> MetricsProvider:
+    def metrics(metric: AnalysisMetric, target: XynergyService | None = None) -> MetricsProvider:
         from controllers.providers.prometheus import PrometheusProvider
 
-        if metric.source.value != "prometheus" or not settings.prometheus_url:
+        if metric.source.value == "cloudMonitoring":
+            return _cloud_monitoring(ctx, settings, metric, target)
+        if not settings.prometheus_url:
             raise StalledError(
                 f"spec.analysis.metrics[{metric.name}]: source {metric.source.value} is not "
                 "configured in this operator (XYNERGY_ROLLOUT_PROMETHEUS_URL)",
@@ -701,6 +703,36 @@ def from_context(ctx: OperatorContext) -> RolloutReconciler:
     return RolloutReconciler(
         client=ctx.client, backends=backend, metrics=metrics, settings=settings
     )
+
+
+def _cloud_monitoring(
+    ctx: OperatorContext,
+    settings: RolloutSettings,
+    metric: AnalysisMetric,
+    target: XynergyService | None,
+) -> MetricsProvider:
+    """The Cloud Monitoring provider of the target's Cloud Run project (else
+    XYNERGY_ROLLOUT_GCP_PROJECT), reading the metric's statistic."""
+    from controllers.providers.cloudmonitoring import CloudMonitoringProvider
+
+    cloud_run = target.spec.cloud_run if target is not None else None
+    project = (cloud_run.project if cloud_run is not None else None) or settings.gcp_project
+    if not project:
+        raise StalledError(
+            f"spec.analysis.metrics[{metric.name}]: source cloudMonitoring has no project "
+            "(the target XynergyService has no spec.cloudRun.project and "
+            "XYNERGY_ROLLOUT_GCP_PROJECT is unset)",
+            reason="MetricsSourceUnavailable",
+        )
+    provider: CloudMonitoringProvider = ctx.provider(
+        f"rollout.cloudmonitoring.{project}",
+        lambda: CloudMonitoringProvider(
+            project,
+            api_endpoint=settings.cloudmonitoring_endpoint,
+            timeout=settings.query_timeout_seconds,
+        ),
+    )
+    return provider.for_statistic(metric.statistic)
 
 
 def _cloud_run(ctx: OperatorContext) -> RolloutBackend | None:

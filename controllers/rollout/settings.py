@@ -20,6 +20,16 @@ class RolloutSettings(BaseSettings):
     prometheus_url: str | None = Field(
         default=None, description="Prometheus base URL for analysis metrics of source prometheus."
     )
+    gcp_project: str | None = Field(
+        default=None,
+        description="Cloud Monitoring project for analysis metrics of source cloudMonitoring "
+        "whose target XynergyService has no spec.cloudRun.project.",
+    )
+    cloudmonitoring_endpoint: str | None = Field(
+        default=None,
+        description="Cloud Monitoring API endpoint override, host:port (tests, fakes); Google's "
+        "if unset.",
+    )
     query_step_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -17,6 +17,15 @@ reference describes it:
   the period per second; CUMULATIVE: the increase per second; GAUGE refused), periods ending
   at `end_time`; the output is a DOUBLE GAUGE. Reducers REDUCE_SUM / MEAN / MAX across series
   by aligned time, grouped by `group_by_fields`; a reducer without an aligner is refused.
+- DISTRIBUTION series (DELTA, as `run.googleapis.com/request_latencies`; a point's value is the
+  list of values it counts, sent as a `google.api.Distribution` with exponential buckets):
+  ALIGN_DELTA merges the period's distributions (a DELTA DISTRIBUTION out), ALIGN_MEAN is the
+  mean of every value counted in the period, ALIGN_PERCENTILE_05/50/95/99 that percentile
+  (DOUBLE GAUGE out; the fake's percentile is exact where the service interpolates within
+  buckets); REDUCE_SUM merges distributions, REDUCE_MEAN averages their values; other
+  aligners (ALIGN_RATE, ALIGN_SUM, ALIGN_MAX) and reducers (REDUCE_MAX) are INVALID_ARGUMENT
+  for distributions, and the percentile aligners are INVALID_ARGUMENT for numeric series.
+  Periods without a point give no aligned point.
 - Points come newest first. With the FULL view `page_size` counts points (default and cap
   100,000), so a long series is split over pages, each page's TimeSeries carrying its share;
   `next_page_token` is opaque and a token the server did not issue is INVALID_ARGUMENT.
@@ -39,7 +48,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.api import metric_pb2
+import numpy as np
+from google.api import distribution_pb2, metric_pb2
 from google.cloud import monitoring_v3
 from google.protobuf import timestamp_pb2
 
@@ -124,37 +134,75 @@ def _numeric(series: Series) -> bool:
     return series.value_type in (ValueType.DOUBLE, ValueType.INT64)
 
 
+_PERCENTILES = {
+    Aligner.ALIGN_PERCENTILE_05: 5.0,
+    Aligner.ALIGN_PERCENTILE_50: 50.0,
+    Aligner.ALIGN_PERCENTILE_95: 95.0,
+    Aligner.ALIGN_PERCENTILE_99: 99.0,
+}
+
+
+def _invalid(aligner: int, what: str) -> RefusedError:
+    return RefusedError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"The aligner {Aligner(aligner).name} is not valid for metrics of {what}.",
+    )
+
+
+def output_type(series: Series, aligner: int) -> tuple[int, int]:
+    """(kind, value type) of the series aligned with `aligner`; refuses what the API does."""
+    if aligner == Aligner.ALIGN_RATE and series.kind == Kind.GAUGE:
+        raise _invalid(aligner, "kind GAUGE")
+    if aligner == Aligner.ALIGN_MEAN and series.kind == Kind.CUMULATIVE:
+        raise _invalid(aligner, "kind CUMULATIVE")
+    if aligner == Aligner.ALIGN_DELTA and series.kind == Kind.CUMULATIVE:
+        raise RefusedError(grpc.StatusCode.UNIMPLEMENTED, "fake: ALIGN_DELTA of a CUMULATIVE")
+    if aligner == Aligner.ALIGN_DELTA and series.kind == Kind.GAUGE:
+        raise _invalid(aligner, "kind GAUGE")
+    if series.value_type == ValueType.DISTRIBUTION:
+        if aligner == Aligner.ALIGN_DELTA:
+            return Kind.DELTA, ValueType.DISTRIBUTION
+        if aligner == Aligner.ALIGN_MEAN or aligner in _PERCENTILES:
+            return Kind.GAUGE, ValueType.DOUBLE
+        raise _invalid(aligner, "value type DISTRIBUTION")
+    if not _numeric(series) or aligner in _PERCENTILES:
+        raise _invalid(aligner, f"value type {ValueType.Name(series.value_type)}")
+    return (Kind.DELTA if aligner == Aligner.ALIGN_DELTA else Kind.GAUGE), ValueType.DOUBLE
+
+
 def align(
     series: Series, *, start: float, end: float, period: float, aligner: int
-) -> list[tuple[float, float]]:
+) -> list[tuple[float, Any]]:
     """The series' aligned points (period end, value), periods ending at `end`."""
-    if aligner == Aligner.ALIGN_RATE and series.kind == Kind.GAUGE:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "The aligner ALIGN_RATE is not valid for metrics of kind GAUGE.",
-        )
-    if aligner == Aligner.ALIGN_MEAN and series.kind == Kind.CUMULATIVE:
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "The aligner ALIGN_MEAN is not valid for metrics of kind CUMULATIVE.",
-        )
-    if not _numeric(series):
-        raise RefusedError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"The aligner {Aligner(aligner).name} is not valid for metrics of "
-            f"value type {ValueType.Name(series.value_type)}.",
-        )
-    points = sorted(series.points)
-    out: list[tuple[float, float]] = []
+    output_type(series, aligner)
+    points = sorted(series.points, key=lambda p: p[0])
+    out: list[tuple[float, Any]] = []
     t = end
     while t > start:
-        inside = [float(v) for ts, v in points if t - period < ts <= t]
-        before = [float(v) for ts, v in points if ts <= t - period]
-        value = _aligned(series, inside, before, period, aligner)
+        inside = [v for ts, v in points if t - period < ts <= t]
+        before = [v for ts, v in points if ts <= t - period]
+        if series.value_type == ValueType.DISTRIBUTION:
+            value = _aligned_distribution(inside, aligner)
+        else:
+            value = _aligned(series, [float(v) for v in inside], [float(v) for v in before],
+                             period, aligner)  # fmt: skip
         if value is not None:
             out.append((t, value))
         t -= period
     return out
+
+
+def _aligned_distribution(inside: list[Any], aligner: int) -> Any:
+    merged = [float(x) for values in inside for x in values]
+    if not inside:
+        return None
+    if aligner == Aligner.ALIGN_DELTA:
+        return merged
+    if not merged:
+        return None
+    if aligner == Aligner.ALIGN_MEAN:
+        return sum(merged) / len(merged)
+    return float(np.percentile(merged, _PERCENTILES[aligner]))
 
 
 def _aligned(
@@ -170,7 +218,7 @@ def _aligned(
         return None
     if aligner == Aligner.ALIGN_MEAN:
         return sum(inside) / len(inside)
-    if aligner == Aligner.ALIGN_SUM:
+    if aligner in (Aligner.ALIGN_SUM, Aligner.ALIGN_DELTA):
         return sum(inside)
     if aligner == Aligner.ALIGN_MAX:
         return max(inside)
@@ -182,6 +230,25 @@ _REDUCE: dict[int, Callable[[list[float]], float]] = {
     Reducer.REDUCE_MEAN: lambda xs: sum(xs) / len(xs),
     Reducer.REDUCE_MAX: max,
 }
+_REDUCE_DISTRIBUTION: dict[int, Callable[[list[list[float]]], Any]] = {
+    Reducer.REDUCE_SUM: lambda ds: [x for d in ds for x in d],
+    Reducer.REDUCE_MEAN: lambda ds: float(np.mean([x for d in ds for x in d])),
+}
+
+
+def _reducer(reducer: int, value_type: int) -> Callable[[list[Any]], Any]:
+    if value_type == ValueType.DISTRIBUTION:
+        if reducer in _REDUCE_DISTRIBUTION:
+            return _REDUCE_DISTRIBUTION[reducer]
+        if reducer in _REDUCE:
+            raise RefusedError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"The reducer {Reducer(reducer).name} is not valid for metrics of "
+                "value type DISTRIBUTION.",
+            )
+    if reducer not in _REDUCE:
+        raise RefusedError(grpc.StatusCode.UNIMPLEMENTED, f"fake: reducer {Reducer(reducer).name}")
+    return _REDUCE[reducer]
 
 
 class FakeMetricService:
@@ -324,20 +391,20 @@ class FakeMetricService:
         aligned = [
             (s, align(s, start=start, end=end, period=period, aligner=aligner)) for s in chosen
         ]
-        out_kind = {"kind": Kind.GAUGE, "value_type": ValueType.DOUBLE}
+        kind, value_type = output_type(chosen[0], aligner) if chosen else (Kind.GAUGE, 0)
+        out_kind = {"kind": kind, "value_type": value_type or ValueType.DOUBLE}
         if reducer == Reducer.REDUCE_NONE:
             return [(_like(s, **out_kind), p) for s, p in aligned if p]
-        if reducer not in _REDUCE:
-            raise RefusedError(
-                grpc.StatusCode.UNIMPLEMENTED, f"fake: reducer {Reducer(reducer).name}"
-            )
-        groups: dict[str, list[tuple[Series, list[tuple[float, float]]]]] = defaultdict(list)
+        reduce = _reducer(reducer, value_type)
+        if value_type == ValueType.DISTRIBUTION and reducer == Reducer.REDUCE_MEAN:
+            out_kind = {"kind": Kind.GAUGE, "value_type": ValueType.DOUBLE}
+        groups: dict[str, list[tuple[Series, list[tuple[float, Any]]]]] = defaultdict(list)
         fields = list(agg.group_by_fields)
         for s, p in aligned:
             groups[json.dumps([s.label(f) for f in fields])].append((s, p))
         out = []
         for members in groups.values():
-            by_time: dict[float, list[float]] = defaultdict(list)
+            by_time: dict[float, list[Any]] = defaultdict(list)
             for _, points in members:
                 for t, v in points:
                     by_time[t].append(v)
@@ -346,7 +413,7 @@ class FakeMetricService:
                 out.append(
                     (
                         head,
-                        [(t, _REDUCE[reducer](by_time[t])) for t in sorted(by_time, reverse=True)],
+                        [(t, reduce(by_time[t])) for t in sorted(by_time, reverse=True)],
                     )
                 )
         return out
@@ -394,6 +461,8 @@ def _message(series: Series, points: list[tuple[float, Any]]) -> monitoring_v3.T
             return monitoring_v3.TypedValue(bool_value=bool(v))
         if series.value_type == ValueType.STRING:
             return monitoring_v3.TypedValue(string_value=str(v))
+        if series.value_type == ValueType.DISTRIBUTION:
+            return monitoring_v3.TypedValue(distribution_value=distribution(v))
         return monitoring_v3.TypedValue(double_value=float(v))
 
     def interval(t: float) -> monitoring_v3.TimeInterval:
@@ -409,6 +478,31 @@ def _message(series: Series, points: list[tuple[float, Any]]) -> monitoring_v3.T
         metric_kind=series.kind,
         value_type=series.value_type,
         points=[monitoring_v3.Point(interval=interval(t), value=value(v)) for t, v in points],
+    )
+
+
+BUCKETS = distribution_pb2.Distribution.BucketOptions(
+    exponential_buckets=distribution_pb2.Distribution.BucketOptions.Exponential(
+        num_finite_buckets=64, growth_factor=1.4, scale=1.0
+    )
+)
+"""Exponential buckets (the shape Cloud Run's request_latencies uses; scale in ms)."""
+
+
+def distribution(values: list[float]) -> distribution_pb2.Distribution:
+    """The `google.api.Distribution` counting `values`."""
+    arr = np.asarray(values, dtype=np.float64)
+    exp = BUCKETS.exponential_buckets
+    bounds = exp.scale * exp.growth_factor ** np.arange(exp.num_finite_buckets + 1)
+    counts = np.bincount(np.searchsorted(bounds, arr, side="right"),
+                         minlength=exp.num_finite_buckets + 2)  # fmt: skip
+    mean = float(arr.mean()) if arr.size else 0.0
+    return distribution_pb2.Distribution(
+        count=int(arr.size),
+        mean=mean,
+        sum_of_squared_deviation=float(((arr - mean) ** 2).sum()),
+        bucket_options=BUCKETS,
+        bucket_counts=[int(c) for c in counts],
     )
 
 
