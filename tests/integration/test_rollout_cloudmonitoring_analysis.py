@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fakes.monitoring import FakeMetricService, Series
 from google.api import metric_pb2
+from kube_support import Kube
 
 from apis.v1alpha1.rollout import AnalysisSpec, Verdict
 from controllers.rollout.analysis import collect, judge_run
@@ -135,3 +136,31 @@ async def test_a_canary_with_the_stables_series_passes(fake: FakeMetricService) 
     result = await analyze(fake)
     assert result.verdict is Verdict.SUCCESSFUL, result.evidence
     assert result.failures == []
+
+
+@pytest.mark.parametrize("field", ["denominator", "statistic"])
+def test_the_apiserver_keeps_them_for_cloud_monitoring_and_refuses_them_elsewhere(
+    kube: Kube, crds_installed: list[str], namespace: str, field: str
+) -> None:
+    path = f"/apis/xynergy.io/v1alpha1/namespaces/{namespace}/rollouts"
+    metric = {"name": "m", "query": COUNT, field: COUNT if field == "denominator" else "p95"}
+
+    def rollout(name: str, source: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "xynergy.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": name},
+            "spec": {
+                "targetRef": {"name": "crm"},
+                "image": "us-docker.pkg.dev/xynergy-test/apps/crm:2",
+                "strategy": {"canary": {"steps": [{"setWeight": 20}]}},
+                "analysis": {"metrics": [{**metric, "source": source}]},
+            },
+        }
+
+    refused = kube.create(path, rollout(f"prom-{field}", "prometheus"))
+    assert refused.status_code == 422, refused.text
+    assert f"analysis.metrics[].{field} is for source cloudMonitoring only" in refused.text
+    kept = kube.create(path, rollout(f"cm-{field}", "cloudMonitoring"))
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["spec"]["analysis"]["metrics"][0][field] == metric[field]
