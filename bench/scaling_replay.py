@@ -143,6 +143,17 @@ FEEDBACK = tuple(
         ("fb0.02", (("miss_feedback_target", 0.02),)),
         ("hold2", (("scale_down_window_startups", 2.0),)),
         ("hold2_fb0.005", (("scale_down_window_startups", 2.0), ("miss_feedback_target", 0.005))),
+        *(
+            (
+                f"fb{target}_s0.2_min{floor}",
+                (
+                    ("miss_feedback_target", target),
+                    ("miss_feedback_step", 0.2),
+                    ("miss_feedback_floor", floor),
+                ),
+            )
+            for target, floor in ((0.01, -0.3), (0.03, -0.3), (0.03, -0.5))
+        ),
     )
 )
 GRID = (*GRID, *FEEDBACK)

@@ -36,6 +36,9 @@ Traces (read from ../shared/data, never copied):
   5 minutes), the first 14 days compressed 30x: slow drift with sharp short peaks.
 * jumpsup_30x - NAB art_daily_jumpsup (synthetic daily load with lasting jumps), 14 days
   compressed 30x.
+* occupancy_30x - NAB realTraffic occupancy_6005 (a road sensor's occupancy every 5 minutes,
+  8 days: real demand, bursty, with a weak daily cycle), compressed 30x. Added for issue 22
+  as the one more bursty real series in ../shared/data (before its figures were seen).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def all_traces() -> list[Trace]:
         nab_compressed("realKnownCause/nyc_taxi.csv", "nyc_taxi", bucket=1800.0),
         nab_compressed("realKnownCause/cpu_utilization_asg_misconfiguration.csv", "asg_cpu"),
         nab_compressed("artificialWithAnomaly/art_daily_jumpsup.csv", "jumpsup"),
+        nab_compressed("realTraffic/occupancy_6005.csv", "occupancy"),
     ]
 
 

@@ -108,7 +108,7 @@ def decide(
     )
     if demand.fallback is not None:
         message += f"; {demand.fallback[1]}; {demand.instead}"
-    if state.feedback.headroom > 0:
+    if state.feedback.headroom != 0:
         message += f"; miss feedback x{1 + state.feedback.headroom:.3f}"
     return Decision(
         desired=desired,
@@ -314,11 +314,12 @@ def _with_feedback(
         target=target,
         step=params.miss_feedback_step,
         cap=params.miss_feedback_cap,
+        floor=params.miss_feedback_floor,
     )
     evidence.update(
         missFeedbackTarget=target, missFeedbackHeadroom=fb.headroom, visibleMiss=float(missed)
     )
-    if fb.headroom <= 0:
+    if fb.headroom == 0:
         return demand, fb
     return replace(demand, load=max(demand.load * (1 + fb.headroom), load)), fb
 

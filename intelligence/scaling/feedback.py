@@ -7,11 +7,13 @@ current load), the demand is multiplied by `1 + headroom`, and the headroom foll
 conformal inference (Gibbs and Candes 2021) on that miss indicator, per 15 s of elapsed time
 so the sync interval does not change its speed:
 
-    headroom += step * (miss - target) * dt / 15,   clipped to [0, cap]
+    headroom += step * (miss - target) * dt / 15,   clipped to [floor, cap]
 
 A miss raises it by about `step`; a run of hits lowers it by `step * target` per 15 s, so over
-a long trace the visible miss rate approaches `target` when some headroom up to `cap` can
-reach it. The state is two numbers (bounded, JSON-friendly).
+a long trace the visible miss rate approaches `target` when some headroom in [floor, cap] can
+reach it. A negative floor lets a policy that never misses shed part of the margin its mode
+adds (the forecast's upper quantile, the burst envelope); current load still bounds the demand
+from below. The state is two numbers (bounded, JSON-friendly).
 """
 
 from __future__ import annotations
@@ -42,11 +44,18 @@ class Feedback:
 
 
 def update_feedback(
-    fb: Feedback, *, now: float, missed: bool, target: float, step: float, cap: float
+    fb: Feedback,
+    *,
+    now: float,
+    missed: bool,
+    target: float,
+    step: float,
+    cap: float,
+    floor: float = 0.0,
 ) -> Feedback:
     """`fb` moved by one decision at `now` (the first decision only starts the clock)."""
     if fb.last is None or now <= fb.last:
         return Feedback(fb.headroom, now if fb.last is None else fb.last)
     dt = min(now - fb.last, MAX_GAP) / FEEDBACK_PERIOD
     headroom = fb.headroom + step * (float(missed) - target) * dt
-    return Feedback(min(max(headroom, 0.0), cap), now)
+    return Feedback(min(max(headroom, floor), cap), now)

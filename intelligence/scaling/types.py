@@ -142,9 +142,11 @@ class ScalingParams:
     of every mode is multiplied by `1 + headroom`, a factor adaptive conformal inference moves
     from the policy's visible misses (the metric above what the current instances serve):
     about `miss_feedback_step` up per 15 s of missing, `step * target` down per 15 s of not,
-    within [0, `miss_feedback_cap`]. `scale_down_window_startups`, when set, keeps every
-    mode's scale-down window at least that many times start-up + horizon (instances are not
-    let go sooner than they take to come back).
+    within [`miss_feedback_floor`, `miss_feedback_cap`] (a negative floor lets a policy that
+    rarely misses shed part of its mode's margin; never below current load).
+    `scale_down_window_startups`, when set, keeps every mode's scale-down window at least that
+    many times start-up + horizon (instances are not let go sooner than they take to come
+    back).
     """
 
     target_per_instance: float
@@ -175,6 +177,7 @@ class ScalingParams:
     miss_feedback_target: float | None = None
     miss_feedback_step: float = 0.05
     miss_feedback_cap: float = 0.5
+    miss_feedback_floor: float = 0.0
     scale_down_window_startups: float | None = None
 
     def __post_init__(self) -> None:
@@ -218,6 +221,10 @@ class ScalingParams:
             raise ValueError(f"miss_feedback_step must be positive, got {self.miss_feedback_step}")
         if not self.miss_feedback_cap >= 0:
             raise ValueError(f"miss_feedback_cap must be >= 0, got {self.miss_feedback_cap}")
+        if not -1 < self.miss_feedback_floor <= 0:
+            raise ValueError(
+                f"miss_feedback_floor must be in (-1, 0], got {self.miss_feedback_floor}"
+            )
         hold = self.scale_down_window_startups
         if hold is not None and not hold >= 0:
             raise ValueError(f"scale_down_window_startups must be >= 0, got {hold}")

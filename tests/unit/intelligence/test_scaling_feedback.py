@@ -93,6 +93,28 @@ def test_the_headroom_stays_within_the_cap_and_the_state_round_trips() -> None:
     assert again.feedback == state.feedback
 
 
+def test_a_negative_floor_sheds_part_of_the_envelope_while_nothing_is_missed() -> None:
+    def last_decision(**kw: object) -> tuple[int, float]:
+        spec = params(predictive=True, **kw)
+        state, current = ScalingState(), 10
+        for i in range(400):
+            now = NOW + i * STEP
+            times = now - np.arange(240)[::-1] * STEP
+            values = np.where(np.arange(240) % 2 == 0, 100.0, 300.0)  # envelope: the peak
+            observed = Observation(now, current, 100.0, recent_load=(times, values))
+            d = decide(observed, params=spec, state=state)
+            state, current = d.state, d.desired
+        return current, state.feedback.headroom
+
+    assert last_decision() == (30, 0.0)
+    assert last_decision(miss_feedback_target=0.05, miss_feedback_step=0.2) == (30, 0.0)
+    shed, headroom = last_decision(
+        miss_feedback_target=0.05, miss_feedback_step=0.2, miss_feedback_floor=-0.3
+    )
+    assert headroom == pytest.approx(-0.3)
+    assert shed == 21  # 300 x 0.7 / 10, still above current load's 10
+
+
 def test_scale_down_waits_for_the_startup_multiple() -> None:
     spec = params(scale_down_window_startups=2.0)  # 2 x (30 s + 15 s) = 90 s
     state, current, counts = ScalingState(), 100, []
@@ -115,6 +137,8 @@ def test_scale_down_waits_for_the_startup_multiple() -> None:
         ("miss_feedback_target", 1.0),
         ("miss_feedback_step", 0.0),
         ("miss_feedback_cap", -0.1),
+        ("miss_feedback_floor", -1.0),
+        ("miss_feedback_floor", 0.1),
         ("scale_down_window_startups", -1.0),
     ],
 )
