@@ -90,7 +90,9 @@ _ENDED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
 
 Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
 """(rollout, target, new revision) -> the target's backend for this converge."""
-MetricSource = Callable[[AnalysisMetric], MetricsProvider]
+MetricSource = Callable[[AnalysisMetric, XynergyService | None], MetricsProvider]
+"""(metric, the rollout's target) -> where the metric is read (a cloudMonitoring metric from
+the target's Cloud Run project)."""
 
 
 def strategy_of(rollout: Rollout) -> Strategy:
@@ -441,7 +443,7 @@ class RolloutReconciler:
         assert analysis is not None
         samples = await collect(
             analysis,
-            self.metrics,
+            lambda metric: self.metrics(metric, work.target),
             stable=work.status.stable_revision or "",
             canary=work.status.canary_revision or "",
             start=request.start,

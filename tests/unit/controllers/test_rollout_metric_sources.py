@@ -145,3 +145,45 @@ async def test_a_ratio_is_numerator_over_denominator_per_point() -> None:
     stable, canary = samples["errors"]
     assert stable.tolist() == [0.1, 0.1, 0.0]
     assert canary.tolist() == [0.0, 0.0]
+
+
+async def test_an_analysis_reads_its_metrics_from_the_rollouts_target() -> None:
+    """The reconciler hands the rollout's target to the metric source (whose Cloud Run
+    project a cloudMonitoring metric is read from)."""
+    from apis.v1alpha1.rollout import Rollout, RolloutStatus
+    from controllers.rollout.reconciler import Converge, RolloutReconciler
+    from controllers.rollout.settings import RolloutSettings
+    from controllers.rollout.strategy import AnalysisRequest
+
+    seen: list[tuple[str, XynergyService | None]] = []
+
+    def source(m: AnalysisMetric, t: XynergyService | None) -> Any:
+        seen.append((m.name, t))
+        raise StalledError("no source here", reason="MetricsSourceUnavailable")
+
+    rollout = Rollout.model_validate(
+        {
+            "metadata": {"name": "ro", "namespace": "team-a"},
+            "spec": {
+                "targetRef": {"name": "crm"},
+                "image": "crm:2",
+                "strategy": {"canary": {"steps": [{"setWeight": 20}]}},
+                "analysis": {"metrics": [metric().model_dump(by_alias=True, exclude_none=True)]},
+            },
+        }
+    )
+    crm = target("team-project")
+    reconciler = RolloutReconciler(
+        client=None,  # type: ignore[arg-type]
+        backends=lambda *_: None,
+        metrics=source,
+        settings=RolloutSettings(),
+    )
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    work = Converge(
+        rollout, crm, crm, None,  # type: ignore[arg-type]
+        RolloutStatus(stable_revision="crm-1", canary_revision="crm-ro-1"), now,
+    )  # fmt: skip
+    with pytest.raises(StalledError):
+        await reconciler._analyze(work, AnalysisRequest(now, now, look=1, looks=2))
+    assert seen == [("errors", crm)]
