@@ -174,7 +174,7 @@ def create_app(
     redis = aioredis.Redis.from_url(settings.redis_url)
     parts = _parts(settings, internal, kube_client=kube_client, http=http, redis=redis)
     scheduler = build_scheduler(parts, redis, InternalIdentitySigner(internal))
-    pubsub = pubsub_ingest(settings, parts.store)
+    pubsub = parts.pubsub = pubsub_ingest(settings, parts.store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from services.analytics.cluster import ClusterReader
 from services.analytics.collectors import AiLedger
 from services.analytics.costs import Costs
 from services.analytics.ingest import EventIngest
+from services.analytics.pubsub import PubSubIngest
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.stores import SqlStore
 from services.analytics.workflows import Orchestrator
@@ -32,6 +33,8 @@ class Analytics:
     ledger: AiLedger
     orchestrator: Orchestrator
     ingest: EventIngest | None = None
+    pubsub: PubSubIngest | None = None
+    """The Google Pub/Sub ingest, when ``PUBSUB_PROJECT`` asks for one."""
     cluster: ClusterReader | None = None
     anomalies: AnomalyEngine | None = None
     started: float = field(default_factory=time.time)

@@ -39,6 +39,7 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from services.analytics.ingest import ingest_once, payload_row
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.stores import AnalyticsStore
+from services.common.tenancy import valid_tenant_id
 
 __all__ = ["Outcome", "PubSubIngest", "from_settings"]
 
@@ -85,22 +86,28 @@ class PubSubIngest:
         ]
         self.dead_letter = topic_path(project, dead_letter_topic) if dead_letter_topic else ""
         self.max_messages = max_messages
+        self.project = project
         self.counts = {o: 0 for o in Outcome}
+        """Outcomes of every message this process handled (all tenants)."""
+        self.tenant_counts: dict[str, dict[Outcome, int]] = {}
+        """The same per tenant (the message's ``tenant`` attribute, when a tenant id)."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._futures: list[Any] = []
+        self._futures: dict[str, Any] = {}
 
     async def start(self) -> None:
         """Create what is missing, then open the streaming pulls (on the service's loop)."""
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._provision)
         flow = pubsub_v1.types.FlowControl(max_messages=self.max_messages)
-        self._futures = [
-            self.subscriber.subscribe(sub, callback=partial(self._callback, sub), flow_control=flow)
+        self._futures = {
+            sub: self.subscriber.subscribe(
+                sub, callback=partial(self._callback, sub), flow_control=flow
+            )
             for sub in self.subscriptions
-        ]
+        }
 
     async def stop(self) -> None:
-        futures, self._futures = self._futures, []
+        futures, self._futures = list(self._futures.values()), {}
         for future in futures:
             future.cancel()
         for future in futures:
@@ -154,7 +161,36 @@ class PubSubIngest:
         else:
             outcome = await self._write(message, row)
         self.counts[outcome] += 1
+        tenant = attributes.get("tenant", "")
+        if valid_tenant_id(tenant):
+            per = self.tenant_counts.setdefault(tenant, {o: 0 for o in Outcome})
+            per[outcome] += 1
         return outcome
+
+    def pulling(self, subscription: str) -> bool:
+        """Whether this ingest's streaming pull on ``subscription`` is open."""
+        future = self._futures.get(subscription)
+        return future is not None and not future.done()
+
+    def view(self, tenant: str) -> dict[str, Any]:
+        """What ``/pubsub/consolidation-metrics`` shows ``tenant``: the topics read, each
+        with the ingest's subscription and whether it is pulling, and the tenant's counts."""
+        by_topic = {topic: sub for sub, topic in self.owned.items()}
+        counts = self.tenant_counts.get(tenant, {})
+        return {
+            "project": self.project,
+            "topics": [
+                {"topic": t.rsplit("/", 1)[1], "subscription": s, "pulling": self.pulling(s)}
+                for t, s in by_topic.items()
+            ],
+            "other_subscriptions": [
+                {"subscription": s, "pulling": self.pulling(s)}
+                for s in self.subscriptions
+                if s not in self.owned
+            ],
+            "dead_letter_topic": self.dead_letter or None,
+            "counts": {o.value: counts.get(o, 0) for o in Outcome},
+        }
 
     async def _write(self, message: Any, row: Any) -> Outcome:
         try:

@@ -95,7 +95,9 @@ class AnalyticsSettings(BaseSettings):
         description="The ingest's subscription on topic T is <prefix>-T.",
     )
     pubsub_dead_letter_topic: str = Field(
-        default="", description="Topic id malformed messages go to; '' = logged and dropped."
+        default="",
+        pattern=r"^(|[A-Za-z][-A-Za-z0-9_.~+%]{2,254})$",
+        description="Topic id malformed messages go to; '' = logged and dropped.",
     )
     pubsub_max_messages: int = Field(default=100, ge=1, le=10_000)
 

@@ -108,19 +108,29 @@ async def bigquery(a: AnalyticsDep, caller: CallerDep) -> dict[str, Any]:
     }
 
 
-@router.get("/pubsub/consolidation-metrics", summary="The event bus: topics and what came in")
+@router.get("/pubsub/consolidation-metrics", summary="The event buses: topics and what came in")
 async def pubsub(a: AnalyticsDep, caller: CallerDep) -> dict[str, Any]:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=24)
     counts = await a.store.event_counts(caller.tenant, since=since)
     ingest = a.ingest
+    subscribed = bool(ingest and ingest.subscribed.is_set())
+    buffered = len(ingest.buffer) if ingest else 0
+    buses = ["redis", *(["pubsub"] if a.pubsub is not None else [])]
     return {
         "tenant": caller.tenant,
-        "bus": "redis",
+        "bus": "+".join(buses),
+        "buses": buses,
         "topics": a.settings.ingest_topics,
         "events_24h": counts,
         "total_24h": sum(counts.values()),
-        "subscribed": bool(ingest and ingest.subscribed.is_set()),
-        "buffered": len(ingest.buffer) if ingest else 0,
+        "subscribed": subscribed,
+        "buffered": buffered,
+        "redis": {
+            "topics": a.settings.ingest_topics,
+            "subscribed": subscribed,
+            "buffered": buffered,
+        },
+        "pubsub": a.pubsub.view(caller.tenant) if a.pubsub is not None else None,
     }
 
 
