@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +21,21 @@ from services.analytics.stores import AnalyticsStore
 from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
 from services.common.tenancy import Identity
 
-__all__ = ["AiLedger", "UsageSampler", "periodic", "usage_rows"]
+__all__ = ["AiLedger", "UsageSampler", "periodic", "sample_id", "usage_rows"]
 
 log = logging.getLogger("xynergy.analytics")
 
 
+def sample_id(service: str, *, now: float, seconds: float) -> str:
+    """The id of a service's sample at ``now`` when sampling every ``seconds``: the service
+    and the start of the interval ``now`` falls in, so every sample of one interval (a
+    restarted sampler, a second replica) has one id and is stored once."""
+    return f"{service}/{utc(math.floor(now / seconds) * seconds).isoformat()}"
+
+
 def usage_rows(services: list[Any], *, now: float, seconds: float) -> list[UsageRow]:
-    """One row per parsed XynergyService: its ready instances over the last ``seconds``."""
+    """One row per parsed XynergyService: its ready instances over the last ``seconds``,
+    identified by :func:`sample_id`."""
     out = []
     for p in services:
         if p.obj is None:
@@ -47,6 +56,7 @@ def usage_rows(services: list[Any], *, now: float, seconds: float) -> list[Usage
                 seconds=seconds,
                 vcpu=float(parse_quantity(sizing.cpu) or 0),
                 memory_gib=float(parse_quantity(sizing.memory) or 0) / 2**30,
+                sample_id=sample_id(p.name, now=now, seconds=seconds),
             )
         )
     return out

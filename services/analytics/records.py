@@ -16,7 +16,8 @@ def utc(ts: float) -> dt.datetime:
 
 @dataclass(frozen=True)
 class UsageRow:
-    """One sample of a service's instances over ``seconds`` (instance-seconds = product)."""
+    """One sample of a service's instances over ``seconds`` (instance-seconds = product).
+    ``sample_id`` (unique per tenant) makes it written once; None = always written."""
 
     tenant: str
     service: str
@@ -26,6 +27,7 @@ class UsageRow:
     seconds: float
     vcpu: float
     memory_gib: float
+    sample_id: str | None = None
 
 
 @dataclass(frozen=True)

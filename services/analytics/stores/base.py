@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -33,6 +33,22 @@ REDELIVERY_WINDOW = dt.timedelta(days=7)
 """How far back a redelivered event's first copy is looked for: Pub/Sub keeps an unacked
 message at most 7 days, and a Redis bus message is redelivered within seconds."""
 _IDS_PER_QUERY = 200
+
+
+@dataclass(frozen=True)
+class _Once:
+    """A table whose rows are written once per (tenant, ``id_column``); an earlier copy of a
+    row is looked for from ``since(row)`` on."""
+
+    table: str
+    id_column: str
+    since: Callable[[dict[str, Any]], dt.datetime]
+
+
+_EVENTS = _Once("events", "event_id", lambda r: r["ts"] - REDELIVERY_WINDOW)
+_USAGE = _Once("usage", "sample_id", lambda r: r["ts"] - dt.timedelta(seconds=r["seconds"]))
+"""A replayed sampler's copy of a sample is in its sampling interval: at most ``seconds``
+older."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,7 @@ TABLES: tuple[Table, ...] = (
         "usage",
         _cols(
             "tenant:STRING service:STRING ts:TIMESTAMP profile:STRING instances:FLOAT "
-            "seconds:FLOAT vcpu:FLOAT memory_gib:FLOAT"
+            "seconds:FLOAT vcpu:FLOAT memory_gib:FLOAT sample_id:STRING"
         ),
         "ts",
         ("tenant", "service"),
@@ -97,7 +113,7 @@ class AnalyticsStore(Protocol):
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    async def add_usage(self, rows: Sequence[UsageRow]) -> None: ...
+    async def add_usage(self, rows: Sequence[UsageRow]) -> int: ...
     async def add_events(self, rows: Sequence[EventRow]) -> None: ...
     async def add_events_once(self, rows: Sequence[EventRow]) -> int: ...
     async def add_ai_usage(self, rows: Sequence[AiUsageRow]) -> None: ...
@@ -172,8 +188,18 @@ class SqlStore(ABC):
             await asyncio.to_thread(self._close_sync)
 
     # -- writes -----------------------------------------------------------------------------
-    async def add_usage(self, rows: Sequence[UsageRow]) -> None:
-        await self._insert("usage", rows)
+    async def add_usage(self, rows: Sequence[UsageRow]) -> int:
+        """Insert the rows; one with a ``sample_id`` only when (tenant, sample_id) is not
+        stored yet (looked for from one sampling interval before it). How many were new."""
+        data = [asdict(r) for r in rows]
+        for row in data:
+            _tenant(row["tenant"])
+        plain = [r for r in data if r["sample_id"] is None]
+        identified = [r for r in data if r["sample_id"] is not None]
+        async with self._lock:
+            if plain:
+                await asyncio.to_thread(self._insert_sync, "usage", plain)
+            return len(plain) + await asyncio.to_thread(self._add_new_sync, _USAGE, identified)
 
     async def add_events(self, rows: Sequence[EventRow]) -> None:
         await self._insert("events", rows)
@@ -187,37 +213,37 @@ class SqlStore(ABC):
         for row in data:
             _tenant(row["tenant"])
         async with self._lock:
-            return await asyncio.to_thread(self._add_new_events_sync, data)
+            return await asyncio.to_thread(self._add_new_sync, _EVENTS, data)
 
-    def _add_new_events_sync(self, data: list[dict[str, Any]]) -> int:
+    def _add_new_sync(self, once: _Once, data: list[dict[str, Any]]) -> int:
         fresh: dict[tuple[str, str], dict[str, Any]] = {}
         for row in data:
-            fresh.setdefault((row["tenant"], row["event_id"]), row)
+            fresh.setdefault((row["tenant"], row[once.id_column]), row)
         keys = list(fresh)
         for start in range(0, len(keys), _IDS_PER_QUERY):
-            for key in self._stored_sync(keys[start : start + _IDS_PER_QUERY], fresh):
+            for key in self._stored_sync(once, keys[start : start + _IDS_PER_QUERY], fresh):
                 del fresh[key]
         if fresh:
-            self._insert_sync("events", list(fresh.values()))
+            self._insert_sync(once.table, list(fresh.values()))
         return len(fresh)
 
     def _stored_sync(
-        self, keys: list[tuple[str, str]], rows: dict[tuple[str, str], dict[str, Any]]
+        self, once: _Once, keys: list[tuple[str, str]], rows: dict[tuple[str, str], dict[str, Any]]
     ) -> list[tuple[str, str]]:
-        """Which of these (tenant, event id) keys are stored already, looked for in the
-        :data:`REDELIVERY_WINDOW` before the oldest of their rows (one query per tenant)."""
+        """Which of these (tenant, id) keys are stored already, looked for from the earliest
+        of their rows' windows on (one query per tenant)."""
         found = []
         for tenant in sorted({t for t, _ in keys}):
             ids = [e for t, e in keys if t == tenant]
-            since = min(rows[(tenant, e)]["ts"] for e in ids) - REDELIVERY_WINDOW
+            since = min(once.since(rows[(tenant, e)]) for e in ids)
             params: dict[str, Any] = {f"id{i}": e for i, e in enumerate(ids)}
             marks = ", ".join(f"@{name}" for name in params)
             sql = (
-                f"SELECT DISTINCT event_id FROM {self._table('events')} WHERE tenant = @tenant "
-                f"AND ts >= @since AND event_id IN ({marks})"
+                f"SELECT DISTINCT {once.id_column} AS id FROM {self._table(once.table)} "
+                f"WHERE tenant = @tenant AND ts >= @since AND {once.id_column} IN ({marks})"
             )
             hits = self._query_sync(sql, {**params, "tenant": tenant, "since": since})
-            found += [(tenant, r["event_id"]) for r in hits]
+            found += [(tenant, r["id"]) for r in hits]
         return found
 
     async def add_ai_usage(self, rows: Sequence[AiUsageRow]) -> None:

@@ -92,7 +92,17 @@ class BigQueryStore(SqlStore):
             )
             table.require_partition_filter = False
             table.clustering_fields = list(t.cluster_by)
-            self.client.create_table(table, exists_ok=True)
+            self._add_missing_fields(self.client.create_table(table, exists_ok=True), schema)
+
+    def _add_missing_fields(self, table: bigquery.Table, schema: list[Any]) -> None:
+        """Migrate a table made by an older version in place: the fields this version
+        added are appended, NULLABLE (BigQuery's only allowed schema change of this kind;
+        old rows read NULL there)."""
+        have = {f.name for f in table.schema}
+        missing = [f for f in schema if f.name not in have]
+        if missing:
+            table.schema = [*table.schema, *missing]
+            self.client.update_table(table, ["schema"])
 
     def _close_sync(self) -> None:
         self.client.close()  # type: ignore[no-untyped-call]
@@ -105,10 +115,13 @@ class BigQueryStore(SqlStore):
     def _insert_sync(self, table: str, rows: list[dict[str, Any]]) -> None:
         ref = f"{self.project}.{self.dataset}.{table}"
         data = [{k: _json(v) for k, v in r.items()} for r in rows]
-        # an event's insertId is its tenant and id, so BigQuery's best-effort dedup also drops
-        # a retry (and two tenants' events with one id are both kept)
+        # an event's (a usage sample's) insertId is its tenant and id, so BigQuery's
+        # best-effort dedup also drops a retry or a replayed sample (and two tenants' rows
+        # with one id are both kept)
         ids = [
-            f"{r['tenant']}/{r['event_id']}" if r.get("event_id") else uuid.uuid4().hex
+            f"{r['tenant']}/{key}"
+            if (key := r.get("event_id") or r.get("sample_id"))
+            else uuid.uuid4().hex
             for r in data
         ]
         errors = self.client.insert_rows_json(ref, data, row_ids=ids)

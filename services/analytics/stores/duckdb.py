@@ -7,16 +7,18 @@ parameters are DuckDB's ``$name``; the shared SQL's ``@name`` is rewritten once 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Any
 
 import duckdb
 
-from services.analytics.stores.base import TABLES, SqlStore
+from services.analytics.stores.base import TABLES, SqlStore, Table
 
 __all__ = ["DuckDBStore"]
 
 _TYPES = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMP", "FLOAT": "DOUBLE", "INTEGER": "BIGINT"}
+log = logging.getLogger("xynergy.analytics")
 _PARAM = re.compile(r"@([a-z_][a-z0-9_]*)")
 
 
@@ -52,9 +54,28 @@ class DuckDBStore(SqlStore):
         for t in TABLES:
             cols = ", ".join(f"{c.name} {_TYPES[c.type]}" for c in t.columns)
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {t.name} ({cols})")
+            self._add_missing_columns(t)
             self._db.execute(
                 f"CREATE INDEX IF NOT EXISTS {t.name}_tenant ON {t.name} ({t.cluster_by[0]})"
             )
+
+    def _add_missing_columns(self, table: Table) -> None:
+        """Migrate a table made by an older version in place: its columns this version
+        added are added, nullable (its rows keep NULL there)."""
+        db = self._conn()
+        have = {
+            r[0]
+            for r in db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                [table.name],
+            ).fetchall()
+        }
+        missing = [c for c in table.columns if c.name not in have]
+        if not missing:
+            return
+        for c in missing:
+            db.execute(f"ALTER TABLE {table.name} ADD COLUMN {c.name} {_TYPES[c.type]}")
+        log.info("analytics store: %s migrated, added %s", table.name, [c.name for c in missing])
 
     def _close_sync(self) -> None:
         if self._db is not None:
