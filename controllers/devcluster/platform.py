@@ -60,6 +60,7 @@ class Platform:
     ai_url: str = ""
     prometheus_url: str = ""
     analytics_url: str = ""
+    pubsub_host: str | None = None
 
 
 def _secret_files(workdir: Path) -> dict[str, Path]:
@@ -203,6 +204,7 @@ def start_platform(
         start, redis_url=redis_url, slack_secret=files["slack-signing-secret"], fakes=fakes
     )
     ai_url = _start_ai(start, redis_url=redis_url, fake=fakes.ai_provider() if fakes else None)
+    pubsub_host = _start_pubsub(start)
     upstreams = {"crm": crm_url, "slack": slack_url, "gmail": gmail_url, "ai": ai_url}
     upstreams |= _start_engines(start, ai_url=ai_url)
     upstreams["analytics"] = _start_analytics(
@@ -211,6 +213,7 @@ def start_platform(
         ai_url=ai_url,
         prometheus_url=prometheus_url,
         gmail_url=gmail_url,
+        pubsub_host=pubsub_host,
     )
     gateway_url = _start_gateway(
         start, redis_url=redis_url, upstreams=upstreams, jwt_secret=files["jwt-secret"]
@@ -225,6 +228,7 @@ def start_platform(
         ai_url=ai_url,
         prometheus_url=prometheus_url,
         analytics_url=upstreams["analytics"],
+        pubsub_host=pubsub_host,
     )
 
 
@@ -254,6 +258,40 @@ def _start_firestore(start: _Start) -> str | None:
         [gcloud, "emulators", "firestore", "start", f"--host-port={host}", "--quiet"],
         Probe(url=f"http://{host}/", what="the emulator"),
     )
+    return host
+
+
+PUBSUB_PROJECT = "demo-xynergy"
+"""The dev Pub/Sub emulator's project (any id works on the emulator)."""
+
+
+def _pubsub_emulator() -> str | None:
+    """gcloud, when its Pub/Sub emulator component is installed (hack/deps/
+    gcloud-emulators.sh: `<sdk root>/platform/pubsub-emulator`), else None."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        return None
+    sdk_root = Path(gcloud).resolve().parents[1]
+    return gcloud if (sdk_root / "platform" / "pubsub-emulator").is_dir() else None
+
+
+def _start_pubsub(start: _Start) -> str | None:
+    """gcloud's Pub/Sub emulator (data in the workdir) for the analytics ingest, when it is
+    installed; else None, said in the progress."""
+    gcloud = _pubsub_emulator()
+    if gcloud is None:
+        start.progress(
+            "gcloud's Pub/Sub emulator is not installed (hack/deps/gcloud-emulators.sh): "
+            "analytics ingests from the Redis bus only"
+        )
+        return None
+    host = f"127.0.0.1:{free_port()}"
+    data = start.cluster.workdir / "pubsub"
+    data.mkdir(parents=True, exist_ok=True)
+    start.progress(f"starting the Pub/Sub emulator on {host} (project {PUBSUB_PROJECT})")
+    argv = [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={host}"]
+    argv += [f"--project={PUBSUB_PROJECT}", f"--data-dir={data}", "--quiet"]
+    start.run("pubsub-emulator", argv, Probe(url=f"http://{host}/", what="the emulator"))
     return host
 
 
@@ -322,12 +360,20 @@ def _start_engines(start: _Start, *, ai_url: str) -> dict[str, str]:
 
 
 def _start_analytics(
-    start: _Start, *, redis_url: str, ai_url: str, prometheus_url: str, gmail_url: str
+    start: _Start,
+    *,
+    redis_url: str,
+    ai_url: str,
+    prometheus_url: str,
+    gmail_url: str,
+    pubsub_host: str | None = None,
 ) -> str:
     """The analytics service: DuckDB in the workdir, the event bus, the AI router's ledger and
     the cluster's XynergyServices, ScalingPolicies and Rollouts (admin kubeconfig); its anomaly
     engine watches the dev services' traffic through the gateway in Prometheus (alerts for
-    DEV_TENANT); reports are delivered through the dev Gmail service."""
+    DEV_TENANT); reports are delivered through the dev Gmail service. With the Pub/Sub
+    emulator (`pubsub_host`) it also ingests the 7 consolidated topics there (created on its
+    start), malformed messages going to `analytics-dead-letters`."""
     env = {
         "KUBECONFIG": str(start.cluster.kubeconfig),
         "XYNERGY_ANALYTICS_REDIS_URL": redis_url,
@@ -338,6 +384,10 @@ def _start_analytics(
         "XYNERGY_ANALYTICS_ANOMALY_TENANT": DEV_TENANT,
         "XYNERGY_ANALYTICS_REPORTS_GMAIL_URL": gmail_url,
     }
+    if pubsub_host:
+        env["PUBSUB_EMULATOR_HOST"] = pubsub_host
+        env["XYNERGY_ANALYTICS_PUBSUB_PROJECT"] = PUBSUB_PROJECT
+        env["XYNERGY_ANALYTICS_PUBSUB_DEAD_LETTER_TOPIC"] = "analytics-dead-letters"
     return start.python_service("analytics", title="the analytics service", env=env, metrics=True)
 
 
