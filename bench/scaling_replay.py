@@ -18,7 +18,10 @@ adopted only when its cross-validated figure beats the previous default's (`lega
 forecast when trusted, else the Cantelli burst envelope; kept in the grid and printed). So far
 none has (docs/intelligence/scaling.md), so `ADOPTED` is `legacy` and calibration stays off
 in `ScalingParams`' defaults; the calibrated configurations of `GRID` are the ones the last
-protocol run scored (earlier variants are listed in the docs and counted there).
+protocol run scored (earlier variants are listed in the docs and counted there). `FEEDBACK`
+adds legacy with miss feedback (`ScalingParams.miss_feedback_*`: headroom moved by the
+policy's visible misses, floors below 0 shed margin) and with the start-up hold
+(`scale_down_window_startups`); none beat legacy cross-validated either.
 Replays are cached under .cache/bench/scaling (keyed by the code of intelligence/scaling,
 this harness, the trace and the configuration), so a rerun only replays what changed.
 
@@ -152,12 +155,32 @@ FEEDBACK = tuple(
                     ("miss_feedback_floor", floor),
                 ),
             )
-            for target, floor in ((0.01, -0.3), (0.03, -0.3), (0.03, -0.5))
+            for target, floor in (
+                (0.01, -0.3),
+                (0.03, -0.3),
+                (0.03, -0.5),
+                (0.003, -0.15),
+                (0.003, -0.3),
+                (0.01, -0.15),
+                (0.001, -0.3),
+            )
+        ),
+        *(  # shed only: the headroom never rises above 0
+            (
+                f"shed{target}_min{floor}",
+                (
+                    ("miss_feedback_target", target),
+                    ("miss_feedback_step", 0.2),
+                    ("miss_feedback_floor", floor),
+                    ("miss_feedback_cap", 0.0),
+                ),
+            )
+            for target, floor in ((0.003, -0.2), (0.003, -0.3), (0.01, -0.2))
         ),
     )
 )
 GRID = (*GRID, *FEEDBACK)
-ADOPTED = LEGACY  # what the protocol keeps: no calibrated configuration beat it cross-validated
+ADOPTED = LEGACY  # what the protocol keeps: no other configuration beat it cross-validated
 
 
 @functools.cache
