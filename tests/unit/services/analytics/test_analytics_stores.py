@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from fakes.bigquery import FakeBigQuery
@@ -16,29 +15,9 @@ from services.analytics.records import AiUsageRow, EventRow, RunRow, UsageRow
 from services.analytics.stores import SqlStore
 from services.analytics.stores.base import REDELIVERY_WINDOW
 from services.analytics.stores.bigquery import BigQueryStore
-from services.analytics.stores.duckdb import DuckDBStore
 
 NOW = dt.datetime(2026, 3, 2, 12, 30, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
-
-
-@pytest.fixture(scope="module")
-def bigquery() -> Iterator[FakeBigQuery]:
-    with FakeBigQuery() as fake:
-        yield fake
-
-
-@pytest.fixture(params=["duckdb", "bigquery"])
-async def store(request: pytest.FixtureRequest, bigquery: FakeBigQuery) -> AsyncIterator[SqlStore]:
-    if request.param == "duckdb":
-        s: SqlStore = DuckDBStore()
-    else:
-        s = BigQueryStore(
-            project="demo", dataset=f"d{uuid.uuid4().hex}", endpoint=bigquery.endpoint
-        )
-    await s.open()
-    yield s
-    await s.close()
 
 
 @dataclasses.dataclass

@@ -7,44 +7,21 @@ id column) is migrated in place on open: its rows are kept and new rows carry id
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import duckdb
 import pytest
-from fakes.bigquery import FakeBigQuery
 
 from services.analytics.collectors import usage_rows
 from services.analytics.records import UsageRow
 from services.analytics.stores import SqlStore
-from services.analytics.stores.bigquery import BigQueryStore
 from services.analytics.stores.duckdb import DuckDBStore
 
 pytestmark = pytest.mark.unit
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC).timestamp()
 SINCE = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
-
-
-@pytest.fixture(scope="module")
-def bigquery() -> Iterator[FakeBigQuery]:
-    with FakeBigQuery() as fake:
-        yield fake
-
-
-@pytest.fixture(params=["duckdb", "bigquery"])
-async def store(request: pytest.FixtureRequest, bigquery: FakeBigQuery) -> AsyncIterator[SqlStore]:
-    if request.param == "duckdb":
-        s: SqlStore = DuckDBStore()
-    else:
-        s = BigQueryStore(
-            project="demo", dataset=f"d{uuid.uuid4().hex}", endpoint=bigquery.endpoint
-        )
-    await s.open()
-    yield s
-    await s.close()
 
 
 def _service(tenant: str, name: str, ready: int) -> Any:
