@@ -157,6 +157,13 @@ class Controller:
     _annotations: dict[str, tuple[str | None, ...]] = field(default_factory=dict, repr=False)
     """Per object: the values of the kind's trigger annotations last seen."""
     _reconciler: KindReconciler | None = field(default=None, repr=False)
+    _seen: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    """Per object: its body as its own watch last delivered it (without managedFields), read
+    by an event's converge instead of a GET, as controller-runtime reads its informer's
+    cache. The scheduler's checks still read the object (a deletion the watch missed while it
+    was re-listing is found at the resync). Dropped after each status write of ours (a
+    converge then reads the object until the write's own event arrives) and when the object
+    goes."""
 
     @property
     def reconciler(self) -> KindReconciler:
@@ -170,23 +177,27 @@ class Controller:
         """Whether the reconciler exists yet (an object of the kind has been seen)."""
         return self._reconciler is not None
 
-    async def converge(self, key: ObjectKey, *, child: ChildEvent | None = None) -> Result | None:
-        """The one path: read the latest object, reconcile, write status, post events,
-        schedule the next check. None when the object is gone or being deleted, and when this
-        replica is paused by peering: then nothing is read or written, and the object stays due
-        so that its check runs as soon as this replica acts."""
+    async def converge(
+        self, key: ObjectKey, *, child: ChildEvent | None = None, seen: bool = False
+    ) -> Result | None:
+        """The one path: read the latest object (with `seen`, as its watch last delivered it
+        when it did), reconcile, write status, post events, schedule the next check. None when
+        the object is gone or being deleted, and when this replica is paused by peering: then
+        nothing is read or written, and the object stays due so that its check runs as soon as
+        this replica acts."""
         if not self.scheduler.gate.active:
             self.scheduler.schedule(key, 0)
             return None
         async with self.queue.serialized(key.uid):
-            body = await self._read(key)
+            body = (self._seen.get(key.uid) if seen else None) or await self._read(key)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
                 self.forget(key.uid)
                 return None
             result = await self.reconciler.reconcile(body, now=self.clock(), child=child)
-            await self.writer.write(
+            if await self.writer.write(
                 self.kind.resource, body, result.status, volatile=result.volatile
-            )
+            ):
+                self._seen.pop(key.uid, None)
             await self.recorder.post(body, result.events)
             self._requeue(key, body, result.requeue, result.requeue_after)
             return result
@@ -210,7 +221,7 @@ class Controller:
             self.scheduler.start_due()
             return
         try:
-            await self.converge(key, child=child)
+            await self.converge(key, child=child, seen=True)
         except Exception as exc:
             delay = self.scheduler.failed(key)
             log.warning(
@@ -228,6 +239,7 @@ class Controller:
         if event == "DELETED":
             self.forget(key.uid)
             return
+        self._remember(key.uid, body)
         meta = body.get("metadata") or {}
         if self._needs_finalizer(body) and FINALIZER not in (meta.get("finalizers") or []):
             return  # nothing is made before kopf's finalizer is in place; its event converges
@@ -287,6 +299,13 @@ class Controller:
         """Drop the object's schedule and what was seen of it (its lock goes by itself)."""
         self.scheduler.forget(uid)
         self._annotations.pop(uid, None)
+        self._seen.pop(uid, None)
+
+    def _remember(self, uid: str, body: Mapping[str, Any]) -> None:
+        """Keep the body an event of the object delivered (a plain dict; managedFields, often
+        the larger part of an object, are never read by a reconciler)."""
+        meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+        self._seen[uid] = {**body, "metadata": meta}
 
     async def _read(self, key: ObjectKey) -> dict[str, Any] | None:
         try:

@@ -463,6 +463,30 @@ async def test_a_child_event_converges_its_owner_with_what_it_saw() -> None:
     assert len(reconciler.calls) == 1
 
 
+async def test_an_events_converge_reads_the_delivered_body_not_the_apiserver() -> None:
+    client = FakeClient({"crm": _body()})
+    reconciler = FakeReconciler()
+    controller = _controller(client, reconciler)
+    delivered = _body(status={"observedGeneration": 2})
+    delivered["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {}}]
+    await controller.on_event(delivered, "MODIFIED")
+    assert client.gets == 0  # the watch's body was used
+    assert len(client.patches) == 1  # and it was compared with the delivered status
+    # our status write drops it: until the write's own event arrives, converges read
+    await controller.trigger(_key())
+    assert client.gets == 1
+    mine = _body(status=client.objects["crm"]["status"])
+    await controller.on_event(mine, "MODIFIED")  # our write's event: no converge of its own
+    await controller.trigger(_key())  # a child's event, say
+    assert client.gets == 1
+    assert "managedFields" not in controller._seen["u1"]["metadata"]
+    # the scheduler's check always reads (a deletion the watch missed is found there)
+    await controller.converge(_key())
+    assert client.gets == 2
+    await controller.on_event(mine, "DELETED")
+    assert controller._seen == {}
+
+
 async def test_a_failed_event_converge_is_retried_with_backoff() -> None:
     client = FakeClient({"crm": _body()})
     controller = _controller(client, FakeReconciler(raises=RuntimeError("boom")))
