@@ -25,14 +25,21 @@ ScalingPolicy spec -> ScalingParams:
 - `schedules[]` -> `schedules` (`CronSchedule`: the cron, the duration in seconds,
   `minInstances`, `timezone` as a `ZoneInfo`, named `<cron> <timezone>`).
 
+- `targetUnderProvisioning` -> `burst_exceedance` (the operating point: the share of time the
+  load may exceed the envelope); unset keeps intelligence's default. It also sets the
+  forecaster's upper quantile (`forecast_quantile`: 1 minus it) unless `forecast.quantile` is
+  written in the spec.
+
 Not parameters of a decision, so not here: `targetRef`, `metric.source/query/metricType/
-prometheusUrl` (where the load is read), `forecast.seasonalities/historyWindow/quantile` (how the
-forecaster is fitted and which upper quantile it reports), `interval`, `dryRun`. The burst
-envelope and capacity settings of `ScalingParams` have no API field yet and keep their defaults.
+prometheusUrl` (where the load is read), `forecast.seasonalities/historyWindow` and the quantile
+(how the forecaster is fitted and which upper quantile it reports: `forecast_quantile`),
+`interval`, `dryRun`. The other burst envelope and capacity settings of `ScalingParams` have no
+API field yet and keep their defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apis.base import parse_duration
@@ -56,7 +63,7 @@ from intelligence.scaling import (
     StepLimit,
 )
 
-__all__ = ["instance_bounds", "scaling_params"]
+__all__ = ["forecast_quantile", "instance_bounds", "scaling_params"]
 
 
 def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) -> ScalingParams:
@@ -70,7 +77,7 @@ def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) 
     spec = policy.spec
     forecast = spec.forecast
     low, high = instance_bounds(policy, target)
-    return ScalingParams(
+    params = ScalingParams(
         target_per_instance=spec.metric.target_per_instance,
         min_instances=low,
         max_instances=high,
@@ -84,6 +91,18 @@ def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) 
         max_forecast_smape=forecast.max_error_percent,
         min_history_seconds=parse_duration(forecast.minimum_history),
     )
+    alpha = spec.target_under_provisioning
+    return params if alpha is None else dataclasses.replace(params, burst_exceedance=alpha)
+
+
+def forecast_quantile(policy: ScalingPolicy) -> float:
+    """The upper quantile the forecaster reports: `forecast.quantile` when the spec writes it,
+    else 1 - `targetUnderProvisioning` when that is set, else forecast.quantile's default."""
+    spec = policy.spec
+    alpha = spec.target_under_provisioning
+    if "quantile" in spec.forecast.model_fields_set or alpha is None:
+        return spec.forecast.quantile
+    return 1.0 - alpha
 
 
 def instance_bounds(policy: ScalingPolicy, target: ResolvedSizing | None) -> tuple[int, int]:

@@ -215,6 +215,11 @@ class ScalingPolicySpec(SpecModel):
     Never above the target's own maximum."""
     behavior: Behavior | None = None
     """How fast to scale up and down."""
+    target_under_provisioning: float | None = Field(default=None, gt=0, le=0.5)
+    """The operating point: the share of time the load may exceed what is provisioned (0.02:
+    more headroom and instance-hours, 0.2: fewer). It is the burst envelope's exceedance and,
+    unless forecast.quantile is set, the forecast's upper quantile is 1 minus it. Unset: 0.1
+    (the envelope's default; the forecast keeps forecast.quantile, 0.9 by default)."""
     interval: PositiveDuration = "30s"
     """How often to decide."""
     dry_run: bool = False

@@ -46,7 +46,7 @@ from controllers.scalingpolicy.metrics import (
     SYNC_SECONDS,
 )
 from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache
-from controllers.scalingpolicy.params import scaling_params
+from controllers.scalingpolicy.params import forecast_quantile, scaling_params
 from controllers.scalingpolicy.sources import Metrics, metric_sources
 from controllers.scalingpolicy.state import StateCache, same_for_decisions
 from controllers.scalingpolicy.target import (
@@ -266,7 +266,7 @@ class ScalingPolicyReconciler:
             query=query,
             seasonalities=tuple(forecast.seasonalities),
             history_seconds=parse_duration(forecast.history_window),
-            quantile=forecast.quantile,
+            quantile=forecast_quantile(policy),
             lead_seconds=params.startup_seconds + params.horizon_seconds,
         )
         uid, name = str(policy.metadata.uid), str(policy.metadata.name)

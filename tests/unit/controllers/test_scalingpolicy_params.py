@@ -30,7 +30,8 @@ from intelligence.scaling import (
 
 SAMPLE = Path(__file__).parents[3] / "manifests" / "samples" / "scalingpolicy-crm.yaml"
 
-# ScalingParams fields the API has no field for: they keep intelligence's defaults
+# ScalingParams fields the API has no field for, or that these policies leave unset: they keep
+# intelligence's defaults
 NOT_IN_API = (
     "capacity_per_instance",
     "predictive_scale_down_window_seconds",
@@ -219,3 +220,26 @@ def test_bounds_come_from_the_policy_else_the_target(
 def test_no_maximum_anywhere_is_refused_naming_the_field() -> None:
     with pytest.raises(ValueError, match=r"^spec\.maxInstances: expected a number"):
         scaling_params(policy(maxInstances=None))
+
+
+def test_the_operating_point_sets_the_envelope_and_the_forecast_quantile() -> None:
+    from controllers.scalingpolicy.params import forecast_quantile
+
+    plain = policy()
+    assert scaling_params(plain).burst_exceedance == defaults()["burst_exceedance"]
+    assert forecast_quantile(plain) == 0.9  # forecast.quantile's default
+    cautious = policy(targetUnderProvisioning=0.02)
+    assert scaling_params(cautious).burst_exceedance == 0.02
+    assert forecast_quantile(cautious) == pytest.approx(0.98)
+    # a quantile written in the spec wins for the forecaster; the envelope still follows
+    written = policy(targetUnderProvisioning=0.02, forecast={"quantile": 0.95})
+    assert forecast_quantile(written) == 0.95
+    assert scaling_params(written).burst_exceedance == 0.02
+
+
+@pytest.mark.parametrize("value", [0, -0.1, 0.6])
+def test_an_operating_point_out_of_range_is_refused_naming_the_field(value: float) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="target_under_provisioning|targetUnderProvisioning"):
+        policy(targetUnderProvisioning=value)
