@@ -152,7 +152,7 @@ def _background(parts: Analytics, redis: Any) -> list[asyncio.Task[Any]]:
     tasks = [asyncio.create_task(periodic("AI ledger", every, parts.ledger.snapshot_all))]
     if parts.cluster is not None:
         sampler = UsageSampler(parts.cluster, parts.store, interval=every)
-        tasks.append(asyncio.create_task(periodic("usage sampling", every, sampler.sample)))
+        tasks.append(asyncio.create_task(sampler.run()))
         tasks.append(asyncio.create_task(StatusPublisher(parts.cluster, redis).run()))
     if parts.anomalies is not None:
         tasks.append(asyncio.create_task(parts.anomalies.run()))

@@ -1,6 +1,7 @@
 """What feeds cost intelligence besides the event bus: the instances of every XynergyService
-(sampled from the cluster every ``usage_interval_seconds``) and the AI router's ledger
-(``GET /api/v1/ai/usage`` per tenant, called with a signed identity of that tenant)."""
+(sampled from the cluster at each start of a ``usage_interval_seconds`` interval) and the AI
+router's ledger (``GET /api/v1/ai/usage`` per tenant, called with a signed identity of that
+tenant)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -63,16 +64,49 @@ def usage_rows(services: list[Any], *, now: float, seconds: float) -> list[Usage
 
 
 class UsageSampler:
-    def __init__(self, cluster: ClusterReader, store: AnalyticsStore, *, interval: float) -> None:
+    def __init__(
+        self,
+        cluster: ClusterReader,
+        store: AnalyticsStore,
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
         self.cluster = cluster
         self.store = store
         self.interval = interval
+        self.clock = clock
+        self.sleep = sleep
 
-    async def sample(self) -> int:
+    async def sample(self, *, at: float | None = None) -> int:
+        """Write a row per service for the interval ``at`` falls in (default: now)."""
         services = await self.cluster.services(None)
-        rows = usage_rows(services, now=time.time(), seconds=self.interval)
+        now = self.clock() if at is None else at
+        rows = usage_rows(services, now=now, seconds=self.interval)
         await self.store.add_usage(rows)
         return len(rows)
+
+    async def run(self) -> None:
+        """Sample at each interval start of the wall clock (UTC) until cancelled: the
+        interval it starts in at once, then each next start, so every replica samples one
+        interval at one instant and a slow read does not drift into skipping one. A sample
+        that ends past the next start skips to the start after its end (logged); each
+        interval is sampled at most once. Failures are logged."""
+        index = math.floor(self.clock() / self.interval)
+        while True:
+            try:
+                await self.sample(at=index * self.interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("usage sampling failed; next at the next interval start")
+            after = max(math.floor(self.clock() / self.interval), index) + 1
+            if after > index + 1:
+                log.warning("usage sample overran: %d interval(s) not sampled", after - index - 1)
+            while (left := after * self.interval - self.clock()) > 0:
+                await self.sleep(left)  # again if it woke early
+            index = max(math.floor(self.clock() / self.interval), after)
 
 
 class AiLedger:
