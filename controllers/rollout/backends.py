@@ -102,6 +102,11 @@ class RolloutBackend(Protocol):
         """All traffic to the new revision for good (`keep` reachable a while)."""
         ...
 
+    async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
+        """The blue-green fast rollback: all traffic back on `kept` (the old revision a
+        promotion still keeps) at once, with no new revision; `image` is its image."""
+        ...
+
 
 def _short(resource: str) -> str:
     return resource.rpartition("/")[2]
@@ -191,6 +196,28 @@ class CloudRunRollout:
                 split: Traffic = ((name, 100, None),)
                 return await self._route(path, split + _previous(keep), writes)
         return await self._route(path, ((None, 100, None), *_previous(keep)), writes)
+
+    async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
+        """The service's template becomes the kept revision's again (by name: no new
+        revision; the target's spec is then patched back to it, so its controller finds the
+        service as it wants it), and all traffic is pinned to that revision. A template that
+        cannot name it (the Rollout changed more than the image, whose old values are not
+        kept) leaves the template: traffic still moves at once."""
+        from controllers.xynergyservice.resources import cloudrun
+
+        path = cloudrun.service_path(target)
+        existing = await self.provider.get(path)
+        writes = 0
+        if existing is not None:
+            spec = target.spec.model_copy(update={"image": image or target.spec.image})
+            old = target.model_copy(update={"spec": spec})
+            template = cloudrun.desired_service(old, existing).template
+            template.revision = kept
+            try:
+                _, writes = await self.provider.set_template(path, template)
+            except ProviderError as exc:
+                log.info("rollout: %s not restored as the template (%s)", kept, exc.message)
+        return await self._route(path, ((kept, 100, None),), writes)
 
     async def _route(self, path: str, split: Traffic, writes: int) -> Routed:
         service, more = await self.provider.set_traffic(path, split)

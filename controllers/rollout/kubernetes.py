@@ -209,6 +209,11 @@ class KubernetesRollout:
         urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
         return Routed(writes, urls, traffic, settled=False)
 
+    async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
+        """The target, not patched while the old revision is kept, still runs it: its own
+        Service serves everything again and the new revision scales to zero."""
+        return await self.route(target, ((kept, 100, None),))
+
     async def _remove(self, name: str) -> int:
         uid = self.rollout.metadata.uid or ""
         gone = 0

@@ -10,7 +10,9 @@ operator killed at any point resumes where it was: no second revision, no lost s
 People and GitOps act through `spec.abort`, `spec.paused` and the annotation
 `xynergy.io/rollout-action` = `promote`, `promote-full`, `abort`, `retry` or `undo`
 (optionally `<verb>/<anything unique>`, so the same verb can be asked again); the value acted
-upon is kept in `status.handledAction`.
+upon is kept in `status.handledAction`. Within a blue-green promotion's keep window
+(`status.scaleDownAt`), `undo` and abort switch all traffic back to the kept old revision at
+once (the backend's `restore`: no new revision, no analysis; reason `SwitchedBack`).
 """
 
 from __future__ import annotations
@@ -213,6 +215,8 @@ class RolloutReconciler:
         except ValidationError as exc:
             return self._invalid(body, exc, now), "stalled"
         action = pending_action(body)
+        # the status as read: a converge changes the Rollout's own status object in place
+        before = rollout.status.model_copy(deep=True) if rollout.status else None
         try:
             work = await self._begin(rollout, now)
             if work is None:
@@ -221,7 +225,7 @@ class RolloutReconciler:
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
             return self._failed(rollout, exc, now), outcome
-        return self._result(work, rollout.status, action), "ok"
+        return self._result(work, before, action), "ok"
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
         return True, None  # no finalizer: a deleted Rollout leaves traffic as it is
@@ -279,6 +283,9 @@ class RolloutReconciler:
         phase = work.status.phase
         if action is not None:
             work.status.handled_action = _annotation(work.rollout)
+        kept = _kept(work.status, work.now)
+        if kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort):
+            return await self._switch_back(work, kept, undo=action == "undo")
         if action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
@@ -549,6 +556,26 @@ class RolloutReconciler:
         status.message = f"undone: all traffic back on {previous.revision}"
         work.reason = "Undone"
 
+    async def _switch_back(self, work: Converge, kept: RevisionRecord, *, undo: bool) -> None:
+        """The blue-green fast rollback: within scaleDownDelaySeconds of a promotion, all
+        traffic back on the revision it keeps, at once (no new revision, no analysis); the
+        target's image back (on a backend that patched it at promotion)."""
+        status = work.status
+        routed = await work.backend.restore(work.target, kept=kept.revision, image=kept.image)
+        if kept.image and not work.backend.defers_target_patch:
+            await self._patch_target(work, {"spec": {"image": kept.image}})
+        self._routed(work, routed)
+        status.history = (status.history or [])[1:]
+        status.stable_revision, status.stable_image = kept.revision, kept.image
+        status.scale_down_at = None
+        status.phase = RolloutPhase.ROLLED_BACK if undo else RolloutPhase.ABORTED
+        status.canary_weight = 0
+        status.message = (
+            f"{'undone' if undo else 'aborted'} within the blue-green keep window: all traffic "
+            f"switched back to {kept.revision} at once ({status.canary_revision} released)"
+        )
+        work.reason = "SwitchedBack"
+
     async def _patch_target(self, work: Converge, patch: dict[str, Any]) -> None:
         name, ns = work.rollout.spec.target_ref.name, work.target.metadata.namespace
         try:
@@ -631,6 +658,13 @@ class RolloutReconciler:
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )
         return Result(status=status, events=[Event("Warning", "InvalidSpec", status.message or "")])
+
+
+def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
+    """The old revision a blue-green promotion still keeps (within scaleDownDelaySeconds)."""
+    if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
+        return None
+    return status.history[0] if now < status.scale_down_at else None
 
 
 def _annotation(rollout: Rollout) -> str | None:

@@ -1,0 +1,115 @@
+"""The blue-green fast rollback: within `scaleDownDelaySeconds` after a promotion, `undo` (or
+`abort`) switches all traffic back to the kept old revision at once, on both backends, with no
+new revision deployed and no analysis.
+
+Cloud Run (the fake, through the real client): the service serves the old revision 100 %
+again, its template is the old revision's (by name), the target's image is back, and its
+controller deploys nothing (two revisions in all). Kubernetes (kwok): the gateway traffic is
+emptied (the target's own Service, still on the old spec, serves), the new revision is scaled
+to zero, the target is never patched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import test_rollout_cloudrun
+from fakes.cloudrun import FakeCloudRun
+from kube_support import Kube
+from test_rollout_support import (
+    Operator,
+    create_rollout,
+    events_of,
+    phase_is,
+    revisions,
+    rollout_url,
+    served,
+    wait_rollout,
+)
+from test_xynergyservice import create_xs, deployment, get_xs, merge_patch, wait_ready
+from test_xynergyservice_cloudrun import create_cloudrun_xs, unique
+
+pytestmark = pytest.mark.integration
+
+IMAGE_2 = "us-docker.pkg.dev/xynergy-test/apps/ai:2"
+KEEP = {"blueGreen": {"scaleDownDelaySeconds": 600}}
+# the Cloud Run tests' module fixtures: the fake, and an operator process using it
+fake = test_rollout_cloudrun.fake
+rollout_operator = test_rollout_cloudrun.rollout_operator
+
+
+def _act(kube: Kube, ns: str, verb: str) -> None:
+    merge_patch(kube, rollout_url(ns, "bg"),
+                {"metadata": {"annotations": {"xynergy.io/rollout-action": verb}}})  # fmt: skip
+
+
+def _promoted(kube: Kube, ns: str, target: str, image: str) -> str:
+    create_rollout(kube, ns, "bg", target=target, image=image, strategy=KEEP)
+    wait_rollout(kube, ns, "bg", "previewing", phase_is("Paused"))
+    _act(kube, ns, "promote/1")
+    status = wait_rollout(kube, ns, "bg", "promoted", phase_is("Promoted"))["status"]
+    assert status["scaleDownAt"]
+    name: str = status["canaryRevision"]
+    return name
+
+
+def _switched_back_event(kube: Kube, ns: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+
+    def seen() -> bool:
+        found[:] = [e for e in events_of(kube, ns, "bg") if e["reason"] == "SwitchedBack"]
+        return bool(found)
+
+    kube.wait_for("an Event saying the traffic switched back", seen, timeout=30)
+    return found[0]
+
+
+@pytest.mark.parametrize(("verb", "phase"), [("undo/1", "RolledBack"), ("abort/1", "Aborted")])
+def test_cloud_run_switches_back_within_the_keep_window(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun,
+    verb: str, phase: str,
+) -> None:  # fmt: skip
+    svc = unique("ai")
+    create_cloudrun_xs(kube, namespace, svc)
+    wait_ready(kube, namespace, svc)
+    stable = f"{svc}-00001"
+    new = _promoted(kube, namespace, svc, IMAGE_2)
+    assert served(fake, svc)[1:] == [(stable, 0, "previous")]
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == IMAGE_2
+
+    _act(kube, namespace, verb)
+    status = wait_rollout(kube, namespace, "bg", "switched back", phase_is(phase))["status"]
+    assert served(fake, svc) == [(stable, 100, "")]
+    assert status["stableRevision"] == stable
+    assert status["canaryWeight"] == 0
+    assert not status.get("scaleDownAt")
+    assert get_xs(kube, namespace, svc)["spec"]["image"] != IMAGE_2
+    wait_ready(kube, namespace, svc)
+    assert revisions(fake, svc) == [stable, new], "no new revision deployed"
+    assert served(fake, svc) == [(stable, 100, "")]
+    switched = _switched_back_event(kube, namespace)
+    assert stable in switched["message"]
+
+
+@pytest.mark.parametrize(("verb", "phase"), [("undo/1", "RolledBack"), ("abort/1", "Aborted")])
+def test_kubernetes_switches_back_within_the_keep_window(
+    kube: Kube, rollout_operator: Operator, namespace: str, verb: str, phase: str
+) -> None:
+    svc = unique("ai")
+    create_xs(kube, namespace, svc, backend="kubernetes", port=8080,
+              routes=[{"prefix": f"/api/v2/{svc}"}])  # fmt: skip
+    wait_ready(kube, namespace, svc)
+    new = _promoted(kube, namespace, svc, "reg.example/app:2")
+    status = wait_rollout(kube, namespace, "bg", "all traffic on the new revision",
+                          lambda st: [t["revision"] for t in st.get("traffic") or []] == [new])  # fmt: skip
+    stable = status["status"]["stableRevision"]
+
+    _act(kube, namespace, verb)
+    status = wait_rollout(kube, namespace, "bg", "switched back", phase_is(phase))["status"]
+    assert status["traffic"] == [], "the target's own Service (the old revision) serves"
+    assert status["stableRevision"] == stable
+    assert not status.get("scaleDownAt")
+    kube.wait_for("the new revision scaled to zero",
+                  lambda: (deployment(kube, namespace, new) or {})["spec"]["replicas"] == 0)  # fmt: skip
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
+    assert stable in _switched_back_event(kube, namespace)["message"]

@@ -1,0 +1,149 @@
+"""The blue-green fast rollback in the reconciler: within scaleDownDelaySeconds of a
+promotion, undo, the abort annotation and spec.abort switch all traffic back to the kept old
+revision through the backend's `restore` (no route of a new revision, no analysis), with a
+`SwitchedBack` Event; past the window undo is the ordinary undo and abort does nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.rollout.backends import Routed, Serving
+from controllers.rollout.reconciler import RolloutReconciler
+from controllers.rollout.settings import RolloutSettings
+
+pytestmark = pytest.mark.unit
+
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+TARGET = {
+    "apiVersion": "xynergy.io/v1alpha1",
+    "kind": "XynergyService",
+    "metadata": {"name": "crm", "namespace": "team-a", "uid": "t-1", "generation": 2},
+    "spec": {"image": "crm:2", "backend": "kubernetes"},
+}
+
+
+class Client:
+    def __init__(self) -> None:
+        self.patches: list[Any] = []
+
+    async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
+        return SimpleNamespace(to_dict=lambda: TARGET)
+
+    async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
+        self.patches.append(patch)
+
+
+class Backend:
+    routing = None
+
+    def __init__(self, *, defers: bool) -> None:
+        self.defers_target_patch = defers
+        self.calls: list[tuple[str, Any]] = []
+
+    def revision_name(self, canary: XynergyService) -> str:
+        return "crm-ro-2"
+
+    async def serving(self, target: XynergyService) -> Serving:
+        return Serving("crm-ro-2", ready=True)
+
+    async def route(self, target: XynergyService, split: Any) -> Routed:
+        self.calls.append(("route", split))
+        return Routed(0, {})
+
+    async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
+        self.calls.append(("restore", (kept, image)))
+        return Routed(1, {})
+
+    async def promote(self, *_: Any, name: str, keep: str | None) -> Routed:
+        self.calls.append(("promote", (name, keep)))
+        return Routed(0, {})
+
+
+def _promoted(*, scale_down_in: float, abort: bool = False, action: str | None = None) -> Any:
+    meta: dict[str, Any] = {"name": "ro", "namespace": "team-a", "uid": "r-1", "generation": 1}
+    if action:
+        meta["annotations"] = {"xynergy.io/rollout-action": action}
+    return {
+        "apiVersion": "xynergy.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": meta,
+        "spec": {
+            "targetRef": {"name": "crm"},
+            "image": "crm:2",
+            "abort": abort,
+            "strategy": {"blueGreen": {"scaleDownDelaySeconds": 600}},
+        },
+        "status": {
+            "phase": "Promoted",
+            "stableRevision": "crm-00001",
+            "canaryRevision": "crm-ro-2",
+            "canaryWeight": 100,
+            "scaleDownAt": (NOW + dt.timedelta(seconds=scale_down_in)).isoformat(),
+            "history": [{"revision": "crm-00001", "image": "crm:1", "time": NOW.isoformat()}],
+        },
+    }
+
+
+async def _converge(body: Any, *, defers: bool = True) -> tuple[Any, Backend, Client]:
+    backend, client = Backend(defers=defers), Client()
+    reconciler = RolloutReconciler(
+        client=client,  # type: ignore[arg-type]
+        backends=lambda *_: backend,
+        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+        settings=RolloutSettings(),
+    )
+    return await reconciler.reconcile(body, now=NOW, child=None), backend, client
+
+
+@pytest.mark.parametrize(
+    ("body", "phase"),
+    [
+        (_promoted(scale_down_in=60, action="undo/1"), "RolledBack"),
+        (_promoted(scale_down_in=60, action="abort/1"), "Aborted"),
+        (_promoted(scale_down_in=60, abort=True), "Aborted"),
+    ],
+)
+async def test_within_the_window_traffic_switches_back_to_the_kept_revision(
+    body: Any, phase: str
+) -> None:
+    result, backend, client = await _converge(body)
+    status = result.status
+    assert backend.calls == [("restore", ("crm-00001", "crm:1"))]
+    assert client.patches == [], "the target was never patched (Kubernetes defers it)"
+    assert status.phase.value == phase
+    assert status.stable_revision == "crm-00001"
+    assert status.stable_image == "crm:1"
+    assert status.canary_weight == 0
+    assert status.scale_down_at is None
+    assert status.history == []
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "SwitchedBack"
+    events = [(e.type, e.reason) for e in result.events]
+    assert events == [("Warning", "SwitchedBack")]
+    assert "crm-00001" in result.events[0].message
+
+
+async def test_a_backend_that_patched_the_target_at_promotion_gets_its_image_back() -> None:
+    _, backend, client = await _converge(_promoted(scale_down_in=60, action="undo"), defers=False)
+    assert backend.calls == [("restore", ("crm-00001", "crm:1"))]
+    assert client.patches == [{"spec": {"image": "crm:1"}}]
+
+
+async def test_past_the_window_undo_is_the_ordinary_undo() -> None:
+    result, backend, client = await _converge(_promoted(scale_down_in=-1, action="undo/1"))
+    assert backend.calls == [("route", (("crm-00001", 100, None),))]
+    assert client.patches == [{"spec": {"image": "crm:1"}}]
+    assert result.status.phase.value == "RolledBack"
+    assert [e.reason for e in result.events] == ["Undone"]
+
+
+async def test_past_the_window_abort_leaves_the_promotion() -> None:
+    result, backend, _ = await _converge(_promoted(scale_down_in=-1, action="abort/1"))
+    assert result.status.phase.value == "Promoted"
+    assert all(call != "restore" for call, _ in backend.calls)
+    assert result.status.stable_revision == "crm-00001"
