@@ -131,6 +131,6 @@ async def test_a_rate_of_a_distribution_is_refused_as_the_service_does(
         )
 
 
-def test_an_unknown_statistic_is_refused_naming_it() -> None:
+async def test_an_unknown_statistic_is_refused_naming_it() -> None:
     with pytest.raises(ValueError, match="statistic: expected one of"):
         CloudMonitoringProvider("proj", api_endpoint="127.0.0.1:1").for_statistic("p42")
