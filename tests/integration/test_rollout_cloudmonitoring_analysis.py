@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fakes.monitoring import FakeMetricService, Series
+from fakes.operator_context import ProviderContext
 from google.api import metric_pb2
 from kube_support import Kube
 
@@ -53,19 +54,6 @@ ANALYSIS = {
 }
 
 
-class Context:
-    """What from_context uses of the operator context: providers built on first use."""
-
-    def __init__(self) -> None:
-        self.providers: dict[str, Any] = {}
-        self.client = None
-
-    def provider(self, name: str, build: Any) -> Any:
-        if name not in self.providers:
-            self.providers[name] = build()
-        return self.providers[name]
-
-
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMetricService]:
     with FakeMetricService(projects=[PROJECT]) as service:
@@ -100,7 +88,7 @@ def serve(
 
 async def analyze(fake: FakeMetricService) -> Any:
     analysis = AnalysisSpec.model_validate(ANALYSIS)
-    reconciler = from_context(Context())  # type: ignore[arg-type]
+    reconciler = from_context(ProviderContext())  # type: ignore[arg-type]
     samples = await collect(
         analysis,
         reconciler.metrics,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fakes.operator_context import ProviderContext
 from pydantic import ValidationError
 
 from apis.v1alpha1.rollout import AnalysisMetric, AnalysisSpec
@@ -24,19 +25,6 @@ from controllers.rollout.reconciler import from_context
 pytestmark = pytest.mark.unit
 
 FILTER = 'metric.type = "run.googleapis.com/request_count" AND resource.labels.revision_name = "{{revision}}"'
-
-
-class Context:
-    """What from_context uses of the operator context: providers built on first use."""
-
-    def __init__(self) -> None:
-        self.providers: dict[str, Any] = {}
-        self.client = None
-
-    def provider(self, name: str, build: Any) -> Any:
-        if name not in self.providers:
-            self.providers[name] = build()
-        return self.providers[name]
 
 
 def metric(**extra: Any) -> AnalysisMetric:
@@ -64,7 +52,7 @@ async def test_cloud_monitoring_metrics_read_the_operators_project(
     endpoint: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XYNERGY_ROLLOUT_GCP_PROJECT", "ops-project")
-    ctx = Context()
+    ctx = ProviderContext()
     provider = from_context(ctx).metrics(metric())  # type: ignore[arg-type]
     assert isinstance(provider, CloudMonitoringProvider)
     assert provider.project == "ops-project"
@@ -75,7 +63,7 @@ async def test_the_targets_cloud_run_project_comes_first(
     endpoint: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XYNERGY_ROLLOUT_GCP_PROJECT", "ops-project")
-    metrics: Any = from_context(Context()).metrics  # type: ignore[arg-type]
+    metrics: Any = from_context(ProviderContext()).metrics  # type: ignore[arg-type]
     provider = metrics(metric(statistic="p95"), target("team-project"))
     assert provider.provider.project == "team-project"
     assert provider.statistic == "p95"
@@ -84,7 +72,7 @@ async def test_the_targets_cloud_run_project_comes_first(
 async def test_no_project_anywhere_stalls_naming_the_field_and_the_setting(
     endpoint: None,
 ) -> None:
-    metrics: Any = from_context(Context()).metrics  # type: ignore[arg-type]
+    metrics: Any = from_context(ProviderContext()).metrics  # type: ignore[arg-type]
     with pytest.raises(StalledError) as err:
         metrics(metric(), target(None))
     assert err.value.reason == "MetricsSourceUnavailable"
