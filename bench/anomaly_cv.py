@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -175,3 +176,92 @@ def record(keys: Iterable[str]) -> tuple[int, int]:
 def config_key(setting: FeatureSetting, gate: GateSetting, level: float) -> str:
     """A stable text key of one configuration, for the ledger."""
     return json.dumps([asdict(setting), asdict(gate), round(level, 4)], sort_keys=True)
+
+
+# Alarm rules of the second standard-profile round (issue 22 item 2), replayed on the gated score
+# of the adopted gate. None was adopted (docs/intelligence/anomaly.md); they stay here so that
+# ``anomaly_eval.py --alarm-rules`` reprints their figures.
+
+
+def _kth_largest(s: NDArray[np.float64], k: int, m: int) -> NDArray[np.float64]:
+    """The k-th largest of ``s[t-m+1..t]`` per point (zeros before the stream's start)."""
+    pad = np.concatenate([np.zeros(m - 1), s])
+    return np.sort(np.lib.stride_tricks.sliding_window_view(pad, m), axis=1)[:, -k]
+
+
+def persist_scores(s: NDArray[np.float64], d: float, k: int, m: int) -> NDArray[np.float64]:
+    """Strong evidence at once (score less ``d``), weak only when k of the last m points agree.
+
+    The result is ``max(s[t] - d, k-th largest of s[t-m+1..t])``: at a level L it alarms when the
+    score reached L + d, or when k of the last m scores reached L.
+    """
+    kth = _kth_largest(s, k, m)
+    return np.maximum(s - d, kth)
+
+
+def support_scores(
+    s: NDArray[np.float64], d: float, k: int, m: int, sup: float
+) -> NDArray[np.float64]:
+    """``d`` taken off unless k of the last m scores reached ``sup`` (support from the lead-in)."""
+    kth = _kth_largest(s, k, m)
+    return np.where(kth >= sup, s, s - d)
+
+
+def selfcal_scores(
+    s: NDArray[np.float64], mode: str, lower: float = 0.9, upper: float = 0.95
+) -> NDArray[np.float64]:
+    """The score's own tail surprise among the stream's past scores (``recal``), or the smaller
+    of it and the score (``min``), or their mean (``mean``)."""
+    from intelligence.anomaly.tail_probability import TailCalibrator
+
+    cal = TailCalibrator(min_history=50, lower=lower, upper=upper)
+    out = np.empty_like(s)
+    for t, v in enumerate(s.tolist()):
+        r = cal.surprise(v)
+        cal.add(v)
+        out[t] = r if mode == "recal" else min(v, r) if mode == "min" else 0.5 * (v + r)
+    return out
+
+
+def adaptive_alarms(
+    s: NDArray[np.float64], probation: int, level: float, rule: tuple[int, int, float, float, float]
+) -> NDArray[np.bool_]:
+    """ARTime-like self-tuning level: an alarm not followed by sustained deviation raises it.
+
+    ``rule = (m, k, sus, bump, half)``: ``m`` points after each alarm are checked; fewer than
+    ``k`` of them at or above ``sus`` make it a presumed false alarm and add ``bump`` to the
+    stream's level offset, which halves every ``half`` probation lengths. Refractory half a
+    probation length, escalation 1.0 (the adopted gate).
+    """
+    m, k, sus, bump, half = rule
+    out = np.zeros(s.size, dtype=bool)
+    cum = np.concatenate([[0], np.cumsum(s >= sus)])
+    decay, off, pending = 2.0 ** (-1.0 / (half * probation)), 0.0, deque[int]()
+    ref = Refractory(refractory=probation // 2, escalation=1.0)
+    for t, v in enumerate(s.tolist()):
+        off *= decay
+        while pending and pending[0] + m <= t:
+            ta = pending.popleft()
+            off += bump if cum[ta + m + 1] - cum[ta + 1] < k else 0.0
+        if v >= level + off and ref.check(t, v):
+            out[t] = True
+            pending.append(t)
+    out[:probation] = False
+    return out
+
+
+def rule_key(name: str, params: dict[str, object], level: float) -> str:
+    """Ledger key of one alarm-rule configuration."""
+    return json.dumps({"round2": name, "params": params, "level": round(level, 4)}, sort_keys=True)
+
+
+def silent_probation_alarms(
+    s: NDArray[np.float64], probation: int, level: float
+) -> NDArray[np.bool_]:
+    """The adopted gate's alarms, but points of the probationary period never start a refractory
+    period (NAB ignores their alarms, so they should not silence the first scored points)."""
+    out = np.zeros(s.size, dtype=bool)
+    ref = Refractory(refractory=probation // 2, escalation=1.0)
+    for t in np.flatnonzero(s >= level):
+        out[t] = t >= probation and ref.check(int(t), float(s[t]))
+    return out

@@ -29,7 +29,11 @@ at level 2.375 (47 of 53 windows, 120 false positives); low-FP chooses between t
 quiet lead-in gate (``PROFILE_GATES``) and every fold picks the quiet one at 2.375 (42 of 53
 windows, 38 false positives; it was 60.3 with the earlier gate alone). With the candidate gates
 (``--candidates``) the CV figures fall (65.5 / 58.9 / 71.3), so they are not adopted.
-Configurations scored on this subset: 1510 in the ledger + 142 before the protocol = 1652.
+A second round on the standard profile's false alarms (``--alarm-rules``: persistence k of m for
+weak evidence, lead-in support, an ARTime-like self-tuning level, the score's own calibrated
+tail, a silent probationary period; 1383 configurations) found no rule that survives the
+protocol: the best single rule gains 0.1 (one false alarm), the protocol choosing among them
+falls to 64.9 CV. Configurations scored on this subset: 2893 in the ledger + 142 before = 3035.
 
 Run from the repository root::
 
@@ -37,16 +41,20 @@ Run from the repository root::
     .venv/bin/python bench/anomaly_eval.py --candidates # ... and the candidate-gate grid
     .venv/bin/python bench/anomaly_eval.py --validate   # scorer validation only
     .venv/bin/python bench/anomaly_eval.py --per-file   # per-file hits of the adopted setting
+    .venv/bin/python bench/anomaly_eval.py --no-grid --alarm-rules  # second round's rules
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
+import itertools
 import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +68,17 @@ NAB = ROOT.parent / "shared" / "data" / "nab"
 from bench.anomaly_cv import (  # noqa: E402
     FeatureSetting,
     GateSetting,
+    adaptive_alarms,
     alarms,
     config_key,
     detector,
     gated_scores,
+    persist_scores,
     record,
+    rule_key,
+    selfcal_scores,
+    silent_probation_alarms,
+    support_scores,
     surprises,
 )
 
@@ -436,6 +450,80 @@ def print_protocol(
             print(f"      chosen without {cat}: {describe(cfg)}")
 
 
+Scores = list[NDArray[np.float64]]
+AlarmFn = Callable[[int, float], NDArray[np.bool_]]
+"""Alarms of file ``i`` at a level."""
+WIDE_LEVELS = tuple(float(v) for v in np.arange(1.5, 5.001, 0.125))
+"""Levels offered to the self-calibrated score, whose scale sits lower."""
+
+
+def _replay(files: list[LabelledFile], scores: Scores) -> AlarmFn:
+    """Alarms of the adopted gate's refractory logic on per-file ``scores``."""
+    return lambda i, lv: alarms(scores[i], DEFAULT_GATE, probation=files[i].probation, level=lv)
+
+
+def _rule_grid(files: list[LabelledFile], base: Scores) -> list[tuple[str, dict, AlarmFn, tuple]]:
+    """The second round's alarm rules: (name, parameters, alarms of file i at a level, levels)."""
+
+    replay = functools.partial(_replay, files)
+    rules: list[tuple[str, dict, AlarmFn, tuple]] = []
+    for d, (k, m) in itertools.product((0.5, 1.0, 1.5), ((2, 3), (2, 6), (3, 6))):
+        p = [persist_scores(s, d, k, m) for s in base]
+        rules.append((f"persist d={d} k={k} m={m}", dict(d=d, k=k, m=m), replay(p), LEVELS))
+    for d, (k, m), sup in itertools.product((0.5, 1.0), ((2, 3), (3, 6)), (1.0, 1.5)):
+        p = [support_scores(s, d, k, m, sup) for s in base]
+        name = f"support d={d} k={k} m={m} sup={sup}"
+        rules.append((name, dict(d=d, k=k, m=m, sup=sup), replay(p), LEVELS))
+    for mode in ("recal", "min", "mean"):
+        p = [selfcal_scores(s, mode) for s in base]
+        rules.append((f"selfcal {mode}", dict(mode=mode), replay(p), LEVELS))
+    for lo, up in ((0.9, 0.95), (0.95, 0.99)):
+        p = [selfcal_scores(s, "recal", lo, up) for s in base]
+        params = dict(mode="recal", win=None, lo=lo, up=up)
+        rules.append((f"selfcal recal win=None q={lo},{up}", params, replay(p), WIDE_LEVELS))
+    for rule in itertools.product((6, 12), (1, 3), (1.3, 2.0), (0.5, 1.0), (0.5, 1.0)):
+        m, k, sus, bump, half = rule
+        name = f"adapt m={m} k={k} sus={sus} b={bump} h={half}"
+        fn: AlarmFn = lambda i, lv, r=rule: adaptive_alarms(base[i], files[i].probation, lv, r)  # noqa: E731
+        rules.append((name, dict(m=m, k=k, sus=sus, bump=bump, half=half), fn, LEVELS))
+    silent: AlarmFn = lambda i, lv: silent_probation_alarms(base[i], files[i].probation, lv)  # noqa: E731
+    rules.append(("probation silent", {}, silent, LEVELS))
+    return rules
+
+
+def print_alarm_rules(files: list[LabelledFile], profiles: dict[str, Weights]) -> None:
+    """Second round on the standard profile's false alarms: each rule as its own level grid."""
+    feats = surprises(FEATURE_SETTINGS[0], [(f.name, f.probation, f.values) for f in files])
+    base = [gated_scores(x, DEFAULT_GATE, f.probation) for x, f in zip(feats, files, strict=True)]
+    print("\nAlarm rules on the adopted gate's score (CV / in-sample; CV windows hit/missed, FPs)")
+    keys = []
+    pooled = Grid([], [])
+    rules = [("adopted gate", {}, _replay(files, base), LEVELS), *_rule_grid(files, base)]
+    for name, params, fn, levels in rules:
+        configs = [(FEATURE_SETTINGS[0], DEFAULT_GATE, lv) for lv in levels]
+        terms = [[file_terms(f, fn(i, lv)) for i, f in enumerate(files)] for lv in levels]
+        pooled.configs += configs
+        pooled.terms += terms
+        if name != "adopted gate":
+            keys += [rule_key(name, params, lv) for lv in levels]
+        cells = []
+        for prof in PROFILES:
+            sel = cross_validate(Grid(list(configs), terms), files, profiles[prof])
+            tp, fn_, fp = sel.cv_counts
+            cells.append(f"{sel.cv:5.1f}/{sel.in_sample:5.1f} {tp}/{fn_},{fp}")
+        print(f"  {name:<38}" + " | ".join(cells), flush=True)
+    cells = []
+    for prof in PROFILES:
+        sel = cross_validate(pooled, files, profiles[prof])
+        cells.append(f"{sel.cv:5.1f}/{sel.in_sample:5.1f} {'/'.join(map(str, sel.cv_counts))}")
+    print(f"  {'all rules offered to each fold':<38}" + " | ".join(cells))
+    fresh, total = record(keys)
+    print(
+        f"  {len(keys)} configurations; ledger {total} ({fresh} new) + {EARLIER_CONFIGURATIONS} "
+        f"before the protocol = {total + EARLIER_CONFIGURATIONS}"
+    )
+
+
 ADOPTED = FeatureSetting()
 """The adopted feature setting (the detector's defaults apart from the NAB window)."""
 ADOPTED_GATES = {
@@ -493,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--candidates", action="store_true", help="also run the grid with the candidate gates"
     )
+    parser.add_argument(
+        "--alarm-rules", action="store_true", help="also the second round's alarm rules"
+    )
     args = parser.parse_args(argv)
     files = load_corpus()
     profiles = load_profiles()
@@ -503,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         print_protocol(files, profiles)
     if args.candidates:
         print_protocol(files, profiles, CANDIDATE_GATES)
+    if args.alarm_rules:
+        print_alarm_rules(files, profiles)
     print_adopted(files, profiles, per_file=args.per_file)
     return 0 if ok else 1
 
