@@ -8,6 +8,7 @@ Then the anomaly detectors watch the canary's own series, and the power guard.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from intelligence.anomaly import Severity
 from intelligence.canary.anomalies import canary_anomalies
-from intelligence.canary.power import mde_shift
+from intelligence.canary.power import mde_mean_shift, mde_shift
 from intelligence.canary.samples import clean, infinite_sign, quantile
 from intelligence.canary.significance import (
     alternative,
@@ -131,6 +132,16 @@ def _unpaired_shift(
     mde, mde_rel = mde_shift(
         s, c.size, alpha=alpha, power=cfg.power, direction=metric.bad_direction
     )
+    if s[0] == s[-1]:  # a stable sample without spread cannot tell the metric's noise
+        pooled = np.concatenate([s, c])
+        mde = max(
+            mde,
+            mde_mean_shift(
+                pooled, s.size, c.size, alpha=alpha, power=cfg.power,
+                direction=metric.bad_direction,
+            ),
+        )  # fmt: skip
+        mde_rel = mde / ref if ref else math.inf
     return Shift(p_value, effect, low, high, relative, mde, mde_rel)
 
 

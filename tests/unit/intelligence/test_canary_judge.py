@@ -88,6 +88,32 @@ def test_zero_baseline_with_a_stray_error_within_tolerance_passes() -> None:
     assert judge_metric(np.zeros(30), canary, ERRORS).verdict == MetricVerdict.PASS
 
 
+def test_a_zero_baseline_does_not_claim_the_power_to_see_errors() -> None:
+    """Stable 0 at every point says nothing of the error ratio's noise: a canary with errors
+    in some windows that the test cannot show yet is Underpowered (extend), not a pass with
+    an MDE of 0; the same canary with more windows fails, one stray error still passes."""
+    errors = MetricConfig(
+        "errors", tolerance=0.0, absolute_tolerance=0.01, detectable_absolute=0.02
+    )
+    cfg = JudgeConfig(looks=4)
+    rng = np.random.default_rng(20)
+    canary = rng.binomial(20, 0.05, 20) / 20  # 5% errors, 20 requests per window
+    early = judge_metric(np.zeros(20), canary, errors, config=cfg, look=3)
+    assert early.verdict == MetricVerdict.UNDERPOWERED, early
+    assert early.mde > 0.02
+    later = rng.binomial(20, 0.05, 60) / 20
+    assert judge_metric(np.zeros(60), later, errors, config=cfg, look=4).verdict == (
+        MetricVerdict.HIGH
+    )
+    stray = np.zeros(30)
+    stray[7] = 0.01
+    clean = judge_metric(np.zeros(30), stray, errors, config=cfg, look=3)
+    assert clean.verdict == MetricVerdict.PASS
+    assert judge_metric(np.zeros(30), np.zeros(30), errors, config=cfg, look=3).verdict == (
+        MetricVerdict.PASS
+    )
+
+
 def test_nans_are_dropped_and_named() -> None:
     stable, canary = lognormal(1), lognormal(2)
     canary[::10] = np.nan
