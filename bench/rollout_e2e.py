@@ -106,6 +106,8 @@ class Bench:
                     case.seconds = time.monotonic() - started
                 runs = status.get("analysisRuns") or []
                 case.looks = runs[-1]["look"] if runs else None
+                if runs and (case.kind == "healthy") != (phase == "Promoted"):
+                    print(f"  {case.kind} {phase}: {'; '.join(runs[-1].get('evidence') or [])}")
                 return case
             time.sleep(0.1)
         return case
