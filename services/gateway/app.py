@@ -32,7 +32,7 @@ from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.gateway.breaker import BreakerBoard
 from services.gateway.cache import Invalidations, ResponseCache
-from services.gateway.cors import OriginPolicy, SimpleCors
+from services.gateway.cors import OriginPolicy
 from services.gateway.errors import install_error_handlers, json_errors
 from services.gateway.gate import Gate
 from services.gateway.metrics import GatewayMetrics
@@ -166,8 +166,6 @@ class Gateway:
         self.oauth_route = Route(OAUTH_PREFIX.rstrip("/"), "http://gateway.local", "gateway")
         self.api = self._build_api()
         self.cors = self._build_cors()
-        # proxied requests skip the middleware: the proxy adds the headers it would add
-        self.simple_cors = SimpleCors(self.cors)
 
     def _build_proxy(
         self, verifier: TokenVerifier, signer: InternalIdentitySigner, cache: ResponseCache | None
@@ -219,25 +217,9 @@ class Gateway:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if scope["method"] == "OPTIONS":  # preflights: the middleware answers them
-                send = json_errors(send, error="cors_refused")  # a refusal is plain text
-            elif self._proxied(_dispatch_path(scope["path"])):
-                # Starlette's CORS for a simple request only rewrites the response headers,
-                # which the proxy does itself (SimpleCors); bypassing it saves its per-message
-                # send wrapper
-                await self.proxy(scope, receive, send, cors=self.simple_cors)
-                return
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            send = json_errors(send, error="cors_refused")  # a refused preflight is plain text
         await self.cors(scope, receive, send)
-
-    def _proxied(self, path: str) -> bool:
-        """The path goes to the proxy itself (not the stream, the OAuth callback, or the
-        gateway's own endpoints)."""
-        return (
-            path.startswith("/api/")
-            and not path.startswith(self.stream.path)
-            and not path.startswith(OAUTH_PREFIX)
-        )
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # websocket (the stream) and lifespan
@@ -257,8 +239,7 @@ class Gateway:
                 scope, receive, send, [], route=self.oauth_route, app=self.api
             )
         elif path.startswith("/api/"):
-            # OPTIONS only (the rest came straight from __call__); the proxy normalises the
-            # path itself (and answers 400 when it cannot be)
+            # the proxy normalises the path itself (and answers 400 when it cannot be)
             await self.proxy(scope, receive, send)
         else:
             await self.api({**scope, "path": path}, receive, send)

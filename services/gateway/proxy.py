@@ -37,7 +37,6 @@ from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
 from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
 from services.gateway.cache import CachedResponse, Invalidations, ResponseCache, cache_ttl
-from services.gateway.cors import SimpleCors
 from services.gateway.errors import error_body
 from services.gateway.gate import Gate, GateResult
 from services.gateway.headers import (
@@ -135,8 +134,6 @@ class Exchange:
     """A gateway endpoint served after the limits instead of an upstream (the OAuth callback)."""
     started: bool = False
     """The response's status line went to the client (an error can no longer replace it)."""
-    cors: SimpleCors | None = None
-    """The proxy answers for CORS (no middleware around it): applied to every response."""
 
     @property
     def route(self) -> Match:
@@ -257,14 +254,9 @@ class Proxy:
         receive: Receive,
         send: Send,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
-        *,
-        cors: SimpleCors | None = None,
     ) -> None:
-        """Handle one request; ``extra_headers`` go on every response, and ``cors`` (when no
-        CORS middleware wraps the proxy) applies to every response's headers."""
-        ex = self._exchange(scope, receive, send, extra_headers)
-        ex.cors = cors
-        await self._handle(ex)
+        """Handle one request; ``extra_headers`` (CORS) go on every response."""
+        await self._handle(self._exchange(scope, receive, send, extra_headers))
 
     async def serve_local(
         self, scope: Scope, receive: Receive, send: Send, extra: Headers, *, route: Route, app: App
@@ -277,11 +269,12 @@ class Proxy:
 
     async def _handle(self, ex: Exchange) -> None:
         started = time.perf_counter()
+        send = ex.send
         try:
             ex.status = await self._pipeline(ex)
         except RefusalError as refusal:
             ex.status = refusal.status
-            await self._respond(ex, refusal.status, refusal.body, refusal.headers or ex.headers)
+            await self._respond(send, refusal.status, refusal.body, refusal.headers or ex.headers)
         finally:
             self._done(ex, time.perf_counter() - started)
 
@@ -314,7 +307,7 @@ class Proxy:
             self._body_size(ex)
             hit = await self._limit_and_look_up(ex)
             if hit is not None:
-                await self._send_cached(ex, hit)
+                await self._send_cached(ex.send, hit, ex.headers)
                 return hit.status
         if ex.local is not None:
             return await self._serve_local(ex, ex.local[1])
@@ -626,7 +619,7 @@ class Proxy:
             if ttl > 0:
                 return await self._relay_and_store(ex, response, out, kept, ttl, public)
         ex.started = True
-        await self._start(ex, status, out)
+        await ex.send({"type": "http.response.start", "status": status, "headers": out})
         if ex.method == "HEAD":
             await ex.send({"type": "http.response.body", "body": b""})
             return status
@@ -668,7 +661,7 @@ class Proxy:
     ) -> int:
         body = await response.read()
         ex.started = True
-        await self._start(ex, response.status, out)
+        await ex.send({"type": "http.response.start", "status": response.status, "headers": out})
         stored = [
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in kept if k.lower() != b"date"
         ]
@@ -715,16 +708,9 @@ class Proxy:
 
     # -- small helpers -----------------------------------------------------------------------
 
-    async def _start(self, ex: Exchange, status: int, headers: Headers) -> None:
-        """Send the response's status line and headers (with CORS's, when the proxy answers
-        for it)."""
-        if ex.cors is not None:
-            headers = ex.cors.apply(ex.hdrs.get("origin"), headers)
-        await ex.send({"type": "http.response.start", "status": status, "headers": headers})
-
     async def _respond(
         self,
-        ex: Exchange,
+        send: Send,
         status: int,
         body: bytes,
         headers: Headers,
@@ -735,8 +721,8 @@ class Proxy:
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
         ]
-        await self._start(ex, status, headers)
-        await ex.send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _circuit_open(self, breaker: Breaker, headers: Headers) -> RefusalError:
         retry_after = max(1, int(breaker.retry_after() + 0.999))
@@ -747,13 +733,13 @@ class Proxy:
             headers=[*headers, (b"retry-after", str(retry_after).encode())],
         )
 
-    async def _send_cached(self, ex: Exchange, hit: CachedResponse) -> None:
+    async def _send_cached(self, send: Send, hit: CachedResponse, base_headers: Headers) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hit.headers]
-        headers.extend(ex.headers)
+        headers.extend(base_headers)
         headers.append((b"x-cache", b"HIT"))
         headers.append((b"age", str(hit.age).encode()))
-        await self._start(ex, hit.status, headers)
-        await ex.send({"type": "http.response.body", "body": hit.body})
+        await send({"type": "http.response.start", "status": hit.status, "headers": headers})
+        await send({"type": "http.response.body", "body": hit.body})
 
     async def _read_body(self, receive: Receive, state: _BodyState) -> bytes:
         chunks = []
