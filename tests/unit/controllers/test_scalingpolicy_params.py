@@ -241,5 +241,5 @@ def test_the_operating_point_sets_the_envelope_and_the_forecast_quantile() -> No
 def test_an_operating_point_out_of_range_is_refused_naming_the_field(value: float) -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="target_under_provisioning|targetUnderProvisioning"):
+    with pytest.raises(ValidationError, match=r"target_under_provisioning|targetUnderProvisioning"):
         policy(targetUnderProvisioning=value)
