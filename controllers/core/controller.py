@@ -157,6 +157,9 @@ class Controller:
     _annotations: dict[str, tuple[str | None, ...]] = field(default_factory=dict, repr=False)
     """Per object: the values of the kind's trigger annotations last seen."""
     _reconciler: KindReconciler | None = field(default=None, repr=False)
+    _again: set[str] = field(default_factory=set, repr=False)
+    """Objects triggered while a converge of theirs ran: converged once more after it (its own
+    requeue must not replace that)."""
     _seen: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     """Per object: its body as its own watch last delivered it (without managedFields), read
     by an event's converge instead of a GET, as controller-runtime reads its informer's
@@ -189,6 +192,7 @@ class Controller:
             self.scheduler.schedule(key, 0)
             return None
         async with self.queue.serialized(key.uid):
+            self._again.discard(key.uid)  # what triggered it so far is read now
             body = (self._seen.get(key.uid) if seen else None) or await self._read(key)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
                 self.forget(key.uid)
@@ -200,6 +204,9 @@ class Controller:
                 self._seen.pop(key.uid, None)
             await self.recorder.post(body, result.events)
             self._requeue(key, body, result.requeue, result.requeue_after)
+            if key.uid in self._again:  # triggered while this ran: once more, now
+                self.scheduler.schedule(key, 0)
+                self.scheduler.start_due()
             return result
 
     async def trigger(self, key: ObjectKey, *, child: ChildEvent | None = None) -> None:
@@ -217,6 +224,7 @@ class Controller:
         if self.queue.waiting(key.uid):
             return
         if self.queue.busy(key.uid):
+            self._again.add(key.uid)
             self.scheduler.schedule(key, 0)
             self.scheduler.start_due()
             return
@@ -300,6 +308,7 @@ class Controller:
         self.scheduler.forget(uid)
         self._annotations.pop(uid, None)
         self._seen.pop(uid, None)
+        self._again.discard(uid)
 
     def _remember(self, uid: str, body: Mapping[str, Any]) -> None:
         """Keep the body an event of the object delivered (a plain dict; managedFields, often

@@ -166,6 +166,8 @@ class ResyncScheduler:
             due = self._due.get(key.uid)
             if due is not None:  # it came due while it ran (start_due passed it over)
                 heapq.heappush(self._heap, (due[0], next(self._seq), key.uid))
+                if due[0] <= self._clock():
+                    self.start_due()  # now, not at the loop's next tick
 
     async def idle(self) -> None:
         """Wait until every started check has finished (tests, shutdown)."""

@@ -54,6 +54,13 @@ NOT_EXERCISED: dict[tuple[str, str, str], str] = {
     ("kopf.dev", "kopfpeerings", "patch"): "peering when the operator watches one namespace",
 }
 
+# Granted, needed, and used or not depending on timing: a converge on an event reads the body
+# its watch delivered; only the scheduler's checks GET the object.
+MAYBE_EXERCISED: dict[tuple[str, str, str], str] = {
+    ("xynergy.io", "scalingpolicies", "get"): "the policy's own sync (a scheduler check) reads "
+    "it; the test may end before the first one",
+}
+
 # kubectl -v=6: `round_trippers.go:560] GET https://.../path?query 200 OK in 3 milliseconds`
 _LOG_LINE = re.compile(
     r"\] (?P<method>GET|POST|PUT|PATCH|DELETE) (?P<url>https?://\S+) (?P<code>\d{3}) "
@@ -296,7 +303,7 @@ def test_operator_uses_exactly_its_rbac(
     used |= {(g, r, "create") for m, u, code in requests if m == "PATCH" and code == 201
              for g, r, _ in [attributes(m, u) or ("", "", "")]}  # fmt: skip
     assert used <= granted(), f"used but not granted: {sorted(used - granted())}"
-    unused = granted() - used
+    unused = granted() - used - set(MAYBE_EXERCISED)
     assert unused == set(NOT_EXERCISED), (
         f"granted, unused and unlisted: {sorted(unused - set(NOT_EXERCISED))}; "
         f"listed but used (drop from NOT_EXERCISED): {sorted(set(NOT_EXERCISED) - unused)}"
