@@ -500,10 +500,8 @@ async def test_a_failed_event_converge_is_retried_with_backoff() -> None:
     assert len(controller.queue) == 0
 
 
-async def test_triggers_behind_a_running_converge_coalesce_into_one() -> None:
-    client = FakeClient({"crm": _body()})
-    reconciler = FakeReconciler()
-    controller = _controller(client, reconciler)
+def _hold_first_converge(reconciler: FakeReconciler, tag: str) -> asyncio.Event:
+    """The reconciler's first converge records `tag` and waits until the event is set."""
     release = asyncio.Event()
     plain = reconciler.reconcile
 
@@ -511,11 +509,19 @@ async def test_triggers_behind_a_running_converge_coalesce_into_one() -> None:
         body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
     ) -> Result:
         if not reconciler.calls:
-            reconciler.calls.append(("holding", child))
+            reconciler.calls.append((tag, child))
             await release.wait()
         return await plain(body, now=now, child=child)
 
     reconciler.reconcile = slow  # type: ignore[method-assign]
+    return release
+
+
+async def test_triggers_behind_a_running_converge_coalesce_into_one() -> None:
+    client = FakeClient({"crm": _body()})
+    reconciler = FakeReconciler()
+    controller = _controller(client, reconciler)
+    release = _hold_first_converge(reconciler, "holding")
     first = asyncio.create_task(controller.trigger(_key()))
     await asyncio.sleep(0.01)
     assert controller.queue.busy("u1")
@@ -540,18 +546,7 @@ async def test_a_trigger_during_a_scheduled_check_is_not_replaced_by_its_requeue
     client = FakeClient({"crm": _body()})
     reconciler = FakeReconciler(requeue=Requeue.SOON)
     controller = _controller(client, reconciler)
-    release = asyncio.Event()
-    plain = reconciler.reconcile
-
-    async def slow(
-        body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
-    ) -> Result:
-        if len(reconciler.calls) == 0:
-            reconciler.calls.append(("check", child))
-            await release.wait()
-        return await plain(body, now=now, child=child)
-
-    reconciler.reconcile = slow  # type: ignore[method-assign]
+    release = _hold_first_converge(reconciler, "check")
     controller.scheduler.schedule(_key(), 0)
     controller.scheduler.start_due()  # the resync check runs
     await asyncio.sleep(0.01)
