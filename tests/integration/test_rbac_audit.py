@@ -57,8 +57,9 @@ NOT_EXERCISED: dict[tuple[str, str, str], str] = {
 # Granted, needed, and used or not depending on timing: a converge on an event reads the body
 # its watch delivered; only the scheduler's checks GET the object.
 MAYBE_EXERCISED: dict[tuple[str, str, str], str] = {
-    ("xynergy.io", "scalingpolicies", "get"): "the policy's own sync (a scheduler check) reads "
-    "it; the test may end before the first one",
+    ("xynergy.io", plural, "get"): "read by the scheduler's checks (a resync, a converge "
+    "after one that ran, a ScalingPolicy's sync); the test may end before one"
+    for plural in ("xynergyservices", "scalingpolicies", "rollouts", "oauthconnections")
 }
 
 # kubectl -v=6: `round_trippers.go:560] GET https://.../path?query 200 OK in 3 milliseconds`
