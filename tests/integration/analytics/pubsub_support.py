@@ -5,13 +5,12 @@ module that uses it (``from pubsub_support import pubsub_emulator``)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from emulators import start_gcloud_emulator, stop_process_group
+from emulators import environ, start_gcloud_emulator, stop_process_group
 from gateway.conftest import free_port
 from google.cloud import pubsub_v1
 
@@ -53,13 +52,8 @@ async def pubsub_emulator(
         what="the Pub/Sub emulator",
         deps="hack/deps/gcloud-emulators.sh",
     )
-    saved = os.environ.get("PUBSUB_EMULATOR_HOST")
-    os.environ["PUBSUB_EMULATOR_HOST"] = host
     try:
-        yield PubSubEmulator(host=host, project="xynergy-test")
+        with environ("PUBSUB_EMULATOR_HOST", host):
+            yield PubSubEmulator(host=host, project="xynergy-test")
     finally:
-        if saved is None:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = saved
         await stop_process_group(proc)

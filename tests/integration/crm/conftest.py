@@ -12,7 +12,6 @@ emulator without resetting it.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from emulators import start_gcloud_emulator, stop_process_group
+from emulators import environ, start_gcloud_emulator, stop_process_group
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     FIREBASE_PROJECT,
     INTERNAL_KEY,
@@ -64,15 +63,10 @@ async def firestore_emulator(
         what="the Firestore emulator",
         deps="hack/deps/gcloud-emulators.sh",
     )
-    saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = host
     try:
-        yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
+        with environ("FIRESTORE_EMULATOR_HOST", host):
+            yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
     finally:
-        if saved is None:
-            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = saved
         await stop_process_group(proc)
 
 
