@@ -7,6 +7,7 @@ Set XYNERGY_TEST_KUBECONFIG to run against an already-running cluster instead.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from fakes.cloudrun import FakeCloudRun
 from kopf.testing import KopfRunner
 from kube_support import Kube, run_operator
+from reaper import run_after_parent
 
 from controllers.devcluster import DevCluster, ensure_binaries, repo_root
 from controllers.devcluster.manifests import apply_files, wait_established
@@ -39,11 +41,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, bindir: Path) -> Iterator[
         yield Path(given)
         return
     dev = DevCluster(workdir=tmp_path_factory.mktemp("cluster"), bindir=bindir, nodes=2)
-    state = dev.start()
+    # a SIGKILLed test process runs no finally: `dev down` then stops the cluster (state.json
+    # lists each process as it is spawned, restarted ones too)
+    xynergy = str(Path(sys.executable).with_name("xynergy"))
+    down = run_after_parent([xynergy, "dev", "down", "--workdir", str(dev.workdir)])
     try:
-        yield state.kubeconfig
+        yield dev.start().kubeconfig
     finally:
         dev.stop()
+        down.kill()
 
 
 @pytest.fixture(scope="session")

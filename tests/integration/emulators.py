@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gateway.conftest import FirebaseEmulator, start_firebase_emulator, wait_for
+from reaper import reap_with_parent
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,8 @@ async def start_gcloud_emulator(
     args: Sequence[str], *, host: str, workdir: Path, log: Path, what: str, deps: str
 ) -> asyncio.subprocess.Process:
     """`gcloud <args> --host-port=<host> --quiet` in a process group of its own (gcloud starts
-    java: stop the group, `stop_process_group`), returned once it answers "Ok" on `/`."""
+        java: stop the group, `stop_process_group`; a watcher stops it if this process is killed
+    first), returned once it answers "Ok" on `/`."""
     gcloud = shutil.which("gcloud")
     if gcloud is None:
         pytest.fail(f"gcloud is missing: run `make deps` ({deps})")
@@ -44,6 +46,7 @@ async def start_gcloud_emulator(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    reap_with_parent(proc.pid)  # a SIGKILLed test process leaves no emulator behind
     async with httpx.AsyncClient(base_url=f"http://{host}", timeout=2) as http:
 
         async def up() -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from reaper import reap_with_parent
 
 __all__ = ["PrometheusServer", "ScrapeTarget", "Series", "free_port", "openmetrics"]
 
@@ -154,6 +155,7 @@ class PrometheusServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        reap_with_parent(self.proc.pid)  # gone with a SIGKILLed test process too
         self._wait(lambda: self._ready(), "ready", timeout)
 
     def stop(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fakes.cloudrun import FakeCloudRun
 from kube_support import Kube
+from reaper import reap_with_parent
 from test_xynergyservice_cloudrun import PROJECT, REGION
 
 from apis.conditions import Condition, check_invariants
@@ -51,6 +52,7 @@ class Operator:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        reap_with_parent(self.proc.pid)
         return self
 
     def kill(self) -> None:
