@@ -52,6 +52,20 @@ class FeatureSetting:
     calibration_window: int = 2000
     season_min_cycles: int = 4
     season_horizon_windows: int = 4
+    calibration_min_history: int | None = None
+    value_mode: str = "value"
+    value_step_fraction: float = 0.0
+    context_relative_fraction: float = 0.0
+
+
+FEATURE_OPTIONS_SINCE_ROUND3 = (
+    "calibration_min_history",
+    "value_mode",
+    "value_step_fraction",
+    "context_relative_fraction",
+)
+"""Feature options added in the third round: left out of a ledger key at their defaults, so the
+configurations scored before them keep their keys (and are not counted twice)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,10 @@ def detector(
         calibration_window=setting.calibration_window,
         season_min_cycles=setting.season_min_cycles,
         season_horizon=setting.season_horizon_windows * window,
+        calibration_min_history=setting.calibration_min_history,
+        value_mode=setting.value_mode,
+        value_step_window=int(setting.value_step_fraction * window),
+        context_relative_window=int(setting.context_relative_fraction * window),
         alarm_level=level,
         refractory=int(gate.refractory * probation),
         escalation=gate.escalation,
@@ -175,7 +193,12 @@ def record(keys: Iterable[str]) -> tuple[int, int]:
 
 def config_key(setting: FeatureSetting, gate: GateSetting, level: float) -> str:
     """A stable text key of one configuration, for the ledger."""
-    return json.dumps([asdict(setting), asdict(gate), round(level, 4)], sort_keys=True)
+    feats = asdict(setting)
+    defaults = asdict(FeatureSetting())
+    for k in FEATURE_OPTIONS_SINCE_ROUND3:
+        if feats[k] == defaults[k]:
+            del feats[k]
+    return json.dumps([feats, asdict(gate), round(level, 4)], sort_keys=True)
 
 
 # Alarm rules of the second standard-profile round (issue 22 item 2), replayed on the gated score

@@ -37,6 +37,7 @@ from collections import deque
 
 import numpy as np
 
+from intelligence.anomaly._recent import RecentMean
 from intelligence.anomaly._streaming import UnivariateDetector
 from intelligence.anomaly._windows import SortedReservoir, SortedWindow
 from intelligence.anomaly.alarms import GateScorer, Refractory
@@ -50,6 +51,8 @@ MAD_TO_SIGMA = 1.4826
 IQR_TO_MAD = 0.5
 """For a symmetric distribution the interquartile range is twice the MAD."""
 FEATURES = ("value", "level", "seasonal", "context")
+STEP_TO_SIGMA = 2.0 / math.sqrt(math.pi)
+"""Mean absolute first difference of white noise, in its standard deviations."""
 CONTEXT_MIN_SCALE = 1.0
 """Smallest tail scale of the context feature, in bits: less than a factor of two in probability
 per event is not evidence (a perfectly repeating series otherwise alarms on a 0.1-bit wobble)."""
@@ -183,6 +186,10 @@ class TailProbabilityDetector(UnivariateDetector):
         context_max_contexts: int = 4096,
         escalation: float | None = 1.0,
         calibration_window: int = 2000,
+        calibration_min_history: int | None = None,
+        value_mode: str = "value",
+        value_step_window: int = 0,
+        context_relative_window: int = 0,
         rate_window: int = 0,
         rate_level: float = 2.0,
         lone_penalty: float = 0.0,
@@ -215,6 +222,16 @@ class TailProbabilityDetector(UnivariateDetector):
                 score is at least the last alarm's plus this much.
             calibration_window: size of the sample of past feature values each tail
                 calibration is fitted on.
+            calibration_min_history: feature values a calibrator needs before it gives any
+                surprise (default ``min_history``): a minimum history per feature.
+            value_mode: raw input of the ``value`` feature: ``"value"`` (robust z of ``x[t]``),
+                ``"diff"`` (robust z of the first difference ``x[t] - x[t-1]``, for
+                random-walk-like series) or ``"min"`` (the smaller of the two).
+            value_step_window: if > 0, the value z is taken against the larger of the window's
+                scale and the recent step scale (mean ``|x[t] - x[t-1]|`` over this many points,
+                as a sigma): a two-scale z, so a noisy stretch does not alarm on every bump.
+            context_relative_window: if > 0, the context feature is the code length less its
+                mean over this many previous points (novelty relative to recent novelty).
             rate_window: points over which each feature's own exceedances of ``rate_level``
                 discount its surprise (0, the default, turns the discount off).
             rate_level: the surprise counted as an exceedance by the rate discount.
@@ -238,43 +255,92 @@ class TailProbabilityDetector(UnivariateDetector):
             context_bins=context_bins,
             calibration_window=calibration_window,
         )
+        _check_feature_options(
+            value_mode=value_mode,
+            value_step_window=value_step_window,
+            context_relative_window=context_relative_window,
+            calibration_min_history=calibration_min_history,
+            calibration_window=calibration_window,
+        )
+        self._set_features(
+            window=window,
+            min_history=min_history,
+            short_window=short_window,
+            season=(season_min_acf, season_min_cycles, season_horizon),
+            context=(context_order, context_bins, context_max_contexts),
+            calibration=(calibration_window, calibration_min_history),
+        )
+        self.value_mode = value_mode
+        self.value_step_window = value_step_window
+        self.context_relative_window = context_relative_window
+        self._set_alarms(alarm_level=alarm_level, refractory=refractory, escalation=escalation)
+        self._set_gate(
+            GateScorer(
+                features=len(FEATURES),
+                rate_window=rate_window,
+                rate_level=rate_level,
+                lone_penalty=lone_penalty,
+                support_level=support_level,
+                quiet_window=quiet_window,
+                quiet_level=quiet_level,
+                quiet_penalty=quiet_penalty,
+            )
+        )
+        self._reset_state()
+
+    def _set_features(
+        self,
+        *,
+        window: int,
+        min_history: int,
+        short_window: int,
+        season: tuple[float, int, int | None],
+        context: tuple[int | None, int, int],
+        calibration: tuple[int, int | None],
+    ) -> None:
+        """Store the feature parameters (checked by :func:`_check`)."""
         self.window = window
         self.min_history = min_history
         self.short_window = short_window
-        self.season_min_acf = season_min_acf
-        self.season_min_cycles = season_min_cycles
-        self.season_horizon = 4 * window if season_horizon is None else season_horizon
+        self.season_min_acf, self.season_min_cycles, horizon = season
+        self.season_horizon = 4 * window if horizon is None else horizon
+        self.context_order, self.context_bins, self.context_max_contexts = context
+        self.calibration_window, calib_min = calibration
+        self.calibration_min_history = min_history if calib_min is None else calib_min
+
+    def _set_alarms(
+        self, *, alarm_level: float, refractory: int | None, escalation: float | None
+    ) -> None:
+        """Store the alarm parameters and build the refractory rule."""
         self.alarm_level = alarm_level
-        self.refractory = window // 2 if refractory is None else refractory
-        self.context_order = context_order
-        self.context_bins = context_bins
-        self.context_max_contexts = context_max_contexts
+        self.refractory = self.window // 2 if refractory is None else refractory
         self.escalation = escalation
-        self.calibration_window = calibration_window
-        self.rate_window = rate_window
-        self.rate_level = rate_level
-        self.lone_penalty = lone_penalty
-        self.support_level = support_level
-        self._gate = GateScorer(
-            features=len(FEATURES),
-            rate_window=self.rate_window,
-            rate_level=rate_level,
-            lone_penalty=lone_penalty,
-            support_level=support_level,
-            quiet_window=quiet_window,
-            quiet_level=quiet_level,
-            quiet_penalty=quiet_penalty,
-        )
         self._refractory = Refractory(refractory=self.refractory, escalation=escalation)
-        self._reset_state()
+
+    def _set_gate(self, gate: GateScorer) -> None:
+        """Use ``gate`` and expose its rate and agreement parameters."""
+        self._gate = gate
+        self.rate_window = gate.rate_window
+        self.rate_level = gate.rate_level
+        self.lone_penalty = gate.lone_penalty
+        self.support_level = gate.support_level
 
     def _reset_state(self) -> None:
         self._t = 0
         self._value_z = _RollingZ(self.window, self.min_history)
+        self._diff_z = (
+            _RollingZ(self.window, self.min_history) if self.value_mode != "value" else None
+        )
+        self._last = float("nan")
+        self._steps = RecentMean(self.value_step_window) if self.value_step_window else None
+        self._recent_bits = (
+            RecentMean(self.context_relative_window) if self.context_relative_window else None
+        )
+        self._value_options = self._steps is not None or self._diff_z is not None
         self._seasonal_z = _RollingZ(self.window, self.min_history)
         self._calib = {
             k: TailCalibrator(
-                min_history=self.min_history,
+                min_history=self.calibration_min_history,
                 min_scale=CONTEXT_MIN_SCALE if k == "context" else 0.0,
                 capacity=self.calibration_window,
             )
@@ -305,6 +371,9 @@ class TailProbabilityDetector(UnivariateDetector):
         sizes = {f"calibrator.{k}": len(c) for k, c in self._calib.items()}
         sizes["value_window"] = len(self._value_z)
         sizes["seasonal_window"] = len(self._seasonal_z)
+        sizes["diff_window"] = len(self._diff_z) if self._diff_z is not None else 0
+        sizes["step_window"] = len(self._steps) if self._steps is not None else 0
+        sizes["context_recent"] = len(self._recent_bits) if self._recent_bits is not None else 0
         sizes["season_search"] = self._search.history().size
         sizes["warmup"] = len(self._warmup)
         sizes["gate"] = len(self._gate)
@@ -316,6 +385,29 @@ class TailProbabilityDetector(UnivariateDetector):
         s = calib.surprise(raw)
         calib.add(raw)
         return s
+
+    def _value_raw(self, x: float, z: float, scale: float) -> float:
+        """The value feature's raw input: ``z`` as configured by the value options."""
+        last, self._last = self._last, x
+        steps = self._steps
+        if steps is not None:
+            sigma = steps.mean() / STEP_TO_SIGMA
+            steps.append(abs(x - last))
+            if sigma > scale:
+                z *= scale / sigma
+        if self._diff_z is None:
+            return z
+        dz = self._diff_z.update(x - last)[0]
+        return dz if self.value_mode == "diff" else min(z, dz)
+
+    def _context_raw(self, bits: float) -> float:
+        """The context feature's raw input: the code length, less its recent mean if asked."""
+        recent = self._recent_bits
+        if recent is None:
+            return bits
+        out = bits - recent.mean()
+        recent.append(bits)
+        return out
 
     def _seasonal_raw(self, x: float) -> float:
         """Seasonal-difference z of ``x`` (NaN before the period is known and history exists)."""
@@ -351,7 +443,7 @@ class TailProbabilityDetector(UnivariateDetector):
                 max_contexts=self.context_max_contexts,
             )
             for v in warm:
-                self._calib["context"].add(self._context.update(float(v)))
+                self._calib["context"].add(self._context_raw(self._context.update(float(v))))
         if self._search.period is None and self._search.search():
             self._start_season(self._search.history().copy())
 
@@ -380,13 +472,19 @@ class TailProbabilityDetector(UnivariateDetector):
         self._t += 1
         z, med, scale = self._value_z.update(x)
         level = self._level(x, med, scale)
+        if self._value_options:
+            z = self._value_raw(x, z, scale)
         seasonal = self._seasonal_raw(x)
         bits = self._context.update(x) if self._context is not None else float("nan")
         feature = self._feature
         s_value = feature("value", z)
         s_level = feature("level", level)
         s_seasonal = feature("seasonal", seasonal)
-        s_context = feature("context", bits) if self.context_order is not None else 0.0
+        s_context = (
+            feature("context", self._context_raw(bits) if self._recent_bits is not None else bits)
+            if self.context_order is not None
+            else 0.0
+        )
         surprises = (s_value, s_level, s_seasonal, s_context)
         self._observe_season(x)
         score = self._gate.update(surprises)
@@ -429,4 +527,33 @@ def _check(
     if calibration_window < min_history:
         raise ValueError(
             f"calibration_window must be >= min_history ({min_history}), got {calibration_window}"
+        )
+
+
+VALUE_MODES = ("value", "diff", "min")
+
+
+def _check_feature_options(
+    *,
+    value_mode: str,
+    value_step_window: int,
+    context_relative_window: int,
+    calibration_min_history: int | None,
+    calibration_window: int,
+) -> None:
+    """Refuse feature options the detector cannot work with, naming each."""
+    if value_mode not in VALUE_MODES:
+        raise ValueError(f"value_mode must be one of {VALUE_MODES}, got {value_mode!r}")
+    if value_step_window < 0:
+        raise ValueError(f"value_step_window must be >= 0, got {value_step_window}")
+    if context_relative_window < 0:
+        raise ValueError(f"context_relative_window must be >= 0, got {context_relative_window}")
+    if calibration_min_history is not None and calibration_min_history < 2:
+        raise ValueError(
+            f"calibration_min_history must be >= 2 or None, got {calibration_min_history}"
+        )
+    if calibration_min_history is not None and calibration_window < calibration_min_history:
+        raise ValueError(
+            f"calibration_window must be >= calibration_min_history "
+            f"({calibration_min_history}), got {calibration_window}"
         )

@@ -1,0 +1,114 @@
+"""TailProbabilityDetector's feature options (third round, off by default): each does what it says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from intelligence.anomaly import TailProbabilityDetector
+from intelligence.anomaly._recent import RecentMean
+
+pytestmark = pytest.mark.unit
+
+
+def evidence(det: TailProbabilityDetector, x: NDArray[np.float64]) -> list[dict[str, float]]:
+    return [det.update(float(v)).evidence for v in x]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"value_mode": "ratio"}, "value_mode"),
+        ({"value_step_window": -1}, "value_step_window"),
+        ({"context_relative_window": -3}, "context_relative_window"),
+        ({"calibration_min_history": 1}, "calibration_min_history"),
+        ({"calibration_min_history": 500, "calibration_window": 400}, "calibration_window"),
+    ],
+)
+def test_bad_feature_options_are_refused_by_name(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        TailProbabilityDetector(**kwargs)  # type: ignore[arg-type]
+
+
+def test_two_scale_z_discounts_a_bump_inside_a_noisy_stretch() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.0, 1.0, 600)
+    x[560:] = rng.normal(0.0, 5.0, 40)  # a noisy stretch at the end of a quiet window
+    x[-1] = 8.0
+    plain = evidence(TailProbabilityDetector(window=300), x)[-1]
+    two = evidence(TailProbabilityDetector(window=300, value_step_window=30), x)[-1]
+    assert plain["value_z"] > 5.0  # against the quiet window's scale: a large z
+    assert two["value_z"] < 0.5 * plain["value_z"]  # against the recent step scale: ordinary
+    quiet = rng.normal(0.0, 1.0, 600)
+    quiet[-1] = 8.0  # no noisy stretch: the window's scale is the larger, z unchanged
+    a = evidence(TailProbabilityDetector(window=300), quiet)[-1]["value_z"]
+    b = evidence(TailProbabilityDetector(window=300, value_step_window=30), quiet)[-1]["value_z"]
+    assert a == pytest.approx(b)
+
+
+def test_difference_mode_sees_a_level_shift_once_not_for_the_whole_new_level() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.0, 1.0, 700)
+    x[500:] += 20.0
+    plain = evidence(TailProbabilityDetector(window=300), x)
+    diff = evidence(TailProbabilityDetector(window=300, value_mode="diff"), x)
+    smaller = evidence(TailProbabilityDetector(window=300, value_mode="min"), x)
+    assert diff[500]["value_z"] > 10.0
+    assert plain[520]["value_z"] > 10.0
+    assert diff[520]["value_z"] < 5.0
+    assert smaller[520]["value_z"] == pytest.approx(
+        min(plain[520]["value_z"], diff[520]["value_z"])
+    )
+
+
+def test_calibration_min_history_holds_surprises_back() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(0.0, 1.0, 800)
+    x[200] += 30.0
+    x[700] += 30.0
+    ev = evidence(TailProbabilityDetector(window=100, calibration_min_history=300), x)
+    assert ev[200]["value_z"] > 10.0
+    assert ev[200]["value_surprise"] == 0.0
+    assert ev[700]["value_surprise"] > 2.0
+    early = evidence(TailProbabilityDetector(window=100), x)
+    assert early[200]["value_surprise"] > 2.0  # the default calibrates after 50 values
+
+
+def test_context_relative_to_its_recent_mean_changes_only_the_context_surprise() -> None:
+    rng = np.random.default_rng(7)
+    x = np.sin(np.arange(1500) / 5.0) + rng.normal(0.0, 0.2, 1500)
+    x[1000:1100] = rng.normal(0.0, 1.0, 100)  # the rhythm breaks for a while
+    plain = evidence(TailProbabilityDetector(window=300), x)
+    rel = evidence(TailProbabilityDetector(window=300, context_relative_window=100), x)
+    for key in ("context_bits", "value_surprise", "level_surprise"):
+        np.testing.assert_array_equal([e[key] for e in plain], [e[key] for e in rel])
+    late = slice(1050, 1100)  # inside the broken stretch: novelty is no longer news
+    assert sum(e["context_surprise"] for e in rel[late]) < sum(
+        e["context_surprise"] for e in plain[late]
+    )
+
+
+def test_feature_options_keep_the_detector_causal_and_bounded() -> None:
+    rng = np.random.default_rng(8)
+    x = np.cumsum(rng.normal(0.0, 1.0, 4000))
+    opts = dict(value_mode="min", value_step_window=20, context_relative_window=50)
+    short = TailProbabilityDetector(window=100, **opts).score(x[:2500]).scores  # type: ignore[arg-type]
+    det = TailProbabilityDetector(window=100, **opts)  # type: ignore[arg-type]
+    full = [det.update(float(v)).score for v in x]
+    np.testing.assert_array_equal(short, full[:2500])
+    sizes = det.state_size()
+    assert sizes["diff_window"] == 100
+    assert sizes["step_window"] == 20
+    assert sizes["context_recent"] == 50
+
+
+def test_recent_mean_is_the_mean_of_the_last_values() -> None:
+    rm = RecentMean(3)
+    assert np.isnan(rm.mean())
+    for v in (1.0, 2.0, float("nan"), 3.0, 10.0):
+        rm.append(v)
+    assert len(rm) == 3
+    assert rm.mean() == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="capacity"):
+        RecentMean(0)
