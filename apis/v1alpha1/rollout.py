@@ -78,6 +78,9 @@ class AnalysisMethod(StrEnum):
     ISOLATION_FOREST = "isolationForest"
     TREND = "trend"
     MANN_WHITNEY = "mannWhitney"
+    PROPORTION = "proportion"
+    """`query` counts the bad events of each step and `denominator` all events of the step;
+    judged as a binomial proportion (Fisher exact test on the totals)."""
 
 
 class MetricSource(StrEnum):
@@ -158,13 +161,27 @@ class AnalysisMetric(SpecModel):
                 field_path=".minValue",
             ),
             cel(
-                "!has(self.denominator) || self.source == 'cloudMonitoring'",
-                "analysis.metrics[].denominator is for source cloudMonitoring only",
+                "!has(self.denominator) || self.source == 'cloudMonitoring'"
+                " || self.method == 'proportion'",
+                "analysis.metrics[].denominator is for source cloudMonitoring or method "
+                "proportion only",
+                field_path=".denominator",
+            ),
+            cel(
+                "self.method != 'proportion' || has(self.denominator)",
+                "analysis.metrics[]: method proportion needs denominator (a query counting "
+                "all events of each step)",
                 field_path=".denominator",
             ),
             cel(
                 "!has(self.statistic) || self.source == 'cloudMonitoring'",
                 "analysis.metrics[].statistic is for source cloudMonitoring only",
+                field_path=".statistic",
+            ),
+            cel(
+                "!has(self.statistic) || self.method != 'proportion'",
+                "analysis.metrics[].statistic is not for method proportion (query and "
+                "denominator are counts)",
                 field_path=".statistic",
             ),
         )
@@ -176,11 +193,14 @@ class AnalysisMetric(SpecModel):
     """prometheus or cloudMonitoring."""
     query: str = Field(min_length=1, max_length=4096)
     """Query (PromQL, or a Monitoring filter for cloudMonitoring); `{{revision}}` is replaced
-    with the revision being measured."""
+    with the revision being measured and `{{step}}` with the operator's query step as a
+    Prometheus duration (`5s`). For method proportion it counts the bad events of each step,
+    e.g. `sum(increase(x_total{status=~"5.."}[{{step}}]))`."""
     denominator: str | None = Field(default=None, min_length=1, max_length=4096)
-    """cloudMonitoring only: a second filter (`{{revision}}` replaced); the metric is then
-    query / denominator per aligned point, e.g. 5xx request_count over all request_count (a
-    point whose denominator is 0 has no value)."""
+    """A second query, placeholders replaced as in `query`. Method proportion (required
+    there): the count of all events of each step, the trials the bad events are out of.
+    Otherwise cloudMonitoring only: the metric is query / denominator per aligned point, e.g.
+    5xx request_count over all request_count (a point whose denominator is 0 has no value)."""
     statistic: Literal["mean", "p50", "p95", "p99"] | None = None
     """cloudMonitoring only, for a distribution metric (request_latencies): the value of each
     step, the mean of the step's merged distributions or a percentile of the worst series."""
@@ -196,23 +216,39 @@ class AnalysisMetric(SpecModel):
     """Relative change ignored as noise (effect size, percent)."""
     absolute_tolerance: float = Field(default=0.0, ge=0)
     """Change ignored as noise in the metric's own unit (the only tolerance when the stable
-    value is zero, e.g. no errors)."""
+    value is zero, e.g. no errors); for method proportion a difference of rates (0.01 = one
+    percentage point)."""
     minimum_detectable: float | None = Field(default=None, gt=0)
     """Smallest regression, in the metric's own unit, the analysis must be able to see before
     the metric may pass (needed when the stable value can be zero); tolerancePercent is the
-    relative target."""
+    relative target. For method proportion a rise of the rate (0.02 = two percentage
+    points): with too few trials to see it the metric is Underpowered, never a pass."""
     critical: bool = False
     """A failure of a critical metric fails the run on its own."""
     weight: float = Field(default=1.0, gt=0, le=100)
     """Weight in the run's score."""
 
     @model_validator(mode="after")
-    def _cloud_monitoring_only(self) -> AnalysisMetric:
+    def _denominator_and_statistic(self) -> AnalysisMetric:
+        where = f"analysis.metrics[{self.name}]"
+        if self.method is AnalysisMethod.PROPORTION:
+            if self.denominator is None:
+                raise ValueError(
+                    f"{where}.denominator: method proportion needs a denominator, a query "
+                    "counting all events of each step (query counts the bad ones)"
+                )
+            if self.statistic is not None:
+                raise ValueError(
+                    f"{where}.statistic: not for method proportion (query and denominator "
+                    f"are counts), got {self.statistic}"
+                )
+            return self
         for name, value in (("denominator", self.denominator), ("statistic", self.statistic)):
             if value is not None and self.source is not MetricSource.CLOUD_MONITORING:
+                also = " or method proportion" if name == "denominator" else ""
                 raise ValueError(
-                    f"analysis.metrics[{self.name}].{name}: only for source cloudMonitoring, "
-                    f"got source {self.source.value}"
+                    f"{where}.{name}: only for source cloudMonitoring{also}, "
+                    f"got source {self.source.value} and method {self.method.value}"
                 )
         return self
 

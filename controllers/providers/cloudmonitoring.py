@@ -9,9 +9,12 @@ DISTRIBUTION metric (`run.googleapis.com/request_latencies`) is read with a `sta
 (`for_statistic`): `mean` aligns with `ALIGN_DELTA` and merges the distributions of every
 series (`REDUCE_SUM`), the value being the merged distribution's mean (a period that counted
 nothing is NaN, dropped); `p50` / `p95` / `p99` align with `ALIGN_PERCENTILE_xx` and keep the
-worst series (`REDUCE_MAX`). Errors are typed as for Prometheus: unreachable
-(UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, transport), empty (no point), malformed
-(INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED: the filter or the project is wrong).
+worst series (`REDUCE_MAX`). `count` (a Rollout's proportion metric: events per step, not per
+second) aligns a counter with `ALIGN_DELTA`, the number counted in each period, summed across
+series (`REDUCE_SUM`); of a distribution, the number of values it counted. Errors are typed
+as for Prometheus: unreachable (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
+transport), empty (no point), malformed (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED: the
+filter or the project is wrong).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from controllers.providers.metrics import (
     Samples,
 )
 
-__all__ = ["STATISTICS", "CloudMonitoringProvider", "run_filter"]
+__all__ = ["COUNT", "STATISTICS", "CloudMonitoringProvider", "run_filter"]
 
 _UNREACHABLE = (
     gexc.ServiceUnavailable,
@@ -70,15 +73,20 @@ STATISTICS: dict[str, tuple[Any, Any]] = {
     "p99": (_Aligner.ALIGN_PERCENTILE_99, _Reducer.REDUCE_MAX),
 }
 """Per-series aligner and cross-series reducer of each statistic of a distribution metric."""
+COUNT = "count"
+"""The aggregation counting events per aligned period (a counter's delta, summed)."""
+_AGGREGATIONS = {**STATISTICS, COUNT: (_Aligner.ALIGN_DELTA, _Reducer.REDUCE_SUM)}
 
 
 def _aggregation(query: str, statistic: str | None) -> tuple[Any, Any]:
-    """(aligner, reducer): the statistic's, else ALIGN_RATE for a counter (`*_count`) and
-    ALIGN_MEAN otherwise, summed across series."""
+    """(aligner, reducer): the statistic's (or `count`'s), else ALIGN_RATE for a counter
+    (`*_count`) and ALIGN_MEAN otherwise, summed across series."""
     if statistic is not None:
-        if statistic not in STATISTICS:
-            raise ValueError(f"statistic: expected one of {sorted(STATISTICS)}, got {statistic!r}")
-        return STATISTICS[statistic]
+        if statistic not in _AGGREGATIONS:
+            raise ValueError(
+                f"statistic: expected one of {sorted(_AGGREGATIONS)}, got {statistic!r}"
+            )
+        return _AGGREGATIONS[statistic]
     kind = re.search(r'metric\.type = "([^"]+)"', query)
     counter = kind is not None and kind.group(1).endswith("_count")
     return (_Aligner.ALIGN_RATE if counter else _Aligner.ALIGN_MEAN), _Reducer.REDUCE_SUM
@@ -162,10 +170,11 @@ class CloudMonitoringProvider:
         )
         with backend_call("cloudmonitoring", "list_time_series"):
             series = await self._list(request)
-        return _samples(series, query)
+        return _samples(series, query, count=statistic == COUNT)
 
     def for_statistic(self, statistic: str | None) -> MetricsProvider:
-        """This provider reading distribution metrics as `statistic` (None: as it is)."""
+        """This provider reading distribution metrics as `statistic`, or counting events per
+        step with `count` (None: as it is)."""
         return self if statistic is None else _Statistic(self, statistic)
 
     async def _list(self, request: monitoring_v3.ListTimeSeriesRequest) -> list[Any]:
@@ -193,10 +202,10 @@ def _identity(series: Any) -> tuple[Any, ...]:
     )
 
 
-def _samples(series: list[Any], query: str) -> Samples:
-    """The one series' points, oldest first. With the FULL view a page holds at most
-    `page_size` points, so a long series comes back split over pages: parts with the same
-    identity are one series."""
+def _samples(series: list[Any], query: str, *, count: bool = False) -> Samples:
+    """The one series' points, oldest first (`count`: a distribution's count, not its mean).
+    With the FULL view a page holds at most `page_size` points, so a long series comes back
+    split over pages: parts with the same identity are one series."""
     if not series:
         raise MetricsEmptyError(f"filter {query!r} matched no time series")
     parts: dict[tuple[Any, ...], list[Any]] = {}
@@ -206,7 +215,7 @@ def _samples(series: list[Any], query: str) -> Samples:
         raise MetricsMalformedError(
             f"filter {query!r} returned {len(parts)} series after REDUCE_SUM; expected one"
         )
-    points = [_point(p, query) for p in next(iter(parts.values()))]
+    points = [_point(p, query, count=count) for p in next(iter(parts.values()))]
     if not points:
         raise MetricsEmptyError(f"filter {query!r}: the series has no point in the range")
     arr = np.asarray(sorted(points), dtype=np.float64)
@@ -216,14 +225,16 @@ def _samples(series: list[Any], query: str) -> Samples:
     return Samples(timestamps=arr[:, 0].copy(), values=arr[:, 1].copy())
 
 
-def _point(point: Any, query: str) -> tuple[float, float]:
+def _point(point: Any, query: str, *, count: bool = False) -> tuple[float, float]:
     """(end time in seconds, value) of one numeric point; a distribution's mean (NaN when it
-    counted nothing)."""
+    counted nothing), or with `count` how many values it counted."""
     end = point.interval.end_time
     seconds = end.timestamp() if hasattr(end, "timestamp") else end.seconds + end.nanos / 1e9
     kind = point.value._pb.WhichOneof("value")
     if kind == "distribution_value":
         dist = point.value.distribution_value
+        if count:
+            return float(seconds), float(dist.count)
         return float(seconds), (float(dist.mean) if dist.count > 0 else float("nan"))
     if kind not in ("double_value", "int64_value"):
         raise MetricsMalformedError(f"filter {query!r}: a {kind} point is not a number")

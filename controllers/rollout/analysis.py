@@ -6,10 +6,13 @@ judged from samples (pure), and the samples read from a metrics provider (I/O).
 (`judge_metric`: Mann-Whitney + Hodges-Lehmann, tail test, power guard with the minimum
 detectable effect); `threshold` on the canary's median; `zscore`, `iqr`, `isolationForest` and
 `trend` (CUSUM) by the `intelligence.anomaly` detector primed on the stable series and run over
-the canary's. The run's outcome follows the judge's rules: a critical metric that regressed
-fails the run; a weighted score below `marginalScore` fails it; missing or underpowered data
-makes it Inconclusive with `needs_data` (the rollout then extends the analysis and never
-calls it Successful); at or above `successScore` it is Successful.
+the canary's; `proportion` by the canary judge's binomial test (`judge_metric` with
+`MetricKind.PROPORTION`: Fisher mid-p on the pooled (events, trials) counts, the difference
+of the rates, the power guard on the trials). The run's outcome follows the judge's rules: a
+critical metric that regressed fails the run; a weighted score below `marginalScore` fails
+it; missing or underpowered data makes it Inconclusive with `needs_data` (the rollout then
+extends the analysis and never calls it Successful); at or above `successScore` it is
+Successful.
 """
 
 from __future__ import annotations
@@ -33,18 +36,29 @@ from intelligence.anomaly import (
     Severity,
 )
 from intelligence.anomaly.base import AnomalyDetector
-from intelligence.canary import Direction, JudgeConfig, MetricConfig, MetricVerdict, judge_metric
+from intelligence.canary import (
+    Direction,
+    JudgeConfig,
+    MetricConfig,
+    MetricKind,
+    MetricVerdict,
+    judge_metric,
+)
 
 __all__ = [
     "REVISION_PLACEHOLDER",
+    "STEP_PLACEHOLDER",
     "MetricOutcome",
     "RunResult",
     "collect",
     "judge_params",
     "judge_run",
+    "prometheus_duration",
+    "render_query",
 ]
 
 REVISION_PLACEHOLDER = "{{revision}}"
+STEP_PLACEHOLDER = "{{step}}"
 ANOMALOUS_FRACTION = 0.3
 """A detector method fails the canary when more than this share of its points is CRITICAL."""
 
@@ -64,12 +78,13 @@ def judge_params(analysis: AnalysisSpec, *, looks: int) -> tuple[list[MetricConf
         MetricConfig(
             name=m.name,
             bad_direction=Direction(m.direction),
+            kind=MetricKind.PROPORTION if _proportion(m) else MetricKind.CONTINUOUS,
             weight=m.weight,
             critical=m.critical,
             tolerance=m.tolerance_percent / 100.0,
             absolute_tolerance=m.absolute_tolerance,
             min_samples=analysis.minimum_samples,
-            series=True,
+            series=not _proportion(m),
             detectable=m.tolerance_percent / 100.0 if m.tolerance_percent > 0 else None,
             detectable_absolute=m.minimum_detectable,
         )
@@ -118,6 +133,10 @@ class RunResult:
         return [m.evidence for m in self.metrics if m.failed]
 
 
+def _proportion(metric: AnalysisMetric) -> bool:
+    return metric.method is AnalysisMethod.PROPORTION
+
+
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4g}"
 
@@ -135,6 +154,26 @@ def _judge_mann_whitney(
     if r.reasons:
         line += f" [{','.join(r.reasons)}]"
     return MetricOutcome(r.name, r.verdict, r.weight, r.critical, line)
+
+
+def _judge_proportion(
+    stable: Series, canary: Series, metric: MetricConfig, config: JudgeConfig, look: int
+) -> MetricOutcome:
+    """Fisher's test on the pooled (events, trials) rows; rates, their difference, the MDE."""
+    r = judge_metric(_rows(stable), _rows(canary), metric, config=config, look=look)
+    line = (
+        f"{r.name}: {r.verdict.value} proportion (Fisher) stable={_fmt(r.stable_median)} "
+        f"canary={_fmt(r.canary_median)} effect={_fmt(r.effect)} p={_fmt(r.p_value)} "
+        f"alpha={_fmt(r.alpha)} MDE={_fmt(r.mde)} n={r.n_stable}/{r.n_canary} trials"
+    )
+    if r.reasons:
+        line += f" [{','.join(r.reasons)}]"
+    return MetricOutcome(r.name, r.verdict, r.weight, r.critical, line)
+
+
+def _rows(values: Series) -> Series:
+    """(events, trials) rows; an empty sample as a (0, 2) array."""
+    return values.reshape(-1, 2) if values.size else np.zeros((0, 2), dtype=np.float64)
 
 
 def _judge_threshold(spec: AnalysisMetric, canary: Series, metric: MetricConfig) -> MetricOutcome:
@@ -230,7 +269,7 @@ def judge_run(
     looks: int,
 ) -> RunResult:
     """Judge one look of a run: `samples[name] = (stable, canary)` for each metric (a metric
-    without samples has no data)."""
+    without samples has no data; a proportion metric's are (events, trials) rows)."""
     configs, config = judge_params(analysis, looks=looks)
     outcomes = []
     empty = np.array([], dtype=np.float64)
@@ -238,6 +277,8 @@ def judge_run(
         stable, canary = samples.get(spec.name, (empty, empty))
         if spec.method is AnalysisMethod.MANN_WHITNEY:
             outcomes.append(_judge_mann_whitney(stable, canary, metric, config, look))
+        elif spec.method is AnalysisMethod.PROPORTION:
+            outcomes.append(_judge_proportion(stable, canary, metric, config, look))
         elif spec.method is AnalysisMethod.THRESHOLD:
             outcomes.append(_judge_threshold(spec, canary, metric))
         else:
@@ -263,7 +304,7 @@ async def _samples(
         return None
 
 
-async def _ratio(
+async def _aligned(
     provider: MetricsProvider,
     query: str,
     denominator: str,
@@ -271,20 +312,73 @@ async def _ratio(
     start: float,
     end: float,
     step: float,
-) -> Series:
-    """numerator / denominator per aligned point of the denominator: a point the numerator
-    lacks counted nothing (0, e.g. no 5xx in that step); a zero denominator has no ratio (NaN,
-    dropped)."""
+) -> tuple[Series, Series] | None:
+    """(numerator, denominator) on the denominator's steps: a step the numerator lacks
+    counted nothing (0, e.g. no 5xx in that step); None when the denominator has no series."""
     below = await _samples(provider, denominator, start=start, end=end, step=step)
     if below is None:
-        return np.array([], dtype=np.float64)
+        return None
     above = await _samples(provider, query, start=start, end=end, step=step)
     counted = dict(zip(above.timestamps, above.values, strict=True)) if above else {}
     num = np.array([counted.get(t, 0.0) for t in below.timestamps], dtype=np.float64)
-    den = np.asarray(below.values, dtype=np.float64)
+    return num, np.asarray(below.values, dtype=np.float64)
+
+
+async def _ratio(
+    provider: MetricsProvider, query: str, denominator: str, **window: float
+) -> Series:
+    """numerator / denominator per aligned point of the denominator; a zero denominator has
+    no ratio (NaN, dropped)."""
+    found = await _aligned(provider, query, denominator, **window)
+    if found is None:
+        return np.array([], dtype=np.float64)
+    num, den = found
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
     return np.asarray(ratio[np.isfinite(ratio)], dtype=np.float64)
+
+
+async def _counts(
+    provider: MetricsProvider, query: str, denominator: str, **window: float
+) -> Series:
+    """(events, trials) rows per step of the denominator (a step with 0 trials is kept: it
+    weighs nothing). Events are capped at the trials: `increase()` extrapolates numerator and
+    denominator separately, so a step where every request failed can read a hair above."""
+    found = await _aligned(provider, query, denominator, **window)
+    if found is None:
+        return np.zeros((0, 2), dtype=np.float64)
+    num, den = found
+    trials = np.clip(den, 0.0, None)
+    return np.column_stack([np.clip(num, 0.0, trials), trials])
+
+
+def prometheus_duration(seconds: float) -> str:
+    """`seconds` as a Prometheus duration: `5s`, or `1500ms` when not whole seconds."""
+    if seconds <= 0:
+        raise ValueError(f"step: expected a positive number of seconds, got {seconds}")
+    millis = round(seconds * 1000)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def render_query(query: str, *, revision: str, step: float) -> str:
+    """`query` with `{{revision}}` and `{{step}}` (the query step as a duration) replaced."""
+    rendered = query.replace(REVISION_PLACEHOLDER, revision)
+    return rendered.replace(STEP_PLACEHOLDER, prometheus_duration(step))
+
+
+async def _metric_series(
+    metric: AnalysisMetric, provider: MetricsProvider, revision: str, **window: float
+) -> Series:
+    """One revision's samples of `metric`: (events, trials) rows for a proportion, the ratio
+    per point with a denominator, else the query's series."""
+    step = window["step"]
+    query = render_query(metric.query, revision=revision, step=step)
+    if metric.denominator is None:
+        return await _series(provider, query, **window)
+    below = render_query(metric.denominator, revision=revision, step=step)
+    if _proportion(metric):
+        return await _counts(provider, query, below, **window)
+    return await _ratio(provider, query, below, **window)
 
 
 async def collect(
@@ -297,23 +391,17 @@ async def collect(
     end: dt.datetime,
     step: float,
 ) -> dict[str, tuple[Series, Series]]:
-    """Each metric's series for both revisions over [start, end] (`{{revision}}` replaced;
-    query / denominator per point when the metric has a denominator); an empty answer is no
-    data, other failures raise (TransientError: try again later)."""
+    """Each metric's series for both revisions over [start, end] (`{{revision}}` and
+    `{{step}}` replaced; query / denominator per point when the metric has a denominator;
+    (events, trials) rows per step for a proportion); an empty answer is no data, other
+    failures raise (TransientError: try again later)."""
     begin, finish = start.timestamp(), end.timestamp()
     if finish - begin < step:
         begin = finish - step
+    window = {"start": begin, "end": finish, "step": step}
     out: dict[str, tuple[Series, Series]] = {}
     for metric in analysis.metrics:
         provider = source(metric)
-        pair = []
-        for revision in (stable, canary):
-            query = metric.query.replace(REVISION_PLACEHOLDER, revision)
-            if metric.denominator:
-                below = metric.denominator.replace(REVISION_PLACEHOLDER, revision)
-                series = await _ratio(provider, query, below, start=begin, end=finish, step=step)
-            else:
-                series = await _series(provider, query, start=begin, end=finish, step=step)
-            pair.append(series)
+        pair = [await _metric_series(metric, provider, rev, **window) for rev in (stable, canary)]
         out[metric.name] = (pair[0], pair[1])
     return out

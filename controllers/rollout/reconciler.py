@@ -768,7 +768,7 @@ def _cloud_monitoring(
             timeout=settings.query_timeout_seconds,
         ),
     )
-    return provider.for_statistic(metric.statistic)
+    return provider.for_statistic("count" if metric.method == "proportion" else metric.statistic)
 
 
 def _cloud_run(ctx: OperatorContext) -> RolloutBackend | None:

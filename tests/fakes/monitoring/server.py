@@ -14,9 +14,12 @@ reference describes it:
 - `interval`: `end_time` required, `start_time` not after it; points in (start, end].
 - `aggregation`: `alignment_period` (at least 60 s) required with an aligner; ALIGN_MEAN
   (GAUGE and DELTA numeric series), ALIGN_SUM, ALIGN_MAX, ALIGN_RATE (DELTA: the sum over
-  the period per second; CUMULATIVE: the increase per second; GAUGE refused), periods ending
-  at `end_time`; the output is a DOUBLE GAUGE. Reducers REDUCE_SUM / MEAN / MAX across series
-  by aligned time, grouped by `group_by_fields`; a reducer without an aligner is refused.
+  the period per second; CUMULATIVE: the increase per second; GAUGE refused), ALIGN_DELTA
+  (DELTA: the period's sum, a DELTA series), periods ending at `end_time`; ALIGN_DELTA,
+  ALIGN_SUM and ALIGN_MAX keep the input's value type (an INT64 counter's counts come back
+  INT64), the others give DOUBLE; all but ALIGN_DELTA give a GAUGE. Reducers REDUCE_SUM /
+  MEAN / MAX across series by aligned time, grouped by `group_by_fields`; a reducer without an
+  aligner is refused.
 - DISTRIBUTION series (DELTA, as `run.googleapis.com/request_latencies`; a point's value is the
   list of values it counts, sent as a `google.api.Distribution` with exponential buckets):
   ALIGN_DELTA merges the period's distributions (a DELTA DISTRIBUTION out), ALIGN_MEAN is the
@@ -142,6 +145,10 @@ _PERCENTILES = {
 }
 
 
+_SAME_VALUE_TYPE = (Aligner.ALIGN_DELTA, Aligner.ALIGN_SUM, Aligner.ALIGN_MAX)
+"""Aligners whose output keeps the input's value type (the API reference, per aligner)."""
+
+
 def _invalid(aligner: int, what: str) -> RefusedError:
     return RefusedError(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -167,7 +174,10 @@ def output_type(series: Series, aligner: int) -> tuple[int, int]:
         raise _invalid(aligner, "value type DISTRIBUTION")
     if not _numeric(series) or aligner in _PERCENTILES:
         raise _invalid(aligner, f"value type {ValueType.Name(series.value_type)}")
-    return (Kind.DELTA if aligner == Aligner.ALIGN_DELTA else Kind.GAUGE), ValueType.DOUBLE
+    kind = Kind.DELTA if aligner == Aligner.ALIGN_DELTA else Kind.GAUGE
+    if aligner in _SAME_VALUE_TYPE:
+        return kind, series.value_type  # an INT64 counter's deltas stay INT64, as the API says
+    return kind, ValueType.DOUBLE
 
 
 def align(
@@ -396,8 +406,9 @@ class FakeMetricService:
         if reducer == Reducer.REDUCE_NONE:
             return [(_like(s, **out_kind), p) for s, p in aligned if p]
         reduce = _reducer(reducer, value_type)
-        if value_type == ValueType.DISTRIBUTION and reducer == Reducer.REDUCE_MEAN:
-            out_kind = {"kind": Kind.GAUGE, "value_type": ValueType.DOUBLE}
+        if reducer == Reducer.REDUCE_MEAN:  # a mean is a DOUBLE, of INT64 counts too
+            gauge = value_type == ValueType.DISTRIBUTION
+            out_kind = {"kind": Kind.GAUGE if gauge else kind, "value_type": ValueType.DOUBLE}
         groups: dict[str, list[tuple[Series, list[tuple[float, Any]]]]] = defaultdict(list)
         fields = list(agg.group_by_fields)
         for s, p in aligned:

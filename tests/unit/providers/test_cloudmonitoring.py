@@ -104,6 +104,57 @@ async def test_a_request_counter_is_read_as_a_rate(fake: FakeMetricService) -> N
     )
 
 
+def two_response_classes(fake: FakeMetricService) -> None:
+    """crm-1's requests per minute: 600 ok and 30 errors, INT64 DELTA as Cloud Run's."""
+    for code, count in (("2xx", 600), ("5xx", 30)):
+        revision(fake, REQUESTS, "crm", "crm-1", minutes([count] * 60), kind=Kind.DELTA,
+                 value_type=ValueType.INT64, metric_labels={"response_code_class": code})  # fmt: skip
+
+
+async def test_align_delta_of_an_int64_counter_answers_int64_counts(
+    fake: FakeMetricService,
+) -> None:
+    """As the API reference says: ALIGN_DELTA and REDUCE_SUM keep the input's value type."""
+    two_response_classes(fake)
+    client = provider(fake)._client_
+    pager = await client.list_time_series(
+        request=monitoring_v3.ListTimeSeriesRequest(
+            name="projects/proj",
+            filter=run_filter(REQUESTS, service="crm"),
+            interval={"start_time": {"seconds": int(T0)}, "end_time": {"seconds": int(T0) + 240}},
+            aggregation={
+                "alignment_period": {"seconds": 120},
+                "per_series_aligner": monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
+                "cross_series_reducer": monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
+            },
+        )
+    )
+    (series,) = [s async for s in pager]
+    assert series.value_type == ValueType.INT64
+    assert series.metric_kind == Kind.DELTA
+    assert [p.value._pb.WhichOneof("value") for p in series.points] == ["int64_value"] * 2
+    assert [p.value.int64_value for p in series.points] == [1260, 1260]
+
+
+async def test_count_reads_events_per_step_not_per_second(fake: FakeMetricService) -> None:
+    two_response_classes(fake)
+    counted = provider(fake).for_statistic("count")
+    errors = await counted.query_range(
+        run_filter(REQUESTS, service="crm") + ' AND metric.labels.response_code_class = "5xx"',
+        start=T0,
+        end=T0 + 600,
+        step=120,
+    )
+    everything = await counted.query_range(
+        run_filter(REQUESTS, service="crm"), start=T0, end=T0 + 600, step=120
+    )
+    assert errors.values.tolist() == [60.0] * 5
+    assert everything.values.tolist() == [1260.0] * 5
+    aggregation = fake.requests[-1].aggregation
+    assert aggregation.per_series_aligner == monitoring_v3.Aggregation.Aligner.ALIGN_DELTA
+    assert aggregation.cross_series_reducer == monitoring_v3.Aggregation.Reducer.REDUCE_SUM
+
+
 async def test_the_value_now_is_the_newest_aligned_point(fake: FakeMetricService) -> None:
     revision(fake, LATENCY, "crm", "crm-1", minutes(list(range(60))))
     assert await provider(fake).query(run_filter(LATENCY, service="crm"), at=NOW) == 59.0
