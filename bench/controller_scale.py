@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -150,8 +152,56 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+# The processes whose CPU time each phase is charged with (the cluster's, by name, and ours).
+CPU_COLUMNS = ("operator", "kube-apiserver", "etcd", "others")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+
+
+def _cpu_by_column(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far per column: the operator, kube-apiserver, etcd, and the rest of the
+    cluster (controller-manager, scheduler, kwok) together."""
+    out = dict.fromkeys(CPU_COLUMNS, 0.0)
+    for name, pid in pids.items():
+        out[name if name in out else "others"] += _cpu_seconds(pid)
+    return out
+
+
+def _cpu_per_object(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    return {k: 1000 * (after[k] - before[k]) / n for k in CPU_COLUMNS}
+
+
+def _profiler(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the operator (collapsed stacks, one line per stack with its count)."""
+    if out is None:
+        return None
+    argv = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
+    argv += ["--rate", "50", "--nonblocking"]
+    spy = Path(sys.executable).with_name("py-spy")
+    argv[0] = str(spy) if spy.exists() else argv[0]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        proc.wait(timeout=60)
+
+
 def run(
-    n: int, *, kube: Kube, audit: Path, operator_pid: int, idle_seconds: int, rep: int = 0
+    n: int,
+    *,
+    kube: Kube,
+    audit: Path,
+    pids: dict[str, int],
+    idle_seconds: int,
+    rep: int = 0,
+    profile: Path | None = None,
 ) -> dict[str, float]:
     direct_ns, xs_ns = f"direct-{n}-{rep}", f"xs-{n}-{rep}"
     _namespace(kube, direct_ns)
@@ -162,17 +212,21 @@ def run(
         for kind, body in _direct(f"svc-{i:04d}"):
             prefix = "/apis/apps/v1" if kind == "deployments" else "/api/v1"
             items.append((f"{prefix}/namespaces/{direct_ns}/{kind}", body))
-    start = time.monotonic()
+    cpu0, start = _cpu_by_column(pids), time.monotonic()
     _create_all(kube, items)
     _wait_count(kube, f"/apis/apps/v1/namespaces/{direct_ns}/deployments", _dep_available, n, 1800)
     direct_s = time.monotonic() - start
+    direct_cpu = _cpu_per_object(cpu0, _cpu_by_column(pids), n)
 
     line0 = audit_lines(audit)
     xs_path = f"/apis/xynergy.io/v1alpha1/namespaces/{xs_ns}/xynergyservices"
-    start = time.monotonic()
+    spy = _profiler(pids["operator"], profile and profile.with_suffix(f".{n}-{rep}.txt"))
+    cpu0, start = _cpu_by_column(pids), time.monotonic()
     _create_all(kube, [(xs_path, _xs(f"svc-{i:04d}")) for i in range(n)])
     _wait_count(kube, xs_path, _xs_ready, n, 1800)
     operator_s = time.monotonic() - start
+    operator_cpu = _cpu_per_object(cpu0, _cpu_by_column(pids), n)
+    _stop_profiler(spy)
     time.sleep(3)
     events = writes_by(audit, "xynergy-operator", since_line=line0)
     writes = len(events)
@@ -195,9 +249,11 @@ def run(
         "operator_s": operator_s,
         "ratio": operator_s / direct_s,
         "writes_per_object": writes / n,
-        "peak_rss_mb": _peak_rss_mb(operator_pid),
+        "peak_rss_mb": _peak_rss_mb(pids["operator"]),
         "idle_writes": idle_writes,
         "load1": os.getloadavg()[0],
+        **{f"direct_cpu_{k}": v for k, v in direct_cpu.items()},
+        **{f"operator_cpu_{k}": v for k, v in operator_cpu.items()},
     }
 
 
@@ -212,6 +268,12 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=int, default=60)
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="pairs per N (median shown)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the operator during each operator phase: collapsed stacks to "
+        "PROFILE.<n>-<rep>.txt",
+    )
     args = parser.parse_args()
 
     bindir = ensure_binaries(progress=lambda line: print(f"  {line}", file=sys.stderr))
@@ -238,6 +300,7 @@ def main() -> None:
                 lambda: _live(f"http://127.0.0.1:{port}/healthz"),
                 timeout=60,
             )
+            pids = {p.name: p.pid for p in state.processes} | {"operator": op.pid}
             rows = [
                 median_row(
                     [
@@ -245,9 +308,10 @@ def main() -> None:
                             n,
                             kube=kube,
                             audit=state.audit_log,
-                            operator_pid=op.pid,
+                            pids=pids,
                             idle_seconds=args.idle_seconds,
                             rep=rep,
+                            profile=args.profile,
                         )
                         for rep in range(args.repeat)
                     ]
@@ -271,6 +335,22 @@ def main() -> None:
         "N=1000 and <= 250 MB at N=3000, idle writes 0"
     )
     print(f"pairs per N: {args.repeat} (median); peak RSS is the operator's lifetime high mark")
+    _print_cpu(rows)
+
+
+def _print_cpu(rows: list[dict[str, float]]) -> None:
+    """CPU ms per object of each process during each phase: what the load on a shared machine
+    moves least (the wall-clock ratio moves with everyone else's work)."""
+    print("\nCPU ms per object during each phase (from /proc/<pid>/stat)")
+    print(f"{'N':>6} {'phase':>9} " + " ".join(f"{c:>15}" for c in CPU_COLUMNS) + f" {'sum':>8}")
+    for r in rows:
+        for phase in ("direct", "operator"):
+            cells = [r[f"{phase}_cpu_{c}"] for c in CPU_COLUMNS]
+            print(
+                f"{r['n']:>6.0f} {phase:>9} "
+                + " ".join(f"{v:>15.1f}" for v in cells)
+                + f" {sum(cells):>8.1f}"
+            )
 
 
 def _live(url: str) -> bool:
