@@ -1,6 +1,7 @@
 """A Rollout analysis read from Cloud Monitoring: the operator's wiring (`from_context`,
 XYNERGY_ROLLOUT_GCP_PROJECT and the endpoint override) builds the provider, which reads two
-Cloud Run revisions' `request_count` (an error ratio: 5xx over all) and `request_latencies`
+Cloud Run revisions' `request_count` (method proportion: 5xx and all requests counted per
+minute, ALIGN_DELTA) and `request_latencies`
 (the mean of each minute's merged distribution) through the real google-cloud-monitoring
 client from the fake MetricService; the canary judge decides. A canary with a high error
 rate and slower requests fails the run with evidence; one with the stable's series passes."""
@@ -16,6 +17,7 @@ import pytest
 from fakes.monitoring import FakeMetricService, Series
 from fakes.operator_context import ProviderContext
 from google.api import metric_pb2
+from google.cloud import monitoring_v3
 from kube_support import Kube
 
 from apis.v1alpha1.rollout import AnalysisSpec, Verdict
@@ -40,6 +42,7 @@ ANALYSIS = {
             "source": "cloudMonitoring",
             "query": f'{COUNT} AND metric.labels.response_code_class = "5xx"',
             "denominator": COUNT,
+            "method": "proportion",
             "absoluteTolerance": 0.005,
             "minimumDetectable": 0.01,
             "critical": True,
@@ -110,12 +113,17 @@ async def test_a_canary_with_high_errors_fails_the_run_with_evidence(
     result = await analyze(fake)
     assert result.verdict is Verdict.FAILED, result.evidence
     errors, latency = result.failures
-    for token in ("errors: High", "p=", "effect=", "MDE=", "n=30/30"):
-        assert token in errors
+    trials = f"n={MINUTES * REQUESTS_PER_MINUTE}/{MINUTES * REQUESTS_PER_MINUTE} trials"
+    for token in ("errors: High proportion (Fisher)", "p=", "effect=", "MDE=", trials):
+        assert token in errors, errors
     assert latency.startswith("latency: High")
     filters = {r.filter for r in fake.requests}
     assert any('revision_name = "crm-ro-1"' in f and "5xx" in f for f in filters)
     assert all("{{revision}}" not in f for f in filters)
+    counted = [r for r in fake.requests if "request_count" in r.filter]
+    delta = monitoring_v3.Aggregation.Aligner.ALIGN_DELTA
+    assert len(counted) == 4  # 5xx and all requests, of each revision
+    assert all(r.aggregation.per_series_aligner == delta for r in counted)
 
 
 async def test_a_canary_with_the_stables_series_passes(fake: FakeMetricService) -> None:
@@ -148,7 +156,35 @@ def test_the_apiserver_keeps_them_for_cloud_monitoring_and_refuses_them_elsewher
 
     refused = kube.create(path, rollout(f"prom-{field}", "prometheus"))
     assert refused.status_code == 422, refused.text
-    assert f"analysis.metrics[].{field} is for source cloudMonitoring only" in refused.text
+    assert f"analysis.metrics[].{field} is for source cloudMonitoring" in refused.text
     kept = kube.create(path, rollout(f"cm-{field}", "cloudMonitoring"))
     assert kept.status_code == 201, kept.text
     assert kept.json()["spec"]["analysis"]["metrics"][0][field] == metric[field]
+
+
+def test_the_apiserver_asks_a_proportion_for_its_denominator_and_no_statistic(
+    kube: Kube, crds_installed: list[str], namespace: str
+) -> None:
+    path = f"/apis/xynergy.io/v1alpha1/namespaces/{namespace}/rollouts"
+
+    def create(name: str, **metric: str) -> Any:
+        body = {"name": "errors", "method": "proportion", "query": "sum(increase(e[{{step}}]))"}
+        return kube.create(path, {
+            "apiVersion": "xynergy.io/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
+            "spec": {
+                "targetRef": {"name": "crm"}, "image": "us-docker.pkg.dev/xynergy-test/apps/crm:2",
+                "strategy": {"canary": {"steps": [{"setWeight": 20}]}},
+                "analysis": {"metrics": [{**body, **metric}]},
+            },
+        })  # fmt: skip
+
+    missing = create("no-denominator")
+    assert missing.status_code == 422, missing.text
+    assert "spec.analysis.metrics[0].denominator" in missing.text
+    assert "method proportion needs denominator" in missing.text
+    statistic = create("statistic", source="cloudMonitoring", denominator=COUNT, statistic="mean")
+    assert statistic.status_code == 422, statistic.text
+    assert "statistic is not for method proportion" in statistic.text
+    kept = create("on-prometheus", denominator="sum(increase(all[{{step}}]))")
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["spec"]["analysis"]["metrics"][0]["method"] == "proportion"
