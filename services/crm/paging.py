@@ -60,7 +60,8 @@ class Cursor:
             ident = doc["i"]
         except CursorError:
             raise
-        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        except (binascii.Error, ValueError, KeyError, TypeError, RecursionError) as exc:
+            # RecursionError: JSON nested past the decoder's limit (client input)
             raise CursorError("not a cursor returned by this API") from exc
         if not isinstance(ident, str) or not all(
             v is None or isinstance(v, str | int | float | datetime) for v in values

@@ -14,6 +14,7 @@ because schemathesis calls them synchronously from the test.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import uuid
@@ -25,7 +26,7 @@ import httpx
 import pytest
 import schemathesis
 from crm.conftest import INTERNAL, FirestoreEmulator
-from crm.test_crm_contract import OPERATIONS, PREFIX, VALID
+from crm.test_crm_contract import FAKE_ID, OPERATIONS, PREFIX, VALID
 from gateway.conftest import FIREBASE_PROJECT, JWT_SECRET, free_port, make_jwt, run_redis, serve
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -163,3 +164,27 @@ def create(http: httpx.Client, tenant: str, path: str, body: dict[str, Any] | No
     r = http.post(PREFIX + path, json=body, headers=auth(tenant))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
+
+
+def test_deeply_nested_json_is_a_clear_4xx_on_every_body_route(stack: Stack) -> None:
+    """JSON nested past any parser's recursion limit (20,000 arrays, 40 KB: under the body
+    limit, so it reaches the CRM) on every operation that takes a body: a 4xx that says what
+    is wrong, never a 5xx; and a page cursor that decodes to such JSON is refused the same
+    way (the cursor is client input)."""
+    tenant = "deep-" + uuid.uuid4().hex[:8]
+    ids = {"contact_id": FAKE_ID, "interaction_id": FAKE_ID, "note_id": FAKE_ID,
+           "task_id": FAKE_ID}  # fmt: skip
+    deep = "[" * 20_000 + "]" * 20_000
+    body_routes = [op for op in OPERATIONS if VALID[op] is not None]
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        for method, template in body_routes:
+            r = http.request(method, fill(template, ids), content=deep,
+                             headers={**auth(tenant), "Content-Type": "application/json"})  # fmt: skip
+            assert 400 <= r.status_code < 500, (method, template, r.status_code, r.text[:200])
+            assert r.headers["content-type"].startswith("application/")
+            assert r.json(), (method, template)
+        cursor = base64.urlsafe_b64encode(b"[" * 768 + b"]" * 768).decode().rstrip("=")
+        r = http.get(PREFIX + "/contacts", params={"cursor": cursor}, headers=auth(tenant))
+        assert r.status_code in (400, 422), r.text[:200]
+        assert "cursor" in r.text
+    assert len(body_routes) >= 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, date, datetime
 
 import pytest
@@ -22,6 +23,15 @@ def test_cursor_round_trip_keeps_types() -> None:
 @pytest.mark.parametrize("text", ["", "not base64 !", "e30", "W10", "eyJvIjoiY3JlYXRlZCJ9"])
 def test_garbage_cursors_are_refused(text: str) -> None:
     with pytest.raises(CursorError):
+        Cursor.decode(text, order="created")
+
+
+def test_deeply_nested_cursor_is_refused_not_a_crash() -> None:
+    """A cursor is client input: JSON nested past the decoder's recursion limit is a bad
+    cursor (400), not a RecursionError (500)."""
+    deep = ("[" * 5000 + "]" * 5000).encode()
+    text = base64.urlsafe_b64encode(deep).decode().rstrip("=")
+    with pytest.raises(CursorError, match="not a cursor"):
         Cursor.decode(text, order="created")
 
 
