@@ -9,6 +9,8 @@ The operator always runs as its own process (`python -m controllers`, test_rollo
 from __future__ import annotations
 
 import collections
+import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -230,3 +232,75 @@ def metric_total(url: str, name: str, **labels: str) -> float:
             if sample.name == name and labels.items() <= sample.labels.items():
                 total += sample.value
     return total
+
+
+class RolloutSteps:
+    """Every status of the namespace's Rollouts as the apiserver stored it, in order: a watch
+    from the list's resourceVersion (resumed from the last one seen when a stream ends), on a
+    thread of its own, so no intermediate status is missed the way polling would miss it."""
+
+    def __init__(self, kube: Kube, ns: str) -> None:
+        self.http = Kube.from_kubeconfig(kube.kubeconfig).http  # a connection of its own
+        self.http.timeout = httpx.Timeout(10, read=None)
+        self.path = f"{GROUP}/namespaces/{ns}/rollouts"
+        self.seen: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        self.stopping = threading.Event()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RolloutSteps:
+        listed = self.http.get(self.path)
+        listed.raise_for_status()
+        self.rv = listed.json()["metadata"]["resourceVersion"]
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.http.close()
+        self.thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._stream()
+            except (httpx.HTTPError, ValueError) as exc:
+                if not self.stopping.is_set():
+                    self.errors.append(repr(exc))
+                    self.stopping.wait(0.5)
+
+    def _stream(self) -> None:
+        params = {"watch": "1", "resourceVersion": self.rv, "timeoutSeconds": "60"}
+        with self.http.stream("GET", self.path, params=params) as resp:
+            resp.raise_for_status()
+            for line in resp.iter_lines():
+                event = json.loads(line)
+                obj = event["object"]
+                if event["type"] == "ERROR":  # 410 Gone: history compacted; steps may be missed
+                    raise ValueError(f"watch error: {obj.get('message')}")
+                self.rv = obj["metadata"]["resourceVersion"]
+                status = obj.get("status") or {}
+                self.seen[obj["metadata"]["name"]].append(
+                    {k: status.get(k) for k in ("phase", "currentStepIndex", "canaryWeight")}
+                )
+
+    def problems(self, steps: list[dict[str, Any]]) -> list[str]:
+        """Per Rollout: a step index that went back (a step repeated), a canary weight that fell
+        while progressing, or promotion without each `setWeight` of `steps` below 100 seen."""
+        out = [f"watch: {e}" for e in self.errors]
+        weights = [s["setWeight"] for s in steps if 0 < s.get("setWeight", 0) < 100]
+        for name, states in self.seen.items():
+            index = weight = 0
+            for s in states:
+                if (s["currentStepIndex"] or 0) < index:
+                    out.append(f"{name}: step {index} -> {s['currentStepIndex']}: {states}")
+                index = max(index, s["currentStepIndex"] or 0)
+                live = s["phase"] in ("Progressing", "Paused")
+                if live and (s["canaryWeight"] or 0) < weight:
+                    out.append(f"{name}: weight {weight} -> {s['canaryWeight']}: {states}")
+                weight = max(weight, s["canaryWeight"] or 0) if live else weight
+            seen_weights = {s["canaryWeight"] for s in states}
+            promoted = any(s["phase"] == "Promoted" for s in states)
+            if promoted and not set(weights) <= seen_weights:
+                out.append(f"{name}: promoted without weights {weights} all seen: {states}")
+        return out

@@ -24,7 +24,9 @@ from kube_support import Kube
 from test_rollout_support import Operator
 
 from .support import (
+    CANARY_STEPS,
     Fleet,
+    RolloutSteps,
     children_problems,
     condition,
     converge,
@@ -108,31 +110,39 @@ def test_operator_killed_at_random_points_converges_without_loss(
     seed = int(os.environ.get("XYNERGY_CHAOS_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
     fleet, ops = Fleet(namespace), Crashing(kube, cluster, tmp_path)
-    ops.start()
-    try:
-        free = put_in_flight(kube, fleet, size)
-        for kill in range(size.kills):
-            ops.kill_mid_work(rng)
-            # while it is down: spec changes, and the Rollouts (created during the first outage)
-            for name in rng.sample(free, k=max(1, len(free) // 5)):
-                fleet.bump(kube, name, f"reg.example/app:k{kill}")
-            if kill == 0:
-                for i in range(size.rollouts):
-                    fleet.add_rollout(kube, f"ro-{i:03d}", target=fleet.services[size.policies + i])
-            ops.start()
-        converge(kube, fleet, 60 + size.services, more=rollouts_not_done)
-        check_children(kube, fleet)
-        before = statuses(kube, fleet)
-        ops.kill_mid_work(rng)
+    with RolloutSteps(kube, namespace) as steps:
         ops.start()
-        # a spec change after the crash converging shows the new process is at work
-        fleet.bump(kube, free[0], "reg.example/app:after")
-        converge(kube, fleet, 60 + size.services, more=rollouts_not_done)
-        after = statuses(kube, fleet)
-    except BaseException as exc:
-        raise AssertionError(f"chaos seed {seed} (XYNERGY_CHAOS_SEED replays it): {exc}") from exc
-    finally:
-        ops.stop()
+        try:
+            free = put_in_flight(kube, fleet, size)
+            for kill in range(size.kills):
+                ops.kill_mid_work(rng)
+                # while it is down: spec changes, and the Rollouts (created during the first outage)
+                for name in rng.sample(free, k=max(1, len(free) // 5)):
+                    fleet.bump(kube, name, f"reg.example/app:k{kill}")
+                if kill == 0:
+                    for i in range(size.rollouts):
+                        fleet.add_rollout(
+                            kube, f"ro-{i:03d}", target=fleet.services[size.policies + i]
+                        )
+                ops.start()
+            converge(kube, fleet, 60 + size.services, more=rollouts_not_done)
+            check_children(kube, fleet)
+            before = statuses(kube, fleet)
+            ops.kill_mid_work(rng)
+            ops.start()
+            # a spec change after the crash converging shows the new process is at work
+            fleet.bump(kube, free[0], "reg.example/app:after")
+            converge(kube, fleet, 60 + size.services, more=rollouts_not_done)
+            after = statuses(kube, fleet)
+        except BaseException as exc:
+            raise AssertionError(
+                f"chaos seed {seed} (XYNERGY_CHAOS_SEED replays it): {exc}"
+            ) from exc
+        finally:
+            ops.stop()
+    # every status the Rollouts went through: no step repeated or skipped across the crashes
+    assert steps.problems(CANARY_STEPS) == [], f"chaos seed {seed}"
+    assert sorted(steps.seen) == sorted(fleet.rollouts)
     marker = f"xynergyservices/{free[0]}"
     changed = {
         (key, field): (before[key].get(field), after.get(key, {}).get(field))
