@@ -157,9 +157,10 @@ class Controller:
     _annotations: dict[str, tuple[str | None, ...]] = field(default_factory=dict, repr=False)
     """Per object: the values of the kind's trigger annotations last seen."""
     _reconciler: KindReconciler | None = field(default=None, repr=False)
-    _again: set[str] = field(default_factory=set, repr=False)
-    """Objects triggered while a converge of theirs ran: converged once more after it (its own
-    requeue must not replace that)."""
+    _again: dict[str, ChildEvent | None] = field(default_factory=dict, repr=False)
+    """Objects triggered while a converge of theirs ran, with the newest child event among
+    those triggers: converged once more after it (its own requeue must not replace that), as
+    an event's converge (the delivered body, that child event)."""
     _seen: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     """Per object: its body as its own watch last delivered it (without managedFields), read
     by an event's converge instead of a GET, as controller-runtime reads its informer's
@@ -192,7 +193,9 @@ class Controller:
             self.scheduler.schedule(key, 0)
             return None
         async with self.queue.serialized(key.uid):
-            self._again.discard(key.uid)  # what triggered it so far is read now
+            if key.uid in self._again:  # events came while a converge ran: this is theirs
+                queued = self._again.pop(key.uid)
+                child, seen = child or queued, True
             body = (self._seen.get(key.uid) if seen else None) or await self._read(key)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
                 self.forget(key.uid)
@@ -217,14 +220,19 @@ class Controller:
         waits to start, another trigger adds nothing (that converge reads the newest object).
         While one runs, the trigger makes the object due again at once and returns: the
         scheduler converges it once more after the running one, however many events arrive
-        meanwhile, and kopf's worker for the triggering object is not held (kopf hands every
-        event of an object to its handler in turn, so a held worker replays its backlog one
-        converge per stale event). When the apiserver goes away each object fails once or
-        twice, not once per queued event, before the scheduler's backoff takes over."""
+        meanwhile, as an event's converge (the body the watch delivered, the newest child
+        event: a Deployment's events while it becomes Ready are not a slow rollout's check,
+        which reads the object and lists its Pods), and kopf's worker for the triggering
+        object is not held (kopf hands every event of an object to its handler in turn, so a
+        held worker replays its backlog one converge per stale event). When the apiserver
+        goes away each object fails once or twice, not once per queued event, before the
+        scheduler's backoff takes over."""
         if self.queue.waiting(key.uid):
+            if key.uid in self._again and child is not None:
+                self._again[key.uid] = child  # the queued converge is this event's too
             return
         if self.queue.busy(key.uid):
-            self._again.add(key.uid)
+            self._again[key.uid] = child or self._again.get(key.uid)
             self.scheduler.schedule(key, 0)
             self.scheduler.start_due()
             return
@@ -308,7 +316,7 @@ class Controller:
         self.scheduler.forget(uid)
         self._annotations.pop(uid, None)
         self._seen.pop(uid, None)
-        self._again.discard(uid)
+        self._again.pop(uid, None)
 
     def _remember(self, uid: str, body: Mapping[str, Any]) -> None:
         """Keep the body an event of the object delivered (a plain dict; managedFields, often

@@ -559,6 +559,41 @@ async def test_a_trigger_during_a_scheduled_check_is_not_replaced_by_its_requeue
     assert delay > 5  # the last converge's own requeue, nothing left due now
 
 
+def _owned(kind: str, version: str) -> dict[str, Any]:
+    """A child's body owned by the object `_body()`."""
+    owner = {"kind": "XynergyService", "name": "crm", "uid": "u1", "controller": True}
+    meta = {"name": "crm", "namespace": "ns", "resourceVersion": version}
+    return {"kind": kind, "metadata": {**meta, "ownerReferences": [owner]}}
+
+
+async def test_child_events_behind_a_running_converge_are_converged_as_events() -> None:
+    """A Deployment changes several times while it becomes Ready; the events that arrive
+    while a converge runs coalesce into one more converge, and that one is still an event's
+    converge: it sees the newest child event (so the kind does not take it for a slow
+    rollout's check and list the Pods) and reads the object as its watch delivered it (no
+    GET), as the converge of an event that did not wait would."""
+    stored = _ready_status().model_dump(by_alias=True, mode="json", exclude_none=True)
+    body = _body(status={**stored, "observedGeneration": 3})  # as converged: nothing to write
+    client = FakeClient({"crm": body})
+    reconciler = FakeReconciler(requeue=Requeue.SOON)
+    controller = _controller(client, reconciler)
+    await controller.on_event(body, "MODIFIED")  # remembered, no converge of its own
+    release = _hold_first_converge(reconciler, "running")
+    first = asyncio.create_task(controller.on_child_event("Deployment", _owned("D", "1"), "ADDED"))
+    await asyncio.sleep(0.01)
+    for version in ("2", "3"):
+        await controller.on_child_event("Deployment", _owned("D", version), "MODIFIED")
+    release.set()
+    await first
+    await controller.scheduler.idle()
+    assert len(reconciler.calls) == 3  # held, its converge, one more for both events
+    followup = reconciler.calls[-1][1]
+    assert followup is not None  # an event's converge, not a resync check
+    assert (followup.kind, followup.body["metadata"]["resourceVersion"]) == ("Deployment", "3")
+    assert client.gets == 0  # the delivered body, as for an event that did not wait
+    assert client.patches == []
+
+
 async def test_a_burst_of_triggers_meets_an_unreachable_apiserver_once_per_object() -> None:
     client = FakeClient({"crm": _body()})
     controller = _controller(client, FakeReconciler())
