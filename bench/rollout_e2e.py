@@ -8,7 +8,10 @@ Rollout's status) with load on it, one stand-in upstream process for the stable 
 a fresh one per case for the canary, and a real Prometheus scraping the gateway's
 per-revision metrics. Each case makes a routed XynergyService and a canary Rollout
 (setWeight W, then an analysis step of `--looks` intervals) whose new revision is healthy or
-bad: errors +5 pp, p95 latency x1.5, or mixed (+2.5 pp and x1.25).
+bad: errors +5 pp, p95 latency x1.5, or mixed (+2.5 pp and x1.25). The errors metric counts
+the 5xx and all requests of each query step and is judged as a proportion (Fisher's test on
+the counts, the power guard on the trials: a canary too small to show `--errors-mde` is
+extended, then paused, never promoted).
 
 Figures (targets from issue 13): for bad canaries the time from the canary taking traffic in
 the gateway to 100 % back on stable (<= 2 intervals + 10 s), promotions of bad canaries (0),
@@ -35,7 +38,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "integratio
 
 from kube_support import Kube  # noqa: E402
 from prometheus import PrometheusServer  # noqa: E402
-from test_rollout_kubernetes import ERRORS, LATENCY, GatewayThread, Load, Upstream  # noqa: E402
+from test_rollout_kubernetes import (  # noqa: E402
+    ERRORS,
+    LATENCY,
+    REQUESTS,
+    STEP,
+    GatewayThread,
+    Load,
+    Upstream,
+)
 from test_rollout_support import create_rollout, get_rollout, operator_process  # noqa: E402
 from test_xynergyservice import create_xs, wait_ready  # noqa: E402
 
@@ -55,18 +66,20 @@ class Case:
 
 
 class Bench:
-    def __init__(self, kube: Kube, gateway: GatewayThread, load: Load, interval: float, looks: int):
+    def __init__(self, kube: Kube, gateway: GatewayThread, load: Load, args: argparse.Namespace):
         self.kube, self.gateway, self.load = kube, gateway, load
-        self.interval, self.looks = interval, looks
+        self.interval, self.looks, self.errors_mde = args.interval, args.looks, args.errors_mde
         self.canaries: dict[str, Upstream] = {}
 
     def analysis(self) -> dict[str, Any]:
+        # errors: 5xx and all requests counted per step, judged as a proportion (Fisher)
         return {
             "interval": f"{self.interval:.0f}s",
             "minimumSamples": 3,
             "metrics": [
-                {"name": "errors", "query": ERRORS, "tolerancePercent": 0,
-                 "absoluteTolerance": 0.01, "minimumDetectable": 0.02, "critical": True},
+                {"name": "errors", "method": "proportion", "query": ERRORS,
+                 "denominator": REQUESTS, "tolerancePercent": 0, "absoluteTolerance": 0.01,
+                 "minimumDetectable": self.errors_mde, "critical": True},
                 {"name": "latency", "query": LATENCY, "tolerancePercent": 10, "critical": True},
             ],
         }  # fmt: skip
@@ -106,7 +119,8 @@ class Bench:
                     case.seconds = time.monotonic() - started
                 runs = status.get("analysisRuns") or []
                 case.looks = runs[-1]["look"] if runs else None
-                if runs and (case.kind == "healthy") != (phase == "Promoted"):
+                expected = "Promoted" if case.kind == "healthy" else "RolledBack"
+                if runs and phase != expected:
                     print(f"  {case.kind} {phase}: {'; '.join(runs[-1].get('evidence') or [])}")
                 return case
             time.sleep(0.1)
@@ -160,6 +174,12 @@ def main() -> None:
     parser.add_argument("--weights", default="10,50", help="canary weights, percent")
     parser.add_argument("--interval", type=float, default=5.0, help="analysis interval, s")
     parser.add_argument("--looks", type=int, default=2, help="intervals in the analysis step")
+    parser.add_argument(
+        "--errors-mde",
+        type=float,
+        default=0.02,
+        help="the errors metric's minimumDetectable (rise of the 5xx rate it must be able to see)",
+    )
     args = parser.parse_args()
     cases = plan(args.bad, args.healthy, [int(w) for w in args.weights.split(",")])
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,7 +195,7 @@ def main() -> None:
             bench_ns = "rollout-bench"
             kube.create("/api/v1/namespaces", {"metadata": {"name": bench_ns}})
             gateway = GatewayThread(kubeconfig, work, lambda url: url)
-            bench = Bench(kube, gateway, Load(gateway.url), args.interval, args.looks)
+            bench = Bench(kube, gateway, Load(gateway.url), args)
             gateway.resolve = lambda url: _resolve(url, bench.canaries, stable)
             gateway.start()
             prom = PrometheusServer(work / "prom", targets=[f"127.0.0.1:{gateway.port}"])
@@ -183,7 +203,7 @@ def main() -> None:
             for thread in bench.load.threads:
                 thread.start()
             env = {"XYNERGY_ROLLOUT_PROMETHEUS_URL": prom.url,
-                   "XYNERGY_ROLLOUT_QUERY_STEP_SECONDS": "1"}  # fmt: skip
+                   "XYNERGY_ROLLOUT_QUERY_STEP_SECONDS": str(STEP)}  # fmt: skip
             with operator_process(kubeconfig, work / "operator.log", **env):
                 for i, case in enumerate(cases, 1):
                     bench.run(case, bench_ns)
@@ -196,7 +216,8 @@ def main() -> None:
                 gateway.stop()
             stable.stop()
             dev.stop()
-    print(f"\nanalysis interval {args.interval:.0f}s, {args.looks} looks per analysis step")
+    print(f"\nanalysis interval {args.interval:.0f}s, {args.looks} looks per analysis step, "
+          f"errors as a proportion with minimumDetectable {args.errors_mde}")  # fmt: skip
     table(cases, args.interval)
 
 

@@ -4,7 +4,8 @@ writes the weights into the Rollout's status; the real gateway (in a thread, its
 the cluster) sends each request to the stable or canary upstream by weight; two small real
 HTTP upstreams stand in for the kwok Pods (the canary can inject errors or latency); a load
 generator keeps requests flowing; a real Prometheus scrapes the gateway's per-revision
-metrics (error ratio and mean latency by revision), which the analysis reads.
+metrics (5xx and all requests counted per step, judged as a proportion, and mean latency by
+revision), which the analysis reads.
 
 A bad canary is rolled back within 2 analysis intervals (and the gateway's route is plain
 again, the canary scaled to zero); a healthy one is promoted through every step (the target
@@ -58,12 +59,22 @@ from services.gateway.settings import GatewaySettings
 INTERVAL = 5.0
 RATE = 40.0  # requests per second through the gateway
 _CANARY_HOST = re.compile(r"-ro-[0-9a-f]{8}$")
+STEP = 1  # s, the operator's query step, as the scrape interval: the latency needs the points
+_COUNTER = 'xynergy_gateway_revision_requests_total{revision="{{revision}}"%s}'
+
+
+def counted(selector: str) -> str:
+    """Requests counted in each step: the counter now less the counter a step ago (none yet:
+    0). Steps of {{step}} tile the time, so each request is counted once, exactly; increase()
+    over [{{step}}] would need at least two scrapes per window (a 2 s step), and extrapolates
+    the one scrape interval it sees to the window (doubling the counts' noise)."""
+    return f"sum({selector}) - (sum({selector} offset {{{{step}}}}) or vector(0))"
+
+
+# the 5xx and all requests of each step, judged as a proportion
+ERRORS = counted(_COUNTER % ',status=~"5.."')
+REQUESTS = counted(_COUNTER % "")
 # short rate windows: the series' points overlap less, so they are closer to independent
-ERRORS = (
-    '(sum(rate(xynergy_gateway_revision_requests_total{revision="{{revision}}",status=~"5.."}'
-    "[5s])) or vector(0)) / sum(rate(xynergy_gateway_revision_requests_total"
-    '{revision="{{revision}}"}[5s]))'
-)
 LATENCY = (
     'sum(rate(xynergy_gateway_revision_request_duration_seconds_sum{revision="{{revision}}"}'
     "[5s])) / sum(rate(xynergy_gateway_revision_request_duration_seconds_count"
@@ -219,7 +230,10 @@ def k8s_operator(
     cluster: Path, stack: tuple[Stack, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
     log = tmp_path_factory.mktemp("rollout-k8s-op") / "operator.log"
-    env = {"XYNERGY_ROLLOUT_PROMETHEUS_URL": stack[1], "XYNERGY_ROLLOUT_QUERY_STEP_SECONDS": "1"}
+    env = {
+        "XYNERGY_ROLLOUT_PROMETHEUS_URL": stack[1],
+        "XYNERGY_ROLLOUT_QUERY_STEP_SECONDS": str(STEP),
+    }
     with operator_process(cluster, log, **env) as op:
         yield op
 
@@ -237,8 +251,11 @@ def start(
         "interval": f"{INTERVAL:.0f}s",
         "minimumSamples": 3,
         "metrics": [
-            {"name": "errors", "query": ERRORS, "tolerancePercent": 0, "absoluteTolerance": 0.01,
-             "minimumDetectable": 0.02, "critical": True},
+            # 10 pp: what the ~60 canary requests of a look at 20 % can show (the bad canary
+            # here is 20 pp worse); 2 pp would need ~300 (the step extended, then paused)
+            {"name": "errors", "method": "proportion", "query": ERRORS, "denominator": REQUESTS,
+             "tolerancePercent": 0, "absoluteTolerance": 0.01, "minimumDetectable": 0.1,
+             "critical": True},
             {"name": "latency", "query": LATENCY, "tolerancePercent": tolerance,
              "critical": True},
         ],
@@ -280,6 +297,8 @@ def test_bad_canary_rolled_back_within_two_intervals(
     runs = status["analysisRuns"]
     assert runs[-1]["verdict"] == "Failed"
     assert runs[-1]["look"] <= 2, runs
+    errors = next(line for line in runs[-1]["evidence"] if line.startswith("errors:"))
+    assert errors.startswith("errors: High proportion (Fisher)"), errors
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["reason"] == "AnalysisFailed"
     assert not status.get("traffic")
@@ -332,6 +351,8 @@ def test_canary_too_small_to_judge_is_extended_not_promoted(
     assert status["canaryWeight"] == 6, "extended with the weight raised one step"
     assert status["extendedLooks"] >= 1
     assert all(run["verdict"] != "Successful" for run in status["analysisRuns"])
+    evidence = status["analysisRuns"][-1]["evidence"]
+    assert any(line.startswith("errors: Underpowered proportion") for line in evidence), evidence
     reasons = [c["reason"] for c in status["conditions"] if c["type"] == "Reconciling"]
     assert reasons == ["AnalysisUnderpowered"]
 
