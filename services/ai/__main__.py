@@ -1,19 +1,32 @@
-"""Run the AI router: ``python -m services.ai`` (``XYNERGY_AI_HOST``, ``XYNERGY_AI_PORT``)."""
+"""Run the AI router: ``python -m services.ai`` (``XYNERGY_AI_HOST``, ``XYNERGY_AI_PORT``).
+
+Served by uvicorn with its fast parts (uvloop, httptools), no access log and no proxy-header
+middleware (the gateway in front decides whom to believe). The objects made at start-up
+(settings, clients, the imported libraries' classes) are frozen out of the garbage
+collector's sight, so its full collections stay short (a request's p99 otherwise pays them).
+"""
 
 from __future__ import annotations
 
+import gc
 import os
 
 import uvicorn
 
+from services.ai.app import create_app
+
 
 def main() -> None:
+    app = create_app()
+    gc.freeze()
     uvicorn.run(
-        "services.ai.app:create_app",
-        factory=True,
+        app,
         host=os.environ.get("XYNERGY_AI_HOST", "0.0.0.0"),
         port=int(os.environ.get("XYNERGY_AI_PORT", "8083")),
+        loop="uvloop",
+        http="httptools",
         access_log=False,
+        proxy_headers=False,
         server_header=False,
         log_level="warning",
     )

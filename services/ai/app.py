@@ -97,6 +97,7 @@ def create_app(
             yield
         finally:
             await warm.aclose()
+            await router.aclose()  # the ledger and cache writes of answers already given
             for provider in providers:
                 await provider.aclose()
             await http.aclose()

@@ -75,24 +75,35 @@ class AnswerCache:
         except (ValueError, TypeError):
             return None  # an entry of another version: a miss
 
-    async def put(self, key: str, entry: Entry, ttl: int) -> bool:
+    def put_into(self, pipe: Any, key: str, entry: Entry, ttl: int) -> bool:
+        """Queue the entry's write on a pipeline; False (nothing queued) when it is too big."""
         data = json.dumps(asdict(entry), separators=(",", ":"))
         if len(data) > self.max_entry_bytes:
             return False
-        await self.redis.set(key, data, ex=ttl)
+        pipe.set(key, data, ex=ttl)
         return True
+
+    async def put(self, key: str, entry: Entry, ttl: int) -> bool:
+        pipe = self.redis.pipeline(transaction=False)
+        stored = self.put_into(pipe, key, entry, ttl)
+        if stored:
+            await pipe.execute()
+        return stored
+
+    def count_into(self, pipe: Any, tenant: str, outcome: str, saved: Entry | None = None) -> None:
+        """Queue the count of a lookup (``hits``, ``misses`` or ``bypassed``) and what a hit
+        saved on a pipeline."""
+        name = f"{_STATS}:{tenant_key(tenant)}"
+        pipe.hincrby(name, outcome, 1)
+        if saved is not None:
+            pipe.hincrby(name, "saved_prompt_tokens", saved.prompt_tokens)
+            pipe.hincrby(name, "saved_completion_tokens", saved.completion_tokens)
+            pipe.hincrby(name, "saved_picousd", saved.cost_picousd)
 
     async def count(self, tenant: str, outcome: str, saved: Entry | None = None) -> None:
         """Count a lookup (``hits``, ``misses`` or ``bypassed``) and what a hit saved."""
-        name = f"{_STATS}:{tenant_key(tenant)}"
-        if saved is None:
-            await self.redis.hincrby(name, outcome, 1)
-            return
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(name, outcome, 1)
-        pipe.hincrby(name, "saved_prompt_tokens", saved.prompt_tokens)
-        pipe.hincrby(name, "saved_completion_tokens", saved.completion_tokens)
-        pipe.hincrby(name, "saved_picousd", saved.cost_picousd)
+        self.count_into(pipe, tenant, outcome, saved)
         await pipe.execute()
 
     async def stats(self, tenant: str) -> CacheStats:

@@ -2,7 +2,9 @@
 
 Any verified caller of a tenant may ask for completions and read the tenant's usage and cache
 statistics; invalidating and warming the tenant's cache needs the ``editor`` role (or above).
-The error shape and the role checks are the services' shared ones.
+The error shape and the role checks are the services' shared ones. The dependencies of the
+chat path are ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a
+thread hop per dependency and request (``Editor``, the shared one, guards only cache writes).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from services.ai.engine import AiRouter
 from services.ai.ledger import Ledger
 from services.ai.warm import WarmJobs
 from services.common.errors import ApiError
-from services.common.identity import CurrentIdentity
+from services.common.identity import require_identity
 from services.common.roles import Editor
+from services.common.tenancy import Identity
 
 __all__ = ["ApiError", "Cache", "Caller", "Editor", "LedgerDep", "Router", "Warm"]
 
@@ -26,28 +29,32 @@ def _state(request: Request) -> Any:
     return request.app.state
 
 
-def _router(request: Request) -> AiRouter:
+async def _router(request: Request) -> AiRouter:
     router: AiRouter = _state(request).router
     return router
 
 
-def _cache(request: Request) -> AnswerCache:
+async def _cache(request: Request) -> AnswerCache:
     cache: AnswerCache = _state(request).router.cache
     return cache
 
 
-def _ledger(request: Request) -> Ledger:
+async def _ledger(request: Request) -> Ledger:
     ledger: Ledger = _state(request).router.ledger
     return ledger
 
 
-def _warm(request: Request) -> WarmJobs:
+async def _warm(request: Request) -> WarmJobs:
     jobs: WarmJobs = _state(request).warm
     return jobs
+
+
+async def _caller(request: Request) -> Identity:
+    return require_identity(request)
 
 
 Router = Annotated[AiRouter, Depends(_router)]
 Cache = Annotated[AnswerCache, Depends(_cache)]
 LedgerDep = Annotated[Ledger, Depends(_ledger)]
 Warm = Annotated[WarmJobs, Depends(_warm)]
-Caller = CurrentIdentity
+Caller = Annotated[Identity, Depends(_caller)]

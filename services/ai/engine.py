@@ -8,7 +8,9 @@
 3. the chain: a cooling provider is skipped; a timeout, unreachable provider, 429, 5xx or
    401/403/404 moves on to the next (and counts for that provider's cooldown); a 400 is the
    caller's and is returned;
-4. the ledger records the provider's reported usage x price; the answer is cached.
+4. the ledger records the provider's reported usage x price; the answer is cached. These
+   writes (and the cache statistics) do not hold the answer back: they go to Redis in one
+   pipeline after it (:mod:`services.ai.bookkeeping`; ``Answer.written`` is their task).
 
 Streams follow the same path: the chain moves on until a provider sends its first event;
 after that the stream is the caller's, and a provider failing mid-stream ends it with an
@@ -17,12 +19,15 @@ after that the stream is the caller's, and a provider failing mid-stream ends it
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.ai.bookkeeping import Bookkeeping
 from services.ai.cache import AnswerCache, Entry
 from services.ai.keys import cache_key, deterministic, last_user_text
 from services.ai.ledger import Ledger
@@ -78,6 +83,8 @@ class Answer:
     attempts: list[Attempt] = field(default_factory=list)
     body: dict[str, Any] | None = None
     events: AsyncIterator[bytes] | None = None
+    written: asyncio.Task[None] | None = None
+    """The writes after the answer (ledger, cache entry, statistics): done when they are."""
 
 
 class NoProviderError(Exception):
@@ -118,6 +125,7 @@ class AiRouter:
         self.ledger = ledger
         self.signer = signer
         self.semantic = semantic
+        self.bookkeeping = Bookkeeping()
 
     def chain(self, model: str) -> list[tuple[Provider, str]]:
         out = []
@@ -142,21 +150,23 @@ class AiRouter:
     async def complete(self, req: RouteRequest) -> Answer:
         chain = self.chain(req.model)
         lookup = self._lookup(req)
-        if lookup.key is None:
-            await self.cache.count(req.tenant, "bypassed")
-        else:
+        if lookup.key is not None:
             hit = await self._cached(req, lookup.key)
             if hit is not None:
                 return hit
+        outcome = "misses" if lookup.key is not None else "bypassed"
         if req.body.get("stream"):
+            await self.cache.count(req.tenant, outcome)
             return await self._stream(req, chain, lookup)
-        data, provider, upstream, attempts = await self._call(req, chain)
+        try:
+            data, provider, upstream, attempts = await self._call(req, chain)
+        except Exception:
+            await self.cache.count(req.tenant, outcome)
+            raise
         usage = Usage.of(data)
-        entry = await self._account(req, provider, upstream, usage)
-        if lookup.key is not None:
-            await self._store(req, lookup, Entry(**{**entry, "body": data}))
+        written = self._book(req, provider, upstream, usage, lookup, outcome=outcome, body=data)
         cache = "miss" if lookup.key is not None else "bypass"
-        return Answer(provider=provider.name, cache=cache, attempts=attempts, body=data)
+        return Answer(provider.name, cache, attempts, body=data, written=written)
 
     def _lookup(self, req: RouteRequest) -> _Lookup:
         ttl = self.ttl(req.route)
@@ -167,8 +177,8 @@ class AiRouter:
         return _Lookup(cache_key(req.tenant, req.model, req.body), ttl)
 
     async def _cached(self, req: RouteRequest, key: str) -> Answer | None:
+        """The cached answer, or None (the caller counts the miss)."""
         if req.cache_mode == "refresh":
-            await self.cache.count(req.tenant, "misses")
             return None
         entry = await self.cache.get(key)
         how = "hit"
@@ -176,35 +186,74 @@ class AiRouter:
             entry = await self.semantic.lookup(req, self.cache)
             how = "semantic_hit"
         if entry is None or (entry.events is None) == bool(req.body.get("stream")):
-            await self.cache.count(req.tenant, "misses")
             return None
-        await self.cache.count(req.tenant, "hits", saved=entry)
-        events = _replay([e.encode() for e in entry.events]) if entry.events else None
-        return Answer(provider=entry.provider, cache=how, body=entry.body, events=events)
-
-    async def _store(self, req: RouteRequest, lookup: _Lookup, entry: Entry) -> None:
-        assert lookup.key is not None
-        try:
-            stored = await self.cache.put(lookup.key, entry, lookup.ttl)
-            if stored and self.semantic is not None and entry.body is not None:
-                await self.semantic.add(req, lookup.key)
-        except Exception as exc:  # the answer is good; a cache write failing does not undo it
-            log.warning("cache write failed", extra={"fields": {"error": type(exc).__name__}})
-
-    async def _account(
-        self, req: RouteRequest, provider: Provider, upstream: str, usage: Usage
-    ) -> dict[str, Any]:
-        cost = cost_picousd(provider.spec, upstream, usage)
-        await self.ledger.record(
-            req.tenant, provider=provider.name, model=upstream, usage=usage, cost_picousd=cost
+        written = self.bookkeeping.later(
+            functools.partial(self.cache.count, req.tenant, "hits", saved=entry),
+            what={"tenant": req.tenant, "counted": "hits"},
         )
-        return {
-            "provider": provider.name,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cost_picousd": cost,
-            "prompt": last_user_text(req.body),
-        }
+        events = _replay([e.encode() for e in entry.events]) if entry.events else None
+        return Answer(entry.provider, how, body=entry.body, events=events, written=written)
+
+    def _book(
+        self,
+        req: RouteRequest,
+        provider: Provider,
+        upstream: str,
+        usage: Usage,
+        lookup: _Lookup,
+        *,
+        outcome: str | None,
+        body: dict[str, Any] | None = None,
+        events: list[str] | None = None,
+    ) -> asyncio.Task[None]:
+        """After the answer, in one pipeline: the lookup's count (``outcome``, unless already
+        counted), the ledger, and the answer into the cache when it may be cached."""
+        cost = cost_picousd(provider.spec, upstream, usage)
+        entry = Entry(
+            provider=provider.name,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_picousd=cost,
+            prompt=last_user_text(req.body),
+            body=body,
+            events=events,
+        )
+
+        async def write() -> None:
+            pipe = self.cache.redis.pipeline(transaction=True)
+            if outcome is not None:
+                self.cache.count_into(pipe, req.tenant, outcome)
+            self.ledger.record_into(
+                pipe,
+                req.tenant,
+                provider=provider.name,
+                model=upstream,
+                usage=usage,
+                cost_picousd=cost,
+            )
+            key = lookup.key if body is not None or events is not None else None
+            stored = key is not None and self.cache.put_into(pipe, key, entry, lookup.ttl)
+            await pipe.execute()
+            if stored and key is not None and body is not None:
+                await self._semantic_add(req, key)
+
+        what: dict[str, Any] = {"tenant": req.tenant, "provider": provider.name, "model": upstream}
+        what.update(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        return self.bookkeeping.later(write, what={**what, "cost_picousd": cost})
+
+    async def _semantic_add(self, req: RouteRequest, key: str) -> None:
+        if self.semantic is None:
+            return
+        try:
+            await self.semantic.add(req, key)
+        except Exception as exc:  # the answer and the exact entry are good; this is a hint
+            log.warning(
+                "semantic index write failed", extra={"fields": {"error": type(exc).__name__}}
+            )
+
+    async def aclose(self) -> None:
+        """Wait for the writes of every answer given so far."""
+        await self.bookkeeping.drain()
 
     # -- the chain ------------------------------------------------------------------------
 
@@ -314,22 +363,10 @@ class AiRouter:
         finally:
             await _close(rest)
             if usage.prompt_tokens or usage.completion_tokens:
-                await self._account_quietly(req, provider, upstream, usage, lookup, seen)
+                done = bool(seen) and seen[-1] == _DONE
+                events = [e.decode() for e in seen] if done else None
+                self._book(req, provider, upstream, usage, lookup, outcome=None, events=events)
         provider.breaker.succeeded()
-
-    async def _account_quietly(
-        self,
-        req: RouteRequest,
-        provider: Provider,
-        upstream: str,
-        usage: Usage,
-        lookup: _Lookup,
-        seen: list[bytes],
-    ) -> None:
-        entry = await self._account(req, provider, upstream, usage)
-        if lookup.key is not None and seen and seen[-1] == _DONE:
-            events = [e.decode() for e in seen]
-            await self._store(req, lookup, Entry(**{**entry, "events": events}))
 
 
 def _usage_of(event: bytes) -> Usage | None:

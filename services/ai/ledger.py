@@ -24,16 +24,25 @@ class Ledger:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis: Any = redis  # redis-py types async calls as "Awaitable | value"
 
-    async def record(
-        self, tenant: str, *, provider: str, model: str, usage: Usage, cost_picousd: int
+    @staticmethod
+    def record_into(
+        pipe: Any, tenant: str, *, provider: str, model: str, usage: Usage, cost_picousd: int
     ) -> None:
+        """Queue one request's counters on a pipeline (written when it executes)."""
         name = f"{_PREFIX}:{tenant_key(tenant)}"
         base = f"{provider}|{model}|"
-        pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(name, base + "requests", 1)
         pipe.hincrby(name, base + "prompt_tokens", usage.prompt_tokens)
         pipe.hincrby(name, base + "completion_tokens", usage.completion_tokens)
         pipe.hincrby(name, base + "cost_picousd", cost_picousd)
+
+    async def record(
+        self, tenant: str, *, provider: str, model: str, usage: Usage, cost_picousd: int
+    ) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        self.record_into(
+            pipe, tenant, provider=provider, model=model, usage=usage, cost_picousd=cost_picousd
+        )
         await pipe.execute()
 
     async def usage(self, tenant: str) -> dict[str, Any]:

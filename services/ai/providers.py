@@ -1,25 +1,28 @@
-"""One OpenAI-compatible provider of the chain, called through the official ``openai`` client.
+"""One OpenAI-compatible provider of the chain, called over HTTP with aiohttp.
 
-The client is made once per provider with ``max_retries=0`` (the router decides what happens
-after a failure) and its own pooled ``httpx.AsyncClient``. Answers are read raw
-(``with_raw_response`` / ``with_streaming_response``), so the caller gets the provider's JSON or
-SSE bytes unchanged and nothing is rebuilt from typed objects. Failures are sorted:
+Each provider has its own pooled ``aiohttp.ClientSession`` (HTTP/1.1 keep-alive, at most
+``max_connections``), made on first use because a session belongs to the loop that serves.
+The request is OpenAI's chat completion body with the provider's model name; answers are read
+raw, so the caller gets the provider's JSON or SSE bytes unchanged and nothing is rebuilt from
+typed objects. (The official ``openai`` client did the same through ``with_raw_response`` at
+about three times the CPU per call: bench/ai_router.py; tests/integration/ai_router checks
+that the fake provider speaks what that client reads.) No retries here: the router decides
+what happens after a failure. Failures are sorted:
 
 - :class:`ProviderFailedError` (the chain moves on): timeout, unreachable, 429, 5xx, and 401/403/
-  404 (our key or our model mapping is wrong, not the caller's request);
+  404/408 (our key or our model mapping is wrong, not the caller's request);
 - :class:`CallerError` (returned to the caller, no fallback): any other 4xx, e.g. 400.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-import httpx
-import openai
+import aiohttp
 
 from services.ai.breaker import Cooldown
 from services.ai.settings import ProviderSpec
@@ -28,6 +31,7 @@ from services.common.identity import IDENTITY_HEADER
 __all__ = ["CallerError", "Provider", "ProviderFailedError", "Usage", "cost_picousd", "sse_events"]
 
 _PICO = Decimal(1_000_000)  # USD per 1M tokens x tokens x 1e6 = pico-USD
+_MOVE_ON = (401, 403, 404, 408)  # our key or mapping is wrong, or the provider gave up
 
 
 @dataclass(frozen=True)
@@ -70,80 +74,90 @@ class CallerError(Exception):
         self.body = body
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     try:
-        return float(headers["retry-after"])
+        return float(headers["Retry-After"])
     except (KeyError, ValueError):
         return None
 
 
+def refusal(status: int, headers: Mapping[str, str], raw: bytes) -> Exception:
+    """The error of a provider's answer with an error status (>= 400)."""
+    if status == 429:
+        return ProviderFailedError("rate_limited", "429", retry_after=_retry_after(headers))
+    if status >= 500 or status in _MOVE_ON:
+        return ProviderFailedError(f"http_{status}", f"answered {status}")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = {"error": {"message": raw[:500].decode(errors="replace")}}
+    return CallerError(status, body)
+
+
 def classify(exc: Exception) -> Exception:
-    """An ``openai`` (or transport) exception as a failure or a caller error."""
-    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+    """A transport exception as a failure the chain moves on from (others unchanged)."""
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
         return ProviderFailedError("timeout", "timed out")
-    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+    if isinstance(exc, aiohttp.ClientError | OSError):
         return ProviderFailedError("unreachable", f"unreachable ({type(exc).__name__})")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 429:
-            return ProviderFailedError(
-                "rate_limited", "429", retry_after=_retry_after(exc.response.headers)
-            )
-        if status >= 500 or status in (401, 403, 404, 408):
-            return ProviderFailedError(f"http_{status}", f"answered {status}")
-        try:
-            body = exc.response.json()
-        except ValueError:
-            body = {"error": {"message": exc.response.text[:500]}}
-        return CallerError(status, body)
     return exc
 
 
 class Provider:
-    """A configured provider: its spec, its client and its cooldown."""
+    """A configured provider: its spec, its HTTP session and its cooldown."""
 
     def __init__(self, spec: ProviderSpec, key: str, breaker: Cooldown) -> None:
         self.spec = spec
         self.name = spec.name
         self.breaker = breaker
-        self.http = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=spec.max_connections,
-                max_keepalive_connections=spec.max_connections,
-            ),
-            timeout=spec.timeout_seconds,
+        self.url = spec.base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        seconds = spec.timeout_seconds  # per step, as httpx's timeout: a stream may run longer
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=seconds, sock_connect=seconds, sock_read=seconds
         )
-        self.client = openai.AsyncOpenAI(
-            base_url=spec.base_url,
-            api_key=key,
-            max_retries=0,
-            timeout=spec.timeout_seconds,
-            http_client=self.http,
-        )
+        self._session: aiohttp.ClientSession | None = None
 
-    def _args(self, body: dict[str, Any], upstream_model: str, identity: str | None) -> Any:
-        extra = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
-        headers = {IDENTITY_HEADER: identity} if identity and self.spec.forward_identity else None
-        return {
-            "model": upstream_model,
-            "messages": body["messages"],
-            "extra_body": extra or None,
-            "extra_headers": headers,
-        }
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.spec.max_connections),
+                timeout=self._timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    def _request(
+        self, body: dict[str, Any], upstream_model: str, identity: str | None, *, stream: bool
+    ) -> dict[str, Any]:
+        payload = {k: v for k, v in body.items() if k != "stream"}
+        payload["model"] = upstream_model
+        if stream:
+            options = body.get("stream_options") or {}
+            payload.update(stream=True, stream_options={**options, "include_usage": True})
+        headers = self._headers
+        if identity and self.spec.forward_identity:
+            headers = {**headers, IDENTITY_HEADER: identity}
+        return {"data": json.dumps(payload).encode(), "headers": headers}
 
     async def complete(
         self, body: dict[str, Any], upstream_model: str, identity: str | None
     ) -> dict[str, Any]:
         """The provider's completion JSON, as it sent it."""
+        request = self._request(body, upstream_model, identity, stream=False)
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(
-                **self._args(body, upstream_model, identity)
-            )
-            data = json.loads(raw.content)
-        except ValueError as exc:
-            raise ProviderFailedError("bad_answer", "answer is not JSON") from exc
+            async with self._http().post(self.url, **request) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise refusal(response.status, response.headers, raw)
+        except (ProviderFailedError, CallerError):
+            raise
         except Exception as exc:
             raise classify(exc) from exc
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ProviderFailedError("bad_answer", "answer is not JSON") from exc
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise ProviderFailedError("bad_answer", "answer is not a chat completion")
         return data
@@ -152,22 +166,21 @@ class Provider:
         self, body: dict[str, Any], upstream_model: str, identity: str | None
     ) -> AsyncIterator[bytes]:
         """The provider's SSE events (each ``data: ...\\n\\n``), ``[DONE]`` included."""
-        args = self._args(body, upstream_model, identity)
-        args["extra_body"] = {
-            **(args["extra_body"] or {}),
-            "stream_options": {"include_usage": True},
-        }
+        request = self._request(body, upstream_model, identity, stream=True)
         try:
-            async with self.client.chat.completions.with_streaming_response.create(
-                stream=True, **args
-            ) as response:
-                async for event in sse_events(response.iter_bytes()):
+            async with self._http().post(self.url, **request) as response:
+                if response.status >= 400:
+                    raise refusal(response.status, response.headers, await response.read())
+                async for event in sse_events(response.content.iter_any()):
                     yield event
+        except (ProviderFailedError, CallerError):
+            raise
         except Exception as exc:
             raise classify(exc) from exc
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

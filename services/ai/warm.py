@@ -75,6 +75,8 @@ class WarmJobs:
             async with gate:
                 try:
                     answer = await self.router.complete(req)
+                    if answer.written is not None:
+                        await answer.written  # warmed means in the cache
                     outcome = "cached" if answer.cache in ("hit", "semantic_hit") else "warmed"
                 except Exception as exc:
                     log.warning("warm prompt failed", extra={"fields": {"error": str(exc)[:200]}})
