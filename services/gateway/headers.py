@@ -190,9 +190,23 @@ def upstream_request_headers(
     return out
 
 
+_DROP_RESPONSE = frozenset(n.encode() for n in HOP_BY_HOP | {"x-request-id"})
+_CORS_PREFIX = b"access-control-"
+
+
 def response_headers(
     raw: Iterable[tuple[bytes, bytes]], connection: str | None
 ) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers less hop-by-hop ones and its own request id."""
-    drop = HOP_BY_HOP | _connection_tokens(connection) | {"x-request-id"}
-    return [(k, v) for k, v in raw if k.lower().decode("latin-1") not in drop]
+    """The upstream's response headers, names lower-cased, less hop-by-hop ones, its own
+    request id and its CORS headers: the gateway's CORS policy is the only one (Starlette's
+    ``CORSMiddleware`` replaces lower-case names only, so an upstream's mixed-case
+    ``Access-Control-Allow-Origin`` would otherwise go out next to the echoed origin)."""
+    drop = _DROP_RESPONSE
+    if connection:
+        drop = drop | {t.encode("latin-1") for t in _connection_tokens(connection)}
+    out = []
+    for k, v in raw:
+        name = k.lower()
+        if name not in drop and not name.startswith(_CORS_PREFIX):
+            out.append((name, v))
+    return out

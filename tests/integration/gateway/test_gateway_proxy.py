@@ -6,11 +6,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .conftest import RunningGateway, Upstream, make_jwt, routes_document, wait_for
+from services.common.settings import AuthSettings, InternalIdentitySettings
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+
+from .conftest import (
+    INTERNAL_KEY,
+    JWT_SECRET,
+    RedisServer,
+    RunningGateway,
+    Upstream,
+    make_jwt,
+    routes_document,
+    serve,
+    wait_for,
+)
 
 
 async def test_unknown_route_is_404_json(gateway: RunningGateway, auth: Any) -> None:
@@ -270,3 +285,59 @@ async def test_every_error_of_the_gateway_has_the_one_json_shape(
         assert parsed["error"], line
         assert parsed["message"], line
         assert "detail" not in parsed, line
+
+
+async def _mixed_case_cors_upstream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """An upstream that sets CORS headers of its own, names in mixed case on the wire (as a
+    hand-written Express or Flask handler does)."""
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    body = b'{"ok":true}'
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Credentials: false\r\n"
+        b"Access-Control-Expose-Headers: X-Internal\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    await writer.drain()
+    writer.close()
+
+
+async def test_upstream_cors_headers_never_reach_the_client(
+    redis_server: RedisServer, tmp_path: Path, auth: Any
+) -> None:
+    """The gateway's CORS policy is the only one: an upstream's own Access-Control-* headers
+    (in any case) are dropped, so a browser sees exactly one allowed origin, the echoed one.
+    (A gateway of its own with JWTs only: it needs no Firebase emulator.)"""
+    server = await asyncio.start_server(_mixed_case_cors_upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    routes = tmp_path / "routes.json"
+    upstream = {"name": "cors", "url": f"http://127.0.0.1:{port}"}
+    routes.write_text(json.dumps({"services": [{**upstream, "routes": [{"prefix": "/api/v2/c"}]}]}))
+    origin = "http://localhost:3000"
+    app = create_app(
+        GatewaySettings(
+            routes_file=routes,
+            cors_origins=[origin],
+            redis_url=redis_server.url,
+            log_level="WARNING",
+        ),
+        auth_settings=AuthSettings(jwt_secret=JWT_SECRET, firebase_enabled=False),  # type: ignore[arg-type]
+        internal_settings=InternalIdentitySettings(signing_key=INTERNAL_KEY),  # type: ignore[arg-type]
+    )
+    async with server, serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+
+        async def loaded() -> bool:
+            return app.routes.loaded and len(app.routes.table) > 0
+
+        await wait_for(loaded, within=10, what="the route table")
+        r = await http.get("/api/v2/c/x", headers={**auth(), "Origin": origin})
+        assert r.status_code == 200
+        assert r.headers.get_list("access-control-allow-origin") == [origin]
+        assert r.headers.get_list("access-control-allow-credentials") == ["true"]
+        assert "x-internal" not in r.headers["access-control-expose-headers"].lower()
+        r = await http.get("/api/v2/c/x", headers=auth())  # no Origin: no CORS headers
+        assert r.status_code == 200
+        assert not [k for k in r.headers if k.lower().startswith("access-control-")]

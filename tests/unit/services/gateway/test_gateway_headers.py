@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.headers import ForwardedFor, TrustedProxies, client_may_send
+from services.gateway.headers import (
+    ForwardedFor,
+    TrustedProxies,
+    client_may_send,
+    response_headers,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,3 +64,28 @@ def test_a_trusted_peer_names_the_client_rightmost_untrusted_first() -> None:
     assert only_proxies.client == "10.0.0.9"
     direct = ForwardedFor.resolve(peer="10.0.0.2", xff=[], trusted=TRUSTED)
     assert direct == ForwardedFor(client="10.0.0.2", header="10.0.0.2", via_proxy=True)
+
+
+def test_upstream_cors_headers_are_dropped_in_any_case() -> None:
+    """The gateway owns CORS: an upstream's own Access-Control-* headers, in whatever case,
+    never reach the client (Starlette's middleware only replaces lower-case names, so a
+    mixed-case one would go out next to the echoed origin: two values, refused by browsers)."""
+    raw = [
+        (b"Content-Type", b"application/json"),
+        (b"Access-Control-Allow-Origin", b"*"),
+        (b"access-control-allow-credentials", b"true"),
+        (b"ACCESS-CONTROL-EXPOSE-HEADERS", b"x-secret"),
+        (b"Vary", b"Accept-Encoding"),
+    ]
+    kept = response_headers(raw, None)
+    assert kept == [(b"content-type", b"application/json"), (b"vary", b"Accept-Encoding")]
+
+
+def test_response_header_names_go_out_lower_case_with_hop_by_hop_dropped() -> None:
+    raw = [
+        (b"ETag", b'"v1"'),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"X-Request-ID", b"upstream-id"),
+        (b"X-Drop-Me", b"1"),
+    ]
+    assert response_headers(raw, "X-Drop-Me") == [(b"etag", b'"v1"')]
