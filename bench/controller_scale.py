@@ -92,12 +92,12 @@ def _direct(name: str) -> list[tuple[str, dict[str, Any]]]:
 def _create_all(kube: Kube, items: list[tuple[str, dict[str, Any]]]) -> None:
     def one(item: tuple[str, dict[str, Any]]) -> None:
         path, body = item
-        for attempt in range(3):
+        for attempt in range(5):
             try:
                 resp = kube.create(path, body)
                 break
             except httpx.TransportError:  # a kept-alive connection the apiserver had closed
-                if attempt == 2:
+                if attempt == 4:
                     raise
         if resp.status_code == 409 and attempt:
             return  # the first attempt was applied; its response was lost

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from lightkube import AsyncClient
 
+from controllers.core.children import ChildCache
 from controllers.core.controller import Controller, Kind, KindReconciler
 from controllers.core.events import EventRecorder
 from controllers.core.peering import ActivityGate
@@ -58,6 +59,7 @@ class OperatorContext:
     scheduler: ResyncScheduler
     writer: StatusWriter
     recorder: EventRecorder
+    children: ChildCache = field(default_factory=ChildCache)
     controllers: dict[Kind, Controller] = field(default_factory=dict)
     providers: dict[str, Any] = field(default_factory=dict)
 
@@ -112,6 +114,7 @@ class OperatorContext:
             scheduler=self.scheduler,
             writer=self.writer,
             recorder=self.recorder,
+            children=self.children,
             resync_seconds=self.settings.drift_check_seconds,
             clock=lambda: dt.datetime.now(dt.UTC),
         )

@@ -25,6 +25,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from pydantic import BaseModel
 
 from apis.v1alpha1.common import GROUP, VERSION, Resource
+from controllers.core.children import ChildCache
 from controllers.core.events import Event, EventRecorder
 from controllers.core.queue import ObjectQueue
 from controllers.core.scheduler import ObjectKey, ResyncScheduler
@@ -131,6 +132,11 @@ TRIGGER_ANNOTATIONS = "trigger_annotations"
 """Optional attribute of a `KindReconciler`: annotation keys whose change converges the object
 (annotations do not move the generation; e.g. a Rollout's `xynergy.io/rollout-action`)."""
 
+CACHED_CHILDREN = "cached_children"
+"""Optional attribute of a `KindReconciler`: the child kinds (`on_child_event`'s `kind`) whose
+watched bodies the controller keeps in its `ChildCache`, for a converge prompted by a child
+event to read instead of the apiserver."""
+
 RESYNC_ANNOTATION = "xynergy.io/resync-requested"
 """Every kind converges when this changes (as Flux's `reconcile.fluxcd.io/requestedAt`): what
 Argo CD's `resync` action and `kubectl annotate` write to ask for a reconcile now."""
@@ -154,6 +160,9 @@ class Controller:
     soon_seconds: float = 20.0
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     rng: random.Random = field(default_factory=random.Random)
+    children: ChildCache = field(default_factory=ChildCache)
+    """The newest watched bodies of the children of the kinds the reconciler names in its
+    `cached_children` (shared by every kind's controller)."""
     _annotations: dict[str, tuple[str | None, ...]] = field(default_factory=dict, repr=False)
     """Per object: the values of the kind's trigger annotations last seen."""
     _reconciler: KindReconciler | None = field(default=None, repr=False)
@@ -279,7 +288,8 @@ class Controller:
     async def on_child_event(self, kind: str, body: Mapping[str, Any], event: str | None) -> None:
         """An event of a child we own (its controller owner reference names us): converge
         the owner with what the child reported, so drift or deletion is corrected at once.
-        The initial listing is skipped (the owners' own listing converges them)."""
+        The initial listing converges nothing (the owners' own listing converges them); every
+        event, the listing's too, updates the child cache when the kind caches that child."""
         meta = body.get("metadata") or {}
         owner = next(
             (
@@ -289,7 +299,14 @@ class Controller:
             ),
             None,
         )
-        if event is None or owner is None:
+        if owner is None:
+            return
+        if kind in (getattr(self.reconciler, CACHED_CHILDREN, None) or ()):
+            if event == "DELETED":
+                self.children.drop(kind, body)
+            else:
+                self.children.put(kind, body)
+        if event is None:
             return
         key = ObjectKey(self.kind.kind, meta.get("namespace"), owner["name"], owner["uid"])
         await self.trigger(key, child=ChildEvent(kind, body, deleted=event == "DELETED"))
@@ -317,6 +334,7 @@ class Controller:
         self._annotations.pop(uid, None)
         self._seen.pop(uid, None)
         self._again.pop(uid, None)
+        self.children.forget(uid)
 
     def _remember(self, uid: str, body: Mapping[str, Any]) -> None:
         """Keep the body an event of the object delivered (a plain dict; managedFields, often

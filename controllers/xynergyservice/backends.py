@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from apis.conditions import READY, get_condition
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.children import ChildCache
 from controllers.core.controller import ChildEvent
 from controllers.core.errors import StalledError, TransientError
 from controllers.providers.kubernetes import KubernetesProvider
@@ -79,9 +80,11 @@ class KubernetesBackend:
         provider: KubernetesProvider,
         *,
         progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS,
+        children: ChildCache | None = None,
     ) -> None:
         self.provider = provider
         self.progress_deadline_seconds = progress_deadline_seconds
+        self.children = children
 
     async def read_sources(self, svc: XynergyService) -> dict[str, str]:
         """Digests of the Secrets/ConfigMaps the env reads (by `Kind/name`), read now, each
@@ -105,20 +108,44 @@ class KubernetesBackend:
         )
         return {src.id: digest(src, objects[src.id], salt=salt) for src in sources}
 
-    async def _live(self, svc: XynergyService) -> dict[str, dict[str, Any] | None]:
-        """The live children by kind, read now. A child event only says which object to
-        converge: its body may be older than what another trigger already read (events of a
-        Deployment wait behind the owner's lock), and acting on it made Ready flap."""
+    async def _live(
+        self, svc: XynergyService, child: ChildEvent | None
+    ) -> dict[str, dict[str, Any] | None]:
+        """The live children by kind. A converge prompted by a child event reads them from the
+        child cache (the newest body any watch event or apply answer gave, never an older
+        one: acting on the triggering event's own body, which may be older than what another
+        trigger already read, made Ready flap) and the apiserver only for a child it does not
+        hold; a resync check or the object's own event reads the apiserver."""
         name, ns = name_of(svc), svc.metadata.namespace
-        found = await asyncio.gather(*(self.provider.get(v, k, name, ns) for v, k in _CHILDREN))
-        return {k: obj for (_, k), obj in zip(_CHILDREN, found, strict=True)}
+        held = {k: self._held(k, name, ns, child) for _, k in _CHILDREN}
+        found = await asyncio.gather(
+            *(self.provider.get(v, k, name, ns) for v, k in _CHILDREN if held[k] is None)
+        )
+        read = iter(found)
+        live = {k: held[k] if held[k] is not None else next(read) for _, k in _CHILDREN}
+        self._hold({k: body for k, body in live.items() if held[k] is None})
+        return live
+
+    def _held(
+        self, kind: str, name: str, namespace: str | None, child: ChildEvent | None
+    ) -> dict[str, Any] | None:
+        if child is None or self.children is None:
+            return None
+        return self.children.get(kind, namespace, name)
+
+    def _hold(self, bodies: dict[str, dict[str, Any] | None]) -> None:
+        """Keep what was read or applied (newer than or as new as what the cache holds)."""
+        if self.children is not None:
+            for kind, body in bodies.items():
+                if body is not None:
+                    self.children.put(kind, body)
 
     async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         digests = await self.read_sources(svc)
         # A service we never deployed has no children to compare with: apply straight away
         # (server-side apply is idempotent) and read the result from the response.
         fresh = svc.status is None or not svc.status.latest_created_revision
-        live = {k: None for _, k in _CHILDREN} if fresh else await self._live(svc)
+        live = {k: None for _, k in _CHILDREN} if fresh else await self._live(svc, child)
         deployment = build_deployment(
             svc, progress_deadline_seconds=self.progress_deadline_seconds, digests=digests
         )
@@ -127,6 +154,7 @@ class KubernetesBackend:
             self.provider.apply(deployment, live["Deployment"]),
             self.provider.apply(build_service(svc), live["Service"]),
         )
+        self._hold({"Deployment": dep.body, "Service": service.body})
         observed = await self._scheduling(svc, from_deployment(svc, dep.body), child)
         missing = [] if fresh else [k for k, obj in live.items() if obj is None]
         observed = missing_children(observed, _named(svc, missing), restored=True)
@@ -139,7 +167,7 @@ class KubernetesBackend:
     async def observe(
         self, svc: XynergyService, *, child: ChildEvent | None = None
     ) -> BackendStatus:
-        live = await self._live(svc)
+        live = await self._live(svc, child)
         observed = await self._scheduling(svc, from_deployment(svc, live["Deployment"]), child)
         missing = [k for k, obj in live.items() if obj is None and k != "Deployment"]
         return missing_children(observed, _named(svc, missing), restored=False)

@@ -119,6 +119,8 @@ class XynergyServiceReconciler:
     """The kind's `KindReconciler`: parse, then `reconcile`; an invalid spec stalls."""
 
     kind = KIND
+    cached_children = frozenset({"Deployment", "Service"})
+    """Their watched bodies are kept (core `ChildCache`) for the Kubernetes backend to read."""
 
     def __init__(self, backends: Backends) -> None:
         self.backends = backends
@@ -173,6 +175,7 @@ def from_context(ctx: OperatorContext) -> XynergyServiceReconciler:
     kubernetes = KubernetesBackend(
         KubernetesProvider(ctx.client, limit=ctx.api_limit),
         progress_deadline_seconds=ctx.settings.progress_deadline_seconds,
+        children=ctx.children,
     )
 
     def backend(kind: BackendKind) -> Backend | None:

@@ -594,6 +594,24 @@ async def test_child_events_behind_a_running_converge_are_converged_as_events() 
     assert client.patches == []
 
 
+async def test_child_events_keep_the_child_cache_of_the_kinds_the_reconciler_names() -> None:
+    client = FakeClient({"crm": _body()})
+    reconciler = FakeReconciler()
+    reconciler.cached_children = frozenset({"Deployment"})  # type: ignore[attr-defined]
+    controller = _controller(client, reconciler)
+    await controller.on_child_event("Deployment", _owned("Deployment", "4"), None)  # listing
+    await controller.on_child_event("Service", _owned("Service", "5"), "ADDED")
+    held = controller.children.get("Deployment", "ns", "crm")
+    assert held is not None
+    assert held["metadata"]["resourceVersion"] == "4"
+    assert controller.children.get("Service", "ns", "crm") is None  # not named: not kept
+    await controller.on_child_event("Deployment", _owned("Deployment", "6"), "DELETED")
+    assert len(controller.children) == 0
+    await controller.on_child_event("Deployment", _owned("Deployment", "7"), "MODIFIED")
+    controller.forget("u1")  # the owner is gone
+    assert len(controller.children) == 0
+
+
 async def test_a_burst_of_triggers_meets_an_unreachable_apiserver_once_per_object() -> None:
     client = FakeClient({"crm": _body()})
     controller = _controller(client, FakeReconciler())
