@@ -11,6 +11,7 @@ them; the socket.io stream then needs sticky sessions or websocket-only clients.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -26,6 +27,7 @@ from services.common.settings import (
     SettingsError,
     load_settings,
 )
+from services.gateway.app import Gateway, create_app
 from services.gateway.oauth import OAuthCallbackSettings
 from services.gateway.settings import GatewaySettings
 
@@ -53,6 +55,26 @@ def check_settings() -> None:
         )
 
 
+def tune_worker() -> None:
+    """Process-wide settings of a worker process that only serves the gateway.
+
+    The access log writes one record per request; ``logging`` by default gathers for each
+    record what no formatter of ours reads: the caller's file and line (a walk up the stack),
+    thread, process and multiprocessing names. The switches are the ones the logging HOWTO's
+    "Optimization" section names; py-spy put these lookups at about 2 % of a proxied request.
+    """
+    logging._srcfile = None  # the HOWTO's switch for "where calls were made from"
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
+def worker_app() -> Gateway:
+    """The factory granian calls in each worker: the tuned process, then ``create_app()``."""
+    tune_worker()
+    return create_app()
+
+
 def main() -> None:
     try:
         check_settings()
@@ -60,7 +82,7 @@ def main() -> None:
         print(f"gateway: settings error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     Granian(
-        "services.gateway.app:create_app",
+        "services.gateway.__main__:worker_app",
         factory=True,
         interface=Interfaces.ASGI,
         address=os.environ.get("XYNERGY_GATEWAY_HOST", "0.0.0.0"),

@@ -56,6 +56,8 @@ class GatewayMetrics:
         self.cache_hit_ratio = Gauge(
             "xynergy_gateway_cache_hit_ratio", "Hits over hits plus misses since start.", registry=r
         )
+        # computed when scraped, not set on every request
+        self.cache_hit_ratio.set_function(lambda: self._hits / max(1, self._hits + self._misses))
         self.breaker_state = Gauge(
             "xynergy_gateway_breaker_state",
             "Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open.",
@@ -138,7 +140,6 @@ class GatewayMetrics:
             self._hits += 1
         elif result == "miss":
             self._misses += 1
-        self.cache_hit_ratio.set(self._hits / max(1, self._hits + self._misses))
 
     def breaker_changed(self, upstream: str, state: BreakerState) -> None:
         self.breaker_state.labels(upstream).set(int(state))
