@@ -56,6 +56,7 @@ class FeatureSetting:
     value_mode: str = "value"
     value_step_fraction: float = 0.0
     context_relative_fraction: float = 0.0
+    calibration_tail: str = "exponential"
 
 
 FEATURE_OPTIONS_SINCE_ROUND3 = (
@@ -63,6 +64,7 @@ FEATURE_OPTIONS_SINCE_ROUND3 = (
     "value_mode",
     "value_step_fraction",
     "context_relative_fraction",
+    "calibration_tail",
 )
 """Feature options added in the third round: left out of a ledger key at their defaults, so the
 configurations scored before them keep their keys (and are not counted twice)."""
@@ -81,6 +83,7 @@ class GateSetting:
     quiet_window: float = 0.0
     quiet_level: float = 2.0
     quiet_penalty: float = 0.0
+    scored_features: tuple[str, ...] = FEATURES
 
 
 def detector(
@@ -96,17 +99,19 @@ def detector(
         season_min_cycles=setting.season_min_cycles,
         season_horizon=setting.season_horizon_windows * window,
         calibration_min_history=setting.calibration_min_history,
+        calibration_tail=setting.calibration_tail,
+        scored_features=gate.scored_features,
         value_mode=setting.value_mode,
         value_step_window=int(setting.value_step_fraction * window),
         context_relative_window=int(setting.context_relative_fraction * window),
         alarm_level=level,
         refractory=int(gate.refractory * probation),
         escalation=gate.escalation,
-        **gate_kwargs(gate, probation),
+        **{k: v for k, v in gate_kwargs(gate, probation).items() if k != "silent"},  # type: ignore[arg-type]
     )
 
 
-def gate_kwargs(gate: GateSetting, probation: int) -> dict[str, float | int]:
+def gate_kwargs(gate: GateSetting, probation: int) -> dict[str, float | int | tuple[int, ...]]:
     """The :class:`GateScorer` parameters of ``gate`` for a file with this probation length."""
     return {
         "rate_window": int(gate.rate_window * probation),
@@ -116,6 +121,7 @@ def gate_kwargs(gate: GateSetting, probation: int) -> dict[str, float | int]:
         "quiet_window": int(gate.quiet_window * probation),
         "quiet_level": gate.quiet_level,
         "quiet_penalty": gate.quiet_penalty,
+        "silent": tuple(i for i, k in enumerate(FEATURES) if k not in gate.scored_features),
     }
 
 
@@ -198,7 +204,10 @@ def config_key(setting: FeatureSetting, gate: GateSetting, level: float) -> str:
     for k in FEATURE_OPTIONS_SINCE_ROUND3:
         if feats[k] == defaults[k]:
             del feats[k]
-    return json.dumps([feats, asdict(gate), round(level, 4)], sort_keys=True)
+    gates = asdict(gate)
+    if gate.scored_features == FEATURES:
+        del gates["scored_features"]
+    return json.dumps([feats, gates, round(level, 4)], sort_keys=True)
 
 
 # Alarm rules of the second standard-profile round (issue 22 item 2), replayed on the gated score

@@ -19,15 +19,15 @@ Run from the repository root (each new setting streams the corpus once, then it 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.anomaly_cv import FeatureSetting, config_key, record  # noqa: E402
+from bench.anomaly_cv import FeatureSetting, GateSetting, config_key, record  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
     EARLIER_CONFIGURATIONS,
-    GATE_SETTINGS,
     PROFILE_GATES,
     PROFILES,
     Grid,
@@ -39,47 +39,90 @@ from bench.anomaly_eval import (  # noqa: E402
     run_grid,
     subgrid,
 )
+from intelligence.anomaly.tail_probability import FEATURES  # noqa: E402
 
-CANDIDATES: tuple[tuple[str, FeatureSetting], ...] = (
-    ("adopted", FeatureSetting()),
-    ("two-scale value z, steps over 0.05 W", FeatureSetting(value_step_fraction=0.05)),
-    ("two-scale value z, steps over 0.1 W", FeatureSetting(value_step_fraction=0.1)),
-    ("two-scale value z, steps over 0.25 W", FeatureSetting(value_step_fraction=0.25)),
-    ("value on first differences", FeatureSetting(value_mode="diff")),
-    ("value: min of z and difference z", FeatureSetting(value_mode="min")),
-    ("context less its mean over 0.1 W", FeatureSetting(context_relative_fraction=0.1)),
-    ("context less its mean over 0.5 W", FeatureSetting(context_relative_fraction=0.5)),
-    ("calibration min history 200", FeatureSetting(calibration_min_history=200)),
-    ("calibration min history 500", FeatureSetting(calibration_min_history=500)),
+NO_LEVEL = ("value", "seasonal", "context")
+"""The level feature as context only: 16 of the standard profile's 120 false alarms and none of
+its 47 first hits are carried by it (``bench/anomaly_false_alarms.py``)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting of the round: features, and which of them may carry the score."""
+
+    label: str
+    setting: FeatureSetting = field(default_factory=FeatureSetting)
+    scored: tuple[str, ...] = FEATURES
+
+    def gates(self) -> dict[str, tuple[GateSetting, ...]]:
+        """Each profile's gates (``PROFILE_GATES``) with this candidate's scored features."""
+        return {
+            prof: tuple(replace(g, scored_features=self.scored) for g in gates)
+            for prof, gates in PROFILE_GATES.items()
+        }
+
+
+CANDIDATES = (
+    Candidate("adopted"),
+    Candidate("two-scale value z, steps over 0.05 W", FeatureSetting(value_step_fraction=0.05)),
+    Candidate("two-scale value z, steps over 0.1 W", FeatureSetting(value_step_fraction=0.1)),
+    Candidate("two-scale value z, steps over 0.25 W", FeatureSetting(value_step_fraction=0.25)),
+    Candidate("value on first differences", FeatureSetting(value_mode="diff")),
+    Candidate("value: min of z and difference z", FeatureSetting(value_mode="min")),
+    Candidate("context less its mean over 0.1 W", FeatureSetting(context_relative_fraction=0.1)),
+    Candidate("context less its mean over 0.5 W", FeatureSetting(context_relative_fraction=0.5)),
+    Candidate("calibration min history 200", FeatureSetting(calibration_min_history=200)),
+    Candidate("calibration min history 500", FeatureSetting(calibration_min_history=500)),
+    Candidate("GPD tail (PWM fit, shape in [0, 1])", FeatureSetting(calibration_tail="gpd")),
+    Candidate("level feature context only", scored=NO_LEVEL),
+    Candidate("GPD tail, level context only", FeatureSetting(calibration_tail="gpd"), NO_LEVEL),
 )
-"""(label, feature setting) of the round; W is the detector's window (NAB: the probation)."""
+"""The round's settings; W is the detector's window (NAB: the probation)."""
+PAIRS = (("adopted", "level feature context only"),)
+"""Pairs offered together to each fold (the protocol choosing per profile between them)."""
+
+Gates = dict[str, tuple[GateSetting, ...]]
 
 
-def cells(grid: Grid, files: list[LabelledFile], profiles: dict[str, Weights]) -> str:
+def cells(grid: Grid, gates: Gates, files: list[LabelledFile], w: dict[str, Weights]) -> str:
     """CV / in-sample per profile, with the CV windows hit / missed and false alarms."""
     out = []
     for prof in PROFILES:
-        sel = cross_validate(subgrid(grid, PROFILE_GATES[prof]), files, profiles[prof])
+        sel = cross_validate(subgrid(grid, gates[prof]), files, w[prof])
         tp, fn, fp = sel.cv_counts
         out.append(f"{sel.cv:5.1f}/{sel.in_sample:5.1f} {tp}/{fn},{fp:3d}")
     return " | ".join(out)
 
 
+def pool(grids: list[Grid], gates: list[Gates]) -> tuple[Grid, Gates]:
+    """Several candidates' grids as one, each profile offered every candidate's gates."""
+    grid = Grid([c for g in grids for c in g.configs], [t for g in grids for t in g.terms])
+    return grid, {p: tuple(x for g in gates for x in g[p]) for p in PROFILES}
+
+
 def main() -> int:
-    """Score each candidate feature setting as its own grid, then all of them together."""
+    """Score each candidate as its own grid, then pairs and all of them offered together."""
     files = load_corpus()
     profiles = load_profiles()
     print("Feature settings (CV/in-sample, CV hit/missed,FPs): standard | low-FP | low-FN")
-    pooled = Grid([], [])
-    for label, setting in CANDIDATES:
-        grid = run_grid(files, (setting,), GATE_SETTINGS)
-        pooled.configs += grid.configs
-        pooled.terms += grid.terms
+    grids: dict[str, Grid] = {}
+    total = 0
+    for cand in CANDIDATES:
+        grid = run_grid(
+            files, (cand.setting,), tuple(dict.fromkeys(sum(cand.gates().values(), ())))
+        )
+        grids[cand.label] = grid
         fresh, total = record(config_key(*c) for c in grid.configs)
-        print(f"  {label:<40}{cells(grid, files, profiles)}  ({fresh} new)", flush=True)
-    print(f"  {'all settings offered to each fold':<40}{cells(pooled, files, profiles)}")
+        row = cells(grid, cand.gates(), files, profiles)
+        print(f"  {cand.label:<40}{row}  ({fresh} new)", flush=True)
+    by_label = {c.label: c for c in CANDIDATES}
+    for pair in PAIRS:
+        grid, gates = pool([grids[x] for x in pair], [by_label[x].gates() for x in pair])
+        print(f"  {' or '.join(pair):<40}{cells(grid, gates, files, profiles)}")
+    grid, gates = pool(list(grids.values()), [c.gates() for c in CANDIDATES])
+    print(f"  {'all settings offered to each fold':<40}{cells(grid, gates, files, profiles)}")
     print(
-        f"  {len(pooled.configs)} configurations; ledger {total} + {EARLIER_CONFIGURATIONS} "
+        f"  {len(grid.configs)} configurations; ledger {total} + {EARLIER_CONFIGURATIONS} "
         f"before the protocol = {total + EARLIER_CONFIGURATIONS}"
     )
     return 0

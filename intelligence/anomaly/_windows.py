@@ -119,6 +119,11 @@ class SortedReservoir:
         srt = self._sorted
         return srt[int(q * (len(srt) - 1))]
 
+    def above(self, value: float) -> list[float]:
+        """The sample's values strictly above ``value``, ascending (a copy)."""
+        srt = self._sorted
+        return srt[bisect.bisect_right(srt, value) :]
+
     def fraction_at_least(self, value: float) -> float:
         """Fraction of the sample that is >= ``value``."""
         srt = self._sorted

@@ -46,6 +46,7 @@ class GateScorer:
         quiet_window: int = 0,
         quiet_level: float = 2.0,
         quiet_penalty: float = 0.0,
+        silent: tuple[int, ...] = (),
     ) -> None:
         """Configure the scorer.
 
@@ -60,6 +61,8 @@ class GateScorer:
                 surprise below ``quiet_level``), as contextOSE's rest period; 0: no such rule.
             quiet_level: the raw surprise that breaks the quiet.
             quiet_penalty: taken off the score when the lead-in was not quiet.
+            silent: indices of features that are context, not evidence: they never carry the
+                score, but they count as support for another feature and break the quiet.
         """
         if features < 1:
             raise ValueError(f"features must be >= 1, got {features}")
@@ -67,6 +70,8 @@ class GateScorer:
             raise ValueError(f"rate_window must be >= 0, got {rate_window}")
         if lone_penalty < 0.0:
             raise ValueError(f"lone_penalty must be >= 0, got {lone_penalty}")
+        if any(not 0 <= k < features for k in silent):
+            raise ValueError(f"silent must hold feature indices below {features}, got {silent}")
         self.features = features
         self.rate_window = rate_window
         self.rate_level = rate_level
@@ -75,6 +80,7 @@ class GateScorer:
         self.quiet_window = quiet_window
         self.quiet_level = quiet_level
         self.quiet_penalty = quiet_penalty
+        self.silent = frozenset(silent)
         self._loud = -(10**18)
         self._t = 0
         self._hits: list[deque[int]] = [deque() for _ in range(features)]
@@ -94,6 +100,9 @@ class GateScorer:
         best_raw = 0.0
         for k, s in enumerate(surprises):
             raw = s if s == s else 0.0  # NaN -> 0
+            if k in self.silent:
+                second = max(second, raw)
+                continue
             adjusted = raw
             if self.rate_window:
                 hits = self._hits[k]

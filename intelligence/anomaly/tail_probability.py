@@ -17,12 +17,20 @@ only:
   after CAD-OSE's contextual novelty): a series that stays in range but moves in a new way.
 
 Raw features have different, file-dependent scales, so each is turned into a tail probability
-against its own history (:class:`TailCalibrator`: a uniform sample of ``calibration_window``
-past values; an exponential tail fitted from their 90th and 95th percentiles, never below the
-empirical frequency of values at least as large). Each feature's surprise is ``-log10`` of that
-probability. The detector's score is the gated combination of :mod:`intelligence.anomaly.alarms`
-(each feature discounted by its own recent exceedance rate; lone weak evidence penalised), so one
-threshold means the same thing on every series and can be chosen per application profile.
+against its own history (:class:`TailCalibrator`, :mod:`intelligence.anomaly.calibration`: a
+uniform sample of ``calibration_window`` past values; an exponential tail fitted from their
+90th and 95th percentiles, never below the empirical frequency of values at least as large).
+Each feature's surprise is ``-log10`` of that probability. The detector's score is the gated
+combination of :mod:`intelligence.anomaly.alarms` (each feature discounted by its own recent
+exceedance rate; lone weak evidence penalised), so one threshold means the same thing on every
+series and can be chosen per application profile.
+
+Feature options, all off by default (scored on NAB and not adopted, see
+docs/intelligence/anomaly.md): a two-scale value z (``value_step_window``), the value feature on
+first differences (``value_mode``), the context code length relative to its recent mean
+(``context_relative_window``), a minimum history per calibrator
+(``calibration_min_history``), a generalised Pareto tail (``calibration_tail="gpd"``), and
+features kept as context only (``scored_features``).
 
 Alarms are sparse: the first point at or above ``alarm_level`` raises an alarm (reported as
 ``evidence["alarm"] == 1``) and further alarms are suppressed for ``refractory`` points unless
@@ -39,9 +47,10 @@ import numpy as np
 
 from intelligence.anomaly._recent import RecentMean
 from intelligence.anomaly._streaming import UnivariateDetector
-from intelligence.anomaly._windows import SortedReservoir, SortedWindow
+from intelligence.anomaly._windows import SortedWindow
 from intelligence.anomaly.alarms import GateScorer, Refractory
 from intelligence.anomaly.base import RingBuffer, Thresholds
+from intelligence.anomaly.calibration import GPDTailCalibrator, TailCalibrator
 from intelligence.anomaly.context import ContextNovelty
 from intelligence.anomaly.season import SeasonSearch, detect_season
 
@@ -56,79 +65,6 @@ STEP_TO_SIGMA = 2.0 / math.sqrt(math.pi)
 CONTEXT_MIN_SCALE = 1.0
 """Smallest tail scale of the context feature, in bits: less than a factor of two in probability
 per event is not evidence (a perfectly repeating series otherwise alarms on a 0.1-bit wobble)."""
-
-
-class TailCalibrator:
-    """Turns a raw score into ``-log10`` of its tail probability against recent scores.
-
-    The tail above the history's ``lower`` quantile is modelled as exponential with scale
-    ``(q_upper - q_lower) / ln 2`` (so the median excess over ``q_lower`` is matched); the
-    probability is never allowed below the empirical frequency of past scores at least as large,
-    so a series whose big values recur does not alarm on every one of them. The history is a
-    uniform sample of at most ``capacity`` past scores (a reservoir), so memory and time per
-    score are bounded while the calibration still reflects the whole stream.
-    """
-
-    def __init__(
-        self,
-        *,
-        min_history: int = 50,
-        lower: float = 0.90,
-        upper: float = 0.95,
-        min_scale: float = 0.0,
-        capacity: int = 2000,
-    ) -> None:
-        """Configure the calibrator.
-
-        Args:
-            min_history: scores needed before any probability (earlier ones give 0).
-            lower: quantile where the exponential tail starts.
-            upper: quantile used with ``lower`` to fit the tail's scale.
-            min_scale: smallest scale of the exponential tail, in the score's unit: excesses
-                much smaller than this are not evidence (e.g. 1 bit for a code length, so a
-                history of near-identical scores does not make a tiny excess look improbable).
-            capacity: size of the uniform sample of all past scores the tail is fitted on
-                (:class:`~intelligence.anomaly._windows.SortedReservoir`).
-        """
-        if not 0.0 < lower < upper < 1.0:
-            raise ValueError(f"need 0 < lower < upper < 1, got lower={lower} upper={upper}")
-        if min_scale < 0.0:
-            raise ValueError(f"min_scale must be >= 0, got {min_scale}")
-        if capacity < min_history:
-            raise ValueError(f"capacity must be >= min_history ({min_history}), got {capacity}")
-        self.min_history = min_history
-        self.lower = lower
-        self.upper = upper
-        self.min_scale = min_scale
-        self._hist = SortedReservoir(capacity)
-
-    def __len__(self) -> int:
-        return len(self._hist)
-
-    def surprise(self, value: float) -> float:
-        """``-log10`` tail probability of ``value`` (0 below the tail or on short history)."""
-        hist = self._hist
-        n = len(hist)
-        if n < self.min_history or not math.isfinite(value):
-            return 0.0
-        q_lo = hist.at(self.lower)
-        if value <= q_lo:
-            return 0.0
-        q_hi = hist.at(self.upper)
-        beta = max((q_hi - q_lo) / math.log(2.0), 1e-12, 1e-3 * abs(q_hi), self.min_scale)
-        log_p = -math.log10(1.0 - self.lower) + (value - q_lo) / beta / math.log(10.0)
-        larger = hist.fraction_at_least(value)
-        if larger > 0.0:
-            log_p = min(log_p, -math.log10(larger))
-        return log_p
-
-    def add(self, value: float) -> None:
-        """Absorb a score into the history (NaN is ignored)."""
-        self._hist.append(value)
-
-    def clear(self) -> None:
-        """Forget the history."""
-        self._hist.clear()
 
 
 class _RollingZ:
@@ -187,6 +123,8 @@ class TailProbabilityDetector(UnivariateDetector):
         escalation: float | None = 1.0,
         calibration_window: int = 2000,
         calibration_min_history: int | None = None,
+        calibration_tail: str = "exponential",
+        scored_features: tuple[str, ...] = FEATURES,
         value_mode: str = "value",
         value_step_window: int = 0,
         context_relative_window: int = 0,
@@ -224,6 +162,11 @@ class TailProbabilityDetector(UnivariateDetector):
                 calibration is fitted on.
             calibration_min_history: feature values a calibrator needs before it gives any
                 surprise (default ``min_history``): a minimum history per feature.
+            calibration_tail: ``"exponential"`` (:class:`TailCalibrator`) or ``"gpd"`` (a
+                generalised Pareto tail fitted to the excesses, :class:`GPDTailCalibrator`).
+            scored_features: the features that may carry the score; the others are context
+                only (:class:`GateScorer`'s ``silent``): they support other features and break
+                the quiet lead-in, and their surprises stay in the evidence.
             value_mode: raw input of the ``value`` feature: ``"value"`` (robust z of ``x[t]``),
                 ``"diff"`` (robust z of the first difference ``x[t] - x[t-1]``, for
                 random-walk-like series) or ``"min"`` (the smaller of the two).
@@ -261,6 +204,8 @@ class TailProbabilityDetector(UnivariateDetector):
             context_relative_window=context_relative_window,
             calibration_min_history=calibration_min_history,
             calibration_window=calibration_window,
+            calibration_tail=calibration_tail,
+            scored_features=scored_features,
         )
         self._set_features(
             window=window,
@@ -270,6 +215,8 @@ class TailProbabilityDetector(UnivariateDetector):
             context=(context_order, context_bins, context_max_contexts),
             calibration=(calibration_window, calibration_min_history),
         )
+        self.calibration_tail = calibration_tail
+        self.scored_features = tuple(scored_features)
         self.value_mode = value_mode
         self.value_step_window = value_step_window
         self.context_relative_window = context_relative_window
@@ -284,6 +231,7 @@ class TailProbabilityDetector(UnivariateDetector):
                 quiet_window=quiet_window,
                 quiet_level=quiet_level,
                 quiet_penalty=quiet_penalty,
+                silent=tuple(i for i, k in enumerate(FEATURES) if k not in scored_features),
             )
         )
         self._reset_state()
@@ -338,8 +286,9 @@ class TailProbabilityDetector(UnivariateDetector):
         )
         self._value_options = self._steps is not None or self._diff_z is not None
         self._seasonal_z = _RollingZ(self.window, self.min_history)
+        calibrator = GPDTailCalibrator if self.calibration_tail == "gpd" else TailCalibrator
         self._calib = {
-            k: TailCalibrator(
+            k: calibrator(
                 min_history=self.calibration_min_history,
                 min_scale=CONTEXT_MIN_SCALE if k == "context" else 0.0,
                 capacity=self.calibration_window,
@@ -531,6 +480,7 @@ def _check(
 
 
 VALUE_MODES = ("value", "diff", "min")
+CALIBRATION_TAILS = ("exponential", "gpd")
 
 
 def _check_feature_options(
@@ -540,8 +490,19 @@ def _check_feature_options(
     context_relative_window: int,
     calibration_min_history: int | None,
     calibration_window: int,
+    calibration_tail: str,
+    scored_features: tuple[str, ...],
 ) -> None:
     """Refuse feature options the detector cannot work with, naming each."""
+    unknown = [k for k in scored_features if k not in FEATURES]
+    if unknown or not scored_features:
+        raise ValueError(
+            f"scored_features must be a non-empty subset of {FEATURES}, got {scored_features}"
+        )
+    if calibration_tail not in CALIBRATION_TAILS:
+        raise ValueError(
+            f"calibration_tail must be one of {CALIBRATION_TAILS}, got {calibration_tail!r}"
+        )
     if value_mode not in VALUE_MODES:
         raise ValueError(f"value_mode must be one of {VALUE_MODES}, got {value_mode!r}")
     if value_step_window < 0:

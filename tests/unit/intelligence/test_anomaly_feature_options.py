@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from scipy.stats import genpareto
 
 from intelligence.anomaly import TailProbabilityDetector
 from intelligence.anomaly._recent import RecentMean
+from intelligence.anomaly.alarms import GateScorer
+from intelligence.anomaly.calibration import GPDTailCalibrator, TailCalibrator, fit_gpd_pwm
 
 pytestmark = pytest.mark.unit
 
@@ -112,3 +115,63 @@ def test_recent_mean_is_the_mean_of_the_last_values() -> None:
     assert rm.mean() == pytest.approx(5.0)
     with pytest.raises(ValueError, match="capacity"):
         RecentMean(0)
+
+
+def test_silent_features_support_and_break_the_quiet_but_never_carry_the_score() -> None:
+    gate = GateScorer(features=2, silent=(1,), quiet_window=3, quiet_penalty=1.0)
+    assert gate.update([0.0, 5.0]) == 0.0  # a silent feature alone scores nothing...
+    assert gate.update([2.5, 0.0]) == pytest.approx(1.5)  # ...but broke the quiet: 2.5 - 1
+    plain = GateScorer(features=2, lone_penalty=1.0)
+    silent = GateScorer(features=2, silent=(1,), lone_penalty=1.0)
+    assert plain.update([2.5, 5.0]) == 5.0
+    assert silent.update([2.5, 5.0]) == 2.5  # supported by the silent feature: no lone penalty
+    with pytest.raises(ValueError, match="silent"):
+        GateScorer(features=2, silent=(2,))
+
+
+def test_scored_features_leave_the_others_as_context() -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(0.0, 1.0, 900)
+    x[600:] += 3.0  # a level shift: the level feature carries it
+    everything = evidence(TailProbabilityDetector(window=300), x)
+    no_level = evidence(
+        TailProbabilityDetector(window=300, scored_features=("value", "seasonal", "context")), x
+    )
+    np.testing.assert_array_equal(
+        [e["level_surprise"] for e in everything], [e["level_surprise"] for e in no_level]
+    )
+    others = [
+        max(e["value_surprise"], e["seasonal_surprise"], e["context_surprise"]) for e in no_level
+    ]
+    np.testing.assert_allclose([e["score"] for e in no_level], np.nan_to_num(others))
+    carried = [a["score"] - b["score"] for a, b in zip(everything, no_level, strict=True)]
+    assert max(carried) > 1.0  # points the level feature carried score less without it
+    with pytest.raises(ValueError, match="scored_features"):
+        TailProbabilityDetector(scored_features=("value", "trend"))
+
+
+def test_pwm_fit_recovers_a_generalised_pareto_tail() -> None:
+    sample = np.sort(genpareto.rvs(0.3, scale=1.5, size=4000, random_state=1))
+    sigma, xi = fit_gpd_pwm(sample)
+    assert sigma == pytest.approx(1.5, rel=0.1)
+    assert xi == pytest.approx(0.3, abs=0.08)
+    sigma, xi = fit_gpd_pwm(np.sort(np.random.default_rng(2).exponential(2.0, 4000)))
+    assert sigma == pytest.approx(2.0, rel=0.1)
+    assert xi == pytest.approx(0.0, abs=0.08)
+
+
+def test_gpd_tail_is_less_surprised_than_the_exponential_by_a_heavy_tail() -> None:
+    x = np.abs(np.random.default_rng(3).standard_t(2, 3000))
+    gpd, expo = GPDTailCalibrator(), TailCalibrator()
+    for v in x:
+        gpd.add(float(v))
+        expo.add(float(v))
+    beyond = 3.0 * float(x.max())  # past every value seen: only the tail model speaks
+    assert gpd.surprise(beyond) < expo.surprise(beyond) - 1.0
+    assert gpd.surprise(float(np.median(x))) == 0.0  # below the tail: no surprise
+    gpd.clear()
+    assert gpd.surprise(beyond) == 0.0  # no history, no evidence
+    with pytest.raises(ValueError, match="refit_every"):
+        GPDTailCalibrator(refit_every=0)
+    with pytest.raises(ValueError, match="calibration_tail"):
+        TailProbabilityDetector(calibration_tail="weibull")
