@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+import orjson
+
 __all__ = [
     "REQUEST_ID_HEADER",
     "JsonFormatter",
@@ -60,7 +62,12 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, separators=(",", ":"))
+        # orjson: the gateway's access log formats a line per request (json.dumps was ~4 % of
+        # a proxied request's CPU in py-spy); compact like separators=(",", ":"), UTF-8 as is
+        try:
+            return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # what orjson refuses (an int over 64 bits): the standard library
+            return json.dumps(out, default=str, separators=(",", ":"))
 
 
 def configure_logging(level: str = "INFO") -> None:
