@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -612,6 +612,19 @@ class VerificationRun(StatusModel):
     """Each check's outcome."""
 
 
+class RevisionTemplate(StatusModel):
+    """A revision's env, args and resources as its XynergyService spec had them. Status only
+    (the spec validated them): plain objects, so that the CEL rules of the spec types are not
+    charged again for every history entry against the apiserver's CRD cost budget."""
+
+    env: list[dict[str, Any]] | None = Field(default=None, max_length=256)
+    """Environment variables (the spec's `env` items)."""
+    args: list[str] | None = Field(default=None, max_length=256)
+    """Arguments to the entrypoint."""
+    resources: dict[str, str] | None = Field(default=None, max_length=4)
+    """CPU and memory per instance."""
+
+
 class RevisionRecord(StatusModel):
     """A revision that was stable, for undo and the rollbackWindow fast path."""
 
@@ -619,6 +632,10 @@ class RevisionRecord(StatusModel):
     """Revision name."""
     image: str | None = Field(default=None, max_length=512)
     """Its image."""
+    template: RevisionTemplate | None = None
+    """Its env, args and resources (what a Rollout changes besides the image), restored with
+    the image by undo; unset in records written before it existed (undo then restores the
+    image only)."""
     time: dt.datetime
     """When it stopped being the stable revision."""
 
@@ -661,6 +678,8 @@ class RolloutStatus(StatusModel):
     """Image of the revision being delivered."""
     stable_image: str | None = None
     """Image of the stable revision."""
+    stable_template: RevisionTemplate | None = None
+    """Env, args and resources of the stable revision (kept in the history for undo)."""
     step_started_at: dt.datetime | None = None
     """When the current step (or the current phase) began."""
     analysis_looks: int | None = None

@@ -60,7 +60,12 @@ from controllers.rollout.backends import (
 from controllers.rollout.bluegreen import BlueGreen
 from controllers.rollout.canary import Canary
 from controllers.rollout.immediate import Immediate
-from controllers.rollout.resources import promotion_patch, with_overrides
+from controllers.rollout.resources import (
+    promotion_patch,
+    restore_patch,
+    spec_template,
+    with_overrides,
+)
 from controllers.rollout.rolling import Rolling
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import conditions_for, events_for, record_run
@@ -172,6 +177,7 @@ def _fresh(rollout: Rollout, stable: str, canary: str, now: dt.datetime) -> Roll
         history=old.history,
         handled_action=old.handled_action,
         stable_image=old.stable_image if old.stable_revision == stable else None,
+        stable_template=old.stable_template if old.stable_revision == stable else None,
         canary_image=old.canary_image if old.canary_revision == canary else None,
         message=f"delivering revision {canary} (stable: {stable})",
     )
@@ -271,6 +277,7 @@ class RolloutReconciler:
         work.status = _fresh(rollout, serving.revision, name, now)
         work.status.canary_image = canary.spec.image
         work.status.stable_image = target.spec.image
+        work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
         work.reason = "Started"
         if serving.revision == name:
@@ -494,7 +501,10 @@ class RolloutReconciler:
             await self._patch_target(work, promotion_patch(work.canary))
         if status.stable_revision and status.stable_revision != canary:
             record = RevisionRecord(
-                revision=status.stable_revision, image=status.stable_image, time=work.now
+                revision=status.stable_revision,
+                image=status.stable_image,
+                template=status.stable_template,
+                time=work.now,
             )
             status.history = [record, *(status.history or [])][: rollout.spec.rollback_window]
         status.phase = RolloutPhase.PROMOTED
@@ -548,7 +558,7 @@ class RolloutReconciler:
         previous, rest = status.history[0], status.history[1:]
         await self._route(work, ((previous.revision, 100, None),))
         if previous.image:
-            await self._patch_target(work, {"spec": {"image": previous.image}})
+            await self._patch_target(work, restore_patch(previous.image, previous.template))
         status.history = rest
         status.stable_revision = previous.revision
         status.phase = RolloutPhase.ROLLED_BACK
@@ -563,10 +573,11 @@ class RolloutReconciler:
         status = work.status
         routed = await work.backend.restore(work.target, kept=kept.revision, image=kept.image)
         if kept.image and not work.backend.defers_target_patch:
-            await self._patch_target(work, {"spec": {"image": kept.image}})
+            await self._patch_target(work, restore_patch(kept.image, kept.template))
         self._routed(work, routed)
         status.history = (status.history or [])[1:]
         status.stable_revision, status.stable_image = kept.revision, kept.image
+        status.stable_template = kept.template
         status.scale_down_at = None
         status.phase = RolloutPhase.ROLLED_BACK if undo else RolloutPhase.ABORTED
         status.canary_weight = 0

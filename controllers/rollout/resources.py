@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis.v1alpha1.common import API_VERSION
-from apis.v1alpha1.rollout import Rollout, RolloutSpec, TrafficRouting
+from apis.v1alpha1.rollout import RevisionTemplate, Rollout, RolloutSpec, TrafficRouting
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.xynergyservice.resources.naming import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_LABEL
 from controllers.xynergyservice.resources.references import CONFIG_SOURCES_ANNOTATION
@@ -59,6 +59,22 @@ def promotion_patch(canary: XynergyService) -> dict[str, Any]:
     spec = canary.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     keys = ("image", "env", "args", "resources")
     return {"spec": {k: spec[k] for k in keys if k in spec}}
+
+
+def spec_template(target: XynergyService) -> RevisionTemplate:
+    """The target's env, args and resources (what a Rollout may change besides the image)."""
+    spec = target.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return RevisionTemplate.model_validate({k: spec.get(k) for k in ("env", "args", "resources")})
+
+
+def restore_patch(image: str, template: RevisionTemplate | None) -> dict[str, Any]:
+    """A merge patch that puts an earlier revision's image back, and its env, args and
+    resources when recorded (a field it did not set is removed: null in a merge patch)."""
+    spec: dict[str, Any] = {"image": image}
+    if template is not None:
+        kept = template.model_dump(by_alias=True, exclude_none=True, mode="json")
+        spec.update({k: kept.get(k) for k in ("env", "args", "resources")})
+    return {"spec": spec}
 
 
 def settled_on(target: XynergyService, canary: XynergyService) -> bool:

@@ -153,7 +153,9 @@ def test_plugin_status_abort_retry_promote_undo(
 ) -> None:
     svc = stable_service(kube, namespace)
     stable = f"{svc}-00001"
+    before = get_xs(kube, namespace, svc)["spec"]
     create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   template={"env": [{"name": "MODE", "value": "new"}], "args": ["--fast"]},
                    strategy={"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}})  # fmt: skip
     wait_rollout(kube, namespace, "ro", "paused at 25%", phase_is("Paused"))
     view = plugin(cluster, "rollout", "status", "ro", "-n", namespace)
@@ -168,13 +170,18 @@ def test_plugin_status_abort_retry_promote_undo(
     plugin(cluster, "rollout", "promote", "ro", "-n", namespace)
     status = wait_rollout(kube, namespace, "ro", "promoted", phase_is("Promoted"))["status"]
     canary = status["canaryRevision"]
-    assert get_xs(kube, namespace, svc)["spec"]["image"] == IMAGE_2
+    promoted = get_xs(kube, namespace, svc)["spec"]
+    assert promoted["image"] == IMAGE_2
+    assert {"name": "MODE", "value": "new"} in promoted["env"]
+    assert promoted["args"] == ["--fast"]
 
     plugin(cluster, "rollout", "undo", "ro", "-n", namespace)
     status = wait_rollout(kube, namespace, "ro", "undone", phase_is("RolledBack"))["status"]
     assert status["stableRevision"] == stable
-    # the target's image goes back too (its controller then deploys it: wait for that)
-    assert get_xs(kube, namespace, svc)["spec"]["image"] != IMAGE_2
+    # the target's spec goes back too, image, env and args (its controller then deploys it)
+    undone = get_xs(kube, namespace, svc)["spec"]
+    for key in ("image", "env", "args", "resources"):
+        assert undone.get(key) == before.get(key), key
     wait_ready(kube, namespace, svc)
     kube.wait_for("all traffic on the earlier revision",
                   lambda: served(fake, svc) == [(stable, 100, "")])  # fmt: skip
