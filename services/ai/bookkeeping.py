@@ -40,13 +40,18 @@ class Bookkeeping:
         return task
 
     async def _run(self, write: Callable[[], Awaitable[None]], what: dict[str, Any]) -> None:
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception_type(_TRANSIENT),
-            wait=tenacity.wait_exponential(multiplier=0.05, max=2),
-            stop=tenacity.stop_after_delay(self.retry_seconds),
-            reraise=True,
-        )
         try:
+            try:
+                await write()
+                return
+            except _TRANSIENT:  # retried below; the first try skips the policy's set-up
+                pass
+            retrying = tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception_type(_TRANSIENT),
+                wait=tenacity.wait_exponential(multiplier=0.05, max=2),
+                stop=tenacity.stop_after_delay(self.retry_seconds),
+                reraise=True,
+            )
             async for attempt in retrying:
                 with attempt:
                     await write()
