@@ -351,8 +351,11 @@ def test_canary_too_small_to_judge_is_extended_not_promoted(
     assert status["canaryWeight"] == 6, "extended with the weight raised one step"
     assert status["extendedLooks"] >= 1
     assert all(run["verdict"] != "Successful" for run in status["analysisRuns"])
-    evidence = status["analysisRuns"][-1]["evidence"]
-    assert any(line.startswith("errors: Underpowered proportion") for line in evidence), evidence
+    # the errors judged on counts (with minimumDetectable 0.1 the big stable lets even ~40
+    # canary requests pass them; the latency is what is too small to judge here)
+    errors = next(line for line in status["analysisRuns"][-1]["evidence"] if "errors:" in line)
+    assert "proportion (Fisher)" in errors, errors
+    assert errors.endswith("trials") or "trials [" in errors, errors
     reasons = [c["reason"] for c in status["conditions"] if c["type"] == "Reconciling"]
     assert reasons == ["AnalysisUnderpowered"]
 
