@@ -33,7 +33,11 @@ A second round on the standard profile's false alarms (``--alarm-rules``: persis
 weak evidence, lead-in support, an ARTime-like self-tuning level, the score's own calibrated
 tail, a silent probationary period; 1383 configurations) found no rule that survives the
 protocol: the best single rule gains 0.1 (one false alarm), the protocol choosing among them
-falls to 64.9 CV. Configurations scored on this subset: 2893 in the ledger + 142 before = 3035.
+falls to 64.9 CV. A third round on the features' calibration (``bench/anomaly_features.py``:
+two-scale value z, first differences, context relative to recent novelty, minimum history, a
+GPD tail, the level feature as context only; 650 configurations) raised no CV figure of both
+standard and low-FP. Configurations scored on this subset: 3543 in the ledger + 142 before =
+3685.
 
 Run from the repository root::
 
