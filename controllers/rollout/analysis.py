@@ -41,6 +41,7 @@ from intelligence.canary import (
     JudgeConfig,
     MetricConfig,
     MetricKind,
+    MetricResult,
     MetricVerdict,
     judge_metric,
 )
@@ -141,19 +142,24 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4g}"
 
 
+def _judged(r: MetricResult, line: str) -> MetricOutcome:
+    """The judge's result as the run needs it, its reasons appended to the evidence line."""
+    if r.reasons:
+        line += f" [{','.join(r.reasons)}]"
+    return MetricOutcome(r.name, r.verdict, r.weight, r.critical, line)
+
+
 def _judge_mann_whitney(
     stable: Series, canary: Series, metric: MetricConfig, config: JudgeConfig, look: int
 ) -> MetricOutcome:
     r = judge_metric(stable, canary, metric, config=config, look=look)
     rel = "" if math.isnan(r.relative_effect) else f" ({r.relative_effect:+.1%})"
-    line = (
+    return _judged(
+        r,
         f"{r.name}: {r.verdict.value} mannWhitney p={_fmt(r.p_value)} alpha={_fmt(r.alpha)} "
         f"effect={_fmt(r.effect)}{rel} MDE={_fmt(r.mde)} stable={_fmt(r.stable_median)} "
-        f"canary={_fmt(r.canary_median)} n={r.n_stable}/{r.n_canary}"
+        f"canary={_fmt(r.canary_median)} n={r.n_stable}/{r.n_canary}",
     )
-    if r.reasons:
-        line += f" [{','.join(r.reasons)}]"
-    return MetricOutcome(r.name, r.verdict, r.weight, r.critical, line)
 
 
 def _judge_proportion(
@@ -161,14 +167,12 @@ def _judge_proportion(
 ) -> MetricOutcome:
     """Fisher's test on the pooled (events, trials) rows; rates, their difference, the MDE."""
     r = judge_metric(_rows(stable), _rows(canary), metric, config=config, look=look)
-    line = (
+    return _judged(
+        r,
         f"{r.name}: {r.verdict.value} proportion (Fisher) stable={_fmt(r.stable_median)} "
         f"canary={_fmt(r.canary_median)} effect={_fmt(r.effect)} p={_fmt(r.p_value)} "
-        f"alpha={_fmt(r.alpha)} MDE={_fmt(r.mde)} n={r.n_stable}/{r.n_canary} trials"
+        f"alpha={_fmt(r.alpha)} MDE={_fmt(r.mde)} n={r.n_stable}/{r.n_canary} trials",
     )
-    if r.reasons:
-        line += f" [{','.join(r.reasons)}]"
-    return MetricOutcome(r.name, r.verdict, r.weight, r.critical, line)
 
 
 def _rows(values: Series) -> Series:

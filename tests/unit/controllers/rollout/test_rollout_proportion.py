@@ -7,6 +7,7 @@ requests fails."""
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -76,11 +77,16 @@ def test_a_canary_without_errors_at_60_requests_is_underpowered_not_passed() -> 
     assert as_ratio.verdict is Verdict.SUCCESSFUL, as_ratio.evidence
 
 
-def test_a_canary_five_points_worse_with_enough_requests_fails() -> None:
+def judged_at(stable_rate: float, canary_rate: float, canary_trials: int) -> Any:
+    """A run of 12 steps: 400 stable requests and `canary_trials` canary ones per step."""
     rng = np.random.default_rng(7)
-    stable = rows(rng.binomial(400, 0.01, STEPS).tolist(), [400] * STEPS)
-    canary = rows(rng.binomial(60, 0.06, STEPS).tolist(), [60] * STEPS)
-    result = judge_run(analysis(errors_metric()), {"errors": (stable, canary)}, look=1, looks=4)
+    stable = rows(rng.binomial(400, stable_rate, STEPS).tolist(), [400] * STEPS)
+    canary = rows(rng.binomial(canary_trials, canary_rate, STEPS).tolist(), [canary_trials] * STEPS)
+    return judge_run(analysis(errors_metric()), {"errors": (stable, canary)}, look=1, looks=4)
+
+
+def test_a_canary_five_points_worse_with_enough_requests_fails() -> None:
+    result = judged_at(0.01, 0.06, 60)
     assert result.verdict is Verdict.FAILED, result.evidence
     (line,) = result.failures
     assert line.startswith("errors: High proportion (Fisher)"), line
@@ -88,10 +94,7 @@ def test_a_canary_five_points_worse_with_enough_requests_fails() -> None:
 
 
 def test_a_healthy_canary_with_enough_requests_passes() -> None:
-    rng = np.random.default_rng(8)
-    stable = rows(rng.binomial(400, 0.01, STEPS).tolist(), [400] * STEPS)
-    canary = rows(rng.binomial(400, 0.01, STEPS).tolist(), [400] * STEPS)
-    result = judge_run(analysis(errors_metric()), {"errors": (stable, canary)}, look=1, looks=4)
+    result = judged_at(0.01, 0.01, 400)
     assert result.verdict is Verdict.SUCCESSFUL, result.evidence
 
 
@@ -142,22 +145,17 @@ def test_a_non_positive_step_is_refused_by_name() -> None:
         prometheus_duration(0)
 
 
-class Recorded:
-    """A provider answering from a table (None: no series), keeping the queries it got."""
+def recorded(table: dict[str, list[tuple[float, float]] | None], seen: list[str]) -> Any:
+    """A provider answering from `table` (None: no series), keeping the queries in `seen`."""
 
-    def __init__(self, table: dict[str, list[tuple[float, float]] | None]) -> None:
-        self.table, self.seen = table, list[str]()
-
-    async def query(self, query: str, *, at: float) -> float:
-        raise AssertionError("collect reads ranges")
-
-    async def query_range(self, query: str, *, start: float, end: float, step: float) -> Samples:
-        self.seen.append(query)
-        points = self.table[query]
-        if points is None:
+    async def query_range(query: str, *, start: float, end: float, step: float) -> Samples:
+        seen.append(query)
+        if (points := table[query]) is None:
             raise MetricsEmptyError(f"{query}: no series")
-        arr = np.asarray(points, dtype=np.float64)
-        return Samples(timestamps=arr[:, 0].copy(), values=arr[:, 1].copy())
+        times, values = np.asarray(points, dtype=np.float64).T
+        return Samples(timestamps=times.copy(), values=values.copy())
+
+    return SimpleNamespace(query_range=query_range)
 
 
 async def test_collect_gives_events_and_trials_on_the_denominators_steps() -> None:
@@ -172,7 +170,8 @@ async def test_collect_gives_events_and_trials_on_the_denominators_steps() -> No
         q(ERRORS, "canary"): [(10.0, 5.2)],
         q(ALL, "canary"): [(5.0, 5.0), (10.0, 5.0)],
     }
-    provider = Recorded(table)
+    seen: list[str] = []
+    provider = recorded(table, seen)
     start = dt.datetime.fromtimestamp(0, tz=dt.UTC)
     samples = await collect(
         analysis(errors_metric()),
@@ -186,4 +185,5 @@ async def test_collect_gives_events_and_trials_on_the_denominators_steps() -> No
     stable, canary = samples["errors"]
     assert stable.tolist() == [[1, 10], [0, 0], [3, 30], [0, 20]]
     assert canary.tolist() == [[0, 5], [5, 5]]
-    assert all("[5s]" in query and "{{" not in query for query in provider.seen)
+    assert len(seen) == 4
+    assert all("[5s]" in query and "{{" not in query for query in seen)
