@@ -3,6 +3,8 @@ none is lost: they land once Redis takes writes again, and closing the router wa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -57,13 +59,19 @@ async def test_closing_the_router_waits_for_writes_still_held(
     ai_router: RouterFactory, fakes: dict[str, FakeOpenAI], writes_paused: aioredis.Redis
 ) -> None:
     tenant = new_tenant()
-    async with ai_router([fakes["openai"]]) as router:
+    async with contextlib.AsyncExitStack() as stack:
+        router = await stack.enter_async_context(ai_router([fakes["openai"]]))
         r = await router.chat(tenant, temperature=0.7)
         assert r.status_code == 200, r.text
-        engine = router.app.state.router
-        assert engine.bookkeeping.pending == 1
+        books = router.app.state.router.bookkeeping
+        assert books.pending == 1  # held by Redis
+        closing = asyncio.create_task(stack.pop_all().aclose())
+        pending_at_close: list[int] = []
+        closing.add_done_callback(lambda _: pending_at_close.append(books.pending))
+        # a close that does not wait would end here, with the write still held
+        await asyncio.wait({closing}, timeout=3)
         await writes_paused.execute_command("CLIENT", "UNPAUSE")
-    # the router was closed with its write pending: the close waited for it
-    assert engine.bookkeeping.pending == 0
+        await closing
+    assert pending_at_close == [0]
     rows = await writes_paused.hgetall(f"ai:u:{tenant}")
     assert int(rows[b"openai|gpt-test|requests"]) == 1
