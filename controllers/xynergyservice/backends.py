@@ -155,7 +155,9 @@ class KubernetesBackend:
             self.provider.apply(build_service(svc), live["Service"]),
         )
         self._hold({"Deployment": dep.body, "Service": service.body})
-        observed = await self._scheduling(svc, from_deployment(svc, dep.body), child)
+        observed = from_deployment(svc, dep.body)
+        if not dep.wrote:  # a rollout this converge started is not slow: no Pods to read yet
+            observed = await self._scheduling(svc, observed, child)
         missing = [] if fresh else [k for k, obj in live.items() if obj is None]
         observed = missing_children(observed, _named(svc, missing), restored=True)
         writes = int(dep.wrote) + int(service.wrote)
