@@ -1,20 +1,14 @@
 """The child cache (core `ChildCache`): a converge prompted by a child's event reads the
 children as the watches last delivered them, never an older body, and nothing stays behind a
-deleted child or owner. The XynergyService Kubernetes backend reads it instead of GETting."""
+deleted child or owner (the XynergyService backend's reads: test_xynergyservice_backend_reads)."""
 
 from __future__ import annotations
 
-import copy
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from apis.v1alpha1 import XynergyService
 from controllers.core.children import ChildCache
-from controllers.core.controller import ChildEvent
-from controllers.providers.kubediff import is_subset
-from controllers.providers.kubernetes import Applied, KubernetesProvider
-from controllers.xynergyservice.backends import KubernetesBackend
 from controllers.xynergyservice.reconciler import XynergyServiceReconciler
 
 pytestmark = pytest.mark.unit
@@ -65,56 +59,6 @@ def test_nothing_stays_behind_a_deleted_child_or_owner() -> None:
     cache.forget("u-1")
     assert len(cache) == 0
     assert cache._owned == {}
-
-
-class CountingProvider:
-    """get/apply over dicts, counting the reads."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.gets: list[str] = []
-
-    async def get(self, api_version: str, kind: str, name: str, ns: str | None) -> Any:
-        self.gets.append(kind)
-        found = self.objects.get(kind)
-        return copy.deepcopy(found) if found is not None else None
-
-    async def apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> Applied:
-        if live is not None and is_subset(desired, live):
-            return Applied(live, wrote=False)
-        body = copy.deepcopy(desired) | {"status": {}}
-        body["metadata"] |= {"resourceVersion": "1", "generation": 1}
-        self.objects[desired["kind"]] = body
-        return Applied(body, wrote=True)
-
-    async def list(self, *_: Any, **__: Any) -> list[dict[str, Any]]:
-        return []
-
-
-def _svc() -> XynergyService:
-    meta = {"name": "crm", "namespace": "ns", "uid": "u-1", "generation": 1}
-    status = {"latestCreatedRevision": "crm-00001", "observedGeneration": 1}
-    return XynergyService.model_validate(
-        {"metadata": meta, "spec": {"image": "reg/crm:1"}, "status": status}
-    )
-
-
-async def test_a_child_events_converge_reads_the_cache_and_a_check_reads_the_apiserver() -> None:
-    provider, cache = CountingProvider(), ChildCache()
-    backend = KubernetesBackend(cast(KubernetesProvider, provider), children=cache)
-    fresh = _svc().model_copy(update={"status": None})
-    await backend.apply(fresh)  # never deployed: applied without reading
-    assert provider.gets == []
-    ready = copy.deepcopy(provider.objects["Deployment"])
-    ready["metadata"]["resourceVersion"] = "9"
-    ready["status"] = _child("Deployment", "9", ready=1)["status"]
-    cache.put("Deployment", ready)  # the watch's newest event
-    observed = await backend.apply(_svc(), child=ChildEvent("Deployment", ready))
-    assert provider.gets == []  # both children from the cache (the Service: apply's answer)
-    assert observed.ready  # decided on the newest body, not the apiserver's older one
-    assert observed.writes == 0
-    await backend.apply(_svc())  # a resync check: the apiserver
-    assert sorted(provider.gets) == ["Deployment", "Service"]
 
 
 def test_the_kind_caches_its_deployments_and_services() -> None:

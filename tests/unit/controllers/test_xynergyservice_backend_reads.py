@@ -1,4 +1,5 @@
-"""What the Kubernetes backend reads: the Pods only when a rollout is slow (a check not
+"""What the Kubernetes backend reads: its children from the core's child cache in a converge
+prompted by a child event (the apiserver otherwise); the Pods only when a rollout is slow (a check not
 prompted by a child event) or known stuck, never for a rollout the converge itself just
 started (every new XynergyService listed its namespace's Pods on creation: at N=1000 a LIST
 over a thousand Pods per object, 6 % of the operator's CPU)."""
@@ -11,6 +12,8 @@ from typing import Any, cast
 import pytest
 
 from apis.v1alpha1 import XynergyService
+from controllers.core.children import ChildCache
+from controllers.core.controller import ChildEvent
 from controllers.providers.kubediff import is_subset
 from controllers.providers.kubernetes import Applied, KubernetesProvider
 from controllers.xynergyservice.backends import KubernetesBackend
@@ -19,13 +22,15 @@ pytestmark = pytest.mark.unit
 
 
 class ListingProvider:
-    """get/apply over dicts (a Deployment applied is not rolled out yet), counting Pod lists."""
+    """get/apply over dicts (a Deployment applied is not rolled out yet), counting reads."""
 
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.lists = 0
+        self.gets: list[str] = []
 
     async def get(self, api_version: str, kind: str, name: str, ns: str | None) -> Any:
+        self.gets.append(kind)
         found = self.objects.get(kind)
         return copy.deepcopy(found) if found is not None else None
 
@@ -62,3 +67,22 @@ async def test_a_rollout_this_converge_started_lists_no_pods() -> None:
     slow = await backend.apply(_svc(deployed=True, image="reg/crm:2"))  # a check, no event
     assert slow.writes == 0
     assert provider.lists == 1  # still not rolled out: why not is read from the Pods
+
+
+async def test_a_child_events_converge_reads_the_cache_and_a_check_reads_the_apiserver() -> None:
+    provider, cache = ListingProvider(), ChildCache()
+    backend = KubernetesBackend(cast(KubernetesProvider, provider), children=cache)
+    await backend.apply(_svc(deployed=False))  # never deployed: applied without reading
+    assert provider.gets == []
+    ready = copy.deepcopy(provider.objects["Deployment"])
+    ready["metadata"]["resourceVersion"] = "9"
+    ready["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                       "readyReplicas": 1, "availableReplicas": 1,
+                       "conditions": [{"type": "Available", "status": "True"}]}  # fmt: skip
+    cache.put("Deployment", ready)  # the watch's newest event
+    observed = await backend.apply(_svc(deployed=True), child=ChildEvent("Deployment", ready))
+    assert provider.gets == []  # both children from the cache (the Service: apply's answer)
+    assert observed.ready  # decided on the newest body, not the apiserver's older one
+    assert observed.writes == 0
+    await backend.apply(_svc(deployed=True))  # a resync check: the apiserver
+    assert sorted(provider.gets) == ["Deployment", "Service"]
