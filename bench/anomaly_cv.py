@@ -57,6 +57,8 @@ class FeatureSetting:
     value_step_fraction: float = 0.0
     context_relative_fraction: float = 0.0
     calibration_tail: str = "exponential"
+    calibration_quantiles: tuple[float, float] = (0.90, 0.95)
+    context_min_scale: float = 1.0
 
 
 FEATURE_OPTIONS_SINCE_ROUND3 = (
@@ -65,6 +67,8 @@ FEATURE_OPTIONS_SINCE_ROUND3 = (
     "value_step_fraction",
     "context_relative_fraction",
     "calibration_tail",
+    "calibration_quantiles",
+    "context_min_scale",
 )
 """Feature options added in the third round: left out of a ledger key at their defaults, so the
 configurations scored before them keep their keys (and are not counted twice)."""
@@ -100,6 +104,8 @@ def detector(
         season_horizon=setting.season_horizon_windows * window,
         calibration_min_history=setting.calibration_min_history,
         calibration_tail=setting.calibration_tail,
+        calibration_quantiles=setting.calibration_quantiles,
+        context_min_scale=setting.context_min_scale,
         scored_features=gate.scored_features,
         value_mode=setting.value_mode,
         value_step_window=int(setting.value_step_fraction * window),

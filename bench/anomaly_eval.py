@@ -35,9 +35,9 @@ tail, a silent probationary period; 1383 configurations) found no rule that surv
 protocol: the best single rule gains 0.1 (one false alarm), the protocol choosing among them
 falls to 64.9 CV. A third round on the features' calibration (``bench/anomaly_features.py``:
 two-scale value z, first differences, context relative to recent novelty, minimum history, a
-GPD tail, the level feature as context only; 650 configurations) raised no CV figure of both
-standard and low-FP. Configurations scored on this subset: 3543 in the ledger + 142 before =
-3685.
+GPD tail, the level feature as context only, the context tail's scale, the tail quantiles; 750
+configurations) raised no CV figure of both standard and low-FP. Configurations scored on this
+subset: 3643 in the ledger + 142 before = 3785.
 
 Run from the repository root::
 

@@ -76,6 +76,10 @@ CANDIDATES = (
     Candidate("GPD tail (PWM fit, shape in [0, 1])", FeatureSetting(calibration_tail="gpd")),
     Candidate("level feature context only", scored=NO_LEVEL),
     Candidate("GPD tail, level context only", FeatureSetting(calibration_tail="gpd"), NO_LEVEL),
+    Candidate("context tail scale at least 2 bits", FeatureSetting(context_min_scale=2.0)),
+    Candidate(
+        "tail from quantiles 0.95 / 0.99", FeatureSetting(calibration_quantiles=(0.95, 0.99))
+    ),
 )
 """The round's settings; W is the detector's window (NAB: the probation)."""
 PAIRS = (("adopted", "level feature context only"),)

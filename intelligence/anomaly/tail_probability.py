@@ -29,8 +29,9 @@ Feature options, all off by default (scored on NAB and not adopted, see
 docs/intelligence/anomaly.md): a two-scale value z (``value_step_window``), the value feature on
 first differences (``value_mode``), the context code length relative to its recent mean
 (``context_relative_window``), a minimum history per calibrator
-(``calibration_min_history``), a generalised Pareto tail (``calibration_tail="gpd"``), and
-features kept as context only (``scored_features``).
+(``calibration_min_history``), a generalised Pareto tail (``calibration_tail="gpd"``), the
+tails' quantiles (``calibration_quantiles``), the context tail's scale (``context_min_scale``),
+and features kept as context only (``scored_features``).
 
 Alarms are sparse: the first point at or above ``alarm_level`` raises an alarm (reported as
 ``evidence["alarm"] == 1``) and further alarms are suppressed for ``refractory`` points unless
@@ -124,6 +125,8 @@ class TailProbabilityDetector(UnivariateDetector):
         calibration_window: int = 2000,
         calibration_min_history: int | None = None,
         calibration_tail: str = "exponential",
+        calibration_quantiles: tuple[float, float] = (0.90, 0.95),
+        context_min_scale: float = CONTEXT_MIN_SCALE,
         scored_features: tuple[str, ...] = FEATURES,
         value_mode: str = "value",
         value_step_window: int = 0,
@@ -164,6 +167,9 @@ class TailProbabilityDetector(UnivariateDetector):
                 surprise (default ``min_history``): a minimum history per feature.
             calibration_tail: ``"exponential"`` (:class:`TailCalibrator`) or ``"gpd"`` (a
                 generalised Pareto tail fitted to the excesses, :class:`GPDTailCalibrator`).
+            calibration_quantiles: the calibrators' ``lower`` and ``upper`` quantiles (where the
+                tail starts, and the second quantile its scale is read from).
+            context_min_scale: smallest tail scale of the context feature, in bits.
             scored_features: the features that may carry the score; the others are context
                 only (:class:`GateScorer`'s ``silent``): they support other features and break
                 the quiet lead-in, and their surprises stay in the evidence.
@@ -206,6 +212,8 @@ class TailProbabilityDetector(UnivariateDetector):
             calibration_window=calibration_window,
             calibration_tail=calibration_tail,
             scored_features=scored_features,
+            calibration_quantiles=calibration_quantiles,
+            context_min_scale=context_min_scale,
         )
         self._set_features(
             window=window,
@@ -216,6 +224,8 @@ class TailProbabilityDetector(UnivariateDetector):
             calibration=(calibration_window, calibration_min_history),
         )
         self.calibration_tail = calibration_tail
+        self.calibration_quantiles = calibration_quantiles
+        self.context_min_scale = context_min_scale
         self.scored_features = tuple(scored_features)
         self.value_mode = value_mode
         self.value_step_window = value_step_window
@@ -290,8 +300,10 @@ class TailProbabilityDetector(UnivariateDetector):
         self._calib = {
             k: calibrator(
                 min_history=self.calibration_min_history,
-                min_scale=CONTEXT_MIN_SCALE if k == "context" else 0.0,
+                min_scale=self.context_min_scale if k == "context" else 0.0,
                 capacity=self.calibration_window,
+                lower=self.calibration_quantiles[0],
+                upper=self.calibration_quantiles[1],
             )
             for k in FEATURES
         }
@@ -492,8 +504,15 @@ def _check_feature_options(
     calibration_window: int,
     calibration_tail: str,
     scored_features: tuple[str, ...],
+    calibration_quantiles: tuple[float, float],
+    context_min_scale: float,
 ) -> None:
     """Refuse feature options the detector cannot work with, naming each."""
+    lower, upper = calibration_quantiles
+    if not 0.0 < lower < upper < 1.0:
+        raise ValueError(f"calibration_quantiles need 0 < lower < upper < 1, got {lower}, {upper}")
+    if context_min_scale < 0.0:
+        raise ValueError(f"context_min_scale must be >= 0, got {context_min_scale}")
     unknown = [k for k in scored_features if k not in FEATURES]
     if unknown or not scored_features:
         raise ValueError(

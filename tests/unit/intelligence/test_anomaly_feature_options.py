@@ -26,6 +26,8 @@ def evidence(det: TailProbabilityDetector, x: NDArray[np.float64]) -> list[dict[
         ({"value_step_window": -1}, "value_step_window"),
         ({"context_relative_window": -3}, "context_relative_window"),
         ({"calibration_min_history": 1}, "calibration_min_history"),
+        ({"calibration_quantiles": (0.95, 0.9)}, "calibration_quantiles"),
+        ({"context_min_scale": -1.0}, "context_min_scale"),
         ({"calibration_min_history": 500, "calibration_window": 400}, "calibration_window"),
     ],
 )
@@ -175,3 +177,15 @@ def test_gpd_tail_is_less_surprised_than_the_exponential_by_a_heavy_tail() -> No
         GPDTailCalibrator(refit_every=0)
     with pytest.raises(ValueError, match="calibration_tail"):
         TailProbabilityDetector(calibration_tail="weibull")
+
+
+def test_a_wider_context_tail_scale_only_lowers_context_surprises() -> None:
+    rng = np.random.default_rng(10)
+    x = np.sin(np.arange(1500) / 5.0) + rng.normal(0.0, 0.3, 1500)
+    x[1200:1230] = rng.normal(0.0, 1.0, 30)
+    one = evidence(TailProbabilityDetector(window=300), x)
+    two = evidence(TailProbabilityDetector(window=300, context_min_scale=4.0), x)
+    a = np.array([e["context_surprise"] for e in one])
+    b = np.array([e["context_surprise"] for e in two])
+    assert np.all(b <= a + 1e-12)
+    assert np.any(b < a - 0.5)
