@@ -124,6 +124,7 @@ class Provider:
                 connector=aiohttp.TCPConnector(limit=self.spec.max_connections),
                 timeout=self._timeout,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=True,  # HTTPS_PROXY and NO_PROXY, read as httpx read them
             )
         return self._session
 
@@ -138,7 +139,8 @@ class Provider:
         headers = self._headers
         if identity and self.spec.forward_identity:
             headers = {**headers, IDENTITY_HEADER: identity}
-        return {"data": json.dumps(payload).encode(), "headers": headers}
+        body_bytes = json.dumps(payload).encode()
+        return {"data": body_bytes, "headers": headers, "allow_redirects": False}
 
     async def complete(
         self, body: dict[str, Any], upstream_model: str, identity: str | None
