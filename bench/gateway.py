@@ -31,6 +31,7 @@ peak runs' backlog or garbage) shows as a difference between the first and the l
 
     .venv/bin/python bench/gateway.py [--duration 10] [--workers N] [--connections 64]
     .venv/bin/python bench/gateway.py --compare
+    .venv/bin/python bench/gateway.py --ab /tmp/old-checkout [--rounds 5]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,10 +119,10 @@ def cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def process(
-    args: list[str], *, env: dict[str, str] | None = None, log: Path
+    args: list[str], *, env: dict[str, str] | None = None, log: Path, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
         try:
             yield proc
         finally:
@@ -379,13 +381,16 @@ def settle(pid: int, *, idle: float = 0.05, within: float = 15.0) -> None:
 
 @contextlib.contextmanager
 def gateway(
-    stack: Stack, variant: str, *, workers: int, access_log: bool
+    stack: Stack, variant: str, *, workers: int, access_log: bool, tree: Path = ROOT
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A gateway of ``variant``, its code from ``tree`` (a checkout: this one by default)."""
     port = free_port()
     env = stack.env(variant, workers=workers, access_log=access_log)
     env["XYNERGY_GATEWAY_PORT"] = str(port)
+    env["PYTHONPATH"] = str(tree)
     cmd = gateway_command(variant, workers=workers, port=port)
-    with process(cmd, env=env, log=stack.tmp / f"gateway-{variant}.log") as proc:
+    log = stack.tmp / f"gateway-{variant}-{port}.log"
+    with process(cmd, env=env, log=log, cwd=tree) as proc:
         base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": f"Bearer {stack.token}", "Origin": ORIGIN}
         wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, f"gateway {variant}")
@@ -512,6 +517,36 @@ def compare(args: argparse.Namespace) -> None:
     print(_footer())
 
 
+def ab(args: argparse.Namespace) -> None:
+    """The shipped gateway of another checkout (``--ab DIR``, e.g. made by ``git worktree
+    add DIR <commit>``) against this one's, both up at once, peak runs interleaved
+    (A B, B A, ...) for ``--rounds``; the medians of each. CPU ms per request is the figure
+    that moves least with the machine's other load."""
+    trees = {"A (" + args.ab + ")": Path(args.ab).resolve(), "B (this checkout)": ROOT}
+    runs: dict[tuple[str, str], list[Result]] = {}
+    with stack(args) as s, contextlib.ExitStack() as up:
+        gws = {
+            name: up.enter_context(
+                gateway(s, "shipped", workers=args.workers, access_log=True, tree=tree)
+            )
+            for name, tree in trees.items()
+        }
+        for r in range(args.rounds):
+            for name in list(gws) if r % 2 == 0 else list(gws)[::-1]:
+                proc, base = gws[name]
+                for path in ("data", "cached"):
+                    url = f"{base}/api/v2/bench/{path}"
+                    res = s.run(name, url, token=s.token, cpu_of=proc.pid)
+                    runs.setdefault((name, path), []).append(res)
+    print(_header(args))
+    print(f"{'gateway':40} {'path':7} {'req/s':>9} {'p99 ms':>8} {'CPU ms/req':>11}  (medians)")
+    for (name, path), rs in runs.items():
+        cpu = statistics.median(r.cpu_ms_per_request or 0.0 for r in rs)
+        rps, p99 = statistics.median(r.rps for r in rs), statistics.median(r.p99_ms for r in rs)
+        print(f"{name:40} {path:7} {rps:9.0f} {p99:8.2f} {cpu:11.3f}")
+    print(_footer())
+
+
 def _header(args: argparse.Namespace) -> str:
     pin = f"wrk on core {PINNING[1]}, servers on {PINNING[0]}" if PINNING else "not pinned"
     return (
@@ -544,12 +579,16 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--compare", action="store_true", help="hand-written parts vs stock")
+    parser.add_argument("--ab", metavar="DIR", help="another checkout's gateway against this one")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --ab")
     args = parser.parse_args()
     PINNING = _cpus() if args.pin else None
     if not args.workers:  # one per core the gateway gets: two on one core cost more CPU each
         args.workers = len(PINNING[0].split(",")) if PINNING else os.cpu_count() or 1
     LOAD_BEFORE = os.getloadavg()[0]
-    if args.compare:
+    if args.ab:
+        ab(args)
+    elif args.compare:
         compare(args)
     else:
         full_table(args)
