@@ -11,6 +11,7 @@ them; the socket.io stream then needs sticky sessions or websocket-only clients.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -62,11 +63,21 @@ def tune_worker() -> None:
     record what no formatter of ours reads: the caller's file and line (a walk up the stack),
     thread, process and multiprocessing names. The switches are the ones the logging HOWTO's
     "Optimization" section names; py-spy put these lookups at about 2 % of a proxied request.
+
+    The cyclic GC's youngest generation is collected every 700 net allocations by default:
+    with a few dozen requests in flight that is every ~40 requests, and those collections cost
+    about 4 % of a proxied request's CPU (``gc.callbacks``, thread CPU time) while finding
+    almost nothing (request objects are freed by reference counting). At 10,000 the
+    collector still runs when cyclic garbage builds up, and not on every burst of requests.
     """
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     logging._srcfile = None  # the HOWTO's switch for "where calls were made from"
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+GC_YOUNG_THRESHOLD = 10_000
 
 
 def worker_app() -> Gateway:

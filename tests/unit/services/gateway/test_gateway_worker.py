@@ -3,6 +3,7 @@ log's lines whole while skipping the lookups no formatter reads."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.common.telemetry import JsonFormatter
-from services.gateway.__main__ import tune_worker
+from services.gateway.__main__ import GC_YOUNG_THRESHOLD, tune_worker
 
 pytestmark = pytest.mark.unit
 
@@ -20,9 +21,11 @@ _SWITCHES = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
     saved = {name: getattr(logging, name) for name in _SWITCHES}
+    thresholds = gc.get_threshold()
     yield
     for name, value in saved.items():
         setattr(logging, name, value)
+    gc.set_threshold(*thresholds)
 
 
 def _record() -> logging.LogRecord:
@@ -51,3 +54,11 @@ def test_tuned_worker_skips_caller_thread_and_process_lookups() -> None:
     assert (after.threadName, after.processName, after.process) == (None, None, None)
     line = json.loads(JsonFormatter().format(after))
     assert (line["msg"], line["status"], line["route"]) == ("request", 200, "/api/v2/crm")
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_tuned_worker_collects_the_young_generation_less_often() -> None:
+    gc.set_threshold(700, 10, 10)
+    tune_worker()
+    assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, 10, 10)
+    assert gc.isenabled()
