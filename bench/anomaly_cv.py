@@ -35,7 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench" / "anomaly"
 
 from intelligence.anomaly.alarms import GateScorer, Refractory  # noqa: E402
-from intelligence.anomaly.tail_probability import FEATURES, TailProbabilityDetector  # noqa: E402
+from intelligence.anomaly.tail_probability import (  # noqa: E402
+    FEATURES,
+    FeatureOptions,
+    TailProbabilityDetector,
+)
 
 SOURCES = sorted(
     p for p in (ROOT / "intelligence" / "anomaly").glob("*.py") if p.name != "alarms.py"
@@ -102,14 +106,16 @@ def detector(
         calibration_window=setting.calibration_window,
         season_min_cycles=setting.season_min_cycles,
         season_horizon=setting.season_horizon_windows * window,
-        calibration_min_history=setting.calibration_min_history,
-        calibration_tail=setting.calibration_tail,
-        calibration_quantiles=setting.calibration_quantiles,
-        context_min_scale=setting.context_min_scale,
-        scored_features=gate.scored_features,
-        value_mode=setting.value_mode,
-        value_step_window=int(setting.value_step_fraction * window),
-        context_relative_window=int(setting.context_relative_fraction * window),
+        options=FeatureOptions(
+            value_mode=setting.value_mode,
+            value_step_window=int(setting.value_step_fraction * window),
+            context_relative_window=int(setting.context_relative_fraction * window),
+            context_min_scale=setting.context_min_scale,
+            calibration_min_history=setting.calibration_min_history,
+            calibration_tail=setting.calibration_tail,
+            calibration_quantiles=setting.calibration_quantiles,
+            scored_features=gate.scored_features,
+        ),
         alarm_level=level,
         refractory=int(gate.refractory * probation),
         escalation=gate.escalation,

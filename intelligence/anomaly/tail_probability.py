@@ -25,13 +25,11 @@ combination of :mod:`intelligence.anomaly.alarms` (each feature discounted by it
 exceedance rate; lone weak evidence penalised), so one threshold means the same thing on every
 series and can be chosen per application profile.
 
-Feature options, all off by default (scored on NAB and not adopted, see
-docs/intelligence/anomaly.md): a two-scale value z (``value_step_window``), the value feature on
-first differences (``value_mode``), the context code length relative to its recent mean
-(``context_relative_window``), a minimum history per calibrator
-(``calibration_min_history``), a generalised Pareto tail (``calibration_tail="gpd"``), the
-tails' quantiles (``calibration_quantiles``), the context tail's scale (``context_min_scale``),
-and features kept as context only (``scored_features``).
+Feature calibration options, all off by default (:class:`FeatureOptions`: scored on NAB and
+not adopted, see docs/intelligence/anomaly.md): a two-scale value z, the value feature on first
+differences, the context code length relative to its recent mean, a minimum history per
+calibrator, a generalised Pareto tail, the tails' quantiles, the context tail's scale, and
+features kept as context only.
 
 Alarms are sparse: the first point at or above ``alarm_level`` raises an alarm (reported as
 ``evidence["alarm"] == 1``) and further alarms are suppressed for ``refractory`` points unless
@@ -43,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,7 +54,7 @@ from intelligence.anomaly.calibration import GPDTailCalibrator, TailCalibrator
 from intelligence.anomaly.context import ContextNovelty
 from intelligence.anomaly.season import SeasonSearch, detect_season
 
-__all__ = ["TailCalibrator", "TailProbabilityDetector", "detect_season"]
+__all__ = ["FeatureOptions", "TailCalibrator", "TailProbabilityDetector", "detect_season"]
 
 MAD_TO_SIGMA = 1.4826
 IQR_TO_MAD = 0.5
@@ -97,6 +96,75 @@ class _RollingZ:
         return len(self._hist)
 
 
+VALUE_MODES = ("value", "diff", "min")
+CALIBRATION_TAILS = ("exponential", "gpd")
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """Feature calibration options of issue 22's third round, all off by default.
+
+    Each was scored on NAB under the cross-validated protocol and none was adopted
+    (docs/intelligence/anomaly.md); they stay so that the bench can reprint their figures and a
+    held-out check can try them.
+
+    Attributes:
+        value_mode: raw input of the ``value`` feature: ``"value"`` (robust z of ``x[t]``),
+            ``"diff"`` (robust z of the first difference ``x[t] - x[t-1]``, for random-walk-like
+            series) or ``"min"`` (the smaller of the two).
+        value_step_window: if > 0, the value z is taken against the larger of the window's scale
+            and the recent step scale (mean ``|x[t] - x[t-1]|`` over this many points, as a
+            sigma): a two-scale z, so a noisy stretch does not alarm on every bump.
+        context_relative_window: if > 0, the context feature is the code length less its mean
+            over this many previous points (novelty relative to recent novelty).
+        context_min_scale: smallest tail scale of the context feature, in bits.
+        calibration_min_history: feature values a calibrator needs before it gives any surprise
+            (None: the detector's ``min_history``).
+        calibration_tail: ``"exponential"`` (:class:`TailCalibrator`) or ``"gpd"`` (a
+            generalised Pareto tail fitted to the excesses, :class:`GPDTailCalibrator`).
+        calibration_quantiles: the calibrators' ``lower`` and ``upper`` quantiles (where the tail
+            starts, and the second quantile its scale is read from).
+        scored_features: the features that may carry the score; the others are context only
+            (:class:`GateScorer`'s ``silent``): they support other features and break the quiet
+            lead-in, and their surprises stay in the evidence.
+    """
+
+    value_mode: str = "value"
+    value_step_window: int = 0
+    context_relative_window: int = 0
+    context_min_scale: float = CONTEXT_MIN_SCALE
+    calibration_min_history: int | None = None
+    calibration_tail: str = "exponential"
+    calibration_quantiles: tuple[float, float] = (0.90, 0.95)
+    scored_features: tuple[str, ...] = FEATURES
+
+    def __post_init__(self) -> None:
+        """Refuse options the detector cannot work with, naming each."""
+        if self.value_mode not in VALUE_MODES:
+            raise ValueError(f"value_mode must be one of {VALUE_MODES}, got {self.value_mode!r}")
+        for name in ("value_step_window", "context_relative_window", "context_min_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        low = self.calibration_min_history
+        if low is not None and low < 2:
+            raise ValueError(f"calibration_min_history must be >= 2 or None, got {low}")
+        if self.calibration_tail not in CALIBRATION_TAILS:
+            raise ValueError(
+                f"calibration_tail must be one of {CALIBRATION_TAILS}, "
+                f"got {self.calibration_tail!r}"
+            )
+        lower, upper = self.calibration_quantiles
+        if not 0.0 < lower < upper < 1.0:
+            raise ValueError(
+                f"calibration_quantiles need 0 < lower < upper < 1, got {lower}, {upper}"
+            )
+        if not self.scored_features or any(k not in FEATURES for k in self.scored_features):
+            raise ValueError(
+                f"scored_features must be a non-empty subset of {FEATURES}, "
+                f"got {self.scored_features}"
+            )
+
+
 class TailProbabilityDetector(UnivariateDetector):
     """Value, level, seasonal and context surprise as tail probabilities; gated, sparse alarms.
 
@@ -123,14 +191,7 @@ class TailProbabilityDetector(UnivariateDetector):
         context_max_contexts: int = 4096,
         escalation: float | None = 1.0,
         calibration_window: int = 2000,
-        calibration_min_history: int | None = None,
-        calibration_tail: str = "exponential",
-        calibration_quantiles: tuple[float, float] = (0.90, 0.95),
-        context_min_scale: float = CONTEXT_MIN_SCALE,
-        scored_features: tuple[str, ...] = FEATURES,
-        value_mode: str = "value",
-        value_step_window: int = 0,
-        context_relative_window: int = 0,
+        options: FeatureOptions | None = None,
         rate_window: int = 0,
         rate_level: float = 2.0,
         lone_penalty: float = 0.0,
@@ -163,24 +224,8 @@ class TailProbabilityDetector(UnivariateDetector):
                 score is at least the last alarm's plus this much.
             calibration_window: size of the sample of past feature values each tail
                 calibration is fitted on.
-            calibration_min_history: feature values a calibrator needs before it gives any
-                surprise (default ``min_history``): a minimum history per feature.
-            calibration_tail: ``"exponential"`` (:class:`TailCalibrator`) or ``"gpd"`` (a
-                generalised Pareto tail fitted to the excesses, :class:`GPDTailCalibrator`).
-            calibration_quantiles: the calibrators' ``lower`` and ``upper`` quantiles (where the
-                tail starts, and the second quantile its scale is read from).
-            context_min_scale: smallest tail scale of the context feature, in bits.
-            scored_features: the features that may carry the score; the others are context
-                only (:class:`GateScorer`'s ``silent``): they support other features and break
-                the quiet lead-in, and their surprises stay in the evidence.
-            value_mode: raw input of the ``value`` feature: ``"value"`` (robust z of ``x[t]``),
-                ``"diff"`` (robust z of the first difference ``x[t] - x[t-1]``, for
-                random-walk-like series) or ``"min"`` (the smaller of the two).
-            value_step_window: if > 0, the value z is taken against the larger of the window's
-                scale and the recent step scale (mean ``|x[t] - x[t-1]|`` over this many points,
-                as a sigma): a two-scale z, so a noisy stretch does not alarm on every bump.
-            context_relative_window: if > 0, the context feature is the code length less its
-                mean over this many previous points (novelty relative to recent novelty).
+            options: feature calibration options of the third round (:class:`FeatureOptions`;
+                the default, all off, is the adopted detector).
             rate_window: points over which each feature's own exceedances of ``rate_level``
                 discount its surprise (0, the default, turns the discount off).
             rate_level: the surprise counted as an exceedance by the rate discount.
@@ -196,6 +241,7 @@ class TailProbabilityDetector(UnivariateDetector):
         """
         lvl = alarm_level
         super().__init__(thresholds=thresholds or Thresholds(lvl, lvl + 1.5, lvl + 3.5))
+        self.options = opts = options or FeatureOptions()
         _check(
             window=window,
             min_history=min_history,
@@ -203,17 +249,7 @@ class TailProbabilityDetector(UnivariateDetector):
             context_order=context_order,
             context_bins=context_bins,
             calibration_window=calibration_window,
-        )
-        _check_feature_options(
-            value_mode=value_mode,
-            value_step_window=value_step_window,
-            context_relative_window=context_relative_window,
-            calibration_min_history=calibration_min_history,
-            calibration_window=calibration_window,
-            calibration_tail=calibration_tail,
-            scored_features=scored_features,
-            calibration_quantiles=calibration_quantiles,
-            context_min_scale=context_min_scale,
+            calibration_min_history=opts.calibration_min_history,
         )
         self._set_features(
             window=window,
@@ -221,15 +257,8 @@ class TailProbabilityDetector(UnivariateDetector):
             short_window=short_window,
             season=(season_min_acf, season_min_cycles, season_horizon),
             context=(context_order, context_bins, context_max_contexts),
-            calibration=(calibration_window, calibration_min_history),
+            calibration=(calibration_window, opts.calibration_min_history),
         )
-        self.calibration_tail = calibration_tail
-        self.calibration_quantiles = calibration_quantiles
-        self.context_min_scale = context_min_scale
-        self.scored_features = tuple(scored_features)
-        self.value_mode = value_mode
-        self.value_step_window = value_step_window
-        self.context_relative_window = context_relative_window
         self._set_alarms(alarm_level=alarm_level, refractory=refractory, escalation=escalation)
         self._set_gate(
             GateScorer(
@@ -241,7 +270,7 @@ class TailProbabilityDetector(UnivariateDetector):
                 quiet_window=quiet_window,
                 quiet_level=quiet_level,
                 quiet_penalty=quiet_penalty,
-                silent=tuple(i for i, k in enumerate(FEATURES) if k not in scored_features),
+                silent=tuple(i for i, k in enumerate(FEATURES) if k not in opts.scored_features),
             )
         )
         self._reset_state()
@@ -284,26 +313,27 @@ class TailProbabilityDetector(UnivariateDetector):
         self.support_level = gate.support_level
 
     def _reset_state(self) -> None:
+        opts = self.options
         self._t = 0
         self._value_z = _RollingZ(self.window, self.min_history)
         self._diff_z = (
-            _RollingZ(self.window, self.min_history) if self.value_mode != "value" else None
+            _RollingZ(self.window, self.min_history) if opts.value_mode != "value" else None
         )
         self._last = float("nan")
-        self._steps = RecentMean(self.value_step_window) if self.value_step_window else None
+        self._steps = RecentMean(opts.value_step_window) if opts.value_step_window else None
         self._recent_bits = (
-            RecentMean(self.context_relative_window) if self.context_relative_window else None
+            RecentMean(opts.context_relative_window) if opts.context_relative_window else None
         )
         self._value_options = self._steps is not None or self._diff_z is not None
         self._seasonal_z = _RollingZ(self.window, self.min_history)
-        calibrator = GPDTailCalibrator if self.calibration_tail == "gpd" else TailCalibrator
+        calibrator = GPDTailCalibrator if opts.calibration_tail == "gpd" else TailCalibrator
         self._calib = {
             k: calibrator(
                 min_history=self.calibration_min_history,
-                min_scale=self.context_min_scale if k == "context" else 0.0,
+                min_scale=opts.context_min_scale if k == "context" else 0.0,
                 capacity=self.calibration_window,
-                lower=self.calibration_quantiles[0],
-                upper=self.calibration_quantiles[1],
+                lower=opts.calibration_quantiles[0],
+                upper=opts.calibration_quantiles[1],
             )
             for k in FEATURES
         }
@@ -359,7 +389,7 @@ class TailProbabilityDetector(UnivariateDetector):
         if self._diff_z is None:
             return z
         dz = self._diff_z.update(x - last)[0]
-        return dz if self.value_mode == "diff" else min(z, dz)
+        return dz if self.options.value_mode == "diff" else min(z, dz)
 
     def _context_raw(self, bits: float) -> float:
         """The context feature's raw input: the code length, less its recent mean if asked."""
@@ -475,6 +505,7 @@ def _check(
     context_order: int | None,
     context_bins: int,
     calibration_window: int,
+    calibration_min_history: int | None,
 ) -> None:
     """Refuse parameters the detector cannot work with, naming each."""
     if min_history < 2 or window < min_history:
@@ -489,51 +520,8 @@ def _check(
         raise ValueError(
             f"calibration_window must be >= min_history ({min_history}), got {calibration_window}"
         )
-
-
-VALUE_MODES = ("value", "diff", "min")
-CALIBRATION_TAILS = ("exponential", "gpd")
-
-
-def _check_feature_options(
-    *,
-    value_mode: str,
-    value_step_window: int,
-    context_relative_window: int,
-    calibration_min_history: int | None,
-    calibration_window: int,
-    calibration_tail: str,
-    scored_features: tuple[str, ...],
-    calibration_quantiles: tuple[float, float],
-    context_min_scale: float,
-) -> None:
-    """Refuse feature options the detector cannot work with, naming each."""
-    lower, upper = calibration_quantiles
-    if not 0.0 < lower < upper < 1.0:
-        raise ValueError(f"calibration_quantiles need 0 < lower < upper < 1, got {lower}, {upper}")
-    if context_min_scale < 0.0:
-        raise ValueError(f"context_min_scale must be >= 0, got {context_min_scale}")
-    unknown = [k for k in scored_features if k not in FEATURES]
-    if unknown or not scored_features:
-        raise ValueError(
-            f"scored_features must be a non-empty subset of {FEATURES}, got {scored_features}"
-        )
-    if calibration_tail not in CALIBRATION_TAILS:
-        raise ValueError(
-            f"calibration_tail must be one of {CALIBRATION_TAILS}, got {calibration_tail!r}"
-        )
-    if value_mode not in VALUE_MODES:
-        raise ValueError(f"value_mode must be one of {VALUE_MODES}, got {value_mode!r}")
-    if value_step_window < 0:
-        raise ValueError(f"value_step_window must be >= 0, got {value_step_window}")
-    if context_relative_window < 0:
-        raise ValueError(f"context_relative_window must be >= 0, got {context_relative_window}")
-    if calibration_min_history is not None and calibration_min_history < 2:
-        raise ValueError(
-            f"calibration_min_history must be >= 2 or None, got {calibration_min_history}"
-        )
     if calibration_min_history is not None and calibration_window < calibration_min_history:
         raise ValueError(
-            f"calibration_window must be >= calibration_min_history "
+            f"calibration_window must be >= options.calibration_min_history "
             f"({calibration_min_history}), got {calibration_window}"
         )

@@ -11,6 +11,7 @@ from intelligence.anomaly import TailProbabilityDetector
 from intelligence.anomaly._recent import RecentMean
 from intelligence.anomaly.alarms import GateScorer
 from intelligence.anomaly.calibration import GPDTailCalibrator, TailCalibrator, fit_gpd_pwm
+from intelligence.anomaly.tail_probability import FeatureOptions
 
 pytestmark = pytest.mark.unit
 
@@ -28,12 +29,24 @@ def evidence(det: TailProbabilityDetector, x: NDArray[np.float64]) -> list[dict[
         ({"calibration_min_history": 1}, "calibration_min_history"),
         ({"calibration_quantiles": (0.95, 0.9)}, "calibration_quantiles"),
         ({"context_min_scale": -1.0}, "context_min_scale"),
-        ({"calibration_min_history": 500, "calibration_window": 400}, "calibration_window"),
+        ({"calibration_tail": "weibull"}, "calibration_tail"),
+        ({"scored_features": ("value", "trend")}, "scored_features"),
     ],
 )
 def test_bad_feature_options_are_refused_by_name(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(ValueError, match=name):
-        TailProbabilityDetector(**kwargs)  # type: ignore[arg-type]
+        FeatureOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_calibration_window_must_hold_the_minimum_history() -> None:
+    opts = FeatureOptions(calibration_min_history=500)
+    with pytest.raises(ValueError, match="calibration_window"):
+        TailProbabilityDetector(calibration_window=400, options=opts)
+
+
+def det(**options: object) -> TailProbabilityDetector:
+    """A window-300 detector with these feature options."""
+    return TailProbabilityDetector(window=300, options=FeatureOptions(**options))  # type: ignore[arg-type]
 
 
 def test_two_scale_z_discounts_a_bump_inside_a_noisy_stretch() -> None:
@@ -42,13 +55,13 @@ def test_two_scale_z_discounts_a_bump_inside_a_noisy_stretch() -> None:
     x[560:] = rng.normal(0.0, 5.0, 40)  # a noisy stretch at the end of a quiet window
     x[-1] = 8.0
     plain = evidence(TailProbabilityDetector(window=300), x)[-1]
-    two = evidence(TailProbabilityDetector(window=300, value_step_window=30), x)[-1]
+    two = evidence(det(value_step_window=30), x)[-1]
     assert plain["value_z"] > 5.0  # against the quiet window's scale: a large z
     assert two["value_z"] < 0.5 * plain["value_z"]  # against the recent step scale: ordinary
     quiet = rng.normal(0.0, 1.0, 600)
     quiet[-1] = 8.0  # no noisy stretch: the window's scale is the larger, z unchanged
     a = evidence(TailProbabilityDetector(window=300), quiet)[-1]["value_z"]
-    b = evidence(TailProbabilityDetector(window=300, value_step_window=30), quiet)[-1]["value_z"]
+    b = evidence(det(value_step_window=30), quiet)[-1]["value_z"]
     assert a == pytest.approx(b)
 
 
@@ -57,8 +70,8 @@ def test_difference_mode_sees_a_level_shift_once_not_for_the_whole_new_level() -
     x = rng.normal(0.0, 1.0, 700)
     x[500:] += 20.0
     plain = evidence(TailProbabilityDetector(window=300), x)
-    diff = evidence(TailProbabilityDetector(window=300, value_mode="diff"), x)
-    smaller = evidence(TailProbabilityDetector(window=300, value_mode="min"), x)
+    diff = evidence(det(value_mode="diff"), x)
+    smaller = evidence(det(value_mode="min"), x)
     assert diff[500]["value_z"] > 10.0
     assert plain[520]["value_z"] > 10.0
     assert diff[520]["value_z"] < 5.0
@@ -72,7 +85,9 @@ def test_calibration_min_history_holds_surprises_back() -> None:
     x = rng.normal(0.0, 1.0, 800)
     x[200] += 30.0
     x[700] += 30.0
-    ev = evidence(TailProbabilityDetector(window=100, calibration_min_history=300), x)
+    ev = evidence(
+        TailProbabilityDetector(window=100, options=FeatureOptions(calibration_min_history=300)), x
+    )
     assert ev[200]["value_z"] > 10.0
     assert ev[200]["value_surprise"] == 0.0
     assert ev[700]["value_surprise"] > 2.0
@@ -85,7 +100,7 @@ def test_context_relative_to_its_recent_mean_changes_only_the_context_surprise()
     x = np.sin(np.arange(1500) / 5.0) + rng.normal(0.0, 0.2, 1500)
     x[1000:1100] = rng.normal(0.0, 1.0, 100)  # the rhythm breaks for a while
     plain = evidence(TailProbabilityDetector(window=300), x)
-    rel = evidence(TailProbabilityDetector(window=300, context_relative_window=100), x)
+    rel = evidence(det(context_relative_window=100), x)
     for key in ("context_bits", "value_surprise", "level_surprise"):
         np.testing.assert_array_equal([e[key] for e in plain], [e[key] for e in rel])
     late = slice(1050, 1100)  # inside the broken stretch: novelty is no longer news
@@ -97,12 +112,12 @@ def test_context_relative_to_its_recent_mean_changes_only_the_context_surprise()
 def test_feature_options_keep_the_detector_causal_and_bounded() -> None:
     rng = np.random.default_rng(8)
     x = np.cumsum(rng.normal(0.0, 1.0, 4000))
-    opts = dict(value_mode="min", value_step_window=20, context_relative_window=50)
-    short = TailProbabilityDetector(window=100, **opts).score(x[:2500]).scores  # type: ignore[arg-type]
-    det = TailProbabilityDetector(window=100, **opts)  # type: ignore[arg-type]
-    full = [det.update(float(v)).score for v in x]
+    opts = FeatureOptions(value_mode="min", value_step_window=20, context_relative_window=50)
+    short = TailProbabilityDetector(window=100, options=opts).score(x[:2500]).scores
+    stream = TailProbabilityDetector(window=100, options=opts)
+    full = [stream.update(float(v)).score for v in x]
     np.testing.assert_array_equal(short, full[:2500])
-    sizes = det.state_size()
+    sizes = stream.state_size()
     assert sizes["diff_window"] == 100
     assert sizes["step_window"] == 20
     assert sizes["context_recent"] == 50
@@ -136,9 +151,7 @@ def test_scored_features_leave_the_others_as_context() -> None:
     x = rng.normal(0.0, 1.0, 900)
     x[600:] += 3.0  # a level shift: the level feature carries it
     everything = evidence(TailProbabilityDetector(window=300), x)
-    no_level = evidence(
-        TailProbabilityDetector(window=300, scored_features=("value", "seasonal", "context")), x
-    )
+    no_level = evidence(det(scored_features=("value", "seasonal", "context")), x)
     np.testing.assert_array_equal(
         [e["level_surprise"] for e in everything], [e["level_surprise"] for e in no_level]
     )
@@ -148,8 +161,6 @@ def test_scored_features_leave_the_others_as_context() -> None:
     np.testing.assert_allclose([e["score"] for e in no_level], np.nan_to_num(others))
     carried = [a["score"] - b["score"] for a, b in zip(everything, no_level, strict=True)]
     assert max(carried) > 1.0  # points the level feature carried score less without it
-    with pytest.raises(ValueError, match="scored_features"):
-        TailProbabilityDetector(scored_features=("value", "trend"))
 
 
 def test_pwm_fit_recovers_a_generalised_pareto_tail() -> None:
@@ -175,8 +186,6 @@ def test_gpd_tail_is_less_surprised_than_the_exponential_by_a_heavy_tail() -> No
     assert gpd.surprise(beyond) == 0.0  # no history, no evidence
     with pytest.raises(ValueError, match="refit_every"):
         GPDTailCalibrator(refit_every=0)
-    with pytest.raises(ValueError, match="calibration_tail"):
-        TailProbabilityDetector(calibration_tail="weibull")
 
 
 def test_a_wider_context_tail_scale_only_lowers_context_surprises() -> None:
@@ -184,7 +193,7 @@ def test_a_wider_context_tail_scale_only_lowers_context_surprises() -> None:
     x = np.sin(np.arange(1500) / 5.0) + rng.normal(0.0, 0.3, 1500)
     x[1200:1230] = rng.normal(0.0, 1.0, 30)
     one = evidence(TailProbabilityDetector(window=300), x)
-    two = evidence(TailProbabilityDetector(window=300, context_min_scale=4.0), x)
+    two = evidence(det(context_min_scale=4.0), x)
     a = np.array([e["context_surprise"] for e in one])
     b = np.array([e["context_surprise"] for e in two])
     assert np.all(b <= a + 1e-12)
