@@ -157,4 +157,10 @@ def require_identity(request: Request) -> Identity:
         raise HTTPException(status_code=401, detail=str(exc)) from exc
 
 
-CurrentIdentity = Annotated[Identity, Depends(require_identity)]
+async def current_identity(request: Request) -> Identity:
+    """`require_identity` as an async dependency: FastAPI runs it on the event loop (a plain
+    `def` dependency takes a trip through its thread pool on every request)."""
+    return require_identity(request)
+
+
+CurrentIdentity = Annotated[Identity, Depends(current_identity)]

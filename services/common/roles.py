@@ -6,7 +6,7 @@ without the role gets 403 in the one error shape, before anything is read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
@@ -26,10 +26,11 @@ def has_role(identity: Identity, minimum: str) -> bool:
     return level >= ROLE_LEVELS[minimum]
 
 
-def requires(minimum: str) -> Callable[[Identity], Identity]:
-    """A dependency returning the caller when they have ``minimum`` (403 otherwise)."""
+def requires(minimum: str) -> Callable[[Identity], Awaitable[Identity]]:
+    """A dependency returning the caller when they have ``minimum`` (403 otherwise); async,
+    so FastAPI runs it on the event loop, not in its thread pool."""
 
-    def check(identity: CurrentIdentity) -> Identity:
+    async def check(identity: CurrentIdentity) -> Identity:
         if not has_role(identity, minimum):
             raise ApiError(403, f"this needs the {minimum} role")
         return identity

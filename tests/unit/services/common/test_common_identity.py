@@ -16,6 +16,7 @@ from services.common.identity import (
     InternalIdentitySigner,
     InternalIdentityVerifier,
 )
+from services.common.roles import Editor
 from services.common.settings import InternalIdentitySettings
 from services.common.tenancy import Identity
 
@@ -78,3 +79,29 @@ def test_fastapi_dependency() -> None:
     good = InternalIdentitySigner(SETTINGS).sign(ALICE)
     r = client.get("/me", headers={IDENTITY_HEADER: good})
     assert r.json() == {"user": "alice", "tenant": "acme"}
+
+
+def test_identity_and_role_checks_take_no_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The identity and role dependencies run on the event loop: FastAPI sends a plain `def`
+    dependency to its thread pool, a hop per dependency per request (and a queue when the
+    pool is busy with blocking calls)."""
+    async def no_threads(*_: object, **__: object) -> None:
+        raise AssertionError("a dependency was run in the thread pool")
+
+    monkeypatch.setattr("fastapi.dependencies.utils.run_in_threadpool", no_threads)
+    app = FastAPI()
+    app.state.identity_verifier = InternalIdentityVerifier(SETTINGS)
+
+    @app.get("/me")
+    async def me(identity: CurrentIdentity) -> dict[str, str]:
+        return {"user": identity.user_id}
+
+    @app.get("/edit")
+    async def edit(identity: Editor) -> dict[str, str]:
+        return {"user": identity.user_id}
+
+    client = TestClient(app)
+    good = {IDENTITY_HEADER: InternalIdentitySigner(SETTINGS).sign(ALICE)}
+    assert client.get("/me", headers=good).json() == {"user": "alice"}
+    assert client.get("/edit", headers=good).json() == {"user": "alice"}
+    assert client.get("/me").status_code == 401
