@@ -93,11 +93,21 @@ def _too_large() -> RefusalError:
     return RefusalError(413, "too_large", "request body too large")
 
 
+def _too_slow() -> RefusalError:
+    return RefusalError(
+        408,
+        "body_timeout",
+        "request body not received in time",
+        headers=[(b"connection", b"close")],
+    )
+
+
 @dataclass
 class _BodyState:
     """What happened to the request body while the upstream client was sending it."""
 
     too_large: bool = False
+    too_slow: bool = False
     client_gone: bool = False
 
 
@@ -505,6 +515,8 @@ class Proxy:
                 return await self._read_body(ex.receive, state), True
             except _BodyTooLargeError:
                 raise _too_large() from None
+            except _BodyTooSlowError:
+                raise _too_slow() from None
         return self._stream_body(ex.receive, state), False
 
     async def _forward(self, ex: Exchange, breaker: Breaker) -> aiohttp.ClientResponse:
@@ -563,6 +575,8 @@ class Proxy:
         """A transport error: refuse (413, 504, 502) or return to let the caller retry."""
         if body.too_large:
             raise _too_large() from None
+        if body.too_slow:
+            raise _too_slow() from None
         if body.client_gone:
             raise _ClientGoneError from None
         if not isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError):
@@ -748,15 +762,26 @@ class Proxy:
         return b"".join(chunks)
 
     async def _stream_body(self, receive: Receive, state: _BodyState) -> AsyncIterator[bytes]:
-        limit = self.settings.max_body_bytes
+        """The body's chunks, refused past `max_body_bytes` and when it arrives too slowly
+        (slowloris): it must be in by `body_timeout_seconds` after its start, a deadline
+        extended by one second per `body_min_rate_bytes` received (Apache mod_reqtimeout's
+        body rule), so a stalled or dribbling client is cut off and an honest one is not."""
+        limit, settings = self.settings.max_body_bytes, self.settings
+        deadline = asyncio.get_running_loop().time() + settings.body_timeout_seconds
         received = 0
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                state.too_slow = True
+                raise _BodyTooSlowError from None
             if message["type"] == "http.disconnect":
                 state.client_gone = True
                 raise _ClientGoneError
             chunk = message.get("body", b"")
             received += len(chunk)
+            deadline += len(chunk) / settings.body_min_rate_bytes
             if received > limit:
                 state.too_large = True
                 raise _BodyTooLargeError
@@ -767,4 +792,8 @@ class Proxy:
 
 
 class _BodyTooLargeError(Exception):
+    pass
+
+
+class _BodyTooSlowError(Exception):
     pass

@@ -47,6 +47,8 @@ class GatewaySettings(BaseSettings):
     max_connections: int = Field(default=512, ge=1)
 
     max_body_bytes: int = Field(default=10 << 20, ge=0)
+    body_timeout_seconds: float = Field(default=20.0, gt=0)
+    body_min_rate_bytes: int = Field(default=500, ge=1)
 
     cors_origins: list[str] = Field(default_factory=list)
     cors_origin_patterns: list[str] = Field(default_factory=lambda: ["https://*.xynergyos.com"])
