@@ -1,22 +1,27 @@
 """Session-wide emulators shared by every test package (registered from conftest.py's
 `pytest_plugins`). A session fixture re-exported from one package's conftest into another is
 a second fixture with a second instance; defined here once, it is started once. Also the start
-and stop of the gcloud emulators (Firestore, Pub/Sub) that several fixtures run."""
+and stop of the Firebase Auth emulator and of the gcloud emulators (Firestore, Pub/Sub) that
+several fixtures run; each in a process group that a watcher stops if the test process is
+killed first (reaper.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from gateway.conftest import FirebaseEmulator, start_firebase_emulator, wait_for
+from gateway.conftest import FIREBASE_PROJECT, NODE_DIR, free_port, wait_for
 from reaper import reap_with_parent
 
 
@@ -26,6 +31,95 @@ async def firebase_emulator(
 ) -> AsyncIterator[FirebaseEmulator]:
     async with start_firebase_emulator(tmp_path_factory) as emulator:
         yield emulator
+
+
+@dataclass
+class FirebaseEmulator:
+    host: str
+    http: httpx.AsyncClient
+
+    async def user_token(self, email: str, claims: dict[str, Any] | None) -> str:
+        """Create a user (with custom claims) in the emulator and return an ID token."""
+        base = "/identitytoolkit.googleapis.com/v1"
+        account = {"email": email, "password": "secret-123", "returnSecureToken": True}
+        r = await self.http.post(f"{base}/accounts:signUp?key=fake", json=account)
+        if r.status_code == 400 and "EMAIL_EXISTS" in r.text:
+            # one emulator serves the whole session: another package made this user
+            r = await self.http.post(f"{base}/accounts:signInWithPassword?key=fake", json=account)
+        r.raise_for_status()
+        uid = r.json()["localId"]
+        if claims is not None:
+            r = await self.http.post(
+                f"{base}/projects/{FIREBASE_PROJECT}/accounts:update",
+                json={"localId": uid, "customAttributes": json.dumps(claims)},
+                headers={"Authorization": "Bearer owner"},
+            )
+            r.raise_for_status()
+        r = await self.http.post(
+            f"{base}/accounts:signInWithPassword?key=fake",
+            json={"email": email, "password": "secret-123", "returnSecureToken": True},
+        )
+        r.raise_for_status()
+        return str(r.json()["idToken"])
+
+
+@contextlib.asynccontextmanager
+async def start_firebase_emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[FirebaseEmulator]:
+    """The Firebase Auth emulator, `FIREBASE_AUTH_EMULATOR_HOST` set while it runs. One per
+    session (the `firebase_emulator` fixture above: packages share it instead of each starting
+    its own node process)."""
+    firebase = NODE_DIR / "node_modules" / ".bin" / "firebase"
+    if not firebase.exists():
+        pytest.fail("firebase-tools is missing: run `make deps` (hack/deps/node-tools.sh)")
+    workdir = tmp_path_factory.mktemp("firebase")
+    port, hub, logging_port = free_port(), free_port(), free_port()
+    (workdir / "firebase.json").write_text(
+        json.dumps(
+            {
+                "emulators": {
+                    "auth": {"host": "127.0.0.1", "port": port},
+                    "hub": {"host": "127.0.0.1", "port": hub},
+                    "logging": {"host": "127.0.0.1", "port": logging_port},
+                    "ui": {"enabled": False},
+                    "singleProjectMode": True,
+                }
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "HOME": str(workdir),
+        "XDG_CONFIG_HOME": str(workdir / ".config"),
+        "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "1",
+        "CI": "true",
+    }
+    with (workdir / "emulator.log").open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            *(str(firebase), "emulators:start", "--only", "auth", "--project", FIREBASE_PROJECT),
+            cwd=workdir,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    reap_with_parent(proc.pid)  # a SIGKILLed test process leaves no emulator behind
+    host = f"127.0.0.1:{port}"
+    http = httpx.AsyncClient(base_url=f"http://{host}", timeout=10)
+
+    async def up() -> bool:
+        if proc.returncode is not None:
+            raise RuntimeError("the emulator exited: " + _tail(workdir / "emulator.log"))
+        return (await http.get("/")).status_code == 200
+
+    try:
+        with environ("FIREBASE_AUTH_EMULATOR_HOST", host):
+            await wait_for(up, within=120, what="the Firebase Auth emulator", interval=0.25)
+            yield FirebaseEmulator(host=host, http=http)
+    finally:
+        await http.aclose()
+        await stop_process_group(proc)
 
 
 async def start_gcloud_emulator(

@@ -7,7 +7,8 @@ from __future__ import annotations
 import uuid
 
 import redis.asyncio as aioredis
-from gateway.conftest import FirebaseEmulator, GatewayFactory
+from emulators import FirebaseEmulator
+from gateway.conftest import GatewayFactory
 from gateway.test_gateway_stream import JsClient
 
 from services.common.events import publish_event

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
@@ -47,6 +47,9 @@ from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.gateway.app import Gateway, create_app
 from services.gateway.routing import RouteSource
 from services.gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:  # emulators.py imports this module: the type only, for the annotation
+    from emulators import FirebaseEmulator
 
 NODE_DIR = Path(__file__).parent / "node"
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
@@ -164,106 +167,6 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
 
 
 # -- Firebase Auth emulator -----------------------------------------------------------------
-
-
-@dataclass
-class FirebaseEmulator:
-    host: str
-    http: httpx.AsyncClient
-
-    async def user_token(self, email: str, claims: dict[str, Any] | None) -> str:
-        """Create a user (with custom claims) in the emulator and return an ID token."""
-        base = "/identitytoolkit.googleapis.com/v1"
-        account = {"email": email, "password": "secret-123", "returnSecureToken": True}
-        r = await self.http.post(f"{base}/accounts:signUp?key=fake", json=account)
-        if r.status_code == 400 and "EMAIL_EXISTS" in r.text:
-            # one emulator serves the whole session: another package made this user
-            r = await self.http.post(f"{base}/accounts:signInWithPassword?key=fake", json=account)
-        r.raise_for_status()
-        uid = r.json()["localId"]
-        if claims is not None:
-            r = await self.http.post(
-                f"{base}/projects/{FIREBASE_PROJECT}/accounts:update",
-                json={"localId": uid, "customAttributes": json.dumps(claims)},
-                headers={"Authorization": "Bearer owner"},
-            )
-            r.raise_for_status()
-        r = await self.http.post(
-            f"{base}/accounts:signInWithPassword?key=fake",
-            json={"email": email, "password": "secret-123", "returnSecureToken": True},
-        )
-        r.raise_for_status()
-        return str(r.json()["idToken"])
-
-
-@contextlib.asynccontextmanager
-async def start_firebase_emulator(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[FirebaseEmulator]:
-    """The Firebase Auth emulator. One per session: the `firebase_emulator` fixture lives in
-    tests/integration/emulators.py (a plugin), so packages share it instead of each starting
-    its own node process."""
-    firebase = NODE_DIR / "node_modules" / ".bin" / "firebase"
-    if not firebase.exists():
-        pytest.fail("firebase-tools is missing: run `make deps` (hack/deps/node-tools.sh)")
-    workdir = tmp_path_factory.mktemp("firebase")
-    port, hub, logging_port = free_port(), free_port(), free_port()
-    (workdir / "firebase.json").write_text(
-        json.dumps(
-            {
-                "emulators": {
-                    "auth": {"host": "127.0.0.1", "port": port},
-                    "hub": {"host": "127.0.0.1", "port": hub},
-                    "logging": {"host": "127.0.0.1", "port": logging_port},
-                    "ui": {"enabled": False},
-                    "singleProjectMode": True,
-                }
-            }
-        )
-    )
-    env = {
-        **os.environ,
-        "HOME": str(workdir),
-        "XDG_CONFIG_HOME": str(workdir / ".config"),
-        "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "1",
-        "CI": "true",
-    }
-    log_file = (workdir / "emulator.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        *(str(firebase), "emulators:start", "--only", "auth", "--project", FIREBASE_PROJECT),
-        cwd=workdir,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    host = f"127.0.0.1:{port}"
-    http = httpx.AsyncClient(base_url=f"http://{host}", timeout=10)
-    saved = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST")
-    os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = host
-
-    async def up() -> bool:
-        if proc.returncode is not None:
-            raise RuntimeError("the emulator exited: " + (workdir / "emulator.log").read_text())
-        return (await http.get("/")).status_code == 200
-
-    try:
-        await wait_for(up, within=120, what="the Firebase Auth emulator", interval=0.25)
-        yield FirebaseEmulator(host=host, http=http)
-    finally:
-        if saved is None:
-            os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
-        else:
-            os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = saved
-        await http.aclose()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=20)
-        except TimeoutError:
-            os.killpg(proc.pid, 9)
-            await asyncio.wait_for(proc.wait(), timeout=5)
-        log_file.close()
 
 
 # -- the upstream ---------------------------------------------------------------------------

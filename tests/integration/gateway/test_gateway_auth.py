@@ -10,8 +10,9 @@ from typing import Any
 
 import jwt
 import pytest
+from emulators import FirebaseEmulator
 
-from .conftest import FirebaseEmulator, RunningGateway, Upstream, make_jwt
+from .conftest import RunningGateway, Upstream, make_jwt
 
 
 def _unsigned(claims: dict[str, Any]) -> str:
