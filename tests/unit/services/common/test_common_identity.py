@@ -85,6 +85,7 @@ def test_identity_and_role_checks_take_no_worker_thread(monkeypatch: pytest.Monk
     """The identity and role dependencies run on the event loop: FastAPI sends a plain `def`
     dependency to its thread pool, a hop per dependency per request (and a queue when the
     pool is busy with blocking calls)."""
+
     async def no_threads(*_: object, **__: object) -> None:
         raise AssertionError("a dependency was run in the thread pool")
 
