@@ -56,11 +56,22 @@ NOT_EXERCISED: dict[tuple[str, str, str], str] = {
 
 # Granted, needed, and used or not depending on timing: a converge on an event reads the body
 # its watch delivered; only the scheduler's checks GET the object.
-MAYBE_EXERCISED: dict[tuple[str, str, str], str] = {
-    ("xynergy.io", plural, "get"): "read by the scheduler's checks (a resync, a converge "
-    "after one that ran, a ScalingPolicy's sync); the test may end before one"
-    for plural in ("xynergyservices", "scalingpolicies", "rollouts", "oauthconnections")
-}
+MAYBE_EXERCISED: dict[tuple[str, str, str], str] = (
+    {
+        ("xynergy.io", plural, "get"): "read by the scheduler's checks (a resync, a converge "
+        "after one that ran, a ScalingPolicy's sync); the test may end before one"
+        for plural in ("xynergyservices", "scalingpolicies", "rollouts", "oauthconnections")
+    }
+    | {
+        (group, plural, "get"): "a XynergyService's children, read by the scheduler's checks and "
+        "the object's own events; a child event's converge reads the child cache instead"
+        for group, plural in (("", "services"), ("apps", "deployments"))
+    }
+    | {
+        ("", "pods", "list"): "a later converge of a Deployment still not available lists its Pods "
+        "to say why (the converge that wrote it does not); the test may end before one"
+    }
+)
 
 # kubectl -v=6: `round_trippers.go:560] GET https://.../path?query 200 OK in 3 milliseconds`
 _LOG_LINE = re.compile(
