@@ -53,18 +53,20 @@ def with_overrides(target: XynergyService, spec: RolloutSpec) -> XynergyService:
     return target.model_copy(update={"spec": target.spec.model_copy(update=update)})
 
 
+TEMPLATE_FIELDS = ("env", "args", "resources")
+"""The spec fields a Rollout may change besides the image (a revision's template)."""
+
+
 def promotion_patch(canary: XynergyService) -> dict[str, Any]:
     """A merge patch that makes the target's spec the new revision's (only the fields a
     Rollout may change)."""
     spec = canary.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    keys = ("image", "env", "args", "resources")
-    return {"spec": {k: spec[k] for k in keys if k in spec}}
+    return {"spec": {k: spec[k] for k in ("image", *TEMPLATE_FIELDS) if k in spec}}
 
 
 def spec_template(target: XynergyService) -> RevisionTemplate:
-    """The target's env, args and resources (what a Rollout may change besides the image)."""
-    spec = target.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return RevisionTemplate.model_validate({k: spec.get(k) for k in ("env", "args", "resources")})
+    """The target's env, args and resources (its promotion patch without the image)."""
+    return RevisionTemplate.model_validate(promotion_patch(target)["spec"])
 
 
 def restore_patch(image: str, template: RevisionTemplate | None) -> dict[str, Any]:
@@ -73,7 +75,7 @@ def restore_patch(image: str, template: RevisionTemplate | None) -> dict[str, An
     spec: dict[str, Any] = {"image": image}
     if template is not None:
         kept = template.model_dump(by_alias=True, exclude_none=True, mode="json")
-        spec.update({k: kept.get(k) for k in ("env", "args", "resources")})
+        spec.update({k: kept.get(k) for k in TEMPLATE_FIELDS})
     return {"spec": spec}
 
 
