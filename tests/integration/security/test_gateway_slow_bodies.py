@@ -18,32 +18,60 @@ pytestmark = pytest.mark.integration
 TOKEN = make_jwt(user_id="slow", tenant_id="acme")
 
 
+class _Client(asyncio.Protocol):
+    """Keeps every byte the gateway sent. A gateway that closes with the dribbled bytes
+    unread makes its kernel send a reset; ours still hands over the bytes queued before it,
+    but `asyncio.StreamReader` would raise the reset before its buffered bytes: a client that
+    kept writing would lose a 408 it had received."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.head_in = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        if b"\r\n\r\n" in self.data:
+            self.head_in.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.head_in.set()
+        self.closed.set()
+
+
 async def slow_request(url: str, path: str, *, length: int, dribble: bytes, pause: float,
                        chunked: bool = False) -> tuple[int, dict[str, object]]:  # fmt: skip
     """Send the head, then `dribble` one byte per `pause` seconds (the attack's own pace) and
     never the rest; return the status and the JSON body once the gateway has closed."""
     host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _, client = await asyncio.get_running_loop().create_connection(_Client, host, int(port))
+    assert client.transport is not None
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}"
     head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
             f"Content-Type: application/json\r\n{framing}\r\n\r\n")  # fmt: skip
-    writer.write(head.encode())
+    client.transport.write(head.encode())
 
     async def dribbling() -> None:
         for byte in dribble:
+            if client.head_in.is_set():  # answered: stop sending
+                return
             piece = bytes([byte])
-            writer.write(b"1\r\n" + piece + b"\r\n" if chunked else piece)
-            await writer.drain()
+            client.transport.write(b"1\r\n" + piece + b"\r\n" if chunked else piece)  # type: ignore[union-attr]
             await asyncio.sleep(pause)
 
     sender = asyncio.create_task(dribbling())
-    try:  # the head first, then stop sending: a write after the gateway closed draws a reset
-        head_part = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
-        sender.cancel()
-        body = await asyncio.wait_for(reader.read(), timeout=30)  # EOF: the gateway closed
+    try:
+        await asyncio.wait_for(client.closed.wait(), timeout=30)  # EOF or reset: it closed
     finally:
         sender.cancel()
-        writer.close()
+        client.transport.close()
+    head_part, _, body = bytes(client.data).partition(b"\r\n\r\n")
+    assert head_part, "the gateway closed without an answer"
     status = int(head_part.split(b" ", 2)[1])
     if b"transfer-encoding: chunked" in head_part.lower():
         body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
