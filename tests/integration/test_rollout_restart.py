@@ -10,6 +10,7 @@ from fakes.cloudrun import FakeCloudRun
 from kube_support import Kube
 from test_rollout_support import (
     create_rollout,
+    delete_and_wait_gone,
     get_rollout,
     operator_process,
     phase_is,
@@ -59,4 +60,7 @@ def test_killed_mid_step_resumes_without_duplicate_revision_or_lost_step(
             assert revisions(fake, svc) == [f"{svc}-00001", status["canaryRevision"]]
             # the split was already there: the resumed step wrote nothing to Cloud Run
             assert fake.total_writes == writes_before
+            # deleted while an operator runs: left to the namespace fixture, their finalizers
+            # would wait for an operator that is gone (60 s of teardown)
+            delete_and_wait_gone(kube, namespace)
         assert not fake.crashes

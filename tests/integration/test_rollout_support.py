@@ -92,6 +92,18 @@ def create_rollout(
     assert resp.status_code == 201, resp.text
 
 
+def delete_and_wait_gone(kube: Kube, ns: str) -> None:
+    """Delete the namespace's Rollouts and XynergyServices and wait until their finalizers
+    have run: for a test whose operator stops before the namespace fixture cleans up."""
+    urls = [rollout_url(ns), f"{GROUP_PATH}/namespaces/{ns}/xynergyservices"]
+    for url in urls:
+        kube.delete(url)
+    kube.wait_for(
+        f"the Rollouts and XynergyServices of {ns} to be gone",
+        lambda: not any(kube.get(url).json().get("items") for url in urls),
+    )
+
+
 def get_rollout(kube: Kube, ns: str, name: str) -> dict[str, Any]:
     resp = kube.get(rollout_url(ns, name))
     assert resp.status_code == 200, resp.text
