@@ -36,6 +36,13 @@ Traces (read from ../shared/data, never copied):
   5 minutes), the first 14 days compressed 30x: slow drift with sharp short peaks.
 * jumpsup_30x - NAB art_daily_jumpsup (synthetic daily load with lasting jumps), 14 days
   compressed 30x.
+* azure_code_x20_1s, azure_conv_x10_1s - per-second request counts with real per-second
+  noise: 20 (code) / 10 (conv) copies of the Azure trace's per-second arrival counts, each
+  circularly shifted by a seeded uniform offset, added up (~49 and ~54 requests/s). Real
+  arrival bursts of independent user populations, no moving average: the second-to-second
+  noise that the 15 s metric averages away is in the load the bench counts. Not a real
+  service's aggregate (no common daily shape, no correlation between the copies). Added for
+  issue 22 item 3 before any figure of the dispersion headroom was seen on them.
 * occupancy_30x - NAB realTraffic occupancy_6005 (a road sensor's occupancy every 5 minutes,
   8 days: real demand, bursty, with a weak daily cycle), compressed 30x. Added for issue 22
   as the one more bursty real series in ../shared/data (before its figures were seen).
@@ -75,14 +82,30 @@ class Trace:
     day: float  # the trace's daily period in simulated seconds
 
 
-def azure(name: str) -> Trace:
+def azure_per_second(name: str) -> np.ndarray:
+    """The Azure trace's request arrivals counted per second."""
     with open(DATA / "azure-llm" / f"AzureLLMInferenceTrace_{name}.csv") as fh:
         rows = list(csv.reader(fh))[1:]
     t = np.array([datetime.fromisoformat(r[0][:26] + "+00:00").timestamp() for r in rows])
-    per_second = np.bincount((t - t[0]).astype(int)).astype(float)
+    return np.bincount((t - t[0]).astype(int)).astype(float)
+
+
+def azure(name: str) -> Trace:
+    per_second = azure_per_second(name)
     kernel = np.ones(10) / 10.0
     load = np.convolve(per_second, kernel)[: per_second.size]
     return Trace(f"azure_{name}", load, DAY)
+
+
+def azure_superposed(name: str, copies: int, *, seed: int = 22) -> Trace:
+    """`copies` circularly time-shifted copies of the Azure trace's per-second arrival
+    counts, added up (shifts uniform over the trace, seeded): per-second request counts at
+    tens of requests per second, with the trace's real arrival bursts, as if `copies`
+    independent user populations sent the same kind of traffic. No moving average."""
+    per_second = azure_per_second(name)
+    shifts = np.random.default_rng(seed).integers(0, per_second.size, copies)
+    load = np.sum([np.roll(per_second, int(s)) for s in shifts], axis=0)
+    return Trace(f"azure_{name}_x{copies}_1s", load, DAY)
 
 
 def nab_compressed(
@@ -106,6 +129,8 @@ def all_traces() -> list[Trace]:
         nab_compressed("realKnownCause/cpu_utilization_asg_misconfiguration.csv", "asg_cpu"),
         nab_compressed("artificialWithAnomaly/art_daily_jumpsup.csv", "jumpsup"),
         nab_compressed("realTraffic/occupancy_6005.csv", "occupancy"),
+        azure_superposed("code", 20),
+        azure_superposed("conv", 10),
     ]
 
 
