@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, replace
 
 from intelligence.scaling.calibration import Calibration, observe, open_prediction
+from intelligence.scaling.dispersion import Dispersion, dispersion_level, observe_dispersion
 from intelligence.scaling.enums import CalibrationBase, DecisionMode, Fallback, Reason
 from intelligence.scaling.envelope import envelope_for
 from intelligence.scaling.feedback import Feedback, update_feedback
@@ -45,6 +46,7 @@ class _Demand:
     mode: DecisionMode
     fallback: tuple[Fallback, str] | None = None
     instead: str = ""
+    note: str = ""  # what raised it after its mode (dispersion headroom), for the message
 
 
 def decide(
@@ -79,10 +81,13 @@ def decide(
     state = replace(state, calibration=calibration)
     if demand is None:
         demand = _demand(observed, params, load, evidence)
+    demand, dispersion = _with_dispersion(
+        params, state.dispersion, demand, now=now, load=load, evidence=evidence
+    )
     demand, feedback = _with_feedback(
         params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
     )
-    state = replace(state, feedback=feedback)
+    state = replace(state, feedback=feedback, dispersion=dispersion)
     raw, reason = _raw_recommendation(demand, current=current, params=params, evidence=evidence)
     rates = _rates_for(demand.mode, params)
     evidence["scaleDownWindowSeconds"] = float(rates.scale_down.stabilization_window_seconds)
@@ -108,6 +113,8 @@ def decide(
     )
     if demand.fallback is not None:
         message += f"; {demand.fallback[1]}; {demand.instead}"
+    if demand.note:
+        message += f"; {demand.note}"
     if state.feedback.headroom != 0:
         message += f"; miss feedback x{1 + state.feedback.headroom:.3f}"
     return Decision(
@@ -289,6 +296,47 @@ def _hold_seconds(params: ScalingParams) -> int | None:
         return None
     lead = params.startup_seconds + params.horizon_seconds
     return math.ceil(params.scale_down_window_startups * lead)
+
+
+def _with_dispersion(
+    params: ScalingParams,
+    disp: Dispersion,
+    demand: _Demand,
+    *,
+    now: float,
+    load: float,
+    evidence: dict[str, float],
+) -> tuple[_Demand, Dispersion]:
+    """`demand` raised so that its per-second level `rate + z sqrt(rate x index)` fits under
+    capacity, the index of dispersion estimated from the window means (see `dispersion`)."""
+    sigmas = params.dispersion_sigmas
+    if sigmas is None or not params.predictive:
+        return demand, disp
+    window = params.dispersion_window_seconds
+    disp = observe_dispersion(
+        disp, now=now, load=load, window=window, half_life=params.dispersion_half_life_seconds
+    )
+    index = disp.index(window)
+    if index is None:
+        return demand, disp
+    level = dispersion_level(demand.load, index=index, sigmas=sigmas)
+    needed = level
+    if params.capacity_per_instance is not None:
+        needed = level * params.target_per_instance / params.capacity_per_instance
+    evidence.update(
+        dispersionIndex=index,
+        dispersionSigmas=sigmas,
+        dispersionLevel=level,
+        dispersionDemand=needed,
+        dispersionSamples=float(disp.products),
+    )
+    if needed <= demand.load:
+        return demand, disp
+    note = (
+        f"dispersion headroom: per-second level {demand.load:.4g} + {sigmas:.3g} x "
+        f"sqrt({demand.load:.4g} x index {index:.3g}) = {level:.4g} under capacity"
+    )
+    return replace(demand, load=needed, source=Reason.DISPERSION_HEADROOM, note=note), disp
 
 
 def _with_feedback(

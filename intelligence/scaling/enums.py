@@ -53,6 +53,7 @@ class Reason(StrEnum):
     FORECAST_PEAK = "ForecastPeak"
     BURST_ENVELOPE = "BurstEnvelope"
     CALIBRATED_LEVEL = "CalibratedLevel"
+    DISPERSION_HEADROOM = "DispersionHeadroom"
     WITHIN_TOLERANCE = "WithinTolerance"
     SCALE_UP_STABILIZED = "ScaleUpStabilized"
     SCALE_DOWN_STABILIZED = "ScaleDownStabilized"

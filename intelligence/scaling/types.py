@@ -15,6 +15,7 @@ never imports `apis`. HPA's vocabulary maps as follows:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy.typing as npt
 
 from intelligence.forecasting.base import Forecast
 from intelligence.scaling.calibration import Calibration
+from intelligence.scaling.dispersion import Dispersion
 from intelligence.scaling.enums import (
     CalibrationBase,
     DecisionMode,
@@ -147,6 +149,14 @@ class ScalingParams:
     `scale_down_window_startups`, when set, keeps every mode's scale-down window at least that
     many times start-up + horizon (instances are not let go sooner than they take to come
     back).
+
+    Dispersion headroom (see `dispersion`; off by default): with `dispersion_sigmas` (z) set,
+    the per-second index of dispersion of the load is estimated from the scatter of its
+    window means (one per `dispersion_window_seconds`, the span the metric averages over)
+    around their local trend, exponentially weighted with half-life
+    `dispersion_half_life_seconds`, and every mode's demand is raised so that
+    `rate + z * sqrt(rate * index)` fits under `capacity_per_instance` (at the target without
+    one): margin for per-second noise the averaged metric cannot show.
     """
 
     target_per_instance: float
@@ -179,6 +189,9 @@ class ScalingParams:
     miss_feedback_cap: float = 0.5
     miss_feedback_floor: float = 0.0
     scale_down_window_startups: float | None = None
+    dispersion_sigmas: float | None = None
+    dispersion_half_life_seconds: float = 900.0
+    dispersion_window_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""
@@ -228,6 +241,21 @@ class ScalingParams:
         hold = self.scale_down_window_startups
         if hold is not None and not hold >= 0:
             raise ValueError(f"scale_down_window_startups must be >= 0, got {hold}")
+        self._check_dispersion()
+
+    def _check_dispersion(self) -> None:
+        sigmas = self.dispersion_sigmas
+        if sigmas is not None and not (math.isfinite(sigmas) and sigmas > 0):
+            raise ValueError(f"dispersion_sigmas must be a positive number, got {sigmas}")
+        if not self.dispersion_half_life_seconds > 0:
+            raise ValueError(
+                "dispersion_half_life_seconds must be positive, got "
+                f"{self.dispersion_half_life_seconds}"
+            )
+        if not self.dispersion_window_seconds > 0:
+            raise ValueError(
+                f"dispersion_window_seconds must be positive, got {self.dispersion_window_seconds}"
+            )
 
 
 @dataclass(frozen=True)
@@ -273,6 +301,7 @@ class ScalingState:
     scale_down_events: tuple[ScaleEvent, ...] = ()
     calibration: Calibration = field(default_factory=Calibration)
     feedback: Feedback = field(default_factory=Feedback)
+    dispersion: Dispersion = field(default_factory=Dispersion)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form: lists of [timestamp, replicas], and the calibration."""
@@ -282,6 +311,7 @@ class ScalingState:
             "scaleDownEvents": [[e.timestamp, e.replicas] for e in self.scale_down_events],
             "calibration": self.calibration.to_dict(),
             "feedback": self.feedback.to_dict(),
+            "dispersion": self.dispersion.to_dict(),
         }
 
     @classmethod
@@ -290,6 +320,7 @@ class ScalingState:
         return cls(
             calibration=Calibration.from_dict(data.get("calibration") or {}),
             feedback=Feedback.from_dict(data.get("feedback") or {}),
+            dispersion=Dispersion.from_dict(data.get("dispersion") or {}),
             recommendations=tuple(
                 Recommendation(float(t), int(r)) for t, r in data.get("recommendations", [])
             ),

@@ -1,0 +1,115 @@
+"""Dispersion headroom: margin for the per-second noise the averaged metric hides.
+
+Every autoscaler sees a mean over a window (15 s), while a service is short of capacity in the
+seconds its load is above what it can serve. Per-second request counts scatter around their
+rate (a Poisson count's variance equals its mean; bursty arrivals scatter more), and that
+scatter is invisible in the window means: if per-second counts are independent around a smooth
+rate with variance `v`, successive window means scatter by `v / window` only. Read backwards,
+the scatter of the means around their local trend estimates the per-second variance:
+`v ~ window * var(means)`, and the index of dispersion `D = v / rate` (1 for Poisson counts in
+requests per second) carries it over to another rate. The level that the per-second load
+stays under with about normal probability `z` sigmas is then
+
+    level = rate + z * sqrt(rate * D),
+
+and the decision provisions it under `capacity_per_instance`: it adds instances only where the
+per-second noise is large against the margin the target already leaves (low rates, bursty
+arrivals), and none on a smooth series.
+
+The scatter of the means around their trend is read from second differences of means taken
+one window apart, `d_t = m_t - 2 m_{t-1} + m_{t-2}` (a straight-line trend cancels). For white
+noise of variance `s2` in the means `E[d_t d_{t-1}] = -4 s2`, while a smooth curve (a ramp that
+bends, a linearly interpolated series at its knots) makes successive second differences of the
+same sign; so `s2 = max(0, -mean(d_t d_{t-1}) / 4)`, exponentially weighted with half-life
+`half_life` seconds, counts the noise and not the curvature. State: a handful of numbers
+(`Dispersion`), O(1) per decision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+__all__ = ["Dispersion", "dispersion_level", "observe_dispersion"]
+
+MIN_PRODUCTS = 8  # products of successive second differences before the estimate is used
+
+
+@dataclass(frozen=True)
+class Dispersion:
+    """The estimator's state: when the last window mean was taken (`last`), the last two
+    means (`m1` newest), the last second difference (`d1`), the exponentially weighted mean
+    load (`mean`) and mean product of successive second differences (`cross`), and how many
+    products were averaged (`products`, capped)."""
+
+    last: float | None = None
+    m1: float | None = None
+    m2: float | None = None
+    d1: float | None = None
+    mean: float | None = None
+    cross: float = 0.0
+    products: int = 0
+
+    def index(self, window: float) -> float | None:
+        """The per-second index of dispersion `window * s2 / mean` (None until estimated)."""
+        if self.products < MIN_PRODUCTS or self.mean is None or self.mean <= 0:
+            return None
+        return window * max(0.0, -self.cross / 4.0) / self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "last": self.last,
+            "m1": self.m1,
+            "m2": self.m2,
+            "d1": self.d1,
+            "mean": self.mean,
+            "cross": self.cross,
+            "products": self.products,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Dispersion:
+        def num(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        return cls(
+            last=num("last"),
+            m1=num("m1"),
+            m2=num("m2"),
+            d1=num("d1"),
+            mean=num("mean"),
+            cross=float(data.get("cross", 0.0)),
+            products=int(data.get("products", 0)),
+        )
+
+
+def observe_dispersion(
+    disp: Dispersion, *, now: float, load: float, window: float, half_life: float
+) -> Dispersion:
+    """`disp` after the window mean `load` seen at `now`: a sample is taken once per `window`
+    seconds (overlapping means would be correlated); after a gap of more than two windows the
+    chain of differences restarts (the averages are kept)."""
+    if disp.last is not None and now - disp.last < window * (1 - 1e-9):
+        return disp
+    gap = math.inf if disp.last is None else now - disp.last
+    weight = 1.0 - 0.5 ** (min(gap, 4 * half_life) / half_life)
+    mean = load if disp.mean is None else disp.mean + weight * (load - disp.mean)
+    if gap > 2 * window or disp.m1 is None:
+        return replace(disp, last=now, m1=load, m2=None, d1=None, mean=mean)
+    if disp.m2 is None:
+        return replace(disp, last=now, m1=load, m2=disp.m1, mean=mean)
+    d = load - 2 * disp.m1 + disp.m2
+    cross, products = disp.cross, disp.products
+    if disp.d1 is not None:
+        product = d * disp.d1
+        cross = product if products == 0 else cross + weight * (product - cross)
+        products = min(products + 1, 1_000_000)
+    return Dispersion(now, load, disp.m1, d, mean, cross, products)
+
+
+def dispersion_level(rate: float, *, index: float, sigmas: float) -> float:
+    """`rate + sigmas * sqrt(rate * index)`: the per-second level at `rate`."""
+    rate = max(0.0, rate)
+    return rate + sigmas * math.sqrt(rate * max(0.0, index))

@@ -1,0 +1,148 @@
+"""Dispersion headroom: margin for per-second noise seen only through 15 s means."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from intelligence.scaling import (
+    Observation,
+    RateRules,
+    Rates,
+    Reason,
+    ScalingParams,
+    ScalingState,
+    StepLimit,
+    decide,
+)
+from intelligence.scaling.dispersion import Dispersion, observe_dispersion
+from intelligence.scaling.enums import PolicyType, SelectPolicy
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_700_000_000.0
+SYNC = 5  # decisions every 5 s on the mean of the 15 s before, as the replay bench does
+WINDOW = 15
+FREE = Rates(  # no stabilization, no step limits: decisions follow the demand at once
+    scale_up=RateRules(0, (StepLimit(PolicyType.PERCENT, 10_000, 15),), SelectPolicy.MAX, 0.0),
+    scale_down=RateRules(0, (StepLimit(PolicyType.PERCENT, 100, 15),), SelectPolicy.MAX, 0.0),
+)
+
+
+def params(**kw: object) -> ScalingParams:
+    base: dict[str, object] = {
+        "target_per_instance": 2.0,
+        "capacity_per_instance": 2.0 / 0.7,
+        "max_instances": 10_000,
+        "behavior": FREE,
+        "startup_seconds": 30.0,
+        "horizon_seconds": 15.0,
+        "dispersion_sigmas": 2.0,
+    }
+    base.update(kw)
+    return ScalingParams(**base)  # type: ignore[arg-type]
+
+
+def replay(spec: ScalingParams, per_second: np.ndarray, *, through_json: bool = False) -> dict:
+    """Decide every SYNC s on the 15 s mean of `per_second`; instances are ready at once.
+    Returns the desired counts, the share of seconds above capacity, the last decision and the
+    serialised state sizes."""
+    cumsum = np.concatenate([[0.0], np.cumsum(per_second)])
+    state, current, served = ScalingState(), 10, np.zeros(per_second.size)
+    desired, sizes, d = [], [], None
+    for t in range(WINDOW, per_second.size, SYNC):
+        metric = float(cumsum[t] - cumsum[t - WINDOW]) / WINDOW
+        d = decide(Observation(NOW + t, current, metric), params=spec, state=state)
+        state, current = d.state, d.desired
+        if through_json:
+            state = ScalingState.from_dict(json.loads(json.dumps(state.to_dict())))
+        served[t : t + SYNC] = current * (spec.capacity_per_instance or 0.0)
+        desired.append(current)
+        sizes.append(len(json.dumps(state.to_dict())))
+    short = np.mean(per_second[WINDOW:] > served[WINDOW:])
+    return {"desired": np.array(desired), "short": float(short), "last": d, "sizes": sizes}
+
+
+def poisson_counts(rate: float, seconds: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).poisson(rate, seconds).astype(float)
+
+
+def test_poisson_counts_seen_through_15s_means_get_margin_and_fewer_short_seconds() -> None:
+    load = poisson_counts(20.0, 7200)
+    with_it = replay(params(dispersion_sigmas=3.0), load)
+    without = replay(params(dispersion_sigmas=None), load)
+    evidence = with_it["last"].evidence
+    assert 0.6 < evidence["dispersionIndex"] < 1.6  # Poisson: variance / mean = 1
+    assert with_it["desired"][-200:].mean() > without["desired"][-200:].mean() + 0.5
+    assert with_it["short"] < 0.5 * without["short"]
+    assert with_it["last"].reason in (Reason.DISPERSION_HEADROOM, Reason.WITHIN_TOLERANCE)
+    assert "dispersion headroom" in with_it["last"].message
+
+
+def test_overdispersed_counts_read_a_larger_index() -> None:
+    rng = np.random.default_rng(3)
+    load = rng.negative_binomial(5, 5 / (5 + 20.0), 7200).astype(float)  # mean 20, var 100
+    evidence = replay(params(), load)["last"].evidence
+    assert 3.0 < evidence["dispersionIndex"] < 8.0
+
+
+@pytest.mark.parametrize("shape", ["sine", "interpolated"])
+def test_a_smooth_series_gets_no_margin(shape: str) -> None:
+    t = np.arange(14_400.0)
+    if shape == "sine":  # a cycle of 48 min, as nyc_taxi compressed 30x
+        load = 20.0 + 10.0 * np.sin(2 * np.pi * t / 2880.0)
+    else:  # knots every 60 s, linearly interpolated, as the NAB traces compressed 30x
+        knots = np.random.default_rng(5).uniform(10.0, 30.0, t.size // 60 + 1)
+        load = np.interp(t, np.arange(knots.size) * 60.0, knots)
+    with_it = replay(params(dispersion_sigmas=3.0), load)
+    without = replay(params(dispersion_sigmas=None), load)
+    extra = with_it["desired"].sum() / without["desired"].sum() - 1
+    assert extra < 0.01
+    assert with_it["last"].evidence["dispersionIndex"] < 0.05
+
+
+def test_state_is_bounded_and_round_trips_through_json() -> None:
+    load = poisson_counts(20.0, 20_000, seed=7)
+    direct = replay(params(), load)
+    via_json = replay(params(), load, through_json=True)
+    np.testing.assert_array_equal(direct["desired"], via_json["desired"])
+    sizes = direct["sizes"]
+    assert max(sizes[-1000:]) <= max(sizes[:1000]) + 16  # nothing grows with history
+    disp = direct["last"].state.dispersion
+    assert Dispersion.from_dict(json.loads(json.dumps(disp.to_dict()))) == disp
+
+
+def test_means_are_sampled_once_per_window_and_a_gap_restarts_the_chain() -> None:
+    disp = Dispersion()
+    for i, value in enumerate([10.0, 12.0, 9.0]):
+        disp = observe_dispersion(disp, now=NOW + 15 * i, load=value, window=15, half_life=900)
+    assert disp.d1 == pytest.approx(9.0 - 2 * 12.0 + 10.0)
+    same = observe_dispersion(disp, now=NOW + 35, load=50.0, window=15, half_life=900)
+    assert same == disp  # less than a window after the last sample: not a new sample
+    after_gap = observe_dispersion(disp, now=NOW + 200, load=11.0, window=15, half_life=900)
+    assert (after_gap.m2, after_gap.d1, after_gap.products) == (None, None, disp.products)
+
+
+def test_off_by_default_and_reactive_mode_ignores_it() -> None:
+    assert ScalingParams(target_per_instance=1.0).dispersion_sigmas is None
+    load = poisson_counts(20.0, 3600)
+    reactive = replay(params(predictive=False), load)
+    assert "dispersionIndex" not in reactive["last"].evidence
+    assert reactive["last"].state.dispersion == Dispersion()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("dispersion_sigmas", 0.0),
+        ("dispersion_sigmas", float("nan")),
+        ("dispersion_half_life_seconds", 0.0),
+        ("dispersion_window_seconds", -15.0),
+    ],
+)
+def test_bad_dispersion_parameters_name_the_field(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        replace(params(), **{field: value})
