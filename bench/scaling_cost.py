@@ -1,8 +1,8 @@
 """What a scaling decision costs, and that the cost does not grow with history.
 
 `decide()` with calibrated headroom (`target_under_provisioning` 0.05, the other calibration
-settings at `ScalingParams`' defaults; no forecast to fit), miss feedback (target 0.01) and the
-start-up hold (2 x start-up + horizon) is called
+settings at `ScalingParams`' defaults; no forecast to fit), miss feedback (target 0.01), the
+start-up hold (2 x start-up + horizon) and the dispersion headroom (z = 2) is called
 once per 15 s step on a synthetic load (a daily cycle, noise and random bursts), carrying its
 state from call to call as a controller does, for `--steps` steps (1,000,000 by default: 174
 days of 15 s steps). Every 100k steps it prints the time per call, the process's resident
@@ -69,6 +69,7 @@ def params() -> ScalingParams:
         target_under_provisioning=0.05,
         miss_feedback_target=0.01,
         scale_down_window_startups=2.0,
+        dispersion_sigmas=2.0,
     )
 
 
@@ -97,6 +98,7 @@ def legacy(steps: int) -> None:
         target_under_provisioning=None,
         miss_feedback_target=None,
         scale_down_window_startups=None,
+        dispersion_sigmas=None,
     )
     times = list(T0 + np.arange(4000) * STEP)
     values = list(loads[:4000])

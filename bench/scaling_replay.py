@@ -21,7 +21,9 @@ in `ScalingParams`' defaults; the calibrated configurations of `GRID` are the on
 protocol run scored (earlier variants are listed in the docs and counted there). `FEEDBACK`
 adds legacy with miss feedback (`ScalingParams.miss_feedback_*`: headroom moved by the
 policy's visible misses, floors below 0 shed margin) and with the start-up hold
-(`scale_down_window_startups`); none beat legacy cross-validated either.
+(`scale_down_window_startups`); none beat legacy cross-validated either. `DISPERSION` adds
+legacy with the dispersion headroom (`ScalingParams.dispersion_*`: margin for the per-second
+noise the 15 s metric hides), at three z and two half-lives of its estimator.
 Replays are cached under .cache/bench/scaling (keyed by the code of intelligence/scaling,
 this harness, the trace and the configuration), so a rerun only replays what changed.
 
@@ -179,7 +181,20 @@ FEEDBACK = tuple(
         ),
     )
 )
-GRID = (*GRID, *FEEDBACK)
+DISPERSION = tuple(  # legacy plus the dispersion headroom (issue 22 item 3, third pass)
+    Config(
+        f"legacy_disp_z{sigmas}_h{half_life}",
+        (
+            *LEGACY.overrides,
+            ("dispersion_sigmas", sigmas),
+            ("dispersion_half_life_seconds", half_life),
+        ),
+        forecast=True,
+    )
+    for sigmas in (1.0, 2.0, 3.0)
+    for half_life in (300.0, 1800.0)
+)
+GRID = (*GRID, *FEEDBACK, *DISPERSION)
 SCORED_BEFORE = 43  # configurations scored in earlier runs and no longer in GRID (docs list them)
 ADOPTED = LEGACY  # what the protocol keeps: no other configuration beat it cross-validated
 
