@@ -37,6 +37,7 @@ CACHE = ROOT / ".cache" / "bench" / "anomaly"
 from intelligence.anomaly.alarms import GateScorer, Refractory  # noqa: E402
 from intelligence.anomaly.tail_probability import (  # noqa: E402
     FEATURES,
+    VETO_FLOOR,
     FeatureOptions,
     TailProbabilityDetector,
 )
@@ -63,6 +64,10 @@ class FeatureSetting:
     calibration_tail: str = "exponential"
     calibration_quantiles: tuple[float, float] = (0.90, 0.95)
     context_min_scale: float = 1.0
+    resonance_window: int = 0
+    resonance_vigilance: float = 0.9
+    resonance_output: str = "calibrated"
+    resonance_shape: str = "window"
 
 
 FEATURE_OPTIONS_SINCE_ROUND3 = (
@@ -73,9 +78,13 @@ FEATURE_OPTIONS_SINCE_ROUND3 = (
     "calibration_tail",
     "calibration_quantiles",
     "context_min_scale",
+    "resonance_window",
+    "resonance_vigilance",
+    "resonance_output",
+    "resonance_shape",
 )
-"""Feature options added in the third round: left out of a ledger key at their defaults, so the
-configurations scored before them keep their keys (and are not counted twice)."""
+"""Feature options added in the third and fourth rounds: left out of a ledger key at their
+defaults, so the configurations scored before them keep their keys (and are not counted twice)."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +101,18 @@ class GateSetting:
     quiet_level: float = 2.0
     quiet_penalty: float = 0.0
     scored_features: tuple[str, ...] = FEATURES
+    dropped_features: tuple[str, ...] = ()
+    resonance_veto: float = 0.0
+    """Features whose surprises the replay sets to 0 (neither evidence nor support): a feature
+    *replaced* by another. Replay only: :func:`detector` refuses it."""
 
 
 def detector(
     setting: FeatureSetting, gate: GateSetting, *, probation: int, level: float
 ) -> TailProbabilityDetector:
     """The detector for one NAB file: window = probation (at least 50), the rest from settings."""
+    if gate.dropped_features:
+        raise ValueError("dropped_features is replayed on cached surprises, not a detector option")
     window = max(probation, 50)
     return TailProbabilityDetector(
         window=window,
@@ -115,6 +130,11 @@ def detector(
             calibration_tail=setting.calibration_tail,
             calibration_quantiles=setting.calibration_quantiles,
             scored_features=gate.scored_features,
+            resonance_window=setting.resonance_window,
+            resonance_vigilance=setting.resonance_vigilance,
+            resonance_output=setting.resonance_output,
+            resonance_shape=setting.resonance_shape,
+            resonance_veto=gate.resonance_veto,
         ),
         alarm_level=level,
         refractory=int(gate.refractory * probation),
@@ -147,10 +167,14 @@ def _source_hash() -> str:
 def _feature_job(args: tuple[FeatureSetting, str, int, NDArray[np.float64]]) -> NDArray[np.float64]:
     setting, _, probation, values = args
     det = detector(setting, GateSetting(), probation=probation, level=math.inf)
-    out = np.empty((values.size, len(FEATURES)))
+    out = np.full((values.size, len(FEATURES) + 1), math.nan)
+    resonance = setting.resonance_window > 0
     for i, v in enumerate(values):
         ev = det.update(float(v)).evidence
-        out[i] = [ev.get(f"{k}_surprise", math.nan) for k in FEATURES]
+        row = [ev.get(f"{k}_surprise", math.nan) for k in FEATURES]
+        out[i, : len(FEATURES)] = row
+        if resonance and max(row) >= VETO_FLOOR:  # a gated score can only be lower
+            out[i, len(FEATURES)] = det.resonance_familiarity()
     return out
 
 
@@ -180,8 +204,16 @@ def gated_scores(
     feats: NDArray[np.float64], gate: GateSetting, probation: int
 ) -> NDArray[np.float64]:
     """The detector's score per point for one file's cached surprises under ``gate``."""
-    scorer = GateScorer(features=feats.shape[1], **gate_kwargs(gate, probation))  # type: ignore[arg-type]
-    return np.array([scorer.update(row) for row in feats.tolist()])
+    scorer = GateScorer(features=len(FEATURES), **gate_kwargs(gate, probation))  # type: ignore[arg-type]
+    surprise = feats[:, : len(FEATURES)]
+    if gate.dropped_features:
+        surprise = surprise.copy()
+        surprise[:, [FEATURES.index(k) for k in gate.dropped_features]] = 0.0
+    scores = np.array([scorer.update(row) for row in surprise.tolist()])
+    if gate.resonance_veto:
+        familiar = feats[:, len(FEATURES)] >= FeatureOptions().resonance_familiar
+        scores[(scores >= VETO_FLOOR) & familiar] -= gate.resonance_veto
+    return scores
 
 
 def alarms(
@@ -219,6 +251,10 @@ def config_key(setting: FeatureSetting, gate: GateSetting, level: float) -> str:
     gates = asdict(gate)
     if gate.scored_features == FEATURES:
         del gates["scored_features"]
+    if not gate.dropped_features:
+        del gates["dropped_features"]
+    if not gate.resonance_veto:
+        del gates["resonance_veto"]
     return json.dumps([feats, gates, round(level, 4)], sort_keys=True)
 
 

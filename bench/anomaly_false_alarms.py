@@ -59,7 +59,7 @@ def alarm_rows(
         s = gated_scores(x, DEFAULT_GATE, f.probation)
         first: set[int] = set()
         for t in np.flatnonzero(alarms(s, DEFAULT_GATE, probation=f.probation, level=level)):
-            feature = FEATURES[int(np.nanargmax(np.nan_to_num(x[t], nan=-1.0)))]
+            feature = FEATURES[int(np.nanargmax(np.nan_to_num(x[t, : len(FEATURES)], nan=-1.0)))]
             kind = classify(f, int(t), first)
             pos = (t - f.probation) / f.probation
             rows.append((f.name, int(t), kind, feature, float(s[t]), float(pos)))

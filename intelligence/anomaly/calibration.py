@@ -89,6 +89,12 @@ class TailCalibrator:
             log_p = min(log_p, -math.log10(larger))
         return log_p
 
+    def fraction_at_least(self, value: float) -> float:
+        """Fraction of the history at least as large as ``value`` (NaN on short history)."""
+        if len(self._hist) < self.min_history:
+            return math.nan
+        return self._hist.fraction_at_least(value)
+
     def add(self, value: float) -> None:
         """Absorb a score into the history (NaN is ignored)."""
         self._hist.append(value)

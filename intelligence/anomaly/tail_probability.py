@@ -29,7 +29,10 @@ Feature calibration options, all off by default (:class:`FeatureOptions`: scored
 not adopted, see docs/intelligence/anomaly.md): a two-scale value z, the value feature on first
 differences, the context code length relative to its recent mean, a minimum history per
 calibrator, a generalised Pareto tail, the tails' quantiles, the context tail's scale, and
-features kept as context only.
+features kept as context only; and (fourth round, also off by default) a fifth feature,
+``resonance``: how far the recent downsampled window lies from every window a fuzzy ART table
+has learned (:mod:`intelligence.anomaly.resonance`, after ARTime), calibrated like the others
+or turned into an HTM-style likelihood.
 
 Alarms are sparse: the first point at or above ``alarm_level`` raises an alarm (reported as
 ``evidence["alarm"] == 1``) and further alarms are suppressed for ``refractory`` points unless
@@ -52,6 +55,7 @@ from intelligence.anomaly.alarms import GateScorer, Refractory
 from intelligence.anomaly.base import RingBuffer, Thresholds
 from intelligence.anomaly.calibration import GPDTailCalibrator, TailCalibrator
 from intelligence.anomaly.context import ContextNovelty
+from intelligence.anomaly.resonance import SHAPES, ErrorLikelihood, ResonanceNovelty
 from intelligence.anomaly.season import SeasonSearch, detect_season
 
 __all__ = ["FeatureOptions", "TailCalibrator", "TailProbabilityDetector", "detect_season"]
@@ -59,7 +63,7 @@ __all__ = ["FeatureOptions", "TailCalibrator", "TailProbabilityDetector", "detec
 MAD_TO_SIGMA = 1.4826
 IQR_TO_MAD = 0.5
 """For a symmetric distribution the interquartile range is twice the MAD."""
-FEATURES = ("value", "level", "seasonal", "context")
+FEATURES = ("value", "level", "seasonal", "context", "resonance")
 STEP_TO_SIGMA = 2.0 / math.sqrt(math.pi)
 """Mean absolute first difference of white noise, in its standard deviations."""
 CONTEXT_MIN_SCALE = 1.0
@@ -98,6 +102,13 @@ class _RollingZ:
 
 VALUE_MODES = ("value", "diff", "min")
 CALIBRATION_TAILS = ("exponential", "gpd")
+RESONANCE_OUTPUTS = ("calibrated", "likelihood")
+VETO_FLOOR = 2.0
+"""Scores below this are never vetoed (nor is the window's familiarity computed for them: it costs
+a match against the table); no alarm level the NAB protocol offers is below it."""
+RESONANCE_WINDOWS_PER_WINDOW = 13
+"""Coded resonance windows per detector window when the step is derived (ARTime: 13 per
+probationary period)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,23 @@ class FeatureOptions:
         scored_features: the features that may carry the score; the others are context only
             (:class:`GateScorer`'s ``silent``): they support other features and break the quiet
             lead-in, and their surprises stay in the evidence.
+        resonance_window: if > 0, the ``resonance`` feature is on (fourth round,
+            :mod:`intelligence.anomaly.resonance`): downsampled values per coded window.
+        resonance_step: raw points per downsampled value (0: ``window / (13 * resonance_window)``
+            rounded, at least 1, so a detector window holds about 13 coded windows).
+        resonance_vigilance: match a window needs to resonate with a learned category.
+        resonance_categories: most categories the resonance table keeps.
+        resonance_output: ``"calibrated"`` (the novelty's tail probability, as for the other
+            features) or ``"likelihood"`` (HTM's: the short mean of the novelty against its long
+            history as a Gaussian tail, :class:`~intelligence.anomaly.resonance.ErrorLikelihood`).
+        resonance_shape: how a window's shape is scaled, ``"window"`` (its own range, ARTime's)
+            or ``"reference"`` (the warm-up's range, amplitude kept).
+        resonance_veto: if > 0 (and the resonance feature on), taken off a score of at least
+            ``VETO_FLOOR`` when the window ending at the point is familiar: its novelty is no
+            larger than a ``resonance_familiar`` fraction of past windows' (ARTime's rule: a
+            window that resonates with a learned category is not an anomaly).
+        resonance_familiar: fraction of past window novelties at least as large as the
+            current one's for the window to count as familiar (0.5: at most the median).
     """
 
     value_mode: str = "value"
@@ -137,12 +165,26 @@ class FeatureOptions:
     calibration_tail: str = "exponential"
     calibration_quantiles: tuple[float, float] = (0.90, 0.95)
     scored_features: tuple[str, ...] = FEATURES
+    resonance_window: int = 0
+    resonance_step: int = 0
+    resonance_vigilance: float = 0.9
+    resonance_categories: int = 64
+    resonance_output: str = "calibrated"
+    resonance_shape: str = "window"
+    resonance_veto: float = 0.0
+    resonance_familiar: float = 0.5
 
     def __post_init__(self) -> None:
         """Refuse options the detector cannot work with, naming each."""
         if self.value_mode not in VALUE_MODES:
             raise ValueError(f"value_mode must be one of {VALUE_MODES}, got {self.value_mode!r}")
-        for name in ("value_step_window", "context_relative_window", "context_min_scale"):
+        for name in (
+            "value_step_window",
+            "context_relative_window",
+            "context_min_scale",
+            "resonance_step",
+            "resonance_veto",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         low = self.calibration_min_history
@@ -158,11 +200,32 @@ class FeatureOptions:
             raise ValueError(
                 f"calibration_quantiles need 0 < lower < upper < 1, got {lower}, {upper}"
             )
+        _check_resonance(self)
         if not self.scored_features or any(k not in FEATURES for k in self.scored_features):
             raise ValueError(
                 f"scored_features must be a non-empty subset of {FEATURES}, "
                 f"got {self.scored_features}"
             )
+
+
+def _check_resonance(opts: FeatureOptions) -> None:
+    """Refuse resonance options the model cannot work with, naming each."""
+    if opts.resonance_window < 0 or opts.resonance_window == 1:
+        raise ValueError(f"resonance_window must be 0 (off) or >= 2, got {opts.resonance_window}")
+    if not 0.0 < opts.resonance_vigilance <= 1.0:
+        raise ValueError(f"resonance_vigilance must be in (0, 1], got {opts.resonance_vigilance}")
+    if opts.resonance_categories < 1:
+        raise ValueError(f"resonance_categories must be >= 1, got {opts.resonance_categories}")
+    if not 0.0 <= opts.resonance_familiar <= 1.0:
+        raise ValueError(f"resonance_familiar must be in [0, 1], got {opts.resonance_familiar}")
+    if opts.resonance_veto and not opts.resonance_window:
+        raise ValueError("resonance_veto needs the resonance feature (resonance_window > 0)")
+    if opts.resonance_shape not in SHAPES:
+        raise ValueError(f"resonance_shape must be one of {SHAPES}, got {opts.resonance_shape!r}")
+    if opts.resonance_output not in RESONANCE_OUTPUTS:
+        raise ValueError(
+            f"resonance_output must be one of {RESONANCE_OUTPUTS}, got {opts.resonance_output!r}"
+        )
 
 
 class TailProbabilityDetector(UnivariateDetector):
@@ -338,6 +401,11 @@ class TailProbabilityDetector(UnivariateDetector):
             for k in FEATURES
         }
         self._context: ContextNovelty | None = None
+        self._resonance: ResonanceNovelty | None = None
+        self._likelihood: ErrorLikelihood | None = None
+        self._veto = opts.resonance_veto
+        self._step_familiarity = math.nan
+        self._at_step = False
         self._recent: deque[float] = deque(maxlen=self.short_window)
         self._refs: deque[tuple[float, float]] = deque(maxlen=self.short_window)
         self._warmup: list[float] = []
@@ -369,6 +437,9 @@ class TailProbabilityDetector(UnivariateDetector):
         sizes["warmup"] = len(self._warmup)
         sizes["gate"] = len(self._gate)
         sizes["context_table"] = len(self._context.model) if self._context is not None else 0
+        res, lik = self._resonance, self._likelihood
+        sizes["resonance_table"] = len(res) if res is not None else 0
+        sizes["resonance_likelihood"] = len(lik) if lik is not None else 0
         return sizes
 
     def _feature(self, name: str, raw: float) -> float:
@@ -435,8 +506,57 @@ class TailProbabilityDetector(UnivariateDetector):
             )
             for v in warm:
                 self._calib["context"].add(self._context_raw(self._context.update(float(v))))
+        if self.options.resonance_window:
+            self._start_resonance(warm)
         if self._search.period is None and self._search.search():
             self._start_season(self._search.history().copy())
+
+    def _start_resonance(self, warm: np.ndarray) -> None:
+        """Fit the resonance coding on the warm-up and replay it (learning, calibrating)."""
+        opts = self.options
+        step = opts.resonance_step or max(
+            1, round(self.window / (RESONANCE_WINDOWS_PER_WINDOW * opts.resonance_window))
+        )
+        self._resonance = ResonanceNovelty(
+            warm,
+            window=opts.resonance_window,
+            step=step,
+            vigilance=opts.resonance_vigilance,
+            categories=opts.resonance_categories,
+            shape=opts.resonance_shape,
+        )
+        if opts.resonance_output == "likelihood":
+            long = max(2 * self.min_history, self.calibration_window // step)
+            self._likelihood = ErrorLikelihood(long=long, min_history=self.min_history)
+        for v in warm:
+            self._resonance_surprise(float(v))
+
+    def _resonance_surprise(self, x: float) -> float:
+        """The resonance feature's surprise at ``x`` (0 between downsampled points)."""
+        assert self._resonance is not None
+        novelty = self._resonance.update(x)
+        self._at_step = novelty == novelty
+        if not self._at_step:
+            return 0.0
+        calib = self._calib["resonance"]
+        self._step_familiarity = calib.fraction_at_least(novelty)
+        if self._likelihood is not None:
+            calib.add(novelty)  # the familiarity's history
+            s = self._likelihood.update(novelty)
+            return s if s == s else 0.0
+        return self._feature("resonance", novelty)
+
+    def resonance_familiarity(self) -> float:
+        """Fraction of past window novelties at least as large as that of the window ending at
+        the latest point (NaN without the resonance feature or history)."""
+        if self._resonance is None:
+            return math.nan
+        if self._at_step:
+            return self._step_familiarity
+        novelty = self._resonance.pending()
+        return (
+            self._calib["resonance"].fraction_at_least(novelty) if novelty == novelty else novelty
+        )
 
     def _level(self, x: float, med: float, scale: float) -> float:
         """Two-window level statistic: the recent mean against the window as it stood before."""
@@ -476,9 +596,16 @@ class TailProbabilityDetector(UnivariateDetector):
             if self.context_order is not None
             else 0.0
         )
-        surprises = (s_value, s_level, s_seasonal, s_context)
+        s_resonance = self._resonance_surprise(x) if self._resonance is not None else 0.0
+        surprises = (s_value, s_level, s_seasonal, s_context, s_resonance)
         self._observe_season(x)
         score = self._gate.update(surprises)
+        if (
+            self._veto
+            and score >= VETO_FLOOR
+            and self.resonance_familiarity() >= self.options.resonance_familiar
+        ):
+            score -= self._veto
         alarm = score >= self.alarm_level and self._refractory.check(t, score)
         evidence = {
             "score": score,
@@ -493,6 +620,7 @@ class TailProbabilityDetector(UnivariateDetector):
             "level_surprise": s_level,
             "seasonal_surprise": s_seasonal,
             "context_surprise": s_context,
+            "resonance_surprise": s_resonance,
         }
         return score, evidence
 
