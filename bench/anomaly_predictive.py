@@ -17,10 +17,12 @@ once. Every configuration goes into the ledger.
 Run from the repository root (each resonance setting streams the corpus once, then cached)::
 
     nice -n 15 .venv/bin/python bench/anomaly_predictive.py
+    nice -n 15 .venv/bin/python bench/anomaly_predictive.py --familiarity  # the veto's premise
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,8 +30,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.anomaly_cv import FeatureSetting, GateSetting, config_key, record  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.anomaly_cv import (  # noqa: E402
+    FeatureSetting,
+    GateSetting,
+    alarms,
+    config_key,
+    gated_scores,
+    record,
+    surprises,
+)
 from bench.anomaly_eval import (  # noqa: E402
+    DEFAULT_GATE,
     EARLIER_CONFIGURATIONS,
     PROFILE_GATES,
     Grid,
@@ -37,6 +50,7 @@ from bench.anomaly_eval import (  # noqa: E402
     load_profiles,
     run_grid,
 )
+from bench.anomaly_false_alarms import classify  # noqa: E402
 from bench.anomaly_features import cells, pool  # noqa: E402
 from intelligence.anomaly.tail_probability import FEATURES  # noqa: E402
 
@@ -100,8 +114,44 @@ PAIRS = tuple(("adopted", c.label) for c in CANDIDATES if c.label.endswith("fift
 """Pairs offered together to each fold (the protocol choosing per profile between them)."""
 
 
-def main() -> int:
+def print_familiarity(level: float = 2.375) -> None:
+    """How familiar the window ending at each alarm of the adopted standard setting is.
+
+    Familiarity is the detector's own ``resonance_familiarity()`` at the alarm (reference-shape
+    coding): the fraction of past window novelties at least as large; >= 0.5 means the window
+    is no more novel than the median past window, the veto's "familiar".
+    """
+    files = load_corpus()
+    feats = surprises(REFERENCE_SHAPE, [(f.name, f.probation, f.values) for f in files])
+    gate = replace(DEFAULT_GATE, dropped_features=("resonance",))  # the adopted alarms
+    rows: list[tuple[str, bool, float]] = []
+    for f, x in zip(files, feats, strict=True):
+        s = gated_scores(x, gate, f.probation)
+        first: set[int] = set()
+        for t in np.flatnonzero(alarms(s, gate, probation=f.probation, level=level)):
+            kind = classify(f, int(t), first)
+            if kind != "echo":
+                rows.append((kind, bool(s[t] < 2.75), float(x[t, -1])))
+    print(f"Familiarity at the adopted standard alarms (level {level}):")
+    for weak in (True, False):
+        for kind in ("fp", "hit"):
+            fam = np.array([r[2] for r in rows if r[0] == kind and r[1] == weak])
+            q = np.nanpercentile(fam, [25, 50, 75]) if fam.size else [np.nan] * 3
+            print(
+                f"  {'weak' if weak else 'strong':<7}{kind:<4} n={fam.size:3d}  familiar "
+                f"{np.mean(fam >= 0.5):4.0%}  quartiles {q[0]:.2f} {q[1]:.2f} {q[2]:.2f}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
     """Score each candidate as its own grid, then all of them offered together."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--familiarity", action="store_true", help="only the familiarity at the adopted alarms"
+    )
+    if parser.parse_args(argv).familiarity:
+        print_familiarity()
+        return 0
     files = load_corpus()
     profiles = load_profiles()
     print("Resonance settings (CV/in-sample, CV hit/missed,FPs): standard | low-FP | low-FN")

@@ -13,6 +13,8 @@ Run from the repository root::
 
     .venv/bin/python bench/anomaly_stream.py                  # 1,000,000 points
     .venv/bin/python bench/anomaly_stream.py --points 200000  # a shorter run
+    .venv/bin/python bench/anomaly_stream.py --points 200000 --resonance  # the fourth round's
+        # resonance feature on (likelihood output, not a default): its cost
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from intelligence.anomaly import TailProbabilityDetector  # noqa: E402
+from intelligence.anomaly.tail_probability import FeatureOptions  # noqa: E402
 
 BLOCK = 100_000
 PERIOD = 288
@@ -64,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     """Stream the points and print one row per block."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument(
+        "--resonance", action="store_true", help="resonance feature on (likelihood output)"
+    )
     args = parser.parse_args(argv)
-    det = TailProbabilityDetector()
-    print(f"TailProbabilityDetector() defaults, {args.points:,} points, blocks of {BLOCK:,}")
+    opts = FeatureOptions(resonance_window=8, resonance_output="likelihood")
+    det = TailProbabilityDetector(options=opts) if args.resonance else TailProbabilityDetector()
+    what = f"options={opts}" if args.resonance else "defaults"
+    print(f"TailProbabilityDetector() {what}, {args.points:,} points, blocks of {BLOCK:,}")
     print(f"{'points':>10}{'cpu us/pt':>11}{'wall us/pt':>12}{'RSS MiB':>9}  state sizes")
     done = alarms = 0
     cpu_total = 0.0
