@@ -48,16 +48,24 @@ its 47 first hits are carried by it (``bench/anomaly_false_alarms.py``)."""
 
 @dataclass(frozen=True)
 class Candidate:
-    """One setting of the round: features, and which of them may carry the score."""
+    """One setting of a round: features, which of them may carry the score, which are dropped
+    (replayed as 0), and the resonance veto (fourth round)."""
 
     label: str
     setting: FeatureSetting = field(default_factory=FeatureSetting)
     scored: tuple[str, ...] = FEATURES
+    dropped: tuple[str, ...] = ()
+    veto: float = 0.0
 
     def gates(self) -> dict[str, tuple[GateSetting, ...]]:
-        """Each profile's gates (``PROFILE_GATES``) with this candidate's scored features."""
+        """Each profile's gates (``PROFILE_GATES``) with this candidate's feature roles."""
+        roles = {
+            "scored_features": self.scored,
+            "dropped_features": self.dropped,
+            "resonance_veto": self.veto,
+        }
         return {
-            prof: tuple(replace(g, scored_features=self.scored) for g in gates)
+            prof: tuple(replace(g, **roles) for g in gates)  # type: ignore[arg-type]
             for prof, gates in PROFILE_GATES.items()
         }
 
@@ -104,31 +112,40 @@ def pool(grids: list[Grid], gates: list[Gates]) -> tuple[Grid, Gates]:
     return grid, {p: tuple(x for g in gates for x in g[p]) for p in PROFILES}
 
 
-def main() -> int:
-    """Score each candidate as its own grid, then pairs and all of them offered together."""
-    files = load_corpus()
-    profiles = load_profiles()
-    print("Feature settings (CV/in-sample, CV hit/missed,FPs): standard | low-FP | low-FN")
+def score_round(
+    title: str,
+    candidates: tuple[Candidate, ...],
+    pairs: tuple[tuple[str, str], ...],
+    files: list[LabelledFile],
+    profiles: dict[str, Weights],
+) -> dict[str, Grid]:
+    """Score each candidate as its own grid (into the ledger), then the pairs and all of them
+    offered together to each fold; print a row each and the running total."""
+    print(f"{title} (CV/in-sample, CV hit/missed,FPs): standard | low-FP | low-FN")
     grids: dict[str, Grid] = {}
     total = 0
-    for cand in CANDIDATES:
-        grid = run_grid(
-            files, (cand.setting,), tuple(dict.fromkeys(sum(cand.gates().values(), ())))
-        )
-        grids[cand.label] = grid
+    for cand in candidates:
+        gates = tuple(dict.fromkeys(sum(cand.gates().values(), ())))
+        grid = grids[cand.label] = run_grid(files, (cand.setting,), gates)
         fresh, total = record(config_key(*c) for c in grid.configs)
         row = cells(grid, cand.gates(), files, profiles)
         print(f"  {cand.label:<40}{row}  ({fresh} new)", flush=True)
-    by_label = {c.label: c for c in CANDIDATES}
-    for pair in PAIRS:
+    by_label = {c.label: c for c in candidates}
+    for pair in pairs:
         grid, gates = pool([grids[x] for x in pair], [by_label[x].gates() for x in pair])
         print(f"  {' or '.join(pair):<40}{cells(grid, gates, files, profiles)}")
-    grid, gates = pool(list(grids.values()), [c.gates() for c in CANDIDATES])
+    grid, gates = pool(list(grids.values()), [c.gates() for c in candidates])
     print(f"  {'all settings offered to each fold':<40}{cells(grid, gates, files, profiles)}")
     print(
         f"  {len(grid.configs)} configurations; ledger {total} + {EARLIER_CONFIGURATIONS} "
         f"before the protocol = {total + EARLIER_CONFIGURATIONS}"
     )
+    return grids
+
+
+def main() -> int:
+    """Score each candidate as its own grid, then pairs and all of them offered together."""
+    score_round("Feature settings", CANDIDATES, PAIRS, load_corpus(), load_profiles())
     return 0
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,22 +36,22 @@ from bench.anomaly_cv import (  # noqa: E402
     FeatureSetting,
     GateSetting,
     alarms,
-    config_key,
     gated_scores,
-    record,
     surprises,
 )
 from bench.anomaly_eval import (  # noqa: E402
     DEFAULT_GATE,
-    EARLIER_CONFIGURATIONS,
-    PROFILE_GATES,
     Grid,
+    LabelledFile,
+    Weights,
+    category,
+    cross_validate,
     load_corpus,
     load_profiles,
-    run_grid,
+    subgrid,
 )
 from bench.anomaly_false_alarms import classify  # noqa: E402
-from bench.anomaly_features import cells, pool  # noqa: E402
+from bench.anomaly_features import Candidate, score_round  # noqa: E402
 from intelligence.anomaly.tail_probability import FEATURES  # noqa: E402
 
 CALIBRATED = FeatureSetting(resonance_window=8)
@@ -64,32 +64,6 @@ added after the first six candidates, when the unit tests showed the table of a 
 wave filling with noise shapes."""
 REFERENCE_LIKELIHOOD = replace(REFERENCE_SHAPE, resonance_output="likelihood")
 SUPPORT_ONLY = tuple(k for k in FEATURES if k != "resonance")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One setting of the round: features, which may carry the score, which are dropped."""
-
-    label: str
-    setting: FeatureSetting = field(default_factory=FeatureSetting)
-    scored: tuple[str, ...] = FEATURES
-    dropped: tuple[str, ...] = ()
-    veto: float = 0.0
-
-    def gates(self) -> dict[str, tuple[GateSetting, ...]]:
-        """Each profile's gates (``PROFILE_GATES``) with this candidate's feature roles."""
-        return {
-            prof: tuple(
-                replace(
-                    g,
-                    scored_features=self.scored,
-                    dropped_features=self.dropped,
-                    resonance_veto=self.veto,
-                )
-                for g in gates
-            )
-            for prof, gates in PROFILE_GATES.items()
-        }
 
 
 def _three_ways(name: str, setting: FeatureSetting) -> tuple[Candidate, ...]:
@@ -112,6 +86,26 @@ CANDIDATES = (
 )
 PAIRS = tuple(("adopted", c.label) for c in CANDIDATES if c.label.endswith("fifth feature"))
 """Pairs offered together to each fold (the protocol choosing per profile between them)."""
+
+
+def print_categories(
+    label: str,
+    grid: Grid,
+    gates: dict[str, tuple[GateSetting, ...]],
+    files: list[LabelledFile],
+    w: dict[str, Weights],
+) -> None:
+    """Windows hit / missed and false alarms per category at the in-sample configuration."""
+    cats = sorted({category(f) for f in files})
+    for prof in ("standard", "reward_low_FP_rate"):
+        sub = subgrid(grid, gates[prof])
+        c = sub.configs.index(cross_validate(sub, files, w[prof]).in_sample_config)
+        cells = []
+        for cat in cats:
+            terms = [t for t, f in zip(sub.terms[c], files, strict=True) if category(f) == cat]
+            hit, miss, fp = (sum(getattr(t, k) for t in terms) for k in ("tp", "fn", "fp"))
+            cells.append(f"{cat} {hit}/{miss},{fp}")
+        print(f"    {label} {prof}: " + "; ".join(cells))
 
 
 def print_familiarity(level: float = 2.375) -> None:
@@ -152,28 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     if parser.parse_args(argv).familiarity:
         print_familiarity()
         return 0
-    files = load_corpus()
-    profiles = load_profiles()
-    print("Resonance settings (CV/in-sample, CV hit/missed,FPs): standard | low-FP | low-FN")
-    grids: list[Grid] = []
-    total = 0
-    for cand in CANDIDATES:
-        gates = tuple(dict.fromkeys(sum(cand.gates().values(), ())))
-        grid = run_grid(files, (cand.setting,), gates)
-        grids.append(grid)
-        fresh, total = record(config_key(*c) for c in grid.configs)
-        row = cells(grid, cand.gates(), files, profiles)
-        print(f"  {cand.label:<40}{row}  ({fresh} new)", flush=True)
-    by_label = {c.label: (c, g) for c, g in zip(CANDIDATES, grids, strict=True)}
-    for pair in PAIRS:
-        grid, gates = pool([by_label[x][1] for x in pair], [by_label[x][0].gates() for x in pair])
-        print(f"  {' or '.join(pair):<40}{cells(grid, gates, files, profiles)}")
-    grid, gates = pool(grids, [c.gates() for c in CANDIDATES])
-    print(f"  {'all settings offered to each fold':<40}{cells(grid, gates, files, profiles)}")
-    print(
-        f"  {len(grid.configs)} configurations; ledger {total} + {EARLIER_CONFIGURATIONS} "
-        f"before the protocol = {total + EARLIER_CONFIGURATIONS}"
-    )
+    files, profiles = load_corpus(), load_profiles()
+    grids = score_round("Resonance settings", CANDIDATES, PAIRS, files, profiles)
+    print("  per category (in-sample configuration; windows hit/missed, false alarms):")
+    by_label = {c.label: c for c in CANDIDATES}
+    for label in ("adopted", "resonance likelihood: fifth feature"):
+        print_categories(label, grids[label], by_label[label].gates(), files, profiles)
     return 0
 
 
