@@ -18,6 +18,8 @@ Run from the repository root (each resonance setting streams the corpus once, th
 
     nice -n 15 .venv/bin/python bench/anomaly_predictive.py
     nice -n 15 .venv/bin/python bench/anomaly_predictive.py --familiarity  # the veto's premise
+    nice -n 15 .venv/bin/python bench/anomaly_predictive.py --per-file  # where the likelihood
+        # feature's gain comes from
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ from bench.anomaly_cv import (  # noqa: E402
 )
 from bench.anomaly_eval import (  # noqa: E402
     DEFAULT_GATE,
+    QUIET_GATE,
     Grid,
     LabelledFile,
     Weights,
     category,
     cross_validate,
+    file_terms,
     load_corpus,
     load_profiles,
     subgrid,
@@ -108,6 +112,31 @@ def print_categories(
         print(f"    {label} {prof}: " + "; ".join(cells))
 
 
+def print_per_file(level: float = 2.375) -> None:
+    """Files whose hits or false alarms the likelihood fifth feature changes, per profile gate
+    (both settings at ``level``, their in-sample choice)."""
+    files, w = load_corpus(), load_profiles()
+    inputs = [(f.name, f.probation, f.values) for f in files]
+    base, new = surprises(FeatureSetting(), inputs), surprises(LIKELIHOOD, inputs)
+    for prof, gate in (("standard", DEFAULT_GATE), ("reward_low_FP_rate", QUIET_GATE)):
+        print(f"Files the likelihood fifth feature changes ({prof}, level {level}):")
+        for f, a, b in zip(files, base, new, strict=True):
+            ta, tb = (
+                file_terms(
+                    f,
+                    alarms(
+                        gated_scores(x, gate, f.probation), gate, probation=f.probation, level=level
+                    ),
+                )
+                for x in (a, b)
+            )
+            if (ta.tp, ta.fp) != (tb.tp, tb.fp):
+                print(
+                    f"  {f.name:<58} hits {ta.tp} -> {tb.tp}, false alarms {ta.fp} -> {tb.fp}, "
+                    f"raw score {ta.score(w[prof]):+.2f} -> {tb.score(w[prof]):+.2f}"
+                )
+
+
 def print_familiarity(level: float = 2.375) -> None:
     """How familiar the window ending at each alarm of the adopted standard setting is.
 
@@ -143,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--familiarity", action="store_true", help="only the familiarity at the adopted alarms"
     )
-    if parser.parse_args(argv).familiarity:
-        print_familiarity()
+    parser.add_argument(
+        "--per-file", action="store_true", help="only the files the likelihood feature changes"
+    )
+    args = parser.parse_args(argv)
+    if args.familiarity or args.per_file:
+        (print_familiarity if args.familiarity else print_per_file)()
         return 0
     files, profiles = load_corpus(), load_profiles()
     grids = score_round("Resonance settings", CANDIDATES, PAIRS, files, profiles)
