@@ -23,7 +23,9 @@ adds legacy with miss feedback (`ScalingParams.miss_feedback_*`: headroom moved 
 policy's visible misses, floors below 0 shed margin) and with the start-up hold
 (`scale_down_window_startups`); none beat legacy cross-validated either. `DISPERSION` adds
 legacy with the dispersion headroom (`ScalingParams.dispersion_*`: margin for the per-second
-noise the 15 s metric hides), at three z and two half-lives of its estimator.
+noise the 15 s metric hides), at five z and two half-lives of its estimator, its index read
+from the 15 s means every 15 s (`DISPERSION`) or every 5 s (`DISPERSION_5S`: overlapping
+means, which tell noise smooth at 1 s from per-second noise).
 Replays are cached under .cache/bench/scaling (keyed by the code of intelligence/scaling,
 this harness, the trace and the configuration), so a rerun only replays what changed.
 
@@ -191,10 +193,24 @@ DISPERSION = tuple(  # legacy plus the dispersion headroom (issue 22 item 3, thi
         ),
         forecast=True,
     )
-    for sigmas in (1.0, 2.0, 3.0)
+    for sigmas in (0.5, 0.75, 1.0, 2.0, 3.0)
     for half_life in (300.0, 1800.0)
 )
-GRID = (*GRID, *FEEDBACK, *DISPERSION)
+DISPERSION_5S = tuple(  # the same, the index read from the 15 s means taken every 5 s
+    Config(
+        f"legacy_disp5s_z{sigmas}_h{half_life}",
+        (
+            *LEGACY.overrides,
+            ("dispersion_sigmas", sigmas),
+            ("dispersion_half_life_seconds", half_life),
+            ("dispersion_sample_seconds", 5.0),
+        ),
+        forecast=True,
+    )
+    for sigmas in (1.0, 1.5, 2.0, 2.5, 3.0)
+    for half_life in (300.0, 1800.0)
+)
+GRID = (*GRID, *FEEDBACK, *DISPERSION, *DISPERSION_5S)
 SCORED_BEFORE = 43  # configurations scored in earlier runs and no longer in GRID (docs list them)
 ADOPTED = LEGACY  # what the protocol keeps: no other configuration beat it cross-validated
 

@@ -313,10 +313,11 @@ def _with_dispersion(
     if sigmas is None or not params.predictive:
         return demand, disp
     window = params.dispersion_window_seconds
+    sample = params.dispersion_sample_seconds or window
     disp = observe_dispersion(
-        disp, now=now, load=load, window=window, half_life=params.dispersion_half_life_seconds
+        disp, now=now, load=load, sample=sample, half_life=params.dispersion_half_life_seconds
     )
-    index = disp.index(window)
+    index = disp.index(window, sample)
     if index is None:
         return demand, disp
     level = dispersion_level(demand.load, index=index, sigmas=sigmas)

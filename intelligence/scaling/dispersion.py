@@ -16,13 +16,20 @@ and the decision provisions it under `capacity_per_instance`: it adds instances 
 per-second noise is large against the margin the target already leaves (low rates, bursty
 arrivals), and none on a smooth series.
 
-The scatter of the means around their trend is read from second differences of means taken
-one window apart, `d_t = m_t - 2 m_{t-1} + m_{t-2}` (a straight-line trend cancels). For white
-noise of variance `s2` in the means `E[d_t d_{t-1}] = -4 s2`, while a smooth curve (a ramp that
-bends, a linearly interpolated series at its knots) makes successive second differences of the
-same sign; so `s2 = max(0, -mean(d_t d_{t-1}) / 4)`, exponentially weighted with half-life
-`half_life` seconds, counts the noise and not the curvature. State: a handful of numbers
-(`Dispersion`), O(1) per decision.
+The scatter is read from second differences of means taken `sample` seconds apart,
+`d_t = m_t - 2 m_{t-1} + m_{t-2}` (a straight-line trend cancels). With `k = window / sample`
+(an integer: non-overlapping means for k = 1, overlapping ones for k > 1) and per-second white
+noise of variance `v`, `E[d_t d_{t-1}] = -c_k * sample * v / window**2`, `c_1 = 4`, `c_2 = 1`,
+`c_k = 2` beyond (the block sums the two differences share, with opposite signs); a smooth
+curve (a ramp that bends, a linearly interpolated series at its knots) makes successive second
+differences of the same sign instead. So `v = max(0, -mean(d_t d_{t-1})) * window**2 /
+(c_k * sample)`, exponentially weighted with half-life `half_life` seconds, counts the noise
+and not the curvature. Overlapping means see the load at `sample`-second resolution: noise that
+is white at the window's scale but smooth at the sample's (a moving average, bursts lasting
+several seconds, a series interpolated between coarse points) reads as correlated, not as
+per-second noise; non-overlapping means cannot tell the two apart and read both as per-second
+noise (k = 1 overstates the per-second spread of such traffic, up to sqrt(window) times).
+State: a handful of numbers (`Dispersion`), O(1) per decision.
 """
 
 from __future__ import annotations
@@ -51,11 +58,14 @@ class Dispersion:
     cross: float = 0.0
     products: int = 0
 
-    def index(self, window: float) -> float | None:
-        """The per-second index of dispersion `window * s2 / mean` (None until estimated)."""
+    def index(self, window: float, sample: float) -> float | None:
+        """The per-second index of dispersion `v / mean` (None until estimated), for means
+        over `window` seconds taken every `sample` seconds."""
         if self.products < MIN_PRODUCTS or self.mean is None or self.mean <= 0:
             return None
-        return window * max(0.0, -self.cross / 4.0) / self.mean
+        k = max(1, round(window / sample))
+        shared = 4.0 if k == 1 else 1.0 if k == 2 else 2.0
+        return max(0.0, -self.cross) * window * window / (shared * sample) / self.mean
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,17 +96,17 @@ class Dispersion:
 
 
 def observe_dispersion(
-    disp: Dispersion, *, now: float, load: float, window: float, half_life: float
+    disp: Dispersion, *, now: float, load: float, sample: float, half_life: float
 ) -> Dispersion:
-    """`disp` after the window mean `load` seen at `now`: a sample is taken once per `window`
-    seconds (overlapping means would be correlated); after a gap of more than two windows the
-    chain of differences restarts (the averages are kept)."""
-    if disp.last is not None and now - disp.last < window * (1 - 1e-9):
+    """`disp` after the window mean `load` seen at `now`: a sample is taken once per `sample`
+    seconds; after a gap of more than two samples the chain of differences restarts (the
+    averages are kept)."""
+    if disp.last is not None and now - disp.last < sample * (1 - 1e-9):
         return disp
     gap = math.inf if disp.last is None else now - disp.last
     weight = 1.0 - 0.5 ** (min(gap, 4 * half_life) / half_life)
     mean = load if disp.mean is None else disp.mean + weight * (load - disp.mean)
-    if gap > 2 * window or disp.m1 is None:
+    if gap > 2 * sample or disp.m1 is None:
         return replace(disp, last=now, m1=load, m2=None, d1=None, mean=mean)
     if disp.m2 is None:
         return replace(disp, last=now, m1=load, m2=disp.m1, mean=mean)

@@ -152,8 +152,10 @@ class ScalingParams:
 
     Dispersion headroom (see `dispersion`; off by default): with `dispersion_sigmas` (z) set,
     the per-second index of dispersion of the load is estimated from the scatter of its
-    window means (one per `dispersion_window_seconds`, the span the metric averages over)
-    around their local trend, exponentially weighted with half-life
+    window means (over `dispersion_window_seconds`, the span the metric averages over; one
+    taken every `dispersion_sample_seconds`, the window when None, which must divide the
+    window: overlapping means see finer than the window) around their local trend,
+    exponentially weighted with half-life
     `dispersion_half_life_seconds`, and every mode's demand is raised so that
     `rate + z * sqrt(rate * index)` fits under `capacity_per_instance` (at the target without
     one): margin for per-second noise the averaged metric cannot show.
@@ -192,6 +194,7 @@ class ScalingParams:
     dispersion_sigmas: float | None = None
     dispersion_half_life_seconds: float = 900.0
     dispersion_window_seconds: float = 15.0
+    dispersion_sample_seconds: float | None = None
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""
@@ -255,6 +258,19 @@ class ScalingParams:
         if not self.dispersion_window_seconds > 0:
             raise ValueError(
                 f"dispersion_window_seconds must be positive, got {self.dispersion_window_seconds}"
+            )
+        sample = self.dispersion_sample_seconds
+        if sample is not None and not (
+            sample > 0
+            and abs(
+                self.dispersion_window_seconds / sample
+                - round(self.dispersion_window_seconds / sample)
+            )
+            < 1e-6
+        ):
+            raise ValueError(
+                "dispersion_sample_seconds must divide dispersion_window_seconds "
+                f"({self.dispersion_window_seconds}), got {sample}"
             )
 
 

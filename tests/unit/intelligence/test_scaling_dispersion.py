@@ -89,15 +89,39 @@ def test_overdispersed_counts_read_a_larger_index() -> None:
     assert 3.0 < evidence["dispersionIndex"] < 8.0
 
 
+@pytest.mark.parametrize("sample", [None, 5.0])
+def test_poisson_counts_read_index_one_from_overlapping_or_separate_means(
+    sample: float | None,
+) -> None:
+    load = poisson_counts(30.0, 7200, seed=11)
+    evidence = replay(params(dispersion_sample_seconds=sample), load)["last"].evidence
+    assert 0.6 < evidence["dispersionIndex"] < 1.6
+
+
+def test_overlapping_means_tell_noise_smooth_at_one_second_from_per_second_noise() -> None:
+    """A 10 s moving average of bursty counts is noisy at 15 s but smooth at 1 s: separate
+    15 s means read it as large per-second noise, 15 s means every 5 s do not."""
+    rng = np.random.default_rng(13)
+    counts = rng.negative_binomial(1, 1 / (1 + 20.0), 7200).astype(float)
+    smooth = np.convolve(counts, np.ones(10) / 10.0)[: counts.size]
+    separate = replay(params(), smooth)["last"].evidence["dispersionIndex"]
+    overlapping = replay(params(dispersion_sample_seconds=5.0), smooth)
+    assert separate > 5.0
+    assert overlapping["last"].evidence["dispersionIndex"] < 0.25 * separate
+    raw = replay(params(dispersion_sample_seconds=5.0), counts)["last"].evidence
+    assert raw["dispersionIndex"] > 5.0  # the same counts unsmoothed: per-second noise
+
+
+@pytest.mark.parametrize("sample", [None, 5.0])
 @pytest.mark.parametrize("shape", ["sine", "interpolated"])
-def test_a_smooth_series_gets_no_margin(shape: str) -> None:
+def test_a_smooth_series_gets_no_margin(shape: str, sample: float | None) -> None:
     t = np.arange(14_400.0)
     if shape == "sine":  # a cycle of 48 min, as nyc_taxi compressed 30x
         load = 20.0 + 10.0 * np.sin(2 * np.pi * t / 2880.0)
     else:  # knots every 60 s, linearly interpolated, as the NAB traces compressed 30x
         knots = np.random.default_rng(5).uniform(10.0, 30.0, t.size // 60 + 1)
         load = np.interp(t, np.arange(knots.size) * 60.0, knots)
-    with_it = replay(params(dispersion_sigmas=3.0), load)
+    with_it = replay(params(dispersion_sigmas=3.0, dispersion_sample_seconds=sample), load)
     without = replay(params(dispersion_sigmas=None), load)
     extra = with_it["desired"].sum() / without["desired"].sum() - 1
     assert extra < 0.01
@@ -118,11 +142,11 @@ def test_state_is_bounded_and_round_trips_through_json() -> None:
 def test_means_are_sampled_once_per_window_and_a_gap_restarts_the_chain() -> None:
     disp = Dispersion()
     for i, value in enumerate([10.0, 12.0, 9.0]):
-        disp = observe_dispersion(disp, now=NOW + 15 * i, load=value, window=15, half_life=900)
+        disp = observe_dispersion(disp, now=NOW + 15 * i, load=value, sample=15, half_life=900)
     assert disp.d1 == pytest.approx(9.0 - 2 * 12.0 + 10.0)
-    same = observe_dispersion(disp, now=NOW + 35, load=50.0, window=15, half_life=900)
+    same = observe_dispersion(disp, now=NOW + 35, load=50.0, sample=15, half_life=900)
     assert same == disp  # less than a window after the last sample: not a new sample
-    after_gap = observe_dispersion(disp, now=NOW + 200, load=11.0, window=15, half_life=900)
+    after_gap = observe_dispersion(disp, now=NOW + 200, load=11.0, sample=15, half_life=900)
     assert (after_gap.m2, after_gap.d1, after_gap.products) == (None, None, disp.products)
 
 
@@ -141,6 +165,8 @@ def test_off_by_default_and_reactive_mode_ignores_it() -> None:
         ("dispersion_sigmas", float("nan")),
         ("dispersion_half_life_seconds", 0.0),
         ("dispersion_window_seconds", -15.0),
+        ("dispersion_sample_seconds", 4.0),
+        ("dispersion_sample_seconds", 30.0),
     ],
 )
 def test_bad_dispersion_parameters_name_the_field(field: str, value: float) -> None:
