@@ -8,93 +8,45 @@
   through every id route of the CRM, answer 404 and change nothing.
 
 The CRM, the gateway and their redis-server run on an event loop of their own (a thread),
-because schemathesis calls them synchronously from the test.
+because schemathesis calls them synchronously from the test (fuzz_support.Stack).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
-import threading
+import contextlib
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import schemathesis
-from crm.conftest import INTERNAL, FirestoreEmulator
+from crm.conftest import FirestoreEmulator
 from crm.test_crm_contract import FAKE_ID, OPERATIONS, PREFIX, VALID
-from gateway.conftest import FIREBASE_PROJECT, JWT_SECRET, free_port, make_jwt, run_redis, serve
-from hypothesis import HealthCheck, given, settings
+from gateway.conftest import RedisServer, make_jwt
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from services.common.settings import AuthSettings
 from services.crm.app import create_app as create_crm
 from services.crm.settings import CrmSettings
-from services.gateway.app import create_app as create_gateway
-from services.gateway.settings import GatewaySettings
+
+from .fuzz_support import INTERNAL, Stack, Upstream, fuzz, gateway_spec, serve
 
 
-class Stack:
-    """redis-server, the CRM and the gateway in front of it, on a thread's event loop."""
-
-    def __init__(self, project: str, workdir: Path) -> None:
-        self.project, self.workdir = project, workdir
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.spec: dict[str, Any] = {}
-        self.up, self.failed = threading.Event(), list[BaseException]()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self.failed.append(exc)
-            self.up.set()
-
-    async def _main(self) -> None:
-        self.stop = asyncio.Event()
-        async with run_redis(self.workdir) as redis:
-            crm_settings = CrmSettings(project_id=self.project, redis_url=redis.url,
-                                       log_level="WARNING", access_log=False)  # fmt: skip
-            crm = create_crm(crm_settings, internal_settings=INTERNAL)
-            self.spec = crm.openapi()
-            async with serve(crm) as crm_url:
-                routes = self.workdir / "routes.json"
-                routes.write_text(json.dumps({"services": [
-                    {"name": "crm", "url": crm_url, "routes": [{"prefix": PREFIX}]}]}))  # fmt: skip
-                gateway = create_gateway(
-                    GatewaySettings(redis_url=redis.url, routes_file=routes, log_level="WARNING",
-                                    rate_limit_per_minute=1_000_000, tenant_rate_limit_per_minute=0,
-                                    ip_rate_limit_per_minute=0, max_body_bytes=64 << 10),
-                    auth_settings=AuthSettings(jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
-                                               firebase_project_id=FIREBASE_PROJECT),
-                    internal_settings=INTERNAL,
-                )  # fmt: skip
-                async with serve(gateway, int(self.url.rsplit(":", 1)[1])):
-                    self.loop = asyncio.get_running_loop()
-                    self.up.set()
-                    await self.stop.wait()
-
-    def start(self) -> Stack:
-        self.thread.start()
-        assert self.up.wait(timeout=60), "the CRM and gateway did not start"
-        assert not self.failed, self.failed
-        return self
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(timeout=30)
+@contextlib.asynccontextmanager
+async def crm(project: str, redis: RedisServer) -> AsyncIterator[list[Upstream]]:
+    settings = CrmSettings(project_id=project, redis_url=redis.url, log_level="WARNING",
+                           access_log=False)  # fmt: skip
+    app = create_crm(settings, internal_settings=INTERNAL)
+    async with serve(app) as url:
+        yield [Upstream("crm", url, [{"prefix": PREFIX}], app.openapi())]
 
 
 @pytest.fixture(scope="module")
 def stack(
     firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    s = Stack(firestore_emulator.project, tmp_path_factory.mktemp("crm-fuzz")).start()
+    project = firestore_emulator.project
+    s = Stack(tmp_path_factory.mktemp("crm-fuzz"), lambda redis, _: crm(project, redis)).start()
     yield s
     s.close()
 
@@ -115,21 +67,9 @@ def test_crm_through_the_gateway_keeps_its_contract(stack: Stack, examples: int)
     """schemathesis' checks on every response: not a server error, a documented status, content
     type and headers, a body matching the documented schema."""
     # the CRM's own /metrics and health routes are the gateway's own at the gateway
-    schema = schemathesis.openapi.from_dict(stack.spec).include(path_regex=f"^{PREFIX}/")
     tenant = "fuzz-" + uuid.uuid4().hex[:8]
-    seen: list[int] = []
-
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(case=schema.as_strategy())
-    def check(case: Any) -> None:
-        r = case.call_and_validate(
-            base_url=stack.url, headers=auth(tenant), excluded_checks=LENIENT
-        )
-        seen.append(r.status_code)
-
-    check()
-    print(f"{len(seen)} fuzzed requests, statuses {sorted(set(seen))}")
+    spec = gateway_spec(stack.upstreams[0])
+    seen = fuzz(stack, spec, examples=examples, headers=auth(tenant), excluded=LENIENT)
     assert len(seen) >= examples // 2
 
 
