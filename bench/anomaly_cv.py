@@ -6,7 +6,11 @@ computed once per feature setting and file and cached under ``.cache/bench/anoma
 hashes the detector's source, the setting and the file). A gate setting (rate discount, lone
 penalty, escalation, refractory) is then replayed on the cached surprises with the very classes
 the detector uses (:class:`~intelligence.anomaly.alarms.GateScorer`, ``Refractory``), and each
-alarm level is applied to the gated score.
+alarm level is applied to the gated score. Since the fourth round the cache holds one more
+column: the detector's ``resonance_familiarity()`` wherever some surprise reaches
+``VETO_FLOOR`` (NaN elsewhere and without the resonance feature), so the familiarity veto is
+replayed too; a gate may also drop features (their surprises replayed as 0: one feature
+replacing another), which is replay only.
 
 A *configuration* is one (feature setting, gate setting, alarm level). Every configuration is
 scored on every file once; a fold's figure is a sum over its files. For each NAB profile and

@@ -1,7 +1,7 @@
 """Tail-probability detector: complementary causal features, each calibrated against its own past.
 
-Three raw features (four with ``context``) are computed per point, all from data up to ``t``
-only:
+Three raw features (four with ``context``, five with the optional ``resonance``) are computed
+per point, all from data up to ``t`` only:
 
 * ``value``: robust z of ``x[t]`` against the median and interquartile range of the trailing
   ``window`` points (spikes and dips);
