@@ -23,8 +23,8 @@ adds legacy with miss feedback (`ScalingParams.miss_feedback_*`: headroom moved 
 policy's visible misses, floors below 0 shed margin) and with the start-up hold
 (`scale_down_window_startups`); none beat legacy cross-validated either. `DISPERSION` adds
 legacy with the dispersion headroom (`ScalingParams.dispersion_*`: margin for the per-second
-noise the 15 s metric hides), at five z and two half-lives of its estimator, its index read
-from the 15 s means every 15 s (`DISPERSION`) or every 5 s (`DISPERSION_5S`: overlapping
+noise the 15 s metric hides) at two half-lives of its estimator, its index read from the
+15 s means every 15 s (`DISPERSION`, five z) or every 5 s (`DISPERSION_5S`, six z: overlapping
 means, which tell noise smooth at 1 s from per-second noise).
 Replays are cached under .cache/bench/scaling (keyed by the code of intelligence/scaling,
 this harness, the trace and the configuration), so a rerun only replays what changed.
@@ -207,7 +207,7 @@ DISPERSION_5S = tuple(  # the same, the index read from the 15 s means taken eve
         ),
         forecast=True,
     )
-    for sigmas in (1.0, 1.5, 2.0, 2.5, 3.0)
+    for sigmas in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
     for half_life in (300.0, 1800.0)
 )
 GRID = (*GRID, *FEEDBACK, *DISPERSION, *DISPERSION_5S)

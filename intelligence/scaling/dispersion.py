@@ -47,8 +47,9 @@ MIN_PRODUCTS = 8  # products of successive second differences before the estimat
 class Dispersion:
     """The estimator's state: when the last window mean was taken (`last`), the last two
     means (`m1` newest), the last second difference (`d1`), the exponentially weighted mean
-    load (`mean`) and mean product of successive second differences (`cross`), and how many
-    products were averaged (`products`, capped)."""
+    load (`mean`) and mean product of successive second differences (`cross`, bias-corrected:
+    the weighted sum over the sum of weights `weight`, so the first products do not stand for
+    the whole average), and how many products were averaged (`products`, capped)."""
 
     last: float | None = None
     m1: float | None = None
@@ -56,6 +57,7 @@ class Dispersion:
     d1: float | None = None
     mean: float | None = None
     cross: float = 0.0
+    weight: float = 0.0
     products: int = 0
 
     def index(self, window: float, sample: float) -> float | None:
@@ -63,9 +65,12 @@ class Dispersion:
         over `window` seconds taken every `sample` seconds."""
         if self.products < MIN_PRODUCTS or self.mean is None or self.mean <= 0:
             return None
+        if self.weight <= 0:
+            return None
         k = max(1, round(window / sample))
         shared = 4.0 if k == 1 else 1.0 if k == 2 else 2.0
-        return max(0.0, -self.cross) * window * window / (shared * sample) / self.mean
+        cross = self.cross / self.weight
+        return max(0.0, -cross) * window * window / (shared * sample) / self.mean
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +80,7 @@ class Dispersion:
             "d1": self.d1,
             "mean": self.mean,
             "cross": self.cross,
+            "weight": self.weight,
             "products": self.products,
         }
 
@@ -91,6 +97,7 @@ class Dispersion:
             d1=num("d1"),
             mean=num("mean"),
             cross=float(data.get("cross", 0.0)),
+            weight=float(data.get("weight", 0.0)),
             products=int(data.get("products", 0)),
         )
 
@@ -111,12 +118,12 @@ def observe_dispersion(
     if disp.m2 is None:
         return replace(disp, last=now, m1=load, m2=disp.m1, mean=mean)
     d = load - 2 * disp.m1 + disp.m2
-    cross, products = disp.cross, disp.products
-    if disp.d1 is not None:
-        product = d * disp.d1
-        cross = product if products == 0 else cross + weight * (product - cross)
+    cross, total, products = disp.cross, disp.weight, disp.products
+    if disp.d1 is not None:  # exponentially weighted sums of products and of weights
+        cross = (1 - weight) * cross + weight * d * disp.d1
+        total = (1 - weight) * total + weight
         products = min(products + 1, 1_000_000)
-    return Dispersion(now, load, disp.m1, d, mean, cross, products)
+    return Dispersion(now, load, disp.m1, d, mean, cross, total, products)
 
 
 def dispersion_level(rate: float, *, index: float, sigmas: float) -> float:
