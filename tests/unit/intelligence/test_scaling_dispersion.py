@@ -98,6 +98,26 @@ def test_poisson_counts_read_index_one_from_overlapping_or_separate_means(
     assert 0.6 < evidence["dispersionIndex"] < 1.6
 
 
+def test_a_long_half_life_is_not_held_by_the_first_products() -> None:
+    """Regression: the average of the products started at the first product, which kept a
+    third of the weight after an hour of 5 s samples at half-life 1800 s."""
+    load = poisson_counts(30.0, 3600, seed=17)
+    spec = params(dispersion_sample_seconds=5.0, dispersion_half_life_seconds=1800.0)
+    assert 0.6 < replay(spec, load)["last"].evidence["dispersionIndex"] < 1.6
+    rng = np.random.default_rng(19)
+    means = np.concatenate([[0.0, 0.0, 30.0, 90.0], 90.0 + rng.normal(0.0, 1.0, 720)])
+    disp = Dispersion()
+    for i, m in enumerate(means):
+        disp = observe_dispersion(disp, now=NOW + 5 * i, load=float(m), sample=5, half_life=1800)
+    d = np.diff(means, 2)
+    products = d[1:] * d[:-1]
+    a = 1 - 0.5 ** (5 / 1800)
+    weights = a * (1 - a) ** np.arange(products.size)[::-1]
+    expected = -float(products @ weights / weights.sum()) * 15 * 15 / (2 * 5) / disp.mean
+    assert disp.index(15, 5) == pytest.approx(max(0.0, expected), rel=1e-6)
+    assert disp.index(15, 5) > 0  # the ramp's first products no longer hide the noise
+
+
 def test_overlapping_means_tell_noise_smooth_at_one_second_from_per_second_noise() -> None:
     """A 10 s moving average of bursty counts is noisy at 15 s but smooth at 1 s: separate
     15 s means read it as large per-second noise, 15 s means every 5 s do not."""
