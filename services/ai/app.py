@@ -30,12 +30,15 @@ from services.ai.warm import WarmJobs
 from services.common.errors import install_error_handlers
 from services.common.health import health_routes
 from services.common.identity import InternalIdentitySigner, InternalIdentityVerifier
+from services.common.openapi import BEHIND_GATEWAY, error_responses
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
 
 __all__ = ["build_providers", "create_app"]
 
 log = logging.getLogger("xynergy.ai")
+_ANSWERS = error_responses(*BEHIND_GATEWAY, 403, 404, 422, 502, 504)
+"""What the API operations can answer besides their success (the providers behind them)."""
 
 
 def build_providers(settings: AiSettings) -> list[Provider]:
@@ -113,7 +116,7 @@ def create_app(
     state.warm = warm
     install_error_handlers(app)
     for module in (chat, cache, usage):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=_ANSWERS)
     health_routes(
         app,
         redis=redis,

@@ -47,10 +47,14 @@ from services.analytics.workflows import Orchestrator
 from services.common.errors import install_error_handlers
 from services.common.health import health_routes
 from services.common.identity import InternalIdentitySigner, InternalIdentityVerifier
+from services.common.openapi import BEHIND_GATEWAY, error_responses
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
 
 __all__ = ["create_app"]
+_ANSWERS = error_responses(*BEHIND_GATEWAY, 403, 404, 409, 422, 502, 504)
+"""What the API operations can answer besides their success (the AI router, Gmail and the
+cluster behind them)."""
 
 
 def _kube(settings: AnalyticsSettings, given: KubeClient | None) -> ClusterReader | None:
@@ -216,7 +220,7 @@ def create_app(
         security.router,
         dashboard_router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=_ANSWERS)
     app.mount("/dashboard/static", static_files(), name="dashboard-static")
     health_routes(app, redis=redis, registry=CollectorRegistry(), timeout=2.0)
     return app

@@ -36,6 +36,7 @@ from services.ai.client import AiClient, AiRequestError, AiUnavailableError, Cha
 from services.common.errors import ApiError, install_error_handlers
 from services.common.health import liveness_route
 from services.common.identity import IDENTITY_HEADER, InternalIdentityVerifier, require_identity
+from services.common.openapi import BEHIND_GATEWAY, error_responses
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.common.tenancy import Identity
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("xynergy.engines")
+_ANSWERS = error_responses(*BEHIND_GATEWAY, 403, 422, 502, 504)
+"""What an engine's operations can answer besides their success (the router behind it)."""
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -299,7 +302,7 @@ def create_engine_app(
     )
     install_error_handlers(app)
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=_ANSWERS)
     _health(app, engine)
     return app
 

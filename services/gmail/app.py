@@ -23,6 +23,7 @@ from services.common.errors import install_error_handlers
 from services.common.health import health_routes
 from services.common.identity import InternalIdentityVerifier
 from services.common.oauth_tokens import OAuthTokens, OAuthTokenSettings, TokenReader
+from services.common.openapi import BEHIND_GATEWAY, error_responses
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.gmail.gmailapi import GmailApi, discovery_document
@@ -33,6 +34,8 @@ from services.gmail.settings import GmailSettings
 __all__ = ["create_app"]
 
 log = logging.getLogger("xynergy.gmail")
+_ANSWERS = error_responses(*BEHIND_GATEWAY, 403, 404, 409, 422, 502, 504)
+"""What the API operations can answer besides their success (Gmail behind them)."""
 
 
 def _kube_parts() -> tuple[TokenSource | None, ConnectionLister | None]:
@@ -106,7 +109,7 @@ def create_app(
     state.poller = poller
     install_error_handlers(app)
     for module in (messages, threads, labels):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=_ANSWERS)
     health_routes(
         app, redis=redis, registry=CollectorRegistry(), timeout=settings.readiness_timeout_seconds
     )

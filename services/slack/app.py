@@ -23,6 +23,7 @@ from services.common.errors import install_error_handlers
 from services.common.health import health_routes
 from services.common.identity import InternalIdentityVerifier
 from services.common.oauth_tokens import OAuthTokenSettings, TokenReader
+from services.common.openapi import BEHIND_GATEWAY, error_responses
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.slack.events import MessageRelay
@@ -34,6 +35,8 @@ from services.slack.teams import KubeTeamDirectory, TeamDirectory
 __all__ = ["create_app"]
 
 log = logging.getLogger("xynergy.slack")
+_ANSWERS = error_responses(*BEHIND_GATEWAY, 403, 404, 409, 422, 502, 504)
+"""What the API operations can answer besides their success (Slack behind them)."""
 
 
 def _kube_parts(settings: SlackSettings) -> tuple[TokenSource | None, TeamDirectory | None]:
@@ -121,8 +124,10 @@ def create_app(
         counter=relayed,
     )
     install_error_handlers(app)
-    for module in (channels, users, search, events):
-        app.include_router(module.router)
+    for module in (channels, users, search):
+        app.include_router(module.router, responses=_ANSWERS)
+    # public at the gateway (Slack signs it): its 401 is a bad signature
+    app.include_router(events.router, responses=error_responses(400, 401, 413, 429, 503))
     health_routes(app, redis=redis, registry=registry, timeout=settings.readiness_timeout_seconds)
     return app
 

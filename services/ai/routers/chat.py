@@ -62,7 +62,21 @@ def _headers(answer: Answer) -> dict[str, str]:
     }
 
 
-@router.post("/chat/completions", summary="Chat completion through the provider chain")
+_COMPLETION = {
+    "description": "OpenAI's chat completion; with `stream: true`, its chunks as server-sent "
+    "events (`data: <chunk>`, then `data: [DONE]`).",
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "text/event-stream": {"schema": {"type": "string"}},
+    },
+}
+
+
+@router.post(
+    "/chat/completions",
+    summary="Chat completion through the provider chain",
+    responses={200: _COMPLETION},
+)
 async def chat_completions(
     request: ChatRequest,
     identity: Caller,
