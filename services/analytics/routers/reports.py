@@ -7,12 +7,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.analytics.deps import AnalyticsDep, CallerDep, EditorDep
 from services.analytics.reports import (
+    FORMATS,
     KINDS,
     Period,
     Report,
@@ -27,6 +28,7 @@ from services.analytics.reports import (
 from services.analytics.reports.delivery import DeliveryError, ReportSettings, deliver_report
 from services.analytics.reports.sources import Sources
 from services.common.errors import ApiError, field_error
+from services.common.mail import ONE_LINE_PATTERN, EmailAddress
 
 __all__ = ["router"]
 
@@ -37,7 +39,11 @@ From = Annotated[
     Query(alias="from", description="Start (ISO 8601, UTC when no zone); default: to - 7 days."),
 ]
 To = Annotated[str | None, Query(alias="to", description="End (ISO 8601); default: now.")]
-Format = Annotated[str, Query(alias="format", description="csv or pdf.")]
+# documented as the enums they are (checked by hand, so a 422 names the parameter)
+Format = Annotated[
+    str, Query(alias="format", description="csv or pdf.", json_schema_extra={"enum": list(FORMATS)})
+]
+Kind = Annotated[str, Path(description="The report.", json_schema_extra={"enum": list(KINDS)})]
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class Asked:
     period: Period
 
 
-def _asked(kind: str, start: From = None, end: To = None, fmt: Format = "pdf") -> Asked:
+def _asked(kind: Kind, start: From = None, end: To = None, fmt: Format = "pdf") -> Asked:
     """The report asked for, checked: 422 naming ``kind``, ``format``, ``from`` or ``to``."""
     try:
         return Asked(
@@ -79,16 +85,14 @@ async def download(a: AnalyticsDep, caller: CallerDep, asked: AskedDep) -> Respo
     )
 
 
-Address = Annotated[
-    str, Field(max_length=254, pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
-]
+Address = EmailAddress
 
 
 class Delivery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recipients: list[Address] = Field(min_length=1, max_length=50)
-    subject: str | None = Field(default=None, max_length=200, pattern=r"^[^\r\n]*$")
+    subject: str | None = Field(default=None, max_length=200, pattern=ONE_LINE_PATTERN)
     message: str | None = Field(default=None, max_length=10_000)
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.common.errors import ApiError
+from services.common.mail import ONE_LINE_PATTERN, EmailAddress
 from services.gmail.deps import Editor, Gmail
 from services.gmail.mime import Attachment, Draft, build_mime, decode_message, raw
 from services.gmail.routers import PREFIX, GmailId, Limit, PageToken
@@ -21,9 +22,7 @@ router = APIRouter(prefix=f"{PREFIX}/messages", tags=["messages"])
 
 _SUMMARY_HEADERS = ["From", "To", "Subject", "Date"]
 _LABEL = r"^[A-Za-z0-9_]{1,64}$"
-Address = Annotated[
-    str, Field(max_length=254, pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
-]
+Address = EmailAddress
 
 
 class NewAttachment(BaseModel):
@@ -51,7 +50,7 @@ class NewMessage(BaseModel):
     to: list[Address] = Field(min_length=1, max_length=100)
     cc: list[Address] = Field(default_factory=list, max_length=100)
     bcc: list[Address] = Field(default_factory=list, max_length=100)
-    subject: str = Field(max_length=998, pattern=r"^[^\r\n]*$")
+    subject: str = Field(max_length=998, pattern=ONE_LINE_PATTERN)
     text: str = Field(max_length=5_000_000)
     html: str | None = Field(default=None, max_length=5_000_000)
     attachments: list[NewAttachment] = Field(default_factory=list, max_length=50)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from apis.v1alpha1.rollout import Rollout
 from apis.v1alpha1.scalingpolicy import ScalingPolicy
@@ -28,6 +29,7 @@ from services.analytics.reports import (
     render,
 )
 from services.analytics.reports.model import MAX_DAYS
+from services.analytics.routers.reports import Delivery
 from services.analytics.settings import CloudRunPrices
 from services.analytics.stores.duckdb import DuckDBStore
 
@@ -270,3 +272,23 @@ def test_a_bad_kind_or_format_names_its_parameter() -> None:
         parse_kind("costs")
     with pytest.raises(ReportError, match=r"^format: expected one of csv, pdf"):
         parse_format("xlsx")
+
+
+@pytest.mark.parametrize("address", ["a:b@example.com", "a]b@example.com", "a\x11b@example.com"])
+def test_a_recipient_that_is_no_addr_spec_is_refused_naming_it(address: str) -> None:
+    """Found by fuzzing: such a recipient passed, went into the To header of the Gmail
+    service's message, and the delivery failed as a 502 (a group, a comment or a bracket
+    changes what the header says)."""
+    with pytest.raises(ValidationError) as err:
+        Delivery.model_validate({"recipients": ["ada@example.com", address]})
+    assert [e["loc"] for e in err.value.errors()] == [("recipients", 1)]
+    assert Delivery.model_validate({"recipients": ["o'brien+x@mail.example.co.uk"]})
+
+
+@pytest.mark.parametrize("brk", ["\n", "\x0b", "\x85", "\u2028"])
+def test_a_subject_with_any_line_break_is_refused_naming_it(brk: str) -> None:
+    """Found by fuzzing: NEL in the subject passed, and the Gmail service's MIME header
+    refused it (a 500 there, a 502 here)."""
+    with pytest.raises(ValidationError) as err:
+        Delivery.model_validate({"recipients": ["ada@example.com"], "subject": f"a{brk}b"})
+    assert [e["loc"] for e in err.value.errors()] == [("subject",)]

@@ -139,6 +139,43 @@ def test_send_needs_an_editor_and_valid_fields(
     assert box.sent == []
 
 
+def test_an_address_that_is_no_addr_spec_is_a_422_naming_it(
+    client: TestClient, box: Mailbox, as_user: Headers
+) -> None:
+    """Found by fuzzing: a recipient the old pattern let through (a control character, a
+    bracket, a second `@` in the domain's place) went into the To header, and Gmail could not
+    parse it (the fake dropped the connection: a 502). Now the field is refused, and nothing
+    is sent."""
+    body = {"subject": "hi", "text": "x"}
+    for address in ("a\x11b@example.com", "a]b@example.com", "ada@exa]mple.com", "é@é.é"):
+        for field in ("to", "cc", "bcc"):
+            r = client.post(
+                "/api/v2/gmail/messages/send",
+                json={"to": ["carol@example.com"], **body, field: [address]},
+                headers=as_user("editor"),
+            )
+            assert r.status_code == 422, (address, field, r.text)
+            assert [f["field"] for f in r.json()["fields"]] == [f"{field}.0"], r.text
+    assert box.sent == []
+    ok = {"to": ["o'brien+tag@mail.example.co.uk"], "cc": ["X_Y@EXAMPLE.com"], **body}
+    r = client.post("/api/v2/gmail/messages/send", json=ok, headers=as_user("editor"))
+    assert r.status_code == 201, r.text
+
+
+def test_a_subject_with_any_line_break_is_a_422_naming_it(
+    client: TestClient, box: Mailbox, as_user: Headers
+) -> None:
+    """Found by fuzzing: a subject with a line break other than CR or LF (NEL, a line or
+    paragraph separator, a vertical tab, a form feed) passed the old pattern, and the MIME
+    header refused it: a 500."""
+    for brk in ("\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029"):
+        body = {"to": ["carol@example.com"], "subject": f"hi{brk}Bcc: eve@example.com", "text": "x"}
+        r = client.post("/api/v2/gmail/messages/send", json=body, headers=as_user("editor"))
+        assert r.status_code == 422, (brk, r.text)
+        assert [f["field"] for f in r.json()["fields"]] == ["subject"], r.text
+    assert box.sent == []
+
+
 def test_modify_labels(client: TestClient, box: Mailbox, as_user: Headers) -> None:
     stored = box.deliver(_mail("hello", "x"))
     r = client.post(
