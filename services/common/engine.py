@@ -126,7 +126,7 @@ def _json_object(text: str) -> Any:
         raise MalformedAnswerError([{"field": "answer", "message": "no JSON object in it"}])
     try:
         return json.loads(body[start : end + 1])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser's limit
         msg = f"not valid JSON ({exc})"
         raise MalformedAnswerError([{"field": "answer", "message": msg}]) from exc
 

@@ -32,7 +32,7 @@ async def events(request: Request) -> JSONResponse:
     await state.webhook_guard.check(body, request.headers)
     try:
         envelope = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
         raise ApiError(400, "body: expected the JSON of a Slack event") from None
     if not isinstance(envelope, dict):
         raise ApiError(400, "body: expected a JSON object")

@@ -84,6 +84,17 @@ async def test_copy_over_a_limit_is_asked_again_then_502_naming_the_field() -> N
     assert "email.subject" in repair[-1]["content"]
 
 
+async def test_an_answer_nested_past_the_parsers_limit_is_a_502_not_a_500() -> None:
+    """Found by fuzzing the services: JSON nested past the parser's recursion limit raised
+    RecursionError, which only ValueError was caught for (a model can echo what a user wrote:
+    its answer is untrusted input). Now a malformed answer like any other."""
+    deep = '{"email": ' + "[" * 20_000 + "]" * 20_000 + "}"
+    r = await post(answering(deep, deep), BRIEF)
+    assert r.status_code == 502, r.text
+    assert r.json()["error"] == "malformed_model_answer"
+    assert [f["field"] for f in r.json()["fields"]] == ["answer"]
+
+
 async def test_a_malformed_answer_repaired_on_the_second_ask() -> None:
     fenced = "Here you go:\n```json\n" + json.dumps({"email": EMAIL, "ads": ADS}) + "\n```"
     stub = answering("Sure! I'd love to help with that campaign.", fenced)
