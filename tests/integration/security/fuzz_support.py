@@ -44,7 +44,7 @@ __all__ = ["EXAMPLES", "INTERNAL", "Builder", "Stack", "Upstream", "fuzz", "gate
 INTERNAL = InternalIdentitySettings(signing_key=SecretStr(INTERNAL_KEY))
 
 # Examples per operation (schemathesis spreads a test's examples across its operations).
-EXAMPLES = [pytest.param(5, id="ci"), pytest.param(500, id="soak", marks=pytest.mark.soak)]
+EXAMPLES = [pytest.param(20, id="ci"), pytest.param(500, id="soak", marks=pytest.mark.soak)]
 
 
 @dataclass
