@@ -5,7 +5,8 @@ run) and prints one table per section.
   (or connection attempts) per second during the outages;
 - attacks: rows tried and rows answered as the table expects (refused, or let through with the
   honest identity);
-- fuzzing: examples generated and failures;
+- fuzzing: examples generated and failures, one row per fuzzed service (the CRM, and each
+  service of test_services_fuzz.py by its test id);
 - checks: the secrets search (runs, passed, what it recorded: secrets and sources searched,
   leaks).
 
@@ -45,6 +46,15 @@ class Scenario:
     section: str  # faults | attacks | fuzz | checks
     asserts_no_loss: bool = False
     asserts_no_duplicates: bool = False
+    per_service: bool = False  # one row per service (the test id's parameter besides ci/soak)
+
+    def row(self, case: Case) -> str:
+        if not self.per_service:
+            return self.label
+        return self.label.format(service=FORM.sub("", case.params) or "?")
+
+
+FORM = re.compile(r"-?\b(ci|soak)\b")
 
 
 SCENARIOS = {
@@ -65,6 +75,10 @@ SCENARIOS = {
         "XynergyService specs (hypothesis)", "fuzz"),
     "test_crm_through_the_gateway_keeps_its_contract": Scenario(
         "CRM OpenAPI through the gateway (schemathesis)", "fuzz"),
+    "test_service_through_the_gateway_keeps_its_contract": Scenario(
+        "{service} OpenAPI through the gateway (schemathesis)", "fuzz", per_service=True),
+    "test_deeply_nested_json_is_a_clear_4xx_on_every_body_route": Scenario(
+        "JSON nested 20,000 deep on each body operation (CRM, each service)", "attacks"),
     "test_no_secret_in_logs_events_objects_error_bodies_or_metrics": Scenario(
         "secrets in logs, objects, errors, metrics", "checks"),
     "test_encodings_find_a_secret_inside_longer_base64": Scenario(
@@ -178,7 +192,8 @@ def grouped(cases: list[Case]) -> dict[tuple[str, str], list[Case]]:
     for case in cases:
         scenario = SCENARIOS.get(case.function, Scenario(case.function, "faults"))
         form = "soak" if "soak" in case.params else "bounded"
-        key = scenario.label if scenario.section == "attacks" else f"{scenario.label} [{form}]"
+        label = scenario.row(case)
+        key = label if scenario.section == "attacks" else f"{label} [{form}]"
         groups[(scenario.section, key)].append(case)
     return groups
 

@@ -164,6 +164,8 @@ def fuzz(
                                    excluded_checks=list(excluded))  # fmt: skip
         seen.append(r.status_code)
 
-    check()
-    print(f"{len(seen)} fuzzed requests, statuses {sorted(set(seen))}")
+    try:
+        check()
+    finally:  # the count a report reads (bench/reliability_report.py), failed or not
+        print(f"{len(seen)} fuzzed requests, statuses {sorted(set(seen))}")
     return seen
