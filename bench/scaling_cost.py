@@ -70,6 +70,8 @@ def params() -> ScalingParams:
         miss_feedback_target=0.01,
         scale_down_window_startups=2.0,
         dispersion_sigmas=2.0,
+        dispersion_window_seconds=15.0,  # a 15 s mean per 15 s step: non-overlapping
+        dispersion_sample_seconds=None,
     )
 
 

@@ -309,10 +309,9 @@ def _with_dispersion(
 ) -> tuple[_Demand, Dispersion]:
     """`demand` raised so that its per-second level `rate + z sqrt(rate x index)` fits under
     capacity, the index of dispersion estimated from the window means (see `dispersion`)."""
-    sigmas = params.dispersion_sigmas
-    if sigmas is None or not params.predictive:
+    sigmas, window = params.dispersion_sigmas, params.dispersion_window_seconds
+    if sigmas is None or window is None or not params.predictive:
         return demand, disp
-    window = params.dispersion_window_seconds
     sample = params.dispersion_sample_seconds or window
     disp = observe_dispersion(
         disp, now=now, load=load, sample=sample, half_life=params.dispersion_half_life_seconds

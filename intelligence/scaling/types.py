@@ -150,15 +150,20 @@ class ScalingParams:
     many times start-up + horizon (instances are not let go sooner than they take to come
     back).
 
-    Dispersion headroom (see `dispersion`; off by default): with `dispersion_sigmas` (z) set,
-    the per-second index of dispersion of the load is estimated from the scatter of its
-    window means (over `dispersion_window_seconds`, the span the metric averages over; one
-    taken every `dispersion_sample_seconds`, the window when None, which must divide the
-    window: overlapping means see finer than the window) around their local trend,
-    exponentially weighted with half-life
+    Dispersion headroom (see `dispersion`): the per-second index of dispersion of the load is
+    estimated from the scatter of its window means around their local trend (the metric
+    averages over `dispersion_window_seconds`; one mean is taken every
+    `dispersion_sample_seconds`, which must divide the window, the window when None:
+    overlapping means see finer than the window), exponentially weighted with half-life
     `dispersion_half_life_seconds`, and every mode's demand is raised so that
-    `rate + z * sqrt(rate * index)` fits under `capacity_per_instance` (at the target without
-    one): margin for per-second noise the averaged metric cannot show.
+    `rate + z * sqrt(rate * index)`, z = `dispersion_sigmas`, fits under
+    `capacity_per_instance` (at the target without one): margin for per-second noise the
+    averaged metric cannot show. It needs to know what
+    the metric is: `dispersion_window_seconds=None` (the default: a metric whose averaging
+    window is not known, e.g. a gauge) or `dispersion_sigmas=None` turn it off. The defaults
+    (z = 3, half-life 1800 s, a mean every 5 s) are the ones the replay protocol adopted; with
+    decisions further apart than two samples the estimator never gets two differences in a row
+    and adds nothing.
     """
 
     target_per_instance: float
@@ -191,10 +196,10 @@ class ScalingParams:
     miss_feedback_cap: float = 0.5
     miss_feedback_floor: float = 0.0
     scale_down_window_startups: float | None = None
-    dispersion_sigmas: float | None = None
-    dispersion_half_life_seconds: float = 900.0
-    dispersion_window_seconds: float = 15.0
-    dispersion_sample_seconds: float | None = None
+    dispersion_sigmas: float | None = 3.0
+    dispersion_half_life_seconds: float = 1800.0
+    dispersion_window_seconds: float | None = None
+    dispersion_sample_seconds: float | None = 5.0
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""
@@ -255,22 +260,19 @@ class ScalingParams:
                 "dispersion_half_life_seconds must be positive, got "
                 f"{self.dispersion_half_life_seconds}"
             )
-        if not self.dispersion_window_seconds > 0:
-            raise ValueError(
-                f"dispersion_window_seconds must be positive, got {self.dispersion_window_seconds}"
-            )
-        sample = self.dispersion_sample_seconds
-        if sample is not None and not (
-            sample > 0
-            and abs(
-                self.dispersion_window_seconds / sample
-                - round(self.dispersion_window_seconds / sample)
-            )
-            < 1e-6
+        window, sample = self.dispersion_window_seconds, self.dispersion_sample_seconds
+        if window is not None and not window > 0:
+            raise ValueError(f"dispersion_window_seconds must be positive, got {window}")
+        if sample is not None and not sample > 0:
+            raise ValueError(f"dispersion_sample_seconds must be positive, got {sample}")
+        if (
+            window is not None
+            and sample is not None
+            and abs(window / sample - round(window / sample)) > 1e-6
         ):
             raise ValueError(
-                "dispersion_sample_seconds must divide dispersion_window_seconds "
-                f"({self.dispersion_window_seconds}), got {sample}"
+                f"dispersion_sample_seconds must divide dispersion_window_seconds ({window}), "
+                f"got {sample}"
             )
 
 

@@ -41,6 +41,8 @@ def params(**kw: object) -> ScalingParams:
         "startup_seconds": 30.0,
         "horizon_seconds": 15.0,
         "dispersion_sigmas": 2.0,
+        "dispersion_window_seconds": 15.0,
+        "dispersion_sample_seconds": None,
     }
     base.update(kw)
     return ScalingParams(**base)  # type: ignore[arg-type]
@@ -170,12 +172,31 @@ def test_means_are_sampled_once_per_window_and_a_gap_restarts_the_chain() -> Non
     assert (after_gap.m2, after_gap.d1, after_gap.products) == (None, None, disp.products)
 
 
-def test_off_by_default_and_reactive_mode_ignores_it() -> None:
-    assert ScalingParams(target_per_instance=1.0).dispersion_sigmas is None
+def test_off_without_a_metric_window_and_in_reactive_mode() -> None:
     load = poisson_counts(20.0, 3600)
-    reactive = replay(params(predictive=False), load)
-    assert "dispersionIndex" not in reactive["last"].evidence
-    assert reactive["last"].state.dispersion == Dispersion()
+    for spec in (
+        params(dispersion_window_seconds=None),
+        params(dispersion_sigmas=None),
+        params(predictive=False),
+    ):
+        last = replay(spec, load)["last"]
+        assert "dispersionIndex" not in last.evidence
+        assert last.state.dispersion == Dispersion()
+
+
+def test_the_defaults_act_on_15s_means_every_5s_and_not_on_decisions_15s_apart() -> None:
+    defaults = ScalingParams(target_per_instance=1.0)
+    assert (defaults.dispersion_sigmas, defaults.dispersion_sample_seconds) == (3.0, 5.0)
+    load = poisson_counts(20.0, 3600)
+    spec = params(dispersion_sigmas=3.0, dispersion_sample_seconds=5.0)
+    assert 0.6 < replay(spec, load)["last"].evidence["dispersionIndex"] < 1.6
+    cumsum = np.concatenate([[0.0], np.cumsum(load)])
+    state = ScalingState()
+    for t in range(WINDOW, load.size, 15):  # a decision every 15 s: no two samples in a row
+        metric = float(cumsum[t] - cumsum[t - WINDOW]) / WINDOW
+        d = decide(Observation(NOW + t, 10, metric), params=spec, state=state)
+        state = d.state
+    assert "dispersionIndex" not in d.evidence
 
 
 @pytest.mark.parametrize(
@@ -185,6 +206,7 @@ def test_off_by_default_and_reactive_mode_ignores_it() -> None:
         ("dispersion_sigmas", float("nan")),
         ("dispersion_half_life_seconds", 0.0),
         ("dispersion_window_seconds", -15.0),
+        ("dispersion_sample_seconds", 0.0),
         ("dispersion_sample_seconds", 4.0),
         ("dispersion_sample_seconds", 30.0),
     ],
