@@ -1,16 +1,17 @@
 """What a service puts in an email's headers, checked at the API's edge: a 422 naming the
 field, not a message Gmail cannot parse or a header the MIME library refuses (a 500).
 
-:data:`EmailAddress` is the HTML standard's "valid email address" (what every browser enforces for
-``<input type=email>``): a local part of RFC 5322 ``atext`` and dots, ``@``, a domain of
-letters, digits and hyphens in dot-separated labels (here at least two). Anything else is a
-422 naming the field: RFC 5322 specials in an address change the header's meaning (``a:b@c.d``
-is a group, ``a(b)@c.d`` a comment, ``a]b@c.d`` no address at all), and control characters
-have no place in one. Internationalized domains go in their ``xn--`` form.
+:data:`EmailAddress` is an RFC 5322 ``dot-atom`` local part (``atext`` runs joined by single
+dots: no dot first, last or doubled, which Python's header parser cannot read after a comma),
+``@``, and a domain of letters, digits and hyphens in dot-separated labels (at least two), as
+the HTML standard's "valid email address" has it. Anything else is a 422 naming the field:
+RFC 5322 specials in an address change the header's meaning (``a:b@c.d`` is a group,
+``a(b)@c.d`` a comment, ``a]b@c.d`` no address at all), and control characters have no place
+in one. Internationalized domains go in their ``xn--`` form.
 
-:data:`ONE_LINE_PATTERN` (a subject's) is one line: no character at which Python's ``splitlines``
-breaks (CR, LF, VT, FF, FS, GS, RS, NEL, the line and paragraph separators), which is what
-``email.policy`` refuses in a header value.
+:data:`ONE_LINE_PATTERN` (a subject's) is one line: no character at which Python's
+``splitlines`` breaks (CR, LF, VT, FF, FS, GS, RS, NEL, the line and paragraph separators),
+which is what ``email.policy`` refuses in a header value.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pydantic import Field
 __all__ = ["EMAIL_PATTERN", "ONE_LINE_PATTERN", "EmailAddress"]
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-EMAIL_PATTERN = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+$"
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+EMAIL_PATTERN = rf"^{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+$"
 
 EmailAddress = Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]
 
