@@ -67,7 +67,16 @@ _COMPLETION = {
     "events (`data: <chunk>`, then `data: [DONE]`).",
     "content": {
         "application/json": {"schema": {"type": "object"}},
-        "text/event-stream": {"schema": {"type": "string"}},
+        # one event, as OpenAPI 3.2 reads an event stream's schema (3.1 has no itemSchema)
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {"type": "string", "description": "A chunk's JSON, or [DONE]."}
+                },
+            }
+        },
     },
 }
 
