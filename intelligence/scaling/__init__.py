@@ -10,8 +10,10 @@ error is too high, or history too short, the decision falls back and says why: t
 envelope (`envelope`) when recent load is given, else to plain reactive scaling on current
 load. With a target under-provisioning rate (`calibration`), the headroom above the load comes
 from the policy's own recent misses (adaptive conformal inference) instead, once enough of its
-predictions have been scored. Cron `schedules` raise the minimum for a while. `decide` puts the
-steps together.
+predictions have been scored. The dispersion headroom (`dispersion`) adds margin for the
+per-second noise the averaged metric hides, estimated from the scatter of the window means,
+once the metric's window is known. Cron `schedules` raise the minimum for a while. `decide`
+puts the steps together.
 
 Pure: no I/O, no clock reads. Time is an argument (`Observation.now`); the state HPA keeps in
 memory (recent recommendations and scale events) is passed in and returned (`ScalingState`),
