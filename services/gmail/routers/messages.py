@@ -55,7 +55,8 @@ class NewMessage(BaseModel):
     html: str | None = Field(default=None, max_length=5_000_000)
     attachments: list[NewAttachment] = Field(default_factory=list, max_length=50)
     thread_id: str | None = Field(default=None, pattern=r"^[0-9a-zA-Z_-]{1,64}$")
-    in_reply_to: str | None = Field(default=None, max_length=998, pattern=r"^<[^<>\s]+>$")
+    # an RFC 5322 msg-id: printable ASCII (no control or separator characters) in <>
+    in_reply_to: str | None = Field(default=None, max_length=998, pattern=r"^<[!-;=?-~]+>$")
 
 
 class LabelChange(BaseModel):

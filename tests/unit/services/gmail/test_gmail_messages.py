@@ -176,6 +176,19 @@ def test_a_subject_with_any_line_break_is_a_422_naming_it(
     assert box.sent == []
 
 
+def test_an_in_reply_to_that_is_no_message_id_is_a_422_naming_it(
+    client: TestClient, box: Mailbox, as_user: Headers
+) -> None:
+    """Found by the soak fuzz: a file, group or record separator (not whitespace to the
+    pattern's regex, a line break to the MIME header) in `in_reply_to` was a 500."""
+    for value in ("<a\x1cb@example.com>", "<a\x1eb@example.com>", "<é@example.com>"):
+        body = {"to": ["carol@example.com"], "subject": "s", "text": "x", "in_reply_to": value}
+        r = client.post("/api/v2/gmail/messages/send", json=body, headers=as_user("editor"))
+        assert r.status_code == 422, (value, r.text)
+        assert [f["field"] for f in r.json()["fields"]] == ["in_reply_to"], r.text
+    assert box.sent == []
+
+
 def test_modify_labels(client: TestClient, box: Mailbox, as_user: Headers) -> None:
     stored = box.deliver(_mail("hello", "x"))
     r = client.post(
