@@ -82,7 +82,10 @@ def paused(log: Path) -> bool:
     return not decisions or " Pausing " in decisions[-1]
 
 
-@pytest.mark.parametrize("handover", [False, pytest.param(True, marks=pytest.mark.soak)])
+@pytest.mark.parametrize(
+    "handover",
+    [pytest.param(False, id="ci"), pytest.param(True, marks=pytest.mark.soak, id="soak")],
+)
 def test_one_replica_acts_and_the_other_takes_over(
     kube: Kube, cluster: Path, namespace: str, peering: str, tmp_path: Path, handover: bool
 ) -> None:
