@@ -25,6 +25,9 @@ ScalingPolicy spec -> ScalingParams:
 - `schedules[]` -> `schedules` (`CronSchedule`: the cron, the duration in seconds,
   `minInstances`, `timezone` as a `ZoneInfo`, named `<cron> <timezone>`).
 
+- `metric.averagingWindowSeconds` -> `dispersion_window_seconds` (the dispersion headroom is on
+  when it is set, in predictive mode) and `dispersion_sample_seconds` (5 s, or the largest of
+  4, 3, 2, 1 s that divides the window: `dispersion_sample_seconds`).
 - `targetUnderProvisioning` -> `burst_exceedance` (the operating point: the share of time the
   load may exceed the envelope); unset keeps intelligence's default. It also sets the
   forecaster's upper quantile (`forecast_quantile`: 1 minus it) unless `forecast.quantile` is
@@ -63,7 +66,7 @@ from intelligence.scaling import (
     StepLimit,
 )
 
-__all__ = ["forecast_quantile", "instance_bounds", "scaling_params"]
+__all__ = ["dispersion_sample_seconds", "forecast_quantile", "instance_bounds", "scaling_params"]
 
 
 def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) -> ScalingParams:
@@ -91,8 +94,22 @@ def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) 
         max_forecast_smape=forecast.max_error_percent,
         min_history_seconds=parse_duration(forecast.minimum_history),
     )
+    window = spec.metric.averaging_window_seconds
+    if window is not None:
+        params = dataclasses.replace(
+            params,
+            dispersion_window_seconds=float(window),
+            dispersion_sample_seconds=float(dispersion_sample_seconds(window)),
+        )
     alpha = spec.target_under_provisioning
     return params if alpha is None else dataclasses.replace(params, burst_exceedance=alpha)
+
+
+def dispersion_sample_seconds(window: int) -> int:
+    """The spacing of the window means the dispersion headroom reads: 5 s (what its defaults
+    were chosen at), else the largest of 4, 3, 2, 1 s that divides the window (the estimator
+    needs a whole number of samples per window)."""
+    return next(step for step in (5, 4, 3, 2, 1) if window % step == 0)
 
 
 def forecast_quantile(policy: ScalingPolicy) -> float:

@@ -70,6 +70,12 @@ class MetricSpec(SpecModel):
                 "metric.metricType is required when metric.source is cloudMonitoring",
                 field_path=".metricType",
             ),
+            cel(
+                "!has(self.averagingWindowSeconds) || self.source == 'prometheus'",
+                "metric.averagingWindowSeconds is read with Prometheus range queries: set it "
+                "only when metric.source is prometheus",
+                field_path=".averagingWindowSeconds",
+            ),
         )
     )
 
@@ -85,6 +91,13 @@ class MetricSpec(SpecModel):
     """Prometheus base URL; the operator's default when unset."""
     target_per_instance: float = Field(gt=0)
     """Load one instance should carry, in the metric's unit (e.g. 50 requests/s)."""
+    averaging_window_seconds: int | None = Field(default=None, ge=1, le=3600)
+    """The span the query averages over, in seconds (15 for `rate(x[15s])`). Set, a predictive
+    policy adds headroom for the per-second load the average hides (the dispersion headroom):
+    every sync reads the query at 5 s steps (or the largest of 4, 3, 2, 1 s dividing the
+    window) since the last one, estimates how far the per-second load scatters around its
+    average, and provisions for the average plus 3 sigmas of that scatter. Unset (a gauge, or
+    a window not known): no such headroom."""
 
 
 Seasonality = Literal["daily", "weekly"]

@@ -171,7 +171,8 @@ class ScalingPolicyReconciler:
         except MetricsError as exc:
             return self._held(policy, target.replicas, exc, now)
         fitted = await self._model(policy, provider, query, now.timestamp(), params)
-        return await self._decide(policy, target, params, load, fitted, now)
+        means = await self._means(policy, provider, query, now.timestamp(), params)
+        return await self._decide(policy, target, params, load, fitted, now, means)
 
     async def _decide(
         self,
@@ -181,6 +182,7 @@ class ScalingPolicyReconciler:
         load: float,
         fitted: Fitted | None,
         now: dt.datetime,
+        means: tuple[tuple[float, float], ...] = (),
     ) -> Result:
         ts = now.timestamp()
         status = policy.status
@@ -199,6 +201,7 @@ class ScalingPolicyReconciler:
             forecast_smape=fitted.smape if fitted else None,
             history_seconds=fitted.history_seconds if fitted else None,
             recent_load=fitted.recent_load(ts) if fitted else None,
+            recent_means=means,
         )
         uid, stored = str(policy.metadata.uid), status.scaling_state if status else None
         decision = decide(observed, params=params, state=self.states.state(uid, stored, now=ts))
@@ -288,6 +291,37 @@ class ScalingPolicyReconciler:
         except MetricsError as exc:
             log.info("%s: no history for the forecast: %s", name, exc)
             return None
+
+    async def _means(
+        self,
+        policy: ScalingPolicy,
+        provider: MetricsProvider,
+        query: str,
+        now: float,
+        params: ScalingParams,
+    ) -> tuple[tuple[float, float], ...]:
+        """The metric at `dispersion_sample_seconds` steps over the last interval and a step
+        more, before `now`, when the dispersion headroom is on (`metric.averagingWindowSeconds`
+        in predictive mode); on a grid of whole steps since the epoch, so successive syncs read
+        one evenly spaced chain whatever their lateness. A failed read decides without them
+        (the headroom's estimate keeps what it has and restarts its chain of differences)."""
+        step = params.dispersion_sample_seconds
+        if params.dispersion_window_seconds is None or step is None or not params.predictive:
+            return ()
+        interval = parse_duration(policy.spec.interval)
+        end = (math.ceil(now / step) - 1) * step  # the last whole step before now
+        start = end - (math.ceil(interval / step) + 1) * step
+        try:
+            samples = await provider.query_range(query, start=start, end=end, step=step)
+        except MetricsError as exc:
+            name = policy.metadata.name
+            log.info("%s: no recent means for the dispersion headroom: %s", name, exc)
+            return ()
+        return tuple(
+            (float(t), float(v))
+            for t, v in zip(samples.timestamps, samples.values, strict=True)
+            if t < now
+        )
 
     async def _conflict(self, namespace: str, target: str, uid: str) -> Conflict | None:
         if not self.index.seeded and self.seed is not None:

@@ -82,7 +82,12 @@ def decide(
     if demand is None:
         demand = _demand(observed, params, load, evidence)
     demand, dispersion = _with_dispersion(
-        params, state.dispersion, demand, now=now, load=load, evidence=evidence
+        params,
+        state.dispersion,
+        demand,
+        now=now,
+        means=(*observed.recent_means, (now, load)),
+        evidence=evidence,
     )
     demand, feedback = _with_feedback(
         params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
@@ -304,18 +309,22 @@ def _with_dispersion(
     demand: _Demand,
     *,
     now: float,
-    load: float,
+    means: tuple[tuple[float, float], ...],
     evidence: dict[str, float],
 ) -> tuple[_Demand, Dispersion]:
     """`demand` raised so that its per-second level `rate + z sqrt(rate x index)` fits under
-    capacity, the index of dispersion estimated from the window means (see `dispersion`)."""
+    capacity, the index of dispersion estimated from the window means `means` (`(timestamp,
+    value)`, ascending, the last at `now`; see `dispersion`)."""
     sigmas, window = params.dispersion_sigmas, params.dispersion_window_seconds
     if sigmas is None or window is None or not params.predictive:
         return demand, disp
     sample = params.dispersion_sample_seconds or window
-    disp = observe_dispersion(
-        disp, now=now, load=load, sample=sample, half_life=params.dispersion_half_life_seconds
-    )
+    half_life = params.dispersion_half_life_seconds
+    for at, value in means:
+        if at <= now and math.isfinite(value):
+            disp = observe_dispersion(
+                disp, now=at, load=max(0.0, value), sample=sample, half_life=half_life
+            )
     index = disp.index(window, sample)
     if index is None:
         return demand, disp

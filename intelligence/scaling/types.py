@@ -282,7 +282,11 @@ class Observation:
 
     `recent_load` is `(timestamps, values)` of the same metric as `current_load` (what the
     controller fits its forecaster on); `forecast_smape` is the forecast's recent (backtest)
-    sMAPE in percent and `history_seconds` how much history it was fitted on.
+    sMAPE in percent and `history_seconds` how much history it was fitted on. `recent_means`
+    are `(timestamp, value)` readings of the metric since the previous decision, ascending and
+    before `now` (e.g. a range read at `dispersion_sample_seconds` steps): the dispersion
+    headroom observes them before `current_load`, so it sees the load at its sample spacing
+    however seldom decisions are made; empty, it sees only `current_load`.
     """
 
     now: float
@@ -292,6 +296,7 @@ class Observation:
     forecast_smape: float | None = None
     history_seconds: float | None = None
     recent_load: tuple[npt.ArrayLike, npt.ArrayLike] | None = None
+    recent_means: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)

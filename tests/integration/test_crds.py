@@ -412,6 +412,23 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
     ),
     ("sp-metric-source", "ScalingPolicy", [("metric.source", "datadog")], "spec.metric.source"),
     (
+        "sp-window-needs-prometheus",
+        "ScalingPolicy",
+        [
+            ("metric.source", "cloudMonitoring"),
+            ("metric.query", DELETE),
+            ("metric.metricType", "run.googleapis.com/request_count"),
+            ("metric.averagingWindowSeconds", 60),
+        ],
+        "spec.metric.averagingWindowSeconds",
+    ),
+    (
+        "sp-window-over-an-hour",
+        "ScalingPolicy",
+        [("metric.averagingWindowSeconds", 3601)],
+        "spec.metric.averagingWindowSeconds",
+    ),
+    (
         "ro-weight-over-100",
         "Rollout",
         [("strategy.canary.steps.0", {"setWeight": 150})],

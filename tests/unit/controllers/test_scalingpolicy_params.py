@@ -243,3 +243,21 @@ def test_an_operating_point_out_of_range_is_refused_naming_the_field(value: floa
 
     with pytest.raises(ValidationError, match=r"target_under_provisioning|targetUnderProvisioning"):
         policy(targetUnderProvisioning=value)
+
+
+@pytest.mark.parametrize(("window", "sample"), [(15, 5), (60, 5), (12, 4), (9, 3), (14, 2), (7, 1)])
+def test_the_averaging_window_turns_the_dispersion_headroom_on(window: int, sample: int) -> None:
+    metric = {"source": "prometheus", "query": "sum(rate(x[15s]))", "targetPerInstance": 7}
+    params = scaling_params(policy(metric={**metric, "averagingWindowSeconds": window}))
+    assert params.dispersion_window_seconds == window
+    assert params.dispersion_sample_seconds == sample  # a whole number of samples per window
+    assert scaling_params(policy()).dispersion_window_seconds is None  # unset: off
+
+
+@pytest.mark.parametrize("window", [0, 3601])
+def test_an_averaging_window_out_of_range_is_refused_naming_the_field(window: int) -> None:
+    from pydantic import ValidationError
+
+    metric = {"source": "prometheus", "query": "q", "targetPerInstance": 7}
+    with pytest.raises(ValidationError, match=r"averaging_window_seconds|averagingWindowSeconds"):
+        policy(metric={**metric, "averagingWindowSeconds": window})

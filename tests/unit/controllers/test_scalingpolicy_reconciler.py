@@ -384,3 +384,59 @@ def test_syncs_spread_over_the_interval_and_keep_their_slot() -> None:
     # a late sync keeps the grid: the slot after a 4 s overrun is the same grid point + 30
     a = next_slot("uid-1", 30.0, now)
     assert next_slot("uid-1", 30.0, a + 4) == pytest.approx(a + 30)
+
+
+@dataclass
+class NoisyProm:
+    """Poisson request counts (20/s) seen as 15 s means, at any time since NOW - 600 s; no
+    history for a forecast (so a predictive policy falls back to reactive)."""
+
+    counts: np.ndarray = field(
+        default_factory=lambda: np.random.default_rng(7).poisson(20.0, 7200).astype(float)
+    )
+    ranges: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def mean(self, at: float) -> float:
+        i = int(at - NOW.timestamp()) + 600
+        return float(self.counts[i - 15 : i].mean())
+
+    async def query(self, query: str, *, at: float) -> float:
+        return self.mean(at)
+
+    async def query_range(self, query: str, *, start: float, end: float, step: float) -> Samples:
+        if step > 5:
+            raise MetricsUnreachableError("no history")
+        self.ranges.append((start, end, step))
+        t = np.arange(start, end + step / 2, step)
+        return Samples(timestamps=t, values=np.array([self.mean(x) for x in t]))
+
+
+async def test_the_averaging_window_adds_headroom_for_the_per_second_noise() -> None:
+    """`metric.averagingWindowSeconds`: each sync reads the 5 s means since the last one and
+    the decision provisions for the per-second scatter around the mean (Poisson counts at
+    20/s, 5 per instance: 4 instances for the mean, ~7 for mean + 3 sigmas)."""
+    metric = {"source": "prometheus", "query": "sum(rate(x[15s]))",
+              "prometheusUrl": "http://prom:9090", "targetPerInstance": 5}  # fmt: skip
+    finals = {}
+    for window in (None, 15):
+        prom, target = NoisyProm(), FakeTarget(replicas=4)
+        rec = reconciler(target, prom)
+        m = metric if window is None else {**metric, "averagingWindowSeconds": window}
+        b = body(mode="predictive", metric=m)
+        for k in range(60):  # 30 minutes of syncs 30 s apart, off the 5 s grid
+            now = NOW + dt.timedelta(seconds=30 * k + 1.3)
+            b["status"] = dumped(await sync(rec, b, now))
+            if window is not None:
+                start, end, step = prom.ranges[-1]
+                assert (step, end % 5) == (5, 0)
+                assert now.timestamp() - 5 < end < now.timestamp()
+                assert start <= now.timestamp() - 35  # the interval since the last sync, and more
+        finals[window] = status_of(await sync(rec, b, NOW + dt.timedelta(seconds=1801.3)))
+        assert bool(prom.ranges) == (window is not None)
+    plain, noisy = finals[None], finals[15]
+    assert plain.desired_instances in (4, 5)  # the mean's own scatter, held by the window
+    assert noisy.desired_instances is not None
+    assert noisy.desired_instances >= 7
+    assert noisy.last_decision is not None
+    assert noisy.last_decision.reason in ("DispersionHeadroom", "WithinTolerance")  # held
+    assert "dispersion headroom" in (noisy.last_decision.message or "")

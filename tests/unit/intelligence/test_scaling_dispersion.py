@@ -214,3 +214,30 @@ def test_the_defaults_act_on_15s_means_every_5s_and_not_on_decisions_15s_apart()
 def test_bad_dispersion_parameters_name_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         replace(params(), **{field: value})
+
+
+def test_recent_means_in_one_decision_read_what_a_decision_at_each_would_read() -> None:
+    """A controller that decides every 30 s passes the 5 s means since its last decision
+    (`Observation.recent_means`): the estimate is the one a decision every 5 s reaches."""
+    spec = params(dispersion_sample_seconds=5.0)
+    load = poisson_counts(20.0, 3600, seed=23)
+    cumsum = np.concatenate([[0.0], np.cumsum(load)])
+    means = [(NOW + t, float(cumsum[t] - cumsum[t - WINDOW]) / WINDOW)
+             for t in range(WINDOW, load.size, 5)]  # fmt: skip
+    means = means[: len(means) // 6 * 6]
+    every = ScalingState()
+    for at, m in means:
+        every = decide(Observation(at, 10, m), params=spec, state=every).state
+    batched, last = ScalingState(), 0
+    for i in range(5, len(means), 6):  # every sixth mean is a decision, the five before it passed
+        at, m = means[i]
+        observed = Observation(at, 10, m, recent_means=tuple(means[last:i]))
+        batched = decide(observed, params=spec, state=batched).state
+        last = i + 1
+    assert batched.dispersion.products == every.dispersion.products > 600
+    assert batched.dispersion.index(15, 5) == pytest.approx(every.dispersion.index(15, 5))
+    alone = ScalingState()  # without them, 30 s apart: a gap of more than two samples each time
+    for i in range(5, len(means), 6):
+        at, m = means[i]
+        alone = decide(Observation(at, 10, m), params=spec, state=alone).state
+    assert alone.dispersion.products == 0
