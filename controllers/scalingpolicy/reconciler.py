@@ -74,6 +74,10 @@ KIND = Kind(GROUP, VERSION, "ScalingPolicy", "scalingpolicies")
 XS_KIND = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
 Target_ = tuple[str, str]
 
+MEANS_WARMUP_SECONDS = 150.0
+"""The least span of recent means a sync reads for the dispersion headroom: ~30 means at 5 s,
+enough differences for an estimate (its minimum is 8 products) at a policy's first sync."""
+
 Seed = Callable[[], Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]
 """Lists every ScalingPolicy and HPA once (to seed the conflict index)."""
 
@@ -300,17 +304,19 @@ class ScalingPolicyReconciler:
         now: float,
         params: ScalingParams,
     ) -> tuple[tuple[float, float], ...]:
-        """The metric at `dispersion_sample_seconds` steps over the last interval and a step
-        more, before `now`, when the dispersion headroom is on (`metric.averagingWindowSeconds`
-        in predictive mode); on a grid of whole steps since the epoch, so successive syncs read
-        one evenly spaced chain whatever their lateness. A failed read decides without them
-        (the headroom's estimate keeps what it has and restarts its chain of differences)."""
+        """The metric at `dispersion_sample_seconds` steps before `now`, over the last
+        interval and a step more but at least `MEANS_WARMUP_SECONDS`, when the dispersion
+        headroom is on (`metric.averagingWindowSeconds` in predictive mode). On a grid of whole
+        steps since the epoch, so successive syncs read one evenly spaced chain whatever their
+        lateness; what the estimate has already seen is skipped by it, and the warm-up lets a
+        new policy (or a restarted operator) estimate at its first sync. A failed read decides
+        without them (the estimate keeps what it has and restarts its chain of differences)."""
         step = params.dispersion_sample_seconds
         if params.dispersion_window_seconds is None or step is None or not params.predictive:
             return ()
-        interval = parse_duration(policy.spec.interval)
+        span = max(parse_duration(policy.spec.interval) + step, MEANS_WARMUP_SECONDS)
         end = (math.ceil(now / step) - 1) * step  # the last whole step before now
-        start = end - (math.ceil(interval / step) + 1) * step
+        start = end - math.ceil(span / step) * step
         try:
             samples = await provider.query_range(query, start=start, end=end, step=step)
         except MetricsError as exc:

@@ -110,6 +110,10 @@ async def sync(rec: ScalingPolicyReconciler, b: dict[str, Any], now: dt.datetime
     return result
 
 
+def status_of_dict(data: dict[str, Any]) -> ScalingPolicyStatus:
+    return ScalingPolicyStatus.model_validate(data)
+
+
 def status_of(result: Result) -> ScalingPolicyStatus:
     assert isinstance(result.status, ScalingPolicyStatus)
     return result.status
@@ -417,7 +421,7 @@ async def test_the_averaging_window_adds_headroom_for_the_per_second_noise() -> 
     20/s, 5 per instance: 4 instances for the mean, ~7 for mean + 3 sigmas)."""
     metric = {"source": "prometheus", "query": "sum(rate(x[15s]))",
               "prometheusUrl": "http://prom:9090", "targetPerInstance": 5}  # fmt: skip
-    finals = {}
+    finals, first = {}, {}
     for window in (None, 15):
         prom, target = NoisyProm(), FakeTarget(replicas=4)
         rec = reconciler(target, prom)
@@ -430,7 +434,9 @@ async def test_the_averaging_window_adds_headroom_for_the_per_second_noise() -> 
                 start, end, step = prom.ranges[-1]
                 assert (step, end % 5) == (5, 0)
                 assert now.timestamp() - 5 < end < now.timestamp()
-                assert start <= now.timestamp() - 35  # the interval since the last sync, and more
+                assert start <= now.timestamp() - 150  # the interval since the last sync, and more
+            if k == 0:
+                first[window] = status_of_dict(b["status"])
         finals[window] = status_of(await sync(rec, b, NOW + dt.timedelta(seconds=1801.3)))
         assert bool(prom.ranges) == (window is not None)
     plain, noisy = finals[None], finals[15]
@@ -439,4 +445,8 @@ async def test_the_averaging_window_adds_headroom_for_the_per_second_noise() -> 
     assert noisy.desired_instances >= 7
     assert noisy.last_decision is not None
     assert noisy.last_decision.reason in ("DispersionHeadroom", "WithinTolerance")  # held
+    # the first sync's read reaches back far enough to estimate at once
+    assert first[None].desired_instances in (4, 5)
+    assert first[15].desired_instances is not None
+    assert first[15].desired_instances >= 7
     assert "dispersion headroom" in (noisy.last_decision.message or "")
