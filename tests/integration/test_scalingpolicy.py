@@ -9,11 +9,13 @@ must lower them, within the behaviour's step limit).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,7 @@ def policy(
             "targetRef": {"name": name if "target" not in spec else spec.pop("target")},
             "metric": {"source": "prometheus", "prometheusUrl": url,
                        "query": f'sum(load{{scenario="{scenario}"}})',
-                       "targetPerInstance": per},
+                       "targetPerInstance": per, **spec.pop("metric", {})},
             "mode": "predictive", "interval": "3s", "maxInstances": 20,
             "forecast": {"horizon": "60m", "historyWindow": f"{DAYS * 24}h",
                          "minimumHistory": "48h", "maxErrorPercent": 60, "startupSeconds": 30},
@@ -193,3 +195,68 @@ def test_replicas_follow_the_forecast_dry_run_changes_nothing_and_an_outage_hold
         assert condition(policy_status(kube, ns, "rise"), "Degraded").get("reason") != (
             "MetricsUnreachable"
         )
+
+
+class PoissonMeans:
+    """Request counts, Poisson at `rate` per second (one count per whole second from `t0`),
+    as the 15 s mean a `rate(x[15s])` query reads; `live` keeps a scrape target's gauge on it
+    every half second (Prometheus scrapes it every second)."""
+
+    def __init__(self, t0: float, rate: float, seconds: int = 4000, seed: int = 5) -> None:
+        counts = np.random.default_rng(seed).poisson(rate, seconds).astype(float)
+        self.t0, self.cum = t0, np.concatenate([[0.0], np.cumsum(counts)])
+
+    def at(self, t: float) -> float:
+        i = int(t - self.t0)
+        return round(float(self.cum[i] - self.cum[i - 15]) / 15, 4)
+
+    @contextlib.contextmanager
+    def live(self, target: ScrapeTarget, **labels: str) -> Iterator[None]:
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                target.set("load", self.at(time.time()), **labels)
+                stop.wait(0.5)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def test_a_stated_averaging_window_adds_headroom_for_the_per_second_noise(
+    kube: Kube, cluster: Path, crds_installed: list[str], namespace: str,
+    prometheus_factory: Callable[..., PrometheusServer], scrape_target: ScrapeTarget,
+) -> None:  # fmt: skip
+    """Requests at 20/s (Poisson) seen as a 15 s mean, 5 per instance: the mean needs 4
+    instances, its per-second load ~7 (20 + 3 sqrt(20) = 33). With `averagingWindowSeconds:
+    15` the policy reads the query at 5 s steps from Prometheus and provisions for the
+    per-second scatter; the same policy without it provisions for the mean."""
+    now = time.time()
+    load = PoissonMeans(now - 900, 20.0)
+    labels = {"scenario": "noisy"}
+    backfilled = [(t, load.at(t)) for t in np.arange(now - 600, now - 2, 1.0)]
+    series = Series("load", {"job": "load0", "instance": scrape_target.address, **labels},
+                    backfilled)  # fmt: skip
+    ns = namespace
+    with load.live(scrape_target, **labels):
+        prom = prometheus_factory(targets=[scrape_target.address], backfill=[series])
+        with scaling_operator(cluster):
+            for name in ("plain", "noisy"):
+                service(kube, ns, name, 4)
+            until(kube, "Deployments", lambda: replicas(kube, ns, "noisy") == 4)
+            for name, window in (("plain", None), ("noisy", 15)):
+                metric = {"averagingWindowSeconds": window} if window else {}
+                policy(kube, ns, name, prom.url, "noisy", 5.0, metric=metric)
+            until(kube, "noisy provisioned for the per-second load",
+                  lambda: (replicas(kube, ns, "noisy") or 0) >= 7)  # fmt: skip
+            s = policy_status(kube, ns, "noisy")
+            assert "dispersion headroom" in s["lastDecision"]["message"]
+            until(kube, "plain decided", lambda: "lastDecision" in policy_status(kube, ns, "plain"))
+            plain = policy_status(kube, ns, "plain")
+            assert "dispersion headroom" not in plain["lastDecision"]["message"]
+            assert (replicas(kube, ns, "plain") or 0) <= 5  # the mean's own scatter at most
