@@ -7,29 +7,22 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scaling_support import FREE
 
 from intelligence.scaling import (
     Observation,
-    RateRules,
-    Rates,
     Reason,
     ScalingParams,
     ScalingState,
-    StepLimit,
     decide,
 )
 from intelligence.scaling.dispersion import Dispersion, observe_dispersion
-from intelligence.scaling.enums import PolicyType, SelectPolicy
 
 pytestmark = pytest.mark.unit
 
 NOW = 1_700_000_000.0
 SYNC = 5  # decisions every 5 s on the mean of the 15 s before, as the replay bench does
 WINDOW = 15
-FREE = Rates(  # no stabilization, no step limits: decisions follow the demand at once
-    scale_up=RateRules(0, (StepLimit(PolicyType.PERCENT, 10_000, 15),), SelectPolicy.MAX, 0.0),
-    scale_down=RateRules(0, (StepLimit(PolicyType.PERCENT, 100, 15),), SelectPolicy.MAX, 0.0),
-)
 
 
 def params(**kw: object) -> ScalingParams:

@@ -6,26 +6,19 @@ import json
 
 import numpy as np
 import pytest
+from scaling_support import FREE
 
 from intelligence.scaling import (
     Observation,
-    RateRules,
-    Rates,
     ScalingParams,
     ScalingState,
-    StepLimit,
     decide,
 )
-from intelligence.scaling.enums import PolicyType, SelectPolicy
 
 pytestmark = pytest.mark.unit
 
 NOW = 1_700_000_000.0
 STEP = 15.0
-FREE = Rates(  # no stabilization, no step limits: decisions follow the demand at once
-    scale_up=RateRules(0, (StepLimit(PolicyType.PERCENT, 10_000, 15),), SelectPolicy.MAX, 0.0),
-    scale_down=RateRules(0, (StepLimit(PolicyType.PERCENT, 100, 15),), SelectPolicy.MAX, 0.0),
-)
 
 
 def params(**kw: object) -> ScalingParams:

@@ -1,0 +1,11 @@
+"""What the scaling decision tests share."""
+
+from __future__ import annotations
+
+from intelligence.scaling import RateRules, Rates, StepLimit
+from intelligence.scaling.enums import PolicyType, SelectPolicy
+
+FREE = Rates(  # no stabilization, no step limits: decisions follow the demand at once
+    scale_up=RateRules(0, (StepLimit(PolicyType.PERCENT, 10_000, 15),), SelectPolicy.MAX, 0.0),
+    scale_down=RateRules(0, (StepLimit(PolicyType.PERCENT, 100, 15),), SelectPolicy.MAX, 0.0),
+)
