@@ -74,9 +74,9 @@ KIND = Kind(GROUP, VERSION, "ScalingPolicy", "scalingpolicies")
 XS_KIND = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
 Target_ = tuple[str, str]
 
-MEANS_WARMUP_SECONDS = 150.0
-"""The least span of recent means a sync reads for the dispersion headroom: ~30 means at 5 s,
-enough differences for an estimate (its minimum is 8 products) at a policy's first sync."""
+MEANS_WARMUP_MAX_SECONDS = 3600.0
+"""The longest warm-up read of the dispersion headroom's means (its half-life, 1800 s by
+default, at most this)."""
 
 Seed = Callable[[], Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]
 """Lists every ScalingPolicy and HPA once (to seed the conflict index)."""
@@ -304,21 +304,33 @@ class ScalingPolicyReconciler:
         now: float,
         params: ScalingParams,
     ) -> tuple[tuple[float, float], ...]:
-        """The metric at `dispersion_sample_seconds` steps before `now`, over the last
-        interval and a step more but at least `MEANS_WARMUP_SECONDS`, when the dispersion
-        headroom is on (`metric.averagingWindowSeconds` in predictive mode). On a grid of whole
-        steps since the epoch, so successive syncs read one evenly spaced chain whatever their
-        lateness; what the estimate has already seen is skipped by it, and the warm-up lets a
-        new policy (or a restarted operator) estimate at its first sync. A failed read decides
-        without them (the estimate keeps what it has and restarts its chain of differences)."""
+        """The metric at `dispersion_sample_seconds` steps before `now`, when the dispersion
+        headroom is on (`metric.averagingWindowSeconds` in predictive mode): the means after the
+        last one the estimate has seen, or, when it has seen none lately (a new policy, a
+        restarted operator, a gap), a warm-up of one half-life of the estimate (1800 s, about
+        360 means at 5 s: a few dozen differences leave the sign of their mean to chance).
+        On a grid of whole steps since the epoch, so successive syncs read one evenly spaced
+        chain whatever their lateness. A failed read decides without them (the estimate keeps
+        what it has and restarts its chain of differences)."""
         step = params.dispersion_sample_seconds
         if params.dispersion_window_seconds is None or step is None or not params.predictive:
             return ()
-        span = max(parse_duration(policy.spec.interval) + step, MEANS_WARMUP_SECONDS)
         end = (math.ceil(now / step) - 1) * step  # the last whole step before now
-        start = end - math.ceil(span / step) * step
+        status = policy.status
+        stored = status.scaling_state if status is not None else None
+        state = self.states.state(str(policy.metadata.uid), stored, now=now)
+        last = state.dispersion.last if state is not None else None
+        interval = parse_duration(policy.spec.interval)
+        if last is not None and end - last <= interval + 2 * step:  # the chain goes on
+            start = math.floor(last / step) * step + step
+        else:
+            warmup = min(params.dispersion_half_life_seconds, MEANS_WARMUP_MAX_SECONDS)
+            start = end - math.ceil(warmup / step) * step
+        if start > end:
+            return ()  # no whole step since the last one seen
         try:
-            samples = await provider.query_range(query, start=start, end=end, step=step)
+            # half a step past the last one: a range of one step is still a range (end > start)
+            samples = await provider.query_range(query, start=start, end=end + step / 2, step=step)
         except MetricsError as exc:
             name = policy.metadata.name
             log.info("%s: no recent means for the dispersion headroom: %s", name, exc)

@@ -237,9 +237,9 @@ def test_a_stated_averaging_window_adds_headroom_for_the_per_second_noise(
     15` the policy reads the query at 5 s steps from Prometheus and provisions for the
     per-second scatter; the same policy without it provisions for the mean."""
     now = time.time()
-    load = PoissonMeans(now - 900, 20.0)
-    labels = {"scenario": "noisy"}
-    backfilled = [(t, load.at(t)) for t in np.arange(now - 600, now - 2, 1.0)]
+    load = PoissonMeans(now - 2100, 20.0)
+    labels = {"scenario": "noisy"}  # the estimate's warm-up reads the last 1800 s
+    backfilled = [(t, load.at(t)) for t in np.arange(now - 2000, now - 2, 1.0)]
     series = Series("load", {"job": "load0", "instance": scrape_target.address, **labels},
                     backfilled)  # fmt: skip
     ns = namespace

@@ -392,7 +392,7 @@ def test_syncs_spread_over_the_interval_and_keep_their_slot() -> None:
 
 @dataclass
 class NoisyProm:
-    """Poisson request counts (20/s) seen as 15 s means, at any time since NOW - 600 s; no
+    """Poisson request counts (20/s) seen as 15 s means, at any time since NOW - 2400 s; no
     history for a forecast (so a predictive policy falls back to reactive)."""
 
     counts: np.ndarray = field(
@@ -401,7 +401,7 @@ class NoisyProm:
     ranges: list[tuple[float, float, float]] = field(default_factory=list)
 
     def mean(self, at: float) -> float:
-        i = int(at - NOW.timestamp()) + 600
+        i = int(at - NOW.timestamp()) + 2400
         return float(self.counts[i - 15 : i].mean())
 
     async def query(self, query: str, *, at: float) -> float:
@@ -432,9 +432,12 @@ async def test_the_averaging_window_adds_headroom_for_the_per_second_noise() -> 
             b["status"] = dumped(await sync(rec, b, now))
             if window is not None:
                 start, end, step = prom.ranges[-1]
-                assert (step, end % 5) == (5, 0)
-                assert now.timestamp() - 5 < end < now.timestamp()
-                assert start <= now.timestamp() - 150  # the interval since the last sync, and more
+                assert (step, start % 5) == (5, 0)
+                assert now.timestamp() - 5 < end < now.timestamp() + 2.5  # half a step past
+                if k == 0:  # a warm-up of one half-life of the estimate
+                    assert start <= now.timestamp() - 1800
+                else:  # then the means after the last one read, one chain
+                    assert start == prom.ranges[-2][1] + 2.5
             if k == 0:
                 first[window] = status_of_dict(b["status"])
         finals[window] = status_of(await sync(rec, b, NOW + dt.timedelta(seconds=1801.3)))
