@@ -56,7 +56,7 @@ from controllers.scalingpolicy.target import (
     TargetCache,
     TargetClient,
 )
-from intelligence.scaling import Decision, Observation, ScalingParams, decide
+from intelligence.scaling import Decision, Observation, ScalingParams, ScalingState, decide
 
 __all__ = [
     "KIND",
@@ -174,9 +174,13 @@ class ScalingPolicyReconciler:
             load = await provider.query(query, at=now.timestamp())
         except MetricsError as exc:
             return self._held(policy, target.replicas, exc, now)
-        fitted = await self._model(policy, provider, query, now.timestamp(), params)
-        means = await self._means(policy, provider, query, now.timestamp(), params)
-        return await self._decide(policy, target, params, load, fitted, now, means)
+        ts = now.timestamp()
+        fitted = await self._model(policy, provider, query, ts, params)
+        stored = policy.status.scaling_state if policy.status is not None else None
+        state = self.states.state(str(policy.metadata.uid), stored, now=ts)
+        last = state.dispersion.last if state is not None else None
+        means = await self._means(policy, provider, query, ts, params, last=last)
+        return await self._decide(policy, target, params, load, fitted, now, state, means)
 
     async def _decide(
         self,
@@ -186,8 +190,11 @@ class ScalingPolicyReconciler:
         load: float,
         fitted: Fitted | None,
         now: dt.datetime,
-        means: tuple[tuple[float, float], ...] = (),
+        state: ScalingState | None,
+        means: tuple[tuple[float, float], ...],
     ) -> Result:
+        """Decide from `state` (the policy's behaviour state, None for HPA's fresh start) and
+        the recent `means`, act unless a dry run, and report."""
         ts = now.timestamp()
         status = policy.status
         dry_run = policy.spec.dry_run
@@ -208,7 +215,7 @@ class ScalingPolicyReconciler:
             recent_means=means,
         )
         uid, stored = str(policy.metadata.uid), status.scaling_state if status else None
-        decision = decide(observed, params=params, state=self.states.state(uid, stored, now=ts))
+        decision = decide(observed, params=params, state=state)
         applied = False
         if not dry_run and decision.desired != target.replicas:
             try:
@@ -303,12 +310,15 @@ class ScalingPolicyReconciler:
         query: str,
         now: float,
         params: ScalingParams,
+        *,
+        last: float | None,
     ) -> tuple[tuple[float, float], ...]:
         """The metric at `dispersion_sample_seconds` steps before `now`, when the dispersion
-        headroom is on (`metric.averagingWindowSeconds` in predictive mode): the means after the
-        last one the estimate has seen, or, when it has seen none lately (a new policy, a
-        restarted operator, a gap), a warm-up of one half-life of the estimate (1800 s, about
-        360 means at 5 s: a few dozen differences leave the sign of their mean to chance).
+        headroom is on (`metric.averagingWindowSeconds` in predictive mode): the means after
+        `last`, the last one the estimate has seen, or, when it has seen none lately (a new
+        policy, a restarted operator, a gap), a warm-up of one half-life of the estimate (1800
+        s, about 360 means at 5 s: a few dozen differences leave the sign of their mean to
+        chance).
         On a grid of whole steps since the epoch, so successive syncs read one evenly spaced
         chain whatever their lateness. A failed read decides without them (the estimate keeps
         what it has and restarts its chain of differences)."""
@@ -316,10 +326,6 @@ class ScalingPolicyReconciler:
         if params.dispersion_window_seconds is None or step is None or not params.predictive:
             return ()
         end = (math.ceil(now / step) - 1) * step  # the last whole step before now
-        status = policy.status
-        stored = status.scaling_state if status is not None else None
-        state = self.states.state(str(policy.metadata.uid), stored, now=now)
-        last = state.dispersion.last if state is not None else None
         interval = parse_duration(policy.spec.interval)
         if last is not None and end - last <= interval + 2 * step:  # the chain goes on
             start = math.floor(last / step) * step + step

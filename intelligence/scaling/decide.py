@@ -82,12 +82,7 @@ def decide(
     if demand is None:
         demand = _demand(observed, params, load, evidence)
     demand, dispersion = _with_dispersion(
-        params,
-        state.dispersion,
-        demand,
-        now=now,
-        means=(*observed.recent_means, (now, load)),
-        evidence=evidence,
+        observed, params, state.dispersion, demand, load, evidence
     )
     demand, feedback = _with_feedback(
         params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
@@ -304,23 +299,22 @@ def _hold_seconds(params: ScalingParams) -> int | None:
 
 
 def _with_dispersion(
+    observed: Observation,
     params: ScalingParams,
     disp: Dispersion,
     demand: _Demand,
-    *,
-    now: float,
-    means: tuple[tuple[float, float], ...],
+    load: float,
     evidence: dict[str, float],
 ) -> tuple[_Demand, Dispersion]:
     """`demand` raised so that its per-second level `rate + z sqrt(rate x index)` fits under
-    capacity, the index of dispersion estimated from the window means `means` (`(timestamp,
-    value)`, ascending, the last at `now`; see `dispersion`)."""
+    capacity, the index of dispersion estimated from the window means (`observed.recent_means`,
+    then `load` at `observed.now`; see `dispersion`)."""
     sigmas, window = params.dispersion_sigmas, params.dispersion_window_seconds
     if sigmas is None or window is None or not params.predictive:
         return demand, disp
     sample = params.dispersion_sample_seconds or window
-    half_life = params.dispersion_half_life_seconds
-    for at, value in means:
+    now, half_life = observed.now, params.dispersion_half_life_seconds
+    for at, value in (*observed.recent_means, (now, load)):
         if at <= now and math.isfinite(value):
             disp = observe_dispersion(
                 disp, now=at, load=max(0.0, value), sample=sample, half_life=half_life
