@@ -22,7 +22,8 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.errors import InvalidHeaderDefect
+from email.message import EmailMessage, Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -210,6 +211,9 @@ class FakeGmail(ThreadedFake):
         except (binascii.Error, ValueError):
             return google_error(400, "Invalid value for ByteString", "invalidArgument")
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        unreadable = _unreadable_recipients(parsed)
+        if unreadable:
+            return google_error(400, f"Invalid {unreadable} header", "invalidArgument")
         if not any(parsed.get(h) for h in ("to", "cc", "bcc")):
             return google_error(400, "Recipient address required", "invalidArgument")
         assert isinstance(parsed, EmailMessage)
@@ -291,6 +295,24 @@ class FakeGmail(ThreadedFake):
             body.pop("resultSizeEstimate", None)
             body["historyId"] = str(c.box.history_id)
         return status, body, headers
+
+
+def _unreadable_recipients(parsed: Message) -> str | None:
+    """The first of To, Cc and Bcc that Gmail answers with 400 "Invalid <name> header": one
+    the header parser cannot read (``carol@`` makes the standard library raise), reads with
+    an invalid-header defect, or holds an address that is not ``local@domain``."""
+    for name in ("To", "Cc", "Bcc"):
+        try:
+            header = parsed.get(name)
+        except Exception:  # whatever the parser raises on it, Gmail could not parse it either
+            return name
+        if header is None:
+            continue
+        if any(isinstance(d, InvalidHeaderDefect) for d in header.defects) or any(
+            not a.username or not a.domain for a in header.addresses
+        ):
+            return name
+    return None
 
 
 _METHODS: dict[str, Callable[[FakeGmail, _Call], Reply]] = {

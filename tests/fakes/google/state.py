@@ -5,7 +5,8 @@ Errors have Google's JSON shape, ``{"error": {"code", "message", "errors": [{"me
 "domain", "reason"}], "status"}}``: 401 UNAUTHENTICATED (``authError``), 403 PERMISSION_DENIED
 (``forbidden``: another user's mailbox; ``insufficientPermissions``: a scope missing), 404
 NOT_FOUND (``notFound``; also a ``startHistoryId`` older than the history kept), 400
-INVALID_ARGUMENT (``invalidArgument``), 409 ALREADY_EXISTS (a label name), 429
+INVALID_ARGUMENT (``invalidArgument``; ``Invalid To header`` for a recipient header that does
+not parse), 409 ALREADY_EXISTS (a label name), 429
 RESOURCE_EXHAUSTED (``rateLimitExceeded``). Lists page with ``maxResults`` and an opaque
 ``pageToken``; ``nextPageToken`` is absent on the last page.
 """

@@ -6,9 +6,14 @@ import base64
 from collections.abc import Callable
 from email.message import EmailMessage
 
+import httpx
+import pytest
 from fakes.google import FakeGmail, Mailbox
 from fakes.slack.tokens import AUTHORIZE_URL, StaticTokens
 from fastapi.testclient import TestClient
+
+from services.common.errors import ApiError
+from services.gmail.gmailapi import GmailApi
 
 Headers = Callable[..., dict[str, str]]
 
@@ -236,3 +241,42 @@ def test_rate_limit_is_429_with_retry_after(
     r = client.get("/api/v2/gmail/labels", headers=as_user())
     assert r.status_code == 429
     assert r.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("To", "carol@"), ("To", "not an address"), ("To", "a@b@example.com"), ("Cc", "dan@")],
+)
+async def test_a_recipient_header_gmail_cannot_parse_is_its_400_and_a_422_here(
+    fake: FakeGmail, box: Mailbox, tokens: StaticTokens, header: str, value: str
+) -> None:
+    """Gmail's users.messages.send answers a To (Cc, Bcc) header it cannot parse with 400
+    "Invalid To header" in its usual error body; the fake dropped the connection (or, for
+    some, sent the message), which GmailApi turned into a 502 "Gmail unreachable". The send
+    route validates addresses before building headers, so this sends a raw message."""
+    recipients = f"To: {value}" if header == "To" else f"To: carol@example.com\r\n{header}: {value}"
+    mime = f"From: ada@example.com\r\n{recipients}\r\nSubject: s\r\n\r\nx\r\n".encode()
+    message = {"raw": base64.urlsafe_b64encode(mime).decode()}
+    token = tokens.access["acme"]
+    async with httpx.AsyncClient(base_url=fake.endpoint, timeout=10) as http:
+        answer = await http.post(
+            "/gmail/v1/users/me/messages/send",
+            json=message,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    problem = f"Invalid {header} header"
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": {
+            "code": 400,
+            "message": problem,
+            "errors": [{"message": problem, "domain": "global", "reason": "invalidArgument"}],
+            "status": "INVALID_ARGUMENT",
+        }
+    }
+    api = GmailApi(token, api_url=fake.endpoint + "/", timeout=10, connection="team/gmail-acme")
+    with pytest.raises(ApiError) as refused:
+        await api.run(lambda u: u.messages().send(userId="me", body=message))
+    assert (refused.value.status, refused.value.error) == (422, "validation_failed")
+    assert refused.value.message == f"Gmail: {problem}"
+    assert box.sent == []
