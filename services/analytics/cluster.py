@@ -4,15 +4,21 @@ and parsed with the ``apis`` models (the one contract), and Rollouts created for
 An object belongs to the tenant named by its ``xynergy.io/tenant`` label; lists carry that
 label selector, so the apiserver returns nothing of another tenant (unlabelled objects belong
 to no tenant and are never shown).
+
+The apiserver's transient answers (429, 5xx) are retried quietly: each retry is logged at
+debug, and only giving up is a warning (the status code and the apiserver's message, never a
+request or its headers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import httpx
 from lightkube import ApiError as KubeApiError
 from lightkube.generic_resource import create_namespaced_resource
 from pydantic import BaseModel, ValidationError
@@ -24,7 +30,7 @@ from apis.v1alpha1.xynergyservice import XynergyService
 from services.common.errors import ApiError
 from services.common.tenancy import valid_tenant_id
 
-__all__ = ["TENANT_LABEL", "ClusterReader", "KubeClient", "Parsed"]
+__all__ = ["TENANT_LABEL", "ClusterReader", "KubeClient", "Parsed", "transient_status"]
 
 log = logging.getLogger("xynergy.analytics")
 TENANT_LABEL = "xynergy.io/tenant"
@@ -43,6 +49,19 @@ def _resource(model: Any) -> Any:
     return create_namespaced_resource(GROUP, VERSION, crd.kind, crd.plural)
 
 
+def transient_status(exc: BaseException) -> int | None:
+    """The status of an apiserver answer worth retrying (429, 5xx; a Status without a code
+    counts as 500), or None. lightkube raises its ApiError for a JSON Status (a list's
+    answer, a watch's ERROR event) and httpx's HTTPStatusError for a watch refused at once."""
+    if isinstance(exc, KubeApiError):
+        code = exc.status.code or 500
+    elif isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+    else:
+        return None
+    return code if code == 429 or code >= 500 else None
+
+
 @dataclass(frozen=True)
 class Parsed:
     """An object parsed with its model, or the raw body and why it did not parse."""
@@ -55,26 +74,52 @@ class Parsed:
 
 
 class ClusterReader:
-    def __init__(self, client: KubeClient, *, namespace: str = "") -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        namespace: str = "",
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self.client = client
         self.namespace = namespace or "*"
+        self.sleep = sleep
         self.kinds: dict[Any, Any] = {
             m: _resource(m) for m in (XynergyService, ScalingPolicy, Rollout)
         }
 
     async def _list(self, model: type[M], tenant: str | None) -> list[Parsed]:
         """The objects, retried briefly on the apiserver's transient answers (429, 5xx: e.g.
-        "storage is (re)initializing" right after a CRD is established); then a 503."""
-        for attempt in range(4):
+        "storage is (re)initializing" right after a CRD is established); then a 503. Retries
+        log at debug (under load every list may see a 429), giving up at warning."""
+        kind = model.__name__  # the apis model is named by its kind
+        attempts = 4
+        for attempt in range(1, attempts + 1):
             try:
                 return await self._list_once(model, tenant)
             except KubeApiError as exc:
-                code = exc.status.code or 500
-                if code != 429 and code < 500:
+                code = transient_status(exc)
+                if code is None:
                     raise ApiError(502, f"Kubernetes API: {exc.status.message}") from exc
-                if attempt == 3:
+                if attempt == attempts:
+                    log.warning(
+                        "list of %s: Kubernetes API answered %s %d times (%s); giving up",
+                        kind,
+                        code,
+                        attempts,
+                        exc.status.message,
+                    )
                     raise ApiError(503, f"Kubernetes API: {exc.status.message}") from exc
-                await asyncio.sleep(0.2 * 2**attempt)
+                delay = 0.2 * 2 ** (attempt - 1)
+                log.debug(
+                    "list of %s: Kubernetes API answered %s (%s); retry %d in %.1fs",
+                    kind,
+                    code,
+                    exc.status.message,
+                    attempt,
+                    delay,
+                )
+                await self.sleep(delay)
         raise AssertionError("unreachable")
 
     async def _list_once(self, model: type[M], tenant: str | None) -> list[Parsed]:

@@ -7,6 +7,11 @@ of an object changes (Ready, phase, replicas, step, desired instances; a DELETED
 gateway streams the topic to that tenant's sockets; the page re-reads its panels. Watches
 that fail are re-made with capped, jittered backoff; the listing a re-made watch starts with
 publishes nothing for objects whose summary did not change meanwhile.
+
+The apiserver's transient answers (429, 5xx), frequent under load, are logged at debug while
+the watch retries, with one warning per back-off episode once it has failed
+:data:`WARN_AFTER` times in a row (the episode ends with the next event). Any other failure
+is a warning each time.
 """
 
 from __future__ import annotations
@@ -14,17 +19,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lightkube import operators
 
-from services.analytics.cluster import TENANT_LABEL, ClusterReader
+from services.analytics.cluster import TENANT_LABEL, ClusterReader, transient_status
 from services.common.events import publish_event
 
-__all__ = ["TOPIC", "StatusPublisher", "summary"]
+__all__ = ["TOPIC", "WARN_AFTER", "StatusPublisher", "summary"]
 
 TOPIC = "platform-status"
+WARN_AFTER = 4
+"""Failures in a row after which a watch failing on transient answers warns, once per
+back-off episode (as many as the reader's attempts at a list)."""
 log = logging.getLogger("xynergy.analytics.dashboard")
 
 
@@ -57,10 +65,12 @@ class StatusPublisher:
         redis: Any,
         *,
         rand: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.cluster = cluster
         self.redis = redis
         self.rand = rand
+        self.sleep = sleep
         self.seen: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.published = 0
 
@@ -87,8 +97,31 @@ class StatusPublisher:
             except Exception as exc:
                 failures += 1
                 delay = min(10.0, 0.2 * 2**failures) * (0.5 + self.rand() / 2)
-                log.warning("watch of %s failed (%s); again in %.1fs", kind, exc, delay)
-                await asyncio.sleep(delay)
+                self._log_failure(kind, exc, failures, delay)
+                await self.sleep(delay)
+
+    @staticmethod
+    def _log_failure(kind: str, exc: Exception, failures: int, delay: float) -> None:
+        code = transient_status(exc)
+        if code is None:
+            log.warning("watch of %s failed (%s); again in %.1fs", kind, exc, delay)
+        elif failures == WARN_AFTER:
+            log.warning(
+                "watch of %s: Kubernetes API answered %s, %d failures in a row; retrying, "
+                "again in %.1fs",
+                kind,
+                code,
+                failures,
+                delay,
+            )
+        else:
+            log.debug(
+                "watch of %s: Kubernetes API answered %s; failure %d, again in %.1fs",
+                kind,
+                code,
+                failures,
+                delay,
+            )
 
     async def observe(self, kind: str, op: str, body: dict[str, Any]) -> bool:
         """Publish the object's change if the dashboard would show one; True if published."""
