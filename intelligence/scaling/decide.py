@@ -251,6 +251,7 @@ def _demand(
         burstExceedance=envelope.exceedance,
         burstSamples=float(envelope.samples),
         burstWindowSeconds=envelope.window_seconds,
+        burstTrendSeconds=envelope.trend_seconds or 0.0,
         burstDemand=needed,
     )
     if needed > load:

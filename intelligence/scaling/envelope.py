@@ -38,12 +38,16 @@ class BurstEnvelope:
     samples: int
     span_seconds: float
     window_seconds: float
+    trend_seconds: float | None = None  # set: `mean` is the recent level, `std` about the trend
 
     def describe(self) -> str:
         """What is provisioned, in words (for decision messages)."""
+        mean, sd = "mean", "sd"
+        if self.trend_seconds is not None:
+            mean, sd = f"last {self.trend_seconds:.0f}s mean", "sd about the trend"
         return (
-            f"provisioning the burst envelope min(mean {self.mean:.4g} + "
-            f"{self.sigmas:.2f} x sd {self.std:.4g}, peak {self.peak:.4g}) "
+            f"provisioning the burst envelope min({mean} {self.mean:.4g} + "
+            f"{self.sigmas:.2f} x {sd} {self.std:.4g}, peak {self.peak:.4g}) "
             f"= {self.level:.4g} over the last {self.span_seconds:.0f}s, "
             f"exceeded at most {self.exceedance:.0%} of the time"
         )
@@ -56,6 +60,7 @@ def burst_envelope(
     now: float,
     window_seconds: float,
     exceedance: float,
+    trend_seconds: float | None = None,
 ) -> BurstEnvelope | None:
     """The burst envelope of the samples in (now - window_seconds, now]; None with < 3.
 
@@ -63,6 +68,12 @@ def burst_envelope(
     upper quantile of the load over the coming lead time: the level that the load at any
     moment stays under with probability at least `1 - exceedance`, if the recent window is
     representative. `span_seconds` is how far back the samples used reach.
+
+    With `trend_seconds`, the spread is the deviations' from the load's trend (a centred
+    moving mean over `trend_seconds` of the window's samples), and the base is the mean of the
+    last `trend_seconds`: a slow swing inside the window (a daily cycle when the window holds
+    much of one) is the trend's, not a burst, and is not provisioned as one. Samples sparser
+    than four per `trend_seconds` cannot show a trend from bursts, and get the plain envelope.
     """
     if not 0 < exceedance < 1:
         raise ValueError("exceedance must be in (0, 1)")
@@ -76,6 +87,12 @@ def burst_envelope(
         return None
     sigmas = math.sqrt(1.0 / exceedance - 1.0)
     mean, std, peak = float(v.mean()), float(v.std(ddof=1)), float(v.max())
+    if trend_seconds is not None:
+        step = float(np.median(np.diff(np.sort(t))))
+        if 4 * step <= trend_seconds:
+            mean, std = _detrended(t, v, now=now, step=step, trend_seconds=trend_seconds)
+        else:
+            trend_seconds = None  # too sparse to tell a trend from bursts
     return BurstEnvelope(
         level=min(mean + sigmas * std, peak),
         mean=mean,
@@ -86,7 +103,29 @@ def burst_envelope(
         samples=int(v.size),
         span_seconds=float(now - t.min()),
         window_seconds=float(window_seconds),
+        trend_seconds=trend_seconds,
     )
+
+
+def _detrended(
+    t: npt.NDArray[np.float64],
+    v: npt.NDArray[np.float64],
+    *,
+    now: float,
+    step: float,
+    trend_seconds: float,
+) -> tuple[float, float]:
+    """(mean of the last `trend_seconds`, standard deviation of the samples less their centred
+    moving mean over `trend_seconds`), the samples taken as evenly spaced `step` apart."""
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    half = max(1, round(trend_seconds / max(step, 1e-9) / 2))
+    cumsum = np.concatenate([[0.0], np.cumsum(v)])
+    idx = np.arange(v.size)
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, v.size)
+    trend = (cumsum[hi] - cumsum[lo]) / (hi - lo)
+    base = v[t > now - trend_seconds]
+    return float(base.mean() if base.size else v[-1]), float(np.std(v - trend, ddof=1))
 
 
 def envelope_for(
@@ -106,6 +145,7 @@ def envelope_for(
         now=now,
         window_seconds=params.burst_window_seconds,
         exceedance=params.burst_exceedance,
+        trend_seconds=params.burst_trend_seconds,
     )
     have = 0.0 if envelope is None else envelope.span_seconds
     if envelope is None or have < params.burst_min_history_seconds:

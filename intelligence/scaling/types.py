@@ -122,6 +122,9 @@ class ScalingParams:
     turns it off. `burst_scale_down_window_seconds`, when set, replaces the scale-down
     stabilization window while the envelope provisions: the envelope itself keeps instances
     while load is bursty, so the peaks above it need not be held for the full window.
+    `burst_trend_seconds` (600 s; None for the plain envelope) reads the spread about the
+    load's trend (a centred moving mean over that span) and starts from the mean of its last
+    span, so a slow swing inside the window is not provisioned as a burst.
 
     Calibrated headroom (see `calibration`; off by default, see docs/intelligence/scaling.md
     for why): `target_under_provisioning` (alpha) is the operating point, the share of
@@ -180,6 +183,7 @@ class ScalingParams:
     capacity_per_instance: float | None = None
     burst_exceedance: float | None = 0.1
     burst_window_seconds: float = 3600.0
+    burst_trend_seconds: float | None = 600.0
     burst_min_history_seconds: float = 300.0
     burst_scale_down_window_seconds: int | None = None
     target_under_provisioning: float | None = None
@@ -215,6 +219,8 @@ class ScalingParams:
             raise ValueError("burst_exceedance must be in (0, 1)")
         if not self.burst_window_seconds > 0:
             raise ValueError("burst_window_seconds must be positive")
+        if self.burst_trend_seconds is not None and not self.burst_trend_seconds > 0:
+            raise ValueError("burst_trend_seconds must be positive (or None)")
         self._check_calibration()
 
     def _check_calibration(self) -> None:

@@ -477,6 +477,58 @@ def test_burst_envelope_looks_only_at_its_window_and_needs_three_samples():
         burst_envelope(t, v, now=NOW, window_seconds=300, exceedance=1.0)
 
 
+def test_a_detrended_envelope_does_not_provision_a_slow_swing_as_bursts():
+    # an hour holding most of a slow cycle (a compressed day), with noise and short bursts
+    rng = np.random.default_rng(3)
+    t = NOW - 3600 + 5.0 * np.arange(1, 721)
+    swing = 1000.0 + 600.0 * np.sin(2 * np.pi * (t - NOW) / 2880.0)
+    bursts = np.where(rng.random(t.size) < 0.02, 400.0, 0.0)
+    v = swing + rng.normal(0.0, 40.0, t.size) + bursts
+    plain = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1)
+    local = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600)
+    assert plain is not None
+    assert local is not None
+    # the plain spread is the swing's (~600 / sqrt 2); about the trend it is the noise and bursts'
+    assert plain.std > 350.0
+    noise_and_bursts = float(np.std(rng.normal(0.0, 40.0, 100_000))) + 400.0 * np.sqrt(0.02)
+    assert local.std < 1.5 * noise_and_bursts
+    # the base is where the load is now (the last 600 s), not the hour's mean
+    assert local.mean == pytest.approx(v[t > NOW - 600].mean())
+    assert local.level == pytest.approx(min(local.mean + 3.0 * local.std, v.max()))
+    assert local.level < plain.level - 300.0
+    assert local.trend_seconds == 600
+    assert "last 600s mean" in local.describe()
+    assert "sd about the trend" in local.describe()
+
+
+def test_a_detrended_envelope_keeps_the_spread_of_bursts_on_a_flat_load():
+    t, v = bursty_history(seconds=3600.0)
+    plain = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1)
+    local = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600)
+    assert plain is not None
+    assert local is not None
+    # bursts one sample long are deviations from any 600 s trend: their spread stays
+    assert local.std == pytest.approx(plain.std, rel=0.1)
+
+
+def test_samples_too_sparse_for_the_trend_get_the_plain_envelope():
+    t, v = bursty_history(seconds=3600.0, step=300.0)  # 2 samples per 600 s
+    plain = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1)
+    local = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600)
+    assert local == plain
+    assert local is not None
+    assert local.trend_seconds is None
+    assert "sd about the trend" not in local.describe()
+
+
+def test_burst_trend_seconds_must_be_positive():
+    with pytest.raises(ValueError, match="burst_trend_seconds"):
+        ScalingParams(target_per_instance=1.0, burst_trend_seconds=0.0)
+    assert (
+        ScalingParams(target_per_instance=1.0, burst_trend_seconds=None).burst_trend_seconds is None
+    )
+
+
 BURST_SPEC = {
     "target_per_instance": 100.0,
     "capacity_per_instance": 150.0,
@@ -498,7 +550,8 @@ def test_untrusted_forecast_with_recent_load_provisions_the_burst_envelope():
         history_seconds=3600,
         recent_load=(t, v),
     )
-    env = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1)
+    trend = ScalingParams(target_per_instance=100.0).burst_trend_seconds
+    env = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=trend)
     assert env is not None
     assert d.mode == "envelope"
     assert d.fallback == "ForecastErrorTooHigh"
