@@ -335,6 +335,9 @@ def _handler(fake: FakeGmail) -> type[JsonHandler]:
             auth = self.headers.get("Authorization")
             self.send_json(*fake.handle(self.command, self.path, raw, auth))
 
+        def internal_error(self, exc: Exception) -> Reply:
+            return google_error(500, "Internal error encountered.", "backendError")
+
     return Handler
 
 

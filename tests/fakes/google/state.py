@@ -6,9 +6,11 @@ Errors have Google's JSON shape, ``{"error": {"code", "message", "errors": [{"me
 (``forbidden``: another user's mailbox; ``insufficientPermissions``: a scope missing), 404
 NOT_FOUND (``notFound``; also a ``startHistoryId`` older than the history kept), 400
 INVALID_ARGUMENT (``invalidArgument``; ``Invalid To header`` for a recipient header that does
-not parse), 409 ALREADY_EXISTS (a label name), 429
-RESOURCE_EXHAUSTED (``rateLimitExceeded``). Lists page with ``maxResults`` and an opaque
-``pageToken``; ``nextPageToken`` is absent on the last page.
+not parse), 409 ALREADY_EXISTS (a label name), 429 RESOURCE_EXHAUSTED (``rateLimitExceeded``),
+500 INTERNAL (``backendError``, "Internal error encountered.": an exception in the fake itself,
+its traceback logged). Lists page with ``maxResults`` and an opaque ``pageToken``;
+``nextPageToken`` is absent on the last page. Search does not validate headers: one the parser
+cannot read matches nothing, and ``messages.get`` shows it as written.
 """
 
 from __future__ import annotations
@@ -161,12 +163,35 @@ def _text_of(msg: Message) -> str:
     return " ".join(parts)
 
 
+def _header(msg: Message, name: str) -> str:
+    """A header's value for search: "" when the standard library's parser cannot read it
+    (``carol@`` makes it raise). Gmail's search does not validate headers: such a message is
+    not refused, its value just matches nothing."""
+    try:
+        return str(msg.get(name, ""))
+    except Exception:  # IndexError, AttributeError...: whatever the header parser raises
+        return ""
+
+
+def _header_fields(part: Message) -> list[dict[str, str]]:
+    """The part's headers as Gmail shows them: decoded, or as written (unfolded) when the
+    parser cannot read the value; Gmail keeps and shows whatever headers it received."""
+    out = []
+    for name, raw in part.raw_items():
+        try:
+            value = str(part.policy.header_fetch_parse(name, raw))
+        except Exception:  # whatever the header parser raises on it
+            value = re.sub(r"\r?\n(?=[ \t])", "", str(raw))
+        out.append({"name": name, "value": value})
+    return out
+
+
 def _matches(msg: StoredMessage, term: str) -> bool:
     parsed = msg.parsed
     key, sep, value = term.partition(":")
     value = value.lower()
     if sep and key in ("from", "to", "cc", "subject"):
-        return value in str(parsed.get(key, "")).lower()
+        return value in _header(parsed, key).lower()
     if sep and key in ("label", "in"):
         return value.upper() in msg.labels or value in {x.lower() for x in msg.labels}
     if sep and key == "is":
@@ -175,7 +200,7 @@ def _matches(msg: StoredMessage, term: str) -> bool:
             "read": "UNREAD" not in msg.labels,
             "starred": "STARRED" in msg.labels,
         }.get(value, False)
-    haystack = " ".join(str(parsed.get(h, "")) for h in ("from", "to", "subject"))
+    haystack = " ".join(_header(parsed, h) for h in ("from", "to", "subject"))
     return term.lower() in (haystack + " " + _text_of(parsed)).lower()
 
 
@@ -206,7 +231,7 @@ def _part(part: Message, part_id: str, mid: str, *, full: bool) -> dict[str, Any
         "partId": part_id,
         "mimeType": part.get_content_type(),
         "filename": part.get_filename() or "",
-        "headers": [{"name": k, "value": str(v)} for k, v in part.items()],
+        "headers": _header_fields(part),
     }
     if part.is_multipart():
         subparts = part.get_payload()

@@ -16,7 +16,8 @@ whatever its state, a disabled or destroyed version cannot be accessed (FAILED_P
 secret needs a replication policy, ids and version ids are validated, `dataCrc32c` is checked,
 errors use the Google JSON error format (google.api_core raises the matching exceptions) and
 `$alt=json;enum-encoding=int` is honoured. Test controls: `deny(message)` answers 403 until
-cleared; `calls` counts requests per RPC.
+cleared; `calls` counts requests per RPC; `crashes` holds each exception in the fake itself
+(answered 500 INTERNAL).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hashlib
 import json
 import re
 import threading
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -261,5 +263,10 @@ def _handler(fake: FakeSecretManager) -> type[JsonHandler]:
         def answer(self, raw: bytes) -> None:
             code, payload = fake.handle(self.command, self.path, raw)
             self.send_json(code, payload, {})
+
+        def internal_error(self, exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+            fake.crashes.append("".join(traceback.format_exception(exc)))
+            code, payload = _error(ApiError(500, "INTERNAL", "Internal error encountered."))
+            return code, payload, {}
 
     return Handler

@@ -73,6 +73,10 @@ def _handler(fake: FakeSlack) -> type[JsonHandler]:
                 args.update(parse_qsl(raw.decode()))
             self.send_json(*fake.handle(parts.path, args, self.headers.get("Authorization")))
 
+        def internal_error(self, exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+            # the Web API says its own failures in the envelope, like any other error
+            return 200, {"ok": False, "error": "internal_error"}, {}
+
     return Handler
 
 

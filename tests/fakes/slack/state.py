@@ -4,10 +4,11 @@ by one lock in the server.
 Answers as Slack does: HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": "<code>"}``
 (``not_authed``, ``invalid_auth``, ``channel_not_found``, ``users_not_found``, ``no_text``,
 ``msg_too_long``, ``invalid_cursor``, ``invalid_limit``, ``not_allowed_token_type``,
-``missing_scope`` with ``needed``/``provided``), and HTTP 429 ``{"ok": false, "error":
-"ratelimited"}`` with ``Retry-After``. Cursor pagination: ``limit`` and an opaque base64
-``cursor``, ``response_metadata.next_cursor`` empty on the last page. ``search.messages``
-takes user tokens only (``xoxp-``) and pages with ``count``/``page``.
+``missing_scope`` with ``needed``/``provided``; ``internal_error`` for an exception in the fake
+itself, its traceback logged), and HTTP 429 ``{"ok": false, "error": "ratelimited"}`` with
+``Retry-After``. Cursor pagination: ``limit`` and an opaque base64 ``cursor``,
+``response_metadata.next_cursor`` empty on the last page. ``search.messages`` takes user tokens
+only (``xoxp-``) and pages with ``count``/``page``.
 """
 
 from __future__ import annotations

@@ -1,34 +1,65 @@
-"""What the Slack and Gmail fakes share: a ThreadingHTTPServer on 127.0.0.1 in a daemon thread
-(context manager, or start()/stop()) and a quiet request handler that answers JSON."""
+"""What the Slack, Gmail and Secret Manager fakes share: a ThreadingHTTPServer on 127.0.0.1 in a
+daemon thread (context manager, or start()/stop()) and a quiet request handler that answers
+JSON.
+
+An exception the fake does not catch while answering (a bug in the fake) is answered as the
+real API answers a failure of its own, which each fake says in :meth:`JsonHandler.internal_error`
+(Google: 500 ``INTERNAL``; Slack: ``ok: false``, ``internal_error``), and its traceback is
+logged at error level (logger ``fakes.slack.threaded``; the path without its query, which may
+hold a token). The connection stays open for the next request."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 __all__ = ["JsonHandler", "ThreadedFake"]
+
+log = logging.getLogger(__name__)
 
 
 class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _answering = False
+    """True once the status line of an answer is out: too late for another answer."""
 
     def log_message(self, *args: Any) -> None:  # quiet: no tokens in test output
         pass
 
     def do_GET(self) -> None:
-        self.answer(b"")
+        self._answer(b"")
 
     def do_POST(self) -> None:
-        self.answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def _answer(self, raw: bytes) -> None:
+        self._answering = False
+        try:
+            self.answer(raw)
+        except Exception as exc:
+            path = urlsplit(self.path).path
+            log.exception("%s: %s %s raised", type(self).__module__, self.command, path)
+            if self._answering:  # part of an answer is out: the connection cannot be reused
+                self.close_connection = True
+                return
+            self.send_json(*self.internal_error(exc))
 
     def answer(self, raw: bytes) -> None:
         """Answer the request (``raw`` is its body); subclasses say how."""
         raise NotImplementedError
 
+    def internal_error(self, exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """Status, JSON body and headers of the real API's answer to a failure of its own;
+        ``exc`` is what the fake raised (already logged). Subclasses answer as their API."""
+        return 500, {"error": "internal_error"}, {}
+
     def send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
         body = json.dumps(payload).encode()
+        self._answering = True
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))

@@ -1,0 +1,54 @@
+"""The fake Web API itself: a bug in one of its methods is Slack's own answer to an internal
+error, not a dropped connection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fakes.slack import FakeSlack
+from fakes.slack import state as slack_state
+from fastapi.testclient import TestClient
+
+Headers = Callable[..., dict[str, str]]
+TOKEN = "xoxb-fake-" + "f" * 24
+
+
+def test_an_exception_in_a_method_is_slacks_internal_error_and_the_fake_keeps_serving(
+    fake: FakeSlack,
+    client: TestClient,
+    as_user: Headers,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Slack answers a failure of its own in the usual envelope (HTTP 200, ``ok: false``,
+    ``internal_error``); the fake's base handler dropped the connection instead (clients saw
+    RemoteDisconnected). The traceback is logged at error level for whoever debugs the test."""
+
+    def broken(state: slack_state.SlackState, args: dict[str, Any]) -> slack_state.Reply:
+        raise RuntimeError("a bug in the fake")
+
+    monkeypatch.setitem(slack_state._METHODS, "users.list", broken)
+    fake.grant(TOKEN)
+    fake.state.add_channel("general")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with caplog.at_level(logging.ERROR), httpx.Client(base_url=fake.endpoint, timeout=10) as http:
+        answer = http.get("/api/users.list", headers=auth)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("application/json")
+        assert answer.json() == {"ok": False, "error": "internal_error"}
+        after = http.get("/api/conversations.list", headers=auth)  # the same connection
+    assert after.status_code == 200
+    assert after.json()["ok"] is True
+    assert [c["name"] for c in after.json()["channels"]] == ["general"]
+    crashes = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert len(crashes) == 1
+    assert "a bug in the fake" in caplog.text
+    assert TOKEN not in caplog.text
+    # what the service makes of it: Slack's code, as an upstream error
+    r = client.get("/api/v2/slack/users", headers=as_user())
+    assert r.status_code == 502, r.text
+    assert r.json()["message"] == "Slack answered internal_error"
