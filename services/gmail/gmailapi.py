@@ -70,6 +70,15 @@ class GmailApi:
         return result if isinstance(result, dict) else {}
 
 
+_HEADER_FIELDS = {
+    "Invalid To header": "to",
+    "Invalid Cc header": "cc",
+    "Invalid Bcc header": "bcc",
+}
+"""Gmail's 400 on users.messages.send for a recipient header it cannot parse, and the field of
+the send body that header is built from."""
+
+
 def _reason(exc: HttpError) -> tuple[str, str]:
     """(reason, message) of Google's error body."""
     try:
@@ -94,6 +103,9 @@ def from_http_error(exc: HttpError, *, connection: str) -> ApiError:
     if status == 403 and reason == "insufficientPermissions":
         msg = f"OAuthConnection {connection} lacks the Gmail scope this needs; re-authorize"
         return ApiError(403, msg, error="missing_scope")
+    if status == 400 and message in _HEADER_FIELDS:  # a 422 names its field
+        field = [{"field": _HEADER_FIELDS[message], "message": message}]
+        return ApiError(422, f"Gmail: {message}", fields=field)
     if status in (400, 403, 404, 409):
         code = {400: 422, 403: 403, 404: 404, 409: 409}[status]
         return ApiError(code, f"Gmail: {message or reason}")

@@ -245,7 +245,13 @@ def test_rate_limit_is_429_with_retry_after(
 
 @pytest.mark.parametrize(
     ("header", "value"),
-    [("To", "carol@"), ("To", "not an address"), ("To", "a@b@example.com"), ("Cc", "dan@")],
+    [
+        ("To", "carol@"),
+        ("To", "not an address"),
+        ("To", "a@b@example.com"),
+        ("Cc", "dan@"),
+        ("Bcc", "eve@"),
+    ],
 )
 async def test_a_recipient_header_gmail_cannot_parse_is_its_400_and_a_422_here(
     fake: FakeGmail, box: Mailbox, tokens: StaticTokens, header: str, value: str
@@ -253,7 +259,8 @@ async def test_a_recipient_header_gmail_cannot_parse_is_its_400_and_a_422_here(
     """Gmail's users.messages.send answers a To (Cc, Bcc) header it cannot parse with 400
     "Invalid To header" in its usual error body; the fake dropped the connection (or, for
     some, sent the message), which GmailApi turned into a 502 "Gmail unreachable". The send
-    route validates addresses before building headers, so this sends a raw message."""
+    route validates addresses before building headers, so this sends a raw message. The 422
+    names the field, as every 422 of the service does (it had no ``fields``)."""
     recipients = f"To: {value}" if header == "To" else f"To: carol@example.com\r\n{header}: {value}"
     mime = f"From: ada@example.com\r\n{recipients}\r\nSubject: s\r\n\r\nx\r\n".encode()
     message = {"raw": base64.urlsafe_b64encode(mime).decode()}
@@ -279,4 +286,5 @@ async def test_a_recipient_header_gmail_cannot_parse_is_its_400_and_a_422_here(
         await api.run(lambda u: u.messages().send(userId="me", body=message))
     assert (refused.value.status, refused.value.error) == (422, "validation_failed")
     assert refused.value.message == f"Gmail: {problem}"
+    assert refused.value.fields == [{"field": header.lower(), "message": problem}]
     assert box.sent == []
