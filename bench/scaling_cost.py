@@ -8,6 +8,10 @@ state from call to call as a controller does, for `--steps` steps (1,000,000 by 
 days of 15 s steps). Every 100k steps it prints the time per call, the process's resident
 memory and the size of the serialised state: all three should stay flat.
 
+`--envelope` gives `decide()` no forecast and no calibration but the last hour of load as
+`recent_load`, a sample every 5 s (720, as the replay harness passes them), so every call
+provisions the burst envelope at `ScalingParams`' defaults (its spread about a 600 s trend).
+
 `--legacy N` instead times N steps of the pipeline the bench used before (issue 22):
 `AutoForecaster` refitted every 60 s on the last 4000 15 s points (daily and weekly periods),
 then `decide()` with the forecast and the last hour of load for the burst envelope.
@@ -15,6 +19,7 @@ then `decide()` with the forecast and the last hour of load for the burst envelo
 Run from the repository root::
 
     .venv/bin/python bench/scaling_cost.py                 # ~2 min idle
+    .venv/bin/python bench/scaling_cost.py --envelope --steps 100000 --block 50000
     .venv/bin/python bench/scaling_cost.py --legacy 2000
 """
 
@@ -75,14 +80,27 @@ def params() -> ScalingParams:
     )
 
 
-def bounded(steps: int, block: int) -> None:
+def bounded(steps: int, block: int, *, envelope: bool = False) -> None:
     loads = synthetic(steps)
     spec, state, current = params(), ScalingState(), 6
+    if envelope:
+        spec = replace(spec, target_under_provisioning=None, miss_feedback_target=None)
+    hour = int(3600 / 5)
+    seen_t: deque[float] = deque(maxlen=hour)
+    seen_v: deque[float] = deque(maxlen=hour)
     print(f"{steps} decide() calls, one per {STEP:.0f} s step; per {block} steps:")
     print("  steps      us/call  RSS MiB  state bytes  mode of the last call")
     started = time.perf_counter()
     for i in range(steps):
-        d = decide(Observation(T0 + i * STEP, current, float(loads[i])), params=spec, state=state)
+        now, load = T0 + i * STEP, float(loads[i])
+        recent = None
+        if envelope:  # three 5 s samples per 15 s step (the same load: the cost is the count)
+            for k in (2, 1, 0):
+                seen_t.append(now - 5.0 * k)
+                seen_v.append(load)
+            recent = (np.fromiter(seen_t, np.float64), np.fromiter(seen_v, np.float64))
+        observed = Observation(now, current, load, recent_load=recent)
+        d = decide(observed, params=spec, state=state)
         state, current = d.state, d.desired
         if (i + 1) % block == 0:
             now = time.perf_counter()
@@ -130,12 +148,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--block", type=int, default=100_000)
+    parser.add_argument("--envelope", action="store_true", help="time the burst envelope path")
     parser.add_argument("--legacy", type=int, help="time this many steps of the old pipeline")
     args = parser.parse_args()
     if args.legacy:
         legacy(args.legacy)
     else:
-        bounded(args.steps, args.block)
+        bounded(args.steps, args.block, envelope=args.envelope)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,11 @@ def burst_envelope(
     sigmas = math.sqrt(1.0 / exceedance - 1.0)
     mean, std, peak = float(v.mean()), float(v.std(ddof=1)), float(v.max())
     if trend_seconds is not None:
-        step = float(np.median(np.diff(np.sort(t))))
+        gaps = np.diff(t)
+        if np.any(gaps < 0):
+            order = np.argsort(t, kind="stable")
+            t, v, gaps = t[order], v[order], np.diff(t[order])
+        step = float(np.median(gaps))
         if 4 * step <= trend_seconds:
             mean, std = _detrended(t, v, now=now, step=step, trend_seconds=trend_seconds)
         else:
@@ -116,9 +120,8 @@ def _detrended(
     trend_seconds: float,
 ) -> tuple[float, float]:
     """(mean of the last `trend_seconds`, standard deviation of the samples less their centred
-    moving mean over `trend_seconds`), the samples taken as evenly spaced `step` apart."""
-    order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
+    moving mean over `trend_seconds`), the samples (in time order) taken as evenly spaced `step`
+    apart."""
     half = max(1, round(trend_seconds / max(step, 1e-9) / 2))
     cumsum = np.concatenate([[0.0], np.cumsum(v)])
     idx = np.arange(v.size)

@@ -511,6 +511,20 @@ def test_a_detrended_envelope_keeps_the_spread_of_bursts_on_a_flat_load():
     assert local.std == pytest.approx(plain.std, rel=0.1)
 
 
+def test_the_detrended_envelope_does_not_depend_on_the_samples_order():
+    t, v = bursty_history(seconds=3600.0, step=5.0)
+    v = v + np.linspace(0.0, 500.0, v.size)  # a trend, so the order matters if it is lost
+    ordered = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600)
+    shuffle = np.random.default_rng(5).permutation(t.size)
+    shuffled = burst_envelope(
+        t[shuffle], v[shuffle], now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600
+    )
+    assert ordered is not None
+    assert shuffled is not None
+    assert shuffled.mean == pytest.approx(ordered.mean)
+    assert shuffled.std == pytest.approx(ordered.std)
+
+
 def test_samples_too_sparse_for_the_trend_get_the_plain_envelope():
     t, v = bursty_history(seconds=3600.0, step=300.0)  # 2 samples per 600 s
     plain = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1)
