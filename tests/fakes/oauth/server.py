@@ -9,7 +9,9 @@ Routes:
   POST /google/token                   authorization_code and refresh_token grants
   POST /google/revoke                  RFC 7009 (token as form field)
 
-Client authentication: client_id/client_secret in the form or HTTP Basic. Test controls:
+Client authentication: client_id/client_secret in the form or HTTP Basic. An exception in the
+fake itself is the provider's answer to a failure of its own (state.py; the authorize page: a
+500 page), its traceback logged (fakes/slack/threaded.py), the connection kept. Test controls:
 `fail(provider, endpoint, *statuses)` answers the next requests with those statuses (503,
 429 + Retry-After), `revoke_all(provider)` is the user removing the app (every token dead,
 the next refresh gets invalid_grant), `state(provider).calls` counts requests per endpoint and
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import threading
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from fakes.slack.threaded import JsonHandler
 
 from .state import ProviderState
 
@@ -143,42 +146,35 @@ class FakeOAuth:
                 return state.token(form)
             return state.revoke(form, bearer)
 
+    def internal_error(self, method: str, url: str) -> Any:
+        """The answer to a failure of the fake's own on this request: the endpoint's (state.py),
+        or a 500 error page for the authorize page (or a path that is no endpoint)."""
+        route = _ROUTES.get((method, urlsplit(url).path))
+        if route is None or route[1] == "authorize":
+            return 500, "Internal Server Error"
+        return self.state(route[0]).internal_error()
 
-def _handler(fake: FakeOAuth) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
 
-        def log_message(self, *args: Any) -> None:  # quiet: no tokens in test output
-            pass
+def _handler(fake: FakeOAuth) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def answer(self, raw: bytes) -> None:
+            if self.command == "GET":
+                self._reply(fake.handle("GET", self.path, {}, None))
+                return
+            form = dict(parse_qsl(raw.decode())) if raw else {}
+            self._reply(fake.handle("POST", self.path, form, self.headers.get("Authorization")))
 
-        def do_GET(self) -> None:
-            self._answer(fake.handle("GET", self.path, {}, None))
+        def send_internal_error(self, exc: Exception) -> None:
+            self._reply(fake.internal_error(self.command, self.path))
 
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length).decode()
-            form = dict(parse_qsl(raw)) if raw else {}
-            self._answer(fake.handle("POST", self.path, form, self.headers.get("Authorization")))
-
-        def _answer(self, reply: Any) -> None:
+        def _reply(self, reply: Any) -> None:
             if len(reply) == 2:  # authorize: (302, location) or (400, message)
                 status, text = reply
                 headers = {"Location": text} if status == 302 else {}
                 body = b"" if status == 302 else text.encode()
-                self._send(status, body, "text/plain; charset=utf-8", headers)
+                self.send_body(status, body, "text/plain; charset=utf-8", headers)
                 return
-            status, payload, headers = reply
-            body = json.dumps(payload).encode()
-            self._send(status, body, "application/json; charset=utf-8", headers)
-
-        def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(*reply)
 
     return Handler
 

@@ -6,10 +6,12 @@ The two providers answer errors the way each does:
   (429 + Retry-After with `ratelimited`). Codes used: invalid_client_id, bad_client_secret,
   invalid_code (also for a code_verifier that does not match the challenge: Slack does not
   document a separate code), code_already_used, bad_redirect_uri, invalid_grant_type,
-  invalid_refresh_token, invalid_auth, not_authed.
+  invalid_refresh_token, invalid_auth, not_authed; internal_error for a failure of its own.
 - Google (`/token`, `/revoke`): RFC 6749 JSON, HTTP 400 `invalid_grant` (bad or used code,
   PKCE mismatch, revoked or expired refresh token), 400 `invalid_request`, 401
-  `invalid_client`, 400 `unsupported_grant_type`; revoke 200 `{}` or 400 `invalid_token`.
+  `invalid_client`, 400 `unsupported_grant_type`; revoke 200 `{}` or 400 `invalid_token`;
+  HTTP 500 `{"error": "internal_failure"}` for a failure of its own (not RFC 6749's
+  `server_error`, which is for the authorization endpoint's redirect).
 """
 
 from __future__ import annotations
@@ -260,12 +262,15 @@ class ProviderState:
                 else {"error": "rate_limit_exceeded"}
             )
             return 429, body, {"Retry-After": "1"}
-        body = (
-            {"ok": False, "error": "internal_error"}
-            if self.kind == "slack"
-            else {"error": "internal_failure"}
-        )
-        return status, body, {}
+        return self.internal_error(status)
+
+    def internal_error(self, status: int | None = None) -> Reply:
+        """The token or revoke endpoint's answer to a failure of the provider's own (or its
+        front's `status`): Slack's envelope, HTTP 200 from the method itself; Google's
+        `internal_failure`, HTTP 500, without a description."""
+        if self.kind == "slack":
+            return status or 200, {"ok": False, "error": "internal_error"}, {}
+        return status or 500, {"error": "internal_failure"}, {}
 
     def _token(self, prefix: str) -> str:
         token = prefix + secrets.token_urlsafe(24)

@@ -5,7 +5,9 @@ script (``PYTHONPATH=tests python -m fakes.openai --port 8090 --name openai``).
 ``Authorization: Bearer``, as the ``openai`` client sends them; point
 ``AsyncOpenAI(base_url=fake.base_url)`` at it. HTTP/1.1 keep-alive; streams are chunked.
 Test controls: ``fail(*kinds)``, ``sticky(kind)``, ``release()`` (ends hangs), and the
-counters ``calls``, ``served``, ``usage`` (see state.py).
+counters ``calls``, ``served``, ``usage`` (see state.py). An exception in the fake itself is
+the API's 500 ``server_error``, its traceback logged (fakes/slack/threaded.py), the connection
+kept (closed when part of a stream is out).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import argparse
 import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .state import Fault, OpenAIState, chunks, completion
+from fakes.slack.threaded import JsonHandler
+
+from .state import Fault, OpenAIState, chunks, completion, server_error
 
 __all__ = ["FakeOpenAI"]
 
@@ -115,9 +119,9 @@ class FakeOpenAI:
         self.stop()
 
 
-def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _handler(fake: FakeOpenAI) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        json_type = "application/json"
 
         def setup(self) -> None:
             super().setup()
@@ -125,10 +129,16 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             # ACKs add ~40 ms to a keep-alive client's next request
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-        def log_message(self, *args: Any) -> None:  # quiet: no keys in test output
-            pass
+        def answer(self, raw: bytes) -> None:
+            if self.command == "GET":
+                self._models()
+            else:
+                self._completion(raw)
 
-        def do_GET(self) -> None:
+        def internal_error(self, exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+            return *server_error(500), {}
+
+        def _models(self) -> None:
             if self.path.rstrip("/") != "/v1/models":
                 self._json(
                     404, {"error": {"message": "not found", "type": "invalid_request_error"}}
@@ -141,8 +151,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             ]
             self._json(200, {"object": "list", "data": data})
 
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        def _completion(self, raw: bytes) -> None:
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._json(
                     404, {"error": {"message": "not found", "type": "invalid_request_error"}}
@@ -190,18 +199,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     {"Retry-After": fake.state.retry_after},
                 )
             else:
-                msg = "The server had an error while processing your request."
-                self._json(
-                    int(fault.kind),
-                    {
-                        "error": {
-                            "message": msg,
-                            "type": "server_error",
-                            "param": None,
-                            "code": None,
-                        }
-                    },
-                )
+                self._json(*server_error(int(fault.kind)))
 
         def _stream(self, events: list[bytes], *, cut: bool) -> None:
             self.send_response(200)
@@ -218,14 +216,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(b"0\r\n\r\n")
 
         def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, payload, headers or {})
 
     return Handler
 

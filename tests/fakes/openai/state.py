@@ -6,7 +6,8 @@ Chat completions as the API returns them: ``chat.completion`` objects with ``usa
 by word, then ``finish_reason``; one more chunk with ``usage`` and empty ``choices`` when
 ``stream_options.include_usage`` is set) ended by ``data: [DONE]``. Errors in the API's shape
 ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad body, 401 for a wrong key,
-404 for an unknown model when ``models`` is set.
+404 for an unknown model when ``models`` is set, 500 ``server_error`` for an exception in the
+fake itself.
 
 The answer is deterministic: ``"<name> says: <last user message>"``, so a test can tell which
 provider answered; asked for JSON (``response_format``), a JSON object instead (jsonmode.py). Tokens are counted as whitespace-separated words (plus 3 per message, as
@@ -32,6 +33,7 @@ from .jsonmode import json_answer, json_mode_error
 __all__ = ["Fault", "OpenAIState", "count_tokens"]
 
 FAULTS = ("429", "500", "502", "503", "hang", "cut")
+SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
 
 def count_tokens(text: str) -> int:
@@ -49,6 +51,11 @@ class Fault:
 
 def _error(status: int, message: str, kind: str, code: str | None = None) -> tuple[int, Any]:
     return status, {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def server_error(status: int) -> tuple[int, Any]:
+    """The API's answer to a failure of its own (500; the ``"5xx"`` faults answer it too)."""
+    return _error(status, SERVER_ERROR, "server_error")
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""What the Slack, Gmail and Secret Manager fakes share: a ThreadingHTTPServer on 127.0.0.1 in a
-daemon thread (context manager, or start()/stop()) and a quiet request handler that answers
-JSON.
+"""What the fakes share: a ThreadingHTTPServer on 127.0.0.1 in a daemon thread (context manager,
+or start()/stop(); Slack, Gmail, Secret Manager) and a quiet request handler that answers JSON
+(those three, the OAuth providers and OpenAI).
 
 An exception the fake does not catch while answering (a bug in the fake) is answered as the
 real API answers a failure of its own, which each fake says in :meth:`JsonHandler.internal_error`
@@ -24,11 +24,17 @@ log = logging.getLogger(__name__)
 
 class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    json_type = "application/json; charset=utf-8"
+    """The Content-Type of JSON answers."""
     _answering = False
     """True once the status line of an answer is out: too late for another answer."""
 
     def log_message(self, *args: Any) -> None:  # quiet: no tokens in test output
         pass
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._answering = True
+        super().send_response(code, message)
 
     def do_GET(self) -> None:
         self._answer(b"")
@@ -46,7 +52,7 @@ class JsonHandler(BaseHTTPRequestHandler):
             if self._answering:  # part of an answer is out: the connection cannot be reused
                 self.close_connection = True
                 return
-            self.send_json(*self.internal_error(exc))
+            self.send_internal_error(exc)
 
     def answer(self, raw: bytes) -> None:
         """Answer the request (``raw`` is its body); subclasses say how."""
@@ -57,11 +63,17 @@ class JsonHandler(BaseHTTPRequestHandler):
         ``exc`` is what the fake raised (already logged). Subclasses answer as their API."""
         return 500, {"error": "internal_error"}, {}
 
+    def send_internal_error(self, exc: Exception) -> None:
+        """Send the answer to a failure of the fake's own: :meth:`internal_error` as JSON.
+        A fake whose API answers some failures in another form (a page) overrides this."""
+        self.send_json(*self.internal_error(exc))
+
     def send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-        body = json.dumps(payload).encode()
-        self._answering = True
+        self.send_body(status, json.dumps(payload).encode(), self.json_type, headers)
+
+    def send_body(self, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers.items():
             self.send_header(name, value)
