@@ -6,13 +6,18 @@ An exception the fake does not catch while answering (a bug in the fake) is answ
 real API answers a failure of its own, which each fake says in :meth:`JsonHandler.internal_error`
 (Google: 500 ``INTERNAL``; Slack: ``ok: false``, ``internal_error``), and its traceback is
 logged at error level (logger ``fakes.slack.threaded``; the path without its query, which may
-hold a token). The connection stays open for the next request."""
+hold a token). The connection stays open for the next request.
+
+A POST whose ``Content-Length`` is not a non-negative integer is answered as an HTTP server (the
+API's front) answers it, before any API sees it: 400 Bad Request with the standard library's
+small HTML error page, and the connection is closed, as where its body ends is unknown."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -40,7 +45,12 @@ class JsonHandler(BaseHTTPRequestHandler):
         self._answer(b"")
 
     def do_POST(self) -> None:
-        self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        length = self.headers.get("Content-Length", "0").strip()
+        if not (length.isascii() and length.isdigit()):  # not "-1", "+3", "1_0", "²", ""
+            explain = "Content-Length is not a non-negative integer"
+            self.send_error(HTTPStatus.BAD_REQUEST, explain=explain)  # and Connection: close
+            return
+        self._answer(self.rfile.read(int(length)))
 
     def _answer(self, raw: bytes) -> None:
         self._answering = False

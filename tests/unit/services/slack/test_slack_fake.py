@@ -4,8 +4,10 @@ error, not a dropped connection."""
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -52,3 +54,30 @@ def test_an_exception_in_a_method_is_slacks_internal_error_and_the_fake_keeps_se
     r = client.get("/api/v2/slack/users", headers=as_user())
     assert r.status_code == 502, r.text
     assert r.json()["message"] == "Slack answered internal_error"
+
+
+@pytest.mark.parametrize("length", [b"-1", b"abc", b"1.5", b"", b"+3", b"1_0", b"\xb2"])
+def test_a_post_whose_content_length_is_not_a_length_is_a_400_and_the_connection_closes(
+    fake: FakeSlack, length: bytes
+) -> None:
+    """A Content-Length that is not a non-negative integer (``int()`` takes ``+3``, ``1_0`` and
+    ``²``; ``-1`` read to the end of the stream) is an HTTP server's 400 Bad Request, and
+    the connection is closed: where the body ends is unknown. The fakes' base handler dropped
+    the connection, waited for a body that never came, or (an empty value) read no body."""
+    url = urlsplit(fake.endpoint)
+    request = b"POST /api/users.list HTTP/1.1\r\nHost: slack\r\nContent-Length: %s\r\n\r\n"
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(request % length)
+        answer = b""
+        while chunk := sock.recv(65536):  # to the end: the fake closes the connection
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+    assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+    assert b"Content-Length is not a non-negative integer" in body
+    # the fake serves the next connection
+    fake.grant(TOKEN)
+    after = httpx.get(
+        f"{fake.endpoint}/api/conversations.list", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert after.json()["ok"] is True
