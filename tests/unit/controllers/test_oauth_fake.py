@@ -4,12 +4,12 @@ answer to a failure of its own, not a dropped connection."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fakes.crashes import assert_crash_logged, raising_once
 from fakes.oauth import FakeOAuth
 from pydantic import SecretStr
 
@@ -33,18 +33,6 @@ INTERNAL = {
 def fake() -> Iterator[FakeOAuth]:
     with FakeOAuth() as fake:
         yield fake
-
-
-def raising_once(call: Callable[..., Any]) -> Callable[..., Any]:
-    """`call`, except that its first call raises (a bug in the fake)."""
-    failures = iter([RuntimeError("a bug in the fake")])
-
-    def wrapper(*args: Any) -> Any:
-        for exc in failures:
-            raise exc
-        return call(*args)
-
-    return wrapper
 
 
 @pytest.mark.parametrize("name", ["slack", "google"])
@@ -79,10 +67,7 @@ async def test_an_exception_in_the_fake_is_the_providers_internal_error_and_it_k
             after = await http.post(ends["token"], data=form)  # the same connection
     assert after.status_code == 200, after.text
     assert after.json()["access_token"] in fake.issued()
-    crashes = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
-    assert len(crashes) == 2
-    assert "a bug in the fake" in caplog.text
-    assert all(secret not in caplog.text for secret in [SECRET, *fake.issued()])
+    assert_crash_logged(caplog, times=2, secrets=[SECRET, *fake.issued()])
     # what the provider makes of it: the provider's code, as a failure to retry
     monkeypatch.setattr(state, "token", raising_once(state.token))
     oauth = (SlackOAuth if name == "slack" else GoogleOAuth)(Endpoints(**ends))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
+from fakes.crashes import CRASH, raising_once
 from fakes.secretmanager import FakeSecretManager, project_number
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
@@ -32,14 +32,7 @@ def test_an_uncaught_exception_is_the_apis_500_and_the_fake_keeps_serving(
 ) -> None:
     fake.put("p", "db-password", b"v1")
     handle = fake.handle
-    failures = iter([RuntimeError("a bug in the fake")])
-
-    def once(*args: Any) -> tuple[int, dict[str, Any]]:
-        for exc in failures:
-            raise exc
-        return handle(*args)
-
-    monkeypatch.setattr(fake, "handle", once)
+    monkeypatch.setattr(fake, "handle", raising_once(handle))
     name = f"/v1/projects/{project_number('p')}/secrets/db-password"
     with caplog.at_level(logging.ERROR), httpx.Client(base_url=fake.endpoint, timeout=10) as http:
         answer = http.get(name)
@@ -49,10 +42,10 @@ def test_an_uncaught_exception_is_the_apis_500_and_the_fake_keeps_serving(
     assert after.status_code == 200, after.text
     assert after.json()["name"] == name.removeprefix("/v1/")
     assert len(fake.crashes) == 1
-    assert "a bug in the fake" in fake.crashes[0]
+    assert CRASH in fake.crashes[0]
     assert [r.levelno for r in caplog.records if r.exc_info] == [logging.ERROR]
     # the real client raises what it raises for the API's 500
-    failures = iter([RuntimeError("another")])
+    monkeypatch.setattr(fake, "handle", raising_once(handle))  # one more failure
     client = secretmanager_v1.SecretManagerServiceClient(
         transport="rest",
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from fakes.crashes import CRASH, assert_crash_logged
 from fakes.openai import FakeOpenAI
 
 KEY = "sk-fake-" + "k" * 24
@@ -33,7 +34,7 @@ def break_answer_once(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None
 
     def broken(body: dict[str, Any]) -> tuple[str, dict[str, int]]:
         monkeypatch.setattr(fake.state, "answer", answer)  # the next call is answered
-        raise RuntimeError("a bug in the fake")
+        raise RuntimeError(CRASH)
 
     monkeypatch.setattr(fake.state, "answer", broken)
 
@@ -55,10 +56,7 @@ async def test_an_exception_in_the_fake_is_openais_500_and_it_keeps_serving(
             after = await http.post("/chat/completions", json=BODY)  # the same connection
     assert after.status_code == 200, after.text
     assert after.json()["choices"][0]["message"]["content"] == "openai says: hello"
-    crashes = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
-    assert len(crashes) == 1
-    assert "a bug in the fake" in caplog.text
-    assert KEY not in caplog.text
+    assert_crash_logged(caplog, secrets=[KEY])
     # the real client raises what it raises for the API's 500
     break_answer_once(fake, monkeypatch)
     async with openai.AsyncOpenAI(base_url=fake.base_url, api_key=KEY, max_retries=0) as sdk:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from fakes.crashes import assert_crash_logged, crash
 from fakes.slack import FakeSlack
 from fakes.slack import state as slack_state
 from fastapi.testclient import TestClient
@@ -30,10 +30,7 @@ def test_an_exception_in_a_method_is_slacks_internal_error_and_the_fake_keeps_se
     ``internal_error``); the fake's base handler dropped the connection instead (clients saw
     RemoteDisconnected). The traceback is logged at error level for whoever debugs the test."""
 
-    def broken(state: slack_state.SlackState, args: dict[str, Any]) -> slack_state.Reply:
-        raise RuntimeError("a bug in the fake")
-
-    monkeypatch.setitem(slack_state._METHODS, "users.list", broken)
+    monkeypatch.setitem(slack_state._METHODS, "users.list", crash)
     fake.grant(TOKEN)
     fake.state.add_channel("general")
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -46,10 +43,7 @@ def test_an_exception_in_a_method_is_slacks_internal_error_and_the_fake_keeps_se
     assert after.status_code == 200
     assert after.json()["ok"] is True
     assert [c["name"] for c in after.json()["channels"]] == ["general"]
-    crashes = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
-    assert len(crashes) == 1
-    assert "a bug in the fake" in caplog.text
-    assert TOKEN not in caplog.text
+    assert_crash_logged(caplog, secrets=[TOKEN])
     # what the service makes of it: Slack's code, as an upstream error
     r = client.get("/api/v2/slack/users", headers=as_user())
     assert r.status_code == 502, r.text
