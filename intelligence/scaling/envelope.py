@@ -69,7 +69,7 @@ def burst_envelope(
     moment stays under with probability at least `1 - exceedance`, if the recent window is
     representative. `span_seconds` is how far back the samples used reach.
 
-    With `trend_seconds`, the spread is the deviations' from the load's trend (a centred
+    With `trend_seconds`, the spread is that of the deviations from the load's trend (a centred
     moving mean over `trend_seconds` of the window's samples), and the base is the mean of the
     last `trend_seconds`: a slow swing inside the window (a daily cycle when the window holds
     much of one) is the trend's, not a burst, and is not provisioned as one. Samples sparser
