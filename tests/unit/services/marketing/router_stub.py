@@ -19,16 +19,28 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
+from services.common.identity import (
+    IDENTITY_HEADER,
+    InternalIdentitySigner,
+    InternalIdentityVerifier,
+)
 from services.common.settings import InternalIdentitySettings
 from services.common.tenancy import Identity
 
 INTERNAL = InternalIdentitySettings(signing_key="k" * 40)  # type: ignore[arg-type]
 
 
+def caller(tenant: str = "acme") -> Identity:
+    return Identity(user_id="u-1", tenant_id=tenant, roles=("editor",))
+
+
 def identity(tenant: str = "acme") -> dict[str, str]:
-    who = Identity(user_id="u-1", tenant_id=tenant, roles=("editor",))
-    return {IDENTITY_HEADER: InternalIdentitySigner(INTERNAL).sign(who)}
+    return {IDENTITY_HEADER: InternalIdentitySigner(INTERNAL).sign(caller(tenant))}
+
+
+def forwarded(headers: dict[str, str]) -> Identity:
+    """The caller a forwarded identity header names (its token's times differ per second)."""
+    return InternalIdentityVerifier(INTERNAL).verify(headers[IDENTITY_HEADER])
 
 
 @dataclass

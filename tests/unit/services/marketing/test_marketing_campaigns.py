@@ -13,7 +13,7 @@ from services.marketing.app import create_app
 from services.marketing.models import CHANNEL_LIMITS
 from services.marketing.settings import MarketingSettings
 
-from .router_stub import INTERNAL, RouterStub, answering, engine_client, identity
+from .router_stub import INTERNAL, RouterStub, answering, caller, engine_client, forwarded, identity
 
 BRIEF = {
     "product": "Acme Notes, a note-taking app with offline sync",
@@ -56,7 +56,7 @@ async def test_copy_per_requested_channel_and_what_the_router_is_asked() -> None
     }
     [seen] = stub.seen
     assert seen.route == "marketing.campaign"
-    assert seen.headers["x-xynergy-identity"] == identity()["x-xynergy-identity"]
+    assert forwarded(seen.headers) == caller()
     assert seen.body["model"] == "gpt-test"
     assert seen.body["temperature"] == 0
     assert seen.body["response_format"] == {"type": "json_object"}
