@@ -15,6 +15,8 @@ Run from the repository root::
     .venv/bin/python bench/anomaly_stream.py --points 200000  # a shorter run
     .venv/bin/python bench/anomaly_stream.py --points 200000 --resonance  # the fourth round's
         # resonance feature on (likelihood output, not a default): its cost
+    .venv/bin/python bench/anomaly_stream.py --novelty  # the sixth round's
+        # AdaptiveResonanceDetector(probation=750) (not a default): its cost
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from intelligence.anomaly import TailProbabilityDetector  # noqa: E402
+from intelligence.anomaly import AdaptiveResonanceDetector, TailProbabilityDetector  # noqa: E402
 from intelligence.anomaly.tail_probability import FeatureOptions  # noqa: E402
 
 BLOCK = 100_000
@@ -70,11 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resonance", action="store_true", help="resonance feature on (likelihood output)"
     )
+    parser.add_argument(
+        "--novelty", action="store_true", help="AdaptiveResonanceDetector(probation=750) instead"
+    )
     args = parser.parse_args(argv)
     opts = FeatureOptions(resonance_window=8, resonance_output="likelihood")
-    det = TailProbabilityDetector(options=opts) if args.resonance else TailProbabilityDetector()
-    what = f"options={opts}" if args.resonance else "defaults"
-    print(f"TailProbabilityDetector() {what}, {args.points:,} points, blocks of {BLOCK:,}")
+    det: TailProbabilityDetector | AdaptiveResonanceDetector
+    if args.novelty:
+        det = AdaptiveResonanceDetector(probation=750)
+        what = "AdaptiveResonanceDetector(probation=750)"
+    elif args.resonance:
+        det = TailProbabilityDetector(options=opts)
+        what = f"TailProbabilityDetector(options={opts})"
+    else:
+        det = TailProbabilityDetector()
+        what = "TailProbabilityDetector() defaults"
+    print(f"{what}, {args.points:,} points, blocks of {BLOCK:,}")
     print(f"{'points':>10}{'cpu us/pt':>11}{'wall us/pt':>12}{'RSS MiB':>9}  state sizes")
     done = alarms = 0
     cpu_total = 0.0

@@ -5,6 +5,7 @@ All detectors are causal (the score at ``t`` uses data up to ``t`` only) and wor
 scipy and scikit-learn only; no I/O, no clock reads.
 """
 
+from intelligence.anomaly.adaptive_resonance import AdaptiveResonanceDetector
 from intelligence.anomaly.base import (
     AnomalyDetector,
     Detection,
@@ -22,6 +23,7 @@ from intelligence.anomaly.tail_probability import TailProbabilityDetector
 from intelligence.anomaly.threshold import FixedThreshold
 
 __all__ = [
+    "AdaptiveResonanceDetector",
     "AnomalyDetector",
     "CusumDetector",
     "Detection",

@@ -1,0 +1,196 @@
+"""Sixth NAB round (issue 22): a novelty detector (adaptive resonance) instead of a calibrated tail.
+
+Five rounds of rules on the calibrated score did not lower the false alarms without losing hits:
+a calibrated tail is exceeded a fixed share of the time, so a stationary stream alarms at the
+same rate for ever. :class:`~intelligence.anomaly.adaptive_resonance.AdaptiveResonanceDetector`
+alarms only on a kind of window its model has never seen (after ARTime), so it alarms less as
+it learns. This bench streams it over the NAB subset (scores cached under
+``.cache/bench/anomaly/``, keyed by the detector's source and setting), and scores:
+
+* each detector setting as its own grid of output levels, CV beside in-sample (the protocol of
+  ``bench/anomaly_cv.py``: leave one category out, pooled held-out detections);
+* the union with the adopted tail-probability detector's *strong* alarms (its score at or above
+  ``strong``, one alarm per refractory period as its own gate gives), so the strong spikes the
+  novelty detector masks are kept: each (setting, strong level, output level) is a
+  configuration;
+* the adopted detector alone, for reference (its cached surprises; the same figures as
+  ``bench/anomaly_eval.py``).
+
+Every configuration scored is added to the ledger. Run from the repository root::
+
+    nice -n 15 .venv/bin/python bench/anomaly_resonance.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from anomaly_cv import CACHE, alarms, gated_scores, record, rule_key, surprises  # noqa: E402
+from anomaly_eval import (  # noqa: E402
+    ADOPTED,
+    ADOPTED_GATES,
+    ADOPTED_LEVELS,
+    PROFILES,
+    Grid,
+    LabelledFile,
+    cross_validate,
+    file_terms,
+    load_corpus,
+    load_profiles,
+)
+
+from intelligence.anomaly.adaptive_resonance import AdaptiveResonanceDetector  # noqa: E402
+
+SOURCE = ROOT / "intelligence" / "anomaly" / "adaptive_resonance.py"
+OUTPUT_LEVELS = tuple(float(v) for v in np.linspace(0.02, 0.98, 25))
+"""Output levels offered (the detector's confidence lies in (0, 1] at its alarms, 0 elsewhere)."""
+STRONG_LEVELS = (3.5, 4.5, 6.0)
+"""Tail-probability scores treated as strong enough to alarm on their own in the union."""
+RUNNING_TOTAL_BEFORE = 4685
+"""Configurations scored on this subset before this round (docs/intelligence/anomaly.md); the
+ledger was lost before the fifth round and restarted empty with this one."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Detector parameters scored in this round."""
+
+    range_mode: str = "running"
+    window: int = 8
+    windows_per_probation: int = 13
+    snap: float = 0.075
+    range_margin: float = 0.0
+
+
+SETTINGS = (
+    Setting(),
+    Setting(range_mode="warmup"),
+    Setting(range_margin=0.5),
+    Setting(range_margin=1.0),
+)
+
+
+def _job(args: tuple[Setting, int, NDArray[np.float64]]) -> NDArray[np.float64]:
+    setting, probation, values = args
+    det = AdaptiveResonanceDetector(probation=probation, **asdict(setting))
+    return det.score(values).scores
+
+
+def scores(setting: Setting, files: list[LabelledFile]) -> list[NDArray[np.float64]]:
+    """The detector's per-point output on every file (cached; two processes)."""
+    key = hashlib.sha256(SOURCE.read_bytes() + repr(asdict(setting)).encode()).hexdigest()[:20]
+    folder = CACHE / f"resonance-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / (f.name.replace("/", "__") + ".npy") for f in files]
+    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    if todo:
+        jobs = [(setting, files[i].probation, files[i].values) for i in todo]
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            for i, arr in zip(todo, pool.map(_job, jobs), strict=True):
+                np.save(paths[i], arr)
+    return [np.load(p) for p in paths]
+
+
+def detections(s: NDArray[np.float64], probation: int, level: float) -> NDArray[np.bool_]:
+    """Alarms at ``level`` (NAB scores no probation row)."""
+    out = s >= level
+    out[:probation] = False
+    return out
+
+
+def grid_terms(files: list[LabelledFile], dets: list[list[NDArray[np.bool_]]]) -> list:
+    """Per configuration, per file: NAB's terms of the detections."""
+    return [[file_terms(f, d[i]) for i, f in enumerate(files)] for d in dets]
+
+
+def cell(files: list[LabelledFile], profile: str, configs: list, terms: list) -> str:
+    """CV / in-sample of one grid under one profile, with the CV counts."""
+    sel = cross_validate(Grid(configs, terms), files, load_profiles()[profile])
+    tp, fn, fp = sel.cv_counts
+    return f"{sel.cv:5.1f} / {sel.in_sample:5.1f} ({tp}/{fn}, {fp})"
+
+
+def main() -> None:
+    files = load_corpus()
+    feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
+    tail = {
+        prof: [
+            gated_scores(x, ADOPTED_GATES[prof], f.probation)
+            for x, f in zip(feats, files, strict=True)
+        ]
+        for prof in PROFILES
+    }
+    keys: list[str] = []
+    union: dict[str, tuple[list, list]] = {prof: ([], []) for prof in PROFILES}
+    print("CV / in-sample (CV windows hit/missed, FPs):", " | ".join(PROFILES))
+    cells = []
+    for prof in PROFILES:
+        gate, level = ADOPTED_GATES[prof], ADOPTED_LEVELS[prof]
+        dets = [
+            alarms(tail[prof][i], gate, probation=f.probation, level=level)
+            for i, f in enumerate(files)
+        ]
+        cells.append(cell(files, prof, [("adopted", level)], grid_terms(files, [dets])))
+    print(f"  {'adopted tail-probability (its level)':<44}" + " | ".join(cells), flush=True)
+    for setting in SETTINGS:
+        out = scores(setting, files)
+        for strong in (None, *STRONG_LEVELS):
+            cells = []
+            for prof in PROFILES:
+                if strong is None:
+                    extra = [np.zeros(f.values.size, dtype=bool) for f in files]
+                else:
+                    extra = [
+                        alarms(
+                            tail[prof][i], ADOPTED_GATES[prof], probation=f.probation, level=strong
+                        )
+                        for i, f in enumerate(files)
+                    ]
+                dets = [
+                    [
+                        detections(s, f.probation, lv) | a
+                        for s, f, a in zip(out, files, extra, strict=True)
+                    ]
+                    for lv in OUTPUT_LEVELS
+                ]
+                configs = [(setting, strong, lv) for lv in OUTPUT_LEVELS]
+                terms = grid_terms(files, dets)
+                cells.append(cell(files, prof, configs, terms))
+                if strong is not None:
+                    union[prof][0].extend(configs)
+                    union[prof][1].extend(terms)
+                params = {**asdict(setting), "strong": strong}
+                name = "resonance" if strong is None else "union"
+                keys += [rule_key(f"round6 {name} {prof}", params, lv) for lv in OUTPUT_LEVELS]
+            label = (
+                str(setting).removeprefix("Setting") if strong is None else f"  or tail >= {strong}"
+            )
+            print(f"  {label:<44}" + " | ".join(cells), flush=True)
+    cells = [cell(files, prof, *union[prof]) for prof in PROFILES]
+    print(f"  {'every union row offered to each fold':<44}" + " | ".join(cells), flush=True)
+    for prof in PROFILES:
+        sel = cross_validate(Grid(*union[prof]), files, load_profiles()[prof])
+        for cat, (setting, strong, lv) in sel.chosen.items():
+            print(f"    {prof}, chosen without {cat}: margin {setting.range_margin:g} "
+                  f"{setting.range_mode}, tail >= {strong}, output >= {lv:.2f}")
+    fresh, total = record(keys)
+    print(
+        f"{len(keys)} configurations in this run ({fresh} new to the ledger, {total} in it); "
+        f"running total {RUNNING_TOTAL_BEFORE} before this round + {total} = "
+        f"{RUNNING_TOTAL_BEFORE + total}"
+    )
+
+
+if __name__ == "__main__":
+    main()
