@@ -86,7 +86,8 @@ def burst_envelope(
     if v.size < 3:
         return None
     sigmas = math.sqrt(1.0 / exceedance - 1.0)
-    mean, std, peak = float(v.mean()), float(v.std(ddof=1)), float(v.max())
+    peak = float(v.max())
+    detrended: tuple[float, float] | None = None
     if trend_seconds is not None:
         gaps = np.diff(t)
         if np.any(gaps < 0):
@@ -94,9 +95,10 @@ def burst_envelope(
             t, v, gaps = t[order], v[order], np.diff(t[order])
         step = float(np.median(gaps))
         if 4 * step <= trend_seconds:
-            mean, std = _detrended(t, v, now=now, step=step, trend_seconds=trend_seconds)
+            detrended = _detrended(t, v, now=now, step=step, trend_seconds=trend_seconds)
         else:
             trend_seconds = None  # too sparse to tell a trend from bursts
+    mean, std = detrended or (float(v.mean()), float(v.std(ddof=1)))
     return BurstEnvelope(
         level=min(mean + sigmas * std, peak),
         mean=mean,
