@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from intelligence.anomaly import AdaptiveResonanceDetector
+from intelligence.anomaly import AdaptiveResonanceDetector, AnomalyDetector
 from intelligence.anomaly.adaptive_resonance import haar
 
 pytestmark = pytest.mark.unit
@@ -115,7 +115,8 @@ def test_state_is_bounded_on_noise_that_never_repeats() -> None:
         det.update(float(v))
     assert det.categories == 64
     assert det.state_size() == first
-    assert first["median"] == 2000 and first["categories"] == 64
+    assert first["median"] == 2000
+    assert first["categories"] == 64
 
 
 @pytest.mark.parametrize(
@@ -134,3 +135,16 @@ def test_state_is_bounded_on_noise_that_never_repeats() -> None:
 def test_bad_parameters_name_themselves(kw: dict[str, object], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         AdaptiveResonanceDetector(**kw)  # type: ignore[arg-type]
+
+
+def test_a_flat_series_divides_by_nothing_and_a_step_out_of_it_alarms() -> None:
+    x = np.full(3_000, 5.0)
+    assert alarms(x).size == 0
+    x[2_000:] = 6.0  # the range was a point: the first widening maps everything to 0
+    found = alarms(x)
+    assert found.size, found
+    assert 2_000 <= found[0] < 2_020, found
+
+
+def test_it_satisfies_the_detector_protocol() -> None:
+    assert isinstance(AdaptiveResonanceDetector(probation=PROBATION), AnomalyDetector)
