@@ -182,8 +182,10 @@ def main() -> None:
     for prof in PROFILES:
         sel = cross_validate(Grid(*union[prof]), files, load_profiles()[prof])
         for cat, (setting, strong, lv) in sel.chosen.items():
-            print(f"    {prof}, chosen without {cat}: margin {setting.range_margin:g} "
-                  f"{setting.range_mode}, tail >= {strong}, output >= {lv:.2f}")
+            print(
+                f"    {prof}, chosen without {cat}: margin {setting.range_margin:g} "
+                f"{setting.range_mode}, tail >= {strong}, output >= {lv:.2f}"
+            )
     fresh, total = record(keys)
     print(
         f"{len(keys)} configurations in this run ({fresh} new to the ledger, {total} in it); "
