@@ -19,6 +19,7 @@ it learns. This bench streams it over the NAB subset (scores cached under
 Every configuration scored is added to the ledger. Run from the repository root::
 
     nice -n 15 .venv/bin/python bench/anomaly_resonance.py
+    nice -n 15 .venv/bin/python bench/anomaly_resonance.py --per-category  # where rows win
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from anomaly_eval import (  # noqa: E402
     PROFILES,
     Grid,
     LabelledFile,
+    best_config,
+    category,
     cross_validate,
     file_terms,
     load_corpus,
@@ -121,6 +124,60 @@ def cell(files: list[LabelledFile], profile: str, configs: list, terms: list) ->
     return f"{sel.cv:5.1f} / {sel.in_sample:5.1f} ({tp}/{fn}, {fp})"
 
 
+PER_CATEGORY_ROWS = (
+    (Setting(range_margin=1.0), 3.5),
+    (Setting(range_mode="warmup"), 3.5),
+    (Setting(range_mode="warmup"), 4.5),
+    (Setting(range_margin=0.5), 4.5),
+)
+"""Union rows broken down per category by ``--per-category`` (the best rows of the round)."""
+
+
+def per_category(files: list[LabelledFile], tail: dict[str, list[NDArray[np.float64]]]) -> None:
+    """Each held-out category's raw score, windows hit/missed and false alarms, with the
+    configuration its fold chose within the row (standard and low-FP)."""
+    cats = sorted({category(f) for f in files})
+    profiles = load_profiles()
+    for prof in ("standard", "reward_low_FP_rate"):
+        gate, w = ADOPTED_GATES[prof], profiles[prof]
+        adopted = [
+            alarms(tail[prof][i], gate, probation=f.probation, level=ADOPTED_LEVELS[prof])
+            for i, f in enumerate(files)
+        ]
+        rows: list[tuple[str, list[list[NDArray[np.bool_]]]]] = [("adopted", [adopted])]
+        for setting, strong in PER_CATEGORY_ROWS:
+            out = scores(setting, files)
+            extra = [
+                alarms(tail[prof][i], gate, probation=f.probation, level=strong)
+                for i, f in enumerate(files)
+            ]
+            dets = [
+                [
+                    detections(s, f.probation, lv) | a
+                    for s, f, a in zip(out, files, extra, strict=True)
+                ]
+                for lv in OUTPUT_LEVELS
+            ]
+            rows.append(
+                (f"{setting.range_mode} margin {setting.range_margin:g}, tail {strong}", dets)
+            )
+        print(f"\n{prof}: held-out category raw score (windows hit/missed, FPs)")
+        for label, dets in rows:
+            terms = grid_terms(files, dets)
+            grid = Grid(list(range(len(terms))), terms)
+            parts = []
+            for cat in cats:
+                train = [i for i, f in enumerate(files) if category(f) != cat]
+                test = [i for i, f in enumerate(files) if category(f) == cat]
+                c = best_config(grid, train, files, w)
+                raw = sum(terms[c][i].score(w) for i in test)
+                tp = sum(terms[c][i].tp for i in test)
+                fn = sum(terms[c][i].fn for i in test)
+                fp = sum(terms[c][i].fp for i in test)
+                parts.append(f"{cat[:14]} {raw:+6.2f} ({tp}/{fn}, {fp})")
+            print(f"  {label:<30}" + " | ".join(parts))
+
+
 def main() -> None:
     files = load_corpus()
     feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
@@ -131,6 +188,9 @@ def main() -> None:
         ]
         for prof in PROFILES
     }
+    if "--per-category" in sys.argv[1:]:
+        per_category(files, tail)
+        return
     keys: list[str] = []
     union: dict[str, tuple[list, list]] = {prof: ([], []) for prof in PROFILES}
     print("CV / in-sample (CV windows hit/missed, FPs):", " | ".join(PROFILES))
