@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import httpx
+import httpx2  # lightkube's HTTP client (1.x): a watch refused at once raises its errors
 from lightkube import ApiError as KubeApiError
+from lightkube import AsyncClient as LightkubeClient
 from lightkube.generic_resource import create_namespaced_resource
 from pydantic import BaseModel, ValidationError
 
@@ -30,7 +34,14 @@ from apis.v1alpha1.xynergyservice import XynergyService
 from services.common.errors import ApiError
 from services.common.tenancy import valid_tenant_id
 
-__all__ = ["TENANT_LABEL", "ClusterReader", "KubeClient", "Parsed", "transient_status"]
+__all__ = [
+    "TENANT_LABEL",
+    "ClusterReader",
+    "KubeClient",
+    "Parsed",
+    "on_watch_open",
+    "transient_status",
+]
 
 log = logging.getLogger("xynergy.analytics")
 TENANT_LABEL = "xynergy.io/tenant"
@@ -52,14 +63,60 @@ def _resource(model: Any) -> Any:
 def transient_status(exc: BaseException) -> int | None:
     """The status of an apiserver answer worth retrying (429, 5xx; a Status without a code
     counts as 500), or None. lightkube raises its ApiError for a JSON Status (a list's
-    answer, a watch's ERROR event) and httpx's HTTPStatusError for a watch refused at once."""
+    answer, a watch's ERROR event) and its HTTP client's HTTPStatusError for a watch refused
+    at once: httpx2's since lightkube 1.0, httpx's before."""
     if isinstance(exc, KubeApiError):
         code = exc.status.code or 500
-    elif isinstance(exc, httpx.HTTPStatusError):
+    elif isinstance(exc, (httpx2.HTTPStatusError, httpx.HTTPStatusError)):
         code = exc.response.status_code
     else:
         return None
     return code if code == 429 or code >= 500 else None
+
+
+_on_watch_open: ContextVar[Callable[[], object] | None] = ContextVar(
+    "xynergy_analytics_on_watch_open", default=None
+)
+
+
+@contextmanager
+def on_watch_open(callback: Callable[[], object]) -> Iterator[None]:
+    """Within the block, ``callback`` is called each time the apiserver answers a watch request
+    made in this task with 200: the stream opened, the watch works, whether or not an event
+    follows. lightkube's watch does not tell its caller: it re-opens a stream the apiserver
+    ends (its timeout) by itself, and a stream of a kind with no objects stays silent; so the
+    reader hooks its client's responses (:func:`_hook_watch_answers`). Set per task (each
+    watch runs in its own)."""
+    token = _on_watch_open.set(callback)
+    try:
+        yield
+    finally:
+        _on_watch_open.reset(token)
+
+
+async def _watch_answered(response: httpx2.Response) -> None:
+    """The reader's response hook: on every answer of its client, before the body is read; a
+    watch request of this task answered 200 is told to its :func:`on_watch_open` callback."""
+    callback = _on_watch_open.get()
+    if (
+        callback is not None
+        and response.status_code == 200
+        and response.request.url.params.get("watch") == "true"
+    ):
+        callback()
+
+
+def _hook_watch_answers(client: Any) -> bool:
+    """Add :func:`_watch_answered` to the response hooks of lightkube's HTTP client (reached
+    through lightkube's internals, ``AsyncClient._client._client``: no public way shows a
+    watch's 200); False when the client has none (a test's fake)."""
+    http = getattr(getattr(client, "_client", None), "_client", None)
+    if not isinstance(http, httpx2.AsyncClient):
+        return False
+    hooks = http.event_hooks
+    if _watch_answered not in hooks["response"]:
+        http.event_hooks = {**hooks, "response": [*hooks["response"], _watch_answered]}
+    return True
 
 
 @dataclass(frozen=True)
@@ -87,6 +144,10 @@ class ClusterReader:
         self.kinds: dict[Any, Any] = {
             m: _resource(m) for m in (XynergyService, ScalingPolicy, Rollout)
         }
+        if not _hook_watch_answers(client) and isinstance(client, LightkubeClient):
+            log.warning(
+                "lightkube's HTTP client not found: a watch's failures end only with an event"
+            )
 
     async def _list(self, model: type[M], tenant: str | None) -> list[Parsed]:
         """The objects, retried briefly on the apiserver's transient answers (429, 5xx: e.g.

@@ -10,8 +10,11 @@ publishes nothing for objects whose summary did not change meanwhile.
 
 The apiserver's transient answers (429, 5xx), frequent under load, are logged at debug while
 the watch retries, with one warning per back-off episode once it has failed
-:data:`WARN_AFTER` times in a row (the episode ends with the next event). Any other failure
-is a warning each time.
+:data:`WARN_AFTER` times in a row. The episode (and the back-off) ends when the watch works
+again: the apiserver answers a watch request with 200 (the stream opened, even if no event
+ever follows: an idle cluster, or a kind with no objects; also each re-open lightkube makes
+after the apiserver ends a stream) or an event arrives; failures with no such answer between
+them stay one episode. Any other failure is a warning each time.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from typing import Any
 
 from lightkube import operators
 
-from services.analytics.cluster import TENANT_LABEL, ClusterReader, transient_status
+from services.analytics.cluster import (
+    TENANT_LABEL,
+    ClusterReader,
+    on_watch_open,
+    transient_status,
+)
 from services.common.events import publish_event
 
 __all__ = ["TOPIC", "WARN_AFTER", "StatusPublisher", "summary"]
@@ -82,23 +90,29 @@ class StatusPublisher:
 
     async def _watch(self, kind: str, res: Any) -> None:
         failures = 0
-        while True:
-            try:
-                async for op, obj in self.cluster.client.watch(  # type: ignore[attr-defined]
-                    res,
-                    namespace=self.cluster.namespace,
-                    labels={TENANT_LABEL: operators.exists()},
-                ):
-                    failures = 0
-                    body = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-                    await self.observe(kind, op, body)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                delay = min(10.0, 0.2 * 2**failures) * (0.5 + self.rand() / 2)
-                self._log_failure(kind, exc, failures, delay)
-                await self.sleep(delay)
+
+        def opened() -> None:  # the apiserver answered 200: the watch works, the episode ends
+            nonlocal failures
+            failures = 0
+
+        with on_watch_open(opened):
+            while True:
+                try:
+                    async for op, obj in self.cluster.client.watch(  # type: ignore[attr-defined]
+                        res,
+                        namespace=self.cluster.namespace,
+                        labels={TENANT_LABEL: operators.exists()},
+                    ):
+                        failures = 0
+                        body = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+                        await self.observe(kind, op, body)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    delay = min(10.0, 0.2 * 2**failures) * (0.5 + self.rand() / 2)
+                    self._log_failure(kind, exc, failures, delay)
+                    await self.sleep(delay)
 
     @staticmethod
     def _log_failure(kind: str, exc: Exception, failures: int, delay: float) -> None:
