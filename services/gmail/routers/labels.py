@@ -37,5 +37,6 @@ async def create_label(_: Editor, gmail: Gmail, body: NewLabel) -> dict[str, Any
                 "labelListVisibility": "labelShow",
                 "messageListVisibility": "show",
             },
-        )
+        ),
+        fields={"name": "name"},
     )

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from services.common.errors import ApiError
-from services.common.mail import ONE_LINE_PATTERN, EmailAddress
+from services.common.mail import ONE_LINE_PATTERN
 from services.gmail.deps import Editor, Gmail
-from services.gmail.mime import Attachment, Draft, build_mime, decode_message, raw
+from services.gmail.gmailapi import Fields
+from services.gmail.mime import Attachment, Draft, build_mime, decode_message, raw, recipient
 from services.gmail.routers import PREFIX, GmailId, Limit, PageToken
 
 __all__ = ["router"]
@@ -22,7 +23,26 @@ router = APIRouter(prefix=f"{PREFIX}/messages", tags=["messages"])
 
 _SUMMARY_HEADERS = ["From", "To", "Subject", "Date"]
 _LABEL = r"^[A-Za-z0-9_]{1,64}$"
-Address = EmailAddress
+
+
+def _recipient(value: str) -> str:
+    recipient(value)  # ValueError: the 422 says what is wrong with it
+    return value
+
+
+Address = Annotated[
+    str,
+    Field(
+        max_length=1000,
+        description=(
+            "An address (ada@example.com) or a display name and an address"
+            " (Ada Lovelace <ada@example.com>; any script, quoted or RFC 2047 encoded words"
+            " read as the name). The address is ASCII: an internationalized domain in its"
+            " xn-- form; a non-ASCII mailbox (SMTPUTF8) is refused."
+        ),
+    ),
+    AfterValidator(_recipient),
+]
 
 
 class NewAttachment(BaseModel):
@@ -68,6 +88,28 @@ class LabelChange(BaseModel):
     )
 
 
+SEND_FIELDS: Fields = {
+    "to": "to",
+    "cc": "cc",
+    "bcc": "bcc",
+    "raw": "body",  # the message built from the whole body is over Gmail's payload limit
+    "threadId": "thread_id",
+}
+"""The send body's fields Gmail's 400 on users.messages.send can be about."""
+
+
+def label_field(**lists: list[str] | None) -> Callable[[str], str | None]:
+    """The field (``add.0``) holding the label Gmail's ``Invalid label: X`` names."""
+
+    def field(label: str) -> str | None:
+        for name, values in lists.items():
+            if values and label in values:
+                return f"{name}.{values.index(label)}"
+        return None
+
+    return field
+
+
 def _metadata(message_id: str) -> Callable[[Any], Any]:
     def request(users: Any) -> Any:
         return users.messages().get(
@@ -89,7 +131,13 @@ async def list_messages(
     listed = await gmail.run(
         lambda u: u.messages().list(
             userId="me", q=q, labelIds=label, maxResults=limit, pageToken=page_token
-        )
+        ),
+        fields={
+            "q": "q",
+            "labelIds": label_field(label=label),
+            "pageToken": "page_token",
+            "maxResults": "limit",
+        },
     )
     out = []
     for ref in listed.get("messages", []):
@@ -107,7 +155,10 @@ async def list_messages(
 
 @router.get("/{message_id}", summary="A message with decoded headers and body")
 async def get_message(gmail: Gmail, message_id: GmailId) -> dict[str, Any]:
-    found = await gmail.run(lambda u: u.messages().get(userId="me", id=message_id, format="full"))
+    found = await gmail.run(
+        lambda u: u.messages().get(userId="me", id=message_id, format="full"),
+        fields={"id": "message_id"},
+    )
     return decode_message(found)
 
 
@@ -133,7 +184,9 @@ async def send(_: Editor, gmail: Gmail, body: NewMessage, request: Request) -> d
     message: dict[str, Any] = {"raw": encoded}
     if body.thread_id:
         message["threadId"] = body.thread_id
-    sent = await gmail.run(lambda u: u.messages().send(userId="me", body=message))
+    sent = await gmail.run(
+        lambda u: u.messages().send(userId="me", body=message), fields=SEND_FIELDS
+    )
     return {
         "id": sent.get("id"),
         "threadId": sent.get("threadId"),
@@ -154,6 +207,7 @@ async def modify(_: Editor, gmail: Gmail, message_id: GmailId, body: LabelChange
             userId="me",
             id=message_id,
             body={"addLabelIds": body.add, "removeLabelIds": body.remove},
-        )
+        ),
+        fields={"id": "message_id", "labelIds": label_field(add=body.add, remove=body.remove)},
     )
     return {"id": changed.get("id"), "labelIds": changed.get("labelIds", [])}

@@ -23,7 +23,8 @@ async def list_threads(
     page_token: PageToken = None,
 ) -> dict[str, Any]:
     found = await gmail.run(
-        lambda u: u.threads().list(userId="me", q=q, maxResults=limit, pageToken=page_token)
+        lambda u: u.threads().list(userId="me", q=q, maxResults=limit, pageToken=page_token),
+        fields={"q": "q", "pageToken": "page_token", "maxResults": "limit"},
     )
     return {
         "threads": found.get("threads", []),
@@ -34,7 +35,10 @@ async def list_threads(
 
 @router.get("/{thread_id}", summary="A thread with its messages decoded, oldest first")
 async def get_thread(gmail: Gmail, thread_id: GmailId) -> dict[str, Any]:
-    found = await gmail.run(lambda u: u.threads().get(userId="me", id=thread_id, format="full"))
+    found = await gmail.run(
+        lambda u: u.threads().get(userId="me", id=thread_id, format="full"),
+        fields={"id": "thread_id"},
+    )
     return {
         "id": found.get("id"),
         "historyId": found.get("historyId"),

@@ -6,7 +6,7 @@ Driven through google-api-python-client: ``build_from_document(doc, http=...,
 client_options={"api_endpoint": fake.endpoint + "/"})``. Methods: messages list/get/send/
 modify, threads list/get, labels list/create, history list, getProfile. Test controls:
 ``mailbox(address)``, ``grant(token, address, scopes)``, ``fail(method, *statuses)``,
-``calls`` per method, ``requests`` (method, path, query) in order.
+``payload_limit``, ``calls`` per method, ``requests`` (method, path, query) in order.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ GMAIL_SCOPES = frozenset(
         "https://www.googleapis.com/auth/gmail.modify",
     }
 )
+_AS_RECEIVED = email.policy.default.clone(refold_source="none")
 _READ = "https://www.googleapis.com/auth/gmail.readonly"
 _MODIFY = "https://www.googleapis.com/auth/gmail.modify"
 _SEND = "https://www.googleapis.com/auth/gmail.send"
@@ -81,6 +82,10 @@ class FakeGmail(ThreadedFake):
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests: list[tuple[str, str, str]] = []
         self.faults: dict[str, list[int]] = {}
+        self.payload_limit: int | None = None
+        """A request body over this many bytes is Google's 400 "Request payload size exceeds
+        the limit: N bytes." (``badRequest``), as its frontends answer a body too large for a
+        non-upload call; the limit is undocumented, so None (no limit) unless a test sets it."""
         self.lock = threading.Lock()
         super().__init__(_handler(self), host=host, port=port)
 
@@ -147,6 +152,9 @@ class FakeGmail(ThreadedFake):
             return google_error(
                 403, "Request had insufficient authentication scopes.", "insufficientPermissions"
             )
+        if self.payload_limit is not None and len(raw) > self.payload_limit:
+            message = f"Request payload size exceeds the limit: {self.payload_limit} bytes."
+            return google_error(400, message, "badRequest")
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
@@ -218,8 +226,11 @@ class FakeGmail(ThreadedFake):
             return google_error(400, "Recipient address required", "invalidArgument")
         assert isinstance(parsed, EmailMessage)
         c.box.sent.append(parsed)
-        kept = email.message_from_bytes(raw, policy=email.policy.default)
-        del kept["Bcc"]  # Gmail does not keep Bcc in what recipients get
+        # Gmail keeps the headers as they came, less Bcc (recipients do not get it): written
+        # back without refolding, which on Python 3.11 dropped the quotes of a long quoted
+        # display name ("Doe, John, ..." became two recipients in the stored copy)
+        kept = email.message_from_bytes(raw, policy=_AS_RECEIVED)
+        del kept["Bcc"]
         thread = c.body.get("threadId")
         if thread and not any(m.thread_id == thread for m in c.box.messages.values()):
             return google_error(404, "Requested entity was not found.", "notFound")
@@ -300,7 +311,9 @@ class FakeGmail(ThreadedFake):
 def _unreadable_recipients(parsed: Message) -> str | None:
     """The first of To, Cc and Bcc that Gmail answers with 400 "Invalid <name> header": one
     the header parser cannot read (``carol@`` makes the standard library raise), reads with
-    an invalid-header defect, or holds an address that is not ``local@domain``."""
+    an invalid-header defect, or holds an address that is not ``local@domain``. Deliberately
+    not one with a display name in any script (RFC 2047 encoded words or raw UTF-8) or a
+    domain in its xn-- form: Gmail takes those, and shows and searches the name decoded."""
     for name in ("To", "Cc", "Bcc"):
         try:
             header = parsed.get(name)

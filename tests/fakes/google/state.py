@@ -6,11 +6,14 @@ Errors have Google's JSON shape, ``{"error": {"code", "message", "errors": [{"me
 (``forbidden``: another user's mailbox; ``insufficientPermissions``: a scope missing), 404
 NOT_FOUND (``notFound``; also a ``startHistoryId`` older than the history kept), 400
 INVALID_ARGUMENT (``invalidArgument``; ``Invalid To header`` for a recipient header that does
-not parse), 409 ALREADY_EXISTS (a label name), 429 RESOURCE_EXHAUSTED (``rateLimitExceeded``),
-500 INTERNAL (``backendError``, "Internal error encountered.": an exception in the fake itself,
-its traceback logged). Lists page with ``maxResults`` and an opaque ``pageToken``;
-``nextPageToken`` is absent on the last page. Search does not validate headers: one the parser
-cannot read matches nothing, and ``messages.get`` shows it as written.
+not parse, ``Invalid label: X``, ``Invalid pageToken``; ``badRequest`` for a body over the
+server's ``payload_limit``), 409 ALREADY_EXISTS (a label name), 429 RESOURCE_EXHAUSTED
+(``rateLimitExceeded``), 500 INTERNAL (``backendError``, "Internal error encountered.": an
+exception in the fake itself, its traceback logged). Lists page with ``maxResults`` and an
+opaque ``pageToken``; ``nextPageToken`` is absent on the last page. Search does not validate headers: one the parser
+cannot read matches nothing, and ``messages.get`` shows it as written. Nor does it refuse a body
+whose Content-Type does not parse (read as text/plain) or whose charset Python does not know
+(read as UTF-8, undecodable bytes replaced): Gmail stores and searches such mail.
 """
 
 from __future__ import annotations
@@ -159,8 +162,23 @@ def _text_of(msg: Message) -> str:
     parts = []
     for part in msg.walk():
         if part.get_content_maintype() == "text" and not part.get_filename():
-            parts.append(str(part.get_content()))
+            parts.append(_decoded_text(part))
     return " ".join(parts)
+
+
+def _decoded_text(part: Message) -> str:
+    """A text part's content by its charset; as UTF-8 when it names none that reads (no
+    Content-Type that parses, ``charset=""``, RFC 2231 bytes that are no name) or one Python
+    does not know or that is no text encoding (``x-nonesuch``, ``base64``; ``idna`` refuses
+    to replace): Gmail keeps, searches and shows such a message. Bytes the charset cannot
+    decode are replaced (``get_content`` raised LookupError on an unknown charset: a 500)."""
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return ""
+    try:
+        return data.decode(part.get_content_charset() or "utf-8", errors="replace")
+    except (LookupError, ValueError):  # unknown, not a text codec, or a NUL in the name
+        return data.decode("utf-8", errors="replace")
 
 
 def _header(msg: Message, name: str) -> str:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from services.common.errors import ApiError
 from services.gmail.gmailapi import GmailApi
+from services.gmail.routers.messages import SEND_FIELDS
 
 Headers = Callable[..., dict[str, str]]
 
@@ -283,7 +284,7 @@ async def test_a_recipient_header_gmail_cannot_parse_is_its_400_and_a_422_here(
     }
     api = GmailApi(token, api_url=fake.endpoint + "/", timeout=10, connection="team/gmail-acme")
     with pytest.raises(ApiError) as refused:
-        await api.run(lambda u: u.messages().send(userId="me", body=message))
+        await api.run(lambda u: u.messages().send(userId="me", body=message), fields=SEND_FIELDS)
     assert (refused.value.status, refused.value.error) == (422, "validation_failed")
     assert refused.value.message == f"Gmail: {problem}"
     assert refused.value.fields == [{"field": header.lower(), "message": problem}]
