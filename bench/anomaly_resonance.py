@@ -81,6 +81,7 @@ SETTINGS = (
     Setting(range_mode="warmup"),
     Setting(range_margin=0.5),
     Setting(range_margin=1.0),
+    Setting(range_mode="rank"),
 )
 
 

@@ -68,7 +68,7 @@ from intelligence.anomaly.base import Thresholds
 
 __all__ = ["AdaptiveResonanceDetector"]
 
-RANGE_MODES = ("running", "warmup")
+RANGE_MODES = ("running", "warmup", "rank")
 
 
 def haar(values: list[float]) -> list[float]:
@@ -124,7 +124,9 @@ class AdaptiveResonanceDetector(UnivariateDetector):
             initial_vigilance: vigilance of the trial model that sets the starting vigilances.
             max_categories: most boxes the table keeps (least recently used replaced).
             range_mode: ``"running"`` (the warm-up's range, widened by later extremes) or
-                ``"warmup"`` (the warm-up's range, later values clipped to it).
+                ``"warmup"`` (the warm-up's range, later values clipped to it), or ``"rank"``
+                (no range: a value's level is its mid-rank among a uniform sample of the values
+                so far, so the coding is scale-free; the median snap is then in rank units).
             range_margin: the warm-up's range is widened by this share of its span on each side
                 before it is fixed (room for ordinary excursions beyond the warm-up's).
             thresholds: severities on the confidence (default 0.3 / 0.5 / 0.8).
@@ -271,12 +273,21 @@ class AdaptiveResonanceDetector(UnivariateDetector):
         z = (value - self._lo) / span if span > 0.0 else 0.0
         return min(max(z, 0.0), 1.0)
 
-    def _level(self, value: float) -> float:
-        self._median.append(value)
+    def _level(self, value: float, *, sampled: bool = False) -> float:
+        if not sampled:
+            self._median.append(value)
         n = self.levels
+        if self.range_mode == "rank":
+            z = round(self._rank(value) * n) / n
+            return 0.5 if abs(z - 0.5) < self.snap else z
         z = round(self._norm(value) * n) / n
         med = round(self._norm(self._median.at(0.5)) * n) / n
         return med if abs(z - med) < self.snap else z
+
+    def _rank(self, value: float) -> float:
+        """Mid-rank of ``value`` in the sample, in [0, 1]."""
+        at_least = self._median.fraction_at_least
+        return 1.0 - 0.5 * (at_least(value) + at_least(math.nextafter(value, math.inf)))
 
     def _rescale(self, lo: float, hi: float) -> None:
         """Widen the range to ``[lo, hi]``; re-express the levels and the boxes in it."""
@@ -298,8 +309,8 @@ class AdaptiveResonanceDetector(UnivariateDetector):
 
     # ------------------------------------------------------------------ coding
 
-    def _features(self, value: float) -> NDArray[np.float64] | None:
-        self._levels.append(self._level(value))
+    def _features(self, value: float, *, sampled: bool = False) -> NDArray[np.float64] | None:
+        self._levels.append(self._level(value, sampled=sampled))
         if len(self._levels) < self.window:
             return None
         levels = list(self._levels)
@@ -313,7 +324,11 @@ class AdaptiveResonanceDetector(UnivariateDetector):
         margin = self.range_margin * (self._hi - self._lo)
         self._lo, self._hi = self._lo - margin, self._hi + margin
         raw, self._raw_warmup = self._raw_warmup, []
-        codes = [self._features(v) for v in raw]
+        rank = self.range_mode == "rank"
+        if rank:  # every warm-up value ranks against the whole warm-up
+            for v in raw:
+                self._median.append(v)
+        codes = [self._features(v, sampled=rank) for v in raw]
         known = [c for c in codes if c is not None]
         if len(known) >= 2:
             rho = self._trial_vigilance(np.array(known))
