@@ -73,7 +73,11 @@ from scaling_sim import (  # noqa: E402
     simulate,
 )
 
-from intelligence.scaling import CalibrationBase, ScalingParams  # noqa: E402
+from intelligence.scaling import (  # noqa: E402
+    CalibrationBase,
+    DispersionComposition,
+    ScalingParams,
+)
 
 STARTUPS = (30, 60)
 HPA_UNDER_FLOOR = 0.001
@@ -249,7 +253,21 @@ TREND = (  # issue 22, fourth pass: the envelope's spread about the load's trend
         for window in (900.0, 1800.0)
     ),
 )
-GRID = (*GRID, *FEEDBACK, *DISPERSION, *DISPERSION_5S, *TREND)
+_TR600 = next(g for g in TREND if g.name == f"{_DISP5S.name}_tr600")
+COMPOSITION = tuple(  # issue 22, fifth pass: whose noise, and how it adds to the mode's margin
+    Config(
+        f"{_TR600.name}_{composition.value.lower()}_z{sigmas}",
+        (
+            *(o for o in _TR600.overrides if o[0] != "dispersion_sigmas"),
+            ("dispersion_sigmas", sigmas),
+            ("dispersion_composition", composition),
+        ),
+        forecast=True,
+    )
+    for composition in (DispersionComposition.LEVEL, DispersionComposition.QUADRATURE)
+    for sigmas in (2.0, 2.5, 3.0, 4.0)
+)
+GRID = (*GRID, *FEEDBACK, *DISPERSION, *DISPERSION_5S, *TREND, *COMPOSITION)
 SCORED_BEFORE = 53  # configurations scored in earlier runs and no longer in GRID (docs list them)
 # What the protocol adopted: legacy plus the dispersion headroom at ScalingParams' dispersion
 # defaults, told the harness's metric window (15 s) (issue 22 item 3, third pass: it beat legacy

@@ -28,6 +28,7 @@ from intelligence.scaling.decide import decide
 from intelligence.scaling.enums import (
     CalibrationBase,
     DecisionMode,
+    DispersionComposition,
     Fallback,
     PolicyType,
     Reason,
@@ -61,6 +62,7 @@ __all__ = [
     "CronSchedule",
     "Decision",
     "DecisionMode",
+    "DispersionComposition",
     "Fallback",
     "Observation",
     "PolicyType",

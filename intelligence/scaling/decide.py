@@ -12,8 +12,19 @@ import math
 from dataclasses import dataclass, replace
 
 from intelligence.scaling.calibration import Calibration, observe, open_prediction
-from intelligence.scaling.dispersion import Dispersion, dispersion_level, observe_dispersion
-from intelligence.scaling.enums import CalibrationBase, DecisionMode, Fallback, Reason
+from intelligence.scaling.dispersion import (
+    Dispersion,
+    dispersion_level,
+    observe_dispersion,
+    quadrature_level,
+)
+from intelligence.scaling.enums import (
+    CalibrationBase,
+    DecisionMode,
+    DispersionComposition,
+    Fallback,
+    Reason,
+)
 from intelligence.scaling.envelope import envelope_for
 from intelligence.scaling.feedback import Feedback, update_feedback
 from intelligence.scaling.predictive import forecast_demand, lead_peak
@@ -47,6 +58,8 @@ class _Demand:
     fallback: tuple[Fallback, str] | None = None
     instead: str = ""
     note: str = ""  # what raised it after its mode (dispersion headroom), for the message
+    centre: float | None = None  # the mode's level in the metric's unit: centre + margin
+    margin: float = 0.0
 
 
 def decide(
@@ -215,10 +228,21 @@ def _calibrated_demand(
         f" = {level:.4g} (quantile {1 - miss_level:.3f} of {len(cal.scores)} scored "
         f"predictions, recent miss rate {cal.miss_rate:.1%}, target {alpha:.1%})"
     )
-    source = Reason.CALIBRATED_LEVEL if needed > load else Reason.CURRENT_LOAD
-    return _Calibrated(
-        _Demand(max(needed, load), source, DecisionMode.CALIBRATED, None, instead), evidence
-    )
+    if needed > load:
+        demand = _Demand(
+            needed,
+            Reason.CALIBRATED_LEVEL,
+            DecisionMode.CALIBRATED,
+            None,
+            instead,
+            centre=base,
+            margin=max(0.0, level - base),
+        )
+    else:
+        demand = _Demand(
+            load, Reason.CURRENT_LOAD, DecisionMode.CALIBRATED, None, instead, centre=load
+        )
+    return _Calibrated(demand, evidence)
 
 
 def _demand(
@@ -226,19 +250,28 @@ def _demand(
 ) -> _Demand:
     """Current load, raised to what a trusted forecast or else the burst envelope asks for."""
     if not params.predictive:
-        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE)
+        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE, centre=load)
     needed, fallback = forecast_demand(params, observed, evidence)
     smape = observed.forecast_smape
     if smape is not None and math.isfinite(smape):
         evidence["forecastSmape"] = float(smape)
     if fallback is None:
         if needed is not None and needed > load:
-            return _Demand(needed, Reason.FORECAST_PEAK, DecisionMode.PREDICTIVE)
-        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.PREDICTIVE)
+            point, upper = evidence["forecastPeakPoint"], evidence["forecastPeakUpper"]
+            return _Demand(
+                needed,
+                Reason.FORECAST_PEAK,
+                DecisionMode.PREDICTIVE,
+                centre=point,
+                margin=max(0.0, upper - point),
+            )
+        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.PREDICTIVE, centre=load)
     envelope, why_not = envelope_for(params, now=observed.now, recent_load=observed.recent_load)
     if envelope is None:
         instead = "scaling on current load" + (f" ({why_not})" if why_not else "")
-        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE, fallback, instead)
+        return _Demand(
+            load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE, fallback, instead, centre=load
+        )
     needed = envelope.level
     if params.capacity_per_instance is not None:
         needed = envelope.level * params.target_per_instance / params.capacity_per_instance
@@ -256,9 +289,22 @@ def _demand(
     )
     if needed > load:
         return _Demand(
-            needed, Reason.BURST_ENVELOPE, DecisionMode.ENVELOPE, fallback, envelope.describe()
+            needed,
+            Reason.BURST_ENVELOPE,
+            DecisionMode.ENVELOPE,
+            fallback,
+            envelope.describe(),
+            centre=envelope.mean,
+            margin=max(0.0, envelope.level - envelope.mean),
         )
-    return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.ENVELOPE, fallback, envelope.describe())
+    return _Demand(
+        load,
+        Reason.CURRENT_LOAD,
+        DecisionMode.ENVELOPE,
+        fallback,
+        envelope.describe(),
+        centre=load,
+    )
 
 
 def _raw_recommendation(
@@ -323,7 +369,26 @@ def _with_dispersion(
     index = disp.index(window, sample)
     if index is None:
         return demand, disp
-    level = dispersion_level(demand.load, index=index, sigmas=sigmas)
+    composition = params.dispersion_composition
+    centre, margin = demand.centre, demand.margin
+    if composition is DispersionComposition.DEMAND or centre is None:
+        level = dispersion_level(demand.load, index=index, sigmas=sigmas)
+        words = (
+            f"per-second level {demand.load:.4g} + {sigmas:.3g} x "
+            f"sqrt({demand.load:.4g} x index {index:.3g})"
+        )
+    elif composition is DispersionComposition.LEVEL:
+        level = dispersion_level(centre + margin, index=index, sigmas=sigmas)
+        words = (
+            f"per-second level {centre + margin:.4g} + {sigmas:.3g} x "
+            f"sqrt({centre + margin:.4g} x index {index:.3g})"
+        )
+    else:
+        level = quadrature_level(centre, margin, index=index, sigmas=sigmas)
+        words = (
+            f"per-second level {centre:.4g} + sqrt({margin:.4g}^2 + {sigmas:.3g}^2 x "
+            f"{centre:.4g} x index {index:.3g})"
+        )
     needed = level
     if params.capacity_per_instance is not None:
         needed = level * params.target_per_instance / params.capacity_per_instance
@@ -336,10 +401,7 @@ def _with_dispersion(
     )
     if needed <= demand.load:
         return demand, disp
-    note = (
-        f"dispersion headroom: per-second level {demand.load:.4g} + {sigmas:.3g} x "
-        f"sqrt({demand.load:.4g} x index {index:.3g}) = {level:.4g} under capacity"
-    )
+    note = f"dispersion headroom: {words} = {level:.4g} under capacity"
     return replace(demand, load=needed, source=Reason.DISPERSION_HEADROOM, note=note), disp
 
 

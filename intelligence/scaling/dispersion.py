@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["Dispersion", "dispersion_level", "observe_dispersion"]
+__all__ = ["Dispersion", "dispersion_level", "observe_dispersion", "quadrature_level"]
 
 MIN_PRODUCTS = 8  # products of successive second differences before the estimate is used
 
@@ -130,3 +130,11 @@ def dispersion_level(rate: float, *, index: float, sigmas: float) -> float:
     """`rate + sigmas * sqrt(rate * index)`: the per-second level at `rate`."""
     rate = max(0.0, rate)
     return rate + sigmas * math.sqrt(rate * max(0.0, index))
+
+
+def quadrature_level(centre: float, margin: float, *, index: float, sigmas: float) -> float:
+    """`centre + sqrt(margin^2 + sigmas^2 * centre * index)`: a mode's margin above `centre`
+    and the per-second noise at `centre` taken as independent deviations (variances add)."""
+    centre = max(0.0, centre)
+    noise = sigmas * sigmas * centre * max(0.0, index)
+    return centre + math.sqrt(max(0.0, margin) ** 2 + noise)

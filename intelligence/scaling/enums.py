@@ -73,3 +73,22 @@ class CalibrationBase(StrEnum):
     LOAD = "Load"
     LOAD_OR_MEAN = "LoadOrMean"
     MEAN = "Mean"
+
+
+class DispersionComposition(StrEnum):
+    """How the dispersion headroom's per-second noise composes with the mode's level.
+
+    `Demand` (the adopted default, as first built): the noise of the mode's demand, the load
+    that provisioned at the target gives the mode's instances (for the envelope and the
+    forecast's upper quantile that is their level scaled by target / capacity, so the noise is
+    that of a smaller rate). `Level`: the noise of the level the mode provisions, in the
+    metric's unit, stacked on it (`level + z sqrt(level x index)`). `Quadrature`: the mode's
+    margin and the noise added as independent deviations (`centre + sqrt(margin^2 + z^2 x
+    centre x index)`, centre the envelope's base or the forecast's point peak, margin what the
+    mode adds above it), as Cantelli's bound on the sum of two uncorrelated deviations asks;
+    for the current load (no margin) all three are the same.
+    """
+
+    DEMAND = "Demand"
+    LEVEL = "Level"
+    QUADRATURE = "Quadrature"

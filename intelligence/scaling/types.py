@@ -27,6 +27,7 @@ from intelligence.scaling.dispersion import Dispersion
 from intelligence.scaling.enums import (
     CalibrationBase,
     DecisionMode,
+    DispersionComposition,
     Fallback,
     PolicyType,
     Reason,
@@ -166,7 +167,8 @@ class ScalingParams:
     window is not known, e.g. a gauge) or `dispersion_sigmas=None` turn it off. The defaults
     (z = 3, half-life 1800 s, a mean every 5 s) are the ones the replay protocol adopted; with
     decisions further apart than two samples the estimator never gets two differences in a row
-    and adds nothing.
+    and adds nothing. `dispersion_composition` says whose noise it is and how it adds to the
+    mode's margin (`DispersionComposition`; `Demand`, as adopted, by default).
     """
 
     target_per_instance: float
@@ -204,6 +206,7 @@ class ScalingParams:
     dispersion_half_life_seconds: float = 1800.0
     dispersion_window_seconds: float | None = None
     dispersion_sample_seconds: float | None = 5.0
+    dispersion_composition: DispersionComposition = DispersionComposition.DEMAND
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -10,13 +11,19 @@ import pytest
 from scaling_support import FREE
 
 from intelligence.scaling import (
+    DispersionComposition,
     Observation,
     Reason,
     ScalingParams,
     ScalingState,
     decide,
 )
-from intelligence.scaling.dispersion import Dispersion, observe_dispersion
+from intelligence.scaling.dispersion import (
+    Dispersion,
+    dispersion_level,
+    observe_dispersion,
+    quadrature_level,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -234,3 +241,45 @@ def test_recent_means_in_one_decision_read_what_a_decision_at_each_would_read() 
         at, m = means[i]
         alone = decide(Observation(at, 10, m), params=spec, state=alone).state
     assert alone.dispersion.products == 0
+
+
+def test_for_the_current_load_every_composition_is_the_same() -> None:
+    load = poisson_counts(20.0, 3600)
+    runs = [
+        replay(params(dispersion_sigmas=3.0, dispersion_composition=c), load)["desired"]
+        for c in DispersionComposition
+    ]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(runs[0], other)
+
+
+@pytest.mark.parametrize("composition", list(DispersionComposition))
+def test_the_envelope_level_and_the_noise_compose_as_stated(
+    composition: DispersionComposition,
+) -> None:
+    load = poisson_counts(20.0, 3600)
+    spec = params(dispersion_sigmas=3.0, dispersion_composition=composition)
+    state = replay(spec, load)["last"].state  # an estimated index
+    t = np.arange(0.0, 3600.0, 5.0) + NOW
+    bursty = np.where(np.arange(t.size) % 40 < 4, 60.0, 20.0)  # bursts: an envelope above 20
+    d = decide(
+        Observation(NOW + 3600.0, 10, 20.0, recent_load=(t, bursty)), params=spec, state=state
+    )
+    ev = d.evidence
+    z, index = 3.0, ev["dispersionIndex"]
+    level, mean = ev["burstLevel"], ev["burstMean"]
+    assert level > mean > 0.0
+    assert index > 0.0
+    expected = {
+        DispersionComposition.DEMAND: dispersion_level(ev["burstDemand"], index=index, sigmas=z),
+        DispersionComposition.LEVEL: dispersion_level(level, index=index, sigmas=z),
+        DispersionComposition.QUADRATURE: mean
+        + math.sqrt((level - mean) ** 2 + z * z * mean * index),
+    }[composition]
+    assert ev["dispersionLevel"] == pytest.approx(expected)
+    # the envelope's margin and the noise: stacked > in quadrature > the margin alone
+    assert (
+        dispersion_level(level, index=index, sigmas=z)
+        > quadrature_level(mean, level - mean, index=index, sigmas=z)
+        > level
+    )
