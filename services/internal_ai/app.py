@@ -3,9 +3,12 @@ API (``/v1/embeddings``, ``/v1/chat/completions``, ``/v1/models``), the model's 
 (``GET /admin/model``, ``POST /admin/model/load``, ``POST /admin/model/unload``) and health.
 
 Callers are verified like every service's (the signed ``X-Xynergy-Identity``; the AI router
-signs one per call). A full queue is 429 with ``Retry-After``. Chat answers say what they are:
-``system_fingerprint`` is ``minilm-classification`` or ``minilm-extractive-summary``, and a
-``xynergy`` field carries the task and the label scores.
+signs one per call), before a body is read: without a valid identity every operation but
+health answers 401, whatever it was sent. A full queue is 429 with ``Retry-After``. Chat
+answers say what they are: ``system_fingerprint`` is ``minilm-classification`` or
+``minilm-extractive-summary``, and a ``xynergy`` field carries the task and the label scores.
+The OpenAPI documents every answer (services.internal_ai.bodies, the one error shape) and this
+instance's input limits.
 """
 
 from __future__ import annotations
@@ -14,48 +17,113 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable, Coroutine
+from email.message import Message
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute
 
 from services.common.errors import ApiError, install_error_handlers
-from services.common.identity import CurrentIdentity, InternalIdentityVerifier
+from services.common.identity import InternalIdentityVerifier, require_identity
+from services.common.openapi import error_responses
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
+from services.common.tenancy import Identity
 from services.internal_ai.answers import Reply, answer_chat
+from services.internal_ai.bodies import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatRequest,
+    ChatUsage,
+    Embedding,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    EmbeddingsUsage,
+    ModelCard,
+    ModelList,
+    ModelState,
+    Readiness,
+    Task,
+)
 from services.internal_ai.model import MODEL_ID, MiniLM
 from services.internal_ai.runner import BusyError, ModelRunner
 from services.internal_ai.settings import InternalAiSettings
 
 __all__ = ["create_app"]
 
-
-class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    input: str | list[str] = Field(description="A text or a list of texts.")
-    model: str = MODEL_ID
-    encoding_format: Literal["float"] = "float"
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: str
-    content: str | None = None
+_MEANINGS = {
+    400: "The body cannot be read: not UTF-8, or JSON nested too deeply.",
+    401: "No valid signed identity (`X-Xynergy-Identity`): missing, malformed, signed with "
+    "another key, expired or for another audience. Checked before the body is read.",
+    403: "Loading or unloading the model needs the admin role.",
+    429: "The model's queue is full (`MAX_PENDING`); retry after `Retry-After` seconds.",
+}
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses these operations can give, in the platform's one error shape."""
+    out = error_responses(*statuses)
+    for status, entry in out.items():
+        if status in _MEANINGS:
+            entry["description"] = _MEANINGS[int(status)]
+    return out
 
-    model: str = MODEL_ID
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
+
+def _json_type(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body of this type as JSON (as its routes' strict default does:
+    a body without a type is not)."""
+    if not content_type:
+        return False
+    message = Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+class _Verified(APIRoute):
+    """A route that verifies the caller's signed identity before its body is read (a caller
+    without one gets 401 whatever it sent), then reads a JSON body (:func:`_readable_json`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        reads_body = self.body_field is not None
+
+        async def verified(request: Request) -> Response:
+            request.state.identity = require_identity(request)
+            if reads_body and _json_type(request.headers.get("content-type")):
+                await _readable_json(request)
+            return await handle(request)
+
+        return verified
+
+
+async def _readable_json(request: Request) -> None:
+    """Parse the body once (Starlette keeps the result for FastAPI). Bytes that are not text
+    and JSON nested past the parser's limit are a 400 saying so (FastAPI's own answer names
+    neither); any other malformed JSON is left to FastAPI's 422, which says where."""
+    if not await request.body():
+        return
+    try:
+        await request.json()
+    except RecursionError:
+        raise ApiError(400, "body: JSON nested too deeply to read") from None
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"body: not UTF-8 (an invalid byte at position {exc.start})") from None
+    except ValueError:
+        return
+
+
+async def _caller(request: Request) -> Identity:
+    identity: Identity = request.state.identity  # set by _Verified before anything else
+    return identity
+
+
+Caller = Annotated[Identity, Depends(_caller)]
 
 
 def _runner(request: Request) -> ModelRunner:
@@ -72,27 +140,76 @@ async def _use(request: Request, work: Any) -> Any:
         ) from exc
 
 
+def _not_text(text: str) -> str | None:
+    """Why ``text`` is not text the tokenizer can read (a lone surrogate, which JSON's
+    ``\\ud800`` escapes can carry), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not valid Unicode (a lone surrogate at character {exc.start})"
+    return None
+
+
+def _refuse(field: str, problem: str) -> ApiError:
+    return ApiError(422, f"{field}: {problem}", fields=[{"field": field, "message": problem}])
+
+
 def _inputs(body: EmbeddingsRequest, settings: InternalAiSettings) -> list[str]:
     texts = [body.input] if isinstance(body.input, str) else body.input
-    problem = None
     if not texts:
-        problem = "at least one text"
-    elif len(texts) > settings.max_inputs:
-        problem = f"at most {settings.max_inputs} texts"
-    elif any(len(t) > settings.max_input_chars for t in texts):
-        problem = f"texts of at most {settings.max_input_chars} characters"
-    if problem:
-        raise ApiError(422, f"input: {problem}", fields=[{"field": "input", "message": problem}])
+        raise _refuse("input", "at least one text")
+    if len(texts) > settings.max_inputs:
+        raise _refuse("input", f"at most {settings.max_inputs} texts")
+    for index, text in enumerate(texts):
+        field = "input" if isinstance(body.input, str) else f"input.{index}"
+        if len(text) > settings.max_input_chars:
+            raise _refuse(field, f"a text of at most {settings.max_input_chars} characters")
+        problem = _not_text(text)
+        if problem:
+            raise _refuse(field, problem)
     return texts
 
 
-api = APIRouter(prefix="/v1", tags=["openai"])
+def _messages(body: ChatRequest) -> list[dict[str, Any]]:
+    for index, message in enumerate(body.messages):
+        problem = _not_text(message.content or "")
+        if problem:
+            raise _refuse(f"messages.{index}.content", problem)
+    return [m.model_dump() for m in body.messages]
 
 
-@api.post("/embeddings")
-async def embeddings(
-    body: EmbeddingsRequest, request: Request, _: CurrentIdentity
-) -> dict[str, Any]:
+def _document_limits(schema: dict[str, Any], settings: InternalAiSettings) -> None:
+    """Put this instance's input limits (settings) into its OpenAPI's EmbeddingsRequest."""
+    request = schema["components"]["schemas"]["EmbeddingsRequest"]["properties"]["input"]
+    one, many = request["anyOf"]
+    one["maxLength"] = settings.max_input_chars
+    many.update(minItems=1, maxItems=settings.max_inputs)
+    many["items"]["maxLength"] = settings.max_input_chars
+
+
+api = APIRouter(prefix="/v1", tags=["openai"], route_class=_Verified)
+
+_COMPLETION = {
+    "model": ChatCompletion,
+    "description": "The answer; with `stream: true`, its chunks as server-sent events "
+    "(`data: <chunk>`, then `data: [DONE]`).",
+    "content": {
+        # one event, as OpenAPI 3.2 reads an event stream's schema (3.1 has no itemSchema)
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {"type": "string", "description": "A chunk's JSON, or [DONE]."}
+                },
+            }
+        }
+    },
+}
+
+
+@api.post("/embeddings", responses=_answers(400, 401, 422, 429))
+async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsResponse:
     texts = _inputs(body, request.app.state.settings)
 
     def work(model: MiniLM) -> tuple[list[list[float]], int]:
@@ -101,15 +218,21 @@ async def embeddings(
         return vectors.tolist(), tokens
 
     vectors, tokens = await _use(request, work)
-    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
-    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return {"object": "list", "data": data, "model": MODEL_ID, "usage": usage}
+    return EmbeddingsResponse(
+        data=[Embedding(index=i, embedding=v) for i, v in enumerate(vectors)],
+        model=MODEL_ID,
+        usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
 
 
-@api.post("/chat/completions", response_model=None)
-async def chat(body: ChatRequest, request: Request, _: CurrentIdentity) -> Response:
+@api.post(
+    "/chat/completions",
+    response_model=None,
+    responses={200: _COMPLETION, **_answers(400, 401, 422, 429)},
+)
+async def chat(body: ChatRequest, request: Request) -> Response:
     settings: InternalAiSettings = request.app.state.settings
-    messages = [m.model_dump() for m in body.messages]
+    messages = _messages(body)
 
     def work(model: MiniLM) -> tuple[Reply, int, int]:
         reply = answer_chat(
@@ -122,11 +245,9 @@ async def chat(body: ChatRequest, request: Request, _: CurrentIdentity) -> Respo
         return reply, prompt, model.count_tokens(reply.text)
 
     reply, prompt, completion = await _use(request, work)
-    usage = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+    usage = ChatUsage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
     base = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "created": int(time.time()),
@@ -136,18 +257,15 @@ async def chat(body: ChatRequest, request: Request, _: CurrentIdentity) -> Respo
     if body.stream:
         include = bool((body.stream_options or {}).get("include_usage"))
         return StreamingResponse(
-            _events(base, reply, usage, include), media_type="text/event-stream"
+            _events(base, reply, usage.model_dump(), include), media_type="text/event-stream"
         )
-    message = {"role": "assistant", "content": reply.text}
-    return JSONResponse(
-        {
-            **base,
-            "object": "chat.completion",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": usage,
-            "xynergy": {"task": reply.task, "scores": reply.scores},
-        }
+    answer = ChatCompletion(
+        **base,
+        choices=[ChatChoice(index=0, message=AssistantMessage(content=reply.text))],
+        usage=usage,
+        xynergy=Task(task=reply.task, scores=reply.scores),
     )
+    return JSONResponse(answer.model_dump())
 
 
 async def _events(
@@ -166,26 +284,23 @@ async def _events(
     yield b"data: [DONE]\n\n"
 
 
-@api.get("/models")
-async def models(_: CurrentIdentity) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "xynergy"}],
-    }
+@api.get("/models", responses=_answers(401))
+async def models() -> ModelList:
+    return ModelList(data=[ModelCard(id=MODEL_ID, created=0, owned_by="xynergy")])
 
 
-admin = APIRouter(prefix="/admin/model", tags=["lifecycle"])
+admin = APIRouter(prefix="/admin/model", tags=["lifecycle"], route_class=_Verified)
 
 
-@admin.get("")
-async def model_state(request: Request, _: CurrentIdentity) -> dict[str, object]:
-    return _runner(request).state()
+@admin.get("", responses=_answers(401))
+async def model_state(request: Request) -> ModelState:
+    return ModelState.model_validate(_runner(request).state())
 
 
-@admin.post("/{action}")
+@admin.post("/{action}", responses=_answers(401, 403, 422))
 async def model_action(
-    request: Request, identity: CurrentIdentity, action: Literal["load", "unload"]
-) -> dict[str, object]:
+    request: Request, identity: Caller, action: Literal["load", "unload"]
+) -> ModelState:
     if "admin" not in identity.roles:
         raise ApiError(403, "this needs the admin role")
     runner = _runner(request)
@@ -193,7 +308,7 @@ async def model_action(
         await runner.load()
     else:
         await runner.unload()
-    return runner.state()
+    return ModelState.model_validate(runner.state())
 
 
 def create_app(
@@ -236,10 +351,23 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "The model is not loaded."}},
+    )
     async def readyz() -> JSONResponse:
         loaded = runner.model.loaded or settings.idle_unload_seconds > 0
         body = {"status": "ready" if loaded else "not_ready", "model": runner.state()}
         return JSONResponse(body, status_code=200 if loaded else 503)
 
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        _document_limits(schema, settings)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
