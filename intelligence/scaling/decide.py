@@ -353,9 +353,10 @@ def _with_dispersion(
     load: float,
     evidence: dict[str, float],
 ) -> tuple[_Demand, Dispersion]:
-    """`demand` raised so that its per-second level `rate + z sqrt(rate x index)` fits under
-    capacity, the index of dispersion estimated from the window means (`observed.recent_means`,
-    then `load` at `observed.now`; see `dispersion`)."""
+    """`demand` raised so that its per-second level fits under capacity: `rate + z sqrt(rate x
+    index)` with the rate and the margin as `params.dispersion_composition` says (see
+    `DispersionComposition`), the index of dispersion estimated from the window means
+    (`observed.recent_means`, then `load` at `observed.now`; see `dispersion`)."""
     sigmas, window = params.dispersion_sigmas, params.dispersion_window_seconds
     if sigmas is None or window is None or not params.predictive:
         return demand, disp
@@ -374,8 +375,7 @@ def _with_dispersion(
     if composition is DispersionComposition.DEMAND or centre is None:
         level = dispersion_level(demand.load, index=index, sigmas=sigmas)
         words = (
-            f"per-second level {demand.load:.4g} + {sigmas:.3g} x "
-            f"sqrt({demand.load:.4g} x index {index:.3g})"
+            f"demand {demand.load:.4g} + {sigmas:.3g} x sqrt({demand.load:.4g} x index {index:.3g})"
         )
     elif composition is DispersionComposition.LEVEL:
         level = dispersion_level(centre + margin, index=index, sigmas=sigmas)
