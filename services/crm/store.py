@@ -15,20 +15,33 @@ a document of another tenant is simply not on any path this module builds, so it
 missing (404). Writes that must agree run in one transaction: a create with its idempotency
 record and the parent check, a patch with its version check. Composite indexes for every query
 built here are declared in ``services/crm/firestore.indexes.json``.
+
+Contention. Two transactions that read one document and then write it hold each other up
+until Firestore aborts one or both (ABORTED; the emulator only after its 2 s lock timeout).
+The client library retries at once, at most 5 times, so transactions that collided collide
+again in lockstep, and gives up with a ``ValueError``. Every transaction here therefore runs
+through :meth:`CrmStore._transact`: up to ``transaction_attempts`` attempts, each after a
+jittered exponential back-off, then the last ``Aborted`` (503 with ``Retry-After``). Creates
+with one idempotency key are also taken one at a time within the process (:class:`KeyedLocks`),
+so concurrent retries of one request do not contend at all: the first writes the record, the
+rest read it. Across processes the transaction alone keeps the record right.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import random
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.async_query import AsyncQuery
 from google.cloud.firestore_v1.async_transaction import AsyncTransaction
@@ -57,12 +70,14 @@ __all__ = [
     "CrmStore",
     "IdempotencyConflictError",
     "IdempotencyKey",
+    "KeyedLocks",
     "NotFoundError",
     "PreconditionFailedError",
 ]
 
 ChildKind = Literal["interactions", "notes", "tasks"]
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 _ID_RE = re.compile(r"^(?!__.*__$)[A-Za-z0-9_-]{1,128}$")
 _CHILD_MODELS: dict[str, type[Record]] = {
@@ -147,12 +162,81 @@ def _model(cls: type[M], snap: DocumentSnapshot[Any]) -> M:
     return cls.model_validate({**(snap.to_dict() or {}), "id": snap.id})
 
 
+def backoff_delay(
+    attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1, 2, ...): "full jitter", a uniform
+    draw below ``base * 2**(attempt - 1)`` capped at ``cap``, so that transactions that
+    aborted together do not all come back together."""
+    return rand() * min(cap, base * 2.0 ** (attempt - 1))
+
+
+def _aborted(exc: BaseException) -> gexc.Aborted | None:
+    """The ABORTED behind ``exc``, if contention is what failed the attempt: raised by a read
+    in the transaction, wrapped by the client library in a ``ValueError`` (its attempts were
+    used up), or the context of an error from the rollback that followed."""
+    seen: BaseException | None = exc
+    for _ in range(3):
+        if seen is None or isinstance(seen, gexc.Aborted):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@dataclass
+class _Held:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class KeyedLocks:
+    """One ``asyncio.Lock`` per key, kept only while a task holds or awaits it.
+
+    Unrelated keys never wait for each other, and the table holds at most one entry per task
+    inside :meth:`hold`, so it does not grow with the number of keys ever seen.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, _Held] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        held = self._held.setdefault(key, _Held())
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if held.users == 0:
+                del self._held[key]
+
+
 class CrmStore:
     """Tenant-scoped reads and writes of the CRM's documents."""
 
-    def __init__(self, client: firestore.AsyncClient, *, idempotency_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        client: firestore.AsyncClient,
+        *,
+        idempotency_ttl: timedelta,
+        transaction_attempts: int = 8,
+        backoff_base_seconds: float = 0.05,
+        backoff_cap_seconds: float = 2.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if transaction_attempts < 1:
+            raise ValueError("transaction_attempts must be at least 1")
         self._db = client
         self._idempotency_ttl = idempotency_ttl
+        self._attempts = transaction_attempts
+        self._backoff_base = backoff_base_seconds
+        self._backoff_cap = backoff_cap_seconds
+        self._sleep = sleep
+        self._idempotency_locks = KeyedLocks()
 
     # -- layout --------------------------------------------------------------------------
 
@@ -164,6 +248,28 @@ class CrmStore:
     async def ping(self) -> None:
         """One cheap read, to prove Firestore answers."""
         await self._db.collection("_health").document("ping").get()
+
+    # -- transactions --------------------------------------------------------------------
+
+    async def _transact(self, body: Callable[[AsyncTransaction], Awaitable[T]]) -> T:
+        """Run ``body`` in a transaction; when Firestore aborts it (contention), back off and
+        run it again in a new one, ``transaction_attempts`` times in all, then raise the last
+        ``Aborted``. ``body`` must be safe to run again: it reads through the transaction."""
+        run = firestore.async_transactional(body)
+        attempt = 1
+        while True:
+            try:
+                return await run(self._db.transaction(max_attempts=1))
+            except (gexc.GoogleAPICallError, ValueError) as exc:
+                aborted = _aborted(exc)
+                if aborted is None or attempt >= self._attempts:
+                    if aborted is None or aborted is exc:
+                        raise
+                    raise aborted from None
+            await self._sleep(
+                backoff_delay(attempt, base=self._backoff_base, cap=self._backoff_cap)
+            )
+            attempt += 1
 
     # -- pagination ----------------------------------------------------------------------
 
@@ -211,13 +317,35 @@ class CrmStore:
         idem: IdempotencyKey | None,
         parent_id: str | None = None,
     ) -> tuple[M, bool]:
-        """Create a document; with a key, the first result is returned again on retries."""
+        """Create a document; with a key, the first result is returned again on retries.
+
+        Requests with one key run one at a time in this process (the others then find the
+        record and replay it); the transaction keeps that right across processes too.
+        """
+        if idem is None:
+            return await self._create_once(
+                tenant, kind=kind, data=data, model=model, idem=None, parent_id=parent_id
+            )
+        async with self._idempotency_locks.hold(f"{tenant}/{idem.doc_id}"):
+            return await self._create_once(
+                tenant, kind=kind, data=data, model=model, idem=idem, parent_id=parent_id
+            )
+
+    async def _create_once(
+        self,
+        tenant: str,
+        *,
+        kind: str,
+        data: dict[str, Any],
+        model: type[M],
+        idem: IdempotencyKey | None,
+        parent_id: str | None,
+    ) -> tuple[M, bool]:
         ref = self._col(tenant, kind).document()
         record = model.model_validate({**data, "id": ref.id})
         idem_ref = self._col(tenant, "idempotency").document(idem.doc_id) if idem else None
         parent_ref = self._col(tenant, "contacts").document(parent_id) if parent_id else None
 
-        @firestore.async_transactional
         async def run(tx: AsyncTransaction) -> tuple[M, bool]:
             now = utcnow()
             if idem is not None and idem_ref is not None:
@@ -246,7 +374,7 @@ class CrmStore:
                 )
             return record, False
 
-        return await run(self._db.transaction())
+        return await self._transact(run)
 
     def _stamp(self, actor: str) -> dict[str, Any]:
         now = utcnow()
@@ -330,7 +458,6 @@ class CrmStore:
         _check_ids(contact_id)
         ref = self._col(tenant, "contacts").document(contact_id)
 
-        @firestore.async_transactional
         async def run(tx: AsyncTransaction) -> tuple[Contact, bool]:
             snap = await ref.get(transaction=tx)
             if not snap.exists:
@@ -351,7 +478,7 @@ class CrmStore:
             tx.update(ref, updates)
             return Contact.model_validate({**merged, **updates}), True
 
-        return await run(self._db.transaction())
+        return await self._transact(run)
 
     async def update_contact(
         self,
@@ -498,7 +625,6 @@ class CrmStore:
         contact_ref = self._col(tenant, "contacts").document(contact_id)
         ref = self._col(tenant, "tasks").document(task_id)
 
-        @firestore.async_transactional
         async def run(tx: AsyncTransaction) -> tuple[Task, bool]:
             contact = await contact_ref.get(transaction=tx)
             snap = await ref.get(transaction=tx)
@@ -521,7 +647,7 @@ class CrmStore:
             tx.update(ref, _to_store(updates))
             return Task.model_validate({**merged, **updates}), True
 
-        return await run(self._db.transaction())
+        return await self._transact(run)
 
     async def _deleted_contact_ids(self, tenant: str) -> set[str]:
         q = self._col(tenant, "contacts").where(filter=FieldFilter("deleted", "==", True))
