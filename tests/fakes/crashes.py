@@ -1,7 +1,7 @@
 """Test support for a fake's own failures: a call that raises once, and the log it must leave.
 
 Every fake answers an exception of its own with its API's internal-error answer and logs the
-traceback (``fakes.slack.threaded.JsonHandler``); the tests of each fake provoke one with these.
+traceback (``fakes.serving.JsonHandler``); the tests of each fake provoke one with these.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from email.message import EmailMessage, Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fakes.slack.threaded import JsonHandler, ThreadedFake
+from fakes.serving import JsonHandler, ThreadedFake
 
 from .state import Mailbox, Reply, google_error, message_resource, page_offset, page_token
 

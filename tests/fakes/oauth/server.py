@@ -11,7 +11,7 @@ Routes:
 
 Client authentication: client_id/client_secret in the form or HTTP Basic. An exception in the
 fake itself is the provider's answer to a failure of its own (state.py; the authorize page: a
-500 page), its traceback logged (fakes/slack/threaded.py), the connection kept. Test controls:
+500 page), its traceback logged (fakes/serving.py), the connection kept. Test controls:
 `fail(provider, endpoint, *statuses)` answers the next requests with those statuses (503,
 429 + Retry-After), `revoke_all(provider)` is the user removing the app (every token dead,
 the next refresh gets invalid_grant), `state(provider).calls` counts requests per endpoint and
@@ -29,7 +29,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fakes.slack.threaded import JsonHandler
+from fakes.serving import JsonHandler
 
 from .state import ProviderState
 

@@ -6,7 +6,7 @@ script (``PYTHONPATH=tests python -m fakes.openai --port 8090 --name openai``).
 ``AsyncOpenAI(base_url=fake.base_url)`` at it. HTTP/1.1 keep-alive; streams are chunked.
 Test controls: ``fail(*kinds)``, ``sticky(kind)``, ``release()`` (ends hangs), and the
 counters ``calls``, ``served``, ``usage`` (see state.py). An exception in the fake itself is
-the API's 500 ``server_error``, its traceback logged (fakes/slack/threaded.py), the connection
+the API's 500 ``server_error``, its traceback logged (fakes/serving.py), the connection
 kept (closed when part of a stream is out).
 """
 
@@ -19,7 +19,7 @@ import threading
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from fakes.slack.threaded import JsonHandler
+from fakes.serving import JsonHandler
 
 from .state import Fault, OpenAIState, chunks, completion, server_error
 

@@ -38,7 +38,7 @@ import google_crc32c
 from google.cloud import secretmanager_v1 as sm
 from google.protobuf import json_format
 
-from fakes.slack.threaded import JsonHandler, ThreadedFake
+from fakes.serving import JsonHandler, ThreadedFake
 
 __all__ = ["FakeSecretManager", "project_number"]
 

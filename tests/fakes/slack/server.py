@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fakes.serving import JsonHandler, ThreadedFake
+
 from .state import Grant, SlackState
-from .threaded import JsonHandler, ThreadedFake
 
 __all__ = ["ALL_SCOPES", "FakeSlack"]
 

@@ -1,12 +1,13 @@
-"""What the fakes share: a ThreadingHTTPServer on 127.0.0.1 in a daemon thread (context manager,
-or start()/stop(); Slack, Gmail, Secret Manager) and a quiet request handler that answers JSON
-(those three, the OAuth providers and OpenAI).
+"""How the HTTP fakes serve: a ThreadingHTTPServer on 127.0.0.1 in a daemon thread (context
+manager, or start()/stop(); Slack, Gmail, Secret Manager) and a quiet request handler that
+answers JSON (those three, the OAuth providers and OpenAI). Nothing here is one API's; each
+fake's package says how its API answers.
 
 An exception the fake does not catch while answering (a bug in the fake) is answered as the
 real API answers a failure of its own, which each fake says in :meth:`JsonHandler.internal_error`
 (Google: 500 ``INTERNAL``; Slack: ``ok: false``, ``internal_error``), and its traceback is
-logged at error level (logger ``fakes.slack.threaded``; the path without its query, which may
-hold a token). The connection stays open for the next request.
+logged at error level (logger ``fakes.serving``; the path without its query, which may hold a
+token). The connection stays open for the next request.
 
 A POST whose ``Content-Length`` is not a non-negative integer is answered as an HTTP server (the
 API's front) answers it, before any API sees it: 400 Bad Request with the standard library's
