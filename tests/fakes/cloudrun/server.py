@@ -259,14 +259,14 @@ class FakeCloudRun:
             return self._finish(rpc, err.code, _error_body(err))
         except Exception as exc:  # a bug in the fake: answer like the real frontend would
             self.crashes.append(traceback.format_exc())
-            err = ApiError(500, "INTERNAL", f"Internal error in the fake: {exc!r}")
-            return self._finish(rpc, 500, _error_body(err))
+            internal = ApiError(500, "INTERNAL", f"Internal error in the fake: {exc!r}")
+            return self._finish(rpc, 500, _error_body(internal))
         if rpc in WRITE_RPCS and not _truthy(query.get("validateOnly")):
             with self._lock:
                 self.writes[rpc] += 1
-        if fault is not None:
-            err = fault.error()
-            return self._finish(rpc, err.code, _error_body(err))
+        if fault is not None:  # after=True: the request was carried out, its answer is the fault
+            late = fault.error()
+            return self._finish(rpc, late.code, _error_body(late))
         return self._finish(rpc, 200, payload)
 
     def _finish(self, rpc: str, code: int, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -363,9 +363,12 @@ def _truthy(value: str | None) -> bool:
 
 def _parse_service(body: bytes) -> run_v2.Service:
     try:
-        return run_v2.Service.from_json(body.decode() or "{}", ignore_unknown_fields=False)
+        svc: run_v2.Service = run_v2.Service.from_json(
+            body.decode() or "{}", ignore_unknown_fields=False
+        )
     except (json_format.ParseError, ValueError) as exc:
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from exc
+    return svc
 
 
 def _to_dict(msg: Any, *, ints: bool) -> dict[str, Any]:

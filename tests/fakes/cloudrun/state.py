@@ -383,7 +383,9 @@ class CloudRunState:
 
     def _apply_defaults(self, svc: run_v2.Service, service_id: str) -> None:
         if not svc.ingress:
-            svc.ingress = run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
+            # proto-plus has no type information (proto.Enum is Any to mypy), so the enum's
+            # members read as their int values; at run time this is an IngressTraffic member
+            svc.ingress = run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL  # type: ignore[assignment]
         if not svc.launch_stage:
             svc.launch_stage = launch_stage_pb2.LaunchStage.GA
         if not svc.traffic:

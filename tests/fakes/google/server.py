@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.errors import InvalidHeaderDefect
-from email.message import EmailMessage, Message
+from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -308,7 +308,7 @@ class FakeGmail(ThreadedFake):
         return status, body, headers
 
 
-def _unreadable_recipients(parsed: Message) -> str | None:
+def _unreadable_recipients(parsed: EmailMessage) -> str | None:
     """The first of To, Cc and Bcc that Gmail answers with 400 "Invalid <name> header": one
     the header parser cannot read (``carol@`` makes the standard library raise), reads with
     an invalid-header defect, or holds an address that is not ``local@domain``. Deliberately

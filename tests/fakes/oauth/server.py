@@ -67,7 +67,7 @@ class FakeOAuth:
     @property
     def endpoint(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def endpoints(self, provider: str) -> dict[str, str]:
         """authorize/token/revoke URLs of `provider` ("slack" or "google")."""

@@ -120,8 +120,8 @@ def _string(schema: dict[str, Any], _root: dict[str, Any]) -> str:
 
 
 def _number(schema: dict[str, Any], _root: dict[str, Any]) -> float | int:
-    low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
-    high = schema.get("maximum", schema.get("exclusiveMaximum", low + 2))
+    low: float = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+    high: float = schema.get("maximum", schema.get("exclusiveMaximum", low + 2))
     middle = (low + high) / 2
     return round(middle) if schema.get("type") == "integer" else middle
 

@@ -159,7 +159,7 @@ class FakeSecretManager(ThreadedFake):
                 "INVALID_ARGUMENT",
                 "Secret ID must be 1-255 characters of letters, numbers, hyphens and underscores.",
             )
-        secret = _parse(sm.Secret, body)
+        secret: sm.Secret = _parse(sm.Secret, body)
         if not sm.Secret.pb(secret).HasField("replication"):
             raise ApiError(400, "INVALID_ARGUMENT", "Secret.replication must be specified.")
         name = f"projects/{project_number(project)}/secrets/{secret_id}"
@@ -196,7 +196,7 @@ class FakeSecretManager(ThreadedFake):
         return entry.versions[index]
 
     def _add_version(self, entry: _Secret, body: bytes) -> sm.SecretVersion:
-        request = _parse(sm.AddSecretVersionRequest, body)
+        request: sm.AddSecretVersionRequest = _parse(sm.AddSecretVersionRequest, body)
         data = request.payload.data
         given = sm.SecretPayload.pb(request.payload).HasField("data_crc32c")
         if given and request.payload.data_crc32c != google_crc32c.value(data):
@@ -216,7 +216,9 @@ class FakeSecretManager(ThreadedFake):
     def _set_state(self, entry: _Secret, version: sm.SecretVersion, action: str) -> Any:
         if version.state == sm.SecretVersion.State.DESTROYED:
             raise ApiError(400, "FAILED_PRECONDITION", f"{version.name} is in DESTROYED state.")
-        version.state = _STATES[action]
+        # proto-plus has no type information (proto.Enum is Any to mypy), so the enum's
+        # members read as their int values; at run time _STATES holds State members
+        version.state = _STATES[action]  # type: ignore[assignment]
         if action == "destroy":
             entry.payloads.pop(int(version.name.rpartition("/")[2]), None)
             version.destroy_time = dt.datetime.now(dt.UTC)
