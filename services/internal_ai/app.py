@@ -7,8 +7,12 @@ signs one per call), before a body is read: without a valid identity every opera
 health answers 401, whatever it was sent. A full queue is 429 with ``Retry-After``. Chat
 answers say what they are: ``system_fingerprint`` is ``minilm-classification`` or
 ``minilm-extractive-summary``, and a ``xynergy`` field carries the task and the label scores.
-The OpenAPI documents every answer (services.internal_ai.bodies, the one error shape) and this
-instance's input limits.
+Chat content is a text or a list of text parts (joined in order; a part of another type is a
+422 naming it), and the messages' texts together are at most ``MAX_CHAT_CHARS`` characters
+(a 422 naming ``messages``, as an embeddings text over ``MAX_INPUT_CHARS`` is a 422 naming
+it). The OpenAPI documents every answer (services.internal_ai.bodies, the one error shape)
+and this instance's input limits. An unload frees the model's memory; the next request loads
+it again, so /readyz stays 200 once the model has loaded.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ _MEANINGS = {
     401: "No valid signed identity (`X-Xynergy-Identity`): missing, malformed, signed with "
     "another key, expired or for another audience. Checked before the body is read.",
     403: "Loading or unloading the model needs the admin role.",
+    422: "What is invalid, named in `fields` and first in `message`: an unknown path "
+    "parameter, or in a body malformed JSON, a value of another JSON type than documented, a "
+    "text over this instance's limits, a content part that is not text, or text that is not "
+    "valid Unicode.",
     429: "The model's queue is full (`MAX_PENDING`); retry after `Retry-After` seconds.",
 }
 
@@ -170,21 +178,45 @@ def _inputs(body: EmbeddingsRequest, settings: InternalAiSettings) -> list[str]:
     return texts
 
 
-def _messages(body: ChatRequest) -> list[dict[str, Any]]:
+def _chat_limit(settings: InternalAiSettings) -> str:
+    return f"at most {settings.max_chat_chars} characters of text in all messages together"
+
+
+def _messages(body: ChatRequest, settings: InternalAiSettings) -> list[dict[str, Any]]:
+    """The messages as ``{role, content}`` with their text (text parts joined in order);
+    422 when their texts together are over ``MAX_CHAT_CHARS`` (a summary is a model run per
+    sentence) or a text is not valid Unicode."""
+    texts = [message.plain_text() for message in body.messages]
+    if sum(len(text) for text in texts) > settings.max_chat_chars:
+        raise _refuse("messages", _chat_limit(settings))
     for index, message in enumerate(body.messages):
-        problem = _not_text(message.content or "")
-        if problem:
-            raise _refuse(f"messages.{index}.content", problem)
-    return [m.model_dump() for m in body.messages]
+        if isinstance(message.content, list):
+            named = [(f"messages.{index}.content.{n}.text", p.text)
+                     for n, p in enumerate(message.content)]  # fmt: skip
+        else:
+            named = [(f"messages.{index}.content", message.content or "")]
+        for field, text in named:
+            problem = _not_text(text)
+            if problem:
+                raise _refuse(field, problem)
+    return [{"role": m.role, "content": t} for m, t in zip(body.messages, texts, strict=True)]
 
 
 def _document_limits(schema: dict[str, Any], settings: InternalAiSettings) -> None:
-    """Put this instance's input limits (settings) into its OpenAPI's EmbeddingsRequest."""
-    request = schema["components"]["schemas"]["EmbeddingsRequest"]["properties"]["input"]
-    one, many = request["anyOf"]
+    """Put this instance's input limits (settings) into its OpenAPI: the embeddings' texts
+    (``MAX_INPUTS``, ``MAX_INPUT_CHARS``) and the chat's (``MAX_CHAT_CHARS``: no text may be
+    longer, and the messages' description says it is for all of them together, which JSON
+    Schema cannot say)."""
+    schemas = schema["components"]["schemas"]
+    one, many = schemas["EmbeddingsRequest"]["properties"]["input"]["anyOf"]
     one["maxLength"] = settings.max_input_chars
     many.update(minItems=1, maxItems=settings.max_inputs)
     many["items"]["maxLength"] = settings.max_input_chars
+    text, _, _ = schemas["ChatMessage"]["properties"]["content"]["anyOf"]
+    text["maxLength"] = settings.max_chat_chars
+    schemas["TextPart"]["properties"]["text"]["maxLength"] = settings.max_chat_chars
+    messages = schemas["ChatRequest"]["properties"]["messages"]
+    messages["description"] = f"The conversation: {_chat_limit(settings)}."
 
 
 api = APIRouter(prefix="/v1", tags=["openai"], route_class=_Verified)
@@ -232,7 +264,7 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
 )
 async def chat(body: ChatRequest, request: Request) -> Response:
     settings: InternalAiSettings = request.app.state.settings
-    messages = _messages(body)
+    messages = _messages(body, settings)
 
     def work(model: MiniLM) -> tuple[Reply, int, int]:
         reply = answer_chat(

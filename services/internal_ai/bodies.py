@@ -2,13 +2,26 @@
 lifecycle and readiness), so its OpenAPI documents what it answers and the fuzz test
 (tests/integration/security/test_internal_ai_fuzz.py) can hold it to that. Requests are
 strict: a value of another JSON type than documented (``"max_tokens": true``, ``"stream":
-"yes"``) is a 422 naming the field, not coerced. Data only."""
+"yes"``) is a 422 naming the field, not coerced. A chat message's content is a text or, as
+OpenAI's API also takes it, a list of text parts (``{"type": "text", "text": ...}``); a part
+of another type (``image_url``, ``input_audio``) is a 422 naming the part
+(``messages.N.content.M``): this model reads text only. Data only."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from services.internal_ai.model import MODEL_ID
 
@@ -29,6 +42,7 @@ __all__ = [
     "PositiveInteger",
     "Readiness",
     "Task",
+    "TextPart",
 ]
 
 
@@ -51,11 +65,60 @@ class EmbeddingsRequest(BaseModel):
     encoding_format: Literal["float"] = "float"
 
 
+class TextPart(BaseModel):
+    """One part of a message's content, as OpenAI's API takes it; text is the only kind this
+    model reads."""
+
+    model_config = ConfigDict(extra="allow", strict=True)  # JSON's types, none coerced
+
+    type: Literal["text"]
+    text: str
+
+
+_PARTS: TypeAdapter[list[TextPart]] = TypeAdapter(list[TextPart])
+
+
+def _not_text(index: int, part: object) -> InitErrorDetails | None:
+    """The error of a part that says it is of another type than text, or None."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if not isinstance(kind, str) or kind == "text":
+        return None  # not a part of another kind: TextPart's own checks say what is wrong
+    problem = PydanticCustomError(
+        "text_only",
+        "only text is supported by this model (this part is of type {kind})",
+        {"kind": repr(kind)},
+    )
+    return InitErrorDetails(type=problem, loc=(index,), input=part)
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)  # JSON's types, none coerced
 
     role: str
-    content: str | None = None
+    content: str | list[TextPart] | None = Field(
+        default=None,
+        description="A text, or a list of text parts whose texts are read in order, joined.",
+    )
+
+    @field_validator("content", mode="wrap")
+    @classmethod
+    def _text_or_text_parts(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Errors named by where they are (``content.1``, ``content.0.text``), not by the
+        union's branches (``content.list[TextPart].1.type`` and ``content.str`` at once)."""
+        if value is None or isinstance(value, str):
+            return handler(value)
+        if not isinstance(value, list):
+            raise PydanticCustomError("content_type", "a text or a list of text parts")
+        others = [e for i, part in enumerate(value) if (e := _not_text(i, part)) is not None]
+        if others:
+            raise ValidationError.from_exception_data("content", others)
+        return _PARTS.validate_python(value, strict=True)  # its errors named as content.N...
+
+    def plain_text(self) -> str:
+        """The content's text: the text itself, or its text parts' texts in order."""
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
 
 
 class ChatRequest(BaseModel):

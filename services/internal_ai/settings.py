@@ -24,7 +24,15 @@ class InternalAiSettings(BaseSettings):
     )
     load_at_start: bool = True
     max_inputs: int = Field(default=256, ge=1, le=4096, description="Inputs per embeddings call.")
-    max_input_chars: int = Field(default=100_000, ge=100)
+    max_input_chars: int = Field(
+        default=100_000, ge=100, description="Characters per embeddings text."
+    )
+    max_chat_chars: int = Field(
+        default=20_000,
+        ge=100,
+        description="Characters of text in a chat's messages together (a summary embeds each "
+        "sentence: about 3 ms of the model's one thread per sentence).",
+    )
     summary_sentences: int = Field(default=3, ge=1, le=50)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     log_level: str = "INFO"

@@ -86,7 +86,9 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    settings = InternalAiSettings(log_level="WARNING", max_inputs=8, max_input_chars=2_000)
+    settings = InternalAiSettings(
+        log_level="WARNING", max_inputs=8, max_input_chars=2_000, max_chat_chars=2_000
+    )
     s = Served(create_app(settings, internal_settings=INTERNAL)).start()
     yield s
     s.close()

@@ -1,8 +1,9 @@
 """What the Internal AI service answers a request it cannot serve (what its fuzz test,
 tests/integration/security/test_internal_ai_fuzz.py, found): the caller is verified before
 the body is read, an unreadable body is a 400 saying why, text that is not valid Unicode and
-values of another JSON type are 422s naming the field, and the OpenAPI documents every answer
-and this instance's limits."""
+values of another JSON type are 422s naming the field, chat content given as OpenAI's text
+parts is read as their text (a part of another type is a 422 naming it), the chat's text has a
+limit, and the OpenAPI documents every answer and this instance's limits."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def identity() -> dict[str, str]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    settings = InternalAiSettings(log_level="WARNING", max_inputs=4, max_input_chars=500)
+    settings = InternalAiSettings(
+        log_level="WARNING", max_inputs=4, max_input_chars=500, max_chat_chars=500
+    )
     app = create_app(settings, internal_settings=KEY)
     async with (
         app.router.lifespan_context(app),
@@ -137,8 +140,102 @@ async def test_each_text_over_the_limit_is_named(client: httpx.AsyncClient) -> N
     assert refused(r, 422, "input") == "input: at least one text"
 
 
+async def chat(client: httpx.AsyncClient, *messages: dict[str, Any]) -> httpx.Response:
+    body = {"messages": list(messages)}
+    return await client.post("/v1/chat/completions", json=body, headers=identity())
+
+
+SUMMARY = "Revenue grew in March. The weather was mild. Costs fell as revenue grew."
+
+
+async def test_text_parts_are_read_as_their_text_in_order(client: httpx.AsyncClient) -> None:
+    """OpenAI's content parts (as the AI router passes them on): the answer is the one the
+    joined text gets, classification's ``Labels:`` line included."""
+    parts = [{"type": "text", "text": "Revenue grew in March. The weather "},
+             {"type": "text", "text": "was mild. Costs fell as revenue grew."}]  # fmt: skip
+    as_parts = await chat(client, {"role": "user", "content": parts})
+    as_text = await chat(client, {"role": "user", "content": SUMMARY})
+    assert as_parts.status_code == 200, as_parts.text
+    assert as_parts.json()["choices"] == as_text.json()["choices"]
+    assert as_parts.json()["usage"] == as_text.json()["usage"]
+    labels = [{"type": "text", "text": "Labels: cooking, "}, {"type": "text", "text": "sport"}]
+    whisk = [{"type": "text", "text": "Whisk the eggs and fold in the flour.", "extra": 1}]
+    r = await chat(client, {"role": "system", "content": labels},
+                   {"role": "user", "content": whisk})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["xynergy"]["task"] == "classification"
+    assert set(r.json()["xynergy"]["scores"]) == {"cooking", "sport"}
+    assert r.json()["choices"][0]["message"]["content"] == "cooking"
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "message"),
+    [
+        ([{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "x"}}],
+         "messages.1.content.1",
+         "only text is supported by this model (this part is of type 'image_url')"),
+        ([{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}],
+         "messages.1.content.0",
+         "only text is supported by this model (this part is of type 'input_audio')"),
+        ([{"type": "text"}], "messages.1.content.0.text", "Field required"),
+        ([{"type": "text", "text": 5}], "messages.1.content.0.text",
+         "Input should be a valid string"),
+        (["hi"], "messages.1.content.0",
+         "Input should be a valid dictionary or instance of TextPart"),
+        (5, "messages.1.content", "a text or a list of text parts"),
+    ],
+    ids=["image", "audio", "no text", "text not a string", "bare string part", "a number"],
+)  # fmt: skip
+async def test_content_that_is_not_text_is_a_422_naming_where(
+    client: httpx.AsyncClient, content: Any, field: str, message: str
+) -> None:
+    r = await chat(client, HI[0], {"role": "user", "content": content})
+    assert refused(r, 422, field) == f"{field}: {message}"
+
+
+async def test_a_lone_surrogate_in_a_text_part_is_named_by_the_part(
+    client: httpx.AsyncClient,
+) -> None:
+    body = '{"messages": [{"role": "user", "content": [{"type": "text", "text": "ok"}, '
+    body += '{"type": "text", "text": "x\\ud800"}]}]}'
+    r = await client.post("/v1/chat/completions", content=body.encode(),
+                          headers={**identity(), **JSON})  # fmt: skip
+    assert "lone surrogate" in refused(r, 422, "messages.0.content.1.text")
+
+
+async def model_runs(client: httpx.AsyncClient) -> int:
+    served = (await client.get("/admin/model", headers=identity())).json()["served"]
+    assert isinstance(served, int)
+    return served
+
+
+async def test_the_chats_text_over_the_limit_is_a_422_before_any_model_run(
+    client: httpx.AsyncClient,
+) -> None:
+    """MAX_CHAT_CHARS (500 here) counts every message's text, parts included: 500 is served,
+    501 refused naming the messages, without a run on the model's thread (a summary is a run
+    per sentence, so an unbounded text held the one thread for as long as it was long)."""
+    half = "x" * 250
+    ok = await chat(client, {"role": "system", "content": half},
+                    {"role": "user", "content": [{"type": "text", "text": half}]})  # fmt: skip
+    assert ok.status_code == 200, ok.text
+    before = await model_runs(client)
+    for over in (
+        [{"role": "system", "content": half}, {"role": "user", "content": half + "x"}],
+        [{"role": "user", "content": [{"type": "text", "text": half}] * 2 + [
+            {"type": "text", "text": "x"}]}],
+        [{"role": "user", "content": "x. " * 167}],
+    ):  # fmt: skip
+        r = await chat(client, *over)
+        message = refused(r, 422, "messages")
+        assert message == "messages: at most 500 characters of text in all messages together"
+    assert await model_runs(client) == before
+
+
 def test_the_openapi_documents_every_answer_and_this_instances_limits() -> None:
-    settings = InternalAiSettings(log_level="WARNING", max_inputs=4, max_input_chars=500)
+    settings = InternalAiSettings(
+        log_level="WARNING", max_inputs=4, max_input_chars=500, max_chat_chars=700
+    )
     spec = create_app(settings, internal_settings=KEY).openapi()
     paths = spec["paths"]
     chat = paths["/v1/chat/completions"]["post"]["responses"]
@@ -162,3 +259,13 @@ def test_the_openapi_documents_every_answer_and_this_instances_limits() -> None:
     assert texts[0] == {"type": "string", "maxLength": 500}
     assert texts[1] == {"type": "array", "items": {"type": "string", "maxLength": 500},
                         "minItems": 1, "maxItems": 4}  # fmt: skip
+    schemas = spec["components"]["schemas"]
+    content = schemas["ChatMessage"]["properties"]["content"]["anyOf"]
+    assert content[0] == {"type": "string", "maxLength": 700}
+    assert content[1] == {"type": "array", "items": {"$ref": "#/components/schemas/TextPart"}}
+    part = schemas["TextPart"]
+    assert part["required"] == ["type", "text"]
+    assert part["properties"]["type"]["const"] == "text"
+    assert part["properties"]["text"]["maxLength"] == 700
+    messages = schemas["ChatRequest"]["properties"]["messages"]["description"]
+    assert "at most 700 characters of text in all messages together" in messages
