@@ -71,6 +71,14 @@ _MEANINGS = {
 }
 
 
+_NOT_READY = (
+    "The model has never loaded in this process: `LOAD_AT_START` is false, "
+    "`IDLE_UNLOAD_SECONDS` is 0 and neither an admin nor a request has loaded it yet. Once "
+    "it has loaded, an unload only frees memory (the next request loads it again), so the "
+    "service stays ready."
+)
+
+
 def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The error responses these operations can give, in the platform's one error shape."""
     out = error_responses(*statuses)
@@ -333,6 +341,8 @@ async def model_state(request: Request) -> ModelState:
 async def model_action(
     request: Request, identity: Caller, action: Literal["load", "unload"]
 ) -> ModelState:
+    """Load the model now, or unload it to free its memory (the next request that needs it
+    loads it again; the service stays ready). Admins only."""
     if "admin" not in identity.roles:
         raise ApiError(403, "this needs the admin role")
     runner = _runner(request)
@@ -387,12 +397,15 @@ def create_app(
         "/readyz",
         tags=["health"],
         response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "The model is not loaded."}},
+        responses={503: {"model": Readiness, "description": _NOT_READY}},
     )
     async def readyz() -> JSONResponse:
-        loaded = runner.model.loaded or settings.idle_unload_seconds > 0
-        body = {"status": "ready" if loaded else "not_ready", "model": runner.state()}
-        return JSONResponse(body, status_code=200 if loaded else 503)
+        """Ready once the model has loaded in this process (its files found and checked): an
+        unload after that, an admin's or an idle one, frees its memory and the next request
+        loads it again. With ``IDLE_UNLOAD_SECONDS`` the model loads on first use: ready."""
+        ready = runner.model.loads > 0 or settings.idle_unload_seconds > 0
+        body = {"status": "ready" if ready else "not_ready", "model": runner.state()}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     generate = app.openapi
 

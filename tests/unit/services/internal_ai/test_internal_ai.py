@@ -144,3 +144,45 @@ async def test_api_embeddings_chat_and_lifecycle(client: httpx.AsyncClient) -> N
     state = (await client.get("/admin/model", headers=headers())).json()
     assert state["loaded"] is True
     assert state["loads"] == 2
+
+
+async def test_after_an_unload_the_service_stays_ready_and_the_next_request_loads_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """An unload frees the model's memory; it does not take the pod out of rotation (a 503
+    there kept every request away, so nothing loaded the model again until an admin did)."""
+    assert (await client.post("/admin/model/unload", headers=headers())).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready"
+    assert (ready.json()["model"]["loaded"], ready.json()["model"]["loads"]) == (False, 1)
+    served = await client.post("/v1/embeddings", json={"input": "hello"}, headers=headers())
+    assert served.status_code == 200, served.text
+    state = (await client.get("/readyz")).json()["model"]
+    assert (state["loaded"], state["loads"]) == (True, 2)
+
+
+@pytest.mark.parametrize(
+    ("idle", "before"), [(0, 503), (60, 200)], ids=["no idle unload", "idle unload"]
+)
+async def test_a_model_that_never_loaded_is_ready_only_if_it_loads_on_first_use(
+    idle: float, before: int
+) -> None:
+    """Without the start-up load and without idle unloading, the pod waits for an admin's
+    load (503, documented); with idle unloading the first request loads it (200). Loaded
+    once, it stays ready through an unload."""
+    settings = InternalAiSettings(
+        log_level="WARNING", load_at_start=False, idle_unload_seconds=idle
+    )
+    app = create_app(settings, internal_settings=KEY)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ai") as c,
+    ):
+        r = await c.get("/readyz")
+        assert r.status_code == before, r.text
+        assert r.json()["status"] == ("ready" if before == 200 else "not_ready")
+        assert r.json()["model"]["loaded"] is False
+        for action in ("load", "unload"):
+            assert (await c.post(f"/admin/model/{action}", headers=headers())).status_code == 200
+            assert (await c.get("/readyz")).status_code == 200, action
