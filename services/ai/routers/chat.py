@@ -112,16 +112,35 @@ async def chat_completions(
         body503 = error_body(503, str(exc), error="providers_unavailable", attempts=attempts)
         return JSONResponse(body503, status_code=503, headers={"Retry-After": wait})
     except CallerError as exc:
-        error = exc.body.get("error") if isinstance(exc.body, dict) else None
-        message = error.get("message") if isinstance(error, dict) else None
-        text = f"the provider refused the request: {message or exc.status}"
-        return JSONResponse(
-            error_body(exc.status, text, error="provider_refused"), status_code=exc.status
-        )
+        return JSONResponse(provider_refusal(exc.status, exc.body), status_code=exc.status)
     if answer.events is not None:
         headers = {**_headers(answer), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
     return JSONResponse(answer.body, headers=_headers(answer))
+
+
+def provider_refusal(status: int, body: object) -> dict[str, Any]:
+    """The caller's error body for a provider's refusal (a 4xx that is the request's fault),
+    with the provider's own words: OpenAI's shape (``{"error": {"message": ...}}``) or the
+    platform's, which the Internal AI answers (``{"error": code, "message": ..., "fields":
+    [{"field", "message"}]}``), whose ``fields`` are passed on."""
+    message: object = None
+    fields: list[dict[str, str]] | None = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+        elif isinstance(body.get("message"), str):
+            message = body["message"]
+            named = body.get("fields")
+            if isinstance(named, list):
+                fields = [
+                    {"field": str(f["field"]), "message": str(f.get("message", ""))}
+                    for f in named
+                    if isinstance(f, dict) and "field" in f
+                ] or None
+    text = f"the provider refused the request: {message or status}"
+    return error_body(status, text, error="provider_refused", fields=fields)
 
 
 @router.get("/models", summary="Models the chain serves, and by whom")
