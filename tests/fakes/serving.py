@@ -1,7 +1,7 @@
 """How the HTTP fakes serve: a ThreadingHTTPServer on 127.0.0.1 in a daemon thread (context
-manager, or start()/stop(); Slack, Gmail, Secret Manager) and a quiet request handler that
-answers JSON (those three, the OAuth providers and OpenAI). Nothing here is one API's; each
-fake's package says how its API answers.
+manager, or start()/stop(); Slack, Gmail, Secret Manager, Cloud Run, the OAuth providers and
+OpenAI) and a quiet request handler that answers JSON (all of them but Cloud Run). Nothing here
+is one API's; each fake's package says how its API answers.
 
 An exception the fake does not catch while answering (a bug in the fake) is answered as the
 real API answers a failure of its own, which each fake says in :meth:`JsonHandler.internal_error`
@@ -93,10 +93,23 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 
 class ThreadedFake:
-    def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str, port: int) -> None:
+    """A fake's server and lifecycle: start() (returns the fake), stop(), or a ``with`` block.
+    The server thread is called ``name``; ``poll_interval`` is how often it looks for stop()."""
+
+    def __init__(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        host: str,
+        port: int,
+        name: str = "fake",
+        poll_interval: float = 0.5,
+    ) -> None:
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._thread_name = name
+        self._poll_interval = poll_interval
 
     @property
     def endpoint(self) -> str:
@@ -104,10 +117,12 @@ class ThreadedFake:
         return f"http://{host!s}:{port}"
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        self._server.serve_forever(poll_interval=self._poll_interval)
 
     def start(self) -> Self:
-        self._thread = threading.Thread(target=self.serve_forever, name="fake", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name=self._thread_name, daemon=True
+        )
         self._thread.start()
         return self
 

@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,6 +40,8 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, json_format
 from google.rpc import status_pb2
+
+from fakes.serving import ThreadedFake
 
 from .state import ApiError, CloudRunState, FakeOperation
 
@@ -103,7 +105,7 @@ class Fault:
         return ApiError(self.code, status, self.message or default)
 
 
-class FakeCloudRun:
+class FakeCloudRun(ThreadedFake):
     """The fake API server. Use as a context manager, or call start()/stop()."""
 
     def __init__(
@@ -126,38 +128,9 @@ class FakeCloudRun:
         """Answers `error_rate` replaced with an error, by HTTP code."""
         self._denied: tuple[str, str | None] | None = None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # ---- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeCloudRun:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-cloudrun",
-            daemon=True,
+        super().__init__(
+            _make_handler(self), host=host, port=port, name="fake-cloudrun", poll_interval=0.05
         )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeCloudRun:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---- test controls -----------------------------------------------------------------------
 

@@ -25,11 +25,10 @@ import argparse
 import base64
 import threading
 from collections.abc import Iterable
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fakes.serving import JsonHandler
+from fakes.serving import JsonHandler, ThreadedFake
 
 from .state import ProviderState
 
@@ -45,7 +44,7 @@ _ROUTES = {
 }
 
 
-class FakeOAuth:
+class FakeOAuth(ThreadedFake):
     """Both fake providers on one port. Use as a context manager, or start()/stop()."""
 
     def __init__(
@@ -60,14 +59,7 @@ class FakeOAuth:
         self.slack = ProviderState("slack", clients=dict(clients), expires_in=expires_in)
         self.google = ProviderState("google", clients=dict(clients), expires_in=expires_in or 3599)
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__(_handler(self), host=host, port=port, name="fake-oauth")
 
     def endpoints(self, provider: str) -> dict[str, str]:
         """authorize/token/revoke URLs of `provider` ("slack" or "google")."""
@@ -103,25 +95,6 @@ class FakeOAuth:
         """Every code and token either provider issued."""
         with self.lock:
             return [*self.slack.issued, *self.google.issued]
-
-    def start(self) -> FakeOAuth:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-oauth", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeOAuth:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def handle(self, method: str, url: str, form: dict[str, str], auth: str | None) -> Any:
         parts = urlsplit(url)
@@ -187,4 +160,4 @@ def main() -> None:
     clients = dict(c.split(":", 1) for c in args.client) or None
     fake = FakeOAuth(clients=clients, port=args.port)
     print(f"fake OAuth on {fake.endpoint}", flush=True)
-    fake._server.serve_forever()
+    fake.serve_forever()

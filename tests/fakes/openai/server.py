@@ -16,17 +16,16 @@ import argparse
 import json
 import socket
 import threading
-from http.server import ThreadingHTTPServer
 from typing import Any
 
-from fakes.serving import JsonHandler
+from fakes.serving import JsonHandler, ThreadedFake
 
 from .state import Fault, OpenAIState, chunks, completion, server_error
 
 __all__ = ["FakeOpenAI"]
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedFake):
     """The fake API. Use as a context manager, or start()/stop()."""
 
     def __init__(
@@ -45,14 +44,7 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.hang_seconds = hang_seconds
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__(_handler(self), host=host, port=port, name=f"fake-openai-{name}")
 
     @property
     def base_url(self) -> str:
@@ -98,25 +90,9 @@ class FakeOpenAI:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> FakeOpenAI:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"fake-openai-{self.state.name}", daemon=True
-        )
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._release.set()  # a hanging call ends rather than hold up the shutdown
+        super().stop()
 
 
 def _handler(fake: FakeOpenAI) -> type[JsonHandler]:
@@ -229,4 +205,4 @@ def main() -> None:
     args = parser.parse_args()
     fake = FakeOpenAI(name=args.name, api_key=args.api_key, port=args.port)
     print(f"fake OpenAI API on {fake.base_url}", flush=True)
-    fake._server.serve_forever()
+    fake.serve_forever()
