@@ -1,7 +1,8 @@
 """What the fuzz tests share: services behind the real gateway on a thread's event loop, and
 schemathesis driving them through it.
 
-A :class:`Stack` runs redis-server, the upstreams a ``build`` function starts (a service with
+A :class:`LoopThread` serves something on an event loop of its own (a thread), because
+schemathesis calls it synchronously from the test. A :class:`Stack` (one) runs redis-server, the upstreams a ``build`` function starts (a service with
 its fakes) and the gateway routing to them, on an event loop of its own (a thread), because
 schemathesis calls them synchronously from the test. :func:`gateway_spec` keeps the
 operations of a service's own OpenAPI that the gateway routes to it, at the paths a client
@@ -16,10 +17,10 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 import schemathesis
@@ -39,7 +40,17 @@ from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.gateway.app import create_app as create_gateway
 from services.gateway.settings import GatewaySettings
 
-__all__ = ["EXAMPLES", "INTERNAL", "Builder", "Stack", "Upstream", "fuzz", "gateway_spec", "serve"]
+__all__ = [
+    "EXAMPLES",
+    "INTERNAL",
+    "Builder",
+    "LoopThread",
+    "Stack",
+    "Upstream",
+    "fuzz",
+    "gateway_spec",
+    "serve",
+]
 
 INTERNAL = InternalIdentitySettings(signing_key=SecretStr(INTERNAL_KEY))
 
@@ -60,16 +71,21 @@ class Upstream:
 Builder = Callable[[RedisServer, Path], contextlib.AbstractAsyncContextManager[list[Upstream]]]
 
 
-class Stack:
-    """redis-server, the upstreams ``build`` starts and the gateway in front of them, on a
-    thread's event loop; ``upstreams`` and ``url`` (the gateway's) once started."""
+class LoopThread:
+    """What :meth:`serving` (a subclass's) serves, on an event loop of its own in a thread,
+    from :meth:`start` (which waits until it is up, or fails with its error) to :meth:`close`;
+    ``url`` is where a client reaches it, ``what`` names it when it does not start."""
 
-    def __init__(self, workdir: Path, build: Builder) -> None:
-        self.workdir, self.build = workdir, build
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.upstreams: list[Upstream] = []
+    what = "the service"
+    url: str
+
+    def __init__(self) -> None:
         self.up, self.failed = threading.Event(), list[BaseException]()
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def serving(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Up (and ``url`` set) inside the block."""
+        raise NotImplementedError
 
     def _run(self) -> None:
         try:
@@ -80,6 +96,36 @@ class Stack:
 
     async def _main(self) -> None:
         self.stop = asyncio.Event()
+        async with self.serving():
+            self.loop = asyncio.get_running_loop()
+            self.up.set()
+            await self.stop.wait()
+
+    def start(self) -> Self:
+        self.thread.start()
+        assert self.up.wait(timeout=90), f"{self.what} did not start"
+        assert not self.failed, self.failed
+        return self
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(timeout=30)
+
+
+class Stack(LoopThread):
+    """redis-server, the upstreams ``build`` starts and the gateway in front of them, on a
+    thread's event loop; ``upstreams`` and ``url`` (the gateway's) once started."""
+
+    what = "the services and the gateway"
+
+    def __init__(self, workdir: Path, build: Builder) -> None:
+        super().__init__()
+        self.workdir, self.build = workdir, build
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.upstreams: list[Upstream] = []
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
         async with (
             run_redis(self.workdir) as redis,
             self.build(redis, self.workdir) as self.upstreams,
@@ -88,9 +134,7 @@ class Stack:
             routes.write_text(json.dumps({"services": [
                 {"name": u.name, "url": u.url, "routes": u.routes} for u in self.upstreams]}))  # fmt: skip
             async with serve(self._gateway(redis, routes), int(self.url.rsplit(":", 1)[1])):
-                self.loop = asyncio.get_running_loop()
-                self.up.set()
-                await self.stop.wait()
+                yield
 
     def _gateway(self, redis: RedisServer, routes: Path) -> Any:
         return create_gateway(
@@ -101,16 +145,6 @@ class Stack:
                                        firebase_project_id=FIREBASE_PROJECT),
             internal_settings=INTERNAL,
         )  # fmt: skip
-
-    def start(self) -> Stack:
-        self.thread.start()
-        assert self.up.wait(timeout=90), "the services and the gateway did not start"
-        assert not self.failed, self.failed
-        return self
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(timeout=30)
 
 
 def gateway_spec(upstream: Upstream) -> dict[str, Any]:
@@ -144,7 +178,7 @@ def fill_path(template: str, value: str = "fuzz") -> str:
 
 
 def fuzz(
-    stack: Stack,
+    stack: LoopThread,
     spec: dict[str, Any],
     *,
     examples: int,

@@ -21,10 +21,9 @@ because schemathesis calls it synchronously from the test.
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -43,7 +42,15 @@ from services.internal_ai.app import create_app
 from services.internal_ai.bodies import Readiness
 from services.internal_ai.settings import InternalAiSettings
 
-from .fuzz_support import EXAMPLES, INTERNAL, body_operations, fill_path, fuzz, serve
+from .fuzz_support import (
+    EXAMPLES,
+    INTERNAL,
+    LoopThread,
+    body_operations,
+    fill_path,
+    fuzz,
+    serve,
+)
 
 # The signer's tokens outlive a soak run: fuzz() sends one set of headers for all its examples.
 LONG_LIVED = InternalIdentitySettings(signing_key=SecretStr(INTERNAL_KEY), ttl_seconds=3600)
@@ -51,38 +58,20 @@ ADMIN = Identity("fuzz", "fuzz-tenant", roles=("admin",))
 MEMBER = Identity("fuzz", "fuzz-tenant", roles=("member",))
 
 
-class Served:
+class Served(LoopThread):
     """The Internal AI app under uvicorn on a thread's event loop; ``url`` once started."""
 
+    what = "the Internal AI service"
+
     def __init__(self, app: Any) -> None:
+        super().__init__()
         self.app = app
         self.url = ""
-        self.up, self.failed = threading.Event(), list[BaseException]()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self.failed.append(exc)
-            self.up.set()
-
-    async def _main(self) -> None:
-        self.stop = asyncio.Event()
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
         async with serve(self.app) as self.url:
-            self.loop = asyncio.get_running_loop()
-            self.up.set()
-            await self.stop.wait()
-
-    def start(self) -> Served:
-        self.thread.start()
-        assert self.up.wait(timeout=90), "the Internal AI service did not start"
-        assert not self.failed, self.failed
-        return self
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(timeout=30)
+            yield
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +109,7 @@ def test_internal_ai_keeps_its_contract(served: Served, per_operation: int) -> N
     instance's settings are in its OpenAPI, so no check is left out)."""
     spec = callers_spec(served)
     examples = per_operation * operations(spec)
-    seen = fuzz(served, spec, examples=examples, headers=identity())  # type: ignore[arg-type]  # it reads .url
+    seen = fuzz(served, spec, examples=examples, headers=identity())
     assert len(seen) >= examples // 2
     assert 200 in seen
 
