@@ -1,5 +1,7 @@
 """The platform's error responses in a service's OpenAPI: the one error shape
-(:mod:`services.common.errors`) documented for the statuses an operation can answer.
+(:mod:`services.common.errors`) documented for the statuses an operation can answer; and the
+event stream of chat completion chunks the AI router and the Internal AI answer with
+(:func:`chat_chunk_events`).
 
 A service's routers pass ``responses=error_responses(...)`` with what their operations can
 answer, from the service itself or from the gateway in front of it, so a client (and the fuzz
@@ -13,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BEHIND_GATEWAY", "ErrorBody", "FieldProblem", "error_responses"]
+__all__ = ["BEHIND_GATEWAY", "ErrorBody", "FieldProblem", "chat_chunk_events", "error_responses"]
 
 
 class FieldProblem(BaseModel):
@@ -69,3 +71,21 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         if headers:
             out[status]["headers"] = headers
     return out
+
+
+def chat_chunk_events() -> dict[str, Any]:
+    """OpenAPI ``content`` entry of a chat completion streamed as server-sent events (``data:
+    <chunk>``, then ``data: [DONE]``); a new dict each call, as FastAPI adds to what it is
+    given."""
+    return {
+        # one event, as OpenAPI 3.2 reads an event stream's schema (3.1 has no itemSchema)
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {"type": "string", "description": "A chunk's JSON, or [DONE]."}
+                },
+            }
+        }
+    }

@@ -31,7 +31,7 @@ from fastapi.routing import APIRoute
 
 from services.common.errors import ApiError, install_error_handlers
 from services.common.identity import InternalIdentityVerifier, require_identity
-from services.common.openapi import error_responses
+from services.common.openapi import chat_chunk_events, error_responses
 from services.common.settings import InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.common.tenancy import Identity
@@ -233,18 +233,7 @@ _COMPLETION = {
     "model": ChatCompletion,
     "description": "The answer; with `stream: true`, its chunks as server-sent events "
     "(`data: <chunk>`, then `data: [DONE]`).",
-    "content": {
-        # one event, as OpenAPI 3.2 reads an event stream's schema (3.1 has no itemSchema)
-        "text/event-stream": {
-            "schema": {
-                "type": "object",
-                "required": ["data"],
-                "properties": {
-                    "data": {"type": "string", "description": "A chunk's JSON, or [DONE]."}
-                },
-            }
-        }
-    },
+    "content": chat_chunk_events(),
 }
 
 

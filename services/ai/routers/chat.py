@@ -27,6 +27,7 @@ from services.ai.engine import (
 from services.ai.providers import CallerError
 from services.ai.routers import PREFIX
 from services.common.errors import error_body
+from services.common.openapi import chat_chunk_events
 
 __all__ = ["ChatRequest", "Message", "router"]
 
@@ -67,16 +68,7 @@ _COMPLETION = {
     "events (`data: <chunk>`, then `data: [DONE]`).",
     "content": {
         "application/json": {"schema": {"type": "object"}},
-        # one event, as OpenAPI 3.2 reads an event stream's schema (3.1 has no itemSchema)
-        "text/event-stream": {
-            "schema": {
-                "type": "object",
-                "required": ["data"],
-                "properties": {
-                    "data": {"type": "string", "description": "A chunk's JSON, or [DONE]."}
-                },
-            }
-        },
+        **chat_chunk_events(),
     },
 }
 
