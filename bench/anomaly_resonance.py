@@ -45,7 +45,7 @@ from anomaly_eval import (  # noqa: E402
     PROFILES,
     Grid,
     LabelledFile,
-    best_config,
+    Selection,
     category,
     cross_validate,
     file_terms,
@@ -118,11 +118,55 @@ def grid_terms(files: list[LabelledFile], dets: list[list[NDArray[np.bool_]]]) -
     return [[file_terms(f, d[i]) for i, f in enumerate(files)] for d in dets]
 
 
-def cell(files: list[LabelledFile], profile: str, configs: list, terms: list) -> str:
-    """CV / in-sample of one grid under one profile, with the CV counts."""
-    sel = cross_validate(Grid(configs, terms), files, load_profiles()[profile])
+def select(files: list[LabelledFile], profile: str, configs: list, terms: list) -> Selection:
+    """The protocol on one grid under one profile."""
+    return cross_validate(Grid(configs, terms), files, load_profiles()[profile])
+
+
+def cell(sel: Selection) -> str:
+    """CV / in-sample of a selection, with the CV counts."""
     tp, fn, fp = sel.cv_counts
     return f"{sel.cv:5.1f} / {sel.in_sample:5.1f} ({tp}/{fn}, {fp})"
+
+
+class TailAlarms:
+    """The adopted tail detector's alarms per profile and level (its own gate and refractory
+    rule replayed on the cached surprises), each computed once."""
+
+    def __init__(self, files: list[LabelledFile]) -> None:
+        self.files = files
+        feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
+        self.scores = {
+            prof: [
+                gated_scores(x, ADOPTED_GATES[prof], f.probation)
+                for x, f in zip(feats, files, strict=True)
+            ]
+            for prof in PROFILES
+        }
+        self._alarms: dict[tuple[str, float | None], list[NDArray[np.bool_]]] = {}
+
+    def at(self, prof: str, level: float | None) -> list[NDArray[np.bool_]]:
+        """Per file, the alarms at ``level`` (None: none)."""
+        key = (prof, level)
+        if key not in self._alarms:
+            files, gate = self.files, ADOPTED_GATES[prof]
+            self._alarms[key] = [
+                np.zeros(f.values.size, dtype=bool)
+                if level is None
+                else alarms(self.scores[prof][i], gate, probation=f.probation, level=level)
+                for i, f in enumerate(files)
+            ]
+        return self._alarms[key]
+
+
+def union_detections(
+    files: list[LabelledFile], out: list[NDArray[np.float64]], extra: list[NDArray[np.bool_]]
+) -> list[list[NDArray[np.bool_]]]:
+    """Per output level, per file: the novelty detector's alarms or ``extra``."""
+    return [
+        [detections(s, f.probation, lv) | a for s, f, a in zip(out, files, extra, strict=True)]
+        for lv in OUTPUT_LEVELS
+    ]
 
 
 PER_CATEGORY_ROWS = (
@@ -134,61 +178,34 @@ PER_CATEGORY_ROWS = (
 """Union rows broken down per category by ``--per-category`` (the best rows of the round)."""
 
 
-def per_category(files: list[LabelledFile], tail: dict[str, list[NDArray[np.float64]]]) -> None:
+def per_category(files: list[LabelledFile], tail: TailAlarms) -> None:
     """Each held-out category's raw score, windows hit/missed and false alarms, with the
     configuration its fold chose within the row (standard and low-FP)."""
-    cats = sorted({category(f) for f in files})
     profiles = load_profiles()
     for prof in ("standard", "reward_low_FP_rate"):
-        gate, w = ADOPTED_GATES[prof], profiles[prof]
-        adopted = [
-            alarms(tail[prof][i], gate, probation=f.probation, level=ADOPTED_LEVELS[prof])
-            for i, f in enumerate(files)
-        ]
-        rows: list[tuple[str, list[list[NDArray[np.bool_]]]]] = [("adopted", [adopted])]
+        w = profiles[prof]
+        rows = [("adopted", [tail.at(prof, ADOPTED_LEVELS[prof])])]
         for setting, strong in PER_CATEGORY_ROWS:
-            out = scores(setting, files)
-            extra = [
-                alarms(tail[prof][i], gate, probation=f.probation, level=strong)
-                for i, f in enumerate(files)
-            ]
-            dets = [
-                [
-                    detections(s, f.probation, lv) | a
-                    for s, f, a in zip(out, files, extra, strict=True)
-                ]
-                for lv in OUTPUT_LEVELS
-            ]
+            dets = union_detections(files, scores(setting, files), tail.at(prof, strong))
             rows.append(
                 (f"{setting.range_mode} margin {setting.range_margin:g}, tail {strong}", dets)
             )
         print(f"\n{prof}: held-out category raw score (windows hit/missed, FPs)")
         for label, dets in rows:
             terms = grid_terms(files, dets)
-            grid = Grid(list(range(len(terms))), terms)
+            chosen = select(files, prof, list(range(len(terms))), terms).chosen
             parts = []
-            for cat in cats:
-                train = [i for i, f in enumerate(files) if category(f) != cat]
-                test = [i for i, f in enumerate(files) if category(f) == cat]
-                c = best_config(grid, train, files, w)
-                raw = sum(terms[c][i].score(w) for i in test)
-                tp = sum(terms[c][i].tp for i in test)
-                fn = sum(terms[c][i].fn for i in test)
-                fp = sum(terms[c][i].fp for i in test)
+            for cat, c in chosen.items():
+                held = [terms[c][i] for i, f in enumerate(files) if category(f) == cat]
+                raw = sum(t.score(w) for t in held)
+                tp, fn, fp = (sum(getattr(t, k) for t in held) for k in ("tp", "fn", "fp"))
                 parts.append(f"{cat[:14]} {raw:+6.2f} ({tp}/{fn}, {fp})")
             print(f"  {label:<30}" + " | ".join(parts))
 
 
 def main() -> None:
     files = load_corpus()
-    feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
-    tail = {
-        prof: [
-            gated_scores(x, ADOPTED_GATES[prof], f.probation)
-            for x, f in zip(feats, files, strict=True)
-        ]
-        for prof in PROFILES
-    }
+    tail = TailAlarms(files)
     if "--per-category" in sys.argv[1:]:
         per_category(files, tail)
         return
@@ -197,37 +214,18 @@ def main() -> None:
     print("CV / in-sample (CV windows hit/missed, FPs):", " | ".join(PROFILES))
     cells = []
     for prof in PROFILES:
-        gate, level = ADOPTED_GATES[prof], ADOPTED_LEVELS[prof]
-        dets = [
-            alarms(tail[prof][i], gate, probation=f.probation, level=level)
-            for i, f in enumerate(files)
-        ]
-        cells.append(cell(files, prof, [("adopted", level)], grid_terms(files, [dets])))
+        level = ADOPTED_LEVELS[prof]
+        terms = grid_terms(files, [tail.at(prof, level)])
+        cells.append(cell(select(files, prof, [("adopted", level)], terms)))
     print(f"  {'adopted tail-probability (its level)':<44}" + " | ".join(cells), flush=True)
     for setting in SETTINGS:
         out = scores(setting, files)
         for strong in (None, *STRONG_LEVELS):
             cells = []
             for prof in PROFILES:
-                if strong is None:
-                    extra = [np.zeros(f.values.size, dtype=bool) for f in files]
-                else:
-                    extra = [
-                        alarms(
-                            tail[prof][i], ADOPTED_GATES[prof], probation=f.probation, level=strong
-                        )
-                        for i, f in enumerate(files)
-                    ]
-                dets = [
-                    [
-                        detections(s, f.probation, lv) | a
-                        for s, f, a in zip(out, files, extra, strict=True)
-                    ]
-                    for lv in OUTPUT_LEVELS
-                ]
                 configs = [(setting, strong, lv) for lv in OUTPUT_LEVELS]
-                terms = grid_terms(files, dets)
-                cells.append(cell(files, prof, configs, terms))
+                terms = grid_terms(files, union_detections(files, out, tail.at(prof, strong)))
+                cells.append(cell(select(files, prof, configs, terms)))
                 if strong is not None:
                     union[prof][0].extend(configs)
                     union[prof][1].extend(terms)
@@ -238,11 +236,11 @@ def main() -> None:
                 str(setting).removeprefix("Setting") if strong is None else f"  or tail >= {strong}"
             )
             print(f"  {label:<44}" + " | ".join(cells), flush=True)
-    cells = [cell(files, prof, *union[prof]) for prof in PROFILES]
+    offered = {prof: select(files, prof, *union[prof]) for prof in PROFILES}
+    cells = [cell(offered[prof]) for prof in PROFILES]
     print(f"  {'every union row offered to each fold':<44}" + " | ".join(cells), flush=True)
     for prof in PROFILES:
-        sel = cross_validate(Grid(*union[prof]), files, load_profiles()[prof])
-        for cat, (setting, strong, lv) in sel.chosen.items():
+        for cat, (setting, strong, lv) in offered[prof].chosen.items():
             print(
                 f"    {prof}, chosen without {cat}: margin {setting.range_margin:g} "
                 f"{setting.range_mode}, tail >= {strong}, output >= {lv:.2f}"
