@@ -58,7 +58,8 @@ class _Demand:
     fallback: tuple[Fallback, str] | None = None
     instead: str = ""
     note: str = ""  # what raised it after its mode (dispersion headroom), for the message
-    centre: float | None = None  # the mode's level in the metric's unit: centre + margin
+    centre: float | None = None  # the mode's level in the metric's unit (centre + margin);
+    # None: the demand is the current load itself
     margin: float = 0.0
 
 
@@ -239,9 +240,7 @@ def _calibrated_demand(
             margin=max(0.0, level - base),
         )
     else:
-        demand = _Demand(
-            load, Reason.CURRENT_LOAD, DecisionMode.CALIBRATED, None, instead, centre=load
-        )
+        demand = _Demand(load, Reason.CURRENT_LOAD, DecisionMode.CALIBRATED, None, instead)
     return _Calibrated(demand, evidence)
 
 
@@ -250,14 +249,14 @@ def _demand(
 ) -> _Demand:
     """Current load, raised to what a trusted forecast or else the burst envelope asks for."""
     if not params.predictive:
-        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE, centre=load)
-    needed, fallback = forecast_demand(params, observed, evidence)
+        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE)
+    needed, peak, fallback = forecast_demand(params, observed, evidence)
     smape = observed.forecast_smape
     if smape is not None and math.isfinite(smape):
         evidence["forecastSmape"] = float(smape)
     if fallback is None:
-        if needed is not None and needed > load:
-            point, upper = evidence["forecastPeakPoint"], evidence["forecastPeakUpper"]
+        if needed is not None and peak is not None and needed > load:
+            upper, point = peak
             return _Demand(
                 needed,
                 Reason.FORECAST_PEAK,
@@ -265,13 +264,11 @@ def _demand(
                 centre=point,
                 margin=max(0.0, upper - point),
             )
-        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.PREDICTIVE, centre=load)
+        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.PREDICTIVE)
     envelope, why_not = envelope_for(params, now=observed.now, recent_load=observed.recent_load)
     if envelope is None:
         instead = "scaling on current load" + (f" ({why_not})" if why_not else "")
-        return _Demand(
-            load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE, fallback, instead, centre=load
-        )
+        return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.REACTIVE, fallback, instead)
     needed = envelope.level
     if params.capacity_per_instance is not None:
         needed = envelope.level * params.target_per_instance / params.capacity_per_instance
@@ -297,14 +294,7 @@ def _demand(
             centre=envelope.mean,
             margin=max(0.0, envelope.level - envelope.mean),
         )
-    return _Demand(
-        load,
-        Reason.CURRENT_LOAD,
-        DecisionMode.ENVELOPE,
-        fallback,
-        envelope.describe(),
-        centre=load,
-    )
+    return _Demand(load, Reason.CURRENT_LOAD, DecisionMode.ENVELOPE, fallback, envelope.describe())
 
 
 def _raw_recommendation(
@@ -371,8 +361,9 @@ def _with_dispersion(
     if index is None:
         return demand, disp
     composition = params.dispersion_composition
-    centre, margin = demand.centre, demand.margin
-    if composition is DispersionComposition.DEMAND or centre is None:
+    centre = demand.load if demand.centre is None else demand.centre
+    margin = demand.margin
+    if composition is DispersionComposition.DEMAND:
         level = dispersion_level(demand.load, index=index, sigmas=sigmas)
         words = (
             f"demand {demand.load:.4g} + {sigmas:.3g} x sqrt({demand.load:.4g} x index {index:.3g})"

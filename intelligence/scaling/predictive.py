@@ -69,14 +69,14 @@ def lead_peak(
 
 def forecast_demand(
     params: ScalingParams, observed: Observation, evidence: dict[str, float]
-) -> tuple[float | None, tuple[Fallback, str] | None]:
+) -> tuple[float | None, tuple[float, float] | None, tuple[Fallback, str] | None]:
     """The load a trusted forecast asks to provision over start-up lead time + horizon (its
     upper quantile at the target, or with `capacity_per_instance` its point peak at the
-    target and its upper quantile under capacity), or None and the fallback. Records its
-    numbers in `evidence`."""
+    target and its upper quantile under capacity) and the peak it comes from (upper, point);
+    or None, None and the fallback. Records its numbers in `evidence`."""
     peak, fallback = lead_peak(params, observed)
     if peak is None:
-        return None, fallback
+        return None, None, fallback
     upper, point = peak
     needed = upper
     if params.capacity_per_instance is not None:
@@ -88,4 +88,4 @@ def forecast_demand(
         forecastSmape=float(observed.forecast_smape or 0.0),
         leadSeconds=params.startup_seconds + params.horizon_seconds,
     )
-    return needed, None
+    return needed, peak, None
