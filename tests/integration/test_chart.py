@@ -224,3 +224,18 @@ def test_install_upgrade_uninstall(bindir: Path, cluster: Path, kube: Kube) -> N
         assert kube.get(f"{ADMISSION}/{plural}/xy-secret-env").status_code == 404, plural
     crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/xynergyservices.xynergy.io"
     assert kube.get(crd).status_code == 200, "helm keeps CRDs on uninstall"
+    # The apiserver admits with policies from a cache that can outlive the 404s above: until it
+    # drops this release's bindings, a sample OAuthConnection elsewhere (test_crds applies them
+    # next) meets `xy-oauth-scopes` with its params already gone and is denied.
+    sample = yaml.safe_load(
+        (ROOT / "manifests" / "samples" / "oauthconnection-slack.yaml").read_text()
+    )
+    created = "/apis/xynergy.io/v1alpha1/namespaces/default/oauthconnections"
+
+    def admitted_without_the_release() -> bool:
+        r = kube.http.post(created, json=sample, params={"dryRun": "All"})
+        return r.status_code == 201 and "'xy-" not in r.headers.get("warning", "")
+
+    kube.wait_for(
+        "admission without the uninstalled release's policies", admitted_without_the_release
+    )
