@@ -15,6 +15,7 @@ secret values only as the files they are read from, so the state file holds no s
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import ssl
@@ -227,8 +228,45 @@ def _opt_path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
 
 
+_LOWEST_PORT = 20000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
+    # no SO_REUSEADDR: a port still held by a closing (TIME_WAIT) socket counts as taken too
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing uses right now, below the kernel's ephemeral range.
+
+    A component keeps its recorded port for life (`dev restart` starts it on the same one), so
+    the port must not be one the kernel hands to outgoing connections: once the component died,
+    any client's connect() could take it, and the restart would fail with "address in use".
+    Ports are drawn at random and never twice from one process. Where the ephemeral range
+    leaves no room below it, the kernel picks one.
+    """
+    low, _high = _ephemeral_range()
+    rng = random.SystemRandom()
+    if low - _LOWEST_PORT >= 1000:
+        for _ in range(200):
+            port = rng.randrange(_LOWEST_PORT, low)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

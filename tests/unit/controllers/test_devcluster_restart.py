@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from controllers.cli import main
 from controllers.devcluster import ClusterError, ClusterState
 from controllers.devcluster.cluster import UnknownComponentError
-from controllers.devcluster.processes import Launch, ManagedProcess, Probe, start_ticks
+from controllers.devcluster.processes import Launch, ManagedProcess, Probe, free_port, start_ticks
 from controllers.devcluster.restart import restart_component
 
 NO_SUCH_PID = 4_194_304 + 4242  # above Linux's largest pid_max: never a live process
@@ -172,3 +173,15 @@ def test_status_says_which_recorded_pid_exited_and_how_to_restart(tmp_path: Path
         f"gateway: not running (recorded pid {me} exited; the pid now belongs to another "
         f"process); restart with `xynergy dev restart gateway {hint}`"
     ) in result.output
+
+
+def test_component_ports_are_drawn_below_the_ephemeral_range() -> None:
+    """A component keeps its port across `dev restart`; a port from the kernel's ephemeral range
+    could be taken meanwhile by any outgoing connection (clean-clone CI saw exactly that)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports), "no port is handed out twice"
+    for port in ports:
+        assert port < low
+        with socket.socket() as sock:  # free: nothing holds it
+            sock.bind(("127.0.0.1", port))
