@@ -34,6 +34,59 @@ async def firebase_emulator(
 
 
 @dataclass
+class FirestoreEmulator:
+    host: str
+    project: str
+
+
+@pytest.fixture(scope="session")
+async def firestore_emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[FirestoreEmulator]:
+    """The gcloud Firestore emulator, `FIRESTORE_EMULATOR_HOST` set while it runs; one for the
+    session (the CRM's tests and the security fuzzing share it, isolated by tenant). Yielded
+    once a first write has committed through the client library: "Ok" on `/` comes well
+    before a cold JVM commits quickly, and in CI the first commit under load outlasted the
+    CRM's 10 s deadline (a 503 where a test expected 201)."""
+    workdir = tmp_path_factory.mktemp("firestore")
+    host = f"127.0.0.1:{free_port()}"
+    proc = await start_gcloud_emulator(
+        ("emulators", "firestore", "start"),
+        host=host,
+        workdir=workdir,
+        log=workdir / "emulator.log",
+        what="the Firestore emulator",
+        deps="hack/deps/gcloud-emulators.sh",
+    )
+    try:
+        with environ("FIRESTORE_EMULATOR_HOST", host):
+            await _first_commit(host, FIREBASE_PROJECT, workdir / "emulator.log")
+            yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
+    finally:
+        await stop_process_group(proc)
+
+
+async def _first_commit(host: str, project: str, log: Path, *, within: float = 120.0) -> None:
+    """One transaction (begin, commit a write) through the emulator's REST API."""
+    documents = f"/v1/projects/{project}/databases/(default)/documents"
+    write = {
+        "update": {
+            "name": f"projects/{project}/databases/(default)/documents/emulator-warm-up/first",
+            "fields": {"committed": {"booleanValue": True}},
+        }
+    }
+    async with httpx.AsyncClient(base_url=f"http://{host}", timeout=within) as http:
+        try:
+            r = await http.post(f"{documents}:beginTransaction", json={})
+            r.raise_for_status()
+            txn = r.json()["transaction"]
+            r = await http.post(f"{documents}:commit", json={"writes": [write], "transaction": txn})
+            r.raise_for_status()
+        except httpx.HTTPError as exc:
+            pytest.fail(f"the Firestore emulator's first commit failed ({exc!r}): " + _tail(log))
+
+
+@dataclass
 class FirebaseEmulator:
     host: str
     http: httpx.AsyncClient

@@ -1,7 +1,7 @@
 """Real parts for the CRM's integration tests.
 
-- the gcloud Firestore emulator, started once per session on a free port (readiness: its
-  HTTP root answers ``Ok``), stopped with its process group after the session;
+- the gcloud Firestore emulator, one per session (tests/integration/emulators.py: ready once
+  a first write has committed), stopped with its process group after the session;
 - redis-server, the Firebase Auth emulator, ``serve()``, ``wait_for()`` and the gateway
   factory come from the gateway's fixtures (tests/integration/gateway/conftest.py);
 - the CRM app itself, served by uvicorn against both, once per session.
@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from emulators import environ, start_gcloud_emulator, stop_process_group
+from emulators import FirestoreEmulator
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     FIREBASE_PROJECT,
     INTERNAL_KEY,
@@ -41,33 +41,6 @@ from services.crm.settings import CrmSettings
 
 INTERNAL = InternalIdentitySettings(signing_key=INTERNAL_KEY)
 _SIGNER = InternalIdentitySigner(INTERNAL)
-
-
-@dataclass
-class FirestoreEmulator:
-    host: str
-    project: str
-
-
-@pytest.fixture(scope="session")
-async def firestore_emulator(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[FirestoreEmulator]:
-    workdir = tmp_path_factory.mktemp("firestore")
-    host = f"127.0.0.1:{free_port()}"
-    proc = await start_gcloud_emulator(
-        ("emulators", "firestore", "start"),
-        host=host,
-        workdir=workdir,
-        log=workdir / "emulator.log",
-        what="the Firestore emulator",
-        deps="hack/deps/gcloud-emulators.sh",
-    )
-    try:
-        with environ("FIRESTORE_EMULATOR_HOST", host):
-            yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
-    finally:
-        await stop_process_group(proc)
 
 
 @dataclass

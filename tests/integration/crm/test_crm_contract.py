@@ -18,13 +18,14 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from emulators import FirestoreEmulator
 from gateway.conftest import GatewayFactory, free_port, make_jwt, serve
 from gateway.test_gateway_proxy import _raw as raw_request
 
 from services.crm.app import create_app
 from services.crm.settings import CrmSettings
 
-from .conftest import INTERNAL, FirestoreEmulator, identity_headers
+from .conftest import INTERNAL, identity_headers
 
 PREFIX = "/api/v2/crm"
 MAX_BODY = 64 << 10

@@ -1,7 +1,7 @@
 """Security tests share the integration fixtures (this folder sits under tests/integration,
-so the gateway's redis, upstream and factory, and the CRM's emulator, serve it too)."""
+so the gateway's redis, upstream and factory serve it too; the Firestore emulator is the
+session's, from tests/integration/emulators.py)."""
 
-from crm.conftest import firestore_emulator  # noqa: F401 - the CRM's emulator fixture
 from gateway.conftest import (  # noqa: F401 - fixtures re-exported for this package
     gateway,
     gateway_factory,

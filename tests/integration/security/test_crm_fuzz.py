@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from crm.conftest import FirestoreEmulator
 from crm.test_crm_contract import FAKE_ID, OPERATIONS, PREFIX, VALID
+from emulators import FirestoreEmulator
 from gateway.conftest import RedisServer, make_jwt
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
