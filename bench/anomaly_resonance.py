@@ -1,4 +1,5 @@
-"""Sixth NAB round (issue 22): a novelty detector (adaptive resonance) instead of a calibrated tail.
+"""Sixth and seventh NAB rounds (issue 22): a novelty detector (adaptive resonance) instead of a
+calibrated tail.
 
 Five rounds of rules on the calibrated score did not lower the false alarms without losing hits:
 a calibrated tail is exceeded a fixed share of the time, so a stationary stream alarms at the
@@ -16,7 +17,9 @@ it learns. This bench streams it over the NAB subset (scores cached under
 * the adopted detector alone, for reference (its cached surprises; the same figures as
   ``bench/anomaly_eval.py``).
 
-Every configuration scored is added to the ledger. Run from the repository root::
+The seventh round re-scores the sixth's grid after one correction to the detector (the sign of
+the Haar details, now Wavelets.jl's as in ARTime): its configurations are new ledger keys
+(``ROUND``). Every configuration scored is added to the ledger. Run from the repository root::
 
     nice -n 15 .venv/bin/python bench/anomaly_resonance.py
     nice -n 15 .venv/bin/python bench/anomaly_resonance.py --per-category  # where rows win
@@ -60,6 +63,8 @@ OUTPUT_LEVELS = tuple(float(v) for v in np.linspace(0.02, 0.98, 25))
 """Output levels offered (the detector's confidence lies in (0, 1] at its alarms, 0 elsewhere)."""
 STRONG_LEVELS = (3.5, 4.5, 6.0)
 """Tail-probability scores treated as strong enough to alarm on their own in the union."""
+ROUND = "round7"
+"""Ledger prefix of this run's configurations (round 6: the first detector code)."""
 RUNNING_TOTAL_BEFORE = 4685
 """Configurations scored on this subset before this round (docs/intelligence/anomaly.md); the
 ledger was lost before the fifth round and restarted empty with this one."""
@@ -82,6 +87,9 @@ SETTINGS = (
     Setting(range_margin=0.5),
     Setting(range_margin=1.0),
     Setting(range_mode="rank"),
+    Setting(range_margin=1.5),  # seventh round: wider margins
+    Setting(range_margin=2.0),
+    Setting(range_margin=3.0),
 )
 
 
@@ -231,7 +239,7 @@ def main() -> None:
                     union[prof][1].extend(terms)
                 params = {**asdict(setting), "strong": strong}
                 name = "resonance" if strong is None else "union"
-                keys += [rule_key(f"round6 {name} {prof}", params, lv) for lv in OUTPUT_LEVELS]
+                keys += [rule_key(f"{ROUND} {name} {prof}", params, lv) for lv in OUTPUT_LEVELS]
             label = (
                 str(setting).removeprefix("Setting") if strong is None else f"  or tail >= {strong}"
             )
