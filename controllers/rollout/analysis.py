@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from apis.v1alpha1.rollout import AnalysisMethod, AnalysisMetric, AnalysisSpec, Verdict
+from apis.v1alpha1.rollout import (
+    AnalysisMethod,
+    AnalysisMetric,
+    AnalysisSpec,
+    MetricSource,
+    Verdict,
+)
 from controllers.providers.metrics import Samples
 from controllers.providers.prometheus import MetricsEmptyError, MetricsProvider
 from intelligence.anomaly import (
@@ -56,6 +63,7 @@ __all__ = [
     "judge_run",
     "prometheus_duration",
     "render_query",
+    "window_overlap",
 ]
 
 REVISION_PLACEHOLDER = "{{revision}}"
@@ -70,9 +78,40 @@ _ANOMALY_DIRECTION = {"increase": "up", "decrease": "down", "either": "both"}
 Series = NDArray[np.float64]
 
 
-def judge_params(analysis: AnalysisSpec, *, looks: int) -> tuple[list[MetricConfig], JudgeConfig]:
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+# a range selector or a subquery's range: `[5m]`, `[1h30m]`, `[5m:30s]`, `[10m:]`
+_RANGE = re.compile(r"\[\s*((?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y))+)\s*(?::[^\]]*)?\]")
+
+
+def window_overlap(query: str, *, step: float) -> float:
+    """Points per independent sample of a PromQL series read at `step` seconds: its longest
+    range (`rate(x[5m])`, a subquery's `[5m:1m]`) over the step, at least 1. A rate over 5 m
+    read every minute shares four fifths of its requests with the next point; counted as
+    independent, such points make a small, steady difference look significant (the judge
+    then counts `n / overlap` samples)."""
+    longest = 0.0
+    for match in _RANGE.finditer(query):
+        seconds = sum(float(v) * _UNIT_SECONDS[u] for v, u in _DURATION.findall(match.group(1)))
+        longest = max(longest, seconds)
+    return max(1.0, longest / step) if step > 0 else 1.0
+
+
+def _overlap(metric: AnalysisMetric, step: float | None) -> float:
+    """The overlap of a Prometheus metric's series at `step` (its query and denominator, each
+    rendered with the step); 1 for Cloud Monitoring (aligned per step) or an unknown step."""
+    if step is None or metric.source is not MetricSource.PROMETHEUS:
+        return 1.0
+    queries = [metric.query] + ([metric.denominator] if metric.denominator else [])
+    return max(window_overlap(render_query(q, revision="r", step=step), step=step) for q in queries)
+
+
+def judge_params(
+    analysis: AnalysisSpec, *, looks: int, step: float | None = None
+) -> tuple[list[MetricConfig], JudgeConfig]:
     """`spec.analysis` as the judge's configuration: one `MetricConfig` per metric (in
-    order) and the run's `JudgeConfig` planned over `looks` intervals."""
+    order) and the run's `JudgeConfig` planned over `looks` intervals. With the query `step`
+    a continuous Prometheus metric's points are counted by their overlap (`window_overlap`)."""
     if looks < 1:
         raise ValueError(f"looks must be at least 1, got {looks}")
     metrics = [
@@ -88,6 +127,7 @@ def judge_params(analysis: AnalysisSpec, *, looks: int) -> tuple[list[MetricConf
             series=not _proportion(m),
             detectable=m.tolerance_percent / 100.0 if m.tolerance_percent > 0 else None,
             detectable_absolute=m.minimum_detectable,
+            overlap=1.0 if _proportion(m) else _overlap(m, step),
         )
         for m in analysis.metrics
     ]
@@ -154,11 +194,12 @@ def _judge_mann_whitney(
 ) -> MetricOutcome:
     r = judge_metric(stable, canary, metric, config=config, look=look)
     rel = "" if math.isnan(r.relative_effect) else f" ({r.relative_effect:+.1%})"
+    overlap = f" overlap={_fmt(metric.overlap)}" if metric.overlap > 1.0 else ""
     return _judged(
         r,
         f"{r.name}: {r.verdict.value} mannWhitney p={_fmt(r.p_value)} alpha={_fmt(r.alpha)} "
         f"effect={_fmt(r.effect)}{rel} MDE={_fmt(r.mde)} stable={_fmt(r.stable_median)} "
-        f"canary={_fmt(r.canary_median)} n={r.n_stable}/{r.n_canary}",
+        f"canary={_fmt(r.canary_median)} n={r.n_stable}/{r.n_canary}{overlap}",
     )
 
 
@@ -271,10 +312,12 @@ def judge_run(
     *,
     look: int,
     looks: int,
+    step: float | None = None,
 ) -> RunResult:
     """Judge one look of a run: `samples[name] = (stable, canary)` for each metric (a metric
-    without samples has no data; a proportion metric's are (events, trials) rows)."""
-    configs, config = judge_params(analysis, looks=looks)
+    without samples has no data; a proportion metric's are (events, trials) rows), read at
+    the query `step` (seconds; None: every point counts as independent)."""
+    configs, config = judge_params(analysis, looks=looks, step=step)
     outcomes = []
     empty = np.array([], dtype=np.float64)
     for spec, metric in zip(analysis.metrics, configs, strict=True):

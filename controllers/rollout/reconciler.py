@@ -464,7 +464,13 @@ class RolloutReconciler:
             end=request.end,
             step=self.settings.query_step_seconds,
         )
-        return judge_run(analysis, samples, look=request.look, looks=request.looks)
+        return judge_run(
+            analysis,
+            samples,
+            look=request.look,
+            looks=request.looks,
+            step=self.settings.query_step_seconds,
+        )
 
     async def _route(
         self, work: Converge, split: tuple[tuple[str | None, int, str | None], ...]

@@ -1,7 +1,8 @@
 """Judging a continuous metric (latency, saturation) from raw samples.
 
 Unpaired samples (one per request, best): a Mann-Whitney U test with the Hodges-Lehmann shift,
-and a tail-exceedance test, combined by a weighted Holm procedure. Paired series (a gauge per
+and a tail-exceedance test, combined by a weighted Holm procedure; points of overlapping
+windows count as ``n / overlap`` samples (``MetricConfig.overlap``). Paired series (a gauge per
 bucket, the same buckets for both versions): Wilcoxon's signed-rank test bucket by bucket.
 Then the anomaly detectors watch the canary's own series, and the power guard.
 """
@@ -118,10 +119,13 @@ def _unpaired_shift(
     share of the look's level); on a zero baseline the mean shift when it is larger (many
     zeros make the median shift 0 even when the canary has errors)."""
     s, c = x.stable, x.canary
+    k = metric.overlap
     p_value = (
-        1.0 if x.identical else mann_whitney_p(s, c, alternative=alternative(metric.bad_direction))
+        1.0
+        if x.identical
+        else mann_whitney_p(s, c, alternative=alternative(metric.bad_direction), overlap=k)
     )
-    effect, low, high = hodges_lehmann(s, c, confidence=1.0 - alpha)
+    effect, low, high = hodges_lehmann(s, c, confidence=1.0 - alpha, overlap=k)
     if ref == 0.0:
         mean_shift = float(np.mean(c) - np.mean(s))
         if abs(mean_shift) > abs(effect):
@@ -130,14 +134,14 @@ def _unpaired_shift(
     else:
         relative = effect / ref
     mde, mde_rel = mde_shift(
-        s, c.size, alpha=alpha, power=cfg.power, direction=metric.bad_direction
+        s, c.size, alpha=alpha, power=cfg.power, direction=metric.bad_direction, overlap=k
     )
     if s[0] == s[-1]:  # a stable sample without spread cannot tell the metric's noise
         pooled = np.concatenate([s, c])
         mde = max(
             mde,
             mde_mean_shift(
-                pooled, s.size, c.size, alpha=alpha, power=cfg.power,
+                pooled, s.size / k, c.size / k, alpha=alpha, power=cfg.power,
                 direction=metric.bad_direction,
             ),
         )  # fmt: skip
@@ -153,7 +157,11 @@ def _tail(x: _Samples, metric: MetricConfig, cfg: JudgeConfig) -> tuple[float, f
         return 1.0, 0.0, 0.0
     if cfg.tail_weight > 0.0:
         return tail_test(
-            x.stable, x.canary, direction=metric.bad_direction, quantile=cfg.tail_quantile
+            x.stable,
+            x.canary,
+            direction=metric.bad_direction,
+            quantile=cfg.tail_quantile,
+            overlap=metric.overlap,
         )
     return _NAN, _NAN, _NAN
 

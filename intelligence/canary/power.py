@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from intelligence.canary.samples import compress, quantile
+from intelligence.canary.significance import auc_sd
 from intelligence.canary.types import Direction, MetricConfig, MetricVerdict
 
 __all__ = [
@@ -78,6 +79,7 @@ def mde_shift(
     alpha: float,
     power: float,
     direction: Direction,
+    overlap: float = 1.0,
 ) -> tuple[float, float]:
     """Minimum detectable shift of the U test: ``(absolute, relative to the stable median)``.
 
@@ -86,13 +88,14 @@ def mde_shift(
     sqrt((m + n + 1) / (12 m n))``, ``X, X'`` independent draws of the stable version. That
     probability is read off the stable sample's own pairwise differences (no distribution
     assumed); on the log scale when every sample is positive, so the shift is relative (every
-    request slower by the same factor), else on the metric's scale.
+    request slower by the same factor), else on the metric's scale. ``m`` and ``n`` are the
+    effective sizes when points overlap (`auc_sd`).
     """
     m = stable.size
     if direction is Direction.EITHER:
         alpha /= 2.0
     z = float(special.ndtri(1.0 - alpha)) + float(special.ndtri(power))
-    need = 0.5 + z * math.sqrt((m + n_canary + 1) / (12.0 * m * n_canary))
+    need = 0.5 + z * auc_sd(m, n_canary, overlap)
     ordered = np.sort(stable, kind="stable")
     ref = abs(quantile(ordered, 0.5)) or float(np.mean(np.abs(stable)))
     if need >= 1.0 or m < 2:
@@ -109,8 +112,8 @@ def mde_shift(
 
 def mde_mean_shift(
     pooled: NDArray[np.float64],
-    m: int,
-    n: int,
+    m: float,
+    n: float,
     *,
     alpha: float,
     power: float,
@@ -118,7 +121,8 @@ def mde_mean_shift(
 ) -> float:
     """Minimum detectable rise of the mean, from the spread of the `pooled` sample (both
     versions: under the null they share one distribution), for `m` stable and `n` canary
-    samples: the normal approximation of the U test at its efficiency 3/pi.
+    samples (effective sizes when points overlap): the normal approximation of the U test at
+    its efficiency 3/pi.
 
     For a stable sample without spread (an error ratio of 0 at every point), where Noether's
     shift (`mde_shift`) reads off the stable alone that any shift is detectable (MDE 0): an

@@ -27,6 +27,7 @@ from intelligence.canary.types import Direction
 
 __all__ = [
     "alternative",
+    "auc_sd",
     "direction_p",
     "fisher_midp",
     "hodges_lehmann",
@@ -50,14 +51,23 @@ def alternative(direction: Direction) -> str:
     return _ALTERNATIVE[direction]
 
 
+def auc_sd(m: float, n: float, overlap: float = 1.0) -> float:
+    """Standard deviation of ``U / (m n)`` under no change, for `m` and `n` samples of which
+    every `overlap` consecutive ones carry one independent sample's information: the
+    independent formula at the effective sizes ``m / overlap`` and ``n / overlap``."""
+    me, ne = m / overlap, n / overlap
+    return math.sqrt((me + ne + 1.0) / (12.0 * me * ne))
+
+
 def hodges_lehmann(
-    stable: ArrayLike, canary: ArrayLike, *, confidence: float = 0.95
+    stable: ArrayLike, canary: ArrayLike, *, confidence: float = 0.95, overlap: float = 1.0
 ) -> tuple[float, float, float]:
     """Hodges-Lehmann shift ``canary - stable`` with its distribution-free confidence interval.
 
     The estimate is the median of all pairwise differences; the interval takes the order
     statistics of those differences at the normal-approximation critical value of the
-    Mann-Whitney U distribution (Hollander & Wolfe). Returns ``(estimate, low, high)``.
+    Mann-Whitney U distribution (Hollander & Wolfe), at the effective sizes when points
+    overlap (`auc_sd`). Returns ``(estimate, low, high)``.
     """
     x_full = np.asarray(stable, dtype=np.float64)
     y_full = np.asarray(canary, dtype=np.float64)
@@ -69,7 +79,7 @@ def hodges_lehmann(
     diffs = (y[:, None] - x[None, :]).ravel()
     z = z_critical(confidence)
     pairs = m_full * n_full
-    k_full = math.floor(pairs / 2.0 - z * math.sqrt(pairs * (m_full + n_full + 1) / 12.0))
+    k_full = math.floor(pairs / 2.0 - z * pairs * auc_sd(m_full, n_full, overlap))
     # the same quantile of the (summarised) pairwise differences
     return median_and_band(diffs, math.floor(max(k_full, 0) / pairs * diffs.size))
 
@@ -91,7 +101,11 @@ holds only a few points per interval."""
 
 
 def mann_whitney_p(
-    stable: NDArray[np.float64], canary: NDArray[np.float64], *, alternative: str
+    stable: NDArray[np.float64],
+    canary: NDArray[np.float64],
+    *,
+    alternative: str,
+    overlap: float = 1.0,
 ) -> float:
     """p-value of the Mann-Whitney U test of ``canary`` against ``stable``.
 
@@ -99,7 +113,9 @@ def mann_whitney_p(
     both samples together hold at most `EXACT_MAX_SAMPLES`; else the normal approximation
     with tie and continuity corrections (what scipy's ``asymptotic`` method computes), without
     scipy's per-call overhead. ``alternative``: ``greater`` (canary larger), ``less`` or
-    ``two-sided``.
+    ``two-sided``. With ``overlap`` > 1 (points of moving windows: see
+    :class:`~intelligence.canary.MetricConfig`) the points are not exchangeable, so no exact
+    path: the normal approximation with the variance at the effective sizes (`auc_sd`).
     """
     n1, n2 = canary.size, stable.size
     ordered = np.sort(stable, kind="stable")  # timsort: linear on an already sorted sample
@@ -110,7 +126,7 @@ def mann_whitney_p(
     mean = n1 * n2 / 2.0
     pooled = np.sort(np.concatenate([ordered, canary]), kind="stable")
     n = n1 + n2
-    if min(n1, n2) > 0 and n <= EXACT_MAX_SAMPLES:
+    if min(n1, n2) > 0 and n <= EXACT_MAX_SAMPLES and overlap == 1.0:
         return _exact_rank_sum_p(pooled, n1, u, alternative)
     tie = 0.0
     if n > 1 and bool((pooled[1:] == pooled[:-1]).any()):
@@ -120,6 +136,8 @@ def mann_whitney_p(
     var = n1 * n2 / 12.0 * ((n + 1) - tie)
     if var <= 0.0:
         return 1.0
+    if overlap != 1.0 and min(n1, n2) > 0:
+        var *= (n1 * n2 * auc_sd(n2, n1, overlap)) ** 2 / (n1 * n2 / 12.0 * (n + 1))
     return _normal_p(u, mean, math.sqrt(var), alternative)
 
 
@@ -200,6 +218,12 @@ def _beyond(ordered: NDArray[np.float64], thr: float, sign: float) -> int:
     return int(np.searchsorted(ordered, thr, side="left"))
 
 
+def _effective(count: int, overlap: float) -> int:
+    """`count` points of windows overlapping `overlap`-fold as independent ones (at least 1
+    when there were any)."""
+    return count if overlap == 1.0 or count == 0 else max(1, round(count / overlap))
+
+
 def _one_tail(
     s_ord: NDArray[np.float64],
     c_ord: NDArray[np.float64],
@@ -207,15 +231,20 @@ def _one_tail(
     *,
     q: float,
     sign: float,
+    overlap: float,
 ) -> tuple[float, float, float]:
     thr = quantile(pooled, q)
-    a = _beyond(c_ord, thr, sign)
-    total = a + _beyond(s_ord, thr, sign)
-    if total in (0, pooled.size):
+    above_c, above_s = _beyond(c_ord, thr, sign), _beyond(s_ord, thr, sign)
+    # overlapping points exceed together: the counts at the effective sizes
+    a, b = _effective(above_c, overlap), _effective(above_s, overlap)
+    trials_c, trials_s = _effective(c_ord.size, overlap), _effective(s_ord.size, overlap)
+    a, b = min(a, trials_c), min(b, trials_s)
+    total, trials = a + b, trials_c + trials_s
+    if total in (0, trials):
         p = 1.0
     else:
         p = fisher_midp(
-            canary_events=a, canary_trials=c_ord.size, total_events=total, total_trials=pooled.size
+            canary_events=a, canary_trials=trials_c, total_events=total, total_trials=trials
         )[0]
     qs, qc = quantile(s_ord, q), quantile(c_ord, q)
     shift = qc - qs
@@ -229,23 +258,26 @@ def tail_test(
     *,
     direction: Direction,
     quantile: float,
+    overlap: float = 1.0,
 ) -> tuple[float, float, float]:
     """Tail exceedance test: ``(one-sided p, absolute and relative change of the quantile)``.
 
     Counts the samples of each version above the pooled sample's ``quantile`` (below its mirror
     ``1 - quantile`` for a ``decrease``) and tests canary against stable with the one-sided
     Fisher mid-p test; the threshold depends on the pooled sample only, so under no change the
-    test is exact given it. The effect is the change of the version's own ``quantile``.
+    test is exact given it. The effect is the change of the version's own ``quantile``. With
+    ``overlap`` > 1 every count is divided by it (rounded) first: overlapping points exceed
+    the threshold together.
     """
     s_ord = np.sort(stable, kind="stable")
     c_ord = np.sort(canary, kind="stable")
     pooled = np.sort(np.concatenate([s_ord, c_ord]), kind="stable")
     if direction is Direction.INCREASE:
-        return _one_tail(s_ord, c_ord, pooled, q=quantile, sign=1.0)
+        return _one_tail(s_ord, c_ord, pooled, q=quantile, sign=1.0, overlap=overlap)
     if direction is Direction.DECREASE:
-        return _one_tail(s_ord, c_ord, pooled, q=1.0 - quantile, sign=-1.0)
-    up = _one_tail(s_ord, c_ord, pooled, q=quantile, sign=1.0)
-    down = _one_tail(s_ord, c_ord, pooled, q=1.0 - quantile, sign=-1.0)
+        return _one_tail(s_ord, c_ord, pooled, q=1.0 - quantile, sign=-1.0, overlap=overlap)
+    up = _one_tail(s_ord, c_ord, pooled, q=quantile, sign=1.0, overlap=overlap)
+    down = _one_tail(s_ord, c_ord, pooled, q=1.0 - quantile, sign=-1.0, overlap=overlap)
     best = up if up[0] <= down[0] else down
     return min(1.0, 2.0 * best[0]), best[1], best[2]
 

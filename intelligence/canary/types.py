@@ -115,6 +115,12 @@ class MetricConfig:
             of each was measured over the same bucket, both versions under the same load):
             compare them bucket by bucket (Wilcoxon signed-rank), which removes the load's
             swings from the comparison; see :func:`~intelligence.canary.paired_test`.
+        overlap: points per independent sample of an unpaired continuous series (>= 1): a
+            series whose points are aggregates over windows longer than the spacing between
+            points (a PromQL ``rate(...[5m])`` read at 1 m steps: 5) shares data between
+            neighbouring points, so ``n`` points carry about ``n / overlap`` independent ones.
+            The U test, the Hodges-Lehmann interval, the tail test and the MDE count
+            ``n / overlap`` samples; 1 (the default): every point independent.
     """
 
     name: str
@@ -129,11 +135,14 @@ class MetricConfig:
     detectable: float | None = None
     detectable_absolute: float | None = None
     paired: bool = False
+    overlap: float = 1.0
 
     def __post_init__(self) -> None:
         """Accept the string values of the enums; reject anything else by name."""
         _coerce(self, "bad_direction", Direction)
         _coerce(self, "kind", MetricKind)
+        if not (math.isfinite(self.overlap) and self.overlap >= 1.0):
+            raise ValueError(f"overlap must be a finite number >= 1, got {self.overlap!r}")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from apis.v1alpha1.rollout import AnalysisSpec, Verdict
-from controllers.rollout.analysis import judge_params, judge_run
+from controllers.rollout.analysis import judge_params, judge_run, window_overlap
 from intelligence.canary import Direction, MetricVerdict
 
 
@@ -136,3 +136,60 @@ def test_missing_metric_is_no_data() -> None:
     run = judge_run(latency_only(), {}, look=1, looks=1)
     assert run.verdict is Verdict.INCONCLUSIVE
     assert run.needs_data
+
+
+@pytest.mark.parametrize(
+    ("query", "step", "overlap"),
+    [
+        ('sum(rate(d_sum{revision="{{revision}}"}[5m]))', 60, 5.0),
+        ("sum(increase(c[{{step}}]))", 5, 1.0),  # one step: the windows tile the time
+        ("sum(c) - (sum(c offset {{step}}) or vector(0))", 1, 1.0),  # no window at all
+        ("rate(a[5s]) / rate(b[10s])", 1, 10.0),  # the longest window
+        ("max_over_time(rate(x[1m])[1h30m:1m])", 60, 90.0),  # a subquery's range
+        ("rate(x[500ms])", 1, 1.0),  # shorter than the step: never below 1
+        ('rate(x{path=~"[a-z]+"}[2m])', 30, 4.0),  # a regex class is not a range
+    ],
+)
+def test_window_overlap_reads_the_longest_range_over_the_step(
+    query: str, step: float, overlap: float
+) -> None:
+    metric = spec(metrics=[{"name": "m", "query": query}]).metrics[0]
+    (config,), _ = judge_params(
+        spec(metrics=[metric.model_dump(by_alias=True)]), looks=1, step=step
+    )
+    assert config.overlap == pytest.approx(overlap)
+    rendered = query.replace("{{step}}", f"{step}s").replace("{{revision}}", "r")
+    assert window_overlap(rendered, step=step) == pytest.approx(overlap)
+
+
+def test_overlap_applies_to_continuous_prometheus_metrics_only() -> None:
+    metrics = [
+        {"name": "lat", "query": "rate(x[1m])"},
+        {"name": "err", "method": "proportion", "query": "increase(e[1m])",
+         "denominator": "increase(a[1m])"},
+        {"name": "cm", "source": "cloudMonitoring", "query": 'metric.type="x" [1m]'},
+    ]  # fmt: skip
+    lat, err, cm = judge_params(spec(metrics=metrics), looks=1, step=5)[0]
+    assert lat.overlap == 12.0
+    assert err.overlap == 1.0  # counted per step: the proportion's own business
+    assert cm.overlap == 1.0  # Cloud Monitoring aligns one point per step
+    assert judge_params(spec(metrics=metrics), looks=1)[0][0].overlap == 1.0  # no step known
+
+
+def test_a_judged_series_of_overlapping_windows_says_so_and_asks_for_more_data() -> None:
+    # 60 points of 5-step windows with an 8 % rise: as 60 independent points it fails; as the
+    # 12 independent windows it holds, it cannot be told from noise yet (more data, not a verdict)
+    rng = np.random.default_rng(4)
+    window = np.ones(5) / 5
+    stable = np.convolve(rng.lognormal(np.log(0.1), 0.3, 64), window, "valid")
+    canary = np.convolve(1.08 * rng.lognormal(np.log(0.1), 0.3, 64), window, "valid")
+    analysis = spec(metrics=[{"name": "latency", "query": "rate(q[5s])", "tolerancePercent": 5,
+                              "critical": True}])  # fmt: skip
+    plain = judge_run(analysis, {"latency": (stable, canary)}, look=1, looks=1)
+    counted = judge_run(analysis, {"latency": (stable, canary)}, look=1, looks=1, step=1)
+    assert plain.verdict is Verdict.FAILED
+    assert "overlap" not in plain.evidence[0]
+    assert counted.verdict is Verdict.INCONCLUSIVE
+    assert counted.needs_data
+    assert "n=60/60 overlap=5 [" in counted.evidence[0]
+    assert "InsufficientPower" in counted.evidence[0]

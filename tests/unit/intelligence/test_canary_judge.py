@@ -557,3 +557,54 @@ def test_configuration_takes_enum_members_or_their_strings_and_names_a_bad_value
         MetricConfig("m", kind="ratio")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="spending must be one of"):
         JudgeConfig(spending="linear")  # type: ignore[arg-type]
+
+
+def moving_window_series(
+    rng: np.random.Generator, points: int, window: int, per_step: int
+) -> np.ndarray:
+    """A rate-like series: per-step mean latencies of `per_step` requests, each point the mean
+    over the last `window` steps (a PromQL `rate(...[window])` read every step)."""
+    steps = rng.lognormal(np.log(0.05), 0.3, size=(points + window - 1, per_step)).mean(axis=1)
+    return np.convolve(steps, np.ones(window) / window, mode="valid")
+
+
+def test_overlapping_windows_are_counted_once_not_window_times() -> None:
+    """An unchanged canary read through 5-step windows: counted as independent, its points
+    fail it far more often than the judge's alpha; counted by their overlap, about as often as
+    alpha allows (400 seeded runs; alpha 0.002)."""
+    cfg = JudgeConfig()
+
+    def failures(overlap: float) -> int:
+        metric = MetricConfig("latency", tolerance=0.0, min_samples=3, overlap=overlap)
+        count = 0
+        for seed in range(400):
+            rng = np.random.default_rng(seed)
+            stable = moving_window_series(rng, 30, 5, per_step=20)
+            canary = moving_window_series(rng, 30, 5, per_step=2)  # a small canary: few requests
+            verdict = judge_metric(stable, canary, metric, config=cfg, look=1).verdict
+            count += verdict is MetricVerdict.HIGH
+        return count
+
+    assert failures(1.0) >= 10 * cfg.alpha * 400  # 23 of 400 when this was written
+    assert failures(5.0) <= 2
+
+
+def test_overlap_widens_the_interval_and_the_mde_and_keeps_the_estimate() -> None:
+    rng = np.random.default_rng(3)
+    stable = moving_window_series(rng, 40, 4, per_step=20)
+    canary = 1.2 * moving_window_series(rng, 40, 4, per_step=20)
+    plain = judge_metric(stable, canary, MetricConfig("latency"), config=JudgeConfig(), look=1)
+    counted = judge_metric(
+        stable, canary, MetricConfig("latency", overlap=4.0), config=JudgeConfig(), look=1
+    )
+    assert counted.effect == plain.effect
+    assert counted.effect_high - counted.effect_low > plain.effect_high - plain.effect_low
+    assert counted.mde > plain.mde
+    assert counted.p_value > plain.p_value
+    assert MetricConfig("latency", overlap=1.0) == MetricConfig("latency")
+
+
+@pytest.mark.parametrize("bad", [0.5, 0.0, -2.0, float("nan"), float("inf")])
+def test_overlap_below_one_is_refused_by_name(bad: float) -> None:
+    with pytest.raises(ValueError, match="overlap must be a finite number >= 1"):
+        MetricConfig("latency", overlap=bad)
