@@ -49,21 +49,10 @@ async def firestore_emulator(
     before a cold JVM commits quickly, and in CI the first commit under load outlasted the
     CRM's 10 s deadline (a 503 where a test expected 201)."""
     workdir = tmp_path_factory.mktemp("firestore")
-    host = f"127.0.0.1:{free_port()}"
-    proc = await start_gcloud_emulator(
-        ("emulators", "firestore", "start"),
-        host=host,
-        workdir=workdir,
-        log=workdir / "emulator.log",
-        what="the Firestore emulator",
-        deps="hack/deps/gcloud-emulators.sh",
-    )
-    try:
-        with environ("FIRESTORE_EMULATOR_HOST", host):
-            await _first_commit(host, FIREBASE_PROJECT, workdir / "emulator.log")
-            yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
-    finally:
-        await stop_process_group(proc)
+    args = ("emulators", "firestore", "start")
+    async with gcloud_emulator(args, workdir, "FIRESTORE_EMULATOR_HOST", "Firestore") as host:
+        await _first_commit(host, FIREBASE_PROJECT, workdir / "emulator.log")
+        yield FirestoreEmulator(host=host, project=FIREBASE_PROJECT)
 
 
 async def _first_commit(host: str, project: str, log: Path, *, within: float = 120.0) -> None:
@@ -208,6 +197,29 @@ async def start_gcloud_emulator(
             await stop_process_group(proc)
             raise
     return proc
+
+
+@contextlib.asynccontextmanager
+async def gcloud_emulator(
+    args: Sequence[str], workdir: Path, env: str, product: str
+) -> AsyncIterator[str]:
+    """A gcloud emulator (`gcloud <args>`) on a free port, logging to `workdir/emulator.log`,
+    with `env` (how the client libraries find it) set to its host:port while the block runs;
+    stopped with its process group after it."""
+    host = f"127.0.0.1:{free_port()}"
+    proc = await start_gcloud_emulator(
+        args,
+        host=host,
+        workdir=workdir,
+        log=workdir / "emulator.log",
+        what=f"the {product} emulator",
+        deps="hack/deps/gcloud-emulators.sh",
+    )
+    try:
+        with environ(env, host):
+            yield host
+    finally:
+        await stop_process_group(proc)
 
 
 @contextlib.contextmanager

@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from emulators import environ, start_gcloud_emulator, stop_process_group
-from gateway.conftest import free_port
+from emulators import gcloud_emulator
 from google.cloud import pubsub_v1
 
 __all__ = ["PubSubEmulator", "pubsub_emulator"]
@@ -42,18 +41,7 @@ async def pubsub_emulator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[PubSubEmulator]:
     workdir = tmp_path_factory.mktemp("pubsub")
-    host = f"127.0.0.1:{free_port()}"
     (workdir / "data").mkdir()
-    proc = await start_gcloud_emulator(
-        ("beta", "emulators", "pubsub", "start", f"--data-dir={workdir / 'data'}"),
-        host=host,
-        workdir=workdir,
-        log=workdir / "emulator.log",
-        what="the Pub/Sub emulator",
-        deps="hack/deps/gcloud-emulators.sh",
-    )
-    try:
-        with environ("PUBSUB_EMULATOR_HOST", host):
-            yield PubSubEmulator(host=host, project="xynergy-test")
-    finally:
-        await stop_process_group(proc)
+    args = ("beta", "emulators", "pubsub", "start", f"--data-dir={workdir / 'data'}")
+    async with gcloud_emulator(args, workdir, "PUBSUB_EMULATOR_HOST", "Pub/Sub") as host:
+        yield PubSubEmulator(host=host, project="xynergy-test")
