@@ -267,7 +267,15 @@ COMPOSITION = tuple(  # issue 22, fifth pass: whose noise, and how it adds to th
     for composition in (DispersionComposition.LEVEL, DispersionComposition.QUADRATURE)
     for sigmas in (2.0, 2.5, 3.0, 4.0)
 )
-GRID = (*GRID, *FEEDBACK, *DISPERSION, *DISPERSION_5S, *TREND, *COMPOSITION)
+LEAD = tuple(  # issue 22, sixth pass: the envelope's spread as the base's error at the lead
+    Config(
+        f"{_DISP5S.name}_tr{trend:.0f}_lead",
+        (*_DISP5S.overrides, ("burst_trend_seconds", trend), ("burst_trend_lead", True)),
+        forecast=True,
+    )
+    for trend in (300.0, 600.0, 900.0)
+)
+GRID = (*GRID, *FEEDBACK, *DISPERSION, *DISPERSION_5S, *TREND, *COMPOSITION, *LEAD)
 SCORED_BEFORE = 53  # configurations scored in earlier runs and no longer in GRID (docs list them)
 # What the protocol adopted: legacy plus the dispersion headroom at ScalingParams' dispersion
 # defaults, told the harness's metric window (15 s) (issue 22 item 3, third pass: it beat legacy

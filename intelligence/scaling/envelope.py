@@ -61,6 +61,7 @@ def burst_envelope(
     window_seconds: float,
     exceedance: float,
     trend_seconds: float | None = None,
+    lead_seconds: float | None = None,
 ) -> BurstEnvelope | None:
     """The burst envelope of the samples in (now - window_seconds, now]; None with < 3.
 
@@ -74,6 +75,12 @@ def burst_envelope(
     last `trend_seconds`: a slow swing inside the window (a daily cycle when the window holds
     much of one) is the trend's, not a burst, and is not provisioned as one. Samples sparser
     than four per `trend_seconds` cannot show a trend from bursts, and get the plain envelope.
+
+    With `lead_seconds` too, the deviations are those of each sample from the trailing mean
+    over `trend_seconds` as it stood `lead_seconds` before it, and the level adds their mean:
+    Cantelli on the base's own error at the lead time the level is provisioned for (a load
+    that drifts within the lead time widens it; the centred trend does not see the drift).
+    Too few samples for a lead error fall back to the centred trend.
     """
     if not 0 < exceedance < 1:
         raise ValueError("exceedance must be in (0, 1)")
@@ -94,10 +101,14 @@ def burst_envelope(
             order = np.argsort(t, kind="stable")
             t, v, gaps = t[order], v[order], np.diff(t[order])
         step = float(np.median(gaps))
-        if 4 * step <= trend_seconds:
-            detrended = _detrended(t, v, now=now, step=step, trend_seconds=trend_seconds)
-        else:
+        if 4 * step > trend_seconds:
             trend_seconds = None  # too sparse to tell a trend from bursts
+        else:
+            if lead_seconds is not None:
+                detrended = _lead_errors(v, step=step, trend_seconds=trend_seconds,
+                                         lead_seconds=lead_seconds)  # fmt: skip
+            if detrended is None:
+                detrended = _detrended(t, v, now=now, step=step, trend_seconds=trend_seconds)
     mean, std = detrended or (float(v.mean()), float(v.std(ddof=1)))
     return BurstEnvelope(
         level=min(mean + sigmas * std, peak),
@@ -133,6 +144,27 @@ def _detrended(
     return float(base.mean() if base.size else v[-1]), float(np.std(v - trend, ddof=1))
 
 
+def _lead_errors(
+    v: npt.NDArray[np.float64],
+    *,
+    step: float,
+    trend_seconds: float,
+    lead_seconds: float,
+) -> tuple[float, float] | None:
+    """(trailing mean of the last `trend_seconds` + the mean lead error, the lead errors'
+    standard deviation): the error of each sample against the trailing mean as it stood
+    `lead_seconds` before it, the samples (in time order) taken as evenly spaced `step` apart;
+    None with fewer than 3 such errors."""
+    width = max(1, round(trend_seconds / max(step, 1e-9)))
+    lag = max(1, round(lead_seconds / max(step, 1e-9)))
+    if v.size - lag - (width - 1) < 3:  # errors against full trailing windows only
+        return None
+    cumsum = np.concatenate([[0.0], np.cumsum(v)])
+    trailing = (cumsum[width:] - cumsum[:-width]) / width  # the means ending at width-1, ...
+    errors = v[width - 1 + lag :] - trailing[:-lag]
+    return float(trailing[-1] + errors.mean()), float(np.std(errors, ddof=1))
+
+
 def envelope_for(
     params: ScalingParams,
     *,
@@ -151,6 +183,9 @@ def envelope_for(
         window_seconds=params.burst_window_seconds,
         exceedance=params.burst_exceedance,
         trend_seconds=params.burst_trend_seconds,
+        lead_seconds=(
+            params.startup_seconds + params.horizon_seconds if params.burst_trend_lead else None
+        ),
     )
     have = 0.0 if envelope is None else envelope.span_seconds
     if envelope is None or have < params.burst_min_history_seconds:

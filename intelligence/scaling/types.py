@@ -125,7 +125,10 @@ class ScalingParams:
     while load is bursty, so the peaks above it need not be held for the full window.
     `burst_trend_seconds` (600 s; None for the plain envelope) reads the spread about the
     load's trend (a centred moving mean over that span) and starts from the mean of its last
-    span, so a slow swing inside the window is not provisioned as a burst.
+    span, so a slow swing inside the window is not provisioned as a burst. With
+    `burst_trend_lead`, the spread (and its mean) is that of the load about the trailing mean
+    of that span as it stood start-up + horizon earlier: the error of the base itself, at the
+    lead time it is provisioned for.
 
     Calibrated headroom (see `calibration`; off by default, see docs/intelligence/scaling.md
     for why): `target_under_provisioning` (alpha) is the operating point, the share of
@@ -186,6 +189,7 @@ class ScalingParams:
     burst_exceedance: float | None = 0.1
     burst_window_seconds: float = 3600.0
     burst_trend_seconds: float | None = 600.0
+    burst_trend_lead: bool = False
     burst_min_history_seconds: float = 300.0
     burst_scale_down_window_seconds: int | None = None
     target_under_provisioning: float | None = None

@@ -525,6 +525,44 @@ def test_the_detrended_envelope_does_not_depend_on_the_samples_order():
     assert shuffled.std == pytest.approx(ordered.std)
 
 
+def test_a_lead_envelope_counts_the_drift_within_the_lead_time():
+    # a steady ramp with noise: about its centred trend only the noise is left, but a base
+    # taken as the last 600 s mean trails the load, and by more the longer the lead
+    rng = np.random.default_rng(7)
+    t = NOW - 3600 + 5.0 * np.arange(1, 721)
+    v = 1000.0 + 0.5 * (t - t[0]) + rng.normal(0.0, 30.0, t.size)  # +0.5 per second
+    centred = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600)
+    near, far = (
+        burst_envelope(
+            t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600, lead_seconds=lead
+        )
+        for lead in (30.0, 300.0)
+    )
+    assert centred is not None
+    assert near is not None
+    assert far is not None
+    trailing = v[t > NOW - 600].mean()
+    # the mean lead error: half the trailing window's lag plus the lead, at 0.5 per second
+    assert near.mean - trailing == pytest.approx(0.5 * (300.0 + 30.0), rel=0.1)
+    assert far.mean - trailing == pytest.approx(0.5 * (300.0 + 300.0), rel=0.1)
+    assert far.mean > near.mean > centred.mean
+    assert far.level >= near.level >= centred.level  # each capped at the hour's peak
+    assert near.trend_seconds == 600
+    # the spread is still the noise's (the drift is in the mean, not counted twice)
+    assert near.std == pytest.approx(30.0, rel=0.25)
+
+
+def test_a_lead_envelope_needs_three_lead_errors_else_takes_the_centred_trend():
+    t, v = bursty_history(seconds=3600.0, step=5.0)
+    centred = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600)
+    too_far = burst_envelope(
+        t, v, now=NOW, window_seconds=3600, exceedance=0.1, trend_seconds=600, lead_seconds=4000
+    )
+    assert centred is not None
+    assert too_far is not None
+    assert (too_far.mean, too_far.std) == (centred.mean, centred.std)
+
+
 def test_samples_too_sparse_for_the_trend_get_the_plain_envelope():
     t, v = bursty_history(seconds=3600.0, step=300.0)  # 2 samples per 600 s
     plain = burst_envelope(t, v, now=NOW, window_seconds=3600, exceedance=0.1)
