@@ -137,7 +137,7 @@ def mann_whitney_p(
     if var <= 0.0:
         return 1.0
     if overlap != 1.0 and min(n1, n2) > 0:
-        var *= (n1 * n2 * auc_sd(n2, n1, overlap)) ** 2 / (n1 * n2 / 12.0 * (n + 1))
+        var *= (auc_sd(n1, n2, overlap) / auc_sd(n1, n2)) ** 2  # at the effective sizes
     return _normal_p(u, mean, math.sqrt(var), alternative)
 
 
