@@ -25,7 +25,6 @@ and its configurations are added to the ledger. Run from the repository root::
 
 from __future__ import annotations
 
-import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -51,18 +50,14 @@ from anomaly_resonance import (  # noqa: E402
 
 from intelligence.anomaly import adaptive_resonance  # noqa: E402
 from intelligence.anomaly.adaptive_resonance import AdaptiveResonanceDetector  # noqa: E402
+from intelligence.anomaly.adaptive_resonance import haar as adaptive_resonance_haar  # noqa: E402
 
 
 def haar_first_minus_second(values: list[float]) -> list[float]:
-    """The full Haar transform with the other detail sign (first of a pair less the second)."""
-    out: list[float] = []
-    a = values
-    r = 1.0 / math.sqrt(2.0)
-    while len(a) > 1:
-        pairs = range(0, len(a), 2)
-        out = [(a[i] - a[i + 1]) * r for i in pairs] + out
-        a = [(a[i] + a[i + 1]) * r for i in pairs]
-    return a + out
+    """The full Haar transform with the other detail sign (first of a pair less the second):
+    the detector's transform with every detail negated."""
+    approximation, *details = adaptive_resonance_haar(values)
+    return [approximation, *(-d for d in details)]
 
 
 class FileRange(AdaptiveResonanceDetector):
