@@ -45,9 +45,10 @@ async def firestore_emulator(
 ) -> AsyncIterator[FirestoreEmulator]:
     """The gcloud Firestore emulator, `FIRESTORE_EMULATOR_HOST` set while it runs; one for the
     session (the CRM's tests and the security fuzzing share it, isolated by tenant). Yielded
-    once a first write has committed through the client library: "Ok" on `/` comes well
-    before a cold JVM commits quickly, and in CI the first commit under load outlasted the
-    CRM's 10 s deadline (a 503 where a test expected 201)."""
+    once a first transaction has committed through its REST API: "Ok" on `/` can come well
+    before a cold JVM commits quickly. Our reading of a CI failure (both CRM fuzz tests got
+    the CRM's 503 after its 10 s deadline on their first write, from a second, cold emulator
+    the security tests then started) is that such a first commit under load was too slow."""
     workdir = tmp_path_factory.mktemp("firestore")
     args = ("emulators", "firestore", "start")
     async with gcloud_emulator(args, workdir, "FIRESTORE_EMULATOR_HOST", "Firestore") as host:

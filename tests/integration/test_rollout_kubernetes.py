@@ -80,7 +80,7 @@ REQUESTS = counted(_COUNTER % "")
 # 5 s window at 1 s steps made each point share 4/5 of its requests with the next: at a 3 %
 # canary (~12 requests a look) the overlapping points of a few slightly slow requests all sat
 # above the stable's, a "significant" 6.7 % regression that rolled back an unchanged canary
-# (clean-clone CI, once)
+# (once, on a busy machine)
 _DURATION = 'xynergy_gateway_revision_request_duration_seconds_%s{revision="{{revision}}"}'
 LATENCY = f"({counted(_DURATION % 'sum')}) / ({counted(_DURATION % 'count')})"
 
