@@ -232,12 +232,12 @@ _LOWEST_PORT = 20000
 _handed_out: set[int] = set()
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux's default when unreadable)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _bindable(port: int) -> bool:
@@ -259,7 +259,7 @@ def free_port() -> int:
     Ports are drawn at random and never twice from one process. Where the ephemeral range
     leaves no room below it, the kernel picks one.
     """
-    low, _high = _ephemeral_range()
+    low = _ephemeral_low()
     rng = random.SystemRandom()
     if low - _LOWEST_PORT >= 1000:
         for _ in range(200):
