@@ -117,6 +117,8 @@ class AdaptiveResonanceDetector(UnivariateDetector):
         max_categories: int = 1024,
         range_mode: str = "running",
         range_margin: float = 0.0,
+        relearn_growth: float | None = None,
+        relearn_memory: float = 1.0,
         thresholds: Thresholds | None = None,
     ) -> None:
         """Configure the detector.
@@ -136,6 +138,12 @@ class AdaptiveResonanceDetector(UnivariateDetector):
                 so far, so the coding is scale-free; the median snap is then in rank units).
             range_margin: the warm-up's range is widened by this share of its span on each side
                 before it is fixed (room for ordinary excursions beyond the warm-up's).
+            relearn_growth: with ``range_mode="running"``, once the range has grown by more than
+                this share of its span since the table was last learned, the table is rebuilt:
+                cleared and re-learned from the last block values, coded in the new scale (what
+                the model would hold had the stream been scaled so from the start). None: the
+                boxes are only re-expressed (a linear map). Eighth NAB round, not adopted.
+            relearn_memory: block values kept for a rebuild, in warm-ups (at least ``window``).
             thresholds: severities on the confidence (default 0.3 / 0.5 / 0.8).
         """
         super().__init__(thresholds=thresholds or Thresholds(0.3, 0.5, 0.8))
@@ -157,6 +165,13 @@ class AdaptiveResonanceDetector(UnivariateDetector):
             raise ValueError(f"range_margin must be in [0, 10], got {range_margin}")
         if range_mode not in RANGE_MODES:
             raise ValueError(f"range_mode must be one of {RANGE_MODES}, got {range_mode!r}")
+        if relearn_growth is not None and (relearn_growth < 0.0 or range_mode != "running"):
+            raise ValueError(
+                "relearn_growth needs range_mode='running' and a share >= 0, "
+                f"got {relearn_growth!r} with range_mode={range_mode!r}"
+            )
+        if not 0.0 < relearn_memory <= 10.0:
+            raise ValueError(f"relearn_memory must be in (0, 10] warm-ups, got {relearn_memory}")
         self.probation = probation
         self.window = window
         self.levels = levels
@@ -165,10 +180,14 @@ class AdaptiveResonanceDetector(UnivariateDetector):
         self.max_categories = max_categories
         self.range_mode = range_mode
         self.range_margin = range_margin
+        self.relearn_growth = relearn_growth
         self.step = max(1, probation // (window * windows_per_probation))
         self.warmup_steps = max(2 * window, probation // self.step)
         self.mask = int(1.5 * window)
         self._dim = 2 * window
+        self._memory_size = (
+            0 if relearn_growth is None else max(window, int(relearn_memory * self.warmup_steps))
+        )
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -182,6 +201,8 @@ class AdaptiveResonanceDetector(UnivariateDetector):
         self._hi = -math.inf
         self._scaled = False  # the range is fixed (end of the warm-up)
         self._raw_warmup: list[float] = []  # block values of the warm-up, unscaled
+        self._memory: deque[float] = deque(maxlen=self._memory_size)  # for a rebuild, unscaled
+        self._learned_span = math.nan  # the range's span when the table was last learned
         self._median = SortedReservoir(2000)
         self._levels: deque[float] = deque(maxlen=self.window)
         # fuzzy ART table
@@ -215,6 +236,7 @@ class AdaptiveResonanceDetector(UnivariateDetector):
             "matches": len(self._recent_match) + len(self._shortfall),
             "median": len(self._median),
             "window": len(self._levels) + len(self._block) + len(self._raw_warmup),
+            "memory": len(self._memory),
         }
 
     @property
@@ -244,10 +266,16 @@ class AdaptiveResonanceDetector(UnivariateDetector):
         self._steps += 1
         if not self._scaled:
             self._raw_warmup.append(value)
+            self._memory.append(value)
             if self._steps < self.warmup_steps:
                 return 0.0, {"warming_up": 1.0}
             self._start()
+            self._learned_span = self._hi - self._lo
             return 0.0, {"warming_up": 1.0}
+        growth = self.relearn_growth
+        if growth is not None and self._hi - self._lo > (1.0 + growth) * self._learned_span:
+            self._relearn()
+        self._memory.append(value)
         features = self._features(value)
         score = self._detect(features, self._steps)
         return score, self._evidence(score)
@@ -313,6 +341,17 @@ class AdaptiveResonanceDetector(UnivariateDetector):
             box[:, w:d] = a * box[:, w:d] + b  # lower corners of the levels
             box[:, d + w :] = 1.0 - (a * (1.0 - box[:, d + w :]) + b)  # complemented uppers
             self._size[:n] = box.sum(axis=1)
+
+    def _relearn(self) -> None:
+        """Rebuild the table from the remembered block values, coded in the current scale."""
+        self._n = 0
+        self._levels.clear()
+        first = self._steps - len(self._memory)
+        for k, value in enumerate(self._memory):
+            code = self._features(value, sampled=True)
+            if code is not None:
+                self._learn(code, step=first + k)
+        self._learned_span = self._hi - self._lo
 
     # ------------------------------------------------------------------ coding
 

@@ -72,6 +72,34 @@ def test_a_spike_beyond_the_range_alarms_and_the_model_survives_the_wider_scale(
     assert det.categories == after_spike
 
 
+def test_a_rebuild_relearns_the_remembered_windows_in_the_wider_scale() -> None:
+    x = square_wave(10_000)
+    x[7_000] = 60.0
+    counts = {}
+    for growth in (None, 0.1):
+        det = AdaptiveResonanceDetector(probation=PROBATION, relearn_growth=growth)
+        out = [det.update(float(v)).score for v in x[:6_990]]
+        before = det.categories
+        out += [det.update(float(v)).score for v in x[6_990:7_010]]
+        counts[growth] = (before, det.categories)
+        assert max(out[7_000:7_010]) > 0.0  # the spike alarms either way
+        assert det.state_size()["memory"] == (0 if growth is None else det.warmup_steps)
+    # re-expressed boxes are kept (and the spike adds some); a rebuild starts the table again
+    # from one warm-up of remembered values, which the 6x coarser scale codes with fewer boxes
+    assert counts[None][1] > counts[None][0]
+    assert counts[0.1][1] < counts[0.1][0]
+
+
+def test_a_rebuild_keeps_streaming_equal_to_batch() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=6_000).cumsum()  # a random walk widens its range again and again
+    det = AdaptiveResonanceDetector(probation=PROBATION, relearn_growth=0.1, relearn_memory=2.0)
+    batch = det.score(x).scores
+    streamed = np.array([det.update(float(v)).score for v in x])
+    np.testing.assert_array_equal(batch, streamed)
+    assert det.state_size()["memory"] == 2 * det.warmup_steps
+
+
 def test_clipping_to_the_warmup_range_is_the_other_mode() -> None:
     x = square_wave(10_000)
     x[7_000:7_010] = 60.0
@@ -132,6 +160,9 @@ def test_state_is_bounded_on_noise_that_never_repeats() -> None:
         ({"probation": 600, "max_categories": 1}, "max_categories"),
         ({"probation": 600, "range_mode": "file"}, "range_mode"),
         ({"probation": 600, "windows_per_probation": 1}, "windows_per_probation"),
+        ({"probation": 600, "relearn_growth": -0.1}, "relearn_growth"),
+        ({"probation": 600, "relearn_growth": 0.1, "range_mode": "warmup"}, "relearn_growth"),
+        ({"probation": 600, "relearn_memory": 0.0}, "relearn_memory"),
     ],
 )
 def test_bad_parameters_name_themselves(kw: dict[str, object], name: str) -> None:
