@@ -184,6 +184,11 @@ class AnalysisMetric(SpecModel):
                 "denominator are counts)",
                 field_path=".statistic",
             ),
+            cel(
+                "!has(self.pointsPerSample) || self.method == 'mannWhitney'",
+                "analysis.metrics[].pointsPerSample is for method mannWhitney only",
+                field_path=".pointsPerSample",
+            ),
         )
     )
 
@@ -227,10 +232,21 @@ class AnalysisMetric(SpecModel):
     """A failure of a critical metric fails the run on its own."""
     weight: float = Field(default=1.0, gt=0, le=100)
     """Weight in the run's score."""
+    points_per_sample: float | None = Field(default=None, ge=1, le=100000)
+    """Method mannWhitney: how many consecutive points of the series carry one independent
+    sample (the judge then counts `n / pointsPerSample` samples). Unset: a Prometheus query's
+    longest range over the query step (`rate(x[1m])` at a 5 s step: 12), 1 for
+    cloudMonitoring. Set it when points repeat for another reason, e.g. a gauge scraped every
+    15 s read at a 5 s step: 3."""
 
     @model_validator(mode="after")
-    def _denominator_and_statistic(self) -> AnalysisMetric:
+    def _method_fields(self) -> AnalysisMetric:
         where = f"analysis.metrics[{self.name}]"
+        if self.points_per_sample is not None and self.method is not AnalysisMethod.MANN_WHITNEY:
+            raise ValueError(
+                f"{where}.pointsPerSample: for method mannWhitney only, got method "
+                f"{self.method.value}"
+            )
         if self.method is AnalysisMethod.PROPORTION:
             if self.denominator is None:
                 raise ValueError(

@@ -98,8 +98,11 @@ def window_overlap(query: str, *, step: float) -> float:
 
 
 def _overlap(metric: AnalysisMetric, step: float | None) -> float:
-    """The overlap of a Prometheus metric's series at `step` (its query and denominator, each
-    rendered with the step); 1 for Cloud Monitoring (aligned per step) or an unknown step."""
+    """The metric's `pointsPerSample` when set; else the overlap of a Prometheus metric's
+    series at `step` (its query and denominator, each rendered with the step), 1 for Cloud
+    Monitoring (aligned per step) or an unknown step."""
+    if metric.points_per_sample is not None:
+        return metric.points_per_sample
     if step is None or metric.source is not MetricSource.PROMETHEUS:
         return 1.0
     queries = [metric.query] + ([metric.denominator] if metric.denominator else [])

@@ -3,7 +3,8 @@
 Unpaired samples (one per request, best): a Mann-Whitney U test with the Hodges-Lehmann shift,
 and a tail-exceedance test, combined by a weighted Holm procedure; points of overlapping
 windows count as ``n / overlap`` samples (``MetricConfig.overlap``). Paired series (a gauge per
-bucket, the same buckets for both versions): Wilcoxon's signed-rank test bucket by bucket.
+bucket, the same buckets for both versions): Wilcoxon's signed-rank test bucket by bucket,
+``n / overlap`` buckets likewise.
 Then the anomaly detectors watch the canary's own series, and the power guard.
 """
 
@@ -98,7 +99,11 @@ def _paired_shift(
     """The paired test's relative change, in the metric's unit via the stable median (its
     mean when that is 0; 1 when both are)."""
     p_value, relative, rel_low, rel_high, mde_rel = paired_test(
-        *pairs, direction=metric.bad_direction, confidence=1.0 - alpha, power=cfg.power
+        *pairs,
+        direction=metric.bad_direction,
+        confidence=1.0 - alpha,
+        power=cfg.power,
+        overlap=metric.overlap,
     )
     scale = ref or 1.0
     return Shift(

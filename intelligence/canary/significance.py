@@ -287,9 +287,19 @@ def _t_critical(alpha: float, df: int) -> float:
     return float(stats.t.isf(alpha, df))
 
 
-def signed_rank_p(d: NDArray[np.float64], *, alternative: str) -> float:
+def signed_rank_sd(n: float, overlap: float = 1.0) -> float:
+    """Standard deviation under no change of the signed-rank sum as a share of its largest
+    value, ``T+ / (n (n + 1) / 2)``, for ``n`` differences of which every ``overlap``
+    consecutive ones carry one independent one's information: the independent formula at the
+    effective size ``n / overlap``."""
+    ne = n / overlap
+    return math.sqrt((2.0 * ne + 1.0) / (6.0 * ne * (ne + 1.0)))
+
+
+def signed_rank_p(d: NDArray[np.float64], *, alternative: str, overlap: float = 1.0) -> float:
     """Wilcoxon signed-rank p-value of ``d`` (zeros dropped; normal approximation with tie and
-    continuity corrections)."""
+    continuity corrections). With ``overlap`` > 1 (differences of moving windows) the variance
+    is that of the effective size (`signed_rank_sd`)."""
     d = d[d != 0.0]
     n = d.size
     if n == 0:
@@ -302,6 +312,8 @@ def signed_rank_p(d: NDArray[np.float64], *, alternative: str) -> float:
     var = n * (n + 1) * (2 * n + 1) / 24.0 - float((counts**3 - counts).sum()) / 48.0
     if var <= 0.0:
         return 1.0
+    if overlap != 1.0:
+        var *= (signed_rank_sd(n, overlap) / signed_rank_sd(n)) ** 2
     return _normal_p(t_plus, mean, math.sqrt(var), alternative)
 
 
@@ -311,18 +323,25 @@ def _from_symmetric(x: float) -> float:
 
 
 def _paired_mde(
-    r: NDArray[np.float64], *, level: float, power: float, direction: Direction, ratio: bool
+    r: NDArray[np.float64],
+    *,
+    level: float,
+    power: float,
+    direction: Direction,
+    ratio: bool,
+    overlap: float = 1.0,
 ) -> float:
     """The change detectable with `power` at one-sided `level` from the buckets' differences
-    `r` (symmetric relative differences when `ratio`)."""
+    `r` (symmetric relative differences when `ratio`; `r.size / overlap` independent ones)."""
     n = r.size
+    ne = n / overlap
     # Few buckets: the smallest p-value the test can give at all (every bucket worse) may be
     # above the level, and then no change is detectable; else a t quantile for the spread.
-    if n < 2 or signed_rank_p(np.ones(n), alternative="greater") >= level:
+    if ne < 2.0 or signed_rank_p(np.ones(n), alternative="greater", overlap=overlap) >= level:
         return math.inf
-    zz = _t_critical(level, n - 1) + float(special.ndtri(power))
+    zz = _t_critical(level, ne - 1.0) + float(special.ndtri(power))
     spread = float(np.std(r, ddof=1))
-    delta = zz * spread / math.sqrt(n) * math.sqrt(math.pi / 3.0)
+    delta = zz * spread / math.sqrt(ne) * math.sqrt(math.pi / 3.0)
     back = _from_symmetric if ratio else float
     return back(delta) if direction is not Direction.DECREASE else -back(-delta)
 
@@ -334,6 +353,7 @@ def paired_test(
     direction: Direction = Direction.INCREASE,
     confidence: float = 0.95,
     power: float = 0.8,
+    overlap: float = 1.0,
 ) -> tuple[float, float, float, float, float]:
     """Bucket-by-bucket comparison of two aligned series: ``(p, rel, rel_low, rel_high, mde)``.
 
@@ -348,7 +368,9 @@ def paired_test(
     level (``r`` of a factor ``k`` is ``2 (k - 1) / (k + 1)``). ``mde``: the relative change
     detectable with ``power`` at level ``1 - confidence`` (normal approximation with the
     signed-rank test's efficiency 3/pi against the t-test and the spread of ``r``; ``inf`` when
-    even ``n`` buckets all worse would not reach the level).
+    even ``n`` buckets all worse would not reach the level). With ``overlap`` > 1 (buckets read
+    through windows ``overlap`` steps long) the test, the interval and the MDE count ``n /
+    overlap`` buckets (`signed_rank_sd`); the estimate is unchanged.
     """
     direction = Direction(direction)
     r, ratio_scale = paired_differences(
@@ -356,16 +378,18 @@ def paired_test(
     )
     back = _from_symmetric if ratio_scale else float
     n = r.size
-    p = signed_rank_p(r, alternative=alternative(direction))
+    p = signed_rank_p(r, alternative=alternative(direction), overlap=overlap)
     w_src = compress(r)
     i, j = np.triu_indices(w_src.size)
     walsh = 0.5 * (w_src[i] + w_src[j])
     z = z_critical(confidence)
     # the interval's rank among the n (n + 1) / 2 Walsh averages, as a share (compression)
-    k = math.floor(walsh.size * (0.5 - z * math.sqrt((2 * n + 1) / (6.0 * n * (n + 1)))))
+    k = math.floor(walsh.size * (0.5 - z * signed_rank_sd(n, overlap))) if n else 0
     est, low, high = median_and_band(walsh, k)
     level = (1.0 - confidence) / 2.0 if direction is Direction.EITHER else 1.0 - confidence
-    mde = _paired_mde(r, level=level, power=power, direction=direction, ratio=ratio_scale)
+    mde = _paired_mde(
+        r, level=level, power=power, direction=direction, ratio=ratio_scale, overlap=overlap
+    )
     return p, back(est), back(low), back(high), mde
 
 

@@ -115,12 +115,13 @@ class MetricConfig:
             of each was measured over the same bucket, both versions under the same load):
             compare them bucket by bucket (Wilcoxon signed-rank), which removes the load's
             swings from the comparison; see :func:`~intelligence.canary.paired_test`.
-        overlap: points per independent sample of an unpaired continuous series (>= 1): a
+        overlap: points per independent sample of a continuous series (>= 1): a
             series whose points are aggregates over windows longer than the spacing between
             points (a PromQL ``rate(...[5m])`` read at 1 m steps: 5) shares data between
             neighbouring points, so ``n`` points carry about ``n / overlap`` independent ones.
             The U test, the Hodges-Lehmann interval, the tail test and the MDE count
-            ``n / overlap`` samples; 1 (the default): every point independent.
+            ``n / overlap`` samples (a paired metric: the signed-rank test, its interval and
+            MDE, ``n / overlap`` buckets); 1 (the default): every point independent.
     """
 
     name: str

@@ -280,6 +280,9 @@ def test_round_trip_is_lossless(kube: Kube, crds_installed: list[str], namespace
             )
 
 
+IQR = {"name": "e", "query": "q", "method": "iqr"}
+"""An analysis metric judged by a detector, not by the U test."""
+
 INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
     # (id, kind, [(field, value) changes], text the apiserver's message must contain)
     ("xs-backend-enum", "XynergyService", [("backend", "docker")], "spec.backend"),
@@ -470,6 +473,18 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         "Rollout",
         [("analysis", {"metrics": [{"name": "e", "query": "q", "method": "threshold"}]})],
         "threshold needs maxValue or minValue",
+    ),
+    (
+        "ro-points-per-sample-method",
+        "Rollout",
+        [("analysis", {"metrics": [{**IQR, "pointsPerSample": 3}]})],
+        "pointsPerSample is for method mannWhitney only",
+    ),
+    (
+        "ro-points-per-sample-below-one",
+        "Rollout",
+        [("analysis", {"metrics": [{"name": "e", "query": "q", "pointsPerSample": 0.5}]})],
+        "spec.analysis.metrics[0].pointsPerSample",
     ),
     (
         "ro-pause-duration",

@@ -176,6 +176,25 @@ def test_overlap_applies_to_continuous_prometheus_metrics_only() -> None:
     assert judge_params(spec(metrics=metrics), looks=1)[0][0].overlap == 1.0  # no step known
 
 
+def test_points_per_sample_overrides_the_inferred_overlap_and_is_for_mann_whitney_only() -> None:
+    metrics = [
+        {"name": "gauge", "query": "x", "pointsPerSample": 3},  # no range: inferred 1
+        {"name": "lat", "query": "rate(x[1m])", "pointsPerSample": 2},  # inferred 12
+        {"name": "cm", "source": "cloudMonitoring", "query": 'metric.type="x"',
+         "pointsPerSample": 4},
+    ]  # fmt: skip
+    for step in (5, None):
+        gauge, lat, cm = judge_params(spec(metrics=metrics), looks=1, step=step)[0]
+        assert (gauge.overlap, lat.overlap, cm.overlap) == (3.0, 2.0, 4.0)
+    for bad, message in (
+        ({"method": "threshold", "maxValue": 1}, "pointsPerSample: for method mannWhitney only"),
+        ({"pointsPerSample": 0.5}, "pointsPerSample"),
+    ):
+        metric = {"name": "m", "query": "q", "pointsPerSample": 2, **bad}
+        with pytest.raises(ValueError, match=message):
+            spec(metrics=[metric])
+
+
 def test_a_judged_series_of_overlapping_windows_says_so_and_asks_for_more_data() -> None:
     # 60 points of 5-step windows with an 8 % rise: as 60 independent points it fails; as the
     # 12 independent windows it holds, it cannot be told from noise yet (more data, not a verdict)

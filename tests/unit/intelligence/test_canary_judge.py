@@ -560,12 +560,20 @@ def test_configuration_takes_enum_members_or_their_strings_and_names_a_bad_value
 
 
 def moving_window_series(
-    rng: np.random.Generator, points: int, window: int, per_step: int
+    rng: np.random.Generator,
+    points: int,
+    window: int,
+    per_step: int,
+    load: np.ndarray | None = None,
 ) -> np.ndarray:
     """A rate-like series: per-step mean latencies of `per_step` requests, each point the mean
-    over the last `window` steps (a PromQL `rate(...[window])` read every step)."""
-    steps = rng.lognormal(np.log(0.05), 0.3, size=(points + window - 1, per_step)).mean(axis=1)
-    return np.convolve(steps, np.ones(window) / window, mode="valid")
+    over the last `window` steps (a PromQL `rate(...[window])` read every step); `load`, one
+    factor per step, scales both versions' steps alike (a paired metric's shared swings)."""
+    shape = (points + window - 1, per_step)
+    steps = rng.lognormal(np.log(0.05), 0.3, size=shape)
+    if load is not None:
+        steps *= load[:, None]
+    return np.convolve(steps.mean(axis=1), np.ones(window) / window, mode="valid")
 
 
 def test_overlapping_windows_are_counted_once_not_window_times() -> None:
@@ -574,19 +582,49 @@ def test_overlapping_windows_are_counted_once_not_window_times() -> None:
     alpha allows (400 seeded runs; alpha 0.002)."""
     cfg = JudgeConfig()
 
-    def failures(overlap: float) -> int:
-        metric = MetricConfig("latency", tolerance=0.0, min_samples=3, overlap=overlap)
-        count = 0
-        for seed in range(400):
-            rng = np.random.default_rng(seed)
-            stable = moving_window_series(rng, 30, 5, per_step=20)
-            canary = moving_window_series(rng, 30, 5, per_step=2)  # a small canary: few requests
-            verdict = judge_metric(stable, canary, metric, config=cfg, look=1).verdict
-            count += verdict is MetricVerdict.HIGH
-        return count
+    assert false_failures(cfg, paired=False, overlap=1.0) >= 10 * cfg.alpha * 400  # 23 of 400
+    assert false_failures(cfg, paired=False, overlap=5.0) <= 2
 
-    assert failures(1.0) >= 10 * cfg.alpha * 400  # 23 of 400 when this was written
-    assert failures(5.0) <= 2
+
+def false_failures(cfg: JudgeConfig, *, paired: bool, overlap: float) -> int:
+    """Of 400 seeded runs of an unchanged canary read through 5-step windows (a small canary:
+    few requests per step), how many the judge fails. Paired: both versions share the load's
+    swings step by step."""
+    metric = MetricConfig(
+        "latency", tolerance=0.0, min_samples=3, overlap=overlap, paired=paired, series=not paired
+    )
+    load = 1.0 + 0.5 * np.sin(np.arange(34) / 5.0) if paired else None
+    count = 0
+    for seed in range(400):
+        rng = np.random.default_rng(seed)
+        stable = moving_window_series(rng, 30, 5, per_step=20, load=load)
+        canary = moving_window_series(rng, 30, 5, per_step=2, load=load)
+        verdict = judge_metric(stable, canary, metric, config=cfg, look=1).verdict
+        count += verdict is MetricVerdict.HIGH
+    return count
+
+
+def test_a_paired_metric_counts_overlapping_buckets_once_too() -> None:
+    """The same for the signed-rank test of a paired metric (it ignored the overlap before:
+    23 of 400 either way)."""
+    cfg = JudgeConfig()
+    assert false_failures(cfg, paired=True, overlap=1.0) >= 10 * cfg.alpha * 400  # 23 of 400
+    assert false_failures(cfg, paired=True, overlap=5.0) <= 2
+
+
+def test_overlap_widens_a_paired_interval_and_mde_and_keeps_the_estimate() -> None:
+    from intelligence.canary import paired_test
+
+    rng = np.random.default_rng(4)
+    load = 1.0 + 0.5 * np.sin(np.arange(43) / 5.0)
+    stable = moving_window_series(rng, 40, 4, per_step=20, load=load)
+    canary = 1.2 * moving_window_series(rng, 40, 4, per_step=20, load=load)
+    p1, est1, low1, high1, mde1 = paired_test(stable, canary)
+    p4, est4, low4, high4, mde4 = paired_test(stable, canary, overlap=4.0)
+    assert est4 == est1
+    assert high4 - low4 > high1 - low1
+    assert mde4 > mde1
+    assert p4 > p1
 
 
 def test_overlap_widens_the_interval_and_the_mde_and_keeps_the_estimate() -> None:
