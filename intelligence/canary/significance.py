@@ -283,7 +283,7 @@ def tail_test(
 
 
 @lru_cache(maxsize=256)
-def _t_critical(alpha: float, df: int) -> float:
+def _t_critical(alpha: float, df: float) -> float:
     return float(stats.t.isf(alpha, df))
 
 
