@@ -189,6 +189,11 @@ class AnalysisMetric(SpecModel):
                 "analysis.metrics[].pointsPerSample is for method mannWhitney only",
                 field_path=".pointsPerSample",
             ),
+            cel(
+                "!has(self.paired) || !self.paired || self.method == 'mannWhitney'",
+                "analysis.metrics[].paired is for method mannWhitney only",
+                field_path=".paired",
+            ),
         )
     )
 
@@ -238,15 +243,21 @@ class AnalysisMetric(SpecModel):
     longest range over the query step (`rate(x[1m])` at a 5 s step: 12), 1 for
     cloudMonitoring. Set it when points repeat for another reason, e.g. a gauge scraped every
     15 s read at a 5 s step: 3."""
+    paired: bool = False
+    """Method mannWhitney: compare the revisions step by step (Wilcoxon's signed-rank test on
+    each step's pair, both measured under the same load) instead of as two samples. For a
+    gauge or a latency whose level follows the load: the load's swings cancel within a step,
+    so a change shows sooner. Steps that one revision lacks are left out."""
 
     @model_validator(mode="after")
     def _method_fields(self) -> AnalysisMetric:
         where = f"analysis.metrics[{self.name}]"
-        if self.points_per_sample is not None and self.method is not AnalysisMethod.MANN_WHITNEY:
-            raise ValueError(
-                f"{where}.pointsPerSample: for method mannWhitney only, got method "
-                f"{self.method.value}"
-            )
+        for name, set_ in (("pointsPerSample", self.points_per_sample is not None),
+                           ("paired", self.paired)):  # fmt: skip
+            if set_ and self.method is not AnalysisMethod.MANN_WHITNEY:
+                raise ValueError(
+                    f"{where}.{name}: for method mannWhitney only, got method {self.method.value}"
+                )
         if self.method is AnalysisMethod.PROPORTION:
             if self.denominator is None:
                 raise ValueError(

@@ -78,6 +78,11 @@ _ANOMALY_DIRECTION = {"increase": "up", "decrease": "down", "either": "both"}
 Series = NDArray[np.float64]
 
 
+def _empty() -> Series:
+    """A series without samples."""
+    return np.array([], dtype=np.float64)
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 # a range selector or a subquery's range: `[5m]`, `[1h30m]`, `[5m:30s]`, `[10m:]`
@@ -131,6 +136,7 @@ def judge_params(
             detectable=m.tolerance_percent / 100.0 if m.tolerance_percent > 0 else None,
             detectable_absolute=m.minimum_detectable,
             overlap=1.0 if _proportion(m) else _overlap(m, step),
+            paired=m.paired,
         )
         for m in analysis.metrics
     ]
@@ -198,9 +204,10 @@ def _judge_mann_whitney(
     r = judge_metric(stable, canary, metric, config=config, look=look)
     rel = "" if math.isnan(r.relative_effect) else f" ({r.relative_effect:+.1%})"
     overlap = f" overlap={_fmt(metric.overlap)}" if metric.overlap > 1.0 else ""
+    test = "wilcoxon (paired steps)" if metric.paired else "mannWhitney"
     return _judged(
         r,
-        f"{r.name}: {r.verdict.value} mannWhitney p={_fmt(r.p_value)} alpha={_fmt(r.alpha)} "
+        f"{r.name}: {r.verdict.value} {test} p={_fmt(r.p_value)} alpha={_fmt(r.alpha)} "
         f"effect={_fmt(r.effect)}{rel} MDE={_fmt(r.mde)} stable={_fmt(r.stable_median)} "
         f"canary={_fmt(r.canary_median)} n={r.n_stable}/{r.n_canary}{overlap}",
     )
@@ -322,7 +329,7 @@ def judge_run(
     the query `step` (seconds; None: every point counts as independent)."""
     configs, config = judge_params(analysis, looks=looks, step=step)
     outcomes = []
-    empty = np.array([], dtype=np.float64)
+    empty = _empty()
     for spec, metric in zip(analysis.metrics, configs, strict=True):
         stable, canary = samples.get(spec.name, (empty, empty))
         if spec.method is AnalysisMethod.MANN_WHITNEY:
@@ -341,7 +348,7 @@ async def _series(
 ) -> Series:
     found = await _samples(provider, query, start=start, end=end, step=step)
     if found is None:
-        return np.array([], dtype=np.float64)
+        return _empty()
     return np.asarray(found.values, dtype=np.float64)
 
 
@@ -362,8 +369,8 @@ async def _aligned(
     start: float,
     end: float,
     step: float,
-) -> tuple[Series, Series] | None:
-    """(numerator, denominator) on the denominator's steps: a step the numerator lacks
+) -> tuple[Series, Series, Series] | None:
+    """(steps, numerator, denominator) on the denominator's steps: a step the numerator lacks
     counted nothing (0, e.g. no 5xx in that step); None when the denominator has no series."""
     below = await _samples(provider, denominator, start=start, end=end, step=step)
     if below is None:
@@ -371,7 +378,22 @@ async def _aligned(
     above = await _samples(provider, query, start=start, end=end, step=step)
     counted = dict(zip(above.timestamps, above.values, strict=True)) if above else {}
     num = np.array([counted.get(t, 0.0) for t in below.timestamps], dtype=np.float64)
-    return num, np.asarray(below.values, dtype=np.float64)
+    steps = np.asarray(below.timestamps, dtype=np.float64)
+    return steps, num, np.asarray(below.values, dtype=np.float64)
+
+
+async def _timed_ratio(
+    provider: MetricsProvider, query: str, denominator: str, **window: float
+) -> tuple[Series, Series]:
+    """(steps, numerator / denominator) on the denominator's steps; a zero denominator has no
+    ratio (NaN)."""
+    found = await _aligned(provider, query, denominator, **window)
+    if found is None:
+        return _empty(), _empty()
+    steps, num, den = found
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
+    return steps, np.asarray(ratio, dtype=np.float64)
 
 
 async def _ratio(
@@ -379,12 +401,7 @@ async def _ratio(
 ) -> Series:
     """numerator / denominator per aligned point of the denominator; a zero denominator has
     no ratio (NaN, dropped)."""
-    found = await _aligned(provider, query, denominator, **window)
-    if found is None:
-        return np.array([], dtype=np.float64)
-    num, den = found
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
+    _, ratio = await _timed_ratio(provider, query, denominator, **window)
     return np.asarray(ratio[np.isfinite(ratio)], dtype=np.float64)
 
 
@@ -397,7 +414,7 @@ async def _counts(
     found = await _aligned(provider, query, denominator, **window)
     if found is None:
         return np.zeros((0, 2), dtype=np.float64)
-    num, den = found
+    _, num, den = found
     trials = np.clip(den, 0.0, None)
     return np.column_stack([np.clip(num, 0.0, trials), trials])
 
@@ -431,6 +448,39 @@ async def _metric_series(
     return await _ratio(provider, query, below, **window)
 
 
+async def _timed_series(
+    metric: AnalysisMetric, provider: MetricsProvider, revision: str, **window: float
+) -> tuple[Series, Series]:
+    """One revision's (steps, values) of a continuous metric: the query's series, or the
+    ratio per step of the denominator (NaN where it is 0)."""
+    step = window["step"]
+    query = render_query(metric.query, revision=revision, step=step)
+    if metric.denominator is not None:
+        below = render_query(metric.denominator, revision=revision, step=step)
+        return await _timed_ratio(provider, query, below, **window)
+    found = await _samples(provider, query, **window)
+    if found is None:
+        return _empty(), _empty()
+    return (
+        np.asarray(found.timestamps, dtype=np.float64),
+        np.asarray(found.values, dtype=np.float64),
+    )
+
+
+def pair_steps(
+    stable: tuple[Series, Series], canary: tuple[Series, Series]
+) -> tuple[Series, Series]:
+    """Both revisions' (steps, values) on the union of their steps, in time order, NaN where
+    one lacks the step (a paired judge leaves such steps out)."""
+    steps = np.union1d(stable[0], canary[0])
+    out = []
+    for at, values in (stable, canary):
+        row = np.full(steps.size, np.nan)
+        row[np.searchsorted(steps, at)] = values
+        out.append(row)
+    return out[0], out[1]
+
+
 async def collect(
     analysis: AnalysisSpec,
     source: Callable[[AnalysisMetric], MetricsProvider],
@@ -443,8 +493,9 @@ async def collect(
 ) -> dict[str, tuple[Series, Series]]:
     """Each metric's series for both revisions over [start, end] (`{{revision}}` and
     `{{step}}` replaced; query / denominator per point when the metric has a denominator;
-    (events, trials) rows per step for a proportion); an empty answer is no data, other
-    failures raise (TransientError: try again later)."""
+    (events, trials) rows per step for a proportion; a paired metric's two series on the same
+    steps, NaN where one revision lacks a step); an empty answer is no data, other failures
+    raise (TransientError: try again later)."""
     begin, finish = start.timestamp(), end.timestamp()
     if finish - begin < step:
         begin = finish - step
@@ -452,6 +503,11 @@ async def collect(
     out: dict[str, tuple[Series, Series]] = {}
     for metric in analysis.metrics:
         provider = source(metric)
+        if metric.paired:
+            revisions = (stable, canary)
+            timed = [await _timed_series(metric, provider, rev, **window) for rev in revisions]
+            out[metric.name] = pair_steps(timed[0], timed[1])
+            continue
         pair = [await _metric_series(metric, provider, rev, **window) for rev in (stable, canary)]
         out[metric.name] = (pair[0], pair[1])
     return out

@@ -481,6 +481,12 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         "pointsPerSample is for method mannWhitney only",
     ),
     (
+        "ro-paired-method",
+        "Rollout",
+        [("analysis", {"metrics": [{**IQR, "paired": True}]})],
+        "paired is for method mannWhitney only",
+    ),
+    (
         "ro-points-per-sample-below-one",
         "Rollout",
         [("analysis", {"metrics": [{"name": "e", "query": "q", "pointsPerSample": 0.5}]})],

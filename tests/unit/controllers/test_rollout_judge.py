@@ -195,6 +195,28 @@ def test_points_per_sample_overrides_the_inferred_overlap_and_is_for_mann_whitne
             spec(metrics=[metric])
 
 
+def test_a_paired_metric_sees_a_rise_the_loads_swings_hide_from_two_samples() -> None:
+    # latency follows a load that swings ninefold over the run; the canary is 10 % slower at
+    # every step. As two samples the swings leave it too noisy to judge (more data, 20 of 20
+    # seeds when this was written); step by step they cancel and it fails (20 of 20).
+    rng = np.random.default_rng(6)
+    load = 1.0 + 0.8 * np.sin(np.arange(60) / 6.0)
+    stable = 0.1 * load * rng.lognormal(0.0, 0.05, 60)
+    canary = 0.11 * load * rng.lognormal(0.0, 0.05, 60)
+    stable[7] = canary[50] = np.nan  # a step one revision lacks is left out
+    for paired, verdict, test in ((False, Verdict.INCONCLUSIVE, "mannWhitney"),
+                                  (True, Verdict.FAILED, "wilcoxon (paired steps)")):  # fmt: skip
+        metrics = [{"name": "latency", "query": "q", "tolerancePercent": 5, "critical": True,
+                    "paired": paired}]  # fmt: skip
+        run = judge_run(spec(metrics=metrics), {"latency": (stable, canary)}, look=1, looks=1)
+        assert run.verdict is verdict, run.evidence
+        assert run.needs_data is not paired
+        assert f" {test} p=" in run.evidence[0]
+    assert "n=58/58" in run.evidence[0]
+    with pytest.raises(ValueError, match=r"paired: for method mannWhitney only"):
+        spec(metrics=[{"name": "m", "query": "q", "method": "iqr", "paired": True}])
+
+
 def test_a_judged_series_of_overlapping_windows_says_so_and_asks_for_more_data() -> None:
     # 60 points of 5-step windows with an 8 % rise: as 60 independent points it fails; as the
     # 12 independent windows it holds, it cannot be told from noise yet (more data, not a verdict)

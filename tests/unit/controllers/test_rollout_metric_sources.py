@@ -135,6 +135,43 @@ async def test_a_ratio_is_numerator_over_denominator_per_point() -> None:
     assert canary.tolist() == [0.0, 0.0]
 
 
+async def test_a_paired_metric_keeps_both_revisions_on_the_same_steps() -> None:
+    # each revision misses a step the other has; with a denominator a zero step has no ratio
+    table = {
+        "lat stable": [(60.0, 1.0), (120.0, 2.0), (240.0, 4.0)],
+        "lat canary": [(60.0, 1.5), (180.0, 3.5), (240.0, 4.5)],
+        "5xx stable": [(60.0, 1.0)],
+        "all stable": [(60.0, 10.0), (120.0, 0.0)],
+        "5xx canary": None,
+        "all canary": [(120.0, 4.0)],
+    }
+    spec = AnalysisSpec.model_validate(
+        {"metrics": [
+            {"name": "lat", "query": "lat {{revision}}", "paired": True},
+            metric(query="5xx {{revision}}", denominator="all {{revision}}", paired=True),
+            {"name": "plain", "query": "lat {{revision}}"},
+        ]}
+    )  # fmt: skip
+    start = dt.datetime.fromtimestamp(0, tz=dt.UTC)
+    samples = await collect(
+        spec,
+        lambda _: Recorded(table),
+        stable="stable",
+        canary="canary",
+        start=start,
+        end=start + dt.timedelta(minutes=4),
+        step=60,
+    )
+    nan = float("nan")
+    stable, canary = samples["lat"]
+    np.testing.assert_array_equal(stable, [1.0, 2.0, nan, 4.0])
+    np.testing.assert_array_equal(canary, [1.5, nan, 3.5, 4.5])
+    stable, canary = samples["errors"]
+    np.testing.assert_array_equal(stable, [0.1, nan])  # 120 s: no traffic, no ratio
+    np.testing.assert_array_equal(canary, [nan, 0.0])
+    assert [a.tolist() for a in samples["plain"]] == [[1.0, 2.0, 4.0], [1.5, 3.5, 4.5]]
+
+
 async def test_an_analysis_reads_its_metrics_from_the_rollouts_target() -> None:
     """The reconciler hands the rollout's target to the metric source (whose Cloud Run
     project a cloudMonitoring metric is read from)."""
