@@ -191,7 +191,10 @@ def test_install_upgrade_uninstall(bindir: Path, cluster: Path, kube: Kube) -> N
     done = helm(bindir, "install", "xy", str(CHART), *run, "--create-namespace", cluster=cluster)
     assert done.returncode == 0, done.stdout + done.stderr
     try:
-        assert _available(kube, ns)
+        # helm's --wait counts the new ReplicaSet's ready pods; the Deployment's own status
+        # (Available, observedGeneration) is written by its controller a moment later, which a
+        # busy machine stretches (CI saw it False right after an install that had waited)
+        kube.wait_for("the operator Deployment available", lambda: _available(kube, ns))
         crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
         for name in ("xynergyservices.xynergy.io", "clusterkopfpeerings.kopf.dev"):
             assert kube.get(crd + name).status_code == 200, name
@@ -203,7 +206,7 @@ def test_install_upgrade_uninstall(bindir: Path, cluster: Path, kube: Kube) -> N
         upgrade = ["--set", "driftCheckSeconds=300", "--set", "platform.services.crm.enabled=true"]
         done = helm(bindir, "upgrade", "xy", str(CHART), *run, *upgrade, cluster=cluster)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert _available(kube, ns)
+        kube.wait_for("the upgraded operator Deployment available", lambda: _available(kube, ns))
         dep = kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/xy-operator").json()
         env = {
             e["name"]: e.get("value")
