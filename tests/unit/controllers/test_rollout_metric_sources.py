@@ -108,6 +108,22 @@ class Recorded:
         return Samples(timestamps=arr[:, 0].copy(), values=arr[:, 1].copy())
 
 
+async def collected(
+    spec: AnalysisSpec, table: dict[str, list[tuple[float, float]] | None]
+) -> dict[str, tuple[Any, Any]]:
+    """`collect` of revisions "stable" and "canary" from `table`, over 4 minutes at 60 s."""
+    start = dt.datetime.fromtimestamp(0, tz=dt.UTC)
+    return await collect(
+        spec,
+        lambda _: Recorded(table),
+        stable="stable",
+        canary="canary",
+        start=start,
+        end=start + dt.timedelta(minutes=4),
+        step=60,
+    )
+
+
 async def test_a_ratio_is_numerator_over_denominator_per_point() -> None:
     # stable: 5xx in steps 1 and 3 only (missing = none); step 2 had no traffic at all
     # canary: no 5xx series at all (no errors); the denominator's points decide the steps
@@ -120,16 +136,7 @@ async def test_a_ratio_is_numerator_over_denominator_per_point() -> None:
     spec = AnalysisSpec.model_validate(
         {"metrics": [metric(query="5xx {{revision}}", denominator="all {{revision}}")]}
     )
-    start = dt.datetime.fromtimestamp(0, tz=dt.UTC)
-    samples = await collect(
-        spec,
-        lambda _: Recorded(table),
-        stable="stable",
-        canary="canary",
-        start=start,
-        end=start + dt.timedelta(minutes=4),
-        step=60,
-    )
+    samples = await collected(spec, table)
     stable, canary = samples["errors"]
     assert stable.tolist() == [0.1, 0.1, 0.0]
     assert canary.tolist() == [0.0, 0.0]
@@ -152,16 +159,7 @@ async def test_a_paired_metric_keeps_both_revisions_on_the_same_steps() -> None:
             {"name": "plain", "query": "lat {{revision}}"},
         ]}
     )  # fmt: skip
-    start = dt.datetime.fromtimestamp(0, tz=dt.UTC)
-    samples = await collect(
-        spec,
-        lambda _: Recorded(table),
-        stable="stable",
-        canary="canary",
-        start=start,
-        end=start + dt.timedelta(minutes=4),
-        step=60,
-    )
+    samples = await collected(spec, table)
     nan = float("nan")
     stable, canary = samples["lat"]
     np.testing.assert_array_equal(stable, [1.0, 2.0, nan, 4.0])
