@@ -343,15 +343,6 @@ def judge_run(
     return _outcome(outcomes, config)
 
 
-async def _series(
-    provider: MetricsProvider, query: str, *, start: float, end: float, step: float
-) -> Series:
-    found = await _samples(provider, query, start=start, end=end, step=step)
-    if found is None:
-        return _empty()
-    return np.asarray(found.values, dtype=np.float64)
-
-
 async def _samples(
     provider: MetricsProvider, query: str, *, start: float, end: float, step: float
 ) -> Samples | None:
@@ -396,15 +387,6 @@ async def _timed_ratio(
     return steps, np.asarray(ratio, dtype=np.float64)
 
 
-async def _ratio(
-    provider: MetricsProvider, query: str, denominator: str, **window: float
-) -> Series:
-    """numerator / denominator per aligned point of the denominator; a zero denominator has
-    no ratio (NaN, dropped)."""
-    _, ratio = await _timed_ratio(provider, query, denominator, **window)
-    return np.asarray(ratio[np.isfinite(ratio)], dtype=np.float64)
-
-
 async def _counts(
     provider: MetricsProvider, query: str, denominator: str, **window: float
 ) -> Series:
@@ -436,16 +418,15 @@ def render_query(query: str, *, revision: str, step: float) -> str:
 async def _metric_series(
     metric: AnalysisMetric, provider: MetricsProvider, revision: str, **window: float
 ) -> Series:
-    """One revision's samples of `metric`: (events, trials) rows for a proportion, the ratio
-    per point with a denominator, else the query's series."""
-    step = window["step"]
-    query = render_query(metric.query, revision=revision, step=step)
-    if metric.denominator is None:
-        return await _series(provider, query, **window)
-    below = render_query(metric.denominator, revision=revision, step=step)
-    if _proportion(metric):
+    """One revision's samples of `metric`: (events, trials) rows for a proportion, else its
+    continuous values (`_timed_series`; a step without a value, a zero denominator, left out)."""
+    if _proportion(metric) and metric.denominator is not None:
+        step = window["step"]
+        query = render_query(metric.query, revision=revision, step=step)
+        below = render_query(metric.denominator, revision=revision, step=step)
         return await _counts(provider, query, below, **window)
-    return await _ratio(provider, query, below, **window)
+    _, values = await _timed_series(metric, provider, revision, **window)
+    return np.asarray(values[np.isfinite(values)], dtype=np.float64)
 
 
 async def _timed_series(
