@@ -100,6 +100,48 @@ def _unit(values: list[float]) -> list[float]:
     return [(v - low) / span for v in values]
 
 
+def _check(
+    *,
+    probation: int,
+    window: int,
+    windows_per_probation: int,
+    levels: int,
+    snap: float,
+    initial_vigilance: float,
+    max_categories: int,
+    range_mode: str,
+    range_margin: float,
+    relearn_growth: float | None,
+    relearn_memory: float,
+) -> None:
+    """Refuse a parameter out of its range, by name."""
+    if window < 2 or window & (window - 1):
+        raise ValueError(f"window must be a power of two >= 2, got {window}")
+    if windows_per_probation < 2:
+        raise ValueError(f"windows_per_probation must be >= 2, got {windows_per_probation}")
+    if probation < 2 * window:
+        raise ValueError(f"probation must be >= 2 x window = {2 * window}, got {probation}")
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    if not 0.0 <= snap < 1.0:
+        raise ValueError(f"snap must be in [0, 1), got {snap}")
+    if not 0.0 < initial_vigilance < 1.0:
+        raise ValueError(f"initial_vigilance must be in (0, 1), got {initial_vigilance}")
+    if max_categories < 2:
+        raise ValueError(f"max_categories must be >= 2, got {max_categories}")
+    if not 0.0 <= range_margin <= 10.0:
+        raise ValueError(f"range_margin must be in [0, 10], got {range_margin}")
+    if range_mode not in RANGE_MODES:
+        raise ValueError(f"range_mode must be one of {RANGE_MODES}, got {range_mode!r}")
+    if relearn_growth is not None and (relearn_growth < 0.0 or range_mode != "running"):
+        raise ValueError(
+            "relearn_growth needs range_mode='running' and a share >= 0, "
+            f"got {relearn_growth!r} with range_mode={range_mode!r}"
+        )
+    if not 0.0 < relearn_memory <= 10.0:
+        raise ValueError(f"relearn_memory must be in (0, 10] warm-ups, got {relearn_memory}")
+
+
 class AdaptiveResonanceDetector(UnivariateDetector):
     """Dual-vigilance fuzzy ART over downsampled windows; alarms on new kinds of window."""
 
@@ -147,31 +189,19 @@ class AdaptiveResonanceDetector(UnivariateDetector):
             thresholds: severities on the confidence (default 0.3 / 0.5 / 0.8).
         """
         super().__init__(thresholds=thresholds or Thresholds(0.3, 0.5, 0.8))
-        if window < 2 or window & (window - 1):
-            raise ValueError(f"window must be a power of two >= 2, got {window}")
-        if windows_per_probation < 2:
-            raise ValueError(f"windows_per_probation must be >= 2, got {windows_per_probation}")
-        if probation < 2 * window:
-            raise ValueError(f"probation must be >= 2 x window = {2 * window}, got {probation}")
-        if levels < 2:
-            raise ValueError(f"levels must be >= 2, got {levels}")
-        if not 0.0 <= snap < 1.0:
-            raise ValueError(f"snap must be in [0, 1), got {snap}")
-        if not 0.0 < initial_vigilance < 1.0:
-            raise ValueError(f"initial_vigilance must be in (0, 1), got {initial_vigilance}")
-        if max_categories < 2:
-            raise ValueError(f"max_categories must be >= 2, got {max_categories}")
-        if not 0.0 <= range_margin <= 10.0:
-            raise ValueError(f"range_margin must be in [0, 10], got {range_margin}")
-        if range_mode not in RANGE_MODES:
-            raise ValueError(f"range_mode must be one of {RANGE_MODES}, got {range_mode!r}")
-        if relearn_growth is not None and (relearn_growth < 0.0 or range_mode != "running"):
-            raise ValueError(
-                "relearn_growth needs range_mode='running' and a share >= 0, "
-                f"got {relearn_growth!r} with range_mode={range_mode!r}"
-            )
-        if not 0.0 < relearn_memory <= 10.0:
-            raise ValueError(f"relearn_memory must be in (0, 10] warm-ups, got {relearn_memory}")
+        _check(
+            probation=probation,
+            window=window,
+            windows_per_probation=windows_per_probation,
+            levels=levels,
+            snap=snap,
+            initial_vigilance=initial_vigilance,
+            max_categories=max_categories,
+            range_mode=range_mode,
+            range_margin=range_margin,
+            relearn_growth=relearn_growth,
+            relearn_memory=relearn_memory,
+        )
         self.probation = probation
         self.window = window
         self.levels = levels
