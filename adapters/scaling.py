@@ -25,6 +25,8 @@ ScalingPolicy spec -> ScalingParams:
 - `schedules[]` -> `schedules` (`CronSchedule`: the cron, the duration in seconds,
   `minInstances`, `timezone` as a `ZoneInfo`, named `<cron> <timezone>`).
 
+- `metric.capacityPerInstance` -> `capacity_per_instance` (margins above the expected load fit
+  under it; unset, under the target).
 - `metric.averagingWindowSeconds` -> `dispersion_window_seconds` (the dispersion headroom is on
   when it is set, in predictive mode) and `dispersion_sample_seconds` (5 s, or the largest of
   4, 3, 2, 1 s that divides the window: `dispersion_sample_seconds`).
@@ -93,6 +95,7 @@ def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) 
         horizon_seconds=parse_duration(forecast.horizon),
         max_forecast_smape=forecast.max_error_percent,
         min_history_seconds=parse_duration(forecast.minimum_history),
+        capacity_per_instance=spec.metric.capacity_per_instance,
     )
     window = spec.metric.averaging_window_seconds
     if window is not None:

@@ -2,7 +2,7 @@
 
 `decide()` with calibrated headroom (`target_under_provisioning` 0.05, the other calibration
 settings at `ScalingParams`' defaults; no forecast to fit), miss feedback (target 0.01), the
-start-up hold (2 x start-up + horizon) and the dispersion headroom (z = 2) is called
+start-up hold (2 x start-up + horizon) and the dispersion headroom (z up to 2, priced) is called
 once per 15 s step on a synthetic load (a daily cycle, noise and random bursts), carrying its
 state from call to call as a controller does, for `--steps` steps (1,000,000 by default: 174
 days of 15 s steps). Every 100k steps it prints the time per call, the process's resident

@@ -10,7 +10,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from apis.base import Duration, PositiveDuration, SpecModel, StatusModel, cel, validations
 from apis.conditions import Condition
@@ -76,6 +76,12 @@ class MetricSpec(SpecModel):
                 "only when metric.source is prometheus",
                 field_path=".averagingWindowSeconds",
             ),
+            cel(
+                "!has(self.capacityPerInstance) || self.capacityPerInstance >= "
+                "self.targetPerInstance",
+                "metric.capacityPerInstance must be at least metric.targetPerInstance",
+                field_path=".capacityPerInstance",
+            ),
         )
     )
 
@@ -91,13 +97,32 @@ class MetricSpec(SpecModel):
     """Prometheus base URL; the operator's default when unset."""
     target_per_instance: float = Field(gt=0)
     """Load one instance should carry, in the metric's unit (e.g. 50 requests/s)."""
+    capacity_per_instance: float | None = Field(default=None, gt=0)
+    """The most load one instance can serve, in the same unit (as Knative's
+    containerConcurrency is to its target), at least targetPerInstance. Set, the margins for
+    load above the expected one (the forecast's upper quantile, the burst envelope, the
+    dispersion headroom) need only fit under it, while the expected load is still provisioned
+    at the target. Unset, the target counts as the limit and the margins are provisioned at
+    it."""
+
     averaging_window_seconds: int | None = Field(default=None, ge=1, le=3600)
     """The span the query averages over, in seconds (15 for `rate(x[15s])`). Set, a predictive
     policy adds headroom for the per-second load the average hides (the dispersion headroom):
     every sync reads the query at 5 s steps (or the largest of 4, 3, 2, 1 s dividing the
     window) since the last one, estimates how far the per-second load scatters around its
-    average, and provisions for the average plus 3 sigmas of that scatter. Unset (a gauge, or
-    a window not known): no such headroom."""
+    average, and provisions for a per-second level exceeded 0.4 times as often as the level
+    the target alone leaves (at most 3 sigmas of that scatter, and at most 30 % above the
+    demand without it). Unset (a gauge, or a window not known): no such headroom."""
+
+    @model_validator(mode="after")
+    def _capacity_above_target(self) -> MetricSpec:
+        capacity = self.capacity_per_instance
+        if capacity is not None and capacity < self.target_per_instance:
+            raise ValueError(
+                "metric.capacityPerInstance must be at least metric.targetPerInstance "
+                f"({self.target_per_instance}), got {capacity}"
+            )
+        return self
 
 
 Seasonality = Literal["daily", "weekly"]

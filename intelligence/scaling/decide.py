@@ -17,6 +17,7 @@ from intelligence.scaling.dispersion import (
     dispersion_level,
     observe_dispersion,
     quadrature_level,
+    relative_sigmas,
 )
 from intelligence.scaling.enums import (
     CalibrationBase,
@@ -360,6 +361,7 @@ def _with_dispersion(
     index = disp.index(window, sample)
     if index is None:
         return demand, disp
+    sigmas = _dispersion_sigmas(params, demand.load, index)
     composition = params.dispersion_composition
     centre = demand.load if demand.centre is None else demand.centre
     margin = demand.margin
@@ -383,6 +385,10 @@ def _with_dispersion(
     needed = level
     if params.capacity_per_instance is not None:
         needed = level * params.target_per_instance / params.capacity_per_instance
+    cap = params.dispersion_max_headroom
+    capped = cap is not None and needed > demand.load * (1.0 + cap)
+    if capped:
+        needed = demand.load * (1.0 + (cap or 0.0))
     evidence.update(
         dispersionIndex=index,
         dispersionSigmas=sigmas,
@@ -393,7 +399,23 @@ def _with_dispersion(
     if needed <= demand.load:
         return demand, disp
     note = f"dispersion headroom: {words} = {level:.4g} under capacity"
+    if capped:
+        note += f", capped at {cap or 0.0:.0%} above the mode's demand"
     return replace(demand, load=needed, source=Reason.DISPERSION_HEADROOM, note=note), disp
+
+
+def _dispersion_sigmas(params: ScalingParams, rate: float, index: float) -> float:
+    """`dispersion_sigmas`, or with `dispersion_risk_ratio` the z that prices the margin
+    against the risk the target's own margin leaves at `rate` (`relative_sigmas`)."""
+    sigmas = params.dispersion_sigmas or 0.0
+    if params.dispersion_risk_ratio is None:
+        return sigmas
+    spare = 0.0
+    if params.capacity_per_instance is not None:
+        spare = params.capacity_per_instance / params.target_per_instance - 1.0
+    return relative_sigmas(
+        rate, index=index, spare=spare, risk_ratio=params.dispersion_risk_ratio, sigmas=sigmas
+    )
 
 
 def _with_feedback(

@@ -36,9 +36,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 from typing import Any
 
-__all__ = ["Dispersion", "dispersion_level", "observe_dispersion", "quadrature_level"]
+__all__ = [
+    "Dispersion",
+    "dispersion_level",
+    "observe_dispersion",
+    "quadrature_level",
+    "relative_sigmas",
+]
 
 MIN_PRODUCTS = 8  # products of successive second differences before the estimate is used
 
@@ -138,3 +145,23 @@ def quadrature_level(centre: float, margin: float, *, index: float, sigmas: floa
     centre = max(0.0, centre)
     noise = sigmas * sigmas * centre * max(0.0, index)
     return centre + math.sqrt(max(0.0, margin) ** 2 + noise)
+
+
+def relative_sigmas(
+    rate: float, *, index: float, spare: float, risk_ratio: float, sigmas: float
+) -> float:
+    """The z at which the per-second level is exceeded `risk_ratio` times as often as the
+    level the target alone provisions, `rate x (1 + spare)` (`spare` = capacity / target - 1,
+    0 without a capacity), under a normal approximation of the per-second load; at most
+    `sigmas`. The target's own margin is `z_t = spare x sqrt(rate / index)` sigmas, exceeded
+    with probability `Q(z_t)`, and `z = Q^-1(risk_ratio x Q(z_t))`: near `z_t` where the target
+    already covers the noise (high rates), a fixed small z where it covers little (low rates),
+    so the margin bought is priced against the risk the target leaves, not fixed in sigmas."""
+    rate, index = max(0.0, rate), max(0.0, index)
+    if rate == 0 or index == 0:
+        return sigmas
+    covered = max(0.0, spare) * math.sqrt(rate / index)
+    if covered >= sigmas:
+        return sigmas  # the target's margin covers `sigmas` already: nothing to add
+    risk = risk_ratio * 0.5 * math.erfc(covered / math.sqrt(2.0))
+    return min(sigmas, -NormalDist().inv_cdf(risk))

@@ -168,10 +168,15 @@ class ScalingParams:
     averaged metric cannot show. It needs to know what
     the metric is: `dispersion_window_seconds=None` (the default: a metric whose averaging
     window is not known, e.g. a gauge) or `dispersion_sigmas=None` turn it off. The defaults
-    (z = 3, half-life 1800 s, a mean every 5 s) are the ones the replay protocol adopted; with
+    (z up to 3, half-life 1800 s, a mean every 5 s) are the ones the replay protocol adopted; with
     decisions further apart than two samples the estimator never gets two differences in a row
     and adds nothing. `dispersion_composition` says whose noise it is and how it adds to the
-    mode's margin (`DispersionComposition`; `Demand`, as adopted, by default).
+    mode's margin (`DispersionComposition`; `Demand`, as adopted, by default). What it
+    spends is priced (eighth pass, adopted): `dispersion_risk_ratio` chooses z per decision so
+    that the per-second level is exceeded that many times as often as the level the target
+    alone provisions (`rate x capacity / target`; the rate itself without a capacity), with
+    `dispersion_sigmas` as the largest z, and `dispersion_max_headroom` caps the raised demand
+    at `1 + it` times the mode's demand. None turns either off (a fixed z, no cap).
     """
 
     target_per_instance: float
@@ -211,6 +216,8 @@ class ScalingParams:
     dispersion_window_seconds: float | None = None
     dispersion_sample_seconds: float | None = 5.0
     dispersion_composition: DispersionComposition = DispersionComposition.DEMAND
+    dispersion_risk_ratio: float | None = 0.4
+    dispersion_max_headroom: float | None = 0.3
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""
@@ -278,6 +285,11 @@ class ScalingParams:
             raise ValueError(f"dispersion_window_seconds must be positive, got {window}")
         if sample is not None and not sample > 0:
             raise ValueError(f"dispersion_sample_seconds must be positive, got {sample}")
+        ratio, cap = self.dispersion_risk_ratio, self.dispersion_max_headroom
+        if ratio is not None and not 0 < ratio < 1:
+            raise ValueError(f"dispersion_risk_ratio must be in (0, 1), got {ratio}")
+        if cap is not None and not (math.isfinite(cap) and cap >= 0):
+            raise ValueError(f"dispersion_max_headroom must be a number >= 0, got {cap}")
         if (
             window is not None
             and sample is not None

@@ -432,6 +432,12 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         "spec.metric.averagingWindowSeconds",
     ),
     (
+        "sp-capacity-below-target",
+        "ScalingPolicy",
+        [("metric.capacityPerInstance", 1)],
+        "spec.metric.capacityPerInstance",
+    ),
+    (
         "ro-weight-over-100",
         "Rollout",
         [("strategy.canary.steps.0", {"setWeight": 150})],

@@ -33,7 +33,6 @@ SAMPLE = Path(__file__).parents[3] / "manifests" / "samples" / "scalingpolicy-cr
 # ScalingParams fields the API has no field for, or that these policies leave unset: they keep
 # intelligence's defaults
 NOT_IN_API = (
-    "capacity_per_instance",
     "predictive_scale_down_window_seconds",
     "burst_exceedance",
     "burst_window_seconds",
@@ -62,6 +61,7 @@ def test_the_sample_policy_maps_field_by_field() -> None:
     spec = doc["spec"]
     params = scaling_params(ScalingPolicy.model_validate(doc))
     assert params.target_per_instance == spec["metric"]["targetPerInstance"]
+    assert params.capacity_per_instance == spec["metric"]["capacityPerInstance"]
     assert (params.min_instances, params.max_instances) == (
         spec["minInstances"],
         spec["maxInstances"],
@@ -252,6 +252,22 @@ def test_the_averaging_window_turns_the_dispersion_headroom_on(window: int, samp
     assert params.dispersion_window_seconds == window
     assert params.dispersion_sample_seconds == sample  # a whole number of samples per window
     assert scaling_params(policy()).dispersion_window_seconds is None  # unset: off
+
+
+def test_the_capacity_per_instance_reaches_the_decision() -> None:
+    metric = {"source": "prometheus", "query": "q", "targetPerInstance": 7}
+    params = scaling_params(policy(metric={**metric, "capacityPerInstance": 10}))
+    assert (params.target_per_instance, params.capacity_per_instance) == (7, 10)
+    assert scaling_params(policy(metric=metric)).capacity_per_instance is None  # unset: target
+
+
+@pytest.mark.parametrize("capacity", [0, 6.9])
+def test_a_capacity_below_the_target_is_refused_naming_the_field(capacity: float) -> None:
+    from pydantic import ValidationError
+
+    metric = {"source": "prometheus", "query": "q", "targetPerInstance": 7}
+    with pytest.raises(ValidationError, match=r"capacity_per_instance|capacityPerInstance"):
+        policy(metric={**metric, "capacityPerInstance": capacity})
 
 
 @pytest.mark.parametrize("window", [0, 3601])

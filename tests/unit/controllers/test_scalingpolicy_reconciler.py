@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from controllers.scalingpolicy.conflicts import TargetIndex
 from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache
 from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler, next_slot
 from controllers.scalingpolicy.target import Target
+from intelligence.scaling.dispersion import relative_sigmas
 
 NOW = dt.datetime(2024, 7, 2, 12, 0, tzinfo=dt.UTC)
 NS = "ns"
@@ -415,12 +418,22 @@ class NoisyProm:
         return Samples(timestamps=t, values=np.array([self.mean(x) for x in t]))
 
 
-async def test_the_averaging_window_adds_headroom_for_the_per_second_noise() -> None:
+HEADROOM = re.compile(r"demand ([\d.]+) \+ ([\d.]+) x sqrt\([\d.]+ x index ([\d.]+)\)")
+
+
+@pytest.mark.parametrize("capacity", [None, 7.5])
+async def test_the_averaging_window_adds_headroom_for_the_per_second_noise(
+    capacity: float | None,
+) -> None:
     """`metric.averagingWindowSeconds`: each sync reads the 5 s means since the last one and
     the decision provisions for the per-second scatter around the mean (Poisson counts at
-    20/s, 5 per instance: 4 instances for the mean, ~7 for mean + 3 sigmas)."""
+    20/s, 5 per instance: 4 instances for the mean), its z priced against the risk the
+    target's margin leaves: `metric.capacityPerInstance` (7.5, half again the target) leaves
+    some, so z is larger than without one."""
     metric = {"source": "prometheus", "query": "sum(rate(x[15s]))",
               "prometheusUrl": "http://prom:9090", "targetPerInstance": 5}  # fmt: skip
+    if capacity is not None:
+        metric["capacityPerInstance"] = capacity
     finals, first = {}, {}
     for window in (None, 15):
         prom, target = NoisyProm(), FakeTarget(replicas=4)
@@ -444,12 +457,21 @@ async def test_the_averaging_window_adds_headroom_for_the_per_second_noise() -> 
         assert bool(prom.ranges) == (window is not None)
     plain, noisy = finals[None], finals[15]
     assert plain.desired_instances in (4, 5)  # the mean's own scatter, held by the window
-    assert noisy.desired_instances is not None
-    assert noisy.desired_instances >= 7
     assert noisy.last_decision is not None
     assert noisy.last_decision.reason in ("DispersionHeadroom", "WithinTolerance")  # held
+    found = HEADROOM.search(noisy.last_decision.message or "")
+    assert found, noisy.last_decision.message
+    demand, z, index = (float(g) for g in found.groups())
+    assert 0.6 < index < 1.6  # Poisson
+    spare = 0.0 if capacity is None else capacity / 5 - 1
+    priced = relative_sigmas(demand, index=index, spare=spare, risk_ratio=0.4, sigmas=3.0)
+    assert z == pytest.approx(priced, rel=0.01)
+    assert z > 2.0 if capacity is not None else z < 1.0
+    limit = capacity or 5.0  # the level fits under capacity, at most 1.3 x the demand's
+    level = min(demand + z * math.sqrt(demand * index), 1.3 * demand * limit / 5)
+    assert noisy.desired_instances is not None
+    assert noisy.desired_instances >= math.ceil(level / limit - 0.01)  # the window may hold more
     # the first sync's read reaches back far enough to estimate at once
     assert first[None].desired_instances in (4, 5)
-    assert first[15].desired_instances is not None
-    assert first[15].desired_instances >= 7
-    assert "dispersion headroom" in (noisy.last_decision.message or "")
+    assert first[15].last_decision is not None
+    assert "dispersion headroom" in (first[15].last_decision.message or "")

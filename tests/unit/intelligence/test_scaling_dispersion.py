@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from intelligence.scaling.dispersion import (
     dispersion_level,
     observe_dispersion,
     quadrature_level,
+    relative_sigmas,
 )
 
 pytestmark = pytest.mark.unit
@@ -43,6 +45,8 @@ def params(**kw: object) -> ScalingParams:
         "dispersion_sigmas": 2.0,
         "dispersion_window_seconds": 15.0,
         "dispersion_sample_seconds": None,
+        "dispersion_risk_ratio": None,  # a fixed z, uncapped: the mechanism on its own
+        "dispersion_max_headroom": None,
     }
     base.update(kw)
     return ScalingParams(**base)  # type: ignore[arg-type]
@@ -187,6 +191,7 @@ def test_off_without_a_metric_window_and_in_reactive_mode() -> None:
 def test_the_defaults_act_on_15s_means_every_5s_and_not_on_decisions_15s_apart() -> None:
     defaults = ScalingParams(target_per_instance=1.0)
     assert (defaults.dispersion_sigmas, defaults.dispersion_sample_seconds) == (3.0, 5.0)
+    assert (defaults.dispersion_risk_ratio, defaults.dispersion_max_headroom) == (0.4, 0.3)
     load = poisson_counts(20.0, 3600)
     spec = params(dispersion_sigmas=3.0, dispersion_sample_seconds=5.0)
     assert 0.6 < replay(spec, load)["last"].evidence["dispersionIndex"] < 1.6
@@ -283,3 +288,71 @@ def test_the_envelope_level_and_the_noise_compose_as_stated(
         > quadrature_level(mean, level - mean, index=index, sigmas=z)
         > level
     )
+
+
+@pytest.mark.parametrize(("rate", "index"), [(2.6, 1.0), (20.0, 4.0), (50.0, 4.4)])
+@pytest.mark.parametrize("ratio", [0.1, 0.4])
+def test_the_relative_z_is_exceeded_ratio_times_as_often_as_the_targets_margin(
+    rate: float, index: float, ratio: float
+) -> None:
+    """Under the normal approximation the level at the returned z is exceeded `ratio` times
+    as often as the level the target provisions (`rate x capacity / target`)."""
+    spare = 1 / 0.7 - 1
+    z = relative_sigmas(rate, index=index, spare=spare, risk_ratio=ratio, sigmas=10.0)
+    sd = math.sqrt(rate * index)
+    target_tail = 1 - NormalDist(rate, sd).cdf(rate * (1 + spare))
+    assert 1 - NormalDist(rate, sd).cdf(rate + z * sd) == pytest.approx(ratio * target_tail)
+
+
+def test_the_relative_z_is_small_where_the_target_covers_little_and_capped_by_sigmas() -> None:
+    spare = 1 / 0.7 - 1
+    z_at = {
+        rate: relative_sigmas(rate, index=1.0, spare=spare, risk_ratio=0.4, sigmas=3.0)
+        for rate in (0.7, 2.6, 17.0, 50.0)
+    }
+    assert z_at[0.7] < z_at[2.6] < z_at[17.0] < 3.0  # priced: a low rate buys less
+    assert z_at[50.0] == 3.0  # the target's margin covers 3 sigmas already: nothing to add
+    assert relative_sigmas(20.0, index=0.0, spare=spare, risk_ratio=0.4, sigmas=3.0) == 3.0
+    # without a capacity the target leaves no margin: z = Q^-1(ratio / 2)
+    no_spare = relative_sigmas(20.0, index=1.0, spare=0.0, risk_ratio=0.4, sigmas=3.0)
+    assert no_spare == pytest.approx(-NormalDist().inv_cdf(0.2))
+
+
+def test_a_risk_ratio_spends_less_at_low_rates_than_fixed_sigmas_and_still_cuts_misses() -> None:
+    load = poisson_counts(2.6, 7200, seed=5)
+    fixed = replay(params(dispersion_sigmas=3.0), load)
+    priced = replay(params(dispersion_sigmas=3.0, dispersion_risk_ratio=0.4), load)
+    none = replay(params(dispersion_sigmas=None), load)
+    assert none["desired"].mean() < priced["desired"].mean() < fixed["desired"].mean()
+    assert priced["short"] < 0.75 * none["short"]
+    assert priced["last"].evidence["dispersionSigmas"] < 3.0
+
+
+def test_the_headroom_cap_bounds_what_the_noise_adds_to_the_modes_demand() -> None:
+    load = poisson_counts(2.6, 7200, seed=5)
+    capped = replay(params(dispersion_sigmas=3.0, dispersion_max_headroom=0.25), load)
+    fixed = replay(params(dispersion_sigmas=3.0), load)
+    last = capped["last"]
+    assert last.evidence["dispersionDemand"] == pytest.approx(1.25 * 2.6, rel=0.35)
+    assert "capped at 25% above the mode's demand" in last.message
+    assert capped["desired"].mean() < 0.8 * fixed["desired"].mean()
+    # one decision by hand: the demand is at most 1.25 x the current load
+    state = last.state
+    d = decide(Observation(NOW + 7200.0, 10, 2.0), params=params(
+        dispersion_sigmas=3.0, dispersion_max_headroom=0.25), state=state)  # fmt: skip
+    assert d.evidence["dispersionDemand"] == pytest.approx(2.5)
+    assert d.desired == math.ceil(2.5 / 2.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("dispersion_risk_ratio", 0.0),
+        ("dispersion_risk_ratio", 1.0),
+        ("dispersion_max_headroom", -0.1),
+        ("dispersion_max_headroom", float("inf")),
+    ],
+)
+def test_bad_pricing_parameters_name_the_field(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        replace(params(), **{field: value})
