@@ -65,13 +65,19 @@ async def test_closing_the_router_waits_for_writes_still_held(
         assert r.status_code == 200, r.text
         books = router.app.state.router.bookkeeping
         assert books.pending == 1  # held by Redis
-        closing = asyncio.create_task(stack.pop_all().aclose())
-        pending_at_close: list[int] = []
-        closing.add_done_callback(lambda _: pending_at_close.append(books.pending))
+        held = stack.pop_all()
+
+        async def close() -> int:
+            """Close the router; what is still pending the moment the close returns (read in
+            the same task: a done callback may run after the test has already read it)."""
+            await held.aclose()
+            return books.pending
+
+        closing = asyncio.create_task(close())
         # a close that does not wait would end here, with the write still held
         await asyncio.wait({closing}, timeout=3)
         await writes_paused.execute_command("CLIENT", "UNPAUSE")
-        await closing
-    assert pending_at_close == [0]
+        pending_at_close = await closing
+    assert pending_at_close == 0
     rows = await writes_paused.hgetall(f"ai:u:{tenant}")
     assert int(rows[b"openai|gpt-test|requests"]) == 1
