@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -16,7 +18,7 @@ from intelligence.anomaly.tail_probability import FeatureOptions
 pytestmark = pytest.mark.unit
 
 
-def evidence(det: TailProbabilityDetector, x: NDArray[np.float64]) -> list[dict[str, float]]:
+def evidence(det: TailProbabilityDetector, x: NDArray[np.float64]) -> list[Mapping[str, float]]:
     return [det.update(float(v)).evidence for v in x]
 
 

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from intelligence.canary import (
+    Direction,
     JudgeConfig,
     MetricConfig,
+    MetricKind,
     MetricVerdict,
     Outcome,
+    Spending,
     hodges_lehmann,
     judge,
     judge_metric,
 )
 
-LATENCY = MetricConfig("latency_p95", bad_direction="increase", tolerance=0.1)
+LATENCY = MetricConfig("latency_p95", bad_direction=Direction.INCREASE, tolerance=0.1)
 ERRORS = MetricConfig(
-    "error_rate", bad_direction="increase", critical=True, absolute_tolerance=0.005
+    "error_rate", bad_direction=Direction.INCREASE, critical=True, absolute_tolerance=0.005
 )
-THROUGHPUT = MetricConfig("throughput", bad_direction="decrease", tolerance=0.1)
+THROUGHPUT = MetricConfig("throughput", bad_direction=Direction.DECREASE, tolerance=0.1)
 
 
 def lognormal(seed: int, n: int = 60, scale: float = 1.0) -> np.ndarray:
@@ -189,7 +193,7 @@ def test_hodges_lehmann_recovers_a_known_shift() -> None:
 
 ERROR_COUNTS = MetricConfig(
     "error_rate",
-    kind="proportion",
+    kind=MetricKind.PROPORTION,
     critical=True,
     tolerance=0.2,
     absolute_tolerance=0.01,
@@ -330,7 +334,7 @@ def test_tail_test_watches_the_lower_tail_of_a_decrease_metric() -> None:
     stable = rng.lognormal(0.0, 0.5, 3000)
     canary = rng.lognormal(0.0, 0.5, 3000)
     canary = np.where(canary < np.quantile(canary, 0.1), 0.5 * canary, canary)
-    m = judge_metric(stable, canary, MetricConfig("throughput", bad_direction="decrease"))
+    m = judge_metric(stable, canary, MetricConfig("throughput", bad_direction=Direction.DECREASE))
     assert m.verdict == MetricVerdict.LOW
     assert "TailRegression" in m.reasons
     assert m.tail_effect < -0.2
@@ -338,13 +342,13 @@ def test_tail_test_watches_the_lower_tail_of_a_decrease_metric() -> None:
 
 def test_alpha_spending_splits_the_run_budget_over_the_looks() -> None:
     assert JudgeConfig(alpha=0.01).alpha_at(1) == 0.01  # one look: the whole budget
-    for spending in ("pocock", "obrien-fleming", "uniform"):
+    for spending in (Spending.POCOCK, Spending.OBRIEN_FLEMING, Spending.UNIFORM):
         cfg = JudgeConfig(alpha=0.01, looks=3, spending=spending)
         levels = [cfg.alpha_at(k) for k in (1, 2, 3)]
         assert sum(levels) == pytest.approx(0.01)
         assert all(level > 0 for level in levels)
-    pocock = JudgeConfig(alpha=0.01, looks=3, spending="pocock")
-    obf = JudgeConfig(alpha=0.01, looks=3, spending="obrien-fleming")
+    pocock = JudgeConfig(alpha=0.01, looks=3, spending=Spending.POCOCK)
+    obf = JudgeConfig(alpha=0.01, looks=3, spending=Spending.OBRIEN_FLEMING)
     assert pocock.alpha_at(1) > pocock.alpha_at(2) > pocock.alpha_at(3)  # front-loaded
     assert obf.alpha_at(1) < 0.001 < obf.alpha_at(3)  # kept for the end
     with pytest.raises(ValueError, match="look 4"):
@@ -385,7 +389,7 @@ def test_alpha_spending_keeps_false_failures_under_alpha_on_a_null() -> None:
 def test_proportion_false_failures_stay_under_alpha_over_looks() -> None:
     rng = np.random.default_rng(7)
     cfg = JudgeConfig(alpha=0.05, looks=3)
-    metric = MetricConfig("error_rate", kind="proportion", tolerance=0.0)
+    metric = MetricConfig("error_rate", kind=MetricKind.PROPORTION, tolerance=0.0)
     failed, runs = 0, 800
     for _ in range(runs):
         trials = rng.integers(50, 400, size=3)
@@ -418,7 +422,7 @@ def test_too_few_samples_for_the_target_effect_are_underpowered() -> None:
 
 def test_zero_error_baseline_needs_an_absolute_target() -> None:
     target = MetricConfig(
-        "error_rate", kind="proportion", absolute_tolerance=0.01, detectable_absolute=0.05
+        "error_rate", kind=MetricKind.PROPORTION, absolute_tolerance=0.01, detectable_absolute=0.05
     )
     few = judge_metric((0, 40), (0, 40), target)
     assert "ZeroBaseline" in few.reasons
@@ -446,6 +450,8 @@ def test_minimum_detectable_effect_is_detected_at_about_the_power(
     cfg = JudgeConfig(alpha=0.01, power=0.9, tail_weight=0.0)
     metric = MetricConfig("m", kind=kind, tolerance=0.0, series=False)  # type: ignore[arg-type]
     hits, reps = 0, 300
+    s: NDArray[np.float64] | tuple[int, int]
+    c: NDArray[np.float64] | tuple[int, int]
     if kind == "continuous":
         mde = judge_metric(rng.lognormal(0, 0.7, n), rng.lognormal(0, 0.7, n), metric, config=cfg)
         for _ in range(reps):
@@ -544,13 +550,11 @@ def test_paired_detectors_ignore_load_both_versions_ride() -> None:
 
 
 def test_configuration_takes_enum_members_or_their_strings_and_names_a_bad_value() -> None:
-    from intelligence.canary import Direction, MetricKind, Spending
-
-    m = MetricConfig("m", bad_direction="decrease", kind="proportion")
+    m = MetricConfig("m", bad_direction="decrease", kind="proportion")  # type: ignore[arg-type]
     assert m.bad_direction is Direction.DECREASE
     assert m.kind is MetricKind.PROPORTION
     assert m == MetricConfig("m", bad_direction=Direction.DECREASE, kind=MetricKind.PROPORTION)
-    assert JudgeConfig(spending="obrien-fleming").spending is Spending.OBRIEN_FLEMING
+    assert JudgeConfig(spending="obrien-fleming").spending is Spending.OBRIEN_FLEMING  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"bad_direction must be one of 'increase'.*'up'"):
         MetricConfig("m", bad_direction="up")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="kind must be one of"):

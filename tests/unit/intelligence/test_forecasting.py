@@ -193,7 +193,7 @@ def test_holt_winters_block_filter_equals_the_step_by_step_recursions(n, m, phi)
     expected, (lvl, trd, sea) = _reference_filter(
         y, m=m, first=first, params=(alpha, beta, gamma, phi), state=start
     )
-    state = tuple(a.copy() for a in start)
+    state = (start[0].copy(), start[1].copy(), start[2].copy())
     got = _filter(y, m=m, first=first, params=(alpha, beta, gamma, phi), state=state)
     for g, want in zip(got, expected, strict=True):
         np.testing.assert_allclose(g.reshape(want.shape), want, rtol=1e-9, atol=1e-9)

@@ -390,7 +390,7 @@ def test_capacity_aware_demand_provisions_point_at_target_and_upper_under_capaci
         model="test",
     )
     common = {"behavior": NO_WINDOWS, "startup_seconds": 30, "horizon_seconds": 15}
-    kw = {
+    kw: dict[str, Any] = {
         "now": NOW,
         "current_instances": 8,
         "current_load": 800.0,
@@ -420,7 +420,7 @@ def test_predictive_scale_down_window_applies_only_while_forecast_is_trusted():
     )
     s = spec(predictive_scale_down_window_seconds=60)  # behaviour keeps the default 300 s
     first = decide(now=NOW, current_instances=10, current_load=1000.0, spec=s)
-    kw = {
+    kw: dict[str, Any] = {
         "current_instances": 10,
         "current_load": 200.0,
         "spec": s,
@@ -684,7 +684,7 @@ def test_burst_scale_down_window_applies_only_while_the_envelope_provisions():
     s = spec(target_per_instance=100.0, burst_scale_down_window_seconds=60)  # default 300 s
     first = decide(now=NOW, current_instances=10, current_load=1000.0, spec=s)
     calm = (t, np.full(t.size, 100.0))
-    kw = {"current_instances": 10, "current_load": 100.0, "spec": s}
+    kw: dict[str, Any] = {"current_instances": 10, "current_load": 100.0, "spec": s}
     enveloped = decide(now=NOW + 90, state=first.state, recent_load=calm, **kw)
     assert enveloped.mode == "envelope"
     assert enveloped.evidence["scaleDownWindowSeconds"] == 60
@@ -725,7 +725,7 @@ def test_burst_spec_is_validated():
 
 def test_reactive_params_ignore_a_trusted_forecast_and_the_envelope():
     t, v = bursty_history()
-    kw = {
+    kw: dict[str, Any] = {
         "now": NOW,
         "current_instances": 4,
         "current_load": 400.0,
