@@ -29,7 +29,8 @@ was adopted; `TREND` (fourth pass) adds the burst envelope's spread about the lo
 600 s of trend, beat it cross-validated (every configuration before it runs with the plain
 envelope). `PRICED` (eighth pass, with four low-rate per-second traces added to the protocol)
 prices the dispersion headroom against the risk the target's margin leaves
-(`dispersion_risk_ratio`) and/or caps it (`dispersion_max_headroom`); ratio 0.4 with cap 0.3
+(`dispersion_risk_ratio`, with the normal tail or, `PRICED_CANTELLI`, Cantelli's bound) and/or
+caps it (`dispersion_max_headroom`); ratio 0.4 (normal) with cap 0.3
 beat the previous default cross-validated (the same passes, a lower mean loss) and is
 `ADOPTED` (its settings are `ScalingParams`' defaults; every configuration before it runs
 without the pricing).
@@ -81,6 +82,7 @@ from scaling_sim import (  # noqa: E402
 from intelligence.scaling import (  # noqa: E402
     CalibrationBase,
     DispersionComposition,
+    RiskTail,
     ScalingParams,
 )
 
@@ -304,7 +306,27 @@ PRICED = (  # issue 22, eighth pass: what the dispersion headroom may spend
         for c in (0.2, 0.3)
     ),
 )
-GRID = (*GRID, *FEEDBACK, *DISPERSION, *DISPERSION_5S, *TREND, *COMPOSITION, *LEAD, *PRICED)
+PRICED_CANTELLI = tuple(  # the same, the ratio priced with Cantelli's bound (a heavier tail)
+    _priced(
+        f"rrc{r}_cap{c}",
+        ("dispersion_risk_ratio", r),
+        ("dispersion_max_headroom", c),
+        ("dispersion_risk_tail", RiskTail.CANTELLI),
+    )
+    for r in (0.25, 0.4, 0.5, 0.6)
+    for c in (0.2, 0.3)
+)
+GRID = (
+    *GRID,
+    *FEEDBACK,
+    *DISPERSION,
+    *DISPERSION_5S,
+    *TREND,
+    *COMPOSITION,
+    *LEAD,
+    *PRICED,
+    *PRICED_CANTELLI,
+)
 SCORED_BEFORE = 53  # configurations scored in earlier runs and no longer in GRID (docs list them)
 # What the protocol adopted: legacy plus the dispersion headroom at ScalingParams' dispersion
 # defaults, told the harness's metric window (15 s) (issue 22 item 3, third pass: it beat legacy

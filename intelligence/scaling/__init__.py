@@ -32,6 +32,7 @@ from intelligence.scaling.enums import (
     Fallback,
     PolicyType,
     Reason,
+    RiskTail,
     SelectPolicy,
 )
 from intelligence.scaling.envelope import BurstEnvelope, burst_envelope
@@ -70,6 +71,7 @@ __all__ = [
     "Rates",
     "Reason",
     "Recommendation",
+    "RiskTail",
     "ScaleEvent",
     "ScalingParams",
     "ScalingState",

@@ -25,6 +25,7 @@ from intelligence.scaling.enums import (
     DispersionComposition,
     Fallback,
     Reason,
+    RiskTail,
 )
 from intelligence.scaling.envelope import envelope_for
 from intelligence.scaling.feedback import Feedback, update_feedback
@@ -414,7 +415,12 @@ def _dispersion_sigmas(params: ScalingParams, rate: float, index: float) -> floa
     if params.capacity_per_instance is not None:
         spare = params.capacity_per_instance / params.target_per_instance - 1.0
     return relative_sigmas(
-        rate, index=index, spare=spare, risk_ratio=params.dispersion_risk_ratio, sigmas=sigmas
+        rate,
+        index=index,
+        spare=spare,
+        risk_ratio=params.dispersion_risk_ratio,
+        sigmas=sigmas,
+        cantelli=params.dispersion_risk_tail is RiskTail.CANTELLI,
     )
 
 

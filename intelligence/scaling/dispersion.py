@@ -148,13 +148,20 @@ def quadrature_level(centre: float, margin: float, *, index: float, sigmas: floa
 
 
 def relative_sigmas(
-    rate: float, *, index: float, spare: float, risk_ratio: float, sigmas: float
+    rate: float,
+    *,
+    index: float,
+    spare: float,
+    risk_ratio: float,
+    sigmas: float,
+    cantelli: bool = False,
 ) -> float:
     """The z at which the per-second level is exceeded `risk_ratio` times as often as the
     level the target alone provisions, `rate x (1 + spare)` (`spare` = capacity / target - 1,
-    0 without a capacity), under a normal approximation of the per-second load; at most
-    `sigmas`. The target's own margin is `z_t = spare x sqrt(rate / index)` sigmas, exceeded
-    with probability `Q(z_t)`, and `z = Q^-1(risk_ratio x Q(z_t))`: near `z_t` where the target
+    0 without a capacity), under a normal approximation of the per-second load (with
+    `cantelli`, under Cantelli's bound `1 / (1 + z^2)` instead); at most `sigmas`. The
+    target's own margin is `z_t = spare x sqrt(rate / index)` sigmas, exceeded with
+    probability `Q(z_t)`, and `z = Q^-1(risk_ratio x Q(z_t))`: near `z_t` where the target
     already covers the noise (high rates), a fixed small z where it covers little (low rates),
     so the margin bought is priced against the risk the target leaves, not fixed in sigmas."""
     rate, index = max(0.0, rate), max(0.0, index)
@@ -163,5 +170,7 @@ def relative_sigmas(
     covered = max(0.0, spare) * math.sqrt(rate / index)
     if covered >= sigmas:
         return sigmas  # the target's margin covers `sigmas` already: nothing to add
+    if cantelli:  # risk_ratio / (1 + z_t^2) = 1 / (1 + z^2)
+        return min(sigmas, math.sqrt((1.0 + covered * covered) / risk_ratio - 1.0))
     risk = risk_ratio * 0.5 * math.erfc(covered / math.sqrt(2.0))
     return min(sigmas, -NormalDist().inv_cdf(risk))

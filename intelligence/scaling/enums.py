@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["CalibrationBase", "DecisionMode", "Fallback", "PolicyType", "Reason", "SelectPolicy"]
+__all__ = [
+    "CalibrationBase",
+    "DecisionMode",
+    "Fallback",
+    "PolicyType",
+    "Reason",
+    "RiskTail",
+    "SelectPolicy",
+]
 
 
 class PolicyType(StrEnum):
@@ -92,3 +100,16 @@ class DispersionComposition(StrEnum):
     DEMAND = "Demand"
     LEVEL = "Level"
     QUADRATURE = "Quadrature"
+
+
+class RiskTail(StrEnum):
+    """The tail the dispersion headroom's risk ratio is priced with (`relative_sigmas`).
+
+    `Normal` (the default): the per-second load's exceedance of a level `z` sigmas up is
+    `Q(z)`, the normal upper tail. `Cantelli`: it is at most `1 / (1 + z^2)` whatever the
+    distribution (Cantelli's one-sided bound, as the burst envelope uses), a heavier tail
+    that buys more sigmas for the same ratio where bursts make the normal one optimistic.
+    """
+
+    NORMAL = "Normal"
+    CANTELLI = "Cantelli"

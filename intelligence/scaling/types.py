@@ -31,6 +31,7 @@ from intelligence.scaling.enums import (
     Fallback,
     PolicyType,
     Reason,
+    RiskTail,
     SelectPolicy,
 )
 from intelligence.scaling.feedback import Feedback
@@ -177,6 +178,7 @@ class ScalingParams:
     alone provisions (`rate x capacity / target`; the rate itself without a capacity), with
     `dispersion_sigmas` as the largest z, and `dispersion_max_headroom` caps the raised demand
     at `1 + it` times the mode's demand. None turns either off (a fixed z, no cap).
+    `dispersion_risk_tail` is the tail the ratio is priced with (`RiskTail`; `Normal`).
     """
 
     target_per_instance: float
@@ -218,6 +220,7 @@ class ScalingParams:
     dispersion_composition: DispersionComposition = DispersionComposition.DEMAND
     dispersion_risk_ratio: float | None = 0.4
     dispersion_max_headroom: float | None = 0.3
+    dispersion_risk_tail: RiskTail = RiskTail.NORMAL
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""

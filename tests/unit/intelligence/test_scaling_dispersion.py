@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 from statistics import NormalDist
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from intelligence.scaling import (
     DispersionComposition,
     Observation,
     Reason,
+    RiskTail,
     ScalingParams,
     ScalingState,
     decide,
@@ -119,9 +121,11 @@ def test_a_long_half_life_is_not_held_by_the_first_products() -> None:
     products = d[1:] * d[:-1]
     a = 1 - 0.5 ** (5 / 1800)
     weights = a * (1 - a) ** np.arange(products.size)[::-1]
-    expected = -float(products @ weights / weights.sum()) * 15 * 15 / (2 * 5) / disp.mean
+    expected = (
+        -float(products @ weights / weights.sum()) * 15 * 15 / (2 * 5) / cast(float, disp.mean)
+    )
     assert disp.index(15, 5) == pytest.approx(max(0.0, expected), rel=1e-6)
-    assert disp.index(15, 5) > 0  # the ramp's first products no longer hide the noise
+    assert cast(float, disp.index(15, 5)) > 0  # the ramp's first products no longer hide the noise
 
 
 def test_overlapping_means_tell_noise_smooth_at_one_second_from_per_second_noise() -> None:
@@ -217,8 +221,9 @@ def test_the_defaults_act_on_15s_means_every_5s_and_not_on_decisions_15s_apart()
     ],
 )
 def test_bad_dispersion_parameters_name_the_field(field: str, value: float) -> None:
+    changes: dict[str, Any] = {field: value}
     with pytest.raises(ValueError, match=field):
-        replace(params(), **{field: value})
+        replace(params(), **changes)
 
 
 def test_recent_means_in_one_decision_read_what_a_decision_at_each_would_read() -> None:
@@ -354,5 +359,35 @@ def test_the_headroom_cap_bounds_what_the_noise_adds_to_the_modes_demand() -> No
     ],
 )
 def test_bad_pricing_parameters_name_the_field(field: str, value: float) -> None:
+    changes: dict[str, Any] = {field: value}
     with pytest.raises(ValueError, match=field):
-        replace(params(), **{field: value})
+        replace(params(), **changes)
+
+
+@pytest.mark.parametrize("covered_rate", [0.0, 2.6, 20.0])
+def test_a_cantelli_priced_z_meets_the_bound_and_buys_more_sigmas_than_the_normal(
+    covered_rate: float,
+) -> None:
+    """With Cantelli's bound the level's exceedance bound is `ratio` times the target's bound
+    `1 / (1 + z_t^2)`; a heavier tail than the normal one, so z is larger."""
+    spare = 0.0 if covered_rate == 0.0 else 1 / 0.7 - 1
+    rate = covered_rate or 20.0
+    z_t = spare * math.sqrt(rate)
+
+    def z_of(*, cantelli: bool, sigmas: float = 10.0) -> float:
+        return relative_sigmas(
+            rate, index=1.0, spare=spare, risk_ratio=0.4, sigmas=sigmas, cantelli=cantelli
+        )
+
+    z = z_of(cantelli=True)
+    assert 1 / (1 + z * z) == pytest.approx(0.4 / (1 + z_t * z_t))
+    assert z > z_of(cantelli=False)
+    assert z_of(cantelli=True, sigmas=1.0) == min(1.0, z)
+
+
+def test_the_risk_tail_reaches_the_decision() -> None:
+    load = poisson_counts(2.6, 3600, seed=5)
+    kw = {"dispersion_sigmas": 3.0, "dispersion_risk_ratio": 0.4}
+    normal = replay(params(**kw), load)["last"].evidence
+    cantelli = replay(params(**kw, dispersion_risk_tail=RiskTail.CANTELLI), load)["last"]
+    assert cantelli.evidence["dispersionSigmas"] > normal["dispersionSigmas"]
