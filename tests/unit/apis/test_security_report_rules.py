@@ -72,7 +72,11 @@ def test_image_provenance_in_production_only(image: str, fragments: list[str]) -
 def test_resources_both_set_on_services_and_resizing_rollout_templates() -> None:
     assert rules(xs(resources={"cpu": "1"})) == ["xynergy-resources-set"]
     assert rules(xs(resources=None)) == ["xynergy-resources-set"]
-    rollout = {"kind": "Rollout", "metadata": {}, "spec": {"template": {"resources": {}}}}
+    rollout: dict[str, Any] = {
+        "kind": "Rollout",
+        "metadata": {},
+        "spec": {"template": {"resources": {}}},
+    }
     assert rules(rollout) == ["xynergy-resources-set"]
     rollout["spec"]["template"] = {"env": []}
     assert rules(rollout) == []

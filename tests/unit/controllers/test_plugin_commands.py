@@ -56,7 +56,8 @@ class FakeClient:
                 return Obj(o)
         request = httpx.Request("GET", f"https://apiserver/{namespace}/{name}")
         body = {"kind": "Status", "code": 404, "message": f'"{name}" not found'}
-        raise ApiError(request=request, response=httpx.Response(404, json=body, request=request))
+        # lightkube 1.x annotates these as httpx2's Request/Response (httpx's work alike)
+        raise ApiError(request=request, response=httpx.Response(404, json=body, request=request))  # type: ignore[arg-type]
 
     def list(self, res: Any, *, namespace: str) -> list[Obj]:
         self.listed.append(namespace)

@@ -44,7 +44,7 @@ def policy() -> dict[str, Any]:
     }  # fmt: skip
 
 
-RECENT = [(NOW - 3600 + 120 * i, 120 + 3 * i) for i in range(30)]
+RECENT: list[tuple[float, float]] = [(NOW - 3600 + 120 * i, 120 + 3 * i) for i in range(30)]
 
 
 GOLDEN = """\

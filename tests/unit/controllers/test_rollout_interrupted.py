@@ -78,7 +78,7 @@ def _rollout(status: dict[str, Any] | None = None) -> dict[str, Any]:
 def _reconciler(backend: Backend) -> RolloutReconciler:
     return RolloutReconciler(
         client=Client(),  # type: ignore[arg-type]
-        backends=lambda *_: backend,
+        backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
         metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
         settings=RolloutSettings(),
     )

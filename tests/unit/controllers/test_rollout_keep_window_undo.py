@@ -93,7 +93,7 @@ async def _converge(body: Any, *, defers: bool = True) -> tuple[Any, Backend, Cl
     backend, client = Backend(defers=defers), Client()
     reconciler = RolloutReconciler(
         client=client,  # type: ignore[arg-type]
-        backends=lambda *_: backend,
+        backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
         metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
         settings=RolloutSettings(),
     )

@@ -53,7 +53,7 @@ async def test_cloud_monitoring_metrics_read_the_operators_project(
 ) -> None:
     monkeypatch.setenv("XYNERGY_ROLLOUT_GCP_PROJECT", "ops-project")
     ctx = ProviderContext()
-    provider = from_context(ctx).metrics(metric())  # type: ignore[arg-type]
+    provider = from_context(ctx).metrics(metric())  # type: ignore[arg-type,call-arg]
     assert isinstance(provider, CloudMonitoringProvider)
     assert provider.project == "ops-project"
     assert list(ctx.providers) == ["rollout.cloudmonitoring.ops-project"]

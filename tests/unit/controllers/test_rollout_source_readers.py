@@ -3,6 +3,7 @@ and those whose template env overrides read it (pure)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ def _rollout(name: str, target: str, env: list[dict[str, Any]] | None = None) ->
 def test_rollouts_of_reading_targets_and_with_reading_overrides_are_picked() -> None:
     override = [{"name": "TOKEN", "secretKeyRef": {"name": "api", "key": "token"}}]
     other = [{"name": "CFG", "configMapKeyRef": {"name": "api", "key": "x"}}]
-    rollouts = [
+    rollouts: list[Mapping[str, Any]] = [
         _rollout("of-reader", "crm"),
         _rollout("of-other", "ai"),
         _rollout("override", "ai", override),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import kopf
 import pytest
@@ -11,6 +13,10 @@ import yaml
 import controllers.runtime as runtime
 
 pytestmark = pytest.mark.unit
+
+# kopf.on.login() types the handler as kopf's ActivityFn (every kwarg required, returns
+# object); the function itself takes **kwargs and returns a ConnectionInfo or None.
+login = cast("Callable[..., kopf.ConnectionInfo | None]", runtime._login)
 
 
 def _kubeconfig(path: Path, server: str) -> Path:
@@ -34,13 +40,13 @@ def test_kubeconfig_set_after_import_is_used(
 ) -> None:
     # kopf (and this module) are already imported here, with whatever KUBECONFIG was then
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "a", "https://a.example:6443")))
-    info = runtime._login(settings=kopf.OperatorSettings())
+    info = login(settings=kopf.OperatorSettings())
     assert info is not None
     assert info.server == "https://a.example:6443"
     assert info.token == "t0ken"
 
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "b", "https://b.example:6443")))
-    info = runtime._login(settings=kopf.OperatorSettings())
+    info = login(settings=kopf.OperatorSettings())
     assert info is not None
     assert info.server == "https://b.example:6443"
 
@@ -52,7 +58,7 @@ def test_no_kubeconfig_and_no_service_account_gives_none(
     monkeypatch.setenv("HOME", str(tmp_path))
     if Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
         pytest.skip("runs inside a pod")
-    assert runtime._login(settings=kopf.OperatorSettings()) is None
+    assert login(settings=kopf.OperatorSettings()) is None
 
 
 def test_the_operator_registers_its_own_login_handler() -> None:

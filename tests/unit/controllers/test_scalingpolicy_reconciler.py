@@ -8,17 +8,18 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from apis.conditions import check_invariants, get_condition
-from apis.v1alpha1.scalingpolicy import ScalingPolicyStatus
+from apis.v1alpha1.scalingpolicy import ScalingDecision, ScalingPolicyStatus
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.controller import Requeue, Result
 from controllers.core.errors import StalledError
-from controllers.providers.metrics import MetricsUnreachableError, Samples
+from controllers.providers.metrics import MetricsProvider, MetricsUnreachableError, Samples
 from controllers.scalingpolicy.conflicts import TargetIndex
 from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache
 from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler, next_slot
@@ -95,7 +96,7 @@ def body(uid: str = "u1", name: str = "crm", status: dict[str, Any] | None = Non
     }  # fmt: skip
 
 
-def reconciler(target: FakeTarget, prom: FakeProm, index: TargetIndex | None = None
+def reconciler(target: FakeTarget, prom: MetricsProvider, index: TargetIndex | None = None
                ) -> ScalingPolicyReconciler:  # fmt: skip
     return ScalingPolicyReconciler(
         target=target,
@@ -243,7 +244,7 @@ async def test_paused_reads_no_metrics_and_decides_nothing() -> None:
 async def test_a_restart_keeps_the_behaviour_state_so_nothing_jumps() -> None:
     """At most one instance added per 300 s: the policy adds one at t=0; a new operator
     (empty memory) at t=60 must not add another, because the scale events live in status."""
-    spec = {"behavior": {"scaleUp": {"policies": [
+    spec: dict[str, Any] = {"behavior": {"scaleUp": {"policies": [
         {"type": "Pods", "value": 1, "periodSeconds": 300}]}}}  # fmt: skip
     target, prom = FakeTarget(replicas=2), FakeProm(load=500)
     b = body(**spec)
@@ -255,7 +256,7 @@ async def test_a_restart_keeps_the_behaviour_state_so_nothing_jumps() -> None:
     assert target.scaled == [3]
     assert status_of(restarted).desired_instances == 3
     assert status_of(restarted).last_decision is not None
-    assert status_of(restarted).last_decision.reason == "ScaleUpLimit"
+    assert cast(ScalingDecision, status_of(restarted).last_decision).reason == "ScaleUpLimit"
     # without the state in status the new operator would add another at once
     b.pop("status")
     await sync(reconciler(target, prom), b, later)
@@ -263,7 +264,10 @@ async def test_a_restart_keeps_the_behaviour_state_so_nothing_jumps() -> None:
 
 
 def daily(days: float, step: float = 300.0) -> Samples:
-    t = NOW.timestamp() - np.arange(int(days * 86400 / step), 0, -1) * step
+    t = cast(
+        "npt.NDArray[np.float64]",
+        NOW.timestamp() - np.arange(int(days * 86400 / step), 0, -1) * step,
+    )
     v = 200 + 150 * np.sin(2 * np.pi * t / 86400)
     return Samples(timestamps=t, values=v)
 

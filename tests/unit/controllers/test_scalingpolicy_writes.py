@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 from test_scalingpolicy_reconciler import NOW, FakeProm, FakeTarget, body, reconciler
 
 from controllers.core.status import merge_patch, status_changed, with_generation
@@ -71,7 +72,10 @@ async def test_unchanged_reactive_decisions_write_nothing() -> None:
 
 
 def flat(days: float, level: float, step: float = 300.0) -> Samples:
-    t = NOW.timestamp() - np.arange(int(days * 86400 / step), 0, -1) * step
+    t = cast(
+        "npt.NDArray[np.float64]",
+        NOW.timestamp() - np.arange(int(days * 86400 / step), 0, -1) * step,
+    )
     noise = np.random.default_rng(2).uniform(-1, 1, t.size)
     return Samples(timestamps=t, values=level + noise)
 
@@ -118,7 +122,7 @@ async def test_a_restart_after_unwritten_syncs_keeps_the_scale_down_window() -> 
     follow write nothing. An operator restarted at t=210 (empty memory, the stored status only)
     still holds 10 until the window since the high recommendation has passed, and then lowers
     on the same sync the uninterrupted operator does, not a window after its own start."""
-    spec = {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}
+    spec: dict[str, Any] = {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}
     plans: dict[str, list[int]] = {}
     for run in ("uninterrupted", "restarted"):
         target, prom = FakeTarget(replicas=5), FakeProm(load=500)
@@ -142,7 +146,7 @@ async def test_a_restart_after_unwritten_syncs_keeps_the_scale_down_window() -> 
 async def test_a_restart_with_no_status_state_would_hold_longer() -> None:
     """The control for the test above: without the state in status, a new operator seeds the
     window with the current count at its start, so it lowers a window after the restart."""
-    spec = {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}
+    spec: dict[str, Any] = {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}}
     target, prom = FakeTarget(replicas=5), FakeProm(load=500)
     store = Store(body(**spec))
     rec = reconciler(target, prom)
@@ -176,7 +180,7 @@ def test_reduced_recommendations_stabilize_as_the_full_history_does() -> None:
         assert len(reduced.recommendations) <= len(recs)
         for now in np.arange(times[-1], times[-1] + 400, 15.0):
             for raw in (1, 5, 9):
-                args = {"raw": raw, "current": 4, "now": float(now), "rates": rates}
+                args: dict[str, Any] = {"raw": raw, "current": 4, "now": float(now), "rates": rates}
                 a, _ = stabilize(state=full, fresh=False, **args)
                 b, _ = stabilize(state=reduced, fresh=False, **args)
                 assert a == b

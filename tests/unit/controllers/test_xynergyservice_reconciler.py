@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from apis.conditions import check_invariants, get_condition
 from apis.v1alpha1 import XynergyService
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
+from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from controllers.core import ChildEvent, Requeue
 from controllers.core.errors import StalledError, TransientError
 from controllers.metrics import RECONCILE_TOTAL
@@ -29,13 +30,15 @@ class MemoryBackend:
     error: Exception | None = None
     calls: list[str] = field(default_factory=list)
 
-    async def apply(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+    async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
         self.calls.append("apply" if child is None else f"apply({child.kind})")
         if self.error:
             raise self.error
         return BackendStatus(**{**self.answer.__dict__, "writes": 1, "created": True})
 
-    async def observe(self, svc: XynergyService, *, child: ChildEvent | None) -> BackendStatus:
+    async def observe(
+        self, svc: XynergyService, *, child: ChildEvent | None = None
+    ) -> BackendStatus:
         self.calls.append("observe")
         return self.answer
 
@@ -107,19 +110,17 @@ async def test_reconcile_table(
 ) -> None:
     before = _count(result)
     outcome = await reconcile(_svc(**spec), backends={BackendKind.KUBERNETES: backend}, now=NOW)
+    status = cast(XynergyServiceStatus, outcome.status)  # Result types it as any BaseModel
     assert backend.calls == calls
-    cond = get_condition(outcome.status.conditions, "Ready")
+    cond = get_condition(status.conditions, "Ready")
     assert cond is not None
     assert cond.status == ready
-    assert {c.type for c in outcome.status.conditions} == {"Ready"} | ({extra} if extra else set())
+    assert {c.type for c in status.conditions} == {"Ready"} | ({extra} if extra else set())
     assert [e.reason for e in outcome.events] == events
     assert outcome.requeue is Requeue(requeue)
-    assert outcome.status.observed_generation == 4
-    assert outcome.status.last_reconcile_time == NOW
-    assert (
-        check_invariants(generation=4, observed_generation=4, conditions=outcome.status.conditions)
-        == []
-    )
+    assert status.observed_generation == 4
+    assert status.last_reconcile_time == NOW
+    assert check_invariants(generation=4, observed_generation=4, conditions=status.conditions) == []
     assert _count(result) == before + 1
 
 
@@ -129,7 +130,8 @@ async def test_unconfigured_backend_stalls() -> None:
         backends={},
         now=NOW,
     )
-    cond = get_condition(outcome.status.conditions, "Stalled")
+    status = cast(XynergyServiceStatus, outcome.status)  # Result types it as any BaseModel
+    cond = get_condition(status.conditions, "Stalled")
     assert cond is not None
     assert cond.reason == "BackendUnavailable"
 

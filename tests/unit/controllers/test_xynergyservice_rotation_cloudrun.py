@@ -214,9 +214,10 @@ def test_the_fake_speaks_the_real_clients_wire_format(
             secret_id="api-key",
             secret=secretmanager_v1.Secret(replication=replication),
         )
-    client.add_secret_version(parent=secret.name, payload={"data": b"v1"})
+    # payload as a dict (proto-plus builds the message): the stubs accept only SecretPayload
+    client.add_secret_version(parent=secret.name, payload={"data": b"v1"})  # type: ignore[arg-type]
     latest = f"projects/{PROJECT}/secrets/api-key/versions/latest"
-    added = client.add_secret_version(parent=secret.name, payload={"data": b"v2"})
+    added = client.add_secret_version(parent=secret.name, payload={"data": b"v2"})  # type: ignore[arg-type]
     got = client.get_secret_version(name=latest)
     assert got.name == added.name == f"projects/{number}/secrets/api-key/versions/2"
     assert got.state == secretmanager_v1.SecretVersion.State.ENABLED
@@ -229,7 +230,7 @@ def test_the_fake_speaks_the_real_clients_wire_format(
     with pytest.raises(gexc.NotFound):
         client.get_secret_version(name=f"projects/{PROJECT}/secrets/missing/versions/latest")
     with pytest.raises(gexc.BadRequest, match="Checksum"):
-        client.add_secret_version(parent=secret.name, payload={"data": b"v3", "data_crc32c": 12345})
+        client.add_secret_version(parent=secret.name, payload={"data": b"v3", "data_crc32c": 12345})  # type: ignore[arg-type]
 
 
 def test_cloud_run_takes_the_secret_reference() -> None:
@@ -248,6 +249,7 @@ async def test_the_operator_reads_secret_manager_at_the_endpoint_setting(
     sm.put(PROJECT, "db-password", VALUE_2)
     assert OperatorSettings().secretmanager_endpoint is None, "Google's API by default"
     monkeypatch.setenv("XYNERGY_SECRETMANAGER_ENDPOINT", sm.endpoint)
-    provider = _secret_manager(SimpleNamespace(settings=OperatorSettings()))
+    # a stand-in OperatorContext: _secret_manager reads only its settings
+    provider = _secret_manager(SimpleNamespace(settings=OperatorSettings()))  # type: ignore[arg-type]
     provider.retry = FAST
     assert await provider.resolve(PROJECT, "db-password", "latest") == "2"

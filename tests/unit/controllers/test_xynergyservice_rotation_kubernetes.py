@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any, cast
 
 import pytest
@@ -191,7 +192,7 @@ def test_config_changed_event_names_the_source() -> None:
 
 
 def test_referencing_picks_the_services_that_read_the_object() -> None:
-    services = [
+    services: list[Mapping[str, Any]] = [
         {"metadata": {"name": "a"}, "spec": {"env": ENV}},
         {"metadata": {"name": "b"}, "spec": {"env": [{"name": "X", "value": "db"}]}},
         {"metadata": {"name": "c"}, "spec": {}},

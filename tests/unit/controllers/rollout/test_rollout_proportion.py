@@ -7,6 +7,7 @@ requests fails."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -145,7 +146,7 @@ def test_a_non_positive_step_is_refused_by_name() -> None:
         prometheus_duration(0)
 
 
-def recorded(table: dict[str, list[tuple[float, float]] | None], seen: list[str]) -> Any:
+def recorded(table: Mapping[str, list[tuple[float, float]] | None], seen: list[str]) -> Any:
     """A provider answering from `table` (None: no series), keeping the queries in `seen`."""
 
     async def query_range(query: str, *, start: float, end: float, step: float) -> Samples:
