@@ -75,6 +75,7 @@ class FeatureSetting:
     resonance_vigilance: float = 0.9
     resonance_output: str = "calibrated"
     resonance_shape: str = "window"
+    season_refine_gain: float | None = None
 
 
 FEATURE_OPTIONS_SINCE_ROUND3 = (
@@ -89,6 +90,7 @@ FEATURE_OPTIONS_SINCE_ROUND3 = (
     "resonance_vigilance",
     "resonance_output",
     "resonance_shape",
+    "season_refine_gain",
 )
 """Feature options added in the third and fourth rounds: left out of a ledger key at their
 defaults, so the configurations scored before them keep their keys (and are not counted twice)."""
@@ -142,6 +144,7 @@ def detector(
             resonance_output=setting.resonance_output,
             resonance_shape=setting.resonance_shape,
             resonance_veto=gate.resonance_veto,
+            season_refine_gain=setting.season_refine_gain,
         ),
         alarm_level=level,
         refractory=int(gate.refractory * probation),

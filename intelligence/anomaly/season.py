@@ -12,10 +12,20 @@ daily period reliably. So a period ``P`` is trusted only when
 :class:`SeasonSearch` keeps looking after the warm-up, on a bounded window of the latest
 ``horizon`` points, every ``every`` points, until a period is trusted; autocorrelations come
 from an FFT, so one search costs O(horizon log horizon) and the cost per point is constant.
+With ``refine_gain`` set it keeps looking after that, and a later search that trusts a
+multiple of the period replaces it when the multiple removes at least that share of what the
+period leaves unexplained (``1 - acf`` at the period, both read on the same points) and raises
+the autocorrelation by more than two of its standard errors (``2 / sqrt(n)``): a warm-up
+too short to show a weekly cycle (at most a quarter of the searched points) finds the daily
+one first, and the weekly one takes over once the window holds four weeks and it explains
+clearly more (nyc_taxi: 0.85 -> 0.96), while a multiple of a clean cycle that is a peak only by
+noise (0.006 more) does not.
 Pure: numpy only.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -68,10 +78,21 @@ def detect_season(
 class SeasonSearch:
     """Looks for a trusted period on the latest ``horizon`` points, every ``every`` points."""
 
-    def __init__(self, *, horizon: int, every: int, min_acf: float, min_cycles: int) -> None:
+    def __init__(
+        self,
+        *,
+        horizon: int,
+        every: int,
+        min_acf: float,
+        min_cycles: int,
+        refine_gain: float | None = None,
+    ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
+        if refine_gain is not None and not 0.0 <= refine_gain < 1.0:
+            raise ValueError(f"refine_gain must be in [0, 1) or None, got {refine_gain}")
         self.horizon = horizon
+        self.refine_gain = refine_gain
         self.every = every
         self.min_acf = min_acf
         self.min_cycles = min_cycles
@@ -85,8 +106,9 @@ class SeasonSearch:
         return self._hist.view()
 
     def update(self, x: float) -> bool:
-        """Absorb ``x``; True when a period has just been trusted (look at ``period``)."""
-        if self.period is not None:
+        """Absorb ``x``; True when a period has just been trusted or replaced by a multiple of
+        itself (look at ``period``)."""
+        if self.period is not None and self.refine_gain is None:
             return False
         self._hist.append(x)
         self._since += 1
@@ -102,9 +124,28 @@ class SeasonSearch:
         )
         if period is None:
             return False
+        if self.period is not None and not self._refines(period):
+            return False
         self.period = period
         return True
 
+    def _refines(self, period: int) -> bool:
+        """True when ``period``, trusted, should replace the trusted ``self.period``: a longer
+        cycle that contains it, removes ``refine_gain`` of what it leaves unexplained, and
+        explains more by more than the estimate's noise."""
+        assert self.period is not None
+        assert self.refine_gain is not None
+        if period <= self.period or period % self.period:
+            return False
+        points = self._hist.view()
+        before = float(autocorrelation(points)[self.period])
+        # more than the estimate's noise (two standard errors of an autocorrelation, Bartlett)
+        # and the set share of what the period leaves unexplained
+        noise = 2.0 / math.sqrt(points.size)
+        return self.acf - before >= max(noise, self.refine_gain * (1.0 - before))
+
     def release(self) -> None:
-        """Drop the kept points once the caller has used them (the search is over)."""
-        self._hist = RingBuffer(1)
+        """Drop the kept points once the caller has used them (the search is over; with
+        ``refine_gain`` it never is, and the points stay)."""
+        if self.refine_gain is None:
+            self._hist = RingBuffer(1)

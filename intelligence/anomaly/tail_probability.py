@@ -155,6 +155,12 @@ class FeatureOptions:
             window that resonates with a learned category is not an anomaly).
         resonance_familiar: fraction of past window novelties at least as large as the
             current one's for the window to count as familiar (0.5: at most the median).
+        season_refine_gain: if set, keep searching after a period is trusted and replace it
+            by a trusted multiple of itself that removes at least this share of what the
+            period leaves unexplained (``1 - acf``; 0: any trusted multiple). A weekly cycle
+            then takes over from the daily one found in a short warm-up, and the seasonal
+            feature is rebuilt from the searched history. Keeps ``season_horizon`` points for
+            good instead of releasing them.
     """
 
     value_mode: str = "value"
@@ -173,6 +179,7 @@ class FeatureOptions:
     resonance_shape: str = "window"
     resonance_veto: float = 0.0
     resonance_familiar: float = 0.5
+    season_refine_gain: float | None = None
 
     def __post_init__(self) -> None:
         """Refuse options the detector cannot work with, naming each."""
@@ -389,17 +396,7 @@ class TailProbabilityDetector(UnivariateDetector):
         )
         self._value_options = self._steps is not None or self._diff_z is not None
         self._seasonal_z = _RollingZ(self.window, self.min_history)
-        calibrator = GPDTailCalibrator if opts.calibration_tail == "gpd" else TailCalibrator
-        self._calib = {
-            k: calibrator(
-                min_history=self.calibration_min_history,
-                min_scale=opts.context_min_scale if k == "context" else 0.0,
-                capacity=self.calibration_window,
-                lower=opts.calibration_quantiles[0],
-                upper=opts.calibration_quantiles[1],
-            )
-            for k in FEATURES
-        }
+        self._calib = {k: self._calibrator(k) for k in FEATURES}
         self._context: ContextNovelty | None = None
         self._resonance: ResonanceNovelty | None = None
         self._likelihood: ErrorLikelihood | None = None
@@ -415,6 +412,7 @@ class TailProbabilityDetector(UnivariateDetector):
             every=max(self.window // 2, 1),
             min_acf=self.season_min_acf,
             min_cycles=self.season_min_cycles,
+            refine_gain=opts.season_refine_gain,
         )
         self._season_buf: RingBuffer | None = None
         self._gate.reset()
@@ -441,6 +439,18 @@ class TailProbabilityDetector(UnivariateDetector):
         sizes["resonance_table"] = len(res) if res is not None else 0
         sizes["resonance_likelihood"] = len(lik) if lik is not None else 0
         return sizes
+
+    def _calibrator(self, feature: str) -> TailCalibrator:
+        """A new, empty calibrator for ``feature`` as the options ask."""
+        opts = self.options
+        calibrator = GPDTailCalibrator if opts.calibration_tail == "gpd" else TailCalibrator
+        return calibrator(
+            min_history=self.calibration_min_history,
+            min_scale=opts.context_min_scale if feature == "context" else 0.0,
+            capacity=self.calibration_window,
+            lower=opts.calibration_quantiles[0],
+            upper=opts.calibration_quantiles[1],
+        )
 
     def _feature(self, name: str, raw: float) -> float:
         calib = self._calib[name]
@@ -481,9 +491,13 @@ class TailProbabilityDetector(UnivariateDetector):
         return self._seasonal_z.update(x - lagged)[0]
 
     def _start_season(self, history: np.ndarray) -> None:
-        """A period was just trusted: replay the searched history through the seasonal feature."""
+        """A period was just trusted: replay the searched history through the seasonal feature
+        (from scratch when it replaces a shorter period, ``season_refine_gain``)."""
         period = self._search.period
         assert period is not None
+        if self._season_buf is not None:
+            self._seasonal_z = _RollingZ(self.window, self.min_history)
+            self._calib["seasonal"] = self._calibrator("seasonal")
         self._season_buf = RingBuffer(period)
         for v in history[:period]:
             self._season_buf.append(float(v))
