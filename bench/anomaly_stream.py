@@ -17,6 +17,8 @@ Run from the repository root::
         # resonance feature on (likelihood output, not a default): its cost
     .venv/bin/python bench/anomaly_stream.py --novelty  # the sixth round's
         # AdaptiveResonanceDetector(probation=750) (not a default): its cost
+    .venv/bin/python bench/anomaly_stream.py --points 300000 --season-refine  # the ninth
+        # round's season_refine_gain=0.5 (not a default): its cost
 """
 
 from __future__ import annotations
@@ -75,13 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--novelty", action="store_true", help="AdaptiveResonanceDetector(probation=750) instead"
     )
+    parser.add_argument(
+        "--season-refine", action="store_true", help="season_refine_gain=0.5 (ninth round)"
+    )
     args = parser.parse_args(argv)
     opts = FeatureOptions(resonance_window=8, resonance_output="likelihood")
+    if args.season_refine:
+        opts = FeatureOptions(season_refine_gain=0.5)
     det: TailProbabilityDetector | AdaptiveResonanceDetector
     if args.novelty:
         det = AdaptiveResonanceDetector(probation=750)
         what = "AdaptiveResonanceDetector(probation=750)"
-    elif args.resonance:
+    elif args.resonance or args.season_refine:
         det = TailProbabilityDetector(options=opts)
         what = f"TailProbabilityDetector(options={opts})"
     else:
