@@ -132,13 +132,21 @@ class GateScorer:
 class Refractory:
     """One alarm per event: silence for ``refractory`` points unless the score escalates."""
 
-    def __init__(self, *, refractory: int, escalation: float | None = None) -> None:
+    def __init__(
+        self, *, refractory: int, escalation: float | None = None, escalation_gap: int = 0
+    ) -> None:
+        """``escalation_gap``: points an escalation must come after the alarm it breaks
+        through (0: at once), so a level shift that grows over two or three points alarms
+        once, not at each step."""
         if refractory < 0:
             raise ValueError(f"refractory must be >= 0, got {refractory}")
         if escalation is not None and escalation <= 0.0:
             raise ValueError(f"escalation must be > 0 or None, got {escalation}")
+        if escalation_gap < 0:
+            raise ValueError(f"escalation_gap must be >= 0, got {escalation_gap}")
         self.refractory = refractory
         self.escalation = escalation
+        self.escalation_gap = escalation_gap
         self.reset()
 
     def reset(self) -> None:
@@ -152,7 +160,9 @@ class Refractory:
         Call it only for such points, in time order: other points never change the state.
         """
         alarm = t - self._last > self.refractory or (
-            self.escalation is not None and score >= self._last_score + self.escalation
+            self.escalation is not None
+            and score >= self._last_score + self.escalation
+            and t - self._last >= self.escalation_gap
         )
         if alarm:
             self._last = t

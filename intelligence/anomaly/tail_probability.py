@@ -260,6 +260,7 @@ class TailProbabilityDetector(UnivariateDetector):
         context_bins: int = 8,
         context_max_contexts: int = 4096,
         escalation: float | None = 1.0,
+        escalation_gap: int = 0,
         calibration_window: int = 2000,
         options: FeatureOptions | None = None,
         rate_window: int = 0,
@@ -292,6 +293,8 @@ class TailProbabilityDetector(UnivariateDetector):
             context_max_contexts: most contexts the context model keeps.
             escalation: if set, a point inside the refractory period alarms anyway when its
                 score is at least the last alarm's plus this much.
+            escalation_gap: points an escalation must come after the alarm it breaks through
+                (0: at once; fifth round, not adopted: a growing level shift then alarms once).
             calibration_window: size of the sample of past feature values each tail
                 calibration is fitted on.
             options: feature calibration options of the third round (:class:`FeatureOptions`;
@@ -329,7 +332,12 @@ class TailProbabilityDetector(UnivariateDetector):
             context=(context_order, context_bins, context_max_contexts),
             calibration=(calibration_window, opts.calibration_min_history),
         )
-        self._set_alarms(alarm_level=alarm_level, refractory=refractory, escalation=escalation)
+        self._set_alarms(
+            alarm_level=alarm_level,
+            refractory=refractory,
+            escalation=escalation,
+            escalation_gap=escalation_gap,
+        )
         self._set_gate(
             GateScorer(
                 features=len(FEATURES),
@@ -366,13 +374,20 @@ class TailProbabilityDetector(UnivariateDetector):
         self.calibration_min_history = min_history if calib_min is None else calib_min
 
     def _set_alarms(
-        self, *, alarm_level: float, refractory: int | None, escalation: float | None
+        self,
+        *,
+        alarm_level: float,
+        refractory: int | None,
+        escalation: float | None,
+        escalation_gap: int,
     ) -> None:
         """Store the alarm parameters and build the refractory rule."""
         self.alarm_level = alarm_level
         self.refractory = self.window // 2 if refractory is None else refractory
         self.escalation = escalation
-        self._refractory = Refractory(refractory=self.refractory, escalation=escalation)
+        self._refractory = Refractory(
+            refractory=self.refractory, escalation=escalation, escalation_gap=escalation_gap
+        )
 
     def _set_gate(self, gate: GateScorer) -> None:
         """Use ``gate`` and expose its rate and agreement parameters."""

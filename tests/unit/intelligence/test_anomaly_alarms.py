@@ -53,6 +53,34 @@ def test_refractory_silences_echoes_but_not_escalation() -> None:
         Refractory(refractory=1, escalation=0.0)
 
 
+def test_an_escalation_gap_makes_a_growing_shift_alarm_once() -> None:
+    """Scores 3, 4.5, 6 on three points in a row (a level shift entering the recent mean):
+    without a gap each step escalates; with a gap of 3 only the first alarms, and a later,
+    larger score past the gap still breaks through."""
+    steps = [(100, 3.0), (101, 4.5), (102, 6.0)]
+    at_once = Refractory(refractory=50, escalation=1.0)
+    assert [at_once.check(t, s) for t, s in steps] == [True, True, True]
+    gapped = Refractory(refractory=50, escalation=1.0, escalation_gap=3)
+    assert [gapped.check(t, s) for t, s in steps] == [True, False, False]
+    assert gapped.check(103, 4.0)  # 3 points after the alarm, 1.0 above its score
+    with pytest.raises(ValueError, match="escalation_gap"):
+        Refractory(refractory=1, escalation=1.0, escalation_gap=-1)
+
+
+def test_the_detector_passes_its_escalation_gap_to_the_refractory_rule() -> None:
+    x = np.zeros(700)
+    x += np.random.default_rng(4).normal(0.0, 1.0, x.size)
+    x[600:] += np.linspace(8.0, 30.0, 100)  # a shift that keeps growing
+    alarms = {}
+    for gap in (0, 20):
+        det = TailProbabilityDetector(window=200, escalation_gap=gap)
+        fired = [i for i, v in enumerate(x) if det.update(float(v)).evidence.get("alarm", 0.0)]
+        alarms[gap] = [i for i in fired if i >= 600]
+    assert alarms[0][0] == alarms[20][0]  # the first alarm is not delayed
+    assert len(alarms[20]) < len(alarms[0])
+    assert all(b - a >= 20 for a, b in zip(alarms[20], alarms[20][1:], strict=False))
+
+
 def test_detector_score_is_the_gate_over_its_own_feature_surprises() -> None:
     rng = np.random.default_rng(8)
     x = rng.normal(0.0, 1.0, 1200)
