@@ -48,13 +48,26 @@ manifests: $(STAMP) ## Regenerate crds/, the chart's CRDs and docs/api/ from api
 verify: $(STAMP) ## Fail when generated files (crds/, chart CRDs, docs/api/) are stale
 	$(BIN)/xynergy crds generate --check
 
-# After the main mypy run, one more per folder of TEST_MYPY_DIRS checks those unit tests
-# (non-strict), without the pyproject config (--config-file=): its per-module `strict = true`
-# turns strict on for every module. The tests import their helpers by bare name, as pytest does,
-# which mypy resolves from the folder (no __init__.py). One run per folder, so that a conftest.py
-# or helper of one name in two folders is not a duplicate module, each with its own cache dir,
-# so the runs do not invalidate each other's.
-TEST_MYPY_DIRS := intelligence adapters apis providers controllers
+# After the main mypy run, more runs check what it leaves out: the unit tests and bench/. They
+# are non-strict and skip the pyproject config (--config-file=): its per-module `strict = true`
+# turns strict on for every module. Each has its own cache dir, so the runs do not invalidate
+# each other's, and reports only on the files it is given (--follow-imports=silent): what they
+# import is checked by the main run, with the pydantic plugin these runs do not load.
+#  - Unit tests: one run per folder of TEST_MYPY_DIRS, so that a conftest.py or helper of one name
+#    in two folders is not a duplicate module. The tests import their helpers by bare name, as
+#    pytest does, and the fakes as fakes.* (tests/ on sys.path): MYPYPATH holds the folder and
+#    tests/. With --explicit-package-bases a subfolder's module is named after it
+#    (services/gmail/conftest.py is gmail.conftest), so the subfolders' conftest.py do not
+#    clash. Then tests/unit/test_test_layout.py, the one test file outside them, on its own.
+#  - bench/: the scripts put bench/ on sys.path and import each other by bare name, some also
+#    as bench.x. mypy gives a file one module name, so two runs: the scripts that import bench.x
+#    as package bench (--explicit-package-bases), the others by bare name, where
+#    --no-namespace-packages leaves bench.x unresolved (Any) instead of a second name.
+TEST_MYPY_DIRS := intelligence adapters apis providers controllers services
+MYPY_NONSTRICT = $(BIN)/mypy --config-file= --python-version 3.11 --ignore-missing-imports \
+	--check-untyped-defs --follow-imports=silent
+BENCH_AS_PACKAGE = $(shell grep -lE '^[[:space:]]*(from|import) bench\.' bench/*.py)
+BENCH_BY_NAME = $(filter-out $(BENCH_AS_PACKAGE),$(wildcard bench/*.py))
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check), mypy, import-linter
@@ -63,9 +76,17 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, import-linter
 	$(BIN)/mypy
 	@for d in $(TEST_MYPY_DIRS); do \
 		echo "mypy (tests, non-strict) tests/unit/$$d"; \
-		$(BIN)/mypy --config-file= --python-version 3.11 --ignore-missing-imports \
-			--check-untyped-defs --cache-dir .mypy_cache/tests-$$d tests/unit/$$d || exit 1; \
+		MYPYPATH=tests/unit/$$d:tests $(MYPY_NONSTRICT) --explicit-package-bases \
+			--cache-dir .mypy_cache/tests-$$d tests/unit/$$d || exit 1; \
 	done
+	@echo "mypy (tests, non-strict) tests/unit/test_test_layout.py"
+	@$(MYPY_NONSTRICT) --cache-dir .mypy_cache/tests-layout tests/unit/test_test_layout.py
+	@echo "mypy (bench, non-strict) bench/ scripts that import bench.x, as package bench"
+	@$(MYPY_NONSTRICT) --explicit-package-bases --cache-dir .mypy_cache/bench-package \
+		$(BENCH_AS_PACKAGE)
+	@echo "mypy (bench, non-strict) the other bench/ scripts, by bare name"
+	@$(MYPY_NONSTRICT) --no-namespace-packages --cache-dir .mypy_cache/bench-by-name \
+		$(BENCH_BY_NAME)
 	$(BIN)/lint-imports
 
 .PHONY: fmt

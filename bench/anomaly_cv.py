@@ -202,10 +202,11 @@ def surprises(
         with ProcessPoolExecutor(max_workers=1) as pool:
             remote = pool.map(_feature_job, jobs[1::2])
             local = [_feature_job(j) for j in jobs[0::2]]
-            results = [None] * len(jobs)
+            results: list[NDArray[np.float64] | None] = [None] * len(jobs)
             results[0::2] = local
             results[1::2] = list(remote)
         for i, arr in zip(todo, results, strict=True):
+            assert arr is not None  # every slot was filled above
             np.save(paths[i], arr)
     return [np.load(p) for p in paths]
 

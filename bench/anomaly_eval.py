@@ -498,7 +498,12 @@ def _rule_grid(files: list[LabelledFile], base: Scores) -> list[tuple[str, dict,
     for rule in itertools.product((6, 12), (1, 3), (1.3, 2.0), (0.5, 1.0), (0.5, 1.0)):
         m, k, sus, bump, half = rule
         name = f"adapt m={m} k={k} sus={sus} b={bump} h={half}"
-        fn: AlarmFn = lambda i, lv, r=rule: adaptive_alarms(base[i], files[i].probation, lv, r)  # noqa: E731
+
+        def fn(
+            i: int, lv: float, r: tuple[int, int, float, float, float] = rule
+        ) -> NDArray[np.bool_]:
+            return adaptive_alarms(base[i], files[i].probation, lv, r)
+
         rules.append((name, dict(m=m, k=k, sus=sus, bump=bump, half=half), fn, LEVELS))
     silent: AlarmFn = lambda i, lv: silent_probation_alarms(base[i], files[i].probation, lv)  # noqa: E731
     rules.append(("probation silent", {}, silent, LEVELS))

@@ -125,8 +125,8 @@ def score_round(
     grids: dict[str, Grid] = {}
     total = 0
     for cand in candidates:
-        gates = tuple(dict.fromkeys(sum(cand.gates().values(), ())))
-        grid = grids[cand.label] = run_grid(files, (cand.setting,), gates)
+        offered = tuple(dict.fromkeys(sum(cand.gates().values(), ())))
+        grid = grids[cand.label] = run_grid(files, (cand.setting,), offered)
         fresh, total = record(config_key(*c) for c in grid.configs)
         row = cells(grid, cand.gates(), files, profiles)
         print(f"  {cand.label:<40}{row}  ({fresh} new)", flush=True)

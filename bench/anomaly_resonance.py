@@ -35,6 +35,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -245,7 +246,10 @@ def per_category(files: list[LabelledFile], tail: TailAlarms) -> None:
         print(f"\n{prof}: held-out category raw score (windows hit/missed, FPs)")
         for label, dets in rows:
             terms = grid_terms(files, dets)
-            chosen = select(files, prof, list(range(len(terms))), terms).chosen
+            # the configurations offered are the rows' indices
+            chosen = cast(
+                dict[str, int], select(files, prof, list(range(len(terms))), terms).chosen
+            )
             parts = []
             for cat, c in chosen.items():
                 held = [terms[c][i] for i, f in enumerate(files) if category(f) == cat]

@@ -64,8 +64,10 @@ from intelligence.canary import (  # noqa: E402
     CanaryJudgement,
     JudgeConfig,
     MetricConfig,
+    MetricKind,
     MetricResult,
     Outcome,
+    Spending,
     judge,
     judge_metric,
 )
@@ -81,7 +83,7 @@ REGRESSION_REPS = 6
 RUN_ALPHA = 0.01  # the "at most 1% false failures", over 3 metrics and 3 looks
 POWER = 0.99  # the "99% recall"
 CONFIG = JudgeConfig(
-    alpha=RUN_ALPHA / 3, looks=INTERVALS, spending="pocock", power=POWER, tail_weight=0.2
+    alpha=RUN_ALPHA / 3, looks=INTERVALS, spending=Spending.POCOCK, power=POWER, tail_weight=0.2
 )
 TARGET_ERROR_PP = 0.20
 TARGET_LATENCY = 0.25
@@ -89,7 +91,7 @@ TARGET_LATENCY = 0.25
 METRICS = [
     MetricConfig(
         "error_rate",
-        kind="proportion",
+        kind=MetricKind.PROPORTION,
         critical=True,
         tolerance=0.2,
         absolute_tolerance=0.01,
@@ -242,7 +244,7 @@ def scenario(
     outcomes = []
     for k in range(1, INTERVALS + 1):
         upto = k * INTERVAL_BUCKETS
-        samples = {}
+        samples: dict[str, list[NDArray[np.float64]]] = {}
         for name in ("stable", "canary"):
             b, lat = requests[name]
             sd = sides[name]
@@ -491,8 +493,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ff = float(np.mean([Outcome.FAILED in r.outcomes for r in healthy]))
     print(f"\nHealthy pairs: n={len(healthy)}, false failures {ff:.1%} (target <= 1%)")
-    for share in [None, *SHARES]:
-        sel = [r for r in healthy if share is None or r.share == share]
+    for subset in [None, *SHARES]:
+        sel = [r for r in healthy if subset is None or r.share == subset]
         last = [r.judgements[-1] for r in sel]
         succ = np.mean([j.outcome == Outcome.SUCCESSFUL for j in last])
         under = np.mean(
@@ -504,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                 for j in last
             ]
         )
-        name = "all" if share is None else f"share {share:.0%}"
+        name = "all" if subset is None else f"share {subset:.0%}"
         culprits = sorted(
             {
                 m.name

@@ -126,7 +126,7 @@ def evaluate(
             errs[key].append(np.abs(truth - p))
             scaled[key].append(float(np.mean(np.abs(truth - p))) / scale if scale > 0 else np.nan)
             cover[key] += int(np.sum((truth >= fc.lower[seen]) & (truth <= fc.upper[seen])))
-    rows = []
+    rows: list[tuple[str, ...]] = []
     a = np.concatenate(truths)
     naive_mae = float(np.mean(np.concatenate(errs["seasonal_naive"])))
     for key in facts:

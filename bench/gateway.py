@@ -406,7 +406,7 @@ def gateway(
 
 def _token() -> str:
     now = int(time.time())
-    claims = {"user_id": "bench-user", "tenant_id": "bench", "iss": "xynergy"}
+    claims: dict[str, Any] = {"user_id": "bench-user", "tenant_id": "bench", "iss": "xynergy"}
     claims |= {"aud": "xynergy-api", "iat": now, "exp": now + 3600}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
@@ -441,7 +441,7 @@ def full_table(args: argparse.Namespace) -> None:
     with stack(args) as s, gateway(s, "shipped", workers=args.workers, access_log=True) as gw:
         proc, base = gw
         proxied, cached = f"{base}/api/v2/bench/data", f"{base}/api/v2/bench/cached"
-        own = {"token": s.token, "cpu_of": proc.pid}
+        own: dict[str, Any] = {"token": s.token, "cpu_of": proc.pid}
         peak = [
             s.run("direct (nginx upstream)", s.direct, token=None),
             s.run("gateway: auth + rate limit + proxy", proxied, **own),
@@ -454,7 +454,7 @@ def full_table(args: argparse.Namespace) -> None:
         rates.append(("1000 req/s again, last", 1000.0))  # shows an ordering effect, if any
         paced = []
         for label, rate in rates:
-            kw = {"rate": rate, "settle_pid": proc.pid}
+            kw: dict[str, Any] = {"rate": rate, "settle_pid": proc.pid}
             paced.append(
                 (
                     label,
@@ -493,8 +493,8 @@ def compare(args: argparse.Namespace) -> None:
     with stack(args) as s:
         for variant in VARIANTS:
             with gateway(s, variant, workers=args.workers, access_log=True) as (proc, base):
-                own = {"token": s.token, "cpu_of": proc.pid}
-                at_1000 = {"rate": 1000.0, "settle_pid": proc.pid}
+                own: dict[str, Any] = {"token": s.token, "cpu_of": proc.pid}
+                at_1000: dict[str, Any] = {"rate": 1000.0, "settle_pid": proc.pid}
                 direct = s.paced("direct @ 1000", s.direct, token=None, **at_1000)
                 rows.append(
                     (

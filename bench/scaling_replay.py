@@ -422,7 +422,7 @@ def protocol() -> None:
         "adopted under x / hours x",
         "legacy under x / hours x",
     )
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     columns = ("in", "cv", "adopted", "legacy")
     passes, total = dict.fromkeys(columns, 0), dict.fromkeys(columns, 0.0)
     for name in by_name:
@@ -443,7 +443,7 @@ def protocol() -> None:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     n = len(cells)
-    figures = ", ".join(
+    met = ", ".join(
         f"{passes[k]}/{n} {label} (mean loss {total[k] / n:.3f})"
         for k, label in zip(
             columns,
@@ -453,7 +453,7 @@ def protocol() -> None:
     )
     print(
         "\ntarget (<= 0.5 x HPA under-provisioned time at <= 1.05 x its instance-hours) met in "
-        + figures
+        + met
     )
     print(f"ranking on all traces (failures, mean loss): {_ranking(cells, losses)}")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
@@ -479,7 +479,7 @@ def table(startup: int) -> None:
         "actions",
         "vs hpa",
     )
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for trace in all_traces():
         _, capacity = service(trace)
         base = hpa_params(trace)
@@ -503,8 +503,8 @@ def table(startup: int) -> None:
             )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     print(f"start-up {startup} s; ours = {ADOPTED.name}")
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def main() -> None:

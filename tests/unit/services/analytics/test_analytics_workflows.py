@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Set
 
 import httpx
 import pytest
@@ -21,7 +21,7 @@ MODELS = {"cost": "m-cheap", "speed": "m-fast", "balanced": "m-cheap"}
 class Router:
     """Answers chat completions; steps named in ``meet`` wait until all of them are in flight."""
 
-    def __init__(self, meet: set[str] = frozenset(), fail: dict[str, int] | None = None) -> None:
+    def __init__(self, meet: Set[str] = frozenset(), fail: dict[str, int] | None = None) -> None:
         self.meet = meet
         self.fail = dict(fail or {})
         self.in_flight: set[str] = set()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from services.analytics.cluster import ClusterReader
 from services.analytics.collectors import UsageSampler
 from services.analytics.records import UsageRow
+from services.analytics.stores import AnalyticsStore
 
 pytestmark = pytest.mark.unit
 EVERY = 60.0
@@ -66,8 +68,8 @@ class _World:
 
     async def run(self) -> None:
         sampler = UsageSampler(
-            self,
-            self,
+            cast(ClusterReader, self),  # _World has what the sampler calls of each
+            cast(AnalyticsStore, self),
             interval=EVERY,
             clock=self.clock,
             sleep=self.sleep,  # type: ignore[arg-type]

@@ -20,7 +20,12 @@ LATER = NOW + 7 * 86400  # tokens are minted at collection; the suite may run lo
 
 
 def token(secret: str = SECRET, **claims: Any) -> str:
-    base = {"user_id": "u1", "tenant_id": "acme", "iss": "xynergy", "aud": "xynergy-api"}
+    base: dict[str, Any] = {
+        "user_id": "u1",
+        "tenant_id": "acme",
+        "iss": "xynergy",
+        "aud": "xynergy-api",
+    }
     base["exp"] = LATER
     merged = {k: v for k, v in {**base, **claims}.items() if v is not None}
     return jwt.encode(merged, secret, algorithm="HS256")
@@ -149,7 +154,8 @@ async def test_time_claims_must_be_json_numbers(
 ) -> None:
     """RFC 7519 NumericDate: a string (even of digits), a boolean or a list is refused, naming
     the claim (PyJWT alone takes ``int("9999999999")``)."""
-    tok = token(**{claim: value})
+    claims: dict[str, Any] = {claim: value}
+    tok = token(**claims)
     with pytest.raises(AuthError) as info:
         await verifier.verify(tok)
     assert info.value.check == "claims"
@@ -159,5 +165,6 @@ async def test_time_claims_must_be_json_numbers(
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
 async def test_numeric_time_claims_are_accepted(verifier: JwtVerifier, claim: str) -> None:
-    identity = await verifier.verify(token(**{claim: NOW - 60.5}))
+    claims: dict[str, Any] = {claim: NOW - 60.5}
+    identity = await verifier.verify(token(**claims))
     assert identity.user_id == "u1"

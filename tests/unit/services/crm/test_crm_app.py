@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
 from services.common.settings import InternalIdentitySettings
@@ -14,7 +15,7 @@ from services.common.tenancy import Identity
 from services.crm.app import create_app
 from services.crm.settings import CrmSettings
 
-INTERNAL = InternalIdentitySettings(signing_key="k" * 40)
+INTERNAL = InternalIdentitySettings(signing_key=SecretStr("k" * 40))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from google.api_core import exceptions as gexc
@@ -111,7 +111,7 @@ class FakeFirestore:
                 write.current_document.exists != (name in self.docs)
             ):
                 raise gexc.FailedPrecondition(f"precondition failed for {name}")
-            data = _helpers.decode_dict(write.update.fields, self.client)
+            data = cast(dict[str, Any], _helpers.decode_dict(write.update.fields, self.client))
             paths = list(write.update_mask.field_paths) if write._pb.HasField("update_mask") else []
             self.docs[name] = {**self.docs[name], **data} if paths else data
             self.versions[name] = self.versions.get(name, 0) + 1

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from services.gateway.routes_cluster import ClusterRouteSource
 from services.gateway.routes_file import FileRouteSource, parse_routes_document
 from services.gateway.routing import RouteTable
+
+
+async def aclose(stream: AsyncIterator[RouteTable]) -> None:
+    """End a ``watch()`` stream: typed an AsyncIterator, it is an async generator."""
+    await cast(AsyncGenerator[RouteTable, None], stream).aclose()
 
 
 def test_parse_yaml_and_json() -> None:
@@ -58,7 +63,7 @@ async def test_file_source_yields_on_change_and_skips_bad_files(tmp_path: Path) 
     second = await asyncio.wait_for(anext(stream), timeout=5)
     assert second.match("/api/v2/b/x") is not None
     assert second.match("/api/v2/a/x") is None
-    await stream.aclose()
+    await aclose(stream)
 
 
 def xs(name: str, prefix: str | None, url: str | None, ns: str = "default") -> dict[str, Any]:
@@ -146,7 +151,7 @@ async def test_cluster_source_lists_then_follows_watch_events() -> None:
     await kube.events.put(("DELETED", xs("crm", "/api/v2/crm", "http://crm")))
     third = await asyncio.wait_for(anext(stream), timeout=5)
     assert prefixes(third) == [("/api/v2/new", "http://new")]
-    await stream.aclose()
+    await aclose(stream)
 
 
 async def test_cluster_source_relists_after_errors() -> None:
@@ -160,7 +165,7 @@ async def test_cluster_source_relists_after_errors() -> None:
     await kube.events.put(None)  # the watch ends; the source lists again
     second = await asyncio.wait_for(anext(stream), timeout=5)
     assert prefixes(second) == [("/api/v2/crm", "http://crm-v2")]
-    await stream.aclose()
+    await aclose(stream)
 
 
 def test_cluster_source_uses_the_contracts_names_and_bounded_backoff() -> None:
@@ -231,7 +236,7 @@ async def test_cluster_source_takes_weights_from_rollouts_without_restart() -> N
     third = await asyncio.wait_for(anext(stream), timeout=5)
     assert upstreams(third, "/api/v2/ai") == []
     assert prefixes(third) == [("/api/v2/ai", "http://127.0.0.1:1")]
-    await stream.aclose()
+    await aclose(stream)
 
 
 async def test_cluster_source_adds_the_blue_green_preview_route() -> None:
@@ -252,7 +257,7 @@ async def test_cluster_source_adds_the_blue_green_preview_route() -> None:
     match = table.match("/api/v2/ai-preview/x")
     assert match is not None
     assert (match.route.revision, match.route.service) == ("ai-ro-2", "default/ai")
-    await stream.aclose()
+    await aclose(stream)
 
 
 async def test_cluster_source_serves_plain_routes_when_rollouts_are_forbidden() -> None:
@@ -264,4 +269,4 @@ async def test_cluster_source_serves_plain_routes_when_rollouts_are_forbidden() 
     table = await asyncio.wait_for(anext(stream), timeout=5)
     assert prefixes(table) == [("/api/v2/ai", "http://ai.default.svc")]
     assert upstreams(table, "/api/v2/ai") == []
-    await stream.aclose()
+    await aclose(stream)

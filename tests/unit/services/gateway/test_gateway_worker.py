@@ -28,11 +28,21 @@ def restored_logging() -> Iterator[None]:
     gc.set_threshold(*thresholds)
 
 
+class _Keep(logging.Handler):
+    """Keeps each record it is given."""
+
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def _record() -> logging.LogRecord:
     records: list[logging.LogRecord] = []
     logger = logging.getLogger("xynergy.test.worker")
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = _Keep(records)
     logger.addHandler(handler)
     logger.propagate = False
     try:

@@ -113,8 +113,11 @@ def test_send_builds_a_mime_message_gmail_can_parse(
     assert sent["Bcc"] == "eve@example.com"
     assert sent["Subject"] == "Quarterly numbers"
     assert sent["Message-ID"]
-    assert sent.get_body(("plain",)).get_content().strip() == "See attached."
-    assert sent.get_body(("html",)).get_content().strip() == "<b>See attached.</b>"
+    plain, html = sent.get_body(("plain",)), sent.get_body(("html",))
+    assert plain is not None
+    assert html is not None
+    assert plain.get_content().strip() == "See attached."
+    assert html.get_content().strip() == "<b>See attached.</b>"
     [attachment] = list(sent.iter_attachments())
     assert attachment.get_filename() == "q3.pdf"
     assert attachment.get_content_type() == "application/pdf"

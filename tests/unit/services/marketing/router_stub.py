@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ def identity(tenant: str = "acme") -> dict[str, str]:
     return {IDENTITY_HEADER: InternalIdentitySigner(INTERNAL).sign(caller(tenant))}
 
 
-def forwarded(headers: dict[str, str]) -> Identity:
+def forwarded(headers: Mapping[str, str]) -> Identity:
     """The caller a forwarded identity header names (its token's times differ per second)."""
     return InternalIdentityVerifier(INTERNAL).verify(headers[IDENTITY_HEADER])
 
