@@ -208,6 +208,9 @@ class FeatureOptions:
                 f"calibration_quantiles need 0 < lower < upper < 1, got {lower}, {upper}"
             )
         _check_resonance(self)
+        gain = self.season_refine_gain
+        if gain is not None and not 0.0 <= gain < 1.0:
+            raise ValueError(f"season_refine_gain must be in [0, 1) or None, got {gain}")
         if not self.scored_features or any(k not in FEATURES for k in self.scored_features):
             raise ValueError(
                 f"scored_features must be a non-empty subset of {FEATURES}, "

@@ -65,6 +65,8 @@ def test_a_multiple_that_explains_little_more_does_not_replace_the_period() -> N
 def test_refine_gain_is_checked() -> None:
     with pytest.raises(ValueError, match="refine_gain"):
         search(refine_gain=1.0)
+    with pytest.raises(ValueError, match="season_refine_gain"):
+        FeatureOptions(season_refine_gain=-0.1)
 
 
 def test_the_detector_compares_with_the_same_day_a_week_before() -> None:
