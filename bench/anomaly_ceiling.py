@@ -36,30 +36,31 @@ from bench.anomaly_eval import (  # noqa: E402
     ADOPTED_LEVELS,
     PROFILES,
     FileTerms,
+    Grid,
     Weights,
     category,
+    counts,
     load_corpus,
     load_profiles,
     run_grid,
     scored_windows,
+    terms_score,
 )
 
 LEVELS = tuple(float(v) for v in np.arange(1.5, 8.001, 0.125))
 TARGETS = {"standard": 77.0, "reward_low_FP_rate": 68.0, "reward_low_FN_rate": float("nan")}
 
 
-def normalised(terms: list[FileTerms], windows: int, w: Weights) -> float:
-    raw = sum(t.score(w) for t in terms)
-    return 100.0 * (raw + w.fn * windows) / ((w.tp + w.fn) * windows)
+def best_level(grid: Grid, idx: list[int], w: Weights) -> int:
+    """The level (configuration index) with the best raw score on the files ``idx``, the
+    lowest on ties. Raw, not normalised as ``best_config`` does: a file or category without
+    windows (artificialNoAnomaly) has no normalised score."""
+    return int(np.argmax([sum(terms[i].score(w) for i in idx) for terms in grid.terms]))
 
 
-def counts(terms: list[FileTerms]) -> str:
-    return f"{sum(t.tp for t in terms)}/{sum(t.fn for t in terms)}, {sum(t.fp for t in terms)} FP"
-
-
-def best_level(per_level: list[list[FileTerms]], idx: list[int], w: Weights) -> int:
-    """The level (index) with the best raw score on the files ``idx`` (the lowest on ties)."""
-    return int(np.argmax([sum(terms[i].score(w) for i in idx) for terms in per_level]))
+def described(terms: list[FileTerms], windows: int, w: Weights) -> str:
+    tp, fn, fp = counts(terms)
+    return f"{terms_score(terms, windows, w):5.1f} ({tp}/{fn}, {fp} FP)"
 
 
 def main() -> None:
@@ -74,23 +75,18 @@ def main() -> None:
     )
     for prof in PROFILES:
         w = profiles[prof]
-        grid = run_grid(files, (ADOPTED,), (ADOPTED_GATES[prof],), LEVELS)
-        per_level = grid.terms  # [level][file]
-
+        grid = run_grid(files, (ADOPTED,), (ADOPTED_GATES[prof],), LEVELS)  # a config per level
         everything = list(range(len(files)))
-        one = best_level(per_level, everything, w)
-        one_terms = per_level[one]
+        one = best_level(grid, everything, w)
         by_cat: list[FileTerms] = []
         cat_levels = []
         for cat in cats:
             idx = [i for i, f in enumerate(files) if category(f) == cat]
-            c = best_level(per_level, idx, w)
+            c = best_level(grid, idx, w)
             cat_levels.append(LEVELS[c])
-            by_cat += [per_level[c][i] for i in idx]
-        by_file = [per_level[best_level(per_level, [i], w)][i] for i in everything]
-        cells = [
-            f"{normalised(t, windows, w):5.1f} ({counts(t)})" for t in (one_terms, by_cat, by_file)
-        ]
+            by_cat += [grid.terms[c][i] for i in idx]
+        by_file = [grid.terms[best_level(grid, [i], w)][i] for i in everything]
+        cells = [described(t, windows, w) for t in (grid.terms[one], by_cat, by_file)]
         print(f"{prof:<20} {TARGETS[prof]:6.1f}  {cells[0]:>24}  {cells[1]:>24}  {cells[2]:>26}")
         print(
             f"{'':<28}level {LEVELS[one]} (adopted {ADOPTED_LEVELS[prof]}); per category "

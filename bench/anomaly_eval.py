@@ -358,8 +358,13 @@ def subset_score(
     grid: Grid, c: int, idx: list[int], files: list[LabelledFile], w: Weights
 ) -> float:
     """Normalised score of configuration ``c`` on the files ``idx``."""
-    raw = sum(grid.terms[c][i].score(w) for i in idx)
     windows = sum(scored_windows(files[i]) for i in idx)
+    return terms_score([grid.terms[c][i] for i in idx], windows, w)
+
+
+def terms_score(terms: list[FileTerms], windows: int, w: Weights) -> float:
+    """Normalised score of files' terms, the files holding ``windows`` scored windows."""
+    raw = sum(t.score(w) for t in terms)
     null = -w.fn * windows
     return 100.0 * (raw - null) / (w.tp * windows - null)
 
@@ -398,22 +403,21 @@ def cross_validate(grid: Grid, files: list[LabelledFile], w: Weights) -> Selecti
         c = best_config(grid, train, files, w)
         chosen[cat] = grid.configs[c]
         held_terms += [grid.terms[c][i] for i in test]
-    windows = sum(scored_windows(f) for f in files)
-    raw = sum(t.score(w) for t in held_terms)
-    cv = 100.0 * (raw + w.fn * windows) / ((w.tp + w.fn) * windows)
+    cv = terms_score(held_terms, sum(scored_windows(f) for f in files), w)
     everything = list(range(len(files)))
     best = best_config(grid, everything, files, w)
     return Selection(
         cv=cv,
-        cv_counts=_counts(held_terms),
+        cv_counts=counts(held_terms),
         chosen=chosen,
         in_sample=subset_score(grid, best, everything, files, w),
         in_sample_config=grid.configs[best],
-        in_sample_counts=_counts(grid.terms[best]),
+        in_sample_counts=counts(grid.terms[best]),
     )
 
 
-def _counts(terms: list[FileTerms]) -> tuple[int, int, int]:
+def counts(terms: list[FileTerms]) -> tuple[int, int, int]:
+    """Windows hit, windows missed, false positives."""
     return sum(t.tp for t in terms), sum(t.fn for t in terms), sum(t.fp for t in terms)
 
 

@@ -1,9 +1,9 @@
-"""How far the scaling target is reachable at all: two reference policies that know more
-than any autoscaler, on the replay harness's traces and cells.
+"""How far the scaling target is reachable at all: a foresight bound and three reference rules,
+on the replay harness's traces and cells.
 
 The target of issue 22 item 3 is a box relative to HPA on each (trace, start-up) cell: at
 most 0.5x HPA's under-provisioned time at at most 1.05x its instance-hours. Where no policy
-can reach the box, a failing cell says nothing about the policy. Two references, on the same
+can reach the box, a failing cell says nothing about the policy. Four references, on the same
 service model as `bench/scaling_sim.py` (capacity per instance, the 600 s warm-up left out):
 
 * **foresight** (a bound): instances are constant over 5 s blocks (every autoscaler of the

@@ -58,7 +58,13 @@ def detect_season(
     """
     if min_cycles < 2:
         raise ValueError(f"min_cycles must be >= 2, got {min_cycles}")
-    ac = autocorrelation(values)
+    return _season_of(autocorrelation(values), min_acf=min_acf, min_cycles=min_cycles)
+
+
+def _season_of(
+    ac: NDArray[np.float64], *, min_acf: float, min_cycles: int
+) -> tuple[int | None, float]:
+    """:func:`detect_season` on an autocorrelation already computed."""
     n = ac.size
     longest = n // min_cycles
     if n < 8 or longest < 2 or ac[0] == 0.0:
@@ -89,6 +95,8 @@ class SeasonSearch:
     ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
+        if min_cycles < 2:
+            raise ValueError(f"min_cycles must be >= 2, got {min_cycles}")
         if refine_gain is not None and not 0.0 <= refine_gain < 1.0:
             raise ValueError(f"refine_gain must be in [0, 1) or None, got {refine_gain}")
         self.horizon = horizon
@@ -119,29 +127,28 @@ class SeasonSearch:
     def search(self) -> bool:
         """Search now (the detector calls it at the end of its warm-up); True if trusted."""
         self._since = 0
-        period, self.acf = detect_season(
-            self._hist.view(), min_acf=self.min_acf, min_cycles=self.min_cycles
-        )
+        ac = autocorrelation(self._hist.view())
+        period, self.acf = _season_of(ac, min_acf=self.min_acf, min_cycles=self.min_cycles)
         if period is None:
             return False
-        if self.period is not None and not self._refines(period):
+        if self.period is not None and not self._refines(period, ac):
             return False
         self.period = period
         return True
 
-    def _refines(self, period: int) -> bool:
-        """True when ``period``, trusted, should replace the trusted ``self.period``: a longer
-        cycle that contains it, removes ``refine_gain`` of what it leaves unexplained, and
-        explains more by more than the estimate's noise."""
+    def _refines(self, period: int, ac: NDArray[np.float64]) -> bool:
+        """True when ``period``, trusted on the autocorrelation ``ac`` of the kept points,
+        should replace the trusted ``self.period``: a longer cycle that contains it, removes
+        ``refine_gain`` of what it leaves unexplained, and explains more by more than the
+        estimate's noise."""
         assert self.period is not None
         assert self.refine_gain is not None
         if period <= self.period or period % self.period:
             return False
-        points = self._hist.view()
-        before = float(autocorrelation(points)[self.period])
+        before = float(ac[self.period])
         # more than the estimate's noise (two standard errors of an autocorrelation, Bartlett)
         # and the set share of what the period leaves unexplained
-        noise = 2.0 / math.sqrt(points.size)
+        noise = 2.0 / math.sqrt(ac.size)
         return self.acf - before >= max(noise, self.refine_gain * (1.0 - before))
 
     def release(self) -> None:
