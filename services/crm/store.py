@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -574,6 +574,44 @@ class CrmStore:
             raise NotFoundError(child_id)
         return _model(_CHILD_MODELS[kind], snap)
 
+    # One overload per kind, so that a caller gets its kind's model (a Page[Task] takes
+    # list[Task]), as _CHILD_MODELS maps them.
+    @overload
+    async def list_children(
+        self,
+        tenant: str,
+        kind: Literal["interactions"],
+        *,
+        contact_id: str,
+        limit: int,
+        cursor: str | None,
+        equals: dict[str, str] | None = None,
+    ) -> tuple[list[Interaction], str | None]: ...
+
+    @overload
+    async def list_children(
+        self,
+        tenant: str,
+        kind: Literal["notes"],
+        *,
+        contact_id: str,
+        limit: int,
+        cursor: str | None,
+        equals: dict[str, str] | None = None,
+    ) -> tuple[list[Note], str | None]: ...
+
+    @overload
+    async def list_children(
+        self,
+        tenant: str,
+        kind: Literal["tasks"],
+        *,
+        contact_id: str,
+        limit: int,
+        cursor: str | None,
+        equals: dict[str, str] | None = None,
+    ) -> tuple[list[Task], str | None]: ...
+
     async def list_children(
         self,
         tenant: str,
@@ -583,7 +621,7 @@ class CrmStore:
         limit: int,
         cursor: str | None,
         equals: dict[str, str] | None = None,
-    ) -> tuple[list[Record], str | None]:
+    ) -> tuple[Sequence[Record], str | None]:
         """A contact's interactions (newest first), notes (newest first) or tasks (oldest first)."""
         _check_ids(contact_id)
         await self._live_contact(tenant, contact_id)

@@ -21,9 +21,9 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from email.message import Message
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -254,6 +254,15 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
     )
 
 
+class _Head(TypedDict):
+    """The fields a chat answer and each of its stream's chunks share."""
+
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+
+
 @api.post(
     "/chat/completions",
     response_model=None,
@@ -277,7 +286,7 @@ async def chat(body: ChatRequest, request: Request) -> Response:
     usage = ChatUsage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )
-    base = {
+    base: _Head = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "created": int(time.time()),
         "model": MODEL_ID,
@@ -298,7 +307,7 @@ async def chat(body: ChatRequest, request: Request) -> Response:
 
 
 async def _events(
-    base: dict[str, Any], reply: Reply, usage: dict[str, int], include_usage: bool
+    base: Mapping[str, object], reply: Reply, usage: dict[str, int], include_usage: bool
 ) -> AsyncIterator[bytes]:
     def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         data = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
