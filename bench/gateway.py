@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(check, what: str, within: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+def wait_until(check: Callable[[], bool], what: str, within: float = 30.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):

@@ -257,12 +257,12 @@ class FakeClient:
     async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
         self.gets += 1
         if name not in self.objects:
-            raise ApiError(status=Status(code=404, message="not found"))  # type: ignore[call-arg]
+            raise ApiError(status=Status(code=404, message="not found"))
         return _Obj(self.objects[name])
 
     async def patch(self, resource: Any, name: str, body: dict[str, Any], **_: Any) -> None:
         if name not in self.objects:
-            raise ApiError(status=Status(code=404, message="not found"))  # type: ignore[call-arg]
+            raise ApiError(status=Status(code=404, message="not found"))
         self.patches.append(body)
         self.objects[name].setdefault("status", {}).update(
             {k: v for k, v in body["status"].items() if v is not None}

@@ -79,7 +79,7 @@ def _reconciler(backend: Backend) -> RolloutReconciler:
     return RolloutReconciler(
         client=Client(),  # type: ignore[arg-type]
         backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
-        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+        metrics=lambda *_: None,  # type: ignore[arg-type]
         settings=RolloutSettings(),
     )
 

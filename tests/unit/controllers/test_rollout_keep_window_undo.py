@@ -94,7 +94,7 @@ async def _converge(body: Any, *, defers: bool = True) -> tuple[Any, Backend, Cl
     reconciler = RolloutReconciler(
         client=client,  # type: ignore[arg-type]
         backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
-        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+        metrics=lambda *_: None,  # type: ignore[arg-type]
         settings=RolloutSettings(),
     )
     return await reconciler.reconcile(body, now=NOW, child=None), backend, client

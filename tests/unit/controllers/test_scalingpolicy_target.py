@@ -51,7 +51,7 @@ class Apiserver:
     async def get(self, resource: Any, name: str, *, namespace: str) -> _Obj:
         self.gets += 1
         if self.stored is None:
-            raise ApiError(status=Status(code=404, message="not found"))  # type: ignore[call-arg]
+            raise ApiError(status=Status(code=404, message="not found"))
         return _Obj(self.stored)
 
     async def patch(self, resource: Any, name: str, obj: Any, **_: Any) -> None:

@@ -48,7 +48,7 @@ def test_an_uncaught_exception_is_the_apis_500_and_the_fake_keeps_serving(
     monkeypatch.setattr(fake, "handle", raising_once(handle))  # one more failure
     client = secretmanager_v1.SecretManagerServiceClient(
         transport="rest",
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=fake.endpoint),
     )
     with pytest.raises(gexc.InternalServerError):

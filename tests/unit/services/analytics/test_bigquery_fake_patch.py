@@ -24,7 +24,7 @@ BASE = [SchemaField("tenant", "STRING", mode="REQUIRED"), SchemaField("n", "INTE
 def table(bigquery: FakeBigQuery) -> Iterator[tuple[bq.Client, bq.Table]]:
     client = bq.Client(
         project="demo",
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=bigquery.endpoint),
     )
     dataset = f"d{uuid.uuid4().hex}"
@@ -32,7 +32,7 @@ def table(bigquery: FakeBigQuery) -> Iterator[tuple[bq.Client, bq.Table]]:
     made = client.create_table(bq.Table(f"demo.{dataset}.t", schema=BASE))
     assert client.insert_rows_json(made, [{"tenant": "acme", "n": 1}]) == []
     yield client, made
-    client.close()  # type: ignore[no-untyped-call]
+    client.close()
 
 
 def test_nullable_and_repeated_fields_are_added_and_read_empty_on_old_rows(

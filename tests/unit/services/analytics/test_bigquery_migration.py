@@ -27,7 +27,7 @@ USAGE = next(t for t in TABLES if t.name == "usage")
 def _client(fake: FakeBigQuery) -> bigquery.Client:
     return bigquery.Client(
         project="demo",
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=fake.endpoint),
     )
 
@@ -88,4 +88,4 @@ async def test_an_old_usage_table_is_migrated_in_place_once(bigquery: FakeBigQue
     assert etags[0] == etags[1] == table.etag  # the second open patched nothing
     rows = client.query_and_wait(f"SELECT instances, sample_id FROM `{ref}` ORDER BY ts")
     assert [tuple(r.values()) for r in rows] == [(3.0, None), (2.0, _sample(2).sample_id)]
-    client.close()  # type: ignore[no-untyped-call]
+    client.close()

@@ -72,7 +72,7 @@ class _World:
             cast(AnalyticsStore, self),
             interval=EVERY,
             clock=self.clock,
-            sleep=self.sleep,  # type: ignore[arg-type]
+            sleep=self.sleep,
         )
         with pytest.raises(_StopError):
             await sampler.run()
