@@ -62,7 +62,10 @@ verify: $(STAMP) ## Fail when generated files (crds/, chart CRDs, docs/api/) are
 #  - bench/: the scripts put bench/ on sys.path and import each other by bare name, some also
 #    as bench.x. mypy gives a file one module name, so two runs: the scripts that import bench.x
 #    as package bench (--explicit-package-bases), the others by bare name, where
-#    --no-namespace-packages leaves bench.x unresolved (Any) instead of a second name.
+#    --no-namespace-packages leaves bench.x unresolved (Any) instead of a second name. The
+#    benches that drive a local cluster (rollout_e2e, controller_scale, scalingpolicy_scale)
+#    also put tests/ and tests/integration/ on sys.path for their helpers (kube_support,
+#    prometheus, test_rollout_support, ...): the by-name run has them on MYPYPATH, in that order.
 TEST_MYPY_DIRS := intelligence adapters apis providers controllers services
 MYPY_NONSTRICT = $(BIN)/mypy --config-file= --python-version 3.11 --ignore-missing-imports \
 	--check-untyped-defs --follow-imports=silent
@@ -85,8 +88,8 @@ lint: $(STAMP) ## ruff (lint + format check), mypy, import-linter
 	@$(MYPY_NONSTRICT) --explicit-package-bases --cache-dir .mypy_cache/bench-package \
 		$(BENCH_AS_PACKAGE)
 	@echo "mypy (bench, non-strict) the other bench/ scripts, by bare name"
-	@$(MYPY_NONSTRICT) --no-namespace-packages --cache-dir .mypy_cache/bench-by-name \
-		$(BENCH_BY_NAME)
+	@MYPYPATH=tests/integration:tests $(MYPY_NONSTRICT) --no-namespace-packages \
+		--cache-dir .mypy_cache/bench-by-name $(BENCH_BY_NAME)
 	$(BIN)/lint-imports
 
 .PHONY: fmt
