@@ -59,8 +59,9 @@ verify: $(STAMP) ## Fail when generated files (crds/, chart CRDs, docs/api/) are
 #    tests/. With --explicit-package-bases a subfolder's module is named after it
 #    (services/gmail/conftest.py is gmail.conftest), so the subfolders' conftest.py do not
 #    clash. Then tests/unit/test_test_layout.py, the one test file outside them, on its own.
-#  - bench/: the scripts put bench/ on sys.path and import each other by bare name, some also
-#    as bench.x. mypy gives a file one module name, so two runs: the scripts that import bench.x
+#  - bench/: the scripts import each other as bench.x (the anomaly_* ones: the repository root
+#    on sys.path) or by bare name (bench/ on it), never one module both ways, which would load
+#    it twice. mypy gives a file one module name, so two runs: the scripts that import bench.x
 #    as package bench (--explicit-package-bases), the others by bare name, where
 #    --no-namespace-packages leaves bench.x unresolved (Any) instead of a second name. The
 #    benches that drive a local cluster (rollout_e2e, controller_scale, scalingpolicy_scale)

@@ -34,10 +34,9 @@ from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from anomaly_cv import alarms, gated_scores, record, rule_key, surprises  # noqa: E402
-from anomaly_eval import (  # noqa: E402
+from bench.anomaly_cv import alarms, gated_scores, record, rule_key, surprises  # noqa: E402
+from bench.anomaly_eval import (  # noqa: E402
     ADOPTED,
     ADOPTED_GATES,
     EARLIER_CONFIGURATIONS,

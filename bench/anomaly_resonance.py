@@ -42,10 +42,9 @@ from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from anomaly_cv import CACHE, alarms, gated_scores, record, rule_key, surprises  # noqa: E402
-from anomaly_eval import (  # noqa: E402
+from bench.anomaly_cv import CACHE, alarms, gated_scores, record, rule_key, surprises  # noqa: E402
+from bench.anomaly_eval import (  # noqa: E402
     ADOPTED,
     ADOPTED_GATES,
     ADOPTED_LEVELS,
@@ -59,7 +58,6 @@ from anomaly_eval import (  # noqa: E402
     load_corpus,
     load_profiles,
 )
-
 from intelligence.anomaly.adaptive_resonance import AdaptiveResonanceDetector  # noqa: E402
 
 SOURCE = ROOT / "intelligence" / "anomaly" / "adaptive_resonance.py"
@@ -297,7 +295,9 @@ def main() -> None:
         cells = [cell(offered[prof]) for prof in PROFILES]
         print(f"  {label + ' offered to each fold':<44}" + " | ".join(cells), flush=True)
         for prof in PROFILES:
-            for cat, (setting, strong, lv) in offered[prof].chosen.items():
+            # the configurations offered are (row, strong level, output level)
+            chosen = cast(dict[str, tuple[Setting, float | None, float]], offered[prof].chosen)
+            for cat, (setting, strong, lv) in chosen.items():
                 print(
                     f"    {prof}, chosen without {cat}: {setting.label()}, tail >= {strong}, "
                     f"output >= {lv:.2f}"

@@ -35,11 +35,10 @@ from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from anomaly_cv import record, rule_key  # noqa: E402
-from anomaly_eval import PROFILES, load_corpus  # noqa: E402
-from anomaly_resonance import (  # noqa: E402
+from bench.anomaly_cv import record, rule_key  # noqa: E402
+from bench.anomaly_eval import PROFILES, load_corpus  # noqa: E402
+from bench.anomaly_resonance import (  # noqa: E402
     OUTPUT_LEVELS,
     RUNNING_TOTAL_BEFORE,
     cell,
@@ -47,7 +46,6 @@ from anomaly_resonance import (  # noqa: E402
     grid_terms,
     select,
 )
-
 from intelligence.anomaly import adaptive_resonance  # noqa: E402
 from intelligence.anomaly.adaptive_resonance import AdaptiveResonanceDetector  # noqa: E402
 from intelligence.anomaly.adaptive_resonance import haar as adaptive_resonance_haar  # noqa: E402
