@@ -127,6 +127,8 @@ TAIL_REGRESSIONS: list[tuple[str, str, float]] = [
     ("latency_tail", "+25%", 0.25),
     ("latency_tail", "+50%", 0.50),
 ]
+FAMILIES = [(m, lab) for m, lab, _ in REGRESSIONS + TAIL_REGRESSIONS if m != "healthy"]
+"""The injected regressions (metric, size label) the recall tables have a row for."""
 MEANING = {
     "+2pp": "absolute: canary = baseline + 0.02 (0%->2%, 1%->3%, 3%->5%)",
     "+5pp": "absolute: canary = baseline + 0.05 (0%->5%, 1%->6%, 3%->8%)",
@@ -386,20 +388,34 @@ def run_all(legacy: bool) -> list[Run]:
     return runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build the scenarios, judge them and print the tables."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--legacy", action="store_true", help="per-bucket p95 / ratio inputs")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    runs = run_all(args.legacy)
-    elapsed = time.perf_counter() - t0
+    return parser.parse_args(argv)
+
+
+def runs_of(runs: list[Run], metric: str, label: str, share: float | None = None) -> list[Run]:
+    """The runs of one injected regression, at one traffic share (None: every share)."""
+    return [
+        r
+        for r in runs
+        if r.metric == metric and r.label == label and (share is None or r.share == share)
+    ]
+
+
+def false_failures(runs: list[Run]) -> float:
+    """The share of runs with a Failed verdict at any look."""
+    return float(np.mean([Outcome.FAILED in r.outcomes for r in runs]))
+
+
+def print_setup(n_runs: int, *, legacy: bool) -> None:
+    """What was judged and how: inputs, looks, alpha spending, MDE targets, error-rate sizes."""
     inputs = (
         "legacy inputs: per-bucket p95 latency and error ratio"
-        if args.legacy
+        if legacy
         else "per-request latencies, (errors, requests) counts per bucket"
     )
-    print(f"Canary judge on {len(runs)} stable/canary scenarios from real Azure LLM traces")
+    print(f"Canary judge on {n_runs} stable/canary scenarios from real Azure LLM traces")
     print(f"({inputs}; 5-minute intervals, judged after each of {INTERVALS} on all samples so far;")
     print(
         f" alpha {CONFIG.alpha:.4f} per metric over the run, {CONFIG.spending} spending: looks at "
@@ -418,21 +434,17 @@ def main(argv: list[str] | None = None) -> int:
         " inside it, the judge is configured not to fail it)"
     )
     print()
-    families = [(m, lab) for m, lab, _ in REGRESSIONS + TAIL_REGRESSIONS if m != "healthy"]
 
-    def of(metric: str, label: str, share: float | None = None) -> list[Run]:
-        return [
-            r
-            for r in runs
-            if r.metric == metric and r.label == label and (share is None or r.share == share)
-        ]
 
+def print_recall(runs: list[Run]) -> None:
+    """Per regression: recall within 1, 2, 3 intervals, mean intervals to detection, and the
+    share powered at look 2 with the recall among those."""
     print(
         f"{'regression':<14}{'size':<9}{'n':>5}{'<=1 int':>9}{'<=2 int':>9}{'<=3 int':>9}"
         f"{'mean int':>10}{'powered@2':>11}{'<=2 if powered':>16}"
     )
-    for metric, label in families:
-        sel = of(metric, label)
+    for metric, label in FAMILIES:
+        sel = runs_of(runs, metric, label)
         found = [r.first for r in sel if r.first is not None]
         mean_int = float(np.mean(found)) if found else float("nan")
         flags = [r.powered(2) for r in sel]
@@ -447,17 +459,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{recall(sel, 3):9.1%}{mean_int:10.2f}{pw:>11}{rec_pw:>16}"
         )
 
+
+def print_recall_by_share(runs: list[Run]) -> None:
     print("\nRecall within 1 / 2 / 3 intervals by canary traffic share (both traces):")
     print(f"{'regression':<14}{'size':<9}" + "".join(f"{f'share {s:.0%}':>24}" for s in SHARES))
-    for metric, label in families:
+    for metric, label in FAMILIES:
         cells = []
         for share in SHARES:
-            sel = of(metric, label, share)
+            sel = runs_of(runs, metric, label, share)
             cells.append(
                 f"{recall(sel, 1):5.0%} {recall(sel, 2):5.0%} {recall(sel, 3):5.0%} n={len(sel):<3d}"
             )
         print(f"{metric:<14}{label:<9}" + "".join(f"{c:>24}" for c in cells))
 
+
+def print_recall_by_trace(runs: list[Run]) -> None:
     print("\nRecall within 2 intervals by trace and share (all / powered at look 2):")
     for metric, label in (
         ("error_rate", "+20pp"),
@@ -467,13 +483,15 @@ def main(argv: list[str] | None = None) -> int:
         for trace in sorted({r.trace for r in runs}):
             cells = []
             for share in SHARES:
-                sel = [r for r in of(metric, label, share) if r.trace == trace]
+                sel = [r for r in runs_of(runs, metric, label, share) if r.trace == trace]
                 pw_runs = [r for r in sel if r.powered(2)]
                 pw = f"{recall(pw_runs, 2):.0%} of {len(pw_runs)}" if pw_runs else "- of 0"
                 cells.append(f"{share:3.0%}: {recall(sel, 2):5.1%} (n={len(sel)}; {pw})")
             print(f"  {metric:<12}{label:<8}{trace:<5} " + "  ".join(cells))
 
-    healthy = [r for r in runs if r.metric == "healthy"]
+
+def print_mde(healthy: list[Run]) -> None:
+    """The judge's minimum detectable effects at look 2 on healthy pairs, by traffic share."""
     print("\nMinimum detectable effect at look 2 on healthy pairs (median [p10, p90]):")
     for share in SHARES:
         sel = [r for r in healthy if r.share == share]
@@ -491,8 +509,14 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"errors {base:.0%}: +{np.median(err) * 100:.1f}pp")
         print(f"  share {share:3.0%}: " + ", ".join(cells))
 
-    ff = float(np.mean([Outcome.FAILED in r.outcomes for r in healthy]))
-    print(f"\nHealthy pairs: n={len(healthy)}, false failures {ff:.1%} (target <= 1%)")
+
+def print_healthy(healthy: list[Run]) -> None:
+    """False failures on healthy pairs, with the metrics that failed, and the verdicts after
+    the last look; overall and by traffic share."""
+    print(
+        f"\nHealthy pairs: n={len(healthy)}, false failures {false_failures(healthy):.1%}"
+        " (target <= 1%)"
+    )
     for subset in [None, *SHARES]:
         sel = [r for r in healthy if subset is None or r.share == subset]
         last = [r.judgements[-1] for r in sel]
@@ -518,24 +542,48 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(
-            f"  {name:<10} n={len(sel):<4d} false failures "
-            f"{np.mean([Outcome.FAILED in r.outcomes for r in sel]):5.1%}"
+            f"  {name:<10} n={len(sel):<4d} false failures {false_failures(sel):5.1%}"
             f" {'(' + ', '.join(culprits) + ')' if culprits else ''}; after 3 intervals:"
             f" Successful {succ:.1%}, Inconclusive underpowered {under:.1%}, other {other:.1%}"
         )
 
+
+def print_targets(runs: list[Run], healthy: list[Run]) -> None:
+    """The issue's targets: 99% recall within 2 intervals, at most 1% false failures."""
     for metric, label in (("error_rate", "+20pp"), ("latency_p95", "+25%")):
-        sel = of(metric, label)
+        sel = runs_of(runs, metric, label)
         pw_runs = [r for r in sel if r.powered(2)]
         print(
             f"\nTarget >= 99% within 2 intervals: {metric} {label}: {recall(sel, 2):.1%} of all"
             f" {len(sel)}; {recall(pw_runs, 2):.1%} of the {len(pw_runs)} the judge had the power"
             " for (its MDE at look 2 <= the regression)"
         )
-    print(f"Target false failures <= 1%: {ff:.1%} of {len(healthy)} healthy pairs")
+    print(
+        f"Target false failures <= 1%: {false_failures(healthy):.1%} of {len(healthy)} healthy pairs"
+    )
+
+
+def print_speed(elapsed: float) -> None:
     for label, ms in timing():
         print(f"Speed: judging one metric, {label}: {ms:.2f} ms (target <= 5 ms)")
     print(f"bench wall time {elapsed:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the scenarios, judge them and print the tables."""
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    runs = run_all(args.legacy)
+    elapsed = time.perf_counter() - t0
+    healthy = [r for r in runs if r.metric == "healthy"]
+    print_setup(len(runs), legacy=args.legacy)
+    print_recall(runs)
+    print_recall_by_share(runs)
+    print_recall_by_trace(runs)
+    print_mde(healthy)
+    print_healthy(healthy)
+    print_targets(runs, healthy)
+    print_speed(elapsed)
     return 0
 
 
