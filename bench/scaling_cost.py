@@ -12,6 +12,9 @@ memory and the size of the serialised state: all three should stay flat.
 `recent_load`, a sample every 5 s (720, as the replay harness passes them), so every call
 provisions the burst envelope at `ScalingParams`' defaults (its spread about a 600 s trend).
 
+`--budget` adds the cost budget (ratio 1.03): a reactive shadow stepped every 15 s and the
+headroom factor, both in the state.
+
 `--legacy N` instead times N steps of the pipeline the bench used before (issue 22):
 `AutoForecaster` refitted every 60 s on the last 4000 15 s points (daily and weekly periods),
 then `decide()` with the forecast and the last hour of load for the burst envelope.
@@ -20,6 +23,7 @@ Run from the repository root::
 
     .venv/bin/python bench/scaling_cost.py                 # ~2 min idle
     .venv/bin/python bench/scaling_cost.py --envelope --steps 100000 --block 50000
+    .venv/bin/python bench/scaling_cost.py --budget --steps 300000
     .venv/bin/python bench/scaling_cost.py --legacy 2000
 """
 
@@ -80,9 +84,11 @@ def params() -> ScalingParams:
     )
 
 
-def bounded(steps: int, block: int, *, envelope: bool = False) -> None:
+def bounded(steps: int, block: int, *, envelope: bool = False, budget: bool = False) -> None:
     loads = synthetic(steps)
     spec, state, current = params(), ScalingState(), 6
+    if budget:
+        spec = replace(spec, cost_budget=1.03)
     if envelope:
         spec = replace(spec, target_under_provisioning=None, miss_feedback_target=None)
     hour = int(3600 / 5)
@@ -149,12 +155,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--block", type=int, default=100_000)
     parser.add_argument("--envelope", action="store_true", help="time the burst envelope path")
+    parser.add_argument(
+        "--budget", action="store_true", help="with the cost budget on (ratio 1.03)"
+    )
     parser.add_argument("--legacy", type=int, help="time this many steps of the old pipeline")
     args = parser.parse_args()
     if args.legacy:
         legacy(args.legacy)
     else:
-        bounded(args.steps, args.block, envelope=args.envelope)
+        bounded(args.steps, args.block, envelope=args.envelope, budget=args.budget)
 
 
 if __name__ == "__main__":

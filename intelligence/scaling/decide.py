@@ -8,9 +8,11 @@ minimum raised by active schedules).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
+from intelligence.scaling.budget import move_budget
 from intelligence.scaling.calibration import Calibration, observe, open_prediction
 from intelligence.scaling.dispersion import (
     Dispersion,
@@ -104,6 +106,9 @@ def decide(
         params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
     )
     state = replace(state, feedback=feedback, dispersion=dispersion)
+    demand, state = _with_budget(
+        params, state, demand, now=now, current=current, load=load, evidence=evidence
+    )
     raw, reason = _raw_recommendation(demand, current=current, params=params, evidence=evidence)
     rates = _rates_for(demand.mode, params)
     evidence["scaleDownWindowSeconds"] = float(rates.scale_down.stabilization_window_seconds)
@@ -133,6 +138,11 @@ def decide(
         message += f"; {demand.note}"
     if state.feedback.headroom != 0:
         message += f"; miss feedback x{1 + state.feedback.headroom:.3f}"
+    if params.cost_budget is not None and params.predictive:
+        message += (
+            f"; cost budget {params.cost_budget:.3g}x reactive ({state.budget.shadow}):"
+            f" x{1 + state.budget.headroom:.3f}"
+        )
     return Decision(
         desired=desired,
         mode=demand.mode,
@@ -455,6 +465,56 @@ def _with_feedback(
     if fb.headroom == 0:
         return demand, fb
     return replace(demand, load=max(demand.load * (1 + fb.headroom), load)), fb
+
+
+def _with_budget(
+    params: ScalingParams,
+    state: ScalingState,
+    demand: _Demand,
+    *,
+    now: float,
+    current: int,
+    load: float,
+    evidence: dict[str, float],
+) -> tuple[_Demand, ScalingState]:
+    """`demand` times 1 + the cost budget's headroom, moved first by the gap since the last
+    decision; the reactive shadow stepped on `load` when it is due (see `budget`)."""
+    ratio = params.cost_budget
+    if ratio is None or not params.predictive:
+        return demand, state
+    budget = move_budget(
+        state.budget,
+        now=now,
+        current=current,
+        ratio=ratio,
+        step=params.cost_budget_step,
+        cap=params.cost_budget_cap,
+        floor=params.cost_budget_floor,
+    )
+    shadow_state = state.shadow
+    if budget.due(now):
+        count = current if budget.shadow is None else budget.shadow
+        step = decide(Observation(now, count, load), params=_reactive(params), state=state.shadow)
+        budget = replace(budget, shadow=step.desired, stepped=now)
+        shadow_state = step.state
+    evidence.update(
+        costBudget=ratio,
+        costBudgetHeadroom=budget.headroom,
+        reactiveInstances=float(budget.shadow or 0),
+    )
+    state = replace(state, budget=budget, shadow=shadow_state)
+    if budget.headroom == 0:
+        return demand, state
+    return replace(demand, load=max(demand.load * (1 + budget.headroom), load)), state
+
+
+@functools.lru_cache(maxsize=64)
+def _reactive(params: ScalingParams) -> ScalingParams:
+    """HPA on the same metric: `params` without the forecast, schedules, miss feedback or
+    budget (its bounds, target and behavior kept)."""
+    return replace(
+        params, predictive=False, schedules=(), miss_feedback_target=None, cost_budget=None
+    )
 
 
 def _bound(

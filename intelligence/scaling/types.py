@@ -22,6 +22,7 @@ from typing import Any
 import numpy.typing as npt
 
 from intelligence.forecasting.base import Forecast
+from intelligence.scaling.budget import Budget
 from intelligence.scaling.calibration import Calibration
 from intelligence.scaling.dispersion import Dispersion
 from intelligence.scaling.enums import (
@@ -179,6 +180,14 @@ class ScalingParams:
     `dispersion_sigmas` as the largest z, and `dispersion_max_headroom` caps the raised demand
     at `1 + it` times the mode's demand. None turns either off (a fixed z, no cap).
     `dispersion_risk_tail` is the tail the ratio is priced with (`RiskTail`; `Normal`).
+
+    Cost budget (see `budget`; off by default): with `cost_budget` set (a ratio, e.g. 1.03),
+    the policy runs HPA's reactive rule on the same metric as a shadow and multiplies every
+    mode's demand (never below current load) by `1 + headroom`, a factor moved by the gap
+    between `cost_budget` times the shadow's instances and its own, `cost_budget_step` per
+    15 s per unit of relative gap, within [`cost_budget_floor`, `cost_budget_cap`]: savings
+    against the budget are spent on headroom, overspending sheds the modes' margin, and over
+    a long run instance-hours approach `cost_budget` times the reactive rule's.
     """
 
     target_per_instance: float
@@ -221,6 +230,10 @@ class ScalingParams:
     dispersion_risk_ratio: float | None = 0.4
     dispersion_max_headroom: float | None = 0.3
     dispersion_risk_tail: RiskTail = RiskTail.NORMAL
+    cost_budget: float | None = None
+    cost_budget_step: float = 0.01
+    cost_budget_cap: float = 0.5
+    cost_budget_floor: float = -0.5
 
     def __post_init__(self) -> None:
         """Reject parameters that cannot produce a decision."""
@@ -256,6 +269,18 @@ class ScalingParams:
         if not 0 < self.calibration_step < 1:
             raise ValueError(f"calibration_step must be in (0, 1), got {self.calibration_step}")
         self._check_feedback()
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        budget = self.cost_budget
+        if budget is not None and not (math.isfinite(budget) and budget > 0):
+            raise ValueError(f"cost_budget must be a positive ratio, got {budget}")
+        if not (math.isfinite(self.cost_budget_step) and self.cost_budget_step > 0):
+            raise ValueError(f"cost_budget_step must be positive, got {self.cost_budget_step}")
+        if not (math.isfinite(self.cost_budget_cap) and self.cost_budget_cap >= 0):
+            raise ValueError(f"cost_budget_cap must be >= 0, got {self.cost_budget_cap}")
+        if not -1 < self.cost_budget_floor <= 0:
+            raise ValueError(f"cost_budget_floor must be in (-1, 0], got {self.cost_budget_floor}")
 
     def _check_feedback(self) -> None:
         target = self.miss_feedback_target
@@ -353,10 +378,13 @@ class ScalingState:
     calibration: Calibration = field(default_factory=Calibration)
     feedback: Feedback = field(default_factory=Feedback)
     dispersion: Dispersion = field(default_factory=Dispersion)
+    budget: Budget = field(default_factory=Budget)
+    shadow: ScalingState | None = None  # the cost budget's reactive shadow (see `budget`)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly form: lists of [timestamp, replicas], and the calibration."""
-        return {
+        """A JSON-friendly form: lists of [timestamp, replicas], and the calibration (the cost
+        budget's part only once it has started)."""
+        data: dict[str, Any] = {
             "recommendations": [[r.timestamp, r.replicas] for r in self.recommendations],
             "scaleUpEvents": [[e.timestamp, e.replicas] for e in self.scale_up_events],
             "scaleDownEvents": [[e.timestamp, e.replicas] for e in self.scale_down_events],
@@ -364,6 +392,11 @@ class ScalingState:
             "feedback": self.feedback.to_dict(),
             "dispersion": self.dispersion.to_dict(),
         }
+        if self.budget != Budget():
+            data["budget"] = self.budget.to_dict()
+        if self.shadow is not None:
+            data["shadow"] = self.shadow.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScalingState:
@@ -372,6 +405,8 @@ class ScalingState:
             calibration=Calibration.from_dict(data.get("calibration") or {}),
             feedback=Feedback.from_dict(data.get("feedback") or {}),
             dispersion=Dispersion.from_dict(data.get("dispersion") or {}),
+            budget=Budget.from_dict(data.get("budget") or {}),
+            shadow=None if data.get("shadow") is None else cls.from_dict(data["shadow"]),
             recommendations=tuple(
                 Recommendation(float(t), int(r)) for t, r in data.get("recommendations", [])
             ),
