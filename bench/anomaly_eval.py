@@ -68,7 +68,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,9 +120,9 @@ class Weights:
     fn: float
 
 
-def load_profiles() -> dict[str, Weights]:
-    """Read the three NAB profiles from the shared config."""
-    raw = json.loads((NAB / "config" / "profiles.json").read_text())
+def load_profiles(root: Path = NAB) -> dict[str, Weights]:
+    """Read the three NAB profiles from the config of a NAB layout (the shared subset's)."""
+    raw = json.loads((root / "config" / "profiles.json").read_text())
     return {
         name: Weights(
             tp=raw[name]["CostMatrix"]["tpWeight"],
@@ -153,12 +153,15 @@ def _parse_ts(text: str) -> np.datetime64:
     return np.datetime64(text.replace(" ", "T"))
 
 
-def load_corpus() -> list[LabelledFile]:
-    """Load every data file of the subset with its label windows."""
-    windows = json.loads((NAB / "labels" / "combined_windows.json").read_text())
+def load_corpus(root: Path = NAB, categories: Sequence[str] = ()) -> list[LabelledFile]:
+    """Load every labelled data file of a NAB layout (the shared subset's) with its label
+    windows; only the given categories' files when any are given."""
+    windows = json.loads((root / "labels" / "combined_windows.json").read_text())
     files = []
     for name in sorted(windows):
-        with (NAB / "data" / name).open() as fh:
+        if categories and name.split("/")[0] not in categories:
+            continue
+        with (root / "data" / name).open() as fh:
             rows = list(csv.reader(fh))[1:]
         ts = np.array([_parse_ts(r[0]) for r in rows], dtype="datetime64[s]")
         vals = np.array([float(r[1]) for r in rows], dtype=np.float64)
