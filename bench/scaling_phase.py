@@ -177,6 +177,22 @@ def main() -> int:
     ):
         at_zero, average = cross_validated(before, outcomes, hpa, robust=robust)
         print(f"  {words}: {at_zero} / {average:.1f}")
+    averaged = sorted(
+        (
+            (
+                sum(sum(met(outcomes[g.name, c], h) for h in hpa[c]) / len(PHASES) for c in hpa),
+                sum(met(outcomes[g.name, c], hpa[c][0]) for c in hpa),
+                g.name,
+            )
+            for g in GRID
+        ),
+        reverse=True,
+    )
+    print(
+        f"\nin-sample, all {len(GRID)} configurations: cells met on average over the phases / at 0"
+    )
+    for average, at_zero, name in averaged[:6]:
+        print(f"  {average:4.1f} / {at_zero:2d}  {name}")
     return 0
 
 
