@@ -8,7 +8,8 @@ setting fixed beforehand (levels, gates, operating points: nothing is chosen on 
 given), so a held-out check needs no code of its own:
 
 * ``anomaly ROOT``: a NAB layout (``data/<category>/<file>.csv``, ``labels/
-  combined_windows.json``, ``config/profiles.json``), optionally only some categories. Each
+  combined_windows.json``, ``config/profiles.json``): every category with a data folder, or
+  only those given. Each
   candidate at its profile's adopted gate and level (2.375), scored with the bench's NAB
   scorer (validated against the published results, ``anomaly_eval.py --validate``): standard,
   low-FP and low-FN, windows hit / missed and false alarms, overall and per category.
@@ -108,7 +109,11 @@ def candidate_alarms(
 
 
 def anomaly(root: Path, categories: list[str]) -> None:
-    files = load_corpus(root, categories)
+    present = sorted(p.name for p in (root / "data").iterdir() if p.is_dir())
+    missing = sorted(set(categories) - set(present))
+    if missing:
+        raise SystemExit(f"no data folder under {root / 'data'} for categories {missing}")
+    files = load_corpus(root, categories or present)  # the labelled files whose data is here
     if not files:
         raise SystemExit(f"no labelled files under {root} (categories {categories or 'all'})")
     profiles = load_profiles(root)
