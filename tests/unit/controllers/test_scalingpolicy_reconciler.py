@@ -443,7 +443,7 @@ async def test_the_averaging_window_adds_headroom_for_the_per_second_noise(
         prom, target = NoisyProm(), FakeTarget(replicas=4)
         rec = reconciler(target, prom)
         m = metric if window is None else {**metric, "averagingWindowSeconds": window}
-        b = body(mode="predictive", metric=m)
+        b = body(mode="predictive", metric=m, interval="30s")
         for k in range(60):  # 30 minutes of syncs 30 s apart, off the 5 s grid
             now = NOW + dt.timedelta(seconds=30 * k + 1.3)
             b["status"] = dumped(await sync(rec, b, now))
