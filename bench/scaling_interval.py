@@ -12,7 +12,7 @@ deciding every 5, 15 and 30 s with exactly that information (the same 15 s metri
 Nothing here is a configuration of the policy: it scores no setting and adds nothing to the
 count.
 
-    .venv/bin/python bench/scaling_interval.py      # ~2 min with the forecast tapes cached
+    .venv/bin/python bench/scaling_interval.py      # ~15 s with the forecast tapes cached
 """
 
 from __future__ import annotations
@@ -21,16 +21,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from scaling_replay import ADOPTED, STARTUPS, loss, ratios, replay  # noqa: E402
 from scaling_sim import T0, ForecastTape, Ours, Outcome, all_traces, service, simulate  # noqa: E402
-
-from intelligence.scaling import Observation, decide  # noqa: E402
 
 INTERVALS = (5, 15, 30)
 READ_STEP = 5  # seconds between the means the operator reads (and the harness's sync)
@@ -51,30 +47,8 @@ class Interval(Ours):
             self.seen.append((now, metric))
             self.pending.append((now, metric))
             return current
-        return self._decide(now, current, metric)
-
-    def _decide(self, now: float, current: int, metric: float) -> int:
-        self.first = now if self.first is None else self.first
-        self.seen.append((now, metric))
-        while self.seen[0][0] <= now - self.spec.burst_window_seconds:
-            self.seen.popleft()
-        forecast, smape = self.tape.at(now) if self.tape is not None else (None, None)
-        times = np.fromiter((t for t, _ in self.seen), np.float64, len(self.seen))
-        values = np.fromiter((v for _, v in self.seen), np.float64, len(self.seen))
-        observed = Observation(
-            now=now,
-            current_instances=current,
-            current_load=metric,
-            forecast=forecast,
-            forecast_smape=smape,
-            history_seconds=now - self.first,
-            recent_load=(times, values),
-            recent_means=tuple(self.pending),
-        )
-        self.pending.clear()
-        d = decide(observed, params=self.spec, state=self.state)
-        self.state = d.state
-        return d.desired
+        means, self.pending = tuple(self.pending), []
+        return self.decide_at(now, current, metric, means)
 
 
 def run(interval: int, startup: int, trace_name: str) -> Outcome:

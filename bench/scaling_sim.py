@@ -299,6 +299,18 @@ class Ours:
     modes: dict[str, int] = field(default_factory=dict)
 
     def step(self, now: float, current: int, metric: float) -> int:
+        return self.decide_at(now, current, metric)
+
+    def decide_at(
+        self,
+        now: float,
+        current: int,
+        metric: float,
+        recent_means: tuple[tuple[float, float], ...] = (),
+    ) -> int:
+        """One decision on the metric now, the last hour of it, the forecast at `now` and
+        `recent_means` (readings since the previous decision, for a caller that decides less
+        often than it reads)."""
         self.first = now if self.first is None else self.first
         self.seen.append((now, metric))
         while self.seen[0][0] <= now - self.spec.burst_window_seconds:
@@ -316,6 +328,7 @@ class Ours:
             forecast_smape=smape,
             history_seconds=now - self.first,
             recent_load=recent,
+            recent_means=recent_means,
         )
         d = decide(observed, params=self.spec, state=self.state)
         self.state = d.state
