@@ -128,9 +128,33 @@ def decide(
         evidence=evidence,
     )
     evidence["desired"] = float(desired)
+    message = _message(params, demand, state, (raw, stabilized, desired, current), reason)
+    return Decision(
+        desired=desired,
+        mode=demand.mode,
+        reason=reason,
+        message=message,
+        evidence=evidence,
+        state=record_change(state, now=now, current=current, desired=desired),
+        fallback=demand.fallback[0] if demand.fallback is not None else None,
+        active_schedules=active,
+    )
+
+
+def _message(
+    params: ScalingParams,
+    demand: _Demand,
+    state: ScalingState,
+    counts: tuple[int, int, int, int],
+    reason: Reason,
+) -> str:
+    """The decision in one line: demand, the counts (raw, stabilized, desired, current), the
+    reason, then why the forecast was not used and what raised the demand."""
+    raw, stabilized, desired, current = counts
     message = (
-        f"{demand.mode}: demand {demand.load:.4g} / {target:.4g} per instance -> raw {raw}, "
-        f"stabilized {stabilized}, desired {desired} (was {current}); {reason}"
+        f"{demand.mode}: demand {demand.load:.4g} / {params.target_per_instance:.4g} per "
+        f"instance -> raw {raw}, stabilized {stabilized}, desired {desired} (was {current}); "
+        f"{reason}"
     )
     if demand.fallback is not None:
         message += f"; {demand.fallback[1]}; {demand.instead}"
@@ -143,16 +167,7 @@ def decide(
             f"; cost budget {params.cost_budget:.3g}x reactive ({state.budget.shadow}):"
             f" x{1 + state.budget.headroom:.3f}"
         )
-    return Decision(
-        desired=desired,
-        mode=demand.mode,
-        reason=reason,
-        message=message,
-        evidence=evidence,
-        state=record_change(state, now=now, current=current, desired=desired),
-        fallback=demand.fallback[0] if demand.fallback is not None else None,
-        active_schedules=active,
-    )
+    return message
 
 
 def _calibrated(
@@ -462,9 +477,7 @@ def _with_feedback(
     evidence.update(
         missFeedbackTarget=target, missFeedbackHeadroom=fb.headroom, visibleMiss=float(missed)
     )
-    if fb.headroom == 0:
-        return demand, fb
-    return replace(demand, load=max(demand.load * (1 + fb.headroom), load)), fb
+    return _raised(demand, fb.headroom, load), fb
 
 
 def _with_budget(
@@ -503,9 +516,15 @@ def _with_budget(
         reactiveInstances=float(budget.shadow or 0),
     )
     state = replace(state, budget=budget, shadow=shadow_state)
-    if budget.headroom == 0:
-        return demand, state
-    return replace(demand, load=max(demand.load * (1 + budget.headroom), load)), state
+    return _raised(demand, budget.headroom, load), state
+
+
+def _raised(demand: _Demand, headroom: float, load: float) -> _Demand:
+    """`demand` times `1 + headroom` (a factor of the miss feedback or the cost budget), never
+    below current `load`; unchanged at 0."""
+    if headroom == 0:
+        return demand
+    return replace(demand, load=max(demand.load * (1 + headroom), load))
 
 
 @functools.lru_cache(maxsize=64)
