@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scaling_replay import ADOPTED, STARTUPS, loss, ratios, replay  # noqa: E402
-from scaling_sim import T0, ForecastTape, Ours, Outcome, all_traces, service, simulate  # noqa: E402
+from scaling_replay import ADOPTED, STARTUPS, loss, ratios, replay, traces_by_name  # noqa: E402
+from scaling_sim import T0, ForecastTape, Ours, Outcome, service, simulate  # noqa: E402
 
 INTERVALS = (5, 15, 30)
 READ_STEP = 5  # seconds between the means the operator reads (and the harness's sync)
@@ -52,7 +52,7 @@ class Interval(Ours):
 
 
 def run(interval: int, startup: int, trace_name: str) -> Outcome:
-    trace = next(t for t in all_traces() if t.name == trace_name)
+    trace = traces_by_name()[trace_name]
     if interval == READ_STEP:
         return replay(trace, ADOPTED, startup)  # the harness's own replay
     _, capacity = service(trace)
@@ -68,7 +68,7 @@ def main() -> int:
     )
     print(header)
     met = dict.fromkeys(INTERVALS, 0)
-    for trace in all_traces():
+    for trace in traces_by_name().values():
         for startup in STARTUPS:
             hpa = replay(trace, None, startup)
             cells = []
@@ -81,7 +81,7 @@ def main() -> int:
             print(f"{trace.name:<18} {startup:>4}s  " + "  ".join(f"{c:>30}" for c in cells))
     print(
         "\ncells meeting the box: "
-        + ", ".join(f"{met[i]}/{2 * len(all_traces())} deciding every {i} s" for i in INTERVALS)
+        + ", ".join(f"{met[i]}/{2 * len(traces_by_name())} deciding every {i} s" for i in INTERVALS)
     )
     return 0
 

@@ -18,7 +18,6 @@ Nothing here is a configuration: it scores no setting and adds nothing to the co
 
 from __future__ import annotations
 
-import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +32,15 @@ from scaling_replay import (  # noqa: E402
     GRID,
     HPA_UNDER_FLOOR,
     STARTUPS,
+    Cell,
     Config,
     loss,
     replay,
+    traces_by_name,
 )
-from scaling_sim import T0, Hpa, Outcome, Trace, all_traces, hpa_params, service, simulate  # noqa: E402
+from scaling_sim import T0, Hpa, Outcome, hpa_params, service, simulate  # noqa: E402
 
 PHASES = tuple(range(15))
-UNDER_BOX = 0.5
-HOURS_BOX = 1.05
 
 
 @dataclass
@@ -62,15 +61,12 @@ class Phased:
 
 
 def phases(startup: int, trace_name: str) -> list[Outcome]:
-    trace = next(t for t in all_traces() if t.name == trace_name)
+    trace = traces_by_name()[trace_name]
     _, capacity = service(trace)
     return [
         simulate(trace, Phased(Hpa(hpa_params(trace)), phase), capacity=capacity, startup=startup)
         for phase in PHASES
     ]
-
-
-Cell = tuple[str, int]  # (trace, start-up)
 
 
 def met(ours: Outcome, hpa: Outcome) -> bool:
@@ -87,7 +83,7 @@ def per_phase_table(hpa: dict[Cell, list[Outcome]]) -> None:
     )
     verdicts = []
     for (name, startup), runs in hpa.items():
-        ours = replay(_traces()[name], ADOPTED, startup)
+        ours = replay(traces_by_name()[name], ADOPTED, startup)
         unders = [ours.under / max(h.under, HPA_UNDER_FLOOR) for h in runs]
         hours = [ours.instance_hours / h.instance_hours for h in runs]
         verdicts.append([met(ours, h) for h in runs])
@@ -148,14 +144,9 @@ def cross_validated(
     return at_zero, average
 
 
-@functools.cache
-def _traces() -> dict[str, Trace]:
-    return {t.name: t for t in all_traces()}
-
-
 def main() -> int:
     hpa: dict[Cell, list[Outcome]] = {}
-    for trace in all_traces():
+    for trace in traces_by_name().values():
         for startup in STARTUPS:
             runs = phases(startup, trace.name)
             if runs[0] != replay(trace, None, startup):  # phase 0 is the harness's own HPA
@@ -163,7 +154,7 @@ def main() -> int:
             hpa[trace.name, startup] = runs
     per_phase_table(hpa)
     outcomes = {
-        (g.name, cell): replay(_traces()[cell[0]], g, cell[1]) for g in GRID for cell in hpa
+        (g.name, cell): replay(traces_by_name()[cell[0]], g, cell[1]) for g in GRID for cell in hpa
     }
     before = tuple(g for g in GRID if g not in BUDGET)
     print(

@@ -318,19 +318,14 @@ PRICED_CANTELLI = tuple(  # the same, the ratio priced with Cantelli's bound (a 
     for r in (0.25, 0.4, 0.5, 0.6)
     for c in (0.2, 0.3)
 )
-ADOPTED_NAME = f"{_TR600.name}_rr0.4_cap0.3"
 BUDGET = tuple(  # issue 22, ninth pass: a cost budget against a reactive shadow (not adopted)
-    Config(
-        f"{ADOPTED_NAME}_b{budget}_s{step}_f{floor}",
-        (
-            *_TR600.overrides,
-            ("dispersion_risk_ratio", 0.4),
-            ("dispersion_max_headroom", 0.3),
-            ("cost_budget", budget),
-            ("cost_budget_step", step),
-            ("cost_budget_floor", floor),
-        ),
-        forecast=True,
+    _priced(
+        f"rr0.4_cap0.3_b{budget}_s{step}_f{floor}",
+        ("dispersion_risk_ratio", 0.4),
+        ("dispersion_max_headroom", 0.3),
+        ("cost_budget", budget),
+        ("cost_budget_step", step),
+        ("cost_budget_floor", floor),
     )
     for budget in (0.97, 1.0, 1.03)
     for step in (0.003, 0.01)
@@ -355,7 +350,7 @@ SCORED_BEFORE = 53  # configurations scored in earlier runs and no longer in GRI
 # 10/16 cross-validated), with the headroom priced against the target's own risk (ratio 0.4,
 # at most 30 % above the mode's demand: eighth pass, on twelve traces 11/24 cross-validated at
 # mean loss 1.236 against 11/24 at 1.309; docs/intelligence/scaling.md).
-ADOPTED = next(g for g in GRID if g.name == ADOPTED_NAME)
+ADOPTED = next(g for g in GRID if g.name == f"{_TR600.name}_rr0.4_cap0.3")
 
 
 @functools.cache
@@ -385,11 +380,12 @@ def replay(trace: Trace, config: Config | None, startup: int) -> Outcome:
 
 def _replay_cell(config: Config | None, cell: tuple[str, int]) -> Outcome:
     """`replay` of one (trace, start-up) cell by trace name (a worker process's job)."""
-    return replay(_traces()[cell[0]], config, cell[1])
+    return replay(traces_by_name()[cell[0]], config, cell[1])
 
 
 @functools.cache
-def _traces() -> dict[str, Trace]:
+def traces_by_name() -> dict[str, Trace]:
+    """Every trace of the harness by name, built once per process."""
     return {t.name: t for t in all_traces()}
 
 
