@@ -228,11 +228,22 @@ def gated_scores(
 
 
 def alarms(
-    scores: NDArray[np.float64], gate: GateSetting, *, probation: int, level: float
+    scores: NDArray[np.float64],
+    gate: GateSetting,
+    *,
+    probation: int,
+    level: float,
+    escalation_gap: int = 0,
 ) -> NDArray[np.bool_]:
-    """The detector's alarms at ``level`` (probation rows never alarm for NAB)."""
+    """The detector's alarms at ``level`` (probation rows never alarm for NAB); an escalation
+    comes at least ``escalation_gap`` points after the alarm it breaks through (the detector's
+    argument of that name)."""
     out = np.zeros(scores.size, dtype=bool)
-    ref = Refractory(refractory=int(gate.refractory * probation), escalation=gate.escalation)
+    ref = Refractory(
+        refractory=int(gate.refractory * probation),
+        escalation=gate.escalation,
+        escalation_gap=escalation_gap,
+    )
     for t in np.flatnonzero(scores >= level):
         if ref.check(int(t), float(scores[t])):
             out[t] = True

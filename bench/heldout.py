@@ -39,7 +39,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,13 +47,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from scaling_replay import ADOPTED, GRID, STARTUPS, ratios, replay  # noqa: E402
 from scaling_sim import DAY, Trace  # noqa: E402
 
-from bench.anomaly_cv import FeatureSetting, GateSetting, gated_scores, surprises  # noqa: E402
+from bench.anomaly_cv import FeatureSetting, alarms, gated_scores, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
     ADOPTED_GATES,
     ADOPTED_LEVELS,
     PROFILES,
     FileTerms,
-    LabelledFile,
     category,
     counts,
     file_terms,
@@ -63,7 +61,6 @@ from bench.anomaly_eval import (  # noqa: E402
     scored_windows,
     terms_score,
 )
-from intelligence.anomaly.alarms import Refractory  # noqa: E402
 
 # --------------------------------------------------------------------------- anomaly
 
@@ -91,23 +88,6 @@ ANOMALY_CANDIDATES = (
 )
 
 
-def candidate_alarms(
-    scores: NDArray[np.float64], gate: GateSetting, f: LabelledFile, level: float, gap: float
-) -> NDArray[np.bool_]:
-    """The detector's alarms on one file's gated scores (probation rows never alarm)."""
-    window = max(f.probation, 50)
-    ref = Refractory(
-        refractory=int(gate.refractory * f.probation),
-        escalation=gate.escalation,
-        escalation_gap=int(gap * window),
-    )
-    out = np.zeros(scores.size, dtype=bool)
-    for t in np.flatnonzero(scores >= level):
-        out[t] = ref.check(int(t), float(scores[t]))
-    out[: f.probation] = False
-    return out
-
-
 def anomaly(root: Path, categories: list[str]) -> None:
     present = sorted(p.name for p in (root / "data").iterdir() if p.is_dir())
     missing = sorted(set(categories) - set(present))
@@ -133,8 +113,12 @@ def anomaly(root: Path, categories: list[str]) -> None:
             terms: list[FileTerms] = [
                 file_terms(
                     f,
-                    candidate_alarms(
-                        gated_scores(x, gate, f.probation), gate, f, level, cand.escalation_gap
+                    alarms(
+                        gated_scores(x, gate, f.probation),
+                        gate,
+                        probation=f.probation,
+                        level=level,
+                        escalation_gap=int(cand.escalation_gap * max(f.probation, 50)),
                     ),
                 )
                 for x, f in zip(feats, files, strict=True)
