@@ -22,6 +22,13 @@ ScalingPolicy spec -> ScalingParams:
 - `behavior.scaleUp` / `scaleDown` (HPAScalingRules) -> `behavior.scale_up` / `scale_down`
   (`RateRules`), each `policies[]` entry a `StepLimit`; an unset direction, window, policy
   list or tolerance takes HPA's default for that direction (`DEFAULT_SCALE_UP` / `_DOWN`).
+- `behavior.scaleDown.stabilizationWindowSeconds` unset -> the predictive and envelope modes
+  keep instances `MODE_SCALE_DOWN_WINDOW_SECONDS` (120 s) after the load falls
+  (`predictive_scale_down_window_seconds`, `burst_scale_down_window_seconds`), the reactive
+  fallback HPA's 300 s: the forecast's upper quantile and the envelope already hold the
+  headroom, and 300 s on top of them cost 1.04-1.5x HPA's instance-hours in the replays
+  (docs/intelligence/scaling.md, "What a ScalingPolicy gets"). Written, it is the window of
+  every mode, as in HPA.
 - `schedules[]` -> `schedules` (`CronSchedule`: the cron, the duration in seconds,
   `minInstances`, `timezone` as a `ZoneInfo`, named `<cron> <timezone>`).
 
@@ -68,7 +75,16 @@ from intelligence.scaling import (
     StepLimit,
 )
 
-__all__ = ["dispersion_sample_seconds", "forecast_quantile", "instance_bounds", "scaling_params"]
+__all__ = [
+    "MODE_SCALE_DOWN_WINDOW_SECONDS",
+    "dispersion_sample_seconds",
+    "forecast_quantile",
+    "instance_bounds",
+    "scaling_params",
+]
+
+MODE_SCALE_DOWN_WINDOW_SECONDS = 120
+"""The scale-down window of the predictive and envelope modes when the spec writes none."""
 
 
 def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) -> ScalingParams:
@@ -97,6 +113,12 @@ def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) 
         min_history_seconds=parse_duration(forecast.minimum_history),
         capacity_per_instance=spec.metric.capacity_per_instance,
     )
+    if _scale_down_window(spec.behavior) is None:
+        params = dataclasses.replace(
+            params,
+            predictive_scale_down_window_seconds=MODE_SCALE_DOWN_WINDOW_SECONDS,
+            burst_scale_down_window_seconds=MODE_SCALE_DOWN_WINDOW_SECONDS,
+        )
     window = spec.metric.averaging_window_seconds
     if window is not None:
         params = dataclasses.replace(
@@ -106,6 +128,13 @@ def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) 
         )
     alpha = spec.target_under_provisioning
     return params if alpha is None else dataclasses.replace(params, burst_exceedance=alpha)
+
+
+def _scale_down_window(behavior: Behavior | None) -> int | None:
+    """The scale-down window the spec writes, or None."""
+    if behavior is None or behavior.scale_down is None:
+        return None
+    return behavior.scale_down.stabilization_window_seconds
 
 
 def dispersion_sample_seconds(window: int) -> int:

@@ -206,7 +206,9 @@ class Behavior(SpecModel):
     scale_up: ScalingRules | None = None
     """Rules when adding instances."""
     scale_down: ScalingRules | None = None
-    """Rules when removing instances."""
+    """Rules when removing instances. With no stabilizationWindowSeconds, the predictive and
+    envelope modes use 120 s and the reactive fallback HPA's 300 s; a written window is every
+    mode's."""
 
 
 class ScalingPolicySpec(SpecModel):

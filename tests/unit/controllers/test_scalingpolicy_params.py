@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 import yaml
 
+from adapters.scaling import MODE_SCALE_DOWN_WINDOW_SECONDS
 from apis.v1alpha1.scalingpolicy import ScalingPolicy
 from controllers.scalingpolicy.params import scaling_params
 from intelligence.scaling import (
@@ -33,11 +35,9 @@ SAMPLE = Path(__file__).parents[3] / "manifests" / "samples" / "scalingpolicy-cr
 # ScalingParams fields the API has no field for, or that these policies leave unset: they keep
 # intelligence's defaults
 NOT_IN_API = (
-    "predictive_scale_down_window_seconds",
     "burst_exceedance",
     "burst_window_seconds",
     "burst_min_history_seconds",
-    "burst_scale_down_window_seconds",
 )
 
 
@@ -119,6 +119,8 @@ def test_a_minimal_policy_takes_every_default() -> None:
     assert params.horizon_seconds == 30 * 60
     assert params.max_forecast_smape == 30
     assert params.min_history_seconds == 24 * 3600
+    assert params.predictive_scale_down_window_seconds == MODE_SCALE_DOWN_WINDOW_SECONDS
+    assert params.burst_scale_down_window_seconds == MODE_SCALE_DOWN_WINDOW_SECONDS
     assert {k: getattr(params, k) for k in NOT_IN_API} == defaults()
 
 
@@ -139,6 +141,47 @@ def test_each_unset_part_of_a_direction_takes_that_directions_default() -> None:
     only_down = scaling_params(policy(behavior={"scaleDown": {"selectPolicy": "Min"}}))
     assert only_down.behavior.scale_up == DEFAULT_SCALE_UP
     assert only_down.behavior.scale_down.select_policy is SelectPolicy.MIN
+
+
+def test_a_written_scale_down_window_governs_every_mode() -> None:
+    written = scaling_params(policy(behavior={"scaleDown": {"stabilizationWindowSeconds": 600}}))
+    assert written.predictive_scale_down_window_seconds is None
+    assert written.burst_scale_down_window_seconds is None
+    # scaleDown written without a window: the modes keep theirs
+    only_policy = scaling_params(policy(behavior={"scaleDown": {"selectPolicy": "Min"}}))
+    assert only_policy.burst_scale_down_window_seconds == MODE_SCALE_DOWN_WINDOW_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("behavior", "kept_until"), [(None, 120), ({"stabilizationWindowSeconds": 600}, 600)]
+)
+def test_the_envelope_lets_instances_go_after_its_window(
+    behavior: dict[str, Any] | None, kept_until: int
+) -> None:
+    """A burst's instances, decided in envelope mode (no forecast): with no window written they
+    go 120 s after the load fell, with one written they stay for it."""
+    spec = {} if behavior is None else {"behavior": {"scaleDown": behavior}}
+    params = scaling_params(policy(maxInstances=50, **spec))
+    times = np.arange(0.0, 600.0, 15.0)
+    calm = (times, np.full(times.size, 7.0))  # ten minutes at one instance's target
+    d = decide(
+        Observation(600.0, current_instances=1, current_load=70.0, recent_load=calm),
+        params=params,
+    )
+    assert d.mode == "envelope"
+    assert d.desired > 1
+    burst, state = d.desired, d.state
+    seen: list[tuple[float, int]] = []
+    for now in np.arange(615.0, 600.0 + kept_until + 60, 15.0):
+        d = decide(
+            Observation(now, current_instances=burst, current_load=7.0, recent_load=calm),
+            params=params,
+            state=state,
+        )
+        state = d.state
+        seen.append((now - 600.0, d.desired))
+    assert all(n == burst for t, n in seen if t < kept_until)
+    assert any(n < burst for t, n in seen if t >= kept_until)
 
 
 @pytest.mark.parametrize(
