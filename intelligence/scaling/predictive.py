@@ -15,9 +15,12 @@ __all__ = ["forecast_demand", "forecast_peak", "lead_peak", "trust_forecast"]
 
 def forecast_peak(forecast: Forecast, *, now: float, until: float) -> tuple[float, float] | None:
     """The forecast's highest (upper, point) values in (now, until]; None when it does not
-    reach that far (a coarse grid may step over the window: then the first step at or after
-    `until` counts)."""
+    reach that far: its last point is before `until` (a forecast that stops inside the lead
+    time would provision for part of it only). A coarse grid may step over the window: then
+    the first step at or after `until` counts."""
     ts = forecast.timestamps
+    if ts.size == 0 or ts[-1] < until:
+        return None
     window = (ts > now) & (ts <= until)
     if not window.any():
         after = ts > now

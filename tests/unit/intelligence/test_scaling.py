@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -344,6 +345,29 @@ def test_stale_forecast_falls_back():
         history_seconds=3600,
     )
     assert d.fallback == "ForecastDoesNotCoverLeadTime"
+
+
+@pytest.mark.parametrize(("points", "covers"), [(3, False), (4, True)])
+def test_a_forecast_that_stops_inside_the_lead_time_is_not_used(points, covers):
+    """Start-up 30 s + horizon 30 s: the lead time ends at NOW + 60. A forecast from NOW + 15
+    every 15 s reaches NOW + 45 with 3 points (its peak would be the lead time's first part
+    only) and NOW + 60 with 4."""
+    fc = ramp_forecast(NOW + 15, peak=5000.0)
+    fc = replace(fc, point=fc.point[:points], lower=fc.lower[:points], upper=fc.upper[:points])
+    d = decide(
+        now=NOW,
+        current_instances=4,
+        current_load=400.0,
+        spec=spec(behavior=NO_WINDOWS, startup_seconds=30, horizon_seconds=30),
+        forecast=fc,
+        forecast_smape=5.0,
+        history_seconds=3600,
+    )
+    if covers:
+        assert d.mode == "predictive"
+        assert d.evidence["forecastPeakUpper"] == pytest.approx(fc.upper[3])
+    else:
+        assert d.fallback == "ForecastDoesNotCoverLeadTime"
 
 
 def test_current_load_wins_when_forecast_underestimates():
