@@ -1,25 +1,34 @@
 """The analytics service's live alert rule, scored on NAB.
 
 `services/analytics/alerts.py` (the anomaly engine) feeds each watched metric to a streaming
-`RobustZScore` (`MetricQuery` defaults: window 60, min_history 20; `request_rate` watched in
-both directions), opens an alert when a point reaches WARNING and no alert is open, and
-resolves it after `anomaly_resolve_after` (3) normal points. This bench replays that rule on
-each NAB file and scores the alert openings as detections with the NAB scorer of
-`anomaly_eval.py`, beside the same rule on `TailProbabilityDetector` (the detector issue 22
-measured, with the low-FP profile's quiet lead-in gate, opening on its `alarm` flag) at the
-engine's window and at NAB's (the probationary length, as the NAB protocol runs it).
+detector (`services.analytics.alerts.make_detector`), opens an alert when a point opens one
+(`alerts.opens`: the tail detector's alarm in the metric's direction, or a robust z-score's
+WARNING) and no alert is open, and resolves it after `anomaly_resolve_after` (3) points below
+WARNING. This bench replays that rule, with the engine's own functions, on each NAB file
+(direction both) and scores the alert openings as detections with the NAB scorer of
+`anomaly_eval.py`:
 
-It scores three fixed rules for a diagnosis, not settings for adoption: nothing is chosen
-here. docs/intelligence/anomaly.md's running total counts them (3 rules x 3 profiles).
+* `robustZ` at its defaults (window 60): the engine's only detector until issue 22's was put in;
+* `tailProbability` (the default) at fixed windows of 60-960 points, and at NAB's window (the
+  file's probationary length) as a reference;
 
-    .venv/bin/python bench/anomaly_engine.py        # ~10 s
+then chooses the tail detector's window by leave-one-category-out cross-validation on the
+low-FP profile (alerts page people) and prints the cross-validated figure. The window so
+chosen is `services.analytics.settings.DEFAULT_WINDOWS["tailProbability"]`. A long window is
+handicapped here: the detector warms up within the file, where the engine warms up on the
+metric's history before its first point. docs/intelligence/anomaly.md's running total counts
+the rules (7 x 3 profiles).
+
+    .venv/bin/python bench/anomaly_engine.py        # ~25 s
 """
 
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,81 +37,107 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from anomaly_eval import PROFILES, LabelledFile, load_corpus, load_profiles, normalised  # noqa: E402
+from anomaly_eval import (  # noqa: E402
+    PROFILES,
+    FileTerms,
+    LabelledFile,
+    Weights,
+    category,
+    file_terms,
+    load_corpus,
+    load_profiles,
+    normalised,
+    scored_windows,
+    terms_score,
+)
 
-from intelligence.anomaly import RobustZScore, Severity, TailProbabilityDetector  # noqa: E402
-from intelligence.anomaly.base import AnomalyDetector  # noqa: E402
+from intelligence.anomaly import Severity  # noqa: E402
+from services.analytics.alerts import make_detector, opens  # noqa: E402
 from services.analytics.settings import MetricQuery  # noqa: E402
 
 RESOLVE_AFTER = 3  # services.analytics.settings: anomaly_resolve_after's default
-ENGINE = MetricQuery(name="nab", query="nab", direction="both")
+WINDOWS = (60, 120, 240, 480, 960)
+"""Fixed windows offered to the tail detector (the engine's windows are points of its
+interval, not a share of a file)."""
+CHOOSE_BY = "reward_low_FP_rate"
+NAB_WINDOW = 0  # stands for the file's probationary length
 
-Make = Callable[[LabelledFile], AnomalyDetector]
-
-
-def robust_z(_: LabelledFile) -> AnomalyDetector:
-    """The engine's detector at `MetricQuery`'s defaults."""
-    return RobustZScore(
-        window=ENGINE.window, min_history=ENGINE.min_history, direction=ENGINE.direction
-    )
+Rule = Callable[[LabelledFile], MetricQuery]
 
 
-def tail(window: Callable[[LabelledFile], int]) -> Make:
-    """The tail detector with the low-FP gate at `window(file)` points."""
+def watched(detector: Literal["tailProbability", "robustZ"], window: int | None = None) -> Rule:
+    """The MetricQuery a file is watched with (`NAB_WINDOW`: the file's probation)."""
 
-    def make(f: LabelledFile) -> AnomalyDetector:
-        w = window(f)
-        return TailProbabilityDetector(
-            window=w,
-            min_history=ENGINE.min_history if w == ENGINE.window else 50,
-            quiet_window=w // 2,
-            quiet_penalty=1.0,
-            escalation=None,
-        )
+    def metric(f: LabelledFile) -> MetricQuery:
+        w = f.probation if window == NAB_WINDOW else window
+        return MetricQuery(name="nab", query="nab", direction="both", detector=detector, window=w)
 
-    return make
+    return metric
 
 
-RULES: dict[str, tuple[Make, bool]] = {  # name: (detector, opens on its alarm flag)
-    "engine: RobustZScore, window 60, opens at WARNING": (robust_z, False),
-    "engine rule on TailProbability, window 60, opens on alarm": (tail(lambda f: 60), True),
-    "engine rule on TailProbability, NAB's window, opens on alarm": (
-        tail(lambda f: f.probation),
-        True,
-    ),
-}
-
-
-def openings(f: LabelledFile, make: Make, *, on_alarm: bool) -> NDArray[np.bool_]:
+def openings(f: LabelledFile, rule: Rule) -> NDArray[np.bool_]:
     """The points where the engine's rule opens an alert (outside NAB's probation)."""
-    det = make(f)
+    metric = rule(f)
+    det = make_detector(metric)
+    recent: deque[float] = deque(maxlen=metric.points)
     out = np.zeros(len(f.values), dtype=bool)
     is_open, normal = False, 0
-    for i, v in enumerate(f.values):
-        r = det.update(float(v))
-        warning = r.severity >= Severity.WARNING
-        opens = r.evidence.get("alarm", 0.0) > 0.0 if on_alarm else warning
-        if not is_open and opens:
+    for i, v in enumerate(f.values.tolist()):
+        d = det.update(v)
+        if not is_open and opens(metric, d, v, recent):
             is_open, normal, out[i] = True, 0, True
         elif is_open:
-            normal = 0 if warning else normal + 1
+            normal = 0 if d.severity >= Severity.WARNING else normal + 1
             is_open = normal < RESOLVE_AFTER
+        recent.append(v)
     out[: f.probation] = False
     return out
 
 
+def tail_name(window: int) -> str:
+    return f"tailProbability, window {window}"
+
+
 def main() -> int:
     files, profiles = load_corpus(), load_profiles()
+    rules: dict[str, Rule] = {"robustZ, window 60 (before issue 22's detector)": watched("robustZ")}
+    rules |= {tail_name(w): watched("tailProbability", w) for w in WINDOWS}
+    rules["tailProbability, NAB's window (reference)"] = watched("tailProbability", NAB_WINDOW)
+    terms: dict[str, list[FileTerms]] = {}
     print(f"{len(files)} NAB files; score (windows hit / missed, alerts opened outside windows)")
-    print(f"{'rule':<62} " + "  ".join(f"{p:>24}" for p in PROFILES))
-    for name, (make, on_alarm) in RULES.items():
-        dets = [openings(f, make, on_alarm=on_alarm) for f in files]
+    head = "rule (the engine's: open, stay open, resolve after 3 normal)"
+    print(f"{head:<62} " + "  ".join(f"{p:>24}" for p in PROFILES))
+    for name, rule in rules.items():
+        dets = [openings(f, rule) for f in files]
+        terms[name] = [file_terms(f, d) for f, d in zip(files, dets, strict=True)]
         cells = []
         for prof in PROFILES:
             got, tp, fn, fp = normalised(files, dets, profiles[prof])
             cells.append(f"{got:7.1f} ({tp}/{fn}, {fp:>4} FP)")
         print(f"{name:<62} " + "  ".join(f"{c:>24}" for c in cells), flush=True)
+    cross_validate(files, profiles, terms)
     return 0
+
+
+def cross_validate(
+    files: list[LabelledFile], profiles: dict[str, Weights], terms: dict[str, list[FileTerms]]
+) -> None:
+    """Leave one category out: the fixed window with the best low-FP score on the other
+    categories, scored on the held-out one; the pooled held-out terms give the CV figure."""
+    names = [tail_name(w) for w in WINDOWS]
+    windows = sum(scored_windows(f) for f in files)
+    held: list[FileTerms] = []
+    print(f"\nleave-one-category-out over {len(names)} windows, chosen by {CHOOSE_BY}:")
+    for cat in sorted({category(f) for f in files}):
+        train = [i for i, f in enumerate(files) if category(f) != cat]
+        n = sum(scored_windows(files[i]) for i in train)
+        w = profiles[CHOOSE_BY]
+        best = max(names, key=lambda k: terms_score([terms[k][i] for i in train], n, w))
+        print(f"  without {cat:<24} chooses {best}")
+        held += [terms[best][i] for i, f in enumerate(files) if category(f) == cat]
+    tp, fn, fp = (sum(getattr(t, a) for t in held) for a in ("tp", "fn", "fp"))
+    cells = [f"{terms_score(held, windows, profiles[p]):7.1f}" for p in PROFILES]
+    print("  cross-validated: " + " / ".join(cells) + f" ({tp}/{fn}, {fp} FP)")
 
 
 if __name__ == "__main__":

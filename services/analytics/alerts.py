@@ -2,12 +2,13 @@
 metrics, deduplicated alerts with open / resolved state, escalation and webhooks.
 
 Every ``interval`` the engine reads each watched (tenant, service, metric)'s current value from
-Prometheus and feeds it to that series' streaming :class:`RobustZScore` (warmed up from the
-metric's recent history the first time it is seen). A point at WARNING or worse opens an alert
-for the series unless one is open (then a worse severity escalates it); an open alert is
-resolved after ``resolve_after`` consecutive normal points, and escalated once when it stays
-open longer than ``escalate_after``. Each opening, escalation and resolution is POSTed to the
-webhooks and kept in the store's event history (topic ``anomaly-alerts``).
+Prometheus and feeds it to that series' streaming detector (``MetricQuery.detector``, warmed up
+from the metric's recent history the first time it is seen). A point that opens (the tail
+detector's alarm, in the metric's direction; a robust z-score's WARNING) opens an alert for the
+series unless one is open; while one is open a worse severity escalates it; an open alert is
+resolved after ``resolve_after`` consecutive normal points (below WARNING), and escalated once
+when it stays open longer than ``escalate_after``. Each opening, escalation and resolution is
+POSTed to the webhooks and kept in the store's event history (topic ``anomaly-alerts``).
 
 That history is also where alerts live: before each tick the engine restores each watched
 tenant's alerts from it (the latest change of each alert id in the last ``RESTORE_DAYS``), so
@@ -21,15 +22,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import statistics
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
 
-from intelligence.anomaly import RobustZScore, Severity
+from intelligence.anomaly import Detection, RobustZScore, Severity, TailProbabilityDetector
+from intelligence.anomaly.base import AnomalyDetector
 from services.analytics.prometheus import PrometheusClient, PrometheusError
 from services.analytics.records import EventRow, utc
 from services.analytics.settings import MetricQuery
@@ -68,10 +72,40 @@ class Alert:
 
 @dataclass
 class _Series:
-    detector: RobustZScore
+    detector: AnomalyDetector
+    recent: deque[float]  # the last window's values: which way an alarm points
     warmed: bool = False
     normal_streak: int = 0
     last: dict[str, Any] = field(default_factory=dict)
+
+
+def make_detector(metric: MetricQuery, *, min_history: int | None = None) -> AnomalyDetector:
+    """The metric's detector: the tail detector with the low-FP profile's quiet lead-in (no
+    escalation through its refractory half window), or the robust z-score."""
+    window, warmup = metric.points, min_history or metric.warmup
+    if metric.detector == "robustZ":
+        return RobustZScore(window=window, min_history=warmup, direction=metric.direction)
+    return TailProbabilityDetector(
+        window=window,
+        min_history=warmup,
+        quiet_window=window // 2,
+        quiet_penalty=1.0,
+        escalation=None,
+    )
+
+
+def opens(metric: MetricQuery, det: Detection, value: float, recent: deque[float]) -> bool:
+    """Whether `det` (of `value`, after `recent`) opens an alert: the tail detector's alarm
+    when the value lies on the metric's side of the recent median (the detector is two-sided),
+    the robust z-score's WARNING (it is directional itself)."""
+    if metric.detector == "robustZ":
+        return det.severity >= Severity.WARNING
+    if det.evidence.get("alarm", 0.0) <= 0.0:
+        return False
+    if metric.direction == "both" or not recent:
+        return True
+    median = statistics.median(recent)
+    return value > median if metric.direction == "up" else value < median
 
 
 class AnomalyEngine:
@@ -164,10 +198,8 @@ class AnomalyEngine:
         key = (watch.tenant, watch.service, metric.name)
         series = self.series.get(key)
         if series is None:
-            detector = RobustZScore(
-                window=metric.window, min_history=metric.min_history, direction=metric.direction
-            )
-            series = self.series[key] = _Series(detector)
+            recent: deque[float] = deque(maxlen=metric.points)
+            series = self.series[key] = _Series(make_detector(metric), recent)
         query = self._query(metric, watch.service)
         try:
             if not series.warmed:
@@ -179,41 +211,47 @@ class AnomalyEngine:
         if value is None:
             return
         det = series.detector.update(value)
+        opening = opens(metric, det, value, series.recent)
+        series.recent.append(value)
         series.last = {
             "value": value,
             "score": det.score,
             "severity": det.severity.name,
             "time": now,
         }
-        await self._judge(key, series, det.severity, value, det.score, dict(det.evidence), now)
+        await self._judge(
+            key, series, (det.severity, opening), value, det.score, dict(det.evidence), now
+        )
 
     async def _warm(self, series: _Series, query: str, metric: MetricQuery, now: float) -> None:
-        span = metric.window * self.interval
+        span = metric.points * self.interval
         points = await self.prometheus.history(query, start=now - span, end=now, step=self.interval)
-        for _, v in points[-metric.window :]:
+        for _, v in points[-metric.points :]:
             series.detector.update(v)
+            series.recent.append(v)
         series.warmed = True
 
     async def _judge(
         self,
         key: tuple[str, str, str],
         series: _Series,
-        severity: Severity,
+        verdict: tuple[Severity, bool],
         value: float,
         score: float,
         evidence: dict[str, float],
         now: float,
     ) -> None:
+        severity, opening = verdict
         alert = self.open.get(key)
-        if severity >= Severity.WARNING:
-            series.normal_streak = 0
-            if alert is None:
-                alert = Alert(
+        if alert is None:
+            if opening:
+                series.normal_streak = 0
+                self.open[key] = alert = Alert(
                     id=uuid.uuid4().hex[:12],
                     tenant=key[0],
                     service=key[1],
                     metric=key[2],
-                    severity=severity.name,
+                    severity=max(severity, Severity.WARNING).name,
                     state="open",
                     value=value,
                     score=score,
@@ -221,9 +259,11 @@ class AnomalyEngine:
                     updated_at=now,
                     evidence=evidence,
                 )
-                self.open[key] = alert
                 await self._tell("opened", alert)
-            elif severity > Severity[alert.severity]:
+            return
+        if severity >= Severity.WARNING:
+            series.normal_streak = 0
+            if severity > Severity[alert.severity]:
                 alert.severity, alert.value, alert.score, alert.updated_at = (
                     severity.name,
                     value,
@@ -234,8 +274,6 @@ class AnomalyEngine:
             elif not alert.escalated and now - alert.opened_at >= self.escalate_after:
                 alert.escalated = True
                 await self._tell("escalated", alert)
-            return
-        if alert is None:
             return
         series.normal_streak += 1
         if series.normal_streak >= self.resolve_after:
@@ -278,35 +316,36 @@ class AnomalyEngine:
     async def detect(
         self, watch: Watch, *, now: float, span: float = 3600.0
     ) -> list[dict[str, Any]]:
-        """On demand: each metric's last ``span`` seconds scored in batch, plus live state."""
+        """On demand: each metric's last ``span`` seconds scored by its detector (streamed from
+        a window of history before them, as the live series warms up), plus live state."""
         out = []
         for metric in self.metrics:
             query = self._query(metric, watch.service)
             step = max(self.interval, span / 240)
-            points = await self.prometheus.history(query, start=now - span, end=now, step=step)
-            det = RobustZScore(
-                window=metric.window,
-                min_history=min(metric.min_history, max(5, len(points) // 2)),
-                direction=metric.direction,
-            )
-            result = det.score([v for _, v in points])
-            latest = Severity(int(result.severities[-1])) if len(points) else Severity.INFO
-            live = self.series.get((watch.tenant, watch.service, metric.name))
-            alert = self.open.get((watch.tenant, watch.service, metric.name))
+            start = now - span - metric.points * step
+            points = await self.prometheus.history(query, start=start, end=now, step=step)
+            det = make_detector(metric, min_history=min(metric.warmup, max(5, len(points) // 2)))
+            recent: deque[float] = deque(maxlen=metric.points)
+            severities: list[Severity] = []
+            anomalies: list[dict[str, Any]] = []
+            for t, v in points:
+                d = det.update(v)
+                if t > now - span:
+                    severities.append(d.severity)
+                    if opens(metric, d, v, recent):
+                        anomalies.append(
+                            {"time": utc(t).isoformat(), "value": v, "severity": d.severity.name}
+                        )
+                recent.append(v)
+            key = (watch.tenant, watch.service, metric.name)
+            live, alert = self.series.get(key), self.open.get(key)
             out.append(
                 {
                     "metric": metric.name,
-                    "points": len(points),
-                    "severity": latest.name,
-                    "worst": result.max_severity.name,
-                    "anomalies": [
-                        {
-                            "time": utc(points[int(i)][0]).isoformat(),
-                            "value": points[int(i)][1],
-                            "severity": Severity(int(result.severities[i])).name,
-                        }
-                        for i in result.anomalies[-20:]
-                    ],
+                    "points": len(severities),
+                    "severity": (severities[-1] if severities else Severity.INFO).name,
+                    "worst": max(severities, default=Severity.INFO).name,
+                    "anomalies": anomalies[-20:],
                     "live": live.last if live else None,
                     "open_alert": asdict(alert) if alert else None,
                 }

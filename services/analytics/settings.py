@@ -23,6 +23,12 @@ class CloudRunPrices(BaseModel):
     gib_second: float = Field(default=0.000002, ge=0, description="USD per GiB-second.")
 
 
+DEFAULT_WINDOWS = {"tailProbability": 240, "robustZ": 60}
+"""Points per detector window: 240 for the tail detector (every fold of a leave-one-category-out
+choice among 60-960 on NAB chose it, ``bench/anomaly_engine.py``), 60 for the robust z-score."""
+DEFAULT_MIN_HISTORY = {"tailProbability": 50, "robustZ": 20}
+
+
 class MetricQuery(BaseModel):
     """A live metric the anomaly engine watches per service: PromQL with ``$service``."""
 
@@ -32,9 +38,28 @@ class MetricQuery(BaseModel):
     query: str = Field(min_length=1, max_length=4096)
     direction: Literal["up", "down", "both"] = "up"
     """Which deviations are anomalies (an error rate only going up)."""
-    window: int = Field(default=60, ge=10, le=10_000)
-    """Trailing points the detector's median and MAD use."""
-    min_history: int = Field(default=20, ge=5, le=10_000)
+    detector: Literal["tailProbability", "robustZ"] = "tailProbability"
+    """``tailProbability``: ``TailProbabilityDetector`` with the low-FP profile's quiet lead-in
+    (docs/intelligence/anomaly.md); an alert opens on its alarm, at most one per half window.
+    ``robustZ``: ``RobustZScore``; an alert opens at WARNING (3.5 robust sigmas), which on NAB
+    opens ~40x as many false alerts (``bench/anomaly_engine.py``)."""
+    window: int | None = Field(default=None, ge=10, le=10_000)
+    """Trailing points the detector uses, and the history it warms up on; default
+    ``DEFAULT_WINDOWS[detector]``."""
+    min_history: int | None = Field(default=None, ge=5, le=10_000)
+    """Points before the detector scores; default ``DEFAULT_MIN_HISTORY[detector]`` (at most
+    the window)."""
+
+    @property
+    def points(self) -> int:
+        """The window in effect."""
+        return self.window if self.window is not None else DEFAULT_WINDOWS[self.detector]
+
+    @property
+    def warmup(self) -> int:
+        """The minimum history in effect."""
+        given = self.min_history
+        return min(self.points, given if given is not None else DEFAULT_MIN_HISTORY[self.detector])
 
 
 def _default_metrics() -> list[MetricQuery]:

@@ -1,0 +1,61 @@
+"""The anomaly engine's per-metric settings: each detector's window and warm-up, and which
+points open an alert."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from intelligence.anomaly import RobustZScore, TailProbabilityDetector
+from services.analytics.alerts import make_detector, opens
+from services.analytics.settings import AnalyticsSettings, MetricQuery
+
+Q = {"name": "errors", "query": 'sum(rate(x{service="$service"}[1m]))'}
+
+
+def test_the_default_metrics_run_the_tail_detector_on_240_points() -> None:
+    for metric in AnalyticsSettings().anomaly_metrics:
+        assert metric.detector == "tailProbability"
+        assert (metric.points, metric.warmup) == (240, 50)
+        assert isinstance(make_detector(metric), TailProbabilityDetector)
+
+
+@pytest.mark.parametrize(
+    ("fields", "points", "warmup"),
+    [
+        ({"detector": "robustZ"}, 60, 20),
+        ({"window": 30}, 30, 30),  # the warm-up never exceeds the window
+        ({"window": 500, "min_history": 100}, 500, 100),
+    ],
+)
+def test_a_window_and_warm_up_default_per_detector(
+    fields: dict[str, object], points: int, warmup: int
+) -> None:
+    metric = MetricQuery.model_validate(Q | fields)
+    assert (metric.points, metric.warmup) == (points, warmup)
+
+
+def test_robust_z_is_kept_as_an_option() -> None:
+    metric = MetricQuery.model_validate(Q | {"detector": "robustZ", "direction": "down"})
+    det = make_detector(metric)
+    assert isinstance(det, RobustZScore)
+    assert det.direction == "down"
+
+
+@pytest.mark.parametrize(
+    ("direction", "jump", "alerts"),
+    [("up", +5.0, True), ("up", -5.0, False), ("down", -5.0, True), ("both", -5.0, True)],
+)
+def test_the_tail_detector_alerts_on_its_alarm_in_the_metrics_direction(
+    direction: str, jump: float, alerts: bool
+) -> None:
+    metric = MetricQuery.model_validate(Q | {"direction": direction, "window": 60})
+    det, recent = make_detector(metric), deque[float](maxlen=metric.points)
+    values = [10.0 + 0.1 * (i % 7) for i in range(120)]
+    for v in values:
+        assert not opens(metric, det.update(v), v, recent)
+        recent.append(v)
+    jumped = det.update(10.0 + jump)
+    assert jumped.evidence["alarm"] == 1.0  # the detector itself is two-sided
+    assert opens(metric, jumped, 10.0 + jump, recent) is alerts
