@@ -25,7 +25,6 @@ the rules (7 x 3 profiles).
 from __future__ import annotations
 
 import sys
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -79,17 +78,15 @@ def openings(f: LabelledFile, rule: Rule) -> NDArray[np.bool_]:
     """The points where the engine's rule opens an alert (outside NAB's probation)."""
     metric = rule(f)
     det = make_detector(metric)
-    recent: deque[float] = deque(maxlen=metric.points)
     out = np.zeros(len(f.values), dtype=bool)
     is_open, normal = False, 0
     for i, v in enumerate(f.values.tolist()):
         d = det.update(v)
-        if not is_open and opens(metric, d, v, recent):
+        if not is_open and opens(metric, d):
             is_open, normal, out[i] = True, 0, True
         elif is_open:
             normal = 0 if d.severity >= Severity.WARNING else normal + 1
             is_open = normal < RESOLVE_AFTER
-        recent.append(v)
     out[: f.probation] = False
     return out
 

@@ -52,7 +52,7 @@ from intelligence.anomaly._recent import RecentMean
 from intelligence.anomaly._streaming import UnivariateDetector
 from intelligence.anomaly._windows import SortedWindow
 from intelligence.anomaly.alarms import GateScorer, Refractory
-from intelligence.anomaly.base import RingBuffer, Thresholds
+from intelligence.anomaly.base import Direction, RingBuffer, Thresholds
 from intelligence.anomaly.calibration import GPDTailCalibrator, TailCalibrator
 from intelligence.anomaly.context import ContextNovelty
 from intelligence.anomaly.resonance import SHAPES, ErrorLikelihood, ResonanceNovelty
@@ -274,6 +274,7 @@ class TailProbabilityDetector(UnivariateDetector):
         quiet_level: float = 2.0,
         quiet_penalty: float = 0.0,
         thresholds: Thresholds | None = None,
+        direction: Direction = "both",
     ) -> None:
         """Configure the detector.
 
@@ -314,6 +315,11 @@ class TailProbabilityDetector(UnivariateDetector):
             quiet_level: the raw surprise that breaks the quiet.
             quiet_penalty: taken off the score of a point whose lead-in was not quiet.
             thresholds: severities on the score scale (default ``alarm_level`` / +1.5 / +3.5).
+            direction: which alarms are raised: ``"up"`` only for a point above the trailing
+                median, ``"down"`` only below it (an error rate only going up). A point the
+                other way is scored as usual but neither alarms nor starts a refractory period,
+                so it cannot hide an alarm the right way. ``"both"`` (the default) is the
+                detector the NAB protocol measures.
         """
         lvl = alarm_level
         super().__init__(thresholds=thresholds or Thresholds(lvl, lvl + 1.5, lvl + 3.5))
@@ -341,6 +347,9 @@ class TailProbabilityDetector(UnivariateDetector):
             escalation=escalation,
             escalation_gap=escalation_gap,
         )
+        if direction not in ("both", "up", "down"):
+            raise ValueError(f"direction must be 'both', 'up' or 'down', got {direction!r}")
+        self.direction: Direction = direction
         self._set_gate(
             GateScorer(
                 features=len(FEATURES),
@@ -602,6 +611,13 @@ class TailProbabilityDetector(UnivariateDetector):
         mean = sum(self._recent) / self.short_window
         return abs(mean - ref_med) / (ref_scale / math.sqrt(self.short_window))
 
+    def _our_way(self, x: float, median: float) -> bool:
+        """Whether `x` lies on the side of the trailing median `direction` alarms on (a
+        point before the median is known counts either way)."""
+        if self.direction == "both" or not math.isfinite(median):
+            return True
+        return x > median if self.direction == "up" else x < median
+
     def _observe_season(self, x: float) -> None:
         if self._search.update(x):
             self._start_season(self._search.history().copy())
@@ -638,7 +654,9 @@ class TailProbabilityDetector(UnivariateDetector):
             and self.resonance_familiarity() >= self.options.resonance_familiar
         ):
             score -= self._veto
-        alarm = score >= self.alarm_level and self._refractory.check(t, score)
+        alarm = (
+            score >= self.alarm_level and self._our_way(x, med) and self._refractory.check(t, score)
+        )
         evidence = {
             "score": score,
             "raw_score": max(surprises),

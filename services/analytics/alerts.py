@@ -22,10 +22,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import statistics
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -73,15 +71,15 @@ class Alert:
 @dataclass
 class _Series:
     detector: AnomalyDetector
-    recent: deque[float]  # the last window's values: which way an alarm points
+    points: int = 0  # values fed, history included
     warmed: bool = False
     normal_streak: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
 
 def make_detector(metric: MetricQuery, *, min_history: int | None = None) -> AnomalyDetector:
-    """The metric's detector: the tail detector with the low-FP profile's quiet lead-in (no
-    escalation through its refractory half window), or the robust z-score."""
+    """The metric's detector, in its direction: the tail detector with the low-FP profile's
+    quiet lead-in (no escalation through its refractory half window), or the robust z-score."""
     window, warmup = metric.points, min_history or metric.warmup
     if metric.detector == "robustZ":
         return RobustZScore(window=window, min_history=warmup, direction=metric.direction)
@@ -91,21 +89,16 @@ def make_detector(metric: MetricQuery, *, min_history: int | None = None) -> Ano
         quiet_window=window // 2,
         quiet_penalty=1.0,
         escalation=None,
+        direction=metric.direction,
     )
 
 
-def opens(metric: MetricQuery, det: Detection, value: float, recent: deque[float]) -> bool:
-    """Whether `det` (of `value`, after `recent`) opens an alert: the tail detector's alarm
-    when the value lies on the metric's side of the recent median (the detector is two-sided),
-    the robust z-score's WARNING (it is directional itself)."""
+def opens(metric: MetricQuery, det: Detection) -> bool:
+    """Whether `det` opens an alert: the tail detector's alarm (at most one per refractory half
+    window, only in the metric's direction), the robust z-score's WARNING."""
     if metric.detector == "robustZ":
         return det.severity >= Severity.WARNING
-    if det.evidence.get("alarm", 0.0) <= 0.0:
-        return False
-    if metric.direction == "both" or not recent:
-        return True
-    median = statistics.median(recent)
-    return value > median if metric.direction == "up" else value < median
+    return det.evidence.get("alarm", 0.0) > 0.0
 
 
 class AnomalyEngine:
@@ -198,8 +191,7 @@ class AnomalyEngine:
         key = (watch.tenant, watch.service, metric.name)
         series = self.series.get(key)
         if series is None:
-            recent: deque[float] = deque(maxlen=metric.points)
-            series = self.series[key] = _Series(make_detector(metric), recent)
+            series = self.series[key] = _Series(make_detector(metric))
         query = self._query(metric, watch.service)
         try:
             if not series.warmed:
@@ -211,8 +203,8 @@ class AnomalyEngine:
         if value is None:
             return
         det = series.detector.update(value)
-        opening = opens(metric, det, value, series.recent)
-        series.recent.append(value)
+        series.points += 1
+        opening = opens(metric, det)
         series.last = {
             "value": value,
             "score": det.score,
@@ -228,7 +220,7 @@ class AnomalyEngine:
         points = await self.prometheus.history(query, start=now - span, end=now, step=self.interval)
         for _, v in points[-metric.points :]:
             series.detector.update(v)
-            series.recent.append(v)
+            series.points += 1
         series.warmed = True
 
     async def _judge(
@@ -325,18 +317,16 @@ class AnomalyEngine:
             start = now - span - metric.points * step
             points = await self.prometheus.history(query, start=start, end=now, step=step)
             det = make_detector(metric, min_history=min(metric.warmup, max(5, len(points) // 2)))
-            recent: deque[float] = deque(maxlen=metric.points)
             severities: list[Severity] = []
             anomalies: list[dict[str, Any]] = []
             for t, v in points:
                 d = det.update(v)
                 if t > now - span:
                     severities.append(d.severity)
-                    if opens(metric, d, v, recent):
+                    if opens(metric, d):
                         anomalies.append(
                             {"time": utc(t).isoformat(), "value": v, "severity": d.severity.name}
                         )
-                recent.append(v)
             key = (watch.tenant, watch.service, metric.name)
             live, alert = self.series.get(key), self.open.get(key)
             out.append(

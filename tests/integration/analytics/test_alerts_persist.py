@@ -99,7 +99,7 @@ async def test_open_alerts_survive_a_restart(
 
         async def scoring() -> bool:  # the tail detector alarms from its tenth point
             series = engine.series.get(KEY)
-            return series is not None and len(series.recent) >= 15
+            return series is not None and series.points >= 15
 
         await wait_for(scoring, within=60, what="fifteen points of the live metric")
         scrape_target.set("xynergy_test_load", SPIKE, service="crm")

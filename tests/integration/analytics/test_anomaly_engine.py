@@ -165,7 +165,7 @@ async def test_the_default_detector_alerts_only_in_the_metrics_direction(
             return engine.ticks >= n
 
         async def warmed() -> bool:  # the tail detector alarms from its tenth point
-            return all(len(s.recent) >= 15 for s in engine.series.values()) and len(
+            return all(s.points >= 15 for s in engine.series.values()) and len(
                 engine.series
             ) == len(metrics)
 

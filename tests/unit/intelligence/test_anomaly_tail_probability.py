@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from intelligence.anomaly import AnomalyDetector, Severity, TailProbabilityDetector
+from intelligence.anomaly import AnomalyDetector, Direction, Severity, TailProbabilityDetector
 from intelligence.anomaly.tail_probability import TailCalibrator, detect_season
 
 PERIOD = 100
@@ -56,6 +56,27 @@ def test_spike_raises_one_alarm_at_once() -> None:
     result = TailProbabilityDetector(window=300).score(x)
     assert result.severities[1000] >= Severity.CRITICAL
     assert result.first_at(Severity.CRITICAL) == 1000
+
+
+def directed(way: Direction) -> TailProbabilityDetector:
+    return TailProbabilityDetector(window=300, escalation=None, direction=way)
+
+
+def test_a_directed_detector_alarms_only_its_way_and_a_wrong_way_point_hides_nothing() -> None:
+    """A dip at 1200 and a spike 20 points later, inside the refractory half window a dip
+    alarm starts (no escalation through it, as the analytics engine runs it): both ways alarms
+    on the dip only; up on the spike only, down on the dip only. The scores do not depend on
+    the direction."""
+    x = seasonal()
+    x[1200] -= 15.0
+    x[1220] += 15.0
+    fired = {
+        way: [i for i in alarms(directed(way), x) if 1190 <= i < 1300]
+        for way in ("both", "up", "down")
+    }
+    assert fired == {"both": [1200], "up": [1220], "down": [1200]}
+    both, up = (directed(way).score(x) for way in ("both", "up"))
+    np.testing.assert_array_equal(both.scores, up.scores)
 
 
 def test_level_shift_is_flagged_quickly() -> None:
