@@ -16,7 +16,9 @@ ScalingPolicy spec -> ScalingParams:
   never exceeds the target's own (the target clamps its replicas to it anyway).
 - `mode` -> `predictive`: True only for `predictive`. `reactive` scales on current load like
   HPA; so does `scheduled`, with its schedules (which apply in every mode).
-- `forecast.startupSeconds` -> `startup_seconds`; `forecast.horizon` -> `horizon_seconds`;
+- `forecast.startupSeconds` -> `startup_seconds`; `forecast.bufferSeconds` -> `horizon_seconds`
+  (the lead beyond start-up a trusted forecast is provisioned over; `forecast.horizon` is how
+  far the model forecasts, for status, and is not a decision parameter);
   `forecast.maxErrorPercent` -> `max_forecast_smape` (the forecaster reports sMAPE);
   `forecast.minimumHistory` -> `min_history_seconds`.
 - `behavior.scaleUp` / `scaleDown` (HPAScalingRules) -> `behavior.scale_up` / `scale_down`
@@ -43,10 +45,10 @@ ScalingPolicy spec -> ScalingParams:
   written in the spec.
 
 Not parameters of a decision, so not here: `targetRef`, `metric.source/query/metricType/
-prometheusUrl` (where the load is read), `forecast.seasonalities/historyWindow` and the quantile
-(how the forecaster is fitted and which upper quantile it reports: `forecast_quantile`),
-`interval`, `dryRun`. The other burst envelope and capacity settings of `ScalingParams` have no
-API field yet and keep their defaults.
+prometheusUrl` (where the load is read), `forecast.horizon/seasonalities/historyWindow` and
+the quantile (how the forecaster is fitted, how far it reaches and which upper quantile it
+reports: `forecast_quantile`), `interval`, `dryRun`. The other burst envelope and capacity
+settings of `ScalingParams` have no API field yet and keep their defaults.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def scaling_params(policy: ScalingPolicy, target: ResolvedSizing | None = None) 
         ),
         predictive=spec.mode is ScalingMode.PREDICTIVE,
         startup_seconds=float(forecast.startup_seconds),
-        horizon_seconds=parse_duration(forecast.horizon),
+        horizon_seconds=float(forecast.buffer_seconds),
         max_forecast_smape=forecast.max_error_percent,
         min_history_seconds=parse_duration(forecast.minimum_history),
         capacity_per_instance=spec.metric.capacity_per_instance,

@@ -13,10 +13,10 @@ protocol's cadence) and every 15 s (the operator's default `interval`, as
   `metric.averagingWindowSeconds: 15` (the harness's metric), as docs/scalingpolicy.md advises.
   `forecast.minimumHistory` keeps its 24 h, longer than every trace: the envelope decides
   throughout, as it does in a policy's first day.
-* `... trusted after 10m`: `capacity+window` with `forecast.minimumHistory: 10m` and
-  `forecast.horizon: 15s`, the harness's trust rule and horizon (the harness's forecast tapes
-  reach start-up + 15 s + one refit, so the 30 m default horizon cannot be replayed): what a
-  policy gets once its forecast is trusted.
+* `... trusted after 10m`: `capacity+window` with `forecast.minimumHistory: 10m`, the
+  harness's trust rule: what a policy gets once its forecast is trusted (its lead beyond
+  start-up, `forecast.bufferSeconds`, is 15 s by default, the protocol's horizon;
+  `scaling_buffer.py` replays others).
 * `..., scaleDown 300 s`: the same with `behavior.scaleDown.stabilizationWindowSeconds: 300`
   written: every mode keeps instances for HPA's window, as every policy did before the
   adapter's mode windows (`adapters.scaling.MODE_SCALE_DOWN_WINDOW_SECONDS`).
@@ -51,7 +51,7 @@ from apis.v1alpha1.scalingpolicy import ScalingPolicy  # noqa: E402
 from intelligence.scaling import ScalingParams  # noqa: E402
 
 INTERVALS = (5, 15)
-TRUSTED = {"minimumHistory": "10m", "horizon": "15s"}
+TRUSTED = {"minimumHistory": "10m"}
 HPA_WINDOW = {"scaleDown": {"stabilizationWindowSeconds": 300}}
 
 

@@ -230,10 +230,20 @@ class ForecastTape:
     smapes: np.ndarray  # nan: no backtest
 
     @classmethod
-    def load(cls, trace: Trace, *, startup: int, sync: int, refit: int = 60) -> ForecastTape:
-        ahead = math.ceil((startup + METRIC_WINDOW) / METRIC_WINDOW)
+    def load(
+        cls,
+        trace: Trace,
+        *,
+        startup: int,
+        sync: int,
+        refit: int = 60,
+        horizon: int = METRIC_WINDOW,
+    ) -> ForecastTape:
+        """The tape for `startup` + `horizon` (backtested at that lead), fitted once."""
+        ahead = math.ceil((startup + horizon) / METRIC_WINDOW)
         digest = hashlib.sha256(trace.load.tobytes()).hexdigest()[:12]
-        path = CACHE / f"tape_{trace.name}_{digest}_s{startup}_y{sync}_r{refit}.npz"
+        lead = "" if horizon == METRIC_WINDOW else f"_h{horizon}"
+        path = CACHE / f"tape_{trace.name}_{digest}_s{startup}_y{sync}_r{refit}{lead}.npz"
         if path.exists():
             with np.load(path) as z:
                 return cls(*(z[k] for k in ("fit_times", "starts", "points", "uppers", "smapes")))

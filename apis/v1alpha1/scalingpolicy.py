@@ -142,7 +142,8 @@ class ForecastSpec(SpecModel):
     )
 
     horizon: PositiveDuration = "30m"
-    """How far ahead to forecast (and to scale ahead of)."""
+    """How far ahead to forecast: the model's reach and status.forecast's window. Decisions
+    provision over startupSeconds + bufferSeconds, not over the horizon."""
     seasonalities: list[Seasonality] = Field(
         default_factory=lambda: list[Seasonality](["daily", "weekly"]),
         max_length=2,
@@ -159,6 +160,11 @@ class ForecastSpec(SpecModel):
     """Upper quantile of the forecast to provision for."""
     startup_seconds: int = Field(default=30, ge=0, le=3600)
     """Start-up lead time of one instance; scaling happens this much ahead."""
+    buffer_seconds: int = Field(default=15, ge=0, le=3600)
+    """How much further than startupSeconds a trusted forecast is provisioned for: the
+    decision provisions the forecast's upper peak over the next startupSeconds +
+    bufferSeconds (like the scheduling buffer of AWS predictive scaling). 15 s covers one
+    interval and one metric window; each minute more costs instance-hours on every rise."""
 
 
 class Schedule(SpecModel):

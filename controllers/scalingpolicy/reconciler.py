@@ -281,7 +281,9 @@ class ScalingPolicyReconciler:
             seasonalities=tuple(forecast.seasonalities),
             history_seconds=parse_duration(forecast.history_window),
             quantile=forecast_quantile(policy),
-            lead_seconds=params.startup_seconds + params.horizon_seconds,
+            # the model reaches the decision's lead and status.forecast's window
+            lead_seconds=params.startup_seconds
+            + max(params.horizon_seconds, parse_duration(forecast.horizon)),
         )
         uid, name = str(policy.metadata.uid), str(policy.metadata.name)
 

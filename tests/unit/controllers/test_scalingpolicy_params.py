@@ -68,7 +68,7 @@ def test_the_sample_policy_maps_field_by_field() -> None:
     )
     assert params.predictive is True  # mode: predictive
     assert params.startup_seconds == spec["forecast"]["startupSeconds"]
-    assert params.horizon_seconds == 30 * 60  # horizon: 30m
+    assert params.horizon_seconds == 15  # bufferSeconds' default; horizon: 30m is not a lead
     assert params.max_forecast_smape == spec["forecast"]["maxErrorPercent"]
     assert params.min_history_seconds == 24 * 3600  # minimumHistory: 24h
     assert params.behavior == Rates(
@@ -116,12 +116,17 @@ def test_a_minimal_policy_takes_every_default() -> None:
     assert params.schedules == ()
     assert params.predictive is True
     assert params.startup_seconds == 30
-    assert params.horizon_seconds == 30 * 60
+    assert params.horizon_seconds == 15
     assert params.max_forecast_smape == 30
     assert params.min_history_seconds == 24 * 3600
     assert params.predictive_scale_down_window_seconds == MODE_SCALE_DOWN_WINDOW_SECONDS
     assert params.burst_scale_down_window_seconds == MODE_SCALE_DOWN_WINDOW_SECONDS
     assert {k: getattr(params, k) for k in NOT_IN_API} == defaults()
+
+
+def test_the_decision_lead_is_the_buffer_not_the_forecast_horizon() -> None:
+    params = scaling_params(policy(forecast={"horizon": "2h", "bufferSeconds": 120}))
+    assert params.horizon_seconds == 120
 
 
 def test_each_unset_part_of_a_direction_takes_that_directions_default() -> None:
