@@ -72,8 +72,16 @@ def account(kube: Kube, crds_installed: list[str], namespace: str) -> Iterator[s
     assert kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", sa).status_code == 201
     assert kube.create(f"{RBAC}/clusterroles", role).status_code == 201
     assert kube.create(f"{RBAC}/clusterrolebindings", binding).status_code == 201
+    user = f"system:serviceaccount:{namespace}:{sa['metadata']['name']}"
     try:
-        yield f"system:serviceaccount:{namespace}:{sa['metadata']['name']}"
+        # the RBAC authorizer reads roles and bindings from its informers: a review made at
+        # once may still see the account without them
+        kube.wait_for(
+            "the binding to reach the authorizer",
+            lambda: _allowed(kube, user, "", "events", "create"),
+            timeout=30,
+        )
+        yield user
     finally:
         kube.delete(f"{RBAC}/clusterrolebindings/{name}")
         kube.delete(f"{RBAC}/clusterroles/{name}")
