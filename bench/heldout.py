@@ -164,6 +164,16 @@ def read_trace(
     return Trace(f"heldout_{path.stem}_{digest}", load, day or DAY / compression)
 
 
+API_DEFAULTS = replace(
+    ADOPTED,
+    name=f"{ADOPTED.name}_burst120",
+    overrides=(*ADOPTED.overrides, ("burst_scale_down_window_seconds", 120)),
+)
+"""What a ScalingPolicy with capacityPerInstance and averagingWindowSeconds gets once its
+forecast is trusted: the adopted default with the adapter's envelope scale-down window
+(`adapters.scaling.MODE_SCALE_DOWN_WINDOW_SECONDS`, 120 s; the protocol's is 60 s)."""
+
+
 def scaling(path: Path, args: argparse.Namespace) -> None:
     trace = read_trace(
         path,
@@ -179,6 +189,7 @@ def scaling(path: Path, args: argparse.Namespace) -> None:
         ("dispersion_risk_tail=CANTELLI", by_name[f"{base}_rrc0.4_cap0.3"]),
         ("risk ratio off, cap 0.25", by_name[f"{base}_cap0.25"]),
         ("risk ratio off, no cap (z 3)", by_name[base]),
+        ("API defaults (envelope 120 s)", API_DEFAULTS),
     )
     load = trace.load
     print(f"{path}: {load.size} s of load, mean {load.mean():.4g} per second")
