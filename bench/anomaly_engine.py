@@ -2,9 +2,10 @@
 
 `services/analytics/alerts.py` (the anomaly engine) feeds each watched metric to a streaming
 detector (`services.analytics.alerts.make_detector`), opens an alert when a point opens one
-(`alerts.opens`: the tail detector's alarm in the metric's direction, or a robust z-score's
-WARNING) and no alert is open, and resolves it after `anomaly_resolve_after` (3) points below
-WARNING. This bench replays that rule, with the engine's own functions, on each NAB file
+(the tail detector's alarm in the metric's direction, or a robust z-score's WARNING) and no
+alert is open, and resolves it after `anomaly_resolve_after` (3) points below WARNING
+(`alerts.alert_step`). This bench replays that rule, with the engine's own functions, on each
+NAB file
 (direction both) and scores the alert openings as detections with the NAB scorer of
 `anomaly_eval.py`:
 
@@ -50,8 +51,7 @@ from anomaly_eval import (  # noqa: E402
     terms_score,
 )
 
-from intelligence.anomaly import Severity  # noqa: E402
-from services.analytics.alerts import make_detector, opens  # noqa: E402
+from services.analytics.alerts import alert_step, make_detector  # noqa: E402
 from services.analytics.settings import MetricQuery  # noqa: E402
 
 RESOLVE_AFTER = 3  # services.analytics.settings: anomaly_resolve_after's default
@@ -79,14 +79,13 @@ def openings(f: LabelledFile, rule: Rule) -> NDArray[np.bool_]:
     metric = rule(f)
     det = make_detector(metric)
     out = np.zeros(len(f.values), dtype=bool)
-    is_open, normal = False, 0
+    is_open, streak = False, 0
     for i, v in enumerate(f.values.tolist()):
-        d = det.update(v)
-        if not is_open and opens(metric, d):
-            is_open, normal, out[i] = True, 0, True
-        elif is_open:
-            normal = 0 if d.severity >= Severity.WARNING else normal + 1
-            is_open = normal < RESOLVE_AFTER
+        change, streak = alert_step(
+            metric, det.update(v), is_open=is_open, streak=streak, resolve_after=RESOLVE_AFTER
+        )
+        out[i] = change == "opened"
+        is_open = change in ("opened", "abnormal", "normal")  # "normal": still open
     out[: f.probation] = False
     return out
 

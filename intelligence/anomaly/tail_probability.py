@@ -52,7 +52,7 @@ from intelligence.anomaly._recent import RecentMean
 from intelligence.anomaly._streaming import UnivariateDetector
 from intelligence.anomaly._windows import SortedWindow
 from intelligence.anomaly.alarms import GateScorer, Refractory
-from intelligence.anomaly.base import Direction, RingBuffer, Thresholds
+from intelligence.anomaly.base import Direction, RingBuffer, Thresholds, signed_deviation
 from intelligence.anomaly.calibration import GPDTailCalibrator, TailCalibrator
 from intelligence.anomaly.context import ContextNovelty
 from intelligence.anomaly.resonance import SHAPES, ErrorLikelihood, ResonanceNovelty
@@ -616,7 +616,7 @@ class TailProbabilityDetector(UnivariateDetector):
         point before the median is known counts either way)."""
         if self.direction == "both" or not math.isfinite(median):
             return True
-        return x > median if self.direction == "up" else x < median
+        return signed_deviation(x - median, self.direction) > 0.0
 
     def _observe_season(self, x: float) -> None:
         if self._search.update(x):

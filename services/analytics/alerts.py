@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -91,6 +91,24 @@ def make_detector(metric: MetricQuery, *, min_history: int | None = None) -> Ano
         escalation=None,
         direction=metric.direction,
     )
+
+
+Change = Literal["opened", "abnormal", "normal", "resolved"]
+
+
+def alert_step(
+    metric: MetricQuery, det: Detection, *, is_open: bool, streak: int, resolve_after: int
+) -> tuple[Change | None, int]:
+    """One point of a series' alert rule: what happens to its alert and the new count of
+    normal points in a row. No alert: `det` opens one (`opens`) or nothing happens. An open
+    one: a point at WARNING or worse keeps it (abnormal), `resolve_after` points below it in a
+    row resolve it."""
+    if not is_open:
+        return ("opened", 0) if opens(metric, det) else (None, streak)
+    if det.severity >= Severity.WARNING:
+        return "abnormal", 0
+    streak += 1
+    return ("resolved" if streak >= resolve_after else "normal"), streak
 
 
 def opens(metric: MetricQuery, det: Detection) -> bool:
@@ -204,16 +222,13 @@ class AnomalyEngine:
             return
         det = series.detector.update(value)
         series.points += 1
-        opening = opens(metric, det)
         series.last = {
             "value": value,
             "score": det.score,
             "severity": det.severity.name,
             "time": now,
         }
-        await self._judge(
-            key, series, (det.severity, opening), value, det.score, dict(det.evidence), now
-        )
+        await self._judge(key, series, metric, det, value, now)
 
     async def _warm(self, series: _Series, query: str, metric: MetricQuery, now: float) -> None:
         span = metric.points * self.interval
@@ -227,48 +242,50 @@ class AnomalyEngine:
         self,
         key: tuple[str, str, str],
         series: _Series,
-        verdict: tuple[Severity, bool],
+        metric: MetricQuery,
+        det: Detection,
         value: float,
-        score: float,
-        evidence: dict[str, float],
         now: float,
     ) -> None:
-        severity, opening = verdict
         alert = self.open.get(key)
-        if alert is None:
-            if opening:
-                series.normal_streak = 0
-                self.open[key] = alert = Alert(
-                    id=uuid.uuid4().hex[:12],
-                    tenant=key[0],
-                    service=key[1],
-                    metric=key[2],
-                    severity=max(severity, Severity.WARNING).name,
-                    state="open",
-                    value=value,
-                    score=score,
-                    opened_at=now,
-                    updated_at=now,
-                    evidence=evidence,
-                )
-                await self._tell("opened", alert)
+        change, series.normal_streak = alert_step(
+            metric,
+            det,
+            is_open=alert is not None,
+            streak=series.normal_streak,
+            resolve_after=self.resolve_after,
+        )
+        severity = det.severity
+        if change == "opened":
+            self.open[key] = alert = Alert(
+                id=uuid.uuid4().hex[:12],
+                tenant=key[0],
+                service=key[1],
+                metric=key[2],
+                severity=max(severity, Severity.WARNING).name,
+                state="open",
+                value=value,
+                score=det.score,
+                opened_at=now,
+                updated_at=now,
+                evidence=dict(det.evidence),
+            )
+            await self._tell("opened", alert)
+        elif alert is None or change == "normal":
             return
-        if severity >= Severity.WARNING:
-            series.normal_streak = 0
+        elif change == "abnormal":
             if severity > Severity[alert.severity]:
                 alert.severity, alert.value, alert.score, alert.updated_at = (
                     severity.name,
                     value,
-                    score,
+                    det.score,
                     now,
                 )
                 await self._tell("escalated", alert)
             elif not alert.escalated and now - alert.opened_at >= self.escalate_after:
                 alert.escalated = True
                 await self._tell("escalated", alert)
-            return
-        series.normal_streak += 1
-        if series.normal_streak >= self.resolve_after:
+        else:  # resolved
             alert.state, alert.resolved_at, alert.updated_at = "resolved", now, now
             del self.open[key]
             self.history = [*self.history[-499:], alert]

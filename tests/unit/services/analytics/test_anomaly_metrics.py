@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from intelligence.anomaly import RobustZScore, TailProbabilityDetector
-from services.analytics.alerts import make_detector, opens
+from services.analytics.alerts import alert_step, make_detector, opens
 from services.analytics.settings import AnalyticsSettings, MetricQuery
 
 Q = {"name": "errors", "query": 'sum(rate(x{service="$service"}[1m]))'}
@@ -55,3 +55,17 @@ def test_the_tail_detector_alerts_on_its_alarm_in_the_metrics_direction(
     jumped = det.update(10.0 + jump)
     assert jumped.score > 5  # scored either way
     assert opens(metric, jumped) is alerts
+
+
+def test_an_alert_opens_stays_while_abnormal_and_resolves_after_normal_points() -> None:
+    metric = MetricQuery.model_validate(Q | {"detector": "robustZ", "window": 20})
+    det = make_detector(metric)
+    for i in range(40):
+        det.update(10.0 + 0.1 * (i % 5))
+    spike, calm = det.update(50.0), det.update(10.2)
+    step = {"resolve_after": 2}
+    assert alert_step(metric, calm, is_open=False, streak=0, **step) == (None, 0)
+    assert alert_step(metric, spike, is_open=False, streak=0, **step) == ("opened", 0)
+    assert alert_step(metric, spike, is_open=True, streak=1, **step) == ("abnormal", 0)
+    assert alert_step(metric, calm, is_open=True, streak=0, **step) == ("normal", 1)
+    assert alert_step(metric, calm, is_open=True, streak=1, **step) == ("resolved", 2)
