@@ -68,7 +68,7 @@ def test_the_sample_policy_maps_field_by_field() -> None:
     )
     assert params.predictive is True  # mode: predictive
     assert params.startup_seconds == spec["forecast"]["startupSeconds"]
-    assert params.horizon_seconds == 15  # bufferSeconds' default; horizon: 30m is not a lead
+    assert params.horizon_seconds == spec["forecast"]["bufferSeconds"]  # horizon: 30m is not a lead
     assert params.max_forecast_smape == spec["forecast"]["maxErrorPercent"]
     assert params.min_history_seconds == 24 * 3600  # minimumHistory: 24h
     assert params.behavior == Rates(
