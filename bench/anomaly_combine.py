@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 from bench.anomaly_cv import FEATURES, GateSetting, alarms, record, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
     ADOPTED,
-    ADOPTED_GATES,
     EARLIER_CONFIGURATIONS,
     PROFILES,
+    UNCAPPED_GATES,
     Grid,
     LabelledFile,
     cross_validate,
@@ -87,12 +87,11 @@ def quiet_lead_in(
 
 
 def score_rule(
-    name: str, raw: list[NDArray[np.float64]], files: list[LabelledFile], gate: GateSetting
+    rule: Rule, raw: list[NDArray[np.float64]], files: list[LabelledFile], gate: GateSetting
 ) -> Grid:
+    """The level grid of the score ``rule`` makes of each file's surprises, under ``gate``."""
     grid = Grid([], [])
-    scores = [
-        quiet_lead_in(RULES[name](r), r, gate, f.probation) for r, f in zip(raw, files, strict=True)
-    ]
+    scores = [quiet_lead_in(rule(r), r, gate, f.probation) for r, f in zip(raw, files, strict=True)]
     for level in LEVELS:
         grid.configs.append((ADOPTED, gate, level))
         grid.terms.append(
@@ -111,9 +110,9 @@ def main() -> int:
     print("Combination rules (CV / in-sample; CV windows hit/missed, FPs; in-sample level)")
     keys = []
     for prof in PROFILES:
-        gate = ADOPTED_GATES[prof]
+        gate = UNCAPPED_GATES[prof]
         for name in RULES:
-            sel = cross_validate(score_rule(name, raw, files, gate), files, profiles[prof])
+            sel = cross_validate(score_rule(RULES[name], raw, files, gate), files, profiles[prof])
             tp, fn, fp = sel.cv_counts
             print(
                 f"  {prof:<20} {name:<14} {sel.cv:5.1f} / {sel.in_sample:5.1f}  "

@@ -114,6 +114,9 @@ class GateSetting:
     resonance_veto: float = 0.0
     """Features whose surprises the replay sets to 0 (neither evidence nor support): a feature
     *replaced* by another. Replay only: :func:`detector` refuses it."""
+    max_surprise: float | None = None
+    """Ceiling on each feature's surprise (the detector's ``max_surprise``; eleventh round). The
+    cache holds uncapped surprises; the replay caps them."""
 
 
 def detector(
@@ -149,6 +152,7 @@ def detector(
         alarm_level=level,
         refractory=int(gate.refractory * probation),
         escalation=gate.escalation,
+        max_surprise=gate.max_surprise,
         **{k: v for k, v in gate_kwargs(gate, probation).items() if k != "silent"},  # type: ignore[arg-type]
     )
 
@@ -217,6 +221,8 @@ def gated_scores(
     """The detector's score per point for one file's cached surprises under ``gate``."""
     scorer = GateScorer(features=len(FEATURES), **gate_kwargs(gate, probation))  # type: ignore[arg-type]
     surprise = feats[:, : len(FEATURES)]
+    if gate.max_surprise is not None:
+        surprise = np.minimum(surprise, gate.max_surprise)  # NaN stays NaN
     if gate.dropped_features:
         surprise = surprise.copy()
         surprise[:, [FEATURES.index(k) for k in gate.dropped_features]] = 0.0
@@ -277,6 +283,8 @@ def config_key(setting: FeatureSetting, gate: GateSetting, level: float) -> str:
         del gates["dropped_features"]
     if not gate.resonance_veto:
         del gates["resonance_veto"]
+    if gate.max_surprise is None:
+        del gates["max_surprise"]
     return json.dumps([feats, gates, round(level, 4)], sort_keys=True)
 
 

@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 from bench.anomaly_cv import alarms, gated_scores, record, rule_key, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
     ADOPTED,
-    ADOPTED_GATES,
     EARLIER_CONFIGURATIONS,
     LEVELS,
     PROFILES,
+    UNCAPPED_GATES,
     Grid,
     LabelledFile,
     cross_validate,
@@ -94,7 +94,7 @@ def main() -> None:
     files: list[LabelledFile] = load_corpus()
     profiles = load_profiles()
     feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
-    gates = {prof: ADOPTED_GATES[prof] for prof in PROFILES}
+    gates = {prof: UNCAPPED_GATES[prof] for prof in PROFILES}
     gated = {
         gate: [gated_scores(x, gate, f.probation) for x, f in zip(feats, files, strict=True)]
         for gate in set(gates.values())

@@ -69,7 +69,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,7 @@ from bench.anomaly_cv import (  # noqa: E402
     support_scores,
     surprises,
 )
+from intelligence.anomaly.tail_probability import MAX_SURPRISE  # noqa: E402
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PROBATIONARY_PERCENT = 0.15
@@ -439,6 +440,7 @@ def describe(config: Config) -> str:
         f"lone penalty {gate.lone_penalty:g}, escalation {esc}, "
         f"quiet {gate.quiet_window:g}xP below {gate.quiet_level:g} else -{gate.quiet_penalty:g}, "
         f"calibration {setting.calibration_window}, season cycles {setting.season_min_cycles}"
+        + ("" if gate.max_surprise is None else f", surprise at most {gate.max_surprise:g}")
     )
 
 
@@ -552,10 +554,14 @@ def print_alarm_rules(files: list[LabelledFile], profiles: dict[str, Weights]) -
 
 ADOPTED = FeatureSetting()
 """The adopted feature setting (the detector's defaults apart from the NAB window)."""
-ADOPTED_GATES = {
+UNCAPPED_GATES = {
     "standard": DEFAULT_GATE,
     "reward_low_FP_rate": QUIET_GATE,
     "reward_low_FN_rate": DEFAULT_GATE,
+}
+"""Each profile's gate as the protocol chose it (first to tenth rounds, whose benches replay it)."""
+ADOPTED_GATES = {
+    prof: replace(gate, max_surprise=MAX_SURPRISE) for prof, gate in UNCAPPED_GATES.items()
 }
 ADOPTED_LEVELS = {"standard": 2.375, "reward_low_FP_rate": 2.375, "reward_low_FN_rate": 2.375}
 """Gate and alarm level per profile, as chosen by the protocol on the whole subset."""

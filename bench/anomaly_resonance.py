@@ -46,9 +46,9 @@ sys.path.insert(0, str(ROOT))
 from bench.anomaly_cv import CACHE, alarms, gated_scores, record, rule_key, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
     ADOPTED,
-    ADOPTED_GATES,
     ADOPTED_LEVELS,
     PROFILES,
+    UNCAPPED_GATES,
     Grid,
     LabelledFile,
     Selection,
@@ -189,7 +189,7 @@ class TailAlarms:
         feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
         self.scores = {
             prof: [
-                gated_scores(x, ADOPTED_GATES[prof], f.probation)
+                gated_scores(x, UNCAPPED_GATES[prof], f.probation)
                 for x, f in zip(feats, files, strict=True)
             ]
             for prof in PROFILES
@@ -200,7 +200,7 @@ class TailAlarms:
         """Per file, the alarms at ``level`` (None: none)."""
         key = (prof, level)
         if key not in self._alarms:
-            files, gate = self.files, ADOPTED_GATES[prof]
+            files, gate = self.files, UNCAPPED_GATES[prof]
             self._alarms[key] = [
                 np.zeros(f.values.size, dtype=bool)
                 if level is None

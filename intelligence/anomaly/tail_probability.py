@@ -64,11 +64,19 @@ MAD_TO_SIGMA = 1.4826
 IQR_TO_MAD = 0.5
 """For a symmetric distribution the interquartile range is twice the MAD."""
 FEATURES = ("value", "level", "seasonal", "context", "resonance")
+SURPRISE_KEYS = tuple(f"{k}_surprise" for k in FEATURES)
 STEP_TO_SIGMA = 2.0 / math.sqrt(math.pi)
 """Mean absolute first difference of white noise, in its standard deviations."""
 CONTEXT_MIN_SCALE = 1.0
 """Smallest tail scale of the context feature, in bits: less than a factor of two in probability
 per event is not evidence (a perfectly repeating series otherwise alarms on a 0.1-bit wobble)."""
+MAX_SURPRISE = 6.0
+"""Most a feature's surprise may claim: a tail probability of one in a million points. The
+exponential tail is fitted to the 90th-95th percentiles of at most 2000 past values; beyond
+~1e-6 it is extrapolation, and where the history is a point mass (a flat stretch) its scale is
+~0 and a small change scored up to 1e21. Chosen by the NAB protocol (eleventh round,
+``bench/anomaly_cap.py``); at the default levels it keeps EMERGENCY (alarm level + 3.5)
+reachable."""
 
 
 class _RollingZ:
@@ -275,6 +283,7 @@ class TailProbabilityDetector(UnivariateDetector):
         quiet_penalty: float = 0.0,
         thresholds: Thresholds | None = None,
         direction: Direction = "both",
+        max_surprise: float | None = MAX_SURPRISE,
     ) -> None:
         """Configure the detector.
 
@@ -320,9 +329,25 @@ class TailProbabilityDetector(UnivariateDetector):
                 other way is scored as usual but neither alarms nor starts a refractory period,
                 so it cannot hide an alarm the right way. ``"both"`` (the default) is the
                 detector the NAB protocol measures.
+            max_surprise: ceiling on every feature's surprise, hence on the score (None: no
+                ceiling, the detector before the eleventh round). Must exceed
+                ``alarm_level``; the default thresholds stop at it.
         """
         lvl = alarm_level
-        super().__init__(thresholds=thresholds or Thresholds(lvl, lvl + 1.5, lvl + 3.5))
+        if max_surprise is not None and not max_surprise > lvl:
+            raise ValueError(
+                f"max_surprise must be above alarm_level ({lvl}) or None, got {max_surprise}"
+            )
+        cap = math.inf if max_surprise is None else max_surprise
+        if thresholds is not None and thresholds.emergency > cap:
+            raise ValueError(
+                f"thresholds.emergency ({thresholds.emergency}) is above max_surprise ({cap}): "
+                "no score could reach it"
+            )
+        self.max_surprise = max_surprise
+        super().__init__(
+            thresholds=thresholds or Thresholds(lvl, min(lvl + 1.5, cap), min(lvl + 3.5, cap))
+        )
         self.options = opts = options or FeatureOptions()
         _check(
             window=window,
@@ -646,6 +671,8 @@ class TailProbabilityDetector(UnivariateDetector):
         )
         s_resonance = self._resonance_surprise(x) if self._resonance is not None else 0.0
         surprises = (s_value, s_level, s_seasonal, s_context, s_resonance)
+        if self.max_surprise is not None:
+            surprises = tuple(min(v, self.max_surprise) for v in surprises)  # type: ignore[assignment]
         self._observe_season(x)
         score = self._gate.update(surprises)
         if (
@@ -666,11 +693,7 @@ class TailProbabilityDetector(UnivariateDetector):
             "seasonal_z": seasonal,
             "context_bits": bits,
             "season": float(self.period or 0),
-            "value_surprise": s_value,
-            "level_surprise": s_level,
-            "seasonal_surprise": s_seasonal,
-            "context_surprise": s_context,
-            "resonance_surprise": s_resonance,
+            **dict(zip(SURPRISE_KEYS, surprises, strict=True)),
         }
         return score, evidence
 

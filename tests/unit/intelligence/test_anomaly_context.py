@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,10 +41,10 @@ def jumpy(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return y
 
 
-def detector() -> TailProbabilityDetector:
+def detector(**kw: Any) -> TailProbabilityDetector:
     """The NAB bench setting, at the unit tests' window."""
     return TailProbabilityDetector(
-        window=WINDOW, alarm_level=2.5 + math.log10(4 / 3), context_order=4, escalation=1.0
+        window=WINDOW, alarm_level=2.5 + math.log10(4 / 3), context_order=4, escalation=1.0, **kw
     )
 
 
@@ -139,11 +140,14 @@ def test_jumpy_segment_in_range_is_flagged_by_the_context_feature() -> None:
 
 def test_escalation_lets_a_much_rarer_event_through_the_refractory_period() -> None:
     x = seasonal()
-    x[1000] += 8.0
+    x[1000] += 6.0  # scores about 4: a later score of 5 and more is ten times rarer
     x[1020] += 40.0
     with_escalation = [i for i in alarms(detector(), x) if i >= 1000]
     assert 1000 in with_escalation
     assert 1020 in with_escalation
+    x[1000] += 2.0  # scores about 5: within the escalation of the ceiling (6), nothing is rarer
+    assert 1020 not in alarms(detector(), x)
+    assert 1020 in alarms(detector(max_surprise=None), x)
     without = TailProbabilityDetector(
         window=WINDOW, context_order=4, alarm_level=2.6, escalation=None
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+import pytest
 from numpy.typing import NDArray
 
 from intelligence.anomaly import AnomalyDetector, Direction, Severity, TailProbabilityDetector
+from intelligence.anomaly.base import Thresholds
 from intelligence.anomaly.tail_probability import TailCalibrator, detect_season
 
 PERIOD = 100
@@ -133,3 +137,46 @@ def test_calibrator_respects_the_empirical_tail() -> None:
     for _ in range(20):  # a recurring large value is no longer rare
         cal.add(5.0)
     assert cal.surprise(5.0) < 1.0
+
+
+def flat_then(changes: list[float], **kw: object) -> list[Mapping[str, float]]:
+    """Evidence of each change after 600 points of a perfectly flat series."""
+    det = TailProbabilityDetector(window=240, **kw)  # type: ignore[arg-type]
+    for _ in range(600):
+        det.update(5.0)
+    return [det.update(v).evidence for v in changes]
+
+
+def test_surprise_is_capped_where_a_flat_history_has_no_tail_scale() -> None:
+    # a point-mass history has no spread: the uncapped tail claims ~1e11 for a 0.02% change
+    uncapped = flat_then([5.001], max_surprise=None)[0]
+    assert uncapped["value_surprise"] > 1e6
+    for ev in flat_then([5.001, 5.1, 50.0]):
+        assert ev["score"] <= 6.0
+        assert max(ev[f"{k}_surprise"] for k in ("value", "level", "seasonal", "context")) <= 6.0
+    assert flat_then([5.001])[0]["score"] == 6.0
+
+
+def test_an_alarm_at_the_cap_is_not_escalated_by_a_later_one() -> None:
+    # uncapped, the larger absurd score breaks the refractory period as "news"
+    first, later = flat_then([5.001, 50.0], max_surprise=None)
+    assert first["alarm"] == 1.0
+    assert later["alarm"] == 1.0
+    first, later = flat_then([5.001, 50.0])
+    assert first["alarm"] == 1.0
+    assert later["alarm"] == 0.0
+
+
+def test_the_cap_keeps_every_default_severity_reachable() -> None:
+    det = TailProbabilityDetector(alarm_level=2.375)
+    assert det.thresholds.emergency == 2.375 + 3.5 <= 6.0
+    high = TailProbabilityDetector(alarm_level=4.0)  # default EMERGENCY stops at the cap
+    assert (high.thresholds.critical, high.thresholds.emergency) == (5.5, 6.0)
+
+
+def test_bad_caps_are_refused_naming_the_parameter() -> None:
+    with pytest.raises(ValueError, match="max_surprise must be above alarm_level"):
+        TailProbabilityDetector(alarm_level=3.0, max_surprise=3.0)
+    with pytest.raises(ValueError, match=r"thresholds.emergency \(8.0\) is above max_surprise"):
+        TailProbabilityDetector(thresholds=Thresholds(2.0, 4.0, 8.0))
+    assert TailProbabilityDetector(thresholds=Thresholds(2.0, 4.0, 8.0), max_surprise=None)
