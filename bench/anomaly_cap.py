@@ -20,6 +20,7 @@ cap, replayed as a check (it must print the protocol's figures).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -31,19 +32,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.anomaly_combine import LEVELS, score_rule  # noqa: E402
-from bench.anomaly_cv import FEATURES, config_key, record, surprises  # noqa: E402
+from bench.anomaly_cv import (  # noqa: E402
+    FEATURES,
+    FeatureSetting,
+    GateSetting,
+    config_key,
+    record,
+    surprises,
+)
 from bench.anomaly_eval import (  # noqa: E402
-    ADOPTED,
+    ADOPTED_GATES,
     EARLIER_CONFIGURATIONS,
     PROFILES,
+    ROUND10,
     UNCAPPED_GATES,
     Grid,
+    LabelledFile,
+    Weights,
     cross_validate,
     load_corpus,
     load_profiles,
 )
 
 CAPS: tuple[float | None, ...] = (None, 50.0, 20.0, 12.0, 10.0, 8.0, 7.0, 6.0, 5.0, 4.5, 4.0)
+Z_FLOORS = (0.0, 0.05, 0.1, 0.25, 0.5)
+"""Tail-scale floors of the value, level and seasonal calibrators, in robust z units
+(``FeatureOptions.z_min_scale``); a typical fitted scale is 0.5-1."""
 
 
 def capped(cap: float | None):
@@ -54,37 +68,70 @@ def capped(cap: float | None):
     return rule
 
 
-def main() -> int:
-    files, profiles = load_corpus(), load_profiles()
-    feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
-    # the calibrators' own output: NaN (a feature not yet computed) is no evidence
-    raw = [np.nan_to_num(x[:, : len(FEATURES)], nan=0.0) for x in feats]
-    above = [(r > 10).any(axis=1).sum() for r in raw]
-    print(f"points scoring above 10: {sum(above)} on {sum(a > 0 for a in above)} files")
-    print("Surprise ceilings (CV / in-sample; CV windows hit/missed, FPs; in-sample level)")
-    keys = []
-    for prof in PROFILES:
-        gate = UNCAPPED_GATES[prof]
-        pooled = Grid([], [])
-        for cap in CAPS:
-            grid = score_rule(capped(cap), raw, files, gate)
-            grid.configs = [(s, replace(g, max_surprise=cap), lv) for s, g, lv in grid.configs]
-            pooled.configs += grid.configs
-            pooled.terms += grid.terms
-            sel = cross_validate(grid, files, profiles[prof])
-            tp, fn, fp = sel.cv_counts
-            print(
-                f"  {prof:<20} cap {cap!s:<5} {sel.cv:5.1f} / {sel.in_sample:5.1f}  "
-                f"{tp}/{fn}, {fp}  level {sel.in_sample_config[2]}",
-                flush=True,
-            )
-            if cap is not None:
-                keys += [config_key(ADOPTED, replace(gate, max_surprise=cap), lv) for lv in LEVELS]
-        sel = cross_validate(pooled, files, profiles[prof])
+Row = tuple[str, list[NDArray[np.float64]], FeatureSetting, GateSetting]
+"""A setting offered to the protocol: label, each file's surprises, features, capped gate."""
+
+
+def offer(rows: list[Row], files: list[LabelledFile], w: Weights, prof: str) -> list[str]:
+    """Score each row's level grid under the protocol, then all rows offered to each fold;
+    return the rows' ledger keys."""
+    pooled, keys = Grid([], []), []
+    for label, raw, setting, gate in rows:
+        grid = score_rule(capped(gate.max_surprise), raw, files, replace(gate, max_surprise=None))
+        grid.configs = [(setting, gate, lv) for lv in LEVELS]
+        pooled.configs += grid.configs
+        pooled.terms += grid.terms
+        sel = cross_validate(grid, files, w)
         tp, fn, fp = sel.cv_counts
-        chosen = ", ".join(f"{c} {g.max_surprise}" for c, (_, g, _) in sel.chosen.items())
-        print(f"  {prof:<20} every cap offered to each fold: {sel.cv:5.1f}  {tp}/{fn}, {fp}")
-        print(f"  {'':<20} caps chosen without: {chosen}")
+        print(
+            f"  {prof:<20} {label:<12} {sel.cv:5.1f} / {sel.in_sample:5.1f}  "
+            f"{tp}/{fn}, {fp}  level {sel.in_sample_config[2]}",
+            flush=True,
+        )
+        keys += [config_key(setting, gate, lv) for lv in LEVELS]
+    sel = cross_validate(pooled, files, w)
+    tp, fn, fp = sel.cv_counts
+    labels = {(s, g): label for label, _, s, g in rows}
+    chosen = ", ".join(f"{c} {labels[(s, g)]}" for c, (s, g, _) in sel.chosen.items())
+    print(f"  {prof:<20} every row offered to each fold: {sel.cv:5.1f}  {tp}/{fn}, {fp}")
+    print(f"  {'':<20} chosen without: {chosen}")
+    return keys
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--z-floor", action="store_true", help="the z features' tail-scale floors, at cap 6"
+    )
+    args = parser.parse_args()
+    files, profiles = load_corpus(), load_profiles()
+    inputs = [(f.name, f.probation, f.values) for f in files]
+
+    def raw(setting: FeatureSetting) -> list[NDArray[np.float64]]:
+        # the calibrators' own output: NaN (a feature not yet computed) is no evidence
+        return [np.nan_to_num(x[:, : len(FEATURES)], nan=0.0) for x in surprises(setting, inputs)]
+
+    keys: list[str] = []
+    if args.z_floor:
+        print("z-feature tail-scale floors at cap 6 (CV / in-sample; CV hit/missed, FPs; level)")
+        settings = [replace(ROUND10, z_min_scale=z) for z in Z_FLOORS]
+        feats = [raw(s) for s in settings]
+        for prof in PROFILES:
+            gate = ADOPTED_GATES[prof]
+            rows = [
+                (f"floor {s.z_min_scale:g}", r, s, gate)
+                for s, r in zip(settings, feats, strict=True)
+            ]
+            keys += offer(rows, files, profiles[prof], prof)
+    else:
+        base = raw(ROUND10)
+        above = [(r > 10).any(axis=1).sum() for r in base]
+        print(f"points scoring above 10: {sum(above)} on {sum(a > 0 for a in above)} files")
+        print("Surprise ceilings (CV / in-sample; CV windows hit/missed, FPs; in-sample level)")
+        for prof in PROFILES:
+            gate = UNCAPPED_GATES[prof]
+            rows = [(f"cap {cap}", base, ROUND10, replace(gate, max_surprise=cap)) for cap in CAPS]
+            keys += offer(rows, files, profiles[prof], prof)
     keys = list(dict.fromkeys(keys))  # standard and low-FN share a gate: one configuration
     fresh, total = record(keys)
     print(

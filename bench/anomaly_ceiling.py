@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.anomaly_eval import (  # noqa: E402
-    ADOPTED,
     ADOPTED_LEVELS,
     PROFILES,
+    ROUND10,
     UNCAPPED_GATES,
     FileTerms,
     Grid,
@@ -75,7 +75,7 @@ def main() -> None:
     )
     for prof in PROFILES:
         w = profiles[prof]
-        grid = run_grid(files, (ADOPTED,), (UNCAPPED_GATES[prof],), LEVELS)  # a config per level
+        grid = run_grid(files, (ROUND10,), (UNCAPPED_GATES[prof],), LEVELS)  # a config per level
         everything = list(range(len(files)))
         one = best_level(grid, everything, w)
         by_cat: list[FileTerms] = []

@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.anomaly_cv import FEATURES, GateSetting, alarms, record, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
-    ADOPTED,
     EARLIER_CONFIGURATIONS,
     PROFILES,
+    ROUND10,
     UNCAPPED_GATES,
     Grid,
     LabelledFile,
@@ -93,7 +93,7 @@ def score_rule(
     grid = Grid([], [])
     scores = [quiet_lead_in(rule(r), r, gate, f.probation) for r, f in zip(raw, files, strict=True)]
     for level in LEVELS:
-        grid.configs.append((ADOPTED, gate, level))
+        grid.configs.append((ROUND10, gate, level))
         grid.terms.append(
             [
                 file_terms(f, alarms(s, gate, probation=f.probation, level=level))
@@ -105,7 +105,7 @@ def score_rule(
 
 def main() -> int:
     files, profiles = load_corpus(), load_profiles()
-    feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
+    feats = surprises(ROUND10, [(f.name, f.probation, f.values) for f in files])
     raw = [np.nan_to_num(x[:, : len(FEATURES)], nan=0.0) for x in feats]
     print("Combination rules (CV / in-sample; CV windows hit/missed, FPs; in-sample level)")
     keys = []

@@ -76,6 +76,7 @@ class FeatureSetting:
     resonance_output: str = "calibrated"
     resonance_shape: str = "window"
     season_refine_gain: float | None = None
+    z_min_scale: float = 0.0
 
 
 FEATURE_OPTIONS_SINCE_ROUND3 = (
@@ -91,6 +92,7 @@ FEATURE_OPTIONS_SINCE_ROUND3 = (
     "resonance_output",
     "resonance_shape",
     "season_refine_gain",
+    "z_min_scale",
 )
 """Feature options added in the third and fourth rounds: left out of a ledger key at their
 defaults, so the configurations scored before them keep their keys (and are not counted twice)."""
@@ -148,6 +150,7 @@ def detector(
             resonance_shape=setting.resonance_shape,
             resonance_veto=gate.resonance_veto,
             season_refine_gain=setting.season_refine_gain,
+            z_min_scale=setting.z_min_scale,
         ),
         alarm_level=level,
         refractory=int(gate.refractory * probation),

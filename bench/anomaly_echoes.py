@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.anomaly_cv import alarms, gated_scores, record, rule_key, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
-    ADOPTED,
     EARLIER_CONFIGURATIONS,
     LEVELS,
     PROFILES,
+    ROUND10,
     UNCAPPED_GATES,
     Grid,
     LabelledFile,
@@ -93,7 +93,7 @@ def grown(s: NDArray[np.float64], probation: int, gamma: float) -> NDArray[np.fl
 def main() -> None:
     files: list[LabelledFile] = load_corpus()
     profiles = load_profiles()
-    feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
+    feats = surprises(ROUND10, [(f.name, f.probation, f.values) for f in files])
     gates = {prof: UNCAPPED_GATES[prof] for prof in PROFILES}
     gated = {
         gate: [gated_scores(x, gate, f.probation) for x, f in zip(feats, files, strict=True)]
@@ -140,7 +140,7 @@ def main() -> None:
                 cells.append("(unchanged: no escalation)")
                 continue
             fn = make(prof)
-            configs = [(ADOPTED, gates[prof], lv) for lv in LEVELS]
+            configs = [(ROUND10, gates[prof], lv) for lv in LEVELS]
             terms = [[file_terms(f, fn(i, lv)) for i, f in enumerate(files)] for lv in LEVELS]
             sel = cross_validate(Grid(configs, terms), files, profiles[prof])
             tp, fn_, fp = sel.cv_counts

@@ -95,7 +95,7 @@ from bench.anomaly_cv import (  # noqa: E402
     support_scores,
     surprises,
 )
-from intelligence.anomaly.tail_probability import MAX_SURPRISE  # noqa: E402
+from intelligence.anomaly.tail_probability import MAX_SURPRISE, Z_MIN_SCALE  # noqa: E402
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PROBATIONARY_PERCENT = 0.15
@@ -552,7 +552,9 @@ def print_alarm_rules(files: list[LabelledFile], profiles: dict[str, Weights]) -
     )
 
 
-ADOPTED = FeatureSetting()
+ROUND10 = FeatureSetting()
+"""The feature setting of the first to tenth rounds (no floor on the z features' tail scale)."""
+ADOPTED = FeatureSetting(z_min_scale=Z_MIN_SCALE)
 """The adopted feature setting (the detector's defaults apart from the NAB window)."""
 UNCAPPED_GATES = {
     "standard": DEFAULT_GATE,

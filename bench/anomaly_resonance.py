@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.anomaly_cv import CACHE, alarms, gated_scores, record, rule_key, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
-    ADOPTED,
     ADOPTED_LEVELS,
     PROFILES,
+    ROUND10,
     UNCAPPED_GATES,
     Grid,
     LabelledFile,
@@ -186,7 +186,7 @@ class TailAlarms:
 
     def __init__(self, files: list[LabelledFile]) -> None:
         self.files = files
-        feats = surprises(ADOPTED, [(f.name, f.probation, f.values) for f in files])
+        feats = surprises(ROUND10, [(f.name, f.probation, f.values) for f in files])
         self.scores = {
             prof: [
                 gated_scores(x, UNCAPPED_GATES[prof], f.probation)

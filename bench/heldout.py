@@ -35,7 +35,7 @@ import argparse
 import csv
 import hashlib
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ from scaling_replay import ADOPTED, GRID, STARTUPS, ratios, replay  # noqa: E402
 from scaling_sim import DAY, Trace  # noqa: E402
 
 from bench.anomaly_cv import FeatureSetting, alarms, gated_scores, surprises  # noqa: E402
+from bench.anomaly_eval import ADOPTED as ADOPTED_FEATURES  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
     ADOPTED_GATES,
     ADOPTED_LEVELS,
@@ -70,20 +71,20 @@ class AnomalyCandidate:
     """A row of anomaly.md's candidates table: features, a gate change, an escalation gap."""
 
     name: str
-    features: FeatureSetting = field(default_factory=FeatureSetting)
+    features: FeatureSetting = ADOPTED_FEATURES
     scored_features: tuple[str, ...] | None = None  # None: the gate's own
     escalation_gap: float = 0.0  # of the detector's window (= the probation length)
 
 
 ANOMALY_CANDIDATES = (
     AnomalyCandidate("default"),
-    AnomalyCandidate("season_refine_gain=0.5", FeatureSetting(season_refine_gain=0.5)),
+    AnomalyCandidate("season_refine_gain=0.5", replace(ADOPTED_FEATURES, season_refine_gain=0.5)),
     AnomalyCandidate(
         "resonance_window=8, likelihood",
-        FeatureSetting(resonance_window=8, resonance_output="likelihood"),
+        replace(ADOPTED_FEATURES, resonance_window=8, resonance_output="likelihood"),
     ),
     AnomalyCandidate("level as context only", scored_features=("value", "seasonal", "context")),
-    AnomalyCandidate("context_min_scale=2.0", FeatureSetting(context_min_scale=2.0)),
+    AnomalyCandidate("context_min_scale=2.0", replace(ADOPTED_FEATURES, context_min_scale=2.0)),
     AnomalyCandidate("escalation_gap=0.05 window", escalation_gap=0.05),
 )
 

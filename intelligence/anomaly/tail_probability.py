@@ -70,6 +70,10 @@ STEP_TO_SIGMA = 2.0 / math.sqrt(math.pi)
 CONTEXT_MIN_SCALE = 1.0
 """Smallest tail scale of the context feature, in bits: less than a factor of two in probability
 per event is not evidence (a perfectly repeating series otherwise alarms on a 0.1-bit wobble)."""
+Z_MIN_SCALE = 0.25
+"""Smallest tail scale of the value, level and seasonal features, in robust z units (eleventh
+round, ``bench/anomaly_cap.py --z-floor``): after a flat stretch the first 0.02 % wobble is
+not an alarm; 0.05-0.25 change no NAB alarm at the surprise ceiling, 0.5 loses a window."""
 MAX_SURPRISE = 6.0
 """Most a feature's surprise may claim: a tail probability of one in a million points. The
 exponential tail is fitted to the 90th-95th percentiles of at most 2000 past values; beyond
@@ -121,11 +125,12 @@ probationary period)."""
 
 @dataclass(frozen=True)
 class FeatureOptions:
-    """Feature calibration options of issue 22's third round, all off by default.
+    """Feature calibration options of issue 22's third round, all off by default but one.
 
     Each was scored on NAB under the cross-validated protocol and none was adopted
     (docs/intelligence/anomaly.md); they stay so that the bench can reprint their figures and a
-    held-out check can try them.
+    held-out check can try them. The exception is ``z_min_scale`` (eleventh round), on by
+    default.
 
     Attributes:
         value_mode: raw input of the ``value`` feature: ``"value"`` (robust z of ``x[t]``),
@@ -137,6 +142,10 @@ class FeatureOptions:
         context_relative_window: if > 0, the context feature is the code length less its mean
             over this many previous points (novelty relative to recent novelty).
         context_min_scale: smallest tail scale of the context feature, in bits.
+        z_min_scale: smallest tail scale of the value, level and seasonal features, in robust
+            z units (0: none, the 1e-12 floor; on by default since the eleventh round): a
+            history of identical values (a flat stretch) has no tail scale, and the first
+            0.02 % wobble after it is otherwise an alarm.
         calibration_min_history: feature values a calibrator needs before it gives any surprise
             (None: the detector's ``min_history``).
         calibration_tail: ``"exponential"`` (:class:`TailCalibrator`) or ``"gpd"`` (a
@@ -175,6 +184,7 @@ class FeatureOptions:
     value_step_window: int = 0
     context_relative_window: int = 0
     context_min_scale: float = CONTEXT_MIN_SCALE
+    z_min_scale: float = Z_MIN_SCALE
     calibration_min_history: int | None = None
     calibration_tail: str = "exponential"
     calibration_quantiles: tuple[float, float] = (0.90, 0.95)
@@ -197,6 +207,7 @@ class FeatureOptions:
             "value_step_window",
             "context_relative_window",
             "context_min_scale",
+            "z_min_scale",
             "resonance_step",
             "resonance_veto",
         ):
@@ -498,7 +509,9 @@ class TailProbabilityDetector(UnivariateDetector):
         calibrator = GPDTailCalibrator if opts.calibration_tail == "gpd" else TailCalibrator
         return calibrator(
             min_history=self.calibration_min_history,
-            min_scale=opts.context_min_scale if feature == "context" else 0.0,
+            min_scale={"context": opts.context_min_scale, "resonance": 0.0}.get(
+                feature, opts.z_min_scale
+            ),
             capacity=self.calibration_window,
             lower=opts.calibration_quantiles[0],
             upper=opts.calibration_quantiles[1],

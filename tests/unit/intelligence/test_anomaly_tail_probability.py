@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from intelligence.anomaly import AnomalyDetector, Direction, Severity, TailProbabilityDetector
 from intelligence.anomaly.base import Thresholds
-from intelligence.anomaly.tail_probability import TailCalibrator, detect_season
+from intelligence.anomaly.tail_probability import FeatureOptions, TailCalibrator, detect_season
 
 PERIOD = 100
 
@@ -148,21 +148,31 @@ def flat_then(changes: list[float], **kw: object) -> list[Mapping[str, float]]:
 
 
 def test_surprise_is_capped_where_a_flat_history_has_no_tail_scale() -> None:
-    # a point-mass history has no spread: the uncapped tail claims ~1e11 for a 0.02% change
-    uncapped = flat_then([5.001], max_surprise=None)[0]
-    assert uncapped["value_surprise"] > 1e6
-    for ev in flat_then([5.001, 5.1, 50.0]):
-        assert ev["score"] <= 6.0
+    # a point-mass history has no spread: uncapped, a 2 % change claims ~1e-36, a jump 1e-15000
+    uncapped = flat_then([5.1, 50.0], max_surprise=None)
+    assert all(ev["value_surprise"] > 30.0 for ev in uncapped)
+    for ev in flat_then([5.1, 50.0]):
+        assert ev["score"] == 6.0
         assert max(ev[f"{k}_surprise"] for k in ("value", "level", "seasonal", "context")) <= 6.0
-    assert flat_then([5.001])[0]["score"] == 6.0
+
+
+def test_a_wobble_after_a_flat_stretch_is_not_an_alarm_but_a_change_is() -> None:
+    no_floor = TailProbabilityDetector(window=240, options=FeatureOptions(z_min_scale=0.0))
+    for _ in range(600):
+        no_floor.update(5.0)
+    assert no_floor.update(5.001).evidence["alarm"] == 1.0  # a 0.02 % wobble, without the floor
+    wobble, change = flat_then([5.001]), flat_then([5.05])
+    assert wobble[0]["alarm"] == 0.0
+    assert wobble[0]["score"] < 2.375
+    assert change[0]["alarm"] == 1.0  # 1 %
 
 
 def test_an_alarm_at_the_cap_is_not_escalated_by_a_later_one() -> None:
     # uncapped, the larger absurd score breaks the refractory period as "news"
-    first, later = flat_then([5.001, 50.0], max_surprise=None)
+    first, later = flat_then([5.1, 50.0], max_surprise=None)
     assert first["alarm"] == 1.0
     assert later["alarm"] == 1.0
-    first, later = flat_then([5.001, 50.0])
+    first, later = flat_then([5.1, 50.0])
     assert first["alarm"] == 1.0
     assert later["alarm"] == 0.0
 
