@@ -23,6 +23,11 @@ protocol's cadence) and every 15 s (the operator's default `interval`, as
 * `..., envelope 60 s`: the protocol's envelope window (60 s) instead of the adapter's 120 s
   (not expressible in the API: a written window is every mode's).
 * `adopted`: the protocol's `ADOPTED` configuration, for reference.
+* `..., operator's backtest` (`... trusted after 10m` and `adopted`): forecasts fitted as the
+  operator fits them (`ForecastTape.load(backtest="operator")`: models chosen, and the trust
+  rule's sMAPE measured, by a backtest over a third of the trace's day at 3 origins,
+  `controllers.scalingpolicy.models.backtest_steps`), not at the decision's lead over 4
+  origins as the protocol's tapes are.
 
 Nothing here is a configuration of the protocol: it scores no setting and adds nothing to
 the count.
@@ -101,12 +106,23 @@ VARIANTS: dict[str, Build] = {
         scaling_params(manifest(t, s, forecast=TRUSTED)), burst_scale_down_window_seconds=60
     ),
     "adopted": lambda t, s: ADOPTED.params(t, s),
+    "... trusted after 10m, operator's backtest": lambda t, s: scaling_params(
+        manifest(t, s, forecast=TRUSTED)
+    ),
+    "adopted, operator's backtest": lambda t, s: ADOPTED.params(t, s),
 }
+OPERATOR_FITS = {"... trusted after 10m, operator's backtest", "adopted, operator's backtest"}
+"""Variants whose forecasts are fitted as the operator fits them (`ForecastTape.load`'s
+`backtest="operator"`); the others use the protocol's tapes."""
 
 
-def run(params: ScalingParams, trace: Trace, startup: int, interval: int) -> Outcome:
+def run(
+    params: ScalingParams, trace: Trace, startup: int, interval: int, *, operator: bool = False
+) -> Outcome:
     _, capacity = service(trace)
-    tape = ForecastTape.load(trace, startup=startup, sync=5)
+    tape = ForecastTape.load(
+        trace, startup=startup, sync=5, backtest="operator" if operator else "lead"
+    )
     scaler = (
         Ours(params, tape=tape) if interval == 5 else Interval(params, tape=tape, interval=interval)
     )
@@ -126,7 +142,13 @@ def main() -> int:
                 hpa = replay(trace, None, startup)
                 cells = []
                 for name, build in VARIANTS.items():
-                    ours = run(build(trace, startup), trace, startup, interval)
+                    ours = run(
+                        build(trace, startup),
+                        trace,
+                        startup,
+                        interval,
+                        operator=name in OPERATOR_FITS,
+                    )
                     under, hours = ratios(ours, hpa)
                     ok = loss(ours, hpa) <= 1.0
                     met[name, interval] += ok

@@ -57,10 +57,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
+from controllers.scalingpolicy.models import BACKTEST_ORIGINS, backtest_steps
 from intelligence.forecasting import DAY, AutoForecaster, Forecast, HoltWinters
 from intelligence.scaling import Observation, ScalingParams, ScalingState, decide
 
@@ -238,22 +239,30 @@ class ForecastTape:
         sync: int,
         refit: int = 60,
         horizon: int = METRIC_WINDOW,
+        backtest: Literal["lead", "operator"] = "lead",
     ) -> ForecastTape:
-        """The tape for `startup` + `horizon` (backtested at that lead), fitted once."""
+        """The tape for `startup` + `horizon`, fitted once. Models are chosen, and their error
+        (the trust rule's sMAPE) measured, by a backtest at that lead over 4 origins
+        (`"lead"`, the protocol's), or as the operator fits them (`"operator"`:
+        `controllers.scalingpolicy.models.backtest_steps` at 3 origins, a third of the trace's
+        day when that is longer than the lead)."""
         ahead = math.ceil((startup + horizon) / METRIC_WINDOW)
         digest = hashlib.sha256(trace.load.tobytes()).hexdigest()[:12]
         lead = "" if horizon == METRIC_WINDOW else f"_h{horizon}"
+        lead += "" if backtest == "lead" else f"_bt{backtest}"
         path = CACHE / f"tape_{trace.name}_{digest}_s{startup}_y{sync}_r{refit}{lead}.npz"
         if path.exists():
             with np.load(path) as z:
                 return cls(*(z[k] for k in ("fit_times", "starts", "points", "uppers", "smapes")))
-        tape = cls._fit(trace, ahead=ahead, sync=sync, refit=refit)
+        tape = cls._fit(trace, ahead=ahead, sync=sync, refit=refit, operator=backtest == "operator")
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(path, **tape.__dict__)
         return tape
 
     @classmethod
-    def _fit(cls, trace: Trace, *, ahead: int, sync: int, refit: int) -> ForecastTape:
+    def _fit(
+        cls, trace: Trace, *, ahead: int, sync: int, refit: int, operator: bool = False
+    ) -> ForecastTape:
         cumsum = np.concatenate([[0.0], np.cumsum(trace.load)])
         times: list[float] = []
         metrics: list[float] = []
@@ -267,14 +276,20 @@ class ForecastTape:
                 metrics.append(metric_at(cumsum, t))
             if len(metrics) < 16 or now - last_fit < refit:
                 continue
+            fit_t, fit_v = times[-4000:], metrics[-4000:]
+            span = fit_t[-1] - fit_t[0]
             auto = AutoForecaster(
                 periods=(trace.day, 7 * trace.day),
                 step=METRIC_WINDOW,
-                horizon=ahead,
-                origins=4,
+                horizon=(
+                    backtest_steps(span=span, lead_steps=ahead, step=METRIC_WINDOW, day=trace.day)
+                    if operator
+                    else ahead
+                ),
+                origins=BACKTEST_ORIGINS if operator else 4,
                 level=0.8,
             )
-            auto.fit(times[-4000:], metrics[-4000:])
+            auto.fit(fit_t, fit_v)
             fc = auto.predict(ahead + math.ceil(refit / METRIC_WINDOW))
             for bucket, value in zip(
                 out,

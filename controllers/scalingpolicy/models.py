@@ -38,7 +38,7 @@ import numpy as np
 from controllers.providers.metrics import Samples
 from intelligence.forecasting import DAY, WEEK, AutoForecaster, Forecast
 
-__all__ = ["FitKey", "Fitted", "ModelCache", "fit_forecast"]
+__all__ = ["FitKey", "Fitted", "ModelCache", "backtest_steps", "fit_forecast"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,14 @@ def _periods(seasonalities: tuple[str, ...], span: float) -> tuple[float, ...]:
     return tuple(p for p in wanted if span >= 2 * p) or ((DAY,) if span >= DAY else ())
 
 
+def backtest_steps(*, span: float, lead_steps: int, step: float, day: float = DAY) -> int:
+    """Steps per backtest window: the lead, or a third of the last day (a quarter of a
+    shorter history) when that is longer. The model is chosen, and its error reported, over
+    these windows. `day` is the series' day in its own seconds (a bench replaying a
+    time-compressed trace passes its own)."""
+    return max(lead_steps, int(min(day, span / 4) / BACKTEST_ORIGINS / step))
+
+
 def fit_forecast(history: Samples, *, key: FitKey, step: float, ahead: float) -> Fitted:
     """Fit AutoForecaster on `history` and forecast `ahead` seconds past its end (CPU-bound:
     run it in a worker thread). Errors are the backtest's, over about the last day."""
@@ -112,7 +120,7 @@ def fit_forecast(history: Samples, *, key: FitKey, step: float, ahead: float) ->
         fitted.observe(float(history.timestamps[-1]), float(history.values[-1]))
         return fitted
     lead_steps = max(1, math.ceil(key.lead_seconds / step))
-    horizon = max(lead_steps, int(min(DAY, span / 4) / BACKTEST_ORIGINS / step))
+    horizon = backtest_steps(span=span, lead_steps=lead_steps, step=step)
     model = AutoForecaster(
         periods=_periods(key.seasonalities, span) or (DAY,),
         step=step,

@@ -21,7 +21,7 @@ from controllers.core.controller import Requeue, Result
 from controllers.core.errors import StalledError
 from controllers.providers.metrics import MetricsProvider, MetricsUnreachableError, Samples
 from controllers.scalingpolicy.conflicts import TargetIndex
-from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache
+from controllers.scalingpolicy.models import FitKey, Fitted, ModelCache, backtest_steps
 from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler, next_slot
 from controllers.scalingpolicy.target import Target
 from intelligence.scaling.dispersion import relative_sigmas
@@ -479,3 +479,12 @@ async def test_the_averaging_window_adds_headroom_for_the_per_second_noise(
     assert first[None].desired_instances in (4, 5)
     assert first[15].last_decision is not None
     assert "dispersion headroom" in (first[15].last_decision.message or "")
+
+
+def test_the_backtest_covers_a_third_of_the_last_day_or_the_lead_when_longer() -> None:
+    # 14 days at the 360 s step range_step gives: 3 origins of 8 hours
+    assert backtest_steps(span=14 * 86400.0, lead_steps=6, step=360.0) == 80
+    assert backtest_steps(span=14 * 86400.0, lead_steps=100, step=360.0) == 100
+    assert backtest_steps(span=8 * 3600.0, lead_steps=1, step=60.0) == 40  # a quarter of it
+    # a bench replaying a trace compressed 30x passes its day
+    assert backtest_steps(span=40000.0, lead_steps=3, step=15.0, day=2880.0) == 64
