@@ -64,7 +64,6 @@ MAD_TO_SIGMA = 1.4826
 IQR_TO_MAD = 0.5
 """For a symmetric distribution the interquartile range is twice the MAD."""
 FEATURES = ("value", "level", "seasonal", "context", "resonance")
-SURPRISE_KEYS = tuple(f"{k}_surprise" for k in FEATURES)
 STEP_TO_SIGMA = 2.0 / math.sqrt(math.pi)
 """Mean absolute first difference of white noise, in its standard deviations."""
 CONTEXT_MIN_SCALE = 1.0
@@ -683,9 +682,15 @@ class TailProbabilityDetector(UnivariateDetector):
             else 0.0
         )
         s_resonance = self._resonance_surprise(x) if self._resonance is not None else 0.0
+        cap = self.max_surprise
+        if cap is not None:  # spelled out: a generator here costs a microsecond per point
+            s_value, s_level, s_seasonal = (
+                min(s_value, cap),
+                min(s_level, cap),
+                min(s_seasonal, cap),
+            )
+            s_context, s_resonance = min(s_context, cap), min(s_resonance, cap)
         surprises = (s_value, s_level, s_seasonal, s_context, s_resonance)
-        if self.max_surprise is not None:
-            surprises = tuple(min(v, self.max_surprise) for v in surprises)  # type: ignore[assignment]
         self._observe_season(x)
         score = self._gate.update(surprises)
         if (
@@ -706,7 +711,11 @@ class TailProbabilityDetector(UnivariateDetector):
             "seasonal_z": seasonal,
             "context_bits": bits,
             "season": float(self.period or 0),
-            **dict(zip(SURPRISE_KEYS, surprises, strict=True)),
+            "value_surprise": s_value,
+            "level_surprise": s_level,
+            "seasonal_surprise": s_seasonal,
+            "context_surprise": s_context,
+            "resonance_surprise": s_resonance,
         }
         return score, evidence
 
