@@ -72,7 +72,9 @@ per event is not evidence (a perfectly repeating series otherwise alarms on a 0.
 Z_MIN_SCALE = 0.25
 """Smallest tail scale of the value, level and seasonal features, in robust z units (eleventh
 round, ``bench/anomaly_cap.py --z-floor``): after a flat stretch the first 0.02 % wobble is
-not an alarm; 0.05-0.25 change no NAB alarm at the surprise ceiling, 0.5 loses a window."""
+not an alarm; 0.05-0.25 change no NAB alarm at the surprise ceiling, 0.5 loses a window. On a
+bounded series (a sine plus noise) the value feature's fitted scale is ~0.06-0.09, so the floor
+also raises its bar there (docs/intelligence/anomaly.md, eleventh round)."""
 MAX_SURPRISE = 6.0
 """Most a feature's surprise may claim: a tail probability of one in a million points. The
 exponential tail is fitted to the 90th-95th percentiles of at most 2000 past values; beyond
