@@ -6,16 +6,21 @@ flat stretch, a square wave, a series of repeated values) the fitted scale is ze
 1e-12, and the next small change scores up to ~1e21: an alarm whose "probability" no sample
 of 2000 values can support, and, because escalation compares scores, a later change 1e21
 instead of 1e15 breaks the refractory period as "news" (the echoes of one event alarm again).
-On this subset 52 value-feature points score above 10, on 17 files, and 33 of them above 50.
+On this subset 111 points on 17 files score above 10 on some feature.
 
-This bench caps the score at ``cap`` (the calibrator cap ``TailCalibrator(max_surprise=...)``
-would give the same figures: no gate reads a surprise above its quiet level of 2, and a cap at
-or above 3.375 leaves every alarm at the standard level's first crossing where it was) and
-scores each cap under the protocol (each profile's adopted gate, levels 1.5-8 by 0.125, leave
-one category out), then all caps offered to each fold. ``none`` is the detector before the
+This bench caps the score at ``cap`` (the detector's ``max_surprise`` gives the same figures:
+no gate compares a surprise with anything above its quiet level of 2; ``anomaly_eval.py
+--no-grid`` streams it) and scores each cap under the protocol (each profile's earlier gate,
+levels 1.5-8 by 0.125, leave one category out), then all caps offered to each fold. ``none`` is the detector before the
 cap, replayed as a check (it must print the protocol's figures).
 
-    .venv/bin/python bench/anomaly_cap.py    # ~10 s with the surprises cached
+``--z-floor`` scores floors on the value, level and seasonal features' tail scale
+(``FeatureOptions.z_min_scale``, each floor streamed once) at the cap of 6; ``--escalation-gap``
+offers the fifth round's escalation gap again at the cap and the adopted floor.
+
+    .venv/bin/python bench/anomaly_cap.py                    # ~3 s with the surprises cached
+    .venv/bin/python bench/anomaly_cap.py --z-floor          # ~15 s cold
+    .venv/bin/python bench/anomaly_cap.py --escalation-gap   # ~1 s
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from bench.anomaly_cv import (  # noqa: E402
     surprises,
 )
 from bench.anomaly_eval import (  # noqa: E402
+    ADOPTED,
     ADOPTED_GATES,
     EARLIER_CONFIGURATIONS,
     PROFILES,
@@ -49,12 +55,18 @@ from bench.anomaly_eval import (  # noqa: E402
     Grid,
     LabelledFile,
     Weights,
+    best_config,
+    category,
     cross_validate,
     load_corpus,
     load_profiles,
 )
 
 CAPS: tuple[float | None, ...] = (None, 50.0, 20.0, 12.0, 10.0, 8.0, 7.0, 6.0, 5.0, 4.5, 4.0)
+GAPS = (0.0, 0.02, 0.05, 0.1, 0.2)
+"""Shares of the detector's window an escalation must come after the alarm it breaks through
+(the fifth round's option, ``TailProbabilityDetector(escalation_gap=...)``), offered again at
+the cap and the floor."""
 Z_FLOORS = (0.0, 0.05, 0.1, 0.25, 0.5)
 """Tail-scale floors of the value, level and seasonal calibrators, in robust z units
 (``FeatureOptions.z_min_scale``); a typical fitted scale is 0.5-1."""
@@ -68,16 +80,29 @@ def capped(cap: float | None):
     return rule
 
 
-Row = tuple[str, list[NDArray[np.float64]], FeatureSetting, GateSetting]
-"""A setting offered to the protocol: label, each file's surprises, features, capped gate."""
+Row = tuple[str, list[NDArray[np.float64]], FeatureSetting, GateSetting, float]
+"""A setting offered to the protocol: label, each file's surprises, features, capped gate,
+escalation gap (a share of the detector's window)."""
+
+
+def folds(files: list[LabelledFile]) -> list[tuple[str, list[int]]]:
+    """Each category and the indices of the files outside it (the protocol's training set)."""
+    cats = sorted({category(f) for f in files})
+    return [(c, [i for i, f in enumerate(files) if category(f) != c]) for c in cats]
 
 
 def offer(rows: list[Row], files: list[LabelledFile], w: Weights, prof: str) -> list[str]:
     """Score each row's level grid under the protocol, then all rows offered to each fold;
     return the rows' ledger keys."""
     pooled, keys = Grid([], []), []
-    for label, raw, setting, gate in rows:
-        grid = score_rule(capped(gate.max_surprise), raw, files, replace(gate, max_surprise=None))
+    for label, raw, setting, gate, gap in rows:
+        grid = score_rule(
+            capped(gate.max_surprise),
+            raw,
+            files,
+            replace(gate, max_surprise=None),
+            escalation_gap=gap,
+        )
         grid.configs = [(setting, gate, lv) for lv in LEVELS]
         pooled.configs += grid.configs
         pooled.terms += grid.terms
@@ -88,11 +113,14 @@ def offer(rows: list[Row], files: list[LabelledFile], w: Weights, prof: str) -> 
             f"{tp}/{fn}, {fp}  level {sel.in_sample_config[2]}",
             flush=True,
         )
-        keys += [config_key(setting, gate, lv) for lv in LEVELS]
+        gap_key = f" escalation_gap {gap:g}" if gap else ""
+        keys += [config_key(setting, gate, lv) + gap_key for lv in LEVELS]
     sel = cross_validate(pooled, files, w)
     tp, fn, fp = sel.cv_counts
-    labels = {(s, g): label for label, _, s, g in rows}
-    chosen = ", ".join(f"{c} {labels[(s, g)]}" for c, (s, g, _) in sel.chosen.items())
+    chosen = ", ".join(
+        f"{cat} {rows[best_config(pooled, train, files, w) // len(LEVELS)][0]}"
+        for cat, train in folds(files)
+    )
     print(f"  {prof:<20} every row offered to each fold: {sel.cv:5.1f}  {tp}/{fn}, {fp}")
     print(f"  {'':<20} chosen without: {chosen}")
     return keys
@@ -103,6 +131,9 @@ def main() -> int:
     parser.add_argument(
         "--z-floor", action="store_true", help="the z features' tail-scale floors, at cap 6"
     )
+    parser.add_argument(
+        "--escalation-gap", action="store_true", help="escalation gaps, at the cap and floor"
+    )
     args = parser.parse_args()
     files, profiles = load_corpus(), load_profiles()
     inputs = [(f.name, f.probation, f.values) for f in files]
@@ -112,14 +143,23 @@ def main() -> int:
         return [np.nan_to_num(x[:, : len(FEATURES)], nan=0.0) for x in surprises(setting, inputs)]
 
     keys: list[str] = []
-    if args.z_floor:
+    if args.escalation_gap:
+        print("escalation gaps at cap 6, floor 0.25 (CV / in-sample; CV hit/missed, FPs; level)")
+        feats = raw(ADOPTED)
+        for prof in PROFILES:
+            gate = ADOPTED_GATES[prof]
+            if gate.escalation is None:
+                continue  # the low-FP gate never escalates: a gap changes nothing
+            rows = [(f"gap {gap:g}", feats, ADOPTED, gate, gap) for gap in GAPS]
+            keys += offer(rows, files, profiles[prof], prof)
+    elif args.z_floor:
         print("z-feature tail-scale floors at cap 6 (CV / in-sample; CV hit/missed, FPs; level)")
         settings = [replace(ROUND10, z_min_scale=z) for z in Z_FLOORS]
         feats = [raw(s) for s in settings]
         for prof in PROFILES:
             gate = ADOPTED_GATES[prof]
             rows = [
-                (f"floor {s.z_min_scale:g}", r, s, gate)
+                (f"floor {s.z_min_scale:g}", r, s, gate, 0.0)
                 for s, r in zip(settings, feats, strict=True)
             ]
             keys += offer(rows, files, profiles[prof], prof)
@@ -130,7 +170,9 @@ def main() -> int:
         print("Surprise ceilings (CV / in-sample; CV windows hit/missed, FPs; in-sample level)")
         for prof in PROFILES:
             gate = UNCAPPED_GATES[prof]
-            rows = [(f"cap {cap}", base, ROUND10, replace(gate, max_surprise=cap)) for cap in CAPS]
+            rows = [
+                (f"cap {cap}", base, ROUND10, replace(gate, max_surprise=cap), 0.0) for cap in CAPS
+            ]
             keys += offer(rows, files, profiles[prof], prof)
     keys = list(dict.fromkeys(keys))  # standard and low-FN share a gate: one configuration
     fresh, total = record(keys)

@@ -87,16 +87,31 @@ def quiet_lead_in(
 
 
 def score_rule(
-    rule: Rule, raw: list[NDArray[np.float64]], files: list[LabelledFile], gate: GateSetting
+    rule: Rule,
+    raw: list[NDArray[np.float64]],
+    files: list[LabelledFile],
+    gate: GateSetting,
+    *,
+    escalation_gap: float = 0.0,
 ) -> Grid:
-    """The level grid of the score ``rule`` makes of each file's surprises, under ``gate``."""
+    """The level grid of the score ``rule`` makes of each file's surprises, under ``gate``
+    (an escalation at least ``escalation_gap`` of the detector's window after its alarm)."""
     grid = Grid([], [])
     scores = [quiet_lead_in(rule(r), r, gate, f.probation) for r, f in zip(raw, files, strict=True)]
     for level in LEVELS:
         grid.configs.append((ROUND10, gate, level))
         grid.terms.append(
             [
-                file_terms(f, alarms(s, gate, probation=f.probation, level=level))
+                file_terms(
+                    f,
+                    alarms(
+                        s,
+                        gate,
+                        probation=f.probation,
+                        level=level,
+                        escalation_gap=int(escalation_gap * max(f.probation, 50)),
+                    ),
+                )
                 for s, f in zip(scores, files, strict=True)
             ]
         )
