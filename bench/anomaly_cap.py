@@ -145,12 +145,12 @@ def main() -> int:
     keys: list[str] = []
     if args.escalation_gap:
         print("escalation gaps at cap 6, floor 0.25 (CV / in-sample; CV hit/missed, FPs; level)")
-        feats = raw(ADOPTED)
+        adopted = raw(ADOPTED)
         for prof in PROFILES:
             gate = ADOPTED_GATES[prof]
             if gate.escalation is None:
                 continue  # the low-FP gate never escalates: a gap changes nothing
-            rows = [(f"gap {gap:g}", feats, ADOPTED, gate, gap) for gap in GAPS]
+            rows = [(f"gap {gap:g}", adopted, ADOPTED, gate, gap) for gap in GAPS]
             keys += offer(rows, files, profiles[prof], prof)
     elif args.z_floor:
         print("z-feature tail-scale floors at cap 6 (CV / in-sample; CV hit/missed, FPs; level)")
