@@ -345,21 +345,8 @@ class TailProbabilityDetector(UnivariateDetector):
                 ceiling, the detector before the eleventh round). Must exceed
                 ``alarm_level``; the default thresholds stop at it.
         """
-        lvl = alarm_level
-        if max_surprise is not None and not max_surprise > lvl:
-            raise ValueError(
-                f"max_surprise must be above alarm_level ({lvl}) or None, got {max_surprise}"
-            )
-        cap = math.inf if max_surprise is None else max_surprise
-        if thresholds is not None and thresholds.emergency > cap:
-            raise ValueError(
-                f"thresholds.emergency ({thresholds.emergency}) is above max_surprise ({cap}): "
-                "no score could reach it"
-            )
         self.max_surprise = max_surprise
-        super().__init__(
-            thresholds=thresholds or Thresholds(lvl, min(lvl + 1.5, cap), min(lvl + 3.5, cap))
-        )
+        super().__init__(thresholds=_thresholds(alarm_level, max_surprise, thresholds))
         self.options = opts = options or FeatureOptions()
         _check(
             window=window,
@@ -720,6 +707,27 @@ class TailProbabilityDetector(UnivariateDetector):
             "resonance_surprise": s_resonance,
         }
         return score, evidence
+
+
+def _thresholds(
+    alarm_level: float, max_surprise: float | None, thresholds: Thresholds | None
+) -> Thresholds:
+    """The severities on the score scale: ``thresholds``, or the alarm level and 1.5 / 3.5
+    above it, stopped at the ceiling. Refuses a ceiling no alarm could reach, and thresholds
+    above it, naming each."""
+    if max_surprise is not None and not max_surprise > alarm_level:
+        raise ValueError(
+            f"max_surprise must be above alarm_level ({alarm_level}) or None, got {max_surprise}"
+        )
+    cap = math.inf if max_surprise is None else max_surprise
+    if thresholds is None:
+        return Thresholds(alarm_level, min(alarm_level + 1.5, cap), min(alarm_level + 3.5, cap))
+    if thresholds.emergency > cap:
+        raise ValueError(
+            f"thresholds.emergency ({thresholds.emergency}) is above max_surprise ({cap}): "
+            "no score could reach it"
+        )
+    return thresholds
 
 
 def _check(
