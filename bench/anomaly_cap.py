@@ -36,30 +36,27 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.anomaly_combine import LEVELS, score_rule  # noqa: E402
+from bench.anomaly_combine import LEVELS, print_selection, score_rule  # noqa: E402
 from bench.anomaly_cv import (  # noqa: E402
     FEATURES,
     FeatureSetting,
     GateSetting,
     config_key,
-    record,
     surprises,
 )
 from bench.anomaly_eval import (  # noqa: E402
     ADOPTED,
     ADOPTED_GATES,
-    EARLIER_CONFIGURATIONS,
     PROFILES,
     ROUND10,
     UNCAPPED_GATES,
     Grid,
     LabelledFile,
     Weights,
-    best_config,
-    category,
     cross_validate,
     load_corpus,
     load_profiles,
+    report_ledger,
 )
 
 CAPS: tuple[float | None, ...] = (None, 50.0, 20.0, 12.0, 10.0, 8.0, 7.0, 6.0, 5.0, 4.5, 4.0)
@@ -85,12 +82,6 @@ Row = tuple[str, list[NDArray[np.float64]], FeatureSetting, GateSetting, float]
 escalation gap (a share of the detector's window)."""
 
 
-def folds(files: list[LabelledFile]) -> list[tuple[str, list[int]]]:
-    """Each category and the indices of the files outside it (the protocol's training set)."""
-    cats = sorted({category(f) for f in files})
-    return [(c, [i for i, f in enumerate(files) if category(f) != c]) for c in cats]
-
-
 def offer(rows: list[Row], files: list[LabelledFile], w: Weights, prof: str) -> list[str]:
     """Score each row's level grid under the protocol, then all rows offered to each fold;
     return the rows' ledger keys."""
@@ -106,21 +97,12 @@ def offer(rows: list[Row], files: list[LabelledFile], w: Weights, prof: str) -> 
         grid.configs = [(setting, gate, lv) for lv in LEVELS]
         pooled.configs += grid.configs
         pooled.terms += grid.terms
-        sel = cross_validate(grid, files, w)
-        tp, fn, fp = sel.cv_counts
-        print(
-            f"  {prof:<20} {label:<12} {sel.cv:5.1f} / {sel.in_sample:5.1f}  "
-            f"{tp}/{fn}, {fp}  level {sel.in_sample_config[2]}",
-            flush=True,
-        )
+        print_selection(prof, label, cross_validate(grid, files, w), width=12)
         gap_key = f" escalation_gap {gap:g}" if gap else ""
         keys += [config_key(setting, gate, lv) + gap_key for lv in LEVELS]
     sel = cross_validate(pooled, files, w)
     tp, fn, fp = sel.cv_counts
-    chosen = ", ".join(
-        f"{cat} {rows[best_config(pooled, train, files, w) // len(LEVELS)][0]}"
-        for cat, train in folds(files)
-    )
+    chosen = ", ".join(f"{c} {rows[i // len(LEVELS)][0]}" for c, i in sel.chosen_index.items())
     print(f"  {prof:<20} every row offered to each fold: {sel.cv:5.1f}  {tp}/{fn}, {fp}")
     print(f"  {'':<20} chosen without: {chosen}")
     return keys
@@ -175,11 +157,7 @@ def main() -> int:
             ]
             keys += offer(rows, files, profiles[prof], prof)
     keys = list(dict.fromkeys(keys))  # standard and low-FN share a gate: one configuration
-    fresh, total = record(keys)
-    print(
-        f"  {len(keys)} configurations; ledger {total} ({fresh} new) + {EARLIER_CONFIGURATIONS} "
-        f"before the protocol = {total + EARLIER_CONFIGURATIONS}"
-    )
+    report_ledger(keys)
     return 0
 
 

@@ -36,18 +36,19 @@ from scipy.stats import chi2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.anomaly_cv import FEATURES, GateSetting, alarms, record, surprises  # noqa: E402
+from bench.anomaly_cv import FEATURES, GateSetting, alarms, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
-    EARLIER_CONFIGURATIONS,
     PROFILES,
     ROUND10,
     UNCAPPED_GATES,
     Grid,
     LabelledFile,
+    Selection,
     cross_validate,
     file_terms,
     load_corpus,
     load_profiles,
+    report_ledger,
 )
 
 LEVELS = tuple(float(v) for v in np.arange(1.5, 8.001, 0.125))
@@ -118,6 +119,16 @@ def score_rule(
     return grid
 
 
+def print_selection(prof: str, label: str, sel: Selection, *, width: int) -> None:
+    """One row: CV / in-sample, the CV windows hit / missed and false alarms, the level."""
+    tp, fn, fp = sel.cv_counts
+    print(
+        f"  {prof:<20} {label:<{width}} {sel.cv:5.1f} / {sel.in_sample:5.1f}  "
+        f"{tp}/{fn}, {fp}  level {sel.in_sample_config[2]}",
+        flush=True,
+    )
+
+
 def main() -> int:
     files, profiles = load_corpus(), load_profiles()
     feats = surprises(ROUND10, [(f.name, f.probation, f.values) for f in files])
@@ -128,23 +139,14 @@ def main() -> int:
         gate = UNCAPPED_GATES[prof]
         for name in RULES:
             sel = cross_validate(score_rule(RULES[name], raw, files, gate), files, profiles[prof])
-            tp, fn, fp = sel.cv_counts
-            print(
-                f"  {prof:<20} {name:<14} {sel.cv:5.1f} / {sel.in_sample:5.1f}  "
-                f"{tp}/{fn}, {fp}  level {sel.in_sample_config[2]}",
-                flush=True,
-            )
+            print_selection(prof, name, sel, width=14)
             if name != "max":
                 keys += [
                     json.dumps({"round10": name, "gate": repr(gate), "level": lv}, sort_keys=True)
                     for lv in LEVELS
                 ]
     keys = list(dict.fromkeys(keys))  # standard and low-FN share a gate: one configuration
-    fresh, total = record(keys)
-    print(
-        f"  {len(keys)} configurations; ledger {total} ({fresh} new) + {EARLIER_CONFIGURATIONS} "
-        f"before the protocol = {total + EARLIER_CONFIGURATIONS}"
-    )
+    report_ledger(keys)
     return 0
 
 

@@ -35,9 +35,8 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.anomaly_cv import alarms, gated_scores, record, rule_key, surprises  # noqa: E402
+from bench.anomaly_cv import alarms, gated_scores, rule_key, surprises  # noqa: E402
 from bench.anomaly_eval import (  # noqa: E402
-    EARLIER_CONFIGURATIONS,
     LEVELS,
     PROFILES,
     ROUND10,
@@ -48,6 +47,7 @@ from bench.anomaly_eval import (  # noqa: E402
     file_terms,
     load_corpus,
     load_profiles,
+    report_ledger,
 )
 
 Alarms = Callable[[int, float], NDArray[np.bool_]]
@@ -147,11 +147,7 @@ def main() -> None:
             cells.append(f"{sel.cv:5.1f} / {sel.in_sample:5.1f} ({tp}/{fn_}, {fp})")
             keys += [rule_key(f"round5 {name} {prof}", params, lv) for lv in LEVELS]
         print(f"  {name:<34}" + " | ".join(cells), flush=True)
-    fresh, total = record(keys)
-    print(
-        f"{len(keys)} configurations; ledger {total} ({fresh} new) + {EARLIER_CONFIGURATIONS} "
-        f"before the protocol = {total + EARLIER_CONFIGURATIONS}"
-    )
+    report_ledger(keys, indent="")
 
 
 if __name__ == "__main__":

@@ -322,6 +322,16 @@ LEVELS = tuple(float(v) for v in np.arange(2.0, 5.001, 0.125))
 EARLIER_CONFIGURATIONS = 142
 """Configurations scored on this subset before the cross-validated protocol (issue 22)."""
 
+
+def report_ledger(keys: list[str], *, indent: str = "  ") -> None:
+    """Add a run's configuration keys to the ledger and print the running count."""
+    fresh, total = record(keys)
+    print(
+        f"{indent}{len(keys)} configurations; ledger {total} ({fresh} new) + "
+        f"{EARLIER_CONFIGURATIONS} before the protocol = {total + EARLIER_CONFIGURATIONS}"
+    )
+
+
 Config = tuple[FeatureSetting, GateSetting, float]
 
 
@@ -391,6 +401,7 @@ class Selection:
     cv: float
     cv_counts: tuple[int, int, int]
     chosen: dict[str, Config]
+    chosen_index: dict[str, int]  # each held-out category's choice, as an index into the grid
     in_sample: float
     in_sample_config: Config
     in_sample_counts: tuple[int, int, int]
@@ -401,11 +412,12 @@ def cross_validate(grid: Grid, files: list[LabelledFile], w: Weights) -> Selecti
     cats = sorted({category(f) for f in files})
     held_terms: list[FileTerms] = []
     chosen: dict[str, Config] = {}
+    chosen_index: dict[str, int] = {}
     for cat in cats:
         train = [i for i, f in enumerate(files) if category(f) != cat]
         test = [i for i, f in enumerate(files) if category(f) == cat]
         c = best_config(grid, train, files, w)
-        chosen[cat] = grid.configs[c]
+        chosen[cat], chosen_index[cat] = grid.configs[c], c
         held_terms += [grid.terms[c][i] for i in test]
     cv = terms_score(held_terms, sum(scored_windows(f) for f in files), w)
     everything = list(range(len(files)))
@@ -414,6 +426,7 @@ def cross_validate(grid: Grid, files: list[LabelledFile], w: Weights) -> Selecti
         cv=cv,
         cv_counts=counts(held_terms),
         chosen=chosen,
+        chosen_index=chosen_index,
         in_sample=subset_score(grid, best, everything, files, w),
         in_sample_config=grid.configs[best],
         in_sample_counts=counts(grid.terms[best]),
@@ -545,11 +558,7 @@ def print_alarm_rules(files: list[LabelledFile], profiles: dict[str, Weights]) -
         sel = cross_validate(pooled, files, profiles[prof])
         cells.append(f"{sel.cv:5.1f}/{sel.in_sample:5.1f} {'/'.join(map(str, sel.cv_counts))}")
     print(f"  {'all rules offered to each fold':<38}" + " | ".join(cells))
-    fresh, total = record(keys)
-    print(
-        f"  {len(keys)} configurations; ledger {total} ({fresh} new) + {EARLIER_CONFIGURATIONS} "
-        f"before the protocol = {total + EARLIER_CONFIGURATIONS}"
-    )
+    report_ledger(keys)
 
 
 ROUND10 = FeatureSetting()
