@@ -19,6 +19,13 @@ Run from the repository root::
         # AdaptiveResonanceDetector(probation=750) (not a default): its cost
     .venv/bin/python bench/anomaly_stream.py --points 300000 --season-refine  # the ninth
         # round's season_refine_gain=0.5 (not a default): its cost
+    .venv/bin/python bench/anomaly_stream.py --points 20000 --memory  # what one series
+        # keeps: the detector's own allocations (tracemalloc), by module
+
+``--memory`` traces allocations (Python's ``tracemalloc``), which slows the run several times,
+so its time columns are not the detector's cost; it prints the bytes the detector holds after
+the last point, in all and by the module that allocated them: what one watched metric costs
+the analytics engine, which keeps one detector per series.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--season-refine", action="store_true", help="season_refine_gain=0.5 (ninth round)"
     )
+    parser.add_argument(
+        "--memory", action="store_true", help="trace the detector's allocations (slow)"
+    )
     args = parser.parse_args(argv)
+    if args.memory:
+        tracemalloc.start()
     opts = FeatureOptions(resonance_window=8, resonance_output="likelihood")
     if args.season_refine:
         opts = FeatureOptions(season_refine_gain=0.5)
@@ -115,7 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"mean CPU time per point {cpu_total / done * 1e6:.1f} us (target <= 20); {alarms} alarms"
     )
+    if args.memory:
+        print_held(tracemalloc.take_snapshot())
     return 0
+
+
+def print_held(snapshot: tracemalloc.Snapshot) -> None:
+    """The bytes still allocated by the detector's package, in all and by module."""
+    mine = snapshot.filter_traces([tracemalloc.Filter(True, str(ROOT / "intelligence" / "*"))])
+    stats = mine.statistics("filename")
+    total = sum(s.size for s in stats)
+    print(f"held by the detector after the run: {total / 1e6:.2f} MB")
+    for s in stats:
+        where = Path(str(s.traceback[0].filename)).relative_to(ROOT)
+        print(f"  {where!s:<40}{s.size / 1e3:10.1f} kB{s.count:>8} blocks")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,74 @@ def test_model_probabilities_sum_to_one_over_the_alphabet_and_a_new_symbol() -> 
         model.learn(int(s))
     total = sum(model.probability(s) for s in range(5)) + model.probability(99)
     assert total == pytest.approx(1.0)
+
+
+class TextbookModel:
+    """Witten-Bell n-gram in its plain form (tuple contexts, a dict of counts each, LRU table)."""
+
+    def __init__(self, order: int, max_contexts: int) -> None:
+        self.order, self.max_contexts = order, max_contexts
+        self.table: OrderedDict[tuple[int, ...], dict[int | None, int]] = OrderedDict()
+        self.alphabet: set[int] = set()
+        self.history: list[int] = []
+
+    def contexts(self) -> list[tuple[int, ...]]:
+        h = self.history[max(0, len(self.history) - self.order) :]
+        return [tuple(h[len(h) - d :]) if d else () for d in range(len(h) + 1)]
+
+    def code_length(self, symbol: int) -> float:
+        p = 1.0 / (len(self.alphabet) + 1)
+        for ctx in self.contexts():
+            counts = self.table.get(ctx)
+            if counts is None:
+                break
+            distinct = len(counts) - 1
+            p = (counts.get(symbol, 0) + distinct * p) / (counts[None] + distinct)
+        return -math.log2(p)
+
+    def learn(self, symbol: int) -> None:
+        self.alphabet.add(symbol)
+        for ctx in self.contexts():
+            if ctx not in self.table:
+                self.table[ctx] = {None: 0}
+                if len(self.table) > self.max_contexts:
+                    self.table.popitem(last=False)
+            self.table.move_to_end(ctx)
+            counts = self.table[ctx]
+            counts[None] += 1
+            counts[symbol] = counts.get(symbol, 0) + 1
+        self.history.append(symbol)
+
+
+@pytest.mark.parametrize(("order", "max_contexts"), [(0, 1), (2, 16), (4, 64), (4, 4096)])
+def test_compact_model_codes_every_symbol_as_the_textbook_model_does(
+    order: int, max_contexts: int
+) -> None:
+    """Integer context keys, list rows and the one-pass update change no bit, evictions included."""
+    rng = np.random.default_rng(order + max_contexts)
+    # a few symbols most of the time, bursts of rarer ones: contexts are reused and evicted
+    symbols = np.where(rng.random(3000) < 0.9, rng.integers(0, 4, 3000), rng.integers(-9, 30, 3000))
+    compact, textbook = (
+        ContextModel(order, max_contexts=max_contexts),
+        TextbookModel(order, max_contexts),
+    )
+    for s in symbols.tolist():
+        expected = textbook.code_length(s)
+        assert compact.code_length(s) == pytest.approx(expected, rel=1e-12)
+        assert compact.update(s) == pytest.approx(expected, rel=1e-12)
+        textbook.learn(s)
+    assert len(compact) == len(textbook.table)
+
+
+def test_model_refuses_more_symbols_than_it_was_sized_for() -> None:
+    model = ContextModel(order=2, max_symbols=3)
+    for s in (5, -1, 7, 5):
+        model.learn(s)
+    with pytest.raises(ValueError, match="max_symbols=3"):
+        model.learn(8)
+    assert model.code_length(5) < model.code_length(8)  # the refused symbol was not learnt
+    with pytest.raises(ValueError, match="max_symbols"):
+        ContextModel(max_symbols=0)
 
 
 def test_quantiser_extends_its_grid_beyond_the_reference() -> None:
