@@ -42,6 +42,11 @@ class SortedWindow:
         bisect.insort(srt, value)
         self._arrivals.append(value)
 
+    def sorted_values(self) -> list[float]:
+        """The window in ascending order: the live list, for readers in a hot loop (read it,
+        never change it; it stays the same object for the window's life)."""
+        return self._sorted
+
     def at(self, q: float) -> float:
         """The value at rank ``int(q * (n - 1))`` (a lower quantile); needs a non-empty window."""
         srt = self._sorted
@@ -113,6 +118,11 @@ class SortedReservoir:
         del srt[bisect.bisect_left(srt, self._members[j])]
         self._members[j] = value
         bisect.insort(srt, value)
+
+    def sorted_values(self) -> list[float]:
+        """The sample in ascending order: the live list, for readers in a hot loop (read it,
+        never change it; it stays the same object for the reservoir's life)."""
+        return self._sorted
 
     def at(self, q: float) -> float:
         """The sample value at rank ``int(q * (n - 1))``; the sample must be non-empty."""

@@ -81,6 +81,7 @@ class GateScorer:
         self.quiet_level = quiet_level
         self.quiet_penalty = quiet_penalty
         self.silent = frozenset(silent)
+        self._plain = not self.silent and not rate_window
         self._loud = -(10**18)
         self._t = 0
         self._hits: list[deque[int]] = [deque() for _ in range(features)]
@@ -96,6 +97,21 @@ class GateScorer:
         """The gated score of one point's feature surprises (NaN counts as 0), then learn them."""
         t = self._t
         self._t += 1
+        if self._plain:  # no discount, no silent feature: the two largest (the default gate)
+            second, best = sorted([s if s == s else 0.0 for s in surprises] + [0.0, 0.0])[-2:]
+            best_raw = best
+        else:
+            best, best_raw, second = self._rated(t, surprises)
+        if second < self.support_level:
+            best -= self.lone_penalty
+        if t - self._loud <= self.quiet_window:
+            best -= self.quiet_penalty
+        if max(best_raw, second) >= self.quiet_level:
+            self._loud = t
+        return best
+
+    def _rated(self, t: int, surprises: Sequence[float]) -> tuple[float, float, float]:
+        """The largest discounted surprise, its raw value, and the largest of the others."""
         best = second = 0.0
         best_raw = 0.0
         for k, s in enumerate(surprises):
@@ -116,13 +132,7 @@ class GateScorer:
                 best, best_raw = adjusted, raw
             else:
                 second = max(second, raw)
-        if second < self.support_level:
-            best -= self.lone_penalty
-        if t - self._loud <= self.quiet_window:
-            best -= self.quiet_penalty
-        if max(best_raw, second) >= self.quiet_level:
-            self._loud = t
-        return best
+        return best, best_raw, second
 
     def __len__(self) -> int:
         """Exceedances currently remembered, over all features (at most features x window)."""

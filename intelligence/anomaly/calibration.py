@@ -16,6 +16,7 @@ small, and keeps the floor at the empirical frequency. Pure: numpy only.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -23,6 +24,9 @@ import numpy as np
 from intelligence.anomaly._windows import SortedReservoir
 
 __all__ = ["GPDTailCalibrator", "TailCalibrator", "fit_gpd_pwm"]
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
 
 
 class TailCalibrator:
@@ -68,23 +72,26 @@ class TailCalibrator:
         self.upper = upper
         self.min_scale = min_scale
         self._hist = SortedReservoir(capacity)
+        self._sorted = self._hist.sorted_values()
+        self._log_p_lower = -math.log10(1.0 - lower)
 
     def __len__(self) -> int:
         return len(self._hist)
 
     def surprise(self, value: float) -> float:
         """``-log10`` tail probability of ``value`` (0 below the tail or on short history)."""
-        hist = self._hist
-        n = len(hist)
+        # the reservoir's at() and fraction_at_least(), inlined: four calls a point per feature
+        srt = self._sorted
+        n = len(srt)
         if n < self.min_history or not math.isfinite(value):
             return 0.0
-        q_lo = hist.at(self.lower)
+        q_lo = srt[int(self.lower * (n - 1))]
         if value <= q_lo:
             return 0.0
-        q_hi = hist.at(self.upper)
-        beta = max((q_hi - q_lo) / math.log(2.0), 1e-12, 1e-3 * abs(q_hi), self.min_scale)
-        log_p = -math.log10(1.0 - self.lower) + (value - q_lo) / beta / math.log(10.0)
-        larger = hist.fraction_at_least(value)
+        q_hi = srt[int(self.upper * (n - 1))]
+        beta = max((q_hi - q_lo) / _LN2, 1e-12, 1e-3 * abs(q_hi), self.min_scale)
+        log_p = self._log_p_lower + (value - q_lo) / beta / _LN10
+        larger = (n - bisect.bisect_left(srt, value)) / n
         if larger > 0.0:
             log_p = min(log_p, -math.log10(larger))
         return log_p

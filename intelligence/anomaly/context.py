@@ -177,7 +177,7 @@ class ContextModel:
             p = (count + distinct * p) / (row[0] + distinct)
             row[0] += 1
         base = self._base
-        self._keys = [0, *(code + base * key for key in keys[: self.order])]
+        self._keys = [0] + [code + base * key for key in keys[: self.order]]
         return -math.log2(p)
 
     def __len__(self) -> int:

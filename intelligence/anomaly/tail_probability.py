@@ -93,15 +93,19 @@ class _RollingZ:
     def __init__(self, window: int, min_history: int) -> None:
         self.min_history = min_history
         self._hist = SortedWindow(window)
+        self._sorted = self._hist.sorted_values()
 
     def update(self, x: float) -> tuple[float, float, float]:
         """Return ``(z, median, scale)`` of ``x`` (NaNs while warming up) and absorb it."""
         hist = self._hist
-        if len(hist) < self.min_history:
+        srt = self._sorted  # the window's median() and at(), inlined: two per point
+        n = len(srt)
+        if n < self.min_history:
             hist.append(x)
             return float("nan"), float("nan"), float("nan")
-        med = hist.median()
-        iqr = hist.at(0.75) - hist.at(0.25)
+        half = n // 2
+        med = srt[half] if n % 2 else 0.5 * (srt[half - 1] + srt[half])
+        iqr = srt[int(0.75 * (n - 1))] - srt[int(0.25 * (n - 1))]
         scale = max(MAD_TO_SIGMA * IQR_TO_MAD * iqr, 1e-9, 1e-3 * abs(med))
         hist.append(x)
         return abs(x - med) / scale, med, scale
@@ -661,15 +665,23 @@ class TailProbabilityDetector(UnivariateDetector):
             z = self._value_raw(x, z, scale)
         seasonal = self._seasonal_raw(x)
         bits = self._context.update(x) if self._context is not None else float("nan")
-        feature = self._feature
-        s_value = feature("value", z)
-        s_level = feature("level", level)
-        s_seasonal = feature("seasonal", seasonal)
-        s_context = (
-            feature("context", self._context_raw(bits) if self._recent_bits is not None else bits)
-            if self.context_order is not None
-            else 0.0
-        )
+        calib = self._calib  # _feature(), inlined: four calls a point
+        c = calib["value"]
+        s_value = c.surprise(z)
+        c.add(z)
+        c = calib["level"]
+        s_level = c.surprise(level)
+        c.add(level)
+        c = calib["seasonal"]
+        s_seasonal = c.surprise(seasonal)
+        c.add(seasonal)
+        if self.context_order is not None:
+            raw = self._context_raw(bits) if self._recent_bits is not None else bits
+            c = calib["context"]
+            s_context = c.surprise(raw)
+            c.add(raw)
+        else:
+            s_context = 0.0
         s_resonance = self._resonance_surprise(x) if self._resonance is not None else 0.0
         cap = self.max_surprise
         if cap is not None:  # spelled out: a generator here costs a microsecond per point

@@ -34,6 +34,20 @@ def test_weak_evidence_alone_is_penalised_agreement_is_not() -> None:
     assert gate.update([3.0, 0.0, 1.5]) == 3.0
 
 
+def test_the_default_gates_shortcut_scores_as_the_general_loop_does() -> None:
+    """Without a rate discount or silent features the gate takes the two largest surprises in
+    one sort; a discount that never applies (rate level unreachable) runs the general loop."""
+    kw = {"features": 5, "lone_penalty": 0.5, "quiet_window": 3, "quiet_penalty": 1.0}
+    shortcut = GateScorer(**kw)  # type: ignore[arg-type]
+    loop = GateScorer(rate_window=4, rate_level=math.inf, **kw)  # type: ignore[arg-type]
+    rng = np.random.default_rng(11)
+    for _ in range(2000):
+        # ties, zeros, NaN and weak values, as feature surprises come
+        row = np.round(rng.exponential(1.0, 5) * rng.integers(0, 2, 5), 1)
+        row[rng.random(5) < 0.1] = np.nan
+        assert shortcut.update(row.tolist()) == loop.update(row.tolist())
+
+
 def test_a_score_after_a_loud_lead_in_is_penalised() -> None:
     gate = GateScorer(features=1, quiet_window=5, quiet_level=2.0, quiet_penalty=1.0)
     assert gate.update([2.5]) == 2.5
