@@ -52,6 +52,20 @@ class SortedWindow:
         srt = self._sorted
         return srt[int(q * (len(srt) - 1))]
 
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile interpolated as ``numpy.quantile`` does by default (its linear
+        method, the same arithmetic, so the same float); needs a non-empty window."""
+        srt = self._sorted
+        n = len(srt)
+        pos = (n - 1) * q  # numpy's virtual index for its linear method
+        if pos >= n - 1:
+            return srt[-1]
+        i = max(math.floor(pos), 0)
+        t = pos - i
+        a, b = srt[i], srt[i + 1]
+        diff = b - a
+        return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t
+
     def median(self) -> float:
         """The median (mean of the two middle values for an even count)."""
         srt = self._sorted

@@ -7,10 +7,9 @@ CRITICAL levels.
 
 from __future__ import annotations
 
-import numpy as np
-
 from intelligence.anomaly._streaming import UnivariateDetector
-from intelligence.anomaly.base import Direction, RingBuffer, Thresholds
+from intelligence.anomaly._windows import SortedWindow
+from intelligence.anomaly.base import Direction, Thresholds
 
 __all__ = ["IQRDetector"]
 
@@ -47,7 +46,7 @@ class IQRDetector(UnivariateDetector):
         self.min_history = min_history
         self.direction: Direction = direction
         self.min_iqr = min_iqr
-        self._hist = RingBuffer(window)
+        self._hist = SortedWindow(window)  # kept sorted: quartiles in O(log n) a point
 
     def _absorb(self, x: float) -> None:
         self._hist.append(x)
@@ -56,11 +55,11 @@ class IQRDetector(UnivariateDetector):
         self._hist.clear()
 
     def _score_point(self, x: float) -> tuple[float, dict[str, float]]:
-        hist = self._hist.view()
-        if hist.size < self.min_history:
-            self._hist.append(x)
+        hist = self._hist
+        if len(hist) < self.min_history:
+            hist.append(x)
             return float("nan"), {"warming_up": 1.0}
-        q1, q3 = (float(q) for q in np.quantile(hist, [0.25, 0.75]))
+        q1, q3 = hist.quantile(0.25), hist.quantile(0.75)
         iqr = max(q3 - q1, self.min_iqr)
         above = max(x - q3, 0.0) / iqr
         below = max(q1 - x, 0.0) / iqr

@@ -62,6 +62,8 @@ def test_sorted_window_holds_exactly_the_last_values_in_order() -> None:
         assert win.median() == pytest.approx(float(np.median(last)))
         assert win.at(0.9) == last[int(0.9 * (len(last) - 1))]
         assert win.count_at_least(0.5) == len(last) - bisect.bisect_left(last, 0.5)
+        for q in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, rng.random()):  # numpy default, exactly
+            assert win.quantile(q) == float(np.quantile(last, q))
 
 
 def test_reservoir_is_bounded_uniform_over_the_whole_stream_and_deterministic() -> None:
