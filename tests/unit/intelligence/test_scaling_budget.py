@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scaling_support import params_with
 
 from intelligence.scaling import (
     Observation,
@@ -20,15 +21,12 @@ NOW = 1_700_000_000.0
 STEP = 15.0
 
 
-def params(**kw: object) -> ScalingParams:
-    base: dict[str, object] = {
-        "target_per_instance": 10.0,
-        "max_instances": 10_000,
-        "startup_seconds": 30.0,
-        "horizon_seconds": 15.0,
-    }
-    base.update(kw)
-    return ScalingParams(**base)  # type: ignore[arg-type]
+params = params_with(
+    target_per_instance=10.0,
+    max_instances=10_000,
+    startup_seconds=30.0,
+    horizon_seconds=15.0,
+)
 
 
 def wandering_load(n: int, seed: int) -> np.ndarray:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scaling_support import params_with
 
 from intelligence.forecasting import Forecast
 from intelligence.scaling import (
@@ -23,19 +24,16 @@ NOW = 1_700_000_000.0
 STEP = 5.0
 
 
-def params(**kw: object) -> ScalingParams:
-    base: dict[str, object] = {
-        "target_per_instance": 10.0,
-        "max_instances": 1000,
-        "startup_seconds": 30.0,
-        "horizon_seconds": 15.0,
-        "burst_exceedance": None,
-        "calibration_cap_at_peak": False,
-        "calibration_step": 0.02,
-        "calibration_scale_seconds": 600.0,
-    }
-    base.update(kw)
-    return ScalingParams(**base)  # type: ignore[arg-type]
+params = params_with(
+    target_per_instance=10.0,
+    max_instances=1000,
+    startup_seconds=30.0,
+    horizon_seconds=15.0,
+    burst_exceedance=None,
+    calibration_cap_at_peak=False,
+    calibration_step=0.02,
+    calibration_scale_seconds=600.0,
+)
 
 
 def replay(loads: np.ndarray, spec: ScalingParams) -> list[tuple[Decision, float]]:

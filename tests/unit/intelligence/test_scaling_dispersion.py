@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-from scaling_support import FREE
+from scaling_support import FREE, params_with
 
 from intelligence.scaling import (
     DispersionComposition,
@@ -36,22 +36,19 @@ SYNC = 5  # decisions every 5 s on the mean of the 15 s before, as the replay be
 WINDOW = 15
 
 
-def params(**kw: object) -> ScalingParams:
-    base: dict[str, object] = {
-        "target_per_instance": 2.0,
-        "capacity_per_instance": 2.0 / 0.7,
-        "max_instances": 10_000,
-        "behavior": FREE,
-        "startup_seconds": 30.0,
-        "horizon_seconds": 15.0,
-        "dispersion_sigmas": 2.0,
-        "dispersion_window_seconds": 15.0,
-        "dispersion_sample_seconds": None,
-        "dispersion_risk_ratio": None,  # a fixed z, uncapped: the mechanism on its own
-        "dispersion_max_headroom": None,
-    }
-    base.update(kw)
-    return ScalingParams(**base)  # type: ignore[arg-type]
+params = params_with(
+    target_per_instance=2.0,
+    capacity_per_instance=2.0 / 0.7,
+    max_instances=10_000,
+    behavior=FREE,
+    startup_seconds=30.0,
+    horizon_seconds=15.0,
+    dispersion_sigmas=2.0,
+    dispersion_window_seconds=15.0,
+    dispersion_sample_seconds=None,
+    dispersion_risk_ratio=None,  # a fixed z, uncapped: the mechanism on its own
+    dispersion_max_headroom=None,
+)
 
 
 def replay(spec: ScalingParams, per_second: np.ndarray, *, through_json: bool = False) -> dict:

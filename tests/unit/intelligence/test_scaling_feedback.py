@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from scaling_support import FREE
+from scaling_support import FREE, params_with
 
 from intelligence.scaling import (
     Observation,
@@ -21,17 +21,14 @@ NOW = 1_700_000_000.0
 STEP = 15.0
 
 
-def params(**kw: object) -> ScalingParams:
-    base: dict[str, object] = {
-        "target_per_instance": 10.0,
-        "max_instances": 10_000,
-        "predictive": False,
-        "behavior": FREE,
-        "startup_seconds": 30.0,
-        "horizon_seconds": 15.0,
-    }
-    base.update(kw)
-    return ScalingParams(**base)  # type: ignore[arg-type]
+params = params_with(
+    target_per_instance=10.0,
+    max_instances=10_000,
+    predictive=False,
+    behavior=FREE,
+    startup_seconds=30.0,
+    horizon_seconds=15.0,
+)
 
 
 def run(spec: ScalingParams, loads: np.ndarray) -> tuple[np.ndarray, ScalingState]:
