@@ -16,11 +16,16 @@ cap, replayed as a check (it must print the protocol's figures).
 
 ``--z-floor`` scores floors on the value, level and seasonal features' tail scale
 (``FeatureOptions.z_min_scale``, each floor streamed once) at the cap of 6; ``--escalation-gap``
-offers the fifth round's escalation gap again at the cap and the adopted floor.
+offers the fifth round's escalation gap again at the cap and the adopted floor;
+``--candidates`` re-scores the rows of anomaly.md's "Candidates for a held-out check" (the
+options ``bench/heldout.py`` runs) under the protocol, each with the cap and floor as adopted,
+each row's own level grid and then all rows offered to each fold: their cross-validated
+figures today, where the table's are their rounds', from before the cap.
 
     .venv/bin/python bench/anomaly_cap.py                    # ~3 s with the surprises cached
     .venv/bin/python bench/anomaly_cap.py --z-floor          # ~15 s cold
     .venv/bin/python bench/anomaly_cap.py --escalation-gap   # ~1 s
+    .venv/bin/python bench/anomaly_cap.py --candidates       # ~1 min cold
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ from bench.anomaly_cv import (  # noqa: E402
     FEATURES,
     FeatureSetting,
     GateSetting,
+    alarms,
     config_key,
+    gated_scores,
     surprises,
 )
 from bench.anomaly_eval import (  # noqa: E402
@@ -54,10 +61,12 @@ from bench.anomaly_eval import (  # noqa: E402
     LabelledFile,
     Weights,
     cross_validate,
+    file_terms,
     load_corpus,
     load_profiles,
     report_ledger,
 )
+from bench.heldout import ANOMALY_CANDIDATES, AnomalyCandidate  # noqa: E402
 
 CAPS: tuple[float | None, ...] = (None, 50.0, 20.0, 12.0, 10.0, 8.0, 7.0, 6.0, 5.0, 4.5, 4.0)
 GAPS = (0.0, 0.02, 0.05, 0.1, 0.2)
@@ -108,6 +117,63 @@ def offer(rows: list[Row], files: list[LabelledFile], w: Weights, prof: str) -> 
     return keys
 
 
+def candidate_grid(
+    cand: AnomalyCandidate, feats: list[NDArray[np.float64]], files: list[LabelledFile], prof: str
+) -> tuple[Grid, list[str]]:
+    """A candidate's level grid as the detector would alarm (its gate replayed on the cached
+    surprises, as ``heldout.py`` does), and its ledger keys."""
+    gate = replace(ADOPTED_GATES[prof], max_surprise=cand.max_surprise)
+    if cand.scored_features is not None:
+        gate = replace(gate, scored_features=cand.scored_features)
+    scores = [gated_scores(x, gate, f.probation) for x, f in zip(feats, files, strict=True)]
+    grid = Grid([], [])
+    for level in LEVELS:
+        grid.configs.append((cand.features, gate, level))
+        grid.terms.append(
+            [
+                file_terms(
+                    f,
+                    alarms(
+                        s,
+                        gate,
+                        probation=f.probation,
+                        level=level,
+                        escalation_gap=int(cand.escalation_gap * max(f.probation, 50)),
+                    ),
+                )
+                for s, f in zip(scores, files, strict=True)
+            ]
+        )
+    gap = f" escalation_gap {cand.escalation_gap:g}" if cand.escalation_gap else ""
+    return grid, [config_key(cand.features, gate, lv) + gap for lv in LEVELS]
+
+
+def candidates(files: list[LabelledFile], profiles: dict[str, Weights]) -> list[str]:
+    """Each candidate's own protocol figure, then all of them offered to each fold."""
+    inputs = [(f.name, f.probation, f.values) for f in files]
+    feats = {c.features: surprises(c.features, inputs) for c in ANOMALY_CANDIDATES}
+    width = max(len(c.name) for c in ANOMALY_CANDIDATES)
+    keys: list[str] = []
+    print("Candidates for a held-out check (CV / in-sample; CV hit/missed, FPs; level)")
+    for prof in PROFILES:
+        pooled = Grid([], [])
+        for cand in ANOMALY_CANDIDATES:
+            grid, k = candidate_grid(cand, feats[cand.features], files, prof)
+            keys += k
+            pooled.configs += grid.configs
+            pooled.terms += grid.terms
+            print_selection(
+                prof, cand.name, cross_validate(grid, files, profiles[prof]), width=width
+            )
+        sel = cross_validate(pooled, files, profiles[prof])
+        tp, fn, fp = sel.cv_counts
+        names = [c.name for c in ANOMALY_CANDIDATES]
+        chosen = "; ".join(f"{c}: {names[i // len(LEVELS)]}" for c, i in sel.chosen_index.items())
+        print(f"  {prof:<20} every row offered to each fold: {sel.cv:5.1f}  {tp}/{fn}, {fp}")
+        print(f"  {'':<20} chosen without {chosen}")
+    return keys
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -116,8 +182,14 @@ def main() -> int:
     parser.add_argument(
         "--escalation-gap", action="store_true", help="escalation gaps, at the cap and floor"
     )
+    parser.add_argument(
+        "--candidates", action="store_true", help="the held-out candidates, at the cap and floor"
+    )
     args = parser.parse_args()
     files, profiles = load_corpus(), load_profiles()
+    if args.candidates:
+        report_ledger(list(dict.fromkeys(candidates(files, profiles))))
+        return 0
     inputs = [(f.name, f.probation, f.values) for f in files]
 
     def raw(setting: FeatureSetting) -> list[NDArray[np.float64]]:
