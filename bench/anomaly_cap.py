@@ -41,12 +41,11 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.anomaly_combine import LEVELS, print_selection, score_rule  # noqa: E402
+from bench.anomaly_combine import LEVELS, level_grid, print_selection, score_rule  # noqa: E402
 from bench.anomaly_cv import (  # noqa: E402
     FEATURES,
     FeatureSetting,
     GateSetting,
-    alarms,
     config_key,
     gated_scores,
     surprises,
@@ -61,7 +60,6 @@ from bench.anomaly_eval import (  # noqa: E402
     LabelledFile,
     Weights,
     cross_validate,
-    file_terms,
     load_corpus,
     load_profiles,
     report_ledger,
@@ -94,7 +92,7 @@ escalation gap (a share of the detector's window)."""
 def offer(rows: list[Row], files: list[LabelledFile], w: Weights, prof: str) -> list[str]:
     """Score each row's level grid under the protocol, then all rows offered to each fold;
     return the rows' ledger keys."""
-    pooled, keys = Grid([], []), []
+    grids, keys = [], []
     for label, raw, setting, gate, gap in rows:
         grid = score_rule(
             capped(gate.max_surprise),
@@ -104,17 +102,28 @@ def offer(rows: list[Row], files: list[LabelledFile], w: Weights, prof: str) -> 
             escalation_gap=gap,
         )
         grid.configs = [(setting, gate, lv) for lv in LEVELS]
-        pooled.configs += grid.configs
-        pooled.terms += grid.terms
-        print_selection(prof, label, cross_validate(grid, files, w), width=12)
+        grids.append((label, grid))
         gap_key = f" escalation_gap {gap:g}" if gap else ""
         keys += [config_key(setting, gate, lv) + gap_key for lv in LEVELS]
+    print_offered(grids, files, w, prof, width=12)
+    return keys
+
+
+def print_offered(
+    grids: list[tuple[str, Grid]], files: list[LabelledFile], w: Weights, prof: str, *, width: int
+) -> None:
+    """Each labelled grid's figure under the protocol, then all of them offered to each fold
+    and which one each fold chose."""
+    pooled = Grid([], [])
+    for label, grid in grids:
+        pooled.configs += grid.configs
+        pooled.terms += grid.terms
+        print_selection(prof, label, cross_validate(grid, files, w), width=width)
     sel = cross_validate(pooled, files, w)
     tp, fn, fp = sel.cv_counts
-    chosen = ", ".join(f"{c} {rows[i // len(LEVELS)][0]}" for c, i in sel.chosen_index.items())
+    chosen = ", ".join(f"{c} {grids[i // len(LEVELS)][0]}" for c, i in sel.chosen_index.items())
     print(f"  {prof:<20} every row offered to each fold: {sel.cv:5.1f}  {tp}/{fn}, {fp}")
     print(f"  {'':<20} chosen without: {chosen}")
-    return keys
 
 
 def candidate_grid(
@@ -126,24 +135,8 @@ def candidate_grid(
     if cand.scored_features is not None:
         gate = replace(gate, scored_features=cand.scored_features)
     scores = [gated_scores(x, gate, f.probation) for x, f in zip(feats, files, strict=True)]
-    grid = Grid([], [])
-    for level in LEVELS:
-        grid.configs.append((cand.features, gate, level))
-        grid.terms.append(
-            [
-                file_terms(
-                    f,
-                    alarms(
-                        s,
-                        gate,
-                        probation=f.probation,
-                        level=level,
-                        escalation_gap=int(cand.escalation_gap * max(f.probation, 50)),
-                    ),
-                )
-                for s, f in zip(scores, files, strict=True)
-            ]
-        )
+    grid = level_grid(scores, files, gate, escalation_gap=cand.escalation_gap)
+    grid.configs = [(cand.features, gate, lv) for lv in LEVELS]
     gap = f" escalation_gap {cand.escalation_gap:g}" if cand.escalation_gap else ""
     return grid, [config_key(cand.features, gate, lv) + gap for lv in LEVELS]
 
@@ -156,21 +149,12 @@ def candidates(files: list[LabelledFile], profiles: dict[str, Weights]) -> list[
     keys: list[str] = []
     print("Candidates for a held-out check (CV / in-sample; CV hit/missed, FPs; level)")
     for prof in PROFILES:
-        pooled = Grid([], [])
+        grids = []
         for cand in ANOMALY_CANDIDATES:
             grid, k = candidate_grid(cand, feats[cand.features], files, prof)
             keys += k
-            pooled.configs += grid.configs
-            pooled.terms += grid.terms
-            print_selection(
-                prof, cand.name, cross_validate(grid, files, profiles[prof]), width=width
-            )
-        sel = cross_validate(pooled, files, profiles[prof])
-        tp, fn, fp = sel.cv_counts
-        names = [c.name for c in ANOMALY_CANDIDATES]
-        chosen = "; ".join(f"{c}: {names[i // len(LEVELS)]}" for c, i in sel.chosen_index.items())
-        print(f"  {prof:<20} every row offered to each fold: {sel.cv:5.1f}  {tp}/{fn}, {fp}")
-        print(f"  {'':<20} chosen without {chosen}")
+            grids.append((cand.name, grid))
+        print_offered(grids, files, profiles[prof], prof, width=width)
     return keys
 
 

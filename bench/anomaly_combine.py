@@ -97,8 +97,21 @@ def score_rule(
 ) -> Grid:
     """The level grid of the score ``rule`` makes of each file's surprises, under ``gate``
     (an escalation at least ``escalation_gap`` of the detector's window after its alarm)."""
-    grid = Grid([], [])
     scores = [quiet_lead_in(rule(r), r, gate, f.probation) for r, f in zip(raw, files, strict=True)]
+    return level_grid(scores, files, gate, escalation_gap=escalation_gap)
+
+
+def level_grid(
+    scores: list[NDArray[np.float64]],
+    files: list[LabelledFile],
+    gate: GateSetting,
+    *,
+    escalation_gap: float = 0.0,
+) -> Grid:
+    """The alarms of each file's ``scores`` at every level of ``LEVELS`` under ``gate``'s
+    refractory rule (an escalation at least ``escalation_gap`` of the detector's window after
+    its alarm), as a grid of the protocol."""
+    grid = Grid([], [])
     for level in LEVELS:
         grid.configs.append((ROUND10, gate, level))
         grid.terms.append(
