@@ -77,6 +77,8 @@ class FeatureSetting:
     resonance_shape: str = "window"
     season_refine_gain: float | None = None
     z_min_scale: float = 0.0
+    short_window: int = 6
+    season_min_acf: float = 0.5
 
 
 FEATURE_OPTIONS_SINCE_ROUND3 = (
@@ -96,6 +98,19 @@ FEATURE_OPTIONS_SINCE_ROUND3 = (
 )
 """Feature options added in the third and fourth rounds: left out of a ledger key at their
 defaults, so the configurations scored before them keep their keys (and are not counted twice)."""
+STRUCTURE_SINCE_ROUND12 = ("short_window", "season_min_acf")
+"""Detector parameters first offered in the twelfth round (fixed before the protocol existed):
+left out of the ledger key and of the surprises' cache key at their defaults, so neither the
+ledger nor the cache of the earlier settings changes."""
+
+
+def setting_fields(setting: FeatureSetting) -> dict[str, object]:
+    """The setting's fields less the twelfth round's at their defaults (cache and ledger keys)."""
+    fields, defaults = asdict(setting), asdict(FeatureSetting())
+    for k in STRUCTURE_SINCE_ROUND12:
+        if fields[k] == defaults[k]:
+            del fields[k]
+    return fields
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,8 @@ def detector(
         window=window,
         context_order=setting.context_order,
         context_bins=setting.context_bins,
+        short_window=setting.short_window,
+        season_min_acf=setting.season_min_acf,
         calibration_window=setting.calibration_window,
         season_min_cycles=setting.season_min_cycles,
         season_horizon=setting.season_horizon_windows * window,
@@ -199,7 +216,7 @@ def surprises(
     setting: FeatureSetting, files: Sequence[tuple[str, int, NDArray[np.float64]]]
 ) -> list[NDArray[np.float64]]:
     """Per-point feature surprises of every file (cached; half the files in one extra process)."""
-    key = hashlib.sha256(f"{_source_hash()}{asdict(setting)}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{_source_hash()}{setting_fields(setting)}".encode()).hexdigest()[:20]
     folder = CACHE / key
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / (name.replace("/", "__") + ".npy") for name, _, _ in files]
@@ -274,7 +291,7 @@ def record(keys: Iterable[str]) -> tuple[int, int]:
 
 def config_key(setting: FeatureSetting, gate: GateSetting, level: float) -> str:
     """A stable text key of one configuration, for the ledger."""
-    feats = asdict(setting)
+    feats = setting_fields(setting)
     defaults = asdict(FeatureSetting())
     for k in FEATURE_OPTIONS_SINCE_ROUND3:
         if feats[k] == defaults[k]:
