@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from services.common.tenancy import Identity
 from services.crm.deps import etag
-from services.crm.store import IdempotencyKey
+from services.crm.events import ChangePublisher, Kind
+from services.crm.store import ChildKind, CrmStore, IdempotencyKey
 
-__all__ = ["PREFIX", "created", "idempotency", "with_etag"]
+__all__ = ["PREFIX", "create_child", "created", "idempotency", "with_etag"]
 
 PREFIX = "/api/v2/crm"
 
@@ -43,3 +46,36 @@ def created(record: BaseModel, *, location: str, replayed: bool) -> JSONResponse
     if replayed:
         resp.headers["Idempotent-Replayed"] = "true"
     return resp
+
+
+async def create_child(
+    collection: ChildKind,
+    kind: Kind,
+    *,
+    contact_id: str,
+    body: BaseModel,
+    fields: dict[str, Any],
+    request: Request,
+    identity: Identity,
+    store: CrmStore,
+    events: ChangePublisher,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """Create ``fields`` as a record of ``collection`` under a contact, honouring
+    ``Idempotency-Key`` (fingerprinted on ``body``); publish its creation unless the request
+    was a replay; answer 201 with its ETag and Location."""
+    idem = idempotency(idempotency_key, identity=identity, request=request, body=body)
+    record, replayed = await store.create_child(
+        identity.tenant_id,
+        collection,
+        contact_id=contact_id,
+        fields=fields,
+        actor=identity.user_id,
+        idem=idem,
+    )
+    if not replayed:
+        await events.publish(
+            identity.tenant_id, kind=kind, id=record.id, action="created", contact_id=contact_id
+        )
+    location = f"{PREFIX}/contacts/{contact_id}/{collection}/{record.id}"
+    return created(record, location=location, replayed=replayed)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from services.crm.deps import Editor, Events, IdempotencyHeader, Limit, Store, Viewer
 from services.crm.errors import EVERY_OPERATION, error_responses
 from services.crm.models import Interaction, InteractionCreate, InteractionType, Page, utcnow
-from services.crm.routers import PREFIX, created, idempotency, with_etag
+from services.crm.routers import PREFIX, create_child, with_etag
 
 __all__ = ["router"]
 
@@ -37,27 +37,20 @@ async def create_interaction(
     idempotency_key: IdempotencyHeader,
 ) -> JSONResponse:
     """Log an interaction; `occurred_at` defaults to now. Honours `Idempotency-Key`."""
-    idem = idempotency(idempotency_key, identity=identity, request=request, body=body)
     fields = body.model_dump()
     fields["occurred_at"] = fields["occurred_at"] or utcnow()
-    record, replayed = await store.create_child(
-        identity.tenant_id,
+    return await create_child(
         "interactions",
+        "interaction",
         contact_id=contact_id,
+        body=body,
         fields=fields,
-        actor=identity.user_id,
-        idem=idem,
+        request=request,
+        identity=identity,
+        store=store,
+        events=events,
+        idempotency_key=idempotency_key,
     )
-    if not replayed:
-        await events.publish(
-            identity.tenant_id,
-            kind="interaction",
-            id=record.id,
-            action="created",
-            contact_id=contact_id,
-        )
-    location = f"{PREFIX}/contacts/{contact_id}/interactions/{record.id}"
-    return created(record, location=location, replayed=replayed)
 
 
 @router.get("", response_model=Page[Interaction], responses=error_responses(404, 422))

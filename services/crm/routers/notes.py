@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from services.crm.deps import Editor, Events, IdempotencyHeader, Limit, Store, Viewer
 from services.crm.errors import EVERY_OPERATION, error_responses
 from services.crm.models import Note, NoteCreate, Page
-from services.crm.routers import PREFIX, created, idempotency, with_etag
+from services.crm.routers import PREFIX, create_child, with_etag
 
 __all__ = ["router"]
 
@@ -36,22 +36,17 @@ async def create_note(
     events: Events,
     idempotency_key: IdempotencyHeader,
 ) -> JSONResponse:
-    idem = idempotency(idempotency_key, identity=identity, request=request, body=body)
-    record, replayed = await store.create_child(
-        identity.tenant_id,
+    return await create_child(
         "notes",
+        "note",
         contact_id=contact_id,
+        body=body,
         fields=body.model_dump(),
-        actor=identity.user_id,
-        idem=idem,
-    )
-    note_id: str = record.id
-    if not replayed:
-        await events.publish(
-            identity.tenant_id, kind="note", id=note_id, action="created", contact_id=contact_id
-        )
-    return created(
-        record, location=f"{PREFIX}/contacts/{contact_id}/notes/{note_id}", replayed=replayed
+        request=request,
+        identity=identity,
+        store=store,
+        events=events,
+        idempotency_key=idempotency_key,
     )
 
 
