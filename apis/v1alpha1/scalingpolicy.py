@@ -318,6 +318,11 @@ class ScalingPolicyStatus(StatusModel):
     """Instances the policy wants."""
     current_load: float | None = None
     """The load metric's latest value."""
+    observed_under_provisioning: float | None = Field(default=None, ge=0, le=1)
+    """Share of recent time the load was above what the instances asked for serve
+    (``capacityPerInstance`` each, else ``targetPerInstance``): an average over the policy's own
+    syncs with a half-life of 6 hours, beside ``spec.targetUnderProvisioning``. A lower bound:
+    instances still starting count as serving."""
     mode: ScalingMode | None = None
     """Mode in effect (predictive falls back to reactive when the forecast is poor)."""
     mode_reason: str | None = Field(default=None, max_length=1024)
@@ -366,6 +371,13 @@ ScalingPolicy.crd = CrdInfo(
         PrinterColumn("Current", ".status.currentInstances", type="integer"),
         PrinterColumn("Desired", ".status.desiredInstances", type="integer"),
         PrinterColumn("Load", ".status.currentLoad", type="number", priority=1),
+        PrinterColumn(
+            "Under",
+            ".status.observedUnderProvisioning",
+            type="number",
+            priority=1,
+            description="Share of recent time the load was above what is asked for",
+        ),
         PrinterColumn("sMAPE", ".status.modelError", type="number", priority=1),
         *ready_columns(),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),

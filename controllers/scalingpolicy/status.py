@@ -110,7 +110,14 @@ def _why(message: str) -> str:
 
 # What moves with every sync without changing the decision: written with a changed
 # decision and at the periodic refresh, never on their own.
-REFRESHED = ("currentLoad", "forecast", "lastReconcileTime", "modeReason", "scalingState")
+REFRESHED = (
+    "currentLoad",
+    "forecast",
+    "lastReconcileTime",
+    "modeReason",
+    "observedUnderProvisioning",
+    "scalingState",
+)
 
 
 def decision_view(status: ScalingPolicyStatus | None) -> dict[str, Any]:
@@ -194,6 +201,7 @@ def synced_status(
             "current_instances": outcome.current,
             "desired_instances": d.desired,
             "current_load": round(outcome.load, 6),
+            "observed_under_provisioning": round(d.evidence["observedUnderProvisioning"], 4),
             "mode": mode,
             "mode_reason": why[:1024],
             "last_decision": ScalingDecision.model_validate(

@@ -30,6 +30,7 @@ from intelligence.scaling.enums import (
     RiskTail,
 )
 from intelligence.scaling.envelope import envelope_for
+from intelligence.scaling.exceedance import observe_exceedance
 from intelligence.scaling.feedback import Feedback, update_feedback
 from intelligence.scaling.predictive import forecast_demand, lead_peak
 from intelligence.scaling.rules import (
@@ -95,6 +96,10 @@ def decide(
         "currentLoad": load,
         "targetPerInstance": target,
     }
+    missed = load > current * (params.capacity_per_instance or target) * (1 + 1e-9)
+    exceedance = observe_exceedance(state.exceedance, now=now, missed=missed)
+    evidence.update(observedUnderProvisioning=exceedance.share, observedSeconds=exceedance.seconds)
+    state = replace(state, exceedance=exceedance)
     demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
     state = replace(state, calibration=calibration)
     if demand is None:
@@ -103,7 +108,7 @@ def decide(
         observed, params, state.dispersion, demand, load, evidence
     )
     demand, feedback = _with_feedback(
-        params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
+        params, state.feedback, demand, now=now, missed=missed, load=load, evidence=evidence
     )
     state = replace(state, feedback=feedback, dispersion=dispersion)
     demand, state = _with_budget(
@@ -455,16 +460,15 @@ def _with_feedback(
     demand: _Demand,
     *,
     now: float,
-    current: int,
+    missed: bool,
     load: float,
     evidence: dict[str, float],
 ) -> tuple[_Demand, Feedback]:
-    """`demand` times 1 + the miss-feedback headroom, moved first by this decision's miss."""
+    """`demand` times 1 + the miss-feedback headroom, moved first by this decision's visible
+    miss (`missed`: the load above what the instances asked for serve)."""
     target = params.miss_feedback_target
     if target is None:
         return demand, fb
-    serves = params.capacity_per_instance or params.target_per_instance
-    missed = load > current * serves * (1 + 1e-9)
     fb = update_feedback(
         fb,
         now=now,

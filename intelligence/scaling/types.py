@@ -35,6 +35,7 @@ from intelligence.scaling.enums import (
     RiskTail,
     SelectPolicy,
 )
+from intelligence.scaling.exceedance import Exceedance
 from intelligence.scaling.feedback import Feedback
 from intelligence.scaling.schedules import CronSchedule
 
@@ -380,6 +381,7 @@ class ScalingState:
     dispersion: Dispersion = field(default_factory=Dispersion)
     budget: Budget = field(default_factory=Budget)
     shadow: ScalingState | None = None  # the cost budget's reactive shadow (see `budget`)
+    exceedance: Exceedance = field(default_factory=Exceedance)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form: lists of [timestamp, replicas], and the calibration (the cost
@@ -391,6 +393,7 @@ class ScalingState:
             "calibration": self.calibration.to_dict(),
             "feedback": self.feedback.to_dict(),
             "dispersion": self.dispersion.to_dict(),
+            "exceedance": self.exceedance.to_dict(),
         }
         if self.budget != Budget():
             data["budget"] = self.budget.to_dict()
@@ -406,6 +409,7 @@ class ScalingState:
             feedback=Feedback.from_dict(data.get("feedback") or {}),
             dispersion=Dispersion.from_dict(data.get("dispersion") or {}),
             budget=Budget.from_dict(data.get("budget") or {}),
+            exceedance=Exceedance.from_dict(data.get("exceedance") or {}),
             shadow=None if data.get("shadow") is None else cls.from_dict(data["shadow"]),
             recommendations=tuple(
                 Recommendation(float(t), int(r)) for t, r in data.get("recommendations", [])

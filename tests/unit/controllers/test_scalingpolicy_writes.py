@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from test_scalingpolicy_reconciler import NOW, FakeProm, FakeTarget, body, reconciler
 
 from controllers.core.status import merge_patch, status_changed, with_generation
@@ -184,3 +185,22 @@ def test_reduced_recommendations_stabilize_as_the_full_history_does() -> None:
                 a, _ = stabilize(state=full, fresh=False, **args)
                 b, _ = stabilize(state=reduced, fresh=False, **args)
                 assert a == b
+
+
+async def test_status_reports_the_share_of_time_above_what_is_asked_for() -> None:
+    """6 instances of 50 whose load is above 300 at one sync in four, always within the
+    tolerance (so the decision never changes): the stored `observedUnderProvisioning` reads
+    a quarter, refreshed with the periodic refresh (the first write read 0: no time seen),
+    and its moving at every sync writes nothing of itself."""
+    target, prom = FakeTarget(replicas=6), FakeProm(load=300)
+    rec = reconciler(target, prom)
+    store = Store(body())
+    syncs = 240
+    for i in range(syncs):
+        prom.load = 320.0 if i % 4 == 0 else 290.0
+        await store.sync(rec, at(i))
+        if i == 0:
+            assert store.body["status"]["observedUnderProvisioning"] == 0.0
+    assert target.scaled == []
+    assert store.body["status"]["observedUnderProvisioning"] == pytest.approx(0.25, abs=0.02)
+    assert store.writes <= 1 + syncs * INTERVAL / rec.status_refresh_seconds
