@@ -98,10 +98,10 @@ def decide(
     }
     missed = load > current * (params.capacity_per_instance or target) * (1 + 1e-9)
     exceedance = observe_exceedance(state.exceedance, now=now, missed=missed)
-    evidence.update(observedUnderProvisioning=exceedance.share, observedSeconds=exceedance.seconds)
-    state = replace(state, exceedance=exceedance)
+    evidence["observedUnderProvisioning"] = exceedance.share
+    evidence["observedSeconds"] = exceedance.seconds
     demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
-    state = replace(state, calibration=calibration)
+    state = replace(state, calibration=calibration, exceedance=exceedance)
     if demand is None:
         demand = _demand(observed, params, load, evidence)
     demand, dispersion = _with_dispersion(

@@ -75,14 +75,15 @@ def observe_exceedance(state: Exceedance, *, now: float, missed: bool) -> Exceed
         return Exceedance(state.share, state.seconds, last, missed)
     dt = min(now - state.last, MAX_GAP)
     weight = math.exp2(-dt / HALF_LIFE_SECONDS)
-    seen = _seen(state.seconds)
-    seconds = min(state.seconds + dt, MAX_SECONDS)
-    share = (seen * weight * state.share + (1.0 - weight) * float(state.missed)) / _seen(
-        state.seconds + dt
-    )
-    return Exceedance(min(max(share, 0.0), 1.0), seconds, now, missed)
+    old = seen(state.seconds) * weight  # the earlier time's weight now
+    share = (old * state.share + (1.0 - weight) * state.missed) / (old + 1.0 - weight)
+    return Exceedance(min(share, 1.0), min(state.seconds + dt, MAX_SECONDS), now, missed)
 
 
-def _seen(seconds: float) -> float:
-    """The weight of `seconds` of observed time in the average (1 for all of it)."""
-    return -math.expm1(-seconds * math.log(2.0) / HALF_LIFE_SECONDS)
+def seen(seconds: float) -> float:
+    """The weight of `seconds` of observed time in the average, `1 - 2 ** (-s / half_life)`;
+    `seen(s + dt) = w seen(s) + 1 - w` is the update's normaliser."""
+    return -math.expm1(seconds * _MINUS_LN2_PER_HALF_LIFE)
+
+
+_MINUS_LN2_PER_HALF_LIFE = -math.log(2.0) / HALF_LIFE_SECONDS
