@@ -319,10 +319,11 @@ class ScalingPolicyStatus(StatusModel):
     current_load: float | None = None
     """The load metric's latest value."""
     observed_under_provisioning: float | None = Field(default=None, ge=0, le=1)
-    """Share of recent time the load was above what the instances asked for serve
-    (``capacityPerInstance`` each, else ``targetPerInstance``): an average over the policy's own
-    syncs with a half-life of 6 hours, beside ``spec.targetUnderProvisioning``. A lower bound:
-    instances still starting count as serving."""
+    """Share of recent time the load was above what the serving instances carry
+    (``capacityPerInstance`` each, else ``targetPerInstance``; an instance serves from one
+    start-up after it was asked for): an average over the policy's own syncs with a half-life
+    of 6 hours, beside ``spec.targetUnderProvisioning``. The metric is an average over its
+    window, so seconds above capacity inside a window below it are not seen."""
     mode: ScalingMode | None = None
     """Mode in effect (predictive falls back to reactive when the forecast is poor)."""
     mode_reason: str | None = Field(default=None, max_length=1024)

@@ -96,8 +96,15 @@ def decide(
         "currentLoad": load,
         "targetPerInstance": target,
     }
-    missed = load > current * (params.capacity_per_instance or target) * (1 + 1e-9)
-    exceedance = observe_exceedance(state.exceedance, now=now, missed=missed)
+    serves = params.capacity_per_instance or target
+    exceedance = observe_exceedance(
+        state.exceedance,
+        now=now,
+        load=load,
+        current=current,
+        serves=serves,
+        startup=params.startup_seconds,
+    )
     evidence["observedUnderProvisioning"] = exceedance.share
     evidence["observedSeconds"] = exceedance.seconds
     demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
@@ -108,7 +115,13 @@ def decide(
         observed, params, state.dispersion, demand, load, evidence
     )
     demand, feedback = _with_feedback(
-        params, state.feedback, demand, now=now, missed=missed, load=load, evidence=evidence
+        params,
+        state.feedback,
+        demand,
+        now=now,
+        missed=load > current * serves * (1 + 1e-9),
+        load=load,
+        evidence=evidence,
     )
     state = replace(state, feedback=feedback, dispersion=dispersion)
     demand, state = _with_budget(
