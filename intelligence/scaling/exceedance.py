@@ -104,8 +104,12 @@ def observe_exceedance(
     since the previous decision folded in with that decision's miss."""
     if state.last is not None and now <= state.last:
         return state
-    pending = _pending(state, now=now, current=current, startup=startup)
-    starting = sum(n for _, n in pending)
+    before = state.instances
+    if state.pending or (before is not None and current > before):
+        pending = _pending(state, now=now, current=current, startup=startup)
+        starting = sum(n for _, n in pending)
+    else:  # nothing starting and nothing added: the common case, kept cheap
+        pending, starting = (), 0
     missed = load > max(current - starting, 0) * serves * (1 + 1e-9)
     if state.last is None:
         return Exceedance(state.share, state.seconds, now, missed, current, pending)
