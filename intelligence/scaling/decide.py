@@ -30,7 +30,7 @@ from intelligence.scaling.enums import (
     RiskTail,
 )
 from intelligence.scaling.envelope import envelope_for
-from intelligence.scaling.exceedance import observe_exceedance
+from intelligence.scaling.exceedance import Exceedance, observe_exceedance
 from intelligence.scaling.feedback import Feedback, update_feedback
 from intelligence.scaling.predictive import forecast_demand, lead_peak
 from intelligence.scaling.rules import (
@@ -97,16 +97,7 @@ def decide(
         "targetPerInstance": target,
     }
     serves = params.capacity_per_instance or target
-    exceedance = observe_exceedance(
-        state.exceedance,
-        now=now,
-        load=load,
-        current=current,
-        serves=serves,
-        startup=params.startup_seconds,
-    )
-    evidence["observedUnderProvisioning"] = exceedance.share
-    evidence["observedSeconds"] = exceedance.seconds
+    exceedance = _observed(params, state, now=now, load=load, current=current, evidence=evidence)
     demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
     state = replace(state, calibration=calibration, exceedance=exceedance)
     if demand is None:
@@ -157,6 +148,29 @@ def decide(
         fallback=demand.fallback[0] if demand.fallback is not None else None,
         active_schedules=active,
     )
+
+
+def _observed(
+    params: ScalingParams,
+    state: ScalingState,
+    *,
+    now: float,
+    load: float,
+    current: int,
+    evidence: dict[str, float],
+) -> Exceedance:
+    """The observed under-provisioning moved by this decision (`exceedance`), into evidence."""
+    exceedance = observe_exceedance(
+        state.exceedance,
+        now=now,
+        load=load,
+        current=current,
+        serves=params.capacity_per_instance or params.target_per_instance,
+        startup=params.startup_seconds,
+    )
+    evidence["observedUnderProvisioning"] = exceedance.share
+    evidence["observedSeconds"] = exceedance.seconds
+    return exceedance
 
 
 def _message(
