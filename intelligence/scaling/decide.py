@@ -96,7 +96,6 @@ def decide(
         "currentLoad": load,
         "targetPerInstance": target,
     }
-    serves = params.capacity_per_instance or target
     exceedance = _observed(params, state, now=now, load=load, current=current, evidence=evidence)
     demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
     state = replace(state, calibration=calibration, exceedance=exceedance)
@@ -106,13 +105,7 @@ def decide(
         observed, params, state.dispersion, demand, load, evidence
     )
     demand, feedback = _with_feedback(
-        params,
-        state.feedback,
-        demand,
-        now=now,
-        missed=load > current * serves * (1 + 1e-9),
-        load=load,
-        evidence=evidence,
+        params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
     )
     state = replace(state, feedback=feedback, dispersion=dispersion)
     demand, state = _with_budget(
@@ -487,15 +480,16 @@ def _with_feedback(
     demand: _Demand,
     *,
     now: float,
-    missed: bool,
+    current: int,
     load: float,
     evidence: dict[str, float],
 ) -> tuple[_Demand, Feedback]:
-    """`demand` times 1 + the miss-feedback headroom, moved first by this decision's visible
-    miss (`missed`: the load above what the instances asked for serve)."""
+    """`demand` times 1 + the miss-feedback headroom, moved first by this decision's miss."""
     target = params.miss_feedback_target
     if target is None:
         return demand, fb
+    serves = params.capacity_per_instance or params.target_per_instance
+    missed = load > current * serves * (1 + 1e-9)
     fb = update_feedback(
         fb,
         now=now,
