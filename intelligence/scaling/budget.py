@@ -29,8 +29,10 @@ reaches it. The state is the factor, the smoothed level, two times and the shado
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
+
+from intelligence.scaling._evolve import evolve
 
 __all__ = ["BUDGET_PERIOD", "Budget", "move_budget"]
 
@@ -92,7 +94,7 @@ def move_budget(
     """The factor moved by the gap over the interval since the last decision (the first
     decision only starts the clock; a decision not after the last changes nothing)."""
     if budget.last is None:
-        return replace(budget, last=now)
+        return evolve(budget, last=now)
     if now <= budget.last:
         return budget
     standing = current if budget.shadow is None else budget.shadow
@@ -101,4 +103,4 @@ def move_budget(
     level += (standing - level) * (1.0 - 0.5 ** (elapsed / LEVEL_HALF_LIFE))
     gap = (ratio * standing - current) / max(level, 1.0)
     headroom = min(max(budget.headroom + step * gap * elapsed / BUDGET_PERIOD, floor), cap)
-    return replace(budget, headroom=headroom, level=level, last=now)
+    return evolve(budget, headroom=headroom, level=level, last=now)

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
+
+from intelligence.scaling._evolve import evolve
 
 __all__ = ["MAX_PENDING", "MIN_SCALE", "Calibration", "Pending", "observe", "open_prediction"]
 
@@ -167,7 +169,7 @@ def observe(
     still: list[Pending] = []
     for p in cal.pending:
         if now > p.opened:
-            p = replace(p, peak=max(p.peak, load))
+            p = evolve(p, peak=max(p.peak, load))
         if now < p.opened + lead:
             still.append(p)
             continue
@@ -184,7 +186,7 @@ def observe(
             old = scores.pop(0)
             del ordered[bisect_left(ordered, old)]
         scored += 1
-    return replace(
+    return evolve(
         cal,
         level=level,
         scores=tuple(scores),
@@ -199,13 +201,13 @@ def _moments(cal: Calibration, *, now: float, load: float, half_life: float) -> 
     """`cal` with `load` folded into the exponentially weighted mean and variance (weights
     decay with time, not with the number of calls)."""
     if cal.mean is None or cal.seen is None or cal.high is None:
-        return replace(cal, mean=load, var=0.0, seen=now, high=load)
+        return evolve(cal, mean=load, var=0.0, seen=now, high=load)
     if now <= cal.seen:
         return cal
     w = 1.0 - 0.5 ** ((now - cal.seen) / half_life)
     delta = load - cal.mean
     mean = cal.mean + w * delta
-    return replace(
+    return evolve(
         cal,
         mean=mean,
         var=(1.0 - w) * (cal.var + w * delta * delta),
@@ -222,4 +224,4 @@ def open_prediction(
     if cal.pending and now - cal.pending[-1].opened < lead / MAX_PENDING:
         return cal
     pending = (*cal.pending, Pending(now, base, scale, headroom))
-    return replace(cal, pending=pending[-MAX_PENDING:])
+    return evolve(cal, pending=pending[-MAX_PENDING:])

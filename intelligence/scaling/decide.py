@@ -8,10 +8,12 @@ minimum raised by active schedules).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from intelligence.scaling._evolve import evolve
 from intelligence.scaling.budget import move_budget
 from intelligence.scaling.calibration import Calibration, observe, open_prediction
 from intelligence.scaling.dispersion import (
@@ -98,7 +100,7 @@ def decide(
     }
     exceedance = _observed(params, state, now=now, load=load, current=current, evidence=evidence)
     demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
-    state = replace(state, calibration=calibration, exceedance=exceedance)
+    state = evolve(state, calibration=calibration, exceedance=exceedance)
     if demand is None:
         demand = _demand(observed, params, load, evidence)
     demand, dispersion = _with_dispersion(
@@ -107,7 +109,7 @@ def decide(
     demand, feedback = _with_feedback(
         params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
     )
-    state = replace(state, feedback=feedback, dispersion=dispersion)
+    state = evolve(state, feedback=feedback, dispersion=dispersion)
     demand, state = _with_budget(
         params, state, demand, now=now, current=current, load=load, evidence=evidence
     )
@@ -239,7 +241,7 @@ def _calibrated(
         params, cal, load=load, base=base, scale=scale, headroom=headroom, level=level
     )
     evidence.update(demand.evidence)
-    return replace(demand.demand, fallback=fallback), cal
+    return evolve(demand.demand, fallback=fallback), cal
 
 
 @dataclass(frozen=True)
@@ -452,7 +454,7 @@ def _with_dispersion(
     note = f"dispersion headroom: {words} = {level:.4g} under capacity"
     if capped:
         note += f", capped at {cap or 0.0:.0%} above the mode's demand"
-    return replace(demand, load=needed, source=Reason.DISPERSION_HEADROOM, note=note), disp
+    return evolve(demand, load=needed, source=Reason.DISPERSION_HEADROOM, note=note), disp
 
 
 def _dispersion_sigmas(params: ScalingParams, rate: float, index: float) -> float:
@@ -533,14 +535,14 @@ def _with_budget(
     if budget.due(now):
         count = current if budget.shadow is None else budget.shadow
         step = decide(Observation(now, count, load), params=_reactive(params), state=state.shadow)
-        budget = replace(budget, shadow=step.desired, stepped=now)
+        budget = evolve(budget, shadow=step.desired, stepped=now)
         shadow_state = step.state
     evidence.update(
         costBudget=ratio,
         costBudgetHeadroom=budget.headroom,
         reactiveInstances=float(budget.shadow or 0),
     )
-    state = replace(state, budget=budget, shadow=shadow_state)
+    state = evolve(state, budget=budget, shadow=shadow_state)
     return _raised(demand, budget.headroom, load), state
 
 
@@ -549,14 +551,14 @@ def _raised(demand: _Demand, headroom: float, load: float) -> _Demand:
     below current `load`; unchanged at 0."""
     if headroom == 0:
         return demand
-    return replace(demand, load=max(demand.load * (1 + headroom), load))
+    return evolve(demand, load=max(demand.load * (1 + headroom), load))
 
 
 @functools.lru_cache(maxsize=64)
 def _reactive(params: ScalingParams) -> ScalingParams:
     """HPA on the same metric: `params` without the forecast, schedules, miss feedback or
     budget (its bounds, target and behavior kept)."""
-    return replace(
+    return dataclasses.replace(
         params, predictive=False, schedules=(), miss_feedback_target=None, cost_budget=None
     )
 

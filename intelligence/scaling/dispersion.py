@@ -35,9 +35,11 @@ State: a handful of numbers (`Dispersion`), O(1) per decision.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
+
+from intelligence.scaling._evolve import evolve
 
 __all__ = [
     "Dispersion",
@@ -121,9 +123,9 @@ def observe_dispersion(
     weight = 1.0 - 0.5 ** (min(gap, 4 * half_life) / half_life)
     mean = load if disp.mean is None else disp.mean + weight * (load - disp.mean)
     if gap > 2 * sample or disp.m1 is None:
-        return replace(disp, last=now, m1=load, m2=None, d1=None, mean=mean)
+        return evolve(disp, last=now, m1=load, m2=None, d1=None, mean=mean)
     if disp.m2 is None:
-        return replace(disp, last=now, m1=load, m2=disp.m1, mean=mean)
+        return evolve(disp, last=now, m1=load, m2=disp.m1, mean=mean)
     d = load - 2 * disp.m1 + disp.m2
     cross, total, products = disp.cross, disp.weight, disp.products
     if disp.d1 is not None:  # exponentially weighted sums of products and of weights

@@ -8,8 +8,8 @@ memory (`ScalingState`) and returns a new one: nothing is kept here.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
+from intelligence.scaling._evolve import evolve
 from intelligence.scaling.enums import PolicyType, SelectPolicy
 from intelligence.scaling.types import (
     RateRules,
@@ -80,7 +80,7 @@ def prune(state: ScalingState, *, now: float, rates: Rates, extra_window: int = 
     )
     periods = [p.period_seconds for p in rates.scale_up.policies + rates.scale_down.policies]
     keep_ev = max(periods, default=0)
-    return replace(
+    return evolve(
         state,
         recommendations=tuple(r for r in state.recommendations if r.timestamp > now - keep_rec),
         scale_up_events=tuple(e for e in state.scale_up_events if e.timestamp > now - keep_ev),
@@ -119,7 +119,7 @@ def stabilize(
         if rec.timestamp > down_cut:
             down_rec = max(down_rec, rec.replicas)
     stabilized = min(max(current, up_rec), down_rec)
-    new_state = replace(state, recommendations=(*recs, Recommendation(now, raw)))
+    new_state = evolve(state, recommendations=(*recs, Recommendation(now, raw)))
     return stabilized, new_state
 
 
@@ -127,19 +127,17 @@ def with_scale_down_window(rates: Rates, seconds: int | None) -> Rates:
     """`rates` with the scale-down stabilization window replaced (unchanged for None)."""
     if seconds is None:
         return rates
-    return replace(
-        rates, scale_down=replace(rates.scale_down, stabilization_window_seconds=seconds)
-    )
+    return evolve(rates, scale_down=evolve(rates.scale_down, stabilization_window_seconds=seconds))
 
 
 def record_change(state: ScalingState, *, now: float, current: int, desired: int) -> ScalingState:
     """`state` with the scale event from `current` to `desired` instances at `now`."""
     if desired > current:
-        return replace(
+        return evolve(
             state, scale_up_events=(*state.scale_up_events, ScaleEvent(now, desired - current))
         )
     if desired < current:
-        return replace(
+        return evolve(
             state,
             scale_down_events=(*state.scale_down_events, ScaleEvent(now, current - desired)),
         )
