@@ -484,6 +484,15 @@ class HealthCheck(SpecModel):
 Arg = Annotated[str, Field(max_length=4096)]
 
 
+CLOUD_RUN_RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
+"""Variables Cloud Run sets in every container of a service (its container runtime contract)
+and refuses in a revision's env."""
+_CLOUD_RUN_RESERVED_CEL = "[" + ", ".join(f"'{n}'" for n in CLOUD_RUN_RESERVED_ENV) + "]"
+_CLOUD_RUN_RESERVED_TEXT = (
+    ", ".join(CLOUD_RUN_RESERVED_ENV[:-1]) + " and " + CLOUD_RUN_RESERVED_ENV[-1]
+)
+
+
 class XynergyServiceSpec(SpecModel):
     """Desired state of a XynergyService."""
 
@@ -509,6 +518,13 @@ class XynergyServiceSpec(SpecModel):
                 " || self.replicas <= self.scaling.maxInstances",
                 "spec.replicas must not exceed spec.scaling.maxInstances",
                 field_path=".replicas",
+            ),
+            cel(
+                "self.backend != 'cloudRun' || !has(self.env)"
+                " || self.env.all(e, !(e.name in " + _CLOUD_RUN_RESERVED_CEL + "))",
+                "spec.env: " + _CLOUD_RUN_RESERVED_TEXT + " are set by Cloud Run itself (PORT to"
+                " spec.port) and may not be set when spec.backend is cloudRun",
+                field_path=".env",
             ),
             cel(
                 "!has(self.volumes) || self.volumes.all(v,"

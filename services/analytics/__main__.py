@@ -1,7 +1,10 @@
-"""Run the analytics service: ``python -m services.analytics`` (``XYNERGY_ANALYTICS_HOST``,
-``XYNERGY_ANALYTICS_PORT``, default 8086)."""
+"""Run the analytics service: ``python -m services.analytics``.
 
-from services.common.engine import run
+It listens on ``XYNERGY_ANALYTICS_HOST`` and the first of ``XYNERGY_ANALYTICS_PORT``, ``PORT``
+(Cloud Run's) and 8090 (``services.common.serve``).
+"""
+
+from services.common.serve import serve
 
 if __name__ == "__main__":
-    run("analytics", port=8086)
+    serve("analytics", port=8090)

@@ -1,7 +1,10 @@
-"""Run the ASO engine: ``python -m services.aso`` (``XYNERGY_ASO_HOST``, ``XYNERGY_ASO_PORT``,
-default 8086)."""
+"""Run the ASO engine: ``python -m services.aso``.
 
-from services.common.engine import run
+It listens on ``XYNERGY_ASO_HOST`` and the first of ``XYNERGY_ASO_PORT``, ``PORT``
+(Cloud Run's) and 8086 (``services.common.serve``).
+"""
+
+from services.common.serve import serve
 
 if __name__ == "__main__":
-    run("aso", port=8086)
+    serve("aso", port=8086)

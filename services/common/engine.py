@@ -18,7 +18,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import re
 import string
 from collections.abc import AsyncIterator, Iterable
@@ -53,7 +52,6 @@ __all__ = [
     "create_engine_app",
     "parse_answer",
     "prompt",
-    "run",
 ]
 
 log = logging.getLogger("xynergy.engines")
@@ -305,20 +303,3 @@ def create_engine_app(
         app.include_router(router, responses=_ANSWERS)
     _health(app, engine)
     return app
-
-
-def run(name: str, *, port: int) -> None:
-    """``python -m services.<name>``: serve ``services.<name>.app:create_app`` on
-    ``XYNERGY_<NAME>_HOST`` and ``XYNERGY_<NAME>_PORT``."""
-    import uvicorn
-
-    prefix = f"XYNERGY_{name.upper()}_"
-    uvicorn.run(
-        f"services.{name}.app:create_app",
-        factory=True,
-        host=os.environ.get(f"{prefix}HOST", "0.0.0.0"),
-        port=int(os.environ.get(f"{prefix}PORT", str(port))),
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-    )

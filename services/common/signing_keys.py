@@ -31,7 +31,7 @@ from typing import TypeVar
 import jwt
 from pydantic import SecretStr
 
-from services.common.settings import KeyRotationSettings
+from services.common.settings import KeyRotationSettings, SettingsError
 
 __all__ = ["Key", "KeyRing", "fingerprint", "key_ring", "parse_keys"]
 
@@ -60,13 +60,13 @@ class Key:
 
 def parse_keys(text: str, *, source: str, min_length: int) -> tuple[Key, ...]:
     """The keys of a key file (one per line, blank lines skipped; first signs), or a
-    ValueError naming ``source`` and what was expected, never a key."""
+    SettingsError (a ValueError) naming ``source`` and what was expected, never a key."""
     secrets = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
     if not secrets:
-        raise ValueError(f"{source}: holds no key (expected one key per line)")
+        raise SettingsError(f"{source}: holds no key (expected one key per line)")
     for number, secret in enumerate(secrets, start=1):
         if len(secret) < min_length:
-            raise ValueError(f"{source}: key {number} must be at least {min_length} characters")
+            raise SettingsError(f"{source}: key {number} must be at least {min_length} characters")
     return tuple(Key.of(s) for s in secrets)
 
 
@@ -237,19 +237,20 @@ def key_ring(
     clock: Callable[[], float] = time.monotonic,
 ) -> KeyRing:
     """The ring of a secret given either as a value (``variables[0]``) or as a key file
-    (``variables[1]``); a ValueError naming the variable when it is missing or bad."""
+    (``variables[1]``); a SettingsError (a ValueError) naming the variable when it is missing
+    or bad."""
     env, file_env = variables
     text = value.get_secret_value() if value is not None else ""
     if text and path is not None:
-        raise ValueError(f"{env} / {file_env}: set one of them, not both")
+        raise SettingsError(f"{env} / {file_env}: set one of them, not both")
     if path is not None:
         try:
             raw = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{file_env}: cannot read {path} ({type(exc).__name__})") from None
+            raise SettingsError(f"{file_env}: cannot read {path} ({type(exc).__name__})") from None
         keys = parse_keys(raw, source=f"{file_env} ({path})", min_length=min_length)
     elif len(text) < max(min_length, 1):
-        raise ValueError(
+        raise SettingsError(
             f"{env} / {file_env}: a key of at least {min_length} characters is required"
         )
     else:

@@ -1,23 +1,10 @@
-"""Run the CRM: ``python -m services.crm`` (``XYNERGY_CRM_HOST``, ``XYNERGY_CRM_PORT``)."""
+"""Run the CRM: ``python -m services.crm``.
 
-from __future__ import annotations
+It listens on ``XYNERGY_CRM_HOST`` and the first of ``XYNERGY_CRM_PORT``, ``PORT``
+(Cloud Run's) and 8081 (``services.common.serve``).
+"""
 
-import os
-
-import uvicorn
-
-
-def main() -> None:
-    uvicorn.run(
-        "services.crm.app:create_app",
-        factory=True,
-        host=os.environ.get("XYNERGY_CRM_HOST", "0.0.0.0"),
-        port=int(os.environ.get("XYNERGY_CRM_PORT", "8081")),
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-    )
-
+from services.common.serve import serve
 
 if __name__ == "__main__":
-    main()
+    serve("crm", port=8081)

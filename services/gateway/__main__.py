@@ -4,16 +4,16 @@ Served by granian (a Rust HTTP server for ASGI apps): in bench/gateway.py --comp
 less CPU per request than uvicorn. It does not rewrite the client address from
 ``X-Forwarded-For``: the gateway decides whose to believe (XYNERGY_GATEWAY_TRUSTED_PROXIES).
 
-``XYNERGY_GATEWAY_HOST`` (default 0.0.0.0), ``XYNERGY_GATEWAY_PORT`` (8080) and
-``XYNERGY_GATEWAY_WORKERS`` (1). Several workers share Redis, so limits and cache hold across
-them; the socket.io stream then needs sticky sessions or websocket-only clients.
+``XYNERGY_GATEWAY_HOST`` (default 0.0.0.0), ``XYNERGY_GATEWAY_PORT`` (else ``PORT``, Cloud Run's,
+else 8080) and ``XYNERGY_GATEWAY_WORKERS`` (1). Several workers share Redis, so limits and
+cache hold across them; the socket.io stream then needs sticky sessions or websocket-only
+clients.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
 
 from granian import Granian
@@ -22,6 +22,7 @@ from granian.log import LogLevels
 
 from services.common.auth import jwt_configured, jwt_key_ring
 from services.common.identity import InternalIdentitySigner
+from services.common.serve import int_variable, listen_address
 from services.common.settings import (
     AuthSettings,
     InternalIdentitySettings,
@@ -89,6 +90,10 @@ def worker_app() -> Gateway:
 def main() -> None:
     try:
         check_settings()
+        host, port = listen_address("gateway", 8080)
+        workers = int_variable(
+            ("XYNERGY_GATEWAY_WORKERS",), 1, low=1, high=64, what="a number of worker processes"
+        )
     except SettingsError as exc:
         print(f"gateway: settings error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -96,9 +101,9 @@ def main() -> None:
         "services.gateway.__main__:worker_app",
         factory=True,
         interface=Interfaces.ASGI,
-        address=os.environ.get("XYNERGY_GATEWAY_HOST", "0.0.0.0"),
-        port=int(os.environ.get("XYNERGY_GATEWAY_PORT", "8080")),
-        workers=int(os.environ.get("XYNERGY_GATEWAY_WORKERS", "1")),
+        address=host,
+        port=port,
+        workers=workers,
         websockets=True,  # the socket.io stream
         log_access=False,  # the gateway writes its own access log
         log_level=LogLevels.warning,

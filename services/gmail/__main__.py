@@ -1,23 +1,10 @@
-"""Run the Gmail service: ``python -m services.gmail`` (``XYNERGY_GMAIL_HOST``, ``_PORT``)."""
+"""Run the Gmail service: ``python -m services.gmail``.
 
-from __future__ import annotations
+It listens on ``XYNERGY_GMAIL_HOST`` and the first of ``XYNERGY_GMAIL_PORT``, ``PORT``
+(Cloud Run's) and 8089 (``services.common.serve``).
+"""
 
-import os
-
-import uvicorn
-
-
-def main() -> None:
-    uvicorn.run(
-        "services.gmail.app:create_app",
-        factory=True,
-        host=os.environ.get("XYNERGY_GMAIL_HOST", "0.0.0.0"),
-        port=int(os.environ.get("XYNERGY_GMAIL_PORT", "8083")),
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-    )
-
+from services.common.serve import serve
 
 if __name__ == "__main__":
-    main()
+    serve("gmail", port=8089)

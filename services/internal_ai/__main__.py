@@ -1,24 +1,10 @@
-"""Run the Internal AI service: ``python -m services.internal_ai``
-(``XYNERGY_INTERNAL_AI_HOST``, ``XYNERGY_INTERNAL_AI_PORT``)."""
+"""Run the Internal AI service: ``python -m services.internal_ai``.
 
-from __future__ import annotations
+It listens on ``XYNERGY_INTERNAL_AI_HOST`` and the first of ``XYNERGY_INTERNAL_AI_PORT``, ``PORT``
+(Cloud Run's) and 8084 (``services.common.serve``).
+"""
 
-import os
-
-import uvicorn
-
-
-def main() -> None:
-    uvicorn.run(
-        "services.internal_ai.app:create_app",
-        factory=True,
-        host=os.environ.get("XYNERGY_INTERNAL_AI_HOST", "0.0.0.0"),
-        port=int(os.environ.get("XYNERGY_INTERNAL_AI_PORT", "8084")),
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-    )
-
+from services.common.serve import serve
 
 if __name__ == "__main__":
-    main()
+    serve("internal_ai", port=8084)

@@ -1,7 +1,10 @@
-"""Run the Marketing engine: ``python -m services.marketing`` (``XYNERGY_MARKETING_HOST``,
-``XYNERGY_MARKETING_PORT``, default 8085)."""
+"""Run the Marketing engine: ``python -m services.marketing``.
 
-from services.common.engine import run
+It listens on ``XYNERGY_MARKETING_HOST`` and the first of ``XYNERGY_MARKETING_PORT``, ``PORT``
+(Cloud Run's) and 8085 (``services.common.serve``).
+"""
+
+from services.common.serve import serve
 
 if __name__ == "__main__":
-    run("marketing", port=8085)
+    serve("marketing", port=8085)

@@ -1,7 +1,10 @@
-"""Run the Research coordinator: ``python -m services.research`` (``XYNERGY_RESEARCH_HOST``,
-``XYNERGY_RESEARCH_PORT``, default 8087)."""
+"""Run the Research coordinator: ``python -m services.research``.
 
-from services.common.engine import run
+It listens on ``XYNERGY_RESEARCH_HOST`` and the first of ``XYNERGY_RESEARCH_PORT``, ``PORT``
+(Cloud Run's) and 8087 (``services.common.serve``).
+"""
+
+from services.common.serve import serve
 
 if __name__ == "__main__":
-    run("research", port=8087)
+    serve("research", port=8087)

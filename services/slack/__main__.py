@@ -1,23 +1,10 @@
-"""Run the Slack service: ``python -m services.slack`` (``XYNERGY_SLACK_HOST``, ``_PORT``)."""
+"""Run the Slack service: ``python -m services.slack``.
 
-from __future__ import annotations
+It listens on ``XYNERGY_SLACK_HOST`` and the first of ``XYNERGY_SLACK_PORT``, ``PORT``
+(Cloud Run's) and 8082 (``services.common.serve``).
+"""
 
-import os
-
-import uvicorn
-
-
-def main() -> None:
-    uvicorn.run(
-        "services.slack.app:create_app",
-        factory=True,
-        host=os.environ.get("XYNERGY_SLACK_HOST", "0.0.0.0"),
-        port=int(os.environ.get("XYNERGY_SLACK_PORT", "8082")),
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-    )
-
+from services.common.serve import serve
 
 if __name__ == "__main__":
-    main()
+    serve("slack", port=8082)

@@ -304,6 +304,16 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         "spec.kubernetes may only be set when spec.backend is kubernetes",
     ),
     (
+        "xs-cloudrun-reserved-env",
+        "XynergyService",
+        [
+            ("backend", "cloudRun"),
+            ("cloudRun", {"project": "my-proj-1", "region": "us-central1"}),
+            ("env", [{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "PORT", "value": "8080"}]),
+        ],
+        "spec.env: PORT, K_SERVICE, K_REVISION and K_CONFIGURATION are set by Cloud Run",
+    ),
+    (
         "xs-cloudrun-needs-block",
         "XynergyService",
         [("backend", "cloudRun")],
@@ -640,6 +650,7 @@ REFUSED: list[tuple[str, str, str, Any, str, str]] = [
 
 ACCEPTED: list[tuple[str, str, str, Any]] = [
     ("image-full", "XynergyService", "image", f"ghcr.io/acme/crm:1.2.3@{DIGEST}"),
+    ("env-port-on-kubernetes", "XynergyService", "env", [{"name": "PORT", "value": "8080"}]),
     ("image-port", "XynergyService", "image", "localhost:5000/x"),
     ("image-bare", "XynergyService", "image", "nginx"),
     ("image-ipv6", "XynergyService", "image", "[::1]:5000/app:dev"),

@@ -23,8 +23,13 @@ from google.api import launch_stage_pb2
 from google.cloud import run_v2
 
 from apis.quantity import canonical_quantity, parse_quantity
+from apis.v1alpha1.xynergyservice import (
+    CLOUD_RUN_RESERVED_ENV,
+    EnvVar,
+    Volume,
+    XynergyService,
+)
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
-from apis.v1alpha1.xynergyservice import EnvVar, Volume, XynergyService
 from controllers.core.errors import StalledError
 from controllers.xynergyservice.resources.naming import revision_name
 
@@ -231,6 +236,13 @@ def _env(
     env: list[run_v2.EnvVar] = []
     pinned = _pinned(existing)
     for i, var in enumerate(svc.spec.env or []):
+        if var.name in CLOUD_RUN_RESERVED_ENV:
+            raise StalledError(
+                f"spec.env[{i}] (variable {var.name}): Cloud Run sets "
+                f"{', '.join(CLOUD_RUN_RESERVED_ENV)} in every container itself (PORT to "
+                f"spec.port, {svc.spec.port}) and refuses a revision that sets one; remove it",
+                reason="UnsupportedEnv",
+            )
         if var.config_map_key_ref is not None:
             raise StalledError(
                 f"spec.env[{i}].configMapKeyRef (variable {var.name}): Kubernetes ConfigMaps "

@@ -36,6 +36,10 @@ from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 __all__ = ["ApiError", "CloudRunState", "FakeOperation"]
 
+
+RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
+"""Set by Cloud Run in every container of a service; a revision that sets one is refused."""
+
 SERVICE_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$")
 REVISION_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 TAG = re.compile(r"^[a-z](?:[-a-z0-9]{0,44}[a-z0-9])?$")
@@ -430,6 +434,15 @@ class CloudRunState:
         for i, container in enumerate(tpl.containers):
             if not container.image:
                 raise ApiError(400, bad, f"template.containers[{i}].image: must not be empty.")
+            reserved = [e.name for e in container.env if e.name in RESERVED_ENV]
+            if reserved:
+                raise ApiError(
+                    400,
+                    bad,
+                    f"template.containers[{i}].env: The following reserved env names were "
+                    f"provided: {', '.join(reserved)}. These values are automatically set by "
+                    "the system.",
+                )
             cpu = _cpu(container.resources.limits["cpu"])
             memory = _memory(container.resources.limits["memory"])
             gen1 = (

@@ -108,6 +108,20 @@ def test_errors_map_to_api_core_exceptions(
     assert cloudrun_fake.writes == {"services.create": 1, "services.patch": 1}
 
 
+def test_reserved_env_names_are_refused(
+    cloudrun_fake: FakeCloudRun, run: run_v2.ServicesClient
+) -> None:
+    svc = service()
+    svc.template.containers[0].env = [
+        run_v2.EnvVar(name="LOG_LEVEL", value="INFO"),
+        run_v2.EnvVar(name="PORT", value="8080"),
+    ]
+    with pytest.raises(gexc.BadRequest, match="reserved env names were provided: PORT") as bad:
+        run.create_service(parent=PARENT, service=svc, service_id="hello")
+    assert error_status(bad.value) == "INVALID_ARGUMENT"
+    assert cloudrun_fake.writes == {}
+
+
 def test_revision_names_are_immutable(
     cloudrun_fake: FakeCloudRun, run: run_v2.ServicesClient
 ) -> None:

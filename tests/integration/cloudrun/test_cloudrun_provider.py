@@ -385,6 +385,11 @@ async def test_explicit_invalid_sizing_stalls_with_the_api_message(
             r"spec\.env\[0\]\.configMapKeyRef \(variable MODE\): Kubernetes ConfigMaps are not",
             "UnsupportedEnv",
         ),
+        (
+            {"env": [{"name": "K_SERVICE", "value": "crm"}]},
+            r"spec\.env\[0\] \(variable K_SERVICE\): Cloud Run sets PORT, K_SERVICE, K_REVISION",
+            "UnsupportedEnv",
+        ),
         ({"name": "x" * 50}, "not a valid Cloud Run service name", "InvalidName"),
         ({"name": "9lives"}, "not a valid Cloud Run service name", "InvalidName"),
     ],

@@ -145,6 +145,16 @@ def test_configmap_env_is_unsupported() -> None:
     assert err.value.reason == "UnsupportedEnv"
 
 
+def test_env_cloud_run_sets_itself_is_unsupported() -> None:
+    obj = xs(env=[{"name": "A", "value": "1"}, {"name": "PORT", "value": "9000"}])
+    with pytest.raises(
+        StalledError, match=r"spec\.env\[1\] \(variable PORT\): Cloud Run sets"
+    ) as err:
+        desired_service(obj, None)
+    assert err.value.reason == "UnsupportedEnv"
+    assert "PORT to spec.port, 8080" in str(err.value)
+
+
 def with_server_defaults(svc: run_v2.Service) -> run_v2.Service:
     """What the API adds on write: defaults we do not manage, plus other people's fields."""
     out = run_v2.Service(svc)
