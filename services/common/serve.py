@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from typing import NoReturn
 
 from services.common.settings import SettingsError
 
-__all__ = ["checked_address", "int_variable", "listen_address", "serve"]
+__all__ = ["checked_address", "int_variable", "listen_address", "serve", "settings_exit"]
 
 CONTAINER_PORT = "PORT"
 """The variable Cloud Run and Knative set to the port they route to."""
@@ -66,13 +67,19 @@ def listen_address(
     return host, port
 
 
+def settings_exit(name: str, exc: SettingsError) -> NoReturn:
+    """Stop the start of service ``name``: one line on stderr (the error names the variable,
+    never its value when it may be a secret), exit status 2."""
+    print(f"{name}: settings error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
 def checked_address(name: str, default_port: int) -> tuple[str, int]:
-    """``listen_address``, or exit 2 with one line on stderr naming the bad variable."""
+    """``listen_address``, or ``settings_exit`` naming the bad variable."""
     try:
         return listen_address(name, default_port)
     except SettingsError as exc:
-        print(f"{name}: settings error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        settings_exit(name, exc)
 
 
 def serve(name: str, *, port: int) -> None:
@@ -87,8 +94,7 @@ def serve(name: str, *, port: int) -> None:
     try:
         app = importlib.import_module(f"services.{name}.app").create_app()
     except SettingsError as exc:
-        print(f"{name}: settings error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        settings_exit(name, exc)
     uvicorn.run(
         app,
         host=host,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 
 from granian import Granian
 from granian.constants import Interfaces
@@ -22,7 +21,7 @@ from granian.log import LogLevels
 
 from services.common.auth import jwt_configured, jwt_key_ring
 from services.common.identity import InternalIdentitySigner
-from services.common.serve import int_variable, listen_address
+from services.common.serve import int_variable, listen_address, settings_exit
 from services.common.settings import (
     AuthSettings,
     InternalIdentitySettings,
@@ -95,8 +94,7 @@ def main() -> None:
             ("XYNERGY_GATEWAY_WORKERS",), 1, low=1, high=64, what="a number of worker processes"
         )
     except SettingsError as exc:
-        print(f"gateway: settings error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        settings_exit("gateway", exc)
     Granian(
         "services.gateway.__main__:worker_app",
         factory=True,
