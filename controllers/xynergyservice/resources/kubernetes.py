@@ -58,12 +58,19 @@ def owner_reference(svc: XynergyService) -> dict[str, Any]:
     }
 
 
+CONTAINER_PORT_ENV = "PORT"
+"""The variable that tells the container which port it is routed to (spec.port)."""
+
+
 def service_url(svc: XynergyService) -> str:
     """The in-cluster URL of the Service."""
     return f"http://{name_of(svc)}.{svc.metadata.namespace}.svc.cluster.local"
 
 
 def _env(svc: XynergyService) -> list[dict[str, Any]]:
+    """spec.env, then ``PORT`` set to spec.port unless spec.env sets it: Cloud Run's (and
+    Knative's) container contract, so one image and one spec listen where they are probed on
+    either backend."""
     out: list[dict[str, Any]] = []
     for var in svc.spec.env or []:
         item: dict[str, Any] = {"name": var.name}
@@ -80,6 +87,8 @@ def _env(svc: XynergyService) -> list[dict[str, Any]]:
         else:
             item["value"] = var.value or ""
         out.append(item)
+    if not any(item["name"] == CONTAINER_PORT_ENV for item in out):
+        out.append({"name": CONTAINER_PORT_ENV, "value": str(svc.spec.port)})
     return out
 
 

@@ -107,6 +107,22 @@ def test_subset_detects_drift(path: tuple[Any, ...], value: Any) -> None:
     assert not is_subset(desired, live)
 
 
+def test_the_container_is_told_its_port_as_cloud_run_tells_it() -> None:
+    env = build_deployment(_svc(port=9000, env=[{"name": "A", "value": "1"}]))["spec"][
+        "template"
+    ]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "A", "value": "1"}, {"name": "PORT", "value": "9000"}]
+    assert build_deployment(_svc())["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "PORT", "value": "8080"}
+    ]
+
+
+def test_a_port_variable_of_the_users_own_wins() -> None:
+    svc = _svc(port=9000, env=[{"name": "PORT", "value": "7000"}])
+    env = build_deployment(svc)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "PORT", "value": "7000"}]
+
+
 def test_subset_detects_removed_env() -> None:
     desired = build_deployment(_svc(env=[{"name": "A", "value": "1"}]))
     live = _live(desired)
