@@ -108,9 +108,9 @@ def test_subset_detects_drift(path: tuple[Any, ...], value: Any) -> None:
 
 
 def test_the_container_is_told_its_port_as_cloud_run_tells_it() -> None:
-    env = build_deployment(_svc(port=9000, env=[{"name": "A", "value": "1"}]))["spec"][
-        "template"
-    ]["spec"]["containers"][0]["env"]
+    env = build_deployment(_svc(port=9000, env=[{"name": "A", "value": "1"}]))["spec"]["template"][
+        "spec"
+    ]["containers"][0]["env"]
     assert env == [{"name": "A", "value": "1"}, {"name": "PORT", "value": "9000"}]
     assert build_deployment(_svc())["spec"]["template"]["spec"]["containers"][0]["env"] == [
         {"name": "PORT", "value": "8080"}
