@@ -484,7 +484,10 @@ class HealthCheck(SpecModel):
 Arg = Annotated[str, Field(max_length=4096)]
 
 
-CLOUD_RUN_RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
+CONTAINER_PORT_ENV = "PORT"
+"""The variable that tells a container the port it is routed to (spec.port): Cloud Run sets
+it, and the Kubernetes backend sets it the same way."""
+CLOUD_RUN_RESERVED_ENV = (CONTAINER_PORT_ENV, "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
 """Variables Cloud Run sets in every container of a service (its container runtime contract)
 and refuses in a revision's env."""
 _CLOUD_RUN_RESERVED_CEL = "[" + ", ".join(f"'{n}'" for n in CLOUD_RUN_RESERVED_ENV) + "]"

@@ -33,7 +33,8 @@ def int_variable(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     """The first of ``names`` set in the environment, as an integer in [low, high]; ``default``
-    when none is set. SettingsError names the variable and what it must be."""
+    when none is set. SettingsError names the variable, what it must be and the value given
+    (so not for a variable that may hold a secret)."""
     env = os.environ if environ is None else environ
     for name in names:
         raw = env.get(name)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis.v1alpha1.common import API_VERSION
-from apis.v1alpha1.xynergyservice import KeyToPath, Volume, XynergyService
+from apis.v1alpha1.xynergyservice import CONTAINER_PORT_ENV, KeyToPath, Volume, XynergyService
 from controllers.xynergyservice.resources.naming import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -56,10 +56,6 @@ def owner_reference(svc: XynergyService) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-CONTAINER_PORT_ENV = "PORT"
-"""The variable that tells the container which port it is routed to (spec.port)."""
 
 
 def service_url(svc: XynergyService) -> str:
