@@ -100,7 +100,6 @@ def decide(
     }
     exceedance = _observed(params, state, now=now, load=load, current=current, evidence=evidence)
     demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
-    state = evolve(state, calibration=calibration, exceedance=exceedance)
     if demand is None:
         demand = _demand(observed, params, load, evidence)
     demand, dispersion = _with_dispersion(
@@ -109,7 +108,13 @@ def decide(
     demand, feedback = _with_feedback(
         params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
     )
-    state = evolve(state, feedback=feedback, dispersion=dispersion)
+    state = evolve(
+        state,
+        calibration=calibration,
+        exceedance=exceedance,
+        feedback=feedback,
+        dispersion=dispersion,
+    )
     demand, state = _with_budget(
         params, state, demand, now=now, current=current, load=load, evidence=evidence
     )
