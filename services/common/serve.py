@@ -15,7 +15,9 @@ import sys
 from collections.abc import Mapping
 from typing import NoReturn
 
-from services.common.settings import SettingsError
+from pydantic import ValidationError
+
+from services.common.settings import SettingsError, settings_error
 
 __all__ = ["checked_address", "int_variable", "listen_address", "serve", "settings_exit"]
 
@@ -96,6 +98,11 @@ def serve(name: str, *, port: int) -> None:
         app = importlib.import_module(f"services.{name}.app").create_app()
     except SettingsError as exc:
         settings_exit(name, exc)
+    except ValidationError as exc:  # a settings class read with cls(), not load_settings
+        problem = settings_error(exc)
+        if problem is None:
+            raise
+        settings_exit(name, problem)
     uvicorn.run(
         app,
         host=host,

@@ -20,6 +20,7 @@ __all__ = [
     "SettingsError",
     "env_variables",
     "load_settings",
+    "settings_error",
 ]
 
 S = TypeVar("S", bound=BaseSettings)
@@ -51,11 +52,36 @@ def load_settings(cls: type[S]) -> S:
     try:
         return cls()
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else ""
-            problems.append(f"{_variables(cls, field)}: {err['msg']}")
-        raise SettingsError("; ".join(problems)) from None
+        raise _described(exc, cls) from None
+
+
+def _settings_class(title: str) -> type[BaseSettings] | None:
+    """The loaded BaseSettings subclass called ``title`` (a ValidationError's title)."""
+    pending: list[type[BaseSettings]] = [BaseSettings]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == title and cls is not BaseSettings:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return None
+
+
+def settings_error(exc: ValidationError) -> SettingsError | None:
+    """``exc`` as a SettingsError naming each variable that is wrong (as ``load_settings``
+    says it), found by the settings class the error names; None when ``exc`` is not about a
+    loaded settings class (a request body, say)."""
+    cls = _settings_class(exc.title)
+    return None if cls is None else _described(exc, cls)
+
+
+def _described(exc: ValidationError, cls: type[BaseSettings]) -> SettingsError:
+    """Each variable that is wrong and what was expected, never the value given (it may be
+    a secret)."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else ""
+        problems.append(f"{_variables(cls, field)}: {err['msg']}")
+    return SettingsError("; ".join(problems))
 
 
 class KeyRotationSettings(BaseSettings):

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import firestore
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,7 +32,7 @@ from prometheus_client import (
 from pydantic import BaseModel
 
 from services.common.identity import InternalIdentityVerifier
-from services.common.settings import InternalIdentitySettings
+from services.common.settings import InternalIdentitySettings, SettingsError
 from services.common.telemetry import REQUEST_ID_HEADER, configure_logging, valid_request_id
 from services.crm.caching import CacheHeaders
 from services.crm.errors import install_error_handlers
@@ -105,6 +106,19 @@ class _Metrics:
         )
 
 
+def _firestore(settings: CrmSettings) -> firestore.AsyncClient:
+    """The Firestore client; SettingsError when there are no credentials to make it with."""
+    try:
+        return firestore.AsyncClient(project=settings.project_id, database=settings.database)
+    except DefaultCredentialsError as exc:
+        reason = " ".join(str(exc).split())
+        raise SettingsError(
+            f"Firestore: no usable Application Default Credentials ({reason}); set"
+            " GOOGLE_APPLICATION_CREDENTIALS to a key file, run where the metadata server gives"
+            " them, or set FIRESTORE_EMULATOR_HOST for the emulator"
+        ) from None
+
+
 def create_app(
     settings: CrmSettings | None = None,
     *,
@@ -115,9 +129,7 @@ def create_app(
     settings = settings or CrmSettings()
     configure_logging(settings.log_level)
     metrics = _Metrics()
-    db = firestore_client or firestore.AsyncClient(
-        project=settings.project_id, database=settings.database
-    )
+    db = firestore_client or _firestore(settings)
     redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
 
     @contextlib.asynccontextmanager

@@ -84,3 +84,23 @@ def test_a_missing_key_is_named_without_its_value() -> None:
         "XYNERGY_INTERNAL_SIGNING_KEY_FILE: a key of at least 32 characters is required"
     )
     assert "short" not in line
+
+
+def test_a_setting_out_of_its_range_is_named_without_its_value() -> None:
+    line = _start_fails("slack", _env(XYNERGY_SLACK_TEAMS_CACHE_SECONDS="-57"))
+    assert line.startswith("slack: settings error: XYNERGY_SLACK_TEAMS_CACHE_SECONDS: ")
+    assert "greater than or equal to 0" in line
+    assert "-57" not in line
+
+
+def test_the_crm_without_credentials_says_what_to_set() -> None:
+    env = {
+        k: v
+        for k, v in _env(XYNERGY_CRM_HOST="127.0.0.1").items()
+        if k not in ("FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")
+    }
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = "/nonexistent/xynergy-key.json"
+    line = _start_fails("crm", env)
+    assert line.startswith("crm: settings error: Firestore: no usable Application Default")
+    assert "/nonexistent/xynergy-key.json" in line  # the library's reason, on the same line
+    assert "FIRESTORE_EMULATOR_HOST" in line

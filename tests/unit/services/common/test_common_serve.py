@@ -50,3 +50,33 @@ def test_int_variable_bounds() -> None:
     assert int_variable(names, 1, low=1, high=64, what="workers", environ=env) == 4
     with pytest.raises(SettingsError, match="XYNERGY_GATEWAY_WORKERS: expected workers"):
         int_variable(names, 1, low=1, high=64, what="workers", environ={names[0]: "-2"})
+
+
+def test_a_settings_classs_error_names_its_variable_never_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from services.common.settings import settings_error
+    from services.slack.settings import SlackSettings
+
+    monkeypatch.setenv("XYNERGY_SLACK_TEAMS_CACHE_SECONDS", "-57")
+    with pytest.raises(ValidationError) as err:
+        SlackSettings()
+    problem = settings_error(err.value)
+    assert problem is not None
+    assert str(problem).startswith("XYNERGY_SLACK_TEAMS_CACHE_SECONDS: Input should be greater")
+    assert "-57" not in str(problem)
+
+
+def test_an_error_about_anything_but_settings_is_left_alone() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from services.common.settings import settings_error
+
+    class Body(BaseModel):
+        count: int
+
+    with pytest.raises(ValidationError) as err:
+        Body(count="many")  # type: ignore[arg-type]
+    assert settings_error(err.value) is None
