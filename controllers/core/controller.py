@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ from controllers.core.scheduler import ObjectKey, ResyncScheduler
 from controllers.core.status import StatusWriter
 
 __all__ = [
+    "DRIFT_CHECK_ANNOTATION",
     "FINALIZER",
+    "MIN_DRIFT_CHECK_SECONDS",
     "RESYNC_ANNOTATION",
     "ChildEvent",
     "Controller",
@@ -47,8 +50,12 @@ log = logging.getLogger(__name__)
 FINALIZER = "xynergy.io/finalizer"
 """The finalizer kopf adds for kinds whose deletion needs us (`KindReconciler.needs_finalizer`)."""
 
-RESYNC_ANNOTATION = "xynergy.io/drift-check-interval"
-"""Per-object resync period in seconds (overrides the operator's default)."""
+DRIFT_CHECK_ANNOTATION = "xynergy.io/drift-check-interval"
+"""Per-object resync period in seconds (overrides the operator's default; at least
+`MIN_DRIFT_CHECK_SECONDS`)."""
+
+MIN_DRIFT_CHECK_SECONDS = 10.0
+"""The shortest per-object period: each check is a full converge (a Cloud Run GET, say)."""
 
 
 @dataclass(frozen=True)
@@ -374,7 +381,9 @@ class Controller:
     def _interval(self, body: Mapping[str, Any]) -> float:
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         try:
-            value = float(annotations.get(RESYNC_ANNOTATION, self.resync_seconds))
+            value = float(annotations.get(DRIFT_CHECK_ANNOTATION, self.resync_seconds))
         except ValueError:
             return self.resync_seconds
-        return value if value > 0 else self.resync_seconds
+        if not math.isfinite(value) or value <= 0:
+            return self.resync_seconds
+        return max(value, MIN_DRIFT_CHECK_SECONDS)

@@ -31,6 +31,7 @@ from controllers.core import (
     RetryPolicy,
     StatusWriter,
 )
+from controllers.core.controller import DRIFT_CHECK_ANNOTATION, RESYNC_ANNOTATION
 from controllers.core.peering import ActivityGate
 from controllers.core.status import spec_error
 
@@ -407,6 +408,30 @@ async def test_a_kind_with_its_own_period_is_checked_again_exactly_then() -> Non
     controller = _controller(client, FakeReconciler(after=12.5))
     await controller.converge(_key())
     assert controller.scheduler.due_in("u1") == 12.5  # not the 600 s resync, no jitter
+
+
+@pytest.mark.parametrize(
+    ("annotations", "low", "high"),
+    [
+        ({DRIFT_CHECK_ANNOTATION: "60"}, 60, 66),  # the object's own period, with its jitter
+        ({DRIFT_CHECK_ANNOTATION: "0.001"}, 10, 11),  # floored: each check is a converge
+        ({DRIFT_CHECK_ANNOTATION: "inf"}, 600, 660),
+        ({DRIFT_CHECK_ANNOTATION: "soon"}, 600, 660),
+        # a resync request (an epoch, as `date +%s` writes it) asks for a converge now, and
+        # is not a period: the next check stays at the operator's default
+        ({RESYNC_ANNOTATION: "1767225600"}, 600, 660),
+    ],
+)
+async def test_the_drift_check_period_is_the_objects_own_annotation(
+    annotations: dict[str, str], low: float, high: float
+) -> None:
+    body = _body()
+    body["metadata"]["annotations"] = annotations
+    controller = _controller(FakeClient({"crm": body}), FakeReconciler())
+    await controller.converge(_key())
+    delay = controller.scheduler.due_in("u1")
+    assert delay is not None
+    assert low <= delay <= high
 
 
 async def test_a_deleted_object_without_finalizer_leaves_nothing_behind() -> None:
