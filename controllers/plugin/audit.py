@@ -14,7 +14,7 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace
 
 from apis.policies import PARAMS_NAME, PRODUCTION_LABEL, RULES, SEVERITIES, Params, report
 from apis.policies import report_body as body_of
-from controllers.plugin.kinds import KINDS, client
+from controllers.plugin.kinds import KINDS, client, namespace_option
 from controllers.plugin.output import emit, output_option
 
 __all__ = ["audit", "collect"]
@@ -65,7 +65,7 @@ def _text(data: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.option("-n", "--namespace", default="default", show_default=True)
+@namespace_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
 @click.option(
     "--params-namespace",

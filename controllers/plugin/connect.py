@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from apis.v1alpha1.oauthconnection import OAuthPhase
-from controllers.plugin.kinds import KINDS, client, fetch, names_of
+from controllers.plugin.kinds import KINDS, client, fetch, names_of, namespace_option
 from controllers.plugin.output import emit, output_option
 
 __all__ = ["connect"]
@@ -77,7 +77,7 @@ def _watch_until(
 
 @click.command()
 @click.argument("name", shell_complete=names_of("OAuthConnection"))
-@click.option("-n", "--namespace", default="default", show_default=True)
+@namespace_option
 @click.option(
     "--timeout",
     type=click.FloatRange(min=1),

@@ -28,7 +28,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from apis.base import parse_duration
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.scalingpolicy import MetricSource, ScalingPolicy
-from controllers.plugin.kinds import names_of
+from controllers.plugin.kinds import names_of, namespace_option
 from controllers.plugin.output import emit, output_option
 
 __all__ = ["forecast", "plan", "render"]
@@ -273,7 +273,7 @@ def _recent(policy: ScalingPolicy, url: str | None, now: float) -> tuple[Recent 
 
 @click.command()
 @click.argument("name", shell_complete=names_of("ScalingPolicy"))
-@click.option("-n", "--namespace", default="default", show_default=True)
+@namespace_option
 @output_option
 @click.option(
     "--prometheus-url",

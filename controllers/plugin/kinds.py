@@ -17,7 +17,17 @@ from lightkube.generic_resource import create_namespaced_resource
 from apis.v1alpha1 import KINDS as MODELS
 from apis.v1alpha1.common import GROUP, VERSION
 
-__all__ = ["KINDS", "Kind", "client", "complete_kind", "fetch", "kind_named", "names_of"]
+__all__ = [
+    "KINDS",
+    "Kind",
+    "client",
+    "complete_kind",
+    "context_namespace",
+    "fetch",
+    "kind_named",
+    "names_of",
+    "namespace_option",
+]
 
 ClientFactory = Callable[[], Client]
 
@@ -57,6 +67,27 @@ def client(ctx: click.Context) -> Client:
     return factory()
 
 
+def context_namespace(ctx: click.Context, _: object = None, value: str | None = None) -> str:
+    """``-n``'s value, else the current kubeconfig context's namespace (as kubectl), else
+    ``default``."""
+    if value:
+        return value
+    try:
+        found = getattr(client(ctx), "namespace", None)
+    except Exception:  # no kubeconfig: the command's own call says so
+        found = None
+    return str(found or "default")
+
+
+namespace_option = click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    callback=context_namespace,
+    help="Namespace (default: the kubeconfig context's, as kubectl).",
+)
+
+
 def fetch(ctx: click.Context, kind: Kind, name: str, namespace: str) -> dict[str, Any]:
     """The object as a dict, or a one-line error naming it."""
     try:
@@ -76,7 +107,7 @@ def names_of(kind: str | None = None) -> Callable[..., list[CompletionItem]]:
     def complete(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[CompletionItem]:
         try:
             found = kind_named(kind or ctx.params.get("kind") or "")
-            namespace = ctx.params.get("namespace") or "default"
+            namespace = context_namespace(ctx, None, ctx.params.get("namespace"))
             items: Any = client(ctx).list(found.resource, namespace=namespace)
             names = [o.metadata.name for o in items]
         except Exception:  # completion never fails the shell

@@ -18,7 +18,7 @@ from lightkube.types import PatchType
 
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import AnalysisRunSummary, CheckResult, Rollout, RolloutStatus
-from controllers.plugin.kinds import names_of
+from controllers.plugin.kinds import names_of, namespace_option
 from controllers.plugin.output import emit, output_option
 
 __all__ = ["ACTION_ANNOTATION", "render", "rollout"]
@@ -107,7 +107,6 @@ def rollout() -> None:
 
 
 _name = click.argument("name", shell_complete=names_of("Rollout"))
-_namespace = click.option("-n", "--namespace", default="default", show_default=True)
 
 
 def _show(obj: dict[str, Any], output: str) -> None:
@@ -118,7 +117,7 @@ def _show(obj: dict[str, Any], output: str) -> None:
 
 @rollout.command()
 @_name
-@_namespace
+@namespace_option
 @click.option("-w", "--watch", is_flag=True, help="Reprint on every change until interrupted.")
 @output_option
 @click.pass_context
@@ -148,7 +147,7 @@ def _act(ctx: click.Context, verb: str, name: str, namespace: str) -> None:
 def _action(verb: str, help_text: str) -> click.Command:
     @click.command(name=verb, help=help_text)
     @_name
-    @_namespace
+    @namespace_option
     @click.pass_context
     def command(ctx: click.Context, name: str, namespace: str) -> None:
         _act(ctx, verb, name, namespace)
@@ -158,7 +157,7 @@ def _action(verb: str, help_text: str) -> click.Command:
 
 @rollout.command()
 @_name
-@_namespace
+@namespace_option
 @click.option("--full", is_flag=True, help="Skip every remaining step: all traffic now.")
 @click.pass_context
 def promote(ctx: click.Context, name: str, namespace: str, full: bool) -> None:

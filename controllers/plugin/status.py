@@ -17,6 +17,7 @@ from controllers.plugin.kinds import (
     fetch,
     kind_named,
     names_of,
+    namespace_option,
 )
 from controllers.plugin.output import emit, output_option
 
@@ -76,13 +77,10 @@ def _table(rows: list[dict[str, Any]], *, namespaces: bool) -> str:
     )
 
 
-_namespace = click.option("-n", "--namespace", default="default", show_default=True)
-
-
 @click.command()
 @click.argument("kind", shell_complete=complete_kind)
 @click.argument("name", shell_complete=names_of())
-@_namespace
+@namespace_option
 @output_option
 @click.pass_context
 def status(ctx: click.Context, kind: str, name: str, namespace: str, output: str) -> None:
@@ -99,7 +97,7 @@ def _list(ctx: click.Context, kind: Kind, namespace: str | None) -> list[dict[st
 @click.command()
 @click.argument("kind", shell_complete=complete_kind)
 @click.argument("name", required=False, shell_complete=names_of())
-@_namespace
+@namespace_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
 @output_option
 @click.pass_context

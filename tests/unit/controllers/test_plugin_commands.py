@@ -111,6 +111,20 @@ def test_get_all_namespaces_lists_every_namespace() -> None:
     assert out.output.splitlines()[1].split()[:2] == ["team-a", "web"]
 
 
+def test_without_n_the_kubeconfig_contexts_namespace_is_used_as_kubectl_does() -> None:
+    client = FakeClient(SERVICES)
+    client.namespace = "team-a"  # type: ignore[attr-defined]  # lightkube's Client has it
+    out = run(["get", "xs"], client)
+    assert out.exit_code == 0, out.output
+    assert client.listed == ["team-a"]
+    assert out.output.splitlines()[1].split()[0] == "web"
+    out = run(["status", "xs", "web"], client)
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("XynergyService team-a/web: Current")
+    out = run(["get", "xs", "-n", "other"], client)  # -n still wins
+    assert client.listed[-1] == "other"
+
+
 def test_status_of_a_paused_rollout() -> None:
     client = FakeClient([captured("Rollout", "paused")])
     out = run(["status", "ro", "canary", "-n", "team-a"], client)
