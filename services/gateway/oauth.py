@@ -13,7 +13,8 @@ connection's authorization Secret and has not expired (400). Then the state is t
 the code put in, in one write under the Secret's resourceVersion: of two requests with the
 same state only one write succeeds, so a replay is refused (400). The answer waits (up to
 ``XYNERGY_GATEWAY_OAUTH_WAIT_SECONDS``, 20) for the operator: 200 with the connection and its
-account once Connected, 400 with the operator's reason when the provider refused the code,
+account once Connected, 400 with the operator's reason and the new ``authorizationURL`` when
+the provider refused the code,
 202 when the exchange is still pending.
 
 RBAC: get/watch ``oauthconnections``; get/update ``secrets``. Never logs a code or state.
@@ -59,12 +60,19 @@ class OAuthCallbackSettings(BaseSettings):
 
 
 class CallbackRefused(Exception):  # noqa: N818 - a refusal, answered, not an error of ours
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, authorization_url: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.authorization_url = authorization_url
 
     def response(self) -> JSONResponse:
-        body = {"error": error_code(self.status), "message": str(self), "status": self.status}
+        body: dict[str, object] = {
+            "error": error_code(self.status),
+            "message": str(self),
+            "status": self.status,
+        }
+        if self.authorization_url is not None:  # where to try again
+            body["authorizationURL"] = self.authorization_url
         return JSONResponse(body, status_code=self.status)
 
 
@@ -220,7 +228,9 @@ class Callback:
             )
         ready = get_condition(status.conditions, READY)
         message = ready.message if ready else "the provider refused the authorization"
-        raise CallbackRefused(400, f"authorization failed: {message}")
+        raise CallbackRefused(
+            400, f"authorization failed: {message}", authorization_url=status.authorization_url
+        )
 
     async def _outcome(self, conn: OAuthConnection, state: str) -> OAuthConnection | None:
         """The connection once the operator has handled this state's code, or None."""

@@ -318,6 +318,7 @@ async def test_gmail_refusals_replicas_and_unreachable_revoke(
     status = connection(kube, ns, name)["status"]
     assert status["phase"] == "PendingAuthorization"
     assert status["authorizationURL"] != url  # a new state for a new attempt
+    assert resp.json()["authorizationURL"] == status["authorizationURL"]  # the refusal says so
 
     resp = await callback(gateway, browser(status["authorizationURL"]))
     assert resp.status_code == 200, resp.text
