@@ -14,8 +14,7 @@ the code put in, in one write under the Secret's resourceVersion: of two request
 same state only one write succeeds, so a replay is refused (400). The answer waits (up to
 ``XYNERGY_GATEWAY_OAUTH_WAIT_SECONDS``, 20) for the operator: 200 with the connection and its
 account once Connected, 400 with the operator's reason and the new ``authorizationURL`` when
-the provider refused the code,
-202 when the exchange is still pending.
+the provider refused the code, 202 when the exchange is still pending.
 
 RBAC: get/watch ``oauthconnections``; get/update ``secrets``. Never logs a code or state.
 """
