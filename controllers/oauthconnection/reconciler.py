@@ -11,7 +11,9 @@ Level-based, from what the Secrets hold:
   as expired;
 - neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
   the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
-Only Secrets whose controller ownerReference is this connection are read, written or deleted
+New tokens whose write fails are retried in-process, then kept in memory by UID and written by
+the next converge (a code or rotated refresh token cannot be used twice). Only Secrets whose
+controller ownerReference is this connection are read, written or deleted
 (secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
 to build a URL, exchange a code or refresh. Deletion (finalizer, when `revokeOnDelete`): revoke
 at the provider (retried; a provider out of reach is a Warning Event and we let go), then
@@ -50,6 +52,7 @@ from controllers.core import (
     StalledError,
     TransientError,
 )
+from controllers.core.retry import Sleep
 from controllers.core.status import spec_error
 from controllers.oauthconnection.secrets import SecretData, SecretStore
 from controllers.oauthconnection.settings import OAuthSettings
@@ -139,6 +142,8 @@ class OAuthConnectionReconciler:
         settings: OAuthSettings,
         holder: str | None = None,
         revoke_retry: RetryPolicy | None = None,
+        write_retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -147,6 +152,14 @@ class OAuthConnectionReconciler:
         self.revoke_retry = revoke_retry or RetryPolicy(
             initial=1.0, maximum=5.0, deadline=30.0, max_attempts=settings.revoke_attempts
         )
+        self.write_retry = write_retry or RetryPolicy(
+            initial=0.5, maximum=4.0, deadline=15.0, max_attempts=4
+        )
+        self._sleep = sleep or _sleep
+        self._unsaved: dict[str, tuple[TokenSet, dt.datetime]] = {}
+        """Tokens the provider issued whose write to the token Secret failed, by connection
+        UID: a code and a rotated refresh token are single-use, so they cannot be fetched
+        again; the next converge writes these first (`release` revokes them)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -209,8 +222,11 @@ class OAuthConnectionReconciler:
         provider = self._provider(conn)
         authz = await self.store.authorization(conn)
         tokens = await self.store.tokens(conn)
+        unsaved = self._unsaved.get(str(conn.metadata.uid))
+        if unsaved is not None:
+            return await self._store_unsaved(conn, authz, *unsaved, now)
         if authz is not None and (authz.get("code") or authz.get("error")):
-            return await self._complete(conn, provider, authz, tokens, now)
+            return await self._complete(conn, provider, authz, now)
         if tokens is not None and tokens.get("access_token"):
             return await self._keep_fresh(conn, provider, tokens, now)
         return await self._pending(conn, provider, authz, now)
@@ -279,7 +295,6 @@ class OAuthConnectionReconciler:
         conn: OAuthConnection,
         provider: OAuthProvider,
         authz: SecretData,
-        previous: SecretData | None,
         now: dt.datetime,
     ) -> Outcome:
         """The callback delivered a code (or the provider's error): exchange it, once."""
@@ -313,14 +328,55 @@ class OAuthConnectionReconciler:
                 conn, provider, authz, now, reauth=reauth, failure=failure
             )
             return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
-        await self.store.write(
-            conn, role="tokens", data=token_data(tokens, issued=now), previous=previous
-        )
+        await self._store(conn, tokens, now, refreshed=False)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         who = _account(tokens)
         message = f"connected to {provider.name}" + (f" as {_who(who)}" if who else "")
         return self._connected(
             conn, tokens, now, issued=now, message=message, account=who, refreshed=now
+        ).with_events(Event("Normal", "Connected", message))
+
+    async def _store(
+        self, conn: OAuthConnection, tokens: TokenSet, issued: dt.datetime, *, refreshed: bool
+    ) -> None:
+        """Write tokens the provider just issued, retried here with backoff; when every try
+        fails they stay in memory (by UID) for the next converge, never asked for again."""
+        uid, name = str(conn.metadata.uid), conn.spec.token_secret_name
+        self._unsaved[uid] = (tokens, issued)
+        data = token_data(tokens, issued=issued)
+        try:
+            async for attempt in self.write_retry.retrying(
+                retry_if=lambda e: isinstance(e, TransientError), sleep=self._sleep
+            ):
+                with attempt:
+                    if refreshed:  # a merge: a reader's annotation is kept, the claim dropped
+                        await self.store.store_refreshed(conn, data)
+                    else:
+                        previous = await self.store.tokens(conn)
+                        await self.store.write(conn, role="tokens", data=data, previous=previous)
+        except ProviderError as exc:
+            message = (
+                f"the provider issued new tokens but writing Secret {name} failed "
+                f"({exc.message}); the operator keeps them and writes them on the next attempt"
+            )
+            raise type(exc)(message, reason=exc.reason) from None
+        self._unsaved.pop(uid, None)
+
+    async def _store_unsaved(
+        self,
+        conn: OAuthConnection,
+        authz: SecretData | None,
+        tokens: TokenSet,
+        issued: dt.datetime,
+        now: dt.datetime,
+    ) -> Outcome:
+        """Write the tokens an earlier converge received but could not store."""
+        await self._store(conn, tokens, issued, refreshed=False)
+        if authz is not None and authz.get("code"):  # the code they came from is used up
+            await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+        message = "tokens stored (issued earlier; their first write had failed)"
+        return self._connected(
+            conn, tokens, now, issued=issued, message=message, refreshed=issued
         ).with_events(Event("Normal", "Connected", message))
 
     # -- refresh -------------------------------------------------------------------------
@@ -454,7 +510,7 @@ class OAuthConnectionReconciler:
         except OAuthError as exc:
             await self.store.release_claim(conn)
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
-        await self.store.store_refreshed(conn, token_data(fresh, issued=now))
+        await self._store(conn, fresh, now, refreshed=True)
         return self._connected(
             conn, fresh, now, issued=now, message="tokens refreshed", refreshed=now
         )
@@ -478,8 +534,11 @@ class OAuthConnectionReconciler:
         does not own (another connection's, a user's) is neither revoked nor deleted."""
         conn = OAuthConnection.model_validate(body)
         event: Event | None = None
+        unsaved = self._unsaved.pop(str(conn.metadata.uid), None)
         data = await self.store.owned(conn, conn.spec.token_secret_name)
-        if conn.spec.revoke_on_delete and data is not None and data.get("access_token"):
+        if conn.spec.revoke_on_delete and unsaved is not None:  # the newest: never stored
+            event = await self._revoke(conn, unsaved[0])
+        elif conn.spec.revoke_on_delete and data is not None and data.get("access_token"):
             event = await self._revoke(conn, _token_set(data))
         await self.store.delete(conn, conn.spec.token_secret_name)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
@@ -490,7 +549,7 @@ class OAuthConnectionReconciler:
         try:
             creds = await self.store.client_credentials(conn)
             async for attempt in self.revoke_retry.retrying(
-                retry_if=lambda e: isinstance(e, ProviderUnreachableError), sleep=_sleep
+                retry_if=lambda e: isinstance(e, ProviderUnreachableError), sleep=self._sleep
             ):
                 with attempt:
                     await provider.revoke(creds, tokens=tokens)

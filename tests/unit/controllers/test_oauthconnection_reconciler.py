@@ -57,6 +57,13 @@ class Apiserver:
 
     secrets: dict[str, Stored] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    failing_token_writes: int = 0
+    """How many writes of a token Secret answer 503 from now on (etcd timing out)."""
+
+    def _write(self, name: str) -> None:
+        if name.endswith("-tokens") and self.failing_token_writes > 0:
+            self.failing_token_writes -= 1
+            raise _api_error(503)
 
     def _obj(self, name: str) -> Secret:
         s = self.secrets[name]
@@ -84,6 +91,7 @@ class Apiserver:
 
     async def create(self, obj: Secret) -> Secret:
         name, _, stored = self._parts(obj)
+        self._write(name)
         if name in self.secrets:
             raise _api_error(409)
         self.secrets[name] = stored
@@ -91,6 +99,7 @@ class Apiserver:
 
     async def replace(self, obj: Secret) -> Secret:
         name, rv, stored = self._parts(obj)
+        self._write(name)
         if name not in self.secrets:
             raise _api_error(404)
         old = self.secrets[name]
@@ -103,6 +112,8 @@ class Apiserver:
     async def patch(self, res: Any, name: str, patch: dict[str, Any], **_: Any) -> Secret:
         if name not in self.secrets:
             raise _api_error(404)
+        if "stringData" in patch:
+            self._write(name)
         s = self.secrets[name]
         meta = patch.get("metadata", {})
         if meta.get("resourceVersion") not in (None, str(s.rv)):
@@ -139,6 +150,8 @@ class Provider:
 
     lifetime: int = 3600
     refresh_tokens: bool = True
+    rotate: bool = False
+    """Each refresh issues a new refresh token and kills the one it was given."""
     now: dt.datetime = NOW
     exchange_error: Exception | None = None
     calls: dict[str, int] = field(
@@ -151,11 +164,15 @@ class Provider:
     def authorization_url(self, client: ClientCredentials, *, state: str, **_: Any) -> str:
         return f"https://provider.example/auth?state={state}"
 
+    live_refresh: str = "r1"
+
     def _tokens(self) -> TokenSet:
         self.n += 1
+        if self.rotate:
+            self.live_refresh = f"r{self.n}"
         return TokenSet(
             access_token=SecretStr(f"a{self.n}"),
-            refresh_token=SecretStr("r1") if self.refresh_tokens else None,
+            refresh_token=SecretStr(self.live_refresh) if self.refresh_tokens else None,
             expires_at=self.now + dt.timedelta(seconds=self.lifetime),
             token_type="bearer",
             scopes=("s",),
@@ -169,7 +186,7 @@ class Provider:
 
     async def refresh(self, client: ClientCredentials, *, refresh_token: str) -> TokenSet:
         self.calls["refresh"] += 1
-        if refresh_token != "r1":
+        if refresh_token != self.live_refresh:
             raise GrantRefusedError("google", "refresh", "invalid_grant")
         return self._tokens()
 
@@ -200,6 +217,7 @@ class World:
     api: Apiserver
     provider: Provider
     rec: OAuthConnectionReconciler
+    sleeps: list[float]
 
     async def sync(self, b: dict[str, Any], at: dt.datetime = NOW) -> Result:
         self.provider.now = at
@@ -226,12 +244,18 @@ def world(**provider: Any) -> World:
     api = Apiserver()
     api.secrets["client"] = Stored({"client_id": "id", "client_secret": "shh"})
     prov = Provider(**provider)
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
     rec = OAuthConnectionReconciler(
         SecretStore(api),  # type: ignore[arg-type]
         {"slack": prov, "google": prov},  # type: ignore[dict-item]
         settings=OAuthSettings(),
+        sleep=sleep,
     )
-    return World(api, prov, rec)
+    return World(api, prov, rec, sleeps)
 
 
 def st(result: Result) -> OAuthConnectionStatus:
@@ -464,3 +488,88 @@ async def test_a_missing_client_secret_leaves_valid_tokens_connected() -> None:
     result = await w.sync(b, at(3600))  # expired: now it is an error
     assert st(result).phase is OAuthPhase.ERROR
     assert ready(result)[1] == "ClientSecretMissing"
+
+
+# -- tokens whose write fails ----------------------------------------------------------------
+
+
+async def test_a_failed_token_write_is_retried_in_process() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.failing_token_writes = 2
+
+    result = await w.sync(b)
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert len(w.sleeps) == 2
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
+    assert w.provider.calls["exchange"] == 1
+
+
+async def test_exchanged_tokens_whose_writes_all_fail_are_written_next_time_not_fetched_again() -> (
+    None
+):
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.failing_token_writes = 100
+
+    result = await w.sync(b)
+
+    assert result.requeue.name == "BACKOFF"
+    status, reason, message = ready(result)
+    assert (status, reason) == ("Unknown", "ApiUnavailable")
+    assert "writes them on the next attempt" in message
+    assert "a1" not in message
+    assert "a-tokens" not in w.api.secrets
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(30))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.provider.calls["exchange"] == 1  # the single-use code was not sent again
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
+    assert authorization_secret_name("a") not in w.api.secrets
+    result = await w.sync(b, at(60))
+    assert ready(result)[0] == "True"
+    assert w.provider.calls["exchange"] == 1
+
+
+async def test_a_rotated_refresh_token_whose_write_fails_is_not_lost() -> None:
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes = 100
+
+    result = await w.sync(b, at(3400))
+
+    assert result.requeue.name == "BACKOFF"
+    assert w.provider.calls["refresh"] == 1
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(3410))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.api.secrets["a-tokens"].data["refresh_token"] == w.provider.live_refresh
+    result = await w.sync(b, at(3400 + 3400))  # the next refresh works with the stored token
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.provider.calls["refresh"] == 2
+
+
+async def test_deleting_a_connection_revokes_tokens_that_were_never_stored() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.failing_token_writes = 100
+    await w.sync(b)
+
+    gone, event = await w.rec.release(b)
+
+    assert gone
+    assert event is not None
+    assert event.reason == "Revoked"
+    assert w.provider.revoked == ["a1"]
