@@ -444,10 +444,12 @@ class OAuthConnectionReconciler:
         issued = _parse(data.get("issued_at"))
         expired = tokens.expires_at is not None and tokens.expires_at <= now
         if tokens.refresh_token is None and expired:
-            failure = (
-                f"the access token expired at {_rfc3339(tokens.expires_at)} and the "
-                "provider issued no refresh token"
+            when = (
+                f"expired at {_rfc3339(tokens.expires_at)}"
+                if tokens.expires_at != UNREADABLE_EXPIRY
+                else "counts as expired (expires_at is not an RFC 3339 time)"
             )
+            failure = f"the access token {when} and the provider issued no refresh token"
             return await self._reauth(conn, provider, failure, now)
         due = self._due(conn, tokens, issued)
         if due is None or due > now:

@@ -435,6 +435,7 @@ async def test_an_unreadable_expiry_without_a_refresh_token_asks_for_authorizati
     result = await w.sync(b, at(5))
 
     assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert "expires_at is not an RFC 3339 time" in ready(result)[2]
 
 
 # -- the provider during code exchange ------------------------------------------------------
