@@ -39,9 +39,10 @@ __all__ = [
     "encode_state",
 ]
 
-TOKEN_KEYS = ("access_token", "refresh_token", "expires_at", "token_type", "scope")
-"""Keys of the token Secret (`spec.tokenSecretName`); `expires_at` is RFC 3339 UTC, and
-`refresh_token`/`expires_at` are empty when the provider issues tokens that never expire."""
+TOKEN_KEYS = ("access_token", "refresh_token", "expires_at", "token_type", "scope", "issued_at")
+"""Keys of the token Secret (`spec.tokenSecretName`); `expires_at` and `issued_at` (when the
+operator received the token) are RFC 3339 UTC, and `refresh_token`/`expires_at` are empty when
+the provider issues tokens that never expire."""
 TENANT_LABEL = "xynergy.io/tenant"
 """Label on the token Secret: the connection's tenant."""
 PROVIDER_LABEL = "xynergy.io/provider"
@@ -88,7 +89,10 @@ def decode_state(state: str) -> tuple[str, str] | None:
     return (namespace, name) if slash and namespace and name else None
 
 
-_SLACK_SCOPE = r"^[a-z][a-z_]*(:[a-z_]+)*([.][a-z_]+)*$"  # no backslashes: it is embedded in CEL
+# A Slack scope: dot- or hyphen-separated words, then optionally `:` and dot-separated words
+# (chat:write, chat:write.public, users.profile:read, admin.conversations:write,
+# incoming-webhook, identity.basic, commands). No backslashes: it is embedded in CEL.
+_SLACK_SCOPE = r"^[a-z][a-z_]*([.-][a-z_]+)*(:[a-z_]+([.][a-z_]+)*)?$"
 _GOOGLE_SCOPES = ("openid", "email", "profile", "https://mail.google.com/")
 
 
@@ -130,7 +134,8 @@ class OAuthConnectionSpec(SpecModel):
         json_schema_extra=validations(
             cel(
                 "self.provider != 'slack' || self.scopes.all(s, s.matches('" + _SLACK_SCOPE + "'))",
-                "scopes: Slack scopes look like channels:read or chat:write",
+                "scopes: Slack scopes look like channels:read, chat:write.public,"
+                " users.profile:read or incoming-webhook",
                 field_path=".scopes",
             ),
             cel(
@@ -171,7 +176,8 @@ class OAuthConnectionSpec(SpecModel):
     token_secret_name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
     """Secret the operator writes the tokens to (created and owned by the operator)."""
     refresh_before_expiry_seconds: int = Field(default=300, ge=30, le=86400)
-    """Refresh the access token this long before it expires."""
+    """Refresh the access token this long before it expires (at most half the token's
+    lifetime before)."""
     revoke_on_delete: bool = True
     """Revoke the tokens at the provider when this object is deleted."""
 

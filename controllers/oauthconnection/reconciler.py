@@ -4,13 +4,20 @@ Level-based, from what the Secrets hold:
 - the authorization Secret holds a `code` (or `error`) the gateway's callback put there:
   exchange it (PKCE verifier from the same Secret), store the tokens, drop the authorization;
   a refused code gives a new authorization URL;
-- the token Secret holds tokens: refresh when `refreshBeforeExpirySeconds` from expiry
-  (claimed first, so one replica refreshes), else Connected until then; `invalid_grant`
-  deletes the dead tokens and asks for a new authorization (ReauthRequired);
+- the token Secret holds tokens: refresh when `refreshBeforeExpirySeconds` from expiry (at
+  most half the token's lifetime; claimed first, so one replica refreshes), else Connected
+  until then; `invalid_grant`, or an expired token without a refresh token, deletes the dead
+  tokens and asks for a new authorization (ReauthRequired); an unreadable `expires_at` counts
+  as expired;
 - neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
   the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
-Deletion (finalizer, when `revokeOnDelete`): revoke at the provider (retried; a provider out
-of reach is a Warning Event and we let go), then delete both Secrets.
+New tokens whose write fails are retried in-process, then kept in memory by UID and written by
+the next converge (a code or rotated refresh token cannot be used twice). Only Secrets whose
+controller ownerReference is this connection are read, written or deleted
+(secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
+to build a URL, exchange a code or refresh. Deletion (finalizer, when `revokeOnDelete`): revoke
+at the provider (retried; a provider out of reach is a Warning Event and we let go), then
+delete both Secrets, when ours.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -44,12 +52,14 @@ from controllers.core import (
     StalledError,
     TransientError,
 )
+from controllers.core.retry import Sleep
 from controllers.core.status import spec_error
 from controllers.oauthconnection.secrets import SecretData, SecretStore
 from controllers.oauthconnection.settings import OAuthSettings
 from controllers.oauthconnection.status import Outcome, build_status
 from controllers.providers.oauth import (
     ClientCredentials,
+    ClientRefusedError,
     GrantRefusedError,
     OAuthError,
     OAuthProvider,
@@ -69,21 +79,37 @@ def _rfc3339(when: dt.datetime | None) -> str:
     return "" if when is None else when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+UNREADABLE_EXPIRY = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+"""What an `expires_at` that is not RFC 3339 counts as: long expired (refresh or re-authorize)."""
+
+
 def _parse(value: str) -> dt.datetime | None:
+    """An RFC 3339 time; None when empty or unreadable."""
     if not value:
         return None
-    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def token_data(tokens: TokenSet) -> dict[str, str]:
-    """The token Secret's keys (see services/common/oauth_tokens.py)."""
+def _expiry(value: str) -> dt.datetime | None:
+    """The token's `expires_at`: None (never expires) when empty, expired when unreadable
+    (users may edit it by hand; a typo must not stop reconciles or deletion)."""
+    return _parse(value) or (UNREADABLE_EXPIRY if value.strip() else None)
+
+
+def token_data(tokens: TokenSet, *, issued: dt.datetime) -> dict[str, str]:
+    """The token Secret's keys (see services/common/oauth_tokens.py); `issued_at` is when the
+    operator received them (with `expires_at`, the token's lifetime)."""
     return {
         "access_token": tokens.access_token.get_secret_value(),
         "refresh_token": tokens.refresh_token.get_secret_value() if tokens.refresh_token else "",
         "expires_at": _rfc3339(tokens.expires_at),
         "token_type": tokens.token_type,
         "scope": " ".join(tokens.scopes),
+        "issued_at": _rfc3339(issued),
     }
 
 
@@ -92,7 +118,7 @@ def _token_set(data: SecretData) -> TokenSet:
     return TokenSet(
         access_token=SecretStr(data.get("access_token")),
         refresh_token=SecretStr(refresh) if refresh else None,
-        expires_at=_parse(data.get("expires_at")),
+        expires_at=_expiry(data.get("expires_at")),
         token_type=data.get("token_type") or "bearer",
         scopes=tuple(data.get("scope").split()),
     )
@@ -116,6 +142,8 @@ class OAuthConnectionReconciler:
         settings: OAuthSettings,
         holder: str | None = None,
         revoke_retry: RetryPolicy | None = None,
+        write_retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -124,6 +152,14 @@ class OAuthConnectionReconciler:
         self.revoke_retry = revoke_retry or RetryPolicy(
             initial=1.0, maximum=5.0, deadline=30.0, max_attempts=settings.revoke_attempts
         )
+        self.write_retry = write_retry or RetryPolicy(
+            initial=0.5, maximum=4.0, deadline=15.0, max_attempts=4
+        )
+        self._sleep = sleep or _sleep
+        self._unsaved: dict[str, tuple[TokenSet, dt.datetime]] = {}
+        """Tokens the provider issued whose write to the token Secret failed, by connection
+        UID: a code and a rotated refresh token are single-use, so they cannot be fetched
+        again; the next converge writes these first (`release` revokes them)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -182,15 +218,18 @@ class OAuthConnectionReconciler:
         )
 
     async def _converge(self, conn: OAuthConnection, now: dt.datetime) -> Outcome:
-        creds = await self.store.client_credentials(conn)
+        # both Secrets first: either one someone else owns stalls before any provider call
         provider = self._provider(conn)
         authz = await self.store.authorization(conn)
-        if authz is not None and (authz.get("code") or authz.get("error")):
-            return await self._complete(conn, creds, provider, authz, now)
         tokens = await self.store.tokens(conn)
+        unsaved = self._unsaved.get(str(conn.metadata.uid))
+        if unsaved is not None:
+            return await self._store_unsaved(conn, authz, *unsaved, now)
+        if authz is not None and (authz.get("code") or authz.get("error")):
+            return await self._complete(conn, provider, authz, now)
         if tokens is not None and tokens.get("access_token"):
-            return await self._keep_fresh(conn, creds, provider, tokens, now)
-        return await self._pending(conn, creds, provider, authz, now)
+            return await self._keep_fresh(conn, provider, tokens, now)
+        return await self._pending(conn, provider, authz, now)
 
     def _provider(self, conn: OAuthConnection) -> OAuthProvider:
         return self.providers["slack" if conn.spec.provider == "slack" else "google"]
@@ -200,7 +239,6 @@ class OAuthConnectionReconciler:
     async def _pending(
         self,
         conn: OAuthConnection,
-        creds: ClientCredentials,
         provider: OAuthProvider,
         authz: SecretData | None,
         now: dt.datetime,
@@ -216,6 +254,7 @@ class OAuthConnectionReconciler:
             expires = _parse(keep.get("expires_at")) or now
         else:
             state, verifier, expires = await self._new_state(conn, authz, now, reauth=reauth)
+        creds = await self.store.client_credentials(conn)
         url = provider.authorization_url(
             creds,
             redirect_uri=conn.spec.redirect_url,
@@ -248,13 +287,12 @@ class OAuthConnectionReconciler:
             "tenant": conn.spec.tenant,
             "reauth": "true" if reauth else "",
         }
-        await self.store.write(conn, role="authorization", data=data, previous=authz is not None)
+        await self.store.write(conn, role="authorization", data=data, previous=authz)
         return state, verifier, expires
 
     async def _complete(
         self,
         conn: OAuthConnection,
-        creds: ClientCredentials,
         provider: OAuthProvider,
         authz: SecretData,
         now: dt.datetime,
@@ -264,9 +302,10 @@ class OAuthConnectionReconciler:
         if authz.get("error"):
             failure = f"the provider answered the authorization with {authz.get('error')}"
             outcome = await self._pending(
-                conn, creds, provider, authz, now, reauth=reauth, failure=failure
+                conn, provider, authz, now, reauth=reauth, failure=failure
             )
             return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
+        creds = await self.store.client_credentials(conn)
         try:
             tokens = await provider.exchange(
                 creds,
@@ -274,31 +313,99 @@ class OAuthConnectionReconciler:
                 code_verifier=authz.get("code_verifier"),
                 redirect_uri=conn.spec.redirect_url,
             )
-        except ProviderUnreachableError as exc:
+        except ProviderUnreachableError as exc:  # the code stays: exchanged on the retry
             raise TransientError(f"code exchange: {exc}", reason="ProviderUnreachable") from None
-        except OAuthError as exc:  # refused code (replayed, PKCE mismatch) or client
+        except ClientRefusedError as exc:  # a new authorization would be refused the same
+            ref = conn.spec.client_secret_ref.name
+            raise StalledError(
+                f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref} "
+                f"({exc}); fix its client id or secret",
+                reason="ClientRefused",
+            ) from None
+        except OAuthError as exc:  # refused code (replayed, expired, PKCE mismatch)
             failure = f"the provider refused the authorization code: {exc}"
             outcome = await self._pending(
-                conn, creds, provider, authz, now, reauth=reauth, failure=failure
+                conn, provider, authz, now, reauth=reauth, failure=failure
             )
             return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
-        previous = await self.store.tokens(conn)
-        await self.store.write(
-            conn, role="tokens", data=token_data(tokens), previous=previous is not None
-        )
+        await self._store(conn, tokens, now, refreshed=False)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         who = _account(tokens)
         message = f"connected to {provider.name}" + (f" as {_who(who)}" if who else "")
         return self._connected(
-            conn, tokens, now, message=message, account=who, refreshed=now
+            conn, tokens, now, issued=now, message=message, account=who, refreshed=now
+        ).with_events(Event("Normal", "Connected", message))
+
+    async def _store(
+        self, conn: OAuthConnection, tokens: TokenSet, issued: dt.datetime, *, refreshed: bool
+    ) -> None:
+        """Write tokens the provider just issued, retried here with backoff; when every try
+        fails they stay in memory (by UID) for the next converge, never asked for again."""
+        uid, name = str(conn.metadata.uid), conn.spec.token_secret_name
+        self._unsaved[uid] = (tokens, issued)
+        data = token_data(tokens, issued=issued)
+        try:
+            async for attempt in self.write_retry.retrying(
+                retry_if=lambda e: isinstance(e, TransientError), sleep=self._sleep
+            ):
+                with attempt:
+                    if refreshed:  # a merge: a reader's annotation is kept, the claim dropped
+                        await self.store.store_refreshed(conn, data)
+                    else:
+                        previous = await self.store.tokens(conn)
+                        await self.store.write(conn, role="tokens", data=data, previous=previous)
+        except ProviderError as exc:
+            message = (
+                f"the provider issued new tokens but writing Secret {name} failed "
+                f"({exc.message}); the operator keeps them and writes them on the next attempt"
+            )
+            raise type(exc)(message, reason=exc.reason) from None
+        self._unsaved.pop(uid, None)
+
+    async def _store_unsaved(
+        self,
+        conn: OAuthConnection,
+        authz: SecretData | None,
+        tokens: TokenSet,
+        issued: dt.datetime,
+        now: dt.datetime,
+    ) -> Outcome:
+        """Write the tokens an earlier converge received but could not store."""
+        await self._store(conn, tokens, issued, refreshed=False)
+        if authz is not None and authz.get("code"):  # the code they came from is used up
+            await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+        message = "tokens stored (issued earlier; their first write had failed)"
+        return self._connected(
+            conn, tokens, now, issued=issued, message=message, refreshed=issued
         ).with_events(Event("Normal", "Connected", message))
 
     # -- refresh -------------------------------------------------------------------------
 
-    def _due(self, conn: OAuthConnection, tokens: TokenSet) -> dt.datetime | None:
+    def _lead(
+        self, conn: OAuthConnection, tokens: TokenSet, issued: dt.datetime | None
+    ) -> tuple[dt.timedelta, str]:
+        """How long before expiry to refresh: `refreshBeforeExpirySeconds`, at most half the
+        token's lifetime (a lead as long as the lifetime would refresh at once, forever); and,
+        when capped, a note saying so."""
+        lead = dt.timedelta(seconds=conn.spec.refresh_before_expiry_seconds)
+        if issued is None or tokens.expires_at is None:
+            return lead, ""
+        lifetime = tokens.expires_at - issued
+        if lifetime <= dt.timedelta(0) or lead <= lifetime / 2:
+            return lead, ""
+        note = (
+            f"spec.refreshBeforeExpirySeconds ({conn.spec.refresh_before_expiry_seconds}) is "
+            f"more than half the token's lifetime ({lifetime.total_seconds():.0f} s): "
+            "refreshing at half its lifetime"
+        )
+        return lifetime / 2, note
+
+    def _due(
+        self, conn: OAuthConnection, tokens: TokenSet, issued: dt.datetime | None
+    ) -> dt.datetime | None:
         if tokens.expires_at is None or tokens.refresh_token is None:
             return None
-        return tokens.expires_at - dt.timedelta(seconds=conn.spec.refresh_before_expiry_seconds)
+        return tokens.expires_at - self._lead(conn, tokens, issued)[0]
 
     def _connected(
         self,
@@ -306,15 +413,19 @@ class OAuthConnectionReconciler:
         tokens: TokenSet,
         now: dt.datetime,
         *,
+        issued: dt.datetime | None,
         message: str = "tokens are current",
         account: ConnectedAccount | None = None,
         refreshed: dt.datetime | None = None,
     ) -> Outcome:
-        due = self._due(conn, tokens)
+        due = self._due(conn, tokens, issued)
+        note = self._lead(conn, tokens, issued)[1] if due is not None else ""
+        if due is None and tokens.expires_at is not None:  # no refresh token: look at expiry
+            due = tokens.expires_at
         return Outcome(
             phase=OAuthPhase.CONNECTED,
             reason="Connected",
-            message=message,
+            message=f"{message}; {note}" if note else message,
             account=account,
             granted_scopes=tokens.scopes or None,
             expires_at=tokens.expires_at,
@@ -325,15 +436,30 @@ class OAuthConnectionReconciler:
     async def _keep_fresh(
         self,
         conn: OAuthConnection,
-        creds: ClientCredentials,
         provider: OAuthProvider,
         data: SecretData,
         now: dt.datetime,
     ) -> Outcome:
         tokens = _token_set(data)
-        due = self._due(conn, tokens)
+        issued = _parse(data.get("issued_at"))
+        expired = tokens.expires_at is not None and tokens.expires_at <= now
+        if tokens.refresh_token is None and expired:
+            when = (
+                f"expired at {_rfc3339(tokens.expires_at)}"
+                if tokens.expires_at != UNREADABLE_EXPIRY
+                else "counts as expired (expires_at is not an RFC 3339 time)"
+            )
+            failure = f"the access token {when} and the provider issued no refresh token"
+            return await self._reauth(conn, provider, failure, now)
+        due = self._due(conn, tokens, issued)
         if due is None or due > now:
-            return self._connected(conn, tokens, now)
+            return self._connected(conn, tokens, now, issued=issued)
+        try:
+            creds = await self.store.client_credentials(conn)
+        except StalledError as exc:
+            if expired:
+                raise
+            return self._unrefreshable(conn, tokens, now, issued, exc)
         until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
         claimed = await self.store.claim(conn, data, holder=self.holder, until=until)
         if claimed is None:  # another replica refreshes (or just did): look again soon
@@ -345,6 +471,27 @@ class OAuthConnectionReconciler:
                 requeue_after=2.0,
             )
         return await self._refresh(conn, creds, provider, tokens, now)
+
+    def _unrefreshable(
+        self,
+        conn: OAuthConnection,
+        tokens: TokenSet,
+        now: dt.datetime,
+        issued: dt.datetime | None,
+        exc: StalledError,
+    ) -> Outcome:
+        """Due for a refresh that cannot be made (no client credentials) while the access
+        token still works: stay Connected until it expires, say why, look again soon."""
+        assert tokens.expires_at is not None
+        message = (
+            f"tokens are valid until {_rfc3339(tokens.expires_at)} but cannot be refreshed: "
+            f"{exc.message}"
+        )
+        outcome = self._connected(conn, tokens, now, issued=issued, message=message)
+        left = (tokens.expires_at - now).total_seconds()
+        return replace(outcome, requeue_after=max(1.0, min(60.0, left))).with_events(
+            Event("Warning", exc.reason, message)
+        )
 
     async def _refresh(
         self,
@@ -360,28 +507,24 @@ class OAuthConnectionReconciler:
                 creds, refresh_token=tokens.refresh_token.get_secret_value()
             )
         except GrantRefusedError as exc:
-            return await self._reauth(conn, creds, provider, exc, now)
+            failure = f"the provider refused the refresh token ({exc.code})"
+            return await self._reauth(conn, provider, failure, now)
         except OAuthError as exc:
             await self.store.release_claim(conn)
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
-        await self.store.store_refreshed(conn, token_data(fresh))
-        return self._connected(conn, fresh, now, message="tokens refreshed", refreshed=now)
+        await self._store(conn, fresh, now, refreshed=True)
+        return self._connected(
+            conn, fresh, now, issued=now, message="tokens refreshed", refreshed=now
+        )
 
     async def _reauth(
-        self,
-        conn: OAuthConnection,
-        creds: ClientCredentials,
-        provider: OAuthProvider,
-        exc: OAuthError,
-        now: dt.datetime,
+        self, conn: OAuthConnection, provider: OAuthProvider, failure: str, now: dt.datetime
     ) -> Outcome:
-        """The refresh token is dead: drop the tokens, ask the user to authorize again."""
+        """The tokens are dead (refresh refused, or expired with no refresh token): drop
+        them, ask the user to authorize again."""
         await self.store.delete(conn, conn.spec.token_secret_name)
         authz = await self.store.authorization(conn)
-        failure = f"the provider refused the refresh token ({exc.code})"
-        outcome = await self._pending(
-            conn, creds, provider, authz, now, reauth=True, failure=failure
-        )
+        outcome = await self._pending(conn, provider, authz, now, reauth=True, failure=failure)
         return outcome.with_events(
             Event("Warning", "ReauthRequired", f"{failure}: authorize again")
         )
@@ -389,10 +532,15 @@ class OAuthConnectionReconciler:
     # -- deletion ------------------------------------------------------------------------
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
+        """Revoke and delete the Secrets this connection owns; a Secret of the same name it
+        does not own (another connection's, a user's) is neither revoked nor deleted."""
         conn = OAuthConnection.model_validate(body)
         event: Event | None = None
-        data = await self.store.tokens(conn)
-        if conn.spec.revoke_on_delete and data is not None and data.get("access_token"):
+        unsaved = self._unsaved.pop(str(conn.metadata.uid), None)
+        data = await self.store.owned(conn, conn.spec.token_secret_name)
+        if conn.spec.revoke_on_delete and unsaved is not None:  # the newest: never stored
+            event = await self._revoke(conn, unsaved[0])
+        elif conn.spec.revoke_on_delete and data is not None and data.get("access_token"):
             event = await self._revoke(conn, _token_set(data))
         await self.store.delete(conn, conn.spec.token_secret_name)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
@@ -403,7 +551,7 @@ class OAuthConnectionReconciler:
         try:
             creds = await self.store.client_credentials(conn)
             async for attempt in self.revoke_retry.retrying(
-                retry_if=lambda e: isinstance(e, ProviderUnreachableError), sleep=_sleep
+                retry_if=lambda e: isinstance(e, ProviderUnreachableError), sleep=self._sleep
             ):
                 with attempt:
                     await provider.revoke(creds, tokens=tokens)

@@ -2,7 +2,10 @@
 
 Three Secrets matter: the client's (`spec.clientSecretRef`, read only), the tokens
 (`spec.tokenSecretName`) and the pending authorization (`authorization_secret_name`), the last
-two owned by the OAuthConnection. A refresh is single-flight across operator replicas: the
+two owned by the OAuthConnection. A Secret is the connection's only when its controller
+ownerReference carries the connection's UID: one of that name that is not (another connection's
+tokens, a user's own Secret) is never read as tokens, replaced or deleted, and the connection
+stalls naming it. A refresh is single-flight across operator replicas: the
 replica that wants to refresh first *claims* the token Secret with an annotation written under
 its resourceVersion, so of two replicas only one write succeeds (the other gets 409 and
 re-reads); the claim expires, so a replica that dies while holding it blocks nobody for long.
@@ -48,6 +51,8 @@ class SecretData:
     data: Mapping[str, str]
     resource_version: str | None
     annotations: Mapping[str, str]
+    owner_uid: str | None = None
+    """The UID of the Secret's controller ownerReference (None: no controller)."""
 
     def __repr__(self) -> str:
         return f"SecretData(keys={sorted(self.data)}, resource_version={self.resource_version!r})"
@@ -59,11 +64,17 @@ class SecretData:
 def _decode(obj: Any) -> SecretData:
     raw = obj.data or {}
     meta = obj.metadata
+    controller = [ref.uid for ref in meta.ownerReferences or () if ref.controller]
     return SecretData(
         data={k: base64.b64decode(v).decode() for k, v in raw.items()},
         resource_version=meta.resourceVersion,
         annotations=dict(meta.annotations or {}),
+        owner_uid=controller[0] if controller else None,
     )
+
+
+def _ours(conn: OAuthConnection, secret: SecretData) -> bool:
+    return secret.owner_uid is not None and secret.owner_uid == str(conn.metadata.uid)
 
 
 def _owner(conn: OAuthConnection) -> OwnerReference:
@@ -123,17 +134,46 @@ class SecretStore:
             secret.get(ref.client_id_key), SecretStr(secret.get(ref.client_secret_key))
         )
 
+    async def owned(self, conn: OAuthConnection, name: str) -> SecretData | None:
+        """Secret `name` when this connection owns it (its controller ownerReference carries
+        the connection's UID); None when it is missing or someone else's."""
+        secret = await self.read(conn, name)
+        return secret if secret is not None and _ours(conn, secret) else None
+
     async def tokens(self, conn: OAuthConnection) -> SecretData | None:
-        return await self.read(conn, conn.spec.token_secret_name)
+        """The token Secret (None: not made yet). A Secret of that name the connection does
+        not own (another connection's tokens, a user's Secret) is never read as tokens."""
+        name = conn.spec.token_secret_name
+        return await self._ours_or_stall(conn, name, f"spec.tokenSecretName: Secret {name}")
 
     async def authorization(self, conn: OAuthConnection) -> SecretData | None:
-        return await self.read(conn, authorization_secret_name(str(conn.metadata.name)))
+        name = authorization_secret_name(str(conn.metadata.name))
+        return await self._ours_or_stall(conn, name, f"the authorization Secret {name}")
+
+    async def _ours_or_stall(
+        self, conn: OAuthConnection, name: str, what: str
+    ) -> SecretData | None:
+        secret = await self.read(conn, name)
+        if secret is None or _ours(conn, secret):
+            return secret
+        raise StalledError(
+            f"{what} exists and is not owned by this OAuthConnection; the operator neither "
+            "reads, writes nor deletes it (rename or delete that Secret, or name another)",
+            reason="SecretNotOwned",
+        )
 
     async def write(
-        self, conn: OAuthConnection, *, role: str, data: Mapping[str, str], previous: bool
+        self,
+        conn: OAuthConnection,
+        *,
+        role: str,
+        data: Mapping[str, str],
+        previous: SecretData | None,
     ) -> None:
-        """Create (`previous` False) or replace the connection's `role` Secret ("tokens" or
-        "authorization") with exactly `data`, claim annotations dropped."""
+        """Create (`previous` None) or replace the connection's `role` Secret ("tokens" or
+        "authorization") with exactly `data`, claim annotations dropped. A replace is made
+        under `previous`'s resourceVersion (read through `tokens`/`authorization`, so ours):
+        a Secret changed or replaced meanwhile is a conflict, never overwritten."""
         name = (
             conn.spec.token_secret_name
             if role == "tokens"
@@ -143,14 +183,18 @@ class SecretStore:
         labels |= {TENANT_LABEL: conn.spec.tenant, PROVIDER_LABEL: str(conn.spec.provider)}
         secret = Secret(
             metadata=ObjectMeta(
-                name=name, namespace=_ns(conn), labels=labels, ownerReferences=[_owner(conn)]
+                name=name,
+                namespace=_ns(conn),
+                labels=labels,
+                ownerReferences=[_owner(conn)],
+                resourceVersion=previous.resource_version if previous is not None else None,
             ),
             type="Opaque",
             stringData=dict(data),
         )
         try:
             async with self._limit:
-                if previous:
+                if previous is not None:
                     await self._client.replace(secret)
                 else:
                     await self._client.create(secret)
@@ -162,6 +206,9 @@ class SecretStore:
             raise _error(exc, f"writing Secret {name}") from None
 
     async def delete(self, conn: OAuthConnection, name: str) -> None:
+        """Delete Secret `name` when this connection owns it (else leave it alone)."""
+        if await self.owned(conn, name) is None:
+            return
         try:
             async with self._limit:
                 await self._client.delete(Secret, name, namespace=_ns(conn))

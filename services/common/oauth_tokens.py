@@ -18,12 +18,15 @@ How the operator keeps the tokens (the layout this module reads; constants in
   ``xynergy.io/provider=<slack|gmail>``, ``xynergy.io/oauth-connection=<name>`` and
   ``xynergy.io/oauth-secret=tokens``, with the keys ``access_token``, ``refresh_token``,
   ``expires_at`` (RFC 3339, UTC), ``token_type`` (``bearer``; Slack: ``bot``) and ``scope``
-  (space separated, as granted). ``refresh_token`` and ``expires_at`` are empty for tokens
-  that never expire (Slack without token rotation). For Slack the access token is the bot
-  token (``xoxb-``/``xoxe.xoxb-``).
-- The operator refreshes ``refreshBeforeExpirySeconds`` ahead of expiry. Should a reader
-  still see an expired token, it sets the annotation ``xynergy.io/refresh-requested`` on the
-  Secret and waits for the operator's refresh (one per connection, however many readers ask).
+  (space separated, as granted), plus ``issued_at`` (RFC 3339, when the operator received
+  the token). ``refresh_token`` and ``expires_at`` are empty for tokens that never expire
+  (Slack without token rotation). For Slack the access token is the bot token
+  (``xoxb-``/``xoxe.xoxb-``).
+- The operator refreshes ``refreshBeforeExpirySeconds`` ahead of expiry (at most half the
+  token's lifetime ahead). An ``expires_at`` that is not RFC 3339 counts as expired. Should a
+  reader still see an expired token, it sets the annotation ``xynergy.io/refresh-requested``
+  on the Secret and waits for the operator's refresh (one per connection, however many
+  readers ask).
 
 The Secret is read through the Kubernetes API (RBAC: get/list/watch ``oauthconnections``;
 get/watch/patch ``secrets``) or, with ``XYNERGY_OAUTH_TOKENS_DIR`` set, from a mounted copy
@@ -170,10 +173,18 @@ def _text(data: dict[str, str], key: str) -> str:
     return base64.b64decode(value).decode() if value else ""
 
 
+_UNREADABLE_EXPIRY = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _expiry(value: str) -> dt.datetime | None:
-    if not value:
+    """``expires_at``: None (never expires) when empty; expired when it is not RFC 3339 (a
+    hand edit gone wrong), so the reader asks the operator for a refresh instead of failing."""
+    if not value.strip():
         return None
-    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return _UNREADABLE_EXPIRY
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 

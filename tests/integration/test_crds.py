@@ -661,6 +661,20 @@ ACCEPTED: list[tuple[str, str, str, Any]] = [
     ("memory-zero", "XynergyService", "resources.memory", 0),
     ("memory-binary", "XynergyService", "resources.memory", "1.5Gi"),
     ("rollout-cpu", "Rollout", "template.resources.cpu", "250m"),
+    (
+        "oc-slack-dotted-scope",
+        "OAuthConnection",
+        "scopes",
+        ["users.profile:read", "links.embed:write"],
+    ),
+    ("oc-slack-hyphen-scope", "OAuthConnection", "scopes", ["incoming-webhook"]),
+    ("oc-slack-connect-scope", "OAuthConnection", "scopes", ["conversations.connect:write"]),
+    (
+        "oc-slack-admin-scopes",
+        "OAuthConnection",
+        "scopes",
+        ["admin.conversations:write", "admin", "commands", "identity.basic", "chat:write.public"],
+    ),
 ]
 
 

@@ -4,7 +4,8 @@
 Google's quirks: a refresh token is only issued with `access_type=offline` (and again on a
 re-consent only with `prompt=consent`); a refresh answer carries no new refresh token (the old
 one stays); errors are RFC 6749 JSON with HTTP 400/401 (`invalid_grant` for a bad code, a
-PKCE mismatch or a revoked refresh token); revoke answers 200 or 400 `invalid_token`. The
+PKCE mismatch or a revoked refresh token; a rate limit is 429 `rate_limit_exceeded`,
+retried); revoke answers 200 or 400 `invalid_token`. The
 account's email comes from the `id_token` when an `openid`/`email` scope was granted: it is
 read without checking its signature, which OpenID Connect Core 3.1.3.7 allows for an ID token
 received straight from the token endpoint over TLS.

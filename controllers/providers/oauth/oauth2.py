@@ -42,8 +42,9 @@ class OAuth2Provider:
     grant_errors: ClassVar[frozenset[str]] = frozenset({"invalid_grant"})
     """Error codes meaning the code or refresh token is no good (authorize again)."""
     transient_errors: ClassVar[frozenset[str]] = frozenset(
-        {"temporarily_unavailable", "server_error"}
+        {"temporarily_unavailable", "server_error", "rate_limit_exceeded"}
     )
+    """Error codes meaning "try again later" (besides any HTTP 429 or 5xx answer)."""
     scope_separator: ClassVar[str] = " "
 
     def __init__(
@@ -93,9 +94,17 @@ class OAuth2Provider:
             trust_env=False,
             **kwargs,
         )
-        client.register_compliance_hook("access_token_response", self.normalise)
-        client.register_compliance_hook("refresh_token_response", self.normalise)
+        client.register_compliance_hook("access_token_response", self._token_response)
+        client.register_compliance_hook("refresh_token_response", self._token_response)
         return client
+
+    def _token_response(self, response: httpx.Response) -> httpx.Response:
+        """authlib reads the error code of a JSON error body and drops the HTTP status: a
+        429 or 5xx is transient whatever its body says (Google answers a rate limit with 429
+        `rate_limit_exceeded`), so it leaves here with its status (`_call` classifies it)."""
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _TransientStatusError(response)
+        return self.normalise(response)
 
     def authorization_url(
         self,
@@ -168,6 +177,9 @@ class OAuth2Provider:
     async def _call(self, step: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
+        except _TransientStatusError as exc:
+            self._raise_status(exc.response, step)
+            raise  # unreachable: _raise_status always raises
         except AuthlibBaseError as exc:
             raise self._classify(step, str(exc.error), str(exc.description or "")) from None
         except httpx.HTTPStatusError as exc:
@@ -199,3 +211,11 @@ class OAuth2Provider:
 
     def _host(self) -> str:
         return str(httpx.URL(self.endpoints.token).host)
+
+
+class _TransientStatusError(Exception):
+    """A token endpoint's 429/5xx answer, carried out of authlib's response hook."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response

@@ -121,11 +121,31 @@ async def test_bad_client_secret_is_a_client_error(fake: FakeOAuth, name: str) -
     assert "nope" not in str(err.value)
 
 
-@pytest.mark.parametrize(("name", "status"), [("slack", 429), ("google", 503), ("slack", 503)])
+@pytest.mark.parametrize(
+    ("name", "status"), [("slack", 429), ("google", 429), ("google", 503), ("slack", 503)]
+)
 async def test_rate_limits_and_5xx_are_unreachable(fake: FakeOAuth, name: str, status: int) -> None:
     fake.fail(name, "token", [status])
     with pytest.raises(ProviderUnreachableError):
         await provider(fake, name).refresh(CREDS, refresh_token="whatever")
+
+
+async def test_a_rate_limited_exchange_is_unreachable_and_keeps_the_code_usable(
+    fake: FakeOAuth,
+) -> None:
+    """Google answers a rate limit with 429 `{"error": "rate_limit_exceeded"}`: a retry, not
+    a refused client (which would throw the user's valid code away)."""
+    oauth = provider(fake, "google")
+    url = oauth.authorization_url(
+        CREDS, redirect_uri=REDIRECT, scopes=["x:y"], state="s", code_verifier=VERIFIER
+    )
+    code = authorize(url)
+    fake.fail("google", "token", [429])
+    with pytest.raises(ProviderUnreachableError) as err:
+        await oauth.exchange(CREDS, code=code, code_verifier=VERIFIER, redirect_uri=REDIRECT)
+    assert err.value.step == "code exchange"
+    tokens = await oauth.exchange(CREDS, code=code, code_verifier=VERIFIER, redirect_uri=REDIRECT)
+    assert tokens.access_token.get_secret_value() in fake.issued()
 
 
 async def test_connection_refused_is_unreachable() -> None:

@@ -1,0 +1,576 @@
+"""OAuthConnection converge and release against an in-memory apiserver (the real SecretStore
+over a fake lightkube client) and a scripted provider: whose Secrets are whose, when tokens
+are refreshed or re-authorized, and what a bad `expires_at`, a refused client or a missing
+client Secret do."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from lightkube import ApiError
+from lightkube.models.meta_v1 import ObjectMeta, OwnerReference, Status
+from lightkube.resources.core_v1 import Secret
+from pydantic import SecretStr
+
+from apis.conditions import check_invariants, get_condition
+from apis.v1alpha1.oauthconnection import (
+    OAuthConnection,
+    OAuthConnectionStatus,
+    OAuthPhase,
+    authorization_secret_name,
+)
+from controllers.core import Result, TransientError
+from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
+from controllers.oauthconnection.secrets import SecretStore
+from controllers.oauthconnection.settings import OAuthSettings
+from controllers.providers.oauth import (
+    ClientCredentials,
+    ClientRefusedError,
+    GrantRefusedError,
+    TokenSet,
+)
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+NS = "default"
+
+
+def _api_error(code: int) -> ApiError:
+    return ApiError(status=Status(code=code, message=f"HTTP {code}"))
+
+
+@dataclass
+class Stored:
+    data: dict[str, str]
+    owners: list[OwnerReference] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    rv: int = 1
+
+
+@dataclass
+class Apiserver:
+    """The Secret calls SecretStore makes of lightkube's AsyncClient, over a dict, with the
+    apiserver's resourceVersion checks (replace and merge patch) and 404/409 answers."""
+
+    secrets: dict[str, Stored] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    failing_token_writes: int = 0
+    """How many writes of a token Secret answer 503 from now on (etcd timing out)."""
+
+    def _write(self, name: str) -> None:
+        if name.endswith("-tokens") and self.failing_token_writes > 0:
+            self.failing_token_writes -= 1
+            raise _api_error(503)
+
+    def _obj(self, name: str) -> Secret:
+        s = self.secrets[name]
+        meta = ObjectMeta(
+            name=name,
+            namespace=NS,
+            resourceVersion=str(s.rv),
+            annotations=dict(s.annotations),
+            ownerReferences=list(s.owners),
+        )
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in s.data.items()}
+        return Secret(metadata=meta, data=data)
+
+    async def get(self, res: Any, name: str, *, namespace: str) -> Secret:
+        if name not in self.secrets:
+            raise _api_error(404)
+        return self._obj(name)
+
+    @staticmethod
+    def _parts(obj: Secret) -> tuple[str, str | None, Stored]:
+        meta = obj.metadata
+        assert meta is not None
+        stored = Stored(dict(obj.stringData or {}), list(meta.ownerReferences or []))
+        return str(meta.name), meta.resourceVersion, stored
+
+    async def create(self, obj: Secret) -> Secret:
+        name, _, stored = self._parts(obj)
+        self._write(name)
+        if name in self.secrets:
+            raise _api_error(409)
+        self.secrets[name] = stored
+        return self._obj(name)
+
+    async def replace(self, obj: Secret) -> Secret:
+        name, rv, stored = self._parts(obj)
+        self._write(name)
+        if name not in self.secrets:
+            raise _api_error(404)
+        old = self.secrets[name]
+        if rv is not None and rv != str(old.rv):
+            raise _api_error(409)
+        stored.rv = old.rv + 1
+        self.secrets[name] = stored
+        return self._obj(name)
+
+    async def patch(self, res: Any, name: str, patch: dict[str, Any], **_: Any) -> Secret:
+        if name not in self.secrets:
+            raise _api_error(404)
+        if "stringData" in patch:
+            self._write(name)
+        s = self.secrets[name]
+        meta = patch.get("metadata", {})
+        if meta.get("resourceVersion") not in (None, str(s.rv)):
+            raise _api_error(409)
+        for key, value in meta.get("annotations", {}).items():
+            if value is None:
+                s.annotations.pop(key, None)
+            else:
+                s.annotations[key] = value
+        s.data.update(patch.get("stringData", {}))
+        s.rv += 1
+        return self._obj(name)
+
+    async def delete(self, res: Any, name: str, *, namespace: str) -> None:
+        if name not in self.secrets:
+            raise _api_error(404)
+        del self.secrets[name]
+        self.deleted.append(name)
+
+
+def owner(uid: str) -> OwnerReference:
+    return OwnerReference(
+        apiVersion="xynergy.io/v1alpha1",
+        kind="OAuthConnection",
+        name="x",
+        uid=uid,
+        controller=True,
+    )
+
+
+@dataclass
+class Provider:
+    """A provider issuing `lifetime`-second tokens (`a1`, `a2`, ...; refresh token `r1`)."""
+
+    lifetime: int = 3600
+    refresh_tokens: bool = True
+    rotate: bool = False
+    """Each refresh issues a new refresh token and kills the one it was given."""
+    now: dt.datetime = NOW
+    exchange_error: Exception | None = None
+    calls: dict[str, int] = field(
+        default_factory=lambda: {"exchange": 0, "refresh": 0, "revoke": 0}
+    )
+    revoked: list[str] = field(default_factory=list)
+    n: int = 0
+    name: str = "google"
+
+    def authorization_url(self, client: ClientCredentials, *, state: str, **_: Any) -> str:
+        return f"https://provider.example/auth?state={state}"
+
+    live_refresh: str = "r1"
+
+    def _tokens(self) -> TokenSet:
+        self.n += 1
+        if self.rotate:
+            self.live_refresh = f"r{self.n}"
+        return TokenSet(
+            access_token=SecretStr(f"a{self.n}"),
+            refresh_token=SecretStr(self.live_refresh) if self.refresh_tokens else None,
+            expires_at=self.now + dt.timedelta(seconds=self.lifetime),
+            token_type="bearer",
+            scopes=("s",),
+        )
+
+    async def exchange(self, client: ClientCredentials, **_: Any) -> TokenSet:
+        self.calls["exchange"] += 1
+        if self.exchange_error is not None:
+            raise self.exchange_error
+        return self._tokens()
+
+    async def refresh(self, client: ClientCredentials, *, refresh_token: str) -> TokenSet:
+        self.calls["refresh"] += 1
+        if refresh_token != self.live_refresh:
+            raise GrantRefusedError("google", "refresh", "invalid_grant")
+        return self._tokens()
+
+    async def revoke(self, client: ClientCredentials, *, tokens: TokenSet) -> None:
+        self.calls["revoke"] += 1
+        self.revoked.append(tokens.access_token.get_secret_value())
+
+
+def body(name: str = "a", *, secret: str = "a-tokens", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "xynergy.io/v1alpha1",
+        "kind": "OAuthConnection",
+        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1},
+        "spec": {
+            "provider": "gmail",
+            "clientSecretRef": {"name": "client"},
+            "scopes": ["https://www.googleapis.com/auth/gmail.readonly"],
+            "redirectURL": "https://app.example/cb",
+            "tenant": "acme",
+            "tokenSecretName": secret,
+            **spec,
+        },
+    }
+
+
+@dataclass
+class World:
+    api: Apiserver
+    provider: Provider
+    rec: OAuthConnectionReconciler
+    sleeps: list[float]
+
+    async def sync(self, b: dict[str, Any], at: dt.datetime = NOW) -> Result:
+        self.provider.now = at
+        result = await self.rec.reconcile(b, now=at, child=None)
+        conditions = st(result).conditions
+        assert check_invariants(generation=1, observed_generation=1, conditions=conditions) == []
+        return result
+
+    def approve(self, name: str = "a", code: str = "code-1") -> None:
+        """What the gateway's callback does: the state out, the provider's code in."""
+        authz = self.api.secrets[authorization_secret_name(name)]
+        authz.data.pop("state")
+        authz.data["code"] = code
+
+    async def connect(self, b: dict[str, Any], at: dt.datetime = NOW) -> Result:
+        await self.sync(b, at)
+        self.approve(b["metadata"]["name"])
+        result = await self.sync(b, at)
+        assert st(result).phase is OAuthPhase.CONNECTED, result.status
+        return result
+
+
+def world(**provider: Any) -> World:
+    api = Apiserver()
+    api.secrets["client"] = Stored({"client_id": "id", "client_secret": "shh"})
+    prov = Provider(**provider)
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    rec = OAuthConnectionReconciler(
+        SecretStore(api),  # type: ignore[arg-type]
+        {"slack": prov, "google": prov},  # type: ignore[dict-item]
+        settings=OAuthSettings(),
+        sleep=sleep,
+    )
+    return World(api, prov, rec, sleeps)
+
+
+def st(result: Result) -> OAuthConnectionStatus:
+    assert isinstance(result.status, OAuthConnectionStatus)
+    return result.status
+
+
+def ready(result: Result) -> tuple[str, str, str]:
+    cond = get_condition(st(result).conditions, "Ready")
+    assert cond is not None
+    return cond.status, cond.reason, cond.message
+
+
+def at(seconds: float) -> dt.datetime:
+    return NOW + dt.timedelta(seconds=seconds)
+
+
+# -- whose Secret it is ------------------------------------------------------------------
+
+
+async def test_another_connections_token_secret_is_neither_used_nor_revoked_nor_deleted() -> None:
+    w = world()
+    await w.connect(body("a"))
+    a_tokens = dict(w.api.secrets["a-tokens"].data)
+    b = body("b", secret="a-tokens")
+
+    result = await w.sync(b)
+
+    assert st(result).phase is OAuthPhase.ERROR
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "SecretNotOwned")
+    assert "spec.tokenSecretName: Secret a-tokens exists and is not owned by this" in message
+    assert st(result).expires_at is None
+    assert [e.reason for e in result.events] == ["SecretNotOwned"]
+    assert authorization_secret_name("b") not in w.api.secrets  # nothing started for b
+
+    gone, event = await w.rec.release(b)
+
+    assert gone
+    assert event is None
+    assert w.provider.calls["revoke"] == 0
+    assert w.api.secrets["a-tokens"].data == a_tokens
+    assert "a-tokens" not in w.api.deleted
+
+
+async def test_a_users_own_secret_of_that_name_is_never_overwritten() -> None:
+    w = world()
+    w.api.secrets["my-config"] = Stored({"DATABASE_URL": "postgres://x"})
+    b = body(secret="my-config")
+
+    result = await w.sync(b)
+
+    assert ready(result)[1] == "SecretNotOwned"
+    assert "Secret my-config exists and is not owned" in ready(result)[2]
+    # a code already delivered is not exchanged into a Secret we may not write
+    await w.rec.release(b)
+    w.api.secrets[authorization_secret_name("a")] = Stored(
+        {"code": "code-1", "code_verifier": "v"}, [owner("uid-a")]
+    )
+    result = await w.sync(b)
+    assert ready(result)[1] == "SecretNotOwned"
+    assert w.provider.calls["exchange"] == 0
+    assert w.api.secrets["my-config"].data == {"DATABASE_URL": "postgres://x"}
+    assert w.api.secrets["my-config"].owners == []
+    assert "my-config" not in w.api.deleted
+
+
+async def test_an_authorization_secret_owned_by_someone_else_stalls_naming_it() -> None:
+    w = world()
+    name = authorization_secret_name("a")
+    w.api.secrets[name] = Stored({"code": "stolen"}, [owner("uid-other")])
+
+    result = await w.sync(body("a"))
+
+    assert ready(result)[1] == "SecretNotOwned"
+    assert f"the authorization Secret {name} exists and is not owned" in ready(result)[2]
+    assert w.provider.calls["exchange"] == 0
+    await w.rec.release(body("a"))
+    assert w.api.secrets[name].data == {"code": "stolen"}
+
+
+async def test_a_replace_is_made_under_the_resource_version_it_read() -> None:
+    w = world()
+    await w.sync(body("a"))
+    store = w.rec.store
+    conn_body = body("a")
+    conn = OAuthConnection.model_validate(conn_body)
+    read = await store.authorization(conn)
+    assert read is not None
+    w.api.secrets[authorization_secret_name("a")].data["code"] = "from-the-callback"
+    w.api.secrets[authorization_secret_name("a")].rv += 1
+
+    with pytest.raises(TransientError, match="changed meanwhile"):
+        await store.write(conn, role="authorization", data={"state": "new"}, previous=read)
+
+    assert w.api.secrets[authorization_secret_name("a")].data["code"] == "from-the-callback"
+
+
+# -- refresh timing ----------------------------------------------------------------------
+
+
+async def test_a_lead_as_long_as_the_token_lifetime_refreshes_at_half_the_lifetime() -> None:
+    w = world(lifetime=3599)  # Gmail's tokens
+    b = body(refreshBeforeExpirySeconds=3600)
+
+    result = await w.connect(b)
+
+    assert result.requeue_after == pytest.approx(1799.5)
+    assert "more than half the token's lifetime (3599 s)" in ready(result)[2]
+    for t in (1, 60, 1700):
+        result = await w.sync(b, at(t))
+        assert w.provider.calls["refresh"] == 0, t
+        assert result.requeue_after == pytest.approx(1799.5 - t)
+    result = await w.sync(b, at(1800))
+    assert w.provider.calls["refresh"] == 1
+    assert result.requeue_after == pytest.approx(1799.5)
+    result = await w.sync(b, at(1801))
+    assert w.provider.calls["refresh"] == 1
+    assert ready(result)[0] == "True"
+    # a lead under half the lifetime is kept as it is
+    result = await w.connect(body("c", secret="c-tokens", refreshBeforeExpirySeconds=1700))
+    assert result.requeue_after == pytest.approx(3599 - 1700)
+    assert "half" not in ready(result)[2]
+
+
+async def test_an_expired_token_without_a_refresh_token_asks_for_a_new_authorization() -> None:
+    w = world(lifetime=600, refresh_tokens=False)
+    b = body()
+    result = await w.connect(b)
+    assert result.requeue_after == pytest.approx(600)  # looked at again when it expires
+
+    result = await w.sync(b, at(601))
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert ready(result)[0] == "False"
+    assert (
+        "expired at 2026-03-01T12:10:00Z and the provider issued no refresh token"
+        in (ready(result)[2])
+    )
+    url = st(result).authorization_url
+    assert url is not None
+    assert "state=" in url
+    assert "a-tokens" not in w.api.secrets
+    assert "ReauthRequired" in [e.reason for e in result.events]
+
+
+# -- a hand-edited expires_at ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["2000-01-01T00:00:00ZZ", "tomorrow", " "])
+async def test_an_unreadable_expiry_counts_as_expired(value: str) -> None:
+    w = world()
+    b = body()
+    await w.connect(b)
+    w.api.secrets["a-tokens"].data["expires_at"] = value
+
+    result = await w.sync(b, at(5))
+
+    if value.strip():
+        assert w.provider.calls["refresh"] == 1
+        assert w.api.secrets["a-tokens"].data["expires_at"] == "2026-03-01T13:00:05Z"
+    assert st(result).phase is OAuthPhase.CONNECTED
+    w.api.secrets["a-tokens"].data["expires_at"] = value
+    gone, event = await w.rec.release(b)
+    assert gone
+    assert event is not None
+    assert event.reason == "Revoked"
+    assert "a-tokens" not in w.api.secrets
+
+
+async def test_an_unreadable_expiry_without_a_refresh_token_asks_for_authorization() -> None:
+    w = world(refresh_tokens=False)
+    b = body()
+    await w.connect(b)
+    w.api.secrets["a-tokens"].data["expires_at"] = "soon"
+
+    result = await w.sync(b, at(5))
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert "expires_at is not an RFC 3339 time" in ready(result)[2]
+
+
+# -- the provider during code exchange ------------------------------------------------------
+
+
+async def test_a_refused_client_stalls_instead_of_sending_the_user_round_again() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("google", "code exchange", "invalid_client")
+
+    result = await w.sync(b)
+
+    assert st(result).phase is OAuthPhase.ERROR
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "ClientRefused")
+    assert "spec.clientSecretRef" in message
+    assert "Secret client" in message
+    assert "shh" not in message
+    assert "AuthorizationFailed" not in [e.reason for e in result.events]
+    authz = w.api.secrets[authorization_secret_name("a")].data
+    assert authz["code"] == "code-1"  # not swapped for a new state: the user is not sent round
+    assert "state" not in authz
+
+
+# -- the client Secret ---------------------------------------------------------------------
+
+
+async def test_a_missing_client_secret_leaves_valid_tokens_connected() -> None:
+    w = world(lifetime=3600)
+    b = body()
+    await w.connect(b)
+    del w.api.secrets["client"]
+
+    result = await w.sync(b, at(60))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert ready(result)[0] == "True"
+    assert st(result).expires_at == at(3600)
+
+    result = await w.sync(b, at(3400))  # due for a refresh it cannot make; still valid
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert (
+        "cannot be refreshed: spec.clientSecretRef: Secret client not found" in (ready(result)[2])
+    )
+    assert result.requeue_after == 60.0
+    assert [e.reason for e in result.events] == ["ClientSecretMissing"]
+
+    result = await w.sync(b, at(3600))  # expired: now it is an error
+    assert st(result).phase is OAuthPhase.ERROR
+    assert ready(result)[1] == "ClientSecretMissing"
+
+
+# -- tokens whose write fails ----------------------------------------------------------------
+
+
+async def test_a_failed_token_write_is_retried_in_process() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.failing_token_writes = 2
+
+    result = await w.sync(b)
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert len(w.sleeps) == 2
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
+    assert w.provider.calls["exchange"] == 1
+
+
+async def test_exchanged_tokens_whose_writes_all_fail_are_written_next_time_not_fetched_again() -> (
+    None
+):
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.failing_token_writes = 100
+
+    result = await w.sync(b)
+
+    assert result.requeue.name == "BACKOFF"
+    status, reason, message = ready(result)
+    assert (status, reason) == ("Unknown", "ApiUnavailable")
+    assert "writes them on the next attempt" in message
+    assert "a1" not in message
+    assert "a-tokens" not in w.api.secrets
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(30))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.provider.calls["exchange"] == 1  # the single-use code was not sent again
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
+    assert authorization_secret_name("a") not in w.api.secrets
+    result = await w.sync(b, at(60))
+    assert ready(result)[0] == "True"
+    assert w.provider.calls["exchange"] == 1
+
+
+async def test_a_rotated_refresh_token_whose_write_fails_is_not_lost() -> None:
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes = 100
+
+    result = await w.sync(b, at(3400))
+
+    assert result.requeue.name == "BACKOFF"
+    assert w.provider.calls["refresh"] == 1
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(3410))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.api.secrets["a-tokens"].data["refresh_token"] == w.provider.live_refresh
+    result = await w.sync(b, at(3400 + 3400))  # the next refresh works with the stored token
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.provider.calls["refresh"] == 2
+
+
+async def test_deleting_a_connection_revokes_tokens_that_were_never_stored() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.failing_token_writes = 100
+    await w.sync(b)
+
+    gone, event = await w.rec.release(b)
+
+    assert gone
+    assert event is not None
+    assert event.reason == "Revoked"
+    assert w.provider.revoked == ["a1"]
