@@ -549,6 +549,12 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
     ),
     ("sp-zero-interval", "ScalingPolicy", [("interval", "0s")], "spec.interval"),
     (
+        "sp-sub-second-interval",
+        "ScalingPolicy",
+        [("interval", "1ms")],
+        "spec.interval must be a duration of at least 1s",
+    ),
+    (
         "sp-zero-window",
         "ScalingPolicy",
         [("schedules", [{"cron": "0 8 * * *", "duration": "0m", "minInstances": 2}])],
