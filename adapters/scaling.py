@@ -14,7 +14,8 @@ ScalingPolicy spec -> ScalingParams:
   `min_instances`, `max_instances`; an unset bound is the target's (its resolved
   `scaling.minInstances` / `maxInstances`, the profile's maximum when unset), and both stay
   within the target's own (the target clamps its replicas to them anyway: a policy
-  `minInstances` below the target's `scaling.minInstances` is raised to it).
+  `minInstances`, or `maxInstances`, below the target's `scaling.minInstances` is raised to
+  it).
 - `mode` -> `predictive`: True only for `predictive`. `reactive` scales on current load like
   HPA; so does `scheduled`, with its schedules (which apply in every mode).
 - `forecast.startupSeconds` -> `startup_seconds`; `forecast.bufferSeconds` -> `horizon_seconds`
@@ -165,6 +166,7 @@ def instance_bounds(policy: ScalingPolicy, target: ResolvedSizing | None) -> tup
     high = spec.max_instances
     if target is not None:
         high = target.max_instances if high is None else min(high, target.max_instances)
+        high = max(high, target.min_instances)
     if high is None:
         raise ValueError(
             "spec.maxInstances: expected a number (the target's bounds are not known here)"

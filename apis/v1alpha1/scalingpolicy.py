@@ -274,10 +274,11 @@ class ScalingPolicySpec(SpecModel):
     )
     """Recurring windows with an instance floor (honoured in every mode)."""
     min_instances: int | None = Field(default=None, ge=0, le=1000)
-    """Fewest instances; the target's (its scaling.minInstances, else 1) when unset."""
+    """Fewest instances; the target's (its scaling.minInstances, else 1) when unset. Never
+    below the target's own minimum (a lower value is raised to it)."""
     max_instances: int | None = Field(default=None, ge=1, le=1000)
     """Most instances; the target's (its scaling.maxInstances, else its profile's) when unset.
-    Never above the target's own maximum."""
+    Never above the target's own maximum, nor below its minimum."""
     behavior: Behavior | None = None
     """How fast to scale up and down."""
     target_under_provisioning: float | None = Field(default=None, gt=0, le=0.5)

@@ -483,13 +483,21 @@ class ScalingPolicyReconciler:
 
 
 def _raised_minimum(policy: ScalingPolicy, target: Target) -> str:
-    """The Ready message's note when the policy's minInstances is below the target's own (the
-    target's is the floor: it clamps its replicas to it), else ''."""
-    low, floor = policy.spec.min_instances, target.sizing.min_instances
-    if low is None or low >= floor:
+    """The Ready message's note when the policy's minInstances (or maxInstances) is below the
+    target's own minimum (the target's is the floor: it clamps its replicas to it), else ''."""
+    floor = target.sizing.min_instances
+    below = [
+        f"spec.{name} {value}"
+        for name, value in (
+            ("minInstances", policy.spec.min_instances),
+            ("maxInstances", policy.spec.max_instances),
+        )
+        if value is not None and value < floor
+    ]
+    if not below:
         return ""
     return (
-        f"; spec.minInstances {low} is below the target's scaling.minInstances {floor}, "
+        f"; {' and '.join(below)} below the target's scaling.minInstances {floor}, "
         f"so the floor is {floor}"
     )
 

@@ -503,7 +503,7 @@ async def test_a_minimum_below_the_targets_is_raised_to_it_and_a_second_sync_doe
     assert (s.current_instances, s.desired_instances) == (1, 1)
     ready = get_condition(s.conditions, "Ready")
     assert ready is not None
-    assert "spec.minInstances 0 is below the target's scaling.minInstances 1" in ready.message
+    assert "spec.minInstances 0 below the target's scaling.minInstances 1" in ready.message
     b["status"] = dumped(first)
     second = await sync(rec, b, NOW + dt.timedelta(seconds=400))
     assert target.scaled == []
@@ -538,6 +538,10 @@ async def test_without_metrics_the_bounds_and_active_schedules_still_apply(
     assert (ready.status, ready.reason) == ("False", "MetricsUnreachable")
     assert f"scaled {replicas} -> {scaled[0]} ({why}) without the metric" in ready.message
     assert [e.reason for e in result.events] == ["Scaled", "MetricsUnreachable"]
+    b = body(**spec, status=dumped(result))
+    again = await sync(reconciler(target, prom), b, NOW + dt.timedelta(seconds=15))
+    assert target.scaled == scaled  # inside the bounds now: held
+    assert status_of(again).desired_instances == scaled[0]
 
 
 async def test_a_dry_run_without_metrics_plans_the_bound_and_changes_nothing() -> None:
