@@ -3,8 +3,9 @@
 Each policy syncs at its `interval` (the core scheduler brings it back at its next slot, an
 offset by uid so a thousand policies spread over the interval; all policies share the
 scheduler's bounded concurrency). A sync: refuse to fight (another policy or an HPA on the
-target: Stalled naming it), read the target, read the load now (metrics unavailable: hold the
-current count, Degraded and Ready=False, never scale to zero or to min for missing data),
+target: Stalled naming it; a dry run plans on and says so), read the target (paused: Ready=False
+TargetPaused, nothing done), read the load now (metrics unavailable: hold the current count
+within the bounds, Degraded and Ready=False, never scale to zero or to min for missing data),
 refit the forecast model when due (`models`), `intelligence.scaling.decide` with the HPA
 behaviour state kept in status (so a restart cannot jump), then patch the target's scale
 subresource unless `dryRun`. A dry run decides from its own last plan as if it had acted, so
@@ -240,11 +241,11 @@ class ScalingPolicyReconciler:
         if desired == current:
             return self._held(policy, current, error, now)
         if desired > current:
-            raising = [s for s in active if s.min_instances == floor]
+            top = max(active, key=lambda s: s.min_instances, default=None)
             why = (
-                f"schedule {raising[0].name or raising[0].cron} minimum {floor}"
-                if raising and floor > params.min_instances
-                else f"minInstances {floor}"
+                f"schedule {top.name or top.cron} minimum {top.min_instances}"
+                if top is not None and top.min_instances > params.min_instances
+                else f"minInstances {params.min_instances}"
             )
         else:
             why = f"maxInstances {desired}"

@@ -520,6 +520,9 @@ NOON = [{"cron": "0 12 * * *", "duration": "2h", "minInstances": 6}]  # active a
         (2, {"minInstances": 3, "schedules": NOON}, [6], "schedule 0 12 * * * UTC minimum 6"),
         (2, {"minInstances": 3}, [3], "minInstances 3"),
         (12, {"minInstances": 3}, [10], "maxInstances 10"),
+        # a schedule floor above maxInstances brings the count to the maximum, naming it
+        (2, {"schedules": [{**NOON[0], "minInstances": 12}]}, [10],
+         "schedule 0 12 * * * UTC minimum 12"),
     ],
 )  # fmt: skip
 async def test_without_metrics_the_bounds_and_active_schedules_still_apply(
