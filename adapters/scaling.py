@@ -12,8 +12,10 @@ ScalingPolicy spec -> ScalingParams:
 
 - `metric.targetPerInstance` -> `target_per_instance`; `minInstances`, `maxInstances` ->
   `min_instances`, `max_instances`; an unset bound is the target's (its resolved
-  `scaling.minInstances` / `maxInstances`, the profile's maximum when unset), and the maximum
-  never exceeds the target's own (the target clamps its replicas to it anyway).
+  `scaling.minInstances` / `maxInstances`, the profile's maximum when unset), and both stay
+  within the target's own (the target clamps its replicas to them anyway: a policy
+  `minInstances`, or `maxInstances`, below the target's `scaling.minInstances` is raised to
+  it).
 - `mode` -> `predictive`: True only for `predictive`. `reactive` scales on current load like
   HPA; so does `scheduled`, with its schedules (which apply in every mode).
 - `forecast.startupSeconds` -> `startup_seconds`; `forecast.bufferSeconds` -> `horizon_seconds`
@@ -157,11 +159,14 @@ def forecast_quantile(policy: ScalingPolicy) -> float:
 
 
 def instance_bounds(policy: ScalingPolicy, target: ResolvedSizing | None) -> tuple[int, int]:
-    """(min, max) instances: the policy's, else the target's; max capped by the target's."""
+    """(min, max) instances: the policy's, else the target's; within the target's own bounds
+    (the target clamps its replicas to them anyway: a policy minimum below the target's would
+    ask for a count the target never reaches, and scale it again every sync)."""
     spec = policy.spec
     high = spec.max_instances
     if target is not None:
         high = target.max_instances if high is None else min(high, target.max_instances)
+        high = max(high, target.min_instances)
     if high is None:
         raise ValueError(
             "spec.maxInstances: expected a number (the target's bounds are not known here)"
@@ -169,6 +174,8 @@ def instance_bounds(policy: ScalingPolicy, target: ResolvedSizing | None) -> tup
     low = spec.min_instances
     if low is None:
         low = target.min_instances if target is not None else 1
+    elif target is not None:
+        low = max(low, target.min_instances)
     return min(low, high), high
 
 

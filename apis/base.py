@@ -30,6 +30,7 @@ __all__ = [
     "SpecModel",
     "StatusModel",
     "cel",
+    "duration_at_least",
     "parse_duration",
     "validations",
 ]
@@ -125,6 +126,23 @@ PositiveDuration = Annotated[
     WithJsonSchema(_duration_schema(">", _POSITIVE_EXPECTED)),
 ]
 """A Duration longer than zero (intervals and windows: `0s` would mean a hot loop or nothing)."""
+
+
+def duration_at_least(minimum: str, expected: str) -> tuple[AfterValidator, WithJsonSchema]:
+    """The metadata of a Duration of at least `minimum` (e.g. `1s`), refused with `expected`
+    (which names the field) by the model and by the CRD's CEL rule alike:
+    `Annotated[str, *duration_at_least("1s", "spec.x must be ...")]`."""
+    floor = parse_duration(minimum)
+
+    def check(value: str) -> str:
+        if parse_duration(value) < floor:
+            raise ValueError(f"invalid duration {value!r}: {expected}")
+        return value
+
+    schema = _duration_schema(">", _POSITIVE_EXPECTED)
+    schema["x-kubernetes-validations"] = [cel(f"duration(self) >= duration('{minimum}')", expected)]
+    return AfterValidator(check), WithJsonSchema(schema)
+
 
 Quantity = Annotated[
     int | str,

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from apis.base import Duration, PositiveDuration, SpecModel, StatusModel, cel, validations
+from apis.base import (
+    Duration,
+    PositiveDuration,
+    SpecModel,
+    StatusModel,
+    cel,
+    duration_at_least,
+    validations,
+)
 from apis.conditions import Condition
 from apis.v1alpha1.common import (
     CrdInfo,
@@ -180,6 +188,17 @@ class Schedule(SpecModel):
     """IANA time zone of the cron expression."""
 
 
+MIN_INTERVAL = "1s"
+"""The shortest `spec.interval` (shorter is a hot sync loop; HPA's own period is 15 s)."""
+
+_INTERVAL_CHECK, _INTERVAL_SCHEMA = duration_at_least(
+    MIN_INTERVAL,
+    f"spec.interval must be a duration of at least {MIN_INTERVAL}, such as 15s "
+    "(a shorter interval is a hot sync loop)",
+)
+SyncInterval = Annotated[str, _INTERVAL_CHECK, _INTERVAL_SCHEMA]
+
+
 class ScalingPolicyRule(SpecModel):
     """One HPA v2 scaling policy: at most `value` Pods or Percent per `periodSeconds`."""
 
@@ -255,10 +274,11 @@ class ScalingPolicySpec(SpecModel):
     )
     """Recurring windows with an instance floor (honoured in every mode)."""
     min_instances: int | None = Field(default=None, ge=0, le=1000)
-    """Fewest instances; the target's (its scaling.minInstances, else 1) when unset."""
+    """Fewest instances; the target's (its scaling.minInstances, else 1) when unset. Never
+    below the target's own minimum (a lower value is raised to it)."""
     max_instances: int | None = Field(default=None, ge=1, le=1000)
     """Most instances; the target's (its scaling.maxInstances, else its profile's) when unset.
-    Never above the target's own maximum."""
+    Never above the target's own maximum, nor below its minimum."""
     behavior: Behavior | None = None
     """How fast to scale up and down."""
     target_under_provisioning: float | None = Field(default=None, gt=0, le=0.5)
@@ -266,15 +286,17 @@ class ScalingPolicySpec(SpecModel):
     more headroom and instance-hours, 0.2: fewer). It is the burst envelope's exceedance and,
     unless forecast.quantile is set, the forecast's upper quantile is 1 minus it. Unset: 0.1
     (the envelope's default; the forecast keeps forecast.quantile, 0.9 by default)."""
-    interval: PositiveDuration = "15s"
-    """How often to decide; 15 s by default, HPA's own sync period. A policy that decides less
-    often than HPA cannot follow a rise HPA follows (docs/intelligence/scaling.md: deciding
-    every 30 s it was worse than HPA on a third of the replayed traces); 5 s gives the replay
-    protocol's figures on a metric averaged over 15 s or less."""
+    interval: SyncInterval = "15s"
+    """How often to decide; at least 1s, 15 s by default, HPA's own sync period. A policy that
+    decides less often than HPA cannot follow a rise HPA follows (docs/intelligence/scaling.md:
+    deciding every 30 s it was worse than HPA on a third of the replayed traces); 5 s gives the
+    replay protocol's figures on a metric averaged over 15 s or less."""
     dry_run: bool = False
-    """Decide and report in status, but do not change the target."""
+    """Decide and report in status, but do not change the target. A dry run is never stalled
+    by another autoscaler on the target (its Ready message names it) and owns nothing."""
     paused: bool = False
-    """When true the policy neither reads metrics nor decides nor acts (status says so)."""
+    """When true the policy neither reads metrics nor decides nor acts (status says so), and
+    owns nothing: a younger policy on the target may act."""
 
 
 class ScalingDecision(StatusModel):

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from apis.base import (
     DNS_LABEL,
@@ -105,13 +106,37 @@ PROFILE_DEFAULTS: dict[Profile, ProfileDefaults] = {
 }
 
 
+def _immutable(path: str, where: str) -> JsonDict:
+    """A CEL transition rule keeping a field as created: the operator does not move a running
+    service (changing it would leave the old backend's service running, and billed)."""
+    return validations(
+        cel(
+            "self == oldSelf",
+            f"{path} is immutable: delete the XynergyService and create it again to run it in "
+            f"{where} (changing it in place would leave the old service running)",
+        )
+    )
+
+
 class CloudRunSpec(SpecModel):
     """Settings that apply only to the Cloud Run backend (Cloud Run Admin API v2)."""
 
-    project: str = Field(min_length=6, max_length=30, pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
-    """Google Cloud project id that owns the service."""
-    region: str = Field(min_length=1, max_length=32, pattern=r"^[a-z]+-[a-z]+[0-9]+$")
-    """Cloud Run region, e.g. us-central1."""
+    project: str = Field(
+        min_length=6,
+        max_length=30,
+        pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$",
+        json_schema_extra=_immutable("spec.cloudRun.project", "another project"),
+    )
+    """Google Cloud project id that owns the service. Immutable: delete and recreate the
+    XynergyService to move it."""
+    region: str = Field(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z]+-[a-z]+[0-9]+$",
+        json_schema_extra=_immutable("spec.cloudRun.region", "another region"),
+    )
+    """Cloud Run region, e.g. us-central1. Immutable: delete and recreate the XynergyService
+    to move it."""
     service_account: str | None = Field(
         default=None,
         max_length=320,
@@ -540,8 +565,12 @@ class XynergyServiceSpec(SpecModel):
 
     image: ImageReference
     """Container image, e.g. us-docker.pkg.dev/proj/repo/crm:1.4.2."""
-    backend: Backend = Backend.KUBERNETES
-    """Where to run: kubernetes (Deployment + Service) or cloudRun."""
+    backend: Backend = Field(
+        default=Backend.KUBERNETES,
+        json_schema_extra=_immutable("spec.backend", "another backend"),
+    )
+    """Where to run: kubernetes (Deployment + Service) or cloudRun. Immutable: delete and
+    recreate the XynergyService to move it."""
     cloud_run: CloudRunSpec | None = None
     """Cloud Run settings; only with backend cloudRun."""
     kubernetes: KubernetesSpec | None = None

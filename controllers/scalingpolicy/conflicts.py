@@ -2,17 +2,20 @@
 
 Two autoscalers on one target undo each other's work. The index knows, per target, every
 ScalingPolicy that names it and every HorizontalPodAutoscaler whose scaleTargetRef is the
-XynergyService or the Deployment it owns (same name). The oldest policy (creation time, then
-name) owns a target; any other policy is Stalled naming the owner, and with an HPA on the target
-every policy is Stalled naming the HPA. It is kept from watch events (no list per sync); the
-first lookup seeds it with one list of each kind, so a restart cannot let a younger policy act
-before the older one's event arrived. Pure bookkeeping; the reconciler does the I/O.
+XynergyService or the Deployment it owns (same name). The oldest acting policy (creation
+time, then name; a dry-run or paused policy does not act, so it claims nothing) owns a target;
+any other acting policy is Stalled naming the owner, and with an HPA on the target every acting
+policy is Stalled naming the HPA. A dry-run policy is told who else scales the target (the
+reconciler says so in its Ready message) and goes on planning beside them. It is kept from
+watch events (no list per sync); the first lookup seeds it with one list of each kind, so a
+restart cannot let a younger policy act before the older one's event arrived. Pure
+bookkeeping; the reconciler does the I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Claim", "Conflict", "TargetIndex", "hpa_target", "policy_target"]
@@ -27,6 +30,8 @@ class Claim:
     created: str
     name: str
     uid: str
+    acting: bool = field(default=True, compare=False)
+    """False for a dry-run or paused policy: it never scales, so it owns nothing."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,10 @@ def policy_target(body: Mapping[str, Any]) -> tuple[Target, Claim] | None:
     name = (spec.get("targetRef") or {}).get("name")
     if not name or not meta.get("uid"):
         return None
-    claim = Claim(str(meta.get("creationTimestamp") or ""), str(meta["name"]), str(meta["uid"]))
+    acting = not (spec.get("dryRun") or spec.get("paused"))
+    claim = Claim(
+        str(meta.get("creationTimestamp") or ""), str(meta["name"]), str(meta["uid"]), acting
+    )
     return (str(meta.get("namespace")), str(name)), claim
 
 
@@ -76,19 +84,21 @@ class TargetIndex:
         self.seeded = True
 
     def observe_policy(self, body: Mapping[str, Any], *, deleted: bool) -> set[Target]:
-        """Record a policy's event; returns the targets it left or joined (empty when its
-        target did not change, e.g. for our own status writes)."""
+        """Record a policy's event; returns the targets it left or joined, or whose claim it
+        made or dropped (dryRun or paused changed); empty when neither changed, e.g. for our
+        own status writes."""
         uid = str((body.get("metadata") or {}).get("uid"))
         found = None if deleted else policy_target(body)
         old = self._policy_target.pop(uid, None)
-        if old is not None:
-            self._policies.get(old, {}).pop(uid, None)
+        was = self._policies.get(old, {}).pop(uid, None) if old is not None else None
         if found is not None:
             target, claim = found
             self._policies.setdefault(target, {})[uid] = claim
             self._policy_target[uid] = target
         new = found[0] if found is not None else None
-        return set() if old == new else {t for t in (old, new) if t is not None}
+        if old == new and (was is None or found is None or was.acting == found[1].acting):
+            return set()
+        return {t for t in (old, new) if t is not None}
 
     def observe_hpa(self, body: Mapping[str, Any], *, deleted: bool) -> set[Target]:
         """Record an HPA's event; returns the targets it left or joined (empty when its
@@ -110,8 +120,10 @@ class TargetIndex:
         """The policies on `target`, senior first."""
         return sorted(self._policies.get(target, {}).values())
 
-    def conflict(self, target: Target, uid: str) -> Conflict | None:
-        """Why policy `uid` must not scale `target` (None: it may)."""
+    def conflict(self, target: Target, uid: str, *, acting: bool = True) -> Conflict | None:
+        """Why policy `uid` must not scale `target` (None: it may). For a policy that does not
+        act (`acting` False: a dry run), who else scales the target: the HPA, else the oldest
+        acting policy."""
         namespace, name = target
         hpas = self._hpas.get(target, {})
         if hpas:
@@ -121,11 +133,15 @@ class TargetIndex:
                 f"HorizontalPodAutoscaler {namespace}/{hpa} also scales {ref}; remove it or "
                 "this policy (two autoscalers on one target undo each other)",
             )
-        claims = self.claims(target)
-        if claims and claims[0].uid != uid and any(c.uid == uid for c in claims):
+        others = [c for c in self.claims(target) if c.acting and c.uid != uid]
+        if acting:  # only the policies senior to this one's claim (none if it has none)
+            mine = self._policies.get(target, {}).get(uid)
+            others = [c for c in others if mine is not None and c < mine]
+        if others:
             return Conflict(
                 "ConflictingPolicy",
-                f"ScalingPolicy {namespace}/{claims[0].name} already scales XynergyService "
-                f"{name} (the oldest policy on a target owns it)",
+                f"ScalingPolicy {namespace}/{others[0].name} already scales XynergyService "
+                f"{name} (the oldest policy on a target that is neither dry-run nor paused "
+                "owns it)",
             )
         return None

@@ -3,8 +3,9 @@
 Each policy syncs at its `interval` (the core scheduler brings it back at its next slot, an
 offset by uid so a thousand policies spread over the interval; all policies share the
 scheduler's bounded concurrency). A sync: refuse to fight (another policy or an HPA on the
-target: Stalled naming it), read the target, read the load now (metrics unavailable: hold the
-current count, Degraded and Ready=False, never scale to zero or to min for missing data),
+target: Stalled naming it; a dry run plans on and says so), read the target (paused: Ready=False
+TargetPaused, nothing done), read the load now (metrics unavailable: hold the current count
+within the bounds, Degraded and Ready=False, never scale to zero or to min for missing data),
 refit the forecast model when due (`models`), `intelligence.scaling.decide` with the HPA
 behaviour state kept in status (so a restart cannot jump), then patch the target's scale
 subresource unless `dryRun`. A dry run decides from its own last plan as if it had acted, so
@@ -27,7 +28,12 @@ from pydantic import ValidationError
 
 from apis.base import parse_duration
 from apis.v1alpha1.common import GROUP, VERSION
-from apis.v1alpha1.scalingpolicy import ScalingMode, ScalingPolicy, ScalingPolicyStatus
+from apis.v1alpha1.scalingpolicy import (
+    MIN_INTERVAL,
+    ScalingMode,
+    ScalingPolicy,
+    ScalingPolicyStatus,
+)
 from controllers.core.context import OperatorContext
 from controllers.core.controller import ChildEvent, Controller, Kind, Requeue, Result
 from controllers.core.errors import ProviderError, StalledError, TransientError
@@ -74,6 +80,9 @@ KIND = Kind(GROUP, VERSION, "ScalingPolicy", "scalingpolicies")
 XS_KIND = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
 Target_ = tuple[str, str]
 
+MIN_INTERVAL_SECONDS = parse_duration(MIN_INTERVAL)
+"""The shortest sync period, whatever the stored spec says."""
+
 MEANS_WARMUP_MAX_SECONDS = 3600.0
 """The longest warm-up read of the dispersion headroom's means (its half-life, 1800 s by
 default, at most this)."""
@@ -88,7 +97,10 @@ def sync_offset(uid: str, interval: float) -> float:
 
 
 def next_slot(uid: str, interval: float, now: float) -> float:
-    """The policy's next sync time after `now` on its own grid (no drift with sync length)."""
+    """The policy's next sync time after `now` on its own grid (no drift with sync length);
+    an interval below `spec.interval`'s minimum (an object stored before the CRD refused it)
+    syncs at the minimum, never in a hot loop."""
+    interval = max(interval, MIN_INTERVAL_SECONDS)
     offset = sync_offset(uid, interval)
     return offset + (math.floor((now - offset) / interval) + 1) * interval
 
@@ -157,11 +169,16 @@ class ScalingPolicyReconciler:
             return Result(status=st.paused_status(policy, now=now))
         namespace = str(policy.metadata.namespace)
         target_name = policy.spec.target_ref.name
-        conflict = await self._conflict(namespace, target_name, str(policy.metadata.uid))
-        if conflict is not None:
+        dry_run = policy.spec.dry_run
+        conflict = await self._conflict(
+            namespace, target_name, str(policy.metadata.uid), acting=not dry_run
+        )
+        if conflict is not None and not dry_run:
             return self._stalled(policy, body, conflict.reason, conflict.message, now)
         try:
             target = await self.target.read(namespace, target_name)
+            if target.service.spec.paused:
+                return self._target_paused(policy, namespace, target_name, now)
             params = scaling_params(policy, target.sizing)
             provider, query = self.metrics(policy, target)
         except StalledError as exc:
@@ -173,14 +190,89 @@ class ScalingPolicyReconciler:
         try:
             load = await provider.query(query, at=now.timestamp())
         except MetricsError as exc:
-            return self._held(policy, target.replicas, exc, now)
+            return await self._without_metrics(policy, target, params, exc, now)
         ts = now.timestamp()
         fitted = await self._model(policy, provider, query, ts, params)
         stored = policy.status.scaling_state if policy.status is not None else None
         state = self.states.state(str(policy.metadata.uid), stored, now=ts)
         last = state.dispersion.last if state is not None else None
         means = await self._means(policy, provider, query, ts, params, last=last)
-        return await self._decide(policy, target, params, load, fitted, now, state, means)
+        note = _raised_minimum(policy, target)
+        if conflict is not None:  # a dry run beside another autoscaler plans on, and says so
+            note += f"; would be Stalled {conflict.reason} if it acted: {conflict.message}"
+        return await self._decide(
+            policy, target, params, load, fitted, now, state, means, note=note
+        )
+
+    def _target_paused(
+        self, policy: ScalingPolicy, namespace: str, name: str, now: dt.datetime
+    ) -> Result:
+        """The target is paused: no metrics read, nothing decided or scaled (a policy must not
+        move what its owner froze). The status is written when it changes, then at the
+        refresh period."""
+        old = policy.status
+        status = st.target_paused_status(policy, name=f"{namespace}/{name}", now=now)
+        written = old.last_reconcile_time if old is not None else None
+        if (
+            old is not None
+            and written is not None
+            and now.timestamp() - written.timestamp() < self.status_refresh_seconds
+            and st.decision_view(old) == st.decision_view(status)
+        ):
+            return Result(status=old)
+        return Result(status=status, events=st.events_for(old, status, None))
+
+    async def _without_metrics(
+        self,
+        policy: ScalingPolicy,
+        target: Target,
+        params: ScalingParams,
+        error: MetricsError,
+        now: dt.datetime,
+    ) -> Result:
+        """The load cannot be read: hold the current count, but within the policy's bounds
+        (its minimum raised by the active schedules, its maximum), as HPA applies its bounds
+        before any metric. Never towards zero or the minimum for missing data."""
+        current = target.replicas
+        active = [s for s in params.schedules if s.active(now.timestamp())]
+        floor = max([params.min_instances, *(s.min_instances for s in active)])
+        floor = min(floor, params.max_instances)
+        desired = min(max(current, floor), params.max_instances)
+        if desired == current:
+            return self._held(policy, current, error, now)
+        if desired > current:
+            top = max(active, key=lambda s: s.min_instances, default=None)
+            why = (
+                f"schedule {top.name or top.cron} minimum {top.min_instances}"
+                if top is not None and top.min_instances > params.min_instances
+                else f"minInstances {params.min_instances}"
+            )
+        else:
+            why = f"maxInstances {desired}"
+        applied = False
+        if not policy.spec.dry_run:
+            try:
+                await self.target.scale(
+                    str(policy.metadata.namespace), policy.spec.target_ref.name, desired
+                )
+            except ProviderError as exc:
+                return self._held(policy, current, exc, now)
+            applied = True
+        bounded = st.Bounded(desired=desired, why=why, applied=applied)
+        FALLBACKS.labels(error.reason).inc()
+        status = st.held_status(
+            policy,
+            current=current,
+            reason=error.reason,
+            message=error.message,
+            now=now,
+            bounded=bounded,
+        )
+        events = st.events_for(policy.status, status, None)
+        if applied:
+            events.insert(0, Event("Normal", "Scaled", f"{current} -> {desired} ({why}) "
+                                   f"without the metric: {error.message}"))  # fmt: skip
+        return Result(status=status, events=events)
 
     async def _decide(
         self,
@@ -192,6 +284,8 @@ class ScalingPolicyReconciler:
         now: dt.datetime,
         state: ScalingState | None,
         means: tuple[tuple[float, float], ...],
+        *,
+        note: str = "",
     ) -> Result:
         """Decide from `state` (the policy's behaviour state, None for HPA's fresh start) and
         the recent `means`, act unless a dry run, and report."""
@@ -233,6 +327,7 @@ class ScalingPolicyReconciler:
             fitted=fitted,
             applied=applied,
             dry_run=dry_run,
+            note=note,
         )
         new = st.synced_status(policy, outcome, now=now)
         events = st.events_for(status, new, outcome)
@@ -349,11 +444,13 @@ class ScalingPolicyReconciler:
             if t < now
         )
 
-    async def _conflict(self, namespace: str, target: str, uid: str) -> Conflict | None:
+    async def _conflict(
+        self, namespace: str, target: str, uid: str, *, acting: bool
+    ) -> Conflict | None:
         if not self.index.seeded and self.seed is not None:
             policies, hpas = await self.seed()
             self.index.seed(policies, hpas)
-        return self.index.conflict((namespace, target), uid)
+        return self.index.conflict((namespace, target), uid, acting=acting)
 
     def _count(self, policy: ScalingPolicy, decision: Decision, fitted: Fitted | None) -> None:
         DECISIONS.labels(str(decision.mode), str(decision.reason)).inc()
@@ -384,6 +481,26 @@ class ScalingPolicyReconciler:
             policy, current=current, reason=error.reason, message=error.message, now=now
         )
         return Result(status=status, events=st.events_for(policy.status, status, None))
+
+
+def _raised_minimum(policy: ScalingPolicy, target: Target) -> str:
+    """The Ready message's note when the policy's minInstances (or maxInstances) is below the
+    target's own minimum (the target's is the floor: it clamps its replicas to it), else ''."""
+    floor = target.sizing.min_instances
+    below = [
+        f"spec.{name} {value}"
+        for name, value in (
+            ("minInstances", policy.spec.min_instances),
+            ("maxInstances", policy.spec.max_instances),
+        )
+        if value is not None and value < floor
+    ]
+    if not below:
+        return ""
+    return (
+        f"; {' and '.join(below)} below the target's scaling.minInstances {floor}, "
+        f"so the floor is {floor}"
+    )
 
 
 def _reconciler(ctx: OperatorContext) -> tuple[Controller, ScalingPolicyReconciler]:

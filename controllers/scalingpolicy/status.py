@@ -37,6 +37,7 @@ from intelligence.scaling import Decision
 
 __all__ = [
     "DEGRADED",
+    "Bounded",
     "Outcome",
     "decision_view",
     "forecast_points",
@@ -44,6 +45,7 @@ __all__ = [
     "paused_status",
     "stalled_status",
     "synced_status",
+    "target_paused_status",
 ]
 
 DEGRADED = "Degraded"
@@ -60,6 +62,8 @@ class Outcome:
     fitted: Fitted | None
     applied: bool
     dry_run: bool
+    note: str = ""
+    """What the Ready message adds (a raised minimum, a dry run beside another autoscaler)."""
 
 
 def _utc(ts: float) -> dt.datetime:
@@ -193,7 +197,7 @@ def synced_status(
         update={
             "conditions": _conditions(
                 old.conditions,
-                ready=(True, ready_reason, f"{mode}: {summary} ({d.reason})"),
+                ready=(True, ready_reason, f"{mode}: {summary} ({d.reason}){outcome.note}"),
                 degraded=degraded,
                 generation=generation,
                 now=now,
@@ -238,11 +242,23 @@ def _round(x: float | None) -> float | None:
 
 
 def held_status(
-    policy: ScalingPolicy, *, current: int | None, reason: str, message: str, now: dt.datetime
+    policy: ScalingPolicy,
+    *,
+    current: int | None,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+    bounded: Bounded | None = None,
 ) -> ScalingPolicyStatus:
-    """Status when the policy holds the instances because it cannot read its metric."""
+    """Status when the policy holds the instances because it cannot read its metric; with
+    `bounded`, the count it set (or, in dry run, would set) to stay within its bounds."""
     old = policy.status or ScalingPolicyStatus()
+    desired = current
     held = f"holding {current} instances: {message}" if current is not None else message
+    if bounded is not None and bounded.desired != current:
+        desired = bounded.desired
+        word = "would scale" if policy.spec.dry_run else "scaled"
+        held = f"{word} {current} -> {desired} ({bounded.why}) without the metric: {message}"
     return old.model_copy(
         update={
             "conditions": _conditions(
@@ -253,11 +269,43 @@ def held_status(
                 now=now,
             ),
             "current_instances": current,
-            "desired_instances": current,
+            "desired_instances": desired,
             "current_load": None,
+            "last_scale_time": now
+            if bounded is not None and bounded.applied
+            else old.last_scale_time,
             "last_reconcile_time": now,
         }
     )
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """A sync without its metric that brought the count into the policy's bounds."""
+
+    desired: int
+    why: str
+    """The bound in words: `minInstances 3`, `schedule 0 12 * * * UTC minimum 6`..."""
+    applied: bool
+
+
+def target_paused_status(
+    policy: ScalingPolicy, *, name: str, now: dt.datetime
+) -> ScalingPolicyStatus:
+    """Status while the target XynergyService is paused: nothing read, decided or done."""
+    old = policy.status or ScalingPolicyStatus()
+    message = (
+        f"target XynergyService {name} is paused (spec.paused): no metrics read, nothing "
+        "decided or scaled until it is resumed"
+    )
+    conditions = _conditions(
+        old.conditions,
+        ready=(False, "TargetPaused", message),
+        degraded=None,
+        generation=policy.metadata.generation,
+        now=now,
+    )
+    return old.model_copy(update={"conditions": conditions, "last_reconcile_time": now})
 
 
 def stalled_status(

@@ -549,6 +549,12 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
     ),
     ("sp-zero-interval", "ScalingPolicy", [("interval", "0s")], "spec.interval"),
     (
+        "sp-sub-second-interval",
+        "ScalingPolicy",
+        [("interval", "1ms")],
+        "spec.interval must be a duration of at least 1s",
+    ),
+    (
         "sp-zero-window",
         "ScalingPolicy",
         [("schedules", [{"cron": "0 8 * * *", "duration": "0m", "minInstances": 2}])],
@@ -707,3 +713,47 @@ def test_good_images_and_quantities_are_accepted(
     BY_KIND[kind].crd.spec_model.model_validate(spec)  # the model agrees with the apiserver
     resp = kube.create(_path(kind, namespace), _obj(kind, "accepted", spec))
     assert resp.status_code == 201, resp.text
+
+
+CLOUD_RUN = {"project": "my-proj-1", "region": "us-central1"}
+ON_CLOUD_RUN = {**BASE["XynergyService"], "backend": "cloudRun", "cloudRun": CLOUD_RUN}
+
+# (id, spec created, merge patch of the spec, text the refusal names; None: accepted)
+TRANSITIONS: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
+    ("kubernetes-to-cloudrun", BASE["XynergyService"],
+     {"backend": "cloudRun", "cloudRun": CLOUD_RUN}, "spec.backend is immutable"),
+    ("cloudrun-to-kubernetes", ON_CLOUD_RUN, {"backend": "kubernetes", "cloudRun": None},
+     "spec.backend is immutable"),
+    ("cloudrun-project", ON_CLOUD_RUN, {"cloudRun": {"project": "other-proj-2"}},
+     "spec.cloudRun.project is immutable"),
+    ("cloudrun-region", ON_CLOUD_RUN, {"cloudRun": {"region": "europe-west1"}},
+     "spec.cloudRun.region is immutable"),
+    ("cloudrun-image", ON_CLOUD_RUN, {"image": "registry.example/crm:2"}, None),
+    ("kubernetes-image", BASE["XynergyService"], {"image": "registry.example/crm:2"}, None),
+]  # fmt: skip
+
+
+def test_the_backend_and_cloud_run_location_cannot_change_in_place(
+    kube: Kube, crds_installed: list[str], namespace: str
+) -> None:
+    """Moving a XynergyService to another backend, project or region in place would leave
+    the old service running (a Deployment, or a billed Cloud Run service nobody deletes):
+    the apiserver refuses it naming the field and saying to delete and recreate; other
+    updates still go through."""
+    path = _path("XynergyService", namespace)
+    for case, spec, patch, refused in TRANSITIONS:
+        created = kube.create(path, _obj("XynergyService", case, copy.deepcopy(spec)))
+        assert created.status_code == 201, f"{case}: {created.text}"
+        resp = kube.http.patch(
+            f"{path}/{case}",
+            json={"spec": patch},
+            headers={"Content-Type": "application/merge-patch+json"},
+            params={"fieldValidation": "Strict"},
+        )
+        if refused is None:
+            assert resp.status_code == 200, f"{case}: {resp.text}"
+            continue
+        assert resp.status_code == 422, f"{case}: accepted {patch}"
+        message = resp.json()["message"]
+        assert refused in message, message
+        assert "delete the XynergyService and create it again" in message, message

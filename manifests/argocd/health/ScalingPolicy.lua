@@ -1,7 +1,7 @@
 -- Argo CD health of a xynergy.io ScalingPolicy, from the operator's kstatus conditions.
 -- Order: an unobserved generation is Progressing; Stalled (target missing, conflict, invalid
--- spec) is Degraded; spec.paused is Suspended; Ready=False (the metric cannot be read: the
--- instances are held) is Degraded; Ready=True is Healthy, with the reactive fallback's reason
+-- spec) is Degraded; spec.paused, or a paused target (Ready=False TargetPaused), is Suspended;
+-- Ready=False (the metric cannot be read: the instances are held) is Degraded; Ready=True is Healthy, with the reactive fallback's reason
 -- in the message when the policy's Degraded condition says the forecast is not used.
 local hs = {}
 local function condition(t)
@@ -25,6 +25,9 @@ if stalled ~= nil and stalled.status == "True" then
 elseif obj.spec.paused == true then
   hs.status = "Suspended"
   hs.message = "Paused: no metrics read, nothing decided"
+elseif ready ~= nil and ready.status == "False" and ready.reason == "TargetPaused" then
+  hs.status = "Suspended"
+  hs.message = says(ready)
 elseif ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = says(ready)

@@ -129,7 +129,6 @@ ANALYSIS = {"metrics": [{"name": "errors", "query": "q"}]}
 @pytest.mark.parametrize(
     ("model", "spec", "loc"),
     [
-        (ScalingPolicySpec, {**SP, "interval": "0s"}, ("interval",)),
         (ScalingPolicySpec, {**SP, "forecast": {"horizon": "0m"}}, ("forecast", "horizon")),
         (ScalingPolicySpec, {**SP, "forecast": {"historyWindow": "0h"}}, ("forecast", "historyWindow")),
         (
@@ -153,8 +152,18 @@ def test_zero_intervals_and_windows_are_rejected(
     assert err.value.errors()[0]["loc"] == loc
 
 
+@pytest.mark.parametrize("interval", ["0s", "1ms", "0.5s", "999ms"])
+def test_a_policy_interval_under_a_second_is_rejected_naming_the_field(interval: str) -> None:
+    """A sub-second sync interval is a hot loop (as the CRD's CEL rule says too)."""
+    match = "spec.interval must be a duration of at least 1s"
+    with pytest.raises(ValidationError, match=match) as err:
+        ScalingPolicySpec.model_validate({**SP, "interval": interval})
+    assert err.value.errors()[0]["loc"] == ("interval",)
+
+
 def test_positive_and_pause_durations_are_still_accepted() -> None:
-    assert ScalingPolicySpec.model_validate({**SP, "interval": "0.5s"}).interval == "0.5s"
+    assert ScalingPolicySpec.model_validate({**SP, "interval": "1s"}).interval == "1s"
+    assert ScalingPolicySpec.model_validate({**SP, "interval": "1000ms"}).interval == "1000ms"
     canary = {"canary": {"steps": [{"setWeight": 10}, {"pause": {"duration": "0s"}}]}}
     assert RolloutSpec.model_validate({**RO, "strategy": canary}).strategy.canary is not None
 

@@ -253,6 +253,9 @@ def test_what_the_schema_cannot_reject_is_named(
         ({"minInstances": 2, "maxInstances": 50}, (1, 10), (2, 10)),
         # a minimum above the capped maximum comes down to it
         ({"minInstances": 8, "maxInstances": 9}, (1, 5), (5, 5)),
+        # a minimum below the target's is raised to it (the target would clamp it anyway)
+        ({"minInstances": 0, "maxInstances": 9}, (2, 12), (2, 9)),
+        ({"minInstances": 1, "maxInstances": 2}, (3, 12), (3, 3)),
     ],
 )
 def test_bounds_come_from_the_policy_else_the_target(

@@ -35,6 +35,7 @@ class FakeTarget:
     replicas: int | None = 2
     exists: bool = True
     scaled: list[int] = field(default_factory=list)
+    paused: bool = False
 
     async def read(self, namespace: str, name: str) -> Target:
         if not self.exists:
@@ -42,7 +43,7 @@ class FakeTarget:
                                reason="TargetNotFound")  # fmt: skip
         svc = XynergyService.model_validate({
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"image": "reg/crm:1", "replicas": self.replicas,
+            "spec": {"image": "reg/crm:1", "replicas": self.replicas, "paused": self.paused,
                      "scaling": {"minInstances": 1, "maxInstances": 20}},
         })  # fmt: skip
         return Target(svc, svc.spec.sizing())
@@ -488,3 +489,165 @@ def test_the_backtest_covers_a_third_of_the_last_day_or_the_lead_when_longer() -
     assert backtest_steps(span=8 * 3600.0, lead_steps=1, step=60.0) == 40  # a quarter of it
     # a bench replaying a trace compressed 30x passes its day
     assert backtest_steps(span=40000.0, lead_steps=3, step=15.0, day=2880.0) == 64
+
+
+async def test_a_minimum_below_the_targets_is_raised_to_it_and_a_second_sync_does_nothing() -> None:
+    """minInstances 0 on a target whose scaling.minInstances is 1: the target clamps its
+    replicas to 1, so deciding 0 would scale it (an Event, a status write) every sync."""
+    target, prom = FakeTarget(replicas=1), FakeProm(load=0.0)
+    rec = reconciler(target, prom)
+    b = body(minInstances=0)
+    first = await sync(rec, b)
+    assert target.scaled == []
+    s = status_of(first)
+    assert (s.current_instances, s.desired_instances) == (1, 1)
+    ready = get_condition(s.conditions, "Ready")
+    assert ready is not None
+    assert "spec.minInstances 0 below the target's scaling.minInstances 1" in ready.message
+    b["status"] = dumped(first)
+    second = await sync(rec, b, NOW + dt.timedelta(seconds=400))
+    assert target.scaled == []
+    assert list(second.events) == []
+    assert second.status == status_of_dict(b["status"])  # nothing to write
+
+
+NOON = [{"cron": "0 12 * * *", "duration": "2h", "minInstances": 6}]  # active at NOW
+
+
+@pytest.mark.parametrize(
+    ("replicas", "spec", "scaled", "why"),
+    [
+        (2, {"minInstances": 3, "schedules": NOON}, [6], "schedule 0 12 * * * UTC minimum 6"),
+        (2, {"minInstances": 3}, [3], "minInstances 3"),
+        (12, {"minInstances": 3}, [10], "maxInstances 10"),
+        # a schedule floor above maxInstances brings the count to the maximum, naming it
+        (2, {"schedules": [{**NOON[0], "minInstances": 12}]}, [10],
+         "schedule 0 12 * * * UTC minimum 12"),
+    ],
+)  # fmt: skip
+async def test_without_metrics_the_bounds_and_active_schedules_still_apply(
+    replicas: int, spec: dict[str, Any], scaled: list[int], why: str
+) -> None:
+    """Schedules raise the floor in every mode, and, as HPA applies its bounds before any
+    metric, a count outside [min, max] is brought inside while the metric cannot be read."""
+    target, prom = FakeTarget(replicas=replicas), FakeProm(load=None)
+    result = await sync(reconciler(target, prom), body(**spec))
+    assert target.scaled == scaled
+    s = status_of(result)
+    assert (s.current_instances, s.desired_instances) == (replicas, scaled[0])
+    assert s.last_scale_time == NOW
+    ready = get_condition(s.conditions, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "MetricsUnreachable")
+    assert f"scaled {replicas} -> {scaled[0]} ({why}) without the metric" in ready.message
+    assert [e.reason for e in result.events] == ["Scaled", "MetricsUnreachable"]
+    b = body(**spec, status=dumped(result))
+    again = await sync(reconciler(target, prom), b, NOW + dt.timedelta(seconds=15))
+    assert target.scaled == scaled  # inside the bounds now: held
+    assert status_of(again).desired_instances == scaled[0]
+
+
+async def test_a_dry_run_without_metrics_plans_the_bound_and_changes_nothing() -> None:
+    target, prom = FakeTarget(replicas=2), FakeProm(load=None)
+    result = await sync(reconciler(target, prom), body(dryRun=True, schedules=NOON))
+    assert target.scaled == []
+    s = status_of(result)
+    assert (s.current_instances, s.desired_instances) == (2, 6)
+    assert s.last_scale_time is None
+    degraded = get_condition(s.conditions, "Degraded")
+    assert degraded is not None
+    assert "would scale 2 -> 6" in degraded.message
+
+
+async def test_a_stored_sub_second_interval_stalls_naming_the_field() -> None:
+    """An object stored before the CRD refused `interval: 1ms` is not synced in a hot loop:
+    the spec is refused naming spec.interval, and the policy backs off."""
+    target, prom = FakeTarget(), FakeProm()
+    result = await sync(reconciler(target, prom), body(interval="1ms"))
+    stalled = get_condition(status_of(result).conditions, "Stalled")
+    assert stalled is not None
+    assert stalled.reason == "InvalidSpec"
+    assert "spec.interval must be a duration of at least 1s" in stalled.message
+    assert (target.scaled, prom.queries) == ([], [])
+    assert result.requeue is Requeue.BACKOFF
+
+
+def test_the_sync_grid_is_never_finer_than_a_second() -> None:
+    now = NOW.timestamp()
+    a = next_slot("uid-1", 0.001, now)
+    assert 0 < a - now <= 1
+    assert next_slot("uid-1", 0.001, a) - a == pytest.approx(1.0)
+
+
+HPA = {"metadata": {"name": "crm-hpa", "namespace": NS},
+       "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "crm"}}}  # fmt: skip
+
+
+async def test_a_dry_run_beside_an_hpa_plans_on_and_names_it() -> None:
+    """A dry run changes nothing, so the HPA it is meant to be compared with does not stall
+    it; the Ready message says what would."""
+    index = TargetIndex()
+    mine = body(dryRun=True)
+    index.observe_policy(mine, deleted=False)
+    index.observe_hpa(HPA, deleted=False)
+    target, prom = FakeTarget(replicas=2), FakeProm(load=300)
+    result = await sync(reconciler(target, prom, index), mine)
+    s = status_of(result)
+    assert get_condition(s.conditions, "Stalled") is None
+    ready = get_condition(s.conditions, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("True", "DryRun")
+    assert "would be Stalled ConflictingHPA" in ready.message
+    assert "HorizontalPodAutoscaler ns/crm-hpa" in ready.message
+    assert s.desired_instances == 6
+    assert target.scaled == []
+    assert result.requeue is Requeue.RESYNC
+
+
+@pytest.mark.parametrize("older", [{"dryRun": True}, {"paused": True}])
+async def test_a_policy_that_does_not_act_claims_no_seniority(older: dict[str, Any]) -> None:
+    """An older dry-run or paused policy leaves the target to the younger real one; the dry
+    run is told the real one scales it."""
+    index = TargetIndex()
+    senior = body(uid="u0", name="older", created="2023-01-01T00:00:00Z", **older)
+    index.observe_policy(senior, deleted=False)
+    mine = body()
+    index.observe_policy(mine, deleted=False)
+    target = FakeTarget(replicas=2)
+    result = await sync(reconciler(target, FakeProm(load=300), index), mine)
+    assert get_condition(status_of(result).conditions, "Stalled") is None
+    assert target.scaled == [6]
+    if older.get("dryRun"):
+        other = FakeTarget(replicas=2)
+        planned = await sync(reconciler(other, FakeProm(load=300), index), senior)
+        ready = get_condition(status_of(planned).conditions, "Ready")
+        assert ready is not None
+        assert "would be Stalled ConflictingPolicy" in ready.message
+        assert "ScalingPolicy ns/crm already scales" in ready.message
+        assert other.scaled == []
+
+
+def test_turning_a_dry_run_real_converges_the_other_policies_on_the_target() -> None:
+    index = TargetIndex()
+    index.observe_policy(body(dryRun=True), deleted=False)
+    assert index.observe_policy(body(dryRun=True), deleted=False) == set()  # a status write
+    assert index.observe_policy(body(), deleted=False) == {(NS, "crm")}
+    assert index.observe_policy(body(paused=True), deleted=False) == {(NS, "crm")}
+
+
+async def test_a_paused_target_is_left_alone_and_the_policy_says_so() -> None:
+    target, prom = FakeTarget(replicas=2, paused=True), FakeProm(load=300)
+    rec = reconciler(target, prom)
+    b = body()
+    result = await sync(rec, b)
+    assert (target.scaled, prom.queries) == ([], [])
+    s = status_of(result)
+    ready = get_condition(s.conditions, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "TargetPaused")
+    assert "ns/crm is paused" in ready.message
+    assert s.desired_instances is None
+    b["status"] = dumped(result)
+    again = await sync(rec, b, NOW + dt.timedelta(seconds=15))
+    assert again.status == status_of_dict(b["status"])  # unchanged: nothing written
+    assert target.scaled == []
