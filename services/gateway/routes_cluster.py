@@ -170,7 +170,21 @@ class ClusterRouteSource:
             if hold and hold.preview and url:
                 prefix, preview_url, revision = hold.preview
                 service = "/".join(key)
-                routes.append(Route(prefix, preview_url, service, revision=revision))
+                try:
+                    routes.append(Route(prefix, preview_url, service, revision=revision))
+                except ValueError as exc:  # one bad preview must not stop every route update
+                    log.warning(
+                        "preview route skipped",
+                        extra={
+                            "fields": {
+                                "rollout": f"{key[0]}/{hold.name}",
+                                "field": "spec.strategy.blueGreen.previewRoute"
+                                if "prefix" in str(exc)
+                                else "status.traffic[].url (preview)",
+                                "error": str(exc)[:200],
+                            }
+                        },
+                    )
         return RouteTable.build(routes)
 
     def _delay(self, failures: int) -> float:

@@ -353,6 +353,25 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         "spec.routes[0].prefix",
     ),
     (
+        "xs-route-double-slash",
+        "XynergyService",
+        [("routes", [{"prefix": "/api/v2//crm"}])],
+        "spec.routes[0].prefix",
+    ),
+    (
+        "xs-route-dot-segment",
+        "XynergyService",
+        [("routes", [{"prefix": "/api/v2/crm/."}])],
+        "routes[].prefix: must be a path like /api/v2/crm, without '.' or '..' segments",
+    ),
+    ("xs-route-root", "XynergyService", [("routes", [{"prefix": "/"}])], "spec.routes[0].prefix"),
+    (
+        "xs-route-alias-dot-segment",
+        "XynergyService",
+        [("routes", [{"prefix": "/api/v2/crm", "aliases": ["/api/./crm"]}])],
+        "spec.routes[0].aliases",
+    ),
+    (
         "xs-health-timeout",
         "XynergyService",
         [("healthCheck", {"periodSeconds": 5, "timeoutSeconds": 10})],
@@ -566,6 +585,18 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         [("analysis", {"interval": "0s", "metrics": [{"name": "e", "query": "q"}]})],
         "spec.analysis.interval",
     ),
+    (
+        "ro-preview-route-double-slash",
+        "Rollout",
+        [("strategy", {"blueGreen": {"previewRoute": "/api/v2/ai-preview//x"}})],
+        "spec.strategy.blueGreen.previewRoute",
+    ),
+    (
+        "ro-preview-route-dot-segment",
+        "Rollout",
+        [("strategy", {"blueGreen": {"previewRoute": "/api/v2/./ai-preview"}})],
+        "blueGreen.previewRoute: must be a path like /api/v2/crm",
+    ),
     ("oc-provider-enum", "OAuthConnection", [("provider", "github")], "spec.provider"),
     (
         "oc-slack-scope",
@@ -661,6 +692,9 @@ ACCEPTED: list[tuple[str, str, str, Any]] = [
     ("memory-zero", "XynergyService", "resources.memory", 0),
     ("memory-binary", "XynergyService", "resources.memory", "1.5Gi"),
     ("rollout-cpu", "Rollout", "template.resources.cpu", "250m"),
+    ("route-trailing-slash", "XynergyService", "routes", [{"prefix": "/api/v2/crm/"}]),
+    ("route-dots-in-a-name", "XynergyService", "routes", [{"prefix": "/api/v2/.well-known"}]),
+    ("preview-route", "Rollout", "strategy", {"blueGreen": {"previewRoute": "/api/v2/crm-pre"}}),
 ]
 
 
@@ -693,3 +727,13 @@ def test_good_images_and_quantities_are_accepted(
     BY_KIND[kind].crd.spec_model.model_validate(spec)  # the model agrees with the apiserver
     resp = kube.create(_path(kind, namespace), _obj(kind, "accepted", spec))
     assert resp.status_code == 201, resp.text
+
+
+def test_route_timeout_is_not_defaulted(
+    kube: Kube, crds_installed: list[str], namespace: str
+) -> None:
+    """A route without timeoutSeconds stays without it, so the gateway's default applies."""
+    spec = {**copy.deepcopy(BASE["XynergyService"]), "routes": [{"prefix": "/api/v2/crm"}]}
+    resp = kube.create(_path("XynergyService", namespace), _obj("XynergyService", "routes", spec))
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["spec"]["routes"] == [{"prefix": "/api/v2/crm", "public": False}]
