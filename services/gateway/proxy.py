@@ -36,7 +36,13 @@ from services.common.identity import InternalIdentitySigner
 from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
 from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
-from services.gateway.cache import CachedResponse, Invalidations, ResponseCache, cache_ttl
+from services.gateway.cache import (
+    CachedResponse,
+    Invalidations,
+    ResponseCache,
+    cache_ttl,
+    joined_headers,
+)
 from services.gateway.errors import error_body
 from services.gateway.gate import Gate, GateResult
 from services.gateway.headers import (
@@ -663,8 +669,8 @@ class Proxy:
         """(ttl, public) of a response the cache may keep; ttl 0 when it may not."""
         if response.status != 200 or "cache-control" not in response.headers:
             return 0, False
-        lowered = {k.lower(): v for k, v in response.headers.items()}
-        ttl, public = cache_ttl(lowered, max_ttl=self.settings.cache_max_ttl_seconds)
+        joined = joined_headers(response.headers.items())
+        ttl, public = cache_ttl(joined, max_ttl=self.settings.cache_max_ttl_seconds)
         size = response.content_length
         if size is None or size > self.settings.cache_max_body_bytes:
             return 0, False
