@@ -318,12 +318,15 @@ class Gateway:
 
         @api.get("/readyz", tags=["health"])
         async def readyz() -> JSONResponse:
-            """Readiness: Redis answers and a route table is loaded; breaker states as detail."""
+            """Readiness: a route table is loaded and, when rate limiting fails closed, Redis
+            answers (failing open, the gateway serves without Redis, so an outage must not
+            take every replica out of its Service); Redis and breaker states as detail."""
             try:
                 redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=1.0))
             except Exception:
                 redis_ok = False
-            ready = redis_ok and self.routes.loaded
+            needs_redis = not self.settings.rate_limit_fail_open
+            ready = self.routes.loaded and (redis_ok or not needs_redis)
             body: dict[str, Any] = {
                 "status": "ready" if ready else "not_ready",
                 "checks": {
