@@ -74,7 +74,11 @@ def default_route_source(settings: GatewaySettings) -> RouteSource | None:
     if kind == "cluster":
         from services.gateway.routes_cluster import ClusterRouteSource, default_client
 
-        return ClusterRouteSource(default_client(), namespace=settings.cluster_namespace)
+        return ClusterRouteSource(
+            default_client(),
+            namespace=settings.cluster_namespace,
+            namespaces=settings.route_namespaces,
+        )
     if settings.routes_file is not None:
         return FileRouteSource(settings.routes_file, poll_seconds=settings.routes_poll_seconds)
     return None

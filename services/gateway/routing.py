@@ -184,9 +184,12 @@ class RouteTable:
         for route in table.routes:
             for prefix in (route.prefix, *route.aliases):
                 if prefix in table._by_prefix:
+                    kept = table._by_prefix[prefix][0].service
                     log.warning(
                         "duplicate route prefix ignored",
-                        extra={"fields": {"prefix": prefix, "service": route.service}},
+                        extra={
+                            "fields": {"prefix": prefix, "service": route.service, "kept": kept}
+                        },
                     )
                     continue
                 table._by_prefix[prefix] = (route, prefix)
