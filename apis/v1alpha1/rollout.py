@@ -32,7 +32,12 @@ from apis.v1alpha1.common import (
     conditions_field,
     ready_columns,
 )
-from apis.v1alpha1.xynergyservice import EnvVar, ResourceRequirements
+from apis.v1alpha1.xynergyservice import (
+    ROUTE_PATH_MESSAGE,
+    EnvVar,
+    ResourceRequirements,
+    route_path_rule,
+)
 
 __all__ = [
     "MAX_LOAD_REQUESTS",
@@ -485,6 +490,16 @@ class CanaryStrategy(SpecModel):
 
 class BlueGreenStrategy(SpecModel):
     """Run the new revision beside the old one, switch all traffic at promotion."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                f"!has(self.previewRoute) || ({route_path_rule('self.previewRoute')})",
+                f"blueGreen.previewRoute: {ROUTE_PATH_MESSAGE}",
+                field_path=".previewRoute",
+            ),
+        )
+    )
 
     preview_route: str | None = Field(default=None, max_length=256, pattern=r"^/[A-Za-z0-9/_.~-]*$")
     """Gateway path prefix that reaches the preview (new) revision before promotion."""

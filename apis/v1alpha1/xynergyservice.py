@@ -39,6 +39,7 @@ from apis.v1alpha1.common import (
 __all__ = [
     "PROFILE_DEFAULTS",
     "RESERVED_MOUNT_PATHS",
+    "ROUTE_PATH_MESSAGE",
     "Backend",
     "CloudRunSpec",
     "ConfigMapVolumeSource",
@@ -60,6 +61,7 @@ __all__ = [
     "XynergyService",
     "XynergyServiceSpec",
     "XynergyServiceStatus",
+    "route_path_rule",
 ]
 
 
@@ -447,6 +449,16 @@ class ScalingSpec(SpecModel):
 
 
 RoutePath = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^/[A-Za-z0-9/_.~-]*$")]
+ROUTE_PATH_MESSAGE = "must be a path like /api/v2/crm, without '.' or '..' segments or '//'"
+"""What a gateway route path (prefix, alias, a Rollout's previewRoute) must look like; a
+trailing '/' is allowed and ignored by the gateway."""
+
+
+def route_path_rule(path: str) -> str:
+    """The CEL rule for a gateway route path held in the CEL expression ``path``: what the
+    gateway can route (it refuses '/' alone, '.' and '..' segments and '//'). CEL only: objects
+    stored before the rule keep reading, and the gateway skips such a route with a log line."""
+    return f"{path} != '/' && !{path}.matches('{_DOT_SEGMENT}') && !{path}.contains('//')"
 
 
 class Route(SpecModel):
@@ -455,22 +467,28 @@ class Route(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "!self.prefix.contains('..') && (!has(self.aliases)"
-                " || self.aliases.all(a, !a.contains('..')))",
-                "routes: a path must not contain '..'",
+                route_path_rule("self.prefix"),
+                f"routes[].prefix: {ROUTE_PATH_MESSAGE}",
                 field_path=".prefix",
+            ),
+            cel(
+                f"!has(self.aliases) || self.aliases.all(a, {route_path_rule('a')})",
+                f"routes[].aliases: each {ROUTE_PATH_MESSAGE}",
+                field_path=".aliases",
             ),
         )
     )
 
     prefix: str = Field(min_length=1, max_length=256, pattern=r"^/[A-Za-z0-9/_.~-]*$")
-    """Path prefix, e.g. /api/v2/crm."""
+    """Path prefix, e.g. /api/v2/crm (a trailing '/' is ignored)."""
     aliases: list[RoutePath] | None = Field(
         default=None, max_length=8, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
     """Other prefixes served by the same route, e.g. /api/v2/email for /api/v2/gmail."""
-    timeout_seconds: int = Field(default=30, ge=1, le=3600)
-    """Upstream timeout for requests on this route."""
+    timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
+    """How long the gateway waits for this route's upstream: for the response head, then
+    for each next piece of the body (a stream that keeps sending is never cut). The gateway's
+    default (XYNERGY_GATEWAY_DEFAULT_TIMEOUT_SECONDS, 30) when unset."""
     rate_limit_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
     """Requests per minute per user; the gateway's default (100) when unset. On a public
     route, per client address."""

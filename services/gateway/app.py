@@ -74,7 +74,11 @@ def default_route_source(settings: GatewaySettings) -> RouteSource | None:
     if kind == "cluster":
         from services.gateway.routes_cluster import ClusterRouteSource, default_client
 
-        return ClusterRouteSource(default_client(), namespace=settings.cluster_namespace)
+        return ClusterRouteSource(
+            default_client(),
+            namespace=settings.cluster_namespace,
+            namespaces=settings.route_namespaces,
+        )
     if settings.routes_file is not None:
         return FileRouteSource(settings.routes_file, poll_seconds=settings.routes_poll_seconds)
     return None
@@ -318,12 +322,15 @@ class Gateway:
 
         @api.get("/readyz", tags=["health"])
         async def readyz() -> JSONResponse:
-            """Readiness: Redis answers and a route table is loaded; breaker states as detail."""
+            """Readiness: a route table is loaded and, when rate limiting fails closed, Redis
+            answers (failing open, the gateway serves without Redis, so an outage must not
+            take every replica out of its Service); Redis and breaker states as detail."""
             try:
                 redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=1.0))
             except Exception:
                 redis_ok = False
-            ready = redis_ok and self.routes.loaded
+            needs_redis = not self.settings.rate_limit_fail_open
+            ready = self.routes.loaded and (redis_ok or not needs_redis)
             body: dict[str, Any] = {
                 "status": "ready" if ready else "not_ready",
                 "checks": {

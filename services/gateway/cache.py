@@ -29,6 +29,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -44,6 +45,7 @@ __all__ = [
     "Invalidations",
     "ResponseCache",
     "cache_ttl",
+    "joined_headers",
     "normalise_query",
 ]
 
@@ -67,14 +69,29 @@ def normalise_query(query: str) -> str:
     return urlencode(sorted(parse_qsl(query, keep_blank_values=True)))
 
 
+def joined_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names lower-cased, a repeated header's values joined with ", " (RFC 9110 5.3):
+    ``Cache-Control: no-store`` then ``Cache-Control: max-age=60`` is ``no-store, max-age=60``,
+    never just the last one."""
+    out: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
 def cache_ttl(headers: dict[str, str], *, max_ttl: int) -> tuple[int, bool]:
-    """(ttl seconds, public) from response headers; ttl 0 means not cacheable."""
+    """(ttl seconds, public) from response headers (names lower-cased, repeated ones joined:
+    :func:`joined_headers`); ttl 0 means not cacheable. ``no-store`` or ``no-cache`` anywhere
+    wins, and of two ages for one directive the shorter."""
     if "set-cookie" in headers or "vary" in headers or "content-encoding" in headers:
         return 0, False
     cc = headers.get("cache-control", "").lower()
     if not cc or "no-store" in cc or "no-cache" in cc:
         return 0, False
-    ages: dict[str, int] = {k: int(v) for k, v in _MAX_AGE_RE.findall(cc)}
+    ages: dict[str, int] = {}
+    for k, v in _MAX_AGE_RE.findall(cc):
+        ages[k] = min(int(v), ages.get(k, int(v)))
     ttl = ages.get("s-maxage", ages.get("max-age", 0))
     return min(ttl, max_ttl), ("public" in cc and "private" not in cc)
 

@@ -36,7 +36,13 @@ from services.common.identity import InternalIdentitySigner
 from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
 from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
-from services.gateway.cache import CachedResponse, Invalidations, ResponseCache, cache_ttl
+from services.gateway.cache import (
+    CachedResponse,
+    Invalidations,
+    ResponseCache,
+    cache_ttl,
+    joined_headers,
+)
 from services.gateway.errors import error_body
 from services.gateway.gate import Gate, GateResult
 from services.gateway.headers import (
@@ -497,9 +503,12 @@ class Proxy:
     # -- the upstream ----------------------------------------------------------------------
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        """The route timeout as a read-idle one (Kong's read_timeout): the upstream must send
+        its response head, then each next piece of the body, within ``seconds``; a stream that
+        keeps sending (SSE chat) is never cut however long it runs."""
         t = self._timeouts.get(seconds)
         if t is None:
-            t = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
+            t = aiohttp.ClientTimeout(total=None, connect=min(seconds, 5.0), sock_read=seconds)
             self._timeouts[seconds] = t
         return t
 
@@ -593,13 +602,16 @@ class Proxy:
         raise RefusalError(502, "bad_gateway", "upstream unreachable", headers=ex.headers)
 
     def _cut_short(self, ex: Exchange, breaker: Breaker, exc: Exception) -> int:
-        """The upstream stalled (route timeout) or broke off after its status line: a breaker
-        failure. Before anything went to the client it gets the 504/502 error; after, the
-        response is left unfinished, so the server closes the connection and the client
-        cannot take a cut body for a whole one. The status returned is for metrics and the
-        access log."""
-        breaker.record_failure()
+        """The upstream stalled (silent for the route timeout) or broke off after its status
+        line. Before anything went to the client it gets the 504/502 error, and either is a
+        breaker failure; after, the response is left unfinished, so the server closes the
+        connection and the client cannot take a cut body for a whole one, and only a break
+        counts for the breaker: a long silence in a stream that had started (a slow SSE
+        answer) says nothing about the upstream's health. The status returned is for metrics
+        and the access log."""
         timeout = isinstance(exc, TimeoutError)
+        if not (timeout and ex.started):
+            breaker.record_failure()
         errlog.warning(
             "upstream stalled mid-response" if timeout else "upstream broke off mid-response",
             extra={
@@ -657,8 +669,8 @@ class Proxy:
         """(ttl, public) of a response the cache may keep; ttl 0 when it may not."""
         if response.status != 200 or "cache-control" not in response.headers:
             return 0, False
-        lowered = {k.lower(): v for k, v in response.headers.items()}
-        ttl, public = cache_ttl(lowered, max_ttl=self.settings.cache_max_ttl_seconds)
+        joined = joined_headers(response.headers.items())
+        ttl, public = cache_ttl(joined, max_ttl=self.settings.cache_max_ttl_seconds)
         size = response.content_length
         if size is None or size > self.settings.cache_max_body_bytes:
             return 0, False

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection
 from typing import Any, Protocol
 
 import tenacity
@@ -72,6 +72,12 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def _created(obj: dict[str, Any]) -> str:
+    """``metadata.creationTimestamp`` (RFC 3339 in UTC, so it sorts as text); an object
+    without one sorts after every dated one."""
+    return str((obj.get("metadata") or {}).get("creationTimestamp") or "~")
 
 
 def _url(obj: dict[str, Any]) -> str | None:
@@ -138,13 +144,17 @@ class ClusterRouteSource:
         client: KubeClient,
         *,
         namespace: str | None = None,
+        namespaces: Collection[str] = (),
         max_backoff_seconds: float = 30.0,
         resolve: Callable[[str], str] | None = None,
     ) -> None:
-        """``resolve`` maps an in-cluster URL to where this gateway reaches it (the identity
-        inside a cluster; a test maps Service URLs onto local processes)."""
+        """``namespace`` is the one to watch (all when None); ``namespaces``, when not empty,
+        the only ones whose routes are loaded. ``resolve`` maps an in-cluster URL to where
+        this gateway reaches it (the identity inside a cluster; a test maps Service URLs onto
+        local processes)."""
         self._client = client
         self._namespace = namespace or "*"
+        self._allowed = frozenset(namespaces)
         self._max_backoff = max_backoff_seconds
         self._resolve = resolve or (lambda url: url)
         # attempt n waits in [base/2, base], base = min(max, 0.5 * 2**n): equal jitter
@@ -155,7 +165,11 @@ class ClusterRouteSource:
     def _table(self, services: Objects, rollouts: Objects) -> RouteTable:
         held = _held(rollouts, self._resolve)
         routes: list[Route] = []
-        for key in sorted(services):
+        # the oldest object first: RouteTable.build keeps the first route of a prefix, so a
+        # newer object cannot take an existing prefix over, whatever its namespace's name
+        for key in sorted(services, key=lambda k: (_created(services[k]), k)):
+            if self._allowed and key[0] not in self._allowed:
+                continue
             obj, hold = services[key], held.get(key)
             url = _url(obj)
             routes.extend(
@@ -170,7 +184,21 @@ class ClusterRouteSource:
             if hold and hold.preview and url:
                 prefix, preview_url, revision = hold.preview
                 service = "/".join(key)
-                routes.append(Route(prefix, preview_url, service, revision=revision))
+                try:
+                    routes.append(Route(prefix, preview_url, service, revision=revision))
+                except ValueError as exc:  # one bad preview must not stop every route update
+                    log.warning(
+                        "preview route skipped",
+                        extra={
+                            "fields": {
+                                "rollout": f"{key[0]}/{hold.name}",
+                                "field": "spec.strategy.blueGreen.previewRoute"
+                                if "prefix" in str(exc)
+                                else "status.traffic[].url (preview)",
+                                "error": str(exc)[:200],
+                            }
+                        },
+                    )
         return RouteTable.build(routes)
 
     def _delay(self, failures: int) -> float:

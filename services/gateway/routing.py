@@ -184,9 +184,12 @@ class RouteTable:
         for route in table.routes:
             for prefix in (route.prefix, *route.aliases):
                 if prefix in table._by_prefix:
+                    kept = table._by_prefix[prefix][0].service
                     log.warning(
                         "duplicate route prefix ignored",
-                        extra={"fields": {"prefix": prefix, "service": route.service}},
+                        extra={
+                            "fields": {"prefix": prefix, "service": route.service, "kept": kept}
+                        },
                     )
                     continue
                 table._by_prefix[prefix] = (route, prefix)
@@ -257,7 +260,8 @@ def routes_from_spec(
 
     A service without an upstream URL yet (no ``status.url``) contributes no routes. Entries the
     model refuses are skipped and logged, so one bad object cannot empty the whole table. A
-    timeout the entry does not set is left to the gateway's default. ``upstreams`` (a rollout's
+    trailing '/' on a prefix or alias is dropped. A timeout the entry does not set is left to
+    the gateway's default. ``upstreams`` (a rollout's
     revisions and weights) replace the single upstream when given.
     """
     if not upstream or not isinstance(routes, list):
@@ -273,14 +277,14 @@ def routes_from_spec(
     for entry in routes:
         try:
             spec = ApiRoute.model_validate(entry)
-            explicit = "timeout_seconds" in spec.model_fields_set
+            timeout = spec.timeout_seconds
             out.append(
                 Route(
-                    prefix=spec.prefix,
+                    prefix=_without_slash(spec.prefix),
                     upstream=upstream,
                     service=service,
-                    aliases=tuple(spec.aliases or ()),
-                    timeout_seconds=float(spec.timeout_seconds) if explicit else None,
+                    aliases=tuple(_without_slash(a) for a in spec.aliases or ()),
+                    timeout_seconds=float(timeout) if timeout is not None else None,
                     rate_limit_per_minute=spec.rate_limit_per_minute,
                     revision=revision,
                     upstreams=live,
@@ -294,6 +298,12 @@ def routes_from_spec(
                 extra={"fields": {"service": service, "error": _first_error(exc)}},
             )
     return out
+
+
+def _without_slash(path: str) -> str:
+    """``/api/v2/crm/`` routes as ``/api/v2/crm`` (the API allows the trailing '/'); ``/``
+    stays, and Route refuses it."""
+    return path.rstrip("/") or path
 
 
 def _first_error(exc: Exception) -> str:

@@ -7,11 +7,14 @@ e.g. ``XYNERGY_GATEWAY_CORS_ORIGINS='["https://app.xynergyos.com"]'``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from apis.base import DNS_LABEL
 
 __all__ = ["GatewaySettings"]
 
@@ -24,6 +27,8 @@ class GatewaySettings(BaseSettings):
     routes_file: Path | None = None
     routes_poll_seconds: float = Field(default=1.0, gt=0)
     cluster_namespace: str | None = None
+    route_namespaces: list[str] = Field(default_factory=list)
+    """With the cluster source: load routes only from these namespaces (all when empty)."""
 
     rate_limit_per_minute: int = Field(default=100, ge=1)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
@@ -69,6 +74,14 @@ class GatewaySettings(BaseSettings):
                 raise ValueError(
                     f"{item!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8)"
                 ) from None
+        return value
+
+    @field_validator("route_namespaces")
+    @classmethod
+    def _namespaces(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if len(item) > 63 or not re.fullmatch(DNS_LABEL, item):
+                raise ValueError("each entry must be a namespace name (e.g. crm)")
         return value
 
     access_log: bool = True

@@ -124,6 +124,18 @@ def test_schema_refuses_bad_values(bindir: Path, flag: str, field: str) -> None:
     assert field in done.stderr
 
 
+def test_replicas_without_peering_are_refused(bindir: Path) -> None:
+    """Two operators without kopf peering would both reconcile every object: refused, naming
+    the values; one replica without peering renders."""
+    done = render(bindir, "--set", "peering.enabled=false")
+    assert done.returncode != 0
+    assert "replicaCount=2 with peering.enabled=false" in done.stderr, done.stderr
+    assert "set peering.enabled=true" in done.stderr
+    one = render(bindir, "--set", "peering.enabled=false", "--set", "replicaCount=1")
+    assert one.returncode == 0, one.stderr
+    assert docs(one.stdout)[("Deployment", "xy-operator")]["spec"]["replicas"] == 1
+
+
 POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 
 

@@ -353,6 +353,25 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         "spec.routes[0].prefix",
     ),
     (
+        "xs-route-double-slash",
+        "XynergyService",
+        [("routes", [{"prefix": "/api/v2//crm"}])],
+        "spec.routes[0].prefix",
+    ),
+    (
+        "xs-route-dot-segment",
+        "XynergyService",
+        [("routes", [{"prefix": "/api/v2/crm/."}])],
+        "routes[].prefix: must be a path like /api/v2/crm, without '.' or '..' segments",
+    ),
+    ("xs-route-root", "XynergyService", [("routes", [{"prefix": "/"}])], "spec.routes[0].prefix"),
+    (
+        "xs-route-alias-dot-segment",
+        "XynergyService",
+        [("routes", [{"prefix": "/api/v2/crm", "aliases": ["/api/./crm"]}])],
+        "spec.routes[0].aliases",
+    ),
+    (
         "xs-health-timeout",
         "XynergyService",
         [("healthCheck", {"periodSeconds": 5, "timeoutSeconds": 10})],
@@ -572,6 +591,18 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         [("analysis", {"interval": "0s", "metrics": [{"name": "e", "query": "q"}]})],
         "spec.analysis.interval",
     ),
+    (
+        "ro-preview-route-double-slash",
+        "Rollout",
+        [("strategy", {"blueGreen": {"previewRoute": "/api/v2/ai-preview//x"}})],
+        "spec.strategy.blueGreen.previewRoute",
+    ),
+    (
+        "ro-preview-route-dot-segment",
+        "Rollout",
+        [("strategy", {"blueGreen": {"previewRoute": "/api/v2/./ai-preview"}})],
+        "blueGreen.previewRoute: must be a path like /api/v2/crm",
+    ),
     ("oc-provider-enum", "OAuthConnection", [("provider", "github")], "spec.provider"),
     (
         "oc-slack-scope",
@@ -681,6 +712,9 @@ ACCEPTED: list[tuple[str, str, str, Any]] = [
         "scopes",
         ["admin.conversations:write", "admin", "commands", "identity.basic", "chat:write.public"],
     ),
+    ("route-trailing-slash", "XynergyService", "routes", [{"prefix": "/api/v2/crm/"}]),
+    ("route-dots-in-a-name", "XynergyService", "routes", [{"prefix": "/api/v2/.well-known"}]),
+    ("preview-route", "Rollout", "strategy", {"blueGreen": {"previewRoute": "/api/v2/crm-pre"}}),
 ]
 
 
@@ -757,3 +791,13 @@ def test_the_backend_and_cloud_run_location_cannot_change_in_place(
         message = resp.json()["message"]
         assert refused in message, message
         assert "delete the XynergyService and create it again" in message, message
+
+
+def test_route_timeout_is_not_defaulted(
+    kube: Kube, crds_installed: list[str], namespace: str
+) -> None:
+    """A route without timeoutSeconds stays without it, so the gateway's default applies."""
+    spec = {**copy.deepcopy(BASE["XynergyService"]), "routes": [{"prefix": "/api/v2/crm"}]}
+    resp = kube.create(_path("XynergyService", namespace), _obj("XynergyService", "routes", spec))
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["spec"]["routes"] == [{"prefix": "/api/v2/crm", "public": False}]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import MutableMapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from apis.v1alpha1.xynergyservice import Route as ApiRoute
 from services.common.auth import AuthError
@@ -257,3 +259,25 @@ async def test_each_request_writes_one_access_line_without_secrets(
         "/api/v2/crm",
     )
     assert "bad" not in record.getMessage() + str(fields)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["no-store", "private, max-age=60"], (0, False)),
+        (["private, max-age=60", "no-store"], (0, False)),
+        (["public", "max-age=60"], (60, True)),
+        (["max-age=5", "max-age=60"], (5, False)),  # two ages: the shorter
+    ],
+)
+def test_repeated_cache_control_headers_are_read_together(
+    values: list[str], expected: tuple[int, bool]
+) -> None:
+    """An upstream (or a middleware in front of it) may send Cache-Control twice: no-store in
+    either wins, and directives split over two headers still count (the last header alone
+    used to decide, so a later max-age undid an earlier no-store)."""
+    headers = CIMultiDict([("Content-Length", "5")])
+    for value in values:
+        headers.add("Cache-Control", value)
+    response = SimpleNamespace(status=200, headers=CIMultiDictProxy(headers), content_length=5)
+    assert proxy()._storable(response) == expected  # type: ignore[arg-type]

@@ -270,3 +270,68 @@ async def test_cluster_source_serves_plain_routes_when_rollouts_are_forbidden() 
     assert prefixes(table) == [("/api/v2/ai", "http://ai.default.svc")]
     assert upstreams(table, "/api/v2/ai") == []
     await aclose(stream)
+
+
+@pytest.mark.parametrize("preview", ["/api/v2/ai-preview//x", "/api/v2/./ai-preview", "/api/.."])
+async def test_cluster_source_skips_only_a_bad_preview_route(
+    preview: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A previewRoute the gateway cannot route (stored before the CRD refused it) costs that
+    preview route only: every other route, and the Rollout's service, still gets a table."""
+    traffic = [
+        {"revision": "ai-00001", "url": "http://ai.default.svc", "weight": 100, "tag": "stable"},
+        {"revision": "ai-ro-2", "url": "http://ai-ro-2.default.svc", "weight": 0, "tag": "preview"},
+    ]
+    kube = FakeKube(
+        [xs("ai", "/api/v2/ai", "http://ai.default.svc"), xs("crm", "/api/v2/crm", "http://crm")],
+        [rollout("ai-2", "ai", traffic, preview=preview)],
+    )
+    stream = ClusterRouteSource(kube, max_backoff_seconds=0.01).watch()
+    table = await asyncio.wait_for(anext(stream), timeout=5)
+    assert prefixes(table) == [
+        ("/api/v2/ai", "http://ai.default.svc"),
+        ("/api/v2/crm", "http://crm"),
+    ]
+    skipped = [r for r in caplog.records if r.getMessage() == "preview route skipped"]
+    assert [r.fields["rollout"] for r in skipped] == ["default/ai-2"]  # type: ignore[attr-defined]
+    assert skipped[0].fields["field"] == "spec.strategy.blueGreen.previewRoute"  # type: ignore[attr-defined]
+    await aclose(stream)
+
+
+def dated(obj: dict[str, Any], created: str) -> dict[str, Any]:
+    obj["metadata"]["creationTimestamp"] = created
+    return obj
+
+
+async def test_cluster_source_gives_a_duplicate_prefix_to_the_oldest_object() -> None:
+    """A newer object in a namespace that sorts first (aaa-tenant) cannot take a prefix over
+    from the service that had it (it did: duplicates went by namespace/name order)."""
+    kube = FakeKube(
+        [
+            dated(xs("x", "/api/v2/gmail", "http://evil", ns="aaa-tenant"), "2026-05-02T00:00:00Z"),
+            dated(xs("gmail", "/api/v2/gmail", "http://gmail", ns="gmail"), "2026-05-01T00:00:00Z"),
+        ]
+    )
+    stream = ClusterRouteSource(kube, max_backoff_seconds=0.01).watch()
+    table = await asyncio.wait_for(anext(stream), timeout=5)
+    match = table.match("/api/v2/gmail/inbox")
+    assert match is not None
+    assert (match.route.upstream, match.route.service) == ("http://gmail", "gmail/gmail")
+    await aclose(stream)
+
+
+async def test_cluster_source_loads_routes_only_from_the_namespaces_given() -> None:
+    kube = FakeKube(
+        [
+            xs("crm", "/api/v2/crm", "http://crm", ns="crm"),
+            xs("x", "/api/v2/crm/contacts", "http://evil", ns="aaa-tenant"),
+        ]
+    )
+    stream = ClusterRouteSource(kube, namespaces=["crm"], max_backoff_seconds=0.01).watch()
+    table = await asyncio.wait_for(anext(stream), timeout=5)
+    assert prefixes(table) == [("/api/v2/crm", "http://crm")]
+    await kube.events.put(("ADDED", xs("y", "/api/v2/other", "http://evil", ns="aaa-tenant")))
+    await kube.events.put(("ADDED", xs("crm2", "/api/v2/crm2", "http://crm2", ns="crm")))
+    second = await asyncio.wait_for(anext(stream), timeout=5)
+    assert prefixes(second) == [("/api/v2/crm", "http://crm"), ("/api/v2/crm2", "http://crm2")]
+    await aclose(stream)

@@ -117,6 +117,18 @@ def test_routes_from_spec_skips_bad_entries_and_needs_a_url() -> None:
     assert routes_from_spec(service="crm", upstream=None, routes=spec) == []
 
 
+def test_routes_from_spec_ignores_a_trailing_slash() -> None:
+    """The API allows /api/v2/crm/; the gateway serves it as /api/v2/crm (it was dropped)."""
+    spec = [{"prefix": "/api/v2/crm/", "aliases": ["/api/v2/c/"]}]
+    routes = routes_from_spec(service="crm", upstream=UP, routes=spec)
+    assert [(r.prefix, r.aliases) for r in routes] == [("/api/v2/crm", ("/api/v2/c",))]
+    table = RouteTable.build(routes)
+    for path in ("/api/v2/crm/x", "/api/v2/c/x"):
+        match = table.match(path)
+        assert match is not None
+        assert match.upstream_path == "/api/v2/crm/x"
+
+
 @pytest.mark.parametrize(
     "entry",
     [

@@ -23,6 +23,10 @@ KEY = "k" * 40
             "XYNERGY_AUTH_LEEWAY_SECONDS",
         ),
         (
+            {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_GATEWAY_ROUTE_NAMESPACES": '["CRM"]'},
+            "XYNERGY_GATEWAY_ROUTE_NAMESPACES: Value error, each entry must be a namespace name",
+        ),
+        (
             {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_AUTH_FIREBASE_ENABLED": "false"},
             "JWT_SECRET / XYNERGY_AUTH_JWT_SECRET: required",
         ),
