@@ -63,6 +63,7 @@ from controllers.rollout.immediate import Immediate
 from controllers.rollout.resources import (
     promotion_patch,
     restore_patch,
+    settled_on,
     spec_template,
     with_overrides,
 )
@@ -94,6 +95,9 @@ ACTION_ANNOTATION = "xynergy.io/rollout-action"
 ACTIONS = frozenset({"promote", "promote-full", "abort", "retry", "undo"})
 _ACTIVE = (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
 _ENDED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
+_DONE = (RolloutPhase.PROMOTED, *_ENDED)
+SUPERSEDED = "superseded: "
+"""The start of an ended Rollout's message once its target has moved on without it."""
 
 Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
 """(rollout, target, new revision) -> the target's backend for this converge."""
@@ -139,6 +143,10 @@ class Converge:
     """A verification passed in this converge (pre-promotion then need not run again)."""
     interrupted: bool = False
     """The new revision's rollout was interrupted: come back after the core's backoff."""
+    name: str = ""
+    """The revision the target with this Rollout's overrides makes now."""
+    superseded: bool = False
+    """The target was found moved on without this ended Rollout in this converge."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -255,7 +263,10 @@ class RolloutReconciler:
 
     async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | None:
         """The converge's facts; a new rollout starts from step 0 when the new revision
-        (named after its configuration) is not the one the status follows."""
+        (named after its configuration) is not the one the status follows. An ended Rollout
+        never restarts because its target changed (a later release, an edit of the target):
+        only a new `spec.image` of its own starts it again (or `retry`). No rollout starts
+        while another one of the same target is active."""
         target = await self._target(rollout)
         canary = with_overrides(target, rollout.spec)
         backend = self.backends(rollout, target, canary)
@@ -267,22 +278,56 @@ class RolloutReconciler:
             )
         name = backend.revision_name(canary)
         status = rollout.status or RolloutStatus()
-        work = Converge(rollout, target, canary, backend, status, now)
+        work = Converge(rollout, target, canary, backend, status, now, name=name)
         status.traffic_routing = backend.routing
-        if status.canary_revision == name and status.phase is not None:
+        if status.phase is not None and (status.canary_revision == name or _over(rollout)):
             return work
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
             return None
+        await self._refuse_overlap(rollout)
+        previous = status.canary_revision
         work.status = _fresh(rollout, serving.revision, name, now)
+        rollout.status = work.status  # one object: the backend reads the working status
         work.status.canary_image = canary.spec.image
         work.status.stable_image = target.spec.image
         work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
         work.reason = "Started"
+        if previous and previous != name:  # the spec changed mid-rollout: one new revision
+            await backend.retire(keep=name)
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
         return work
+
+    async def _refuse_overlap(self, rollout: Rollout) -> None:
+        """Stalled when another Rollout of the same target is active (Progressing, Paused), or
+        was created earlier and has not started yet: two rollouts of one target would move
+        its traffic and patch it against each other. This one starts once the other ended."""
+        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        try:
+            items: Any = self.client.list(KIND.resource, namespace=ns)
+            others = [o.to_dict() async for o in items]
+        except ApiError as exc:
+            raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+        mine = _created(rollout.metadata.model_dump(by_alias=True))
+        for other in others:
+            meta = other.get("metadata") or {}
+            spec = other.get("spec") or {}
+            if meta.get("uid") == rollout.metadata.uid or meta.get("name") == rollout.metadata.name:
+                continue
+            if (spec.get("targetRef") or {}).get("name") != target:
+                continue
+            phase = (other.get("status") or {}).get("phase")
+            active = phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value)
+            first = phase in (None, RolloutPhase.PENDING.value) and _created(meta) < mine
+            if active or first:
+                raise StalledError(
+                    f"Rollout {meta.get('name')} is {phase or 'starting'} on XynergyService "
+                    f"{target}: this Rollout starts once it has ended (one rollout of a target "
+                    "at a time)",
+                    reason="RolloutConflict",
+                )
 
     # ---- acting ------------------------------------------------------------------------------
 
@@ -296,12 +341,14 @@ class RolloutReconciler:
         if action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
+            await self._refuse_overlap(work.rollout)
             work.status = _fresh(
                 work.rollout,
                 work.status.stable_revision or "",
                 work.status.canary_revision or "",
                 work.now,
             )
+            work.rollout.status = work.status
             work.status.handled_action = _annotation(work.rollout)
             work.reason = "Retried"
             phase = work.status.phase
@@ -533,9 +580,14 @@ class RolloutReconciler:
         work.reason = reason
 
     async def _hold_ended(self, work: Converge) -> None:
-        """An ended rollout keeps its traffic (restored if someone moved it); a blue-green
-        promotion releases the old revision once its delay is over."""
+        """An ended rollout keeps its traffic (restored if someone moved it) while its target
+        still runs the revision it left it on; a blue-green promotion releases the old
+        revision once its delay is over. A target that moved on (a later release, an edit)
+        supersedes it: it no longer touches traffic or the target."""
         status = work.status
+        runs = _moved_on(work)
+        if runs is not None:
+            return await self._superseded(work, runs)
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):
@@ -553,6 +605,26 @@ class RolloutReconciler:
             await self._route(work, ((status.stable_revision, 100, None),))
         work.reason = _ended_reason(work)
 
+    async def _superseded(self, work: Converge, runs: str) -> None:
+        """Say so, once; stop the gateway following this Rollout (no status.traffic) and
+        remove what is left of its new revision (it is no longer promoted to)."""
+        status = work.status
+        left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
+        left = left or status.stable_revision
+        message = (
+            f"{SUPERSEDED}XynergyService {work.rollout.spec.target_ref.name} now runs {runs}, "
+            f"not revision {left} this Rollout left it on; it no longer moves traffic or "
+            "patches the target"
+        )
+        if not (status.message or "").startswith(SUPERSEDED):
+            await work.backend.retire(keep=None)
+            work.superseded = True
+        status.message = message
+        status.scale_down_at = None
+        if status.traffic:
+            status.traffic = []
+        work.reason = "Superseded"
+
     async def _undo(self, work: Converge) -> None:
         """Back to the previous stable revision, at once (it was stable within
         spec.rollbackWindow: no analysis)."""
@@ -567,6 +639,7 @@ class RolloutReconciler:
             await self._patch_target(work, restore_patch(previous.image, previous.template))
         status.history = rest
         status.stable_revision = previous.revision
+        status.stable_image, status.stable_template = previous.image, previous.template
         status.phase = RolloutPhase.ROLLED_BACK
         status.canary_weight = 0
         status.message = f"undone: all traffic back on {previous.revision}"
@@ -621,6 +694,8 @@ class RolloutReconciler:
                     f"{ACTION_ANNOTATION}: {action!r} is not one of {sorted(ACTIONS)}",
                 )
             )
+        if work.superseded:
+            events.append(Event("Normal", "Superseded", status.message or ""))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
             events = [e for e in events if e.reason != work.reason]
             events.append(Event("Warning", work.reason, status.message or ""))
@@ -682,6 +757,51 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
         return None
     return status.history[0] if now < status.scale_down_at else None
+
+
+def _over(rollout: Rollout) -> bool:
+    """The rollout has ended and its own spec asks for nothing new (its image is the one
+    it delivered): a changed target does not start it again."""
+    status = rollout.status
+    if status is None or status.phase not in _DONE or not status.canary_revision:
+        return False
+    return rollout.spec.image is None or rollout.spec.image == status.canary_image
+
+
+def _created(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """Creation order: (creationTimestamp as RFC 3339, name)."""
+    stamp = meta.get("creationTimestamp")
+    if isinstance(stamp, dt.datetime):
+        stamp = stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (str(stamp or ""), str(meta.get("name") or ""))
+
+
+def _runs(target: XynergyService, image: str | None, template: Any) -> bool:
+    """The target's spec is `image` with `template` (env, args, resources; None: unknown)."""
+    if target.spec.image != image:
+        return False
+    if template is None:
+        return True
+    have = spec_template(target).model_dump(mode="json", exclude_none=True)
+    return bool(have == template.model_dump(mode="json", exclude_none=True))
+
+
+def _moved_on(work: Converge) -> str | None:
+    """What the target runs when it is no longer what this ended Rollout left it on (None
+    while it is): the promoted revision, the kept old one during a blue-green keep window on
+    a backend that patches the target only when it ends, or the stable one after a rollback."""
+    status, target = work.status, work.target
+    if status.phase == RolloutPhase.PROMOTED:
+        if work.name == status.canary_revision and settled_on(target, work.canary):
+            return None
+        kept = status.history[0] if status.scale_down_at and status.history else None
+        if kept and work.backend.defers_target_patch and _runs(target, kept.image, kept.template):
+            return None
+    elif status.stable_image is None or _runs(target, status.stable_image, status.stable_template):
+        return None
+    left = status.canary_image if status.phase == RolloutPhase.PROMOTED else status.stable_image
+    other = " with another env, args or resources" if target.spec.image == left else ""
+    return f"image {target.spec.image}{other}"
 
 
 def _annotation(rollout: Rollout) -> str | None:

@@ -1,0 +1,321 @@
+"""A Rollout's life after it ends, and a spec that changes under a running one, through the
+reconciler and the real Kubernetes backend on an in-memory provider: an ended Rollout never
+restarts because its target changed and stops touching traffic and the target once the target
+runs something else (superseded); a second Rollout of a target waits for the active one; a new
+image mid-rollout replaces the canary (the old one removed, the new one without traffic)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.providers.kubernetes import Applied
+from controllers.rollout.backends import Routed, Serving
+from controllers.rollout.kubernetes import KubernetesRollout
+from controllers.rollout.reconciler import RolloutReconciler
+from controllers.rollout.resources import ROLLOUT_LABEL
+from controllers.rollout.settings import RolloutSettings
+from controllers.xynergyservice.resources import SERVICE_LABEL
+from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION, revision_name
+
+pytestmark = pytest.mark.unit
+
+T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+STEP = dt.timedelta(seconds=1)
+
+
+class Provider:
+    """Deployments and Services in memory; a Deployment is available once `ready` names it."""
+
+    def __init__(self) -> None:
+        self.objs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.ready: set[str] = set()
+        self.writes = 0
+
+    async def get(self, api_version: str, kind: str, name: str, ns: Any) -> Any:
+        obj = copy.deepcopy(self.objs.get((kind, name)))
+        if obj is not None and kind == "Deployment":
+            n = obj["spec"]["replicas"] if name in self.ready else 0
+            obj["metadata"]["generation"] = 1
+            obj["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n,
+                             "readyReplicas": n, "availableReplicas": n,
+                             "conditions": [{"type": "Available", "status": "True"}]}  # fmt: skip
+        return obj
+
+    async def list(self, api_version: str, kind: str, ns: Any, *, labels: Any) -> list[Any]:
+        return [
+            copy.deepcopy(o)
+            for (k, _), o in self.objs.items()
+            if k == kind and labels.items() <= (o["metadata"].get("labels") or {}).items()
+        ]
+
+    async def apply(self, desired: Any, live: Any) -> Applied:
+        key = (desired["kind"], desired["metadata"]["name"])
+        self.objs[key] = copy.deepcopy(dict(desired))
+        self.writes += 1
+        return Applied(await self.get("", *key, None), wrote=True)
+
+    async def remove_owned(self, api_version: str, kind: str, name: str, ns: Any, **_: Any) -> None:
+        self.objs.pop((kind, name), None)
+        self.writes += 1
+
+    def deployments(self) -> dict[str, Any]:
+        return {n: o for (k, n), o in self.objs.items() if k == "Deployment"}
+
+
+class Client:
+    """The target XynergyService (patches merged in) and the namespace's other Rollouts."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+        self.patches: list[Any] = []
+        self.rollouts: list[dict[str, Any]] = []
+
+    async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
+        return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
+
+    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+        for body in self.rollouts:
+            yield SimpleNamespace(to_dict=lambda body=body: copy.deepcopy(body))
+
+    async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
+        self.patches.append(patch)
+        self.target["spec"].update(patch["spec"])
+
+
+def _target(*, routes: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"image": "crm:1", "backend": "kubernetes", "port": 8080,
+                            "scaling": {"minInstances": 4, "maxInstances": 4}}  # fmt: skip
+    if routes:
+        spec["routes"] = [{"prefix": "/api"}]
+    return {"apiVersion": "xynergy.io/v1alpha1", "kind": "XynergyService",
+            "metadata": {"name": "crm", "namespace": "team", "uid": "t-1", "generation": 2},
+            "spec": spec}  # fmt: skip
+
+
+def _rollout(name: str, steps: list[Any], **meta: Any) -> dict[str, Any]:
+    return {"apiVersion": "xynergy.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name, "namespace": "team", "uid": f"uid-{name}",
+                         "generation": 1, **meta},
+            "spec": {"targetRef": {"name": "crm"}, "image": "crm:2",
+                     "strategy": {"canary": {"steps": steps}}}}  # fmt: skip
+
+
+class World:
+    def __init__(self, steps: list[Any], *, routes: bool = True) -> None:
+        self.provider = Provider()
+        self.client = Client(_target(routes=routes))
+        self.body = _rollout("crm-2", steps)
+        self.events: list[Any] = []
+        self.provider.objs[("Deployment", "crm")] = {"metadata": {"name": "crm"},
+                                                     "spec": {"replicas": 4}}  # fmt: skip
+        self.provider.ready.add("crm")
+        self.settle()
+        provider = self.provider
+        self.reconciler = RolloutReconciler(
+            client=self.client,  # type: ignore[arg-type]
+            backends=lambda ro, tgt, can: KubernetesRollout(provider, ro, tgt, can),  # type: ignore[arg-type]
+            metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+            settings=RolloutSettings(),
+        )
+
+    def settle(self) -> None:
+        """The XynergyService controller: the target's Deployment runs the target's spec."""
+        target = XynergyService.model_validate(self.client.target)
+        dep = self.provider.objs[("Deployment", "crm")]
+        dep["metadata"]["annotations"] = {REVISION_ANNOTATION: revision_name(target)}
+
+    async def converge(self, now: dt.datetime) -> Any:
+        result = await self.reconciler.reconcile(copy.deepcopy(self.body), now=now, child=None)
+        self.body["status"] = result.status.model_dump(
+            by_alias=True, exclude_none=True, mode="json"
+        )
+        self.events = [(e.reason, e.message) for e in result.events]
+        return result.status
+
+    async def run_until(self, phase: str, now: dt.datetime, *, limit: int = 8) -> dt.datetime:
+        for _ in range(limit):
+            status = await self.converge(now)
+            now += STEP
+            self.provider.ready |= set(self.provider.deployments())
+            self.settle()
+            if status.phase.value == phase and not status.message.endswith("new revision"):
+                return now
+        raise AssertionError(f"not {phase}: {self.body['status']}")
+
+
+async def test_a_promoted_rollout_whose_target_moved_on_is_superseded_and_touches_nothing() -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+    assert world.provider.deployments().keys() == {"crm"}, "the new revision's children went"
+    # a later release (or an edit of the target) ships crm:3 with a new env var
+    world.client.target["spec"].update(image="crm:3", env=[{"name": "FEATURE_X", "value": "on"}])
+    writes = world.provider.writes
+    for _ in range(3):  # a drift check, an operator restart...
+        status = await world.converge(now)
+        now += dt.timedelta(hours=1)
+        assert status.phase.value == "Promoted", "never restarted for the target's change"
+        assert status.canary_revision == world.body["status"]["canaryRevision"]
+        assert status.message.startswith("superseded: XynergyService crm now runs image crm:3")
+        assert not status.traffic, "the gateway ignores it"
+        ready = next(c for c in status.conditions if c.type == "Ready")
+        assert ready.reason == "Superseded"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the target is not patched"
+    assert world.provider.writes == writes, "no revision deployed, nothing scaled"
+    assert world.provider.deployments().keys() == {"crm"}
+    assert world.events == [], "the Superseded Event is posted once"
+
+
+async def test_superseded_before_the_target_settled_removes_the_leftover_revision() -> None:
+    world = World([{"setWeight": 50}])
+    now = T0
+    for _ in range(3):  # promoted; the target's Deployment has not run the new spec yet
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+    assert status.phase.value == "Promoted"
+    (canary,) = world.provider.deployments().keys() - {"crm"}
+    assert [t.weight for t in status.traffic] == [100]
+    world.client.target["spec"]["image"] = "crm:3"
+    status = await world.converge(now)
+    assert status.message.startswith("superseded:")
+    assert status.traffic == []
+    assert canary not in world.provider.deployments(), "no full-size revision left serving"
+    assert [reason for reason, _ in world.events] == ["Superseded"]
+
+
+async def test_an_ended_rollout_starts_again_for_its_own_new_image() -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    first = world.body["status"]["canaryRevision"]
+    world.body["spec"]["image"] = "crm:4"
+    world.body["metadata"]["generation"] = 2
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing"
+    assert status.canary_revision not in (first, None)
+    assert status.canary_image == "crm:4"
+
+
+class RecordingBackend:
+    """A Cloud Run-like backend (routes by itself) that records what is asked of it."""
+
+    routing = None
+    defers_target_patch = False
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def revision_name(self, canary: XynergyService) -> str:
+        return "crm-ro-2"
+
+    async def serving(self, target: XynergyService) -> Serving:
+        return Serving("crm-00001", ready=True)
+
+    async def route(self, target: XynergyService, split: Any) -> Routed:
+        self.calls.append(("route", split))
+        return Routed(1, {})
+
+    async def retire(self, *, keep: str | None) -> int:
+        self.calls.append(("retire", keep))
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("target_image", "calls", "superseded"),
+    [
+        ("crm:1", [("route", (("crm-00001", 100, None),))], False),
+        ("crm:3", [("retire", None)], True),
+    ],
+)
+async def test_a_rolled_back_rollout_holds_the_stable_only_while_the_target_runs_it(
+    target_image: str, calls: list[Any], superseded: bool
+) -> None:
+    client = Client(_target(routes=False))
+    client.target["spec"]["image"] = target_image
+    backend = RecordingBackend()
+    reconciler = RolloutReconciler(
+        client=client,  # type: ignore[arg-type]
+        backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
+        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+        settings=RolloutSettings(),
+    )
+    body = _rollout("crm-2", [{"setWeight": 50}])
+    body["status"] = {"phase": "RolledBack", "stableRevision": "crm-00001",
+                      "canaryRevision": "crm-ro-2", "canaryImage": "crm:2",
+                      "stableImage": "crm:1", "canaryWeight": 0,
+                      "message": "analysis failed; all traffic back on crm-00001"}  # fmt: skip
+    result = await reconciler.reconcile(body, now=T0, child=None)
+    assert backend.calls == calls, "a superseded rollback never pins the old stable revision"
+    status: Any = result.status
+    assert status.phase.value == "RolledBack"
+    assert status.message.startswith("superseded:") is superseded
+    assert ("Superseded" in [e.reason for e in result.events]) is superseded
+
+
+@pytest.mark.parametrize(
+    ("other_phase", "other_target", "created", "waits"),
+    [
+        ("Progressing", "crm", "2026-12-01T13:00:00Z", True),
+        ("Paused", "crm", "2026-12-01T13:00:00Z", True),
+        (None, "crm", "2026-12-01T11:00:00Z", True),  # created first, about to start
+        (None, "crm", "2026-12-01T13:00:00Z", False),  # created later: it waits for us
+        ("Promoted", "crm", "2026-12-01T11:00:00Z", False),
+        ("Progressing", "billing", "2026-12-01T11:00:00Z", False),
+    ],
+)
+async def test_a_rollout_does_not_start_while_another_one_of_its_target_is_active(
+    other_phase: str | None, other_target: str, created: str, waits: bool
+) -> None:
+    world = World([{"setWeight": 50}])
+    world.body["metadata"]["creationTimestamp"] = "2026-12-01T12:00:00Z"
+    other = _rollout("crm-1", [{"setWeight": 10}], creationTimestamp=created)
+    other["spec"]["targetRef"]["name"] = other_target
+    if other_phase:
+        other["status"] = {"phase": other_phase}
+    world.client.rollouts = [other, copy.deepcopy(world.body)]  # the list holds this one too
+    status = await world.converge(T0)
+    if not waits:
+        assert status.phase.value == "Progressing"
+        return
+    assert status.phase.value == "Degraded"
+    assert status.canary_revision is None
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "RolloutConflict"
+    assert "Rollout crm-1" in status.message
+    assert world.provider.deployments().keys() == {"crm"}, "no revision deployed"
+    assert world.client.patches == []
+    other["status"] = {"phase": "Promoted"}  # the other one ends: this one starts
+    status = await world.converge(T0 + STEP)
+    assert status.phase.value == "Progressing"
+    assert len(world.provider.deployments()) == 2
+
+
+@pytest.mark.parametrize("routes", [False, True])
+async def test_a_new_image_mid_rollout_replaces_the_canary_and_gives_the_new_one_no_traffic(
+    routes: bool,
+) -> None:
+    world = World([{"setWeight": 50}, {"pause": {}}], routes=routes)
+    now = await world.run_until("Paused", T0)
+    (old,) = world.provider.deployments().keys() - {"crm"}
+    assert world.body["status"]["canaryWeight"] == 50
+    world.body["spec"]["image"] = "crm:3"
+    world.body["metadata"]["generation"] = 2
+    status = await world.converge(now)
+    assert status.canary_weight == 0
+    assert status.canary_revision != old
+    deployments = world.provider.deployments()
+    assert old not in deployments, "the replaced canary does not keep serving"
+    assert ("Service", old) not in world.provider.objs
+    new = deployments[status.canary_revision]
+    assert new["spec"]["replicas"] == 1, "sized for no traffic, not the old 50 %"
+    labels = new["spec"]["template"]["metadata"]["labels"]
+    assert SERVICE_LABEL not in labels, "not in the target's Service before its checks"
+    assert new["metadata"]["labels"][ROLLOUT_LABEL] == "crm-2"
+    assert not status.traffic
