@@ -96,6 +96,8 @@ ACTIONS = frozenset({"promote", "promote-full", "abort", "retry", "undo"})
 _ACTIVE = (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
 _ENDED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
 _DONE = (RolloutPhase.PROMOTED, *_ENDED)
+SPEC_PAUSED = "SpecPaused"
+"""status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
 SUPERSEDED = "superseded: "
 """The start of an ended Rollout's message once its target has moved on without it."""
 
@@ -378,8 +380,20 @@ class RolloutReconciler:
                 f"revision {name} failed: {state.failed}",
             )
         if not state.ready:
+            if status.canary_ready_at is not None or (status.canary_weight or 0) > 0:
+                status.canary_unready_since = status.canary_unready_since or work.now
             return await self._await_ready(work, name, interrupted=state.interrupted)
-        if rollout.spec.paused or (status.phase == RolloutPhase.PAUSED and not promote):
+        status.canary_unready_since = None
+        if status.canary_ready_at is None:  # first seen ready: a slow start is no step time
+            status.canary_ready_at = work.now
+            if not status.current_step_index and not status.canary_weight:
+                status.step_started_at = work.now
+        if rollout.spec.paused and (
+            status.phase != RolloutPhase.PAUSED or status.pause_reason is None
+        ):
+            status.pause_reason = SPEC_PAUSED  # a pause of the strategy's own stays its own
+        held = status.phase == RolloutPhase.PAUSED and status.pause_reason != SPEC_PAUSED
+        if rollout.spec.paused or (held and not promote):
             work.reason = "Paused"
             await self._route(work, _split(status, tag))
             work.status.phase = RolloutPhase.PAUSED
@@ -402,10 +416,21 @@ class RolloutReconciler:
     async def _await_ready(self, work: Converge, name: str, *, interrupted: str | None) -> None:
         """Wait for the new revision (up to `progressDeadlineSeconds`); one an internal error
         interrupted is deployed again by the backend's next `ensure_canary`, after a backoff."""
-        waited = (work.now - (work.status.step_started_at or work.now)).total_seconds()
+        status = work.status
+        since = status.canary_unready_since or status.step_started_at or work.now
+        waited = (work.now - since).total_seconds()
         deadline = work.rollout.spec.progress_deadline_seconds
-        if work.status.current_step_index == 0 and waited > deadline:
-            message = f"revision {name} not ready after {deadline}s (spec.progressDeadlineSeconds)"
+        weight = status.canary_weight or 0
+        if (status.current_step_index == 0 or weight > 0) and waited > deadline:
+            if status.canary_unready_since is not None:
+                message = (
+                    f"revision {name} unready since {_stamp(since)} ({waited:.0f}s, over "
+                    f"spec.progressDeadlineSeconds {deadline}) with {weight}% of the traffic"
+                )
+            else:
+                message = (
+                    f"revision {name} not ready after {deadline}s (spec.progressDeadlineSeconds)"
+                )
             if interrupted:
                 message += f"; its last rollout was interrupted: {interrupted}"
             return await self._rollback(
@@ -419,6 +444,11 @@ class RolloutReconciler:
             work.reason, work.interrupted = "RevisionInterrupted", True
             return None
         work.status.message = f"waiting for revision {name} to become ready"
+        if weight > 0 and status.canary_unready_since is not None:
+            work.status.message = (
+                f"revision {name} unready since {_stamp(since)} with {weight}% of the traffic; "
+                f"rolled back if still unready {deadline}s after (spec.progressDeadlineSeconds)"
+            )
         work.reason = "RevisionNotReady"
         work.wait = self.settings.poll_seconds
         return None
@@ -438,7 +468,9 @@ class RolloutReconciler:
         if move.kind is MoveKind.PAUSE:
             work.status.phase = RolloutPhase.PAUSED
             work.reason = move.reason or "Paused"
+            work.status.pause_reason = work.reason
         else:
+            work.status.pause_reason = None
             work.status.phase = RolloutPhase.PROGRESSING
             work.reason = "Progressing"
             work.wait = move.wait
@@ -766,6 +798,10 @@ def _over(rollout: Rollout) -> bool:
     if status is None or status.phase not in _DONE or not status.canary_revision:
         return False
     return rollout.spec.image is None or rollout.spec.image == status.canary_image
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _created(meta: Mapping[str, Any]) -> tuple[str, str]:

@@ -1,8 +1,10 @@
-"""A Rollout's life after it ends, and a spec that changes under a running one, through the
-reconciler and the real Kubernetes backend on an in-memory provider: an ended Rollout never
-restarts because its target changed and stops touching traffic and the target once the target
-runs something else (superseded); a second Rollout of a target waits for the active one; a new
-image mid-rollout replaces the canary (the old one removed, the new one without traffic)."""
+"""A Rollout's life through the reconciler and the real Kubernetes backend on an in-memory
+provider: an ended Rollout never restarts because its target changed and stops touching
+traffic and the target once the target runs something else (superseded); a second Rollout of
+a target waits for the active one; a new image mid-rollout replaces the canary (the old one
+removed, the new one without traffic); lifting spec.paused resumes; a canary that turns
+unready with traffic rolls back after progressDeadlineSeconds; blue-green auto-promotion
+counts from when the preview is ready."""
 
 from __future__ import annotations
 
@@ -108,10 +110,11 @@ def _rollout(name: str, steps: list[Any], **meta: Any) -> dict[str, Any]:
 
 
 class World:
-    def __init__(self, steps: list[Any], *, routes: bool = True) -> None:
+    def __init__(self, steps: list[Any], *, routes: bool = True, **spec: Any) -> None:
         self.provider = Provider()
         self.client = Client(_target(routes=routes))
         self.body = _rollout("crm-2", steps)
+        self.body["spec"].update(spec)
         self.events: list[Any] = []
         self.provider.objs[("Deployment", "crm")] = {"metadata": {"name": "crm"},
                                                      "spec": {"replicas": 4}}  # fmt: skip
@@ -319,3 +322,89 @@ async def test_a_new_image_mid_rollout_replaces_the_canary_and_gives_the_new_one
     assert SERVICE_LABEL not in labels, "not in the target's Service before its checks"
     assert new["metadata"]["labels"][ROLLOUT_LABEL] == "crm-2"
     assert not status.traffic
+
+
+def _canaries(world: World) -> set[str]:
+    return set(world.provider.deployments()) - {"crm"}
+
+
+async def test_lifting_spec_paused_resumes_the_rollout() -> None:
+    world = World([{"setWeight": 20}, {"pause": {"duration": "60s"}}, {"setWeight": 60}])
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= _canaries(world)
+    assert (status.phase.value, status.current_step_index) == ("Progressing", 1)
+    world.body["spec"]["paused"] = True
+    status = await world.converge(now)
+    assert (status.phase.value, status.pause_reason) == ("Paused", "SpecPaused")
+    world.body["spec"]["paused"] = False
+    status = await world.converge(now + dt.timedelta(seconds=120))  # the pause step is over
+    assert status.phase.value == "Progressing"
+    assert status.pause_reason is None
+    status = await world.converge(now + dt.timedelta(seconds=121))
+    assert (status.current_step_index, status.canary_weight) == (3, 60)
+
+
+async def test_a_pause_step_outlives_a_spec_pause_lifted() -> None:
+    world = World([{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}])
+    now = await world.run_until("Paused", T0)
+    assert world.body["status"]["pauseReason"] == "PausedByStep"
+    world.body["spec"]["paused"] = True
+    await world.converge(now)
+    world.body["spec"]["paused"] = False
+    status = await world.converge(now + STEP)
+    assert (status.phase.value, status.canary_weight) == ("Paused", 20), "waits for promote"
+    assert status.pause_reason == "PausedByStep"
+
+
+async def test_a_canary_unready_with_traffic_rolls_back_past_the_deadline() -> None:
+    steps = [{"setWeight": 50}, {"pause": {"duration": "1h"}}]
+    world = World(steps, progressDeadlineSeconds=60)
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= _canaries(world)
+    assert (status.phase.value, status.canary_weight) == ("Progressing", 50)
+    world.provider.ready = {"crm"}  # the canary's Pods crash-loop
+    gone = now
+    status = await world.converge(gone)
+    assert status.canary_unready_since == gone
+    assert "unready since" in status.message
+    world.provider.ready |= _canaries(world)  # back for a moment: the clock starts again
+    status = await world.converge(gone + dt.timedelta(seconds=30))
+    assert status.canary_unready_since is None
+    world.provider.ready = {"crm"}
+    again = gone + dt.timedelta(seconds=50)
+    await world.converge(again)
+    status = await world.converge(again + dt.timedelta(seconds=60))
+    assert (status.phase.value, status.canary_weight) == ("Progressing", 50), "not yet"
+    assert [t.weight for t in status.traffic] == [50, 50]
+    status = await world.converge(again + dt.timedelta(seconds=61))
+    assert (status.phase.value, status.canary_weight) == ("Degraded", 0)
+    assert not status.traffic, "all traffic back on the target's Service"
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "ProgressDeadlineExceeded"
+    assert "unready since 2026-12-01T12:00:53Z (61s" in status.message
+    assert "with 50% of the traffic" in status.message
+    (canary,) = _canaries(world)
+    assert world.provider.deployments()[canary]["spec"]["replicas"] == 0
+
+
+async def test_blue_green_auto_promotion_counts_from_when_the_preview_is_ready() -> None:
+    strategy = {"blueGreen": {"previewRoute": "/preview", "autoPromotionSeconds": 600}}
+    world = World([], strategy=strategy)
+    status = await world.converge(T0)
+    assert status.phase.value == "Progressing"
+    ready = T0 + dt.timedelta(minutes=11)  # a slow image pull and start
+    world.provider.ready |= _canaries(world)
+    status = await world.converge(ready)
+    assert status.phase.value == "Progressing", "600 s of preview, not 0"
+    assert status.step_started_at == ready
+    assert status.canary_ready_at == ready
+    status = await world.converge(ready + dt.timedelta(seconds=599))
+    assert status.phase.value == "Progressing"
+    status = await world.converge(ready + dt.timedelta(seconds=601))
+    assert status.phase.value == "Promoted"
