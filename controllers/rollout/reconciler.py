@@ -592,6 +592,8 @@ class RolloutReconciler:
                 time=work.now,
             )
             status.history = [record, *(status.history or [])][: rollout.spec.rollback_window]
+        status.stable_revision, status.stable_image = canary, work.canary.spec.image
+        status.stable_template = spec_template(work.canary)
         status.phase = RolloutPhase.PROMOTED
         status.canary_weight = 100
         status.message = f"revision {canary} promoted: {message}"
@@ -755,7 +757,14 @@ class RolloutReconciler:
         generation = rollout.metadata.generation
         if isinstance(exc, StalledError):
             if status.phase in _ACTIVE or status.phase is None:
+                # an ended rollout's traffic goes back to the stable revision (next converge):
+                # the status says so now (the gateway's upstreams at once)
                 status.phase = RolloutPhase.DEGRADED
+                status.canary_weight = 0 if status.canary_weight is not None else None
+                if status.traffic:
+                    status.traffic = []
+                if status.stable_revision and status.canary_revision:
+                    status.message += f"; all traffic goes back on {status.stable_revision}"
             status.conditions = conditions_for(
                 status, reason=exc.reason, generation=generation, now=now
             )

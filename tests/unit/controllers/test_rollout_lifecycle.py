@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.errors import StalledError
 from controllers.providers.kubernetes import Applied
 from controllers.rollout.backends import Routed, Serving
 from controllers.rollout.kubernetes import KubernetesRollout
@@ -408,3 +409,39 @@ async def test_blue_green_auto_promotion_counts_from_when_the_preview_is_ready()
     assert status.phase.value == "Progressing"
     status = await world.converge(ready + dt.timedelta(seconds=601))
     assert status.phase.value == "Promoted"
+
+
+async def test_a_stalled_analysis_says_the_traffic_went_back_and_the_next_converge_moves_it() -> (
+    None
+):
+    steps = [{"setWeight": 50}, {"analysis": {"duration": "2m"}}]
+    analysis = {"interval": "1m", "metrics": [{"name": "lat", "query": "x{r='{{revision}}'}"}]}
+    world = World(steps, analysis=analysis)
+
+    def unconfigured(*_: Any) -> Any:
+        raise StalledError("spec.analysis.metrics[lat]: not configured", reason="NoSource")
+
+    world.reconciler.metrics = unconfigured
+    now = T0
+    for _ in range(2):
+        status = await world.converge(now)
+        world.provider.ready |= _canaries(world)
+    assert (status.phase.value, status.canary_weight) == ("Progressing", 50)
+    status = await world.converge(now + dt.timedelta(seconds=70))  # the first look
+    assert (status.phase.value, status.canary_weight) == ("Degraded", 0)
+    assert status.traffic == [], "the gateway stops sending the canary its 50 %"
+    assert status.message.endswith(f"all traffic goes back on {status.stable_revision}")
+    await world.converge(now + dt.timedelta(seconds=75))
+    (canary,) = _canaries(world)
+    assert world.provider.deployments()[canary]["spec"]["replicas"] == 0
+
+
+async def test_promotion_makes_the_new_revision_the_stable_one() -> None:
+    world = World([{"setWeight": 50}])
+    first = await world.converge(T0)
+    await world.run_until("Promoted", T0 + STEP)
+    status = world.body["status"]
+    assert status["stableRevision"] == status["canaryRevision"] != first.stable_revision
+    assert status["stableImage"] == "crm:2"
+    assert [r["revision"] for r in status["history"]] == [first.stable_revision]
+    assert status["history"][0]["image"] == "crm:1"
