@@ -622,6 +622,9 @@ class RolloutReconciler:
         runs = _moved_on(work)
         if runs is not None:
             return await self._superseded(work, runs)
+        if (status.message or "").startswith(SUPERSEDED):  # the target came back to it
+            left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
+            status.message = f"the target runs revision {left or status.stable_revision} again"
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):

@@ -175,6 +175,9 @@ async def test_a_promoted_rollout_whose_target_moved_on_is_superseded_and_touche
     assert world.provider.writes == writes, "no revision deployed, nothing scaled"
     assert world.provider.deployments().keys() == {"crm"}
     assert world.events == [], "the Superseded Event is posted once"
+    world.client.target["spec"].update(image="crm:2", env=None)  # back (an undo elsewhere)
+    status = await world.converge(now)
+    assert status.message == f"the target runs revision {status.canary_revision} again"
 
 
 async def test_superseded_before_the_target_settled_removes_the_leftover_revision() -> None:
