@@ -344,13 +344,17 @@ class RolloutReconciler:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
             await self._refuse_overlap(work.rollout)
-            work.status = _fresh(
-                work.rollout,
-                work.status.stable_revision or "",
-                work.status.canary_revision or "",
-                work.now,
-            )
+            stable, previous = work.status.stable_revision or "", work.status.canary_revision
+            if _moved_on(work) is not None:  # superseded: from what the target serves now
+                stable = (await work.backend.serving(work.target)).revision or stable
+            # the revision the target with this Rollout's overrides makes now
+            work.status = _fresh(work.rollout, stable, work.name, work.now)
             work.rollout.status = work.status
+            work.status.canary_image = work.canary.spec.image
+            work.status.stable_image = work.target.spec.image
+            work.status.stable_template = spec_template(work.target)
+            if previous and previous != work.name:
+                await work.backend.retire(keep=work.name)
             work.status.handled_action = _annotation(work.rollout)
             work.reason = "Retried"
             phase = work.status.phase
@@ -820,7 +824,7 @@ def _created(meta: Mapping[str, Any]) -> tuple[str, str]:
     """Creation order: (creationTimestamp as RFC 3339, name)."""
     stamp = meta.get("creationTimestamp")
     if isinstance(stamp, dt.datetime):
-        stamp = stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = _stamp(stamp)
     return (str(stamp or ""), str(meta.get("name") or ""))
 
 

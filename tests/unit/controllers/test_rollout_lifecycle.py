@@ -448,3 +448,27 @@ async def test_promotion_makes_the_new_revision_the_stable_one() -> None:
     assert status["stableImage"] == "crm:2"
     assert [r["revision"] for r in status["history"]] == [first.stable_revision]
     assert status["history"][0]["image"] == "crm:1"
+
+
+async def test_retry_of_a_superseded_rollout_delivers_over_what_the_target_runs_now() -> None:
+    world = World([{"setWeight": 50}, {"pause": {}}], routes=False)
+    now = await world.run_until("Paused", T0)
+    (old,) = _canaries(world)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "abort/1"}
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted"
+    # meanwhile the target gets a new env var and runs it
+    world.client.target["spec"]["env"] = [{"name": "FEATURE_X", "value": "on"}]
+    world.settle()
+    status = await world.converge(now + STEP)
+    assert status.message.startswith("superseded:")
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "retry/1"}
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Progressing"
+    assert status.canary_revision not in (old, None), "the revision of the target as it is now"
+    served = world.provider.objs[("Deployment", "crm")]["metadata"]["annotations"]
+    assert status.stable_revision == next(iter(served.values()))
+    new = world.provider.deployments()[status.canary_revision]
+    env = new["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "FEATURE_X", "value": "on"} in env
+    assert old not in world.provider.deployments()
