@@ -267,8 +267,9 @@ class RolloutReconciler:
         """The converge's facts; a new rollout starts from step 0 when the new revision
         (named after its configuration) is not the one the status follows. An ended Rollout
         never restarts because its target changed (a later release, an edit of the target):
-        only a new `spec.image` of its own starts it again (or `retry`). No rollout starts
-        while another one of the same target is active."""
+        only an edit of its own spec while the target runs what it left there starts it
+        again (or `retry`). No rollout starts while another one of the same target is
+        active."""
         target = await self._target(rollout)
         canary = with_overrides(target, rollout.spec)
         backend = self.backends(rollout, target, canary)
@@ -282,8 +283,10 @@ class RolloutReconciler:
         status = rollout.status or RolloutStatus()
         work = Converge(rollout, target, canary, backend, status, now, name=name)
         status.traffic_routing = backend.routing
-        if status.phase is not None and (status.canary_revision == name or _over(rollout)):
+        if status.phase is not None and status.canary_revision == name:
             return work
+        if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
+            return work  # ended: a change of the target alone never starts it again
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
             return None
@@ -638,6 +641,9 @@ class RolloutReconciler:
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
             name = status.canary_revision or ""
+            if work.name != name:  # the target runs its image and template, changed otherwise:
+                work.reason = _ended_reason(work)  # nothing of this revision to finish
+                return None
             routed = await work.backend.promote(work.target, work.canary, name=name, keep=keep)
             if routed.settled and status.message and status.message.endswith(self._SETTLING):
                 status.message = status.message[: -len(self._SETTLING)]
@@ -807,13 +813,16 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     return status.history[0] if now < status.scale_down_at else None
 
 
-def _over(rollout: Rollout) -> bool:
-    """The rollout has ended and its own spec asks for nothing new (its image is the one
-    it delivered): a changed target does not start it again."""
-    status = rollout.status
-    if status is None or status.phase not in _DONE or not status.canary_revision:
-        return False
-    return rollout.spec.image is None or rollout.spec.image == status.canary_image
+def _asked_anew(work: Converge) -> bool:
+    """An ended Rollout's own spec changed since its status was written (a new image or
+    template: its generation moved) while its target still runs what it left there: a new
+    delivery. A target that moved on (a later release) never starts it again."""
+    rollout, status = work.rollout, work.status
+    edited = status.observed_generation is None or (
+        rollout.metadata.generation is not None
+        and rollout.metadata.generation != status.observed_generation
+    )
+    return edited and _moved_on(work) is None
 
 
 def _stamp(when: dt.datetime) -> str:
@@ -844,8 +853,11 @@ def _moved_on(work: Converge) -> str | None:
     a backend that patches the target only when it ends, or the stable one after a rollback."""
     status, target = work.status, work.target
     if status.phase == RolloutPhase.PROMOTED:
-        if work.name == status.canary_revision and settled_on(target, work.canary):
-            return None
+        if status.stable_revision == status.canary_revision and status.stable_image:
+            if _runs(target, status.stable_image, status.stable_template):
+                return None  # stable* name the promoted revision
+        elif work.name == status.canary_revision and settled_on(target, work.canary):
+            return None  # promoted before status.stableRevision named the new revision
         kept = status.history[0] if status.scale_down_at and status.history else None
         if kept and work.backend.defers_target_patch and _runs(target, kept.image, kept.template):
             return None

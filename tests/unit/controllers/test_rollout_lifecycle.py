@@ -18,6 +18,7 @@ import pytest
 
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import StalledError
+from controllers.core.status import with_generation
 from controllers.providers.kubernetes import Applied
 from controllers.rollout.backends import Routed, Serving
 from controllers.rollout.kubernetes import KubernetesRollout
@@ -137,9 +138,8 @@ class World:
 
     async def converge(self, now: dt.datetime) -> Any:
         result = await self.reconciler.reconcile(copy.deepcopy(self.body), now=now, child=None)
-        self.body["status"] = result.status.model_dump(
-            by_alias=True, exclude_none=True, mode="json"
-        )
+        written = with_generation(result.status, self.body)  # as the core writes it
+        self.body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
         self.events = [(e.reason, e.message) for e in result.events]
         return result.status
 
@@ -198,16 +198,33 @@ async def test_superseded_before_the_target_settled_removes_the_leftover_revisio
     assert [reason for reason, _ in world.events] == ["Superseded"]
 
 
-async def test_an_ended_rollout_starts_again_for_its_own_new_image() -> None:
+@pytest.mark.parametrize(
+    "edit",
+    [{"image": "crm:4"}, {"template": {"env": [{"name": "MODE", "value": "fast"}]}}],
+)
+async def test_an_ended_rollout_starts_again_for_its_own_new_spec(edit: dict[str, Any]) -> None:
     world = World([{"setWeight": 50}])
     now = await world.run_until("Promoted", T0)
     first = world.body["status"]["canaryRevision"]
-    world.body["spec"]["image"] = "crm:4"
+    world.body["spec"].update(edit)
     world.body["metadata"]["generation"] = 2
     status = await world.converge(now)
     assert status.phase.value == "Progressing"
     assert status.canary_revision not in (first, None)
-    assert status.canary_image == "crm:4"
+
+
+async def test_a_promoted_rollout_leaves_its_target_own_other_changes_alone() -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    first = world.body["status"]["canaryRevision"]
+    world.client.target["spec"]["port"] = 9090  # the target's own change: a new Pod template
+    world.provider.ready.discard("crm")  # and its Deployment rolling
+    writes = world.provider.writes
+    status = await world.converge(now)
+    assert (status.phase.value, status.canary_revision) == ("Promoted", first), "no restart"
+    assert not status.message.startswith("superseded"), "it runs the promoted image and env"
+    assert world.provider.writes == writes, "the old revision is not brought back to serve"
+    assert not status.traffic
 
 
 class RecordingBackend:
