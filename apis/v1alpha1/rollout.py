@@ -715,6 +715,9 @@ class RolloutStatus(StatusModel):
     canary_unready_since: dt.datetime | None = None
     """When the new revision, ready before, was first seen unready again (unset once ready).
     With traffic, past spec.progressDeadlineSeconds from then, the rollout rolls back."""
+    delivered_spec: str | None = Field(default=None, max_length=64)
+    """Digest of spec.image and spec.template when this delivery started: an ended Rollout
+    starts again only when they change (never because its target did)."""
     pause_reason: str | None = Field(default=None, max_length=64)
     """Why the rollout is Paused: `SpecPaused` (spec.paused; lifting it resumes) or the
     strategy's reason (PausedByStep, PausedForPromotion, AnalysisInconclusive,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -190,6 +192,7 @@ def _fresh(rollout: Rollout, stable: str, canary: str, now: dt.datetime) -> Roll
         stable_template=old.stable_template if old.stable_revision == stable else None,
         canary_image=old.canary_image if old.canary_revision == canary else None,
         message=f"delivering revision {canary} (stable: {stable})",
+        delivered_spec=_spec_digest(rollout),
     )
     return _with_progress(status, Progress(step=0, weight=0, started=now))
 
@@ -813,15 +816,26 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     return status.history[0] if now < status.scale_down_at else None
 
 
+def _spec_digest(rollout: Rollout) -> str:
+    """16 hex digits of what the Rollout itself asks of the revision: spec.image and
+    spec.template."""
+    spec = rollout.spec.model_dump(by_alias=True, mode="json", include={"image", "template"})
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _asked_anew(work: Converge) -> bool:
-    """An ended Rollout's own spec changed since its status was written (a new image or
-    template: its generation moved) while its target still runs what it left there: a new
-    delivery. A target that moved on (a later release) never starts it again."""
+    """An ended Rollout's own spec.image or spec.template changed since its delivery started
+    (a status from before `deliveredSpec`: its generation moved since the status), while its
+    target still runs what it left there: a new delivery. A target that moved on (a later
+    release) never starts it again."""
     rollout, status = work.rollout, work.status
-    edited = status.observed_generation is None or (
-        rollout.metadata.generation is not None
-        and rollout.metadata.generation != status.observed_generation
-    )
+    if status.delivered_spec is not None:
+        edited = status.delivered_spec != _spec_digest(rollout)
+    else:
+        edited = status.observed_generation is None or (
+            rollout.metadata.generation is not None
+            and rollout.metadata.generation != status.observed_generation
+        )
     return edited and _moved_on(work) is None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.errors import StalledError
+from controllers.core.errors import StalledError, TransientError
 from controllers.core.status import with_generation
 from controllers.providers.kubernetes import Applied
 from controllers.rollout.backends import Routed, Serving
@@ -41,8 +41,13 @@ class Provider:
         self.objs: dict[tuple[str, str], dict[str, Any]] = {}
         self.ready: set[str] = set()
         self.writes = 0
+        self.failing = 0
+        """Reads that fail (the API server away) before they answer again."""
 
     async def get(self, api_version: str, kind: str, name: str, ns: Any) -> Any:
+        if self.failing:
+            self.failing -= 1
+            raise TransientError(f"reading {kind} {name}: timed out", reason="ApiError")
         obj = copy.deepcopy(self.objs.get((kind, name)))
         if obj is not None and kind == "Deployment":
             n = obj["spec"]["replicas"] if name in self.ready else 0
@@ -210,6 +215,21 @@ async def test_an_ended_rollout_starts_again_for_its_own_new_spec(edit: dict[str
     world.body["metadata"]["generation"] = 2
     status = await world.converge(now)
     assert status.phase.value == "Progressing"
+    assert status.canary_revision not in (first, None)
+
+
+async def test_an_edit_of_an_ended_rollout_survives_a_failed_converge() -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    first = world.body["status"]["canaryRevision"]
+    world.body["spec"]["image"] = "crm:4"
+    world.body["metadata"]["generation"] = 2
+    world.provider.failing = 1
+    status = await world.converge(now)  # its status is written (observedGeneration 2)
+    assert status.phase.value == "Promoted"
+    assert world.body["status"]["observedGeneration"] == 2
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Progressing", "the edit is still delivered"
     assert status.canary_revision not in (first, None)
 
 
