@@ -723,7 +723,20 @@ class RolloutStatus(StatusModel):
     stable_template: RevisionTemplate | None = None
     """Env, args and resources of the stable revision (kept in the history for undo)."""
     step_started_at: dt.datetime | None = None
-    """When the current step (or the current phase) began."""
+    """When the current step (or the current phase) began; at the first step, when the new
+    revision was first seen ready."""
+    canary_ready_at: dt.datetime | None = None
+    """When the new revision was first seen ready (the first step's clock starts then)."""
+    canary_unready_since: dt.datetime | None = None
+    """When the new revision, ready before, was first seen unready again (unset once ready).
+    With traffic, past spec.progressDeadlineSeconds from then, the rollout rolls back."""
+    delivered_spec: str | None = Field(default=None, max_length=64)
+    """Digest of spec.image and spec.template when this delivery started: an ended Rollout
+    starts again only when they change (never because its target did)."""
+    pause_reason: str | None = Field(default=None, max_length=64)
+    """Why the rollout is Paused: `SpecPaused` (spec.paused; lifting it resumes) or the
+    strategy's reason (PausedByStep, PausedForPromotion, AnalysisInconclusive,
+    AnalysisUnderpowered: a person promotes or aborts)."""
     analysis_looks: int | None = None
     """Analysis intervals judged so far in the current analysis step."""
     extended_looks: int | None = None

@@ -107,6 +107,11 @@ class RolloutBackend(Protocol):
         promotion still keeps) at once, with no new revision; `image` is its image."""
         ...
 
+    async def retire(self, *, keep: str | None) -> int:
+        """Remove this Rollout's new revisions other than `keep` (None: all of them): one
+        its spec replaced mid-rollout, or what is left once its target moved on. Writes."""
+        ...
+
 
 def _short(resource: str) -> str:
     return resource.rpartition("/")[2]
@@ -218,6 +223,11 @@ class CloudRunRollout:
             except ProviderError as exc:
                 log.info("rollout: %s not restored as the template (%s)", kept, exc.message)
         return await self._route(path, ((kept, 100, None),), writes)
+
+    async def retire(self, *, keep: str | None) -> int:
+        """Nothing: a revision of the service with no traffic scales to zero (each new
+        revision's first write pins the traffic to the stable one and itself)."""
+        return 0
 
     async def _route(self, path: str, split: Traffic, writes: int) -> Routed:
         service, more = await self.provider.set_traffic(path, split)

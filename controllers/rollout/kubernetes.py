@@ -35,6 +35,7 @@ from controllers.core.errors import StalledError
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.rollout.backends import CanaryState, Routed, Serving
 from controllers.rollout.resources import (
+    ROLLOUT_LABEL,
     canary_deployment,
     canary_replicas,
     canary_service,
@@ -78,7 +79,9 @@ def _available(dep: dict[str, Any] | None) -> tuple[bool, str | None]:
 
 
 class KubernetesRollout:
-    """One Rollout's new revision and traffic on Kubernetes (built per converge)."""
+    """One Rollout's new revision and traffic on Kubernetes (built per converge). The weight
+    and the new revision are read from `rollout.status`, the converge's working status (the
+    reconciler keeps them one object, also when a new revision restarts the rollout)."""
 
     defers_target_patch = True
 
@@ -95,6 +98,7 @@ class KubernetesRollout:
         self.routing: TrafficRouting | None = routing_for(rollout, target)
         self.namespace = target.metadata.namespace
         self.rollout_name = f"{self.namespace}/{rollout.metadata.name}"
+        self.rollout_label = rollout.metadata.name or ""
 
     def revision_name(self, canary: XynergyService) -> str:
         return f"{canary.metadata.name}-ro-{revision_digest(canary)}"
@@ -213,6 +217,23 @@ class KubernetesRollout:
         """The target, not patched while the old revision is kept, still runs it: its own
         Service serves everything again and the new revision scales to zero."""
         return await self.route(target, ((kept, 100, None),))
+
+    async def retire(self, *, keep: str | None) -> int:
+        """Delete this Rollout's new revisions (Deployment and Service, found by the
+        `xynergy.io/rollout` label and owned by it) other than `keep`: a canary the spec
+        replaced mid-rollout still carries the target's Pod selector (replica routing) and
+        would keep serving."""
+        names: set[str] = set()
+        for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
+            found = await self.provider.list(
+                api_version, kind, self.namespace, labels={ROLLOUT_LABEL: self.rollout_label}
+            )
+            names |= {str((o.get("metadata") or {}).get("name") or "") for o in found}
+        gone = 0
+        for name in sorted(names - {keep, ""}):
+            log.info("rollout %s: removing its replaced revision %s", self.rollout_name, name)
+            gone += await self._remove(name)
+        return gone
 
     async def _remove(self, name: str) -> int:
         uid = self.rollout.metadata.uid or ""

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,6 +65,7 @@ from controllers.rollout.immediate import Immediate
 from controllers.rollout.resources import (
     promotion_patch,
     restore_patch,
+    settled_on,
     spec_template,
     with_overrides,
 )
@@ -94,6 +97,11 @@ ACTION_ANNOTATION = "xynergy.io/rollout-action"
 ACTIONS = frozenset({"promote", "promote-full", "abort", "retry", "undo"})
 _ACTIVE = (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
 _ENDED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
+_DONE = (RolloutPhase.PROMOTED, *_ENDED)
+SPEC_PAUSED = "SpecPaused"
+"""status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
+SUPERSEDED = "superseded: "
+"""The start of an ended Rollout's message once its target has moved on without it."""
 
 Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
 """(rollout, target, new revision) -> the target's backend for this converge."""
@@ -139,6 +147,10 @@ class Converge:
     """A verification passed in this converge (pre-promotion then need not run again)."""
     interrupted: bool = False
     """The new revision's rollout was interrupted: come back after the core's backoff."""
+    name: str = ""
+    """The revision the target with this Rollout's overrides makes now."""
+    superseded: bool = False
+    """The target was found moved on without this ended Rollout in this converge."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -180,6 +192,7 @@ def _fresh(rollout: Rollout, stable: str, canary: str, now: dt.datetime) -> Roll
         stable_template=old.stable_template if old.stable_revision == stable else None,
         canary_image=old.canary_image if old.canary_revision == canary else None,
         message=f"delivering revision {canary} (stable: {stable})",
+        delivered_spec=_spec_digest(rollout),
     )
     return _with_progress(status, Progress(step=0, weight=0, started=now))
 
@@ -255,7 +268,11 @@ class RolloutReconciler:
 
     async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | None:
         """The converge's facts; a new rollout starts from step 0 when the new revision
-        (named after its configuration) is not the one the status follows."""
+        (named after its configuration) is not the one the status follows. An ended Rollout
+        never restarts because its target changed (a later release, an edit of the target):
+        only an edit of its own spec while the target runs what it left there starts it
+        again (or `retry`). No rollout starts while another one of the same target is
+        active."""
         target = await self._target(rollout)
         canary = with_overrides(target, rollout.spec)
         backend = self.backends(rollout, target, canary)
@@ -267,22 +284,58 @@ class RolloutReconciler:
             )
         name = backend.revision_name(canary)
         status = rollout.status or RolloutStatus()
-        work = Converge(rollout, target, canary, backend, status, now)
+        work = Converge(rollout, target, canary, backend, status, now, name=name)
         status.traffic_routing = backend.routing
-        if status.canary_revision == name and status.phase is not None:
+        if status.phase is not None and status.canary_revision == name:
             return work
+        if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
+            return work  # ended: a change of the target alone never starts it again
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
             return None
+        await self._refuse_overlap(rollout)
+        previous = status.canary_revision
         work.status = _fresh(rollout, serving.revision, name, now)
+        rollout.status = work.status  # one object: the backend reads the working status
         work.status.canary_image = canary.spec.image
         work.status.stable_image = target.spec.image
         work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
         work.reason = "Started"
+        if previous and previous != name:  # the spec changed mid-rollout: one new revision
+            await backend.retire(keep=name)
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
         return work
+
+    async def _refuse_overlap(self, rollout: Rollout) -> None:
+        """Stalled when another Rollout of the same target is active (Progressing, Paused), or
+        was created earlier and has not started yet: two rollouts of one target would move
+        its traffic and patch it against each other. This one starts once the other ended."""
+        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        try:
+            items: Any = self.client.list(KIND.resource, namespace=ns)
+            others = [o.to_dict() async for o in items]
+        except ApiError as exc:
+            raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+        mine = _created(rollout.metadata.model_dump(by_alias=True))
+        for other in others:
+            meta = other.get("metadata") or {}
+            spec = other.get("spec") or {}
+            if meta.get("uid") == rollout.metadata.uid or meta.get("name") == rollout.metadata.name:
+                continue
+            if (spec.get("targetRef") or {}).get("name") != target:
+                continue
+            phase = (other.get("status") or {}).get("phase")
+            active = phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value)
+            first = phase in (None, RolloutPhase.PENDING.value) and _created(meta) < mine
+            if active or first:
+                raise StalledError(
+                    f"Rollout {meta.get('name')} is {phase or 'starting'} on XynergyService "
+                    f"{target}: this Rollout starts once it has ended (one rollout of a target "
+                    "at a time)",
+                    reason="RolloutConflict",
+                )
 
     # ---- acting ------------------------------------------------------------------------------
 
@@ -296,12 +349,18 @@ class RolloutReconciler:
         if action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
-            work.status = _fresh(
-                work.rollout,
-                work.status.stable_revision or "",
-                work.status.canary_revision or "",
-                work.now,
-            )
+            await self._refuse_overlap(work.rollout)
+            stable, previous = work.status.stable_revision or "", work.status.canary_revision
+            if _moved_on(work) is not None:  # superseded: from what the target serves now
+                stable = (await work.backend.serving(work.target)).revision or stable
+            # the revision the target with this Rollout's overrides makes now
+            work.status = _fresh(work.rollout, stable, work.name, work.now)
+            work.rollout.status = work.status
+            work.status.canary_image = work.canary.spec.image
+            work.status.stable_image = work.target.spec.image
+            work.status.stable_template = spec_template(work.target)
+            if previous and previous != work.name:
+                await work.backend.retire(keep=work.name)
             work.status.handled_action = _annotation(work.rollout)
             work.reason = "Retried"
             phase = work.status.phase
@@ -331,8 +390,20 @@ class RolloutReconciler:
                 f"revision {name} failed: {state.failed}",
             )
         if not state.ready:
+            if status.canary_ready_at is not None or (status.canary_weight or 0) > 0:
+                status.canary_unready_since = status.canary_unready_since or work.now
             return await self._await_ready(work, name, interrupted=state.interrupted)
-        if rollout.spec.paused or (status.phase == RolloutPhase.PAUSED and not promote):
+        status.canary_unready_since = None
+        if status.canary_ready_at is None:  # first seen ready: a slow start is no step time
+            status.canary_ready_at = work.now
+            if not status.current_step_index and not status.canary_weight:
+                status.step_started_at = work.now
+        if rollout.spec.paused and (
+            status.phase != RolloutPhase.PAUSED or status.pause_reason is None
+        ):
+            status.pause_reason = SPEC_PAUSED  # a pause of the strategy's own stays its own
+        held = status.phase == RolloutPhase.PAUSED and status.pause_reason != SPEC_PAUSED
+        if rollout.spec.paused or (held and not promote):
             work.reason = "Paused"
             await self._route(work, _split(status, tag))
             work.status.phase = RolloutPhase.PAUSED
@@ -355,10 +426,21 @@ class RolloutReconciler:
     async def _await_ready(self, work: Converge, name: str, *, interrupted: str | None) -> None:
         """Wait for the new revision (up to `progressDeadlineSeconds`); one an internal error
         interrupted is deployed again by the backend's next `ensure_canary`, after a backoff."""
-        waited = (work.now - (work.status.step_started_at or work.now)).total_seconds()
+        status = work.status
+        since = status.canary_unready_since or status.step_started_at or work.now
+        waited = (work.now - since).total_seconds()
         deadline = work.rollout.spec.progress_deadline_seconds
-        if work.status.current_step_index == 0 and waited > deadline:
-            message = f"revision {name} not ready after {deadline}s (spec.progressDeadlineSeconds)"
+        weight = status.canary_weight or 0
+        if (status.current_step_index == 0 or weight > 0) and waited > deadline:
+            if status.canary_unready_since is not None:
+                message = (
+                    f"revision {name} unready since {_stamp(since)} ({waited:.0f}s, over "
+                    f"spec.progressDeadlineSeconds {deadline}) with {weight}% of the traffic"
+                )
+            else:
+                message = (
+                    f"revision {name} not ready after {deadline}s (spec.progressDeadlineSeconds)"
+                )
             if interrupted:
                 message += f"; its last rollout was interrupted: {interrupted}"
             return await self._rollback(
@@ -372,6 +454,11 @@ class RolloutReconciler:
             work.reason, work.interrupted = "RevisionInterrupted", True
             return None
         work.status.message = f"waiting for revision {name} to become ready"
+        if weight > 0 and status.canary_unready_since is not None:
+            work.status.message = (
+                f"revision {name} unready since {_stamp(since)} with {weight}% of the traffic; "
+                f"rolled back if still unready {deadline}s after (spec.progressDeadlineSeconds)"
+            )
         work.reason = "RevisionNotReady"
         work.wait = self.settings.poll_seconds
         return None
@@ -391,7 +478,9 @@ class RolloutReconciler:
         if move.kind is MoveKind.PAUSE:
             work.status.phase = RolloutPhase.PAUSED
             work.reason = move.reason or "Paused"
+            work.status.pause_reason = work.reason
         else:
+            work.status.pause_reason = None
             work.status.phase = RolloutPhase.PROGRESSING
             work.reason = "Progressing"
             work.wait = move.wait
@@ -513,6 +602,8 @@ class RolloutReconciler:
                 time=work.now,
             )
             status.history = [record, *(status.history or [])][: rollout.spec.rollback_window]
+        status.stable_revision, status.stable_image = canary, work.canary.spec.image
+        status.stable_template = spec_template(work.canary)
         status.phase = RolloutPhase.PROMOTED
         status.canary_weight = 100
         status.message = f"revision {canary} promoted: {message}"
@@ -533,9 +624,17 @@ class RolloutReconciler:
         work.reason = reason
 
     async def _hold_ended(self, work: Converge) -> None:
-        """An ended rollout keeps its traffic (restored if someone moved it); a blue-green
-        promotion releases the old revision once its delay is over."""
+        """An ended rollout keeps its traffic (restored if someone moved it) while its target
+        still runs the revision it left it on; a blue-green promotion releases the old
+        revision once its delay is over. A target that moved on (a later release, an edit)
+        supersedes it: it no longer touches traffic or the target."""
         status = work.status
+        runs = _moved_on(work)
+        if runs is not None:
+            return await self._superseded(work, runs)
+        if (status.message or "").startswith(SUPERSEDED):  # the target came back to it
+            left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
+            status.message = f"the target runs revision {left or status.stable_revision} again"
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):
@@ -545,6 +644,9 @@ class RolloutReconciler:
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
             name = status.canary_revision or ""
+            if work.name != name:  # the target runs its image and template, changed otherwise:
+                work.reason = _ended_reason(work)  # nothing of this revision to finish
+                return None
             routed = await work.backend.promote(work.target, work.canary, name=name, keep=keep)
             if routed.settled and status.message and status.message.endswith(self._SETTLING):
                 status.message = status.message[: -len(self._SETTLING)]
@@ -552,6 +654,26 @@ class RolloutReconciler:
         elif status.phase in _ENDED and status.stable_revision:
             await self._route(work, ((status.stable_revision, 100, None),))
         work.reason = _ended_reason(work)
+
+    async def _superseded(self, work: Converge, runs: str) -> None:
+        """Say so, once; stop the gateway following this Rollout (no status.traffic) and
+        remove what is left of its new revision (it is no longer promoted to)."""
+        status = work.status
+        left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
+        left = left or status.stable_revision
+        message = (
+            f"{SUPERSEDED}XynergyService {work.rollout.spec.target_ref.name} now runs {runs}, "
+            f"not revision {left} this Rollout left it on; it no longer moves traffic or "
+            "patches the target"
+        )
+        if not (status.message or "").startswith(SUPERSEDED):
+            await work.backend.retire(keep=None)
+            work.superseded = True
+        status.message = message
+        status.scale_down_at = None
+        if status.traffic:
+            status.traffic = []
+        work.reason = "Superseded"
 
     async def _undo(self, work: Converge) -> None:
         """Back to the previous stable revision, at once (it was stable within
@@ -567,6 +689,7 @@ class RolloutReconciler:
             await self._patch_target(work, restore_patch(previous.image, previous.template))
         status.history = rest
         status.stable_revision = previous.revision
+        status.stable_image, status.stable_template = previous.image, previous.template
         status.phase = RolloutPhase.ROLLED_BACK
         status.canary_weight = 0
         status.message = f"undone: all traffic back on {previous.revision}"
@@ -621,6 +744,8 @@ class RolloutReconciler:
                     f"{ACTION_ANNOTATION}: {action!r} is not one of {sorted(ACTIONS)}",
                 )
             )
+        if work.superseded:
+            events.append(Event("Normal", "Superseded", status.message or ""))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
             events = [e for e in events if e.reason != work.reason]
             events.append(Event("Warning", work.reason, status.message or ""))
@@ -648,7 +773,14 @@ class RolloutReconciler:
         generation = rollout.metadata.generation
         if isinstance(exc, StalledError):
             if status.phase in _ACTIVE or status.phase is None:
+                # an ended rollout's traffic goes back to the stable revision (next converge):
+                # the status says so now (the gateway's upstreams at once)
                 status.phase = RolloutPhase.DEGRADED
+                status.canary_weight = 0 if status.canary_weight is not None else None
+                if status.traffic:
+                    status.traffic = []
+                if status.stable_revision and status.canary_revision:
+                    status.message += f"; all traffic goes back on {status.stable_revision}"
             status.conditions = conditions_for(
                 status, reason=exc.reason, generation=generation, now=now
             )
@@ -682,6 +814,72 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
         return None
     return status.history[0] if now < status.scale_down_at else None
+
+
+def _spec_digest(rollout: Rollout) -> str:
+    """16 hex digits of what the Rollout itself asks of the revision: spec.image and
+    spec.template."""
+    spec = rollout.spec.model_dump(by_alias=True, mode="json", include={"image", "template"})
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _asked_anew(work: Converge) -> bool:
+    """An ended Rollout's own spec.image or spec.template changed since its delivery started
+    (a status from before `deliveredSpec`: its generation moved since the status), while its
+    target still runs what it left there: a new delivery. A target that moved on (a later
+    release) never starts it again."""
+    rollout, status = work.rollout, work.status
+    if status.delivered_spec is not None:
+        edited = status.delivered_spec != _spec_digest(rollout)
+    else:
+        edited = status.observed_generation is None or (
+            rollout.metadata.generation is not None
+            and rollout.metadata.generation != status.observed_generation
+        )
+    return edited and _moved_on(work) is None
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _created(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """Creation order: (creationTimestamp as RFC 3339, name)."""
+    stamp = meta.get("creationTimestamp")
+    if isinstance(stamp, dt.datetime):
+        stamp = _stamp(stamp)
+    return (str(stamp or ""), str(meta.get("name") or ""))
+
+
+def _runs(target: XynergyService, image: str | None, template: Any) -> bool:
+    """The target's spec is `image` with `template` (env, args, resources; None: unknown)."""
+    if target.spec.image != image:
+        return False
+    if template is None:
+        return True
+    have = spec_template(target).model_dump(mode="json", exclude_none=True)
+    return bool(have == template.model_dump(mode="json", exclude_none=True))
+
+
+def _moved_on(work: Converge) -> str | None:
+    """What the target runs when it is no longer what this ended Rollout left it on (None
+    while it is): the promoted revision, the kept old one during a blue-green keep window on
+    a backend that patches the target only when it ends, or the stable one after a rollback."""
+    status, target = work.status, work.target
+    if status.phase == RolloutPhase.PROMOTED:
+        if status.stable_revision == status.canary_revision and status.stable_image:
+            if _runs(target, status.stable_image, status.stable_template):
+                return None  # stable* name the promoted revision
+        elif work.name == status.canary_revision and settled_on(target, work.canary):
+            return None  # promoted before status.stableRevision named the new revision
+        kept = status.history[0] if status.scale_down_at and status.history else None
+        if kept and work.backend.defers_target_patch and _runs(target, kept.image, kept.template):
+            return None
+    elif status.stable_image is None or _runs(target, status.stable_image, status.stable_template):
+        return None
+    left = status.canary_image if status.phase == RolloutPhase.PROMOTED else status.stable_image
+    other = " with another env, args or resources" if target.spec.image == left else ""
+    return f"image {target.spec.image}{other}"
 
 
 def _annotation(rollout: Rollout) -> str | None:

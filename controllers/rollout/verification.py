@@ -60,8 +60,12 @@ _SECRET_NAME = re.compile(
 )
 _SECRET_PAIR = re.compile(
     r"(?i)((?:token|secret|password|api[-_]?key|authorization|cookie|session)\w*"
-    r"[\"']?\s*[:=]\s*[\"']?)[^\"'&,\s}]+"
+    r"[\"']?\s*[:=]\s*[\"']?)(?:(?:bearer|basic|token|digest)\s+)?[^\"'&,\s}]+"
 )
+_AUTH_SCHEME = re.compile(r"\b([Bb]earer|BEARER|Basic|BASIC|Digest)(\s+)[A-Za-z0-9._~+/=-]+")
+"""An HTTP credential after its scheme (`Bearer eyJ...`), wherever it appears."""
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s\"'<>]+@")
+"""The user:password of a URL (`postgres://app:hunter2@db`)."""
 _MISSING = object()
 
 Verify = Callable[[str, VerificationSpec, VerificationStage, str], Awaitable[VerificationRun]]
@@ -75,29 +79,53 @@ def _clip(text: str, limit: int = MAX_SHOWN) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _scrub(text: str) -> str:
+    """Free text with credentials redacted: `Bearer`/`Basic` tokens, a URL's user:password,
+    and the value of a secret-looking `name=value` / `"name": value` pair."""
+    text = _AUTH_SCHEME.sub(r"\1\2<redacted>", text)
+    text = _URL_USERINFO.sub(r"\1<redacted>@", text)
+    return _SECRET_PAIR.sub(r"\1<redacted>", text)
+
+
+def _secret_entry(value: dict[Any, Any]) -> bool:
+    """A `{"name": "DB_PASSWORD", "value": ...}` entry (an env var, a header) naming a secret."""
+    name = value.get("name", value.get("key"))
+    return isinstance(name, str) and bool(_SECRET_NAME.search(name))
+
+
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
+        entry = _secret_entry(value)
         return {
-            k: "<redacted>" if _SECRET_NAME.search(str(k)) else _redact(v) for k, v in value.items()
+            k: "<redacted>"
+            if _SECRET_NAME.search(str(k)) or (entry and k == "value")
+            else _redact(v)
+            for k, v in value.items()
         }
     if isinstance(value, list):
         return [_redact(v) for v in value]
+    if isinstance(value, str):
+        return _scrub(value)
     return value
 
 
 def _shown(value: Any) -> str:
-    """A JSON value as evidence: secret-looking fields redacted, truncated."""
-    text = value if isinstance(value, str) else json.dumps(_redact(value), separators=(",", ":"))
+    """A JSON value as evidence: secret-looking fields and credentials redacted, truncated."""
+    text = (
+        _scrub(value)
+        if isinstance(value, str)
+        else json.dumps(_redact(value), separators=(",", ":"))
+    )
     return _clip(text)
 
 
 def _snippet(body: bytes) -> str:
-    """The start of a response body, secret-looking fields redacted."""
+    """The start of a response body, secret-looking fields and credentials redacted."""
     try:
         return _shown(json.loads(body))
     except ValueError:
         text = body[: 4 * MAX_SHOWN].decode("utf-8", errors="replace")
-        return _clip(_SECRET_PAIR.sub(r"\1<redacted>", text))
+        return _clip(_scrub(text))
 
 
 def _lookup(doc: Any, path: str) -> Any:
@@ -153,7 +181,10 @@ def judge_smoke(
     expected = f"status {check.expected_status}"
     if status is None:
         return CheckResult(
-            check=check.name, passed=False, expected=expected, actual=_clip(error or "no answer")
+            check=check.name,
+            passed=False,
+            expected=expected,
+            actual=_clip(_scrub(error or "no answer")),
         )
     if status != check.expected_status:
         actual = f"status {status}: {_snippet(body)}" if body else f"status {status}"

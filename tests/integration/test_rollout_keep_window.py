@@ -102,7 +102,8 @@ def test_kubernetes_switches_back_within_the_keep_window(
     new = _promoted(kube, namespace, svc, "reg.example/app:2")
     status = wait_rollout(kube, namespace, "bg", "all traffic on the new revision",
                           lambda st: [t["revision"] for t in st.get("traffic") or []] == [new])  # fmt: skip
-    stable = status["status"]["stableRevision"]
+    assert status["status"]["stableRevision"] == new
+    stable = status["status"]["history"][0]["revision"]
 
     _act(kube, namespace, verb)
     status = wait_rollout(kube, namespace, "bg", "switched back", phase_is(phase))["status"]

@@ -5,6 +5,7 @@ core's backoff, never rolls back for it, and still gives up at `progressDeadline
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,6 +35,10 @@ TARGET = {
 class Client:
     async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
         return SimpleNamespace(to_dict=lambda: TARGET)
+
+    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+        for _ in ():  # no other Rollout of the target
+            yield _
 
 
 class Backend:

@@ -6,6 +6,7 @@ error budgets; the load test stays bounded; the spec's bounds are field errors."
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,15 +16,22 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
-from apis.v1alpha1.rollout import RolloutSpec, VerificationSpec, VerificationStage
+from apis.v1alpha1.rollout import (
+    RolloutSpec,
+    SmokeCheck,
+    VerificationRun,
+    VerificationSpec,
+    VerificationStage,
+)
 from controllers.core.status import spec_error
-from controllers.rollout.verification import LOAD_TEST, evidence, verify
+from controllers.rollout.verification import LOAD_TEST, evidence, judge_smoke, verify
 
 pytestmark = pytest.mark.unit
 
 HEALTH = {"status": "ok", "version": "2", "ready": True, "data": {"items": [{"id": 7}]},
           "token": "s3cr3t-token-value"}  # fmt: skip
 SECRET = "hunter2-password"
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
 class Site:
@@ -149,6 +157,31 @@ async def test_secret_looking_field_is_never_shown(site: Site) -> None:
     assert check.field == "token"
     assert check.actual == "<redacted>"
     assert "s3cr3t" not in json.dumps(result.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize(
+    ("body", "secret", "kept"),
+    [
+        (b"upstream said 401; request had Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.sig",
+         "c2VjcmV0", "upstream said 401"),
+        (b"proxy: Basic YXBwOmh1bnRlcjI= refused", "YXBwOmh1bnRlcjI", "refused"),
+        (b'{"error":"db down","dsn":"postgres://app:hunter2@db:5432/crm"}', "hunter2",
+         "@db:5432/crm"),
+        (b"DATABASE_URL=postgres://app:hunter2@db/crm", "hunter2", "postgres://"),
+        (b'{"env":[{"name":"DB_PASSWORD","value":"hunter2"},{"name":"MODE","value":"on"}]}',
+         "hunter2", '"value":"on"'),
+        (b'{"headers":{"Authorization":"Bearer abc"}}', "abc", "headers"),
+    ],
+)  # fmt: skip
+def test_credentials_in_a_failed_answer_are_redacted(body: bytes, secret: str, kept: str) -> None:
+    check = judge_smoke(SmokeCheck(name="ready", path="/readyz"), status=500, body=body)
+    run = VerificationRun(
+        stage=VerificationStage.PRE_TRAFFIC, revision="r", time=NOW, passed=False, checks=[check]
+    )
+    shown = json.dumps(run.model_dump(mode="json")) + " ".join(evidence(run))
+    assert secret not in shown
+    assert "<redacted>" in (check.actual or "")
+    assert kept in (check.actual or ""), "only the credential goes, the context stays"
 
 
 async def test_latency_budget(site: Site) -> None:

@@ -1,0 +1,511 @@
+"""A Rollout's life through the reconciler and the real Kubernetes backend on an in-memory
+provider: an ended Rollout never restarts because its target changed and stops touching
+traffic and the target once the target runs something else (superseded); a second Rollout of
+a target waits for the active one; a new image mid-rollout replaces the canary (the old one
+removed, the new one without traffic); lifting spec.paused resumes; a canary that turns
+unready with traffic rolls back after progressDeadlineSeconds; blue-green auto-promotion
+counts from when the preview is ready."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.errors import StalledError, TransientError
+from controllers.core.status import with_generation
+from controllers.providers.kubernetes import Applied
+from controllers.rollout.backends import Routed, Serving
+from controllers.rollout.kubernetes import KubernetesRollout
+from controllers.rollout.reconciler import RolloutReconciler
+from controllers.rollout.resources import ROLLOUT_LABEL
+from controllers.rollout.settings import RolloutSettings
+from controllers.xynergyservice.resources import SERVICE_LABEL
+from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION, revision_name
+
+pytestmark = pytest.mark.unit
+
+T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+STEP = dt.timedelta(seconds=1)
+
+
+class Provider:
+    """Deployments and Services in memory; a Deployment is available once `ready` names it."""
+
+    def __init__(self) -> None:
+        self.objs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.ready: set[str] = set()
+        self.writes = 0
+        self.failing = 0
+        """Reads that fail (the API server away) before they answer again."""
+
+    async def get(self, api_version: str, kind: str, name: str, ns: Any) -> Any:
+        if self.failing:
+            self.failing -= 1
+            raise TransientError(f"reading {kind} {name}: timed out", reason="ApiError")
+        obj = copy.deepcopy(self.objs.get((kind, name)))
+        if obj is not None and kind == "Deployment":
+            n = obj["spec"]["replicas"] if name in self.ready else 0
+            obj["metadata"]["generation"] = 1
+            obj["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n,
+                             "readyReplicas": n, "availableReplicas": n,
+                             "conditions": [{"type": "Available", "status": "True"}]}  # fmt: skip
+        return obj
+
+    async def list(self, api_version: str, kind: str, ns: Any, *, labels: Any) -> list[Any]:
+        return [
+            copy.deepcopy(o)
+            for (k, _), o in self.objs.items()
+            if k == kind and labels.items() <= (o["metadata"].get("labels") or {}).items()
+        ]
+
+    async def apply(self, desired: Any, live: Any) -> Applied:
+        key = (desired["kind"], desired["metadata"]["name"])
+        self.objs[key] = copy.deepcopy(dict(desired))
+        self.writes += 1
+        return Applied(await self.get("", *key, None), wrote=True)
+
+    async def remove_owned(self, api_version: str, kind: str, name: str, ns: Any, **_: Any) -> None:
+        self.objs.pop((kind, name), None)
+        self.writes += 1
+
+    def deployments(self) -> dict[str, Any]:
+        return {n: o for (k, n), o in self.objs.items() if k == "Deployment"}
+
+
+class Client:
+    """The target XynergyService (patches merged in) and the namespace's other Rollouts."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+        self.patches: list[Any] = []
+        self.rollouts: list[dict[str, Any]] = []
+
+    async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
+        return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
+
+    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+        for body in self.rollouts:
+            yield SimpleNamespace(to_dict=lambda body=body: copy.deepcopy(body))
+
+    async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
+        self.patches.append(patch)
+        self.target["spec"].update(patch["spec"])
+
+
+def _target(*, routes: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"image": "crm:1", "backend": "kubernetes", "port": 8080,
+                            "scaling": {"minInstances": 4, "maxInstances": 4}}  # fmt: skip
+    if routes:
+        spec["routes"] = [{"prefix": "/api"}]
+    return {"apiVersion": "xynergy.io/v1alpha1", "kind": "XynergyService",
+            "metadata": {"name": "crm", "namespace": "team", "uid": "t-1", "generation": 2},
+            "spec": spec}  # fmt: skip
+
+
+def _rollout(name: str, steps: list[Any], **meta: Any) -> dict[str, Any]:
+    return {"apiVersion": "xynergy.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name, "namespace": "team", "uid": f"uid-{name}",
+                         "generation": 1, **meta},
+            "spec": {"targetRef": {"name": "crm"}, "image": "crm:2",
+                     "strategy": {"canary": {"steps": steps}}}}  # fmt: skip
+
+
+class World:
+    def __init__(self, steps: list[Any], *, routes: bool = True, **spec: Any) -> None:
+        self.provider = Provider()
+        self.client = Client(_target(routes=routes))
+        self.body = _rollout("crm-2", steps)
+        self.body["spec"].update(spec)
+        self.events: list[Any] = []
+        self.provider.objs[("Deployment", "crm")] = {"metadata": {"name": "crm"},
+                                                     "spec": {"replicas": 4}}  # fmt: skip
+        self.provider.ready.add("crm")
+        self.settle()
+        provider = self.provider
+        self.reconciler = RolloutReconciler(
+            client=self.client,  # type: ignore[arg-type]
+            backends=lambda ro, tgt, can: KubernetesRollout(provider, ro, tgt, can),  # type: ignore[arg-type]
+            metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+            settings=RolloutSettings(),
+        )
+
+    def settle(self) -> None:
+        """The XynergyService controller: the target's Deployment runs the target's spec."""
+        target = XynergyService.model_validate(self.client.target)
+        dep = self.provider.objs[("Deployment", "crm")]
+        dep["metadata"]["annotations"] = {REVISION_ANNOTATION: revision_name(target)}
+
+    async def converge(self, now: dt.datetime) -> Any:
+        result = await self.reconciler.reconcile(copy.deepcopy(self.body), now=now, child=None)
+        written = with_generation(result.status, self.body)  # as the core writes it
+        self.body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
+        self.events = [(e.reason, e.message) for e in result.events]
+        return result.status
+
+    async def run_until(self, phase: str, now: dt.datetime, *, limit: int = 8) -> dt.datetime:
+        for _ in range(limit):
+            status = await self.converge(now)
+            now += STEP
+            self.provider.ready |= set(self.provider.deployments())
+            self.settle()
+            if status.phase.value == phase and not status.message.endswith("new revision"):
+                return now
+        raise AssertionError(f"not {phase}: {self.body['status']}")
+
+
+async def test_a_promoted_rollout_whose_target_moved_on_is_superseded_and_touches_nothing() -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+    assert world.provider.deployments().keys() == {"crm"}, "the new revision's children went"
+    # a later release (or an edit of the target) ships crm:3 with a new env var
+    world.client.target["spec"].update(image="crm:3", env=[{"name": "FEATURE_X", "value": "on"}])
+    writes = world.provider.writes
+    for _ in range(3):  # a drift check, an operator restart...
+        status = await world.converge(now)
+        now += dt.timedelta(hours=1)
+        assert status.phase.value == "Promoted", "never restarted for the target's change"
+        assert status.canary_revision == world.body["status"]["canaryRevision"]
+        assert status.message.startswith("superseded: XynergyService crm now runs image crm:3")
+        assert not status.traffic, "the gateway ignores it"
+        ready = next(c for c in status.conditions if c.type == "Ready")
+        assert ready.reason == "Superseded"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the target is not patched"
+    assert world.provider.writes == writes, "no revision deployed, nothing scaled"
+    assert world.provider.deployments().keys() == {"crm"}
+    assert world.events == [], "the Superseded Event is posted once"
+    world.client.target["spec"].update(image="crm:2", env=None)  # back (an undo elsewhere)
+    status = await world.converge(now)
+    assert status.message == f"the target runs revision {status.canary_revision} again"
+
+
+async def test_superseded_before_the_target_settled_removes_the_leftover_revision() -> None:
+    world = World([{"setWeight": 50}])
+    now = T0
+    for _ in range(3):  # promoted; the target's Deployment has not run the new spec yet
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+    assert status.phase.value == "Promoted"
+    (canary,) = world.provider.deployments().keys() - {"crm"}
+    assert [t.weight for t in status.traffic] == [100]
+    world.client.target["spec"]["image"] = "crm:3"
+    status = await world.converge(now)
+    assert status.message.startswith("superseded:")
+    assert status.traffic == []
+    assert canary not in world.provider.deployments(), "no full-size revision left serving"
+    assert [reason for reason, _ in world.events] == ["Superseded"]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [{"image": "crm:4"}, {"template": {"env": [{"name": "MODE", "value": "fast"}]}}],
+)
+async def test_an_ended_rollout_starts_again_for_its_own_new_spec(edit: dict[str, Any]) -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    first = world.body["status"]["canaryRevision"]
+    world.body["spec"].update(edit)
+    world.body["metadata"]["generation"] = 2
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing"
+    assert status.canary_revision not in (first, None)
+
+
+async def test_an_edit_of_an_ended_rollout_survives_a_failed_converge() -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    first = world.body["status"]["canaryRevision"]
+    world.body["spec"]["image"] = "crm:4"
+    world.body["metadata"]["generation"] = 2
+    world.provider.failing = 1
+    status = await world.converge(now)  # its status is written (observedGeneration 2)
+    assert status.phase.value == "Promoted"
+    assert world.body["status"]["observedGeneration"] == 2
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Progressing", "the edit is still delivered"
+    assert status.canary_revision not in (first, None)
+
+
+async def test_a_promoted_rollout_leaves_its_target_own_other_changes_alone() -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    first = world.body["status"]["canaryRevision"]
+    world.client.target["spec"]["port"] = 9090  # the target's own change: a new Pod template
+    world.provider.ready.discard("crm")  # and its Deployment rolling
+    writes = world.provider.writes
+    status = await world.converge(now)
+    assert (status.phase.value, status.canary_revision) == ("Promoted", first), "no restart"
+    assert not status.message.startswith("superseded"), "it runs the promoted image and env"
+    assert world.provider.writes == writes, "the old revision is not brought back to serve"
+    assert not status.traffic
+
+
+class RecordingBackend:
+    """A Cloud Run-like backend (routes by itself) that records what is asked of it."""
+
+    routing = None
+    defers_target_patch = False
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def revision_name(self, canary: XynergyService) -> str:
+        return "crm-ro-2"
+
+    async def serving(self, target: XynergyService) -> Serving:
+        return Serving("crm-00001", ready=True)
+
+    async def route(self, target: XynergyService, split: Any) -> Routed:
+        self.calls.append(("route", split))
+        return Routed(1, {})
+
+    async def retire(self, *, keep: str | None) -> int:
+        self.calls.append(("retire", keep))
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("target_image", "calls", "superseded"),
+    [
+        ("crm:1", [("route", (("crm-00001", 100, None),))], False),
+        ("crm:3", [("retire", None)], True),
+    ],
+)
+async def test_a_rolled_back_rollout_holds_the_stable_only_while_the_target_runs_it(
+    target_image: str, calls: list[Any], superseded: bool
+) -> None:
+    client = Client(_target(routes=False))
+    client.target["spec"]["image"] = target_image
+    backend = RecordingBackend()
+    reconciler = RolloutReconciler(
+        client=client,  # type: ignore[arg-type]
+        backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
+        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+        settings=RolloutSettings(),
+    )
+    body = _rollout("crm-2", [{"setWeight": 50}])
+    body["status"] = {"phase": "RolledBack", "stableRevision": "crm-00001",
+                      "canaryRevision": "crm-ro-2", "canaryImage": "crm:2",
+                      "stableImage": "crm:1", "canaryWeight": 0,
+                      "message": "analysis failed; all traffic back on crm-00001"}  # fmt: skip
+    result = await reconciler.reconcile(body, now=T0, child=None)
+    assert backend.calls == calls, "a superseded rollback never pins the old stable revision"
+    status: Any = result.status
+    assert status.phase.value == "RolledBack"
+    assert status.message.startswith("superseded:") is superseded
+    assert ("Superseded" in [e.reason for e in result.events]) is superseded
+
+
+@pytest.mark.parametrize(
+    ("other_phase", "other_target", "created", "waits"),
+    [
+        ("Progressing", "crm", "2026-12-01T13:00:00Z", True),
+        ("Paused", "crm", "2026-12-01T13:00:00Z", True),
+        (None, "crm", "2026-12-01T11:00:00Z", True),  # created first, about to start
+        (None, "crm", "2026-12-01T13:00:00Z", False),  # created later: it waits for us
+        ("Promoted", "crm", "2026-12-01T11:00:00Z", False),
+        ("Progressing", "billing", "2026-12-01T11:00:00Z", False),
+    ],
+)
+async def test_a_rollout_does_not_start_while_another_one_of_its_target_is_active(
+    other_phase: str | None, other_target: str, created: str, waits: bool
+) -> None:
+    world = World([{"setWeight": 50}])
+    world.body["metadata"]["creationTimestamp"] = "2026-12-01T12:00:00Z"
+    other = _rollout("crm-1", [{"setWeight": 10}], creationTimestamp=created)
+    other["spec"]["targetRef"]["name"] = other_target
+    if other_phase:
+        other["status"] = {"phase": other_phase}
+    world.client.rollouts = [other, copy.deepcopy(world.body)]  # the list holds this one too
+    status = await world.converge(T0)
+    if not waits:
+        assert status.phase.value == "Progressing"
+        return
+    assert status.phase.value == "Degraded"
+    assert status.canary_revision is None
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "RolloutConflict"
+    assert "Rollout crm-1" in status.message
+    assert world.provider.deployments().keys() == {"crm"}, "no revision deployed"
+    assert world.client.patches == []
+    other["status"] = {"phase": "Promoted"}  # the other one ends: this one starts
+    status = await world.converge(T0 + STEP)
+    assert status.phase.value == "Progressing"
+    assert len(world.provider.deployments()) == 2
+
+
+@pytest.mark.parametrize("routes", [False, True])
+async def test_a_new_image_mid_rollout_replaces_the_canary_and_gives_the_new_one_no_traffic(
+    routes: bool,
+) -> None:
+    world = World([{"setWeight": 50}, {"pause": {}}], routes=routes)
+    now = await world.run_until("Paused", T0)
+    (old,) = world.provider.deployments().keys() - {"crm"}
+    assert world.body["status"]["canaryWeight"] == 50
+    world.body["spec"]["image"] = "crm:3"
+    world.body["metadata"]["generation"] = 2
+    status = await world.converge(now)
+    assert status.canary_weight == 0
+    assert status.canary_revision != old
+    deployments = world.provider.deployments()
+    assert old not in deployments, "the replaced canary does not keep serving"
+    assert ("Service", old) not in world.provider.objs
+    new = deployments[status.canary_revision]
+    assert new["spec"]["replicas"] == 1, "sized for no traffic, not the old 50 %"
+    labels = new["spec"]["template"]["metadata"]["labels"]
+    assert SERVICE_LABEL not in labels, "not in the target's Service before its checks"
+    assert new["metadata"]["labels"][ROLLOUT_LABEL] == "crm-2"
+    assert not status.traffic
+
+
+def _canaries(world: World) -> set[str]:
+    return set(world.provider.deployments()) - {"crm"}
+
+
+async def test_lifting_spec_paused_resumes_the_rollout() -> None:
+    world = World([{"setWeight": 20}, {"pause": {"duration": "60s"}}, {"setWeight": 60}])
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= _canaries(world)
+    assert (status.phase.value, status.current_step_index) == ("Progressing", 1)
+    world.body["spec"]["paused"] = True
+    status = await world.converge(now)
+    assert (status.phase.value, status.pause_reason) == ("Paused", "SpecPaused")
+    world.body["spec"]["paused"] = False
+    status = await world.converge(now + dt.timedelta(seconds=120))  # the pause step is over
+    assert status.phase.value == "Progressing"
+    assert status.pause_reason is None
+    status = await world.converge(now + dt.timedelta(seconds=121))
+    assert (status.current_step_index, status.canary_weight) == (3, 60)
+
+
+async def test_a_pause_step_outlives_a_spec_pause_lifted() -> None:
+    world = World([{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}])
+    now = await world.run_until("Paused", T0)
+    assert world.body["status"]["pauseReason"] == "PausedByStep"
+    world.body["spec"]["paused"] = True
+    await world.converge(now)
+    world.body["spec"]["paused"] = False
+    status = await world.converge(now + STEP)
+    assert (status.phase.value, status.canary_weight) == ("Paused", 20), "waits for promote"
+    assert status.pause_reason == "PausedByStep"
+
+
+async def test_a_canary_unready_with_traffic_rolls_back_past_the_deadline() -> None:
+    steps = [{"setWeight": 50}, {"pause": {"duration": "1h"}}]
+    world = World(steps, progressDeadlineSeconds=60)
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= _canaries(world)
+    assert (status.phase.value, status.canary_weight) == ("Progressing", 50)
+    world.provider.ready = {"crm"}  # the canary's Pods crash-loop
+    gone = now
+    status = await world.converge(gone)
+    assert status.canary_unready_since == gone
+    assert "unready since" in status.message
+    world.provider.ready |= _canaries(world)  # back for a moment: the clock starts again
+    status = await world.converge(gone + dt.timedelta(seconds=30))
+    assert status.canary_unready_since is None
+    world.provider.ready = {"crm"}
+    again = gone + dt.timedelta(seconds=50)
+    await world.converge(again)
+    status = await world.converge(again + dt.timedelta(seconds=60))
+    assert (status.phase.value, status.canary_weight) == ("Progressing", 50), "not yet"
+    assert [t.weight for t in status.traffic] == [50, 50]
+    status = await world.converge(again + dt.timedelta(seconds=61))
+    assert (status.phase.value, status.canary_weight) == ("Degraded", 0)
+    assert not status.traffic, "all traffic back on the target's Service"
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "ProgressDeadlineExceeded"
+    assert "unready since 2026-12-01T12:00:53Z (61s" in status.message
+    assert "with 50% of the traffic" in status.message
+    (canary,) = _canaries(world)
+    assert world.provider.deployments()[canary]["spec"]["replicas"] == 0
+
+
+async def test_blue_green_auto_promotion_counts_from_when_the_preview_is_ready() -> None:
+    strategy = {"blueGreen": {"previewRoute": "/preview", "autoPromotionSeconds": 600}}
+    world = World([], strategy=strategy)
+    status = await world.converge(T0)
+    assert status.phase.value == "Progressing"
+    ready = T0 + dt.timedelta(minutes=11)  # a slow image pull and start
+    world.provider.ready |= _canaries(world)
+    status = await world.converge(ready)
+    assert status.phase.value == "Progressing", "600 s of preview, not 0"
+    assert status.step_started_at == ready
+    assert status.canary_ready_at == ready
+    status = await world.converge(ready + dt.timedelta(seconds=599))
+    assert status.phase.value == "Progressing"
+    status = await world.converge(ready + dt.timedelta(seconds=601))
+    assert status.phase.value == "Promoted"
+
+
+async def test_a_stalled_analysis_says_the_traffic_went_back_and_the_next_converge_moves_it() -> (
+    None
+):
+    steps = [{"setWeight": 50}, {"analysis": {"duration": "2m"}}]
+    analysis = {"interval": "1m", "metrics": [{"name": "lat", "query": "x{r='{{revision}}'}"}]}
+    world = World(steps, analysis=analysis)
+
+    def unconfigured(*_: Any) -> Any:
+        raise StalledError("spec.analysis.metrics[lat]: not configured", reason="NoSource")
+
+    world.reconciler.metrics = unconfigured
+    now = T0
+    for _ in range(2):
+        status = await world.converge(now)
+        world.provider.ready |= _canaries(world)
+    assert (status.phase.value, status.canary_weight) == ("Progressing", 50)
+    status = await world.converge(now + dt.timedelta(seconds=70))  # the first look
+    assert (status.phase.value, status.canary_weight) == ("Degraded", 0)
+    assert status.traffic == [], "the gateway stops sending the canary its 50 %"
+    assert status.message.endswith(f"all traffic goes back on {status.stable_revision}")
+    await world.converge(now + dt.timedelta(seconds=75))
+    (canary,) = _canaries(world)
+    assert world.provider.deployments()[canary]["spec"]["replicas"] == 0
+
+
+async def test_promotion_makes_the_new_revision_the_stable_one() -> None:
+    world = World([{"setWeight": 50}])
+    first = await world.converge(T0)
+    await world.run_until("Promoted", T0 + STEP)
+    status = world.body["status"]
+    assert status["stableRevision"] == status["canaryRevision"] != first.stable_revision
+    assert status["stableImage"] == "crm:2"
+    assert [r["revision"] for r in status["history"]] == [first.stable_revision]
+    assert status["history"][0]["image"] == "crm:1"
+
+
+async def test_retry_of_a_superseded_rollout_delivers_over_what_the_target_runs_now() -> None:
+    world = World([{"setWeight": 50}, {"pause": {}}], routes=False)
+    now = await world.run_until("Paused", T0)
+    (old,) = _canaries(world)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "abort/1"}
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted"
+    # meanwhile the target gets a new env var and runs it
+    world.client.target["spec"]["env"] = [{"name": "FEATURE_X", "value": "on"}]
+    world.settle()
+    status = await world.converge(now + STEP)
+    assert status.message.startswith("superseded:")
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "retry/1"}
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Progressing"
+    assert status.canary_revision not in (old, None), "the revision of the target as it is now"
+    served = world.provider.objs[("Deployment", "crm")]["metadata"]["annotations"]
+    assert status.stable_revision == next(iter(served.values()))
+    new = world.provider.deployments()[status.canary_revision]
+    env = new["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "FEATURE_X", "value": "on"} in env
+    assert old not in world.provider.deployments()
