@@ -19,6 +19,7 @@ import asyncio
 import base64
 import copy
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -57,15 +58,45 @@ def _secret(name: str, **data: str) -> dict[str, Any]:
 
 @pytest.fixture
 def rbac(kube: Kube, namespace: str) -> Iterator[str]:
-    """gateway-rbac.yaml, its binding pointed at the test's namespace; the account's name."""
-    account, role, binding = (copy.deepcopy(d) for d in _sample("gateway-rbac.yaml"))
+    """gateway-rbac.yaml, its bindings pointed at the test's namespace; the account's name."""
+    docs = [copy.deepcopy(d) for d in _sample("gateway-rbac.yaml")]
+    (account,) = (d for d in docs if d["kind"] == "ServiceAccount")
+    (binding,) = (d for d in docs if d["kind"] == "ClusterRoleBinding")
+    (secrets,) = (d for d in docs if d["kind"] == "RoleBinding")
     _created(kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", account))
-    _created(kube.create(f"{RBAC}/clusterroles", role))
+    for role in (d for d in docs if d["kind"] == "ClusterRole"):
+        _created(kube.create(f"{RBAC}/clusterroles", role))
     binding["metadata"]["name"] = f"xynergy-gateway-{namespace}"
     binding["subjects"][0]["namespace"] = namespace
     _created(kube.create(f"{RBAC}/clusterrolebindings", binding))
+    secrets["metadata"]["namespace"] = namespace
+    secrets["subjects"][0]["namespace"] = namespace
+    _created(kube.create(f"{RBAC}/namespaces/{namespace}/rolebindings", secrets))
     yield account["metadata"]["name"]
     kube.delete(f"{RBAC}/clusterrolebindings/xynergy-gateway-{namespace}")
+
+
+def test_the_gateway_account_reads_secrets_only_where_it_is_bound(
+    kube: Kube, namespace: str, rbac: str, tmp_path: Path
+) -> None:
+    """The OAuth callback's Secrets: get/update in the namespace bound (the connections'),
+    nothing in any other (kube-system's, say)."""
+    config = yaml.safe_load(
+        _service_account_kubeconfig(kube, namespace, rbac, tmp_path / "kc").read_text()
+    )
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    _created(kube.create(f"/api/v1/namespaces/{namespace}/secrets", _secret("probe", k="v")))
+    with httpx.Client(
+        base_url=cluster["server"],
+        verify=ssl.create_default_context(cafile=cluster["certificate-authority"]),
+        headers={"Authorization": f"Bearer {user['token']}"},
+        timeout=30,
+    ) as http:
+        assert http.get(f"/api/v1/namespaces/{namespace}/secrets/probe").status_code == 200
+        elsewhere = http.get("/api/v1/namespaces/kube-system/secrets/anything")
+        assert elsewhere.status_code == 403, elsewhere.text
+        listed = http.get(f"/api/v1/namespaces/{namespace}/secrets")  # get, not list
+        assert listed.status_code == 403, listed.text
 
 
 def _deployment_of_the_sample(
