@@ -62,7 +62,14 @@ from controllers.scalingpolicy.target import (
     TargetCache,
     TargetClient,
 )
-from intelligence.scaling import Decision, Observation, ScalingParams, ScalingState, decide
+from intelligence.scaling import (
+    Decision,
+    Observation,
+    ScalingParams,
+    ScalingState,
+    bounds_at,
+    decide,
+)
 
 __all__ = [
     "KIND",
@@ -234,10 +241,8 @@ class ScalingPolicyReconciler:
         (its minimum raised by the active schedules, its maximum), as HPA applies its bounds
         before any metric. Never towards zero or the minimum for missing data."""
         current = target.replicas
-        active = [s for s in params.schedules if s.active(now.timestamp())]
-        floor = max([params.min_instances, *(s.min_instances for s in active)])
-        floor = min(floor, params.max_instances)
-        desired = min(max(current, floor), params.max_instances)
+        floor, ceiling, active = bounds_at(params, now.timestamp())
+        desired = min(max(current, floor), ceiling)
         if desired == current:
             return self._held(policy, current, error, now)
         if desired > current:

@@ -24,7 +24,7 @@ them.
 """
 
 from intelligence.scaling.calibration import Calibration
-from intelligence.scaling.decide import decide
+from intelligence.scaling.decide import bounds_at, decide
 from intelligence.scaling.enums import (
     CalibrationBase,
     DecisionMode,
@@ -77,6 +77,7 @@ __all__ = [
     "ScalingState",
     "SelectPolicy",
     "StepLimit",
+    "bounds_at",
     "burst_envelope",
     "decide",
     "scale_down_limit",

@@ -44,6 +44,7 @@ from intelligence.scaling.rules import (
     with_scale_down_window,
     within_tolerance,
 )
+from intelligence.scaling.schedules import CronSchedule
 from intelligence.scaling.types import (
     Decision,
     Observation,
@@ -52,7 +53,7 @@ from intelligence.scaling.types import (
     ScalingState,
 )
 
-__all__ = ["decide"]
+__all__ = ["bounds_at", "decide"]
 
 
 @dataclass(frozen=True)
@@ -568,6 +569,15 @@ def _reactive(params: ScalingParams) -> ScalingParams:
     )
 
 
+def bounds_at(params: ScalingParams, now: float) -> tuple[int, int, tuple[CronSchedule, ...]]:
+    """(floor, ceiling, active schedules) at `now`: `min_instances` raised by the schedules
+    active then, never above `max_instances`; the ceiling is `max_instances`. What `decide`
+    clamps to, and what a caller without a metric holds within."""
+    schedules = tuple(s for s in params.schedules if s.active(now))
+    floor = max([params.min_instances, *(s.min_instances for s in schedules)])
+    return min(floor, params.max_instances), params.max_instances, schedules
+
+
 def _bound(
     params: ScalingParams,
     *,
@@ -581,11 +591,8 @@ def _bound(
     """The step limits, then the bounds (min raised by active schedules); like HPA, bounds
     win over step limits when the current count is outside them. Returns the desired count,
     the reason and the names of the active schedules."""
-    schedules = [s for s in params.schedules if s.active(now)]
+    floor, ceiling, schedules = bounds_at(params, now)
     active = tuple(s.name or s.cron for s in schedules)
-    floor = max([params.min_instances, *(s.min_instances for s in schedules)])
-    floor = min(floor, params.max_instances)
-    ceiling = params.max_instances
     evidence["minBound"] = float(floor)
     evidence["maxBound"] = float(ceiling)
     rates = params.behavior
