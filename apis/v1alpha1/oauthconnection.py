@@ -27,6 +27,7 @@ __all__ = [
     "SECRET_ROLE_LABEL",
     "TENANT_LABEL",
     "TOKEN_KEYS",
+    "UNREADABLE_EXPIRY",
     "ClientSecretRef",
     "ConnectedAccount",
     "OAuthConnection",
@@ -37,12 +38,32 @@ __all__ = [
     "authorization_secret_name",
     "decode_state",
     "encode_state",
+    "token_expiry",
 ]
 
 TOKEN_KEYS = ("access_token", "refresh_token", "expires_at", "token_type", "scope", "issued_at")
 """Keys of the token Secret (`spec.tokenSecretName`); `expires_at` and `issued_at` (when the
 operator received the token) are RFC 3339 UTC, and `refresh_token`/`expires_at` are empty when
 the provider issues tokens that never expire."""
+
+UNREADABLE_EXPIRY = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+"""What a token Secret's `expires_at` that is not RFC 3339 counts as: long expired."""
+
+
+def token_expiry(value: str) -> dt.datetime | None:
+    """A token Secret's `expires_at`: None (never expires) when empty; `UNREADABLE_EXPIRY`
+    when it is not RFC 3339 (a hand edit gone wrong must neither stop the operator's reconciles
+    and deletion nor a reader: the token counts as expired, to be refreshed or re-authorized).
+    The operator and the services read it alike."""
+    if not value.strip():
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return UNREADABLE_EXPIRY
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 TENANT_LABEL = "xynergy.io/tenant"
 """Label on the token Secret: the connection's tenant."""
 PROVIDER_LABEL = "xynergy.io/provider"

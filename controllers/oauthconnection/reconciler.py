@@ -34,11 +34,13 @@ from pydantic import SecretStr, ValidationError
 
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.oauthconnection import (
+    UNREADABLE_EXPIRY,
     ConnectedAccount,
     OAuthConnection,
     OAuthPhase,
     authorization_secret_name,
     encode_state,
+    token_expiry,
 )
 from controllers.core import (
     ChildEvent,
@@ -79,10 +81,6 @@ def _rfc3339(when: dt.datetime | None) -> str:
     return "" if when is None else when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-UNREADABLE_EXPIRY = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-"""What an `expires_at` that is not RFC 3339 counts as: long expired (refresh or re-authorize)."""
-
-
 def _parse(value: str) -> dt.datetime | None:
     """An RFC 3339 time; None when empty or unreadable."""
     if not value:
@@ -92,12 +90,6 @@ def _parse(value: str) -> dt.datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
-def _expiry(value: str) -> dt.datetime | None:
-    """The token's `expires_at`: None (never expires) when empty, expired when unreadable
-    (users may edit it by hand; a typo must not stop reconciles or deletion)."""
-    return _parse(value) or (UNREADABLE_EXPIRY if value.strip() else None)
 
 
 def token_data(tokens: TokenSet, *, issued: dt.datetime) -> dict[str, str]:
@@ -118,7 +110,7 @@ def _token_set(data: SecretData) -> TokenSet:
     return TokenSet(
         access_token=SecretStr(data.get("access_token")),
         refresh_token=SecretStr(refresh) if refresh else None,
-        expires_at=_expiry(data.get("expires_at")),
+        expires_at=token_expiry(data.get("expires_at")),
         token_type=data.get("token_type") or "bearer",
         scopes=tuple(data.get("scope").split()),
     )

@@ -52,6 +52,7 @@ from apis.v1alpha1.oauthconnection import (
     REFRESH_REQUESTED_ANNOTATION,
     OAuthConnection,
     OAuthPhase,
+    token_expiry,
 )
 
 __all__ = [
@@ -173,21 +174,6 @@ def _text(data: dict[str, str], key: str) -> str:
     return base64.b64decode(value).decode() if value else ""
 
 
-_UNREADABLE_EXPIRY = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _expiry(value: str) -> dt.datetime | None:
-    """``expires_at``: None (never expires) when empty; expired when it is not RFC 3339 (a
-    hand edit gone wrong), so the reader asks the operator for a refresh instead of failing."""
-    if not value.strip():
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return _UNREADABLE_EXPIRY
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 class TokenReader:
     """Reads a tenant's tokens for a provider; one per process (it single-flights the
     refresh requests of concurrent callers)."""
@@ -262,7 +248,7 @@ class TokenReader:
             refresh_token=SecretStr(_text(data, "refresh_token")),
             token_type=_text(data, "token_type") or "bearer",
             scopes=tuple(_text(data, "scope").split()),
-            expires_at=_expiry(_text(data, "expires_at")),
+            expires_at=token_expiry(_text(data, "expires_at")),
         )
 
     async def _refresh(self, conn: OAuthConnection) -> OAuthTokens:
