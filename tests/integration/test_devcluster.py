@@ -364,6 +364,14 @@ def _wait_dead(proc: ManagedProcess) -> None:
     _wait_for(f"pid {proc.pid} to exit", lambda: not is_alive(proc.pid, proc.start))
 
 
+def _binds(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
 def _url(proc: ManagedProcess) -> str:
     assert proc.launch is not None
     assert proc.launch.probe is not None
@@ -434,7 +442,8 @@ def test_restart_refuses_a_port_held_by_a_process_it_did_not_start(tmp_path: Pat
     env = dict(os.environ, XYNERGY_DEV_DIR=str(tmp_path))
     with socket.socket() as sock:  # someone started their own server on its port by hand
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
+        # the killed server's socket closes a moment after its pid is gone (CI saw EADDRINUSE)
+        _wait_for(f"port {port} to be released", lambda: _binds(sock, port))
         sock.listen(1)
         restart = _run("dev", "restart", "web", env=env)
     assert restart.returncode == 1
