@@ -707,7 +707,8 @@ class XynergyServiceStatus(StatusModel):
     url: str | None = None
     """Where the service answers (the in-cluster Service URL or the Cloud Run URL)."""
     latest_created_revision: str | None = None
-    """Newest revision created from the spec."""
+    """Newest revision created from the spec (named after the generation that made it; a
+    change of the instance count alone makes none)."""
     latest_ready_revision: str | None = None
     """Newest revision that became ready."""
     replicas: int | None = None

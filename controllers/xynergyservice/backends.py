@@ -29,8 +29,14 @@ from controllers.xynergyservice.resources.kubernetes import (
     DEFAULT_PROGRESS_DEADLINE_SECONDS,
     build_deployment,
     build_service,
+    revision_of,
 )
-from controllers.xynergyservice.resources.naming import name_of, selector
+from controllers.xynergyservice.resources.naming import (
+    REVISION_ANNOTATION,
+    TEMPLATE_ANNOTATION,
+    name_of,
+    selector,
+)
 from controllers.xynergyservice.resources.references import (
     CONFIG_SOURCES_ANNOTATION,
     SOURCE_LABEL,
@@ -149,6 +155,14 @@ class KubernetesBackend:
         deployment = build_deployment(
             svc, progress_deadline_seconds=self.progress_deadline_seconds, digests=digests
         )
+        kept = revision_of(deployment, live["Deployment"])
+        if kept is not None:  # the same Pods (e.g. only scaled): the revision keeps serving
+            deployment = build_deployment(
+                svc,
+                progress_deadline_seconds=self.progress_deadline_seconds,
+                digests=digests,
+                revision=kept,
+            )
         # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
         dep, service = await asyncio.gather(
             self.provider.apply(deployment, live["Deployment"]),
@@ -163,7 +177,11 @@ class KubernetesBackend:
         writes = int(dep.wrote) + int(service.wrote)
         changed = _rotated(live["Deployment"], digests) if dep.wrote else ()
         return replace(
-            observed, writes=writes, created=fresh and writes > 0, changed_sources=changed
+            observed,
+            writes=writes,
+            created=fresh and writes > 0,
+            changed_sources=changed,
+            rescaled=_rescaled_only(live["Deployment"], dep.body) and not service.wrote,
         )
 
     async def observe(
@@ -221,6 +239,21 @@ def _check_references(
                 f"{ref.kind} {ref.name!r} has no key {ref.key!r} {where}",
                 reason=f"{ref.kind}KeyNotFound",
             )
+
+
+def _rescaled_only(live: dict[str, Any] | None, applied: dict[str, Any]) -> bool:
+    """The write changed the instance count and nothing else the user set (same revision,
+    same config hash, same Deployment settings)."""
+    if live is None:
+        return False
+    before, after = live.get("spec") or {}, applied.get("spec") or {}
+    if before.get("replicas") == after.get("replicas"):
+        return False
+    keys = (REVISION_ANNOTATION, TEMPLATE_ANNOTATION, CONFIG_SOURCES_ANNOTATION)
+    notes = [((o.get("metadata") or {}).get("annotations") or {}) for o in (live, applied)]
+    same_notes = all(notes[0].get(k) == notes[1].get(k) for k in keys)
+    rest = ("template", "strategy", "progressDeadlineSeconds", "selector")
+    return same_notes and all(before.get(k) == after.get(k) for k in rest)
 
 
 def _rotated(live: dict[str, Any] | None, digests: dict[str, str]) -> tuple[str, ...]:

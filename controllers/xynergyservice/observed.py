@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.xynergyservice.resources.kubernetes import service_url
+from controllers.xynergyservice.resources.kubernetes import build_deployment, service_url
 from controllers.xynergyservice.resources.naming import (
     REVISION_ANNOTATION,
+    TEMPLATE_ANNOTATION,
     revision_name,
     selector_string,
 )
@@ -60,6 +61,8 @@ class BackendStatus:
     """The backend service did not exist before this converge."""
     changed_sources: tuple[str, ...] = ()
     """Secrets/ConfigMaps (`Secret name`) whose referenced data changed and were rolled out."""
+    rescaled: bool = False
+    """The only change written was the instance count (no new revision, no Updated event)."""
 
 
 def _conditions(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -105,17 +108,26 @@ def from_deployment(svc: XynergyService, dep: Mapping[str, Any] | None) -> Backe
     progressing = conds.get("Progressing", {})
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return waiting("ProgressDeadlineExceeded", progressing.get("message", ""), stalled=True)
-    if revision != revision_name(svc):
+    if not _runs_spec(svc, meta):
         return waiting("Updating", f"applying revision {revision_name(svc)}")
     # One stable message for the whole rollout (counts are in replicas/readyReplicas): every
     # distinct message would be another status write per object.
     rolling = f"rolling out revision {revision}: waiting for updated instances to be available"
-    if (
-        int(st.get("observedGeneration", 0)) < int(meta.get("generation", 0))
-        or updated < desired
-        or replicas > updated
-        or available < updated
-    ):
+    current = int(st.get("observedGeneration", 0)) >= int(meta.get("generation", 0))
+    if not current or replicas > updated:
+        return waiting("RollingOut", rolling)
+    if updated < desired or available < updated:
+        # Only the count moves (no older Pods left): a revision that was serving keeps
+        # serving while instances are added, as Knative's does; a new one is rolling out.
+        if available and revision and _was_serving(svc, revision):
+            return BackendStatus(
+                ready=True,
+                reason="Scaling",
+                message=f"revision {revision} is serving; scaling to {desired} instances",
+                latest_ready_revision=revision,
+                traffic=(Traffic(revision=revision, percent=100),),
+                **common,
+            )
         return waiting("RollingOut", rolling)
     if conds.get("Available", {}).get("status") != "True":
         return waiting("Unavailable", conds.get("Available", {}).get("message", "not available"))
@@ -127,6 +139,25 @@ def from_deployment(svc: XynergyService, dep: Mapping[str, Any] | None) -> Backe
         traffic=(Traffic(revision=revision, percent=100),) if revision else (),
         **common,
     )
+
+
+def _runs_spec(svc: XynergyService, meta: Mapping[str, Any]) -> bool:
+    """The Deployment was applied with the spec's Pods: its Pod-spec digest is the spec's (a
+    Deployment from before the digest: its revision is the generation's)."""
+    annotations = meta.get("annotations") or {}
+    have = annotations.get(TEMPLATE_ANNOTATION)
+    if have is None:
+        return annotations.get(REVISION_ANNOTATION) == revision_name(svc)
+    want = build_deployment(svc)["metadata"]["annotations"][TEMPLATE_ANNOTATION]
+    return bool(have == want)
+
+
+def _was_serving(svc: XynergyService, revision: str) -> bool:
+    """The service's status says `revision` became Ready and is Ready now."""
+    status = svc.status
+    if status is None or status.latest_ready_revision != revision:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in status.conditions)
 
 
 def unschedulable(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

@@ -83,7 +83,10 @@ async def reconcile(
     writes = observed.writes if observed else 0
     created = observed.created if observed else False
     changed = observed.changed_sources if observed else ()
-    events = events_for(svc.status, status, writes=writes, created=created, changed=changed)
+    rescaled = observed.rescaled if observed else False
+    events = events_for(
+        svc.status, status, writes=writes, created=created, changed=changed, rescaled=rescaled
+    )
     if isinstance(error, TransientError):
         events.append(Event("Warning", error.reason, error.message))
     result = "ok" if error is None else ("stalled" if isinstance(error, StalledError) else "retry")

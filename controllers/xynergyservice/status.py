@@ -171,7 +171,8 @@ def volatile_fields(status: XynergyServiceStatus) -> frozenset[str]:
     """Fields whose change alone is no reason to write: mid-rollout instance counts move on
     every Deployment event (a write per step per object); they go with the next condition
     change."""
-    if is_true(status.conditions, READY):
+    ready = get_condition(status.conditions, READY)
+    if ready is not None and ready.status == "True" and ready.reason != "Scaling":
         return frozenset()
     return frozenset({"replicas", "readyReplicas"})
 
@@ -183,6 +184,7 @@ def events_for(
     writes: int,
     created: bool,
     changed: Sequence[str] = (),
+    rescaled: bool = False,
 ) -> list[Event]:
     """Events a user cares about: Created, Updated (ConfigChanged when a Secret/ConfigMap the
     env reads changed, naming it, never its values), Ready, Failed.
@@ -190,7 +192,10 @@ def events_for(
     Ready is posted when it is news: Ready was False before (an update rolled out, a stall or
     a missing child recovered). A new service's first Ready (from Unknown, or no status) is
     not: Created said what was made, and the Ready condition says when it became Ready (one
-    Event write per object fewer, within the write budget of docs/architecture.md)."""
+    Event write per object fewer, within the write budget of docs/architecture.md).
+
+    A write that only `rescaled` the instances is no Updated: the scaler (HPA, ScalingPolicy)
+    and the Deployment post their own events."""
     events: list[Event] = []
     if writes and changed and not created:
         events.append(
@@ -200,7 +205,7 @@ def events_for(
                 f"{', '.join(changed)} changed: rolling out revision {new.latest_created_revision}",
             )
         )
-    elif writes:
+    elif writes and not rescaled:
         verb, reason = ("created", "Created") if created else ("applied", "Updated")
         events.append(Event("Normal", reason, f"{verb} revision {new.latest_created_revision}"))
     old_conditions = old.conditions if old else []

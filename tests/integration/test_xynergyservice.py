@@ -218,6 +218,7 @@ def test_child_watches_are_filtered_by_the_apiserver(
 def test_scale_subresource(kube: Kube, operator: KopfRunner, namespace: str) -> None:
     create_xs(kube, namespace, "scaled", scaling={"maxInstances": 5})
     wait_ready(kube, namespace, "scaled")
+    before = get_xs(kube, namespace, "scaled")
     merge_patch(kube, xs_url(namespace, "scaled") + "/scale", {"spec": {"replicas": 3}})
 
     def scaled() -> bool:
@@ -231,6 +232,15 @@ def test_scale_subresource(kube: Kube, operator: KopfRunner, namespace: str) -> 
     assert scale["spec"]["replicas"] == 3
     assert scale["status"]["replicas"] == 3
     assert scale["status"]["selector"] == "xynergy.io/service=scaled"
+    # A new count is not a new revision: the generation moved, the revision serving did not,
+    # and no Updated event says otherwise (the Deployment's own events tell the scaling).
+    after = get_xs(kube, namespace, "scaled")
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    for field in ("latestCreatedRevision", "latestReadyRevision"):
+        assert after["status"][field] == before["status"][field] == "scaled-00001", field
+    items = kube.get(f"/api/v1/namespaces/{namespace}/events").json()["items"]
+    reasons = [e["reason"] for e in items if e["involvedObject"].get("name") == "scaled"]
+    assert reasons.count("Updated") == 0, reasons
 
 
 def test_delete_removes_children(kube: Kube, operator: KopfRunner, namespace: str) -> None:

@@ -6,6 +6,8 @@ it garbage-collects them. The provider compares them with what is live before wr
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +17,7 @@ from controllers.xynergyservice.resources.naming import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     REVISION_ANNOTATION,
+    TEMPLATE_ANNOTATION,
     name_of,
     revision_name,
     selector,
@@ -31,6 +34,8 @@ __all__ = [
     "build_deployment",
     "build_service",
     "owner_reference",
+    "pod_spec_digest",
+    "revision_of",
     "service_url",
 ]
 
@@ -148,6 +153,7 @@ def build_deployment(
     *,
     progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE_SECONDS,
     digests: Mapping[str, str] | None = None,
+    revision: str | None = None,
 ) -> dict[str, Any]:
     """The Deployment running the service's instances; a rollout without progress for
     `progress_deadline_seconds` is reported as failed (ProgressDeadlineExceeded).
@@ -156,7 +162,11 @@ def build_deployment(
     hash on the Pod template, so a changed value rolls the Pods (maxUnavailable 0: the old
     ones serve until the new ones are Ready), and the per-source digests on the Deployment.
     Secrets and ConfigMaps mounted as `spec.volumes` are not in them: the kubelet updates
-    their files in place, and rolling the Pods would defeat that."""
+    their files in place, and rolling the Pods would defeat that.
+
+    `revision` names what it runs (default the generation's `revision_name`; `revision_of`
+    keeps the live one when only the instance count changed); the Pod spec's digest goes
+    beside it, so a reader can tell whether the Deployment runs the spec's Pods."""
     spec = svc.spec
     pod_spec: dict[str, Any] = {"containers": [_container(svc)]}
     if spec.volumes:
@@ -170,7 +180,10 @@ def build_deployment(
         pod_spec["tolerations"] = [
             t.model_dump(by_alias=True, exclude_none=True) for t in k8s.tolerations
         ]
-    annotations = {REVISION_ANNOTATION: revision_name(svc)}
+    annotations = {
+        REVISION_ANNOTATION: revision or revision_name(svc),
+        TEMPLATE_ANNOTATION: pod_spec_digest(pod_spec),
+    }
     template: dict[str, Any] = {"metadata": {"labels": _labels(svc)}, "spec": pod_spec}
     if digests:
         annotations[CONFIG_SOURCES_ANNOTATION] = format_sources(digests)
@@ -196,6 +209,22 @@ def build_deployment(
             "template": template,
         },
     }
+
+
+def pod_spec_digest(pod_spec: Mapping[str, Any]) -> str:
+    """16 hex digits of a Pod spec (sorted JSON). Not the config hash on the template: a
+    rotated Secret rolls the Pods of the same revision, it is not a new one."""
+    return hashlib.sha256(json.dumps(pod_spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def revision_of(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> str | None:
+    """The live Deployment's revision when it runs the Pod spec `desired` runs (only its
+    instance count, the config hash or other Deployment fields differ), else None (a new
+    revision). A Deployment from before the digest annotation counts as a new one."""
+    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+    want = ((desired.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_ANNOTATION)
+    kept = annotations.get(REVISION_ANNOTATION)
+    return kept if kept and want and annotations.get(TEMPLATE_ANNOTATION) == want else None
 
 
 def build_service(svc: XynergyService) -> dict[str, Any]:

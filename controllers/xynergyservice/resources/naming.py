@@ -11,6 +11,7 @@ __all__ = [
     "OWNED_SELECTOR",
     "REVISION_ANNOTATION",
     "SERVICE_LABEL",
+    "TEMPLATE_ANNOTATION",
     "name_of",
     "revision_name",
     "selector",
@@ -23,6 +24,8 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 SERVICE_LABEL = "xynergy.io/service"
 REVISION_ANNOTATION = "xynergy.io/revision"
+TEMPLATE_ANNOTATION = "xynergy.io/template"
+"""On the Deployment: the digest of the Pod spec its revision runs (what makes a new revision)."""
 
 
 def name_of(svc: XynergyService) -> str:
@@ -34,7 +37,10 @@ def name_of(svc: XynergyService) -> str:
 def revision_name(svc: XynergyService) -> str:
     """The revision of the spec generation, `crm-00003` (Knative's format), on every backend.
 
-    At most 49 + 6 characters for a Cloud Run service name (< 63, a DNS label)."""
+    A backend names a new revision so only when what its instances run changed: a change of
+    the instance count alone (`kubectl scale`, an HPA, a ScalingPolicy) also moves the
+    generation, and keeps the revision serving. At most 49 + 6 characters for a Cloud Run
+    service name (< 63, a DNS label)."""
     return f"{name_of(svc)}-{svc.metadata.generation or 0:05d}"
 
 

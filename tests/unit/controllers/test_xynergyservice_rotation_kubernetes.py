@@ -17,7 +17,8 @@ from controllers.core.errors import StalledError
 from controllers.providers.kubediff import is_subset
 from controllers.providers.kubernetes import Applied, KubernetesProvider
 from controllers.xynergyservice.backends import KubernetesBackend
-from controllers.xynergyservice.resources import build_deployment
+from controllers.xynergyservice.resources import REVISION_ANNOTATION, build_deployment
+from controllers.xynergyservice.resources.kubernetes import revision_of
 from controllers.xynergyservice.resources.references import (
     CONFIG_HASH_ANNOTATION,
     CONFIG_SOURCES_ANNOTATION,
@@ -155,6 +156,54 @@ async def test_optional_configmap_appearing_rolls_and_missing_secret_stalls() ->
     del provider.objects[("Secret", "db")]
     with pytest.raises(StalledError, match=r"Secret 'db' not found .*spec\.env\[0\]\.secretKeyRef"):
         await backend.apply(_svc())
+
+
+async def test_scaling_keeps_the_revision_and_new_pods_make_one() -> None:
+    """`kubectl scale`, an HPA or a ScalingPolicy moves the generation, not the revision: the
+    Deployment keeps its revision name and the write posts no Updated event; a new image (or
+    any change to the Pods) is a new revision, named after its generation."""
+    provider = MemoryProvider({("Secret", "db"): _secret(SECRET_VALUE)})
+    backend = _backend(provider)
+    first = await backend.apply(_svc(deployed=False))
+    assert first.latest_created_revision == "crm-00001"
+
+    scaled = await backend.apply(_svc(generation=2, replicas=3))
+    dep = provider.objects[("Deployment", "crm")]
+    assert dep["spec"]["replicas"] == 3
+    assert dep["metadata"]["annotations"][REVISION_ANNOTATION] == "crm-00001"
+    assert (scaled.writes, scaled.rescaled, scaled.latest_created_revision) == (
+        1,
+        True,
+        "crm-00001",
+    )
+    after = _svc(generation=2, replicas=3).status
+    assert after is not None
+    assert events_for(after, after, writes=1, created=False, rescaled=True) == []
+
+    provider.objects[("Secret", "db")]["data"] = _secret("s3cr3t-v2")["data"]
+    rotated = await backend.apply(_svc(generation=2, replicas=3))
+    assert (rotated.rescaled, rotated.latest_created_revision) == (False, "crm-00001")
+    assert rotated.changed_sources == ("Secret db",), "a rotation is still news"
+
+    image = await backend.apply(_svc(generation=3, replicas=3, image="reg/crm:2"))
+    assert (image.rescaled, image.latest_created_revision) == (False, "crm-00003")
+    rescaled_and_new = await backend.apply(_svc(generation=4, replicas=1, image="reg/crm:3"))
+    assert (rescaled_and_new.rescaled, rescaled_and_new.latest_created_revision) == (
+        False,
+        "crm-00004",
+    )
+
+
+def test_revision_of_keeps_only_the_same_pods() -> None:
+    live = build_deployment(_svc(generation=1))
+    assert revision_of(build_deployment(_svc(generation=5, replicas=4)), live) == "crm-00001"
+    assert revision_of(build_deployment(_svc(generation=5, image="reg/crm:2")), live) is None
+    assert revision_of(build_deployment(_svc(generation=5)), None) is None
+    older = copy.deepcopy(live)
+    del older["metadata"]["annotations"]["xynergy.io/template"]
+    assert revision_of(build_deployment(_svc(generation=5)), older) is None, (
+        "a Deployment from before the Pod-spec digest gets the generation's name"
+    )
 
 
 def test_service_without_references_has_no_config_annotations() -> None:

@@ -9,11 +9,17 @@ import pytest
 
 from apis.conditions import check_invariants, get_condition
 from apis.v1alpha1 import XynergyService
+from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from controllers.core.errors import StalledError, TransientError
 from controllers.xynergyservice.observed import BackendStatus
 from controllers.xynergyservice.observed import from_deployment as status_from_deployment
 from controllers.xynergyservice.resources import build_deployment
-from controllers.xynergyservice.status import compute_status, events_for, status_changed
+from controllers.xynergyservice.status import (
+    compute_status,
+    events_for,
+    status_changed,
+    volatile_fields,
+)
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
@@ -70,11 +76,76 @@ def test_deployment_readiness(status: dict[str, Any], ready: bool, reason: str) 
     assert (observed.ready, observed.reason) == (ready, reason)
 
 
-def test_stale_revision_is_not_ready() -> None:
+def test_a_deployment_running_other_pods_is_not_ready() -> None:
     svc = _svc()
     dep = _deployment(svc, **READY)
-    newer = _svc(generation=3)
-    assert status_from_deployment(newer, dep).reason == "Updating"
+    assert status_from_deployment(_svc(generation=3, image="reg/crm:2"), dep).reason == "Updating"
+    rescaled = status_from_deployment(_svc(generation=3, replicas=1), dep)
+    assert (rescaled.ready, rescaled.latest_created_revision) == (True, "crm-00002"), (
+        "a generation that changed only the count runs the same revision"
+    )
+    del dep["metadata"]["annotations"]["xynergy.io/template"]
+    assert status_from_deployment(_svc(generation=3), dep).reason == "Updating", (
+        "a Deployment from before the Pod-spec digest is current only at its generation"
+    )
+    assert status_from_deployment(svc, dep).ready
+
+
+def _serving(svc: XynergyService, revision: str = "crm-00002") -> XynergyService:
+    status = {
+        "latestReadyRevision": revision,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Ready",
+                "message": "1/1 instances ready",
+                "lastTransitionTime": "2026-11-27T11:00:00Z",
+            }
+        ],
+    }
+    return svc.model_copy(update={"status": XynergyServiceStatus.model_validate(status)})
+
+
+SCALING_UP = {**READY, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 1,
+              "conditions": [{"type": "Available", "status": "False"}]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "serving", "ready", "reason"),
+    [
+        (SCALING_UP, True, True, "Scaling"),
+        ({**SCALING_UP, "updatedReplicas": 1, "replicas": 1}, True, True, "Scaling"),
+        ({**SCALING_UP, "availableReplicas": 0}, True, False, "RollingOut"),
+        ({**SCALING_UP, "replicas": 4}, True, False, "RollingOut"),
+        (SCALING_UP, False, False, "RollingOut"),
+    ],
+)
+def test_a_serving_revision_stays_ready_while_it_scales(
+    status: dict[str, Any], serving: bool, ready: bool, reason: str
+) -> None:
+    """More instances asked of the revision that is serving (no older Pods left, at least one
+    available) is not a rollout: Ready stays True, reason Scaling, and the counts are not worth
+    a write each; a revision that never became Ready is still rolling out."""
+    svc = _svc(replicas=3)
+    dep = _deployment(svc, **status)
+    observed = status_from_deployment(_serving(svc) if serving else svc, dep)
+    assert (observed.ready, observed.reason) == (ready, reason)
+    if ready:
+        assert observed.message == "revision crm-00002 is serving; scaling to 3 instances"
+        new = compute_status(_serving(svc), observed=observed, error=None, now=NOW)
+        ready_now = get_condition(new.conditions, "Ready")
+        assert ready_now is not None
+        assert ready_now.last_transition_time == dt.datetime(2026, 11, 27, 11, tzinfo=dt.UTC)
+        assert volatile_fields(new) == {"replicas", "readyReplicas"}
+        settled = {**READY, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}
+        done = compute_status(
+            svc.model_copy(update={"status": new}),
+            observed=status_from_deployment(svc, _deployment(svc, **settled)),
+            error=None,
+            now=NOW,
+        )
+        assert volatile_fields(done) == frozenset()
 
 
 def test_missing_deployment() -> None:
