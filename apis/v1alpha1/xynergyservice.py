@@ -626,7 +626,10 @@ class XynergyServiceSpec(SpecModel):
     replicas: int | None = Field(default=None, ge=0, le=1000)
     """Desired instances, set by `kubectl scale`, an HPA or a ScalingPolicy (default minInstances).
 
-    Kept within the scaling bounds."""
+    Kept within the scaling bounds. An HPA (or KEDA, whose ScaledObject makes one) reads the
+    scale subresource, which the apiserver cannot serve while this is unset (the HPA reports
+    FailedGetScale, `the spec replicas field ".spec.replicas" does not exist`): set it before
+    pointing one at the service. A ScalingPolicy and `kubectl scale` need no value."""
     routes: list[Route] | None = Field(
         default=None,
         max_length=32,
