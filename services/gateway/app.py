@@ -28,6 +28,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from services.common.auth import TokenVerifier, build_verifier
 from services.common.identity import InternalIdentitySigner
+from services.common.idtokens import IdTokens
 from services.common.settings import AuthSettings, InternalIdentitySettings
 from services.common.telemetry import configure_logging
 from services.gateway.breaker import BreakerBoard
@@ -197,6 +198,7 @@ class Gateway:
             client=None,  # type: ignore[arg-type]  # set in the lifespan
             metrics=self.metrics,
             access_log=self.settings.access_log,
+            id_tokens=IdTokens() if self.settings.upstream_id_tokens else None,
         )
 
     def _build_cors(self) -> CORSMiddleware:

@@ -151,7 +151,13 @@ def _connection_tokens(value: str | None) -> set[str]:
     return {t.strip().lower() for t in (value or "").split(",")} if value else set()
 
 
-_DROP_REQUEST = HOP_BY_HOP | {"host", "authorization", "cookie", "x-request-id"}
+_DROP_REQUEST = HOP_BY_HOP | {
+    "host",
+    "authorization",
+    "cookie",
+    "x-request-id",
+    "x-serverless-authorization",  # Cloud Run's caller token: the gateway's own, never a client's
+}
 
 
 def upstream_request_headers(

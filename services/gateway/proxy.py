@@ -33,6 +33,7 @@ import aiohttp
 
 from services.common.auth import AuthError, TokenVerifier, bearer_token
 from services.common.identity import InternalIdentitySigner
+from services.common.idtokens import IdTokens
 from services.common.telemetry import new_request_id, valid_request_id
 from services.common.tenancy import Identity
 from services.gateway.breaker import Breaker, BreakerBoard, BreakerOpenError, BreakerState
@@ -245,6 +246,7 @@ class Proxy:
         metrics: GatewayMetrics,
         access_log: bool = True,
         invalidations: Invalidations | None = None,
+        id_tokens: IdTokens | None = None,
     ) -> None:
         self.settings = settings
         self.access_log = access_log
@@ -260,6 +262,8 @@ class Proxy:
         self.client = client
         self.metrics = metrics
         self.trusted = TrustedProxies(settings.trusted_proxies)
+        self.id_tokens = id_tokens
+        """Google ID tokens for Cloud Run upstreams (services/common/idtokens.py)."""
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     # -- the handler ---------------------------------------------------------------------
@@ -543,6 +547,10 @@ class Proxy:
         url = match.route.upstream + quote(match.upstream_path, safe=_SAFE_PATH)
         if ex.query:
             url += "?" + ex.query
+        if self.id_tokens is not None:
+            caller = await self.id_tokens.header(match.route.upstream)
+            if caller is not None:
+                out_headers.append(caller)
         body_state = _BodyState()
         content, replayable = await self._request_body(ex, body_state)
         attempts = 1 + (settings.retries if (ex.method in _IDEMPOTENT and replayable) else 0)

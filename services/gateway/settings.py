@@ -50,6 +50,9 @@ class GatewaySettings(BaseSettings):
     retry_backoff_seconds: float = Field(default=0.05, ge=0)
     default_timeout_seconds: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=512, ge=1)
+    upstream_id_tokens: bool = True
+    """Send a Google ID token (X-Serverless-Authorization) to Cloud Run (`https://*.run.app`)
+    upstreams, so services that require authentication let the gateway in."""
 
     max_body_bytes: int = Field(default=10 << 20, ge=0)
     body_timeout_seconds: float = Field(default=20.0, gt=0)

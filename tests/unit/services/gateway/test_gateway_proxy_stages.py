@@ -281,3 +281,60 @@ def test_repeated_cache_control_headers_are_read_together(
         headers.add("Cache-Control", value)
     response = SimpleNamespace(status=200, headers=CIMultiDictProxy(headers), content_length=5)
     assert proxy()._storable(response) == expected  # type: ignore[arg-type]
+
+
+class CapturingClient:
+    """Records what the proxy sends upstream, then fails the connection (the gateway's 502)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    async def request(self, method: str, url: str, *, headers: Any, **_: Any) -> Any:
+        import aiohttp
+
+        self.sent.append((url, {k.lower(): v for k, v in headers}))
+        raise aiohttp.ClientConnectionError("refused")
+
+
+class Tokens:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def header(self, url: str) -> tuple[str, str] | None:
+        self.asked.append(url)
+        return ("x-serverless-authorization", "Bearer id-token") if "run.app" in url else None
+
+
+async def test_cloud_run_upstreams_get_the_gateways_id_token_and_never_a_clients() -> None:
+    table = RouteTable.build(
+        [
+            Route("/api/v2/crm", "https://crm-abc123-uc.a.run.app"),
+            Route("/api/v2/slack", "http://slack.prod.svc.cluster.local"),
+        ]
+    )
+    client, tokens = CapturingClient(), Tokens()
+    p = Proxy(
+        settings=GatewaySettings(retries=0),
+        routes=TableHolder(table, True),
+        verifier=Verifier(),
+        signer=InternalIdentitySigner(InternalIdentitySettings(signing_key="k" * 32)),  # type: ignore[arg-type]
+        gate=Gate(Limiter(True)),  # type: ignore[arg-type]
+        cache=None,
+        breakers=BreakerBoard(failure_threshold=5, reset_seconds=1),
+        client=client,  # type: ignore[arg-type]
+        metrics=GatewayMetrics(),
+        id_tokens=tokens,  # type: ignore[arg-type]
+    )
+    forged = {"authorization": "Bearer good", "X-Serverless-Authorization": "Bearer forged"}
+    for path in ("/api/v2/crm/contacts", "/api/v2/slack/channels"):
+        status, _, body = await call(p, path, forged)
+        assert (status, body["error"]) == (502, "bad_gateway"), path
+    (crm_url, crm), (_, slack) = client.sent
+    assert crm_url.startswith("https://crm-abc123-uc.a.run.app/api/v2/crm/contacts")
+    assert crm["x-serverless-authorization"] == "Bearer id-token"
+    assert "authorization" not in crm, "the user's token is the gateway's to check, not passed on"
+    assert "x-serverless-authorization" not in slack
+    assert tokens.asked == [
+        "https://crm-abc123-uc.a.run.app",
+        "http://slack.prod.svc.cluster.local",
+    ]
