@@ -36,6 +36,7 @@ from apis.v1alpha1.rollout import (
     VerificationSpec,
     VerificationStage,
 )
+from services.common.idtokens import IdTokens
 
 __all__ = [
     "LOAD_TEST",
@@ -70,6 +71,16 @@ _MISSING = object()
 
 Verify = Callable[[str, VerificationSpec, VerificationStage, str], Awaitable[VerificationRun]]
 """(base URL, spec, stage, revision) -> the run."""
+
+
+_ID_TOKENS: list[IdTokens] = []
+
+
+def _id_tokens() -> IdTokens:
+    """The operator's one token cache (made on first use, in the running loop's process)."""
+    if not _ID_TOKENS:
+        _ID_TOKENS.append(IdTokens())
+    return _ID_TOKENS[0]
 
 
 # ---- pure evaluation ---------------------------------------------------------------------
@@ -327,12 +338,20 @@ async def verify(
     revision: str,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    id_tokens: IdTokens | None = None,
 ) -> VerificationRun:
-    """Every smoke check, then the load test (skipped when a smoke check failed)."""
+    """Every smoke check, then the load test (skipped when a smoke check failed). A Cloud Run
+    URL (a tag URL) gets the operator's Google ID token (services/common/idtokens.py), so a
+    service that requires authentication answers the checks, not 403."""
     limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
     checks: list[CheckResult] = []
+    caller = await (id_tokens or _id_tokens()).header(base_url)
     async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, transport=transport, follow_redirects=False
+        base_url=base_url,
+        limits=limits,
+        transport=transport,
+        follow_redirects=False,
+        headers=dict([caller]) if caller else None,
     ) as http:
         for check in spec.smoke or []:
             checks.append(await _smoke(http, check))

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -276,3 +277,39 @@ def test_replica_routed_revision_joins_the_target_service_only_with_a_weight() -
 
     assert SERVICE_LABEL not in labels(serving=False)
     assert labels(serving=True)[SERVICE_LABEL] == "ai"
+
+
+class OneToken:
+    async def header(self, url: str) -> tuple[str, str] | None:
+        return ("x-serverless-authorization", "Bearer id-token") if ".run.app" in url else None
+
+
+@pytest.mark.parametrize(
+    ("base", "carried"),
+    [
+        ("https://canary---crm-abc123-uc.a.run.app", "Bearer id-token"),
+        ("http://crm-ro-1a2b3c4d.prod.svc.cluster.local", None),
+    ],
+)
+async def test_a_cloud_run_revision_is_verified_with_the_operators_id_token(
+    base: str, carried: str | None
+) -> None:
+    """Cloud Run answers 403 to callers without an ID token unless the service is public:
+    the checks on a tag URL carry the operator's; in-cluster URLs carry none."""
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-serverless-authorization"))
+        return httpx.Response(200 if seen[-1] else 403, json={"ok": True})
+
+    result = await verify(
+        base,
+        spec(smoke=[{"name": "up", "path": "/readyz"}]),
+        VerificationStage.PRE_TRAFFIC,
+        "crm-ro-1",
+        transport=httpx.MockTransport(answer),
+        id_tokens=OneToken(),  # type: ignore[arg-type]
+    )
+    assert seen == [carried]
+    assert result.passed is (carried is not None)
+    assert "id-token" not in json.dumps(result.model_dump(mode="json"))
