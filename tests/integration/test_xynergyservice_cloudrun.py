@@ -131,3 +131,25 @@ def test_403_stalls_with_the_api_message_then_recovers(
     finally:
         cloudrun_session.deny(None)
     wait_ready(kube, namespace, name, timeout=120)
+
+
+def test_invoker_iam_check_is_the_specs(
+    kube: Kube, operator: KopfRunner, namespace: str, cloudrun_session: FakeCloudRun
+) -> None:
+    """`invokerIamCheck: false` makes the service public (invokerIamDisabled) without a new
+    revision; back to the default, Cloud Run checks IAM again."""
+    name = unique("pub")
+    path = f"projects/{PROJECT}/locations/{REGION}/services/{name}"
+    cloud_run = {"project": PROJECT, "region": REGION}
+    create_cloudrun_xs(kube, namespace, name, cloudRun={**cloud_run, "invokerIamCheck": False})
+    wait_ready(kube, namespace, name)
+    with cloudrun_session.state.lock:
+        assert cloudrun_session.state.services[path].invoker_iam_disabled
+    merge_patch(kube, xs_url(namespace, name), {"spec": {"cloudRun": {"invokerIamCheck": True}}})
+
+    def checked() -> bool:
+        with cloudrun_session.state.lock:
+            return not cloudrun_session.state.services[path].invoker_iam_disabled
+
+    kube.wait_for("Cloud Run to check IAM again", checked, timeout=60)
+    assert cloudrun_session.revisions_of(PROJECT, REGION, name) == [f"{name}-00001"]

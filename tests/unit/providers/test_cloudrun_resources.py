@@ -300,6 +300,21 @@ def test_plan_writes_only_what_changed_and_names_new_revisions() -> None:
     wanted = plan(ingress, existing)
     assert wanted is not None
     assert wanted[1] is None  # a service-level field: no new revision
+    public = xs(
+        profile="data-processing",
+        generation=6,
+        cloudRun={"project": "xynergy-test", "region": "us-central1", "invokerIamCheck": False},
+    )
+    wanted = plan(public, existing)
+    assert wanted is not None
+    assert wanted[0].invoker_iam_disabled
+    assert wanted[1] is None, "who may invoke is the service's, not a revision's"
+    assert not existing.invoker_iam_disabled, "private unless the spec says otherwise"
+    opened = run_v2.Service(existing)
+    opened.invoker_iam_disabled = True  # made public in the console
+    restored = plan(obj, opened)
+    assert restored is not None
+    assert not restored[0].invoker_iam_disabled
 
 
 def test_plan_refuses_a_service_someone_else_owns() -> None:
