@@ -194,6 +194,9 @@ def test_platform_gateway_gets_its_account_keys_and_proxies(
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("unknownKey=1", "unknownKey"),
         ("policies.rules.resourcesSet.action=Block", "action"),
+        ("platform.gateway.redisUrl=http://redis:6379", "redisUrl"),
+        ("platform.gateway.internalKeySecret.name=", "name"),
+        ("platform.gateway.oauthSecretNamespaces={Team_A}", "oauthSecretNamespaces"),
     ],
 )
 def test_schema_refuses_bad_values(bindir: Path, flag: str, field: str) -> None:
