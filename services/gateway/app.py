@@ -93,6 +93,8 @@ def rate_limit_policies(settings: GatewaySettings) -> Policies:
         per_ip=settings.ip_rate_limit_per_minute,
         unauthenticated=settings.unauthenticated_rate_limit,
         unauthenticated_window=settings.unauthenticated_window_seconds,
+        stream_per_ip=settings.stream_connect_limit_per_minute,
+        stream_per_user=settings.stream_user_connect_limit_per_minute,
     )
 
 
@@ -165,6 +167,8 @@ class Gateway:
             origins=self.origins,
             metrics=self.metrics,
             leeway_seconds=token_leeway_seconds,
+            limiter=self.proxy.gate.limiter,
+            trusted=self.proxy.trusted,
         )
         self.stream_ready = asyncio.Event()
         # a route of the gateway's own: it names the callback's limits and metrics

@@ -15,8 +15,9 @@ its own address (nor its rate-limit bucket) with ``X-Forwarded-For``.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CLIENT_FORBIDDEN_PREFIXES",
@@ -145,6 +146,16 @@ class ForwardedFor:
             if not trusted.trusts(hop):
                 break
         return cls(client=client, header=", ".join([*hops, peer]), via_proxy=True)
+
+    @classmethod
+    def of_scope(cls, scope: Mapping[str, Any], trusted: TrustedProxies) -> ForwardedFor:
+        """From an ASGI scope (the socket.io handshake's; the proxy reads its headers once
+        for everything and calls :meth:`resolve` itself)."""
+        client = scope.get("client")
+        xff = [
+            v.decode("latin-1") for k, v in scope.get("headers") or () if k == b"x-forwarded-for"
+        ]
+        return cls.resolve(peer=client[0] if client else None, xff=xff, trusted=trusted)
 
 
 def _connection_tokens(value: str | None) -> set[str]:

@@ -99,7 +99,7 @@ class RateLimiterUnavailableError(Exception):
 class Limit:
     """One limit that applies to a request: ``limit`` requests per ``window`` seconds."""
 
-    name: str  # user, tenant, ip, unauthenticated, public: what the counter is per
+    name: str  # user, tenant, ip, unauthenticated, public, stream_ip, stream_user
     key: str
     limit: int
     window: int
@@ -149,6 +149,8 @@ class Policies:
     per_ip: int = 0
     unauthenticated: int = 0
     unauthenticated_window: int = 900
+    stream_per_ip: int = 0
+    stream_per_user: int = 0
     prefix: str = "xyn:rl"
 
     def _ip(self, client_ip: str) -> str:
@@ -183,6 +185,21 @@ class Policies:
         if self.per_ip:
             limits.append(Limit("ip", f"{p}:ip:{ip}:{w}", self.per_ip, w))
         return limits
+
+    def stream_connect(self, *, client_ip: str) -> list[Limit]:
+        """The limit of a socket.io connection from an address, before its token is read."""
+        if not self.stream_per_ip:
+            return []
+        p, w = self.prefix, self.window
+        return [Limit("stream_ip", f"{p}:sio:ip:{self._ip(client_ip)}:{w}", self.stream_per_ip, w)]
+
+    def stream_user(self, identity: Identity) -> list[Limit]:
+        """The limit of a socket.io connection of a verified user."""
+        if not self.stream_per_user:
+            return []
+        p, w = self.prefix, self.window
+        key = f"{p}:sio:{tenant_key(identity.tenant_id)}:{user_key(identity.user_id)}:{w}"
+        return [Limit("stream_user", key, self.stream_per_user, w)]
 
     def unauthenticated_limits(self, *, client_ip: str) -> list[Limit]:
         """The limits of a request whose token was missing or refused."""

@@ -80,6 +80,11 @@ def _created(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("creationTimestamp") or "~")
 
 
+def _namespace(route: Route) -> str:
+    """Who owns a route of the cluster source: its object's namespace (service is ns/name)."""
+    return route.service.partition("/")[0]
+
+
 def _url(obj: dict[str, Any]) -> str | None:
     """``status.url`` read through the status model (None when absent or malformed)."""
     try:
@@ -165,8 +170,9 @@ class ClusterRouteSource:
     def _table(self, services: Objects, rollouts: Objects) -> RouteTable:
         held = _held(rollouts, self._resolve)
         routes: list[Route] = []
-        # the oldest object first: RouteTable.build keeps the first route of a prefix, so a
-        # newer object cannot take an existing prefix over, whatever its namespace's name
+        # the oldest object first: RouteTable.build keeps the first route of a prefix, and,
+        # owned by namespace, the paths under it, so a newer object cannot take a prefix (or a
+        # longer one under it) over from another namespace, whatever its namespace's name
         for key in sorted(services, key=lambda k: (_created(services[k]), k)):
             if self._allowed and key[0] not in self._allowed:
                 continue
@@ -199,7 +205,7 @@ class ClusterRouteSource:
                             }
                         },
                     )
-        return RouteTable.build(routes)
+        return RouteTable.build(routes, owner=_namespace)
 
     def _delay(self, failures: int) -> float:
         state = tenacity.RetryCallState(tenacity.AsyncRetrying(), fn=None, args=(), kwargs={})

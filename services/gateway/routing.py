@@ -21,7 +21,7 @@ import hashlib
 import logging
 import posixpath
 import random
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -178,10 +178,24 @@ class RouteTable:
     _choices: dict[str, _Choice] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, routes: Iterable[Route]) -> RouteTable:
-        """A table from routes; on a duplicate prefix the first route (in order) wins."""
+    def build(
+        cls, routes: Iterable[Route], *, owner: Callable[[Route], str] | None = None
+    ) -> RouteTable:
+        """A table from routes; on a duplicate prefix the first route (in order) wins.
+
+        With ``owner`` (who a route belongs to: the cluster source gives its object's
+        namespace), routes of different owners may not nest either: a prefix or alias under
+        one kept earlier for another owner is ignored (logged as ``nested route prefix
+        ignored``), so the first route, in order, keeps the paths under its prefix. A later
+        route of another owner that encloses a kept prefix is kept, and the longer prefix
+        stays with its earlier owner (logged as ``nested route prefix kept``). Routes of the
+        same owner nest freely. The order is the caller's (the cluster source: oldest object
+        first), so the outcome does not depend on which route arrived first.
+        """
         table = cls(routes=tuple(routes))
+        owners: dict[str, str] = {}
         for route in table.routes:
+            who = owner(route) if owner is not None else ""
             for prefix in (route.prefix, *route.aliases):
                 if prefix in table._by_prefix:
                     kept = table._by_prefix[prefix][0].service
@@ -192,10 +206,54 @@ class RouteTable:
                         },
                     )
                     continue
+                enclosing = table._foreign_ancestor(prefix, who, owners) if owner else None
+                if enclosing is not None:
+                    log.warning(
+                        "nested route prefix ignored",
+                        extra={
+                            "fields": {
+                                "prefix": prefix,
+                                "service": route.service,
+                                "enclosing": enclosing,
+                                "kept": table._by_prefix[enclosing][0].service,
+                            }
+                        },
+                    )
+                    continue
                 table._by_prefix[prefix] = (route, prefix)
+                owners[prefix] = who
             if route.upstreams and route.prefix not in table._choices:
                 table._choices[route.prefix] = _Choice.of(route)
+        if owner is not None:
+            table._log_enclosed(owners)
         return table
+
+    def _foreign_ancestor(self, prefix: str, who: str, owners: dict[str, str]) -> str | None:
+        """The nearest kept prefix above ``prefix`` that another owner holds, if any."""
+        cut = prefix.rfind("/")
+        while cut > 0:
+            prefix = prefix[:cut]
+            if prefix in owners and owners[prefix] != who:
+                return prefix
+            cut = prefix.rfind("/")
+        return None
+
+    def _log_enclosed(self, owners: dict[str, str]) -> None:
+        """Say where a kept prefix encloses another owner's (which came first and keeps it)."""
+        for prefix, (route, _) in self._by_prefix.items():
+            enclosing = self._foreign_ancestor(prefix, owners[prefix], owners)
+            if enclosing is not None:
+                log.warning(
+                    "nested route prefix kept",
+                    extra={
+                        "fields": {
+                            "prefix": prefix,
+                            "service": route.service,
+                            "enclosing": enclosing,
+                            "enclosing_service": self._by_prefix[enclosing][0].service,
+                        }
+                    },
+                )
 
     def __len__(self) -> int:
         return len(self.routes)

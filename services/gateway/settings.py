@@ -38,6 +38,10 @@ class GatewaySettings(BaseSettings):
     unauthenticated_rate_limit: int = Field(default=100, ge=0)
     unauthenticated_window_seconds: int = Field(default=900, ge=1)
     trusted_proxies: list[str] = Field(default_factory=list)
+    stream_connect_limit_per_minute: int = Field(default=60, ge=0)
+    """socket.io connections per client address per rate-limit window (0: off)."""
+    stream_user_connect_limit_per_minute: int = Field(default=20, ge=0)
+    """socket.io connections per signed-in user per rate-limit window (0: off)."""
 
     cache_enabled: bool = True
     cache_max_body_bytes: int = Field(default=1 << 20, ge=0)

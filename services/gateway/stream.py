@@ -7,6 +7,11 @@ room ``<tenant>:<topic>`` of its own verified tenant only. Services publish to
 ``xynergy:events:<tenant>:<topic>`` (see services.common.events); the listener emits each
 message, as event ``<topic>``, to that tenant's room, so tenants never see each other's events.
 
+Connections are rate-limited (the limiter and Redis of the HTTP requests): per client address
+before the token is read (a refused token counts too), then per verified user. Past either,
+the connection is refused with ``connect_error`` ``rate_limited`` and data ``{limit,
+retryAfter, message}``; when Redis is down the limiter's fail-open/closed rule applies.
+
 A connection lives no longer than its token: its deadline is the token's ``exp`` plus the
 clock leeway the verifier allows. A timer (every ``stream_expiry_check_seconds``) and every
 ``subscribe`` check it; past it, the socket gets a ``token_expired`` event saying why, and is
@@ -36,7 +41,9 @@ import socketio
 from services.common.auth import AuthError, TokenVerifier, token_expiry
 from services.common.events import CHANNEL_PATTERN, META, parse_channel, valid_topic
 from services.gateway.cors import OriginPolicy
+from services.gateway.headers import ForwardedFor, TrustedProxies
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.ratelimit import Limit, RateLimiter, RateLimiterUnavailableError
 
 __all__ = ["EventStream"]
 
@@ -57,8 +64,14 @@ class EventStream:
         origins: OriginPolicy,
         metrics: GatewayMetrics,
         leeway_seconds: float = 0.0,
+        limiter: RateLimiter | None = None,
+        trusted: TrustedProxies | None = None,
     ) -> None:
+        """``limiter`` counts connections (per address, then per user; none without one),
+        ``trusted`` the proxies whose X-Forwarded-For names the client's address."""
         self.verifier = verifier
+        self.limiter = limiter
+        self.trusted = trusted or TrustedProxies(())
         self.leeway = leeway_seconds
         self._deadlines: dict[str, float] = {}
         self._last_seq: dict[tuple[str, str], int] = {}
@@ -80,6 +93,9 @@ class EventStream:
         origin = environ.get("HTTP_ORIGIN")
         if origin and not self.origins.allows(origin):
             raise socketio.exceptions.ConnectionRefusedError("forbidden", {"check": "origin"})
+        if self.limiter is not None:
+            address = ForwardedFor.of_scope(environ.get("asgi.scope") or {}, self.trusted)
+            await self._limit(self.limiter.policies.stream_connect(client_ip=address.client))
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized", {"check": "missing"})
@@ -89,12 +105,43 @@ class EventStream:
             raise socketio.exceptions.ConnectionRefusedError(
                 "unauthorized", {"check": exc.check}
             ) from None
+        if self.limiter is not None:
+            await self._limit(self.limiter.policies.stream_user(identity))
         await self.sio.save_session(sid, {"tenant": identity.tenant_id, "user": identity.user_id})
         exp = token_expiry(token)
         if exp is not None:
             self._deadlines[sid] = exp + self.leeway
         self._clients += 1
         self.metrics.stream_clients.set(self._clients)
+
+    async def _limit(self, limits: list[Limit]) -> None:
+        """Count a connection against ``limits``; refuse it past one of them."""
+        assert self.limiter is not None
+        try:
+            decision = await self.limiter.hit(limits)
+        except RateLimiterUnavailableError:  # Redis down and failing closed
+            self.metrics.redis_errors.labels("ratelimit").inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                "rate_limiter_unavailable",
+                {"retryAfter": 1, "message": "rate limiting is unavailable; retry in a second"},
+            ) from None
+        if decision is None:
+            return
+        if decision.degraded:
+            self.metrics.redis_errors.labels("ratelimit").inc()
+        if not decision.allowed:
+            self.metrics.rate_limited.labels(self.path).inc()
+            who = "address" if decision.name == "stream_ip" else "user"
+            retry = max(1, decision.reset_seconds)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "rate_limited",
+                {
+                    "limit": decision.name,
+                    "retryAfter": retry,
+                    "message": f"more than {decision.limit} connections per "
+                    f"{decision.window_seconds} s from this {who}; retry in {retry} s",
+                },
+            )
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         self._deadlines.pop(sid, None)

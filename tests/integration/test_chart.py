@@ -107,6 +107,85 @@ def test_namespaced_render_binds_only_there(bindir: Path) -> None:
     assert services["crm"]["spec"]["image"] == "ghcr.io/xynergy/crm:1.4.2"
 
 
+def _gateway_env(spec: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in spec["env"]}
+
+
+def test_platform_gateway_gets_its_account_keys_and_proxies(
+    bindir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's gateway could not start (no internal key), list its routes (default
+    ServiceAccount) nor see past its load balancer: it now runs as its own account, reading
+    routes where the operator works and Secrets only in the namespaces given, with its keys
+    mounted from Secrets by reference and the trusted proxies set."""
+    from apis.v1alpha1.xynergyservice import XynergyServiceSpec
+    from services.gateway.settings import GatewaySettings
+
+    out = docs(render(bindir, "--values", str(GOLDENS / "values-platform.yaml")).stdout)
+    gateway = out[("XynergyService", "gateway")]
+    assert gateway["metadata"]["namespace"] == "xynergy-apps"  # where the operator watches
+    spec = XynergyServiceSpec.model_validate(gateway["spec"])  # the CRD's model takes it
+    assert spec.kubernetes is not None
+    assert spec.kubernetes.service_account_name == "xy-gateway"
+    env = _gateway_env(gateway["spec"])
+    assert env["XYNERGY_GATEWAY_CLUSTER_NAMESPACE"] == "xynergy-apps"
+    assert env["XYNERGY_INTERNAL_SIGNING_KEY_FILE"] == "/var/run/xynergy/internal/key"
+    assert "JWT_SECRET_FILE" not in env  # jwtSecret.name "": Firebase tokens only
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = GatewaySettings()  # read as the gateway reads its environment
+    assert settings.trusted_proxies == ["10.0.0.0/8"]
+    assert (settings.route_source, settings.redis_url) == ("cluster", "redis://redis:6379/0")
+    volumes = {v["name"]: v["secret"] for v in gateway["spec"]["volumes"]}
+    assert volumes == {
+        "internal-key": {"secretName": "gateway-internal",
+                         "items": [{"key": "signing_key", "path": "key"}]},
+    }  # fmt: skip
+    account = out[("ServiceAccount", "xy-gateway")]
+    assert account["metadata"]["namespace"] == "xynergy-apps"
+    reads = out[("ClusterRole", "xy-gateway")]["rules"]
+    assert reads == [
+        {"apiGroups": ["xynergy.io"], "resources": ["xynergyservices", "rollouts",
+         "oauthconnections"], "verbs": ["get", "list", "watch"]},
+    ]  # fmt: skip
+    binding = out[("RoleBinding", "xy-gateway")]
+    assert binding["metadata"]["namespace"] == "xynergy-apps"
+    assert ("ClusterRoleBinding", "xy-gateway") not in out
+    secrets = [
+        d["metadata"]["namespace"]
+        for d in yaml.safe_load_all(render(bindir, "--values",
+                                           str(GOLDENS / "values-platform.yaml")).stdout)
+        if d and d["kind"] == "RoleBinding" and d["metadata"]["name"] == "xy-gateway-oauth-secrets"
+    ]  # fmt: skip
+    assert secrets == ["xynergy-apps", "team-a"]
+    assert out[("ClusterRole", "xy-gateway-oauth-secrets")]["rules"][0]["resources"] == ["secrets"]
+    assert not [
+        d for (kind, _), d in out.items() if kind == "ClusterRoleBinding"
+        and d["roleRef"]["name"] == "xy-gateway-oauth-secrets"
+    ]  # fmt: skip
+
+    # the defaults: cluster-wide route reads, no Secret anywhere, the JWT key by reference
+    plain = docs(render(bindir, "--set", "platform.services.gateway.enabled=true").stdout)
+    assert ("ClusterRoleBinding", "xy-gateway") in plain
+    assert not [name for kind, name in plain if name == "xy-gateway-oauth-secrets"]
+    plain_spec = plain[("XynergyService", "gateway")]["spec"]
+    assert _gateway_env(plain_spec)["JWT_SECRET_FILE"] == "/var/run/xynergy/jwt/secret"
+    assert _gateway_env(plain_spec)["XYNERGY_GATEWAY_TRUSTED_PROXIES"] == "[]"
+    assert "XYNERGY_GATEWAY_CLUSTER_NAMESPACE" not in _gateway_env(plain_spec)
+    assert [v["secret"]["secretName"] for v in plain_spec["volumes"]] == [
+        "gateway-internal", "gateway-jwt",
+    ]  # fmt: skip
+    # not in the cluster (Cloud Run) or not enabled: no account, spec as before
+    for flags in (
+        ["--set", "platform.services.gateway.enabled=true", "--set", "platform.backend=cloudRun"],
+        [],
+    ):
+        other = docs(render(bindir, *flags).stdout)
+        assert ("ServiceAccount", "xy-gateway") not in other
+        if flags:
+            assert "kubernetes" not in other[("XynergyService", "gateway")]["spec"]
+
+
 @pytest.mark.parametrize(
     ("flag", "field"),
     [
@@ -115,6 +194,9 @@ def test_namespaced_render_binds_only_there(bindir: Path) -> None:
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("unknownKey=1", "unknownKey"),
         ("policies.rules.resourcesSet.action=Block", "action"),
+        ("platform.gateway.redisUrl=http://redis:6379", "redisUrl"),
+        ("platform.gateway.internalKeySecret.name=", "name"),
+        ("platform.gateway.oauthSecretNamespaces={Team_A}", "oauthSecretNamespaces"),
     ],
 )
 def test_schema_refuses_bad_values(bindir: Path, flag: str, field: str) -> None:

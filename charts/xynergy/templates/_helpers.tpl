@@ -27,3 +27,57 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "xynergy.peeringName" -}}
 {{- .Values.peering.name | default (include "xynergy.fullname" .) -}}
 {{- end -}}
+
+{{- /* Where the platform's XynergyServices go: the namespace the operator watches. */ -}}
+{{- define "xynergy.platformNamespace" -}}
+{{- .Values.watchNamespace | default .Release.Namespace -}}
+{{- end -}}
+
+{{- define "xynergy.gatewayAccount" -}}
+{{- printf "%s-gateway" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* The platform gateway runs in the cluster (its spec's backend, else platform.backend). */ -}}
+{{- define "xynergy.gatewayInCluster" -}}
+{{- $gw := .Values.platform.services.gateway -}}
+{{- if and $gw.enabled (eq (($gw.spec | default dict).backend | default .Values.platform.backend) "kubernetes") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- /* What the gateway needs beyond its image (values: platform.gateway), under its spec:
+the ServiceAccount of templates/gateway.yaml, the key Secrets as files (a rotation needs no
+restart), the route source, Redis and the trusted proxies. */ -}}
+{{- define "xynergy.gatewaySpec" -}}
+{{- $gw := .Values.platform.gateway -}}
+kubernetes:
+  serviceAccountName: {{ include "xynergy.gatewayAccount" . }}
+volumes:
+- name: internal-key
+  mountPath: /var/run/xynergy/internal
+  secret:
+    secretName: {{ $gw.internalKeySecret.name | quote }}
+    items:
+    - {key: {{ $gw.internalKeySecret.key | quote }}, path: key}
+{{- if $gw.jwtSecret.name }}
+- name: jwt-secret
+  mountPath: /var/run/xynergy/jwt
+  secret:
+    secretName: {{ $gw.jwtSecret.name | quote }}
+    items:
+    - {key: {{ $gw.jwtSecret.key | quote }}, path: secret}
+{{- end }}
+env:
+- {name: XYNERGY_GATEWAY_ROUTE_SOURCE, value: cluster}
+{{- with .Values.watchNamespace }}
+- {name: XYNERGY_GATEWAY_CLUSTER_NAMESPACE, value: {{ . | quote }}}
+{{- end }}
+- {name: XYNERGY_GATEWAY_REDIS_URL, value: {{ $gw.redisUrl | quote }}}
+- {name: XYNERGY_GATEWAY_TRUSTED_PROXIES, value: {{ toJson $gw.trustedProxies | quote }}}
+- {name: XYNERGY_INTERNAL_SIGNING_KEY_FILE, value: /var/run/xynergy/internal/key}
+{{- if $gw.jwtSecret.name }}
+- {name: JWT_SECRET_FILE, value: /var/run/xynergy/jwt/secret}
+{{- end }}
+healthCheck:
+  path: /readyz
+{{- end -}}

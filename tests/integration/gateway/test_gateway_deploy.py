@@ -220,6 +220,18 @@ def test_every_variable_of_the_sample_is_read_by_the_gateway() -> None:
     assert "REDIS_URL" not in names
 
 
+def test_the_sample_names_its_load_balancer_as_a_trusted_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind a load balancer the TCP peer is the balancer: without trusted proxies every
+    client would share its per-address limits (HTTP and stream connections)."""
+    settings, gateway = _sample("xynergyservice-gateway.yaml")
+    (ref,) = [v for v in gateway["spec"]["env"] if v["name"] == "XYNERGY_GATEWAY_TRUSTED_PROXIES"]
+    assert ref["configMapKeyRef"]["name"] == settings["metadata"]["name"]
+    monkeypatch.setenv(ref["name"], settings["data"][ref["configMapKeyRef"]["key"]])
+    assert GatewaySettings().trusted_proxies == ["10.0.0.0/8"]  # a valid list, read as JSON
+
+
 async def test_the_gateway_starts_from_the_deployment_the_operator_makes(
     kube: Kube,
     cluster: Path,

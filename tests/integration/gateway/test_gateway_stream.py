@@ -155,6 +155,39 @@ async def test_js_client_is_refused_without_a_valid_token(
         await client.close()
 
 
+async def test_connections_past_the_address_or_user_limit_are_refused(
+    gateway_factory: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    """A client opening connections in a loop is refused by the real client's connect_error,
+    per user first here (2), then per address (3; every test connects from 127.0.0.1)."""
+    async for key in redis_client.scan_iter(match="xyn:rl:sio:*"):
+        await redis_client.delete(key)  # earlier tests' connections from this address
+    settings = {"stream_connect_limit_per_minute": 3, "stream_user_connect_limit_per_minute": 2}
+    async with gateway_factory(**settings) as gw:
+        loop_user = make_jwt(user_id="looper", tenant_id="loop-co")
+        accepted = [await _connected(gw.url, loop_user) for _ in range(2)]
+        refused: list[dict[str, Any]] = []
+        try:
+            for token in (loop_user, make_jwt(user_id="other", tenant_id="loop-co")):
+                client = await JsClient.start(gw.url, token)
+                try:
+                    refused.append(await client.next_of("connect_error"))
+                    assert not [line for line in client.lines if line["type"] == "connect"]
+                finally:
+                    await client.close()
+        finally:
+            for client in accepted:
+                await client.close()
+    assert [(e["message"], e["data"]["limit"]) for e in refused] == [
+        ("rate_limited", "stream_user"),
+        ("rate_limited", "stream_ip"),
+    ]
+    assert refused[1]["data"]["message"].startswith(
+        "more than 3 connections per 60 s from this address; retry in"
+    )
+    assert refused[1]["data"]["retryAfter"] >= 1
+
+
 # -- connections do not outlive their token (issue 20 item 6) ---------------------------------
 
 

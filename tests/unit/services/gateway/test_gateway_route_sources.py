@@ -335,3 +335,98 @@ async def test_cluster_source_loads_routes_only_from_the_namespaces_given() -> N
     second = await asyncio.wait_for(anext(stream), timeout=5)
     assert prefixes(second) == [("/api/v2/crm", "http://crm"), ("/api/v2/crm2", "http://crm2")]
     await aclose(stream)
+
+
+def routed(table: RouteTable, path: str) -> tuple[str, bool] | None:
+    match = table.match(path)
+    return (match.route.service, match.route.public) if match is not None else None
+
+
+def logged(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any]]:
+    return [r.fields for r in caplog.records if r.getMessage() == message]  # type: ignore[attr-defined]
+
+
+async def test_cluster_source_keeps_paths_under_a_prefix_for_its_namespace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A newer object in another namespace cannot take /api/v2/crm/contacts from the CRM's
+    /api/v2/crm by a longer prefix (nor by an alias, nor declare it public); the CRM's own
+    namespace may nest routes (a public webhook beside its API)."""
+    evil = xs("x", "/api/v2/crm/contacts", "http://evil", ns="aaa-tenant")
+    evil["spec"]["routes"][0]["public"] = True
+    evil["spec"]["routes"].append({"prefix": "/api/v2/other", "aliases": ["/api/v2/email/x"]})
+    gmail = xs("gmail", "/api/v2/gmail", "http://gmail", ns="gmail")
+    gmail["spec"]["routes"][0]["aliases"] = ["/api/v2/email"]
+    hook = xs("crm-hooks", "/api/v2/crm/hooks", "http://hooks", ns="crm")
+    hook["spec"]["routes"][0]["public"] = True
+    kube = FakeKube(
+        [
+            dated(evil, "2026-05-03T00:00:00Z"),
+            dated(xs("crm", "/api/v2/crm", "http://crm", ns="crm"), "2026-05-01T00:00:00Z"),
+            dated(gmail, "2026-05-01T00:00:00Z"),
+            dated(hook, "2026-05-04T00:00:00Z"),
+        ]
+    )
+    stream = ClusterRouteSource(kube, max_backoff_seconds=0.01).watch()
+    table = await asyncio.wait_for(anext(stream), timeout=5)
+    assert routed(table, "/api/v2/crm/contacts/1") == ("crm/crm", False)
+    assert routed(table, "/api/v2/email/x/1") == ("gmail/gmail", False)
+    assert routed(table, "/api/v2/crm/hooks/slack") == ("crm/crm-hooks", True)
+    assert routed(table, "/api/v2/other/1") == ("aaa-tenant/x", False)  # its own path stays
+    ignored = logged(caplog, "nested route prefix ignored")
+    assert {"prefix": "/api/v2/crm/contacts", "service": "aaa-tenant/x",
+            "enclosing": "/api/v2/crm", "kept": "crm/crm"} in ignored  # fmt: skip
+    assert {"prefix": "/api/v2/email/x", "service": "aaa-tenant/x",
+            "enclosing": "/api/v2/email", "kept": "gmail/gmail"} in ignored  # fmt: skip
+    assert len(ignored) == 2
+    await aclose(stream)
+
+
+@pytest.mark.parametrize("nested_first", [True, False], ids=["nested-older", "enclosing-older"])
+@pytest.mark.parametrize("listed_first", ["nested", "enclosing"])
+async def test_cluster_source_gives_a_nested_prefix_to_the_oldest_object(
+    nested_first: bool, listed_first: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between namespaces, the older object has the nested path, whichever was listed or
+    arrived first: an enclosing route that appears later does not take an already served
+    longer prefix either (it serves the rest of its paths, and it is logged)."""
+    older, newer = "2026-05-01T00:00:00Z", "2026-05-02T00:00:00Z"
+    nested = dated(
+        xs("contacts", "/api/v2/crm/contacts", "http://contacts", ns="people"),
+        older if nested_first else newer,
+    )
+    enclosing = dated(
+        xs("crm", "/api/v2/crm", "http://crm", ns="crm"), newer if nested_first else older
+    )
+    first, second = (nested, enclosing) if listed_first == "nested" else (enclosing, nested)
+    kube = FakeKube([first])
+    stream = ClusterRouteSource(kube, max_backoff_seconds=0.01).watch()
+    await asyncio.wait_for(anext(stream), timeout=5)
+    await kube.events.put(("ADDED", second))
+    table = await asyncio.wait_for(anext(stream), timeout=5)
+    owner = "people/contacts" if nested_first else "crm/crm"
+    assert routed(table, "/api/v2/crm/contacts/1") == (owner, False)
+    assert routed(table, "/api/v2/crm/deals/1") == ("crm/crm", False)
+    if nested_first:
+        assert logged(caplog, "nested route prefix kept")[-1] == {
+            "prefix": "/api/v2/crm/contacts",
+            "service": "people/contacts",
+            "enclosing": "/api/v2/crm",
+            "enclosing_service": "crm/crm",
+        }
+        assert logged(caplog, "nested route prefix ignored") == []
+    else:
+        assert logged(caplog, "nested route prefix ignored")[-1]["service"] == "people/contacts"
+    await aclose(stream)
+
+
+def test_file_routes_nest_whatever_the_service() -> None:
+    """One file has one owner: a longer prefix of another service in it is served."""
+    doc = {
+        "services": [
+            {"name": "crm", "url": "http://crm", "routes": [{"prefix": "/api/v2/crm"}]},
+            {"name": "hooks", "url": "http://hooks", "routes": [{"prefix": "/api/v2/crm/hooks"}]},
+        ]
+    }
+    table = parse_routes_document(json.dumps(doc))
+    assert routed(table, "/api/v2/crm/hooks/1") == ("hooks", False)
