@@ -21,6 +21,7 @@ from apis.v1alpha1.common import CrdInfo, PrinterColumn, Resource, conditions_fi
 
 __all__ = [
     "AUTHORIZATION_KEYS",
+    "CLIENT_SECRET_LABEL",
     "CONNECTION_LABEL",
     "PROVIDER_LABEL",
     "REFRESH_REQUESTED_ANNOTATION",
@@ -72,6 +73,9 @@ CONNECTION_LABEL = "xynergy.io/oauth-connection"
 """Label on every Secret the operator makes for a connection: the OAuthConnection's name."""
 SECRET_ROLE_LABEL = "xynergy.io/oauth-secret"
 """Label telling the token Secret (`tokens`) from the pending authorization's (`authorization`)."""
+CLIENT_SECRET_LABEL = "xynergy.io/oauth-client"
+"""Label (`true`) the operator puts on a client Secret (`spec.clientSecretRef`) when it reads
+it: it watches Secrets so labelled, and a change converges the connections that use it."""
 REFRESH_REQUESTED_ANNOTATION = "xynergy.io/refresh-requested"
 """Annotation a reader sets on the token Secret (RFC 3339 time) to ask for a refresh now."""
 

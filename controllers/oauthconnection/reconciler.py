@@ -15,7 +15,10 @@ New tokens whose write fails are retried in-process, then kept in memory by UID 
 the next converge (a code or rotated refresh token cannot be used twice). Only Secrets whose
 controller ownerReference is this connection are read, written or deleted
 (secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
-to build a URL, exchange a code or refresh. Deletion (finalizer, when `revokeOnDelete`): revoke
+to build a URL, exchange a code or refresh. A client the provider refuses (`invalid_client`,
+in the exchange or the refresh) stalls the connection (ClientRefused): the same client id and
+secret are not sent again until the client Secret's values or the spec change (its watch,
+clients.py, converges the connection at once). Deletion (finalizer, when `revokeOnDelete`): revoke
 at the provider (retried; a provider out of reach is a Warning Event and we let go), then
 delete both Secrets, when ours.
 """
@@ -23,6 +26,7 @@ delete both Secrets, when ours.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import secrets
 import uuid
@@ -152,6 +156,10 @@ class OAuthConnectionReconciler:
         """Tokens the provider issued whose write to the token Secret failed, by connection
         UID: a code and a rotated refresh token are single-use, so they cannot be fetched
         again; the next converge writes these first (`release` revokes them)."""
+        self._refused: dict[str, tuple[int | None, str, str]] = {}
+        """Clients the provider refused, by connection UID: (generation, digest of the client
+        id and secret, the stall's message). Those are not sent again while neither the spec
+        nor the client Secret's values change (memory only: a restarted operator tries once)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -298,6 +306,7 @@ class OAuthConnectionReconciler:
             )
             return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
         creds = await self.store.client_credentials(conn)
+        self._still_refused(conn, creds)
         try:
             tokens = await provider.exchange(
                 creds,
@@ -308,18 +317,14 @@ class OAuthConnectionReconciler:
         except ProviderUnreachableError as exc:  # the code stays: exchanged on the retry
             raise TransientError(f"code exchange: {exc}", reason="ProviderUnreachable") from None
         except ClientRefusedError as exc:  # a new authorization would be refused the same
-            ref = conn.spec.client_secret_ref.name
-            raise StalledError(
-                f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref} "
-                f"({exc}); fix its client id or secret",
-                reason="ClientRefused",
-            ) from None
+            raise self._refuse(conn, creds, exc) from None
         except OAuthError as exc:  # refused code (replayed, expired, PKCE mismatch)
             failure = f"the provider refused the authorization code: {exc}"
             outcome = await self._pending(
                 conn, provider, authz, now, reauth=reauth, failure=failure
             )
             return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
+        self._refused.pop(str(conn.metadata.uid), None)
         await self._store(conn, tokens, now, refreshed=False)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         who = _account(tokens)
@@ -452,6 +457,7 @@ class OAuthConnectionReconciler:
             if expired:
                 raise
             return self._unrefreshable(conn, tokens, now, issued, exc)
+        self._still_refused(conn, creds)
         until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
         claimed = await self.store.claim(conn, data, holder=self.holder, until=until)
         if claimed is None:  # another replica refreshes (or just did): look again soon
@@ -501,13 +507,46 @@ class OAuthConnectionReconciler:
         except GrantRefusedError as exc:
             failure = f"the provider refused the refresh token ({exc.code})"
             return await self._reauth(conn, provider, failure, now)
+        except ClientRefusedError as exc:  # retrying would be refused the same: stall
+            await self.store.release_claim(conn)
+            raise self._refuse(conn, creds, exc) from None
         except OAuthError as exc:
             await self.store.release_claim(conn)
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
+        self._refused.pop(str(conn.metadata.uid), None)
         await self._store(conn, fresh, now, refreshed=True)
         return self._connected(
             conn, fresh, now, issued=now, message="tokens refreshed", refreshed=now
         )
+
+    # -- a refused client ------------------------------------------------------------------
+
+    def _refuse(
+        self, conn: OAuthConnection, creds: ClientCredentials, exc: ClientRefusedError
+    ) -> StalledError:
+        """The stall for a client the provider refused (naming its Secret and keys, never a
+        value), remembered so the same client is not sent again (`_still_refused`)."""
+        ref = conn.spec.client_secret_ref
+        message = (
+            f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref.name} "
+            f"(keys {ref.client_id_key} and {ref.client_secret_key}): {exc}; fix its client "
+            "id or secret (tried again as soon as that Secret or the spec changes)"
+        )
+        uid = str(conn.metadata.uid)
+        self._refused[uid] = (conn.metadata.generation, _fingerprint(creds), message)
+        return StalledError(message, reason="ClientRefused")
+
+    def _still_refused(self, conn: OAuthConnection, creds: ClientCredentials) -> None:
+        """Raise the remembered stall when the provider refused this very client for this
+        generation of the spec; forget it once either changed."""
+        uid = str(conn.metadata.uid)
+        refused = self._refused.get(uid)
+        if refused is None:
+            return
+        generation, fingerprint, message = refused
+        if generation == conn.metadata.generation and fingerprint == _fingerprint(creds):
+            raise StalledError(message, reason="ClientRefused")
+        del self._refused[uid]
 
     async def _reauth(
         self, conn: OAuthConnection, provider: OAuthProvider, failure: str, now: dt.datetime
@@ -529,6 +568,7 @@ class OAuthConnectionReconciler:
         conn = OAuthConnection.model_validate(body)
         event: Event | None = None
         unsaved = self._unsaved.pop(str(conn.metadata.uid), None)
+        self._refused.pop(str(conn.metadata.uid), None)
         data = await self.store.owned(conn, conn.spec.token_secret_name)
         if conn.spec.revoke_on_delete and unsaved is not None:  # the newest: never stored
             event = await self._revoke(conn, unsaved[0])
@@ -562,6 +602,12 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+def _fingerprint(creds: ClientCredentials) -> str:
+    """A digest telling one client id and secret from another (kept in memory only)."""
+    text = f"{creds.client_id}\0{creds.client_secret.get_secret_value()}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _usable(authz: SecretData | None, now: dt.datetime) -> bool:

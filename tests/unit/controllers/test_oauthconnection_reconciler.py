@@ -48,6 +48,7 @@ class Stored:
     owners: list[OwnerReference] = field(default_factory=list)
     annotations: dict[str, str] = field(default_factory=dict)
     rv: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Apiserver:
 
     secrets: dict[str, Stored] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    patches: list[str] = field(default_factory=list)
     failing_token_writes: int = 0
     """How many writes of a token Secret answer 503 from now on (etcd timing out)."""
 
@@ -73,6 +75,7 @@ class Apiserver:
             resourceVersion=str(s.rv),
             annotations=dict(s.annotations),
             ownerReferences=list(s.owners),
+            labels=dict(s.labels),
         )
         data = {k: base64.b64encode(v.encode()).decode() for k, v in s.data.items()}
         return Secret(metadata=meta, data=data)
@@ -123,6 +126,8 @@ class Apiserver:
                 s.annotations.pop(key, None)
             else:
                 s.annotations[key] = value
+        s.labels.update(meta.get("labels", {}))
+        self.patches.append(name)
         s.data.update(patch.get("stringData", {}))
         s.rv += 1
         return self._obj(name)
@@ -154,6 +159,7 @@ class Provider:
     """Each refresh issues a new refresh token and kills the one it was given."""
     now: dt.datetime = NOW
     exchange_error: Exception | None = None
+    refresh_error: Exception | None = None
     calls: dict[str, int] = field(
         default_factory=lambda: {"exchange": 0, "refresh": 0, "revoke": 0}
     )
@@ -186,6 +192,8 @@ class Provider:
 
     async def refresh(self, client: ClientCredentials, *, refresh_token: str) -> TokenSet:
         self.calls["refresh"] += 1
+        if self.refresh_error is not None:
+            raise self.refresh_error
         if refresh_token != self.live_refresh:
             raise GrantRefusedError("google", "refresh", "invalid_grant")
         return self._tokens()
@@ -460,6 +468,117 @@ async def test_a_refused_client_stalls_instead_of_sending_the_user_round_again()
     authz = w.api.secrets[authorization_secret_name("a")].data
     assert authz["code"] == "code-1"  # not swapped for a new state: the user is not sent round
     assert "state" not in authz
+
+
+async def test_a_client_refused_in_the_exchange_is_not_sent_again_until_its_secret_changes() -> (
+    None
+):
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("google", "code exchange", "invalid_client")
+    await w.sync(b)
+
+    result = await w.sync(b, at(600))  # a resync: the same client would be refused the same
+
+    assert w.provider.calls["exchange"] == 1
+    assert ready(result)[1] == "ClientRefused"
+    w.provider.exchange_error = None
+    w.api.secrets["client"].data["client_secret"] = "fixed"
+
+    result = await w.sync(b, at(601))
+
+    assert w.provider.calls["exchange"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED
+
+
+# -- a refused client during a refresh -----------------------------------------------------
+
+
+async def _refuse_refresh(w: World, b: dict[str, Any]) -> Result:
+    await w.connect(b)
+    w.provider.refresh_error = ClientRefusedError(
+        "google", "refresh", "invalid_client", "The OAuth client was not found."
+    )
+    return await w.sync(b, at(3400))
+
+
+async def test_a_client_refused_in_a_refresh_stalls_naming_its_secret_and_keys() -> None:
+    w = world()
+    b = body()
+
+    result = await _refuse_refresh(w, b)
+
+    assert w.provider.calls["refresh"] == 1
+    assert st(result).phase is OAuthPhase.ERROR
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "ClientRefused")
+    stalled = get_condition(st(result).conditions, "Stalled")
+    assert stalled is not None
+    assert (stalled.status, stalled.reason) == ("True", "ClientRefused")
+    assert get_condition(st(result).conditions, "Reconciling") is None
+    assert "spec.clientSecretRef" in message
+    assert "Secret client (keys client_id and client_secret)" in message
+    assert "invalid_client" in message
+    assert "shh" not in message
+    assert [e.reason for e in result.events] == ["ClientRefused"]
+    assert all("shh" not in e.message for e in result.events)
+    assert result.requeue.name == "RESYNC"  # not the backoff of a transient failure
+    assert st(result).refresh_failures == 1
+    tokens = w.api.secrets["a-tokens"]
+    assert tokens.data["access_token"] == "a1"  # the tokens are kept
+    assert "xynergy.io/refresh-claim" not in tokens.annotations  # the claim is let go
+
+
+async def test_a_client_refused_in_a_refresh_is_not_retried_until_the_secret_changes() -> None:
+    w = world()
+    b = body()
+    await _refuse_refresh(w, b)
+
+    for t in (3410, 3500, 4000):  # resyncs and other triggers: no call to the provider
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "ClientRefused", t
+    assert w.provider.calls["refresh"] == 1
+    w.api.secrets["client"].labels["team"] = "x"  # a change that leaves the values alone
+    await w.sync(b, at(4001))
+    assert w.provider.calls["refresh"] == 1
+
+    w.provider.refresh_error = None
+    w.api.secrets["client"].data["client_secret"] = "fixed"
+    result = await w.sync(b, at(4002))  # what the client Secret's watch triggers
+
+    assert w.provider.calls["refresh"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert ready(result)[0] == "True"
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
+
+
+async def test_a_client_refused_in_a_refresh_is_tried_again_when_the_spec_changes() -> None:
+    w = world()
+    b = body()
+    await _refuse_refresh(w, b)
+    w.provider.refresh_error = None
+    await w.sync(b, at(3405))
+    assert w.provider.calls["refresh"] == 1
+    b2 = body(refreshBeforeExpirySeconds=400)
+    b2["metadata"]["generation"] = 2
+
+    result = await w.rec.reconcile(b2, now=at(3410), child=None)
+
+    assert w.provider.calls["refresh"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED
+
+
+async def test_the_client_secret_is_labelled_once_for_the_operators_watch() -> None:
+    w = world()
+    b = body()
+    await w.connect(b)
+    await w.sync(b, at(3400))  # a refresh reads it again
+
+    assert w.api.secrets["client"].labels == {"xynergy.io/oauth-client": "true"}
+    assert w.api.patches.count("client") == 1
+    assert w.api.secrets["client"].data == {"client_id": "id", "client_secret": "shh"}
 
 
 # -- the client Secret ---------------------------------------------------------------------
