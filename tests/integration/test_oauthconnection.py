@@ -361,6 +361,54 @@ async def test_gmail_refusals_replicas_and_unreachable_revoke(
     _no_tokens_anywhere(fake, logs, events(kube, ns))
 
 
+async def test_a_client_refused_at_refresh_stalls_until_its_secret_is_fixed(
+    kube: Kube, namespace: str, fake: FakeOAuth, gateway: httpx.AsyncClient
+) -> None:
+    ns, name = namespace, "acme-slack"
+    cb = str(gateway.base_url).rstrip("/") + "/api/v2/oauth/slack/callback"
+    apply_connection(kube, ns, name, "slack", cb)
+    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
+        "authorizationURL"
+    ]
+    resp = await callback(gateway, browser(url))
+    assert resp.status_code == 200, resp.text
+    client = f"/api/v1/namespaces/{ns}/secrets/{name}-client"
+    labels = kube.get(client).json()["metadata"].get("labels") or {}
+    assert labels.get("xynergy.io/oauth-client") == "true"
+
+    def client_secret(value: str) -> None:
+        resp = kube.http.patch(
+            client,
+            json={"stringData": {"client_secret": value}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert resp.status_code == 200, resp.text
+
+    client_secret("rotated-at-slack-not-here")
+    expire(kube, ns, f"{name}-tokens")
+    status = (
+        await until(kube, ns, name, "ClientRefused", lambda s: _ready(s)[1] == "ClientRefused")
+    )["status"]
+    assert status["phase"] == "Error"
+    message = _ready(status)[2]
+    assert f"Secret {name}-client (keys client_id and client_secret)" in message
+    assert "rotated-at-slack-not-here" not in message
+    assert secret_data(kube, ns, f"{name}-tokens") is not None  # the tokens are kept
+    refreshes = fake.slack.calls["refresh"]
+
+    # fixed: the client Secret's watch converges the connection (the resync is 10 min away)
+    client_secret("fake-client-secret")
+    await until(kube, ns, name, "Connected again", lambda s: s.get("phase") == "Connected")
+    assert fake.slack.calls["refresh"] == refreshes + 1
+
+
+def _ready(status: dict[str, Any]) -> tuple[str, str, str]:
+    for cond in status.get("conditions") or []:
+        if cond["type"] == "Ready":
+            return cond["status"], cond.get("reason", ""), cond.get("message", "")
+    return "", "", ""
+
+
 def _settings(fake: FakeOAuth) -> dict[str, str]:
     out = {}
     for provider in ("slack", "google"):
