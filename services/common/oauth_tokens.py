@@ -28,11 +28,18 @@ How the operator keeps the tokens (the layout this module reads; constants in
   on the Secret and waits for the operator's refresh (one per connection, however many
   readers ask).
 
+- The reader trusts a token Secret only when its controller ownerReference is the connection
+  it resolved (kind ``OAuthConnection`` of ``xynergy.io``, that name and UID), as the operator
+  does: a Secret of that name made by anyone else (anyone who may create Secrets in the
+  namespace could plant a token) raises :class:`TokenSecretNotOwnedError`, logged once per
+  Secret, and its data is never used.
+
 The Secret is read through the Kubernetes API (RBAC: get/list/watch ``oauthconnections``;
 get/watch/patch ``secrets``) or, with ``XYNERGY_OAUTH_TOKENS_DIR`` set, from a mounted copy
-at ``<dir>/<tokenSecretName>/<key>``. Settings (prefix ``XYNERGY_OAUTH_``): ``namespace``
-(where the connections are; every namespace when unset), ``tokens_dir``,
-``refresh_wait_seconds`` (10), ``expiry_skew_seconds`` (15).
+at ``<dir>/<tokenSecretName>/<key>`` (a mounted copy carries no ownerReferences: the Pod spec
+that mounts it is trusted, and the ownership check is the API path's only). Settings (prefix
+``XYNERGY_OAUTH_``): ``namespace`` (where the connections are; every namespace when unset),
+``tokens_dir``, ``refresh_wait_seconds`` (10), ``expiry_skew_seconds`` (15).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,7 +69,10 @@ __all__ = [
     "OAuthTokenSettings",
     "OAuthTokens",
     "TokenReader",
+    "TokenSecretNotOwnedError",
 ]
+
+log = logging.getLogger("xynergy.services")
 
 _USABLE = (OAuthPhase.CONNECTED, OAuthPhase.REFRESHING)
 
@@ -142,6 +153,30 @@ class NotConnectedError(Exception):
         }
 
 
+class TokenSecretNotOwnedError(Exception):
+    """The connection's token Secret is not controlled by that OAuthConnection: its data is
+    not used (a 500 answer: the platform's own state is wrong, the caller cannot fix it)."""
+
+    status = 500
+
+    def __init__(self, *, connection: str, secret: str) -> None:
+        self.connection = connection
+        self.secret = secret
+        super().__init__(
+            f"token Secret {secret} is not controlled by OAuthConnection {connection}; its "
+            "tokens are not used (delete that Secret: the operator then writes its own)"
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The JSON of the 500 answer (the one error shape, naming the Secret, no data)."""
+        return {
+            "error": "oauth_secret_not_owned",
+            "message": str(self),
+            "status": self.status,
+            "connection": self.connection,
+        }
+
+
 class KubeClient(Protocol):
     """What the reader needs of lightkube's ``AsyncClient``."""
 
@@ -190,6 +225,8 @@ class TokenReader:
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._connections, self._secrets = _resources()
         self._inflight: dict[str, asyncio.Future[OAuthTokens]] = {}
+        self._reported: set[tuple[str, str]] = set()
+        """Foreign token Secrets already logged (name, UID): logged once, refused always."""
 
     async def tokens(self, tenant: str, provider: str) -> OAuthTokens:
         """The tenant's current tokens for ``provider`` (``slack`` or ``gmail``); refreshed
@@ -237,6 +274,7 @@ class TokenReader:
             data = _mounted(self._settings.tokens_dir / name)
         else:
             secret = _dict(await self._client.get(self._secrets, name, namespace=_ns(conn)))
+            self._check_owner(conn, secret)
             data = secret.get("data") or {}
         if not data.get("access_token"):
             raise _not_connected(conn)
@@ -250,6 +288,22 @@ class TokenReader:
             scopes=tuple(_text(data, "scope").split()),
             expires_at=token_expiry(_text(data, "expires_at")),
         )
+
+    def _check_owner(self, conn: OAuthConnection, secret: dict[str, Any]) -> None:
+        """Raise :class:`TokenSecretNotOwnedError` unless the Secret's controller
+        ownerReference is ``conn`` (kind, group, name and UID); log it once per Secret."""
+        meta = secret.get("metadata") or {}
+        if _controlled_by(meta, conn):
+            return
+        where = f"{_ns(conn)}/{conn.spec.token_secret_name}"
+        seen = (where, str(meta.get("uid") or ""))
+        if seen not in self._reported:
+            self._reported.add(seen)
+            log.warning(
+                "token Secret not controlled by its OAuthConnection: not used",
+                extra={"fields": {"connection": _name(conn), "secret": where}},
+            )
+        raise TokenSecretNotOwnedError(connection=_name(conn), secret=where)
 
     async def _refresh(self, conn: OAuthConnection) -> OAuthTokens:
         """Ask the operator for a refresh (an annotation on the Secret) and wait for it."""
@@ -282,6 +336,20 @@ def _name(conn: OAuthConnection) -> str:
 
 def _ns(conn: OAuthConnection) -> str:
     return conn.metadata.namespace or "default"
+
+
+def _controlled_by(meta: dict[str, Any], conn: OAuthConnection) -> bool:
+    """True when the controller ownerReference in ``meta`` is the OAuthConnection ``conn``."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return (
+                ref.get("kind") == OAuthConnection.crd.kind
+                and str(ref.get("apiVersion") or "").partition("/")[0] == GROUP
+                and ref.get("name") == conn.metadata.name
+                and bool(conn.metadata.uid)
+                and ref.get("uid") == conn.metadata.uid
+            )
+    return False
 
 
 def _mounted(folder: Path) -> dict[str, str]:
