@@ -21,7 +21,10 @@ How the operator keeps the tokens (the layout this module reads; constants in
   (space separated, as granted), plus ``issued_at`` (RFC 3339, when the operator received
   the token). ``refresh_token`` and ``expires_at`` are empty for tokens that never expire
   (Slack without token rotation). For Slack the access token is the bot token
-  (``xoxb-``/``xoxe.xoxb-``).
+  (``xoxb-``/``xoxe.xoxb-``); with ``spec.userScopes`` the user token is kept beside it
+  under ``user_access_token``, ``user_refresh_token``, ``user_expires_at``, ``user_scope``
+  and ``user_issued_at`` (:attr:`OAuthTokens.user_access_token`; an expired user token asks
+  for a refresh like an expired access token).
 - The operator refreshes ``refreshBeforeExpirySeconds`` ahead of expiry (at most half the
   token's lifetime ahead). An ``expires_at`` that is not RFC 3339 counts as expired. Should a
   reader still see an expired token, it sets the annotation ``xynergy.io/refresh-requested``
@@ -48,7 +51,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,19 +104,30 @@ class OAuthTokens:
     token_type: str
     scopes: tuple[str, ...]
     expires_at: dt.datetime | None
+    user_access_token: SecretStr = field(default_factory=lambda: SecretStr(""))
+    """Slack: the user token (``xoxp-``) issued for ``spec.userScopes``; empty when none."""
+    user_scopes: tuple[str, ...] = ()
+    """Slack: the user scopes granted with ``user_access_token``."""
+    user_expires_at: dt.datetime | None = None
 
     def __repr__(self) -> str:
         return (
             f"OAuthTokens(connection={self.connection!r}, tenant={self.tenant!r}, "
             f"provider={self.provider!r}, token_type={self.token_type!r}, "
-            f"scopes={self.scopes!r}, expires_at={self.expires_at!r})"
+            f"scopes={self.scopes!r}, expires_at={self.expires_at!r}, "
+            f"user_scopes={self.user_scopes!r})"
         )
 
     __str__ = __repr__
 
     def expired(self, now: dt.datetime, skew: float = 0.0) -> bool:
-        """True when the access token expires within ``skew`` seconds of ``now``."""
-        return self.expires_at is not None and self.expires_at <= now + dt.timedelta(seconds=skew)
+        """True when the access token (or the user token, when there is one) expires within
+        ``skew`` seconds of ``now``."""
+        soon = now + dt.timedelta(seconds=skew)
+        if self.expires_at is not None and self.expires_at <= soon:
+            return True
+        user = self.user_expires_at if self.user_access_token.get_secret_value() else None
+        return user is not None and user <= soon
 
 
 class NotConnectedError(Exception):
@@ -287,6 +301,9 @@ class TokenReader:
             token_type=_text(data, "token_type") or "bearer",
             scopes=tuple(_text(data, "scope").split()),
             expires_at=token_expiry(_text(data, "expires_at")),
+            user_access_token=SecretStr(_text(data, "user_access_token")),
+            user_scopes=tuple(_text(data, "user_scope").split()),
+            user_expires_at=token_expiry(_text(data, "user_expires_at")),
         )
 
     def _check_owner(self, conn: OAuthConnection, secret: dict[str, Any]) -> None:

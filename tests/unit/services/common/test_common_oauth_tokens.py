@@ -63,6 +63,8 @@ class Kube:
     expires_at: str
     owners: list[dict[str, Any]] = field(default_factory=lambda: [OWNER])
     patches: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)
+    """More keys of the token Secret (Slack's user token)."""
 
     async def _items(self) -> AsyncIterator[dict[str, Any]]:
         yield CONNECTION
@@ -72,6 +74,7 @@ class Kube:
 
     async def get(self, res: Any, name: str, *, namespace: str | None = None) -> Any:
         data = {"access_token": ACCESS, "refresh_token": REFRESH, "expires_at": self.expires_at}
+        data |= self.extra
         meta = {"name": name, "namespace": namespace, "uid": "s1", "ownerReferences": self.owners}
         return {"metadata": meta, "data": {k: _b64(v) for k, v in data.items()}}
 
@@ -156,3 +159,35 @@ async def test_a_foreign_token_secret_is_a_500_naming_it_through_tokens_for() ->
     assert err.value.status == 500
     assert err.value.error == "oauth_secret_not_owned"
     assert "default/acme-gmail-tokens" in err.value.message
+
+
+USER = {
+    "user_access_token": "xoxe.xoxp-user-9f3k",
+    "user_refresh_token": "xoxe-1-user",
+    "user_scope": "search:read users:read",
+}
+
+
+async def test_the_slack_user_token_is_read_beside_the_bot_token() -> None:
+    kube = Kube(expires_at=LATER, extra=USER | {"user_expires_at": LATER})
+    reader = TokenReader(kube, clock=lambda: NOW)
+
+    tokens = await reader.tokens("acme", "gmail")
+
+    assert tokens.user_access_token.get_secret_value() == "xoxe.xoxp-user-9f3k"
+    assert tokens.user_scopes == ("search:read", "users:read")
+    assert tokens.user_expires_at == dt.datetime(2026, 3, 1, 13, 0, tzinfo=dt.UTC)
+    assert "xoxp" not in repr(tokens)
+    assert kube.patches == []
+
+
+async def test_an_expired_user_token_asks_for_a_refresh_like_an_expired_access_token() -> None:
+    kube = Kube(expires_at=LATER, extra=USER | {"user_expires_at": "2026-03-01T11:59:00Z"})
+    reader = TokenReader(
+        kube, settings=OAuthTokenSettings(refresh_wait_seconds=0.01), clock=lambda: NOW
+    )
+
+    with pytest.raises(NotConnectedError):
+        await reader.tokens("acme", "gmail")
+
+    assert len(kube.patches) == 1
