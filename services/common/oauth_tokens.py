@@ -30,7 +30,6 @@ How the operator keeps the tokens (the layout this module reads; constants in
   reader still see an expired token, it sets the annotation ``xynergy.io/refresh-requested``
   on the Secret and waits for the operator's refresh (one per connection, however many
   readers ask).
-
 - The reader trusts a token Secret only when its controller ownerReference is the connection
   it resolved (kind ``OAuthConnection`` of ``xynergy.io``, that name and UID), as the operator
   does: a Secret of that name made by anyone else (anyone who may create Secrets in the
