@@ -21,6 +21,7 @@ from apis.v1alpha1.common import CrdInfo, PrinterColumn, Resource, conditions_fi
 
 __all__ = [
     "AUTHORIZATION_KEYS",
+    "CLIENT_SECRET_LABEL",
     "CONNECTION_LABEL",
     "PROVIDER_LABEL",
     "REFRESH_REQUESTED_ANNOTATION",
@@ -28,6 +29,7 @@ __all__ = [
     "TENANT_LABEL",
     "TOKEN_KEYS",
     "UNREADABLE_EXPIRY",
+    "USER_TOKEN_KEYS",
     "ClientSecretRef",
     "ConnectedAccount",
     "OAuthConnection",
@@ -45,6 +47,16 @@ TOKEN_KEYS = ("access_token", "refresh_token", "expires_at", "token_type", "scop
 """Keys of the token Secret (`spec.tokenSecretName`); `expires_at` and `issued_at` (when the
 operator received the token) are RFC 3339 UTC, and `refresh_token`/`expires_at` are empty when
 the provider issues tokens that never expire."""
+USER_TOKEN_KEYS = (
+    "user_access_token",
+    "user_refresh_token",
+    "user_expires_at",
+    "user_scope",
+    "user_issued_at",
+)
+"""Keys of the token Secret holding Slack's user token (`spec.userScopes`), alike: present
+only when Slack issued one; `user_refresh_token`/`user_expires_at` empty without token
+rotation."""
 
 UNREADABLE_EXPIRY = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 """What a token Secret's `expires_at` that is not RFC 3339 counts as: long expired."""
@@ -72,6 +84,9 @@ CONNECTION_LABEL = "xynergy.io/oauth-connection"
 """Label on every Secret the operator makes for a connection: the OAuthConnection's name."""
 SECRET_ROLE_LABEL = "xynergy.io/oauth-secret"
 """Label telling the token Secret (`tokens`) from the pending authorization's (`authorization`)."""
+CLIENT_SECRET_LABEL = "xynergy.io/oauth-client"
+"""Label (`true`) the operator puts on a client Secret (`spec.clientSecretRef`) when it reads
+it: it watches Secrets so labelled, and a change converges the connections that use it."""
 REFRESH_REQUESTED_ANNOTATION = "xynergy.io/refresh-requested"
 """Annotation a reader sets on the token Secret (RFC 3339 time) to ask for a refresh now."""
 
@@ -160,6 +175,19 @@ class OAuthConnectionSpec(SpecModel):
                 field_path=".scopes",
             ),
             cel(
+                "!has(self.userScopes) || self.provider == 'slack'",
+                "userScopes: only Slack has user scopes (leave it out for gmail)",
+                field_path=".userScopes",
+            ),
+            cel(
+                "!has(self.userScopes) || self.userScopes.all(s, s.matches('"
+                + _SLACK_SCOPE
+                + "'))",
+                "userScopes: Slack user scopes look like search:read, channels:history or"
+                " users:read",
+                field_path=".userScopes",
+            ),
+            cel(
                 "self.provider != 'gmail' || self.scopes.all(s,"
                 " s.startsWith('https://www.googleapis.com/auth/gmail.')"
                 " || s in " + "[" + ", ".join(f"'{g}'" for g in _GOOGLE_SCOPES) + "])",
@@ -189,7 +217,16 @@ class OAuthConnectionSpec(SpecModel):
     scopes: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         min_length=1, max_length=64, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
-    """Scopes to request."""
+    """Scopes to request (Slack: the bot token's)."""
+    user_scopes: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    """Slack only: user scopes to request (sent as `user_scope`), e.g. search:read, which
+    message search needs. Slack then issues a user token beside the bot token, kept in the
+    token Secret under the `user_*` keys."""
     redirect_url: str = Field(alias="redirectURL", max_length=2048, pattern=r"^https?://[^\s]+$")
     """Where the provider sends the user back with the authorization code."""
     tenant: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -3,8 +3,10 @@ core controller (reconciler.py does the work).
 
 Triggers: the object's own events; events of the Secrets it owns (server-side selector on the
 `xynergy.io/oauth-connection` label): the gateway's callback putting a code in, a reader
-asking for a refresh, a deleted token Secret; the resync scheduler at the next refresh or
-state expiry. Deletion with `revokeOnDelete` holds a finalizer until the tokens are revoked.
+asking for a refresh, a deleted token Secret; changes of the client Secret it uses
+(clients.py: the operator's own watch of the Secrets labelled `xynergy.io/oauth-client`); the
+resync scheduler at the next refresh or state expiry. Deletion with `revokeOnDelete` holds a
+finalizer until the tokens are revoked.
 
 The reconciler (authlib, the providers' clients) is imported on the first connection's event.
 """
@@ -34,6 +36,25 @@ register(KIND, _reconciler)
 def watch_only_our_secrets(settings: kopf.OperatorSettings, **_: Any) -> None:
     """The apiserver streams only the Secrets we made, never the cluster's others."""
     settings.watching.label_selectors["v1", "secrets"] = CONNECTION_LABEL
+
+
+@kopf.on.startup()
+async def watch_client_secrets(memo: kopf.Memo, **_: Any) -> None:
+    from controllers.oauthconnection.clients import ClientWatch
+
+    try:
+        ctx = context_of(memo)
+    except RuntimeError as exc:  # the runtime's startup handler has not run yet
+        raise kopf.TemporaryError(str(exc), delay=1) from exc
+    memo.oauth_clients = ClientWatch(ctx)
+    memo.oauth_clients.start()
+
+
+@kopf.on.cleanup()
+async def stop_client_secrets(memo: kopf.Memo, **_: Any) -> None:
+    watch = getattr(memo, "oauth_clients", None)
+    if watch is not None:
+        await watch.stop()
 
 
 @kopf.on.event(KIND.group, KIND.version, KIND.plural)

@@ -8,14 +8,18 @@ Level-based, from what the Secrets hold:
   most half the token's lifetime; claimed first, so one replica refreshes), else Connected
   until then; `invalid_grant`, or an expired token without a refresh token, deletes the dead
   tokens and asks for a new authorization (ReauthRequired); an unreadable `expires_at` counts
-  as expired;
+  as expired; Slack's user token (`spec.userScopes`, kept under the `user_*` keys) is
+  refreshed by the same rule with its own refresh token, in the same claim and write;
 - neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
   the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
 New tokens whose write fails are retried in-process, then kept in memory by UID and written by
 the next converge (a code or rotated refresh token cannot be used twice). Only Secrets whose
 controller ownerReference is this connection are read, written or deleted
 (secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
-to build a URL, exchange a code or refresh. Deletion (finalizer, when `revokeOnDelete`): revoke
+to build a URL, exchange a code or refresh. A client the provider refuses (`invalid_client`,
+in the exchange or the refresh) stalls the connection (ClientRefused): the same client id and
+secret are not sent again until the client Secret's values or the spec change (its watch,
+clients.py, converges the connection at once). Deletion (finalizer, when `revokeOnDelete`): revoke
 at the provider (retried; a provider out of reach is a Warning Event and we let go), then
 delete both Secrets, when ours.
 """
@@ -23,6 +27,7 @@ delete both Secrets, when ours.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import secrets
 import uuid
@@ -67,6 +72,7 @@ from controllers.providers.oauth import (
     OAuthProvider,
     ProviderUnreachableError,
     TokenSet,
+    UserToken,
 )
 from controllers.providers.oauth.google import GoogleOAuth
 from controllers.providers.oauth.slack import SlackOAuth
@@ -94,8 +100,9 @@ def _parse(value: str) -> dt.datetime | None:
 
 def token_data(tokens: TokenSet, *, issued: dt.datetime) -> dict[str, str]:
     """The token Secret's keys (see services/common/oauth_tokens.py); `issued_at` is when the
-    operator received them (with `expires_at`, the token's lifetime)."""
-    return {
+    operator received them (with `expires_at`, the token's lifetime); Slack's user token, when
+    there is one, under the `user_*` keys (USER_TOKEN_KEYS)."""
+    data = {
         "access_token": tokens.access_token.get_secret_value(),
         "refresh_token": tokens.refresh_token.get_secret_value() if tokens.refresh_token else "",
         "expires_at": _rfc3339(tokens.expires_at),
@@ -103,6 +110,18 @@ def token_data(tokens: TokenSet, *, issued: dt.datetime) -> dict[str, str]:
         "scope": " ".join(tokens.scopes),
         "issued_at": _rfc3339(issued),
     }
+    user = tokens.user
+    if user is not None:
+        data |= {
+            "user_access_token": user.access_token.get_secret_value(),
+            "user_refresh_token": user.refresh_token.get_secret_value()
+            if user.refresh_token
+            else "",
+            "user_expires_at": _rfc3339(user.expires_at),
+            "user_scope": " ".join(user.scopes),
+            "user_issued_at": _rfc3339(user.issued_at or issued),
+        }
+    return data
 
 
 def _token_set(data: SecretData) -> TokenSet:
@@ -113,6 +132,20 @@ def _token_set(data: SecretData) -> TokenSet:
         expires_at=token_expiry(data.get("expires_at")),
         token_type=data.get("token_type") or "bearer",
         scopes=tuple(data.get("scope").split()),
+        user=_user_token(data),
+    )
+
+
+def _user_token(data: SecretData) -> UserToken | None:
+    if not data.get("user_access_token"):
+        return None
+    refresh = data.get("user_refresh_token")
+    return UserToken(
+        access_token=SecretStr(data.get("user_access_token")),
+        refresh_token=SecretStr(refresh) if refresh else None,
+        expires_at=token_expiry(data.get("user_expires_at")),
+        scopes=tuple(data.get("user_scope").split()),
+        issued_at=_parse(data.get("user_issued_at")),
     )
 
 
@@ -152,6 +185,10 @@ class OAuthConnectionReconciler:
         """Tokens the provider issued whose write to the token Secret failed, by connection
         UID: a code and a rotated refresh token are single-use, so they cannot be fetched
         again; the next converge writes these first (`release` revokes them)."""
+        self._refused: dict[str, tuple[int | None, str, str]] = {}
+        """Clients the provider refused, by connection UID: (generation, digest of the client
+        id and secret, the stall's message). Those are not sent again while neither the spec
+        nor the client Secret's values change (memory only: a restarted operator tries once)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -253,6 +290,7 @@ class OAuthConnectionReconciler:
             scopes=list(conn.spec.scopes),
             state=state,
             code_verifier=verifier,
+            user_scopes=list(conn.spec.user_scopes or []),
         )
         phase = OAuthPhase.REAUTH_REQUIRED if reauth else OAuthPhase.PENDING_AUTHORIZATION
         message = f"authorize at status.authorizationURL (valid until {_rfc3339(expires)})"
@@ -298,6 +336,7 @@ class OAuthConnectionReconciler:
             )
             return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
         creds = await self.store.client_credentials(conn)
+        self._still_refused(conn, creds)
         try:
             tokens = await provider.exchange(
                 creds,
@@ -308,18 +347,14 @@ class OAuthConnectionReconciler:
         except ProviderUnreachableError as exc:  # the code stays: exchanged on the retry
             raise TransientError(f"code exchange: {exc}", reason="ProviderUnreachable") from None
         except ClientRefusedError as exc:  # a new authorization would be refused the same
-            ref = conn.spec.client_secret_ref.name
-            raise StalledError(
-                f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref} "
-                f"({exc}); fix its client id or secret",
-                reason="ClientRefused",
-            ) from None
+            raise self._refuse(conn, creds, exc) from None
         except OAuthError as exc:  # refused code (replayed, expired, PKCE mismatch)
             failure = f"the provider refused the authorization code: {exc}"
             outcome = await self._pending(
                 conn, provider, authz, now, reauth=reauth, failure=failure
             )
             return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
+        self._refused.pop(str(conn.metadata.uid), None)
         await self._store(conn, tokens, now, refreshed=False)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         who = _account(tokens)
@@ -395,9 +430,31 @@ class OAuthConnectionReconciler:
     def _due(
         self, conn: OAuthConnection, tokens: TokenSet, issued: dt.datetime | None
     ) -> dt.datetime | None:
+        """When the next refresh is due: the earlier of the access token's and (Slack) the
+        user token's; None when neither can be refreshed."""
+        dues = [
+            d
+            for d in (self._bot_due(conn, tokens, issued), self._user_due(conn, tokens, issued))
+            if d
+        ]
+        return min(dues) if dues else None
+
+    def _bot_due(
+        self, conn: OAuthConnection, tokens: TokenSet, issued: dt.datetime | None
+    ) -> dt.datetime | None:
         if tokens.expires_at is None or tokens.refresh_token is None:
             return None
         return tokens.expires_at - self._lead(conn, tokens, issued)[0]
+
+    def _user_due(
+        self, conn: OAuthConnection, tokens: TokenSet, issued: dt.datetime | None
+    ) -> dt.datetime | None:
+        """The user token's refresh time: the same lead, capped at half its own lifetime."""
+        user = tokens.user
+        if user is None or user.expires_at is None or user.refresh_token is None:
+            return None
+        as_token = replace(tokens, expires_at=user.expires_at)
+        return user.expires_at - self._lead(conn, as_token, user.issued_at or issued)[0]
 
     def _connected(
         self,
@@ -452,6 +509,7 @@ class OAuthConnectionReconciler:
             if expired:
                 raise
             return self._unrefreshable(conn, tokens, now, issued, exc)
+        self._still_refused(conn, creds)
         until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
         claimed = await self.store.claim(conn, data, holder=self.holder, until=until)
         if claimed is None:  # another replica refreshes (or just did): look again soon
@@ -462,7 +520,7 @@ class OAuthConnectionReconciler:
                 expires_at=tokens.expires_at,
                 requeue_after=2.0,
             )
-        return await self._refresh(conn, creds, provider, tokens, now)
+        return await self._refresh(conn, creds, provider, tokens, issued, now)
 
     def _unrefreshable(
         self,
@@ -491,23 +549,95 @@ class OAuthConnectionReconciler:
         creds: ClientCredentials,
         provider: OAuthProvider,
         tokens: TokenSet,
+        issued: dt.datetime | None,
         now: dt.datetime,
     ) -> Outcome:
-        assert tokens.refresh_token is not None
-        try:
-            fresh = await provider.refresh(
-                creds, refresh_token=tokens.refresh_token.get_secret_value()
+        """Refresh each token that is due: the access token, then (Slack) the user token with
+        its own refresh token. Both land in one write; when the user token's refresh fails
+        after the access token's worked, the new access token is written first (a rotated
+        refresh token works once)."""
+        fresh, when = tokens, issued
+        bot_due, user_due = (
+            self._bot_due(conn, tokens, issued),
+            self._user_due(conn, tokens, issued),
+        )
+        if bot_due is not None and bot_due <= now:
+            assert tokens.refresh_token is not None
+            got = await self._refresh_one(conn, creds, provider, tokens.refresh_token, now)
+            if isinstance(got, Outcome):
+                return got
+            fresh, when = replace(got, user=tokens.user), now
+        if tokens.user is not None and user_due is not None and user_due <= now:
+            assert tokens.user.refresh_token is not None
+            try:
+                got = await self._refresh_one(conn, creds, provider, tokens.user.refresh_token, now)
+            except ProviderError:
+                if fresh is not tokens:
+                    await self._store(conn, fresh, when or now, refreshed=True)
+                raise
+            if isinstance(got, Outcome):
+                return got
+            user = UserToken(
+                got.access_token, got.refresh_token, got.expires_at, got.scopes, issued_at=now
             )
+            fresh = replace(fresh, user=user)
+        self._refused.pop(str(conn.metadata.uid), None)
+        await self._store(conn, fresh, when or now, refreshed=True)
+        return self._connected(
+            conn, fresh, now, issued=when, message="tokens refreshed", refreshed=now
+        )
+
+    async def _refresh_one(
+        self,
+        conn: OAuthConnection,
+        creds: ClientCredentials,
+        provider: OAuthProvider,
+        refresh_token: SecretStr,
+        now: dt.datetime,
+    ) -> TokenSet | Outcome:
+        """One refresh grant: the new tokens, or the ReauthRequired outcome of a refused
+        refresh token; a refused client stalls, anything else is transient (the claim let go
+        either way)."""
+        try:
+            return await provider.refresh(creds, refresh_token=refresh_token.get_secret_value())
         except GrantRefusedError as exc:
             failure = f"the provider refused the refresh token ({exc.code})"
             return await self._reauth(conn, provider, failure, now)
+        except ClientRefusedError as exc:  # retrying would be refused the same: stall
+            await self.store.release_claim(conn)
+            raise self._refuse(conn, creds, exc) from None
         except OAuthError as exc:
             await self.store.release_claim(conn)
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
-        await self._store(conn, fresh, now, refreshed=True)
-        return self._connected(
-            conn, fresh, now, issued=now, message="tokens refreshed", refreshed=now
+
+    # -- a refused client ------------------------------------------------------------------
+
+    def _refuse(
+        self, conn: OAuthConnection, creds: ClientCredentials, exc: ClientRefusedError
+    ) -> StalledError:
+        """The stall for a client the provider refused (naming its Secret and keys, never a
+        value), remembered so the same client is not sent again (`_still_refused`)."""
+        ref = conn.spec.client_secret_ref
+        message = (
+            f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref.name} "
+            f"(keys {ref.client_id_key} and {ref.client_secret_key}): {exc}; fix its client "
+            "id or secret (tried again as soon as that Secret or the spec changes)"
         )
+        uid = str(conn.metadata.uid)
+        self._refused[uid] = (conn.metadata.generation, _fingerprint(creds), message)
+        return StalledError(message, reason="ClientRefused")
+
+    def _still_refused(self, conn: OAuthConnection, creds: ClientCredentials) -> None:
+        """Raise the remembered stall when the provider refused this very client for this
+        generation of the spec; forget it once either changed."""
+        uid = str(conn.metadata.uid)
+        refused = self._refused.get(uid)
+        if refused is None:
+            return
+        generation, fingerprint, message = refused
+        if generation == conn.metadata.generation and fingerprint == _fingerprint(creds):
+            raise StalledError(message, reason="ClientRefused")
+        del self._refused[uid]
 
     async def _reauth(
         self, conn: OAuthConnection, provider: OAuthProvider, failure: str, now: dt.datetime
@@ -529,6 +659,7 @@ class OAuthConnectionReconciler:
         conn = OAuthConnection.model_validate(body)
         event: Event | None = None
         unsaved = self._unsaved.pop(str(conn.metadata.uid), None)
+        self._refused.pop(str(conn.metadata.uid), None)
         data = await self.store.owned(conn, conn.spec.token_secret_name)
         if conn.spec.revoke_on_delete and unsaved is not None:  # the newest: never stored
             event = await self._revoke(conn, unsaved[0])
@@ -562,6 +693,12 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+def _fingerprint(creds: ClientCredentials) -> str:
+    """A digest telling one client id and secret from another (kept in memory only)."""
+    text = f"{creds.client_id}\0{creds.client_secret.get_secret_value()}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _usable(authz: SecretData | None, now: dt.datetime) -> bool:

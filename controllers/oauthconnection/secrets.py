@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -28,6 +29,7 @@ from pydantic import SecretStr
 
 from apis.v1alpha1.common import API_VERSION
 from apis.v1alpha1.oauthconnection import (
+    CLIENT_SECRET_LABEL,
     CONNECTION_LABEL,
     PROVIDER_LABEL,
     SECRET_ROLE_LABEL,
@@ -39,6 +41,8 @@ from controllers.core.errors import StalledError, TransientError
 from controllers.providers.oauth import ClientCredentials
 
 __all__ = ["CLAIM_ANNOTATION", "SecretData", "SecretStore"]
+
+log = logging.getLogger(__name__)
 
 CLAIM_ANNOTATION = "xynergy.io/refresh-claim"
 """`<holder> <until RFC 3339>`: the replica refreshing the connection's tokens."""
@@ -53,6 +57,7 @@ class SecretData:
     annotations: Mapping[str, str]
     owner_uid: str | None = None
     """The UID of the Secret's controller ownerReference (None: no controller)."""
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"SecretData(keys={sorted(self.data)}, resource_version={self.resource_version!r})"
@@ -70,6 +75,7 @@ def _decode(obj: Any) -> SecretData:
         resource_version=meta.resourceVersion,
         annotations=dict(meta.annotations or {}),
         owner_uid=controller[0] if controller else None,
+        labels=dict(meta.labels or {}),
     )
 
 
@@ -118,12 +124,16 @@ class SecretStore:
         return _decode(obj)
 
     async def client_credentials(self, conn: OAuthConnection) -> ClientCredentials:
+        """The client id and secret of `spec.clientSecretRef`; the Secret is labelled
+        `xynergy.io/oauth-client=true` (once) so the operator's watch sees it change."""
         ref = conn.spec.client_secret_ref
         secret = await self.read(conn, ref.name)
         if secret is None:
             raise StalledError(
                 f"spec.clientSecretRef: Secret {ref.name} not found", reason="ClientSecretMissing"
             )
+        if secret.labels.get(CLIENT_SECRET_LABEL) != "true":
+            await self._label_client(conn, ref.name)
         for key in (ref.client_id_key, ref.client_secret_key):
             if not secret.get(key):
                 raise StalledError(
@@ -133,6 +143,20 @@ class SecretStore:
         return ClientCredentials(
             secret.get(ref.client_id_key), SecretStr(secret.get(ref.client_secret_key))
         )
+
+    async def _label_client(self, conn: OAuthConnection, name: str) -> None:
+        """A merge patch of that one label (nothing else of the user's Secret is touched);
+        one we may not patch is logged and left: its changes are then seen at resync."""
+        patch = {"metadata": {"labels": {CLIENT_SECRET_LABEL: "true"}}}
+        try:
+            async with self._limit:
+                await self._client.patch(
+                    Secret, name, patch, namespace=_ns(conn), patch_type=PatchType.MERGE
+                )
+        except ApiError as exc:
+            if exc.status.code not in (403, 404):
+                raise _error(exc, f"labelling Secret {name}") from None
+            log.info("not labelling client Secret %s/%s: %s", _ns(conn), name, exc)
 
     async def owned(self, conn: OAuthConnection, name: str) -> SecretData | None:
         """Secret `name` when this connection owns it (its controller ownerReference carries

@@ -17,7 +17,11 @@ from lightkube import ApiError as KubeApiError
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.oauthconnection import OAuthConnection, OAuthPhase, OAuthProvider
 from services.common.errors import ApiError
-from services.common.oauth_tokens import NotConnectedError, OAuthTokens
+from services.common.oauth_tokens import (
+    NotConnectedError,
+    OAuthTokens,
+    TokenSecretNotOwnedError,
+)
 
 __all__ = ["TokenSource", "tokens_for", "usable_connections"]
 
@@ -38,6 +42,8 @@ async def tokens_for(source: TokenSource | None, tenant: str, provider: str) -> 
         return await source.tokens(tenant, provider)
     except NotConnectedError:
         raise
+    except TokenSecretNotOwnedError as exc:  # logged once by the reader; never its data
+        raise ApiError(exc.status, str(exc), error="oauth_secret_not_owned") from None
     except (httpx.HTTPError, KubeApiError, OSError) as exc:
         log.warning("token read failed", extra={"fields": {"error": type(exc).__name__}})
         msg = "could not read the OAuthConnection; retry"

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.common.oauth_tokens import NotConnectedError
+from services.common.oauth_tokens import NotConnectedError, TokenSecretNotOwnedError
 
 __all__ = [
     "CODES",
@@ -106,8 +106,8 @@ def field_problems(exc: RequestValidationError) -> tuple[str, list[dict[str, str
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer ApiError, validation errors, Starlette's HTTP errors and NotConnectedError
-    in the one shape."""
+    """Answer ApiError, validation errors, Starlette's HTTP errors, NotConnectedError and
+    TokenSecretNotOwnedError in the one shape."""
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -117,6 +117,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotConnectedError)
     async def not_connected(_: Request, exc: NotConnectedError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=409)
+
+    @app.exception_handler(TokenSecretNotOwnedError)
+    async def not_owned(_: Request, exc: TokenSecretNotOwnedError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,18 +21,27 @@ How the operator keeps the tokens (the layout this module reads; constants in
   (space separated, as granted), plus ``issued_at`` (RFC 3339, when the operator received
   the token). ``refresh_token`` and ``expires_at`` are empty for tokens that never expire
   (Slack without token rotation). For Slack the access token is the bot token
-  (``xoxb-``/``xoxe.xoxb-``).
+  (``xoxb-``/``xoxe.xoxb-``); with ``spec.userScopes`` the user token is kept beside it
+  under ``user_access_token``, ``user_refresh_token``, ``user_expires_at``, ``user_scope``
+  and ``user_issued_at`` (:attr:`OAuthTokens.user_access_token`; an expired user token asks
+  for a refresh like an expired access token).
 - The operator refreshes ``refreshBeforeExpirySeconds`` ahead of expiry (at most half the
   token's lifetime ahead). An ``expires_at`` that is not RFC 3339 counts as expired. Should a
   reader still see an expired token, it sets the annotation ``xynergy.io/refresh-requested``
   on the Secret and waits for the operator's refresh (one per connection, however many
   readers ask).
+- The reader trusts a token Secret only when its controller ownerReference is the connection
+  it resolved (kind ``OAuthConnection`` of ``xynergy.io``, that name and UID), as the operator
+  does: a Secret of that name made by anyone else (anyone who may create Secrets in the
+  namespace could plant a token) raises :class:`TokenSecretNotOwnedError`, logged once per
+  Secret, and its data is never used.
 
 The Secret is read through the Kubernetes API (RBAC: get/list/watch ``oauthconnections``;
 get/watch/patch ``secrets``) or, with ``XYNERGY_OAUTH_TOKENS_DIR`` set, from a mounted copy
-at ``<dir>/<tokenSecretName>/<key>``. Settings (prefix ``XYNERGY_OAUTH_``): ``namespace``
-(where the connections are; every namespace when unset), ``tokens_dir``,
-``refresh_wait_seconds`` (10), ``expiry_skew_seconds`` (15).
+at ``<dir>/<tokenSecretName>/<key>`` (a mounted copy carries no ownerReferences: the Pod spec
+that mounts it is trusted, and the ownership check is the API path's only). Settings (prefix
+``XYNERGY_OAUTH_``): ``namespace`` (where the connections are; every namespace when unset),
+``tokens_dir``, ``refresh_wait_seconds`` (10), ``expiry_skew_seconds`` (15).
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,7 +71,10 @@ __all__ = [
     "OAuthTokenSettings",
     "OAuthTokens",
     "TokenReader",
+    "TokenSecretNotOwnedError",
 ]
+
+log = logging.getLogger("xynergy.services")
 
 _USABLE = (OAuthPhase.CONNECTED, OAuthPhase.REFRESHING)
 
@@ -90,19 +103,30 @@ class OAuthTokens:
     token_type: str
     scopes: tuple[str, ...]
     expires_at: dt.datetime | None
+    user_access_token: SecretStr = field(default_factory=lambda: SecretStr(""))
+    """Slack: the user token (``xoxp-``) issued for ``spec.userScopes``; empty when none."""
+    user_scopes: tuple[str, ...] = ()
+    """Slack: the user scopes granted with ``user_access_token``."""
+    user_expires_at: dt.datetime | None = None
 
     def __repr__(self) -> str:
         return (
             f"OAuthTokens(connection={self.connection!r}, tenant={self.tenant!r}, "
             f"provider={self.provider!r}, token_type={self.token_type!r}, "
-            f"scopes={self.scopes!r}, expires_at={self.expires_at!r})"
+            f"scopes={self.scopes!r}, expires_at={self.expires_at!r}, "
+            f"user_scopes={self.user_scopes!r})"
         )
 
     __str__ = __repr__
 
     def expired(self, now: dt.datetime, skew: float = 0.0) -> bool:
-        """True when the access token expires within ``skew`` seconds of ``now``."""
-        return self.expires_at is not None and self.expires_at <= now + dt.timedelta(seconds=skew)
+        """True when the access token (or the user token, when there is one) expires within
+        ``skew`` seconds of ``now``."""
+        soon = now + dt.timedelta(seconds=skew)
+        if self.expires_at is not None and self.expires_at <= soon:
+            return True
+        user = self.user_expires_at if self.user_access_token.get_secret_value() else None
+        return user is not None and user <= soon
 
 
 class NotConnectedError(Exception):
@@ -139,6 +163,30 @@ class NotConnectedError(Exception):
             "connection": self.connection,
             "phase": self.phase,
             "authorizationURL": self.authorization_url,
+        }
+
+
+class TokenSecretNotOwnedError(Exception):
+    """The connection's token Secret is not controlled by that OAuthConnection: its data is
+    not used (a 500 answer: the platform's own state is wrong, the caller cannot fix it)."""
+
+    status = 500
+
+    def __init__(self, *, connection: str, secret: str) -> None:
+        self.connection = connection
+        self.secret = secret
+        super().__init__(
+            f"token Secret {secret} is not controlled by OAuthConnection {connection}; its "
+            "tokens are not used (delete that Secret: the operator then writes its own)"
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The JSON of the 500 answer (the one error shape, naming the Secret, no data)."""
+        return {
+            "error": "oauth_secret_not_owned",
+            "message": str(self),
+            "status": self.status,
+            "connection": self.connection,
         }
 
 
@@ -190,6 +238,8 @@ class TokenReader:
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._connections, self._secrets = _resources()
         self._inflight: dict[str, asyncio.Future[OAuthTokens]] = {}
+        self._reported: set[tuple[str, str]] = set()
+        """Foreign token Secrets already logged (name, UID): logged once, refused always."""
 
     async def tokens(self, tenant: str, provider: str) -> OAuthTokens:
         """The tenant's current tokens for ``provider`` (``slack`` or ``gmail``); refreshed
@@ -237,6 +287,7 @@ class TokenReader:
             data = _mounted(self._settings.tokens_dir / name)
         else:
             secret = _dict(await self._client.get(self._secrets, name, namespace=_ns(conn)))
+            self._check_owner(conn, secret)
             data = secret.get("data") or {}
         if not data.get("access_token"):
             raise _not_connected(conn)
@@ -249,7 +300,26 @@ class TokenReader:
             token_type=_text(data, "token_type") or "bearer",
             scopes=tuple(_text(data, "scope").split()),
             expires_at=token_expiry(_text(data, "expires_at")),
+            user_access_token=SecretStr(_text(data, "user_access_token")),
+            user_scopes=tuple(_text(data, "user_scope").split()),
+            user_expires_at=token_expiry(_text(data, "user_expires_at")),
         )
+
+    def _check_owner(self, conn: OAuthConnection, secret: dict[str, Any]) -> None:
+        """Raise :class:`TokenSecretNotOwnedError` unless the Secret's controller
+        ownerReference is ``conn`` (kind, group, name and UID); log it once per Secret."""
+        meta = secret.get("metadata") or {}
+        if _controlled_by(meta, conn):
+            return
+        where = f"{_ns(conn)}/{conn.spec.token_secret_name}"
+        seen = (where, str(meta.get("uid") or ""))
+        if seen not in self._reported:
+            self._reported.add(seen)
+            log.warning(
+                "token Secret not controlled by its OAuthConnection: not used",
+                extra={"fields": {"connection": _name(conn), "secret": where}},
+            )
+        raise TokenSecretNotOwnedError(connection=_name(conn), secret=where)
 
     async def _refresh(self, conn: OAuthConnection) -> OAuthTokens:
         """Ask the operator for a refresh (an annotation on the Secret) and wait for it."""
@@ -282,6 +352,20 @@ def _name(conn: OAuthConnection) -> str:
 
 def _ns(conn: OAuthConnection) -> str:
     return conn.metadata.namespace or "default"
+
+
+def _controlled_by(meta: dict[str, Any], conn: OAuthConnection) -> bool:
+    """True when the controller ownerReference in ``meta`` is the OAuthConnection ``conn``."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return (
+                ref.get("kind") == OAuthConnection.crd.kind
+                and str(ref.get("apiVersion") or "").partition("/")[0] == GROUP
+                and ref.get("name") == conn.metadata.name
+                and bool(conn.metadata.uid)
+                and ref.get("uid") == conn.metadata.uid
+            )
+    return False
 
 
 def _mounted(folder: Path) -> dict[str, str]:

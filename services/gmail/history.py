@@ -24,7 +24,7 @@ from apis.v1alpha1.oauthconnection import OAuthProvider
 from services.common.connections import TokenSource, usable_connections
 from services.common.errors import ApiError
 from services.common.events import publish_event
-from services.common.oauth_tokens import NotConnectedError, OAuthTokens
+from services.common.oauth_tokens import NotConnectedError, OAuthTokens, TokenSecretNotOwnedError
 from services.gmail.gmailapi import GmailApi
 
 __all__ = ["ConnectionLister", "HistoryPoller", "KubeConnections", "changes"]
@@ -112,7 +112,13 @@ class HistoryPoller:
         for tenant in await self._connections.tenants():
             try:
                 published += await self.poll(tenant)
-            except (NotConnectedError, ApiError, RedisError, OSError) as exc:
+            except (
+                NotConnectedError,
+                TokenSecretNotOwnedError,
+                ApiError,
+                RedisError,
+                OSError,
+            ) as exc:
                 log.warning(
                     "history poll failed",
                     extra={"fields": {"tenant": tenant, "error": type(exc).__name__}},

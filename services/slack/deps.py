@@ -26,23 +26,37 @@ PROVIDER = "slack"
 
 @dataclass(frozen=True)
 class SlackCall:
-    """A Slack client for one request, and the connection it acts for (for messages)."""
+    """Slack clients for one request, and the connection they act for (for messages):
+    `client` holds the bot token; `user` the user token (None when the connection has none),
+    granted `user_scopes`."""
 
     client: AsyncWebClient
     connection: str
+    user: AsyncWebClient | None = None
+    user_scopes: tuple[str, ...] = ()
 
 
 async def _slack(request: Request, identity: Viewer) -> SlackCall:
     state: Any = request.app.state
     tokens = await tokens_for(state.tokens, identity.tenant_id, PROVIDER)
-    client = AsyncWebClient(
-        token=tokens.access_token.get_secret_value(),
-        base_url=state.settings.api_url,
-        timeout=state.settings.request_timeout_seconds,
-        session=await state.http_session(),
-        logger=logging.getLogger("xynergy.slack.sdk"),
+    session = await state.http_session()
+
+    def client(token: str) -> AsyncWebClient:
+        return AsyncWebClient(
+            token=token,
+            base_url=state.settings.api_url,
+            timeout=state.settings.request_timeout_seconds,
+            session=session,
+            logger=logging.getLogger("xynergy.slack.sdk"),
+        )
+
+    user = tokens.user_access_token.get_secret_value()
+    return SlackCall(
+        client=client(tokens.access_token.get_secret_value()),
+        connection=tokens.connection,
+        user=client(user) if user else None,
+        user_scopes=tokens.user_scopes,
     )
-    return SlackCall(client=client, connection=tokens.connection)
 
 
 Slack = Annotated[SlackCall, Depends(_slack)]

@@ -625,6 +625,19 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
     ),
     ("oc-no-scopes", "OAuthConnection", [("scopes", [])], "spec.scopes"),
     (
+        "oc-gmail-user-scopes",
+        "OAuthConnection",
+        [("provider", "gmail"), ("scopes", ["email"]), ("userScopes", ["search:read"])],
+        "userScopes: only Slack has user scopes",
+    ),
+    (
+        "oc-slack-user-scope-shape",
+        "OAuthConnection",
+        [("userScopes", ["https://www.googleapis.com/auth/gmail.readonly"])],
+        "userScopes: Slack user scopes look like search:read",
+    ),
+    ("oc-empty-user-scopes", "OAuthConnection", [("userScopes", [])], "spec.userScopes"),
+    (
         "oc-token-secret-clash",
         "OAuthConnection",
         [("tokenSecretName", "slack-client")],
@@ -705,6 +718,7 @@ ACCEPTED: list[tuple[str, str, str, Any]] = [
         ["users.profile:read", "links.embed:write"],
     ),
     ("oc-slack-hyphen-scope", "OAuthConnection", "scopes", ["incoming-webhook"]),
+    ("oc-slack-user-scopes", "OAuthConnection", "userScopes", ["search:read", "users:read"]),
     ("oc-slack-connect-scope", "OAuthConnection", "scopes", ["conversations.connect:write"]),
     (
         "oc-slack-admin-scopes",

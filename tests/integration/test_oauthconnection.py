@@ -96,7 +96,9 @@ def bearer(tenant: str) -> dict[str, str]:
 # -- cluster helpers ----------------------------------------------------------------------
 
 
-def apply_connection(kube: Kube, ns: str, name: str, provider: str, callback: str) -> None:
+def apply_connection(
+    kube: Kube, ns: str, name: str, provider: str, callback: str, **extra: Any
+) -> None:
     secret = {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-client"},
         "stringData": {"client_id": "fake-client-id", "client_secret": "fake-client-secret"},
@@ -111,7 +113,7 @@ def apply_connection(kube: Kube, ns: str, name: str, provider: str, callback: st
         "apiVersion": "xynergy.io/v1alpha1", "kind": "OAuthConnection", "metadata": {"name": name},
         "spec": {"provider": provider, "clientSecretRef": {"name": f"{name}-client"},
                  "scopes": scopes, "redirectURL": callback, "tenant": "acme",
-                 "tokenSecretName": f"{name}-tokens"},
+                 "tokenSecretName": f"{name}-tokens", **extra},
     }  # fmt: skip
     resp = kube.create(f"{API}/namespaces/{ns}/oauthconnections", conn)
     assert resp.status_code == 201, resp.text
@@ -186,12 +188,13 @@ async def test_slack_connect_refresh_reauth_revoke(
 ) -> None:
     ns, name = namespace, "acme-slack"
     cb = str(gateway.base_url).rstrip("/") + "/api/v2/oauth/slack/callback"
-    apply_connection(kube, ns, name, "slack", cb)
+    apply_connection(kube, ns, name, "slack", cb, userScopes=["search:read"])
     body = await until(kube, ns, name, "authorization URL", lambda s: s.get("authorizationURL"))
     status = body["status"]
     assert status["phase"] == "PendingAuthorization"
     query = parse_qs(urlsplit(status["authorizationURL"]).query)
     assert query["code_challenge_method"] == ["S256"]
+    assert query["user_scope"] == ["search:read"]
     authz = secret_data(kube, ns, f"{name}-oauth-authorization")
     assert authz is not None
     assert authz["code_verifier"] not in str(body)  # the verifier never reaches status
@@ -212,6 +215,9 @@ async def test_slack_connect_refresh_reauth_revoke(
     tokens = secret_data(kube, ns, f"{name}-tokens")
     assert tokens is not None
     assert set(tokens) >= {"access_token", "refresh_token", "expires_at", "token_type", "scope"}
+    assert tokens["user_access_token"].startswith("xoxe.xoxp-")  # Slack's user token, beside
+    assert tokens["user_scope"] == "search:read"
+    assert tokens["user_refresh_token"]
     status = (await until(kube, ns, name, "Connected", lambda s: s.get("phase") == "Connected"))[
         "status"
     ]
@@ -229,6 +235,8 @@ async def test_slack_connect_refresh_reauth_revoke(
     assert got[0].access_token.get_secret_value() != tokens["access_token"]
     assert fake.slack.calls["refresh"] == before + 1
     assert got[0].access_token.get_secret_value() not in repr(got[0])
+    assert got[0].user_access_token.get_secret_value() == tokens["user_access_token"]
+    assert got[0].user_scopes == ("search:read",)
 
     # the user removed the app: the refresh gets invalid_refresh_token -> ReauthRequired
     fake.revoke_all("slack")
@@ -359,6 +367,54 @@ async def test_gmail_refusals_replicas_and_unreachable_revoke(
     assert secret_data(kube, ns, f"{name}-tokens") is None
     fake.google.faults.clear()
     _no_tokens_anywhere(fake, logs, events(kube, ns))
+
+
+async def test_a_client_refused_at_refresh_stalls_until_its_secret_is_fixed(
+    kube: Kube, namespace: str, fake: FakeOAuth, gateway: httpx.AsyncClient
+) -> None:
+    ns, name = namespace, "acme-slack"
+    cb = str(gateway.base_url).rstrip("/") + "/api/v2/oauth/slack/callback"
+    apply_connection(kube, ns, name, "slack", cb)
+    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
+        "authorizationURL"
+    ]
+    resp = await callback(gateway, browser(url))
+    assert resp.status_code == 200, resp.text
+    client = f"/api/v1/namespaces/{ns}/secrets/{name}-client"
+    labels = kube.get(client).json()["metadata"].get("labels") or {}
+    assert labels.get("xynergy.io/oauth-client") == "true"
+
+    def client_secret(value: str) -> None:
+        resp = kube.http.patch(
+            client,
+            json={"stringData": {"client_secret": value}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert resp.status_code == 200, resp.text
+
+    client_secret("rotated-at-slack-not-here")
+    expire(kube, ns, f"{name}-tokens")
+    status = (
+        await until(kube, ns, name, "ClientRefused", lambda s: _ready(s)[1] == "ClientRefused")
+    )["status"]
+    assert status["phase"] == "Error"
+    message = _ready(status)[2]
+    assert f"Secret {name}-client (keys client_id and client_secret)" in message
+    assert "rotated-at-slack-not-here" not in message
+    assert secret_data(kube, ns, f"{name}-tokens") is not None  # the tokens are kept
+    refreshes = fake.slack.calls["refresh"]
+
+    # fixed: the client Secret's watch converges the connection (the resync is 10 min away)
+    client_secret("fake-client-secret")
+    await until(kube, ns, name, "Connected again", lambda s: s.get("phase") == "Connected")
+    assert fake.slack.calls["refresh"] == refreshes + 1
+
+
+def _ready(status: dict[str, Any]) -> tuple[str, str, str]:
+    for cond in status.get("conditions") or []:
+        if cond["type"] == "Ready":
+            return cond["status"], cond.get("reason", ""), cond.get("message", "")
+    return "", "", ""
 
 
 def _settings(fake: FakeOAuth) -> dict[str, str]:

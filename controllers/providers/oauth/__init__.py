@@ -27,6 +27,7 @@ __all__ = [
     "OAuthProvider",
     "ProviderUnreachableError",
     "TokenSet",
+    "UserToken",
 ]
 
 
@@ -61,6 +62,22 @@ class Account:
 
 
 @dataclass(frozen=True, repr=False)
+class UserToken:
+    """Slack's user token (`authed_user` of `oauth.v2.access`, for the `user_scope` asked),
+    issued beside the bot token. `repr` shows no token."""
+
+    access_token: SecretStr
+    refresh_token: SecretStr | None
+    expires_at: dt.datetime | None
+    scopes: tuple[str, ...]
+    issued_at: dt.datetime | None = None
+    """When the operator received it (None: with the access token)."""
+
+    def __repr__(self) -> str:
+        return f"UserToken(scopes={self.scopes!r}, expires_at={self.expires_at!r})"
+
+
+@dataclass(frozen=True, repr=False)
 class TokenSet:
     """Tokens from the provider. `repr` shows no token."""
 
@@ -70,6 +87,8 @@ class TokenSet:
     token_type: str
     scopes: tuple[str, ...]
     account: Account = field(default_factory=Account)
+    user: UserToken | None = None
+    """Slack: the user token, when user scopes were asked for and granted."""
 
     def __repr__(self) -> str:
         return f"TokenSet(token_type={self.token_type!r}, expires_at={self.expires_at!r})"
@@ -110,6 +129,7 @@ class OAuthProvider(Protocol):
         scopes: list[str],
         state: str,
         code_verifier: str,
+        user_scopes: list[str] | None = None,
     ) -> str: ...
 
     async def exchange(

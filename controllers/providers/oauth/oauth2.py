@@ -28,6 +28,7 @@ from controllers.providers.oauth import (
     OAuthError,
     ProviderUnreachableError,
     TokenSet,
+    UserToken,
 )
 
 __all__ = ["OAuth2Provider", "httpx"]
@@ -64,6 +65,10 @@ class OAuth2Provider:
 
     def authorize_params(self) -> dict[str, str]:
         """Extra query parameters of the authorization URL."""
+        return {}
+
+    def user_scope_params(self, user_scopes: list[str]) -> dict[str, str]:
+        """Query parameters asking for user scopes (Slack's `user_scope`); none elsewhere."""
         return {}
 
     def normalise(self, response: httpx.Response) -> httpx.Response:
@@ -114,14 +119,18 @@ class OAuth2Provider:
         scopes: list[str],
         state: str,
         code_verifier: str,
+        user_scopes: list[str] | None = None,
     ) -> str:
         oauth = self.client(client, redirect_uri=redirect_uri)
+        extra = self.authorize_params()
+        if user_scopes:
+            extra |= self.user_scope_params(user_scopes)
         uri, _ = oauth.create_authorization_url(
             self.endpoints.authorize,
             state=state,
             code_verifier=code_verifier,
             scope=self.scope_separator.join(scopes),
-            **self.authorize_params(),
+            **extra,
         )
         return str(uri)
 
@@ -170,7 +179,12 @@ class OAuth2Provider:
             token_type=str(token.get("token_type") or "bearer"),
             scopes=tuple(scope.split()),
             account=self.account(token),
+            user=self.user_token(token),
         )
+
+    def user_token(self, token: dict[str, Any]) -> UserToken | None:
+        """The user token a token response carries beside the main one (Slack); None."""
+        return None
 
     # -- errors ----------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ The two providers answer errors the way each does:
   invalid_code (also for a code_verifier that does not match the challenge: Slack does not
   document a separate code), code_already_used, bad_redirect_uri, invalid_grant_type,
   invalid_refresh_token, invalid_auth, not_authed; internal_error for a failure of its own.
+  With `user_scope` on the authorize URL, the exchange's `authed_user` also carries a user
+  token (`access_token` xoxp-, `scope`, `token_type: user`; with rotation xoxe.xoxp-,
+  `refresh_token`, `expires_in`), a grant of its own; refreshing it answers it at the top level.
 - Google (`/token`, `/revoke`): RFC 6749 JSON, HTTP 400 `invalid_grant` (bad or used code,
   PKCE mismatch, revoked or expired refresh token), 400 `invalid_request`, 401
   `invalid_client`, 400 `unsupported_grant_type`; revoke 200 `{}` or 400 `invalid_token`;
@@ -46,6 +49,8 @@ class Code:
     scope: str
     expires: float
     used: bool = False
+    user_scope: str = ""
+    """Slack: the `user_scope` asked for (a user token is issued beside the bot token)."""
 
 
 @dataclass
@@ -62,6 +67,8 @@ class ProviderState:
     refresh: dict[str, str] = field(default_factory=dict)
     """refresh token -> its grant id."""
     grant_scopes: dict[str, str] = field(default_factory=dict)
+    user_grants: set[str] = field(default_factory=set)
+    """Slack: grants of user tokens (xoxp-), each beside a bot token's grant."""
     revoked: list[str] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
     """Every token and code ever issued (tests grep logs for them)."""
@@ -97,6 +104,7 @@ class ProviderState:
             method=query.get("code_challenge_method"),
             scope=query.get("scope", ""),
             expires=time.monotonic() + 600,
+            user_scope=query.get("user_scope", "") if self.kind == "slack" else "",
         )
         sep = "&" if "?" in redirect_uri else "?"
         state = query.get("state")
@@ -146,7 +154,13 @@ class ProviderState:
         code.used = True
         grant = self._token("grant")
         self.grant_scopes[grant] = code.scope
-        return 200, self._token_body(grant, new_refresh=True), {}
+        body = self._token_body(grant, new_refresh=True)
+        if code.user_scope:  # Slack: the user token goes under authed_user
+            user = self._token("grant")
+            self.grant_scopes[user] = code.user_scope
+            self.user_grants.add(user)
+            body["authed_user"] = {**body["authed_user"], **self._user_token(user)}
+        return 200, body, {}
 
     def _refresh(self, form: dict[str, str]) -> Reply:
         grant = self.refresh.get(form.get("refresh_token", ""))
@@ -159,7 +173,28 @@ class ProviderState:
         # Slack rotates the refresh token; Google keeps the old one and sends none
         if self.kind == "slack":
             self.refresh.pop(form["refresh_token"])
+        if grant in self.user_grants:  # a user token's refresh: the new one at the top level
+            body = {"ok": True, "app_id": "A0FAKEAPP", **self._user_token(grant)}
+            body["team"] = {"id": self.account["team"], "name": "Fake Team"}
+            return 200, body, {}
         return 200, self._token_body(grant, new_refresh=self.kind == "slack"), {}
+
+    def _user_token(self, grant: str) -> dict[str, Any]:
+        """Slack's user token fields (xoxp-; xoxe.xoxp- and a refresh token with rotation)."""
+        rotating = self.expires_in is not None
+        access = self._token("xoxe.xoxp-1-" if rotating else "xoxp-")
+        self.access[access] = grant
+        body: dict[str, Any] = {
+            "id": self.account["user"],
+            "scope": self.grant_scopes[grant],
+            "access_token": access,
+            "token_type": "user",
+        }
+        if rotating:
+            refresh = self._token("xoxe-1-")
+            self.refresh[refresh] = grant
+            body.update(expires_in=self.expires_in, refresh_token=refresh)
+        return body
 
     def _token_body(self, grant: str, *, new_refresh: bool) -> dict[str, Any]:
         prefix = "xoxe.xoxb-1-" if self.kind == "slack" else "ya29.a0"

@@ -8,7 +8,7 @@ Answers as Slack does: HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "e
 itself, its traceback logged), and HTTP 429 ``{"ok": false, "error": "ratelimited"}`` with
 ``Retry-After``. Cursor pagination: ``limit`` and an opaque base64 ``cursor``,
 ``response_metadata.next_cursor`` empty on the last page. ``search.messages`` takes user tokens
-only (``xoxp-``) and pages with ``count``/``page``.
+only (``xoxp-``, rotated ``xoxe.xoxp-``) and pages with ``count``/``page``.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class SlackState:
         grant = self.grants.get(token) or (self.token_check(token) if self.token_check else None)
         if grant is None:
             return _err("invalid_auth")
-        if method == "search.messages" and not token.startswith("xoxp-"):
+        if method == "search.messages" and not token.startswith(("xoxp-", "xoxe.xoxp-")):
             return _err("not_allowed_token_type")
         needed = _SCOPES[method]
         if needed not in grant.scopes:

@@ -23,6 +23,8 @@ AUTHORIZE_URL = "https://provider.example/authorize?client_id=1&state=s"
 class StaticTokens:
     access: dict[str, str] = field(default_factory=dict)
     """tenant -> access token."""
+    user: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """tenant -> (Slack user token, its user scopes)."""
     asked: list[tuple[str, str]] = field(default_factory=list)
 
     async def tokens(self, tenant: str, provider: str) -> OAuthTokens:
@@ -45,6 +47,8 @@ class StaticTokens:
             token_type="bearer",
             scopes=(),
             expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+            user_access_token=SecretStr(self.user.get(tenant, ("", ()))[0]),
+            user_scopes=self.user.get(tenant, ("", ()))[1],
         )
 
 

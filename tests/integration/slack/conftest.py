@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class Connections:
 
     kube: Any  # tests/integration/conftest.py's Kube
     namespace: str
+    uids: dict[str, str] = field(default_factory=dict)
+    """Connection name -> its UID (the token Secret's controller ownerReference)."""
 
     def create(self, name: str, *, tenant: str, provider: str) -> None:
         scopes = (
@@ -65,6 +67,7 @@ class Connections:
         }
         r = self.kube.create(PLURAL.format(ns=self.namespace), body)
         assert r.status_code == 201, r.text
+        self.uids[name] = r.json()["metadata"]["uid"]
 
     def status(self, name: str, **status: Any) -> None:
         r = self.kube.http.patch(
@@ -76,8 +79,10 @@ class Connections:
 
     def tokens(self, name: str, access_token: str) -> None:
         data = {"access_token": access_token, "token_type": "bearer", "scope": ""}
+        owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OAuthConnection", "name": name,
+                 "uid": self.uids[name], "controller": True}  # fmt: skip
         body = {
-            "metadata": {"name": f"{name}-tokens"},
+            "metadata": {"name": f"{name}-tokens", "ownerReferences": [owner]},
             "type": "Opaque",
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }

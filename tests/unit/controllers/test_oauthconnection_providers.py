@@ -18,6 +18,8 @@ from controllers.providers.oauth import (
     Endpoints,
     GrantRefusedError,
     ProviderUnreachableError,
+    TokenSet,
+    UserToken,
 )
 from controllers.providers.oauth.google import GoogleOAuth
 from controllers.providers.oauth.oauth2 import OAuth2Provider
@@ -153,3 +155,65 @@ async def test_connection_refused_is_unreachable() -> None:
     with pytest.raises(ProviderUnreachableError) as err:
         await SlackOAuth(closed, timeout=2).refresh(CREDS, refresh_token="secret-refresh")
     assert "secret-refresh" not in str(err.value)
+
+
+async def test_slack_user_scopes_give_a_user_token_beside_the_bot_token(fake: FakeOAuth) -> None:
+    """`user_scope` on the authorize URL; the exchange's `authed_user` carries the user token
+    (with rotation: its refresh token and expiry); it refreshes through oauth.v2.access with
+    its own refresh token; revoke revokes both tokens."""
+    oauth = provider(fake, "slack")
+    url = oauth.authorization_url(
+        CREDS,
+        redirect_uri=REDIRECT,
+        scopes=["chat:write"],
+        state="s",
+        code_verifier=VERIFIER,
+        user_scopes=["search:read", "users:read"],
+    )
+    assert parse_qs(urlsplit(url).query)["user_scope"] == ["search:read,users:read"]
+    code = authorize(url)
+
+    tokens = await oauth.exchange(CREDS, code=code, code_verifier=VERIFIER, redirect_uri=REDIRECT)
+
+    assert tokens.token_type == "bot"
+    assert tokens.scopes == ("chat:write",)
+    user = tokens.user
+    assert user is not None
+    assert user.access_token.get_secret_value().startswith("xoxe.xoxp-")
+    assert user.access_token != tokens.access_token
+    assert user.scopes == ("search:read", "users:read")
+    assert user.refresh_token is not None
+    assert user.expires_at is not None
+    assert user.expires_at > dt.datetime.now(dt.UTC)
+    assert user.access_token.get_secret_value() not in repr(tokens)
+    assert user.access_token.get_secret_value() not in repr(user)
+
+    fresh = await oauth.refresh(CREDS, refresh_token=user.refresh_token.get_secret_value())
+    assert fresh.token_type == "user"
+    assert fresh.access_token.get_secret_value().startswith("xoxe.xoxp-")
+    assert fresh.access_token != user.access_token
+    assert fresh.scopes == ("search:read", "users:read")
+    assert fresh.refresh_token is not None
+
+    both = TokenSet(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=tokens.expires_at,
+        token_type="bot",
+        scopes=tokens.scopes,
+        user=UserToken(fresh.access_token, fresh.refresh_token, fresh.expires_at, fresh.scopes),
+    )
+    await oauth.revoke(CREDS, tokens=both)
+    revoked = fake.state("slack").revoked
+    assert tokens.access_token.get_secret_value() in revoked
+    assert fresh.access_token.get_secret_value() in revoked
+
+    # without user scopes none are asked for, and there is no user token
+    url = oauth.authorization_url(
+        CREDS, redirect_uri=REDIRECT, scopes=["chat:write"], state="s", code_verifier=VERIFIER
+    )
+    assert "user_scope" not in parse_qs(urlsplit(url).query)
+    tokens = await oauth.exchange(
+        CREDS, code=authorize(url), code_verifier=VERIFIER, redirect_uri=REDIRECT
+    )
+    assert tokens.user is None

@@ -31,7 +31,9 @@ from controllers.providers.oauth import (
     ClientCredentials,
     ClientRefusedError,
     GrantRefusedError,
+    ProviderUnreachableError,
     TokenSet,
+    UserToken,
 )
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -48,6 +50,7 @@ class Stored:
     owners: list[OwnerReference] = field(default_factory=list)
     annotations: dict[str, str] = field(default_factory=dict)
     rv: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Apiserver:
 
     secrets: dict[str, Stored] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    patches: list[str] = field(default_factory=list)
     failing_token_writes: int = 0
     """How many writes of a token Secret answer 503 from now on (etcd timing out)."""
 
@@ -73,6 +77,7 @@ class Apiserver:
             resourceVersion=str(s.rv),
             annotations=dict(s.annotations),
             ownerReferences=list(s.owners),
+            labels=dict(s.labels),
         )
         data = {k: base64.b64encode(v.encode()).decode() for k, v in s.data.items()}
         return Secret(metadata=meta, data=data)
@@ -123,6 +128,8 @@ class Apiserver:
                 s.annotations.pop(key, None)
             else:
                 s.annotations[key] = value
+        s.labels.update(meta.get("labels", {}))
+        self.patches.append(name)
         s.data.update(patch.get("stringData", {}))
         s.rv += 1
         return self._obj(name)
@@ -154,6 +161,7 @@ class Provider:
     """Each refresh issues a new refresh token and kills the one it was given."""
     now: dt.datetime = NOW
     exchange_error: Exception | None = None
+    refresh_error: Exception | None = None
     calls: dict[str, int] = field(
         default_factory=lambda: {"exchange": 0, "refresh": 0, "revoke": 0}
     )
@@ -161,12 +169,27 @@ class Provider:
     n: int = 0
     name: str = "google"
 
-    def authorization_url(self, client: ClientCredentials, *, state: str, **_: Any) -> str:
+    def authorization_url(
+        self,
+        client: ClientCredentials,
+        *,
+        state: str,
+        user_scopes: list[str] | None = None,
+        **_: Any,
+    ) -> str:
+        self.asked_user_scopes.append(user_scopes)
         return f"https://provider.example/auth?state={state}"
 
     live_refresh: str = "r1"
 
-    def _tokens(self) -> TokenSet:
+    user_lifetime: int | None = None
+    """Slack with user scopes: a user token (`u1`, `u2`, ...; refresh token `ur1`, ...,
+    rotated) of this lifetime beside each exchange's tokens."""
+    live_user_refresh: str = ""
+    user_refresh_error: Exception | None = None
+    asked_user_scopes: list[list[str] | None] = field(default_factory=list)
+
+    def _tokens(self, *, exchange: bool = False) -> TokenSet:
         self.n += 1
         if self.rotate:
             self.live_refresh = f"r{self.n}"
@@ -176,16 +199,39 @@ class Provider:
             expires_at=self.now + dt.timedelta(seconds=self.lifetime),
             token_type="bearer",
             scopes=("s",),
+            user=self._user() if exchange and self.user_lifetime is not None else None,
+        )
+
+    def _user(self) -> UserToken:
+        self.n += 1
+        self.live_user_refresh = f"ur{self.n}"
+        assert self.user_lifetime is not None
+        return UserToken(
+            access_token=SecretStr(f"u{self.n}"),
+            refresh_token=SecretStr(self.live_user_refresh),
+            expires_at=self.now + dt.timedelta(seconds=self.user_lifetime),
+            scopes=("search:read",),
         )
 
     async def exchange(self, client: ClientCredentials, **_: Any) -> TokenSet:
         self.calls["exchange"] += 1
         if self.exchange_error is not None:
             raise self.exchange_error
-        return self._tokens()
+        return self._tokens(exchange=True)
 
     async def refresh(self, client: ClientCredentials, *, refresh_token: str) -> TokenSet:
         self.calls["refresh"] += 1
+        if refresh_token.startswith("ur"):  # the user token's: answered at the top level
+            if self.user_refresh_error is not None:
+                raise self.user_refresh_error
+            if refresh_token != self.live_user_refresh:
+                raise GrantRefusedError("slack", "refresh", "invalid_refresh_token")
+            user = self._user()
+            return TokenSet(
+                user.access_token, user.refresh_token, user.expires_at, "user", user.scopes
+            )
+        if self.refresh_error is not None:
+            raise self.refresh_error
         if refresh_token != self.live_refresh:
             raise GrantRefusedError("google", "refresh", "invalid_grant")
         return self._tokens()
@@ -193,6 +239,8 @@ class Provider:
     async def revoke(self, client: ClientCredentials, *, tokens: TokenSet) -> None:
         self.calls["revoke"] += 1
         self.revoked.append(tokens.access_token.get_secret_value())
+        if tokens.user is not None:  # SlackOAuth.revoke revokes it as well
+            self.revoked.append(tokens.user.access_token.get_secret_value())
 
 
 def body(name: str = "a", *, secret: str = "a-tokens", **spec: Any) -> dict[str, Any]:
@@ -462,6 +510,117 @@ async def test_a_refused_client_stalls_instead_of_sending_the_user_round_again()
     assert "state" not in authz
 
 
+async def test_a_client_refused_in_the_exchange_is_not_sent_again_until_its_secret_changes() -> (
+    None
+):
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("google", "code exchange", "invalid_client")
+    await w.sync(b)
+
+    result = await w.sync(b, at(600))  # a resync: the same client would be refused the same
+
+    assert w.provider.calls["exchange"] == 1
+    assert ready(result)[1] == "ClientRefused"
+    w.provider.exchange_error = None
+    w.api.secrets["client"].data["client_secret"] = "fixed"
+
+    result = await w.sync(b, at(601))
+
+    assert w.provider.calls["exchange"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED
+
+
+# -- a refused client during a refresh -----------------------------------------------------
+
+
+async def _refuse_refresh(w: World, b: dict[str, Any]) -> Result:
+    await w.connect(b)
+    w.provider.refresh_error = ClientRefusedError(
+        "google", "refresh", "invalid_client", "The OAuth client was not found."
+    )
+    return await w.sync(b, at(3400))
+
+
+async def test_a_client_refused_in_a_refresh_stalls_naming_its_secret_and_keys() -> None:
+    w = world()
+    b = body()
+
+    result = await _refuse_refresh(w, b)
+
+    assert w.provider.calls["refresh"] == 1
+    assert st(result).phase is OAuthPhase.ERROR
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "ClientRefused")
+    stalled = get_condition(st(result).conditions, "Stalled")
+    assert stalled is not None
+    assert (stalled.status, stalled.reason) == ("True", "ClientRefused")
+    assert get_condition(st(result).conditions, "Reconciling") is None
+    assert "spec.clientSecretRef" in message
+    assert "Secret client (keys client_id and client_secret)" in message
+    assert "invalid_client" in message
+    assert "shh" not in message
+    assert [e.reason for e in result.events] == ["ClientRefused"]
+    assert all("shh" not in e.message for e in result.events)
+    assert result.requeue.name == "RESYNC"  # not the backoff of a transient failure
+    assert st(result).refresh_failures == 1
+    tokens = w.api.secrets["a-tokens"]
+    assert tokens.data["access_token"] == "a1"  # the tokens are kept
+    assert "xynergy.io/refresh-claim" not in tokens.annotations  # the claim is let go
+
+
+async def test_a_client_refused_in_a_refresh_is_not_retried_until_the_secret_changes() -> None:
+    w = world()
+    b = body()
+    await _refuse_refresh(w, b)
+
+    for t in (3410, 3500, 4000):  # resyncs and other triggers: no call to the provider
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "ClientRefused", t
+    assert w.provider.calls["refresh"] == 1
+    w.api.secrets["client"].labels["team"] = "x"  # a change that leaves the values alone
+    await w.sync(b, at(4001))
+    assert w.provider.calls["refresh"] == 1
+
+    w.provider.refresh_error = None
+    w.api.secrets["client"].data["client_secret"] = "fixed"
+    result = await w.sync(b, at(4002))  # what the client Secret's watch triggers
+
+    assert w.provider.calls["refresh"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert ready(result)[0] == "True"
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
+
+
+async def test_a_client_refused_in_a_refresh_is_tried_again_when_the_spec_changes() -> None:
+    w = world()
+    b = body()
+    await _refuse_refresh(w, b)
+    w.provider.refresh_error = None
+    await w.sync(b, at(3405))
+    assert w.provider.calls["refresh"] == 1
+    b2 = body(refreshBeforeExpirySeconds=400)
+    b2["metadata"]["generation"] = 2
+
+    result = await w.rec.reconcile(b2, now=at(3410), child=None)
+
+    assert w.provider.calls["refresh"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED
+
+
+async def test_the_client_secret_is_labelled_once_for_the_operators_watch() -> None:
+    w = world()
+    b = body()
+    await w.connect(b)
+    await w.sync(b, at(3400))  # a refresh reads it again
+
+    assert w.api.secrets["client"].labels == {"xynergy.io/oauth-client": "true"}
+    assert w.api.patches.count("client") == 1
+    assert w.api.secrets["client"].data == {"client_id": "id", "client_secret": "shh"}
+
+
 # -- the client Secret ---------------------------------------------------------------------
 
 
@@ -574,3 +733,103 @@ async def test_deleting_a_connection_revokes_tokens_that_were_never_stored() -> 
     assert event is not None
     assert event.reason == "Revoked"
     assert w.provider.revoked == ["a1"]
+
+
+# -- Slack's user token ----------------------------------------------------------------------
+
+
+def slack_body() -> dict[str, Any]:
+    return body(
+        provider="slack",
+        scopes=["chat:write"],
+        userScopes=["search:read"],
+        redirectURL="https://app.example/cb",
+    )
+
+
+async def test_user_scopes_are_asked_for_and_the_user_token_is_kept_beside_the_bot_token() -> None:
+    w = world(user_lifetime=3600)
+
+    await w.connect(slack_body())
+
+    assert w.provider.asked_user_scopes[0] == ["search:read"]
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a1"
+    assert data["user_access_token"] == "u2"
+    assert data["user_refresh_token"] == "ur2"
+    assert data["user_expires_at"] == "2026-03-01T13:00:00Z"
+    assert data["user_scope"] == "search:read"
+    w.provider.user_lifetime = None  # what Slack does without user_scope
+    await w.connect(body("g", secret="g-tokens"))  # no user scopes: none asked, no user keys
+    assert w.provider.asked_user_scopes[-1] == []
+    assert not [k for k in w.api.secrets["g-tokens"].data if k.startswith("user_")]
+
+
+async def test_a_user_token_due_first_is_refreshed_alone_with_its_own_refresh_token() -> None:
+    w = world(user_lifetime=1800)
+    b = slack_body()
+    result = await w.connect(b)
+    assert result.requeue_after == pytest.approx(1800 - 300)  # the user token's refresh
+
+    result = await w.sync(b, at(1500))
+
+    assert w.provider.calls["refresh"] == 1
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a1"  # not due: kept
+    assert data["user_access_token"] == "u3"
+    assert data["user_refresh_token"] == "ur3"
+    assert data["user_expires_at"] == "2026-03-01T12:55:00Z"
+    assert data["issued_at"] == "2026-03-01T12:00:00Z"
+    assert data["user_issued_at"] == "2026-03-01T12:25:00Z"
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert "xynergy.io/refresh-claim" not in w.api.secrets["a-tokens"].annotations
+    assert result.requeue_after == pytest.approx(3000 - 1500)  # the new user token's
+
+
+async def test_both_tokens_due_are_refreshed_and_written_at_once() -> None:
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    patches = len(w.api.patches)
+
+    await w.sync(b, at(3400))
+
+    assert w.provider.calls["refresh"] == 2
+    data = w.api.secrets["a-tokens"].data
+    assert (data["access_token"], data["user_access_token"]) == ("a3", "u4")
+    assert data["refresh_token"] == w.provider.live_refresh
+    assert data["user_refresh_token"] == w.provider.live_user_refresh
+    assert w.api.patches[patches:] == ["a-tokens", "a-tokens"]  # the claim, one write
+
+
+async def test_a_failed_user_token_refresh_keeps_the_new_access_token() -> None:
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = ProviderUnreachableError("slack", "refresh", "ratelimited")
+
+    result = await w.sync(b, at(3400))
+
+    assert result.requeue.name == "BACKOFF"
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a3"  # its rotated refresh token is not lost
+    assert data["refresh_token"] == w.provider.live_refresh
+    assert data["user_access_token"] == "u2"
+    w.provider.user_refresh_error = None
+
+    result = await w.sync(b, at(3410))
+
+    assert w.api.secrets["a-tokens"].data["user_access_token"] == "u4"
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    assert st(result).phase is OAuthPhase.CONNECTED
+
+
+async def test_deleting_revokes_the_user_token_too() -> None:
+    w = world(user_lifetime=3600)
+    b = slack_body()
+    await w.connect(b)
+
+    await w.rec.release(b)
+
+    assert w.provider.calls["revoke"] == 1
+    assert w.provider.revoked == ["a1", "u2"]  # handed both (SlackOAuth revokes each)

@@ -1,18 +1,27 @@
 """TokenReader over a token Secret whose `expires_at` a user edited by hand: an unreadable
 value counts as expired (the reader asks the operator for a refresh), it never fails the
-request with a 500."""
+request with a 500; and over a token Secret the connection does not control (planted by
+someone who may create Secrets): refused, naming the Secret, logged once, never used."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from services.common.oauth_tokens import NotConnectedError, OAuthTokenSettings, TokenReader
+from services.common.connections import tokens_for
+from services.common.errors import ApiError
+from services.common.oauth_tokens import (
+    NotConnectedError,
+    OAuthTokenSettings,
+    TokenReader,
+    TokenSecretNotOwnedError,
+)
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -37,10 +46,25 @@ CONNECTION = {
 }
 
 
+OWNER = {
+    "apiVersion": "xynergy.io/v1alpha1",
+    "kind": "OAuthConnection",
+    "name": "acme-gmail",
+    "uid": "u1",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+LATER = "2026-03-01T13:00:00Z"
+ACCESS, REFRESH = "AT-planted-9f3k", "RT-planted-9f3k"
+
+
 @dataclass
 class Kube:
     expires_at: str
+    owners: list[dict[str, Any]] = field(default_factory=lambda: [OWNER])
     patches: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)
+    """More keys of the token Secret (Slack's user token)."""
 
     async def _items(self) -> AsyncIterator[dict[str, Any]]:
         yield CONNECTION
@@ -49,8 +73,10 @@ class Kube:
         return self._items()
 
     async def get(self, res: Any, name: str, *, namespace: str | None = None) -> Any:
-        data = {"access_token": "tok", "refresh_token": "r", "expires_at": self.expires_at}
-        return {"data": {k: _b64(v) for k, v in data.items()}}
+        data = {"access_token": ACCESS, "refresh_token": REFRESH, "expires_at": self.expires_at}
+        data |= self.extra
+        meta = {"name": name, "namespace": namespace, "uid": "s1", "ownerReferences": self.owners}
+        return {"metadata": meta, "data": {k: _b64(v) for k, v in data.items()}}
 
     async def patch(self, res: Any, name: str, obj: Any, **_: Any) -> Any:
         self.patches.append(obj)
@@ -75,3 +101,93 @@ async def test_an_unreadable_expiry_asks_for_a_refresh(value: str) -> None:
     assert err.value.phase == "Expired"  # the operator did not refresh in time
     assert len(kube.patches) == 1
     assert "xynergy.io/refresh-requested" in kube.patches[0]["metadata"]["annotations"]
+
+
+async def test_the_connections_own_token_secret_is_used() -> None:
+    reader = TokenReader(Kube(expires_at=LATER), clock=lambda: NOW)
+
+    tokens = await reader.tokens("acme", "gmail")
+
+    assert tokens.access_token.get_secret_value() == ACCESS
+
+
+@pytest.mark.parametrize(
+    "owners",
+    [
+        [],  # made by hand
+        [OWNER | {"uid": "u-other"}],  # another (or an earlier) connection of that name
+        [OWNER | {"name": "acme-slack", "uid": "u-other"}],
+        [OWNER | {"kind": "XynergyService"}],
+        [OWNER | {"apiVersion": "evil.example/v1alpha1"}],
+        [OWNER | {"controller": False}],  # names the connection, but is not its controller
+        [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "c", "controller": True},
+            OWNER | {"controller": False},
+        ],
+    ],
+)
+async def test_a_token_secret_the_connection_does_not_control_is_refused(
+    owners: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    kube = Kube(expires_at=LATER, owners=owners)
+    reader = TokenReader(kube, clock=lambda: NOW)
+    caplog.set_level(logging.WARNING)
+
+    for _ in range(3):
+        with pytest.raises(TokenSecretNotOwnedError) as err:
+            await reader.tokens("acme", "gmail")
+
+    message = str(err.value)
+    assert "token Secret default/acme-gmail-tokens is not controlled by OAuthConnection" in message
+    assert "default/acme-gmail" in message
+    assert ACCESS not in message
+    assert REFRESH not in message
+    assert err.value.body()["status"] == 500
+    assert err.value.body()["error"] == "oauth_secret_not_owned"
+    assert kube.patches == []  # not even a refresh asked for on its behalf
+    warned = [r for r in caplog.records if "not controlled" in r.getMessage()]
+    assert len(warned) == 1  # logged once, refused every time
+    assert all("planted" not in str(r.__dict__) for r in warned)
+
+
+async def test_a_foreign_token_secret_is_a_500_naming_it_through_tokens_for() -> None:
+    reader = TokenReader(Kube(expires_at=LATER, owners=[]), clock=lambda: NOW)
+
+    with pytest.raises(ApiError) as err:
+        await tokens_for(reader, "acme", "gmail")
+
+    assert err.value.status == 500
+    assert err.value.error == "oauth_secret_not_owned"
+    assert "default/acme-gmail-tokens" in err.value.message
+
+
+USER = {
+    "user_access_token": "xoxe.xoxp-user-9f3k",
+    "user_refresh_token": "xoxe-1-user",
+    "user_scope": "search:read users:read",
+}
+
+
+async def test_the_slack_user_token_is_read_beside_the_bot_token() -> None:
+    kube = Kube(expires_at=LATER, extra=USER | {"user_expires_at": LATER})
+    reader = TokenReader(kube, clock=lambda: NOW)
+
+    tokens = await reader.tokens("acme", "gmail")
+
+    assert tokens.user_access_token.get_secret_value() == "xoxe.xoxp-user-9f3k"
+    assert tokens.user_scopes == ("search:read", "users:read")
+    assert tokens.user_expires_at == dt.datetime(2026, 3, 1, 13, 0, tzinfo=dt.UTC)
+    assert "xoxp" not in repr(tokens)
+    assert kube.patches == []
+
+
+async def test_an_expired_user_token_asks_for_a_refresh_like_an_expired_access_token() -> None:
+    kube = Kube(expires_at=LATER, extra=USER | {"user_expires_at": "2026-03-01T11:59:00Z"})
+    reader = TokenReader(
+        kube, settings=OAuthTokenSettings(refresh_wait_seconds=0.01), clock=lambda: NOW
+    )
+
+    with pytest.raises(NotConnectedError):
+        await reader.tokens("acme", "gmail")
+
+    assert len(kube.patches) == 1

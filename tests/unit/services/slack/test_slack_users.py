@@ -29,19 +29,27 @@ def test_users_list_and_lookup_by_email(
     assert bad.json()["fields"][0]["field"] == "email"
 
 
-def test_search_with_a_bot_token_says_slack_wants_a_user_token(
-    client: TestClient, fake: FakeSlack, as_user: Headers
+def test_search_without_a_user_token_names_the_user_scope_and_calls_nothing(
+    client: TestClient, fake: FakeSlack, tokens: StaticTokens, as_user: Headers
 ) -> None:
     r = client.get("/api/v2/slack/search?q=deal", headers=as_user())
     assert r.status_code == 403
-    assert r.json()["error"] == "not_allowed_token_type"
-    assert "team/slack-acme" in r.json()["message"]
+    assert r.json()["error"] == "missing_user_scope"
+    message = r.json()["message"]
+    assert "user token with the user scope search:read" in message
+    assert "OAuthConnection team/slack-acme has no user token" in message
+    assert "spec.userScopes" in message
+    tokens.user["acme"] = ("xoxp-user-token", ("users:read",))
+    r = client.get("/api/v2/slack/search?q=deal", headers=as_user())
+    assert r.status_code == 403
+    assert "has a user token without it" in r.json()["message"]
+    assert fake.state.calls["search.messages"] == 0
 
 
 def test_search_with_a_user_token_finds_messages(
     client: TestClient, fake: FakeSlack, tokens: StaticTokens, as_user: Headers
 ) -> None:
-    tokens.access["acme"] = "xoxp-user-token"
+    tokens.user["acme"] = ("xoxp-user-token", ("search:read",))  # beside the bot token
     fake.grant("xoxp-user-token", scopes={"search:read"})
     cid = fake.state.add_channel("sales")
     fake.state.add_message(cid, "the Globex deal is signed")
