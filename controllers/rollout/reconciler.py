@@ -46,7 +46,7 @@ from apis.v1alpha1.rollout import (
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.context import OperatorContext
-from controllers.core.controller import ChildEvent, Kind, Requeue, Result
+from controllers.core.controller import FINALIZER, ChildEvent, Kind, Requeue, Result
 from controllers.core.errors import ProviderError, StalledError, TransientError
 from controllers.core.events import Event
 from controllers.core.status import spec_error
@@ -71,7 +71,14 @@ from controllers.rollout.resources import (
 )
 from controllers.rollout.rolling import Rolling
 from controllers.rollout.settings import RolloutSettings
-from controllers.rollout.status import conditions_for, events_for, record_run
+from controllers.rollout.status import (
+    ACTION_ANNOTATION,
+    conditions_for,
+    events_for,
+    needs_finalizer,
+    pending_action,
+    record_run,
+)
 from controllers.rollout.strategy import (
     AnalysisRequest,
     Move,
@@ -93,11 +100,13 @@ __all__ = [
 
 KIND = Kind(GROUP, VERSION, "Rollout", "rollouts")
 TARGET = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
-ACTION_ANNOTATION = "xynergy.io/rollout-action"
 ACTIONS = frozenset({"promote", "promote-full", "abort", "retry", "undo"})
 _ACTIVE = (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
 _ENDED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
 _DONE = (RolloutPhase.PROMOTED, *_ENDED)
+_GONE = ("TargetNotFound", "NotFound")
+"""Reasons of a StalledError saying the target (or its Cloud Run service) is gone: its
+traffic went with it."""
 SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
 SUPERSEDED = "superseded: "
@@ -120,14 +129,6 @@ def strategy_of(rollout: Rollout) -> Strategy:
     if chosen.rolling is not None:
         return Rolling()
     return Immediate()
-
-
-def pending_action(body: Mapping[str, Any]) -> str | None:
-    """The annotation's verb when its value has not been acted upon yet (None otherwise)."""
-    value = ((body.get("metadata") or {}).get("annotations") or {}).get(ACTION_ANNOTATION)
-    if not value or value == (body.get("status") or {}).get("handledAction"):
-        return None
-    return str(value).split("/", 1)[0].strip().lower()
 
 
 @dataclass
@@ -212,12 +213,16 @@ class RolloutReconciler:
         metrics: MetricSource,
         settings: RolloutSettings,
         verifier: Verify = verify,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.client = client
         self.backends = backends
         self.metrics = metrics
         self.settings = settings
         self.verifier = verifier
+        self.clock = clock
+        self._blocked: dict[str, str] = {}
+        """Per Rollout being deleted: why returning its traffic last failed (said once)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -246,8 +251,99 @@ class RolloutReconciler:
             return self._failed(rollout, exc, now), outcome
         return self._result(work, before, action), "ok"
 
+    def needs_finalizer(self, body: Mapping[str, Any]) -> bool:
+        """While it may hold its target's traffic split on Cloud Run (status.py)."""
+        return needs_finalizer(body)
+
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
-        return True, None  # no finalizer: a deleted Rollout leaves traffic as it is
+        """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one sends
+        all traffic back to the stable revision before it goes, as a rollback does (Flagger's
+        revertOnDeletion); any other lets go touching nothing. It never waits for good: a
+        target that is gone, or an operator without the backend, lets go at once (an Event
+        says what was left); a backend that cannot route is retried until
+        spec.progressDeadlineSeconds after the deletion was asked for, a Warning Event
+        `DeletionBlocked` saying why and how to delete at once, then it lets go with a Warning
+        `TrafficNotRestored` naming the split it left."""
+        try:
+            rollout = Rollout.model_validate(dict(body))
+        except ValidationError:
+            return True, None  # an invalid spec moved nothing
+        uid = rollout.metadata.uid or ""
+        status = rollout.status or RolloutStatus()
+        stable, canary = status.stable_revision, status.canary_revision
+        if status.phase not in _ACTIVE or not stable or not canary:
+            self._blocked.pop(uid, None)
+            return True, None  # nothing split yet, or ended: left as it is
+        try:
+            target = await self._target(rollout)
+            backend = self.backends(rollout, target, with_overrides(target, rollout.spec))
+            if backend is None:
+                self._blocked.pop(uid, None)
+                return True, Event(
+                    "Warning",
+                    "TrafficNotRestored",
+                    f"deleted while {status.phase}: the {target.spec.backend.value} backend is "
+                    f"not available in this operator, so the traffic is left as it was "
+                    f"({_left(status)}); route it to {stable} by hand",
+                )
+            if backend.routing is not None:
+                # Kubernetes: the new revision's children go with the Rollout (owner
+                # references) and the gateway serves the target's own Service once it is gone
+                self._blocked.pop(uid, None)
+                return True, None
+            await backend.route(target, ((stable, 100, None),))
+        except StalledError as exc:
+            if exc.reason not in _GONE:
+                return self._still_held(rollout, body, exc)
+            self._blocked.pop(uid, None)
+            return True, Event(
+                "Normal",
+                "Released",
+                f"deleted while {status.phase}: {exc.message}; no traffic to return",
+            )
+        except ProviderError as exc:
+            return self._still_held(rollout, body, exc)
+        self._blocked.pop(uid, None)
+        return True, Event(
+            "Normal",
+            "TrafficRestored",
+            f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
+            f"({canary} gets none)",
+        )
+
+    def _still_held(
+        self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError
+    ) -> tuple[bool, Event | None]:
+        """Keep the finalizer (say why, once per reason) until spec.progressDeadlineSeconds
+        after the deletion was asked for; then let go, saying what was left."""
+        uid, now = rollout.metadata.uid or "", self.clock()
+        status = rollout.status or RolloutStatus()
+        stable = status.stable_revision
+        asked = _deletion_time((body.get("metadata") or {}).get("deletionTimestamp")) or now
+        limit = rollout.spec.progress_deadline_seconds
+        deadline = asked + dt.timedelta(seconds=limit)
+        if now >= deadline:
+            self._blocked.pop(uid, None)
+            return True, Event(
+                "Warning",
+                "TrafficNotRestored",
+                f"deleted without returning the traffic to the stable revision {stable}: "
+                f"{exc.message} for {limit}s (spec.progressDeadlineSeconds) since the deletion; "
+                f"the traffic is left as it was ({_left(status)}): route it to {stable} by hand",
+            )
+        if self._blocked.get(uid) == exc.reason:
+            return False, None
+        self._blocked[uid] = exc.reason
+        name, ns = rollout.metadata.name, rollout.metadata.namespace
+        return False, Event(
+            "Warning",
+            "DeletionBlocked",
+            f"the deletion waits to return all traffic to the stable revision {stable}: "
+            f"{exc.message}; retried until {_stamp(deadline)} (spec.progressDeadlineSeconds "
+            "after the deletion), then the Rollout goes anyway. To delete it now and leave the "
+            f"traffic as it is, remove its finalizer {FINALIZER}: kubectl patch rollout {name} "
+            f'-n {ns} --type=json -p \'[{{"op":"remove","path":"/metadata/finalizers"}}]\'',
+        )
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -837,6 +933,22 @@ def _asked_anew(work: Converge) -> bool:
             and rollout.metadata.generation != status.observed_generation
         )
     return edited and _moved_on(work) is None
+
+
+def _left(status: RolloutStatus) -> str:
+    """The split a Rollout leaves, for a message."""
+    weight = status.canary_weight or 0
+    return f"{status.stable_revision} {100 - weight}%, {status.canary_revision} {weight}%"
+
+
+def _deletion_time(value: Any) -> dt.datetime | None:
+    """metadata.deletionTimestamp as a datetime (None when absent or unreadable)."""
+    if isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _stamp(when: dt.datetime) -> str:
