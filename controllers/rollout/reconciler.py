@@ -34,6 +34,7 @@ from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
     AnalysisRunSummary,
+    CanaryStrategy,
     RevisionRecord,
     Rollout,
     RolloutPhase,
@@ -152,6 +153,8 @@ class Converge:
     """The revision the target with this Rollout's overrides makes now."""
     superseded: bool = False
     """The target was found moved on without this ended Rollout in this converge."""
+    started: bool = False
+    """A delivery started in this converge."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -397,7 +400,7 @@ class RolloutReconciler:
         work.status.stable_image = target.spec.image
         work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
-        work.reason = "Started"
+        work.reason, work.started = "Started", True
         if previous and previous != name:  # the spec changed mid-rollout: one new revision
             await backend.retire(keep=name)
         if serving.revision == name:
@@ -842,6 +845,8 @@ class RolloutReconciler:
             )
         if work.superseded:
             events.append(Event("Normal", "Superseded", status.message or ""))
+        if work.started:
+            events.extend(_ignored(work))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
             events = [e for e in events if e.reason != work.reason]
             events.append(Event("Warning", work.reason, status.message or ""))
@@ -933,6 +938,24 @@ def _asked_anew(work: Converge) -> bool:
             and rollout.metadata.generation != status.observed_generation
         )
     return edited and _moved_on(work) is None
+
+
+def _ignored(work: Converge) -> list[Event]:
+    """Said once when a delivery starts: a field set (not its default) that has no effect on
+    the target's backend (canary.maxSurge on Cloud Run, which shifts traffic between revisions
+    and sizes each itself)."""
+    canary = work.rollout.spec.strategy.canary
+    default = CanaryStrategy.model_fields["max_surge"].default
+    if work.backend.routing is not None or canary is None or canary.max_surge == default:
+        return []
+    return [
+        Event(
+            "Normal",
+            "FieldIgnored",
+            f"spec.strategy.canary.maxSurge ({canary.max_surge}) has no effect on Cloud Run: it "
+            "shifts traffic between revisions and sizes each revision itself",
+        )
+    ]
 
 
 def _left(status: RolloutStatus) -> str:
