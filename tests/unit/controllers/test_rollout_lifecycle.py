@@ -509,3 +509,19 @@ async def test_retry_of_a_superseded_rollout_delivers_over_what_the_target_runs_
     env = new["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "FEATURE_X", "value": "on"} in env
     assert old not in world.provider.deployments()
+
+
+async def test_a_blue_green_preview_joins_the_targets_service_only_at_promotion() -> None:
+    world = World([{"setWeight": 50}], routes=False)  # replica-ratio routing: no gateway
+    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
+    now = await world.run_until("Paused", T0)  # the preview is ready, waiting for promotion
+    (preview,) = _canaries(world)
+    dep = world.provider.deployments()[preview]
+    assert dep["spec"]["replicas"] == 4, "the preview runs at full size"
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert SERVICE_LABEL not in labels, "the target's Service sends the preview no live traffic"
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted"
+    labels = world.provider.deployments()[preview]["spec"]["template"]["metadata"]["labels"]
+    assert labels[SERVICE_LABEL] == "crm", "at promotion the target's Service reaches it"
