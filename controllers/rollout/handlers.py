@@ -7,9 +7,11 @@ reconciler declares as a trigger annotation to the core), events
 of the new revision's Deployment it owns on Kubernetes (the operator's one server-side
 selector), and the core scheduler, which comes back when the strategy's clock says (the next
 analysis interval, the end of a pause). Deletion needs us only while a Rollout may hold its
-target's traffic split on Cloud Run (`status.needs_finalizer`): then the finalizer holds it until
-all traffic is back on the stable revision (or a bound is reached); on Kubernetes the new
-revision's children go by garbage collection and the gateway drops a deleted Rollout.
+target's traffic split on Cloud Run, or a Kubernetes blue-green promotion is in its keep window
+(`status.needs_finalizer`): then the finalizer holds it until all traffic is back on the stable
+revision, or the target runs the promoted revision (or a bound is reached); otherwise on
+Kubernetes the new revision's children go by garbage collection and the gateway drops a
+deleted Rollout.
 
 The reconciler (the analysis: numpy, scipy, scikit-learn) is imported on the first Rollout's
 event, never in an operator without Rollouts.

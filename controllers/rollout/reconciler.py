@@ -261,12 +261,13 @@ class RolloutReconciler:
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
         """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one sends
         all traffic back to the stable revision before it goes, as a rollback does (Flagger's
-        revertOnDeletion); any other lets go touching nothing. It never waits for good: a
-        target that is gone, or an operator without the backend, lets go at once (an Event
-        says what was left); a backend that cannot route is retried until
-        spec.progressDeadlineSeconds after the deletion was asked for, a Warning Event
-        `DeletionBlocked` saying why and how to delete at once, then it lets go with a Warning
-        `TrafficNotRestored` naming the split it left."""
+        revertOnDeletion); a Kubernetes blue-green promotion still in its keep window finishes
+        (the target patched and ready on the promoted revision: without it the target would
+        serve the old revision again once the Rollout is gone); any other lets go touching
+        nothing. It never waits for good: a target that is gone, or an operator without the
+        backend, lets go at once (an Event says what was left); otherwise it is retried until
+        spec.progressDeadlineSeconds after the deletion was asked for (an Event per reason
+        saying why and how to delete at once), then it lets go saying what it left."""
         try:
             rollout = Rollout.model_validate(dict(body))
         except ValidationError:
@@ -274,12 +275,18 @@ class RolloutReconciler:
         uid = rollout.metadata.uid or ""
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
-        if status.phase not in _ACTIVE or not stable or not canary:
+        keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
+            status.phase == RolloutPhase.PROMOTED
+            and status.scale_down_at is not None
+            and status.traffic_routing is not None
+        )
+        if not keeping and (status.phase not in _ACTIVE or not stable or not canary):
             self._blocked.pop(uid, None)
             return True, None  # nothing split yet, or ended: left as it is
         try:
             target = await self._target(rollout)
-            backend = self.backends(rollout, target, with_overrides(target, rollout.spec))
+            new = with_overrides(target, rollout.spec)
+            backend = self.backends(rollout, target, new)
             if backend is None:
                 self._blocked.pop(uid, None)
                 return True, Event(
@@ -289,6 +296,10 @@ class RolloutReconciler:
                     f"not available in this operator, so the traffic is left as it was "
                     f"({_left(status)}); route it to {stable} by hand",
                 )
+            if keeping:
+                work = Converge(rollout, target, new, backend, status, self.clock())
+                work.name = backend.revision_name(new)
+                return await self._finish_kept(work, body)
             if backend.routing is not None:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
@@ -297,15 +308,15 @@ class RolloutReconciler:
             await backend.route(target, ((stable, 100, None),))
         except StalledError as exc:
             if exc.reason not in _GONE:
-                return self._still_held(rollout, body, exc)
+                return self._restore_held(rollout, body, exc)
             self._blocked.pop(uid, None)
             return True, Event(
                 "Normal",
                 "Released",
-                f"deleted while {status.phase}: {exc.message}; no traffic to return",
+                f"deleted while {status.phase}: {exc.message}; nothing left to route",
             )
         except ProviderError as exc:
-            return self._still_held(rollout, body, exc)
+            return self._restore_held(rollout, body, exc)
         self._blocked.pop(uid, None)
         return True, Event(
             "Normal",
@@ -314,14 +325,87 @@ class RolloutReconciler:
             f"({canary} gets none)",
         )
 
-    def _still_held(
+    async def _finish_kept(
+        self, work: Converge, body: Mapping[str, Any]
+    ) -> tuple[bool, Event | None]:
+        """A Kubernetes blue-green promotion deleted within its keep window: the target is
+        patched to the promoted revision now (it would be at the window's end), and the
+        Rollout, whose new revision serves meanwhile, goes once the target runs it and is
+        ready. A target that moved on without it (superseded) is left alone."""
+        rollout, status, target = work.rollout, work.status, work.target
+        uid, name = rollout.metadata.uid or "", rollout.spec.target_ref.name
+        promoted = status.canary_revision
+        if _moved_on(work) is not None:
+            self._blocked.pop(uid, None)
+            return True, None
+        if not settled_on(target, work.canary):
+            await self._patch_target(work, promotion_patch(work.canary))
+        elif (await work.backend.serving(target)).ready:
+            self._blocked.pop(uid, None)
+            return True, Event(
+                "Normal",
+                "Released",
+                f"deleted within the blue-green keep window: XynergyService {name} runs the "
+                f"promoted revision {promoted}; the old revision is no longer kept",
+            )
+        return self._hold(
+            rollout,
+            body,
+            key="TargetUpdating",
+            waits=f"for XynergyService {name} to run the promoted revision {promoted}",
+            why="the keep window ended early with the deletion, so the target was patched and "
+            "is rolling (until it is ready the new revision serves)",
+            left="the target goes on rolling to it without this Rollout; until its Pods are "
+            "ready the old revision serves again",
+            timeout_reason="PromotionUnfinished",
+            warning=False,
+        )
+
+    def _restore_held(
         self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError
     ) -> tuple[bool, Event | None]:
-        """Keep the finalizer (say why, once per reason) until spec.progressDeadlineSeconds
-        after the deletion was asked for; then let go, saying what was left."""
-        uid, now = rollout.metadata.uid or "", self.clock()
         status = rollout.status or RolloutStatus()
         stable = status.stable_revision
+        if status.phase == RolloutPhase.PROMOTED:  # the keep window: the target not patched
+            name = rollout.spec.target_ref.name
+            return self._hold(
+                rollout,
+                body,
+                key=exc.reason,
+                waits=f"for XynergyService {name} to run the promoted revision "
+                f"{status.canary_revision}",
+                why=exc.message,
+                left=f"XynergyService {name} may be left on the old revision: patch its image "
+                "by hand",
+                timeout_reason="PromotionUnfinished",
+            )
+        return self._hold(
+            rollout,
+            body,
+            key=exc.reason,
+            waits=f"to return all traffic to the stable revision {stable}",
+            why=exc.message,
+            left=f"the traffic is left as it was ({_left(status)}): route it to {stable} by hand",
+            timeout_reason="TrafficNotRestored",
+        )
+
+    def _hold(
+        self,
+        rollout: Rollout,
+        body: Mapping[str, Any],
+        *,
+        key: str,
+        waits: str,
+        why: str,
+        left: str,
+        timeout_reason: str,
+        warning: bool = True,
+    ) -> tuple[bool, Event | None]:
+        """Keep the finalizer (an Event once per `key`: what the deletion waits for, why,
+        until when, how to delete at once) until spec.progressDeadlineSeconds after the
+        deletion was asked for; then let go with a Warning `timeout_reason` saying what was
+        left."""
+        uid, now = rollout.metadata.uid or "", self.clock()
         asked = _deletion_time((body.get("metadata") or {}).get("deletionTimestamp")) or now
         limit = rollout.spec.progress_deadline_seconds
         deadline = asked + dt.timedelta(seconds=limit)
@@ -329,23 +413,22 @@ class RolloutReconciler:
             self._blocked.pop(uid, None)
             return True, Event(
                 "Warning",
-                "TrafficNotRestored",
-                f"deleted without returning the traffic to the stable revision {stable}: "
-                f"{exc.message} for {limit}s (spec.progressDeadlineSeconds) since the deletion; "
-                f"the traffic is left as it was ({_left(status)}): route it to {stable} by hand",
+                timeout_reason,
+                f"deleted after waiting {limit}s (spec.progressDeadlineSeconds) {waits}: {why}; "
+                f"{left}",
             )
-        if self._blocked.get(uid) == exc.reason:
+        if self._blocked.get(uid) == key:
             return False, None
-        self._blocked[uid] = exc.reason
+        self._blocked[uid] = key
         name, ns = rollout.metadata.name, rollout.metadata.namespace
         return False, Event(
-            "Warning",
-            "DeletionBlocked",
-            f"the deletion waits to return all traffic to the stable revision {stable}: "
-            f"{exc.message}; retried until {_stamp(deadline)} (spec.progressDeadlineSeconds "
-            "after the deletion), then the Rollout goes anyway. To delete it now and leave the "
-            f"traffic as it is, remove its finalizer {FINALIZER}: kubectl patch rollout {name} "
-            f'-n {ns} --type=json -p \'[{{"op":"remove","path":"/metadata/finalizers"}}]\'',
+            "Warning" if warning else "Normal",
+            "DeletionBlocked" if warning else "DeletionWaiting",
+            f"the deletion waits {waits}: {why}; retried until {_stamp(deadline)} "
+            "(spec.progressDeadlineSeconds after the deletion), then the Rollout goes anyway. "
+            f"To delete it now ({left}), remove its finalizer {FINALIZER}: kubectl patch "
+            f"rollout {name} -n {ns} --type=json "
+            '-p \'[{"op":"remove","path":"/metadata/finalizers"}]\'',
         )
 
     # ---- reading -----------------------------------------------------------------------------

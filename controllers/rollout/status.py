@@ -62,18 +62,23 @@ _MAY_SPLIT = (None, RolloutPhase.PENDING, RolloutPhase.PROGRESSING, RolloutPhase
 def needs_finalizer(body: Mapping[str, Any]) -> bool:
     """Whether deleting the Rollout now needs the operator: it may hold its target's traffic
     split on a backend that keeps the split once the Rollout is gone (Cloud Run's revision
-    traffic; status.trafficRouting unset). That is a Rollout not started yet (its backend
+    traffic; status.trafficRouting unset), or (Kubernetes) its blue-green promotion is not
+    finished. That is a Rollout not started yet (its backend
     is not known yet, so nothing is made before the finalizer is in place), a Progressing or
     Paused one, and an ended one that its next converge may start again (a `retry` not acted
     upon, a spec edit not observed yet, a Rollout stalled before it started: RolloutConflict).
     On Kubernetes (status.trafficRouting set) the new revision's Deployment and Service go
     with the Rollout by their owner references and the gateway serves the target's own
-    Service once the Rollout is gone: no finalizer. kopf adds the finalizer while this holds
-    and removes it on the first event after it stops holding (the status write that ends the
-    rollout), so deleting an ended Rollout touches nothing."""
+    Service once the Rollout is gone: no finalizer, but for a blue-green promotion within its
+    keep window (status.scaleDownAt), whose target is patched only when the window ends:
+    deleting the Rollout then would leave the target on the old revision. kopf adds the
+    finalizer while this holds and removes it on the first event after it stops holding (the
+    status write that ends the rollout or its keep window), so deleting an ended Rollout
+    touches nothing."""
     status = body.get("status") or {}
-    if status.get("trafficRouting"):
-        return False
+    if status.get("trafficRouting"):  # Kubernetes: only a blue-green promotion's keep window
+        promoted = status.get("phase") == RolloutPhase.PROMOTED
+        return promoted and bool(status.get("scaleDownAt"))
     phase = status.get("phase")
     if phase in _MAY_SPLIT:
         return True

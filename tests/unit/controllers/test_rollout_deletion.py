@@ -122,6 +122,10 @@ def _deleted(status: dict[str, Any] | None) -> dict[str, Any]:
         ({**MID_CANARY, "trafficRouting": "gateway"}, None, False),  # Kubernetes
         ({**MID_CANARY, "trafficRouting": "replicas", "phase": "Progressing"}, None, False),
         ({**MID_CANARY, "phase": "Promoted", "canaryWeight": 100}, None, False),
+        # Kubernetes blue-green keep window: the target is patched only when it ends
+        ({**MID_CANARY, "phase": "Promoted", "trafficRouting": "replicas",
+          "scaleDownAt": "2026-12-01T12:05:00Z"}, None, True),
+        ({**MID_CANARY, "phase": "Promoted", "trafficRouting": "replicas"}, None, False),
         ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, None, False),
         ({**MID_CANARY, "phase": "Aborted", "canaryWeight": 0}, None, False),
         ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, "retry/2", True),
@@ -129,7 +133,7 @@ def _deleted(status: dict[str, Any] | None) -> dict[str, Any]:
         ({**MID_CANARY, "phase": "Promoted", "observedGeneration": 0}, None, True),  # an edit
         ({"phase": "Degraded", "observedGeneration": 1}, None, True),  # RolloutConflict
     ],
-)
+)  # fmt: skip
 def test_the_finalizer_is_held_while_the_rollout_may_split_cloud_run_traffic(
     status: dict[str, Any] | None, annotation: str | None, needed: bool
 ) -> None:
