@@ -31,6 +31,7 @@ __all__ = [
     "StatusModel",
     "cel",
     "duration_at_least",
+    "is_zero",
     "parse_duration",
     "validations",
 ]
@@ -218,6 +219,11 @@ IntOrPercent = Annotated[
     ),
 ]
 """A non-negative count or a percent such as `25%` (like maxSurge in a Deployment)."""
+
+
+def is_zero(value: int | str) -> bool:
+    """An IntOrPercent that is nothing: 0, `0%` (or `00%`)."""
+    return str(value).rstrip("%").lstrip("0") == ""
 
 
 class KubeModel(BaseModel):

@@ -21,6 +21,7 @@ from apis.base import (
     SpecModel,
     StatusModel,
     cel,
+    is_zero,
     validations,
 )
 from apis.conditions import Condition
@@ -485,7 +486,11 @@ class CanaryStrategy(SpecModel):
     )
     """Steps, in order."""
     max_surge: IntOrPercent = "25%"
-    """Extra instances allowed while shifting (count or percent)."""
+    """Kubernetes backend: maxSurge of the new revision's Deployment (count or percent): how
+    many extra Pods it may run while its own Pods are replaced (a rotated Secret, joining the
+    target's Service with replica-ratio routing). It does not cap the instances a weight
+    needs: the new revision runs beside the stable one, which keeps its size (docs/rollout.md).
+    No effect on Cloud Run, which shifts traffic between revisions and sizes them itself."""
 
 
 class BlueGreenStrategy(SpecModel):
@@ -510,12 +515,39 @@ class BlueGreenStrategy(SpecModel):
 
 
 class RollingStrategy(SpecModel):
-    """Replace instances gradually (Deployment RollingUpdate)."""
+    """Replace instances gradually (Deployment RollingUpdate): traffic moves to the new
+    revision in increments of maxSurge + maxUnavailable, each held a moment."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!(string(self.maxSurge).matches('^0+%?$')"
+                " && string(self.maxUnavailable).matches('^0+%?$'))",
+                "rolling.maxSurge and rolling.maxUnavailable must not both be 0 (nothing could "
+                "be replaced)",
+                field_path=".maxSurge",
+            ),
+        )
+    )
 
     max_surge: IntOrPercent = "25%"
-    """Extra instances during the update (count or percent)."""
+    """Extra instances during the update (count or percent of the target's instances): each
+    increment moves this share of the traffic (plus maxUnavailable) to the new revision; on
+    Kubernetes also the maxSurge of the new revision's Deployment."""
     max_unavailable: IntOrPercent = 0
-    """Instances that may be unavailable during the update (count or percent)."""
+    """Instances that may be unavailable during the update (count or percent): added to each
+    traffic increment (as a Deployment replaces up to maxSurge + maxUnavailable at a time; the
+    stable revision keeps its instances, so none is taken away before the new ones are
+    ready); on Kubernetes also the maxUnavailable of the new revision's Deployment."""
+
+    @model_validator(mode="after")
+    def _something_moves(self) -> RollingStrategy:
+        if is_zero(self.max_surge) and is_zero(self.max_unavailable):
+            raise ValueError(
+                "rolling.maxSurge and rolling.maxUnavailable must not both be 0 (nothing could "
+                f"be replaced), got {self.max_surge!r} and {self.max_unavailable!r}"
+            )
+        return self
 
 
 class ImmediateStrategy(SpecModel):

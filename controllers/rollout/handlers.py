@@ -6,7 +6,12 @@ initial listing after a restart, and a new `xynergy.io/rollout-action` annotatio
 reconciler declares as a trigger annotation to the core), events
 of the new revision's Deployment it owns on Kubernetes (the operator's one server-side
 selector), and the core scheduler, which comes back when the strategy's clock says (the next
-analysis interval, the end of a pause). No finalizer: deleting a Rollout leaves traffic as it is.
+analysis interval, the end of a pause). Deletion needs us only while a Rollout may hold its
+target's traffic split on Cloud Run, or a Kubernetes blue-green promotion is in its keep window
+(`status.needs_finalizer`): then the finalizer holds it until all traffic is back on the stable
+revision, or the target runs the promoted revision (or a bound is reached); otherwise on
+Kubernetes the new revision's children go by garbage collection and the gateway drops a
+deleted Rollout.
 
 The reconciler (the analysis: numpy, scipy, scikit-learn) is imported on the first Rollout's
 event, never in an operator without Rollouts.
@@ -21,6 +26,7 @@ import kopf
 from apis.v1alpha1.rollout import Rollout
 from controllers.core import Kind, KindReconciler, OperatorContext, context_of, register
 from controllers.rollout.resources import ROLLOUT_LABEL
+from controllers.rollout.status import needs_finalizer
 from controllers.xynergyservice.resources import MANAGED_BY, MANAGED_BY_LABEL, OWNED_SELECTOR
 
 KIND = Kind.of(Rollout)
@@ -53,3 +59,14 @@ async def on_rollout(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: An
 async def on_revision(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     """The new revision's Deployment (Kubernetes backend) moved: converge its Rollout."""
     await context_of(memo).controllers[KIND].on_child_event("Deployment", body, type)
+
+
+def _needs_finalizer(body: kopf.Body, **_: Any) -> bool:
+    return needs_finalizer(body)
+
+
+@kopf.on.delete(KIND.group, KIND.version, KIND.plural, when=_needs_finalizer)
+async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Rollout deleted mid-rollout: all traffic back on the stable revision first."""
+    if not await context_of(memo).controllers[KIND].finalize(body):
+        raise kopf.TemporaryError("returning the traffic to the stable revision", delay=10)

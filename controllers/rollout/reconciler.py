@@ -34,6 +34,7 @@ from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
     AnalysisRunSummary,
+    CanaryStrategy,
     RevisionRecord,
     Rollout,
     RolloutPhase,
@@ -46,7 +47,7 @@ from apis.v1alpha1.rollout import (
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.context import OperatorContext
-from controllers.core.controller import ChildEvent, Kind, Requeue, Result
+from controllers.core.controller import FINALIZER, ChildEvent, Kind, Requeue, Result
 from controllers.core.errors import ProviderError, StalledError, TransientError
 from controllers.core.events import Event
 from controllers.core.status import spec_error
@@ -71,7 +72,14 @@ from controllers.rollout.resources import (
 )
 from controllers.rollout.rolling import Rolling
 from controllers.rollout.settings import RolloutSettings
-from controllers.rollout.status import conditions_for, events_for, record_run
+from controllers.rollout.status import (
+    ACTION_ANNOTATION,
+    conditions_for,
+    events_for,
+    needs_finalizer,
+    pending_action,
+    record_run,
+)
 from controllers.rollout.strategy import (
     AnalysisRequest,
     Move,
@@ -93,11 +101,13 @@ __all__ = [
 
 KIND = Kind(GROUP, VERSION, "Rollout", "rollouts")
 TARGET = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
-ACTION_ANNOTATION = "xynergy.io/rollout-action"
 ACTIONS = frozenset({"promote", "promote-full", "abort", "retry", "undo"})
 _ACTIVE = (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
 _ENDED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
 _DONE = (RolloutPhase.PROMOTED, *_ENDED)
+_GONE = ("TargetNotFound", "NotFound")
+"""Reasons of a StalledError saying the target (or its Cloud Run service) is gone: its
+traffic went with it."""
 SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
 SUPERSEDED = "superseded: "
@@ -122,14 +132,6 @@ def strategy_of(rollout: Rollout) -> Strategy:
     return Immediate()
 
 
-def pending_action(body: Mapping[str, Any]) -> str | None:
-    """The annotation's verb when its value has not been acted upon yet (None otherwise)."""
-    value = ((body.get("metadata") or {}).get("annotations") or {}).get(ACTION_ANNOTATION)
-    if not value or value == (body.get("status") or {}).get("handledAction"):
-        return None
-    return str(value).split("/", 1)[0].strip().lower()
-
-
 @dataclass
 class Converge:
     """One converge's working state."""
@@ -151,6 +153,8 @@ class Converge:
     """The revision the target with this Rollout's overrides makes now."""
     superseded: bool = False
     """The target was found moved on without this ended Rollout in this converge."""
+    started: bool = False
+    """A delivery started in this converge."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -212,12 +216,16 @@ class RolloutReconciler:
         metrics: MetricSource,
         settings: RolloutSettings,
         verifier: Verify = verify,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.client = client
         self.backends = backends
         self.metrics = metrics
         self.settings = settings
         self.verifier = verifier
+        self.clock = clock
+        self._blocked: dict[str, str] = {}
+        """Per Rollout being deleted: why returning its traffic last failed (said once)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -246,8 +254,182 @@ class RolloutReconciler:
             return self._failed(rollout, exc, now), outcome
         return self._result(work, before, action), "ok"
 
+    def needs_finalizer(self, body: Mapping[str, Any]) -> bool:
+        """While it may hold its target's traffic split on Cloud Run (status.py)."""
+        return needs_finalizer(body)
+
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
-        return True, None  # no finalizer: a deleted Rollout leaves traffic as it is
+        """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one sends
+        all traffic back to the stable revision before it goes, as a rollback does (Flagger's
+        revertOnDeletion); a Kubernetes blue-green promotion still in its keep window finishes
+        (the target patched and ready on the promoted revision: without it the target would
+        serve the old revision again once the Rollout is gone); any other lets go touching
+        nothing. It never waits for good: a target that is gone, or an operator without the
+        backend, lets go at once (an Event says what was left); otherwise it is retried until
+        spec.progressDeadlineSeconds after the deletion was asked for (an Event per reason
+        saying why and how to delete at once), then it lets go saying what it left."""
+        try:
+            rollout = Rollout.model_validate(dict(body))
+        except ValidationError:
+            return True, None  # an invalid spec moved nothing
+        uid = rollout.metadata.uid or ""
+        status = rollout.status or RolloutStatus()
+        stable, canary = status.stable_revision, status.canary_revision
+        keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
+            status.phase == RolloutPhase.PROMOTED
+            and status.scale_down_at is not None
+            and status.traffic_routing is not None
+        )
+        if not keeping and (status.phase not in _ACTIVE or not stable or not canary):
+            self._blocked.pop(uid, None)
+            return True, None  # nothing split yet, or ended: left as it is
+        try:
+            target = await self._target(rollout)
+            new = with_overrides(target, rollout.spec)
+            backend = self.backends(rollout, target, new)
+            if backend is None:
+                self._blocked.pop(uid, None)
+                return True, Event(
+                    "Warning",
+                    "TrafficNotRestored",
+                    f"deleted while {status.phase}: the {target.spec.backend.value} backend is "
+                    f"not available in this operator, so the traffic is left as it was "
+                    f"({_left(status)}); route it to {stable} by hand",
+                )
+            if keeping:
+                work = Converge(rollout, target, new, backend, status, self.clock())
+                work.name = backend.revision_name(new)
+                return await self._finish_kept(work, body)
+            if backend.routing is not None:
+                # Kubernetes: the new revision's children go with the Rollout (owner
+                # references) and the gateway serves the target's own Service once it is gone
+                self._blocked.pop(uid, None)
+                return True, None
+            await backend.route(target, ((stable, 100, None),))
+        except StalledError as exc:
+            if exc.reason not in _GONE:
+                return self._restore_held(rollout, body, exc)
+            self._blocked.pop(uid, None)
+            return True, Event(
+                "Normal",
+                "Released",
+                f"deleted while {status.phase}: {exc.message}; nothing left to route",
+            )
+        except ProviderError as exc:
+            return self._restore_held(rollout, body, exc)
+        self._blocked.pop(uid, None)
+        return True, Event(
+            "Normal",
+            "TrafficRestored",
+            f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
+            f"({canary} gets none)",
+        )
+
+    async def _finish_kept(
+        self, work: Converge, body: Mapping[str, Any]
+    ) -> tuple[bool, Event | None]:
+        """A Kubernetes blue-green promotion deleted within its keep window: the target is
+        patched to the promoted revision now (it would be at the window's end), and the
+        Rollout, whose new revision serves meanwhile, goes once the target runs it and is
+        ready. A target that moved on without it (superseded) is left alone."""
+        rollout, status, target = work.rollout, work.status, work.target
+        uid, name = rollout.metadata.uid or "", rollout.spec.target_ref.name
+        promoted = status.canary_revision
+        if _moved_on(work) is not None:
+            self._blocked.pop(uid, None)
+            return True, None
+        if not settled_on(target, work.canary):
+            await self._patch_target(work, promotion_patch(work.canary))
+        elif (await work.backend.serving(target)).ready:
+            self._blocked.pop(uid, None)
+            return True, Event(
+                "Normal",
+                "Released",
+                f"deleted within the blue-green keep window: XynergyService {name} runs the "
+                f"promoted revision {promoted}; the old revision is no longer kept",
+            )
+        return self._hold(
+            rollout,
+            body,
+            key="TargetUpdating",
+            waits=f"for XynergyService {name} to run the promoted revision {promoted}",
+            why="the keep window ended early with the deletion, so the target was patched and "
+            "is rolling (until it is ready the new revision serves)",
+            left="the target goes on rolling to it without this Rollout; until its Pods are "
+            "ready the old revision serves again",
+            timeout_reason="PromotionUnfinished",
+            warning=False,
+        )
+
+    def _restore_held(
+        self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError
+    ) -> tuple[bool, Event | None]:
+        status = rollout.status or RolloutStatus()
+        stable = status.stable_revision
+        if status.phase == RolloutPhase.PROMOTED:  # the keep window: the target not patched
+            name = rollout.spec.target_ref.name
+            return self._hold(
+                rollout,
+                body,
+                key=exc.reason,
+                waits=f"for XynergyService {name} to run the promoted revision "
+                f"{status.canary_revision}",
+                why=exc.message,
+                left=f"XynergyService {name} may be left on the old revision: patch its image "
+                "by hand",
+                timeout_reason="PromotionUnfinished",
+            )
+        return self._hold(
+            rollout,
+            body,
+            key=exc.reason,
+            waits=f"to return all traffic to the stable revision {stable}",
+            why=exc.message,
+            left=f"the traffic is left as it was ({_left(status)}): route it to {stable} by hand",
+            timeout_reason="TrafficNotRestored",
+        )
+
+    def _hold(
+        self,
+        rollout: Rollout,
+        body: Mapping[str, Any],
+        *,
+        key: str,
+        waits: str,
+        why: str,
+        left: str,
+        timeout_reason: str,
+        warning: bool = True,
+    ) -> tuple[bool, Event | None]:
+        """Keep the finalizer (an Event once per `key`: what the deletion waits for, why,
+        until when, how to delete at once) until spec.progressDeadlineSeconds after the
+        deletion was asked for; then let go with a Warning `timeout_reason` saying what was
+        left."""
+        uid, now = rollout.metadata.uid or "", self.clock()
+        asked = _deletion_time((body.get("metadata") or {}).get("deletionTimestamp")) or now
+        limit = rollout.spec.progress_deadline_seconds
+        deadline = asked + dt.timedelta(seconds=limit)
+        if now >= deadline:
+            self._blocked.pop(uid, None)
+            return True, Event(
+                "Warning",
+                timeout_reason,
+                f"deleted after waiting {limit}s (spec.progressDeadlineSeconds) {waits}: {why}; "
+                f"{left}",
+            )
+        if self._blocked.get(uid) == key:
+            return False, None
+        self._blocked[uid] = key
+        name, ns = rollout.metadata.name, rollout.metadata.namespace
+        return False, Event(
+            "Warning" if warning else "Normal",
+            "DeletionBlocked" if warning else "DeletionWaiting",
+            f"the deletion waits {waits}: {why}; retried until {_stamp(deadline)} "
+            "(spec.progressDeadlineSeconds after the deletion), then the Rollout goes anyway. "
+            f"To delete it now ({left}), remove its finalizer {FINALIZER}: kubectl patch "
+            f"rollout {name} -n {ns} --type=json "
+            '-p \'[{"op":"remove","path":"/metadata/finalizers"}]\'',
+        )
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -301,7 +483,7 @@ class RolloutReconciler:
         work.status.stable_image = target.spec.image
         work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
-        work.reason = "Started"
+        work.reason, work.started = "Started", True
         if previous and previous != name:  # the spec changed mid-rollout: one new revision
             await backend.retire(keep=name)
         if serving.revision == name:
@@ -746,6 +928,8 @@ class RolloutReconciler:
             )
         if work.superseded:
             events.append(Event("Normal", "Superseded", status.message or ""))
+        if work.started:
+            events.extend(_ignored(work))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
             events = [e for e in events if e.reason != work.reason]
             events.append(Event("Warning", work.reason, status.message or ""))
@@ -837,6 +1021,40 @@ def _asked_anew(work: Converge) -> bool:
             and rollout.metadata.generation != status.observed_generation
         )
     return edited and _moved_on(work) is None
+
+
+def _ignored(work: Converge) -> list[Event]:
+    """Said once when a delivery starts: a field set (not its default) that has no effect on
+    the target's backend (canary.maxSurge on Cloud Run, which shifts traffic between revisions
+    and sizes each itself)."""
+    canary = work.rollout.spec.strategy.canary
+    default = CanaryStrategy.model_fields["max_surge"].default
+    if work.backend.routing is not None or canary is None or canary.max_surge == default:
+        return []
+    return [
+        Event(
+            "Normal",
+            "FieldIgnored",
+            f"spec.strategy.canary.maxSurge ({canary.max_surge}) has no effect on Cloud Run: it "
+            "shifts traffic between revisions and sizes each revision itself",
+        )
+    ]
+
+
+def _left(status: RolloutStatus) -> str:
+    """The split a Rollout leaves, for a message."""
+    weight = status.canary_weight or 0
+    return f"{status.stable_revision} {100 - weight}%, {status.canary_revision} {weight}%"
+
+
+def _deletion_time(value: Any) -> dt.datetime | None:
+    """metadata.deletionTimestamp as a datetime (None when absent or unreadable)."""
+    if isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _stamp(when: dt.datetime) -> str:

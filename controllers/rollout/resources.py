@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from apis.base import is_zero
 from apis.v1alpha1.common import API_VERSION
 from apis.v1alpha1.rollout import RevisionTemplate, Rollout, RolloutSpec, TrafficRouting
 from apis.v1alpha1.xynergyservice import XynergyService
@@ -26,6 +27,7 @@ __all__ = [
     "promotion_patch",
     "revision_digest",
     "revision_url",
+    "rolling_update",
     "settled_on",
     "with_overrides",
 ]
@@ -141,6 +143,22 @@ def _child_labels(rollout: Rollout, name: str) -> dict[str, str]:
     }
 
 
+def rolling_update(rollout: Rollout) -> dict[str, int | str] | None:
+    """The RollingUpdate of the new revision's Deployment (how its own Pods are replaced: a
+    rotated Secret, joining the target's Service) from the strategy: rolling's maxSurge and
+    maxUnavailable; canary's maxSurge with maxUnavailable 0 (its serving Pods stay until
+    their replacements are ready), 1 when maxSurge is 0 (one at a time: a Deployment needs
+    one of them above 0); None for the others (the XynergyService's own: 25 %, 0)."""
+    strategy = rollout.spec.strategy
+    if strategy.rolling is not None:
+        rolling = strategy.rolling
+        return {"maxSurge": rolling.max_surge, "maxUnavailable": rolling.max_unavailable}
+    if strategy.canary is not None:
+        surge = strategy.canary.max_surge
+        return {"maxSurge": surge, "maxUnavailable": 1 if is_zero(surge) else 0}
+    return None
+
+
 def canary_deployment(
     rollout: Rollout,
     canary: XynergyService,
@@ -176,6 +194,9 @@ def canary_deployment(
     }
     dep["spec"]["replicas"] = replicas
     dep["spec"]["progressDeadlineSeconds"] = rollout.spec.progress_deadline_seconds
+    update = rolling_update(rollout)
+    if update is not None:
+        dep["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": update}
     dep["spec"]["selector"] = {"matchLabels": {REVISION_LABEL: name}}
     dep["spec"]["template"]["metadata"] = {
         **dep["spec"]["template"].get("metadata", {}),

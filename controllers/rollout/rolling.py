@@ -1,6 +1,6 @@
-"""Rolling: move traffic to the new revision in increments of maxSurge, holding each for a
-moment, without analysis (a Deployment's RollingUpdate, expressed as traffic where the
-backend routes by revision)."""
+"""Rolling: move traffic to the new revision in increments of maxSurge + maxUnavailable,
+holding each for a moment, without analysis (a Deployment's RollingUpdate, which replaces up
+to maxSurge + maxUnavailable instances at a time, expressed as traffic)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ from controllers.rollout.strategy import Move, MoveKind, Progress, StepContext
 __all__ = ["Rolling", "increment"]
 
 
-def increment(surge: int | str, replicas: int) -> int:
-    """The traffic increment (percent) maxSurge allows: its percent, or its count of the
-    target's instances; at least 1."""
-    if isinstance(surge, str) and surge.endswith("%"):
-        return max(1, min(100, int(surge[:-1])))
-    return max(1, min(100, math.ceil(100 * int(surge) / max(1, replicas))))
+def _percent(value: int | str, replicas: int) -> int:
+    """A count or percent of the target's instances, as a percent of them."""
+    if isinstance(value, str) and value.endswith("%"):
+        return int(value[:-1])
+    return math.ceil(100 * int(value) / max(1, replicas))
+
+
+def increment(surge: int | str, replicas: int, unavailable: int | str = 0) -> int:
+    """The traffic increment (percent) maxSurge and maxUnavailable allow together: their
+    percents, or their counts of the target's instances; at least 1, at most 100."""
+    return max(1, min(100, _percent(surge, replicas) + _percent(unavailable, replicas)))
 
 
 def _spec(rollout: Rollout) -> RollingStrategy:
@@ -41,7 +46,8 @@ class Rolling:
             return Move(
                 MoveKind.HOLD, progress, f"holding {progress.weight}%", wait=ctx.dwell - held
             )
-        step = increment(_spec(ctx.rollout).max_surge, ctx.replicas)
+        spec = _spec(ctx.rollout)
+        step = increment(spec.max_surge, ctx.replicas, spec.max_unavailable)
         weight = min(100, progress.weight + step)
         if weight >= 100:
             return Move(MoveKind.PROMOTE, progress, "last increment: all traffic moved")

@@ -11,7 +11,8 @@ so a rollback says why in `kubectl describe` and in its Event.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from apis.conditions import (
     Condition,
@@ -24,7 +25,18 @@ from apis.conditions import (
 from apis.v1alpha1.rollout import AnalysisRunSummary, RolloutPhase, RolloutStatus, Verdict
 from controllers.core.events import Event
 
-__all__ = ["ANALYSIS", "MAX_RUNS", "conditions_for", "events_for", "record_run"]
+__all__ = [
+    "ACTION_ANNOTATION",
+    "ANALYSIS",
+    "MAX_RUNS",
+    "conditions_for",
+    "events_for",
+    "needs_finalizer",
+    "pending_action",
+    "record_run",
+]
+
+ACTION_ANNOTATION = "xynergy.io/rollout-action"
 
 ANALYSIS = "Analysis"
 MAX_RUNS = 10
@@ -34,6 +46,48 @@ _VERDICT_STATUS: dict[Verdict, ConditionStatus] = {
     Verdict.FAILED: "False",
     Verdict.INCONCLUSIVE: "Unknown",
 }
+
+
+def pending_action(body: Mapping[str, Any]) -> str | None:
+    """The annotation's verb when its value has not been acted upon yet (None otherwise)."""
+    value = ((body.get("metadata") or {}).get("annotations") or {}).get(ACTION_ANNOTATION)
+    if not value or value == (body.get("status") or {}).get("handledAction"):
+        return None
+    return str(value).split("/", 1)[0].strip().lower()
+
+
+_MAY_SPLIT = (None, RolloutPhase.PENDING, RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
+
+
+def needs_finalizer(body: Mapping[str, Any]) -> bool:
+    """Whether deleting the Rollout now needs the operator: it may hold its target's traffic
+    split on a backend that keeps the split once the Rollout is gone (Cloud Run's revision
+    traffic; status.trafficRouting unset), or (Kubernetes) its blue-green promotion is not
+    finished. That is a Rollout not started yet (its backend
+    is not known yet, so nothing is made before the finalizer is in place), a Progressing or
+    Paused one, and an ended one that its next converge may start again (a `retry` not acted
+    upon, a spec edit not observed yet, a Rollout stalled before it started: RolloutConflict).
+    On Kubernetes (status.trafficRouting set) the new revision's Deployment and Service go
+    with the Rollout by their owner references and the gateway serves the target's own
+    Service once the Rollout is gone: no finalizer, but for a blue-green promotion within its
+    keep window (status.scaleDownAt), whose target is patched only when the window ends:
+    deleting the Rollout then would leave the target on the old revision. kopf adds the
+    finalizer while this holds and removes it on the first event after it stops holding (the
+    status write that ends the rollout or its keep window), so deleting an ended Rollout
+    touches nothing."""
+    status = body.get("status") or {}
+    if status.get("trafficRouting"):  # Kubernetes: only a blue-green promotion's keep window
+        promoted = status.get("phase") == RolloutPhase.PROMOTED
+        return promoted and bool(status.get("scaleDownAt"))
+    phase = status.get("phase")
+    if phase in _MAY_SPLIT:
+        return True
+    generation = (body.get("metadata") or {}).get("generation")
+    return (
+        pending_action(body) == "retry"
+        or generation != status.get("observedGeneration")
+        or not status.get("canaryRevision")
+    )
 
 
 def _label(run: AnalysisRunSummary) -> str:

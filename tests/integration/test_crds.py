@@ -540,6 +540,12 @@ INVALID: list[tuple[str, str, list[tuple[str, Any]], str]] = [
         "spec.strategy.rolling.maxUnavailable",
     ),
     (
+        "ro-rolling-nothing-moves",
+        "Rollout",
+        [("strategy", {"rolling": {"maxSurge": "0%"}})],
+        "rolling.maxSurge and rolling.maxUnavailable must not both be 0",
+    ),
+    (
         "xs-toleration-exists-value",
         "XynergyService",
         [("kubernetes", {"tolerations": [{"operator": "Exists", "value": "x"}]})],

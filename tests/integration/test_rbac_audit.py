@@ -43,7 +43,6 @@ SA = f"{RELEASE}-operator"
 NOT_EXERCISED: dict[tuple[str, str, str], str] = {
     ("xynergy.io", "xynergyservices/scale", "patch"): "ScalingPolicy acting (needs metrics)",
     ("xynergy.io", "xynergyservices", "patch"): "Rollout sets its target's image (Cloud Run)",
-    ("xynergy.io", "rollouts", "patch"): "finalizer of a Rollout (Cloud Run targets)",
     ("xynergy.io", "scalingpolicies", "patch"): "kopf finalizer path, not used by this kind",
     ("apps", "deployments", "delete"): "XynergyService switching backend removes its children",
     ("", "services", "delete"): "XynergyService switching backend removes its children",

@@ -27,6 +27,7 @@ from test_rollout_support import (
 from test_xynergyservice import get_xs, merge_patch, wait_ready
 from test_xynergyservice_cloudrun import create_cloudrun_xs, unique
 
+from controllers.core.controller import FINALIZER
 from controllers.plugin import main
 
 IMAGE_2 = "us-docker.pkg.dev/xynergy-test/apps/ai:2"
@@ -114,6 +115,43 @@ def test_abort_restores_all_traffic_to_the_stable_revision(
     status = wait_rollout(kube, namespace, "ro", "paused again", phase_is("Paused"))["status"]
     assert status["canaryWeight"] == 30
     assert len(revisions(fake, svc)) == 2
+
+
+def test_deleting_a_rollout_mid_canary_returns_all_traffic_to_the_stable_revision(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}})  # fmt: skip
+    body = wait_rollout(kube, namespace, "ro", "paused at 30%", phase_is("Paused"))
+    assert FINALIZER in body["metadata"]["finalizers"]
+    canary = body["status"]["canaryRevision"]
+    assert served(fake, svc) == [(stable, 70, "stable"), (canary, 30, "canary")]
+    assert kube.delete(rollout_url(namespace, "ro")).status_code == 200
+    kube.wait_for(
+        "the deleted Rollout gone",
+        lambda: kube.get(rollout_url(namespace, "ro")).status_code == 404,
+    )
+    assert served(fake, svc) == [(stable, 100, "")]
+    assert "TrafficRestored" in [e["reason"] for e in events_of(kube, namespace, "ro")]
+
+    # an ended Rollout loses the finalizer, and deleting it touches nothing
+    create_rollout(kube, namespace, "now", target=svc, image=IMAGE_2,
+                   strategy={"immediate": {}})  # fmt: skip
+    wait_rollout(kube, namespace, "now", "promoted", phase_is("Promoted"))
+    kube.wait_for(
+        "the finalizer removed from the ended Rollout",
+        lambda: not kube.get(rollout_url(namespace, "now")).json()["metadata"].get("finalizers"),
+    )
+    wait_ready(kube, namespace, svc)
+    kube.wait_for("the promoted revision serving", lambda: served(fake, svc) != [])
+    left = served(fake, svc)
+    assert kube.delete(rollout_url(namespace, "now")).status_code == 200
+    kube.wait_for(
+        "the ended Rollout gone", lambda: kube.get(rollout_url(namespace, "now")).status_code == 404
+    )
+    assert served(fake, svc) == left
 
 
 def test_blue_green_preview_tag_then_switch_keeping_the_old_revision_for_a_while(

@@ -29,6 +29,8 @@ from test_rollout_support import (
 from test_xynergyservice import create_xs, deployment, get_xs, merge_patch, wait_ready
 from test_xynergyservice_cloudrun import create_cloudrun_xs, unique
 
+from controllers.core.controller import FINALIZER
+
 pytestmark = pytest.mark.integration
 
 IMAGE_2 = "us-docker.pkg.dev/xynergy-test/apps/ai:2"
@@ -114,3 +116,32 @@ def test_kubernetes_switches_back_within_the_keep_window(
                   lambda: (deployment(kube, namespace, new) or {})["spec"]["replicas"] == 0)  # fmt: skip
     assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
     assert stable in _switched_back_event(kube, namespace)["message"]
+
+
+def test_kubernetes_deletion_within_the_keep_window_finishes_the_promotion(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """The target is patched only when the keep window ends: deleting the Rollout before must
+    not leave it on the old revision. The deletion patches it and waits for it to be ready."""
+    svc = unique("ai")
+    create_xs(kube, namespace, svc, backend="kubernetes", port=8080,
+              routes=[{"prefix": f"/api/v2/{svc}"}])  # fmt: skip
+    wait_ready(kube, namespace, svc)
+    new = _promoted(kube, namespace, svc, "reg.example/app:2")
+    kube.wait_for(
+        "the keep window holding the finalizer",
+        lambda: FINALIZER in (kube.get(rollout_url(namespace, "bg")).json()["metadata"]
+                              .get("finalizers") or []),
+    )  # fmt: skip
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
+    assert kube.delete(rollout_url(namespace, "bg")).status_code == 200
+    kube.wait_for(
+        "the deleted Rollout gone",
+        lambda: kube.get(rollout_url(namespace, "bg")).status_code == 404,
+    )
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
+    wait_ready(kube, namespace, svc)
+    reasons = [e["reason"] for e in events_of(kube, namespace, "bg")]
+    assert "Released" in reasons, reasons
+    assert any(e["reason"] == "DeletionWaiting" and new in e["message"]
+               for e in events_of(kube, namespace, "bg"))  # fmt: skip

@@ -25,6 +25,7 @@ from controllers.rollout.kubernetes import KubernetesRollout
 from controllers.rollout.reconciler import RolloutReconciler
 from controllers.rollout.resources import ROLLOUT_LABEL
 from controllers.rollout.settings import RolloutSettings
+from controllers.rollout.status import needs_finalizer
 from controllers.xynergyservice.resources import SERVICE_LABEL
 from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION, revision_name
 
@@ -509,3 +510,88 @@ async def test_retry_of_a_superseded_rollout_delivers_over_what_the_target_runs_
     env = new["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "FEATURE_X", "value": "on"} in env
     assert old not in world.provider.deployments()
+
+
+async def test_a_blue_green_preview_joins_the_targets_service_only_at_promotion() -> None:
+    world = World([{"setWeight": 50}], routes=False)  # replica-ratio routing: no gateway
+    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
+    now = await world.run_until("Paused", T0)  # the preview is ready, waiting for promotion
+    (preview,) = _canaries(world)
+    dep = world.provider.deployments()[preview]
+    assert dep["spec"]["replicas"] == 4, "the preview runs at full size"
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert SERVICE_LABEL not in labels, "the target's Service sends the preview no live traffic"
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted"
+    labels = world.provider.deployments()[preview]["spec"]["template"]["metadata"]["labels"]
+    assert labels[SERVICE_LABEL] == "crm", "at promotion the target's Service reaches it"
+
+
+async def test_deleting_a_blue_green_rollout_in_its_keep_window_finishes_the_promotion() -> None:
+    """On Kubernetes the target is patched only when scaleDownDelaySeconds is over: deleting
+    the Rollout before would leave the target on the old revision once the new revision's
+    children are gone. The deletion patches the target and waits until it runs the promoted
+    revision (the new revision serving meanwhile)."""
+    world = World([{"setWeight": 50}])  # behind the gateway
+    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
+    now = await world.run_until("Paused", T0)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted"
+    assert status.scale_down_at is not None
+    assert world.client.patches == [], "the target is patched when the keep window ends"
+    assert needs_finalizer(world.body), "the keep window holds the finalizer"
+    (new,) = _canaries(world)
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    world.reconciler.clock = lambda: now + dt.timedelta(seconds=5)
+
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the promotion finishes"
+    assert event is not None
+    assert event.reason == "DeletionWaiting"
+    assert "for XynergyService crm to run the promoted revision" in event.message
+    assert new in world.provider.deployments(), "the new revision serves until then"
+
+    world.client.target["metadata"]["generation"] = 3  # its controller rolls the Deployment
+    world.provider.ready.discard("crm")
+    assert await world.reconciler.release(copy.deepcopy(world.body)) == (False, None)
+    world.settle()
+    world.provider.ready.add("crm")
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone
+    assert event is not None
+    assert event.reason == "Released"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "patched once"
+
+
+async def test_a_keep_window_deletion_lets_go_at_the_progress_deadline() -> None:
+    world = World([{"setWeight": 50}], progressDeadlineSeconds=60)
+    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 300}}
+    now = await world.run_until("Paused", T0)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
+    await world.converge(now)
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    world.client.target["metadata"]["generation"] = 3
+    world.provider.ready.discard("crm")  # the target never becomes ready
+    world.reconciler.clock = lambda: now + dt.timedelta(seconds=61)
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone, "never blocks for good"
+    assert event is not None
+    assert (event.type, event.reason) == ("Warning", "PromotionUnfinished")
+
+
+async def test_an_ended_kubernetes_rollout_holds_no_finalizer() -> None:
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    assert not needs_finalizer(world.body)
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    writes = world.provider.writes
+    assert await world.reconciler.release(copy.deepcopy(world.body)) == (True, None)
+    assert world.provider.writes == writes
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -196,25 +196,60 @@ def test_blue_green_preview_analysis_failure_rolls_back() -> None:
 
 
 @pytest.mark.parametrize(
-    ("surge", "replicas", "expected"), [("25%", 4, 25), (1, 4, 25), (2, 3, 67), ("0%", 2, 1)]
+    ("surge", "replicas", "unavailable", "expected"),
+    [
+        ("25%", 4, 0, 25),
+        (1, 4, 0, 25),
+        (2, 3, 0, 67),
+        ("0%", 2, 0, 1),
+        ("25%", 4, "25%", 50),  # a Deployment replaces up to surge + unavailable at a time
+        (0, 4, 1, 25),
+        (1, 3, 1, 68),  # each count as its share, rounded up: 34 + 34
+        ("60%", 4, "60%", 100),
+    ],
 )
-def test_rolling_increment(surge: int | str, replicas: int, expected: int) -> None:
-    assert increment(surge, replicas) == expected
+def test_rolling_increment(
+    surge: int | str, replicas: int, unavailable: int | str, expected: int
+) -> None:
+    assert increment(surge, replicas, unavailable) == expected
 
 
-def test_rolling_moves_in_increments_and_holds_each() -> None:
-    ro = rollout({"rolling": {"maxSurge": "40%"}})
-    weights = []
+def rolling_weights(spec: dict[str, Any], replicas: int = 1) -> list[int]:
+    ro = rollout({"rolling": spec})
+    weights: list[int] = []
     progress, now = Progress(0, 0, T0), T0
     for _ in range(10):
-        move = advance(Rolling(), progress, ctx(ro, now, dwell=5.0))
+        move = advance(Rolling(), progress, ctx(ro, now, dwell=5.0, replicas=replicas))
         if move.kind is MoveKind.PROMOTE:
-            break
+            return weights
         if move.progress.weight != progress.weight:
             weights.append(move.progress.weight)
         progress, now = move.progress, now + dt.timedelta(seconds=move.wait or 0)
-    assert weights == [40, 80]
-    assert move.kind is MoveKind.PROMOTE
+    raise AssertionError(f"not promoted: {weights}")
+
+
+def test_rolling_moves_in_increments_and_holds_each() -> None:
+    assert rolling_weights({"maxSurge": "40%"}) == [40, 80]
+
+
+@pytest.mark.parametrize(
+    ("spec", "replicas", "weights"),
+    [
+        ({"maxSurge": "20%", "maxUnavailable": "20%"}, 1, [40, 80]),
+        ({"maxSurge": 0, "maxUnavailable": 1}, 4, [25, 50, 75]),
+        ({"maxSurge": 1, "maxUnavailable": 1}, 8, [26, 52, 78]),
+    ],
+)
+def test_rolling_max_unavailable_adds_to_each_increment(
+    spec: dict[str, Any], replicas: int, weights: list[int]
+) -> None:
+    assert rolling_weights(spec, replicas) == weights
+
+
+@pytest.mark.parametrize("surge", [0, "0%", "00%"])
+def test_rolling_with_nothing_to_move_is_refused_naming_both_fields(surge: int | str) -> None:
+    with pytest.raises(ValueError, match=r"rolling\.maxSurge and rolling\.maxUnavailable must not"):
+        rollout({"rolling": {"maxSurge": surge, "maxUnavailable": "0%"}})
 
 
 def test_immediate_promotes_at_once() -> None:
