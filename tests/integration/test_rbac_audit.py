@@ -47,7 +47,6 @@ NOT_EXERCISED: dict[tuple[str, str, str], str] = {
     ("apps", "deployments", "delete"): "XynergyService switching backend removes its children",
     ("", "services", "delete"): "XynergyService switching backend removes its children",
     ("", "secrets", "update"): "OAuthConnection storing refreshed tokens (claim under RV)",
-    ("", "secrets", "patch"): "OAuthConnection token refresh claim",
     ("kopf.dev", "kopfpeerings", "list"): "peering when the operator watches one namespace",
     ("kopf.dev", "kopfpeerings", "watch"): "peering when the operator watches one namespace",
     ("kopf.dev", "kopfpeerings", "patch"): "peering when the operator watches one namespace",
