@@ -20,8 +20,10 @@ from controllers.xynergyservice.resources.naming import (
 )
 
 __all__ = [
+    "CONTAINER_CONFIG_ERROR",
     "BackendStatus",
     "Traffic",
+    "container_config_error",
     "from_deployment",
     "missing_children",
     "replica_failure",
@@ -197,12 +199,35 @@ def unschedulable(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
+CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+"""The kubelet cannot make the container from its spec: e.g. runAsNonRoot with an image that
+runs as root, or a Secret/ConfigMap key the env reads that is missing. It says so in the
+container's waiting state, not in any Deployment condition."""
+
+
+def container_config_error(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) of the first container the kubelet cannot create from its spec, e.g.
+    ("CreateContainerConfigError", "pod crm-5f..: container app: container has runAsNonRoot
+    and image will run as root ...")."""
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == CONTAINER_CONFIG_ERROR:
+                name = (pod.get("metadata") or {}).get("name")
+                where = f"pod {name}: container {cs.get('name')}"
+                return CONTAINER_CONFIG_ERROR, f"{where}: {waiting.get('message', '')}"
+    return None
+
+
 def with_scheduling(observed: BackendStatus, pods: Sequence[Mapping[str, Any]]) -> BackendStatus:
-    """A rollout that waits on Pods the scheduler cannot place says so (reason and message
-    of their PodScheduled=False condition); a failed one keeps its reason and adds why."""
+    """A rollout that waits on Pods the scheduler cannot place, or whose container the kubelet
+    cannot create from its spec, says so (the reason and message of the Pod's condition or the
+    container's waiting state); a failed one keeps its reason and adds why."""
     if observed.ready or not observed.exists:
         return observed
-    found = unschedulable(pods)
+    found = unschedulable(pods) or container_config_error(pods)
     if found is None:
         return observed
     reason, message = found
