@@ -1,7 +1,8 @@
 """A XynergyService in a namespace that enforces PodSecurity `restricted` (GKE Autopilot, a
 hardened cluster): its Pods are admitted by default, and Pods the ReplicaSet cannot create
-(`podSecurity: baseline` there) say why at once instead of "RollingOut" until the progress
-deadline. Real apiserver (PodSecurity admission) and controller-manager, kwok Pods."""
+(`podSecurity: baseline` there, or a ResourceQuota) say why at once instead of "RollingOut"
+until the progress deadline, and clear once they are created. Real apiserver (PodSecurity and
+ResourceQuota admission) and controller-manager, kwok Pods."""
 
 from __future__ import annotations
 
@@ -68,4 +69,37 @@ def test_restricted_namespace_admits_the_pods_and_a_refusal_stalls_at_once(
     # the fix: the Pods get created, and the stall clears
     merge_patch(kube, xs_url(namespace, "root"), {"spec": {"kubernetes": {"podSecurity": None}}})
     healed = wait_ready(kube, namespace, "root")
+    assert "Stalled" not in conditions(healed)
+
+
+def test_a_resourcequota_refusal_stalls_at_once_and_clears_when_the_pods_fit(
+    kube: Kube, operator: KopfRunner, namespace: str
+) -> None:
+    quota = {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    resp = kube.create(f"/api/v1/namespaces/{namespace}/resourcequotas", quota)
+    assert resp.status_code == 201, resp.text
+    kube.wait_for(
+        "the quota's usage computed",
+        lambda: (
+            "used"
+            in (kube.get(f"/api/v1/namespaces/{namespace}/resourcequotas/no-pods").json()["status"])
+        ),
+    )
+    create_xs(kube, namespace, "app")
+
+    def refused() -> bool:
+        return conditions(get_xs(kube, namespace, "app")).get("Stalled", {}).get("reason") == (
+            "FailedCreate"
+        )
+
+    kube.wait_for("the quota's refusal in the conditions", refused, timeout=60)
+    message = conditions(get_xs(kube, namespace, "app"))["Stalled"]["message"]
+    assert "exceeded quota: no-pods" in message
+
+    merge_patch(
+        kube,
+        f"/api/v1/namespaces/{namespace}/resourcequotas/no-pods",
+        {"spec": {"hard": {"pods": "10"}}},
+    )
+    healed = wait_ready(kube, namespace, "app", timeout=120)
     assert "Stalled" not in conditions(healed)
