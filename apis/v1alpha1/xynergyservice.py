@@ -231,6 +231,14 @@ class KubernetesSpec(SpecModel):
     """ServiceAccount the Pods run as (in the service's namespace), for a workload that talks
     to the Kubernetes API, e.g. the gateway reading XynergyServices; the namespace's default
     when unset. The controller does not create it: ship it with its RBAC."""
+    pod_security: Literal["restricted", "baseline"] = "restricted"
+    """The Pod Security Standard the Pods are built to meet. restricted (the default): the
+    Pod runs as non-root (runAsNonRoot; the image's USER must be a non-zero number, e.g.
+    65532), with seccomp RuntimeDefault, no privilege escalation and every capability
+    dropped, so a namespace that enforces restricted (GKE Autopilot, hardened clusters)
+    admits it. baseline: no security settings (the image's user, root included, and the
+    runtime's default capabilities), for an image that must run as root; a namespace that
+    enforces restricted refuses its Pods."""
 
 
 class EnvVar(SpecModel):

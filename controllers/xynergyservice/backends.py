@@ -3,7 +3,8 @@ its pure builders (resources/) and a provider that knows only its cloud.
 
 `KubernetesBackend` applies the Deployment and the Service the builders make, restores a
 missing child at once (reporting it: Ready is False while a child was missing), and looks at
-the Pods when a rollout is slow, so a Pod the scheduler cannot place shows in the conditions.
+the Pods when a rollout is slow, so a Pod the scheduler cannot place, or a container the
+kubelet cannot create from its spec, shows in the conditions.
 `CloudRunBackend` hands the Cloud Run provider the plan of resources/cloudrun.py.
 """
 
@@ -20,6 +21,7 @@ from controllers.core.controller import ChildEvent
 from controllers.core.errors import StalledError, TransientError
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.xynergyservice.observed import (
+    CONTAINER_CONFIG_ERROR,
     BackendStatus,
     from_deployment,
     missing_children,
@@ -57,7 +59,9 @@ __all__ = ["Backend", "CloudRunBackend", "KubernetesBackend"]
 
 _CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"))
 # Reasons under which the Pods are read on every converge (the rollout is known to be stuck).
-_SCHEDULING_REASONS = frozenset({"Unschedulable", "ProgressDeadlineExceeded"})
+_SCHEDULING_REASONS = frozenset(
+    {"Unschedulable", "ProgressDeadlineExceeded", CONTAINER_CONFIG_ERROR}
+)
 
 
 class Backend(Protocol):

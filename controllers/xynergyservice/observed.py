@@ -20,10 +20,13 @@ from controllers.xynergyservice.resources.naming import (
 )
 
 __all__ = [
+    "CONTAINER_CONFIG_ERROR",
     "BackendStatus",
     "Traffic",
+    "container_config_error",
     "from_deployment",
     "missing_children",
+    "replica_failure",
     "unschedulable",
     "with_scheduling",
 ]
@@ -105,27 +108,39 @@ def from_deployment(svc: XynergyService, dep: Mapping[str, Any] | None) -> Backe
     def waiting(reason: str, message: str, *, stalled: bool = False) -> BackendStatus:
         return BackendStatus(ready=False, reason=reason, message=message, stalled=stalled, **common)
 
+    runs_spec = _runs_spec(svc, meta)
+    current = int(st.get("observedGeneration", 0)) >= int(meta.get("generation", 0))
+    # Pods the ReplicaSet cannot create (PodSecurity admission, a ResourceQuota, a
+    # LimitRange): said at once, not after the progress deadline. Only for a Deployment that
+    # runs the spec and whose status is current: after a fix, the old failure is no news.
+    failure = replica_failure(dep) if runs_spec and current else None
+    scaling = bool(available and revision and replicas <= updated and _was_serving(svc, revision))
+    if failure is not None and not scaling:
+        return waiting(failure[0], failure[1], stalled=True)
     progressing = conds.get("Progressing", {})
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return waiting("ProgressDeadlineExceeded", progressing.get("message", ""), stalled=True)
-    if not _runs_spec(svc, meta):
+    if not runs_spec:
         return waiting("Updating", f"applying revision {revision_name(svc)}")
     # One stable message for the whole rollout (counts are in replicas/readyReplicas): every
     # distinct message would be another status write per object.
     rolling = f"rolling out revision {revision}: waiting for updated instances to be available"
-    current = int(st.get("observedGeneration", 0)) >= int(meta.get("generation", 0))
     if not current or replicas > updated:
         return waiting("RollingOut", rolling)
-    if updated < desired or available < updated:
+    if updated < desired or available < updated or failure is not None:
         # Only the count moves (no older Pods left): a revision that was serving keeps
-        # serving while instances are added, as Knative's does; a new one is rolling out.
-        if available and revision and _was_serving(svc, revision):
+        # serving while instances are added, as Knative's does (also when more cannot be
+        # created: the message says why); a new one is rolling out.
+        if scaling:
+            message = f"revision {revision} is serving; scaling to {desired} instances"
+            if failure is not None:
+                message = f"{message}: {failure[1]}"
             return BackendStatus(
                 ready=True,
                 reason="Scaling",
-                message=f"revision {revision} is serving; scaling to {desired} instances",
+                message=message,
                 latest_ready_revision=revision,
-                traffic=(Traffic(revision=revision, percent=100),),
+                traffic=(Traffic(revision=str(revision), percent=100),),
                 **common,
             )
         return waiting("RollingOut", rolling)
@@ -139,6 +154,17 @@ def from_deployment(svc: XynergyService, dep: Mapping[str, Any] | None) -> Backe
         traffic=(Traffic(revision=revision, percent=100),) if revision else (),
         **common,
     )
+
+
+def replica_failure(dep: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) of the Deployment's ReplicaFailure=True condition (the ReplicaSet
+    could not create Pods), e.g. ("FailedCreate", 'the ReplicaSet cannot create Pods: pods
+    "crm-5f.." is forbidden: violates PodSecurity "restricted:latest": ...'); else None."""
+    cond = _conditions(dep).get("ReplicaFailure") or {}
+    if cond.get("status") != "True":
+        return None
+    message = cond.get("message") or "no message"
+    return cond.get("reason") or "ReplicaFailure", f"the ReplicaSet cannot create Pods: {message}"
 
 
 def _runs_spec(svc: XynergyService, meta: Mapping[str, Any]) -> bool:
@@ -173,12 +199,35 @@ def unschedulable(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
+CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+"""The kubelet cannot make the container from its spec: e.g. runAsNonRoot with an image that
+runs as root, or a Secret/ConfigMap key the env reads that is missing. It says so in the
+container's waiting state, not in any Deployment condition."""
+
+
+def container_config_error(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) of the first container the kubelet cannot create from its spec, e.g.
+    ("CreateContainerConfigError", "pod crm-5f..: container app: container has runAsNonRoot
+    and image will run as root ...")."""
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == CONTAINER_CONFIG_ERROR:
+                name = (pod.get("metadata") or {}).get("name")
+                where = f"pod {name}: container {cs.get('name')}"
+                return CONTAINER_CONFIG_ERROR, f"{where}: {waiting.get('message', '')}"
+    return None
+
+
 def with_scheduling(observed: BackendStatus, pods: Sequence[Mapping[str, Any]]) -> BackendStatus:
-    """A rollout that waits on Pods the scheduler cannot place says so (reason and message
-    of their PodScheduled=False condition); a failed one keeps its reason and adds why."""
+    """A rollout that waits on Pods the scheduler cannot place, or whose container the kubelet
+    cannot create from its spec, says so (the reason and message of the Pod's condition or the
+    container's waiting state); a failed one keeps its reason and adds why."""
     if observed.ready or not observed.exists:
         return observed
-    found = unschedulable(pods)
+    found = unschedulable(pods) or container_config_error(pods)
     if found is None:
         return observed
     reason, message = found

@@ -31,6 +31,8 @@ from controllers.xynergyservice.resources.references import (
 
 __all__ = [
     "DEFAULT_PROGRESS_DEADLINE_SECONDS",
+    "PRE_STOP_SLEEP_SECONDS",
+    "TERMINATION_GRACE_PERIOD_SECONDS",
     "build_deployment",
     "build_service",
     "owner_reference",
@@ -41,6 +43,14 @@ __all__ = [
 
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 """Kubernetes' own default: a rollout without progress for this long is reported failed."""
+
+PRE_STOP_SLEEP_SECONDS = 5
+"""A stopping Pod's container sleeps this long before its SIGTERM (a native preStop sleep,
+no binary needed in the image): the Pod leaves the Service's endpoints asynchronously, and
+requests routed to it meanwhile are still served, not refused."""
+TERMINATION_GRACE_PERIOD_SECONDS = PRE_STOP_SLEEP_SECONDS + 30
+"""The preStop sleep plus Kubernetes' default 30 s for the app's own shutdown after SIGTERM
+(the grace period counts from the start of the preStop hook)."""
 
 
 def _labels(svc: XynergyService) -> dict[str, str]:
@@ -116,6 +126,12 @@ def _mounts(svc: XynergyService) -> list[dict[str, Any]]:
     ]
 
 
+def _restricted(svc: XynergyService) -> bool:
+    """The Pods meet the Pod Security Standard `restricted` (spec.kubernetes.podSecurity)."""
+    k8s = svc.spec.kubernetes
+    return k8s is None or k8s.pod_security == "restricted"
+
+
 def _container(svc: XynergyService) -> dict[str, Any]:
     spec = svc.spec
     sizing = spec.sizing()
@@ -137,6 +153,12 @@ def _container(svc: XynergyService) -> dict[str, Any]:
         container["env"] = env
     if spec.volumes:
         container["volumeMounts"] = _mounts(svc)
+    if _restricted(svc):
+        container["securityContext"] = {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
+    container["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}}
     if spec.health_check is not None:
         hc = spec.health_check
         container["readinessProbe"] = {
@@ -164,11 +186,22 @@ def build_deployment(
     Secrets and ConfigMaps mounted as `spec.volumes` are not in them: the kubelet updates
     their files in place, and rolling the Pods would defeat that.
 
+    The Pods meet PodSecurity `restricted` unless spec.kubernetes.podSecurity is baseline,
+    and sleep `PRE_STOP_SLEEP_SECONDS` before their SIGTERM (docs/architecture.md).
+
     `revision` names what it runs (default the generation's `revision_name`; `revision_of`
     keeps the live one when only the instance count changed); the Pod spec's digest goes
     beside it, so a reader can tell whether the Deployment runs the spec's Pods."""
     spec = svc.spec
-    pod_spec: dict[str, Any] = {"containers": [_container(svc)]}
+    pod_spec: dict[str, Any] = {
+        "containers": [_container(svc)],
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
+    }
+    if _restricted(svc):  # the rest of `restricted` is on the container
+        pod_spec["securityContext"] = {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
     if spec.volumes:
         pod_spec["volumes"] = [_volume(v) for v in spec.volumes]
     k8s = spec.kubernetes

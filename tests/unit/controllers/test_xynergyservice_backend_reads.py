@@ -28,6 +28,7 @@ class ListingProvider:
         self.objects: dict[str, dict[str, Any]] = {}
         self.lists = 0
         self.gets: list[str] = []
+        self.pods: list[dict[str, Any]] = []
 
     async def get(self, api_version: str, kind: str, name: str, ns: str | None) -> Any:
         self.gets.append(kind)
@@ -44,7 +45,7 @@ class ListingProvider:
 
     async def list(self, *_: Any, **__: Any) -> list[dict[str, Any]]:
         self.lists += 1
-        return []
+        return copy.deepcopy(self.pods)
 
 
 def _svc(*, deployed: bool, image: str = "reg/crm:1") -> XynergyService:
@@ -86,3 +87,55 @@ async def test_a_child_events_converge_reads_the_cache_and_a_check_reads_the_api
     assert observed.writes == 0
     await backend.apply(_svc(deployed=True))  # a resync check: the apiserver
     assert sorted(provider.gets) == ["Deployment", "Service"]
+
+
+RUNS_AS_ROOT = (
+    'container has runAsNonRoot and image will run as root (pod: "crm-7d4-abc_ns(u-2)", '
+    "container: app)"
+)
+ROOT_POD = {
+    "metadata": {"name": "crm-7d4-abc"},
+    "status": {
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": [
+            {
+                "name": "app",
+                "state": {
+                    "waiting": {"reason": "CreateContainerConfigError", "message": RUNS_AS_ROOT}
+                },
+            }
+        ],
+    },
+}
+
+
+async def test_a_container_the_kubelet_cannot_create_is_named_and_stays_named() -> None:
+    """An image that runs as root under the default runAsNonRoot (podSecurity restricted):
+    the kubelet's CreateContainerConfigError is in the conditions once the rollout is slow,
+    and a converge prompted by a Deployment event reads the Pods again rather than falling
+    back to "RollingOut" (a status write each way)."""
+    provider, cache = ListingProvider(), ChildCache()
+    provider.pods = [ROOT_POD]
+    backend = KubernetesBackend(cast(KubernetesProvider, provider), children=cache)
+    await backend.apply(_svc(deployed=False))
+    slow = await backend.apply(_svc(deployed=True))  # a check: the Pods are read
+    assert (slow.ready, slow.stalled, slow.reason) == (False, False, "CreateContainerConfigError")
+    assert slow.message == f"pod crm-7d4-abc: container app: {RUNS_AS_ROOT}"
+    stuck = _svc(deployed=True).model_dump(by_alias=True, exclude_none=True)
+    stuck["status"]["conditions"] = [
+        {
+            "type": "Ready",
+            "status": "Unknown",
+            "reason": slow.reason,
+            "message": slow.message,
+            "lastTransitionTime": "2026-12-04T03:00:00Z",
+        }
+    ]
+    dep = provider.objects["Deployment"]
+    cache.put("Deployment", dep)
+    lists = provider.lists
+    again = await backend.apply(
+        XynergyService.model_validate(stuck), child=ChildEvent("Deployment", dep)
+    )
+    assert provider.lists == lists + 1
+    assert (again.reason, again.message) == (slow.reason, slow.message)

@@ -144,3 +144,95 @@ def test_subset_sees_a_hand_edited_env_value(want: str, hand_edit: str) -> None:
     live = _live(desired)
     live["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = hand_edit
     assert not is_subset(desired, live)
+
+
+def _restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """What PodSecurity `restricted` refuses in a Pod spec (its checks that a Deployment of
+    ours can fail: the others concern fields we never set, e.g. hostPath or hostPorts)."""
+    pod_sc = pod.get("securityContext") or {}
+    out = []
+    for c in pod["containers"]:
+        sc = c.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{c['name']}: allowPrivilegeEscalation != false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []) or set(caps.get("add") or []) - {
+            "NET_BIND_SERVICE"
+        }:
+            out.append(f"{c['name']}: capabilities not dropped")
+        if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+            out.append(f"{c['name']}: runAsNonRoot != true")
+        if 0 in (sc.get("runAsUser"), pod_sc.get("runAsUser")):
+            out.append(f"{c['name']}: runAsUser=0")
+        profile = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if profile not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{c['name']}: seccompProfile")
+    return out
+
+
+def test_the_pods_meet_pod_security_restricted_unless_baseline_is_asked_for() -> None:
+    """A namespace enforcing `restricted` (GKE Autopilot, hardened clusters) admits the Pods;
+    `podSecurity: baseline` (an image that must run as root) sets no security settings."""
+    pod = build_deployment(_svc())["spec"]["template"]["spec"]
+    assert _restricted_violations(pod) == []
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    restricted = _svc(kubernetes={"podSecurity": "restricted", "serviceType": "NodePort"})
+    assert (
+        build_deployment(restricted)["spec"]["template"]["spec"]["securityContext"]
+        == (pod["securityContext"])
+    )
+    baseline = build_deployment(_svc(kubernetes={"podSecurity": "baseline"}))
+    root_pod = baseline["spec"]["template"]["spec"]
+    assert "securityContext" not in root_pod
+    assert "securityContext" not in root_pod["containers"][0]
+    assert "app: runAsNonRoot != true" in _restricted_violations(root_pod)
+
+
+def test_pod_security_refuses_a_level_it_does_not_know() -> None:
+    from pydantic import ValidationError
+
+    from controllers.core.status import spec_error
+
+    with pytest.raises(ValidationError) as err:
+        _svc(kubernetes={"podSecurity": "privileged"})
+    assert spec_error(err.value) == (
+        "spec.kubernetes.podSecurity: Input should be 'restricted' or 'baseline'"
+    )
+
+
+def test_a_stopping_pod_sleeps_before_its_sigterm_within_its_grace_period() -> None:
+    """The Pod leaves the Service's endpoints asynchronously: it keeps serving for the preStop
+    sleep, then has the rest of the grace period to shut down (both backends' settings)."""
+    from controllers.xynergyservice.resources.kubernetes import (
+        PRE_STOP_SLEEP_SECONDS,
+        TERMINATION_GRACE_PERIOD_SECONDS,
+    )
+
+    for svc in (_svc(), _svc(kubernetes={"podSecurity": "baseline"})):
+        pod = build_deployment(svc)["spec"]["template"]["spec"]
+        lifecycle = pod["containers"][0]["lifecycle"]
+        assert lifecycle == {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}}
+        assert pod["terminationGracePeriodSeconds"] == TERMINATION_GRACE_PERIOD_SECONDS
+    assert PRE_STOP_SLEEP_SECONDS == 5
+    assert TERMINATION_GRACE_PERIOD_SECONDS - PRE_STOP_SLEEP_SECONDS == 30
+
+
+def test_a_deployment_from_before_the_pod_security_settings_rolls_as_a_new_revision() -> None:
+    """Upgrading the operator adds the settings to a live Deployment: it is written once, and
+    its Pod-spec digest differs, so it is a new revision, not a rescale of the live one."""
+    from controllers.xynergyservice.resources.kubernetes import pod_spec_digest, revision_of
+
+    desired = build_deployment(_svc())
+    old = copy.deepcopy(desired)
+    old_pod = old["spec"]["template"]["spec"]
+    del old_pod["securityContext"], old_pod["terminationGracePeriodSeconds"]
+    del old_pod["containers"][0]["securityContext"], old_pod["containers"][0]["lifecycle"]
+    old["metadata"]["annotations"]["xynergy.io/template"] = pod_spec_digest(old_pod)
+    old["metadata"]["annotations"]["xynergy.io/revision"] = "crm-00002"
+    live = _live(old)
+    assert not is_subset(desired, live)
+    assert revision_of(desired, live) is None
+    assert revision_of(desired, _live(desired)) == "crm-00003"

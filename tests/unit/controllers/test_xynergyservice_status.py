@@ -383,3 +383,91 @@ def test_a_progressing_service_never_ready_stays_unknown_without_a_write() -> No
     ready = get_condition(after.conditions, "Ready")
     assert ready is not None
     assert ready.status == "False"  # decided once: now it is False
+
+
+FORBIDDEN = (
+    'pods "crm-7d4-x2k9p" is forbidden: violates PodSecurity "restricted:latest": '
+    'runAsNonRoot != true (pod or container "app" must set securityContext.runAsNonRoot=true)'
+)
+REPLICA_FAILURE = {
+    "type": "ReplicaFailure",
+    "status": "True",
+    "reason": "FailedCreate",
+    "message": FORBIDDEN,
+}
+CANNOT_CREATE = {
+    **READY,
+    "replicas": 0,
+    "updatedReplicas": 0,
+    "readyReplicas": 0,
+    "availableReplicas": 0,
+    "conditions": [
+        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+        {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"},
+        REPLICA_FAILURE,
+    ],
+}
+
+
+def test_pods_the_replicaset_cannot_create_stall_at_once_naming_why() -> None:
+    """PodSecurity admission, a ResourceQuota or a LimitRange refusing the Pods: the
+    Deployment's ReplicaFailure says so at once; waiting 10 minutes for the progress deadline
+    said nothing useful."""
+    svc = _svc()
+    observed = status_from_deployment(svc, _deployment(svc, **CANNOT_CREATE))
+    assert (observed.ready, observed.stalled, observed.reason) == (False, True, "FailedCreate")
+    assert observed.message == f"the ReplicaSet cannot create Pods: {FORBIDDEN}"
+    status = compute_status(svc, observed=observed, error=None, now=NOW)
+    stalled = get_condition(status.conditions, "Stalled")
+    ready = get_condition(status.conditions, "Ready")
+    assert stalled is not None
+    assert ready is not None
+    assert (stalled.reason, ready.status, ready.reason) == ("FailedCreate", "False", "FailedCreate")
+    assert 'violates PodSecurity "restricted:latest"' in ready.message
+    assert check_invariants(generation=2, observed_generation=2, conditions=status.conditions) == []
+    # the cause wins over the symptom once the progress deadline passes too
+    deadline = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    past = {**CANNOT_CREATE, "conditions": [deadline, REPLICA_FAILURE]}
+    assert status_from_deployment(svc, _deployment(svc, **past)).reason == "FailedCreate"
+
+    # the Pods get created: the ReplicaSet drops the condition, and the stall clears
+    stuck = svc.model_copy(update={"status": status})
+    created = status_from_deployment(stuck, _deployment(svc, **READY))
+    healed = compute_status(stuck, observed=created, error=None, now=NOW)
+    assert get_condition(healed.conditions, "Stalled") is None
+    healed_ready = get_condition(healed.conditions, "Ready")
+    assert healed_ready is not None
+    assert healed_ready.status == "True"
+
+
+def test_a_replica_failure_of_an_older_spec_is_no_news() -> None:
+    """After the user's fix (a new spec applied, or the Deployment controller not yet caught
+    up with it) the old failure is not reported as the new revision's."""
+    svc = _svc()
+    dep = _deployment(svc, **CANNOT_CREATE)
+    fixed = status_from_deployment(_svc(generation=3, image="reg/crm:2"), dep)
+    assert (fixed.stalled, fixed.reason) == (False, "Updating")
+    dep["metadata"]["generation"] = 5  # status.observedGeneration 4: not caught up
+    behind = status_from_deployment(svc, dep)
+    assert (behind.stalled, behind.reason) == (False, "RollingOut")
+
+
+def test_a_serving_revision_that_cannot_add_instances_stays_ready_and_says_why() -> None:
+    """A quota that refuses more instances of the revision that is serving: it still serves
+    (Ready stays True, reason Scaling), and the message names the refusal."""
+    quota = (
+        'pods "crm-7d4-q8w2e" is forbidden: exceeded quota: pods, requested: pods=1, '
+        "used: pods=1, limited: pods=1"
+    )
+    failure = {**REPLICA_FAILURE, "message": quota}
+    svc = _svc(replicas=3)
+    stuck = {**SCALING_UP, "replicas": 1, "updatedReplicas": 1,
+             "conditions": [{"type": "Available", "status": "True"}, failure]}  # fmt: skip
+    observed = status_from_deployment(_serving(svc), _deployment(svc, **stuck))
+    assert (observed.ready, observed.stalled, observed.reason) == (True, False, "Scaling")
+    assert observed.message == (
+        "revision crm-00002 is serving; scaling to 3 instances: "
+        f"the ReplicaSet cannot create Pods: {quota}"
+    )
+    never_served = status_from_deployment(svc, _deployment(svc, **stuck))
+    assert (never_served.ready, never_served.stalled) == (False, True)
