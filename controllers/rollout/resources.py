@@ -5,8 +5,6 @@ Kubernetes backend, the new revision's Deployment and Service, owned by the Roll
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -99,10 +97,9 @@ REVISION_LABEL = "xynergy.io/rollout-revision"
 def revision_digest(canary: XynergyService) -> str:
     """8 hex digits of the Pod template the new revision runs (same spec, same name). Without
     the config hash: a rotated Secret rolls the revision's Pods, it is not a new revision."""
-    from controllers.xynergyservice.resources.kubernetes import build_deployment
+    from controllers.xynergyservice.resources.kubernetes import build_deployment, pod_spec_digest
 
-    template = build_deployment(canary)["spec"]["template"]["spec"]
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:8]
+    return pod_spec_digest(build_deployment(canary)["spec"]["template"]["spec"])[:8]
 
 
 def revision_url(name: str, namespace: str | None) -> str:
