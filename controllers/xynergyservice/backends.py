@@ -4,7 +4,7 @@ its pure builders (resources/) and a provider that knows only its cloud.
 `KubernetesBackend` applies the Deployment and the Service the builders make, restores a
 missing child at once (reporting it: Ready is False while a child was missing), and looks at
 the Pods when a rollout is slow, so a Pod the scheduler cannot place, or a container the
-kubelet cannot create from its spec, shows in the conditions.
+kubelet cannot create from its spec, cannot pull or that keeps exiting, shows in the conditions.
 `CloudRunBackend` hands the Cloud Run provider the plan of resources/cloudrun.py.
 """
 
@@ -22,9 +22,11 @@ from controllers.core.errors import StalledError, TransientError
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.xynergyservice.observed import (
     CONTAINER_CONFIG_ERROR,
+    CONTAINER_FAILURES,
     BackendStatus,
     from_deployment,
     missing_children,
+    rollout_pods,
     with_scheduling,
 )
 from controllers.xynergyservice.resources.kubernetes import (
@@ -60,7 +62,7 @@ __all__ = ["Backend", "CloudRunBackend", "KubernetesBackend"]
 _CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"))
 # Reasons under which the Pods are read on every converge (the rollout is known to be stuck).
 _SCHEDULING_REASONS = frozenset(
-    {"Unschedulable", "ProgressDeadlineExceeded", CONTAINER_CONFIG_ERROR}
+    {"Unschedulable", "ProgressDeadlineExceeded", CONTAINER_CONFIG_ERROR, *CONTAINER_FAILURES}
 )
 
 
@@ -175,7 +177,7 @@ class KubernetesBackend:
         self._hold({"Deployment": dep.body, "Service": service.body})
         observed = from_deployment(svc, dep.body)
         if not dep.wrote:  # a rollout this converge started is not slow: no Pods to read yet
-            observed = await self._scheduling(svc, observed, child)
+            observed = await self._scheduling(svc, observed, dep.body, child)
         missing = [] if fresh else [k for k, obj in live.items() if obj is None]
         observed = missing_children(observed, _named(svc, missing), restored=True)
         writes = int(dep.wrote) + int(service.wrote)
@@ -192,23 +194,33 @@ class KubernetesBackend:
         self, svc: XynergyService, *, child: ChildEvent | None = None
     ) -> BackendStatus:
         live = await self._live(svc, child)
-        observed = await self._scheduling(svc, from_deployment(svc, live["Deployment"]), child)
+        dep = live["Deployment"]
+        observed = await self._scheduling(svc, from_deployment(svc, dep), dep, child)
         missing = [k for k, obj in live.items() if obj is None and k != "Deployment"]
         return missing_children(observed, _named(svc, missing), restored=False)
 
     async def _scheduling(
-        self, svc: XynergyService, observed: BackendStatus, child: ChildEvent | None
+        self,
+        svc: XynergyService,
+        observed: BackendStatus,
+        dep: dict[str, Any] | None,
+        child: ChildEvent | None,
     ) -> BackendStatus:
         """Read the Pods when the rollout is slow (a check not prompted by a child event) or
-        already known to be stuck, and say why they do not schedule."""
-        if observed.ready or not observed.exists:
+        already known to be stuck, and say why the rollout's Pods do not schedule or start. A
+        revision that serves while instances are missing (Ready, reason Scaling) is looked at
+        likewise, and a Ready service with all its instances never."""
+        if not observed.exists or (observed.ready and observed.reason != "Scaling"):
             return observed
         ready = get_condition(svc.status.conditions, READY) if svc.status else None
-        stuck = ready is not None and ready.reason in _SCHEDULING_REASONS
+        if observed.ready:  # serving; known when its message already names a failing Pod
+            stuck = ready is not None and ready.message.startswith(f"{observed.message}; pod ")
+        else:
+            stuck = ready is not None and ready.reason in _SCHEDULING_REASONS
         if child is not None and not stuck:
             return observed
         pods = await self.provider.list("v1", "Pod", svc.metadata.namespace, labels=selector(svc))
-        return with_scheduling(observed, pods)
+        return with_scheduling(observed, rollout_pods(dep, pods))
 
     async def delete(self, svc: XynergyService, *, orphan: bool) -> bool:
         for api_version, kind in _CHILDREN:

@@ -1,11 +1,13 @@
 """Pure: what a backend's objects say about a XynergyService, as one `BackendStatus`.
 
 Kubernetes: the Deployment (the logic of `kubectl rollout status`), whether the Service exists,
-and why Pods do not schedule. Cloud Run: the service's terminal condition and revisions.
+and why the rollout's Pods do not schedule or their containers do not start. Cloud Run: the
+service's terminal condition and revisions.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,12 +23,16 @@ from controllers.xynergyservice.resources.naming import (
 
 __all__ = [
     "CONTAINER_CONFIG_ERROR",
+    "CONTAINER_FAILURES",
     "BackendStatus",
     "Traffic",
     "container_config_error",
+    "container_failure",
     "from_deployment",
     "missing_children",
+    "new_replica_set",
     "replica_failure",
+    "rollout_pods",
     "unschedulable",
     "with_scheduling",
 ]
@@ -221,13 +227,120 @@ def container_config_error(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str]
     return None
 
 
+IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+OOM_KILLED = "OOMKilled"
+CONTAINER_FAILURES = frozenset({IMAGE_PULL_BACK_OFF, CRASH_LOOP_BACK_OFF, OOM_KILLED})
+"""Reasons a container of the rollout's Pods does not start or keep running, in the kubelet's
+words: the image cannot be pulled, or the app exits (or is killed for its memory) and is
+restarted with a back-off. No Deployment condition reports them."""
+_PULL_FAILURES = frozenset({IMAGE_PULL_BACK_OFF, "ErrImagePull"})
+
+
+def container_failure(
+    pods: Sequence[Mapping[str, Any]], *, serving: bool = False
+) -> tuple[str, str] | None:
+    """(reason, message) of the first container that cannot be pulled or keeps exiting, e.g.
+    ("CrashLoopBackOff", "pod crm-5f..: container app: CrashLoopBackOff, last exit code 1
+    (Error)"). Only the stable part of the kubelet's words: the image, and the exit code and
+    reason of the last termination, never its back-off text ("back-off 40s restarting failed
+    container ..."), which changes on every back-off and would be a status write each time.
+    The kubelet alternates ErrImagePull and ImagePullBackOff: both are ImagePullBackOff.
+
+    A restarted container that runs again between two back-offs still counts (else the
+    condition would flap at each restart), except when `serving` (the revision serves): there
+    only a container that is not ready counts, not one that restarted once and recovered."""
+    for pod in _live(pods):
+        name = (pod.get("metadata") or {}).get("name")
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            found = _failure(cs, serving=serving)
+            if found is not None:
+                reason, why = found
+                return reason, f"pod {name}: container {cs.get('name')}: {reason}, {why}"
+    return None
+
+
+def _failure(cs: Mapping[str, Any], *, serving: bool) -> tuple[str, str] | None:
+    state = cs.get("state") or {}
+    waiting = state.get("waiting") or {}
+    if waiting.get("reason") in _PULL_FAILURES:
+        return IMAGE_PULL_BACK_OFF, f'cannot pull image "{cs.get("image") or "?"}"'
+    terminated = state.get("terminated") or (cs.get("lastState") or {}).get("terminated")
+    if not terminated:
+        return None
+    crashing = waiting.get("reason") == CRASH_LOOP_BACK_OFF or "terminated" in state
+    restarted = int(cs.get("restartCount") or 0) > 0 and not (serving and cs.get("ready"))
+    if not (crashing or restarted):
+        return None
+    how = terminated.get("reason") or "no reason"
+    reason = OOM_KILLED if how == OOM_KILLED else CRASH_LOOP_BACK_OFF
+    return reason, f"last exit code {terminated.get('exitCode', '?')} ({how})"
+
+
+def _live(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The Pods not being deleted, by name (the first failure named is the same each time)."""
+    return [
+        pod
+        for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name")))
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+    ]
+
+
+# The deployment controller names the ReplicaSet of the Deployment's current template in the
+# Progressing condition: 'Created new replica set "crm-5f7d8c9b4"', 'Found new replica set
+# ...', 'ReplicaSet "crm-5f7d8c9b4" is progressing.', '... has successfully progressed.',
+# '... has timed out progressing.'.
+_NEW_REPLICA_SET = re.compile(r'[Rr]eplica ?[Ss]et "([^"]+)"')
+
+
+def new_replica_set(dep: Mapping[str, Any] | None) -> str | None:
+    """The name of the ReplicaSet that runs the Deployment's current template (its Progressing
+    condition names it); None when the status is older than the spec (the condition would
+    name the previous one) or names none."""
+    if dep is None:
+        return None
+    meta, st = dep.get("metadata") or {}, dep.get("status") or {}
+    if int(st.get("observedGeneration", 0)) < int(meta.get("generation", 0)):
+        return None
+    found = _NEW_REPLICA_SET.search(_conditions(dep).get("Progressing", {}).get("message", ""))
+    return found.group(1) if found else None
+
+
+def rollout_pods(
+    dep: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The Pods of the revision being rolled out (owned by the new ReplicaSet), not the old
+    ones still serving; all of them when the Deployment does not say which is new."""
+    name = new_replica_set(dep)
+    if name is None:
+        return list(pods)
+    return [
+        pod
+        for pod in pods
+        if any(
+            ref.get("kind") == "ReplicaSet" and ref.get("name") == name
+            for ref in (pod.get("metadata") or {}).get("ownerReferences") or []
+        )
+    ]
+
+
 def with_scheduling(observed: BackendStatus, pods: Sequence[Mapping[str, Any]]) -> BackendStatus:
-    """A rollout that waits on Pods the scheduler cannot place, or whose container the kubelet
-    cannot create from its spec, says so (the reason and message of the Pod's condition or the
-    container's waiting state); a failed one keeps its reason and adds why."""
-    if observed.ready or not observed.exists:
+    """A rollout that waits on Pods the scheduler cannot place, whose container the kubelet
+    cannot create from its spec, cannot pull, or that keeps exiting, says so (the reason and
+    message of the Pod's condition or the container's state); a failed one keeps its reason
+    and adds why. A revision that serves while adding instances (Ready, reason Scaling) stays
+    Ready and adds a container that keeps failing to its message. `pods`: the rollout's own
+    (`rollout_pods`)."""
+    if not observed.exists:
         return observed
-    found = unschedulable(pods) or container_config_error(pods)
+    if observed.ready:
+        if observed.reason != "Scaling":
+            return observed
+        failing = container_failure(pods, serving=True)
+        if failing is None:
+            return observed
+        return replace(observed, message=f"{observed.message}; {failing[1]}")
+    found = unschedulable(pods) or container_config_error(pods) or container_failure(pods)
     if found is None:
         return observed
     reason, message = found

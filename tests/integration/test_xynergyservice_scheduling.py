@@ -12,7 +12,9 @@ import pytest
 from fakes.cloudrun import FakeCloudRun
 from kopf.testing import KopfRunner
 from kube_support import Kube, run_operator
-from test_xynergyservice import create_xs, deployment, get_xs
+from test_xynergyservice import create_xs, deployment, get_xs, merge_patch, wait_ready, xs_url
+
+from controllers.xynergyservice.observed import new_replica_set, rollout_pods
 
 DEADLINE_SECONDS = 45
 
@@ -69,3 +71,39 @@ def test_unschedulable_pods_surface_then_stall(
         ),
         timeout=30,
     )
+
+
+def test_only_the_new_revisions_pods_are_the_rollouts(
+    kube: Kube, operator: KopfRunner, namespace: str
+) -> None:
+    """The real deployment controller's Progressing condition names the new ReplicaSet, so
+    the Pods looked at for a slow rollout are the new revision's (Pending here: it asks for
+    more memory than any node has), not the old ones that keep serving meanwhile."""
+    create_xs(kube, namespace, "api", replicas=2)
+    wait_ready(kube, namespace, "api")
+    merge_patch(kube, xs_url(namespace, "api"), {"spec": {"resources": {"memory": "1000Ei"}}})
+
+    def says_unschedulable() -> bool:
+        return conditions(get_xs(kube, namespace, "api")).get("Ready", {}).get("reason") == (
+            "Unschedulable"
+        )
+
+    kube.wait_for("the new revision's Pods unschedulable", says_unschedulable, timeout=60)
+    dep = deployment(kube, namespace, "api")
+    assert dep is not None
+    revision = dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+    sets = kube.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets").json()["items"]
+    (new,) = [
+        rs["metadata"]["name"]
+        for rs in sets
+        if rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == revision
+    ]
+    assert new_replica_set(dep) == new
+    pods = kube.get(f"/api/v1/namespaces/{namespace}/pods").json()["items"]
+    owners = {p["metadata"]["name"]: p["metadata"]["ownerReferences"][0]["name"] for p in pods}
+    assert sorted(set(owners.values())) == sorted(rs["metadata"]["name"] for rs in sets)
+    chosen = {p["metadata"]["name"] for p in rollout_pods(dep, pods)}
+    assert chosen == {name for name, owner in owners.items() if owner == new}
+    assert chosen
+    assert all(p["status"]["phase"] == "Pending" for p in pods if p["metadata"]["name"] in chosen)
+    assert set(owners) - chosen  # the old revision's Pods, still there

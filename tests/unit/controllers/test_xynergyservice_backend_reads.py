@@ -48,12 +48,11 @@ class ListingProvider:
         return copy.deepcopy(self.pods)
 
 
-def _svc(*, deployed: bool, image: str = "reg/crm:1") -> XynergyService:
+def _svc(*, deployed: bool, image: str = "reg/crm:1", replicas: int = 1) -> XynergyService:
     meta = {"name": "crm", "namespace": "ns", "uid": "u-1", "generation": 1}
     status = {"latestCreatedRevision": "crm-00001"} if deployed else None
-    return XynergyService.model_validate(
-        {"metadata": meta, "spec": {"image": image}, "status": status}
-    )
+    spec = {"image": image, "replicas": replicas}
+    return XynergyService.model_validate({"metadata": meta, "spec": spec, "status": status})
 
 
 async def test_a_rollout_this_converge_started_lists_no_pods() -> None:
@@ -139,3 +138,95 @@ async def test_a_container_the_kubelet_cannot_create_is_named_and_stays_named() 
     )
     assert provider.lists == lists + 1
     assert (again.reason, again.message) == (slow.reason, slow.message)
+
+
+def _crash_looping(back_off: str, restarts: int, rs: str = "crm-7d4") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"{rs}-abc",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs}],
+        },
+        "status": {
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "image": "reg/crm:1",
+                    "ready": False,
+                    "restartCount": restarts,
+                    "state": {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off {back_off} restarting failed container=app",
+                        }
+                    },
+                    "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}},
+                }
+            ],
+        },
+    }
+
+
+def _with_ready(svc: XynergyService, **ready: Any) -> XynergyService:
+    body = svc.model_dump(by_alias=True, exclude_none=True)
+    condition = {"type": "Ready", "lastTransitionTime": "2026-12-04T03:00:00Z", **ready}
+    body["status"] = {**body.get("status", {}), "conditions": [condition]}
+    return XynergyService.model_validate(body)
+
+
+async def test_a_crash_looping_rollout_is_named_and_each_back_off_reads_the_same() -> None:
+    """The app of the new revision exits: CrashLoopBackOff with the last exit code once the
+    rollout is slow; the Deployment events that follow read the Pods again (the reason is
+    known stuck) and find the same condition, whatever the back-off says now."""
+    provider, cache = ListingProvider(), ChildCache()
+    provider.pods = [_crash_looping("10s", 1)]
+    backend = KubernetesBackend(cast(KubernetesProvider, provider), children=cache)
+    await backend.apply(_svc(deployed=False))
+    slow = await backend.apply(_svc(deployed=True))
+    assert (slow.ready, slow.reason) == (False, "CrashLoopBackOff")
+    assert (
+        slow.message == "pod crm-7d4-abc: container app: CrashLoopBackOff, last exit code 3 (Error)"
+    )
+    stuck = _with_ready(
+        _svc(deployed=True), status="Unknown", reason=slow.reason, message=slow.message
+    )
+    provider.pods = [_crash_looping("2m40s", 5)]
+    dep = provider.objects["Deployment"]
+    cache.put("Deployment", dep)
+    lists = provider.lists
+    again = await backend.apply(stuck, child=ChildEvent("Deployment", dep))
+    assert provider.lists == lists + 1
+    assert (again.reason, again.message) == (slow.reason, slow.message)
+
+
+async def test_a_serving_revision_missing_an_instance_reads_its_pods_only_on_a_check() -> None:
+    """Ready with every instance: no Pod read, check or event. Ready while an instance is
+    missing (Scaling): a check reads the Pods and names a crash-looping one in the message
+    (Ready stays True); then Deployment events read them again rather than dropping it."""
+    provider, cache = ListingProvider(), ChildCache()
+    provider.pods = [_crash_looping("40s", 3)]
+    backend = KubernetesBackend(cast(KubernetesProvider, provider), children=cache)
+    await backend.apply(_svc(deployed=False, replicas=2))
+    dep = provider.objects["Deployment"]
+    dep["status"] = {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
+                     "readyReplicas": 2, "availableReplicas": 2,
+                     "conditions": [{"type": "Available", "status": "True"}]}  # fmt: skip
+    serving = _svc(deployed=True, replicas=2).model_dump(by_alias=True, exclude_none=True)
+    serving["status"]["latestReadyRevision"] = "crm-00001"
+    svc = _with_ready(XynergyService.model_validate(serving), status="True", reason="Ready", message="2/2 instances ready")  # fmt: skip
+    full = await backend.apply(svc)
+    assert (full.ready, full.reason, provider.lists) == (True, "Ready", 0)
+    dep["status"] |= {"readyReplicas": 1, "availableReplicas": 1}
+    cache.put("Deployment", dep)
+    event = await backend.apply(svc, child=ChildEvent("Deployment", dep))
+    assert (event.ready, event.reason, provider.lists) == (True, "Scaling", 0)
+    check = await backend.apply(svc)
+    assert provider.lists == 1
+    assert (check.ready, check.reason) == (True, "Scaling")
+    assert check.message == (
+        f"{event.message}; pod crm-7d4-abc: container app: CrashLoopBackOff, last exit code 3 (Error)"
+    )
+    named = _with_ready(svc, status="True", reason="Scaling", message=check.message)
+    again = await backend.apply(named, child=ChildEvent("Deployment", dep))
+    assert provider.lists == 2
+    assert again.message == check.message
