@@ -306,3 +306,14 @@ def test_a_ready_service_with_all_its_instances_is_not_changed_by_its_pods() -> 
     assert ready.reason == "Ready"
     crashing = _pod("crm-7d4f9c8b6-x2k9p", NEW_RS, _crash_loop("10s", TERMINATED_1, 1))
     assert with_scheduling(ready, [copy.deepcopy(crashing)]) == ready
+
+
+def test_a_serving_revision_with_no_instance_left_is_not_ready_and_names_the_failure() -> None:
+    svc = _serving()
+    none_left = {**SERVING_ONE_DOWN, "readyReplicas": 0, "availableReplicas": 0}
+    dep = _deployment(svc, **none_left)
+    down = from_deployment(svc, dep)
+    assert (down.ready, down.reason) == (False, "RollingOut")
+    crashing = _pod("crm-7d4f9c8b6-x2k9p", NEW_RS, _crash_loop("40s", OOM, 3))
+    observed = with_scheduling(down, rollout_pods(dep, [crashing]))
+    assert (observed.ready, observed.reason, observed.message) == (False, "OOMKilled", OOM_MESSAGE)
