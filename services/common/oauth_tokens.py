@@ -72,6 +72,7 @@ __all__ = [
     "OAuthTokens",
     "TokenReader",
     "TokenSecretNotOwnedError",
+    "controlled_by",
 ]
 
 log = logging.getLogger("xynergy.services")
@@ -309,7 +310,7 @@ class TokenReader:
         """Raise :class:`TokenSecretNotOwnedError` unless the Secret's controller
         ownerReference is ``conn`` (kind, group, name and UID); log it once per Secret."""
         meta = secret.get("metadata") or {}
-        if _controlled_by(meta, conn):
+        if controlled_by(meta, conn):
             return
         where = f"{_ns(conn)}/{conn.spec.token_secret_name}"
         seen = (where, str(meta.get("uid") or ""))
@@ -354,8 +355,10 @@ def _ns(conn: OAuthConnection) -> str:
     return conn.metadata.namespace or "default"
 
 
-def _controlled_by(meta: dict[str, Any], conn: OAuthConnection) -> bool:
-    """True when the controller ownerReference in ``meta`` is the OAuthConnection ``conn``."""
+def controlled_by(meta: dict[str, Any], conn: OAuthConnection) -> bool:
+    """True when the controller ownerReference in ``meta`` (a Secret's metadata, as JSON) is
+    the OAuthConnection ``conn`` (kind, group, name and UID): the operator's own Secret. The
+    gateway's OAuth callback checks the authorization Secret with it too."""
     for ref in meta.get("ownerReferences") or []:
         if ref.get("controller"):
             return (

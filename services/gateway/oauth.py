@@ -8,8 +8,11 @@ the code to the operator, which holds the PKCE verifier and the client secret an
 
 Checks, in order, each refusal in the gateway's one error shape: a verified caller (401); a
 state that names an OAuthConnection of this provider (400); the caller's tenant is the
-connection's (403, and the state stays usable); the state equals the pending one in the
-connection's authorization Secret and has not expired (400). Then the state is taken out and
+connection's (403, and the state stays usable); the connection's authorization Secret is the
+operator's (its controller ownerReference is that OAuthConnection, as the services'
+TokenReader checks the token Secret: else 500 ``oauth_secret_not_owned`` naming the Secret,
+never its data, and nothing is written to it); the state equals the pending one in that
+Secret and has not expired (400). Then the state is taken out and
 the code put in, in one write under the Secret's resourceVersion: of two requests with the
 same state only one write succeeds, so a replay is refused (400). The answer waits (up to
 ``XYNERGY_GATEWAY_OAUTH_WAIT_SECONDS``, 20) for the operator: 200 with the connection and its
@@ -42,6 +45,7 @@ from apis.v1alpha1.oauthconnection import (
     decode_state,
 )
 from services.common.auth import AuthError, TokenVerifier, bearer_token
+from services.common.oauth_tokens import controlled_by
 from services.gateway.errors import error_code
 
 __all__ = ["PREFIX", "CallbackRefused", "OAuthCallbackSettings", "oauth_router"]
@@ -59,14 +63,22 @@ class OAuthCallbackSettings(BaseSettings):
 
 
 class CallbackRefused(Exception):  # noqa: N818 - a refusal, answered, not an error of ours
-    def __init__(self, status: int, message: str, *, authorization_url: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        authorization_url: str | None = None,
+        error: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.authorization_url = authorization_url
+        self.error = error or error_code(status)
 
     def response(self) -> JSONResponse:
         body: dict[str, object] = {
-            "error": error_code(self.status),
+            "error": self.error,
             "message": str(self),
             "status": self.status,
         }
@@ -115,7 +127,8 @@ class Callback:
         try:
             return await self._handle(provider, request)
         except CallbackRefused as refused:
-            log.info(
+            log.log(
+                logging.WARNING if refused.status >= 500 else logging.INFO,
                 "oauth callback refused",
                 extra={"fields": {"status": refused.status, "reason": str(refused)}},
             )
@@ -174,6 +187,15 @@ class Callback:
             if exc.status.code == 404:
                 raise CallbackRefused(400, "state: unknown or already used") from None
             raise
+        if not controlled_by(secret.to_dict().get("metadata") or {}, conn):
+            where = f"{conn.metadata.namespace}/{name}"
+            raise CallbackRefused(
+                500,
+                f"the authorization Secret {where} is not controlled by OAuthConnection "
+                f"{conn.metadata.namespace}/{conn.metadata.name}; nothing was written to it "
+                "(delete that Secret: the operator then makes its own)",
+                error="oauth_secret_not_owned",
+            )
         stored = _text(secret, "state")
         if not stored:
             raise CallbackRefused(400, "state: already used")
