@@ -10,7 +10,9 @@ How the operator keeps the tokens (the layout this module reads; constants in
 
 - The OAuthConnection (``spec.tenant``, ``spec.provider``: ``slack`` or ``gmail``) is the
   source of truth for whether a connection is usable: ``status.phase`` is ``Connected`` (or
-  ``Refreshing``, while a new token is fetched and the Secret still holds a valid one).
+  ``Refreshing``, while a new token is fetched and the Secret still holds a valid one). A
+  Connected connection may carry a Degraded condition (a refresh that cannot be made yet, or
+  Slack's user token lost): its tokens still work and are used.
   Anything else (``PendingAuthorization``, ``ReauthRequired``, ``Revoked``, ``Error``) means
   the user must authorize at ``status.authorizationURL``.
 - The tokens live in the Secret ``spec.tokenSecretName`` in the connection's namespace, owned

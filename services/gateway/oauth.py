@@ -17,7 +17,10 @@ the code put in, in one write under the Secret's resourceVersion: of two request
 same state only one write succeeds, so a replay is refused (400). The answer waits (up to
 ``XYNERGY_GATEWAY_OAUTH_WAIT_SECONDS``, 20) for the operator: 200 with the connection and its
 account once Connected, 400 with the operator's reason and the new ``authorizationURL`` when
-the provider refused the code, 202 when the exchange is still pending.
+the provider refused the code, 202 when the exchange is still pending. A connection that is
+already Connected (authorizing again for Slack's user token, `docs/oauthconnection.md`) is
+answered once its status no longer carries this state: 200 when the URL is gone, else 400 with
+its Degraded message and the new URL.
 
 RBAC: get/watch ``oauthconnections``; get/update ``secrets``. Never logs a code or state.
 """
@@ -238,7 +241,7 @@ class Callback:
             return JSONResponse(body, status_code=202)
         status = latest.status
         assert status is not None
-        if status.phase == OAuthPhase.CONNECTED:
+        if status.phase == OAuthPhase.CONNECTED and not status.authorization_url:
             account = (
                 status.account.model_dump(by_alias=True, exclude_none=True)
                 if status.account
@@ -247,8 +250,11 @@ class Callback:
             return JSONResponse(
                 {"connection": name, "phase": str(status.phase), "account": account}
             )
-        ready = get_condition(status.conditions, READY)
-        message = ready.message if ready else "the provider refused the authorization"
+        # still Connected with a new URL: authorizing again for Slack's user token failed
+        why = get_condition(
+            status.conditions, "Degraded" if status.phase == OAuthPhase.CONNECTED else READY
+        )
+        message = why.message if why else "the provider refused the authorization"
         raise CallbackRefused(
             400, f"authorization failed: {message}", authorization_url=status.authorization_url
         )
@@ -271,12 +277,15 @@ class Callback:
 
 
 def _handled(conn: OAuthConnection, state: str) -> bool:
+    """The operator has exchanged this state's code (Connected, no URL left) or given up on
+    it (a URL with another state). A connection already Connected whose URL still carries
+    this state (authorizing again for Slack's user token) has not been handled yet."""
     status = conn.status
     if status is None:
         return False
-    if status.phase == OAuthPhase.CONNECTED:
-        return True
-    return status.authorization_url is not None and state not in _unquoted(status.authorization_url)
+    if status.authorization_url is None:
+        return status.phase == OAuthPhase.CONNECTED
+    return state not in _unquoted(status.authorization_url)
 
 
 def _unquoted(url: str) -> str:

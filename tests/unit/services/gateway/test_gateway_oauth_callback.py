@@ -1,7 +1,8 @@
 """The gateway's OAuth callback over an in-memory apiserver: the code goes only into the
 authorization Secret the connection's operator made (its controller ownerReference is that
 OAuthConnection); any other Secret of that name is refused with a 500 naming it, its state is
-not compared and nothing is written to it."""
+not compared and nothing is written to it. A connection already Connected (authorizing again
+for Slack's user token) is answered only once the operator has handled this state."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
-def connection(phase: str = "PendingAuthorization") -> dict[str, Any]:
+def connection(phase: str = "PendingAuthorization", **status: Any) -> dict[str, Any]:
     return {
         "apiVersion": "xynergy.io/v1alpha1",
         "kind": "OAuthConnection",
@@ -44,7 +45,7 @@ def connection(phase: str = "PendingAuthorization") -> dict[str, Any]:
             "tenant": "acme",
             "tokenSecretName": f"{NAME}-tokens",
         },
-        "status": {"phase": phase},
+        "status": {"phase": phase, **status},
     }
 
 
@@ -63,6 +64,7 @@ class Apiserver:
 
     secret: Secret
     replaced: list[Secret] = field(default_factory=list)
+    watched: list[dict[str, Any]] = field(default_factory=lambda: [connection("Connected")])
 
     async def get(self, res: Any, name: str, *, namespace: str) -> Any:
         if res is Secret:
@@ -75,7 +77,8 @@ class Apiserver:
         return obj
 
     async def watch(self, res: Any, **_: Any) -> AsyncIterator[tuple[str, Obj]]:
-        yield "MODIFIED", Obj(connection("Connected"))
+        for body in self.watched:
+            yield "MODIFIED", Obj(body)
 
 
 def authorization_secret(owners: list[OwnerReference]) -> Secret:
@@ -164,3 +167,54 @@ async def test_a_secret_the_connection_does_not_control_gets_no_code(
     assert STATE not in seen
     assert "verifier" not in seen
     assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+def condition(type_: str, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-03-01T12:00:00Z",
+    }
+
+
+async def test_a_connected_connection_is_answered_once_its_code_was_handled() -> None:
+    """Re-authorizing for the user token: the connection is Connected before and after; the
+    answer waits for the operator (the URL no longer carries this state)."""
+    pending = f"https://slack.example/authorize?state={STATE}"
+    new_url = "https://slack.example/authorize?state=" + encode_state(NS, NAME, "next")
+    failed = "the provider refused the authorization code: invalid_code; no user token"
+    api = Apiserver(
+        authorization_secret([ref()]),
+        watched=[
+            connection("Connected", authorizationURL=pending),  # not handled yet
+            connection(
+                "Connected",
+                authorizationURL=new_url,
+                conditions=[
+                    condition("Ready", "Connected", "tokens are current"),
+                    condition("Degraded", "UserReauthRequired", failed),
+                ],
+            ),
+        ],
+    )
+
+    resp = await call(api)
+
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["message"] == f"authorization failed: {failed}"
+    assert resp.json()["authorizationURL"] == new_url
+
+    api = Apiserver(
+        authorization_secret([ref()]),
+        watched=[
+            connection("Connected", authorizationURL=pending),
+            connection("Connected", account={"teamId": "T1"}),  # exchanged: the URL is gone
+        ],
+    )
+
+    resp = await call(api)
+
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["account"] == {"teamId": "T1"}
