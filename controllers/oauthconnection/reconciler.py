@@ -9,19 +9,22 @@ Level-based, from what the Secrets hold:
   until then; `invalid_grant`, or an expired token without a refresh token, deletes the dead
   tokens and asks for a new authorization (ReauthRequired); an unreadable `expires_at` counts
   as expired; Slack's user token (`spec.userScopes`, kept under the `user_*` keys) is
-  refreshed by the same rule with its own refresh token, in the same claim and write;
+  refreshed by the same rule with its own refresh token, in the same claim and write; a
+  refused one is dropped alone: the bot token stays Connected, Degraded, with a URL to
+  authorize again (`_without_user_token`);
 - neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
   the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
 New tokens whose write fails are retried in-process, then kept in memory by UID and written by
 the next converge (a code or rotated refresh token cannot be used twice). Only Secrets whose
 controller ownerReference is this connection are read, written or deleted
 (secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
-to build a URL, exchange a code or refresh. A client the provider refuses (`invalid_client`,
-in the exchange or the refresh) stalls the connection (ClientRefused): the same client id and
-secret are not sent again until the client Secret's values or the spec change (its watch,
-clients.py, converges the connection at once). Deletion (finalizer, when `revokeOnDelete`): revoke
-at the provider (retried; a provider out of reach is a Warning Event and we let go), then
-delete both Secrets, when ours.
+to build a URL, exchange a code or refresh; a missing one, or a client the provider refuses
+at refresh, leaves valid tokens Connected (Degraded) until they expire, then stalls. A client
+the provider refuses (`invalid_client`, in the exchange or the refresh) is remembered
+(ClientRefused): the same client id and secret are not sent again until the client Secret's
+values or the spec change (its watch, clients.py, converges the connection at once).
+Deletion (finalizer, when `revokeOnDelete`): revoke at the provider (retried; a provider out
+of reach is a Warning Event and we let go), then delete both Secrets, when ours.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pydantic import SecretStr, ValidationError
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.oauthconnection import (
     UNREADABLE_EXPIRY,
+    USER_TOKEN_KEYS,
     ConnectedAccount,
     OAuthConnection,
     OAuthPhase,
@@ -331,10 +335,7 @@ class OAuthConnectionReconciler:
         reauth = bool(authz.get("reauth"))
         if authz.get("error"):
             failure = f"the provider answered the authorization with {authz.get('error')}"
-            outcome = await self._pending(
-                conn, provider, authz, now, reauth=reauth, failure=failure
-            )
-            return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
+            return await self._not_authorized(conn, provider, authz, now, reauth, failure)
         creds = await self.store.client_credentials(conn)
         self._still_refused(conn, creds)
         try:
@@ -350,10 +351,7 @@ class OAuthConnectionReconciler:
             raise self._refuse(conn, creds, exc) from None
         except OAuthError as exc:  # refused code (replayed, expired, PKCE mismatch)
             failure = f"the provider refused the authorization code: {exc}"
-            outcome = await self._pending(
-                conn, provider, authz, now, reauth=reauth, failure=failure
-            )
-            return outcome.with_events(Event("Warning", "AuthorizationFailed", failure))
+            return await self._not_authorized(conn, provider, authz, now, reauth, failure)
         self._refused.pop(str(conn.metadata.uid), None)
         await self._store(conn, tokens, now, refreshed=False)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
@@ -363,14 +361,46 @@ class OAuthConnectionReconciler:
             conn, tokens, now, issued=now, message=message, account=who, refreshed=now
         ).with_events(Event("Normal", "Connected", message))
 
+    async def _not_authorized(
+        self,
+        conn: OAuthConnection,
+        provider: OAuthProvider,
+        authz: SecretData,
+        now: dt.datetime,
+        reauth: bool,
+        failure: str,
+    ) -> Outcome:
+        """An authorization that failed: a new state and URL. A connection that still holds
+        tokens (authorizing again for Slack's user token) keeps them and stays as it was."""
+        outcome = await self._pending(conn, provider, authz, now, reauth=reauth, failure=failure)
+        event = Event("Warning", "AuthorizationFailed", failure)
+        tokens = await self.store.tokens(conn)
+        if tokens is None or not tokens.get("access_token"):
+            return outcome.with_events(event)
+        kept = await self._keep_fresh(conn, provider, tokens, now)
+        if kept.degraded is not None:
+            reason, message = kept.degraded
+            kept = replace(kept, degraded=(reason, f"{failure}; {message}"))
+        return kept.with_events(event)
+
     async def _store(
-        self, conn: OAuthConnection, tokens: TokenSet, issued: dt.datetime, *, refreshed: bool
+        self,
+        conn: OAuthConnection,
+        tokens: TokenSet,
+        issued: dt.datetime,
+        *,
+        refreshed: bool,
+        drop_user: bool = False,
     ) -> None:
         """Write tokens the provider just issued, retried here with backoff; when every try
-        fails they stay in memory (by UID) for the next converge, never asked for again."""
+        fails they stay in memory (by UID) for the next converge, never asked for again.
+        `drop_user` empties the user token's keys (the merge of a refresh keeps keys it does
+        not name)."""
         uid, name = str(conn.metadata.uid), conn.spec.token_secret_name
         self._unsaved[uid] = (tokens, issued)
         data = token_data(tokens, issued=issued)
+        if drop_user and tokens.user is None:
+            data |= dict.fromkeys(USER_TOKEN_KEYS, "")
         try:
             async for attempt in self.write_retry.retrying(
                 retry_if=lambda e: isinstance(e, TransientError), sleep=self._sleep
@@ -502,14 +532,15 @@ class OAuthConnectionReconciler:
             return await self._reauth(conn, provider, failure, now)
         due = self._due(conn, tokens, issued)
         if due is None or due > now:
-            return self._connected(conn, tokens, now, issued=issued)
+            outcome = self._connected(conn, tokens, now, issued=issued)
+            if tokens.user is None:
+                outcome = await self._without_user_token(conn, provider, outcome, now)
+            return outcome
         try:
             creds = await self.store.client_credentials(conn)
-        except StalledError as exc:
-            if expired:
-                raise
+            self._still_refused(conn, creds)
+        except StalledError as exc:  # missing or refused client: usable until they expire
             return self._unrefreshable(conn, tokens, now, issued, exc)
-        self._still_refused(conn, creds)
         until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
         claimed = await self.store.claim(conn, data, holder=self.holder, until=until)
         if claimed is None:  # another replica refreshes (or just did): look again soon
@@ -530,18 +561,19 @@ class OAuthConnectionReconciler:
         issued: dt.datetime | None,
         exc: StalledError,
     ) -> Outcome:
-        """Due for a refresh that cannot be made (no client credentials) while the access
-        token still works: stay Connected until it expires, say why, look again soon."""
-        assert tokens.expires_at is not None
-        message = (
-            f"tokens are valid until {_rfc3339(tokens.expires_at)} but cannot be refreshed: "
-            f"{exc.message}"
-        )
+        """Due for a refresh that cannot be made (the client Secret missing, or its client
+        refused by the provider) while the tokens still work: stay Connected (services read
+        the phase) until the first of them expires, Degraded naming why, and look again
+        soon; once expired, `exc` stalls the connection."""
+        valid = _valid_until(tokens)
+        if valid is None or valid <= now:
+            raise exc
+        message = f"tokens are valid until {_rfc3339(valid)} but cannot be refreshed: {exc.message}"
         outcome = self._connected(conn, tokens, now, issued=issued, message=message)
-        left = (tokens.expires_at - now).total_seconds()
-        return replace(outcome, requeue_after=max(1.0, min(60.0, left))).with_events(
-            Event("Warning", exc.reason, message)
-        )
+        left = (valid - now).total_seconds()
+        return replace(
+            outcome, requeue_after=max(1.0, min(60.0, left)), degraded=(exc.reason, message)
+        ).with_events(Event("Warning", exc.reason, message))
 
     async def _refresh(
         self,
@@ -555,37 +587,51 @@ class OAuthConnectionReconciler:
         """Refresh each token that is due: the access token, then (Slack) the user token with
         its own refresh token. Both land in one write; when the user token's refresh fails
         after the access token's worked, the new access token is written first (a rotated
-        refresh token works once)."""
+        refresh token works once). A refused user refresh token loses the user token only:
+        the (new) access token is kept and the connection stays Connected, Degraded, with an
+        authorization URL to get a user token again (`_without_user_token`)."""
         fresh, when = tokens, issued
         bot_due, user_due = (
             self._bot_due(conn, tokens, issued),
             self._user_due(conn, tokens, issued),
         )
+        dropped = ""
         if bot_due is not None and bot_due <= now:
             assert tokens.refresh_token is not None
-            got = await self._refresh_one(conn, creds, provider, tokens.refresh_token, now)
-            if isinstance(got, Outcome):
-                return got
+            try:
+                got = await self._refresh_one(conn, creds, provider, tokens.refresh_token)
+            except GrantRefusedError as exc:
+                failure = f"the provider refused the refresh token ({exc.code})"
+                return await self._reauth(conn, provider, failure, now)
+            except StalledError as exc:  # a refused client: usable until the tokens expire
+                return self._unrefreshable(conn, tokens, now, issued, exc)
             fresh, when = replace(got, user=tokens.user), now
         if tokens.user is not None and user_due is not None and user_due <= now:
             assert tokens.user.refresh_token is not None
             try:
-                got = await self._refresh_one(conn, creds, provider, tokens.user.refresh_token, now)
-            except ProviderError:
+                got = await self._refresh_one(conn, creds, provider, tokens.user.refresh_token)
+            except GrantRefusedError as exc:
+                dropped = f"the provider refused the user token's refresh token ({exc.code})"
+                fresh = replace(fresh, user=None)
+            except ProviderError as exc:
                 if fresh is not tokens:
                     await self._store(conn, fresh, when or now, refreshed=True)
+                if isinstance(exc, StalledError):
+                    return self._unrefreshable(conn, fresh, now, when, exc)
                 raise
-            if isinstance(got, Outcome):
-                return got
-            user = UserToken(
-                got.access_token, got.refresh_token, got.expires_at, got.scopes, issued_at=now
-            )
-            fresh = replace(fresh, user=user)
+            else:
+                user = UserToken(
+                    got.access_token, got.refresh_token, got.expires_at, got.scopes, issued_at=now
+                )
+                fresh = replace(fresh, user=user)
         self._refused.pop(str(conn.metadata.uid), None)
-        await self._store(conn, fresh, when or now, refreshed=True)
-        return self._connected(
+        await self._store(conn, fresh, when or now, refreshed=True, drop_user=bool(dropped))
+        outcome = self._connected(
             conn, fresh, now, issued=when, message="tokens refreshed", refreshed=now
         )
+        if fresh.user is None:
+            outcome = await self._without_user_token(conn, provider, outcome, now, dropped)
+        return outcome
 
     async def _refresh_one(
         self,
@@ -593,22 +639,61 @@ class OAuthConnectionReconciler:
         creds: ClientCredentials,
         provider: OAuthProvider,
         refresh_token: SecretStr,
-        now: dt.datetime,
-    ) -> TokenSet | Outcome:
-        """One refresh grant: the new tokens, or the ReauthRequired outcome of a refused
-        refresh token; a refused client stalls, anything else is transient (the claim let go
-        either way)."""
+    ) -> TokenSet:
+        """One refresh grant: the new tokens. A refused refresh token raises
+        GrantRefusedError (the caller decides); a refused client stalls, anything else is
+        transient (the claim let go either way)."""
         try:
             return await provider.refresh(creds, refresh_token=refresh_token.get_secret_value())
-        except GrantRefusedError as exc:
-            failure = f"the provider refused the refresh token ({exc.code})"
-            return await self._reauth(conn, provider, failure, now)
+        except GrantRefusedError:
+            raise
         except ClientRefusedError as exc:  # retrying would be refused the same: stall
             await self.store.release_claim(conn)
             raise self._refuse(conn, creds, exc) from None
         except OAuthError as exc:
             await self.store.release_claim(conn)
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
+
+    async def _without_user_token(
+        self,
+        conn: OAuthConnection,
+        provider: OAuthProvider,
+        outcome: Outcome,
+        now: dt.datetime,
+        failure: str = "",
+    ) -> Outcome:
+        """A Connected Slack connection with `spec.userScopes` but no user token (its refresh
+        token refused, or the user scopes added after authorizing): the bot token still
+        works, so it stays Connected, Degraded `UserReauthRequired`, with an authorization URL
+        in status (a state kept in the authorization Secret, as while pending) whose code
+        replaces both tokens."""
+        if conn.spec.provider != "slack" or not conn.spec.user_scopes:
+            return outcome
+        lost = failure or "no user token for spec.userScopes"
+        try:
+            authz = await self.store.authorization(conn)
+            pending = await self._pending(conn, provider, authz, now, reauth=True)
+        except StalledError as exc:  # no client to build a URL with: say so
+            message = f"{lost}; the bot token still works; authorizing again needs: {exc.message}"
+            url, requeue = None, outcome.requeue_after
+        else:
+            message = (
+                f"{lost}; the bot token still works, Slack search needs a user token: "
+                f"{pending.message}"
+            )
+            url, requeue = pending.authorization_url, pending.requeue_after
+            if outcome.requeue_after is not None and requeue is not None:
+                requeue = min(requeue, outcome.requeue_after)
+        degraded = replace(
+            outcome,
+            message=f"{outcome.message}; {message}",
+            authorization_url=url,
+            requeue_after=requeue,
+            degraded=("UserReauthRequired", message),
+        )
+        if not failure:  # the Warning Event is posted once, when the user token is lost
+            return degraded
+        return degraded.with_events(Event("Warning", "UserReauthRequired", message))
 
     # -- a refused client ------------------------------------------------------------------
 
@@ -699,6 +784,13 @@ def _fingerprint(creds: ClientCredentials) -> str:
     """A digest telling one client id and secret from another (kept in memory only)."""
     text = f"{creds.client_id}\0{creds.client_secret.get_secret_value()}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _valid_until(tokens: TokenSet) -> dt.datetime | None:
+    """When the first of the tokens expires (the access token, Slack's user token); None when
+    neither does."""
+    ends = [t for t in (tokens.expires_at, tokens.user.expires_at if tokens.user else None) if t]
+    return min(ends) if ends else None
 
 
 def _usable(authz: SecretData | None, now: dt.datetime) -> bool:

@@ -3,6 +3,9 @@
 Ready is True only while Connected. PendingAuthorization and ReauthRequired are Ready=False
 with Reconciling=False: the user has to act (visit `status.authorizationURL`), so they are
 reported as Stalled with reason `AuthorizationRequired` (kstatus: Failed until authorized).
+Degraded (only while True, only beside Ready=True) says what is wrong with a connection whose
+tokens still work: a refresh that cannot be made (the client Secret missing or refused), or
+Slack's user token lost.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
-from apis.conditions import mark_ready, mark_reconciling, mark_stalled
+from apis.conditions import mark_ready, mark_reconciling, mark_stalled, set_condition
 from apis.v1alpha1.oauthconnection import (
     ConnectedAccount,
     OAuthConnection,
@@ -19,7 +22,9 @@ from apis.v1alpha1.oauthconnection import (
 )
 from controllers.core import Event
 
-__all__ = ["Outcome", "build_status"]
+__all__ = ["DEGRADED", "Outcome", "build_status"]
+
+DEGRADED = "Degraded"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class Outcome:
     requeue_after: float | None = None
     failed: bool = False
     """A transient failure (Reconciling, retried with backoff), not a user's task."""
+    degraded: tuple[str, str] | None = None
+    """Connected, but (reason, message): what the user should fix before the tokens expire."""
 
     def with_events(self, *events: Event) -> Outcome:
         return replace(self, events=(*self.events, *events))
@@ -73,6 +80,17 @@ def build_status(
             reason=outcome.reason,
             message=outcome.message,
             generation=generation,
+            now=now,
+        )
+    conditions = [c for c in conditions if c.type != DEGRADED]
+    if outcome.degraded is not None and outcome.phase is OAuthPhase.CONNECTED:
+        conditions = set_condition(
+            conditions,
+            type_=DEGRADED,
+            status="True",
+            reason=outcome.degraded[0],
+            message=outcome.degraded[1],
+            observed_generation=generation,
             now=now,
         )
     connected = outcome.phase in (OAuthPhase.CONNECTED, OAuthPhase.REFRESHING)

@@ -10,7 +10,9 @@ How the operator keeps the tokens (the layout this module reads; constants in
 
 - The OAuthConnection (``spec.tenant``, ``spec.provider``: ``slack`` or ``gmail``) is the
   source of truth for whether a connection is usable: ``status.phase`` is ``Connected`` (or
-  ``Refreshing``, while a new token is fetched and the Secret still holds a valid one).
+  ``Refreshing``, while a new token is fetched and the Secret still holds a valid one). A
+  Connected connection may carry a Degraded condition (a refresh that cannot be made yet, or
+  Slack's user token lost): its tokens still work and are used.
   Anything else (``PendingAuthorization``, ``ReauthRequired``, ``Revoked``, ``Error``) means
   the user must authorize at ``status.authorizationURL``.
 - The tokens live in the Secret ``spec.tokenSecretName`` in the connection's namespace, owned
@@ -72,6 +74,7 @@ __all__ = [
     "OAuthTokens",
     "TokenReader",
     "TokenSecretNotOwnedError",
+    "controlled_by",
 ]
 
 log = logging.getLogger("xynergy.services")
@@ -309,7 +312,7 @@ class TokenReader:
         """Raise :class:`TokenSecretNotOwnedError` unless the Secret's controller
         ownerReference is ``conn`` (kind, group, name and UID); log it once per Secret."""
         meta = secret.get("metadata") or {}
-        if _controlled_by(meta, conn):
+        if controlled_by(meta, conn):
             return
         where = f"{_ns(conn)}/{conn.spec.token_secret_name}"
         seen = (where, str(meta.get("uid") or ""))
@@ -354,8 +357,10 @@ def _ns(conn: OAuthConnection) -> str:
     return conn.metadata.namespace or "default"
 
 
-def _controlled_by(meta: dict[str, Any], conn: OAuthConnection) -> bool:
-    """True when the controller ownerReference in ``meta`` is the OAuthConnection ``conn``."""
+def controlled_by(meta: dict[str, Any], conn: OAuthConnection) -> bool:
+    """True when the controller ownerReference in ``meta`` (a Secret's metadata, as JSON) is
+    the OAuthConnection ``conn`` (kind, group, name and UID): the operator's own Secret. The
+    gateway's OAuth callback checks the authorization Secret with it too."""
     for ref in meta.get("ownerReferences") or []:
         if ref.get("controller"):
             return (

@@ -8,13 +8,19 @@ the code to the operator, which holds the PKCE verifier and the client secret an
 
 Checks, in order, each refusal in the gateway's one error shape: a verified caller (401); a
 state that names an OAuthConnection of this provider (400); the caller's tenant is the
-connection's (403, and the state stays usable); the state equals the pending one in the
-connection's authorization Secret and has not expired (400). Then the state is taken out and
+connection's (403, and the state stays usable); the connection's authorization Secret is the
+operator's (its controller ownerReference is that OAuthConnection, as the services'
+TokenReader checks the token Secret: else 500 ``oauth_secret_not_owned`` naming the Secret,
+never its data, and nothing is written to it); the state equals the pending one in that
+Secret and has not expired (400). Then the state is taken out and
 the code put in, in one write under the Secret's resourceVersion: of two requests with the
 same state only one write succeeds, so a replay is refused (400). The answer waits (up to
 ``XYNERGY_GATEWAY_OAUTH_WAIT_SECONDS``, 20) for the operator: 200 with the connection and its
 account once Connected, 400 with the operator's reason and the new ``authorizationURL`` when
-the provider refused the code, 202 when the exchange is still pending.
+the provider refused the code, 202 when the exchange is still pending. A connection that is
+already Connected (authorizing again for Slack's user token, `docs/oauthconnection.md`) is
+answered once its status no longer carries this state: 200 when the URL is gone, else 400 with
+its Degraded message and the new URL.
 
 RBAC: get/watch ``oauthconnections``; get/update ``secrets``. Never logs a code or state.
 """
@@ -42,6 +48,7 @@ from apis.v1alpha1.oauthconnection import (
     decode_state,
 )
 from services.common.auth import AuthError, TokenVerifier, bearer_token
+from services.common.oauth_tokens import controlled_by
 from services.gateway.errors import error_code
 
 __all__ = ["PREFIX", "CallbackRefused", "OAuthCallbackSettings", "oauth_router"]
@@ -59,14 +66,22 @@ class OAuthCallbackSettings(BaseSettings):
 
 
 class CallbackRefused(Exception):  # noqa: N818 - a refusal, answered, not an error of ours
-    def __init__(self, status: int, message: str, *, authorization_url: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        authorization_url: str | None = None,
+        error: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.authorization_url = authorization_url
+        self.error = error or error_code(status)
 
     def response(self) -> JSONResponse:
         body: dict[str, object] = {
-            "error": error_code(self.status),
+            "error": self.error,
             "message": str(self),
             "status": self.status,
         }
@@ -115,7 +130,8 @@ class Callback:
         try:
             return await self._handle(provider, request)
         except CallbackRefused as refused:
-            log.info(
+            log.log(
+                logging.WARNING if refused.status >= 500 else logging.INFO,
                 "oauth callback refused",
                 extra={"fields": {"status": refused.status, "reason": str(refused)}},
             )
@@ -174,6 +190,15 @@ class Callback:
             if exc.status.code == 404:
                 raise CallbackRefused(400, "state: unknown or already used") from None
             raise
+        if not controlled_by(secret.to_dict().get("metadata") or {}, conn):
+            where = f"{conn.metadata.namespace}/{name}"
+            raise CallbackRefused(
+                500,
+                f"the authorization Secret {where} is not controlled by OAuthConnection "
+                f"{conn.metadata.namespace}/{conn.metadata.name}; nothing was written to it "
+                "(delete that Secret: the operator then makes its own)",
+                error="oauth_secret_not_owned",
+            )
         stored = _text(secret, "state")
         if not stored:
             raise CallbackRefused(400, "state: already used")
@@ -216,7 +241,7 @@ class Callback:
             return JSONResponse(body, status_code=202)
         status = latest.status
         assert status is not None
-        if status.phase == OAuthPhase.CONNECTED:
+        if status.phase == OAuthPhase.CONNECTED and not status.authorization_url:
             account = (
                 status.account.model_dump(by_alias=True, exclude_none=True)
                 if status.account
@@ -225,8 +250,11 @@ class Callback:
             return JSONResponse(
                 {"connection": name, "phase": str(status.phase), "account": account}
             )
-        ready = get_condition(status.conditions, READY)
-        message = ready.message if ready else "the provider refused the authorization"
+        # still Connected with a new URL: authorizing again for Slack's user token failed
+        why = get_condition(
+            status.conditions, "Degraded" if status.phase == OAuthPhase.CONNECTED else READY
+        )
+        message = why.message if why else "the provider refused the authorization"
         raise CallbackRefused(
             400, f"authorization failed: {message}", authorization_url=status.authorization_url
         )
@@ -249,12 +277,15 @@ class Callback:
 
 
 def _handled(conn: OAuthConnection, state: str) -> bool:
+    """The operator has exchanged this state's code (Connected, no URL left) or given up on
+    it (a URL with another state). A connection already Connected whose URL still carries
+    this state (authorizing again for Slack's user token) has not been handled yet."""
     status = conn.status
     if status is None:
         return False
-    if status.phase == OAuthPhase.CONNECTED:
-        return True
-    return status.authorization_url is not None and state not in _unquoted(status.authorization_url)
+    if status.authorization_url is None:
+        return status.phase == OAuthPhase.CONNECTED
+    return state not in _unquoted(status.authorization_url)
 
 
 def _unquoted(url: str) -> str:

@@ -5,7 +5,9 @@ apply -> authorization URL in status -> the fake provider redirects to the gatew
 -> Secret created, Connected -> token expires -> refreshed once under 20 concurrent reads
 (and once with two more "replicas" racing the operator) -> invalid_grant -> ReauthRequired ->
 delete -> revoked at the fake, Secrets gone; state replay, wrong state, PKCE mismatch and a
-foreign tenant's callback refused; no token in any log or Event of the run.
+foreign tenant's callback refused; no token in any log or Event of the run. A Slack user token
+refused at refresh keeps the bot token Connected (Degraded) and is authorized again through the
+callback.
 """
 
 from __future__ import annotations
@@ -431,3 +433,65 @@ async def _fresh(kube: Kube, ns: str, name: str) -> bool:
     return bool(expires) and dt.datetime.fromisoformat(expires.replace("Z", "+00:00")) > (
         dt.datetime.now(dt.UTC)
     )
+
+
+async def test_a_refused_slack_user_token_keeps_the_bot_token_and_is_authorized_again(
+    kube: Kube,
+    namespace: str,
+    fake: FakeOAuth,
+    gateway: httpx.AsyncClient,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    ns, name = namespace, "acme-slack"
+    cb = str(gateway.base_url).rstrip("/") + "/api/v2/oauth/slack/callback"
+    apply_connection(kube, ns, name, "slack", cb, userScopes=["search:read"])
+    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
+        "authorizationURL"
+    ]
+    assert (await callback(gateway, browser(url))).status_code == 200
+    before = secret_data(kube, ns, f"{name}-tokens") or {}
+    assert before["user_access_token"].startswith("xoxe.xoxp-")
+
+    # the user token's grant dies at Slack, and the user token is due for a refresh
+    fake.slack.revoke_grant(fake.slack.refresh[before["user_refresh_token"]])
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    resp = kube.http.patch(
+        f"/api/v1/namespaces/{ns}/secrets/{name}-tokens",
+        json={"stringData": {"user_expires_at": past}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert resp.status_code == 200, resp.text
+
+    def user_lost(s: dict[str, Any]) -> bool:
+        return _condition(s, "Degraded")[1] == "UserReauthRequired"
+
+    status = (await until(kube, ns, name, "UserReauthRequired", user_lost))["status"]
+    assert status["phase"] == "Connected"
+    assert _ready(status)[0] == "True"
+    assert "the bot token still works" in _condition(status, "Degraded")[2]
+    lost = [e for e in events(kube, ns) if e["reason"] == "UserReauthRequired"]
+    assert [e["type"] for e in lost] == ["Warning"]
+    assert "refused the user token's refresh token (invalid_refresh_token)" in lost[0]["message"]
+    after = secret_data(kube, ns, f"{name}-tokens") or {}
+    assert after["access_token"] == before["access_token"]  # the bot token is kept
+    assert after["user_access_token"] == ""
+    url = status["authorizationURL"]
+
+    resp = await callback(gateway, browser(url))  # answered once the code is exchanged
+
+    assert resp.status_code == 200, resp.text
+    again = secret_data(kube, ns, f"{name}-tokens") or {}
+    assert again["user_access_token"].startswith("xoxe.xoxp-")
+    assert again["user_access_token"] != before["user_access_token"]
+    status = connection(kube, ns, name)["status"]
+    assert status["phase"] == "Connected"
+    assert _condition(status, "Degraded") == ("", "", "")
+    assert "authorizationURL" not in status
+    _no_tokens_anywhere(fake, logs, events(kube, ns))
+
+
+def _condition(status: dict[str, Any], type_: str) -> tuple[str, str, str]:
+    for cond in status.get("conditions") or []:
+        if cond["type"] == type_:
+            return cond["status"], cond.get("reason", ""), cond.get("message", "")
+    return "", "", ""

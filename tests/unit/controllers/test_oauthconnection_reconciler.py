@@ -317,6 +317,14 @@ def ready(result: Result) -> tuple[str, str, str]:
     return cond.status, cond.reason, cond.message
 
 
+def degraded(result: Result) -> tuple[str, str] | None:
+    cond = get_condition(st(result).conditions, "Degraded")
+    if cond is None:
+        return None
+    assert cond.status == "True"
+    return cond.reason, cond.message
+
+
 def at(seconds: float) -> dt.datetime:
     return NOW + dt.timedelta(seconds=seconds)
 
@@ -544,11 +552,34 @@ async def _refuse_refresh(w: World, b: dict[str, Any]) -> Result:
     return await w.sync(b, at(3400))
 
 
-async def test_a_client_refused_in_a_refresh_stalls_naming_its_secret_and_keys() -> None:
+async def test_a_client_refused_in_a_refresh_keeps_valid_tokens_connected_and_degraded() -> None:
     w = world()
     b = body()
 
-    result = await _refuse_refresh(w, b)
+    result = await _refuse_refresh(w, b)  # at 3400: due, valid until 3600
+
+    assert w.provider.calls["refresh"] == 1
+    assert st(result).phase is OAuthPhase.CONNECTED  # what services read: still usable
+    assert ready(result)[:2] == ("True", "Connected")
+    assert st(result).expires_at == at(3600)
+    reason, message = degraded(result) or ("", "")
+    assert reason == "ClientRefused"
+    assert "valid until 2026-03-01T13:00:00Z but cannot be refreshed" in message
+    assert "spec.clientSecretRef" in message
+    assert "Secret client (keys client_id and client_secret)" in message
+    assert "invalid_client" in message
+    assert "shh" not in message
+    assert "shh" not in ready(result)[2]
+    assert [e.reason for e in result.events] == ["ClientRefused"]
+    assert [e.type for e in result.events] == ["Warning"]
+    assert all("shh" not in e.message for e in result.events)
+    assert result.requeue.name == "RESYNC"  # not the backoff of a transient failure
+    assert result.requeue_after == 60.0
+    tokens = w.api.secrets["a-tokens"]
+    assert tokens.data["access_token"] == "a1"  # the tokens are kept
+    assert "xynergy.io/refresh-claim" not in tokens.annotations  # the claim is let go
+
+    result = await w.sync(b, at(3600))  # expired: now it stalls, naming the same
 
     assert w.provider.calls["refresh"] == 1
     assert st(result).phase is OAuthPhase.ERROR
@@ -558,17 +589,9 @@ async def test_a_client_refused_in_a_refresh_stalls_naming_its_secret_and_keys()
     assert stalled is not None
     assert (stalled.status, stalled.reason) == ("True", "ClientRefused")
     assert get_condition(st(result).conditions, "Reconciling") is None
-    assert "spec.clientSecretRef" in message
+    assert degraded(result) is None
     assert "Secret client (keys client_id and client_secret)" in message
-    assert "invalid_client" in message
     assert "shh" not in message
-    assert [e.reason for e in result.events] == ["ClientRefused"]
-    assert all("shh" not in e.message for e in result.events)
-    assert result.requeue.name == "RESYNC"  # not the backoff of a transient failure
-    assert st(result).refresh_failures == 1
-    tokens = w.api.secrets["a-tokens"]
-    assert tokens.data["access_token"] == "a1"  # the tokens are kept
-    assert "xynergy.io/refresh-claim" not in tokens.annotations  # the claim is let go
 
 
 async def test_a_client_refused_in_a_refresh_is_not_retried_until_the_secret_changes() -> None:
@@ -576,7 +599,11 @@ async def test_a_client_refused_in_a_refresh_is_not_retried_until_the_secret_cha
     b = body()
     await _refuse_refresh(w, b)
 
-    for t in (3410, 3500, 4000):  # resyncs and other triggers: no call to the provider
+    for t in (3410, 3500, 3599):  # resyncs and other triggers while valid: no provider call
+        result = await w.sync(b, at(t))
+        assert st(result).phase is OAuthPhase.CONNECTED, t
+        assert (degraded(result) or ("",))[0] == "ClientRefused", t
+    for t in (3600, 4000):  # expired
         result = await w.sync(b, at(t))
         assert ready(result)[1] == "ClientRefused", t
     assert w.provider.calls["refresh"] == 1
@@ -591,6 +618,7 @@ async def test_a_client_refused_in_a_refresh_is_not_retried_until_the_secret_cha
     assert w.provider.calls["refresh"] == 2
     assert st(result).phase is OAuthPhase.CONNECTED
     assert ready(result)[0] == "True"
+    assert degraded(result) is None
     assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
 
 
@@ -644,10 +672,12 @@ async def test_a_missing_client_secret_leaves_valid_tokens_connected() -> None:
     )
     assert result.requeue_after == 60.0
     assert [e.reason for e in result.events] == ["ClientSecretMissing"]
+    assert degraded(result) == ("ClientSecretMissing", ready(result)[2])
 
     result = await w.sync(b, at(3600))  # expired: now it is an error
     assert st(result).phase is OAuthPhase.ERROR
     assert ready(result)[1] == "ClientSecretMissing"
+    assert degraded(result) is None
 
 
 # -- tokens whose write fails ----------------------------------------------------------------
@@ -833,3 +863,112 @@ async def test_deleting_revokes_the_user_token_too() -> None:
 
     assert w.provider.calls["revoke"] == 1
     assert w.provider.revoked == ["a1", "u2"]  # handed both (SlackOAuth revokes each)
+
+
+def user_refused() -> GrantRefusedError:
+    return GrantRefusedError("slack", "refresh", "invalid_refresh_token")
+
+
+async def test_a_refused_user_refresh_token_keeps_the_new_bot_token_connected() -> None:
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+
+    result = await w.sync(b, at(3400))  # both due: the bot's refresh works, the user's is refused
+
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a3"  # the new bot token, and its rotated refresh token
+    assert data["refresh_token"] == w.provider.live_refresh
+    assert {k: data[k] for k in data if k.startswith("user_")} == dict.fromkeys(
+        (
+            "user_access_token",
+            "user_refresh_token",
+            "user_expires_at",
+            "user_scope",
+            "user_issued_at",
+        ),
+        "",
+    )
+    assert w.provider.revoked == []
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert ready(result)[0] == "True"
+    assert st(result).expires_at == at(3400 + 3600)
+    reason, message = degraded(result) or ("", "")
+    assert reason == "UserReauthRequired"
+    assert "refused the user token's refresh token (invalid_refresh_token)" in message
+    assert "the bot token still works" in message
+    assert "authorize at status.authorizationURL" in message
+    url = st(result).authorization_url
+    assert url is not None
+    state = w.api.secrets[authorization_secret_name("a")].data["state"]
+    assert state in url
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "UserReauthRequired")]
+    assert all("u2" not in e.message and "ur2" not in e.message for e in result.events)
+
+    result = await w.sync(b, at(3410))  # a resync: same state and URL, no second Event
+
+    assert st(result).authorization_url == url
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    assert result.events == ()
+
+    w.approve()  # authorizing again gets both tokens: no longer degraded
+    result = await w.sync(b, at(3420))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+    assert st(result).authorization_url is None
+    assert w.api.secrets["a-tokens"].data["user_access_token"].startswith("u")
+    assert authorization_secret_name("a") not in w.api.secrets
+
+
+async def test_a_refused_user_refresh_token_due_alone_keeps_the_bot_token() -> None:
+    w = world(user_lifetime=1800)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+
+    result = await w.sync(b, at(1500))
+
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
+    assert w.api.secrets["a-tokens"].data["user_access_token"] == ""
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    assert result.requeue_after == 900.0  # the new state's expiry, before the next refresh
+
+
+async def test_user_scopes_added_after_authorizing_ask_for_a_user_token() -> None:
+    w = world()
+    b = body(provider="slack", scopes=["chat:write"], redirectURL="https://app.example/cb")
+    result = await w.connect(b)
+    assert degraded(result) is None  # no user scopes: nothing missing
+
+    b2 = slack_body()
+    result = await w.sync(b2, at(60))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    assert "no user token for spec.userScopes" in (degraded(result) or ("", ""))[1]
+    assert st(result).authorization_url is not None
+    assert result.events == ()
+
+
+async def test_a_failed_authorization_for_the_user_token_leaves_the_bot_token_connected() -> None:
+    w = world(user_lifetime=3600)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    first = await w.sync(b, at(3400))
+    authz = w.api.secrets[authorization_secret_name("a")]
+    authz.data.pop("state")
+    authz.data["error"] = "access_denied"  # the user said no at Slack
+
+    result = await w.sync(b, at(3410))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    reason, message = degraded(result) or ("", "")
+    assert reason == "UserReauthRequired"
+    assert message.startswith("the provider answered the authorization with access_denied")
+    assert st(result).authorization_url not in (None, st(first).authorization_url)  # a new state
+    assert [e.reason for e in result.events] == ["AuthorizationFailed"]
