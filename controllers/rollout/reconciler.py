@@ -108,6 +108,8 @@ _DONE = (RolloutPhase.PROMOTED, *_ENDED)
 _GONE = ("TargetNotFound", "NotFound")
 """Reasons of a StalledError saying the target (or its Cloud Run service) is gone: its
 traffic went with it."""
+_GOES_BACK = "; all traffic goes back on "
+"""How a Rollout stalled mid-way says where its next converge routes the traffic."""
 SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
 SUPERSEDED = "superseded: "
@@ -259,15 +261,17 @@ class RolloutReconciler:
         return needs_finalizer(body)
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
-        """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one sends
-        all traffic back to the stable revision before it goes, as a rollback does (Flagger's
-        revertOnDeletion); a Kubernetes blue-green promotion still in its keep window finishes
-        (the target patched and ready on the promoted revision: without it the target would
-        serve the old revision again once the Rollout is gone); any other lets go touching
-        nothing. It never waits for good: a target that is gone, or an operator without the
-        backend, lets go at once (an Event says what was left); otherwise it is retried until
-        spec.progressDeadlineSeconds after the deletion was asked for (an Event per reason
-        saying why and how to delete at once), then it lets go saying what it left."""
+        """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or,
+        on Cloud Run, one stalled mid-way whose converge has not routed the split back yet:
+        Degraded with canaryWeight above 0) sends all traffic back to the stable revision
+        before it goes, as a rollback does (Flagger's revertOnDeletion); a Kubernetes
+        blue-green promotion still in its keep window finishes (the target patched and ready
+        on the promoted revision: without it the target would serve the old revision again
+        once the Rollout is gone); any other lets go touching nothing. It never waits for
+        good: a target that is gone, or an operator without the backend, lets go at once (an
+        Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
+        after the deletion was asked for (an Event per reason saying why and how to delete at
+        once), then it lets go saying what it left."""
         try:
             rollout = Rollout.model_validate(dict(body))
         except ValidationError:
@@ -280,7 +284,10 @@ class RolloutReconciler:
             and status.scale_down_at is not None
             and status.traffic_routing is not None
         )
-        if not keeping and (status.phase not in _ACTIVE or not stable or not canary):
+        # mid-rollout, or stalled mid-way on Cloud Run (the split stays until a converge
+        # routes it back: the weight is kept until then, _failed)
+        split = status.phase in _ACTIVE or (status.phase in _ENDED and bool(status.canary_weight))
+        if not keeping and (not split or not stable or not canary):
             self._blocked.pop(uid, None)
             return True, None  # nothing split yet, or ended: left as it is
         try:
@@ -835,6 +842,11 @@ class RolloutReconciler:
             self._routed(work, routed)
         elif status.phase in _ENDED and status.stable_revision:
             await self._route(work, ((status.stable_revision, 100, None),))
+            if status.canary_weight:  # stalled mid-way on Cloud Run (_failed): now it is back
+                status.canary_weight = 0
+                status.message = (status.message or "").replace(
+                    _GOES_BACK, "; all traffic back on "
+                )
         work.reason = _ended_reason(work)
 
     async def _superseded(self, work: Converge, runs: str) -> None:
@@ -958,13 +970,16 @@ class RolloutReconciler:
         if isinstance(exc, StalledError):
             if status.phase in _ACTIVE or status.phase is None:
                 # an ended rollout's traffic goes back to the stable revision (next converge):
-                # the status says so now (the gateway's upstreams at once)
+                # the status says so now (the gateway's upstreams at once). Cloud Run holds
+                # its split until then: the weight stays (and with it the finalizer,
+                # needs_finalizer) until that converge has routed it back (_hold_ended)
                 status.phase = RolloutPhase.DEGRADED
-                status.canary_weight = 0 if status.canary_weight is not None else None
+                if status.traffic_routing is not None and status.canary_weight is not None:
+                    status.canary_weight = 0
                 if status.traffic:
                     status.traffic = []
                 if status.stable_revision and status.canary_revision:
-                    status.message += f"; all traffic goes back on {status.stable_revision}"
+                    status.message += f"{_GOES_BACK}{status.stable_revision}"
             status.conditions = conditions_for(
                 status, reason=exc.reason, generation=generation, now=now
             )

@@ -66,7 +66,9 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     finished. That is a Rollout not started yet (its backend
     is not known yet, so nothing is made before the finalizer is in place), a Progressing or
     Paused one, and an ended one that its next converge may start again (a `retry` not acted
-    upon, a spec edit not observed yet, a Rollout stalled before it started: RolloutConflict).
+    upon, a spec edit not observed yet, a Rollout stalled before it started: RolloutConflict),
+    and one stalled mid-way (Degraded with status.canaryWeight still above 0: its next
+    converge returns the traffic to the stable revision and writes the weight 0 then).
     On Kubernetes (status.trafficRouting set) the new revision's Deployment and Service go
     with the Rollout by their owner references and the gateway serves the target's own
     Service once the Rollout is gone: no finalizer, but for a blue-green promotion within its
@@ -82,6 +84,8 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     phase = status.get("phase")
     if phase in _MAY_SPLIT:
         return True
+    if phase in _STALLED and status.get("canaryWeight"):
+        return True  # stalled mid-way: the next converge routes the split back (see _failed)
     generation = (body.get("metadata") or {}).get("generation")
     return (
         pending_action(body) == "retry"

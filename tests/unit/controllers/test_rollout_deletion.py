@@ -7,6 +7,7 @@ spec.progressDeadlineSeconds after the deletion was asked for."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -19,8 +20,9 @@ from lightkube.models.meta_v1 import Status
 from apis.v1alpha1.rollout import TrafficRouting
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.controller import FINALIZER
-from controllers.core.errors import TransientError
-from controllers.rollout.backends import Routed
+from controllers.core.errors import StalledError, TransientError
+from controllers.core.status import with_generation
+from controllers.rollout.backends import CanaryState, Routed, Serving
 from controllers.rollout.reconciler import RolloutReconciler
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import needs_finalizer
@@ -128,6 +130,10 @@ def _deleted(status: dict[str, Any] | None) -> dict[str, Any]:
         ({**MID_CANARY, "phase": "Promoted", "trafficRouting": "replicas"}, None, False),
         ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, None, False),
         ({**MID_CANARY, "phase": "Aborted", "canaryWeight": 0}, None, False),
+        # stalled mid-way: its next converge routes the split back, then writes the weight 0
+        ({**MID_CANARY, "phase": "Degraded"}, None, True),
+        ({**MID_CANARY, "phase": "Degraded", "canaryWeight": 0}, None, False),
+        ({**MID_CANARY, "phase": "Degraded", "trafficRouting": "gateway"}, None, False),
         ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, "retry/2", True),
         ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, "undo/2", False),
         ({**MID_CANARY, "phase": "Promoted", "observedGeneration": 0}, None, True),  # an edit
@@ -239,3 +245,103 @@ async def test_a_backend_that_answers_again_returns_the_traffic_then_lets_go() -
     assert event is not None
     assert event.reason == "TrafficRestored"
     assert backend.routes == [(("crm-00001", 100, None),)]
+
+
+class CloudRun:
+    """A Cloud Run-like backend (routes by itself) keeping the service's traffic split."""
+
+    routing = None
+    defers_target_patch = False
+
+    def __init__(self) -> None:
+        self.split: dict[str | None, int] = {"crm-00001": 100}
+        self.writes = 0
+
+    def revision_name(self, canary: XynergyService) -> str:
+        return "crm-ro-1"
+
+    async def serving(self, target: XynergyService) -> Serving:
+        return Serving("crm-00001", ready=True)
+
+    async def ensure_canary(self, *_: Any, **__: Any) -> CanaryState:
+        return CanaryState(ready=True)
+
+    async def route(self, target: XynergyService, split: Any) -> Routed:
+        wanted = {revision: weight for revision, weight, _ in split if weight}
+        if wanted != self.split:
+            self.split, self.writes = wanted, self.writes + 1
+        return Routed(1, {})
+
+
+def _unconfigured(*_: Any) -> Any:
+    raise StalledError(
+        "spec.analysis.metrics[errors]: source prometheus is not configured in this operator",
+        reason="MetricsSourceUnavailable",
+    )
+
+
+async def _stalled_mid_canary(backend: CloudRun) -> tuple[RolloutReconciler, dict[str, Any]]:
+    """A canary at 30 % whose analysis cannot run: Degraded, as the core writes it."""
+    reconciler = _reconciler(backend, Client(), Clock(ASKED))  # type: ignore[arg-type]
+    reconciler.metrics = _unconfigured
+    body = _deleted(None)
+    del body["metadata"]["deletionTimestamp"]
+    body["spec"]["strategy"] = {
+        "canary": {"steps": [{"setWeight": 30}, {"analysis": {"duration": "2m"}}]}
+    }
+    body["spec"]["analysis"] = {"interval": "1m",
+                                "metrics": [{"name": "errors", "query": "e{r='{{revision}}'}"}]}  # fmt: skip
+    for seconds in (0, 70):  # step 0 (30 %), then the first look of the analysis
+        result = await reconciler.reconcile(
+            copy.deepcopy(body), now=ASKED + dt.timedelta(seconds=seconds), child=None
+        )
+        written = with_generation(result.status, body)
+        body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return reconciler, body
+
+
+async def test_a_rollout_stalled_mid_way_keeps_the_finalizer_until_its_traffic_is_back() -> None:
+    backend = CloudRun()
+    reconciler, body = await _stalled_mid_canary(backend)
+    status = body["status"]
+    assert status["phase"] == "Degraded"
+    assert backend.split == {"crm-00001": 70, "crm-ro-1": 30}, "not routed back yet"
+    assert status["canaryWeight"] == 30, "the status says the split Cloud Run still holds"
+    assert status["message"].endswith("; all traffic goes back on crm-00001")
+    assert needs_finalizer(body), "kopf must not drop the finalizer with this status write"
+
+    # the next converge (after the core's backoff) routes it back, then the finalizer may go
+    result = await reconciler.reconcile(copy.deepcopy(body), now=ASKED + dt.timedelta(seconds=72),
+                                        child=None)  # fmt: skip
+    assert backend.split == {"crm-00001": 100}
+    body["status"] = with_generation(result.status, body).model_dump(
+        by_alias=True, exclude_none=True, mode="json"
+    )
+    assert body["status"]["canaryWeight"] == 0
+    assert body["status"]["message"].endswith("; all traffic back on crm-00001")
+    assert not needs_finalizer(body)
+    again = await reconciler.reconcile(copy.deepcopy(body), now=ASKED + dt.timedelta(seconds=80),
+                                       child=None)  # fmt: skip
+    assert (
+        with_generation(again.status, body).model_dump(
+            by_alias=True, exclude_none=True, mode="json"
+        )
+        == body["status"]
+    ), "restored: later converges write nothing"
+    assert backend.writes == 2, "30 % once, then back to the stable revision once"
+
+
+async def test_deleting_a_rollout_stalled_mid_way_before_its_next_converge_restores_traffic() -> (
+    None
+):
+    backend = CloudRun()
+    reconciler, body = await _stalled_mid_canary(backend)
+    body["metadata"]["deletionTimestamp"] = ASKED.strftime("%Y-%m-%dT%H:%M:%SZ")  # in the gap
+    gone, event = await reconciler.release(body)
+    assert gone
+    assert backend.split == {"crm-00001": 100}
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "TrafficRestored")
+    assert "deleted while Degraded: all traffic back on the stable revision crm-00001" in (
+        event.message
+    )
