@@ -434,7 +434,7 @@ class RolloutReconciler:
             f"the deletion waits {waits}: {why}; retried until {_stamp(deadline)} "
             "(spec.progressDeadlineSeconds after the deletion), then the Rollout goes anyway. "
             f"To delete it now ({left}), remove its finalizer {FINALIZER}: kubectl patch "
-            f"rollout {name} -n {ns} --type=json "
+            f"rollouts.xynergy.io {name} -n {ns} --type=json "
             '-p \'[{"op":"remove","path":"/metadata/finalizers"}]\'',
         )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from fakes.cloudrun import FakeCloudRun
 from kopf.testing import KopfRunner
-from kube_support import Kube, run_operator
+from kube_support import Kube, delete_namespace, run_operator
 from reaper import run_after_parent
 
 from controllers.devcluster import DevCluster, ensure_binaries, repo_root
@@ -96,27 +95,7 @@ def namespace(kube: Kube) -> Iterator[str]:
         lambda: kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default").status_code == 200,
     )
     yield name
-    # Our kinds first, so their finalizers run while this module's operator is still up
-    # (bounded; not an assertion); the rest of the namespace (pods, events) goes on without
-    # us. The namespace controller takes ~10 s to reach custom resources: left to it, and
-    # waited for, the namespace cost ~10 s a test.
-    for plural in _FINALIZED:
-        kube.delete(f"/apis/xynergy.io/v1alpha1/namespaces/{name}/{plural}")
-    kube.delete(f"/api/v1/namespaces/{name}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _has_our_objects(kube, name):
-        time.sleep(0.2)
-
-
-_FINALIZED = ("xynergyservices", "rollouts", "oauthconnections", "scalingpolicies")
-
-
-def _has_our_objects(kube: Kube, namespace: str) -> bool:
-    for plural in _FINALIZED:
-        r = kube.get(f"/apis/xynergy.io/v1alpha1/namespaces/{namespace}/{plural}")
-        if r.status_code == 200 and r.json().get("items"):
-            return True
-    return False
+    delete_namespace(kube, name)
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,58 @@ class Kube:
 
 
 ALL_KINDS = ("xynergyservice", "scalingpolicy", "rollout", "oauthconnection")
+OUR_PLURALS = ("xynergyservices", "rollouts", "oauthconnections", "scalingpolicies")
+"""Our kinds that may carry the operator's finalizer."""
+
+_operators: list[Callable[[], bool]] = []
+"""Per operator this test process started: whether it still runs."""
+
+
+def track_operator(alive: Callable[[], bool]) -> None:
+    """Count an operator this test process started until `alive()` turns False."""
+    _operators.append(alive)
+
+
+def operator_running() -> bool:
+    """Whether an operator this test process started still runs (one to run finalizers)."""
+    _operators[:] = [alive for alive in _operators if alive()]
+    return bool(_operators)
+
+
+def delete_namespace(kube: Kube, name: str, *, timeout: float = 60.0) -> None:
+    """Delete a test namespace: our kinds first, so their finalizers run while an operator
+    of this test process is still up (waited for at most `timeout`, not an assertion), then
+    the namespace. What of ours is left then (no operator runs any more: a Rollout deleted
+    mid-rollout, a Cloud Run XynergyService; or one still held at `timeout`) loses its
+    finalizers, so the namespace never stays Terminating and teardown never waits for an
+    operator that is gone. The rest of the namespace (pods, events) goes on without us: the
+    namespace controller takes ~10 s to reach custom resources, so it is not waited for."""
+    base = f"/apis/xynergy.io/v1alpha1/namespaces/{name}"
+    for plural in OUR_PLURALS:
+        kube.delete(f"{base}/{plural}")
+    kube.delete(f"/api/v1/namespaces/{name}")
+    deadline = time.monotonic() + timeout
+    while operator_running() and time.monotonic() < deadline and _listed(kube, base):
+        time.sleep(0.2)
+    for path in _listed(kube, base):
+        kube.http.patch(
+            path,
+            json={"metadata": {"finalizers": None}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
+
+def _listed(kube: Kube, base: str) -> list[str]:
+    """Paths of our objects left under `base` (a namespace) that carry a finalizer."""
+    paths = []
+    for plural in OUR_PLURALS:
+        r = kube.get(f"{base}/{plural}")
+        if r.status_code != 200:
+            continue
+        for item in r.json().get("items") or []:
+            if item["metadata"].get("finalizers"):
+                paths.append(f"{base}/{plural}/{item['metadata']['name']}")
+    return paths
 
 
 @contextmanager
@@ -77,10 +129,13 @@ def run_operator(
     args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
     for kind in kinds:
         args += ["-m", f"controllers.{kind}.handlers"]
+    up = [True]
+    track_operator(lambda: up[0])
     try:
         with KopfRunner(args, timeout=60) as runner:
             yield runner
     finally:
+        up[0] = False
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

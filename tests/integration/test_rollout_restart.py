@@ -1,13 +1,15 @@
 """The operator process killed in the middle of a step (its traffic write sent, its status not
 yet written) resumes from the status: no duplicate revision, no lost step. Its own module:
-no other operator may run while it does."""
+no other operator may run while it does. A Rollout left holding the finalizer once no
+operator runs does not hold its test namespace (the teardown removes the finalizer)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from fakes.cloudrun import FakeCloudRun
-from kube_support import Kube
+from kube_support import Kube, delete_namespace, operator_running
 from test_rollout_support import (
     create_rollout,
     delete_and_wait_gone,
@@ -15,11 +17,14 @@ from test_rollout_support import (
     operator_process,
     phase_is,
     revisions,
+    rollout_url,
     service_path,
     wait_rollout,
 )
 from test_xynergyservice import wait_ready
 from test_xynergyservice_cloudrun import create_cloudrun_xs, unique
+
+from controllers.core.controller import FINALIZER
 
 
 def configured_split(fake: FakeCloudRun, name: str) -> list[int]:
@@ -64,3 +69,22 @@ def test_killed_mid_step_resumes_without_duplicate_revision_or_lost_step(
             # would wait for an operator that is gone (60 s of teardown)
             delete_and_wait_gone(kube, namespace)
         assert not fake.crashes
+
+
+def test_a_rollout_holding_the_finalizer_with_no_operator_does_not_hold_its_namespace(
+    kube: Kube, crds_installed: list[str], namespace: str
+) -> None:
+    """As a Rollout mid-rollout is left when its operator stopped (or a test failed before
+    deleting it): the namespace's teardown removes its finalizer at once instead of waiting
+    for an operator that is gone (60 s a test, and a namespace left Terminating)."""
+    assert not operator_running()
+    body = {"apiVersion": "xynergy.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "held", "finalizers": [FINALIZER]},
+            "spec": {"targetRef": {"name": "crm"}, "image": "reg.example/app:2",
+                     "strategy": {"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}}}}  # fmt: skip
+    resp = kube.create(rollout_url(namespace), body)
+    assert resp.status_code == 201, resp.text
+    started = time.monotonic()
+    delete_namespace(kube, namespace)
+    assert kube.get(rollout_url(namespace, "held")).status_code == 404
+    assert time.monotonic() - started < 30, "waited for an operator that is gone"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fakes.cloudrun import FakeCloudRun
-from kube_support import Kube
+from kube_support import Kube, track_operator
 from reaper import reap_with_parent
 from test_xynergyservice_cloudrun import PROJECT, REGION
 
@@ -53,6 +53,7 @@ class Operator:
                 start_new_session=True,
             )
         reap_with_parent(self.proc.pid)
+        track_operator(lambda proc=self.proc: proc.poll() is None)
         return self
 
     def kill(self) -> None:

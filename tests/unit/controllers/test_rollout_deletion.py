@@ -221,7 +221,10 @@ async def test_an_unreachable_backend_holds_the_deletion_until_the_progress_dead
     assert (event.type, event.reason) == ("Warning", "DeletionBlocked")
     assert "503 service unavailable" in event.message
     assert "retried until 2026-12-01T12:02:00Z" in event.message
-    assert f"remove its finalizer {FINALIZER}: kubectl patch rollout ro -n team-a" in event.message
+    assert (
+        f"remove its finalizer {FINALIZER}: kubectl patch rollouts.xynergy.io ro -n team-a"
+        in event.message
+    )
 
     clock.now += dt.timedelta(seconds=60)
     assert await reconciler.release(body) == (False, None), "the same reason is said once"
