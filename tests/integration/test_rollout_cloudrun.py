@@ -154,6 +154,42 @@ def test_deleting_a_rollout_mid_canary_returns_all_traffic_to_the_stable_revisio
     assert served(fake, svc) == left
 
 
+def test_a_rollout_stalled_mid_canary_keeps_its_finalizer_until_the_traffic_is_back(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    """Cloud Run refuses the operator mid-canary (permission revoked): the Rollout stalls
+    (Degraded) while the service still splits its traffic, and its next converges cannot move
+    it back. Deleted then, it waits (DeletionBlocked) instead of going with the split left,
+    and once Cloud Run answers again all traffic is back on the stable revision."""
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}})  # fmt: skip
+    canary = wait_rollout(kube, namespace, "ro", "paused at 30%", phase_is("Paused"))["status"][
+        "canaryRevision"
+    ]
+    assert served(fake, svc) == [(stable, 70, "stable"), (canary, 30, "canary")]
+    try:
+        fake.deny("Permission 'run.services.get' denied on resource")
+        body = wait_rollout(kube, namespace, "ro", "stalled", phase_is("Degraded"))
+        assert body["status"]["canaryWeight"] == 30, "the split Cloud Run still has"
+        assert kube.delete(rollout_url(namespace, "ro")).status_code == 200
+        kube.wait_for(
+            "the deletion held",
+            lambda: "DeletionBlocked" in [e["reason"] for e in events_of(kube, namespace, "ro")],
+        )
+        assert kube.get(rollout_url(namespace, "ro")).status_code == 200
+    finally:
+        fake.deny(None)
+    kube.wait_for(
+        "the deleted Rollout gone",
+        lambda: kube.get(rollout_url(namespace, "ro")).status_code == 404,
+    )
+    kube.wait_for("the traffic settled", lambda: served(fake, svc) != [])
+    assert served(fake, svc) == [(stable, 100, "")]
+    assert "TrafficRestored" in [e["reason"] for e in events_of(kube, namespace, "ro")]
+
+
 def test_blue_green_preview_tag_then_switch_keeping_the_old_revision_for_a_while(
     kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
 ) -> None:
