@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -246,6 +246,7 @@ class RolloutReconciler:
         action = pending_action(body)
         # the status as read: a converge changes the Rollout's own status object in place
         before = rollout.status.model_copy(deep=True) if rollout.status else None
+        work: Converge | None = None
         try:
             work = await self._begin(rollout, now)
             if work is None:
@@ -253,7 +254,12 @@ class RolloutReconciler:
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
-            return self._failed(rollout, exc, now), outcome
+            failed = self._failed(rollout, exc, now)
+            if work is not None and work.started:
+                # the status written names the new delivery: no later converge starts it, so
+                # what is said once when a delivery starts is said now or never
+                failed = replace(failed, events=[*failed.events, *_ignored(work)])
+            return failed, outcome
         return self._result(work, before, action), "ok"
 
     def needs_finalizer(self, body: Mapping[str, Any]) -> bool:

@@ -13,6 +13,7 @@ import pytest
 
 from apis.v1alpha1.rollout import Rollout, TrafficRouting
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.errors import TransientError
 from controllers.rollout.backends import CanaryState, Routed, Serving
 from controllers.rollout.kubernetes import KubernetesRollout
 from controllers.rollout.reconciler import RolloutReconciler
@@ -131,3 +132,42 @@ async def test_a_canary_max_surge_set_on_cloud_run_is_said_to_have_no_effect(
     body["status"] = first.status.model_dump(by_alias=True, mode="json", exclude_none=True)
     later = await reconciler.reconcile(body, now=NOW + dt.timedelta(seconds=5), child=None)
     assert not [e for e in later.events if e.reason == "FieldIgnored"], "said once"
+
+
+class FailingBackend(Backend):
+    """Cloud Run answering 503 when the new revision is to be made."""
+
+    async def ensure_canary(self, *_: Any, **__: Any) -> CanaryState:
+        raise TransientError("Cloud Run: 503 service unavailable", reason="Unavailable")
+
+
+@pytest.mark.parametrize("first_fails", [False, True])
+async def test_max_surge_ignored_is_said_once_per_delivery_across_restarts_and_failures(
+    first_fails: bool,
+) -> None:
+    """Said in the converge that starts the delivery (also when that converge then fails: the
+    status it writes names the delivery, so no later converge starts it again), never again:
+    not per converge, not after an operator restart (a new reconciler on the status written)."""
+    body = rollout_body({"canary": {"steps": STEPS, "maxSurge": "50%"}})
+
+    def operator(backend: Backend) -> RolloutReconciler:  # a fresh process: nothing in memory
+        return RolloutReconciler(
+            client=Client(target("cloudRun")),  # type: ignore[arg-type]
+            backends=lambda *_: backend,  # type: ignore[arg-type,return-value]
+            metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+            settings=RolloutSettings(),
+        )
+
+    first = await operator(FailingBackend(None) if first_fails else Backend(None)).reconcile(
+        body, now=NOW, child=None
+    )
+    assert [e.reason for e in first.events].count("FieldIgnored") == 1
+    said = 0
+    for i in range(1, 4):  # converges, each by a restarted operator, on the status written
+        body["status"] = first.status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        first = await operator(Backend(None)).reconcile(
+            body, now=NOW + dt.timedelta(seconds=5 * i), child=None
+        )
+        assert first.status.canary_revision == "ai-ro-1"  # type: ignore[attr-defined]
+        said += [e.reason for e in first.events].count("FieldIgnored")
+    assert said == 0
