@@ -131,12 +131,13 @@ def from_deployment(svc: XynergyService, dep: Mapping[str, Any] | None) -> Backe
     # One stable message for the whole rollout (counts are in replicas/readyReplicas): every
     # distinct message would be another status write per object.
     rolling = f"rolling out revision {revision}: waiting for updated instances to be available"
-    if not current or replicas > updated:
+    if replicas > updated:
         return waiting("RollingOut", rolling)
-    if updated < desired or available < updated or failure is not None:
-        # Only the count moves (no older Pods left): a revision that was serving keeps
-        # serving while instances are added, as Knative's does (also when more cannot be
-        # created: the message says why); a new one is rolling out.
+    if not current or updated < desired or available < updated or failure is not None:
+        # Only the count moves (no older Pods left; or the Deployment controller has not
+        # yet seen the new count, its status a generation behind): a revision that was
+        # serving keeps serving while instances are added, as Knative's does (also when more
+        # cannot be created: the message says why); a new one is rolling out.
         if scaling:
             message = f"revision {revision} is serving; scaling to {desired} instances"
             if failure is not None:

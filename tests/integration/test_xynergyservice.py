@@ -241,6 +241,20 @@ def test_scale_subresource(kube: Kube, operator: KopfRunner, namespace: str) -> 
     items = kube.get(f"/api/v1/namespaces/{namespace}/events").json()["items"]
     reasons = [e["reason"] for e in items if e["involvedObject"].get("name") == "scaled"]
     assert reasons.count("Updated") == 0, reasons
+    # Every version of the object since the scale (the apiserver replays them to a watch
+    # from the resourceVersion before it) kept Ready True: it never flapped while scaling.
+    seen = kube.get(
+        xs_url(namespace),
+        watch="1",
+        resourceVersion=before["metadata"]["resourceVersion"],
+        fieldSelector="metadata.name=scaled",
+        timeoutSeconds="2",
+    )
+    versions = [json.loads(line)["object"] for line in seen.text.splitlines() if line]
+    assert len(versions) >= 2, "the scale and at least one status write"
+    assert [ready_condition(v).get("status") for v in versions] == ["True"] * len(versions), [
+        (ready_condition(v).get("reason"), ready_condition(v).get("message")) for v in versions
+    ]
 
 
 def test_delete_removes_children(kube: Kube, operator: KopfRunner, namespace: str) -> None:

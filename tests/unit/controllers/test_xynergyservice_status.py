@@ -119,6 +119,10 @@ SCALING_UP = {**READY, "replicas": 3, "updatedReplicas": 3, "availableReplicas":
         ({**SCALING_UP, "availableReplicas": 0}, True, False, "RollingOut"),
         ({**SCALING_UP, "replicas": 4}, True, False, "RollingOut"),
         (SCALING_UP, False, False, "RollingOut"),
+        # the Deployment controller has not seen the new count yet (status a generation
+        # behind): the revision still serves, Ready does not flap False on every scale
+        ({**READY, "observedGeneration": 3}, True, True, "Scaling"),
+        ({**READY, "observedGeneration": 3}, False, False, "RollingOut"),
     ],
 )
 def test_a_serving_revision_stays_ready_while_it_scales(
