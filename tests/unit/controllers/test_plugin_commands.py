@@ -206,31 +206,32 @@ def test_connect_gives_up_after_the_timeout() -> None:
 
 
 def test_connect_on_a_degraded_connection_prints_its_message_and_url() -> None:
-    """Connected, but Slack's user token is to be got back (Degraded UserReauthRequired, a URL
-    in status): the message and URL are printed, and it waits until the URL is gone."""
+    """Connected, but Slack's user token is to be got (Degraded UserReauthRequired, a URL in
+    status): the message and URL are printed, and it waits until the URL is gone."""
     degraded, connected = (
         captured("OAuthConnection", "degraded"),
         captured("OAuthConnection", "connected"),
     )
     url = degraded["status"]["authorizationURL"]
     out = run(
-        ["connect", "linked", "-n", "team-a"], FakeClient([degraded], changes=[degraded, connected])
+        ["connect", "relinked", "-n", "team-a"],
+        FakeClient([degraded], changes=[degraded, connected]),
     )
     assert out.exit_code == 0, out.output
     assert (
-        "oauthconnection team-a/linked is connected but degraded: UserReauthRequired: the "
-        "provider refused the user token's refresh token (invalid_grant)" in out.stdout
+        "oauthconnection team-a/relinked is connected but degraded: UserReauthRequired: no user "
+        "token for spec.userScopes; the bot token still works" in out.stdout
     )
-    assert f"Open this URL to authorize linked again:\n{url}" in out.stdout
-    assert out.stdout.splitlines()[-1].startswith("Connected: team-a/linked account")
+    assert f"Open this URL to authorize relinked again:\n{url}" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith("Connected: team-a/relinked account")
     assert "Degraded" not in out.stdout.splitlines()[-1]
-    as_json = run(["connect", "linked", "-n", "team-a", "-o", "json"],
+    as_json = run(["connect", "relinked", "-n", "team-a", "-o", "json"],
                   FakeClient([degraded], changes=[connected]))  # fmt: skip
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["degraded"] is None
     assert url in as_json.stderr
     assert "UserReauthRequired" in as_json.stderr
-    no_wait = run(["connect", "linked", "-n", "team-a", "--no-wait"], FakeClient([degraded]))
+    no_wait = run(["connect", "relinked", "-n", "team-a", "--no-wait"], FakeClient([degraded]))
     assert no_wait.exit_code == 0, no_wait.output
     assert url in no_wait.stdout
 
@@ -241,7 +242,7 @@ def test_connect_on_a_degraded_connection_fails_when_a_new_url_replaces_its_own(
     failed["status"]["authorizationURL"] = degraded["status"]["authorizationURL"] + "&new=1"
     for c in failed["status"]["conditions"]:
         c["message"] = f"the provider refused the authorization code: invalid_code; {c['message']}"
-    out = run(["connect", "linked", "-n", "team-a"], FakeClient([degraded], changes=[failed]))
+    out = run(["connect", "relinked", "-n", "team-a"], FakeClient([degraded], changes=[failed]))
     assert out.exit_code == 1
     assert "still degraded, with a new authorization URL" in out.output
     assert "UserReauthRequired: the provider refused the authorization code" in out.output
