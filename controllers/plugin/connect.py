@@ -6,6 +6,12 @@ state); after the person approves at the provider, the gateway's callback hands 
 operator, which exchanges it. This command only reads: it watches the object until Connected,
 until the provider refused (AuthorizationFailed) or the connection is broken (Error, Revoked), or
 until `--timeout`. With `-o json|yaml` the URL goes to stderr and the result to stdout.
+
+A Connected connection can still carry a URL: its tokens work but Slack's user token has to be
+got back (Degraded `UserReauthRequired`). Then the Degraded message and the URL are printed and
+the command waits until the URL is gone (authorized again); a new URL in its place (that
+authorization failed or its state expired) exits 1 with the Degraded message. A Connected
+connection Degraded otherwise (the client Secret to fix) is connected, with the message beside.
 """
 
 from __future__ import annotations
@@ -38,6 +44,22 @@ def _verdict(obj: dict[str, Any]) -> str | None:
     return "failed" if refused or st.get("phase") in _BROKEN else None
 
 
+def _reauthorize(obj: dict[str, Any]) -> bool:
+    """Connected (the tokens work) with a URL to authorize again at (Slack's user token)."""
+    st = obj.get("status") or {}
+    return st.get("phase") == OAuthPhase.CONNECTED.value and bool(_url(obj))
+
+
+def _degraded(obj: dict[str, Any]) -> str | None:
+    """'reason: message' of a True Degraded condition (what a Connected connection needs a
+    person for while its tokens still work), else None."""
+    conditions: list[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
+    found = next(
+        (c for c in conditions if c.get("type") == "Degraded" and c.get("status") == "True"), None
+    )
+    return None if found is None else f"{found.get('reason')}: {found.get('message', '')}"
+
+
 def _result(obj: dict[str, Any]) -> dict[str, Any]:
     st = obj.get("status") or {}
     conditions: list[dict[str, Any]] = st.get("conditions") or []
@@ -50,6 +72,7 @@ def _result(obj: dict[str, Any]) -> dict[str, Any]:
         "grantedScopes": st.get("grantedScopes"),
         "reason": ready.get("reason"),
         "message": ready.get("message"),
+        "degraded": _degraded(obj),
     }
 
 
@@ -99,23 +122,50 @@ def connect(
             ctx, name, namespace, lambda o: bool(_url(o) or _verdict(o)), timeout=timeout
         )
         obj = first or obj
-    if _verdict(obj) is None:
-        if not _url(obj):
+    again = _reauthorize(obj)
+    if _verdict(obj) is None or again:
+        url = _url(obj)
+        if not url:
             raise click.ClickException(
                 f"{where}: no authorization URL after {timeout:g}s (is the operator running?)"
             )
-        click.echo(f"Open this URL to authorize {name}:\n{_url(obj)}", err=output != "text")
+        if again:  # the tokens work; a person must authorize again (the Degraded message)
+            why = _degraded(obj) or _result(obj)["message"]
+            click.echo(f"{where} is connected but degraded: {why}", err=output != "text")
+        click.echo(
+            f"Open this URL to authorize {name}{' again' if again else ''}:\n{url}",
+            err=output != "text",
+        )
         if no_wait:
             return
         click.echo("Waiting for the connection...", err=True)
-        waited = _watch_until(ctx, name, namespace, _verdict, timeout=timeout)
+
+        def done(o: dict[str, Any]) -> str | None:
+            """Authorizing again: done when the URL is gone, or another replaced it."""
+            if again and _reauthorize(o):
+                return "replaced" if _url(o) != url else None
+            return _verdict(o)
+
+        waited = _watch_until(ctx, name, namespace, done, timeout=timeout)
         if waited is None:
             raise click.ClickException(f"{where}: not connected after {timeout:g}s")
         obj = waited
+        if again and _reauthorize(obj):  # a new URL in place of ours: that one did not work
+            raise click.ClickException(
+                f"{where}: still degraded, with a new authorization URL (the last one failed or "
+                f"expired; run connect again): {_degraded(obj) or _result(obj)['message']}"
+            )
     result = _result(obj)
     if _verdict(obj) == "failed":
         raise click.ClickException(f"{where}: {result['phase']}: {result['message']}")
-    emit(result, output, lambda: f"Connected: {namespace}/{name} account {result['account']}")
+    emit(result, output, lambda: _connected_text(namespace, name, result))
+
+
+def _connected_text(namespace: str, name: str, result: dict[str, Any]) -> str:
+    text = f"Connected: {namespace}/{name} account {result['account']}"
+    if result["degraded"]:
+        text = f"{text}\nDegraded: {result['degraded']}"
+    return text
 
 
 def _url(obj: dict[str, Any]) -> str | None:

@@ -31,15 +31,20 @@ log = logging.getLogger("xynergy.services")
 class TokenSource(Protocol):
     """What :class:`services.common.oauth_tokens.TokenReader` offers."""
 
-    async def tokens(self, tenant: str, provider: str) -> OAuthTokens: ...
+    async def tokens(
+        self, tenant: str, provider: str, *, user_token: bool = False
+    ) -> OAuthTokens: ...
 
 
-async def tokens_for(source: TokenSource | None, tenant: str, provider: str) -> OAuthTokens:
-    """The tenant's tokens, or an error naming what is wrong (never a token)."""
+async def tokens_for(
+    source: TokenSource | None, tenant: str, provider: str, *, user_token: bool = False
+) -> OAuthTokens:
+    """The tenant's tokens, or an error naming what is wrong (never a token). ``user_token``:
+    the caller needs Slack's user token (an expired one is then an error, not left out)."""
     if source is None:
         raise ApiError(503, "no access to OAuthConnections (no Kubernetes configuration)")
     try:
-        return await source.tokens(tenant, provider)
+        return await source.tokens(tenant, provider, user_token=user_token)
     except NotConnectedError:
         raise
     except TokenSecretNotOwnedError as exc:  # logged once by the reader; never its data

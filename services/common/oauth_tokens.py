@@ -25,8 +25,11 @@ How the operator keeps the tokens (the layout this module reads; constants in
   (Slack without token rotation). For Slack the access token is the bot token
   (``xoxb-``/``xoxe.xoxb-``); with ``spec.userScopes`` the user token is kept beside it
   under ``user_access_token``, ``user_refresh_token``, ``user_expires_at``, ``user_scope``
-  and ``user_issued_at`` (:attr:`OAuthTokens.user_access_token`; an expired user token asks
-  for a refresh like an expired access token).
+  and ``user_issued_at`` (:attr:`OAuthTokens.user_access_token`). Expiry is per token: an
+  expired user token does not hold up the bot token (callers of the bot token get it, without
+  the user token); a caller that needs the user token (``user_token=True``: Slack search) asks
+  for a refresh as for an expired access token and, when none comes, gets
+  :class:`UserTokenExpiredError` naming the user token and where to authorize again.
 - The operator refreshes ``refreshBeforeExpirySeconds`` ahead of expiry (at most half the
   token's lifetime ahead). An ``expires_at`` that is not RFC 3339 counts as expired. Should a
   reader still see an expired token, it sets the annotation ``xynergy.io/refresh-requested``
@@ -52,7 +55,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -74,6 +77,7 @@ __all__ = [
     "OAuthTokens",
     "TokenReader",
     "TokenSecretNotOwnedError",
+    "UserTokenExpiredError",
     "controlled_by",
 ]
 
@@ -123,13 +127,21 @@ class OAuthTokens:
     __str__ = __repr__
 
     def expired(self, now: dt.datetime, skew: float = 0.0) -> bool:
-        """True when the access token (or the user token, when there is one) expires within
-        ``skew`` seconds of ``now``."""
+        """True when the access token (Slack: the bot token) expires within ``skew`` seconds
+        of ``now``. The user token's expiry is :meth:`user_expired`."""
         soon = now + dt.timedelta(seconds=skew)
-        if self.expires_at is not None and self.expires_at <= soon:
-            return True
-        user = self.user_expires_at if self.user_access_token.get_secret_value() else None
-        return user is not None and user <= soon
+        return self.expires_at is not None and self.expires_at <= soon
+
+    def user_expired(self, now: dt.datetime, skew: float = 0.0) -> bool:
+        """True when there is a user token (Slack) and it expires within ``skew`` seconds of
+        ``now``."""
+        if not self.user_access_token.get_secret_value() or self.user_expires_at is None:
+            return False
+        return self.user_expires_at <= now + dt.timedelta(seconds=skew)
+
+    def without_user_token(self) -> OAuthTokens:
+        """The same tokens without the user token (its expiry kept, to say when it ended)."""
+        return replace(self, user_access_token=SecretStr(""), user_scopes=())
 
 
 class NotConnectedError(Exception):
@@ -167,6 +179,48 @@ class NotConnectedError(Exception):
             "phase": self.phase,
             "authorizationURL": self.authorization_url,
         }
+
+
+class UserTokenExpiredError(NotConnectedError):
+    """The connection works (its bot token is valid) but its Slack user token expired and was
+    not refreshed: a caller that needs the user token (search) cannot act until the operator
+    refreshes it or the user authorizes again (a 409, as :class:`NotConnectedError`)."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        provider: str,
+        connection: str,
+        phase: str | None,
+        authorization_url: str | None,
+        expired_at: dt.datetime,
+    ) -> None:
+        super().__init__(
+            tenant=tenant,
+            provider=provider,
+            connection=connection,
+            phase=phase,
+            authorization_url=authorization_url,
+        )
+        self.expired_at = expired_at
+        when = expired_at.isoformat().replace("+00:00", "Z")
+        message = (
+            f"the user token of OAuthConnection {connection} (tenant {tenant!r}) expired at "
+            f"{when} and was not refreshed; its bot token still works, but this needs the user "
+            "token: "
+        )
+        if authorization_url:
+            message += f"authorize again at {authorization_url}"
+        else:
+            message += (
+                "see the connection's Degraded condition; authorize again at its "
+                "status.authorizationURL when it offers one"
+            )
+        self.args = (message,)
+
+    def body(self) -> dict[str, Any]:
+        return super().body() | {"error": "oauth_user_token_expired"}
 
 
 class TokenSecretNotOwnedError(Exception):
@@ -244,20 +298,31 @@ class TokenReader:
         self._reported: set[tuple[str, str]] = set()
         """Foreign token Secrets already logged (name, UID): logged once, refused always."""
 
-    async def tokens(self, tenant: str, provider: str) -> OAuthTokens:
+    async def tokens(self, tenant: str, provider: str, *, user_token: bool = False) -> OAuthTokens:
         """The tenant's current tokens for ``provider`` (``slack`` or ``gmail``); refreshed
-        first when expired. Raises :class:`NotConnectedError`."""
+        first when expired. Raises :class:`NotConnectedError`.
+
+        Each token expires on its own: an expired Slack user token is left out (empty) and
+        holds nothing up, unless ``user_token`` (the caller needs it: search), which waits for
+        its refresh as for the access token's and raises :class:`UserTokenExpiredError` when
+        none comes while the bot token is valid."""
         conn = await self._connection(tenant, provider)
         tokens = await self._read(conn)
-        if not tokens.expired(self._clock(), self._settings.expiry_skew_seconds):
-            return tokens
-        key = tokens.connection
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._refresh(conn))
-            self._inflight[key] = pending
-            pending.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return await asyncio.shield(pending)
+        if self._stale(tokens, user_token=user_token):
+            key = f"{tokens.connection}#user" if user_token else tokens.connection
+            pending = self._inflight.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._refresh(conn, user_token=user_token))
+                self._inflight[key] = pending
+                pending.add_done_callback(lambda _: self._inflight.pop(key, None))
+            tokens = await asyncio.shield(pending)
+        if tokens.user_expired(self._clock(), self._settings.expiry_skew_seconds):
+            return tokens.without_user_token()
+        return tokens
+
+    def _stale(self, tokens: OAuthTokens, *, user_token: bool) -> bool:
+        now, skew = self._clock(), self._settings.expiry_skew_seconds
+        return tokens.expired(now, skew) or (user_token and tokens.user_expired(now, skew))
 
     async def _connection(self, tenant: str, provider: str) -> OAuthConnection:
         found: list[OAuthConnection] = []
@@ -324,8 +389,9 @@ class TokenReader:
             )
         raise TokenSecretNotOwnedError(connection=_name(conn), secret=where)
 
-    async def _refresh(self, conn: OAuthConnection) -> OAuthTokens:
-        """Ask the operator for a refresh (an annotation on the Secret) and wait for it."""
+    async def _refresh(self, conn: OAuthConnection, *, user_token: bool) -> OAuthTokens:
+        """Ask the operator for a refresh (an annotation on the Secret) and wait for it (for
+        the user token too with ``user_token``)."""
         name, ns = conn.spec.token_secret_name, _ns(conn)
         stamp = self._clock().isoformat().replace("+00:00", "Z")
         patch = {"metadata": {"annotations": {REFRESH_REQUESTED_ANNOTATION: stamp}}}
@@ -337,11 +403,17 @@ class TokenReader:
                 ):
                     latest = await self._connection(conn.spec.tenant, str(conn.spec.provider))
                     tokens = await self._read(latest)
-                    if not tokens.expired(self._clock(), self._settings.expiry_skew_seconds):
+                    if not self._stale(tokens, user_token=user_token):
                         return tokens
         except TimeoutError:
             pass
         latest = await self._connection(conn.spec.tenant, str(conn.spec.provider))
+        if user_token:  # the bot token may be fine: say which token is missing
+            tokens = await self._read(latest)
+            if not tokens.expired(self._clock(), self._settings.expiry_skew_seconds):
+                if not tokens.user_expired(self._clock(), self._settings.expiry_skew_seconds):
+                    return tokens
+                raise _user_token_expired(latest, tokens)
         raise _not_connected(latest, stale=True)
 
 
@@ -382,6 +454,19 @@ def _mounted(folder: Path) -> dict[str, str]:
         for path in folder.iterdir()
         if path.is_file() and not path.name.startswith(".")
     }
+
+
+def _user_token_expired(conn: OAuthConnection, tokens: OAuthTokens) -> UserTokenExpiredError:
+    status = conn.status
+    assert tokens.user_expires_at is not None  # user_expired() said so
+    return UserTokenExpiredError(
+        tenant=conn.spec.tenant,
+        provider=str(conn.spec.provider),
+        connection=_name(conn),
+        phase=None if status is None or status.phase is None else str(status.phase),
+        authorization_url=None if status is None else status.authorization_url,
+        expired_at=tokens.user_expires_at,
+    )
 
 
 def _not_connected(conn: OAuthConnection, *, stale: bool = False) -> NotConnectedError:

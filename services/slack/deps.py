@@ -4,7 +4,9 @@ token (viewer reads, editor posts: :mod:`services.common.roles`).
 The token comes from :class:`services.common.oauth_tokens.TokenReader` (the tenant's
 OAuthConnection and its Secret), never from the request. Until the connection is usable the
 reader raises :class:`NotConnectedError`, answered as 409 naming the connection and where to
-authorize it. The client shares the app's aiohttp session.
+authorize it. The client shares the app's aiohttp session. `SlackUser` is for the routes that
+need the user token (search): an expired one is a 409 `oauth_user_token_expired` there, while
+the other routes keep the bot token (the expired user token left out).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from services.common.connections import tokens_for
 from services.common.roles import Editor, Viewer
 
-__all__ = ["Editor", "Slack", "SlackCall", "Viewer"]
+__all__ = ["Editor", "Slack", "SlackCall", "SlackUser", "Viewer"]
 
 PROVIDER = "slack"
 
@@ -37,8 +39,16 @@ class SlackCall:
 
 
 async def _slack(request: Request, identity: Viewer) -> SlackCall:
+    return await _call(request, identity, user_token=False)
+
+
+async def _slack_user(request: Request, identity: Viewer) -> SlackCall:
+    return await _call(request, identity, user_token=True)
+
+
+async def _call(request: Request, identity: Viewer, *, user_token: bool) -> SlackCall:
     state: Any = request.app.state
-    tokens = await tokens_for(state.tokens, identity.tenant_id, PROVIDER)
+    tokens = await tokens_for(state.tokens, identity.tenant_id, PROVIDER, user_token=user_token)
     session = await state.http_session()
 
     def client(token: str) -> AsyncWebClient:
@@ -60,3 +70,5 @@ async def _slack(request: Request, identity: Viewer) -> SlackCall:
 
 
 Slack = Annotated[SlackCall, Depends(_slack)]
+SlackUser = Annotated[SlackCall, Depends(_slack_user)]
+"""A SlackCall whose user token, when the connection has one, is valid (search)."""

@@ -297,6 +297,7 @@ def build_connections(live: Live, callback_url: str) -> None:
     kind = "OAuthConnection"
     apply_connection(live.kube, live.namespace, "pending", "slack", callback_url)
     apply_connection(live.kube, live.namespace, "linked", "slack", callback_url)
+    apply_connection(live.kube, live.namespace, "relinked", "slack", callback_url)
     broken = {
         "apiVersion": "xynergy.io/v1alpha1", "kind": kind, "metadata": {"name": "broken"},
         "spec": {"provider": "slack", "clientSecretRef": {"name": "absent"},
@@ -305,22 +306,32 @@ def build_connections(live: Live, callback_url: str) -> None:
     }  # fmt: skip
     _create(live, kind, broken)
     live.names.update({(kind, "pending"): "pending", (kind, "connected"): "linked",
-                       (kind, "stalled"): "broken"})  # fmt: skip
+                       (kind, "degraded"): "relinked", (kind, "stalled"): "broken"})  # fmt: skip
     live.wait(kind, "pending", phase("PendingAuthorization"))
     live.wait(kind, "connected", phase("PendingAuthorization"))
+    live.wait(kind, "degraded", phase("PendingAuthorization"))
     live.wait(kind, "stalled", lambda s: cond(s, "Stalled") == "True")
 
 
-async def connect(live: Live, gateway: httpx.AsyncClient) -> None:
+async def connect(live: Live, gateway: httpx.AsyncClient, state: str) -> None:
     """A person approves at the (fake) provider; the browser lands on the gateway's callback."""
-    url = live.get("OAuthConnection", "connected")["status"]["authorizationURL"]
+    url = live.get("OAuthConnection", state)["status"]["authorizationURL"]
     location = urlsplit(browser(url))
     token = make_jwt(tenant_id="acme", secret=SECRET)
     resp = await gateway.get(
         f"{location.path}?{location.query}", headers={"Authorization": f"Bearer {token}"}
     )
     assert resp.status_code == 200, resp.text
-    live.wait("OAuthConnection", "connected", phase("Connected"))
+    live.wait("OAuthConnection", state, phase("Connected"))
+
+
+def lose_user_token(live: Live) -> None:
+    """Slack's user scopes added after authorizing: Connected for the bot token, Degraded
+    UserReauthRequired with a URL to get the user token (as after a refused user refresh)."""
+    kind = "OAuthConnection"
+    patch = {"spec": {"userScopes": ["search:read"]}}
+    merge_patch(live.kube, live.path(kind, live.names[kind, "degraded"]), patch)
+    live.wait(kind, "degraded", lambda s: cond(s, "Degraded") == "True")
 
 
 @pytest.fixture(scope="module")
@@ -386,14 +397,16 @@ async def build_connections_via_gateway(live: Live, redis_dir: Path) -> None:
         )
         async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as gateway:
             build_connections(live, f"{url}/api/v2/oauth/slack/callback")
-            await connect(live, gateway)
+            await connect(live, gateway, "connected")
+            await connect(live, gateway, "degraded")
+    lose_user_token(live)
 
 
 CAPTURED = {
     "XynergyService": ("ready", "reconciling", "stalled", "paused"),
     "ScalingPolicy": ("ready", "stalled", "paused", "held"),
     "Rollout": ("paused", "promoted", "pending", "stalled"),
-    "OAuthConnection": ("pending", "connected", "stalled"),
+    "OAuthConnection": ("pending", "connected", "degraded", "stalled"),
 }
 
 

@@ -35,17 +35,19 @@ from controllers.devcluster import repo_root
 SOURCE = repo_root() / "hack" / "kstatus"
 
 EXPECTED = {
-    "XynergyService": {"ready": "Current", "reconciling": "InProgress", "stalled": "Failed",
-                       "paused": "InProgress", "unobserved": "InProgress"},
+    "XynergyService": {"ready": "Current", "scaling": "Current", "reconciling": "InProgress",
+                       "stalled": "Failed", "paused": "InProgress", "unobserved": "InProgress"},
     "ScalingPolicy": {"ready": "Current", "stalled": "Failed", "paused": "Current",
                       "held": "InProgress", "unobserved": "InProgress"},
     "Rollout": {"paused": "InProgress", "promoted": "Current", "pending": "InProgress",
                 "stalled": "Failed", "unobserved": "InProgress"},
-    "OAuthConnection": {"pending": "Failed", "connected": "Current", "stalled": "Failed",
+    "OAuthConnection": {"pending": "Failed", "connected": "Current", "degraded": "Current",
+                        "client-missing": "Current", "stalled": "Failed",
                         "unobserved": "InProgress"},
 }  # fmt: skip
 """kstatus: Stalled=True -> Failed; an unobserved generation, Reconciling=True or Ready not True
--> InProgress; Ready=True -> Current. A person's task (authorize at the URL) is Failed."""
+-> InProgress; Ready=True -> Current, also while scaling (Ready Scaling) or Degraded (kstatus
+reads no Degraded condition). A person's task (authorize at the URL) is Failed."""
 
 
 def _fingerprint() -> str:

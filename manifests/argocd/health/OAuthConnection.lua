@@ -1,8 +1,11 @@
 -- Argo CD health of a xynergy.io OAuthConnection, from its phase and conditions.
--- Order: an unobserved generation is Progressing; Connected (Ready=True) is Healthy;
--- Refreshing or a transient failure (Reconciling) is Progressing; PendingAuthorization waits
--- for a person to visit status.authorizationURL: Suspended; ReauthRequired, Revoked and Error
--- (Stalled: tokens gone or the spec is wrong) are Degraded.
+-- Order: an unobserved generation is Progressing; Connected (Ready=True) is Healthy, unless
+-- its Degraded condition is True (the tokens still work but a person must act before they
+-- expire: re-authorize for Slack's user token at status.authorizationURL, fix the client
+-- Secret): Degraded, with that condition's message and the URL; Refreshing or a transient
+-- failure (Reconciling) is Progressing; PendingAuthorization waits for a person to visit
+-- status.authorizationURL: Suspended; ReauthRequired, Revoked and Error (Stalled: tokens gone
+-- or the spec is wrong) are Degraded.
 local hs = {}
 local function condition(t)
   if obj.status == nil or obj.status.conditions == nil then return nil end
@@ -20,7 +23,14 @@ if obj.status == nil or obj.status.observedGeneration == nil or obj.status.obser
 end
 local phase = obj.status.phase
 local stalled, reconciling, ready = condition("Stalled"), condition("Reconciling"), condition("Ready")
-if ready ~= nil and ready.status == "True" then
+local degraded = condition("Degraded")
+if ready ~= nil and ready.status == "True" and degraded ~= nil and degraded.status == "True" then
+  hs.status = "Degraded"
+  hs.message = "Connected, degraded: " .. says(degraded)
+  if obj.status.authorizationURL ~= nil then
+    hs.message = hs.message .. "; status.authorizationURL: " .. obj.status.authorizationURL
+  end
+elseif ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = says(ready)
 elseif reconciling ~= nil and reconciling.status == "True" then

@@ -1,6 +1,8 @@
 -- Argo CD health of a xynergy.io XynergyService, from the operator's kstatus conditions.
 -- Order: a generation the operator has not observed yet is Progressing; Stalled is Degraded;
--- spec.paused is Suspended; Reconciling (rolling out) is Progressing; Ready=True is Healthy.
+-- spec.paused is Suspended; Reconciling (rolling out) is Progressing; Ready=True is Healthy,
+-- also with reason Scaling (a serving revision adding instances, or one that cannot add some:
+-- it serves, so Healthy as for kstatus and Flux; the message says what is missing and why).
 local hs = {}
 local function condition(t)
   if obj.status == nil or obj.status.conditions == nil then return nil end

@@ -4,7 +4,8 @@ Slack allows it with a user token (``xoxp-``, user scope ``search:read``) only, 
 bot token. The OAuthConnection asks for user scopes in ``spec.userScopes`` and the operator
 keeps the user token beside the bot token; a connection without one (or whose user token
 lacks ``search:read``) gets 403 ``missing_user_scope`` naming the scope, and nothing is sent
-to Slack.
+to Slack; one whose user token expired and was not refreshed gets 409
+``oauth_user_token_expired`` naming it and where to authorize again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.slack.deps import Slack
+from services.slack.deps import SlackUser
 from services.slack.errors import ApiError
 from services.slack.routers import PREFIX, answer
 
@@ -27,7 +28,7 @@ router = APIRouter(prefix=PREFIX, tags=["search"])
 
 @router.get("/search", summary="Search messages")
 async def search(
-    slack: Slack,
+    slack: SlackUser,
     q: Annotated[str, Query(min_length=1, max_length=500, description="Slack search query.")],
     count: Annotated[int, Query(ge=1, le=100)] = 20,
     page: Annotated[int, Query(ge=1, le=100)] = 1,

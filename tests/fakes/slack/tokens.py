@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 from services.common.identity import IDENTITY_HEADER, InternalIdentitySigner
-from services.common.oauth_tokens import NotConnectedError, OAuthTokens
+from services.common.oauth_tokens import NotConnectedError, OAuthTokens, UserTokenExpiredError
 from services.common.settings import InternalIdentitySettings
 from services.common.tenancy import Identity
 
@@ -25,11 +25,24 @@ class StaticTokens:
     """tenant -> access token."""
     user: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     """tenant -> (Slack user token, its user scopes)."""
+    expired_user: set[str] = field(default_factory=set)
+    """Tenants whose user token expired (left out, or UserTokenExpiredError for a caller that
+    needs it), as the reader does."""
     asked: list[tuple[str, str]] = field(default_factory=list)
 
-    async def tokens(self, tenant: str, provider: str) -> OAuthTokens:
+    async def tokens(self, tenant: str, provider: str, *, user_token: bool = False) -> OAuthTokens:
         self.asked.append((tenant, provider))
         connection = f"team/{provider}-{tenant}"
+        if tenant in self.expired_user and user_token:
+            raise UserTokenExpiredError(
+                tenant=tenant,
+                provider=provider,
+                connection=connection,
+                phase="Connected",
+                authorization_url=AUTHORIZE_URL,
+                expired_at=dt.datetime(2026, 3, 1, 11, 59, tzinfo=dt.UTC),
+            )
+        user = ("", ()) if tenant in self.expired_user else self.user.get(tenant, ("", ()))
         if tenant not in self.access:
             raise NotConnectedError(
                 tenant=tenant,
@@ -47,8 +60,8 @@ class StaticTokens:
             token_type="bearer",
             scopes=(),
             expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
-            user_access_token=SecretStr(self.user.get(tenant, ("", ()))[0]),
-            user_scopes=self.user.get(tenant, ("", ()))[1],
+            user_access_token=SecretStr(user[0]),
+            user_scopes=user[1],
         )
 
 

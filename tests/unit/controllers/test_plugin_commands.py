@@ -205,6 +205,62 @@ def test_connect_gives_up_after_the_timeout() -> None:
     assert "Error: spec.clientSecretRef: Secret absent not found" in broken.output
 
 
+def test_connect_on_a_degraded_connection_prints_its_message_and_url() -> None:
+    """Connected, but Slack's user token is to be got (Degraded UserReauthRequired, a URL in
+    status): the message and URL are printed, and it waits until the URL is gone."""
+    degraded, connected = (
+        captured("OAuthConnection", "degraded"),
+        captured("OAuthConnection", "connected"),
+    )
+    url = degraded["status"]["authorizationURL"]
+    out = run(
+        ["connect", "relinked", "-n", "team-a"],
+        FakeClient([degraded], changes=[degraded, connected]),
+    )
+    assert out.exit_code == 0, out.output
+    assert (
+        "oauthconnection team-a/relinked is connected but degraded: UserReauthRequired: no user "
+        "token for spec.userScopes; the bot token still works" in out.stdout
+    )
+    assert f"Open this URL to authorize relinked again:\n{url}" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith("Connected: team-a/relinked account")
+    assert "Degraded" not in out.stdout.splitlines()[-1]
+    as_json = run(["connect", "relinked", "-n", "team-a", "-o", "json"],
+                  FakeClient([degraded], changes=[connected]))  # fmt: skip
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["degraded"] is None
+    assert url in as_json.stderr
+    assert "UserReauthRequired" in as_json.stderr
+    no_wait = run(["connect", "relinked", "-n", "team-a", "--no-wait"], FakeClient([degraded]))
+    assert no_wait.exit_code == 0, no_wait.output
+    assert url in no_wait.stdout
+
+
+def test_connect_on_a_degraded_connection_fails_when_a_new_url_replaces_its_own() -> None:
+    degraded = captured("OAuthConnection", "degraded")
+    failed = yaml.safe_load(yaml.safe_dump(degraded))
+    failed["status"]["authorizationURL"] = degraded["status"]["authorizationURL"] + "&new=1"
+    for c in failed["status"]["conditions"]:
+        c["message"] = f"the provider refused the authorization code: invalid_code; {c['message']}"
+    out = run(["connect", "relinked", "-n", "team-a"], FakeClient([degraded], changes=[failed]))
+    assert out.exit_code == 1
+    assert "still degraded, with a new authorization URL" in out.output
+    assert "UserReauthRequired: the provider refused the authorization code" in out.output
+
+
+def test_connect_on_a_connection_degraded_without_url_is_connected_with_the_message() -> None:
+    out = run(
+        ["connect", "linked", "-n", "team-a"],
+        FakeClient([captured("OAuthConnection", "client-missing")]),
+    )
+    assert out.exit_code == 0, out.output
+    assert "Open this URL" not in out.output
+    assert out.stdout.splitlines()[-1] == (
+        "Degraded: ClientSecretMissing: tokens are valid until 2026-12-01T16:15:10Z but cannot "
+        "be refreshed: spec.clientSecretRef: Secret linked-client not found"
+    )
+
+
 def test_completion_script_and_names_from_the_cluster() -> None:
     script = CliRunner().invoke(main, ["completion", "bash"])
     assert script.exit_code == 0

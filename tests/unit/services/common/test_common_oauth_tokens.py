@@ -1,7 +1,8 @@
 """TokenReader over a token Secret whose `expires_at` a user edited by hand: an unreadable
 value counts as expired (the reader asks the operator for a refresh), it never fails the
-request with a 500; and over a token Secret the connection does not control (planted by
-someone who may create Secrets): refused, naming the Secret, logged once, never used."""
+request with a 500; over a token Secret the connection does not control (planted by
+someone who may create Secrets): refused, naming the Secret, logged once, never used; and over
+Slack's user token, whose expiry is its own: an expired one holds up only its callers."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from services.common.oauth_tokens import (
     OAuthTokenSettings,
     TokenReader,
     TokenSecretNotOwnedError,
+    UserTokenExpiredError,
 )
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -65,9 +67,12 @@ class Kube:
     patches: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
     """More keys of the token Secret (Slack's user token)."""
+    connection: dict[str, Any] = field(default_factory=lambda: CONNECTION)
+    refreshed: dict[str, str] | None = None
+    """Keys the operator writes once a refresh was asked for (one watch event), else none."""
 
     async def _items(self) -> AsyncIterator[dict[str, Any]]:
-        yield CONNECTION
+        yield self.connection
 
     def list(self, res: Any, *, namespace: str | None = None) -> Any:
         return self._items()
@@ -81,12 +86,13 @@ class Kube:
     async def patch(self, res: Any, name: str, obj: Any, **_: Any) -> Any:
         self.patches.append(obj)
 
-    async def _nothing(self) -> AsyncIterator[tuple[str, Any]]:
-        return
-        yield
+    async def _events(self) -> AsyncIterator[tuple[str, Any]]:
+        if self.refreshed is not None and self.patches:
+            self.extra |= self.refreshed
+            yield "MODIFIED", {}
 
     def watch(self, res: Any, **_: Any) -> Any:
-        return self._nothing()
+        return self._events()
 
 
 @pytest.mark.parametrize("value", ["2000-01-01T00:00:00ZZ", "next tuesday"])
@@ -181,13 +187,68 @@ async def test_the_slack_user_token_is_read_beside_the_bot_token() -> None:
     assert kube.patches == []
 
 
-async def test_an_expired_user_token_asks_for_a_refresh_like_an_expired_access_token() -> None:
-    kube = Kube(expires_at=LATER, extra=USER | {"user_expires_at": "2026-03-01T11:59:00Z"})
-    reader = TokenReader(
-        kube, settings=OAuthTokenSettings(refresh_wait_seconds=0.01), clock=lambda: NOW
+EXPIRED_USER = USER | {"user_expires_at": "2026-03-01T11:59:00Z"}
+SHORT_WAIT = OAuthTokenSettings(refresh_wait_seconds=0.01)
+
+
+async def test_an_expired_user_token_leaves_the_bot_token_to_its_callers() -> None:
+    """The bot token is valid: channels and messages get it at once, without the expired user
+    token, and nothing waits on a refresh."""
+    kube = Kube(expires_at=LATER, extra=EXPIRED_USER)
+    reader = TokenReader(kube, settings=SHORT_WAIT, clock=lambda: NOW)
+
+    tokens = await reader.tokens("acme", "gmail")
+
+    assert tokens.access_token.get_secret_value() == ACCESS
+    assert tokens.user_access_token.get_secret_value() == ""
+    assert tokens.user_scopes == ()
+    assert kube.patches == []
+
+
+async def test_a_caller_of_the_expired_user_token_gets_an_error_naming_it() -> None:
+    """Search needs the user token: a refresh is asked for, and when none comes the error
+    names the user token, its expiry and where to authorize again (a 409), no token value."""
+    url = "https://slack.example/oauth/v2/authorize?user_scope=search%3Aread&state=s"
+    degraded = CONNECTION | {"status": {"phase": "Connected", "authorizationURL": url}}
+    kube = Kube(expires_at=LATER, extra=EXPIRED_USER, connection=degraded)
+    reader = TokenReader(kube, settings=SHORT_WAIT, clock=lambda: NOW)
+
+    with pytest.raises(UserTokenExpiredError) as err:
+        await reader.tokens("acme", "gmail", user_token=True)
+
+    message = str(err.value)
+    assert message == (
+        "the user token of OAuthConnection default/acme-gmail (tenant 'acme') expired at "
+        "2026-03-01T11:59:00Z and was not refreshed; its bot token still works, but this "
+        f"needs the user token: authorize again at {url}"
     )
+    assert len(kube.patches) == 1  # the operator was asked to refresh it
+    body = err.value.body()
+    assert (body["error"], body["status"], body["authorizationURL"]) == (
+        "oauth_user_token_expired", 409, url
+    )  # fmt: skip
+    assert all(v not in str(body) for v in (ACCESS, REFRESH, USER["user_access_token"]))
+    with pytest.raises(UserTokenExpiredError):  # through tokens_for: the 409 handler's type
+        await tokens_for(reader, "acme", "gmail", user_token=True)
 
-    with pytest.raises(NotConnectedError):
-        await reader.tokens("acme", "gmail")
 
+async def test_a_caller_of_the_user_token_gets_it_once_refreshed() -> None:
+    fresh = {"user_access_token": "xoxe.xoxp-user-fresh", "user_expires_at": LATER}
+    kube = Kube(expires_at=LATER, extra=EXPIRED_USER, refreshed=fresh)
+    reader = TokenReader(kube, clock=lambda: NOW)
+
+    tokens = await reader.tokens("acme", "gmail", user_token=True)
+
+    assert tokens.user_access_token.get_secret_value() == "xoxe.xoxp-user-fresh"
     assert len(kube.patches) == 1
+
+
+async def test_an_expired_bot_token_still_holds_up_every_caller() -> None:
+    kube = Kube(expires_at="2026-03-01T11:59:00Z", extra=USER | {"user_expires_at": LATER})
+    reader = TokenReader(kube, settings=SHORT_WAIT, clock=lambda: NOW)
+
+    for user_token in (False, True):
+        with pytest.raises(NotConnectedError) as err:
+            await reader.tokens("acme", "gmail", user_token=user_token)
+        assert not isinstance(err.value, UserTokenExpiredError)
+        assert err.value.phase == "Expired"

@@ -59,3 +59,21 @@ def test_search_with_a_user_token_finds_messages(
     assert [m["text"] for m in r.json()["matches"]] == ["the Globex deal is signed"]
     assert r.json()["total"] == 1
     assert r.json()["matches"][0]["channel"]["name"] == "sales"
+
+
+def test_search_with_an_expired_user_token_is_a_409_naming_it_and_users_still_work(
+    client: TestClient, fake: FakeSlack, tokens: StaticTokens, as_user: Headers
+) -> None:
+    """Search asks the reader for the user token (an expired one is its error); the other
+    routes get the bot token as before."""
+    tokens.user["acme"] = ("xoxp-user-token", ("search:read",))
+    tokens.expired_user.add("acme")
+    fake.state.add_user("ada", "ada@example.com")
+    r = client.get("/api/v2/slack/search?q=deal", headers=as_user())
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "oauth_user_token_expired"
+    assert "the user token of OAuthConnection team/slack-acme" in r.json()["message"]
+    assert fake.state.calls["search.messages"] == 0
+    users = client.get("/api/v2/slack/users", headers=as_user())
+    assert users.status_code == 200, users.text
+    assert [u["name"] for u in users.json()["users"]] == ["ada"]
