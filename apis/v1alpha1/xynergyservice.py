@@ -147,12 +147,13 @@ class CloudRunSpec(SpecModel):
     """Email of the service account the revision runs as."""
     ingress: Literal["all", "internal", "internal-and-cloud-load-balancing"] = "all"
     """Which network sources may reach the service."""
-    invoker_iam_check: bool = True
-    """Cloud Run lets in only callers with a Google ID token of an identity holding
-    roles/run.invoker on the service (the gateway and the operator send theirs). False makes
-    the service public, as `gcloud run deploy --no-invoker-iam-check` (the Admin API's
-    invokerIamDisabled; no IAM policy is written): for a service that checks its callers
-    itself. Set here, it wins over a change made in the console."""
+    invoker_iam_check: bool | None = None
+    """True: Cloud Run lets in only callers with a Google ID token of an identity holding
+    roles/run.invoker on the service (the gateway and the operator send theirs). False: the
+    service is public, as `gcloud run deploy --no-invoker-iam-check` (the Admin API's
+    invokerIamDisabled; no IAM policy is written), for a service that checks its callers
+    itself. Unset: left as it is (a new service checks IAM, Cloud Run's default; a change
+    made in the console or with gcloud stays). Set, it wins over such a change."""
     vpc_connector: str | None = Field(default=None, min_length=1, max_length=512)
     """Serverless VPC Access connector (name or full resource path)."""
     execution_environment: Literal["gen1", "gen2"] = "gen2"

@@ -177,6 +177,10 @@ class Controller:
     """Objects triggered while a converge of theirs ran, with the newest child event among
     those triggers: converged once more after it (its own requeue must not replace that), as
     an event's converge (the delivered body, that child event)."""
+    _unfinalized: set[str] = field(default_factory=set, repr=False)
+    """Objects an event found without the finalizer they need (nothing was converged): the
+    event that shows it in place converges them, whatever their generation says (an object
+    with a status from before its kind needed a finalizer, e.g. after an upgrade)."""
     _seen: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     """Per object: its body as its own watch last delivered it (without managedFields), read
     by an event's converge instead of a GET, as controller-runtime reads its informer's
@@ -274,9 +278,12 @@ class Controller:
         self._remember(key.uid, body)
         meta = body.get("metadata") or {}
         if self._needs_finalizer(body) and FINALIZER not in (meta.get("finalizers") or []):
+            self._unfinalized.add(key.uid)
             return  # nothing is made before kopf's finalizer is in place; its event converges
+        finalized = key.uid in self._unfinalized
+        self._unfinalized.discard(key.uid)
         annotated = self._annotations_changed(key.uid, meta)
-        if event == "MODIFIED" and not annotated:
+        if event == "MODIFIED" and not annotated and not finalized:
             generation = meta.get("generation")
             if generation == (body.get("status") or {}).get("observedGeneration"):
                 return
@@ -341,6 +348,7 @@ class Controller:
         self._annotations.pop(uid, None)
         self._seen.pop(uid, None)
         self._again.pop(uid, None)
+        self._unfinalized.discard(uid)
         self.children.forget(uid)
 
     def _remember(self, uid: str, body: Mapping[str, Any]) -> None:

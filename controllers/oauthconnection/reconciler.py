@@ -67,7 +67,7 @@ from controllers.core.retry import Sleep
 from controllers.core.status import spec_error
 from controllers.oauthconnection.secrets import SecretData, SecretStore
 from controllers.oauthconnection.settings import OAuthSettings
-from controllers.oauthconnection.status import Outcome, build_status
+from controllers.oauthconnection.status import DEGRADED, Outcome, build_status
 from controllers.providers.oauth import (
     ClientCredentials,
     ClientRefusedError,
@@ -571,9 +571,17 @@ class OAuthConnectionReconciler:
         message = f"tokens are valid until {_rfc3339(valid)} but cannot be refreshed: {exc.message}"
         outcome = self._connected(conn, tokens, now, issued=issued, message=message)
         left = (valid - now).total_seconds()
-        return replace(
+        outcome = replace(
             outcome, requeue_after=max(1.0, min(60.0, left)), degraded=(exc.reason, message)
-        ).with_events(Event("Warning", exc.reason, message))
+        )
+        # said once per cause, not at each of the minute's looks while it lasts
+        before = next(
+            (c for c in (conn.status.conditions if conn.status else []) if c.type == DEGRADED),
+            None,
+        )
+        if before is not None and before.status == "True" and before.reason == exc.reason:
+            return outcome
+        return outcome.with_events(Event("Warning", exc.reason, message))
 
     async def _refresh(
         self,

@@ -82,8 +82,9 @@ def build_status(
             generation=generation,
             now=now,
         )
-    conditions = [c for c in conditions if c.type != DEGRADED]
-    if outcome.degraded is not None and outcome.phase is OAuthPhase.CONNECTED:
+    if outcome.degraded is None or outcome.phase is not OAuthPhase.CONNECTED:
+        conditions = [c for c in conditions if c.type != DEGRADED]
+    else:  # on the list that holds the previous one: its lastTransitionTime stays put
         conditions = set_condition(
             conditions,
             type_=DEGRADED,

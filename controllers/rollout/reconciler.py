@@ -280,8 +280,20 @@ class RolloutReconciler:
         once), then it lets go saying what it left."""
         try:
             rollout = Rollout.model_validate(dict(body))
-        except ValidationError:
-            return True, None  # an invalid spec moved nothing
+        except ValidationError as exc:  # e.g. stored before a check this operator adds
+            try:
+                held = RolloutStatus.model_validate(body.get("status") or {})
+            except ValidationError:
+                held = RolloutStatus()
+            if held.phase not in _ACTIVE and not held.canary_weight:
+                return True, None  # it moved nothing
+            return True, Event(
+                "Warning",
+                "TrafficNotRestored",
+                f"deleted while {held.phase} with a spec this operator cannot read "
+                f"({spec_error(exc)}): any traffic split is left as it was "
+                f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})",
+            )
         uid = rollout.metadata.uid or ""
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
@@ -1007,7 +1019,15 @@ class RolloutReconciler:
         raw = body.get("status") or {}
         status = RolloutStatus(phase=RolloutPhase.DEGRADED, message=spec_error(exc))
         with contextlib.suppress(ValidationError):
-            status.conditions = RolloutStatus.model_validate(raw).conditions
+            before = RolloutStatus.model_validate(raw)
+            status.conditions = before.conditions
+            # where the traffic stands is not the spec's to forget: a split stays on record
+            # (and the finalizer with it) until a readable spec routes it back or a deletion
+            # says what it leaves
+            status.stable_revision = before.stable_revision
+            status.canary_revision = before.canary_revision
+            status.canary_weight = before.canary_weight
+            status.traffic_routing = before.traffic_routing
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )

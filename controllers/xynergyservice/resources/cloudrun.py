@@ -4,10 +4,10 @@
 - The desired service is the existing one with the fields we manage overlaid (image, port,
   command/args, env values, cpu/memory, concurrency, instance bounds, service account, VPC
   connector, execution environment, startup probe from healthCheck, ingress, the invoker IAM
-  check, launch stage, the `managed-by=xynergy` label and the `xynergy.io/owner` annotation),
-  and spec.volumes as Secret Manager volumes with the main container's mounts. Fields we do
-  not manage (sidecars and their volumes, timeout, traffic splits, other labels...) are left
-  as they are.
+  check when set, launch stage, the `managed-by=xynergy` label and the `xynergy.io/owner`
+  annotation), and spec.volumes as Secret Manager volumes with the main container's mounts.
+  Fields we do not manage (sidecars and their volumes, timeout, traffic splits, other
+  labels...) are left as they are.
 - `plan` compares the managed fields and says what to write: nothing, the service, or the
   service with a new revision (named like every revision, `crm-00003`) when the template changed.
 - A service that exists but is not owned by this object is never touched: Stalled, with a
@@ -327,7 +327,8 @@ def desired_service(
     out.labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
     out.annotations[OWNER_ANNOTATION] = owner_of(svc)
     out.ingress = getattr(run_v2.IngressTraffic, _INGRESS[cloud_run.ingress])
-    out.invoker_iam_disabled = not cloud_run.invoker_iam_check
+    if cloud_run.invoker_iam_check is not None:
+        out.invoker_iam_disabled = not cloud_run.invoker_iam_check
     out.launch_stage = _LAUNCH_STAGE[cloud_run.launch_stage]
     out.scaling.min_instance_count = sizing.replicas if spec.replicas is not None else 0
 
@@ -367,7 +368,6 @@ def managed_view(service: run_v2.Service, svc: XynergyService) -> dict[str, Any]
         "label": service.labels.get(MANAGED_BY_LABEL),
         "owner": service.annotations.get(OWNER_ANNOTATION),
         "ingress": int(service.ingress),
-        "invoker_iam_disabled": bool(service.invoker_iam_disabled),
         "launch_stage": int(service.launch_stage),
         "service_min": service.scaling.min_instance_count,
         "template": {
@@ -396,6 +396,8 @@ def managed_view(service: run_v2.Service, svc: XynergyService) -> dict[str, Any]
     }
     if cloud_run is not None and cloud_run.service_account:
         view["template"]["service_account"] = tpl.service_account
+    if cloud_run is not None and cloud_run.invoker_iam_check is not None:
+        view["invoker_iam_disabled"] = bool(service.invoker_iam_disabled)
     if svc.spec.health_check is not None:
         probe = container.startup_probe
         view["template"]["probe"] = (

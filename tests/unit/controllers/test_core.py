@@ -740,6 +740,28 @@ async def test_nothing_is_made_before_the_finalizer_is_in_place() -> None:
     assert len(reconciler.calls) == 1
 
 
+async def test_an_object_with_status_that_newly_needs_a_finalizer_converges_once_it_has_it() -> (
+    None
+):
+    """After an upgrade that makes a kind hold a finalizer (Rollouts mid-delivery), an object
+    with a status for its generation gets the finalizer by kopf's patch, whose MODIFIED event
+    has generation == observedGeneration: it must still converge, or nothing ever would."""
+    from controllers.core.controller import FINALIZER
+
+    status = {"observedGeneration": 3}
+    client = FakeClient({"crm": _body(status=status)})
+    reconciler = FakeReconciler(finalizer=True)
+    controller = _controller(client, reconciler)
+    await controller.on_event(_body(status=status), None)  # the initial listing
+    assert reconciler.calls == []
+    with_finalizer = _body(status=status)
+    with_finalizer["metadata"]["finalizers"] = [FINALIZER]
+    await controller.on_event(with_finalizer, "MODIFIED")
+    assert len(reconciler.calls) == 1
+    await controller.on_event(with_finalizer, "MODIFIED")  # our status write's own event
+    assert len(reconciler.calls) == 1, "only the finalizer's arrival converges"
+
+
 # ---- reconcilers built on first use (no heavy imports for kinds without objects) ---------------
 
 HEAVY = ("numpy", "scipy", "sklearn", "authlib", "intelligence", "google.cloud.run_v2")

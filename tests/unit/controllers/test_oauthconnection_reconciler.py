@@ -597,12 +597,21 @@ async def test_a_client_refused_in_a_refresh_keeps_valid_tokens_connected_and_de
 async def test_a_client_refused_in_a_refresh_is_not_retried_until_the_secret_changes() -> None:
     w = world()
     b = body()
-    await _refuse_refresh(w, b)
+    refused = await _refuse_refresh(w, b)
 
+    first = None
+    kept = {**b, "status": st(refused).model_dump(mode="json", by_alias=True, exclude_none=True)}
     for t in (3410, 3500, 3599):  # resyncs and other triggers while valid: no provider call
-        result = await w.sync(b, at(t))
+        result = await w.sync(kept, at(t))
+        kept["status"] = st(result).model_dump(mode="json", by_alias=True, exclude_none=True)
         assert st(result).phase is OAuthPhase.CONNECTED, t
         assert (degraded(result) or ("",))[0] == "ClientRefused", t
+        # nothing new to say: no Warning each minute, no status write (same condition times)
+        assert [e.reason for e in result.events] == [], t
+        cond = get_condition(st(result).conditions, "Degraded")
+        assert cond is not None
+        first = first or cond.last_transition_time
+        assert cond.last_transition_time == first, t
     for t in (3600, 4000):  # expired
         result = await w.sync(b, at(t))
         assert ready(result)[1] == "ClientRefused", t

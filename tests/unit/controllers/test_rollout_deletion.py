@@ -17,7 +17,7 @@ import pytest
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
-from apis.v1alpha1.rollout import TrafficRouting
+from apis.v1alpha1.rollout import RolloutStatus, TrafficRouting
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.controller import FINALIZER
 from controllers.core.errors import StalledError, TransientError
@@ -348,3 +348,33 @@ async def test_deleting_a_rollout_stalled_mid_way_before_its_next_converge_resto
     assert "deleted while Degraded: all traffic back on the stable revision crm-00001" in (
         event.message
     )
+
+
+async def test_a_rollout_whose_spec_turned_unreadable_keeps_its_split_on_record() -> None:
+    """A Rollout stored before a check this operator adds (rolling maxSurge and
+    maxUnavailable both 0) no longer validates: its converge says InvalidSpec but keeps
+    where the traffic stands (so the finalizer stays), and deleting it says what it leaves."""
+    backend = Backend()
+    reconciler = _reconciler(backend, Client(), Clock(ASKED))
+    body = _deleted(MID_CANARY)
+    del body["metadata"]["deletionTimestamp"]
+    body["spec"]["strategy"] = {"rolling": {"maxSurge": 0, "maxUnavailable": 0}}
+    result = await reconciler.reconcile(body, now=ASKED, child=None)
+    status = result.status
+    assert isinstance(status, RolloutStatus)
+    assert status.phase == "Degraded"
+    assert (status.stable_revision, status.canary_revision, status.canary_weight) == (
+        MID_CANARY["stableRevision"],
+        MID_CANARY["canaryRevision"],
+        MID_CANARY["canaryWeight"],
+    )
+    kept = _deleted(status.model_dump(mode="json", by_alias=True, exclude_none=True))
+    kept["spec"] = body["spec"]
+    assert needs_finalizer(kept)
+    gone, event = await reconciler.release(kept)
+    assert gone
+    assert backend.routes == [], "an unreadable spec names no target to route"
+    assert event is not None
+    assert (event.type, event.reason) == ("Warning", "TrafficNotRestored")
+    assert "cannot read" in event.message
+    assert f"{MID_CANARY['canaryWeight']}%" in event.message

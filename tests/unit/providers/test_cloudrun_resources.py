@@ -309,12 +309,18 @@ def test_plan_writes_only_what_changed_and_names_new_revisions() -> None:
     assert wanted is not None
     assert wanted[0].invoker_iam_disabled
     assert wanted[1] is None, "who may invoke is the service's, not a revision's"
-    assert not existing.invoker_iam_disabled, "private unless the spec says otherwise"
+    assert not existing.invoker_iam_disabled, "a new service checks IAM (Cloud Run's default)"
     opened = run_v2.Service(existing)
     opened.invoker_iam_disabled = True  # made public in the console
-    restored = plan(obj, opened)
+    assert plan(obj, opened) is None, "unset: a change made elsewhere stays (upgrades too)"
+    checked = xs(
+        profile="data-processing",
+        generation=7,
+        cloudRun={"project": "xynergy-test", "region": "us-central1", "invokerIamCheck": True},
+    )
+    restored = plan(checked, opened)
     assert restored is not None
-    assert not restored[0].invoker_iam_disabled
+    assert not restored[0].invoker_iam_disabled, "set: the spec wins"
 
 
 def test_plan_refuses_a_service_someone_else_owns() -> None:
