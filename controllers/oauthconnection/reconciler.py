@@ -40,6 +40,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from apis.conditions import get_condition
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.oauthconnection import (
     UNREADABLE_EXPIRY,
@@ -92,14 +93,9 @@ def _rfc3339(when: dt.datetime | None) -> str:
 
 
 def _parse(value: str) -> dt.datetime | None:
-    """An RFC 3339 time; None when empty or unreadable."""
-    if not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    """An RFC 3339 time; None when empty or unreadable (`token_expiry`'s reading)."""
+    when = token_expiry(value) if value else None
+    return None if when is UNREADABLE_EXPIRY else when
 
 
 def token_data(tokens: TokenSet, *, issued: dt.datetime) -> dict[str, str]:
@@ -575,10 +571,7 @@ class OAuthConnectionReconciler:
             outcome, requeue_after=max(1.0, min(60.0, left)), degraded=(exc.reason, message)
         )
         # said once per cause, not at each of the minute's looks while it lasts
-        before = next(
-            (c for c in (conn.status.conditions if conn.status else []) if c.type == DEGRADED),
-            None,
-        )
+        before = get_condition(conn.status.conditions, DEGRADED) if conn.status else None
         if before is not None and before.status == "True" and before.reason == exc.reason:
             return outcome
         return outcome.with_events(Event("Warning", exc.reason, message))

@@ -281,19 +281,7 @@ class RolloutReconciler:
         try:
             rollout = Rollout.model_validate(dict(body))
         except ValidationError as exc:  # e.g. stored before a check this operator adds
-            try:
-                held = RolloutStatus.model_validate(body.get("status") or {})
-            except ValidationError:
-                held = RolloutStatus()
-            if held.phase not in _ACTIVE and not held.canary_weight:
-                return True, None  # it moved nothing
-            return True, Event(
-                "Warning",
-                "TrafficNotRestored",
-                f"deleted while {held.phase} with a spec this operator cannot read "
-                f"({spec_error(exc)}): any traffic split is left as it was "
-                f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})",
-            )
+            return True, _unreadable_release(body, exc)
         uid = rollout.metadata.uid or ""
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
@@ -1032,6 +1020,24 @@ class RolloutReconciler:
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )
         return Result(status=status, events=[Event("Warning", "InvalidSpec", status.message or "")])
+
+
+def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event | None:
+    """What deleting a Rollout whose spec this operator cannot read leaves: nothing when it
+    moved nothing; else a Warning naming the split it cannot route back (no target known)."""
+    try:
+        held = RolloutStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        held = RolloutStatus()
+    if held.phase not in _ACTIVE and not held.canary_weight:
+        return None
+    return Event(
+        "Warning",
+        "TrafficNotRestored",
+        f"deleted while {held.phase} with a spec this operator cannot read "
+        f"({spec_error(exc)}): any traffic split is left as it was "
+        f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})",
+    )
 
 
 def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import math
 import re
@@ -73,14 +74,10 @@ Verify = Callable[[str, VerificationSpec, VerificationStage, str], Awaitable[Ver
 """(base URL, spec, stage, revision) -> the run."""
 
 
-_ID_TOKENS: list[IdTokens] = []
-
-
+@functools.cache
 def _id_tokens() -> IdTokens:
-    """The operator's one token cache (made on first use, in the running loop's process)."""
-    if not _ID_TOKENS:
-        _ID_TOKENS.append(IdTokens())
-    return _ID_TOKENS[0]
+    """The operator's one token cache (made on first use)."""
+    return IdTokens()
 
 
 # ---- pure evaluation ---------------------------------------------------------------------

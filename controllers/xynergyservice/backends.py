@@ -159,16 +159,12 @@ class KubernetesBackend:
         fresh = svc.status is None or not svc.status.latest_created_revision
         live = {k: None for _, k in _CHILDREN} if fresh else await self._live(svc, child)
         deployment = build_deployment(
-            svc, progress_deadline_seconds=self.progress_deadline_seconds, digests=digests
+            svc,
+            progress_deadline_seconds=self.progress_deadline_seconds,
+            digests=digests,
+            # the same Pods (e.g. only scaled): the revision serving keeps its name
+            revision=revision_of(svc, live["Deployment"]),
         )
-        kept = revision_of(deployment, live["Deployment"])
-        if kept is not None:  # the same Pods (e.g. only scaled): the revision keeps serving
-            deployment = build_deployment(
-                svc,
-                progress_deadline_seconds=self.progress_deadline_seconds,
-                digests=digests,
-                revision=kept,
-            )
         # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
         dep, service = await asyncio.gather(
             self.provider.apply(deployment, live["Deployment"]),

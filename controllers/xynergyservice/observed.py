@@ -12,8 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from apis.conditions import READY, is_true
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.xynergyservice.resources.kubernetes import build_deployment, service_url
+from controllers.xynergyservice.resources.kubernetes import (
+    pod_spec,
+    pod_spec_digest,
+    service_url,
+)
 from controllers.xynergyservice.resources.naming import (
     REVISION_ANNOTATION,
     TEMPLATE_ANNOTATION,
@@ -139,17 +144,7 @@ def from_deployment(svc: XynergyService, dep: Mapping[str, Any] | None) -> Backe
         # serving keeps serving while instances are added, as Knative's does (also when more
         # cannot be created: the message says why); a new one is rolling out.
         if scaling:
-            message = f"revision {revision} is serving; scaling to {desired} instances"
-            if failure is not None:
-                message = f"{message}: {failure[1]}"
-            return BackendStatus(
-                ready=True,
-                reason="Scaling",
-                message=message,
-                latest_ready_revision=revision,
-                traffic=(Traffic(revision=str(revision), percent=100),),
-                **common,
-            )
+            return _scaling(str(revision), desired, failure, common)
         return waiting("RollingOut", rolling)
     if conds.get("Available", {}).get("status") != "True":
         return waiting("Unavailable", conds.get("Available", {}).get("message", "not available"))
@@ -159,6 +154,24 @@ def from_deployment(svc: XynergyService, dep: Mapping[str, Any] | None) -> Backe
         message=f"{ready_n}/{desired} instances ready",
         latest_ready_revision=revision,
         traffic=(Traffic(revision=revision, percent=100),) if revision else (),
+        **common,
+    )
+
+
+def _scaling(
+    revision: str, desired: int, failure: tuple[str, str] | None, common: dict[str, Any]
+) -> BackendStatus:
+    """Ready, reason Scaling: the revision serving gets more (or fewer) instances; the
+    message says why more cannot be created, when they cannot."""
+    message = f"revision {revision} is serving; scaling to {desired} instances"
+    if failure is not None:
+        message = f"{message}: {failure[1]}"
+    return BackendStatus(
+        ready=True,
+        reason="Scaling",
+        message=message,
+        latest_ready_revision=revision,
+        traffic=(Traffic(revision=revision, percent=100),),
         **common,
     )
 
@@ -181,8 +194,7 @@ def _runs_spec(svc: XynergyService, meta: Mapping[str, Any]) -> bool:
     have = annotations.get(TEMPLATE_ANNOTATION)
     if have is None:
         return annotations.get(REVISION_ANNOTATION) == revision_name(svc)
-    want = build_deployment(svc)["metadata"]["annotations"][TEMPLATE_ANNOTATION]
-    return bool(have == want)
+    return bool(have == pod_spec_digest(pod_spec(svc)))
 
 
 def _was_serving(svc: XynergyService, revision: str) -> bool:
@@ -190,7 +202,7 @@ def _was_serving(svc: XynergyService, revision: str) -> bool:
     status = svc.status
     if status is None or status.latest_ready_revision != revision:
         return False
-    return any(c.type == "Ready" and c.status == "True" for c in status.conditions)
+    return is_true(status.conditions, READY)
 
 
 def unschedulable(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

@@ -36,6 +36,7 @@ __all__ = [
     "build_deployment",
     "build_service",
     "owner_reference",
+    "pod_spec",
     "pod_spec_digest",
     "revision_of",
     "service_url",
@@ -193,31 +194,12 @@ def build_deployment(
     keeps the live one when only the instance count changed); the Pod spec's digest goes
     beside it, so a reader can tell whether the Deployment runs the spec's Pods."""
     spec = svc.spec
-    pod_spec: dict[str, Any] = {
-        "containers": [_container(svc)],
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
-    }
-    if _restricted(svc):  # the rest of `restricted` is on the container
-        pod_spec["securityContext"] = {
-            "runAsNonRoot": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-    if spec.volumes:
-        pod_spec["volumes"] = [_volume(v) for v in spec.volumes]
-    k8s = spec.kubernetes
-    if k8s is not None and k8s.node_selector:
-        pod_spec["nodeSelector"] = dict(k8s.node_selector)
-    if k8s is not None and k8s.service_account_name:
-        pod_spec["serviceAccountName"] = k8s.service_account_name
-    if k8s is not None and k8s.tolerations:
-        pod_spec["tolerations"] = [
-            t.model_dump(by_alias=True, exclude_none=True) for t in k8s.tolerations
-        ]
+    pods = pod_spec(svc)
     annotations = {
         REVISION_ANNOTATION: revision or revision_name(svc),
-        TEMPLATE_ANNOTATION: pod_spec_digest(pod_spec),
+        TEMPLATE_ANNOTATION: pod_spec_digest(pods),
     }
-    template: dict[str, Any] = {"metadata": {"labels": _labels(svc)}, "spec": pod_spec}
+    template: dict[str, Any] = {"metadata": {"labels": _labels(svc)}, "spec": pods}
     if digests:
         annotations[CONFIG_SOURCES_ANNOTATION] = format_sources(digests)
         template["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash(digests)}
@@ -244,20 +226,47 @@ def build_deployment(
     }
 
 
+def pod_spec(svc: XynergyService) -> dict[str, Any]:
+    """The Pod spec the service's instances run (the Deployment's template spec): what makes
+    a revision."""
+    spec = svc.spec
+    pods: dict[str, Any] = {
+        "containers": [_container(svc)],
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
+    }
+    if _restricted(svc):  # the rest of `restricted` is on the container
+        pods["securityContext"] = {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    if spec.volumes:
+        pods["volumes"] = [_volume(v) for v in spec.volumes]
+    k8s = spec.kubernetes
+    if k8s is not None and k8s.node_selector:
+        pods["nodeSelector"] = dict(k8s.node_selector)
+    if k8s is not None and k8s.service_account_name:
+        pods["serviceAccountName"] = k8s.service_account_name
+    if k8s is not None and k8s.tolerations:
+        pods["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in k8s.tolerations
+        ]
+    return pods
+
+
 def pod_spec_digest(pod_spec: Mapping[str, Any]) -> str:
     """16 hex digits of a Pod spec (sorted JSON). Not the config hash on the template: a
     rotated Secret rolls the Pods of the same revision, it is not a new one."""
     return hashlib.sha256(json.dumps(pod_spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def revision_of(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> str | None:
-    """The live Deployment's revision when it runs the Pod spec `desired` runs (only its
-    instance count, the config hash or other Deployment fields differ), else None (a new
+def revision_of(svc: XynergyService, live: Mapping[str, Any] | None) -> str | None:
+    """The live Deployment's revision when it runs the Pod spec the service asks for (only
+    its instance count, the config hash or other Deployment fields differ), else None (a new
     revision). A Deployment from before the digest annotation counts as a new one."""
     annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
-    want = ((desired.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_ANNOTATION)
     kept = annotations.get(REVISION_ANNOTATION)
-    return kept if kept and want and annotations.get(TEMPLATE_ANNOTATION) == want else None
+    want = pod_spec_digest(pod_spec(svc))
+    return kept if kept and annotations.get(TEMPLATE_ANNOTATION) == want else None
 
 
 def build_service(svc: XynergyService) -> dict[str, Any]:

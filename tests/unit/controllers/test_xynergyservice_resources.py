@@ -234,5 +234,5 @@ def test_a_deployment_from_before_the_pod_security_settings_rolls_as_a_new_revis
     old["metadata"]["annotations"]["xynergy.io/revision"] = "crm-00002"
     live = _live(old)
     assert not is_subset(desired, live)
-    assert revision_of(desired, live) is None
-    assert revision_of(desired, _live(desired)) == "crm-00003"
+    assert revision_of(_svc(), live) is None
+    assert revision_of(_svc(), _live(desired)) == "crm-00003"

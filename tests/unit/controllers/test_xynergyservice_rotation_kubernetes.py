@@ -196,12 +196,12 @@ async def test_scaling_keeps_the_revision_and_new_pods_make_one() -> None:
 
 def test_revision_of_keeps_only_the_same_pods() -> None:
     live = build_deployment(_svc(generation=1))
-    assert revision_of(build_deployment(_svc(generation=5, replicas=4)), live) == "crm-00001"
-    assert revision_of(build_deployment(_svc(generation=5, image="reg/crm:2")), live) is None
-    assert revision_of(build_deployment(_svc(generation=5)), None) is None
+    assert revision_of(_svc(generation=5, replicas=4), live) == "crm-00001"
+    assert revision_of(_svc(generation=5, image="reg/crm:2"), live) is None
+    assert revision_of(_svc(generation=5), None) is None
     older = copy.deepcopy(live)
     del older["metadata"]["annotations"]["xynergy.io/template"]
-    assert revision_of(build_deployment(_svc(generation=5)), older) is None, (
+    assert revision_of(_svc(generation=5), older) is None, (
         "a Deployment from before the Pod-spec digest gets the generation's name"
     )
 
