@@ -30,7 +30,6 @@ __all__ = ["ClientWatch", "using"]
 log = logging.getLogger(__name__)
 
 KIND = Kind.of(OAuthConnection)
-_RESTART_SECONDS = 5.0
 
 
 def using(connections: list[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
@@ -61,24 +60,15 @@ class ClientWatch:
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                async for event, body in self.provider.watch(
-                    "v1",
-                    "Secret",
-                    labels={CLIENT_SECRET_LABEL: "true"},
-                    namespace=self.ctx.settings.namespace,
-                ):
-                    await self.changed(event, body)
-            except ApiError as exc:
-                if exc.status.code == 403:
-                    log.warning("not watching OAuth client Secrets (%s): seen at resync", exc)
-                    return
-                log.info("OAuth client Secret watch failed (%s); restarting", exc)
-            except Exception as exc:  # a broken connection: list and watch again
-                log.info("OAuth client Secret watch failed (%s: %s); restarting",
-                         type(exc).__name__, exc)  # fmt: skip
-            await asyncio.sleep(_RESTART_SECONDS)
+        await self.provider.watch_forever(
+            "v1",
+            "Secret",
+            labels={CLIENT_SECRET_LABEL: "true"},
+            namespace=self.ctx.settings.namespace,
+            changed=self.changed,
+            what="OAuth client Secrets",
+            missed="seen at resync",
+        )
 
     async def changed(self, event: str, body: Mapping[str, Any]) -> None:
         """Converge every OAuthConnection of the Secret's namespace that uses it."""

@@ -225,6 +225,37 @@ class KubernetesProvider:
 
         return await self._call(f"label_{kind.lower()}", f"labelling {kind} {name}", write)
 
+    async def watch_forever(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        labels: Mapping[str, str],
+        namespace: str | None,
+        changed: Callable[[str, dict[str, Any]], Awaitable[None]],
+        what: str,
+        missed: str,
+        restart_seconds: float = 5.0,
+    ) -> None:
+        """`watch` for the operator's lifetime, handing each change to `changed`: a watch that
+        fails is listed and watched again after `restart_seconds`; one the operator may not
+        open (403, RBAC) is given up with a warning naming `what` and `missed` (what happens
+        to the changes instead)."""
+        while True:
+            try:
+                async for event, body in self.watch(
+                    api_version, kind, labels=labels, namespace=namespace
+                ):
+                    await changed(event, body)
+            except ApiError as exc:
+                if exc.status.code == 403:
+                    log.warning("not watching %s (%s): %s", what, exc, missed)
+                    return
+                log.info("%s watch failed (%s); restarting", what, exc)
+            except Exception as exc:  # a broken connection: list and watch again
+                log.info("%s watch failed (%s: %s); restarting", what, type(exc).__name__, exc)
+            await asyncio.sleep(restart_seconds)
+
     async def watch(
         self,
         api_version: str,

@@ -38,7 +38,6 @@ __all__ = ["SourceWatch", "referencing", "rollouts_reading"]
 log = logging.getLogger(__name__)
 
 _FIELDS = {"Secret": "secretKeyRef", "ConfigMap": "configMapKeyRef"}
-_RESTART_SECONDS = 5.0
 ROLLOUT = Kind.of(Rollout)
 
 
@@ -89,20 +88,18 @@ class SourceWatch:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def _run(self, kind: str) -> None:
-        while True:
-            try:
-                async for event, body in self.provider.watch(
-                    "v1", kind, labels={SOURCE_LABEL: "true"}, namespace=self.ctx.settings.namespace
-                ):
-                    await self.changed(kind, event, body)
-            except ApiError as exc:
-                if exc.status.code == 403:
-                    log.warning("not watching %ss (%s): their changes roll at resync", kind, exc)
-                    return
-                log.info("%s watch failed (%s); restarting", kind, exc)
-            except Exception as exc:  # a broken connection: list and watch again
-                log.info("%s watch failed (%s: %s); restarting", kind, type(exc).__name__, exc)
-            await asyncio.sleep(_RESTART_SECONDS)
+        async def changed(event: str, body: dict[str, Any]) -> None:
+            await self.changed(kind, event, body)
+
+        await self.provider.watch_forever(
+            "v1",
+            kind,
+            labels={SOURCE_LABEL: "true"},
+            namespace=self.ctx.settings.namespace,
+            changed=changed,
+            what=f"{kind}s",
+            missed="their changes roll at resync",
+        )
 
     async def changed(self, kind: str, event: str, body: Mapping[str, Any]) -> None:
         """Converge every XynergyService in the object's namespace that reads it, and every
