@@ -30,6 +30,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
+from apis.conditions import mark_reconciling
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
@@ -112,6 +113,8 @@ _GOES_BACK = "; all traffic goes back on "
 """How a Rollout stalled mid-way says where its next converge routes the traffic."""
 SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
+DELETING = "Deleting"
+"""The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
 SUPERSEDED = "superseded: "
 """The start of an ended Rollout's message once its target has moved on without it."""
 
@@ -228,6 +231,9 @@ class RolloutReconciler:
         self.clock = clock
         self._blocked: dict[str, str] = {}
         """Per Rollout being deleted: why returning its traffic last failed (said once)."""
+        self._holding: dict[str, str] = {}
+        """Per Rollout whose deletion the last release held: what it waits for, until the
+        core asks for the status that says so (`deletion_status`)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -265,6 +271,29 @@ class RolloutReconciler:
     def needs_finalizer(self, body: Mapping[str, Any]) -> bool:
         """While it may hold its target's traffic split on Cloud Run (status.py)."""
         return needs_finalizer(body)
+
+    def deletion_status(self, body: Mapping[str, Any]) -> RolloutStatus | None:
+        """The status while the deletion the last `release` held waits: Reconciling (reason
+        `Deleting`; Ready False), its message saying what the deletion waits for, why, and
+        when the Rollout goes anyway. The phase and the rest stay as they were. Written by
+        the core only when it changed: once per reason, not per try."""
+        meta = body.get("metadata") or {}
+        message = self._holding.pop(str(meta.get("uid") or ""), None)
+        if message is None:
+            return None
+        try:
+            status = RolloutStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            return None
+        status.message = message
+        status.conditions = mark_reconciling(
+            status.conditions,
+            reason=DELETING,
+            message=message,
+            generation=meta.get("generation"),
+            now=self.clock(),
+        )
+        return status
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
         """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or,
@@ -430,6 +459,10 @@ class RolloutReconciler:
                 f"deleted after waiting {limit}s (spec.progressDeadlineSeconds) {waits}: {why}; "
                 f"{left}",
             )
+        self._holding[uid] = (
+            f"being deleted: the deletion waits {waits}: {why}; the Rollout goes anyway at "
+            f"{_stamp(deadline)} (spec.progressDeadlineSeconds after the deletion)"
+        )
         if self._blocked.get(uid) == key:
             return False, None
         self._blocked[uid] = key
