@@ -160,6 +160,8 @@ class Converge:
     """The target was found moved on without this ended Rollout in this converge."""
     started: bool = False
     """A delivery started in this converge."""
+    refused: str | None = None
+    """Why an action was refused in this converge (a Warning Event says it)."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -571,10 +573,15 @@ class RolloutReconciler:
         phase = work.status.phase
         if action is not None:
             work.status.handled_action = _annotation(work.rollout)
+        if action == "undo" and phase == RolloutPhase.PROMOTED:
+            runs = _moved_on(work)
+            if runs is not None:  # superseded: the target is another Rollout's now
+                return await self._refuse_undo(work, runs)
         kept = _kept(work.status, work.now)
         if kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort):
-            return await self._switch_back(work, kept, undo=action == "undo")
-        if action == "undo" and phase == RolloutPhase.PROMOTED:
+            if _moved_on(work) is None:
+                return await self._switch_back(work, kept, undo=action == "undo")
+        elif action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
             await self._refuse_overlap(work.rollout)
@@ -908,6 +915,50 @@ class RolloutReconciler:
             status.traffic = []
         work.reason = "Superseded"
 
+    async def _refuse_undo(self, work: Converge, runs: str) -> None:
+        """`undo` of a superseded Rollout: going back to its previous revision would patch
+        the target and route its traffic away from what a newer Rollout (or an edit) made it
+        run. Nothing is moved; the Rollout is superseded as a converge would find it, its
+        condition and a Warning Event say why, naming the newer Rollout when one delivered
+        what the target runs. The action is marked handled (status.handledAction), as any
+        action acted upon."""
+        await self._superseded(work, runs)
+        target = work.rollout.spec.target_ref.name
+        newer = await self._newer_rollout(work)
+        by = f", delivered by Rollout {newer}" if newer else ""
+        undo = f"kubectl xynergy rollout undo {newer}" if newer else "a new Rollout"
+        work.refused = (
+            f"undo refused: XynergyService {target} now runs {runs}{by}, not revision "
+            f"{work.status.canary_revision} this Rollout promoted; undoing here would switch "
+            f"its traffic away from what it serves. Go back with {undo}, or use retry here "
+            "to deliver this Rollout's image again"
+        )
+        # after the superseded message, which a later converge finds as it left it (no second
+        # Superseded Event) and states again without this refusal (the Event keeps it)
+        work.status.message = f"{work.status.message}; {work.refused}"
+
+    async def _newer_rollout(self, work: Converge) -> str | None:
+        """The other Rollout of the target that delivered what it runs (its stableImage is
+        the target's image; the newest such), if any."""
+        ns, rollout = work.rollout.metadata.namespace, work.rollout
+        try:
+            items: Any = self.client.list(KIND.resource, namespace=ns)
+            others = [o.to_dict() async for o in items]
+        except ApiError as exc:
+            raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+        found = [
+            other
+            for other in others
+            if (other.get("metadata") or {}).get("uid") != rollout.metadata.uid
+            and ((other.get("spec") or {}).get("targetRef") or {}).get("name")
+            == rollout.spec.target_ref.name
+            and (other.get("status") or {}).get("stableImage") == work.target.spec.image
+        ]
+        if not found:
+            return None
+        newest = max(found, key=lambda other: _created(other.get("metadata") or {}))
+        return str((newest.get("metadata") or {}).get("name"))
+
     async def _undo(self, work: Converge) -> None:
         """Back to the previous stable revision, at once (it was stable within
         spec.rollbackWindow: no analysis)."""
@@ -979,6 +1030,8 @@ class RolloutReconciler:
             )
         if work.superseded:
             events.append(Event("Normal", "Superseded", status.message or ""))
+        if work.refused:
+            events.append(Event("Warning", "UndoRefused", work.refused))
         if work.started:
             events.extend(_ignored(work))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
