@@ -10,6 +10,7 @@ forgotten: no bookkeeping stays behind.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import logging
@@ -29,10 +30,12 @@ from apis.v1alpha1.common import GROUP, VERSION, Resource
 from controllers.core.children import ChildCache
 from controllers.core.events import Event, EventRecorder
 from controllers.core.queue import ObjectQueue
+from controllers.core.retry import RetryPolicy, Sleep
 from controllers.core.scheduler import ObjectKey, ResyncScheduler
 from controllers.core.status import StatusWriter
 
 __all__ = [
+    "DELETION_BACKOFF",
     "DRIFT_CHECK_ANNOTATION",
     "FINALIZER",
     "MIN_DRIFT_CHECK_SECONDS",
@@ -49,6 +52,15 @@ log = logging.getLogger(__name__)
 
 FINALIZER = "xynergy.io/finalizer"
 """The finalizer kopf adds for kinds whose deletion needs us (`KindReconciler.needs_finalizer`)."""
+
+DELETION_BACKOFF = RetryPolicy(initial=2.0, maximum=30.0)
+"""Between two releases of an object whose deletion waits (`Controller.finalize_waiting`):
+1-2 s, doubling to 15-30 s (equal jitter)."""
+
+DELETION_STATUS = "deletion_status"
+"""Optional method of a `KindReconciler`: `deletion_status(body) -> BaseModel | None`, the
+status of an object whose deletion its last `release` held (what the deletion waits for and
+why), written while it waits; None writes nothing."""
 
 DRIFT_CHECK_ANNOTATION = "xynergy.io/drift-check-interval"
 """Per-object resync period in seconds (overrides the operator's default; at least
@@ -327,14 +339,51 @@ class Controller:
 
     async def finalize(self, body: Mapping[str, Any]) -> bool:
         """Run the kind's release for an object being deleted (serialized with its other
-        triggers); True once the finalizer may go, and then the object is forgotten."""
+        triggers); True once the finalizer may go, and then the object is forgotten. While
+        it is held, the kind's `deletion_status` (if any) is written: the status says what
+        the deletion waits for."""
         key = self.kind.key(body)
         async with self.queue.serialized(key.uid):
             gone, event = await self.reconciler.release(body)
+            held = None if gone else getattr(self.reconciler, DELETION_STATUS, None)
+            status = held(body) if callable(held) else None
+            if status is not None:
+                await self.writer.write(self.kind.resource, body, status)
         await self.recorder.post(body, [event] if event else [])
         if gone:
             self.forget(key.uid)
         return gone
+
+    async def finalize_waiting(
+        self,
+        body: Mapping[str, Any],
+        *,
+        backoff: RetryPolicy = DELETION_BACKOFF,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        """`finalize` until the release lets the object go, waiting `backoff` between tries:
+        for a kopf delete handler whose release may wait a while for something normal (a
+        target rolling out). kopf's own retry (raising `kopf.TemporaryError`) logs every try
+        at ERROR, which its log-to-event posting (on at ERROR, runtime.py) turns into an
+        Error Event per try, and writes two annotations per try; neither its posting level
+        nor a handler's `backoff` (arbitrary exceptions only, also logged at ERROR) changes
+        that. Here the wait says nothing but what the reconciler says (an Event per reason,
+        the status). Returns when the release is done, or when the object is gone or its
+        finalizer was removed by hand (nothing left to hold). Each try reads the object
+        first; none acts while this replica is paused by peering."""
+        key, attempt = self.kind.key(body), 0
+        while True:
+            if self.scheduler.gate.active and await self.finalize(body):
+                return
+            await sleep(backoff.delay(attempt, self.rng))
+            attempt += 1
+            latest = await self._read(key)
+            if latest is None or FINALIZER not in (
+                (latest.get("metadata") or {}).get("finalizers") or []
+            ):
+                self.forget(key.uid)
+                return
+            body = latest
 
     def _needs_finalizer(self, body: Mapping[str, Any]) -> bool:
         """A kind whose deletion needs its `release` says so with an optional

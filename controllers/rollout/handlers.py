@@ -9,7 +9,8 @@ selector), and the core scheduler, which comes back when the strategy's clock sa
 analysis interval, the end of a pause). Deletion needs us only while a Rollout may hold its
 target's traffic split on Cloud Run, or a Kubernetes blue-green promotion is in its keep window
 (`status.needs_finalizer`): then the finalizer holds it until all traffic is back on the stable
-revision, or the target runs the promoted revision (or a bound is reached); otherwise on
+revision, or the target runs the promoted revision (or a bound is reached), retried in the
+handler with a bounded back-off (`Controller.finalize_waiting`); otherwise on
 Kubernetes the new revision's children go by garbage collection and the gateway drops a
 deleted Rollout.
 
@@ -67,6 +68,9 @@ def _needs_finalizer(body: kopf.Body, **_: Any) -> bool:
 
 @kopf.on.delete(KIND.group, KIND.version, KIND.plural, when=_needs_finalizer)
 async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A Rollout deleted mid-rollout: all traffic back on the stable revision first."""
-    if not await context_of(memo).controllers[KIND].finalize(body):
-        raise kopf.TemporaryError("returning the traffic to the stable revision", delay=10)
+    """A Rollout deleted mid-rollout: all traffic back on the stable revision first (or, in
+    a blue-green keep window, the target on the promoted revision). The wait is normal, so
+    it is retried here with the core's bounded back-off, not by raising kopf.TemporaryError
+    (an ERROR log line and an Error Event per try); the Rollout's status and one Event say
+    what it waits for."""
+    await context_of(memo).controllers[KIND].finalize_waiting(body)

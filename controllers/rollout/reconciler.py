@@ -30,6 +30,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
+from apis.conditions import mark_reconciling
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
@@ -112,6 +113,8 @@ _GOES_BACK = "; all traffic goes back on "
 """How a Rollout stalled mid-way says where its next converge routes the traffic."""
 SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
+DELETING = "Deleting"
+"""The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
 SUPERSEDED = "superseded: "
 """The start of an ended Rollout's message once its target has moved on without it."""
 
@@ -157,6 +160,8 @@ class Converge:
     """The target was found moved on without this ended Rollout in this converge."""
     started: bool = False
     """A delivery started in this converge."""
+    refused: str | None = None
+    """Why an action was refused in this converge (a Warning Event says it)."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -228,6 +233,9 @@ class RolloutReconciler:
         self.clock = clock
         self._blocked: dict[str, str] = {}
         """Per Rollout being deleted: why returning its traffic last failed (said once)."""
+        self._holding: dict[str, str] = {}
+        """Per Rollout whose deletion the last release held: what it waits for, until the
+        core asks for the status that says so (`deletion_status`)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -265,6 +273,29 @@ class RolloutReconciler:
     def needs_finalizer(self, body: Mapping[str, Any]) -> bool:
         """While it may hold its target's traffic split on Cloud Run (status.py)."""
         return needs_finalizer(body)
+
+    def deletion_status(self, body: Mapping[str, Any]) -> RolloutStatus | None:
+        """The status while the deletion the last `release` held waits: Reconciling (reason
+        `Deleting`; Ready False), its message saying what the deletion waits for, why, and
+        when the Rollout goes anyway. The phase and the rest stay as they were. Written by
+        the core only when it changed: once per reason, not per try."""
+        meta = body.get("metadata") or {}
+        message = self._holding.pop(str(meta.get("uid") or ""), None)
+        if message is None:
+            return None
+        try:
+            status = RolloutStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            return None
+        status.message = message
+        status.conditions = mark_reconciling(
+            status.conditions,
+            reason=DELETING,
+            message=message,
+            generation=meta.get("generation"),
+            now=self.clock(),
+        )
+        return status
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
         """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or,
@@ -430,6 +461,10 @@ class RolloutReconciler:
                 f"deleted after waiting {limit}s (spec.progressDeadlineSeconds) {waits}: {why}; "
                 f"{left}",
             )
+        self._holding[uid] = (
+            f"being deleted: the deletion waits {waits}: {why}; the Rollout goes anyway at "
+            f"{_stamp(deadline)} (spec.progressDeadlineSeconds after the deletion)"
+        )
         if self._blocked.get(uid) == key:
             return False, None
         self._blocked[uid] = key
@@ -538,10 +573,15 @@ class RolloutReconciler:
         phase = work.status.phase
         if action is not None:
             work.status.handled_action = _annotation(work.rollout)
+        if action == "undo" and phase == RolloutPhase.PROMOTED:
+            runs = _moved_on(work)
+            if runs is not None:  # superseded: the target is another Rollout's now
+                return await self._refuse_undo(work, runs)
         kept = _kept(work.status, work.now)
         if kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort):
-            return await self._switch_back(work, kept, undo=action == "undo")
-        if action == "undo" and phase == RolloutPhase.PROMOTED:
+            if _moved_on(work) is None:
+                return await self._switch_back(work, kept, undo=action == "undo")
+        elif action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
             await self._refuse_overlap(work.rollout)
@@ -875,6 +915,50 @@ class RolloutReconciler:
             status.traffic = []
         work.reason = "Superseded"
 
+    async def _refuse_undo(self, work: Converge, runs: str) -> None:
+        """`undo` of a superseded Rollout: going back to its previous revision would patch
+        the target and route its traffic away from what a newer Rollout (or an edit) made it
+        run. Nothing is moved; the Rollout is superseded as a converge would find it, its
+        condition and a Warning Event say why, naming the newer Rollout when one delivered
+        what the target runs. The action is marked handled (status.handledAction), as any
+        action acted upon."""
+        await self._superseded(work, runs)
+        target = work.rollout.spec.target_ref.name
+        newer = await self._newer_rollout(work)
+        by = f", delivered by Rollout {newer}" if newer else ""
+        undo = f"kubectl xynergy rollout undo {newer}" if newer else "a new Rollout"
+        work.refused = (
+            f"undo refused: XynergyService {target} now runs {runs}{by}, not revision "
+            f"{work.status.canary_revision} this Rollout promoted; undoing here would switch "
+            f"its traffic away from what it serves. Go back with {undo}, or use retry here "
+            "to deliver this Rollout's image again"
+        )
+        # after the superseded message, which a later converge finds as it left it (no second
+        # Superseded Event) and states again without this refusal (the Event keeps it)
+        work.status.message = f"{work.status.message}; {work.refused}"
+
+    async def _newer_rollout(self, work: Converge) -> str | None:
+        """The other Rollout of the target that delivered what it runs (its stableImage is
+        the target's image; the newest such), if any."""
+        ns, rollout = work.rollout.metadata.namespace, work.rollout
+        try:
+            items: Any = self.client.list(KIND.resource, namespace=ns)
+            others = [o.to_dict() async for o in items]
+        except ApiError as exc:
+            raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+        found = [
+            other
+            for other in others
+            if (other.get("metadata") or {}).get("uid") != rollout.metadata.uid
+            and ((other.get("spec") or {}).get("targetRef") or {}).get("name")
+            == rollout.spec.target_ref.name
+            and (other.get("status") or {}).get("stableImage") == work.target.spec.image
+        ]
+        if not found:
+            return None
+        newest = max(found, key=lambda other: _created(other.get("metadata") or {}))
+        return str((newest.get("metadata") or {}).get("name"))
+
     async def _undo(self, work: Converge) -> None:
         """Back to the previous stable revision, at once (it was stable within
         spec.rollbackWindow: no analysis)."""
@@ -946,6 +1030,8 @@ class RolloutReconciler:
             )
         if work.superseded:
             events.append(Event("Normal", "Superseded", status.message or ""))
+        if work.refused:
+            events.append(Event("Warning", "UndoRefused", work.refused))
         if work.started:
             events.extend(_ignored(work))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)

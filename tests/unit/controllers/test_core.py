@@ -864,3 +864,94 @@ def test_handlers_name_the_same_kind_as_their_reconcilers() -> None:
         handlers = importlib.import_module(f"controllers.{kind}.handlers")
         reconciler = importlib.import_module(f"controllers.{kind}.reconciler")
         assert handlers.KIND == reconciler.KIND, kind
+
+
+# ---- a deletion that waits (Controller.finalize_waiting) ----------------------------------------
+
+
+@dataclass
+class HeldRelease(FakeReconciler):
+    """A release held `held` times (an Event each time, and a status saying why), then done."""
+
+    held: int = 0
+    releases: int = 0
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:  # type: ignore[override]
+        self.releases += 1
+        if self.releases <= self.held:
+            return False, Event("Normal", "DeletionWaiting", "waits for the target")
+        return True, None
+
+    def deletion_status(self, body: Mapping[str, Any]) -> XynergyServiceStatus:
+        return _ready_status("being deleted: waits for the target")
+
+
+def _deleting(client: FakeClient) -> dict[str, Any]:
+    from controllers.core.controller import FINALIZER
+
+    body = _body()
+    body["metadata"].update(finalizers=[FINALIZER], deletionTimestamp="2026-11-27T00:00:00Z")
+    client.objects["crm"] = body
+    return body
+
+
+async def test_a_held_deletion_is_retried_with_a_bounded_backoff_until_released() -> None:
+    """kopf's TemporaryError logged each try at ERROR (an Error Event each): the wait is now
+    the core's, each try reading the object first, the waits growing to a bound, the status
+    saying why written once, and only the release's own Events posted."""
+    from controllers.core.controller import DELETION_BACKOFF
+
+    client = FakeClient()
+    body = _deleting(client)
+    reconciler = HeldRelease(held=7)
+    controller = _controller(client, reconciler)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    gets = client.gets
+    await controller.finalize_waiting(body, sleep=sleep)
+    assert reconciler.releases == 8
+    assert len(slept) == 7
+    assert client.gets - gets == 7, "one read of the object per retry"
+    for attempt, seconds in enumerate(slept):
+        base = DELETION_BACKOFF.base(attempt)
+        assert base / 2 <= seconds <= base <= DELETION_BACKOFF.maximum
+    assert slept[-1] >= DELETION_BACKOFF.maximum / 2 > slept[0]
+    statuses = [p["status"]["conditions"] for p in client.patches]
+    assert len(statuses) == 1, "the same waiting status is written once, not per try"
+    assert "being deleted" in statuses[0][0]["message"]
+    assert [e.reason for e in client.created] == ["DeletionWaiting"] * 7
+
+
+async def test_a_held_deletion_stops_when_its_finalizer_is_removed_by_hand() -> None:
+    client = FakeClient()
+    body = _deleting(client)
+    reconciler = HeldRelease(held=100)
+    controller = _controller(client, reconciler)
+
+    async def sleep(seconds: float) -> None:
+        if reconciler.releases == 2:
+            client.objects["crm"]["metadata"]["finalizers"] = []  # kubectl patch
+
+    await controller.finalize_waiting(body, sleep=sleep)
+    assert reconciler.releases == 2
+
+
+async def test_a_held_deletion_does_not_act_while_this_replica_is_paused() -> None:
+    client = FakeClient()
+    body = _deleting(client)
+    reconciler = HeldRelease(held=0)
+    controller = _controller(client, reconciler)
+    controller.scheduler.gate.pause()
+    tries: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        tries.append(reconciler.releases)
+        if len(tries) == 3:
+            controller.scheduler.gate.resume()
+
+    await controller.finalize_waiting(body, sleep=sleep)
+    assert tries == [0, 0, 0]
+    assert reconciler.releases == 1

@@ -378,3 +378,31 @@ async def test_a_rollout_whose_spec_turned_unreadable_keeps_its_split_on_record(
     assert (event.type, event.reason) == ("Warning", "TrafficNotRestored")
     assert "cannot read" in event.message
     assert f"{MID_CANARY['canaryWeight']}%" in event.message
+
+
+async def test_a_held_deletion_says_in_the_status_what_it_waits_for_and_until_when() -> None:
+    """The core writes `deletion_status` after a held release: Reconciling `Deleting` (Ready
+    False), naming the stable revision the traffic goes back to, why it waits and when the
+    Rollout goes anyway; nothing once the release let it go."""
+    body = _deleted({**MID_CANARY, "conditions": []})
+    reconciler = _reconciler(Backend(failures=5), Client(), Clock(ASKED))
+    gone, _ = await reconciler.release(body)
+    assert not gone
+    status = reconciler.deletion_status(body)
+    assert status is not None
+    conditions = {c.type: c for c in status.conditions}
+    assert (conditions["Reconciling"].status, conditions["Reconciling"].reason) == (
+        "True", "Deleting"
+    )  # fmt: skip
+    assert conditions["Ready"].status != "True"
+    message = conditions["Reconciling"].message
+    assert message == status.message
+    assert message.startswith("being deleted: the deletion waits to return all traffic to the "
+                              "stable revision crm-00001: Cloud Run: 503")  # fmt: skip
+    assert "goes anyway at 2026-12-01T12:02:00Z" in message, message
+    assert status.phase is not None
+    assert status.phase.value == "Paused", "the phase is kept"
+    assert reconciler.deletion_status(body) is None, "said once per held release"
+    released = _reconciler(Backend(), Client(), Clock(ASKED))
+    assert (await released.release(body))[0]
+    assert released.deletion_status(body) is None

@@ -595,3 +595,67 @@ async def test_an_ended_kubernetes_rollout_holds_no_finalizer() -> None:
 
 def _stamp(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _newer_rollout(world: World, *, image: str, revision: str) -> None:
+    """A later Rollout of the same target that promoted `image` (as revision `revision`)."""
+    newer = _rollout("crm-3", [{"setWeight": 50}], creationTimestamp="2026-12-02T00:00:00Z")
+    newer["spec"]["image"] = image
+    newer["status"] = {"phase": "Promoted", "stableRevision": revision,
+                       "canaryRevision": revision, "stableImage": image}  # fmt: skip
+    world.client.rollouts.append(newer)
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_undo_of_a_superseded_rollout_is_refused_naming_the_newer_one(routes: bool) -> None:
+    """A newer Rollout took the target over: undo here would patch the target back to this
+    Rollout's previous image and route away from what the newer one serves. It is refused
+    (a Warning naming the newer Rollout, the condition saying so), the action is marked
+    handled, and nothing is written to the target, its traffic or its revisions."""
+    world = World([{"setWeight": 50}], routes=routes)
+    now = await world.run_until("Promoted", T0)
+    # the next release: Rollout crm-3 promoted crm:3, the target runs it
+    world.client.target["spec"]["image"] = "crm:3"
+    world.settle()
+    served = XynergyService.model_validate(world.client.target)
+    _newer_rollout(world, image="crm:3", revision=revision_name(served))
+    patches, writes = list(world.client.patches), world.provider.writes
+    deployments = copy.deepcopy(world.provider.deployments())
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    status = await world.converge(now)
+    assert world.client.patches == patches, "the target is not patched back"
+    assert world.provider.deployments() == deployments
+    assert world.provider.writes == writes
+    assert not status.traffic, "no traffic routed away from what the target serves"
+    assert status.phase.value == "Promoted"
+    assert status.handled_action == "undo/1", "the action is cleared (acted upon: refused)"
+    (refused,) = [m for r, m in world.events if r == "UndoRefused"]
+    assert "Rollout crm-3" in refused, refused
+    assert "crm:3" in refused, refused
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert "undo refused" in ready.message
+    assert "Rollout crm-3" in ready.message
+    again = await world.converge(now + STEP)  # the action is not acted upon twice
+    assert world.client.patches == patches
+    assert world.events == [], "nothing said twice (no second Superseded or UndoRefused)"
+    assert again.handled_action == "undo/1"
+    assert again.message.startswith("superseded: ")
+    assert "undo refused" not in again.message
+
+
+async def test_undo_within_the_keep_window_of_a_superseded_rollout_is_refused() -> None:
+    """Within a keep window (scaleDownAt ahead) the target runs an image that is neither the
+    promoted nor the kept one (a newer Rollout's): undo's fast switch back is refused too."""
+    world = World([{"setWeight": 50}], routes=True)
+    now = await world.run_until("Promoted", T0)
+    world.body["status"]["scaleDownAt"] = (now + dt.timedelta(minutes=5)).isoformat()
+    world.client.target["spec"]["image"] = "crm:3"
+    world.settle()
+    served = XynergyService.model_validate(world.client.target)
+    _newer_rollout(world, image="crm:3", revision=revision_name(served))
+    patches = list(world.client.patches)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    status = await world.converge(now)
+    assert world.client.patches == patches
+    assert not status.traffic
+    assert [r for r, _ in world.events].count("UndoRefused") == 1
