@@ -71,5 +71,7 @@ def _needs_finalizer(body: kopf.Body, **_: Any) -> bool:
 
 @kopf.on.delete(KIND.group, KIND.version, KIND.plural, when=_needs_finalizer)
 async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if not await context_of(memo).controllers[KIND].finalize(body):
-        raise kopf.TemporaryError("waiting for the backend service to be deleted", delay=5)
+    """Deletion waits for the backend's service to be deleted (a Cloud Run delete is a
+    long-running operation), retried here with the core's bounded back-off rather than by
+    raising kopf.TemporaryError, which logs each try at ERROR and posts an Error Event."""
+    await context_of(memo).controllers[KIND].finalize_waiting(body)
