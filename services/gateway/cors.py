@@ -6,7 +6,10 @@ cheaper than Starlette's in bench/gateway.py --compare, so it went.)
 
 ``https://*.xynergyos.com`` allows any subdomain (one or more labels) of xynergyos.com over
 https, and nothing else: not the bare domain, not another scheme, not ``evilxynergyos.com``.
-A bare ``*`` is refused, since credentials are allowed.
+A bare ``*`` is refused, since credentials are allowed. ``check_origin`` and
+``check_pattern`` are the settings' validation (services.gateway.settings): an origin with a
+path or a pattern of another form never matches anything a browser sends, so it is refused at
+start rather than leaving the web app's calls refused without a word.
 """
 
 from __future__ import annotations
@@ -14,9 +17,27 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["OriginPolicy"]
+__all__ = ["OriginPolicy", "check_origin", "check_pattern"]
 
 _LABELS = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+_PORT = r"(?::[0-9]{1,5})?"
+_ORIGIN = re.compile(rf"https?://(?:{_LABELS}|\[[0-9a-f:.]+\]){_PORT}/?")
+_PATTERN = re.compile(rf"https?://\*\.{_LABELS}{_PORT}")
+
+
+def check_origin(origin: str) -> None:
+    """Refuse what is not an origin as a browser sends it: ``scheme://host[:port]``."""
+    if not _ORIGIN.fullmatch(origin.strip().lower()):
+        raise ValueError(
+            "each entry must be an origin, scheme://host[:port] without a path or '*' "
+            "(e.g. https://app.xynergyos.com)"
+        )
+
+
+def check_pattern(pattern: str) -> None:
+    """Refuse a pattern that is not ``http(s)://*.`` and a domain (an optional port)."""
+    if not _PATTERN.fullmatch(pattern.strip().lower()):
+        raise ValueError("each entry must look like https://*.example.com")
 
 
 def _pattern_regex(pattern: str) -> str:

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apis.base import DNS_LABEL
+from services.gateway.cors import check_origin, check_pattern
 
 __all__ = ["GatewaySettings"]
 
@@ -89,6 +90,20 @@ class GatewaySettings(BaseSettings):
         for item in value:
             if len(item) > 63 or not re.fullmatch(DNS_LABEL, item):
                 raise ValueError("each entry must be a namespace name (e.g. crm)")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            check_origin(item)
+        return value
+
+    @field_validator("cors_origin_patterns")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for item in value:
+            check_pattern(item)
         return value
 
     access_log: bool = True

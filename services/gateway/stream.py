@@ -8,9 +8,15 @@ room ``<tenant>:<topic>`` of its own verified tenant only. Services publish to
 message, as event ``<topic>``, to that tenant's room, so tenants never see each other's events.
 
 Connections are rate-limited (the limiter and Redis of the HTTP requests): per client address
-before the token is read (a refused token counts too), then per verified user. Past either,
-the connection is refused with ``connect_error`` ``rate_limited`` and data ``{limit,
-retryAfter, message}``; when Redis is down the limiter's fail-open/closed rule applies.
+from the engine.io handshake, then per verified user at the socket.io connect. The address is
+counted at the handshake, not at the connect, because the handshake is what holds a session:
+a client that opens engine.io sessions and never sends the socket.io CONNECT held each until
+its ping timeout (about 45 s) uncounted, so the connect limit did not bound them. A handshake
+past the address limit is answered ``429`` in the gateway's JSON error shape (``limit``,
+``retryAfter``, ``Retry-After``); the session's first connect is not counted against the
+address again, a later one on the same session is (a CONNECT/DISCONNECT loop). Past the user
+limit the connection is refused with ``connect_error`` ``rate_limited`` and data ``{limit,
+retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule applies.
 
 A connection lives no longer than its token: its deadline is the token's ``exp`` plus the
 clock leeway the verifier allows. A timer (every ``stream_expiry_check_seconds``) and every
@@ -34,6 +40,9 @@ import json
 import logging
 import random
 import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import socketio
@@ -41,6 +50,7 @@ import socketio
 from services.common.auth import AuthError, TokenVerifier, token_expiry
 from services.common.events import CHANNEL_PATTERN, META, parse_channel, valid_topic
 from services.gateway.cors import OriginPolicy
+from services.gateway.errors import error_body
 from services.gateway.headers import ForwardedFor, TrustedProxies
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.ratelimit import Limit, RateLimiter, RateLimiterUnavailableError
@@ -48,6 +58,34 @@ from services.gateway.ratelimit import Limit, RateLimiter, RateLimiterUnavailabl
 __all__ = ["EventStream"]
 
 log = logging.getLogger("xynergy.gateway.stream")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+# set in a handshake's ASGI scope (kept by engine.io as the session's environ["asgi.scope"])
+# once its address was counted; the session's first socket.io connect takes it
+_ADDRESS_COUNTED = "xynergy.stream_address_counted"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a connection is refused: ``error`` (``rate_limited``, ...), the HTTP status a
+    handshake gets, and ``data``, the ``connect_error``'s data (``limit``, ``retryAfter``,
+    ``message``)."""
+
+    status: int
+    error: str
+    data: dict[str, Any]
+
+
+def is_handshake(scope: Scope) -> bool:
+    """An engine.io handshake: a GET (long-polling) or a WebSocket without a session id; every
+    later request of a session names its ``sid``."""
+    if scope["type"] == "http" and scope.get("method") != "GET":
+        return False
+    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return "sid" not in query
 
 
 def _room(tenant: str, topic: str) -> str:
@@ -81,7 +119,7 @@ class EventStream:
         self.sio = socketio.AsyncServer(
             async_mode="asgi", cors_allowed_origins=[], logger=False, engineio_logger=False
         )
-        self.app = socketio.ASGIApp(self.sio, socketio_path=path.strip("/"))
+        self.engineio_app = socketio.ASGIApp(self.sio, socketio_path=path.strip("/"))
         self.path = path.rstrip("/")
         self._clients = 0
         self.sio.on("connect", self._connect)
@@ -89,13 +127,29 @@ class EventStream:
         self.sio.on("subscribe", self._subscribe)
         self.sio.on("unsubscribe", self._unsubscribe)
 
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The stream's ASGI app: engine.io's, behind the address limit on handshakes."""
+        if self.limiter is not None and is_handshake(scope):
+            refusal = await self._limit_address(scope)
+            if refusal is not None:
+                await _refuse_handshake(scope, send, refusal)
+                return
+            scope[_ADDRESS_COUNTED] = True
+        await self.engineio_app(scope, receive, send)
+
+    async def _limit_address(self, scope: Scope) -> Refusal | None:
+        assert self.limiter is not None
+        address = ForwardedFor.of_scope(scope, self.trusted)
+        return await self._decide(self.limiter.policies.stream_connect(client_ip=address.client))
+
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         origin = environ.get("HTTP_ORIGIN")
         if origin and not self.origins.allows(origin):
             raise socketio.exceptions.ConnectionRefusedError("forbidden", {"check": "origin"})
-        if self.limiter is not None:
-            address = ForwardedFor.of_scope(environ.get("asgi.scope") or {}, self.trusted)
-            await self._limit(self.limiter.policies.stream_connect(client_ip=address.client))
+        scope = environ.get("asgi.scope") or {}
+        if self.limiter is not None and not scope.pop(_ADDRESS_COUNTED, False):
+            # a later connect on the same engine.io session: the handshake's count is used up
+            _refuse_connect(await self._limit_address(scope))
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized", {"check": "missing"})
@@ -106,7 +160,7 @@ class EventStream:
                 "unauthorized", {"check": exc.check}
             ) from None
         if self.limiter is not None:
-            await self._limit(self.limiter.policies.stream_user(identity))
+            _refuse_connect(await self._decide(self.limiter.policies.stream_user(identity)))
         await self.sio.save_session(sid, {"tenant": identity.tenant_id, "user": identity.user_id})
         exp = token_expiry(token)
         if exp is not None:
@@ -114,34 +168,37 @@ class EventStream:
         self._clients += 1
         self.metrics.stream_clients.set(self._clients)
 
-    async def _limit(self, limits: list[Limit]) -> None:
-        """Count a connection against ``limits``; refuse it past one of them."""
+    async def _decide(self, limits: list[Limit]) -> Refusal | None:
+        """Count a connection against ``limits``; why it is refused past one of them."""
         assert self.limiter is not None
         try:
             decision = await self.limiter.hit(limits)
         except RateLimiterUnavailableError:  # Redis down and failing closed
             self.metrics.redis_errors.labels("ratelimit").inc()
-            raise socketio.exceptions.ConnectionRefusedError(
+            return Refusal(
+                503,
                 "rate_limiter_unavailable",
                 {"retryAfter": 1, "message": "rate limiting is unavailable; retry in a second"},
-            ) from None
+            )
         if decision is None:
-            return
+            return None
         if decision.degraded:
             self.metrics.redis_errors.labels("ratelimit").inc()
-        if not decision.allowed:
-            self.metrics.rate_limited.labels(self.path).inc()
-            who = "address" if decision.name == "stream_ip" else "user"
-            retry = max(1, decision.reset_seconds)
-            raise socketio.exceptions.ConnectionRefusedError(
-                "rate_limited",
-                {
-                    "limit": decision.name,
-                    "retryAfter": retry,
-                    "message": f"more than {decision.limit} connections per "
-                    f"{decision.window_seconds} s from this {who}; retry in {retry} s",
-                },
-            )
+        if decision.allowed:
+            return None
+        self.metrics.rate_limited.labels(self.path).inc()
+        who = "address" if decision.name == "stream_ip" else "user"
+        retry = max(1, decision.reset_seconds)
+        return Refusal(
+            429,
+            "rate_limited",
+            {
+                "limit": decision.name,
+                "retryAfter": retry,
+                "message": f"more than {decision.limit} connections per "
+                f"{decision.window_seconds} s from this {who}; retry in {retry} s",
+            },
+        )
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         self._deadlines.pop(sid, None)
@@ -282,3 +339,31 @@ class EventStream:
             await self.sio.emit("resync", body)
         else:
             await self.sio.emit("resync", body, room=_room(tenant, topic))
+
+
+def _refuse_connect(refusal: Refusal | None) -> None:
+    """Refuse a socket.io connect with ``refusal``'s ``connect_error``, if there is one."""
+    if refusal is not None:
+        raise socketio.exceptions.ConnectionRefusedError(refusal.error, refusal.data)
+
+
+async def _refuse_handshake(scope: Scope, send: Send, refusal: Refusal) -> None:
+    """Answer a refused handshake: the JSON error with ``Retry-After`` over HTTP; a WebSocket
+    is closed before it is accepted (the server answers 403: ASGI has no status for it)."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    data = refusal.data
+    body = error_body(
+        refusal.status,
+        refusal.error,
+        data["message"],
+        **{k: v for k, v in data.items() if k != "message"},
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(data["retryAfter"]).encode()),
+    ]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

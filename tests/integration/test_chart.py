@@ -7,10 +7,12 @@ Regenerate the goldens after a deliberate chart change:
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from kube_support import Kube
@@ -186,6 +188,78 @@ def test_platform_gateway_gets_its_account_keys_and_proxies(
             assert "kubernetes" not in other[("XynergyService", "gateway")]["spec"]
 
 
+async def _preflight(
+    env: dict[str, str], origin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> httpx.Response:
+    """A browser's preflight of a cross-origin POST, to the gateway built from the chart's
+    XYNERGY_GATEWAY_* variables ``env``, read as the gateway reads its environment."""
+    from services.common.settings import AuthSettings, InternalIdentitySettings
+    from services.gateway.app import create_app
+    from services.gateway.routes_file import FileRouteSource
+    from services.gateway.settings import GatewaySettings
+
+    for name, value in env.items():
+        if name.startswith("XYNERGY_GATEWAY_"):
+            monkeypatch.setenv(name, value)
+    settings = GatewaySettings()
+    app = create_app(
+        settings,
+        auth_settings=AuthSettings(jwt_secret="j" * 40, firebase_enabled=False),  # type: ignore[arg-type]
+        internal_settings=InternalIdentitySettings(signing_key="k" * 40),  # type: ignore[arg-type]
+        route_source=FileRouteSource(tmp_path / "routes.yaml", poll_seconds=1.0),
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        return await http.options(
+            "/api/v2/crm/contacts",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+
+
+async def test_gateway_cors_origins_come_from_the_values(
+    bindir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart had no value for the gateway's CORS origins, so its gateway allowed only the
+    gateway's built-in https://*.xynergyos.com. platform.gateway.cors renders both lists
+    (empty by default: no cross-origin access at all), and a browser's preflight from an
+    allowed origin gets the CORS headers while any other origin is refused."""
+    on = ["--set", "platform.services.gateway.enabled=true"]
+    plain = _gateway_env(docs(render(bindir, *on).stdout)[("XynergyService", "gateway")]["spec"])
+    assert plain["XYNERGY_GATEWAY_CORS_ORIGINS"] == "[]"
+    assert plain["XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS"] == "[]"
+    refused = await _preflight(plain, "https://app.xynergyos.com", tmp_path, monkeypatch)
+    assert refused.status_code == 400
+    assert "access-control-allow-origin" not in refused.headers
+
+    done = render(
+        bindir, *on,
+        "--set-json", 'platform.gateway.cors.allowedOrigins=["https://app.example.com",'
+        '"http://localhost:3000"]',
+        "--set-json", 'platform.gateway.cors.allowedOriginPatterns=["https://*.example.org"]',
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    env = _gateway_env(docs(done.stdout)[("XynergyService", "gateway")]["spec"])
+    assert json.loads(env["XYNERGY_GATEWAY_CORS_ORIGINS"]) == [
+        "https://app.example.com", "http://localhost:3000",
+    ]  # fmt: skip
+    assert json.loads(env["XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS"]) == ["https://*.example.org"]
+    for origin in ("https://app.example.com", "http://localhost:3000", "https://eu.example.org"):
+        allowed = await _preflight(env, origin, tmp_path, monkeypatch)
+        assert allowed.status_code == 200, (origin, allowed.text)
+        assert allowed.headers["access-control-allow-origin"] == origin
+        assert allowed.headers["access-control-allow-credentials"] == "true"
+        assert "POST" in allowed.headers["access-control-allow-methods"]
+    for origin in ("https://evil.example", "https://example.org", "https://app.xynergyos.com"):
+        other = await _preflight(env, origin, tmp_path, monkeypatch)
+        assert other.status_code == 400, origin
+        assert other.json()["error"] == "cors_refused"
+        assert "access-control-allow-origin" not in other.headers
+
+
 @pytest.mark.parametrize(
     ("flag", "field"),
     [
@@ -197,6 +271,15 @@ def test_platform_gateway_gets_its_account_keys_and_proxies(
         ("platform.gateway.redisUrl=http://redis:6379", "redisUrl"),
         ("platform.gateway.internalKeySecret.name=", "name"),
         ("platform.gateway.oauthSecretNamespaces={Team_A}", "oauthSecretNamespaces"),
+        ("platform.gateway.cors.allowedOrigins={*}", "allowedOrigins"),
+        ("platform.gateway.cors.allowedOrigins={https://app.example.com/app}", "allowedOrigins"),
+        ("platform.gateway.cors.allowedOrigins={app.example.com}", "allowedOrigins"),
+        (
+            "platform.gateway.cors.allowedOriginPatterns={https://app.*.com}",
+            "allowedOriginPatterns",
+        ),
+        ("platform.gateway.cors.allowedOriginPatterns={*}", "allowedOriginPatterns"),
+        ("platform.gateway.cors.allowCredentials=false", "allowCredentials"),
     ],
 )
 def test_schema_refuses_bad_values(bindir: Path, flag: str, field: str) -> None:

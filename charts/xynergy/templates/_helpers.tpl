@@ -47,7 +47,8 @@ true
 
 {{- /* What the gateway needs beyond its image (values: platform.gateway), under its spec:
 the ServiceAccount of templates/gateway.yaml, the key Secrets as files (a rotation needs no
-restart), the route source, Redis and the trusted proxies. */ -}}
+restart), the route source, Redis, the trusted proxies and the CORS origins (both lists always
+rendered: empty overrides the gateway's default pattern, so no origin is allowed). */ -}}
 {{- define "xynergy.gatewaySpec" -}}
 {{- $gw := .Values.platform.gateway -}}
 kubernetes:
@@ -74,6 +75,8 @@ env:
 {{- end }}
 - {name: XYNERGY_GATEWAY_REDIS_URL, value: {{ $gw.redisUrl | quote }}}
 - {name: XYNERGY_GATEWAY_TRUSTED_PROXIES, value: {{ toJson $gw.trustedProxies | quote }}}
+- {name: XYNERGY_GATEWAY_CORS_ORIGINS, value: {{ toJson $gw.cors.allowedOrigins | quote }}}
+- {name: XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS, value: {{ toJson $gw.cors.allowedOriginPatterns | quote }}}
 - {name: XYNERGY_INTERNAL_SIGNING_KEY_FILE, value: /var/run/xynergy/internal/key}
 {{- if $gw.jwtSecret.name }}
 - {name: JWT_SECRET_FILE, value: /var/run/xynergy/jwt/secret}

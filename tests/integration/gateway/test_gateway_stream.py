@@ -155,13 +155,19 @@ async def test_js_client_is_refused_without_a_valid_token(
         await client.close()
 
 
+async def _clear_stream_limits(redis_client: aioredis.Redis) -> None:
+    async for key in redis_client.scan_iter(match="xyn:rl:sio:*"):
+        await redis_client.delete(key)  # earlier tests' connections from this address
+
+
 async def test_connections_past_the_address_or_user_limit_are_refused(
     gateway_factory: GatewayFactory, redis_client: aioredis.Redis
 ) -> None:
-    """A client opening connections in a loop is refused by the real client's connect_error,
-    per user first here (2), then per address (3; every test connects from 127.0.0.1)."""
-    async for key in redis_client.scan_iter(match="xyn:rl:sio:*"):
-        await redis_client.delete(key)  # earlier tests' connections from this address
+    """A client opening connections in a loop is refused, per user first here (2: the real
+    client's connect_error), then per address (3; every test connects from 127.0.0.1): the
+    address is counted at the engine.io handshake, so the real client sees its transport
+    refused with 429 (the body: test_bare_engineio_handshakes_count_against_the_address)."""
+    await _clear_stream_limits(redis_client)
     settings = {"stream_connect_limit_per_minute": 3, "stream_user_connect_limit_per_minute": 2}
     async with gateway_factory(**settings) as gw:
         loop_user = make_jwt(user_id="looper", tenant_id="loop-co")
@@ -178,14 +184,40 @@ async def test_connections_past_the_address_or_user_limit_are_refused(
         finally:
             for client in accepted:
                 await client.close()
-    assert [(e["message"], e["data"]["limit"]) for e in refused] == [
-        ("rate_limited", "stream_user"),
-        ("rate_limited", "stream_ip"),
-    ]
-    assert refused[1]["data"]["message"].startswith(
-        "more than 3 connections per 60 s from this address; retry in"
-    )
-    assert refused[1]["data"]["retryAfter"] >= 1
+    user, address = refused
+    assert (user["message"], user["data"]["limit"]) == ("rate_limited", "stream_user")
+    assert (address["message"], address["description"]) == ("xhr poll error", 429)
+
+
+async def test_bare_engineio_handshakes_count_against_the_address(
+    gateway_factory: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    """A client that opens engine.io sessions (long-polling handshakes) and never sends the
+    socket.io CONNECT held each session until its ping timeout, and none was counted: the
+    limit bounded connects, not sessions. Every handshake now counts against the address, a
+    real client's connect on its own session is not counted twice, and past the limit the
+    handshake itself is refused."""
+    await _clear_stream_limits(redis_client)
+    handshake = {"EIO": "4", "transport": "polling"}
+    async with gateway_factory(stream_connect_limit_per_minute=3) as gw:
+        half_open = []
+        for _ in range(2):
+            opened = await gw.http.get(f"{STREAM_PATH}/", params=handshake)
+            assert opened.status_code == 200, opened.text
+            assert opened.text.startswith("0")  # engine.io's OPEN packet
+            half_open.append(json.loads(opened.text[1:])["sid"])
+        # the third session is a real client's, counted once (handshake and connect)
+        client = await _connected(gw.url, make_jwt(user_id="honest", tenant_id="half-co"))
+        await client.close()
+        refused = await gw.http.get(f"{STREAM_PATH}/", params=handshake)
+        assert refused.status_code == 429
+        body = refused.json()
+        assert (body["error"], body["limit"], body["status"]) == ("rate_limited", "stream_ip", 429)
+        assert body["message"].startswith("more than 3 connections per 60 s from this address")
+        assert int(refused.headers["retry-after"]) == body["retryAfter"] >= 1
+        assert gw.app.metrics.rate_limited.labels(STREAM_PATH)._value.get() == 1
+        # the two half-open sessions were accepted, and what refused the fourth was the count
+        assert set(half_open) <= set(gw.app.stream.sio.eio.sockets)
 
 
 # -- connections do not outlive their token (issue 20 item 6) ---------------------------------

@@ -1,7 +1,8 @@
 // The real socket.io client, driven by tests/integration/gateway/test_gateway_stream.py.
 // Usage: node stream-client.mjs <base-url> <path> <token|-> <topic,topic,...>
 // Prints one JSON object per line: connect, connect_error, subscribed, event, disconnect,
-// done. An event line carries the event's first argument as data and its second, if any
+// done. A connect_error carries the server's refusal (message, data) or, when the transport
+// itself failed (a refused engine.io handshake), its description (the HTTP status). An event line carries the event's first argument as data and its second, if any
 // (the stream's {seq} metadata), as meta.
 // Reads commands from stdin, one JSON object per line: {"cmd": "subscribe", "topics": [...]}.
 // Exits after an event whose payload has {"final": true}, on connect_error, on disconnect,
@@ -32,7 +33,12 @@ socket.on("connect", () => {
   subscribe(topics.split(","));
 });
 socket.on("connect_error", (err) => {
-  out({ type: "connect_error", message: err.message, data: err.data ?? null });
+  out({
+    type: "connect_error",
+    message: err.message,
+    data: err.data ?? null,
+    description: typeof err.description === "number" ? err.description : null,
+  });
   finish(0);
 });
 socket.on("disconnect", (reason) => {

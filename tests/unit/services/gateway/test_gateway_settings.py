@@ -27,6 +27,26 @@ KEY = "k" * 40
             "XYNERGY_GATEWAY_ROUTE_NAMESPACES: Value error, each entry must be a namespace name",
         ),
         (
+            {
+                "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
+                "XYNERGY_GATEWAY_CORS_ORIGINS": '["https://app.example.com/lots"]',
+            },
+            "XYNERGY_GATEWAY_CORS_ORIGINS: Value error, each entry must be an origin, "
+            "scheme://host[:port] without a path",
+        ),
+        (
+            {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_GATEWAY_CORS_ORIGINS": '["*"]'},
+            "XYNERGY_GATEWAY_CORS_ORIGINS: Value error, each entry must be an origin",
+        ),
+        (
+            {
+                "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
+                "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS": '["https://lots.*.example.com"]',
+            },
+            "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS: Value error, each entry must look like "
+            "https://*.example.com",
+        ),
+        (
             {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_AUTH_FIREBASE_ENABLED": "false"},
             "JWT_SECRET / XYNERGY_AUTH_JWT_SECRET: required",
         ),

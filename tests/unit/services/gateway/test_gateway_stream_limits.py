@@ -1,9 +1,11 @@
 """socket.io connections are rate-limited like requests: per client address before the token
-is read (through trusted proxies), then per verified user; a refusal is a connect_error that
-says which limit, how many and when to retry."""
+is read (through trusted proxies; at the engine.io handshake, so sessions that never connect
+are counted too), then per verified user; a refusal says which limit, how many and when to
+retry (a connect_error, or a handshake's 429)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ from services.gateway.headers import TrustedProxies
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.ratelimit import Decision, Limit, RateLimiterUnavailableError
 from services.gateway.settings import GatewaySettings
-from services.gateway.stream import EventStream
+from services.gateway.stream import EventStream, is_handshake
 
 
 class Verifier:
@@ -143,3 +145,84 @@ def test_zero_turns_each_connect_limit_off() -> None:
     on = rate_limit_policies(GatewaySettings())
     assert [lim.limit for lim in on.stream_connect(client_ip="203.0.113.7")] == [60]
     assert [lim.limit for lim in on.stream_user(Identity(user_id="u1", tenant_id="acme"))] == [20]
+
+
+@pytest.mark.parametrize(
+    ("scope", "handshake"),
+    [
+        ({"type": "http", "method": "GET", "query_string": b"EIO=4&transport=polling"}, True),
+        ({"type": "websocket", "query_string": b"EIO=4&transport=websocket"}, True),
+        (
+            {"type": "http", "method": "GET", "query_string": b"EIO=4&transport=polling&sid=a"},
+            False,
+        ),
+        (
+            {"type": "http", "method": "POST", "query_string": b"EIO=4&transport=polling&sid=a"},
+            False,
+        ),
+        ({"type": "http", "method": "POST", "query_string": b"EIO=4&transport=polling"}, False),
+        ({"type": "websocket", "query_string": b"EIO=4&transport=websocket&sid=a"}, False),
+    ],
+)
+def test_a_handshake_is_a_get_or_websocket_without_a_session(
+    scope: dict[str, Any], handshake: bool
+) -> None:
+    assert is_handshake(scope) is handshake
+
+
+async def _handshake(s: EventStream, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a handshake through the stream's app, engine.io replaced by a recorder."""
+    sent: list[dict[str, Any]] = []
+    reached: list[dict[str, Any]] = []
+
+    async def engineio(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    s.engineio_app = engineio  # type: ignore[assignment]
+    await s.app(scope, None, send)  # type: ignore[arg-type]
+    return sent if not reached else [{"reached": reached[0]}]
+
+
+async def test_the_address_is_counted_at_the_handshake_and_once_per_session() -> None:
+    """The handshake counts the address; the session's first connect does not count it again,
+    a later connect on the same session does (a CONNECT/DISCONNECT loop on one session)."""
+    limiter = Limiter()
+    s = stream(limiter)
+    scope = environ("203.0.113.7")["asgi.scope"] | {"query_string": b"EIO=4&transport=websocket"}
+    [outcome] = await _handshake(s, scope)
+    assert "reached" in outcome
+    assert [lim.name for lim in limiter.hits] == ["stream_ip"]
+    env = {"asgi.scope": outcome["reached"]}  # engine.io keeps the handshake's scope
+    await s._connect("sid1", env, {"token": "good"})
+    assert [lim.name for lim in limiter.hits] == ["stream_ip", "stream_user"]
+    await s._connect("sid2", env, {"token": "good"})
+    assert [lim.name for lim in limiter.hits] == ["stream_ip", "stream_user"] * 2
+
+
+async def test_a_handshake_past_the_address_limit_is_refused_before_engineio() -> None:
+    s = stream(Limiter("stream_ip"))
+    polling = {"type": "http", "method": "GET", "query_string": b"EIO=4&transport=polling"}
+    start, body = await _handshake(s, environ("10.1.2.3", "198.51.100.9")["asgi.scope"] | polling)
+    assert start["status"] == 429
+    assert (b"retry-after", b"12") in start["headers"]
+    assert json.loads(body["body"]) == {
+        "error": "rate_limited",
+        "message": "more than 5 connections per 60 s from this address; retry in 12 s",
+        "status": 429,
+        "limit": "stream_ip",
+        "retryAfter": 12,
+    }
+    websocket = {"type": "websocket", "query_string": b"EIO=4&transport=websocket"}
+    closed = await _handshake(s, environ("203.0.113.7")["asgi.scope"] | websocket)
+    assert closed == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_failing_closed_a_handshake_is_refused_with_503() -> None:
+    s = stream(Limiter(unavailable=True))
+    polling = {"type": "http", "method": "GET", "query_string": b"EIO=4&transport=polling"}
+    start, body = await _handshake(s, environ("203.0.113.7")["asgi.scope"] | polling)
+    assert start["status"] == 503
+    assert json.loads(body["body"])["error"] == "rate_limiter_unavailable"
