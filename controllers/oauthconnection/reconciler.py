@@ -34,7 +34,7 @@ import hashlib
 import logging
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -805,8 +805,12 @@ def _who(account: ConnectedAccount) -> str:
     return account.email or "/".join(x for x in (account.team_id, account.user_id) if x)
 
 
-def from_context(ctx: OperatorContext) -> OAuthConnectionReconciler:
-    """The reconciler on the operator's client, with both providers from settings."""
+def from_context(
+    ctx: OperatorContext, *, missing_client: Callable[[str, str], None] | None = None
+) -> OAuthConnectionReconciler:
+    """The reconciler on the operator's client, with both providers from settings;
+    `missing_client` is told of a client Secret found missing (the handlers pass the client
+    watch's `await_creation`)."""
     settings = OAuthSettings()
     timeout = settings.http_timeout_seconds
     providers: dict[str, OAuthProvider] = {
@@ -814,5 +818,7 @@ def from_context(ctx: OperatorContext) -> OAuthConnectionReconciler:
         "google": GoogleOAuth(settings.endpoints("google"), timeout=timeout),
     }
     return OAuthConnectionReconciler(
-        SecretStore(ctx.client, limit=ctx.api_limit), providers, settings=settings
+        SecretStore(ctx.client, limit=ctx.api_limit, missing_client=missing_client),
+        providers,
+        settings=settings,
     )

@@ -17,7 +17,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,9 +109,18 @@ def _error(exc: ApiError, what: str) -> StalledError | TransientError:
 class SecretStore:
     """Reads and writes one connection's Secrets; every call under the shared API limit."""
 
-    def __init__(self, client: AsyncClient, *, limit: asyncio.Semaphore | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        limit: asyncio.Semaphore | None = None,
+        missing_client: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._client = client
         self._limit = limit or asyncio.Semaphore(32)
+        self._missing_client = missing_client
+        """Told (namespace, name) of a client Secret found missing: it cannot carry the
+        watched label yet, so the operator watches for its creation (clients.py)."""
 
     async def read(self, conn: OAuthConnection, name: str) -> SecretData | None:
         try:
@@ -129,6 +138,8 @@ class SecretStore:
         ref = conn.spec.client_secret_ref
         secret = await self.read(conn, ref.name)
         if secret is None:
+            if self._missing_client is not None:
+                self._missing_client(_ns(conn), ref.name)
             raise StalledError(
                 f"spec.clientSecretRef: Secret {ref.name} not found", reason="ClientSecretMissing"
             )

@@ -689,6 +689,25 @@ async def test_a_missing_client_secret_leaves_valid_tokens_connected() -> None:
     assert degraded(result) is None
 
 
+async def test_a_missing_client_secret_is_reported_for_the_watch_of_its_creation() -> None:
+    w = world()
+    missing: list[tuple[str, str]] = []
+    w.rec.store = SecretStore(w.api, missing_client=lambda ns, name: missing.append((ns, name)))  # type: ignore[arg-type]
+    client = w.api.secrets.pop("client")
+
+    result = await w.sync(body())
+
+    assert ready(result)[1] == "ClientSecretMissing"
+    assert missing == [(NS, "client")]
+    w.api.secrets["client"] = client  # what that watch sees: the converge finds and labels it
+
+    result = await w.sync(body(), at(1))
+
+    assert st(result).phase is OAuthPhase.PENDING_AUTHORIZATION
+    assert missing == [(NS, "client")]
+    assert w.api.secrets["client"].labels == {"xynergy.io/oauth-client": "true"}
+
+
 # -- tokens whose write fails ----------------------------------------------------------------
 
 
