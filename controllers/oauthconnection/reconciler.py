@@ -19,7 +19,8 @@ the next converge (a code or rotated refresh token cannot be used twice). Only S
 controller ownerReference is this connection are read, written or deleted
 (secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
 to build a URL, exchange a code or refresh; a missing one, or a client the provider refuses
-at refresh, leaves valid tokens Connected (Degraded) until they expire, then stalls. A client
+at refresh, leaves a valid bot token Connected (Degraded; Slack's user token may expire
+meanwhile) until it expires, then stalls. A client
 the provider refuses (`invalid_client`, in the exchange or the refresh) is remembered
 (ClientRefused): the same client id and secret are not sent again until the client Secret's
 values or the spec change (its watch, clients.py, converges the connection at once).
@@ -558,15 +559,29 @@ class OAuthConnectionReconciler:
         exc: StalledError,
     ) -> Outcome:
         """Due for a refresh that cannot be made (the client Secret missing, or its client
-        refused by the provider) while the tokens still work: stay Connected (services read
-        the phase) until the first of them expires, Degraded naming why, and look again
-        soon; once expired, `exc` stalls the connection."""
-        valid = _valid_until(tokens)
-        if valid is None or valid <= now:
+        refused by the provider) while the bot (access) token works: stay Connected (services
+        read the phase) until it expires, Degraded naming why, and look again soon; once it
+        has expired, `exc` stalls the connection. Slack's user token expiring first stalls
+        nothing: the Secret says it expired (readers hand out the bot token alone and only a
+        caller of the user token waits, services/common/oauth_tokens.py), and it is refreshed
+        as soon as the client works again."""
+        bot = tokens.expires_at
+        if bot is not None and bot <= now:
             raise exc
-        message = f"tokens are valid until {_rfc3339(valid)} but cannot be refreshed: {exc.message}"
+        user = tokens.user.expires_at if tokens.user is not None else None
+        if user is not None and user <= now:
+            valid = f"valid until {_rfc3339(bot)}" if bot is not None else "not expiring"
+            state = (
+                f"the bot token is {valid} and the user token expired at {_rfc3339(user)} "
+                "(Slack search fails until it is refreshed); neither can be refreshed"
+            )
+        else:
+            ends = [t for t in (bot, user) if t is not None]
+            until = f"valid until {_rfc3339(min(ends))}" if ends else "not expiring"
+            state = f"tokens are {until} but cannot be refreshed"
+        message = f"{state}: {exc.message}"
         outcome = self._connected(conn, tokens, now, issued=issued, message=message)
-        left = (valid - now).total_seconds()
+        left = 60.0 if bot is None else (bot - now).total_seconds()
         outcome = replace(
             outcome, requeue_after=max(1.0, min(60.0, left)), degraded=(exc.reason, message)
         )
@@ -785,13 +800,6 @@ def _fingerprint(creds: ClientCredentials) -> str:
     """A digest telling one client id and secret from another (kept in memory only)."""
     text = f"{creds.client_id}\0{creds.client_secret.get_secret_value()}"
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _valid_until(tokens: TokenSet) -> dt.datetime | None:
-    """When the first of the tokens expires (the access token, Slack's user token); None when
-    neither does."""
-    ends = [t for t in (tokens.expires_at, tokens.user.expires_at if tokens.user else None) if t]
-    return min(ends) if ends else None
 
 
 def _usable(authz: SecretData | None, now: dt.datetime) -> bool:

@@ -965,6 +965,43 @@ async def test_a_refused_user_refresh_token_due_alone_keeps_the_bot_token() -> N
     assert result.requeue_after == 900.0  # the new state's expiry, before the next refresh
 
 
+@pytest.mark.parametrize("cause", ["ClientRefused", "ClientSecretMissing"])
+async def test_an_expired_user_token_that_cannot_be_refreshed_leaves_the_bot_token_usable(
+    cause: str,
+) -> None:
+    w = world(user_lifetime=1800)  # the user token expires at 1800, the bot token at 3600
+    b = slack_body()
+    await w.connect(b)
+    if cause == "ClientRefused":
+        w.provider.user_refresh_error = ClientRefusedError("slack", "refresh", "invalid_client")
+    else:
+        del w.api.secrets["client"]
+    first = await w.sync(b, at(1500))  # the user token is due: Degraded, both still valid
+    assert (degraded(first) or ("",))[0] == cause
+
+    result = await w.sync(b, at(1900))  # the user token has expired, the bot token has not
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert ready(result)[0] == "True"
+    assert st(result).expires_at == at(3600)
+    reason, message = degraded(result) or ("", "")
+    assert reason == cause
+    assert "the bot token is valid until 2026-03-01T13:00:00Z" in message
+    assert "the user token expired at 2026-03-01T12:30:00Z" in message
+    assert "Secret client" in message
+    assert "shh" not in message
+    assert result.requeue_after == 60.0
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a1"  # the bot token is served
+    assert data["user_expires_at"] == "2026-03-01T12:30:00Z"  # readers see the user token expired
+    assert w.provider.calls["refresh"] == (1 if cause == "ClientRefused" else 0)
+
+    result = await w.sync(b, at(3600))  # the bot token expires too: now it stalls
+
+    assert st(result).phase is OAuthPhase.ERROR
+    assert ready(result)[:2] == ("False", cause)
+
+
 async def test_user_scopes_added_after_authorizing_ask_for_a_user_token() -> None:
     w = world()
     b = body(provider="slack", scopes=["chat:write"], redirectURL="https://app.example/cb")
