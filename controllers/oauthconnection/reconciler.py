@@ -19,8 +19,9 @@ the next converge (a code or rotated refresh token cannot be used twice). Only S
 controller ownerReference is this connection are read, written or deleted
 (secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
 to build a URL, exchange a code or refresh; a missing one, or a client the provider refuses
-at refresh, leaves a valid bot token Connected (Degraded; Slack's user token may expire
-meanwhile) until it expires, then stalls. A client
+at refresh or at a code exchange while tokens are held (authorizing again for Slack's user
+token), leaves a valid bot token Connected (Degraded; the user token may expire meanwhile)
+until it expires, then stalls. A client
 the provider refuses (`invalid_client`, in the exchange or the refresh) is remembered
 (ClientRefused): the same client id and secret are not sent again until the client Secret's
 values or the spec change (its watch, clients.py, converges the connection at once).
@@ -333,9 +334,9 @@ class OAuthConnectionReconciler:
         if authz.get("error"):
             failure = f"the provider answered the authorization with {authz.get('error')}"
             return await self._not_authorized(conn, provider, authz, now, reauth, failure)
-        creds = await self.store.client_credentials(conn)
-        self._still_refused(conn, creds)
         try:
+            creds = await self.store.client_credentials(conn)
+            self._still_refused(conn, creds)
             tokens = await provider.exchange(
                 creds,
                 code=authz.get("code"),
@@ -345,7 +346,9 @@ class OAuthConnectionReconciler:
         except ProviderUnreachableError as exc:  # the code stays: exchanged on the retry
             raise TransientError(f"code exchange: {exc}", reason="ProviderUnreachable") from None
         except ClientRefusedError as exc:  # a new authorization would be refused the same
-            raise self._refuse(conn, creds, exc) from None
+            return await self._unexchangeable(conn, self._refuse(conn, creds, exc), now)
+        except StalledError as exc:  # the client Secret missing, or its client refused before
+            return await self._unexchangeable(conn, exc, now)
         except OAuthError as exc:  # refused code (replayed, expired, PKCE mismatch)
             failure = f"the provider refused the authorization code: {exc}"
             return await self._not_authorized(conn, provider, authz, now, reauth, failure)
@@ -357,6 +360,20 @@ class OAuthConnectionReconciler:
         return self._connected(
             conn, tokens, now, issued=now, message=message, account=who, refreshed=now
         ).with_events(Event("Normal", "Connected", message))
+
+    async def _unexchangeable(
+        self, conn: OAuthConnection, exc: StalledError, now: dt.datetime
+    ) -> Outcome:
+        """A code that cannot be exchanged for want of a working client (missing, or refused
+        by the provider): the code stays for when the client Secret is fixed, and the user is
+        not sent round again. A connection authorizing again while it holds tokens (Slack's
+        user token) keeps serving them as a refused refresh does (`_unrefreshable`:
+        Connected, Degraded, until the bot token expires); without tokens it stalls."""
+        data = await self.store.tokens(conn)
+        if data is None or not data.get("access_token"):
+            raise exc
+        tokens = _token_set(data)
+        return self._unrefreshable(conn, tokens, now, _parse(data.get("issued_at")), exc)
 
     async def _not_authorized(
         self,

@@ -274,6 +274,12 @@ class World:
         assert check_invariants(generation=1, observed_generation=1, conditions=conditions) == []
         return result
 
+    def edit_client(self, **data: str) -> None:
+        """The user edits the client Secret (a new resourceVersion, as the apiserver does)."""
+        client = self.api.secrets["client"]
+        client.data.update(data)
+        client.rv += 1
+
     def approve(self, name: str = "a", code: str = "code-1") -> None:
         """What the gateway's callback does: the state out, the provider's code in."""
         authz = self.api.secrets[authorization_secret_name(name)]
@@ -1000,6 +1006,51 @@ async def test_an_expired_user_token_that_cannot_be_refreshed_leaves_the_bot_tok
 
     assert st(result).phase is OAuthPhase.ERROR
     assert ready(result)[:2] == ("False", cause)
+
+
+async def test_a_client_refused_when_authorizing_again_keeps_the_valid_tokens_connected() -> None:
+    w = world(user_lifetime=3600)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    await w.sync(b, at(3400))  # the user token is lost: Degraded, a URL to authorize again
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("slack", "code exchange", "invalid_client")
+
+    result = await w.sync(b, at(3410))  # the new code's exchange: the client is refused
+
+    assert w.provider.calls["exchange"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED  # the bot token is still served
+    assert ready(result)[0] == "True"
+    assert st(result).expires_at == at(3400 + 3600)
+    reason, message = degraded(result) or ("", "")
+    assert reason == "ClientRefused"
+    assert "valid until 2026-03-01T13:56:40Z" in message
+    assert "Secret client (keys client_id and client_secret)" in message
+    assert "shh" not in message
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "ClientRefused")]
+    assert result.requeue_after == 60.0
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    assert w.api.secrets[authorization_secret_name("a")].data["code"] == "code-1"  # kept
+
+    result = await w.sync(b, at(3470))  # a resync: the same client is not sent again
+
+    assert w.provider.calls["exchange"] == 2
+    assert (degraded(result) or ("",))[0] == "ClientRefused"
+    assert st(result).phase is OAuthPhase.CONNECTED
+
+    result = await w.sync(b, at(3400 + 3600))  # the bot token expires: now it stalls
+
+    assert st(result).phase is OAuthPhase.ERROR
+    assert ready(result)[:2] == ("False", "ClientRefused")
+
+    w.provider.exchange_error = None
+    w.edit_client(client_secret="fixed")
+    result = await w.sync(b, at(3400 + 3601))  # fixed: the kept code is exchanged
+
+    assert w.provider.calls["exchange"] == 3
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
 
 
 async def test_user_scopes_added_after_authorizing_ask_for_a_user_token() -> None:
