@@ -22,9 +22,10 @@ to build a URL, exchange a code or refresh; a missing one, or a client the provi
 at refresh or at a code exchange while tokens are held (authorizing again for Slack's user
 token), leaves a valid bot token Connected (Degraded; the user token may expire meanwhile)
 until it expires, then stalls. A client
-the provider refuses (`invalid_client`, in the exchange or the refresh) is remembered
-(ClientRefused): the same client id and secret are not sent again until the client Secret's
-values or the spec change (its watch, clients.py, converges the connection at once).
+the provider refuses (`invalid_client`, in the exchange or the refresh) is put on record in
+`status.refusedClient` (the client Secret's name and resourceVersion, the generation; never a
+value), so neither this operator nor a restarted one sends it again until the client Secret or
+the spec changes (its watch, clients.py, converges the connection at once).
 Deletion (finalizer, when `revokeOnDelete`): revoke at the provider (retried; a provider out
 of reach is a Warning Event and we let go), then delete both Secrets, when ours.
 """
@@ -32,7 +33,6 @@ of reach is a Warning Event and we let go), then delete both Secrets, when ours.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import secrets
 import uuid
@@ -50,6 +50,7 @@ from apis.v1alpha1.oauthconnection import (
     ConnectedAccount,
     OAuthConnection,
     OAuthPhase,
+    RefusedClient,
     authorization_secret_name,
     encode_state,
     token_expiry,
@@ -68,11 +69,10 @@ from controllers.core import (
 )
 from controllers.core.retry import Sleep
 from controllers.core.status import spec_error
-from controllers.oauthconnection.secrets import SecretData, SecretStore
+from controllers.oauthconnection.secrets import ClientSecret, SecretData, SecretStore
 from controllers.oauthconnection.settings import OAuthSettings
 from controllers.oauthconnection.status import DEGRADED, Outcome, build_status
 from controllers.providers.oauth import (
-    ClientCredentials,
     ClientRefusedError,
     GrantRefusedError,
     OAuthError,
@@ -187,10 +187,10 @@ class OAuthConnectionReconciler:
         """Tokens the provider issued whose write to the token Secret failed, by connection
         UID: a code and a rotated refresh token are single-use, so they cannot be fetched
         again; the next converge writes these first (`release` revokes them)."""
-        self._refused: dict[str, tuple[int | None, str, str]] = {}
-        """Clients the provider refused, by connection UID: (generation, digest of the client
-        id and secret, the stall's message). Those are not sent again while neither the spec
-        nor the client Secret's values change (memory only: a restarted operator tries once)."""
+        self._refused: dict[str, RefusedClient | None] = {}
+        """The refused client on record for each connection being converged, by UID: read
+        from `status.refusedClient` when its converge starts and written back to it when it
+        ends (so a restarted operator keeps it), never kept in between."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -199,6 +199,8 @@ class OAuthConnectionReconciler:
             conn = OAuthConnection.model_validate(body)
         except ValidationError as exc:
             return self._invalid(body, spec_error(exc), now)
+        uid = str(conn.metadata.uid)
+        self._refused[uid] = conn.status.refused_client if conn.status else None
         try:
             outcome = await self._converge(conn, now)
         except ProviderError as exc:
@@ -207,7 +209,9 @@ class OAuthConnectionReconciler:
             )
         except OAuthError as exc:  # unreachable provider while refreshing or exchanging
             outcome = self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
-        status = build_status(conn, outcome, now)
+        finally:
+            refused = self._refused.pop(uid, None)
+        status = build_status(conn, outcome, now).model_copy(update={"refused_client": refused})
         requeue = Requeue.BACKOFF if outcome.failed else Requeue.RESYNC
         return Result(
             status=status,
@@ -335,10 +339,10 @@ class OAuthConnectionReconciler:
             failure = f"the provider answered the authorization with {authz.get('error')}"
             return await self._not_authorized(conn, provider, authz, now, reauth, failure)
         try:
-            creds = await self.store.client_credentials(conn)
-            self._still_refused(conn, creds)
+            client = await self.store.client(conn)
+            self._still_refused(conn, client)
             tokens = await provider.exchange(
-                creds,
+                client.credentials,
                 code=authz.get("code"),
                 code_verifier=authz.get("code_verifier"),
                 redirect_uri=conn.spec.redirect_url,
@@ -346,7 +350,7 @@ class OAuthConnectionReconciler:
         except ProviderUnreachableError as exc:  # the code stays: exchanged on the retry
             raise TransientError(f"code exchange: {exc}", reason="ProviderUnreachable") from None
         except ClientRefusedError as exc:  # a new authorization would be refused the same
-            return await self._unexchangeable(conn, self._refuse(conn, creds, exc), now)
+            return await self._unexchangeable(conn, self._refuse(conn, client, exc), now)
         except StalledError as exc:  # the client Secret missing, or its client refused before
             return await self._unexchangeable(conn, exc, now)
         except OAuthError as exc:  # refused code (replayed, expired, PKCE mismatch)
@@ -551,8 +555,8 @@ class OAuthConnectionReconciler:
                 outcome = await self._without_user_token(conn, provider, outcome, now)
             return outcome
         try:
-            creds = await self.store.client_credentials(conn)
-            self._still_refused(conn, creds)
+            client = await self.store.client(conn)
+            self._still_refused(conn, client)
         except StalledError as exc:  # missing or refused client: usable until they expire
             return self._unrefreshable(conn, tokens, now, issued, exc)
         until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
@@ -565,7 +569,7 @@ class OAuthConnectionReconciler:
                 expires_at=tokens.expires_at,
                 requeue_after=2.0,
             )
-        return await self._refresh(conn, creds, provider, tokens, issued, now)
+        return await self._refresh(conn, client, provider, tokens, issued, now)
 
     def _unrefreshable(
         self,
@@ -611,7 +615,7 @@ class OAuthConnectionReconciler:
     async def _refresh(
         self,
         conn: OAuthConnection,
-        creds: ClientCredentials,
+        client: ClientSecret,
         provider: OAuthProvider,
         tokens: TokenSet,
         issued: dt.datetime | None,
@@ -632,7 +636,7 @@ class OAuthConnectionReconciler:
         if bot_due is not None and bot_due <= now:
             assert tokens.refresh_token is not None
             try:
-                got = await self._refresh_one(conn, creds, provider, tokens.refresh_token)
+                got = await self._refresh_one(conn, client, provider, tokens.refresh_token)
             except GrantRefusedError as exc:
                 failure = f"the provider refused the refresh token ({exc.code})"
                 return await self._reauth(conn, provider, failure, now)
@@ -642,7 +646,7 @@ class OAuthConnectionReconciler:
         if tokens.user is not None and user_due is not None and user_due <= now:
             assert tokens.user.refresh_token is not None
             try:
-                got = await self._refresh_one(conn, creds, provider, tokens.user.refresh_token)
+                got = await self._refresh_one(conn, client, provider, tokens.user.refresh_token)
             except GrantRefusedError as exc:
                 dropped = f"the provider refused the user token's refresh token ({exc.code})"
                 fresh = replace(fresh, user=None)
@@ -669,7 +673,7 @@ class OAuthConnectionReconciler:
     async def _refresh_one(
         self,
         conn: OAuthConnection,
-        creds: ClientCredentials,
+        client: ClientSecret,
         provider: OAuthProvider,
         refresh_token: SecretStr,
     ) -> TokenSet:
@@ -677,12 +681,14 @@ class OAuthConnectionReconciler:
         GrantRefusedError (the caller decides); a refused client stalls, anything else is
         transient (the claim let go either way)."""
         try:
-            return await provider.refresh(creds, refresh_token=refresh_token.get_secret_value())
+            return await provider.refresh(
+                client.credentials, refresh_token=refresh_token.get_secret_value()
+            )
         except GrantRefusedError:
             raise
         except ClientRefusedError as exc:  # retrying would be refused the same: stall
             await self.store.release_claim(conn)
-            raise self._refuse(conn, creds, exc) from None
+            raise self._refuse(conn, client, exc) from None
         except OAuthError as exc:
             await self.store.release_claim(conn)
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
@@ -731,31 +737,34 @@ class OAuthConnectionReconciler:
     # -- a refused client ------------------------------------------------------------------
 
     def _refuse(
-        self, conn: OAuthConnection, creds: ClientCredentials, exc: ClientRefusedError
+        self, conn: OAuthConnection, client: ClientSecret, exc: ClientRefusedError
     ) -> StalledError:
-        """The stall for a client the provider refused (naming its Secret and keys, never a
-        value), remembered so the same client is not sent again (`_still_refused`)."""
-        ref = conn.spec.client_secret_ref
-        message = (
-            f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref.name} "
-            f"(keys {ref.client_id_key} and {ref.client_secret_key}): {exc}; fix its client "
-            "id or secret (tried again as soon as that Secret or the spec changes)"
+        """The stall for a client the provider refused, put on record (status.refusedClient:
+        the Secret's name and resourceVersion, the generation, the provider's answer; never a
+        value) so that the same client is not sent again (`_still_refused`)."""
+        record = RefusedClient(
+            secret_name=conn.spec.client_secret_ref.name,
+            resource_version=client.resource_version,
+            generation=conn.metadata.generation,
+            error=str(exc)[:1024],
         )
-        uid = str(conn.metadata.uid)
-        self._refused[uid] = (conn.metadata.generation, _fingerprint(creds), message)
-        return StalledError(message, reason="ClientRefused")
+        self._refused[str(conn.metadata.uid)] = record
+        return StalledError(_refusal(conn, record), reason="ClientRefused")
 
-    def _still_refused(self, conn: OAuthConnection, creds: ClientCredentials) -> None:
-        """Raise the remembered stall when the provider refused this very client for this
-        generation of the spec; forget it once either changed."""
+    def _still_refused(self, conn: OAuthConnection, client: ClientSecret) -> None:
+        """Raise the recorded stall when the provider refused this very version of the client
+        Secret for this generation of the spec; forget it once either changed."""
         uid = str(conn.metadata.uid)
-        refused = self._refused.get(uid)
-        if refused is None:
+        record = self._refused.get(uid)
+        if record is None:
             return
-        generation, fingerprint, message = refused
-        if generation == conn.metadata.generation and fingerprint == _fingerprint(creds):
-            raise StalledError(message, reason="ClientRefused")
-        del self._refused[uid]
+        if (
+            record.secret_name == conn.spec.client_secret_ref.name
+            and record.resource_version == client.resource_version
+            and record.generation == conn.metadata.generation
+        ):
+            raise StalledError(_refusal(conn, record), reason="ClientRefused")
+        self._refused[uid] = None
 
     async def _reauth(
         self, conn: OAuthConnection, provider: OAuthProvider, failure: str, now: dt.datetime
@@ -777,7 +786,6 @@ class OAuthConnectionReconciler:
         conn = OAuthConnection.model_validate(body)
         event: Event | None = None
         unsaved = self._unsaved.pop(str(conn.metadata.uid), None)
-        self._refused.pop(str(conn.metadata.uid), None)
         data = await self.store.owned(conn, conn.spec.token_secret_name)
         if conn.spec.revoke_on_delete and unsaved is not None:  # the newest: never stored
             event = await self._revoke(conn, unsaved[0])
@@ -813,10 +821,14 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def _fingerprint(creds: ClientCredentials) -> str:
-    """A digest telling one client id and secret from another (kept in memory only)."""
-    text = f"{creds.client_id}\0{creds.client_secret.get_secret_value()}"
-    return hashlib.sha256(text.encode()).hexdigest()
+def _refusal(conn: OAuthConnection, record: RefusedClient) -> str:
+    """The ClientRefused message: the Secret and its keys, never a value."""
+    ref = conn.spec.client_secret_ref
+    return (
+        f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref.name} "
+        f"(keys {ref.client_id_key} and {ref.client_secret_key}): {record.error}; fix its "
+        "client id or secret (tried again as soon as that Secret or the spec changes)"
+    )
 
 
 def _usable(authz: SecretData | None, now: dt.datetime) -> bool:

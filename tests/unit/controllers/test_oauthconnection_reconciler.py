@@ -266,13 +266,33 @@ class World:
     provider: Provider
     rec: OAuthConnectionReconciler
     sleeps: list[float]
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The status each connection's last converge wrote, by name: the core hands every
+    converge the object as stored, status included."""
 
     async def sync(self, b: dict[str, Any], at: dt.datetime = NOW) -> Result:
         self.provider.now = at
+        name = b["metadata"]["name"]
+        if "status" not in b and name in self.statuses:
+            b = {**b, "status": self.statuses[name]}
         result = await self.rec.reconcile(b, now=at, child=None)
+        self.statuses[name] = st(result).model_dump(mode="json", by_alias=True, exclude_none=True)
         conditions = st(result).conditions
-        assert check_invariants(generation=1, observed_generation=1, conditions=conditions) == []
+        gen = b["metadata"]["generation"]
+        assert (
+            check_invariants(generation=gen, observed_generation=gen, conditions=conditions) == []
+        )
         return result
+
+    def restart(self) -> None:
+        """A new operator process: a new reconciler (nothing in memory) on the same apiserver
+        and provider; what it knows of each connection is what its status says."""
+        self.rec = OAuthConnectionReconciler(
+            SecretStore(self.api),  # type: ignore[arg-type]
+            {"slack": self.provider, "google": self.provider},  # type: ignore[dict-item]
+            settings=OAuthSettings(),
+            sleep=self.rec._sleep,
+        )
 
     def edit_client(self, **data: str) -> None:
         """The user edits the client Secret (a new resourceVersion, as the apiserver does)."""
@@ -539,7 +559,7 @@ async def test_a_client_refused_in_the_exchange_is_not_sent_again_until_its_secr
     assert w.provider.calls["exchange"] == 1
     assert ready(result)[1] == "ClientRefused"
     w.provider.exchange_error = None
-    w.api.secrets["client"].data["client_secret"] = "fixed"
+    w.edit_client(client_secret="fixed")
 
     result = await w.sync(b, at(601))
 
@@ -622,19 +642,72 @@ async def test_a_client_refused_in_a_refresh_is_not_retried_until_the_secret_cha
         result = await w.sync(b, at(t))
         assert ready(result)[1] == "ClientRefused", t
     assert w.provider.calls["refresh"] == 1
-    w.api.secrets["client"].labels["team"] = "x"  # a change that leaves the values alone
-    await w.sync(b, at(4001))
-    assert w.provider.calls["refresh"] == 1
+    w.edit_client()  # a change of its metadata only: a new version, sent once more
+    result = await w.sync(b, at(4001))
+    assert w.provider.calls["refresh"] == 2
+    assert ready(result)[1] == "ClientRefused"
+    await w.sync(b, at(4002))
+    assert w.provider.calls["refresh"] == 2
 
     w.provider.refresh_error = None
-    w.api.secrets["client"].data["client_secret"] = "fixed"
-    result = await w.sync(b, at(4002))  # what the client Secret's watch triggers
+    w.edit_client(client_secret="fixed")
+    result = await w.sync(b, at(4003))  # what the client Secret's watch triggers
 
-    assert w.provider.calls["refresh"] == 2
+    assert w.provider.calls["refresh"] == 3
     assert st(result).phase is OAuthPhase.CONNECTED
     assert ready(result)[0] == "True"
     assert degraded(result) is None
     assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
+
+
+async def test_a_refused_client_stays_refused_after_an_operator_restart() -> None:
+    w = world()
+    b = body()
+    refused = await _refuse_refresh(w, b)
+    record = st(refused).refused_client
+    assert record is not None
+    assert (record.secret_name, record.generation) == ("client", 1)
+    assert record.resource_version == str(w.api.secrets["client"].rv)
+    assert "invalid_client" in record.error
+    assert "shh" not in st(refused).model_dump_json()  # on record: never a value of the Secret
+    w.restart()
+
+    result = await w.sync(b, at(3410))  # the restarted operator's first look
+
+    assert w.provider.calls["refresh"] == 1  # the same client is not sent again
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert (degraded(result) or ("",))[0] == "ClientRefused"
+    assert result.events == ()  # nothing new to say
+    w.restart()
+    result = await w.sync(b, at(3600))  # expired, after another restart: stalled, not sent
+    assert w.provider.calls["refresh"] == 1
+    assert ready(result)[:2] == ("False", "ClientRefused")
+
+    w.restart()
+    w.provider.refresh_error = None
+    w.edit_client(client_secret="fixed")
+    result = await w.sync(b, at(3601))
+
+    assert w.provider.calls["refresh"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert st(result).refused_client is None
+
+
+async def test_a_client_refused_in_the_exchange_stays_refused_after_a_restart() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("google", "code exchange", "invalid_client")
+    await w.sync(b)
+    w.restart()
+
+    result = await w.sync(b, at(60))
+
+    assert w.provider.calls["exchange"] == 1
+    assert st(result).phase is OAuthPhase.ERROR
+    assert ready(result)[1] == "ClientRefused"
+    assert "Secret client (keys client_id and client_secret)" in ready(result)[2]
 
 
 async def test_a_client_refused_in_a_refresh_is_tried_again_when_the_spec_changes() -> None:
@@ -745,7 +818,7 @@ async def test_exchanged_tokens_whose_writes_all_fail_are_written_next_time_not_
 
     assert result.requeue.name == "BACKOFF"
     status, reason, message = ready(result)
-    assert (status, reason) == ("Unknown", "ApiUnavailable")
+    assert (status, reason) == ("False", "ApiUnavailable")  # still pending authorization
     assert "writes them on the next attempt" in message
     assert "a1" not in message
     assert "a-tokens" not in w.api.secrets
