@@ -15,7 +15,9 @@ Level-based, from what the Secrets hold:
 - neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
   the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
 New tokens whose write fails are retried in-process, then kept in memory by UID and written by
-the next converge (a code or rotated refresh token cannot be used twice). Only Secrets whose
+the next converge, retried with backoff whatever the failure (Reconciling TokensNotStored; a
+code or rotated refresh token cannot be used twice; why they are not persisted elsewhere:
+docs/oauthconnection.md). Only Secrets whose
 controller ownerReference is this connection are read, written or deleted
 (secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
 to build a URL, exchange a code or refresh; a missing one, or a client the provider refuses
@@ -411,9 +413,12 @@ class OAuthConnectionReconciler:
         drop_user: bool = False,
     ) -> None:
         """Write tokens the provider just issued, retried here with backoff; when every try
-        fails they stay in memory (by UID) for the next converge, never asked for again.
-        `drop_user` empties the user token's keys (the merge of a refresh keeps keys it does
-        not name)."""
+        fails they stay in memory (by UID) for the next converge, never asked for again, and
+        the failure is transient whatever its cause (Reconciling `TokensNotStored`, retried
+        with the scheduler's backoff): a refused write (403, an admission policy) that became
+        a stall would hold them in memory until the resync, 10 minutes for a restart to lose
+        them. `drop_user` empties the user token's keys (the merge of a refresh keeps keys it
+        does not name)."""
         uid, name = str(conn.metadata.uid), conn.spec.token_secret_name
         self._unsaved[uid] = (tokens, issued)
         data = token_data(tokens, issued=issued)
@@ -432,9 +437,10 @@ class OAuthConnectionReconciler:
         except ProviderError as exc:
             message = (
                 f"the provider issued new tokens but writing Secret {name} failed "
-                f"({exc.message}); the operator keeps them and writes them on the next attempt"
+                f"({exc.message}); they are kept only in this operator's memory and written "
+                "on the next attempt (retried with backoff); a restart before then loses them"
             )
-            raise type(exc)(message, reason=exc.reason) from None
+            raise TransientError(message, reason="TokensNotStored") from None
         self._unsaved.pop(uid, None)
 
     async def _store_unsaved(

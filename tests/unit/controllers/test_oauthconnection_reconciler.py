@@ -62,12 +62,14 @@ class Apiserver:
     deleted: list[str] = field(default_factory=list)
     patches: list[str] = field(default_factory=list)
     failing_token_writes: int = 0
-    """How many writes of a token Secret answer 503 from now on (etcd timing out)."""
+    """How many writes of a token Secret fail from now on, answering `failing_code` (503:
+    etcd timing out; 403: the operator's RBAC or an admission policy refusing it)."""
+    failing_code: int = 503
 
     def _write(self, name: str) -> None:
         if name.endswith("-tokens") and self.failing_token_writes > 0:
             self.failing_token_writes -= 1
-            raise _api_error(503)
+            raise _api_error(self.failing_code)
 
     def _obj(self, name: str) -> Secret:
         s = self.secrets[name]
@@ -818,8 +820,8 @@ async def test_exchanged_tokens_whose_writes_all_fail_are_written_next_time_not_
 
     assert result.requeue.name == "BACKOFF"
     status, reason, message = ready(result)
-    assert (status, reason) == ("False", "ApiUnavailable")  # still pending authorization
-    assert "writes them on the next attempt" in message
+    assert (status, reason) == ("False", "TokensNotStored")  # still pending authorization
+    assert "written on the next attempt" in message
     assert "a1" not in message
     assert "a-tokens" not in w.api.secrets
     w.api.failing_token_writes = 0
@@ -833,6 +835,34 @@ async def test_exchanged_tokens_whose_writes_all_fail_are_written_next_time_not_
     result = await w.sync(b, at(60))
     assert ready(result)[0] == "True"
     assert w.provider.calls["exchange"] == 1
+
+
+async def test_tokens_whose_write_is_refused_are_retried_promptly_and_said_to_be_pending() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+
+    result = await w.sync(b)
+
+    assert result.requeue.name == "BACKOFF"  # retried within a minute, not at the resync
+    assert st(result).phase is OAuthPhase.PENDING_AUTHORIZATION  # not Error: nothing to do
+    reconciling = get_condition(st(result).conditions, "Reconciling")
+    assert reconciling is not None
+    assert (reconciling.status, reconciling.reason) == ("True", "TokensNotStored")
+    assert "writing Secret a-tokens failed" in reconciling.message
+    assert "only in this operator's memory" in reconciling.message
+    assert "a restart before then loses them" in reconciling.message
+    assert get_condition(st(result).conditions, "Stalled") is None
+    assert "a1" not in reconciling.message
+    w.api.failing_token_writes = 0  # the RBAC fixed
+
+    result = await w.sync(b, at(5))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.provider.calls["exchange"] == 1
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
 
 
 async def test_a_rotated_refresh_token_whose_write_fails_is_not_lost() -> None:
