@@ -17,17 +17,16 @@ Level-based, from what the Secrets hold:
 New tokens whose write fails are retried in-process, then kept in memory by UID and written by
 the next converge, retried with backoff whatever the failure (Reconciling TokensNotStored; a
 code or rotated refresh token cannot be used twice; why they are not persisted elsewhere:
-docs/oauthconnection.md). Only Secrets whose
-controller ownerReference is this connection are read, written or deleted
-(secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
-to build a URL, exchange a code or refresh; a missing one, or a client the provider refuses
-at refresh or at a code exchange while tokens are held (authorizing again for Slack's user
-token), leaves a valid bot token Connected (Degraded; the user token may expire meanwhile)
-until it expires, then stalls. A client
-the provider refuses (`invalid_client`, in the exchange or the refresh) is put on record in
-`status.refusedClient` (the client Secret's name and resourceVersion, the generation; never a
-value), so neither this operator nor a restarted one sends it again until the client Secret or
-the spec changes (its watch, clients.py, converges the connection at once).
+docs/oauthconnection.md). Only Secrets whose controller ownerReference is this connection are
+read, written or deleted (secrets.py); another's stalls the connection (SecretNotOwned). The
+client Secret is read only to build a URL, exchange a code or refresh; a missing one, or a
+client the provider refuses at refresh or at a code exchange while tokens are held (authorizing
+again for Slack's user token), leaves a valid bot token Connected (Degraded; the user token may
+expire meanwhile) until it expires, then stalls. A client the provider refuses
+(`invalid_client`, in the exchange or the refresh) is put on record in `status.refusedClient`
+(the client Secret's name and resourceVersion, the generation; never a value), so neither this
+operator nor a restarted one sends it again until the client Secret or the spec changes (its
+watch, clients.py, converges the connection at once).
 Deletion (finalizer, when `revokeOnDelete`): revoke at the provider (retried; a provider out
 of reach is a Warning Event and we let go), then delete both Secrets, when ours.
 """
