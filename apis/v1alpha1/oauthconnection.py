@@ -37,6 +37,7 @@ __all__ = [
     "OAuthConnectionStatus",
     "OAuthPhase",
     "OAuthProvider",
+    "RefusedClient",
     "authorization_secret_name",
     "decode_state",
     "encode_state",
@@ -251,6 +252,22 @@ class ConnectedAccount(StatusModel):
     """Gmail address."""
 
 
+class RefusedClient(StatusModel):
+    """The OAuth client the provider refused (`invalid_client`). The operator, or a restarted
+    one, does not send it again while the client Secret (its resourceVersion) and the spec
+    (its generation) stay as they were. Never a value of that Secret."""
+
+    secret_name: str = Field(max_length=253)
+    """The client Secret (`spec.clientSecretRef.name`) whose client was refused."""
+    resource_version: str = Field(max_length=128)
+    """That Secret's resourceVersion when it was refused: any change to the Secret (its
+    values, or only its metadata) sends the client again, once."""
+    generation: int | None = None
+    """The spec's generation it was refused for."""
+    error: str = Field(max_length=1024)
+    """What the provider answered (its step, error code and description)."""
+
+
 class OAuthConnectionStatus(StatusModel):
     """Observed state of an OAuthConnection. Never holds a token."""
 
@@ -272,6 +289,8 @@ class OAuthConnectionStatus(StatusModel):
     """When the token was last refreshed."""
     refresh_failures: int = 0
     """Consecutive refresh failures."""
+    refused_client: RefusedClient | None = None
+    """The OAuth client the provider refused, until the client Secret or the spec changes."""
 
 
 class OAuthConnection(Resource[OAuthConnectionSpec, OAuthConnectionStatus]):

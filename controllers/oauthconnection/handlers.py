@@ -4,7 +4,8 @@ core controller (reconciler.py does the work).
 Triggers: the object's own events; events of the Secrets it owns (server-side selector on the
 `xynergy.io/oauth-connection` label): the gateway's callback putting a code in, a reader
 asking for a refresh, a deleted token Secret; changes of the client Secret it uses
-(clients.py: the operator's own watch of the Secrets labelled `xynergy.io/oauth-client`); the
+(clients.py: the operator's own watch of the Secrets labelled `xynergy.io/oauth-client`, and of
+a missing client Secret's name until it is created); the
 resync scheduler at the next refresh or state expiry. Deletion with `revokeOnDelete` holds a
 finalizer until the tokens are revoked.
 
@@ -24,9 +25,10 @@ KIND = Kind.of(OAuthConnection)
 
 
 def _reconciler(ctx: OperatorContext) -> KindReconciler:
+    from controllers.oauthconnection.clients import client_watch
     from controllers.oauthconnection.reconciler import from_context
 
-    return from_context(ctx)
+    return from_context(ctx, missing_client=client_watch(ctx).await_creation)
 
 
 register(KIND, _reconciler)
@@ -40,13 +42,13 @@ def watch_only_our_secrets(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.startup()
 async def watch_client_secrets(memo: kopf.Memo, **_: Any) -> None:
-    from controllers.oauthconnection.clients import ClientWatch
+    from controllers.oauthconnection.clients import client_watch
 
     try:
         ctx = context_of(memo)
     except RuntimeError as exc:  # the runtime's startup handler has not run yet
         raise kopf.TemporaryError(str(exc), delay=1) from exc
-    memo.oauth_clients = ClientWatch(ctx)
+    memo.oauth_clients = client_watch(ctx)
     memo.oauth_clients.start()
 
 

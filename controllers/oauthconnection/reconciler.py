@@ -15,14 +15,18 @@ Level-based, from what the Secrets hold:
 - neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
   the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
 New tokens whose write fails are retried in-process, then kept in memory by UID and written by
-the next converge (a code or rotated refresh token cannot be used twice). Only Secrets whose
-controller ownerReference is this connection are read, written or deleted
-(secrets.py); another's stalls the connection (SecretNotOwned). The client Secret is read only
-to build a URL, exchange a code or refresh; a missing one, or a client the provider refuses
-at refresh, leaves valid tokens Connected (Degraded) until they expire, then stalls. A client
-the provider refuses (`invalid_client`, in the exchange or the refresh) is remembered
-(ClientRefused): the same client id and secret are not sent again until the client Secret's
-values or the spec change (its watch, clients.py, converges the connection at once).
+the next converge, retried with backoff whatever the failure (Reconciling TokensNotStored; a
+code or rotated refresh token cannot be used twice; why they are not persisted elsewhere:
+docs/oauthconnection.md). Only Secrets whose controller ownerReference is this connection are
+read, written or deleted (secrets.py); another's stalls the connection (SecretNotOwned). The
+client Secret is read only to build a URL, exchange a code or refresh; a missing one, or a
+client the provider refuses at refresh or at a code exchange while tokens are held (authorizing
+again for Slack's user token), leaves a valid bot token Connected (Degraded; the user token may
+expire meanwhile) until it expires, then stalls. A client the provider refuses
+(`invalid_client`, in the exchange or the refresh) is put on record in `status.refusedClient`
+(the client Secret's name and resourceVersion, the generation; never a value), so neither this
+operator nor a restarted one sends it again until the client Secret or the spec changes (its
+watch, clients.py, converges the connection at once).
 Deletion (finalizer, when `revokeOnDelete`): revoke at the provider (retried; a provider out
 of reach is a Warning Event and we let go), then delete both Secrets, when ours.
 """
@@ -30,11 +34,10 @@ of reach is a Warning Event and we let go), then delete both Secrets, when ours.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -48,6 +51,7 @@ from apis.v1alpha1.oauthconnection import (
     ConnectedAccount,
     OAuthConnection,
     OAuthPhase,
+    RefusedClient,
     authorization_secret_name,
     encode_state,
     token_expiry,
@@ -66,11 +70,10 @@ from controllers.core import (
 )
 from controllers.core.retry import Sleep
 from controllers.core.status import spec_error
-from controllers.oauthconnection.secrets import SecretData, SecretStore
+from controllers.oauthconnection.secrets import ClientSecret, SecretData, SecretStore
 from controllers.oauthconnection.settings import OAuthSettings
 from controllers.oauthconnection.status import DEGRADED, Outcome, build_status
 from controllers.providers.oauth import (
-    ClientCredentials,
     ClientRefusedError,
     GrantRefusedError,
     OAuthError,
@@ -185,10 +188,10 @@ class OAuthConnectionReconciler:
         """Tokens the provider issued whose write to the token Secret failed, by connection
         UID: a code and a rotated refresh token are single-use, so they cannot be fetched
         again; the next converge writes these first (`release` revokes them)."""
-        self._refused: dict[str, tuple[int | None, str, str]] = {}
-        """Clients the provider refused, by connection UID: (generation, digest of the client
-        id and secret, the stall's message). Those are not sent again while neither the spec
-        nor the client Secret's values change (memory only: a restarted operator tries once)."""
+        self._refused: dict[str, RefusedClient | None] = {}
+        """The refused client on record for each connection being converged, by UID: read
+        from `status.refusedClient` when its converge starts and written back to it when it
+        ends (so a restarted operator keeps it), never kept in between."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -197,6 +200,8 @@ class OAuthConnectionReconciler:
             conn = OAuthConnection.model_validate(body)
         except ValidationError as exc:
             return self._invalid(body, spec_error(exc), now)
+        uid = str(conn.metadata.uid)
+        self._refused[uid] = conn.status.refused_client if conn.status else None
         try:
             outcome = await self._converge(conn, now)
         except ProviderError as exc:
@@ -205,7 +210,9 @@ class OAuthConnectionReconciler:
             )
         except OAuthError as exc:  # unreachable provider while refreshing or exchanging
             outcome = self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
-        status = build_status(conn, outcome, now)
+        finally:
+            refused = self._refused.pop(uid, None)
+        status = build_status(conn, outcome, now).model_copy(update={"refused_client": refused})
         requeue = Requeue.BACKOFF if outcome.failed else Requeue.RESYNC
         return Result(
             status=status,
@@ -332,11 +339,11 @@ class OAuthConnectionReconciler:
         if authz.get("error"):
             failure = f"the provider answered the authorization with {authz.get('error')}"
             return await self._not_authorized(conn, provider, authz, now, reauth, failure)
-        creds = await self.store.client_credentials(conn)
-        self._still_refused(conn, creds)
         try:
+            client = await self.store.client(conn)
+            self._still_refused(conn, client)
             tokens = await provider.exchange(
-                creds,
+                client.credentials,
                 code=authz.get("code"),
                 code_verifier=authz.get("code_verifier"),
                 redirect_uri=conn.spec.redirect_url,
@@ -344,7 +351,9 @@ class OAuthConnectionReconciler:
         except ProviderUnreachableError as exc:  # the code stays: exchanged on the retry
             raise TransientError(f"code exchange: {exc}", reason="ProviderUnreachable") from None
         except ClientRefusedError as exc:  # a new authorization would be refused the same
-            raise self._refuse(conn, creds, exc) from None
+            return await self._unexchangeable(conn, self._refuse(conn, client, exc), now)
+        except StalledError as exc:  # the client Secret missing, or its client refused before
+            return await self._unexchangeable(conn, exc, now)
         except OAuthError as exc:  # refused code (replayed, expired, PKCE mismatch)
             failure = f"the provider refused the authorization code: {exc}"
             return await self._not_authorized(conn, provider, authz, now, reauth, failure)
@@ -356,6 +365,20 @@ class OAuthConnectionReconciler:
         return self._connected(
             conn, tokens, now, issued=now, message=message, account=who, refreshed=now
         ).with_events(Event("Normal", "Connected", message))
+
+    async def _unexchangeable(
+        self, conn: OAuthConnection, exc: StalledError, now: dt.datetime
+    ) -> Outcome:
+        """A code that cannot be exchanged for want of a working client (missing, or refused
+        by the provider): the code stays for when the client Secret is fixed, and the user is
+        not sent round again. A connection authorizing again while it holds tokens (Slack's
+        user token) keeps serving them as a refused refresh does (`_unrefreshable`:
+        Connected, Degraded, until the bot token expires); without tokens it stalls."""
+        data = await self.store.tokens(conn)
+        if data is None or not data.get("access_token"):
+            raise exc
+        tokens = _token_set(data)
+        return self._unrefreshable(conn, tokens, now, _parse(data.get("issued_at")), exc)
 
     async def _not_authorized(
         self,
@@ -389,9 +412,12 @@ class OAuthConnectionReconciler:
         drop_user: bool = False,
     ) -> None:
         """Write tokens the provider just issued, retried here with backoff; when every try
-        fails they stay in memory (by UID) for the next converge, never asked for again.
-        `drop_user` empties the user token's keys (the merge of a refresh keeps keys it does
-        not name)."""
+        fails they stay in memory (by UID) for the next converge, never asked for again, and
+        the failure is transient whatever its cause (Reconciling `TokensNotStored`, retried
+        with the scheduler's backoff): a refused write (403, an admission policy) that became
+        a stall would hold them in memory until the resync, 10 minutes for a restart to lose
+        them. `drop_user` empties the user token's keys (the merge of a refresh keeps keys it
+        does not name)."""
         uid, name = str(conn.metadata.uid), conn.spec.token_secret_name
         self._unsaved[uid] = (tokens, issued)
         data = token_data(tokens, issued=issued)
@@ -410,9 +436,10 @@ class OAuthConnectionReconciler:
         except ProviderError as exc:
             message = (
                 f"the provider issued new tokens but writing Secret {name} failed "
-                f"({exc.message}); the operator keeps them and writes them on the next attempt"
+                f"({exc.message}); they are kept only in this operator's memory and written "
+                "on the next attempt (retried with backoff); a restart before then loses them"
             )
-            raise type(exc)(message, reason=exc.reason) from None
+            raise TransientError(message, reason="TokensNotStored") from None
         self._unsaved.pop(uid, None)
 
     async def _store_unsaved(
@@ -533,8 +560,8 @@ class OAuthConnectionReconciler:
                 outcome = await self._without_user_token(conn, provider, outcome, now)
             return outcome
         try:
-            creds = await self.store.client_credentials(conn)
-            self._still_refused(conn, creds)
+            client = await self.store.client(conn)
+            self._still_refused(conn, client)
         except StalledError as exc:  # missing or refused client: usable until they expire
             return self._unrefreshable(conn, tokens, now, issued, exc)
         until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
@@ -547,7 +574,7 @@ class OAuthConnectionReconciler:
                 expires_at=tokens.expires_at,
                 requeue_after=2.0,
             )
-        return await self._refresh(conn, creds, provider, tokens, issued, now)
+        return await self._refresh(conn, client, provider, tokens, issued, now)
 
     def _unrefreshable(
         self,
@@ -558,15 +585,29 @@ class OAuthConnectionReconciler:
         exc: StalledError,
     ) -> Outcome:
         """Due for a refresh that cannot be made (the client Secret missing, or its client
-        refused by the provider) while the tokens still work: stay Connected (services read
-        the phase) until the first of them expires, Degraded naming why, and look again
-        soon; once expired, `exc` stalls the connection."""
-        valid = _valid_until(tokens)
-        if valid is None or valid <= now:
+        refused by the provider) while the bot (access) token works: stay Connected (services
+        read the phase) until it expires, Degraded naming why, and look again soon; once it
+        has expired, `exc` stalls the connection. Slack's user token expiring first stalls
+        nothing: the Secret says it expired (readers hand out the bot token alone and only a
+        caller of the user token waits, services/common/oauth_tokens.py), and it is refreshed
+        as soon as the client works again."""
+        bot = tokens.expires_at
+        if bot is not None and bot <= now:
             raise exc
-        message = f"tokens are valid until {_rfc3339(valid)} but cannot be refreshed: {exc.message}"
+        user = tokens.user.expires_at if tokens.user is not None else None
+        if user is not None and user <= now:
+            valid = f"valid until {_rfc3339(bot)}" if bot is not None else "not expiring"
+            state = (
+                f"the bot token is {valid} and the user token expired at {_rfc3339(user)} "
+                "(Slack search fails until it is refreshed); neither can be refreshed"
+            )
+        else:
+            ends = [t for t in (bot, user) if t is not None]
+            until = f"valid until {_rfc3339(min(ends))}" if ends else "not expiring"
+            state = f"tokens are {until} but cannot be refreshed"
+        message = f"{state}: {exc.message}"
         outcome = self._connected(conn, tokens, now, issued=issued, message=message)
-        left = (valid - now).total_seconds()
+        left = 60.0 if bot is None else (bot - now).total_seconds()
         outcome = replace(
             outcome, requeue_after=max(1.0, min(60.0, left)), degraded=(exc.reason, message)
         )
@@ -579,7 +620,7 @@ class OAuthConnectionReconciler:
     async def _refresh(
         self,
         conn: OAuthConnection,
-        creds: ClientCredentials,
+        client: ClientSecret,
         provider: OAuthProvider,
         tokens: TokenSet,
         issued: dt.datetime | None,
@@ -600,7 +641,7 @@ class OAuthConnectionReconciler:
         if bot_due is not None and bot_due <= now:
             assert tokens.refresh_token is not None
             try:
-                got = await self._refresh_one(conn, creds, provider, tokens.refresh_token)
+                got = await self._refresh_one(conn, client, provider, tokens.refresh_token)
             except GrantRefusedError as exc:
                 failure = f"the provider refused the refresh token ({exc.code})"
                 return await self._reauth(conn, provider, failure, now)
@@ -610,7 +651,7 @@ class OAuthConnectionReconciler:
         if tokens.user is not None and user_due is not None and user_due <= now:
             assert tokens.user.refresh_token is not None
             try:
-                got = await self._refresh_one(conn, creds, provider, tokens.user.refresh_token)
+                got = await self._refresh_one(conn, client, provider, tokens.user.refresh_token)
             except GrantRefusedError as exc:
                 dropped = f"the provider refused the user token's refresh token ({exc.code})"
                 fresh = replace(fresh, user=None)
@@ -637,7 +678,7 @@ class OAuthConnectionReconciler:
     async def _refresh_one(
         self,
         conn: OAuthConnection,
-        creds: ClientCredentials,
+        client: ClientSecret,
         provider: OAuthProvider,
         refresh_token: SecretStr,
     ) -> TokenSet:
@@ -645,12 +686,14 @@ class OAuthConnectionReconciler:
         GrantRefusedError (the caller decides); a refused client stalls, anything else is
         transient (the claim let go either way)."""
         try:
-            return await provider.refresh(creds, refresh_token=refresh_token.get_secret_value())
+            return await provider.refresh(
+                client.credentials, refresh_token=refresh_token.get_secret_value()
+            )
         except GrantRefusedError:
             raise
         except ClientRefusedError as exc:  # retrying would be refused the same: stall
             await self.store.release_claim(conn)
-            raise self._refuse(conn, creds, exc) from None
+            raise self._refuse(conn, client, exc) from None
         except OAuthError as exc:
             await self.store.release_claim(conn)
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
@@ -699,31 +742,34 @@ class OAuthConnectionReconciler:
     # -- a refused client ------------------------------------------------------------------
 
     def _refuse(
-        self, conn: OAuthConnection, creds: ClientCredentials, exc: ClientRefusedError
+        self, conn: OAuthConnection, client: ClientSecret, exc: ClientRefusedError
     ) -> StalledError:
-        """The stall for a client the provider refused (naming its Secret and keys, never a
-        value), remembered so the same client is not sent again (`_still_refused`)."""
-        ref = conn.spec.client_secret_ref
-        message = (
-            f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref.name} "
-            f"(keys {ref.client_id_key} and {ref.client_secret_key}): {exc}; fix its client "
-            "id or secret (tried again as soon as that Secret or the spec changes)"
+        """The stall for a client the provider refused, put on record (status.refusedClient:
+        the Secret's name and resourceVersion, the generation, the provider's answer; never a
+        value) so that the same client is not sent again (`_still_refused`)."""
+        record = RefusedClient(
+            secret_name=conn.spec.client_secret_ref.name,
+            resource_version=client.resource_version,
+            generation=conn.metadata.generation,
+            error=str(exc)[:1024],
         )
-        uid = str(conn.metadata.uid)
-        self._refused[uid] = (conn.metadata.generation, _fingerprint(creds), message)
-        return StalledError(message, reason="ClientRefused")
+        self._refused[str(conn.metadata.uid)] = record
+        return StalledError(_refusal(conn, record), reason="ClientRefused")
 
-    def _still_refused(self, conn: OAuthConnection, creds: ClientCredentials) -> None:
-        """Raise the remembered stall when the provider refused this very client for this
-        generation of the spec; forget it once either changed."""
+    def _still_refused(self, conn: OAuthConnection, client: ClientSecret) -> None:
+        """Raise the recorded stall when the provider refused this very version of the client
+        Secret for this generation of the spec; forget it once either changed."""
         uid = str(conn.metadata.uid)
-        refused = self._refused.get(uid)
-        if refused is None:
+        record = self._refused.get(uid)
+        if record is None:
             return
-        generation, fingerprint, message = refused
-        if generation == conn.metadata.generation and fingerprint == _fingerprint(creds):
-            raise StalledError(message, reason="ClientRefused")
-        del self._refused[uid]
+        if (
+            record.secret_name == conn.spec.client_secret_ref.name
+            and record.resource_version == client.resource_version
+            and record.generation == conn.metadata.generation
+        ):
+            raise StalledError(_refusal(conn, record), reason="ClientRefused")
+        self._refused[uid] = None
 
     async def _reauth(
         self, conn: OAuthConnection, provider: OAuthProvider, failure: str, now: dt.datetime
@@ -745,7 +791,6 @@ class OAuthConnectionReconciler:
         conn = OAuthConnection.model_validate(body)
         event: Event | None = None
         unsaved = self._unsaved.pop(str(conn.metadata.uid), None)
-        self._refused.pop(str(conn.metadata.uid), None)
         data = await self.store.owned(conn, conn.spec.token_secret_name)
         if conn.spec.revoke_on_delete and unsaved is not None:  # the newest: never stored
             event = await self._revoke(conn, unsaved[0])
@@ -781,17 +826,14 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def _fingerprint(creds: ClientCredentials) -> str:
-    """A digest telling one client id and secret from another (kept in memory only)."""
-    text = f"{creds.client_id}\0{creds.client_secret.get_secret_value()}"
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _valid_until(tokens: TokenSet) -> dt.datetime | None:
-    """When the first of the tokens expires (the access token, Slack's user token); None when
-    neither does."""
-    ends = [t for t in (tokens.expires_at, tokens.user.expires_at if tokens.user else None) if t]
-    return min(ends) if ends else None
+def _refusal(conn: OAuthConnection, record: RefusedClient) -> str:
+    """The ClientRefused message: the Secret and its keys, never a value."""
+    ref = conn.spec.client_secret_ref
+    return (
+        f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref.name} "
+        f"(keys {ref.client_id_key} and {ref.client_secret_key}): {record.error}; fix its "
+        "client id or secret (tried again as soon as that Secret or the spec changes)"
+    )
 
 
 def _usable(authz: SecretData | None, now: dt.datetime) -> bool:
@@ -805,8 +847,12 @@ def _who(account: ConnectedAccount) -> str:
     return account.email or "/".join(x for x in (account.team_id, account.user_id) if x)
 
 
-def from_context(ctx: OperatorContext) -> OAuthConnectionReconciler:
-    """The reconciler on the operator's client, with both providers from settings."""
+def from_context(
+    ctx: OperatorContext, *, missing_client: Callable[[str, str], None] | None = None
+) -> OAuthConnectionReconciler:
+    """The reconciler on the operator's client, with both providers from settings;
+    `missing_client` is told of a client Secret found missing (the handlers pass the client
+    watch's `await_creation`)."""
     settings = OAuthSettings()
     timeout = settings.http_timeout_seconds
     providers: dict[str, OAuthProvider] = {
@@ -814,5 +860,7 @@ def from_context(ctx: OperatorContext) -> OAuthConnectionReconciler:
         "google": GoogleOAuth(settings.endpoints("google"), timeout=timeout),
     }
     return OAuthConnectionReconciler(
-        SecretStore(ctx.client, limit=ctx.api_limit), providers, settings=settings
+        SecretStore(ctx.client, limit=ctx.api_limit, missing_client=missing_client),
+        providers,
+        settings=settings,
     )

@@ -17,7 +17,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from apis.v1alpha1.oauthconnection import (
 from controllers.core.errors import StalledError, TransientError
 from controllers.providers.oauth import ClientCredentials
 
-__all__ = ["CLAIM_ANNOTATION", "SecretData", "SecretStore"]
+__all__ = ["CLAIM_ANNOTATION", "ClientSecret", "SecretData", "SecretStore"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,15 @@ class SecretData:
 
     def get(self, key: str) -> str:
         return self.data.get(key, "")
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    """The OAuth client of `spec.clientSecretRef` and the resourceVersion it was read at (a
+    refused client is remembered by that version, never by a value)."""
+
+    credentials: ClientCredentials
+    resource_version: str
 
 
 def _decode(obj: Any) -> SecretData:
@@ -109,9 +118,18 @@ def _error(exc: ApiError, what: str) -> StalledError | TransientError:
 class SecretStore:
     """Reads and writes one connection's Secrets; every call under the shared API limit."""
 
-    def __init__(self, client: AsyncClient, *, limit: asyncio.Semaphore | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        limit: asyncio.Semaphore | None = None,
+        missing_client: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._client = client
         self._limit = limit or asyncio.Semaphore(32)
+        self._missing_client = missing_client
+        """Told (namespace, name) of a client Secret found missing: it cannot carry the
+        watched label yet, so the operator watches for its creation (clients.py)."""
 
     async def read(self, conn: OAuthConnection, name: str) -> SecretData | None:
         try:
@@ -124,39 +142,51 @@ class SecretStore:
         return _decode(obj)
 
     async def client_credentials(self, conn: OAuthConnection) -> ClientCredentials:
-        """The client id and secret of `spec.clientSecretRef`; the Secret is labelled
-        `xynergy.io/oauth-client=true` (once) so the operator's watch sees it change."""
+        """The client id and secret of `spec.clientSecretRef` (`client`)."""
+        return (await self.client(conn)).credentials
+
+    async def client(self, conn: OAuthConnection) -> ClientSecret:
+        """The client id and secret of `spec.clientSecretRef` and the Secret's
+        resourceVersion; the Secret is labelled `xynergy.io/oauth-client=true` (once) so the
+        operator's watch sees it change (the version is the labelled one's)."""
         ref = conn.spec.client_secret_ref
         secret = await self.read(conn, ref.name)
         if secret is None:
+            if self._missing_client is not None:
+                self._missing_client(_ns(conn), ref.name)
             raise StalledError(
                 f"spec.clientSecretRef: Secret {ref.name} not found", reason="ClientSecretMissing"
             )
         if secret.labels.get(CLIENT_SECRET_LABEL) != "true":
-            await self._label_client(conn, ref.name)
+            secret = await self._label_client(conn, ref.name) or secret
         for key in (ref.client_id_key, ref.client_secret_key):
             if not secret.get(key):
                 raise StalledError(
                     f"spec.clientSecretRef: Secret {ref.name} has no key {key}",
                     reason="ClientSecretMissing",
                 )
-        return ClientCredentials(
+        creds = ClientCredentials(
             secret.get(ref.client_id_key), SecretStr(secret.get(ref.client_secret_key))
         )
+        return ClientSecret(creds, secret.resource_version or "")
 
-    async def _label_client(self, conn: OAuthConnection, name: str) -> None:
-        """A merge patch of that one label (nothing else of the user's Secret is touched);
-        one we may not patch is logged and left: its changes are then seen at resync."""
+    async def _label_client(self, conn: OAuthConnection, name: str) -> SecretData | None:
+        """A merge patch of that one label (nothing else of the user's Secret is touched):
+        the labelled Secret, as the apiserver answered (data and resourceVersion of one
+        version). One we may not patch is logged and left (its changes are then seen at
+        resync): None."""
         patch = {"metadata": {"labels": {CLIENT_SECRET_LABEL: "true"}}}
         try:
             async with self._limit:
-                await self._client.patch(
+                obj = await self._client.patch(
                     Secret, name, patch, namespace=_ns(conn), patch_type=PatchType.MERGE
                 )
         except ApiError as exc:
             if exc.status.code not in (403, 404):
                 raise _error(exc, f"labelling Secret {name}") from None
             log.info("not labelling client Secret %s/%s: %s", _ns(conn), name, exc)
+            return None
+        return _decode(obj)
 
     async def owned(self, conn: OAuthConnection, name: str) -> SecretData | None:
         """Secret `name` when this connection owns it (its controller ownerReference carries

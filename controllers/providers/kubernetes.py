@@ -232,21 +232,26 @@ class KubernetesProvider:
         *,
         labels: Mapping[str, str],
         namespace: str | None,
-        changed: Callable[[str, dict[str, Any]], Awaitable[None]],
+        changed: Callable[[str, dict[str, Any]], Awaitable[bool | None]],
         what: str,
         missed: str,
         restart_seconds: float = 5.0,
+        fields: Mapping[str, str] | None = None,
+        listed: bool = False,
     ) -> None:
         """`watch` for the operator's lifetime, handing each change to `changed`: a watch that
         fails is listed and watched again after `restart_seconds`; one the operator may not
         open (403, RBAC) is given up with a warning naming `what` and `missed` (what happens
-        to the changes instead)."""
+        to the changes instead). `changed` answering True ends the watch (a watch for one
+        object to appear); `fields` and `listed` are `watch`'s."""
         while True:
             try:
                 async for event, body in self.watch(
-                    api_version, kind, labels=labels, namespace=namespace
-                ):
-                    await changed(event, body)
+                    api_version, kind, labels=labels, namespace=namespace, fields=fields,
+                    listed=listed,
+                ):  # fmt: skip
+                    if await changed(event, body):
+                        return
             except ApiError as exc:
                 if exc.status.code == 403:
                     log.warning("not watching %s (%s): %s", what, exc, missed)
@@ -264,10 +269,14 @@ class KubernetesProvider:
         labels: Mapping[str, str],
         namespace: str | None = None,
         retry_seconds: float = 5.0,
+        fields: Mapping[str, str] | None = None,
+        listed: bool = False,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Changes of the objects of a kind in `namespace` (None: all) selected by `labels` on
-        the apiserver, from now on: the current ones are listed first and not reported. A broken
-        stream is resumed (after 410 Gone, from a new listing); 403 ends the watch."""
+        """Changes of the objects of a kind in `namespace` (None: all) selected by `labels` (and
+        `fields`, e.g. `metadata.name`) on the apiserver, from now on: the current ones are
+        listed first and reported as ADDED only when `listed` (a watch for an object that
+        must not miss one created just before it started). A broken stream is resumed (after
+        410 Gone, from a new listing); 403 ends the watch."""
         resource: Any = resource_registry.load(api_version, kind)
 
         def on_error(exc: Exception, count: int) -> OnErrorResult:
@@ -277,12 +286,13 @@ class KubernetesProvider:
             return OnErrorResult(OnErrorAction.RETRY, sleep=min(retry_seconds * count, 60.0))
 
         where = namespace or "*"
-        listing = self._client.list(resource, namespace=where, labels=dict(labels))
-        async for _ in listing:
-            pass
+        selectors: dict[str, Any] = {"labels": dict(labels) or None, "fields": fields or None}
+        listing = self._client.list(resource, namespace=where, **selectors)
+        async for obj in listing:
+            if listed:
+                yield "ADDED", obj.to_dict()
         version = listing.resourceVersion
         async for event, obj in self._client.watch(
-            resource, namespace=where, labels=dict(labels), resource_version=version,
-            on_error=on_error,
-        ):  # fmt: skip
+            resource, namespace=where, resource_version=version, on_error=on_error, **selectors
+        ):
             yield event, obj.to_dict()

@@ -98,14 +98,27 @@ def bearer(tenant: str) -> dict[str, str]:
 # -- cluster helpers ----------------------------------------------------------------------
 
 
-def apply_connection(
-    kube: Kube, ns: str, name: str, provider: str, callback: str, **extra: Any
-) -> None:
+def create_client_secret(kube: Kube, ns: str, name: str) -> None:
     secret = {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-client"},
         "stringData": {"client_id": "fake-client-id", "client_secret": "fake-client-secret"},
     }  # fmt: skip
     assert kube.create(f"/api/v1/namespaces/{ns}/secrets", secret).status_code == 201
+
+
+def apply_connection(
+    kube: Kube,
+    ns: str,
+    name: str,
+    provider: str,
+    callback: str,
+    *,
+    client: bool = True,
+    **extra: Any,
+) -> None:
+    """The client Secret `<name>-client` (unless `client` is False), then the connection."""
+    if client:
+        create_client_secret(kube, ns, name)
     scopes = (
         ["channels:read", "chat:write"]
         if provider == "slack"
@@ -410,6 +423,25 @@ async def test_a_client_refused_at_refresh_stalls_until_its_secret_is_fixed(
     client_secret("fake-client-secret")
     await until(kube, ns, name, "Connected again", lambda s: s.get("phase") == "Connected")
     assert fake.slack.calls["refresh"] == refreshes + 1
+
+
+async def test_a_client_secret_created_after_the_connection_is_used_at_once(
+    kube: Kube, namespace: str, gateway: httpx.AsyncClient
+) -> None:
+    ns, name = namespace, "acme-late"
+    cb = str(gateway.base_url).rstrip("/") + "/api/v2/oauth/slack/callback"
+    apply_connection(kube, ns, name, "slack", cb, client=False)
+    status = (
+        await until(kube, ns, name, "stalled", lambda s: _ready(s)[1] == "ClientSecretMissing")
+    )["status"]  # its next resync is 10 minutes away
+    assert f"Secret {name}-client not found" in _ready(status)[2]
+
+    create_client_secret(kube, ns, name)  # unlabelled: only the watch of its name sees it
+
+    status = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"]
+    assert status["phase"] == "PendingAuthorization"
+    client = kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}-client").json()
+    assert client["metadata"]["labels"]["xynergy.io/oauth-client"] == "true"
 
 
 def _ready(status: dict[str, Any]) -> tuple[str, str, str]:

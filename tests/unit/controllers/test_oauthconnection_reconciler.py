@@ -62,12 +62,14 @@ class Apiserver:
     deleted: list[str] = field(default_factory=list)
     patches: list[str] = field(default_factory=list)
     failing_token_writes: int = 0
-    """How many writes of a token Secret answer 503 from now on (etcd timing out)."""
+    """How many writes of a token Secret fail from now on, answering `failing_code` (503:
+    etcd timing out; 403: the operator's RBAC or an admission policy refusing it)."""
+    failing_code: int = 503
 
     def _write(self, name: str) -> None:
         if name.endswith("-tokens") and self.failing_token_writes > 0:
             self.failing_token_writes -= 1
-            raise _api_error(503)
+            raise _api_error(self.failing_code)
 
     def _obj(self, name: str) -> Secret:
         s = self.secrets[name]
@@ -266,13 +268,39 @@ class World:
     provider: Provider
     rec: OAuthConnectionReconciler
     sleeps: list[float]
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The status each connection's last converge wrote, by name: the core hands every
+    converge the object as stored, status included."""
 
     async def sync(self, b: dict[str, Any], at: dt.datetime = NOW) -> Result:
         self.provider.now = at
+        name = b["metadata"]["name"]
+        if "status" not in b and name in self.statuses:
+            b = {**b, "status": self.statuses[name]}
         result = await self.rec.reconcile(b, now=at, child=None)
+        self.statuses[name] = st(result).model_dump(mode="json", by_alias=True, exclude_none=True)
         conditions = st(result).conditions
-        assert check_invariants(generation=1, observed_generation=1, conditions=conditions) == []
+        gen = b["metadata"]["generation"]
+        assert (
+            check_invariants(generation=gen, observed_generation=gen, conditions=conditions) == []
+        )
         return result
+
+    def restart(self) -> None:
+        """A new operator process: a new reconciler (nothing in memory) on the same apiserver
+        and provider; what it knows of each connection is what its status says."""
+        self.rec = OAuthConnectionReconciler(
+            SecretStore(self.api),  # type: ignore[arg-type]
+            {"slack": self.provider, "google": self.provider},  # type: ignore[dict-item]
+            settings=OAuthSettings(),
+            sleep=self.rec._sleep,
+        )
+
+    def edit_client(self, **data: str) -> None:
+        """The user edits the client Secret (a new resourceVersion, as the apiserver does)."""
+        client = self.api.secrets["client"]
+        client.data.update(data)
+        client.rv += 1
 
     def approve(self, name: str = "a", code: str = "code-1") -> None:
         """What the gateway's callback does: the state out, the provider's code in."""
@@ -533,7 +561,7 @@ async def test_a_client_refused_in_the_exchange_is_not_sent_again_until_its_secr
     assert w.provider.calls["exchange"] == 1
     assert ready(result)[1] == "ClientRefused"
     w.provider.exchange_error = None
-    w.api.secrets["client"].data["client_secret"] = "fixed"
+    w.edit_client(client_secret="fixed")
 
     result = await w.sync(b, at(601))
 
@@ -616,19 +644,72 @@ async def test_a_client_refused_in_a_refresh_is_not_retried_until_the_secret_cha
         result = await w.sync(b, at(t))
         assert ready(result)[1] == "ClientRefused", t
     assert w.provider.calls["refresh"] == 1
-    w.api.secrets["client"].labels["team"] = "x"  # a change that leaves the values alone
-    await w.sync(b, at(4001))
-    assert w.provider.calls["refresh"] == 1
+    w.edit_client()  # a change of its metadata only: a new version, sent once more
+    result = await w.sync(b, at(4001))
+    assert w.provider.calls["refresh"] == 2
+    assert ready(result)[1] == "ClientRefused"
+    await w.sync(b, at(4002))
+    assert w.provider.calls["refresh"] == 2
 
     w.provider.refresh_error = None
-    w.api.secrets["client"].data["client_secret"] = "fixed"
-    result = await w.sync(b, at(4002))  # what the client Secret's watch triggers
+    w.edit_client(client_secret="fixed")
+    result = await w.sync(b, at(4003))  # what the client Secret's watch triggers
 
-    assert w.provider.calls["refresh"] == 2
+    assert w.provider.calls["refresh"] == 3
     assert st(result).phase is OAuthPhase.CONNECTED
     assert ready(result)[0] == "True"
     assert degraded(result) is None
     assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
+
+
+async def test_a_refused_client_stays_refused_after_an_operator_restart() -> None:
+    w = world()
+    b = body()
+    refused = await _refuse_refresh(w, b)
+    record = st(refused).refused_client
+    assert record is not None
+    assert (record.secret_name, record.generation) == ("client", 1)
+    assert record.resource_version == str(w.api.secrets["client"].rv)
+    assert "invalid_client" in record.error
+    assert "shh" not in st(refused).model_dump_json()  # on record: never a value of the Secret
+    w.restart()
+
+    result = await w.sync(b, at(3410))  # the restarted operator's first look
+
+    assert w.provider.calls["refresh"] == 1  # the same client is not sent again
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert (degraded(result) or ("",))[0] == "ClientRefused"
+    assert result.events == ()  # nothing new to say
+    w.restart()
+    result = await w.sync(b, at(3600))  # expired, after another restart: stalled, not sent
+    assert w.provider.calls["refresh"] == 1
+    assert ready(result)[:2] == ("False", "ClientRefused")
+
+    w.restart()
+    w.provider.refresh_error = None
+    w.edit_client(client_secret="fixed")
+    result = await w.sync(b, at(3601))
+
+    assert w.provider.calls["refresh"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert st(result).refused_client is None
+
+
+async def test_a_client_refused_in_the_exchange_stays_refused_after_a_restart() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("google", "code exchange", "invalid_client")
+    await w.sync(b)
+    w.restart()
+
+    result = await w.sync(b, at(60))
+
+    assert w.provider.calls["exchange"] == 1
+    assert st(result).phase is OAuthPhase.ERROR
+    assert ready(result)[1] == "ClientRefused"
+    assert "Secret client (keys client_id and client_secret)" in ready(result)[2]
 
 
 async def test_a_client_refused_in_a_refresh_is_tried_again_when_the_spec_changes() -> None:
@@ -689,6 +770,25 @@ async def test_a_missing_client_secret_leaves_valid_tokens_connected() -> None:
     assert degraded(result) is None
 
 
+async def test_a_missing_client_secret_is_reported_for_the_watch_of_its_creation() -> None:
+    w = world()
+    missing: list[tuple[str, str]] = []
+    w.rec.store = SecretStore(w.api, missing_client=lambda ns, name: missing.append((ns, name)))  # type: ignore[arg-type]
+    client = w.api.secrets.pop("client")
+
+    result = await w.sync(body())
+
+    assert ready(result)[1] == "ClientSecretMissing"
+    assert missing == [(NS, "client")]
+    w.api.secrets["client"] = client  # what that watch sees: the converge finds and labels it
+
+    result = await w.sync(body(), at(1))
+
+    assert st(result).phase is OAuthPhase.PENDING_AUTHORIZATION
+    assert missing == [(NS, "client")]
+    assert w.api.secrets["client"].labels == {"xynergy.io/oauth-client": "true"}
+
+
 # -- tokens whose write fails ----------------------------------------------------------------
 
 
@@ -720,8 +820,8 @@ async def test_exchanged_tokens_whose_writes_all_fail_are_written_next_time_not_
 
     assert result.requeue.name == "BACKOFF"
     status, reason, message = ready(result)
-    assert (status, reason) == ("Unknown", "ApiUnavailable")
-    assert "writes them on the next attempt" in message
+    assert (status, reason) == ("False", "TokensNotStored")  # still pending authorization
+    assert "written on the next attempt" in message
     assert "a1" not in message
     assert "a-tokens" not in w.api.secrets
     w.api.failing_token_writes = 0
@@ -735,6 +835,34 @@ async def test_exchanged_tokens_whose_writes_all_fail_are_written_next_time_not_
     result = await w.sync(b, at(60))
     assert ready(result)[0] == "True"
     assert w.provider.calls["exchange"] == 1
+
+
+async def test_tokens_whose_write_is_refused_are_retried_promptly_and_said_to_be_pending() -> None:
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+
+    result = await w.sync(b)
+
+    assert result.requeue.name == "BACKOFF"  # retried within a minute, not at the resync
+    assert st(result).phase is OAuthPhase.PENDING_AUTHORIZATION  # not Error: nothing to do
+    reconciling = get_condition(st(result).conditions, "Reconciling")
+    assert reconciling is not None
+    assert (reconciling.status, reconciling.reason) == ("True", "TokensNotStored")
+    assert "writing Secret a-tokens failed" in reconciling.message
+    assert "only in this operator's memory" in reconciling.message
+    assert "a restart before then loses them" in reconciling.message
+    assert get_condition(st(result).conditions, "Stalled") is None
+    assert "a1" not in reconciling.message
+    w.api.failing_token_writes = 0  # the RBAC fixed
+
+    result = await w.sync(b, at(5))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.provider.calls["exchange"] == 1
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
 
 
 async def test_a_rotated_refresh_token_whose_write_fails_is_not_lost() -> None:
@@ -944,6 +1072,88 @@ async def test_a_refused_user_refresh_token_due_alone_keeps_the_bot_token() -> N
     assert st(result).phase is OAuthPhase.CONNECTED
     assert (degraded(result) or ("",))[0] == "UserReauthRequired"
     assert result.requeue_after == 900.0  # the new state's expiry, before the next refresh
+
+
+@pytest.mark.parametrize("cause", ["ClientRefused", "ClientSecretMissing"])
+async def test_an_expired_user_token_that_cannot_be_refreshed_leaves_the_bot_token_usable(
+    cause: str,
+) -> None:
+    w = world(user_lifetime=1800)  # the user token expires at 1800, the bot token at 3600
+    b = slack_body()
+    await w.connect(b)
+    if cause == "ClientRefused":
+        w.provider.user_refresh_error = ClientRefusedError("slack", "refresh", "invalid_client")
+    else:
+        del w.api.secrets["client"]
+    first = await w.sync(b, at(1500))  # the user token is due: Degraded, both still valid
+    assert (degraded(first) or ("",))[0] == cause
+
+    result = await w.sync(b, at(1900))  # the user token has expired, the bot token has not
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert ready(result)[0] == "True"
+    assert st(result).expires_at == at(3600)
+    reason, message = degraded(result) or ("", "")
+    assert reason == cause
+    assert "the bot token is valid until 2026-03-01T13:00:00Z" in message
+    assert "the user token expired at 2026-03-01T12:30:00Z" in message
+    assert "Secret client" in message
+    assert "shh" not in message
+    assert result.requeue_after == 60.0
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a1"  # the bot token is served
+    assert data["user_expires_at"] == "2026-03-01T12:30:00Z"  # readers see the user token expired
+    assert w.provider.calls["refresh"] == (1 if cause == "ClientRefused" else 0)
+
+    result = await w.sync(b, at(3600))  # the bot token expires too: now it stalls
+
+    assert st(result).phase is OAuthPhase.ERROR
+    assert ready(result)[:2] == ("False", cause)
+
+
+async def test_a_client_refused_when_authorizing_again_keeps_the_valid_tokens_connected() -> None:
+    w = world(user_lifetime=3600)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    await w.sync(b, at(3400))  # the user token is lost: Degraded, a URL to authorize again
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("slack", "code exchange", "invalid_client")
+
+    result = await w.sync(b, at(3410))  # the new code's exchange: the client is refused
+
+    assert w.provider.calls["exchange"] == 2
+    assert st(result).phase is OAuthPhase.CONNECTED  # the bot token is still served
+    assert ready(result)[0] == "True"
+    assert st(result).expires_at == at(3400 + 3600)
+    reason, message = degraded(result) or ("", "")
+    assert reason == "ClientRefused"
+    assert "valid until 2026-03-01T13:56:40Z" in message
+    assert "Secret client (keys client_id and client_secret)" in message
+    assert "shh" not in message
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "ClientRefused")]
+    assert result.requeue_after == 60.0
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    assert w.api.secrets[authorization_secret_name("a")].data["code"] == "code-1"  # kept
+
+    result = await w.sync(b, at(3470))  # a resync: the same client is not sent again
+
+    assert w.provider.calls["exchange"] == 2
+    assert (degraded(result) or ("",))[0] == "ClientRefused"
+    assert st(result).phase is OAuthPhase.CONNECTED
+
+    result = await w.sync(b, at(3400 + 3600))  # the bot token expires: now it stalls
+
+    assert st(result).phase is OAuthPhase.ERROR
+    assert ready(result)[:2] == ("False", "ClientRefused")
+
+    w.provider.exchange_error = None
+    w.edit_client(client_secret="fixed")
+    result = await w.sync(b, at(3400 + 3601))  # fixed: the kept code is exchanged
+
+    assert w.provider.calls["exchange"] == 3
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
 
 
 async def test_user_scopes_added_after_authorizing_ask_for_a_user_token() -> None:
