@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis.v1alpha1.common import API_VERSION
-from apis.v1alpha1.xynergyservice import CONTAINER_PORT_ENV, KeyToPath, Volume, XynergyService
+from apis.v1alpha1.xynergyservice import (
+    CONTAINER_PORT_ENV,
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
+    PRE_STOP_SLEEP_SECONDS,
+    KeyToPath,
+    Volume,
+    XynergyService,
+)
 from controllers.xynergyservice.resources.naming import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -45,13 +52,9 @@ __all__ = [
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 """Kubernetes' own default: a rollout without progress for this long is reported failed."""
 
-PRE_STOP_SLEEP_SECONDS = 5
-"""A stopping Pod's container sleeps this long before its SIGTERM (a native preStop sleep,
-no binary needed in the image): the Pod leaves the Service's endpoints asynchronously, and
-requests routed to it meanwhile are still served, not refused."""
-TERMINATION_GRACE_PERIOD_SECONDS = PRE_STOP_SLEEP_SECONDS + 30
-"""The preStop sleep plus Kubernetes' default 30 s for the app's own shutdown after SIGTERM
-(the grace period counts from the start of the preStop hook)."""
+TERMINATION_GRACE_PERIOD_SECONDS = DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+"""The Pods' grace period unless spec.kubernetes.terminationGracePeriodSeconds sets one (the
+preStop sleep, `PRE_STOP_SLEEP_SECONDS` from apis, plus Kubernetes' default 30 s)."""
 
 
 def _labels(svc: XynergyService) -> dict[str, str]:
@@ -226,13 +229,20 @@ def build_deployment(
     }
 
 
+def _grace_period(svc: XynergyService) -> int:
+    """spec.kubernetes.terminationGracePeriodSeconds, else `TERMINATION_GRACE_PERIOD_SECONDS`
+    (the model keeps it longer than the preStop sleep)."""
+    k8s = svc.spec.kubernetes
+    return k8s.grace_period_seconds() if k8s is not None else TERMINATION_GRACE_PERIOD_SECONDS
+
+
 def pod_spec(svc: XynergyService) -> dict[str, Any]:
     """The Pod spec the service's instances run (the Deployment's template spec): what makes
     a revision."""
     spec = svc.spec
     pods: dict[str, Any] = {
         "containers": [_container(svc)],
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
+        "terminationGracePeriodSeconds": _grace_period(svc),
     }
     if _restricted(svc):  # the rest of `restricted` is on the container
         pods["securityContext"] = {

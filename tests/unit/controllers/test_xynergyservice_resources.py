@@ -220,6 +220,44 @@ def test_a_stopping_pod_sleeps_before_its_sigterm_within_its_grace_period() -> N
     assert TERMINATION_GRACE_PERIOD_SECONDS - PRE_STOP_SLEEP_SECONDS == 30
 
 
+@pytest.mark.parametrize("seconds", [6, 35, 125, 3605])
+def test_the_grace_period_is_the_one_asked_for_with_the_pre_stop_sleep_kept(seconds: int) -> None:
+    """spec.kubernetes.terminationGracePeriodSeconds gives long requests time after SIGTERM;
+    the preStop sleep stays, and a new grace period is a new revision."""
+    from controllers.xynergyservice.resources.kubernetes import pod_spec_digest
+
+    svc = _svc(kubernetes={"terminationGracePeriodSeconds": seconds})
+    pod = build_deployment(svc)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == seconds
+    assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    default = build_deployment(_svc(kubernetes={"podSecurity": "restricted"}))
+    same = pod_spec_digest(default["spec"]["template"]["spec"]) == pod_spec_digest(pod)
+    assert same is (seconds == 35)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "message"),
+    [
+        (5, "must be more than 5: the grace period counts from the start of the Pods' 5 s preStop"),
+        (0, "must be more than 5: the grace period counts from the start of the Pods' 5 s preStop"),
+        (-1, "must be more than 5"),
+        (3606, "Input should be less than or equal to 3605"),
+    ],
+)
+def test_a_grace_period_not_longer_than_the_pre_stop_sleep_is_refused(
+    seconds: int, message: str
+) -> None:
+    from pydantic import ValidationError
+
+    from controllers.core.status import spec_error
+
+    with pytest.raises(ValidationError) as err:
+        _svc(kubernetes={"terminationGracePeriodSeconds": seconds})
+    error = spec_error(err.value)
+    assert error.startswith("spec.kubernetes.terminationGracePeriodSeconds: "), error
+    assert message in error
+
+
 def test_a_deployment_from_before_the_pod_security_settings_rolls_as_a_new_revision() -> None:
     """Upgrading the operator adds the settings to a live Deployment: it is written once, and
     its Pod-spec digest differs, so it is a new revision, not a rescale of the live one."""
