@@ -37,13 +37,19 @@ from apis.v1alpha1.common import (
 )
 
 __all__ = [
+    "CLOUD_RUN_RESERVED_ENV",
+    "CONFIGURATION_ENV",
+    "CONTAINER_CONTRACT_ENV",
+    "CONTAINER_PORT_ENV",
     "DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS",
     "MAX_ROUTE_TIMEOUT_SECONDS",
     "MAX_TERMINATION_GRACE_PERIOD_SECONDS",
     "PRE_STOP_SLEEP_SECONDS",
     "PROFILE_DEFAULTS",
     "RESERVED_MOUNT_PATHS",
+    "REVISION_ENV",
     "ROUTE_PATH_MESSAGE",
+    "SERVICE_ENV",
     "Backend",
     "CloudRunSpec",
     "ConfigMapVolumeSource",
@@ -594,9 +600,18 @@ Arg = Annotated[str, Field(max_length=4096)]
 CONTAINER_PORT_ENV = "PORT"
 """The variable that tells a container the port it is routed to (spec.port): Cloud Run sets
 it, and the Kubernetes backend sets it the same way."""
-CLOUD_RUN_RESERVED_ENV = (CONTAINER_PORT_ENV, "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
-"""Variables Cloud Run sets in every container of a service (its container runtime contract)
-and refuses in a revision's env."""
+SERVICE_ENV = "K_SERVICE"
+"""The service's name (Cloud Run and Knative set it; so does the Kubernetes backend)."""
+REVISION_ENV = "K_REVISION"
+"""The name of the revision the container runs (status.latestCreatedRevision when it was
+made), e.g. crm-00003."""
+CONFIGURATION_ENV = "K_CONFIGURATION"
+"""The configuration the revision was made from: the service's name, as on Cloud Run."""
+CONTAINER_CONTRACT_ENV = (CONTAINER_PORT_ENV, SERVICE_ENV, REVISION_ENV, CONFIGURATION_ENV)
+"""Variables Cloud Run sets in every container of a service (its container runtime contract).
+The Kubernetes backend sets them too, unless spec.env does (the user's value wins there)."""
+CLOUD_RUN_RESERVED_ENV = CONTAINER_CONTRACT_ENV
+"""What Cloud Run refuses in a revision's env: all of its contract's variables."""
 _CLOUD_RUN_RESERVED_CEL = "[" + ", ".join(f"'{n}'" for n in CLOUD_RUN_RESERVED_ENV) + "]"
 _CLOUD_RUN_RESERVED_TEXT = (
     ", ".join(CLOUD_RUN_RESERVED_ENV[:-1]) + " and " + CLOUD_RUN_RESERVED_ENV[-1]

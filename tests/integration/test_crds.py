@@ -715,6 +715,12 @@ REFUSED: list[tuple[str, str, str, Any, str, str]] = [
 ACCEPTED: list[tuple[str, str, str, Any]] = [
     ("image-full", "XynergyService", "image", f"ghcr.io/acme/crm:1.2.3@{DIGEST}"),
     ("env-port-on-kubernetes", "XynergyService", "env", [{"name": "PORT", "value": "8080"}]),
+    (
+        "env-contract-on-kubernetes",  # objects stored before the operator set them stay valid
+        "XynergyService",
+        "env",
+        [{"name": n, "value": "x"} for n in ("K_SERVICE", "K_REVISION", "K_CONFIGURATION")],
+    ),
     ("grace-just-past-the-sleep", "XynergyService", "kubernetes.terminationGracePeriodSeconds", 6),
     ("grace-an-hour", "XynergyService", "kubernetes.terminationGracePeriodSeconds", 3605),
     ("image-port", "XynergyService", "image", "localhost:5000/x"),
