@@ -37,9 +37,19 @@ from apis.v1alpha1.common import (
 )
 
 __all__ = [
+    "CLOUD_RUN_RESERVED_ENV",
+    "CONFIGURATION_ENV",
+    "CONTAINER_CONTRACT_ENV",
+    "CONTAINER_PORT_ENV",
+    "DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS",
+    "MAX_ROUTE_TIMEOUT_SECONDS",
+    "MAX_TERMINATION_GRACE_PERIOD_SECONDS",
+    "PRE_STOP_SLEEP_SECONDS",
     "PROFILE_DEFAULTS",
     "RESERVED_MOUNT_PATHS",
+    "REVISION_ENV",
     "ROUTE_PATH_MESSAGE",
+    "SERVICE_ENV",
     "Backend",
     "CloudRunSpec",
     "ConfigMapVolumeSource",
@@ -212,6 +222,24 @@ class Toleration(SpecModel):
         return self
 
 
+PRE_STOP_SLEEP_SECONDS = 5
+"""A stopping Pod's container sleeps this long before its SIGTERM (a native preStop sleep, no
+binary needed in the image): the Pod leaves the Service's endpoints asynchronously, and
+requests routed to it meanwhile are still served, not refused."""
+DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = PRE_STOP_SLEEP_SECONDS + 30
+"""The preStop sleep plus Kubernetes' default 30 s for the app's own shutdown after SIGTERM
+(the grace period counts from the start of the preStop hook)."""
+MAX_ROUTE_TIMEOUT_SECONDS = 3600
+"""The longest a gateway route waits for its upstream (routes[].timeoutSeconds)."""
+MAX_TERMINATION_GRACE_PERIOD_SECONDS = PRE_STOP_SLEEP_SECONDS + MAX_ROUTE_TIMEOUT_SECONDS
+"""Room for a request of the longest route timeout that arrived during the preStop sleep."""
+_GRACE_PERIOD_MESSAGE = (
+    f"must be more than {PRE_STOP_SLEEP_SECONDS}: the grace period counts from the start of"
+    f" the Pods' {PRE_STOP_SLEEP_SECONDS} s preStop sleep, and what is left after it is the"
+    f" app's time to finish after SIGTERM (e.g. {PRE_STOP_SLEEP_SECONDS + 60} gives it 60 s)"
+)
+
+
 class KubernetesSpec(SpecModel):
     """Settings that apply only to the Kubernetes backend (Deployment + Service)."""
 
@@ -240,6 +268,33 @@ class KubernetesSpec(SpecModel):
     admits it. baseline: no security settings (the image's user, root included, and the
     runtime's default capabilities), for an image that must run as root; a namespace that
     enforces restricted refuses its Pods."""
+    termination_grace_period_seconds: int | None = Field(
+        default=None,
+        le=MAX_TERMINATION_GRACE_PERIOD_SECONDS,
+        json_schema_extra=validations(
+            cel(f"self > {PRE_STOP_SLEEP_SECONDS}", _GRACE_PERIOD_MESSAGE)
+        ),
+    )
+    """Seconds a stopping Pod (a rollout, a scale-down, a drained node) is given before it is
+    killed, counted from the start of its 5 s preStop sleep (it keeps serving while it leaves
+    the Service's endpoints): the app has this minus 5 to finish its requests after SIGTERM.
+    Unset: 35 (Kubernetes' default 30 s after the sleep). Raise it for requests longer than 30
+    s (a long routes[].timeoutSeconds), up to 3605 (an hour-long request that arrived during
+    the sleep). More than 5. Cloud Run gives 10 s after SIGTERM and has no such setting.
+    Changing it is a new revision (the Pods roll)."""
+
+    @field_validator("termination_grace_period_seconds")
+    @classmethod
+    def _longer_than_pre_stop(cls, value: int | None) -> int | None:
+        if value is not None and value <= PRE_STOP_SLEEP_SECONDS:
+            raise ValueError(_GRACE_PERIOD_MESSAGE)
+        return value
+
+    def grace_period_seconds(self) -> int:
+        """The Pods' terminationGracePeriodSeconds (the default when unset)."""
+        if self.termination_grace_period_seconds is None:
+            return DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+        return self.termination_grace_period_seconds
 
 
 class EnvVar(SpecModel):
@@ -500,7 +555,7 @@ class Route(SpecModel):
         default=None, max_length=8, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
     """Other prefixes served by the same route, e.g. /api/v2/email for /api/v2/gmail."""
-    timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
+    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_ROUTE_TIMEOUT_SECONDS)
     """How long the gateway waits for this route's upstream: for the response head, then
     for each next piece of the body (a stream that keeps sending is never cut). The gateway's
     default (XYNERGY_GATEWAY_DEFAULT_TIMEOUT_SECONDS, 30) when unset."""
@@ -545,9 +600,18 @@ Arg = Annotated[str, Field(max_length=4096)]
 CONTAINER_PORT_ENV = "PORT"
 """The variable that tells a container the port it is routed to (spec.port): Cloud Run sets
 it, and the Kubernetes backend sets it the same way."""
-CLOUD_RUN_RESERVED_ENV = (CONTAINER_PORT_ENV, "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
-"""Variables Cloud Run sets in every container of a service (its container runtime contract)
-and refuses in a revision's env."""
+SERVICE_ENV = "K_SERVICE"
+"""The service's name (Cloud Run and Knative set it; so does the Kubernetes backend)."""
+REVISION_ENV = "K_REVISION"
+"""The name of the revision the container runs (status.latestCreatedRevision when it was
+made), e.g. crm-00003."""
+CONFIGURATION_ENV = "K_CONFIGURATION"
+"""The configuration the revision was made from: the service's name, as on Cloud Run."""
+CONTAINER_CONTRACT_ENV = (CONTAINER_PORT_ENV, SERVICE_ENV, REVISION_ENV, CONFIGURATION_ENV)
+"""Variables Cloud Run sets in every container of a service (its container runtime contract).
+The Kubernetes backend sets them too, unless spec.env does (the user's value wins there)."""
+CLOUD_RUN_RESERVED_ENV = CONTAINER_CONTRACT_ENV
+"""What Cloud Run refuses in a revision's env: all of its contract's variables."""
 _CLOUD_RUN_RESERVED_CEL = "[" + ", ".join(f"'{n}'" for n in CLOUD_RUN_RESERVED_ENV) + "]"
 _CLOUD_RUN_RESERVED_TEXT = (
     ", ".join(CLOUD_RUN_RESERVED_ENV[:-1]) + " and " + CLOUD_RUN_RESERVED_ENV[-1]

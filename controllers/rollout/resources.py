@@ -171,10 +171,11 @@ def canary_deployment(
     the target's Service reaches them, and not before its pre-traffic verification);
     behind the gateway they are reached through their own Service alone. `digests` (of the
     Secrets/ConfigMaps its env reads) give its Pod template the same config hash a
-    XynergyService's Deployment carries, so its Pods roll on a rotation as the target's do."""
+    XynergyService's Deployment carries, so its Pods roll on a rotation as the target's do.
+    Its Pods are told `name` as their revision (K_REVISION), the name the Rollout reports."""
     from controllers.xynergyservice.resources.kubernetes import build_deployment
 
-    dep = build_deployment(canary, digests=digests)
+    dep = build_deployment(canary, digests=digests, revision=name)
     # the per-source digests the config hash was made from (a converge that cannot read a
     # source reuses them, kubernetes.py)
     annotations = dep["metadata"].get("annotations") or {}

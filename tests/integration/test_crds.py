@@ -702,11 +702,27 @@ REFUSED: list[tuple[str, str, str, Any, str, str]] = [
      "Kubernetes quantity"),
     ("rollout-cpu-negative", "Rollout", "template.resources.cpu", "-500m",
      "spec.template.resources.cpu", "non-negative"),
+    # the grace period includes the 5 s preStop sleep: the app must get some of it
+    ("grace-only-the-sleep", "XynergyService", "kubernetes.terminationGracePeriodSeconds", 5,
+     "spec.kubernetes.terminationGracePeriodSeconds",
+     "must be more than 5: the grace period counts from the start of the Pods' 5 s preStop"),
+    ("grace-zero", "XynergyService", "kubernetes.terminationGracePeriodSeconds", 0,
+     "spec.kubernetes.terminationGracePeriodSeconds", "must be more than 5"),
+    ("grace-over-an-hour", "XynergyService", "kubernetes.terminationGracePeriodSeconds", 3606,
+     "spec.kubernetes.terminationGracePeriodSeconds", "less than or equal to 3605"),
 ]  # fmt: skip
 
 ACCEPTED: list[tuple[str, str, str, Any]] = [
     ("image-full", "XynergyService", "image", f"ghcr.io/acme/crm:1.2.3@{DIGEST}"),
     ("env-port-on-kubernetes", "XynergyService", "env", [{"name": "PORT", "value": "8080"}]),
+    (
+        "env-contract-on-kubernetes",  # objects stored before the operator set them stay valid
+        "XynergyService",
+        "env",
+        [{"name": n, "value": "x"} for n in ("K_SERVICE", "K_REVISION", "K_CONFIGURATION")],
+    ),
+    ("grace-just-past-the-sleep", "XynergyService", "kubernetes.terminationGracePeriodSeconds", 6),
+    ("grace-an-hour", "XynergyService", "kubernetes.terminationGracePeriodSeconds", 3605),
     ("image-port", "XynergyService", "image", "localhost:5000/x"),
     ("image-bare", "XynergyService", "image", "nginx"),
     ("image-ipv6", "XynergyService", "image", "[::1]:5000/app:dev"),

@@ -369,6 +369,12 @@ def _config_hash(kube: Kube, ns: str, name: str) -> str | None:
     return (meta.get("annotations") or {}).get("xynergy.io/config-hash")
 
 
+def _revision_pods(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
+    selector = f"xynergy.io/rollout-revision={name}"
+    pods = kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=selector).json()["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
 def test_canary_pods_carry_the_config_hash_and_roll_on_a_secret_rotation(
     kube: Kube, k8s_operator: Operator, namespace: str
 ) -> None:
@@ -384,6 +390,13 @@ def test_canary_pods_carry_the_config_hash_and_roll_on_a_secret_rotation(
     stable_hash = _config_hash(kube, namespace, svc)
     assert stable_hash is not None
     assert _config_hash(kube, namespace, name) == stable_hash
+    # the new revision's Pods (made by its ReplicaSet) are told its name as K_REVISION
+    wait_until("the new revision's Pods", lambda: bool(_revision_pods(kube, namespace, name)))
+    for pod in _revision_pods(kube, namespace, name):
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        path = env["K_REVISION"]["valueFrom"]["fieldRef"]["fieldPath"]
+        assert path == "metadata.annotations['xynergy.io/revision']"
+        assert pod["metadata"]["annotations"]["xynergy.io/revision"] == name
 
     rotated = base64.b64encode(b"second-value-0002").decode()
     merge_patch(kube, f"/api/v1/namespaces/{namespace}/secrets/db", {"data": {"password": rotated}})

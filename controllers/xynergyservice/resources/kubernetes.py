@@ -12,10 +12,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis.v1alpha1.common import API_VERSION
-from apis.v1alpha1.xynergyservice import CONTAINER_PORT_ENV, KeyToPath, Volume, XynergyService
+from apis.v1alpha1.xynergyservice import (
+    CONFIGURATION_ENV,
+    CONTAINER_PORT_ENV,
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
+    PRE_STOP_SLEEP_SECONDS,
+    REVISION_ENV,
+    SERVICE_ENV,
+    KeyToPath,
+    Volume,
+    XynergyService,
+)
 from controllers.xynergyservice.resources.naming import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    POD_REVISION_ANNOTATION,
     REVISION_ANNOTATION,
     TEMPLATE_ANNOTATION,
     name_of,
@@ -45,13 +56,9 @@ __all__ = [
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 """Kubernetes' own default: a rollout without progress for this long is reported failed."""
 
-PRE_STOP_SLEEP_SECONDS = 5
-"""A stopping Pod's container sleeps this long before its SIGTERM (a native preStop sleep,
-no binary needed in the image): the Pod leaves the Service's endpoints asynchronously, and
-requests routed to it meanwhile are still served, not refused."""
-TERMINATION_GRACE_PERIOD_SECONDS = PRE_STOP_SLEEP_SECONDS + 30
-"""The preStop sleep plus Kubernetes' default 30 s for the app's own shutdown after SIGTERM
-(the grace period counts from the start of the preStop hook)."""
+TERMINATION_GRACE_PERIOD_SECONDS = DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
+"""The Pods' grace period unless spec.kubernetes.terminationGracePeriodSeconds sets one (the
+preStop sleep, `PRE_STOP_SLEEP_SECONDS` from apis, plus Kubernetes' default 30 s)."""
 
 
 def _labels(svc: XynergyService) -> dict[str, str]:
@@ -79,10 +86,31 @@ def service_url(svc: XynergyService) -> str:
     return f"http://{name_of(svc)}.{svc.metadata.namespace}.svc.cluster.local"
 
 
+def _contract_env(svc: XynergyService) -> list[dict[str, Any]]:
+    """Cloud Run's (and Knative's) container contract: ``PORT`` (spec.port), ``K_SERVICE`` and
+    ``K_CONFIGURATION`` (the service's name) and ``K_REVISION``, so one image and one spec
+    listen where they are probed, and name themselves, on either backend.
+
+    ``K_REVISION`` is read from the Pod's own `POD_REVISION_ANNOTATION` (the downward API):
+    the revision's name cannot be a literal in the Pod spec, whose digest decides whether it
+    is a new revision, and a scale keeps the revision (and its name) of the Pods it adds."""
+    name = name_of(svc)
+    revision_path = f"metadata.annotations['{POD_REVISION_ANNOTATION}']"
+    return [
+        {"name": CONTAINER_PORT_ENV, "value": str(svc.spec.port)},
+        {"name": SERVICE_ENV, "value": name},
+        {
+            "name": REVISION_ENV,
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": revision_path}},
+        },
+        {"name": CONFIGURATION_ENV, "value": name},
+    ]
+
+
 def _env(svc: XynergyService) -> list[dict[str, Any]]:
-    """spec.env, then ``PORT`` set to spec.port unless spec.env sets it: Cloud Run's (and
-    Knative's) container contract, so one image and one spec listen where they are probed on
-    either backend."""
+    """spec.env, then each variable of the container contract (`_contract_env`) spec.env does
+    not set: a user's value wins, as it always did for PORT, so an object that set K_SERVICE
+    by hand before the operator did keeps its value."""
     out: list[dict[str, Any]] = []
     for var in svc.spec.env or []:
         item: dict[str, Any] = {"name": var.name}
@@ -99,9 +127,8 @@ def _env(svc: XynergyService) -> list[dict[str, Any]]:
         else:
             item["value"] = var.value or ""
         out.append(item)
-    if not any(item["name"] == CONTAINER_PORT_ENV for item in out):
-        out.append({"name": CONTAINER_PORT_ENV, "value": str(svc.spec.port)})
-    return out
+    named = {item["name"] for item in out}
+    return out + [item for item in _contract_env(svc) if item["name"] not in named]
 
 
 def _items(items: list[KeyToPath] | None) -> dict[str, Any]:
@@ -192,17 +219,21 @@ def build_deployment(
 
     `revision` names what it runs (default the generation's `revision_name`; `revision_of`
     keeps the live one when only the instance count changed); the Pod spec's digest goes
-    beside it, so a reader can tell whether the Deployment runs the spec's Pods."""
+    beside it, so a reader can tell whether the Deployment runs the spec's Pods. The Pods
+    carry the name too (their K_REVISION reads it): in the template's metadata, outside the
+    digested Pod spec."""
     spec = svc.spec
     pods = pod_spec(svc)
-    annotations = {
-        REVISION_ANNOTATION: revision or revision_name(svc),
-        TEMPLATE_ANNOTATION: pod_spec_digest(pods),
-    }
-    template: dict[str, Any] = {"metadata": {"labels": _labels(svc)}, "spec": pods}
+    name = revision or revision_name(svc)
+    annotations = {REVISION_ANNOTATION: name, TEMPLATE_ANNOTATION: pod_spec_digest(pods)}
+    pod_annotations = {POD_REVISION_ANNOTATION: name}
     if digests:
         annotations[CONFIG_SOURCES_ANNOTATION] = format_sources(digests)
-        template["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash(digests)}
+        pod_annotations[CONFIG_HASH_ANNOTATION] = config_hash(digests)
+    template: dict[str, Any] = {
+        "metadata": {"labels": _labels(svc), "annotations": pod_annotations},
+        "spec": pods,
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -226,13 +257,20 @@ def build_deployment(
     }
 
 
+def _grace_period(svc: XynergyService) -> int:
+    """spec.kubernetes.terminationGracePeriodSeconds, else `TERMINATION_GRACE_PERIOD_SECONDS`
+    (the model keeps it longer than the preStop sleep)."""
+    k8s = svc.spec.kubernetes
+    return k8s.grace_period_seconds() if k8s is not None else TERMINATION_GRACE_PERIOD_SECONDS
+
+
 def pod_spec(svc: XynergyService) -> dict[str, Any]:
     """The Pod spec the service's instances run (the Deployment's template spec): what makes
     a revision."""
     spec = svc.spec
     pods: dict[str, Any] = {
         "containers": [_container(svc)],
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
+        "terminationGracePeriodSeconds": _grace_period(svc),
     }
     if _restricted(svc):  # the rest of `restricted` is on the container
         pods["securityContext"] = {

@@ -9,6 +9,7 @@ __all__ = [
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "OWNED_SELECTOR",
+    "POD_REVISION_ANNOTATION",
     "REVISION_ANNOTATION",
     "SERVICE_LABEL",
     "TEMPLATE_ANNOTATION",
@@ -24,6 +25,10 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 SERVICE_LABEL = "xynergy.io/service"
 REVISION_ANNOTATION = "xynergy.io/revision"
+POD_REVISION_ANNOTATION = REVISION_ANNOTATION
+"""On the Pods (their template): the revision they run, which their K_REVISION reads. An
+annotation, not a label: a label value has at most 63 characters, a XynergyService's name
+can have 63 and its revision 6 more."""
 TEMPLATE_ANNOTATION = "xynergy.io/template"
 """On the Deployment: the digest of the Pod spec its revision runs (what makes a new revision)."""
 

@@ -108,6 +108,27 @@ def test_children_are_owned_by_the_rollout_and_select_only_the_revision() -> Non
     assert ratio["spec"]["template"]["metadata"]["labels"][SERVICE_LABEL] == "ai"
 
 
+def test_canary_pods_are_told_the_revision_the_rollout_names() -> None:
+    """K_REVISION of the new revision's Pods reads their annotation: the Rollout's name for
+    the revision, not the target's generation name (crm-00003), which its own Pods carry."""
+    ro, base = rollout(), target()
+    dep = canary_deployment(
+        ro,
+        with_overrides(base, ro.spec),
+        name="ai-ro-1",
+        replicas=1,
+        routing=TrafficRouting.GATEWAY,
+    )
+    template = dep["spec"]["template"]
+    env = {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
+    path = env["K_REVISION"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert path == "metadata.annotations['xynergy.io/revision']"
+    assert template["metadata"]["annotations"]["xynergy.io/revision"] == "ai-ro-1"
+    assert (env["K_SERVICE"]["value"], env["K_CONFIGURATION"]["value"]) == ("ai", "ai")
+    stable = build_deployment(base)["spec"]["template"]["metadata"]["annotations"]
+    assert stable["xynergy.io/revision"] == "ai-00003"
+
+
 def test_canary_pods_carry_the_config_hash_the_targets_pods_carry() -> None:
     ro, base = rollout(), target()
     new = with_overrides(base, ro.spec)

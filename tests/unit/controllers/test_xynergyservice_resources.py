@@ -107,20 +107,88 @@ def test_subset_detects_drift(path: tuple[Any, ...], value: Any) -> None:
     assert not is_subset(desired, live)
 
 
-def test_the_container_is_told_its_port_as_cloud_run_tells_it() -> None:
-    env = build_deployment(_svc(port=9000, env=[{"name": "A", "value": "1"}]))["spec"]["template"][
-        "spec"
-    ]["containers"][0]["env"]
-    assert env == [{"name": "A", "value": "1"}, {"name": "PORT", "value": "9000"}]
-    assert build_deployment(_svc())["spec"]["template"]["spec"]["containers"][0]["env"] == [
-        {"name": "PORT", "value": "8080"}
+REVISION_FROM_POD: dict[str, Any] = {
+    "name": "K_REVISION",
+    "valueFrom": {
+        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.annotations['xynergy.io/revision']"}
+    },
+}
+"""K_REVISION as the Kubernetes backend sets it: from the Pod's own annotation."""
+
+
+def _env_of(dep: dict[str, Any]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    return env
+
+
+def _field(pod: dict[str, Any], path: str) -> str | None:
+    """What the kubelet puts in a downward-API variable: `metadata.annotations['k']` or
+    `metadata.labels['k']` of the Pod (its template here), None when absent."""
+    head, _, key = path.partition("['")
+    assert head in ("metadata.annotations", "metadata.labels"), path
+    assert key.endswith("']"), path
+    return (pod["metadata"].get(head.partition(".")[2]) or {}).get(key[:-2])
+
+
+def test_the_container_is_told_the_cloud_run_contract() -> None:
+    """PORT, K_SERVICE, K_REVISION and K_CONFIGURATION as Cloud Run sets them, after spec.env."""
+    dep = build_deployment(_svc(port=9000, env=[{"name": "A", "value": "1"}]))
+    assert _env_of(dep) == [
+        {"name": "A", "value": "1"},
+        {"name": "PORT", "value": "9000"},
+        {"name": "K_SERVICE", "value": "crm"},
+        REVISION_FROM_POD,
+        {"name": "K_CONFIGURATION", "value": "crm"},
+    ]
+    assert [e["name"] for e in _env_of(build_deployment(_svc()))] == [
+        "PORT",
+        "K_SERVICE",
+        "K_REVISION",
+        "K_CONFIGURATION",
     ]
 
 
-def test_a_port_variable_of_the_users_own_wins() -> None:
-    svc = _svc(port=9000, env=[{"name": "PORT", "value": "7000"}])
-    env = build_deployment(svc)["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "PORT", "value": "7000"}]
+def test_k_revision_is_the_revision_the_deployment_reports() -> None:
+    """The Pods' K_REVISION resolves to the Deployment's revision (status.latestCreatedRevision),
+    also when a scale keeps the live one; the name is outside the digested Pod spec, so it
+    does not make the Pod spec a new revision (no circularity)."""
+    from controllers.xynergyservice.resources.kubernetes import pod_spec_digest, revision_of
+
+    dep = build_deployment(_svc())
+    template = dep["spec"]["template"]
+    path = REVISION_FROM_POD["valueFrom"]["fieldRef"]["fieldPath"]
+    assert _field(template, path) == dep["metadata"]["annotations"]["xynergy.io/revision"]
+    assert _field(template, path) == "crm-00003"
+    scaled = _svc(replicas=4)
+    scaled.metadata.generation = 4
+    kept = build_deployment(scaled, revision=revision_of(scaled, _live(dep)))
+    assert _field(kept["spec"]["template"], path) == "crm-00003"
+    assert kept["spec"]["template"] == template  # the Pods are not rolled by a scale
+    renamed = build_deployment(_svc(), revision="crm-00009")
+    assert pod_spec_digest(renamed["spec"]["template"]["spec"]) == pod_spec_digest(template["spec"])
+
+
+def test_the_users_own_contract_variables_win() -> None:
+    """As for PORT before: a variable spec.env sets is the user's (an object that set
+    K_SERVICE by hand before the operator did keeps it), the others are still added."""
+    svc = _svc(
+        port=9000,
+        env=[
+            {"name": "PORT", "value": "7000"},
+            {"name": "K_SERVICE", "value": "crm-legacy"},
+            {"name": "K_REVISION", "secretKeyRef": {"name": "build", "key": "revision"}},
+        ],
+    )
+    env = _env_of(build_deployment(svc))
+    assert [e["name"] for e in env] == ["PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"]
+    assert env[:2] == [
+        {"name": "PORT", "value": "7000"},
+        {"name": "K_SERVICE", "value": "crm-legacy"},
+    ]
+    assert env[2]["valueFrom"] == {
+        "secretKeyRef": {"name": "build", "key": "revision", "optional": False}
+    }
+    assert env[3] == {"name": "K_CONFIGURATION", "value": "crm"}
 
 
 def test_subset_detects_removed_env() -> None:
@@ -218,6 +286,44 @@ def test_a_stopping_pod_sleeps_before_its_sigterm_within_its_grace_period() -> N
         assert pod["terminationGracePeriodSeconds"] == TERMINATION_GRACE_PERIOD_SECONDS
     assert PRE_STOP_SLEEP_SECONDS == 5
     assert TERMINATION_GRACE_PERIOD_SECONDS - PRE_STOP_SLEEP_SECONDS == 30
+
+
+@pytest.mark.parametrize("seconds", [6, 35, 125, 3605])
+def test_the_grace_period_is_the_one_asked_for_with_the_pre_stop_sleep_kept(seconds: int) -> None:
+    """spec.kubernetes.terminationGracePeriodSeconds gives long requests time after SIGTERM;
+    the preStop sleep stays, and a new grace period is a new revision."""
+    from controllers.xynergyservice.resources.kubernetes import pod_spec_digest
+
+    svc = _svc(kubernetes={"terminationGracePeriodSeconds": seconds})
+    pod = build_deployment(svc)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == seconds
+    assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    default = build_deployment(_svc(kubernetes={"podSecurity": "restricted"}))
+    same = pod_spec_digest(default["spec"]["template"]["spec"]) == pod_spec_digest(pod)
+    assert same is (seconds == 35)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "message"),
+    [
+        (5, "must be more than 5: the grace period counts from the start of the Pods' 5 s preStop"),
+        (0, "must be more than 5: the grace period counts from the start of the Pods' 5 s preStop"),
+        (-1, "must be more than 5"),
+        (3606, "Input should be less than or equal to 3605"),
+    ],
+)
+def test_a_grace_period_not_longer_than_the_pre_stop_sleep_is_refused(
+    seconds: int, message: str
+) -> None:
+    from pydantic import ValidationError
+
+    from controllers.core.status import spec_error
+
+    with pytest.raises(ValidationError) as err:
+        _svc(kubernetes={"terminationGracePeriodSeconds": seconds})
+    error = spec_error(err.value)
+    assert error.startswith("spec.kubernetes.terminationGracePeriodSeconds: "), error
+    assert message in error
 
 
 def test_a_deployment_from_before_the_pod_security_settings_rolls_as_a_new_revision() -> None:

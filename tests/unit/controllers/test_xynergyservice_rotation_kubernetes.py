@@ -208,7 +208,10 @@ def test_revision_of_keeps_only_the_same_pods() -> None:
 
 def test_service_without_references_has_no_config_annotations() -> None:
     dep = build_deployment(_svc(env=[{"name": "A", "value": "1"}]))
-    assert "annotations" not in dep["spec"]["template"]["metadata"]
+    # the Pods' one annotation is their revision (their K_REVISION): no config hash
+    assert dep["spec"]["template"]["metadata"]["annotations"] == {
+        "xynergy.io/revision": "crm-00001"
+    }
     assert CONFIG_SOURCES_ANNOTATION not in dep["metadata"]["annotations"]
 
 
