@@ -19,6 +19,7 @@ import asyncio
 import base64
 import copy
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -115,8 +116,11 @@ def _deployment_of_the_sample(
     return dict(kube.get(path).json())
 
 
-def _materialised_env(kube: Kube, namespace: str, container: dict[str, Any]) -> dict[str, str]:
-    """The container's environment with every valueFrom resolved, as the kubelet does."""
+def _materialised_env(
+    kube: Kube, namespace: str, container: dict[str, Any], meta: dict[str, Any]
+) -> dict[str, str]:
+    """The container's environment with every valueFrom resolved, as the kubelet does (a
+    downward-API field from the Pod's metadata `meta`, the template's)."""
     out: dict[str, str] = {}
     for var in container.get("env", []):
         if "value" in var:
@@ -124,6 +128,13 @@ def _materialised_env(kube: Kube, namespace: str, container: dict[str, Any]) -> 
             continue
         ref = var["valueFrom"]
         kind, key_ref = next(iter(ref.items()))
+        if kind == "fieldRef":
+            field = re.fullmatch(
+                r"metadata\.(labels|annotations)\['([^']+)'\]", key_ref["fieldPath"]
+            )
+            assert field, f"{var['name']}: unexpected field {key_ref['fieldPath']}"
+            out[var["name"]] = meta[field[1]][field[2]]
+            continue
         plural = {"secretKeyRef": "secrets", "configMapKeyRef": "configmaps"}[kind]
         obj = kube.get(f"/api/v1/namespaces/{namespace}/{plural}/{key_ref['name']}")
         data = obj.json().get("data", {}) if obj.status_code == 200 else {}
@@ -258,7 +269,8 @@ async def test_the_gateway_starts_from_the_deployment_the_operator_makes(
     assert pod["serviceAccountName"] == rbac
     (container,) = pod["containers"]
     mounts = _mounted_secrets(kube, namespace, pod, container, tmp_path / "volumes")
-    env = _files_moved(_materialised_env(kube, namespace, container), mounts)
+    meta = deployment["spec"]["template"]["metadata"]
+    env = _files_moved(_materialised_env(kube, namespace, container, meta), mounts)
     # the keys are files of the mounted Secrets (a rotation needs no restart), not values
     assert "XYNERGY_INTERNAL_SIGNING_KEY" not in env
     assert "JWT_SECRET" not in env
