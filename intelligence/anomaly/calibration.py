@@ -74,27 +74,42 @@ class TailCalibrator:
         self._hist = SortedReservoir(capacity)
         self._sorted = self._hist.sorted_values()
         self._log_p_lower = -math.log10(1.0 - lower)
+        self._read = -1  # the sample's `changes` when the tail below was read off it
+        self._q_lo = math.inf  # where the tail starts (inf: history too short)
+        self._beta = 1.0  # the tail's scale
 
     def __len__(self) -> int:
         return len(self._hist)
 
     def surprise(self, value: float) -> float:
         """``-log10`` tail probability of ``value`` (0 below the tail or on short history)."""
-        # the reservoir's at() and fraction_at_least(), inlined: four calls a point per feature
-        srt = self._sorted
+        if self._read != self._hist.changes:
+            self._read_tail()
+        q_lo = self._q_lo
+        if not value > q_lo or value == math.inf:  # below the tail, short history, NaN, inf
+            return 0.0
+        log_p = self._log_p_lower + (value - q_lo) / self._beta / _LN10
+        srt = self._sorted  # the reservoir's fraction_at_least(), inlined: a call a feature
         n = len(srt)
-        if n < self.min_history or not math.isfinite(value):
-            return 0.0
-        q_lo = srt[int(self.lower * (n - 1))]
-        if value <= q_lo:
-            return 0.0
-        q_hi = srt[int(self.upper * (n - 1))]
-        beta = max((q_hi - q_lo) / _LN2, 1e-12, 1e-3 * abs(q_hi), self.min_scale)
-        log_p = self._log_p_lower + (value - q_lo) / beta / _LN10
         larger = (n - bisect.bisect_left(srt, value)) / n
         if larger > 0.0:
             log_p = min(log_p, -math.log10(larger))
         return log_p
+
+    def _read_tail(self) -> None:
+        """Read the tail's start and scale off the sample, which changed since they were
+        last read (once the sample is full it changes at fewer and fewer values: reading
+        them once per change, not once per value, pays for the sample's compact store)."""
+        srt = self._sorted
+        n = len(srt)
+        self._read = self._hist.changes
+        if n < self.min_history:
+            self._q_lo = math.inf
+            return
+        q_lo = srt[int(self.lower * (n - 1))]
+        q_hi = srt[int(self.upper * (n - 1))]
+        self._q_lo = q_lo
+        self._beta = max((q_hi - q_lo) / _LN2, 1e-12, 1e-3 * abs(q_hi), self.min_scale)
 
     def fraction_at_least(self, value: float) -> float:
         """Fraction of the history at least as large as ``value`` (NaN on short history)."""

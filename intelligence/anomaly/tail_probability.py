@@ -352,66 +352,77 @@ class TailProbabilityDetector(UnivariateDetector):
         self.max_surprise = max_surprise
         super().__init__(thresholds=_thresholds(alarm_level, max_surprise, thresholds))
         self.options = opts = options or FeatureOptions()
-        _check(
-            window=window,
-            min_history=min_history,
-            short_window=short_window,
-            context_order=context_order,
-            context_bins=context_bins,
-            calibration_window=calibration_window,
-            calibration_min_history=opts.calibration_min_history,
-        )
-        self._set_features(
-            window=window,
-            min_history=min_history,
-            short_window=short_window,
-            season=(season_min_acf, season_min_cycles, season_horizon),
-            context=(context_order, context_bins, context_max_contexts),
-            calibration=(calibration_window, opts.calibration_min_history),
+        self._set_windows(window=window, min_history=min_history, short_window=short_window)
+        self._set_context(order=context_order, bins=context_bins, max_contexts=context_max_contexts)
+        self._set_calibration(window=calibration_window, min_history=opts.calibration_min_history)
+        self._set_season(
+            min_acf=season_min_acf, min_cycles=season_min_cycles, horizon=season_horizon
         )
         self._set_alarms(
             alarm_level=alarm_level,
             refractory=refractory,
             escalation=escalation,
             escalation_gap=escalation_gap,
+            direction=direction,
         )
-        if direction not in ("both", "up", "down"):
-            raise ValueError(f"direction must be 'both', 'up' or 'down', got {direction!r}")
-        self.direction: Direction = direction
         self._set_gate(
-            GateScorer(
-                features=len(FEATURES),
-                rate_window=rate_window,
-                rate_level=rate_level,
-                lone_penalty=lone_penalty,
-                support_level=support_level,
-                quiet_window=quiet_window,
-                quiet_level=quiet_level,
-                quiet_penalty=quiet_penalty,
-                silent=tuple(i for i, k in enumerate(FEATURES) if k not in opts.scored_features),
-            )
+            rate_window=rate_window,
+            rate_level=rate_level,
+            lone_penalty=lone_penalty,
+            support_level=support_level,
+            quiet_window=quiet_window,
+            quiet_level=quiet_level,
+            quiet_penalty=quiet_penalty,
         )
         self._reset_state()
 
-    def _set_features(
-        self,
-        *,
-        window: int,
-        min_history: int,
-        short_window: int,
-        season: tuple[float, int, int | None],
-        context: tuple[int | None, int, int],
-        calibration: tuple[int, int | None],
-    ) -> None:
-        """Store the feature parameters (checked by :func:`_check`)."""
+    # The parts of the configuration, in the order __init__ checks them (so a detector given
+    # several bad parameters names the same one first as ever). Each checks its parameters,
+    # naming the one that is wrong, and stores them.
+
+    def _set_windows(self, *, window: int, min_history: int, short_window: int) -> None:
+        """The trailing window of the medians and scales (also the warm-up), the history a
+        feature needs before it is scored, and the level test's recent window."""
+        if min_history < 2 or window < min_history:
+            raise ValueError(f"need 2 <= min_history <= window, got {min_history} and {window}")
+        if short_window < 1:
+            raise ValueError(f"short_window must be >= 1, got {short_window}")
         self.window = window
         self.min_history = min_history
         self.short_window = short_window
-        self.season_min_acf, self.season_min_cycles, horizon = season
-        self.season_horizon = 4 * window if horizon is None else horizon
-        self.context_order, self.context_bins, self.context_max_contexts = context
-        self.calibration_window, calib_min = calibration
-        self.calibration_min_history = min_history if calib_min is None else calib_min
+
+    def _set_context(self, *, order: int | None, bins: int, max_contexts: int) -> None:
+        """The context-novelty feature's model: longest context (None: no feature), quantiser
+        cells and the table's cap."""
+        if order is not None and order < 0:
+            raise ValueError(f"context_order must be >= 0 or None, got {order}")
+        if bins < 1:
+            raise ValueError(f"context_bins must be >= 1, got {bins}")
+        self.context_order = order
+        self.context_bins = bins
+        self.context_max_contexts = max_contexts
+
+    def _set_calibration(self, *, window: int, min_history: int | None) -> None:
+        """The tail calibrators' sample size and the history they need (None: the detector's
+        ``min_history``, which `_set_windows` stored)."""
+        if window < self.min_history:
+            raise ValueError(
+                f"calibration_window must be >= min_history ({self.min_history}), got {window}"
+            )
+        if min_history is not None and window < min_history:
+            raise ValueError(
+                f"calibration_window must be >= options.calibration_min_history "
+                f"({min_history}), got {window}"
+            )
+        self.calibration_window = window
+        self.calibration_min_history = self.min_history if min_history is None else min_history
+
+    def _set_season(self, *, min_acf: float, min_cycles: int, horizon: int | None) -> None:
+        """The seasonal search's bar (autocorrelation and cycles) and the history it keeps
+        (default four windows)."""
+        self.season_min_acf = min_acf
+        self.season_min_cycles = min_cycles
+        self.season_horizon = 4 * self.window if horizon is None else horizon
 
     def _set_alarms(
         self,
@@ -420,18 +431,46 @@ class TailProbabilityDetector(UnivariateDetector):
         refractory: int | None,
         escalation: float | None,
         escalation_gap: int,
+        direction: Direction,
     ) -> None:
-        """Store the alarm parameters and build the refractory rule."""
+        """The alarm level, the refractory rule (default half a window) and the direction
+        alarms are raised in."""
         self.alarm_level = alarm_level
         self.refractory = self.window // 2 if refractory is None else refractory
         self.escalation = escalation
         self._refractory = Refractory(
             refractory=self.refractory, escalation=escalation, escalation_gap=escalation_gap
         )
+        if direction not in ("both", "up", "down"):
+            raise ValueError(f"direction must be 'both', 'up' or 'down', got {direction!r}")
+        self.direction: Direction = direction
 
-    def _set_gate(self, gate: GateScorer) -> None:
-        """Use ``gate`` and expose its rate and agreement parameters."""
-        self._gate = gate
+    def _set_gate(
+        self,
+        *,
+        rate_window: int,
+        rate_level: float,
+        lone_penalty: float,
+        support_level: float,
+        quiet_window: int,
+        quiet_level: float,
+        quiet_penalty: float,
+    ) -> None:
+        """The gate that combines the features' surprises (:class:`GateScorer`; the features
+        ``options.scored_features`` leaves out are its silent ones), and its rate and
+        agreement parameters, exposed."""
+        scored = self.options.scored_features
+        self._gate = gate = GateScorer(
+            features=len(FEATURES),
+            rate_window=rate_window,
+            rate_level=rate_level,
+            lone_penalty=lone_penalty,
+            support_level=support_level,
+            quiet_window=quiet_window,
+            quiet_level=quiet_level,
+            quiet_penalty=quiet_penalty,
+            silent=tuple(i for i, k in enumerate(FEATURES) if k not in scored),
+        )
         self.rate_window = gate.rate_window
         self.rate_level = gate.rate_level
         self.lone_penalty = gate.lone_penalty
@@ -740,33 +779,3 @@ def _thresholds(
             "no score could reach it"
         )
     return thresholds
-
-
-def _check(
-    *,
-    window: int,
-    min_history: int,
-    short_window: int,
-    context_order: int | None,
-    context_bins: int,
-    calibration_window: int,
-    calibration_min_history: int | None,
-) -> None:
-    """Refuse parameters the detector cannot work with, naming each."""
-    if min_history < 2 or window < min_history:
-        raise ValueError(f"need 2 <= min_history <= window, got {min_history} and {window}")
-    if short_window < 1:
-        raise ValueError(f"short_window must be >= 1, got {short_window}")
-    if context_order is not None and context_order < 0:
-        raise ValueError(f"context_order must be >= 0 or None, got {context_order}")
-    if context_bins < 1:
-        raise ValueError(f"context_bins must be >= 1, got {context_bins}")
-    if calibration_window < min_history:
-        raise ValueError(
-            f"calibration_window must be >= min_history ({min_history}), got {calibration_window}"
-        )
-    if calibration_min_history is not None and calibration_window < calibration_min_history:
-        raise ValueError(
-            f"calibration_window must be >= options.calibration_min_history "
-            f"({calibration_min_history}), got {calibration_window}"
-        )

@@ -160,16 +160,16 @@ def observe(
     """Record the load seen at `now` (in the moments, half-life `half_life` seconds); score
     every prediction whose lead time has passed and move the level by adaptive conformal
     inference (`target`: the miss rate aimed at)."""
-    cal = _moments(cal, now=now, load=load, half_life=half_life)
+    moments = _moments(cal, now=now, load=load, half_life=half_life)
     if not cal.pending:
-        return cal
+        return cal if moments is None else evolve(cal, **moments)
     level = target if cal.level is None else cal.level
     scores, ordered = list(cal.scores), list(cal.ordered)
     miss_rate, scored = cal.miss_rate, cal.scored
     still: list[Pending] = []
     for p in cal.pending:
-        if now > p.opened:
-            p = evolve(p, peak=max(p.peak, load))
+        if now > p.opened and load > p.peak:  # a new peak: otherwise the same prediction
+            p = Pending(p.opened, p.base, p.scale, p.headroom, load)
         if now < p.opened + lead:
             still.append(p)
             continue
@@ -194,26 +194,29 @@ def observe(
         pending=tuple(still),
         miss_rate=miss_rate,
         scored=scored,
+        **(moments or {}),
     )
 
 
-def _moments(cal: Calibration, *, now: float, load: float, half_life: float) -> Calibration:
-    """`cal` with `load` folded into the exponentially weighted mean and variance (weights
-    decay with time, not with the number of calls)."""
+def _moments(
+    cal: Calibration, *, now: float, load: float, half_life: float
+) -> dict[str, float] | None:
+    """The fields of `cal` that change when `load` is folded into the exponentially weighted
+    mean and variance (weights decay with time, not with the number of calls); None when
+    nothing changes. Fields, not a copy, so `observe` copies `cal` once."""
     if cal.mean is None or cal.seen is None or cal.high is None:
-        return evolve(cal, mean=load, var=0.0, seen=now, high=load)
+        return {"mean": load, "var": 0.0, "seen": now, "high": load}
     if now <= cal.seen:
-        return cal
+        return None
     w = 1.0 - 0.5 ** ((now - cal.seen) / half_life)
     delta = load - cal.mean
     mean = cal.mean + w * delta
-    return evolve(
-        cal,
-        mean=mean,
-        var=(1.0 - w) * (cal.var + w * delta * delta),
-        seen=now,
-        high=max(load, mean + (1.0 - w) * (cal.high - mean)),
-    )
+    return {
+        "mean": mean,
+        "var": (1.0 - w) * (cal.var + w * delta * delta),
+        "seen": now,
+        "high": max(load, mean + (1.0 - w) * (cal.high - mean)),
+    }
 
 
 def open_prediction(

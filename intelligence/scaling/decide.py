@@ -4,6 +4,11 @@ Steps, in HPA's order: the demand (current load, or more when a trusted forecast
 envelope asks for it), the raw recommendation (kept at the current count within the
 tolerance), the stabilization windows, the Pods / Percent step limits, then the bounds (the
 minimum raised by active schedules).
+
+Cost: a call builds its new `ScalingState` once, at the end. The steps work on the state's
+parts (the recommendation and event tuples, each estimator's frozen state) and on a mutable
+`_Demand`, rather than on a copy of the whole state per step (about fourteen copies a call
+before, a fifth of its instructions; docs/intelligence/scaling.md, "Cost").
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from intelligence.scaling._evolve import evolve
-from intelligence.scaling.budget import move_budget
+from intelligence.scaling.budget import Budget, move_budget
 from intelligence.scaling.calibration import Calibration, observe, open_prediction
 from intelligence.scaling.dispersion import (
     Dispersion,
@@ -36,19 +41,17 @@ from intelligence.scaling.exceedance import Exceedance, observe_exceedance
 from intelligence.scaling.feedback import Feedback, update_feedback
 from intelligence.scaling.predictive import forecast_demand, lead_peak
 from intelligence.scaling.rules import (
-    prune,
-    record_change,
-    scale_down_limit,
-    scale_up_limit,
-    stabilize,
-    with_scale_down_window,
+    History,
+    kept_history,
+    limit_of,
+    recorded_events,
+    stabilized_history,
     within_tolerance,
 )
 from intelligence.scaling.schedules import CronSchedule
 from intelligence.scaling.types import (
     Decision,
     Observation,
-    Rates,
     ScalingParams,
     ScalingState,
 )
@@ -56,9 +59,11 @@ from intelligence.scaling.types import (
 __all__ = ["bounds_at", "decide"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Demand:
-    """The load to provision, where it came from, and why the forecast was not used."""
+    """The load to provision, where it came from, and why the forecast was not used.
+
+    Mutable: each call builds its own and the steps after the mode raise it in place."""
 
     load: float
     source: Reason
@@ -91,7 +96,8 @@ def decide(
         params.calibrated_scale_down_window_seconds or 0,
         _hold_seconds(params) or 0,
     )
-    state = prune(state or ScalingState(), now=now, rates=params.behavior, extra_window=extra)
+    state = state or ScalingState()
+    recs, ups, downs = kept_history(state, now=now, rates=params.behavior, extra_window=extra)
     current = max(0, int(observed.current_instances))
     load = max(0.0, float(observed.current_load))
     evidence: dict[str, float] = {
@@ -103,27 +109,24 @@ def decide(
     demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
     if demand is None:
         demand = _demand(observed, params, load, evidence)
-    demand, dispersion = _with_dispersion(
-        observed, params, state.dispersion, demand, load, evidence
-    )
-    demand, feedback = _with_feedback(
+    dispersion = _with_dispersion(observed, params, state.dispersion, demand, load, evidence)
+    feedback = _with_feedback(
         params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
     )
-    state = evolve(
-        state,
-        calibration=calibration,
-        exceedance=exceedance,
-        feedback=feedback,
-        dispersion=dispersion,
-    )
-    demand, state = _with_budget(
+    budget, shadow = _with_budget(
         params, state, demand, now=now, current=current, load=load, evidence=evidence
     )
     raw, reason = _raw_recommendation(demand, current=current, params=params, evidence=evidence)
-    rates = _rates_for(demand.mode, params)
-    evidence["scaleDownWindowSeconds"] = float(rates.scale_down.stabilization_window_seconds)
-    stabilized, state = stabilize(
-        raw=raw, current=current, now=now, rates=rates, state=state, fresh=fresh
+    window = _scale_down_window(demand.mode, params)
+    evidence["scaleDownWindowSeconds"] = float(window)
+    stabilized, recs = stabilized_history(
+        raw=raw,
+        current=current,
+        now=now,
+        up_window=params.behavior.scale_up.stabilization_window_seconds,
+        down_window=window,
+        recommendations=recs,
+        fresh=fresh,
     )
     evidence["stabilizedRecommendation"] = float(stabilized)
     if stabilized != raw:
@@ -133,19 +136,33 @@ def decide(
         now=now,
         current=current,
         stabilized=stabilized,
-        state=state,
+        history=(recs, ups, downs),
         reason=reason,
         evidence=evidence,
     )
     evidence["desired"] = float(desired)
-    message = _message(params, demand, state, (raw, stabilized, desired, current), reason)
+    message = _message(
+        params, demand, feedback, budget, (raw, stabilized, desired, current), reason
+    )
+    ups, downs = recorded_events(ups, downs, now=now, current=current, desired=desired)
     return Decision(
         desired=desired,
         mode=demand.mode,
         reason=reason,
         message=message,
         evidence=evidence,
-        state=record_change(state, now=now, current=current, desired=desired),
+        state=evolve(  # the one copy of the state a call makes
+            state,
+            recommendations=recs,
+            scale_up_events=ups,
+            scale_down_events=downs,
+            calibration=calibration,
+            exceedance=exceedance,
+            feedback=feedback,
+            dispersion=dispersion,
+            budget=budget,
+            shadow=shadow,
+        ),
         fallback=demand.fallback[0] if demand.fallback is not None else None,
         active_schedules=active,
     )
@@ -177,7 +194,8 @@ def _observed(
 def _message(
     params: ScalingParams,
     demand: _Demand,
-    state: ScalingState,
+    feedback: Feedback,
+    budget: Budget,
     counts: tuple[int, int, int, int],
     reason: Reason,
 ) -> str:
@@ -193,12 +211,12 @@ def _message(
         message += f"; {demand.fallback[1]}; {demand.instead}"
     if demand.note:
         message += f"; {demand.note}"
-    if state.feedback.headroom != 0:
-        message += f"; miss feedback x{1 + state.feedback.headroom:.3f}"
+    if feedback.headroom != 0:
+        message += f"; miss feedback x{1 + feedback.headroom:.3f}"
     if params.cost_budget is not None and params.predictive:
         message += (
-            f"; cost budget {params.cost_budget:.3g}x reactive ({state.budget.shadow}):"
-            f" x{1 + state.budget.headroom:.3f}"
+            f"; cost budget {params.cost_budget:.3g}x reactive ({budget.shadow}):"
+            f" x{1 + budget.headroom:.3f}"
         )
     return message
 
@@ -247,7 +265,8 @@ def _calibrated(
         params, cal, load=load, base=base, scale=scale, headroom=headroom, level=level
     )
     evidence.update(demand.evidence)
-    return evolve(demand.demand, fallback=fallback), cal
+    demand.demand.fallback = fallback
+    return demand.demand, cal
 
 
 @dataclass(frozen=True)
@@ -374,9 +393,9 @@ def _raw_recommendation(
     return raw, Reason.WITHIN_TOLERANCE if within else demand.source
 
 
-def _rates_for(mode: DecisionMode, params: ScalingParams) -> Rates:
-    """The rates in effect: the mode's own scale-down window replaces `behavior`'s, raised to
-    `scale_down_window_startups` x (start-up + horizon) when that is set."""
+def _scale_down_window(mode: DecisionMode, params: ScalingParams) -> int:
+    """The scale-down stabilization window in effect: the mode's own replaces `behavior`'s,
+    raised to `scale_down_window_startups` x (start-up + horizon) when that is set."""
     window = {
         DecisionMode.PREDICTIVE: params.predictive_scale_down_window_seconds,
         DecisionMode.ENVELOPE: params.burst_scale_down_window_seconds,
@@ -385,7 +404,7 @@ def _rates_for(mode: DecisionMode, params: ScalingParams) -> Rates:
     if window is None:
         window = params.behavior.scale_down.stabilization_window_seconds
     hold = _hold_seconds(params)
-    return with_scale_down_window(params.behavior, window if hold is None else max(window, hold))
+    return window if hold is None else max(window, hold)
 
 
 def _hold_seconds(params: ScalingParams) -> int | None:
@@ -402,14 +421,15 @@ def _with_dispersion(
     demand: _Demand,
     load: float,
     evidence: dict[str, float],
-) -> tuple[_Demand, Dispersion]:
-    """`demand` raised so that its per-second level fits under capacity: `rate + z sqrt(rate x
-    index)` with the rate and the margin as `params.dispersion_composition` says (see
-    `DispersionComposition`), the index of dispersion estimated from the window means
-    (`observed.recent_means`, then `load` at `observed.now`; see `dispersion`)."""
+) -> Dispersion:
+    """`demand` raised in place so that its per-second level fits under capacity: `rate + z
+    sqrt(rate x index)` with the rate and the margin as `params.dispersion_composition` says
+    (see `DispersionComposition`), the index of dispersion estimated from the window means
+    (`observed.recent_means`, then `load` at `observed.now`; see `dispersion`), which are
+    returned."""
     sigmas, window = params.dispersion_sigmas, params.dispersion_window_seconds
     if sigmas is None or window is None or not params.predictive:
-        return demand, disp
+        return disp
     sample = params.dispersion_sample_seconds or window
     now, half_life = observed.now, params.dispersion_half_life_seconds
     for at, value in (*observed.recent_means, (now, load)):
@@ -419,7 +439,7 @@ def _with_dispersion(
             )
     index = disp.index(window, sample)
     if index is None:
-        return demand, disp
+        return disp
     sigmas = _dispersion_sigmas(params, demand.load, index)
     composition = params.dispersion_composition
     centre = demand.load if demand.centre is None else demand.centre
@@ -456,11 +476,12 @@ def _with_dispersion(
         dispersionSamples=float(disp.products),
     )
     if needed <= demand.load:
-        return demand, disp
+        return disp
     note = f"dispersion headroom: {words} = {level:.4g} under capacity"
     if capped:
         note += f", capped at {cap or 0.0:.0%} above the mode's demand"
-    return evolve(demand, load=needed, source=Reason.DISPERSION_HEADROOM, note=note), disp
+    demand.load, demand.source, demand.note = needed, Reason.DISPERSION_HEADROOM, note
+    return disp
 
 
 def _dispersion_sigmas(params: ScalingParams, rate: float, index: float) -> float:
@@ -491,11 +512,12 @@ def _with_feedback(
     current: int,
     load: float,
     evidence: dict[str, float],
-) -> tuple[_Demand, Feedback]:
-    """`demand` times 1 + the miss-feedback headroom, moved first by this decision's miss."""
+) -> Feedback:
+    """`demand` times 1 + the miss-feedback headroom (in place), moved first by this
+    decision's miss; the moved feedback."""
     target = params.miss_feedback_target
     if target is None:
-        return demand, fb
+        return fb
     serves = params.capacity_per_instance or params.target_per_instance
     missed = load > current * serves * (1 + 1e-9)
     fb = update_feedback(
@@ -510,7 +532,8 @@ def _with_feedback(
     evidence.update(
         missFeedbackTarget=target, missFeedbackHeadroom=fb.headroom, visibleMiss=float(missed)
     )
-    return _raised(demand, fb.headroom, load), fb
+    _raise(demand, fb.headroom, load)
+    return fb
 
 
 def _with_budget(
@@ -522,12 +545,13 @@ def _with_budget(
     current: int,
     load: float,
     evidence: dict[str, float],
-) -> tuple[_Demand, ScalingState]:
-    """`demand` times 1 + the cost budget's headroom, moved first by the gap since the last
-    decision; the reactive shadow stepped on `load` when it is due (see `budget`)."""
+) -> tuple[Budget, ScalingState | None]:
+    """`demand` times 1 + the cost budget's headroom (in place), moved first by the gap since
+    the last decision; the reactive shadow stepped on `load` when it is due (see `budget`).
+    Returns the budget and the shadow's state."""
     ratio = params.cost_budget
     if ratio is None or not params.predictive:
-        return demand, state
+        return state.budget, state.shadow
     budget = move_budget(
         state.budget,
         now=now,
@@ -548,16 +572,15 @@ def _with_budget(
         costBudgetHeadroom=budget.headroom,
         reactiveInstances=float(budget.shadow or 0),
     )
-    state = evolve(state, budget=budget, shadow=shadow_state)
-    return _raised(demand, budget.headroom, load), state
+    _raise(demand, budget.headroom, load)
+    return budget, shadow_state
 
 
-def _raised(demand: _Demand, headroom: float, load: float) -> _Demand:
+def _raise(demand: _Demand, headroom: float, load: float) -> None:
     """`demand` times `1 + headroom` (a factor of the miss feedback or the cost budget), never
     below current `load`; unchanged at 0."""
-    if headroom == 0:
-        return demand
-    return evolve(demand, load=max(demand.load * (1 + headroom), load))
+    if headroom != 0:
+        demand.load = max(demand.load * (1 + headroom), load)
 
 
 @functools.lru_cache(maxsize=64)
@@ -584,13 +607,13 @@ def _bound(
     now: float,
     current: int,
     stabilized: int,
-    state: ScalingState,
+    history: History,
     reason: Reason,
     evidence: dict[str, float],
 ) -> tuple[int, Reason, tuple[str, ...]]:
-    """The step limits, then the bounds (min raised by active schedules); like HPA, bounds
-    win over step limits when the current count is outside them. Returns the desired count,
-    the reason and the names of the active schedules."""
+    """The step limits (read off `history`'s events), then the bounds (min raised by active
+    schedules); like HPA, bounds win over step limits when the current count is outside them.
+    Returns the desired count, the reason and the names of the active schedules."""
     floor, ceiling, schedules = bounds_at(params, now)
     active = tuple(s.name or s.cron for s in schedules)
     evidence["minBound"] = float(floor)
@@ -602,7 +625,8 @@ def _bound(
         return desired, Reason.SCHEDULE_MINIMUM if by_schedule else Reason.OUTSIDE_BOUNDS, active
     if stabilized > current:
         limit = max(
-            current, scale_up_limit(current=current, rules=rates.scale_up, state=state, now=now)
+            current,
+            limit_of(current=current, rules=rates.scale_up, history=history, now=now, up=True),
         )
         evidence["scaleUpLimit"] = float(limit)
         if stabilized > min(limit, ceiling):
@@ -610,7 +634,8 @@ def _bound(
             return min(limit, ceiling), why, active
     elif stabilized < current:
         limit = min(
-            current, scale_down_limit(current=current, rules=rates.scale_down, state=state, now=now)
+            current,
+            limit_of(current=current, rules=rates.scale_down, history=history, now=now, up=False),
         )
         evidence["scaleDownLimit"] = float(limit)
         if stabilized < max(limit, floor):

@@ -2,7 +2,9 @@
 
 Reproduced from the Kubernetes documentation and the HPA controller's source, so that a
 ScalingPolicy behaves as users of HPA expect. Each function takes the state HPA keeps in
-memory (`ScalingState`) and returns a new one: nothing is kept here.
+memory (`ScalingState`) and returns a new one: nothing is kept here. `decide()` calls the
+`*_history` / `*_events` forms, which take and return the recommendation and event tuples
+themselves, so it builds its new `ScalingState` once per call instead of once per rule.
 """
 
 from __future__ import annotations
@@ -21,14 +23,22 @@ from intelligence.scaling.types import (
 )
 
 __all__ = [
+    "History",
+    "kept_history",
+    "limit_of",
     "prune",
     "record_change",
+    "recorded_events",
     "scale_down_limit",
     "scale_up_limit",
     "stabilize",
+    "stabilized_history",
     "with_scale_down_window",
     "within_tolerance",
 ]
+
+History = tuple[tuple[Recommendation, ...], tuple[ScaleEvent, ...], tuple[ScaleEvent, ...]]
+"""A `ScalingState`'s recommendations, scale-up events and scale-down events."""
 
 
 def _change_in_period(events: tuple[ScaleEvent, ...], *, now: float, period: int) -> int:
@@ -36,20 +46,23 @@ def _change_in_period(events: tuple[ScaleEvent, ...], *, now: float, period: int
     return sum(e.replicas for e in events if e.timestamp > cutoff)
 
 
-def _period_start(limit: StepLimit, *, current: int, state: ScalingState, now: float) -> int:
+def _period_start(limit: StepLimit, *, current: int, history: History, now: float) -> int:
     """The instance count at the start of the limit's period (HPA reads it off its events)."""
-    added = _change_in_period(state.scale_up_events, now=now, period=limit.period_seconds)
-    removed = _change_in_period(state.scale_down_events, now=now, period=limit.period_seconds)
+    _, ups, downs = history
+    added = _change_in_period(ups, now=now, period=limit.period_seconds)
+    removed = _change_in_period(downs, now=now, period=limit.period_seconds)
     return current - added + removed
 
 
-def _limit(*, current: int, rules: RateRules, state: ScalingState, now: float, up: bool) -> int:
+def limit_of(*, current: int, rules: RateRules, history: History, now: float, up: bool) -> int:
+    """The step limit of one direction (`up`) read off `history`'s events: the most
+    instances scale-up allows, or the fewest scale-down allows."""
     if rules.select_policy is SelectPolicy.DISABLED or not rules.policies:
         return current
     sign = 1 if up else -1
     proposals = []
     for limit in rules.policies:
-        start = _period_start(limit, current=current, state=state, now=now)
+        start = _period_start(limit, current=current, history=history, now=now)
         if limit.type is PolicyType.PODS:
             proposals.append(start + sign * limit.value)
         elif up:
@@ -61,18 +74,31 @@ def _limit(*, current: int, rules: RateRules, state: ScalingState, now: float, u
     return max(proposals) if smallest_change != up else min(proposals)
 
 
+def _history(state: ScalingState) -> History:
+    return state.recommendations, state.scale_up_events, state.scale_down_events
+
+
 def scale_up_limit(*, current: int, rules: RateRules, state: ScalingState, now: float) -> int:
     """The most instances the scale-up step limits allow now (HPA's scale-up limit)."""
-    return _limit(current=current, rules=rules, state=state, now=now, up=True)
+    return limit_of(current=current, rules=rules, history=_history(state), now=now, up=True)
 
 
 def scale_down_limit(*, current: int, rules: RateRules, state: ScalingState, now: float) -> int:
     """The fewest instances the scale-down step limits allow now (HPA's scale-down limit)."""
-    return _limit(current=current, rules=rules, state=state, now=now, up=False)
+    return limit_of(current=current, rules=rules, history=_history(state), now=now, up=False)
 
 
 def prune(state: ScalingState, *, now: float, rates: Rates, extra_window: int = 0) -> ScalingState:
     """Drop what no window (nor `extra_window`) and no step-limit period can still see."""
+    recs, ups, downs = kept_history(state, now=now, rates=rates, extra_window=extra_window)
+    return evolve(state, recommendations=recs, scale_up_events=ups, scale_down_events=downs)
+
+
+def kept_history(
+    state: ScalingState, *, now: float, rates: Rates, extra_window: int = 0
+) -> History:
+    """`state`'s recommendations and events that a window (or `extra_window`) or a
+    step-limit period can still see (what `prune` keeps)."""
     keep_rec = max(
         rates.scale_up.stabilization_window_seconds,
         rates.scale_down.stabilization_window_seconds,
@@ -80,11 +106,10 @@ def prune(state: ScalingState, *, now: float, rates: Rates, extra_window: int = 
     )
     periods = [p.period_seconds for p in rates.scale_up.policies + rates.scale_down.policies]
     keep_ev = max(periods, default=0)
-    return evolve(
-        state,
-        recommendations=tuple(r for r in state.recommendations if r.timestamp > now - keep_rec),
-        scale_up_events=tuple(e for e in state.scale_up_events if e.timestamp > now - keep_ev),
-        scale_down_events=tuple(e for e in state.scale_down_events if e.timestamp > now - keep_ev),
+    return (
+        tuple(r for r in state.recommendations if r.timestamp > now - keep_rec),
+        tuple(e for e in state.scale_up_events if e.timestamp > now - keep_ev),
+        tuple(e for e in state.scale_down_events if e.timestamp > now - keep_ev),
     )
 
 
@@ -106,12 +131,37 @@ def stabilize(
 ) -> tuple[int, ScalingState]:
     """The stabilized recommendation (scale-up: lowest in its window, scale-down: highest)
     and the state with `raw` recorded. `fresh`: no earlier recommendation is known."""
-    recs = state.recommendations
-    if fresh and rates.scale_down.stabilization_window_seconds > 0:
+    stabilized, recs = stabilized_history(
+        raw=raw,
+        current=current,
+        now=now,
+        up_window=rates.scale_up.stabilization_window_seconds,
+        down_window=rates.scale_down.stabilization_window_seconds,
+        recommendations=state.recommendations,
+        fresh=fresh,
+    )
+    return stabilized, evolve(state, recommendations=recs)
+
+
+def stabilized_history(
+    *,
+    raw: int,
+    current: int,
+    now: float,
+    up_window: int,
+    down_window: int,
+    recommendations: tuple[Recommendation, ...],
+    fresh: bool,
+) -> tuple[int, tuple[Recommendation, ...]]:
+    """`stabilize` on the recommendations themselves, with the scale-up and scale-down
+    stabilization windows in seconds: the stabilized count and the recommendations with
+    `raw` recorded."""
+    recs = recommendations
+    if fresh and down_window > 0:
         # HPA seeds the scale-down window with the current count so a restart cannot drop
         recs = (Recommendation(now, current),)
-    up_cut = now - rates.scale_up.stabilization_window_seconds
-    down_cut = now - rates.scale_down.stabilization_window_seconds
+    up_cut = now - up_window
+    down_cut = now - down_window
     up_rec, down_rec = raw, raw
     for rec in recs:
         if rec.timestamp > up_cut:
@@ -119,8 +169,7 @@ def stabilize(
         if rec.timestamp > down_cut:
             down_rec = max(down_rec, rec.replicas)
     stabilized = min(max(current, up_rec), down_rec)
-    new_state = evolve(state, recommendations=(*recs, Recommendation(now, raw)))
-    return stabilized, new_state
+    return stabilized, (*recs, Recommendation(now, raw))
 
 
 def with_scale_down_window(rates: Rates, seconds: int | None) -> Rates:
@@ -132,13 +181,26 @@ def with_scale_down_window(rates: Rates, seconds: int | None) -> Rates:
 
 def record_change(state: ScalingState, *, now: float, current: int, desired: int) -> ScalingState:
     """`state` with the scale event from `current` to `desired` instances at `now`."""
+    if desired == current:
+        return state
+    ups, downs = recorded_events(
+        state.scale_up_events, state.scale_down_events, now=now, current=current, desired=desired
+    )
+    return evolve(state, scale_up_events=ups, scale_down_events=downs)
+
+
+def recorded_events(
+    ups: tuple[ScaleEvent, ...],
+    downs: tuple[ScaleEvent, ...],
+    *,
+    now: float,
+    current: int,
+    desired: int,
+) -> tuple[tuple[ScaleEvent, ...], tuple[ScaleEvent, ...]]:
+    """The scale-up and scale-down events with the change from `current` to `desired`
+    instances at `now` (`record_change` on the events themselves)."""
     if desired > current:
-        return evolve(
-            state, scale_up_events=(*state.scale_up_events, ScaleEvent(now, desired - current))
-        )
+        return (*ups, ScaleEvent(now, desired - current)), downs
     if desired < current:
-        return evolve(
-            state,
-            scale_down_events=(*state.scale_down_events, ScaleEvent(now, current - desired)),
-        )
-    return state
+        return ups, (*downs, ScaleEvent(now, current - desired))
+    return ups, downs

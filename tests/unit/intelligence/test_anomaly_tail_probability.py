@@ -177,6 +177,50 @@ def test_an_alarm_at_the_cap_is_not_escalated_by_a_later_one() -> None:
     assert later["alarm"] == 0.0
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_history": 1}, r"need 2 <= min_history <= window, got 1 and 300"),
+        ({"window": 40}, r"need 2 <= min_history <= window, got 50 and 40"),
+        ({"short_window": 0}, r"short_window must be >= 1, got 0"),
+        ({"context_order": -1}, r"context_order must be >= 0 or None, got -1"),
+        ({"context_bins": 0}, r"context_bins must be >= 1, got 0"),
+        ({"calibration_window": 10}, r"calibration_window must be >= min_history \(50\), got 10"),
+        (
+            {"calibration_window": 60, "options": FeatureOptions(calibration_min_history=100)},
+            r"calibration_window must be >= options.calibration_min_history \(100\), got 60",
+        ),
+        ({"refractory": -1}, r"refractory must be >= 0, got -1"),
+        ({"escalation": 0.0}, r"escalation must be > 0 or None, got 0.0"),
+        ({"escalation_gap": -2}, r"escalation_gap must be >= 0, got -2"),
+        ({"direction": "sideways"}, r"direction must be 'both', 'up' or 'down', got 'sideways'"),
+        ({"rate_window": -1}, r"rate_window must be >= 0, got -1"),
+        ({"lone_penalty": -0.5}, r"lone_penalty must be >= 0, got -0.5"),
+        # several wrong at once: the first part checked is the one named
+        ({"rate_window": -1, "direction": "x", "context_bins": 0}, r"context_bins must be >= 1"),
+        ({"rate_window": -1, "direction": "x"}, r"direction must be"),
+    ],
+)
+def test_bad_parameters_are_refused_naming_the_parameter(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        TailProbabilityDetector(**kwargs)  # type: ignore[arg-type]
+
+
+def test_unset_parameters_are_derived_from_the_window_and_the_options() -> None:
+    det = TailProbabilityDetector(window=100, min_history=20, rate_window=30, lone_penalty=0.5)
+    assert (det.refractory, det.season_horizon, det.calibration_min_history) == (50, 400, 20)
+    assert (det.rate_window, det.lone_penalty) == (30, 0.5)
+    assert det._gate.silent == frozenset()
+    opts = FeatureOptions(calibration_min_history=30, scored_features=("value", "level"))
+    other = TailProbabilityDetector(
+        window=100, min_history=20, refractory=7, season_horizon=250, options=opts
+    )
+    assert (other.refractory, other.season_horizon, other.calibration_min_history) == (7, 250, 30)
+    assert other._gate.silent == frozenset({2, 3, 4})  # seasonal, context, resonance
+
+
 def test_the_cap_keeps_every_default_severity_reachable() -> None:
     det = TailProbabilityDetector(alarm_level=2.375)
     assert det.thresholds.emergency == 2.375 + 3.5 <= 6.0
