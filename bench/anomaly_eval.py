@@ -66,6 +66,7 @@ import functools
 import itertools
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -77,7 +78,7 @@ from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-NAB = ROOT.parent / "shared" / "data" / "nab"
+NAB = Path(os.environ.get("XYNERGY_SHARED_DATA") or ROOT.parent / "shared" / "data") / "nab"
 
 from bench.anomaly_cv import (  # noqa: E402
     FeatureSetting,

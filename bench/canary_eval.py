@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ from intelligence.canary import (  # noqa: E402
     judge_metric,
 )
 
-DATA = ROOT.parent / "shared" / "data" / "azure-llm"
+DATA = Path(os.environ.get("XYNERGY_SHARED_DATA") or ROOT.parent / "shared" / "data") / "azure-llm"
 BUCKET_S = 30.0
 INTERVAL_BUCKETS = 10  # 5-minute analysis interval
 INTERVALS = 3

@@ -37,7 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("XYNERGY_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 from intelligence.forecasting import (  # noqa: E402
     DAY,

@@ -53,6 +53,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,7 +67,7 @@ from intelligence.forecasting import DAY, AutoForecaster, Forecast, HoltWinters
 from intelligence.scaling import Observation, ScalingParams, ScalingState, decide
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("XYNERGY_SHARED_DATA") or ROOT.parent / "shared" / "data")
 CACHE = ROOT / ".cache" / "bench" / "scaling"
 UTILIZATION_TARGET = 0.7
 METRIC_WINDOW = 15
