@@ -26,6 +26,7 @@ A rollback sends everything to the target's Service and scales the new revision 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -206,9 +207,12 @@ class KubernetesRollout:
         """Everything to the new revision until the target runs its spec and is ready; then
         the target serves again and the new revision's children go."""
         dep = await self._deployment(target.metadata.name or "")
+        done = Routed(0, {}, () if self.routing is TrafficRouting.GATEWAY else None)
         if settled_on(target, canary) and from_deployment(target, dep).ready:
             writes = await self._remove(name)
-            return Routed(writes, {}, () if self.routing is TrafficRouting.GATEWAY else None)
+            return dataclasses.replace(done, writes=writes)
+        if await self._deployment(name) is None:  # removed already: the target serves (its
+            return done  # Deployment rolling or unready again must not route to nothing)
         writes = await self._scale(name, target.spec.sizing().replicas)
         urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
         return Routed(writes, urls, traffic, settled=False)

@@ -879,9 +879,15 @@ class RolloutReconciler:
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
             name = status.canary_revision or ""
-            if work.name != name:  # the target runs its image and template, changed otherwise:
-                work.reason = _ended_reason(work)  # nothing of this revision to finish
+            if work.name != name and not (name and work.backend.defers_target_patch):
+                # Cloud Run: the target runs its image and template, changed otherwise (its
+                # own revision serves): nothing of this revision to finish
+                work.reason = _ended_reason(work)
                 return None
+            # on Kubernetes the recorded revision is this Rollout's Deployment, which may
+            # still serve: its promotion finishes under the recorded name even when the name
+            # the spec gives now differs (the target edited outside image, env, args and
+            # resources; an operator upgrade that changed the Pod spec it builds)
             routed = await work.backend.promote(work.target, work.canary, name=name, keep=keep)
             if routed.settled and status.message and status.message.endswith(self._SETTLING):
                 status.message = status.message[: -len(self._SETTLING)]

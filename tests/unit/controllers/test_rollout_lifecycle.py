@@ -659,3 +659,30 @@ async def test_undo_within_the_keep_window_of_a_superseded_rollout_is_refused() 
     assert world.client.patches == patches
     assert not status.traffic
     assert [r for r, _ in world.events].count("UndoRefused") == 1
+
+
+async def test_a_keep_window_whose_revision_name_changed_still_removes_the_new_revision() -> None:
+    """The new revision's name is a digest of its whole Pod spec: an edit of the target
+    outside image, env, args and resources during the keep window (here its grace period), or
+    an operator upgrade whose Pod spec gained something, renames it without moving the target
+    on. The promotion must still finish under the recorded name: the target patched at the
+    window's end, then the recorded revision's children removed once the target serves, not
+    left serving beside it for good."""
+    world = World([{"setWeight": 50}], routes=False)  # replica routing: its Pods serve
+    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
+    now = await world.run_until("Paused", T0)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted"
+    (new,) = _canaries(world)
+    world.client.target["spec"]["kubernetes"] = {"terminationGracePeriodSeconds": 95}
+    now += dt.timedelta(seconds=31)
+    status = await world.converge(now)
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end patches"
+    assert new in world.provider.deployments(), "serves until the target runs the new image"
+    world.settle()
+    for _ in range(2):
+        now += STEP
+        status = await world.converge(now)
+    assert status.phase.value == "Promoted"
+    assert _canaries(world) == set(), "the recorded revision's children are gone"
