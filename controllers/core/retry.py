@@ -16,6 +16,7 @@ initial * multiplier**n), so waits grow while callers still spread apart.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -53,8 +54,13 @@ class RetryPolicy:
             )
 
     def base(self, attempt: int) -> float:
-        """The upper bound of the wait after failed attempt `attempt` (0-based)."""
-        return float(min(self.maximum, self.initial * self.multiplier ** max(attempt, 0)))
+        """The upper bound of the wait after failed attempt `attempt` (0-based). The exponent
+        stops growing once the wait is at `maximum` (a float power overflows past ~1,000
+        doublings: hours into a deletion that waits)."""
+        if self.initial >= self.maximum or self.multiplier == 1 or attempt <= 0:
+            return float(min(self.maximum, self.initial))
+        at_maximum = math.ceil(math.log(self.maximum / self.initial, self.multiplier))
+        return float(min(self.maximum, self.initial * self.multiplier ** min(attempt, at_maximum)))
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (0-based): [base/2, base]."""

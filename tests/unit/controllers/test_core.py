@@ -955,3 +955,17 @@ async def test_a_held_deletion_does_not_act_while_this_replica_is_paused() -> No
     await controller.finalize_waiting(body, sleep=sleep)
     assert tries == [0, 0, 0]
     assert reconciler.releases == 1
+
+
+def test_a_retry_wait_stays_at_its_maximum_however_many_attempts_failed() -> None:
+    """A deletion may wait for hours (`finalize_waiting` counts its tries): the wait grows
+    as initial * multiplier**n up to `maximum` and stays there; the power used to be taken
+    before the cap, and past ~1,000 doublings it overflowed (OverflowError into kopf)."""
+    policy = RetryPolicy(initial=2.0, maximum=30.0)
+    assert [policy.base(n) for n in range(6)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    for attempt in (1_100, 10**6):
+        assert policy.base(attempt) == 30.0
+        assert 15.0 <= policy.delay(attempt, random.Random(1)) <= 30.0
+    assert RetryPolicy(initial=1.5, maximum=1.5).base(5000) == 1.5
+    assert RetryPolicy(initial=1.0, maximum=9.0, multiplier=3.0).base(2) == 9.0
+    assert RetryPolicy(initial=1.0, maximum=10.0, multiplier=1.0).base(10**9) == 1.0
