@@ -127,6 +127,8 @@ class XynergyServiceReconciler:
 
     def __init__(self, backends: Backends) -> None:
         self.backends = backends
+        self._waiting: dict[str, str] = {}
+        """Per object whose deletion waits: what was last said about it (said once)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -142,12 +144,30 @@ class XynergyServiceReconciler:
         return needs_finalizer(body)
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
-        """Deletion (only for objects with our finalizer); an invalid spec created nothing."""
+        """Deletion (only for objects with our finalizer); an invalid spec created nothing.
+        While the backend service is not gone yet (a Cloud Run delete is a long-running
+        operation) or its deletion fails, the core's `finalize_waiting` tries again with a
+        back-off: each reason to wait is said once (DeletionWaiting, or a Warning
+        DeletionBlocked naming the error), and Deleted only when the service is gone."""
         try:
             svc = XynergyService.model_validate(dict(body))
         except ValidationError:
             return True, None
-        return await release(svc, backends=self.backends)
+        uid = str(svc.metadata.uid)
+        try:
+            gone, event = await release(svc, backends=self.backends)
+        except ProviderError as exc:
+            gone, event = False, Event("Warning", "DeletionBlocked", f"deleting: {exc.message}")
+        else:
+            if not gone:
+                event = Event("Normal", "DeletionWaiting", "waiting for the backend service to go")
+        if gone:
+            self._waiting.pop(uid, None)
+            return True, event
+        if self._waiting.get(uid) == event.message:
+            return False, None
+        self._waiting[uid] = event.message
+        return False, event
 
 
 def _cloud_run(ctx: OperatorContext) -> Backend | None:

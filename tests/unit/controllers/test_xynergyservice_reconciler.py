@@ -13,7 +13,7 @@ from apis.v1alpha1 import XynergyService
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
 from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from controllers.core import ChildEvent, Requeue
-from controllers.core.errors import StalledError, TransientError
+from controllers.core.errors import ProviderError, StalledError, TransientError
 from controllers.metrics import RECONCILE_TOTAL
 from controllers.xynergyservice.observed import BackendStatus
 from controllers.xynergyservice.reconciler import XynergyServiceReconciler, reconcile, release
@@ -169,3 +169,40 @@ async def test_an_invalid_object_stalls_without_touching_the_backend() -> None:
     assert cond.message.startswith("spec.port: ")
     assert [e.reason for e in result.events] == ["Failed"]
     assert result.requeue is Requeue.RESYNC  # retrying cannot help until the spec changes
+
+
+class SlowDelete(MemoryBackend):
+    """A backend whose service goes only after `polls` deletions, failing `errors` first."""
+
+    def __init__(self, *, polls: int, errors: list[ProviderError]) -> None:
+        super().__init__()
+        self.polls, self.errors = polls, errors
+
+    async def delete(self, svc: XynergyService, *, orphan: bool) -> bool:
+        if self.errors:
+            raise self.errors.pop(0)
+        self.polls -= 1
+        return self.polls <= 0
+
+
+async def test_a_deletion_that_waits_says_each_reason_once_and_deleted_only_when_gone() -> None:
+    """finalize_waiting calls release again and again while a Cloud Run delete runs: it used
+    to post "backend service deleted" on every try, and a refused delete escaped to kopf (an
+    ERROR log line and an Error Event per try)."""
+    refused = StalledError(
+        "the caller does not have permission run.services.delete", reason="PermissionDenied"
+    )
+    backend = SlowDelete(polls=3, errors=[refused, refused])
+    reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: backend})
+    body = _svc().model_dump(by_alias=True, mode="json")
+    said = [await reconciler.release(body) for _ in range(5)]
+    assert [gone for gone, _ in said] == [False, False, False, False, True]
+    events = [(e.type, e.reason) for _, e in said if e is not None]
+    assert events == [
+        ("Warning", "DeletionBlocked"),
+        ("Normal", "DeletionWaiting"),
+        ("Normal", "Deleted"),
+    ]
+    blocked = said[0][1]
+    assert blocked is not None
+    assert "run.services.delete" in blocked.message
