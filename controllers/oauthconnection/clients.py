@@ -18,6 +18,7 @@ XynergyService's env sources are watched the same way (controllers/xynergyservic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,11 @@ from controllers.providers.kubernetes import KubernetesProvider
 __all__ = ["ClientWatch", "client_watch", "using"]
 
 log = logging.getLogger(__name__)
+
+AWAIT_CREATION_SECONDS = 15 * 60.0
+"""How long the watch of a missing client Secret's name lasts: a connection fixed to another
+name, or deleted, does not keep it open until the operator stops (longer than the 10-minute
+resync, whose converge starts a new one while the Secret is still missing)."""
 
 KIND = Kind.of(OAuthConnection)
 
@@ -100,17 +106,21 @@ class ClientWatch:
                 raise RuntimeError("listing OAuthConnections failed")
             return True
 
-        await self.provider.watch_forever(
-            "v1",
-            "Secret",
-            labels={},
-            fields={"metadata.name": name},
-            listed=True,
-            namespace=namespace,
-            changed=created,
-            what=f"OAuth client Secret {namespace}/{name}",
-            missed="its creation is seen at resync",
-        )
+        # bounded: no connection may want it any more (fixed to another name, deleted); a
+        # converge that still finds it missing (at the latest at its resync) watches again
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(AWAIT_CREATION_SECONDS):
+                await self.provider.watch_forever(
+                    "v1",
+                    "Secret",
+                    labels={},
+                    fields={"metadata.name": name},
+                    listed=True,
+                    namespace=namespace,
+                    changed=created,
+                    what=f"OAuth client Secret {namespace}/{name}",
+                    missed="its creation is seen at resync",
+                )
 
     async def changed(self, event: str, body: Mapping[str, Any]) -> None:
         """Converge every OAuthConnection of the Secret's namespace that uses it."""

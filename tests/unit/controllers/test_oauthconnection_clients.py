@@ -77,3 +77,30 @@ async def test_a_changed_client_secret_converges_the_connections_that_use_it() -
     assert ctx.client.listed == ["team"]
     assert sorted(k.name for k in controller.triggered) == ["a", "c"]
     assert {k.uid for k in controller.triggered} == {"uid-a", "uid-c"}
+
+
+async def test_the_watch_of_a_missing_client_secret_ends_after_its_lifetime(
+    monkeypatch: Any,
+) -> None:
+    """A connection whose client Secret name was a typo (then fixed, or the connection
+    deleted) must not keep a watch of that name open until the operator stops: the watch of a
+    missing name ends after AWAIT_CREATION_SECONDS (a converge still missing it starts
+    another)."""
+    import controllers.oauthconnection.clients as clients
+
+    monkeypatch.setattr(clients, "AWAIT_CREATION_SECONDS", 0.05)
+    watching: list[dict[str, Any]] = []
+
+    async def never_created(*_: Any, **kw: Any) -> None:
+        watching.append(kw["fields"])
+        await asyncio.Event().wait()  # the Secret never appears
+
+    watch = ClientWatch(Ctx(Client([]), {KIND: Controller()}))  # type: ignore[arg-type]
+    monkeypatch.setattr(watch.provider, "watch_forever", never_created)
+    watch.await_creation("team", "slack-clinet")
+    watch.await_creation("team", "slack-clinet")  # one watch per name
+    (task,) = watch.awaited.values()
+    await asyncio.wait_for(task, timeout=5)
+    await asyncio.sleep(0)  # its done callback
+    assert watching == [{"metadata.name": "slack-clinet"}]
+    assert watch.awaited == {}
