@@ -115,10 +115,18 @@ class KubernetesRollout:
         return Serving(revision, ready=from_deployment(target, dep).ready)
 
     async def _apply(
-        self, canary: XynergyService, name: str, replicas: int, *, serving: bool
+        self,
+        canary: XynergyService,
+        name: str,
+        replicas: int,
+        *,
+        serving: bool,
+        live: dict[str, Any] | None = None,
     ) -> tuple[int, Any]:
+        """The new revision's Deployment and Service as `canary` at `replicas`; `live` is its
+        Deployment when the caller has just read it (read here otherwise)."""
         routing = self.routing or TrafficRouting.GATEWAY
-        live = await self._deployment(name)
+        live = live or await self._deployment(name)
         digests = await self._digests(canary, live)
         desired = canary_deployment(
             self.rollout,
@@ -164,9 +172,10 @@ class KubernetesRollout:
     async def _scale(self, name: str, replicas: int, *, serving: bool = True) -> int:
         """The new revision at `replicas` (the whole Deployment re-applied: no write when it
         already is; a server-side apply of replicas alone would drop our other fields)."""
-        if await self._deployment(name) is None:
+        live = await self._deployment(name)
+        if live is None:
             return 0
-        writes, _ = await self._apply(self.canary, name, replicas, serving=serving)
+        writes, _ = await self._apply(self.canary, name, replicas, serving=serving, live=live)
         return writes
 
     def _traffic(
@@ -211,9 +220,11 @@ class KubernetesRollout:
         if settled_on(target, canary) and from_deployment(target, dep).ready:
             writes = await self._remove(name)
             return dataclasses.replace(done, writes=writes)
-        if await self._deployment(name) is None:  # removed already: the target serves (its
-            return done  # Deployment rolling or unready again must not route to nothing)
-        writes = await self._scale(name, target.spec.sizing().replicas)
+        live = await self._deployment(name)
+        if live is None:  # removed already: the target serves (its Deployment rolling or
+            return done  # unready again must not route to nothing)
+        replicas = target.spec.sizing().replicas
+        writes, _ = await self._apply(self.canary, name, replicas, serving=True, live=live)
         urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
         return Routed(writes, urls, traffic, settled=False)
 

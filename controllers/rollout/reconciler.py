@@ -538,24 +538,30 @@ class RolloutReconciler:
             await self._finish(work, "the new revision is already the stable one")
         return work
 
-    async def _refuse_overlap(self, rollout: Rollout) -> None:
-        """Stalled when another Rollout of the same target is active (Progressing, Paused), or
-        was created earlier and has not started yet: two rollouts of one target would move
-        its traffic and patch it against each other. This one starts once the other ended."""
+    async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:
+        """The other Rollouts of the same target, in its namespace (one list call)."""
         ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
         try:
             items: Any = self.client.list(KIND.resource, namespace=ns)
             others = [o.to_dict() async for o in items]
         except ApiError as exc:
             raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+        return [
+            other
+            for other in others
+            if (meta := other.get("metadata") or {}).get("uid") != rollout.metadata.uid
+            and meta.get("name") != rollout.metadata.name
+            and ((other.get("spec") or {}).get("targetRef") or {}).get("name") == target
+        ]
+
+    async def _refuse_overlap(self, rollout: Rollout) -> None:
+        """Stalled when another Rollout of the same target is active (Progressing, Paused), or
+        was created earlier and has not started yet: two rollouts of one target would move
+        its traffic and patch it against each other. This one starts once the other ended."""
+        target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
-        for other in others:
+        for other in await self._siblings(rollout):
             meta = other.get("metadata") or {}
-            spec = other.get("spec") or {}
-            if meta.get("uid") == rollout.metadata.uid or meta.get("name") == rollout.metadata.name:
-                continue
-            if (spec.get("targetRef") or {}).get("name") != target:
-                continue
             phase = (other.get("status") or {}).get("phase")
             active = phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value)
             first = phase in (None, RolloutPhase.PENDING.value) and _created(meta) < mine
@@ -946,19 +952,10 @@ class RolloutReconciler:
     async def _newer_rollout(self, work: Converge) -> str | None:
         """The other Rollout of the target that delivered what it runs (its stableImage is
         the target's image; the newest such), if any."""
-        ns, rollout = work.rollout.metadata.namespace, work.rollout
-        try:
-            items: Any = self.client.list(KIND.resource, namespace=ns)
-            others = [o.to_dict() async for o in items]
-        except ApiError as exc:
-            raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
         found = [
             other
-            for other in others
-            if (other.get("metadata") or {}).get("uid") != rollout.metadata.uid
-            and ((other.get("spec") or {}).get("targetRef") or {}).get("name")
-            == rollout.spec.target_ref.name
-            and (other.get("status") or {}).get("stableImage") == work.target.spec.image
+            for other in await self._siblings(work.rollout)
+            if (other.get("status") or {}).get("stableImage") == work.target.spec.image
         ]
         if not found:
             return None
