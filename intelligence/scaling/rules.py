@@ -27,13 +27,11 @@ __all__ = [
     "kept_history",
     "limit_of",
     "prune",
-    "record_change",
     "recorded_events",
     "scale_down_limit",
     "scale_up_limit",
     "stabilize",
     "stabilized_history",
-    "with_scale_down_window",
     "within_tolerance",
 ]
 
@@ -172,23 +170,6 @@ def stabilized_history(
     return stabilized, (*recs, Recommendation(now, raw))
 
 
-def with_scale_down_window(rates: Rates, seconds: int | None) -> Rates:
-    """`rates` with the scale-down stabilization window replaced (unchanged for None)."""
-    if seconds is None:
-        return rates
-    return evolve(rates, scale_down=evolve(rates.scale_down, stabilization_window_seconds=seconds))
-
-
-def record_change(state: ScalingState, *, now: float, current: int, desired: int) -> ScalingState:
-    """`state` with the scale event from `current` to `desired` instances at `now`."""
-    if desired == current:
-        return state
-    ups, downs = recorded_events(
-        state.scale_up_events, state.scale_down_events, now=now, current=current, desired=desired
-    )
-    return evolve(state, scale_up_events=ups, scale_down_events=downs)
-
-
 def recorded_events(
     ups: tuple[ScaleEvent, ...],
     downs: tuple[ScaleEvent, ...],
@@ -198,7 +179,7 @@ def recorded_events(
     desired: int,
 ) -> tuple[tuple[ScaleEvent, ...], tuple[ScaleEvent, ...]]:
     """The scale-up and scale-down events with the change from `current` to `desired`
-    instances at `now` (`record_change` on the events themselves)."""
+    instances at `now`."""
     if desired > current:
         return (*ups, ScaleEvent(now, desired - current)), downs
     if desired < current:
