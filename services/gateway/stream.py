@@ -50,7 +50,7 @@ import socketio
 from services.common.auth import AuthError, TokenVerifier, token_expiry
 from services.common.events import CHANNEL_PATTERN, META, parse_channel, valid_topic
 from services.gateway.cors import OriginPolicy
-from services.gateway.errors import error_body
+from services.gateway.errors import error_body, send_json
 from services.gateway.headers import ForwardedFor, TrustedProxies
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.ratelimit import Limit, RateLimiter, RateLimiterUnavailableError
@@ -360,10 +360,5 @@ async def _refuse_handshake(scope: Scope, send: Send, refusal: Refusal) -> None:
         data["message"],
         **{k: v for k, v in data.items() if k != "message"},
     )
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(data["retryAfter"]).encode()),
-    ]
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    retry_after = str(data["retryAfter"]).encode()
+    await send_json(send, refusal.status, body, [(b"retry-after", retry_after)])
