@@ -47,6 +47,13 @@ KEY = "k" * 40
             "https://*.example.com",
         ),
         (
+            {
+                "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
+                "XYNERGY_GATEWAY_STREAM_CONNECT_TIMEOUT_SECONDS": "0",
+            },
+            "XYNERGY_GATEWAY_STREAM_CONNECT_TIMEOUT_SECONDS: Input should be greater than 0",
+        ),
+        (
             {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_AUTH_FIREBASE_ENABLED": "false"},
             "JWT_SECRET / XYNERGY_AUTH_JWT_SECRET: required",
         ),
