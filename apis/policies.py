@@ -33,6 +33,17 @@ PARAMS_NAME = "xynergy-policy-params"
 PRODUCTION_LABEL = ("xynergy.io/environment", "production")
 SEVERITIES = ("high", "medium", "low")
 CORS_VARIABLE = "XYNERGY_GATEWAY_CORS_ORIGINS"
+CORS_PATTERNS_VARIABLE = "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS"
+_LABEL_RE = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_CORS_PATTERN = f'"https?://[*][.]{_LABEL_RE}([.]{_LABEL_RE})+(:[0-9]{{1,5}})?"'
+_JSON_SPACE = r"[ \t\n\r]*"
+CORS_PATTERNS_SHAPE = (
+    rf"(?i)^{_JSON_SPACE}\[{_JSON_SPACE}"
+    rf"({_CORS_PATTERN}({_JSON_SPACE},{_JSON_SPACE}{_CORS_PATTERN})*)?{_JSON_SPACE}\]{_JSON_SPACE}$"
+)
+"""What a literal XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS may be: a JSON list of
+``http(s)://*.`` patterns over a domain of two labels or more (RE2 and Python ``re`` read it
+alike; the CEL policy holds the same text, tests/unit/apis/test_security_report_rules.py)."""
 SECRET_NAME = re.compile("PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
 DIGEST = re.compile("@sha256:[0-9a-f]{64}$")
 WORKLOADS = ("XynergyService", "Rollout")
@@ -181,14 +192,29 @@ def _secret_env(obj: Mapping[str, Any], _: Params) -> list[str]:
     ]
 
 
+def _literals(env: list[dict[str, Any]], name: str) -> list[str]:
+    """The literal values of ``name`` in ``env``, the name in any case (the gateway's settings
+    read the environment case-insensitively)."""
+    return [e["value"] for e in env if e.get("name", "").upper() == name and "value" in e]
+
+
 def _cors(obj: Mapping[str, Any], __: Params) -> list[str]:
     _, env = _env(obj)
-    if not any(e.get("name") == CORS_VARIABLE and "*" in (e.get("value") or "") for e in env):
-        return []
-    return [
-        f"{CORS_VARIABLE} must not contain '*': list the exact origins, e.g."
-        ' ["https://app.xynergyos.com"] (a wildcard lets any website call the gateway)'
-    ]
+    out = []
+    if any("*" in v or "\\" in v for v in _literals(env, CORS_VARIABLE)):
+        out.append(
+            f"{CORS_VARIABLE} must not contain '*' or '\\' (a JSON escape can spell '*'): list"
+            ' the exact origins, e.g. ["https://app.xynergyos.com"] (a wildcard lets any website'
+            " call the gateway)"
+        )
+    if any(not re.match(CORS_PATTERNS_SHAPE, v) for v in _literals(env, CORS_PATTERNS_VARIABLE)):
+        out.append(
+            f"{CORS_PATTERNS_VARIABLE} must be a JSON list of patterns like"
+            " [\"https://*.xynergyos.com\"], each '*.' and a domain of two labels or more (the"
+            " gateway allows credentials: a pattern such as '*', '.*' or https://*.com lets any"
+            " website call it)"
+        )
+    return out
 
 
 def _scopes(obj: Mapping[str, Any], params: Params) -> list[str]:

@@ -169,6 +169,7 @@ class Gateway:
             leeway_seconds=token_leeway_seconds,
             limiter=self.proxy.gate.limiter,
             trusted=self.proxy.trusted,
+            connect_timeout=settings.stream_connect_timeout_seconds,
         )
         self.stream_ready = asyncio.Event()
         # a route of the gateway's own: it names the callback's limits and metrics

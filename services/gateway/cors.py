@@ -6,10 +6,14 @@ cheaper than Starlette's in bench/gateway.py --compare, so it went.)
 
 ``https://*.xynergyos.com`` allows any subdomain (one or more labels) of xynergyos.com over
 https, and nothing else: not the bare domain, not another scheme, not ``evilxynergyos.com``.
-A bare ``*`` is refused, since credentials are allowed. ``check_origin`` and
-``check_pattern`` are the settings' validation (services.gateway.settings): an origin with a
-path or a pattern of another form never matches anything a browser sends, so it is refused at
-start rather than leaving the web app's calls refused without a word.
+Credentials are allowed, so nothing that any website can match is: a bare ``*`` (as an origin
+or a pattern), a regex such as ``.*``, and a pattern over a whole top-level domain
+(``https://*.com``): a pattern's domain has two labels or more. ``check_origin`` and
+``check_pattern`` are the settings' validation (services.gateway.settings), so the gateway
+refuses to start with such a value, whatever the admission policies saw (a value from a
+ConfigMap, a variable named in lower case); an origin with a path or a pattern of another form
+never matches anything a browser sends, so it is refused at start rather than leaving the web
+app's calls refused without a word.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from collections.abc import Iterable
 
 __all__ = ["OriginPolicy", "check_origin", "check_pattern"]
 
-_LABELS = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_LABELS = rf"{_LABEL}(?:\.{_LABEL})*"
 _PORT = r"(?::[0-9]{1,5})?"
 _ORIGIN = re.compile(rf"https?://(?:{_LABELS}|\[[0-9a-f:.]+\]){_PORT}/?")
-_PATTERN = re.compile(rf"https?://\*\.{_LABELS}{_PORT}")
+# two labels or more after '*.': https://*.com would match every .com website
+_PATTERN = re.compile(rf"https?://\*\.{_LABEL}(?:\.{_LABEL})+{_PORT}")
 
 
 def check_origin(origin: str) -> None:
@@ -37,14 +43,19 @@ def check_origin(origin: str) -> None:
 def check_pattern(pattern: str) -> None:
     """Refuse a pattern that is not ``http(s)://*.`` and a domain (an optional port)."""
     if not _PATTERN.fullmatch(pattern.strip().lower()):
-        raise ValueError("each entry must look like https://*.example.com")
+        raise ValueError(
+            "each entry must look like https://*.example.com: '*.' and a domain of two labels "
+            "or more (credentials are allowed, so a pattern any website matches, such as '*', "
+            "'.*' or https://*.com, is refused)"
+        )
 
 
 def _pattern_regex(pattern: str) -> str:
-    pattern = pattern.strip().lower()
-    if "*" in pattern and not re.match(r"^https?://\*\.[^*]+$", pattern):
-        raise ValueError(f"CORS pattern {pattern!r} must look like https://*.example.com")
-    return re.escape(pattern).replace(r"\*", _LABELS)
+    try:
+        check_pattern(pattern)  # the settings checked it already; a policy built otherwise too
+    except ValueError as exc:
+        raise ValueError(f"CORS pattern: {exc}") from None
+    return re.escape(pattern.strip().lower()).replace(r"\*", _LABELS)
 
 
 class OriginPolicy:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["error_body", "error_code", "install_error_handlers", "json_errors"]
+__all__ = ["error_body", "error_code", "install_error_handlers", "json_errors", "send_json"]
 
 log = logging.getLogger("xynergy.gateway.errors")
 
@@ -49,6 +49,22 @@ def error_code(status: int) -> str:
 def error_body(status: int, error: str, message: str, **extra: Any) -> bytes:
     """The gateway's one JSON error shape: ``{error, message, status, ...}``."""
     return json.dumps({"error": error, "message": message, "status": status, **extra}).encode()
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer ``status`` with the JSON ``body`` over raw ASGI: ``headers`` first, then
+    ``Content-Type: application/json`` and the ``Content-Length``, in one start message and one
+    body message. The one responder of the gateway's raw-ASGI paths (the proxy's refusals, a
+    refused stream handshake, rewritten plain-text errors), so they cannot drift apart."""
+    headers = [
+        *headers,
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _phrase(status: int) -> str:
@@ -114,11 +130,6 @@ def json_errors(send: Send, *, error: str | None = None) -> Send:
             for k, v in held.get("headers", ())
             if k not in (b"content-type", b"content-length")
         ]
-        kept += [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": kept})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, body, kept)
 
     return wrapped

@@ -44,7 +44,7 @@ from services.gateway.cache import (
     cache_ttl,
     joined_headers,
 )
-from services.gateway.errors import error_body
+from services.gateway.errors import error_body, send_json
 from services.gateway.gate import Gate, GateResult
 from services.gateway.headers import (
     ForwardedFor,
@@ -294,7 +294,7 @@ class Proxy:
             ex.status = await self._pipeline(ex)
         except RefusalError as refusal:
             ex.status = refusal.status
-            await self._respond(send, refusal.status, refusal.body, refusal.headers or ex.headers)
+            await send_json(send, refusal.status, refusal.body, refusal.headers or ex.headers)
         finally:
             self._done(ex, time.perf_counter() - started)
 
@@ -741,22 +741,6 @@ class Proxy:
         return status
 
     # -- small helpers -----------------------------------------------------------------------
-
-    async def _respond(
-        self,
-        send: Send,
-        status: int,
-        body: bytes,
-        headers: Headers,
-        content_type: bytes = b"application/json",
-    ) -> None:
-        headers = [
-            *headers,
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     def _circuit_open(self, breaker: Breaker, headers: Headers) -> RefusalError:
         retry_after = max(1, int(breaker.retry_after() + 0.999))

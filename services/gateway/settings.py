@@ -43,6 +43,9 @@ class GatewaySettings(BaseSettings):
     """socket.io connections per client address per rate-limit window (0: off)."""
     stream_user_connect_limit_per_minute: int = Field(default=20, ge=0)
     """socket.io connections per signed-in user per rate-limit window (0: off)."""
+    stream_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """An event stream session (engine.io handshake) without an accepted socket.io connect
+    this long after its handshake is closed, so a counted session cannot be held idle."""
 
     cache_enabled: bool = True
     cache_max_body_bytes: int = Field(default=1 << 20, ge=0)

@@ -18,6 +18,13 @@ address again, a later one on the same session is (a CONNECT/DISCONNECT loop). P
 limit the connection is refused with ``connect_error`` ``rate_limited`` and data ``{limit,
 retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule applies.
 
+A counted session must connect soon: an engine.io session whose socket.io CONNECT has not been
+accepted within ``connect_timeout`` seconds of its handshake (none sent, or refused) is closed,
+so a client holds at most (address limit / window) x ``connect_timeout`` idle sessions, not one
+per handshake of the last ping timeout (about 45 s). python-socketio has no such setting (the
+JS server's ``connectTimeout`` does this), so ``_Server`` keeps one timer per unconnected
+session: armed at the engine.io open, dropped at the accepted connect or at the close.
+
 A connection lives no longer than its token: its deadline is the token's ``exp`` plus the
 clock leeway the verifier allows. A timer (every ``stream_expiry_check_seconds``) and every
 ``subscribe`` check it; past it, the socket gets a ``token_expired`` event saying why, and is
@@ -50,7 +57,7 @@ import socketio
 from services.common.auth import AuthError, TokenVerifier, token_expiry
 from services.common.events import CHANNEL_PATTERN, META, parse_channel, valid_topic
 from services.gateway.cors import OriginPolicy
-from services.gateway.errors import error_body
+from services.gateway.errors import error_body, send_json
 from services.gateway.headers import ForwardedFor, TrustedProxies
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.ratelimit import Limit, RateLimiter, RateLimiterUnavailableError
@@ -92,6 +99,59 @@ def _room(tenant: str, topic: str) -> str:
     return f"{tenant}:{topic}"
 
 
+class _Server(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server plus a connect timeout (python-socketio 5.x has none): every
+    engine.io session gets a timer at its open, cancelled when a socket.io connect on it is
+    accepted (``connected``) or when it closes; a session still without a connection when its
+    timer fires is closed. One timer handle per unconnected session, none once connected."""
+
+    def __init__(self, *, connect_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.connect_timeout = connect_timeout
+        self._unconnected: dict[str, asyncio.TimerHandle] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        self._arm(eio_sid)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        self.connected(eio_sid)  # gone: nothing left to time out
+
+    def connected(self, eio_sid: str | None) -> None:
+        """The session ``eio_sid`` has an accepted connection (or is gone): drop its timer."""
+        timer = self._unconnected.pop(eio_sid, None) if eio_sid is not None else None
+        if timer is not None:
+            timer.cancel()
+
+    def _arm(self, eio_sid: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._unconnected[eio_sid] = loop.call_later(self.connect_timeout, self._timed_out, eio_sid)
+
+    def _timed_out(self, eio_sid: str) -> None:
+        self._unconnected.pop(eio_sid, None)
+        if eio_sid not in self.eio.sockets:
+            return
+        if self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            # a connect is being decided (token, Redis): judge again once it has been
+            self._arm(eio_sid)
+            return
+        task = asyncio.create_task(self._close(eio_sid))
+        self._closing.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close(self, eio_sid: str) -> None:
+        """Close the session as engine.io's own ping timeout does: the CLOSE packet queued
+        without waiting for a poll to take it (``eio.disconnect`` waits, forever for a
+        long-polling client that stopped polling), then the session forgotten."""
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None:
+            return
+        await sock.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        self.eio.sockets.pop(eio_sid, None)
+
+
 class EventStream:
     def __init__(
         self,
@@ -104,9 +164,12 @@ class EventStream:
         leeway_seconds: float = 0.0,
         limiter: RateLimiter | None = None,
         trusted: TrustedProxies | None = None,
+        connect_timeout: float = 5.0,
     ) -> None:
         """``limiter`` counts connections (per address, then per user; none without one),
-        ``trusted`` the proxies whose X-Forwarded-For names the client's address."""
+        ``trusted`` the proxies whose X-Forwarded-For names the client's address;
+        ``connect_timeout`` closes a session without an accepted connect that long after its
+        handshake."""
         self.verifier = verifier
         self.limiter = limiter
         self.trusted = trusted or TrustedProxies(())
@@ -116,8 +179,12 @@ class EventStream:
         self.topics = frozenset(t for t in topics if valid_topic(t))
         self.origins = origins
         self.metrics = metrics
-        self.sio = socketio.AsyncServer(
-            async_mode="asgi", cors_allowed_origins=[], logger=False, engineio_logger=False
+        self.sio = _Server(
+            connect_timeout=connect_timeout,
+            async_mode="asgi",
+            cors_allowed_origins=[],
+            logger=False,
+            engineio_logger=False,
         )
         self.engineio_app = socketio.ASGIApp(self.sio, socketio_path=path.strip("/"))
         self.path = path.rstrip("/")
@@ -165,6 +232,7 @@ class EventStream:
         exp = token_expiry(token)
         if exp is not None:
             self._deadlines[sid] = exp + self.leeway
+        self.sio.connected(self.sio.manager.eio_sid_from_sid(sid, "/"))
         self._clients += 1
         self.metrics.stream_clients.set(self._clients)
 
@@ -360,10 +428,5 @@ async def _refuse_handshake(scope: Scope, send: Send, refusal: Refusal) -> None:
         data["message"],
         **{k: v for k, v in data.items() if k != "message"},
     )
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(data["retryAfter"]).encode()),
-    ]
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    retry_after = str(data["retryAfter"]).encode()
+    await send_json(send, refusal.status, body, [(b"retry-after", retry_after)])

@@ -370,18 +370,64 @@ def test_rollout_template_literal_secret_is_denied(env: Env) -> None:
 # --- no wildcard CORS origins ---
 
 
-def cors(value: str) -> list[dict[str, str]]:
-    return [{"name": "XYNERGY_GATEWAY_CORS_ORIGINS", "value": value}]
+def cors(value: str, name: str = "XYNERGY_GATEWAY_CORS_ORIGINS") -> list[dict[str, str]]:
+    return [{"name": name, "value": value}]
 
 
-@pytest.mark.parametrize("origins", ['["*"]', '["https://*.example.com"]'])
-def test_wildcard_cors_origins_are_denied(env: Env, origins: str) -> None:
-    resp = submit(env, env.production, "xynergyservices", service(env=cors(origins)))
+def cors_patterns(
+    value: str, name: str = "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS"
+) -> list[dict[str, str]]:
+    return cors(value, name)
+
+
+@pytest.mark.parametrize(
+    ("origins", "name"),
+    [
+        ('["*"]', "XYNERGY_GATEWAY_CORS_ORIGINS"),
+        ('["https://*.example.com"]', "XYNERGY_GATEWAY_CORS_ORIGINS"),
+        ('["*"]', "xynergy_gateway_cors_origins"),  # the gateway reads names in any case
+        ('["https://\\u002a.example.com"]', "XYNERGY_GATEWAY_CORS_ORIGINS"),  # '*' escaped
+    ],
+)
+def test_wildcard_cors_origins_are_denied(env: Env, origins: str, name: str) -> None:
+    resp = submit(env, env.production, "xynergyservices", service(env=cors(origins, name)))
     assert_denied(env, resp, "xynergy-gateway-cors", "must not contain '*'")
 
 
 def test_exact_cors_origins_are_admitted(env: Env) -> None:
     body = service(env=cors('["https://app.xynergyos.com"]'))
+    assert_admitted(submit(env, env.production, "xynergyservices", body))
+
+
+@pytest.mark.parametrize(
+    ("patterns", "name"),
+    [
+        ('[".*"]', "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS"),
+        ('["^.*$"]', "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS"),
+        ('["*"]', "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS"),
+        ('["https://*.com"]', "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS"),
+        ('["https://*.xynergyos.com", ".+"]', "xynergy_gateway_cors_origin_patterns"),
+    ],
+)
+def test_cors_origin_patterns_any_website_matches_are_denied(
+    env: Env, patterns: str, name: str
+) -> None:
+    resp = submit(
+        env, env.production, "xynergyservices", service(env=cors_patterns(patterns, name))
+    )
+    assert_denied(env, resp, "xynergy-gateway-cors", "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS must be")
+    rollout_body = rollout(template={"env": cors_patterns(patterns, name)})
+    resp = submit(env, env.production, "rollouts", rollout_body)
+    assert_denied(env, resp, "xynergy-gateway-cors", "a domain of two labels or more")
+
+
+def test_subdomain_patterns_and_configmap_values_are_admitted(env: Env) -> None:
+    """A value from a ConfigMap is not visible at admission (the gateway checks it at start)."""
+    for patterns in ("[]", '["https://*.xynergyos.com", "http://*.dev.example.org:8080"]'):
+        body = service(env=cors_patterns(patterns))
+        assert_admitted(submit(env, env.production, "xynergyservices", body))
+    ref = {"configMapKeyRef": {"name": "gateway-settings", "key": "cors_origin_patterns"}}
+    body = service(env=[{"name": "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS", **ref}])
     assert_admitted(submit(env, env.production, "xynergyservices", body))
 
 
@@ -475,6 +521,10 @@ FIXTURES: list[dict[str, Any]] = [
         ]
     ),
     service(env=KEY_FILES),
+    service(env=[*cors('["*"]', "xynergy_gateway_cors_origins"), *cors_patterns('[".*"]')]),
+    service(env=cors_patterns('["https://*.com"]', "Xynergy_Gateway_Cors_Origin_Patterns")),
+    service(env=[*cors('["https://app.xynergyos.com"]'), *cors_patterns('["https://*.x.io"]')]),
+    rollout(template={"env": cors('["https://\\u002a.x.io"]')}),
     service(
         env=[
             *KEY_FILES,

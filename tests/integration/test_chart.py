@@ -279,6 +279,8 @@ async def test_gateway_cors_origins_come_from_the_values(
             "allowedOriginPatterns",
         ),
         ("platform.gateway.cors.allowedOriginPatterns={*}", "allowedOriginPatterns"),
+        ("platform.gateway.cors.allowedOriginPatterns={.*}", "allowedOriginPatterns"),
+        ("platform.gateway.cors.allowedOriginPatterns={https://*.com}", "allowedOriginPatterns"),
         ("platform.gateway.cors.allowCredentials=false", "allowCredentials"),
     ],
 )

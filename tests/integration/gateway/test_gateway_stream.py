@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -218,6 +219,54 @@ async def test_bare_engineio_handshakes_count_against_the_address(
         assert gw.app.metrics.rate_limited.labels(STREAM_PATH)._value.get() == 1
         # the two half-open sessions were accepted, and what refused the fourth was the count
         assert set(half_open) <= set(gw.app.stream.sio.eio.sockets)
+
+
+async def test_a_session_without_a_connection_is_closed_after_the_connect_timeout(
+    gateway_factory: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    """A counted engine.io session that never sends the socket.io CONNECT (or whose CONNECT
+    was refused) used to live until engine.io's ping timeout (about 45 s); it is now closed
+    XYNERGY_GATEWAY_STREAM_CONNECT_TIMEOUT_SECONDS after its handshake, and a session with an
+    accepted connection is left alone."""
+    await _clear_stream_limits(redis_client)
+    handshake = {"EIO": "4", "transport": "polling"}
+    async with gateway_factory(stream_connect_timeout_seconds=0.5) as gw:
+        server = gw.app.stream.sio
+
+        async def open_session() -> str:
+            opened = await gw.http.get(f"{STREAM_PATH}/", params=handshake)
+            assert opened.status_code == 200, opened.text
+            return str(json.loads(opened.text[1:])["sid"])
+
+        def closed(sid: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return sid not in server.eio.sockets and server.get_environ(sid) is None
+
+            return check
+
+        silent = await open_session()
+        refused = await open_session()
+        connect = await gw.http.post(
+            f"{STREAM_PATH}/", params={**handshake, "sid": refused}, content='40{"token":"x"}'
+        )
+        assert connect.status_code == 200, connect.text
+        client = await _connected(gw.url, make_jwt(user_id="prompt", tenant_id="prompt-co"))
+        try:
+            later = await open_session()  # opened after the client's connect was accepted
+            for sid in (silent, refused, later):
+                await wait_for(closed(sid), within=10, what=f"session {sid} to be closed")
+            # the client's session is older than `later`, which timed out: it was kept
+            assert len(server.eio.sockets) == 1
+            assert gw.app.metrics.stream_clients._value.get() == 1
+            assert not server._unconnected  # no timer left behind
+            await publish_event(
+                redis_client, tenant_id="prompt-co", topic="crm-changes", payload={"n": 1}
+            )
+            assert (await client.next_of("event"))["data"] == {"n": 1}
+            gone = await gw.http.get(f"{STREAM_PATH}/", params={**handshake, "sid": silent})
+            assert gone.status_code == 400, gone.text
+        finally:
+            await client.close()
 
 
 # -- connections do not outlive their token (issue 20 item 6) ---------------------------------

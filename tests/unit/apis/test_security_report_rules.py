@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from apis.policies import Params, evaluate, report
+from apis.policies import CORS_PATTERNS_SHAPE, Params, evaluate, report
 
 pytestmark = pytest.mark.unit
 
-PARAMS_FILE = Path(__file__).parents[3] / "manifests" / "policies" / "params.yaml"
+POLICIES = Path(__file__).parents[3] / "manifests" / "policies"
+PARAMS_FILE = POLICIES / "params.yaml"
 SHIPPED = Params.from_data(yaml.safe_load(PARAMS_FILE.read_text())["data"])
 DIGEST = "@sha256:" + "0123456789abcdef" * 4
 GOOD = "ghcr.io/xynergy/crm:1" + DIGEST
@@ -121,6 +122,68 @@ def test_wildcard_cors_in_a_rollout_template() -> None:
     assert rules(rollout) == ["xynergy-gateway-cors"]
     env[0]["value"] = '["https://app.x.com"]'
     assert rules(rollout) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("XYNERGY_GATEWAY_CORS_ORIGINS", '["*"]'),
+        ("xynergy_gateway_cors_origins", '["*"]'),  # the gateway reads names in any case
+        ("XYNERGY_GATEWAY_CORS_ORIGINS", '["https://\\u002a.x.com"]'),  # a JSON escape of '*'
+    ],
+)
+def test_wildcard_cors_origins_in_any_spelling(name: str, value: str) -> None:
+    [found] = evaluate(xs(env=[{"name": name, "value": value}]), params=SHIPPED, production=True)
+    assert found.rule == "xynergy-gateway-cors"
+    assert found.message.startswith("XYNERGY_GATEWAY_CORS_ORIGINS must not contain '*'")
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        ("[]", False),
+        ('["https://*.xynergyos.com"]', False),
+        (' [ "HTTPS://*.App.Example.org:8443" ,\n "http://*.x.io" ] ', False),
+        ('[".*"]', True),
+        ('[".+"]', True),
+        ('["^.*$"]', True),
+        ('["*"]', True),
+        ('["https://*.com"]', True),  # every .com website
+        ('["https://*.xynergyos.com", "https://*.io"]', True),
+        ('["https://app.*.com"]', True),
+        ('["https:\\/\\/*.x.com"]', True),  # escapes are refused, not decoded
+        ('"https://*.x.com"', True),  # not a list
+    ],
+)
+def test_cors_origin_patterns_must_not_match_every_website(value: str, refused: bool) -> None:
+    for name in ("XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS", "Xynergy_Gateway_Cors_Origin_Patterns"):
+        found = evaluate(xs(env=[{"name": name, "value": value}]), params=SHIPPED, production=True)
+        assert [f.rule for f in found] == (["xynergy-gateway-cors"] if refused else [])
+        if refused:
+            assert found[0].message.startswith(
+                "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS must be a JSON list of patterns like"
+            )
+
+
+def test_cors_values_from_a_configmap_are_not_judged() -> None:
+    """Admission cannot read a ConfigMap's value; the gateway refuses a bad one at start."""
+    ref = {"configMapKeyRef": {"name": "gateway-settings", "key": "cors"}}
+    env = [
+        {"name": n, **ref}
+        for n in ("XYNERGY_GATEWAY_CORS_ORIGINS", "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS")
+    ]
+    assert rules(xs(env=env)) == []
+
+
+def test_the_policy_holds_the_reports_pattern_regex() -> None:
+    """apis.policies and the CEL policy test the patterns with the same regex text."""
+    [policy] = [
+        d
+        for d in yaml.safe_load_all((POLICIES / "gateway-cors.yaml").read_text())
+        if d["kind"] == "ValidatingAdmissionPolicy"
+    ]
+    expressions = [v["expression"] for v in policy["spec"]["validations"]]
+    assert sum(f"matches(r'{CORS_PATTERNS_SHAPE}')" in e for e in expressions) == 1
 
 
 def test_oauth_scopes_outside_the_providers_set() -> None:

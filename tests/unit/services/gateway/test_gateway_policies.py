@@ -28,7 +28,15 @@ def test_origin_policy() -> None:
 
 
 @pytest.mark.parametrize(
-    ("origins", "patterns"), [(["*"], []), ([], ["*"]), ([], ["https://x.*.com"])]
+    ("origins", "patterns"),
+    [
+        (["*"], []),
+        ([], ["*"]),
+        ([], ["https://x.*.com"]),
+        ([], [".*"]),
+        ([], ["https://*.com"]),  # every .com website
+        ([], ["https://app.xynergyos.com"]),  # not a pattern
+    ],
 )
 def test_origin_policy_refuses_wildcards(origins: list[str], patterns: list[str]) -> None:
     with pytest.raises(ValueError, match="CORS"):

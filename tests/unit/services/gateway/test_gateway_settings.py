@@ -47,6 +47,34 @@ KEY = "k" * 40
             "https://*.example.com",
         ),
         (
+            {
+                "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
+                "XYNERGY_GATEWAY_STREAM_CONNECT_TIMEOUT_SECONDS": "0",
+            },
+            "XYNERGY_GATEWAY_STREAM_CONNECT_TIMEOUT_SECONDS: Input should be greater than 0",
+        ),
+        (
+            # credentials are allowed: no pattern any website matches, nor a TLD's every site
+            {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS": '[".*"]'},
+            "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS: Value error, each entry must look like "
+            "https://*.example.com: '*.' and a domain of two labels or more (credentials are "
+            "allowed",
+        ),
+        (
+            {
+                "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
+                "xynergy_gateway_cors_origin_patterns": '["https://*.com"]',
+            },
+            "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS: Value error, each entry must look like",
+        ),
+        (
+            {
+                "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
+                "XYNERGY_GATEWAY_CORS_ORIGINS": '["https://\\u002a.example.com"]',
+            },
+            "XYNERGY_GATEWAY_CORS_ORIGINS: Value error, each entry must be an origin",
+        ),
+        (
             {"XYNERGY_INTERNAL_SIGNING_KEY": KEY, "XYNERGY_AUTH_FIREBASE_ENABLED": "false"},
             "JWT_SECRET / XYNERGY_AUTH_JWT_SECRET: required",
         ),
