@@ -97,9 +97,9 @@ REVISION_LABEL = "xynergy.io/rollout-revision"
 def revision_digest(canary: XynergyService) -> str:
     """8 hex digits of the Pod template the new revision runs (same spec, same name). Without
     the config hash: a rotated Secret rolls the revision's Pods, it is not a new revision."""
-    from controllers.xynergyservice.resources.kubernetes import pod_spec, pod_spec_digest
+    from controllers.xynergyservice.resources.kubernetes import template_digest
 
-    return pod_spec_digest(pod_spec(canary))[:8]
+    return template_digest(canary)[:8]
 
 
 def revision_url(name: str, namespace: str | None) -> str:

@@ -30,7 +30,8 @@ POD_REVISION_ANNOTATION = REVISION_ANNOTATION
 annotation, not a label: a label value has at most 63 characters, a XynergyService's name
 can have 63 and its revision 6 more."""
 TEMPLATE_ANNOTATION = "xynergy.io/template"
-"""On the Deployment: the digest of the Pod spec its revision runs (what makes a new revision)."""
+"""On the Deployment: the digest of the Pod spec its revision runs (what makes a new revision;
+`kubernetes.template_digest`)."""
 
 
 def name_of(svc: XynergyService) -> str:
