@@ -66,11 +66,17 @@ _IMAGE_EXPECTED = (
 )
 
 
-def cel(rule: str, message: str, *, field_path: str | None = None) -> JsonDict:
-    """One `x-kubernetes-validations` entry (a CEL rule the apiserver evaluates)."""
+def cel(
+    rule: str, message: str, *, field_path: str | None = None, optional_old_self: bool = False
+) -> JsonDict:
+    """One `x-kubernetes-validations` entry (a CEL rule the apiserver evaluates).
+    `optional_old_self`: `oldSelf` is an optional, empty on create, so a rule can be for
+    creation only (`oldSelf.hasValue() || ...`)."""
     entry: JsonDict = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path
+    if optional_old_self:
+        entry["optionalOldSelf"] = True
     return entry
 
 

@@ -98,7 +98,7 @@ def crd_for(info: CrdInfo) -> dict[str, Any]:
     subresources: dict[str, Any] = {"status": {}}
     if info.scale:
         subresources["scale"] = dict(info.scale)
-    root = {
+    root: dict[str, Any] = {
         "type": "object",
         "description": info.description,
         "required": ["spec"],
@@ -113,6 +113,8 @@ def crd_for(info: CrdInfo) -> dict[str, Any]:
             "status": status_schema,
         },
     }
+    if info.validations:
+        root["x-kubernetes-validations"] = [dict(rule) for rule in info.validations]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

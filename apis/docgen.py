@@ -136,6 +136,19 @@ def render_doc(info: CrdInfo, *, example: str) -> str:
         ]
         out += [f"| `spec.{p}` | {m} |".replace("spec..", "spec") for p, _, m in rules]
         out.append("")
+    if info.validations:
+        out += [
+            "### Rules on the object (checked when it is created)",
+            "",
+            "An object stored before a rule existed stays readable and updatable.",
+            "",
+            "| Rule | Message |",
+            "| --- | --- |",
+        ]
+        for v in info.validations:
+            rule = str(v["rule"]).removeprefix("oldSelf.hasValue() || (").removesuffix(")")
+            out.append(f"| `{rule}` | {v['message']} |".replace("||", "\\|\\|"))
+        out.append("")
     out += [
         "## Status",
         "",

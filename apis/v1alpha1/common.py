@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, Field
+from pydantic.config import JsonDict
 
-from apis.base import DNS_LABEL, DNS_SUBDOMAIN, KubeModel, ObjectMeta, SpecModel
+from apis.base import DNS_LABEL, DNS_SUBDOMAIN, KubeModel, ObjectMeta, SpecModel, cel
 
 __all__ = [
     "API_VERSION",
     "CATEGORY",
     "GROUP",
+    "LABEL_VALUE_MAX",
     "VERSION",
     "ConfigMapKeySelector",
     "CrdInfo",
@@ -22,6 +24,7 @@ __all__ = [
     "SecretKeySelector",
     "TargetRef",
     "conditions_field",
+    "on_create",
     "ready_columns",
 ]
 
@@ -29,6 +32,18 @@ GROUP = "xynergy.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "xynergy"
+LABEL_VALUE_MAX = 63
+"""The longest label value (and DNS label, so Service name) Kubernetes accepts."""
+
+
+def on_create(rule: str, message: str) -> JsonDict:
+    """A CEL rule at a CRD's root checked when an object is created, never on an update
+    (`oldSelf` is empty only then): a rule on metadata.name, which cannot change, would
+    otherwise make an object stored before the rule unupdatable, down to the removal of
+    its finalizers (the apiserver ratchets a rule only where its value is unchanged, and at
+    the root it is the whole object). Needs CRD validation ratcheting's optionalOldSelf, on
+    by default since Kubernetes 1.30."""
+    return cel(f"oldSelf.hasValue() || ({rule})", message, optional_old_self=True)
 
 
 class TargetRef(SpecModel):
@@ -140,6 +155,8 @@ class CrdInfo:
     scale: dict[str, str] | None = None
     description: str = ""
     categories: tuple[str, ...] = field(default=(CATEGORY,))
+    validations: tuple[JsonDict, ...] = ()
+    """CEL rules on the whole object, e.g. on metadata.name (`on_create`)."""
 
     @property
     def name(self) -> str:

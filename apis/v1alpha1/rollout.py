@@ -26,11 +26,13 @@ from apis.base import (
 )
 from apis.conditions import Condition
 from apis.v1alpha1.common import (
+    LABEL_VALUE_MAX,
     CrdInfo,
     PrinterColumn,
     Resource,
     TargetRef,
     conditions_field,
+    on_create,
     ready_columns,
 )
 from apis.v1alpha1.xynergyservice import (
@@ -42,6 +44,8 @@ from apis.v1alpha1.xynergyservice import (
 
 __all__ = [
     "MAX_LOAD_REQUESTS",
+    "MAX_ROLLOUT_NAME_LENGTH",
+    "ROLLOUT_NAME_MESSAGE",
     "AnalysisMethod",
     "AnalysisMetric",
     "AnalysisRunSummary",
@@ -800,6 +804,14 @@ class Rollout(Resource[RolloutSpec, RolloutStatus]):
     kind: Literal["Rollout"] = "Rollout"
 
 
+MAX_ROLLOUT_NAME_LENGTH = LABEL_VALUE_MAX
+"""The longest Rollout metadata.name: on Kubernetes it is the value of the `xynergy.io/rollout`
+label on the new revision's Deployment, Service and Pods (a label value has at most 63)."""
+ROLLOUT_NAME_MESSAGE = (
+    f"metadata.name: must be at most {MAX_ROLLOUT_NAME_LENGTH} characters: it is the value of"
+    " the xynergy.io/rollout label on the new revision's Deployment and Service"
+)
+
 Rollout.crd = CrdInfo(
     kind="Rollout",
     plural="rollouts",
@@ -819,5 +831,8 @@ Rollout.crd = CrdInfo(
         *ready_columns(),
         PrinterColumn("Image", ".spec.image", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+    validations=(
+        on_create(f"self.metadata.name.size() <= {MAX_ROLLOUT_NAME_LENGTH}", ROLLOUT_NAME_MESSAGE),
     ),
 )

@@ -27,12 +27,14 @@ from apis.base import (
 )
 from apis.conditions import Condition
 from apis.v1alpha1.common import (
+    LABEL_VALUE_MAX,
     ConfigMapKeySelector,
     CrdInfo,
     PrinterColumn,
     Resource,
     SecretKeySelector,
     conditions_field,
+    on_create,
     ready_columns,
 )
 
@@ -42,6 +44,8 @@ __all__ = [
     "CONTAINER_CONTRACT_ENV",
     "CONTAINER_PORT_ENV",
     "DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS",
+    "MAX_CLOUD_RUN_NAME_LENGTH",
+    "MAX_NAME_LENGTH",
     "MAX_ROUTE_TIMEOUT_SECONDS",
     "MAX_TERMINATION_GRACE_PERIOD_SECONDS",
     "PRE_STOP_SLEEP_SECONDS",
@@ -71,6 +75,7 @@ __all__ = [
     "XynergyService",
     "XynergyServiceSpec",
     "XynergyServiceStatus",
+    "name_problem",
     "route_path_rule",
 ]
 
@@ -805,6 +810,59 @@ class XynergyServiceStatus(StatusModel):
     """When the controller last compared spec and backend."""
 
 
+MAX_NAME_LENGTH = LABEL_VALUE_MAX
+"""The longest metadata.name: it names the Service (a DNS-1035 label, at most 63 characters)
+and the Deployment, and is the value of the `app.kubernetes.io/name` and `xynergy.io/service`
+labels on them and their Pods (a label value has at most 63). What else is derived from it
+fits: the revision `<name>-00003` is an annotation (no limit), a Kubernetes Rollout's new
+revision is `<name, cut to 51>-ro-<8 hex digits>`."""
+MAX_CLOUD_RUN_NAME_LENGTH = 49
+"""The longest metadata.name with backend cloudRun: the Cloud Run service id (Admin API v2:
+fewer than 50 characters). Its revisions, `<name>-00003` and a Rollout's `<name>-ro-<8 hex
+digits>`, stay within the 63 a revision name may have."""
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""metadata.name as a DNS-1035 label (a Service name, a Cloud Run service id): the apiserver
+admits custom objects with any DNS subdomain, dots and a leading digit included."""
+_NAME_LENGTH = (
+    f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+    f"metadata.name: must be at most {MAX_NAME_LENGTH} characters: it names the"
+    " XynergyService's Service (a DNS-1035 label) and Deployment and is a label value on them"
+    " and their Pods",
+)
+_NAME_FORMAT = (
+    f"self.metadata.name.matches('{NAME_PATTERN}')",
+    "metadata.name: must start with a lowercase letter, hold only lowercase letters, digits"
+    " and '-', and end with a letter or digit (no '.'): it names the XynergyService's Service"
+    " (a DNS-1035 label)",
+)
+_CLOUD_RUN_NAME_LENGTH = (
+    f"self.spec.backend != 'cloudRun' || self.metadata.name.size() <= {MAX_CLOUD_RUN_NAME_LENGTH}",
+    f"metadata.name: must be at most {MAX_CLOUD_RUN_NAME_LENGTH} characters with spec.backend"
+    " cloudRun: it is the Cloud Run service id (fewer than 50 characters)",
+)
+_NAME_RULES = (_NAME_LENGTH, _NAME_FORMAT, _CLOUD_RUN_NAME_LENGTH)
+"""(CEL rule on the object at creation, message); `name_problem` checks the same."""
+
+
+def name_problem(name: str, backend: Backend) -> str | None:
+    """What is wrong with `name` as a XynergyService's metadata.name (the message the CRD
+    refuses a new object with, then the name), None when its children can all be named
+    after it. For an object stored before the CRD checked it, which the operator stalls
+    rather than failing on a child."""
+    failed = (
+        (len(name) > MAX_NAME_LENGTH, _NAME_LENGTH[1]),
+        (re.fullmatch(NAME_PATTERN, name) is None, _NAME_FORMAT[1]),
+        (
+            backend == Backend.CLOUD_RUN and len(name) > MAX_CLOUD_RUN_NAME_LENGTH,
+            _CLOUD_RUN_NAME_LENGTH[1],
+        ),
+    )
+    for bad, message in failed:
+        if bad:
+            return f"{message}; it is {name!r} ({len(name)} characters)"
+    return None
+
+
 class XynergyService(Resource[XynergyServiceSpec, XynergyServiceStatus]):
     """A service of the Xynergy platform, deployed to Kubernetes or Cloud Run."""
 
@@ -836,4 +894,5 @@ XynergyService.crd = CrdInfo(
         "statusReplicasPath": ".status.replicas",
         "labelSelectorPath": ".status.selector",
     },
+    validations=tuple(on_create(rule, message) for rule, message in _NAME_RULES),
 )

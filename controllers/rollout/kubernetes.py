@@ -40,7 +40,8 @@ from controllers.rollout.resources import (
     canary_deployment,
     canary_replicas,
     canary_service,
-    revision_digest,
+    check_label_name,
+    kubernetes_revision_name,
     revision_url,
     settled_on,
 )
@@ -102,7 +103,10 @@ class KubernetesRollout:
         self.rollout_label = rollout.metadata.name or ""
 
     def revision_name(self, canary: XynergyService) -> str:
-        return f"{canary.metadata.name}-ro-{revision_digest(canary)}"
+        """`kubernetes_revision_name`; StalledError when the Rollout's name cannot label
+        its children (`check_label_name`)."""
+        check_label_name(self.rollout)
+        return kubernetes_revision_name(canary)
 
     async def _deployment(self, name: str) -> dict[str, Any] | None:
         return await self.provider.get("apps/v1", "Deployment", name, self.namespace)

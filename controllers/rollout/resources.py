@@ -10,9 +10,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis.base import is_zero
-from apis.v1alpha1.common import API_VERSION
-from apis.v1alpha1.rollout import RevisionTemplate, Rollout, RolloutSpec, TrafficRouting
+from apis.v1alpha1.common import API_VERSION, LABEL_VALUE_MAX
+from apis.v1alpha1.rollout import (
+    MAX_ROLLOUT_NAME_LENGTH,
+    ROLLOUT_NAME_MESSAGE,
+    RevisionTemplate,
+    Rollout,
+    RolloutSpec,
+    TrafficRouting,
+)
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.errors import StalledError
 from controllers.xynergyservice.resources.naming import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_LABEL
 from controllers.xynergyservice.resources.references import CONFIG_SOURCES_ANNOTATION
 
@@ -22,6 +30,8 @@ __all__ = [
     "canary_deployment",
     "canary_replicas",
     "canary_service",
+    "check_label_name",
+    "kubernetes_revision_name",
     "promotion_patch",
     "revision_digest",
     "revision_url",
@@ -97,9 +107,35 @@ REVISION_LABEL = "xynergy.io/rollout-revision"
 def revision_digest(canary: XynergyService) -> str:
     """8 hex digits of the Pod template the new revision runs (same spec, same name). Without
     the config hash: a rotated Secret rolls the revision's Pods, it is not a new revision."""
-    from controllers.xynergyservice.resources.kubernetes import pod_spec, pod_spec_digest
+    from controllers.xynergyservice.resources.kubernetes import template_digest
 
-    return pod_spec_digest(pod_spec(canary))[:8]
+    return template_digest(canary)[:8]
+
+
+REVISION_INFIX = "-ro-"
+
+
+def kubernetes_revision_name(canary: XynergyService) -> str:
+    """The new revision's name on Kubernetes, `crm-ro-1a2b3c4d`: its Deployment's and
+    Service's name (a DNS-1035 label) and its `REVISION_LABEL` value, so at most 63
+    characters. The target's name is cut to what leaves room for the suffix (51 of its up
+    to 63): a longer one could not have a revision at all before, so no live child is
+    renamed; its Pod spec holds the whole name (K_SERVICE), so the digest still tells two
+    targets of the same first 51 characters apart."""
+    digest = revision_digest(canary)
+    room = LABEL_VALUE_MAX - len(REVISION_INFIX) - len(digest)
+    return f"{(canary.metadata.name or '')[:room]}{REVISION_INFIX}{digest}"
+
+
+def check_label_name(rollout: Rollout) -> None:
+    """StalledError `InvalidName` for a Rollout whose name cannot be the `ROLLOUT_LABEL` value
+    of its Kubernetes children (stored before the CRD refused such names at creation)."""
+    name = rollout.metadata.name or ""
+    if len(name) > MAX_ROLLOUT_NAME_LENGTH:
+        raise StalledError(
+            f"{ROLLOUT_NAME_MESSAGE}; it is {name!r} ({len(name)} characters)",
+            reason="InvalidName",
+        )
 
 
 def revision_url(name: str, namespace: str | None) -> str:

@@ -15,9 +15,8 @@ from typing import Any
 from apis.conditions import READY, is_true
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.xynergyservice.resources.kubernetes import (
-    pod_spec,
-    pod_spec_digest,
     service_url,
+    template_digest,
 )
 from controllers.xynergyservice.resources.naming import (
     REVISION_ANNOTATION,
@@ -194,7 +193,7 @@ def _runs_spec(svc: XynergyService, meta: Mapping[str, Any]) -> bool:
     have = annotations.get(TEMPLATE_ANNOTATION)
     if have is None:
         return annotations.get(REVISION_ANNOTATION) == revision_name(svc)
-    return bool(have == pod_spec_digest(pod_spec(svc)))
+    return bool(have == template_digest(svc))
 
 
 def _was_serving(svc: XynergyService, revision: str) -> bool:

@@ -23,6 +23,7 @@ from controllers.metrics import RECONCILE_DURATION, RECONCILE_TOTAL
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.xynergyservice.backends import Backend, CloudRunBackend, KubernetesBackend
 from controllers.xynergyservice.observed import BackendStatus
+from controllers.xynergyservice.resources.naming import check_name
 from controllers.xynergyservice.status import (
     compute_status,
     events_for,
@@ -73,6 +74,7 @@ async def reconcile(
     observed: BackendStatus | None = None
     error: ProviderError | None = None
     try:
+        check_name(svc)
         backend = _backend(svc, backends)
         act = backend.observe if svc.spec.paused else backend.apply
         observed = await act(svc, child=child)

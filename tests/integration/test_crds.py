@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kopf.testing import KopfRunner
@@ -16,7 +18,10 @@ from kube_support import ALL_KINDS, Kube, run_operator
 from prometheus import PrometheusServer, ScrapeTarget
 from pydantic import ValidationError
 
-from apis.v1alpha1 import GROUP, KINDS, VERSION
+from apis.crdgen import crd_for
+from apis.v1alpha1 import GROUP, KINDS, VERSION, XynergyService
+from apis.v1alpha1.xynergyservice import Backend as XSBackend
+from apis.v1alpha1.xynergyservice import name_problem
 from controllers.devcluster.manifests import create_secrets
 from controllers.devcluster.platform import dev_secrets, sample_secrets
 
@@ -837,3 +842,134 @@ def test_route_timeout_is_not_defaulted(
     resp = kube.create(_path("XynergyService", namespace), _obj("XynergyService", "routes", spec))
     assert resp.status_code == 201, resp.text
     assert resp.json()["spec"]["routes"] == [{"prefix": "/api/v2/crm", "public": False}]
+
+
+# (id, kind, spec, metadata.name, text of the refusal; None: accepted)
+NAMES: list[tuple[str, str, dict[str, Any], str, str | None]] = [
+    ("xs-63", "XynergyService", BASE["XynergyService"], "a" * 63, None),
+    ("xs-64", "XynergyService", BASE["XynergyService"], "a" * 64,
+     "metadata.name: must be at most 63 characters: it names the XynergyService's Service"),
+    ("xs-253", "XynergyService", BASE["XynergyService"], "a" * 253,
+     "metadata.name: must be at most 63 characters"),
+    ("xs-dotted", "XynergyService", BASE["XynergyService"], "crm.v2",
+     "metadata.name: must start with a lowercase letter"),
+    ("xs-leading-digit", "XynergyService", BASE["XynergyService"], "2fa",
+     "metadata.name: must start with a lowercase letter"),
+    ("xs-cloudrun-49", "XynergyService", ON_CLOUD_RUN, "c" * 49, None),
+    ("xs-cloudrun-50", "XynergyService", ON_CLOUD_RUN, "c" * 50,
+     "metadata.name: must be at most 49 characters with spec.backend cloudRun"),
+    ("rollout-63", "Rollout", BASE["Rollout"], "r" * 63, None),
+    ("rollout-dotted", "Rollout", BASE["Rollout"], "crm.canary", None),
+    ("rollout-64", "Rollout", BASE["Rollout"], "r" * 64,
+     "metadata.name: must be at most 63 characters: it is the value of the xynergy.io/rollout"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "name", "refused"),
+    [pytest.param(k, s, n, r, id=i) for i, k, s, n, r in NAMES],
+)
+def test_a_name_its_children_cannot_have_is_refused_at_creation(
+    kube: Kube,
+    crds_installed: list[str],
+    namespace: str,
+    kind: str,
+    spec: dict[str, Any],
+    name: str,
+    refused: str | None,
+) -> None:
+    """A XynergyService's name names its Service (a DNS-1035 label), a Cloud Run service id
+    and label values; a Rollout's is a label value: one they cannot have is refused when the
+    object is created, naming metadata.name and the limit, not by a child's apiserver error
+    later (the longest of each is admitted)."""
+    resp = kube.create(_path(kind, namespace), _obj(kind, name, copy.deepcopy(spec)))
+    if refused is None:
+        assert resp.status_code == 201, resp.text
+        return
+    assert resp.status_code == 422, f"accepted {name!r}"
+    message = resp.json()["message"]
+    assert refused in message, message
+    if kind == "XynergyService":  # the operator's own check says the same
+        backend = XSBackend(spec.get("backend", "kubernetes"))
+        assert (name_problem(name, backend) or "").startswith(refused)
+
+
+def _renamed_crd(group: str, *, with_name_rules: bool) -> dict[str, Any]:
+    """The XynergyService CRD in another group (so this test can change it), with or without
+    its rules on metadata.name."""
+    crd = crd_for(XynergyService.crd)
+    crd["metadata"]["name"] = f"{XynergyService.crd.plural}.{group}"
+    crd["spec"]["group"] = group
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert root.get("x-kubernetes-validations"), "the CRD has its rules on metadata.name"
+    if not with_name_rules:
+        del root["x-kubernetes-validations"]
+    return crd
+
+
+def test_an_object_stored_before_the_name_rules_stays_updatable(kube: Kube, namespace: str) -> None:
+    """Upgrading the CRD leaves an object already stored with a longer name as it was: its
+    spec, finalizers and deletion still go through (the rules are for creation only), while
+    a new object of that name is refused."""
+    group = f"u{uuid.uuid4().hex[:8]}.xynergy.io"
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    crd_name = f"{XynergyService.crd.plural}.{group}"
+    made = kube.create(crds, _renamed_crd(group, with_name_rules=False))
+    assert made.status_code == 201, made.text
+    try:
+
+        def established() -> bool:
+            conditions = kube.get(f"{crds}/{crd_name}").json().get("status", {}).get("conditions")
+            return any(
+                c["type"] == "Established" and c["status"] == "True" for c in conditions or []
+            )
+
+        kube.wait_for(f"{crd_name} Established", established)
+        path = f"/apis/{group}/{VERSION}/namespaces/{namespace}/{XynergyService.crd.plural}"
+        old_name = "legacy-" + "x" * 70
+        body = {**_obj("XynergyService", old_name, copy.deepcopy(BASE["XynergyService"]))}
+        body["apiVersion"] = f"{group}/{VERSION}"
+
+        def created() -> bool:  # the new group is served a moment after Established
+            resp = kube.create(path, body)
+            assert resp.status_code in (201, 404), resp.text
+            return resp.status_code == 201
+
+        kube.wait_for("an object with a 77-character name", created)
+
+        live = kube.get(f"{crds}/{crd_name}").json()
+        upgraded = _renamed_crd(group, with_name_rules=True)
+        upgraded["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        resp = kube.http.put(f"{crds}/{crd_name}", json=upgraded)
+        assert resp.status_code == 200, resp.text
+        newer = {**body, "metadata": {"name": "newer-" + "x" * 70}}
+
+        def refused() -> bool:  # the apiserver serves the new schema a moment later
+            resp = kube.create(path, newer)
+            assert resp.status_code in (201, 422), resp.text
+            if resp.status_code == 201:
+                kube.delete(f"{path}/{newer['metadata']['name']}")
+                return False
+            assert "metadata.name: must be at most 63 characters" in resp.json()["message"]
+            return True
+
+        kube.wait_for("a new over-long name refused", refused)
+
+        def patch(change: dict[str, Any]) -> httpx.Response:
+            return kube.http.patch(
+                f"{path}/{old_name}",
+                json=change,
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+
+        for change in (
+            {"spec": {"image": "registry.example/crm:2"}},
+            {"metadata": {"finalizers": ["xynergy.io/finalizer"]}},
+            {"metadata": {"finalizers": None}},
+        ):
+            resp = patch(change)
+            assert resp.status_code == 200, f"{change}: {resp.text}"
+        assert kube.get(f"{path}/{old_name}").json()["spec"]["image"] == "registry.example/crm:2"
+        assert kube.delete(f"{path}/{old_name}").status_code == 200
+    finally:
+        kube.delete(f"{crds}/{crd_name}")

@@ -7,12 +7,17 @@ literal value, or the downward API's field of the Pod the apiserver stored."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from kopf.testing import KopfRunner
 from kube_support import Kube
 from test_xynergyservice import create_xs, get_xs, merge_patch, wait_ready, xs_url
+
+from apis.v1alpha1 import XynergyService
+from controllers.core.context import FIELD_MANAGER
+from controllers.xynergyservice.resources.kubernetes import build_deployment, pod_spec_digest
 
 CONTRACT = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
@@ -118,3 +123,109 @@ def test_a_users_own_contract_variable_wins_and_the_grace_period_is_the_one_aske
     assert pod["spec"]["terminationGracePeriodSeconds"] == 95
     lifecycle = pod["spec"]["containers"][0]["lifecycle"]
     assert lifecycle == {"preStop": {"sleep": {"seconds": 5}}}
+
+
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][-._A-Za-z0-9]*)\)")
+
+
+def expanded(pod: dict[str, Any]) -> dict[str, str | None]:
+    """Every variable of the Pod's container as the kubelet makes it: a `$(VAR)` in a value
+    is replaced only when VAR is defined earlier in the list (`$$` is a literal `$`), else
+    kept as written (Kubernetes' own rule, which kwok does not run)."""
+    seen: dict[str, str | None] = {}
+    for entry in pod["spec"]["containers"][0].get("env") or []:
+        if "value" not in entry:
+            seen[entry["name"]] = resolve(pod, entry)
+            continue
+
+        def known(ref: re.Match[str]) -> str:
+            if ref[0] == "$$":
+                return "$"
+            value = seen.get(ref[1])
+            return ref[0] if value is None else value
+
+        seen[entry["name"]] = _REFERENCE.sub(known, str(entry["value"]))
+    return seen
+
+
+def test_a_users_variable_reads_the_contract_variables(
+    kube: Kube, operator: KopfRunner, namespace: str
+) -> None:
+    """The contract's variables come first in the Pods' env, so `$(K_SERVICE)` and the others
+    resolve in a user's variable; each name is in the list once."""
+    env = [
+        {"name": "SELF_URL", "value": f"http://$(K_SERVICE).{namespace}:$(PORT)"},
+        {"name": "BUILD", "value": "$(K_CONFIGURATION)@$(K_REVISION)"},
+    ]
+    create_xs(kube, namespace, "echo", port=9000, env=env)
+    wait_ready(kube, namespace, "echo")
+    deployment = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/echo").json()
+    names = [e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert names == [*CONTRACT, "SELF_URL", "BUILD"]
+    (pod,) = wait_pods_told(
+        kube,
+        namespace,
+        "echo",
+        {
+            "PORT": "9000",
+            "K_SERVICE": "echo",
+            "K_CONFIGURATION": "echo",
+            "K_REVISION": "echo-00001",
+        },
+        count=1,
+    )
+    got = expanded(pod)
+    assert got["SELF_URL"] == f"http://echo.{namespace}:9000"
+    assert got["BUILD"] == "echo@echo-00001"
+
+
+def test_a_deployment_with_the_contract_last_is_reordered_under_its_revision(
+    kube: Kube, operator: KopfRunner, namespace: str
+) -> None:
+    """What the operator wrote before the contract moved first (spec.env, then the contract,
+    and that Pod spec's digest) is applied again with the new order: server-side apply moves
+    the variables (no apply on every converge), the revision keeps its name."""
+    create_xs(kube, namespace, "upg", env=[{"name": "SELF", "value": "$(K_SERVICE)"}])
+    wait_ready(kube, namespace, "upg")
+    # generation 2 without a new revision: a new one now would be named upg-00002
+    merge_patch(kube, xs_url(namespace, "upg"), {"spec": {"routes": [{"prefix": "/upg"}]}})
+    assert wait_ready(kube, namespace, "upg")["metadata"]["generation"] == 2
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/upg"
+    svc = XynergyService.model_validate(get_xs(kube, namespace, "upg"))
+    old = build_deployment(svc, revision="upg-00001")
+    old_pod = old["spec"]["template"]["spec"]
+    env = old_pod["containers"][0]["env"]
+    old_pod["containers"][0]["env"] = [e for e in env if e["name"] == "SELF"] + [
+        e for e in env if e["name"] != "SELF"
+    ]
+    old["metadata"]["annotations"]["xynergy.io/template"] = pod_spec_digest(old_pod)
+    resp = kube.http.patch(  # as the operator before this change applied it
+        path,
+        content=json.dumps(old),
+        headers={"Content-Type": "application/apply-patch+yaml"},
+        params={"fieldManager": FIELD_MANAGER, "force": "true"},
+    )
+    assert resp.status_code == 200, resp.text
+    assert [e["name"] for e in resp.json()["spec"]["template"]["spec"]["containers"][0]["env"]] == [
+        "SELF",
+        *CONTRACT,
+    ]
+
+    def reordered() -> bool:
+        dep = kube.get(path).json()
+        names = [e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]]
+        return names == [*CONTRACT, "SELF"]
+
+    kube.wait_for("the Deployment's env with the contract first", reordered, timeout=60)
+    dep = kube.get(path).json()
+    assert dep["metadata"]["annotations"]["xynergy.io/revision"] == "upg-00001"
+    (pod,) = wait_pods_told(
+        kube,
+        namespace,
+        "upg",
+        {"PORT": "8080", "K_SERVICE": "upg", "K_CONFIGURATION": "upg", "K_REVISION": "upg-00001"},
+        count=1,
+    )
+    assert expanded(pod)["SELF"] == "upg"
+    status = wait_ready(kube, namespace, "upg")["status"]
+    assert status["latestCreatedRevision"] == status["latestReadyRevision"] == "upg-00001"

@@ -51,6 +51,7 @@ __all__ = [
     "pod_spec_digest",
     "revision_of",
     "service_url",
+    "template_digest",
 ]
 
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
@@ -89,14 +90,17 @@ def service_url(svc: XynergyService) -> str:
 def _contract_env(svc: XynergyService) -> list[dict[str, Any]]:
     """Cloud Run's (and Knative's) container contract: ``PORT`` (spec.port), ``K_SERVICE`` and
     ``K_CONFIGURATION`` (the service's name) and ``K_REVISION``, so one image and one spec
-    listen where they are probed, and name themselves, on either backend.
+    listen where they are probed, and name themselves, on either backend; each one spec.env
+    does not set (a user's value wins, as it always did for PORT, so an object that set
+    K_SERVICE by hand before the operator did keeps its value).
 
     ``K_REVISION`` is read from the Pod's own `POD_REVISION_ANNOTATION` (the downward API):
     the revision's name cannot be a literal in the Pod spec, whose digest decides whether it
     is a new revision, and a scale keeps the revision (and its name) of the Pods it adds."""
     name = name_of(svc)
     revision_path = f"metadata.annotations['{POD_REVISION_ANNOTATION}']"
-    return [
+    named = {var.name for var in svc.spec.env or []}
+    contract: list[dict[str, Any]] = [
         {"name": CONTAINER_PORT_ENV, "value": str(svc.spec.port)},
         {"name": SERVICE_ENV, "value": name},
         {
@@ -105,12 +109,11 @@ def _contract_env(svc: XynergyService) -> list[dict[str, Any]]:
         },
         {"name": CONFIGURATION_ENV, "value": name},
     ]
+    return [item for item in contract if item["name"] not in named]
 
 
-def _env(svc: XynergyService) -> list[dict[str, Any]]:
-    """spec.env, then each variable of the container contract (`_contract_env`) spec.env does
-    not set: a user's value wins, as it always did for PORT, so an object that set K_SERVICE
-    by hand before the operator did keeps its value."""
+def _spec_env(svc: XynergyService) -> list[dict[str, Any]]:
+    """spec.env as container env entries, in its order."""
     out: list[dict[str, Any]] = []
     for var in svc.spec.env or []:
         item: dict[str, Any] = {"name": var.name}
@@ -127,8 +130,16 @@ def _env(svc: XynergyService) -> list[dict[str, Any]]:
         else:
             item["value"] = var.value or ""
         out.append(item)
-    named = {item["name"] for item in out}
-    return out + [item for item in _contract_env(svc) if item["name"] not in named]
+    return out
+
+
+def _env(svc: XynergyService) -> list[dict[str, Any]]:
+    """The container contract's variables (`_contract_env`) first, then spec.env: Kubernetes
+    expands `$(VAR)` in a value only for a variable defined earlier in the list, so a user's
+    `http://$(K_SERVICE):$(PORT)` resolves. A name spec.env sets is the user's alone (ours is
+    left out, no duplicate names) and stays where the user put it, so a user's own value that
+    reads a variable defined before it in spec.env still resolves."""
+    return _contract_env(svc) + _spec_env(svc)
 
 
 def _items(items: list[KeyToPath] | None) -> dict[str, Any]:
@@ -225,7 +236,7 @@ def build_deployment(
     spec = svc.spec
     pods = pod_spec(svc)
     name = revision or revision_name(svc)
-    annotations = {REVISION_ANNOTATION: name, TEMPLATE_ANNOTATION: pod_spec_digest(pods)}
+    annotations = {REVISION_ANNOTATION: name, TEMPLATE_ANNOTATION: template_digest(svc, pods)}
     pod_annotations = {POD_REVISION_ANNOTATION: name}
     if digests:
         annotations[CONFIG_SOURCES_ANNOTATION] = format_sources(digests)
@@ -297,13 +308,29 @@ def pod_spec_digest(pod_spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(pod_spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def template_digest(svc: XynergyService, pods: Mapping[str, Any] | None = None) -> str:
+    """The digest that tells one revision from another (`TEMPLATE_ANNOTATION`): of the Pod
+    spec the service's instances run (`pods`, built here when not given), with the
+    container's env read as spec.env followed by the contract's variables, their place
+    before they moved first. Where the operator puts its own variables is not a change of
+    what the service asks for: moving them made no Deployment a new revision (its name, a
+    Kubernetes Rollout's new revision in flight, `-ro-<digest>`, and the status stayed); the
+    Pods rolled once under the revision name they had, as for a rotated Secret."""
+    pods = pod_spec(svc) if pods is None else pods
+    ours = len(_contract_env(svc))
+    first, *others = pods["containers"]
+    env = list(first.get("env") or [])
+    view = {**pods, "containers": [{**first, "env": env[ours:] + env[:ours]}, *others]}
+    return pod_spec_digest(view)
+
+
 def revision_of(svc: XynergyService, live: Mapping[str, Any] | None) -> str | None:
     """The live Deployment's revision when it runs the Pod spec the service asks for (only
     its instance count, the config hash or other Deployment fields differ), else None (a new
     revision). A Deployment from before the digest annotation counts as a new one."""
     annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
     kept = annotations.get(REVISION_ANNOTATION)
-    want = pod_spec_digest(pod_spec(svc))
+    want = template_digest(svc)
     return kept if kept and annotations.get(TEMPLATE_ANNOTATION) == want else None
 
 

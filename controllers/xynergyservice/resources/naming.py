@@ -3,7 +3,8 @@ backend, labels and selectors."""
 
 from __future__ import annotations
 
-from apis.v1alpha1.xynergyservice import XynergyService
+from apis.v1alpha1.xynergyservice import XynergyService, name_problem
+from controllers.core.errors import StalledError
 
 __all__ = [
     "MANAGED_BY",
@@ -13,6 +14,7 @@ __all__ = [
     "REVISION_ANNOTATION",
     "SERVICE_LABEL",
     "TEMPLATE_ANNOTATION",
+    "check_name",
     "name_of",
     "revision_name",
     "selector",
@@ -30,13 +32,23 @@ POD_REVISION_ANNOTATION = REVISION_ANNOTATION
 annotation, not a label: a label value has at most 63 characters, a XynergyService's name
 can have 63 and its revision 6 more."""
 TEMPLATE_ANNOTATION = "xynergy.io/template"
-"""On the Deployment: the digest of the Pod spec its revision runs (what makes a new revision)."""
+"""On the Deployment: the digest of the Pod spec its revision runs (what makes a new revision;
+`kubernetes.template_digest`)."""
 
 
 def name_of(svc: XynergyService) -> str:
     """metadata.name (the apiserver always sets it)."""
     assert svc.metadata.name, "metadata.name is required"
     return svc.metadata.name
+
+
+def check_name(svc: XynergyService) -> None:
+    """StalledError `InvalidName` when the children cannot be named after metadata.name (too
+    long, or not a DNS-1035 label): an object stored before the CRD refused such names at
+    creation says so, with the rule the CRD has, instead of failing on a child's apply."""
+    problem = name_problem(name_of(svc), svc.spec.backend)
+    if problem is not None:
+        raise StalledError(problem, reason="InvalidName")
 
 
 def revision_name(svc: XynergyService) -> str:

@@ -206,3 +206,25 @@ async def test_a_deletion_that_waits_says_each_reason_once_and_deleted_only_when
     blocked = said[0][1]
     assert blocked is not None
     assert "run.services.delete" in blocked.message
+
+
+@pytest.mark.parametrize("paused", [False, True])
+async def test_a_stored_name_its_children_cannot_have_stalls_before_the_backend(
+    paused: bool,
+) -> None:
+    """Stored before the CRD refused it at creation: Stalled InvalidName naming metadata.name
+    and the limit; no child is applied (nor observed) under a name it cannot have."""
+    svc = _svc(paused=paused)
+    svc.metadata.name = "n" * 64
+    backend = MemoryBackend()
+    outcome = await reconcile(svc, backends={BackendKind.KUBERNETES: backend}, now=NOW)
+    status = cast(XynergyServiceStatus, outcome.status)
+    assert not check_invariants(
+        generation=4, observed_generation=status.observed_generation, conditions=status.conditions
+    )
+    cond = get_condition(status.conditions, "Stalled")
+    assert cond is not None
+    assert cond.reason == "InvalidName"
+    assert (cond.message or "").startswith("metadata.name: must be at most 63 characters")
+    assert backend.calls == []
+    assert outcome.requeue is Requeue.BACKOFF

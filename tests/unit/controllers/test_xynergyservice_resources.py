@@ -4,6 +4,7 @@ avoids writes."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -43,12 +44,14 @@ def test_deployment_applies_profile_env_probe_and_owner() -> None:
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "reg/crm:1"
     assert container["resources"]["requests"] == {"cpu": "2000m", "memory": "4Gi"}
-    assert container["env"][1]["valueFrom"]["secretKeyRef"] == {
+    env = {e["name"]: e for e in container["env"]}
+    assert env["A"]["value"] == "1"
+    assert env["B"]["valueFrom"]["secretKeyRef"] == {
         "name": "db",
         "key": "password",
         "optional": False,
     }
-    assert container["env"][2]["valueFrom"]["configMapKeyRef"]["optional"] is True
+    assert env["C"]["valueFrom"]["configMapKeyRef"]["optional"] is True
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert container["readinessProbe"]["periodSeconds"] == 5
     assert dep["spec"]["replicas"] == 2
@@ -131,14 +134,15 @@ def _field(pod: dict[str, Any], path: str) -> str | None:
 
 
 def test_the_container_is_told_the_cloud_run_contract() -> None:
-    """PORT, K_SERVICE, K_REVISION and K_CONFIGURATION as Cloud Run sets them, after spec.env."""
+    """PORT, K_SERVICE, K_REVISION and K_CONFIGURATION as Cloud Run sets them, before spec.env
+    (Kubernetes expands `$(VAR)` only for variables defined earlier in the list)."""
     dep = build_deployment(_svc(port=9000, env=[{"name": "A", "value": "1"}]))
     assert _env_of(dep) == [
-        {"name": "A", "value": "1"},
         {"name": "PORT", "value": "9000"},
         {"name": "K_SERVICE", "value": "crm"},
         REVISION_FROM_POD,
         {"name": "K_CONFIGURATION", "value": "crm"},
+        {"name": "A", "value": "1"},
     ]
     assert [e["name"] for e in _env_of(build_deployment(_svc()))] == [
         "PORT",
@@ -180,15 +184,84 @@ def test_the_users_own_contract_variables_win() -> None:
         ],
     )
     env = _env_of(build_deployment(svc))
-    assert [e["name"] for e in env] == ["PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"]
-    assert env[:2] == [
+    # ours first (only the one spec.env leaves), then spec.env as written: no name twice
+    assert [e["name"] for e in env] == ["K_CONFIGURATION", "PORT", "K_SERVICE", "K_REVISION"]
+    assert env[0] == {"name": "K_CONFIGURATION", "value": "crm"}
+    assert env[1:3] == [
         {"name": "PORT", "value": "7000"},
         {"name": "K_SERVICE", "value": "crm-legacy"},
     ]
-    assert env[2]["valueFrom"] == {
+    assert env[3]["valueFrom"] == {
         "secretKeyRef": {"name": "build", "key": "revision", "optional": False}
     }
-    assert env[3] == {"name": "K_CONFIGURATION", "value": "crm"}
+
+
+def _expand(template: dict[str, Any]) -> dict[str, str]:
+    """Each variable's value as the kubelet makes it: a `$(VAR)` reference is replaced only
+    when VAR is defined earlier in the list (`$$` is a literal `$`), else kept as written;
+    a downward-API entry reads the Pod's (the template's) metadata."""
+    seen: dict[str, str] = {}
+    for entry in template["spec"]["containers"][0]["env"]:
+        if "value" not in entry:
+            seen[entry["name"]] = str(_field(template, entry["valueFrom"]["fieldRef"]["fieldPath"]))
+            continue
+        seen[entry["name"]] = re.sub(
+            r"\$\$|\$\(([A-Za-z_][-._A-Za-z0-9]*)\)",
+            lambda m: "$" if m[0] == "$$" else seen.get(m[1], m[0]),
+            entry["value"],
+        )
+    return seen
+
+
+def test_a_users_variable_can_read_the_contract_variables() -> None:
+    """`$(K_SERVICE)` and the others resolve in spec.env (they come first); a user's own
+    variable read by a later one of spec.env still resolves (spec.env keeps its order)."""
+    svc = _svc(
+        env=[
+            {"name": "SELF", "value": "http://$(K_SERVICE).prod:$(PORT)"},
+            {"name": "BUILD", "value": "$(K_CONFIGURATION)/$(K_REVISION)"},
+            {"name": "K_SERVICE", "value": "crm-$(ZONE)"},  # ZONE comes later: kept as written
+            {"name": "ZONE", "value": "eu"},
+            {"name": "WHERE", "value": "$(ZONE)/$(K_SERVICE)/$$(PORT)"},
+        ]
+    )
+    got = _expand(build_deployment(svc)["spec"]["template"])
+    assert got["SELF"] == "http://$(K_SERVICE).prod:8080"  # the user's K_SERVICE is after it
+    assert got["BUILD"] == "crm/crm-00003"
+    assert got["K_SERVICE"] == "crm-$(ZONE)"
+    assert got["WHERE"] == "eu/crm-$(ZONE)/$(PORT)"
+    plain = _svc(env=[{"name": "SELF", "value": "http://$(K_SERVICE).prod:$(PORT)"}])
+    assert _expand(build_deployment(plain)["spec"]["template"])["SELF"] == "http://crm.prod:8080"
+
+
+def test_moving_the_contract_first_keeps_the_revision() -> None:
+    """A Deployment the operator wrote with the contract after spec.env (its order before)
+    is written once (the Pods roll), but under the revision name it had: where the operator
+    puts its own variables is not a new revision (no Updated event, a Kubernetes Rollout in
+    flight keeps its `-ro-<digest>` revision)."""
+    from controllers.rollout.resources import revision_digest
+    from controllers.xynergyservice.resources.kubernetes import pod_spec_digest, revision_of
+
+    svc = _svc(port=9000, env=[{"name": "A", "value": "1"}])
+    desired = build_deployment(svc)
+    old = copy.deepcopy(desired)
+    old_pod = old["spec"]["template"]["spec"]
+    old_pod["containers"][0]["env"] = [  # as the operator before this change built it
+        {"name": "A", "value": "1"},
+        {"name": "PORT", "value": "9000"},
+        {"name": "K_SERVICE", "value": "crm"},
+        REVISION_FROM_POD,
+        {"name": "K_CONFIGURATION", "value": "crm"},
+    ]
+    old["metadata"]["annotations"]["xynergy.io/template"] = pod_spec_digest(old_pod)
+    old["metadata"]["annotations"]["xynergy.io/revision"] = "crm-00002"
+    live = _live(old)
+    assert not is_subset(desired, live)  # written once: the new order reaches the Pods
+    assert revision_of(svc, live) == "crm-00002"
+    assert revision_digest(svc) == pod_spec_digest(old_pod)[:8]
+    # a real change still is a new revision
+    changed = _svc(port=9000, env=[{"name": "A", "value": "2"}])
+    assert revision_of(changed, live) is None
 
 
 def test_subset_detects_removed_env() -> None:
