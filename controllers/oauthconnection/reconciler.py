@@ -17,7 +17,8 @@ Level-based, from what the Secrets hold:
 New tokens whose write fails are retried in-process, then kept in memory by UID and written by
 the next converge, retried with backoff whatever the failure (Reconciling TokensNotStored; a
 code or rotated refresh token cannot be used twice; why they are not persisted elsewhere:
-docs/oauthconnection.md). Only Secrets whose controller ownerReference is this connection are
+docs/oauthconnection.md). `status.refreshFailures` counts refresh requests that failed, not
+converges (`_failures`). Only Secrets whose controller ownerReference is this connection are
 read, written or deleted (secrets.py); another's stalls the connection (SecretNotOwned). The
 client Secret is read only to build a URL, exchange a code or refresh; a missing one, or a
 client the provider refuses at refresh or at a code exchange while tokens are held (authorizing
@@ -192,6 +193,12 @@ class OAuthConnectionReconciler:
         """The refused client on record for each connection being converged, by UID: read
         from `status.refusedClient` when its converge starts and written back to it when it
         ends (so a restarted operator keeps it), never kept in between."""
+        self._failures: dict[str, int] = {}
+        """Refresh requests that failed in a row, for each connection being converged, by
+        UID: read from `status.refreshFailures` when its converge starts, counted by
+        `_refresh_one` (only a request sent, or a transport error sending it: a converge that
+        sends none, stalled or backing off, leaves it as it was), back to 0 when the provider
+        issues tokens, written back when the converge ends."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -202,6 +209,7 @@ class OAuthConnectionReconciler:
             return self._invalid(body, spec_error(exc), now)
         uid = str(conn.metadata.uid)
         self._refused[uid] = conn.status.refused_client if conn.status else None
+        self._failures[uid] = conn.status.refresh_failures if conn.status else 0
         try:
             outcome = await self._converge(conn, now)
         except ProviderError as exc:
@@ -212,7 +220,10 @@ class OAuthConnectionReconciler:
             outcome = self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
         finally:
             refused = self._refused.pop(uid, None)
-        status = build_status(conn, outcome, now).model_copy(update={"refused_client": refused})
+            failures = self._failures.pop(uid, 0)
+        status = build_status(conn, outcome, now).model_copy(
+            update={"refused_client": refused, "refresh_failures": failures}
+        )
         requeue = Requeue.BACKOFF if outcome.failed else Requeue.RESYNC
         return Result(
             status=status,
@@ -229,7 +240,12 @@ class OAuthConnectionReconciler:
         conditions = mark_stalled(
             [], reason="InvalidSpec", message=message, generation=generation, now=now
         )
-        status = OAuthConnectionStatus(conditions=conditions, phase=OAuthPhase.ERROR)
+        failures = (body.get("status") or {}).get("refreshFailures")  # no refresh tried: kept
+        status = OAuthConnectionStatus(
+            conditions=conditions,
+            phase=OAuthPhase.ERROR,
+            refresh_failures=failures if isinstance(failures, int) else 0,
+        )
         return Result(
             status=status,
             events=(Event("Warning", "InvalidSpec", message),),
@@ -241,14 +257,12 @@ class OAuthConnectionReconciler:
     ) -> Outcome:
         stored = conn.status
         phase = stored.phase if stored and stored.phase else OAuthPhase.PENDING_AUTHORIZATION
-        failures = (stored.refresh_failures if stored else 0) + 1
         return Outcome(
             phase=OAuthPhase.ERROR if stalled else phase,
             reason=reason,
             message=message,
             authorization_url=stored.authorization_url if stored else None,
             expires_at=stored.expires_at if stored else None,
-            refresh_failures=failures,
             failed=not stalled,
             events=(Event("Warning", reason, message),) if stalled else (),
         )
@@ -358,6 +372,7 @@ class OAuthConnectionReconciler:
             failure = f"the provider refused the authorization code: {exc}"
             return await self._not_authorized(conn, provider, authz, now, reauth, failure)
         self._refused.pop(str(conn.metadata.uid), None)
+        self._failures[str(conn.metadata.uid)] = 0  # new tokens: none of their refreshes failed
         await self._store(conn, tokens, now, refreshed=False)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         who = _account(tokens)
@@ -684,19 +699,23 @@ class OAuthConnectionReconciler:
     ) -> TokenSet:
         """One refresh grant: the new tokens. A refused refresh token raises
         GrantRefusedError (the caller decides); a refused client stalls, anything else is
-        transient (the claim let go either way)."""
+        transient (the claim let go either way). Each failure counts one more in
+        `status.refreshFailures`; tokens issued set it back to 0."""
+        uid = str(conn.metadata.uid)
         try:
-            return await provider.refresh(
+            tokens = await provider.refresh(
                 client.credentials, refresh_token=refresh_token.get_secret_value()
             )
-        except GrantRefusedError:
-            raise
-        except ClientRefusedError as exc:  # retrying would be refused the same: stall
+        except OAuthError as exc:  # refused, failed or unreachable: a failed refresh
+            self._failures[uid] = self._failures.get(uid, 0) + 1
+            if isinstance(exc, GrantRefusedError):
+                raise
             await self.store.release_claim(conn)
-            raise self._refuse(conn, client, exc) from None
-        except OAuthError as exc:
-            await self.store.release_claim(conn)
+            if isinstance(exc, ClientRefusedError):  # retrying would be refused the same
+                raise self._refuse(conn, client, exc) from None
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
+        self._failures[uid] = 0
+        return tokens
 
     async def _without_user_token(
         self,

@@ -5,7 +5,8 @@ with Reconciling=False: the user has to act (visit `status.authorizationURL`), s
 reported as Stalled with reason `AuthorizationRequired` (kstatus: Failed until authorized).
 Degraded (only while True, only beside Ready=True) says what is wrong with a connection whose
 tokens still work: a refresh that cannot be made (the client Secret missing or refused), or
-Slack's user token lost.
+Slack's user token lost. `refreshFailures` is the reconciler's count of failed refresh
+requests; this module keeps the stored one.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ class Outcome:
     granted_scopes: tuple[str, ...] | None = None
     expires_at: dt.datetime | None = None
     last_refresh_time: dt.datetime | None = None
-    refresh_failures: int = 0
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
     failed: bool = False
@@ -103,5 +103,5 @@ def build_status(
         granted_scopes=list(outcome.granted_scopes or stored.granted_scopes or []) or None,
         expires_at=outcome.expires_at if connected else None,
         last_refresh_time=outcome.last_refresh_time or stored.last_refresh_time,
-        refresh_failures=outcome.refresh_failures,
+        refresh_failures=stored.refresh_failures,
     )

@@ -902,6 +902,110 @@ async def test_deleting_a_connection_revokes_tokens_that_were_never_stored() -> 
     assert w.provider.revoked == ["a1"]
 
 
+# -- status.refreshFailures -------------------------------------------------------------------
+
+
+async def test_refresh_failures_count_refresh_requests_that_failed_not_converges() -> None:
+    w = world()
+    b = body()
+    await w.connect(b)
+    w.provider.refresh_error = ProviderUnreachableError("google", "refresh", "connect_error")
+
+    for n, t in enumerate((3400, 3402, 3406), start=1):  # each backoff retry sends one
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "RefreshFailed", t
+        assert st(result).refresh_failures == n, t
+    assert w.provider.calls["refresh"] == 3
+
+    client = w.api.secrets.pop("client")  # nothing can be sent: no converge counts
+    for t in (3410, 3470, 3600, 3700):  # Degraded ClientSecretMissing, then Error (expired)
+        result = await w.sync(b, at(t))
+        assert st(result).refresh_failures == 3, t
+    assert ready(result)[:2] == ("False", "ClientSecretMissing")
+    assert w.provider.calls["refresh"] == 3
+
+    w.api.secrets["client"] = client
+    w.edit_client()
+    w.provider.refresh_error = ClientRefusedError("google", "refresh", "invalid_client")
+    result = await w.sync(b, at(3701))  # sent and refused: one more
+    assert st(result).refresh_failures == 4
+    for t in (3702, 4300):  # the refused client on record is not sent again: counts nothing
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "ClientRefused", t
+        assert st(result).refresh_failures == 4, t
+    assert w.provider.calls["refresh"] == 4
+
+    w.provider.refresh_error = None
+    w.edit_client(client_secret="fixed")
+    result = await w.sync(b, at(4301))  # a refresh that works: back to 0
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert st(result).refresh_failures == 0
+    assert w.provider.calls["refresh"] == 5
+
+
+async def test_a_connection_that_never_refreshes_counts_no_refresh_failure() -> None:
+    w = world()
+    b = body()
+    client = w.api.secrets.pop("client")
+    for t in (0, 2, 6):  # stalled ClientSecretMissing: its converges send nothing
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "ClientSecretMissing", t
+        assert st(result).refresh_failures == 0, t
+    w.api.secrets["client"] = client
+    await w.sync(b, at(10))
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("google", "code exchange", "invalid_client")
+    for t in (11, 60, 600):  # a client refused in the code exchange: no refresh either
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "ClientRefused", t
+        assert st(result).refresh_failures == 0, t
+    w.restart()
+    result = await w.sync(b, at(601))
+    assert st(result).refresh_failures == 0
+
+
+async def test_an_invalid_spec_keeps_the_refresh_failures_on_record() -> None:
+    w = world()
+    b = body(refreshBeforeExpirySeconds=5)  # under the minimum (30): the model refuses it
+    b["status"] = {"refreshFailures": 3}
+
+    result = await w.rec.reconcile(b, now=NOW, child=None)
+
+    assert ready(result)[1] == "InvalidSpec"
+    assert st(result).refresh_failures == 3  # no refresh was tried
+    assert w.provider.calls["refresh"] == 0
+
+
+async def test_refresh_failures_end_with_new_tokens_and_a_failed_write_is_not_one() -> None:
+    w = world()
+    b = body()
+    await w.connect(b)
+    w.provider.refresh_error = ProviderUnreachableError("google", "refresh", "connect_error")
+    await w.sync(b, at(3400))
+    w.provider.refresh_error = GrantRefusedError("google", "refresh", "invalid_grant")
+
+    result = await w.sync(b, at(3402))  # refused: a failure, and the user must authorize
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert st(result).refresh_failures == 2
+    result = await w.sync(b, at(3403))
+    assert st(result).refresh_failures == 2  # waiting for the user counts nothing
+    w.provider.refresh_error = None
+    w.approve()
+
+    result = await w.sync(b, at(3404))  # new tokens: none of their refreshes failed
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert st(result).refresh_failures == 0
+    w.api.failing_token_writes = 100
+
+    result = await w.sync(b, at(3404 + 3400))  # the refresh worked; only its write failed
+
+    assert w.provider.calls["refresh"] == 3
+    assert st(result).refresh_failures == 0
+
+
 # -- Slack's user token ----------------------------------------------------------------------
 
 
