@@ -288,7 +288,10 @@ class OAuthConnectionStatus(StatusModel):
     last_refresh_time: dt.datetime | None = None
     """When the token was last refreshed."""
     refresh_failures: int = 0
-    """Consecutive refresh failures."""
+    """Refresh requests that failed in a row (the provider refused or failed them, or they
+    could not be sent); 0 again once the provider issues tokens (a refresh or a new
+    authorization). A check that sends no refresh (tokens not due yet, a missing or refused
+    client Secret, waiting for the user) leaves it as it is."""
     refused_client: RefusedClient | None = None
     """The OAuth client the provider refused, until the client Secret or the spec changes."""
 

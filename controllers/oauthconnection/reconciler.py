@@ -15,10 +15,13 @@ Level-based, from what the Secrets hold:
 - neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
   the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
 New tokens whose write fails are retried in-process, then kept in memory by UID and written by
-the next converge, retried with backoff whatever the failure (Reconciling TokensNotStored; a
-code or rotated refresh token cannot be used twice; why they are not persisted elsewhere:
-docs/oauthconnection.md). Only Secrets whose controller ownerReference is this connection are
-read, written or deleted (secrets.py); another's stalls the connection (SecretNotOwned). The
+the next converge, retried with backoff whatever the failure (a code or rotated refresh token
+cannot be used twice; why they are not persisted elsewhere: docs/oauthconnection.md): while
+the token Secret's access token is valid, services keep reading it, so Connected (Ready True),
+Degraded TokensNotStored; without one (none yet, or expired), Reconciling TokensNotStored.
+`status.refreshFailures` counts refresh requests that failed, not converges (`_failures`).
+Only Secrets whose controller ownerReference is this connection are read, written or deleted
+(secrets.py); another's stalls the connection (SecretNotOwned). The
 client Secret is read only to build a URL, exchange a code or refresh; a missing one, or a
 client the provider refuses at refresh or at a code exchange while tokens are held (authorizing
 again for Slack's user token), leaves a valid bot token Connected (Degraded; the user token may
@@ -89,6 +92,11 @@ __all__ = ["KIND", "OAuthConnectionReconciler", "from_context"]
 
 log = logging.getLogger(__name__)
 KIND = Kind(GROUP, VERSION, "OAuthConnection", "oauthconnections")
+
+
+class TokensNotStoredError(TransientError):
+    """New tokens the provider issued could not be written to the token Secret: they are held
+    in memory and written by the next converge (`OAuthConnectionReconciler._store`)."""
 
 
 def _rfc3339(when: dt.datetime | None) -> str:
@@ -192,6 +200,12 @@ class OAuthConnectionReconciler:
         """The refused client on record for each connection being converged, by UID: read
         from `status.refusedClient` when its converge starts and written back to it when it
         ends (so a restarted operator keeps it), never kept in between."""
+        self._failures: dict[str, int] = {}
+        """Refresh requests that failed in a row, for each connection being converged, by
+        UID: read from `status.refreshFailures` when its converge starts, counted by
+        `_refresh_one` (only a request sent, or a transport error sending it: a converge that
+        sends none, stalled or backing off, leaves it as it was), back to 0 when the provider
+        issues tokens, written back when the converge ends."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -202,6 +216,7 @@ class OAuthConnectionReconciler:
             return self._invalid(body, spec_error(exc), now)
         uid = str(conn.metadata.uid)
         self._refused[uid] = conn.status.refused_client if conn.status else None
+        self._failures[uid] = conn.status.refresh_failures if conn.status else 0
         try:
             outcome = await self._converge(conn, now)
         except ProviderError as exc:
@@ -212,13 +227,16 @@ class OAuthConnectionReconciler:
             outcome = self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
         finally:
             refused = self._refused.pop(uid, None)
-        status = build_status(conn, outcome, now).model_copy(update={"refused_client": refused})
-        requeue = Requeue.BACKOFF if outcome.failed else Requeue.RESYNC
+            failures = self._failures.pop(uid, 0)
+        status = build_status(conn, outcome, now).model_copy(
+            update={"refused_client": refused, "refresh_failures": failures}
+        )
+        backoff = outcome.failed or outcome.retry
         return Result(
             status=status,
             events=outcome.events,
-            requeue=requeue,
-            requeue_after=None if outcome.failed else outcome.requeue_after,
+            requeue=Requeue.BACKOFF if backoff else Requeue.RESYNC,
+            requeue_after=None if backoff else outcome.requeue_after,
         )
 
     def _invalid(self, body: Mapping[str, Any], message: str, now: dt.datetime) -> Result:
@@ -229,7 +247,12 @@ class OAuthConnectionReconciler:
         conditions = mark_stalled(
             [], reason="InvalidSpec", message=message, generation=generation, now=now
         )
-        status = OAuthConnectionStatus(conditions=conditions, phase=OAuthPhase.ERROR)
+        failures = (body.get("status") or {}).get("refreshFailures")  # no refresh tried: kept
+        status = OAuthConnectionStatus(
+            conditions=conditions,
+            phase=OAuthPhase.ERROR,
+            refresh_failures=failures if isinstance(failures, int) else 0,
+        )
         return Result(
             status=status,
             events=(Event("Warning", "InvalidSpec", message),),
@@ -241,14 +264,12 @@ class OAuthConnectionReconciler:
     ) -> Outcome:
         stored = conn.status
         phase = stored.phase if stored and stored.phase else OAuthPhase.PENDING_AUTHORIZATION
-        failures = (stored.refresh_failures if stored else 0) + 1
         return Outcome(
             phase=OAuthPhase.ERROR if stalled else phase,
             reason=reason,
             message=message,
             authorization_url=stored.authorization_url if stored else None,
             expires_at=stored.expires_at if stored else None,
-            refresh_failures=failures,
             failed=not stalled,
             events=(Event("Warning", reason, message),) if stalled else (),
         )
@@ -260,7 +281,7 @@ class OAuthConnectionReconciler:
         tokens = await self.store.tokens(conn)
         unsaved = self._unsaved.get(str(conn.metadata.uid))
         if unsaved is not None:
-            return await self._store_unsaved(conn, authz, *unsaved, now)
+            return await self._store_unsaved(conn, authz, tokens, *unsaved, now)
         if authz is not None and (authz.get("code") or authz.get("error")):
             return await self._complete(conn, provider, authz, now)
         if tokens is not None and tokens.get("access_token"):
@@ -358,6 +379,7 @@ class OAuthConnectionReconciler:
             failure = f"the provider refused the authorization code: {exc}"
             return await self._not_authorized(conn, provider, authz, now, reauth, failure)
         self._refused.pop(str(conn.metadata.uid), None)
+        self._failures[str(conn.metadata.uid)] = 0  # new tokens: none of their refreshes failed
         await self._store(conn, tokens, now, refreshed=False)
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         who = _account(tokens)
@@ -439,19 +461,27 @@ class OAuthConnectionReconciler:
                 f"({exc.message}); they are kept only in this operator's memory and written "
                 "on the next attempt (retried with backoff); a restart before then loses them"
             )
-            raise TransientError(message, reason="TokensNotStored") from None
+            raise TokensNotStoredError(message, reason="TokensNotStored") from None
         self._unsaved.pop(uid, None)
 
     async def _store_unsaved(
         self,
         conn: OAuthConnection,
         authz: SecretData | None,
+        stored: SecretData | None,
         tokens: TokenSet,
         issued: dt.datetime,
         now: dt.datetime,
     ) -> Outcome:
-        """Write the tokens an earlier converge received but could not store."""
-        await self._store(conn, tokens, issued, refreshed=False)
+        """Write the tokens an earlier converge received but could not store (`stored`: what
+        the token Secret holds meanwhile, which services keep reading)."""
+        try:
+            await self._store(conn, tokens, issued, refreshed=False)
+        except TokensNotStoredError as exc:
+            if stored is None or not stored.get("access_token"):
+                raise
+            held, held_issued = _token_set(stored), _parse(stored.get("issued_at"))
+            return self._not_stored(conn, held, held_issued, exc, now)
         if authz is not None and authz.get("code"):  # the code they came from is used up
             await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         message = "tokens stored (issued earlier; their first write had failed)"
@@ -574,7 +604,42 @@ class OAuthConnectionReconciler:
                 expires_at=tokens.expires_at,
                 requeue_after=2.0,
             )
-        return await self._refresh(conn, client, provider, tokens, issued, now)
+        try:
+            return await self._refresh(conn, client, provider, tokens, issued, now)
+        except TokensNotStoredError as exc:  # refreshed, not written: the Secret's still serve
+            return self._not_stored(conn, tokens, issued, exc, now)
+
+    def _not_stored(
+        self,
+        conn: OAuthConnection,
+        stored: TokenSet,
+        issued: dt.datetime | None,
+        exc: TokensNotStoredError,
+        now: dt.datetime,
+    ) -> Outcome:
+        """New tokens wait in memory for their write (retried with backoff) while the token
+        Secret still holds `stored`: services read those, so while their access token has not
+        expired the connection stays Connected (Ready True) with a Degraded condition
+        `TokensNotStored` saying the new ones are not written yet (a restart would lose them);
+        once it has expired, `exc` stands (Reconciling, Ready False): services have no usable
+        token. The Warning Event is posted once, when it starts."""
+        expires = stored.expires_at
+        if expires is not None and expires <= now:
+            raise exc
+        valid = f"valid until {_rfc3339(expires)}" if expires is not None else "not expiring"
+        message = f"{exc.message}; services keep reading the stored access token, {valid}"
+        outcome = self._connected(
+            conn,
+            stored,
+            now,
+            issued=issued,
+            message=f"the stored access token is {valid}; newer tokens are not stored yet",
+        )
+        outcome = replace(outcome, degraded=("TokensNotStored", message), retry=True)
+        before = get_condition(conn.status.conditions, DEGRADED) if conn.status else None
+        if before is not None and before.status == "True" and before.reason == "TokensNotStored":
+            return outcome
+        return outcome.with_events(Event("Warning", "TokensNotStored", message))
 
     def _unrefreshable(
         self,
@@ -629,9 +694,10 @@ class OAuthConnectionReconciler:
         """Refresh each token that is due: the access token, then (Slack) the user token with
         its own refresh token. Both land in one write; when the user token's refresh fails
         after the access token's worked, the new access token is written first (a rotated
-        refresh token works once). A refused user refresh token loses the user token only:
-        the (new) access token is kept and the connection stays Connected, Degraded, with an
-        authorization URL to get a user token again (`_without_user_token`)."""
+        refresh token works once); a write that fails raises TokensNotStoredError. A refused
+        user refresh token loses the user token only: the (new) access token is kept and the
+        connection stays Connected, Degraded, with an authorization URL to get a user token
+        again (`_without_user_token`)."""
         fresh, when = tokens, issued
         bot_due, user_due = (
             self._bot_due(conn, tokens, issued),
@@ -684,19 +750,23 @@ class OAuthConnectionReconciler:
     ) -> TokenSet:
         """One refresh grant: the new tokens. A refused refresh token raises
         GrantRefusedError (the caller decides); a refused client stalls, anything else is
-        transient (the claim let go either way)."""
+        transient (the claim let go either way). Each failure counts one more in
+        `status.refreshFailures`; tokens issued set it back to 0."""
+        uid = str(conn.metadata.uid)
         try:
-            return await provider.refresh(
+            tokens = await provider.refresh(
                 client.credentials, refresh_token=refresh_token.get_secret_value()
             )
-        except GrantRefusedError:
-            raise
-        except ClientRefusedError as exc:  # retrying would be refused the same: stall
+        except OAuthError as exc:  # refused, failed or unreachable: a failed refresh
+            self._failures[uid] = self._failures.get(uid, 0) + 1
+            if isinstance(exc, GrantRefusedError):
+                raise
             await self.store.release_claim(conn)
-            raise self._refuse(conn, client, exc) from None
-        except OAuthError as exc:
-            await self.store.release_claim(conn)
+            if isinstance(exc, ClientRefusedError):  # retrying would be refused the same
+                raise self._refuse(conn, client, exc) from None
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
+        self._failures[uid] = 0
+        return tokens
 
     async def _without_user_token(
         self,

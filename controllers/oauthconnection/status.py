@@ -4,8 +4,10 @@ Ready is True only while Connected. PendingAuthorization and ReauthRequired are 
 with Reconciling=False: the user has to act (visit `status.authorizationURL`), so they are
 reported as Stalled with reason `AuthorizationRequired` (kstatus: Failed until authorized).
 Degraded (only while True, only beside Ready=True) says what is wrong with a connection whose
-tokens still work: a refresh that cannot be made (the client Secret missing or refused), or
-Slack's user token lost.
+tokens still work: a refresh that cannot be made (the client Secret missing or refused),
+Slack's user token lost, or newer tokens not written to the Secret yet (retried with backoff
+while the stored access token is still valid). `refreshFailures` is the reconciler's count of
+failed refresh requests; this module keeps the stored one.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ class Outcome:
     granted_scopes: tuple[str, ...] | None = None
     expires_at: dt.datetime | None = None
     last_refresh_time: dt.datetime | None = None
-    refresh_failures: int = 0
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
     failed: bool = False
     """A transient failure (Reconciling, retried with backoff), not a user's task."""
+    retry: bool = False
+    """Look again after the backoff although nothing failed for users (Connected while newer
+    tokens wait to be written: the stored ones still work)."""
     degraded: tuple[str, str] | None = None
     """Connected, but (reason, message): what the user should fix before the tokens expire."""
 
@@ -103,5 +107,5 @@ def build_status(
         granted_scopes=list(outcome.granted_scopes or stored.granted_scopes or []) or None,
         expires_at=outcome.expires_at if connected else None,
         last_refresh_time=outcome.last_refresh_time or stored.last_refresh_time,
-        refresh_failures=outcome.refresh_failures,
+        refresh_failures=stored.refresh_failures,
     )

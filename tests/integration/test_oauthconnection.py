@@ -7,7 +7,8 @@ apply -> authorization URL in status -> the fake provider redirects to the gatew
 delete -> revoked at the fake, Secrets gone; state replay, wrong state, PKCE mismatch and a
 foreign tenant's callback refused; no token in any log or Event of the run. A Slack user token
 refused at refresh keeps the bot token Connected (Degraded) and is authorized again through the
-callback.
+callback. Refreshed tokens an admission policy keeps out of the Secret leave the stored, still
+valid token Ready (Degraded TokensNotStored) until it expires, and are written once allowed.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -147,14 +149,16 @@ def connection(kube: Kube, ns: str, name: str) -> dict[str, Any]:
     return body
 
 
-async def until(kube: Kube, ns: str, name: str, what: str, check: Any) -> dict[str, Any]:
+async def until(
+    kube: Kube, ns: str, name: str, what: str, check: Any, *, within: float = 60
+) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     async def ok() -> bool:
         found.update(connection(kube, ns, name))
         return bool(check(found.get("status") or {}))
 
-    await wait_for(ok, within=60, what=what, interval=0.2)
+    await wait_for(ok, within=within, what=what, interval=0.2)
     return found
 
 
@@ -527,3 +531,155 @@ def _condition(status: dict[str, Any], type_: str) -> tuple[str, str, str]:
         if cond["type"] == type_:
             return cond["status"], cond.get("reason", ""), cond.get("message", "")
     return "", "", ""
+
+
+# -- refreshed tokens the apiserver will not store -----------------------------------------------
+
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+
+
+@contextmanager
+def frozen_access_token(kube: Kube, ns: str, secret: str) -> Iterator[str]:
+    """A ValidatingAdmissionPolicy refusing any change of `secret`'s `access_token` (its other
+    keys and its metadata stay writable: the test's own edits, the operator's claim); yields
+    the binding's path, whose deletion lifts it. Enforced once a dry run is refused."""
+    name = f"oauth-frozen-{uuid.uuid4().hex[:8]}"
+    rule = {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+            "resources": ["secrets"]}  # fmt: skip
+    same = (
+        "!has(oldObject.data) || !('access_token' in oldObject.data) || (has(object.data)"
+        " && 'access_token' in object.data"
+        " && object.data['access_token'] == oldObject.data['access_token'])"
+    )
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail", "matchConstraints": {"resourceRules": [rule]},
+                 "validations": [{"expression": same,
+                                  "message": "this test keeps the access token as it is"}]},
+    }  # fmt: skip
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"],
+                 "matchResources": {
+                     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                     "resourceRules": [{**rule, "resourceNames": [secret]}]}},
+    }  # fmt: skip
+    policies, bindings = (
+        f"{ADMISSION}/validatingadmissionpolicies",
+        (f"{ADMISSION}/validatingadmissionpolicybindings"),
+    )
+    assert kube.create(policies, policy).status_code == 201
+    assert kube.create(bindings, binding).status_code == 201
+    try:
+
+        def refused() -> bool:
+            resp = kube.http.patch(
+                f"/api/v1/namespaces/{ns}/secrets/{secret}",
+                params={"dryRun": "All"},
+                json={"stringData": {"access_token": "dry-run"}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            return resp.status_code != 200 and "keeps the access token" in resp.text
+
+        kube.wait_for("the admission policy enforced", refused, timeout=60)
+        yield f"{bindings}/{name}"
+    finally:
+        kube.delete(f"{bindings}/{name}")
+        kube.delete(f"{policies}/{name}")
+
+
+def _patch_tokens(kube: Kube, ns: str, name: str, **data: str) -> None:
+    resp = kube.http.patch(
+        f"/api/v1/namespaces/{ns}/secrets/{name}",
+        json={"stringData": data},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def _when(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _rfc3339(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def test_refreshed_tokens_the_apiserver_refuses_keep_the_stored_token_ready(
+    kube: Kube,
+    namespace: str,
+    fake: FakeOAuth,
+    operator: KopfRunner,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    ns, name = namespace, "acme-gmail"
+    secret = f"{name}-tokens"
+    apply_connection(kube, ns, name, "gmail", "http://127.0.0.1:9/callback")
+    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
+        "authorizationURL"
+    ]
+    code = parse_qs(urlsplit(browser(url)).query)["code"][0]
+    # what the gateway's callback does: the code into the authorization Secret
+    _patch_tokens(kube, ns, f"{name}-oauth-authorization", code=code)
+    await until(kube, ns, name, "Connected", lambda s: s.get("phase") == "Connected")
+    stored = (secret_data(kube, ns, secret) or {})["access_token"]
+    refreshes = fake.google.calls["refresh"]
+
+    with frozen_access_token(kube, ns, secret) as binding:
+        # due for a refresh (300 s before expiry) and still valid for 200 s
+        now = dt.datetime.now(dt.UTC)
+        valid_until = _rfc3339(now + dt.timedelta(seconds=200))
+        _patch_tokens(
+            kube,
+            ns,
+            secret,
+            expires_at=valid_until,
+            issued_at=_rfc3339(now - dt.timedelta(hours=1)),
+        )
+
+        def not_stored(s: dict[str, Any]) -> bool:
+            return _condition(s, "Degraded")[1] == "TokensNotStored"
+
+        status = (await until(kube, ns, name, "Degraded TokensNotStored", not_stored))["status"]
+
+        assert fake.google.calls["refresh"] == refreshes + 1
+        assert (secret_data(kube, ns, secret) or {})["access_token"] == stored
+        assert status["phase"] == "Connected"
+        assert _ready(status)[:2] == ("True", "Connected")  # services keep the stored token
+        assert f"the stored access token is valid until {valid_until}" in _ready(status)[2]
+        assert _condition(status, "Reconciling") == ("", "", "")
+        message = _condition(status, "Degraded")[2]
+        assert f"writing Secret {secret} failed" in message
+        assert "keeps the access token as it is" in message  # the apiserver's refusal
+        assert "retried with backoff" in message
+        assert _when(status["expiresAt"]) == _when(valid_until)  # the stored token's
+        assert status.get("refreshFailures", 0) == 0  # the refresh itself worked
+        warned = [e for e in events(kube, ns) if e["reason"] == "TokensNotStored"]
+        assert [e["type"] for e in warned] == ["Warning"]
+
+        expire(kube, ns, secret)  # the stored token expired before the write got through
+
+        def expired(s: dict[str, Any]) -> bool:
+            return _ready(s)[:2] == ("False", "TokensNotStored")
+
+        status = (await until(kube, ns, name, "Ready False", expired))["status"]
+        assert _condition(status, "Reconciling")[:2] == ("True", "TokensNotStored")
+        assert _condition(status, "Degraded") == ("", "", "")
+        assert kube.delete(binding).status_code == 200
+
+    def stored_now(s: dict[str, Any]) -> bool:
+        return _ready(s)[0] == "True" and _condition(s, "Degraded") == ("", "", "")
+
+    # written at the next retry of the backoff (at most 60 s) once the policy is gone
+    status = (await until(kube, ns, name, "the tokens stored", stored_now, within=120))["status"]
+    data = secret_data(kube, ns, secret) or {}
+    assert data["access_token"] != stored
+    assert data["access_token"] in fake.google.access  # the one the provider issued then
+    assert fake.google.calls["refresh"] == refreshes + 1  # held, not fetched again
+    assert status.get("refreshFailures", 0) == 0
+    body = connection(kube, ns, name)
+    leaked = [t for t in fake.issued() if t in str(body)]
+    assert not leaked, f"{len(leaked)} issued codes/tokens appear in the connection"
+    _no_tokens_anywhere(fake, logs, events(kube, ns))

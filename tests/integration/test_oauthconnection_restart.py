@@ -10,15 +10,26 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fakes.oauth import FakeOAuth
+from gateway.conftest import wait_for
 from kube_support import Kube
 from test_oauthconnection import (
     _ready,
     apply_connection,
     browser,
+    connection,
     create_client_secret,
     oauth_operator,
     until,
 )
+
+
+def refusals(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
+    """The ClientRefused Events posted on the connection `name`."""
+    selector = f"involvedObject.name={name},reason=ClientRefused"
+    resp = kube.get(f"/api/v1/namespaces/{ns}/events", fieldSelector=selector)
+    assert resp.status_code == 200, resp.text
+    items: list[dict[str, Any]] = resp.json()["items"]
+    return items
 
 
 def patch_secret(kube: Kube, ns: str, name: str, string_data: dict[str, str]) -> None:
@@ -57,14 +68,22 @@ async def test_a_refused_client_is_not_sent_again_by_a_restarted_operator(
             sent = fake.google.calls["token"]
             assert sent == 1
 
+        # the restarted operator's first converge of the stalled connection says so again (a
+        # Warning Event per stalled converge): only after it, "not sent again" means something
+        warned = len(refusals(kube, ns, name))
+        assert warned >= 1
+
+        async def warned_again() -> bool:
+            return len(refusals(kube, ns, name)) > warned
+
         with oauth_operator(cluster, fake):
-            # each stalled converge counts a failure: the restarted operator's first is seen
-            failures = status["refreshFailures"]
-            status = (
-                await until(kube, ns, name, "a converge", lambda s: s["refreshFailures"] > failures)
-            )["status"]
+            await wait_for(
+                warned_again, within=60, what="the restarted operator's converge", interval=0.2
+            )
+            status = connection(kube, ns, name)["status"]
             assert refused(status)
             assert fake.google.calls["token"] == sent  # the same client was not sent again
+            assert status["refreshFailures"] == 0  # a refused code exchange is no refresh
 
             patch_secret(kube, ns, f"{name}-client", {"client_secret": "fake-client-secret"})
             status = (

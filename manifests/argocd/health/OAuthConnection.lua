@@ -2,7 +2,8 @@
 -- Order: an unobserved generation is Progressing; Connected (Ready=True) is Healthy, unless
 -- its Degraded condition is True (the tokens still work but a person must act before they
 -- expire: re-authorize for Slack's user token at status.authorizationURL, fix the client
--- Secret): Degraded, with that condition's message and the URL; Refreshing or a transient
+-- Secret, or what keeps the apiserver from storing refreshed tokens, TokensNotStored):
+-- Degraded, with that condition's message and the URL; Refreshing or a transient
 -- failure (Reconciling) is Progressing; PendingAuthorization waits for a person to visit
 -- status.authorizationURL: Suspended; ReauthRequired, Revoked and Error (Stalled: tokens gone
 -- or the spec is wrong) are Degraded.

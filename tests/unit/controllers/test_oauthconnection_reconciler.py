@@ -886,6 +886,103 @@ async def test_a_rotated_refresh_token_whose_write_fails_is_not_lost() -> None:
     assert w.provider.calls["refresh"] == 2
 
 
+def _no_token_in(result: Result, *tokens: str) -> None:
+    """None of `tokens` in the status or the Events of `result`."""
+    text = st(result).model_dump_json() + repr([e.message for e in result.events])
+    leaked = [t for t in tokens if t in text]
+    assert not leaked, leaked
+
+
+async def test_refreshed_tokens_not_stored_leave_the_valid_stored_token_ready_and_degraded() -> (
+    None
+):
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)  # a1, valid until 13:00; refresh due at 12:55 (the 300 s lead)
+    w.api.failing_token_writes, w.api.failing_code = 100, 403  # e.g. an admission policy
+
+    result = await w.sync(b, at(3400))  # refreshed at the provider (a2, r2), the write refused
+
+    assert w.provider.calls["refresh"] == 1
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"  # what services read
+    assert result.requeue.name == "BACKOFF"  # the write is retried soon, not at the resync
+    assert st(result).phase is OAuthPhase.CONNECTED
+    status, reason, message = ready(result)
+    assert (status, reason) == ("True", "Connected")
+    assert "the stored access token is valid until 2026-03-01T13:00:00Z" in message
+    assert "newer tokens are not stored yet" in message
+    assert st(result).expires_at == at(3600)  # the stored token's expiry, not the new one's
+    assert get_condition(st(result).conditions, "Reconciling") is None
+    reason, message = degraded(result) or ("", "")
+    assert reason == "TokensNotStored"
+    assert "the provider issued new tokens but writing Secret a-tokens failed" in message
+    assert "only in this operator's memory" in message
+    assert "retried with backoff" in message
+    assert "services keep reading the stored access token, valid until" in message
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "TokensNotStored")]
+    assert st(result).refresh_failures == 0  # the refresh worked
+    _no_token_in(result, "a1", "a2", "r1", "r2")
+
+    first = get_condition(st(result).conditions, "Degraded")
+    result = await w.sync(b, at(3410))  # the backoff's retry, still refused: said once
+
+    assert w.provider.calls["refresh"] == 1  # the held tokens are written, never fetched again
+    assert ready(result)[:2] == ("True", "Connected")
+    assert result.events == ()
+    cond = get_condition(st(result).conditions, "Degraded")
+    assert cond is not None
+    assert first is not None
+    assert (cond.reason, cond.last_transition_time) == (
+        "TokensNotStored",
+        first.last_transition_time,
+    )
+    _no_token_in(result, "a1", "a2", "r1", "r2")
+
+    result = await w.sync(b, at(3600))  # the stored token expired meanwhile: not ready
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert ready(result)[:2] == ("False", "TokensNotStored")
+    reconciling = get_condition(st(result).conditions, "Reconciling")
+    assert reconciling is not None
+    assert (reconciling.status, reconciling.reason) == ("True", "TokensNotStored")
+    assert degraded(result) is None
+    assert result.requeue.name == "BACKOFF"
+    _no_token_in(result, "a1", "a2", "r1", "r2")
+    w.api.failing_token_writes = 0  # the policy removed
+
+    result = await w.sync(b, at(3610))
+
+    assert ready(result)[:2] == ("True", "Connected")
+    assert degraded(result) is None
+    assert st(result).expires_at == at(3400 + 3600)
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
+    assert w.api.secrets["a-tokens"].data["refresh_token"] == w.provider.live_refresh == "r2"
+    assert w.provider.calls["refresh"] == 1
+
+
+async def test_tokens_not_stored_while_the_stored_token_is_valid_are_ready_after_a_restart() -> (
+    None
+):
+    """A restart loses the held tokens (docs/oauthconnection.md): the connection goes on with
+    the stored ones, which still work, and refreshes them as before (Google keeps its refresh
+    token): Degraded goes with the first converge of the restarted operator."""
+    w = world()
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes = 100
+    result = await w.sync(b, at(3400))
+    assert (degraded(result) or ("",))[0] == "TokensNotStored"
+    w.api.failing_token_writes = 0
+    w.restart()
+
+    result = await w.sync(b, at(3401))
+
+    assert w.provider.calls["refresh"] == 2
+    assert ready(result)[:2] == ("True", "Connected")
+    assert degraded(result) is None
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+
+
 async def test_deleting_a_connection_revokes_tokens_that_were_never_stored() -> None:
     w = world()
     b = body()
@@ -900,6 +997,110 @@ async def test_deleting_a_connection_revokes_tokens_that_were_never_stored() -> 
     assert event is not None
     assert event.reason == "Revoked"
     assert w.provider.revoked == ["a1"]
+
+
+# -- status.refreshFailures -------------------------------------------------------------------
+
+
+async def test_refresh_failures_count_refresh_requests_that_failed_not_converges() -> None:
+    w = world()
+    b = body()
+    await w.connect(b)
+    w.provider.refresh_error = ProviderUnreachableError("google", "refresh", "connect_error")
+
+    for n, t in enumerate((3400, 3402, 3406), start=1):  # each backoff retry sends one
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "RefreshFailed", t
+        assert st(result).refresh_failures == n, t
+    assert w.provider.calls["refresh"] == 3
+
+    client = w.api.secrets.pop("client")  # nothing can be sent: no converge counts
+    for t in (3410, 3470, 3600, 3700):  # Degraded ClientSecretMissing, then Error (expired)
+        result = await w.sync(b, at(t))
+        assert st(result).refresh_failures == 3, t
+    assert ready(result)[:2] == ("False", "ClientSecretMissing")
+    assert w.provider.calls["refresh"] == 3
+
+    w.api.secrets["client"] = client
+    w.edit_client()
+    w.provider.refresh_error = ClientRefusedError("google", "refresh", "invalid_client")
+    result = await w.sync(b, at(3701))  # sent and refused: one more
+    assert st(result).refresh_failures == 4
+    for t in (3702, 4300):  # the refused client on record is not sent again: counts nothing
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "ClientRefused", t
+        assert st(result).refresh_failures == 4, t
+    assert w.provider.calls["refresh"] == 4
+
+    w.provider.refresh_error = None
+    w.edit_client(client_secret="fixed")
+    result = await w.sync(b, at(4301))  # a refresh that works: back to 0
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert st(result).refresh_failures == 0
+    assert w.provider.calls["refresh"] == 5
+
+
+async def test_a_connection_that_never_refreshes_counts_no_refresh_failure() -> None:
+    w = world()
+    b = body()
+    client = w.api.secrets.pop("client")
+    for t in (0, 2, 6):  # stalled ClientSecretMissing: its converges send nothing
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "ClientSecretMissing", t
+        assert st(result).refresh_failures == 0, t
+    w.api.secrets["client"] = client
+    await w.sync(b, at(10))
+    w.approve()
+    w.provider.exchange_error = ClientRefusedError("google", "code exchange", "invalid_client")
+    for t in (11, 60, 600):  # a client refused in the code exchange: no refresh either
+        result = await w.sync(b, at(t))
+        assert ready(result)[1] == "ClientRefused", t
+        assert st(result).refresh_failures == 0, t
+    w.restart()
+    result = await w.sync(b, at(601))
+    assert st(result).refresh_failures == 0
+
+
+async def test_an_invalid_spec_keeps_the_refresh_failures_on_record() -> None:
+    w = world()
+    b = body(refreshBeforeExpirySeconds=5)  # under the minimum (30): the model refuses it
+    b["status"] = {"refreshFailures": 3}
+
+    result = await w.rec.reconcile(b, now=NOW, child=None)
+
+    assert ready(result)[1] == "InvalidSpec"
+    assert st(result).refresh_failures == 3  # no refresh was tried
+    assert w.provider.calls["refresh"] == 0
+
+
+async def test_refresh_failures_end_with_new_tokens_and_a_failed_write_is_not_one() -> None:
+    w = world()
+    b = body()
+    await w.connect(b)
+    w.provider.refresh_error = ProviderUnreachableError("google", "refresh", "connect_error")
+    await w.sync(b, at(3400))
+    w.provider.refresh_error = GrantRefusedError("google", "refresh", "invalid_grant")
+
+    result = await w.sync(b, at(3402))  # refused: a failure, and the user must authorize
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert st(result).refresh_failures == 2
+    result = await w.sync(b, at(3403))
+    assert st(result).refresh_failures == 2  # waiting for the user counts nothing
+    w.provider.refresh_error = None
+    w.approve()
+
+    result = await w.sync(b, at(3404))  # new tokens: none of their refreshes failed
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert st(result).refresh_failures == 0
+    w.api.failing_token_writes = 100
+
+    result = await w.sync(b, at(3404 + 3400))  # the refresh worked; only its write failed
+
+    assert w.provider.calls["refresh"] == 3
+    assert st(result).refresh_failures == 0
 
 
 # -- Slack's user token ----------------------------------------------------------------------
