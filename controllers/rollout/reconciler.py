@@ -384,7 +384,9 @@ class RolloutReconciler:
             return True, None
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
-        elif (await work.backend.serving(target)).ready:
+        elif (await work.backend.serving(target)).ready and await work.backend.hand_back(
+            target, promoted or ""
+        ):
             self._blocked.pop(uid, None)
             return True, Event(
                 "Normal",
@@ -814,12 +816,19 @@ class RolloutReconciler:
         if routed.traffic is not None:
             work.status.traffic = list(routed.traffic)
         message = work.status.message or ""
-        if not routed.settled and not message.endswith(self._SETTLING):
-            work.status.message = message + self._SETTLING
+        for said in (self._SETTLING, self._HANDING_BACK):  # said while it was not settled
+            message = message.removesuffix(said)
         if not routed.settled:
+            message += self._HANDING_BACK if routed.handing_back else self._SETTLING
             work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
+        if message != (work.status.message or ""):
+            work.status.message = message
 
     _SETTLING = "; waiting for the target to run the new revision"
+    _HANDING_BACK = (
+        "; waiting for the target's Service to select the target's own Pods again (the new "
+        "revision's serve until then)"
+    )
 
     async def _finish(self, work: Converge, message: str) -> None:
         """All traffic to the new revision; the target's spec becomes it; history kept."""
@@ -895,8 +904,6 @@ class RolloutReconciler:
             # the spec gives now differs (the target edited outside image, env, args and
             # resources; an operator upgrade that changed the Pod spec it builds)
             routed = await work.backend.promote(work.target, work.canary, name=name, keep=keep)
-            if routed.settled and status.message and status.message.endswith(self._SETTLING):
-                status.message = status.message[: -len(self._SETTLING)]
             self._routed(work, routed)
         elif status.phase in _ENDED and status.stable_revision:
             await self._route(work, ((status.stable_revision, 100, None),))
@@ -990,7 +997,6 @@ class RolloutReconciler:
         routed = await work.backend.restore(work.target, kept=kept.revision, image=kept.image)
         if kept.image and not work.backend.defers_target_patch:
             await self._patch_target(work, restore_patch(kept.image, kept.template))
-        self._routed(work, routed)
         status.history = (status.history or [])[1:]
         status.stable_revision, status.stable_image = kept.revision, kept.image
         status.stable_template = kept.template
@@ -1002,6 +1008,7 @@ class RolloutReconciler:
             f"switched back to {kept.revision} at once ({status.canary_revision} released)"
         )
         work.reason = "SwitchedBack"
+        self._routed(work, routed)  # after the message: it may say what is still waited for
 
     async def _patch_target(self, work: Converge, patch: dict[str, Any]) -> None:
         name, ns = work.rollout.spec.target_ref.name, work.target.metadata.namespace

@@ -11,6 +11,7 @@ kubelet cannot create from its spec, cannot pull or that keeps exiting, shows in
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +35,8 @@ from controllers.xynergyservice.resources.kubernetes import (
     build_deployment,
     build_service,
     revision_of,
+    serving_request,
+    serving_revision,
 )
 from controllers.xynergyservice.resources.naming import (
     REVISION_ANNOTATION,
@@ -59,7 +62,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "CloudRunBackend", "KubernetesBackend"]
 
+log = logging.getLogger(__name__)
+
 _CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"))
+_SELECTOR = (("spec", "selector"),)
+"""The Service's selector is compared whole: a revision key it no longer wants is removed."""
 # Reasons under which the Pods are read on every converge (the rollout is known to be stuck).
 _SCHEDULING_REASONS = frozenset(
     {"Unschedulable", "ProgressDeadlineExceeded", CONTAINER_CONFIG_ERROR, *CONTAINER_FAILURES}
@@ -165,10 +172,13 @@ class KubernetesBackend:
             # the same Pods (e.g. only scaled): the revision serving keeps its name
             revision=revision_of(svc, live["Deployment"]),
         )
+        serving = await self._serving(svc, live["Service"])
         # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
         dep, service = await asyncio.gather(
             self.provider.apply(deployment, live["Deployment"]),
-            self.provider.apply(build_service(svc), live["Service"]),
+            self.provider.apply(
+                build_service(svc, serving=serving), live["Service"], exact=_SELECTOR
+            ),
         )
         self._hold({"Deployment": dep.body, "Service": service.body})
         observed = from_deployment(svc, dep.body)
@@ -185,6 +195,22 @@ class KubernetesBackend:
             changed_sources=changed,
             rescaled=_rescaled_only(live["Deployment"], dep.body) and not service.wrote,
         )
+
+    async def _serving(self, svc: XynergyService, service: dict[str, Any] | None) -> str | None:
+        """The Rollout revision the Service is to select (`resources.kubernetes.
+        serving_revision`): its Deployment is read only while the service's
+        `xynergy.io/serving-revision` annotation names one. A value that cannot name one is
+        ignored with a warning naming the annotation (the service's own Pods serve)."""
+        try:
+            revision = serving_request(svc)
+        except ValueError as exc:
+            log.warning("XynergyService %s/%s: %s; the Service selects the service's own Pods",
+                        svc.metadata.namespace, name_of(svc), exc)  # fmt: skip
+            return None
+        if revision is None:
+            return None
+        dep = await self.provider.get("apps/v1", "Deployment", revision, svc.metadata.namespace)
+        return serving_revision(svc, revision, dep, service)
 
     async def observe(
         self, svc: XynergyService, *, child: ChildEvent | None = None

@@ -206,3 +206,29 @@ async def test_a_deletion_that_waits_says_each_reason_once_and_deleted_only_when
     blocked = said[0][1]
     assert blocked is not None
     assert "run.services.delete" in blocked.message
+
+
+async def test_the_service_follows_the_deployment_its_serving_revision_annotation_names() -> None:
+    """While `xynergy.io/serving-revision` names a Rollout's Deployment, that Deployment's
+    events converge the service (`related_owner`, the core's hook): its Service selector
+    follows the revision's availability and deletion at once. Cleared, nothing is followed."""
+    reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: MemoryBackend()})
+    body = _svc().model_dump(by_alias=True, exclude_none=True, mode="json")
+    revision = {"metadata": {"name": "crm-ro-1a2b3c4d", "namespace": "ns"}}
+    assert reconciler.related_owner("Deployment", revision) is None
+    body["metadata"]["annotations"] = {"xynergy.io/serving-revision": "crm-ro-1a2b3c4d"}
+    await reconciler.reconcile(body, now=NOW, child=None)
+    key = reconciler.related_owner("Deployment", revision)
+    assert key is not None
+    assert (key.kind, key.namespace, key.name, key.uid) == ("XynergyService", "ns", "crm", "u")
+    assert reconciler.related_owner("Service", revision) is None
+    elsewhere = {"metadata": {"name": "crm-ro-1a2b3c4d", "namespace": "other"}}
+    assert reconciler.related_owner("Deployment", elsewhere) is None
+    body["metadata"]["annotations"] = {}
+    await reconciler.reconcile(body, now=NOW, child=None)
+    assert reconciler.related_owner("Deployment", revision) is None
+
+
+def test_the_serving_revision_annotation_triggers_a_converge() -> None:
+    reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: MemoryBackend()})
+    assert "xynergy.io/serving-revision" in reconciler.trigger_annotations
