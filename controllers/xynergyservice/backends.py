@@ -29,6 +29,7 @@ from controllers.xynergyservice.observed import (
     missing_children,
     rollout_pods,
     with_scheduling,
+    with_service,
 )
 from controllers.xynergyservice.resources.kubernetes import (
     DEFAULT_PROGRESS_DEADLINE_SECONDS,
@@ -181,7 +182,7 @@ class KubernetesBackend:
             ),
         )
         self._hold({"Deployment": dep.body, "Service": service.body})
-        observed = from_deployment(svc, dep.body)
+        observed = with_service(from_deployment(svc, dep.body), service.body)
         if not dep.wrote:  # a rollout this converge started is not slow: no Pods to read yet
             observed = await self._scheduling(svc, observed, dep.body, child)
         missing = [] if fresh else [k for k, obj in live.items() if obj is None]
@@ -217,7 +218,8 @@ class KubernetesBackend:
     ) -> BackendStatus:
         live = await self._live(svc, child)
         dep = live["Deployment"]
-        observed = await self._scheduling(svc, from_deployment(svc, dep), dep, child)
+        observed = with_service(from_deployment(svc, dep), live["Service"])
+        observed = await self._scheduling(svc, observed, dep, child)
         missing = [k for k, obj in live.items() if obj is None and k != "Deployment"]
         return missing_children(observed, _named(svc, missing), restored=False)
 
