@@ -90,6 +90,22 @@ def _pod_labels(dep: dict[str, Any] | None) -> dict[str, str]:
     return labels
 
 
+def _serving_replicas(
+    target: XynergyService, own: dict[str, Any] | None, live: dict[str, Any] | None
+) -> int:
+    """Instances of a promoted revision the target's Service selects alone: what the target
+    asks for now (`spec.replicas`, which an HPA or a ScalingPolicy moves), but never fewer
+    than the target's own Deployment runs (the capacity that served before the switch) nor,
+    once the revision serves (`xynergy.io/serves`), fewer than it has: an autoscaler that
+    lowers the target's count during the switch (its idle old Pods kept for a rollback
+    look unloaded) must not shrink the Pods that take all the traffic. Scale-downs wait for
+    the hand-back; scale-ups are followed."""
+    floor = int(((own or {}).get("spec") or {}).get("replicas") or 0)
+    if SERVES_LABEL in _labels(live):
+        floor = max(floor, int(((live or {}).get("spec") or {}).get("replicas") or 0))
+    return max(target.spec.sizing().replicas, floor)
+
+
 def routing_for(rollout: Rollout, target: XynergyService) -> TrafficRouting:
     """spec.trafficRouting, with auto resolved: gateway when the target has routes."""
     chosen = rollout.spec.traffic_routing
@@ -209,11 +225,18 @@ class KubernetesRollout:
         return CanaryState(ready=ready, failed=failed, url=url, writes=writes)
 
     async def _scale(
-        self, name: str, replicas: int, *, serving: bool | None = True, serves: bool = False
+        self,
+        name: str,
+        replicas: int,
+        *,
+        serving: bool | None = True,
+        serves: bool = False,
+        live: dict[str, Any] | None = None,
     ) -> int:
         """The new revision at `replicas` (the whole Deployment re-applied: no write when it
-        already is; a server-side apply of replicas alone would drop our other fields)."""
-        live = await self._deployment(name)
+        already is; a server-side apply of replicas alone would drop our other fields);
+        `live` is its Deployment when the caller has just read it."""
+        live = live or await self._deployment(name)
         if live is None:
             return 0
         writes, _ = await self._apply(
@@ -230,21 +253,25 @@ class KubernetesRollout:
         )
         return int(wrote)
 
-    async def hand_back(self, target: XynergyService, name: str) -> bool:
+    async def hand_back(
+        self, target: XynergyService, name: str, *, live: dict[str, Any] | None = None
+    ) -> bool:
         """The target's Service selects the target's own Pods again, not revision `name`'s
         that a promotion asked it to (True once it does, or when it never was asked): the
-        annotation is removed when it names `name`, and the Service is read while the
-        revision's Deployment still carries `xynergy.io/serves` (its Pods must keep serving
-        until the Service has let go of them)."""
-        dep = await self._deployment(name)
-        if SERVES_LABEL not in _labels(dep):
-            return True
+        annotation is removed whenever it names `name` (also when the revision's Deployment
+        is gone: a stale one would be followed for nothing), and the Service is read while
+        the revision's Deployment (`live` when the caller has just read it) still carries
+        `xynergy.io/serves` (its Pods must keep serving until the Service has let go of
+        them)."""
         meta = target.metadata.model_dump(by_alias=True, exclude_none=True)
         if (meta.get("annotations") or {}).get(SERVING_REVISION_ANNOTATION) == name:
             await self.provider.annotate(
                 API_VERSION, TARGET.kind, {"metadata": meta},
                 {SERVING_REVISION_ANNOTATION: None},
             )  # fmt: skip
+        dep = live if live is not None else await self._deployment(name)
+        if SERVES_LABEL not in _labels(dep):
+            return True
         service = await self.provider.get(
             "v1", "Service", target.metadata.name or "", self.namespace
         )
@@ -277,12 +304,13 @@ class KubernetesRollout:
         writes = 0
         if canary:
             weight, tag = share.get(canary, (0, None))
-            if not await self.hand_back(target, canary):  # its Pods serve all until then
-                urls, traffic = self._traffic(target, canary, split)
+            dep = await self._deployment(canary)
+            if not await self.hand_back(target, canary, live=dep):  # its Pods serve all
+                urls, traffic = self._traffic(target, canary, split)  # until then
                 return Routed(0, urls, traffic, settled=False, handing_back=True)
             live = canary in share
             replicas = self._replicas(target, weight, preview=tag == "preview") if live else 0
-            writes = await self._scale(canary, replicas, serving=weight > 0)
+            writes = await self._scale(canary, replicas, serving=weight > 0, live=dep)
         urls, traffic = self._traffic(target, canary, split)
         return Routed(writes, urls, traffic)
 
@@ -301,9 +329,12 @@ class KubernetesRollout:
             return dataclasses.replace(done, writes=writes)
         live = await self._deployment(name)
         if live is None:  # removed already: the target serves (its Deployment rolling or
-            return done  # unready again must not route to nothing)
+            await self.hand_back(target, name)  # unready again must not route to nothing;
+            return done  # an annotation naming it is removed)
         selects = self.routing is TrafficRouting.REPLICAS
-        replicas = target.spec.sizing().replicas
+        replicas = (
+            _serving_replicas(target, dep, live) if selects else target.spec.sizing().replicas
+        )
         writes, _ = await self._apply(
             self.canary, name, replicas, serving=None, serves=selects, live=live
         )

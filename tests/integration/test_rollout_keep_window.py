@@ -321,3 +321,54 @@ def test_replica_routing_after_the_keep_window_the_target_serves_the_new_spec(
     assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
     annotations = get_xs(kube, namespace, svc)["metadata"].get("annotations") or {}
     assert "xynergy.io/serving-revision" not in annotations
+
+
+def _xs_serving(kube: Kube, ns: str, svc: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """What the XynergyService's status says it serves: (status.selector, status.traffic)."""
+    status = get_xs(kube, ns, svc).get("status") or {}
+    return status.get("selector"), status.get("traffic") or []
+
+
+def test_replica_routing_a_second_rollout_waits_while_the_switch_is_set(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """While a promotion's revision holds the target's Service, a second Rollout of the
+    target does not start its canary (it would join a Service that selects only the first's
+    Pods: no traffic, an analysis of nothing): it is Degraded RolloutConflict naming the
+    first, and starts once the first has handed the Service back. The target's status says
+    truthfully what its Service selects meanwhile."""
+    svc, new, own = _replica_routed(kube, namespace, 600)
+    kube.wait_for("the Service selecting the new revision",
+                  lambda: _selector(kube, namespace, svc) == {REVISION: new})  # fmt: skip
+    kube.wait_for("the target's status naming the revision it serves",
+                  lambda: _xs_serving(kube, namespace, svc)
+                  == (f"{REVISION}={new}", [{"revision": new, "percent": 100}]))  # fmt: skip
+    assert not _serving(kube, namespace, svc, f"{REVISION}={new}", 2) & own
+
+    create_rollout(kube, namespace, "second", target=svc, image="reg.example/app:3",
+                   strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}})  # fmt: skip
+    waiting = wait_rollout(kube, namespace, "second", "refused while the switch is set",
+                           lambda st: _condition(st, "Stalled").get("reason")
+                           == "RolloutConflict")["status"]  # fmt: skip
+    assert "Rollout bg is Promoted" in waiting["message"], waiting["message"]
+    assert new in waiting["message"], waiting["message"]
+    said = [e for e in events_of(kube, namespace, "second") if e["reason"] == "RolloutConflict"]
+    assert said, "a Warning Event names the first Rollout"
+    assert "Rollout bg" in said[0]["message"]
+    children = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                        labelSelector="xynergy.io/rollout=second").json()["items"]  # fmt: skip
+    assert children == [], "no canary deployed beside the switch"
+    assert _selector(kube, namespace, svc) == {REVISION: new}
+
+    _act(kube, namespace, "undo/1")  # the first hands the Service back
+    kube.wait_for("the Service selecting the target's own Pods again",
+                  lambda: _selector(kube, namespace, svc) == {"xynergy.io/service": svc})  # fmt: skip
+    kube.wait_for("the target's status naming its own revision again",
+                  lambda: _xs_serving(kube, namespace, svc)[1] == [
+                      {"revision": get_xs(kube, namespace, svc)["status"]["latestReadyRevision"],
+                       "percent": 100}])  # fmt: skip
+    assert _xs_serving(kube, namespace, svc)[0] == f"xynergy.io/service={svc}"
+    started = wait_rollout(kube, namespace, "second", "started once handed back",
+                           lambda st: st.get("phase") in ("Progressing", "Paused")
+                           and bool(st.get("canaryRevision")), timeout=150)["status"]  # fmt: skip
+    assert started["stableRevision"] != new

@@ -389,6 +389,54 @@ async def test_a_rollout_does_not_start_while_another_one_of_its_target_is_activ
     assert len(world.provider.deployments()) == 2
 
 
+@pytest.mark.parametrize(
+    ("window", "switched", "waits"),
+    [
+        (True, True, True),  # in its keep window, the Service switched to its revision
+        (True, False, True),  # in its keep window, the switch asked for but not made yet
+        (False, True, True),  # window over, the target still rolling: the switch holds
+        (False, False, False),  # ended and handed back: nothing of it serves
+    ],
+)
+async def test_a_rollout_waits_while_a_promoted_one_holds_the_targets_service_switch(
+    window: bool, switched: bool, waits: bool
+) -> None:
+    """A replica-routed promotion points the target's Service at its revision's Pods alone;
+    a second Rollout's canary started then would join a Service that does not select it (no
+    traffic, an analysis of nothing). The second waits, its status and Event naming the
+    first, and starts once the first has handed the Service back."""
+    world = World([{"setWeight": 50}], routes=False)
+    world.body["metadata"]["creationTimestamp"] = "2026-12-01T12:00:00Z"
+    other = _rollout("crm-1", [{"setWeight": 10}], creationTimestamp="2026-12-01T11:00:00Z")
+    other["status"] = {"phase": "Promoted", "canaryRevision": "crm-ro-0aaaaaaa",
+                       "trafficRouting": "replicas"}  # fmt: skip
+    if window:
+        other["status"]["scaleDownAt"] = "2026-12-01T12:10:00Z"
+    if switched:
+        world.client.target["metadata"]["annotations"] = {
+            SERVING_REVISION_ANNOTATION: "crm-ro-0aaaaaaa"
+        }
+    world.client.rollouts = [other]
+    status = await world.converge(T0)
+    if not waits:
+        assert status.phase.value == "Progressing"
+        return
+    assert status.phase.value == "Degraded"
+    assert status.canary_revision is None
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "RolloutConflict"
+    assert "Rollout crm-1 is Promoted" in status.message
+    assert "crm-ro-0aaaaaaa" in status.message
+    assert ("2026-12-01T12:10:00" in status.message) is window
+    assert [r for r, _ in world.events] == ["RolloutConflict"]
+    assert world.provider.deployments().keys() == {"crm"}, "no revision deployed"
+    other["status"].pop("scaleDownAt", None)  # the first hands the Service back
+    world.client.target["metadata"]["annotations"] = {}
+    status = await world.converge(T0 + STEP)
+    assert status.phase.value == "Progressing"
+    assert len(world.provider.deployments()) == 2
+
+
 @pytest.mark.parametrize("routes", [False, True])
 async def test_a_new_image_mid_rollout_replaces_the_canary_and_gives_the_new_one_no_traffic(
     routes: bool,
@@ -864,3 +912,67 @@ async def test_a_superseded_rollout_leaves_another_rollouts_serving_revision_alo
     world.client.target["metadata"]["annotations"] = dict(asked)
     await world.converge(now)
     assert world.client.target["metadata"]["annotations"] == asked
+
+
+async def test_the_switch_is_handed_back_when_the_revisions_deployment_is_gone() -> None:
+    """A revision's Deployment deleted in the keep window (by hand, or by a cleanup): the
+    XynergyService already selects its own Pods again (nothing named serves), and the
+    Rollout's next converge removes the annotation that named it, rather than leaving it on
+    the target for good."""
+    world = World([{"setWeight": 50}], routes=False)
+    new, now = await _selecting_new(world)
+    del world.provider.objs[("Deployment", new)]
+    world.settle()
+    assert world.selector() == {SERVICE_LABEL: "crm"}, "the XynergyService's safety net"
+    await world.converge(now)
+    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
+    assert world.client.patches == [], "the window still keeps the old revision"
+
+
+@pytest.mark.parametrize("why", ["superseded", "timeout"])
+async def test_a_deletion_in_the_window_that_lets_go_early_removes_the_annotation(
+    why: str,
+) -> None:
+    """A deletion in the keep window that does not wait for the hand-back (the target moved
+    on without this Rollout; or the wait passed spec.progressDeadlineSeconds) still removes
+    the annotation naming its revision: its Deployment goes with it, and the target's Service
+    must not stay asked for it."""
+    world = World([{"setWeight": 50}], routes=False)
+    _, now = await _selecting_new(world)
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    if why == "superseded":
+        world.client.target["spec"]["image"] = "crm:3"  # an edit of the target in the window
+        world.reconciler.clock = lambda: now
+    else:
+        world.reconciler.clock = lambda: now + dt.timedelta(seconds=700)  # past the deadline
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone
+    assert (event.reason if event else None) == (None if why == "superseded" else
+                                                 "PromotionUnfinished")  # fmt: skip
+    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
+
+
+async def test_an_autoscaler_does_not_shrink_the_revision_the_service_selects() -> None:
+    """During the switch the target's own Pods (the old revision, kept for a rollback) get
+    no traffic, so an autoscaler that lowers the target's spec.replicas must not shrink the
+    new revision, which takes all of it: it starts with at least what the target's Deployment
+    runs, follows scale-ups, and keeps its count on scale-downs until the hand-back."""
+    world = World([{"setWeight": 50}], routes=False)
+    world.client.target["spec"]["scaling"] = {"minInstances": 1, "maxInstances": 10}
+    world.client.target["spec"]["replicas"] = 4
+    own = world.provider.objs[("Deployment", "crm")]
+    own["spec"]["replicas"] = 5  # the target's Deployment runs more than asked (a surge)
+    new, now = await _selecting_new(world)
+    assert world.provider.deployments()[new]["spec"]["replicas"] == 5, "the capacity it had"
+
+    def autoscale(replicas: int) -> None:  # a ScalingPolicy or HPA through the scale
+        world.client.target["spec"]["replicas"] = replicas  # subresource; the XynergyService
+        own["spec"]["replicas"] = replicas  # controller carries it to its Deployment
+
+    for asked, kept in ((2, 5), (7, 7), (3, 7)):
+        autoscale(asked)
+        now += STEP
+        await world.converge(now)
+        world.settle()
+        assert world.provider.deployments()[new]["spec"]["replicas"] == kept, asked
+        assert world.selector() == {REVISION_LABEL: new}
