@@ -70,6 +70,9 @@ class Routed:
     """The upstreams the gateway is to apply (None: the backend routes by itself)."""
     settled: bool = True
     """A promotion is complete (False: come back soon, e.g. the target is still rolling)."""
+    handing_back: bool = False
+    """Not settled because the target's Service still selects the new revision's Pods (a
+    promotion asked it to): they keep serving until it selects the target's own again."""
 
 
 class RolloutBackend(Protocol):
@@ -110,6 +113,11 @@ class RolloutBackend(Protocol):
     async def retire(self, *, keep: str | None) -> int:
         """Remove this Rollout's new revisions other than `keep` (None: all of them): one
         its spec replaced mid-rollout, or what is left once its target moved on. Writes."""
+        ...
+
+    async def hand_back(self, target: XynergyService, name: str) -> bool:
+        """The target serves through its own instances again, not revision `name`'s that a
+        promotion pointed it at (True once it does, or when nothing was pointed)."""
         ...
 
 
@@ -228,6 +236,10 @@ class CloudRunRollout:
         """Nothing: a revision of the service with no traffic scales to zero (each new
         revision's first write pins the traffic to the stable one and itself)."""
         return 0
+
+    async def hand_back(self, target: XynergyService, name: str) -> bool:
+        """Always: Cloud Run's traffic split is the whole routing (`promote` wrote it)."""
+        return True
 
     async def _route(self, path: str, split: Traffic, writes: int) -> Routed:
         service, more = await self.provider.set_traffic(path, split)

@@ -200,3 +200,175 @@ def _waited(kube: Kube, ns: str) -> float:
     meta = kube.get(rollout_url(ns, "bg")).json()["metadata"]
     asked = dt.datetime.fromisoformat(meta["deletionTimestamp"])
     return (dt.datetime.now(dt.UTC) - asked).total_seconds()
+
+
+# ---- replica-ratio routing (no gateway): the target's Service switches whole ---------------
+
+REVISION = "xynergy.io/rollout-revision"
+
+
+def _selector(kube: Kube, ns: str, svc: str) -> dict[str, str]:
+    resp = kube.get(f"/api/v1/namespaces/{ns}/services/{svc}")
+    assert resp.status_code == 200, resp.text
+    found: dict[str, str] = resp.json()["spec"]["selector"]
+    return found
+
+
+def _endpoints(kube: Kube, ns: str, svc: str) -> set[str]:
+    """The Pods the Service sends traffic to: its EndpointSlices' ready endpoints (what
+    kube-proxy and every other data plane read)."""
+    resp = kube.get(f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+                    labelSelector=f"kubernetes.io/service-name={svc}")  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    return {
+        ep["targetRef"]["name"]
+        for item in resp.json()["items"]
+        for ep in item.get("endpoints") or []
+        if (ep.get("conditions") or {}).get("ready") and ep.get("targetRef")
+    }
+
+
+def _pods(kube: Kube, ns: str, selector: str) -> set[str]:
+    """Running Pods (not being deleted) matching a label selector."""
+    resp = kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=selector)
+    assert resp.status_code == 200, resp.text
+    return {
+        pod["metadata"]["name"]
+        for pod in resp.json()["items"]
+        if not pod["metadata"].get("deletionTimestamp")
+        and (pod.get("status") or {}).get("phase") == "Running"
+    }
+
+
+def _serving(kube: Kube, ns: str, svc: str, selector: str, count: int) -> set[str]:
+    """Wait until the Service's endpoints are exactly the `count` running Pods of
+    `selector`; those Pods."""
+    found: set[str] = set()
+
+    def exactly() -> bool:
+        found.clear()
+        found.update(_pods(kube, ns, selector))
+        return len(found) == count and _endpoints(kube, ns, svc) == found
+
+    kube.wait_for(f"Service {svc} sending traffic to exactly the Pods of {selector}", exactly,
+                  timeout=90)  # fmt: skip
+    return set(found)
+
+
+def _replica_routed(kube: Kube, ns: str, keep: int) -> tuple[str, str, set[str]]:
+    """A target without routes (replica-ratio routing) at 2 instances, and a blue-green
+    Rollout promoted with a `keep` s window: (target, new revision, the target's own Pods)."""
+    svc = unique("ai")
+    create_xs(kube, ns, svc, backend="kubernetes", port=8080,
+              scaling={"minInstances": 2, "maxInstances": 2})  # fmt: skip
+    wait_ready(kube, ns, svc)
+    own = _serving(kube, ns, svc, f"xynergy.io/service={svc},!{REVISION}", 2)
+    create_rollout(kube, ns, "bg", target=svc, image="reg.example/app:2",
+                   strategy={"blueGreen": {"scaleDownDelaySeconds": keep}})  # fmt: skip
+    status = wait_rollout(kube, ns, "bg", "previewing", phase_is("Paused"))["status"]
+    new: str = status["canaryRevision"]
+    assert status["trafficRouting"] == "replicas"
+    assert _selector(kube, ns, svc) == {"xynergy.io/service": svc}
+    assert _endpoints(kube, ns, svc) == own, "the preview gets no live traffic"
+    _act(kube, ns, "promote/1")
+    wait_rollout(kube, ns, "bg", "promoted", phase_is("Promoted"))
+    return svc, new, own
+
+
+def test_replica_routing_switches_the_service_whole_and_back_on_undo(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """At promotion the target's Service selects only the new revision's Pods (before, the
+    new Pods joined it beside the old ones, which kept about half the traffic for the whole
+    keep window); the old Pods keep running for the fast rollback. Undo in the window puts
+    the Service back on the old Pods, and only then is the new revision scaled to zero."""
+    svc, new, own = _replica_routed(kube, namespace, 600)
+    kube.wait_for("the Service selecting the new revision",
+                  lambda: _selector(kube, namespace, svc) == {REVISION: new})  # fmt: skip
+    serving = _serving(kube, namespace, svc, f"{REVISION}={new}", 2)
+    assert not serving & own
+    assert _pods(kube, namespace, f"xynergy.io/service={svc},!{REVISION}") == own, (
+        "the old revision keeps running (no traffic) for the keep window"
+    )
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
+
+    _act(kube, namespace, "undo/1")
+    wait_rollout(kube, namespace, "bg", "switched back", phase_is("RolledBack"))
+    kube.wait_for("the Service selecting the target's own Pods again",
+                  lambda: _selector(kube, namespace, svc) == {"xynergy.io/service": svc})  # fmt: skip
+    assert _serving(kube, namespace, svc, f"xynergy.io/service={svc},!{REVISION}", 2) == own
+    kube.wait_for("the new revision scaled to zero",
+                  lambda: (deployment(kube, namespace, new) or {})["spec"]["replicas"] == 0)  # fmt: skip
+    annotations = get_xs(kube, namespace, svc)["metadata"].get("annotations") or {}
+    assert "xynergy.io/serving-revision" not in annotations
+
+
+def test_replica_routing_after_the_keep_window_the_target_serves_the_new_spec(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """Within the window only the new revision's Pods serve; when it ends the target is
+    patched, and once its own Pods run the new spec the Service selects them again and the
+    new revision's children go."""
+    svc, new, own = _replica_routed(kube, namespace, 45)
+    kube.wait_for("the Service selecting the new revision",
+                  lambda: _selector(kube, namespace, svc) == {REVISION: new})  # fmt: skip
+    _serving(kube, namespace, svc, f"{REVISION}={new}", 2)
+    kube.wait_for("the keep window over and the new revision's children gone",
+                  lambda: deployment(kube, namespace, new) is None, timeout=240)  # fmt: skip
+    assert _selector(kube, namespace, svc) == {"xynergy.io/service": svc}
+    serving = _serving(kube, namespace, svc, f"xynergy.io/service={svc}", 2)
+    assert not serving & own, "the target's own Pods, rolled to the new spec"
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
+    annotations = get_xs(kube, namespace, svc)["metadata"].get("annotations") or {}
+    assert "xynergy.io/serving-revision" not in annotations
+
+
+def _xs_serving(kube: Kube, ns: str, svc: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """What the XynergyService's status says it serves: (status.selector, status.traffic)."""
+    status = get_xs(kube, ns, svc).get("status") or {}
+    return status.get("selector"), status.get("traffic") or []
+
+
+def test_replica_routing_a_second_rollout_waits_while_the_switch_is_set(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """While a promotion's revision holds the target's Service, a second Rollout of the
+    target does not start its canary (it would join a Service that selects only the first's
+    Pods: no traffic, an analysis of nothing): it is Degraded RolloutConflict naming the
+    first, and starts once the first has handed the Service back. The target's status says
+    truthfully what its Service selects meanwhile."""
+    svc, new, own = _replica_routed(kube, namespace, 600)
+    kube.wait_for("the Service selecting the new revision",
+                  lambda: _selector(kube, namespace, svc) == {REVISION: new})  # fmt: skip
+    kube.wait_for("the target's status naming the revision it serves",
+                  lambda: _xs_serving(kube, namespace, svc)
+                  == (f"{REVISION}={new}", [{"revision": new, "percent": 100}]))  # fmt: skip
+    assert not _serving(kube, namespace, svc, f"{REVISION}={new}", 2) & own
+
+    create_rollout(kube, namespace, "second", target=svc, image="reg.example/app:3",
+                   strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}})  # fmt: skip
+    waiting = wait_rollout(kube, namespace, "second", "refused while the switch is set",
+                           lambda st: _condition(st, "Stalled").get("reason")
+                           == "RolloutConflict")["status"]  # fmt: skip
+    assert "Rollout bg is Promoted" in waiting["message"], waiting["message"]
+    assert new in waiting["message"], waiting["message"]
+    said = [e for e in events_of(kube, namespace, "second") if e["reason"] == "RolloutConflict"]
+    assert said, "a Warning Event names the first Rollout"
+    assert "Rollout bg" in said[0]["message"]
+    children = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                        labelSelector="xynergy.io/rollout=second").json()["items"]  # fmt: skip
+    assert children == [], "no canary deployed beside the switch"
+    assert _selector(kube, namespace, svc) == {REVISION: new}
+
+    _act(kube, namespace, "undo/1")  # the first hands the Service back
+    kube.wait_for("the Service selecting the target's own Pods again",
+                  lambda: _selector(kube, namespace, svc) == {"xynergy.io/service": svc})  # fmt: skip
+    kube.wait_for("the target's status naming its own revision again",
+                  lambda: _xs_serving(kube, namespace, svc)[1] == [
+                      {"revision": get_xs(kube, namespace, svc)["status"]["latestReadyRevision"],
+                       "percent": 100}])  # fmt: skip
+    assert _xs_serving(kube, namespace, svc)[0] == f"xynergy.io/service={svc}"
+    started = wait_rollout(kube, namespace, "second", "started once handed back",
+                           lambda st: st.get("phase") in ("Progressing", "Paused")
+                           and bool(st.get("canaryRevision")), timeout=150)["status"]  # fmt: skip
+    assert started["stableRevision"] != new

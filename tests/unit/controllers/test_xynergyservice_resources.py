@@ -415,3 +415,77 @@ def test_a_deployment_from_before_the_pod_security_settings_rolls_as_a_new_revis
     assert not is_subset(desired, live)
     assert revision_of(_svc(), live) is None
     assert revision_of(_svc(), _live(desired)) == "crm-00003"
+
+
+# ---- a Rollout's revision selected by the Service (replica-ratio routing) -----------------
+
+
+def _asking(value: str | None = "crm-ro-1a2b3c4d") -> XynergyService:
+    svc = _svc().model_copy(deep=True)
+    svc.metadata.annotations = {"xynergy.io/serving-revision": value} if value else None
+    return svc
+
+
+def _revision(
+    *, available: int = 3, replicas: int = 3, serves: str | None = "crm", generation: int = 2,
+    selector: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    labels = {"app.kubernetes.io/managed-by": "xynergy"}
+    if serves:
+        labels["xynergy.io/serves"] = serves
+    return {
+        "metadata": {"name": "crm-ro-1a2b3c4d", "labels": labels, "generation": generation},
+        "spec": {
+            "replicas": replicas,
+            "selector": {
+                "matchLabels": selector or {"xynergy.io/rollout-revision": "crm-ro-1a2b3c4d"}
+            },
+        },
+        "status": {
+            "observedGeneration": 2,
+            "availableReplicas": available,
+            "updatedReplicas": available,
+        },
+    }
+
+
+def _selecting(revision: str | None) -> dict[str, Any]:
+    svc = _asking(None)
+    return build_service(svc, serving=revision)
+
+
+def test_the_service_selects_a_rollout_revision_only_once_all_its_instances_serve() -> None:
+    from controllers.xynergyservice.resources.kubernetes import serving_revision
+
+    svc, name = _asking(), "crm-ro-1a2b3c4d"
+    own = _selecting(None)
+    assert own["spec"]["selector"] == {"xynergy.io/service": "crm"}
+    assert serving_revision(svc, name, _revision(), own) == name
+    assert build_service(svc, serving=name)["spec"]["selector"] == {
+        "xynergy.io/rollout-revision": name
+    }
+    # not yet switched: all instances must be available (a canary scaled up at promotion
+    # does not take all the traffic on its one Pod), and the Deployment's status current
+    assert serving_revision(svc, name, _revision(available=2), own) is None
+    assert serving_revision(svc, name, _revision(generation=3), own) is None
+    # switched: kept while one instance serves (a restart does not flip the traffic)...
+    switched = _selecting(name)
+    assert serving_revision(svc, name, _revision(available=1), switched) == name
+    # ...and given back when none does, or the Deployment is gone (a Rollout deleted by hand)
+    assert serving_revision(svc, name, _revision(available=0), switched) is None
+    assert serving_revision(svc, name, None, switched) is None
+    # only a Deployment that asks to serve this service, and selects by the revision alone
+    assert serving_revision(svc, name, _revision(serves=None), own) is None
+    assert serving_revision(svc, name, _revision(serves="other"), own) is None
+    wide = _revision(selector={"xynergy.io/service": "crm"})
+    assert serving_revision(svc, name, wide, own) is None
+    assert serving_revision(svc, None, _revision(), own) is None
+
+
+def test_a_serving_revision_that_cannot_be_a_name_is_refused_naming_the_annotation() -> None:
+    from controllers.xynergyservice.resources.kubernetes import serving_request
+
+    assert serving_request(_asking(None)) is None
+    assert serving_request(_asking()) == "crm-ro-1a2b3c4d"
+    with pytest.raises(ValueError, match=r"metadata.annotations\[xynergy.io/serving-revision\]"):
+        serving_request(_asking("Crm/../x"))
