@@ -304,6 +304,7 @@ class Gateway:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.stream.aclose()
             await self.http.close()
             await self.redis.aclose()
             if self.redis_mux is not None:

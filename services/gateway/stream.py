@@ -21,9 +21,12 @@ retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule a
 A counted session must connect soon: an engine.io session whose socket.io CONNECT has not been
 accepted within ``connect_timeout`` seconds of its handshake (none sent, or refused) is closed,
 so a client holds at most (address limit / window) x ``connect_timeout`` idle sessions, not one
-per handshake of the last ping timeout (about 45 s). python-socketio has no such setting (the
-JS server's ``connectTimeout`` does this), so ``_Server`` keeps one timer per unconnected
-session: armed at the engine.io open, dropped at the accepted connect or at the close.
+per handshake of the last ping timeout (about 45 s). The same once its connection ends (the
+client's socket.io DISCONNECT, or the server's at token expiry) while the session stays open:
+it must connect again within ``connect_timeout`` of the disconnect. python-socketio has no such
+setting (the JS server's ``connectTimeout`` does this), so ``_Server`` keeps one timer per
+session without a connection: armed at the engine.io open and when a connection ends, dropped
+at an accepted connect, at the close and at shutdown.
 
 A connection lives no longer than its token: its deadline is the token's ``exp`` plus the
 clock leeway the verifier allows. A timer (every ``stream_expiry_check_seconds``) and every
@@ -100,16 +103,20 @@ def _room(tenant: str, topic: str) -> str:
 
 
 class _Server(socketio.AsyncServer):  # type: ignore[misc]
-    """python-socketio's server plus a connect timeout (python-socketio 5.x has none): every
-    engine.io session gets a timer at its open, cancelled when a socket.io connect on it is
-    accepted (``connected``) or when it closes; a session still without a connection when its
-    timer fires is closed. One timer handle per unconnected session, none once connected."""
+    """python-socketio's server plus a connect timeout (python-socketio 5.x has none): a session
+    without an accepted connection has one timer, armed at its engine.io open and again when
+    its connection ends while the session stays open (the client's namespace DISCONNECT, or the
+    server's, as at token expiry), dropped when a connect on it is accepted (``connected``) or
+    when it closes; a session still without a connection when its timer fires is closed. One
+    timer handle per unconnected session, none once connected or closed, none after
+    ``shutdown``."""
 
     def __init__(self, *, connect_timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.connect_timeout = connect_timeout
         self._unconnected: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
@@ -119,37 +126,87 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_eio_disconnect(eio_sid, reason)
         self.connected(eio_sid)  # gone: nothing left to time out
 
+    async def _handle_disconnect(
+        self, eio_sid: str, namespace: str | None, reason: Any = None
+    ) -> None:
+        """The client's namespace DISCONNECT (also run for each namespace at an engine.io
+        close, when the session is closing and gets no timer)."""
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+        self._disconnected(eio_sid)
+
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """The server ends a connection (token expiry). socket.io clients then close their
+        engine.io session; one that keeps it must connect again within ``connect_timeout``."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
+        await super().disconnect(sid, namespace, ignore_queue)
+        if eio_sid is not None:
+            self._disconnected(eio_sid)
+
     def connected(self, eio_sid: str | None) -> None:
         """The session ``eio_sid`` has an accepted connection (or is gone): drop its timer."""
         timer = self._unconnected.pop(eio_sid, None) if eio_sid is not None else None
         if timer is not None:
             timer.cancel()
 
+    def is_open(self, eio_sid: str) -> bool:
+        """The engine.io session exists and is not closing."""
+        sock = self.eio.sockets.get(eio_sid)
+        return sock is not None and not sock.closing and not sock.closed
+
+    def _disconnected(self, eio_sid: str) -> None:
+        """A connection on the session ended: left open without one, it gets its timer again.
+        A running timer is never restarted, so DISCONNECT packets without a connection do not
+        extend an unconnected session's time."""
+        if eio_sid in self._unconnected or not self.is_open(eio_sid):
+            return
+        if self.manager.sid_from_eio_sid(eio_sid, "/") is None:
+            self._arm(eio_sid)
+
     def _arm(self, eio_sid: str) -> None:
+        self.connected(eio_sid)  # at most one timer per session
+        if self._stopped:
+            return
         loop = asyncio.get_running_loop()
         self._unconnected[eio_sid] = loop.call_later(self.connect_timeout, self._timed_out, eio_sid)
 
     def _timed_out(self, eio_sid: str) -> None:
         self._unconnected.pop(eio_sid, None)
-        if eio_sid not in self.eio.sockets:
-            return
-        if self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
-            # a connect is being decided (token, Redis): judge again once it has been
-            self._arm(eio_sid)
-            return
-        task = asyncio.create_task(self._close(eio_sid))
+        task = asyncio.create_task(self._close_unconnected(eio_sid))
         self._closing.add(task)  # held until done (the loop keeps only weak references)
         task.add_done_callback(self._closing.discard)
+
+    async def _close_unconnected(self, eio_sid: str) -> None:
+        """Close the session unless it has a connection: decided here, with no await before the
+        close, because a CONNECT may have been taken up since the timer fired."""
+        if not self.is_open(eio_sid):
+            return
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is not None:
+            if not self.manager.is_connected(sid, "/"):
+                # a connect is being decided (token, Redis): judge again once it has been
+                self._arm(eio_sid)
+            return
+        await self._close(eio_sid)
 
     async def _close(self, eio_sid: str) -> None:
         """Close the session as engine.io's own ping timeout does: the CLOSE packet queued
         without waiting for a poll to take it (``eio.disconnect`` waits, forever for a
         long-polling client that stopped polling), then the session forgotten."""
-        sock = self.eio.sockets.get(eio_sid)
-        if sock is None:
-            return
+        sock = self.eio.sockets[eio_sid]
         await sock.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
         self.eio.sockets.pop(eio_sid, None)
+
+    async def shutdown(self) -> None:
+        """Stop the timers and let running closes finish, then engine.io's background task
+        (python-socketio leaves it to the application): a stopped gateway left them in the
+        loop, closing sessions for up to ``connect_timeout`` after it stopped."""
+        self._stopped = True
+        for eio_sid in list(self._unconnected):
+            self.connected(eio_sid)
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        await super().shutdown()
 
 
 class EventStream:
@@ -228,13 +285,26 @@ class EventStream:
             ) from None
         if self.limiter is not None:
             _refuse_connect(await self._decide(self.limiter.policies.stream_user(identity)))
-        await self.sio.save_session(sid, {"tenant": identity.tenant_id, "user": identity.user_id})
+        try:
+            await self.sio.save_session(
+                sid, {"tenant": identity.tenant_id, "user": identity.user_id}
+            )
+        except KeyError:  # engine.io's answer: the session closed while the connect was decided
+            # a refusal makes python-socketio forget the half-made connection; the KeyError
+            # escaping left it registered for good (and logged a traceback at ERROR)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "session_closed", {"message": "the session closed before the connect was decided"}
+            ) from None
         exp = token_expiry(token)
         if exp is not None:
             self._deadlines[sid] = exp + self.leeway
         self.sio.connected(self.sio.manager.eio_sid_from_sid(sid, "/"))
         self._clients += 1
         self.metrics.stream_clients.set(self._clients)
+
+    async def aclose(self) -> None:
+        """Stop the stream's timers and background work (the gateway's shutdown)."""
+        await self.sio.shutdown()
 
     async def _decide(self, limits: list[Limit]) -> Refusal | None:
         """Count a connection against ``limits``; why it is refused past one of them."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
@@ -267,6 +269,171 @@ async def test_a_session_without_a_connection_is_closed_after_the_connect_timeou
             assert gone.status_code == 400, gone.text
         finally:
             await client.close()
+
+
+POLLING = {"EIO": "4", "transport": "polling"}
+
+
+class PollingSession:
+    """A raw engine.io long-polling session (EIO 4) carrying socket.io packets: a client that
+    speaks the protocol without socket.io-client's manners (which closes its engine.io session
+    when its last connection ends), so it keeps the session after a DISCONNECT."""
+
+    def __init__(self, http: httpx.AsyncClient, sid: str) -> None:
+        self.http = http
+        self.sid = sid
+        self.received: list[str] = []
+
+    @classmethod
+    async def open(cls, gw: RunningGateway) -> PollingSession:
+        opened = await gw.http.get(f"{STREAM_PATH}/", params=POLLING)
+        assert opened.status_code == 200, opened.text
+        return cls(gw.http, str(json.loads(opened.text[1:])["sid"]))
+
+    async def post(self, payload: str) -> None:
+        """Engine.io packets; answered once python-socketio has handled them."""
+        posted = await self.http.post(
+            f"{STREAM_PATH}/", params={**POLLING, "sid": self.sid}, content=payload
+        )
+        assert posted.status_code == 200, posted.text
+
+    async def send(self, packet: str) -> None:
+        """One socket.io packet (``0`` CONNECT, ``1`` DISCONNECT, ...) in an engine.io MESSAGE."""
+        await self.post("4" + packet)
+
+    async def receive(self) -> str:
+        """The next socket.io packet from the server (long polls; engine.io pings answered)."""
+        while not self.received:
+            polled = await self.http.get(f"{STREAM_PATH}/", params={**POLLING, "sid": self.sid})
+            assert polled.status_code == 200, polled.text
+            for packet in polled.text.split("\x1e"):
+                if packet == "2":
+                    await self.post("3")
+                elif packet.startswith("4"):
+                    self.received.append(packet[1:])
+        return self.received.pop(0)
+
+    async def connect(self, token: str) -> str:
+        """Send a socket.io CONNECT with ``token``: the server's CONNECT (``0{"sid"}``) or
+        CONNECT_ERROR (``4{"message", "data"}``)."""
+        await self.send("0" + json.dumps({"token": token}))
+        return await self.receive()
+
+
+def _closed(server: Any, sid: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return sid not in server.eio.sockets and server.get_environ(sid) is None
+
+    return check
+
+
+async def test_a_session_whose_connection_ended_must_connect_again_within_the_timeout(
+    gateway_factory: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    """A client that connected with a valid token and then sent the socket.io DISCONNECT (not
+    an engine.io close) kept its engine.io session, with no timer, until its ping timeout
+    (about 45 s), free to CONNECT on it again. The session now gets the connect timeout again
+    when its connection ends, an accepted CONNECT on it drops it, and every CONNECT after the
+    first is counted against the address (here the fourth count is refused)."""
+    await _clear_stream_limits(redis_client)
+    settings = {"stream_connect_timeout_seconds": 1, "stream_connect_limit_per_minute": 3}
+    async with gateway_factory(**settings) as gw:
+        server = gw.app.stream.sio
+        token = make_jwt(user_id="cycler", tenant_id="cycle-co")
+        cycling = await PollingSession.open(gw)  # the address counted: 1
+        assert (await cycling.connect(token)).startswith("0")  # its first connect: not again
+        await cycling.send("1")  # DISCONNECT: the engine.io session stays
+        assert gw.app.metrics.stream_clients._value.get() == 0
+        assert (await cycling.connect(token)).startswith("0")  # a later one is: 2
+        later = await PollingSession.open(gw)  # 3, after the reconnect was accepted
+        await wait_for(_closed(server, later.sid), within=10, what="the later session's timeout")
+        # the timer the DISCONNECT armed (older than `later`'s) was dropped at the reconnect
+        assert cycling.sid in server.eio.sockets
+        assert gw.app.metrics.stream_clients._value.get() == 1
+        await cycling.send("1")
+        refused = await cycling.connect(token)  # 4: past the address limit
+        assert refused.startswith("4"), refused
+        error = json.loads(refused[1:])
+        assert (error["message"], error["data"]["limit"]) == ("rate_limited", "stream_ip")
+        await wait_for(_closed(server, cycling.sid), within=10, what="the idle session's timeout")
+        assert not server._unconnected  # no timer left behind
+        assert gw.app.metrics.stream_clients._value.get() == 0
+        gone = await gw.http.get(f"{STREAM_PATH}/", params={**POLLING, "sid": cycling.sid})
+        assert gone.status_code == 400, gone.text
+
+
+async def test_a_session_the_server_disconnected_is_closed_after_the_connect_timeout(
+    gateway_factory: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    """At token expiry the server ends the connection with a socket.io DISCONNECT; a client
+    that keeps its engine.io session (socket.io-client closes it) is closed a connect timeout
+    later, as after its own DISCONNECT, not at its ping timeout."""
+    await _clear_stream_limits(redis_client)
+    settings = {"stream_connect_timeout_seconds": 1, "stream_expiry_check_seconds": 0.2}
+    async with gateway_factory(auth_leeway=0, **settings) as gw:
+        server = gw.app.stream.sio
+        session = await PollingSession.open(gw)
+        token = make_jwt(user_id="keeper", tenant_id="keep-co", ttl=3)
+        assert (await session.connect(token)).startswith("0")
+        expired = await session.receive()
+        assert json.loads(expired[1:])[0] == "token_expired", expired  # an EVENT packet
+        assert await session.receive() == "1"  # the server's DISCONNECT
+        await wait_for(_closed(server, session.sid), within=10, what="the idle session's timeout")
+        assert not server._unconnected
+        assert gw.app.metrics.stream_clients._value.get() == 0
+
+
+async def test_a_session_closed_while_its_connect_is_decided_leaves_no_connection(
+    gateway_factory: GatewayFactory, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client sends its CONNECT and, on another request, closes its engine.io session while
+    the connect is decided (here Redis stalls the user limit's count; a ping timeout or the
+    connect timeout can close it too). The connect handler's save_session then raised
+    KeyError: python-socketio logged a traceback at ERROR and kept the half-made connection
+    registered for good. It is now refused, and forgotten."""
+    async with gateway_factory(redis_url=own_redis.url) as gw:
+        server = gw.app.stream.sio
+        session = await PollingSession.open(gw)
+
+        async def deciding() -> bool:
+            sid = server.manager.sid_from_eio_sid(session.sid, "/")
+            return sid is not None and not server.manager.is_connected(sid, "/")
+
+        token = make_jwt(user_id="quitter", tenant_id="quit-co")
+        own_redis.pause()
+        try:
+            connecting = asyncio.create_task(session.send("0" + json.dumps({"token": token})))
+            await wait_for(deciding, within=10, what="the connect to be taken up")
+            await session.post("1")  # engine.io CLOSE
+            assert not server.is_open(session.sid)
+            assert await deciding()  # the close came while the connect was decided
+        finally:
+            own_redis.resume()
+        with caplog.at_level(logging.WARNING):
+            await connecting
+        assert server.manager.sid_from_eio_sid(session.sid, "/") is None
+        assert gw.app.metrics.stream_clients._value.get() == 0
+        assert not server._unconnected
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_stopped_gateway_leaves_no_stream_timer_or_task(
+    gateway_factory: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    """The connect timers of sessions open at shutdown, and engine.io's background task (which
+    python-socketio leaves to the application to stop), outlived a stopped gateway: in the
+    tests' shared event loop a stopped gateway still closed sessions afterwards."""
+    await _clear_stream_limits(redis_client)
+    async with gateway_factory(stream_connect_timeout_seconds=30) as gw:
+        server = gw.app.stream.sio
+        session = await PollingSession.open(gw)
+        timer = server._unconnected[session.sid]
+        service = server.eio.service_task_handle
+        assert service is not None
+        assert not service.done()
+    assert timer.cancelled()
+    assert not server._unconnected
+    assert service.done()
 
 
 # -- connections do not outlive their token (issue 20 item 6) ---------------------------------
