@@ -8,7 +8,9 @@ cheaper than Starlette's in bench/gateway.py --compare, so it went.)
 https, and nothing else: not the bare domain, not another scheme, not ``evilxynergyos.com``.
 Credentials are allowed, so nothing that any website can match is: a bare ``*`` (as an origin
 or a pattern), a regex such as ``.*``, and a pattern over a whole top-level domain
-(``https://*.com``): a pattern's domain has two labels or more. ``check_origin`` and
+(``https://*.com``): a pattern's domain has two labels or more, and is not a public suffix
+(the Public Suffix List's, ``publicsuffixlist``'s bundled copy: ``*.co.uk``, ``*.github.io``,
+``*.a.run.app``, where anyone can put up a website). ``check_origin`` and
 ``check_pattern`` are the settings' validation (services.gateway.settings), so the gateway
 refuses to start with such a value, whatever the admission policies saw (a value from a
 ConfigMap, a variable named in lower case); an origin with a path or a pattern of another form
@@ -20,6 +22,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import cache
+
+from publicsuffixlist import PublicSuffixList
 
 __all__ = ["OriginPolicy", "check_origin", "check_pattern"]
 
@@ -40,13 +45,27 @@ def check_origin(origin: str) -> None:
         )
 
 
+@cache
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # the ICANN and the private sections (github.io, run.app)
+
+
 def check_pattern(pattern: str) -> None:
-    """Refuse a pattern that is not ``http(s)://*.`` and a domain (an optional port)."""
-    if not _PATTERN.fullmatch(pattern.strip().lower()):
+    """Refuse a pattern that is not ``http(s)://*.`` and a domain (an optional port), or whose
+    domain is a public suffix."""
+    value = pattern.strip().lower()
+    if not _PATTERN.fullmatch(value):
         raise ValueError(
             "each entry must look like https://*.example.com: '*.' and a domain of two labels "
             "or more (credentials are allowed, so a pattern any website matches, such as '*', "
             "'.*' or https://*.com, is refused)"
+        )
+    domain = value.split("*.", 1)[1].split(":", 1)[0]
+    if _suffixes().is_public(domain):
+        raise ValueError(
+            f"each entry's domain must be one its owner controls: {domain} is a public suffix "
+            "(anyone can put up a website under it, and credentials are allowed), e.g. "
+            "https://*.example.com"
         )
 
 

@@ -35,6 +35,9 @@ def test_origin_policy() -> None:
         ([], ["https://x.*.com"]),
         ([], [".*"]),
         ([], ["https://*.com"]),  # every .com website
+        ([], ["https://*.co.uk"]),  # a public suffix of two labels: every site under it
+        ([], ["https://*.github.io"]),  # the list's private section: anyone's pages
+        ([], ["https://*.a.run.app:443"]),  # anyone's Cloud Run service, port or not
         ([], ["https://app.xynergyos.com"]),  # not a pattern
     ],
 )

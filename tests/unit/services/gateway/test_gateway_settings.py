@@ -70,6 +70,14 @@ KEY = "k" * 40
         (
             {
                 "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
+                "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS": '["https://*.github.io"]',
+            },
+            "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS: Value error, each entry's domain must be one "
+            "its owner controls: github.io is a public suffix",
+        ),
+        (
+            {
+                "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
                 "XYNERGY_GATEWAY_CORS_ORIGINS": '["https://\\u002a.example.com"]',
             },
             "XYNERGY_GATEWAY_CORS_ORIGINS: Value error, each entry must be an origin",
