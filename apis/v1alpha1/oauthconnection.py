@@ -17,12 +17,22 @@ from pydantic import ConfigDict, Field
 
 from apis.base import DNS_SUBDOMAIN, SpecModel, StatusModel, cel, validations
 from apis.conditions import Condition
-from apis.v1alpha1.common import CrdInfo, PrinterColumn, Resource, conditions_field, ready_columns
+from apis.v1alpha1.common import (
+    LABEL_VALUE_MAX,
+    CrdInfo,
+    PrinterColumn,
+    Resource,
+    conditions_field,
+    on_create,
+    ready_columns,
+)
 
 __all__ = [
     "AUTHORIZATION_KEYS",
     "CLIENT_SECRET_LABEL",
     "CONNECTION_LABEL",
+    "MAX_NAME_LENGTH",
+    "NAME_MESSAGE",
     "PROVIDER_LABEL",
     "REFRESH_REQUESTED_ANNOTATION",
     "SECRET_ROLE_LABEL",
@@ -41,6 +51,7 @@ __all__ = [
     "authorization_secret_name",
     "decode_state",
     "encode_state",
+    "name_problem",
     "token_expiry",
 ]
 
@@ -91,11 +102,21 @@ it: it watches Secrets so labelled, and a change converges the connections that 
 REFRESH_REQUESTED_ANNOTATION = "xynergy.io/refresh-requested"
 """Annotation a reader sets on the token Secret (RFC 3339 time) to ask for a refresh now."""
 
-AUTHORIZATION_KEYS = ("state", "code_verifier", "expires_at", "tenant", "reauth", "code", "error")
+AUTHORIZATION_KEYS = (
+    "state",
+    "code_verifier",
+    "expires_at",
+    "tenant",
+    "reauth",
+    "failure",
+    "code",
+    "error",
+)
 """Keys of the pending authorization's Secret (`authorization_secret_name`): the operator
-writes `state`, `code_verifier` (PKCE), `expires_at` (of the state, RFC 3339), `tenant` and
-`reauth` ("true" after a refused refresh); the gateway's callback takes the state out and puts
-the provider's `code` (or its `error`) in, once."""
+writes `state`, `code_verifier` (PKCE), `expires_at` (of the state, RFC 3339), `tenant`,
+`reauth` ("true" after a refused refresh) and `failure` (why the user must authorize again,
+for the status of every converge until then; never a token); the gateway's callback takes the
+state out and puts the provider's `code` (or its `error`) in, once."""
 
 
 def authorization_secret_name(connection: str) -> str:
@@ -296,6 +317,28 @@ class OAuthConnectionStatus(StatusModel):
     """The OAuth client the provider refused, until the client Secret or the spec changes."""
 
 
+MAX_NAME_LENGTH = LABEL_VALUE_MAX
+"""The longest metadata.name: it is the value of the `xynergy.io/oauth-connection` label
+(CONNECTION_LABEL) on the connection's token and authorization Secrets (a label value has at
+most 63). The other names derived from it fit: the authorization Secret
+`<name>-oauth-authorization` (83 of a Secret name's 253) and the OAuth state (its base64 is
+well within the 1024 characters `decode_state` reads); the token Secret is named by
+`spec.tokenSecretName`, not after the connection."""
+NAME_MESSAGE = (
+    f"metadata.name: must be at most {MAX_NAME_LENGTH} characters: it is the value of the"
+    f" {CONNECTION_LABEL} label on the connection's token and authorization Secrets"
+)
+
+
+def name_problem(name: str) -> str | None:
+    """The message the CRD refuses a new connection named `name` with, then the name; None
+    when its Secrets can carry it. For an object stored before the CRD checked it, which the
+    operator stalls (InvalidName) before writing a Secret the apiserver would refuse."""
+    if len(name) <= MAX_NAME_LENGTH:
+        return None
+    return f"{NAME_MESSAGE}; it is {name!r} ({len(name)} characters)"
+
+
 class OAuthConnection(Resource[OAuthConnectionSpec, OAuthConnectionStatus]):
     """A Slack or Gmail OAuth connection whose tokens the operator keeps fresh."""
 
@@ -322,4 +365,5 @@ OAuthConnection.crd = CrdInfo(
         *ready_columns(),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
+    validations=(on_create(f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", NAME_MESSAGE),),
 )

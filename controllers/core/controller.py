@@ -127,7 +127,9 @@ class Result:
     """Status fields that changing alone is no reason to write (e.g. counts mid-rollout)."""
     requeue_after: float | None = None
     """With `Requeue.RESYNC`: check again in exactly this many seconds (no jitter), for kinds
-    that sync on their own period (a ScalingPolicy's `interval`) and spread their objects."""
+    that sync on their own period (a ScalingPolicy's `interval`) and spread their objects.
+    With `Requeue.BACKOFF`: at most this many seconds (the backoff capped), for a retry that
+    must come before something lapses (an OAuthConnection's refresh claim)."""
 
 
 class KindReconciler(Protocol):
@@ -439,7 +441,7 @@ class Controller:
         after: float | None = None,
     ) -> None:
         if requeue is Requeue.BACKOFF:
-            self.scheduler.failed(key)
+            self.scheduler.failed(key, at_most=after)
         elif requeue is Requeue.SOON:
             self.scheduler.succeeded(key, self.soon_seconds + self.rng.uniform(0, 5))
         elif after is not None:

@@ -94,11 +94,14 @@ class ResyncScheduler:
         self._failures.pop(key.uid, None)
         self.schedule(key, delay)
 
-    def failed(self, key: ObjectKey) -> float:
-        """A converge failed: check again after the policy's backoff; returns the delay."""
+    def failed(self, key: ObjectKey, *, at_most: float | None = None) -> float:
+        """A converge failed: check again after the policy's backoff, or `at_most` seconds
+        when that is sooner; returns the delay."""
         attempt = self._failures.get(key.uid, 0)
         self._failures[key.uid] = attempt + 1
         delay = self._backoff.delay(attempt)
+        if at_most is not None:
+            delay = max(0.0, min(delay, at_most))
         self.schedule(key, delay)
         return delay
 

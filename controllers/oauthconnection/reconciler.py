@@ -19,6 +19,12 @@ the next converge, retried with backoff whatever the failure (a code or rotated 
 cannot be used twice; why they are not persisted elsewhere: docs/oauthconnection.md): while
 the token Secret's access token is valid, services keep reading it, so Connected (Ready True),
 Degraded TokensNotStored; without one (none yet, or expired), Reconciling TokensNotStored.
+Refreshed ones keep the refresh claim renewed meanwhile (`_hold_claim`; retried within a third
+of its lifetime) and the Secret marked `tokens-not-stored`: the stored refresh token may be
+spent (Slack rotates), so no replica may refresh with it; a restarted operator that lost them
+finds the mark, and a refusal of that token then says why (ReauthRequired).
+A connection whose name no Secret label can carry (stored before the CRD refused it) is
+Stalled InvalidName before any Secret is touched.
 `status.refreshFailures` counts refresh requests that failed, not converges (`_failures`).
 Only Secrets whose controller ownerReference is this connection are read, written or deleted
 (secrets.py); another's stalls the connection (SecretNotOwned). The
@@ -41,7 +47,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -57,6 +63,7 @@ from apis.v1alpha1.oauthconnection import (
     RefusedClient,
     authorization_secret_name,
     encode_state,
+    name_problem,
     token_expiry,
 )
 from controllers.core import (
@@ -73,7 +80,12 @@ from controllers.core import (
 )
 from controllers.core.retry import Sleep
 from controllers.core.status import spec_error
-from controllers.oauthconnection.secrets import ClientSecret, SecretData, SecretStore
+from controllers.oauthconnection.secrets import (
+    UNSTORED_ANNOTATION,
+    ClientSecret,
+    SecretData,
+    SecretStore,
+)
 from controllers.oauthconnection.settings import OAuthSettings
 from controllers.oauthconnection.status import DEGRADED, Outcome, build_status
 from controllers.providers.oauth import (
@@ -97,6 +109,22 @@ KIND = Kind(GROUP, VERSION, "OAuthConnection", "oauthconnections")
 class TokensNotStoredError(TransientError):
     """New tokens the provider issued could not be written to the token Secret: they are held
     in memory and written by the next converge (`OAuthConnectionReconciler._store`)."""
+
+
+@dataclass(frozen=True, repr=False)
+class _Held:
+    """Tokens the provider issued whose write to the token Secret failed (`repr` shows no
+    token)."""
+
+    tokens: TokenSet
+    issued: dt.datetime
+    refreshed: bool
+    """From a refresh: written as a refresh is (a merge patch while the claim keeps other
+    replicas off; the claim is renewed until then), else from a code exchange."""
+    drop_user: bool = False
+
+    def __repr__(self) -> str:
+        return f"_Held(issued={self.issued!r}, refreshed={self.refreshed!r})"
 
 
 def _rfc3339(when: dt.datetime | None) -> str:
@@ -192,10 +220,12 @@ class OAuthConnectionReconciler:
             initial=0.5, maximum=4.0, deadline=15.0, max_attempts=4
         )
         self._sleep = sleep or _sleep
-        self._unsaved: dict[str, tuple[TokenSet, dt.datetime]] = {}
+        self._unsaved: dict[str, _Held] = {}
         """Tokens the provider issued whose write to the token Secret failed, by connection
         UID: a code and a rotated refresh token are single-use, so they cannot be fetched
-        again; the next converge writes these first (`release` revokes them)."""
+        again; the next converge writes these first (`release` revokes them). While refreshed
+        ones wait, the refresh claim is renewed (`_hold_claim`): the stored refresh token they
+        replace may be spent (a rotating provider), so no other replica may refresh with it."""
         self._refused: dict[str, RefusedClient | None] = {}
         """The refused client on record for each connection being converged, by UID: read
         from `status.refusedClient` when its converge starts and written back to it when it
@@ -214,6 +244,9 @@ class OAuthConnectionReconciler:
             conn = OAuthConnection.model_validate(body)
         except ValidationError as exc:
             return self._invalid(body, spec_error(exc), now)
+        problem = name_problem(str(conn.metadata.name))
+        if problem is not None:  # stored before the CRD refused it: no Secret can carry it
+            return self._invalid(body, problem, now, reason="InvalidName")
         uid = str(conn.metadata.uid)
         self._refused[uid] = conn.status.refused_client if conn.status else None
         self._failures[uid] = conn.status.refresh_failures if conn.status else 0
@@ -236,16 +269,34 @@ class OAuthConnectionReconciler:
             status=status,
             events=outcome.events,
             requeue=Requeue.BACKOFF if backoff else Requeue.RESYNC,
-            requeue_after=None if backoff else outcome.requeue_after,
+            requeue_after=self._claim_renewal(uid) if backoff else outcome.requeue_after,
         )
 
-    def _invalid(self, body: Mapping[str, Any], message: str, now: dt.datetime) -> Result:
+    def _claim_renewal(self, uid: str) -> float | None:
+        """The longest wait before the next converge while refreshed tokens are held: a third
+        of the claim's lifetime, so the next converge renews the claim before it lapses
+        (the backoff alone grows to 60 s); None (the backoff's) otherwise."""
+        held = self._unsaved.get(uid)
+        if held is None or not held.refreshed:
+            return None
+        return self.settings.refresh_claim_seconds / 3
+
+    def _invalid(
+        self,
+        body: Mapping[str, Any],
+        message: str,
+        now: dt.datetime,
+        *,
+        reason: str = "InvalidSpec",
+    ) -> Result:
+        """Stalled `reason` (the user must fix the object) before any Secret is read or
+        written; refreshFailures kept, as no refresh was tried."""
         from apis.conditions import mark_stalled
         from apis.v1alpha1.oauthconnection import OAuthConnectionStatus
 
         generation = (body.get("metadata") or {}).get("generation")
         conditions = mark_stalled(
-            [], reason="InvalidSpec", message=message, generation=generation, now=now
+            [], reason=reason, message=message, generation=generation, now=now
         )
         failures = (body.get("status") or {}).get("refreshFailures")  # no refresh tried: kept
         status = OAuthConnectionStatus(
@@ -255,7 +306,7 @@ class OAuthConnectionReconciler:
         )
         return Result(
             status=status,
-            events=(Event("Warning", "InvalidSpec", message),),
+            events=(Event("Warning", reason, message),),
             requeue=Requeue.BACKOFF,
         )
 
@@ -281,7 +332,7 @@ class OAuthConnectionReconciler:
         tokens = await self.store.tokens(conn)
         unsaved = self._unsaved.get(str(conn.metadata.uid))
         if unsaved is not None:
-            return await self._store_unsaved(conn, authz, tokens, *unsaved, now)
+            return await self._store_unsaved(conn, authz, tokens, unsaved, now)
         if authz is not None and (authz.get("code") or authz.get("error")):
             return await self._complete(conn, provider, authz, now)
         if tokens is not None and tokens.get("access_token"):
@@ -303,14 +354,19 @@ class OAuthConnectionReconciler:
         reauth: bool | None = None,
         failure: str | None = None,
     ) -> Outcome:
-        """Make sure a usable state exists; the status points the user at its URL."""
+        """Make sure a usable state exists; the status points the user at its URL. A new
+        `failure` (why the user must authorize again) gets a new state and is kept with it in
+        the authorization Secret, so later converges say it too, until the user authorizes."""
         reauth = bool(authz and authz.get("reauth")) if reauth is None else reauth
         keep = authz if failure is None and _usable(authz, now) else None
+        failure = failure or (authz.get("failure") if authz is not None else "") or None
         if keep is not None:
             state, verifier = keep.get("state"), keep.get("code_verifier")
             expires = _parse(keep.get("expires_at")) or now
         else:
-            state, verifier, expires = await self._new_state(conn, authz, now, reauth=reauth)
+            state, verifier, expires = await self._new_state(
+                conn, authz, now, reauth=reauth, failure=failure or ""
+            )
         creds = await self.store.client_credentials(conn)
         url = provider.authorization_url(
             creds,
@@ -331,7 +387,13 @@ class OAuthConnectionReconciler:
         )
 
     async def _new_state(
-        self, conn: OAuthConnection, authz: SecretData | None, now: dt.datetime, *, reauth: bool
+        self,
+        conn: OAuthConnection,
+        authz: SecretData | None,
+        now: dt.datetime,
+        *,
+        reauth: bool,
+        failure: str = "",
     ) -> tuple[str, str, dt.datetime]:
         """A fresh single-use state and PKCE verifier, kept in the authorization Secret."""
         nonce = secrets.token_urlsafe(32)
@@ -344,6 +406,7 @@ class OAuthConnectionReconciler:
             "expires_at": _rfc3339(expires),
             "tenant": conn.spec.tenant,
             "reauth": "true" if reauth else "",
+            "failure": failure,
         }
         await self.store.write(conn, role="authorization", data=data, previous=authz)
         return state, verifier, expires
@@ -380,7 +443,7 @@ class OAuthConnectionReconciler:
             return await self._not_authorized(conn, provider, authz, now, reauth, failure)
         self._refused.pop(str(conn.metadata.uid), None)
         self._failures[str(conn.metadata.uid)] = 0  # new tokens: none of their refreshes failed
-        await self._store(conn, tokens, now, refreshed=False)
+        await self._store(conn, _Held(tokens, now, refreshed=False))
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         who = _account(tokens)
         message = f"connected to {provider.name}" + (f" as {_who(who)}" if who else "")
@@ -424,69 +487,94 @@ class OAuthConnectionReconciler:
             kept = replace(kept, degraded=(reason, f"{failure}; {message}"))
         return kept.with_events(event)
 
-    async def _store(
-        self,
-        conn: OAuthConnection,
-        tokens: TokenSet,
-        issued: dt.datetime,
-        *,
-        refreshed: bool,
-        drop_user: bool = False,
-    ) -> None:
+    async def _store(self, conn: OAuthConnection, held: _Held) -> None:
         """Write tokens the provider just issued, retried here with backoff; when every try
         fails they stay in memory (by UID) for the next converge, never asked for again, and
         the failure is transient whatever its cause (Reconciling `TokensNotStored`, retried
         with the scheduler's backoff): a refused write (403, an admission policy) that became
         a stall would hold them in memory until the resync, 10 minutes for a restart to lose
-        them. `drop_user` empties the user token's keys (the merge of a refresh keeps keys it
-        does not name)."""
-        uid, name = str(conn.metadata.uid), conn.spec.token_secret_name
-        self._unsaved[uid] = (tokens, issued)
-        data = token_data(tokens, issued=issued)
-        if drop_user and tokens.user is None:
+        them. Refreshed tokens are a merge patch that drops the claim (a reader's annotation
+        is kept); exchanged ones are `SecretStore.write`'s (created, or patched under the
+        resourceVersion read). `drop_user` empties the user token's keys (the merge of a
+        refresh keeps keys it does not name)."""
+        uid, tokens = str(conn.metadata.uid), held.tokens
+        self._unsaved[uid] = held
+        data = token_data(tokens, issued=held.issued)
+        if held.drop_user and tokens.user is None:
             data |= dict.fromkeys(USER_TOKEN_KEYS, "")
         try:
             async for attempt in self.write_retry.retrying(
                 retry_if=lambda e: isinstance(e, TransientError), sleep=self._sleep
             ):
                 with attempt:
-                    if refreshed:  # a merge: a reader's annotation is kept, the claim dropped
+                    if held.refreshed:
                         await self.store.store_refreshed(conn, data)
                     else:
                         previous = await self.store.tokens(conn)
                         await self.store.write(conn, role="tokens", data=data, previous=previous)
-        except ProviderError as exc:
+        except ProviderError as exc:  # exc.message names the Secret and the apiserver's answer
             message = (
-                f"the provider issued new tokens but writing Secret {name} failed "
-                f"({exc.message}); they are kept only in this operator's memory and written "
-                "on the next attempt (retried with backoff); a restart before then loses them"
+                f"the provider issued new tokens, but {exc.message}; they are kept only in "
+                "this operator's memory and written on the next attempt (retried with "
+                "backoff); a restart before then loses them"
             )
             raise TokensNotStoredError(message, reason="TokensNotStored") from None
         self._unsaved.pop(uid, None)
+
+    async def _hold_claim(self, conn: OAuthConnection, held: _Held, now: dt.datetime) -> None:
+        """Keep the refresh claim while refreshed tokens wait in memory, marked as such
+        (UNSTORED_ANNOTATION, the refresh's time): the refused write of the tokens carried
+        the claim's removal, so without this the claim lapsed after
+        `XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS` and another replica could refresh with the
+        stored refresh token, which a rotating provider (Slack) already spent: refused, the
+        user sent to authorize again for nothing. A claim-only write may pass where the
+        token write is refused (an admission policy on the token keys); one that fails as
+        well fails alike for any replica's claim (the apiserver down, RBAC)."""
+        until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
+        try:
+            kept = await self.store.hold_claim(
+                conn, holder=self.holder, until=until, now=now, unstored=_rfc3339(held.issued)
+            )
+        except ProviderError as exc:
+            kept, why = False, exc.message
+        else:
+            why = "another replica claimed it, or the Secret is gone"
+        if not kept:
+            log.warning(
+                "refreshed tokens of OAuthConnection %s/%s are held in memory but the refresh "
+                "claim on Secret %s was not renewed: %s",
+                conn.metadata.namespace,
+                conn.metadata.name,
+                conn.spec.token_secret_name,
+                why,
+            )
 
     async def _store_unsaved(
         self,
         conn: OAuthConnection,
         authz: SecretData | None,
         stored: SecretData | None,
-        tokens: TokenSet,
-        issued: dt.datetime,
+        held: _Held,
         now: dt.datetime,
     ) -> Outcome:
         """Write the tokens an earlier converge received but could not store (`stored`: what
-        the token Secret holds meanwhile, which services keep reading)."""
+        the token Secret holds meanwhile, which services keep reading), the way their first
+        write went (`_store`); refreshed ones renew the claim first (`_hold_claim`), so it
+        never lapses while they wait."""
+        if held.refreshed:
+            await self._hold_claim(conn, held, now)
         try:
-            await self._store(conn, tokens, issued, refreshed=False)
+            await self._store(conn, held)
         except TokensNotStoredError as exc:
             if stored is None or not stored.get("access_token"):
                 raise
-            held, held_issued = _token_set(stored), _parse(stored.get("issued_at"))
-            return self._not_stored(conn, held, held_issued, exc, now)
+            kept, kept_issued = _token_set(stored), _parse(stored.get("issued_at"))
+            return self._not_stored(conn, kept, kept_issued, exc, now)
         if authz is not None and authz.get("code"):  # the code they came from is used up
             await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         message = "tokens stored (issued earlier; their first write had failed)"
         return self._connected(
-            conn, tokens, now, issued=issued, message=message, refreshed=issued
+            conn, held.tokens, now, issued=held.issued, message=message, refreshed=held.issued
         ).with_events(Event("Normal", "Connected", message))
 
     # -- refresh -------------------------------------------------------------------------
@@ -595,7 +683,7 @@ class OAuthConnectionReconciler:
         except StalledError as exc:  # missing or refused client: usable until they expire
             return self._unrefreshable(conn, tokens, now, issued, exc)
         until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
-        claimed = await self.store.claim(conn, data, holder=self.holder, until=until)
+        claimed = await self.store.claim(conn, data, holder=self.holder, until=until, now=now)
         if claimed is None:  # another replica refreshes (or just did): look again soon
             return Outcome(
                 phase=OAuthPhase.REFRESHING,
@@ -604,9 +692,13 @@ class OAuthConnectionReconciler:
                 expires_at=tokens.expires_at,
                 requeue_after=2.0,
             )
+        spent = data.annotations.get(UNSTORED_ANNOTATION, "")
         try:
-            return await self._refresh(conn, client, provider, tokens, issued, now)
+            return await self._refresh(conn, client, provider, tokens, issued, now, spent=spent)
         except TokensNotStoredError as exc:  # refreshed, not written: the Secret's still serve
+            held = self._unsaved.get(str(conn.metadata.uid))
+            if held is not None:
+                await self._hold_claim(conn, held, now)
             return self._not_stored(conn, tokens, issued, exc, now)
 
     def _not_stored(
@@ -690,6 +782,8 @@ class OAuthConnectionReconciler:
         tokens: TokenSet,
         issued: dt.datetime | None,
         now: dt.datetime,
+        *,
+        spent: str = "",
     ) -> Outcome:
         """Refresh each token that is due: the access token, then (Slack) the user token with
         its own refresh token. Both land in one write; when the user token's refresh fails
@@ -697,7 +791,8 @@ class OAuthConnectionReconciler:
         refresh token works once); a write that fails raises TokensNotStoredError. A refused
         user refresh token loses the user token only: the (new) access token is kept and the
         connection stays Connected, Degraded, with an authorization URL to get a user token
-        again (`_without_user_token`)."""
+        again (`_without_user_token`). `spent`: the time of a refresh whose tokens an
+        operator held and lost (UNSTORED_ANNOTATION), which a refusal names as its cause."""
         fresh, when = tokens, issued
         bot_due, user_due = (
             self._bot_due(conn, tokens, issued),
@@ -709,7 +804,7 @@ class OAuthConnectionReconciler:
             try:
                 got = await self._refresh_one(conn, client, provider, tokens.refresh_token)
             except GrantRefusedError as exc:
-                failure = f"the provider refused the refresh token ({exc.code})"
+                failure = _refused_grant(conn, "refresh token", exc.code, spent)
                 return await self._reauth(conn, provider, failure, now)
             except StalledError as exc:  # a refused client: usable until the tokens expire
                 return self._unrefreshable(conn, tokens, now, issued, exc)
@@ -719,11 +814,11 @@ class OAuthConnectionReconciler:
             try:
                 got = await self._refresh_one(conn, client, provider, tokens.user.refresh_token)
             except GrantRefusedError as exc:
-                dropped = f"the provider refused the user token's refresh token ({exc.code})"
+                dropped = _refused_grant(conn, "user token's refresh token", exc.code, spent)
                 fresh = replace(fresh, user=None)
             except ProviderError as exc:
                 if fresh is not tokens:
-                    await self._store(conn, fresh, when or now, refreshed=True)
+                    await self._store(conn, _Held(fresh, when or now, refreshed=True))
                 if isinstance(exc, StalledError):
                     return self._unrefreshable(conn, fresh, now, when, exc)
                 raise
@@ -733,7 +828,7 @@ class OAuthConnectionReconciler:
                 )
                 fresh = replace(fresh, user=user)
         self._refused.pop(str(conn.metadata.uid), None)
-        await self._store(conn, fresh, when or now, refreshed=True, drop_user=bool(dropped))
+        await self._store(conn, _Held(fresh, when or now, refreshed=True, drop_user=bool(dropped)))
         outcome = self._connected(
             conn, fresh, now, issued=when, message="tokens refreshed", refreshed=now
         )
@@ -863,7 +958,7 @@ class OAuthConnectionReconciler:
         unsaved = self._unsaved.pop(str(conn.metadata.uid), None)
         data = await self.store.owned(conn, conn.spec.token_secret_name)
         if conn.spec.revoke_on_delete and unsaved is not None:  # the newest: never stored
-            event = await self._revoke(conn, unsaved[0])
+            event = await self._revoke(conn, unsaved.tokens)
         elif conn.spec.revoke_on_delete and data is not None and data.get("access_token"):
             event = await self._revoke(conn, _token_set(data))
         await self.store.delete(conn, conn.spec.token_secret_name)
@@ -903,6 +998,20 @@ def _refusal(conn: OAuthConnection, record: RefusedClient) -> str:
         f"spec.clientSecretRef: the provider refused the OAuth client of Secret {ref.name} "
         f"(keys {ref.client_id_key} and {ref.client_secret_key}): {record.error}; fix its "
         "client id or secret (tried again as soon as that Secret or the spec changes)"
+    )
+
+
+def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: str) -> str:
+    """The provider refused `what` (`code`); with `spent`, why it most likely did: an
+    operator refreshed with it at that time and lost the new tokens before storing them."""
+    failure = f"the provider refused the {what} ({code})"
+    if not spent:
+        return failure
+    return (
+        f"{failure}: it was already used by a refresh at {spent} whose new tokens could not "
+        f"be written to Secret {conn.spec.token_secret_name} and were lost when the operator "
+        "holding them stopped; a provider that rotates refresh tokens (Slack) takes each "
+        "one once"
     )
 
 

@@ -9,6 +9,12 @@ stalls naming it. A refresh is single-flight across operator replicas: the
 replica that wants to refresh first *claims* the token Secret with an annotation written under
 its resourceVersion, so of two replicas only one write succeeds (the other gets 409 and
 re-reads); the claim expires, so a replica that dies while holding it blocks nobody for long.
+A replica holding refreshed tokens it could not write keeps its claim renewed (`hold_claim`)
+and marks the Secret (`UNSTORED_ANNOTATION`): the stored refresh token was spent, so no one
+else may refresh with it while the holder lives, and one who finds the mark after the holder
+is gone knows why a rotating provider refuses it. Token writes are merge patches of the token
+keys and the operator's own labels and annotations: what a reader (`refresh-requested`) or a
+user put on the Secret stays.
 """
 
 from __future__ import annotations
@@ -34,18 +40,25 @@ from apis.v1alpha1.oauthconnection import (
     PROVIDER_LABEL,
     SECRET_ROLE_LABEL,
     TENANT_LABEL,
+    TOKEN_KEYS,
+    USER_TOKEN_KEYS,
     OAuthConnection,
     authorization_secret_name,
 )
 from controllers.core.errors import StalledError, TransientError
 from controllers.providers.oauth import ClientCredentials
 
-__all__ = ["CLAIM_ANNOTATION", "ClientSecret", "SecretData", "SecretStore"]
+__all__ = ["CLAIM_ANNOTATION", "UNSTORED_ANNOTATION", "ClientSecret", "SecretData", "SecretStore"]
 
 log = logging.getLogger(__name__)
 
 CLAIM_ANNOTATION = "xynergy.io/refresh-claim"
 """`<holder> <until RFC 3339>`: the replica refreshing the connection's tokens."""
+UNSTORED_ANNOTATION = "xynergy.io/tokens-not-stored"
+"""`<RFC 3339>`: when the claim's holder refreshed tokens it holds in memory, not written yet
+(never a token). Dropped by the write of those tokens, or of any newer ones."""
+_OURS_DROPPED = {CLAIM_ANNOTATION: None, UNSTORED_ANNOTATION: None}
+"""The operator's annotations a token write removes: the tokens it was about are stored."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -108,8 +121,9 @@ def _ns(conn: OAuthConnection) -> str:
 
 
 def _error(exc: ApiError, what: str) -> StalledError | TransientError:
+    """`what` failed, with the apiserver's answer: "writing Secret x failed: <answer>"."""
     code = exc.status.code or 0
-    message = f"{what}: {exc.status.message or code}"
+    message = f"{what} failed: {exc.status.message or code}"
     if code in (400, 403, 422):
         return StalledError(message, reason="Forbidden" if code == 403 else "ApiRejected")
     return TransientError(message, reason="ApiUnavailable")
@@ -224,10 +238,14 @@ class SecretStore:
         data: Mapping[str, str],
         previous: SecretData | None,
     ) -> None:
-        """Create (`previous` None) or replace the connection's `role` Secret ("tokens" or
-        "authorization") with exactly `data`, claim annotations dropped. A replace is made
-        under `previous`'s resourceVersion (read through `tokens`/`authorization`, so ours):
-        a Secret changed or replaced meanwhile is a conflict, never overwritten."""
+        """Create (`previous` None) or update the connection's `role` Secret ("tokens" or
+        "authorization") to hold `data`, under `previous`'s resourceVersion (read through
+        `tokens`/`authorization`, so ours): a Secret changed or replaced meanwhile is a
+        conflict, never overwritten. The authorization Secret is replaced with exactly `data`;
+        the token Secret gets a merge patch of the token keys (one of TOKEN_KEYS or
+        USER_TOKEN_KEYS that `data` lacks is removed), the operator's labels and the drop of
+        its annotations (`_OURS_DROPPED`), so a reader's or a user's annotation or label
+        stays."""
         name = (
             conn.spec.token_secret_name
             if role == "tokens"
@@ -248,10 +266,18 @@ class SecretStore:
         )
         try:
             async with self._limit:
-                if previous is not None:
-                    await self._client.replace(secret)
-                else:
+                if previous is None:
                     await self._client.create(secret)
+                elif role == "tokens":
+                    await self._client.patch(
+                        Secret,
+                        name,
+                        _token_patch(data, previous, labels),
+                        namespace=_ns(conn),
+                        patch_type=PatchType.MERGE,
+                    )
+                else:
+                    await self._client.replace(secret)
         except ApiError as exc:
             if exc.status.code == 409:
                 raise TransientError(
@@ -271,20 +297,25 @@ class SecretStore:
                 raise _error(exc, f"deleting Secret {name}") from None
 
     async def claim(
-        self, conn: OAuthConnection, tokens: SecretData, *, holder: str, until: dt.datetime
+        self,
+        conn: OAuthConnection,
+        tokens: SecretData,
+        *,
+        holder: str,
+        until: dt.datetime,
+        now: dt.datetime,
+        unstored: str | None = None,
     ) -> SecretData | None:
-        """Claim the refresh of `tokens` (as read) for `holder`; None when another replica
-        holds an unexpired claim or changed the Secret since it was read."""
-        current = tokens.annotations.get(CLAIM_ANNOTATION, "")
-        other, _, expiry = current.partition(" ")
-        if other and other != holder and expiry and _parse(expiry) > dt.datetime.now(dt.UTC):
+        """Claim the refresh of `tokens` (as read) for `holder` until `until`; None when
+        another replica holds a claim unexpired at `now` or changed the Secret since it was
+        read. `unstored` (a time) also sets UNSTORED_ANNOTATION, in the same write."""
+        if _claimed_by_another(tokens, holder, now):
             return None
-        stamp = f"{holder} {until.isoformat().replace('+00:00', 'Z')}"
+        annotations = {CLAIM_ANNOTATION: f"{holder} {until.isoformat().replace('+00:00', 'Z')}"}
+        if unstored is not None:
+            annotations[UNSTORED_ANNOTATION] = unstored
         patch = {
-            "metadata": {
-                "resourceVersion": tokens.resource_version,
-                "annotations": {CLAIM_ANNOTATION: stamp},
-            }
+            "metadata": {"resourceVersion": tokens.resource_version, "annotations": annotations}
         }
         try:
             async with self._limit:
@@ -301,13 +332,37 @@ class SecretStore:
             raise _error(exc, f"claiming Secret {conn.spec.token_secret_name}") from None
         return _decode(obj)
 
+    async def hold_claim(
+        self,
+        conn: OAuthConnection,
+        *,
+        holder: str,
+        until: dt.datetime,
+        now: dt.datetime,
+        unstored: str,
+    ) -> bool:
+        """Renew `holder`'s claim until `until` and mark the Secret UNSTORED_ANNOTATION
+        (refreshed tokens held in memory): a claim-only write, so a refused write of the
+        tokens does not leave the claim to lapse while the refresh token they replace is
+        spent. Re-read on a conflict (a reader's annotation); False when the Secret is gone
+        or another replica holds an unexpired claim (ours lapsed)."""
+        for _ in range(3):
+            tokens = await self.tokens(conn)
+            if tokens is None or _claimed_by_another(tokens, holder, now):
+                return False
+            claimed = await self.claim(
+                conn, tokens, holder=holder, until=until, now=now, unstored=unstored
+            )
+            if claimed is not None:
+                return True
+        return False
+
     async def store_refreshed(self, conn: OAuthConnection, data: Mapping[str, str]) -> None:
-        """Write refreshed tokens and drop the claim (a merge patch: a reader's annotation
-        written meanwhile must not make us lose tokens the provider may not issue again)."""
-        patch = {
-            "metadata": {"annotations": {CLAIM_ANNOTATION: None}},
-            "stringData": dict(data),
-        }
+        """Write refreshed tokens and drop the claim and the unstored mark (a merge patch
+        without a resourceVersion: the claim keeps other replicas off, and a reader's
+        annotation written meanwhile must not make us lose tokens the provider may not issue
+        again)."""
+        patch = {"metadata": {"annotations": dict(_OURS_DROPPED)}, "stringData": dict(data)}
         await self._patch(conn, patch)
 
     async def release_claim(self, conn: OAuthConnection) -> None:
@@ -322,6 +377,29 @@ class SecretStore:
                 )
         except ApiError as exc:
             raise _error(exc, f"writing Secret {name}") from None
+
+
+def _claimed_by_another(tokens: SecretData, holder: str, now: dt.datetime) -> bool:
+    other, _, expiry = tokens.annotations.get(CLAIM_ANNOTATION, "").partition(" ")
+    return bool(other) and other != holder and bool(expiry) and _parse(expiry) > now
+
+
+def _token_patch(
+    data: Mapping[str, str], previous: SecretData, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The merge patch writing `data` over the token Secret `previous` (see `write`)."""
+    stale = [k for k in (*TOKEN_KEYS, *USER_TOKEN_KEYS) if k in previous.data and k not in data]
+    patch: dict[str, Any] = {
+        "metadata": {
+            "resourceVersion": previous.resource_version,
+            "labels": dict(labels),
+            "annotations": dict(_OURS_DROPPED),
+        },
+        "stringData": dict(data),
+    }
+    if stale:
+        patch["data"] = dict.fromkeys(stale)
+    return patch
 
 
 def _parse(value: str) -> dt.datetime:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from apis.crdgen import crd_for
 from apis.v1alpha1 import GROUP, KINDS, VERSION, XynergyService
+from apis.v1alpha1.oauthconnection import name_problem as oauth_name_problem
 from apis.v1alpha1.xynergyservice import Backend as XSBackend
 from apis.v1alpha1.xynergyservice import name_problem
 from controllers.devcluster.manifests import create_secrets
@@ -862,6 +863,11 @@ NAMES: list[tuple[str, str, dict[str, Any], str, str | None]] = [
     ("rollout-dotted", "Rollout", BASE["Rollout"], "crm.canary", None),
     ("rollout-64", "Rollout", BASE["Rollout"], "r" * 64,
      "metadata.name: must be at most 63 characters: it is the value of the xynergy.io/rollout"),
+    ("oc-63", "OAuthConnection", BASE["OAuthConnection"], "o" * 63, None),
+    ("oc-dotted", "OAuthConnection", BASE["OAuthConnection"], "acme.slack", None),
+    ("oc-64", "OAuthConnection", BASE["OAuthConnection"], "o" * 64,
+     "metadata.name: must be at most 63 characters: it is the value of the"
+     " xynergy.io/oauth-connection label on the connection's token and authorization Secrets"),
 ]  # fmt: skip
 
 
@@ -892,6 +898,8 @@ def test_a_name_its_children_cannot_have_is_refused_at_creation(
     if kind == "XynergyService":  # the operator's own check says the same
         backend = XSBackend(spec.get("backend", "kubernetes"))
         assert (name_problem(name, backend) or "").startswith(refused)
+    if kind == "OAuthConnection":
+        assert (oauth_name_problem(name) or "").startswith(refused)
 
 
 def _renamed_crd(group: str, *, with_name_rules: bool) -> dict[str, Any]:

@@ -32,8 +32,9 @@ from kopf.testing import KopfRunner
 from kube_support import Kube, run_operator
 
 from apis.conditions import Condition, check_invariants
+from apis.v1alpha1.oauthconnection import REFRESH_REQUESTED_ANNOTATION
 from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
-from controllers.oauthconnection.secrets import SecretStore
+from controllers.oauthconnection.secrets import CLAIM_ANNOTATION, UNSTORED_ANNOTATION, SecretStore
 from controllers.oauthconnection.settings import OAuthSettings
 from controllers.providers.oauth.google import GoogleOAuth
 from controllers.providers.oauth.slack import SlackOAuth
@@ -651,7 +652,9 @@ async def test_refreshed_tokens_the_apiserver_refuses_keep_the_stored_token_read
         assert f"the stored access token is valid until {valid_until}" in _ready(status)[2]
         assert _condition(status, "Reconciling") == ("", "", "")
         message = _condition(status, "Degraded")[2]
-        assert f"writing Secret {secret} failed" in message
+        assert f"writing Secret {secret} failed: " in message
+        # our words name the Secret once, then the apiserver's answer (which names it too)
+        assert message.count(f"writing Secret {secret}") == 1
         assert "keeps the access token as it is" in message  # the apiserver's refusal
         assert "retried with backoff" in message
         assert _when(status["expiresAt"]) == _when(valid_until)  # the stored token's
@@ -667,6 +670,15 @@ async def test_refreshed_tokens_the_apiserver_refuses_keep_the_stored_token_read
         status = (await until(kube, ns, name, "Ready False", expired))["status"]
         assert _condition(status, "Reconciling")[:2] == ("True", "TokensNotStored")
         assert _condition(status, "Degraded") == ("", "", "")
+        # a reader asks for a refresh, a user labels the Secret: the held tokens' write keeps both
+        meta = {"annotations": {REFRESH_REQUESTED_ANNOTATION: _rfc3339(dt.datetime.now(dt.UTC))},
+                "labels": {"example.com/team": "mail"}}  # fmt: skip
+        resp = kube.http.patch(
+            f"/api/v1/namespaces/{ns}/secrets/{secret}",
+            json={"metadata": meta},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert resp.status_code == 200, resp.text
         assert kube.delete(binding).status_code == 200
 
     def stored_now(s: dict[str, Any]) -> bool:
@@ -679,6 +691,15 @@ async def test_refreshed_tokens_the_apiserver_refuses_keep_the_stored_token_read
     assert data["access_token"] in fake.google.access  # the one the provider issued then
     assert fake.google.calls["refresh"] == refreshes + 1  # held, not fetched again
     assert status.get("refreshFailures", 0) == 0
+    stored_meta = kube.get(f"/api/v1/namespaces/{ns}/secrets/{secret}").json()["metadata"]
+    annotations = stored_meta.get("annotations") or {}
+    assert (
+        annotations.get(REFRESH_REQUESTED_ANNOTATION)
+        == meta["annotations"][REFRESH_REQUESTED_ANNOTATION]
+    )
+    assert stored_meta["labels"]["example.com/team"] == "mail"
+    assert stored_meta["labels"]["xynergy.io/oauth-connection"] == name
+    assert not {CLAIM_ANNOTATION, UNSTORED_ANNOTATION} & set(annotations)  # stored: let go
     body = connection(kube, ns, name)
     leaked = [t for t in fake.issued() if t in str(body)]
     assert not leaked, f"{len(leaked)} issued codes/tokens appear in the connection"

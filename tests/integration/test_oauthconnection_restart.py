@@ -1,26 +1,46 @@
-"""A client the provider refused stays refused across an operator restart: the restarted
-operator reads the refusal from status.refusedClient and does not send the same client id and
-secret again until the client Secret changes. Its own module: no other operator may run while
-the two run one after the other."""
+"""What survives an operator restart. A client the provider refused stays refused: the
+restarted operator reads the refusal from status.refusedClient and does not send the same
+client id and secret again until the client Secret changes. Refreshed Slack tokens the
+apiserver refused to store keep the refresh claim while the operator holds them (no other
+replica spends the rotated refresh token again); a restart loses them, and the restarted
+operator asks for a new authorization saying why. Its own module: no other operator may run
+while these run one after the other."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fakes.oauth import FakeOAuth
 from gateway.conftest import wait_for
-from kube_support import Kube
+from kube_support import Kube, run_operator
+from lightkube import AsyncClient
 from test_oauthconnection import (
+    _condition,
+    _env,
+    _patch_tokens,
     _ready,
+    _rfc3339,
+    _settings,
     apply_connection,
     browser,
     connection,
     create_client_secret,
+    frozen_access_token,
     oauth_operator,
+    secret_data,
     until,
 )
+
+from apis.v1alpha1.oauthconnection import OAuthConnectionStatus, OAuthPhase
+from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
+from controllers.oauthconnection.secrets import CLAIM_ANNOTATION, UNSTORED_ANNOTATION, SecretStore
+from controllers.oauthconnection.settings import OAuthSettings
+from controllers.providers.oauth.google import GoogleOAuth
+from controllers.providers.oauth.slack import SlackOAuth
 
 
 def refusals(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
@@ -91,3 +111,103 @@ async def test_a_refused_client_is_not_sent_again_by_a_restarted_operator(
             )["status"]
             assert fake.google.calls["exchange"] == 1  # the kept code, exchanged once fixed
             assert "refusedClient" not in status
+
+
+CLAIM_SECONDS = 15
+"""The refresh claim's lifetime for the operators of the held-tokens test (60 by default)."""
+
+
+def claim(kube: Kube, ns: str, secret: str) -> tuple[str, dt.datetime, str]:
+    """The token Secret's refresh claim (holder, until) and its tokens-not-stored mark."""
+    meta = kube.get(f"/api/v1/namespaces/{ns}/secrets/{secret}").json()["metadata"]
+    annotations = meta.get("annotations") or {}
+    holder, _, until = annotations.get(CLAIM_ANNOTATION, " ").partition(" ")
+    when = dt.datetime.fromisoformat(until.replace("Z", "+00:00")) if until else dt.datetime.min
+    return holder, when.replace(tzinfo=dt.UTC), annotations.get(UNSTORED_ANNOTATION, "")
+
+
+async def test_rotated_tokens_held_in_memory_keep_the_claim_and_a_restart_says_they_were_lost(
+    kube: Kube, cluster: Path, crds_installed: list[str], namespace: str
+) -> None:
+    ns, name = namespace, "acme-slack"
+    secret = f"{name}-tokens"
+    apply_connection(kube, ns, name, "slack", "http://127.0.0.1:9/callback")
+    env = {"XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS": str(CLAIM_SECONDS)}
+
+    with FakeOAuth(expires_in=3600) as fake, contextlib.ExitStack() as policy:
+        with run_operator(cluster, kinds=("oauthconnection",), **_env(fake), **env):
+            url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))[
+                "status"
+            ]["authorizationURL"]
+            code = parse_qs(urlsplit(browser(url)).query)["code"][0]
+            patch_secret(kube, ns, f"{name}-oauth-authorization", {"code": code})
+            await until(kube, ns, name, "Connected", lambda s: s.get("phase") == "Connected")
+            spent = (secret_data(kube, ns, secret) or {})["refresh_token"]
+            assert spent.startswith("xoxe-1-")  # Slack's token rotation
+
+            policy.enter_context(frozen_access_token(kube, ns, secret))
+            now = dt.datetime.now(dt.UTC)  # due (300 s lead), valid for 200 s more
+            _patch_tokens(
+                kube,
+                ns,
+                secret,
+                expires_at=_rfc3339(now + dt.timedelta(seconds=200)),
+                issued_at=_rfc3339(now - dt.timedelta(hours=1)),
+            )
+
+            def not_stored(s: dict[str, Any]) -> bool:
+                return _condition(s, "Degraded")[1] == "TokensNotStored"
+
+            await until(kube, ns, name, "Degraded TokensNotStored", not_stored)
+            assert fake.slack.calls["refresh"] == 1
+            assert fake.slack.refresh.get(spent) is None  # the stored refresh token is spent
+            holder, first_until, mark = claim(kube, ns, secret)
+            assert holder
+            assert mark  # a time, no token
+            assert not [t for t in fake.issued() if t in mark]
+
+            async def renewed() -> bool:  # past the first claim's end, still claimed by it
+                held_by, held_until, _ = claim(kube, ns, secret)
+                now = dt.datetime.now(dt.UTC)
+                return now > first_until and held_by == holder and held_until > now
+
+            await wait_for(renewed, within=3 * CLAIM_SECONDS, what="the claim renewed")
+
+            # another replica converging now finds the claim held: it sends nothing
+            settings = OAuthSettings(**_settings(fake))  # type: ignore[arg-type]
+            providers = {
+                "slack": SlackOAuth(settings.endpoints("slack")),
+                "google": GoogleOAuth(settings.endpoints("google")),
+            }
+            other = OAuthConnectionReconciler(
+                SecretStore(AsyncClient()), providers, settings=settings
+            )
+            result = await other.reconcile(
+                connection(kube, ns, name), now=dt.datetime.now(dt.UTC), child=None
+            )
+            assert isinstance(result.status, OAuthConnectionStatus)
+            assert result.status.phase is OAuthPhase.REFRESHING
+            assert fake.slack.calls["refresh"] == 1
+            assert (secret_data(kube, ns, secret) or {})["refresh_token"] == spent
+
+        # the operator stopped: the tokens it held are gone; writes are allowed again
+        policy.close()
+        with run_operator(cluster, kinds=("oauthconnection",), **_env(fake), **env):
+
+            def reauth(s: dict[str, Any]) -> bool:
+                return s.get("phase") == "ReauthRequired"
+
+            status = (
+                await until(kube, ns, name, "ReauthRequired", reauth, within=4 * CLAIM_SECONDS)
+            )["status"]
+            stalled = _condition(status, "Stalled")
+            assert stalled[:2] == ("True", "AuthorizationFailed")
+            assert "the provider refused the refresh token (invalid_refresh_token)" in stalled[2]
+            assert f"already used by a refresh at {mark}" in stalled[2]
+            assert f"could not be written to Secret {secret} and were lost" in stalled[2]
+            assert status["authorizationURL"]
+            assert fake.slack.calls["refresh"] == 2  # the spent token, sent once
+            assert status["refreshFailures"] == 1
+            assert secret_data(kube, ns, secret) is None  # the dead tokens deleted
+            body = connection(kube, ns, name)
+            assert not [t for t in fake.issued() if t in str(body)]

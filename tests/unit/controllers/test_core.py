@@ -410,6 +410,25 @@ async def test_a_kind_with_its_own_period_is_checked_again_exactly_then() -> Non
     assert controller.scheduler.due_in("u1") == 12.5  # not the 600 s resync, no jitter
 
 
+async def test_a_backoff_with_a_bound_comes_back_within_it() -> None:
+    """Requeue.BACKOFF with requeue_after: the backoff, but never later than the bound (an
+    OAuthConnection renewing its refresh claim); without one the backoff grows past it."""
+    reconciler = FakeReconciler(requeue=Requeue.BACKOFF, after=20.0)
+    controller = _controller(FakeClient({"crm": _body()}), reconciler)
+    delays = []
+    for _ in range(8):  # the operator's backoff: 2 s doubling to 300 s here
+        await controller.converge(_key())
+        delays.append(controller.scheduler.due_in("u1"))
+    assert all(d is not None and d <= 20.0 for d in delays), delays
+    assert delays[0] is not None
+    assert delays[0] <= 2.0  # the early tries keep the backoff's shorter waits
+    reconciler.after = None
+    await controller.converge(_key())
+    unbounded = controller.scheduler.due_in("u1")
+    assert unbounded is not None
+    assert unbounded > 20.0
+
+
 @pytest.mark.parametrize(
     ("annotations", "low", "high"),
     [

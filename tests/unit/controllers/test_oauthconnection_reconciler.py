@@ -18,6 +18,8 @@ from pydantic import SecretStr
 
 from apis.conditions import check_invariants, get_condition
 from apis.v1alpha1.oauthconnection import (
+    CONNECTION_LABEL,
+    REFRESH_REQUESTED_ANNOTATION,
     OAuthConnection,
     OAuthConnectionStatus,
     OAuthPhase,
@@ -25,7 +27,11 @@ from apis.v1alpha1.oauthconnection import (
 )
 from controllers.core import Result, TransientError
 from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
-from controllers.oauthconnection.secrets import SecretStore
+from controllers.oauthconnection.secrets import (
+    CLAIM_ANNOTATION,
+    UNSTORED_ANNOTATION,
+    SecretStore,
+)
 from controllers.oauthconnection.settings import OAuthSettings
 from controllers.providers.oauth import (
     ClientCredentials,
@@ -132,6 +138,9 @@ class Apiserver:
                 s.annotations[key] = value
         s.labels.update(meta.get("labels", {}))
         self.patches.append(name)
+        for key, value in patch.get("data", {}).items():  # only removals (null) are sent
+            assert value is None, "the store writes values through stringData"
+            s.data.pop(key, None)
         s.data.update(patch.get("stringData", {}))
         s.rv += 1
         return self._obj(name)
@@ -851,7 +860,8 @@ async def test_tokens_whose_write_is_refused_are_retried_promptly_and_said_to_be
     reconciling = get_condition(st(result).conditions, "Reconciling")
     assert reconciling is not None
     assert (reconciling.status, reconciling.reason) == ("True", "TokensNotStored")
-    assert "writing Secret a-tokens failed" in reconciling.message
+    assert "but writing Secret a-tokens failed: HTTP 403;" in reconciling.message
+    assert (reconciling.message.count("a-tokens"), reconciling.message.count("403")) == (1, 1)
     assert "only in this operator's memory" in reconciling.message
     assert "a restart before then loses them" in reconciling.message
     assert get_condition(st(result).conditions, "Stalled") is None
@@ -915,7 +925,11 @@ async def test_refreshed_tokens_not_stored_leave_the_valid_stored_token_ready_an
     assert get_condition(st(result).conditions, "Reconciling") is None
     reason, message = degraded(result) or ("", "")
     assert reason == "TokensNotStored"
-    assert "the provider issued new tokens but writing Secret a-tokens failed" in message
+    # the Secret and the apiserver's answer, each said once
+    assert (
+        "the provider issued new tokens, but writing Secret a-tokens failed: HTTP 403;" in message
+    )
+    assert (message.count("a-tokens"), message.count("HTTP 403")) == (1, 1)
     assert "only in this operator's memory" in message
     assert "retried with backoff" in message
     assert "services keep reading the stored access token, valid until" in message
@@ -963,9 +977,10 @@ async def test_refreshed_tokens_not_stored_leave_the_valid_stored_token_ready_an
 async def test_tokens_not_stored_while_the_stored_token_is_valid_are_ready_after_a_restart() -> (
     None
 ):
-    """A restart loses the held tokens (docs/oauthconnection.md): the connection goes on with
-    the stored ones, which still work, and refreshes them as before (Google keeps its refresh
-    token): Degraded goes with the first converge of the restarted operator."""
+    """A restart loses the held tokens (docs/oauthconnection.md): the restarted operator waits
+    out the claim the lost one renewed, then goes on with the stored tokens, which still work,
+    and refreshes them as before (Google keeps its refresh token): Degraded and the Secret's
+    mark go with that refresh."""
     w = world()
     b = body()
     await w.connect(b)
@@ -975,12 +990,218 @@ async def test_tokens_not_stored_while_the_stored_token_is_valid_are_ready_after
     w.api.failing_token_writes = 0
     w.restart()
 
-    result = await w.sync(b, at(3401))
+    result = await w.sync(b, at(3401))  # the lost holder's claim, until 3460
 
+    assert st(result).phase is OAuthPhase.REFRESHING
+    assert w.provider.calls["refresh"] == 1
+    result = await w.sync(b, at(3461))
     assert w.provider.calls["refresh"] == 2
     assert ready(result)[:2] == ("True", "Connected")
     assert degraded(result) is None
     assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    assert not {CLAIM_ANNOTATION, UNSTORED_ANNOTATION} & set(w.api.secrets["a-tokens"].annotations)
+
+
+def _claim(w: World) -> tuple[str, dt.datetime]:
+    holder, _, until = w.api.secrets["a-tokens"].annotations[CLAIM_ANNOTATION].partition(" ")
+    return holder, dt.datetime.fromisoformat(until.replace("Z", "+00:00"))
+
+
+def replica(w: World) -> OAuthConnectionReconciler:
+    """Another operator replica on the same apiserver and provider (its own holder id)."""
+    return OAuthConnectionReconciler(
+        SecretStore(w.api),  # type: ignore[arg-type]
+        {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
+        settings=OAuthSettings(),
+        sleep=w.rec._sleep,
+    )
+
+
+async def test_refreshed_tokens_held_in_memory_keep_the_claim_so_no_replica_spends_it_again() -> (
+    None
+):
+    """The refused write carried the claim's removal: the holder renews the claim at each
+    retry, which comes within a third of the claim's lifetime, so another replica never
+    refreshes with the rotated (spent) refresh token while the tokens wait."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)  # r1
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    result = await w.sync(b, at(3400))  # refreshed (a2, r2; r1 spent), the write refused
+    assert w.provider.calls["refresh"] == 1
+    assert result.requeue.name == "BACKOFF"
+    assert result.requeue_after == 20.0  # a third of the 60 s claim: renewed before it lapses
+    holder, until = _claim(w)
+    assert until == at(3460)
+    marked = w.api.secrets["a-tokens"].annotations[UNSTORED_ANNOTATION]
+    assert marked == "2026-03-01T12:56:40Z"  # when the held tokens were issued: no token
+
+    for t in (3420, 3440, 3460, 3480):  # retries, each renewing the claim; still refused
+        result = await w.sync(b, at(t))
+        assert result.requeue_after == 20.0
+        assert _claim(w) == (holder, at(t + 60))
+        other = await replica(w).reconcile(
+            {**b, "status": w.statuses["a"]}, now=at(t + 1), child=None
+        )
+        assert st(other).phase is OAuthPhase.REFRESHING  # kept off: no refresh with r1
+    assert w.provider.calls["refresh"] == 1
+    assert ready(result)[:2] == ("True", "Connected")  # a1 valid until 3600
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(3500))
+
+    assert ready(result)[:2] == ("True", "Connected")
+    assert degraded(result) is None
+    assert result.requeue_after is not None
+    assert result.requeue_after > 3000  # the resync
+    stored = w.api.secrets["a-tokens"]
+    assert (stored.data["access_token"], stored.data["refresh_token"]) == ("a2", "r2")
+    assert not {CLAIM_ANNOTATION, UNSTORED_ANNOTATION} & set(stored.annotations)
+    assert w.provider.calls["refresh"] == 1
+
+
+async def test_a_restart_losing_rotated_tokens_asks_to_authorize_again_saying_why() -> None:
+    """The operator holding refreshed tokens of a rotating provider restarts: the stored
+    refresh token was spent by that refresh. The restarted operator waits out the claim,
+    sends it once, and the refusal ends in ReauthRequired naming the lost refresh (the mark
+    on the Secret), not a bare invalid_grant; then nothing more is sent."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))
+    w.api.failing_token_writes = 0
+    w.restart()
+    result = await w.sync(b, at(3430))
+    assert st(result).phase is OAuthPhase.REFRESHING  # the lost holder's claim
+    assert w.provider.calls["refresh"] == 1
+
+    result = await w.sync(b, at(3461))
+
+    assert w.provider.calls["refresh"] == 2  # r1, once
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    stalled = get_condition(st(result).conditions, "Stalled")
+    assert stalled is not None
+    assert stalled.reason == "AuthorizationFailed"
+    assert "the provider refused the refresh token (invalid_grant)" in stalled.message
+    assert (
+        "already used by a refresh at 2026-03-01T12:56:40Z whose new tokens could not be "
+        "written to Secret a-tokens and were lost"
+    ) in stalled.message
+    assert "authorize at status.authorizationURL" in stalled.message
+    assert st(result).authorization_url
+    assert [e.reason for e in result.events] == ["ReauthRequired"]
+    assert "a-tokens" not in w.api.secrets  # the dead tokens
+    assert st(result).refresh_failures == 1
+    _no_token_in(result, "a1", "a2", "r1", "r2")
+    result = await w.sync(b, at(3520))  # a later converge (the state kept) says it still
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    later = get_condition(st(result).conditions, "Stalled")
+    assert later is not None
+    assert (later.reason, later.message) == (stalled.reason, stalled.message)
+    assert result.events == ()
+    assert w.provider.calls["refresh"] == 2
+
+
+async def test_held_tokens_are_a_patch_that_keeps_a_readers_annotation_and_the_users_labels() -> (
+    None
+):
+    """Written later, held tokens are merged into the Secret as at their first write: a
+    reader's `refresh-requested`, a user's annotation or label stay."""
+    for rotate, first in ((True, "refresh"), (False, "exchange")):
+        w = world(rotate=rotate)
+        b = body()
+        if first == "refresh":
+            await w.connect(b)
+            w.api.failing_token_writes = 100
+            await w.sync(b, at(3400))
+        else:
+            await w.sync(b)
+            w.approve()
+            w.api.failing_token_writes = 100
+            await w.sync(b)
+            w.api.secrets["a-tokens"] = Stored(  # made meanwhile, e.g. by a previous write
+                {"access_token": "old", "user_access_token": "u-old"}, [owner("uid-a")]
+            )
+        stored = w.api.secrets["a-tokens"]
+        stored.annotations[REFRESH_REQUESTED_ANNOTATION] = "2026-03-01T12:57:00Z"
+        stored.annotations["example.com/owner"] = "team-a"
+        stored.labels["example.com/team"] = "a"
+        stored.rv += 1
+        w.api.failing_token_writes = 0
+
+        result = await w.sync(b, at(3410))
+
+        assert ready(result)[:2] == ("True", "Connected"), first
+        stored = w.api.secrets["a-tokens"]
+        assert stored.data["access_token"] == ("a2" if first == "refresh" else "a1")
+        assert stored.annotations == {
+            REFRESH_REQUESTED_ANNOTATION: "2026-03-01T12:57:00Z",
+            "example.com/owner": "team-a",
+        }, first
+        assert stored.labels["example.com/team"] == "a"
+        if first == "exchange":  # keys of the replaced tokens that the new ones lack go
+            assert "user_access_token" not in stored.data
+            assert stored.labels[CONNECTION_LABEL] == "a"
+            assert [r.uid for r in stored.owners] == ["uid-a"]
+
+
+async def test_an_exchanged_token_write_over_a_changed_secret_is_a_conflict_retried() -> None:
+    """Exchanged tokens patch the token Secret under the resourceVersion read, as the replace
+    did: a change in between is a conflict, read again and retried, never written blind."""
+    w = world()
+    b = body()
+    await w.sync(b)
+    w.approve()
+    w.api.secrets["a-tokens"] = Stored({"access_token": "old"}, [owner("uid-a")])
+    versions: list[str | None] = []
+    original = w.api.patch
+
+    async def racing(res: Any, name: str, patch: dict[str, Any], **kw: Any) -> Secret:
+        if name == "a-tokens" and "stringData" in patch:
+            versions.append(patch["metadata"].get("resourceVersion"))
+            if len(versions) == 1:  # a reader's annotation lands between read and write
+                w.api.secrets[name].rv += 1
+        return await original(res, name, patch, **kw)
+
+    w.api.patch = racing  # type: ignore[method-assign]
+
+    result = await w.sync(b)
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert versions == ["1", "2"]  # refused at 1 (409), read again, written at 2
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
+    assert w.sleeps  # the conflict was retried with backoff
+
+
+async def test_a_stored_name_its_secrets_cannot_carry_stalls_before_any_secret() -> None:
+    """Stored before the CRD refused it at creation: a name over 63 characters cannot be the
+    xynergy.io/oauth-connection label value of its Secrets, so the connection is Stalled
+    InvalidName with the CRD's message, and no Secret is read, written or sent to a
+    provider."""
+    w = world()
+    b = body("n" * 64)
+    b["status"] = {"refreshFailures": 2}
+
+    result = await w.sync(b)
+
+    assert st(result).phase is OAuthPhase.ERROR
+    stalled = get_condition(st(result).conditions, "Stalled")
+    assert stalled is not None
+    assert stalled.reason == "InvalidName"
+    assert stalled.message.startswith(
+        "metadata.name: must be at most 63 characters: it is the value of the "
+        "xynergy.io/oauth-connection label on the connection's token and authorization Secrets"
+    )
+    assert "(64 characters)" in stalled.message
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "InvalidName")]
+    assert result.requeue.name == "BACKOFF"
+    assert st(result).refresh_failures == 2
+    assert set(w.api.secrets) == {"client"}
+    assert w.api.patches == []
+    assert w.provider.calls == {"exchange": 0, "refresh": 0, "revoke": 0}
+    ok = await w.sync(body("n" * 63))
+    assert st(ok).phase is OAuthPhase.PENDING_AUTHORIZATION  # the longest admitted works
 
 
 async def test_deleting_a_connection_revokes_tokens_that_were_never_stored() -> None:
