@@ -253,8 +253,21 @@ class OAuthConnectionSpec(SpecModel):
     """Where the provider sends the user back with the authorization code."""
     tenant: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Tenant that owns the connection."""
-    token_secret_name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
-    """Secret the operator writes the tokens to (created and owned by the operator)."""
+    token_secret_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        json_schema_extra=validations(
+            cel(
+                "self == oldSelf",
+                "spec.tokenSecretName is immutable: the tokens stay in the Secret it named"
+                " while services would read the new name; delete the OAuthConnection and"
+                " create it again (and authorize again) to keep the tokens elsewhere",
+            )
+        ),
+    )
+    """Secret the operator writes the tokens to (created and owned by the operator).
+    Immutable: the operator does not move tokens to another Secret."""
     refresh_before_expiry_seconds: int = Field(default=300, ge=30, le=86400)
     """Refresh the access token this long before it expires (at most half the token's
     lifetime before)."""

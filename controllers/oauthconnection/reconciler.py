@@ -13,7 +13,8 @@ Level-based, from what the Secrets hold:
   refused one is dropped alone: the bot token stays Connected, Degraded, with a URL to
   authorize again (`_without_user_token`);
 - neither: a state (single-use, expiring) and PKCE verifier in the authorization Secret and
-  the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal).
+  the authorization URL in status (PendingAuthorization, or ReauthRequired after a refusal,
+  or when the token Secret of a Connected connection was deleted: `_deleted_tokens`).
 New tokens whose write fails are retried in-process, then kept in memory by UID and written by
 the next converge, retried with backoff whatever the failure (a code or rotated refresh token
 cannot be used twice; why they are not persisted elsewhere: docs/oauthconnection.md): while
@@ -22,7 +23,9 @@ Degraded TokensNotStored; without one (none yet, or expired), Reconciling Tokens
 Refreshed ones keep the refresh claim renewed meanwhile (`_hold_claim`; retried within a third
 of its lifetime) and the Secret marked `tokens-not-stored`: the stored refresh token may be
 spent (Slack rotates), so no replica may refresh with it; a restarted operator that lost them
-finds the mark, and a refusal of that token then says why (ReauthRequired).
+finds the mark, and a refusal of that token then says why (ReauthRequired). A token Secret
+deleted while tokens are held is created again with them (owned and labelled as the first
+write makes it), and the connection is Connected again.
 A connection whose name no Secret label can carry (stored before the CRD refused it) is
 Stalled InvalidName before any Secret is touched.
 `status.refreshFailures` counts refresh requests that failed, not converges (`_failures`).
@@ -337,6 +340,8 @@ class OAuthConnectionReconciler:
             return await self._complete(conn, provider, authz, now)
         if tokens is not None and tokens.get("access_token"):
             return await self._keep_fresh(conn, provider, tokens, now)
+        if tokens is None and _was_connected(conn):
+            return await self._reauth(conn, provider, _deleted_tokens(conn), now)
         return await self._pending(conn, provider, authz, now)
 
     def _provider(self, conn: OAuthConnection) -> OAuthProvider:
@@ -1012,6 +1017,24 @@ def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: str) -> s
         f"be written to Secret {conn.spec.token_secret_name} and were lost when the operator "
         "holding them stopped; a provider that rotates refresh tokens (Slack) takes each "
         "one once"
+    )
+
+
+def _was_connected(conn: OAuthConnection) -> bool:
+    """The last converge found tokens in the token Secret (or another replica refreshing
+    them): a Secret missing now was deleted behind the operator's back, which deletes it
+    only with a ReauthRequired of its own."""
+    phase = conn.status.phase if conn.status else None
+    return phase in (OAuthPhase.CONNECTED, OAuthPhase.REFRESHING)
+
+
+def _deleted_tokens(conn: OAuthConnection) -> str:
+    """Why a connection that was Connected must be authorized again: its token Secret was
+    deleted and no operator holds a copy (held tokens would have created it again)."""
+    return (
+        f"the token Secret {conn.spec.token_secret_name} is gone (deleted, or "
+        "spec.tokenSecretName changed) and the operator holds no copy of its tokens (they "
+        "stay valid at the provider until they expire or are revoked there)"
     )
 
 

@@ -14,7 +14,9 @@ and marks the Secret (`UNSTORED_ANNOTATION`): the stored refresh token was spent
 else may refresh with it while the holder lives, and one who finds the mark after the holder
 is gone knows why a rotating provider refuses it. Token writes are merge patches of the token
 keys and the operator's own labels and annotations: what a reader (`refresh-requested`) or a
-user put on the Secret stays.
+user put on the Secret stays. A token Secret deleted while refreshed tokens wait for their
+write is created again with them (`store_refreshed`), as held tokens of a code exchange are
+(`write` with no previous Secret).
 """
 
 from __future__ import annotations
@@ -361,9 +363,26 @@ class SecretStore:
         """Write refreshed tokens and drop the claim and the unstored mark (a merge patch
         without a resourceVersion: the claim keeps other replicas off, and a reader's
         annotation written meanwhile must not make us lose tokens the provider may not issue
-        again)."""
+        again). A token Secret deleted since it was read (by a user, while the tokens were
+        held in memory) is created again with them, owned and labelled as `write` creates
+        it: they are the newest tokens, and the refresh token the deleted Secret held may be
+        spent, so there is nothing else to go back to; patching forever would get 404."""
         patch = {"metadata": {"annotations": dict(_OURS_DROPPED)}, "stringData": dict(data)}
-        await self._patch(conn, patch)
+        name = conn.spec.token_secret_name
+        try:
+            async with self._limit:
+                await self._client.patch(
+                    Secret, name, patch, namespace=_ns(conn), patch_type=PatchType.MERGE
+                )
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise _error(exc, f"writing Secret {name}") from None
+        else:
+            return
+        log.info(
+            "token Secret %s/%s is gone: creating it with the refreshed tokens", _ns(conn), name
+        )
+        await self.write(conn, role="tokens", data=data, previous=None)
 
     async def release_claim(self, conn: OAuthConnection) -> None:
         await self._patch(conn, {"metadata": {"annotations": {CLAIM_ANNOTATION: None}}})

@@ -981,3 +981,34 @@ def test_an_object_stored_before_the_name_rules_stays_updatable(kube: Kube, name
         assert kube.delete(f"{path}/{old_name}").status_code == 200
     finally:
         kube.delete(f"{crds}/{crd_name}")
+
+
+def test_an_oauth_connections_token_secret_name_cannot_change(
+    kube: Kube, crds_installed: list[str], namespace: str
+) -> None:
+    """The operator does not move tokens between Secrets: a new `spec.tokenSecretName` would
+    leave them in the old Secret (unrevoked at the connection's deletion) while services read
+    the new name. The apiserver refuses the change naming the field and saying what to do;
+    other updates go through."""
+    path = _path("OAuthConnection", namespace)
+    created = kube.create(
+        path, _obj("OAuthConnection", "oc", copy.deepcopy(BASE["OAuthConnection"]))
+    )
+    assert created.status_code == 201, created.text
+    for patch, refused in (
+        ({"tokenSecretName": "other-tokens"}, True),
+        ({"scopes": ["chat:write", "channels:read"]}, False),
+    ):
+        resp = kube.http.patch(
+            f"{path}/oc",
+            json={"spec": patch},
+            headers={"Content-Type": "application/merge-patch+json"},
+            params={"fieldValidation": "Strict"},
+        )
+        if not refused:
+            assert resp.status_code == 200, resp.text
+            continue
+        assert resp.status_code == 422, f"accepted: {patch}"
+        message = resp.json()["message"]
+        assert "spec.tokenSecretName is immutable" in message, message
+        assert "delete the OAuthConnection and create it again" in message, message

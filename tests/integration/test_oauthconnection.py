@@ -8,7 +8,8 @@ delete -> revoked at the fake, Secrets gone; state replay, wrong state, PKCE mis
 foreign tenant's callback refused; no token in any log or Event of the run. A Slack user token
 refused at refresh keeps the bot token Connected (Degraded) and is authorized again through the
 callback. Refreshed tokens an admission policy keeps out of the Secret leave the stored, still
-valid token Ready (Degraded TokensNotStored) until it expires, and are written once allowed.
+valid token Ready (Degraded TokensNotStored) until it expires, and are written once allowed;
+the token Secret deleted meanwhile is created again with them.
 """
 
 from __future__ import annotations
@@ -700,6 +701,79 @@ async def test_refreshed_tokens_the_apiserver_refuses_keep_the_stored_token_read
     assert stored_meta["labels"]["example.com/team"] == "mail"
     assert stored_meta["labels"]["xynergy.io/oauth-connection"] == name
     assert not {CLAIM_ANNOTATION, UNSTORED_ANNOTATION} & set(annotations)  # stored: let go
+    body = connection(kube, ns, name)
+    leaked = [t for t in fake.issued() if t in str(body)]
+    assert not leaked, f"{len(leaked)} issued codes/tokens appear in the connection"
+    _no_tokens_anywhere(fake, logs, events(kube, ns))
+
+
+async def test_a_token_secret_deleted_while_refreshed_tokens_are_held_is_created_with_them(
+    kube: Kube,
+    namespace: str,
+    fake: FakeOAuth,
+    operator: KopfRunner,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    """Refreshed tokens are held in memory (an admission policy refuses their write); the user
+    deletes the token Secret meanwhile; the policy goes. The held tokens' write, a merge patch,
+    got 404 at every retry; now the Secret is created again with them, owned and labelled as
+    the first write made it, and the connection is Connected (no Degraded), the provider not
+    asked again, no token in logs, Events or the connection."""
+    ns, name = namespace, "acme-gmail-gone"
+    secret = f"{name}-tokens"
+    apply_connection(kube, ns, name, "gmail", "http://127.0.0.1:9/callback")
+    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
+        "authorizationURL"
+    ]
+    code = parse_qs(urlsplit(browser(url)).query)["code"][0]
+    _patch_tokens(kube, ns, f"{name}-oauth-authorization", code=code)
+    await until(kube, ns, name, "Connected", lambda s: s.get("phase") == "Connected")
+    first = kube.get(f"/api/v1/namespaces/{ns}/secrets/{secret}").json()["metadata"]
+    stored = (secret_data(kube, ns, secret) or {})["access_token"]
+    refreshes = fake.google.calls["refresh"]
+
+    with frozen_access_token(kube, ns, secret) as binding:
+        now = dt.datetime.now(dt.UTC)  # due for a refresh, still valid for 200 s
+        _patch_tokens(
+            kube,
+            ns,
+            secret,
+            expires_at=_rfc3339(now + dt.timedelta(seconds=200)),
+            issued_at=_rfc3339(now - dt.timedelta(hours=1)),
+        )
+
+        def not_stored(s: dict[str, Any]) -> bool:
+            return _condition(s, "Degraded")[1] == "TokensNotStored"
+
+        await until(kube, ns, name, "Degraded TokensNotStored", not_stored)
+        assert fake.google.calls["refresh"] == refreshes + 1
+        assert kube.delete(f"/api/v1/namespaces/{ns}/secrets/{secret}").status_code == 200
+        assert kube.delete(binding).status_code == 200
+
+    def stored_again(s: dict[str, Any]) -> bool:
+        return (
+            _ready(s)[:2] == ("True", "Connected")
+            and _condition(s, "Degraded") == ("", "", "")
+            and (secret_data(kube, ns, secret) or {}).get("access_token", stored) != stored
+        )
+
+    status = (await until(kube, ns, name, "the Secret made again", stored_again, within=120))[
+        "status"
+    ]
+    data = secret_data(kube, ns, secret) or {}
+    assert data["access_token"] in fake.google.access  # the held one the provider issued
+    assert data["refresh_token"]
+    assert fake.google.calls["refresh"] == refreshes + 1  # held, not fetched again
+    assert status["phase"] == "Connected"
+    assert _when(status["expiresAt"]) == _when(data["expires_at"])
+    made = kube.get(f"/api/v1/namespaces/{ns}/secrets/{secret}").json()["metadata"]
+    assert made["uid"] != first["uid"]  # a new Secret
+    uid = connection(kube, ns, name)["metadata"]["uid"]
+    assert [(r["kind"], r["uid"], r.get("controller")) for r in made["ownerReferences"]] == [
+        ("OAuthConnection", uid, True)
+    ]
+    assert made["labels"] == first["labels"]
+    assert not {CLAIM_ANNOTATION, UNSTORED_ANNOTATION} & set(made.get("annotations") or {})
     body = connection(kube, ns, name)
     leaked = [t for t in fake.issued() if t in str(body)]
     assert not leaked, f"{len(leaked)} issued codes/tokens appear in the connection"

@@ -99,7 +99,11 @@ class Apiserver:
     def _parts(obj: Secret) -> tuple[str, str | None, Stored]:
         meta = obj.metadata
         assert meta is not None
-        stored = Stored(dict(obj.stringData or {}), list(meta.ownerReferences or []))
+        stored = Stored(
+            dict(obj.stringData or {}),
+            list(meta.ownerReferences or []),
+            labels=dict(meta.labels or {}),
+        )
         return str(meta.name), meta.resourceVersion, stored
 
     async def create(self, obj: Secret) -> Secret:
@@ -1144,6 +1148,94 @@ async def test_held_tokens_are_a_patch_that_keeps_a_readers_annotation_and_the_u
             assert "user_access_token" not in stored.data
             assert stored.labels[CONNECTION_LABEL] == "a"
             assert [r.uid for r in stored.owners] == ["uid-a"]
+
+
+async def test_a_token_secret_deleted_while_refreshed_tokens_are_held_is_created_with_them() -> (
+    None
+):
+    """The user deletes the token Secret while refreshed tokens wait in memory for their write:
+    the write is a patch, which now gets 404; the held tokens are the newest (the deleted
+    Secret's refresh token was spent by their refresh), so the Secret is created again with
+    them, owned and labelled as the first write made it, and the connection is Connected."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)  # a1, r1
+    first = w.api.secrets["a-tokens"]
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # refreshed (a2, r2; r1 spent), the write refused: held
+    del w.api.secrets["a-tokens"]  # kubectl delete secret a-tokens
+
+    result = await w.sync(b, at(3420))  # the create is refused as well (still 403)
+
+    assert "a-tokens" not in w.api.secrets
+    assert ready(result)[:2] == ("False", "TokensNotStored")  # no stored token to serve
+    assert result.requeue.name == "BACKOFF"
+    assert result.requeue_after == 20.0  # the claim's retry bound, for when it is back
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(3440))
+
+    assert ready(result)[:2] == ("True", "Connected")
+    assert degraded(result) is None
+    assert st(result).expires_at == at(3400 + 3600)  # the held tokens'
+    assert [(e.type, e.reason) for e in result.events] == [("Normal", "Connected")]
+    made = w.api.secrets["a-tokens"]
+    assert (made.data["access_token"], made.data["refresh_token"]) == ("a2", "r2")
+    assert made.data["issued_at"] == "2026-03-01T12:56:40Z"  # when they were refreshed
+    assert [(r.uid, r.controller) for r in made.owners] == [("uid-a", True)]
+    assert made.labels == first.labels
+    assert made.labels[CONNECTION_LABEL] == "a"
+    assert not {CLAIM_ANNOTATION, UNSTORED_ANNOTATION} & set(made.annotations)
+    assert w.provider.calls == {"exchange": 1, "refresh": 1, "revoke": 0}
+    _no_token_in(result, "a1", "a2", "r1", "r2")
+
+    result = await w.sync(b, at(3500))  # nothing held any more: the stored tokens serve
+    assert ready(result)[:2] == ("True", "Connected")
+    assert w.provider.calls["refresh"] == 1
+
+
+async def test_a_token_secret_deleted_with_no_tokens_held_asks_to_authorize_again_saying_why() -> (
+    None
+):
+    """Deleted while the operator holds no copy of its tokens, the token Secret cannot be
+    made again: the connection goes to ReauthRequired naming the deleted Secret (once as a
+    Warning Event, in the Stalled message at every converge until the user authorizes),
+    instead of a bare PendingAuthorization that does not say why a Connected connection
+    lost its tokens. Nothing is sent to the provider."""
+    w = world()
+    b = body()
+    await w.connect(b)
+    del w.api.secrets["a-tokens"]
+
+    result = await w.sync(b, at(60))
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    stalled = get_condition(st(result).conditions, "Stalled")
+    assert stalled is not None
+    assert stalled.reason == "AuthorizationFailed"
+    assert stalled.message.startswith(
+        "the token Secret a-tokens is gone (deleted, or spec.tokenSecretName changed) and the "
+        "operator holds no copy of its tokens"
+    )
+    assert "authorize at status.authorizationURL" in stalled.message
+    assert st(result).authorization_url
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", "ReauthRequired")]
+    assert "a-tokens" not in w.api.secrets  # not made up out of nothing
+    _no_token_in(result, "a1", "r1")
+
+    result = await w.sync(b, at(120))  # later converges say it still, without an Event
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    later = get_condition(st(result).conditions, "Stalled")
+    assert later is not None
+    assert later.message == stalled.message
+    assert result.events == ()
+    assert w.provider.calls == {"exchange": 1, "refresh": 0, "revoke": 0}
+
+    w.approve()  # the user authorizes again: a new Secret, Connected
+    result = await w.sync(b, at(180))
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
 
 
 async def test_an_exchanged_token_write_over_a_changed_secret_is_a_conflict_retried() -> None:
