@@ -4,8 +4,11 @@ between the pure split it wants and a provider that knows only its cloud.
 `CloudRunRollout`: the new revision is created in the target's Cloud Run service with no
 traffic (one write: template named after its content, traffic pinned to the stable revision),
 then traffic is split by revision percent, the new revision reachable at its tag's URL
-(`canary` or `preview`). The revision name is a digest of its configuration, so a repeated
-attempt (an operator killed mid-write) finds the revision instead of making a second one.
+(`canary` or `preview`). A tag and the service's name together have at most 46 characters
+(`MAX_TAGGED_NAME`): the reconciler refuses a Rollout whose target's name leaves no room for
+the tags it will set before anything is written. The revision name is a digest of its
+configuration, so a repeated attempt (an operator killed mid-write) finds the revision instead
+of making a second one.
 A revision whose rollout an internal error interrupted (its Ready failed with reason INTERNAL:
 the operation failed half-way) is no failed canary: it is reported `interrupted`, and the next
 converge (after the core's backoff) writes the same template again, which makes Cloud Run
@@ -30,11 +33,36 @@ if TYPE_CHECKING:
 
     from controllers.providers.cloudrun import CloudRunProvider, Traffic
 
-__all__ = ["CanaryState", "CloudRunRollout", "RolloutBackend", "Routed", "Serving"]
+__all__ = [
+    "CANARY_TAG",
+    "MAX_TAGGED_NAME",
+    "PREVIEW_TAG",
+    "PREVIOUS_TAG",
+    "STABLE_TAG",
+    "CanaryState",
+    "CloudRunRollout",
+    "RolloutBackend",
+    "Routed",
+    "Serving",
+    "tag_fits",
+]
 
 log = logging.getLogger(__name__)
 STABLE_TAG = "stable"
+CANARY_TAG = "canary"
+PREVIEW_TAG = "preview"
+"""The new revision's tag while a blue-green Rollout previews it (`canary` otherwise)."""
 PREVIOUS_TAG = "previous"
+"""The old revision's tag during a blue-green keep window (`scaleDownDelaySeconds` > 0)."""
+MAX_TAGGED_NAME = 46
+"""Cloud Run refuses a traffic tag whose length plus the service's name's exceeds 46
+(INVALID_ARGUMENT "Combined traffic tag and service name cannot exceed 46 characters"): the
+tag's URL `https://TAG---SERVICE-HASH-REGION.a.run.app` is one DNS label (63 characters)."""
+
+
+def tag_fits(service: str, tag: str) -> bool:
+    """Whether Cloud Run accepts `tag` on the service named `service`."""
+    return len(service) + len(tag) <= MAX_TAGGED_NAME
 
 
 @dataclass(frozen=True)
@@ -193,7 +221,8 @@ class CloudRunRollout:
     ) -> Routed:
         """The service's template becomes the new revision's (by name: no new revision), and
         all traffic goes to the latest revision (so the target's later changes deploy as they
-        would without a Rollout); `keep` stays reachable at the `previous` tag."""
+        would without a Rollout); `keep` stays reachable at the `previous` tag (kept without
+        it when the tag does not fit beside the service's name: `_previous`)."""
         from controllers.xynergyservice.resources import cloudrun
 
         path = cloudrun.service_path(target)
@@ -207,8 +236,8 @@ class CloudRunRollout:
             except ProviderError as exc:  # configuration drifted: pin the revision instead
                 log.info("rollout: %s not adopted as the template (%s)", name, exc.message)
                 split: Traffic = ((name, 100, None),)
-                return await self._route(path, split + _previous(keep), writes)
-        return await self._route(path, ((None, 100, None), *_previous(keep)), writes)
+                return await self._route(path, split + _previous(keep, target), writes)
+        return await self._route(path, ((None, 100, None), *_previous(keep, target)), writes)
 
     async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
         """The service's template becomes the kept revision's again (by name: no new
@@ -252,8 +281,23 @@ class CloudRunRollout:
         return await self._route(cloudrun.service_path(target), split, 0)
 
 
-def _previous(keep: str | None) -> Traffic:
-    return ((keep, 0, PREVIOUS_TAG),) if keep else ()
+def _previous(keep: str | None, target: XynergyService) -> Traffic:
+    """The kept old revision at the `previous` tag. A blue-green Rollout whose target's name
+    leaves room for `preview` but not for that tag, which the reconciler's start check did not
+    see (started before the check, or `scaleDownDelaySeconds` set during its preview), is not
+    failed at its promotion by Cloud Run's refusal: the old revision is left out of the split
+    (no URL of its own; a fast rollback still routes to it by name)."""
+    if not keep:
+        return ()
+    name = target.metadata.name or ""
+    if not tag_fits(name, PREVIOUS_TAG):
+        log.info(
+            "rollout: %s kept without the %r tag: %r has %d characters and Cloud Run allows %d "
+            "for a tag and the service's name together",
+            keep, PREVIOUS_TAG, name, len(name), MAX_TAGGED_NAME,
+        )  # fmt: skip
+        return ()
+    return ((keep, 0, PREVIOUS_TAG),)
 
 
 def _serving_revision(service: run_v2.Service) -> str | None:

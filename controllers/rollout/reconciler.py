@@ -57,10 +57,15 @@ from controllers.metrics import RECONCILE_DURATION, RECONCILE_TOTAL
 from controllers.providers.prometheus import MetricsProvider
 from controllers.rollout.analysis import RunResult, collect, judge_run
 from controllers.rollout.backends import (
+    CANARY_TAG,
+    MAX_TAGGED_NAME,
+    PREVIEW_TAG,
+    PREVIOUS_TAG,
     STABLE_TAG,
     CloudRunRollout,
     RolloutBackend,
     Routed,
+    tag_fits,
 )
 from controllers.rollout.bluegreen import BlueGreen
 from controllers.rollout.canary import Canary
@@ -97,6 +102,8 @@ __all__ = [
     "ACTION_ANNOTATION",
     "KIND",
     "RolloutReconciler",
+    "check_tags",
+    "cloud_run_tags",
     "from_context",
     "pending_action",
     "strategy_of",
@@ -528,6 +535,8 @@ class RolloutReconciler:
             return work
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
             return work  # ended: a change of the target alone never starts it again
+        if target.spec.backend == BackendKind.CLOUD_RUN:
+            check_tags(rollout, target)  # a delivery starts: before anything is read or moved
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
             return None
@@ -645,7 +654,7 @@ class RolloutReconciler:
     async def _advance(self, work: Converge, *, promote: bool) -> None:
         status, rollout = work.status, work.rollout
         strategy = strategy_of(rollout)
-        tag = "preview" if strategy.preview(rollout) else "canary"
+        tag = PREVIEW_TAG if strategy.preview(rollout) else CANARY_TAG
         stable, name = status.stable_revision or "", status.canary_revision or ""
         state = await work.backend.ensure_canary(
             work.target, work.canary, name=name, stable=stable, tag=tag
@@ -835,7 +844,7 @@ class RolloutReconciler:
         self._routed(work, await work.backend.route(work.target, split))
 
     def _routed(self, work: Converge, routed: Routed) -> None:
-        url = routed.urls.get("canary") or routed.urls.get("preview")
+        url = routed.urls.get(CANARY_TAG) or routed.urls.get(PREVIEW_TAG)
         if url:
             work.status.canary_url = url
         if routed.traffic is not None:
@@ -1302,6 +1311,45 @@ def _due(spec: VerificationSpec, status: RolloutStatus, stage: VerificationStage
     return not any(
         v.stage == stage and v.passed and v.revision == status.canary_revision
         for v in status.verification or []
+    )
+
+
+def cloud_run_tags(rollout: Rollout) -> tuple[str, ...]:
+    """The traffic tags the Rollout sets on its Cloud Run target, in the order it sets them:
+    `stable` and the new revision's (`canary`, or `preview` for blue-green), then `previous`
+    on the old revision for a blue-green keep window (`scaleDownDelaySeconds` > 0)."""
+    blue_green = rollout.spec.strategy.blue_green
+    new = PREVIEW_TAG if strategy_of(rollout).preview(rollout) else CANARY_TAG
+    keeps = blue_green is not None and blue_green.scale_down_delay_seconds > 0
+    return (STABLE_TAG, new, *((PREVIOUS_TAG,) if keeps else ()))
+
+
+def check_tags(rollout: Rollout, target: XynergyService) -> None:
+    """StalledError `InvalidTarget` when the Cloud Run target's name leaves no room for the
+    longest tag the Rollout will set (a tag and the service's name have at most 46 characters
+    together), so it is refused when it starts, before anything is written, instead of by
+    Cloud Run mid-rollout (a blue-green's `previous` at its promotion). The CRD admits a Cloud
+    Run name of up to 49 characters; a Rollout's needs at most 40 (38 with `previous`).
+    Checked only when a delivery starts: one in flight has had its tags set already."""
+    name = target.metadata.name or ""
+    tag = max(reversed(cloud_run_tags(rollout)), key=len)  # a tie names the new revision's
+    if tag_fits(name, tag):
+        return
+    hint = ""
+    if tag == PREVIOUS_TAG:
+        room = MAX_TAGGED_NAME - len(PREVIEW_TAG)
+        hint = (
+            f", or {room} with spec.strategy.blueGreen.scaleDownDelaySeconds 0 (no "
+            f"{PREVIOUS_TAG!r} tag)"
+        )
+    raise StalledError(
+        f"spec.targetRef: XynergyService {name!r} ({len(name)} characters) is too long for a "
+        f"Rollout on Cloud Run: the Rollout sets the traffic tag {tag!r} ({len(tag)} "
+        f"characters), and Cloud Run refuses a tag and a service name longer than "
+        f"{MAX_TAGGED_NAME} characters together (the tag's URL is "
+        f"{tag}---{name}-<hash>-<region>.a.run.app, one DNS label); this Rollout can deliver to "
+        f"a target of at most {MAX_TAGGED_NAME - len(tag)} characters{hint}",
+        reason="InvalidTarget",
     )
 
 

@@ -22,6 +22,7 @@ from test_rollout_support import (
     revisions,
     rollout_url,
     served,
+    service_path,
     wait_rollout,
 )
 from test_xynergyservice import get_xs, merge_patch, wait_ready
@@ -214,6 +215,42 @@ def test_blue_green_preview_tag_then_switch_keeping_the_old_revision_for_a_while
         timeout=30,
     )
     assert get_rollout(kube, namespace, "bg")["status"]["history"][0]["revision"] == stable
+
+
+def test_a_target_name_without_room_for_the_canary_tag_is_refused_before_anything_moves(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    """The CRD admits a Cloud Run XynergyService of 49 characters, Cloud Run no `canary` tag
+    beside a name of more than 40: a Rollout of a 41-character target is Degraded (Stalled
+    `InvalidTarget`) at its start, saying so, and writes nothing to Cloud Run or the target
+    (it failed mid-rollout with Cloud Run's INVALID_ARGUMENT before)."""
+    svc = (unique("ai") + "-" + "x" * 40)[:41]
+    create_cloudrun_xs(kube, namespace, svc)
+    wait_ready(kube, namespace, svc)
+    stable = f"{svc}-00001"
+    with fake.state.lock:
+        generation = fake.state.services[service_path(svc)].generation
+    before = get_xs(kube, namespace, svc)["spec"]
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}})  # fmt: skip
+    status = wait_rollout(kube, namespace, "ro", "refused", phase_is("Degraded"))["status"]
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["reason"] == "InvalidTarget"
+    assert status["message"].startswith(
+        f"spec.targetRef: XynergyService '{svc}' (41 characters) is too long for a Rollout on "
+        "Cloud Run: the Rollout sets the traffic tag 'canary' (6 characters)"
+    )
+    assert "at most 40 characters" in status["message"]
+    assert "canaryRevision" not in status
+    kube.wait_for(
+        "the InvalidTarget Event",
+        lambda: "InvalidTarget" in [e["reason"] for e in events_of(kube, namespace, "ro")],
+    )
+    with fake.state.lock:
+        assert fake.state.services[service_path(svc)].generation == generation, "no write"
+    assert revisions(fake, svc) == [stable]
+    assert served(fake, svc) == [("LATEST", 100, "")]
+    assert get_xs(kube, namespace, svc)["spec"] == before, "the target is untouched"
 
 
 def plugin(cluster: Path, *args: str) -> str:

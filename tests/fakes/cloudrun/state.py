@@ -43,6 +43,9 @@ RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
 SERVICE_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$")
 REVISION_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 TAG = re.compile(r"^[a-z](?:[-a-z0-9]{0,44}[a-z0-9])?$")
+MAX_TAG_AND_SERVICE = 46
+"""A tag's URL is `https://TAG---SERVICE-HASH-REGION.a.run.app`, one DNS label (63): Cloud Run
+refuses a traffic tag whose length plus the service id's exceeds 46."""
 PARENT = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)$")
 
 # Fields a caller may set on a Service; everything else is output only and ignored on input.
@@ -539,8 +542,10 @@ class CloudRunState:
     def _validate_traffic(self, svc: run_v2.Service, service_name: str) -> None:
         """What the API checks of `traffic`: percents in 0..100 summing to 100, a revision
         name for REVISION targets that exists (or is the one this write creates), tags
-        that are unique DNS labels."""
+        that are unique DNS labels and, with the service id, fit the tag URL's DNS label
+        (on create and on every update of a service whose traffic has a tag)."""
         bad = "INVALID_ARGUMENT"
+        service_id = service_name.rpartition("/")[2]
         latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
         tags: set[str] = set()
         for i, target in enumerate(svc.traffic):
@@ -563,6 +568,14 @@ class CloudRunState:
                         bad,
                         f"traffic[{i}].tag '{target.tag}' must be a unique lowercase RFC 1035 "
                         "label of at most 46 characters.",
+                    )
+                if len(target.tag) + len(service_id) > MAX_TAG_AND_SERVICE:
+                    raise ApiError(
+                        400,
+                        bad,
+                        f"traffic[{i}].tag: traffic tag '{target.tag}' and service name "
+                        f"'{service_id}' together are too long. Combined traffic tag and service "
+                        f"name cannot exceed {MAX_TAG_AND_SERVICE} characters.",
                     )
                 tags.add(target.tag)
         total = sum(t.percent for t in svc.traffic)

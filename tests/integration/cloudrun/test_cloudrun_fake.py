@@ -122,6 +122,52 @@ def test_reserved_env_names_are_refused(
     assert cloudrun_fake.writes == {}
 
 
+def _tagged(svc: run_v2.Service, revision: str, tag: str) -> run_v2.Service:
+    """`svc` with all traffic on the latest revision and `revision` reachable at `tag`."""
+    kind = run_v2.TrafficTargetAllocationType
+    svc.traffic = [
+        run_v2.TrafficTarget(type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100),
+        run_v2.TrafficTarget(
+            type_=kind.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, revision=revision, tag=tag
+        ),
+    ]
+    return svc
+
+
+def test_a_tag_and_the_service_name_together_are_at_most_46_characters(
+    cloudrun_fake: FakeCloudRun, run: run_v2.ServicesClient
+) -> None:
+    """The tag URL `TAG---SERVICE-HASH-REGION.a.run.app` is one DNS label: Cloud Run refuses
+    (400 INVALID_ARGUMENT, gcloud's words) a tag that does not fit beside the service id, on
+    create and on update, and writes nothing; 46 together is accepted."""
+    long_id = "a" * 41  # a valid service id (< 50): only the tag beside it is too long
+    tagged = _tagged(service(revision=f"{long_id}-v1"), f"{long_id}-v1", "canary")
+    with pytest.raises(gexc.BadRequest) as bad:
+        run.create_service(parent=PARENT, service=tagged, service_id=long_id)
+    assert error_status(bad.value) == "INVALID_ARGUMENT"
+    assert bad.value.response.json()["error"]["message"] == (  # type: ignore[union-attr]
+        f"traffic[1].tag: traffic tag 'canary' and service name '{long_id}' together are too "
+        "long. Combined traffic tag and service name cannot exceed 46 characters."
+    )
+
+    fits = "b" * 40  # 40 + len("canary") == 46
+    tagged = _tagged(service(revision=f"{fits}-v1"), f"{fits}-v1", "canary")
+    done = run.create_service(parent=PARENT, service=tagged, service_id=fits).result(
+        timeout=5, polling=FAST_POLL
+    )
+    assert [t.uri.partition("---")[0] for t in done.traffic_statuses] == ["", "https://canary"]
+
+    # an update whose traffic has a tag is checked alike: `preview` is one character more
+    live = run.get_service(name=f"{PARENT}/services/{fits}")
+    with pytest.raises(
+        gexc.BadRequest, match=r"traffic\[1\]\.tag: traffic tag 'preview' and"
+    ) as up:
+        run.update_service(service=_tagged(live, f"{fits}-v1", "preview"))
+    assert error_status(up.value) == "INVALID_ARGUMENT"
+    assert cloudrun_fake.writes == {"services.create": 1}
+    assert cloudrun_fake.state.get_service(live.name).traffic[1].tag == "canary"
+
+
 def test_revision_names_are_immutable(
     cloudrun_fake: FakeCloudRun, run: run_v2.ServicesClient
 ) -> None:
