@@ -10,7 +10,8 @@ Credentials are allowed, so nothing that any website can match is: a bare ``*`` 
 or a pattern), a regex such as ``.*``, and a pattern over a whole top-level domain
 (``https://*.com``): a pattern's domain has two labels or more, and is not a public suffix
 (the Public Suffix List's, ``publicsuffixlist``'s bundled copy: ``*.co.uk``, ``*.github.io``,
-``*.a.run.app``, where anyone can put up a website). ``check_origin`` and
+``*.a.run.app``, where anyone can put up a website), nor holds one at any depth below it
+(``*.amazonaws.com``: ``*.`` matches any number of labels). ``check_origin`` and
 ``check_pattern`` are the settings' validation (services.gateway.settings), so the gateway
 refuses to start with such a value, whatever the admission policies saw (a value from a
 ConfigMap, a variable named in lower case); an origin with a path or a pattern of another form
@@ -24,6 +25,7 @@ import re
 from collections.abc import Iterable
 from functools import cache
 
+import publicsuffixlist
 from publicsuffixlist import PublicSuffixList
 
 __all__ = ["OriginPolicy", "check_origin", "check_pattern"]
@@ -50,6 +52,33 @@ def _suffixes() -> PublicSuffixList:
     return PublicSuffixList()  # the ICANN and the private sections (github.io, run.app)
 
 
+@cache
+def _rules() -> frozenset[str]:
+    """Every suffix the bundled list names (wildcard and exception rules as their domain,
+    internationalised ones in punycode, as an origin carries them)."""
+    rules: set[str] = set()
+    with open(publicsuffixlist.PSLFILE, encoding="utf-8") as listed:
+        for line in listed:
+            rule = line.strip().split(" ", 1)[0].lstrip("!").removeprefix("*.")
+            if not rule or rule.startswith("//"):
+                continue
+            try:
+                rules.add(rule.encode("idna").decode("ascii").lower())
+            except UnicodeError:
+                rules.add(rule.lower())
+    return frozenset(rules)
+
+
+def _public_below(domain: str) -> str | None:
+    """A public suffix at or under `domain` (None: none): `*.` matches one or more labels,
+    so https://*.amazonaws.com matches anyone's site under s3-website.<region>.amazonaws.com."""
+    if _suffixes().is_public(domain):
+        return domain
+    tail = "." + domain
+    below = sorted(rule for rule in _rules() if rule.endswith(tail))
+    return below[0] if below else None
+
+
 def check_pattern(pattern: str) -> None:
     """Refuse a pattern that is not ``http(s)://*.`` and a domain (an optional port), or whose
     domain is a public suffix."""
@@ -61,11 +90,18 @@ def check_pattern(pattern: str) -> None:
             "'.*' or https://*.com, is refused)"
         )
     domain = value.split("*.", 1)[1].split(":", 1)[0]
-    if _suffixes().is_public(domain):
+    public = _public_below(domain)
+    if public == domain:
         raise ValueError(
             f"each entry's domain must be one its owner controls: {domain} is a public suffix "
             "(anyone can put up a website under it, and credentials are allowed), e.g. "
             "https://*.example.com"
+        )
+    if public is not None:
+        raise ValueError(
+            f"each entry's domain must be one its owner controls: {domain} holds the public "
+            f"suffix {public} ('*.' matches any depth, so anyone's website under it, and "
+            "credentials are allowed); list the subdomain you own, e.g. https://*.app.example.com"
         )
 
 

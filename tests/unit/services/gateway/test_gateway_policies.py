@@ -28,6 +28,18 @@ def test_origin_policy() -> None:
 
 
 @pytest.mark.parametrize(
+    "pattern",
+    ["https://*.example.co.uk", "https://*.myco.github.io", "https://*.APP.Example.com:8443"],
+)
+def test_a_pattern_over_a_domain_its_owner_controls_is_allowed(pattern: str) -> None:
+    """The public-suffix rule refuses anyone's sites, not a company's own domain under a
+    multi-label or a private-section suffix (case and port as a browser may send them)."""
+    policy = OriginPolicy(origins=[], patterns=[pattern])
+    host = pattern.lower().replace("*", "web")
+    assert policy.allows(host)
+
+
+@pytest.mark.parametrize(
     ("origins", "patterns"),
     [
         (["*"], []),
@@ -38,6 +50,8 @@ def test_origin_policy() -> None:
         ([], ["https://*.co.uk"]),  # a public suffix of two labels: every site under it
         ([], ["https://*.github.io"]),  # the list's private section: anyone's pages
         ([], ["https://*.a.run.app:443"]),  # anyone's Cloud Run service, port or not
+        ([], ["https://*.amazonaws.com"]),  # holds s3-website.<region>.amazonaws.com, anyone's
+        ([], ["https://*.core.windows.net"]),  # holds blob.core.windows.net
         ([], ["https://app.xynergyos.com"]),  # not a pattern
     ],
 )

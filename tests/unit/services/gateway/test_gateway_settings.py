@@ -78,6 +78,14 @@ KEY = "k" * 40
         (
             {
                 "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
+                "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS": '["https://*.amazonaws.com"]',
+            },
+            "XYNERGY_GATEWAY_CORS_ORIGIN_PATTERNS: Value error, each entry's domain must be one "
+            "its owner controls: amazonaws.com holds the public suffix",
+        ),
+        (
+            {
+                "XYNERGY_INTERNAL_SIGNING_KEY": KEY,
                 "XYNERGY_GATEWAY_CORS_ORIGINS": '["https://\\u002a.example.com"]',
             },
             "XYNERGY_GATEWAY_CORS_ORIGINS: Value error, each entry must be an origin",
