@@ -536,7 +536,8 @@ class RolloutReconciler:
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
             return work  # ended: a change of the target alone never starts it again
         if target.spec.backend == BackendKind.CLOUD_RUN:
-            check_tags(rollout, target)  # a delivery starts: before anything is read or moved
+            # a delivery starts: before anything is read or moved
+            check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
             return None
@@ -1324,15 +1325,19 @@ def cloud_run_tags(rollout: Rollout) -> tuple[str, ...]:
     return (STABLE_TAG, new, *((PREVIOUS_TAG,) if keeps else ()))
 
 
-def check_tags(rollout: Rollout, target: XynergyService) -> None:
+def check_tags(rollout: Rollout, target: XynergyService, *, in_flight: bool = False) -> None:
     """StalledError `InvalidTarget` when the Cloud Run target's name leaves no room for the
     longest tag the Rollout will set (a tag and the service's name have at most 46 characters
     together), so it is refused when it starts, before anything is written, instead of by
     Cloud Run mid-rollout (a blue-green's `previous` at its promotion). The CRD admits a Cloud
     Run name of up to 49 characters; a Rollout's needs at most 40 (38 with `previous`).
-    Checked only when a delivery starts: one in flight has had its tags set already."""
+    Checked only when a delivery starts. `in_flight`: a new revision of a Rollout already
+    Progressing or Paused (its spec or its target edited mid-delivery) is not refused for
+    `previous`, which its promotion leaves out when it does not fit (a delivery started
+    before this check); only the tags the new revision needs now are checked."""
     name = target.metadata.name or ""
-    tag = max(reversed(cloud_run_tags(rollout)), key=len)  # a tie names the new revision's
+    tags = [t for t in cloud_run_tags(rollout) if not (in_flight and t == PREVIOUS_TAG)]
+    tag = max(reversed(tags), key=len)  # a tie names the new revision's
     if tag_fits(name, tag):
         return
     hint = ""

@@ -267,3 +267,23 @@ async def test_a_blue_green_in_flight_is_not_refused_and_promotes_without_a_prev
     world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo"}
     status = await world.converge(now + STEP)
     assert world.served() == [(stable, 100, "")], status.message
+
+
+async def test_a_blue_green_in_flight_whose_revision_changes_is_not_refused_for_previous(
+    fake: FakeCloudRun,
+) -> None:
+    """An in-flight blue-green of a 39-character target (its keep window set during the
+    preview) whose image is edited mid-preview starts a new revision: that is a delivery
+    start, but not a new Rollout, so only the tags it needs now (`preview`) are checked and
+    its promotion leaves `previous` out, as for the revision it replaces."""
+    world = World(fake, _name(39), BLUE_GREEN_NO_KEEP)
+    await world.deploy()
+    status, now = await world.until("Paused", T0)
+    first = status.canary_revision
+    world.body["spec"]["strategy"] = BLUE_GREEN
+    world.body["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    world.body["metadata"]["generation"] = 2
+    status, now = await world.until("Paused", now)
+    assert status.canary_revision != first, "a new revision is previewed"
+    assert not any(c.type == "Stalled" and c.status == "True" for c in status.conditions)
+    assert (status.canary_revision, 0, "preview") in world.served()
