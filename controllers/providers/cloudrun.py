@@ -114,14 +114,6 @@ def interrupted(service: run_v2.Service) -> bool:
     )
 
 
-def _failed(service: run_v2.Service) -> bool:
-    """The service's last operation ended failed (its terminal condition), whatever why."""
-    return (
-        not service.reconciling
-        and service.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
-    )
-
-
 def short_name(resource: str) -> str:
     """The last segment of a resource name (`.../services/crm` -> `crm`)."""
     return resource.rpartition("/")[2]
@@ -394,28 +386,6 @@ class CloudRunProvider:
 
         return await self.apply(path, plan)
 
-    async def set_service(
-        self, path: str, template: run_v2.RevisionTemplate, split: Traffic
-    ) -> tuple[run_v2.Service | None, int]:
-        """Make `template` (naming an existing revision of the same configuration, so no new
-        revision is made) the service's template and route its traffic as `split`, in one
-        write (both move, or neither); no write when both already are and were carried out
-        (a service whose last operation failed is written again: Cloud Run tries it anew).
-        Returns (the service after, writes)."""
-
-        def plan(existing: run_v2.Service | None) -> tuple[run_v2.Service, None] | None:
-            if existing is None:
-                raise StalledError(f"Cloud Run service {path} does not exist", reason="NotFound")
-            same = existing.template == template and traffic_of(existing) == split
-            if same and not _failed(existing):
-                return None
-            service = run_v2.Service(existing)
-            service.template = template
-            service.traffic = traffic_targets(split)
-            return service, None
-
-        return await self.apply(path, plan)
-
     async def _apply(self, path: str, plan: Plan) -> tuple[run_v2.Service | None, int]:
         writes = 0
         operation: operations_pb2.Operation | None = None
@@ -434,16 +404,7 @@ class CloudRunProvider:
                 )
             try:
                 operation = await self._write(path, service, existing)
-            except gexc.Conflict as exc:
-                if existing is not None and api_status(exc) == "ALREADY_EXISTS":
-                    # the template names a revision of another configuration: no race, the
-                    # same write would be refused again
-                    raise StalledError(
-                        f"Cloud Run service {path}: {api_message(exc)}", reason="AlreadyExists"
-                    ) from exc
-                log.info("cloudrun write of %s raced (%s); re-reading", path, api_message(exc))
-                continue
-            except gexc.NotFound as exc:  # a race: re-read and plan again
+            except (gexc.Conflict, gexc.NotFound) as exc:  # a race: re-read and plan again
                 log.info("cloudrun write of %s raced (%s); re-reading", path, api_message(exc))
                 continue
             writes += 1

@@ -13,9 +13,6 @@ A revision whose rollout an internal error interrupted (its Ready failed with re
 the operation failed half-way) is no failed canary: it is reported `interrupted`, and the next
 converge (after the core's backoff) writes the same template again, which makes Cloud Run
 deploy that revision again (no second revision). Any other failure of its Ready fails it.
-A promotion is one write (template and traffic: both move or neither) whose outcome is read
-back from what Cloud Run serves; one not carried out gives the service back what it had and
-raises (`promote`).
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from apis.v1alpha1.rollout import TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.errors import ProviderError, StalledError, TransientError
+from controllers.core.errors import ProviderError
 
 if TYPE_CHECKING:
     from google.cloud import run_v2
@@ -222,76 +219,25 @@ class CloudRunRollout:
     async def promote(
         self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
     ) -> Routed:
-        """The service's template becomes the new revision's (by name: no new revision) and
+        """The service's template becomes the new revision's (by name: no new revision), and
         all traffic goes to the latest revision (so the target's later changes deploy as they
-        would without a Rollout), in one write: Cloud Run moves both or neither. `keep` stays
-        reachable at the `previous` tag (kept without it when the tag does not fit beside the
-        service's name: `_previous`). A template Cloud Run refuses (the configuration drifted
-        from the revision's: ALREADY_EXISTS) is left as it is and the revision pinned by name.
-
-        Idempotent: the next converge after a failure writes the same again. What Cloud Run
-        serves is read back: a promotion it did not carry out (the write refused or failed,
-        its operation failed) raises, after giving the service back its template and traffic
-        as they were if the write moved them (`_give_back`), so the Rollout's status (the
-        weight it had) still says what is served and the target's controller, whose spec is
-        not patched yet, finds the service as it left it and makes no revision of its own."""
-        from controllers.providers.cloudrun import traffic_of
+        would without a Rollout); `keep` stays reachable at the `previous` tag (kept without
+        it when the tag does not fit beside the service's name: `_previous`)."""
         from controllers.xynergyservice.resources import cloudrun
 
         path = cloudrun.service_path(target)
         existing = await self.provider.get(path)
-        if existing is None:
-            return await self._route(path, ((None, 100, None), *_previous(keep, target)), 0)
-        template = cloudrun.desired_service(canary, existing).template
-        template.revision = name
-        split: Traffic = ((None, 100, None), *_previous(keep, target))
-        try:
+        writes = 0
+        if existing is not None:
+            template = cloudrun.desired_service(canary, existing).template
+            template.revision = name
             try:
-                service, writes = await self.provider.set_service(path, template, split)
-            except StalledError as exc:
-                if exc.reason != "AlreadyExists":
-                    raise
+                _, writes = await self.provider.set_template(path, template)
+            except ProviderError as exc:  # configuration drifted: pin the revision instead
                 log.info("rollout: %s not adopted as the template (%s)", name, exc.message)
-                split = ((name, 100, None), *_previous(keep, target))
-                service, writes = await self.provider.set_traffic(path, split)
-        except ProviderError as exc:
-            after = await self.provider.get(path)  # a write whose answer was lost may be done
-            if after is not None and _serves(after, name) and traffic_of(after) == split:
-                return _routed(after, writes=1)
-            if after is None or not after.reconciling:  # else: read again at the next converge
-                exc.message += await self._give_back(path, existing, name)
-            raise
-        if service is None or _serves(service, name):
-            return _routed(service, writes=writes)
-        if service.reconciling:  # still deploying past the provider's operation timeout
-            return _routed(service, writes=writes, settled=False)
-        failed = service.terminal_condition.message or "its operation failed"
-        raise TransientError(
-            f"Cloud Run did not promote revision {name}: {failed}; it serves "
-            f"{_describe(service)}{await self._give_back(path, existing, name)}; the "
-            "promotion is tried again",
-            reason="PromotionFailed",
-        )
-
-    async def _give_back(self, path: str, before: run_v2.Service, name: str) -> str:
-        """Write the template and traffic `before` (as read before the promotion) back when
-        the service no longer has them; what the error message adds about it."""
-        from controllers.providers.cloudrun import traffic_of
-
-        now = await self.provider.get(path)
-        if now is None or (
-            now.template == before.template and traffic_of(now) == traffic_of(before)
-        ):
-            return ""
-        try:
-            await self.provider.set_service(path, before.template, traffic_of(before))
-        except ProviderError as exc:
-            log.info("rollout: template of %s not given back (%s)", path, exc.message)
-            return (
-                f"; its template and traffic could not be given back ({exc.message}): they "
-                f"may name revision {name}"
-            )
-        return "; its template and traffic are back as they were"
+                split: Traffic = ((name, 100, None),)
+                return await self._route(path, split + _previous(keep, target), writes)
+        return await self._route(path, ((None, 100, None), *_previous(keep, target)), writes)
 
     async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
         """The service's template becomes the kept revision's again (by name: no new
@@ -352,37 +298,6 @@ def _previous(keep: str | None, target: XynergyService) -> Traffic:
         )  # fmt: skip
         return ()
     return ((keep, 0, PREVIOUS_TAG),)
-
-
-def _served(service: run_v2.Service) -> dict[str, int]:
-    """Percent per revision Cloud Run serves (`trafficStatuses`, LATEST resolved to the latest
-    ready revision), not the split it was asked for (`traffic`)."""
-    served: dict[str, int] = {}
-    for t in service.traffic_statuses:
-        revision = _short(t.revision) or _short(service.latest_ready_revision)
-        if revision and t.percent:
-            served[revision] = served.get(revision, 0) + t.percent
-    return served
-
-
-def _serves(service: run_v2.Service, name: str) -> bool:
-    """Whether the service serves revision `name` alone, its last write carried out."""
-    return (
-        not service.reconciling
-        and service.observed_generation == service.generation
-        and _served(service).get(name) == 100
-    )
-
-
-def _describe(service: run_v2.Service) -> str:
-    served = _served(service)
-    ordered = sorted(served.items(), key=lambda item: (-item[1], item[0]))
-    return ", ".join(f"{r} {p}%" for r, p in ordered) or "nothing"
-
-
-def _routed(service: run_v2.Service | None, *, writes: int, settled: bool = True) -> Routed:
-    urls = {t.tag: t.uri for t in service.traffic_statuses if t.tag} if service else {}
-    return Routed(writes, urls, settled=settled)
 
 
 def _serving_revision(service: run_v2.Service) -> str | None:
