@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -97,6 +98,8 @@ from controllers.rollout.strategy import (
 )
 from controllers.rollout.verification import Verify, evidence, verify
 from controllers.xynergyservice.resources.naming import SERVING_REVISION_ANNOTATION
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ACTION_ANNOTATION",
@@ -920,6 +923,16 @@ class RolloutReconciler:
         if (status.message or "").startswith(SUPERSEDED):  # the target came back to it
             left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
             status.message = f"the target runs revision {left or status.stable_revision} again"
+        if not work.backend.defers_target_patch and (active := await self._active_sibling(work)):
+            # Cloud Run: the target's traffic is the other Rollout's to move now; holding
+            # ours (LATEST 100 %, or the stable pinned) would undo its canary split or preview
+            log.info(
+                "rollout %s: %s is delivering to its target; its traffic is left to it",
+                work.rollout.metadata.name,
+                active,
+            )
+            work.reason = _ended_reason(work)
+            return None
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):
@@ -990,6 +1003,14 @@ class RolloutReconciler:
         # after the superseded message, which a later converge finds as it left it (no second
         # Superseded Event) and states again without this refusal (the Event keeps it)
         work.status.message = f"{work.status.message}; {work.refused}"
+
+    async def _active_sibling(self, work: Converge) -> str | None:
+        """Another Rollout of the target that is delivering (Progressing, Paused), if any."""
+        for other in await self._siblings(work.rollout):
+            phase = (other.get("status") or {}).get("phase")
+            if phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value):
+                return str((other.get("metadata") or {}).get("name"))
+        return None
 
     async def _newer_rollout(self, work: Converge) -> str | None:
         """The other Rollout of the target that delivered what it runs (its stableImage is

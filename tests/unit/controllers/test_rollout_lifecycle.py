@@ -318,6 +318,12 @@ class RecordingBackend:
         self.calls.append(("retire", keep))
         return 0
 
+    async def promote(
+        self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
+    ) -> Routed:
+        self.calls.append(("promote", name))
+        return Routed(1, {})
+
 
 @pytest.mark.parametrize(
     ("target_image", "calls", "superseded"),
@@ -349,6 +355,46 @@ async def test_a_rolled_back_rollout_holds_the_stable_only_while_the_target_runs
     assert status.phase.value == "RolledBack"
     assert status.message.startswith("superseded:") is superseded
     assert ("Superseded" in [e.reason for e in result.events]) is superseded
+
+
+@pytest.mark.parametrize(
+    ("phase", "other_phase", "calls"),
+    [
+        ("Promoted", "Progressing", []),  # a canary at 20 %: LATEST 100 % would undo it
+        ("Promoted", "Paused", []),  # a blue-green preview: its tag would go
+        ("RolledBack", "Progressing", []),  # pinning the old stable at 100 % would too
+        ("Promoted", "Promoted", [("promote", "crm-ro-2")]),  # none delivering: it holds
+        ("RolledBack", None, [("route", (("crm-00001", 100, None),))]),
+    ],
+)
+async def test_an_ended_rollout_leaves_the_traffic_to_another_one_delivering(
+    phase: str, other_phase: str | None, calls: list[Any]
+) -> None:
+    """On Cloud Run a Promoted Rollout holds LATEST at 100 % and a rolled-back one pins its
+    stable revision, at every converge: with another Rollout of the target delivering
+    (started after this one ended), that rewrote its canary split or preview each resync."""
+    client = Client(_target(routes=False))
+    backend = RecordingBackend()
+    reconciler = RolloutReconciler(
+        client=client,  # type: ignore[arg-type]
+        backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
+        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+        settings=RolloutSettings(),
+    )
+    body = _rollout("crm-2", [{"setWeight": 50}])
+    promoted = phase == "Promoted"
+    body["status"] = {"phase": phase, "stableRevision": "crm-00001",
+                      "canaryRevision": "crm-ro-2", "canaryImage": "crm:2",
+                      "stableImage": "crm:1", "canaryWeight": 100 if promoted else 0}  # fmt: skip
+    client.target["spec"]["image"] = "crm:2" if promoted else "crm:1"
+    other = _rollout("crm-3", [{"setWeight": 20}])
+    if other_phase:
+        other["status"] = {"phase": other_phase}
+    client.rollouts = [other, copy.deepcopy(body)]
+    result = await reconciler.reconcile(body, now=T0, child=None)
+    assert backend.calls == calls
+    status: Any = result.status
+    assert status.phase.value == phase, "it stays what it was"
 
 
 @pytest.mark.parametrize(
