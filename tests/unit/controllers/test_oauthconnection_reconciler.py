@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from lightkube import ApiError
-from lightkube.models.meta_v1 import ObjectMeta, OwnerReference, Status
+from lightkube.models.meta_v1 import (
+    ObjectMeta,
+    OwnerReference,
+    Status,
+    StatusCause,
+    StatusDetails,
+)
 from lightkube.resources.core_v1 import Secret
 from pydantic import SecretStr
 
@@ -57,6 +65,8 @@ class Stored:
     annotations: dict[str, str] = field(default_factory=dict)
     rv: int = 1
     labels: dict[str, str] = field(default_factory=dict)
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """A new object's own UID: one made again under the same name has another."""
 
 
 @dataclass
@@ -71,6 +81,9 @@ class Apiserver:
     """How many writes of a token Secret fail from now on, answering `failing_code` (503:
     etcd timing out; 403: the operator's RBAC or an admission policy refusing it)."""
     failing_code: int = 503
+    before_create: Callable[[str], None] | None = None
+    """Run once with the name, just before the next create: another writer getting there
+    first."""
 
     def _write(self, name: str) -> None:
         if name.endswith("-tokens") and self.failing_token_writes > 0:
@@ -86,6 +99,7 @@ class Apiserver:
             annotations=dict(s.annotations),
             ownerReferences=list(s.owners),
             labels=dict(s.labels),
+            uid=s.uid,
         )
         data = {k: base64.b64encode(v.encode()).decode() for k, v in s.data.items()}
         return Secret(metadata=meta, data=data)
@@ -108,6 +122,9 @@ class Apiserver:
 
     async def create(self, obj: Secret) -> Secret:
         name, _, stored = self._parts(obj)
+        hook, self.before_create = self.before_create, None
+        if hook is not None:
+            hook(name)
         self._write(name)
         if name in self.secrets:
             raise _api_error(409)
@@ -122,7 +139,7 @@ class Apiserver:
         old = self.secrets[name]
         if rv is not None and rv != str(old.rv):
             raise _api_error(409)
-        stored.rv = old.rv + 1
+        stored.rv, stored.uid = old.rv + 1, old.uid
         self.secrets[name] = stored
         return self._obj(name)
 
@@ -135,6 +152,11 @@ class Apiserver:
         meta = patch.get("metadata", {})
         if meta.get("resourceVersion") not in (None, str(s.rv)):
             raise _api_error(409)
+        if meta.get("uid") not in (None, s.uid):  # as the real apiserver answers (integration)
+            cause = StatusCause(field="metadata.uid", message="field is immutable")
+            raise ApiError(
+                status=Status(code=422, message="invalid", details=StatusDetails(causes=[cause]))
+            )
         for key, value in meta.get("annotations", {}).items():
             if value is None:
                 s.annotations.pop(key, None)
@@ -1192,6 +1214,42 @@ async def test_a_token_secret_deleted_while_refreshed_tokens_are_held_is_created
     result = await w.sync(b, at(3500))  # nothing held any more: the stored tokens serve
     assert ready(result)[:2] == ("True", "Connected")
     assert w.provider.calls["refresh"] == 1
+
+
+async def test_held_tokens_never_land_in_a_secret_another_owner_made_under_that_name() -> None:
+    """The token Secret is deleted while refreshed tokens are held; before the holder creates
+    it again, another OAuthConnection naming the same Secret (stalled SecretNotOwned until
+    then) creates it: the holder's create gets 409, and the retry goes through the owner check
+    (SecretNotOwned), never a blind patch: B's Secret keeps B's tokens, A is not Connected on
+    tokens it did not store, and keeps them held (stalled naming the Secret)."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)  # a1, r1
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # refreshed (a2, r2), the write refused: held
+    w.api.failing_token_writes = 0
+    del w.api.secrets["a-tokens"]
+    theirs = {"access_token": "b1", "refresh_token": "rb1"}
+
+    def b_creates(name: str) -> None:
+        w.api.secrets[name] = Stored(dict(theirs), [owner("uid-b")])
+
+    w.api.before_create = b_creates
+
+    result = await w.sync(b, at(3420))
+
+    assert w.api.secrets["a-tokens"].data == theirs  # none of A's tokens
+    assert [r.uid for r in w.api.secrets["a-tokens"].owners] == ["uid-b"]
+    assert ready(result)[:2] == ("False", "TokensNotStored")
+    assert "not owned by this OAuthConnection" in ready(result)[2]
+    _no_token_in(result, "a2", "r2", "b1", "rb1")
+
+    result = await w.sync(b, at(3440))  # the next converge stalls on B's Secret
+
+    assert st(result).phase is OAuthPhase.ERROR
+    assert get_condition(st(result).conditions, "Stalled") is not None
+    assert w.api.secrets["a-tokens"].data == theirs
+    assert w.rec._unsaved["uid-a"].tokens.access_token.get_secret_value() == "a2"  # held
 
 
 async def test_a_token_secret_deleted_with_no_tokens_held_asks_to_authorize_again_saying_why() -> (
