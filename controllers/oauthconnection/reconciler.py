@@ -565,7 +565,10 @@ class OAuthConnectionReconciler:
         """Write the tokens an earlier converge received but could not store (`stored`: what
         the token Secret holds meanwhile, which services keep reading), the way their first
         write went (`_store`); refreshed ones renew the claim first (`_hold_claim`), so it
-        never lapses while they wait."""
+        never lapses while they wait. A code in the authorization Secret is used up when the
+        held tokens came from it (a code exchange): deleted. Beside refreshed ones it is the
+        user's new authorization (e.g. for Slack's user token, UserReauthRequired): kept,
+        and exchanged by the next converge, a second later."""
         if held.refreshed:
             await self._hold_claim(conn, held, now)
         try:
@@ -575,12 +578,21 @@ class OAuthConnectionReconciler:
                 raise
             kept, kept_issued = _token_set(stored), _parse(stored.get("issued_at"))
             return self._not_stored(conn, kept, kept_issued, exc, now)
-        if authz is not None and authz.get("code"):  # the code they came from is used up
-            await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
         message = "tokens stored (issued earlier; their first write had failed)"
-        return self._connected(
+        waiting = authz is not None and bool(authz.get("code") or authz.get("error"))
+        if waiting and not held.refreshed:  # the code they came from is used up
+            await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+            waiting = False
+        outcome = self._connected(
             conn, held.tokens, now, issued=held.issued, message=message, refreshed=held.issued
         ).with_events(Event("Normal", "Connected", message))
+        if waiting:  # refreshed tokens: the code is the user's new authorization, not theirs
+            outcome = replace(
+                outcome,
+                message=f"{message}; the new authorization is completed next",
+                requeue_after=1.0,
+            )
+        return outcome
 
     # -- refresh -------------------------------------------------------------------------
 

@@ -1646,6 +1646,41 @@ async def test_a_refused_user_refresh_token_due_alone_keeps_the_bot_token() -> N
     assert result.requeue_after == 900.0  # the new state's expiry, before the next refresh
 
 
+async def test_a_new_authorization_given_while_refreshed_tokens_are_held_is_exchanged() -> None:
+    """Slack's user token refused at refresh: UserReauthRequired, a URL. The bot token's
+    refresh then works but its write fails (held). The user authorizes at the URL meanwhile:
+    when the held tokens are stored, the code is the user's new consent, not the code the
+    held tokens came from, so it stays and is exchanged at once by the next converge."""
+    w = world(user_lifetime=1800)
+    b = slack_body()
+    await w.connect(b)  # a1 (3600 s), u2 (1800 s)
+    w.provider.user_refresh_error = user_refused()
+    result = await w.sync(b, at(1500))
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    await w.sync(b, at(3000))  # the resync: a new state for the URL (the first one expired)
+    w.api.failing_token_writes = 100
+    result = await w.sync(b, at(3400))  # the bot token refreshed, its write refused: held
+    assert (degraded(result) or ("",))[0] == "TokensNotStored"
+    w.approve(code="code-2")  # the user authorizes at the URL
+    w.api.failing_token_writes = 0
+    w.provider.user_refresh_error = None
+
+    result = await w.sync(b, at(3410))  # the held tokens stored; the code kept
+
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    assert w.api.secrets[authorization_secret_name("a")].data["code"] == "code-2"
+    assert result.requeue_after == 1.0  # completed next, not at the next refresh
+    assert w.provider.calls["exchange"] == 1
+
+    result = await w.sync(b, at(3411))
+
+    assert w.provider.calls["exchange"] == 2  # the user's new authorization, exchanged
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+    assert w.api.secrets["a-tokens"].data["user_access_token"].startswith("u")
+    assert authorization_secret_name("a") not in w.api.secrets
+
+
 @pytest.mark.parametrize("cause", ["ClientRefused", "ClientSecretMissing"])
 async def test_an_expired_user_token_that_cannot_be_refreshed_leaves_the_bot_token_usable(
     cause: str,
