@@ -339,6 +339,7 @@ class OAuthConnectionReconciler:
         if authz is not None and (authz.get("code") or authz.get("error")):
             return await self._complete(conn, provider, authz, now)
         if tokens is not None and tokens.get("access_token"):
+            await self._drop_leftover(conn, authz, _token_set(tokens))
             return await self._keep_fresh(conn, provider, tokens, now)
         if tokens is None and _was_connected(conn):
             return await self._reauth(conn, provider, _deleted_tokens(conn), now)
@@ -578,6 +579,7 @@ class OAuthConnectionReconciler:
                 raise
             kept, kept_issued = _token_set(stored), _parse(stored.get("issued_at"))
             return self._not_stored(conn, kept, kept_issued, exc, now)
+        await self._drop_leftover(conn, authz, held.tokens)
         message = "tokens stored (issued earlier; their first write had failed)"
         waiting = authz is not None and bool(authz.get("code") or authz.get("error"))
         if waiting and not held.refreshed:  # the code they came from is used up
@@ -593,6 +595,22 @@ class OAuthConnectionReconciler:
                 requeue_after=1.0,
             )
         return outcome
+
+    async def _drop_leftover(
+        self, conn: OAuthConnection, authz: SecretData | None, tokens: TokenSet
+    ) -> None:
+        """Delete an authorization Secret nobody needs any more: no code or error in it (the
+        user is not completing an authorization) while the token Secret holds every token
+        the spec asks for (Slack's user token too, with `spec.userScopes`). It is left over
+        from a ReauthRequired another replica wrote (`reauth`, `failure`) when it saw the
+        token Secret gone while this one held the tokens and then stored them: kept, its
+        stale `failure` would reappear in later messages (`_pending` carries it over)."""
+        if authz is None or authz.get("code") or authz.get("error"):
+            return
+        wants_user = conn.spec.provider == "slack" and bool(conn.spec.user_scopes)
+        if wants_user and tokens.user is None:  # its state is the user token's authorization
+            return
+        await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
 
     # -- refresh -------------------------------------------------------------------------
 
@@ -1044,9 +1062,9 @@ def _deleted_tokens(conn: OAuthConnection) -> str:
     """Why a connection that was Connected must be authorized again: its token Secret was
     deleted and no operator holds a copy (held tokens would have created it again)."""
     return (
-        f"the token Secret {conn.spec.token_secret_name} is gone (deleted, or "
-        "spec.tokenSecretName changed) and the operator holds no copy of its tokens (they "
-        "stay valid at the provider until they expire or are revoked there)"
+        f"the token Secret {conn.spec.token_secret_name} was deleted and the operator holds "
+        "no copy of its tokens (they stay valid at the provider until they expire or are "
+        "revoked there)"
     )
 
 

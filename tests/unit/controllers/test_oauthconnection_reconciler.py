@@ -1216,6 +1216,37 @@ async def test_a_token_secret_deleted_while_refreshed_tokens_are_held_is_created
     assert w.provider.calls["refresh"] == 1
 
 
+async def test_a_reauth_written_by_another_replica_is_dropped_when_the_holder_stores() -> None:
+    """A handover: the holder of refreshed tokens cannot write them and the token Secret is
+    deleted; another replica converges first, sees the Secret gone while the phase is
+    Connected, and writes a ReauthRequired authorization (`reauth`, `failure`). The holder
+    then creates the Secret with its tokens: the leftover authorization goes with it, so its
+    stale failure appears in no later message, and the connection is Connected."""
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # both refreshed, the write refused: held
+    del w.api.secrets["a-tokens"]
+    other = replica(w)
+    result = await other.reconcile({**b, "status": w.statuses["a"]}, now=at(3405), child=None)
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert w.api.secrets[authorization_secret_name("a")].data["failure"]
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(3420))  # the holder creates the Secret with its tokens
+
+    assert w.api.secrets["a-tokens"].data["user_access_token"]
+    assert authorization_secret_name("a") not in w.api.secrets
+    for rec in (w.rec, other):
+        w.rec = rec
+        result = await w.sync(b, at(3430))
+        assert st(result).phase is OAuthPhase.CONNECTED
+        assert degraded(result) is None
+        assert "deleted" not in ready(result)[2]
+        assert authorization_secret_name("a") not in w.api.secrets
+
+
 async def test_held_tokens_never_land_in_a_secret_another_owner_made_under_that_name() -> None:
     """The token Secret is deleted while refreshed tokens are held; before the holder creates
     it again, another OAuthConnection naming the same Secret (stalled SecretNotOwned until
@@ -1272,8 +1303,7 @@ async def test_a_token_secret_deleted_with_no_tokens_held_asks_to_authorize_agai
     assert stalled is not None
     assert stalled.reason == "AuthorizationFailed"
     assert stalled.message.startswith(
-        "the token Secret a-tokens is gone (deleted, or spec.tokenSecretName changed) and the "
-        "operator holds no copy of its tokens"
+        "the token Secret a-tokens was deleted and the operator holds no copy of its tokens"
     )
     assert "authorize at status.authorizationURL" in stalled.message
     assert st(result).authorization_url
