@@ -84,6 +84,7 @@ from controllers.core import (
 from controllers.core.retry import Sleep
 from controllers.core.status import spec_error
 from controllers.oauthconnection.secrets import (
+    CLAIM_ANNOTATION,
     UNSTORED_ANNOTATION,
     ClientSecret,
     SecretData,
@@ -128,6 +129,20 @@ class _Held:
 
     def __repr__(self) -> str:
         return f"_Held(issued={self.issued!r}, refreshed={self.refreshed!r})"
+
+
+@dataclass(frozen=True)
+class _Spent:
+    """The token Secret's UNSTORED_ANNOTATION: `at`, when a refresh whose new tokens were
+    never stored spent its refresh token ("" none); `here`, whether this process held them
+    (its own claim), so a refusal does not blame an operator that stopped."""
+
+    at: str
+    here: bool = False
+
+
+def _claim_holder(data: SecretData) -> str:
+    return data.annotations.get(CLAIM_ANNOTATION, "").partition(" ")[0]
 
 
 def _rfc3339(when: dt.datetime | None) -> str:
@@ -334,6 +349,16 @@ class OAuthConnectionReconciler:
         authz = await self.store.authorization(conn)
         tokens = await self.store.tokens(conn)
         unsaved = self._unsaved.get(str(conn.metadata.uid))
+        if unsaved is not None and _newer_stored(tokens, unsaved):
+            self._unsaved.pop(str(conn.metadata.uid), None)
+            log.info(
+                "OAuthConnection %s/%s: dropping held tokens issued %s, the token Secret holds "
+                "newer ones",
+                conn.metadata.namespace,
+                conn.metadata.name,
+                _rfc3339(unsaved.issued),
+            )
+            unsaved = None
         if unsaved is not None:
             return await self._store_unsaved(conn, authz, tokens, unsaved, now)
         if authz is not None and (authz.get("code") or authz.get("error")):
@@ -727,7 +752,10 @@ class OAuthConnectionReconciler:
                 expires_at=tokens.expires_at,
                 requeue_after=2.0,
             )
-        spent = data.annotations.get(UNSTORED_ANNOTATION, "")
+        spent = _Spent(
+            data.annotations.get(UNSTORED_ANNOTATION, ""),
+            here=_claim_holder(data) == self.holder,
+        )
         try:
             return await self._refresh(conn, client, provider, tokens, issued, now, spent=spent)
         except TokensNotStoredError as exc:  # refreshed, not written: the Secret's still serve
@@ -818,7 +846,7 @@ class OAuthConnectionReconciler:
         issued: dt.datetime | None,
         now: dt.datetime,
         *,
-        spent: str = "",
+        spent: _Spent | None = None,
     ) -> Outcome:
         """Refresh each token that is due: the access token, then (Slack) the user token with
         its own refresh token. Both land in one write; when the user token's refresh fails
@@ -826,8 +854,8 @@ class OAuthConnectionReconciler:
         refresh token works once); a write that fails raises TokensNotStoredError. A refused
         user refresh token loses the user token only: the (new) access token is kept and the
         connection stays Connected, Degraded, with an authorization URL to get a user token
-        again (`_without_user_token`). `spent`: the time of a refresh whose tokens an
-        operator held and lost (UNSTORED_ANNOTATION), which a refusal names as its cause."""
+        again (`_without_user_token`). `spent`: a refresh whose tokens an operator held and
+        lost (UNSTORED_ANNOTATION), which a refusal names as its cause."""
         fresh, when = tokens, issued
         bot_due, user_due = (
             self._bot_due(conn, tokens, issued),
@@ -847,7 +875,9 @@ class OAuthConnectionReconciler:
         if tokens.user is not None and user_due is not None and user_due <= now:
             assert tokens.user.refresh_token is not None
             try:
-                got = await self._refresh_one(conn, client, provider, tokens.user.refresh_token)
+                got = await self._refresh_one(
+                    conn, client, provider, tokens.user.refresh_token, release=fresh is tokens
+                )
             except GrantRefusedError as exc:
                 dropped = _refused_grant(conn, "user token's refresh token", exc.code, spent)
                 fresh = replace(fresh, user=None)
@@ -877,10 +907,14 @@ class OAuthConnectionReconciler:
         client: ClientSecret,
         provider: OAuthProvider,
         refresh_token: SecretStr,
+        *,
+        release: bool = True,
     ) -> TokenSet:
         """One refresh grant: the new tokens. A refused refresh token raises
         GrantRefusedError (the caller decides); a refused client stalls, anything else is
-        transient (the claim let go either way). Each failure counts one more in
+        transient (the claim let go either way, unless not `release`: the bot token was
+        refreshed first, and the claim stays until its new tokens are stored, as the write
+        drops it, or held, as `_hold_claim` renews it). Each failure counts one more in
         `status.refreshFailures`; tokens issued set it back to 0."""
         uid = str(conn.metadata.uid)
         try:
@@ -891,7 +925,8 @@ class OAuthConnectionReconciler:
             self._failures[uid] = self._failures.get(uid, 0) + 1
             if isinstance(exc, GrantRefusedError):
                 raise
-            await self.store.release_claim(conn)
+            if release:
+                await self.store.release_claim(conn)
             if isinstance(exc, ClientRefusedError):  # retrying would be refused the same
                 raise self._refuse(conn, client, exc) from None
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
@@ -1036,18 +1071,31 @@ def _refusal(conn: OAuthConnection, record: RefusedClient) -> str:
     )
 
 
-def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: str) -> str:
+def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: _Spent | None) -> str:
     """The provider refused `what` (`code`); with `spent`, why it most likely did: an
-    operator refreshed with it at that time and lost the new tokens before storing them."""
+    operator refreshed with it at that time and lost the new tokens before storing them (a
+    stopped one, or this one: its claim, e.g. the tokens dropped for newer ones)."""
     failure = f"the provider refused the {what} ({code})"
-    if not spent:
+    if spent is None or not spent.at:
         return failure
-    return (
-        f"{failure}: it was already used by a refresh at {spent} whose new tokens could not "
-        f"be written to Secret {conn.spec.token_secret_name} and were lost when the operator "
-        "holding them stopped; a provider that rotates refresh tokens (Slack) takes each "
-        "one once"
+    lost = (
+        "were dropped by this operator"
+        if spent.here
+        else "were lost when the operator holding them stopped"
     )
+    return (
+        f"{failure}: it was already used by a refresh at {spent.at} whose new tokens could "
+        f"not be written to Secret {conn.spec.token_secret_name} and {lost}; a provider that "
+        "rotates refresh tokens (Slack) takes each one once"
+    )
+
+
+def _newer_stored(stored: SecretData | None, held: _Held) -> bool:
+    """The token Secret holds tokens issued after `held` (the user authorized again, or
+    another replica refreshed while these waited): never overwrite newer tokens with older
+    ones."""
+    issued = _parse(stored.get("issued_at")) if stored is not None else None
+    return issued is not None and issued > held.issued
 
 
 def _was_connected(conn: OAuthConnection) -> bool:

@@ -1247,6 +1247,80 @@ async def test_a_reauth_written_by_another_replica_is_dropped_when_the_holder_st
         assert authorization_secret_name("a") not in w.api.secrets
 
 
+async def test_a_user_refresh_failing_after_the_bot_refresh_keeps_the_claim_while_storing() -> None:
+    """Both Slack tokens due: the bot token's refresh works (its refresh token rotated), the
+    user token's fails (Slack unreachable). The new bot tokens are then written with retries:
+    meanwhile the claim stays, so another replica converging during a retry's wait sees it
+    and does not refresh with the spent refresh token."""
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = ProviderUnreachableError("slack", "refresh", "timeout")
+    w.api.failing_token_writes = 2  # the first two writes fail: the retry waits twice
+    others: list[Result] = []
+
+    async def another_replica_meanwhile(seconds: float) -> None:
+        b2 = {**b, "status": w.statuses["a"]}
+        others.append(await replica(w).reconcile(b2, now=at(3401), child=None))
+
+    w.rec._sleep = another_replica_meanwhile
+
+    await w.sync(b, at(3400))
+
+    assert [st(r).phase for r in others] == [OAuthPhase.REFRESHING] * 2
+    assert w.provider.calls["refresh"] == 2  # the bot token's and the user token's, once each
+    stored = w.api.secrets["a-tokens"]
+    assert stored.data["refresh_token"] == w.provider.live_refresh  # the rotated one, stored
+    assert CLAIM_ANNOTATION not in stored.annotations  # dropped by the write
+
+
+async def test_held_tokens_older_than_the_stored_ones_are_dropped_not_written() -> None:
+    """Refreshed tokens wait in memory; meanwhile newer tokens are stored (the user
+    authorized again, through another replica): the held ones are dropped, never written
+    over the newer ones, and the connection goes on with what the Secret holds."""
+    w = world()
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes = 100
+    await w.sync(b, at(3400))  # a2 refreshed at 3400, held
+    w.api.failing_token_writes = 0
+    stored = w.api.secrets["a-tokens"]
+    stored.data |= {
+        "access_token": "newer",
+        "expires_at": "2026-03-01T13:56:50Z",
+        "issued_at": "2026-03-01T12:56:50Z",  # 3410: after the held tokens
+    }
+    stored.rv += 1
+
+    result = await w.sync(b, at(3420))
+
+    assert w.api.secrets["a-tokens"].data["access_token"] == "newer"
+    assert ready(result)[:2] == ("True", "Connected")
+    assert "uid-a" not in w.rec._unsaved
+    assert w.provider.calls["refresh"] == 1
+
+
+async def test_a_spent_refresh_token_this_operator_held_does_not_blame_a_stopped_operator() -> None:
+    """The unstored mark under this process's own claim: tokens it held and no longer holds
+    (here dropped from memory), not tokens lost by an operator that stopped; a refusal of the
+    spent refresh token says so."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # a2, r2 held; r1 spent; the claim and the mark are ours
+    w.api.failing_token_writes = 0
+    w.rec._unsaved.clear()  # no longer held (what dropping them leaves)
+
+    result = await w.sync(b, at(3420))
+
+    stalled = get_condition(st(result).conditions, "Stalled")
+    assert stalled is not None
+    assert "already used by a refresh at 2026-03-01T12:56:40Z" in stalled.message
+    assert "were dropped by this operator" in stalled.message
+    assert "stopped" not in stalled.message
+
+
 async def test_held_tokens_never_land_in_a_secret_another_owner_made_under_that_name() -> None:
     """The token Secret is deleted while refreshed tokens are held; before the holder creates
     it again, another OAuthConnection naming the same Secret (stalled SecretNotOwned until
