@@ -235,8 +235,15 @@ class OAuthConnectionReconciler:
             initial=1.0, maximum=5.0, deadline=30.0, max_attempts=settings.revoke_attempts
         )
         self.write_retry = write_retry or RetryPolicy(
-            initial=0.5, maximum=4.0, deadline=15.0, max_attempts=4
+            initial=0.5,
+            maximum=4.0,
+            deadline=min(15.0, settings.refresh_claim_seconds / 3),
+            max_attempts=4,
         )
+        """A token write's in-process retries start within a third of the refresh claim's
+        lifetime (15 s at most): the next converge, which renews a claim held for unwritten
+        tokens, comes another third later (`_claim_renewal`), so a renewal always comes
+        before the claim's end, whatever `XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS` is."""
         self._sleep = sleep or _sleep
         self._unsaved: dict[str, _Held] = {}
         """Tokens the provider issued whose write to the token Secret failed, by connection

@@ -10,9 +10,11 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import tenacity
 from lightkube import ApiError
 from lightkube.models.meta_v1 import (
     ObjectMeta,
@@ -81,11 +83,16 @@ class Apiserver:
     """How many writes of a token Secret fail from now on, answering `failing_code` (503:
     etcd timing out; 403: the operator's RBAC or an admission policy refusing it)."""
     failing_code: int = 503
+    on_write: Callable[[str], None] | None = None
+    """Told the name of each write of a token Secret, before it succeeds or fails (a slow
+    apiserver advances a test's clock here)."""
     before_create: Callable[[str], None] | None = None
     """Run once with the name, just before the next create: another writer getting there
     first."""
 
     def _write(self, name: str) -> None:
+        if self.on_write is not None and name.endswith("-tokens"):
+            self.on_write(name)
         if name.endswith("-tokens") and self.failing_token_writes > 0:
             self.failing_token_writes -= 1
             raise _api_error(self.failing_code)
@@ -1319,6 +1326,43 @@ async def test_a_spent_refresh_token_this_operator_held_does_not_blame_a_stopped
     assert "already used by a refresh at 2026-03-01T12:56:40Z" in stalled.message
     assert "were dropped by this operator" in stalled.message
     assert "stopped" not in stalled.message
+
+
+async def test_token_write_retries_end_in_time_for_a_short_claim_to_be_renewed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS=15 and an apiserver taking 4 s to fail each token
+    write (503): a converge holding refreshed tokens renews the claim, then retries the
+    write; the next converge (which renews again) comes a third of the claim after it ends.
+    The retries stop starting after a third of the claim, so that converge ends early
+    enough: renewal to renewal stays under the claim's 15 s (with the fixed 15 s retry
+    deadline four writes took 16 s, and the claim lapsed in between)."""
+    clock = {"now": 0.0}
+
+    def slow(name: str) -> None:
+        clock["now"] += 4.0
+
+    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
+    w = world(rotate=True)
+    w.rec = OAuthConnectionReconciler(
+        SecretStore(w.api),  # type: ignore[arg-type]
+        {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
+        settings=OAuthSettings(refresh_claim_seconds=15),
+        sleep=w.rec._sleep,
+    )
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes = 100  # 503: retried in-process
+    await w.sync(b, at(3400))  # refreshed, the write failed: held
+    w.api.on_write = slow
+    start = clock["now"]
+
+    result = await w.sync(b, at(3405))  # renews the claim, then retries the write
+
+    took = clock["now"] - start
+    assert result.requeue_after == 5.0  # a third of the claim
+    assert took + result.requeue_after < 15  # the next renewal comes before the claim's end
+    assert _claim(w)[0] == w.rec.holder
 
 
 async def test_held_tokens_never_land_in_a_secret_another_owner_made_under_that_name() -> None:
