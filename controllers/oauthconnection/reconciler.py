@@ -84,6 +84,7 @@ from controllers.core import (
 from controllers.core.retry import Sleep
 from controllers.core.status import spec_error
 from controllers.oauthconnection.secrets import (
+    CLAIM_ANNOTATION,
     UNSTORED_ANNOTATION,
     ClientSecret,
     SecretData,
@@ -128,6 +129,20 @@ class _Held:
 
     def __repr__(self) -> str:
         return f"_Held(issued={self.issued!r}, refreshed={self.refreshed!r})"
+
+
+@dataclass(frozen=True)
+class _Spent:
+    """The token Secret's UNSTORED_ANNOTATION: `at`, when a refresh whose new tokens were
+    never stored spent its refresh token ("" none); `here`, whether this process held them
+    (its own claim), so a refusal does not blame an operator that stopped."""
+
+    at: str
+    here: bool = False
+
+
+def _claim_holder(data: SecretData) -> str:
+    return data.annotations.get(CLAIM_ANNOTATION, "").partition(" ")[0]
 
 
 def _rfc3339(when: dt.datetime | None) -> str:
@@ -220,8 +235,15 @@ class OAuthConnectionReconciler:
             initial=1.0, maximum=5.0, deadline=30.0, max_attempts=settings.revoke_attempts
         )
         self.write_retry = write_retry or RetryPolicy(
-            initial=0.5, maximum=4.0, deadline=15.0, max_attempts=4
+            initial=0.5,
+            maximum=4.0,
+            deadline=min(15.0, settings.refresh_claim_seconds / 3),
+            max_attempts=4,
         )
+        """A token write's in-process retries start within a third of the refresh claim's
+        lifetime (15 s at most): the next converge, which renews a claim held for unwritten
+        tokens, comes another third later (`_claim_renewal`), so a renewal always comes
+        before the claim's end, whatever `XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS` is."""
         self._sleep = sleep or _sleep
         self._unsaved: dict[str, _Held] = {}
         """Tokens the provider issued whose write to the token Secret failed, by connection
@@ -334,11 +356,22 @@ class OAuthConnectionReconciler:
         authz = await self.store.authorization(conn)
         tokens = await self.store.tokens(conn)
         unsaved = self._unsaved.get(str(conn.metadata.uid))
+        if unsaved is not None and _newer_stored(tokens, unsaved):
+            self._unsaved.pop(str(conn.metadata.uid), None)
+            log.info(
+                "OAuthConnection %s/%s: dropping held tokens issued %s, the token Secret holds "
+                "newer ones",
+                conn.metadata.namespace,
+                conn.metadata.name,
+                _rfc3339(unsaved.issued),
+            )
+            unsaved = None
         if unsaved is not None:
             return await self._store_unsaved(conn, authz, tokens, unsaved, now)
         if authz is not None and (authz.get("code") or authz.get("error")):
             return await self._complete(conn, provider, authz, now)
         if tokens is not None and tokens.get("access_token"):
+            await self._drop_leftover(conn, authz, _token_set(tokens))
             return await self._keep_fresh(conn, provider, tokens, now)
         if tokens is None and _was_connected(conn):
             return await self._reauth(conn, provider, _deleted_tokens(conn), now)
@@ -565,7 +598,10 @@ class OAuthConnectionReconciler:
         """Write the tokens an earlier converge received but could not store (`stored`: what
         the token Secret holds meanwhile, which services keep reading), the way their first
         write went (`_store`); refreshed ones renew the claim first (`_hold_claim`), so it
-        never lapses while they wait."""
+        never lapses while they wait. A code in the authorization Secret is used up when the
+        held tokens came from it (a code exchange): deleted. Beside refreshed ones it is the
+        user's new authorization (e.g. for Slack's user token, UserReauthRequired): kept,
+        and exchanged by the next converge, a second later."""
         if held.refreshed:
             await self._hold_claim(conn, held, now)
         try:
@@ -575,12 +611,38 @@ class OAuthConnectionReconciler:
                 raise
             kept, kept_issued = _token_set(stored), _parse(stored.get("issued_at"))
             return self._not_stored(conn, kept, kept_issued, exc, now)
-        if authz is not None and authz.get("code"):  # the code they came from is used up
-            await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+        await self._drop_leftover(conn, authz, held.tokens)
         message = "tokens stored (issued earlier; their first write had failed)"
-        return self._connected(
+        waiting = authz is not None and bool(authz.get("code") or authz.get("error"))
+        if waiting and not held.refreshed:  # the code they came from is used up
+            await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+            waiting = False
+        outcome = self._connected(
             conn, held.tokens, now, issued=held.issued, message=message, refreshed=held.issued
         ).with_events(Event("Normal", "Connected", message))
+        if waiting:  # refreshed tokens: the code is the user's new authorization, not theirs
+            outcome = replace(
+                outcome,
+                message=f"{message}; the new authorization is completed next",
+                requeue_after=1.0,
+            )
+        return outcome
+
+    async def _drop_leftover(
+        self, conn: OAuthConnection, authz: SecretData | None, tokens: TokenSet
+    ) -> None:
+        """Delete an authorization Secret nobody needs any more: no code or error in it (the
+        user is not completing an authorization) while the token Secret holds every token
+        the spec asks for (Slack's user token too, with `spec.userScopes`). It is left over
+        from a ReauthRequired another replica wrote (`reauth`, `failure`) when it saw the
+        token Secret gone while this one held the tokens and then stored them: kept, its
+        stale `failure` would reappear in later messages (`_pending` carries it over)."""
+        if authz is None or authz.get("code") or authz.get("error"):
+            return
+        wants_user = conn.spec.provider == "slack" and bool(conn.spec.user_scopes)
+        if wants_user and tokens.user is None:  # its state is the user token's authorization
+            return
+        await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
 
     # -- refresh -------------------------------------------------------------------------
 
@@ -697,7 +759,10 @@ class OAuthConnectionReconciler:
                 expires_at=tokens.expires_at,
                 requeue_after=2.0,
             )
-        spent = data.annotations.get(UNSTORED_ANNOTATION, "")
+        spent = _Spent(
+            data.annotations.get(UNSTORED_ANNOTATION, ""),
+            here=_claim_holder(data) == self.holder,
+        )
         try:
             return await self._refresh(conn, client, provider, tokens, issued, now, spent=spent)
         except TokensNotStoredError as exc:  # refreshed, not written: the Secret's still serve
@@ -788,7 +853,7 @@ class OAuthConnectionReconciler:
         issued: dt.datetime | None,
         now: dt.datetime,
         *,
-        spent: str = "",
+        spent: _Spent | None = None,
     ) -> Outcome:
         """Refresh each token that is due: the access token, then (Slack) the user token with
         its own refresh token. Both land in one write; when the user token's refresh fails
@@ -796,8 +861,8 @@ class OAuthConnectionReconciler:
         refresh token works once); a write that fails raises TokensNotStoredError. A refused
         user refresh token loses the user token only: the (new) access token is kept and the
         connection stays Connected, Degraded, with an authorization URL to get a user token
-        again (`_without_user_token`). `spent`: the time of a refresh whose tokens an
-        operator held and lost (UNSTORED_ANNOTATION), which a refusal names as its cause."""
+        again (`_without_user_token`). `spent`: a refresh whose tokens an operator held and
+        lost (UNSTORED_ANNOTATION), which a refusal names as its cause."""
         fresh, when = tokens, issued
         bot_due, user_due = (
             self._bot_due(conn, tokens, issued),
@@ -817,7 +882,9 @@ class OAuthConnectionReconciler:
         if tokens.user is not None and user_due is not None and user_due <= now:
             assert tokens.user.refresh_token is not None
             try:
-                got = await self._refresh_one(conn, client, provider, tokens.user.refresh_token)
+                got = await self._refresh_one(
+                    conn, client, provider, tokens.user.refresh_token, release=fresh is tokens
+                )
             except GrantRefusedError as exc:
                 dropped = _refused_grant(conn, "user token's refresh token", exc.code, spent)
                 fresh = replace(fresh, user=None)
@@ -847,10 +914,14 @@ class OAuthConnectionReconciler:
         client: ClientSecret,
         provider: OAuthProvider,
         refresh_token: SecretStr,
+        *,
+        release: bool = True,
     ) -> TokenSet:
         """One refresh grant: the new tokens. A refused refresh token raises
         GrantRefusedError (the caller decides); a refused client stalls, anything else is
-        transient (the claim let go either way). Each failure counts one more in
+        transient (the claim let go either way, unless not `release`: the bot token was
+        refreshed first, and the claim stays until its new tokens are stored, as the write
+        drops it, or held, as `_hold_claim` renews it). Each failure counts one more in
         `status.refreshFailures`; tokens issued set it back to 0."""
         uid = str(conn.metadata.uid)
         try:
@@ -861,7 +932,8 @@ class OAuthConnectionReconciler:
             self._failures[uid] = self._failures.get(uid, 0) + 1
             if isinstance(exc, GrantRefusedError):
                 raise
-            await self.store.release_claim(conn)
+            if release:
+                await self.store.release_claim(conn)
             if isinstance(exc, ClientRefusedError):  # retrying would be refused the same
                 raise self._refuse(conn, client, exc) from None
             raise TransientError(f"refresh: {exc}", reason="RefreshFailed") from None
@@ -1006,18 +1078,31 @@ def _refusal(conn: OAuthConnection, record: RefusedClient) -> str:
     )
 
 
-def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: str) -> str:
+def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: _Spent | None) -> str:
     """The provider refused `what` (`code`); with `spent`, why it most likely did: an
-    operator refreshed with it at that time and lost the new tokens before storing them."""
+    operator refreshed with it at that time and lost the new tokens before storing them (a
+    stopped one, or this one: its claim, e.g. the tokens dropped for newer ones)."""
     failure = f"the provider refused the {what} ({code})"
-    if not spent:
+    if spent is None or not spent.at:
         return failure
-    return (
-        f"{failure}: it was already used by a refresh at {spent} whose new tokens could not "
-        f"be written to Secret {conn.spec.token_secret_name} and were lost when the operator "
-        "holding them stopped; a provider that rotates refresh tokens (Slack) takes each "
-        "one once"
+    lost = (
+        "were dropped by this operator"
+        if spent.here
+        else "were lost when the operator holding them stopped"
     )
+    return (
+        f"{failure}: it was already used by a refresh at {spent.at} whose new tokens could "
+        f"not be written to Secret {conn.spec.token_secret_name} and {lost}; a provider that "
+        "rotates refresh tokens (Slack) takes each one once"
+    )
+
+
+def _newer_stored(stored: SecretData | None, held: _Held) -> bool:
+    """The token Secret holds tokens issued after `held` (the user authorized again, or
+    another replica refreshed while these waited): never overwrite newer tokens with older
+    ones."""
+    issued = _parse(stored.get("issued_at")) if stored is not None else None
+    return issued is not None and issued > held.issued
 
 
 def _was_connected(conn: OAuthConnection) -> bool:
@@ -1032,9 +1117,9 @@ def _deleted_tokens(conn: OAuthConnection) -> str:
     """Why a connection that was Connected must be authorized again: its token Secret was
     deleted and no operator holds a copy (held tokens would have created it again)."""
     return (
-        f"the token Secret {conn.spec.token_secret_name} is gone (deleted, or "
-        "spec.tokenSecretName changed) and the operator holds no copy of its tokens (they "
-        "stay valid at the provider until they expire or are revoked there)"
+        f"the token Secret {conn.spec.token_secret_name} was deleted and the operator holds "
+        "no copy of its tokens (they stay valid at the provider until they expire or are "
+        "revoked there)"
     )
 
 

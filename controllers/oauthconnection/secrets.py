@@ -16,7 +16,9 @@ is gone knows why a rotating provider refuses it. Token writes are merge patches
 keys and the operator's own labels and annotations: what a reader (`refresh-requested`) or a
 user put on the Secret stays. A token Secret deleted while refreshed tokens wait for their
 write is created again with them (`store_refreshed`), as held tokens of a code exchange are
-(`write` with no previous Secret).
+(`write` with no previous Secret); refreshed tokens are only ever patched into the Secret
+just read through the owner check, named by its UID, so one made again under that name by
+someone else meanwhile never receives them.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class SecretData:
     owner_uid: str | None = None
     """The UID of the Secret's controller ownerReference (None: no controller)."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    uid: str | None = None
+    """The Secret's own UID: a Secret deleted and made again under the same name has
+    another (`store_refreshed` patches only the one it read)."""
 
     def __repr__(self) -> str:
         return f"SecretData(keys={sorted(self.data)}, resource_version={self.resource_version!r})"
@@ -100,6 +105,7 @@ def _decode(obj: Any) -> SecretData:
         annotations=dict(meta.annotations or {}),
         owner_uid=controller[0] if controller else None,
         labels=dict(meta.labels or {}),
+        uid=meta.uid,
     )
 
 
@@ -360,29 +366,44 @@ class SecretStore:
         return False
 
     async def store_refreshed(self, conn: OAuthConnection, data: Mapping[str, str]) -> None:
-        """Write refreshed tokens and drop the claim and the unstored mark (a merge patch
-        without a resourceVersion: the claim keeps other replicas off, and a reader's
+        """Write refreshed tokens and drop the claim and the unstored mark: a merge patch
+        without a resourceVersion (the claim keeps other replicas off, and a reader's
         annotation written meanwhile must not make us lose tokens the provider may not issue
-        again). A token Secret deleted since it was read (by a user, while the tokens were
-        held in memory) is created again with them, owned and labelled as `write` creates
-        it: they are the newest tokens, and the refresh token the deleted Secret held may be
-        spent, so there is nothing else to go back to; patching forever would get 404."""
-        patch = {"metadata": {"annotations": dict(_OURS_DROPPED)}, "stringData": dict(data)}
+        again) but with the UID of the token Secret just read through `tokens`, so it lands
+        only on that Secret, this connection's: one deleted and made again meanwhile under
+        the same name (by a user, or by another connection naming the same Secret) has
+        another UID, the apiserver refuses the patch, and the retry reads again (a foreign
+        Secret then stalls SecretNotOwned instead of receiving our tokens). A token Secret
+        deleted since it was read (by a user, while the tokens were held in memory) is
+        created again with them, owned and labelled as `write` creates it: they are the
+        newest tokens, and the refresh token the deleted Secret held may be spent, so there
+        is nothing else to go back to; a create that finds the name taken (409) is retried
+        the same way, through the owner check, never patched blind."""
         name = conn.spec.token_secret_name
+        current = await self.tokens(conn)
+        if current is None:
+            log.info(
+                "token Secret %s/%s is gone: creating it with the refreshed tokens",
+                _ns(conn),
+                name,
+            )
+            await self.write(conn, role="tokens", data=data, previous=None)
+            return
+        patch = {
+            "metadata": {"uid": current.uid, "annotations": dict(_OURS_DROPPED)},
+            "stringData": dict(data),
+        }
         try:
             async with self._limit:
                 await self._client.patch(
                     Secret, name, patch, namespace=_ns(conn), patch_type=PatchType.MERGE
                 )
         except ApiError as exc:
-            if exc.status.code != 404:
-                raise _error(exc, f"writing Secret {name}") from None
-        else:
-            return
-        log.info(
-            "token Secret %s/%s is gone: creating it with the refreshed tokens", _ns(conn), name
-        )
-        await self.write(conn, role="tokens", data=data, previous=None)
+            if exc.status.code == 404 or _uid_refused(exc):
+                raise TransientError(
+                    f"Secret {name} was deleted or replaced meanwhile", reason="Conflict"
+                ) from None
+            raise _error(exc, f"writing Secret {name}") from None
 
     async def release_claim(self, conn: OAuthConnection) -> None:
         await self._patch(conn, {"metadata": {"annotations": {CLAIM_ANNOTATION: None}}})
@@ -401,6 +422,15 @@ class SecretStore:
 def _claimed_by_another(tokens: SecretData, holder: str, now: dt.datetime) -> bool:
     other, _, expiry = tokens.annotations.get(CLAIM_ANNOTATION, "").partition(" ")
     return bool(other) and other != holder and bool(expiry) and _parse(expiry) > now
+
+
+def _uid_refused(exc: ApiError) -> bool:
+    """The apiserver's answer to a patch whose `metadata.uid` is not the object's: 422 Invalid,
+    "metadata.uid: ... field is immutable" (tests/integration/test_oauthconnection_secrets.py)."""
+    if exc.status.code != 422:
+        return False
+    causes = (exc.status.details.causes if exc.status.details else None) or ()
+    return any(cause.field == "metadata.uid" for cause in causes)
 
 
 def _token_patch(

@@ -7,12 +7,22 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import tenacity
 from lightkube import ApiError
-from lightkube.models.meta_v1 import ObjectMeta, OwnerReference, Status
+from lightkube.models.meta_v1 import (
+    ObjectMeta,
+    OwnerReference,
+    Status,
+    StatusCause,
+    StatusDetails,
+)
 from lightkube.resources.core_v1 import Secret
 from pydantic import SecretStr
 
@@ -57,6 +67,8 @@ class Stored:
     annotations: dict[str, str] = field(default_factory=dict)
     rv: int = 1
     labels: dict[str, str] = field(default_factory=dict)
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """A new object's own UID: one made again under the same name has another."""
 
 
 @dataclass
@@ -71,8 +83,16 @@ class Apiserver:
     """How many writes of a token Secret fail from now on, answering `failing_code` (503:
     etcd timing out; 403: the operator's RBAC or an admission policy refusing it)."""
     failing_code: int = 503
+    on_write: Callable[[str], None] | None = None
+    """Told the name of each write of a token Secret, before it succeeds or fails (a slow
+    apiserver advances a test's clock here)."""
+    before_create: Callable[[str], None] | None = None
+    """Run once with the name, just before the next create: another writer getting there
+    first."""
 
     def _write(self, name: str) -> None:
+        if self.on_write is not None and name.endswith("-tokens"):
+            self.on_write(name)
         if name.endswith("-tokens") and self.failing_token_writes > 0:
             self.failing_token_writes -= 1
             raise _api_error(self.failing_code)
@@ -86,6 +106,7 @@ class Apiserver:
             annotations=dict(s.annotations),
             ownerReferences=list(s.owners),
             labels=dict(s.labels),
+            uid=s.uid,
         )
         data = {k: base64.b64encode(v.encode()).decode() for k, v in s.data.items()}
         return Secret(metadata=meta, data=data)
@@ -108,6 +129,9 @@ class Apiserver:
 
     async def create(self, obj: Secret) -> Secret:
         name, _, stored = self._parts(obj)
+        hook, self.before_create = self.before_create, None
+        if hook is not None:
+            hook(name)
         self._write(name)
         if name in self.secrets:
             raise _api_error(409)
@@ -122,7 +146,7 @@ class Apiserver:
         old = self.secrets[name]
         if rv is not None and rv != str(old.rv):
             raise _api_error(409)
-        stored.rv = old.rv + 1
+        stored.rv, stored.uid = old.rv + 1, old.uid
         self.secrets[name] = stored
         return self._obj(name)
 
@@ -135,6 +159,11 @@ class Apiserver:
         meta = patch.get("metadata", {})
         if meta.get("resourceVersion") not in (None, str(s.rv)):
             raise _api_error(409)
+        if meta.get("uid") not in (None, s.uid):  # as the real apiserver answers (integration)
+            cause = StatusCause(field="metadata.uid", message="field is immutable")
+            raise ApiError(
+                status=Status(code=422, message="invalid", details=StatusDetails(causes=[cause]))
+            )
         for key, value in meta.get("annotations", {}).items():
             if value is None:
                 s.annotations.pop(key, None)
@@ -1194,6 +1223,184 @@ async def test_a_token_secret_deleted_while_refreshed_tokens_are_held_is_created
     assert w.provider.calls["refresh"] == 1
 
 
+async def test_a_reauth_written_by_another_replica_is_dropped_when_the_holder_stores() -> None:
+    """A handover: the holder of refreshed tokens cannot write them and the token Secret is
+    deleted; another replica converges first, sees the Secret gone while the phase is
+    Connected, and writes a ReauthRequired authorization (`reauth`, `failure`). The holder
+    then creates the Secret with its tokens: the leftover authorization goes with it, so its
+    stale failure appears in no later message, and the connection is Connected."""
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # both refreshed, the write refused: held
+    del w.api.secrets["a-tokens"]
+    other = replica(w)
+    result = await other.reconcile({**b, "status": w.statuses["a"]}, now=at(3405), child=None)
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert w.api.secrets[authorization_secret_name("a")].data["failure"]
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(3420))  # the holder creates the Secret with its tokens
+
+    assert w.api.secrets["a-tokens"].data["user_access_token"]
+    assert authorization_secret_name("a") not in w.api.secrets
+    for rec in (w.rec, other):
+        w.rec = rec
+        result = await w.sync(b, at(3430))
+        assert st(result).phase is OAuthPhase.CONNECTED
+        assert degraded(result) is None
+        assert "deleted" not in ready(result)[2]
+        assert authorization_secret_name("a") not in w.api.secrets
+
+
+async def test_a_user_refresh_failing_after_the_bot_refresh_keeps_the_claim_while_storing() -> None:
+    """Both Slack tokens due: the bot token's refresh works (its refresh token rotated), the
+    user token's fails (Slack unreachable). The new bot tokens are then written with retries:
+    meanwhile the claim stays, so another replica converging during a retry's wait sees it
+    and does not refresh with the spent refresh token."""
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = ProviderUnreachableError("slack", "refresh", "timeout")
+    w.api.failing_token_writes = 2  # the first two writes fail: the retry waits twice
+    others: list[Result] = []
+
+    async def another_replica_meanwhile(seconds: float) -> None:
+        b2 = {**b, "status": w.statuses["a"]}
+        others.append(await replica(w).reconcile(b2, now=at(3401), child=None))
+
+    w.rec._sleep = another_replica_meanwhile
+
+    await w.sync(b, at(3400))
+
+    assert [st(r).phase for r in others] == [OAuthPhase.REFRESHING] * 2
+    assert w.provider.calls["refresh"] == 2  # the bot token's and the user token's, once each
+    stored = w.api.secrets["a-tokens"]
+    assert stored.data["refresh_token"] == w.provider.live_refresh  # the rotated one, stored
+    assert CLAIM_ANNOTATION not in stored.annotations  # dropped by the write
+
+
+async def test_held_tokens_older_than_the_stored_ones_are_dropped_not_written() -> None:
+    """Refreshed tokens wait in memory; meanwhile newer tokens are stored (the user
+    authorized again, through another replica): the held ones are dropped, never written
+    over the newer ones, and the connection goes on with what the Secret holds."""
+    w = world()
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes = 100
+    await w.sync(b, at(3400))  # a2 refreshed at 3400, held
+    w.api.failing_token_writes = 0
+    stored = w.api.secrets["a-tokens"]
+    stored.data |= {
+        "access_token": "newer",
+        "expires_at": "2026-03-01T13:56:50Z",
+        "issued_at": "2026-03-01T12:56:50Z",  # 3410: after the held tokens
+    }
+    stored.rv += 1
+
+    result = await w.sync(b, at(3420))
+
+    assert w.api.secrets["a-tokens"].data["access_token"] == "newer"
+    assert ready(result)[:2] == ("True", "Connected")
+    assert "uid-a" not in w.rec._unsaved
+    assert w.provider.calls["refresh"] == 1
+
+
+async def test_a_spent_refresh_token_this_operator_held_does_not_blame_a_stopped_operator() -> None:
+    """The unstored mark under this process's own claim: tokens it held and no longer holds
+    (here dropped from memory), not tokens lost by an operator that stopped; a refusal of the
+    spent refresh token says so."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # a2, r2 held; r1 spent; the claim and the mark are ours
+    w.api.failing_token_writes = 0
+    w.rec._unsaved.clear()  # no longer held (what dropping them leaves)
+
+    result = await w.sync(b, at(3420))
+
+    stalled = get_condition(st(result).conditions, "Stalled")
+    assert stalled is not None
+    assert "already used by a refresh at 2026-03-01T12:56:40Z" in stalled.message
+    assert "were dropped by this operator" in stalled.message
+    assert "stopped" not in stalled.message
+
+
+async def test_token_write_retries_end_in_time_for_a_short_claim_to_be_renewed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS=15 and an apiserver taking 4 s to fail each token
+    write (503): a converge holding refreshed tokens renews the claim, then retries the
+    write; the next converge (which renews again) comes a third of the claim after it ends.
+    The retries stop starting after a third of the claim, so that converge ends early
+    enough: renewal to renewal stays under the claim's 15 s (with the fixed 15 s retry
+    deadline four writes took 16 s, and the claim lapsed in between)."""
+    clock = {"now": 0.0}
+
+    def slow(name: str) -> None:
+        clock["now"] += 4.0
+
+    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
+    w = world(rotate=True)
+    w.rec = OAuthConnectionReconciler(
+        SecretStore(w.api),  # type: ignore[arg-type]
+        {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
+        settings=OAuthSettings(refresh_claim_seconds=15),
+        sleep=w.rec._sleep,
+    )
+    b = body()
+    await w.connect(b)
+    w.api.failing_token_writes = 100  # 503: retried in-process
+    await w.sync(b, at(3400))  # refreshed, the write failed: held
+    w.api.on_write = slow
+    start = clock["now"]
+
+    result = await w.sync(b, at(3405))  # renews the claim, then retries the write
+
+    took = clock["now"] - start
+    assert result.requeue_after == 5.0  # a third of the claim
+    assert took + result.requeue_after < 15  # the next renewal comes before the claim's end
+    assert _claim(w)[0] == w.rec.holder
+
+
+async def test_held_tokens_never_land_in_a_secret_another_owner_made_under_that_name() -> None:
+    """The token Secret is deleted while refreshed tokens are held; before the holder creates
+    it again, another OAuthConnection naming the same Secret (stalled SecretNotOwned until
+    then) creates it: the holder's create gets 409, and the retry goes through the owner check
+    (SecretNotOwned), never a blind patch: B's Secret keeps B's tokens, A is not Connected on
+    tokens it did not store, and keeps them held (stalled naming the Secret)."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)  # a1, r1
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # refreshed (a2, r2), the write refused: held
+    w.api.failing_token_writes = 0
+    del w.api.secrets["a-tokens"]
+    theirs = {"access_token": "b1", "refresh_token": "rb1"}
+
+    def b_creates(name: str) -> None:
+        w.api.secrets[name] = Stored(dict(theirs), [owner("uid-b")])
+
+    w.api.before_create = b_creates
+
+    result = await w.sync(b, at(3420))
+
+    assert w.api.secrets["a-tokens"].data == theirs  # none of A's tokens
+    assert [r.uid for r in w.api.secrets["a-tokens"].owners] == ["uid-b"]
+    assert ready(result)[:2] == ("False", "TokensNotStored")
+    assert "not owned by this OAuthConnection" in ready(result)[2]
+    _no_token_in(result, "a2", "r2", "b1", "rb1")
+
+    result = await w.sync(b, at(3440))  # the next converge stalls on B's Secret
+
+    assert st(result).phase is OAuthPhase.ERROR
+    assert get_condition(st(result).conditions, "Stalled") is not None
+    assert w.api.secrets["a-tokens"].data == theirs
+    assert w.rec._unsaved["uid-a"].tokens.access_token.get_secret_value() == "a2"  # held
+
+
 async def test_a_token_secret_deleted_with_no_tokens_held_asks_to_authorize_again_saying_why() -> (
     None
 ):
@@ -1214,8 +1421,7 @@ async def test_a_token_secret_deleted_with_no_tokens_held_asks_to_authorize_agai
     assert stalled is not None
     assert stalled.reason == "AuthorizationFailed"
     assert stalled.message.startswith(
-        "the token Secret a-tokens is gone (deleted, or spec.tokenSecretName changed) and the "
-        "operator holds no copy of its tokens"
+        "the token Secret a-tokens was deleted and the operator holds no copy of its tokens"
     )
     assert "authorize at status.authorizationURL" in stalled.message
     assert st(result).authorization_url
@@ -1586,6 +1792,41 @@ async def test_a_refused_user_refresh_token_due_alone_keeps_the_bot_token() -> N
     assert st(result).phase is OAuthPhase.CONNECTED
     assert (degraded(result) or ("",))[0] == "UserReauthRequired"
     assert result.requeue_after == 900.0  # the new state's expiry, before the next refresh
+
+
+async def test_a_new_authorization_given_while_refreshed_tokens_are_held_is_exchanged() -> None:
+    """Slack's user token refused at refresh: UserReauthRequired, a URL. The bot token's
+    refresh then works but its write fails (held). The user authorizes at the URL meanwhile:
+    when the held tokens are stored, the code is the user's new consent, not the code the
+    held tokens came from, so it stays and is exchanged at once by the next converge."""
+    w = world(user_lifetime=1800)
+    b = slack_body()
+    await w.connect(b)  # a1 (3600 s), u2 (1800 s)
+    w.provider.user_refresh_error = user_refused()
+    result = await w.sync(b, at(1500))
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    await w.sync(b, at(3000))  # the resync: a new state for the URL (the first one expired)
+    w.api.failing_token_writes = 100
+    result = await w.sync(b, at(3400))  # the bot token refreshed, its write refused: held
+    assert (degraded(result) or ("",))[0] == "TokensNotStored"
+    w.approve(code="code-2")  # the user authorizes at the URL
+    w.api.failing_token_writes = 0
+    w.provider.user_refresh_error = None
+
+    result = await w.sync(b, at(3410))  # the held tokens stored; the code kept
+
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    assert w.api.secrets[authorization_secret_name("a")].data["code"] == "code-2"
+    assert result.requeue_after == 1.0  # completed next, not at the next refresh
+    assert w.provider.calls["exchange"] == 1
+
+    result = await w.sync(b, at(3411))
+
+    assert w.provider.calls["exchange"] == 2  # the user's new authorization, exchanged
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+    assert w.api.secrets["a-tokens"].data["user_access_token"].startswith("u")
+    assert authorization_secret_name("a") not in w.api.secrets
 
 
 @pytest.mark.parametrize("cause", ["ClientRefused", "ClientSecretMissing"])
