@@ -110,9 +110,11 @@ class RolloutBackend(Protocol):
         promotion still keeps) at once, with no new revision; `image` is its image."""
         ...
 
-    async def retire(self, *, keep: str | None) -> int:
+    async def retire(self, *, keep: str | None) -> bool:
         """Remove this Rollout's new revisions other than `keep` (None: all of them): one
-        its spec replaced mid-rollout, or what is left once its target moved on. Writes."""
+        its spec replaced mid-rollout, or what is left once its target moved on. True once
+        they are gone; False while one is kept because the target still serves through it
+        (a promotion's Service switch not handed back yet): call again soon."""
         ...
 
     async def hand_back(self, target: XynergyService, name: str) -> bool:
@@ -232,10 +234,10 @@ class CloudRunRollout:
                 log.info("rollout: %s not restored as the template (%s)", kept, exc.message)
         return await self._route(path, ((kept, 100, None),), writes)
 
-    async def retire(self, *, keep: str | None) -> int:
+    async def retire(self, *, keep: str | None) -> bool:
         """Nothing: a revision of the service with no traffic scales to zero (each new
         revision's first write pins the traffic to the stable one and itself)."""
-        return 0
+        return True
 
     async def hand_back(self, target: XynergyService, name: str) -> bool:
         """Always: Cloud Run's traffic split is the whole routing (`promote` wrote it)."""

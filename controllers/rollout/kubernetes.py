@@ -268,6 +268,10 @@ class KubernetesRollout:
         `xynergy.io/serves` (its Pods must keep serving until the Service has let go of
         them)."""
         meta = target.metadata.model_dump(by_alias=True, exclude_none=True)
+        return await self._let_go(meta, name, live)
+
+    async def _let_go(self, meta: dict[str, Any], name: str, live: dict[str, Any] | None) -> bool:
+        """`hand_back` on the target's metadata as read (`meta`)."""
         if (meta.get("annotations") or {}).get(SERVING_REVISION_ANNOTATION) == name:
             await self.provider.annotate(
                 API_VERSION, TARGET.kind, {"metadata": meta},
@@ -277,7 +281,7 @@ class KubernetesRollout:
         if SERVES_LABEL not in _labels(dep):
             return True
         service = await self.provider.get(
-            "v1", "Service", target.metadata.name or "", self.namespace
+            "v1", "Service", str(meta.get("name") or ""), self.namespace
         )
         selector = ((service or {}).get("spec") or {}).get("selector") or {}
         return bool(selector.get(REVISION_LABEL) != name)
@@ -351,37 +355,40 @@ class KubernetesRollout:
         Service serves everything again and the new revision scales to zero."""
         return await self.route(target, ((kept, 100, None),))
 
-    async def retire(self, *, keep: str | None) -> int:
+    async def retire(self, *, keep: str | None) -> bool:
         """Delete this Rollout's new revisions (Deployment and Service, found by the
         `xynergy.io/rollout` label and owned by it) other than `keep`: a canary the spec
         replaced mid-rollout still carries the target's Pod selector (replica routing) and
-        would keep serving."""
+        would keep serving. A revision the target's Service selects alone (a promotion's
+        switch) is handed back first (`hand_back`, on the target as read now: the one the
+        converge read may be another's by then) and kept, untouched, until the Service has
+        let go of it: deleting it earlier would leave the Service with no endpoints until the
+        XynergyService controller reacts. True once every other revision is gone (False:
+        come back soon)."""
         names: set[str] = set()
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
             found = await self.provider.list(
                 api_version, kind, self.namespace, labels={ROLLOUT_LABEL: self.rollout_label}
             )
             names |= {str((o.get("metadata") or {}).get("name") or "") for o in found}
-        gone = 0
-        for name in sorted(names - {keep, ""}):
-            log.info("rollout %s: removing its replaced revision %s", self.rollout_name, name)
-            gone += int(await self._unask(name))
-            gone += await self._remove(name)
-        return gone
-
-    async def _unask(self, name: str) -> bool:
-        """Remove the target's `xynergy.io/serving-revision` when it names `name` (read now:
-        the target the converge read may be another's by then). Its controller then selects
-        the target's own Pods (it would once the Deployment is gone, too)."""
+        names -= {keep, ""}
+        if not names:
+            return True
         target = await self.provider.get(
             API_VERSION, TARGET.kind, self.rollout.spec.target_ref.name, self.namespace
         )
-        annotations = ((target or {}).get("metadata") or {}).get("annotations") or {}
-        if target is None or annotations.get(SERVING_REVISION_ANNOTATION) != name:
-            return False
-        return await self.provider.annotate(
-            API_VERSION, TARGET.kind, target, {SERVING_REVISION_ANNOTATION: None}
-        )
+        meta = (target or {}).get("metadata") or {"name": self.rollout.spec.target_ref.name}
+        settled = True
+        for name in sorted(names):
+            if not await self._let_go(meta, name, None):
+                log.info("rollout %s: keeping its replaced revision %s until the target's "
+                         "Service selects the target's own Pods again", self.rollout_name,
+                         name)  # fmt: skip
+                settled = False
+                continue
+            log.info("rollout %s: removing its replaced revision %s", self.rollout_name, name)
+            await self._remove(name)
+        return settled
 
     async def _remove(self, name: str) -> int:
         uid = self.rollout.metadata.uid or ""

@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -164,6 +164,11 @@ class Converge:
     """A delivery started in this converge."""
     refused: str | None = None
     """Why an action was refused in this converge (a Warning Event says it)."""
+    held: bool = False
+    """A new delivery waits for the target's Service to let go of the revision it replaces:
+    nothing else acts in this converge (the status as it was, the message saying so)."""
+    notes: list[Event] = field(default_factory=list)
+    """Said once, when a delivery starts (FieldIgnored, PromotionDropped)."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -261,6 +266,8 @@ class RolloutReconciler:
             work = await self._begin(rollout, now)
             if work is None:
                 return self._waiting(rollout, now, "the target has no serving revision yet"), "ok"
+            if work.held:  # the action, if any, is acted upon once the delivery can start
+                return self._result(work, before, None), "ok"
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
@@ -268,7 +275,7 @@ class RolloutReconciler:
             if work is not None and work.started:
                 # the status written names the new delivery: no later converge starts it, so
                 # what is said once when a delivery starts is said now or never
-                failed = replace(failed, events=[*failed.events, *_ignored(work)])
+                failed = replace(failed, events=[*failed.events, *work.notes])
             return failed, outcome
         return self._result(work, before, action), "ok"
 
@@ -533,6 +540,10 @@ class RolloutReconciler:
             return None
         await self._refuse_overlap(rollout, target)
         previous = status.canary_revision
+        if previous and previous != name:  # the spec changed: one new revision
+            if not await backend.retire(keep=name):
+                return self._replacing(work, previous)
+            work.notes += _dropped(work, previous, serving.revision)
         work.status = _fresh(rollout, serving.revision, name, now)
         rollout.status = work.status  # one object: the backend reads the working status
         work.status.canary_image = canary.spec.image
@@ -540,11 +551,27 @@ class RolloutReconciler:
         work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
         work.reason, work.started = "Started", True
-        if previous and previous != name:  # the spec changed mid-rollout: one new revision
-            await backend.retire(keep=name)
+        work.notes += _ignored(work)
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
         return work
+
+    def _replacing(self, work: Converge, previous: str) -> Converge:
+        """The spec changed while the target's Service selects revision `previous` alone (a
+        promotion's switch): the new delivery starts once the Service has let go of it
+        (`retire` handed it back and keeps it until then), so the Service never selects a
+        revision that is gone. The status stays as it was, its message saying what waits."""
+        status = work.status
+        message = (status.message or "").partition(self._REPLACING)[0]
+        status.message = (
+            f"{message}{self._REPLACING} {previous}: revision {work.name} starts once the "
+            "Service selects the target's own Pods again"
+        )
+        work.held, work.reason = True, "HandingBack"
+        work.wait = self.settings.poll_seconds
+        return work
+
+    _REPLACING = "; the spec changed while the target's Service selects this Rollout's revision"
 
     async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:
         """The other Rollouts of the same target, in its namespace (one list call)."""
@@ -603,7 +630,7 @@ class RolloutReconciler:
     # ---- acting ------------------------------------------------------------------------------
 
     async def _act(self, work: Converge, action: str | None) -> None:
-        phase = work.status.phase
+        phase, before_action = work.status.phase, work.status.handled_action
         if action is not None:
             work.status.handled_action = _annotation(work.rollout)
         if action == "undo" and phase == RolloutPhase.PROMOTED:
@@ -619,6 +646,11 @@ class RolloutReconciler:
         if action == "retry" and phase in _ENDED:
             await self._refuse_overlap(work.rollout, work.target)
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
+            if previous and not await work.backend.hand_back(work.target, previous):
+                # the Service still selects the revision a switch back is releasing: the
+                # retry waits (not acted upon yet) while the ended converge hands it back
+                work.status.handled_action = before_action
+                return await self._hold_ended(work)
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable
             # the revision the target with this Rollout's overrides makes now
@@ -628,7 +660,7 @@ class RolloutReconciler:
             work.status.stable_image = work.target.spec.image
             work.status.stable_template = spec_template(work.target)
             if previous and previous != work.name:
-                await work.backend.retire(keep=work.name)
+                await work.backend.retire(keep=work.name)  # handed back above: removed now
             work.status.handled_action = _annotation(work.rollout)
             work.reason = "Retried"
             phase = work.status.phase
@@ -841,6 +873,7 @@ class RolloutReconciler:
         if routed.traffic is not None:
             work.status.traffic = list(routed.traffic)
         message = work.status.message or ""
+        message = message.partition(self._REPLACING)[0]  # a replacement that no longer waits
         for said in (self._SETTLING, self._HANDING_BACK):  # said while it was not settled
             message = message.removesuffix(said)
         if not routed.settled:
@@ -950,9 +983,14 @@ class RolloutReconciler:
             f"not revision {left} this Rollout left it on; it no longer moves traffic or "
             "patches the target"
         )
-        if not (status.message or "").startswith(SUPERSEDED):
-            await work.backend.retire(keep=None)
-            work.superseded = True
+        first = not (status.message or "").startswith(SUPERSEDED)
+        retiring = first or (status.message or "").endswith(self._HANDING_BACK)
+        # its revisions go, but one the target's Service still selects only once the Service
+        # has let go of it (until then the message says so and it is retried)
+        if retiring and not await work.backend.retire(keep=None):
+            message += self._HANDING_BACK
+            work.wait = self.settings.poll_seconds
+        work.superseded = first
         status.message = message
         status.scale_down_at = None
         if status.traffic:
@@ -1068,7 +1106,7 @@ class RolloutReconciler:
         if work.refused:
             events.append(Event("Warning", "UndoRefused", work.refused))
         if work.started:
-            events.extend(_ignored(work))
+            events.extend(work.notes)
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
             events = [e for e in events if e.reason != work.reason]
             events.append(Event("Warning", work.reason, status.message or ""))
@@ -1189,6 +1227,30 @@ def _asked_anew(work: Converge) -> bool:
             and rollout.metadata.generation != status.observed_generation
         )
     return edited and _moved_on(work) is None
+
+
+def _dropped(work: Converge, previous: str, serving: str | None) -> list[Event]:
+    """Said when a new delivery replaces a promotion still in its blue-green keep window on
+    a backend that patches the target only when the window ends: the promoted revision,
+    which served all traffic, is removed, and the target's own revision serves again."""
+    old = work.status
+    if not (
+        work.backend.defers_target_patch
+        and old.phase == RolloutPhase.PROMOTED
+        and old.scale_down_at is not None
+        and serving != previous
+    ):
+        return []
+    return [
+        Event(
+            "Warning",
+            "PromotionDropped",
+            f"the spec changed within the blue-green keep window: the promoted revision "
+            f"{previous} is removed (XynergyService {work.rollout.spec.target_ref.name} was "
+            f"not patched to it yet); its own revision {serving} serves again, and revision "
+            f"{work.name} is delivered from it",
+        )
+    ]
 
 
 def _ignored(work: Converge) -> list[Event]:

@@ -314,9 +314,9 @@ class RecordingBackend:
         self.calls.append(("route", split))
         return Routed(1, {})
 
-    async def retire(self, *, keep: str | None) -> int:
+    async def retire(self, *, keep: str | None) -> bool:
         self.calls.append(("retire", keep))
-        return 0
+        return True
 
 
 @pytest.mark.parametrize(
@@ -893,15 +893,82 @@ async def test_deleting_in_the_window_releases_only_once_the_service_selects_the
 
 
 async def test_a_superseded_promotion_stops_asking_the_targets_service_for_its_revision() -> None:
+    """Superseded in the window: the annotation goes at once, but the revision the Service
+    selects alone is removed only once the Service has let go of it (no converge leaves the
+    Service selecting a revision that is gone); the Superseded Event is said once."""
     world = World([{"setWeight": 50}], routes=False)
     new, now = await _selecting_new(world)
     world.client.target["spec"]["image"] = "crm:3"  # an edit of the target in the window
     status = await world.converge(now)
     assert status.message.startswith("superseded:")
+    assert status.message.endswith(RolloutReconciler._HANDING_BACK)
     assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert new not in world.provider.deployments()
+    assert world.selector() == {REVISION_LABEL: new}
+    assert new in world.provider.deployments(), "kept while the Service selects only its Pods"
+    assert [r for r, _ in world.events] == ["Superseded"]
+    status = await world.converge(now + STEP)  # the XynergyService has not reacted yet
+    assert new in world.provider.deployments()
     world.settle()
     assert world.selector() == {SERVICE_LABEL: "crm"}
+    status = await world.converge(now + 2 * STEP)
+    assert new not in world.provider.deployments(), "removed once the Service let go"
+    assert status.message.startswith("superseded:")
+    assert not status.message.endswith(RolloutReconciler._HANDING_BACK)
+    assert world.events == [], "Superseded is said once"
+
+
+async def test_an_edit_in_the_window_never_leaves_the_service_without_its_revision() -> None:
+    """The Rollout's spec.image edited in the keep window while the target's Service selects
+    the promoted revision alone: the revision is handed back and kept until the Service
+    selects the target's own Pods, and only then removed and the new delivery started (a
+    canary started beside the switch would get no traffic); that the edit dropped the
+    promoted revision, which the target was never patched to, is said once."""
+    world = World([{"setWeight": 50}], routes=False)
+    new, now = await _selecting_new(world)
+    world.body["spec"]["image"] = "crm:3"
+    world.body["metadata"]["generation"] = 2
+    said: list[Any] = []
+    for step in range(1, 4):  # the XynergyService controller reacts after the second
+        status = await world.converge(now + step * STEP)
+        said += world.events
+        if world.selector() == {REVISION_LABEL: new}:
+            assert new in world.provider.deployments(), "the Service selects a revision gone"
+            assert status.canary_revision == new, "no delivery beside the switch"
+            assert status.phase.value == "Promoted"
+        if step == 2:
+            world.settle()
+    assert world.selector() == {SERVICE_LABEL: "crm"}
+    assert new not in world.provider.deployments()
+    assert status.phase.value == "Progressing"
+    assert status.canary_revision not in (new, None)
+    assert status.stable_revision == "crm-00002", "the target's own revision"
+    dropped = [m for r, m in said if r == "PromotionDropped"]
+    assert len(dropped) == 1, said
+    assert new in dropped[0], dropped[0]
+    assert "crm-00002 serves again" in dropped[0], dropped[0]
+
+
+async def test_retry_waits_for_the_hand_back_of_a_switch_back() -> None:
+    """`retry` right after an undo in the keep window, while the target's Service still
+    selects the revision being released: the retry waits (not marked handled) until the
+    Service selects the target's own Pods, and never shrinks the Pods that serve all."""
+    world = World([{"setWeight": 50}], routes=False)
+    new, now = await _selecting_new(world)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    status = await world.converge(now)
+    assert status.phase.value == "RolledBack"
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "retry/1"}
+    status = await world.converge(now + STEP)
+    assert world.selector() == {REVISION_LABEL: new}
+    assert world.provider.deployments()[new]["spec"]["replicas"] == 4, "serves all: kept"
+    assert status.phase.value == "RolledBack"
+    assert status.handled_action == "undo/1", "the retry is still to be acted upon"
+    world.settle()
+    assert world.selector() == {SERVICE_LABEL: "crm"}
+    status = await world.converge(now + 2 * STEP)
+    assert status.handled_action == "retry/1"
+    assert status.phase.value in ("Progressing", "Paused")
+    assert status.canary_revision == new
 
 
 async def test_a_superseded_rollout_leaves_another_rollouts_serving_revision_alone() -> None:
