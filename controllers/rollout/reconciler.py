@@ -925,11 +925,12 @@ class RolloutReconciler:
     ) -> None:
         """All traffic back to the stable revision."""
         stable = work.status.stable_revision or ""
-        await self._route(work, ((stable, 100, None),))
+        routed = await work.backend.route(work.target, ((stable, 100, None),))
         work.status.phase = phase
         work.status.canary_weight = 0
         work.status.message = f"{message}; all traffic back on {stable}"
         work.reason = reason
+        self._routed(work, routed)  # after the message: it may say what is still waited for
 
     async def _hold_ended(self, work: Converge) -> None:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
@@ -1041,7 +1042,7 @@ class RolloutReconciler:
                 "undo: no earlier revision within spec.rollbackWindow", reason="NoHistory"
             )
         previous, rest = status.history[0], status.history[1:]
-        await self._route(work, ((previous.revision, 100, None),))
+        routed = await work.backend.route(work.target, ((previous.revision, 100, None),))
         if previous.image:
             await self._patch_target(work, restore_patch(previous.image, previous.template))
         status.history = rest
@@ -1051,6 +1052,7 @@ class RolloutReconciler:
         status.canary_weight = 0
         status.message = f"undone: all traffic back on {previous.revision}"
         work.reason = "Undone"
+        self._routed(work, routed)  # after the message: it may say what is still waited for
 
     async def _switch_back(self, work: Converge, kept: RevisionRecord, *, undo: bool) -> None:
         """The blue-green fast rollback: within scaleDownDelaySeconds of a promotion, all

@@ -1043,3 +1043,28 @@ async def test_an_autoscaler_does_not_shrink_the_revision_the_service_selects() 
         world.settle()
         assert world.provider.deployments()[new]["spec"]["replicas"] == kept, asked
         assert world.selector() == {REVISION_LABEL: new}
+
+
+async def test_an_undo_after_the_window_says_it_waits_for_the_service_hand_back() -> None:
+    """Undo after the keep window while the target still rolls to the promoted spec and its
+    Service selects the new revision alone: the status does not claim the traffic is back
+    before the Service has let go of the revision (it says what it waits for), and says it
+    plainly once it has."""
+    world = World([{"setWeight": 50}], routes=False)
+    new, now = await _selecting_new(world)
+    now += dt.timedelta(seconds=31)
+    await world.converge(now)  # the window is over: the target is patched and rolls
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+    world.client.target["metadata"]["generation"] = 3
+    world.provider.ready.discard("crm")
+    world.settle()
+    assert world.selector() == {REVISION_LABEL: new}
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "RolledBack"
+    assert status.message.startswith("undone: all traffic back on crm-00002")
+    assert status.message.endswith(RolloutReconciler._HANDING_BACK), status.message
+    assert world.selector() == {REVISION_LABEL: new}
+    world.settle()
+    status = await world.converge(now + 2 * STEP)
+    assert status.message == "undone: all traffic back on crm-00002"
