@@ -73,6 +73,10 @@ class Routed:
     handing_back: bool = False
     """Not settled because the target's Service still selects the new revision's Pods (a
     promotion asked it to): they keep serving until it selects the target's own again."""
+    serving: str | None = None
+    """The revision the target's Service is asked to select alone, or still selects (the
+    switch not handed back): the Rollout's status.servingRevision, which holds its
+    finalizer. None once handed back, or never asked."""
 
 
 class RolloutBackend(Protocol):

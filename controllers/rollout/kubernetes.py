@@ -315,7 +315,7 @@ class KubernetesRollout:
             dep = await self._deployment(canary)
             if not await self.hand_back(target, canary, live=dep):  # its Pods serve all
                 urls, traffic = self._traffic(target, canary, split)  # until then
-                return Routed(0, urls, traffic, settled=False, handing_back=True)
+                return Routed(0, urls, traffic, settled=False, handing_back=True, serving=canary)
             live = canary in share
             replicas = self._replicas(target, weight, preview=tag == "preview") if live else 0
             writes = await self._scale(canary, replicas, serving=weight > 0, live=dep)
@@ -332,7 +332,7 @@ class KubernetesRollout:
         urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
         if settled_on(target, canary) and from_deployment(target, dep).ready:
             if not await self.hand_back(target, name):
-                return Routed(0, urls, traffic, settled=False, handing_back=True)
+                return Routed(0, urls, traffic, settled=False, handing_back=True, serving=name)
             writes = await self._remove(name)
             return dataclasses.replace(done, writes=writes)
         live = await self._deployment(name)
@@ -348,7 +348,7 @@ class KubernetesRollout:
         )
         if selects:
             writes += await self._ask_to_serve(target, name)
-        return Routed(writes, urls, traffic, settled=False)
+        return Routed(writes, urls, traffic, settled=False, serving=name if selects else None)
 
     async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
         """The target, not patched while the old revision is kept, still runs it: its own

@@ -325,15 +325,17 @@ class RolloutReconciler:
         uid = rollout.metadata.uid or ""
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
-        keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
-            status.phase == RolloutPhase.PROMOTED
-            and status.scale_down_at is not None
-            and status.traffic_routing is not None
+        keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet, or
+            status.phase == RolloutPhase.PROMOTED  # a replica-routed one whose target's
+            and (status.scale_down_at is not None or bool(status.serving_revision))
+            and status.traffic_routing is not None  # Service still selects its revision
         )
+        # an ended Rollout whose switch back (undo, abort) has not handed the Service back
+        switched = status.serving_revision if not keeping else None
         # mid-rollout, or stalled mid-way on Cloud Run (the split stays until a converge
         # routes it back: the weight is kept until then, _failed)
         split = status.phase in _ACTIVE or (status.phase in _ENDED and bool(status.canary_weight))
-        if not keeping and (not split or not stable or not canary):
+        if not keeping and not switched and (not split or not stable or not canary):
             self._blocked.pop(uid, None)
             return True, None  # nothing split yet, or ended: left as it is
         try:
@@ -353,6 +355,8 @@ class RolloutReconciler:
                 work = Converge(rollout, target, new, backend, status, self.clock())
                 work.name = backend.revision_name(new)
                 return await self._finish_kept(work, body)
+            if switched:
+                return await self._hand_back_held(rollout, body, backend, target, switched)
             if backend.routing is not None:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
@@ -388,29 +392,37 @@ class RolloutReconciler:
         rollout, status, target = work.rollout, work.status, work.target
         uid, name = rollout.metadata.uid or "", rollout.spec.target_ref.name
         promoted = status.canary_revision
-        if _moved_on(work) is not None:  # its revision no longer serves the target: the
-            await work.backend.hand_back(target, promoted or "")  # switch is not left asked
-            self._blocked.pop(uid, None)
-            return True, None
+        if _moved_on(work) is not None:  # superseded: the target is not patched to it;
+            # the switch is not left asked, and the revision's Pods (going with the Rollout)
+            # serve until the Service has let go of them
+            return await self._hand_back_held(rollout, body, work.backend, target, promoted or "")
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
         elif (await work.backend.serving(target)).ready and await work.backend.hand_back(
             target, promoted or ""
         ):
             self._blocked.pop(uid, None)
+            if status.scale_down_at is None:  # only the switch was held: nothing to say
+                return True, None
             return True, Event(
                 "Normal",
                 "Released",
                 f"deleted within the blue-green keep window: XynergyService {name} runs the "
                 f"promoted revision {promoted}; the old revision is no longer kept",
             )
+        window = status.scale_down_at is not None
         gone, event = self._hold(
             rollout,
             body,
             key="TargetUpdating",
             waits=f"for XynergyService {name} to run the promoted revision {promoted}",
-            why="the keep window ended early with the deletion, so the target was patched and "
-            "is rolling (until it is ready the new revision serves)",
+            why=(
+                "the keep window ended early with the deletion, so the target was patched and "
+                "is rolling (until it is ready the new revision serves)"
+                if window
+                else "the target is rolling to it and its Service selects the new revision's "
+                "Pods alone until it is ready (they go with this Rollout)"
+            ),
             left="the target goes on rolling to it without this Rollout; until its Pods are "
             "ready the old revision serves again",
             timeout_reason="PromotionUnfinished",
@@ -419,6 +431,35 @@ class RolloutReconciler:
         if gone:  # past the bound: the target's Service must not stay asked for a revision
             await work.backend.hand_back(target, promoted or "")  # that goes with the Rollout
         return gone, event
+
+    async def _hand_back_held(
+        self,
+        rollout: Rollout,
+        body: Mapping[str, Any],
+        backend: RolloutBackend,
+        target: XynergyService,
+        revision: str,
+    ) -> tuple[bool, Event | None]:
+        """A Rollout deleted while its target's Service still selects its revision alone
+        (an undo or abort not handed back yet): it goes once the Service selects the
+        target's own Pods (the revision's Pods, which go with the Rollout, serve until
+        then), or at spec.progressDeadlineSeconds after the deletion (the XynergyService
+        then switches back by itself once the revision's Deployment is gone)."""
+        name = rollout.spec.target_ref.name
+        if await backend.hand_back(target, revision):
+            self._blocked.pop(rollout.metadata.uid or "", None)
+            return True, None
+        return self._hold(
+            rollout,
+            body,
+            key="HandingBack",
+            waits=f"for XynergyService {name}'s Service to select the target's own Pods again",
+            why=f"it selects revision {revision}'s Pods alone, which go with this Rollout",
+            left=f"the Service selects revision {revision} until the XynergyService "
+            "controller switches it back (once the revision's Deployment is gone)",
+            timeout_reason="HandBackUnfinished",
+            warning=False,
+        )
 
     def _restore_held(
         self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError
@@ -872,6 +913,7 @@ class RolloutReconciler:
             work.status.canary_url = url
         if routed.traffic is not None:
             work.status.traffic = list(routed.traffic)
+        work.status.serving_revision = routed.serving  # the switch asked for, or not let go
         message = work.status.message or ""
         message = message.partition(self._REPLACING)[0]  # a replacement that no longer waits
         for said in (self._SETTLING, self._HANDING_BACK):  # said while it was not settled
@@ -991,6 +1033,8 @@ class RolloutReconciler:
         if retiring and not await work.backend.retire(keep=None):
             message += self._HANDING_BACK
             work.wait = self.settings.poll_seconds
+        elif retiring:
+            status.serving_revision = None
         work.superseded = first
         status.message = message
         status.scale_down_at = None
@@ -1177,6 +1221,7 @@ class RolloutReconciler:
             status.canary_revision = before.canary_revision
             status.canary_weight = before.canary_weight
             status.traffic_routing = before.traffic_routing
+            status.serving_revision = before.serving_revision  # the switch, and the finalizer
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )
@@ -1337,7 +1382,7 @@ def _holds_switch(status: Mapping[str, Any], switched: str | None) -> bool:
     `xynergy.io/serving-revision` (`switched`) names its revision, or it is a replica-routed
     blue-green promotion in its keep window (which asks for the switch on every converge)."""
     revision = status.get("canaryRevision")
-    if revision and switched == revision:
+    if status.get("servingRevision") or (revision and switched == revision):
         return True
     replicas = status.get("trafficRouting") == TrafficRouting.REPLICAS.value
     return replicas and bool(status.get("scaleDownAt"))

@@ -484,3 +484,38 @@ def test_replica_routing_an_edit_in_the_window_removes_the_revision_only_after_t
     dropped = [e for e in events_of(kube, namespace, "bg") if e["reason"] == "PromotionDropped"]
     assert dropped, "an Event says the promoted revision was dropped"
     assert new in dropped[0]["message"]
+
+
+def test_replica_routing_a_deletion_waits_for_the_hand_back_of_an_undo(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """An undo in the keep window hands the target's Service back; while it has not let go of
+    the new revision (its controller cannot switch it, for a while), the Rollout records the
+    switch (status.servingRevision) and keeps its finalizer: deleting it then waits, the
+    revision's Pods (which go with the Rollout) still serving, and it goes once the Service
+    selects the target's own Pods."""
+    svc, new, own = _replica_routed(kube, namespace, 600)
+    kube.wait_for("the Service selecting the new revision",
+                  lambda: _selector(kube, namespace, svc) == {REVISION: new})  # fmt: skip
+    serving = _serving(kube, namespace, svc, f"{REVISION}={new}", 2)
+    with _selector_frozen(kube, namespace, svc):
+        _act(kube, namespace, "undo/1")
+        status = wait_rollout(kube, namespace, "bg", "undone, the hand-back waited for",
+                              phase_is("RolledBack"))["status"]  # fmt: skip
+        assert status["servingRevision"] == new
+        kube.wait_for("the finalizer in place",
+                      lambda: FINALIZER in (kube.get(rollout_url(namespace, "bg")).json()
+                                            ["metadata"].get("finalizers") or []))  # fmt: skip
+        resp = kube.delete(rollout_url(namespace, "bg"))
+        assert resp.status_code in (200, 202), resp.text
+        kube.wait_for("the deletion saying what it waits for",
+                      lambda: "to select the target's own Pods again"
+                      in (kube.get(rollout_url(namespace, "bg")).json().get("status") or {})
+                      .get("message", ""))  # fmt: skip
+        assert deployment(kube, namespace, new) is not None, "its Pods serve until handed back"
+        assert _endpoints(kube, namespace, svc) == serving
+    kube.wait_for("the Rollout gone once handed back",
+                  lambda: kube.get(rollout_url(namespace, "bg")).status_code == 404,
+                  timeout=90)  # fmt: skip
+    assert _selector(kube, namespace, svc) == {"xynergy.io/service": svc}
+    assert _serving(kube, namespace, svc, f"xynergy.io/service={svc},!{REVISION}", 2) == own

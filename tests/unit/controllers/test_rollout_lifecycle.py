@@ -997,13 +997,14 @@ async def test_the_switch_is_handed_back_when_the_revisions_deployment_is_gone()
 
 
 @pytest.mark.parametrize("why", ["superseded", "timeout"])
-async def test_a_deletion_in_the_window_that_lets_go_early_removes_the_annotation(
+async def test_a_deletion_in_the_window_that_does_not_finish_hands_the_service_back(
     why: str,
 ) -> None:
-    """A deletion in the keep window that does not wait for the hand-back (the target moved
-    on without this Rollout; or the wait passed spec.progressDeadlineSeconds) still removes
-    the annotation naming its revision: its Deployment goes with it, and the target's Service
-    must not stay asked for it."""
+    """A deletion in the keep window that does not finish the promotion (the target moved on
+    without this Rollout; or the wait passed spec.progressDeadlineSeconds) removes the
+    annotation naming its revision: its Deployment goes with the Rollout, and the target's
+    Service must not stay asked for it. Superseded, it still waits until the Service has let
+    go of the revision's Pods (they go with the Rollout); past the deadline it goes anyway."""
     world = World([{"setWeight": 50}], routes=False)
     _, now = await _selecting_new(world)
     world.body["metadata"]["deletionTimestamp"] = _stamp(now)
@@ -1013,10 +1014,17 @@ async def test_a_deletion_in_the_window_that_lets_go_early_removes_the_annotatio
     else:
         world.reconciler.clock = lambda: now + dt.timedelta(seconds=700)  # past the deadline
     gone, event = await world.reconciler.release(copy.deepcopy(world.body))
-    assert gone
-    assert (event.reason if event else None) == (None if why == "superseded" else
-                                                 "PromotionUnfinished")  # fmt: skip
     assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
+    if why == "timeout":
+        assert gone
+        assert event is not None
+        assert event.reason == "PromotionUnfinished"
+        return
+    assert not gone, "the Service still selects the revision's Pods alone"
+    assert event is not None
+    assert event.reason == "DeletionWaiting"
+    world.settle()
+    assert await world.reconciler.release(copy.deepcopy(world.body)) == (True, None)
 
 
 async def test_an_autoscaler_does_not_shrink_the_revision_the_service_selects() -> None:
@@ -1068,3 +1076,96 @@ async def test_an_undo_after_the_window_says_it_waits_for_the_service_hand_back(
     world.settle()
     status = await world.converge(now + 2 * STEP)
     assert status.message == "undone: all traffic back on crm-00002"
+
+
+async def _switched_while_rolling(world: World, strategy: str) -> tuple[str, dt.datetime]:
+    """A replica-routed promotion without a keep window running (a canary; blue-green with
+    scaleDownDelaySeconds 0; blue-green after its window): the target is patched and rolls,
+    and its Service selects the new revision alone. (The new revision, now.)"""
+    if strategy == "canary":
+        now = await world.run_until("Progressing", T0, limit=1)
+    else:
+        delay = 30 if strategy == "after-window" else 0
+        world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": delay}}
+        now = await world.run_until("Paused", T0)
+        world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
+    (new,) = _canaries(world)
+    for _ in range(6):
+        status = await world.converge(now)
+        if strategy == "after-window" and status.scale_down_at:
+            now = status.scale_down_at  # the window is over at the next converge
+        else:
+            now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+        world.settle()
+        if world.client.patches:  # the target is patched: it rolls
+            world.client.target["metadata"]["generation"] = 3
+            world.provider.ready.discard("crm")
+            world.settle()
+        if world.selector() == {REVISION_LABEL: new}:
+            return new, now
+    raise AssertionError(f"never switched: {world.body['status']}")
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue-green-0", "after-window"])
+async def test_the_finalizer_holds_while_the_service_selects_the_promoted_revision(
+    strategy: str,
+) -> None:
+    """Without a keep window running, a replica-routed promotion still has the target's
+    Service select its revision alone until the target runs the new spec: the status records
+    the switch (status.servingRevision), which holds the finalizer, and a deletion meanwhile
+    waits for the target to be ready and the Service handed back (the revision's Pods, which
+    go with the Rollout, are the only ones the Service selects); a promotion that finishes
+    clears it and the finalizer with it."""
+    world = World([{"setWeight": 50}], routes=False)
+    new, now = await _switched_while_rolling(world, strategy)
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted"
+    assert status.scale_down_at is None
+    assert status.serving_revision == new
+    assert needs_finalizer(world.body), "the switch holds the finalizer"
+
+    deleting = copy.deepcopy(world.body)
+    deleting["metadata"]["deletionTimestamp"] = _stamp(now)
+    world.reconciler.clock = lambda: now + STEP
+    gone, event = await world.reconciler.release(copy.deepcopy(deleting))
+    assert not gone, "the target still rolls: the new revision serves alone"
+    assert event is not None
+    assert event.reason == "DeletionWaiting"
+    world.provider.ready.add("crm")  # the target runs the new spec and is ready
+    assert await world.reconciler.release(copy.deepcopy(deleting)) == (False, None)
+    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
+    assert new in world.provider.deployments()
+    world.settle()
+    assert world.selector() == {SERVICE_LABEL: "crm"}
+    gone, _ = await world.reconciler.release(copy.deepcopy(deleting))
+    assert gone, "handed back: the Rollout may go"
+
+    status = await world.converge(now + 2 * STEP)  # not deleted after all: it finishes
+    assert status.serving_revision is None
+    assert new not in world.provider.deployments()
+    assert not needs_finalizer(world.body)
+
+
+async def test_a_deletion_after_an_undo_waits_for_the_hand_back() -> None:
+    """An undo in the keep window whose hand-back is still waited for (RolledBack, the
+    Service selecting the new revision alone): deleting the Rollout waits until the Service
+    selects the target's own Pods, at most spec.progressDeadlineSeconds."""
+    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
+    new, now = await _selecting_new(world)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    status = await world.converge(now)
+    assert status.phase.value == "RolledBack"
+    assert status.serving_revision == new
+    assert needs_finalizer(world.body)
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    world.reconciler.clock = lambda: now + STEP
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone
+    assert event is not None
+    assert "to select the target's own Pods again" in event.message
+    world.reconciler.clock = lambda: now + dt.timedelta(seconds=61)
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone, "never blocks for good"
+    assert event is not None
+    assert (event.type, event.reason) == ("Warning", "HandBackUnfinished")
