@@ -126,6 +126,11 @@ class RolloutBackend(Protocol):
         promotion pointed it at (True once it does, or when nothing was pointed)."""
         ...
 
+    async def switched(self, target: XynergyService, name: str) -> bool:
+        """The target serves through revision `name`'s instances alone, as a promotion asked
+        (always True where a promotion's routing needs no one else's action)."""
+        ...
+
 
 def _short(resource: str) -> str:
     return resource.rpartition("/")[2]
@@ -245,6 +250,10 @@ class CloudRunRollout:
 
     async def hand_back(self, target: XynergyService, name: str) -> bool:
         """Always: Cloud Run's traffic split is the whole routing (`promote` wrote it)."""
+        return True
+
+    async def switched(self, target: XynergyService, name: str) -> bool:
+        """Always: `promote` wrote the split itself."""
         return True
 
     async def _route(self, path: str, split: Traffic, writes: int) -> Routed:

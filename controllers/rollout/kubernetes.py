@@ -286,6 +286,17 @@ class KubernetesRollout:
         selector = ((service or {}).get("spec") or {}).get("selector") or {}
         return bool(selector.get(REVISION_LABEL) != name)
 
+    async def switched(self, target: XynergyService, name: str) -> bool:
+        """The target's Service selects revision `name`'s Pods alone (read now): its
+        XynergyService controller switches it only once all the revision's instances are
+        available, which may take longer than the promotion (more instances than the
+        preview ran) or never happen (a ResourceQuota, Pods that do not schedule)."""
+        service = await self.provider.get(
+            "v1", "Service", target.metadata.name or "", self.namespace
+        )
+        selector = ((service or {}).get("spec") or {}).get("selector") or {}
+        return bool(selector == {REVISION_LABEL: name})
+
     def _traffic(
         self, target: XynergyService, canary: str | None, split: Split
     ) -> tuple[dict[str, str], tuple[TrafficTarget, ...]]:

@@ -164,6 +164,9 @@ class Converge:
     """A delivery started in this converge."""
     refused: str | None = None
     """Why an action was refused in this converge (a Warning Event says it)."""
+    switching: bool = False
+    """A promotion in its blue-green keep window waits for the target's Service to select its
+    revision alone (the window's clock starts only then)."""
     held: bool = False
     """A new delivery waits for the target's Service to let go of the revision it replaces:
     nothing else acts in this converge (the status as it was, the message saying so)."""
@@ -916,15 +919,22 @@ class RolloutReconciler:
         work.status.serving_revision = routed.serving  # the switch asked for, or not let go
         message = work.status.message or ""
         message = message.partition(self._REPLACING)[0]  # a replacement that no longer waits
-        for said in (self._SETTLING, self._HANDING_BACK):  # said while it was not settled
+        for said in (self._SETTLING, self._HANDING_BACK, self._SWITCHING):  # said while
             message = message.removesuffix(said)
         if not routed.settled:
-            message += self._HANDING_BACK if routed.handing_back else self._SETTLING
+            if routed.handing_back:
+                message += self._HANDING_BACK
+            else:
+                message += self._SWITCHING if work.switching else self._SETTLING
             work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
         if message != (work.status.message or ""):
             work.status.message = message
 
     _SETTLING = "; waiting for the target to run the new revision"
+    _SWITCHING = (
+        "; waiting for the target's Service to select the new revision's Pods alone (once all "
+        "its instances are available); the keep window starts then"
+    )
     _HANDING_BACK = (
         "; waiting for the target's Service to select the target's own Pods again (the new "
         "revision's serve until then)"
@@ -960,6 +970,7 @@ class RolloutReconciler:
         work.reason = "Promoted"
         if keep is not None:
             work.wait = float(blue_green.scale_down_delay_seconds) if blue_green else None
+            work.switching = routed.serving is not None  # asked just now: not made yet
         self._routed(work, routed)
 
     async def _rollback(
@@ -988,7 +999,17 @@ class RolloutReconciler:
             status.message = f"the target runs revision {left or status.stable_revision} again"
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
-            if keep and work.now >= (status.scale_down_at or work.now):
+            if keep and status.serving_revision == status.canary_revision:
+                work.switching = not await work.backend.switched(
+                    work.target, status.serving_revision or ""
+                )
+                if work.switching and await self._switch_overdue(work):
+                    return None
+                if not work.switching and (status.message or "").endswith(self._SWITCHING):
+                    self._window_starts(work)  # switched since the last converge
+            if work.switching:
+                pass  # the window has not started: the old revision is kept, not released
+            elif keep and work.now >= (status.scale_down_at or work.now):
                 keep, status.scale_down_at = None, None
                 if work.backend.defers_target_patch:  # the old revision goes only now
                     await self._patch_target(work, promotion_patch(work.canary))
@@ -1014,6 +1035,42 @@ class RolloutReconciler:
                     _GOES_BACK, "; all traffic back on "
                 )
         work.reason = _ended_reason(work)
+
+    def _window_starts(self, work: Converge) -> None:
+        """The keep window (scaleDownDelaySeconds) runs from when the target's Service
+        switched to the new revision, found in this converge, not from the promotion: it is
+        the time the new revision serves alone with the old one kept."""
+        blue_green = work.rollout.spec.strategy.blue_green
+        if blue_green is not None:
+            delay = blue_green.scale_down_delay_seconds
+            work.status.scale_down_at = work.now + dt.timedelta(seconds=delay)
+
+    async def _switch_overdue(self, work: Converge) -> bool:
+        """A promotion whose target's Service has not switched to its revision within
+        spec.progressDeadlineSeconds of the promotion (the kept revision's record time):
+        Degraded, all traffic stays on (switches back to) the kept revision, and the new one
+        is released, as a switch back does. True when it was."""
+        status = work.status
+        kept = status.history[0] if status.history else None
+        limit = work.rollout.spec.progress_deadline_seconds
+        if kept is None or kept.time is None or (work.now - kept.time).total_seconds() <= limit:
+            return False
+        name = status.canary_revision
+        await self._switch_back(
+            work,
+            kept,
+            undo=False,
+            ended=(
+                RolloutPhase.DEGRADED,
+                "ServiceSwitchTimedOut",
+                f"the target's Service did not select revision {name}'s Pods alone within "
+                f"{limit}s of its promotion (spec.progressDeadlineSeconds): it switches only "
+                "once all the revision's instances are available (more than the preview ran, "
+                "which a ResourceQuota or unschedulable Pods can prevent); all traffic stays "
+                f"on {kept.revision} ({name} released)",
+            ),
+        )
+        return True
 
     async def _superseded(self, work: Converge, runs: str) -> None:
         """Say so, once; stop the gateway following this Rollout (no status.traffic) and
@@ -1098,10 +1155,18 @@ class RolloutReconciler:
         work.reason = "Undone"
         self._routed(work, routed)  # after the message: it may say what is still waited for
 
-    async def _switch_back(self, work: Converge, kept: RevisionRecord, *, undo: bool) -> None:
+    async def _switch_back(
+        self,
+        work: Converge,
+        kept: RevisionRecord,
+        *,
+        undo: bool,
+        ended: tuple[RolloutPhase, str, str] | None = None,
+    ) -> None:
         """The blue-green fast rollback: within scaleDownDelaySeconds of a promotion, all
         traffic back on the revision it keeps, at once (no new revision, no analysis); the
-        target's image back (on a backend that patched it at promotion)."""
+        target's image back (on a backend that patched it at promotion). `ended` (phase,
+        reason, message) when it is not a person's undo or abort."""
         status = work.status
         routed = await work.backend.restore(work.target, kept=kept.revision, image=kept.image)
         if kept.image and not work.backend.defers_target_patch:
@@ -1117,6 +1182,8 @@ class RolloutReconciler:
             f"switched back to {kept.revision} at once ({status.canary_revision} released)"
         )
         work.reason = "SwitchedBack"
+        if ended is not None:
+            status.phase, work.reason, status.message = ended
         self._routed(work, routed)  # after the message: it may say what is still waited for
 
     async def _patch_target(self, work: Converge, patch: dict[str, Any]) -> None:

@@ -519,3 +519,42 @@ def test_replica_routing_a_deletion_waits_for_the_hand_back_of_an_undo(
                   timeout=90)  # fmt: skip
     assert _selector(kube, namespace, svc) == {"xynergy.io/service": svc}
     assert _serving(kube, namespace, svc, f"xynergy.io/service={svc},!{REVISION}", 2) == own
+
+
+def test_replica_routing_a_promotion_whose_service_never_switches_degrades(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """A blue-green promotion whose target's Service does not switch to the new revision
+    (here its selector is frozen; in a cluster, instances that never all become available)
+    does not claim a keep window: the status says it waits for the switch, the window has
+    not started, and past spec.progressDeadlineSeconds it is Degraded and switches back (the
+    old revision stable again, the new one scaled to zero, the target never patched)."""
+    svc = unique("ai")
+    create_xs(kube, namespace, svc, backend="kubernetes", port=8080,
+              scaling={"minInstances": 2, "maxInstances": 2})  # fmt: skip
+    wait_ready(kube, namespace, svc)
+    own = _serving(kube, namespace, svc, f"xynergy.io/service={svc},!{REVISION}", 2)
+    create_rollout(kube, namespace, "bg", target=svc, image="reg.example/app:2",
+                   strategy={"blueGreen": {"scaleDownDelaySeconds": 600}},
+                   progressDeadlineSeconds=30)  # fmt: skip
+    new = wait_rollout(kube, namespace, "bg", "previewing",
+                       phase_is("Paused"))["status"]["canaryRevision"]  # fmt: skip
+    with _selector_frozen(kube, namespace, svc):
+        _act(kube, namespace, "promote/1")
+        waiting = wait_rollout(kube, namespace, "bg", "promoted, waiting for the switch",
+                               lambda st: st.get("phase") == "Promoted"
+                               and "the keep window starts then" in st["message"])["status"]  # fmt: skip
+        assert waiting["servingRevision"] == new
+        assert _endpoints(kube, namespace, svc) == own, "the old revision serves all along"
+        degraded = wait_rollout(kube, namespace, "bg", "degraded at the deadline",
+                                phase_is("Degraded"), timeout=60)["status"]  # fmt: skip
+    assert _condition(degraded, "Stalled")["reason"] == "ServiceSwitchTimedOut"
+    assert f"did not select revision {new}'s Pods alone within 30s" in degraded["message"]
+    assert degraded["stableRevision"] != new
+    assert not degraded.get("scaleDownAt")
+    kube.wait_for("the new revision scaled to zero",
+                  lambda: (deployment(kube, namespace, new) or {})["spec"]["replicas"] == 0)  # fmt: skip
+    annotations = get_xs(kube, namespace, svc)["metadata"].get("annotations") or {}
+    assert "xynergy.io/serving-revision" not in annotations
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
+    assert _selector(kube, namespace, svc) == {"xynergy.io/service": svc}

@@ -675,7 +675,8 @@ async def test_after_the_window_the_service_goes_back_to_the_target_before_remov
     world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
     await world.converge(now)
     world.settle()
-    later = now + dt.timedelta(seconds=31)
+    await world.converge(now + STEP)  # its next check: switched, the window runs from here
+    later = now + dt.timedelta(seconds=32)
     await world.converge(later)  # the window is over: the target is patched and rolls
     assert world.client.patches == [{"spec": {"image": "crm:2"}}]
     world.client.target["metadata"]["generation"] = 3
@@ -842,8 +843,10 @@ async def test_a_keep_window_whose_revision_name_changed_still_removes_the_new_r
     status = await world.converge(now)
     assert status.phase.value == "Promoted"
     (new,) = _canaries(world)
+    world.settle()  # the XynergyService controller switches the Service: the window runs
+    await world.converge(now + STEP)  # from the Rollout's next check
     world.client.target["spec"]["kubernetes"] = {"terminationGracePeriodSeconds": 95}
-    now += dt.timedelta(seconds=31)
+    now += dt.timedelta(seconds=32)
     status = await world.converge(now)
     assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end patches"
     assert new in world.provider.deployments(), "serves until the target runs the new image"
@@ -868,6 +871,8 @@ async def _selecting_new(world: World) -> tuple[str, dt.datetime]:
     await world.converge(now)
     world.settle()
     assert world.selector() == {REVISION_LABEL: new}
+    status = await world.converge(now + STEP)  # its next check: switched, the window runs
+    assert status.scale_down_at == now + STEP + dt.timedelta(seconds=30)
     return new, now + STEP
 
 
@@ -1102,7 +1107,7 @@ async def _switched_while_rolling(world: World, strategy: str) -> tuple[str, dt.
             world.client.target["metadata"]["generation"] = 3
             world.provider.ready.discard("crm")
             world.settle()
-        if world.selector() == {REVISION_LABEL: new}:
+        if world.selector() == {REVISION_LABEL: new} and world.client.patches:
             return new, now
     raise AssertionError(f"never switched: {world.body['status']}")
 
@@ -1169,3 +1174,67 @@ async def test_a_deletion_after_an_undo_waits_for_the_hand_back() -> None:
     assert gone, "never blocks for good"
     assert event is not None
     assert (event.type, event.reason) == ("Warning", "HandBackUnfinished")
+
+
+async def _promoted_unswitched(world: World) -> tuple[str, dt.datetime]:
+    """A replica-routed blue-green promotion (keep window 30 s) whose new revision has no
+    available instance, so the target's Service cannot switch to it: (revision, now)."""
+    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
+    now = await world.run_until("Paused", T0)
+    (new,) = _canaries(world)
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted"
+    assert status.message.endswith(RolloutReconciler._SWITCHING), status.message
+    world.provider.ready.discard(new)  # scaled up at promotion, e.g. over a ResourceQuota
+    world.settle()
+    assert world.selector() == {SERVICE_LABEL: "crm"}, "not switched"
+    return new, now
+
+
+async def test_the_keep_window_starts_once_the_service_has_switched() -> None:
+    """The keep window (scaleDownDelaySeconds) is the time the new revision serves alone
+    with the old one kept: its clock starts when the target's Service selects the new
+    revision, not when the promotion asked for it; until then the status says what it waits
+    for, not that the target rolls."""
+    world = World([{"setWeight": 50}], routes=False)
+    new, now = await _promoted_unswitched(world)
+    later = now + dt.timedelta(seconds=31)
+    status = await world.converge(later)
+    assert world.client.patches == [], "the window has not started: the target is not patched"
+    assert status.message.endswith(RolloutReconciler._SWITCHING), status.message
+    world.provider.ready.add(new)  # its instances become available: the Service switches
+    world.settle()
+    assert world.selector() == {REVISION_LABEL: new}
+    status = await world.converge(later + STEP)
+    assert status.scale_down_at is not None
+    assert status.scale_down_at - (later + STEP) <= dt.timedelta(seconds=30)
+    assert status.scale_down_at - later >= dt.timedelta(seconds=30), "counted from the switch"
+    assert not status.message.endswith(RolloutReconciler._SWITCHING)
+    await world.converge(later + dt.timedelta(seconds=20))
+    assert world.client.patches == []
+    await world.converge(status.scale_down_at)
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end"
+
+
+async def test_a_promotion_whose_service_never_switches_degrades_at_the_deadline() -> None:
+    """The target's Service never selects the new revision (its instances never all
+    available): past spec.progressDeadlineSeconds from the promotion the Rollout is Degraded
+    and switches back (the old revision, which served all along, is stable again; the new
+    one released), rather than saying Promoted while the old revision serves everything."""
+    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
+    new, now = await _promoted_unswitched(world)
+    status = await world.converge(now + dt.timedelta(seconds=59))
+    assert status.phase.value == "Promoted"
+    status = await world.converge(now + dt.timedelta(seconds=61))
+    assert status.phase.value == "Degraded"
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "ServiceSwitchTimedOut"
+    assert f"did not select revision {new}'s Pods alone within 60s" in status.message
+    assert status.stable_revision == "crm-00002"
+    assert status.scale_down_at is None
+    assert status.serving_revision is None
+    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
+    assert world.provider.deployments()[new]["spec"]["replicas"] == 0, "released"
+    assert world.client.patches == [], "the target never ran the new revision"
+    assert [r for r, _ in world.events] == ["ServiceSwitchTimedOut"]
