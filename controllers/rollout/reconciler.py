@@ -916,7 +916,9 @@ class RolloutReconciler:
             work.status.canary_url = url
         if routed.traffic is not None:
             work.status.traffic = list(routed.traffic)
-        work.status.serving_revision = routed.serving  # the switch asked for, or not let go
+        if routed.serving != work.status.serving_revision:  # the switch asked, or let go
+            work.status.serving_since = work.now if routed.serving else None
+        work.status.serving_revision = routed.serving
         message = work.status.message or ""
         message = message.partition(self._REPLACING)[0]  # a replacement that no longer waits
         for said in (self._SETTLING, self._HANDING_BACK, self._SWITCHING):  # said while
@@ -1047,13 +1049,15 @@ class RolloutReconciler:
 
     async def _switch_overdue(self, work: Converge) -> bool:
         """A promotion whose target's Service has not switched to its revision within
-        spec.progressDeadlineSeconds of the promotion (the kept revision's record time):
+        spec.progressDeadlineSeconds of the request (status.servingSince: a promotion made
+        by an operator without the switch asks at its first converge after the upgrade):
         Degraded, all traffic stays on (switches back to) the kept revision, and the new one
         is released, as a switch back does. True when it was."""
         status = work.status
         kept = status.history[0] if status.history else None
         limit = work.rollout.spec.progress_deadline_seconds
-        if kept is None or kept.time is None or (work.now - kept.time).total_seconds() <= limit:
+        asked = status.serving_since
+        if kept is None or asked is None or (work.now - asked).total_seconds() <= limit:
             return False
         name = status.canary_revision
         await self._switch_back(
@@ -1064,7 +1068,7 @@ class RolloutReconciler:
                 RolloutPhase.DEGRADED,
                 "ServiceSwitchTimedOut",
                 f"the target's Service did not select revision {name}'s Pods alone within "
-                f"{limit}s of its promotion (spec.progressDeadlineSeconds): it switches only "
+                f"{limit}s of the request (spec.progressDeadlineSeconds): it switches only "
                 "once all the revision's instances are available (more than the preview ran, "
                 "which a ResourceQuota or unschedulable Pods can prevent); all traffic stays "
                 f"on {kept.revision} ({name} released)",
@@ -1091,7 +1095,7 @@ class RolloutReconciler:
             message += self._HANDING_BACK
             work.wait = self.settings.poll_seconds
         elif retiring:
-            status.serving_revision = None
+            status.serving_revision, status.serving_since = None, None
         work.superseded = first
         status.message = message
         status.scale_down_at = None
@@ -1289,6 +1293,7 @@ class RolloutReconciler:
             status.canary_weight = before.canary_weight
             status.traffic_routing = before.traffic_routing
             status.serving_revision = before.serving_revision  # the switch, and the finalizer
+            status.serving_since = before.serving_since
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )

@@ -1238,3 +1238,23 @@ async def test_a_promotion_whose_service_never_switches_degrades_at_the_deadline
     assert world.provider.deployments()[new]["spec"]["replicas"] == 0, "released"
     assert world.client.patches == [], "the target never ran the new revision"
     assert [r for r, _ in world.events] == ["ServiceSwitchTimedOut"]
+
+
+async def test_the_switch_deadline_counts_from_the_request_after_an_upgrade() -> None:
+    """A promotion made by an operator without the switch (no status.servingRevision) and
+    promoted long ago: the first converge after the upgrade asks for the switch, and the
+    deadline for it counts from that request, not from the old promotion."""
+    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
+    new, now = await _promoted_unswitched(world)
+    status = world.body["status"]
+    for key in ("servingRevision", "servingSince"):
+        status.pop(key)
+    status["history"][0]["time"] = "2026-11-01T00:00:00Z"  # a month ago
+    world.client.target["metadata"]["annotations"] = {}
+    later = now + dt.timedelta(seconds=5)
+    status = await world.converge(later)
+    assert (status.serving_revision, status.serving_since) == (new, later)
+    status = await world.converge(later + dt.timedelta(seconds=59))
+    assert status.phase.value == "Promoted", "within the deadline of the request"
+    status = await world.converge(later + dt.timedelta(seconds=61))
+    assert status.phase.value == "Degraded"
