@@ -27,10 +27,11 @@ revision's Pods (Argo Rollouts' active Service selector): the Rollout labels its
 <revision>`, and the XynergyService controller, which owns that Service, switches its selector
 once the revision's instances are all available. The target's own Pods keep running (the old
 revision during a blue-green keep window) with no traffic. Before the new revision's Pods are
-scaled down or removed (the promotion settled, a switch back, a rollback, an undo) the
-annotation is cleared and the Rollout waits until the Service selects the target's own Pods
-again (`hand_back`). A rollback sends everything to the target's Service and scales the new
-revision down.
+scaled down or removed (the promotion settled, a switch back, a rollback, an undo, a revision
+replaced or superseded: `retire`) the annotation is cleared and the Rollout waits until the
+Service selects the target's own Pods again (`hand_back`); `switched` says whether the
+Service has switched to the revision (a keep window starts only then). A rollback sends
+everything to the target's Service and scales the new revision down.
 """
 
 from __future__ import annotations
