@@ -609,6 +609,26 @@ def _rfc3339(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+async def refresh_not_stored(
+    kube: Kube, ns: str, name: str, secret: str
+) -> tuple[str, dict[str, Any]]:
+    """Make the stored access token due for a refresh (300 s before expiry) while still valid
+    for 200 s, and wait until the refreshed tokens are held, not stored (the caller freezes
+    the Secret's token first: `frozen_access_token`). Returns (the stored token's expiry, the
+    connection's status then)."""
+    now = dt.datetime.now(dt.UTC)
+    valid_until = _rfc3339(now + dt.timedelta(seconds=200))
+    _patch_tokens(
+        kube, ns, secret, expires_at=valid_until, issued_at=_rfc3339(now - dt.timedelta(hours=1))
+    )
+
+    def not_stored(s: dict[str, Any]) -> bool:
+        return _condition(s, "Degraded")[1] == "TokensNotStored"
+
+    found = await until(kube, ns, name, "Degraded TokensNotStored", not_stored)
+    return valid_until, found["status"]
+
+
 async def test_refreshed_tokens_the_apiserver_refuses_keep_the_stored_token_ready(
     kube: Kube,
     namespace: str,
@@ -630,21 +650,7 @@ async def test_refreshed_tokens_the_apiserver_refuses_keep_the_stored_token_read
     refreshes = fake.google.calls["refresh"]
 
     with frozen_access_token(kube, ns, secret) as binding:
-        # due for a refresh (300 s before expiry) and still valid for 200 s
-        now = dt.datetime.now(dt.UTC)
-        valid_until = _rfc3339(now + dt.timedelta(seconds=200))
-        _patch_tokens(
-            kube,
-            ns,
-            secret,
-            expires_at=valid_until,
-            issued_at=_rfc3339(now - dt.timedelta(hours=1)),
-        )
-
-        def not_stored(s: dict[str, Any]) -> bool:
-            return _condition(s, "Degraded")[1] == "TokensNotStored"
-
-        status = (await until(kube, ns, name, "Degraded TokensNotStored", not_stored))["status"]
+        valid_until, status = await refresh_not_stored(kube, ns, name, secret)
 
         assert fake.google.calls["refresh"] == refreshes + 1
         assert (secret_data(kube, ns, secret) or {})["access_token"] == stored
@@ -733,19 +739,7 @@ async def test_a_token_secret_deleted_while_refreshed_tokens_are_held_is_created
     refreshes = fake.google.calls["refresh"]
 
     with frozen_access_token(kube, ns, secret) as binding:
-        now = dt.datetime.now(dt.UTC)  # due for a refresh, still valid for 200 s
-        _patch_tokens(
-            kube,
-            ns,
-            secret,
-            expires_at=_rfc3339(now + dt.timedelta(seconds=200)),
-            issued_at=_rfc3339(now - dt.timedelta(hours=1)),
-        )
-
-        def not_stored(s: dict[str, Any]) -> bool:
-            return _condition(s, "Degraded")[1] == "TokensNotStored"
-
-        await until(kube, ns, name, "Degraded TokensNotStored", not_stored)
+        await refresh_not_stored(kube, ns, name, secret)
         assert fake.google.calls["refresh"] == refreshes + 1
         assert kube.delete(f"/api/v1/namespaces/{ns}/secrets/{secret}").status_code == 200
         assert kube.delete(binding).status_code == 200

@@ -21,9 +21,7 @@ from lightkube import AsyncClient
 from test_oauthconnection import (
     _condition,
     _env,
-    _patch_tokens,
     _ready,
-    _rfc3339,
     _settings,
     apply_connection,
     browser,
@@ -31,6 +29,7 @@ from test_oauthconnection import (
     create_client_secret,
     frozen_access_token,
     oauth_operator,
+    refresh_not_stored,
     secret_data,
     until,
 )
@@ -146,19 +145,7 @@ async def test_rotated_tokens_held_in_memory_keep_the_claim_and_a_restart_says_t
             assert spent.startswith("xoxe-1-")  # Slack's token rotation
 
             policy.enter_context(frozen_access_token(kube, ns, secret))
-            now = dt.datetime.now(dt.UTC)  # due (300 s lead), valid for 200 s more
-            _patch_tokens(
-                kube,
-                ns,
-                secret,
-                expires_at=_rfc3339(now + dt.timedelta(seconds=200)),
-                issued_at=_rfc3339(now - dt.timedelta(hours=1)),
-            )
-
-            def not_stored(s: dict[str, Any]) -> bool:
-                return _condition(s, "Degraded")[1] == "TokensNotStored"
-
-            await until(kube, ns, name, "Degraded TokensNotStored", not_stored)
+            await refresh_not_stored(kube, ns, name, secret)  # due (300 s lead), valid 200 s
             assert fake.slack.calls["refresh"] == 1
             assert fake.slack.refresh.get(spent) is None  # the stored refresh token is spent
             holder, first_until, mark = claim(kube, ns, secret)

@@ -325,6 +325,16 @@ class RecordingBackend:
         return Routed(1, {})
 
 
+def _on(client: Client, backend: RecordingBackend) -> RolloutReconciler:
+    """The reconciler on `client` with every Rollout on `backend`."""
+    return RolloutReconciler(
+        client=client,  # type: ignore[arg-type]
+        backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
+        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+        settings=RolloutSettings(),
+    )
+
+
 @pytest.mark.parametrize(
     ("target_image", "calls", "superseded"),
     [
@@ -338,12 +348,7 @@ async def test_a_rolled_back_rollout_holds_the_stable_only_while_the_target_runs
     client = Client(_target(routes=False))
     client.target["spec"]["image"] = target_image
     backend = RecordingBackend()
-    reconciler = RolloutReconciler(
-        client=client,  # type: ignore[arg-type]
-        backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
-        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
-        settings=RolloutSettings(),
-    )
+    reconciler = _on(client, backend)
     body = _rollout("crm-2", [{"setWeight": 50}])
     body["status"] = {"phase": "RolledBack", "stableRevision": "crm-00001",
                       "canaryRevision": "crm-ro-2", "canaryImage": "crm:2",
@@ -375,12 +380,7 @@ async def test_an_ended_rollout_leaves_the_traffic_to_another_one_delivering(
     (started after this one ended), that rewrote its canary split or preview each resync."""
     client = Client(_target(routes=False))
     backend = RecordingBackend()
-    reconciler = RolloutReconciler(
-        client=client,  # type: ignore[arg-type]
-        backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
-        metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
-        settings=RolloutSettings(),
-    )
+    reconciler = _on(client, backend)
     body = _rollout("crm-2", [{"setWeight": 50}])
     promoted = phase == "Promoted"
     body["status"] = {"phase": phase, "stableRevision": "crm-00001",
