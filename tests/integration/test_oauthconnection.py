@@ -609,6 +609,18 @@ def _rfc3339(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+async def connect_gmail(kube: Kube, ns: str, name: str) -> None:
+    """A Gmail connection authorized in the fake's browser and Connected: the code put into
+    the authorization Secret, as the gateway's callback does."""
+    apply_connection(kube, ns, name, "gmail", "http://127.0.0.1:9/callback")
+    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
+        "authorizationURL"
+    ]
+    code = parse_qs(urlsplit(browser(url)).query)["code"][0]
+    _patch_tokens(kube, ns, f"{name}-oauth-authorization", code=code)
+    await until(kube, ns, name, "Connected", lambda s: s.get("phase") == "Connected")
+
+
 async def refresh_not_stored(
     kube: Kube, ns: str, name: str, secret: str
 ) -> tuple[str, dict[str, Any]]:
@@ -638,14 +650,7 @@ async def test_refreshed_tokens_the_apiserver_refuses_keep_the_stored_token_read
 ) -> None:
     ns, name = namespace, "acme-gmail"
     secret = f"{name}-tokens"
-    apply_connection(kube, ns, name, "gmail", "http://127.0.0.1:9/callback")
-    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
-        "authorizationURL"
-    ]
-    code = parse_qs(urlsplit(browser(url)).query)["code"][0]
-    # what the gateway's callback does: the code into the authorization Secret
-    _patch_tokens(kube, ns, f"{name}-oauth-authorization", code=code)
-    await until(kube, ns, name, "Connected", lambda s: s.get("phase") == "Connected")
+    await connect_gmail(kube, ns, name)
     stored = (secret_data(kube, ns, secret) or {})["access_token"]
     refreshes = fake.google.calls["refresh"]
 
@@ -727,13 +732,7 @@ async def test_a_token_secret_deleted_while_refreshed_tokens_are_held_is_created
     asked again, no token in logs, Events or the connection."""
     ns, name = namespace, "acme-gmail-gone"
     secret = f"{name}-tokens"
-    apply_connection(kube, ns, name, "gmail", "http://127.0.0.1:9/callback")
-    url = (await until(kube, ns, name, "URL", lambda s: s.get("authorizationURL")))["status"][
-        "authorizationURL"
-    ]
-    code = parse_qs(urlsplit(browser(url)).query)["code"][0]
-    _patch_tokens(kube, ns, f"{name}-oauth-authorization", code=code)
-    await until(kube, ns, name, "Connected", lambda s: s.get("phase") == "Connected")
+    await connect_gmail(kube, ns, name)
     first = kube.get(f"/api/v1/namespaces/{ns}/secrets/{secret}").json()["metadata"]
     stored = (secret_data(kube, ns, secret) or {})["access_token"]
     refreshes = fake.google.calls["refresh"]
