@@ -409,8 +409,9 @@ class RolloutReconciler:
             # the switch is not left asked, and the revision's Pods (going with the Rollout)
             # serve until the Service has let go of them
             return await self._hand_back_held(rollout, body, work.backend, target, promoted or "")
-        if not settled_on(target, work.canary):
-            await self._patch_target(work, promotion_patch(work.canary))
+        patch = _promoted_patch(work)
+        if not _patched(target, patch):
+            await self._patch_target(work, patch)
         elif (await work.backend.serving(target)).ready and await work.backend.hand_back(
             target, promoted or ""
         ):
@@ -1037,7 +1038,7 @@ class RolloutReconciler:
             elif keep and work.now >= (status.scale_down_at or work.now):
                 keep, status.scale_down_at = None, None
                 if work.backend.defers_target_patch:  # the old revision goes only now
-                    await self._patch_target(work, promotion_patch(work.canary))
+                    await self._patch_target(work, _promoted_patch(work))
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
             name = status.canary_revision or ""
@@ -1478,6 +1479,27 @@ def _moved_on(work: Converge) -> str | None:
     left = status.canary_image if status.phase == RolloutPhase.PROMOTED else status.stable_image
     other = " with another env, args or resources" if target.spec.image == left else ""
     return f"image {target.spec.image}{other}"
+
+
+def _promoted_patch(work: Converge) -> dict[str, Any]:
+    """The merge patch that makes the target run the promoted revision as the status
+    recorded it at promotion (status.stableImage and stableTemplate name it then), not as the
+    Rollout's spec reads now: a spec edited after the promotion (its new delivery waiting for
+    the Service's hand-back) was never previewed or analysed, so finishing the promotion
+    (the keep window's end, a deletion) must not roll it out. Built as promotion_patch
+    builds it (only the fields set)."""
+    status = work.status
+    if status.stable_revision != status.canary_revision or not status.stable_image:
+        return promotion_patch(work.canary)  # promoted before the status recorded it
+    template = status.stable_template
+    fields = template.model_dump(by_alias=True, exclude_none=True, mode="json") if template else {}
+    return {"spec": {"image": status.stable_image, **fields}}
+
+
+def _patched(target: XynergyService, patch: dict[str, Any]) -> bool:
+    """The target's spec already holds every field of `patch` (as settled_on checks)."""
+    have = promotion_patch(target)["spec"]
+    return all(have.get(k) == v for k, v in patch["spec"].items())
 
 
 def _holds_switch(status: Mapping[str, Any], switched: str | None) -> bool:

@@ -1104,6 +1104,25 @@ async def test_an_autoscaler_does_not_shrink_the_revision_the_service_selects() 
         assert world.selector() == {REVISION_LABEL: new}
 
 
+async def test_deleting_while_an_edit_waits_for_the_hand_back_finishes_the_promoted_spec() -> None:
+    """spec.image edited in the keep window (the new delivery holds until the Service is
+    handed back), then the Rollout deleted: the deletion finishes the promotion that was
+    made, crm:2, previewed and promoted; the edited crm:3 was never delivered and must not
+    reach the target through it."""
+    world = World([{"setWeight": 50}], routes=False)
+    _, now = await _selecting_new(world)
+    world.body["spec"]["image"] = "crm:3"
+    world.body["metadata"]["generation"] = 2
+    status = await world.converge(now + STEP)  # held: the Service still selects it
+    assert status.message.endswith("selects the target's own Pods again"), status.message
+    assert world.client.patches == []
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now + STEP)
+    world.reconciler.clock = lambda: now + 2 * STEP
+    gone, _ = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the promoted revision"
+
+
 async def test_an_undo_after_the_window_says_it_waits_for_the_service_hand_back() -> None:
     """Undo after the keep window while the target still rolls to the promoted spec and its
     Service selects the new revision alone: the status does not claim the traffic is back
