@@ -804,6 +804,12 @@ class RolloutStatus(StatusModel):
     """When the switch to status.servingRevision was asked for: a blue-green promotion whose
     target's Service has not switched within spec.progressDeadlineSeconds of it is Degraded
     (ServiceSwitchTimedOut) and switches back."""
+    serving_switched_at: dt.datetime | None = None
+    """When the Rollout first found its target's Service selecting status.servingRevision
+    alone (unset until then, and again once the switch is let go of). The switch deadline
+    (spec.progressDeadlineSeconds from status.servingSince) applies only while it is unset: a
+    switch made and then briefly lost (no available instance of the revision for a moment)
+    waits for the Service to select it again, it is not timed out and rolled back."""
     verification: list[VerificationRun] | None = Field(default=None, max_length=2)
     """The latest verification of the new revision at each stage."""
 

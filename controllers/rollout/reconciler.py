@@ -177,6 +177,9 @@ class Converge:
     switching: bool = False
     """A promotion in its blue-green keep window waits for the target's Service to select its
     revision alone (the window's clock starts only then)."""
+    lost: bool = False
+    """The target's Service selected the promoted revision alone (status.servingSwitchedAt)
+    and no longer does (no available instance for a moment): waited for, never timed out."""
     held: bool = False
     """A new delivery waits for the target's Service to let go of the revision it replaces:
     nothing else acts in this converge (the status as it was, the message saying so)."""
@@ -932,16 +935,23 @@ class RolloutReconciler:
             work.status.traffic = list(routed.traffic)
         if routed.serving != work.status.serving_revision:  # the switch asked, or let go
             work.status.serving_since = work.now if routed.serving else None
+            work.status.serving_switched_at = None
         work.status.serving_revision = routed.serving
         message = work.status.message or ""
         message = message.partition(self._REPLACING)[0]  # a replacement that no longer waits
-        for said in (self._SETTLING, self._HANDING_BACK, self._SWITCHING):  # said while
+        for said in (self._SETTLING, self._HANDING_BACK, self._SWITCHING, self._SWITCH_LOST):
             message = message.removesuffix(said)
         if not routed.settled:
             if routed.handing_back:
                 message += self._HANDING_BACK
             else:
-                message += self._SWITCHING if work.switching else self._SETTLING
+                message += (
+                    self._SWITCH_LOST
+                    if work.lost
+                    else self._SWITCHING
+                    if work.switching
+                    else self._SETTLING
+                )
             work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
         if message != (work.status.message or ""):
             work.status.message = message
@@ -950,6 +960,11 @@ class RolloutReconciler:
     _SWITCHING = (
         "; waiting for the target's Service to select the new revision's Pods alone (once all "
         "its instances are available); the keep window starts then"
+    )
+    _SWITCH_LOST = (
+        "; the target's Service selected the new revision's Pods alone and no longer does (none "
+        "available for now: the target's own Pods serve meanwhile); waiting for it to select "
+        "them again"
     )
     _HANDING_BACK = (
         "; waiting for the target's Service to select the target's own Pods again (the new "
@@ -1029,7 +1044,10 @@ class RolloutReconciler:
                 work.switching = not await work.backend.switched(
                     work.target, status.serving_revision or ""
                 )
-                if work.switching and await self._switch_overdue(work):
+                if not work.switching and status.serving_switched_at is None:
+                    status.serving_switched_at = work.now  # the first check that finds it
+                work.lost = work.switching and status.serving_switched_at is not None
+                if work.switching and not work.lost and await self._switch_overdue(work):
                     return None
                 if not work.switching and (status.message or "").endswith(self._SWITCHING):
                     self._window_starts(work)  # switched since the last converge
@@ -1120,6 +1138,7 @@ class RolloutReconciler:
             work.wait = self.settings.poll_seconds
         elif retiring:
             status.serving_revision, status.serving_since = None, None
+            status.serving_switched_at = None
         work.superseded = first
         status.message = message
         status.scale_down_at = None
@@ -1326,6 +1345,7 @@ class RolloutReconciler:
             status.traffic_routing = before.traffic_routing
             status.serving_revision = before.serving_revision  # the switch, and the finalizer
             status.serving_since = before.serving_since
+            status.serving_switched_at = before.serving_switched_at
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )

@@ -1305,6 +1305,34 @@ async def test_a_promotion_whose_service_never_switches_degrades_at_the_deadline
     assert [r for r, _ in world.events] == ["ServiceSwitchTimedOut"]
 
 
+async def test_a_switch_made_then_briefly_lost_waits_and_never_times_out() -> None:
+    """The Service switched (status.servingSwitchedAt), then for a while no instance of the
+    revision is available and the XynergyService points the Service back at the target's
+    own Pods (its safety net): past spec.progressDeadlineSeconds from the promotion the
+    Rollout says it waits for the Service to select the revision again; it is not Degraded
+    and does not roll the release back. Once it switches again the promotion goes on."""
+    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
+    new, now = await _selecting_new(world)
+    assert world.body["status"]["servingSwitchedAt"] == _stamp(now)
+    world.provider.ready.discard(new)  # its Pods restarting at once
+    world.settle()
+    assert world.selector() == {SERVICE_LABEL: "crm"}, "the safety net"
+    later = now + dt.timedelta(seconds=61)
+    status = await world.converge(later)
+    assert status.phase.value == "Promoted", status.message
+    assert status.message.endswith(RolloutReconciler._SWITCH_LOST), status.message
+    assert status.serving_revision == new
+    assert "ServiceSwitchTimedOut" not in [r for r, _ in world.events]
+    assert world.provider.deployments()[new]["spec"]["replicas"] > 0, "not released"
+    world.provider.ready.add(new)
+    world.settle()
+    assert world.selector() == {REVISION_LABEL: new}
+    status = await world.converge(later + STEP)
+    assert status.phase.value == "Promoted"
+    assert not status.message.endswith(RolloutReconciler._SWITCH_LOST), status.message
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window went on"
+
+
 async def test_the_switch_deadline_counts_from_the_request_after_an_upgrade() -> None:
     """A promotion made by an operator without the switch (no status.servingRevision) and
     promoted long ago: the first converge after the upgrade asks for the switch, and the
