@@ -698,7 +698,7 @@ class RolloutReconciler:
             runs = _moved_on(work)
             if runs is not None:  # superseded: the target is another Rollout's now
                 return await self._refuse_undo(work, runs)
-        kept = _kept(work.status, work.now)
+        kept = _kept(work)
         if kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort):
             if _moved_on(work) is None:
                 return await self._switch_back(work, kept, undo=action == "undo")
@@ -1002,6 +1002,8 @@ class RolloutReconciler:
         if keep is not None:
             work.wait = float(blue_green.scale_down_delay_seconds) if blue_green else None
             work.switching = routed.serving is not None  # asked just now: not made yet
+            if work.switching:  # the window starts once the switch is found (_hold_ended):
+                status.scale_down_at = None  # until then no time it would end is known
         self._routed(work, routed)
 
     async def _rollback(
@@ -1039,18 +1041,18 @@ class RolloutReconciler:
             work.reason = _ended_reason(work)
             return None
         if status.phase == RolloutPhase.PROMOTED:
-            keep = status.history[0].revision if status.scale_down_at and status.history else None
+            kept = _keeps(work)
+            keep = kept.revision if kept else None
             if keep and status.serving_revision == status.canary_revision:
                 work.switching = not await work.backend.switched(
                     work.target, status.serving_revision or ""
                 )
                 if not work.switching and status.serving_switched_at is None:
-                    status.serving_switched_at = work.now  # the first check that finds it
+                    status.serving_switched_at = work.now  # the first check that finds it:
+                    self._window_starts(work)  # the keep window runs from now
                 work.lost = work.switching and status.serving_switched_at is not None
                 if work.switching and not work.lost and await self._switch_overdue(work):
                     return None
-                if not work.switching and (status.message or "").endswith(self._SWITCHING):
-                    self._window_starts(work)  # switched since the last converge
             if work.switching:
                 pass  # the window has not started: the old revision is kept, not released
             elif keep and work.now >= (status.scale_down_at or work.now):
@@ -1370,11 +1372,38 @@ def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event 
     )
 
 
-def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
-    """The old revision a blue-green promotion still keeps (within scaleDownDelaySeconds)."""
-    if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
+def _kept(work: Converge) -> RevisionRecord | None:
+    """The old revision a blue-green promotion still keeps: within scaleDownDelaySeconds, or
+    before its window started (waiting for the target's Service to switch), where undo and
+    abort switch back at once as within it."""
+    kept, end = _keeps(work), work.status.scale_down_at
+    return kept if kept is not None and (end is None or work.now < end) else None
+
+
+def _keeps(work: Converge) -> RevisionRecord | None:
+    """The old revision a blue-green promotion keeps (the window's end not handled yet):
+    status.scaleDownAt is set, or the promotion waits for its switch (_awaits_switch)."""
+    status = work.status
+    if status.phase != RolloutPhase.PROMOTED or not status.history:
         return None
-    return status.history[0] if now < status.scale_down_at else None
+    return status.history[0] if status.scale_down_at or _awaits_switch(work) else None
+
+
+def _awaits_switch(work: Converge) -> bool:
+    """A replica-routed blue-green promotion with a keep window whose target's Service has not
+    selected its revision yet (status.servingRevision asked, servingSwitchedAt unset): the
+    window, and status.scaleDownAt, start only once it has; the target still runs the kept
+    old revision (it is patched only when the window ends)."""
+    status, blue_green = work.status, work.rollout.spec.strategy.blue_green
+    if blue_green is None or blue_green.scale_down_delay_seconds <= 0:
+        return False
+    if not work.backend.defers_target_patch or status.scale_down_at is not None:
+        return False
+    asked = status.serving_revision
+    if not asked or asked != status.canary_revision or status.serving_switched_at is not None:
+        return False
+    kept = status.history[0] if status.history else None
+    return kept is not None and _runs(work.target, kept.image, kept.template)
 
 
 def _spec_digest(rollout: Rollout) -> str:
@@ -1408,7 +1437,7 @@ def _dropped(work: Converge, previous: str, serving: str | None) -> list[Event]:
     if not (
         work.backend.defers_target_patch
         and old.phase == RolloutPhase.PROMOTED
-        and old.scale_down_at is not None
+        and _keeps(work) is not None
         and serving != previous
     ):
         return []
@@ -1491,7 +1520,7 @@ def _moved_on(work: Converge) -> str | None:
                 return None  # stable* name the promoted revision
         elif work.name == status.canary_revision and settled_on(target, work.canary):
             return None  # promoted before status.stableRevision named the new revision
-        kept = status.history[0] if status.scale_down_at and status.history else None
+        kept = _keeps(work)
         if kept and work.backend.defers_target_patch and _runs(target, kept.image, kept.template):
             return None
     elif status.stable_image is None or _runs(target, status.stable_image, status.stable_template):

@@ -1282,6 +1282,30 @@ async def test_the_keep_window_starts_once_the_service_has_switched() -> None:
     assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end"
 
 
+@pytest.mark.parametrize("action", ["abort/1", "undo/1"])
+async def test_undo_and_abort_switch_back_at_once_while_the_switch_is_waited_for(
+    action: str,
+) -> None:
+    """Before the Service switches, the keep window has not started: status.scaleDownAt is
+    unset (no end time is known yet), and the promotion is still within its window for undo
+    and abort, also past the time the window would have ended had it started at the
+    promotion: both switch back to the kept revision at once (no abort dropped, no slow
+    undo)."""
+    world = World([{"setWeight": 50}], routes=False)
+    _, now = await _promoted_unswitched(world)
+    later = now + dt.timedelta(seconds=31)  # past promotion + scaleDownDelaySeconds
+    status = await world.converge(later)
+    assert status.scale_down_at is None, "the window has not started"
+    assert "scaleDownAt" not in world.body["status"]
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": action}
+    status = await world.converge(later + STEP)
+    verb = "aborted" if action.startswith("abort") else "undone"
+    assert status.message.startswith(f"{verb} within the blue-green keep window"), status.message
+    assert [r for r, _ in world.events] == ["SwitchedBack"], world.events
+    assert status.stable_revision == "crm-00002"
+    assert world.client.patches == [], "the target never ran the new revision"
+
+
 async def test_a_promotion_whose_service_never_switches_degrades_at_the_deadline() -> None:
     """The target's Service never selects the new revision (its instances never all
     available): past spec.progressDeadlineSeconds from the promotion the Rollout is Degraded
@@ -1343,6 +1367,7 @@ async def test_the_switch_deadline_counts_from_the_request_after_an_upgrade() ->
     for key in ("servingRevision", "servingSince"):
         status.pop(key)
     status["history"][0]["time"] = "2026-11-01T00:00:00Z"  # a month ago
+    status["scaleDownAt"] = _stamp(now + dt.timedelta(seconds=30))  # set at its promotion
     world.client.target["metadata"]["annotations"] = {}
     later = now + dt.timedelta(seconds=5)
     status = await world.converge(later)
