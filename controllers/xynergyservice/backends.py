@@ -41,6 +41,8 @@ from controllers.xynergyservice.resources.kubernetes import (
 )
 from controllers.xynergyservice.resources.naming import (
     REVISION_ANNOTATION,
+    REVISION_LABEL,
+    SERVING_REVISION_ANNOTATION,
     TEMPLATE_ANNOTATION,
     name_of,
     selector,
@@ -247,8 +249,10 @@ class KubernetesBackend:
         live = await self._live(svc, child)
         # paused holds the workload, not the Rollout switch: the Service must not keep
         # selecting a revision that is gone (`_select`; the write is logged, and it is no
-        # "Updated" of the service, which paused does not apply)
-        _, live["Service"], _ = await self._select(svc, live["Service"])
+        # "Updated" of the service, which paused does not apply). Only the switch: a selector
+        # edited by hand on a paused service with none asked or set is left as it is
+        if _switch_involved(svc, live["Service"]):
+            _, live["Service"], _ = await self._select(svc, live["Service"])
         dep = live["Deployment"]
         observed = with_service(from_deployment(svc, dep), live["Service"])
         observed = await self._scheduling(svc, observed, dep, child)
@@ -433,3 +437,13 @@ class CloudRunBackend:
             owned=lambda found: cloudrun.owned(found, svc),
             release=cloudrun.released if orphan else None,
         )
+
+
+def _switch_involved(svc: XynergyService, service: dict[str, Any] | None) -> bool:
+    """A Rollout switch is asked (the service's `xynergy.io/serving-revision` annotation) or
+    still set on the live Service (its selector names a revision, to be handed back): what a
+    paused service's converge writes the selector for, and nothing else."""
+    if SERVING_REVISION_ANNOTATION in (svc.metadata.annotations or {}):
+        return True
+    live = ((service or {}).get("spec") or {}).get("selector") or {}
+    return REVISION_LABEL in live

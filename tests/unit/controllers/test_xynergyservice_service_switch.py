@@ -163,3 +163,28 @@ async def test_the_full_apply_writes_the_selector_once() -> None:
     assert provider.selector() == {SERVICE_LABEL: "crm"}
     assert provider.writes.count("select Service") == 1
     assert "apply Service" not in provider.writes, "the apply found it as wanted"
+
+
+async def test_a_paused_service_leaves_a_selector_edited_by_hand_without_a_switch() -> None:
+    """Paused holds everything but the Rollout switch: with no switch asked (no annotation)
+    and none set on the live Service (no revision in its selector), a selector someone
+    edited by hand (e.g. to drain a Pod while paused) is not overwritten."""
+    svc = _svc(paused=True)
+    svc.metadata.annotations = {}
+    provider = _world(svc, revision=False)
+    edited = {SERVICE_LABEL: "crm", "drain": "no"}
+    provider.objects[("Service", "crm")]["spec"]["selector"] = dict(edited)
+    await _converge(svc, provider)
+    assert provider.selector() == edited
+    assert provider.writes == [], "nothing written while paused"
+
+
+async def test_a_paused_service_hands_back_a_switch_whose_annotation_is_gone() -> None:
+    """The annotation removed (a Rollout handing back) while paused: the live selector still
+    names the revision, so the Service selects the service's own Pods again."""
+    svc = _svc(paused=True)
+    svc.metadata.annotations = {}
+    provider = _world(svc, revision=True)
+    await _converge(svc, provider)
+    assert provider.selector() == {SERVICE_LABEL: "crm"}
+    assert provider.writes == ["select Service"]
