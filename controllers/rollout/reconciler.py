@@ -673,15 +673,16 @@ class RolloutReconciler:
                     "at a time)",
                     reason="RolloutConflict",
                 )
-            if phase == RolloutPhase.PROMOTED.value and _holds_switch(st, switched):
+            if _holds_switch(st, switched):
                 until = (
                     f" (its keep window ends at {st['scaleDownAt']})"
-                    if st.get("scaleDownAt")
+                    if st.get("scaleDownAt") and phase == RolloutPhase.PROMOTED.value
                     else ""
                 )
+                revision = st.get("servingRevision") or st.get("canaryRevision")
                 raise StalledError(
-                    f"Rollout {meta.get('name')} is Promoted and XynergyService {name}'s "
-                    f"Service sends all traffic to its revision {st.get('canaryRevision')} "
+                    f"Rollout {meta.get('name')} is {phase} and XynergyService {name}'s "
+                    f"Service sends all traffic to its revision {revision} "
                     f"({SERVING_REVISION_ANNOTATION}){until}: this Rollout starts once it has "
                     "handed the Service back to the target's own Pods (one rollout of a "
                     "target at a time; a canary started now would get no traffic)",
@@ -1552,11 +1553,17 @@ def _patched(target: XynergyService, patch: dict[str, Any]) -> bool:
 
 
 def _holds_switch(status: Mapping[str, Any], switched: str | None) -> bool:
-    """A Promoted Rollout's status (as listed) holds its target's Service switch: the target's
-    `xynergy.io/serving-revision` (`switched`) names its revision, or it is a replica-routed
-    blue-green promotion in its keep window (which asks for the switch on every converge)."""
+    """A Rollout's status (as listed) holds its target's Service switch: in any phase while
+    status.servingRevision is set (also after an undo, abort or switch timeout until the
+    Service is handed back); Promoted also when the target's `xynergy.io/serving-revision`
+    (`switched`) names its revision, or as a replica-routed blue-green promotion in its keep
+    window (which asks for the switch on every converge)."""
+    if status.get("servingRevision"):
+        return True
+    if status.get("phase") != RolloutPhase.PROMOTED.value:
+        return False
     revision = status.get("canaryRevision")
-    if status.get("servingRevision") or (revision and switched == revision):
+    if revision and switched == revision:
         return True
     replicas = status.get("trafficRouting") == TrafficRouting.REPLICAS.value
     return replicas and bool(status.get("scaleDownAt"))

@@ -1123,6 +1123,31 @@ async def test_deleting_while_an_edit_waits_for_the_hand_back_finishes_the_promo
     assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the promoted revision"
 
 
+@pytest.mark.parametrize("phase", ["RolledBack", "Aborted", "Degraded"])
+async def test_a_rollout_waits_for_a_sibling_still_handing_back_after_it_ended(phase: str) -> None:
+    """A sibling that undid, aborted or timed out its switch but whose target's Service still
+    selects its revision alone (status.servingRevision, the annotation already removed): a
+    canary started now would join a Service that selects only the sibling's Pods. It waits,
+    naming the sibling and its revision, and starts once the hand-back is done."""
+    world = World([{"setWeight": 50}], routes=False)
+    world.body["metadata"]["creationTimestamp"] = "2026-12-01T12:00:00Z"
+    other = _rollout("crm-1", [{"setWeight": 10}], creationTimestamp="2026-12-01T11:00:00Z")
+    other["status"] = {"phase": phase, "canaryRevision": "crm-ro-0aaaaaaa",
+                       "servingRevision": "crm-ro-0aaaaaaa",
+                       "trafficRouting": "replicas"}  # fmt: skip
+    world.client.rollouts = [other]
+    status = await world.converge(T0)
+    assert status.phase.value == "Degraded", status.message
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "RolloutConflict"
+    assert f"Rollout crm-1 is {phase}" in status.message
+    assert "crm-ro-0aaaaaaa" in status.message
+    assert world.provider.deployments().keys() == {"crm"}, "no revision deployed"
+    other["status"].pop("servingRevision")  # handed back
+    status = await world.converge(T0 + STEP)
+    assert status.phase.value == "Progressing"
+
+
 async def test_an_undo_after_the_window_says_it_waits_for_the_service_hand_back() -> None:
     """Undo after the keep window while the target still rolls to the promoted spec and its
     Service selects the new revision alone: the status does not claim the traffic is back
