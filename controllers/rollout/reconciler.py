@@ -282,7 +282,9 @@ class RolloutReconciler:
             work = await self._begin(rollout, now)
             if work is None:
                 return self._waiting(rollout, now, "the target has no serving revision yet"), "ok"
-            if work.held:  # the action, if any, is acted upon once the delivery can start
+            if work.held and not _switching_back(work, action):
+                # the action, if any, is acted upon once the delivery can start; but undo
+                # and abort of the promotion still kept pass: they do not wait on the edit
                 return self._result(work, before, None), "ok"
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
@@ -1379,6 +1381,14 @@ def _kept(work: Converge) -> RevisionRecord | None:
     abort switch back at once as within it."""
     kept, end = _keeps(work), work.status.scale_down_at
     return kept if kept is not None and (end is None or work.now < end) else None
+
+
+def _switching_back(work: Converge, action: str | None) -> bool:
+    """`undo` or `abort` (the annotation, or spec.abort) of a blue-green promotion still
+    within its window (or waiting for its switch): a switch back at once, acted upon also
+    while a spec change waits for the Service's hand-back (`_replacing`)."""
+    asked = action in ("undo", "abort") or work.rollout.spec.abort
+    return asked and _kept(work) is not None
 
 
 def _keeps(work: Converge) -> RevisionRecord | None:

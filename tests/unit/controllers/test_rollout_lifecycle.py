@@ -1148,6 +1148,26 @@ async def test_a_rollout_waits_for_a_sibling_still_handing_back_after_it_ended(p
     assert status.phase.value == "Progressing"
 
 
+@pytest.mark.parametrize("action", ["abort/1", "undo/1"])
+async def test_undo_and_abort_pass_while_an_edit_waits_for_the_hand_back(action: str) -> None:
+    """spec.image edited in the keep window (the new delivery held until the Service is
+    handed back), then undo or abort: it is acted upon at once (the switch back to the kept
+    revision), not held behind the edit."""
+    world = World([{"setWeight": 50}], routes=False)
+    _, now = await _selecting_new(world)
+    world.body["spec"]["image"] = "crm:3"
+    world.body["metadata"]["generation"] = 2
+    status = await world.converge(now + STEP)
+    assert status.message.endswith("selects the target's own Pods again"), status.message
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": action}
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == ("Aborted" if action.startswith("abort") else "RolledBack")
+    assert [r for r, _ in world.events] == ["SwitchedBack"], world.events
+    assert status.stable_revision == "crm-00002"
+    assert status.handled_action == action
+    assert world.client.patches == []
+
+
 async def test_an_undo_after_the_window_says_it_waits_for_the_service_hand_back() -> None:
     """Undo after the keep window while the target still rolls to the promoted spec and its
     Service selects the new revision alone: the status does not claim the traffic is back
