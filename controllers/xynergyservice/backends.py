@@ -11,7 +11,9 @@ kubelet cannot create from its spec, cannot pull or that keeps exiting, shows in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +21,7 @@ from apis.conditions import READY, get_condition
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.children import ChildCache
 from controllers.core.controller import ChildEvent
-from controllers.core.errors import StalledError, TransientError
+from controllers.core.errors import ProviderError, StalledError, TransientError
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.xynergyservice.observed import (
     CONTAINER_CONFIG_ERROR,
@@ -172,21 +174,23 @@ class KubernetesBackend:
         # the Service's selector first: what the rest of the converge needs (the sources of
         # the env) must not keep it selecting a Rollout revision that is gone or unready
         serving, live["Service"], selected = await self._select(svc, live["Service"])
-        digests = await self.read_sources(svc)
-        deployment = build_deployment(
-            svc,
-            progress_deadline_seconds=self.progress_deadline_seconds,
-            digests=digests,
-            # the same Pods (e.g. only scaled): the revision serving keeps its name
-            revision=revision_of(svc, live["Deployment"]),
-        )
-        # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
-        dep, service = await asyncio.gather(
-            self.provider.apply(deployment, live["Deployment"]),
-            self.provider.apply(
-                build_service(svc, serving=serving), live["Service"], exact=_SELECTOR
-            ),
-        )
+        with _selection_said(live["Service"] if selected else None):
+            digests = await self.read_sources(svc)
+            deployment = build_deployment(
+                svc,
+                progress_deadline_seconds=self.progress_deadline_seconds,
+                digests=digests,
+                # the same Pods (e.g. only scaled): the revision serving keeps its name
+                revision=revision_of(svc, live["Deployment"]),
+            )
+            # Both at once: the Deployment (which starts the Pods) never waits behind the
+            # Service.
+            dep, service = await asyncio.gather(
+                self.provider.apply(deployment, live["Deployment"]),
+                self.provider.apply(
+                    build_service(svc, serving=serving), live["Service"], exact=_SELECTOR
+                ),
+            )
         self._hold({"Deployment": dep.body, "Service": service.body})
         observed = with_service(from_deployment(svc, dep.body), service.body)
         if not dep.wrote:  # a rollout this converge started is not slow: no Pods to read yet
@@ -447,3 +451,17 @@ def _switch_involved(svc: XynergyService, service: dict[str, Any] | None) -> boo
         return True
     live = ((service or {}).get("spec") or {}).get("selector") or {}
     return REVISION_LABEL in live
+
+
+@contextlib.contextmanager
+def _selection_said(service: dict[str, Any] | None) -> Iterator[None]:
+    """A converge that fails after `_select` wrote the Service's selector (`service`, as
+    written; None when it wrote nothing) carries it on the error (`partial`): the status then
+    says what the Service selects now (status.selector, status.traffic), not what it selected
+    before."""
+    try:
+        yield
+    except ProviderError as exc:
+        if service is not None:
+            exc.partial = service
+        raise
