@@ -804,6 +804,10 @@ class RolloutStatus(StatusModel):
     """When the switch to status.servingRevision was asked for: a blue-green promotion whose
     target's Service has not switched within spec.progressDeadlineSeconds of it is Degraded
     (ServiceSwitchTimedOut) and switches back."""
+    handing_back_since: dt.datetime | None = None
+    """When a spec change (or retry) started waiting for the target's Service to let go of
+    the revision it replaces (HandingBack). Past spec.progressDeadlineSeconds from it the
+    replaced revision is removed anyway, as a deletion lets go, and the new delivery starts."""
     serving_switched_at: dt.datetime | None = None
     """When the Rollout first found its target's Service selecting status.servingRevision
     alone (unset until then, and again once the switch is let go of). The switch deadline

@@ -592,6 +592,7 @@ class RolloutReconciler:
         work = Converge(rollout, target, canary, backend, status, now, name=name)
         status.traffic_routing = backend.routing
         if status.phase is not None and status.canary_revision == name:
+            status.handing_back_since = None  # a spec change undone: nothing waits
             return work
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
             return work  # ended: a change of the target alone never starts it again
@@ -605,7 +606,10 @@ class RolloutReconciler:
         previous = status.canary_revision
         if previous and previous != name:  # the spec changed: one new revision
             if not await backend.retire(keep=name):
-                return self._replacing(work, previous)
+                if not _hand_back_overdue(work):
+                    return self._replacing(work, previous)
+                await backend.retire(keep=name, force=True)
+                work.notes.append(_hand_back_given_up(work, previous))
             work.notes += _dropped(work, previous, serving.revision)
         work.status = _fresh(rollout, serving.revision, name, now)
         rollout.status = work.status  # one object: the backend reads the working status
@@ -625,6 +629,7 @@ class RolloutReconciler:
         (`retire` handed it back and keeps it until then), so the Service never selects a
         revision that is gone. The status stays as it was, its message saying what waits."""
         status = work.status
+        status.handing_back_since = status.handing_back_since or work.now
         message = (status.message or "").partition(self._REPLACING)[0]
         status.message = (
             f"{message}{self._REPLACING} {previous}: revision {work.name} starts once the "
@@ -1381,6 +1386,28 @@ def _kept(work: Converge) -> RevisionRecord | None:
     abort switch back at once as within it."""
     kept, end = _keeps(work), work.status.scale_down_at
     return kept if kept is not None and (end is None or work.now < end) else None
+
+
+def _hand_back_overdue(work: Converge) -> bool:
+    """A spec change has waited (`_replacing`) for the Service's hand-back longer than
+    spec.progressDeadlineSeconds."""
+    since = work.status.handing_back_since
+    limit = work.rollout.spec.progress_deadline_seconds
+    return since is not None and (work.now - since).total_seconds() > limit
+
+
+def _hand_back_given_up(work: Converge, previous: str) -> Event:
+    """Said when the replaced revision is removed although the Service still selected it."""
+    limit = work.rollout.spec.progress_deadline_seconds
+    return Event(
+        "Warning",
+        "HandBackUnfinished",
+        f"XynergyService {work.rollout.spec.target_ref.name}'s Service did not select the "
+        f"target's own Pods again within {limit}s (spec.progressDeadlineSeconds) of the spec "
+        f"change: revision {previous} is removed anyway (the XynergyService controller "
+        f"switches the Service back once its Deployment is gone) and revision {work.name} "
+        "is delivered",
+    )
 
 
 def _switching_back(work: Converge, action: str | None) -> bool:

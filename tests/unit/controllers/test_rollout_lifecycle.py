@@ -314,7 +314,7 @@ class RecordingBackend:
         self.calls.append(("route", split))
         return Routed(1, {})
 
-    async def retire(self, *, keep: str | None) -> bool:
+    async def retire(self, *, keep: str | None, force: bool = False) -> bool:
         self.calls.append(("retire", keep))
         return True
 
@@ -1166,6 +1166,31 @@ async def test_undo_and_abort_pass_while_an_edit_waits_for_the_hand_back(action:
     assert status.stable_revision == "crm-00002"
     assert status.handled_action == action
     assert world.client.patches == []
+
+
+async def test_an_edit_waits_for_the_hand_back_at_most_the_progress_deadline() -> None:
+    """spec.image edited in the keep window while the XynergyService controller never
+    hands the Service back (e.g. it is down): the new delivery waits at most
+    spec.progressDeadlineSeconds from the edit; then the replaced revision is removed anyway
+    (as a deletion lets go), a Warning says so, and the edit is delivered."""
+    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
+    new, now = await _selecting_new(world)
+    world.body["spec"]["image"] = "crm:3"
+    world.body["metadata"]["generation"] = 2
+    edited = now + STEP
+    status = await world.converge(edited)
+    assert status.handing_back_since == edited
+    status = await world.converge(edited + dt.timedelta(seconds=59))
+    assert (status.phase.value, status.canary_revision) == ("Promoted", new), "still waits"
+    assert new in world.provider.deployments()
+    status = await world.converge(edited + dt.timedelta(seconds=61))
+    assert status.phase.value == "Progressing", status.message
+    assert status.canary_revision not in (new, None)
+    assert status.handing_back_since is None
+    assert new not in world.provider.deployments(), "removed as a deletion lets go"
+    given_up = [m for r, m in world.events if r == "HandBackUnfinished"]
+    assert len(given_up) == 1, world.events
+    assert new in given_up[0]
 
 
 async def test_an_undo_after_the_window_says_it_waits_for_the_service_hand_back() -> None:
