@@ -786,7 +786,8 @@ class RolloutStatus(StatusModel):
     canary_url: str | None = None
     """Where the canary (or blue-green preview) revision answers directly."""
     scale_down_at: dt.datetime | None = None
-    """When the previous revision (blue-green) is released."""
+    """When the previous revision (blue-green) is released. With replica-ratio routing unset
+    until the target's Service has switched to the new revision (the window starts then)."""
     history: list[RevisionRecord] | None = Field(default=None, max_length=50)
     """Recently stable revisions, newest first (spec.rollbackWindow of them)."""
     traffic: list[TrafficTarget] | None = Field(default=None, max_length=8)
