@@ -163,3 +163,58 @@ async def test_the_full_apply_writes_the_selector_once() -> None:
     assert provider.selector() == {SERVICE_LABEL: "crm"}
     assert provider.writes.count("select Service") == 1
     assert "apply Service" not in provider.writes, "the apply found it as wanted"
+
+
+async def test_a_paused_service_leaves_a_selector_edited_by_hand_without_a_switch() -> None:
+    """Paused holds everything but the Rollout switch: with no switch asked (no annotation)
+    and none set on the live Service (no revision in its selector), a selector someone
+    edited by hand (e.g. to drain a Pod while paused) is not overwritten."""
+    svc = _svc(paused=True)
+    svc.metadata.annotations = {}
+    provider = _world(svc, revision=False)
+    edited = {SERVICE_LABEL: "crm", "drain": "no"}
+    provider.objects[("Service", "crm")]["spec"]["selector"] = dict(edited)
+    await _converge(svc, provider)
+    assert provider.selector() == edited
+    assert provider.writes == [], "nothing written while paused"
+
+
+async def test_a_paused_service_hands_back_a_switch_whose_annotation_is_gone() -> None:
+    """The annotation removed (a Rollout handing back) while paused: the live selector still
+    names the revision, so the Service selects the service's own Pods again."""
+    svc = _svc(paused=True)
+    svc.metadata.annotations = {}
+    provider = _world(svc, revision=True)
+    await _converge(svc, provider)
+    assert provider.selector() == {SERVICE_LABEL: "crm"}
+    assert provider.writes == ["select Service"]
+
+
+@pytest.mark.parametrize("revision", [False, True])
+async def test_a_converge_that_stalls_after_selecting_says_what_the_service_selects(
+    revision: bool,
+) -> None:
+    """The selector written (the switch made, or let go of a revision that is gone), then the
+    converge stalls on a missing Secret: status.selector and status.traffic say what the
+    Service selects now (what the scale subresource hands an HPA), not what it did before."""
+    svc = _svc(env=True)  # the Secret "db" does not exist
+    own: dict[str, Any] = {"selector": "xynergy.io/service=crm", "latestReadyRevision": "crm-00001",
+           "traffic": [{"revision": "crm-00001", "percent": 100}]}  # fmt: skip
+    switched: dict[str, Any] = {"selector": f"{REVISION_LABEL}={REVISION}",
+                "traffic": [{"revision": REVISION, "percent": 100}]}  # fmt: skip
+    before = {**own, **(switched if not revision else {})}  # as the last converge said
+    body = svc.model_dump(by_alias=True, exclude_none=True, mode="json")
+    body["status"].update(before)
+    svc = XynergyService.model_validate(body)
+    provider = _world(svc, revision=revision)
+    if revision:  # the switch asked for, not made yet
+        provider.objects[("Service", "crm")] = build_service(svc)
+    result = await _converge(svc, provider)
+    stalled = next(c for c in result.status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "SecretNotFound")
+    assert provider.writes == ["select Service"]
+    want = switched if revision else own
+    assert result.status.selector == want["selector"]
+    assert [(t.revision, t.percent) for t in result.status.traffic or []] == [
+        (t["revision"], t["percent"]) for t in want["traffic"]
+    ]
