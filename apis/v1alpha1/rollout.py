@@ -786,8 +786,7 @@ class RolloutStatus(StatusModel):
     canary_url: str | None = None
     """Where the canary (or blue-green preview) revision answers directly."""
     scale_down_at: dt.datetime | None = None
-    """When the previous revision (blue-green) is released. With replica-ratio routing unset
-    until the target's Service has switched to the new revision (the window starts then)."""
+    """When the previous revision (blue-green) is released."""
     history: list[RevisionRecord] | None = Field(default=None, max_length=50)
     """Recently stable revisions, newest first (spec.rollbackWindow of them)."""
     traffic: list[TrafficTarget] | None = Field(default=None, max_length=8)
@@ -805,16 +804,6 @@ class RolloutStatus(StatusModel):
     """When the switch to status.servingRevision was asked for: a blue-green promotion whose
     target's Service has not switched within spec.progressDeadlineSeconds of it is Degraded
     (ServiceSwitchTimedOut) and switches back."""
-    handing_back_since: dt.datetime | None = None
-    """When a spec change (or retry) started waiting for the target's Service to let go of
-    the revision it replaces (HandingBack). Past spec.progressDeadlineSeconds from it the
-    replaced revision is removed anyway, as a deletion lets go, and the new delivery starts."""
-    serving_switched_at: dt.datetime | None = None
-    """When the Rollout first found its target's Service selecting status.servingRevision
-    alone (unset until then, and again once the switch is let go of). The switch deadline
-    (spec.progressDeadlineSeconds from status.servingSince) applies only while it is unset: a
-    switch made and then briefly lost (no available instance of the revision for a moment)
-    waits for the Service to select it again, it is not timed out and rolled back."""
     verification: list[VerificationRun] | None = Field(default=None, max_length=2)
     """The latest verification of the new revision at each stage."""
 

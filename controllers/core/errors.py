@@ -7,8 +7,6 @@ timeouts, conflicts). Providers raise them; reconcilers turn them into condition
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = ["ProviderError", "StalledError", "TransientError"]
 
 
@@ -19,9 +17,6 @@ class ProviderError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-        self.partial: Any = None
-        """What the converge had already written when it failed, in the reconciler's own
-        terms (None: nothing), so that its status says it rather than the state before."""
 
 
 class StalledError(ProviderError):

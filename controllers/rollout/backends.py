@@ -142,12 +142,11 @@ class RolloutBackend(Protocol):
         promotion still keeps) at once, with no new revision; `image` is its image."""
         ...
 
-    async def retire(self, *, keep: str | None, force: bool = False) -> bool:
+    async def retire(self, *, keep: str | None) -> bool:
         """Remove this Rollout's new revisions other than `keep` (None: all of them): one
         its spec replaced mid-rollout, or what is left once its target moved on. True once
         they are gone; False while one is kept because the target still serves through it
-        (a promotion's Service switch not handed back yet): call again soon. `force`
-        removes it anyway (asked to hand back; its deadline passed)."""
+        (a promotion's Service switch not handed back yet): call again soon."""
         ...
 
     async def hand_back(self, target: XynergyService, name: str) -> bool:
@@ -273,7 +272,7 @@ class CloudRunRollout:
                 log.info("rollout: %s not restored as the template (%s)", kept, exc.message)
         return await self._route(path, ((kept, 100, None),), writes)
 
-    async def retire(self, *, keep: str | None, force: bool = False) -> bool:
+    async def retire(self, *, keep: str | None) -> bool:
         """Nothing: a revision of the service with no traffic scales to zero (each new
         revision's first write pins the traffic to the stable one and itself)."""
         return True

@@ -367,7 +367,7 @@ class KubernetesRollout:
         Service serves everything again and the new revision scales to zero."""
         return await self.route(target, ((kept, 100, None),))
 
-    async def retire(self, *, keep: str | None, force: bool = False) -> bool:
+    async def retire(self, *, keep: str | None) -> bool:
         """Delete this Rollout's new revisions (Deployment and Service, found by the
         `xynergy.io/rollout` label and owned by it) other than `keep`: a canary the spec
         replaced mid-rollout still carries the target's Pod selector (replica routing) and
@@ -376,8 +376,7 @@ class KubernetesRollout:
         converge read may be another's by then) and kept, untouched, until the Service has
         let go of it: deleting it earlier would leave the Service with no endpoints until the
         XynergyService controller reacts. True once every other revision is gone (False:
-        come back soon). `force`: removed once handed back asked, without waiting (the
-        Deployment's deletion converges the target's XynergyService at once)."""
+        come back soon)."""
         names: set[str] = set()
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
             found = await self.provider.list(
@@ -393,7 +392,7 @@ class KubernetesRollout:
         meta = (target or {}).get("metadata") or {"name": self.rollout.spec.target_ref.name}
         settled = True
         for name in sorted(names):
-            if not await self._let_go(meta, name, None) and not force:
+            if not await self._let_go(meta, name, None):
                 log.info("rollout %s: keeping its replaced revision %s until the target's "
                          "Service selects the target's own Pods again", self.rollout_name,
                          name)  # fmt: skip

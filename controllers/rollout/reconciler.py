@@ -177,9 +177,6 @@ class Converge:
     switching: bool = False
     """A promotion in its blue-green keep window waits for the target's Service to select its
     revision alone (the window's clock starts only then)."""
-    lost: bool = False
-    """The target's Service selected the promoted revision alone (status.servingSwitchedAt)
-    and no longer does (no available instance for a moment): waited for, never timed out."""
     held: bool = False
     """A new delivery waits for the target's Service to let go of the revision it replaces:
     nothing else acts in this converge (the status as it was, the message saying so)."""
@@ -282,9 +279,7 @@ class RolloutReconciler:
             work = await self._begin(rollout, now)
             if work is None:
                 return self._waiting(rollout, now, "the target has no serving revision yet"), "ok"
-            if work.held and not _switching_back(work, action):
-                # the action, if any, is acted upon once the delivery can start; but undo
-                # and abort of the promotion still kept pass: they do not wait on the edit
+            if work.held:  # the action, if any, is acted upon once the delivery can start
                 return self._result(work, before, None), "ok"
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
@@ -414,9 +409,8 @@ class RolloutReconciler:
             # the switch is not left asked, and the revision's Pods (going with the Rollout)
             # serve until the Service has let go of them
             return await self._hand_back_held(rollout, body, work.backend, target, promoted or "")
-        patch = _promoted_patch(work)
-        if not _patched(target, patch):
-            await self._patch_target(work, patch)
+        if not settled_on(target, work.canary):
+            await self._patch_target(work, promotion_patch(work.canary))
         elif (await work.backend.serving(target)).ready and await work.backend.hand_back(
             target, promoted or ""
         ):
@@ -592,7 +586,6 @@ class RolloutReconciler:
         work = Converge(rollout, target, canary, backend, status, now, name=name)
         status.traffic_routing = backend.routing
         if status.phase is not None and status.canary_revision == name:
-            status.handing_back_since = None  # a spec change undone: nothing waits
             return work
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
             return work  # ended: a change of the target alone never starts it again
@@ -606,10 +599,7 @@ class RolloutReconciler:
         previous = status.canary_revision
         if previous and previous != name:  # the spec changed: one new revision
             if not await backend.retire(keep=name):
-                if not _hand_back_overdue(work):
-                    return self._replacing(work, previous)
-                await backend.retire(keep=name, force=True)
-                work.notes.append(_hand_back_given_up(work, previous))
+                return self._replacing(work, previous)
             work.notes += _dropped(work, previous, serving.revision)
         work.status = _fresh(rollout, serving.revision, name, now)
         rollout.status = work.status  # one object: the backend reads the working status
@@ -629,7 +619,6 @@ class RolloutReconciler:
         (`retire` handed it back and keeps it until then), so the Service never selects a
         revision that is gone. The status stays as it was, its message saying what waits."""
         status = work.status
-        status.handing_back_since = status.handing_back_since or work.now
         message = (status.message or "").partition(self._REPLACING)[0]
         status.message = (
             f"{message}{self._REPLACING} {previous}: revision {work.name} starts once the "
@@ -680,16 +669,15 @@ class RolloutReconciler:
                     "at a time)",
                     reason="RolloutConflict",
                 )
-            if _holds_switch(st, switched):
+            if phase == RolloutPhase.PROMOTED.value and _holds_switch(st, switched):
                 until = (
                     f" (its keep window ends at {st['scaleDownAt']})"
-                    if st.get("scaleDownAt") and phase == RolloutPhase.PROMOTED.value
+                    if st.get("scaleDownAt")
                     else ""
                 )
-                revision = st.get("servingRevision") or st.get("canaryRevision")
                 raise StalledError(
-                    f"Rollout {meta.get('name')} is {phase} and XynergyService {name}'s "
-                    f"Service sends all traffic to its revision {revision} "
+                    f"Rollout {meta.get('name')} is Promoted and XynergyService {name}'s "
+                    f"Service sends all traffic to its revision {st.get('canaryRevision')} "
                     f"({SERVING_REVISION_ANNOTATION}){until}: this Rollout starts once it has "
                     "handed the Service back to the target's own Pods (one rollout of a "
                     "target at a time; a canary started now would get no traffic)",
@@ -706,7 +694,7 @@ class RolloutReconciler:
             runs = _moved_on(work)
             if runs is not None:  # superseded: the target is another Rollout's now
                 return await self._refuse_undo(work, runs)
-        kept = _kept(work)
+        kept = _kept(work.status, work.now)
         if kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort):
             if _moved_on(work) is None:
                 return await self._switch_back(work, kept, undo=action == "undo")
@@ -943,23 +931,16 @@ class RolloutReconciler:
             work.status.traffic = list(routed.traffic)
         if routed.serving != work.status.serving_revision:  # the switch asked, or let go
             work.status.serving_since = work.now if routed.serving else None
-            work.status.serving_switched_at = None
         work.status.serving_revision = routed.serving
         message = work.status.message or ""
         message = message.partition(self._REPLACING)[0]  # a replacement that no longer waits
-        for said in (self._SETTLING, self._HANDING_BACK, self._SWITCHING, self._SWITCH_LOST):
+        for said in (self._SETTLING, self._HANDING_BACK, self._SWITCHING):  # said while
             message = message.removesuffix(said)
         if not routed.settled:
             if routed.handing_back:
                 message += self._HANDING_BACK
             else:
-                message += (
-                    self._SWITCH_LOST
-                    if work.lost
-                    else self._SWITCHING
-                    if work.switching
-                    else self._SETTLING
-                )
+                message += self._SWITCHING if work.switching else self._SETTLING
             work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
         if message != (work.status.message or ""):
             work.status.message = message
@@ -968,11 +949,6 @@ class RolloutReconciler:
     _SWITCHING = (
         "; waiting for the target's Service to select the new revision's Pods alone (once all "
         "its instances are available); the keep window starts then"
-    )
-    _SWITCH_LOST = (
-        "; the target's Service selected the new revision's Pods alone and no longer does (none "
-        "available for now: the target's own Pods serve meanwhile); waiting for it to select "
-        "them again"
     )
     _HANDING_BACK = (
         "; waiting for the target's Service to select the target's own Pods again (the new "
@@ -1010,8 +986,6 @@ class RolloutReconciler:
         if keep is not None:
             work.wait = float(blue_green.scale_down_delay_seconds) if blue_green else None
             work.switching = routed.serving is not None  # asked just now: not made yet
-            if work.switching:  # the window starts once the switch is found (_hold_ended):
-                status.scale_down_at = None  # until then no time it would end is known
         self._routed(work, routed)
 
     async def _rollback(
@@ -1049,24 +1023,21 @@ class RolloutReconciler:
             work.reason = _ended_reason(work)
             return None
         if status.phase == RolloutPhase.PROMOTED:
-            kept = _keeps(work)
-            keep = kept.revision if kept else None
+            keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and status.serving_revision == status.canary_revision:
                 work.switching = not await work.backend.switched(
                     work.target, status.serving_revision or ""
                 )
-                if not work.switching and status.serving_switched_at is None:
-                    status.serving_switched_at = work.now  # the first check that finds it:
-                    self._window_starts(work)  # the keep window runs from now
-                work.lost = work.switching and status.serving_switched_at is not None
-                if work.switching and not work.lost and await self._switch_overdue(work):
+                if work.switching and await self._switch_overdue(work):
                     return None
+                if not work.switching and (status.message or "").endswith(self._SWITCHING):
+                    self._window_starts(work)  # switched since the last converge
             if work.switching:
                 pass  # the window has not started: the old revision is kept, not released
             elif keep and work.now >= (status.scale_down_at or work.now):
                 keep, status.scale_down_at = None, None
                 if work.backend.defers_target_patch:  # the old revision goes only now
-                    await self._patch_target(work, _promoted_patch(work))
+                    await self._patch_target(work, promotion_patch(work.canary))
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
             name = status.canary_revision or ""
@@ -1148,7 +1119,6 @@ class RolloutReconciler:
             work.wait = self.settings.poll_seconds
         elif retiring:
             status.serving_revision, status.serving_since = None, None
-            status.serving_switched_at = None
         work.superseded = first
         status.message = message
         status.scale_down_at = None
@@ -1355,7 +1325,6 @@ class RolloutReconciler:
             status.traffic_routing = before.traffic_routing
             status.serving_revision = before.serving_revision  # the switch, and the finalizer
             status.serving_since = before.serving_since
-            status.serving_switched_at = before.serving_switched_at
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )
@@ -1380,68 +1349,11 @@ def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event 
     )
 
 
-def _kept(work: Converge) -> RevisionRecord | None:
-    """The old revision a blue-green promotion still keeps: within scaleDownDelaySeconds, or
-    before its window started (waiting for the target's Service to switch), where undo and
-    abort switch back at once as within it."""
-    kept, end = _keeps(work), work.status.scale_down_at
-    return kept if kept is not None and (end is None or work.now < end) else None
-
-
-def _hand_back_overdue(work: Converge) -> bool:
-    """A spec change has waited (`_replacing`) for the Service's hand-back longer than
-    spec.progressDeadlineSeconds."""
-    since = work.status.handing_back_since
-    limit = work.rollout.spec.progress_deadline_seconds
-    return since is not None and (work.now - since).total_seconds() > limit
-
-
-def _hand_back_given_up(work: Converge, previous: str) -> Event:
-    """Said when the replaced revision is removed although the Service still selected it."""
-    limit = work.rollout.spec.progress_deadline_seconds
-    return Event(
-        "Warning",
-        "HandBackUnfinished",
-        f"XynergyService {work.rollout.spec.target_ref.name}'s Service did not select the "
-        f"target's own Pods again within {limit}s (spec.progressDeadlineSeconds) of the spec "
-        f"change: revision {previous} is removed anyway (the XynergyService controller "
-        f"switches the Service back once its Deployment is gone) and revision {work.name} "
-        "is delivered",
-    )
-
-
-def _switching_back(work: Converge, action: str | None) -> bool:
-    """`undo` or `abort` (the annotation, or spec.abort) of a blue-green promotion still
-    within its window (or waiting for its switch): a switch back at once, acted upon also
-    while a spec change waits for the Service's hand-back (`_replacing`)."""
-    asked = action in ("undo", "abort") or work.rollout.spec.abort
-    return asked and _kept(work) is not None
-
-
-def _keeps(work: Converge) -> RevisionRecord | None:
-    """The old revision a blue-green promotion keeps (the window's end not handled yet):
-    status.scaleDownAt is set, or the promotion waits for its switch (_awaits_switch)."""
-    status = work.status
-    if status.phase != RolloutPhase.PROMOTED or not status.history:
+def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
+    """The old revision a blue-green promotion still keeps (within scaleDownDelaySeconds)."""
+    if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
         return None
-    return status.history[0] if status.scale_down_at or _awaits_switch(work) else None
-
-
-def _awaits_switch(work: Converge) -> bool:
-    """A replica-routed blue-green promotion with a keep window whose target's Service has not
-    selected its revision yet (status.servingRevision asked, servingSwitchedAt unset): the
-    window, and status.scaleDownAt, start only once it has; the target still runs the kept
-    old revision (it is patched only when the window ends)."""
-    status, blue_green = work.status, work.rollout.spec.strategy.blue_green
-    if blue_green is None or blue_green.scale_down_delay_seconds <= 0:
-        return False
-    if not work.backend.defers_target_patch or status.scale_down_at is not None:
-        return False
-    asked = status.serving_revision
-    if not asked or asked != status.canary_revision or status.serving_switched_at is not None:
-        return False
-    kept = status.history[0] if status.history else None
-    return kept is not None and _runs(work.target, kept.image, kept.template)
+    return status.history[0] if now < status.scale_down_at else None
 
 
 def _spec_digest(rollout: Rollout) -> str:
@@ -1475,7 +1387,7 @@ def _dropped(work: Converge, previous: str, serving: str | None) -> list[Event]:
     if not (
         work.backend.defers_target_patch
         and old.phase == RolloutPhase.PROMOTED
-        and _keeps(work) is not None
+        and old.scale_down_at is not None
         and serving != previous
     ):
         return []
@@ -1558,7 +1470,7 @@ def _moved_on(work: Converge) -> str | None:
                 return None  # stable* name the promoted revision
         elif work.name == status.canary_revision and settled_on(target, work.canary):
             return None  # promoted before status.stableRevision named the new revision
-        kept = _keeps(work)
+        kept = status.history[0] if status.scale_down_at and status.history else None
         if kept and work.backend.defers_target_patch and _runs(target, kept.image, kept.template):
             return None
     elif status.stable_image is None or _runs(target, status.stable_image, status.stable_template):
@@ -1568,39 +1480,12 @@ def _moved_on(work: Converge) -> str | None:
     return f"image {target.spec.image}{other}"
 
 
-def _promoted_patch(work: Converge) -> dict[str, Any]:
-    """The merge patch that makes the target run the promoted revision as the status
-    recorded it at promotion (status.stableImage and stableTemplate name it then), not as the
-    Rollout's spec reads now: a spec edited after the promotion (its new delivery waiting for
-    the Service's hand-back) was never previewed or analysed, so finishing the promotion
-    (the keep window's end, a deletion) must not roll it out. Built as promotion_patch
-    builds it (only the fields set)."""
-    status = work.status
-    if status.stable_revision != status.canary_revision or not status.stable_image:
-        return promotion_patch(work.canary)  # promoted before the status recorded it
-    template = status.stable_template
-    fields = template.model_dump(by_alias=True, exclude_none=True, mode="json") if template else {}
-    return {"spec": {"image": status.stable_image, **fields}}
-
-
-def _patched(target: XynergyService, patch: dict[str, Any]) -> bool:
-    """The target's spec already holds every field of `patch` (as settled_on checks)."""
-    have = promotion_patch(target)["spec"]
-    return all(have.get(k) == v for k, v in patch["spec"].items())
-
-
 def _holds_switch(status: Mapping[str, Any], switched: str | None) -> bool:
-    """A Rollout's status (as listed) holds its target's Service switch: in any phase while
-    status.servingRevision is set (also after an undo, abort or switch timeout until the
-    Service is handed back); Promoted also when the target's `xynergy.io/serving-revision`
-    (`switched`) names its revision, or as a replica-routed blue-green promotion in its keep
-    window (which asks for the switch on every converge)."""
-    if status.get("servingRevision"):
-        return True
-    if status.get("phase") != RolloutPhase.PROMOTED.value:
-        return False
+    """A Promoted Rollout's status (as listed) holds its target's Service switch: the target's
+    `xynergy.io/serving-revision` (`switched`) names its revision, or it is a replica-routed
+    blue-green promotion in its keep window (which asks for the switch on every converge)."""
     revision = status.get("canaryRevision")
-    if revision and switched == revision:
+    if status.get("servingRevision") or (revision and switched == revision):
         return True
     replicas = status.get("trafficRouting") == TrafficRouting.REPLICAS.value
     return replicas and bool(status.get("scaleDownAt"))

@@ -11,9 +11,7 @@ kubelet cannot create from its spec, cannot pull or that keeps exiting, shows in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +19,7 @@ from apis.conditions import READY, get_condition
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.children import ChildCache
 from controllers.core.controller import ChildEvent
-from controllers.core.errors import ProviderError, StalledError, TransientError
+from controllers.core.errors import StalledError, TransientError
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.xynergyservice.observed import (
     CONTAINER_CONFIG_ERROR,
@@ -43,8 +41,6 @@ from controllers.xynergyservice.resources.kubernetes import (
 )
 from controllers.xynergyservice.resources.naming import (
     REVISION_ANNOTATION,
-    REVISION_LABEL,
-    SERVING_REVISION_ANNOTATION,
     TEMPLATE_ANNOTATION,
     name_of,
     selector,
@@ -174,23 +170,21 @@ class KubernetesBackend:
         # the Service's selector first: what the rest of the converge needs (the sources of
         # the env) must not keep it selecting a Rollout revision that is gone or unready
         serving, live["Service"], selected = await self._select(svc, live["Service"])
-        with _selection_said(live["Service"] if selected else None):
-            digests = await self.read_sources(svc)
-            deployment = build_deployment(
-                svc,
-                progress_deadline_seconds=self.progress_deadline_seconds,
-                digests=digests,
-                # the same Pods (e.g. only scaled): the revision serving keeps its name
-                revision=revision_of(svc, live["Deployment"]),
-            )
-            # Both at once: the Deployment (which starts the Pods) never waits behind the
-            # Service.
-            dep, service = await asyncio.gather(
-                self.provider.apply(deployment, live["Deployment"]),
-                self.provider.apply(
-                    build_service(svc, serving=serving), live["Service"], exact=_SELECTOR
-                ),
-            )
+        digests = await self.read_sources(svc)
+        deployment = build_deployment(
+            svc,
+            progress_deadline_seconds=self.progress_deadline_seconds,
+            digests=digests,
+            # the same Pods (e.g. only scaled): the revision serving keeps its name
+            revision=revision_of(svc, live["Deployment"]),
+        )
+        # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
+        dep, service = await asyncio.gather(
+            self.provider.apply(deployment, live["Deployment"]),
+            self.provider.apply(
+                build_service(svc, serving=serving), live["Service"], exact=_SELECTOR
+            ),
+        )
         self._hold({"Deployment": dep.body, "Service": service.body})
         observed = with_service(from_deployment(svc, dep.body), service.body)
         if not dep.wrote:  # a rollout this converge started is not slow: no Pods to read yet
@@ -253,10 +247,8 @@ class KubernetesBackend:
         live = await self._live(svc, child)
         # paused holds the workload, not the Rollout switch: the Service must not keep
         # selecting a revision that is gone (`_select`; the write is logged, and it is no
-        # "Updated" of the service, which paused does not apply). Only the switch: a selector
-        # edited by hand on a paused service with none asked or set is left as it is
-        if _switch_involved(svc, live["Service"]):
-            _, live["Service"], _ = await self._select(svc, live["Service"])
+        # "Updated" of the service, which paused does not apply)
+        _, live["Service"], _ = await self._select(svc, live["Service"])
         dep = live["Deployment"]
         observed = with_service(from_deployment(svc, dep), live["Service"])
         observed = await self._scheduling(svc, observed, dep, child)
@@ -441,27 +433,3 @@ class CloudRunBackend:
             owned=lambda found: cloudrun.owned(found, svc),
             release=cloudrun.released if orphan else None,
         )
-
-
-def _switch_involved(svc: XynergyService, service: dict[str, Any] | None) -> bool:
-    """A Rollout switch is asked (the service's `xynergy.io/serving-revision` annotation) or
-    still set on the live Service (its selector names a revision, to be handed back): what a
-    paused service's converge writes the selector for, and nothing else."""
-    if SERVING_REVISION_ANNOTATION in (svc.metadata.annotations or {}):
-        return True
-    live = ((service or {}).get("spec") or {}).get("selector") or {}
-    return REVISION_LABEL in live
-
-
-@contextlib.contextmanager
-def _selection_said(service: dict[str, Any] | None) -> Iterator[None]:
-    """A converge that fails after `_select` wrote the Service's selector (`service`, as
-    written; None when it wrote nothing) carries it on the error (`partial`): the status then
-    says what the Service selects now (status.selector, status.traffic), not what it selected
-    before."""
-    try:
-        yield
-    except ProviderError as exc:
-        if service is not None:
-            exc.partial = service
-        raise

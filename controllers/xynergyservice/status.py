@@ -30,7 +30,6 @@ from controllers.core.errors import ProviderError, StalledError
 from controllers.core.events import Event
 from controllers.core.status import spec_error, status_changed
 from controllers.xynergyservice.observed import BackendStatus
-from controllers.xynergyservice.resources.naming import REVISION_LABEL, selector_string
 
 __all__ = [
     "compute_status",
@@ -141,7 +140,7 @@ def compute_status(
     now: dt.datetime,
 ) -> XynergyServiceStatus:
     """The status after one converge (or one observation)."""
-    status = _status(
+    return _status(
         svc.status,
         observed=observed,
         error=error,
@@ -149,27 +148,6 @@ def compute_status(
         generation=svc.metadata.generation,
         now=now,
     )
-    if observed is None and error is not None and isinstance(error.partial, Mapping):
-        _fold_selection(status, svc, error.partial)
-    return status
-
-
-def _fold_selection(
-    status: XynergyServiceStatus, svc: XynergyService, service: Mapping[str, Any]
-) -> None:
-    """A converge that failed after writing its Service's selector (a Rollout switch made or
-    handed back; the rest stalled, e.g. on a Secret): status.selector and status.traffic say
-    what the Service selects now, as a converge that went through would (`with_service`), so
-    an HPA measures the Pods that serve."""
-    chosen = (service.get("spec") or {}).get("selector") or {}
-    revision = chosen.get(REVISION_LABEL) if len(chosen) == 1 else None
-    if revision:
-        status.selector = f"{REVISION_LABEL}={revision}"
-        status.traffic = [TrafficTarget(revision=str(revision), percent=100)]
-        return
-    status.selector = selector_string(svc)
-    own = status.latest_ready_revision  # the own revision that serves, as last observed
-    status.traffic = [TrafficTarget(revision=own, percent=100)] if own else None
 
 
 def invalid_status(

@@ -314,7 +314,7 @@ class RecordingBackend:
         self.calls.append(("route", split))
         return Routed(1, {})
 
-    async def retire(self, *, keep: str | None, force: bool = False) -> bool:
+    async def retire(self, *, keep: str | None) -> bool:
         self.calls.append(("retire", keep))
         return True
 
@@ -1104,95 +1104,6 @@ async def test_an_autoscaler_does_not_shrink_the_revision_the_service_selects() 
         assert world.selector() == {REVISION_LABEL: new}
 
 
-async def test_deleting_while_an_edit_waits_for_the_hand_back_finishes_the_promoted_spec() -> None:
-    """spec.image edited in the keep window (the new delivery holds until the Service is
-    handed back), then the Rollout deleted: the deletion finishes the promotion that was
-    made, crm:2, previewed and promoted; the edited crm:3 was never delivered and must not
-    reach the target through it."""
-    world = World([{"setWeight": 50}], routes=False)
-    _, now = await _selecting_new(world)
-    world.body["spec"]["image"] = "crm:3"
-    world.body["metadata"]["generation"] = 2
-    status = await world.converge(now + STEP)  # held: the Service still selects it
-    assert status.message.endswith("selects the target's own Pods again"), status.message
-    assert world.client.patches == []
-    world.body["metadata"]["deletionTimestamp"] = _stamp(now + STEP)
-    world.reconciler.clock = lambda: now + 2 * STEP
-    gone, _ = await world.reconciler.release(copy.deepcopy(world.body))
-    assert not gone
-    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the promoted revision"
-
-
-@pytest.mark.parametrize("phase", ["RolledBack", "Aborted", "Degraded"])
-async def test_a_rollout_waits_for_a_sibling_still_handing_back_after_it_ended(phase: str) -> None:
-    """A sibling that undid, aborted or timed out its switch but whose target's Service still
-    selects its revision alone (status.servingRevision, the annotation already removed): a
-    canary started now would join a Service that selects only the sibling's Pods. It waits,
-    naming the sibling and its revision, and starts once the hand-back is done."""
-    world = World([{"setWeight": 50}], routes=False)
-    world.body["metadata"]["creationTimestamp"] = "2026-12-01T12:00:00Z"
-    other = _rollout("crm-1", [{"setWeight": 10}], creationTimestamp="2026-12-01T11:00:00Z")
-    other["status"] = {"phase": phase, "canaryRevision": "crm-ro-0aaaaaaa",
-                       "servingRevision": "crm-ro-0aaaaaaa",
-                       "trafficRouting": "replicas"}  # fmt: skip
-    world.client.rollouts = [other]
-    status = await world.converge(T0)
-    assert status.phase.value == "Degraded", status.message
-    stalled = next(c for c in status.conditions if c.type == "Stalled")
-    assert stalled.reason == "RolloutConflict"
-    assert f"Rollout crm-1 is {phase}" in status.message
-    assert "crm-ro-0aaaaaaa" in status.message
-    assert world.provider.deployments().keys() == {"crm"}, "no revision deployed"
-    other["status"].pop("servingRevision")  # handed back
-    status = await world.converge(T0 + STEP)
-    assert status.phase.value == "Progressing"
-
-
-@pytest.mark.parametrize("action", ["abort/1", "undo/1"])
-async def test_undo_and_abort_pass_while_an_edit_waits_for_the_hand_back(action: str) -> None:
-    """spec.image edited in the keep window (the new delivery held until the Service is
-    handed back), then undo or abort: it is acted upon at once (the switch back to the kept
-    revision), not held behind the edit."""
-    world = World([{"setWeight": 50}], routes=False)
-    _, now = await _selecting_new(world)
-    world.body["spec"]["image"] = "crm:3"
-    world.body["metadata"]["generation"] = 2
-    status = await world.converge(now + STEP)
-    assert status.message.endswith("selects the target's own Pods again"), status.message
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": action}
-    status = await world.converge(now + 2 * STEP)
-    assert status.phase.value == ("Aborted" if action.startswith("abort") else "RolledBack")
-    assert [r for r, _ in world.events] == ["SwitchedBack"], world.events
-    assert status.stable_revision == "crm-00002"
-    assert status.handled_action == action
-    assert world.client.patches == []
-
-
-async def test_an_edit_waits_for_the_hand_back_at_most_the_progress_deadline() -> None:
-    """spec.image edited in the keep window while the XynergyService controller never
-    hands the Service back (e.g. it is down): the new delivery waits at most
-    spec.progressDeadlineSeconds from the edit; then the replaced revision is removed anyway
-    (as a deletion lets go), a Warning says so, and the edit is delivered."""
-    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
-    new, now = await _selecting_new(world)
-    world.body["spec"]["image"] = "crm:3"
-    world.body["metadata"]["generation"] = 2
-    edited = now + STEP
-    status = await world.converge(edited)
-    assert status.handing_back_since == edited
-    status = await world.converge(edited + dt.timedelta(seconds=59))
-    assert (status.phase.value, status.canary_revision) == ("Promoted", new), "still waits"
-    assert new in world.provider.deployments()
-    status = await world.converge(edited + dt.timedelta(seconds=61))
-    assert status.phase.value == "Progressing", status.message
-    assert status.canary_revision not in (new, None)
-    assert status.handing_back_since is None
-    assert new not in world.provider.deployments(), "removed as a deletion lets go"
-    given_up = [m for r, m in world.events if r == "HandBackUnfinished"]
-    assert len(given_up) == 1, world.events
-    assert new in given_up[0]
-
-
 async def test_an_undo_after_the_window_says_it_waits_for_the_service_hand_back() -> None:
     """Undo after the keep window while the target still rolls to the promoted spec and its
     Service selects the new revision alone: the status does not claim the traffic is back
@@ -1352,30 +1263,6 @@ async def test_the_keep_window_starts_once_the_service_has_switched() -> None:
     assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end"
 
 
-@pytest.mark.parametrize("action", ["abort/1", "undo/1"])
-async def test_undo_and_abort_switch_back_at_once_while_the_switch_is_waited_for(
-    action: str,
-) -> None:
-    """Before the Service switches, the keep window has not started: status.scaleDownAt is
-    unset (no end time is known yet), and the promotion is still within its window for undo
-    and abort, also past the time the window would have ended had it started at the
-    promotion: both switch back to the kept revision at once (no abort dropped, no slow
-    undo)."""
-    world = World([{"setWeight": 50}], routes=False)
-    _, now = await _promoted_unswitched(world)
-    later = now + dt.timedelta(seconds=31)  # past promotion + scaleDownDelaySeconds
-    status = await world.converge(later)
-    assert status.scale_down_at is None, "the window has not started"
-    assert "scaleDownAt" not in world.body["status"]
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": action}
-    status = await world.converge(later + STEP)
-    verb = "aborted" if action.startswith("abort") else "undone"
-    assert status.message.startswith(f"{verb} within the blue-green keep window"), status.message
-    assert [r for r, _ in world.events] == ["SwitchedBack"], world.events
-    assert status.stable_revision == "crm-00002"
-    assert world.client.patches == [], "the target never ran the new revision"
-
-
 async def test_a_promotion_whose_service_never_switches_degrades_at_the_deadline() -> None:
     """The target's Service never selects the new revision (its instances never all
     available): past spec.progressDeadlineSeconds from the promotion the Rollout is Degraded
@@ -1399,34 +1286,6 @@ async def test_a_promotion_whose_service_never_switches_degrades_at_the_deadline
     assert [r for r, _ in world.events] == ["ServiceSwitchTimedOut"]
 
 
-async def test_a_switch_made_then_briefly_lost_waits_and_never_times_out() -> None:
-    """The Service switched (status.servingSwitchedAt), then for a while no instance of the
-    revision is available and the XynergyService points the Service back at the target's
-    own Pods (its safety net): past spec.progressDeadlineSeconds from the promotion the
-    Rollout says it waits for the Service to select the revision again; it is not Degraded
-    and does not roll the release back. Once it switches again the promotion goes on."""
-    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
-    new, now = await _selecting_new(world)
-    assert world.body["status"]["servingSwitchedAt"] == _stamp(now)
-    world.provider.ready.discard(new)  # its Pods restarting at once
-    world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}, "the safety net"
-    later = now + dt.timedelta(seconds=61)
-    status = await world.converge(later)
-    assert status.phase.value == "Promoted", status.message
-    assert status.message.endswith(RolloutReconciler._SWITCH_LOST), status.message
-    assert status.serving_revision == new
-    assert "ServiceSwitchTimedOut" not in [r for r, _ in world.events]
-    assert world.provider.deployments()[new]["spec"]["replicas"] > 0, "not released"
-    world.provider.ready.add(new)
-    world.settle()
-    assert world.selector() == {REVISION_LABEL: new}
-    status = await world.converge(later + STEP)
-    assert status.phase.value == "Promoted"
-    assert not status.message.endswith(RolloutReconciler._SWITCH_LOST), status.message
-    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window went on"
-
-
 async def test_the_switch_deadline_counts_from_the_request_after_an_upgrade() -> None:
     """A promotion made by an operator without the switch (no status.servingRevision) and
     promoted long ago: the first converge after the upgrade asks for the switch, and the
@@ -1437,7 +1296,6 @@ async def test_the_switch_deadline_counts_from_the_request_after_an_upgrade() ->
     for key in ("servingRevision", "servingSince"):
         status.pop(key)
     status["history"][0]["time"] = "2026-11-01T00:00:00Z"  # a month ago
-    status["scaleDownAt"] = _stamp(now + dt.timedelta(seconds=30))  # set at its promotion
     world.client.target["metadata"]["annotations"] = {}
     later = now + dt.timedelta(seconds=5)
     status = await world.converge(later)
