@@ -794,16 +794,6 @@ class RolloutStatus(StatusModel):
     to the target's routes (empty: the target's own Service serves them)."""
     traffic_routing: TrafficRouting | None = None
     """The routing in effect (gateway or replicas; unset on Cloud Run)."""
-    serving_revision: str | None = Field(default=None, max_length=63)
-    """Replica-ratio routing: the revision this Rollout asked its target's Service to select
-    alone (the target's `xynergy.io/serving-revision`, set at promotion), until the Service
-    selects the target's own Pods again. While it is set the Rollout holds its finalizer:
-    a deletion hands the Service back first (waiting at most spec.progressDeadlineSeconds),
-    so the revision's Pods are not deleted while the Service selects only them."""
-    serving_since: dt.datetime | None = None
-    """When the switch to status.servingRevision was asked for: a blue-green promotion whose
-    target's Service has not switched within spec.progressDeadlineSeconds of it is Degraded
-    (ServiceSwitchTimedOut) and switches back."""
     verification: list[VerificationRun] | None = Field(default=None, max_length=2)
     """The latest verification of the new revision at each stage."""
 

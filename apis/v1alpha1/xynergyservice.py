@@ -728,10 +728,7 @@ class XynergyServiceSpec(SpecModel):
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
     """Delete removes the backend service with this object; Orphan leaves it running."""
     paused: bool = False
-    """When true the controller makes no changes to the backend (status is still observed),
-    except that on Kubernetes the Service's selector still follows a Rollout's promotion
-    (`xynergy.io/serving-revision`): back to the service's own Pods when the revision is gone
-    or unavailable, so the Service never selects Pods that do not exist."""
+    """When true the controller makes no changes to the backend (status is still observed)."""
 
     @field_validator("volumes")
     @classmethod

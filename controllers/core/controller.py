@@ -164,11 +164,6 @@ the object of the kind that follows this watched child although it does not own 
 kind's child it depends on; controller-runtime's `Watches` with a map function). Its events
 converge that object as its own children's do; it is not cached."""
 
-FORGET = "forget"
-"""Optional attribute of a `KindReconciler`: `forget(uid)`, called when the core forgets the
-object (its DELETED event, or a converge that finds it gone or being deleted), so state the
-reconciler keeps per object (e.g. what it follows through `related_owner`) goes with it."""
-
 RESYNC_ANNOTATION = "xynergy.io/resync-requested"
 """Every kind converges when this changes (as Flux's `reconcile.fluxcd.io/requestedAt`): what
 Argo CD's `resync` action and `kubectl annotate` write to ask for a reconcile now."""
@@ -419,9 +414,6 @@ class Controller:
         self._again.pop(uid, None)
         self._unfinalized.discard(uid)
         self.children.forget(uid)
-        hook = getattr(self._reconciler, FORGET, None)  # not built: it holds nothing yet
-        if callable(hook):
-            hook(uid)
 
     def _remember(self, uid: str, body: Mapping[str, Any]) -> None:
         """Keep the body an event of the object delivered (a plain dict; managedFields, often

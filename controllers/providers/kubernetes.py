@@ -265,35 +265,6 @@ class KubernetesProvider:
 
         return await self._call(f"annotate_{kind.lower()}", f"annotating {kind} {name}", write)
 
-    async def set_selector(
-        self, live: Mapping[str, Any], selector: Mapping[str, str]
-    ) -> dict[str, Any] | None:
-        """Make the Service `live` (as read) select exactly `selector`, touching nothing else:
-        a JSON patch of spec.selector under the operator's field manager (the manager that
-        applies the whole Service, so there is one owner of the field, and the next apply,
-        which wants the same selector, writes nothing). A server-side apply of the selector
-        alone cannot do it: an apply drops the fields its manager set before and omits (the
-        ports, labels, owner reference). The patched Service, or None when it is gone."""
-        meta = live.get("metadata") or {}
-        name, namespace = str(meta.get("name")), meta.get("namespace")
-        resource: Any = resource_registry.load("v1", "Service")
-        patch = [{"op": "add", "path": "/spec/selector", "value": dict(selector)}]
-
-        async def write() -> dict[str, Any] | None:
-            try:
-                obj = await self._client.patch(
-                    resource, name, patch, namespace=namespace, patch_type=PatchType.JSON,
-                    field_manager=self._field_manager,
-                )  # fmt: skip
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    return None
-                raise
-            after: dict[str, Any] = obj.to_dict()
-            return after
-
-        return await self._call("select_service", f"selecting Pods of Service {name}", write)
-
     async def watch_forever(
         self,
         api_version: str,

@@ -101,10 +101,6 @@ class Routed:
     handing_back: bool = False
     """Not settled because the target's Service still selects the new revision's Pods (a
     promotion asked it to): they keep serving until it selects the target's own again."""
-    serving: str | None = None
-    """The revision the target's Service is asked to select alone, or still selects (the
-    switch not handed back): the Rollout's status.servingRevision, which holds its
-    finalizer. None once handed back, or never asked."""
 
 
 class RolloutBackend(Protocol):
@@ -142,21 +138,14 @@ class RolloutBackend(Protocol):
         promotion still keeps) at once, with no new revision; `image` is its image."""
         ...
 
-    async def retire(self, *, keep: str | None) -> bool:
+    async def retire(self, *, keep: str | None) -> int:
         """Remove this Rollout's new revisions other than `keep` (None: all of them): one
-        its spec replaced mid-rollout, or what is left once its target moved on. True once
-        they are gone; False while one is kept because the target still serves through it
-        (a promotion's Service switch not handed back yet): call again soon."""
+        its spec replaced mid-rollout, or what is left once its target moved on. Writes."""
         ...
 
     async def hand_back(self, target: XynergyService, name: str) -> bool:
         """The target serves through its own instances again, not revision `name`'s that a
         promotion pointed it at (True once it does, or when nothing was pointed)."""
-        ...
-
-    async def switched(self, target: XynergyService, name: str) -> bool:
-        """The target serves through revision `name`'s instances alone, as a promotion asked
-        (always True where a promotion's routing needs no one else's action)."""
         ...
 
 
@@ -272,17 +261,13 @@ class CloudRunRollout:
                 log.info("rollout: %s not restored as the template (%s)", kept, exc.message)
         return await self._route(path, ((kept, 100, None),), writes)
 
-    async def retire(self, *, keep: str | None) -> bool:
+    async def retire(self, *, keep: str | None) -> int:
         """Nothing: a revision of the service with no traffic scales to zero (each new
         revision's first write pins the traffic to the stable one and itself)."""
-        return True
+        return 0
 
     async def hand_back(self, target: XynergyService, name: str) -> bool:
         """Always: Cloud Run's traffic split is the whole routing (`promote` wrote it)."""
-        return True
-
-    async def switched(self, target: XynergyService, name: str) -> bool:
-        """Always: `promote` wrote the split itself."""
         return True
 
     async def _route(self, path: str, split: Traffic, writes: int) -> Routed:

@@ -27,11 +27,10 @@ revision's Pods (Argo Rollouts' active Service selector): the Rollout labels its
 <revision>`, and the XynergyService controller, which owns that Service, switches its selector
 once the revision's instances are all available. The target's own Pods keep running (the old
 revision during a blue-green keep window) with no traffic. Before the new revision's Pods are
-scaled down or removed (the promotion settled, a switch back, a rollback, an undo, a revision
-replaced or superseded: `retire`) the annotation is cleared and the Rollout waits until the
-Service selects the target's own Pods again (`hand_back`); `switched` says whether the
-Service has switched to the revision (a keep window starts only then). A rollback sends
-everything to the target's Service and scales the new revision down.
+scaled down or removed (the promotion settled, a switch back, a rollback, an undo) the
+annotation is cleared and the Rollout waits until the Service selects the target's own Pods
+again (`hand_back`). A rollback sends everything to the target's Service and scales the new
+revision down.
 """
 
 from __future__ import annotations
@@ -269,10 +268,6 @@ class KubernetesRollout:
         `xynergy.io/serves` (its Pods must keep serving until the Service has let go of
         them)."""
         meta = target.metadata.model_dump(by_alias=True, exclude_none=True)
-        return await self._let_go(meta, name, live)
-
-    async def _let_go(self, meta: dict[str, Any], name: str, live: dict[str, Any] | None) -> bool:
-        """`hand_back` on the target's metadata as read (`meta`)."""
         if (meta.get("annotations") or {}).get(SERVING_REVISION_ANNOTATION) == name:
             await self.provider.annotate(
                 API_VERSION, TARGET.kind, {"metadata": meta},
@@ -282,21 +277,10 @@ class KubernetesRollout:
         if SERVES_LABEL not in _labels(dep):
             return True
         service = await self.provider.get(
-            "v1", "Service", str(meta.get("name") or ""), self.namespace
-        )
-        selector = ((service or {}).get("spec") or {}).get("selector") or {}
-        return bool(selector.get(REVISION_LABEL) != name)
-
-    async def switched(self, target: XynergyService, name: str) -> bool:
-        """The target's Service selects revision `name`'s Pods alone (read now): its
-        XynergyService controller switches it only once all the revision's instances are
-        available, which may take longer than the promotion (more instances than the
-        preview ran) or never happen (a ResourceQuota, Pods that do not schedule)."""
-        service = await self.provider.get(
             "v1", "Service", target.metadata.name or "", self.namespace
         )
         selector = ((service or {}).get("spec") or {}).get("selector") or {}
-        return bool(selector == {REVISION_LABEL: name})
+        return bool(selector.get(REVISION_LABEL) != name)
 
     def _traffic(
         self, target: XynergyService, canary: str | None, split: Split
@@ -327,7 +311,7 @@ class KubernetesRollout:
             dep = await self._deployment(canary)
             if not await self.hand_back(target, canary, live=dep):  # its Pods serve all
                 urls, traffic = self._traffic(target, canary, split)  # until then
-                return Routed(0, urls, traffic, settled=False, handing_back=True, serving=canary)
+                return Routed(0, urls, traffic, settled=False, handing_back=True)
             live = canary in share
             replicas = self._replicas(target, weight, preview=tag == "preview") if live else 0
             writes = await self._scale(canary, replicas, serving=weight > 0, live=dep)
@@ -344,7 +328,7 @@ class KubernetesRollout:
         urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
         if settled_on(target, canary) and from_deployment(target, dep).ready:
             if not await self.hand_back(target, name):
-                return Routed(0, urls, traffic, settled=False, handing_back=True, serving=name)
+                return Routed(0, urls, traffic, settled=False, handing_back=True)
             writes = await self._remove(name)
             return dataclasses.replace(done, writes=writes)
         live = await self._deployment(name)
@@ -360,47 +344,44 @@ class KubernetesRollout:
         )
         if selects:
             writes += await self._ask_to_serve(target, name)
-        return Routed(writes, urls, traffic, settled=False, serving=name if selects else None)
+        return Routed(writes, urls, traffic, settled=False)
 
     async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
         """The target, not patched while the old revision is kept, still runs it: its own
         Service serves everything again and the new revision scales to zero."""
         return await self.route(target, ((kept, 100, None),))
 
-    async def retire(self, *, keep: str | None) -> bool:
+    async def retire(self, *, keep: str | None) -> int:
         """Delete this Rollout's new revisions (Deployment and Service, found by the
         `xynergy.io/rollout` label and owned by it) other than `keep`: a canary the spec
         replaced mid-rollout still carries the target's Pod selector (replica routing) and
-        would keep serving. A revision the target's Service selects alone (a promotion's
-        switch) is handed back first (`hand_back`, on the target as read now: the one the
-        converge read may be another's by then) and kept, untouched, until the Service has
-        let go of it: deleting it earlier would leave the Service with no endpoints until the
-        XynergyService controller reacts. True once every other revision is gone (False:
-        come back soon)."""
+        would keep serving."""
         names: set[str] = set()
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
             found = await self.provider.list(
                 api_version, kind, self.namespace, labels={ROLLOUT_LABEL: self.rollout_label}
             )
             names |= {str((o.get("metadata") or {}).get("name") or "") for o in found}
-        names -= {keep, ""}
-        if not names:
-            return True
+        gone = 0
+        for name in sorted(names - {keep, ""}):
+            log.info("rollout %s: removing its replaced revision %s", self.rollout_name, name)
+            gone += int(await self._unask(name))
+            gone += await self._remove(name)
+        return gone
+
+    async def _unask(self, name: str) -> bool:
+        """Remove the target's `xynergy.io/serving-revision` when it names `name` (read now:
+        the target the converge read may be another's by then). Its controller then selects
+        the target's own Pods (it would once the Deployment is gone, too)."""
         target = await self.provider.get(
             API_VERSION, TARGET.kind, self.rollout.spec.target_ref.name, self.namespace
         )
-        meta = (target or {}).get("metadata") or {"name": self.rollout.spec.target_ref.name}
-        settled = True
-        for name in sorted(names):
-            if not await self._let_go(meta, name, None):
-                log.info("rollout %s: keeping its replaced revision %s until the target's "
-                         "Service selects the target's own Pods again", self.rollout_name,
-                         name)  # fmt: skip
-                settled = False
-                continue
-            log.info("rollout %s: removing its replaced revision %s", self.rollout_name, name)
-            await self._remove(name)
-        return settled
+        annotations = ((target or {}).get("metadata") or {}).get("annotations") or {}
+        if target is None or annotations.get(SERVING_REVISION_ANNOTATION) != name:
+            return False
+        return await self.provider.annotate(
+            API_VERSION, TARGET.kind, target, {SERVING_REVISION_ANNOTATION: None}
+        )
 
     async def _remove(self, name: str) -> int:
         uid = self.rollout.metadata.uid or ""

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -174,14 +174,6 @@ class Converge:
     """A delivery started in this converge."""
     refused: str | None = None
     """Why an action was refused in this converge (a Warning Event says it)."""
-    switching: bool = False
-    """A promotion in its blue-green keep window waits for the target's Service to select its
-    revision alone (the window's clock starts only then)."""
-    held: bool = False
-    """A new delivery waits for the target's Service to let go of the revision it replaces:
-    nothing else acts in this converge (the status as it was, the message saying so)."""
-    notes: list[Event] = field(default_factory=list)
-    """Said once, when a delivery starts (FieldIgnored, PromotionDropped)."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -279,8 +271,6 @@ class RolloutReconciler:
             work = await self._begin(rollout, now)
             if work is None:
                 return self._waiting(rollout, now, "the target has no serving revision yet"), "ok"
-            if work.held:  # the action, if any, is acted upon once the delivery can start
-                return self._result(work, before, None), "ok"
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
@@ -288,7 +278,7 @@ class RolloutReconciler:
             if work is not None and work.started:
                 # the status written names the new delivery: no later converge starts it, so
                 # what is said once when a delivery starts is said now or never
-                failed = replace(failed, events=[*failed.events, *work.notes])
+                failed = replace(failed, events=[*failed.events, *_ignored(work)])
             return failed, outcome
         return self._result(work, before, action), "ok"
 
@@ -338,17 +328,15 @@ class RolloutReconciler:
         uid = rollout.metadata.uid or ""
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
-        keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet, or
-            status.phase == RolloutPhase.PROMOTED  # a replica-routed one whose target's
-            and (status.scale_down_at is not None or bool(status.serving_revision))
-            and status.traffic_routing is not None  # Service still selects its revision
+        keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
+            status.phase == RolloutPhase.PROMOTED
+            and status.scale_down_at is not None
+            and status.traffic_routing is not None
         )
-        # an ended Rollout whose switch back (undo, abort) has not handed the Service back
-        switched = status.serving_revision if not keeping else None
         # mid-rollout, or stalled mid-way on Cloud Run (the split stays until a converge
         # routes it back: the weight is kept until then, _failed)
         split = status.phase in _ACTIVE or (status.phase in _ENDED and bool(status.canary_weight))
-        if not keeping and not switched and (not split or not stable or not canary):
+        if not keeping and (not split or not stable or not canary):
             self._blocked.pop(uid, None)
             return True, None  # nothing split yet, or ended: left as it is
         try:
@@ -368,8 +356,6 @@ class RolloutReconciler:
                 work = Converge(rollout, target, new, backend, status, self.clock())
                 work.name = backend.revision_name(new)
                 return await self._finish_kept(work, body)
-            if switched:
-                return await self._hand_back_held(rollout, body, backend, target, switched)
             if backend.routing is not None:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
@@ -405,37 +391,29 @@ class RolloutReconciler:
         rollout, status, target = work.rollout, work.status, work.target
         uid, name = rollout.metadata.uid or "", rollout.spec.target_ref.name
         promoted = status.canary_revision
-        if _moved_on(work) is not None:  # superseded: the target is not patched to it;
-            # the switch is not left asked, and the revision's Pods (going with the Rollout)
-            # serve until the Service has let go of them
-            return await self._hand_back_held(rollout, body, work.backend, target, promoted or "")
+        if _moved_on(work) is not None:  # its revision no longer serves the target: the
+            await work.backend.hand_back(target, promoted or "")  # switch is not left asked
+            self._blocked.pop(uid, None)
+            return True, None
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
         elif (await work.backend.serving(target)).ready and await work.backend.hand_back(
             target, promoted or ""
         ):
             self._blocked.pop(uid, None)
-            if status.scale_down_at is None:  # only the switch was held: nothing to say
-                return True, None
             return True, Event(
                 "Normal",
                 "Released",
                 f"deleted within the blue-green keep window: XynergyService {name} runs the "
                 f"promoted revision {promoted}; the old revision is no longer kept",
             )
-        window = status.scale_down_at is not None
         gone, event = self._hold(
             rollout,
             body,
             key="TargetUpdating",
             waits=f"for XynergyService {name} to run the promoted revision {promoted}",
-            why=(
-                "the keep window ended early with the deletion, so the target was patched and "
-                "is rolling (until it is ready the new revision serves)"
-                if window
-                else "the target is rolling to it and its Service selects the new revision's "
-                "Pods alone until it is ready (they go with this Rollout)"
-            ),
+            why="the keep window ended early with the deletion, so the target was patched and "
+            "is rolling (until it is ready the new revision serves)",
             left="the target goes on rolling to it without this Rollout; until its Pods are "
             "ready the old revision serves again",
             timeout_reason="PromotionUnfinished",
@@ -444,35 +422,6 @@ class RolloutReconciler:
         if gone:  # past the bound: the target's Service must not stay asked for a revision
             await work.backend.hand_back(target, promoted or "")  # that goes with the Rollout
         return gone, event
-
-    async def _hand_back_held(
-        self,
-        rollout: Rollout,
-        body: Mapping[str, Any],
-        backend: RolloutBackend,
-        target: XynergyService,
-        revision: str,
-    ) -> tuple[bool, Event | None]:
-        """A Rollout deleted while its target's Service still selects its revision alone
-        (an undo or abort not handed back yet): it goes once the Service selects the
-        target's own Pods (the revision's Pods, which go with the Rollout, serve until
-        then), or at spec.progressDeadlineSeconds after the deletion (the XynergyService
-        then switches back by itself once the revision's Deployment is gone)."""
-        name = rollout.spec.target_ref.name
-        if await backend.hand_back(target, revision):
-            self._blocked.pop(rollout.metadata.uid or "", None)
-            return True, None
-        return self._hold(
-            rollout,
-            body,
-            key="HandingBack",
-            waits=f"for XynergyService {name}'s Service to select the target's own Pods again",
-            why=f"it selects revision {revision}'s Pods alone, which go with this Rollout",
-            left=f"the Service selects revision {revision} until the XynergyService "
-            "controller switches it back (once the revision's Deployment is gone)",
-            timeout_reason="HandBackUnfinished",
-            warning=False,
-        )
 
     def _restore_held(
         self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError
@@ -597,10 +546,6 @@ class RolloutReconciler:
             return None
         await self._refuse_overlap(rollout, target)
         previous = status.canary_revision
-        if previous and previous != name:  # the spec changed: one new revision
-            if not await backend.retire(keep=name):
-                return self._replacing(work, previous)
-            work.notes += _dropped(work, previous, serving.revision)
         work.status = _fresh(rollout, serving.revision, name, now)
         rollout.status = work.status  # one object: the backend reads the working status
         work.status.canary_image = canary.spec.image
@@ -608,27 +553,11 @@ class RolloutReconciler:
         work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
         work.reason, work.started = "Started", True
-        work.notes += _ignored(work)
+        if previous and previous != name:  # the spec changed mid-rollout: one new revision
+            await backend.retire(keep=name)
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
         return work
-
-    def _replacing(self, work: Converge, previous: str) -> Converge:
-        """The spec changed while the target's Service selects revision `previous` alone (a
-        promotion's switch): the new delivery starts once the Service has let go of it
-        (`retire` handed it back and keeps it until then), so the Service never selects a
-        revision that is gone. The status stays as it was, its message saying what waits."""
-        status = work.status
-        message = (status.message or "").partition(self._REPLACING)[0]
-        status.message = (
-            f"{message}{self._REPLACING} {previous}: revision {work.name} starts once the "
-            "Service selects the target's own Pods again"
-        )
-        work.held, work.reason = True, "HandingBack"
-        work.wait = self.settings.poll_seconds
-        return work
-
-    _REPLACING = "; the spec changed while the target's Service selects this Rollout's revision"
 
     async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:
         """The other Rollouts of the same target, in its namespace (one list call)."""
@@ -687,7 +616,7 @@ class RolloutReconciler:
     # ---- acting ------------------------------------------------------------------------------
 
     async def _act(self, work: Converge, action: str | None) -> None:
-        phase, before_action = work.status.phase, work.status.handled_action
+        phase = work.status.phase
         if action is not None:
             work.status.handled_action = _annotation(work.rollout)
         if action == "undo" and phase == RolloutPhase.PROMOTED:
@@ -703,11 +632,6 @@ class RolloutReconciler:
         if action == "retry" and phase in _ENDED:
             await self._refuse_overlap(work.rollout, work.target)
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
-            if previous and not await work.backend.hand_back(work.target, previous):
-                # the Service still selects the revision a switch back is releasing: the
-                # retry waits (not acted upon yet) while the ended converge hands it back
-                work.status.handled_action = before_action
-                return await self._hold_ended(work)
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable
             # the revision the target with this Rollout's overrides makes now
@@ -717,7 +641,7 @@ class RolloutReconciler:
             work.status.stable_image = work.target.spec.image
             work.status.stable_template = spec_template(work.target)
             if previous and previous != work.name:
-                await work.backend.retire(keep=work.name)  # handed back above: removed now
+                await work.backend.retire(keep=work.name)
             work.status.handled_action = _annotation(work.rollout)
             work.reason = "Retried"
             phase = work.status.phase
@@ -929,27 +853,16 @@ class RolloutReconciler:
             work.status.canary_url = url
         if routed.traffic is not None:
             work.status.traffic = list(routed.traffic)
-        if routed.serving != work.status.serving_revision:  # the switch asked, or let go
-            work.status.serving_since = work.now if routed.serving else None
-        work.status.serving_revision = routed.serving
         message = work.status.message or ""
-        message = message.partition(self._REPLACING)[0]  # a replacement that no longer waits
-        for said in (self._SETTLING, self._HANDING_BACK, self._SWITCHING):  # said while
+        for said in (self._SETTLING, self._HANDING_BACK):  # said while it was not settled
             message = message.removesuffix(said)
         if not routed.settled:
-            if routed.handing_back:
-                message += self._HANDING_BACK
-            else:
-                message += self._SWITCHING if work.switching else self._SETTLING
+            message += self._HANDING_BACK if routed.handing_back else self._SETTLING
             work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
         if message != (work.status.message or ""):
             work.status.message = message
 
     _SETTLING = "; waiting for the target to run the new revision"
-    _SWITCHING = (
-        "; waiting for the target's Service to select the new revision's Pods alone (once all "
-        "its instances are available); the keep window starts then"
-    )
     _HANDING_BACK = (
         "; waiting for the target's Service to select the target's own Pods again (the new "
         "revision's serve until then)"
@@ -985,7 +898,6 @@ class RolloutReconciler:
         work.reason = "Promoted"
         if keep is not None:
             work.wait = float(blue_green.scale_down_delay_seconds) if blue_green else None
-            work.switching = routed.serving is not None  # asked just now: not made yet
         self._routed(work, routed)
 
     async def _rollback(
@@ -993,12 +905,11 @@ class RolloutReconciler:
     ) -> None:
         """All traffic back to the stable revision."""
         stable = work.status.stable_revision or ""
-        routed = await work.backend.route(work.target, ((stable, 100, None),))
+        await self._route(work, ((stable, 100, None),))
         work.status.phase = phase
         work.status.canary_weight = 0
         work.status.message = f"{message}; all traffic back on {stable}"
         work.reason = reason
-        self._routed(work, routed)  # after the message: it may say what is still waited for
 
     async def _hold_ended(self, work: Converge) -> None:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
@@ -1024,17 +935,7 @@ class RolloutReconciler:
             return None
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
-            if keep and status.serving_revision == status.canary_revision:
-                work.switching = not await work.backend.switched(
-                    work.target, status.serving_revision or ""
-                )
-                if work.switching and await self._switch_overdue(work):
-                    return None
-                if not work.switching and (status.message or "").endswith(self._SWITCHING):
-                    self._window_starts(work)  # switched since the last converge
-            if work.switching:
-                pass  # the window has not started: the old revision is kept, not released
-            elif keep and work.now >= (status.scale_down_at or work.now):
+            if keep and work.now >= (status.scale_down_at or work.now):
                 keep, status.scale_down_at = None, None
                 if work.backend.defers_target_patch:  # the old revision goes only now
                     await self._patch_target(work, promotion_patch(work.canary))
@@ -1061,44 +962,6 @@ class RolloutReconciler:
                 )
         work.reason = _ended_reason(work)
 
-    def _window_starts(self, work: Converge) -> None:
-        """The keep window (scaleDownDelaySeconds) runs from when the target's Service
-        switched to the new revision, found in this converge, not from the promotion: it is
-        the time the new revision serves alone with the old one kept."""
-        blue_green = work.rollout.spec.strategy.blue_green
-        if blue_green is not None:
-            delay = blue_green.scale_down_delay_seconds
-            work.status.scale_down_at = work.now + dt.timedelta(seconds=delay)
-
-    async def _switch_overdue(self, work: Converge) -> bool:
-        """A promotion whose target's Service has not switched to its revision within
-        spec.progressDeadlineSeconds of the request (status.servingSince: a promotion made
-        by an operator without the switch asks at its first converge after the upgrade):
-        Degraded, all traffic stays on (switches back to) the kept revision, and the new one
-        is released, as a switch back does. True when it was."""
-        status = work.status
-        kept = status.history[0] if status.history else None
-        limit = work.rollout.spec.progress_deadline_seconds
-        asked = status.serving_since
-        if kept is None or asked is None or (work.now - asked).total_seconds() <= limit:
-            return False
-        name = status.canary_revision
-        await self._switch_back(
-            work,
-            kept,
-            undo=False,
-            ended=(
-                RolloutPhase.DEGRADED,
-                "ServiceSwitchTimedOut",
-                f"the target's Service did not select revision {name}'s Pods alone within "
-                f"{limit}s of the request (spec.progressDeadlineSeconds): it switches only "
-                "once all the revision's instances are available (more than the preview ran, "
-                "which a ResourceQuota or unschedulable Pods can prevent); all traffic stays "
-                f"on {kept.revision} ({name} released)",
-            ),
-        )
-        return True
-
     async def _superseded(self, work: Converge, runs: str) -> None:
         """Say so, once; stop the gateway following this Rollout (no status.traffic) and
         remove what is left of its new revision (it is no longer promoted to)."""
@@ -1110,16 +973,9 @@ class RolloutReconciler:
             f"not revision {left} this Rollout left it on; it no longer moves traffic or "
             "patches the target"
         )
-        first = not (status.message or "").startswith(SUPERSEDED)
-        retiring = first or (status.message or "").endswith(self._HANDING_BACK)
-        # its revisions go, but one the target's Service still selects only once the Service
-        # has let go of it (until then the message says so and it is retried)
-        if retiring and not await work.backend.retire(keep=None):
-            message += self._HANDING_BACK
-            work.wait = self.settings.poll_seconds
-        elif retiring:
-            status.serving_revision, status.serving_since = None, None
-        work.superseded = first
+        if not (status.message or "").startswith(SUPERSEDED):
+            await work.backend.retire(keep=None)
+            work.superseded = True
         status.message = message
         status.scale_down_at = None
         if status.traffic:
@@ -1178,7 +1034,7 @@ class RolloutReconciler:
                 "undo: no earlier revision within spec.rollbackWindow", reason="NoHistory"
             )
         previous, rest = status.history[0], status.history[1:]
-        routed = await work.backend.route(work.target, ((previous.revision, 100, None),))
+        await self._route(work, ((previous.revision, 100, None),))
         if previous.image:
             await self._patch_target(work, restore_patch(previous.image, previous.template))
         status.history = rest
@@ -1188,20 +1044,11 @@ class RolloutReconciler:
         status.canary_weight = 0
         status.message = f"undone: all traffic back on {previous.revision}"
         work.reason = "Undone"
-        self._routed(work, routed)  # after the message: it may say what is still waited for
 
-    async def _switch_back(
-        self,
-        work: Converge,
-        kept: RevisionRecord,
-        *,
-        undo: bool,
-        ended: tuple[RolloutPhase, str, str] | None = None,
-    ) -> None:
+    async def _switch_back(self, work: Converge, kept: RevisionRecord, *, undo: bool) -> None:
         """The blue-green fast rollback: within scaleDownDelaySeconds of a promotion, all
         traffic back on the revision it keeps, at once (no new revision, no analysis); the
-        target's image back (on a backend that patched it at promotion). `ended` (phase,
-        reason, message) when it is not a person's undo or abort."""
+        target's image back (on a backend that patched it at promotion)."""
         status = work.status
         routed = await work.backend.restore(work.target, kept=kept.revision, image=kept.image)
         if kept.image and not work.backend.defers_target_patch:
@@ -1217,8 +1064,6 @@ class RolloutReconciler:
             f"switched back to {kept.revision} at once ({status.canary_revision} released)"
         )
         work.reason = "SwitchedBack"
-        if ended is not None:
-            status.phase, work.reason, status.message = ended
         self._routed(work, routed)  # after the message: it may say what is still waited for
 
     async def _patch_target(self, work: Converge, patch: dict[str, Any]) -> None:
@@ -1254,7 +1099,7 @@ class RolloutReconciler:
         if work.refused:
             events.append(Event("Warning", "UndoRefused", work.refused))
         if work.started:
-            events.extend(work.notes)
+            events.extend(_ignored(work))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
             events = [e for e in events if e.reason != work.reason]
             events.append(Event("Warning", work.reason, status.message or ""))
@@ -1323,8 +1168,6 @@ class RolloutReconciler:
             status.canary_revision = before.canary_revision
             status.canary_weight = before.canary_weight
             status.traffic_routing = before.traffic_routing
-            status.serving_revision = before.serving_revision  # the switch, and the finalizer
-            status.serving_since = before.serving_since
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )
@@ -1377,30 +1220,6 @@ def _asked_anew(work: Converge) -> bool:
             and rollout.metadata.generation != status.observed_generation
         )
     return edited and _moved_on(work) is None
-
-
-def _dropped(work: Converge, previous: str, serving: str | None) -> list[Event]:
-    """Said when a new delivery replaces a promotion still in its blue-green keep window on
-    a backend that patches the target only when the window ends: the promoted revision,
-    which served all traffic, is removed, and the target's own revision serves again."""
-    old = work.status
-    if not (
-        work.backend.defers_target_patch
-        and old.phase == RolloutPhase.PROMOTED
-        and old.scale_down_at is not None
-        and serving != previous
-    ):
-        return []
-    return [
-        Event(
-            "Warning",
-            "PromotionDropped",
-            f"the spec changed within the blue-green keep window: the promoted revision "
-            f"{previous} is removed (XynergyService {work.rollout.spec.target_ref.name} was "
-            f"not patched to it yet); its own revision {serving} serves again, and revision "
-            f"{work.name} is delivered from it",
-        )
-    ]
 
 
 def _ignored(work: Converge) -> list[Event]:
@@ -1485,7 +1304,7 @@ def _holds_switch(status: Mapping[str, Any], switched: str | None) -> bool:
     `xynergy.io/serving-revision` (`switched`) names its revision, or it is a replica-routed
     blue-green promotion in its keep window (which asks for the switch on every converge)."""
     revision = status.get("canaryRevision")
-    if status.get("servingRevision") or (revision and switched == revision):
+    if revision and switched == revision:
         return True
     replicas = status.get("trafficRouting") == TrafficRouting.REPLICAS.value
     return replicas and bool(status.get("scaleDownAt"))

@@ -73,18 +73,14 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     with the Rollout by their owner references and the gateway serves the target's own
     Service once the Rollout is gone: no finalizer, but for a blue-green promotion within its
     keep window (status.scaleDownAt), whose target is patched only when the window ends:
-    deleting the Rollout then would leave the target on the old revision; and for a
-    replica-routed promotion whose target's Service selects its revision alone
-    (status.servingRevision, also after the window, for a canary, or with
-    scaleDownDelaySeconds 0, and after an undo until handed back): deleting the Rollout then
-    would delete the only Pods the Service selects. kopf adds the
+    deleting the Rollout then would leave the target on the old revision. kopf adds the
     finalizer while this holds and removes it on the first event after it stops holding (the
     status write that ends the rollout or its keep window), so deleting an ended Rollout
     touches nothing."""
     status = body.get("status") or {}
-    if status.get("trafficRouting"):  # Kubernetes: a keep window, or the Service switch
+    if status.get("trafficRouting"):  # Kubernetes: only a blue-green promotion's keep window
         promoted = status.get("phase") == RolloutPhase.PROMOTED
-        return (promoted and bool(status.get("scaleDownAt"))) or bool(status.get("servingRevision"))
+        return promoted and bool(status.get("scaleDownAt"))
     phase = status.get("phase")
     if phase in _MAY_SPLIT:
         return True

@@ -161,16 +161,11 @@ class KubernetesBackend:
                     self.children.put(kind, body)
 
     async def apply(self, svc: XynergyService, *, child: ChildEvent | None = None) -> BackendStatus:
+        digests = await self.read_sources(svc)
         # A service we never deployed has no children to compare with: apply straight away
         # (server-side apply is idempotent) and read the result from the response.
         fresh = svc.status is None or not svc.status.latest_created_revision
-        live: dict[str, dict[str, Any] | None] = (
-            {k: None for _, k in _CHILDREN} if fresh else await self._live(svc, child)
-        )
-        # the Service's selector first: what the rest of the converge needs (the sources of
-        # the env) must not keep it selecting a Rollout revision that is gone or unready
-        serving, live["Service"], selected = await self._select(svc, live["Service"])
-        digests = await self.read_sources(svc)
+        live = {k: None for _, k in _CHILDREN} if fresh else await self._live(svc, child)
         deployment = build_deployment(
             svc,
             progress_deadline_seconds=self.progress_deadline_seconds,
@@ -178,6 +173,7 @@ class KubernetesBackend:
             # the same Pods (e.g. only scaled): the revision serving keeps its name
             revision=revision_of(svc, live["Deployment"]),
         )
+        serving = await self._serving(svc, live["Service"])
         # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
         dep, service = await asyncio.gather(
             self.provider.apply(deployment, live["Deployment"]),
@@ -191,7 +187,7 @@ class KubernetesBackend:
             observed = await self._scheduling(svc, observed, dep.body, child)
         missing = [] if fresh else [k for k, obj in live.items() if obj is None]
         observed = missing_children(observed, _named(svc, missing), restored=True)
-        writes = int(dep.wrote) + int(service.wrote) + int(selected)
+        writes = int(dep.wrote) + int(service.wrote)
         changed = _rotated(live["Deployment"], digests) if dep.wrote else ()
         return replace(
             observed,
@@ -200,30 +196,6 @@ class KubernetesBackend:
             changed_sources=changed,
             rescaled=_rescaled_only(live["Deployment"], dep.body) and not service.wrote,
         )
-
-    async def _select(
-        self, svc: XynergyService, service: dict[str, Any] | None
-    ) -> tuple[str | None, dict[str, Any] | None, bool]:
-        """The Service's selector as the Rollout switch wants it now (`_serving`), written
-        alone when the live Service selects otherwise: (the revision served, the Service,
-        whether it was written). Run before anything else of the converge can fail (a Secret
-        the env reads deleted) and also while the service is paused (`observe`): the Service
-        goes back to the service's own Pods whenever the revision named is gone or has no
-        available Pod, and to the revision once it can serve, however the rest of the
-        converge goes."""
-        serving = await self._serving(svc, service)
-        if service is None:  # none yet: the full apply creates it with this selector
-            return serving, None, False
-        want = build_service(svc, serving=serving)["spec"]["selector"]
-        if ((service.get("spec") or {}).get("selector") or {}) == want:
-            return serving, service, False
-        patched = await self.provider.set_selector(service, want)
-        if patched is None:  # deleted meanwhile: the full apply restores it
-            return serving, None, False
-        log.info("XynergyService %s/%s: the Service selects %s", svc.metadata.namespace,
-                 name_of(svc), want)  # fmt: skip
-        self._hold({"Service": patched})
-        return serving, patched, True
 
     async def _serving(self, svc: XynergyService, service: dict[str, Any] | None) -> str | None:
         """The Rollout revision the Service is to select (`resources.kubernetes.
@@ -245,10 +217,6 @@ class KubernetesBackend:
         self, svc: XynergyService, *, child: ChildEvent | None = None
     ) -> BackendStatus:
         live = await self._live(svc, child)
-        # paused holds the workload, not the Rollout switch: the Service must not keep
-        # selecting a revision that is gone (`_select`; the write is logged, and it is no
-        # "Updated" of the service, which paused does not apply)
-        _, live["Service"], _ = await self._select(svc, live["Service"])
         dep = live["Deployment"]
         observed = with_service(from_deployment(svc, dep), live["Service"])
         observed = await self._scheduling(svc, observed, dep, child)

@@ -141,13 +141,6 @@ class XynergyServiceReconciler:
         the Service's selector follows the revision's availability and its deletion at once
         (a Rollout deleted by hand: its Deployment goes by garbage collection)."""
 
-    def forget(self, uid: str) -> None:
-        """The core forgot the service (deleted): it follows nothing any more (core hook;
-        only a later converge of the same service dropped its entry, so a deleted one's
-        stayed for the operator's life and its Deployment's events kept converging it)."""
-        for found in [k for k, v in self._following.items() if v.uid == uid]:
-            del self._following[found]
-
     def related_owner(self, kind: str, body: Mapping[str, Any]) -> ObjectKey | None:
         """The service that follows this Deployment of someone else's (core hook)."""
         meta = body.get("metadata") or {}
@@ -161,7 +154,8 @@ class XynergyServiceReconciler:
         if not meta.get("uid") or not meta.get("name"):
             return
         key = KIND.key(body)
-        self.forget(key.uid)
+        for found in [k for k, v in self._following.items() if v.uid == key.uid]:
+            del self._following[found]
         named = (meta.get("annotations") or {}).get(SERVING_REVISION_ANNOTATION)
         if named:
             self._following[(meta.get("namespace"), str(named))] = key

@@ -10,17 +10,13 @@ to zero, the target is never patched."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import test_rollout_cloudrun
 from fakes.cloudrun import FakeCloudRun
-from kube_support import Kube, audit_lines, writes_by
+from kube_support import Kube
 from test_rollout_support import (
     Operator,
     create_rollout,
@@ -31,7 +27,7 @@ from test_rollout_support import (
     served,
     wait_rollout,
 )
-from test_xynergyservice import create_xs, deployment, get_xs, merge_patch, wait_ready, xs_url
+from test_xynergyservice import create_xs, deployment, get_xs, merge_patch, wait_ready
 from test_xynergyservice_cloudrun import create_cloudrun_xs, unique
 
 from controllers.core.controller import FINALIZER
@@ -376,185 +372,3 @@ def test_replica_routing_a_second_rollout_waits_while_the_switch_is_set(
                            lambda st: st.get("phase") in ("Progressing", "Paused")
                            and bool(st.get("canaryRevision")), timeout=150)["status"]  # fmt: skip
     assert started["stableRevision"] != new
-
-
-def test_replica_routing_a_paused_target_lets_go_of_a_revision_that_is_gone(
-    kube: Kube, rollout_operator: Operator, namespace: str
-) -> None:
-    """spec.paused holds the target's workload, not the Rollout switch: with the target
-    paused while its Service selects the new revision alone, deleting that revision's
-    Deployment (as garbage collection does once a Rollout is deleted by hand) puts the
-    Service back on the target's own Pods, so it never points at nothing."""
-    svc, new, own = _replica_routed(kube, namespace, 600)
-    kube.wait_for("the Service selecting the new revision",
-                  lambda: _selector(kube, namespace, svc) == {REVISION: new})  # fmt: skip
-    _serving(kube, namespace, svc, f"{REVISION}={new}", 2)
-    merge_patch(kube, xs_url(namespace, svc), {"spec": {"paused": True}})
-    kube.wait_for("the target's status saying it is paused",
-                  lambda: get_xs(kube, namespace, svc)["status"].get("observedGeneration")
-                  == get_xs(kube, namespace, svc)["metadata"]["generation"])  # fmt: skip
-    resp = kube.delete(f"/apis/apps/v1/namespaces/{namespace}/deployments/{new}")
-    assert resp.status_code in (200, 202), resp.text
-    kube.wait_for("the Service selecting the target's own Pods again",
-                  lambda: _selector(kube, namespace, svc) == {"xynergy.io/service": svc})  # fmt: skip
-    assert _serving(kube, namespace, svc, f"xynergy.io/service={svc},!{REVISION}", 2) == own
-    assert get_xs(kube, namespace, svc)["spec"]["paused"] is True
-
-
-@contextlib.contextmanager
-def _selector_frozen(kube: Kube, ns: str, svc: str) -> Iterator[None]:
-    """While in the block, the apiserver refuses any change of Service `svc`'s selector (a
-    ValidatingAdmissionPolicy): the target's controller cannot switch it, as when its
-    converge is slow or failing, so what the Rollout does meanwhile shows."""
-    name = f"freeze-{ns}-{svc}"
-    admission = "/apis/admissionregistration.k8s.io/v1"
-    policy = {"apiVersion": "admissionregistration.k8s.io/v1",
-              "kind": "ValidatingAdmissionPolicy", "metadata": {"name": name},
-              "spec": {"failurePolicy": "Fail",
-                       "matchConstraints": {"resourceRules": [
-                           {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
-                            "resources": ["services"]}]},
-                       "validations": [{
-                           "expression": f"object.metadata.name != '{svc}' || "
-                                         "object.spec.selector == oldObject.spec.selector",
-                           "message": "selector frozen by the test"}]}}  # fmt: skip
-    binding = {"apiVersion": "admissionregistration.k8s.io/v1",
-               "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
-               "spec": {"policyName": name, "validationActions": ["Deny"],
-                        "matchResources": {"namespaceSelector": {
-                            "matchLabels": {"kubernetes.io/metadata.name": ns}}}}}  # fmt: skip
-    for kind, body in (("validatingadmissionpolicies", policy),
-                       ("validatingadmissionpolicybindings", binding)):  # fmt: skip
-        resp = kube.create(f"{admission}/{kind}", body)
-        assert resp.status_code == 201, resp.text
-
-    def refused() -> bool:  # the policy is loaded: a change of the selector is refused
-        resp = kube.http.patch(
-            f"/api/v1/namespaces/{ns}/services/{svc}", params={"dryRun": "All"},
-            content=json.dumps({"spec": {"selector": {"xynergy.io/service": "frozen"}}}),
-            headers={"Content-Type": "application/merge-patch+json"},
-        )  # fmt: skip
-        return resp.status_code in (400, 403, 422) and "selector frozen" in resp.text
-
-    try:
-        kube.wait_for("the selector freeze in force", refused, timeout=30)
-        yield
-    finally:
-        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
-            kube.delete(f"{admission}/{kind}/{name}")
-
-
-def test_replica_routing_an_edit_in_the_window_removes_the_revision_only_after_the_switch(
-    kube: Kube, rollout_operator: Operator, namespace: str, audit_log: Path
-) -> None:
-    """The Rollout's image edited in the keep window while the target's Service selects the
-    promoted revision alone: the revision is kept (and serves) as long as the Service
-    selects it, however long its controller takes to switch back (here it cannot, for a
-    while); only once the Service selects the target's own Pods is the revision deleted
-    (the operator's writes, in the apiserver's audit log) and the new delivery started."""
-    svc, new, own = _replica_routed(kube, namespace, 600)
-    kube.wait_for("the Service selecting the new revision",
-                  lambda: _selector(kube, namespace, svc) == {REVISION: new})  # fmt: skip
-    serving = _serving(kube, namespace, svc, f"{REVISION}={new}", 2)
-    since = audit_lines(audit_log)
-    with _selector_frozen(kube, namespace, svc):
-        merge_patch(kube, rollout_url(namespace, "bg"), {"spec": {"image": "reg.example/app:3"}})
-        edited = kube.get(rollout_url(namespace, "bg")).json()["metadata"]["generation"]
-        waiting = wait_rollout(kube, namespace, "bg", "the edit observed",
-                               lambda st: st.get("observedGeneration") == edited)["status"]  # fmt: skip
-        assert deployment(kube, namespace, new) is not None, "kept while the Service selects it"
-        assert _selector(kube, namespace, svc) == {REVISION: new}
-        assert _endpoints(kube, namespace, svc) == serving, "the Service never points at nothing"
-        assert waiting["canaryRevision"] == new, "no delivery beside the switch"
-        assert "the spec changed while the target's Service selects" in waiting["message"]
-    started = wait_rollout(kube, namespace, "bg", "the new delivery started",
-                           lambda st: st.get("canaryRevision") not in (None, new),
-                           timeout=120)["status"]  # fmt: skip
-    assert started["phase"] in ("Progressing", "Paused"), started
-    kube.wait_for("the replaced revision deleted",
-                  lambda: deployment(kube, namespace, new) is None)  # fmt: skip
-    assert _selector(kube, namespace, svc) == {"xynergy.io/service": svc}
-    assert _serving(kube, namespace, svc, f"xynergy.io/service={svc},!{REVISION}", 2) == own
-    writes = [(e["verb"], e["objectRef"].get("resource"), e["objectRef"].get("name"))
-              for e in writes_by(audit_log, "xynergy-operator", since_line=since)
-              if (e.get("responseStatus") or {}).get("code", 200) < 300]  # fmt: skip
-    switched = writes.index(("patch", "services", svc))
-    deleted = writes.index(("delete", "deployments", new))
-    assert switched < deleted, writes
-    dropped = [e for e in events_of(kube, namespace, "bg") if e["reason"] == "PromotionDropped"]
-    assert dropped, "an Event says the promoted revision was dropped"
-    assert new in dropped[0]["message"]
-
-
-def test_replica_routing_a_deletion_waits_for_the_hand_back_of_an_undo(
-    kube: Kube, rollout_operator: Operator, namespace: str
-) -> None:
-    """An undo in the keep window hands the target's Service back; while it has not let go of
-    the new revision (its controller cannot switch it, for a while), the Rollout records the
-    switch (status.servingRevision) and keeps its finalizer: deleting it then waits, the
-    revision's Pods (which go with the Rollout) still serving, and it goes once the Service
-    selects the target's own Pods."""
-    svc, new, own = _replica_routed(kube, namespace, 600)
-    kube.wait_for("the Service selecting the new revision",
-                  lambda: _selector(kube, namespace, svc) == {REVISION: new})  # fmt: skip
-    serving = _serving(kube, namespace, svc, f"{REVISION}={new}", 2)
-    with _selector_frozen(kube, namespace, svc):
-        _act(kube, namespace, "undo/1")
-        status = wait_rollout(kube, namespace, "bg", "undone, the hand-back waited for",
-                              phase_is("RolledBack"))["status"]  # fmt: skip
-        assert status["servingRevision"] == new
-        kube.wait_for("the finalizer in place",
-                      lambda: FINALIZER in (kube.get(rollout_url(namespace, "bg")).json()
-                                            ["metadata"].get("finalizers") or []))  # fmt: skip
-        resp = kube.delete(rollout_url(namespace, "bg"))
-        assert resp.status_code in (200, 202), resp.text
-        kube.wait_for("the deletion saying what it waits for",
-                      lambda: "to select the target's own Pods again"
-                      in (kube.get(rollout_url(namespace, "bg")).json().get("status") or {})
-                      .get("message", ""))  # fmt: skip
-        assert deployment(kube, namespace, new) is not None, "its Pods serve until handed back"
-        assert _endpoints(kube, namespace, svc) == serving
-    kube.wait_for("the Rollout gone once handed back",
-                  lambda: kube.get(rollout_url(namespace, "bg")).status_code == 404,
-                  timeout=90)  # fmt: skip
-    assert _selector(kube, namespace, svc) == {"xynergy.io/service": svc}
-    assert _serving(kube, namespace, svc, f"xynergy.io/service={svc},!{REVISION}", 2) == own
-
-
-def test_replica_routing_a_promotion_whose_service_never_switches_degrades(
-    kube: Kube, rollout_operator: Operator, namespace: str
-) -> None:
-    """A blue-green promotion whose target's Service does not switch to the new revision
-    (here its selector is frozen; in a cluster, instances that never all become available)
-    does not claim a keep window: the status says it waits for the switch, the window has
-    not started, and past spec.progressDeadlineSeconds it is Degraded and switches back (the
-    old revision stable again, the new one scaled to zero, the target never patched)."""
-    svc = unique("ai")
-    create_xs(kube, namespace, svc, backend="kubernetes", port=8080,
-              scaling={"minInstances": 2, "maxInstances": 2})  # fmt: skip
-    wait_ready(kube, namespace, svc)
-    own = _serving(kube, namespace, svc, f"xynergy.io/service={svc},!{REVISION}", 2)
-    create_rollout(kube, namespace, "bg", target=svc, image="reg.example/app:2",
-                   strategy={"blueGreen": {"scaleDownDelaySeconds": 600}},
-                   progressDeadlineSeconds=30)  # fmt: skip
-    new = wait_rollout(kube, namespace, "bg", "previewing",
-                       phase_is("Paused"))["status"]["canaryRevision"]  # fmt: skip
-    with _selector_frozen(kube, namespace, svc):
-        _act(kube, namespace, "promote/1")
-        waiting = wait_rollout(kube, namespace, "bg", "promoted, waiting for the switch",
-                               lambda st: st.get("phase") == "Promoted"
-                               and "the keep window starts then" in st["message"])["status"]  # fmt: skip
-        assert waiting["servingRevision"] == new
-        assert _endpoints(kube, namespace, svc) == own, "the old revision serves all along"
-        degraded = wait_rollout(kube, namespace, "bg", "degraded at the deadline",
-                                phase_is("Degraded"), timeout=60)["status"]  # fmt: skip
-    assert _condition(degraded, "Stalled")["reason"] == "ServiceSwitchTimedOut"
-    assert f"did not select revision {new}'s Pods alone within 30s" in degraded["message"]
-    assert degraded["stableRevision"] != new
-    assert not degraded.get("scaleDownAt")
-    kube.wait_for("the new revision scaled to zero",
-                  lambda: (deployment(kube, namespace, new) or {})["spec"]["replicas"] == 0)  # fmt: skip
-    annotations = get_xs(kube, namespace, svc)["metadata"].get("annotations") or {}
-    assert "xynergy.io/serving-revision" not in annotations
-    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
-    assert _selector(kube, namespace, svc) == {"xynergy.io/service": svc}

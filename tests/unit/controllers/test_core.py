@@ -686,19 +686,6 @@ async def test_a_child_of_another_kind_converges_the_object_that_follows_it() ->
     assert len(reconciler.calls) == 1
 
 
-async def test_forgetting_an_object_tells_the_reconciler() -> None:
-    """A deleted object is forgotten by the core, and the reconciler's optional `forget`
-    hook hears it (what it keeps per object, e.g. what it follows, goes with it)."""
-    client = FakeClient({"crm": _body()})
-    reconciler = FakeReconciler()
-    forgotten: list[str] = []
-    reconciler.forget = forgotten.append  # type: ignore[attr-defined]
-    controller = _controller(client, reconciler)
-    assert controller.reconciler is reconciler
-    await controller.on_event(_body(), "DELETED")
-    assert forgotten == ["u1"]
-
-
 async def test_a_burst_of_triggers_meets_an_unreachable_apiserver_once_per_object() -> None:
     client = FakeClient({"crm": _body()})
     controller = _controller(client, FakeReconciler())

@@ -56,22 +56,3 @@ async def test_annotate_patches_only_what_differs_and_removes_with_none() -> Non
     assert not await provider.annotate("xynergy.io/v1alpha1", "XynergyService", live, {"a": "1"})
     assert await provider.annotate("xynergy.io/v1alpha1", "XynergyService", live, {"a": None})
     assert client.patches == [("crm", {"metadata": {"annotations": {"a": None}}})]
-
-
-async def test_set_selector_patches_the_selector_alone_under_the_operators_field_manager() -> None:
-    """A JSON patch of spec.selector whole (a key no longer wanted goes), by the manager that
-    applies the Service; nothing else of it is sent (a server-side apply of the selector
-    alone would drop the ports and owner reference that manager set)."""
-    sent: list[Any] = []
-
-    class Patching(Client):
-        async def patch(self, resource: Any, name: str, patch: Any, **kw: Any) -> Any:
-            sent.append((name, patch, kw["patch_type"].value, kw["field_manager"]))
-            return SimpleNamespace(to_dict=lambda: {**SERVICE, "spec": {"selector": {"a": "b"}}})
-
-    provider = _provider(Patching())
-    got = await provider.set_selector(SERVICE, {"a": "b"})
-    assert got is not None
-    assert got["spec"]["selector"] == {"a": "b"}
-    assert sent == [("crm", [{"op": "add", "path": "/spec/selector", "value": {"a": "b"}}],
-                     "application/json-patch+json", "xynergy-operator")]  # fmt: skip

@@ -314,9 +314,9 @@ class RecordingBackend:
         self.calls.append(("route", split))
         return Routed(1, {})
 
-    async def retire(self, *, keep: str | None) -> bool:
+    async def retire(self, *, keep: str | None) -> int:
         self.calls.append(("retire", keep))
-        return True
+        return 0
 
     async def promote(
         self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
@@ -721,8 +721,7 @@ async def test_after_the_window_the_service_goes_back_to_the_target_before_remov
     world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
     await world.converge(now)
     world.settle()
-    await world.converge(now + STEP)  # its next check: switched, the window runs from here
-    later = now + dt.timedelta(seconds=32)
+    later = now + dt.timedelta(seconds=31)
     await world.converge(later)  # the window is over: the target is patched and rolls
     assert world.client.patches == [{"spec": {"image": "crm:2"}}]
     world.client.target["metadata"]["generation"] = 3
@@ -889,10 +888,8 @@ async def test_a_keep_window_whose_revision_name_changed_still_removes_the_new_r
     status = await world.converge(now)
     assert status.phase.value == "Promoted"
     (new,) = _canaries(world)
-    world.settle()  # the XynergyService controller switches the Service: the window runs
-    await world.converge(now + STEP)  # from the Rollout's next check
     world.client.target["spec"]["kubernetes"] = {"terminationGracePeriodSeconds": 95}
-    now += dt.timedelta(seconds=32)
+    now += dt.timedelta(seconds=31)
     status = await world.converge(now)
     assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end patches"
     assert new in world.provider.deployments(), "serves until the target runs the new image"
@@ -917,8 +914,6 @@ async def _selecting_new(world: World) -> tuple[str, dt.datetime]:
     await world.converge(now)
     world.settle()
     assert world.selector() == {REVISION_LABEL: new}
-    status = await world.converge(now + STEP)  # its next check: switched, the window runs
-    assert status.scale_down_at == now + STEP + dt.timedelta(seconds=30)
     return new, now + STEP
 
 
@@ -944,82 +939,15 @@ async def test_deleting_in_the_window_releases_only_once_the_service_selects_the
 
 
 async def test_a_superseded_promotion_stops_asking_the_targets_service_for_its_revision() -> None:
-    """Superseded in the window: the annotation goes at once, but the revision the Service
-    selects alone is removed only once the Service has let go of it (no converge leaves the
-    Service selecting a revision that is gone); the Superseded Event is said once."""
     world = World([{"setWeight": 50}], routes=False)
     new, now = await _selecting_new(world)
     world.client.target["spec"]["image"] = "crm:3"  # an edit of the target in the window
     status = await world.converge(now)
     assert status.message.startswith("superseded:")
-    assert status.message.endswith(RolloutReconciler._HANDING_BACK)
     assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert world.selector() == {REVISION_LABEL: new}
-    assert new in world.provider.deployments(), "kept while the Service selects only its Pods"
-    assert [r for r, _ in world.events] == ["Superseded"]
-    status = await world.converge(now + STEP)  # the XynergyService has not reacted yet
-    assert new in world.provider.deployments()
-    world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}
-    status = await world.converge(now + 2 * STEP)
-    assert new not in world.provider.deployments(), "removed once the Service let go"
-    assert status.message.startswith("superseded:")
-    assert not status.message.endswith(RolloutReconciler._HANDING_BACK)
-    assert world.events == [], "Superseded is said once"
-
-
-async def test_an_edit_in_the_window_never_leaves_the_service_without_its_revision() -> None:
-    """The Rollout's spec.image edited in the keep window while the target's Service selects
-    the promoted revision alone: the revision is handed back and kept until the Service
-    selects the target's own Pods, and only then removed and the new delivery started (a
-    canary started beside the switch would get no traffic); that the edit dropped the
-    promoted revision, which the target was never patched to, is said once."""
-    world = World([{"setWeight": 50}], routes=False)
-    new, now = await _selecting_new(world)
-    world.body["spec"]["image"] = "crm:3"
-    world.body["metadata"]["generation"] = 2
-    said: list[Any] = []
-    for step in range(1, 4):  # the XynergyService controller reacts after the second
-        status = await world.converge(now + step * STEP)
-        said += world.events
-        if world.selector() == {REVISION_LABEL: new}:
-            assert new in world.provider.deployments(), "the Service selects a revision gone"
-            assert status.canary_revision == new, "no delivery beside the switch"
-            assert status.phase.value == "Promoted"
-        if step == 2:
-            world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}
     assert new not in world.provider.deployments()
-    assert status.phase.value == "Progressing"
-    assert status.canary_revision not in (new, None)
-    assert status.stable_revision == "crm-00002", "the target's own revision"
-    dropped = [m for r, m in said if r == "PromotionDropped"]
-    assert len(dropped) == 1, said
-    assert new in dropped[0], dropped[0]
-    assert "crm-00002 serves again" in dropped[0], dropped[0]
-
-
-async def test_retry_waits_for_the_hand_back_of_a_switch_back() -> None:
-    """`retry` right after an undo in the keep window, while the target's Service still
-    selects the revision being released: the retry waits (not marked handled) until the
-    Service selects the target's own Pods, and never shrinks the Pods that serve all."""
-    world = World([{"setWeight": 50}], routes=False)
-    new, now = await _selecting_new(world)
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
-    status = await world.converge(now)
-    assert status.phase.value == "RolledBack"
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "retry/1"}
-    status = await world.converge(now + STEP)
-    assert world.selector() == {REVISION_LABEL: new}
-    assert world.provider.deployments()[new]["spec"]["replicas"] == 4, "serves all: kept"
-    assert status.phase.value == "RolledBack"
-    assert status.handled_action == "undo/1", "the retry is still to be acted upon"
     world.settle()
     assert world.selector() == {SERVICE_LABEL: "crm"}
-    status = await world.converge(now + 2 * STEP)
-    assert status.handled_action == "retry/1"
-    assert status.phase.value in ("Progressing", "Paused")
-    assert status.canary_revision == new
 
 
 async def test_a_superseded_rollout_leaves_another_rollouts_serving_revision_alone() -> None:
@@ -1048,14 +976,13 @@ async def test_the_switch_is_handed_back_when_the_revisions_deployment_is_gone()
 
 
 @pytest.mark.parametrize("why", ["superseded", "timeout"])
-async def test_a_deletion_in_the_window_that_does_not_finish_hands_the_service_back(
+async def test_a_deletion_in_the_window_that_lets_go_early_removes_the_annotation(
     why: str,
 ) -> None:
-    """A deletion in the keep window that does not finish the promotion (the target moved on
-    without this Rollout; or the wait passed spec.progressDeadlineSeconds) removes the
-    annotation naming its revision: its Deployment goes with the Rollout, and the target's
-    Service must not stay asked for it. Superseded, it still waits until the Service has let
-    go of the revision's Pods (they go with the Rollout); past the deadline it goes anyway."""
+    """A deletion in the keep window that does not wait for the hand-back (the target moved
+    on without this Rollout; or the wait passed spec.progressDeadlineSeconds) still removes
+    the annotation naming its revision: its Deployment goes with it, and the target's Service
+    must not stay asked for it."""
     world = World([{"setWeight": 50}], routes=False)
     _, now = await _selecting_new(world)
     world.body["metadata"]["deletionTimestamp"] = _stamp(now)
@@ -1065,17 +992,10 @@ async def test_a_deletion_in_the_window_that_does_not_finish_hands_the_service_b
     else:
         world.reconciler.clock = lambda: now + dt.timedelta(seconds=700)  # past the deadline
     gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone
+    assert (event.reason if event else None) == (None if why == "superseded" else
+                                                 "PromotionUnfinished")  # fmt: skip
     assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    if why == "timeout":
-        assert gone
-        assert event is not None
-        assert event.reason == "PromotionUnfinished"
-        return
-    assert not gone, "the Service still selects the revision's Pods alone"
-    assert event is not None
-    assert event.reason == "DeletionWaiting"
-    world.settle()
-    assert await world.reconciler.release(copy.deepcopy(world.body)) == (True, None)
 
 
 async def test_an_autoscaler_does_not_shrink_the_revision_the_service_selects() -> None:
@@ -1102,205 +1022,3 @@ async def test_an_autoscaler_does_not_shrink_the_revision_the_service_selects() 
         world.settle()
         assert world.provider.deployments()[new]["spec"]["replicas"] == kept, asked
         assert world.selector() == {REVISION_LABEL: new}
-
-
-async def test_an_undo_after_the_window_says_it_waits_for_the_service_hand_back() -> None:
-    """Undo after the keep window while the target still rolls to the promoted spec and its
-    Service selects the new revision alone: the status does not claim the traffic is back
-    before the Service has let go of the revision (it says what it waits for), and says it
-    plainly once it has."""
-    world = World([{"setWeight": 50}], routes=False)
-    new, now = await _selecting_new(world)
-    now += dt.timedelta(seconds=31)
-    await world.converge(now)  # the window is over: the target is patched and rolls
-    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
-    world.client.target["metadata"]["generation"] = 3
-    world.provider.ready.discard("crm")
-    world.settle()
-    assert world.selector() == {REVISION_LABEL: new}
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
-    status = await world.converge(now + STEP)
-    assert status.phase.value == "RolledBack"
-    assert status.message.startswith("undone: all traffic back on crm-00002")
-    assert status.message.endswith(RolloutReconciler._HANDING_BACK), status.message
-    assert world.selector() == {REVISION_LABEL: new}
-    world.settle()
-    status = await world.converge(now + 2 * STEP)
-    assert status.message == "undone: all traffic back on crm-00002"
-
-
-async def _switched_while_rolling(world: World, strategy: str) -> tuple[str, dt.datetime]:
-    """A replica-routed promotion without a keep window running (a canary; blue-green with
-    scaleDownDelaySeconds 0; blue-green after its window): the target is patched and rolls,
-    and its Service selects the new revision alone. (The new revision, now.)"""
-    if strategy == "canary":
-        now = await world.run_until("Progressing", T0, limit=1)
-    else:
-        delay = 30 if strategy == "after-window" else 0
-        world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": delay}}
-        now = await world.run_until("Paused", T0)
-        world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
-    (new,) = _canaries(world)
-    for _ in range(6):
-        status = await world.converge(now)
-        if strategy == "after-window" and status.scale_down_at:
-            now = status.scale_down_at  # the window is over at the next converge
-        else:
-            now += STEP
-        world.provider.ready |= set(world.provider.deployments())
-        world.settle()
-        if world.client.patches:  # the target is patched: it rolls
-            world.client.target["metadata"]["generation"] = 3
-            world.provider.ready.discard("crm")
-            world.settle()
-        if world.selector() == {REVISION_LABEL: new} and world.client.patches:
-            return new, now
-    raise AssertionError(f"never switched: {world.body['status']}")
-
-
-@pytest.mark.parametrize("strategy", ["canary", "blue-green-0", "after-window"])
-async def test_the_finalizer_holds_while_the_service_selects_the_promoted_revision(
-    strategy: str,
-) -> None:
-    """Without a keep window running, a replica-routed promotion still has the target's
-    Service select its revision alone until the target runs the new spec: the status records
-    the switch (status.servingRevision), which holds the finalizer, and a deletion meanwhile
-    waits for the target to be ready and the Service handed back (the revision's Pods, which
-    go with the Rollout, are the only ones the Service selects); a promotion that finishes
-    clears it and the finalizer with it."""
-    world = World([{"setWeight": 50}], routes=False)
-    new, now = await _switched_while_rolling(world, strategy)
-    status = await world.converge(now)
-    assert status.phase.value == "Promoted"
-    assert status.scale_down_at is None
-    assert status.serving_revision == new
-    assert needs_finalizer(world.body), "the switch holds the finalizer"
-
-    deleting = copy.deepcopy(world.body)
-    deleting["metadata"]["deletionTimestamp"] = _stamp(now)
-    world.reconciler.clock = lambda: now + STEP
-    gone, event = await world.reconciler.release(copy.deepcopy(deleting))
-    assert not gone, "the target still rolls: the new revision serves alone"
-    assert event is not None
-    assert event.reason == "DeletionWaiting"
-    world.provider.ready.add("crm")  # the target runs the new spec and is ready
-    assert await world.reconciler.release(copy.deepcopy(deleting)) == (False, None)
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert new in world.provider.deployments()
-    world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}
-    gone, _ = await world.reconciler.release(copy.deepcopy(deleting))
-    assert gone, "handed back: the Rollout may go"
-
-    status = await world.converge(now + 2 * STEP)  # not deleted after all: it finishes
-    assert status.serving_revision is None
-    assert new not in world.provider.deployments()
-    assert not needs_finalizer(world.body)
-
-
-async def test_a_deletion_after_an_undo_waits_for_the_hand_back() -> None:
-    """An undo in the keep window whose hand-back is still waited for (RolledBack, the
-    Service selecting the new revision alone): deleting the Rollout waits until the Service
-    selects the target's own Pods, at most spec.progressDeadlineSeconds."""
-    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
-    new, now = await _selecting_new(world)
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
-    status = await world.converge(now)
-    assert status.phase.value == "RolledBack"
-    assert status.serving_revision == new
-    assert needs_finalizer(world.body)
-    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
-    world.reconciler.clock = lambda: now + STEP
-    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
-    assert not gone
-    assert event is not None
-    assert "to select the target's own Pods again" in event.message
-    world.reconciler.clock = lambda: now + dt.timedelta(seconds=61)
-    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
-    assert gone, "never blocks for good"
-    assert event is not None
-    assert (event.type, event.reason) == ("Warning", "HandBackUnfinished")
-
-
-async def _promoted_unswitched(world: World) -> tuple[str, dt.datetime]:
-    """A replica-routed blue-green promotion (keep window 30 s) whose new revision has no
-    available instance, so the target's Service cannot switch to it: (revision, now)."""
-    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
-    now = await world.run_until("Paused", T0)
-    (new,) = _canaries(world)
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
-    status = await world.converge(now)
-    assert status.phase.value == "Promoted"
-    assert status.message.endswith(RolloutReconciler._SWITCHING), status.message
-    world.provider.ready.discard(new)  # scaled up at promotion, e.g. over a ResourceQuota
-    world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}, "not switched"
-    return new, now
-
-
-async def test_the_keep_window_starts_once_the_service_has_switched() -> None:
-    """The keep window (scaleDownDelaySeconds) is the time the new revision serves alone
-    with the old one kept: its clock starts when the target's Service selects the new
-    revision, not when the promotion asked for it; until then the status says what it waits
-    for, not that the target rolls."""
-    world = World([{"setWeight": 50}], routes=False)
-    new, now = await _promoted_unswitched(world)
-    later = now + dt.timedelta(seconds=31)
-    status = await world.converge(later)
-    assert world.client.patches == [], "the window has not started: the target is not patched"
-    assert status.message.endswith(RolloutReconciler._SWITCHING), status.message
-    world.provider.ready.add(new)  # its instances become available: the Service switches
-    world.settle()
-    assert world.selector() == {REVISION_LABEL: new}
-    status = await world.converge(later + STEP)
-    assert status.scale_down_at is not None
-    assert status.scale_down_at - (later + STEP) <= dt.timedelta(seconds=30)
-    assert status.scale_down_at - later >= dt.timedelta(seconds=30), "counted from the switch"
-    assert not status.message.endswith(RolloutReconciler._SWITCHING)
-    await world.converge(later + dt.timedelta(seconds=20))
-    assert world.client.patches == []
-    await world.converge(status.scale_down_at)
-    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end"
-
-
-async def test_a_promotion_whose_service_never_switches_degrades_at_the_deadline() -> None:
-    """The target's Service never selects the new revision (its instances never all
-    available): past spec.progressDeadlineSeconds from the promotion the Rollout is Degraded
-    and switches back (the old revision, which served all along, is stable again; the new
-    one released), rather than saying Promoted while the old revision serves everything."""
-    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
-    new, now = await _promoted_unswitched(world)
-    status = await world.converge(now + dt.timedelta(seconds=59))
-    assert status.phase.value == "Promoted"
-    status = await world.converge(now + dt.timedelta(seconds=61))
-    assert status.phase.value == "Degraded"
-    stalled = next(c for c in status.conditions if c.type == "Stalled")
-    assert stalled.reason == "ServiceSwitchTimedOut"
-    assert f"did not select revision {new}'s Pods alone within 60s" in status.message
-    assert status.stable_revision == "crm-00002"
-    assert status.scale_down_at is None
-    assert status.serving_revision is None
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert world.provider.deployments()[new]["spec"]["replicas"] == 0, "released"
-    assert world.client.patches == [], "the target never ran the new revision"
-    assert [r for r, _ in world.events] == ["ServiceSwitchTimedOut"]
-
-
-async def test_the_switch_deadline_counts_from_the_request_after_an_upgrade() -> None:
-    """A promotion made by an operator without the switch (no status.servingRevision) and
-    promoted long ago: the first converge after the upgrade asks for the switch, and the
-    deadline for it counts from that request, not from the old promotion."""
-    world = World([{"setWeight": 50}], routes=False, progressDeadlineSeconds=60)
-    new, now = await _promoted_unswitched(world)
-    status = world.body["status"]
-    for key in ("servingRevision", "servingSince"):
-        status.pop(key)
-    status["history"][0]["time"] = "2026-11-01T00:00:00Z"  # a month ago
-    world.client.target["metadata"]["annotations"] = {}
-    later = now + dt.timedelta(seconds=5)
-    status = await world.converge(later)
-    assert (status.serving_revision, status.serving_since) == (new, later)
-    status = await world.converge(later + dt.timedelta(seconds=59))
-    assert status.phase.value == "Promoted", "within the deadline of the request"
-    status = await world.converge(later + dt.timedelta(seconds=61))
-    assert status.phase.value == "Degraded"

@@ -251,22 +251,6 @@ async def test_the_service_follows_the_deployment_its_serving_revision_annotatio
     assert reconciler.related_owner("Deployment", revision) is None
 
 
-async def test_a_forgotten_service_follows_nothing() -> None:
-    """The core forgets a deleted service (`forget`, its hook): the Deployment its annotation
-    named converges nothing any more (its entry went only with a later converge of the same
-    service, which a deleted one never has)."""
-    reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: MemoryBackend()})
-    body = _svc().model_dump(by_alias=True, exclude_none=True, mode="json")
-    body["metadata"]["annotations"] = {"xynergy.io/serving-revision": "crm-ro-1a2b3c4d"}
-    await reconciler.reconcile(body, now=NOW, child=None)
-    revision = {"metadata": {"name": "crm-ro-1a2b3c4d", "namespace": "ns"}}
-    assert reconciler.related_owner("Deployment", revision) is not None
-    reconciler.forget("another-uid")
-    assert reconciler.related_owner("Deployment", revision) is not None, "only its own"
-    reconciler.forget("u")
-    assert reconciler.related_owner("Deployment", revision) is None
-
-
 def test_the_serving_revision_annotation_triggers_a_converge() -> None:
     reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: MemoryBackend()})
     assert "xynergy.io/serving-revision" in reconciler.trigger_annotations
