@@ -158,12 +158,6 @@ CACHED_CHILDREN = "cached_children"
 watched bodies the controller keeps in its `ChildCache`, for a converge prompted by a child
 event to read instead of the apiserver."""
 
-RELATED_OWNER = "related_owner"
-"""Optional attribute of a `KindReconciler`: `related_owner(kind, body) -> ObjectKey | None`,
-the object of the kind that follows this watched child although it does not own it (another
-kind's child it depends on; controller-runtime's `Watches` with a map function). Its events
-converge that object as its own children's do; it is not cached."""
-
 RESYNC_ANNOTATION = "xynergy.io/resync-requested"
 """Every kind converges when this changes (as Flux's `reconcile.fluxcd.io/requestedAt`): what
 Argo CD's `resync` action and `kubectl annotate` write to ask for a reconcile now."""
@@ -323,9 +317,7 @@ class Controller:
         """An event of a child we own (its controller owner reference names us): converge
         the owner with what the child reported, so drift or deletion is corrected at once.
         The initial listing converges nothing (the owners' own listing converges them); every
-        event, the listing's too, updates the child cache when the kind caches that child.
-        A child owned by another kind converges the object the reconciler's `related_owner`
-        names, if any."""
+        event, the listing's too, updates the child cache when the kind caches that child."""
         meta = body.get("metadata") or {}
         owner = next(
             (
@@ -336,11 +328,6 @@ class Controller:
             None,
         )
         if owner is None:
-            # not built: no object of the kind seen yet, so none follows anything
-            related = getattr(self._reconciler, RELATED_OWNER, None)
-            follower = related(kind, body) if callable(related) and event is not None else None
-            if follower is not None:
-                await self.trigger(follower, child=ChildEvent(kind, body, event == "DELETED"))
             return
         if kind in (getattr(self.reconciler, CACHED_CHILDREN, None) or ()):
             if event == "DELETED":

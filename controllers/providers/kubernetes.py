@@ -134,17 +134,9 @@ class KubernetesProvider:
 
         return await self._call(f"list_{kind.lower()}", f"listing {kind}s", read)
 
-    async def apply(
-        self,
-        desired: Mapping[str, Any],
-        live: dict[str, Any] | None,
-        *,
-        exact: tuple[tuple[str, ...], ...] = (),
-    ) -> Applied:
-        """Apply `desired` unless `live` (what the caller read, None if absent) has it. The
-        paths in `exact` must be equal, not only contain what is desired (a map whose key we
-        set earlier and no longer want, e.g. a Service selector: the apply removes it)."""
-        if live is not None and is_subset(desired, live) and _same_at(desired, live, exact):
+    async def apply(self, desired: Mapping[str, Any], live: dict[str, Any] | None) -> Applied:
+        """Apply `desired` unless `live` (what the caller read, None if absent) has it."""
+        if live is not None and is_subset(desired, live):
             return Applied(live, wrote=False)
         kind = desired["kind"]
         name = desired["metadata"]["name"]
@@ -233,38 +225,6 @@ class KubernetesProvider:
 
         return await self._call(f"label_{kind.lower()}", f"labelling {kind} {name}", write)
 
-    async def annotate(
-        self,
-        api_version: str,
-        kind: str,
-        live: Mapping[str, Any],
-        annotations: Mapping[str, str | None],
-    ) -> bool:
-        """Set (None: remove) `annotations` on the object `live` (as read) unless it has them
-        so: a merge patch of those annotations only, so nothing else of an object another
-        controller owns is touched, and an object deleted meanwhile is not recreated. True
-        when written; False when there was nothing to do or the object is gone."""
-        meta = live.get("metadata") or {}
-        have = meta.get("annotations") or {}
-        if all(have.get(k) == v for k, v in annotations.items()):
-            return False
-        name, namespace = str(meta.get("name")), meta.get("namespace")
-        resource: Any = resource_registry.load(api_version, kind)
-        patch = {"metadata": {"annotations": dict(annotations)}}
-
-        async def write() -> bool:
-            try:
-                await self._client.patch(
-                    resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE
-                )
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    return False
-                raise
-            return True
-
-        return await self._call(f"annotate_{kind.lower()}", f"annotating {kind} {name}", write)
-
     async def watch_forever(
         self,
         api_version: str,
@@ -336,16 +296,3 @@ class KubernetesProvider:
             resource, namespace=where, resource_version=version, on_error=on_error, **selectors
         ):
             yield event, obj.to_dict()
-
-
-def _same_at(
-    desired: Mapping[str, Any], live: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]
-) -> bool:
-    """`desired` and `live` hold equal values at each of `paths`."""
-
-    def at(obj: Any, path: tuple[str, ...]) -> Any:
-        for key in path:
-            obj = obj.get(key) if isinstance(obj, Mapping) else None
-        return obj
-
-    return all(at(desired, path) == at(live, path) for path in paths)

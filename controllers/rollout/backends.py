@@ -98,9 +98,6 @@ class Routed:
     """The upstreams the gateway is to apply (None: the backend routes by itself)."""
     settled: bool = True
     """A promotion is complete (False: come back soon, e.g. the target is still rolling)."""
-    handing_back: bool = False
-    """Not settled because the target's Service still selects the new revision's Pods (a
-    promotion asked it to): they keep serving until it selects the target's own again."""
 
 
 class RolloutBackend(Protocol):
@@ -141,11 +138,6 @@ class RolloutBackend(Protocol):
     async def retire(self, *, keep: str | None) -> int:
         """Remove this Rollout's new revisions other than `keep` (None: all of them): one
         its spec replaced mid-rollout, or what is left once its target moved on. Writes."""
-        ...
-
-    async def hand_back(self, target: XynergyService, name: str) -> bool:
-        """The target serves through its own instances again, not revision `name`'s that a
-        promotion pointed it at (True once it does, or when nothing was pointed)."""
         ...
 
 
@@ -265,10 +257,6 @@ class CloudRunRollout:
         """Nothing: a revision of the service with no traffic scales to zero (each new
         revision's first write pins the traffic to the stable one and itself)."""
         return 0
-
-    async def hand_back(self, target: XynergyService, name: str) -> bool:
-        """Always: Cloud Run's traffic split is the whole routing (`promote` wrote it)."""
-        return True
 
     async def _route(self, path: str, split: Traffic, writes: int) -> Routed:
         service, more = await self.provider.set_traffic(path, split)

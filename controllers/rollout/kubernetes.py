@@ -21,16 +21,7 @@ target's does: the same value for the same sources, and a rotation rolls its Pod
 Promotion: all traffic to the new revision while the target's Deployment rolls to the new
 spec (blue-green: only once `scaleDownDelaySeconds` is over, so the old revision is kept for a
 fast rollback), then the target serves again and the new revision's children are removed.
-With replica-ratio routing "all traffic" is the target's Service selecting only the new
-revision's Pods (Argo Rollouts' active Service selector): the Rollout labels its Deployment
-`xynergy.io/serves: <target>` and annotates the target `xynergy.io/serving-revision:
-<revision>`, and the XynergyService controller, which owns that Service, switches its selector
-once the revision's instances are all available. The target's own Pods keep running (the old
-revision during a blue-green keep window) with no traffic. Before the new revision's Pods are
-scaled down or removed (the promotion settled, a switch back, a rollback, an undo) the
-annotation is cleared and the Rollout waits until the Service selects the target's own Pods
-again (`hand_back`). A rollback sends everything to the target's Service and scales the new
-revision down.
+A rollback sends everything to the target's Service and scales the new revision down.
 """
 
 from __future__ import annotations
@@ -39,10 +30,8 @@ import dataclasses
 import logging
 from typing import Any
 
-from apis.v1alpha1.common import API_VERSION
 from apis.v1alpha1.rollout import Rollout, TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.controller import Kind
 from controllers.core.errors import StalledError
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.rollout.backends import CanaryState, Routed, Serving
@@ -58,13 +47,7 @@ from controllers.rollout.resources import (
 )
 from controllers.xynergyservice.backends import KubernetesBackend
 from controllers.xynergyservice.observed import from_deployment
-from controllers.xynergyservice.resources.naming import (
-    REVISION_ANNOTATION,
-    REVISION_LABEL,
-    SERVES_LABEL,
-    SERVICE_LABEL,
-    SERVING_REVISION_ANNOTATION,
-)
+from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION
 from controllers.xynergyservice.resources.references import (
     CONFIG_SOURCES_ANNOTATION,
     parse_sources,
@@ -74,37 +57,6 @@ __all__ = ["KubernetesRollout", "routing_for"]
 
 log = logging.getLogger(__name__)
 Split = tuple[tuple[str | None, int, str | None], ...]
-TARGET = Kind.of(XynergyService)
-_LABELS = (("metadata", "labels"),)
-"""The new revision's Deployment labels are compared whole: `xynergy.io/serves` goes when a
-promotion no longer asks the target's Service to select it."""
-
-
-def _labels(obj: dict[str, Any] | None) -> dict[str, str]:
-    labels: dict[str, str] = ((obj or {}).get("metadata") or {}).get("labels") or {}
-    return labels
-
-
-def _pod_labels(dep: dict[str, Any] | None) -> dict[str, str]:
-    template = ((dep or {}).get("spec") or {}).get("template") or {}
-    labels: dict[str, str] = (template.get("metadata") or {}).get("labels") or {}
-    return labels
-
-
-def _serving_replicas(
-    target: XynergyService, own: dict[str, Any] | None, live: dict[str, Any] | None
-) -> int:
-    """Instances of a promoted revision the target's Service selects alone: what the target
-    asks for now (`spec.replicas`, which an HPA or a ScalingPolicy moves), but never fewer
-    than the target's own Deployment runs (the capacity that served before the switch) nor,
-    once the revision serves (`xynergy.io/serves`), fewer than it has: an autoscaler that
-    lowers the target's count during the switch (its idle old Pods kept for a rollback
-    look unloaded) must not shrink the Pods that take all the traffic. Scale-downs wait for
-    the hand-back; scale-ups are followed."""
-    floor = int(((own or {}).get("spec") or {}).get("replicas") or 0)
-    if SERVES_LABEL in _labels(live):
-        floor = max(floor, int(((live or {}).get("spec") or {}).get("replicas") or 0))
-    return max(target.spec.sizing().replicas, floor)
 
 
 def routing_for(rollout: Rollout, target: XynergyService) -> TrafficRouting:
@@ -149,7 +101,6 @@ class KubernetesRollout:
         self.namespace = target.metadata.namespace
         self.rollout_name = f"{self.namespace}/{rollout.metadata.name}"
         self.rollout_label = rollout.metadata.name or ""
-        _ = TARGET.resource  # lightkube knows the kind (the provider loads it by name)
 
     def revision_name(self, canary: XynergyService) -> str:
         """`kubernetes_revision_name`; StalledError when the Rollout's name cannot label
@@ -173,18 +124,13 @@ class KubernetesRollout:
         name: str,
         replicas: int,
         *,
-        serving: bool | None,
-        serves: bool = False,
+        serving: bool,
         live: dict[str, Any] | None = None,
     ) -> tuple[int, Any]:
-        """Apply the new revision's Deployment and Service as `canary` at `replicas`; `live`
-        is its Deployment when the caller has just read it (read here otherwise). `serving`
-        None keeps whether its Pods carry the target's Pod selector as it is (they do not
-        roll for a promotion)."""
+        """The new revision's Deployment and Service as `canary` at `replicas`; `live` is its
+        Deployment when the caller has just read it (read here otherwise)."""
         routing = self.routing or TrafficRouting.GATEWAY
         live = live or await self._deployment(name)
-        if serving is None:
-            serving = live is None or SERVICE_LABEL in _pod_labels(live)
         digests = await self._digests(canary, live)
         desired = canary_deployment(
             self.rollout,
@@ -193,10 +139,9 @@ class KubernetesRollout:
             replicas=replicas,
             routing=routing,
             serving=serving,
-            serves=serves,
             digests=digests,
         )
-        dep = await self.provider.apply(desired, live, exact=_LABELS)
+        dep = await self.provider.apply(desired, live)
         live = await self.provider.get("v1", "Service", name, self.namespace)
         svc = await self.provider.apply(canary_service(self.rollout, canary, name=name), live)
         return int(dep.wrote) + int(svc.wrote), dep.body
@@ -228,59 +173,14 @@ class KubernetesRollout:
         url = revision_url(name, self.namespace)
         return CanaryState(ready=ready, failed=failed, url=url, writes=writes)
 
-    async def _scale(
-        self,
-        name: str,
-        replicas: int,
-        *,
-        serving: bool | None = True,
-        serves: bool = False,
-        live: dict[str, Any] | None = None,
-    ) -> int:
+    async def _scale(self, name: str, replicas: int, *, serving: bool = True) -> int:
         """The new revision at `replicas` (the whole Deployment re-applied: no write when it
-        already is; a server-side apply of replicas alone would drop our other fields);
-        `live` is its Deployment when the caller has just read it."""
-        live = live or await self._deployment(name)
+        already is; a server-side apply of replicas alone would drop our other fields)."""
+        live = await self._deployment(name)
         if live is None:
             return 0
-        writes, _ = await self._apply(
-            self.canary, name, replicas, serving=serving, serves=serves, live=live
-        )
+        writes, _ = await self._apply(self.canary, name, replicas, serving=serving, live=live)
         return writes
-
-    async def _ask_to_serve(self, target: XynergyService, name: str) -> int:
-        """Ask the target's Service to select only the revision's Pods (its controller does,
-        once they are all available): the target's `xynergy.io/serving-revision`."""
-        meta = target.metadata.model_dump(by_alias=True, exclude_none=True)
-        wrote = await self.provider.annotate(
-            API_VERSION, TARGET.kind, {"metadata": meta}, {SERVING_REVISION_ANNOTATION: name}
-        )
-        return int(wrote)
-
-    async def hand_back(
-        self, target: XynergyService, name: str, *, live: dict[str, Any] | None = None
-    ) -> bool:
-        """The target's Service selects the target's own Pods again, not revision `name`'s
-        that a promotion asked it to (True once it does, or when it never was asked): the
-        annotation is removed whenever it names `name` (also when the revision's Deployment
-        is gone: a stale one would be followed for nothing), and the Service is read while
-        the revision's Deployment (`live` when the caller has just read it) still carries
-        `xynergy.io/serves` (its Pods must keep serving until the Service has let go of
-        them)."""
-        meta = target.metadata.model_dump(by_alias=True, exclude_none=True)
-        if (meta.get("annotations") or {}).get(SERVING_REVISION_ANNOTATION) == name:
-            await self.provider.annotate(
-                API_VERSION, TARGET.kind, {"metadata": meta},
-                {SERVING_REVISION_ANNOTATION: None},
-            )  # fmt: skip
-        dep = live if live is not None else await self._deployment(name)
-        if SERVES_LABEL not in _labels(dep):
-            return True
-        service = await self.provider.get(
-            "v1", "Service", target.metadata.name or "", self.namespace
-        )
-        selector = ((service or {}).get("spec") or {}).get("selector") or {}
-        return bool(selector.get(REVISION_LABEL) != name)
 
     def _traffic(
         self, target: XynergyService, canary: str | None, split: Split
@@ -308,13 +208,9 @@ class KubernetesRollout:
         writes = 0
         if canary:
             weight, tag = share.get(canary, (0, None))
-            dep = await self._deployment(canary)
-            if not await self.hand_back(target, canary, live=dep):  # its Pods serve all
-                urls, traffic = self._traffic(target, canary, split)  # until then
-                return Routed(0, urls, traffic, settled=False, handing_back=True)
             live = canary in share
             replicas = self._replicas(target, weight, preview=tag == "preview") if live else 0
-            writes = await self._scale(canary, replicas, serving=weight > 0, live=dep)
+            writes = await self._scale(canary, replicas, serving=weight > 0)
         urls, traffic = self._traffic(target, canary, split)
         return Routed(writes, urls, traffic)
 
@@ -325,25 +221,15 @@ class KubernetesRollout:
         the target serves again and the new revision's children go."""
         dep = await self._deployment(target.metadata.name or "")
         done = Routed(0, {}, () if self.routing is TrafficRouting.GATEWAY else None)
-        urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
         if settled_on(target, canary) and from_deployment(target, dep).ready:
-            if not await self.hand_back(target, name):
-                return Routed(0, urls, traffic, settled=False, handing_back=True)
             writes = await self._remove(name)
             return dataclasses.replace(done, writes=writes)
         live = await self._deployment(name)
         if live is None:  # removed already: the target serves (its Deployment rolling or
-            await self.hand_back(target, name)  # unready again must not route to nothing;
-            return done  # an annotation naming it is removed)
-        selects = self.routing is TrafficRouting.REPLICAS
-        replicas = (
-            _serving_replicas(target, dep, live) if selects else target.spec.sizing().replicas
-        )
-        writes, _ = await self._apply(
-            self.canary, name, replicas, serving=None, serves=selects, live=live
-        )
-        if selects:
-            writes += await self._ask_to_serve(target, name)
+            return done  # unready again must not route to nothing)
+        replicas = target.spec.sizing().replicas
+        writes, _ = await self._apply(self.canary, name, replicas, serving=True, live=live)
+        urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
         return Routed(writes, urls, traffic, settled=False)
 
     async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
@@ -365,23 +251,8 @@ class KubernetesRollout:
         gone = 0
         for name in sorted(names - {keep, ""}):
             log.info("rollout %s: removing its replaced revision %s", self.rollout_name, name)
-            gone += int(await self._unask(name))
             gone += await self._remove(name)
         return gone
-
-    async def _unask(self, name: str) -> bool:
-        """Remove the target's `xynergy.io/serving-revision` when it names `name` (read now:
-        the target the converge read may be another's by then). Its controller then selects
-        the target's own Pods (it would once the Deployment is gone, too)."""
-        target = await self.provider.get(
-            API_VERSION, TARGET.kind, self.rollout.spec.target_ref.name, self.namespace
-        )
-        annotations = ((target or {}).get("metadata") or {}).get("annotations") or {}
-        if target is None or annotations.get(SERVING_REVISION_ANNOTATION) != name:
-            return False
-        return await self.provider.annotate(
-            API_VERSION, TARGET.kind, target, {SERVING_REVISION_ANNOTATION: None}
-        )
 
     async def _remove(self, name: str) -> int:
         uid = self.rollout.metadata.uid or ""

@@ -41,7 +41,6 @@ from apis.v1alpha1.rollout import (
     Rollout,
     RolloutPhase,
     RolloutStatus,
-    TrafficRouting,
     Verdict,
     VerificationRun,
     VerificationSpec,
@@ -97,7 +96,6 @@ from controllers.rollout.strategy import (
     Strategy,
 )
 from controllers.rollout.verification import Verify, evidence, verify
-from controllers.xynergyservice.resources.naming import SERVING_REVISION_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -391,15 +389,12 @@ class RolloutReconciler:
         rollout, status, target = work.rollout, work.status, work.target
         uid, name = rollout.metadata.uid or "", rollout.spec.target_ref.name
         promoted = status.canary_revision
-        if _moved_on(work) is not None:  # its revision no longer serves the target: the
-            await work.backend.hand_back(target, promoted or "")  # switch is not left asked
+        if _moved_on(work) is not None:
             self._blocked.pop(uid, None)
             return True, None
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
-        elif (await work.backend.serving(target)).ready and await work.backend.hand_back(
-            target, promoted or ""
-        ):
+        elif (await work.backend.serving(target)).ready:
             self._blocked.pop(uid, None)
             return True, Event(
                 "Normal",
@@ -407,7 +402,7 @@ class RolloutReconciler:
                 f"deleted within the blue-green keep window: XynergyService {name} runs the "
                 f"promoted revision {promoted}; the old revision is no longer kept",
             )
-        gone, event = self._hold(
+        return self._hold(
             rollout,
             body,
             key="TargetUpdating",
@@ -419,9 +414,6 @@ class RolloutReconciler:
             timeout_reason="PromotionUnfinished",
             warning=False,
         )
-        if gone:  # past the bound: the target's Service must not stay asked for a revision
-            await work.backend.hand_back(target, promoted or "")  # that goes with the Rollout
-        return gone, event
 
     def _restore_held(
         self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError
@@ -544,7 +536,7 @@ class RolloutReconciler:
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
             return None
-        await self._refuse_overlap(rollout, target)
+        await self._refuse_overlap(rollout)
         previous = status.canary_revision
         work.status = _fresh(rollout, serving.revision, name, now)
         rollout.status = work.status  # one object: the backend reads the working status
@@ -575,41 +567,22 @@ class RolloutReconciler:
             and ((other.get("spec") or {}).get("targetRef") or {}).get("name") == target
         ]
 
-    async def _refuse_overlap(self, rollout: Rollout, target: XynergyService) -> None:
+    async def _refuse_overlap(self, rollout: Rollout) -> None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
-        was created earlier and has not started yet, or holds the target's Service switch (a
-        replica-routed promotion whose revision the Service selects alone: in its blue-green
-        keep window, or waiting for the target to run the promoted spec): two rollouts of one
-        target would move its traffic and patch it against each other, and a canary started
-        beside the switch would join a Service that selects only the other's Pods and get no
-        traffic. This one starts once the other ended or handed the Service back."""
-        name = rollout.spec.target_ref.name
+        was created earlier and has not started yet: two rollouts of one target would move
+        its traffic and patch it against each other. This one starts once the other ended."""
+        target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
-        switched = (target.metadata.annotations or {}).get(SERVING_REVISION_ANNOTATION)
         for other in await self._siblings(rollout):
-            meta, st = other.get("metadata") or {}, other.get("status") or {}
-            phase = st.get("phase")
+            meta = other.get("metadata") or {}
+            phase = (other.get("status") or {}).get("phase")
             active = phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value)
             first = phase in (None, RolloutPhase.PENDING.value) and _created(meta) < mine
             if active or first:
                 raise StalledError(
                     f"Rollout {meta.get('name')} is {phase or 'starting'} on XynergyService "
-                    f"{name}: this Rollout starts once it has ended (one rollout of a target "
+                    f"{target}: this Rollout starts once it has ended (one rollout of a target "
                     "at a time)",
-                    reason="RolloutConflict",
-                )
-            if phase == RolloutPhase.PROMOTED.value and _holds_switch(st, switched):
-                until = (
-                    f" (its keep window ends at {st['scaleDownAt']})"
-                    if st.get("scaleDownAt")
-                    else ""
-                )
-                raise StalledError(
-                    f"Rollout {meta.get('name')} is Promoted and XynergyService {name}'s "
-                    f"Service sends all traffic to its revision {st.get('canaryRevision')} "
-                    f"({SERVING_REVISION_ANNOTATION}){until}: this Rollout starts once it has "
-                    "handed the Service back to the target's own Pods (one rollout of a "
-                    "target at a time; a canary started now would get no traffic)",
                     reason="RolloutConflict",
                 )
 
@@ -630,7 +603,7 @@ class RolloutReconciler:
         elif action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
-            await self._refuse_overlap(work.rollout, work.target)
+            await self._refuse_overlap(work.rollout)
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable
@@ -854,19 +827,12 @@ class RolloutReconciler:
         if routed.traffic is not None:
             work.status.traffic = list(routed.traffic)
         message = work.status.message or ""
-        for said in (self._SETTLING, self._HANDING_BACK):  # said while it was not settled
-            message = message.removesuffix(said)
+        if not routed.settled and not message.endswith(self._SETTLING):
+            work.status.message = message + self._SETTLING
         if not routed.settled:
-            message += self._HANDING_BACK if routed.handing_back else self._SETTLING
             work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
-        if message != (work.status.message or ""):
-            work.status.message = message
 
     _SETTLING = "; waiting for the target to run the new revision"
-    _HANDING_BACK = (
-        "; waiting for the target's Service to select the target's own Pods again (the new "
-        "revision's serve until then)"
-    )
 
     async def _finish(self, work: Converge, message: str) -> None:
         """All traffic to the new revision; the target's spec becomes it; history kept."""
@@ -952,6 +918,8 @@ class RolloutReconciler:
             # the spec gives now differs (the target edited outside image, env, args and
             # resources; an operator upgrade that changed the Pod spec it builds)
             routed = await work.backend.promote(work.target, work.canary, name=name, keep=keep)
+            if routed.settled and status.message and status.message.endswith(self._SETTLING):
+                status.message = status.message[: -len(self._SETTLING)]
             self._routed(work, routed)
         elif status.phase in _ENDED and status.stable_revision:
             await self._route(work, ((status.stable_revision, 100, None),))
@@ -1053,6 +1021,7 @@ class RolloutReconciler:
         routed = await work.backend.restore(work.target, kept=kept.revision, image=kept.image)
         if kept.image and not work.backend.defers_target_patch:
             await self._patch_target(work, restore_patch(kept.image, kept.template))
+        self._routed(work, routed)
         status.history = (status.history or [])[1:]
         status.stable_revision, status.stable_image = kept.revision, kept.image
         status.stable_template = kept.template
@@ -1064,7 +1033,6 @@ class RolloutReconciler:
             f"switched back to {kept.revision} at once ({status.canary_revision} released)"
         )
         work.reason = "SwitchedBack"
-        self._routed(work, routed)  # after the message: it may say what is still waited for
 
     async def _patch_target(self, work: Converge, patch: dict[str, Any]) -> None:
         name, ns = work.rollout.spec.target_ref.name, work.target.metadata.namespace
@@ -1297,17 +1265,6 @@ def _moved_on(work: Converge) -> str | None:
     left = status.canary_image if status.phase == RolloutPhase.PROMOTED else status.stable_image
     other = " with another env, args or resources" if target.spec.image == left else ""
     return f"image {target.spec.image}{other}"
-
-
-def _holds_switch(status: Mapping[str, Any], switched: str | None) -> bool:
-    """A Promoted Rollout's status (as listed) holds its target's Service switch: the target's
-    `xynergy.io/serving-revision` (`switched`) names its revision, or it is a replica-routed
-    blue-green promotion in its keep window (which asks for the switch on every converge)."""
-    revision = status.get("canaryRevision")
-    if revision and switched == revision:
-        return True
-    replicas = status.get("trafficRouting") == TrafficRouting.REPLICAS.value
-    return replicas and bool(status.get("scaleDownAt"))
 
 
 def _annotation(rollout: Rollout) -> str | None:

@@ -21,13 +21,7 @@ from apis.v1alpha1.rollout import (
 )
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import StalledError
-from controllers.xynergyservice.resources.naming import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    REVISION_LABEL,
-    SERVES_LABEL,
-    SERVICE_LABEL,
-)
+from controllers.xynergyservice.resources.naming import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_LABEL
 from controllers.xynergyservice.resources.references import CONFIG_SOURCES_ANNOTATION
 
 __all__ = [
@@ -106,6 +100,8 @@ def settled_on(target: XynergyService, canary: XynergyService) -> bool:
 
 ROLLOUT_LABEL = "xynergy.io/rollout"
 """On the Rollout's children: the Rollout's name."""
+REVISION_LABEL = "xynergy.io/rollout-revision"
+"""On the new revision's Deployment, Pods and Service: the revision (its Pods' selector)."""
 
 
 def revision_digest(canary: XynergyService) -> str:
@@ -204,16 +200,12 @@ def canary_deployment(
     replicas: int,
     routing: TrafficRouting,
     serving: bool = True,
-    serves: bool = False,
     digests: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The new revision's Deployment, owned by the Rollout. Its Pods carry the target's
     Pod selector only with replica-ratio routing and once it is `serving` (has a weight: so
     the target's Service reaches them, and not before its pre-traffic verification);
-    behind the gateway they are reached through their own Service alone. `serves` labels the
-    Deployment (not its Pods: they do not roll for it) `xynergy.io/serves: <target>`: a
-    promotion asks the target's Service to select only its Pods (the target's
-    `xynergy.io/serving-revision` annotation names it). `digests` (of the
+    behind the gateway they are reached through their own Service alone. `digests` (of the
     Secrets/ConfigMaps its env reads) give its Pod template the same config hash a
     XynergyService's Deployment carries, so its Pods roll on a rotation as the target's do.
     Its Pods are told `name` as their revision (K_REVISION), the name the Rollout reports."""
@@ -227,13 +219,10 @@ def canary_deployment(
     pod_labels = {"app.kubernetes.io/name": canary.metadata.name or "", REVISION_LABEL: name}
     if routing is TrafficRouting.REPLICAS and serving:
         pod_labels[SERVICE_LABEL] = canary.metadata.name or ""
-    labels = _child_labels(rollout, name)
-    if serves:
-        labels[SERVES_LABEL] = canary.metadata.name or ""
     dep["metadata"] = {
         "name": name,
         "namespace": canary.metadata.namespace,
-        "labels": labels,
+        "labels": _child_labels(rollout, name),
         "ownerReferences": [_owner(rollout)],
         **({"annotations": sources} if sources else {}),
     }

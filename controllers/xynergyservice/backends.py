@@ -11,7 +11,6 @@ kubelet cannot create from its spec, cannot pull or that keeps exiting, shows in
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,15 +28,12 @@ from controllers.xynergyservice.observed import (
     missing_children,
     rollout_pods,
     with_scheduling,
-    with_service,
 )
 from controllers.xynergyservice.resources.kubernetes import (
     DEFAULT_PROGRESS_DEADLINE_SECONDS,
     build_deployment,
     build_service,
     revision_of,
-    serving_request,
-    serving_revision,
 )
 from controllers.xynergyservice.resources.naming import (
     REVISION_ANNOTATION,
@@ -63,11 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "CloudRunBackend", "KubernetesBackend"]
 
-log = logging.getLogger(__name__)
-
 _CHILDREN = (("apps/v1", "Deployment"), ("v1", "Service"))
-_SELECTOR = (("spec", "selector"),)
-"""The Service's selector is compared whole: a revision key it no longer wants is removed."""
 # Reasons under which the Pods are read on every converge (the rollout is known to be stuck).
 _SCHEDULING_REASONS = frozenset(
     {"Unschedulable", "ProgressDeadlineExceeded", CONTAINER_CONFIG_ERROR, *CONTAINER_FAILURES}
@@ -173,16 +165,13 @@ class KubernetesBackend:
             # the same Pods (e.g. only scaled): the revision serving keeps its name
             revision=revision_of(svc, live["Deployment"]),
         )
-        serving = await self._serving(svc, live["Service"])
         # Both at once: the Deployment (which starts the Pods) never waits behind the Service.
         dep, service = await asyncio.gather(
             self.provider.apply(deployment, live["Deployment"]),
-            self.provider.apply(
-                build_service(svc, serving=serving), live["Service"], exact=_SELECTOR
-            ),
+            self.provider.apply(build_service(svc), live["Service"]),
         )
         self._hold({"Deployment": dep.body, "Service": service.body})
-        observed = with_service(from_deployment(svc, dep.body), service.body)
+        observed = from_deployment(svc, dep.body)
         if not dep.wrote:  # a rollout this converge started is not slow: no Pods to read yet
             observed = await self._scheduling(svc, observed, dep.body, child)
         missing = [] if fresh else [k for k, obj in live.items() if obj is None]
@@ -197,29 +186,12 @@ class KubernetesBackend:
             rescaled=_rescaled_only(live["Deployment"], dep.body) and not service.wrote,
         )
 
-    async def _serving(self, svc: XynergyService, service: dict[str, Any] | None) -> str | None:
-        """The Rollout revision the Service is to select (`resources.kubernetes.
-        serving_revision`): its Deployment is read only while the service's
-        `xynergy.io/serving-revision` annotation names one. A value that cannot name one is
-        ignored with a warning naming the annotation (the service's own Pods serve)."""
-        try:
-            revision = serving_request(svc)
-        except ValueError as exc:
-            log.warning("XynergyService %s/%s: %s; the Service selects the service's own Pods",
-                        svc.metadata.namespace, name_of(svc), exc)  # fmt: skip
-            return None
-        if revision is None:
-            return None
-        dep = await self.provider.get("apps/v1", "Deployment", revision, svc.metadata.namespace)
-        return serving_revision(svc, revision, dep, service)
-
     async def observe(
         self, svc: XynergyService, *, child: ChildEvent | None = None
     ) -> BackendStatus:
         live = await self._live(svc, child)
         dep = live["Deployment"]
-        observed = with_service(from_deployment(svc, dep), live["Service"])
-        observed = await self._scheduling(svc, observed, dep, child)
+        observed = await self._scheduling(svc, from_deployment(svc, dep), dep, child)
         missing = [k for k, obj in live.items() if obj is None and k != "Deployment"]
         return missing_children(observed, _named(svc, missing), restored=False)
 

@@ -3,10 +3,7 @@ core controller, which runs the same converge path (reconciler.py) for all of th
 
 Triggers: the object's own events (creation, spec changes, the initial listing after a
 restart), events of the Deployments and Services it owns (watched with a server-side label
-selector, so a drifted or deleted child is restored at once), events of the Rollout
-Deployment its `xynergy.io/serving-revision` annotation names (the core's `related_owner`:
-its Service selects that revision's Pods only while they are available), changes of the
-Secrets and
+selector, so a drifted or deleted child is restored at once), changes of the Secrets and
 ConfigMaps a service's env reads (sources.py: the operator's own watch of the objects it
 labelled; a rotation rolls the workload), and the core resync scheduler.
 Deletion needs us only for Cloud Run or deletionPolicy Orphan (a finalizer); Kubernetes

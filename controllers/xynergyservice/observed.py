@@ -20,7 +20,6 @@ from controllers.xynergyservice.resources.kubernetes import (
 )
 from controllers.xynergyservice.resources.naming import (
     REVISION_ANNOTATION,
-    REVISION_LABEL,
     TEMPLATE_ANNOTATION,
     revision_name,
     selector_string,
@@ -40,7 +39,6 @@ __all__ = [
     "rollout_pods",
     "unschedulable",
     "with_scheduling",
-    "with_service",
 ]
 
 
@@ -375,20 +373,3 @@ def missing_children(
     else:
         reason, message = "ChildMissing", f"{what} is missing (paused: not recreated)"
     return replace(observed, ready=False, reason=reason, message=message, stalled=False)
-
-
-def with_service(observed: BackendStatus, service: Mapping[str, Any] | None) -> BackendStatus:
-    """What the live `service` selects, said in the status: while a Rollout's promotion has it
-    select that revision's Pods alone (`resources.kubernetes.serving_revision`), the status's
-    `selector` is the revision's (the Pods that serve, which the scale subresource hands an
-    HPA: it measures them, not the idle old Pods kept for a rollback) and `traffic` gives
-    that revision 100 %; otherwise both stay as the Deployment gave them."""
-    chosen = ((service or {}).get("spec") or {}).get("selector") or {}
-    revision = chosen.get(REVISION_LABEL) if len(chosen) == 1 else None
-    if not revision or not observed.exists:
-        return observed
-    return replace(
-        observed,
-        selector=f"{REVISION_LABEL}={revision}",
-        traffic=(Traffic(revision=str(revision), percent=100),),
-    )

@@ -19,12 +19,11 @@ from controllers.core.context import OperatorContext
 from controllers.core.controller import ChildEvent, Kind, Requeue, Result
 from controllers.core.errors import ProviderError, StalledError, TransientError
 from controllers.core.events import Event
-from controllers.core.scheduler import ObjectKey
 from controllers.metrics import RECONCILE_DURATION, RECONCILE_TOTAL
 from controllers.providers.kubernetes import KubernetesProvider
 from controllers.xynergyservice.backends import Backend, CloudRunBackend, KubernetesBackend
 from controllers.xynergyservice.observed import BackendStatus
-from controllers.xynergyservice.resources.naming import SERVING_REVISION_ANNOTATION, check_name
+from controllers.xynergyservice.resources.naming import check_name
 from controllers.xynergyservice.status import (
     compute_status,
     events_for,
@@ -127,43 +126,15 @@ class XynergyServiceReconciler:
     kind = KIND
     cached_children = frozenset({"Deployment", "Service"})
     """Their watched bodies are kept (core `ChildCache`) for the Kubernetes backend to read."""
-    trigger_annotations = frozenset({SERVING_REVISION_ANNOTATION})
-    """A Rollout setting or clearing it converges the service at once (the Service's
-    selector follows it)."""
 
     def __init__(self, backends: Backends) -> None:
         self.backends = backends
         self._waiting: dict[str, str] = {}
         """Per object whose deletion waits: what was last said about it (said once)."""
-        self._following: dict[tuple[str | None, str], ObjectKey] = {}
-        """(namespace, Deployment name) -> the service whose `xynergy.io/serving-revision`
-        names that Deployment (a Rollout's, not ours): its events converge the service, so
-        the Service's selector follows the revision's availability and its deletion at once
-        (a Rollout deleted by hand: its Deployment goes by garbage collection)."""
-
-    def related_owner(self, kind: str, body: Mapping[str, Any]) -> ObjectKey | None:
-        """The service that follows this Deployment of someone else's (core hook)."""
-        meta = body.get("metadata") or {}
-        if kind != "Deployment":
-            return None
-        return self._following.get((meta.get("namespace"), str(meta.get("name") or "")))
-
-    def _follow(self, body: Mapping[str, Any]) -> None:
-        """Remember which Deployment this service's annotation names (only that one)."""
-        meta = body.get("metadata") or {}
-        if not meta.get("uid") or not meta.get("name"):
-            return
-        key = KIND.key(body)
-        for found in [k for k, v in self._following.items() if v.uid == key.uid]:
-            del self._following[found]
-        named = (meta.get("annotations") or {}).get(SERVING_REVISION_ANNOTATION)
-        if named:
-            self._following[(meta.get("namespace"), str(named))] = key
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
     ) -> Result:
-        self._follow(body)
         try:
             svc = XynergyService.model_validate(dict(body))
         except ValidationError as exc:

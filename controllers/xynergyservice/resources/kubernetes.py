@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,9 +28,6 @@ from controllers.xynergyservice.resources.naming import (
     MANAGED_BY_LABEL,
     POD_REVISION_ANNOTATION,
     REVISION_ANNOTATION,
-    REVISION_LABEL,
-    SERVES_LABEL,
-    SERVING_REVISION_ANNOTATION,
     TEMPLATE_ANNOTATION,
     name_of,
     revision_name,
@@ -55,8 +51,6 @@ __all__ = [
     "pod_spec_digest",
     "revision_of",
     "service_url",
-    "serving_request",
-    "serving_revision",
     "template_digest",
 ]
 
@@ -340,70 +334,8 @@ def revision_of(svc: XynergyService, live: Mapping[str, Any] | None) -> str | No
     return kept if kept and annotations.get(TEMPLATE_ANNOTATION) == want else None
 
 
-_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-def serving_request(svc: XynergyService) -> str | None:
-    """The revision `xynergy.io/serving-revision` names (None: unset); ValueError naming the
-    annotation and what it expects when its value cannot be a Deployment's name."""
-    value = (svc.metadata.annotations or {}).get(SERVING_REVISION_ANNOTATION)
-    if not value:
-        return None
-    if not _DNS_NAME.match(value):
-        raise ValueError(
-            f"metadata.annotations[{SERVING_REVISION_ANNOTATION}]: {value!r} is not a revision "
-            "name (a Deployment name: lowercase letters, digits and '-', at most 63)"
-        )
-    return value
-
-
-def _selects(service: Mapping[str, Any] | None, revision: str) -> bool:
-    selector_ = ((service or {}).get("spec") or {}).get("selector") or {}
-    return bool(selector_ == {REVISION_LABEL: revision})
-
-
-def serving_revision(
-    svc: XynergyService,
-    revision: str | None,
-    deployment: Mapping[str, Any] | None,
-    service: Mapping[str, Any] | None,
-) -> str | None:
-    """The revision the service's Service is to select instead of the service's own Pods
-    (`revision`, from `serving_request`), or None. A Rollout promoting with replica-ratio
-    routing asks for it, so the switch is whole (Argo Rollouts' active Service selector):
-    the service's own Pods keep running (a fast rollback) but get no traffic.
-
-    Honoured only while `deployment` (the revision's, as read) is a Rollout's new revision
-    that asks to serve this service (`SERVES_LABEL`) and selects its Pods by the revision
-    label alone, and has Pods to serve: the switch happens once all its instances are
-    available (a canary scaled up at promotion does not take all the traffic on one Pod),
-    and is kept while at least one is (the live `service` already selects it: one Pod
-    restarting does not switch the traffic back and forth). Otherwise (the Rollout deleted by
-    hand and its Deployment gone, a revision with no available Pod) the service's own Pods
-    serve: the Service never points at nothing because of a Rollout."""
-    if revision is None or deployment is None:
-        return None
-    meta = deployment.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-    if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or labels.get(SERVES_LABEL) != name_of(svc):
-        return None
-    if (spec.get("selector") or {}).get("matchLabels") != {REVISION_LABEL: revision}:
-        return None
-    available = int(status.get("availableReplicas") or 0)
-    if _selects(service, revision):
-        return revision if available >= 1 else None
-    want = int(spec.get("replicas", 1))
-    current = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
-    updated = int(status.get("updatedReplicas") or 0)
-    full = current and want >= 1 and min(available, updated) >= want
-    return revision if full else None
-
-
-def build_service(svc: XynergyService, *, serving: str | None = None) -> dict[str, Any]:
-    """The Service in front of the instances (port 80 -> the container's port). It selects
-    the service's own Pods, or, with `serving` (`serving_revision`), only the Pods of that
-    Rollout revision (by the revision label alone: the Pods of its Deployment)."""
+def build_service(svc: XynergyService) -> dict[str, Any]:
+    """The Service in front of the instances (port 80 -> the container's port)."""
     k8s = svc.spec.kubernetes
     return {
         "apiVersion": "v1",
@@ -416,7 +348,7 @@ def build_service(svc: XynergyService, *, serving: str | None = None) -> dict[st
         },
         "spec": {
             "type": k8s.service_type if k8s is not None else "ClusterIP",
-            "selector": {REVISION_LABEL: serving} if serving else selector(svc),
+            "selector": selector(svc),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }

@@ -12,10 +12,7 @@ __all__ = [
     "OWNED_SELECTOR",
     "POD_REVISION_ANNOTATION",
     "REVISION_ANNOTATION",
-    "REVISION_LABEL",
-    "SERVES_LABEL",
     "SERVICE_LABEL",
-    "SERVING_REVISION_ANNOTATION",
     "TEMPLATE_ANNOTATION",
     "check_name",
     "name_of",
@@ -37,18 +34,6 @@ can have 63 and its revision 6 more."""
 TEMPLATE_ANNOTATION = "xynergy.io/template"
 """On the Deployment: the digest of the Pod spec its revision runs (what makes a new revision;
 `kubernetes.template_digest`)."""
-REVISION_LABEL = "xynergy.io/rollout-revision"
-"""On a Rollout's new revision (Kubernetes): its Deployment, Pods and Service carry the
-revision's name; its Deployment's Pod selector is this label alone."""
-SERVING_REVISION_ANNOTATION = "xynergy.io/serving-revision"
-"""On a XynergyService: a Rollout's new revision (Kubernetes, replica-ratio routing) that the
-service's Service selects instead of the service's own Pods while a promotion settles (the
-blue-green switch is whole); honoured only while that revision's Deployment is labelled
-`SERVES_LABEL` with the service's name and is available (resources/kubernetes.py)."""
-SERVES_LABEL = "xynergy.io/serves"
-"""On a Rollout's new-revision Deployment while its promotion asks the target's Service to
-select it: the target's name. A stale `SERVING_REVISION_ANNOTATION` (its Rollout deleted by
-hand) cannot make the Service select a later Deployment of the same revision name."""
 
 
 def name_of(svc: XynergyService) -> str:

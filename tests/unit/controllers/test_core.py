@@ -656,36 +656,6 @@ async def test_child_events_keep_the_child_cache_of_the_kinds_the_reconciler_nam
     assert len(controller.children) == 0
 
 
-async def test_a_child_of_another_kind_converges_the_object_that_follows_it() -> None:
-    """A Deployment owned by another kind (a Rollout's new revision) converges the object the
-    reconciler's `related_owner` names (the XynergyService whose Service selects it), as its
-    own child's event would, and is not cached; one nobody follows converges nothing."""
-    client = FakeClient({"crm": _body()})
-    reconciler = FakeReconciler()
-    reconciler.cached_children = frozenset({"Deployment"})  # type: ignore[attr-defined]
-    follows = {"crm-ro-1": _key()}
-    reconciler.related_owner = (  # type: ignore[attr-defined]
-        lambda kind, body: follows.get(body["metadata"]["name"]) if kind == "Deployment" else None
-    )
-    controller = _controller(client, reconciler)
-    assert controller.reconciler is reconciler  # built: a service was seen (it follows)
-    other = {"metadata": {"name": "crm-ro-1", "namespace": "ns", "resourceVersion": "9",
-                          "ownerReferences": [{"kind": "Rollout", "name": "r", "uid": "r1",
-                                               "controller": True}]}}  # fmt: skip
-    await controller.on_child_event("Deployment", other, None)  # the listing: nothing
-    assert reconciler.calls == []
-    await controller.on_child_event("Deployment", other, "DELETED")
-    assert len(reconciler.calls) == 1
-    uid, child = reconciler.calls[0]
-    assert uid == "u1"
-    assert child is not None
-    assert (child.kind, child.deleted) == ("Deployment", True)
-    assert len(controller.children) == 0, "another kind's child is not cached"
-    follows.clear()
-    await controller.on_child_event("Deployment", other, "MODIFIED")
-    assert len(reconciler.calls) == 1
-
-
 async def test_a_burst_of_triggers_meets_an_unreachable_apiserver_once_per_object() -> None:
     client = FakeClient({"crm": _body()})
     controller = _controller(client, FakeReconciler())

@@ -27,18 +27,7 @@ from controllers.rollout.resources import ROLLOUT_LABEL
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import needs_finalizer
 from controllers.xynergyservice.resources import SERVICE_LABEL
-from controllers.xynergyservice.resources.kubernetes import (
-    build_service,
-    serving_request,
-    serving_revision,
-)
-from controllers.xynergyservice.resources.naming import (
-    REVISION_ANNOTATION,
-    REVISION_LABEL,
-    SERVES_LABEL,
-    SERVING_REVISION_ANNOTATION,
-    revision_name,
-)
+from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION, revision_name
 
 pytestmark = pytest.mark.unit
 
@@ -47,8 +36,7 @@ STEP = dt.timedelta(seconds=1)
 
 
 class Provider:
-    """Deployments and Services in memory; a Deployment is available once `ready` names it.
-    The target XynergyService is the `Client`'s (annotations merged in as a merge patch)."""
+    """Deployments and Services in memory; a Deployment is available once `ready` names it."""
 
     def __init__(self) -> None:
         self.objs: dict[tuple[str, str], dict[str, Any]] = {}
@@ -56,18 +44,11 @@ class Provider:
         self.writes = 0
         self.failing = 0
         """Reads that fail (the API server away) before they answer again."""
-        self.target: dict[str, Any] = {}
-        self.annotated: list[dict[str, str | None]] = []
 
     async def get(self, api_version: str, kind: str, name: str, ns: Any) -> Any:
         if self.failing:
             self.failing -= 1
             raise TransientError(f"reading {kind} {name}: timed out", reason="ApiError")
-        return self.read(kind, name)
-
-    def read(self, kind: str, name: str) -> Any:
-        if kind == "XynergyService":
-            return copy.deepcopy(self.target) if self.target["metadata"]["name"] == name else None
         obj = copy.deepcopy(self.objs.get((kind, name)))
         if obj is not None and kind == "Deployment":
             n = obj["spec"]["replicas"] if name in self.ready else 0
@@ -84,21 +65,7 @@ class Provider:
             if k == kind and labels.items() <= (o["metadata"].get("labels") or {}).items()
         ]
 
-    async def annotate(self, api_version: str, kind: str, live: Any, annotations: Any) -> bool:
-        assert kind == "XynergyService"
-        have = self.target["metadata"].setdefault("annotations", {})
-        if all(have.get(k) == v for k, v in annotations.items()):
-            return False
-        for k, v in annotations.items():
-            if v is None:
-                have.pop(k, None)
-            else:
-                have[k] = v
-        self.annotated.append(dict(annotations))
-        self.writes += 1
-        return True
-
-    async def apply(self, desired: Any, live: Any, **_: Any) -> Applied:
+    async def apply(self, desired: Any, live: Any) -> Applied:
         key = (desired["kind"], desired["metadata"]["name"])
         self.objs[key] = copy.deepcopy(dict(desired))
         self.writes += 1
@@ -154,7 +121,6 @@ class World:
     def __init__(self, steps: list[Any], *, routes: bool = True, **spec: Any) -> None:
         self.provider = Provider()
         self.client = Client(_target(routes=routes))
-        self.provider.target = self.client.target
         self.body = _rollout("crm-2", steps)
         self.body["spec"].update(spec)
         self.events: list[Any] = []
@@ -171,22 +137,10 @@ class World:
         )
 
     def settle(self) -> None:
-        """The XynergyService controller: the target's Deployment runs the target's spec, and
-        its Service selects what `xynergy.io/serving-revision` asks for (the controller's own
-        pure decision, on the Deployment as read)."""
+        """The XynergyService controller: the target's Deployment runs the target's spec."""
         target = XynergyService.model_validate(self.client.target)
         dep = self.provider.objs[("Deployment", "crm")]
         dep["metadata"]["annotations"] = {REVISION_ANNOTATION: revision_name(target)}
-        asked = serving_request(target)
-        named = self.provider.read("Deployment", asked) if asked else None
-        live = self.provider.objs.get(("Service", "crm"))
-        serving = serving_revision(target, asked, named, live)
-        self.provider.objs[("Service", "crm")] = build_service(target, serving=serving)
-
-    def selector(self) -> dict[str, str]:
-        """The target's Service selector."""
-        found: dict[str, str] = self.provider.objs[("Service", "crm")]["spec"]["selector"]
-        return found
 
     async def converge(self, now: dt.datetime) -> Any:
         result = await self.reconciler.reconcile(copy.deepcopy(self.body), now=now, child=None)
@@ -201,8 +155,7 @@ class World:
             now += STEP
             self.provider.ready |= set(self.provider.deployments())
             self.settle()
-            waiting = (RolloutReconciler._SETTLING, RolloutReconciler._HANDING_BACK)
-            if status.phase.value == phase and not status.message.endswith(waiting):
+            if status.phase.value == phase and not status.message.endswith("new revision"):
                 return now
         raise AssertionError(f"not {phase}: {self.body['status']}")
 
@@ -435,54 +388,6 @@ async def test_a_rollout_does_not_start_while_another_one_of_its_target_is_activ
     assert len(world.provider.deployments()) == 2
 
 
-@pytest.mark.parametrize(
-    ("window", "switched", "waits"),
-    [
-        (True, True, True),  # in its keep window, the Service switched to its revision
-        (True, False, True),  # in its keep window, the switch asked for but not made yet
-        (False, True, True),  # window over, the target still rolling: the switch holds
-        (False, False, False),  # ended and handed back: nothing of it serves
-    ],
-)
-async def test_a_rollout_waits_while_a_promoted_one_holds_the_targets_service_switch(
-    window: bool, switched: bool, waits: bool
-) -> None:
-    """A replica-routed promotion points the target's Service at its revision's Pods alone;
-    a second Rollout's canary started then would join a Service that does not select it (no
-    traffic, an analysis of nothing). The second waits, its status and Event naming the
-    first, and starts once the first has handed the Service back."""
-    world = World([{"setWeight": 50}], routes=False)
-    world.body["metadata"]["creationTimestamp"] = "2026-12-01T12:00:00Z"
-    other = _rollout("crm-1", [{"setWeight": 10}], creationTimestamp="2026-12-01T11:00:00Z")
-    other["status"] = {"phase": "Promoted", "canaryRevision": "crm-ro-0aaaaaaa",
-                       "trafficRouting": "replicas"}  # fmt: skip
-    if window:
-        other["status"]["scaleDownAt"] = "2026-12-01T12:10:00Z"
-    if switched:
-        world.client.target["metadata"]["annotations"] = {
-            SERVING_REVISION_ANNOTATION: "crm-ro-0aaaaaaa"
-        }
-    world.client.rollouts = [other]
-    status = await world.converge(T0)
-    if not waits:
-        assert status.phase.value == "Progressing"
-        return
-    assert status.phase.value == "Degraded"
-    assert status.canary_revision is None
-    stalled = next(c for c in status.conditions if c.type == "Stalled")
-    assert stalled.reason == "RolloutConflict"
-    assert "Rollout crm-1 is Promoted" in status.message
-    assert "crm-ro-0aaaaaaa" in status.message
-    assert ("2026-12-01T12:10:00" in status.message) is window
-    assert [r for r, _ in world.events] == ["RolloutConflict"]
-    assert world.provider.deployments().keys() == {"crm"}, "no revision deployed"
-    other["status"].pop("scaleDownAt", None)  # the first hands the Service back
-    world.client.target["metadata"]["annotations"] = {}
-    status = await world.converge(T0 + STEP)
-    assert status.phase.value == "Progressing"
-    assert len(world.provider.deployments()) == 2
-
-
 @pytest.mark.parametrize("routes", [False, True])
 async def test_a_new_image_mid_rollout_replaces_the_canary_and_gives_the_new_one_no_traffic(
     routes: bool,
@@ -653,10 +558,7 @@ async def test_retry_of_a_superseded_rollout_delivers_over_what_the_target_runs_
     assert old not in world.provider.deployments()
 
 
-async def test_a_blue_green_promotion_switches_the_targets_service_whole() -> None:
-    """With replica-ratio routing the target's Service selects only the new revision's Pods
-    at promotion (the old ones keep running for the keep window, with no traffic); before,
-    the new Pods joined the target's Service beside the old ones, which kept half."""
+async def test_a_blue_green_preview_joins_the_targets_service_only_at_promotion() -> None:
     world = World([{"setWeight": 50}], routes=False)  # replica-ratio routing: no gateway
     world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
     now = await world.run_until("Paused", T0)  # the preview is ready, waiting for promotion
@@ -665,80 +567,11 @@ async def test_a_blue_green_promotion_switches_the_targets_service_whole() -> No
     assert dep["spec"]["replicas"] == 4, "the preview runs at full size"
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert SERVICE_LABEL not in labels, "the target's Service sends the preview no live traffic"
-    assert world.selector() == {SERVICE_LABEL: "crm"}
     world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
     status = await world.converge(now)
     assert status.phase.value == "Promoted"
-    dep = world.provider.deployments()[preview]
-    assert dep["spec"]["template"]["metadata"]["labels"] == labels, "its Pods do not roll"
-    assert dep["metadata"]["labels"][SERVES_LABEL] == "crm"
-    assert world.client.target["metadata"]["annotations"] == {SERVING_REVISION_ANNOTATION: preview}
-    world.settle()  # the XynergyService controller converges on the annotation
-    assert world.selector() == {REVISION_LABEL: preview}, "only the new revision's Pods"
-    assert world.provider.deployments()["crm"]["spec"]["replicas"] == 4, "the old one kept"
-    assert world.client.patches == [], "the target is patched when the keep window ends"
-    for _ in range(2):  # converges within the window change nothing
-        status = await world.converge(now + STEP)
-        world.settle()
-        assert world.selector() == {REVISION_LABEL: preview}
-
-
-@pytest.mark.parametrize(("verb", "phase"), [("undo/1", "RolledBack"), ("abort/1", "Aborted")])
-async def test_a_switch_back_in_the_window_hands_the_service_back_before_scaling_down(
-    verb: str, phase: str
-) -> None:
-    world = World([{"setWeight": 50}], routes=False)
-    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
-    now = await world.run_until("Paused", T0)
-    (new,) = _canaries(world)
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
-    await world.converge(now)
-    world.settle()
-    assert world.selector() == {REVISION_LABEL: new}
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": verb}
-    status = await world.converge(now + STEP)
-    assert status.phase.value == phase
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert world.provider.deployments()[new]["spec"]["replicas"] == 4, (
-        "its Pods serve until the target's Service has let go of them"
-    )
-    assert status.message.endswith(RolloutReconciler._HANDING_BACK)
-    world.settle()  # the XynergyService controller: its own Pods again
-    assert world.selector() == {SERVICE_LABEL: "crm"}
-    status = await world.converge(now + 2 * STEP)
-    dep = world.provider.deployments()[new]
-    assert dep["spec"]["replicas"] == 0, "then scaled to zero (kept for retry)"
-    assert SERVES_LABEL not in dep["metadata"]["labels"]
-    assert not status.message.endswith(RolloutReconciler._HANDING_BACK)
-    assert world.client.patches == [], "the target still runs the old revision"
-
-
-async def test_after_the_window_the_service_goes_back_to_the_target_before_removal() -> None:
-    world = World([{"setWeight": 50}], routes=False)
-    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
-    now = await world.run_until("Paused", T0)
-    (new,) = _canaries(world)
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
-    await world.converge(now)
-    world.settle()
-    later = now + dt.timedelta(seconds=31)
-    await world.converge(later)  # the window is over: the target is patched and rolls
-    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
-    world.client.target["metadata"]["generation"] = 3
-    world.provider.ready.discard("crm")
-    world.settle()
-    assert world.selector() == {REVISION_LABEL: new}, "the new revision serves while it rolls"
-    await world.converge(later + STEP)
-    assert world.client.target["metadata"]["annotations"] == {SERVING_REVISION_ANNOTATION: new}
-    world.provider.ready.add("crm")  # the target runs the new spec and is ready
-    await world.converge(later + 2 * STEP)
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert new in world.provider.deployments(), "not removed while the Service selects it"
-    world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}, "the target's own Pods"
-    status = await world.converge(later + 3 * STEP)
-    assert new not in world.provider.deployments()
-    assert status.message == f"revision {new} promoted: preview promoted by hand"
+    labels = world.provider.deployments()[preview]["spec"]["template"]["metadata"]["labels"]
+    assert labels[SERVICE_LABEL] == "crm", "at promotion the target's Service reaches it"
 
 
 async def test_deleting_a_blue_green_rollout_in_its_keep_window_finishes_the_promotion() -> None:
@@ -897,128 +730,5 @@ async def test_a_keep_window_whose_revision_name_changed_still_removes_the_new_r
     for _ in range(2):
         now += STEP
         status = await world.converge(now)
-        world.settle()  # the XynergyService controller lets go of the revision's Pods
     assert status.phase.value == "Promoted"
     assert _canaries(world) == set(), "the recorded revision's children are gone"
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert world.selector() == {SERVICE_LABEL: "crm"}, "the target's own Pods serve again"
-
-
-async def _selecting_new(world: World) -> tuple[str, dt.datetime]:
-    """A blue-green promotion with replica-ratio routing in its keep window, the target's
-    Service selecting the new revision: (the new revision, now)."""
-    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
-    now = await world.run_until("Paused", T0)
-    (new,) = _canaries(world)
-    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
-    await world.converge(now)
-    world.settle()
-    assert world.selector() == {REVISION_LABEL: new}
-    return new, now + STEP
-
-
-async def test_deleting_in_the_window_releases_only_once_the_service_selects_the_target() -> None:
-    world = World([{"setWeight": 50}], routes=False)
-    _, now = await _selecting_new(world)
-    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
-    world.reconciler.clock = lambda: now + dt.timedelta(seconds=5)
-    gone, _ = await world.reconciler.release(copy.deepcopy(world.body))
-    assert not gone
-    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
-    world.client.target["metadata"]["generation"] = 3
-    world.settle()  # the target runs the promoted revision and is ready
-    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
-    assert (gone, event) == (False, None), "the Service still selects the new revision's Pods"
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}
-    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
-    assert gone
-    assert event is not None
-    assert event.reason == "Released"
-
-
-async def test_a_superseded_promotion_stops_asking_the_targets_service_for_its_revision() -> None:
-    world = World([{"setWeight": 50}], routes=False)
-    new, now = await _selecting_new(world)
-    world.client.target["spec"]["image"] = "crm:3"  # an edit of the target in the window
-    status = await world.converge(now)
-    assert status.message.startswith("superseded:")
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert new not in world.provider.deployments()
-    world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}
-
-
-async def test_a_superseded_rollout_leaves_another_rollouts_serving_revision_alone() -> None:
-    world = World([{"setWeight": 50}], routes=False)
-    _, now = await _selecting_new(world)
-    world.client.target["spec"]["image"] = "crm:3"
-    asked = {SERVING_REVISION_ANNOTATION: "crm-ro-0therrev"}  # a newer Rollout's promotion
-    world.client.target["metadata"]["annotations"] = dict(asked)
-    await world.converge(now)
-    assert world.client.target["metadata"]["annotations"] == asked
-
-
-async def test_the_switch_is_handed_back_when_the_revisions_deployment_is_gone() -> None:
-    """A revision's Deployment deleted in the keep window (by hand, or by a cleanup): the
-    XynergyService already selects its own Pods again (nothing named serves), and the
-    Rollout's next converge removes the annotation that named it, rather than leaving it on
-    the target for good."""
-    world = World([{"setWeight": 50}], routes=False)
-    new, now = await _selecting_new(world)
-    del world.provider.objs[("Deployment", new)]
-    world.settle()
-    assert world.selector() == {SERVICE_LABEL: "crm"}, "the XynergyService's safety net"
-    await world.converge(now)
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-    assert world.client.patches == [], "the window still keeps the old revision"
-
-
-@pytest.mark.parametrize("why", ["superseded", "timeout"])
-async def test_a_deletion_in_the_window_that_lets_go_early_removes_the_annotation(
-    why: str,
-) -> None:
-    """A deletion in the keep window that does not wait for the hand-back (the target moved
-    on without this Rollout; or the wait passed spec.progressDeadlineSeconds) still removes
-    the annotation naming its revision: its Deployment goes with it, and the target's Service
-    must not stay asked for it."""
-    world = World([{"setWeight": 50}], routes=False)
-    _, now = await _selecting_new(world)
-    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
-    if why == "superseded":
-        world.client.target["spec"]["image"] = "crm:3"  # an edit of the target in the window
-        world.reconciler.clock = lambda: now
-    else:
-        world.reconciler.clock = lambda: now + dt.timedelta(seconds=700)  # past the deadline
-    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
-    assert gone
-    assert (event.reason if event else None) == (None if why == "superseded" else
-                                                 "PromotionUnfinished")  # fmt: skip
-    assert SERVING_REVISION_ANNOTATION not in world.client.target["metadata"]["annotations"]
-
-
-async def test_an_autoscaler_does_not_shrink_the_revision_the_service_selects() -> None:
-    """During the switch the target's own Pods (the old revision, kept for a rollback) get
-    no traffic, so an autoscaler that lowers the target's spec.replicas must not shrink the
-    new revision, which takes all of it: it starts with at least what the target's Deployment
-    runs, follows scale-ups, and keeps its count on scale-downs until the hand-back."""
-    world = World([{"setWeight": 50}], routes=False)
-    world.client.target["spec"]["scaling"] = {"minInstances": 1, "maxInstances": 10}
-    world.client.target["spec"]["replicas"] = 4
-    own = world.provider.objs[("Deployment", "crm")]
-    own["spec"]["replicas"] = 5  # the target's Deployment runs more than asked (a surge)
-    new, now = await _selecting_new(world)
-    assert world.provider.deployments()[new]["spec"]["replicas"] == 5, "the capacity it had"
-
-    def autoscale(replicas: int) -> None:  # a ScalingPolicy or HPA through the scale
-        world.client.target["spec"]["replicas"] = replicas  # subresource; the XynergyService
-        own["spec"]["replicas"] = replicas  # controller carries it to its Deployment
-
-    for asked, kept in ((2, 5), (7, 7), (3, 7)):
-        autoscale(asked)
-        now += STEP
-        await world.converge(now)
-        world.settle()
-        assert world.provider.deployments()[new]["spec"]["replicas"] == kept, asked
-        assert world.selector() == {REVISION_LABEL: new}

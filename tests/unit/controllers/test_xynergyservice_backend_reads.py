@@ -35,9 +35,7 @@ class ListingProvider:
         found = self.objects.get(kind)
         return copy.deepcopy(found) if found is not None else None
 
-    async def apply(
-        self, desired: dict[str, Any], live: dict[str, Any] | None, **_: Any
-    ) -> Applied:
+    async def apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> Applied:
         if live is not None and is_subset(desired, live):
             return Applied(live, wrote=False)
         body = copy.deepcopy(desired) | {"status": {}}

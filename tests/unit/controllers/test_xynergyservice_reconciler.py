@@ -228,29 +228,3 @@ async def test_a_stored_name_its_children_cannot_have_stalls_before_the_backend(
     assert (cond.message or "").startswith("metadata.name: must be at most 63 characters")
     assert backend.calls == []
     assert outcome.requeue is Requeue.BACKOFF
-
-
-async def test_the_service_follows_the_deployment_its_serving_revision_annotation_names() -> None:
-    """While `xynergy.io/serving-revision` names a Rollout's Deployment, that Deployment's
-    events converge the service (`related_owner`, the core's hook): its Service selector
-    follows the revision's availability and deletion at once. Cleared, nothing is followed."""
-    reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: MemoryBackend()})
-    body = _svc().model_dump(by_alias=True, exclude_none=True, mode="json")
-    revision = {"metadata": {"name": "crm-ro-1a2b3c4d", "namespace": "ns"}}
-    assert reconciler.related_owner("Deployment", revision) is None
-    body["metadata"]["annotations"] = {"xynergy.io/serving-revision": "crm-ro-1a2b3c4d"}
-    await reconciler.reconcile(body, now=NOW, child=None)
-    key = reconciler.related_owner("Deployment", revision)
-    assert key is not None
-    assert (key.kind, key.namespace, key.name, key.uid) == ("XynergyService", "ns", "crm", "u")
-    assert reconciler.related_owner("Service", revision) is None
-    elsewhere = {"metadata": {"name": "crm-ro-1a2b3c4d", "namespace": "other"}}
-    assert reconciler.related_owner("Deployment", elsewhere) is None
-    body["metadata"]["annotations"] = {}
-    await reconciler.reconcile(body, now=NOW, child=None)
-    assert reconciler.related_owner("Deployment", revision) is None
-
-
-def test_the_serving_revision_annotation_triggers_a_converge() -> None:
-    reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: MemoryBackend()})
-    assert "xynergy.io/serving-revision" in reconciler.trigger_annotations

@@ -76,9 +76,7 @@ class MemoryProvider:
         found = self.objects.get((kind, name))
         return copy.deepcopy(found) if found is not None else None
 
-    async def apply(
-        self, desired: dict[str, Any], live: dict[str, Any] | None, **_: Any
-    ) -> Applied:
+    async def apply(self, desired: dict[str, Any], live: dict[str, Any] | None) -> Applied:
         if live is not None and is_subset(desired, live):
             return Applied(live, wrote=False)
         self.writes.append(f"apply {desired['kind']}")

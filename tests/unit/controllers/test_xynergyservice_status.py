@@ -475,31 +475,3 @@ def test_a_serving_revision_that_cannot_add_instances_stays_ready_and_says_why()
     )
     never_served = status_from_deployment(svc, _deployment(svc, **stuck))
     assert (never_served.ready, never_served.stalled) == (False, True)
-
-
-def test_the_status_says_when_the_service_serves_a_rollouts_revision() -> None:
-    """While a promotion has the Service select a Rollout revision's Pods alone, the status
-    says so: `selector` (what the scale subresource gives an HPA to measure) is the
-    revision's, not the idle old Pods', and `traffic` gives the revision 100 % (not the
-    service's own revision). Otherwise the service's own selector and revision, as before."""
-    from controllers.xynergyservice.observed import with_service
-    from controllers.xynergyservice.resources.kubernetes import build_service
-
-    svc = _svc()
-    observed = status_from_deployment(svc, _deployment(svc, **READY))
-    own = with_service(observed, build_service(svc))
-    status = compute_status(svc, observed=own, error=None, now=NOW)
-    assert status.selector == "xynergy.io/service=crm"
-    assert [(t.revision, t.percent) for t in status.traffic or []] == [("crm-00002", 100)]
-    switched = with_service(observed, build_service(svc, serving="crm-ro-1a2b3c4d"))
-    status = compute_status(svc, observed=switched, error=None, now=NOW)
-    assert status.selector == "xynergy.io/rollout-revision=crm-ro-1a2b3c4d"
-    assert status.traffic is not None
-    assert [(t.revision, t.percent) for t in status.traffic] == [("crm-ro-1a2b3c4d", 100)]
-    assert check_invariants(generation=2, observed_generation=2, conditions=status.conditions) == []
-    back = with_service(observed, build_service(svc))  # handed back: as before
-    status = compute_status(svc.model_copy(update={"status": status}), observed=back,
-                            error=None, now=NOW)  # fmt: skip
-    assert status.selector == "xynergy.io/service=crm"
-    assert [(t.revision, t.percent) for t in status.traffic or []] == [("crm-00002", 100)]
-    assert with_service(observed, None) == observed  # the Service missing: nothing to say
