@@ -19,11 +19,13 @@ __all__ = [
     "VERSION",
     "ConfigMapKeySelector",
     "CrdInfo",
+    "NameLimit",
     "PrinterColumn",
     "Resource",
     "SecretKeySelector",
     "TargetRef",
     "conditions_field",
+    "name_refusal",
     "on_create",
     "ready_columns",
 ]
@@ -44,6 +46,29 @@ def on_create(rule: str, message: str) -> JsonDict:
     the root it is the whole object). Needs CRD validation ratcheting's optionalOldSelf, on
     by default since Kubernetes 1.30."""
     return cel(f"oldSelf.hasValue() || ({rule})", message, optional_old_self=True)
+
+
+def name_refusal(message: str, name: str) -> str:
+    """A name rule's message, then the name: what the operator stalls an object stored
+    before the rule with (InvalidName), as the CRD refuses a new one."""
+    return f"{message}; it is {name!r} ({len(name)} characters)"
+
+
+@dataclass(frozen=True)
+class NameLimit:
+    """The longest metadata.name a kind's children can carry: the CRD's rule at creation
+    (`rule`) and the same check for an object stored before it (`problem`)."""
+
+    limit: int
+    message: str
+
+    @property
+    def rule(self) -> JsonDict:
+        return on_create(f"self.metadata.name.size() <= {self.limit}", self.message)
+
+    def problem(self, name: str) -> str | None:
+        """`name_refusal` when `name` is too long, else None."""
+        return name_refusal(self.message, name) if len(name) > self.limit else None
 
 
 class TargetRef(SpecModel):

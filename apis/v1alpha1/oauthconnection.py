@@ -20,10 +20,10 @@ from apis.conditions import Condition
 from apis.v1alpha1.common import (
     LABEL_VALUE_MAX,
     CrdInfo,
+    NameLimit,
     PrinterColumn,
     Resource,
     conditions_field,
-    on_create,
     ready_columns,
 )
 
@@ -341,15 +341,14 @@ NAME_MESSAGE = (
     f"metadata.name: must be at most {MAX_NAME_LENGTH} characters: it is the value of the"
     f" {CONNECTION_LABEL} label on the connection's token and authorization Secrets"
 )
+_NAME = NameLimit(MAX_NAME_LENGTH, NAME_MESSAGE)
 
 
 def name_problem(name: str) -> str | None:
     """The message the CRD refuses a new connection named `name` with, then the name; None
     when its Secrets can carry it. For an object stored before the CRD checked it, which the
     operator stalls (InvalidName) before writing a Secret the apiserver would refuse."""
-    if len(name) <= MAX_NAME_LENGTH:
-        return None
-    return f"{NAME_MESSAGE}; it is {name!r} ({len(name)} characters)"
+    return _NAME.problem(name)
 
 
 class OAuthConnection(Resource[OAuthConnectionSpec, OAuthConnectionStatus]):
@@ -378,5 +377,5 @@ OAuthConnection.crd = CrdInfo(
         *ready_columns(),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
-    validations=(on_create(f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", NAME_MESSAGE),),
+    validations=(_NAME.rule,),
 )

@@ -28,11 +28,11 @@ from apis.conditions import Condition
 from apis.v1alpha1.common import (
     LABEL_VALUE_MAX,
     CrdInfo,
+    NameLimit,
     PrinterColumn,
     Resource,
     TargetRef,
     conditions_field,
-    on_create,
     ready_columns,
 )
 from apis.v1alpha1.xynergyservice import (
@@ -45,6 +45,7 @@ from apis.v1alpha1.xynergyservice import (
 __all__ = [
     "MAX_LOAD_REQUESTS",
     "MAX_ROLLOUT_NAME_LENGTH",
+    "ROLLOUT_NAME",
     "ROLLOUT_NAME_MESSAGE",
     "AnalysisMethod",
     "AnalysisMetric",
@@ -811,6 +812,7 @@ ROLLOUT_NAME_MESSAGE = (
     f"metadata.name: must be at most {MAX_ROLLOUT_NAME_LENGTH} characters: it is the value of"
     " the xynergy.io/rollout label on the new revision's Deployment and Service"
 )
+ROLLOUT_NAME = NameLimit(MAX_ROLLOUT_NAME_LENGTH, ROLLOUT_NAME_MESSAGE)
 
 Rollout.crd = CrdInfo(
     kind="Rollout",
@@ -832,7 +834,5 @@ Rollout.crd = CrdInfo(
         PrinterColumn("Image", ".spec.image", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
-    validations=(
-        on_create(f"self.metadata.name.size() <= {MAX_ROLLOUT_NAME_LENGTH}", ROLLOUT_NAME_MESSAGE),
-    ),
+    validations=(ROLLOUT_NAME.rule,),
 )

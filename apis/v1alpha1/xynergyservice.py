@@ -34,6 +34,7 @@ from apis.v1alpha1.common import (
     Resource,
     SecretKeySelector,
     conditions_field,
+    name_refusal,
     on_create,
     ready_columns,
 )
@@ -859,7 +860,7 @@ def name_problem(name: str, backend: Backend) -> str | None:
     )
     for bad, message in failed:
         if bad:
-            return f"{message}; it is {name!r} ({len(name)} characters)"
+            return name_refusal(message, name)
     return None
 
 

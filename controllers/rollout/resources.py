@@ -12,8 +12,7 @@ from typing import Any
 from apis.base import is_zero
 from apis.v1alpha1.common import API_VERSION, LABEL_VALUE_MAX
 from apis.v1alpha1.rollout import (
-    MAX_ROLLOUT_NAME_LENGTH,
-    ROLLOUT_NAME_MESSAGE,
+    ROLLOUT_NAME,
     RevisionTemplate,
     Rollout,
     RolloutSpec,
@@ -130,12 +129,9 @@ def kubernetes_revision_name(canary: XynergyService) -> str:
 def check_label_name(rollout: Rollout) -> None:
     """StalledError `InvalidName` for a Rollout whose name cannot be the `ROLLOUT_LABEL` value
     of its Kubernetes children (stored before the CRD refused such names at creation)."""
-    name = rollout.metadata.name or ""
-    if len(name) > MAX_ROLLOUT_NAME_LENGTH:
-        raise StalledError(
-            f"{ROLLOUT_NAME_MESSAGE}; it is {name!r} ({len(name)} characters)",
-            reason="InvalidName",
-        )
+    problem = ROLLOUT_NAME.problem(rollout.metadata.name or "")
+    if problem is not None:
+        raise StalledError(problem, reason="InvalidName")
 
 
 def revision_url(name: str, namespace: str | None) -> str:
