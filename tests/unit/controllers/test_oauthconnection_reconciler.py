@@ -1350,7 +1350,7 @@ async def test_token_write_retries_end_in_time_for_a_short_claim_to_be_renewed(
     w.rec = OAuthConnectionReconciler(
         SecretStore(w.api),  # type: ignore[arg-type]
         {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
-        settings=OAuthSettings(refresh_claim_seconds=15),
+        settings=OAuthSettings(refresh_claim_seconds=15, http_timeout_seconds=4),
         sleep=w.rec._sleep,
     )
     b = body()
@@ -1949,3 +1949,70 @@ async def test_a_failed_authorization_for_the_user_token_leaves_the_bot_token_co
     assert message.startswith("the provider answered the authorization with access_denied")
     assert st(result).authorization_url not in (None, st(first).authorization_url)  # a new state
     assert [e.reason for e in result.events] == ["AuthorizationFailed"]
+
+
+async def test_a_reauth_left_beside_a_bot_token_without_its_user_token_loses_its_failure() -> None:
+    """Slack's user token refused while the bot token's refresh works, and the write of the
+    new bot token refused: held (without a user token). The token Secret is deleted and
+    another replica writes a ReauthRequired (`failure`: the Secret deleted). The holder then
+    creates the Secret: the authorization Secret stays (its state is the user token's
+    authorization) but its failure goes, so no later Degraded message, and no new state
+    made when that one expires, says the tokens were deleted."""
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # the bot token refreshed, the user token dropped: held
+    del w.api.secrets["a-tokens"]
+    other = replica(w)
+    result = await other.reconcile({**b, "status": w.statuses["a"]}, now=at(3405), child=None)
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert "was deleted" in w.api.secrets[authorization_secret_name("a")].data["failure"]
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(3420))  # the holder creates the Secret with its tokens
+
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    assert w.api.secrets["a-tokens"].data["user_access_token"] == ""
+    authz = w.api.secrets[authorization_secret_name("a")].data
+    assert authz["failure"] == ""
+    assert authz["state"]  # kept for the user token's authorization
+    for t in (3430, 3420 + 1000):  # a resync, then one after the state expired (a new one)
+        result = await w.sync(b, at(t))
+        assert st(result).phase is OAuthPhase.CONNECTED
+        reason, message = degraded(result) or ("", "")
+        assert reason == "UserReauthRequired"
+        assert "deleted" not in message
+        assert "deleted" not in ready(result)[2]
+        assert st(result).authorization_url
+        assert w.api.secrets[authorization_secret_name("a")].data["failure"] == ""
+
+
+async def test_a_failed_authorization_for_the_user_token_is_said_once_not_kept() -> None:
+    """The user's authorization for the lost user token fails (access_denied): that converge
+    says so (Degraded, once, and a Warning Event) with a new URL; the failure is not kept in
+    the authorization Secret, so later converges, and the new URL made when that one
+    expires, do not show it as if the user's next try had failed too."""
+    w = world(user_lifetime=3600)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    await w.sync(b, at(3400))
+    authz = w.api.secrets[authorization_secret_name("a")]
+    authz.data.pop("state")
+    authz.data["error"] = "access_denied"
+
+    result = await w.sync(b, at(3410))
+
+    reason, message = degraded(result) or ("", "")
+    assert reason == "UserReauthRequired"
+    assert message.count("access_denied") == 1
+    assert w.api.secrets[authorization_secret_name("a")].data["failure"] == ""
+    for t in (3420, 3410 + 1000):  # a resync, then one after the state expired (a new one)
+        result = await w.sync(b, at(t))
+        reason, message = degraded(result) or ("", "")
+        assert reason == "UserReauthRequired"
+        assert "access_denied" not in message
+        assert st(result).authorization_url
+        assert w.api.secrets[authorization_secret_name("a")].data["failure"] == ""
