@@ -360,7 +360,7 @@ class OAuthConnectionReconciler:
             self._unsaved.pop(str(conn.metadata.uid), None)
             log.info(
                 "OAuthConnection %s/%s: dropping held tokens issued %s, the token Secret holds "
-                "newer ones",
+                "newer ones (not revoked: at Google and Slack that could end the newer ones)",
                 conn.metadata.namespace,
                 conn.metadata.name,
                 _rfc3339(unsaved.issued),
@@ -1094,14 +1094,17 @@ def _refusal(conn: OAuthConnection, record: RefusedClient) -> str:
 def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: _Spent | None) -> str:
     """The provider refused `what` (`code`); with `spent`, why it most likely did: an
     operator refreshed with it at that time and lost the new tokens before storing them (a
-    stopped one, or this one: its claim, e.g. the tokens dropped for newer ones)."""
+    stopped one, or this one: its claim, e.g. the tokens dropped for newer ones). A replica
+    paused by peering looks the same from here (its claim lapsed unrenewed), but still holds
+    them: resuming, it writes them unless newer ones are stored (`_converge`)."""
     failure = f"the provider refused the {what} ({code})"
     if spent is None or not spent.at:
         return failure
     lost = (
         "were dropped by this operator"
         if spent.here
-        else "were lost when the operator holding them stopped"
+        else "were lost when the operator holding them stopped (a replica paused by kopf "
+        "peering keeps them, and writes them if it acts again before newer tokens are stored)"
     )
     return (
         f"{failure}: it was already used by a refresh at {spent.at} whose new tokens could "
