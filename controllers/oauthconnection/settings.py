@@ -92,8 +92,8 @@ class OAuthSettings(BaseSettings):
 
 
 def _describe(exc: ValidationError) -> str:
-    """ "invalid OAuthConnection settings: XYNERGY_OAUTH_X: <why>; ..." (the rule's own message
-    names its variables)."""
+    """One line for every error: `invalid OAuthConnection settings: XYNERGY_OAUTH_X: <why>;
+    ...` (the claim rule's own message names its two variables)."""
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
         message = str(error["msg"]).removeprefix("Value error, ")
