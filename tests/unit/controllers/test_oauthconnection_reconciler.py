@@ -2057,11 +2057,11 @@ async def test_a_paused_replica_holding_tokens_writes_them_on_resuming_unless_ne
 ) -> None:
     """Pins the known gap (docs/oauthconnection.md): replica A holds refreshed tokens it could
     not write and is paused by kopf peering, so it converges no more and its claim lapses.
-    The active replica B then refreshes with the stored refresh token. Rotated (Slack): it
-    was spent by A's refresh, refused: B deletes the tokens, ReauthRequired. A, resuming,
-    writes its held tokens (the only live ones) and the connection is Connected again.
-    Not rotated (Google): B's refresh works and stores newer tokens; A, resuming, drops its
-    held ones unrevoked."""
+    The active replica B then refreshes with the stored refresh token. Rotated (as Slack
+    does): it was spent by A's refresh, refused: B deletes the tokens, ReauthRequired. A,
+    resuming, writes its held tokens (the only live ones) and the connection is Connected
+    again. Not rotated (as Google): B's refresh works and stores newer tokens; A, resuming,
+    drops its held ones unrevoked."""
     w = world(rotate=rotate)
     b = body()
     await w.connect(b)  # a1, r1
