@@ -35,6 +35,18 @@ register(KIND, _reconciler)
 
 
 @kopf.on.startup()
+def check_settings(**_: Any) -> None:
+    """XYNERGY_OAUTH_* settings that cannot work stop the operator at start, named (kopf ends
+    on a startup handler's permanent error), not at each connection's converge later."""
+    from controllers.oauthconnection.settings import OAuthSettings, SettingsError
+
+    try:
+        OAuthSettings.load()
+    except SettingsError as exc:
+        raise kopf.PermanentError(str(exc)) from None
+
+
+@kopf.on.startup()
 def watch_only_our_secrets(settings: kopf.OperatorSettings, **_: Any) -> None:
     """The apiserver streams only the Secrets we made, never the cluster's others."""
     settings.watching.label_selectors["v1", "secrets"] = CONNECTION_LABEL

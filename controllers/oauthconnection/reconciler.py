@@ -360,7 +360,7 @@ class OAuthConnectionReconciler:
             self._unsaved.pop(str(conn.metadata.uid), None)
             log.info(
                 "OAuthConnection %s/%s: dropping held tokens issued %s, the token Secret holds "
-                "newer ones",
+                "newer ones (not revoked: at Google and Slack that could end the newer ones)",
                 conn.metadata.namespace,
                 conn.metadata.name,
                 _rfc3339(unsaved.issued),
@@ -513,12 +513,18 @@ class OAuthConnectionReconciler:
         failure: str,
     ) -> Outcome:
         """An authorization that failed: a new state and URL. A connection that still holds
-        tokens (authorizing again for Slack's user token) keeps them and stays as it was."""
-        outcome = await self._pending(conn, provider, authz, now, reauth=reauth, failure=failure)
+        tokens (authorizing again for Slack's user token) keeps them and stays as it was: the
+        failure is said in this converge's Degraded message and Event, and not kept in the
+        authorization Secret, whose `failure` is why a connection without usable tokens
+        waits for the user (`_drop_leftover`)."""
         event = Event("Warning", "AuthorizationFailed", failure)
         tokens = await self.store.tokens(conn)
         if tokens is None or not tokens.get("access_token"):
+            outcome = await self._pending(
+                conn, provider, authz, now, reauth=reauth, failure=failure
+            )
             return outcome.with_events(event)
+        await self._new_state(conn, authz, now, reauth=reauth)  # the used one is gone
         kept = await self._keep_fresh(conn, provider, tokens, now)
         if kept.degraded is not None:
             reason, message = kept.degraded
@@ -636,11 +642,18 @@ class OAuthConnectionReconciler:
         the spec asks for (Slack's user token too, with `spec.userScopes`). It is left over
         from a ReauthRequired another replica wrote (`reauth`, `failure`) when it saw the
         token Secret gone while this one held the tokens and then stored them: kept, its
-        stale `failure` would reappear in later messages (`_pending` carries it over)."""
+        stale `failure` would reappear in later messages (`_pending` carries it over).
+        A Slack connection serving its bot token without the user token keeps the Secret (its
+        state is the user token's authorization, `_without_user_token`) but not a `failure`
+        in it: that one is why tokens were missing, and tokens are stored now; kept, every
+        later Degraded message, and each new state when one expires, said it again."""
         if authz is None or authz.get("code") or authz.get("error"):
             return
         wants_user = conn.spec.provider == "slack" and bool(conn.spec.user_scopes)
         if wants_user and tokens.user is None:  # its state is the user token's authorization
+            if authz.get("failure"):
+                data = {**authz.data, "failure": ""}
+                await self.store.write(conn, role="authorization", data=data, previous=authz)
             return
         await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
 
@@ -1081,14 +1094,17 @@ def _refusal(conn: OAuthConnection, record: RefusedClient) -> str:
 def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: _Spent | None) -> str:
     """The provider refused `what` (`code`); with `spent`, why it most likely did: an
     operator refreshed with it at that time and lost the new tokens before storing them (a
-    stopped one, or this one: its claim, e.g. the tokens dropped for newer ones)."""
+    stopped one, or this one: its claim, e.g. the tokens dropped for newer ones). A replica
+    paused by peering looks the same from here (its claim lapsed unrenewed), but still holds
+    them: resuming, it writes them unless newer ones are stored (`_converge`)."""
     failure = f"the provider refused the {what} ({code})"
     if spent is None or not spent.at:
         return failure
     lost = (
         "were dropped by this operator"
         if spent.here
-        else "were lost when the operator holding them stopped"
+        else "were lost when the operator holding them stopped (a replica paused by kopf "
+        "peering keeps them, and writes them if it acts again before newer tokens are stored)"
     )
     return (
         f"{failure}: it was already used by a refresh at {spent.at} whose new tokens could "
@@ -1140,7 +1156,7 @@ def from_context(
     """The reconciler on the operator's client, with both providers from settings;
     `missing_client` is told of a client Secret found missing (the handlers pass the client
     watch's `await_creation`)."""
-    settings = OAuthSettings()
+    settings = OAuthSettings.load()
     timeout = settings.http_timeout_seconds
     providers: dict[str, OAuthProvider] = {
         "slack": SlackOAuth(settings.endpoints("slack"), timeout=timeout),

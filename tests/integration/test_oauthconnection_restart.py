@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import kopf
+import pytest
 from fakes.oauth import FakeOAuth
 from gateway.conftest import wait_for
+from kopf.testing import KopfRunner
 from kube_support import Kube, run_operator
 from lightkube import AsyncClient
 from test_oauthconnection import (
@@ -113,7 +116,8 @@ async def test_a_refused_client_is_not_sent_again_by_a_restarted_operator(
 
 
 CLAIM_SECONDS = 15
-"""The refresh claim's lifetime for the operators of the held-tokens test (60 by default)."""
+"""The refresh claim's lifetime for the operators of the held-tokens test (60 by default);
+more than 3 HTTP timeouts (settings.py), so their timeout is 4 s (the fake is local)."""
 
 
 def claim(kube: Kube, ns: str, secret: str) -> tuple[str, dt.datetime, str]:
@@ -131,7 +135,10 @@ async def test_rotated_tokens_held_in_memory_keep_the_claim_and_a_restart_says_t
     ns, name = namespace, "acme-slack"
     secret = f"{name}-tokens"
     apply_connection(kube, ns, name, "slack", "http://127.0.0.1:9/callback")
-    env = {"XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS": str(CLAIM_SECONDS)}
+    env = {
+        "XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS": str(CLAIM_SECONDS),
+        "XYNERGY_OAUTH_HTTP_TIMEOUT_SECONDS": "4",
+    }
 
     with FakeOAuth(expires_in=3600) as fake, contextlib.ExitStack() as policy:
         with run_operator(cluster, kinds=("oauthconnection",), **_env(fake), **env):
@@ -198,3 +205,27 @@ async def test_rotated_tokens_held_in_memory_keep_the_claim_and_a_restart_says_t
             assert secret_data(kube, ns, secret) is None  # the dead tokens deleted
             body = connection(kube, ns, name)
             assert not [t for t in fake.issued() if t in str(body)]
+
+
+def test_a_claim_too_short_for_the_http_timeout_stops_the_operator_at_start(
+    cluster: Path, crds_installed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS not above 3 x XYNERGY_OAUTH_HTTP_TIMEOUT_SECONDS:
+    the operator ends by itself at start (kopf ends on a startup handler's permanent error),
+    naming both settings and the rule, before it converges any connection."""
+    kubeconfig = cluster.with_name("operator.kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig if kubeconfig.exists() else cluster))
+    monkeypatch.setenv("XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS", "20")
+    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
+    args += ["-m", "controllers.oauthconnection.handlers"]
+
+    with KopfRunner(args, timeout=60, reraise=False) as runner:
+        runner.future.result(timeout=60)  # it ends on its own: nobody stops it
+
+    assert runner.exception is not None
+    cause = runner.exception.__cause__  # kopf's ActivityError, from the failed handler's
+    assert isinstance(cause, kopf.PermanentError), repr(runner.exception)
+    assert (
+        "XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS (20) must be more than 3 x "
+        "XYNERGY_OAUTH_HTTP_TIMEOUT_SECONDS (10), 30 s"
+    ) in str(cause)

@@ -17,16 +17,12 @@ import base64
 import json
 from typing import Any, ClassVar
 
-from controllers.providers.oauth import Account, Endpoints
+from controllers.providers.oauth import Account, endpoints
 from controllers.providers.oauth.oauth2 import OAuth2Provider
 
 __all__ = ["DEFAULT_ENDPOINTS", "GoogleOAuth"]
 
-DEFAULT_ENDPOINTS = Endpoints(
-    authorize="https://accounts.google.com/o/oauth2/v2/auth",
-    token="https://oauth2.googleapis.com/token",
-    revoke="https://oauth2.googleapis.com/revoke",
-)
+DEFAULT_ENDPOINTS = endpoints.GOOGLE
 
 
 class GoogleOAuth(OAuth2Provider):

@@ -22,20 +22,16 @@ from pydantic import SecretStr
 from controllers.providers.oauth import (
     Account,
     ClientCredentials,
-    Endpoints,
     GrantRefusedError,
     TokenSet,
     UserToken,
+    endpoints,
 )
 from controllers.providers.oauth.oauth2 import OAuth2Provider, httpx
 
 __all__ = ["DEFAULT_ENDPOINTS", "SlackOAuth"]
 
-DEFAULT_ENDPOINTS = Endpoints(
-    authorize="https://slack.com/oauth/v2/authorize",
-    token="https://slack.com/api/oauth.v2.access",
-    revoke="https://slack.com/api/auth.revoke",
-)
+DEFAULT_ENDPOINTS = endpoints.SLACK
 
 
 class SlackOAuth(OAuth2Provider):

@@ -1350,7 +1350,7 @@ async def test_token_write_retries_end_in_time_for_a_short_claim_to_be_renewed(
     w.rec = OAuthConnectionReconciler(
         SecretStore(w.api),  # type: ignore[arg-type]
         {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
-        settings=OAuthSettings(refresh_claim_seconds=15),
+        settings=OAuthSettings(refresh_claim_seconds=15, http_timeout_seconds=4),
         sleep=w.rec._sleep,
     )
     b = body()
@@ -1949,3 +1949,148 @@ async def test_a_failed_authorization_for_the_user_token_leaves_the_bot_token_co
     assert message.startswith("the provider answered the authorization with access_denied")
     assert st(result).authorization_url not in (None, st(first).authorization_url)  # a new state
     assert [e.reason for e in result.events] == ["AuthorizationFailed"]
+
+
+async def test_a_reauth_left_beside_a_bot_token_without_its_user_token_loses_its_failure() -> None:
+    """Slack's user token refused while the bot token's refresh works, and the write of the
+    new bot token refused: held (without a user token). The token Secret is deleted and
+    another replica writes a ReauthRequired (`failure`: the Secret deleted). The holder then
+    creates the Secret: the authorization Secret stays (its state is the user token's
+    authorization) but its failure goes, so no later Degraded message, and no new state
+    made when that one expires, says the tokens were deleted."""
+    w = world(user_lifetime=3600, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # the bot token refreshed, the user token dropped: held
+    del w.api.secrets["a-tokens"]
+    other = replica(w)
+    result = await other.reconcile({**b, "status": w.statuses["a"]}, now=at(3405), child=None)
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert "was deleted" in w.api.secrets[authorization_secret_name("a")].data["failure"]
+    w.api.failing_token_writes = 0
+
+    result = await w.sync(b, at(3420))  # the holder creates the Secret with its tokens
+
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    assert w.api.secrets["a-tokens"].data["user_access_token"] == ""
+    authz = w.api.secrets[authorization_secret_name("a")].data
+    assert authz["failure"] == ""
+    assert authz["state"]  # kept for the user token's authorization
+    for t in (3430, 3420 + 1000):  # a resync, then one after the state expired (a new one)
+        result = await w.sync(b, at(t))
+        assert st(result).phase is OAuthPhase.CONNECTED
+        reason, message = degraded(result) or ("", "")
+        assert reason == "UserReauthRequired"
+        assert "deleted" not in message
+        assert "deleted" not in ready(result)[2]
+        assert st(result).authorization_url
+        assert w.api.secrets[authorization_secret_name("a")].data["failure"] == ""
+
+
+async def test_a_failed_authorization_for_the_user_token_is_said_once_not_kept() -> None:
+    """The user's authorization for the lost user token fails (access_denied): that converge
+    says so (Degraded, once, and a Warning Event) with a new URL; the failure is not kept in
+    the authorization Secret, so later converges, and the new URL made when that one
+    expires, do not show it as if the user's next try had failed too."""
+    w = world(user_lifetime=3600)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    await w.sync(b, at(3400))
+    authz = w.api.secrets[authorization_secret_name("a")]
+    authz.data.pop("state")
+    authz.data["error"] = "access_denied"
+
+    result = await w.sync(b, at(3410))
+
+    reason, message = degraded(result) or ("", "")
+    assert reason == "UserReauthRequired"
+    assert message.count("access_denied") == 1
+    assert w.api.secrets[authorization_secret_name("a")].data["failure"] == ""
+    for t in (3420, 3410 + 1000):  # a resync, then one after the state expired (a new one)
+        result = await w.sync(b, at(t))
+        reason, message = degraded(result) or ("", "")
+        assert reason == "UserReauthRequired"
+        assert "access_denied" not in message
+        assert st(result).authorization_url
+        assert w.api.secrets[authorization_secret_name("a")].data["failure"] == ""
+
+
+@pytest.mark.parametrize("provider", ["gmail", "slack"])
+async def test_held_tokens_dropped_for_newer_ones_are_not_revoked(provider: str) -> None:
+    """Held refreshed tokens are dropped for newer stored ones (another replica refreshed,
+    or the user authorized again): nothing is sent to revoke them. Google's revoke of an
+    access token revokes its refresh token and the grant, which the newer tokens share;
+    Slack's `auth.revoke` of a bot token deactivates the bot user the newer token acts as
+    (docs/oauthconnection.md): either would kill the tokens the Secret holds."""
+    w = world(rotate=provider == "slack")
+    b = body(provider=provider) if provider == "gmail" else slack_body()
+    await w.connect(b)
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # a2 refreshed at 3400, its write refused: held
+    assert w.rec._unsaved["uid-a"].tokens.access_token.get_secret_value() == "a2"
+    w.api.failing_token_writes = 0
+    stored = w.api.secrets["a-tokens"]
+    stored.data |= {
+        "access_token": "newer",
+        "expires_at": "2026-03-01T13:56:50Z",
+        "issued_at": "2026-03-01T12:56:50Z",  # 3410: after the held tokens
+    }
+    stored.rv += 1
+
+    result = await w.sync(b, at(3420))
+
+    assert "uid-a" not in w.rec._unsaved  # dropped
+    assert w.api.secrets["a-tokens"].data["access_token"] == "newer"
+    assert ready(result)[:2] == ("True", "Connected")
+    assert w.provider.calls["revoke"] == 0
+    assert w.provider.revoked == []
+    await w.rec.release(b)  # deleting the connection revokes the stored (newer) tokens only
+    assert w.provider.revoked == ["newer"]
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+async def test_a_paused_replica_holding_tokens_writes_them_on_resuming_unless_newer(
+    rotate: bool,
+) -> None:
+    """Pins the known gap (docs/oauthconnection.md): replica A holds refreshed tokens it could
+    not write and is paused by kopf peering, so it converges no more and its claim lapses.
+    The active replica B then refreshes with the stored refresh token. Rotated (as Slack
+    does): it was spent by A's refresh, refused: B deletes the tokens, ReauthRequired. A,
+    resuming, writes its held tokens (the only live ones) and the connection is Connected
+    again. Not rotated (as Google): B's refresh works and stores newer tokens; A, resuming,
+    drops its held ones unrevoked."""
+    w = world(rotate=rotate)
+    b = body()
+    await w.connect(b)  # a1, r1
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # A: a2 (r2 when rotated) held; the claim A's until 3460
+    w.api.failing_token_writes = 0
+    paused = w.rec
+    w.rec = replica(w)  # B acts; A converges nothing while paused
+
+    result = await w.sync(b, at(3461))  # A's claim has lapsed
+
+    assert w.provider.calls["refresh"] == 2  # B sent the stored refresh token (r1)
+    if rotate:
+        assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+        assert "a-tokens" not in w.api.secrets
+        stalled = get_condition(st(result).conditions, "Stalled")
+        assert stalled is not None
+        assert "paused by kopf peering keeps them" in stalled.message
+    else:
+        assert st(result).phase is OAuthPhase.CONNECTED
+        assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+    w.rec = paused  # A acts again (B paused or gone)
+
+    result = await w.sync(b, at(3470))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert "uid-a" not in w.rec._unsaved
+    stored = w.api.secrets["a-tokens"].data
+    assert stored["access_token"] == ("a2" if rotate else "a3")
+    assert stored["refresh_token"] == w.provider.live_refresh
+    assert authorization_secret_name("a") not in w.api.secrets
+    assert w.provider.calls == {"exchange": 1, "refresh": 2, "revoke": 0}
