@@ -55,6 +55,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import engineio
 import socketio
 
 from services.common.auth import AuthError, TokenVerifier, token_expiry
@@ -102,6 +103,40 @@ def _room(tenant: str, topic: str) -> str:
     return f"{tenant}:{topic}"
 
 
+class _EngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    """engine.io's server, holding every task it starts so that ``shutdown`` ends them.
+
+    engine.io starts a task per session that sleeps a ping interval (25 s) before each PING
+    (``AsyncSocket.schedule_ping``) and keeps no reference to it, python-socketio starts its
+    event handlers through the same call, and engine.io's own ``shutdown`` stops only its
+    service task: so every session open at shutdown left a ping task in the loop for up to
+    a ping interval after the gateway stopped. Its ``shutdown`` here closes every session
+    as the JS server's ``close()`` does (the CLOSE packet queued, so a pending long poll
+    answers with it and a WebSocket's writer sends it and closes), then cancels the tasks
+    still running and waits for them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        task = super().start_background_task(target, *args, **kwargs)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def shutdown(self) -> None:
+        for sock in list(self.sockets.values()):
+            await sock.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+            sock.queue.put_nowait(None)  # after the CLOSE: a transport's writer stops there
+        self.sockets.clear()
+        await super().shutdown()  # the service task, when it has started
+        running = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
 class _Server(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server plus a connect timeout (python-socketio 5.x has none): a session
     without an accepted connection has one timer, armed at its engine.io open and again when
@@ -117,6 +152,9 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
         self._unconnected: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._stopped = False
+
+    def _engineio_server_class(self) -> type[_EngineServer]:
+        return _EngineServer
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
@@ -199,9 +237,10 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
         self.eio.sockets.pop(eio_sid, None)
 
     async def shutdown(self) -> None:
-        """Stop the timers and let running closes finish, then engine.io's background task
-        (python-socketio leaves it to the application): a stopped gateway left them in the
-        loop, closing sessions for up to ``connect_timeout`` after it stopped."""
+        """Stop the timers and let running closes finish, then engine.io (``_EngineServer``:
+        every session closed, its tasks ended): a stopped gateway left them in the loop,
+        closing sessions for up to ``connect_timeout`` and pinging them for up to a ping
+        interval after it stopped."""
         self._stopped = True
         for eio_sid in list(self._unconnected):
             self.connected(eio_sid)

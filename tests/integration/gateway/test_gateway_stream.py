@@ -420,20 +420,41 @@ async def test_a_session_closed_while_its_connect_is_decided_leaves_no_connectio
 async def test_a_stopped_gateway_leaves_no_stream_timer_or_task(
     gateway_factory: GatewayFactory, redis_client: aioredis.Redis
 ) -> None:
-    """The connect timers of sessions open at shutdown, and engine.io's background task (which
-    python-socketio leaves to the application to stop), outlived a stopped gateway: in the
-    tests' shared event loop a stopped gateway still closed sessions afterwards."""
+    """The connect timers of sessions open at shutdown, engine.io's background task (which
+    python-socketio leaves to the application to stop) and each open session's ping task
+    (which engine.io's shutdown does not stop) outlived a stopped gateway: in the tests'
+    shared event loop a stopped gateway still closed sessions afterwards, and pinged them for
+    up to a ping interval (25 s)."""
     await _clear_stream_limits(redis_client)
     async with gateway_factory(stream_connect_timeout_seconds=30) as gw:
         server = gw.app.stream.sio
         session = await PollingSession.open(gw)
+        connected = await PollingSession.open(gw)
+        token = make_jwt(user_id="stayer", tenant_id="stay-co")
+        assert (await connected.connect(token)).startswith("0")
         timer = server._unconnected[session.sid]
         service = server.eio.service_task_handle
         assert service is not None
         assert not service.done()
+        pings = [t for t in _tasks_of(server.eio) if "_send_ping" in repr(t.get_coro())]
+        assert len(pings) == 2  # one per session
     assert timer.cancelled()
     assert not server._unconnected
     assert service.done()
+    assert not server.eio.sockets
+    assert _tasks_of(server.eio) == []
+    assert all(ping.done() for ping in pings)
+
+
+def _tasks_of(eio: Any) -> list[asyncio.Task[Any]]:
+    """Unfinished tasks running code of the engine.io server ``eio`` or of its sessions."""
+    found = []
+    for task in asyncio.all_tasks():
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        owner = frame.f_locals.get("self") if frame is not None else None
+        if not task.done() and (owner is eio or getattr(owner, "server", None) is eio):
+            found.append(task)
+    return found
 
 
 # -- connections do not outlive their token (issue 20 item 6) ---------------------------------
