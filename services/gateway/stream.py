@@ -16,7 +16,9 @@ past the address limit is answered ``429`` in the gateway's JSON error shape (``
 ``retryAfter``, ``Retry-After``); the session's first connect is not counted against the
 address again, a later one on the same session is (a CONNECT/DISCONNECT loop). Past the user
 limit the connection is refused with ``connect_error`` ``rate_limited`` and data ``{limit,
-retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule applies.
+retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule applies. A
+connect refused because its session closed while it was decided gives back what it counted
+(its user count; the address count of a later connect), so it costs the user nothing.
 
 A counted session must connect soon: an engine.io session whose socket.io CONNECT has not been
 accepted within ``connect_timeout`` seconds of its handshake (none sent, or refused) is closed,
@@ -64,7 +66,7 @@ from services.gateway.cors import OriginPolicy
 from services.gateway.errors import error_body, send_json
 from services.gateway.headers import ForwardedFor, TrustedProxies
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.ratelimit import Limit, RateLimiter, RateLimiterUnavailableError
+from services.gateway.ratelimit import Decision, Limit, RateLimiter, RateLimiterUnavailableError
 
 __all__ = ["EventStream"]
 
@@ -300,19 +302,23 @@ class EventStream:
             scope[_ADDRESS_COUNTED] = True
         await self.engineio_app(scope, receive, send)
 
-    async def _limit_address(self, scope: Scope) -> Refusal | None:
+    async def _limit_address(
+        self, scope: Scope, counted: list[tuple[list[Limit], Decision]] | None = None
+    ) -> Refusal | None:
         assert self.limiter is not None
         address = ForwardedFor.of_scope(scope, self.trusted)
-        return await self._decide(self.limiter.policies.stream_connect(client_ip=address.client))
+        limits = self.limiter.policies.stream_connect(client_ip=address.client)
+        return await self._decide(limits, counted)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         origin = environ.get("HTTP_ORIGIN")
         if origin and not self.origins.allows(origin):
             raise socketio.exceptions.ConnectionRefusedError("forbidden", {"check": "origin"})
         scope = environ.get("asgi.scope") or {}
+        counted: list[tuple[list[Limit], Decision]] = []  # what this connect counted
         if self.limiter is not None and not scope.pop(_ADDRESS_COUNTED, False):
             # a later connect on the same engine.io session: the handshake's count is used up
-            _refuse_connect(await self._limit_address(scope))
+            _refuse_connect(await self._limit_address(scope, counted))
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized", {"check": "missing"})
@@ -323,14 +329,18 @@ class EventStream:
                 "unauthorized", {"check": exc.check}
             ) from None
         if self.limiter is not None:
-            _refuse_connect(await self._decide(self.limiter.policies.stream_user(identity)))
+            limits = self.limiter.policies.stream_user(identity)
+            _refuse_connect(await self._decide(limits, counted))
         try:
             await self.sio.save_session(
                 sid, {"tenant": identity.tenant_id, "user": identity.user_id}
             )
         except KeyError:  # engine.io's answer: the session closed while the connect was decided
             # a refusal makes python-socketio forget the half-made connection; the KeyError
-            # escaping left it registered for good (and logged a traceback at ERROR)
+            # escaping left it registered for good (and logged a traceback at ERROR). Nobody
+            # got a connection: its counts go back (one per user limit, else the user could
+            # open one connection fewer in the window for each such refusal)
+            await self._give_back(counted)
             raise socketio.exceptions.ConnectionRefusedError(
                 "session_closed", {"message": "the session closed before the connect was decided"}
             ) from None
@@ -345,8 +355,11 @@ class EventStream:
         """Stop the stream's timers and background work (the gateway's shutdown)."""
         await self.sio.shutdown()
 
-    async def _decide(self, limits: list[Limit]) -> Refusal | None:
-        """Count a connection against ``limits``; why it is refused past one of them."""
+    async def _decide(
+        self, limits: list[Limit], counted: list[tuple[list[Limit], Decision]] | None = None
+    ) -> Refusal | None:
+        """Count a connection against ``limits``; why it is refused past one of them. A count
+        made is added to ``counted``, so that it can be given back."""
         assert self.limiter is not None
         try:
             decision = await self.limiter.hit(limits)
@@ -362,6 +375,8 @@ class EventStream:
         if decision.degraded:
             self.metrics.redis_errors.labels("ratelimit").inc()
         if decision.allowed:
+            if counted is not None and decision.counted_at_ms is not None:
+                counted.append((limits, decision))
             return None
         self.metrics.rate_limited.labels(self.path).inc()
         who = "address" if decision.name == "stream_ip" else "user"
@@ -376,6 +391,12 @@ class EventStream:
                 f"{decision.window_seconds} s from this {who}; retry in {retry} s",
             },
         )
+
+    async def _give_back(self, counted: list[tuple[list[Limit], Decision]]) -> None:
+        """Take back the counts a refused connect made."""
+        if self.limiter is not None:
+            for limits, decision in counted:
+                await self.limiter.give_back(limits, decision)
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         self._deadlines.pop(sid, None)
