@@ -129,7 +129,10 @@ class _EngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
     async def shutdown(self) -> None:
         for sock in list(self.sockets.values()):
-            await sock.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+            try:
+                await sock.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+            except Exception:  # one session's close (its disconnect handlers) stops no other
+                log.warning("closing a stream session at shutdown failed", exc_info=True)
             sock.queue.put_nowait(None)  # after the CLOSE: a transport's writer stops there
         self.sockets.clear()
         await super().shutdown()  # the service task, when it has started
