@@ -25,6 +25,14 @@ jittered exponential back-off, then the last ``Aborted`` (503 with ``Retry-After
 with one idempotency key are also taken one at a time within the process (:class:`KeyedLocks`),
 so concurrent retries of one request do not contend at all: the first writes the record, the
 rest read it. Across processes the transaction alone keeps the record right.
+
+Rollback. The client library rolls a failed transaction back on any exception, the request
+deadline's cancellation included, with the Rollback RPC's default retry: UNAVAILABLE retried
+for up to 60 s. Nothing cancels that rollback a second time, so a transaction that had begun
+when Firestore went away held its request for about 60 s past the deadline (the CRM's 503
+came a minute late, or a client gave up first). :class:`_Transaction` gives a rollback
+``ROLLBACK_SECONDS``; past that it is abandoned (Firestore drops an abandoned transaction
+and its locks by itself) and the transaction's own error goes on.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import random
 import re
 from collections import Counter
@@ -86,6 +95,10 @@ _CHILD_MODELS: dict[str, type[Record]] = {
     "tasks": Task,
 }
 _DELETE_BATCH = 400
+# How long a transaction's rollback may take before it is abandoned (see the module docstring).
+ROLLBACK_SECONDS = 1.0
+
+log = logging.getLogger("xynergy.crm.store")
 
 
 class NotFoundError(Exception):
@@ -183,6 +196,26 @@ def _aborted(exc: BaseException) -> gexc.Aborted | None:
     return None
 
 
+class _Transaction(AsyncTransaction):
+    """A transaction whose rollback is abandoned after ``ROLLBACK_SECONDS``.
+
+    ``firestore.async_transactional`` calls ``_rollback`` from ``except BaseException`` and
+    then raises the transaction's own error; a rollback that fails within the bound raises as
+    before (its error chained to that one), one that does not finish in time is logged and
+    abandoned, so the transaction's own error (the deadline's cancellation, an UNAVAILABLE)
+    goes on at once."""
+
+    async def _rollback(self) -> None:
+        try:
+            async with asyncio.timeout(ROLLBACK_SECONDS):
+                await super()._rollback()
+        except TimeoutError:
+            log.warning(
+                "firestore rollback abandoned",
+                extra={"fields": {"after_seconds": ROLLBACK_SECONDS}},
+            )
+
+
 @dataclass
 class _Held:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -259,7 +292,7 @@ class CrmStore:
         attempt = 1
         while True:
             try:
-                return await run(self._db.transaction(max_attempts=1))
+                return await run(_Transaction(self._db, max_attempts=1))
             except (gexc.GoogleAPICallError, ValueError) as exc:
                 aborted = _aborted(exc)
                 if aborted is None or attempt >= self._attempts:

@@ -19,6 +19,7 @@ either way it is logged once per outage and counted per request
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,8 +88,17 @@ end
 _SCRIPT = (
     "local rl_key0, rl_arg0 = 0, 1\n"
     + RATE_LIMIT_LUA
-    + "return {rl_allowed, rl_remaining, rl_reset, rl_which}\n"
+    + "return {rl_allowed, rl_remaining, rl_reset, rl_which, now}\n"
 )
+
+# Takes back one count from each counter KEYS[i] (a limit's key and the window it was counted
+# in), never below zero: a window that has expired meanwhile is not made negative.
+_GIVE_BACK = """
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+end
+return 1
+"""
 
 
 class RateLimiterUnavailableError(Exception):
@@ -123,6 +133,9 @@ class Decision:
     degraded: bool = False
     """Redis was not reached and the request was let through unchecked (fail open)."""
     name: str = "user"
+    counted_at_ms: int | None = None
+    """Redis's clock when :meth:`RateLimiter.hit` counted the request (its windows); None when
+    nothing was counted (refused, fail open) or the count came from another script."""
 
     def headers(self) -> list[tuple[str, str]]:
         """``RateLimit-*`` (and ``Retry-After`` on a refusal); none when nothing was checked."""
@@ -226,6 +239,7 @@ class RateLimiter:
         health: RedisHealth | None = None,
     ) -> None:
         self._script = redis.register_script(_SCRIPT)
+        self._give_back = redis.register_script(_GIVE_BACK)
         self.policies = policies
         self._fail_open = fail_open
         self._timeout = timeout
@@ -268,4 +282,27 @@ class RateLimiter:
                 raw = await self._script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             return self.unavailable(limits, exc)
-        return self.decision(limits, raw)
+        decision = self.decision(limits, raw)
+        if decision.allowed and len(raw) > 4:
+            decision = dataclasses.replace(decision, counted_at_ms=int(raw[4]))
+        return decision
+
+    async def give_back(self, limits: Sequence[Limit], decision: Decision) -> None:
+        """Take back the count ``hit`` made with ``decision`` from each of ``limits`` (in the
+        windows it was counted in; a count since expired is not taken twice): for a
+        connection refused after it was counted, for a reason that is no fault of its
+        client's rate. Nothing when nothing was counted. Best effort: a Redis that does not
+        answer is logged, and the count stays until its window ends."""
+        if decision.counted_at_ms is None or not limits:
+            return
+        keys = [f"{lim.key}:{decision.counted_at_ms // (lim.window * 1000)}" for lim in limits]
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._give_back(keys=keys)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning(
+                "a count could not be given back",
+                extra={
+                    "fields": {"limits": [lim.name for lim in limits], "error": type(exc).__name__}
+                },
+            )

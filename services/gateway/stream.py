@@ -16,7 +16,9 @@ past the address limit is answered ``429`` in the gateway's JSON error shape (``
 ``retryAfter``, ``Retry-After``); the session's first connect is not counted against the
 address again, a later one on the same session is (a CONNECT/DISCONNECT loop). Past the user
 limit the connection is refused with ``connect_error`` ``rate_limited`` and data ``{limit,
-retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule applies.
+retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule applies. A
+connect refused because its session closed while it was decided gives back what it counted
+(its user count; the address count of a later connect), so it costs the user nothing.
 
 A counted session must connect soon: an engine.io session whose socket.io CONNECT has not been
 accepted within ``connect_timeout`` seconds of its handshake (none sent, or refused) is closed,
@@ -55,6 +57,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import engineio
 import socketio
 
 from services.common.auth import AuthError, TokenVerifier, token_expiry
@@ -63,7 +66,7 @@ from services.gateway.cors import OriginPolicy
 from services.gateway.errors import error_body, send_json
 from services.gateway.headers import ForwardedFor, TrustedProxies
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.ratelimit import Limit, RateLimiter, RateLimiterUnavailableError
+from services.gateway.ratelimit import Decision, Limit, RateLimiter, RateLimiterUnavailableError
 
 __all__ = ["EventStream"]
 
@@ -102,6 +105,43 @@ def _room(tenant: str, topic: str) -> str:
     return f"{tenant}:{topic}"
 
 
+class _EngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    """engine.io's server, holding every task it starts so that ``shutdown`` ends them.
+
+    engine.io starts a task per session that sleeps a ping interval (25 s) before each PING
+    (``AsyncSocket.schedule_ping``) and keeps no reference to it, python-socketio starts its
+    event handlers through the same call, and engine.io's own ``shutdown`` stops only its
+    service task: so every session open at shutdown left a ping task in the loop for up to
+    a ping interval after the gateway stopped. Its ``shutdown`` here closes every session
+    as the JS server's ``close()`` does (the CLOSE packet queued, so a pending long poll
+    answers with it and a WebSocket's writer sends it and closes), then cancels the tasks
+    still running and waits for them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        task = super().start_background_task(target, *args, **kwargs)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def shutdown(self) -> None:
+        for sock in list(self.sockets.values()):
+            try:
+                await sock.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+            except Exception:  # one session's close (its disconnect handlers) stops no other
+                log.warning("closing a stream session at shutdown failed", exc_info=True)
+            sock.queue.put_nowait(None)  # after the CLOSE: a transport's writer stops there
+        self.sockets.clear()
+        await super().shutdown()  # the service task, when it has started
+        running = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
 class _Server(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server plus a connect timeout (python-socketio 5.x has none): a session
     without an accepted connection has one timer, armed at its engine.io open and again when
@@ -117,6 +157,9 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
         self._unconnected: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._stopped = False
+
+    def _engineio_server_class(self) -> type[_EngineServer]:
+        return _EngineServer
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
@@ -199,9 +242,10 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
         self.eio.sockets.pop(eio_sid, None)
 
     async def shutdown(self) -> None:
-        """Stop the timers and let running closes finish, then engine.io's background task
-        (python-socketio leaves it to the application): a stopped gateway left them in the
-        loop, closing sessions for up to ``connect_timeout`` after it stopped."""
+        """Stop the timers and let running closes finish, then engine.io (``_EngineServer``:
+        every session closed, its tasks ended): a stopped gateway left them in the loop,
+        closing sessions for up to ``connect_timeout`` and pinging them for up to a ping
+        interval after it stopped."""
         self._stopped = True
         for eio_sid in list(self._unconnected):
             self.connected(eio_sid)
@@ -261,19 +305,23 @@ class EventStream:
             scope[_ADDRESS_COUNTED] = True
         await self.engineio_app(scope, receive, send)
 
-    async def _limit_address(self, scope: Scope) -> Refusal | None:
+    async def _limit_address(
+        self, scope: Scope, counted: list[tuple[list[Limit], Decision]] | None = None
+    ) -> Refusal | None:
         assert self.limiter is not None
         address = ForwardedFor.of_scope(scope, self.trusted)
-        return await self._decide(self.limiter.policies.stream_connect(client_ip=address.client))
+        limits = self.limiter.policies.stream_connect(client_ip=address.client)
+        return await self._decide(limits, counted)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         origin = environ.get("HTTP_ORIGIN")
         if origin and not self.origins.allows(origin):
             raise socketio.exceptions.ConnectionRefusedError("forbidden", {"check": "origin"})
         scope = environ.get("asgi.scope") or {}
+        counted: list[tuple[list[Limit], Decision]] = []  # what this connect counted
         if self.limiter is not None and not scope.pop(_ADDRESS_COUNTED, False):
             # a later connect on the same engine.io session: the handshake's count is used up
-            _refuse_connect(await self._limit_address(scope))
+            _refuse_connect(await self._limit_address(scope, counted))
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized", {"check": "missing"})
@@ -284,14 +332,18 @@ class EventStream:
                 "unauthorized", {"check": exc.check}
             ) from None
         if self.limiter is not None:
-            _refuse_connect(await self._decide(self.limiter.policies.stream_user(identity)))
+            limits = self.limiter.policies.stream_user(identity)
+            _refuse_connect(await self._decide(limits, counted))
         try:
             await self.sio.save_session(
                 sid, {"tenant": identity.tenant_id, "user": identity.user_id}
             )
         except KeyError:  # engine.io's answer: the session closed while the connect was decided
             # a refusal makes python-socketio forget the half-made connection; the KeyError
-            # escaping left it registered for good (and logged a traceback at ERROR)
+            # escaping left it registered for good (and logged a traceback at ERROR). Nobody
+            # got a connection: its counts go back (one per user limit, else the user could
+            # open one connection fewer in the window for each such refusal)
+            await self._give_back(counted)
             raise socketio.exceptions.ConnectionRefusedError(
                 "session_closed", {"message": "the session closed before the connect was decided"}
             ) from None
@@ -306,8 +358,11 @@ class EventStream:
         """Stop the stream's timers and background work (the gateway's shutdown)."""
         await self.sio.shutdown()
 
-    async def _decide(self, limits: list[Limit]) -> Refusal | None:
-        """Count a connection against ``limits``; why it is refused past one of them."""
+    async def _decide(
+        self, limits: list[Limit], counted: list[tuple[list[Limit], Decision]] | None = None
+    ) -> Refusal | None:
+        """Count a connection against ``limits``; why it is refused past one of them. A count
+        made is added to ``counted``, so that it can be given back."""
         assert self.limiter is not None
         try:
             decision = await self.limiter.hit(limits)
@@ -323,6 +378,8 @@ class EventStream:
         if decision.degraded:
             self.metrics.redis_errors.labels("ratelimit").inc()
         if decision.allowed:
+            if counted is not None and decision.counted_at_ms is not None:
+                counted.append((limits, decision))
             return None
         self.metrics.rate_limited.labels(self.path).inc()
         who = "address" if decision.name == "stream_ip" else "user"
@@ -337,6 +394,12 @@ class EventStream:
                 f"{decision.window_seconds} s from this {who}; retry in {retry} s",
             },
         )
+
+    async def _give_back(self, counted: list[tuple[list[Limit], Decision]]) -> None:
+        """Take back the counts a refused connect made."""
+        if self.limiter is not None:
+            for limits, decision in counted:
+                await self.limiter.give_back(limits, decision)
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         self._deadlines.pop(sid, None)

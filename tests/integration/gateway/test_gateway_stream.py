@@ -417,23 +417,83 @@ async def test_a_session_closed_while_its_connect_is_decided_leaves_no_connectio
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_a_connect_refused_for_its_closed_session_gives_its_user_count_back(
+    gateway_factory: GatewayFactory, redis_client: aioredis.Redis
+) -> None:
+    """A session that closes while its CONNECT is decided, after the user limit counted it
+    (in Redis), has the connect refused with ``session_closed``; that count used to stay, so
+    the user could open one connection fewer in the window for each such refusal. It is
+    given back: the user can still open the limit's full number of connections."""
+    await _clear_stream_limits(redis_client)
+    async with gateway_factory(stream_user_connect_limit_per_minute=2) as gw:
+        server = gw.app.stream.sio
+        limiter = gw.app.stream.limiter
+        assert limiter is not None
+        counted = limiter.hit
+        quitting = await PollingSession.open(gw)
+        closed_after_count: list[Any] = []
+
+        async def hit_then_close(limits: Any) -> Any:
+            """The real count, then the client's engine.io CLOSE before the connect goes on."""
+            decision = await counted(limits)
+            if limits and limits[0].name == "stream_user" and not closed_after_count:
+                await quitting.post("1")
+                closed_after_count.append(decision)
+            return decision
+
+        limiter.hit = hit_then_close  # type: ignore[method-assign]
+        token = make_jwt(user_id=f"quitter-{time.time_ns()}", tenant_id="quit-co")
+        await quitting.send("0" + json.dumps({"token": token}))
+        await wait_for(_closed(server, quitting.sid), within=10, what="the session to close")
+        assert [d.allowed for d in closed_after_count] == [True]  # it had been counted
+        assert server.manager.sid_from_eio_sid(quitting.sid, "/") is None  # refused
+        for n in range(2):
+            session = await PollingSession.open(gw)
+            answer = await session.connect(token)
+            assert answer.startswith("0"), (n, answer)  # not `rate_limited` on the second
+        third = await PollingSession.open(gw)
+        refused = json.loads((await third.connect(token))[1:])
+        assert (refused["message"], refused["data"]["limit"]) == ("rate_limited", "stream_user")
+
+
 async def test_a_stopped_gateway_leaves_no_stream_timer_or_task(
     gateway_factory: GatewayFactory, redis_client: aioredis.Redis
 ) -> None:
-    """The connect timers of sessions open at shutdown, and engine.io's background task (which
-    python-socketio leaves to the application to stop), outlived a stopped gateway: in the
-    tests' shared event loop a stopped gateway still closed sessions afterwards."""
+    """The connect timers of sessions open at shutdown, engine.io's background task (which
+    python-socketio leaves to the application to stop) and each open session's ping task
+    (which engine.io's shutdown does not stop) outlived a stopped gateway: in the tests'
+    shared event loop a stopped gateway still closed sessions afterwards, and pinged them for
+    up to a ping interval (25 s)."""
     await _clear_stream_limits(redis_client)
     async with gateway_factory(stream_connect_timeout_seconds=30) as gw:
         server = gw.app.stream.sio
         session = await PollingSession.open(gw)
+        connected = await PollingSession.open(gw)
+        token = make_jwt(user_id="stayer", tenant_id="stay-co")
+        assert (await connected.connect(token)).startswith("0")
         timer = server._unconnected[session.sid]
         service = server.eio.service_task_handle
         assert service is not None
         assert not service.done()
+        pings = [t for t in _tasks_of(server.eio) if "_send_ping" in repr(t.get_coro())]
+        assert len(pings) == 2  # one per session
     assert timer.cancelled()
     assert not server._unconnected
     assert service.done()
+    assert not server.eio.sockets
+    assert _tasks_of(server.eio) == []
+    assert all(ping.done() for ping in pings)
+
+
+def _tasks_of(eio: Any) -> list[asyncio.Task[Any]]:
+    """Unfinished tasks running code of the engine.io server ``eio`` or of its sessions."""
+    found = []
+    for task in asyncio.all_tasks():
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        owner = frame.f_locals.get("self") if frame is not None else None
+        if not task.done() and (owner is eio or getattr(owner, "server", None) is eio):
+            found.append(task)
+    return found
 
 
 # -- connections do not outlive their token (issue 20 item 6) ---------------------------------

@@ -96,8 +96,25 @@ class RestartableFirestore:
         os.killpg(self.proc.pid, signal.SIGCONT)
 
     async def stop(self) -> None:
+        """Stop the process group, and return once the port refuses connections: gcloud (the
+        group's leader, whose exit ``stop_process_group`` waits for) may exit before its java
+        child, which then still answered the first "refused" requests."""
         if self.proc is not None:
             await stop_process_group(self.proc)
+            await wait_for(self.refuses, within=30, what="the Firestore emulator's port to close")
+
+    def kill(self) -> None:
+        """SIGKILL the emulator's group at once (no await: usable inside a request)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def refuses(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return True
+        writer.close()
+        return False
 
 
 @contextlib.asynccontextmanager
@@ -147,7 +164,7 @@ def server_logs() -> Iterator[Records]:
 
 
 @contextlib.asynccontextmanager
-async def crm_client(host: str, tenant: str) -> AsyncIterator[httpx.AsyncClient]:
+async def crm_client(host: str, tenant: str) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     settings = CrmSettings(
         project_id=FIREBASE_PROJECT,
         redis_url="",
@@ -170,7 +187,7 @@ async def crm_client(host: str, tenant: str) -> AsyncIterator[httpx.AsyncClient]
             base_url=url, event_hooks={"request": [sign]}, timeout=FIRESTORE_TIMEOUT * 10
         ) as http,
     ):
-        yield http
+        yield http, app
 
 
 BASE = "/api/v2/crm/contacts"
@@ -288,14 +305,14 @@ async def ready(http: httpx.AsyncClient) -> bool:
 @contextlib.asynccontextmanager
 async def crm_on_its_own_emulator(
     workdir: Path, tenant: str
-) -> AsyncIterator[tuple[RestartableFirestore, httpx.AsyncClient]]:
-    """An emulator of the test's own and a CRM on it, ready; a client as `tenant`."""
+) -> AsyncIterator[tuple[RestartableFirestore, httpx.AsyncClient, Any]]:
+    """An emulator of the test's own and a CRM on it, ready; a client as `tenant`, the app."""
     async with (
         restartable_firestore(workdir) as emulator,
-        crm_client(emulator.host, tenant) as http,
+        crm_client(emulator.host, tenant) as (http, app),
     ):
         await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore")
-        yield emulator, http
+        yield emulator, http, app
 
 
 RESTARTS = [
@@ -309,7 +326,7 @@ async def test_firestore_restart_gives_clean_503s_and_no_partial_writes(
     tmp_path: Path, restarts: int, writes: int
 ) -> None:
     tenant, ledger = f"t-faults-{uuid.uuid4().hex[:8]}", Ledger()
-    async with crm_on_its_own_emulator(tmp_path, tenant) as (emulator, http):
+    async with crm_on_its_own_emulator(tmp_path, tenant) as (emulator, http, _):
         for n in range(restarts):
             await acknowledged_writes(http, ledger, writes, tag=f"r{n}")
             snapshot = await emulator.export()
@@ -331,7 +348,7 @@ async def test_firestore_stall_gives_clean_503s_and_refused_writes_stay_refused(
     tmp_path: Path,
 ) -> None:
     tenant, ledger = f"t-stall-{uuid.uuid4().hex[:8]}", Ledger()
-    async with crm_on_its_own_emulator(tmp_path, tenant) as (emulator, http):
+    async with crm_on_its_own_emulator(tmp_path, tenant) as (emulator, http, _):
         await acknowledged_writes(http, ledger, 2, tag="s")
         emulator.pause()
         try:
@@ -343,4 +360,47 @@ async def test_firestore_stall_gives_clean_503s_and_refused_writes_stay_refused(
         await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore again")
         await check_ledger(http, ledger)
         await retried_creates_happen_once(http, ledger)
+        await check_ledger(http, ledger)
+
+
+async def test_a_transaction_begun_before_firestore_went_away_is_refused_within_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """Firestore dies between a transaction's begin and its reads (as when the emulator's java
+    outlived gcloud at a stop and answered a begin). The request's deadline cancels it, and
+    the client library then rolled the transaction back with the Rollback RPC's default
+    retry: UNAVAILABLE retried for 60 s, which nothing cancelled, so the 503 came about a
+    minute late (the CI flake: a client timeout of 50 s). The rollback is now abandoned after
+    `ROLLBACK_SECONDS`: the 503 comes well within a client timeout of 6 deadlines (30 s),
+    and the refused write left nothing."""
+    tenant, ledger = f"t-gone-{uuid.uuid4().hex[:8]}", Ledger()
+    async with crm_on_its_own_emulator(tmp_path, tenant) as (emulator, http, app):
+        await acknowledged_writes(http, ledger, 1, tag="g")
+        snapshot = await emulator.export()
+        (cid, acked), store = next(iter(ledger.contacts.items())), app.state.store
+        transact, began = store._transact, []
+
+        async def begin_then_die(body: Any) -> Any:
+            async def then(transaction: Any) -> Any:
+                began.append(transaction.in_progress)
+                emulator.kill()
+                return await body(transaction)
+
+            return await transact(then)
+
+        store._transact = begin_then_die
+        with server_logs() as logs:
+            r = await http.patch(
+                f"{BASE}/{cid}",
+                json={"company": "Refused"},
+                headers={"If-Match": f'"{acked["version"]}"'},
+                timeout=FIRESTORE_TIMEOUT * 6,
+            )
+        store._transact = transact
+        assert began == [True]  # the transaction had begun when Firestore went away
+        assert_unavailable(r)
+        assert not [rec for rec in logs.records if rec.exc_info], "a stack trace was logged"
+        await emulator.stop()
+        await emulator.start(import_from=snapshot)
+        await wait_for(lambda: ready(http), within=30, what="the CRM to reach Firestore again")
         await check_ledger(http, ledger)

@@ -44,6 +44,7 @@ class Limiter:
         self.refuse = set(refuse)
         self.unavailable = unavailable
         self.hits: list[Limit] = []
+        self.given_back: list[Limit] = []
 
     async def hit(self, limits: list[Limit]) -> Decision | None:
         if not limits:
@@ -53,7 +54,20 @@ class Limiter:
         self.hits.extend(limits)
         lim = limits[0]
         allowed = lim.name not in self.refuse
-        return Decision(allowed, lim.limit, 0 if not allowed else 2, 12, lim.window, name=lim.name)
+        counted_at = 1_700_000_000_000 if allowed else None
+        return Decision(
+            allowed,
+            lim.limit,
+            0 if not allowed else 2,
+            12,
+            lim.window,
+            name=lim.name,
+            counted_at_ms=counted_at,
+        )
+
+    async def give_back(self, limits: list[Limit], decision: Decision) -> None:
+        assert decision.counted_at_ms is not None
+        self.given_back.extend(limits)
 
 
 def stream(limiter: Limiter | None, verifier: Verifier | None = None) -> EventStream:
@@ -226,3 +240,24 @@ async def test_failing_closed_a_handshake_is_refused_with_503() -> None:
     start, body = await _handshake(s, environ("203.0.113.7")["asgi.scope"] | polling)
     assert start["status"] == 503
     assert json.loads(body["body"])["error"] == "rate_limiter_unavailable"
+
+
+async def test_a_connect_whose_session_closed_gives_back_what_it_counted() -> None:
+    """A later connect on a session (counted against the address, then the user) whose
+    session closed while it was decided is refused with ``session_closed`` and gives both
+    counts back; a refused token keeps its address count (that refusal is the client's)."""
+    limiter = Limiter()
+    s = stream(limiter)
+
+    async def closed(sid: str, session: dict[str, Any]) -> None:
+        raise KeyError(sid)  # engine.io's answer for a session that is gone
+
+    s.sio.save_session = closed  # type: ignore[method-assign]
+    args = await refusal(s, environ("203.0.113.7"), "good")
+    assert args["message"] == "session_closed"
+    assert [lim.name for lim in limiter.given_back] == ["stream_ip", "stream_user"]
+    assert limiter.given_back == limiter.hits
+    assert s.metrics.stream_clients._value.get() == 0
+    limiter.given_back.clear()
+    await refusal(s, environ("203.0.113.7"), "bad")
+    assert limiter.given_back == []

@@ -8,9 +8,11 @@ gateway over HTTP: tests/integration/gateway/test_gateway_stream.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
+import httpx
 import pytest
 import socketio
 from engineio.async_socket import AsyncSocket
@@ -128,11 +130,11 @@ async def test_shutdown_cancels_the_timers_and_finishes_the_closes() -> None:
     assert closing
     assert all(task.done() for task in closing)
     assert not s._closing
-    assert "e3" not in s.eio.sockets
+    assert not s.eio.sockets  # the sessions left open are closed too (_EngineServer)
     # nothing is armed after shutdown (a late engine.io open, a connection ending)
     await open_session(s, "e4")
-    await s._handle_eio_message("e1", CONNECT)
-    await s._handle_eio_message("e1", DISCONNECT)
+    await s._handle_eio_message("e4", CONNECT)
+    await s._handle_eio_message("e4", DISCONNECT)
     assert not s._unconnected
 
 
@@ -180,3 +182,83 @@ async def test_a_session_closed_while_its_connect_is_decided_leaves_no_connectio
     assert not stream._deadlines
     assert not s._unconnected
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- shutdown ends engine.io's tasks --------------------------------------------------------
+
+PATH = "/api/xynergyos/v2/stream"
+POLLING = {"EIO": "4", "transport": "polling"}
+
+
+class GoodVerifier:
+    async def verify(self, token: str) -> Identity:
+        if token != "good":
+            raise AuthError("signature", "the token's signature does not verify")
+        return Identity(user_id="u1", tenant_id="acme")
+
+
+def engineio_tasks() -> list[asyncio.Task[Any]]:
+    """Unfinished tasks running engine.io's or python-socketio's code (a session's ping,
+    engine.io's service task, an event handler)."""
+    found = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        where = code.co_filename if code is not None else ""
+        if not task.done() and ("/engineio/" in where or "/socketio/" in where):
+            found.append(task)
+    return found
+
+
+async def until(condition: Any, what: str) -> None:
+    """Let the loop run until ``condition()`` holds (no fixed sleep); bounded in steps."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_aclose_ends_every_engineio_task_of_the_sessions_left_open() -> None:
+    """engine.io starts a task per session that sleeps a ping interval (25 s) before each
+    PING and keeps no reference to it; its shutdown stopped only its service task, so each
+    session open at shutdown left its ping task behind for up to 25 s. ``aclose`` now closes
+    the sessions (a pending long poll answers with the CLOSE packet) and ends their tasks."""
+    stream = EventStream(
+        verifier=GoodVerifier(),  # type: ignore[arg-type]
+        topics=["crm-changes"],
+        path=PATH,
+        origins=OriginPolicy(origins=[], patterns=[]),
+        metrics=GatewayMetrics(),
+    )
+    transport = httpx.ASGITransport(app=stream.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        opened = await http.get(f"{PATH}/", params=POLLING)
+        assert opened.status_code == 200, opened.text
+        sid = json.loads(opened.text[1:])["sid"]
+        session = {**POLLING, "sid": sid}
+        posted = await http.post(f"{PATH}/", params=session, content=f"4{CONNECT}")
+        assert posted.status_code == 200, posted.text
+        accepted = await http.get(f"{PATH}/", params=session)
+        assert accepted.text.startswith("40"), accepted.text  # connected
+        idle = await http.get(f"{PATH}/", params=POLLING)  # a second session, never connected
+        assert idle.status_code == 200, idle.text
+        sock = stream.sio.eio.sockets[sid]
+        long_poll = asyncio.create_task(http.get(f"{PATH}/", params=session))
+        await until(lambda: sock.queue._getters, "the long poll to wait for packets")
+        pings = [t for t in engineio_tasks() if "_send_ping" in repr(t.get_coro())]
+        assert len(pings) == 2  # one per session, each asleep for the ping interval
+        assert stream.metrics.stream_clients._value.get() == 1
+
+        await stream.aclose()
+
+        assert engineio_tasks() == []
+        assert all(task.cancelled() for task in pings)
+        assert not stream.sio.eio.sockets
+        assert sock.closed
+        answered = await asyncio.wait_for(long_poll, timeout=10)
+        assert answered.status_code == 200
+        assert answered.text == "1"  # engine.io CLOSE: the client knows
+        assert stream.metrics.stream_clients._value.get() == 0
+        assert not stream.sio._unconnected
+        gone = await http.get(f"{PATH}/", params=session)
+        assert gone.status_code == 400
