@@ -114,9 +114,10 @@ def test_a_waiting_deletion_does_not_starve_other_objects_under_worker_limit_1(
                 for name in (waiting, other):
                     kube.delete(xs_url(namespace, name))
                 for name in (waiting, other):
+                    url = xs_url(namespace, name)
                     kube.wait_for(
                         f"{name} to be finalized",
-                        lambda n=name: kube.get(xs_url(namespace, n)).status_code == 404,  # type: ignore[misc]
+                        lambda url=url: kube.get(url).status_code == 404,
                         timeout=120,
                     )
         assert not fake.crashes
