@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from apis.v1alpha1.common import GROUP, VERSION, Resource
 from controllers.core.children import ChildCache
-from controllers.core.events import Event, EventRecorder
+from controllers.core.events import Event, EventRecorder, SaidOnce
 from controllers.core.queue import ObjectQueue
 from controllers.core.retry import RetryPolicy, Sleep
 from controllers.core.scheduler import ObjectKey, ResyncScheduler
@@ -60,7 +60,9 @@ DELETION_BACKOFF = RetryPolicy(initial=2.0, maximum=30.0)
 DELETION_STATUS = "deletion_status"
 """Optional method of a `KindReconciler`: `deletion_status(body) -> BaseModel | None`, the
 status of an object whose deletion its last `release` held (what the deletion waits for and
-why), written while it waits; None writes nothing."""
+why: `Reconciling` True with its message), written while it waits; None writes nothing. It is
+also the record of what was said: a held release's Event whose status the stored one already
+shows is not posted again, after a restart too (`SaidOnce`)."""
 
 DRIFT_CHECK_ANNOTATION = "xynergy.io/drift-check-interval"
 """Per-object resync period in seconds (overrides the operator's default; at least
@@ -187,6 +189,8 @@ class Controller:
     _annotations: dict[str, tuple[str | None, ...]] = field(default_factory=dict, repr=False)
     """Per object: the values of the kind's trigger annotations last seen."""
     _reconciler: KindReconciler | None = field(default=None, repr=False)
+    _said: SaidOnce = field(default_factory=SaidOnce, repr=False)
+    """Per object whose deletion waits: what its held releases said (each reason once)."""
     _again: dict[str, ChildEvent | None] = field(default_factory=dict, repr=False)
     """Objects triggered while a converge of theirs ran, with the newest child event among
     those triggers: converged once more after it (its own requeue must not replace that), as
@@ -232,7 +236,7 @@ class Controller:
                 child, seen = child or queued, True
             body = (self._seen.get(key.uid) if seen else None) or await self._read(key)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
-                self.forget(key.uid)
+                self.forget(key.uid, gone=body is None)
                 return None
             result = await self.reconciler.reconcile(body, now=self.clock(), child=child)
             if await self.writer.write(
@@ -343,14 +347,23 @@ class Controller:
         """Run the kind's release for an object being deleted (serialized with its other
         triggers); True once the finalizer may go, and then the object is forgotten. While
         it is held, the kind's `deletion_status` (if any) is written: the status says what
-        the deletion waits for."""
+        the deletion waits for. A held release may return its Event on every try: it is
+        posted once per reason (`Event.news_key`), and not at all when the stored status
+        already says what this try's status says (it was posted before, by this process or
+        before a restart)."""
         key = self.kind.key(body)
         async with self.queue.serialized(key.uid):
             gone, event = await self.reconciler.release(body)
-            held = None if gone else getattr(self.reconciler, DELETION_STATUS, None)
-            status = held(body) if callable(held) else None
-            if status is not None:
-                await self.writer.write(self.kind.resource, body, status)
+            if gone:
+                self._said.forget(key.uid)
+            else:
+                held = getattr(self.reconciler, DELETION_STATUS, None)
+                status = held(body) if callable(held) else None
+                on_record = status is not None and _says(body.get("status"), status)
+                if event is not None and not self._said.news(key.uid, event, on_record=on_record):
+                    event = None
+                if status is not None:
+                    await self.writer.write(self.kind.resource, body, status)
         await self.recorder.post(body, [event] if event else [])
         if gone:
             self.forget(key.uid)
@@ -393,8 +406,12 @@ class Controller:
         check = getattr(self.reconciler, "needs_finalizer", None)
         return bool(check(body)) if callable(check) else False
 
-    def forget(self, uid: str) -> None:
-        """Drop the object's schedule and what was seen of it (its lock goes by itself)."""
+    def forget(self, uid: str, *, gone: bool = True) -> None:
+        """Drop the object's schedule and what was seen of it (its lock goes by itself);
+        `gone=False` for an object being deleted that is still there: what its held deletion
+        said is kept for the next try."""
+        if gone:
+            self._said.forget(uid)
         self.scheduler.forget(uid)
         self._annotations.pop(uid, None)
         self._seen.pop(uid, None)
@@ -446,3 +463,21 @@ class Controller:
         if not math.isfinite(value) or value <= 0:
             return self.resync_seconds
         return max(value, MIN_DRIFT_CHECK_SECONDS)
+
+
+def _says(stored: Any, status: BaseModel) -> bool:
+    """Whether the stored status (a body's `status`) already says what `status` says of a held
+    deletion: the same `Reconciling` True condition (reason and message)."""
+    written = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    said = _reconciling(stored)
+    return said is not None and said == _reconciling(written)
+
+
+def _reconciling(status: Any) -> tuple[str | None, str | None] | None:
+    conditions = (status or {}).get("conditions") if isinstance(status, Mapping) else None
+    for cond in conditions or ():
+        if isinstance(cond, Mapping) and cond.get("type") == "Reconciling":
+            if cond.get("status") != "True":
+                return None
+            return cond.get("reason"), cond.get("message")
+    return None

@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lightkube import ApiError, AsyncClient
@@ -20,7 +20,7 @@ from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event as KubeEvent
 
-__all__ = ["COMPONENT", "Event", "EventRecorder"]
+__all__ = ["COMPONENT", "Event", "EventRecorder", "SaidOnce"]
 
 COMPONENT = "xynergy-operator"
 log = logging.getLogger(__name__)
@@ -33,6 +33,15 @@ class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    key: str | None = field(default=None, compare=False)
+    """What makes it the same news as the last Event said of something that lasts (a held
+    deletion, `SaidOnce`): by default its reason and message; a kind whose message carries a
+    detail that changes between tries (an error's text) names the reason it stands for."""
+
+    @property
+    def news_key(self) -> str:
+        """The key `SaidOnce` compares."""
+        return self.key if self.key is not None else f"{self.reason}: {self.message}"
 
 
 def kube_event(body: Mapping[str, Any], event: Event, *, now: dt.datetime) -> KubeEvent:
@@ -58,6 +67,35 @@ def kube_event(body: Mapping[str, Any], event: Event, *, now: dt.datetime) -> Ku
         lastTimestamp=now,
         count=1,
     )
+
+
+@dataclass
+class SaidOnce:
+    """Per object, the key of the last Event said about something that lasts and is tried again
+    and again (a deletion that waits, `Controller.finalize`): each reason is said once, not on
+    every try. The one record of it for every kind (each kind kept its own dict before).
+
+    Kept in memory, and seeded from what the object's stored status already shows: the
+    caller passes `on_record` (the status the wait writes says what the stored one says), so
+    an operator restarted during the wait, which remembers nothing, does not say it again."""
+
+    _said: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def news(self, uid: str, event: Event, *, on_record: bool = False) -> bool:
+        """Whether `event` is news for the object (and remember it as said)."""
+        key = event.news_key
+        before = self._said.get(uid)
+        self._said[uid] = key
+        if before is None:
+            return not on_record
+        return before != key
+
+    def forget(self, uid: str) -> None:
+        """The wait is over (or the object gone): the next one is news again."""
+        self._said.pop(uid, None)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._said
 
 
 class EventRecorder:

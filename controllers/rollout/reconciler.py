@@ -241,8 +241,6 @@ class RolloutReconciler:
         self.settings = settings
         self.verifier = verifier
         self.clock = clock
-        self._blocked: dict[str, str] = {}
-        """Per Rollout being deleted: why returning its traffic last failed (said once)."""
         self._holding: dict[str, str] = {}
         """Per Rollout whose deletion the last release held: what it waits for, until the
         core asks for the status that says so (`deletion_status`)."""
@@ -323,7 +321,6 @@ class RolloutReconciler:
             rollout = Rollout.model_validate(dict(body))
         except ValidationError as exc:  # e.g. stored before a check this operator adds
             return True, _unreadable_release(body, exc)
-        uid = rollout.metadata.uid or ""
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
         keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
@@ -335,14 +332,12 @@ class RolloutReconciler:
         # routes it back: the weight is kept until then, _failed)
         split = status.phase in _ACTIVE or (status.phase in _ENDED and bool(status.canary_weight))
         if not keeping and (not split or not stable or not canary):
-            self._blocked.pop(uid, None)
             return True, None  # nothing split yet, or ended: left as it is
         try:
             target = await self._target(rollout)
             new = with_overrides(target, rollout.spec)
             backend = self.backends(rollout, target, new)
             if backend is None:
-                self._blocked.pop(uid, None)
                 return True, Event(
                     "Warning",
                     "TrafficNotRestored",
@@ -357,13 +352,11 @@ class RolloutReconciler:
             if backend.routing is not None:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
-                self._blocked.pop(uid, None)
                 return True, None
             await backend.route(target, ((stable, 100, None),))
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc)
-            self._blocked.pop(uid, None)
             return True, Event(
                 "Normal",
                 "Released",
@@ -371,7 +364,6 @@ class RolloutReconciler:
             )
         except ProviderError as exc:
             return self._restore_held(rollout, body, exc)
-        self._blocked.pop(uid, None)
         return True, Event(
             "Normal",
             "TrafficRestored",
@@ -387,15 +379,13 @@ class RolloutReconciler:
         Rollout, whose new revision serves meanwhile, goes once the target runs it and is
         ready. A target that moved on without it (superseded) is left alone."""
         rollout, status, target = work.rollout, work.status, work.target
-        uid, name = rollout.metadata.uid or "", rollout.spec.target_ref.name
+        name = rollout.spec.target_ref.name
         promoted = status.canary_revision
         if _moved_on(work) is not None:
-            self._blocked.pop(uid, None)
             return True, None
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
         elif (await work.backend.serving(target)).ready:
-            self._blocked.pop(uid, None)
             return True, Event(
                 "Normal",
                 "Released",
@@ -464,7 +454,6 @@ class RolloutReconciler:
         limit = rollout.spec.progress_deadline_seconds
         deadline = asked + dt.timedelta(seconds=limit)
         if now >= deadline:
-            self._blocked.pop(uid, None)
             return True, Event(
                 "Warning",
                 timeout_reason,
@@ -475,9 +464,6 @@ class RolloutReconciler:
             f"being deleted: the deletion waits {waits}: {why}; the Rollout goes anyway at "
             f"{_stamp(deadline)} (spec.progressDeadlineSeconds after the deletion)"
         )
-        if self._blocked.get(uid) == key:
-            return False, None
-        self._blocked[uid] = key
         name, ns = rollout.metadata.name, rollout.metadata.namespace
         return False, Event(
             "Warning" if warning else "Normal",
@@ -487,6 +473,7 @@ class RolloutReconciler:
             f"To delete it now ({left}), remove its finalizer {FINALIZER}: kubectl patch "
             f"rollouts.xynergy.io {name} -n {ns} --type=json "
             '-p \'[{"op":"remove","path":"/metadata/finalizers"}]\'',
+            key=key,
         )
 
     # ---- reading -----------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from apis.conditions import mark_reconciling
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.xynergyservice import Backend as BackendKind
-from apis.v1alpha1.xynergyservice import XynergyService
+from apis.v1alpha1.xynergyservice import XynergyService, XynergyServiceStatus
 from controllers.core.context import OperatorContext
 from controllers.core.controller import ChildEvent, Kind, Requeue, Result
 from controllers.core.errors import ProviderError, StalledError, TransientError
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 KIND = Kind(GROUP, VERSION, "XynergyService", "xynergyservices")
+DELETING = "Deleting"
+"""The Reconciling reason of a XynergyService whose deletion waits (`deletion_status`)."""
 
 Backends = Mapping[BackendKind, Backend] | Callable[[BackendKind], Backend | None]
 
@@ -129,8 +132,9 @@ class XynergyServiceReconciler:
 
     def __init__(self, backends: Backends) -> None:
         self.backends = backends
-        self._waiting: dict[str, str] = {}
-        """Per object whose deletion waits: what was last said about it (said once)."""
+        self._holding: dict[str, str] = {}
+        """Per object whose deletion the last release held: what it waits for, until the
+        core asks for the status that says so (`deletion_status`)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -148,9 +152,11 @@ class XynergyServiceReconciler:
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
         """Deletion (only for objects with our finalizer); an invalid spec created nothing.
         While the backend service is not gone yet (a Cloud Run delete is a long-running
-        operation) or its deletion fails, the core's `finalize_waiting` tries again with a
-        back-off: each reason to wait is said once (DeletionWaiting, or a Warning
-        DeletionBlocked naming the error), and Deleted only when the service is gone."""
+        operation) or its deletion fails, the core tries again with a back-off; each try
+        returns why it waits (DeletionWaiting, or a Warning DeletionBlocked naming the error)
+        and the core says each reason once (`SaidOnce`, seeded from the status
+        `deletion_status` wrote, so a restart does not say it again); Deleted only when the
+        service is gone."""
         try:
             svc = XynergyService.model_validate(dict(body))
         except ValidationError:
@@ -160,16 +166,37 @@ class XynergyServiceReconciler:
             gone, event = await release(svc, backends=self.backends)
         except ProviderError as exc:
             gone, event = False, Event("Warning", "DeletionBlocked", f"deleting: {exc.message}")
+            waits = f"deleting the backend service failed ({exc.reason}): {exc.message}; retried"
         else:
             if not gone:
                 event = Event("Normal", "DeletionWaiting", "waiting for the backend service to go")
+            waits = "waiting for the backend service to go"
         if gone:
-            self._waiting.pop(uid, None)
+            self._holding.pop(uid, None)
             return True, event
-        if self._waiting.get(uid) == event.message:
-            return False, None
-        self._waiting[uid] = event.message
+        self._holding[uid] = f"being deleted: {waits}"
         return False, event
+
+    def deletion_status(self, body: Mapping[str, Any]) -> XynergyServiceStatus | None:
+        """The status while the deletion the last `release` held waits: Reconciling (reason
+        `Deleting`; Ready False), its message saying what the deletion waits for. The rest
+        stays as it was. Written by the core only when it changed: once per reason."""
+        meta = body.get("metadata") or {}
+        message = self._holding.pop(str(meta.get("uid") or ""), None)
+        if message is None:
+            return None
+        try:
+            status = XynergyServiceStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            return None
+        status.conditions = mark_reconciling(
+            status.conditions,
+            reason=DELETING,
+            message=message,
+            generation=meta.get("generation"),
+            now=dt.datetime.now(dt.UTC),
+        )
+        return status
 
 
 def _cloud_run(ctx: OperatorContext) -> Backend | None:

@@ -15,7 +15,7 @@ import tenacity
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
-from apis.conditions import mark_ready
+from apis.conditions import mark_ready, mark_reconciling
 from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from controllers.core import (
     ChildEvent,
@@ -917,7 +917,7 @@ def _deleting(client: FakeClient) -> dict[str, Any]:
 async def test_a_held_deletion_is_retried_with_a_bounded_backoff_until_released() -> None:
     """kopf's TemporaryError logged each try at ERROR (an Error Event each): the wait is now
     the core's, each try reading the object first, the waits growing to a bound, the status
-    saying why written once, and only the release's own Events posted."""
+    saying why written once, and only the release's own Events posted, each reason once."""
     from controllers.core.controller import DELETION_BACKOFF
 
     client = FakeClient()
@@ -941,7 +941,9 @@ async def test_a_held_deletion_is_retried_with_a_bounded_backoff_until_released(
     statuses = [p["status"]["conditions"] for p in client.patches]
     assert len(statuses) == 1, "the same waiting status is written once, not per try"
     assert "being deleted" in statuses[0][0]["message"]
-    assert [e.reason for e in client.created] == ["DeletionWaiting"] * 7
+    assert [e.reason for e in client.created] == ["DeletionWaiting"], (
+        "the release says the same reason on each held try: the core posts it once"
+    )
 
 
 async def test_a_held_deletion_stops_when_its_finalizer_is_removed_by_hand() -> None:
@@ -974,6 +976,67 @@ async def test_a_held_deletion_does_not_act_while_this_replica_is_paused() -> No
     await controller.finalize_waiting(body, sleep=sleep)
     assert tries == [0, 0, 0]
     assert reconciler.releases == 1
+
+
+@dataclass
+class Reasons(FakeReconciler):
+    """A release held with the reason `reason` names (its Event on every try, the status
+    saying it), as the kinds' releases do."""
+
+    reason: str = "waits for the target"
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:  # type: ignore[override]
+        return False, Event("Normal", "DeletionWaiting", self.reason)
+
+    def deletion_status(self, body: Mapping[str, Any]) -> XynergyServiceStatus:
+        status = XynergyServiceStatus.model_validate(body.get("status") or {})
+        status.conditions = mark_reconciling(
+            status.conditions, reason="Deleting", message=f"being deleted: {self.reason}",
+            generation=3, now=NOW,
+        )  # fmt: skip
+        return status
+
+
+async def test_a_held_deletion_says_each_reason_once_and_a_restart_does_not_say_it_again() -> None:
+    """Each kind kept its own "said once" dict, per process: a restarted operator posted the
+    Event of a deletion that was already waiting again. The core says each reason once, and a
+    new process reads what was said from the status the wait wrote (Reconciling `Deleting`)."""
+    client = FakeClient()
+    body = _deleting(client)
+    body["status"] = _ready_status().model_dump(by_alias=True, mode="json", exclude_none=True)
+    reconciler = Reasons()
+    first = _controller(client, reconciler)
+    for _ in range(3):
+        assert not await first.finalize(client.objects["crm"])
+    assert [e.message for e in client.created] == ["waits for the target"]
+    reconciler.reason = "the target is rolling"
+    assert not await first.finalize(client.objects["crm"])
+    assert not await first.finalize(client.objects["crm"])
+    said = [e.message for e in client.created]
+    assert said == ["waits for the target", "the target is rolling"], "a new reason is said"
+
+    restarted = _controller(client, Reasons(reason="the target is rolling"))
+    assert not await restarted.finalize(client.objects["crm"])
+    assert [e.message for e in client.created] == said, "the status says it already"
+    assert len(client.patches) == 2, "the status was written once per reason"
+
+    # what the stored status does not say yet is news to a restarted operator too
+    moved = _controller(client, Reasons(reason="the target is gone"))
+    assert not await moved.finalize(client.objects["crm"])
+    assert [e.message for e in client.created][-1] == "the target is gone"
+    assert body["metadata"]["uid"] == client.objects["crm"]["metadata"]["uid"]
+
+
+async def test_a_held_deletion_is_said_again_once_its_wait_ended_and_a_new_one_began() -> None:
+    client = FakeClient()
+    _deleting(client)
+    reconciler = HeldRelease(held=1)
+    controller = _controller(client, reconciler)
+    assert not await controller.finalize(client.objects["crm"])
+    assert await controller.finalize(client.objects["crm"])
+    reconciler.releases = 0  # the same uid held again (a test of the record's end only)
+    assert not await controller.finalize(client.objects["crm"])
+    assert [e.reason for e in client.created] == ["DeletionWaiting", "DeletionWaiting"]
 
 
 def test_a_retry_wait_stays_at_its_maximum_however_many_attempts_failed() -> None:

@@ -71,12 +71,13 @@ class Backend:
     def __init__(self, *, routing: TrafficRouting | None = None, failures: int = 0) -> None:
         self.routing = routing
         self.failures = failures
+        self.error = "Cloud Run: 503 service unavailable"
         self.routes: list[Any] = []
 
     async def route(self, target: XynergyService, split: Any) -> Routed:
         if self.failures:
             self.failures -= 1
-            raise TransientError("Cloud Run: 503 service unavailable", reason="Unavailable")
+            raise TransientError(self.error, reason="Unavailable")
         self.routes.append(split)
         return Routed(1, {})
 
@@ -227,7 +228,14 @@ async def test_an_unreachable_backend_holds_the_deletion_until_the_progress_dead
     )
 
     clock.now += dt.timedelta(seconds=60)
-    assert await reconciler.release(body) == (False, None), "the same reason is said once"
+    backend.failures = 1
+    backend.error = "Cloud Run: 503 upstream connect error"  # another text, the same reason
+    gone, again = await reconciler.release(body)
+    assert not gone
+    assert again is not None
+    assert "upstream connect error" in again.message
+    assert again.news_key == event.news_key, "the same reason: the core says it once"
+    backend.failures = 1000
 
     clock.now = ASKED + dt.timedelta(seconds=120)
     gone, event = await reconciler.release(body)

@@ -602,7 +602,10 @@ async def test_deleting_a_blue_green_rollout_in_its_keep_window_finishes_the_pro
 
     world.client.target["metadata"]["generation"] = 3  # its controller rolls the Deployment
     world.provider.ready.discard("crm")
-    assert await world.reconciler.release(copy.deepcopy(world.body)) == (False, None)
+    gone, again = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone
+    assert again is not None
+    assert again.news_key == event.news_key, "the same reason: the core says it once"
     world.settle()
     world.provider.ready.add("crm")
     gone, event = await world.reconciler.release(copy.deepcopy(world.body))

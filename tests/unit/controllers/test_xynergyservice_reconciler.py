@@ -14,6 +14,7 @@ from apis.v1alpha1.xynergyservice import Backend as BackendKind
 from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from controllers.core import ChildEvent, Requeue
 from controllers.core.errors import ProviderError, StalledError, TransientError
+from controllers.core.events import SaidOnce
 from controllers.metrics import RECONCILE_TOTAL
 from controllers.xynergyservice.observed import BackendStatus
 from controllers.xynergyservice.reconciler import XynergyServiceReconciler, reconcile, release
@@ -195,7 +196,10 @@ async def test_a_deletion_that_waits_says_each_reason_once_and_deleted_only_when
     backend = SlowDelete(polls=3, errors=[refused, refused])
     reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: backend})
     body = _svc().model_dump(by_alias=True, mode="json")
-    said = [await reconciler.release(body) for _ in range(5)]
+    said, once = [], SaidOnce()  # the core's record of what a held release said
+    for _ in range(5):
+        gone, event = await reconciler.release(body)
+        said.append((gone, event if gone or event is None or once.news("u", event) else None))
     assert [gone for gone, _ in said] == [False, False, False, False, True]
     events = [(e.type, e.reason) for _, e in said if e is not None]
     assert events == [
@@ -206,6 +210,36 @@ async def test_a_deletion_that_waits_says_each_reason_once_and_deleted_only_when
     blocked = said[0][1]
     assert blocked is not None
     assert "run.services.delete" in blocked.message
+
+
+async def test_a_deletion_that_waits_says_so_in_the_status_while_it_waits() -> None:
+    """The status is the record of a waiting deletion (and of what was said about it, read
+    back after a restart): Reconciling `Deleting` naming the reason, Ready not True; nothing to
+    write once the service is gone."""
+    refused = StalledError("permission run.services.delete denied", reason="PermissionDenied")
+    backend = SlowDelete(polls=2, errors=[refused])
+    reconciler = XynergyServiceReconciler({BackendKind.KUBERNETES: backend})
+    body = _svc().model_dump(by_alias=True, mode="json")
+    messages = []
+    for _ in range(2):
+        assert not (await reconciler.release(body))[0]
+        status = reconciler.deletion_status(body)
+        assert status is not None
+        reconciling = get_condition(status.conditions, "Reconciling")
+        ready = get_condition(status.conditions, "Ready")
+        assert reconciling is not None
+        assert ready is not None
+        assert (reconciling.status, reconciling.reason) == ("True", "Deleting")
+        assert ready.status != "True"
+        messages.append(reconciling.message)
+        assert reconciler.deletion_status(body) is None, "once per held release"
+    assert messages == [
+        "being deleted: deleting the backend service failed (PermissionDenied): permission "
+        "run.services.delete denied; retried",
+        "being deleted: waiting for the backend service to go",
+    ]
+    assert (await reconciler.release(body))[0]
+    assert reconciler.deletion_status(body) is None
 
 
 @pytest.mark.parametrize("paused", [False, True])
