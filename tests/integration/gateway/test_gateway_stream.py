@@ -529,14 +529,16 @@ async def test_a_connection_is_closed_when_its_token_expires(
 async def test_a_subscribe_after_expiry_is_refused(gateway_factory: GatewayFactory) -> None:
     # the timer is far away: only the check on subscribe can notice
     async with gateway_factory(auth_leeway=0, stream_expiry_check_seconds=3600) as gw:
-        exp = int(time.time()) + 2
+        # long enough for the node client to connect on a loaded machine (2 s was not:
+        # the connect itself was refused as expired)
+        exp = int(time.time()) + 10
         client = await _connected(gw.url, make_jwt(user_id="late", exp=exp))
         try:
 
             async def past_expiry() -> bool:
                 return time.time() > exp
 
-            await wait_for(past_expiry, within=10, what="the token to expire")
+            await wait_for(past_expiry, within=20, what="the token to expire")
             await client.command(cmd="subscribe", topics=["crm-changes"])
             expired = await client.next_of("event")
             assert expired["event"] == "token_expired"
