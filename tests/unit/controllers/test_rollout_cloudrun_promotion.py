@@ -374,6 +374,65 @@ async def test_a_promotion_still_running_is_progressing_not_promoted(fake: FakeC
     assert world.client.patches[-1]["spec"]["image"].endswith(":2")
 
 
+async def test_a_running_promotion_asked_by_a_person_is_finished_not_paused_again(
+    fake: FakeCloudRun,
+) -> None:
+    """Regression c, the person's `promote` of a blue-green preview: its promotion still runs
+    after the converge that acted on it. The next converges finish that promotion
+    (status.promotingSince) instead of the strategy's next move, which would pause the
+    preview again and route all traffic back to stable under the running promotion."""
+    world = World(fake, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2)
+    await world.deploy()
+    now = T0
+    for _ in range(5):
+        status = await world.converge(now)
+        now += STEP
+        if status.phase.value == "Paused":
+            break
+    canary = str(status.canary_revision)
+    world.ask("promote/1")
+    fake.state.hold_operations()
+    before = world.writes()
+
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert status.promoting_since == now
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert world.writes() - before == 1, "read back, not routed back"
+
+    fake.state.hold_operations(False)
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert world.served() == {canary: 100}
+    assert world.writes() - before == 1
+
+
+async def test_an_abort_while_the_promotion_runs_gives_the_template_back(
+    fake: FakeCloudRun,
+) -> None:
+    """An abort while the promotion's operation still runs: all traffic back on stable and
+    the template the stable revision's again (`restore`), so the target's own controller,
+    never patched, has nothing to write."""
+    world = World(fake, operation_timeout=0.2)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    fake.state.hold_operations()
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+
+    world.ask("abort/1")
+    status = await world.converge(now + STEP)
+    fake.state.hold_operations(False)
+    fake.state.complete_operations()
+    assert status.phase.value == "Aborted", status.message
+    assert status.promoting_since is None
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert world.client.patches == []
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
 async def test_a_promoted_rollout_leaves_a_failed_operation_of_the_target_alone(
     fake: FakeCloudRun,
 ) -> None:
