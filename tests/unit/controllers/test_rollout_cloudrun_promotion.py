@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -89,29 +89,22 @@ class Client:
         self.target["spec"].update(patch["spec"])
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeCloudRun]:
-    with FakeCloudRun(operation_delay=0.02) as run:
-        yield run
-        assert not run.crashes, run.crashes[0]
-
-
 class World:
     """The target's Cloud Run service with its stable revision, and the reconciler on the
     real Cloud Run backend over the fake."""
 
     def __init__(
         self,
-        fake: FakeCloudRun,
+        cloud_run: FakeCloudRun,
         *,
         strategy: dict[str, Any] | None = None,
         operation_timeout: float = 5.0,
     ) -> None:
-        self.fake = fake
+        self.fake = cloud_run
         self.client = Client(_target())
         self.body = _rollout(strategy or CANARY)
         self.provider = CloudRunProvider(
-            api_endpoint=fake.endpoint,
+            api_endpoint=cloud_run.endpoint,
             retry=FAST,
             operation_timeout=operation_timeout,
             poll_interval=0.02,
@@ -212,7 +205,7 @@ class World:
 
 
 async def test_a_failed_promotion_operation_is_not_promoted_and_is_tried_again(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """Defect 1. Cloud Run accepts the promotion's write but its operation fails: nothing of
     it is served. The Rollout stays Progressing at the weight served (before: Promoted, its
@@ -220,10 +213,10 @@ async def test_a_failed_promotion_operation_is_not_promoted_and_is_tried_again(
     template and traffic back (the target's controller makes no revision meanwhile), a
     Warning says what failed and what is served, the retry is after the core's backoff, and
     the next converge promotes."""
-    world = World(fake)
+    world = World(cloud_run)
     await world.deploy()
     canary, now = await world.at_last_step()
-    fake.fail_updates(message="could not program the route")
+    cloud_run.fail_updates(message="could not program the route")
 
     status = await world.converge(now)
     assert status.phase.value == "Progressing", status.message
@@ -254,16 +247,16 @@ async def test_a_failed_promotion_operation_is_not_promoted_and_is_tried_again(
 
 
 async def test_a_refused_promotion_moves_nothing_and_its_rollback_leaves_the_template(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """Defect 2. Cloud Run refuses the promotion's traffic (400): the template must not have
     moved, so when the Rollout rolls back (Degraded, then all traffic on stable) the target's
     own controller finds the service as it left it and deploys no revision of its own.
     Before, the template moved in a first write and only the traffic write was refused."""
-    world = World(fake)
+    world = World(cloud_run)
     await world.deploy()
     canary, now = await world.at_last_step()
-    fake.inject(  # the write that moves all traffic to the new revision
+    cloud_run.inject(  # the write that moves all traffic to the new revision
         400,
         rpc="services.patch",
         message="traffic refused",
@@ -288,12 +281,12 @@ async def test_a_refused_promotion_moves_nothing_and_its_rollback_leaves_the_tem
     assert world.revisions() == [STABLE, canary], "no unexpected revision"
 
 
-async def test_a_promote_action_is_not_lost_to_a_transient_failure(fake: FakeCloudRun) -> None:
+async def test_a_promote_action_is_not_lost_to_a_transient_failure(cloud_run: FakeCloudRun) -> None:
     """Defect 3. A blue-green preview waits for a person's `promote`; the promotion's write
     fails transiently (503 past the client's retries). The action stays pending (not in
     status.handledAction), so the next converge promotes; before, it was marked handled and
     the preview waited for another `promote`."""
-    world = World(fake, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
+    world = World(cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
     await world.deploy()
     now = T0
     for _ in range(5):
@@ -304,7 +297,7 @@ async def test_a_promote_action_is_not_lost_to_a_transient_failure(fake: FakeClo
     assert status.pause_reason == "PausedForPromotion", status.message
     canary = str(status.canary_revision)
     world.ask("promote/1")
-    fake.inject(503, rpc="services.patch", count=FAST.max_attempts)
+    cloud_run.inject(503, rpc="services.patch", count=FAST.max_attempts)
 
     status = await world.converge(now)
     assert status.phase.value == "Paused", status.message
@@ -319,11 +312,11 @@ async def test_a_promote_action_is_not_lost_to_a_transient_failure(fake: FakeClo
 
 
 async def test_a_promote_action_whose_operation_failed_is_still_pending(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """Defect 3, the failed operation: the action is not handled while the promotion is
     retried, and is once it is carried out."""
-    world = World(fake, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
+    world = World(cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
     await world.deploy()
     now = T0
     for _ in range(5):
@@ -332,7 +325,7 @@ async def test_a_promote_action_whose_operation_failed_is_still_pending(
         if status.phase.value == "Paused":
             break
     world.ask("promote/1")
-    fake.fail_updates(message="could not program the route")
+    cloud_run.fail_updates(message="could not program the route")
 
     status = await world.converge(now)
     assert status.phase.value == "Progressing", status.message
@@ -342,15 +335,42 @@ async def test_a_promote_action_whose_operation_failed_is_still_pending(
     assert status.handled_action == "promote/1"
 
 
-async def test_a_promotion_still_running_is_progressing_not_promoted(fake: FakeCloudRun) -> None:
+async def test_a_promotion_whose_answer_was_lost_is_read_back_as_done(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """The write is carried out but every answer to it is lost (503 after the fact, then the
+    client's retries answered 503): Cloud Run serves the new revision, so the Rollout is
+    Promoted (read back now, or at the next converge while the operation still runs) and
+    the write is neither given back nor made twice."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    before = world.writes()
+    cloud_run.inject(503, rpc="services.patch", after=True, count=1)
+    cloud_run.inject(503, rpc="services.patch", count=FAST.max_attempts)  # the client's retries
+
+    status = await world.converge(now)
+    if status.phase.value != "Promoted":  # the operation was still running: read again
+        assert status.phase.value == "Progressing", status.message
+        status = await world.converge(now + STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert world.writes() - before == 1, "one write: not given back, not redone"
+    assert world.served() == {canary: 100}
+    assert world.template_revision() == canary
+    assert world.revisions() == [STABLE, canary]
+
+
+async def test_a_promotion_still_running_is_progressing_not_promoted(
+    cloud_run: FakeCloudRun,
+) -> None:
     """Regression c. The promotion's operation outlasts the provider's wait: the Rollout
     stays Progressing (reason Promoting, the weight served), its target not patched, and
     later converges read it back without writing it again; Promoted once Cloud Run serves
     the new revision."""
-    world = World(fake, operation_timeout=0.2)
+    world = World(cloud_run, operation_timeout=0.2)
     await world.deploy()
     canary, now = await world.at_last_step()
-    fake.state.hold_operations()
+    cloud_run.state.hold_operations()
     before = world.writes()
 
     status = await world.converge(now)
@@ -366,7 +386,7 @@ async def test_a_promotion_still_running_is_progressing_not_promoted(fake: FakeC
     assert world.writes() - before == 1
     assert world.client.patches == []
 
-    fake.state.hold_operations(False)
+    cloud_run.state.hold_operations(False)
     status = await world.converge(now + 2 * STEP)
     assert status.phase.value == "Promoted", status.message
     assert world.served() == {canary: 100}
@@ -375,13 +395,15 @@ async def test_a_promotion_still_running_is_progressing_not_promoted(fake: FakeC
 
 
 async def test_a_running_promotion_asked_by_a_person_is_finished_not_paused_again(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """Regression c, the person's `promote` of a blue-green preview: its promotion still runs
     after the converge that acted on it. The next converges finish that promotion
     (status.promotingSince) instead of the strategy's next move, which would pause the
     preview again and route all traffic back to stable under the running promotion."""
-    world = World(fake, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2)
+    world = World(
+        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
+    )
     await world.deploy()
     now = T0
     for _ in range(5):
@@ -391,7 +413,7 @@ async def test_a_running_promotion_asked_by_a_person_is_finished_not_paused_agai
             break
     canary = str(status.canary_revision)
     world.ask("promote/1")
-    fake.state.hold_operations()
+    cloud_run.state.hold_operations()
     before = world.writes()
 
     status = await world.converge(now)
@@ -401,7 +423,7 @@ async def test_a_running_promotion_asked_by_a_person_is_finished_not_paused_agai
     assert status.phase.value == "Progressing", status.message
     assert world.writes() - before == 1, "read back, not routed back"
 
-    fake.state.hold_operations(False)
+    cloud_run.state.hold_operations(False)
     status = await world.converge(now + 2 * STEP)
     assert status.phase.value == "Promoted", status.message
     assert world.served() == {canary: 100}
@@ -409,22 +431,22 @@ async def test_a_running_promotion_asked_by_a_person_is_finished_not_paused_agai
 
 
 async def test_an_abort_while_the_promotion_runs_gives_the_template_back(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """An abort while the promotion's operation still runs: all traffic back on stable and
     the template the stable revision's again (`restore`), so the target's own controller,
     never patched, has nothing to write."""
-    world = World(fake, operation_timeout=0.2)
+    world = World(cloud_run, operation_timeout=0.2)
     await world.deploy()
     _, now = await world.at_last_step()
-    fake.state.hold_operations()
+    cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert status.phase.value == "Progressing", status.message
 
     world.ask("abort/1")
     status = await world.converge(now + STEP)
-    fake.state.hold_operations(False)
-    fake.state.complete_operations()
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
     assert status.phase.value == "Aborted", status.message
     assert status.promoting_since is None
     assert world.served() == {STABLE: 100}
@@ -434,17 +456,17 @@ async def test_an_abort_while_the_promotion_runs_gives_the_template_back(
 
 
 async def test_a_promoted_rollout_leaves_a_failed_operation_of_the_target_alone(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """Regression a. After the promotion, the target's own controller writes the service (an
     ingress change) and that operation fails. The ended Rollout's hold neither writes the
     promotion again nor raises PromotionFailed for a revision served at 100 %."""
-    world = World(fake)
+    world = World(cloud_run)
     await world.deploy()
     _, now = await world.at_last_step()
     canary, now = await world.promoted(now)
     world.client.target["spec"]["cloudRun"]["ingress"] = "internal"
-    fake.fail_updates(2, message="the target's own write failed")
+    cloud_run.fail_updates(2, message="the target's own write failed")
     assert await world.target_converge() == 1
     assert world.service().terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
     before = world.writes()
@@ -458,18 +480,18 @@ async def test_a_promoted_rollout_leaves_a_failed_operation_of_the_target_alone(
     assert world.served() == {canary: 100}
 
 
-async def test_the_end_of_a_keep_window_gives_nothing_back(fake: FakeCloudRun) -> None:
+async def test_the_end_of_a_keep_window_gives_nothing_back(cloud_run: FakeCloudRun) -> None:
     """Regression b. A blue-green promotion keeps the old revision at `previous`; at the
     window's end the write dropping the tag fails (its operation). The Rollout stays
     Promoted and makes that one write: nothing given back, nothing re-issued later."""
     world = World(
-        fake, strategy={"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 30}}
+        cloud_run, strategy={"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 30}}
     )
     await world.deploy()
     canary, now = await world.promoted(T0)
     tags = {t.tag: t.revision.rpartition("/")[2] for t in world.service().traffic if t.tag}
     assert tags == {"previous": STABLE}
-    fake.fail_updates(2, message="could not drop the tag")
+    cloud_run.fail_updates(2, message="could not drop the tag")
     before = world.writes()
 
     now += dt.timedelta(seconds=31)
@@ -484,14 +506,14 @@ async def test_the_end_of_a_keep_window_gives_nothing_back(fake: FakeCloudRun) -
 
 
 async def test_a_drifted_configuration_pins_the_revision_with_its_own_reason(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """Regression d, the Rollout's half. Someone deployed a template label by hand (a
     revision with no traffic): the promotion's template, named after the new revision, now
     differs from it and Cloud Run answers 409 ALREADY_EXISTS. That is final for a template
     naming one revision (`RevisionConflict` in the provider's `set_service`): the revision is
     pinned at 100 % by name in one write, and Promoted."""
-    world = World(fake)
+    world = World(cloud_run)
     await world.deploy()
     canary, now = await world.at_last_step()
 
@@ -513,14 +535,16 @@ async def test_a_drifted_configuration_pins_the_revision_with_its_own_reason(
     assert world.writes() - before == 1
 
 
-async def test_already_exists_is_still_a_race_for_the_xynergyservice(fake: FakeCloudRun) -> None:
+async def test_already_exists_is_still_a_race_for_the_xynergyservice(
+    cloud_run: FakeCloudRun,
+) -> None:
     """Regression d, the shared provider's half: for the XynergyService's `apply` (which picks
     its revision names) a 409 ALREADY_EXISTS stays a race to re-read, never the ownership
     reason `AlreadyExists` its controller stalls with."""
-    world = World(fake)
+    world = World(cloud_run)
     await world.deploy()
     world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
-    fake.inject(409, rpc="services.patch", status="ALREADY_EXISTS", message="taken", count=4)
+    cloud_run.inject(409, rpc="services.patch", status="ALREADY_EXISTS", message="taken", count=4)
     target = world.target()
 
     with pytest.raises(TransientError) as raised:
@@ -530,18 +554,18 @@ async def test_already_exists_is_still_a_race_for_the_xynergyservice(fake: FakeC
 
 
 async def test_a_failing_promotion_is_retried_with_a_backoff_then_degraded(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """Regression e. Every promotion operation fails: each converge makes the write and gives
     the service back (two writes), asks the core for its backoff (never an immediate
     requeue), and spec.progressDeadlineSeconds (60 s) after the first try the Rollout is
     Degraded, its Stalled condition naming Cloud Run's error, all traffic back on stable with
     the template the target's own, and it writes nothing more."""
-    world = World(fake)
+    world = World(cloud_run)
     await world.deploy()
     canary, now = await world.at_last_step()
     # every promotion and give-back of 4 converges fails (Cloud Run recovers after)
-    fake.fail_updates(8, message="could not program the route")
+    cloud_run.fail_updates(8, message="could not program the route")
     first = now
 
     for _ in range(3):
