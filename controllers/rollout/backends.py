@@ -318,11 +318,17 @@ class CloudRunRollout:
         )
 
     async def _hold(
-        self, path: str, target: XynergyService, canary: XynergyService, *, name: str,
+        self,
+        path: str,
+        target: XynergyService,
+        canary: XynergyService,
+        *,
+        name: str,
         keep: str | None,
-    ) -> Routed:  # fmt: skip
-        """A confirmed promotion kept: the template names the new revision (when the
-        configuration allows: `_previous`'s pinning otherwise) and traffic is as it wants."""
+    ) -> Routed:
+        """A confirmed promotion kept as before this change: the template names the new
+        revision (the revision pinned by name instead when the configuration drifted), then
+        the traffic; each written only when it differs."""
         from controllers.xynergyservice.resources import cloudrun
 
         existing = await self.provider.get(path)

@@ -318,7 +318,8 @@ class RolloutReconciler:
         """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or,
         on Cloud Run, one stalled mid-way whose converge has not routed the split back yet:
         Degraded with canaryWeight above 0) sends all traffic back to the stable revision
-        before it goes, as a rollback does (Flagger's revertOnDeletion); a Kubernetes
+        before it goes, as a rollback does (Flagger's revertOnDeletion; with a promotion
+        written and not carried out, status.promotingSince, the template too: `restore`); a Kubernetes
         blue-green promotion still in its keep window finishes (the target patched and ready
         on the promoted revision: without it the target would serve the old revision again
         once the Rollout is gone); any other lets go touching nothing. It never waits for
@@ -366,7 +367,10 @@ class RolloutReconciler:
                 # references) and the gateway serves the target's own Service once it is gone
                 self._blocked.pop(uid, None)
                 return True, None
-            await backend.route(target, ((stable, 100, None),))
+            if status.promoting_since is not None:  # the template too, as a rollback does
+                await backend.restore(target, kept=stable, image=status.stable_image)
+            else:
+                await backend.route(target, ((stable, 100, None),))
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc)

@@ -455,6 +455,29 @@ async def test_an_abort_while_the_promotion_runs_gives_the_template_back(
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
 
 
+async def test_a_deletion_while_the_promotion_runs_gives_the_template_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Deleting the Rollout while its promotion's operation still runs returns all traffic
+    to stable and the template to the stable revision's, as an abort does."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    assert status.promoting_since is not None, status.message
+
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    assert done
+    assert event is not None
+    assert event.reason == "TrafficRestored"
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
 async def test_a_promoted_rollout_leaves_a_failed_operation_of_the_target_alone(
     cloud_run: FakeCloudRun,
 ) -> None:
