@@ -319,10 +319,10 @@ class RolloutReconciler:
         on Cloud Run, one stalled mid-way whose converge has not routed the split back yet:
         Degraded with canaryWeight above 0) sends all traffic back to the stable revision
         before it goes, as a rollback does (Flagger's revertOnDeletion; with a promotion
-        written and not carried out, status.promotingSince, the template too: `restore`); a Kubernetes
-        blue-green promotion still in its keep window finishes (the target patched and ready
-        on the promoted revision: without it the target would serve the old revision again
-        once the Rollout is gone); any other lets go touching nothing. It never waits for
+        written and not carried out, status.promotingSince, the template too: `restore`); a
+        Kubernetes blue-green promotion still in its keep window finishes (the target patched
+        and ready on the promoted revision: without it the target would serve the old revision
+        again once the Rollout is gone); any other lets go touching nothing. It never waits for
         good: a target that is gone, or an operator without the backend, lets go at once (an
         Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
         after the deletion was asked for (an Event per reason saying why and how to delete at
@@ -367,7 +367,7 @@ class RolloutReconciler:
                 # references) and the gateway serves the target's own Service once it is gone
                 self._blocked.pop(uid, None)
                 return True, None
-            if status.promoting_since is not None:  # the template too, as a rollback does
+            if status.promoting_since is not None and stable:  # the template too (a rollback)
                 await backend.restore(target, kept=stable, image=status.stable_image)
             else:
                 await backend.route(target, ((stable, 100, None),))
