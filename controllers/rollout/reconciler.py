@@ -990,7 +990,15 @@ class RolloutReconciler:
                 status.message = status.message[: -len(self._SETTLING)]
             self._routed(work, routed)
         elif status.phase in _ENDED and status.stable_revision:
-            await self._route(work, ((status.stable_revision, 100, None),))
+            stable = status.stable_revision
+            if status.promoting_since is not None:  # stalled while promoting: the template too
+                routed = await work.backend.restore(
+                    work.target, kept=stable, image=status.stable_image
+                )
+                self._routed(work, routed)
+                status.promoting_since = None
+            else:
+                await self._route(work, ((stable, 100, None),))
             if status.canary_weight:  # stalled mid-way on Cloud Run (_failed): now it is back
                 status.canary_weight = 0
                 status.message = (status.message or "").replace(

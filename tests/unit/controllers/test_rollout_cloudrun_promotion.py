@@ -478,6 +478,36 @@ async def test_a_deletion_while_the_promotion_runs_gives_the_template_back(
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
 
 
+async def test_a_rollout_stalled_while_its_promotion_runs_gives_the_template_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """The promotion's operation still runs when Cloud Run starts refusing the operator (403):
+    the Rollout is Degraded ("all traffic goes back on <stable>"); its next converge restores
+    the stable revision's template with the traffic, so the target's own controller, never
+    patched, has nothing to write."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    assert status.promoting_since is not None, status.message
+
+    cloud_run.deny("the operator lost run.services.update")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Degraded", status.message
+    cloud_run.deny(None)
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+
+    status = await world.converge(now + 2 * STEP)
+    cloud_run.state.complete_operations()
+    assert status.promoting_since is None
+    assert status.canary_weight == 0
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
 async def test_a_promoted_rollout_leaves_a_failed_operation_of_the_target_alone(
     cloud_run: FakeCloudRun,
 ) -> None:
