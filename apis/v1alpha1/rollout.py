@@ -767,6 +767,11 @@ class RolloutStatus(StatusModel):
     canary_unready_since: dt.datetime | None = None
     """When the new revision, ready before, was first seen unready again (unset once ready).
     With traffic, past spec.progressDeadlineSeconds from then, the rollout rolls back."""
+    promoting_since: dt.datetime | None = None
+    """When this delivery's promotion was first written and not yet seen carried out (Cloud
+    Run: its operation still running, or failed and retried after a backoff); unset once
+    Promoted. While set, each converge finishes the promotion; past
+    spec.progressDeadlineSeconds from then it is given up (Degraded, PromotionFailed)."""
     delivered_spec: str | None = Field(default=None, max_length=64)
     """Digest of spec.image and spec.template when this delivery started: an ended Rollout
     starts again only when they change (never because its target did)."""

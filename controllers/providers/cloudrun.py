@@ -386,7 +386,46 @@ class CloudRunProvider:
 
         return await self.apply(path, plan)
 
-    async def _apply(self, path: str, plan: Plan) -> tuple[run_v2.Service | None, int]:
+    async def set_service(
+        self,
+        path: str,
+        template: run_v2.RevisionTemplate | None,
+        split: Traffic,
+        *,
+        again: bool = False,
+    ) -> tuple[run_v2.Service | None, int]:
+        """Make `template` (naming an existing revision, so no new revision is made; None:
+        leave the template) the service's template and route its traffic as `split`, in one
+        write: Cloud Run carries both out or neither. No write when both already are, unless
+        `again` (the caller re-issues a write of its own whose operation failed).
+
+        The template names one fixed revision, so a 409 ALREADY_EXISTS ("Revision named ...
+        with different configuration already exists") is no race to re-read: StalledError
+        reason `RevisionConflict` at once (`apply` keeps re-reading it, as a revision name it
+        picked may be taken by a concurrent write). Returns (the service after, writes)."""
+
+        def plan(existing: run_v2.Service | None) -> tuple[run_v2.Service, None] | None:
+            if existing is None:
+                raise StalledError(f"Cloud Run service {path} does not exist", reason="NotFound")
+            same = (template is None or existing.template == template) and traffic_of(
+                existing
+            ) == split
+            if same and not again:
+                return None
+            service = run_v2.Service(existing)
+            if template is not None:
+                service.template = template
+            service.traffic = traffic_targets(split)
+            return service, None
+
+        try:
+            return await self._apply(path, plan, fixed_revision=True)
+        except (gexc.GoogleAPICallError, google.auth.exceptions.RefreshError) as exc:
+            raise classify_error(exc, what=f"Cloud Run service {path}") from exc
+
+    async def _apply(
+        self, path: str, plan: Plan, *, fixed_revision: bool = False
+    ) -> tuple[run_v2.Service | None, int]:
         writes = 0
         operation: operations_pb2.Operation | None = None
         for _attempt in range(4):
@@ -404,7 +443,14 @@ class CloudRunProvider:
                 )
             try:
                 operation = await self._write(path, service, existing)
-            except (gexc.Conflict, gexc.NotFound) as exc:  # a race: re-read and plan again
+            except gexc.Conflict as exc:
+                if fixed_revision and existing is not None and api_status(exc) == "ALREADY_EXISTS":
+                    raise StalledError(
+                        f"Cloud Run service {path}: {api_message(exc)}", reason="RevisionConflict"
+                    ) from exc
+                log.info("cloudrun write of %s raced (%s); re-reading", path, api_message(exc))
+                continue
+            except gexc.NotFound as exc:  # a race: re-read and plan again
                 log.info("cloudrun write of %s raced (%s); re-reading", path, api_message(exc))
                 continue
             writes += 1

@@ -13,6 +13,9 @@ A revision whose rollout an internal error interrupted (its Ready failed with re
 the operation failed half-way) is no failed canary: it is reported `interrupted`, and the next
 converge (after the core's backoff) writes the same template again, which makes Cloud Run
 deploy that revision again (no second revision). Any other failure of its Ready fails it.
+A promotion is one write (template and traffic: both move or neither) whose outcome is read
+back from what Cloud Run serves: Promoted only once it serves the new revision alone; a
+failed one gives the service back what it had and raises `PromotionFailed` (`promote`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from apis.v1alpha1.rollout import TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.errors import ProviderError
+from controllers.core.errors import ProviderError, StalledError, TransientError
 
 if TYPE_CHECKING:
     from google.cloud import run_v2
@@ -38,6 +41,7 @@ __all__ = [
     "MAX_TAGGED_NAME",
     "PREVIEW_TAG",
     "PREVIOUS_TAG",
+    "PROMOTION_FAILED",
     "STABLE_TAG",
     "CanaryState",
     "CloudRunRollout",
@@ -54,6 +58,8 @@ PREVIEW_TAG = "preview"
 """The new revision's tag while a blue-green Rollout previews it (`canary` otherwise)."""
 PREVIOUS_TAG = "previous"
 """The old revision's tag during a blue-green keep window (`scaleDownDelaySeconds` > 0)."""
+PROMOTION_FAILED = "PromotionFailed"
+"""The reason of the TransientError a promotion the platform did not carry out raises."""
 MAX_TAGGED_NAME = 46
 """Cloud Run refuses a traffic tag whose length plus the service's name's exceeds 46
 (INVALID_ARGUMENT "Combined traffic tag and service name cannot exceed 46 characters"): the
@@ -98,6 +104,9 @@ class Routed:
     """The upstreams the gateway is to apply (None: the backend routes by itself)."""
     settled: bool = True
     """A promotion is complete (False: come back soon, e.g. the target is still rolling)."""
+    pending: str | None = None
+    """A promotion written but not carried out yet (Cloud Run's operation still runs): what
+    it waits for. The Rollout is not promoted yet; the next converge reads it back."""
 
 
 class RolloutBackend(Protocol):
@@ -125,9 +134,17 @@ class RolloutBackend(Protocol):
         ...
 
     async def promote(
-        self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
+        self,
+        target: XynergyService,
+        canary: XynergyService,
+        *,
+        name: str,
+        keep: str | None,
+        confirmed: bool = False,
     ) -> Routed:
-        """All traffic to the new revision for good (`keep` reachable a while)."""
+        """All traffic to the new revision for good (`keep` reachable a while). TransientError
+        `PromotionFailed` when the platform did not carry it out (retried, bounded by the
+        reconciler). `confirmed`: a promotion done before, held (no read-back, no retry)."""
         ...
 
     async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
@@ -209,15 +226,111 @@ class CloudRunRollout:
         return await self.provider.revision(path, name), writes
 
     async def promote(
-        self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
+        self,
+        target: XynergyService,
+        canary: XynergyService,
+        *,
+        name: str,
+        keep: str | None,
+        confirmed: bool = False,
     ) -> Routed:
-        """The service's template becomes the new revision's (by name: no new revision), and
+        """The service's template becomes the new revision's (by name: no new revision) and
         all traffic goes to the latest revision (so the target's later changes deploy as they
-        would without a Rollout); `keep` stays reachable at the `previous` tag (kept without
-        it when the tag does not fit beside the service's name: `_previous`)."""
+        would without a Rollout), in one write: Cloud Run carries both out or neither. `keep`
+        stays reachable at the `previous` tag (kept without it when the tag does not fit
+        beside the service's name: `_previous`). A template Cloud Run refuses because the
+        configuration drifted from the revision's (ALREADY_EXISTS, `RevisionConflict`) is
+        left as it is and the revision pinned at 100 % by name instead (one write too).
+
+        What Cloud Run serves is read back (`trafficStatuses`): done only once it serves the
+        new revision alone, the promotion's write carried out. While its operation runs the
+        answer says so (`pending`: no write, read again at the next converge). Its own write
+        found failed is written again; a write that failed now gives the service back the
+        template and traffic it had before it (`_give_back`: the target's controller, whose
+        spec is not patched yet, then finds the service as it left it) and raises
+        TransientError `PromotionFailed` naming Cloud Run's error and what it serves.
+
+        `confirmed`: the promotion was seen carried out before (an ended Rollout holding it,
+        its keep window ending): the template and traffic are made so (each only when it
+        differs), with no read-back, no write again because some operation failed (the
+        target's own controller writes the same service) and nothing given back."""
+        from controllers.providers.cloudrun import traffic_of
         from controllers.xynergyservice.resources import cloudrun
 
         path = cloudrun.service_path(target)
+        if confirmed:
+            return await self._hold(path, target, canary, name=name, keep=keep)
+        existing = await self.provider.get(path)
+        split: Traffic = ((None, 100, None), *_previous(keep, target))
+        if existing is None:  # NotFound: the service and its traffic are gone
+            return await self._route(path, split, 0)
+        template = cloudrun.desired_service(canary, existing).template
+        template.revision = name
+        pinned: Traffic = ((name, 100, None), *_previous(keep, target))
+
+        def written(service: run_v2.Service) -> tuple[run_v2.RevisionTemplate | None, Traffic]:
+            """The promotion's own write when `service`'s spec is it: (its template, or None
+            for the pinned form; its split); else (None, ()): an empty split."""
+            traffic = traffic_of(service)
+            if traffic == split and service.template == template:
+                return template, split
+            if traffic == pinned:
+                return None, pinned
+            return None, ()
+
+        ours_template, ours_split = written(existing)
+        if ours_split:
+            if existing.reconciling:
+                return _pending(existing, name)
+            if _serves(existing, name):
+                return _routed(existing, writes=0)
+        before = None if ours_split else existing
+        try:
+            if ours_split:  # its operation failed: the promotion's own write, again
+                service, writes = await self.provider.set_service(
+                    path, ours_template, ours_split, again=True
+                )
+            else:
+                try:
+                    service, writes = await self.provider.set_service(path, template, split)
+                except StalledError as exc:
+                    if exc.reason != "RevisionConflict":
+                        raise
+                    log.info("rollout: %s not adopted as the template (%s)", name, exc.message)
+                    service, writes = await self.provider.set_service(path, None, pinned)
+        except ProviderError:
+            after = await self.provider.get(path)  # a write whose answer was lost may be done
+            if after is None or not written(after)[1]:
+                raise  # not written: nothing moved
+            service, writes = after, 1
+        if service is None:  # deleted meanwhile: nothing to serve
+            return Routed(writes, {})
+        if _serves(service, name):
+            return _routed(service, writes=writes)
+        if service.reconciling:  # still deploying past the provider's operation timeout
+            return _pending(service, name, writes=writes)
+        failed = service.terminal_condition.message or "its operation failed"
+        given = await self._give_back(path, before, name) if before is not None else ""
+        raise TransientError(
+            f"Cloud Run did not promote revision {name}: {failed}; it serves "
+            f"{_describe(service)}{given}",
+            reason=PROMOTION_FAILED,
+        )
+
+    async def _hold(
+        self,
+        path: str,
+        target: XynergyService,
+        canary: XynergyService,
+        *,
+        name: str,
+        keep: str | None,
+    ) -> Routed:
+        """A confirmed promotion kept as before this change: the template names the new
+        revision (the revision pinned by name instead when the configuration drifted), then
+        the traffic; each written only when it differs."""
+        from controllers.xynergyservice.resources import cloudrun
+
         existing = await self.provider.get(path)
         writes = 0
         if existing is not None:
@@ -230,6 +343,31 @@ class CloudRunRollout:
                 split: Traffic = ((name, 100, None),)
                 return await self._route(path, split + _previous(keep, target), writes)
         return await self._route(path, ((None, 100, None), *_previous(keep, target)), writes)
+
+    async def _give_back(self, path: str, before: run_v2.Service, name: str) -> str:
+        """Write the template and traffic `before` (as read before the promotion's write)
+        back, in one write, when the service no longer has them; what the error message
+        adds about it."""
+        from controllers.providers.cloudrun import traffic_of
+
+        now = await self.provider.get(path)
+        if now is None or (
+            now.template == before.template and traffic_of(now) == traffic_of(before)
+        ):
+            return ""
+        try:
+            back, _ = await self.provider.set_service(path, before.template, traffic_of(before))
+        except ProviderError as exc:
+            why = exc.message
+        else:
+            if back is None or back.reconciling or not _failed(back):
+                return "; its template and traffic are back as they were"
+            why = f"its operation failed: {back.terminal_condition.message or 'no message'}"
+        log.info("rollout: template of %s not given back (%s)", path, why)
+        return (
+            f"; its template and traffic could not be given back ({why}): they may name "
+            f"revision {name}"
+        )
 
     async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
         """The service's template becomes the kept revision's again (by name: no new
@@ -286,6 +424,54 @@ def _previous(keep: str | None, target: XynergyService) -> Traffic:
         )  # fmt: skip
         return ()
     return ((keep, 0, PREVIOUS_TAG),)
+
+
+def _served(service: run_v2.Service) -> dict[str, int]:
+    """Percent per revision Cloud Run serves (`trafficStatuses`, LATEST resolved to the latest
+    ready revision), not the split it was asked for (`traffic`)."""
+    served: dict[str, int] = {}
+    for t in service.traffic_statuses:
+        revision = _short(t.revision) or _short(service.latest_ready_revision)
+        if revision and t.percent:
+            served[revision] = served.get(revision, 0) + t.percent
+    return served
+
+
+def _serves(service: run_v2.Service, name: str) -> bool:
+    """Whether the service serves revision `name` alone, its last write carried out."""
+    return (
+        not service.reconciling
+        and service.observed_generation == service.generation
+        and _served(service).get(name) == 100
+    )
+
+
+def _failed(service: run_v2.Service) -> bool:
+    """The service's last operation ended failed (its terminal condition)."""
+    from google.cloud import run_v2
+
+    return service.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
+
+
+def _describe(service: run_v2.Service) -> str:
+    served = _served(service)
+    ordered = sorted(served.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{r} {p}%" for r, p in ordered) or "nothing"
+
+
+def _routed(service: run_v2.Service | None, *, writes: int) -> Routed:
+    urls = {t.tag: t.uri for t in service.traffic_statuses if t.tag} if service else {}
+    return Routed(writes, urls)
+
+
+def _pending(service: run_v2.Service, name: str, *, writes: int = 0) -> Routed:
+    urls = {t.tag: t.uri for t in service.traffic_statuses if t.tag}
+    return Routed(
+        writes,
+        urls,
+        pending=f"Cloud Run is still carrying out the promotion of revision {name} (it serves "
+        f"{_describe(service)})",
+    )
 
 
 def _serving_revision(service: run_v2.Service) -> str | None:

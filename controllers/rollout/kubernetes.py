@@ -215,10 +215,17 @@ class KubernetesRollout:
         return Routed(writes, urls, traffic)
 
     async def promote(
-        self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
+        self,
+        target: XynergyService,
+        canary: XynergyService,
+        *,
+        name: str,
+        keep: str | None,
+        confirmed: bool = False,
     ) -> Routed:
         """Everything to the new revision until the target runs its spec and is ready; then
-        the target serves again and the new revision's children go."""
+        the target serves again and the new revision's children go (the same whether
+        `confirmed` or not: every call reads where the target stands)."""
         dep = await self._deployment(target.metadata.name or "")
         done = Routed(0, {}, () if self.routing is TrafficRouting.GATEWAY else None)
         if settled_on(target, canary) and from_deployment(target, dep).ready:

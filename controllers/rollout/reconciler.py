@@ -61,6 +61,7 @@ from controllers.rollout.backends import (
     MAX_TAGGED_NAME,
     PREVIEW_TAG,
     PREVIOUS_TAG,
+    PROMOTION_FAILED,
     STABLE_TAG,
     CloudRunRollout,
     RolloutBackend,
@@ -163,7 +164,10 @@ class Converge:
     verified: bool = False
     """A verification passed in this converge (pre-promotion then need not run again)."""
     interrupted: bool = False
-    """The new revision's rollout was interrupted: come back after the core's backoff."""
+    """The new revision's rollout was interrupted, or Cloud Run did not carry the promotion
+    out: come back after the core's backoff (a Warning Event each time)."""
+    handled_before: str | None = None
+    """status.handledAction as read: an action whose promotion failed is asked again."""
     name: str = ""
     """The revision the target with this Rollout's overrides makes now."""
     superseded: bool = False
@@ -271,6 +275,9 @@ class RolloutReconciler:
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
             failed = self._failed(rollout, exc, now)
+            if isinstance(exc, TransientError) and isinstance(failed.status, RolloutStatus):
+                # not carried out: a person's action stays pending, tried again with the retry
+                failed.status.handled_action = before.handled_action if before else None
             if work is not None and work.started:
                 # the status written names the new delivery: no later converge starts it, so
                 # what is said once when a delivery starts is said now or never
@@ -309,10 +316,11 @@ class RolloutReconciler:
         """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or,
         on Cloud Run, one stalled mid-way whose converge has not routed the split back yet:
         Degraded with canaryWeight above 0) sends all traffic back to the stable revision
-        before it goes, as a rollback does (Flagger's revertOnDeletion); a Kubernetes
-        blue-green promotion still in its keep window finishes (the target patched and ready
-        on the promoted revision: without it the target would serve the old revision again
-        once the Rollout is gone); any other lets go touching nothing. It never waits for
+        before it goes, as a rollback does (Flagger's revertOnDeletion; with a promotion
+        written and not carried out, status.promotingSince, the template too: `restore`); a
+        Kubernetes blue-green promotion still in its keep window finishes (the target patched
+        and ready on the promoted revision: without it the target would serve the old revision
+        again once the Rollout is gone); any other lets go touching nothing. It never waits for
         good: a target that is gone, or an operator without the backend, lets go at once (an
         Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
         after the deletion was asked for (an Event per reason saying why and how to delete at
@@ -353,7 +361,10 @@ class RolloutReconciler:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
                 return True, None
-            await backend.route(target, ((stable, 100, None),))
+            if status.promoting_since is not None and stable:  # the template too (a rollback)
+                await backend.restore(target, kept=stable, image=status.stable_image)
+            else:
+                await backend.route(target, ((stable, 100, None),))
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc)
@@ -577,6 +588,7 @@ class RolloutReconciler:
 
     async def _act(self, work: Converge, action: str | None) -> None:
         phase = work.status.phase
+        work.handled_before = work.status.handled_action
         if action is not None:
             work.status.handled_action = _annotation(work.rollout)
         if action == "undo" and phase == RolloutPhase.PROMOTED:
@@ -611,6 +623,8 @@ class RolloutReconciler:
             return await self._rollback(
                 work, RolloutPhase.ABORTED, "Aborted", "aborted by a person"
             )
+        if work.status.promoting_since is not None:  # written, not carried out yet: finish it
+            return await self._finish(work, "its promotion carried out")
         if action == "promote-full":
             return await self._finish(work, "promoted by hand (all steps skipped)")
         await self._advance(work, promote=action == "promote")
@@ -828,11 +842,20 @@ class RolloutReconciler:
         blue_green = rollout.spec.strategy.blue_green
         if blue_green is not None and blue_green.scale_down_delay_seconds > 0:
             keep = status.stable_revision
+        canary = status.canary_revision or ""
+        try:
+            routed = await work.backend.promote(work.target, work.canary, name=canary, keep=keep)
+        except TransientError as exc:
+            if exc.reason != PROMOTION_FAILED:
+                raise
+            return await self._not_promoted(work, exc.message, failed=True)
+        if routed.pending is not None:
+            return await self._not_promoted(work, routed.pending, failed=False)
+        status.promoting_since = None
+        if keep is not None and blue_green is not None:
             status.scale_down_at = work.now + dt.timedelta(
                 seconds=blue_green.scale_down_delay_seconds
             )
-        canary = status.canary_revision or ""
-        routed = await work.backend.promote(work.target, work.canary, name=canary, keep=keep)
         if keep is None or not work.backend.defers_target_patch:
             await self._patch_target(work, promotion_patch(work.canary))
         if status.stable_revision and status.stable_revision != canary:
@@ -853,12 +876,55 @@ class RolloutReconciler:
             work.wait = float(blue_green.scale_down_delay_seconds) if blue_green else None
         self._routed(work, routed)
 
+    async def _not_promoted(self, work: Converge, why: str, *, failed: bool) -> None:
+        """A promotion written but not carried out (its operation still runs, or `failed`):
+        the Rollout stays Progressing at the weight served, its target not patched, and each
+        converge finishes it (`status.promotingSince`) until spec.progressDeadlineSeconds
+        after the first try; then it is given up: Degraded, all traffic back on stable."""
+        status = work.status
+        since = status.promoting_since or work.now
+        deadline = work.rollout.spec.progress_deadline_seconds
+        if (work.now - since).total_seconds() >= deadline:
+            return await self._rollback(
+                work,
+                RolloutPhase.DEGRADED,
+                PROMOTION_FAILED,
+                f"promotion given up {deadline}s (spec.progressDeadlineSeconds) after its first "
+                f"try at {_stamp(since)}: {why}",
+            )
+        status.promoting_since = since
+        status.phase, status.pause_reason = RolloutPhase.PROGRESSING, None
+        until = _stamp(since + dt.timedelta(seconds=deadline))
+        if failed:
+            status.message = (
+                f"{why}; the promotion is tried again after a backoff, and given up at {until} "
+                "(spec.progressDeadlineSeconds)"
+            )
+            # tried again at the next converge: a person's promote is not handled yet
+            status.handled_action = work.handled_before
+            work.reason, work.interrupted = PROMOTION_FAILED, True
+            return None
+        status.message = (
+            f"promoting revision {status.canary_revision}: {why}; read again shortly, given up "
+            f"at {until} (spec.progressDeadlineSeconds)"
+        )
+        work.reason, work.wait = "Promoting", self.settings.poll_seconds
+        return None
+
     async def _rollback(
         self, work: Converge, phase: RolloutPhase, reason: str, message: str
     ) -> None:
-        """All traffic back to the stable revision."""
-        stable = work.status.stable_revision or ""
-        await self._route(work, ((stable, 100, None),))
+        """All traffic back to the stable revision (and, when a promotion was written but not
+        carried out, the template too: `restore`, so the target's own controller finds the
+        service as it left it)."""
+        status = work.status
+        stable = status.stable_revision or ""
+        if status.promoting_since is not None and stable:
+            routed = await work.backend.restore(work.target, kept=stable, image=status.stable_image)
+            self._routed(work, routed)
+            status.promoting_since = None
+        else:
+            await self._route(work, ((stable, 100, None),))
         work.status.phase = phase
         work.status.canary_weight = 0
         work.status.message = f"{message}; all traffic back on {stable}"
@@ -904,12 +970,22 @@ class RolloutReconciler:
             # still serve: its promotion finishes under the recorded name even when the name
             # the spec gives now differs (the target edited outside image, env, args and
             # resources; an operator upgrade that changed the Pod spec it builds)
-            routed = await work.backend.promote(work.target, work.canary, name=name, keep=keep)
+            routed = await work.backend.promote(
+                work.target, work.canary, name=name, keep=keep, confirmed=True
+            )
             if routed.settled and status.message and status.message.endswith(self._SETTLING):
                 status.message = status.message[: -len(self._SETTLING)]
             self._routed(work, routed)
         elif status.phase in _ENDED and status.stable_revision:
-            await self._route(work, ((status.stable_revision, 100, None),))
+            stable = status.stable_revision
+            if status.promoting_since is not None:  # stalled while promoting: the template too
+                routed = await work.backend.restore(
+                    work.target, kept=stable, image=status.stable_image
+                )
+                self._routed(work, routed)
+                status.promoting_since = None
+            else:
+                await self._route(work, ((stable, 100, None),))
             if status.canary_weight:  # stalled mid-way on Cloud Run (_failed): now it is back
                 status.canary_weight = 0
                 status.message = (status.message or "").replace(

@@ -320,3 +320,33 @@ def test_canary_deploy_interrupted_half_way_is_deployed_again_then_promotes(
     reasons = [e["reason"] for e in events_of(kube, namespace, "ro")]
     assert "RevisionInterrupted" in reasons
     assert "RevisionFailed" not in reasons
+
+
+def test_a_promotion_whose_operation_fails_is_tried_again_before_it_is_promoted(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    """Cloud Run accepts the promotion's write but its operation fails (nothing of it
+    served): a Warning PromotionFailed says so, the service is given back and the promotion
+    (the person's `promote`, still pending) is tried again after the operator's backoff,
+    then Promoted with no revision of the XynergyService's own. (The state in between lasts
+    one backoff; the unit tests assert it: test_rollout_cloudrun_promotion.py.)"""
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}})  # fmt: skip
+    status = wait_rollout(kube, namespace, "ro", "paused at 20%", phase_is("Paused"))["status"]
+    canary = status["canaryRevision"]
+    fake.fail_updates(1, message="could not program the route")
+
+    merge_patch(kube, rollout_url(namespace, "ro"),
+                {"metadata": {"annotations": {"xynergy.io/rollout-action": "promote/1"}}})  # fmt: skip
+    status = wait_rollout(kube, namespace, "ro", "promoted", phase_is("Promoted"))["status"]
+    assert status["handledAction"] == "promote/1"
+    assert "promotingSince" not in status
+    assert served(fake, svc) == [("LATEST", 100, "")]
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == IMAGE_2
+    wait_ready(kube, namespace, svc)
+    assert revisions(fake, svc) == [stable, canary]
+    warnings = [e for e in events_of(kube, namespace, "ro") if e["reason"] == "PromotionFailed"]
+    assert warnings, "a Warning says the promotion failed"
+    assert "could not program the route" in warnings[0]["message"]

@@ -14,7 +14,8 @@ Google JSON error format, so google.api_core raises the matching exception class
 Test controls: `inject(...)` makes the next N matching requests fail (429/503/...),
 `error_rate(rate, seed=...)` fails a random (seeded) share of requests from now on,
 `slow_operations(seconds)` sets how long an operation runs, `fail_operations_half_way(n)` makes
-the next n revision rollouts fail after their revision was created, `deny(message)` answers 403
+the next n revision rollouts fail after their revision was created, `fail_updates(n)` makes the
+next n update operations fail as a whole (the spec written, nothing of it served), `deny(message)` answers 403
 PERMISSION_DENIED until cleared, `calls` counts every request per RPC and `writes` counts
 accepted writes per RPC.
 """
@@ -29,7 +30,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -94,6 +95,8 @@ class Fault:
     status: str = ""
     after: bool = False
     """Process the request first, then answer the error (the response was "lost")."""
+    when: Callable[[run_v2.Service], bool] | None = None
+    """Only a create or update whose service (the request's body) this accepts."""
 
     def error(self) -> ApiError:
         status = self.status or _STATUS_NAMES.get(self.code, "UNKNOWN")
@@ -143,13 +146,17 @@ class FakeCloudRun(ThreadedFake):
         message: str = "",
         status: str = "",
         after: bool = False,
+        when: Callable[[run_v2.Service], bool] | None = None,
     ) -> None:
         """The next `count` requests to `rpc` (e.g. "services.create"; None: any) answer `code`.
 
         With `after=True` the request is carried out and only its response replaced by the
-        error, as when a response is lost on the way back.
+        error, as when a response is lost on the way back. With `when`, only creates and
+        updates whose service it accepts match (e.g. Cloud Run refusing one traffic split).
         """
-        fault = Fault(code=code, count=count, rpc=rpc, message=message, status=status, after=after)
+        fault = Fault(
+            code=code, count=count, rpc=rpc, message=message, status=status, after=after, when=when
+        )
         with self._lock:
             self._faults.append(fault)
 
@@ -176,6 +183,14 @@ class FakeCloudRun(ThreadedFake):
         created, never becomes ready, and the operation ends with 13 INTERNAL."""
         self.state.fail_next_operations_half_way(
             message or "Internal error encountered while deploying the revision; retry.",
+            count=count,
+        )
+
+    def fail_updates(self, count: int = 1, *, message: str = "") -> None:
+        """The next `count` update operations fail as a whole (accepted, then 13 INTERNAL;
+        the service serves what it served before)."""
+        self.state.fail_next_updates(
+            message or "Internal error encountered while updating the service; retry.",
             count=count,
         )
 
@@ -217,7 +232,7 @@ class FakeCloudRun(ThreadedFake):
             return self._finish("unknown", err.code, _error_body(err))
         with self._lock:
             self.calls[rpc] += 1
-            fault = self._take_fault(rpc) or self._random_fault()
+            fault = self._take_fault(rpc, body) or self._random_fault()
             denied = self._denied
         if fault is not None and not fault.after:
             err = fault.error()
@@ -247,9 +262,18 @@ class FakeCloudRun(ThreadedFake):
             self.log.append((time.monotonic(), rpc, code))
         return code, payload
 
-    def _take_fault(self, rpc: str) -> Fault | None:
+    def _take_fault(self, rpc: str, body: bytes) -> Fault | None:
         for fault in self._faults:
             if fault.count > 0 and (fault.rpc is None or fault.rpc == rpc):
+                if fault.when is not None:
+                    if rpc not in ("services.create", "services.patch"):
+                        continue
+                    try:
+                        service = _parse_service(body)
+                    except ApiError:
+                        continue
+                    if not fault.when(service):
+                        continue
                 fault.count -= 1
                 return fault
         return None

@@ -15,7 +15,9 @@ An operation can fail half-way (`fail_next_operations_half_way`): the revision e
 became ready, the operation completes with 13 INTERNAL and the service's terminal condition is
 failed with reason INTERNAL. Writing the service again with the same template makes no new
 revision: the operation deploys that revision again (as Cloud Run retries a revision whose
-rollout an internal error interrupted).
+rollout an internal error interrupted). An update operation can also fail as a whole
+(`fail_next_updates`): the service's spec keeps what was written, its terminal condition is
+failed and it serves what it served before.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class CloudRunState:
         self.held = False
         self.rollout_failures: collections.deque[str] = collections.deque()
         self.interruptions: collections.deque[str] = collections.deque()
+        self.update_failures: collections.deque[str] = collections.deque()
         self._counter = 0
 
     # ---- test controls -------------------------------------------------------------------
@@ -172,6 +175,17 @@ class CloudRunState:
             raise ValueError(f"count must be >= 0, got {count}")
         with self.lock:
             self.interruptions.extend([message] * count)
+
+    def fail_next_updates(self, message: str, *, count: int = 1) -> None:
+        """The next `count` update operations fail as a whole (e.g. Cloud Run could not
+        program the new traffic): the write was accepted (the service's spec is what was
+        written, its generation moved), the operation ends with 13 INTERNAL `message`, the
+        service's terminal condition is failed and what it serves (`trafficStatuses`,
+        `latestReadyRevision`, `observedGeneration`) stays as it was."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        with self.lock:
+            self.update_failures.extend([message] * count)
 
     def advance(self) -> None:
         """Complete the operations that are due (called before every request)."""
@@ -712,6 +726,9 @@ class CloudRunState:
         if op.revision and self.interruptions:
             self._interrupt(op, svc, self.interruptions.popleft())
             return
+        if op.kind == "update" and self.update_failures:
+            self._fail_update(op, svc, self.update_failures.popleft())
+            return
         failure = self.rollout_failures.popleft() if op.revision and self.rollout_failures else None
         if op.revision:
             rev = self.revisions[op.revision]
@@ -819,6 +836,37 @@ class CloudRunState:
         op.error = (13, message)
         if op.generation != svc.generation:
             return  # a newer write is in flight; it decides the service's state
+        svc.reconciling = False
+        svc.terminal_condition = failed
+        svc.conditions = [
+            run_v2.Condition(failed, type_=type_)
+            for type_ in ("ConfigurationsReady", "RoutesReady")
+        ]
+
+    def _fail_update(self, op: FakeOperation, svc: run_v2.Service, message: str) -> None:
+        """The update operation fails as a whole: nothing it asked for is served."""
+        op.error = (13, message)
+        if op.revision:  # a revision it created never became ready
+            rev = self.revisions[op.revision]
+            rev.reconciling = False
+            rev.conditions = [
+                run_v2.Condition(
+                    type_="Ready",
+                    state=State.CONDITION_FAILED,
+                    message=message,
+                    last_transition_time=_now(),
+                    reason=run_v2.Condition.CommonReason.UNKNOWN,
+                )
+            ]
+        if op.generation != svc.generation:
+            return  # a newer write is in flight; it decides the service's state
+        failed = run_v2.Condition(
+            type_="Ready",
+            state=State.CONDITION_FAILED,
+            message=message,
+            last_transition_time=_now(),
+            reason=run_v2.Condition.CommonReason.UNKNOWN,
+        )
         svc.reconciling = False
         svc.terminal_condition = failed
         svc.conditions = [

@@ -6,8 +6,6 @@ fails the canary."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fakes.cloudrun import FakeCloudRun
 
@@ -24,13 +22,6 @@ FAST = RetryPolicy(initial=0.01, maximum=0.05, deadline=5.0, max_attempts=3)
 STABLE = "crm-00001"
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeCloudRun]:
-    with FakeCloudRun(operation_delay=0.02) as run:
-        yield run
-        assert not run.crashes, run.crashes[0]
-
-
 def _svc(image: str) -> XynergyService:
     return XynergyService.model_validate(
         {
@@ -44,14 +35,14 @@ def _svc(image: str) -> XynergyService:
     )
 
 
-async def _deployed(fake: FakeCloudRun) -> tuple[CloudRunRollout, XynergyService]:
+async def _deployed(cloud_run: FakeCloudRun) -> tuple[CloudRunRollout, XynergyService]:
     """The target's service with its stable revision, and the Rollout backend over it."""
     provider = CloudRunProvider(
-        api_endpoint=fake.endpoint, retry=FAST, operation_timeout=5.0, poll_interval=0.02
+        api_endpoint=cloud_run.endpoint, retry=FAST, operation_timeout=5.0, poll_interval=0.02
     )
     target = _svc("1.0.0")
     await provider.apply(cloudrun.service_path(target), lambda found: cloudrun.plan(target, found))
-    assert fake.revisions_of(PROJECT, REGION, "crm") == [STABLE]
+    assert cloud_run.revisions_of(PROJECT, REGION, "crm") == [STABLE]
     return CloudRunRollout(provider), target
 
 
@@ -61,44 +52,44 @@ async def _ensure(backend: CloudRunRollout, target: XynergyService, name: str) -
     )
 
 
-def _template_revision(fake: FakeCloudRun) -> str:
-    with fake.state.lock:
-        service = fake.state.get_service(f"projects/{PROJECT}/locations/{REGION}/services/crm")
+def _template_revision(cloud_run: FakeCloudRun) -> str:
+    with cloud_run.state.lock:
+        service = cloud_run.state.get_service(f"projects/{PROJECT}/locations/{REGION}/services/crm")
     return str(service.template.revision)
 
 
-async def test_an_interrupted_canary_is_deployed_again_not_failed(fake: FakeCloudRun) -> None:
-    backend, target = await _deployed(fake)
+async def test_an_interrupted_canary_is_deployed_again_not_failed(cloud_run: FakeCloudRun) -> None:
+    backend, target = await _deployed(cloud_run)
     name = backend.revision_name(_svc("2.0.0"))
-    fake.fail_operations_half_way(2, message="deploy interrupted")
+    cloud_run.fail_operations_half_way(2, message="deploy interrupted")
 
     for _ in range(2):  # interrupted on creation, then on the first deployment again
         state = await _ensure(backend, target, name)
         assert state.interrupted == "deploy interrupted"
         assert state.failed is None
         assert not state.ready
-        assert _template_revision(fake) == STABLE, "the target's template is given back"
+        assert _template_revision(cloud_run) == STABLE, "the target's template is given back"
 
     state = await _ensure(backend, target, name)
     assert state.ready
     assert state.failed is None
     assert state.interrupted is None
-    assert fake.revisions_of(PROJECT, REGION, "crm") == [STABLE, name]
-    assert _template_revision(fake) == STABLE
+    assert cloud_run.revisions_of(PROJECT, REGION, "crm") == [STABLE, name]
+    assert _template_revision(cloud_run) == STABLE
 
     again = await _ensure(backend, target, name)
     assert again.ready
     assert again.writes == 0, "a ready revision is not deployed again"
 
 
-async def test_a_revision_that_fails_on_its_own_fails_the_canary(fake: FakeCloudRun) -> None:
-    backend, target = await _deployed(fake)
+async def test_a_revision_that_fails_on_its_own_fails_the_canary(cloud_run: FakeCloudRun) -> None:
+    backend, target = await _deployed(cloud_run)
     name = backend.revision_name(_svc("2.0.0"))
-    fake.state.fail_next_rollouts("container failed to start")
+    cloud_run.state.fail_next_rollouts("container failed to start")
 
     state = await _ensure(backend, target, name)
     assert state.failed == "container failed to start"
     assert state.interrupted is None
-    assert fake.revisions_of(PROJECT, REGION, "crm") == [STABLE, name]
+    assert cloud_run.revisions_of(PROJECT, REGION, "crm") == [STABLE, name]
     writes = (await _ensure(backend, target, name)).writes
     assert writes == 0, "a failed revision is not deployed again"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -138,24 +138,17 @@ class Client:
         self.target["spec"].update(patch["spec"])
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeCloudRun]:
-    with FakeCloudRun(operation_delay=0.02) as run:
-        yield run
-        assert not run.crashes, run.crashes[0]
-
-
 class World:
     """The target's Cloud Run service with its stable revision, and the reconciler on the
     real Cloud Run backend over the fake."""
 
-    def __init__(self, fake: FakeCloudRun, name: str, strategy: dict[str, Any]) -> None:
-        self.fake = fake
+    def __init__(self, cloud_run: FakeCloudRun, name: str, strategy: dict[str, Any]) -> None:
+        self.fake = cloud_run
         self.name = name
         self.client = Client(_target(name))
         self.body = _rollout(name, strategy)
         self.provider = CloudRunProvider(
-            api_endpoint=fake.endpoint, retry=FAST, operation_timeout=5.0, poll_interval=0.02
+            api_endpoint=cloud_run.endpoint, retry=FAST, operation_timeout=5.0, poll_interval=0.02
         )
         backend = CloudRunRollout(self.provider)
         self.reconciler = RolloutReconciler(
@@ -205,14 +198,14 @@ class World:
     [(41, CANARY, "canary"), (39, BLUE_GREEN, "previous")],
 )
 async def test_a_rollout_whose_target_name_leaves_no_room_for_its_tags_is_refused_at_its_start(
-    fake: FakeCloudRun, length: int, strategy: dict[str, Any], tag: str
+    cloud_run: FakeCloudRun, length: int, strategy: dict[str, Any], tag: str
 ) -> None:
     """A 41-character target cannot have a `canary` tag; a 39-character one can have a blue-
     green's `preview` (46) but not the `previous` its promotion sets (47): without the check
     the preview was deployed and the promotion failed mid-rollout with Cloud Run's error."""
-    world = World(fake, _name(length), strategy)
+    world = World(cloud_run, _name(length), strategy)
     await world.deploy()
-    writes = fake.total_writes
+    writes = cloud_run.total_writes
     for i in range(2):  # refused again at the next check, still touching nothing
         status = await world.converge(T0 + i * STEP)
         assert status.phase.value == "Degraded"
@@ -227,20 +220,20 @@ async def test_a_rollout_whose_target_name_leaves_no_room_for_its_tags_is_refuse
         assert f"the traffic tag '{tag}' ({len(tag)} characters)" in status.message
         assert "46 characters together" in status.message
         assert world.events == [("Warning", "InvalidTarget", status.message)]
-    assert fake.total_writes == writes, "nothing written to Cloud Run"
+    assert cloud_run.total_writes == writes, "nothing written to Cloud Run"
     assert world.revisions() == [f"{world.name}-00001"]
     assert world.served() == [("LATEST", 100, "")]
     assert world.client.patches == [], "the target is untouched"
 
 
 async def test_a_blue_green_in_flight_is_not_refused_and_promotes_without_a_previous_tag(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """A blue-green Rollout of a 39-character target already previewing (started before the
     check, or whose scaleDownDelaySeconds was set during the preview): its `preview` tag is
     set, so the check (at a start only) does not stop it, and its promotion, whose `previous`
     tag Cloud Run would refuse, keeps the old revision without a tag instead of failing."""
-    world = World(fake, _name(39), BLUE_GREEN_NO_KEEP)
+    world = World(cloud_run, _name(39), BLUE_GREEN_NO_KEEP)
     await world.deploy()
     stable = f"{world.name}-00001"
     status, now = await world.until("Paused", T0)
@@ -270,13 +263,13 @@ async def test_a_blue_green_in_flight_is_not_refused_and_promotes_without_a_prev
 
 
 async def test_a_blue_green_in_flight_whose_revision_changes_is_not_refused_for_previous(
-    fake: FakeCloudRun,
+    cloud_run: FakeCloudRun,
 ) -> None:
     """An in-flight blue-green of a 39-character target (its keep window set during the
     preview) whose image is edited mid-preview starts a new revision: that is a delivery
     start, but not a new Rollout, so only the tags it needs now (`preview`) are checked and
     its promotion leaves `previous` out, as for the revision it replaces."""
-    world = World(fake, _name(39), BLUE_GREEN_NO_KEEP)
+    world = World(cloud_run, _name(39), BLUE_GREEN_NO_KEEP)
     await world.deploy()
     status, now = await world.until("Paused", T0)
     first = status.canary_revision

@@ -59,7 +59,9 @@ class Backend:
         self.calls.append(("restore", (kept, image)))
         return Routed(1, {})
 
-    async def promote(self, *_: Any, name: str, keep: str | None) -> Routed:
+    async def promote(
+        self, *_: Any, name: str, keep: str | None, confirmed: bool = False
+    ) -> Routed:
         self.calls.append(("promote", (name, keep)))
         return Routed(0, {})
 

@@ -272,7 +272,13 @@ class RecordingBackend:
         return 0
 
     async def promote(
-        self, target: XynergyService, canary: XynergyService, *, name: str, keep: str | None
+        self,
+        target: XynergyService,
+        canary: XynergyService,
+        *,
+        name: str,
+        keep: str | None,
+        confirmed: bool = False,
     ) -> Routed:
         self.calls.append(("promote", name))
         return Routed(1, {})

@@ -1,0 +1,649 @@
+"""A Rollout's promotion on Cloud Run says the truth: Promoted (target patched) only once Cloud
+Run serves the new revision alone. Its write is one UpdateService (template and traffic: both
+move or neither); one whose operation fails gives the service back and is tried again after a
+backoff, up to spec.progressDeadlineSeconds, then Degraded; one whose operation still runs
+stays Progressing; a person's `promote` survives a transient failure. Once promoted, the
+ended Rollout's hold never writes the promotion again because some operation (the target's own
+controller writes the same service) failed, and gives nothing back. Through the reconciler,
+the real Cloud Run backend, provider and client library, against the in-process fake Cloud
+Run API (what is served is read from the fake's `trafficStatuses`)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fakes.cloudrun import FakeCloudRun
+from google.cloud import run_v2
+
+from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.controller import Requeue, Result
+from controllers.core.errors import TransientError
+from controllers.core.retry import RetryPolicy
+from controllers.core.status import with_generation
+from controllers.providers.cloudrun import CloudRunProvider
+from controllers.rollout.backends import CloudRunRollout
+from controllers.rollout.reconciler import ACTION_ANNOTATION, RolloutReconciler
+from controllers.rollout.settings import RolloutSettings
+from controllers.xynergyservice.resources import cloudrun
+
+pytestmark = pytest.mark.unit
+
+PROJECT, REGION, NAME = "xynergy-test", "us-central1", "crm"
+PATH = f"projects/{PROJECT}/locations/{REGION}/services/{NAME}"
+FAST = RetryPolicy(initial=0.01, maximum=0.05, deadline=5.0, max_attempts=3)
+T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+STEP = dt.timedelta(seconds=1)
+STABLE = f"{NAME}-00001"
+CANARY = {"canary": {"steps": [{"setWeight": 20}]}}
+"""One step: the converge after it promotes."""
+
+
+def _target() -> dict[str, Any]:
+    return {
+        "apiVersion": "xynergy.io/v1alpha1",
+        "kind": "XynergyService",
+        "metadata": {"name": NAME, "namespace": "team-a", "uid": "t-1", "generation": 1},
+        "spec": {
+            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:1",
+            "backend": "cloudRun",
+            "cloudRun": {"project": PROJECT, "region": REGION},
+        },
+    }
+
+
+def _rollout(strategy: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "xynergy.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "ro", "namespace": "team-a", "uid": "uid-ro", "generation": 1},
+        "spec": {
+            "targetRef": {"name": NAME},
+            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:2",
+            "strategy": strategy,
+            "progressDeadlineSeconds": 60,
+        },
+    }
+
+
+class Client:
+    """The target XynergyService (merge patches recorded and applied); no other Rollout."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+        self.patches: list[Any] = []
+
+    async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
+        return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
+
+    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+        for _ in ():
+            yield _
+
+    async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
+        self.patches.append(patch)
+        self.target["spec"].update(patch["spec"])
+
+
+class World:
+    """The target's Cloud Run service with its stable revision, and the reconciler on the
+    real Cloud Run backend over the fake."""
+
+    def __init__(
+        self,
+        cloud_run: FakeCloudRun,
+        *,
+        strategy: dict[str, Any] | None = None,
+        operation_timeout: float = 5.0,
+    ) -> None:
+        self.fake = cloud_run
+        self.client = Client(_target())
+        self.body = _rollout(strategy or CANARY)
+        self.provider = CloudRunProvider(
+            api_endpoint=cloud_run.endpoint,
+            retry=FAST,
+            operation_timeout=operation_timeout,
+            poll_interval=0.02,
+        )
+        backend = CloudRunRollout(self.provider)
+        self.reconciler = RolloutReconciler(
+            client=self.client,  # type: ignore[arg-type]
+            backends=lambda *_: backend,
+            metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
+            settings=RolloutSettings(),
+        )
+        self.events: list[tuple[str, str, str]] = []
+        self.result: Result | None = None
+
+    def target(self) -> XynergyService:
+        return XynergyService.model_validate(self.client.target)
+
+    async def deploy(self) -> None:
+        target = self.target()
+        await self.provider.apply(PATH, lambda found: cloudrun.plan(target, found))
+        assert self.revisions() == [STABLE]
+
+    def revisions(self) -> list[str]:
+        return self.fake.revisions_of(PROJECT, REGION, NAME)
+
+    def service(self) -> run_v2.Service:
+        with self.fake.state.lock:
+            return self.fake.state.get_service(PATH)
+
+    def served(self) -> dict[str, int]:
+        """What the service serves (`trafficStatuses`, LATEST resolved), not what it was
+        asked for."""
+        svc = self.service()
+        latest = svc.latest_ready_revision.rpartition("/")[2]
+        out: dict[str, int] = {}
+        for t in svc.traffic_statuses:
+            if t.percent:
+                revision = t.revision.rpartition("/")[2] or latest
+                out[revision] = out.get(revision, 0) + t.percent
+        return out
+
+    def template_revision(self) -> str:
+        return str(self.service().template.revision)
+
+    def writes(self) -> int:
+        """UpdateService requests Cloud Run accepted so far."""
+        return int(self.fake.writes["services.patch"])
+
+    async def target_converge(self) -> int:
+        """The XynergyService controller's converge of the target (its Cloud Run plan, as
+        written by its backend); the writes it made."""
+        target = self.target()
+        _, writes = await self.provider.apply(PATH, lambda found: cloudrun.plan(target, found))
+        return writes
+
+    def ask(self, action: str) -> None:
+        self.body["metadata"].setdefault("annotations", {})[ACTION_ANNOTATION] = action
+
+    async def converge(self, now: dt.datetime) -> Any:
+        result = await self.reconciler.reconcile(copy.deepcopy(self.body), now=now, child=None)
+        written = with_generation(result.status, self.body)  # as the core writes it
+        self.body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
+        self.events = [(e.type, e.reason, e.message) for e in result.events]
+        self.result = result
+        return result.status
+
+    def requeue(self) -> Requeue:
+        """When the last converge asked the core to come back."""
+        assert self.result is not None
+        return self.result.requeue
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        found = [c for c in self.body["status"]["conditions"] if c["type"] == type_]
+        assert found, self.body["status"]["conditions"]
+        return dict(found[0])
+
+    async def at_last_step(self) -> tuple[str, dt.datetime]:
+        """Converge until 20 % is served by the new revision (the next converge promotes)."""
+        now = T0
+        for _ in range(10):
+            status = await self.converge(now)
+            now += STEP
+            if status.canary_weight == 20:
+                canary = str(status.canary_revision)
+                assert self.served() == {STABLE: 80, canary: 20}
+                assert self.template_revision() == STABLE, "the template was given back"
+                return canary, now
+        raise AssertionError(f"never at 20 %: {self.body['status']}")
+
+    async def promoted(self, now: dt.datetime) -> tuple[str, dt.datetime]:
+        """Converge until Promoted (no fault injected)."""
+        for _ in range(10):
+            status = await self.converge(now)
+            now += STEP
+            if status.phase.value == "Promoted":
+                return str(status.canary_revision), now
+        raise AssertionError(f"never promoted: {self.body['status']}")
+
+
+async def test_a_failed_promotion_operation_is_not_promoted_and_is_tried_again(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect 1. Cloud Run accepts the promotion's write but its operation fails: nothing of
+    it is served. The Rollout stays Progressing at the weight served (before: Promoted, its
+    target patched, while Cloud Run served 20 % of the new revision), the service has its
+    template and traffic back (the target's controller makes no revision meanwhile), a
+    Warning says what failed and what is served, the retry is after the core's backoff, and
+    the next converge promotes."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    cloud_run.fail_updates(message="could not program the route")
+
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert status.canary_weight == 20
+    assert status.promoting_since == now
+    assert world.served() == {STABLE: 80, canary: 20}
+    assert f"Cloud Run did not promote revision {canary}: could not program the route" in (
+        status.message
+    )
+    assert f"it serves {STABLE} 80%, {canary} 20%" in status.message
+    assert "template and traffic are back as they were" in status.message
+    assert ("Warning", "PromotionFailed", status.message) in world.events
+    assert world.condition("Reconciling")["reason"] == "PromotionFailed"
+    assert world.requeue() is Requeue.BACKOFF
+    assert world.template_revision() == STABLE
+    assert world.client.patches == [], "the target is not patched"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+    status = await world.converge(now + STEP)  # tried again
+    assert status.phase.value == "Promoted", status.message
+    assert status.promoting_since is None
+    assert status.canary_weight == 100
+    assert world.served() == {canary: 100}
+    assert world.template_revision() == canary
+    assert world.client.patches[-1]["spec"]["image"].endswith(":2")
+    assert await world.target_converge() == 0, "the promoted template is the target's own"
+    assert world.revisions() == [STABLE, canary]
+
+
+async def test_a_refused_promotion_moves_nothing_and_its_rollback_leaves_the_template(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect 2. Cloud Run refuses the promotion's traffic (400): the template must not have
+    moved, so when the Rollout rolls back (Degraded, then all traffic on stable) the target's
+    own controller finds the service as it left it and deploys no revision of its own.
+    Before, the template moved in a first write and only the traffic write was refused."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    cloud_run.inject(  # the write that moves all traffic to the new revision
+        400,
+        rpc="services.patch",
+        message="traffic refused",
+        status="INVALID_ARGUMENT",
+        when=lambda svc: [(t.revision, t.percent) for t in svc.traffic] == [("", 100)],
+    )
+
+    status = await world.converge(now)
+    assert status.phase.value == "Degraded"
+    assert "traffic refused" in status.message
+    assert world.template_revision() == STABLE, "the template did not move"
+    assert world.served() == {STABLE: 80, canary: 20}
+    assert status.canary_weight == 20, "the status says what is served until it moved"
+    assert world.client.patches == [], "the target is not patched"
+
+    status = await world.converge(now + STEP)  # the rollback routes everything to stable
+    assert status.canary_weight == 0
+    assert status.message.endswith(f"all traffic back on {STABLE}")
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_a_promote_action_is_not_lost_to_a_transient_failure(cloud_run: FakeCloudRun) -> None:
+    """Defect 3. A blue-green preview waits for a person's `promote`; the promotion's write
+    fails transiently (503 past the client's retries). The action stays pending (not in
+    status.handledAction), so the next converge promotes; before, it was marked handled and
+    the preview waited for another `promote`."""
+    world = World(cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
+    await world.deploy()
+    now = T0
+    for _ in range(5):
+        status = await world.converge(now)
+        now += STEP
+        if status.phase.value == "Paused":
+            break
+    assert status.pause_reason == "PausedForPromotion", status.message
+    canary = str(status.canary_revision)
+    world.ask("promote/1")
+    cloud_run.inject(503, rpc="services.patch", count=FAST.max_attempts)
+
+    status = await world.converge(now)
+    assert status.phase.value == "Paused", status.message
+    assert status.handled_action is None, "the promote was not carried out"
+    assert world.served() == {STABLE: 100}
+    assert world.client.patches == []
+
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert status.handled_action == "promote/1"
+    assert world.served() == {canary: 100}
+
+
+async def test_a_promote_action_whose_operation_failed_is_still_pending(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect 3, the failed operation: the action is not handled while the promotion is
+    retried, and is once it is carried out."""
+    world = World(cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
+    await world.deploy()
+    now = T0
+    for _ in range(5):
+        status = await world.converge(now)
+        now += STEP
+        if status.phase.value == "Paused":
+            break
+    world.ask("promote/1")
+    cloud_run.fail_updates(message="could not program the route")
+
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert status.handled_action is None
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert status.handled_action == "promote/1"
+
+
+async def test_a_promotion_whose_answer_was_lost_is_read_back_as_done(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """The write is carried out but every answer to it is lost (503 after the fact, then the
+    client's retries answered 503): Cloud Run serves the new revision, so the Rollout is
+    Promoted (read back now, or at the next converge while the operation still runs) and
+    the write is neither given back nor made twice."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    before = world.writes()
+    cloud_run.inject(503, rpc="services.patch", after=True, count=1)
+    cloud_run.inject(503, rpc="services.patch", count=FAST.max_attempts)  # the client's retries
+
+    status = await world.converge(now)
+    if status.phase.value != "Promoted":  # the operation was still running: read again
+        assert status.phase.value == "Progressing", status.message
+        status = await world.converge(now + STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert world.writes() - before == 1, "one write: not given back, not redone"
+    assert world.served() == {canary: 100}
+    assert world.template_revision() == canary
+    assert world.revisions() == [STABLE, canary]
+
+
+async def test_a_promotion_still_running_is_progressing_not_promoted(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Regression c. The promotion's operation outlasts the provider's wait: the Rollout
+    stays Progressing (reason Promoting, the weight served), its target not patched, and
+    later converges read it back without writing it again; Promoted once Cloud Run serves
+    the new revision."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    before = world.writes()
+
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert world.condition("Reconciling")["reason"] == "Promoting"
+    assert status.canary_weight == 20
+    assert "still carrying out the promotion" in status.message
+    assert world.client.patches == [], "the target is not patched while it runs"
+    assert world.writes() - before == 1
+
+    status = await world.converge(now + STEP)  # still running: read, not written again
+    assert status.phase.value == "Progressing", status.message
+    assert world.writes() - before == 1
+    assert world.client.patches == []
+
+    cloud_run.state.hold_operations(False)
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert world.served() == {canary: 100}
+    assert world.writes() - before == 1, "one write in all"
+    assert world.client.patches[-1]["spec"]["image"].endswith(":2")
+
+
+async def test_a_running_promotion_asked_by_a_person_is_finished_not_paused_again(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Regression c, the person's `promote` of a blue-green preview: its promotion still runs
+    after the converge that acted on it. The next converges finish that promotion
+    (status.promotingSince) instead of the strategy's next move, which would pause the
+    preview again and route all traffic back to stable under the running promotion."""
+    world = World(
+        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
+    )
+    await world.deploy()
+    now = T0
+    for _ in range(5):
+        status = await world.converge(now)
+        now += STEP
+        if status.phase.value == "Paused":
+            break
+    canary = str(status.canary_revision)
+    world.ask("promote/1")
+    cloud_run.state.hold_operations()
+    before = world.writes()
+
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert status.promoting_since == now
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert world.writes() - before == 1, "read back, not routed back"
+
+    cloud_run.state.hold_operations(False)
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert world.served() == {canary: 100}
+    assert world.writes() - before == 1
+
+
+async def test_an_abort_while_the_promotion_runs_gives_the_template_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """An abort while the promotion's operation still runs: all traffic back on stable and
+    the template the stable revision's again (`restore`), so the target's own controller,
+    never patched, has nothing to write."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+
+    world.ask("abort/1")
+    status = await world.converge(now + STEP)
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    assert status.phase.value == "Aborted", status.message
+    assert status.promoting_since is None
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert world.client.patches == []
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_deletion_while_the_promotion_runs_gives_the_template_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Deleting the Rollout while its promotion's operation still runs returns all traffic
+    to stable and the template to the stable revision's, as an abort does."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    assert status.promoting_since is not None, status.message
+
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    assert done
+    assert event is not None
+    assert event.reason == "TrafficRestored"
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_rollout_stalled_while_its_promotion_runs_gives_the_template_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """The promotion's operation still runs when Cloud Run starts refusing the operator (403):
+    the Rollout is Degraded ("all traffic goes back on <stable>"); its next converge restores
+    the stable revision's template with the traffic, so the target's own controller, never
+    patched, has nothing to write."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    assert status.promoting_since is not None, status.message
+
+    cloud_run.deny("the operator lost run.services.update")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Degraded", status.message
+    cloud_run.deny(None)
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+
+    status = await world.converge(now + 2 * STEP)
+    cloud_run.state.complete_operations()
+    assert status.promoting_since is None
+    assert status.canary_weight == 0
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_promoted_rollout_leaves_a_failed_operation_of_the_target_alone(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Regression a. After the promotion, the target's own controller writes the service (an
+    ingress change) and that operation fails. The ended Rollout's hold neither writes the
+    promotion again nor raises PromotionFailed for a revision served at 100 %."""
+    world = World(cloud_run)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    canary, now = await world.promoted(now)
+    world.client.target["spec"]["cloudRun"]["ingress"] = "internal"
+    cloud_run.fail_updates(2, message="the target's own write failed")
+    assert await world.target_converge() == 1
+    assert world.service().terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
+    before = world.writes()
+
+    for _ in range(2):
+        status = await world.converge(now)
+        now += STEP
+        assert status.phase.value == "Promoted", status.message
+        assert not [e for e in world.events if e[0] == "Warning"], world.events
+    assert world.writes() == before, "the promotion is not written again"
+    assert world.served() == {canary: 100}
+
+
+async def test_the_end_of_a_keep_window_gives_nothing_back(cloud_run: FakeCloudRun) -> None:
+    """Regression b. A blue-green promotion keeps the old revision at `previous`; at the
+    window's end the write dropping the tag fails (its operation). The Rollout stays
+    Promoted and makes that one write: nothing given back, nothing re-issued later."""
+    world = World(
+        cloud_run, strategy={"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 30}}
+    )
+    await world.deploy()
+    canary, now = await world.promoted(T0)
+    tags = {t.tag: t.revision.rpartition("/")[2] for t in world.service().traffic if t.tag}
+    assert tags == {"previous": STABLE}
+    cloud_run.fail_updates(2, message="could not drop the tag")
+    before = world.writes()
+
+    now += dt.timedelta(seconds=31)
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted", status.message
+    assert status.scale_down_at is None
+    assert world.writes() - before == 1, "the drop, and nothing given back"
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert world.writes() - before == 1, "not re-issued once promoted"
+    assert world.served() == {canary: 100}
+
+
+async def test_a_drifted_configuration_pins_the_revision_with_its_own_reason(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Regression d, the Rollout's half. Someone deployed a template label by hand (a
+    revision with no traffic): the promotion's template, named after the new revision, now
+    differs from it and Cloud Run answers 409 ALREADY_EXISTS. That is final for a template
+    naming one revision (`RevisionConflict` in the provider's `set_service`): the revision is
+    pinned at 100 % by name in one write, and Promoted."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+
+    def by_hand(existing: run_v2.Service | None) -> tuple[run_v2.Service, None]:
+        assert existing is not None
+        service = run_v2.Service(existing)
+        service.template.labels["deployed-by"] = "console"
+        service.template.revision = f"{NAME}-manual"
+        return service, None
+
+    await world.provider.apply(PATH, by_hand)
+    assert world.served() == {STABLE: 80, canary: 20}
+    before = world.writes()
+
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted", status.message
+    assert world.served() == {canary: 100}
+    assert [(t.revision, t.percent) for t in world.service().traffic] == [(canary, 100)]
+    assert world.writes() - before == 1
+
+
+async def test_already_exists_is_still_a_race_for_the_xynergyservice(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Regression d, the shared provider's half: for the XynergyService's `apply` (which picks
+    its revision names) a 409 ALREADY_EXISTS stays a race to re-read, never the ownership
+    reason `AlreadyExists` its controller stalls with."""
+    world = World(cloud_run)
+    await world.deploy()
+    world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    cloud_run.inject(409, rpc="services.patch", status="ALREADY_EXISTS", message="taken", count=4)
+    target = world.target()
+
+    with pytest.raises(TransientError) as raised:
+        await world.provider.apply(PATH, lambda found: cloudrun.plan(target, found))
+    assert raised.value.reason == "Conflict"
+    assert await world.target_converge() == 1, "the next converge deploys it"
+
+
+async def test_a_failing_promotion_is_retried_with_a_backoff_then_degraded(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Regression e. Every promotion operation fails: each converge makes the write and gives
+    the service back (two writes), asks the core for its backoff (never an immediate
+    requeue), and spec.progressDeadlineSeconds (60 s) after the first try the Rollout is
+    Degraded, its Stalled condition naming Cloud Run's error, all traffic back on stable with
+    the template the target's own, and it writes nothing more."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    # every promotion and give-back of 4 converges fails (Cloud Run recovers after)
+    cloud_run.fail_updates(8, message="could not program the route")
+    first = now
+
+    for _ in range(3):
+        before = world.writes()
+        status = await world.converge(now)
+        assert status.phase.value == "Progressing", status.message
+        assert world.requeue() is Requeue.BACKOFF
+        assert world.writes() - before == 2, "the promotion, then given back"
+        assert "could not be given back (its operation failed" in status.message
+        assert world.served() == {STABLE: 80, canary: 20}
+        now += dt.timedelta(seconds=20)
+
+    status = await world.converge(first + dt.timedelta(seconds=60))  # tried, then given up
+    assert status.phase.value == "Degraded", status.message
+    assert status.message.endswith(f"all traffic back on {STABLE}")
+    stalled = world.condition("Stalled")
+    assert stalled["status"] == "True"
+    assert stalled["reason"] == "PromotionFailed"
+    assert "could not program the route" in stalled["message"]
+    assert status.promoting_since is None
+    assert status.canary_weight == 0
+    before = world.writes()
+    status = await world.converge(first + dt.timedelta(seconds=61))
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert world.client.patches == []
+    assert world.writes() == before, "nothing more to write"
+    assert await world.target_converge() == 0
