@@ -52,6 +52,7 @@ from intelligence.scaling.schedules import CronSchedule
 from intelligence.scaling.types import (
     Decision,
     Observation,
+    Recommendation,
     ScalingParams,
     ScalingState,
 )
@@ -88,27 +89,17 @@ def decide(
     otherwise the mode is reactive. Either way `fallback` names why the forecast was not used.
     Pass `state` from the previous decision.
     """
-    now, target = observed.now, params.target_per_instance
     fresh = state is None or not state.recommendations
-    extra = max(
-        params.predictive_scale_down_window_seconds or 0,
-        params.burst_scale_down_window_seconds or 0,
-        params.calibrated_scale_down_window_seconds or 0,
-        _hold_seconds(params) or 0,
-    )
     state = state or ScalingState()
-    recs, ups, downs = kept_history(state, now=now, rates=params.behavior, extra_window=extra)
-    current = max(0, int(observed.current_instances))
-    load = max(0.0, float(observed.current_load))
-    evidence: dict[str, float] = {
-        "currentInstances": float(current),
-        "currentLoad": load,
-        "targetPerInstance": target,
-    }
+    now = observed.now
+    recs, ups, downs = kept_history(
+        state, now=now, rates=params.behavior, extra_window=_longest_window(params)
+    )
+    current, load, evidence = _inputs(observed, params)
+    # 1. Demand (after the observed under-provisioning, which only reports): the mode's,
+    # then raised in place by the dispersion headroom, the miss feedback and the cost budget
     exceedance = _observed(params, state, now=now, load=load, current=current, evidence=evidence)
-    demand, calibration = _calibrated(observed, params, state.calibration, load, evidence)
-    if demand is None:
-        demand = _demand(observed, params, load, evidence)
+    demand, calibration = _mode_demand(observed, params, state.calibration, load, evidence)
     dispersion = _with_dispersion(observed, params, state.dispersion, demand, load, evidence)
     feedback = _with_feedback(
         params, state.feedback, demand, now=now, current=current, load=load, evidence=evidence
@@ -116,21 +107,21 @@ def decide(
     budget, shadow = _with_budget(
         params, state, demand, now=now, current=current, load=load, evidence=evidence
     )
+    # 2. Raw recommendation
     raw, reason = _raw_recommendation(demand, current=current, params=params, evidence=evidence)
-    window = _scale_down_window(demand.mode, params)
-    evidence["scaleDownWindowSeconds"] = float(window)
-    stabilized, recs = stabilized_history(
-        raw=raw,
-        current=current,
+    # 3. Stabilization windows
+    stabilized, recs, reason = _stabilized(
+        params,
+        demand.mode,
+        raw,
+        reason,
         now=now,
-        up_window=params.behavior.scale_up.stabilization_window_seconds,
-        down_window=window,
+        current=current,
         recommendations=recs,
         fresh=fresh,
+        evidence=evidence,
     )
-    evidence["stabilizedRecommendation"] = float(stabilized)
-    if stabilized != raw:
-        reason = Reason.SCALE_DOWN_STABILIZED if stabilized > raw else Reason.SCALE_UP_STABILIZED
+    # 4. and 5. Rate limits, then bounds
     desired, reason, active = _bound(
         params,
         now=now,
@@ -165,6 +156,29 @@ def decide(
         ),
         fallback=demand.fallback[0] if demand.fallback is not None else None,
         active_schedules=active,
+    )
+
+
+def _inputs(observed: Observation, params: ScalingParams) -> tuple[int, float, dict[str, float]]:
+    """The current count and load (never negative) and the evidence they open."""
+    current = max(0, int(observed.current_instances))
+    load = max(0.0, float(observed.current_load))
+    evidence: dict[str, float] = {
+        "currentInstances": float(current),
+        "currentLoad": load,
+        "targetPerInstance": params.target_per_instance,
+    }
+    return current, load, evidence
+
+
+def _longest_window(params: ScalingParams) -> int:
+    """The longest scale-down window a mode or the start-up hold can put in effect, beyond
+    `behavior`'s: how long the recommendations are kept for (`kept_history`)."""
+    return max(
+        params.predictive_scale_down_window_seconds or 0,
+        params.burst_scale_down_window_seconds or 0,
+        params.calibrated_scale_down_window_seconds or 0,
+        _hold_seconds(params) or 0,
     )
 
 
@@ -219,6 +233,21 @@ def _message(
             f" x{1 + budget.headroom:.3f}"
         )
     return message
+
+
+def _mode_demand(
+    observed: Observation,
+    params: ScalingParams,
+    cal: Calibration,
+    load: float,
+    evidence: dict[str, float],
+) -> tuple[_Demand, Calibration]:
+    """The mode's demand: the calibrated level once calibrated (`_calibrated`), else the
+    forecast, the burst envelope or the current load (`_demand`); and the moved calibration."""
+    demand, cal = _calibrated(observed, params, cal, load, evidence)
+    if demand is None:
+        demand = _demand(observed, params, load, evidence)
+    return demand, cal
 
 
 def _calibrated(
@@ -393,6 +422,38 @@ def _raw_recommendation(
     return raw, Reason.WITHIN_TOLERANCE if within else demand.source
 
 
+def _stabilized(
+    params: ScalingParams,
+    mode: DecisionMode,
+    raw: int,
+    reason: Reason,
+    *,
+    now: float,
+    current: int,
+    recommendations: tuple[Recommendation, ...],
+    fresh: bool,
+    evidence: dict[str, float],
+) -> tuple[int, tuple[Recommendation, ...], Reason]:
+    """`raw` through the stabilization windows (the scale-down one as `mode` has it): the
+    stabilized count, the recommendations with `raw` recorded, and the reason (the window's
+    when it held the count back)."""
+    window = _scale_down_window(mode, params)
+    evidence["scaleDownWindowSeconds"] = float(window)
+    stabilized, recommendations = stabilized_history(
+        raw=raw,
+        current=current,
+        now=now,
+        up_window=params.behavior.scale_up.stabilization_window_seconds,
+        down_window=window,
+        recommendations=recommendations,
+        fresh=fresh,
+    )
+    evidence["stabilizedRecommendation"] = float(stabilized)
+    if stabilized != raw:
+        reason = Reason.SCALE_DOWN_STABILIZED if stabilized > raw else Reason.SCALE_UP_STABILIZED
+    return stabilized, recommendations, reason
+
+
 def _scale_down_window(mode: DecisionMode, params: ScalingParams) -> int:
     """The scale-down stabilization window in effect: the mode's own replaces `behavior`'s,
     raised to `scale_down_window_startups` x (start-up + horizon) when that is set."""
@@ -441,26 +502,7 @@ def _with_dispersion(
     if index is None:
         return disp
     sigmas = _dispersion_sigmas(params, demand.load, index)
-    composition = params.dispersion_composition
-    centre = demand.load if demand.centre is None else demand.centre
-    margin = demand.margin
-    if composition is DispersionComposition.DEMAND:
-        level = dispersion_level(demand.load, index=index, sigmas=sigmas)
-        words = (
-            f"demand {demand.load:.4g} + {sigmas:.3g} x sqrt({demand.load:.4g} x index {index:.3g})"
-        )
-    elif composition is DispersionComposition.LEVEL:
-        level = dispersion_level(centre + margin, index=index, sigmas=sigmas)
-        words = (
-            f"per-second level {centre + margin:.4g} + {sigmas:.3g} x "
-            f"sqrt({centre + margin:.4g} x index {index:.3g})"
-        )
-    else:
-        level = quadrature_level(centre, margin, index=index, sigmas=sigmas)
-        words = (
-            f"per-second level {centre:.4g} + sqrt({margin:.4g}^2 + {sigmas:.3g}^2 x "
-            f"{centre:.4g} x index {index:.3g})"
-        )
+    level, words = _composed_level(params.dispersion_composition, demand, index, sigmas)
     needed = level
     if params.capacity_per_instance is not None:
         needed = level * params.target_per_instance / params.capacity_per_instance
@@ -482,6 +524,33 @@ def _with_dispersion(
         note += f", capped at {cap or 0.0:.0%} above the mode's demand"
     demand.load, demand.source, demand.note = needed, Reason.DISPERSION_HEADROOM, note
     return disp
+
+
+def _composed_level(
+    composition: DispersionComposition, demand: _Demand, index: float, sigmas: float
+) -> tuple[float, str]:
+    """The per-second level `demand` composes with the dispersion margin as `composition`
+    says (see `DispersionComposition`), and the formula in words (for the message)."""
+    centre = demand.load if demand.centre is None else demand.centre
+    margin = demand.margin
+    if composition is DispersionComposition.DEMAND:
+        level = dispersion_level(demand.load, index=index, sigmas=sigmas)
+        words = (
+            f"demand {demand.load:.4g} + {sigmas:.3g} x sqrt({demand.load:.4g} x index {index:.3g})"
+        )
+    elif composition is DispersionComposition.LEVEL:
+        level = dispersion_level(centre + margin, index=index, sigmas=sigmas)
+        words = (
+            f"per-second level {centre + margin:.4g} + {sigmas:.3g} x "
+            f"sqrt({centre + margin:.4g} x index {index:.3g})"
+        )
+    else:
+        level = quadrature_level(centre, margin, index=index, sigmas=sigmas)
+        words = (
+            f"per-second level {centre:.4g} + sqrt({margin:.4g}^2 + {sigmas:.3g}^2 x "
+            f"{centre:.4g} x index {index:.3g})"
+        )
+    return level, words
 
 
 def _dispersion_sigmas(params: ScalingParams, rate: float, index: float) -> float:

@@ -94,22 +94,9 @@ def burst_envelope(
         return None
     sigmas = math.sqrt(1.0 / exceedance - 1.0)
     peak = float(v.max())
-    detrended: tuple[float, float] | None = None
-    if trend_seconds is not None:
-        gaps = np.diff(t)
-        if np.any(gaps < 0):
-            order = np.argsort(t, kind="stable")
-            t, v, gaps = t[order], v[order], np.diff(t[order])
-        step = float(np.median(gaps))
-        if 4 * step > trend_seconds:
-            trend_seconds = None  # too sparse to tell a trend from bursts
-        else:
-            if lead_seconds is not None:
-                detrended = _lead_errors(v, step=step, trend_seconds=trend_seconds,
-                                         lead_seconds=lead_seconds)  # fmt: skip
-            if detrended is None:
-                detrended = _detrended(t, v, now=now, step=step, trend_seconds=trend_seconds)
-    mean, std = detrended or (float(v.mean()), float(v.std(ddof=1)))
+    mean, std, trend_seconds = _spread(
+        t, v, now=now, trend_seconds=trend_seconds, lead_seconds=lead_seconds
+    )
     return BurstEnvelope(
         level=min(mean + sigmas * std, peak),
         mean=mean,
@@ -122,6 +109,38 @@ def burst_envelope(
         window_seconds=float(window_seconds),
         trend_seconds=trend_seconds,
     )
+
+
+def _spread(
+    t: npt.NDArray[np.float64],
+    v: npt.NDArray[np.float64],
+    *,
+    now: float,
+    trend_seconds: float | None,
+    lead_seconds: float | None,
+) -> tuple[float, float, float | None]:
+    """(base, spread, the trend in effect) of the window's samples: with `trend_seconds`, those
+    about the trend (`_lead_errors` with `lead_seconds`, else `_detrended`); without it, or
+    when the samples are too sparse to tell a trend from bursts (trend None), their plain mean
+    and standard deviation."""
+    if trend_seconds is None:
+        return float(v.mean()), float(v.std(ddof=1)), None
+    gaps = np.diff(t)
+    if np.any(gaps < 0):
+        order = np.argsort(t, kind="stable")
+        t, v, gaps = t[order], v[order], np.diff(t[order])
+    step = float(np.median(gaps))
+    if 4 * step > trend_seconds:  # too sparse to tell a trend from bursts
+        return float(v.mean()), float(v.std(ddof=1)), None
+    detrended: tuple[float, float] | None = None
+    if lead_seconds is not None:
+        detrended = _lead_errors(
+            v, step=step, trend_seconds=trend_seconds, lead_seconds=lead_seconds
+        )
+    if detrended is None:
+        detrended = _detrended(t, v, now=now, step=step, trend_seconds=trend_seconds)
+    mean, std = detrended
+    return mean, std, trend_seconds
 
 
 def _detrended(
