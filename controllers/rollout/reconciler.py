@@ -127,6 +127,9 @@ DELETING = "Deleting"
 """The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
 SUPERSEDED = "superseded: "
 """The start of an ended Rollout's message once its target has moved on without it."""
+_LEFT_TO = "; the traffic is left to Rollout "
+"""How an ended Rollout says another one delivering to its target has the traffic
+(`_leave_to`); removed once that one has ended."""
 
 Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
 """(rollout, target, new revision) -> the target's backend for this converge."""
@@ -172,6 +175,8 @@ class Converge:
     """A delivery started in this converge."""
     refused: str | None = None
     """Why an action was refused in this converge (a Warning Event says it)."""
+    refused_reason: str = "UndoRefused"
+    """The reason of that Event."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -570,7 +575,9 @@ class RolloutReconciler:
     async def _refuse_overlap(self, rollout: Rollout) -> None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
         was created earlier and has not started yet: two rollouts of one target would move
-        its traffic and patch it against each other. This one starts once the other ended."""
+        its traffic and patch it against each other. This one starts once the other ended.
+        A Kubernetes promotion still finishing (`_finishing`) counts as active: the target
+        does not run the promoted revision yet, so this one would start from the old one."""
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
         for other in await self._siblings(rollout):
@@ -585,6 +592,32 @@ class RolloutReconciler:
                     "at a time)",
                     reason="RolloutConflict",
                 )
+            if (finishing := self._finishing(other)) is not None:
+                raise StalledError(
+                    f"Rollout {meta.get('name')} is Promoted on XynergyService {target} but "
+                    f"{finishing}: this Rollout starts once the target runs the promoted "
+                    "revision (one rollout of a target at a time)",
+                    reason="RolloutConflict",
+                )
+
+    def _finishing(self, other: Mapping[str, Any]) -> str | None:
+        """Why another Rollout's Kubernetes promotion still holds the target (None when it
+        does not): within its blue-green keep window the target is not patched yet and its
+        new revision serves everything; after it, the new revision serves until the target
+        runs the promoted spec and is ready. A Rollout started meanwhile would take the old
+        revision for its stable one and split the traffic against the promoted revision."""
+        status = other.get("status") or {}
+        if status.get("phase") != RolloutPhase.PROMOTED.value or not status.get("trafficRouting"):
+            return None  # Cloud Run patches the target at promotion: nothing held
+        if status.get("scaleDownAt"):
+            return (
+                f"keeps the old revision for a fast rollback until {status['scaleDownAt']} "
+                "(spec.strategy.blueGreen.scaleDownDelaySeconds), its new revision serving "
+                "everything until then"
+            )
+        if status.get("traffic") or str(status.get("message") or "").endswith(self._SETTLING):
+            return "its new revision serves everything until the target runs it and is ready"
+        return None
 
     # ---- acting ------------------------------------------------------------------------------
 
@@ -597,7 +630,12 @@ class RolloutReconciler:
             if runs is not None:  # superseded: the target is another Rollout's now
                 return await self._refuse_undo(work, runs)
         kept = _kept(work.status, work.now)
-        if kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort):
+        back = kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort)
+        if (back or (action == "undo" and phase == RolloutPhase.PROMOTED)) and (
+            active := await self._active_sibling(work)
+        ) is not None:  # the target's traffic is the other Rollout's now
+            return await self._refuse_going_back(work, active, undo=action == "undo")
+        if back and kept is not None:
             if _moved_on(work) is None:
                 return await self._switch_back(work, kept, undo=action == "undo")
         elif action == "undo" and phase == RolloutPhase.PROMOTED:
@@ -889,16 +927,22 @@ class RolloutReconciler:
         if (status.message or "").startswith(SUPERSEDED):  # the target came back to it
             left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
             status.message = f"the target runs revision {left or status.stable_revision} again"
-        if not work.backend.defers_target_patch and (active := await self._active_sibling(work)):
-            # Cloud Run: the target's traffic is the other Rollout's to move now; holding
-            # ours (LATEST 100 %, or the stable pinned) would undo its canary split or preview
+        if (active := await self._active_sibling(work)) is not None:
+            # the target's traffic is the other Rollout's to move now. Cloud Run: holding ours
+            # (LATEST 100 %, or the stable pinned) would undo its canary split or preview.
+            # Kubernetes: our revision at full size with 100 % in status.traffic (the gateway
+            # follows one Rollout per target) or in the target's Service (replica routing),
+            # and a keep window's target patch, would undo its split or move its stable
             log.info(
                 "rollout %s: %s is delivering to its target; its traffic is left to it",
                 work.rollout.metadata.name,
                 active,
             )
+            await self._leave_to(work, active)
             work.reason = _ended_reason(work)
             return None
+        if _LEFT_TO in (status.message or ""):  # the other one has ended: ours again
+            status.message = (status.message or "").partition(_LEFT_TO)[0]
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):
@@ -929,6 +973,31 @@ class RolloutReconciler:
                     _GOES_BACK, "; all traffic back on "
                 )
         work.reason = _ended_reason(work)
+
+    async def _leave_to(self, work: Converge, active: str) -> None:
+        """Another Rollout delivering to the target: ours moves no traffic and does not patch
+        the target (on Kubernetes a keep window's end waits for the other one to end); on
+        Kubernetes its own revision gets none (status.traffic emptied, the new revision
+        scaled to zero and kept, or removed once the target runs it: its promotion is over).
+        The status says so until the other one has ended."""
+        status = work.status
+        promoted = status.phase == RolloutPhase.PROMOTED
+        if not work.backend.defers_target_patch:
+            pass  # Cloud Run: the split is the other Rollout's; nothing of ours to take away
+        elif promoted and not status.scale_down_at and settled_on(work.target, work.canary):
+            await work.backend.retire(keep=None)
+            status.traffic = []
+        else:
+            await self._route(work, ())
+        message = (status.message or "").partition(_LEFT_TO)[0]
+        if message.endswith(self._SETTLING):
+            message = message[: -len(self._SETTLING)]
+        status.message = (
+            f"{message}{_LEFT_TO}{active}, delivering to XynergyService "
+            f"{work.rollout.spec.target_ref.name}"
+        )
+        if promoted and status.scale_down_at:  # its promotion finishes once the other ended
+            work.wait = self.settings.poll_seconds * 15
 
     async def _superseded(self, work: Converge, runs: str) -> None:
         """Say so, once; stop the gateway following this Rollout (no status.traffic) and
@@ -971,6 +1040,27 @@ class RolloutReconciler:
         # after the superseded message, which a later converge finds as it left it (no second
         # Superseded Event) and states again without this refusal (the Event keeps it)
         work.status.message = f"{work.status.message}; {work.refused}"
+
+    async def _refuse_going_back(self, work: Converge, active: str, *, undo: bool) -> None:
+        """`undo` (or a keep window's abort) while another Rollout delivers to the target:
+        going back would patch the target (or switch its traffic) under that Rollout, whose
+        stable revision is what the target runs now. Nothing moves; the traffic stays the
+        other one's (`_hold_ended`); a Warning Event `UndoRefused` (once per request: an
+        action is marked handled, spec.abort says it again only when the message lost it)."""
+        target, verb = work.rollout.spec.target_ref.name, "undo" if undo else "abort"
+        refused = (
+            f"{verb} refused: Rollout {active} is delivering to XynergyService {target}, from "
+            f"what this Rollout left it on; going back here would patch the target or switch "
+            f"its traffic under it. Abort {active} first (its traffic goes back on what the "
+            f"target runs), then {verb} here"
+        )
+        said = refused in (work.status.message or "")
+        await self._hold_ended(work)
+        work.status.message = (
+            f"{(work.status.message or '').partition('; ' + refused)[0]}; {refused}"
+        )
+        if not said:
+            work.refused, work.refused_reason = refused, "UndoRefused" if undo else "AbortRefused"
 
     async def _active_sibling(self, work: Converge) -> str | None:
         """Another Rollout of the target that is delivering (Progressing, Paused), if any."""
@@ -1065,7 +1155,7 @@ class RolloutReconciler:
         if work.superseded:
             events.append(Event("Normal", "Superseded", status.message or ""))
         if work.refused:
-            events.append(Event("Warning", "UndoRefused", work.refused))
+            events.append(Event("Warning", work.refused_reason, work.refused))
         if work.started:
             events.extend(_ignored(work))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)

@@ -732,3 +732,148 @@ async def test_a_keep_window_whose_revision_name_changed_still_removes_the_new_r
         status = await world.converge(now)
     assert status.phase.value == "Promoted"
     assert _canaries(world) == set(), "the recorded revision's children are gone"
+
+
+BLUE_GREEN_KEEP = {"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 600}}
+
+
+async def _converge_other(world: World, body: dict[str, Any], now: dt.datetime) -> Any:
+    """Converge another Rollout of the same world (its status written back as the core
+    would), after which its Deployments count as available."""
+    result = await world.reconciler.reconcile(copy.deepcopy(body), now=now, child=None)
+    written = with_generation(result.status, body)
+    body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
+    world.provider.ready |= set(world.provider.deployments())
+    return result.status
+
+
+async def _promoted_in_keep_window(routes: bool) -> tuple[World, dt.datetime, str]:
+    """crm-2 (blue-green, scaleDownDelaySeconds 600) promoted: its new revision serves, the
+    target (not patched until the window ends) still runs crm:1."""
+    world = World([], routes=routes)
+    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
+    world.body["metadata"]["creationTimestamp"] = "2026-12-01T11:00:00Z"
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+    assert (status.phase.value, bool(status.scale_down_at)) == ("Promoted", True)
+    assert world.client.target["spec"]["image"] == "crm:1"
+    return world, now, status.canary_revision
+
+
+def _second(world: World) -> dict[str, Any]:
+    """crm-3: the next release (crm:3), a canary at 20 % then a pause; the list shows both."""
+    body = _rollout("crm-3", [{"setWeight": 20}, {"pause": {}}])
+    body["spec"]["image"] = "crm:3"
+    body["metadata"]["creationTimestamp"] = "2026-12-01T13:00:00Z"
+    world.client.rollouts = [world.body, body]  # live: each status written is listed
+    return body
+
+
+def _serving(world: World, name: str) -> tuple[int, bool]:
+    """A new revision's Deployment: its size and whether it is in the target's Service."""
+    dep = world.provider.deployments()[name]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    return dep["spec"]["replicas"], SERVICE_LABEL in labels
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_a_rollout_waits_while_a_kubernetes_promotion_still_holds_the_target(
+    routes: bool,
+) -> None:
+    """Within the first Rollout's keep window the target still runs the old revision and the
+    promoted one serves from the first Rollout's Deployment. A second Rollout started then
+    took the old revision (crm:1) for its stable one: behind the gateway both held the routes
+    (one by name wins: its 20 % canary got nothing, or the promoted revision lost all its
+    traffic back to crm:1); with replica routing the promoted revision's 4 Pods stayed in the
+    Service beside its split; and the window's end patched the target under its analysis."""
+    world, now, promoted = await _promoted_in_keep_window(routes)
+    second = _second(world)
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Degraded"
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert stalled.reason == "RolloutConflict"
+    assert "Rollout crm-2 is Promoted" in status.message
+    assert "keeps the old revision for a fast rollback until" in status.message
+    assert world.provider.deployments().keys() == {"crm", promoted}, "nothing deployed"
+    # the window ends: the target is patched to the promoted revision and rolls
+    now += dt.timedelta(seconds=600)
+    await world.converge(now)
+    assert world.client.target["spec"]["image"] == "crm:2"
+    world.provider.ready.discard("crm")
+    status = await _converge_other(world, second, now + STEP)
+    assert status.canary_revision is None, "the promotion is not over yet"
+    world.settle()
+    world.provider.ready.add("crm")
+    status = await _converge_other(world, second, now + 2 * STEP)
+    # the target runs it, but the first one's revision still serves (its status.traffic
+    # behind the gateway, its Pods in the target's Service) until its next converge
+    assert status.canary_revision is None
+    assert "its new revision serves everything until the target runs it" in status.message
+    await world.converge(now + 3 * STEP)  # the first one finishes: its revision goes
+    assert promoted not in world.provider.deployments()
+    status = await _converge_other(world, second, now + 4 * STEP)
+    assert status.phase.value in ("Progressing", "Paused")
+    target = XynergyService.model_validate(world.client.target)
+    assert status.stable_revision == revision_name(target), "judged against the promoted one"
+    assert status.stable_image == "crm:2"
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_an_ended_kubernetes_rollout_leaves_the_traffic_to_one_delivering(
+    routes: bool,
+) -> None:
+    """A second Rollout already delivering (started within the keep window before this check,
+    or in a race): the first one rewrote its revision at full size with 100 % in
+    status.traffic at each converge, and patched the target at the window's end under it."""
+    world, now, promoted = await _promoted_in_keep_window(routes)
+    second = _second(world)
+    world.client.rollouts = [second]  # it does not see the first one: it starts
+    for _ in range(3):
+        status = await _converge_other(world, second, now)
+        now += STEP
+    assert (status.phase.value, status.canary_weight) == ("Paused", 20)
+    split = copy.deepcopy(second["status"].get("traffic"))
+    canary = status.canary_revision
+    world.client.rollouts = [world.body, second]
+    for late in (0, 700):  # within the window, then past its end
+        first = await world.converge(now + dt.timedelta(seconds=late))
+        assert first.phase.value == "Promoted"
+        assert not first.traffic, "the gateway follows the delivering Rollout alone"
+        assert _serving(world, promoted) == (0, False), "the promoted revision serves nothing"
+        assert world.client.patches == [], "the target is not patched under the other one"
+        assert "the traffic is left to Rollout crm-3" in first.message
+    assert second["status"].get("traffic") == split
+    assert _serving(world, canary) == (1, not routes)
+    # the second one ends (rolled back): the first one's promotion goes on where it was
+    second["status"]["phase"] = "RolledBack"
+    first = await world.converge(now + dt.timedelta(seconds=800))
+    assert "left to" not in first.message
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end, now"
+    assert _serving(world, promoted)[0] == 4
+
+
+async def test_undo_is_refused_while_another_kubernetes_rollout_delivers() -> None:
+    """undo of the promoted Rollout patched the target back to crm:1 under the second one,
+    whose stable revision (the target's Service) it is: its analysis compared its canary with
+    another revision and its rollback went back to crm:1, not crm:2."""
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    now = await world.run_until("Promoted", now)  # settled: its revision removed
+    second = _second(world)
+    for _ in range(3):
+        status = await _converge_other(world, second, now)
+        now += STEP
+    assert (status.phase.value, status.canary_weight) == ("Paused", 20)
+    split = copy.deepcopy(second["status"].get("traffic"))
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    first = await world.converge(now)
+    assert world.client.target["spec"]["image"] == "crm:2", "the target is not patched back"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+    assert first.phase.value == "Promoted"
+    assert first.handled_action == "undo/1"
+    assert [reason for reason, _ in world.events] == ["UndoRefused"]
+    assert "Rollout crm-3 is delivering to XynergyService crm" in world.events[0][1]
+    assert second["status"].get("traffic") == split
