@@ -631,9 +631,12 @@ class RolloutReconciler:
                 return await self._refuse_undo(work, runs)
         kept = _kept(work.status, work.now)
         back = kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort)
-        if (back or (action == "undo" and phase == RolloutPhase.PROMOTED)) and (
-            active := await self._active_sibling(work)
-        ) is not None:  # the target's traffic is the other Rollout's now
+        going_back = back or (action == "undo" and phase == RolloutPhase.PROMOTED)
+        if (
+            going_back
+            and _moved_on(work) is None
+            and (active := await self._active_sibling(work)) is not None
+        ):  # the target's traffic is the other Rollout's now
             return await self._refuse_going_back(work, active, undo=action == "undo")
         if back and kept is not None:
             if _moved_on(work) is None:
