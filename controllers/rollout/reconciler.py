@@ -130,6 +130,8 @@ SUPERSEDED = "superseded: "
 _LEFT_TO = "; the traffic is left to Rollout "
 """How an ended Rollout says another one delivering to its target has the traffic
 (`_leave_to`); removed once that one has ended."""
+CONFLICT = "RolloutConflict"
+"""The reason of a Rollout that waits for another one of its target."""
 
 Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
 """(rollout, target, new revision) -> the target's backend for this converge."""
@@ -177,6 +179,18 @@ class Converge:
     """Why an action was refused in this converge (a Warning Event says it)."""
     refused_reason: str = "UndoRefused"
     """The reason of that Event."""
+    window_ended: str | None = None
+    """Why a blue-green keep window was ended early in this converge (a Normal Event)."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A Rollout that cannot start yet and is not stuck: Pending, Reconciling with `reason`,
+    checked again in `after` seconds (the core's SOON when None)."""
+
+    message: str
+    reason: str = "TargetNotReady"
+    after: float | None = None
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -271,9 +285,10 @@ class RolloutReconciler:
         before = rollout.status.model_copy(deep=True) if rollout.status else None
         work: Converge | None = None
         try:
-            work = await self._begin(rollout, now)
-            if work is None:
-                return self._waiting(rollout, now, "the target has no serving revision yet"), "ok"
+            begun = await self._begin(rollout, now)
+            if isinstance(begun, Waiting):
+                return self._waiting(rollout, now, begun), "ok"
+            work = begun
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
@@ -511,13 +526,14 @@ class RolloutReconciler:
             ) from exc
         return XynergyService.model_validate(obj.to_dict())
 
-    async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | None:
+    async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | Waiting:
         """The converge's facts; a new rollout starts from step 0 when the new revision
         (named after its configuration) is not the one the status follows. An ended Rollout
         never restarts because its target changed (a later release, an edit of the target):
         only an edit of its own spec while the target runs what it left there starts it
         again (or `retry`). No rollout starts while another one of the same target is
-        active."""
+        active, or while another one's Kubernetes promotion still holds the target (then it
+        waits, `_refuse_overlap`), nor before the target serves."""
         target = await self._target(rollout)
         canary = with_overrides(target, rollout.spec)
         backend = self.backends(rollout, target, canary)
@@ -538,10 +554,12 @@ class RolloutReconciler:
         if target.spec.backend == BackendKind.CLOUD_RUN:
             # a delivery starts: before anything is read or moved
             check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
+        # before the target's readiness: a sibling's promotion rolls the target meanwhile
+        if (held := await self._refuse_overlap(rollout, starting=True)) is not None:
+            return held
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
-            return None
-        await self._refuse_overlap(rollout)
+            return Waiting("the target has no serving revision yet")
         previous = status.canary_revision
         work.status = _fresh(rollout, serving.revision, name, now)
         rollout.status = work.status  # one object: the backend reads the working status
@@ -572,14 +590,21 @@ class RolloutReconciler:
             and ((other.get("spec") or {}).get("targetRef") or {}).get("name") == target
         ]
 
-    async def _refuse_overlap(self, rollout: Rollout) -> None:
+    async def _refuse_overlap(self, rollout: Rollout, *, starting: bool = False) -> Waiting | None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
         was created earlier and has not started yet: two rollouts of one target would move
         its traffic and patch it against each other. This one starts once the other ended.
         A Kubernetes promotion still finishing (`_finishing`) counts as active: the target
-        does not run the promoted revision yet, so this one would start from the old one."""
+        does not run the promoted revision yet, so this one would start from the old one.
+        `starting`: a delivery about to start. A Rollout created after that promotion that
+        has not started (`_unstarted`) is what the promoted one ends a blue-green keep window
+        early for (`_end_keep_window`): it waits, Pending and Reconciling (not Stalled: it
+        starts on its own in moments), checked again every poll interval, and starts once
+        the target runs the promoted revision and is ready."""
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
+        own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
+        held: Waiting | None = None
         for other in await self._siblings(rollout):
             meta = other.get("metadata") or {}
             phase = (other.get("status") or {}).get("phase")
@@ -590,15 +615,33 @@ class RolloutReconciler:
                     f"Rollout {meta.get('name')} is {phase or 'starting'} on XynergyService "
                     f"{target}: this Rollout starts once it has ended (one rollout of a target "
                     "at a time)",
-                    reason="RolloutConflict",
+                    reason=CONFLICT,
                 )
-            if (finishing := self._finishing(other)) is not None:
-                raise StalledError(
-                    f"Rollout {meta.get('name')} is Promoted on XynergyService {target} but "
-                    f"{finishing}: this Rollout starts once the target runs the promoted "
-                    "revision (one rollout of a target at a time)",
-                    reason="RolloutConflict",
+            if (finishing := self._finishing(other)) is None:
+                continue
+            if starting and _unstarted(own) and _created(meta) < mine:
+                if (other.get("status") or {}).get("scaleDownAt"):
+                    finishing = (
+                        "it ends its blue-green keep window early for this newer Rollout (the "
+                        "target is patched to the promoted revision; the old revision is no "
+                        "longer kept for a fast rollback)"
+                    )
+                held = held or Waiting(
+                    f"waiting for Rollout {meta.get('name')}, Promoted on XynergyService "
+                    f"{target}, to finish its promotion: {finishing}; this Rollout starts "
+                    "once the target runs the promoted revision and is ready (one rollout of "
+                    "a target at a time)",
+                    reason=CONFLICT,
+                    after=self.settings.poll_seconds,
                 )
+                continue
+            raise StalledError(
+                f"Rollout {meta.get('name')} is Promoted on XynergyService {target} but "
+                f"{finishing}: this Rollout starts once the target runs the promoted "
+                "revision (one rollout of a target at a time)",
+                reason=CONFLICT,
+            )
+        return held
 
     def _finishing(self, other: Mapping[str, Any]) -> str | None:
         """Why another Rollout's Kubernetes promotion still holds the target (None when it
@@ -952,6 +995,9 @@ class RolloutReconciler:
                 keep, status.scale_down_at = None, None
                 if work.backend.defers_target_patch:  # the old revision goes only now
                     await self._patch_target(work, promotion_patch(work.canary))
+            elif keep and work.backend.defers_target_patch and (newer := await self._newer(work)):
+                await self._end_keep_window(work, keep, newer)
+                keep = None
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
             name = status.canary_revision or ""
@@ -976,6 +1022,45 @@ class RolloutReconciler:
                     _GOES_BACK, "; all traffic back on "
                 )
         work.reason = _ended_reason(work)
+
+    async def _newer(self, work: Converge) -> str | None:
+        """A Rollout of the target created after this one that has not started yet
+        (`_unstarted`), and is not being deleted: the next release, waiting (the oldest)."""
+        mine = _created(work.rollout.metadata.model_dump(by_alias=True))
+        found = [
+            meta
+            for other in await self._siblings(work.rollout)
+            if _created(meta := other.get("metadata") or {}) > mine
+            and not meta.get("deletionTimestamp")
+            and _unstarted(other.get("status") or {})
+        ]
+        return str(min(found, key=_created).get("name")) if found else None
+
+    async def _end_keep_window(self, work: Converge, kept: str, newer: str) -> None:
+        """A newer Rollout of the target waits for this Kubernetes blue-green promotion's keep
+        window (its target is not patched until the window ends, so the next release would
+        start from the old revision): the window ends now, as Argo Rollouts proceeds at once
+        with an update made during scaleDownDelaySeconds. The target is patched to the
+        promoted revision (as at scaleDownAt), and the old revision's fast rollback is given
+        up: the status message and a Normal Event `KeepWindowEnded` say so. The promotion
+        then finishes as after any window (`promote`: the new revision serves until the
+        target runs it and is ready), and the newer Rollout starts after it."""
+        status = work.status
+        until = _stamp(status.scale_down_at) if status.scale_down_at else "its end"
+        status.scale_down_at = None
+        await self._patch_target(work, promotion_patch(work.canary))
+        ended = (
+            f"keep window ended early (it lasted until {until}) for Rollout {newer}, the next "
+            f"release of XynergyService {work.rollout.spec.target_ref.name}: the target is "
+            f"patched to the promoted revision {status.canary_revision} and the old revision "
+            f"{kept} is no longer kept for a fast rollback"
+        )
+        message = status.message or ""
+        if message.endswith(self._SETTLING):
+            message = message[: -len(self._SETTLING)]
+        status.message = f"{message}; {ended}"
+        work.window_ended = ended
+        log.info("rollout %s: %s", work.rollout.metadata.name, ended)
 
     async def _leave_to(self, work: Converge, active: str) -> None:
         """Another Rollout delivering to the target: ours moves no traffic and does not patch
@@ -1159,6 +1244,8 @@ class RolloutReconciler:
             events.append(Event("Normal", "Superseded", status.message or ""))
         if work.refused:
             events.append(Event("Warning", work.refused_reason, work.refused))
+        if work.window_ended:
+            events.append(Event("Normal", "KeepWindowEnded", work.window_ended))
         if work.started:
             events.extend(_ignored(work))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
@@ -1173,13 +1260,15 @@ class RolloutReconciler:
             )
         return Result(status=status, events=events)
 
-    def _waiting(self, rollout: Rollout, now: dt.datetime, message: str) -> Result:
+    def _waiting(self, rollout: Rollout, now: dt.datetime, waiting: Waiting) -> Result:
         status = (rollout.status or RolloutStatus()).model_copy(
-            update={"phase": RolloutPhase.PENDING, "message": message}
+            update={"phase": RolloutPhase.PENDING, "message": waiting.message}
         )
         status.conditions = conditions_for(
-            status, reason="TargetNotReady", generation=rollout.metadata.generation, now=now
+            status, reason=waiting.reason, generation=rollout.metadata.generation, now=now
         )
+        if waiting.after is not None:
+            return Result(status=status, requeue_after=waiting.after)
         return Result(status=status, requeue=Requeue.SOON)
 
     def _failed(self, rollout: Rollout, exc: ProviderError, now: dt.datetime) -> Result:
@@ -1258,6 +1347,22 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
         return None
     return status.history[0] if now < status.scale_down_at else None
+
+
+def _unstarted(status: Mapping[str, Any]) -> bool:
+    """A Rollout's status (as stored) says it has not started a delivery: no phase, Pending,
+    or Degraded by a RolloutConflict before it started (no new revision yet)."""
+    phase = status.get("phase")
+    if phase in (None, RolloutPhase.PENDING.value):
+        return True
+    return (
+        phase == RolloutPhase.DEGRADED.value
+        and not status.get("canaryRevision")
+        and any(
+            c.get("type") == "Stalled" and c.get("status") == "True" and c.get("reason") == CONFLICT
+            for c in status.get("conditions") or []
+        )
+    )
 
 
 def _spec_digest(rollout: Rollout) -> str:

@@ -124,6 +124,8 @@ class World:
         self.body = _rollout("crm-2", steps)
         self.body["spec"].update(spec)
         self.events: list[Any] = []
+        self.other: Any = None
+        """The last result of another Rollout's converge (`_converge_other`)."""
         self.provider.objs[("Deployment", "crm")] = {"metadata": {"name": "crm"},
                                                      "spec": {"replicas": 4}}  # fmt: skip
         self.provider.ready.add("crm")
@@ -744,6 +746,7 @@ async def _converge_other(world: World, body: dict[str, Any], now: dt.datetime) 
     written = with_generation(result.status, body)
     body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
     world.provider.ready |= set(world.provider.deployments())
+    world.other = result
     return result.status
 
 
@@ -785,40 +788,90 @@ async def test_a_rollout_waits_while_a_kubernetes_promotion_still_holds_the_targ
 ) -> None:
     """Within the first Rollout's keep window the target still runs the old revision and the
     promoted one serves from the first Rollout's Deployment. A second Rollout started then
-    took the old revision (crm:1) for its stable one: behind the gateway both held the routes
-    (one by name wins: its 20 % canary got nothing, or the promoted revision lost all its
-    traffic back to crm:1); with replica routing the promoted revision's 4 Pods stayed in the
-    Service beside its split; and the window's end patched the target under its analysis."""
+    took the old revision (crm:1) for its stable one (behind the gateway both held the routes;
+    with replica routing the promoted revision's Pods stayed in the Service beside its split;
+    the window's end patched the target under its analysis), so it waits; and it waited out
+    the whole window (scaleDownDelaySeconds, 600 s here), Stalled. Now the first one ends its
+    window early for it (as Argo proceeds at once with an update made during the delay): the
+    target is patched to the promoted revision, and the second one starts once the target
+    runs it and is ready, all within the window."""
     world, now, promoted = await _promoted_in_keep_window(routes)
+    window_end = world.body["status"]["scaleDownAt"]
     second = _second(world)
     status = await _converge_other(world, second, now)
-    assert status.phase.value == "Degraded"
-    stalled = next(c for c in status.conditions if c.type == "Stalled")
-    assert stalled.reason == "RolloutConflict"
-    assert "Rollout crm-2 is Promoted" in status.message
-    assert "keeps the old revision for a fast rollback until" in status.message
+    assert status.phase.value == "Pending", "it starts on its own in moments: not Stalled"
+    assert [c.type for c in status.conditions if c.status == "True"] == ["Reconciling"]
+    waiting = next(c for c in status.conditions if c.type == "Reconciling")
+    assert waiting.reason == "RolloutConflict"
+    assert status.message.startswith("waiting for Rollout crm-2, Promoted on XynergyService crm")
+    assert "ends its blue-green keep window early for this newer Rollout" in status.message
+    assert world.other.requeue_after == RolloutSettings().poll_seconds, "checked again soon"
+    assert not world.other.events, "no Warning per check"
     assert world.provider.deployments().keys() == {"crm", promoted}, "nothing deployed"
-    # the window ends: the target is patched to the promoted revision and rolls
-    now += dt.timedelta(seconds=600)
-    await world.converge(now)
-    assert world.client.target["spec"]["image"] == "crm:2"
+    # the first one's next converge (it polls while its new revision serves) ends the window
+    first = await world.converge(now)
+    assert world.client.target["spec"]["image"] == "crm:2", "patched as at scaleDownAt"
+    assert first.scale_down_at is None
+    assert not needs_finalizer(world.body), "no keep window left to finish on deletion"
+    assert [reason for reason, _ in world.events] == ["KeepWindowEnded"]
+    said = world.events[0][1]
+    assert f"keep window ended early (it lasted until {window_end}) for Rollout crm-3" in said
+    assert "is no longer kept for a fast rollback" in said
+    assert said in first.message
+    assert first.message.endswith("waiting for the target to run the new revision")
+    assert _serving(world, promoted) == (4, not routes), "it serves until the target runs it"
+    # the target rolls: the second one waits, saying for what (not "no serving revision")
     world.provider.ready.discard("crm")
     status = await _converge_other(world, second, now + STEP)
-    assert status.canary_revision is None, "the promotion is not over yet"
+    assert status.phase.value == "Pending"
+    assert "its new revision serves everything until the target runs it" in status.message
+    assert status.canary_revision is None
     world.settle()
     world.provider.ready.add("crm")
-    status = await _converge_other(world, second, now + 2 * STEP)
-    # the target runs it, but the first one's revision still serves (its status.traffic
-    # behind the gateway, its Pods in the target's Service) until its next converge
-    assert status.canary_revision is None
-    assert "its new revision serves everything until the target runs it" in status.message
-    await world.converge(now + 3 * STEP)  # the first one finishes: its revision goes
+    first = await world.converge(now + 2 * STEP)  # ready on crm:2: its revision goes
     assert promoted not in world.provider.deployments()
-    status = await _converge_other(world, second, now + 4 * STEP)
+    assert said in first.message, "the status still says the window was ended early"
+    assert world.events == []
+    status = await _converge_other(world, second, now + 3 * STEP)
     assert status.phase.value in ("Progressing", "Paused")
     target = XynergyService.model_validate(world.client.target)
     assert status.stable_revision == revision_name(target), "judged against the promoted one"
     assert status.stable_image == "crm:2"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+
+
+def _other(name: str, created: str, status: dict[str, Any] | None, **meta: Any) -> Any:
+    body = _rollout(name, [{"setWeight": 20}], creationTimestamp=created, **meta)
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+async def test_the_keep_window_ends_early_only_for_a_newer_rollout_not_started_yet() -> None:
+    """A Rollout that has delivered (ended), one created before the promoted one, and one
+    being deleted are not a next release waiting: the window is kept. One stored Stalled by
+    the previous operator's wait (Degraded, RolloutConflict, no new revision) is."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    conflict = {"type": "Stalled", "status": "True", "reason": "RolloutConflict",
+                "message": "...", "lastTransitionTime": "2026-12-01T13:00:00Z"}  # fmt: skip
+    world.client.rollouts = [
+        world.body,
+        _other("crm-4", "2026-12-01T13:00:00Z",
+               {"phase": "RolledBack", "canaryRevision": "crm-ro-1", "conditions": [conflict]}),
+        _other("crm-1", "2026-12-01T10:00:00Z", {"phase": "Pending"}),
+        _other("crm-5", "2026-12-01T13:00:00Z", None, deletionTimestamp="2026-12-01T13:01:00Z"),
+    ]  # fmt: skip
+    status = await world.converge(now)
+    assert status.scale_down_at is not None, "the window is kept"
+    assert (world.client.patches, world.events) == ([], [])
+    legacy = _other("crm-6", "2026-12-01T14:00:00Z",
+                    {"phase": "Degraded", "message": "...", "conditions": [conflict]})  # fmt: skip
+    world.client.rollouts.append(legacy)
+    status = await world.converge(now + STEP)
+    assert status.scale_down_at is None
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+    assert [reason for reason, _ in world.events] == ["KeepWindowEnded"]
+    assert "for Rollout crm-6" in world.events[0][1]
 
 
 @pytest.mark.parametrize("routes", [True, False])
