@@ -181,6 +181,8 @@ class Converge:
     """The reason of that Event."""
     window_ended: str | None = None
     """Why a blue-green keep window was ended early in this converge (a Normal Event)."""
+    siblings: list[dict[str, Any]] | None = None
+    """The other Rollouts of the target as this converge listed them (`_others`)."""
 
 
 @dataclass(frozen=True)
@@ -589,6 +591,13 @@ class RolloutReconciler:
             and meta.get("name") != rollout.metadata.name
             and ((other.get("spec") or {}).get("targetRef") or {}).get("name") == target
         ]
+
+    async def _others(self, work: Converge) -> list[dict[str, Any]]:
+        """`_siblings`, listed once per converge (an ended Rollout asks who delivers and who
+        waits)."""
+        if work.siblings is None:
+            work.siblings = await self._siblings(work.rollout)
+        return work.siblings
 
     async def _refuse_overlap(self, rollout: Rollout, *, starting: bool = False) -> Waiting | None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
@@ -1029,7 +1038,7 @@ class RolloutReconciler:
         mine = _created(work.rollout.metadata.model_dump(by_alias=True))
         found = [
             meta
-            for other in await self._siblings(work.rollout)
+            for other in await self._others(work)
             if _created(meta := other.get("metadata") or {}) > mine
             and not meta.get("deletionTimestamp")
             and _unstarted(other.get("status") or {})
@@ -1152,7 +1161,7 @@ class RolloutReconciler:
 
     async def _active_sibling(self, work: Converge) -> str | None:
         """Another Rollout of the target that is delivering (Progressing, Paused), if any."""
-        for other in await self._siblings(work.rollout):
+        for other in await self._others(work):
             phase = (other.get("status") or {}).get("phase")
             if phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value):
                 return str((other.get("metadata") or {}).get("name"))
@@ -1163,7 +1172,7 @@ class RolloutReconciler:
         the target's image; the newest such), if any."""
         found = [
             other
-            for other in await self._siblings(work.rollout)
+            for other in await self._others(work)
             if (other.get("status") or {}).get("stableImage") == work.target.spec.image
         ]
         if not found:
