@@ -34,7 +34,14 @@ from apis.v1alpha1.rollout import Rollout, TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import StalledError
 from controllers.providers.kubernetes import KubernetesProvider
-from controllers.rollout.backends import CanaryState, Routed, Serving
+from controllers.rollout.backends import (
+    CANARY_TAG,
+    PREVIEW_TAG,
+    STABLE_TAG,
+    CanaryState,
+    Routed,
+    Serving,
+)
 from controllers.rollout.resources import (
     ROLLOUT_LABEL,
     canary_deployment,
@@ -167,7 +174,7 @@ class KubernetesRollout:
         self, target: XynergyService, canary: XynergyService, *, name: str, stable: str, tag: str
     ) -> CanaryState:
         weight = (self.rollout.status.canary_weight if self.rollout.status else 0) or 0
-        replicas = self._replicas(target, weight, preview=tag == "preview")
+        replicas = self._replicas(target, weight, preview=tag == PREVIEW_TAG)
         writes, body = await self._apply(canary, name, replicas, serving=weight > 0)
         ready, failed = _available(body)
         url = revision_url(name, self.namespace)
@@ -192,10 +199,10 @@ class KubernetesRollout:
             if not revision:
                 continue
             url = revision_url(revision, self.namespace) if revision == canary else stable_url
-            urls[tag or "stable"] = url
+            urls[tag or STABLE_TAG] = url
             entries.append(TrafficTarget(revision=revision, url=url, weight=weight, tag=tag))
         only_target = all(e.url == stable_url for e in entries if e.weight > 0)
-        if only_target and not any(e.tag == "preview" for e in entries) and len(entries) < 2:
+        if only_target and not any(e.tag == PREVIEW_TAG for e in entries) and len(entries) < 2:
             entries = []  # the target's own Service serves everything: plain routes
         if self.routing is not TrafficRouting.GATEWAY:
             entries = []
@@ -209,7 +216,7 @@ class KubernetesRollout:
         if canary:
             weight, tag = share.get(canary, (0, None))
             live = canary in share
-            replicas = self._replicas(target, weight, preview=tag == "preview") if live else 0
+            replicas = self._replicas(target, weight, preview=tag == PREVIEW_TAG) if live else 0
             writes = await self._scale(canary, replicas, serving=weight > 0)
         urls, traffic = self._traffic(target, canary, split)
         return Routed(writes, urls, traffic)
@@ -236,7 +243,7 @@ class KubernetesRollout:
             return done  # unready again must not route to nothing)
         replicas = target.spec.sizing().replicas
         writes, _ = await self._apply(self.canary, name, replicas, serving=True, live=live)
-        urls, traffic = self._traffic(target, name, ((name, 100, "canary"),))
+        urls, traffic = self._traffic(target, name, ((name, 100, CANARY_TAG),))
         return Routed(writes, urls, traffic, settled=False)
 
     async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:

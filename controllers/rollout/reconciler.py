@@ -128,6 +128,11 @@ DELETING = "Deleting"
 """The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
 SUPERSEDED = "superseded: "
 """The start of an ended Rollout's message once its target has moved on without it."""
+_LEFT_TO = "; the traffic is left to Rollout "
+"""How an ended Rollout says another one delivering to its target has the traffic
+(`_leave_to`); removed once that one has ended."""
+CONFLICT = "RolloutConflict"
+"""The reason of a Rollout that waits for another one of its target."""
 
 Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
 """(rollout, target, new revision) -> the target's backend for this converge."""
@@ -176,6 +181,22 @@ class Converge:
     """A delivery started in this converge."""
     refused: str | None = None
     """Why an action was refused in this converge (a Warning Event says it)."""
+    refused_reason: str = "UndoRefused"
+    """The reason of that Event."""
+    window_ended: str | None = None
+    """Why a blue-green keep window was ended early in this converge (a Normal Event)."""
+    siblings: list[dict[str, Any]] | None = None
+    """The other Rollouts of the target as this converge listed them (`_others`)."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A Rollout that cannot start yet and is not stuck: Pending, Reconciling with `reason`,
+    checked again in `after` seconds (the core's SOON when None)."""
+
+    message: str
+    reason: str = "TargetNotReady"
+    after: float | None = None
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -268,9 +289,10 @@ class RolloutReconciler:
         before = rollout.status.model_copy(deep=True) if rollout.status else None
         work: Converge | None = None
         try:
-            work = await self._begin(rollout, now)
-            if work is None:
-                return self._waiting(rollout, now, "the target has no serving revision yet"), "ok"
+            begun = await self._begin(rollout, now)
+            if isinstance(begun, Waiting):
+                return self._waiting(rollout, now, begun), "ok"
+            work = begun
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
@@ -504,13 +526,14 @@ class RolloutReconciler:
             ) from exc
         return XynergyService.model_validate(obj.to_dict())
 
-    async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | None:
+    async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | Waiting:
         """The converge's facts; a new rollout starts from step 0 when the new revision
         (named after its configuration) is not the one the status follows. An ended Rollout
         never restarts because its target changed (a later release, an edit of the target):
         only an edit of its own spec while the target runs what it left there starts it
         again (or `retry`). No rollout starts while another one of the same target is
-        active."""
+        active, or while another one's Kubernetes promotion still holds the target (then it
+        waits, `_refuse_overlap`), nor before the target serves."""
         target = await self._target(rollout)
         canary = with_overrides(target, rollout.spec)
         backend = self.backends(rollout, target, canary)
@@ -531,10 +554,12 @@ class RolloutReconciler:
         if target.spec.backend == BackendKind.CLOUD_RUN:
             # a delivery starts: before anything is read or moved
             check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
+        # before the target's readiness: a sibling's promotion rolls the target meanwhile
+        if (held := await self._refuse_overlap(rollout, starting=True)) is not None:
+            return held
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
-            return None
-        await self._refuse_overlap(rollout)
+            return Waiting("the target has no serving revision yet")
         previous = status.canary_revision
         work.status = _fresh(rollout, serving.revision, name, now)
         rollout.status = work.status  # one object: the backend reads the working status
@@ -565,12 +590,28 @@ class RolloutReconciler:
             and ((other.get("spec") or {}).get("targetRef") or {}).get("name") == target
         ]
 
-    async def _refuse_overlap(self, rollout: Rollout) -> None:
+    async def _others(self, work: Converge) -> list[dict[str, Any]]:
+        """`_siblings`, listed once per converge (an ended Rollout asks who delivers and who
+        waits)."""
+        if work.siblings is None:
+            work.siblings = await self._siblings(work.rollout)
+        return work.siblings
+
+    async def _refuse_overlap(self, rollout: Rollout, *, starting: bool = False) -> Waiting | None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
         was created earlier and has not started yet: two rollouts of one target would move
-        its traffic and patch it against each other. This one starts once the other ended."""
+        its traffic and patch it against each other. This one starts once the other ended.
+        A Kubernetes promotion still finishing (`_finishing`) counts as active: the target
+        does not run the promoted revision yet, so this one would start from the old one.
+        `starting`: a delivery about to start. A Rollout created after that promotion that
+        has not started (`_unstarted`) is what the promoted one ends a blue-green keep window
+        early for (`_end_keep_window`): it waits, Pending and Reconciling (not Stalled: it
+        starts on its own in moments), checked again every poll interval, and starts once
+        the target runs the promoted revision and is ready."""
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
+        own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
+        held: Waiting | None = None
         for other in await self._siblings(rollout):
             meta = other.get("metadata") or {}
             phase = (other.get("status") or {}).get("phase")
@@ -581,8 +622,52 @@ class RolloutReconciler:
                     f"Rollout {meta.get('name')} is {phase or 'starting'} on XynergyService "
                     f"{target}: this Rollout starts once it has ended (one rollout of a target "
                     "at a time)",
-                    reason="RolloutConflict",
+                    reason=CONFLICT,
                 )
+            if (finishing := self._finishing(other)) is None:
+                continue
+            if starting and _unstarted(own) and _created(meta) < mine:
+                if (other.get("status") or {}).get("scaleDownAt"):
+                    finishing = (
+                        "it ends its blue-green keep window early for this newer Rollout (the "
+                        "target is patched to the promoted revision; the old revision is no "
+                        "longer kept for a fast rollback)"
+                    )
+                held = held or Waiting(
+                    f"waiting for Rollout {meta.get('name')}, Promoted on XynergyService "
+                    f"{target}, to finish its promotion: {finishing}; this Rollout starts "
+                    "once the target runs the promoted revision and is ready (one rollout of "
+                    "a target at a time)",
+                    reason=CONFLICT,
+                    after=self.settings.poll_seconds,
+                )
+                continue
+            raise StalledError(
+                f"Rollout {meta.get('name')} is Promoted on XynergyService {target} but "
+                f"{finishing}: this Rollout starts once the target runs the promoted "
+                "revision (one rollout of a target at a time)",
+                reason=CONFLICT,
+            )
+        return held
+
+    def _finishing(self, other: Mapping[str, Any]) -> str | None:
+        """Why another Rollout's Kubernetes promotion still holds the target (None when it
+        does not): within its blue-green keep window the target is not patched yet and its
+        new revision serves everything; after it, the new revision serves until the target
+        runs the promoted spec and is ready. A Rollout started meanwhile would take the old
+        revision for its stable one and split the traffic against the promoted revision."""
+        status = other.get("status") or {}
+        if status.get("phase") != RolloutPhase.PROMOTED.value or not status.get("trafficRouting"):
+            return None  # Cloud Run patches the target at promotion: nothing held
+        if status.get("scaleDownAt"):
+            return (
+                f"keeps the old revision for a fast rollback until {status['scaleDownAt']} "
+                "(spec.strategy.blueGreen.scaleDownDelaySeconds), its new revision serving "
+                "everything until then"
+            )
+        if status.get("traffic") or str(status.get("message") or "").endswith(self._SETTLING):
+            return "its new revision serves everything until the target runs it and is ready"
+        return None
 
     # ---- acting ------------------------------------------------------------------------------
 
@@ -596,7 +681,15 @@ class RolloutReconciler:
             if runs is not None:  # superseded: the target is another Rollout's now
                 return await self._refuse_undo(work, runs)
         kept = _kept(work.status, work.now)
-        if kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort):
+        back = kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort)
+        going_back = back or (action == "undo" and phase == RolloutPhase.PROMOTED)
+        if (
+            going_back
+            and _moved_on(work) is None
+            and (active := await self._active_sibling(work)) is not None
+        ):  # the target's traffic is the other Rollout's now
+            return await self._refuse_going_back(work, active, undo=action == "undo")
+        if back and kept is not None:
             if _moved_on(work) is None:
                 return await self._switch_back(work, kept, undo=action == "undo")
         elif action == "undo" and phase == RolloutPhase.PROMOTED:
@@ -942,22 +1035,31 @@ class RolloutReconciler:
         if (status.message or "").startswith(SUPERSEDED):  # the target came back to it
             left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
             status.message = f"the target runs revision {left or status.stable_revision} again"
-        if not work.backend.defers_target_patch and (active := await self._active_sibling(work)):
-            # Cloud Run: the target's traffic is the other Rollout's to move now; holding
-            # ours (LATEST 100 %, or the stable pinned) would undo its canary split or preview
+        if (active := await self._active_sibling(work)) is not None:
+            # the target's traffic is the other Rollout's to move now. Cloud Run: holding ours
+            # (LATEST 100 %, or the stable pinned) would undo its canary split or preview.
+            # Kubernetes: our revision at full size with 100 % in status.traffic (the gateway
+            # follows one Rollout per target) or in the target's Service (replica routing),
+            # and a keep window's target patch, would undo its split or move its stable
             log.info(
                 "rollout %s: %s is delivering to its target; its traffic is left to it",
                 work.rollout.metadata.name,
                 active,
             )
+            await self._leave_to(work, active)
             work.reason = _ended_reason(work)
             return None
+        if _LEFT_TO in (status.message or ""):  # the other one has ended: ours again
+            status.message = (status.message or "").partition(_LEFT_TO)[0]
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):
                 keep, status.scale_down_at = None, None
                 if work.backend.defers_target_patch:  # the old revision goes only now
                     await self._patch_target(work, promotion_patch(work.canary))
+            elif keep and work.backend.defers_target_patch and (newer := await self._newer(work)):
+                await self._end_keep_window(work, keep, newer)
+                keep = None
             elif keep and status.scale_down_at:
                 work.wait = (status.scale_down_at - work.now).total_seconds()
             name = status.canary_revision or ""
@@ -992,6 +1094,70 @@ class RolloutReconciler:
                     _GOES_BACK, "; all traffic back on "
                 )
         work.reason = _ended_reason(work)
+
+    async def _newer(self, work: Converge) -> str | None:
+        """A Rollout of the target created after this one that has not started yet
+        (`_unstarted`), and is not being deleted: the next release, waiting (the oldest)."""
+        mine = _created(work.rollout.metadata.model_dump(by_alias=True))
+        found = [
+            meta
+            for other in await self._others(work)
+            if _created(meta := other.get("metadata") or {}) > mine
+            and not meta.get("deletionTimestamp")
+            and _unstarted(other.get("status") or {})
+        ]
+        return str(min(found, key=_created).get("name")) if found else None
+
+    async def _end_keep_window(self, work: Converge, kept: str, newer: str) -> None:
+        """A newer Rollout of the target waits for this Kubernetes blue-green promotion's keep
+        window (its target is not patched until the window ends, so the next release would
+        start from the old revision): the window ends now, as Argo Rollouts proceeds at once
+        with an update made during scaleDownDelaySeconds. The target is patched to the
+        promoted revision (as at scaleDownAt), and the old revision's fast rollback is given
+        up: the status message and a Normal Event `KeepWindowEnded` say so. The promotion
+        then finishes as after any window (`promote`: the new revision serves until the
+        target runs it and is ready), and the newer Rollout starts after it."""
+        status = work.status
+        until = _stamp(status.scale_down_at) if status.scale_down_at else "its end"
+        status.scale_down_at = None
+        await self._patch_target(work, promotion_patch(work.canary))
+        ended = (
+            f"keep window ended early (it lasted until {until}) for Rollout {newer}, the next "
+            f"release of XynergyService {work.rollout.spec.target_ref.name}: the target is "
+            f"patched to the promoted revision {status.canary_revision} and the old revision "
+            f"{kept} is no longer kept for a fast rollback"
+        )
+        message = status.message or ""
+        if message.endswith(self._SETTLING):
+            message = message[: -len(self._SETTLING)]
+        status.message = f"{message}; {ended}"
+        work.window_ended = ended
+        log.info("rollout %s: %s", work.rollout.metadata.name, ended)
+
+    async def _leave_to(self, work: Converge, active: str) -> None:
+        """Another Rollout delivering to the target: ours moves no traffic and does not patch
+        the target (on Kubernetes a keep window's end waits for the other one to end); on
+        Kubernetes its own revision gets none (status.traffic emptied, the new revision
+        scaled to zero and kept, or removed once the target runs it: its promotion is over).
+        The status says so until the other one has ended."""
+        status = work.status
+        promoted = status.phase == RolloutPhase.PROMOTED
+        if not work.backend.defers_target_patch:
+            pass  # Cloud Run: the split is the other Rollout's; nothing of ours to take away
+        elif promoted and not status.scale_down_at and settled_on(work.target, work.canary):
+            await work.backend.retire(keep=None)
+            status.traffic = []
+        else:
+            await self._route(work, ())
+        message = (status.message or "").partition(_LEFT_TO)[0]
+        if message.endswith(self._SETTLING):
+            message = message[: -len(self._SETTLING)]
+        status.message = (
+            f"{message}{_LEFT_TO}{active}, delivering to XynergyService "
+            f"{work.rollout.spec.target_ref.name}"
+        )
+        if promoted and status.scale_down_at:  # its promotion finishes once the other ended
+            work.wait = self.settings.poll_seconds * 15
 
     async def _superseded(self, work: Converge, runs: str) -> None:
         """Say so, once; stop the gateway following this Rollout (no status.traffic) and
@@ -1035,9 +1201,30 @@ class RolloutReconciler:
         # Superseded Event) and states again without this refusal (the Event keeps it)
         work.status.message = f"{work.status.message}; {work.refused}"
 
+    async def _refuse_going_back(self, work: Converge, active: str, *, undo: bool) -> None:
+        """`undo` (or a keep window's abort) while another Rollout delivers to the target:
+        going back would patch the target (or switch its traffic) under that Rollout, whose
+        stable revision is what the target runs now. Nothing moves; the traffic stays the
+        other one's (`_hold_ended`); a Warning Event `UndoRefused` (once per request: an
+        action is marked handled, spec.abort says it again only when the message lost it)."""
+        target, verb = work.rollout.spec.target_ref.name, "undo" if undo else "abort"
+        refused = (
+            f"{verb} refused: Rollout {active} is delivering to XynergyService {target}, from "
+            f"what this Rollout left it on; going back here would patch the target or switch "
+            f"its traffic under it. Abort {active} first (its traffic goes back on what the "
+            f"target runs), then {verb} here"
+        )
+        said = refused in (work.status.message or "")
+        await self._hold_ended(work)
+        work.status.message = (
+            f"{(work.status.message or '').partition('; ' + refused)[0]}; {refused}"
+        )
+        if not said:
+            work.refused, work.refused_reason = refused, "UndoRefused" if undo else "AbortRefused"
+
     async def _active_sibling(self, work: Converge) -> str | None:
         """Another Rollout of the target that is delivering (Progressing, Paused), if any."""
-        for other in await self._siblings(work.rollout):
+        for other in await self._others(work):
             phase = (other.get("status") or {}).get("phase")
             if phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value):
                 return str((other.get("metadata") or {}).get("name"))
@@ -1048,7 +1235,7 @@ class RolloutReconciler:
         the target's image; the newest such), if any."""
         found = [
             other
-            for other in await self._siblings(work.rollout)
+            for other in await self._others(work)
             if (other.get("status") or {}).get("stableImage") == work.target.spec.image
         ]
         if not found:
@@ -1128,7 +1315,9 @@ class RolloutReconciler:
         if work.superseded:
             events.append(Event("Normal", "Superseded", status.message or ""))
         if work.refused:
-            events.append(Event("Warning", "UndoRefused", work.refused))
+            events.append(Event("Warning", work.refused_reason, work.refused))
+        if work.window_ended:
+            events.append(Event("Normal", "KeepWindowEnded", work.window_ended))
         if work.started:
             events.extend(_ignored(work))
         if work.interrupted:  # a Warning each time (the phase may have moved with it)
@@ -1143,13 +1332,15 @@ class RolloutReconciler:
             )
         return Result(status=status, events=events)
 
-    def _waiting(self, rollout: Rollout, now: dt.datetime, message: str) -> Result:
+    def _waiting(self, rollout: Rollout, now: dt.datetime, waiting: Waiting) -> Result:
         status = (rollout.status or RolloutStatus()).model_copy(
-            update={"phase": RolloutPhase.PENDING, "message": message}
+            update={"phase": RolloutPhase.PENDING, "message": waiting.message}
         )
         status.conditions = conditions_for(
-            status, reason="TargetNotReady", generation=rollout.metadata.generation, now=now
+            status, reason=waiting.reason, generation=rollout.metadata.generation, now=now
         )
+        if waiting.after is not None:
+            return Result(status=status, requeue_after=waiting.after)
         return Result(status=status, requeue=Requeue.SOON)
 
     def _failed(self, rollout: Rollout, exc: ProviderError, now: dt.datetime) -> Result:
@@ -1228,6 +1419,22 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
         return None
     return status.history[0] if now < status.scale_down_at else None
+
+
+def _unstarted(status: Mapping[str, Any]) -> bool:
+    """A Rollout's status (as stored) says it has not started a delivery: no phase, Pending,
+    or Degraded by a RolloutConflict before it started (no new revision yet)."""
+    phase = status.get("phase")
+    if phase in (None, RolloutPhase.PENDING.value):
+        return True
+    return (
+        phase == RolloutPhase.DEGRADED.value
+        and not status.get("canaryRevision")
+        and any(
+            c.get("type") == "Stalled" and c.get("status") == "True" and c.get("reason") == CONFLICT
+            for c in status.get("conditions") or []
+        )
+    )
 
 
 def _spec_digest(rollout: Rollout) -> str:

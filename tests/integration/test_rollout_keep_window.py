@@ -6,7 +6,8 @@ Cloud Run (the fake, through the real client): the service serves the old revisi
 again, its template is the old revision's (by name), the target's image is back, and its
 controller deploys nothing (two revisions in all). Kubernetes (kwok): the gateway traffic is
 emptied (the target's own Service, still on the old spec, serves), the new revision is scaled
-to zero, the target is never patched."""
+to zero, the target is never patched. And on Kubernetes the window ends early for the next
+release's Rollout, which then starts from the promoted revision."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from test_rollout_support import (
     Operator,
     create_rollout,
     events_of,
+    get_rollout,
     phase_is,
     revisions,
     rollout_url,
@@ -200,3 +202,39 @@ def _waited(kube: Kube, ns: str) -> float:
     meta = kube.get(rollout_url(ns, "bg")).json()["metadata"]
     asked = dt.datetime.fromisoformat(meta["deletionTimestamp"])
     return (dt.datetime.now(dt.UTC) - asked).total_seconds()
+
+
+def test_kubernetes_keep_window_ends_early_for_the_next_release(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """A Rollout of the next release created within a promotion's keep window (600 s here)
+    waited the whole window out (Stalled RolloutConflict): the promoted one now ends its
+    window early for it (the target patched to the promoted revision, a KeepWindowEnded
+    Event), and the next one starts from the promoted revision once the target runs it and
+    is ready, well within the window."""
+    svc = unique("ai")
+    create_xs(kube, namespace, svc, backend="kubernetes", port=8080,
+              routes=[{"prefix": f"/api/v2/{svc}"}])  # fmt: skip
+    wait_ready(kube, namespace, svc)
+    new = _promoted(kube, namespace, svc, "reg.example/app:2")
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
+
+    create_rollout(kube, namespace, "next", target=svc, image="reg.example/app:3",
+                   strategy={"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}})  # fmt: skip
+    status = wait_rollout(kube, namespace, "next", "started from the promoted revision",
+                          phase_is("Paused"), timeout=120)["status"]  # fmt: skip
+    assert status["stableImage"] == "reg.example/app:2"
+    assert status["canaryWeight"] == 20
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
+    first = get_rollout(kube, namespace, "bg")["status"]
+    assert first["phase"] == "Promoted"
+    assert not first.get("scaleDownAt")
+    assert "keep window ended early" in first["message"], first["message"]
+    ended = [e for e in events_of(kube, namespace, "bg") if e["reason"] == "KeepWindowEnded"]
+    assert len(ended) == 1, ended
+    assert ended[0]["type"] == "Normal"
+    assert "Rollout next" in ended[0]["message"]
+    kube.wait_for("the promoted revision's children gone",
+                  lambda: deployment(kube, namespace, new) is None)  # fmt: skip
+    conflicts = [e for e in events_of(kube, namespace, "next") if e["type"] == "Warning"]
+    assert conflicts == [], "waiting moments is no Warning"

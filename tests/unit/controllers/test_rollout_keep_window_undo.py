@@ -6,6 +6,7 @@ revision through the backend's `restore` (no route of a new revision, no analysi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,11 +29,17 @@ TARGET = {
 
 
 class Client:
-    def __init__(self) -> None:
+    def __init__(self, rollouts: list[dict[str, Any]] | None = None) -> None:
         self.patches: list[Any] = []
+        self.rollouts = rollouts or []
+        """The namespace's other Rollouts."""
 
     async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
         return SimpleNamespace(to_dict=lambda: TARGET)
+
+    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+        for body in self.rollouts:
+            yield SimpleNamespace(to_dict=lambda body=body: body)
 
     async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
         self.patches.append(patch)
@@ -91,8 +98,10 @@ def _promoted(*, scale_down_in: float, abort: bool = False, action: str | None =
     }
 
 
-async def _converge(body: Any, *, defers: bool = True) -> tuple[Any, Backend, Client]:
-    backend, client = Backend(defers=defers), Client()
+async def _converge(
+    body: Any, *, defers: bool = True, others: list[dict[str, Any]] | None = None
+) -> tuple[Any, Backend, Client]:
+    backend, client = Backend(defers=defers), Client(others)
     reconciler = RolloutReconciler(
         client=client,  # type: ignore[arg-type]
         backends=lambda *_: backend,  # type: ignore[arg-type]  # a partial RolloutBackend
@@ -149,3 +158,53 @@ async def test_past_the_window_abort_leaves_the_promotion() -> None:
     assert result.status.phase.value == "Promoted"
     assert all(call != "restore" for call, _ in backend.calls)
     assert result.status.stable_revision == "crm-00001"
+
+
+def _delivering(name: str = "ro-3") -> dict[str, Any]:
+    """Another Rollout of the target, delivering (a canary at 20 %, started after ours)."""
+    return {"metadata": {"name": name, "namespace": "team-a", "uid": f"uid-{name}"},
+            "spec": {"targetRef": {"name": "crm"}},
+            "status": {"phase": "Paused", "canaryWeight": 20}}  # fmt: skip
+
+
+@pytest.mark.parametrize("defers", [True, False])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_promoted(scale_down_in=60, action="undo/1"), "UndoRefused"),
+        (_promoted(scale_down_in=60, action="abort/1"), "AbortRefused"),
+        (_promoted(scale_down_in=-1, action="undo/1"), "UndoRefused"),  # the ordinary undo
+    ],
+)
+async def test_going_back_is_refused_while_another_rollout_delivers(
+    body: Any, reason: str, defers: bool
+) -> None:
+    """Switching back (or the ordinary undo) routed all traffic to the old revision and, on
+    Cloud Run or past the window, patched the target's image back: under the other Rollout,
+    whose canary split went and whose stable revision changed beneath its analysis."""
+    result, backend, client = await _converge(body, defers=defers, others=[_delivering()])
+    # no switch back, no route to the old revision; on Kubernetes (defers) our own revision
+    # is routed nothing (the other Rollout's split is its own), on Cloud Run nothing at all
+    assert backend.calls == ([("route", ())] if defers else [])
+    assert client.patches == [], "the target is not patched under the other Rollout"
+    status = result.status
+    assert status.phase.value == "Promoted", "nothing went back"
+    assert status.handled_action == body["metadata"]["annotations"]["xynergy.io/rollout-action"]
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", reason)]
+    assert "Rollout ro-3 is delivering to XynergyService crm" in result.events[0].message
+    assert status.message.endswith(result.events[0].message)
+
+
+async def test_spec_abort_within_the_window_is_refused_once_while_another_rollout_delivers() -> (
+    None
+):
+    body = _promoted(scale_down_in=60, abort=True)
+    result, backend, client = await _converge(body, others=[_delivering()])
+    assert [e.reason for e in result.events] == ["AbortRefused"]
+    assert all(call != "restore" for call, _ in backend.calls)
+    body["status"] = result.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    again, backend, client = await _converge(body, others=[_delivering()])
+    assert again.events == [], "spec.abort is level-triggered: said once, not per converge"
+    assert again.status.message == result.status.message
+    assert all(call != "restore" for call, _ in backend.calls)
+    assert client.patches == []

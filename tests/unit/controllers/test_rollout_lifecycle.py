@@ -124,6 +124,8 @@ class World:
         self.body = _rollout("crm-2", steps)
         self.body["spec"].update(spec)
         self.events: list[Any] = []
+        self.other: Any = None
+        """The last result of another Rollout's converge (`_converge_other`)."""
         self.provider.objs[("Deployment", "crm")] = {"metadata": {"name": "crm"},
                                                      "spec": {"replicas": 4}}  # fmt: skip
         self.provider.ready.add("crm")
@@ -741,3 +743,199 @@ async def test_a_keep_window_whose_revision_name_changed_still_removes_the_new_r
         status = await world.converge(now)
     assert status.phase.value == "Promoted"
     assert _canaries(world) == set(), "the recorded revision's children are gone"
+
+
+BLUE_GREEN_KEEP = {"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 600}}
+
+
+async def _converge_other(world: World, body: dict[str, Any], now: dt.datetime) -> Any:
+    """Converge another Rollout of the same world (its status written back as the core
+    would), after which its Deployments count as available."""
+    result = await world.reconciler.reconcile(copy.deepcopy(body), now=now, child=None)
+    written = with_generation(result.status, body)
+    body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
+    world.provider.ready |= set(world.provider.deployments())
+    world.other = result
+    return result.status
+
+
+async def _promoted_in_keep_window(routes: bool) -> tuple[World, dt.datetime, str]:
+    """crm-2 (blue-green, scaleDownDelaySeconds 600) promoted: its new revision serves, the
+    target (not patched until the window ends) still runs crm:1."""
+    world = World([], routes=routes)
+    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
+    world.body["metadata"]["creationTimestamp"] = "2026-12-01T11:00:00Z"
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+    assert (status.phase.value, bool(status.scale_down_at)) == ("Promoted", True)
+    assert world.client.target["spec"]["image"] == "crm:1"
+    return world, now, status.canary_revision
+
+
+def _second(world: World) -> dict[str, Any]:
+    """crm-3: the next release (crm:3), a canary at 20 % then a pause; the list shows both."""
+    body = _rollout("crm-3", [{"setWeight": 20}, {"pause": {}}])
+    body["spec"]["image"] = "crm:3"
+    body["metadata"]["creationTimestamp"] = "2026-12-01T13:00:00Z"
+    world.client.rollouts = [world.body, body]  # live: each status written is listed
+    return body
+
+
+def _serving(world: World, name: str) -> tuple[int, bool]:
+    """A new revision's Deployment: its size and whether it is in the target's Service."""
+    dep = world.provider.deployments()[name]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    return dep["spec"]["replicas"], SERVICE_LABEL in labels
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_a_rollout_waits_while_a_kubernetes_promotion_still_holds_the_target(
+    routes: bool,
+) -> None:
+    """Within the first Rollout's keep window the target still runs the old revision and the
+    promoted one serves from the first Rollout's Deployment. A second Rollout started then
+    took the old revision (crm:1) for its stable one (behind the gateway both held the routes;
+    with replica routing the promoted revision's Pods stayed in the Service beside its split;
+    the window's end patched the target under its analysis), so it waits; and it waited out
+    the whole window (scaleDownDelaySeconds, 600 s here), Stalled. Now the first one ends its
+    window early for it (as Argo proceeds at once with an update made during the delay): the
+    target is patched to the promoted revision, and the second one starts once the target
+    runs it and is ready, all within the window."""
+    world, now, promoted = await _promoted_in_keep_window(routes)
+    window_end = world.body["status"]["scaleDownAt"]
+    second = _second(world)
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending", "it starts on its own in moments: not Stalled"
+    assert [c.type for c in status.conditions if c.status == "True"] == ["Reconciling"]
+    waiting = next(c for c in status.conditions if c.type == "Reconciling")
+    assert waiting.reason == "RolloutConflict"
+    assert status.message.startswith("waiting for Rollout crm-2, Promoted on XynergyService crm")
+    assert "ends its blue-green keep window early for this newer Rollout" in status.message
+    assert world.other.requeue_after == RolloutSettings().poll_seconds, "checked again soon"
+    assert not world.other.events, "no Warning per check"
+    assert world.provider.deployments().keys() == {"crm", promoted}, "nothing deployed"
+    # the first one's next converge (it polls while its new revision serves) ends the window
+    first = await world.converge(now)
+    assert world.client.target["spec"]["image"] == "crm:2", "patched as at scaleDownAt"
+    assert first.scale_down_at is None
+    assert not needs_finalizer(world.body), "no keep window left to finish on deletion"
+    assert [reason for reason, _ in world.events] == ["KeepWindowEnded"]
+    said = world.events[0][1]
+    assert f"keep window ended early (it lasted until {window_end}) for Rollout crm-3" in said
+    assert "is no longer kept for a fast rollback" in said
+    assert said in first.message
+    assert first.message.endswith("waiting for the target to run the new revision")
+    assert _serving(world, promoted) == (4, not routes), "it serves until the target runs it"
+    # the target rolls: the second one waits, saying for what (not "no serving revision")
+    world.provider.ready.discard("crm")
+    status = await _converge_other(world, second, now + STEP)
+    assert status.phase.value == "Pending"
+    assert "its new revision serves everything until the target runs it" in status.message
+    assert status.canary_revision is None
+    world.settle()
+    world.provider.ready.add("crm")
+    first = await world.converge(now + 2 * STEP)  # ready on crm:2: its revision goes
+    assert promoted not in world.provider.deployments()
+    assert said in first.message, "the status still says the window was ended early"
+    assert world.events == []
+    status = await _converge_other(world, second, now + 3 * STEP)
+    assert status.phase.value in ("Progressing", "Paused")
+    target = XynergyService.model_validate(world.client.target)
+    assert status.stable_revision == revision_name(target), "judged against the promoted one"
+    assert status.stable_image == "crm:2"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+
+
+def _other(name: str, created: str, status: dict[str, Any] | None, **meta: Any) -> Any:
+    body = _rollout(name, [{"setWeight": 20}], creationTimestamp=created, **meta)
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+async def test_the_keep_window_ends_early_only_for_a_newer_rollout_not_started_yet() -> None:
+    """A Rollout that has delivered (ended), one created before the promoted one, and one
+    being deleted are not a next release waiting: the window is kept. One stored Stalled by
+    the previous operator's wait (Degraded, RolloutConflict, no new revision) is."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    conflict = {"type": "Stalled", "status": "True", "reason": "RolloutConflict",
+                "message": "...", "lastTransitionTime": "2026-12-01T13:00:00Z"}  # fmt: skip
+    world.client.rollouts = [
+        world.body,
+        _other("crm-4", "2026-12-01T13:00:00Z",
+               {"phase": "RolledBack", "canaryRevision": "crm-ro-1", "conditions": [conflict]}),
+        _other("crm-1", "2026-12-01T10:00:00Z", {"phase": "Pending"}),
+        _other("crm-5", "2026-12-01T13:00:00Z", None, deletionTimestamp="2026-12-01T13:01:00Z"),
+    ]  # fmt: skip
+    status = await world.converge(now)
+    assert status.scale_down_at is not None, "the window is kept"
+    assert (world.client.patches, world.events) == ([], [])
+    legacy = _other("crm-6", "2026-12-01T14:00:00Z",
+                    {"phase": "Degraded", "message": "...", "conditions": [conflict]})  # fmt: skip
+    world.client.rollouts.append(legacy)
+    status = await world.converge(now + STEP)
+    assert status.scale_down_at is None
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+    assert [reason for reason, _ in world.events] == ["KeepWindowEnded"]
+    assert "for Rollout crm-6" in world.events[0][1]
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_an_ended_kubernetes_rollout_leaves_the_traffic_to_one_delivering(
+    routes: bool,
+) -> None:
+    """A second Rollout already delivering (started within the keep window before this check,
+    or in a race): the first one rewrote its revision at full size with 100 % in
+    status.traffic at each converge, and patched the target at the window's end under it."""
+    world, now, promoted = await _promoted_in_keep_window(routes)
+    second = _second(world)
+    world.client.rollouts = [second]  # it does not see the first one: it starts
+    for _ in range(3):
+        status = await _converge_other(world, second, now)
+        now += STEP
+    assert (status.phase.value, status.canary_weight) == ("Paused", 20)
+    split = copy.deepcopy(second["status"].get("traffic"))
+    canary = status.canary_revision
+    world.client.rollouts = [world.body, second]
+    for late in (0, 700):  # within the window, then past its end
+        first = await world.converge(now + dt.timedelta(seconds=late))
+        assert first.phase.value == "Promoted"
+        assert not first.traffic, "the gateway follows the delivering Rollout alone"
+        assert _serving(world, promoted) == (0, False), "the promoted revision serves nothing"
+        assert world.client.patches == [], "the target is not patched under the other one"
+        assert "the traffic is left to Rollout crm-3" in first.message
+    assert second["status"].get("traffic") == split
+    assert _serving(world, canary) == (1, not routes)
+    # the second one ends (rolled back): the first one's promotion goes on where it was
+    second["status"]["phase"] = "RolledBack"
+    first = await world.converge(now + dt.timedelta(seconds=800))
+    assert "left to" not in first.message
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "the window's end, now"
+    assert _serving(world, promoted)[0] == 4
+
+
+async def test_undo_is_refused_while_another_kubernetes_rollout_delivers() -> None:
+    """undo of the promoted Rollout patched the target back to crm:1 under the second one,
+    whose stable revision (the target's Service) it is: its analysis compared its canary with
+    another revision and its rollback went back to crm:1, not crm:2."""
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    now = await world.run_until("Promoted", now)  # settled: its revision removed
+    second = _second(world)
+    for _ in range(3):
+        status = await _converge_other(world, second, now)
+        now += STEP
+    assert (status.phase.value, status.canary_weight) == ("Paused", 20)
+    split = copy.deepcopy(second["status"].get("traffic"))
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    first = await world.converge(now)
+    assert world.client.target["spec"]["image"] == "crm:2", "the target is not patched back"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+    assert first.phase.value == "Promoted"
+    assert first.handled_action == "undo/1"
+    assert [reason for reason, _ in world.events] == ["UndoRefused"]
+    assert "Rollout crm-3 is delivering to XynergyService crm" in world.events[0][1]
+    assert second["status"].get("traffic") == split
