@@ -226,6 +226,7 @@ class OAuthConnectionReconciler:
         revoke_retry: RetryPolicy | None = None,
         write_retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.store = store
         self.providers = providers
@@ -245,6 +246,10 @@ class OAuthConnectionReconciler:
         tokens, comes another third later (`_claim_renewal`), so a renewal always comes
         before the claim's end, whatever `XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS` is."""
         self._sleep = sleep or _sleep
+        self._clock = clock
+        """The time a refresh claim is written at: its end counts from then, not from the
+        converge's `now` (the Secrets read before it, a refresh's provider calls before a
+        renewal, take part of it otherwise)."""
         self._unsaved: dict[str, _Held] = {}
         """Tokens the provider issued whose write to the token Secret failed, by connection
         UID: a code and a rotated refresh token are single-use, so they cannot be fetched
@@ -565,7 +570,7 @@ class OAuthConnectionReconciler:
             raise TokensNotStoredError(message, reason="TokensNotStored") from None
         self._unsaved.pop(uid, None)
 
-    async def _hold_claim(self, conn: OAuthConnection, held: _Held, now: dt.datetime) -> None:
+    async def _hold_claim(self, conn: OAuthConnection, held: _Held) -> None:
         """Keep the refresh claim while refreshed tokens wait in memory, marked as such
         (UNSTORED_ANNOTATION, the refresh's time): the refused write of the tokens carried
         the claim's removal, so without this the claim lapsed after
@@ -574,10 +579,13 @@ class OAuthConnectionReconciler:
         user sent to authorize again for nothing. A claim-only write may pass where the
         token write is refused (an admission policy on the token keys); one that fails as
         well fails alike for any replica's claim (the apiserver down, RBAC)."""
-        until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
-        try:
+        try:  # its length counts from the renewal, after the refresh and the write's retries
             kept = await self.store.hold_claim(
-                conn, holder=self.holder, until=until, now=now, unstored=_rfc3339(held.issued)
+                conn,
+                holder=self.holder,
+                lasting=dt.timedelta(seconds=self.settings.refresh_claim_seconds),
+                clock=self._clock,
+                unstored=_rfc3339(held.issued),
             )
         except ProviderError as exc:
             kept, why = False, exc.message
@@ -609,7 +617,7 @@ class OAuthConnectionReconciler:
         user's new authorization (e.g. for Slack's user token, UserReauthRequired): kept,
         and exchanged by the next converge, a second later."""
         if held.refreshed:
-            await self._hold_claim(conn, held, now)
+            await self._hold_claim(conn, held)
         try:
             await self._store(conn, held)
         except TokensNotStoredError as exc:
@@ -762,8 +770,9 @@ class OAuthConnectionReconciler:
             self._still_refused(conn, client)
         except StalledError as exc:  # missing or refused client: usable until they expire
             return self._unrefreshable(conn, tokens, now, issued, exc)
-        until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
-        claimed = await self.store.claim(conn, data, holder=self.holder, until=until, now=now)
+        at = self._clock()  # the claim's time counts from its write, not the converge's start
+        until = at + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
+        claimed = await self.store.claim(conn, data, holder=self.holder, until=until, now=at)
         if claimed is None:  # another replica refreshes (or just did): look again soon
             return Outcome(
                 phase=OAuthPhase.REFRESHING,
@@ -781,7 +790,7 @@ class OAuthConnectionReconciler:
         except TokensNotStoredError as exc:  # refreshed, not written: the Secret's still serve
             held = self._unsaved.get(str(conn.metadata.uid))
             if held is not None:
-                await self._hold_claim(conn, held, now)
+                await self._hold_claim(conn, held)
             return self._not_stored(conn, tokens, issued, exc, now)
 
     def _not_stored(
