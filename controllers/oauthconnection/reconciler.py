@@ -282,12 +282,8 @@ class OAuthConnectionReconciler:
         self._failures[uid] = conn.status.refresh_failures if conn.status else 0
         try:
             outcome = await self._converge(conn, now)
-        except ProviderError as exc:
-            outcome = self._failed(
-                conn, exc.reason, exc.message, stalled=isinstance(exc, StalledError)
-            )
-        except OAuthError as exc:  # unreachable provider while refreshing or exchanging
-            outcome = self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
+        except (ProviderError, OAuthError) as exc:
+            outcome = self._raised(conn, exc)
         finally:
             refused = self._refused.pop(uid, None)
             failures = self._failures.pop(uid, 0)
@@ -339,6 +335,15 @@ class OAuthConnectionReconciler:
             events=(Event("Warning", reason, message),),
             requeue=Requeue.BACKOFF,
         )
+
+    def _raised(self, conn: OAuthConnection, exc: ProviderError | OAuthError) -> Outcome:
+        """The outcome of a converge that raised: a stall, or a transient failure (an
+        OAuthError is an unreachable provider while refreshing or exchanging)."""
+        if isinstance(exc, ProviderError):
+            return self._failed(
+                conn, exc.reason, exc.message, stalled=isinstance(exc, StalledError)
+            )
+        return self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
 
     def _failed(
         self, conn: OAuthConnection, reason: str, message: str, *, stalled: bool
@@ -521,7 +526,11 @@ class OAuthConnectionReconciler:
         tokens (authorizing again for Slack's user token) keeps them and stays as it was: the
         failure is said in this converge's Degraded message and Event, and not kept in the
         authorization Secret, whose `failure` is why a connection without usable tokens
-        waits for the user (`_drop_leftover`)."""
+        waits for the user (`_drop_leftover`). Once the new state replaced the error (or
+        code), this converge is the only one to know of the failure: when keeping the tokens
+        fresh then fails (the provider out of reach, an apiserver error), the failure's
+        outcome says it too, Event and message. (Keeping them fresh first would not do: for
+        Slack's user token it makes the new state itself, `_without_user_token`.)"""
         event = Event("Warning", "AuthorizationFailed", failure)
         tokens = await self.store.tokens(conn)
         if tokens is None or not tokens.get("access_token"):
@@ -530,7 +539,11 @@ class OAuthConnectionReconciler:
             )
             return outcome.with_events(event)
         await self._new_state(conn, authz, now, reauth=reauth)  # the used one is gone
-        kept = await self._keep_fresh(conn, provider, tokens, now)
+        try:
+            kept = await self._keep_fresh(conn, provider, tokens, now)
+        except (ProviderError, OAuthError) as exc:
+            raised = self._raised(conn, exc)
+            return replace(raised, message=f"{raised.message}; {failure}").with_events(event)
         if kept.degraded is not None:
             reason, message = kept.degraded
             kept = replace(kept, degraded=(reason, f"{failure}; {message}"))

@@ -2045,6 +2045,41 @@ async def test_a_failed_authorization_for_the_user_token_leaves_the_bot_token_co
     assert [e.reason for e in result.events] == ["AuthorizationFailed"]
 
 
+async def test_a_failed_authorization_is_said_when_keeping_the_tokens_fresh_fails() -> None:
+    """The user's authorization for the lost user token fails (access_denied) while the bot
+    token is due and Slack is out of reach: the converge that takes the error (its used
+    state replaced by a new one) fails to refresh. It says the failure all the same (the
+    AuthorizationFailed Event, and the message beside the refresh's failure): the error is
+    gone from the authorization Secret, so no later converge could (it was lost)."""
+    w = world(user_lifetime=3600)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    await w.sync(b, at(3400))  # the bot token refreshed (valid until 7000), the user's lost
+    authz = w.api.secrets[authorization_secret_name("a")]
+    authz.data.pop("state")
+    authz.data["error"] = "access_denied"
+    w.provider.refresh_error = ProviderUnreachableError("slack", "refresh", "ratelimited")
+
+    result = await w.sync(b, at(6800))  # the bot token due: its refresh fails
+
+    assert [e.reason for e in result.events] == ["AuthorizationFailed"]
+    assert "access_denied" in result.events[0].message
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "RefreshFailed")  # Reconciling, retried
+    assert message.endswith("; the provider answered the authorization with access_denied")
+    assert "error" not in w.api.secrets[authorization_secret_name("a")].data  # used up
+    w.provider.refresh_error = None
+
+    result = await w.sync(b, at(6810))  # the retry: said once, not again
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    assert "access_denied" not in (degraded(result) or ("", ""))[1]
+    assert "AuthorizationFailed" not in [e.reason for e in result.events]
+    assert st(result).authorization_url
+
+
 async def test_a_reauth_left_beside_a_bot_token_without_its_user_token_loses_its_failure() -> None:
     """Slack's user token refused while the bot token's refresh works, and the write of the
     new bot token refused: held (without a user token). The token Secret is deleted and
