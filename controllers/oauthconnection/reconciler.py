@@ -226,6 +226,7 @@ class OAuthConnectionReconciler:
         revoke_retry: RetryPolicy | None = None,
         write_retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.store = store
         self.providers = providers
@@ -245,6 +246,10 @@ class OAuthConnectionReconciler:
         tokens, comes another third later (`_claim_renewal`), so a renewal always comes
         before the claim's end, whatever `XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS` is."""
         self._sleep = sleep or _sleep
+        self._clock = clock
+        """The time a refresh claim is written at: its end counts from then, not from the
+        converge's `now` (the Secrets read before it, a refresh's provider calls before a
+        renewal, take part of it otherwise)."""
         self._unsaved: dict[str, _Held] = {}
         """Tokens the provider issued whose write to the token Secret failed, by connection
         UID: a code and a rotated refresh token are single-use, so they cannot be fetched
@@ -277,12 +282,8 @@ class OAuthConnectionReconciler:
         self._failures[uid] = conn.status.refresh_failures if conn.status else 0
         try:
             outcome = await self._converge(conn, now)
-        except ProviderError as exc:
-            outcome = self._failed(
-                conn, exc.reason, exc.message, stalled=isinstance(exc, StalledError)
-            )
-        except OAuthError as exc:  # unreachable provider while refreshing or exchanging
-            outcome = self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
+        except (ProviderError, OAuthError) as exc:
+            outcome = self._raised(conn, exc)
         finally:
             refused = self._refused.pop(uid, None)
             failures = self._failures.pop(uid, 0)
@@ -334,6 +335,15 @@ class OAuthConnectionReconciler:
             events=(Event("Warning", reason, message),),
             requeue=Requeue.BACKOFF,
         )
+
+    def _raised(self, conn: OAuthConnection, exc: ProviderError | OAuthError) -> Outcome:
+        """The outcome of a converge that raised: a stall, or a transient failure (an
+        OAuthError is an unreachable provider while refreshing or exchanging)."""
+        if isinstance(exc, ProviderError):
+            return self._failed(
+                conn, exc.reason, exc.message, stalled=isinstance(exc, StalledError)
+            )
+        return self._failed(conn, "ProviderUnreachable", str(exc), stalled=False)
 
     def _failed(
         self, conn: OAuthConnection, reason: str, message: str, *, stalled: bool
@@ -516,7 +526,11 @@ class OAuthConnectionReconciler:
         tokens (authorizing again for Slack's user token) keeps them and stays as it was: the
         failure is said in this converge's Degraded message and Event, and not kept in the
         authorization Secret, whose `failure` is why a connection without usable tokens
-        waits for the user (`_drop_leftover`)."""
+        waits for the user (`_drop_leftover`). Once the new state replaced the error (or
+        code), this converge is the only one to know of the failure: when keeping the tokens
+        fresh then fails (the provider out of reach, an apiserver error), the failure's
+        outcome says it too, Event and message. (Keeping them fresh first would not do: for
+        Slack's user token it makes the new state itself, `_without_user_token`.)"""
         event = Event("Warning", "AuthorizationFailed", failure)
         tokens = await self.store.tokens(conn)
         if tokens is None or not tokens.get("access_token"):
@@ -525,7 +539,11 @@ class OAuthConnectionReconciler:
             )
             return outcome.with_events(event)
         await self._new_state(conn, authz, now, reauth=reauth)  # the used one is gone
-        kept = await self._keep_fresh(conn, provider, tokens, now)
+        try:
+            kept = await self._keep_fresh(conn, provider, tokens, now)
+        except (ProviderError, OAuthError) as exc:
+            raised = self._raised(conn, exc)
+            return replace(raised, message=f"{raised.message}; {failure}").with_events(event)
         if kept.degraded is not None:
             reason, message = kept.degraded
             kept = replace(kept, degraded=(reason, f"{failure}; {message}"))
@@ -565,7 +583,7 @@ class OAuthConnectionReconciler:
             raise TokensNotStoredError(message, reason="TokensNotStored") from None
         self._unsaved.pop(uid, None)
 
-    async def _hold_claim(self, conn: OAuthConnection, held: _Held, now: dt.datetime) -> None:
+    async def _hold_claim(self, conn: OAuthConnection, held: _Held) -> None:
         """Keep the refresh claim while refreshed tokens wait in memory, marked as such
         (UNSTORED_ANNOTATION, the refresh's time): the refused write of the tokens carried
         the claim's removal, so without this the claim lapsed after
@@ -574,10 +592,13 @@ class OAuthConnectionReconciler:
         user sent to authorize again for nothing. A claim-only write may pass where the
         token write is refused (an admission policy on the token keys); one that fails as
         well fails alike for any replica's claim (the apiserver down, RBAC)."""
-        until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
-        try:
+        try:  # its length counts from the renewal, after the refresh and the write's retries
             kept = await self.store.hold_claim(
-                conn, holder=self.holder, until=until, now=now, unstored=_rfc3339(held.issued)
+                conn,
+                holder=self.holder,
+                lasting=dt.timedelta(seconds=self.settings.refresh_claim_seconds),
+                clock=self._clock,
+                unstored=_rfc3339(held.issued),
             )
         except ProviderError as exc:
             kept, why = False, exc.message
@@ -609,7 +630,7 @@ class OAuthConnectionReconciler:
         user's new authorization (e.g. for Slack's user token, UserReauthRequired): kept,
         and exchanged by the next converge, a second later."""
         if held.refreshed:
-            await self._hold_claim(conn, held, now)
+            await self._hold_claim(conn, held)
         try:
             await self._store(conn, held)
         except TokensNotStoredError as exc:
@@ -762,8 +783,9 @@ class OAuthConnectionReconciler:
             self._still_refused(conn, client)
         except StalledError as exc:  # missing or refused client: usable until they expire
             return self._unrefreshable(conn, tokens, now, issued, exc)
-        until = now + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
-        claimed = await self.store.claim(conn, data, holder=self.holder, until=until, now=now)
+        at = self._clock()  # the claim's time counts from its write, not the converge's start
+        until = at + dt.timedelta(seconds=self.settings.refresh_claim_seconds)
+        claimed = await self.store.claim(conn, data, holder=self.holder, until=until, now=at)
         if claimed is None:  # another replica refreshes (or just did): look again soon
             return Outcome(
                 phase=OAuthPhase.REFRESHING,
@@ -781,7 +803,7 @@ class OAuthConnectionReconciler:
         except TokensNotStoredError as exc:  # refreshed, not written: the Secret's still serve
             held = self._unsaved.get(str(conn.metadata.uid))
             if held is not None:
-                await self._hold_claim(conn, held, now)
+                await self._hold_claim(conn, held)
             return self._not_stored(conn, tokens, issued, exc, now)
 
     def _not_stored(

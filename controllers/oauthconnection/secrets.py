@@ -345,21 +345,23 @@ class SecretStore:
         conn: OAuthConnection,
         *,
         holder: str,
-        until: dt.datetime,
-        now: dt.datetime,
+        lasting: dt.timedelta,
+        clock: Callable[[], dt.datetime],
         unstored: str,
     ) -> bool:
-        """Renew `holder`'s claim until `until` and mark the Secret UNSTORED_ANNOTATION
-        (refreshed tokens held in memory): a claim-only write, so a refused write of the
-        tokens does not leave the claim to lapse while the refresh token they replace is
-        spent. Re-read on a conflict (a reader's annotation); False when the Secret is gone
-        or another replica holds an unexpired claim (ours lapsed)."""
+        """Renew `holder`'s claim for `lasting` from its write (`clock` read after the Secret
+        is) and mark the Secret UNSTORED_ANNOTATION (refreshed tokens held in memory): a
+        claim-only write, so a refused write of the tokens does not leave the claim to lapse
+        while the refresh token they replace is spent. Re-read on a conflict (a reader's
+        annotation); False when the Secret is gone or another replica holds an unexpired
+        claim (ours lapsed)."""
         for _ in range(3):
             tokens = await self.tokens(conn)
+            now = clock()
             if tokens is None or _claimed_by_another(tokens, holder, now):
                 return False
             claimed = await self.claim(
-                conn, tokens, holder=holder, until=until, now=now, unstored=unstored
+                conn, tokens, holder=holder, until=now + lasting, now=now, unstored=unstored
             )
             if claimed is not None:
                 return True

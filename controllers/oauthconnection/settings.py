@@ -44,7 +44,11 @@ class OAuthSettings(BaseSettings):
     state_ttl_seconds: int = Field(
         default=900, ge=60, le=86400, description="How long an authorization URL stays usable."
     )
-    http_timeout_seconds: float = Field(default=10.0, gt=0, description="Per provider call.")
+    http_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="The whole of one provider call, from connecting to the answer's last byte.",
+    )
     revoke_attempts: int = Field(
         default=3, ge=1, le=10, description="Tries to revoke on delete before letting go."
     )

@@ -7,6 +7,7 @@ answers `ok: false` with HTTP 200), which error codes mean "authorize again".
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
@@ -189,8 +190,19 @@ class OAuth2Provider:
     # -- errors ----------------------------------------------------------------------------
 
     async def _call(self, step: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One provider request, within `timeout` seconds in all: httpx's own timeout bounds
+        each phase (connecting, sending, each read), so an answer that trickles in held a
+        request for several of them, and a refresh longer than its claim (settings.py)."""
         try:
-            return await call()
+            async with asyncio.timeout(self._timeout):
+                return await call()
+        except TimeoutError:
+            raise ProviderUnreachableError(
+                self.name,
+                step,
+                "TimeoutError",
+                f"{self._host()} did not answer within {self._timeout:g} s",
+            ) from None
         except _TransientStatusError as exc:
             self._raise_status(exc.response, step)
             raise  # unreachable: _raise_status always raises

@@ -14,7 +14,10 @@ fake itself is the provider's answer to a failure of its own (state.py; the auth
 500 page), its traceback logged (fakes/serving.py), the connection kept. Test controls:
 `fail(provider, endpoint, *statuses)` answers the next requests with those statuses (503,
 429 + Retry-After), `revoke_all(provider)` is the user removing the app (every token dead,
-the next refresh gets invalid_grant), `state(provider).calls` counts requests per endpoint and
+the next refresh gets invalid_grant), `trickle(provider, endpoint, seconds=...)` sends the
+next answer of that endpoint in pieces spread over that time (a provider, or a proxy on the
+way, answering slowly: each piece comes well within a client's read timeout, the whole answer
+does not), `state(provider).calls` counts requests per endpoint and
 grant (`exchange`, `refresh`, `revoke`), `.revoked` lists revoked tokens and `issued()` every
 code and token handed out (tests grep logs for them).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -59,6 +63,9 @@ class FakeOAuth(ThreadedFake):
         self.slack = ProviderState("slack", clients=dict(clients), expires_in=expires_in)
         self.google = ProviderState("google", clients=dict(clients), expires_in=expires_in or 3599)
         self.lock = threading.Lock()
+        self.trickles: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        """(provider, endpoint): the pause between pieces, and how many, of each of its next
+        answers (`trickle`)."""
         super().__init__(_handler(self), host=host, port=port, name="fake-oauth")
 
     def endpoints(self, provider: str) -> dict[str, str]:
@@ -83,6 +90,20 @@ class FakeOAuth(ThreadedFake):
         """The next requests to `endpoint` ("token" or "revoke") answer these statuses."""
         with self.lock:
             self.state(provider).faults.setdefault(endpoint, []).extend(statuses)
+
+    def trickle(self, provider: str, endpoint: str, *, seconds: float, pieces: int = 10) -> None:
+        """The next answer of `endpoint` ("token" or "revoke"): its status line and headers at
+        once, then its body in `pieces` parts, one every `seconds / pieces` seconds."""
+        with self.lock:
+            self.trickles.setdefault((provider, endpoint), []).append((seconds / pieces, pieces))
+
+    def _take_trickle(self, method: str, url: str) -> tuple[float, int] | None:
+        """The pause between the pieces of this request's answer and how many; None: the
+        answer at once."""
+        route = _ROUTES.get((method, urlsplit(url).path))
+        with self.lock:
+            queue = self.trickles.get(route) if route is not None else None
+            return queue.pop(0) if queue else None
 
     def revoke_all(self, provider: str) -> None:
         """The user removed the app at the provider: every token stops working."""
@@ -130,6 +151,28 @@ class FakeOAuth(ThreadedFake):
 
 def _handler(fake: FakeOAuth) -> type[JsonHandler]:
     class Handler(JsonHandler):
+        def send_body(self, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
+            trickle = fake._take_trickle(self.command, self.path)
+            if trickle is None:
+                super().send_body(status, body, ctype, headers)
+                return
+            pause, pieces = trickle
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.flush()
+            size = -(-len(body) // pieces) or 1
+            try:
+                for start in range(0, len(body), size):
+                    time.sleep(pause)
+                    self.wfile.write(body[start : start + size])
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                self.close_connection = True
+
         def answer(self, raw: bytes) -> None:
             if self.command == "GET":
                 self._reply(fake.handle("GET", self.path, {}, None))

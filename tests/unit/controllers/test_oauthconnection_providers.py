@@ -3,6 +3,7 @@ authorization URL with state and PKCE S256, exchange, refresh, revoke, and each 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -148,6 +149,38 @@ async def test_a_rate_limited_exchange_is_unreachable_and_keeps_the_code_usable(
     assert err.value.step == "code exchange"
     tokens = await oauth.exchange(CREDS, code=code, code_verifier=VERIFIER, redirect_uri=REDIRECT)
     assert tokens.access_token.get_secret_value() in fake.issued()
+
+
+@pytest.mark.parametrize("name", ["slack", "google"])
+async def test_an_answer_trickling_past_the_timeout_fails_within_it(
+    fake: FakeOAuth, name: str
+) -> None:
+    """httpx's `timeout=` bounds each phase of a request (connecting, sending, each read), so
+    a token answer whose pieces each come within it (0.4 s apart, timeout 1 s) held the
+    refresh until its last piece (4 s): a refresh longer than the timeout the refresh claim
+    is sized on. The whole call now ends at the timeout, as the transient error a timeout
+    is (the refresh is retried; the claim is let go)."""
+    ends = Endpoints(**fake.endpoints(name))
+    oauth = SlackOAuth(ends, timeout=1) if name == "slack" else GoogleOAuth(ends, timeout=1)
+    code = authorize(
+        oauth.authorization_url(
+            CREDS, redirect_uri=REDIRECT, scopes=["x:y"], state="s", code_verifier=VERIFIER
+        )
+    )
+    tokens = await oauth.exchange(CREDS, code=code, code_verifier=VERIFIER, redirect_uri=REDIRECT)
+    assert tokens.refresh_token is not None
+    fake.trickle(name, "token", seconds=4.0, pieces=10)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    with pytest.raises(ProviderUnreachableError) as err:
+        await oauth.refresh(CREDS, refresh_token=tokens.refresh_token.get_secret_value())
+
+    took = loop.time() - start
+    assert 1.0 <= took < 2.0, took
+    assert (err.value.step, err.value.code) == ("refresh", "TimeoutError")
+    assert "did not answer within 1 s" in str(err.value)
+    assert tokens.refresh_token.get_secret_value() not in str(err.value)
 
 
 async def test_connection_refused_is_unreachable() -> None:

@@ -306,6 +306,20 @@ def body(name: str = "a", *, secret: str = "a-tokens", **spec: Any) -> dict[str,
 
 
 @dataclass
+class Clock:
+    """The reconcilers' clock (when a refresh claim is written): the `now` of the converge
+    `World.sync` runs, plus the time a test lets pass during it (a slow apiserver)."""
+
+    now: dt.datetime = NOW
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@dataclass
 class World:
     api: Apiserver
     provider: Provider
@@ -314,9 +328,10 @@ class World:
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The status each connection's last converge wrote, by name: the core hands every
     converge the object as stored, status included."""
+    clock: Clock = field(default_factory=Clock)
 
     async def sync(self, b: dict[str, Any], at: dt.datetime = NOW) -> Result:
-        self.provider.now = at
+        self.provider.now = self.clock.now = at
         name = b["metadata"]["name"]
         if "status" not in b and name in self.statuses:
             b = {**b, "status": self.statuses[name]}
@@ -337,6 +352,7 @@ class World:
             {"slack": self.provider, "google": self.provider},  # type: ignore[dict-item]
             settings=OAuthSettings(),
             sleep=self.rec._sleep,
+            clock=self.clock,
         )
 
     def edit_client(self, **data: str) -> None:
@@ -364,6 +380,7 @@ def world(**provider: Any) -> World:
     api.secrets["client"] = Stored({"client_id": "id", "client_secret": "shh"})
     prov = Provider(**provider)
     sleeps: list[float] = []
+    clock = Clock()
 
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
@@ -373,8 +390,9 @@ def world(**provider: Any) -> World:
         {"slack": prov, "google": prov},  # type: ignore[dict-item]
         settings=OAuthSettings(),
         sleep=sleep,
+        clock=clock,
     )
-    return World(api, prov, rec, sleeps)
+    return World(api, prov, rec, sleeps, clock=clock)
 
 
 def st(result: Result) -> OAuthConnectionStatus:
@@ -1050,6 +1068,7 @@ def replica(w: World) -> OAuthConnectionReconciler:
         {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
         settings=OAuthSettings(),
         sleep=w.rec._sleep,
+        clock=w.clock,
     )
 
 
@@ -1352,6 +1371,7 @@ async def test_token_write_retries_end_in_time_for_a_short_claim_to_be_renewed(
         {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
         settings=OAuthSettings(refresh_claim_seconds=15, http_timeout_seconds=4),
         sleep=w.rec._sleep,
+        clock=w.clock,
     )
     b = body()
     await w.connect(b)
@@ -1366,6 +1386,80 @@ async def test_token_write_retries_end_in_time_for_a_short_claim_to_be_renewed(
     assert result.requeue_after == 5.0  # a third of the claim
     assert took + result.requeue_after < 15  # the next renewal comes before the claim's end
     assert _claim(w)[0] == w.rec.holder
+
+
+def _slow_apiserver(
+    w: World, monkeypatch: pytest.MonkeyPatch, *, read_seconds: float
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Each read of a Secret takes `read_seconds` on the world's clock; the returned list
+    gets (the clock, the claim's end) for each write of a refresh claim."""
+    claims: list[tuple[dt.datetime, dt.datetime]] = []
+    get, patch = w.api.get, w.api.patch
+
+    async def slow_get(res: Any, name: str, *, namespace: str) -> Secret:
+        w.clock.advance(read_seconds)
+        return await get(res, name, namespace=namespace)
+
+    async def recording_patch(res: Any, name: str, body: dict[str, Any], **kw: Any) -> Secret:
+        claim = body.get("metadata", {}).get("annotations", {}).get(CLAIM_ANNOTATION)
+        if claim:
+            until = claim.partition(" ")[2].replace("Z", "+00:00")
+            claims.append((w.clock.now, dt.datetime.fromisoformat(until)))
+        return await patch(res, name, body, **kw)
+
+    monkeypatch.setattr(w.api, "get", slow_get)
+    monkeypatch.setattr(w.api, "patch", recording_patch)
+    return claims
+
+
+async def test_a_refresh_claim_lasts_its_length_from_its_write_not_from_the_converges_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Secrets a converge reads before it claims the refresh (the authorization, the
+    tokens, the client: 5 s each on a slow apiserver) took part of the claim's 60 s, which
+    counted from the converge's start: the claim ended that much before the refresh's
+    provider calls (2 x the HTTP timeout) and the write it was sized for."""
+    w = world()
+    b = body()
+    await w.connect(b)
+    claims = _slow_apiserver(w, monkeypatch, read_seconds=5)
+
+    await w.sync(b, at(3400))  # due: claimed, refreshed, written (the claim dropped)
+
+    assert w.provider.calls["refresh"] == 1
+    [(written, until)] = claims
+    assert written > at(3400)  # the reads came first
+    assert until == written + dt.timedelta(seconds=60)
+
+
+async def test_a_renewed_claim_lasts_its_length_from_the_renewal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refreshed tokens whose write is refused renew the claim after the refresh and the
+    write's retries: the renewal ends 60 s after it is written. It ended 60 s after the
+    converge's start, before the claim it renewed (the provider's answer took 8 s here),
+    and so lapsed before the next converge's renewal, a third of the claim later."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)
+    claims = _slow_apiserver(w, monkeypatch, read_seconds=1)
+    refresh = w.provider.refresh
+
+    async def slow_refresh(client: ClientCredentials, *, refresh_token: str) -> TokenSet:
+        w.clock.advance(8)
+        return await refresh(client, refresh_token=refresh_token)
+
+    monkeypatch.setattr(w.provider, "refresh", slow_refresh)
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+
+    result = await w.sync(b, at(3400))  # claimed, refreshed (8 s), the write refused: held
+
+    assert result.requeue_after == 20.0
+    [(claimed, first), (renewed, until)] = claims
+    assert renewed > claimed + dt.timedelta(seconds=8)
+    assert until == renewed + dt.timedelta(seconds=60)
+    assert _claim(w) == (w.rec.holder, until)
+    assert until > first  # a renewal that extends the claim
 
 
 async def test_held_tokens_never_land_in_a_secret_another_owner_made_under_that_name() -> None:
@@ -1949,6 +2043,41 @@ async def test_a_failed_authorization_for_the_user_token_leaves_the_bot_token_co
     assert message.startswith("the provider answered the authorization with access_denied")
     assert st(result).authorization_url not in (None, st(first).authorization_url)  # a new state
     assert [e.reason for e in result.events] == ["AuthorizationFailed"]
+
+
+async def test_a_failed_authorization_is_said_when_keeping_the_tokens_fresh_fails() -> None:
+    """The user's authorization for the lost user token fails (access_denied) while the bot
+    token is due and Slack is out of reach: the converge that takes the error (its used
+    state replaced by a new one) fails to refresh. It says the failure all the same (the
+    AuthorizationFailed Event, and the message beside the refresh's failure): the error is
+    gone from the authorization Secret, so no later converge could (it was lost)."""
+    w = world(user_lifetime=3600)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.user_refresh_error = user_refused()
+    await w.sync(b, at(3400))  # the bot token refreshed (valid until 7000), the user's lost
+    authz = w.api.secrets[authorization_secret_name("a")]
+    authz.data.pop("state")
+    authz.data["error"] = "access_denied"
+    w.provider.refresh_error = ProviderUnreachableError("slack", "refresh", "ratelimited")
+
+    result = await w.sync(b, at(6800))  # the bot token due: its refresh fails
+
+    assert [e.reason for e in result.events] == ["AuthorizationFailed"]
+    assert "access_denied" in result.events[0].message
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "RefreshFailed")  # Reconciling, retried
+    assert message.endswith("; the provider answered the authorization with access_denied")
+    assert "error" not in w.api.secrets[authorization_secret_name("a")].data  # used up
+    w.provider.refresh_error = None
+
+    result = await w.sync(b, at(6810))  # the retry: said once, not again
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    assert "access_denied" not in (degraded(result) or ("", ""))[1]
+    assert "AuthorizationFailed" not in [e.reason for e in result.events]
+    assert st(result).authorization_url
 
 
 async def test_a_reauth_left_beside_a_bot_token_without_its_user_token_loses_its_failure() -> None:
