@@ -394,7 +394,7 @@ class RolloutReconciler:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
                 return True, None
-            if await _promotion_written(backend, target, status):  # the template too
+            if stable and await _promotion_written(backend, target, status):  # the template too
                 await backend.restore(target, kept=stable, image=status.stable_image)
             else:
                 await backend.route(target, ((stable, 100, None),))
