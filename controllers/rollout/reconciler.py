@@ -590,18 +590,21 @@ class RolloutReconciler:
     async def _give_back_pending(self, work: Converge) -> str | None:
         """Before a new delivery of a Rollout whose promotion of its previous new revision was
         written and not finished (status.promotingSince, or the Cloud Run template naming that
-        revision: the Rollout's spec or its target edited meanwhile): the promotion is given
+        revision: the Rollout's spec edited meanwhile): the promotion is given
         back as an abort would (`restore`: the stable revision's template and all traffic on
         it), as its target was not patched, and the new delivery starts from the stable
         revision (returned; None when nothing was given back). Without this the stable
         revision became whatever Cloud Run served (the old new revision once its operation
         was done) while status.stableImage named the target's unpatched image. A promotion
-        whose target patch is in (the target runs its image) was finished: nothing to give."""
+        whose target patch is in, or a target edited meanwhile (the target no longer runs the
+        stable spec: its own controller deploys it), is left as it is."""
         status = work.status
         stable, old = status.stable_revision, status.canary_revision
         if status.phase == RolloutPhase.PROMOTED or not stable or not old or old == work.name:
             return None
-        if status.canary_image and work.target.spec.image == status.canary_image:
+        if status.stable_image and not _runs(
+            work.target, status.stable_image, status.stable_template
+        ):
             return None  # the target patched: the promotion is done, only not recorded
         if not await _promotion_written(work.backend, work.target, status):
             return None
