@@ -78,6 +78,10 @@ class Serving:
     revision: str | None
     """The revision with the most traffic (None: nothing ready yet)."""
     ready: bool
+    template: str | None = None
+    """The revision the platform's template names (Cloud Run: a promotion's write moved it to
+    the new revision, whether or not the Rollout recorded it); None where the target's spec
+    is the template (Kubernetes) or it names none."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,11 @@ class CloudRunRollout:
         service = await self.provider.get(cloudrun.service_path(target))
         if service is None:
             return Serving(None, ready=False)
-        return Serving(_serving_revision(service), ready=not service.reconciling)
+        return Serving(
+            _serving_revision(service),
+            ready=not service.reconciling,
+            template=_short(service.template.revision) or None,
+        )
 
     async def ensure_canary(
         self, target: XynergyService, canary: XynergyService, *, name: str, stable: str, tag: str
@@ -285,21 +293,23 @@ class CloudRunRollout:
             if _serves(existing, name):
                 return _routed(existing, writes=0)
         before = None if ours_split else existing
+        # its operation failed: the promotion's own write, again; else the promotion's write
+        to_template, to_split = (ours_template, ours_split) if ours_split else (template, split)
         try:
-            if ours_split:  # its operation failed: the promotion's own write, again
+            try:
                 service, writes = await self.provider.set_service(
-                    path, ours_template, ours_split, again=True
+                    path, to_template, to_split, again=bool(ours_split)
                 )
-            else:
-                try:
-                    service, writes = await self.provider.set_service(path, template, split)
-                except StalledError as exc:
-                    if exc.reason != "RevisionConflict":
-                        raise
-                    log.info("rollout: %s not adopted as the template (%s)", name, exc.message)
-                    service, writes = await self.provider.set_service(path, None, pinned)
-        except ProviderError:
-            after = await self.provider.get(path)  # a write whose answer was lost may be done
+            except StalledError as exc:
+                if exc.reason != "RevisionConflict" or to_template is None:
+                    raise
+                log.info("rollout: %s not adopted as the template (%s)", name, exc.message)
+                service, writes = await self.provider.set_service(path, None, pinned)
+        except TransientError:
+            # a write whose answer was lost may be done (a StalledError, e.g. 403 or 400, is
+            # a refusal: nothing moved, and re-reading would hide it as a failed promotion
+            # retried, the service's spec being the promotion's own earlier write)
+            after = await self.provider.get(path)
             if after is None or not written(after)[1]:
                 raise  # not written: nothing moved
             service, writes = after, 1
@@ -310,7 +320,9 @@ class CloudRunRollout:
         if service.reconciling:  # still deploying past the provider's operation timeout
             return _pending(service, name, writes=writes)
         failed = service.terminal_condition.message or "its operation failed"
-        given = await self._give_back(path, before, name) if before is not None else ""
+        given = ""
+        if before is not None:
+            given = await self._give_back(path, before, name, ours=lambda s: bool(written(s)[1]))
         raise TransientError(
             f"Cloud Run did not promote revision {name}: {failed}; it serves "
             f"{_describe(service)}{given}",
@@ -344,10 +356,19 @@ class CloudRunRollout:
                 return await self._route(path, split + _previous(keep, target), writes)
         return await self._route(path, ((None, 100, None), *_previous(keep, target)), writes)
 
-    async def _give_back(self, path: str, before: run_v2.Service, name: str) -> str:
+    async def _give_back(
+        self,
+        path: str,
+        before: run_v2.Service,
+        name: str,
+        *,
+        ours: Callable[[run_v2.Service], bool],
+    ) -> str:
         """Write the template and traffic `before` (as read before the promotion's write)
-        back, in one write, when the service no longer has them; what the error message
-        adds about it."""
+        back, in one write, when the service no longer has them and its spec is still the
+        promotion's own write (`ours`): a spec written meanwhile by someone else (the
+        XynergyService controller) is theirs, not overwritten; what the error message adds
+        about it."""
         from controllers.providers.cloudrun import traffic_of
 
         now = await self.provider.get(path)
@@ -355,6 +376,9 @@ class CloudRunRollout:
             now.template == before.template and traffic_of(now) == traffic_of(before)
         ):
             return ""
+        if not ours(now):
+            log.info("rollout: %s changed since the promotion's write; not given back", path)
+            return "; the service was written since (not by this Rollout), so it is left as it is"
         try:
             back, _ = await self.provider.set_service(path, before.template, traffic_of(before))
         except ProviderError as exc:

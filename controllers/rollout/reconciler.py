@@ -172,7 +172,10 @@ class Converge:
     """The new revision's rollout was interrupted, or Cloud Run did not carry the promotion
     out: come back after the core's backoff (a Warning Event each time)."""
     handled_before: str | None = None
-    """status.handledAction as read: an action whose promotion failed is asked again."""
+    """status.handledAction as read (set when the converge starts, before anything acts): an
+    action whose promotion failed is asked again, and no older one looks pending."""
+    promoted: bool = False
+    """A promotion was tried in this converge (`_finish`): it is not tried twice."""
     name: str = ""
     """The revision the target with this Rollout's overrides makes now."""
     superseded: bool = False
@@ -300,6 +303,10 @@ class RolloutReconciler:
             if isinstance(exc, TransientError) and isinstance(failed.status, RolloutStatus):
                 # not carried out: a person's action stays pending, tried again with the retry
                 failed.status.handled_action = before.handled_action if before else None
+            if work is not None and isinstance(failed.status, RolloutStatus):
+                # a promotion written (maybe carried out) whose converge failed after: the
+                # next converge finishes it, or a rollback gives the template back
+                failed.status.promoting_since = work.status.promoting_since
             if work is not None and work.started:
                 # the status written names the new delivery: no later converge starts it, so
                 # what is said once when a delivery starts is said now or never
@@ -360,7 +367,11 @@ class RolloutReconciler:
         )
         # mid-rollout, or stalled mid-way on Cloud Run (the split stays until a converge
         # routes it back: the weight is kept until then, _failed)
-        split = status.phase in _ACTIVE or (status.phase in _ENDED and bool(status.canary_weight))
+        # (a blue-green preview stalled while promoting: weight 0, promotingSince set)
+        split = status.phase in _ACTIVE or (
+            status.phase in _ENDED
+            and (bool(status.canary_weight) or status.promoting_since is not None)
+        )
         if not keeping and (not split or not stable or not canary):
             return True, None  # nothing split yet, or ended: left as it is
         try:
@@ -383,7 +394,7 @@ class RolloutReconciler:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
                 return True, None
-            if status.promoting_since is not None and stable:  # the template too (a rollback)
+            if stable and await _promotion_written(backend, target, status):  # the template too
                 await backend.restore(target, kept=stable, image=status.stable_image)
             else:
                 await backend.route(target, ((stable, 100, None),))
@@ -546,6 +557,7 @@ class RolloutReconciler:
         name = backend.revision_name(canary)
         status = rollout.status or RolloutStatus()
         work = Converge(rollout, target, canary, backend, status, now, name=name)
+        work.handled_before = status.handled_action
         status.traffic_routing = backend.routing
         if status.phase is not None and status.canary_revision == name:
             return work
@@ -557,11 +569,12 @@ class RolloutReconciler:
         # before the target's readiness: a sibling's promotion rolls the target meanwhile
         if (held := await self._refuse_overlap(rollout, starting=True)) is not None:
             return held
+        given_back = await self._give_back_pending(work)
         serving = await backend.serving(target)
-        if serving.revision is None or not serving.ready:
+        if given_back is None and (serving.revision is None or not serving.ready):
             return Waiting("the target has no serving revision yet")
         previous = status.canary_revision
-        work.status = _fresh(rollout, serving.revision, name, now)
+        work.status = _fresh(rollout, given_back or serving.revision or "", name, now)
         rollout.status = work.status  # one object: the backend reads the working status
         work.status.canary_image = canary.spec.image
         work.status.stable_image = target.spec.image
@@ -573,6 +586,37 @@ class RolloutReconciler:
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
         return work
+
+    async def _give_back_pending(self, work: Converge) -> str | None:
+        """Before a new delivery of a Rollout whose promotion of its previous new revision was
+        written and not finished (status.promotingSince, or the Cloud Run template naming that
+        revision: the Rollout's spec edited meanwhile): the promotion is given
+        back as an abort would (`restore`: the stable revision's template and all traffic on
+        it), as its target was not patched, and the new delivery starts from the stable
+        revision (returned; None when nothing was given back). Without this the stable
+        revision became whatever Cloud Run served (the old new revision once its operation
+        was done) while status.stableImage named the target's unpatched image. A promotion
+        whose target patch is in, or a target edited meanwhile (the target no longer runs the
+        stable spec: its own controller deploys it), is left as it is."""
+        status = work.status
+        stable, old = status.stable_revision, status.canary_revision
+        if status.phase == RolloutPhase.PROMOTED or not stable or not old or old == work.name:
+            return None
+        if status.stable_image and not _runs(
+            work.target, status.stable_image, status.stable_template
+        ):
+            return None  # the target patched: the promotion is done, only not recorded
+        if not await _promotion_written(work.backend, work.target, status):
+            return None
+        log.info(
+            "rollout %s: giving back the unfinished promotion of %s (now %s) to %s",
+            work.rollout.metadata.name,
+            old,
+            work.name,
+            stable,
+        )
+        await work.backend.restore(work.target, kept=stable, image=status.stable_image)
+        return stable
 
     async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:
         """The other Rollouts of the same target, in its namespace (one list call)."""
@@ -673,7 +717,6 @@ class RolloutReconciler:
 
     async def _act(self, work: Converge, action: str | None) -> None:
         phase = work.status.phase
-        work.handled_before = work.status.handled_action
         if action is not None:
             work.status.handled_action = _annotation(work.rollout)
         if action == "undo" and phase == RolloutPhase.PROMOTED:
@@ -717,6 +760,8 @@ class RolloutReconciler:
                 work, RolloutPhase.ABORTED, "Aborted", "aborted by a person"
             )
         if work.status.promoting_since is not None:  # written, not carried out yet: finish it
+            if work.promoted:  # tried already in this converge (`_begin`): its outcome stands
+                return None
             return await self._finish(work, "its promotion carried out")
         if action == "promote-full":
             return await self._finish(work, "promoted by hand (all steps skipped)")
@@ -936,6 +981,10 @@ class RolloutReconciler:
         if blue_green is not None and blue_green.scale_down_delay_seconds > 0:
             keep = status.stable_revision
         canary = status.canary_revision or ""
+        # on record before the write: a promotion carried out whose converge then fails (the
+        # target patch, an operator restart) is finished by the next one, or given back
+        status.promoting_since = status.promoting_since or work.now
+        work.promoted = True
         try:
             routed = await work.backend.promote(work.target, work.canary, name=canary, keep=keep)
         except TransientError as exc:
@@ -944,13 +993,13 @@ class RolloutReconciler:
             return await self._not_promoted(work, exc.message, failed=True)
         if routed.pending is not None:
             return await self._not_promoted(work, routed.pending, failed=False)
-        status.promoting_since = None
         if keep is not None and blue_green is not None:
             status.scale_down_at = work.now + dt.timedelta(
                 seconds=blue_green.scale_down_delay_seconds
             )
         if keep is None or not work.backend.defers_target_patch:
             await self._patch_target(work, promotion_patch(work.canary))
+        status.promoting_since = None  # carried out, and the target patched
         if status.stable_revision and status.stable_revision != canary:
             record = RevisionRecord(
                 revision=status.stable_revision,
@@ -1012,16 +1061,27 @@ class RolloutReconciler:
         service as it left it)."""
         status = work.status
         stable = status.stable_revision or ""
-        if status.promoting_since is not None and stable:
-            routed = await work.backend.restore(work.target, kept=stable, image=status.stable_image)
-            self._routed(work, routed)
-            status.promoting_since = None
-        else:
-            await self._route(work, ((stable, 100, None),))
+        await self._to_stable(work)
         work.status.phase = phase
         work.status.canary_weight = 0
         work.status.message = f"{message}; all traffic back on {stable}"
         work.reason = reason
+
+    async def _to_stable(self, work: Converge) -> None:
+        """All traffic on the stable revision; when a promotion was written (maybe carried
+        out: status.promotingSince, or the service's template names the new revision) the
+        template too (`restore`), so the target's own controller, whose spec was not patched,
+        finds the service as it left it and deploys no revision of its own."""
+        status = work.status
+        stable = status.stable_revision or ""
+        if stable and await _promotion_written(work.backend, work.target, status):
+            self._routed(
+                work,
+                await work.backend.restore(work.target, kept=stable, image=status.stable_image),
+            )
+        else:
+            await self._route(work, ((stable, 100, None),))
+        status.promoting_since = None
 
     async def _hold_ended(self, work: Converge) -> None:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
@@ -1079,15 +1139,7 @@ class RolloutReconciler:
                 status.message = status.message[: -len(self._SETTLING)]
             self._routed(work, routed)
         elif status.phase in _ENDED and status.stable_revision:
-            stable = status.stable_revision
-            if status.promoting_since is not None:  # stalled while promoting: the template too
-                routed = await work.backend.restore(
-                    work.target, kept=stable, image=status.stable_image
-                )
-                self._routed(work, routed)
-                status.promoting_since = None
-            else:
-                await self._route(work, ((stable, 100, None),))
+            await self._to_stable(work)  # stalled while promoting: the template too
             if status.canary_weight:  # stalled mid-way on Cloud Run (_failed): now it is back
                 status.canary_weight = 0
                 status.message = (status.message or "").replace(
@@ -1419,6 +1471,21 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
         return None
     return status.history[0] if now < status.scale_down_at else None
+
+
+async def _promotion_written(
+    backend: RolloutBackend, target: XynergyService, status: RolloutStatus
+) -> bool:
+    """Whether a promotion of status.canaryRevision may have moved the target's template:
+    status.promotingSince is set, or (a backend with a template of its own: Cloud Run) the
+    service's template names the new revision: a promotion carried out that the status did
+    not record (its converge failed after the write, or the operator restarted during it)."""
+    if status.promoting_since is not None:
+        return True
+    canary = status.canary_revision
+    if not canary or canary == status.stable_revision or backend.routing is not None:
+        return False
+    return (await backend.serving(target)).template == canary
 
 
 def _unstarted(status: Mapping[str, Any]) -> bool:

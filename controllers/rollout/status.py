@@ -67,8 +67,9 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     is not known yet, so nothing is made before the finalizer is in place), a Progressing or
     Paused one, and an ended one that its next converge may start again (a `retry` not acted
     upon, a spec edit not observed yet, a Rollout stalled before it started: RolloutConflict),
-    and one stalled mid-way (Degraded with status.canaryWeight still above 0: its next
-    converge returns the traffic to the stable revision and writes the weight 0 then).
+    and one stalled mid-way (Degraded with status.canaryWeight still above 0, or with
+    status.promotingSince set: its next converge returns the traffic, and the template of a
+    promotion written, to the stable revision and writes the weight 0 then).
     On Kubernetes (status.trafficRouting set) the new revision's Deployment and Service go
     with the Rollout by their owner references and the gateway serves the target's own
     Service once the Rollout is gone: no finalizer, but for a blue-green promotion within its
@@ -84,8 +85,10 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     phase = status.get("phase")
     if phase in _MAY_SPLIT:
         return True
-    if phase in _STALLED and status.get("canaryWeight"):
-        return True  # stalled mid-way: the next converge routes the split back (see _failed)
+    if phase in _STALLED and (status.get("canaryWeight") or status.get("promotingSince")):
+        # stalled mid-way (a blue-green preview stalled while promoting has weight 0): the
+        # next converge routes the split back, and gives a promotion's template back
+        return True  # (see _failed)
     generation = (body.get("metadata") or {}).get("generation")
     return (
         pending_action(body) == "retry"

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from fakes.cloudrun import FakeCloudRun
 from google.cloud import run_v2
+from lightkube import ApiError
+from lightkube.models.meta_v1 import Status
 
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.controller import Requeue, Result
@@ -29,6 +31,7 @@ from controllers.providers.cloudrun import CloudRunProvider
 from controllers.rollout.backends import CloudRunRollout
 from controllers.rollout.reconciler import ACTION_ANNOTATION, RolloutReconciler
 from controllers.rollout.settings import RolloutSettings
+from controllers.rollout.status import needs_finalizer
 from controllers.xynergyservice.resources import cloudrun
 
 pytestmark = pytest.mark.unit
@@ -647,3 +650,255 @@ async def test_a_failing_promotion_is_retried_with_a_backoff_then_degraded(
     assert world.client.patches == []
     assert world.writes() == before, "nothing more to write"
     assert await world.target_converge() == 0
+
+
+class Killed(BaseException):
+    """The operator process dies (nothing after it runs, no status is written)."""
+
+
+async def test_a_promotion_carried_out_whose_target_patch_failed_is_on_record(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review 1. Cloud Run carries the promotion out (the new revision serves 100 %, the
+    template names it) but the target patch fails once (500). The status written says a
+    promotion is pending (status.promotingSince; before, it was cleared before the patch and
+    the Rollout looked like any Progressing one at 20 %), so a person's abort gives the
+    template back with the traffic: the target's own controller, never patched, then has
+    nothing to write (before, it deployed an unexpected revision)."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    patch = world.client.patch
+    failures = [ApiError(status=Status(code=500, message="etcd timeout"))]
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await patch(*args, **kwargs)
+
+    world.client.patch = failing  # type: ignore[method-assign]
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert status.promoting_since == now
+    assert world.served() == {canary: 100}
+    assert world.template_revision() == canary
+
+    world.ask("abort/1")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert status.promoting_since is None
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_a_promotion_carried_out_before_a_restart_is_given_back_by_an_abort(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review 1, the restart: the operator dies after the promotion's write was carried out,
+    before the target patch and any status write (the stored status says Progressing at
+    20 %, no promotingSince). An abort reads the service itself: its template names the new
+    revision, so the template is given back with the traffic."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    stored = copy.deepcopy(world.body)
+
+    async def dies(*_: Any, **__: Any) -> None:
+        raise Killed
+
+    world.client.patch = dies  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await world.converge(now)
+    assert world.body == stored, "nothing was written"
+    assert world.template_revision() == canary
+
+    world.ask("abort/1")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_spec_edit_while_a_promotion_is_pending_gives_it_back_first(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review 2. The Rollout's image is edited while its promotion's operation still runs.
+    The pending promotion is given back (template and traffic on the stable revision, its
+    target never patched) before the new delivery starts, which starts from the stable
+    revision with its own image (before: Pending "the target has no serving revision yet",
+    then a delivery whose stableRevision ran :2 while stableImage said :1)."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    assert status.promoting_since is not None, status.message
+
+    world.body["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    world.body["metadata"]["generation"] = 2
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert "no serving revision" not in (status.message or "")
+    assert status.promoting_since is None
+    assert status.stable_revision == STABLE
+    assert status.stable_image.endswith(":1")
+    new = str(status.canary_revision)
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    assert world.template_revision() == STABLE
+
+    now += 2 * STEP
+    for _ in range(6):
+        status = await world.converge(now)
+        now += STEP
+        if status.phase.value == "Promoted":
+            break
+        assert (status.stable_revision, status.stable_image[-2:]) == (STABLE, ":1")
+    assert status.phase.value == "Promoted", status.message
+    assert status.history[0].revision == STABLE
+    assert status.history[0].image.endswith(":1")
+    assert world.served() == {new: 100}
+    assert world.client.target["spec"]["image"].endswith(":3")
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_blue_green_stalled_while_promoting_keeps_its_finalizer(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review 3. A blue-green preview (weight 0) is promoted by a person; while the promotion's
+    operation runs, Cloud Run refuses the operator (403): Degraded with canaryWeight 0 and
+    promotingSince set. It keeps its finalizer (before: none, weight 0), and deleting it
+    gives the template back with the traffic."""
+    world = World(
+        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
+    )
+    await world.deploy()
+    now = T0
+    for _ in range(5):
+        status = await world.converge(now)
+        now += STEP
+        if status.phase.value == "Paused":
+            break
+    world.ask("promote/1")
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    assert status.promoting_since is not None, status.message
+    cloud_run.deny("the operator lost run.services.update")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert not status.canary_weight
+    assert status.promoting_since is not None
+    assert needs_finalizer(world.body)
+    cloud_run.deny(None)
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert done
+    assert event is not None
+    assert event.reason == "TrafficRestored", event
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_stale_action_is_not_replayed_nor_the_promotion_run_twice(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review 4. An ended Rollout (its `abort/1` handled) is edited and starts a delivery of
+    the revision its target already serves, which `_begin` promotes at once; that promotion
+    fails. The status keeps `abort/1` handled (before: handledAction None, so the old abort
+    looked pending and the next converge aborted), and the converge does not run the
+    promotion a second time after `_begin` (before: it re-issued it in the same converge)."""
+    world = World(cloud_run)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    canary, now = await world.promoted(now)
+    await world.provider.set_traffic(PATH, ((canary, 100, "stable"),))  # not the promotion's
+    world.ask("abort/1")
+    world.body["status"].update(
+        phase="Aborted",
+        handledAction="abort/1",
+        canaryRevision=f"{NAME}-ro-00000000",
+        deliveredSpec="0" * 16,
+    )
+    cloud_run.fail_updates(2, message="could not program the route")
+    before = world.writes()
+
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert status.canary_revision == canary
+    assert world.condition("Reconciling")["reason"] == "PromotionFailed"
+    assert status.handled_action == "abort/1", "the handled abort stays handled"
+    assert world.writes() - before == 2, "the promotion and its give-back, once"
+
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert world.served() == {canary: 100}
+
+
+async def test_a_failed_promotion_leaves_a_concurrent_write_of_the_target_alone(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review 5. The promotion's operation fails, and before it is given back the
+    XynergyService controller writes the service (its target was edited meanwhile). The
+    give-back does not overwrite that write (before: it wrote the template and traffic read
+    before the promotion over it)."""
+    world = World(cloud_run)
+    await world.deploy()
+    _, now = await world.at_last_step()
+    cloud_run.fail_updates(1, message="could not program the route")
+    set_service = world.provider.set_service
+    calls: list[str] = []
+
+    async def then_the_target(*args: Any, **kwargs: Any) -> Any:
+        answer = await set_service(*args, **kwargs)
+        if not calls:  # right after the promotion's (failed) write
+            calls.append("promotion")
+            world.client.target["spec"]["cloudRun"]["ingress"] = "internal"
+            assert await world.target_converge() == 1
+        return answer
+
+    world.provider.set_service = then_the_target  # type: ignore[method-assign]
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert "left as it is" in status.message
+    now_service = world.service()
+    assert now_service.ingress == run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY
+    assert await world.target_converge() == 0, "the target's write stands"
+
+
+async def test_a_refused_reissue_of_the_promotion_is_stalled_not_retried(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review 6. The promotion's operation outlasts the provider's wait, then fails: the
+    service's spec is still the promotion's own write. The next converge re-issues it and
+    Cloud Run refuses (403) while reads still work: Degraded with the refusal (before: read
+    back, the spec the promotion's own, and reported as a failed promotion, PromotionFailed,
+    retried until the deadline); the next converge gives the template and traffic back."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    assert world.condition("Reconciling")["reason"] == "Promoting", status.message
+    cloud_run.fail_updates(1, message="could not program the route")
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    assert world.template_revision() == canary, "the spec is the promotion's, its operation failed"
+
+    cloud_run.deny("the operator lost run.services.update", rpc="services.patch")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert "the operator lost run.services.update" in status.message
+    assert world.condition("Stalled")["reason"] == "PermissionDenied"
+    cloud_run.deny(None)
+
+    status = await world.converge(now + 2 * STEP)
+    assert status.canary_weight == 0
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"

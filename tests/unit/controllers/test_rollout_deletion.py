@@ -74,6 +74,10 @@ class Backend:
         self.error = "Cloud Run: 503 service unavailable"
         self.routes: list[Any] = []
 
+    async def serving(self, target: XynergyService) -> Serving:
+        """The stable revision serves; the template names it (no promotion written)."""
+        return Serving("crm-00001", ready=True, template="crm-00001")
+
     async def route(self, target: XynergyService, split: Any) -> Routed:
         if self.failures:
             self.failures -= 1
