@@ -1054,9 +1054,11 @@ class RolloutReconciler:
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):
-                keep, status.scale_down_at = None, None
                 if work.backend.defers_target_patch:  # the old revision goes only now
+                    # patched first: a failed patch must not leave a status without the
+                    # window whose target still runs the kept revision (`_moved_on`)
                     await self._patch_target(work, promotion_patch(work.canary))
+                keep, status.scale_down_at = None, None
             elif keep and work.backend.defers_target_patch and (newer := await self._newer(work)):
                 await self._end_keep_window(work, keep, newer)
                 keep = None
@@ -1119,8 +1121,8 @@ class RolloutReconciler:
         target runs it and is ready), and the newer Rollout starts after it."""
         status = work.status
         until = _stamp(status.scale_down_at) if status.scale_down_at else "its end"
-        status.scale_down_at = None
         await self._patch_target(work, promotion_patch(work.canary))
+        status.scale_down_at = None  # only once patched (a failed patch keeps the window)
         ended = (
             f"keep window ended early (it lasted until {until}) for Rollout {newer}, the next "
             f"release of XynergyService {work.rollout.spec.target_ref.name}: the target is "

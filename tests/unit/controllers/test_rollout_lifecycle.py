@@ -15,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from lightkube import ApiError
+from lightkube.models.meta_v1 import Status
 
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import StalledError, TransientError
@@ -939,3 +941,36 @@ async def test_undo_is_refused_while_another_kubernetes_rollout_delivers() -> No
     assert [reason for reason, _ in world.events] == ["UndoRefused"]
     assert "Rollout crm-3 is delivering to XynergyService crm" in world.events[0][1]
     assert second["status"].get("traffic") == split
+
+
+@pytest.mark.parametrize("early", [True, False])
+async def test_a_failed_keep_window_end_patch_keeps_the_window_and_the_release(
+    early: bool,
+) -> None:
+    """The window's end (early for a newer Rollout, or on time) cleared status.scaleDownAt
+    before patching the target; a failed patch wrote that status, so the next converge found
+    the target (still crm:1) moved on without the window: Superseded, the promoted revision
+    removed, the release lost. The window stays until the patch went through."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    window_end = world.body["status"]["scaleDownAt"]
+    if early:
+        second = _second(world)
+        await _converge_other(world, second, now)
+    else:
+        now += dt.timedelta(seconds=700)
+    patch = world.client.patch
+
+    async def refused(*_: Any, **__: Any) -> None:
+        raise ApiError(status=Status(code=500, message="etcdserver: request timed out"))
+
+    world.client.patch = refused  # type: ignore[method-assign]
+    first = await world.converge(now)
+    assert first.phase.value == "Promoted"
+    assert world.body["status"]["scaleDownAt"] == window_end, "the window is still on record"
+    assert promoted in world.provider.deployments()
+    world.client.patch = patch  # type: ignore[method-assign]
+    first = await world.converge(now + STEP)
+    assert not first.message.startswith("superseded"), first.message
+    assert world.client.target["spec"]["image"] == "crm:2", "the release goes on"
+    assert first.scale_down_at is None
+    assert _serving(world, promoted)[0] == 4, "it serves until the target runs it"
