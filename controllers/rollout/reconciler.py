@@ -958,7 +958,10 @@ class RolloutReconciler:
                 template=status.stable_template,
                 time=work.now,
             )
-            status.history = [record, *(status.history or [])][: rollout.spec.rollback_window]
+            # a keep window keeps its old revision on record while it lasts, whatever
+            # spec.rollbackWindow (`_window_over` trims the history to it after)
+            window = max(rollout.spec.rollback_window, int(keep is not None))
+            status.history = [record, *(status.history or [])][:window]
         status.stable_revision, status.stable_image = canary, work.canary.spec.image
         status.stable_template = spec_template(work.canary)
         status.phase = RolloutPhase.PROMOTED
@@ -1058,7 +1061,8 @@ class RolloutReconciler:
                     # patched first: a failed patch must not leave a status without the
                     # window whose target still runs the kept revision (`_moved_on`)
                     await self._patch_target(work, promotion_patch(work.canary))
-                keep, status.scale_down_at = None, None
+                keep = None
+                _window_over(work)
             elif keep and work.backend.defers_target_patch and (newer := await self._newer(work)):
                 await self._end_keep_window(work, keep, newer)
                 keep = None
@@ -1122,7 +1126,7 @@ class RolloutReconciler:
         status = work.status
         until = _stamp(status.scale_down_at) if status.scale_down_at else "its end"
         await self._patch_target(work, promotion_patch(work.canary))
-        status.scale_down_at = None  # only once patched (a failed patch keeps the window)
+        _window_over(work)  # only once patched (a failed patch keeps the window)
         ended = (
             f"keep window ended early (it lasted until {until}) for Rollout {newer}, the next "
             f"release of XynergyService {work.rollout.spec.target_ref.name}: the target is "
@@ -1176,7 +1180,7 @@ class RolloutReconciler:
             await work.backend.retire(keep=None)
             work.superseded = True
         status.message = message
-        status.scale_down_at = None
+        _window_over(work)
         if status.traffic:
             status.traffic = []
         work.reason = "Superseded"
@@ -1421,6 +1425,14 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
         return None
     return status.history[0] if now < status.scale_down_at else None
+
+
+def _window_over(work: Converge) -> None:
+    """A blue-green keep window has ended: no status.scaleDownAt, and the history back to
+    spec.rollbackWindow revisions (the window kept its old revision on record even with 0)."""
+    status = work.status
+    status.scale_down_at = None
+    status.history = (status.history or [])[: work.rollout.spec.rollback_window]
 
 
 def _unstarted(status: Mapping[str, Any]) -> bool:

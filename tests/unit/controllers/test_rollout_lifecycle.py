@@ -974,3 +974,48 @@ async def test_a_failed_keep_window_end_patch_keeps_the_window_and_the_release(
     assert world.client.target["spec"]["image"] == "crm:2", "the release goes on"
     assert first.scale_down_at is None
     assert _serving(world, promoted)[0] == 4, "it serves until the target runs it"
+
+
+async def test_a_keep_window_with_rollback_window_zero_still_ends_in_the_release() -> None:
+    """blue-green scaleDownDelaySeconds with spec.rollbackWindow 0 kept no history, so the
+    window had no old revision on record: the target (not patched until its end) was never
+    patched and the next converge found it moved on: Superseded, the release lost. The
+    window keeps its old revision while it lasts (its fast rollback works), then the history
+    is back to rollbackWindow's 0."""
+    world = World([], rollbackWindow=0)
+    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+    assert (status.phase.value, bool(status.scale_down_at)) == ("Promoted", True)
+    promoted = status.canary_revision
+    status = await world.converge(now)
+    assert not status.message.startswith("superseded"), status.message
+    assert promoted in world.provider.deployments(), "it serves within the window"
+    assert world.client.target["spec"]["image"] == "crm:1"
+    status = await world.converge(now + dt.timedelta(seconds=700))
+    assert world.client.target["spec"]["image"] == "crm:2", "patched at the window's end"
+    assert (status.scale_down_at, status.history) == (None, [])
+    assert not status.message.startswith("superseded"), status.message
+    world.settle()
+    status = await world.converge(now + dt.timedelta(seconds=701))
+    assert status.phase.value == "Promoted"
+    assert promoted not in world.provider.deployments(), "the target serves: its revision goes"
+    assert not status.message.startswith("superseded"), status.message
+
+
+async def test_undo_within_a_keep_window_with_rollback_window_zero_switches_back() -> None:
+    world = World([], rollbackWindow=0)
+    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    status = await world.converge(now)
+    assert (status.phase.value, world.events[0][0]) == ("RolledBack", "SwitchedBack")
+    assert world.client.target["spec"]["image"] == "crm:1"
+    assert status.history == []
