@@ -1143,15 +1143,19 @@ class RolloutReconciler:
     async def _leave_to(self, work: Converge, active: str) -> None:
         """Another Rollout delivering to the target: ours moves no traffic and does not patch
         the target (on Kubernetes a keep window's end waits for the other one to end); on
-        Kubernetes its own revision gets none (status.traffic emptied, the new revision
-        scaled to zero and kept, or removed once the target runs it: its promotion is over).
-        The status says so until the other one has ended."""
+        Kubernetes its own revision gets none (status.traffic emptied; the new revision out
+        of the target's Service, a promoted one kept at full size so that it can serve again
+        at once when the other one ends, any other scaled to zero; removed once the target
+        runs it: its promotion is over). The status says so until the other one has ended."""
         status = work.status
         promoted = status.phase == RolloutPhase.PROMOTED
         if not work.backend.defers_target_patch:
             pass  # Cloud Run: the split is the other Rollout's; nothing of ours to take away
         elif promoted and not status.scale_down_at and settled_on(work.target, work.canary):
             await work.backend.retire(keep=None)
+            status.traffic = []
+        elif promoted:  # full size (as a preview), no traffic
+            await work.backend.route(work.target, ((status.canary_revision, 0, PREVIEW_TAG),))
             status.traffic = []
         else:
             await self._route(work, ())

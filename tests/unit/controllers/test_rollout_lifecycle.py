@@ -906,7 +906,7 @@ async def test_an_ended_kubernetes_rollout_leaves_the_traffic_to_one_delivering(
         first = await world.converge(now + dt.timedelta(seconds=late))
         assert first.phase.value == "Promoted"
         assert not first.traffic, "the gateway follows the delivering Rollout alone"
-        assert _serving(world, promoted) == (0, False), "the promoted revision serves nothing"
+        assert _serving(world, promoted) == (4, False), "kept at full size, serving nothing"
         assert world.client.patches == [], "the target is not patched under the other one"
         assert "the traffic is left to Rollout crm-3" in first.message
     assert second["status"].get("traffic") == split
@@ -1019,3 +1019,33 @@ async def test_undo_within_a_keep_window_with_rollback_window_zero_switches_back
     assert (status.phase.value, world.events[0][0]) == ("RolledBack", "SwitchedBack")
     assert world.client.target["spec"]["image"] == "crm:1"
     assert status.history == []
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_a_promotion_left_to_another_rollout_gets_traffic_back_only_when_ready(
+    routes: bool,
+) -> None:
+    """The promoted revision was scaled to zero while another Rollout delivered; when that
+    one ended, the next converge scaled it back and at once wrote 100 % to it in
+    status.traffic with no Pod ready. It now stays at full size out of the target's Service,
+    and gets the traffic back only once a Pod of it is available."""
+    world, now, promoted = await _promoted_in_keep_window(routes)
+    second = _second(world)
+    world.client.rollouts = [second]
+    for _ in range(3):
+        await _converge_other(world, second, now)
+        now += STEP
+    world.client.rollouts = [world.body, second]
+    first = await world.converge(now)
+    assert "the traffic is left to Rollout crm-3" in first.message
+    assert (_serving(world, promoted), first.traffic) == ((4, False), [])
+    world.provider.ready.discard(promoted)  # its Pods restarted meanwhile, none ready yet
+    second["status"]["phase"] = "RolledBack"
+    first = await world.converge(now + STEP)
+    assert first.traffic == [], "no traffic to a revision with no Pod ready"
+    assert first.message.endswith("waiting for the target to run the new revision")
+    world.provider.ready.add(promoted)
+    first = await world.converge(now + 2 * STEP)
+    assert _serving(world, promoted) == (4, not routes)
+    if routes:
+        assert [(t.revision, t.weight) for t in first.traffic] == [(promoted, 100)]
