@@ -297,8 +297,10 @@ class RolloutReconciler:
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
             failed = self._failed(rollout, exc, now)
-            if isinstance(exc, TransientError) and isinstance(failed.status, RolloutStatus):
+            waits = isinstance(exc, TransientError) or exc.reason == CONFLICT
+            if waits and isinstance(failed.status, RolloutStatus):
                 # not carried out: a person's action stays pending, tried again with the retry
+                # (a conflict: once the other Rollout of the target has ended)
                 failed.status.handled_action = before.handled_action if before else None
             if work is not None and work.started:
                 # the status written names the new delivery: no later converge starts it, so

@@ -18,16 +18,17 @@ import pytest
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
+from apis.v1alpha1.rollout import Rollout
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import StalledError, TransientError
 from controllers.core.status import with_generation
 from controllers.providers.kubernetes import Applied
 from controllers.rollout.backends import Routed, Serving
 from controllers.rollout.kubernetes import KubernetesRollout
-from controllers.rollout.reconciler import RolloutReconciler
+from controllers.rollout.reconciler import RolloutReconciler, _spec_digest
 from controllers.rollout.resources import ROLLOUT_LABEL
 from controllers.rollout.settings import RolloutSettings
-from controllers.rollout.status import needs_finalizer
+from controllers.rollout.status import needs_finalizer, pending_action
 from controllers.xynergyservice.resources import SERVICE_LABEL
 from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION, revision_name
 
@@ -1049,3 +1050,31 @@ async def test_a_promotion_left_to_another_rollout_gets_traffic_back_only_when_r
     assert _serving(world, promoted) == (4, not routes)
     if routes:
         assert [(t.revision, t.weight) for t in first.traffic] == [(promoted, 100)]
+
+
+async def test_a_retry_refused_by_a_conflict_is_acted_on_once_the_conflict_ends() -> None:
+    """A retry refused with RolloutConflict (another Rollout's promotion holds the target)
+    was marked handled (status.handledAction) before the refusal: it was dropped, while the
+    docs say it is retried. It stays pending and is acted on once the other one has ended."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    older = _other("crm-1", "2026-12-01T10:00:00Z", None)
+    older["spec"]["image"] = "crm:9"
+    older["status"] = {"phase": "RolledBack", "canaryRevision": "crm-old",
+                       "stableRevision": "crm-00001", "stableImage": "crm:1",
+                       "trafficRouting": "gateway", "observedGeneration": 1}  # fmt: skip
+    older["status"]["deliveredSpec"] = _spec_digest(Rollout.model_validate(older))
+    older["metadata"]["annotations"] = {"xynergy.io/rollout-action": "retry/1"}
+    world.client.rollouts = [world.body, older]
+    status = await _converge_other(world, older, now)
+    assert [c.reason for c in status.conditions if c.type == "Stalled"] == ["RolloutConflict"]
+    assert pending_action(older) == "retry", "still to be acted on"
+    # the promoted Rollout's window ends, the target settles on crm:2, its revision goes
+    later = now + dt.timedelta(seconds=700)
+    for i in range(2):
+        await world.converge(later + i * STEP)
+        world.settle()
+        world.provider.ready |= set(world.provider.deployments())
+    status = await _converge_other(world, older, later + 3 * STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert (status.handled_action, status.stable_image) == ("retry/1", "crm:2")
+    assert pending_action(older) is None
