@@ -557,7 +557,7 @@ class RolloutReconciler:
             # a delivery starts: before anything is read or moved
             check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
         # before the target's readiness: a sibling's promotion rolls the target meanwhile
-        if (held := await self._refuse_overlap(rollout, starting=True)) is not None:
+        if (held := await self._refuse_overlap(rollout, starting=True, now=now)) is not None:
             return held
         serving = await backend.serving(target)
         if serving.revision is None or not serving.ready:
@@ -599,7 +599,9 @@ class RolloutReconciler:
             work.siblings = await self._siblings(work.rollout)
         return work.siblings
 
-    async def _refuse_overlap(self, rollout: Rollout, *, starting: bool = False) -> Waiting | None:
+    async def _refuse_overlap(
+        self, rollout: Rollout, *, starting: bool = False, now: dt.datetime | None = None
+    ) -> Waiting | None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
         was created earlier and has not started yet: two rollouts of one target would move
         its traffic and patch it against each other. This one starts once the other ended.
@@ -609,7 +611,10 @@ class RolloutReconciler:
         has not started (`_unstarted`) is what the promoted one ends a blue-green keep window
         early for (`_end_keep_window`): it waits, Pending and Reconciling (not Stalled: it
         starts on its own in moments), checked again every poll interval, and starts once
-        the target runs the promoted revision and is ready."""
+        the target runs the promoted revision and is ready. It waits so at most its own
+        spec.progressDeadlineSeconds from when it began to (its Reconciling RolloutConflict
+        condition's lastTransitionTime, at `now`): then, the target never settling, it is
+        Degraded, Stalled RolloutConflict with a Warning, and still starts once it has."""
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
@@ -635,6 +640,8 @@ class RolloutReconciler:
                         "target is patched to the promoted revision; the old revision is no "
                         "longer kept for a fast rollback)"
                     )
+                if held is None:
+                    _give_up_waiting(rollout, str(meta.get("name")), finishing, now)
                 held = held or Waiting(
                     f"waiting for Rollout {meta.get('name')}, Promoted on XynergyService "
                     f"{target}, to finish its promotion: {finishing}; this Rollout starts "
@@ -1431,6 +1438,42 @@ def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
     if status.phase != RolloutPhase.PROMOTED or not status.history or not status.scale_down_at:
         return None
     return status.history[0] if now < status.scale_down_at else None
+
+
+def _give_up_waiting(rollout: Rollout, other: str, finishing: str, now: dt.datetime | None) -> None:
+    """A Rollout waiting (Pending, `_refuse_overlap`) for another one's promotion to finish
+    for longer than its own spec.progressDeadlineSeconds, counted from its Reconciling
+    RolloutConflict condition's lastTransitionTime (or stalled so already): Degraded, Stalled
+    RolloutConflict (a Warning Event; retried with the core's backoff, and it starts once
+    the target runs the promoted revision)."""
+    status = rollout.status
+    if status is None or now is None:
+        return
+    stalled = status.phase == RolloutPhase.DEGRADED
+    since = next(
+        (
+            c.last_transition_time
+            for c in status.conditions
+            if c.type == ("Stalled" if stalled else "Reconciling")
+            and c.status == "True"
+            and c.reason == CONFLICT
+        ),
+        None,
+    )
+    if since is None:
+        return
+    deadline = rollout.spec.progress_deadline_seconds
+    if not stalled and (now - since).total_seconds() < deadline:
+        return
+    status.phase = RolloutPhase.DEGRADED  # as _failed writes it (not delivering: no split)
+    raise StalledError(
+        f"Rollout {other} has not finished its promotion on XynergyService "
+        f"{rollout.spec.target_ref.name} within this Rollout's {deadline}s "
+        f"(spec.progressDeadlineSeconds) of waiting for it: {finishing}; this Rollout starts "
+        "once the target runs the promoted revision and is ready (one rollout of a target at "
+        "a time)",
+        reason=CONFLICT,
+    )
 
 
 def _window_over(work: Converge) -> None:

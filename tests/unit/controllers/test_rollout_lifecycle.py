@@ -1078,3 +1078,38 @@ async def test_a_retry_refused_by_a_conflict_is_acted_on_once_the_conflict_ends(
     assert status.phase.value == "Progressing", status.message
     assert (status.handled_action, status.stable_image) == ("retry/1", "crm:2")
     assert pending_action(older) is None
+
+
+async def test_a_rollout_waiting_for_a_promotion_that_never_settles_stalls_at_its_deadline() -> (
+    None
+):
+    """The newer Rollout waited Pending (Reconciling) for good when the target never ran the
+    promoted revision ready. It waits its own spec.progressDeadlineSeconds from when it began
+    to, then is Degraded, Stalled RolloutConflict with a Warning; it still starts once the
+    target has settled."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    second = _second(world)
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending"
+    await world.converge(now)  # the window ends early: the target is patched and rolls
+    world.provider.ready.discard("crm")  # ... and never gets ready
+    deadline = dt.timedelta(seconds=600)
+    status = await _converge_other(world, second, now + deadline - STEP)
+    assert status.phase.value == "Pending", "within its deadline it waits"
+    status = await _converge_other(world, second, now + deadline)
+    assert status.phase.value == "Degraded"
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "RolloutConflict")
+    assert [(e.type, e.reason) for e in world.other.events] == [("Warning", "RolloutConflict")]
+    assert "has not finished its promotion on XynergyService crm" in status.message
+    assert "600s (spec.progressDeadlineSeconds)" in status.message
+    status = await _converge_other(world, second, now + deadline + STEP)
+    assert status.phase.value == "Degraded", "stays stalled, not back to Pending"
+    assert status.canary_revision is None
+    world.settle()
+    world.provider.ready.add("crm")
+    await world.converge(now + deadline + 2 * STEP)  # ready on crm:2: its revision goes
+    assert promoted not in world.provider.deployments()
+    status = await _converge_other(world, second, now + deadline + 3 * STEP)
+    assert status.phase.value in ("Progressing", "Paused")
+    assert status.stable_image == "crm:2"
