@@ -623,10 +623,16 @@ class RolloutReconciler:
             meta = other.get("metadata") or {}
             phase = (other.get("status") or {}).get("phase")
             active = phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value)
-            first = phase in (None, RolloutPhase.PENDING.value) and _created(meta) < mine
+            first = (  # an earlier one that has not started (also Stalled on a conflict)
+                _unstarted(other.get("status") or {})
+                and _created(meta) < mine
+                and not meta.get("deletionTimestamp")
+            )
             if active or first:
+                stalled = phase == RolloutPhase.DEGRADED.value  # on a conflict, not started
+                state = "waiting to start" if stalled else phase or "starting"
                 raise StalledError(
-                    f"Rollout {meta.get('name')} is {phase or 'starting'} on XynergyService "
+                    f"Rollout {meta.get('name')} is {state} on XynergyService "
                     f"{target}: this Rollout starts once it has ended (one rollout of a target "
                     "at a time)",
                     reason=CONFLICT,

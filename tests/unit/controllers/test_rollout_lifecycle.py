@@ -1113,3 +1113,30 @@ async def test_a_rollout_waiting_for_a_promotion_that_never_settles_stalls_at_it
     status = await _converge_other(world, second, now + deadline + 3 * STEP)
     assert status.phase.value in ("Progressing", "Paused")
     assert status.stable_image == "crm:2"
+
+
+async def test_of_two_rollouts_stalled_on_a_conflict_only_the_earlier_one_starts() -> None:
+    """Only siblings with no phase or Pending counted as created earlier and not started: two
+    Rollouts stalled on a RolloutConflict (Degraded, no new revision) both started once the
+    target was free, moving its traffic against each other. The later one waits; an earlier
+    one being deleted does not hold it."""
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    now = await world.run_until("Promoted", now)
+    conflict = {"type": "Stalled", "status": "True", "reason": "RolloutConflict",
+                "message": "...", "lastTransitionTime": "2026-12-01T13:00:00Z"}  # fmt: skip
+    stalled = {"phase": "Degraded", "message": "...", "conditions": [conflict]}
+    b = _other("crm-3", "2026-12-01T13:00:00Z", copy.deepcopy(stalled))
+    c = _other("crm-4", "2026-12-01T13:00:01Z", copy.deepcopy(stalled))
+    b["spec"]["image"], c["spec"]["image"] = "crm:3", "crm:4"
+    world.client.rollouts = [world.body, copy.deepcopy(b), copy.deepcopy(c)]
+    later = await world.reconciler.reconcile(copy.deepcopy(c), now=now, child=None)
+    assert later.status.phase.value == "Degraded"
+    assert later.status.message.startswith("Rollout crm-3 is waiting to start on XynergyService")
+    assert later.status.canary_revision is None
+    earlier = await world.reconciler.reconcile(copy.deepcopy(b), now=now, child=None)
+    assert earlier.status.phase.value == "Progressing", earlier.status.message
+    b["metadata"]["deletionTimestamp"] = "2026-12-01T13:05:00Z"
+    world.client.rollouts = [world.body, b, copy.deepcopy(c)]
+    later = await world.reconciler.reconcile(copy.deepcopy(c), now=now, child=None)
+    assert later.status.phase.value == "Progressing", later.status.message
