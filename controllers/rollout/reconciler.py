@@ -412,12 +412,23 @@ class RolloutReconciler:
         """A Kubernetes blue-green promotion deleted within its keep window: the target is
         patched to the promoted revision now (it would be at the window's end), and the
         Rollout, whose new revision serves meanwhile, goes once the target runs it and is
-        ready. A target that moved on without it (superseded) is left alone."""
+        ready. A target that moved on without it (superseded) is left alone, and so is one
+        another Rollout delivers to (patching it would move that one's stable revision
+        under its analysis): the Rollout lets go, an Event saying what it left."""
         rollout, status, target = work.rollout, work.status, work.target
         name = rollout.spec.target_ref.name
         promoted = status.canary_revision
         if _moved_on(work) is not None:
             return True, None
+        if not settled_on(target, work.canary) and (active := await self._active_sibling(work)):
+            return True, Event(
+                "Normal",
+                "Released",
+                f"deleted within the blue-green keep window while Rollout {active} delivers "
+                f"to XynergyService {name}: the target is not patched under it and keeps "
+                f"running image {target.spec.image}; the promoted revision {promoted} goes "
+                "with this Rollout",
+            )
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
         elif (await work.backend.serving(target)).ready:

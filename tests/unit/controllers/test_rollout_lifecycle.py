@@ -1140,3 +1140,28 @@ async def test_of_two_rollouts_stalled_on_a_conflict_only_the_earlier_one_starts
     world.client.rollouts = [world.body, b, copy.deepcopy(c)]
     later = await world.reconciler.reconcile(copy.deepcopy(c), now=now, child=None)
     assert later.status.phase.value == "Progressing", later.status.message
+
+
+async def test_deleting_a_keep_window_rollout_does_not_patch_the_target_under_a_delivering_one() -> (
+    None
+):
+    """The deletion's release patched the target to the promoted revision under a second
+    Rollout delivering to it (its stable revision moved beneath its analysis). It lets go
+    without patching, its Event saying what it left."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    second = _second(world)
+    world.client.rollouts = [second]  # it does not see the first one: it starts
+    for _ in range(3):
+        status = await _converge_other(world, second, now)
+        now += STEP
+    assert status.phase.value == "Paused"
+    world.client.rollouts = [world.body, second]
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    world.reconciler.clock = lambda: now + STEP
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone
+    assert world.client.patches == [], "the target is not patched under the other one"
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "Released")
+    assert "while Rollout crm-3 delivers to XynergyService crm" in event.message
+    assert f"keeps running image crm:1; the promoted revision {promoted} goes" in event.message
