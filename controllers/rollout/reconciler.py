@@ -651,13 +651,16 @@ class RolloutReconciler:
             if (finishing := self._finishing(other)) is None:
                 continue
             if starting and _unstarted(own) and _created(meta) < mine:
-                if (other.get("status") or {}).get("scaleDownAt"):
+                # spec.paused or spec.abort: no window is ended for it (`_newer`), and it
+                # waits as long as the person holds it back
+                by_hand = rollout.spec.paused or rollout.spec.abort
+                if (other.get("status") or {}).get("scaleDownAt") and not by_hand:
                     finishing = (
                         "it ends its blue-green keep window early for this newer Rollout (the "
                         "target is patched to the promoted revision; the old revision is no "
                         "longer kept for a fast rollback)"
                     )
-                if held is None:
+                if held is None and not by_hand:
                     _give_up_waiting(rollout, str(meta.get("name")), finishing, now)
                 held = held or Waiting(
                     f"waiting for Rollout {meta.get('name')}, Promoted on XynergyService "
@@ -1129,13 +1132,15 @@ class RolloutReconciler:
 
     async def _newer(self, work: Converge) -> str | None:
         """A Rollout of the target created after this one that has not started yet
-        (`_unstarted`), and is not being deleted: the next release, waiting (the oldest)."""
+        (`_unstarted`), is not being deleted, and is not held back by a person (spec.paused
+        or spec.abort: it would not start): the next release, waiting (the oldest)."""
         mine = _created(work.rollout.metadata.model_dump(by_alias=True))
         found = [
             meta
             for other in await self._others(work)
             if _created(meta := other.get("metadata") or {}) > mine
             and not meta.get("deletionTimestamp")
+            and not ((spec := other.get("spec") or {}).get("paused") or spec.get("abort"))
             and _unstarted(other.get("status") or {})
         ]
         return str(min(found, key=_created).get("name")) if found else None

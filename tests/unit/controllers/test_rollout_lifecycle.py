@@ -860,8 +860,9 @@ def _other(name: str, created: str, status: dict[str, Any] | None, **meta: Any) 
 
 
 async def test_the_keep_window_ends_early_only_for_a_newer_rollout_not_started_yet() -> None:
-    """A Rollout that has delivered (ended), one created before the promoted one, and one
-    being deleted are not a next release waiting: the window is kept. One stored Stalled by
+    """A Rollout that has delivered (ended), one created before the promoted one, one being
+    deleted, and one spec.paused or spec.abort are not a next release waiting: the window is
+    kept. One stored Stalled by
     the previous operator's wait (Degraded, RolloutConflict, no new revision) is."""
     world, now, _ = await _promoted_in_keep_window(True)
     conflict = {"type": "Stalled", "status": "True", "reason": "RolloutConflict",
@@ -873,6 +874,10 @@ async def test_the_keep_window_ends_early_only_for_a_newer_rollout_not_started_y
         _other("crm-1", "2026-12-01T10:00:00Z", {"phase": "Pending"}),
         _other("crm-5", "2026-12-01T13:00:00Z", None, deletionTimestamp="2026-12-01T13:01:00Z"),
     ]  # fmt: skip
+    for held in ("paused", "abort"):  # held back by a person: it would not start
+        body = _other(f"crm-{held}", "2026-12-01T13:00:00Z", {"phase": "Pending"})
+        body["spec"][held] = True
+        world.client.rollouts.append(body)
     status = await world.converge(now)
     assert status.scale_down_at is not None, "the window is kept"
     assert (world.client.patches, world.events) == ([], [])
@@ -1165,3 +1170,17 @@ async def test_deleting_a_keep_window_rollout_does_not_patch_the_target_under_a_
     assert (event.type, event.reason) == ("Normal", "Released")
     assert "while Rollout crm-3 delivers to XynergyService crm" in event.message
     assert f"keeps running image crm:1; the promoted revision {promoted} goes" in event.message
+
+
+async def test_a_paused_newer_rollout_waits_for_the_keep_window_without_ending_it() -> None:
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    second["spec"].update(paused=True, progressDeadlineSeconds=60)
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending"
+    assert "keeps the old revision for a fast rollback until" in status.message
+    assert "ends its blue-green keep window early" not in status.message
+    first = await world.converge(now)
+    assert first.scale_down_at is not None, "the window is kept"
+    status = await _converge_other(world, second, now + dt.timedelta(seconds=120))
+    assert status.phase.value == "Pending", "held back by a person: no deadline"
