@@ -1184,3 +1184,51 @@ async def test_a_paused_newer_rollout_waits_for_the_keep_window_without_ending_i
     assert first.scale_down_at is not None, "the window is kept"
     status = await _converge_other(world, second, now + dt.timedelta(seconds=120))
     assert status.phase.value == "Pending", "held back by a person: no deadline"
+
+
+async def test_a_promotion_left_to_another_rollout_once_the_target_runs_it_is_removed() -> None:
+    """Promoted (canary), the target patched and still rolling, so the Rollout's revision
+    serves; another Rollout started meanwhile (a race) and delivers. The promotion is over
+    (the target runs its spec): its revision is removed, not kept beside the other's split."""
+    world = World([{"setWeight": 50}, {"setWeight": 100}])
+    now = T0
+    for _ in range(8):  # the target's Deployment is not rolled (no settle): it rolls
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+        if status.phase.value == "Promoted":
+            break
+    assert status.message.endswith("waiting for the target to run the new revision")
+    assert world.client.target["spec"]["image"] == "crm:2"
+    promoted = status.canary_revision
+    assert promoted in world.provider.deployments(), "it serves while the target rolls"
+    second = _second(world)
+    world.client.rollouts = [second]  # it does not see the first one: it starts
+    for _ in range(2):
+        await _converge_other(world, second, now)
+        now += STEP
+    world.provider.ready.discard("crm")
+    world.client.rollouts = [world.body, second]
+    first = await world.converge(now)
+    assert "the traffic is left to Rollout crm-3" in first.message
+    assert promoted not in world.provider.deployments(), "its promotion is over: removed"
+    assert first.traffic == []
+
+
+async def test_an_ended_rollout_lists_the_other_rollouts_once_per_converge() -> None:
+    """Who delivers (`_active_sibling`) and who waits (`_newer`) are read from one list of
+    the namespace's Rollouts per converge (`_others`), not one list each."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    world.client.rollouts = [world.body]
+    lists = 0
+    listing = world.client.list
+
+    def counted(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        nonlocal lists
+        lists += 1
+        return listing(*args, **kwargs)
+
+    world.client.list = counted  # type: ignore[method-assign]
+    status = await world.converge(now)
+    assert status.scale_down_at is not None
+    assert lists == 1
