@@ -1135,11 +1135,11 @@ async def test_of_two_rollouts_stalled_on_a_conflict_only_the_earlier_one_starts
     c = _other("crm-4", "2026-12-01T13:00:01Z", copy.deepcopy(stalled))
     b["spec"]["image"], c["spec"]["image"] = "crm:3", "crm:4"
     world.client.rollouts = [world.body, copy.deepcopy(b), copy.deepcopy(c)]
-    later = await world.reconciler.reconcile(copy.deepcopy(c), now=now, child=None)
+    later: Any = await world.reconciler.reconcile(copy.deepcopy(c), now=now, child=None)
     assert later.status.phase.value == "Degraded"
     assert later.status.message.startswith("Rollout crm-3 is waiting to start on XynergyService")
     assert later.status.canary_revision is None
-    earlier = await world.reconciler.reconcile(copy.deepcopy(b), now=now, child=None)
+    earlier: Any = await world.reconciler.reconcile(copy.deepcopy(b), now=now, child=None)
     assert earlier.status.phase.value == "Progressing", earlier.status.message
     b["metadata"]["deletionTimestamp"] = "2026-12-01T13:05:00Z"
     world.client.rollouts = [world.body, b, copy.deepcopy(c)]
