@@ -242,7 +242,11 @@ class KubernetesRollout:
         if live is None:  # removed already: the target serves (its Deployment rolling or
             return done  # unready again must not route to nothing)
         replicas = target.spec.sizing().replicas
-        writes, _ = await self._apply(self.canary, name, replicas, serving=True, live=live)
+        writes, body = await self._apply(self.canary, name, replicas, serving=True, live=live)
+        if int(((body or {}).get("status") or {}).get("availableReplicas") or 0) < 1:
+            # no Pod of it ready (scaled back up after another Rollout had the target):
+            # the target's own Service serves until one is
+            return dataclasses.replace(done, writes=writes, settled=False)
         urls, traffic = self._traffic(target, name, ((name, 100, CANARY_TAG),))
         return Routed(writes, urls, traffic, settled=False)
 

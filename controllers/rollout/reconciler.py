@@ -300,8 +300,10 @@ class RolloutReconciler:
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
             failed = self._failed(rollout, exc, now)
-            if isinstance(exc, TransientError) and isinstance(failed.status, RolloutStatus):
+            waits = isinstance(exc, TransientError) or exc.reason == CONFLICT
+            if waits and isinstance(failed.status, RolloutStatus):
                 # not carried out: a person's action stays pending, tried again with the retry
+                # (a conflict: once the other Rollout of the target has ended)
                 failed.status.handled_action = before.handled_action if before else None
             if work is not None and isinstance(failed.status, RolloutStatus):
                 # a promotion written (maybe carried out) whose converge failed after: the
@@ -421,12 +423,23 @@ class RolloutReconciler:
         """A Kubernetes blue-green promotion deleted within its keep window: the target is
         patched to the promoted revision now (it would be at the window's end), and the
         Rollout, whose new revision serves meanwhile, goes once the target runs it and is
-        ready. A target that moved on without it (superseded) is left alone."""
+        ready. A target that moved on without it (superseded) is left alone, and so is one
+        another Rollout delivers to (patching it would move that one's stable revision
+        under its analysis): the Rollout lets go, an Event saying what it left."""
         rollout, status, target = work.rollout, work.status, work.target
         name = rollout.spec.target_ref.name
         promoted = status.canary_revision
         if _moved_on(work) is not None:
             return True, None
+        if not settled_on(target, work.canary) and (active := await self._active_sibling(work)):
+            return True, Event(
+                "Normal",
+                "Released",
+                f"deleted within the blue-green keep window while Rollout {active} delivers "
+                f"to XynergyService {name}: the target is not patched under it and keeps "
+                f"running image {target.spec.image}; the promoted revision {promoted} goes "
+                "with this Rollout",
+            )
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
         elif (await work.backend.serving(target)).ready:
@@ -567,7 +580,7 @@ class RolloutReconciler:
             # a delivery starts: before anything is read or moved
             check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
         # before the target's readiness: a sibling's promotion rolls the target meanwhile
-        if (held := await self._refuse_overlap(rollout, starting=True)) is not None:
+        if (held := await self._refuse_overlap(rollout, starting=True, now=now)) is not None:
             return held
         given_back = await self._give_back_pending(work)
         serving = await backend.serving(target)
@@ -641,7 +654,9 @@ class RolloutReconciler:
             work.siblings = await self._siblings(work.rollout)
         return work.siblings
 
-    async def _refuse_overlap(self, rollout: Rollout, *, starting: bool = False) -> Waiting | None:
+    async def _refuse_overlap(
+        self, rollout: Rollout, *, starting: bool = False, now: dt.datetime | None = None
+    ) -> Waiting | None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
         was created earlier and has not started yet: two rollouts of one target would move
         its traffic and patch it against each other. This one starts once the other ended.
@@ -651,7 +666,10 @@ class RolloutReconciler:
         has not started (`_unstarted`) is what the promoted one ends a blue-green keep window
         early for (`_end_keep_window`): it waits, Pending and Reconciling (not Stalled: it
         starts on its own in moments), checked again every poll interval, and starts once
-        the target runs the promoted revision and is ready."""
+        the target runs the promoted revision and is ready. It waits so at most its own
+        spec.progressDeadlineSeconds from when it began to (its Reconciling RolloutConflict
+        condition's lastTransitionTime, at `now`): then, the target never settling, it is
+        Degraded, Stalled RolloutConflict with a Warning, and still starts once it has."""
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
@@ -660,10 +678,16 @@ class RolloutReconciler:
             meta = other.get("metadata") or {}
             phase = (other.get("status") or {}).get("phase")
             active = phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value)
-            first = phase in (None, RolloutPhase.PENDING.value) and _created(meta) < mine
+            first = (  # an earlier one that has not started (also Stalled on a conflict)
+                _unstarted(other.get("status") or {})
+                and _created(meta) < mine
+                and not meta.get("deletionTimestamp")
+            )
             if active or first:
+                stalled = phase == RolloutPhase.DEGRADED.value  # on a conflict, not started
+                state = "waiting to start" if stalled else phase or "starting"
                 raise StalledError(
-                    f"Rollout {meta.get('name')} is {phase or 'starting'} on XynergyService "
+                    f"Rollout {meta.get('name')} is {state} on XynergyService "
                     f"{target}: this Rollout starts once it has ended (one rollout of a target "
                     "at a time)",
                     reason=CONFLICT,
@@ -671,12 +695,17 @@ class RolloutReconciler:
             if (finishing := self._finishing(other)) is None:
                 continue
             if starting and _unstarted(own) and _created(meta) < mine:
-                if (other.get("status") or {}).get("scaleDownAt"):
+                # spec.paused or spec.abort: no window is ended for it (`_newer`), and it
+                # waits as long as the person holds it back
+                by_hand = rollout.spec.paused or rollout.spec.abort
+                if (other.get("status") or {}).get("scaleDownAt") and not by_hand:
                     finishing = (
                         "it ends its blue-green keep window early for this newer Rollout (the "
                         "target is patched to the promoted revision; the old revision is no "
                         "longer kept for a fast rollback)"
                     )
+                if held is None and not by_hand:
+                    _give_up_waiting(rollout, str(meta.get("name")), finishing, now)
                 held = held or Waiting(
                     f"waiting for Rollout {meta.get('name')}, Promoted on XynergyService "
                     f"{target}, to finish its promotion: {finishing}; this Rollout starts "
@@ -1007,7 +1036,10 @@ class RolloutReconciler:
                 template=status.stable_template,
                 time=work.now,
             )
-            status.history = [record, *(status.history or [])][: rollout.spec.rollback_window]
+            # a keep window keeps its old revision on record while it lasts, whatever
+            # spec.rollbackWindow (`_window_over` trims the history to it after)
+            window = max(rollout.spec.rollback_window, int(keep is not None))
+            status.history = [record, *(status.history or [])][:window]
         status.stable_revision, status.stable_image = canary, work.canary.spec.image
         status.stable_template = spec_template(work.canary)
         status.phase = RolloutPhase.PROMOTED
@@ -1114,9 +1146,12 @@ class RolloutReconciler:
         if status.phase == RolloutPhase.PROMOTED:
             keep = status.history[0].revision if status.scale_down_at and status.history else None
             if keep and work.now >= (status.scale_down_at or work.now):
-                keep, status.scale_down_at = None, None
                 if work.backend.defers_target_patch:  # the old revision goes only now
+                    # patched first: a failed patch must not leave a status without the
+                    # window whose target still runs the kept revision (`_moved_on`)
                     await self._patch_target(work, promotion_patch(work.canary))
+                keep = None
+                _window_over(work)
             elif keep and work.backend.defers_target_patch and (newer := await self._newer(work)):
                 await self._end_keep_window(work, keep, newer)
                 keep = None
@@ -1149,13 +1184,15 @@ class RolloutReconciler:
 
     async def _newer(self, work: Converge) -> str | None:
         """A Rollout of the target created after this one that has not started yet
-        (`_unstarted`), and is not being deleted: the next release, waiting (the oldest)."""
+        (`_unstarted`), is not being deleted, and is not held back by a person (spec.paused
+        or spec.abort: it would not start): the next release, waiting (the oldest)."""
         mine = _created(work.rollout.metadata.model_dump(by_alias=True))
         found = [
             meta
             for other in await self._others(work)
             if _created(meta := other.get("metadata") or {}) > mine
             and not meta.get("deletionTimestamp")
+            and not ((spec := other.get("spec") or {}).get("paused") or spec.get("abort"))
             and _unstarted(other.get("status") or {})
         ]
         return str(min(found, key=_created).get("name")) if found else None
@@ -1171,8 +1208,8 @@ class RolloutReconciler:
         target runs it and is ready), and the newer Rollout starts after it."""
         status = work.status
         until = _stamp(status.scale_down_at) if status.scale_down_at else "its end"
-        status.scale_down_at = None
         await self._patch_target(work, promotion_patch(work.canary))
+        _window_over(work)  # only once patched (a failed patch keeps the window)
         ended = (
             f"keep window ended early (it lasted until {until}) for Rollout {newer}, the next "
             f"release of XynergyService {work.rollout.spec.target_ref.name}: the target is "
@@ -1189,15 +1226,19 @@ class RolloutReconciler:
     async def _leave_to(self, work: Converge, active: str) -> None:
         """Another Rollout delivering to the target: ours moves no traffic and does not patch
         the target (on Kubernetes a keep window's end waits for the other one to end); on
-        Kubernetes its own revision gets none (status.traffic emptied, the new revision
-        scaled to zero and kept, or removed once the target runs it: its promotion is over).
-        The status says so until the other one has ended."""
+        Kubernetes its own revision gets none (status.traffic emptied; the new revision out
+        of the target's Service, a promoted one kept at full size so that it can serve again
+        at once when the other one ends, any other scaled to zero; removed once the target
+        runs it: its promotion is over). The status says so until the other one has ended."""
         status = work.status
         promoted = status.phase == RolloutPhase.PROMOTED
         if not work.backend.defers_target_patch:
             pass  # Cloud Run: the split is the other Rollout's; nothing of ours to take away
         elif promoted and not status.scale_down_at and settled_on(work.target, work.canary):
             await work.backend.retire(keep=None)
+            status.traffic = []
+        elif promoted:  # full size (as a preview), no traffic
+            await work.backend.route(work.target, ((status.canary_revision, 0, PREVIEW_TAG),))
             status.traffic = []
         else:
             await self._route(work, ())
@@ -1226,7 +1267,7 @@ class RolloutReconciler:
             await work.backend.retire(keep=None)
             work.superseded = True
         status.message = message
-        status.scale_down_at = None
+        _window_over(work)
         if status.traffic:
             status.traffic = []
         work.reason = "Superseded"
@@ -1486,6 +1527,50 @@ async def _promotion_written(
     if not canary or canary == status.stable_revision or backend.routing is not None:
         return False
     return (await backend.serving(target)).template == canary
+
+
+def _give_up_waiting(rollout: Rollout, other: str, finishing: str, now: dt.datetime | None) -> None:
+    """A Rollout waiting (Pending, `_refuse_overlap`) for another one's promotion to finish
+    for longer than its own spec.progressDeadlineSeconds, counted from its Reconciling
+    RolloutConflict condition's lastTransitionTime (or stalled so already): Degraded, Stalled
+    RolloutConflict (a Warning Event; retried with the core's backoff, and it starts once
+    the target runs the promoted revision)."""
+    status = rollout.status
+    if status is None or now is None:
+        return
+    stalled = status.phase == RolloutPhase.DEGRADED
+    since = next(
+        (
+            c.last_transition_time
+            for c in status.conditions
+            if c.type == ("Stalled" if stalled else "Reconciling")
+            and c.status == "True"
+            and c.reason == CONFLICT
+        ),
+        None,
+    )
+    if since is None:
+        return
+    deadline = rollout.spec.progress_deadline_seconds
+    if not stalled and (now - since).total_seconds() < deadline:
+        return
+    status.phase = RolloutPhase.DEGRADED  # as _failed writes it (not delivering: no split)
+    raise StalledError(
+        f"Rollout {other} has not finished its promotion on XynergyService "
+        f"{rollout.spec.target_ref.name} within this Rollout's {deadline}s "
+        f"(spec.progressDeadlineSeconds) of waiting for it: {finishing}; this Rollout starts "
+        "once the target runs the promoted revision and is ready (one rollout of a target at "
+        "a time)",
+        reason=CONFLICT,
+    )
+
+
+def _window_over(work: Converge) -> None:
+    """A blue-green keep window has ended: no status.scaleDownAt, and the history back to
+    spec.rollbackWindow revisions (the window kept its old revision on record even with 0)."""
+    status = work.status
+    status.scale_down_at = None
+    status.history = (status.history or [])[: work.rollout.spec.rollback_window]
 
 
 def _unstarted(status: Mapping[str, Any]) -> bool:

@@ -184,8 +184,10 @@ async def test_going_back_is_refused_while_another_rollout_delivers(
     whose canary split went and whose stable revision changed beneath its analysis."""
     result, backend, client = await _converge(body, defers=defers, others=[_delivering()])
     # no switch back, no route to the old revision; on Kubernetes (defers) our own revision
-    # is routed nothing (the other Rollout's split is its own), on Cloud Run nothing at all
-    assert backend.calls == ([("route", ())] if defers else [])
+    # gets no traffic (kept at full size, as a preview: the other Rollout's split is its
+    # own), on Cloud Run nothing at all
+    kept = [("route", ((body["status"]["canaryRevision"], 0, "preview"),))]
+    assert backend.calls == (kept if defers else [])
     assert client.patches == [], "the target is not patched under the other Rollout"
     status = result.status
     assert status.phase.value == "Promoted", "nothing went back"

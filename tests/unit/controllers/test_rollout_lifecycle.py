@@ -15,17 +15,20 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from lightkube import ApiError
+from lightkube.models.meta_v1 import Status
 
+from apis.v1alpha1.rollout import Rollout
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import StalledError, TransientError
 from controllers.core.status import with_generation
 from controllers.providers.kubernetes import Applied
 from controllers.rollout.backends import Routed, Serving
 from controllers.rollout.kubernetes import KubernetesRollout
-from controllers.rollout.reconciler import RolloutReconciler
+from controllers.rollout.reconciler import RolloutReconciler, _spec_digest
 from controllers.rollout.resources import ROLLOUT_LABEL
 from controllers.rollout.settings import RolloutSettings
-from controllers.rollout.status import needs_finalizer
+from controllers.rollout.status import needs_finalizer, pending_action
 from controllers.xynergyservice.resources import SERVICE_LABEL
 from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION, revision_name
 
@@ -857,8 +860,9 @@ def _other(name: str, created: str, status: dict[str, Any] | None, **meta: Any) 
 
 
 async def test_the_keep_window_ends_early_only_for_a_newer_rollout_not_started_yet() -> None:
-    """A Rollout that has delivered (ended), one created before the promoted one, and one
-    being deleted are not a next release waiting: the window is kept. One stored Stalled by
+    """A Rollout that has delivered (ended), one created before the promoted one, one being
+    deleted, and one spec.paused or spec.abort are not a next release waiting: the window is
+    kept. One stored Stalled by
     the previous operator's wait (Degraded, RolloutConflict, no new revision) is."""
     world, now, _ = await _promoted_in_keep_window(True)
     conflict = {"type": "Stalled", "status": "True", "reason": "RolloutConflict",
@@ -870,6 +874,10 @@ async def test_the_keep_window_ends_early_only_for_a_newer_rollout_not_started_y
         _other("crm-1", "2026-12-01T10:00:00Z", {"phase": "Pending"}),
         _other("crm-5", "2026-12-01T13:00:00Z", None, deletionTimestamp="2026-12-01T13:01:00Z"),
     ]  # fmt: skip
+    for held in ("paused", "abort"):  # held back by a person: it would not start
+        body = _other(f"crm-{held}", "2026-12-01T13:00:00Z", {"phase": "Pending"})
+        body["spec"][held] = True
+        world.client.rollouts.append(body)
     status = await world.converge(now)
     assert status.scale_down_at is not None, "the window is kept"
     assert (world.client.patches, world.events) == ([], [])
@@ -904,7 +912,7 @@ async def test_an_ended_kubernetes_rollout_leaves_the_traffic_to_one_delivering(
         first = await world.converge(now + dt.timedelta(seconds=late))
         assert first.phase.value == "Promoted"
         assert not first.traffic, "the gateway follows the delivering Rollout alone"
-        assert _serving(world, promoted) == (0, False), "the promoted revision serves nothing"
+        assert _serving(world, promoted) == (4, False), "kept at full size, serving nothing"
         assert world.client.patches == [], "the target is not patched under the other one"
         assert "the traffic is left to Rollout crm-3" in first.message
     assert second["status"].get("traffic") == split
@@ -939,3 +947,288 @@ async def test_undo_is_refused_while_another_kubernetes_rollout_delivers() -> No
     assert [reason for reason, _ in world.events] == ["UndoRefused"]
     assert "Rollout crm-3 is delivering to XynergyService crm" in world.events[0][1]
     assert second["status"].get("traffic") == split
+
+
+@pytest.mark.parametrize("early", [True, False])
+async def test_a_failed_keep_window_end_patch_keeps_the_window_and_the_release(
+    early: bool,
+) -> None:
+    """The window's end (early for a newer Rollout, or on time) cleared status.scaleDownAt
+    before patching the target; a failed patch wrote that status, so the next converge found
+    the target (still crm:1) moved on without the window: Superseded, the promoted revision
+    removed, the release lost. The window stays until the patch went through."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    window_end = world.body["status"]["scaleDownAt"]
+    if early:
+        second = _second(world)
+        await _converge_other(world, second, now)
+    else:
+        now += dt.timedelta(seconds=700)
+    patch = world.client.patch
+
+    async def refused(*_: Any, **__: Any) -> None:
+        raise ApiError(status=Status(code=500, message="etcdserver: request timed out"))
+
+    world.client.patch = refused  # type: ignore[method-assign]
+    first = await world.converge(now)
+    assert first.phase.value == "Promoted"
+    assert world.body["status"]["scaleDownAt"] == window_end, "the window is still on record"
+    assert promoted in world.provider.deployments()
+    world.client.patch = patch  # type: ignore[method-assign]
+    first = await world.converge(now + STEP)
+    assert not first.message.startswith("superseded"), first.message
+    assert world.client.target["spec"]["image"] == "crm:2", "the release goes on"
+    assert first.scale_down_at is None
+    assert _serving(world, promoted)[0] == 4, "it serves until the target runs it"
+
+
+async def test_a_keep_window_with_rollback_window_zero_still_ends_in_the_release() -> None:
+    """blue-green scaleDownDelaySeconds with spec.rollbackWindow 0 kept no history, so the
+    window had no old revision on record: the target (not patched until its end) was never
+    patched and the next converge found it moved on: Superseded, the release lost. The
+    window keeps its old revision while it lasts (its fast rollback works), then the history
+    is back to rollbackWindow's 0."""
+    world = World([], rollbackWindow=0)
+    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+    assert (status.phase.value, bool(status.scale_down_at)) == ("Promoted", True)
+    promoted = status.canary_revision
+    status = await world.converge(now)
+    assert not status.message.startswith("superseded"), status.message
+    assert promoted in world.provider.deployments(), "it serves within the window"
+    assert world.client.target["spec"]["image"] == "crm:1"
+    status = await world.converge(now + dt.timedelta(seconds=700))
+    assert world.client.target["spec"]["image"] == "crm:2", "patched at the window's end"
+    assert (status.scale_down_at, status.history) == (None, [])
+    assert not status.message.startswith("superseded"), status.message
+    world.settle()
+    status = await world.converge(now + dt.timedelta(seconds=701))
+    assert status.phase.value == "Promoted"
+    assert promoted not in world.provider.deployments(), "the target serves: its revision goes"
+    assert not status.message.startswith("superseded"), status.message
+
+
+async def test_undo_within_a_keep_window_with_rollback_window_zero_switches_back() -> None:
+    world = World([], rollbackWindow=0)
+    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
+    now = T0
+    for _ in range(3):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
+    status = await world.converge(now)
+    assert (status.phase.value, world.events[0][0]) == ("RolledBack", "SwitchedBack")
+    assert world.client.target["spec"]["image"] == "crm:1"
+    assert status.history == []
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_a_promotion_left_to_another_rollout_gets_traffic_back_only_when_ready(
+    routes: bool,
+) -> None:
+    """The promoted revision was scaled to zero while another Rollout delivered; when that
+    one ended, the next converge scaled it back and at once wrote 100 % to it in
+    status.traffic with no Pod ready. It now stays at full size out of the target's Service,
+    and gets the traffic back only once a Pod of it is available."""
+    world, now, promoted = await _promoted_in_keep_window(routes)
+    second = _second(world)
+    world.client.rollouts = [second]
+    for _ in range(3):
+        await _converge_other(world, second, now)
+        now += STEP
+    world.client.rollouts = [world.body, second]
+    first = await world.converge(now)
+    assert "the traffic is left to Rollout crm-3" in first.message
+    assert (_serving(world, promoted), first.traffic) == ((4, False), [])
+    world.provider.ready.discard(promoted)  # its Pods restarted meanwhile, none ready yet
+    second["status"]["phase"] = "RolledBack"
+    first = await world.converge(now + STEP)
+    assert first.traffic == [], "no traffic to a revision with no Pod ready"
+    assert first.message.endswith("waiting for the target to run the new revision")
+    world.provider.ready.add(promoted)
+    first = await world.converge(now + 2 * STEP)
+    assert _serving(world, promoted) == (4, not routes)
+    if routes:
+        assert [(t.revision, t.weight) for t in first.traffic] == [(promoted, 100)]
+
+
+async def test_a_retry_refused_by_a_conflict_is_acted_on_once_the_conflict_ends() -> None:
+    """A retry refused with RolloutConflict (another Rollout's promotion holds the target)
+    was marked handled (status.handledAction) before the refusal: it was dropped, while the
+    docs say it is retried. It stays pending and is acted on once the other one has ended."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    older = _other("crm-1", "2026-12-01T10:00:00Z", None)
+    older["spec"]["image"] = "crm:9"
+    older["status"] = {"phase": "RolledBack", "canaryRevision": "crm-old",
+                       "stableRevision": "crm-00001", "stableImage": "crm:1",
+                       "trafficRouting": "gateway", "observedGeneration": 1}  # fmt: skip
+    older["status"]["deliveredSpec"] = _spec_digest(Rollout.model_validate(older))
+    older["metadata"]["annotations"] = {"xynergy.io/rollout-action": "retry/1"}
+    world.client.rollouts = [world.body, older]
+    status = await _converge_other(world, older, now)
+    assert [c.reason for c in status.conditions if c.type == "Stalled"] == ["RolloutConflict"]
+    assert pending_action(older) == "retry", "still to be acted on"
+    # the promoted Rollout's window ends, the target settles on crm:2, its revision goes
+    later = now + dt.timedelta(seconds=700)
+    for i in range(2):
+        await world.converge(later + i * STEP)
+        world.settle()
+        world.provider.ready |= set(world.provider.deployments())
+    status = await _converge_other(world, older, later + 3 * STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert (status.handled_action, status.stable_image) == ("retry/1", "crm:2")
+    assert pending_action(older) is None
+
+
+async def test_a_rollout_waiting_for_a_promotion_that_never_settles_stalls_at_its_deadline() -> (
+    None
+):
+    """The newer Rollout waited Pending (Reconciling) for good when the target never ran the
+    promoted revision ready. It waits its own spec.progressDeadlineSeconds from when it began
+    to, then is Degraded, Stalled RolloutConflict with a Warning; it still starts once the
+    target has settled."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    second = _second(world)
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending"
+    await world.converge(now)  # the window ends early: the target is patched and rolls
+    world.provider.ready.discard("crm")  # ... and never gets ready
+    deadline = dt.timedelta(seconds=600)
+    status = await _converge_other(world, second, now + deadline - STEP)
+    assert status.phase.value == "Pending", "within its deadline it waits"
+    status = await _converge_other(world, second, now + deadline)
+    assert status.phase.value == "Degraded"
+    stalled = next(c for c in status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "RolloutConflict")
+    assert [(e.type, e.reason) for e in world.other.events] == [("Warning", "RolloutConflict")]
+    assert "has not finished its promotion on XynergyService crm" in status.message
+    assert "600s (spec.progressDeadlineSeconds)" in status.message
+    status = await _converge_other(world, second, now + deadline + STEP)
+    assert status.phase.value == "Degraded", "stays stalled, not back to Pending"
+    assert status.canary_revision is None
+    world.settle()
+    world.provider.ready.add("crm")
+    await world.converge(now + deadline + 2 * STEP)  # ready on crm:2: its revision goes
+    assert promoted not in world.provider.deployments()
+    status = await _converge_other(world, second, now + deadline + 3 * STEP)
+    assert status.phase.value in ("Progressing", "Paused")
+    assert status.stable_image == "crm:2"
+
+
+async def test_of_two_rollouts_stalled_on_a_conflict_only_the_earlier_one_starts() -> None:
+    """Only siblings with no phase or Pending counted as created earlier and not started: two
+    Rollouts stalled on a RolloutConflict (Degraded, no new revision) both started once the
+    target was free, moving its traffic against each other. The later one waits; an earlier
+    one being deleted does not hold it."""
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    now = await world.run_until("Promoted", now)
+    conflict = {"type": "Stalled", "status": "True", "reason": "RolloutConflict",
+                "message": "...", "lastTransitionTime": "2026-12-01T13:00:00Z"}  # fmt: skip
+    stalled = {"phase": "Degraded", "message": "...", "conditions": [conflict]}
+    b = _other("crm-3", "2026-12-01T13:00:00Z", copy.deepcopy(stalled))
+    c = _other("crm-4", "2026-12-01T13:00:01Z", copy.deepcopy(stalled))
+    b["spec"]["image"], c["spec"]["image"] = "crm:3", "crm:4"
+    world.client.rollouts = [world.body, copy.deepcopy(b), copy.deepcopy(c)]
+    later: Any = await world.reconciler.reconcile(copy.deepcopy(c), now=now, child=None)
+    assert later.status.phase.value == "Degraded"
+    assert later.status.message.startswith("Rollout crm-3 is waiting to start on XynergyService")
+    assert later.status.canary_revision is None
+    earlier: Any = await world.reconciler.reconcile(copy.deepcopy(b), now=now, child=None)
+    assert earlier.status.phase.value == "Progressing", earlier.status.message
+    b["metadata"]["deletionTimestamp"] = "2026-12-01T13:05:00Z"
+    world.client.rollouts = [world.body, b, copy.deepcopy(c)]
+    later = await world.reconciler.reconcile(copy.deepcopy(c), now=now, child=None)
+    assert later.status.phase.value == "Progressing", later.status.message
+
+
+async def test_deleting_a_keep_window_rollout_does_not_patch_the_target_under_a_delivering_one() -> (
+    None
+):
+    """The deletion's release patched the target to the promoted revision under a second
+    Rollout delivering to it (its stable revision moved beneath its analysis). It lets go
+    without patching, its Event saying what it left."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    second = _second(world)
+    world.client.rollouts = [second]  # it does not see the first one: it starts
+    for _ in range(3):
+        status = await _converge_other(world, second, now)
+        now += STEP
+    assert status.phase.value == "Paused"
+    world.client.rollouts = [world.body, second]
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    world.reconciler.clock = lambda: now + STEP
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone
+    assert world.client.patches == [], "the target is not patched under the other one"
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "Released")
+    assert "while Rollout crm-3 delivers to XynergyService crm" in event.message
+    assert f"keeps running image crm:1; the promoted revision {promoted} goes" in event.message
+
+
+async def test_a_paused_newer_rollout_waits_for_the_keep_window_without_ending_it() -> None:
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    second["spec"].update(paused=True, progressDeadlineSeconds=60)
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending"
+    assert "keeps the old revision for a fast rollback until" in status.message
+    assert "ends its blue-green keep window early" not in status.message
+    first = await world.converge(now)
+    assert first.scale_down_at is not None, "the window is kept"
+    status = await _converge_other(world, second, now + dt.timedelta(seconds=120))
+    assert status.phase.value == "Pending", "held back by a person: no deadline"
+
+
+async def test_a_promotion_left_to_another_rollout_once_the_target_runs_it_is_removed() -> None:
+    """Promoted (canary), the target patched and still rolling, so the Rollout's revision
+    serves; another Rollout started meanwhile (a race) and delivers. The promotion is over
+    (the target runs its spec): its revision is removed, not kept beside the other's split."""
+    world = World([{"setWeight": 50}, {"setWeight": 100}])
+    now = T0
+    for _ in range(8):  # the target's Deployment is not rolled (no settle): it rolls
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+        if status.phase.value == "Promoted":
+            break
+    assert status.message.endswith("waiting for the target to run the new revision")
+    assert world.client.target["spec"]["image"] == "crm:2"
+    promoted = status.canary_revision
+    assert promoted in world.provider.deployments(), "it serves while the target rolls"
+    second = _second(world)
+    world.client.rollouts = [second]  # it does not see the first one: it starts
+    for _ in range(2):
+        await _converge_other(world, second, now)
+        now += STEP
+    world.provider.ready.discard("crm")
+    world.client.rollouts = [world.body, second]
+    first = await world.converge(now)
+    assert "the traffic is left to Rollout crm-3" in first.message
+    assert promoted not in world.provider.deployments(), "its promotion is over: removed"
+    assert first.traffic == []
+
+
+async def test_an_ended_rollout_lists_the_other_rollouts_once_per_converge() -> None:
+    """Who delivers (`_active_sibling`) and who waits (`_newer`) are read from one list of
+    the namespace's Rollouts per converge (`_others`), not one list each."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    world.client.rollouts = [world.body]
+    lists = 0
+    listing = world.client.list
+
+    def counted(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        nonlocal lists
+        lists += 1
+        return listing(*args, **kwargs)
+
+    world.client.list = counted  # type: ignore[method-assign]
+    status = await world.converge(now)
+    assert status.scale_down_at is not None
+    assert lists == 1
