@@ -133,12 +133,15 @@ def create_app(
     redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            if redis is not None:
-                await redis.aclose()
+            try:
+                await app.state.store.aclose()  # rollbacks still running (store.py)
+            finally:
+                if redis is not None:
+                    await redis.aclose()
 
     app = FastAPI(
         title="Xynergy CRM",

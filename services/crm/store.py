@@ -30,22 +30,26 @@ Rollback. The client library rolls a failed transaction back on any exception, t
 deadline's cancellation included, with the Rollback RPC's default retry: UNAVAILABLE retried
 for up to 60 s. Nothing cancels that rollback a second time, so a transaction that had begun
 when Firestore went away held its request for about 60 s past the deadline (the CRM's 503
-came a minute late, or a client gave up first). :class:`_Transaction` gives a rollback
-``ROLLBACK_SECONDS``; past that it is abandoned (Firestore drops an abandoned transaction
-and its locks by itself) and the transaction's own error goes on.
+came a minute late, or a client gave up first). :class:`_Transaction` waits for a rollback
+``ROLLBACK_SECONDS``; past that the request goes on with the transaction's own error while
+the rollback carries on in the background (not cancelled: until it is done, or Firestore's
+idle expiry drops the transaction, its locks stay and block a retry of the same writes),
+held by the store (:class:`_Rollbacks`) for at most ``ROLLBACK_LIMIT_SECONDS``, and
+ended at shutdown (:meth:`CrmStore.aclose`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import random
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
@@ -95,8 +99,10 @@ _CHILD_MODELS: dict[str, type[Record]] = {
     "tasks": Task,
 }
 _DELETE_BATCH = 400
-# How long a transaction's rollback may take before it is abandoned (see the module docstring).
+# How long a request waits for its transaction's rollback before it goes on without it, and
+# how long that rollback may go on in the background (see the module docstring).
 ROLLBACK_SECONDS = 1.0
+ROLLBACK_LIMIT_SECONDS = 60.0
 
 log = logging.getLogger("xynergy.crm.store")
 
@@ -196,24 +202,99 @@ def _aborted(exc: BaseException) -> gexc.Aborted | None:
     return None
 
 
+class _Rollbacks:
+    """The rollbacks of a store's transactions, each a task held here until it is done: a
+    request waits ``ROLLBACK_SECONDS`` for its rollback, then goes on while the rollback
+    carries on (a rollback cancelled or dropped would leave the transaction's locks in
+    Firestore until its idle expiry). Each is bounded by ``ROLLBACK_LIMIT_SECONDS``;
+    :meth:`aclose` ends those still running."""
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    @property
+    def running(self) -> frozenset[asyncio.Task[None]]:
+        return frozenset(self._running)
+
+    async def run(self, rollback: Coroutine[Any, Any, None]) -> None:
+        """Run ``rollback`` and wait for it ``ROLLBACK_SECONDS``: its error, if it fails in
+        that time (chained by the client library to the transaction's own); else return with
+        it still running. A second cancellation of the waiting request does not cancel it."""
+        task = asyncio.get_running_loop().create_task(self._bounded(rollback))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        try:
+            await asyncio.wait({task}, timeout=ROLLBACK_SECONDS)
+        finally:
+            late = not task.done()
+            task.add_done_callback(functools.partial(_settled, late=late))
+            if late:
+                log.warning(
+                    "firestore rollback still running; the request goes on without it",
+                    extra={"fields": {"after_seconds": ROLLBACK_SECONDS}},
+                )
+        if not late:
+            task.result()
+
+    @staticmethod
+    async def _bounded(rollback: Coroutine[Any, Any, None]) -> None:
+        async with asyncio.timeout(ROLLBACK_LIMIT_SECONDS):
+            await rollback
+
+    async def aclose(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the rollbacks still running, then cancel the rest
+        and wait for them (the app's shutdown)."""
+        running = set(self._running)
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning(
+                "firestore rollbacks cancelled at shutdown",
+                extra={"fields": {"count": len(pending)}},
+            )
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+def _settled(task: asyncio.Task[None], *, late: bool) -> None:
+    """A rollback task's end: its outcome logged when its request no longer waited for it (the
+    error is taken here either way, so none is reported as never retrieved)."""
+    error = None if task.cancelled() else task.exception()
+    if not late:
+        return
+    if task.cancelled():
+        return  # said by aclose
+    if error is None:
+        log.info("firestore rollback finished after its request went on")
+    else:
+        log.warning(
+            "firestore rollback failed after its request went on; the transaction's locks stay"
+            " until Firestore expires it",
+            extra={"fields": {"error": type(error).__name__}},
+        )
+
+
 class _Transaction(AsyncTransaction):
-    """A transaction whose rollback is abandoned after ``ROLLBACK_SECONDS``.
+    """A transaction whose rollback a request waits for at most ``ROLLBACK_SECONDS``.
 
     ``firestore.async_transactional`` calls ``_rollback`` from ``except BaseException`` and
     then raises the transaction's own error; a rollback that fails within the bound raises as
-    before (its error chained to that one), one that does not finish in time is logged and
-    abandoned, so the transaction's own error (the deadline's cancellation, an UNAVAILABLE)
-    goes on at once."""
+    before (its error chained to that one), one that has not finished by then goes on in the
+    background (``rollbacks``, not cancelled, so the transaction's locks are released as soon
+    as Firestore answers) while the transaction's own error (the deadline's cancellation, an
+    UNAVAILABLE) goes on at once."""
 
-    async def _rollback(self) -> None:
-        try:
-            async with asyncio.timeout(ROLLBACK_SECONDS):
-                await super()._rollback()
-        except TimeoutError:
-            log.warning(
-                "firestore rollback abandoned",
-                extra={"fields": {"after_seconds": ROLLBACK_SECONDS}},
-            )
+    def __init__(self, client: Any, *, rollbacks: _Rollbacks, max_attempts: int = 1) -> None:
+        super().__init__(client, max_attempts=max_attempts)
+        self._rollbacks = rollbacks
+
+    async def _rollback(self, *args: Any, **kwargs: Any) -> None:
+        await self._rollbacks.run(super()._rollback(*args, **kwargs))
 
 
 @dataclass
@@ -270,6 +351,12 @@ class CrmStore:
         self._backoff_cap = backoff_cap_seconds
         self._sleep = sleep
         self._idempotency_locks = KeyedLocks()
+        self._rollbacks = _Rollbacks()
+
+    async def aclose(self) -> None:
+        """The app's shutdown: rollbacks still running get ``ROLLBACK_SECONDS`` more, then
+        are cancelled (their transactions' locks then stay until Firestore expires them)."""
+        await self._rollbacks.aclose(grace=ROLLBACK_SECONDS)
 
     # -- layout --------------------------------------------------------------------------
 
@@ -292,7 +379,7 @@ class CrmStore:
         attempt = 1
         while True:
             try:
-                return await run(_Transaction(self._db, max_attempts=1))
+                return await run(_Transaction(self._db, rollbacks=self._rollbacks))
             except (gexc.GoogleAPICallError, ValueError) as exc:
                 aborted = _aborted(exc)
                 if aborted is None or attempt >= self._attempts:

@@ -17,8 +17,9 @@ past the address limit is answered ``429`` in the gateway's JSON error shape (``
 address again, a later one on the same session is (a CONNECT/DISCONNECT loop). Past the user
 limit the connection is refused with ``connect_error`` ``rate_limited`` and data ``{limit,
 retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule applies. A
-connect refused because its session closed while it was decided gives back what it counted
-(its user count; the address count of a later connect), so it costs the user nothing.
+connect refused because its session closed while it was decided, or cancelled then (the
+gateway's shutdown), gives back what it counted (its user count; the address count of a later
+connect), so it costs the user nothing.
 
 A counted session must connect soon: an engine.io session whose socket.io CONNECT has not been
 accepted within ``connect_timeout`` seconds of its handshake (none sent, or refused) is closed,
@@ -79,6 +80,12 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 # set in a handshake's ASGI scope (kept by engine.io as the session's environ["asgi.scope"])
 # once its address was counted; the session's first socket.io connect takes it
 _ADDRESS_COUNTED = "xynergy.stream_address_counted"
+# How long the gateway's shutdown waits, before it closes Redis, for connects still being
+# decided (refused once their sessions are closed, they give their counts back) and for
+# give-backs under way; each step of a connect is bounded (the limiter's 1 s, the verifier).
+CONNECT_GRACE_SECONDS = 2.0
+
+Counted = list[tuple[list[Limit], Decision]]
 
 
 @dataclass(frozen=True)
@@ -290,6 +297,8 @@ class EventStream:
         self.engineio_app = socketio.ASGIApp(self.sio, socketio_path=path.strip("/"))
         self.path = path.rstrip("/")
         self._clients = 0
+        self._connecting: set[asyncio.Task[Any]] = set()  # the tasks deciding a connect
+        self._giving_back: set[asyncio.Task[None]] = set()
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("subscribe", self._subscribe)
@@ -305,20 +314,35 @@ class EventStream:
             scope[_ADDRESS_COUNTED] = True
         await self.engineio_app(scope, receive, send)
 
-    async def _limit_address(
-        self, scope: Scope, counted: list[tuple[list[Limit], Decision]] | None = None
-    ) -> Refusal | None:
+    async def _limit_address(self, scope: Scope, counted: Counted | None = None) -> Refusal | None:
         assert self.limiter is not None
         address = ForwardedFor.of_scope(scope, self.trusted)
         limits = self.limiter.policies.stream_connect(client_ip=address.client)
         return await self._decide(limits, counted)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        counted: Counted = []  # what this connect counted, until it is given back
+        task = asyncio.current_task()
+        if task is not None:
+            self._connecting.add(task)
+        try:
+            await self._decide_connect(sid, environ, auth, counted)
+        except asyncio.CancelledError:
+            # cancelled while it was decided (its request's task, as at the server's
+            # shutdown): nobody got a connection, so its counts go back, as for session_closed
+            await self._give_back(counted)
+            raise
+        finally:
+            if task is not None:
+                self._connecting.discard(task)
+
+    async def _decide_connect(
+        self, sid: str, environ: dict[str, Any], auth: Any, counted: Counted
+    ) -> None:
         origin = environ.get("HTTP_ORIGIN")
         if origin and not self.origins.allows(origin):
             raise socketio.exceptions.ConnectionRefusedError("forbidden", {"check": "origin"})
         scope = environ.get("asgi.scope") or {}
-        counted: list[tuple[list[Limit], Decision]] = []  # what this connect counted
         if self.limiter is not None and not scope.pop(_ADDRESS_COUNTED, False):
             # a later connect on the same engine.io session: the handshake's count is used up
             _refuse_connect(await self._limit_address(scope, counted))
@@ -355,12 +379,35 @@ class EventStream:
         self.metrics.stream_clients.set(self._clients)
 
     async def aclose(self) -> None:
-        """Stop the stream's timers and background work (the gateway's shutdown)."""
+        """Stop the stream's timers and background work (the gateway's shutdown, before it
+        closes Redis): every session closed and engine.io's tasks ended, then up to
+        ``CONNECT_GRACE_SECONDS`` for the connects still being decided (python-socketio
+        decides a connect in the task of the request that carried it, which this does not
+        end: its session closed, it is refused ``session_closed`` and gives its counts back)
+        and the give-backs under way. Past that, give-backs still waiting on Redis are
+        cancelled and a warning names how many connects and give-backs were left."""
         await self.sio.shutdown()
+        waiting = self._connecting | self._giving_back
+        if not waiting:
+            return
+        _, pending = await asyncio.wait(waiting, timeout=CONNECT_GRACE_SECONDS)
+        if not pending:
+            return
+        log.warning(
+            "stream connects still being decided at shutdown; their counts may stay",
+            extra={
+                "fields": {
+                    "connects": len(pending & self._connecting),
+                    "give_backs": len(pending & self._giving_back),
+                }
+            },
+        )
+        cancelled = pending & self._giving_back
+        for task in cancelled:
+            task.cancel()
+        await asyncio.gather(*cancelled, return_exceptions=True)
 
-    async def _decide(
-        self, limits: list[Limit], counted: list[tuple[list[Limit], Decision]] | None = None
-    ) -> Refusal | None:
+    async def _decide(self, limits: list[Limit], counted: Counted | None = None) -> Refusal | None:
         """Count a connection against ``limits``; why it is refused past one of them. A count
         made is added to ``counted``, so that it can be given back."""
         assert self.limiter is not None
@@ -395,11 +442,23 @@ class EventStream:
             },
         )
 
-    async def _give_back(self, counted: list[tuple[list[Limit], Decision]]) -> None:
-        """Take back the counts a refused connect made."""
-        if self.limiter is not None:
-            for limits, decision in counted:
-                await self.limiter.give_back(limits, decision)
+    async def _give_back(self, counted: Counted) -> None:
+        """Take back the counts a refused or cancelled connect made, once (``counted`` is
+        emptied). In a task of its own, held until done: a cancellation of the connect (the
+        shutdown's, a second one) does not stop it, and ``aclose`` waits for it."""
+        if self.limiter is None or not counted:
+            return
+        limiter, made = self.limiter, list(counted)
+        counted.clear()
+
+        async def give_back() -> None:
+            for limits, decision in made:
+                await limiter.give_back(limits, decision)
+
+        task = asyncio.get_running_loop().create_task(give_back())
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
+        await asyncio.shield(task)
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         self._deadlines.pop(sid, None)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from services.gateway.app import rate_limit_policies
+from services.gateway.ratelimit import Limit, RateLimiter
+from services.gateway.settings import GatewaySettings
 
 from .conftest import RedisServer, RunningGateway, Upstream, make_jwt, wait_for
 
@@ -284,3 +289,61 @@ async def test_no_stale_hit_after_writes_while_redis_stalls(
             after = await gw.http.get(p, headers=headers)
             assert after.headers["x-cache"] != "HIT", p
             assert after.json()["hit"] > before.json()["hit"], p  # the upstream answered again
+
+
+# -- RateLimiter.give_back on real Redis windows -------------------------------------------------
+
+
+async def test_a_give_back_takes_the_count_off_the_window_it_was_made_in_never_below_zero(
+    redis_client: aioredis.Redis,
+) -> None:
+    """``give_back`` (a stream connect refused ``session_closed`` or cancelled after it was
+    counted) takes one count off the window ``hit`` made it in, on Redis's clock: after the
+    window rolled over, the new window's count stays; a second give-back of the same count, or
+    one after its window expired, never takes a counter below zero (nor creates one)."""
+    limiter = RateLimiter(
+        redis_client, policies=rate_limit_policies(GatewaySettings()), fail_open=False
+    )
+    window = 1
+    lim = Limit("stream_user", f"rl-give-back-{uuid.uuid4().hex[:8]}", 5, window)
+
+    async def count(idx: int) -> int | None:
+        raw = await redis_client.get(f"{lim.key}:{idx}")
+        return None if raw is None else int(raw)
+
+    async def redis_window() -> int:
+        seconds, micros = await redis_client.time()
+        return int((seconds * 1000 + micros // 1000) // (window * 1000))
+
+    first = await limiter.hit([lim])
+    assert first is not None
+    assert first.allowed
+    assert first.counted_at_ms is not None
+    made_in = first.counted_at_ms // (window * 1000)
+    assert await count(made_in) == 1
+
+    async def rolled_over() -> bool:
+        return await redis_window() > made_in
+
+    await wait_for(rolled_over, within=5, what="the next window (Redis's clock)")
+    second = await limiter.hit([lim])
+    assert second is not None
+    assert second.counted_at_ms is not None
+    now_in = second.counted_at_ms // (window * 1000)
+    assert now_in > made_in
+    assert await count(now_in) == 1
+
+    await limiter.give_back([lim], first)
+    assert await count(made_in) == 0, "taken off the window the count was made in"
+    assert await count(now_in) == 1, "the current window's count is not the one given back"
+
+    await limiter.give_back([lim], first)
+    assert await count(made_in) == 0, "a second give-back does not go below zero"
+    assert await count(now_in) == 1
+
+    async def expired() -> bool:
+        return await redis_client.exists(f"{lim.key}:{made_in}") == 0
+
+    await wait_for(expired, within=5, what="the counter to expire (two windows)")
+    await limiter.give_back([lim], first)
+    assert await count(made_in) is None, "no counter made (negative) for an expired window"

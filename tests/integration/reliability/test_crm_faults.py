@@ -370,9 +370,9 @@ async def test_a_transaction_begun_before_firestore_went_away_is_refused_within_
     outlived gcloud at a stop and answered a begin). The request's deadline cancels it, and
     the client library then rolled the transaction back with the Rollback RPC's default
     retry: UNAVAILABLE retried for 60 s, which nothing cancelled, so the 503 came about a
-    minute late (the CI flake: a client timeout of 50 s). The rollback is now abandoned after
-    `ROLLBACK_SECONDS`: the 503 comes well within a client timeout of 6 deadlines (30 s),
-    and the refused write left nothing."""
+    minute late (the CI flake: a client timeout of 50 s). The request now waits for the
+    rollback at most `ROLLBACK_SECONDS` (it goes on in the background): the 503 comes well
+    within a client timeout of 6 deadlines (30 s), and the refused write left nothing."""
     tenant, ledger = f"t-gone-{uuid.uuid4().hex[:8]}", Ledger()
     async with crm_on_its_own_emulator(tmp_path, tenant) as (emulator, http, app):
         await acknowledged_writes(http, ledger, 1, tag="g")

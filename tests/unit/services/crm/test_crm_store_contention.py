@@ -21,8 +21,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers, types
 
+from services.crm import store as store_module
 from services.crm.models import ContactCreate, NoteCreate
 from services.crm.store import (
+    ROLLBACK_SECONDS,
     CrmStore,
     IdempotencyConflictError,
     IdempotencyKey,
@@ -47,7 +49,10 @@ class FakeFirestore:
         self.max_open = 0
         self.abort_commits = 0
         self.abort_reads = 0
+        self.unavailable_reads = 0
         self.fail_rollbacks = 0
+        self.rollbacks_started = asyncio.Event()
+        self.hold_rollbacks: asyncio.Event | None = None  # set: held rollbacks go on
         self._ids = itertools.count(1)
 
     def attach(self) -> firestore.AsyncClient:
@@ -74,6 +79,9 @@ class FakeFirestore:
         if self.abort_reads:
             self.abort_reads -= 1
             raise gexc.Aborted("too much contention on these documents (fake)")
+        if self.unavailable_reads:
+            self.unavailable_reads -= 1
+            raise gexc.ServiceUnavailable("failed to connect to all addresses (fake)")
         now = datetime.now(UTC)
         found = []
         for name in request["documents"]:
@@ -121,7 +129,10 @@ class FakeFirestore:
         )
 
     async def rollback(self, request: Any, **_: Any) -> None:
+        self.rollbacks_started.set()
         await asyncio.sleep(0)
+        if self.hold_rollbacks is not None:  # Firestore away: no answer until it is back
+            await self.hold_rollbacks.wait()
         self.open.pop(request["transaction"], None)
         if self.fail_rollbacks:
             self.fail_rollbacks -= 1
@@ -344,3 +355,115 @@ async def test_a_cancelled_waiter_leaves_no_lock_behind() -> None:
     release.set()
     await held
     assert len(locks) == 0
+
+
+# -- rollbacks -----------------------------------------------------------------------------
+
+
+async def patch_gone(store: CrmStore) -> Any:
+    """A PATCH whose transaction had begun when Firestore went away: its read fails
+    UNAVAILABLE, and the client library then rolls the transaction back. Bounded: a rollback
+    that held the request (not through ``_Transaction._rollback``) fails the test, not hangs."""
+    async with asyncio.timeout(ROLLBACK_SECONDS + 2):
+        return await store.update_contact(
+            TENANT, "c-gone", changes={"company": "Refused"}, expected_versions=None, actor="u-1"
+        )
+
+
+async def test_a_rollback_that_never_returns_does_not_hold_the_error_and_is_not_cancelled(
+    store: CrmStore, fake: FakeFirestore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Rollback never answers (Firestore away). ``async_transactional`` rolls back through
+    ``_Transaction._rollback`` (were ``_rollback`` renamed in the library, its own rollback
+    would wait here for ever: the timeout of ``patch_gone``), the read's own error comes out after
+    ``ROLLBACK_SECONDS``, and the rollback goes on, held by the store: once Firestore answers
+    it ends the transaction (its locks), where a cancelled one left them to Firestore's idle
+    expiry and the client's retries of its 503 met them."""
+    fake.hold_rollbacks = asyncio.Event()
+    fake.unavailable_reads = 1
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(gexc.ServiceUnavailable, match="fake"):
+            await patch_gone(store)
+        assert ROLLBACK_SECONDS <= loop.time() - started < ROLLBACK_SECONDS + 1
+        (rollback,) = store._rollbacks.running
+        assert not rollback.done(), "the rollback was cancelled, or never left to run"
+        assert len(fake.open) == 1, "Firestore still holds the transaction"
+        assert "firestore rollback still running; the request goes on without it" in (
+            caplog.messages
+        )
+        fake.hold_rollbacks.set()  # Firestore answers again
+        await asyncio.wait({rollback}, timeout=5)
+        assert rollback.done()
+        assert not rollback.cancelled()
+        assert rollback.exception() is None
+        assert fake.open == {}, "the rollback reached Firestore: the transaction is over"
+        assert len(store._rollbacks) == 0
+    finally:
+        fake.hold_rollbacks.set()
+        await store.aclose()
+
+
+async def test_a_request_cancelled_while_it_waits_for_its_rollback_leaves_it_running(
+    store: CrmStore, fake: FakeFirestore
+) -> None:
+    """The request is cancelled (again) while it waits for the rollback: the request ends at
+    once, and the rollback is not cancelled with it."""
+    fake.hold_rollbacks = asyncio.Event()
+    fake.unavailable_reads = 1
+    try:
+        request = asyncio.create_task(patch_gone(store))
+        await fake.rollbacks_started.wait()
+        request.cancel()
+        async with asyncio.timeout(ROLLBACK_SECONDS / 2):
+            with pytest.raises(asyncio.CancelledError):
+                await request
+        (rollback,) = store._rollbacks.running
+        assert not rollback.done()
+        fake.hold_rollbacks.set()
+        await asyncio.wait({rollback}, timeout=5)
+        assert rollback.done()
+        assert not rollback.cancelled()
+        assert fake.open == {}
+    finally:
+        fake.hold_rollbacks.set()
+        await store.aclose()
+
+
+async def test_a_rollback_left_running_is_bounded(
+    store: CrmStore,
+    fake: FakeFirestore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_module, "ROLLBACK_SECONDS", 0.05)
+    monkeypatch.setattr(store_module, "ROLLBACK_LIMIT_SECONDS", 0.3)
+    fake.hold_rollbacks = asyncio.Event()
+    fake.unavailable_reads = 1
+    try:
+        with pytest.raises(gexc.ServiceUnavailable):
+            await patch_gone(store)
+        (rollback,) = store._rollbacks.running
+        await asyncio.wait({rollback}, timeout=5)
+        assert isinstance(rollback.exception(), TimeoutError)
+        assert len(store._rollbacks) == 0
+        assert [r for r in caplog.records if r.getMessage().startswith("firestore rollback failed")]
+    finally:
+        fake.hold_rollbacks.set()
+        await store.aclose()
+
+
+async def test_shutdown_cancels_a_rollback_that_never_returns(
+    store: CrmStore, fake: FakeFirestore, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.hold_rollbacks = asyncio.Event()  # never set
+    fake.unavailable_reads = 1
+    with pytest.raises(gexc.ServiceUnavailable):
+        await patch_gone(store)
+    (rollback,) = store._rollbacks.running
+    async with asyncio.timeout(ROLLBACK_SECONDS + 1):
+        await store.aclose()  # ROLLBACK_SECONDS of grace, then cancelled
+    assert rollback.cancelled()
+    assert len(store._rollbacks) == 0
+    assert "firestore rollbacks cancelled at shutdown" in caplog.messages

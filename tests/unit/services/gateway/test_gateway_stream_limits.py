@@ -5,6 +5,7 @@ retry (a connect_error, or a handshake's 429)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,6 +14,7 @@ import socketio
 
 from services.common.auth import AuthError
 from services.common.tenancy import Identity
+from services.gateway import stream as stream_module
 from services.gateway.app import rate_limit_policies
 from services.gateway.cors import OriginPolicy
 from services.gateway.headers import TrustedProxies
@@ -45,6 +47,8 @@ class Limiter:
         self.unavailable = unavailable
         self.hits: list[Limit] = []
         self.given_back: list[Limit] = []
+        self.giving_back = asyncio.Event()
+        self.hold_give_backs: asyncio.Event | None = None
 
     async def hit(self, limits: list[Limit]) -> Decision | None:
         if not limits:
@@ -67,6 +71,9 @@ class Limiter:
 
     async def give_back(self, limits: list[Limit], decision: Decision) -> None:
         assert decision.counted_at_ms is not None
+        self.giving_back.set()
+        if self.hold_give_backs is not None:  # Redis slow to answer
+            await self.hold_give_backs.wait()
         self.given_back.extend(limits)
 
 
@@ -261,3 +268,88 @@ async def test_a_connect_whose_session_closed_gives_back_what_it_counted() -> No
     limiter.given_back.clear()
     await refusal(s, environ("203.0.113.7"), "bad")
     assert limiter.given_back == []
+
+
+async def reached(event: asyncio.Event) -> None:
+    """Wait for ``event``, failing the test (not hanging it) when it never comes."""
+    async with asyncio.timeout(5):
+        await event.wait()
+
+
+class Hung:
+    """``save_session`` of a connect that is still being decided when it is cancelled (its
+    counts made)."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+
+    async def __call__(self, sid: str, session: dict[str, Any]) -> None:
+        self.entered.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_connect_cancelled_after_its_counts_gives_them_back_once() -> None:
+    """Cancelled after both its counts (as the gateway's shutdown cancels engine.io's tasks):
+    nobody got a connection, so both counts go back, as for ``session_closed``. Before, they
+    stayed, and each such connect used one of the user's connections for the window."""
+    limiter = Limiter()
+    s = stream(limiter)
+    s.sio.save_session = hung = Hung()  # type: ignore[method-assign]
+    connect = asyncio.create_task(s._connect("sid1", environ("203.0.113.7"), {"token": "good"}))
+    await reached(hung.entered)
+    connect.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connect
+    assert [lim.name for lim in limiter.given_back] == ["stream_ip", "stream_user"]
+    assert limiter.given_back == limiter.hits
+    assert s.metrics.stream_clients._value.get() == 0
+    await s.aclose()
+    assert [lim.name for lim in limiter.given_back] == ["stream_ip", "stream_user"]
+
+
+async def test_a_give_back_outlives_a_second_cancellation_and_aclose_waits_for_it() -> None:
+    """The give-back is shielded: a connect cancelled again while Redis takes the count back
+    ends at once, the give-back goes on, and ``aclose`` (before the gateway closes Redis)
+    waits for it."""
+    limiter = Limiter()
+    limiter.hold_give_backs = asyncio.Event()
+    s = stream(limiter)
+    s.sio.save_session = hung = Hung()  # type: ignore[method-assign]
+    connect = asyncio.create_task(s._connect("sid1", environ("203.0.113.7"), {"token": "good"}))
+    await reached(hung.entered)
+    connect.cancel()
+    await reached(limiter.giving_back)
+    connect.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connect
+    assert limiter.given_back == []
+    closing = asyncio.create_task(s.aclose())
+    done, _ = await asyncio.wait({closing}, timeout=0.2)
+    assert not done, "aclose returned before the give-back (Redis would be closed under it)"
+    limiter.hold_give_backs.set()
+    async with asyncio.timeout(1):
+        await closing
+    assert [lim.name for lim in limiter.given_back] == ["stream_ip", "stream_user"]
+
+
+async def test_aclose_waits_for_a_give_back_no_longer_than_its_grace(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(stream_module, "CONNECT_GRACE_SECONDS", 0.1)
+    limiter = Limiter()
+    limiter.hold_give_backs = asyncio.Event()  # Redis never answers
+    s = stream(limiter)
+    s.sio.save_session = hung = Hung()  # type: ignore[method-assign]
+    connect = asyncio.create_task(s._connect("sid1", environ("203.0.113.7"), {"token": "good"}))
+    await reached(hung.entered)
+    connect.cancel()
+    await reached(limiter.giving_back)
+    connect.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connect
+    async with asyncio.timeout(1):
+        await s.aclose()
+    assert not s._giving_back
+    assert "stream connects still being decided at shutdown; their counts may stay" in (
+        caplog.messages
+    )

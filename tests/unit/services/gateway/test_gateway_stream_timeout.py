@@ -19,8 +19,11 @@ from engineio.async_socket import AsyncSocket
 
 from services.common.auth import AuthError
 from services.common.tenancy import Identity
+from services.gateway.app import rate_limit_policies
 from services.gateway.cors import OriginPolicy
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.ratelimit import Decision, Limit
+from services.gateway.settings import GatewaySettings
 from services.gateway.stream import EventStream, _Server
 
 CONNECT = '0{"token":"good"}'  # socket.io CONNECT to "/" with its auth
@@ -197,6 +200,29 @@ class GoodVerifier:
         return Identity(user_id="u1", tenant_id="acme")
 
 
+class CountingLimiter:
+    """Allows every connection; records each count and each count given back. With
+    ``hold_user_hits``, a user count is made and its answer held until the event is set."""
+
+    def __init__(self) -> None:
+        self.policies = rate_limit_policies(GatewaySettings())
+        self.hits: list[Limit] = []
+        self.given_back: list[Limit] = []
+        self.user_counted = asyncio.Event()
+        self.hold_user_hits: asyncio.Event | None = None  # set: a user count's answer comes
+
+    async def hit(self, limits: list[Limit]) -> Decision | None:
+        self.hits.extend(limits)
+        lim = limits[0]
+        if lim.name == "stream_user" and self.hold_user_hits is not None:
+            self.user_counted.set()
+            await self.hold_user_hits.wait()
+        return Decision(True, lim.limit, 1, 60, lim.window, name=lim.name, counted_at_ms=1)
+
+    async def give_back(self, limits: list[Limit], decision: Decision) -> None:
+        self.given_back.extend(limits)
+
+
 def engineio_tasks() -> list[asyncio.Task[Any]]:
     """Unfinished tasks running engine.io's or python-socketio's code (a session's ping,
     engine.io's service task, an event handler)."""
@@ -262,3 +288,42 @@ async def test_aclose_ends_every_engineio_task_of_the_sessions_left_open() -> No
         assert not stream.sio._unconnected
         gone = await http.get(f"{PATH}/", params=session)
         assert gone.status_code == 400
+
+
+async def test_aclose_waits_for_a_connect_being_decided_which_gives_its_user_count_back() -> None:
+    """A CONNECT in flight at shutdown: python-socketio decides it in the task of the request
+    that carried it (here a long-polling POST), which the shutdown does not end. ``aclose``
+    closes its session and waits for it: refused ``session_closed``, it gives its user count
+    back before ``aclose`` returns (the gateway closes Redis after it). The handshake's
+    address count stays: the handshake did happen. Before, ``aclose`` returned at once and
+    the give-back met a closed Redis (the count stayed for its window)."""
+    limiter = CountingLimiter()
+    limiter.hold_user_hits = asyncio.Event()
+    stream = EventStream(
+        verifier=GoodVerifier(),  # type: ignore[arg-type]
+        topics=["crm-changes"],
+        path=PATH,
+        origins=OriginPolicy(origins=[], patterns=[]),
+        metrics=GatewayMetrics(),
+        limiter=limiter,  # type: ignore[arg-type]
+    )
+    transport = httpx.ASGITransport(app=stream.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        opened = await http.get(f"{PATH}/", params=POLLING)
+        assert opened.status_code == 200, opened.text
+        session = {**POLLING, "sid": json.loads(opened.text[1:])["sid"]}
+        post = asyncio.create_task(http.post(f"{PATH}/", params=session, content=f"4{CONNECT}"))
+        async with asyncio.timeout(5):
+            await limiter.user_counted.wait()  # counted; Redis's answer still on its way
+        closing = asyncio.create_task(stream.aclose())
+        done, _ = await asyncio.wait({closing}, timeout=0.2)
+        assert not done, "aclose returned while a connect was being decided"
+        limiter.hold_user_hits.set()
+        async with asyncio.timeout(5):
+            await closing
+        assert [lim.name for lim in limiter.hits] == ["stream_ip", "stream_user"]
+        assert [lim.name for lim in limiter.given_back] == ["stream_user"]
+        assert stream.metrics.stream_clients._value.get() == 0
+        assert engineio_tasks() == []
+        posted = await asyncio.wait_for(post, timeout=5)
+        assert posted.status_code == 200, posted.text
