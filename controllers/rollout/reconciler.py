@@ -396,6 +396,17 @@ class RolloutReconciler:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
                 return True, None
+            if status.phase in _ENDED:
+                work = Converge(rollout, target, new, backend, status, self.clock())
+                work.name = backend.revision_name(new)
+                if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
+                    return True, Event(
+                        "Normal",
+                        "Released",
+                        f"deleted while {status.phase}: XynergyService "
+                        f"{rollout.spec.target_ref.name} now runs {runs}, not what this "
+                        f"Rollout left it on; its traffic and template are left as they are",
+                    )
             if stable and await _promotion_written(backend, target, status):  # the template too
                 await backend.restore(target, kept=stable, image=status.stable_image)
             else:
@@ -1267,6 +1278,12 @@ class RolloutReconciler:
             await work.backend.retire(keep=None)
             work.superseded = True
         status.message = message
+        # a Rollout stalled mid-way (a split, or a promotion written) no longer holds either:
+        # the target's own controller has taken the service over. Without this the finalizer
+        # stayed and a deletion gave the old template and traffic back over the target's edit
+        status.promoting_since = None
+        if status.phase != RolloutPhase.PROMOTED and status.canary_weight:
+            status.canary_weight = 0
         _window_over(work)
         if status.traffic:
             status.traffic = []
