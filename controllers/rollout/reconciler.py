@@ -782,6 +782,11 @@ class RolloutReconciler:
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable
+            elif stable and await _promotion_written(work.backend, work.target, work.status):
+                # stalled mid-promotion (the template names the new revision): given back
+                # first, as `_give_back_pending` does, or the target's own controller, whose
+                # spec was not patched, would deploy a revision of its own over it
+                await work.backend.restore(work.target, kept=stable, image=work.status.stable_image)
             # the revision the target with this Rollout's overrides makes now
             work.status = _fresh(work.rollout, stable, work.name, work.now)
             work.rollout.status = work.status

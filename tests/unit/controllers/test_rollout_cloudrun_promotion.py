@@ -970,3 +970,37 @@ async def test_deleting_a_stalled_promotion_whose_target_moved_on_leaves_it(
     assert world.served() == served
     assert world.template_revision() == template
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_retry_of_a_rollout_stalled_mid_promotion_gives_the_template_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review D4. A promotion's operation fails and its re-issue is refused (403): Degraded,
+    promotingSince set, the service's template naming the new revision. `retry` gives the
+    template back to the stable revision before the new delivery starts, so the target's
+    own controller finds the service as it left it (before: promotingSince was dropped with
+    the template left on the new revision, and the target's controller deployed a revision
+    of its own)."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    await world.converge(now)
+    cloud_run.fail_updates(1, message="could not program the route")
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    cloud_run.deny("the operator lost run.services.update", rpc="services.patch")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert status.promoting_since is not None
+    assert world.template_revision() == canary
+    cloud_run.deny(None)
+    revisions = world.revisions()
+
+    world.ask("retry/1")
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert status.promoting_since is None
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == revisions, "no revision of the target's own"
