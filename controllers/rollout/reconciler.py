@@ -1256,6 +1256,8 @@ class RolloutReconciler:
         elif promoted:  # full size (as a preview), no traffic
             await work.backend.route(work.target, ((status.canary_revision, 0, PREVIEW_TAG),))
             status.traffic = []
+            # come back to finish (or retire) it once the other one has ended, window or not
+            work.wait = self.settings.poll_seconds * 15
         else:
             await self._route(work, ())
         message = (status.message or "").partition(_LEFT_TO)[0]
