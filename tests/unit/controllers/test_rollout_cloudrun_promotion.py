@@ -933,7 +933,8 @@ async def _stalled_while_promoting_then_target_edited(
     world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
     assert await world.target_converge() == 1
     served, template = world.served(), world.template_revision()
-    assert template != STABLE and served == {template: 100}, (served, template)
+    assert template != STABLE, (served, template)
+    assert served == {template: 100}, (served, template)
     return world, now + 2 * STEP, served, template
 
 

@@ -1260,7 +1260,7 @@ async def test_a_promotion_left_to_another_rollout_before_the_target_runs_it_com
         now += STEP
     world.client.rollouts = [world.body, second]
     result = await world.reconciler.reconcile(copy.deepcopy(world.body), now=now, child=None)
-    first = result.status
+    first: Any = result.status
     assert first.phase.value == "Promoted", first.message
     assert "the traffic is left to Rollout crm-3" in first.message
     assert promoted in world.provider.deployments(), "kept, to serve again after the other one"
