@@ -396,6 +396,17 @@ class RolloutReconciler:
                 # Kubernetes: the new revision's children go with the Rollout (owner
                 # references) and the gateway serves the target's own Service once it is gone
                 return True, None
+            if status.phase in _ENDED:
+                work = Converge(rollout, target, new, backend, status, self.clock())
+                work.name = backend.revision_name(new)
+                if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
+                    return True, Event(
+                        "Normal",
+                        "Released",
+                        f"deleted while {status.phase}: XynergyService "
+                        f"{rollout.spec.target_ref.name} now runs {runs}, not what this "
+                        f"Rollout left it on; its traffic and template are left as they are",
+                    )
             if stable and await _promotion_written(backend, target, status):  # the template too
                 await backend.restore(target, kept=stable, image=status.stable_image)
             else:
@@ -771,6 +782,11 @@ class RolloutReconciler:
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable
+            elif stable and await _promotion_written(work.backend, work.target, work.status):
+                # stalled mid-promotion (the template names the new revision): given back
+                # first, as `_give_back_pending` does, or the target's own controller, whose
+                # spec was not patched, would deploy a revision of its own over it
+                await work.backend.restore(work.target, kept=stable, image=work.status.stable_image)
             # the revision the target with this Rollout's overrides makes now
             work.status = _fresh(work.rollout, stable, work.name, work.now)
             work.rollout.status = work.status
@@ -1240,6 +1256,8 @@ class RolloutReconciler:
         elif promoted:  # full size (as a preview), no traffic
             await work.backend.route(work.target, ((status.canary_revision, 0, PREVIEW_TAG),))
             status.traffic = []
+            # come back to finish (or retire) it once the other one has ended, window or not
+            work.wait = self.settings.poll_seconds * 15
         else:
             await self._route(work, ())
         message = (status.message or "").partition(_LEFT_TO)[0]
@@ -1267,6 +1285,12 @@ class RolloutReconciler:
             await work.backend.retire(keep=None)
             work.superseded = True
         status.message = message
+        # a Rollout stalled mid-way (a split, or a promotion written) no longer holds either:
+        # the target's own controller has taken the service over. Without this the finalizer
+        # stayed and a deletion gave the old template and traffic back over the target's edit
+        status.promoting_since = None
+        if status.phase != RolloutPhase.PROMOTED and status.canary_weight:
+            status.canary_weight = 0
         _window_over(work)
         if status.traffic:
             status.traffic = []

@@ -902,3 +902,106 @@ async def test_a_refused_reissue_of_the_promotion_is_stalled_not_retried(
     assert world.served() == {STABLE: 100}
     assert world.template_revision() == STABLE
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def _stalled_while_promoting_then_target_edited(
+    cloud_run: FakeCloudRun,
+) -> tuple[World, dt.datetime, dict[str, int], str]:
+    """A blue-green preview promoted by a person whose promotion Cloud Run refuses mid-way
+    (403): Degraded with promotingSince. Then a person edits the target to :3 and its
+    controller deploys a revision of its own with all the traffic."""
+    world = World(
+        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
+    )
+    await world.deploy()
+    now = T0
+    for _ in range(5):
+        status = await world.converge(now)
+        now += STEP
+        if status.phase.value == "Paused":
+            break
+    world.ask("promote/1")
+    cloud_run.state.hold_operations()
+    await world.converge(now)
+    cloud_run.deny("the operator lost run.services.update")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert status.promoting_since is not None
+    cloud_run.deny(None)
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    assert await world.target_converge() == 1
+    served, template = world.served(), world.template_revision()
+    assert template != STABLE, (served, template)
+    assert served == {template: 100}, (served, template)
+    return world, now + 2 * STEP, served, template
+
+
+async def test_a_stalled_promotion_superseded_by_a_target_edit_lets_go(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review D1. A Rollout stalled mid-promotion whose target was edited meanwhile (its own
+    controller serves a new revision) is Superseded without promotingSince, and so without
+    its finalizer (before: promotingSince kept, the finalizer stayed, and its deletion
+    pinned all traffic and the template to the old stable revision for good)."""
+    world, now, served, template = await _stalled_while_promoting_then_target_edited(cloud_run)
+    status = await world.converge(now)
+    assert status.message.startswith("superseded"), status.message
+    assert status.promoting_since is None
+    assert not status.canary_weight
+    assert not needs_finalizer(world.body)
+    assert world.served() == served
+    assert world.template_revision() == template
+
+
+async def test_deleting_a_stalled_promotion_whose_target_moved_on_leaves_it(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review D1. Deleted before a converge found it superseded: the deletion lets go with an
+    Event saying so, and leaves what the target's own controller serves (before: `restore`
+    wrote the old template and pinned all traffic on the old stable revision)."""
+    world, _, served, template = await _stalled_while_promoting_then_target_edited(cloud_run)
+    assert needs_finalizer(world.body)
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert done
+    assert event is not None
+    assert event.reason == "Released", event
+    assert "crm:3" in event.message
+    assert world.served() == served
+    assert world.template_revision() == template
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_retry_of_a_rollout_stalled_mid_promotion_gives_the_template_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review D4. A promotion's operation fails and its re-issue is refused (403): Degraded,
+    promotingSince set, the service's template naming the new revision. `retry` gives the
+    template back to the stable revision before the new delivery starts, so the target's
+    own controller finds the service as it left it (before: promotingSince was dropped with
+    the template left on the new revision, and the target's controller deployed a revision
+    of its own)."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    await world.converge(now)
+    cloud_run.fail_updates(1, message="could not program the route")
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    cloud_run.deny("the operator lost run.services.update", rpc="services.patch")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert status.promoting_since is not None
+    assert world.template_revision() == canary
+    cloud_run.deny(None)
+    revisions = world.revisions()
+
+    world.ask("retry/1")
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert status.promoting_since is None
+    assert world.template_revision() == STABLE
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == revisions, "no revision of the target's own"

@@ -1232,3 +1232,37 @@ async def test_an_ended_rollout_lists_the_other_rollouts_once_per_converge() -> 
     status = await world.converge(now)
     assert status.scale_down_at is not None
     assert lists == 1
+
+
+async def test_a_promotion_left_to_another_rollout_before_the_target_runs_it_comes_back() -> None:
+    """Review D5. Promoted (canary, no keep window) while its target does not run the new
+    revision's spec (here: its args edited by hand, on a status stored without
+    stableTemplate, so it is not found moved on); another Rollout delivers. The new revision
+    is kept at full size with no traffic, and the converge asks to come back (before: no
+    requeue at all, so nothing retired or finished it after the other one ended)."""
+    world = World([{"setWeight": 50}, {"setWeight": 100}], template={"args": ["--fast"]})
+    now = T0
+    for _ in range(8):  # the target's Deployment is not rolled (no settle): it rolls
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+        if status.phase.value == "Promoted":
+            break
+    promoted = status.canary_revision
+    assert promoted in world.provider.deployments(), "it serves while the target rolls"
+    assert world.client.target["spec"]["args"] == ["--fast"]
+    world.client.target["spec"]["args"] = ["--slow"]  # not the promoted revision's spec
+    world.body["status"].pop("stableTemplate")  # stored before it was recorded
+    second = _second(world)
+    world.client.rollouts = [second]  # it does not see the first one: it starts
+    for _ in range(2):
+        await _converge_other(world, second, now)
+        now += STEP
+    world.client.rollouts = [world.body, second]
+    result = await world.reconciler.reconcile(copy.deepcopy(world.body), now=now, child=None)
+    first: Any = result.status
+    assert first.phase.value == "Promoted", first.message
+    assert "the traffic is left to Rollout crm-3" in first.message
+    assert promoted in world.provider.deployments(), "kept, to serve again after the other one"
+    assert first.traffic == []
+    assert result.requeue_after == RolloutSettings().poll_seconds * 15, "it comes back"
