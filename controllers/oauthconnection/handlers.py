@@ -14,6 +14,7 @@ The reconciler (authlib, the providers' clients) is imported on the first connec
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -22,13 +23,25 @@ from apis.v1alpha1.oauthconnection import CONNECTION_LABEL, OAuthConnection
 from controllers.core import Kind, KindReconciler, OperatorContext, context_of, register
 
 KIND = Kind.of(OAuthConnection)
+log = logging.getLogger(__name__)
 
 
 def _reconciler(ctx: OperatorContext) -> KindReconciler:
+    """The reconciler, or, when the XYNERGY_OAUTH_* settings cannot work, one that only
+    reports each connection Stalled `InvalidSettings` (misconfigured.py; logged once at start
+    by `check_settings`, not here)."""
+    from controllers.oauthconnection.settings import OAuthSettings, SettingsError
+
+    try:
+        settings = OAuthSettings.load()
+    except SettingsError as exc:
+        from controllers.oauthconnection.misconfigured import MisconfiguredReconciler
+
+        return MisconfiguredReconciler(str(exc))
     from controllers.oauthconnection.clients import client_watch
     from controllers.oauthconnection.reconciler import from_context
 
-    return from_context(ctx, missing_client=client_watch(ctx).await_creation)
+    return from_context(ctx, missing_client=client_watch(ctx).await_creation, settings=settings)
 
 
 register(KIND, _reconciler)
@@ -36,14 +49,20 @@ register(KIND, _reconciler)
 
 @kopf.on.startup()
 def check_settings(**_: Any) -> None:
-    """XYNERGY_OAUTH_* settings that cannot work stop the operator at start, named (kopf ends
-    on a startup handler's permanent error), not at each connection's converge later."""
+    """XYNERGY_OAUTH_* settings that cannot work are logged once at start, each named with
+    why (no value of a Secret: these settings hold none). The operator starts all the same:
+    the other kinds do not depend on them, and every OAuthConnection is reported Stalled
+    `InvalidSettings` and left alone (`_reconciler`)."""
     from controllers.oauthconnection.settings import OAuthSettings, SettingsError
 
     try:
         OAuthSettings.load()
     except SettingsError as exc:
-        raise kopf.PermanentError(str(exc)) from None
+        log.error(
+            "%s; OAuthConnections are reported InvalidSettings and not acted on until the "
+            "settings are fixed and the operator restarted (other kinds run as usual)",
+            exc,
+        )
 
 
 @kopf.on.startup()
@@ -87,4 +106,6 @@ def _revokes(spec: kopf.Spec, **_: Any) -> bool:
 
 @kopf.on.delete(KIND.group, KIND.version, KIND.plural, when=_revokes)
 async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await context_of(memo).controllers[KIND].finalize(body)
+    """Revoke, then let go; with settings that cannot work the deletion waits (the status
+    and one Event say why) until an operator with valid settings revokes the tokens."""
+    await context_of(memo).controllers[KIND].finalize_waiting(body)

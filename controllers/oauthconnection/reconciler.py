@@ -909,6 +909,9 @@ class OAuthConnectionReconciler:
             try:
                 got = await self._refresh_one(conn, client, provider, tokens.refresh_token)
             except GrantRefusedError as exc:
+                adopted = await self._rewritten(conn, provider, tokens, issued, now)
+                if adopted is not None:
+                    return adopted
                 failure = _refused_grant(conn, "refresh token", exc.code, spent)
                 return await self._reauth(conn, provider, failure, now)
             except StalledError as exc:  # a refused client: usable until the tokens expire
@@ -921,6 +924,10 @@ class OAuthConnectionReconciler:
                     conn, client, provider, tokens.user.refresh_token, release=fresh is tokens
                 )
             except GrantRefusedError as exc:
+                if fresh is tokens:  # nothing refreshed here yet: newer ones stored meanwhile?
+                    adopted = await self._rewritten(conn, provider, tokens, issued, now)
+                    if adopted is not None:
+                        return adopted
                 dropped = _refused_grant(conn, "user token's refresh token", exc.code, spent)
                 fresh = replace(fresh, user=None)
             except ProviderError as exc:
@@ -941,6 +948,56 @@ class OAuthConnectionReconciler:
         )
         if fresh.user is None:
             outcome = await self._without_user_token(conn, provider, outcome, now, dropped)
+        return outcome
+
+    async def _rewritten(
+        self,
+        conn: OAuthConnection,
+        provider: OAuthProvider,
+        used: TokenSet,
+        issued: dt.datetime | None,
+        now: dt.datetime,
+    ) -> Outcome | None:
+        """After the provider refused a refresh token: the token Secret read again, and when
+        it holds tokens issued after the ones the refresh used (another writer stored them
+        meanwhile: a replica paused by peering that resumed and wrote the tokens it held,
+        whose refresh spent the one we sent), the connection goes on with those (Connected;
+        our claim, if still there, let go) instead of deleting them as dead. None when the
+        Secret holds nothing newer: the refusal stands."""
+        data = await self.store.tokens(conn)
+        if data is None or not data.get("access_token"):
+            return None
+        stored = _token_set(data)
+        stored_issued = _parse(data.get("issued_at"))
+        newer = stored_issued is not None and (issued is None or stored_issued > issued)
+        user_before = used.user.issued_at if used.user is not None else None
+        user_now = stored.user.issued_at if stored.user is not None else None
+        newer_user = user_now is not None and (user_before is None or user_now > user_before)
+        if not newer and not (used.user is not None and newer_user):
+            return None
+        if _claim_holder(data) == self.holder:
+            await self.store.release_claim(conn)
+        log.info(
+            "OAuthConnection %s/%s: the provider refused the refresh token, but Secret %s "
+            "holds tokens issued %s by another writer since it was read: keeping them",
+            conn.metadata.namespace,
+            conn.metadata.name,
+            conn.spec.token_secret_name,
+            _rfc3339(stored_issued),
+        )
+        outcome = self._connected(
+            conn,
+            stored,
+            now,
+            issued=stored_issued,
+            message=(
+                "the provider refused the refresh token this operator sent, which another "
+                f"operator replica had already used: the tokens it stored at "
+                f"{_rfc3339(stored_issued)} are kept"
+            ),
+        )
+        if stored.user is None:
+            outcome = await self._without_user_token(conn, provider, outcome, now)
         return outcome
 
     async def _refresh_one(
@@ -1173,12 +1230,15 @@ def _who(account: ConnectedAccount) -> str:
 
 
 def from_context(
-    ctx: OperatorContext, *, missing_client: Callable[[str, str], None] | None = None
+    ctx: OperatorContext,
+    *,
+    missing_client: Callable[[str, str], None] | None = None,
+    settings: OAuthSettings | None = None,
 ) -> OAuthConnectionReconciler:
-    """The reconciler on the operator's client, with both providers from settings;
-    `missing_client` is told of a client Secret found missing (the handlers pass the client
-    watch's `await_creation`)."""
-    settings = OAuthSettings.load()
+    """The reconciler on the operator's client, with both providers from `settings` (loaded
+    when not given; SettingsError when they cannot work); `missing_client` is told of a
+    client Secret found missing (the handlers pass the client watch's `await_creation`)."""
+    settings = settings or OAuthSettings.load()
     timeout = settings.http_timeout_seconds
     providers: dict[str, OAuthProvider] = {
         "slack": SlackOAuth(settings.endpoints("slack"), timeout=timeout),

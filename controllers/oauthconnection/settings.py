@@ -1,11 +1,12 @@
 """OAuthConnection settings (env prefix ``XYNERGY_OAUTH_``): the providers' endpoints (tests
 and `make dev` point them at tests/fakes/oauth), the state's lifetime, timeouts and retries.
 
-They are checked when the operator starts (`OAuthSettings.load`, from the handlers' startup),
-not at a connection's first converge: a setting that cannot work stops the operator with one
-message naming it. This module imports no authlib (the defaults come from
-`controllers.providers.oauth.endpoints`), so the check costs an operator without connections
-nothing.
+They are checked when the operator starts (`OAuthSettings.load`, from the handlers' startup):
+settings that cannot work are logged there once, in one message naming each; the operator
+starts all the same (its other kinds do not use them) and reports every OAuthConnection
+Stalled `InvalidSettings` without acting on it (misconfigured.py). This module imports no
+authlib (the defaults come from `controllers.providers.oauth.endpoints`), so the check costs
+an operator without connections nothing.
 """
 
 from __future__ import annotations

@@ -8,20 +8,21 @@ while these run one after the other."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import kopf
 import pytest
 from fakes.oauth import FakeOAuth
 from gateway.conftest import wait_for
-from kopf.testing import KopfRunner
 from kube_support import Kube, run_operator
 from lightkube import AsyncClient
 from test_oauthconnection import (
+    API,
     _condition,
     _env,
     _ready,
@@ -36,6 +37,7 @@ from test_oauthconnection import (
     secret_data,
     until,
 )
+from test_xynergyservice import create_xs, wait_ready
 
 from apis.v1alpha1.oauthconnection import OAuthConnectionStatus, OAuthPhase
 from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
@@ -207,25 +209,82 @@ async def test_rotated_tokens_held_in_memory_keep_the_claim_and_a_restart_says_t
             assert not [t for t in fake.issued() if t in str(body)]
 
 
-def test_a_claim_too_short_for_the_http_timeout_stops_the_operator_at_start(
-    cluster: Path, crds_installed: list[str], monkeypatch: pytest.MonkeyPatch
+async def test_bad_oauth_settings_leave_the_operator_running_and_connections_untouched(
+    kube: Kube,
+    cluster: Path,
+    crds_installed: list[str],
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS not above 3 x XYNERGY_OAUTH_HTTP_TIMEOUT_SECONDS:
-    the operator ends by itself at start (kopf ends on a startup handler's permanent error),
-    naming both settings and the rule, before it converges any connection."""
-    kubeconfig = cluster.with_name("operator.kubeconfig")
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig if kubeconfig.exists() else cluster))
-    monkeypatch.setenv("XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS", "20")
-    args = ["run", "-A", "--standalone", "-m", "controllers.runtime"]
-    args += ["-m", "controllers.oauthconnection.handlers"]
+    the operator starts and logs it once, naming both settings and the rule; a XynergyService
+    beside it becomes Ready; the OAuthConnection is Ready False, Stalled InvalidSettings,
+    and nothing is sent to the provider nor written to its Secrets (its expired token is not
+    refreshed); deleting it waits, the token Secret kept, nothing revoked."""
+    ns, name = namespace, "acme-slack"
+    secret = f"{name}-tokens"
+    apply_connection(kube, ns, name, "slack", "http://127.0.0.1:9/callback")
+    uid = connection(kube, ns, name)["metadata"]["uid"]
+    owner = {"apiVersion": "xynergy.io/v1alpha1", "kind": "OAuthConnection", "name": name,
+             "uid": uid, "controller": True}  # fmt: skip
+    tokens = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": secret, "ownerReferences": [owner],
+                     "labels": {"xynergy.io/oauth-connection": name}},
+        "stringData": {"access_token": "xoxe.xoxb-stored", "refresh_token": "xoxe-1-stored",
+                       "expires_at": "2000-01-01T00:00:00Z", "issued_at": "1999-12-31T12:00:00Z",
+                       "token_type": "bot", "scope": "chat:write"},
+    }  # fmt: skip
+    assert kube.create(f"/api/v1/namespaces/{ns}/secrets", tokens).status_code == 201
+    version = kube.get(f"/api/v1/namespaces/{ns}/secrets/{secret}").json()["metadata"]
 
-    with KopfRunner(args, timeout=60, reraise=False) as runner:
-        runner.future.result(timeout=60)  # it ends on its own: nobody stops it
+    def invalid(s: dict[str, Any]) -> bool:
+        return _ready(s)[:2] == ("False", "InvalidSettings")
 
-    assert runner.exception is not None
-    cause = runner.exception.__cause__  # kopf's ActivityError, from the failed handler's
-    assert isinstance(cause, kopf.PermanentError), repr(runner.exception)
-    assert (
-        "XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS (20) must be more than 3 x "
-        "XYNERGY_OAUTH_HTTP_TIMEOUT_SECONDS (10), 30 s"
-    ) in str(cause)
+    with (
+        FakeOAuth(expires_in=3600) as fake,
+        caplog.at_level(logging.INFO),
+        run_operator(
+            cluster,
+            kinds=("oauthconnection", "xynergyservice"),
+            **_env(fake),
+            XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS="20",
+        ),
+    ):
+        create_xs(kube, ns, "web")
+        status = (await until(kube, ns, name, "InvalidSettings", invalid))["status"]
+        message = _ready(status)[2]
+        assert (
+            "XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS (20) must be more than 3 x "
+            "XYNERGY_OAUTH_HTTP_TIMEOUT_SECONDS (10), 30 s"
+        ) in message
+        assert _condition(status, "Stalled")[:2] == ("True", "InvalidSettings")
+        assert "authorizationURL" not in status
+        await asyncio.to_thread(wait_ready, kube, ns, "web")  # the other kinds run
+
+        kube.delete(f"{API}/namespaces/{ns}/oauthconnections/{name}")
+
+        def held(s: dict[str, Any]) -> bool:
+            return "the deletion waits" in _condition(s, "Stalled")[2]
+
+        await until(kube, ns, name, "the deletion held", held)
+        assert dict(fake.slack.calls) == {}  # no exchange, refresh or revoke
+        now = kube.get(f"/api/v1/namespaces/{ns}/secrets/{secret}").json()["metadata"]
+        assert now["resourceVersion"] == version["resourceVersion"]  # untouched
+        gone = kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}-oauth-authorization")
+        assert gone.status_code == 404  # no authorization state made
+    errors = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("controllers.oauthconnection") and r.levelno >= logging.ERROR
+    ]
+    assert len(errors) == 1, errors  # logged once, at start
+    assert "XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS (20) must be more than 3 x" in errors[0]
+    assert not [r for r in caplog.records if "xoxe" in r.getMessage()]
+    # let it go by hand (what the message offers); the namespace can then be deleted
+    resp = kube.http.patch(
+        f"{API}/namespaces/{ns}/oauthconnections/{name}",
+        json={"metadata": {"finalizers": None}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert resp.status_code == 200, resp.text

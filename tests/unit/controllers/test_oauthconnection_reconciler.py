@@ -9,7 +9,7 @@ import base64
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -264,8 +264,15 @@ class Provider:
             raise self.exchange_error
         return self._tokens(exchange=True)
 
+    before_refresh: Callable[[], Awaitable[None]] | None = None
+    """Awaited once, at the next refresh request, before it is answered: another writer
+    acting while the request is in flight."""
+
     async def refresh(self, client: ClientCredentials, *, refresh_token: str) -> TokenSet:
         self.calls["refresh"] += 1
+        hook, self.before_refresh = self.before_refresh, None
+        if hook is not None:
+            await hook()
         if refresh_token.startswith("ur"):  # the user token's: answered at the top level
             if self.user_refresh_error is not None:
                 raise self.user_refresh_error
@@ -2223,3 +2230,63 @@ async def test_a_paused_replica_holding_tokens_writes_them_on_resuming_unless_ne
     assert stored["refresh_token"] == w.provider.live_refresh
     assert authorization_secret_name("a") not in w.api.secrets
     assert w.provider.calls == {"exchange": 1, "refresh": 2, "revoke": 0}
+
+
+async def _paused_replica_resumes_mid_refresh(w: World, b: dict[str, Any]) -> Result:
+    """Replica A refreshes at 3400 (rotating: r1 spent) and cannot write the tokens (held);
+    paused by peering, its claim lapses. The active replica B claims at 3461 and sends r1;
+    while that request is in flight A resumes and writes its held tokens (`_store_unsaved`,
+    no claim of its own). B's refresh is then refused: r1 was spent by A."""
+    await w.connect(b)  # a1, r1, issued at NOW
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(3400))  # A: a2/r2 held
+    w.api.failing_token_writes = 0
+    paused = w.rec
+    w.rec = replica(w)
+    status = dict(w.statuses["a"])
+
+    async def resume() -> None:
+        resumed = await paused.reconcile({**b, "status": status}, now=at(3462), child=None)
+        assert st(resumed).phase is OAuthPhase.CONNECTED
+
+    w.provider.before_refresh = resume
+    return await w.sync(b, at(3461))
+
+
+async def test_a_refused_refresh_keeps_newer_tokens_another_replica_stored_meanwhile() -> None:
+    """On invalid_grant the active replica reads the Secret again: it holds tokens issued
+    after the ones whose refresh token it sent (the resumed replica's), so it keeps them
+    (Connected) instead of deleting them and asking the user to authorize again."""
+    w = world(rotate=True)
+    b = body()
+
+    result = await _paused_replica_resumes_mid_refresh(w, b)
+
+    assert w.provider.calls["refresh"] == 2  # A's (r1, answered), B's (r1, refused)
+    assert st(result).phase is OAuthPhase.CONNECTED, result.status
+    status, reason, message = ready(result)
+    assert (status, reason) == ("True", "Connected")
+    assert "another operator replica had already used" in message
+    stored = w.api.secrets["a-tokens"]
+    assert stored.data["access_token"] == "a2"  # A's tokens, kept
+    assert stored.data["refresh_token"] == w.provider.live_refresh == "r2"
+    assert CLAIM_ANNOTATION not in stored.annotations
+    assert authorization_secret_name("a") not in w.api.secrets  # no reauthorization asked
+    assert not [e for e in result.events if e.reason == "ReauthRequired"]
+
+    later = await w.sync(b, at(3400 + 3400))  # the kept tokens are refreshed as usual
+    assert st(later).phase is OAuthPhase.CONNECTED
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a3"
+
+
+async def test_a_refused_refresh_with_nothing_newer_stored_still_asks_to_authorize_again() -> None:
+    """The re-read finds the tokens the refresh used (no other writer): the refusal stands."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)
+    w.provider.live_refresh = "r-elsewhere"  # r1 dead at the provider
+
+    result = await w.sync(b, at(3400))
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert "a-tokens" not in w.api.secrets
