@@ -359,8 +359,16 @@ class Controller:
             else:
                 held = getattr(self.reconciler, DELETION_STATUS, None)
                 status = held(body) if callable(held) else None
-                on_record = status is not None and _says(body.get("status"), status)
-                if event is not None and not self._said.news(key.uid, event, on_record=on_record):
+                written = (
+                    status.model_dump(by_alias=True, mode="json", exclude_none=True)
+                    if status is not None
+                    else None
+                )
+                record = _record(written)
+                stored = _record(body.get("status")) if record is not None else None
+                if event is not None and not self._said.news(
+                    key.uid, event, record=record, stored=stored
+                ):
                     event = None
                 if status is not None:
                     await self.writer.write(self.kind.resource, body, status)
@@ -465,12 +473,12 @@ class Controller:
         return max(value, MIN_DRIFT_CHECK_SECONDS)
 
 
-def _says(stored: Any, status: BaseModel) -> bool:
-    """Whether the stored status (a body's `status`) already says what `status` says of a held
-    deletion: the same `Reconciling` True condition (reason and message)."""
-    written = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-    said = _reconciling(stored)
-    return said is not None and said == _reconciling(written)
+def _record(status: Any) -> str | None:
+    """What a status (a body's `status`, or one dumped) says of a held deletion, as the key
+    `SaidOnce` compares: its `Reconciling` True condition's reason and message; None without
+    one."""
+    said = _reconciling(status)
+    return None if said is None else f"{said[0]}: {said[1]}"
 
 
 def _reconciling(status: Any) -> tuple[str | None, str | None] | None:

@@ -35,8 +35,10 @@ class Event:
     message: str
     key: str | None = field(default=None, compare=False)
     """What makes it the same news as the last Event said of something that lasts (a held
-    deletion, `SaidOnce`): by default its reason and message; a kind whose message carries a
-    detail that changes between tries (an error's text) names the reason it stands for."""
+    deletion, `SaidOnce`) when no status is written with it: by default its reason and
+    message; a kind whose message carries a detail that changes between tries (an error's
+    text) names the reason it stands for. A held deletion whose status says why it waits is
+    keyed by that status instead (`SaidOnce`: the key a restarted operator can read back)."""
 
     @property
     def news_key(self) -> str:
@@ -72,22 +74,29 @@ def kube_event(body: Mapping[str, Any], event: Event, *, now: dt.datetime) -> Ku
 @dataclass
 class SaidOnce:
     """Per object, the key of the last Event said about something that lasts and is tried again
-    and again (a deletion that waits, `Controller.finalize`): each reason is said once, not on
+    and again (a deletion that waits, `Controller.finalize`): each change is said once, not on
     every try. The one record of it for every kind (each kind kept its own dict before).
 
-    Kept in memory, and seeded from what the object's stored status already shows: the
-    caller passes `on_record` (the status the wait writes says what the stored one says), so
-    an operator restarted during the wait, which remembers nothing, does not say it again."""
+    The key is what the status written with the Event says (`record`: a held deletion's
+    `Reconciling` reason and message), when the kind writes one, else `Event.news_key`. Kept in
+    memory, and seeded from what the object's stored status says (`stored`), so an operator
+    restarted during the wait, which remembers nothing, compares the same key as the process
+    before it: an Event is said when what the status says changes, once, restart or not. (The
+    in-process key used to be `news_key`, an error's reason, while a restart compared the
+    stored message: a new error text of the same reason was not said in-process, and said
+    once more after a restart.)"""
 
     _said: dict[str, str] = field(default_factory=dict, repr=False)
 
-    def news(self, uid: str, event: Event, *, on_record: bool = False) -> bool:
-        """Whether `event` is news for the object (and remember it as said)."""
-        key = event.news_key
-        before = self._said.get(uid)
+    def news(
+        self, uid: str, event: Event, *, record: str | None = None, stored: str | None = None
+    ) -> bool:
+        """Whether `event` is news for the object (and remember it as said): its key
+        (`record`, else `event.news_key`) differs from the one said last, or, with nothing
+        said in this process, from `stored` (what the stored status says; None: nothing)."""
+        key = record if record is not None else event.news_key
+        before = self._said.get(uid, stored)
         self._said[uid] = key
-        if before is None:
-            return not on_record
         return before != key
 
     def forget(self, uid: str) -> None:

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from google.auth.exceptions import DefaultCredentialsError
@@ -131,23 +131,11 @@ def create_app(
     metrics = _Metrics()
     db = firestore_client or _firestore(settings)
     redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            try:
-                await app.state.store.aclose()  # rollbacks still running (store.py)
-            finally:
-                if redis is not None:
-                    await redis.aclose()
-
     app = FastAPI(
         title="Xynergy CRM",
         version="0.1.0",
         description=_DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(redis),
         # A trailing slash is a 404 in the one error shape, not a 307 to an internal URL.
         redirect_slashes=False,
     )
@@ -164,6 +152,34 @@ def create_app(
     for module in (contacts, interactions, notes, tasks, statistics):
         app.include_router(module.router)
     app.openapi = lambda: _documented_errors_only(app)  # type: ignore[method-assign]
+    _add_limits_and_caching(app, settings)
+    app.middleware("http")(_observer(metrics, access_log=settings.access_log))
+    app.include_router(_health_router(settings, metrics))
+    return app
+
+
+def _lifespan(
+    redis: aioredis.Redis | None,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: at shutdown the store closes (it waits for the background rollbacks
+    still running, store.py), then the Redis client, even when the store's close fails."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            try:
+                await app.state.store.aclose()  # rollbacks still running (store.py)
+            finally:
+                if redis is not None:
+                    await redis.aclose()
+
+    return lifespan
+
+
+def _add_limits_and_caching(app: FastAPI, settings: CrmSettings) -> None:
+    """The API's middleware under ``PREFIX``: body limit, Firestore deadline, cache headers."""
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, prefix=PREFIX)
     app.add_middleware(Deadline, seconds=settings.firestore_timeout_seconds, prefix=PREFIX)
     app.add_middleware(
@@ -173,7 +189,14 @@ def create_app(
         max_age=settings.cache_max_age_seconds,
     )
 
-    @app.middleware("http")
+
+Observer = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+
+
+def _observer(metrics: _Metrics, *, access_log: bool) -> Observer:
+    """The HTTP middleware that counts and times every request by route template, logs it
+    (``access_log``; not the health and metrics routes) and echoes a valid request id."""
+
     async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
@@ -189,7 +212,7 @@ def create_app(
             elapsed = time.perf_counter() - start
             metrics.requests.labels(template, request.method, str(status)).inc()
             metrics.latency.labels(template).observe(elapsed)
-            if settings.access_log and template not in ("/healthz", "/readyz", "/metrics"):
+            if access_log and template not in ("/healthz", "/readyz", "/metrics"):
                 log.info(
                     "request",
                     extra={
@@ -206,23 +229,29 @@ def create_app(
             response.headers[REQUEST_ID_HEADER] = rid  # type: ignore[assignment]
         return response
 
-    @app.get("/healthz", tags=["health"])
+    return observe
+
+
+def _health_router(settings: CrmSettings, metrics: _Metrics) -> APIRouter:
+    """``/healthz``, ``/readyz`` (the store's Firestore answers) and ``/metrics``."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get(
+    @router.get(
         "/readyz",
-        tags=["health"],
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "Firestore did not answer."}},
     )
-    async def readyz() -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
         """Readiness: Firestore answers within the readiness timeout."""
         checks: dict[str, Any] = {}
         try:
             async with asyncio.timeout(settings.readiness_timeout_seconds):
-                await app.state.store.ping()
+                await request.app.state.store.ping()
             checks["firestore"] = "ok"
         except Exception as exc:
             checks["firestore"] = f"unreachable ({type(exc).__name__})"
@@ -232,9 +261,9 @@ def create_app(
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["health"])
+    @router.get("/metrics")
     async def prometheus() -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return router

@@ -19,7 +19,8 @@ limit the connection is refused with ``connect_error`` ``rate_limited`` and data
 retryAfter, message}``. When Redis is down the limiter's fail-open/closed rule applies. A
 connect refused because its session closed while it was decided, or cancelled then (the
 gateway's shutdown), gives back what it counted (its user count; the address count of a later
-connect), so it costs the user nothing.
+connect), so it costs the user nothing: a count whose hit was still on its way to or from Redis
+when the connect was cancelled included (the hit is waited for, then given back).
 
 A counted session must connect soon: an engine.io session whose socket.io CONNECT has not been
 accepted within ``connect_timeout`` seconds of its handshake (none sent, or refused) is closed,
@@ -54,7 +55,7 @@ import logging
 import random
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -410,9 +411,8 @@ class EventStream:
     async def _decide(self, limits: list[Limit], counted: Counted | None = None) -> Refusal | None:
         """Count a connection against ``limits``; why it is refused past one of them. A count
         made is added to ``counted``, so that it can be given back."""
-        assert self.limiter is not None
         try:
-            decision = await self.limiter.hit(limits)
+            decision = await self._hit(limits, counted)
         except RateLimiterUnavailableError:  # Redis down and failing closed
             self.metrics.redis_errors.labels("ratelimit").inc()
             return Refusal(
@@ -442,6 +442,34 @@ class EventStream:
             },
         )
 
+    async def _hit(self, limits: list[Limit], counted: Counted | None) -> Decision | None:
+        """The limiter's ``hit``; for a connect (``counted`` given) shielded from the connect's
+        cancellation: Redis may have counted a hit whose answer had not arrived yet, and that
+        count goes back once the hit lands (``_give_back_landed``, a task ``aclose`` waits
+        for). Unshielded, the cancellation ended the hit and its count stayed for the window."""
+        assert self.limiter is not None
+        if counted is None:
+            return await self.limiter.hit(limits)
+        hit = asyncio.ensure_future(self.limiter.hit(limits))
+        try:
+            return await asyncio.shield(hit)
+        except asyncio.CancelledError:
+            self._in_background(self._give_back_landed(limits, hit))
+            raise
+
+    async def _give_back_landed(
+        self, limits: list[Limit], hit: asyncio.Future[Decision | None]
+    ) -> None:
+        """Wait for the hit of a cancelled connect (bounded by the limiter's timeout), then
+        give back what it counted: nothing when it was refused or Redis did not answer."""
+        assert self.limiter is not None
+        try:
+            decision = await hit
+        except RateLimiterUnavailableError:  # failing closed: nothing was counted
+            return
+        if decision is not None and decision.allowed and decision.counted_at_ms is not None:
+            await self.limiter.give_back(limits, decision)
+
     async def _give_back(self, counted: Counted) -> None:
         """Take back the counts a refused or cancelled connect made, once (``counted`` is
         emptied). In a task of its own, held until done: a cancellation of the connect (the
@@ -455,10 +483,15 @@ class EventStream:
             for limits, decision in made:
                 await limiter.give_back(limits, decision)
 
-        task = asyncio.get_running_loop().create_task(give_back())
+        await asyncio.shield(self._in_background(give_back()))
+
+    def _in_background(self, give_back: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a give-back in a task held until done (the loop keeps only weak references),
+        which ``aclose`` waits for before the gateway closes Redis."""
+        task = asyncio.get_running_loop().create_task(give_back)
         self._giving_back.add(task)
         task.add_done_callback(self._giving_back.discard)
-        await asyncio.shield(task)
+        return task
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         self._deadlines.pop(sid, None)

@@ -242,16 +242,77 @@ def _tail(log: Path) -> str:
     return log.read_text()[-2000:]
 
 
-async def stop_process_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the process's group (SIGCONT first, in case a test paused it), SIGKILL after 20 s."""
-    if proc.returncode is not None:
+async def stop_process_group(
+    proc: asyncio.subprocess.Process, *, term_grace: float = 20.0, kill_grace: float = 5.0
+) -> None:
+    """Stop the process group `proc` leads and return once every process of it is gone: SIGTERM
+    the group (SIGCONT first, in case a test paused it), SIGKILL what is left of it after
+    `term_grace` seconds, and fail after `kill_grace` more. Waiting for the leader alone was
+    not enough: gcloud exits before its java child (the emulator's JVM), which may still hold
+    the port while the next start binds it. A zombie counts as gone (it holds no port)."""
+    pgid = proc.pid
+    if proc.returncode is not None and not _group_members(pgid):
         return
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGCONT)
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(pgid, signal.SIGCONT)
+        os.killpg(pgid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(proc.wait(), timeout=20)
+        await asyncio.wait_for(_group_gone(proc), timeout=term_grace)
+        return
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await asyncio.wait_for(proc.wait(), timeout=5)
+            os.killpg(pgid, signal.SIGKILL)
+    try:
+        await asyncio.wait_for(_group_gone(proc), timeout=kill_grace)
+    except TimeoutError:
+        left = _group_members(pgid)
+        raise RuntimeError(
+            f"process group {pgid} still has processes {left} {kill_grace}s after SIGKILL"
+        ) from None
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes of group `pgid` that have not exited (zombies left out), from /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
+        state, _, group = stat[stat.rfind(")") + 2 :].split()[:3]
+        if state != "Z" and int(group) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+async def _group_gone(proc: asyncio.subprocess.Process) -> None:
+    """Return once the leader `proc` has been waited for and no other process of its group is
+    left; each exit is waited on through a pidfd (readable once its process exits, child of
+    ours or not), and the group is read again after each (a process may have forked)."""
+    await proc.wait()
+    loop = asyncio.get_running_loop()
+    while members := _group_members(proc.pid):
+        fds = []
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                fds.append(os.pidfd_open(pid))
+        exited: asyncio.Future[None] = loop.create_future()
+        try:
+            for fd in fds:
+                loop.add_reader(fd, _resolve, exited)
+            # a pid in the list may have exited (and been reused) before its pidfd was opened:
+            # read the group again, and wait only when every pidfd is of a process still in it
+            if fds and set(_group_members(proc.pid)) == set(members):
+                await exited
+        finally:
+            for fd in fds:
+                loop.remove_reader(fd)
+                os.close(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

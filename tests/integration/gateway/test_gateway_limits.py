@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
+from services.common.tenancy import Identity
 from services.gateway.app import rate_limit_policies
+from services.gateway.cors import OriginPolicy
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.ratelimit import Limit, RateLimiter
 from services.gateway.settings import GatewaySettings
+from services.gateway.stream import EventStream
 
 from .conftest import RedisServer, RunningGateway, Upstream, make_jwt, wait_for
 
@@ -347,3 +353,124 @@ async def test_a_give_back_takes_the_count_off_the_window_it_was_made_in_never_b
     await wait_for(expired, within=5, what="the counter to expire (two windows)")
     await limiter.give_back([lim], first)
     assert await count(made_in) is None, "no counter made (negative) for an expired window"
+
+
+class HeldReplies:
+    """A TCP proxy in front of redis-server that passes every request on at once and, while
+    ``hold`` is set, holds Redis's replies: a command Redis has run (its count made) whose
+    answer has not reached the client yet. ``replied`` is set when a held reply arrives."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.hold = False
+        self.released = asyncio.Event()
+        self.replied = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+
+    async def __aenter__(self) -> HeldReplies:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def requests() -> None:
+            while data := await client_r.read(65536):
+                redis_w.write(data)
+                await redis_w.drain()
+            redis_w.close()
+
+        async def replies() -> None:
+            while data := await redis_r.read(65536):
+                if self.hold:
+                    self.replied.set()
+                    await self.released.wait()
+                client_w.write(data)
+                await client_w.drain()
+            client_w.close()
+
+        for pump in (requests(), replies()):
+            task = asyncio.create_task(pump)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+async def test_a_connect_cancelled_while_its_hit_is_in_flight_gives_that_count_back(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    """A later connect on a session, counted against its address, cancelled (the gateway's
+    shutdown) once Redis has run its user hit and while the answer is on its way: both counts
+    go back. Before, the cancellation ended the hit unanswered, so only the address count went
+    back and the user count stayed for the window."""
+    prefix = f"rl-in-flight-{uuid.uuid4().hex[:8]}"
+    settings = GatewaySettings(
+        stream_connect_limit_per_minute=5, stream_user_connect_limit_per_minute=3
+    )
+    policies = dataclasses.replace(rate_limit_policies(settings), prefix=prefix)
+    verified, go_on = asyncio.Event(), asyncio.Event()
+
+    class HeldVerifier:
+        async def verify(self, token: str) -> Identity:
+            verified.set()  # the address was counted, its answer not held
+            await go_on.wait()
+            return Identity(user_id="in-flight", tenant_id="acme")
+
+    async def counts() -> list[int]:
+        """The connect's address and user counts, over every window."""
+        found = []
+        for who in ("sio:ip:", "sio:acme:"):
+            keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:{who}*")]
+            found.append(sum([int(await redis_client.get(k) or 0) for k in keys]))
+        return found
+
+    async with HeldReplies(redis_server.port) as proxy:
+        client = aioredis.Redis.from_url(proxy.url)
+        limiter = RateLimiter(client, policies=policies, fail_open=False)
+        stream = EventStream(
+            verifier=HeldVerifier(),  # type: ignore[arg-type]
+            topics=["crm-changes"],
+            path="/api/xynergyos/v2/stream",
+            origins=OriginPolicy(origins=[], patterns=[]),
+            metrics=GatewayMetrics(),
+            limiter=limiter,
+        )
+        try:
+            # the script loaded and the pool's connection made: the held reply is the hit's
+            warm = await limiter.hit([Limit("warm", f"{prefix}:warm", 5, 60)])
+            assert warm is not None
+            assert warm.allowed
+            scope = {"type": "websocket", "client": ("198.51.100.7", 4321), "headers": []}
+            connect = asyncio.create_task(
+                stream._connect("sid1", {"asgi.scope": scope}, {"token": "a token"})
+            )
+            async with asyncio.timeout(10):
+                await verified.wait()
+            proxy.hold = True
+            go_on.set()
+            async with asyncio.timeout(10):
+                await proxy.replied.wait()  # Redis counted the user; its answer is held
+            assert await counts() == [1, 1], "both counts made"
+            connect.cancel()
+            proxy.released.set()
+            with pytest.raises(asyncio.CancelledError):
+                async with asyncio.timeout(10):
+                    await connect
+            async with asyncio.timeout(10):
+                await stream.aclose()  # waits for the give-backs under way
+            assert await counts() == [0, 0], "the count of the hit in flight went back too"
+        finally:
+            proxy.released.set()
+            await client.aclose()

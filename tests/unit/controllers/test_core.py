@@ -32,6 +32,7 @@ from controllers.core import (
     StatusWriter,
 )
 from controllers.core.controller import DRIFT_CHECK_ANNOTATION, RESYNC_ANNOTATION
+from controllers.core.events import SaidOnce
 from controllers.core.peering import ActivityGate
 from controllers.core.status import spec_error
 
@@ -1025,6 +1026,79 @@ async def test_a_held_deletion_says_each_reason_once_and_a_restart_does_not_say_
     assert not await moved.finalize(client.objects["crm"])
     assert [e.message for e in client.created][-1] == "the target is gone"
     assert body["metadata"]["uid"] == client.objects["crm"]["metadata"]["uid"]
+
+
+@dataclass
+class ErrorText(FakeReconciler):
+    """A release held by an error whose text changes between tries, its reason not (as the
+    Rollout's `DeletionBlocked`: `Event.key` the error's reason), the status naming the text."""
+
+    text: str = "503 service unavailable"
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:  # type: ignore[override]
+        return False, Event(
+            "Warning", "DeletionBlocked", f"blocked: {self.text}", key="Unavailable"
+        )
+
+    def deletion_status(self, body: Mapping[str, Any]) -> XynergyServiceStatus:
+        status = XynergyServiceStatus.model_validate(body.get("status") or {})
+        status.conditions = mark_reconciling(
+            status.conditions, reason="Deleting", message=f"being deleted: {self.text}",
+            generation=3, now=NOW,
+        )  # fmt: skip
+        return status
+
+
+async def test_a_new_error_text_is_said_once_in_process_and_after_a_restart_alike() -> None:
+    """In-process a held deletion's Event was keyed by its error's reason, while a restarted
+    operator compared the stored status's message: a new error text of the same reason was not
+    said in-process, yet said once more after a restart. Both now key by what the status says:
+    each new text once (the status changes with it), nothing again for a text already said,
+    whether the process restarted in between or not."""
+    texts = ["503 service unavailable", "503 service unavailable", "503 upstream connect error"]
+    texts += ["503 upstream connect error"]
+
+    async def said(restart_before: set[int]) -> list[str]:
+        client = FakeClient()
+        body = _deleting(client)
+        body["status"] = _ready_status().model_dump(by_alias=True, mode="json", exclude_none=True)
+        controller = _controller(client, ErrorText())
+        for i, text in enumerate(texts):
+            if i in restart_before:
+                controller = _controller(client, ErrorText())
+            controller.reconciler.text = text  # type: ignore[attr-defined]
+            assert not await controller.finalize(client.objects["crm"])
+        return [e.message for e in client.created]
+
+    expected = ["blocked: 503 service unavailable", "blocked: 503 upstream connect error"]
+    assert await said(set()) == expected, "in-process: each new text once"
+    assert await said({1}) == expected, "a restart at the same text says nothing again"
+    assert await said({2}) == expected, "a restart at a new text says it once, as in-process"
+    assert await said({1, 2, 3}) == expected
+
+
+def test_said_once_keys_by_the_status_record_in_process_and_from_the_stored_status() -> None:
+    """`SaidOnce.news`: the key is the record (what the status says) when given, else the
+    Event's `news_key`; with nothing said in this process, the stored record is what was said."""
+    event = Event("Warning", "DeletionBlocked", "blocked: a", key="Unavailable")
+    other_text = Event("Warning", "DeletionBlocked", "blocked: b", key="Unavailable")
+    once = SaidOnce()
+    assert once.news("u", event, record="Deleting: a")
+    assert not once.news("u", event, record="Deleting: a")
+    assert once.news("u", other_text, record="Deleting: b"), "the status says something new"
+    assert not once.news("u", other_text, record="Deleting: b")
+
+    restarted = SaidOnce()
+    assert not restarted.news("u", other_text, record="Deleting: b", stored="Deleting: b")
+    assert not restarted.news("u", other_text, record="Deleting: b", stored="Deleting: b")
+    moved = SaidOnce()
+    assert moved.news("u", other_text, record="Deleting: b", stored="Deleting: a")
+    assert not moved.news("u", other_text, record="Deleting: b", stored="Deleting: a")
+
+    statusless = SaidOnce()  # no status written with it: the Event's own key
+    assert statusless.news("u", event)
+    assert not statusless.news("u", other_text), "the same reason (Event.key)"
+    assert statusless.news("u", Event("Normal", "DeletionWaiting", "waits"))
 
 
 async def test_a_held_deletion_is_said_again_once_its_wait_ended_and_a_new_one_began() -> None:
