@@ -845,4 +845,6 @@ Rollout.crd = CrdInfo(
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
     validations=(ROLLOUT_NAME.rule,),
+    # the operator lists the other Rollouts of a target with a field selector on it
+    selectable_fields=(".spec.targetRef.name",),
 )

@@ -133,6 +133,8 @@ _LEFT_TO = "; the traffic is left to Rollout "
 (`_leave_to`); removed once that one has ended."""
 CONFLICT = "RolloutConflict"
 """The reason of a Rollout that waits for another one of its target."""
+TARGET_FIELD = "spec.targetRef.name"
+"""The field selector of a target's Rollouts (the CRD's selectableFields)."""
 
 Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
 """(rollout, target, new revision) -> the target's backend for this converge."""
@@ -271,6 +273,8 @@ class RolloutReconciler:
         self.settings = settings
         self.verifier = verifier
         self.clock = clock
+        self._unselectable = False
+        """The API server refused a field selector on spec.targetRef.name (`_siblings`)."""
         self._holding: dict[str, str] = {}
         """Per Rollout whose deletion the last release held: what it waits for, until the
         core asks for the status that says so (`deletion_status`)."""
@@ -655,13 +659,32 @@ class RolloutReconciler:
         return stable
 
     async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:
-        """The other Rollouts of the same target, in its namespace (one list call)."""
+        """The other Rollouts of the same target, in its namespace: one list call, selected
+        server-side by a field selector on spec.targetRef.name (the CRD's selectableFields),
+        not every Rollout of the namespace per converge. An apiserver that refuses the
+        selector (before Kubernetes 1.31, or a CRD not updated yet: 400) is listed whole, as
+        before, for the rest of the process (one warning); the target is checked here too."""
         ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        fields: dict[str, Any] | None = None if self._unselectable else {TARGET_FIELD: target}
         try:
-            items: Any = self.client.list(KIND.resource, namespace=ns)
-            others = [o.to_dict() async for o in items]
+            others = await self._list_rollouts(ns, fields)
         except ApiError as exc:
-            raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+            if fields is None or exc.status.code != 400:
+                raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+            log.warning(
+                "the API server cannot list Rollouts by %s (%s): this operator lists every "
+                "Rollout of a namespace to find a target's (CRD selectableFields need "
+                "Kubernetes 1.31+ and the CRDs of this release)",
+                TARGET_FIELD,
+                exc.status.message,
+            )
+            self._unselectable = True
+            try:
+                others = await self._list_rollouts(ns, None)
+            except ApiError as again:
+                raise TransientError(
+                    f"listing Rollouts in {ns}: {again}", reason="ApiError"
+                ) from again
         return [
             other
             for other in others
@@ -669,6 +692,12 @@ class RolloutReconciler:
             and meta.get("name") != rollout.metadata.name
             and ((other.get("spec") or {}).get("targetRef") or {}).get("name") == target
         ]
+
+    async def _list_rollouts(
+        self, ns: str | None, fields: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        items: Any = self.client.list(KIND.resource, namespace=ns, fields=fields)
+        return [o.to_dict() async for o in items]
 
     async def _others(self, work: Converge) -> list[dict[str, Any]]:
         """`_siblings`, listed once per converge (an ended Rollout asks who delivers and who

@@ -89,12 +89,24 @@ class Client:
         self.target = target
         self.patches: list[Any] = []
         self.rollouts: list[dict[str, Any]] = []
+        self.selectors: list[Any] = []
+        """The field selector of each list of Rollouts."""
+        self.selectable = True
+        """The apiserver selects Rollouts by spec.targetRef.name (else: 400, as before 1.31)."""
 
     async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
         return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
 
-    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+    async def list(
+        self, resource: Any, *, namespace: str | None = None, fields: Any = None
+    ) -> AsyncIterator[Any]:
+        self.selectors.append(fields)
+        if fields and not self.selectable:  # as an apiserver before selectableFields answers
+            raise ApiError(status=Status(code=400, reason="BadRequest", message=(
+                f"field label not supported: {next(iter(fields))}")))  # fmt: skip
         for body in self.rollouts:
+            if fields and (body["spec"]["targetRef"]["name"],) != tuple(fields.values()):
+                continue  # a field selector on spec.targetRef.name (the CRD's selectableFields)
             yield SimpleNamespace(to_dict=lambda body=body: copy.deepcopy(body))
 
     async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
@@ -1425,3 +1437,26 @@ async def test_an_edited_promoted_rollout_refused_for_a_conflict_is_not_ready() 
     first = await world.converge(now + 2 * STEP)
     assert first.phase.value == "Progressing", first.message
     assert first.canary_image == "crm:4"
+
+
+async def test_the_other_rollouts_of_the_target_are_selected_server_side() -> None:
+    """Review D7. Each converge listed every Rollout of the namespace (O(N) per converge of
+    each of them) and filtered them by target. The list selects the target's (a field
+    selector on spec.targetRef.name, the CRD's selectableFields); an apiserver that refuses
+    it (before Kubernetes 1.31) is listed whole, as before, and not asked again."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    elsewhere = _other("web-2", "2026-12-01T13:00:00Z", None)
+    elsewhere["spec"]["targetRef"]["name"] = "web"  # another target's: not listed
+    world.client.rollouts = [world.body, elsewhere, second]
+    world.client.selectors.clear()
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending", status.message
+    assert world.client.selectors == [{"spec.targetRef.name": "crm"}]
+    world.client.selectable = False
+    world.client.selectors.clear()
+    for i in range(2):
+        status = await _converge_other(world, second, now + (i + 1) * STEP)
+        assert status.phase.value == "Pending", status.message
+        assert "waiting for Rollout crm-2" in status.message
+    assert world.client.selectors == [{"spec.targetRef.name": "crm"}, None, None]
