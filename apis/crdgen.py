@@ -115,6 +115,16 @@ def crd_for(info: CrdInfo) -> dict[str, Any]:
     }
     if info.validations:
         root["x-kubernetes-validations"] = [dict(rule) for rule in info.validations]
+    version: dict[str, Any] = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": subresources,
+        "additionalPrinterColumns": [c.render() for c in info.printer_columns],
+        "schema": {"openAPIV3Schema": root},
+    }
+    if info.selectable_fields:
+        version["selectableFields"] = [{"jsonPath": path} for path in info.selectable_fields]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -133,16 +143,7 @@ def crd_for(info: CrdInfo) -> dict[str, Any]:
                 "categories": list(info.categories),
             },
             "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": subresources,
-                    "additionalPrinterColumns": [c.render() for c in info.printer_columns],
-                    "schema": {"openAPIV3Schema": root},
-                }
-            ],
+            "versions": [version],
         },
     }
 

@@ -182,6 +182,9 @@ class CrdInfo:
     categories: tuple[str, ...] = field(default=(CATEGORY,))
     validations: tuple[JsonDict, ...] = ()
     """CEL rules on the whole object, e.g. on metadata.name (`on_create`)."""
+    selectable_fields: tuple[str, ...] = ()
+    """JSON paths a list may select on server-side (a field selector; the CRD's
+    selectableFields: Kubernetes 1.31 on by default, GA in 1.32)."""
 
     @property
     def name(self) -> str:

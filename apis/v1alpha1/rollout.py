@@ -772,6 +772,11 @@ class RolloutStatus(StatusModel):
     Run: its operation still running, or failed and retried after a backoff); unset once
     Promoted. While set, each converge finishes the promotion; past
     spec.progressDeadlineSeconds from then it is given up (Degraded, PromotionFailed)."""
+    waiting_since: dt.datetime | None = None
+    """When this Rollout, not started yet, began to wait for another Rollout's Kubernetes
+    promotion to finish (Pending, Reconciling RolloutConflict); unset when that wait ends (it
+    starts, or waits for something else) and while spec.paused or spec.abort holds it back.
+    Past spec.progressDeadlineSeconds from then it is Degraded, Stalled RolloutConflict."""
     delivered_spec: str | None = Field(default=None, max_length=64)
     """Digest of spec.image and spec.template when this delivery started: an ended Rollout
     starts again only when they change (never because its target did)."""
@@ -840,4 +845,6 @@ Rollout.crd = CrdInfo(
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
     validations=(ROLLOUT_NAME.rule,),
+    # the operator lists the other Rollouts of a target with a field selector on it
+    selectable_fields=(".spec.targetRef.name",),
 )

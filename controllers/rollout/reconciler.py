@@ -133,6 +133,8 @@ _LEFT_TO = "; the traffic is left to Rollout "
 (`_leave_to`); removed once that one has ended."""
 CONFLICT = "RolloutConflict"
 """The reason of a Rollout that waits for another one of its target."""
+TARGET_FIELD = "spec.targetRef.name"
+"""The field selector of a target's Rollouts (the CRD's selectableFields)."""
 
 Backends = Callable[[Rollout, XynergyService, XynergyService], RolloutBackend | None]
 """(rollout, target, new revision) -> the target's backend for this converge."""
@@ -195,11 +197,13 @@ class Converge:
 @dataclass(frozen=True)
 class Waiting:
     """A Rollout that cannot start yet and is not stuck: Pending, Reconciling with `reason`,
-    checked again in `after` seconds (the core's SOON when None)."""
+    checked again in `after` seconds (`requeue` when None: the core's SOON by default)."""
 
     message: str
     reason: str = "TargetNotReady"
     after: float | None = None
+    requeue: Requeue = Requeue.SOON
+    """When `after` is None."""
 
 
 def _progress(status: RolloutStatus, now: dt.datetime) -> Progress:
@@ -269,6 +273,8 @@ class RolloutReconciler:
         self.settings = settings
         self.verifier = verifier
         self.clock = clock
+        self._unselectable = False
+        """The API server refused a field selector on spec.targetRef.name (`_siblings`)."""
         self._holding: dict[str, str] = {}
         """Per Rollout whose deletion the last release held: what it waits for, until the
         core asks for the status that says so (`deletion_status`)."""
@@ -568,7 +574,8 @@ class RolloutReconciler:
         only an edit of its own spec while the target runs what it left there starts it
         again (or `retry`). No rollout starts while another one of the same target is
         active, or while another one's Kubernetes promotion still holds the target (then it
-        waits, `_refuse_overlap`), nor before the target serves."""
+        waits, `_refuse_overlap`), nor before the target serves, nor (one not started yet)
+        while spec.paused holds it back."""
         target = await self._target(rollout)
         canary = with_overrides(target, rollout.spec)
         backend = self.backends(rollout, target, canary)
@@ -593,6 +600,15 @@ class RolloutReconciler:
         # before the target's readiness: a sibling's promotion rolls the target meanwhile
         if (held := await self._refuse_overlap(rollout, starting=True, now=now)) is not None:
             return held
+        if rollout.spec.paused and _unstarted(status.model_dump(by_alias=True, mode="json")):
+            # held back by a person before it started: nothing is deployed, and no Rollout
+            # of the target ends a keep window for it (`_newer`); lifting it is a spec change
+            return Waiting(
+                "paused by spec.paused before its delivery started: it starts (deploys its new "
+                "revision) once spec.paused is lifted",
+                reason=SPEC_PAUSED,
+                requeue=Requeue.RESYNC,
+            )
         given_back = await self._give_back_pending(work)
         serving = await backend.serving(target)
         if given_back is None and (serving.revision is None or not serving.ready):
@@ -643,13 +659,32 @@ class RolloutReconciler:
         return stable
 
     async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:
-        """The other Rollouts of the same target, in its namespace (one list call)."""
+        """The other Rollouts of the same target, in its namespace: one list call, selected
+        server-side by a field selector on spec.targetRef.name (the CRD's selectableFields),
+        not every Rollout of the namespace per converge. An apiserver that refuses the
+        selector (before Kubernetes 1.31, or a CRD not updated yet: 400) is listed whole, as
+        before, for the rest of the process (one warning); the target is checked here too."""
         ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        fields: dict[str, Any] | None = None if self._unselectable else {TARGET_FIELD: target}
         try:
-            items: Any = self.client.list(KIND.resource, namespace=ns)
-            others = [o.to_dict() async for o in items]
+            others = await self._list_rollouts(ns, fields)
         except ApiError as exc:
-            raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+            if fields is None or exc.status.code != 400:
+                raise TransientError(f"listing Rollouts in {ns}: {exc}", reason="ApiError") from exc
+            log.warning(
+                "the API server cannot list Rollouts by %s (%s): this operator lists every "
+                "Rollout of a namespace to find a target's (CRD selectableFields need "
+                "Kubernetes 1.31+ and the CRDs of this release)",
+                TARGET_FIELD,
+                exc.status.message,
+            )
+            self._unselectable = True
+            try:
+                others = await self._list_rollouts(ns, None)
+            except ApiError as again:
+                raise TransientError(
+                    f"listing Rollouts in {ns}: {again}", reason="ApiError"
+                ) from again
         return [
             other
             for other in others
@@ -657,6 +692,12 @@ class RolloutReconciler:
             and meta.get("name") != rollout.metadata.name
             and ((other.get("spec") or {}).get("targetRef") or {}).get("name") == target
         ]
+
+    async def _list_rollouts(
+        self, ns: str | None, fields: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        items: Any = self.client.list(KIND.resource, namespace=ns, fields=fields)
+        return [o.to_dict() async for o in items]
 
     async def _others(self, work: Converge) -> list[dict[str, Any]]:
         """`_siblings`, listed once per converge (an ended Rollout asks who delivers and who
@@ -678,13 +719,21 @@ class RolloutReconciler:
         early for (`_end_keep_window`): it waits, Pending and Reconciling (not Stalled: it
         starts on its own in moments), checked again every poll interval, and starts once
         the target runs the promoted revision and is ready. It waits so at most its own
-        spec.progressDeadlineSeconds from when it began to (its Reconciling RolloutConflict
-        condition's lastTransitionTime, at `now`): then, the target never settling, it is
+        spec.progressDeadlineSeconds from when it began to (status.waitingSince, set at `now`
+        when the wait begins and unset when it ends): then, the target never settling, it is
         Degraded, Stalled RolloutConflict with a Warning, and still starts once it has."""
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
-        held: Waiting | None = None
+        # the wait for a promotion (status.waitingSince) lasts only while this converge holds
+        # it so: any other outcome (a start, a conflict, a person holding it) ends it
+        waited = rollout.status.waiting_since if rollout.status else None
+        if rollout.status is not None:
+            rollout.status.waiting_since = None
+        # spec.paused or spec.abort: no window is ended for it (`_newer`), and it waits as
+        # long as the person holds it back
+        by_hand = rollout.spec.paused or rollout.spec.abort
+        held: tuple[str, str] | None = None  # the promoted Rollout waited for, and why
         for other in await self._siblings(rollout):
             meta = other.get("metadata") or {}
             phase = (other.get("status") or {}).get("phase")
@@ -697,6 +746,8 @@ class RolloutReconciler:
             if active or first:
                 stalled = phase == RolloutPhase.DEGRADED.value  # on a conflict, not started
                 state = "waiting to start" if stalled else phase or "starting"
+                if first and (other.get("spec") or {}).get("paused"):
+                    state = "held back by spec.paused before it started"
                 raise StalledError(
                     f"Rollout {meta.get('name')} is {state} on XynergyService "
                     f"{target}: this Rollout starts once it has ended (one rollout of a target "
@@ -706,25 +757,13 @@ class RolloutReconciler:
             if (finishing := self._finishing(other)) is None:
                 continue
             if starting and _unstarted(own) and _created(meta) < mine:
-                # spec.paused or spec.abort: no window is ended for it (`_newer`), and it
-                # waits as long as the person holds it back
-                by_hand = rollout.spec.paused or rollout.spec.abort
                 if (other.get("status") or {}).get("scaleDownAt") and not by_hand:
                     finishing = (
                         "it ends its blue-green keep window early for this newer Rollout (the "
                         "target is patched to the promoted revision; the old revision is no "
                         "longer kept for a fast rollback)"
                     )
-                if held is None and not by_hand:
-                    _give_up_waiting(rollout, str(meta.get("name")), finishing, now)
-                held = held or Waiting(
-                    f"waiting for Rollout {meta.get('name')}, Promoted on XynergyService "
-                    f"{target}, to finish its promotion: {finishing}; this Rollout starts "
-                    "once the target runs the promoted revision and is ready (one rollout of "
-                    "a target at a time)",
-                    reason=CONFLICT,
-                    after=self.settings.poll_seconds,
-                )
+                held = held or (str(meta.get("name")), finishing)
                 continue
             raise StalledError(
                 f"Rollout {meta.get('name')} is Promoted on XynergyService {target} but "
@@ -732,7 +771,18 @@ class RolloutReconciler:
                 "revision (one rollout of a target at a time)",
                 reason=CONFLICT,
             )
-        return held
+        if held is None:
+            return None
+        name, finishing = held
+        if not by_hand:
+            _give_up_waiting(rollout, name, finishing, since=waited, now=now)
+        return Waiting(
+            f"waiting for Rollout {name}, Promoted on XynergyService {target}, to finish its "
+            f"promotion: {finishing}; this Rollout starts once the target runs the promoted "
+            "revision and is ready (one rollout of a target at a time)",
+            reason=CONFLICT,
+            after=self.settings.poll_seconds,
+        )
 
     def _finishing(self, other: Mapping[str, Any]) -> str | None:
         """Why another Rollout's Kubernetes promotion still holds the target (None when it
@@ -1199,19 +1249,26 @@ class RolloutReconciler:
         work.reason = _ended_reason(work)
 
     async def _newer(self, work: Converge) -> str | None:
-        """A Rollout of the target created after this one that has not started yet
-        (`_unstarted`), is not being deleted, and is not held back by a person (spec.paused
-        or spec.abort: it would not start): the next release, waiting (the oldest)."""
+        """The Rollout of the target that starts next, when it is a newer one waiting for
+        this promotion: of the Rollouts that have not started yet (`_unstarted`) and are not
+        being deleted, the oldest (`_refuse_overlap` starts them in that order), when it was
+        created after this one and no person holds it back (spec.paused or spec.abort: it
+        would not start, and the younger ones wait for it). None otherwise: a keep window is
+        not ended for a Rollout that cannot start."""
         mine = _created(work.rollout.metadata.model_dump(by_alias=True))
-        found = [
-            meta
+        waiting = [
+            other
             for other in await self._others(work)
-            if _created(meta := other.get("metadata") or {}) > mine
-            and not meta.get("deletionTimestamp")
-            and not ((spec := other.get("spec") or {}).get("paused") or spec.get("abort"))
+            if not (other.get("metadata") or {}).get("deletionTimestamp")
             and _unstarted(other.get("status") or {})
         ]
-        return str(min(found, key=_created).get("name")) if found else None
+        if not waiting:
+            return None
+        nxt = min(waiting, key=lambda other: _created(other.get("metadata") or {}))
+        meta, spec = nxt.get("metadata") or {}, nxt.get("spec") or {}
+        if _created(meta) < mine or spec.get("paused") or spec.get("abort"):
+            return None
+        return str(meta.get("name"))
 
     async def _end_keep_window(self, work: Converge, kept: str, newer: str) -> None:
         """A newer Rollout of the target waits for this Kubernetes blue-green promotion's keep
@@ -1458,7 +1515,7 @@ class RolloutReconciler:
         )
         if waiting.after is not None:
             return Result(status=status, requeue_after=waiting.after)
-        return Result(status=status, requeue=Requeue.SOON)
+        return Result(status=status, requeue=waiting.requeue)
 
     def _failed(self, rollout: Rollout, exc: ProviderError, now: dt.datetime) -> Result:
         status = (rollout.status or RolloutStatus()).model_copy()
@@ -1477,8 +1534,11 @@ class RolloutReconciler:
                     status.traffic = []
                 if status.stable_revision and status.canary_revision:
                     status.message += f"{_GOES_BACK}{status.stable_revision}"
+            # a Promoted Rollout whose new delivery (its spec edited, a retry) is refused
+            # for another Rollout of the target: it waits for it, it is not Ready
+            waiting = status.phase == RolloutPhase.PROMOTED and exc.reason == CONFLICT
             status.conditions = conditions_for(
-                status, reason=exc.reason, generation=generation, now=now
+                status, reason=exc.reason, generation=generation, now=now, waiting=waiting
             )
             events = [Event("Warning", exc.reason, exc.message)]
             return Result(status=status, events=events, requeue=Requeue.BACKOFF)
@@ -1553,30 +1613,30 @@ async def _promotion_written(
     return (await backend.serving(target)).template == canary
 
 
-def _give_up_waiting(rollout: Rollout, other: str, finishing: str, now: dt.datetime | None) -> None:
-    """A Rollout waiting (Pending, `_refuse_overlap`) for another one's promotion to finish
-    for longer than its own spec.progressDeadlineSeconds, counted from its Reconciling
-    RolloutConflict condition's lastTransitionTime (or stalled so already): Degraded, Stalled
-    RolloutConflict (a Warning Event; retried with the core's backoff, and it starts once
-    the target runs the promoted revision)."""
+def _give_up_waiting(
+    rollout: Rollout,
+    other: str,
+    finishing: str,
+    *,
+    since: dt.datetime | None,
+    now: dt.datetime | None,
+) -> None:
+    """A Rollout waiting (Pending, `_refuse_overlap`) for another one's promotion to finish:
+    the wait is counted from status.waitingSince (`since`, as stored), set now when it
+    begins (also for a status stored without it by an earlier operator). Past its own
+    spec.progressDeadlineSeconds from then: Degraded, Stalled RolloutConflict (a Warning
+    Event; retried with the core's backoff, and it starts once the target runs the
+    promoted revision). The Reconciling condition's lastTransitionTime, counted before, moves
+    only on a status change, so a Rollout Reconciling for another reason before (the target
+    not ready, spec.paused lifted) stalled at once."""
+    if now is None:
+        return
+    if rollout.status is None:
+        rollout.status = RolloutStatus()
     status = rollout.status
-    if status is None or now is None:
-        return
-    stalled = status.phase == RolloutPhase.DEGRADED
-    since = next(
-        (
-            c.last_transition_time
-            for c in status.conditions
-            if c.type == ("Stalled" if stalled else "Reconciling")
-            and c.status == "True"
-            and c.reason == CONFLICT
-        ),
-        None,
-    )
-    if since is None:
-        return
+    status.waiting_since = since or now
     deadline = rollout.spec.progress_deadline_seconds
-    if not stalled and (now - since).total_seconds() < deadline:
+    if (now - status.waiting_since).total_seconds() < deadline:
         return
     status.phase = RolloutPhase.DEGRADED  # as _failed writes it (not delivering: no split)
     raise StalledError(

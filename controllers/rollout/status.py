@@ -113,12 +113,15 @@ def conditions_for(
     reason: str,
     generation: int | None,
     now: dt.datetime,
+    waiting: bool = False,
 ) -> list[Condition]:
     """Ready/Reconciling/Stalled for the phase (with `reason` and status.message), and the
-    Analysis condition for the last run."""
+    Analysis condition for the last run. `waiting`: a Promoted Rollout whose new delivery (an
+    edit of its spec, a retry) waits for another Rollout of its target: Reconciling (Ready
+    False), as a new Rollout waiting reads, not Ready on the old delivery."""
     message = status.message or ""
     conditions = list(status.conditions)
-    if status.phase == RolloutPhase.PROMOTED:
+    if status.phase == RolloutPhase.PROMOTED and not waiting:
         conditions = mark_ready(
             conditions, reason=reason, message=message, generation=generation, now=now
         )

@@ -225,6 +225,13 @@ def test_kubernetes_keep_window_ends_early_for_the_next_release(
                           phase_is("Paused"), timeout=120)["status"]  # fmt: skip
     assert status["stableImage"] == "reg.example/app:2"
     assert status["canaryWeight"] == 20
+    assert "waitingSince" not in status, "its wait is over"
+    # the operator finds a target's Rollouts with a field selector (the CRD's selectableFields)
+    url = rollout_url(namespace)
+    listed = kube.get(url, fieldSelector=f"spec.targetRef.name={svc}")
+    assert listed.status_code == 200, listed.text
+    assert {i["metadata"]["name"] for i in listed.json()["items"]} == {"bg", "next"}
+    assert kube.get(url, fieldSelector="spec.targetRef.name=elsewhere").json()["items"] == []
     assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
     first = get_rollout(kube, namespace, "bg")["status"]
     assert first["phase"] == "Promoted"

@@ -129,7 +129,9 @@ class Client:
         assert name == self.target["metadata"]["name"]
         return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
 
-    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+    async def list(
+        self, resource: Any, *, namespace: str | None = None, fields: Any = None
+    ) -> AsyncIterator[Any]:
         for _ in ():
             yield _
 

@@ -58,7 +58,9 @@ class Client:
             raise ApiError(status=Status(code=404, message="not found"))
         return SimpleNamespace(to_dict=lambda: TARGET)
 
-    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+    async def list(
+        self, resource: Any, *, namespace: str | None = None, fields: Any = None
+    ) -> AsyncIterator[Any]:
         for _ in ():
             yield _
 

@@ -37,8 +37,12 @@ class Client:
     async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
         return SimpleNamespace(to_dict=lambda: TARGET)
 
-    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+    async def list(
+        self, resource: Any, *, namespace: str | None = None, fields: Any = None
+    ) -> AsyncIterator[Any]:
         for body in self.rollouts:
+            if fields and (body["spec"]["targetRef"]["name"],) != tuple(fields.values()):
+                continue  # a field selector on spec.targetRef.name
             yield SimpleNamespace(to_dict=lambda body=body: body)
 
     async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:

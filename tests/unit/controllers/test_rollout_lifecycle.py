@@ -89,12 +89,24 @@ class Client:
         self.target = target
         self.patches: list[Any] = []
         self.rollouts: list[dict[str, Any]] = []
+        self.selectors: list[Any] = []
+        """The field selector of each list of Rollouts."""
+        self.selectable = True
+        """The apiserver selects Rollouts by spec.targetRef.name (else: 400, as before 1.31)."""
 
     async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
         return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
 
-    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
+    async def list(
+        self, resource: Any, *, namespace: str | None = None, fields: Any = None
+    ) -> AsyncIterator[Any]:
+        self.selectors.append(fields)
+        if fields and not self.selectable:  # as an apiserver before selectableFields answers
+            raise ApiError(status=Status(code=400, reason="BadRequest", message=(
+                f"field label not supported: {next(iter(fields))}")))  # fmt: skip
         for body in self.rollouts:
+            if fields and (body["spec"]["targetRef"]["name"],) != tuple(fields.values()):
+                continue  # a field selector on spec.targetRef.name (the CRD's selectableFields)
             yield SimpleNamespace(to_dict=lambda body=body: copy.deepcopy(body))
 
     async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
@@ -863,7 +875,8 @@ async def test_the_keep_window_ends_early_only_for_a_newer_rollout_not_started_y
     """A Rollout that has delivered (ended), one created before the promoted one, one being
     deleted, and one spec.paused or spec.abort are not a next release waiting: the window is
     kept. One stored Stalled by
-    the previous operator's wait (Degraded, RolloutConflict, no new revision) is."""
+    the previous operator's wait (Degraded, RolloutConflict, no new revision) is, once no
+    Rollout that starts before it (an earlier one not started yet) waits."""
     world, now, _ = await _promoted_in_keep_window(True)
     conflict = {"type": "Stalled", "status": "True", "reason": "RolloutConflict",
                 "message": "...", "lastTransitionTime": "2026-12-01T13:00:00Z"}  # fmt: skip
@@ -885,6 +898,10 @@ async def test_the_keep_window_ends_early_only_for_a_newer_rollout_not_started_y
                     {"phase": "Degraded", "message": "...", "conditions": [conflict]})  # fmt: skip
     world.client.rollouts.append(legacy)
     status = await world.converge(now + STEP)
+    assert status.scale_down_at is not None, "crm-1 and the held ones start before crm-6"
+    world.client.rollouts = [r for r in world.client.rollouts
+                             if r["metadata"]["name"] not in ("crm-1", "crm-paused", "crm-abort")]  # fmt: skip
+    status = await world.converge(now + 2 * STEP)
     assert status.scale_down_at is None
     assert world.client.patches == [{"spec": {"image": "crm:2"}}]
     assert [reason for reason, _ in world.events] == ["KeepWindowEnded"]
@@ -1266,3 +1283,180 @@ async def test_a_promotion_left_to_another_rollout_before_the_target_runs_it_com
     assert promoted in world.provider.deployments(), "kept, to serve again after the other one"
     assert first.traffic == []
     assert result.requeue_after == RolloutSettings().poll_seconds * 15, "it comes back"
+
+
+def _reconciling(status: Any) -> tuple[bool, str | None]:
+    """(Ready True, the Reconciling reason) of a status; Stalled absent."""
+    assert not [c for c in status.conditions if c.type == "Stalled"], status.conditions
+    ready = next(c.status for c in status.conditions if c.type == "Ready") == "True"
+    reason = next((c.reason for c in status.conditions if c.type == "Reconciling"), None)
+    return ready, reason
+
+
+async def test_the_wait_for_a_promotion_counts_from_when_it_began_after_spec_paused() -> None:
+    """Review D3. The wait was counted from the Reconciling condition's lastTransitionTime,
+    which moves only on a status change: a Rollout held by spec.paused (Reconciling all
+    along) for longer than its progressDeadlineSeconds stalled at once when unpaused, with a
+    false Warning. It counts from status.waitingSince, set when the wait begins."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    second["spec"]["paused"] = True
+    status = await _converge_other(world, second, now)
+    assert (status.phase.value, status.waiting_since) == ("Pending", None), "held: no clock"
+    status = await _converge_other(world, second, now + dt.timedelta(seconds=700))
+    assert status.phase.value == "Pending"
+    second["spec"]["paused"] = False
+    second["metadata"]["generation"] = 2
+    unpaused = now + dt.timedelta(seconds=701)
+    status = await _converge_other(world, second, unpaused)
+    assert status.phase.value == "Pending", status.message
+    assert status.waiting_since == unpaused
+    assert _reconciling(status) == (False, "RolloutConflict")
+    assert not world.other.events, "no Warning"
+    deadline = dt.timedelta(seconds=600)
+    status = await _converge_other(world, second, unpaused + deadline - STEP)
+    assert status.phase.value == "Pending", "it waits its whole deadline from then"
+    status = await _converge_other(world, second, unpaused + deadline)
+    assert status.phase.value == "Degraded"
+    assert status.waiting_since == unpaused, "kept while it stays stalled"
+
+
+async def test_the_wait_for_a_promotion_counts_from_when_it_began_after_another_wait() -> None:
+    """Review D3. A Rollout Reconciling for another reason before (the target not serving,
+    TargetNotReady) kept that condition's lastTransitionTime when it began to wait for a
+    promotion: it stalled at once. So did one refused before by a Rollout then delivering
+    (Stalled RolloutConflict): the Stalled condition's time counted as the wait's."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    world.client.rollouts = [second]
+    world.provider.ready.discard("crm")
+    status = await _converge_other(world, second, now - dt.timedelta(hours=1))
+    assert (status.phase.value, status.message) == (
+        "Pending",
+        "the target has no serving revision yet",
+    )
+    world.provider.ready.add("crm")
+    world.client.rollouts = [world.body, second]
+    for i in range(2):
+        status = await _converge_other(world, second, now + i * STEP)
+        assert status.phase.value == "Pending", status.message
+        assert _reconciling(status) == (False, "RolloutConflict")
+    assert status.waiting_since == now
+
+    world = World([], routes=True)  # crm-2 delivering when crm-3 is created: refused
+    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
+    world.body["metadata"]["creationTimestamp"] = "2026-12-01T11:00:00Z"
+    first = await world.converge(T0)
+    assert first.phase.value == "Progressing"
+    second = _second(world)
+    status = await _converge_other(world, second, T0)
+    assert [c.reason for c in status.conditions if c.type == "Stalled"] == ["RolloutConflict"]
+    assert status.waiting_since is None
+    later = T0 + dt.timedelta(hours=1)
+    world.client.rollouts = [world.body]  # not listed yet: its window is not ended for it
+    for i in range(3):
+        first = await world.converge(later + i * STEP)
+        world.provider.ready |= set(world.provider.deployments())
+    assert (first.phase.value, bool(first.scale_down_at)) == ("Promoted", True)
+    world.client.rollouts = [world.body, second]
+    status = await _converge_other(world, second, later + 3 * STEP)
+    assert status.phase.value == "Pending", status.message
+    assert status.waiting_since == later + 3 * STEP
+    assert not world.other.events, "no Warning"
+
+
+async def test_a_keep_window_is_not_ended_for_a_rollout_a_paused_one_holds_back() -> None:
+    """Review D4. crm-3, the next release, is spec.paused; crm-4, created after it, is not.
+    `_newer` skipped crm-3 and ended the window for crm-4, which crm-3 (earlier, not started)
+    holds back: the fast rollback was given up for a Rollout that cannot start. And a paused
+    Rollout started (deployed its new revision, Paused) once nothing held it: it does not
+    start until spec.paused is lifted."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    paused = _second(world)
+    paused["spec"]["paused"] = True
+    younger = _other("crm-4", "2026-12-01T14:00:00Z", None)
+    younger["spec"]["image"] = "crm:4"
+    world.client.rollouts = [world.body, paused, younger]
+    first = await world.converge(now)
+    assert first.scale_down_at is not None, "the window is kept"
+    assert (world.client.patches, world.events) == ([], [])
+    status = await _converge_other(world, younger, now)
+    assert status.phase.value == "Degraded"
+    assert status.message.startswith(
+        "Rollout crm-3 is held back by spec.paused before it started on XynergyService crm"
+    )
+    # the window ends on time, the target runs the promoted revision: nothing holds crm-3
+    later = now + dt.timedelta(seconds=700)
+    for i in range(2):
+        await world.converge(later + i * STEP)
+        world.settle()
+        world.provider.ready |= set(world.provider.deployments())
+    assert promoted not in world.provider.deployments()
+    status = await _converge_other(world, paused, later + 2 * STEP)
+    assert status.phase.value == "Pending", status.message
+    assert _reconciling(status) == (False, "SpecPaused")
+    assert "spec.paused" in status.message
+    assert status.canary_revision is None
+    assert set(world.provider.deployments()) == {"crm"}, "nothing deployed while paused"
+    assert world.other.requeue.value == "resync", "lifting it is a spec change: no polling"
+    status = await _converge_other(world, younger, later + 3 * STEP)
+    assert status.message.startswith("Rollout crm-3 is held back"), "in creation order"
+    paused["spec"]["paused"] = False
+    paused["metadata"]["generation"] = 2
+    for i in range(3):
+        status = await _converge_other(world, paused, later + (4 + i) * STEP)
+    assert (status.phase.value, status.canary_weight) == ("Paused", 20)
+    assert status.stable_image == "crm:2"
+
+
+async def test_an_edited_promoted_rollout_refused_for_a_conflict_is_not_ready() -> None:
+    """Review D6. crm-2 Promoted; crm-3 delivers; crm-2's spec.image is edited: its new
+    delivery is refused (RolloutConflict) and it read Ready=True (kstatus Current, Argo CD
+    Healthy) on the old delivery. It says it waits: Ready False, Reconciling
+    RolloutConflict; the phase stays Promoted (the target runs what it promoted). It starts
+    once crm-3 has ended."""
+    world = World([{"setWeight": 50}])
+    now = await world.run_until("Promoted", T0)
+    now = await world.run_until("Promoted", now)
+    second = _second(world)
+    for _ in range(3):
+        status = await _converge_other(world, second, now)
+        now += STEP
+    assert (status.phase.value, status.canary_weight) == ("Paused", 20)
+    world.body["spec"]["image"] = "crm:4"
+    world.body["metadata"]["generation"] = 2
+    first = await world.converge(now)
+    assert first.phase.value == "Promoted"
+    assert _reconciling(first) == (False, "RolloutConflict")
+    assert first.message.startswith("Rollout crm-3 is Paused on XynergyService crm")
+    assert [reason for reason, _ in world.events] == ["RolloutConflict"]
+    assert world.client.target["spec"]["image"] == "crm:2"
+    first = await world.converge(now + STEP)  # tried again: still waiting
+    assert _reconciling(first) == (False, "RolloutConflict")
+    second["status"]["phase"] = "RolledBack"
+    first = await world.converge(now + 2 * STEP)
+    assert first.phase.value == "Progressing", first.message
+    assert first.canary_image == "crm:4"
+
+
+async def test_the_other_rollouts_of_the_target_are_selected_server_side() -> None:
+    """Review D7. Each converge listed every Rollout of the namespace (O(N) per converge of
+    each of them) and filtered them by target. The list selects the target's (a field
+    selector on spec.targetRef.name, the CRD's selectableFields); an apiserver that refuses
+    it (before Kubernetes 1.31) is listed whole, as before, and not asked again."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    elsewhere = _other("web-2", "2026-12-01T13:00:00Z", None)
+    elsewhere["spec"]["targetRef"]["name"] = "web"  # another target's: not listed
+    world.client.rollouts = [world.body, elsewhere, second]
+    world.client.selectors.clear()
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending", status.message
+    assert world.client.selectors == [{"spec.targetRef.name": "crm"}]
+    world.client.selectable = False
+    world.client.selectors.clear()
+    for i in range(2):
+        status = await _converge_other(world, second, now + (i + 1) * STEP)
+        assert status.phase.value == "Pending", status.message
+        assert "waiting for Rollout crm-2" in status.message
+    assert world.client.selectors == [{"spec.targetRef.name": "crm"}, None, None]
