@@ -190,6 +190,12 @@ class Converge:
     """Why a blue-green keep window was ended early in this converge (a Normal Event)."""
     siblings: list[dict[str, Any]] | None = None
     """The other Rollouts of the target as this converge listed them (`_others`)."""
+    base: RolloutStatus | None = None
+    """The status an error of this converge is reported on (`_failed`): a copy of the stored
+    one taken before anything acts, or of the status a delivery started in this converge
+    begins with (its new revision then is on record). Not the working status, whose fields
+    may be half-changed when the error is raised (a step and weight advanced whose traffic
+    write then failed)."""
 
 
 @dataclass(frozen=True)
@@ -299,15 +305,19 @@ class RolloutReconciler:
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
-            failed = self._failed(rollout, exc, now)
+            base = work.base if work is not None and work.base is not None else rollout.status
+            failed = self._failed(rollout, base, exc, now)
             waits = isinstance(exc, TransientError) or exc.reason == CONFLICT
             if waits and isinstance(failed.status, RolloutStatus):
                 # not carried out: a person's action stays pending, tried again with the retry
                 # (a conflict: once the other Rollout of the target has ended)
                 failed.status.handled_action = before.handled_action if before else None
             if work is not None and isinstance(failed.status, RolloutStatus):
-                # a promotion written (maybe carried out) whose converge failed after: the
-                # next converge finishes it, or a rollback gives the template back
+                if not waits:  # stalled on it: the action was acted upon (not replayed)
+                    failed.status.handled_action = work.status.handled_action
+                # the one working field carried over on purpose: a promotion written (maybe
+                # carried out) whose converge failed after it is finished by the next
+                # converge, or given back by a rollback
                 failed.status.promoting_since = work.status.promoting_since
             if work is not None and work.started:
                 # the status written names the new delivery: no later converge starts it, so
@@ -411,6 +421,8 @@ class RolloutReconciler:
                 await backend.restore(target, kept=stable, image=status.stable_image)
             else:
                 await backend.route(target, ((stable, 100, None),))
+            work = Converge(rollout, target, new, backend, status, self.clock())
+            await self._patch_back(work)  # a target patch whose status was never written
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc)
@@ -583,6 +595,7 @@ class RolloutReconciler:
         work = Converge(rollout, target, canary, backend, status, now, name=name)
         work.handled_before = status.handled_action
         status.traffic_routing = backend.routing
+        work.base = status.model_copy(deep=True)
         if status.phase is not None and status.canary_revision == name:
             return work
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
@@ -605,6 +618,7 @@ class RolloutReconciler:
         work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
         work.reason, work.started = "Started", True
+        work.base = work.status.model_copy(deep=True)
         if previous and previous != name:  # the spec changed mid-rollout: one new revision
             await backend.retire(keep=name)
         if serving.revision == name:
@@ -796,6 +810,7 @@ class RolloutReconciler:
             if previous and previous != work.name:
                 await work.backend.retire(keep=work.name)
             work.status.handled_action = _annotation(work.rollout)
+            work.base = work.status.model_copy(deep=True)
             work.reason = "Retried"
             phase = work.status.phase
         if phase not in _ACTIVE:
@@ -1130,6 +1145,37 @@ class RolloutReconciler:
         else:
             await self._route(work, ((stable, 100, None),))
         status.promoting_since = None
+        await self._patch_back(work)
+
+    async def _patch_back(self, work: Converge) -> None:
+        """Cloud Run: a target that still holds this Rollout's promotion patch (its spec the
+        new revision's, whose name the target with this Rollout's overrides still makes) while
+        the Rollout goes back to its stable revision is patched back to the stable spec the
+        status recorded (status.stableImage, stableTemplate), so that it names what Cloud Run
+        serves and its own controller deploys nothing over the rollback. A promotion carried
+        out whose converge died after the target patch, before its status write, leaves
+        this. A target edited by a person since (another image, env, args or resources, or
+        any field that changes the revision) is left as it is."""
+        status, target = work.status, work.target
+        if (
+            work.backend.routing is not None  # Kubernetes: not this path
+            or status.phase == RolloutPhase.PROMOTED
+            or not status.stable_image
+            or not status.canary_revision
+            or not settled_on(target, work.canary)
+            or _runs(target, status.stable_image, status.stable_template)
+            or work.backend.revision_name(work.canary) != status.canary_revision
+        ):
+            return
+        log.info(
+            "rollout %s: XynergyService %s still holds the promotion patch of %s; patching it "
+            "back to the stable revision %s",
+            work.rollout.metadata.name,
+            work.rollout.spec.target_ref.name,
+            status.canary_revision,
+            status.stable_revision,
+        )
+        await self._patch_target(work, restore_patch(status.stable_image, status.stable_template))
 
     async def _hold_ended(self, work: Converge) -> None:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
@@ -1460,8 +1506,12 @@ class RolloutReconciler:
             return Result(status=status, requeue_after=waiting.after)
         return Result(status=status, requeue=Requeue.SOON)
 
-    def _failed(self, rollout: Rollout, exc: ProviderError, now: dt.datetime) -> Result:
-        status = (rollout.status or RolloutStatus()).model_copy()
+    def _failed(
+        self, rollout: Rollout, base: RolloutStatus | None, exc: ProviderError, now: dt.datetime
+    ) -> Result:
+        """The error report on `base` (the status as the converge found it, or as the delivery
+        it started records it: `Converge.base`), not on the converge's working status."""
+        status = (base or RolloutStatus()).model_copy(deep=True)
         status.message = exc.message
         generation = rollout.metadata.generation
         if isinstance(exc, StalledError):

@@ -197,6 +197,15 @@ class World:
                 return canary, now
         raise AssertionError(f"never at 20 %: {self.body['status']}")
 
+    async def until(self, phase: str, now: dt.datetime) -> tuple[Any, dt.datetime]:
+        """Converge until `phase`; its status and the time after it."""
+        for _ in range(10):
+            status = await self.converge(now)
+            now += STEP
+            if status.phase.value == phase:
+                return status, now
+        raise AssertionError(f"not {phase}: {self.body['status']}")
+
     async def promoted(self, now: dt.datetime) -> tuple[str, dt.datetime]:
         """Converge until Promoted (no fault injected)."""
         for _ in range(10):
@@ -1005,3 +1014,134 @@ async def test_a_retry_of_a_rollout_stalled_mid_promotion_gives_the_template_bac
     assert world.template_revision() == STABLE
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
     assert world.revisions() == revisions, "no revision of the target's own"
+
+
+async def test_an_error_after_a_pending_promotion_writes_no_half_done_keep_window(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect C. A blue-green promotion (keep window 30 s) asked by a person is still running
+    at one converge; at the next, Cloud Run has carried it out, but the target patch fails.
+    The error is reported on the status as stored (Progressing, promotingSince carried over
+    on purpose) without the keep window (status.scaleDownAt) the working copy had set before
+    the patch: before, a Progressing Rollout was written with a keep window of a promotion
+    not finished. The next converge finishes it, its window counted from then."""
+    world = World(
+        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 30}}, operation_timeout=0.2
+    )
+    await world.deploy()
+    status, now = await world.until("Paused", T0)
+    canary = str(status.canary_revision)
+    world.ask("promote/1")
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    first = now
+    assert world.condition("Reconciling")["reason"] == "Promoting", status.message
+    stored = copy.deepcopy(world.body["status"])
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    patch = world.client.patch
+    failures = [ApiError(status=Status(code=500, message="etcd timeout"))]
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await patch(*args, **kwargs)
+
+    world.client.patch = failing  # type: ignore[method-assign]
+    status = await world.converge(now + STEP)
+    assert world.served() == {canary: 100}, "carried out"
+    assert status.phase.value == "Progressing", status.message
+    assert "etcd timeout" in status.message
+    assert status.promoting_since == first, "carried over on purpose"
+    written = world.body["status"]
+    assert "scaleDownAt" not in written, "no keep window of a promotion not finished"
+    for field in ("canaryWeight", "currentStepIndex", "history", "stableRevision"):
+        assert written.get(field) == stored.get(field), field
+
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert status.scale_down_at == now + 2 * STEP + dt.timedelta(seconds=30)
+    assert world.client.target["spec"]["image"].endswith(":2")
+
+
+async def _died_after_the_target_patch(cloud_run: FakeCloudRun) -> tuple[World, str, dt.datetime]:
+    """The promotion is carried out and the target patched, then the operator dies before the
+    status write: the stored status says Progressing at 20 %, no promotingSince, while Cloud
+    Run serves the new revision and the target's spec is the new revision's."""
+    world = World(cloud_run)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    stored = copy.deepcopy(world.body)
+    patch = world.client.patch
+
+    async def patched_then_dies(*args: Any, **kwargs: Any) -> None:
+        await patch(*args, **kwargs)
+        raise Killed
+
+    world.client.patch = patched_then_dies  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await world.converge(now)
+    world.client.patch = patch  # type: ignore[method-assign]
+    assert world.body == stored, "no status was written"
+    assert world.client.target["spec"]["image"].endswith(":2")
+    assert world.served() == {canary: 100}
+    return world, canary, now + STEP
+
+
+async def test_an_abort_after_a_lost_promotion_status_patches_the_target_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect B. After the target patch of a promotion whose status was never written, an
+    abort gives the template and traffic back and patches the target back to the stable
+    spec the status recorded (before: the target kept the new image, and its own controller
+    deployed it over the rollback as a revision of its own)."""
+    world, canary, now = await _died_after_the_target_patch(cloud_run)
+
+    world.ask("abort/1")
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
+    assert world.client.patches[-1] == {
+        "spec": {
+            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:1",
+            "env": None,
+            "args": None,
+            "resources": None,
+        }
+    }
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_a_deletion_after_a_lost_promotion_status_patches_the_target_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect B, the deletion: it gives back as an abort does, the target patched back too."""
+    world, _, _ = await _died_after_the_target_patch(cloud_run)
+
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert done
+    assert event is not None
+    assert event.reason == "TrafficRestored", event
+    assert world.served() == {STABLE: 100}
+    assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_an_abort_leaves_a_person_s_edit_of_the_target_alone(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect B: the target is patched back only while it holds the promotion's patch. A
+    person who set the target to another image meanwhile keeps it."""
+    world, _, now = await _died_after_the_target_patch(cloud_run)
+    world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    patches = len(world.client.patches)
+
+    world.ask("abort/1")
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert len(world.client.patches) == patches, "the target is not patched"
+    assert world.client.target["spec"]["image"].endswith(":3")
