@@ -606,6 +606,8 @@ class RolloutReconciler:
         # before the target's readiness: a sibling's promotion rolls the target meanwhile
         if (held := await self._refuse_overlap(rollout, starting=True, now=now)) is not None:
             return held
+        if (held := await self._wait_for_give_back(rollout, starting=True)) is not None:
+            return held
         given_back = await self._give_back_pending(work)
         serving = await backend.serving(target)
         if given_back is None and (serving.revision is None or not serving.ready):
@@ -748,6 +750,43 @@ class RolloutReconciler:
             )
         return held
 
+    async def _wait_for_give_back(
+        self, rollout: Rollout, *, starting: bool = False
+    ) -> Waiting | None:
+        """Cloud Run: another Rollout of the target stalled with its promotion written and
+        not finished (Degraded with status.promotingSince: the service's template may name its
+        new revision, which may serve) holds the target until its next converge has given the
+        template and traffic back to its stable revision (`_hold_ended`, after the core's
+        backoff). A delivery started meanwhile would take that half-promoted revision for its
+        stable one, and the stalled Rollout, finding it delivering, would leave it the traffic
+        with the template never given back. As for a Kubernetes promotion still finishing
+        (`_refuse_overlap`): a Rollout that has not started (`starting`, `_unstarted`) waits,
+        Pending and Reconciling `RolloutConflict`, checked again every poll interval; any
+        other (a `retry`, a spec edit of one delivering) is Stalled `RolloutConflict`,
+        retried with the core's backoff."""
+        target = rollout.spec.target_ref.name
+        own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
+        for other in await self._siblings(rollout):
+            status = other.get("status") or {}
+            if (
+                status.get("phase") != RolloutPhase.DEGRADED.value
+                or not status.get("promotingSince")
+                or status.get("trafficRouting")  # Kubernetes: `_finishing`
+            ):
+                continue
+            name = (other.get("metadata") or {}).get("name")
+            why = (
+                f"Rollout {name} stalled on XynergyService {target} with its promotion of "
+                f"revision {status.get('canaryRevision')} written and not finished; its next "
+                "converge gives the service's template and traffic back to its stable revision "
+                f"{status.get('stableRevision')}, and this Rollout starts after that (one "
+                "rollout of a target at a time)"
+            )
+            if starting and _unstarted(own):
+                return Waiting(f"waiting: {why}", reason=CONFLICT, after=self.settings.poll_seconds)
+            raise StalledError(why, reason=CONFLICT)
+        return None
+
     def _finishing(self, other: Mapping[str, Any]) -> str | None:
         """Why another Rollout's Kubernetes promotion still holds the target (None when it
         does not): within its blue-green keep window the target is not patched yet and its
@@ -793,6 +832,7 @@ class RolloutReconciler:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
             await self._refuse_overlap(work.rollout)
+            await self._wait_for_give_back(work.rollout)
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable

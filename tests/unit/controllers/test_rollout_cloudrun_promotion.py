@@ -74,18 +74,20 @@ def _rollout(strategy: dict[str, Any]) -> dict[str, Any]:
 
 
 class Client:
-    """The target XynergyService (merge patches recorded and applied); no other Rollout."""
+    """The target XynergyService (merge patches recorded and applied) and the Rollouts in
+    `rollouts` (none unless a test adds them; listed as they are now)."""
 
     def __init__(self, target: dict[str, Any]) -> None:
         self.target = target
         self.patches: list[Any] = []
+        self.rollouts: list[dict[str, Any]] = []
 
     async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
         return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
 
     async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
-        for _ in ():
-            yield _
+        for body in self.rollouts:
+            yield SimpleNamespace(to_dict=lambda body=body: copy.deepcopy(body))
 
     async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
         self.patches.append(patch)
@@ -166,10 +168,13 @@ class World:
     def ask(self, action: str) -> None:
         self.body["metadata"].setdefault("annotations", {})[ACTION_ANNOTATION] = action
 
-    async def converge(self, now: dt.datetime) -> Any:
-        result = await self.reconciler.reconcile(copy.deepcopy(self.body), now=now, child=None)
-        written = with_generation(result.status, self.body)  # as the core writes it
-        self.body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
+    async def converge(self, now: dt.datetime, body: dict[str, Any] | None = None) -> Any:
+        """A converge of the Rollout (`body`: another one of the target), its status written
+        as the core writes it."""
+        body = self.body if body is None else body
+        result = await self.reconciler.reconcile(copy.deepcopy(body), now=now, child=None)
+        written = with_generation(result.status, body)  # as the core writes it
+        body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
         self.events = [(e.type, e.reason, e.message) for e in result.events]
         self.result = result
         return result.status
@@ -1145,3 +1150,54 @@ async def test_an_abort_leaves_a_person_s_edit_of_the_target_alone(
     assert world.served() == {STABLE: 100}
     assert len(world.client.patches) == patches, "the target is not patched"
     assert world.client.target["spec"]["image"].endswith(":3")
+
+
+async def test_a_stalled_promotion_holds_the_target_until_it_is_given_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect A. A Rollout stalls with its promotion written and not finished (Degraded,
+    promotingSince, the service's template naming its new revision). A newer Rollout of the
+    target waits (Pending, Reconciling RolloutConflict, nothing written) until the stalled
+    one's next converge has given the template and traffic back, then starts from the stable
+    revision (before: it started at once from the half-promoted service, and the stalled one
+    then left it the traffic with the template never given back)."""
+    world = World(cloud_run, operation_timeout=0.2)
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    cloud_run.state.hold_operations()
+    await world.converge(now)
+    cloud_run.deny("the operator lost run.services.update")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert status.promoting_since is not None
+    cloud_run.deny(None)
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    assert world.template_revision() == canary
+
+    newer = _rollout(CANARY)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    newer["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    world.client.rollouts = [world.body, newer]
+    writes = cloud_run.total_writes
+    status = await world.converge(now + 2 * STEP, newer)
+    assert status.phase.value == "Pending", status.message
+    assert "Rollout ro stalled on XynergyService crm" in status.message
+    assert f"back to its stable revision {STABLE}" in status.message
+    assert world.result is not None
+    assert world.result.requeue_after == RolloutSettings().poll_seconds
+    reconciling = [c for c in newer["status"]["conditions"] if c["type"] == "Reconciling"]
+    assert reconciling[0]["reason"] == "RolloutConflict"
+    assert cloud_run.total_writes == writes, "nothing written while it waits"
+
+    status = await world.converge(now + 3 * STEP)  # the stalled one gives it back
+    assert status.promoting_since is None
+    assert world.template_revision() == STABLE
+    assert world.served() == {STABLE: 100}
+
+    status = await world.converge(now + 4 * STEP, newer)
+    assert status.phase.value == "Progressing", status.message
+    assert status.stable_revision == STABLE
+    assert status.stable_image.endswith(":1")
+    assert world.template_revision() == STABLE, "the new revision is created with no traffic"
+    assert world.served()[STABLE] >= 80
