@@ -12,213 +12,32 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _cloudrun_world import (
+    CANARY,
+    FAST,
+    NAME,
+    PATH,
+    STABLE,
+    STEP,
+    T0,
+    World,
+    at_last_step,
+    previewing,
+    rollout_body,
+)
 from fakes.cloudrun import FakeCloudRun
 from google.cloud import run_v2
-from lightkube import ApiError
-from lightkube.models.meta_v1 import Status
 
-from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.controller import Requeue, Result
+from controllers.core.controller import Requeue
 from controllers.core.errors import TransientError
-from controllers.core.retry import RetryPolicy
-from controllers.core.status import with_generation
-from controllers.providers.cloudrun import CloudRunProvider
-from controllers.rollout.backends import CloudRunRollout
-from controllers.rollout.reconciler import ACTION_ANNOTATION, RolloutReconciler
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import needs_finalizer
 from controllers.xynergyservice.resources import cloudrun
 
 pytestmark = pytest.mark.unit
-
-PROJECT, REGION, NAME = "xynergy-test", "us-central1", "crm"
-PATH = f"projects/{PROJECT}/locations/{REGION}/services/{NAME}"
-FAST = RetryPolicy(initial=0.01, maximum=0.05, deadline=5.0, max_attempts=3)
-T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
-STEP = dt.timedelta(seconds=1)
-STABLE = f"{NAME}-00001"
-CANARY = {"canary": {"steps": [{"setWeight": 20}]}}
-"""One step: the converge after it promotes."""
-
-
-def _target() -> dict[str, Any]:
-    return {
-        "apiVersion": "xynergy.io/v1alpha1",
-        "kind": "XynergyService",
-        "metadata": {"name": NAME, "namespace": "team-a", "uid": "t-1", "generation": 1},
-        "spec": {
-            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:1",
-            "backend": "cloudRun",
-            "cloudRun": {"project": PROJECT, "region": REGION},
-        },
-    }
-
-
-def _rollout(strategy: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "xynergy.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "ro", "namespace": "team-a", "uid": "uid-ro", "generation": 1},
-        "spec": {
-            "targetRef": {"name": NAME},
-            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:2",
-            "strategy": strategy,
-            "progressDeadlineSeconds": 60,
-        },
-    }
-
-
-class Client:
-    """The target XynergyService (merge patches recorded and applied) and the Rollouts in
-    `rollouts` (none unless a test adds them; listed as they are now)."""
-
-    def __init__(self, target: dict[str, Any]) -> None:
-        self.target = target
-        self.patches: list[Any] = []
-        self.rollouts: list[dict[str, Any]] = []
-
-    async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
-        return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
-
-    async def list(self, resource: Any, *, namespace: str | None = None) -> AsyncIterator[Any]:
-        for body in self.rollouts:
-            yield SimpleNamespace(to_dict=lambda body=body: copy.deepcopy(body))
-
-    async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
-        self.patches.append(patch)
-        self.target["spec"].update(patch["spec"])
-
-
-class World:
-    """The target's Cloud Run service with its stable revision, and the reconciler on the
-    real Cloud Run backend over the fake."""
-
-    def __init__(
-        self,
-        cloud_run: FakeCloudRun,
-        *,
-        strategy: dict[str, Any] | None = None,
-        operation_timeout: float = 5.0,
-    ) -> None:
-        self.fake = cloud_run
-        self.client = Client(_target())
-        self.body = _rollout(strategy or CANARY)
-        self.provider = CloudRunProvider(
-            api_endpoint=cloud_run.endpoint,
-            retry=FAST,
-            operation_timeout=operation_timeout,
-            poll_interval=0.02,
-        )
-        backend = CloudRunRollout(self.provider)
-        self.reconciler = RolloutReconciler(
-            client=self.client,  # type: ignore[arg-type]
-            backends=lambda *_: backend,
-            metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
-            settings=RolloutSettings(),
-        )
-        self.events: list[tuple[str, str, str]] = []
-        self.result: Result | None = None
-
-    def target(self) -> XynergyService:
-        return XynergyService.model_validate(self.client.target)
-
-    async def deploy(self) -> None:
-        target = self.target()
-        await self.provider.apply(PATH, lambda found: cloudrun.plan(target, found))
-        assert self.revisions() == [STABLE]
-
-    def revisions(self) -> list[str]:
-        return self.fake.revisions_of(PROJECT, REGION, NAME)
-
-    def service(self) -> run_v2.Service:
-        with self.fake.state.lock:
-            return self.fake.state.get_service(PATH)
-
-    def served(self) -> dict[str, int]:
-        """What the service serves (`trafficStatuses`, LATEST resolved), not what it was
-        asked for."""
-        svc = self.service()
-        latest = svc.latest_ready_revision.rpartition("/")[2]
-        out: dict[str, int] = {}
-        for t in svc.traffic_statuses:
-            if t.percent:
-                revision = t.revision.rpartition("/")[2] or latest
-                out[revision] = out.get(revision, 0) + t.percent
-        return out
-
-    def template_revision(self) -> str:
-        return str(self.service().template.revision)
-
-    def writes(self) -> int:
-        """UpdateService requests Cloud Run accepted so far."""
-        return int(self.fake.writes["services.patch"])
-
-    async def target_converge(self) -> int:
-        """The XynergyService controller's converge of the target (its Cloud Run plan, as
-        written by its backend); the writes it made."""
-        target = self.target()
-        _, writes = await self.provider.apply(PATH, lambda found: cloudrun.plan(target, found))
-        return writes
-
-    def ask(self, action: str) -> None:
-        self.body["metadata"].setdefault("annotations", {})[ACTION_ANNOTATION] = action
-
-    async def converge(self, now: dt.datetime, body: dict[str, Any] | None = None) -> Any:
-        """A converge of the Rollout (`body`: another one of the target), its status written
-        as the core writes it."""
-        body = self.body if body is None else body
-        result = await self.reconciler.reconcile(copy.deepcopy(body), now=now, child=None)
-        written = with_generation(result.status, body)  # as the core writes it
-        body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
-        self.events = [(e.type, e.reason, e.message) for e in result.events]
-        self.result = result
-        return result.status
-
-    def requeue(self) -> Requeue:
-        """When the last converge asked the core to come back."""
-        assert self.result is not None
-        return self.result.requeue
-
-    def condition(self, type_: str) -> dict[str, Any]:
-        found = [c for c in self.body["status"]["conditions"] if c["type"] == type_]
-        assert found, self.body["status"]["conditions"]
-        return dict(found[0])
-
-    async def at_last_step(self) -> tuple[str, dt.datetime]:
-        """Converge until 20 % is served by the new revision (the next converge promotes)."""
-        now = T0
-        for _ in range(10):
-            status = await self.converge(now)
-            now += STEP
-            if status.canary_weight == 20:
-                canary = str(status.canary_revision)
-                assert self.served() == {STABLE: 80, canary: 20}
-                assert self.template_revision() == STABLE, "the template was given back"
-                return canary, now
-        raise AssertionError(f"never at 20 %: {self.body['status']}")
-
-    async def until(self, phase: str, now: dt.datetime) -> tuple[Any, dt.datetime]:
-        """Converge until `phase`; its status and the time after it."""
-        for _ in range(10):
-            status = await self.converge(now)
-            now += STEP
-            if status.phase.value == phase:
-                return status, now
-        raise AssertionError(f"not {phase}: {self.body['status']}")
-
-    async def promoted(self, now: dt.datetime) -> tuple[str, dt.datetime]:
-        """Converge until Promoted (no fault injected)."""
-        for _ in range(10):
-            status = await self.converge(now)
-            now += STEP
-            if status.phase.value == "Promoted":
-                return str(status.canary_revision), now
-        raise AssertionError(f"never promoted: {self.body['status']}")
 
 
 async def test_a_failed_promotion_operation_is_not_promoted_and_is_tried_again(
@@ -230,9 +49,7 @@ async def test_a_failed_promotion_operation_is_not_promoted_and_is_tried_again(
     template and traffic back (the target's controller makes no revision meanwhile), a
     Warning says what failed and what is served, the retry is after the core's backoff, and
     the next converge promotes."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     cloud_run.fail_updates(message="could not program the route")
 
     status = await world.converge(now)
@@ -270,9 +87,7 @@ async def test_a_refused_promotion_moves_nothing_and_its_rollback_leaves_the_tem
     moved, so when the Rollout rolls back (Degraded, then all traffic on stable) the target's
     own controller finds the service as it left it and deploys no revision of its own.
     Before, the template moved in a first write and only the traffic write was refused."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     cloud_run.inject(  # the write that moves all traffic to the new revision
         400,
         rpc="services.patch",
@@ -303,16 +118,7 @@ async def test_a_promote_action_is_not_lost_to_a_transient_failure(cloud_run: Fa
     fails transiently (503 past the client's retries). The action stays pending (not in
     status.handledAction), so the next converge promotes; before, it was marked handled and
     the preview waited for another `promote`."""
-    world = World(cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
-    assert status.pause_reason == "PausedForPromotion", status.message
-    canary = str(status.canary_revision)
+    world, canary, now = await previewing(cloud_run)
     world.ask("promote/1")
     cloud_run.inject(503, rpc="services.patch", count=FAST.max_attempts)
 
@@ -333,14 +139,7 @@ async def test_a_promote_action_whose_operation_failed_is_still_pending(
 ) -> None:
     """Defect 3, the failed operation: the action is not handled while the promotion is
     retried, and is once it is carried out."""
-    world = World(cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
+    world, _, now = await previewing(cloud_run)
     world.ask("promote/1")
     cloud_run.fail_updates(message="could not program the route")
 
@@ -359,9 +158,7 @@ async def test_a_promotion_whose_answer_was_lost_is_read_back_as_done(
     client's retries answered 503): Cloud Run serves the new revision, so the Rollout is
     Promoted (read back now, or at the next converge while the operation still runs) and
     the write is neither given back nor made twice."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     before = world.writes()
     cloud_run.inject(503, rpc="services.patch", after=True, count=1)
     cloud_run.inject(503, rpc="services.patch", count=FAST.max_attempts)  # the client's retries
@@ -384,9 +181,7 @@ async def test_a_promotion_still_running_is_progressing_not_promoted(
     stays Progressing (reason Promoting, the weight served), its target not patched, and
     later converges read it back without writing it again; Promoted once Cloud Run serves
     the new revision."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     before = world.writes()
 
@@ -418,17 +213,7 @@ async def test_a_running_promotion_asked_by_a_person_is_finished_not_paused_agai
     after the converge that acted on it. The next converges finish that promotion
     (status.promotingSince) instead of the strategy's next move, which would pause the
     preview again and route all traffic back to stable under the running promotion."""
-    world = World(
-        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
-    )
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
-    canary = str(status.canary_revision)
+    world, canary, now = await previewing(cloud_run, operation_timeout=0.2)
     world.ask("promote/1")
     cloud_run.state.hold_operations()
     before = world.writes()
@@ -453,9 +238,7 @@ async def test_an_abort_while_the_promotion_runs_gives_the_template_back(
     """An abort while the promotion's operation still runs: all traffic back on stable and
     the template the stable revision's again (`restore`), so the target's own controller,
     never patched, has nothing to write."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert status.phase.value == "Progressing", status.message
@@ -477,9 +260,7 @@ async def test_a_deletion_while_the_promotion_runs_gives_the_template_back(
 ) -> None:
     """Deleting the Rollout while its promotion's operation still runs returns all traffic
     to stable and the template to the stable revision's, as an abort does."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert status.promoting_since is not None, status.message
@@ -502,19 +283,9 @@ async def test_a_rollout_stalled_while_its_promotion_runs_gives_the_template_bac
     the Rollout is Degraded ("all traffic goes back on <stable>"); its next converge restores
     the stable revision's template with the traffic, so the target's own controller, never
     patched, has nothing to write."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    _, now = await world.at_last_step()
-    cloud_run.state.hold_operations()
-    status = await world.converge(now)
-    assert status.promoting_since is not None, status.message
-
-    cloud_run.deny("the operator lost run.services.update")
-    status = await world.converge(now + STEP)
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
+    status = await world.stall_mid_promotion(now)
     assert status.phase.value == "Degraded", status.message
-    cloud_run.deny(None)
-    cloud_run.state.hold_operations(False)
-    cloud_run.state.complete_operations()
 
     status = await world.converge(now + 2 * STEP)
     cloud_run.state.complete_operations()
@@ -531,9 +302,7 @@ async def test_a_promoted_rollout_leaves_a_failed_operation_of_the_target_alone(
     """Regression a. After the promotion, the target's own controller writes the service (an
     ingress change) and that operation fails. The ended Rollout's hold neither writes the
     promotion again nor raises PromotionFailed for a revision served at 100 %."""
-    world = World(cloud_run)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run)
     canary, now = await world.promoted(now)
     world.client.target["spec"]["cloudRun"]["ingress"] = "internal"
     cloud_run.fail_updates(2, message="the target's own write failed")
@@ -583,9 +352,7 @@ async def test_a_drifted_configuration_pins_the_revision_with_its_own_reason(
     differs from it and Cloud Run answers 409 ALREADY_EXISTS. That is final for a template
     naming one revision (`RevisionConflict` in the provider's `set_service`): the revision is
     pinned at 100 % by name in one write, and Promoted."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
 
     def by_hand(existing: run_v2.Service | None) -> tuple[run_v2.Service, None]:
         assert existing is not None
@@ -631,9 +398,7 @@ async def test_a_failing_promotion_is_retried_with_a_backoff_then_degraded(
     requeue), and spec.progressDeadlineSeconds (60 s) after the first try the Rollout is
     Degraded, its Stalled condition naming Cloud Run's error, all traffic back on stable with
     the template the target's own, and it writes nothing more."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     # every promotion and give-back of 4 converges fails (Cloud Run recovers after)
     cloud_run.fail_updates(8, message="could not program the route")
     first = now
@@ -679,18 +444,8 @@ async def test_a_promotion_carried_out_whose_target_patch_failed_is_on_record(
     the Rollout looked like any Progressing one at 20 %), so a person's abort gives the
     template back with the traffic: the target's own controller, never patched, then has
     nothing to write (before, it deployed an unexpected revision)."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
-    patch = world.client.patch
-    failures = [ApiError(status=Status(code=500, message="etcd timeout"))]
-
-    async def failing(*args: Any, **kwargs: Any) -> None:
-        if failures:
-            raise failures.pop()
-        await patch(*args, **kwargs)
-
-    world.client.patch = failing  # type: ignore[method-assign]
+    world, canary, now = await at_last_step(cloud_run)
+    world.client.fail_next_patch("etcd timeout")
     status = await world.converge(now)
     assert status.phase.value == "Progressing", status.message
     assert status.promoting_since == now
@@ -714,9 +469,7 @@ async def test_a_promotion_carried_out_before_a_restart_is_given_back_by_an_abor
     before the target patch and any status write (the stored status says Progressing at
     20 %, no promotingSince). An abort reads the service itself: its template names the new
     revision, so the template is given back with the traffic."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     stored = copy.deepcopy(world.body)
 
     async def dies(*_: Any, **__: Any) -> None:
@@ -744,9 +497,7 @@ async def test_a_spec_edit_while_a_promotion_is_pending_gives_it_back_first(
     target never patched) before the new delivery starts, which starts from the stable
     revision with its own image (before: Pending "the target has no serving revision yet",
     then a delivery whose stableRevision ran :2 while stableImage said :1)."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert status.promoting_since is not None, status.message
@@ -786,29 +537,13 @@ async def test_a_blue_green_stalled_while_promoting_keeps_its_finalizer(
     operation runs, Cloud Run refuses the operator (403): Degraded with canaryWeight 0 and
     promotingSince set. It keeps its finalizer (before: none, weight 0), and deleting it
     gives the template back with the traffic."""
-    world = World(
-        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
-    )
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
+    world, _, now = await previewing(cloud_run, operation_timeout=0.2)
     world.ask("promote/1")
-    cloud_run.state.hold_operations()
-    status = await world.converge(now)
-    assert status.promoting_since is not None, status.message
-    cloud_run.deny("the operator lost run.services.update")
-    status = await world.converge(now + STEP)
+    status = await world.stall_mid_promotion(now)
     assert status.phase.value == "Degraded", status.message
     assert not status.canary_weight
     assert status.promoting_since is not None
     assert needs_finalizer(world.body)
-    cloud_run.deny(None)
-    cloud_run.state.hold_operations(False)
-    cloud_run.state.complete_operations()
 
     done, event = await world.reconciler.release(copy.deepcopy(world.body))
     assert done
@@ -827,9 +562,7 @@ async def test_a_stale_action_is_not_replayed_nor_the_promotion_run_twice(
     fails. The status keeps `abort/1` handled (before: handledAction None, so the old abort
     looked pending and the next converge aborted), and the converge does not run the
     promotion a second time after `_begin` (before: it re-issued it in the same converge)."""
-    world = World(cloud_run)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run)
     canary, now = await world.promoted(now)
     await world.provider.set_traffic(PATH, ((canary, 100, "stable"),))  # not the promotion's
     world.ask("abort/1")
@@ -861,9 +594,7 @@ async def test_a_failed_promotion_leaves_a_concurrent_write_of_the_target_alone(
     XynergyService controller writes the service (its target was edited meanwhile). The
     give-back does not overwrite that write (before: it wrote the template and traffic read
     before the promotion over it)."""
-    world = World(cloud_run)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run)
     cloud_run.fail_updates(1, message="could not program the route")
     set_service = world.provider.set_service
     calls: list[str] = []
@@ -893,9 +624,7 @@ async def test_a_refused_reissue_of_the_promotion_is_stalled_not_retried(
     Cloud Run refuses (403) while reads still work: Degraded with the refusal (before: read
     back, the spec the promotion's own, and reported as a failed promotion, PromotionFailed,
     retried until the deadline); the next converge gives the template and traffic back."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert world.condition("Reconciling")["reason"] == "Promoting", status.message
@@ -924,26 +653,11 @@ async def _stalled_while_promoting_then_target_edited(
     """A blue-green preview promoted by a person whose promotion Cloud Run refuses mid-way
     (403): Degraded with promotingSince. Then a person edits the target to :3 and its
     controller deploys a revision of its own with all the traffic."""
-    world = World(
-        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
-    )
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
+    world, _, now = await previewing(cloud_run, operation_timeout=0.2)
     world.ask("promote/1")
-    cloud_run.state.hold_operations()
-    await world.converge(now)
-    cloud_run.deny("the operator lost run.services.update")
-    status = await world.converge(now + STEP)
+    status = await world.stall_mid_promotion(now)
     assert status.phase.value == "Degraded", status.message
     assert status.promoting_since is not None
-    cloud_run.deny(None)
-    cloud_run.state.hold_operations(False)
-    cloud_run.state.complete_operations()
     world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
     assert await world.target_converge() == 1
     served, template = world.served(), world.template_revision()
@@ -996,9 +710,7 @@ async def test_a_retry_of_a_rollout_stalled_mid_promotion_gives_the_template_bac
     own controller finds the service as it left it (before: promotingSince was dropped with
     the template left on the new revision, and the target's controller deployed a revision
     of its own)."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     await world.converge(now)
     cloud_run.fail_updates(1, message="could not program the route")
@@ -1030,12 +742,9 @@ async def test_an_error_after_a_pending_promotion_writes_no_half_done_keep_windo
     on purpose) without the keep window (status.scaleDownAt) the working copy had set before
     the patch: before, a Progressing Rollout was written with a keep window of a promotion
     not finished. The next converge finishes it, its window counted from then."""
-    world = World(
+    world, canary, now = await previewing(
         cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 30}}, operation_timeout=0.2
     )
-    await world.deploy()
-    status, now = await world.until("Paused", T0)
-    canary = str(status.canary_revision)
     world.ask("promote/1")
     cloud_run.state.hold_operations()
     status = await world.converge(now)
@@ -1044,15 +753,7 @@ async def test_an_error_after_a_pending_promotion_writes_no_half_done_keep_windo
     stored = copy.deepcopy(world.body["status"])
     cloud_run.state.hold_operations(False)
     cloud_run.state.complete_operations()
-    patch = world.client.patch
-    failures = [ApiError(status=Status(code=500, message="etcd timeout"))]
-
-    async def failing(*args: Any, **kwargs: Any) -> None:
-        if failures:
-            raise failures.pop()
-        await patch(*args, **kwargs)
-
-    world.client.patch = failing  # type: ignore[method-assign]
+    world.client.fail_next_patch("etcd timeout")
     status = await world.converge(now + STEP)
     assert world.served() == {canary: 100}, "carried out"
     assert status.phase.value == "Progressing", status.message
@@ -1073,9 +774,7 @@ async def _died_after_the_target_patch(cloud_run: FakeCloudRun) -> tuple[World, 
     """The promotion is carried out and the target patched, then the operator dies before the
     status write: the stored status says Progressing at 20 %, no promotingSince, while Cloud
     Run serves the new revision and the target's spec is the new revision's."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     stored = copy.deepcopy(world.body)
     patch = world.client.patch
 
@@ -1161,21 +860,13 @@ async def test_a_stalled_promotion_holds_the_target_until_it_is_given_back(
     one's next converge has given the template and traffic back, then starts from the stable
     revision (before: it started at once from the half-promoted service, and the stalled one
     then left it the traffic with the template never given back)."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    canary, now = await world.at_last_step()
-    cloud_run.state.hold_operations()
-    await world.converge(now)
-    cloud_run.deny("the operator lost run.services.update")
-    status = await world.converge(now + STEP)
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
+    status = await world.stall_mid_promotion(now)
     assert status.phase.value == "Degraded", status.message
     assert status.promoting_since is not None
-    cloud_run.deny(None)
-    cloud_run.state.hold_operations(False)
-    cloud_run.state.complete_operations()
     assert world.template_revision() == canary
 
-    newer = _rollout(CANARY)
+    newer = rollout_body(NAME, CANARY, deadline=60)
     newer["metadata"].update(name="ro-2", uid="uid-ro-2")
     newer["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
     world.client.rollouts = [world.body, newer]
