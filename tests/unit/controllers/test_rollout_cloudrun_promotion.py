@@ -33,6 +33,7 @@ from google.cloud import run_v2
 
 from controllers.core.controller import Requeue
 from controllers.core.errors import TransientError
+from controllers.rollout.reconciler import ACTION_ANNOTATION as ACTION
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import needs_finalizer
 from controllers.xynergyservice.resources import cloudrun
@@ -880,6 +881,26 @@ async def test_a_stalled_promotion_holds_the_target_until_it_is_given_back(
     reconciling = [c for c in newer["status"]["conditions"] if c["type"] == "Reconciling"]
     assert reconciling[0]["reason"] == "RolloutConflict"
     assert cloud_run.total_writes == writes, "nothing written while it waits"
+
+    # a `retry` of an ended Rollout of the target is refused meanwhile, and stays pending
+    ended = rollout_body(NAME, CANARY, deadline=60)
+    ended["metadata"].update(name="ro-0", uid="uid-ro-0", annotations={ACTION: "retry/1"})
+    ended["status"] = {
+        "phase": "Aborted",
+        "observedGeneration": 1,
+        "stableRevision": STABLE,
+        "canaryRevision": f"{NAME}-ro-00000000",
+        "stableImage": "us-docker.pkg.dev/xynergy-test/platform/crm:1",
+    }
+    world.client.rollouts.append(ended)
+    status = await world.converge(now + 2 * STEP, ended)
+    assert status.phase.value == "Aborted", status.message
+    assert status.handled_action is None, "the retry stays pending"
+    stalled = [c for c in ended["status"]["conditions"] if c["type"] == "Stalled"]
+    assert (stalled[0]["status"], stalled[0]["reason"]) == ("True", "RolloutConflict")
+    assert "Rollout ro stalled on XynergyService crm" in status.message
+    assert cloud_run.total_writes == writes
+    world.client.rollouts.remove(ended)
 
     status = await world.converge(now + 3 * STEP)  # the stalled one gives it back
     assert status.promoting_since is None
