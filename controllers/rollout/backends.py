@@ -286,44 +286,82 @@ class CloudRunRollout:
                 return None, pinned
             return None, ()
 
+        def ours(service: run_v2.Service) -> bool:
+            return bool(written(service)[1])
+
         ours_template, ours_split = written(existing)
         if ours_split:
             if existing.reconciling:
                 return _pending(existing, name)
             if _serves(existing, name):
                 return _routed(existing, writes=0)
-        before = None if ours_split else existing
         # its operation failed: the promotion's own write, again; else the promotion's write
-        to_template, to_split = (ours_template, ours_split) if ours_split else (template, split)
-        try:
-            try:
-                service, writes = await self.provider.set_service(
-                    path, to_template, to_split, again=bool(ours_split)
-                )
-            except StalledError as exc:
-                if exc.reason != "RevisionConflict" or to_template is None:
-                    raise
-                log.info("rollout: %s not adopted as the template (%s)", name, exc.message)
-                service, writes = await self.provider.set_service(path, None, pinned)
-        except TransientError:
-            # a write whose answer was lost may be done (a StalledError, e.g. 403 or 400, is
-            # a refusal: nothing moved, and re-reading would hide it as a failed promotion
-            # retried, the service's spec being the promotion's own earlier write)
-            after = await self.provider.get(path)
-            if after is None or not written(after)[1]:
-                raise  # not written: nothing moved
-            service, writes = after, 1
+        to = (ours_template, ours_split) if ours_split else (template, split)
+        service, writes = await self._write_promotion(
+            path,
+            name,
+            to,
+            pinned=pinned,
+            again=bool(ours_split),
+            ours=ours,
+        )
         if service is None:  # deleted meanwhile: nothing to serve
             return Routed(writes, {})
         if _serves(service, name):
             return _routed(service, writes=writes)
         if service.reconciling:  # still deploying past the provider's operation timeout
             return _pending(service, name, writes=writes)
+        before = None if ours_split else existing
+        raise await self._promotion_failed(path, service, before, name, ours=ours)
+
+    async def _write_promotion(
+        self,
+        path: str,
+        name: str,
+        to: tuple[run_v2.RevisionTemplate | None, Traffic],
+        *,
+        pinned: Traffic,
+        again: bool,
+        ours: Callable[[run_v2.Service], bool],
+    ) -> tuple[run_v2.Service | None, int]:
+        """The promotion's one write (`to`: its template, None to leave it, and its split;
+        `again`: its own earlier write, whose operation failed); the service written and the
+        writes. A template Cloud Run refuses as a drifted configuration (`RevisionConflict`)
+        is left as it is and `pinned` written instead. A transient error is read back: a
+        write whose answer was lost may be done (`ours`: the service's spec is the promotion's
+        own write); a StalledError (403, 400) is a refusal, nothing moved, and re-reading
+        would hide it as a failed promotion retried."""
+        template, split = to
+        try:
+            try:
+                return await self.provider.set_service(path, template, split, again=again)
+            except StalledError as exc:
+                if exc.reason != "RevisionConflict" or template is None:
+                    raise
+                log.info("rollout: %s not adopted as the template (%s)", name, exc.message)
+                return await self.provider.set_service(path, None, pinned)
+        except TransientError:
+            after = await self.provider.get(path)
+            if after is None or not ours(after):
+                raise  # not written: nothing moved
+            return after, 1
+
+    async def _promotion_failed(
+        self,
+        path: str,
+        service: run_v2.Service,
+        before: run_v2.Service | None,
+        name: str,
+        *,
+        ours: Callable[[run_v2.Service], bool],
+    ) -> TransientError:
+        """The failure report of a promotion whose write Cloud Run did not carry out: the
+        TransientError `PromotionFailed` naming Cloud Run's error and what it serves, after
+        the service got back (`_give_back`) what it had `before` the write (None: the write
+        was the promotion's own earlier one, nothing to give back)."""
         failed = service.terminal_condition.message or "its operation failed"
-        given = ""
-        if before is not None:
-            given = await self._give_back(path, before, name, ours=lambda s: bool(written(s)[1]))
-        raise TransientError(
+        given = "" if before is None else await self._give_back(path, before, name, ours=ours)
+        return TransientError(
             f"Cloud Run did not promote revision {name}: {failed}; it serves "
             f"{_describe(service)}{given}",
             reason=PROMOTION_FAILED,

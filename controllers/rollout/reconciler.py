@@ -192,6 +192,12 @@ class Converge:
     """Why a blue-green keep window was ended early in this converge (a Normal Event)."""
     siblings: list[dict[str, Any]] | None = None
     """The other Rollouts of the target as this converge listed them (`_others`)."""
+    base: RolloutStatus | None = None
+    """The status an error of this converge is reported on (`_failed`): a copy of the stored
+    one taken before anything acts, or of the status a delivery started in this converge
+    begins with (its new revision then is on record). Not the working status, whose fields
+    may be half-changed when the error is raised (a step and weight advanced whose traffic
+    write then failed)."""
 
 
 @dataclass(frozen=True)
@@ -305,15 +311,19 @@ class RolloutReconciler:
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
-            failed = self._failed(rollout, exc, now)
+            base = work.base if work is not None and work.base is not None else rollout.status
+            failed = self._failed(rollout, base, exc, now)
             waits = isinstance(exc, TransientError) or exc.reason == CONFLICT
             if waits and isinstance(failed.status, RolloutStatus):
                 # not carried out: a person's action stays pending, tried again with the retry
                 # (a conflict: once the other Rollout of the target has ended)
                 failed.status.handled_action = before.handled_action if before else None
             if work is not None and isinstance(failed.status, RolloutStatus):
-                # a promotion written (maybe carried out) whose converge failed after: the
-                # next converge finishes it, or a rollback gives the template back
+                if not waits:  # stalled on it: the action was acted upon (not replayed)
+                    failed.status.handled_action = work.status.handled_action
+                # the one working field carried over on purpose: a promotion written (maybe
+                # carried out) whose converge failed after it is finished by the next
+                # converge, or given back by a rollback
                 failed.status.promoting_since = work.status.promoting_since
             if work is not None and work.started:
                 # the status written names the new delivery: no later converge starts it, so
@@ -417,6 +427,8 @@ class RolloutReconciler:
                 await backend.restore(target, kept=stable, image=status.stable_image)
             else:
                 await backend.route(target, ((stable, 100, None),))
+            work = Converge(rollout, target, new, backend, status, self.clock())
+            await self._patch_back(work)  # a target patch whose status was never written
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc)
@@ -590,6 +602,7 @@ class RolloutReconciler:
         work = Converge(rollout, target, canary, backend, status, now, name=name)
         work.handled_before = status.handled_action
         status.traffic_routing = backend.routing
+        work.base = status.model_copy(deep=True)
         if status.phase is not None and status.canary_revision == name:
             return work
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
@@ -609,6 +622,8 @@ class RolloutReconciler:
                 reason=SPEC_PAUSED,
                 requeue=Requeue.RESYNC,
             )
+        if (held := await self._wait_for_give_back(rollout, starting=True)) is not None:
+            return held
         given_back = await self._give_back_pending(work)
         serving = await backend.serving(target)
         if given_back is None and (serving.revision is None or not serving.ready):
@@ -621,6 +636,7 @@ class RolloutReconciler:
         work.status.stable_template = spec_template(target)
         work.status.traffic_routing = backend.routing
         work.reason, work.started = "Started", True
+        work.base = work.status.model_copy(deep=True)
         if previous and previous != name:  # the spec changed mid-rollout: one new revision
             await backend.retire(keep=name)
         if serving.revision == name:
@@ -784,6 +800,43 @@ class RolloutReconciler:
             after=self.settings.poll_seconds,
         )
 
+    async def _wait_for_give_back(
+        self, rollout: Rollout, *, starting: bool = False
+    ) -> Waiting | None:
+        """Cloud Run: another Rollout of the target stalled with its promotion written and
+        not finished (Degraded with status.promotingSince: the service's template may name its
+        new revision, which may serve) holds the target until its next converge has given the
+        template and traffic back to its stable revision (`_hold_ended`, after the core's
+        backoff). A delivery started meanwhile would take that half-promoted revision for its
+        stable one, and the stalled Rollout, finding it delivering, would leave it the traffic
+        with the template never given back. As for a Kubernetes promotion still finishing
+        (`_refuse_overlap`): a Rollout that has not started (`starting`, `_unstarted`) waits,
+        Pending and Reconciling `RolloutConflict`, checked again every poll interval; any
+        other (a `retry`, a spec edit of one delivering) is Stalled `RolloutConflict`,
+        retried with the core's backoff."""
+        target = rollout.spec.target_ref.name
+        own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
+        for other in await self._siblings(rollout):
+            status = other.get("status") or {}
+            if (
+                status.get("phase") != RolloutPhase.DEGRADED.value
+                or not status.get("promotingSince")
+                or status.get("trafficRouting")  # Kubernetes: `_finishing`
+            ):
+                continue
+            name = (other.get("metadata") or {}).get("name")
+            why = (
+                f"Rollout {name} stalled on XynergyService {target} with its promotion of "
+                f"revision {status.get('canaryRevision')} written and not finished; its next "
+                "converge gives the service's template and traffic back to its stable revision "
+                f"{status.get('stableRevision')}, and this Rollout starts after that (one "
+                "rollout of a target at a time)"
+            )
+            if starting and _unstarted(own):
+                return Waiting(f"waiting: {why}", reason=CONFLICT, after=self.settings.poll_seconds)
+            raise StalledError(why, reason=CONFLICT)
+        return None
+
     def _finishing(self, other: Mapping[str, Any]) -> str | None:
         """Why another Rollout's Kubernetes promotion still holds the target (None when it
         does not): within its blue-green keep window the target is not patched yet and its
@@ -829,6 +882,7 @@ class RolloutReconciler:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
             await self._refuse_overlap(work.rollout)
+            await self._wait_for_give_back(work.rollout)
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable
@@ -846,6 +900,7 @@ class RolloutReconciler:
             if previous and previous != work.name:
                 await work.backend.retire(keep=work.name)
             work.status.handled_action = _annotation(work.rollout)
+            work.base = work.status.model_copy(deep=True)
             work.reason = "Retried"
             phase = work.status.phase
         if phase not in _ACTIVE:
@@ -1180,6 +1235,37 @@ class RolloutReconciler:
         else:
             await self._route(work, ((stable, 100, None),))
         status.promoting_since = None
+        await self._patch_back(work)
+
+    async def _patch_back(self, work: Converge) -> None:
+        """Cloud Run: a target that still holds this Rollout's promotion patch (its spec the
+        new revision's, whose name the target with this Rollout's overrides still makes) while
+        the Rollout goes back to its stable revision is patched back to the stable spec the
+        status recorded (status.stableImage, stableTemplate), so that it names what Cloud Run
+        serves and its own controller deploys nothing over the rollback. A promotion carried
+        out whose converge died after the target patch, before its status write, leaves
+        this. A target edited by a person since (another image, env, args or resources, or
+        any field that changes the revision) is left as it is."""
+        status, target = work.status, work.target
+        if (
+            work.backend.routing is not None  # Kubernetes: not this path
+            or status.phase == RolloutPhase.PROMOTED
+            or not status.stable_image
+            or not status.canary_revision
+            or not settled_on(target, work.canary)
+            or _runs(target, status.stable_image, status.stable_template)
+            or work.backend.revision_name(work.canary) != status.canary_revision
+        ):
+            return
+        log.info(
+            "rollout %s: XynergyService %s still holds the promotion patch of %s; patching it "
+            "back to the stable revision %s",
+            work.rollout.metadata.name,
+            work.rollout.spec.target_ref.name,
+            status.canary_revision,
+            status.stable_revision,
+        )
+        await self._patch_target(work, restore_patch(status.stable_image, status.stable_template))
 
     async def _hold_ended(self, work: Converge) -> None:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
@@ -1517,8 +1603,12 @@ class RolloutReconciler:
             return Result(status=status, requeue_after=waiting.after)
         return Result(status=status, requeue=waiting.requeue)
 
-    def _failed(self, rollout: Rollout, exc: ProviderError, now: dt.datetime) -> Result:
-        status = (rollout.status or RolloutStatus()).model_copy()
+    def _failed(
+        self, rollout: Rollout, base: RolloutStatus | None, exc: ProviderError, now: dt.datetime
+    ) -> Result:
+        """The error report on `base` (the status as the converge found it, or as the delivery
+        it started records it: `Converge.base`), not on the converge's working status."""
+        status = (base or RolloutStatus()).model_copy(deep=True)
         status.message = exc.message
         generation = rollout.metadata.generation
         if isinstance(exc, StalledError):

@@ -12,201 +12,33 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _cloudrun_world import (
+    CANARY,
+    FAST,
+    NAME,
+    PATH,
+    STABLE,
+    STEP,
+    T0,
+    World,
+    at_last_step,
+    previewing,
+    rollout_body,
+)
 from fakes.cloudrun import FakeCloudRun
 from google.cloud import run_v2
-from lightkube import ApiError
-from lightkube.models.meta_v1 import Status
 
-from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.controller import Requeue, Result
+from controllers.core.controller import Requeue
 from controllers.core.errors import TransientError
-from controllers.core.retry import RetryPolicy
-from controllers.core.status import with_generation
-from controllers.providers.cloudrun import CloudRunProvider
-from controllers.rollout.backends import CloudRunRollout
-from controllers.rollout.reconciler import ACTION_ANNOTATION, RolloutReconciler
+from controllers.rollout.reconciler import ACTION_ANNOTATION as ACTION
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import needs_finalizer
 from controllers.xynergyservice.resources import cloudrun
 
 pytestmark = pytest.mark.unit
-
-PROJECT, REGION, NAME = "xynergy-test", "us-central1", "crm"
-PATH = f"projects/{PROJECT}/locations/{REGION}/services/{NAME}"
-FAST = RetryPolicy(initial=0.01, maximum=0.05, deadline=5.0, max_attempts=3)
-T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
-STEP = dt.timedelta(seconds=1)
-STABLE = f"{NAME}-00001"
-CANARY = {"canary": {"steps": [{"setWeight": 20}]}}
-"""One step: the converge after it promotes."""
-
-
-def _target() -> dict[str, Any]:
-    return {
-        "apiVersion": "xynergy.io/v1alpha1",
-        "kind": "XynergyService",
-        "metadata": {"name": NAME, "namespace": "team-a", "uid": "t-1", "generation": 1},
-        "spec": {
-            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:1",
-            "backend": "cloudRun",
-            "cloudRun": {"project": PROJECT, "region": REGION},
-        },
-    }
-
-
-def _rollout(strategy: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "xynergy.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "ro", "namespace": "team-a", "uid": "uid-ro", "generation": 1},
-        "spec": {
-            "targetRef": {"name": NAME},
-            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:2",
-            "strategy": strategy,
-            "progressDeadlineSeconds": 60,
-        },
-    }
-
-
-class Client:
-    """The target XynergyService (merge patches recorded and applied); no other Rollout."""
-
-    def __init__(self, target: dict[str, Any]) -> None:
-        self.target = target
-        self.patches: list[Any] = []
-
-    async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
-        return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
-
-    async def list(
-        self, resource: Any, *, namespace: str | None = None, fields: Any = None
-    ) -> AsyncIterator[Any]:
-        for _ in ():
-            yield _
-
-    async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
-        self.patches.append(patch)
-        self.target["spec"].update(patch["spec"])
-
-
-class World:
-    """The target's Cloud Run service with its stable revision, and the reconciler on the
-    real Cloud Run backend over the fake."""
-
-    def __init__(
-        self,
-        cloud_run: FakeCloudRun,
-        *,
-        strategy: dict[str, Any] | None = None,
-        operation_timeout: float = 5.0,
-    ) -> None:
-        self.fake = cloud_run
-        self.client = Client(_target())
-        self.body = _rollout(strategy or CANARY)
-        self.provider = CloudRunProvider(
-            api_endpoint=cloud_run.endpoint,
-            retry=FAST,
-            operation_timeout=operation_timeout,
-            poll_interval=0.02,
-        )
-        backend = CloudRunRollout(self.provider)
-        self.reconciler = RolloutReconciler(
-            client=self.client,  # type: ignore[arg-type]
-            backends=lambda *_: backend,
-            metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
-            settings=RolloutSettings(),
-        )
-        self.events: list[tuple[str, str, str]] = []
-        self.result: Result | None = None
-
-    def target(self) -> XynergyService:
-        return XynergyService.model_validate(self.client.target)
-
-    async def deploy(self) -> None:
-        target = self.target()
-        await self.provider.apply(PATH, lambda found: cloudrun.plan(target, found))
-        assert self.revisions() == [STABLE]
-
-    def revisions(self) -> list[str]:
-        return self.fake.revisions_of(PROJECT, REGION, NAME)
-
-    def service(self) -> run_v2.Service:
-        with self.fake.state.lock:
-            return self.fake.state.get_service(PATH)
-
-    def served(self) -> dict[str, int]:
-        """What the service serves (`trafficStatuses`, LATEST resolved), not what it was
-        asked for."""
-        svc = self.service()
-        latest = svc.latest_ready_revision.rpartition("/")[2]
-        out: dict[str, int] = {}
-        for t in svc.traffic_statuses:
-            if t.percent:
-                revision = t.revision.rpartition("/")[2] or latest
-                out[revision] = out.get(revision, 0) + t.percent
-        return out
-
-    def template_revision(self) -> str:
-        return str(self.service().template.revision)
-
-    def writes(self) -> int:
-        """UpdateService requests Cloud Run accepted so far."""
-        return int(self.fake.writes["services.patch"])
-
-    async def target_converge(self) -> int:
-        """The XynergyService controller's converge of the target (its Cloud Run plan, as
-        written by its backend); the writes it made."""
-        target = self.target()
-        _, writes = await self.provider.apply(PATH, lambda found: cloudrun.plan(target, found))
-        return writes
-
-    def ask(self, action: str) -> None:
-        self.body["metadata"].setdefault("annotations", {})[ACTION_ANNOTATION] = action
-
-    async def converge(self, now: dt.datetime) -> Any:
-        result = await self.reconciler.reconcile(copy.deepcopy(self.body), now=now, child=None)
-        written = with_generation(result.status, self.body)  # as the core writes it
-        self.body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
-        self.events = [(e.type, e.reason, e.message) for e in result.events]
-        self.result = result
-        return result.status
-
-    def requeue(self) -> Requeue:
-        """When the last converge asked the core to come back."""
-        assert self.result is not None
-        return self.result.requeue
-
-    def condition(self, type_: str) -> dict[str, Any]:
-        found = [c for c in self.body["status"]["conditions"] if c["type"] == type_]
-        assert found, self.body["status"]["conditions"]
-        return dict(found[0])
-
-    async def at_last_step(self) -> tuple[str, dt.datetime]:
-        """Converge until 20 % is served by the new revision (the next converge promotes)."""
-        now = T0
-        for _ in range(10):
-            status = await self.converge(now)
-            now += STEP
-            if status.canary_weight == 20:
-                canary = str(status.canary_revision)
-                assert self.served() == {STABLE: 80, canary: 20}
-                assert self.template_revision() == STABLE, "the template was given back"
-                return canary, now
-        raise AssertionError(f"never at 20 %: {self.body['status']}")
-
-    async def promoted(self, now: dt.datetime) -> tuple[str, dt.datetime]:
-        """Converge until Promoted (no fault injected)."""
-        for _ in range(10):
-            status = await self.converge(now)
-            now += STEP
-            if status.phase.value == "Promoted":
-                return str(status.canary_revision), now
-        raise AssertionError(f"never promoted: {self.body['status']}")
 
 
 async def test_a_failed_promotion_operation_is_not_promoted_and_is_tried_again(
@@ -218,9 +50,7 @@ async def test_a_failed_promotion_operation_is_not_promoted_and_is_tried_again(
     template and traffic back (the target's controller makes no revision meanwhile), a
     Warning says what failed and what is served, the retry is after the core's backoff, and
     the next converge promotes."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     cloud_run.fail_updates(message="could not program the route")
 
     status = await world.converge(now)
@@ -258,9 +88,7 @@ async def test_a_refused_promotion_moves_nothing_and_its_rollback_leaves_the_tem
     moved, so when the Rollout rolls back (Degraded, then all traffic on stable) the target's
     own controller finds the service as it left it and deploys no revision of its own.
     Before, the template moved in a first write and only the traffic write was refused."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     cloud_run.inject(  # the write that moves all traffic to the new revision
         400,
         rpc="services.patch",
@@ -291,16 +119,7 @@ async def test_a_promote_action_is_not_lost_to_a_transient_failure(cloud_run: Fa
     fails transiently (503 past the client's retries). The action stays pending (not in
     status.handledAction), so the next converge promotes; before, it was marked handled and
     the preview waited for another `promote`."""
-    world = World(cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
-    assert status.pause_reason == "PausedForPromotion", status.message
-    canary = str(status.canary_revision)
+    world, canary, now = await previewing(cloud_run)
     world.ask("promote/1")
     cloud_run.inject(503, rpc="services.patch", count=FAST.max_attempts)
 
@@ -321,14 +140,7 @@ async def test_a_promote_action_whose_operation_failed_is_still_pending(
 ) -> None:
     """Defect 3, the failed operation: the action is not handled while the promotion is
     retried, and is once it is carried out."""
-    world = World(cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}})
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
+    world, _, now = await previewing(cloud_run)
     world.ask("promote/1")
     cloud_run.fail_updates(message="could not program the route")
 
@@ -347,9 +159,7 @@ async def test_a_promotion_whose_answer_was_lost_is_read_back_as_done(
     client's retries answered 503): Cloud Run serves the new revision, so the Rollout is
     Promoted (read back now, or at the next converge while the operation still runs) and
     the write is neither given back nor made twice."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     before = world.writes()
     cloud_run.inject(503, rpc="services.patch", after=True, count=1)
     cloud_run.inject(503, rpc="services.patch", count=FAST.max_attempts)  # the client's retries
@@ -372,9 +182,7 @@ async def test_a_promotion_still_running_is_progressing_not_promoted(
     stays Progressing (reason Promoting, the weight served), its target not patched, and
     later converges read it back without writing it again; Promoted once Cloud Run serves
     the new revision."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     before = world.writes()
 
@@ -406,17 +214,7 @@ async def test_a_running_promotion_asked_by_a_person_is_finished_not_paused_agai
     after the converge that acted on it. The next converges finish that promotion
     (status.promotingSince) instead of the strategy's next move, which would pause the
     preview again and route all traffic back to stable under the running promotion."""
-    world = World(
-        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
-    )
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
-    canary = str(status.canary_revision)
+    world, canary, now = await previewing(cloud_run, operation_timeout=0.2)
     world.ask("promote/1")
     cloud_run.state.hold_operations()
     before = world.writes()
@@ -441,9 +239,7 @@ async def test_an_abort_while_the_promotion_runs_gives_the_template_back(
     """An abort while the promotion's operation still runs: all traffic back on stable and
     the template the stable revision's again (`restore`), so the target's own controller,
     never patched, has nothing to write."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert status.phase.value == "Progressing", status.message
@@ -465,9 +261,7 @@ async def test_a_deletion_while_the_promotion_runs_gives_the_template_back(
 ) -> None:
     """Deleting the Rollout while its promotion's operation still runs returns all traffic
     to stable and the template to the stable revision's, as an abort does."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert status.promoting_since is not None, status.message
@@ -490,19 +284,9 @@ async def test_a_rollout_stalled_while_its_promotion_runs_gives_the_template_bac
     the Rollout is Degraded ("all traffic goes back on <stable>"); its next converge restores
     the stable revision's template with the traffic, so the target's own controller, never
     patched, has nothing to write."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    _, now = await world.at_last_step()
-    cloud_run.state.hold_operations()
-    status = await world.converge(now)
-    assert status.promoting_since is not None, status.message
-
-    cloud_run.deny("the operator lost run.services.update")
-    status = await world.converge(now + STEP)
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
+    status = await world.stall_mid_promotion(now)
     assert status.phase.value == "Degraded", status.message
-    cloud_run.deny(None)
-    cloud_run.state.hold_operations(False)
-    cloud_run.state.complete_operations()
 
     status = await world.converge(now + 2 * STEP)
     cloud_run.state.complete_operations()
@@ -519,9 +303,7 @@ async def test_a_promoted_rollout_leaves_a_failed_operation_of_the_target_alone(
     """Regression a. After the promotion, the target's own controller writes the service (an
     ingress change) and that operation fails. The ended Rollout's hold neither writes the
     promotion again nor raises PromotionFailed for a revision served at 100 %."""
-    world = World(cloud_run)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run)
     canary, now = await world.promoted(now)
     world.client.target["spec"]["cloudRun"]["ingress"] = "internal"
     cloud_run.fail_updates(2, message="the target's own write failed")
@@ -571,9 +353,7 @@ async def test_a_drifted_configuration_pins_the_revision_with_its_own_reason(
     differs from it and Cloud Run answers 409 ALREADY_EXISTS. That is final for a template
     naming one revision (`RevisionConflict` in the provider's `set_service`): the revision is
     pinned at 100 % by name in one write, and Promoted."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
 
     def by_hand(existing: run_v2.Service | None) -> tuple[run_v2.Service, None]:
         assert existing is not None
@@ -619,9 +399,7 @@ async def test_a_failing_promotion_is_retried_with_a_backoff_then_degraded(
     requeue), and spec.progressDeadlineSeconds (60 s) after the first try the Rollout is
     Degraded, its Stalled condition naming Cloud Run's error, all traffic back on stable with
     the template the target's own, and it writes nothing more."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     # every promotion and give-back of 4 converges fails (Cloud Run recovers after)
     cloud_run.fail_updates(8, message="could not program the route")
     first = now
@@ -667,18 +445,8 @@ async def test_a_promotion_carried_out_whose_target_patch_failed_is_on_record(
     the Rollout looked like any Progressing one at 20 %), so a person's abort gives the
     template back with the traffic: the target's own controller, never patched, then has
     nothing to write (before, it deployed an unexpected revision)."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
-    patch = world.client.patch
-    failures = [ApiError(status=Status(code=500, message="etcd timeout"))]
-
-    async def failing(*args: Any, **kwargs: Any) -> None:
-        if failures:
-            raise failures.pop()
-        await patch(*args, **kwargs)
-
-    world.client.patch = failing  # type: ignore[method-assign]
+    world, canary, now = await at_last_step(cloud_run)
+    world.client.fail_next_patch("etcd timeout")
     status = await world.converge(now)
     assert status.phase.value == "Progressing", status.message
     assert status.promoting_since == now
@@ -702,9 +470,7 @@ async def test_a_promotion_carried_out_before_a_restart_is_given_back_by_an_abor
     before the target patch and any status write (the stored status says Progressing at
     20 %, no promotingSince). An abort reads the service itself: its template names the new
     revision, so the template is given back with the traffic."""
-    world = World(cloud_run)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run)
     stored = copy.deepcopy(world.body)
 
     async def dies(*_: Any, **__: Any) -> None:
@@ -732,9 +498,7 @@ async def test_a_spec_edit_while_a_promotion_is_pending_gives_it_back_first(
     target never patched) before the new delivery starts, which starts from the stable
     revision with its own image (before: Pending "the target has no serving revision yet",
     then a delivery whose stableRevision ran :2 while stableImage said :1)."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert status.promoting_since is not None, status.message
@@ -774,29 +538,13 @@ async def test_a_blue_green_stalled_while_promoting_keeps_its_finalizer(
     operation runs, Cloud Run refuses the operator (403): Degraded with canaryWeight 0 and
     promotingSince set. It keeps its finalizer (before: none, weight 0), and deleting it
     gives the template back with the traffic."""
-    world = World(
-        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
-    )
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
+    world, _, now = await previewing(cloud_run, operation_timeout=0.2)
     world.ask("promote/1")
-    cloud_run.state.hold_operations()
-    status = await world.converge(now)
-    assert status.promoting_since is not None, status.message
-    cloud_run.deny("the operator lost run.services.update")
-    status = await world.converge(now + STEP)
+    status = await world.stall_mid_promotion(now)
     assert status.phase.value == "Degraded", status.message
     assert not status.canary_weight
     assert status.promoting_since is not None
     assert needs_finalizer(world.body)
-    cloud_run.deny(None)
-    cloud_run.state.hold_operations(False)
-    cloud_run.state.complete_operations()
 
     done, event = await world.reconciler.release(copy.deepcopy(world.body))
     assert done
@@ -815,9 +563,7 @@ async def test_a_stale_action_is_not_replayed_nor_the_promotion_run_twice(
     fails. The status keeps `abort/1` handled (before: handledAction None, so the old abort
     looked pending and the next converge aborted), and the converge does not run the
     promotion a second time after `_begin` (before: it re-issued it in the same converge)."""
-    world = World(cloud_run)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run)
     canary, now = await world.promoted(now)
     await world.provider.set_traffic(PATH, ((canary, 100, "stable"),))  # not the promotion's
     world.ask("abort/1")
@@ -849,9 +595,7 @@ async def test_a_failed_promotion_leaves_a_concurrent_write_of_the_target_alone(
     XynergyService controller writes the service (its target was edited meanwhile). The
     give-back does not overwrite that write (before: it wrote the template and traffic read
     before the promotion over it)."""
-    world = World(cloud_run)
-    await world.deploy()
-    _, now = await world.at_last_step()
+    world, _, now = await at_last_step(cloud_run)
     cloud_run.fail_updates(1, message="could not program the route")
     set_service = world.provider.set_service
     calls: list[str] = []
@@ -881,9 +625,7 @@ async def test_a_refused_reissue_of_the_promotion_is_stalled_not_retried(
     Cloud Run refuses (403) while reads still work: Degraded with the refusal (before: read
     back, the spec the promotion's own, and reported as a failed promotion, PromotionFailed,
     retried until the deadline); the next converge gives the template and traffic back."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     status = await world.converge(now)
     assert world.condition("Reconciling")["reason"] == "Promoting", status.message
@@ -912,26 +654,11 @@ async def _stalled_while_promoting_then_target_edited(
     """A blue-green preview promoted by a person whose promotion Cloud Run refuses mid-way
     (403): Degraded with promotingSince. Then a person edits the target to :3 and its
     controller deploys a revision of its own with all the traffic."""
-    world = World(
-        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 0}}, operation_timeout=0.2
-    )
-    await world.deploy()
-    now = T0
-    for _ in range(5):
-        status = await world.converge(now)
-        now += STEP
-        if status.phase.value == "Paused":
-            break
+    world, _, now = await previewing(cloud_run, operation_timeout=0.2)
     world.ask("promote/1")
-    cloud_run.state.hold_operations()
-    await world.converge(now)
-    cloud_run.deny("the operator lost run.services.update")
-    status = await world.converge(now + STEP)
+    status = await world.stall_mid_promotion(now)
     assert status.phase.value == "Degraded", status.message
     assert status.promoting_since is not None
-    cloud_run.deny(None)
-    cloud_run.state.hold_operations(False)
-    cloud_run.state.complete_operations()
     world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
     assert await world.target_converge() == 1
     served, template = world.served(), world.template_revision()
@@ -984,9 +711,7 @@ async def test_a_retry_of_a_rollout_stalled_mid_promotion_gives_the_template_bac
     own controller finds the service as it left it (before: promotingSince was dropped with
     the template left on the new revision, and the target's controller deployed a revision
     of its own)."""
-    world = World(cloud_run, operation_timeout=0.2)
-    await world.deploy()
-    canary, now = await world.at_last_step()
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
     cloud_run.state.hold_operations()
     await world.converge(now)
     cloud_run.fail_updates(1, message="could not program the route")
@@ -1007,3 +732,184 @@ async def test_a_retry_of_a_rollout_stalled_mid_promotion_gives_the_template_bac
     assert world.template_revision() == STABLE
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
     assert world.revisions() == revisions, "no revision of the target's own"
+
+
+async def test_an_error_after_a_pending_promotion_writes_no_half_done_keep_window(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect C. A blue-green promotion (keep window 30 s) asked by a person is still running
+    at one converge; at the next, Cloud Run has carried it out, but the target patch fails.
+    The error is reported on the status as stored (Progressing, promotingSince carried over
+    on purpose) without the keep window (status.scaleDownAt) the working copy had set before
+    the patch: before, a Progressing Rollout was written with a keep window of a promotion
+    not finished. The next converge finishes it, its window counted from then."""
+    world, canary, now = await previewing(
+        cloud_run, strategy={"blueGreen": {"scaleDownDelaySeconds": 30}}, operation_timeout=0.2
+    )
+    world.ask("promote/1")
+    cloud_run.state.hold_operations()
+    status = await world.converge(now)
+    first = now
+    assert world.condition("Reconciling")["reason"] == "Promoting", status.message
+    stored = copy.deepcopy(world.body["status"])
+    cloud_run.state.hold_operations(False)
+    cloud_run.state.complete_operations()
+    world.client.fail_next_patch("etcd timeout")
+    status = await world.converge(now + STEP)
+    assert world.served() == {canary: 100}, "carried out"
+    assert status.phase.value == "Progressing", status.message
+    assert "etcd timeout" in status.message
+    assert status.promoting_since == first, "carried over on purpose"
+    written = world.body["status"]
+    assert "scaleDownAt" not in written, "no keep window of a promotion not finished"
+    for field in ("canaryWeight", "currentStepIndex", "history", "stableRevision"):
+        assert written.get(field) == stored.get(field), field
+
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert status.scale_down_at == now + 2 * STEP + dt.timedelta(seconds=30)
+    assert world.client.target["spec"]["image"].endswith(":2")
+
+
+async def _died_after_the_target_patch(cloud_run: FakeCloudRun) -> tuple[World, str, dt.datetime]:
+    """The promotion is carried out and the target patched, then the operator dies before the
+    status write: the stored status says Progressing at 20 %, no promotingSince, while Cloud
+    Run serves the new revision and the target's spec is the new revision's."""
+    world, canary, now = await at_last_step(cloud_run)
+    stored = copy.deepcopy(world.body)
+    patch = world.client.patch
+
+    async def patched_then_dies(*args: Any, **kwargs: Any) -> None:
+        await patch(*args, **kwargs)
+        raise Killed
+
+    world.client.patch = patched_then_dies  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await world.converge(now)
+    world.client.patch = patch  # type: ignore[method-assign]
+    assert world.body == stored, "no status was written"
+    assert world.client.target["spec"]["image"].endswith(":2")
+    assert world.served() == {canary: 100}
+    return world, canary, now + STEP
+
+
+async def test_an_abort_after_a_lost_promotion_status_patches_the_target_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect B. After the target patch of a promotion whose status was never written, an
+    abort gives the template and traffic back and patches the target back to the stable
+    spec the status recorded (before: the target kept the new image, and its own controller
+    deployed it over the rollback as a revision of its own)."""
+    world, canary, now = await _died_after_the_target_patch(cloud_run)
+
+    world.ask("abort/1")
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
+    assert world.client.patches[-1] == {
+        "spec": {
+            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:1",
+            "env": None,
+            "args": None,
+            "resources": None,
+        }
+    }
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_a_deletion_after_a_lost_promotion_status_patches_the_target_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect B, the deletion: it gives back as an abort does, the target patched back too."""
+    world, _, _ = await _died_after_the_target_patch(cloud_run)
+
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert done
+    assert event is not None
+    assert event.reason == "TrafficRestored", event
+    assert world.served() == {STABLE: 100}
+    assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_an_abort_leaves_a_person_s_edit_of_the_target_alone(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect B: the target is patched back only while it holds the promotion's patch. A
+    person who set the target to another image meanwhile keeps it."""
+    world, _, now = await _died_after_the_target_patch(cloud_run)
+    world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    patches = len(world.client.patches)
+
+    world.ask("abort/1")
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert len(world.client.patches) == patches, "the target is not patched"
+    assert world.client.target["spec"]["image"].endswith(":3")
+
+
+async def test_a_stalled_promotion_holds_the_target_until_it_is_given_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Defect A. A Rollout stalls with its promotion written and not finished (Degraded,
+    promotingSince, the service's template naming its new revision). A newer Rollout of the
+    target waits (Pending, Reconciling RolloutConflict, nothing written) until the stalled
+    one's next converge has given the template and traffic back, then starts from the stable
+    revision (before: it started at once from the half-promoted service, and the stalled one
+    then left it the traffic with the template never given back)."""
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
+    status = await world.stall_mid_promotion(now)
+    assert status.phase.value == "Degraded", status.message
+    assert status.promoting_since is not None
+    assert world.template_revision() == canary
+
+    newer = rollout_body(NAME, CANARY, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    newer["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    world.client.rollouts = [world.body, newer]
+    writes = cloud_run.total_writes
+    status = await world.converge(now + 2 * STEP, newer)
+    assert status.phase.value == "Pending", status.message
+    assert "Rollout ro stalled on XynergyService crm" in status.message
+    assert f"back to its stable revision {STABLE}" in status.message
+    assert world.result is not None
+    assert world.result.requeue_after == RolloutSettings().poll_seconds
+    reconciling = [c for c in newer["status"]["conditions"] if c["type"] == "Reconciling"]
+    assert reconciling[0]["reason"] == "RolloutConflict"
+    assert cloud_run.total_writes == writes, "nothing written while it waits"
+
+    # a `retry` of an ended Rollout of the target is refused meanwhile, and stays pending
+    ended = rollout_body(NAME, CANARY, deadline=60)
+    ended["metadata"].update(name="ro-0", uid="uid-ro-0", annotations={ACTION: "retry/1"})
+    ended["status"] = {
+        "phase": "Aborted",
+        "observedGeneration": 1,
+        "stableRevision": STABLE,
+        "canaryRevision": f"{NAME}-ro-00000000",
+        "stableImage": "us-docker.pkg.dev/xynergy-test/platform/crm:1",
+    }
+    world.client.rollouts.append(ended)
+    status = await world.converge(now + 2 * STEP, ended)
+    assert status.phase.value == "Aborted", status.message
+    assert status.handled_action is None, "the retry stays pending"
+    stalled = [c for c in ended["status"]["conditions"] if c["type"] == "Stalled"]
+    assert (stalled[0]["status"], stalled[0]["reason"]) == ("True", "RolloutConflict")
+    assert "Rollout ro stalled on XynergyService crm" in status.message
+    assert cloud_run.total_writes == writes
+    world.client.rollouts.remove(ended)
+
+    status = await world.converge(now + 3 * STEP)  # the stalled one gives it back
+    assert status.promoting_since is None
+    assert world.template_revision() == STABLE
+    assert world.served() == {STABLE: 100}
+
+    status = await world.converge(now + 4 * STEP, newer)
+    assert status.phase.value == "Progressing", status.message
+    assert status.stable_revision == STABLE
+    assert status.stable_image.endswith(":1")
+    assert world.template_revision() == STABLE, "the new revision is created with no traffic"
+    assert world.served()[STABLE] >= 80

@@ -10,66 +10,26 @@ refuses such tags as Cloud Run does)."""
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
-from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _cloudrun_world import BLUE_GREEN_NO_KEEP, STEP, T0, World, rollout_body, target_body
 from fakes.cloudrun import FakeCloudRun
 
 from apis.v1alpha1.rollout import Rollout
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import StalledError
-from controllers.core.retry import RetryPolicy
-from controllers.core.status import with_generation
-from controllers.providers.cloudrun import CloudRunProvider
-from controllers.rollout.backends import CloudRunRollout
-from controllers.rollout.reconciler import RolloutReconciler, check_tags, cloud_run_tags
-from controllers.rollout.settings import RolloutSettings
-from controllers.xynergyservice.resources import cloudrun
+from controllers.rollout.reconciler import check_tags, cloud_run_tags
 
 pytestmark = pytest.mark.unit
 
-PROJECT, REGION = "xynergy-test", "us-central1"
-FAST = RetryPolicy(initial=0.01, maximum=0.05, deadline=5.0, max_attempts=3)
-T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
-STEP = dt.timedelta(seconds=1)
 CANARY: dict[str, Any] = {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
 BLUE_GREEN: dict[str, Any] = {"blueGreen": {}}  # scaleDownDelaySeconds 30: `previous`
-BLUE_GREEN_NO_KEEP: dict[str, Any] = {"blueGreen": {"scaleDownDelaySeconds": 0}}
 
 
 def _name(length: int) -> str:
     """A valid Cloud Run service id of `length` characters (the CRD admits up to 49)."""
     return ("svc-" + "a" * length)[:length]
-
-
-def _target(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "xynergy.io/v1alpha1",
-        "kind": "XynergyService",
-        "metadata": {"name": name, "namespace": "team-a", "uid": "t-1", "generation": 1},
-        "spec": {
-            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:1",
-            "backend": "cloudRun",
-            "cloudRun": {"project": PROJECT, "region": REGION},
-        },
-    }
-
-
-def _rollout(target: str, strategy: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "xynergy.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "ro", "namespace": "team-a", "uid": "uid-ro", "generation": 1},
-        "spec": {
-            "targetRef": {"name": target},
-            "image": "us-docker.pkg.dev/xynergy-test/platform/crm:2",
-            "strategy": strategy,
-        },
-    }
 
 
 @pytest.mark.parametrize(
@@ -85,7 +45,7 @@ def _rollout(target: str, strategy: dict[str, Any]) -> dict[str, Any]:
 def test_the_tags_a_rollout_sets_follow_its_strategy(
     strategy: dict[str, Any], tags: tuple[str, ...]
 ) -> None:
-    assert cloud_run_tags(Rollout.model_validate(_rollout("crm", strategy))) == tags
+    assert cloud_run_tags(Rollout.model_validate(rollout_body("crm", strategy))) == tags
 
 
 @pytest.mark.parametrize(
@@ -102,9 +62,9 @@ def test_a_target_name_is_refused_one_character_past_its_longest_tag(
     strategy: dict[str, Any], longest: int, tag: str, hint: bool
 ) -> None:
     fits, over = _name(longest), _name(longest + 1)
-    check_tags(Rollout.model_validate(_rollout(fits, strategy)), _svc(fits))
+    check_tags(Rollout.model_validate(rollout_body(fits, strategy)), _svc(fits))
     with pytest.raises(StalledError) as err:
-        check_tags(Rollout.model_validate(_rollout(over, strategy)), _svc(over))
+        check_tags(Rollout.model_validate(rollout_body(over, strategy)), _svc(over))
     assert err.value.reason == "InvalidTarget"
     message = err.value.message
     assert message.startswith(f"spec.targetRef: XynergyService '{over}' ({longest + 1} characters)")
@@ -115,84 +75,7 @@ def test_a_target_name_is_refused_one_character_past_its_longest_tag(
 
 
 def _svc(name: str) -> XynergyService:
-    return XynergyService.model_validate(_target(name))
-
-
-class Client:
-    """The target XynergyService (merge patches recorded and applied); no other Rollout."""
-
-    def __init__(self, target: dict[str, Any]) -> None:
-        self.target = target
-        self.patches: list[Any] = []
-
-    async def get(self, resource: Any, name: str, *, namespace: str | None = None) -> Any:
-        assert name == self.target["metadata"]["name"]
-        return SimpleNamespace(to_dict=lambda: copy.deepcopy(self.target))
-
-    async def list(
-        self, resource: Any, *, namespace: str | None = None, fields: Any = None
-    ) -> AsyncIterator[Any]:
-        for _ in ():
-            yield _
-
-    async def patch(self, resource: Any, name: str, patch: Any, **_: Any) -> None:
-        self.patches.append(patch)
-        self.target["spec"].update(patch["spec"])
-
-
-class World:
-    """The target's Cloud Run service with its stable revision, and the reconciler on the
-    real Cloud Run backend over the fake."""
-
-    def __init__(self, cloud_run: FakeCloudRun, name: str, strategy: dict[str, Any]) -> None:
-        self.fake = cloud_run
-        self.name = name
-        self.client = Client(_target(name))
-        self.body = _rollout(name, strategy)
-        self.provider = CloudRunProvider(
-            api_endpoint=cloud_run.endpoint, retry=FAST, operation_timeout=5.0, poll_interval=0.02
-        )
-        backend = CloudRunRollout(self.provider)
-        self.reconciler = RolloutReconciler(
-            client=self.client,  # type: ignore[arg-type]
-            backends=lambda *_: backend,
-            metrics=lambda *_: None,  # type: ignore[arg-type,return-value]
-            settings=RolloutSettings(),
-        )
-        self.events: list[tuple[str, str, str]] = []
-
-    async def deploy(self) -> None:
-        target = _svc(self.name)
-        await self.provider.apply(
-            cloudrun.service_path(target), lambda found: cloudrun.plan(target, found)
-        )
-        assert self.revisions() == [f"{self.name}-00001"]
-
-    def revisions(self) -> list[str]:
-        return self.fake.revisions_of(PROJECT, REGION, self.name)
-
-    def served(self) -> list[tuple[str, int, str]]:
-        """The service's configured traffic: (revision or LATEST, percent, tag)."""
-        with self.fake.state.lock:
-            svc = self.fake.state.get_service(
-                f"projects/{PROJECT}/locations/{REGION}/services/{self.name}"
-            )
-        return [(t.revision or "LATEST", t.percent, t.tag) for t in svc.traffic]
-
-    async def converge(self, now: dt.datetime) -> Any:
-        result = await self.reconciler.reconcile(copy.deepcopy(self.body), now=now, child=None)
-        written = with_generation(result.status, self.body)  # as the core writes it
-        self.body["status"] = written.model_dump(by_alias=True, exclude_none=True, mode="json")
-        self.events = [(e.type, e.reason, e.message) for e in result.events]
-        return result.status
-
-    async def until(self, phase: str, now: dt.datetime) -> tuple[Any, dt.datetime]:
-        for _ in range(10):
-            status = await self.converge(now)
-            now += STEP
-            if status.phase.value == phase:
-                return status, now
-        raise AssertionError(f"not {phase}: {self.body['status']}")
+    return XynergyService.model_validate(target_body(name))
 
 
 @pytest.mark.parametrize(
@@ -205,7 +88,7 @@ async def test_a_rollout_whose_target_name_leaves_no_room_for_its_tags_is_refuse
     """A 41-character target cannot have a `canary` tag; a 39-character one can have a blue-
     green's `preview` (46) but not the `previous` its promotion sets (47): without the check
     the preview was deployed and the promotion failed mid-rollout with Cloud Run's error."""
-    world = World(cloud_run, _name(length), strategy)
+    world = World(cloud_run, name=_name(length), strategy=strategy, deadline=None)
     await world.deploy()
     writes = cloud_run.total_writes
     for i in range(2):  # refused again at the next check, still touching nothing
@@ -224,7 +107,7 @@ async def test_a_rollout_whose_target_name_leaves_no_room_for_its_tags_is_refuse
         assert world.events == [("Warning", "InvalidTarget", status.message)]
     assert cloud_run.total_writes == writes, "nothing written to Cloud Run"
     assert world.revisions() == [f"{world.name}-00001"]
-    assert world.served() == [("LATEST", 100, "")]
+    assert world.traffic() == [("LATEST", 100, "")]
     assert world.client.patches == [], "the target is untouched"
 
 
@@ -235,12 +118,12 @@ async def test_a_blue_green_in_flight_is_not_refused_and_promotes_without_a_prev
     check, or whose scaleDownDelaySeconds was set during the preview): its `preview` tag is
     set, so the check (at a start only) does not stop it, and its promotion, whose `previous`
     tag Cloud Run would refuse, keeps the old revision without a tag instead of failing."""
-    world = World(cloud_run, _name(39), BLUE_GREEN_NO_KEEP)
+    world = World(cloud_run, name=_name(39), strategy=BLUE_GREEN_NO_KEEP, deadline=None)
     await world.deploy()
     stable = f"{world.name}-00001"
     status, now = await world.until("Paused", T0)
     canary = status.canary_revision
-    assert world.served() == [(stable, 100, "stable"), (canary, 0, "preview")]
+    assert world.traffic() == [(stable, 100, "stable"), (canary, 0, "preview")]
     assert status.canary_url.startswith("https://preview---")
 
     world.body["spec"]["strategy"] = BLUE_GREEN  # now keeps the old revision 30 s
@@ -251,17 +134,17 @@ async def test_a_blue_green_in_flight_is_not_refused_and_promotes_without_a_prev
     world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "promote"}
     status, now = await world.until("Promoted", now + STEP)
     assert status.scale_down_at is not None, "the keep window runs"
-    assert world.served() == [("LATEST", 100, "")]
+    assert world.traffic() == [("LATEST", 100, "")]
     assert world.revisions() == [stable, canary], "the old revision is kept (no traffic)"
     assert world.client.patches[-1]["spec"]["image"].endswith(":2")
     status = await world.converge(now)  # a check within the window: still no tag written
     assert status.phase.value == "Promoted"
-    assert world.served() == [("LATEST", 100, "")]
+    assert world.traffic() == [("LATEST", 100, "")]
 
     # undo within the window switches back to the kept revision by name
     world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo"}
     status = await world.converge(now + STEP)
-    assert world.served() == [(stable, 100, "")], status.message
+    assert world.traffic() == [(stable, 100, "")], status.message
 
 
 async def test_a_blue_green_in_flight_whose_revision_changes_is_not_refused_for_previous(
@@ -271,7 +154,7 @@ async def test_a_blue_green_in_flight_whose_revision_changes_is_not_refused_for_
     preview) whose image is edited mid-preview starts a new revision: that is a delivery
     start, but not a new Rollout, so only the tags it needs now (`preview`) are checked and
     its promotion leaves `previous` out, as for the revision it replaces."""
-    world = World(cloud_run, _name(39), BLUE_GREEN_NO_KEEP)
+    world = World(cloud_run, name=_name(39), strategy=BLUE_GREEN_NO_KEEP, deadline=None)
     await world.deploy()
     status, now = await world.until("Paused", T0)
     first = status.canary_revision
@@ -281,4 +164,4 @@ async def test_a_blue_green_in_flight_whose_revision_changes_is_not_refused_for_
     status, now = await world.until("Paused", now)
     assert status.canary_revision != first, "a new revision is previewed"
     assert not any(c.type == "Stalled" and c.status == "True" for c in status.conditions)
-    assert (status.canary_revision, 0, "preview") in world.served()
+    assert (status.canary_revision, 0, "preview") in world.traffic()
