@@ -531,10 +531,11 @@ class RolloutReconciler:
         timeout_reason: str,
         warning: bool = True,
     ) -> tuple[bool, Event | None]:
-        """Keep the finalizer (an Event once per `key`: what the deletion waits for, why,
-        until when, how to delete at once) until spec.progressDeadlineSeconds after the
-        deletion was asked for; then let go with a Warning `timeout_reason` saying what was
-        left."""
+        """Keep the finalizer (an Event: what the deletion waits for, why, until when, how to
+        delete at once; said once per Reconciling `Deleting` message, which the core keys on,
+        `key` only standing in when no status is written) until
+        spec.progressDeadlineSeconds after the deletion was asked for; then let go with a
+        Warning `timeout_reason` saying what was left."""
         uid, now = rollout.metadata.uid or "", self.clock()
         asked = _deletion_time((body.get("metadata") or {}).get("deletionTimestamp")) or now
         limit = rollout.spec.progress_deadline_seconds
