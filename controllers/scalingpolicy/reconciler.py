@@ -14,6 +14,7 @@ it reports the plan the policy would follow. No kopf here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -134,6 +135,8 @@ class ScalingPolicyReconciler:
 
     def __post_init__(self) -> None:
         self._due: dict[str, float] = {}
+        self._gauged: dict[str, tuple[Any, Any]] = {}
+        """The FORECAST_ERROR labels set per policy uid (removed when it is gone)."""
         self.states = StateCache()
 
     async def reconcile(
@@ -241,6 +244,7 @@ class ScalingPolicyReconciler:
         self.models.forget(uid)
         self.states.forget(uid)
         self._due.pop(uid, None)
+        self._drop_gauge(uid)
 
     async def _sync(
         self, policy: ScalingPolicy, body: Mapping[str, Any], now: dt.datetime
@@ -314,11 +318,15 @@ class ScalingPolicyReconciler:
         (its minimum raised by the active schedules, its maximum), as HPA applies its bounds
         before any metric. Never towards zero or the minimum for missing data."""
         current = target.replicas
+        base = current  # what is held: the count, or a dry run's plan
+        old = policy.status
+        if policy.spec.dry_run and old is not None and old.desired_instances is not None:
+            base = old.desired_instances
         floor, ceiling, active = bounds_at(params, now.timestamp())
-        desired = min(max(current, floor), ceiling)
-        if desired == current:
+        desired = min(max(base, floor), ceiling)
+        if desired == base:
             return self._held(policy, current, error, now)
-        if desired > current:
+        if desired > base:
             top = max(active, key=lambda s: s.min_instances, default=None)
             why = (
                 f"schedule {top.name or top.cron} minimum {top.min_instances}"
@@ -413,7 +421,7 @@ class ScalingPolicyReconciler:
         if applied:
             new.scaled_target = _record(policy, target, decision.desired)
         events = st.events_for(status, new, outcome)
-        if status is not None and self._unchanged(status, new, decision, params, ts):
+        if status is not None and self._unchanged(status, new, decision, params, ts, note):
             self.states.keep(uid, text=stored, state=decision.state)
             return Result(status=status, events=events)
         self.states.keep(uid, text=new.scaling_state, state=decision.state)
@@ -426,15 +434,18 @@ class ScalingPolicyReconciler:
         decision: Decision,
         params: ScalingParams,
         now: float,
+        note: str,
     ) -> bool:
-        """Whether the stored status still tells the decision: the same decision view, a
-        behaviour state a restarted operator would decide the same from, and a refresh not
-        yet due. Then nothing is written."""
+        """Whether the stored status still tells the decision: the same decision view, the
+        same note in the Ready message (a bound moved by the target, a dry run beside another
+        autoscaler), a behaviour state a restarted operator would decide the same from, and a
+        refresh not yet due. Then nothing is written."""
         written = old.last_reconcile_time
         return (
             written is not None
             and now - written.timestamp() < self.status_refresh_seconds
             and st.decision_view(old) == st.decision_view(new)
+            and st.ready_note(old) == note
             and same_for_decisions(old.scaling_state, decision.state, now=now, params=params)
         )
 
@@ -538,8 +549,18 @@ class ScalingPolicyReconciler:
         DECISIONS.labels(str(decision.mode), str(decision.reason)).inc()
         if decision.fallback is not None:
             FALLBACKS.labels(str(decision.fallback)).inc()
+        uid, labels = str(policy.metadata.uid), (policy.metadata.namespace, policy.metadata.name)
         if fitted is not None and fitted.smape is not None:
-            FORECAST_ERROR.labels(policy.metadata.namespace, policy.metadata.name).set(fitted.smape)
+            FORECAST_ERROR.labels(*labels).set(fitted.smape)
+            self._gauged[uid] = labels
+        else:  # not predictive (or no backtest): no error to show
+            self._drop_gauge(uid)
+
+    def _drop_gauge(self, uid: str) -> None:
+        labels = self._gauged.pop(uid, None)
+        if labels is not None:
+            with contextlib.suppress(KeyError):
+                FORECAST_ERROR.remove(*labels)
 
     def _stalled(
         self,
