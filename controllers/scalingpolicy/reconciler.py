@@ -276,12 +276,12 @@ class ScalingPolicyReconciler:
         except MetricsError as exc:
             return await self._without_metrics(policy, target, params, exc, now)
         ts = now.timestamp()
-        fitted = await self._model(policy, provider, query, ts, params)
+        fitted, history_note = await self._model(policy, provider, query, ts, params)
         stored = policy.status.scaling_state if policy.status is not None else None
         state = self.states.state(str(policy.metadata.uid), stored, now=ts)
         last = state.dispersion.last if state is not None else None
         means = await self._means(policy, provider, query, ts, params, last=last)
-        note = _bounds_note(policy, target) + floor_note
+        note = _bounds_note(policy, target) + floor_note + history_note
         if conflict is not None:  # a dry run beside another autoscaler plans on, and says so
             note += f"; would be Stalled {conflict.reason} if it acted: {conflict.message}"
         return await self._decide(
@@ -456,12 +456,13 @@ class ScalingPolicyReconciler:
         query: str,
         now: float,
         params: ScalingParams,
-    ) -> Fitted | None:
+    ) -> tuple[Fitted | None, str]:
         """The policy's forecast model (predictive mode only): fitted now when it has none
         for `key`, else the current one, with a due refit started in the background. A
-        failed history read leaves no model: the decision falls back and says why."""
+        failed history read leaves no model: the decision falls back, and the Ready note
+        (second) says why; it is read again only a refit period later (not in every sync)."""
         if policy.spec.mode is not ScalingMode.PREDICTIVE:
-            return None
+            return None, ""
         forecast = policy.spec.forecast
         key = FitKey(
             source=f"{policy.spec.metric.source}:{policy.spec.metric.prometheus_url or ''}",
@@ -486,12 +487,16 @@ class ScalingPolicyReconciler:
         if current is not None:  # decide from it; a due refit runs beside, not in, the sync
             if self.models.due(uid, key, now):
                 self.models.refresh(uid, key, now, history, name=name)
-            return current
+            return current, ""
+        failed = self.models.backoff(uid, key, now)
+        if failed is not None:  # read again a refit period after it failed, not every sync
+            return None, f"; no history for the forecast: {failed}"
         try:
-            return await self.models.refit(uid, key, now, history)
+            return await self.models.refit(uid, key, now, history), ""
         except MetricsError as exc:
             log.info("%s: no history for the forecast: %s", name, exc)
-            return None
+            self.models.failed(uid, key, now, exc.message)
+            return None, f"; no history for the forecast: {exc.message}"
 
     async def _means(
         self,

@@ -105,3 +105,19 @@ async def test_the_forecast_error_gauge_goes_with_the_policy_and_its_forecast() 
     b = body(uid="g2", name="switched", mode="reactive")  # no forecast any more
     await rec.reconcile(b, now=NOW + dt.timedelta(seconds=15), child=None)
     assert _gauge("switched") is None
+
+
+async def test_a_failing_history_read_waits_a_refit_period_and_says_why() -> None:
+    prom = FakeProm(load=100, history=None)  # query_range fails: "no history"
+    rec = reconciler(FakeTarget(replicas=2), prom)  # refit period 3600 s
+    b = body(mode="predictive")
+    b["status"] = dumped(await rec.reconcile(b, now=NOW, child=None))
+    assert prom.queries.count("query_range") == 1
+    assert "no history for the forecast: no history" in _ready(b["status"])
+    for seconds in (15, 30, 3585):
+        at = NOW + dt.timedelta(seconds=seconds)
+        b["status"] = dumped(await rec.reconcile(b, now=at, child=None))
+        assert prom.queries.count("query_range") == 1  # not retried in the foreground
+        assert "no history for the forecast: no history" in _ready(b["status"])
+    await rec.reconcile(b, now=NOW + dt.timedelta(seconds=3600), child=None)
+    assert prom.queries.count("query_range") == 2  # a refit period later: read again
