@@ -37,6 +37,7 @@ __all__ = [
     "ForecastSpec",
     "MetricSource",
     "MetricSpec",
+    "ScaledTarget",
     "ScalingDecision",
     "ScalingMode",
     "ScalingPolicy",
@@ -327,6 +328,18 @@ class ForecastPoint(StatusModel):
     """Upper bound at the policy's quantile."""
 
 
+class ScaledTarget(StatusModel):
+    """What the policy must give back to the target it scaled when it is deleted."""
+
+    name: str
+    """The XynergyService the policy scaled (in the policy's namespace)."""
+    original_replicas: int | None = None
+    """The target's spec.replicas before the policy's first scale (unset: it was unset)."""
+    last_written: int
+    """The spec.replicas the policy last wrote: the target is given back its original only
+    while it still holds this (never over a later edit by someone else)."""
+
+
 class ScalingPolicyStatus(StatusModel):
     """Observed state of a ScalingPolicy."""
 
@@ -369,6 +382,11 @@ class ScalingPolicyStatus(StatusModel):
     scale events, JSON), kept here so an operator restart cannot cause a jump."""
     last_reconcile_time: dt.datetime | None = None
     """When the policy last synced."""
+    scaled_target: ScaledTarget | None = None
+    """Set once the policy has scaled its target: the target's spec.replicas before that
+    (given back when the policy is deleted, while the target still holds the policy's last
+    write) and the policy's last write. While it is set, deleting the policy waits for the
+    operator (finalizer)."""
 
 
 class ScalingPolicy(Resource[ScalingPolicySpec, ScalingPolicyStatus]):

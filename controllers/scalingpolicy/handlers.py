@@ -3,7 +3,10 @@
 Triggers: the policy's own events (creation, spec changes, the initial listing after a
 restart; each also keeps the conflict index), HorizontalPodAutoscaler events (an HPA that
 starts or stops scaling a policy's target), and the core scheduler, which brings every policy
-back at its own `interval`. Deletion needs no finalizer: the policy made nothing to clean up.
+back at its own `interval`. Deletion needs the operator only once the policy has scaled its
+target (status.scaledTarget, `ScalingPolicyReconciler.needs_finalizer`): the target is then
+given back the spec.replicas it had before (`release`), retried with the core's bounded
+back-off (`Controller.finalize_waiting`).
 XynergyService events keep the targets' cache (`target.TargetCache`) a sync reads instead of
 a GET.
 
@@ -55,3 +58,14 @@ async def on_hpa(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -
 @kopf.on.event(TARGET.group, TARGET.version, TARGET.plural)
 async def on_target(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     context_of(memo).provider(TARGETS, TargetCache).observe(body, deleted=type == "DELETED")
+
+
+def _needs_finalizer(body: kopf.Body, **_: Any) -> bool:
+    return bool((body.get("status") or {}).get("scaledTarget"))
+
+
+@kopf.on.delete(KIND.group, KIND.version, KIND.plural, when=_needs_finalizer)
+async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A policy that scaled its target is deleted: the target gets its spec.replicas back
+    (reconciler.release), unless someone changed it since the policy's last write."""
+    await context_of(memo).controllers[KIND].finalize_waiting(body)

@@ -171,12 +171,29 @@ class ModelCache:
         self._pending: dict[str, asyncio.Task[None]] = {}
         self.max_pending = max_pending if max_pending is not None else 8 * concurrency
         self.fits = 0
+        self._failed: dict[str, tuple[FitKey, float, str]] = {}
+        """Per uid: the key, time and message of a failed history read (backoff)."""
 
     def get(self, uid: str) -> Fitted | None:
         return self._fits.get(uid)
 
+    def failed(self, uid: str, key: FitKey, now: float, message: str) -> None:
+        """The history read for `key` failed at `now`: no foreground retry until a refit
+        period later (`backoff`)."""
+        self._failed[uid] = (key, now, message)
+
+    def backoff(self, uid: str, key: FitKey, now: float) -> str | None:
+        """The message of a failed history read of `key` less than a refit period before
+        `now` (the sync decides without a model and says why), else None (read again)."""
+        failed = self._failed.get(uid)
+        if failed is None or failed[0] != key or now - failed[1] >= self.refit_seconds:
+            self._failed.pop(uid, None)
+            return None
+        return failed[2]
+
     def forget(self, uid: str) -> None:
         self._fits.pop(uid, None)
+        self._failed.pop(uid, None)
         self._fitting.pop(uid, None)
         task = self._pending.pop(uid, None)
         if task is not None:

@@ -14,6 +14,8 @@ it reports the plan the policy would follow. No kopf here.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -30,10 +32,12 @@ from apis.base import parse_duration
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.scalingpolicy import (
     MIN_INTERVAL,
+    ScaledTarget,
     ScalingMode,
     ScalingPolicy,
     ScalingPolicyStatus,
 )
+from apis.v1alpha1.xynergyservice import Backend
 from controllers.core.context import OperatorContext
 from controllers.core.controller import ChildEvent, Controller, Kind, Requeue, Result
 from controllers.core.errors import ProviderError, StalledError, TransientError
@@ -125,10 +129,14 @@ class ScalingPolicyReconciler:
     status_refresh_seconds: float = 600.0
     """An unchanged decision writes no status; the moving fields (current load, forecast
     window, calibration) are refreshed at most this often."""
+    release_seconds: float = 300.0
+    """How long a deletion retries giving the target back while the apiserver fails."""
     kind: Kind = KIND
 
     def __post_init__(self) -> None:
         self._due: dict[str, float] = {}
+        self._gauged: dict[str, tuple[Any, Any]] = {}
+        """The FORECAST_ERROR labels set per policy uid (removed when it is gone)."""
         self.states = StateCache()
 
     async def reconcile(
@@ -159,15 +167,84 @@ class ScalingPolicyReconciler:
             )
         return result
 
+    def needs_finalizer(self, body: Mapping[str, Any]) -> bool:
+        """Once the policy has scaled its target (status.scaledTarget): its deletion gives the
+        target back its spec.replicas of before (`release`)."""
+        return bool((body.get("status") or {}).get("scaledTarget"))
+
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
-        self.forget(str((body.get("metadata") or {}).get("uid")))
-        return True, None
+        """Deletion of a policy that scaled its target: the target gets back the spec.replicas
+        it had before the policy's first scale (unset when it was unset: on Cloud Run the
+        last count would otherwise stay the service's paid minimum for good), only while it
+        still holds the policy's last write (atomically: a JSON patch's `test`); a later edit
+        by anyone else is left as is. A target gone or invalid lets go at once; an apiserver
+        that cannot be reached is retried until `release_seconds` after the deletion, then
+        the policy goes, leaving the target as is. Each outcome says so in an Event."""
+        meta = body.get("metadata") or {}
+        self.forget(str(meta.get("uid")))
+        try:
+            record = ScalingPolicyStatus.model_validate(body.get("status") or {}).scaled_target
+        except ValidationError:
+            record = None
+        if record is None:
+            return True, None
+        namespace, name = str(meta.get("namespace")), record.name
+        what = f"target XynergyService {namespace}/{name}"
+        before = "unset" if record.original_replicas is None else str(record.original_replicas)
+        try:
+            target = await self.target.read(namespace, name)
+            current = target.service.spec.replicas
+            if current == record.last_written:
+                restored = await self.target.restore(
+                    namespace, name, expected=record.last_written, replicas=record.original_replicas
+                )
+            else:
+                restored = False
+        except StalledError as exc:
+            if exc.reason == "TargetNotFound":
+                return True, None
+            return True, Event("Warning", "TargetLeft", f"{what} left as is: {exc.message}")
+        except TransientError as exc:
+            if self._release_expired(meta):
+                return True, Event(
+                    "Warning",
+                    "TargetLeft",
+                    f"{what} left as is (spec.replicas not given back to {before}): {exc.message}",
+                )
+            return False, Event(
+                "Warning", "RestoreWaiting", f"giving {what} its spec.replicas back: {exc.message}"
+            )
+        if restored:
+            return True, Event(
+                "Normal",
+                "TargetRestored",
+                f"{what}: spec.replicas {record.last_written} -> {before} "
+                "(as before the policy scaled it)",
+            )
+        return True, Event(
+            "Normal",
+            "TargetLeft",
+            f"{what} left as is: its spec.replicas was changed since this policy last "
+            f"wrote {record.last_written} (before the policy: {before})",
+        )
+
+    def _release_expired(self, meta: Mapping[str, Any]) -> bool:
+        """Whether the deletion was asked for more than `release_seconds` ago."""
+        stamp = meta.get("deletionTimestamp")
+        if not stamp:
+            return False
+        try:
+            asked = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        return time.time() - asked.timestamp() > self.release_seconds
 
     def forget(self, uid: str) -> None:
         """The policy is gone: drop its model and schedule bookkeeping."""
         self.models.forget(uid)
         self.states.forget(uid)
         self._due.pop(uid, None)
+        self._drop_gauge(uid)
 
     async def _sync(
         self, policy: ScalingPolicy, body: Mapping[str, Any], now: dt.datetime
@@ -186,7 +263,7 @@ class ScalingPolicyReconciler:
             target = await self.target.read(namespace, target_name)
             if target.service.spec.paused:
                 return self._target_paused(policy, namespace, target_name, now)
-            params = scaling_params(policy, target.sizing)
+            params, floor_note = _kubernetes_floor(scaling_params(policy, target.sizing), target)
             provider, query = self.metrics(policy, target)
         except StalledError as exc:
             return self._stalled(policy, body, exc.reason, exc.message, now)
@@ -199,12 +276,12 @@ class ScalingPolicyReconciler:
         except MetricsError as exc:
             return await self._without_metrics(policy, target, params, exc, now)
         ts = now.timestamp()
-        fitted = await self._model(policy, provider, query, ts, params)
+        fitted, history_note = await self._model(policy, provider, query, ts, params)
         stored = policy.status.scaling_state if policy.status is not None else None
         state = self.states.state(str(policy.metadata.uid), stored, now=ts)
         last = state.dispersion.last if state is not None else None
         means = await self._means(policy, provider, query, ts, params, last=last)
-        note = _raised_minimum(policy, target)
+        note = _bounds_note(policy, target) + floor_note + history_note
         if conflict is not None:  # a dry run beside another autoscaler plans on, and says so
             note += f"; would be Stalled {conflict.reason} if it acted: {conflict.message}"
         return await self._decide(
@@ -241,11 +318,15 @@ class ScalingPolicyReconciler:
         (its minimum raised by the active schedules, its maximum), as HPA applies its bounds
         before any metric. Never towards zero or the minimum for missing data."""
         current = target.replicas
+        base = current  # what is held: the count, or a dry run's plan
+        old = policy.status
+        if policy.spec.dry_run and old is not None and old.desired_instances is not None:
+            base = old.desired_instances
         floor, ceiling, active = bounds_at(params, now.timestamp())
-        desired = min(max(current, floor), ceiling)
-        if desired == current:
+        desired = min(max(base, floor), ceiling)
+        if desired == base:
             return self._held(policy, current, error, now)
-        if desired > current:
+        if desired > base:
             top = max(active, key=lambda s: s.min_instances, default=None)
             why = (
                 f"schedule {top.name or top.cron} minimum {top.min_instances}"
@@ -273,6 +354,8 @@ class ScalingPolicyReconciler:
             now=now,
             bounded=bounded,
         )
+        if applied:
+            status.scaled_target = _record(policy, target, desired)
         events = st.events_for(policy.status, status, None)
         if applied:
             events.insert(0, Event("Normal", "Scaled", f"{current} -> {desired} ({why}) "
@@ -335,8 +418,10 @@ class ScalingPolicyReconciler:
             note=note,
         )
         new = st.synced_status(policy, outcome, now=now)
+        if applied:
+            new.scaled_target = _record(policy, target, decision.desired)
         events = st.events_for(status, new, outcome)
-        if status is not None and self._unchanged(status, new, decision, params, ts):
+        if status is not None and self._unchanged(status, new, decision, params, ts, note):
             self.states.keep(uid, text=stored, state=decision.state)
             return Result(status=status, events=events)
         self.states.keep(uid, text=new.scaling_state, state=decision.state)
@@ -349,15 +434,18 @@ class ScalingPolicyReconciler:
         decision: Decision,
         params: ScalingParams,
         now: float,
+        note: str,
     ) -> bool:
-        """Whether the stored status still tells the decision: the same decision view, a
-        behaviour state a restarted operator would decide the same from, and a refresh not
-        yet due. Then nothing is written."""
+        """Whether the stored status still tells the decision: the same decision view, the
+        same note in the Ready message (a bound moved by the target, a dry run beside another
+        autoscaler), a behaviour state a restarted operator would decide the same from, and a
+        refresh not yet due. Then nothing is written."""
         written = old.last_reconcile_time
         return (
             written is not None
             and now - written.timestamp() < self.status_refresh_seconds
             and st.decision_view(old) == st.decision_view(new)
+            and st.ready_note(old) == note
             and same_for_decisions(old.scaling_state, decision.state, now=now, params=params)
         )
 
@@ -368,12 +456,13 @@ class ScalingPolicyReconciler:
         query: str,
         now: float,
         params: ScalingParams,
-    ) -> Fitted | None:
+    ) -> tuple[Fitted | None, str]:
         """The policy's forecast model (predictive mode only): fitted now when it has none
         for `key`, else the current one, with a due refit started in the background. A
-        failed history read leaves no model: the decision falls back and says why."""
+        failed history read leaves no model: the decision falls back, and the Ready note
+        (second) says why; it is read again only a refit period later (not in every sync)."""
         if policy.spec.mode is not ScalingMode.PREDICTIVE:
-            return None
+            return None, ""
         forecast = policy.spec.forecast
         key = FitKey(
             source=f"{policy.spec.metric.source}:{policy.spec.metric.prometheus_url or ''}",
@@ -398,12 +487,16 @@ class ScalingPolicyReconciler:
         if current is not None:  # decide from it; a due refit runs beside, not in, the sync
             if self.models.due(uid, key, now):
                 self.models.refresh(uid, key, now, history, name=name)
-            return current
+            return current, ""
+        failed = self.models.backoff(uid, key, now)
+        if failed is not None:  # read again a refit period after it failed, not every sync
+            return None, f"; no history for the forecast: {failed}"
         try:
-            return await self.models.refit(uid, key, now, history)
+            return await self.models.refit(uid, key, now, history), ""
         except MetricsError as exc:
             log.info("%s: no history for the forecast: %s", name, exc)
-            return None
+            self.models.failed(uid, key, now, exc.message)
+            return None, f"; no history for the forecast: {exc.message}"
 
     async def _means(
         self,
@@ -461,8 +554,18 @@ class ScalingPolicyReconciler:
         DECISIONS.labels(str(decision.mode), str(decision.reason)).inc()
         if decision.fallback is not None:
             FALLBACKS.labels(str(decision.fallback)).inc()
+        uid, labels = str(policy.metadata.uid), (policy.metadata.namespace, policy.metadata.name)
         if fitted is not None and fitted.smape is not None:
-            FORECAST_ERROR.labels(policy.metadata.namespace, policy.metadata.name).set(fitted.smape)
+            FORECAST_ERROR.labels(*labels).set(fitted.smape)
+            self._gauged[uid] = labels
+        else:  # not predictive (or no backtest): no error to show
+            self._drop_gauge(uid)
+
+    def _drop_gauge(self, uid: str) -> None:
+        labels = self._gauged.pop(uid, None)
+        if labels is not None:
+            with contextlib.suppress(KeyError):
+                FORECAST_ERROR.remove(*labels)
 
     def _stalled(
         self,
@@ -488,10 +591,26 @@ class ScalingPolicyReconciler:
         return Result(status=status, events=st.events_for(policy.status, status, None))
 
 
-def _raised_minimum(policy: ScalingPolicy, target: Target) -> str:
-    """The Ready message's note when the policy's minInstances (or maxInstances) is below the
-    target's own minimum (the target's is the floor: it clamps its replicas to it), else ''."""
-    floor = target.sizing.min_instances
+def _record(policy: ScalingPolicy, target: Target, written: int) -> ScaledTarget:
+    """status.scaledTarget after the policy wrote `written` to its target: the target's
+    spec.replicas before the policy's first scale of it (kept from the record, else read now,
+    before this first write lands), and the last write."""
+    old = policy.status.scaled_target if policy.status is not None else None
+    name = policy.spec.target_ref.name
+    if old is not None and old.name == name:
+        return old.model_copy(update={"last_written": written})
+    return ScaledTarget(
+        name=name, original_replicas=target.service.spec.replicas, last_written=written
+    )
+
+
+def _bounds_note(policy: ScalingPolicy, target: Target) -> str:
+    """The Ready message's note when a policy bound is moved by the target's own: a
+    minInstances (or maxInstances) below the target's scaling.minInstances is raised to it (the
+    target clamps its replicas to it), a maxInstances above the target's scaling.maxInstances
+    is lowered to it; else ''."""
+    floor, ceiling = target.sizing.min_instances, target.sizing.max_instances
+    notes = []
     below = [
         f"spec.{name} {value}"
         for name, value in (
@@ -500,12 +619,35 @@ def _raised_minimum(policy: ScalingPolicy, target: Target) -> str:
         )
         if value is not None and value < floor
     ]
-    if not below:
-        return ""
-    return (
-        f"; {' and '.join(below)} below the target's scaling.minInstances {floor}, "
-        f"so the floor is {floor}"
+    if below:
+        notes.append(
+            f"{' and '.join(below)} below the target's scaling.minInstances {floor}, "
+            f"so the floor is {floor}"
+        )
+    high = policy.spec.max_instances
+    if high is not None and high > ceiling:
+        notes.append(
+            f"spec.maxInstances {high} above the target's scaling.maxInstances {ceiling}, "
+            f"so the ceiling is {ceiling}"
+        )
+    return "".join(f"; {n}" for n in notes)
+
+
+def _kubernetes_floor(params: ScalingParams, target: Target) -> tuple[ScalingParams, str]:
+    """On a Kubernetes target a minimum of 0 is raised to 1, as HPA's minReplicas is at
+    least 1: at 0 Pods the load series is gone (no Pod reports it), so nothing would ever scale
+    the target up again. Cloud Run keeps 0 (its requests are counted without instances).
+    Returns the parameters and the Ready message's note."""
+    if target.backend != Backend.KUBERNETES or params.min_instances > 0:
+        return params, ""
+    raised = dataclasses.replace(
+        params, min_instances=1, max_instances=max(params.max_instances, 1)
     )
+    note = (
+        "; minInstances 0 raised to 1 on a Kubernetes target (with no Pods there is no load "
+        "to scale up from)"
+    )
+    return raised, note
 
 
 def _reconciler(ctx: OperatorContext) -> tuple[Controller, ScalingPolicyReconciler]:

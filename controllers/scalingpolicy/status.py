@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "forecast_points",
     "held_status",
     "paused_status",
+    "ready_note",
     "stalled_status",
     "synced_status",
     "target_paused_status",
@@ -140,6 +142,20 @@ def decision_view(status: ScalingPolicyStatus | None) -> dict[str, Any]:
         (c.type, c.status, c.reason, c.observed_generation) for c in status.conditions
     ]
     return data
+
+
+_READY_NOTE = re.compile(r"^[^()]*\(\w+\)(.*)$", re.DOTALL)
+
+
+def ready_note(status: ScalingPolicyStatus | None) -> str | None:
+    """The note a decided sync's Ready message ends with (after `(<reason>)`: a raised or
+    lowered bound, a dry run beside another autoscaler), '' for none, None when the Ready
+    message is not a decided sync's."""
+    ready = next((c for c in (status.conditions if status else []) if c.type == "Ready"), None)
+    if ready is None or ready.status != "True":
+        return None
+    found = _READY_NOTE.match(ready.message or "")
+    return found.group(1) if found else None
 
 
 def _conditions(
@@ -250,15 +266,24 @@ def held_status(
     now: dt.datetime,
     bounded: Bounded | None = None,
 ) -> ScalingPolicyStatus:
-    """Status when the policy holds the instances because it cannot read its metric; with
-    `bounded`, the count it set (or, in dry run, would set) to stay within its bounds."""
+    """Status when the policy holds the instances because it cannot read its metric (or its
+    target: `current` None keeps the last known counts); with `bounded`, the count it set
+    (or, in dry run, would set) to stay within its bounds. A dry run holds its plan
+    (desiredInstances), never the real count."""
     old = policy.status or ScalingPolicyStatus()
-    desired = current
-    held = f"holding {current} instances: {message}" if current is not None else message
-    if bounded is not None and bounded.desired != current:
-        desired = bounded.desired
+    # unknown (the target could not be read): the last known counts stay; a dry run holds
+    # its plan (it plans from it, as if it had been applied)
+    desired = current if current is not None else old.desired_instances
+    if policy.spec.dry_run and old.desired_instances is not None:
+        desired = old.desired_instances
+    known = current is not None and desired is not None
+    held = f"holding {desired} instances: {message}" if known else message
+    if bounded is not None and bounded.desired != desired:
         word = "would scale" if policy.spec.dry_run else "scaled"
-        held = f"{word} {current} -> {desired} ({bounded.why}) without the metric: {message}"
+        held = (
+            f"{word} {desired} -> {bounded.desired} ({bounded.why}) without the metric: {message}"
+        )
+        desired = bounded.desired
     return old.model_copy(
         update={
             "conditions": _conditions(
@@ -268,7 +293,7 @@ def held_status(
                 generation=policy.metadata.generation,
                 now=now,
             ),
-            "current_instances": current,
+            "current_instances": current if current is not None else old.current_instances,
             "desired_instances": desired,
             "current_load": None,
             "last_scale_time": now

@@ -75,6 +75,13 @@ class ScaleTarget(Protocol):
         """Set the target's spec.replicas."""
         ...
 
+    async def restore(
+        self, namespace: str, name: str, *, expected: int, replicas: int | None
+    ) -> bool:
+        """Set the target's spec.replicas to `replicas` (None: unset it) only while it is
+        `expected`, atomically; False when it is not (someone changed it)."""
+        ...
+
 
 def parse_target(body: Mapping[str, Any]) -> Target:
     """The target from a XynergyService body; StalledError InvalidTarget if it is not one."""
@@ -212,3 +219,33 @@ class TargetClient:
             raise TransientError(
                 f"scaling XynergyService {name}: {type(exc).__name__}", reason="ApiUnreachable"
             ) from exc
+
+    async def restore(
+        self, namespace: str, name: str, *, expected: int, replicas: int | None
+    ) -> bool:
+        """A JSON patch whose `test` op makes it atomic: spec.replicas goes back to `replicas`
+        (removed when None) only while the apiserver still holds `expected`; False when the
+        test fails (422: someone else wrote spec.replicas since)."""
+        self.cache.scaled(namespace, name)
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/spec/replicas", "value": expected},
+            {"op": "remove", "path": "/spec/replicas"}
+            if replicas is None
+            else {"op": "replace", "path": "/spec/replicas", "value": replicas},
+        ]
+        try:
+            async with self._limit:
+                with backend_call("kubernetes", "patch_xynergyservice"):
+                    await self._client.patch(
+                        self._resource, name, ops, namespace=namespace, patch_type=PatchType.JSON
+                    )
+        except ApiError as exc:
+            if exc.status.code == 422:
+                return False
+            raise api_error(exc, what=f"restoring XynergyService {name}") from exc
+        except httpx2.TransportError as exc:
+            raise TransientError(
+                f"restoring XynergyService {name}: {type(exc).__name__}",
+                reason="ApiUnreachable",
+            ) from exc
+        return True

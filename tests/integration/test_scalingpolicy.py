@@ -263,3 +263,56 @@ def test_a_stated_averaging_window_adds_headroom_for_the_per_second_noise(
             plain = policy_status(kube, ns, "plain")
             assert "dispersion headroom" not in plain["lastDecision"]["message"]
             assert (replicas(kube, ns, "plain") or 0) <= 5  # the mean's own scatter at most
+
+
+def spec_replicas(kube: Kube, ns: str, name: str) -> int | None:
+    obj = kube.get(f"{API}/namespaces/{ns}/xynergyservices/{name}").json()
+    value = obj["spec"].get("replicas")
+    return None if value is None else int(value)
+
+
+def test_deleting_a_policy_gives_the_target_its_replicas_back_unless_edited_since(
+    kube: Kube, cluster: Path, crds_installed: list[str], namespace: str,
+    prometheus_factory: Callable[..., PrometheusServer], scrape_target: ScrapeTarget,
+) -> None:  # fmt: skip
+    """A reactive policy scales two targets (spec.replicas 2, and unset) to 6; deleting it
+    gives each back what it had (2; unset) through the finalizer. A third target a person
+    changed after the policy's last write (the policy paused) keeps that edit."""
+    scrape_target.set("load", 300.0, scenario="flat")
+    prom = prometheus_factory(targets=[scrape_target.address])
+    ns = namespace
+    path = f"{API}/namespaces/{ns}"
+    with scaling_operator(cluster):
+        service(kube, ns, "two", 2)
+        service(kube, ns, "edited", 2)
+        create(kube, f"{path}/xynergyservices", {
+            "apiVersion": "xynergy.io/v1alpha1", "kind": "XynergyService",
+            "metadata": {"name": "unset"},
+            "spec": {"image": "reg.example/app:1", "scaling": {"minInstances": 1, "maxInstances": 20}},
+        })  # fmt: skip
+        until(kube, "load scraped", lambda: bool(prom.query('sum(load{scenario="flat"})')))
+        for name in ("two", "unset", "edited"):
+            policy(kube, ns, name, prom.url, "flat", 50.0, mode="reactive")
+        for name in ("two", "unset", "edited"):
+            until(kube, f"{name} scaled to 6", lambda n=name: spec_replicas(kube, ns, n) == 6)
+            until(kube, f"{name} finalizer", lambda n=name: "xynergy.io/finalizer" in (
+                kube.get(f"{path}/scalingpolicies/{n}").json()["metadata"].get("finalizers") or []
+            ))  # fmt: skip
+        merge = {"Content-Type": "application/merge-patch+json"}
+        # paused (else it scales the edit back down), then a person's edit of the target
+        paused = {"spec": {"paused": True}}
+        resp = kube.http.patch(f"{path}/scalingpolicies/edited", json=paused, headers=merge)
+        assert resp.status_code == 200, resp.text
+        until(kube, "edited paused", lambda: condition(
+            policy_status(kube, ns, "edited"), "Ready").get("reason") == "Paused")  # fmt: skip
+        edit = {"spec": {"replicas": 9}}
+        resp = kube.http.patch(f"{path}/xynergyservices/edited", json=edit, headers=merge)
+        assert resp.status_code == 200, resp.text
+        for name in ("two", "unset", "edited"):
+            assert kube.delete(f"{path}/scalingpolicies/{name}").status_code == 200
+        for name in ("two", "unset", "edited"):
+            until(kube, f"policy {name} gone", lambda n=name: kube.get(
+                f"{path}/scalingpolicies/{n}").status_code == 404)  # fmt: skip
+        assert spec_replicas(kube, ns, "two") == 2
+        assert spec_replicas(kube, ns, "unset") is None
+        assert spec_replicas(kube, ns, "edited") == 9

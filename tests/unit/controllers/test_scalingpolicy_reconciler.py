@@ -36,6 +36,7 @@ class FakeTarget:
     exists: bool = True
     scaled: list[int] = field(default_factory=list)
     paused: bool = False
+    restored: list[int | None] = field(default_factory=list)
 
     async def read(self, namespace: str, name: str) -> Target:
         if not self.exists:
@@ -51,6 +52,20 @@ class FakeTarget:
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.scaled.append(replicas)
         self.replicas = replicas
+
+    async def restore(
+        self, namespace: str, name: str, *, expected: int, replicas: int | None
+    ) -> bool:
+        """As the apiserver's JSON patch with a `test` op: only while spec.replicas is
+        `expected`."""
+        if not self.exists:
+            raise StalledError(f"target XynergyService {namespace}/{name} does not exist",
+                               reason="TargetNotFound")  # fmt: skip
+        if self.replicas != expected:
+            return False
+        self.restored.append(replicas)
+        self.replicas = replicas
+        return True
 
 
 @dataclass
