@@ -348,9 +348,10 @@ class Controller:
         triggers); True once the finalizer may go, and then the object is forgotten. While
         it is held, the kind's `deletion_status` (if any) is written: the status says what
         the deletion waits for. A held release may return its Event on every try: it is
-        posted once per reason (`Event.news_key`), and not at all when the stored status
-        already says what this try's status says (it was posted before, by this process or
-        before a restart)."""
+        posted once per distinct key during the wait (what this try's status says, else
+        `Event.news_key`; `SaidOnce`), also when two keys alternate, and not at all when the
+        stored status already says what this try's status says (it was posted before, by
+        this process or before a restart)."""
         key = self.kind.key(body)
         async with self.queue.serialized(key.uid):
             gone, event = await self.reconciler.release(body)
