@@ -909,7 +909,7 @@ class OAuthConnectionReconciler:
             try:
                 got = await self._refresh_one(conn, client, provider, tokens.refresh_token)
             except GrantRefusedError as exc:
-                adopted = await self._rewritten(conn, provider, tokens, issued, now)
+                adopted = await self._rewritten(conn, provider, tokens, issued, now, bot=True)
                 if adopted is not None:
                     return adopted
                 failure = _refused_grant(conn, "refresh token", exc.code, spent)
@@ -963,13 +963,18 @@ class OAuthConnectionReconciler:
         used: TokenSet,
         issued: dt.datetime | None,
         now: dt.datetime,
+        *,
+        bot: bool = False,
     ) -> Outcome | None:
         """After the provider refused a refresh token: the token Secret read again, and when
         it holds tokens issued after the ones the refresh used (another writer stored them
         meanwhile: a replica paused by peering that resumed and wrote the tokens it held,
         whose refresh spent the one we sent), the connection goes on with those (Connected;
-        our claim, if still there, let go) instead of deleting them as dead. None when the
-        Secret holds nothing newer: the refusal stands."""
+        our claim, if still there, let go) instead of deleting them as dead. `bot`: the
+        refused one is the bot's refresh token, so only a newer bot token (`issued_at`)
+        counts; a newer user token alone leaves the bot refresh token dead. Else (the user
+        token's refused) a newer bot or user token counts. None when the Secret holds
+        nothing newer: the refusal stands."""
         data = await self.store.tokens(conn)
         if data is None or not data.get("access_token"):
             return None
@@ -979,7 +984,7 @@ class OAuthConnectionReconciler:
         user_before = used.user.issued_at if used.user is not None else None
         user_now = stored.user.issued_at if stored.user is not None else None
         newer_user = user_now is not None and (user_before is None or user_now > user_before)
-        if not newer and not (used.user is not None and newer_user):
+        if not newer and (bot or not (used.user is not None and newer_user)):
             return None
         if _claim_holder(data) == self.holder:
             await self.store.release_claim(conn)

@@ -2336,3 +2336,28 @@ async def test_a_refused_user_refresh_after_the_bot_refresh_keeps_a_newer_stored
     later = await w.sync(b, at(3400 + 1500))  # ur3 is live: the user token refreshes as usual
     assert degraded(later) is None
     assert w.api.secrets["a-tokens"].data["user_access_token"] == "u5"
+
+
+async def test_a_refused_bot_refresh_is_not_undone_by_a_newer_user_token_alone() -> None:
+    """The bot's refresh token is refused, and the re-read Secret holds a user token issued
+    later than the one read (another replica refreshed only the user token) but the same bot
+    token: that refresh token stays dead, so the refusal stands (ReauthRequired). Adopting
+    the Secret's tokens, as before, kept a dead bot refresh token Connected, refused again
+    at every refresh."""
+    w = world(user_lifetime=7200, rotate=True)
+    b = slack_body()
+    await w.connect(b)  # a1/r1, u2/ur2 at NOW
+    w.provider.live_refresh = "r-elsewhere"  # r1 dead at the provider
+
+    async def newer_user_token() -> None:  # another writer, while the refresh is in flight
+        w.api.secrets["a-tokens"].data["user_issued_at"] = "2026-03-01T12:30:00Z"
+        w.api.secrets["a-tokens"].rv += 1
+
+    w.provider.before_refresh = newer_user_token
+
+    result = await w.sync(b, at(3400))  # the bot token due, the user token not
+
+    assert w.provider.calls["refresh"] == 1
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED, result.status
+    assert "a-tokens" not in w.api.secrets
+    assert [e.reason for e in result.events] == ["ReauthRequired"]
