@@ -15,7 +15,7 @@ import tenacity
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
-from apis.conditions import mark_ready, mark_reconciling
+from apis.conditions import mark_ready, mark_reconciling, mark_stalled
 from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from controllers.core import (
     ChildEvent,
@@ -1166,3 +1166,38 @@ def test_said_once_remembers_a_bounded_set_of_keys_per_wait() -> None:
     assert not restarted.news("u", a, record="B", stored="B")
     assert restarted.news("u", a, record="A", stored="B")
     assert not restarted.news("u", a, record="B", stored="B")
+
+
+@dataclass
+class StalledHold(FakeReconciler):
+    """A release held until the user acts, its status saying so with Stalled (not
+    Reconciling), as an OAuthConnection's with bad operator settings."""
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:  # type: ignore[override]
+        return False, Event("Warning", "InvalidSettings", "bad settings", key="InvalidSettings")
+
+    def deletion_status(self, body: Mapping[str, Any]) -> XynergyServiceStatus:
+        status = XynergyServiceStatus.model_validate(body.get("status") or {})
+        status.conditions = mark_stalled(
+            status.conditions, reason="InvalidSettings",
+            message="bad settings; the deletion waits", generation=3, now=NOW,
+        )  # fmt: skip
+        return status
+
+
+async def test_a_deletion_held_with_a_stalled_status_is_not_said_again_after_a_restart() -> None:
+    """The key of a held deletion whose status says Stalled (no Reconciling) is read back
+    from the stored status too: a restarted operator does not post its Warning again. Before,
+    only a Reconciling condition seeded it, so every restart posted it once more."""
+    client = FakeClient()
+    body = _deleting(client)
+    body["status"] = _ready_status().model_dump(by_alias=True, mode="json", exclude_none=True)
+    first = _controller(client, StalledHold())
+    for _ in range(3):
+        assert not await first.finalize(client.objects["crm"])
+    assert [e.reason for e in client.created] == ["InvalidSettings"]
+
+    for _ in range(2):
+        restarted = _controller(client, StalledHold())
+        assert not await restarted.finalize(client.objects["crm"])
+    assert [e.reason for e in client.created] == ["InvalidSettings"], "said again on restart"
