@@ -348,9 +348,10 @@ class Controller:
         triggers); True once the finalizer may go, and then the object is forgotten. While
         it is held, the kind's `deletion_status` (if any) is written: the status says what
         the deletion waits for. A held release may return its Event on every try: it is
-        posted once per reason (`Event.news_key`), and not at all when the stored status
-        already says what this try's status says (it was posted before, by this process or
-        before a restart)."""
+        posted once per distinct key during the wait (what this try's status says, else
+        `Event.news_key`; `SaidOnce`), also when two keys alternate, and not at all when the
+        stored status already says what this try's status says (it was posted before, by
+        this process or before a restart)."""
         key = self.kind.key(body)
         async with self.queue.serialized(key.uid):
             gone, event = await self.reconciler.release(body)
@@ -475,16 +476,17 @@ class Controller:
 
 def _record(status: Any) -> str | None:
     """What a status (a body's `status`, or one dumped) says of a held deletion, as the key
-    `SaidOnce` compares: its `Reconciling` True condition's reason and message; None without
-    one."""
-    said = _reconciling(status)
+    `SaidOnce` compares: its `Reconciling` True condition's reason and message (a deletion
+    that waits for something normal), else its `Stalled` True one's (one that waits for the
+    user: an OAuthConnection's with bad operator settings); None without either."""
+    said = _true(status, "Reconciling") or _true(status, "Stalled")
     return None if said is None else f"{said[0]}: {said[1]}"
 
 
-def _reconciling(status: Any) -> tuple[str | None, str | None] | None:
+def _true(status: Any, type_: str) -> tuple[str | None, str | None] | None:
     conditions = (status or {}).get("conditions") if isinstance(status, Mapping) else None
     for cond in conditions or ():
-        if isinstance(cond, Mapping) and cond.get("type") == "Reconciling":
+        if isinstance(cond, Mapping) and cond.get("type") == type_:
             if cond.get("status") != "True":
                 return None
             return cond.get("reason"), cond.get("message")

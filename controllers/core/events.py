@@ -73,31 +73,40 @@ def kube_event(body: Mapping[str, Any], event: Event, *, now: dt.datetime) -> Ku
 
 @dataclass
 class SaidOnce:
-    """Per object, the key of the last Event said about something that lasts and is tried again
-    and again (a deletion that waits, `Controller.finalize`): each change is said once, not on
-    every try. The one record of it for every kind (each kind kept its own dict before).
+    """Per object, the keys of the Events already said about something that lasts and is tried
+    again and again (a deletion that waits, `Controller.finalize`) during this wait: each
+    distinct one is said once per wait, not on every try. The one record of it for every kind
+    (each kind kept its own dict before).
 
     The key is what the status written with the Event says (`record`: a held deletion's
     `Reconciling` reason and message), when the kind writes one, else `Event.news_key`. Kept in
-    memory, and seeded from what the object's stored status says (`stored`), so an operator
-    restarted during the wait, which remembers nothing, compares the same key as the process
-    before it: an Event is said when what the status says changes, once, restart or not. (The
-    in-process key used to be `news_key`, an error's reason, while a restart compared the
-    stored message: a new error text of the same reason was not said in-process, and said
-    once more after a restart.)"""
+    memory, a small set per object (the last `limit` distinct keys), cleared by `forget` when
+    the wait ends, and seeded from what the object's stored status says (`stored`), so an
+    operator restarted during the wait, which remembers nothing, does not say again what the
+    status says already. (The in-process key used to be `news_key`, an error's reason, while a
+    restart compared the stored message: a new error text of the same reason was not said
+    in-process, and said once more after a restart. Then only the last key was kept: two texts
+    of one reason that alternate, a ReadTimeout and a ConnectTimeout, were said at every try.)"""
 
-    _said: dict[str, str] = field(default_factory=dict, repr=False)
+    limit: int = 8
+    _said: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     def news(
         self, uid: str, event: Event, *, record: str | None = None, stored: str | None = None
     ) -> bool:
         """Whether `event` is news for the object (and remember it as said): its key
-        (`record`, else `event.news_key`) differs from the one said last, or, with nothing
-        said in this process, from `stored` (what the stored status says; None: nothing)."""
+        (`record`, else `event.news_key`) was not said yet during this wait, in this process,
+        nor, with nothing said in this process, is it what the stored status says (`stored`;
+        None: nothing)."""
         key = record if record is not None else event.news_key
-        before = self._said.get(uid, stored)
-        self._said[uid] = key
-        return before != key
+        said = self._said.get(uid)
+        if said is None:
+            said = self._said[uid] = [stored] if stored is not None else []
+        if key in said:
+            return False
+        said.append(key)
+        del said[: -self.limit]
+        return True
 
     def forget(self, uid: str) -> None:
         """The wait is over (or the object gone): the next one is news again."""

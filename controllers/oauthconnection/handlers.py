@@ -36,8 +36,10 @@ def _reconciler(ctx: OperatorContext) -> KindReconciler:
         settings = OAuthSettings.load()
     except SettingsError as exc:
         from controllers.oauthconnection.misconfigured import MisconfiguredReconciler
+        from controllers.oauthconnection.secrets import SecretStore
 
-        return MisconfiguredReconciler(str(exc))
+        store = SecretStore(ctx.client, limit=ctx.api_limit)  # read by a deletion only
+        return MisconfiguredReconciler(str(exc), holds_tokens=store.holds_tokens)
     from controllers.oauthconnection.clients import client_watch
     from controllers.oauthconnection.reconciler import from_context
 

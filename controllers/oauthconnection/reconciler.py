@@ -909,7 +909,7 @@ class OAuthConnectionReconciler:
             try:
                 got = await self._refresh_one(conn, client, provider, tokens.refresh_token)
             except GrantRefusedError as exc:
-                adopted = await self._rewritten(conn, provider, tokens, issued, now)
+                adopted = await self._rewritten(conn, provider, tokens, issued, now, bot=True)
                 if adopted is not None:
                     return adopted
                 failure = _refused_grant(conn, "refresh token", exc.code, spent)
@@ -924,12 +924,18 @@ class OAuthConnectionReconciler:
                     conn, client, provider, tokens.user.refresh_token, release=fresh is tokens
                 )
             except GrantRefusedError as exc:
+                kept: UserToken | None = None
                 if fresh is tokens:  # nothing refreshed here yet: newer ones stored meanwhile?
                     adopted = await self._rewritten(conn, provider, tokens, issued, now)
                     if adopted is not None:
                         return adopted
-                dropped = _refused_grant(conn, "user token's refresh token", exc.code, spent)
-                fresh = replace(fresh, user=None)
+                else:  # the bot token refreshed here: a user token stored meanwhile is kept
+                    kept = await self._stored_user_token(conn, tokens.user, issued)
+                if kept is not None:
+                    fresh = replace(fresh, user=kept)
+                else:
+                    dropped = _refused_grant(conn, "user token's refresh token", exc.code, spent)
+                    fresh = replace(fresh, user=None)
             except ProviderError as exc:
                 if fresh is not tokens:
                     await self._store(conn, _Held(fresh, when or now, refreshed=True))
@@ -957,13 +963,18 @@ class OAuthConnectionReconciler:
         used: TokenSet,
         issued: dt.datetime | None,
         now: dt.datetime,
+        *,
+        bot: bool = False,
     ) -> Outcome | None:
         """After the provider refused a refresh token: the token Secret read again, and when
         it holds tokens issued after the ones the refresh used (another writer stored them
         meanwhile: a replica paused by peering that resumed and wrote the tokens it held,
         whose refresh spent the one we sent), the connection goes on with those (Connected;
-        our claim, if still there, let go) instead of deleting them as dead. None when the
-        Secret holds nothing newer: the refusal stands."""
+        our claim, if still there, let go) instead of deleting them as dead. `bot`: the
+        refused one is the bot's refresh token, so only a newer bot token (`issued_at`)
+        counts; a newer user token alone leaves the bot refresh token dead. Else (the user
+        token's refused) a newer bot or user token counts. None when the Secret holds
+        nothing newer: the refusal stands."""
         data = await self.store.tokens(conn)
         if data is None or not data.get("access_token"):
             return None
@@ -973,7 +984,7 @@ class OAuthConnectionReconciler:
         user_before = used.user.issued_at if used.user is not None else None
         user_now = stored.user.issued_at if stored.user is not None else None
         newer_user = user_now is not None and (user_before is None or user_now > user_before)
-        if not newer and not (used.user is not None and newer_user):
+        if not newer and (bot or not (used.user is not None and newer_user)):
             return None
         if _claim_holder(data) == self.holder:
             await self.store.release_claim(conn)
@@ -999,6 +1010,47 @@ class OAuthConnectionReconciler:
         if stored.user is None:
             outcome = await self._without_user_token(conn, provider, outcome, now)
         return outcome
+
+    async def _stored_user_token(
+        self, conn: OAuthConnection, used: UserToken, issued: dt.datetime | None
+    ) -> UserToken | None:
+        """After the provider refused the user token's refresh token, once the bot token was
+        refreshed in this converge (so `_rewritten`, which adopts the stored tokens whole,
+        does not apply: our new bot token must be written): the user token the token Secret
+        holds now when it was issued after `used` (another writer stored it meanwhile: a
+        replica paused by peering that resumed and wrote the tokens it held, whose refresh
+        spent the refresh token we sent), to be written with our bot token instead of
+        emptying the user keys. None when the Secret holds nothing newer (the refusal
+        stands), or cannot be read (the refusal stands as before; the write of the new bot
+        token is retried as any)."""
+        try:
+            data = await self.store.tokens(conn)
+        except ProviderError as exc:
+            log.warning(
+                "OAuthConnection %s/%s: the provider refused the user token's refresh token "
+                "and Secret %s could not be read again to look for a newer one: %s",
+                conn.metadata.namespace,
+                conn.metadata.name,
+                conn.spec.token_secret_name,
+                exc.message,
+            )
+            return None
+        stored = _user_token(data) if data is not None else None
+        if stored is None or stored.issued_at is None:
+            return None
+        before = used.issued_at or issued
+        if before is not None and stored.issued_at <= before:
+            return None
+        log.info(
+            "OAuthConnection %s/%s: the provider refused the user token's refresh token, but "
+            "Secret %s holds a user token issued %s by another writer since it was read: "
+            "keeping it",
+            conn.metadata.namespace,
+            conn.metadata.name,
+            conn.spec.token_secret_name,
+            _rfc3339(stored.issued_at),
+        )
+        return stored
 
     async def _refresh_one(
         self,

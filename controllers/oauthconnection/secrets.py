@@ -216,6 +216,12 @@ class SecretStore:
         secret = await self.read(conn, name)
         return secret if secret is not None and _ours(conn, secret) else None
 
+    async def holds_tokens(self, conn: OAuthConnection) -> bool:
+        """Whether the token Secret is this connection's and holds an access token (a read
+        only: a deletion with bad settings lets go when there is nothing to revoke)."""
+        data = await self.owned(conn, conn.spec.token_secret_name)
+        return data is not None and bool(data.get("access_token"))
+
     async def tokens(self, conn: OAuthConnection) -> SecretData | None:
         """The token Secret (None: not made yet). A Secret of that name the connection does
         not own (another connection's tokens, a user's Secret) is never read as tokens."""

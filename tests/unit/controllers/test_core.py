@@ -15,7 +15,7 @@ import tenacity
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
-from apis.conditions import mark_ready, mark_reconciling
+from apis.conditions import mark_ready, mark_reconciling, mark_stalled
 from apis.v1alpha1.xynergyservice import XynergyServiceStatus
 from controllers.core import (
     ChildEvent,
@@ -1125,3 +1125,79 @@ def test_a_retry_wait_stays_at_its_maximum_however_many_attempts_failed() -> Non
     assert RetryPolicy(initial=1.5, maximum=1.5).base(5000) == 1.5
     assert RetryPolicy(initial=1.0, maximum=9.0, multiplier=3.0).base(2) == 9.0
     assert RetryPolicy(initial=1.0, maximum=10.0, multiplier=1.0).base(10**9) == 1.0
+
+
+async def test_two_error_texts_that_alternate_are_said_once_each_per_wait() -> None:
+    """A held deletion whose error text alternates between two of the same reason (a
+    ReadTimeout, a ConnectTimeout) says each once during the wait; only the last key was kept
+    before, so every try posted an Event (A/B/A/B). A new wait says them again."""
+    client = FakeClient()
+    body = _deleting(client)
+    body["status"] = _ready_status().model_dump(by_alias=True, mode="json", exclude_none=True)
+    controller = _controller(client, ErrorText())
+    texts = ["ApiUnreachable: ReadTimeout", "ApiUnreachable: ConnectTimeout"] * 5
+    for text in texts:
+        controller.reconciler.text = text  # type: ignore[attr-defined]
+        assert not await controller.finalize(client.objects["crm"])
+
+    expected = ["blocked: ApiUnreachable: ReadTimeout", "blocked: ApiUnreachable: ConnectTimeout"]
+    assert [e.message for e in client.created] == expected
+
+    controller.forget(body["metadata"]["uid"])  # the wait ended (the object gone)
+    controller.reconciler.text = texts[0]  # type: ignore[attr-defined]
+    assert not await controller.finalize(client.objects["crm"])
+    assert [e.message for e in client.created] == [*expected, expected[0]]
+
+
+def test_said_once_remembers_a_bounded_set_of_keys_per_wait() -> None:
+    """Each distinct key once per wait, whatever the order; the set is bounded (the oldest
+    key goes first) and cleared by `forget`; seeded by the stored record."""
+    a = Event("Warning", "Blocked", "a", key="K")
+    once = SaidOnce(limit=3)
+    assert [once.news("u", a, record=r) for r in ("A", "B", "A", "B")] == [True, True, False, False]
+    assert once.news("u", a, record="C")
+    assert once.news("u", a, record="D")  # A, the oldest, goes: 3 kept
+    assert not once.news("u", a, record="B")
+    assert once.news("u", a, record="A")
+    once.forget("u")
+    assert once.news("u", a, record="B"), "a new wait"
+
+    restarted = SaidOnce()
+    assert not restarted.news("u", a, record="B", stored="B")
+    assert restarted.news("u", a, record="A", stored="B")
+    assert not restarted.news("u", a, record="B", stored="B")
+
+
+@dataclass
+class StalledHold(FakeReconciler):
+    """A release held until the user acts, its status saying so with Stalled (not
+    Reconciling), as an OAuthConnection's with bad operator settings."""
+
+    async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:  # type: ignore[override]
+        return False, Event("Warning", "InvalidSettings", "bad settings", key="InvalidSettings")
+
+    def deletion_status(self, body: Mapping[str, Any]) -> XynergyServiceStatus:
+        status = XynergyServiceStatus.model_validate(body.get("status") or {})
+        status.conditions = mark_stalled(
+            status.conditions, reason="InvalidSettings",
+            message="bad settings; the deletion waits", generation=3, now=NOW,
+        )  # fmt: skip
+        return status
+
+
+async def test_a_deletion_held_with_a_stalled_status_is_not_said_again_after_a_restart() -> None:
+    """The key of a held deletion whose status says Stalled (no Reconciling) is read back
+    from the stored status too: a restarted operator does not post its Warning again. Before,
+    only a Reconciling condition seeded it, so every restart posted it once more."""
+    client = FakeClient()
+    body = _deleting(client)
+    body["status"] = _ready_status().model_dump(by_alias=True, mode="json", exclude_none=True)
+    first = _controller(client, StalledHold())
+    for _ in range(3):
+        assert not await first.finalize(client.objects["crm"])
+    assert [e.reason for e in client.created] == ["InvalidSettings"]
+
+    for _ in range(2):
+        restarted = _controller(client, StalledHold())
+        assert not await restarted.finalize(client.objects["crm"])
+    assert [e.reason for e in client.created] == ["InvalidSettings"], "said again on restart"

@@ -2290,3 +2290,74 @@ async def test_a_refused_refresh_with_nothing_newer_stored_still_asks_to_authori
 
     assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
     assert "a-tokens" not in w.api.secrets
+
+
+async def test_a_refused_user_refresh_after_the_bot_refresh_keeps_a_newer_stored_user_token() -> (
+    None
+):
+    """Replica A refreshes the user token at 1500 (ur2 spent, u3/ur3 held: its write fails)
+    and is paused. At 3400 the active replica B refreshes the bot token (r1 -> a4/r4); while
+    its user refresh (ur2) is in flight A resumes and writes u3/ur3, so ur2 is refused. B
+    reads the Secret again and writes its new bot token beside A's newer user token instead
+    of emptying the user keys: Connected, not Degraded UserReauthRequired."""
+    w = world(user_lifetime=1800, rotate=True)
+    b = slack_body()
+    await w.connect(b)  # a1/r1, u2/ur2 at NOW
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(1500))  # A: the user token due: u3/ur3, held
+    w.api.failing_token_writes = 0
+    paused = w.rec
+    w.rec = replica(w)
+    status = dict(w.statuses["a"])
+
+    async def resume() -> None:
+        resumed = await paused.reconcile({**b, "status": status}, now=at(3401), child=None)
+        assert w.api.secrets["a-tokens"].data["user_access_token"] == "u3", resumed.status
+
+    async def arm() -> None:  # B's bot refresh goes through; A resumes during its user one
+        w.provider.before_refresh = resume
+
+    w.provider.before_refresh = arm
+
+    result = await w.sync(b, at(3400))
+
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a4"  # B's new bot token, written
+    assert data["refresh_token"] == w.provider.live_refresh == "r4"
+    assert data["user_access_token"] == "u3"  # A's newer user token, kept
+    assert data["user_refresh_token"] == w.provider.live_user_refresh == "ur3"
+    assert data["user_issued_at"] == "2026-03-01T12:25:00Z"
+    assert CLAIM_ANNOTATION not in w.api.secrets["a-tokens"].annotations
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+    assert not [e for e in result.events if e.reason == "UserReauthRequired"]
+    assert authorization_secret_name("a") not in w.api.secrets
+
+    later = await w.sync(b, at(3400 + 1500))  # ur3 is live: the user token refreshes as usual
+    assert degraded(later) is None
+    assert w.api.secrets["a-tokens"].data["user_access_token"] == "u5"
+
+
+async def test_a_refused_bot_refresh_is_not_undone_by_a_newer_user_token_alone() -> None:
+    """The bot's refresh token is refused, and the re-read Secret holds a user token issued
+    later than the one read (another replica refreshed only the user token) but the same bot
+    token: that refresh token stays dead, so the refusal stands (ReauthRequired). Adopting
+    the Secret's tokens, as before, kept a dead bot refresh token Connected, refused again
+    at every refresh."""
+    w = world(user_lifetime=7200, rotate=True)
+    b = slack_body()
+    await w.connect(b)  # a1/r1, u2/ur2 at NOW
+    w.provider.live_refresh = "r-elsewhere"  # r1 dead at the provider
+
+    async def newer_user_token() -> None:  # another writer, while the refresh is in flight
+        w.api.secrets["a-tokens"].data["user_issued_at"] = "2026-03-01T12:30:00Z"
+        w.api.secrets["a-tokens"].rv += 1
+
+    w.provider.before_refresh = newer_user_token
+
+    result = await w.sync(b, at(3400))  # the bot token due, the user token not
+
+    assert w.provider.calls["refresh"] == 1
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED, result.status
+    assert "a-tokens" not in w.api.secrets
+    assert [e.reason for e in result.events] == ["ReauthRequired"]

@@ -6,23 +6,30 @@ connections never imports it)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime as dt
 import json
 import logging
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from lightkube import ApiError
+from lightkube.models.meta_v1 import ObjectMeta, OwnerReference, Status
+from lightkube.resources.core_v1 import Secret
 
 from apis.conditions import check_invariants, get_condition
 from apis.v1alpha1.oauthconnection import OAuthConnectionStatus, OAuthPhase
 from controllers.core import OperatorContext
 from controllers.oauthconnection import handlers
 from controllers.oauthconnection.misconfigured import MisconfiguredReconciler
+from controllers.oauthconnection.secrets import SecretStore
 from controllers.oauthconnection.settings import OAuthSettings, SettingsError
 
 check_settings = cast(Callable[[], None], handlers.check_settings)  # kopf's startup handler
@@ -160,12 +167,12 @@ async def test_with_bad_settings_each_connection_is_reported_invalid_settings_an
     phase and expiry (services use its stored tokens until they expire); no URL is offered
     for an authorization that could not be completed; a deletion waits."""
     monkeypatch.setenv("XYNERGY_OAUTH_REFRESH_CLAIM_SECONDS", "20")
-    ctx = cast(OperatorContext, SimpleNamespace())  # nothing of it is used
+    client = ReadOnlyApiserver({"a-tokens": _secret("a-tokens", owner="uid-a")})
+    ctx = cast(OperatorContext, SimpleNamespace(client=client, api_limit=asyncio.Semaphore(1)))
 
     rec = handlers._reconciler(ctx)
 
     assert isinstance(rec, MisconfiguredReconciler)
-    assert not hasattr(rec, "store")
     assert not hasattr(rec, "providers")
     now = dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)
     result = await rec.reconcile(_connection(CONNECTED), now=now, child=None)
@@ -194,10 +201,17 @@ async def test_with_bad_settings_each_connection_is_reported_invalid_settings_an
         child=None,
     )
     assert isinstance(pending.status, OAuthConnectionStatus)
-    assert pending.status.phase is OAuthPhase.ERROR
+    assert pending.status.phase is OAuthPhase.PENDING_AUTHORIZATION  # not Error: no tokens
     assert pending.status.authorization_url is None
+    assert "the connection has no tokens" in _condition(pending.status, "Stalled")[2]
+    reauth = await rec.reconcile(_connection({"phase": "ReauthRequired"}), now=now, child=None)
+    assert cast(OAuthConnectionStatus, reauth.status).phase is OAuthPhase.REAUTH_REQUIRED
     new = await rec.reconcile(_connection(None), now=now, child=None)
-    assert _condition(cast(OAuthConnectionStatus, new.status), "Ready")[1] == "InvalidSettings"
+    new_status = cast(OAuthConnectionStatus, new.status)
+    assert _condition(new_status, "Ready")[1] == "InvalidSettings"
+    assert new_status.phase is OAuthPhase.PENDING_AUTHORIZATION
+    assert "the connection has no tokens" in _condition(new_status, "Ready")[2]
+    assert "has no tokens" not in _condition(status, "Ready")[2]  # Connected: it has
 
     gone, event = await rec.release(_connection(CONNECTED))
     assert gone is False  # the finalizer stays: nothing revoked, the Secrets kept
@@ -206,6 +220,97 @@ async def test_with_bad_settings_each_connection_is_reported_invalid_settings_an
     held = rec.deletion_status(_connection(CONNECTED))
     assert held is not None
     assert "the deletion waits" in _condition(held, "Stalled")[2]
+    assert client.reads == ["a-tokens"]  # the deletion's one read; nothing written
+
+
+def _secret(name: str, *, owner: str | None, access_token: str = "xoxe.xoxb-1") -> Secret:
+    refs = [
+        OwnerReference(
+            apiVersion="xynergy.io/v1alpha1", kind="OAuthConnection", name="a", uid=owner,
+            controller=True,
+        )
+    ] if owner is not None else None  # fmt: skip
+    data = {"access_token": access_token, "refresh_token": "xoxe-1"} if access_token else {}
+    return Secret(
+        metadata=ObjectMeta(name=name, namespace="default", ownerReferences=refs),
+        data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    )
+
+
+@dataclass
+class ReadOnlyApiserver:
+    """lightkube's `get` over a dict, and nothing else: any write fails the test (no
+    `create`, `patch`, `replace` or `delete`)."""
+
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    reads: list[str] = field(default_factory=list)
+    failing: int | None = None
+
+    async def get(self, res: Any, name: str, *, namespace: str) -> Secret:
+        self.reads.append(name)
+        if self.failing is not None:
+            raise ApiError(status=Status(code=self.failing, message="etcd timed out"))
+        if name not in self.secrets:
+            raise ApiError(status=Status(code=404, message="not found"))
+        return self.secrets[name]
+
+
+def _deleting(status: dict[str, Any] | None, **spec: Any) -> dict[str, Any]:
+    body = _connection(status)
+    body["metadata"] |= {
+        "deletionTimestamp": "2026-03-01T12:30:00Z",
+        "finalizers": ["xynergy.io/finalizer"],
+    }
+    body["spec"] |= spec
+    return body
+
+
+def _misconfigured(client: ReadOnlyApiserver) -> MisconfiguredReconciler:
+    ctx = cast(OperatorContext, SimpleNamespace(client=client, api_limit=asyncio.Semaphore(1)))
+    return MisconfiguredReconciler(
+        "invalid OAuthConnection settings: X", holds_tokens=SecretStore(ctx.client).holds_tokens
+    )
+
+
+@pytest.mark.parametrize(
+    ("secrets", "status"),
+    [
+        ({}, {"phase": "PendingAuthorization"}),  # never connected: no token Secret
+        ({}, None),  # never converged
+        ({"a-tokens": _secret("a-tokens", owner="uid-a", access_token="")}, None),
+        ({"a-tokens": _secret("a-tokens", owner="someone-else")}, CONNECTED),  # not ours
+    ],
+    ids=["pending", "new", "no-access-token", "not-owned"],
+)
+async def test_with_bad_settings_a_deletion_with_nothing_to_revoke_is_let_go(
+    secrets: dict[str, Secret], status: dict[str, Any] | None
+) -> None:
+    """Nothing to revoke (no access token in a token Secret this connection owns): the
+    finalizer goes at once, no Event; only a read was made. Before, it was held forever (a
+    namespace holding one stayed Terminating)."""
+    client = ReadOnlyApiserver(secrets)
+
+    gone, event = await _misconfigured(client).release(_deleting(status))
+
+    assert (gone, event) == (True, None)
+    assert client.reads == ["a-tokens"]
+
+
+async def test_with_bad_settings_revoke_on_delete_false_lets_the_deletion_go() -> None:
+    """`spec.revokeOnDelete: false` (also set while the deletion waits): nothing is to be
+    revoked, so it is let go without reading anything; with tokens and revokeOnDelete it
+    waits, and a read that fails waits too."""
+    client = ReadOnlyApiserver({"a-tokens": _secret("a-tokens", owner="uid-a")})
+    rec = _misconfigured(client)
+
+    assert (await rec.release(_deleting(CONNECTED)))[0] is False
+    assert await rec.release(_deleting(CONNECTED, revokeOnDelete=False)) == (True, None)
+    assert client.reads == ["a-tokens"]
+    client.failing = 503
+    gone, event = await rec.release(_deleting(CONNECTED))
+    assert gone is False
+    assert event is not None
+    assert event.reason == "InvalidSettings"
 
 
 def test_the_startup_check_imports_no_authlib() -> None:
