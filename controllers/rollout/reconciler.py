@@ -423,12 +423,8 @@ class RolloutReconciler:
                         f"{rollout.spec.target_ref.name} now runs {runs}, not what this "
                         f"Rollout left it on; its traffic and template are left as they are",
                     )
-            if stable and await _promotion_written(backend, target, status):  # the template too
-                await backend.restore(target, kept=stable, image=status.stable_image)
-            else:
-                await backend.route(target, ((stable, 100, None),))
             work = Converge(rollout, target, new, backend, status, self.clock())
-            await self._patch_back(work)  # a target patch whose status was never written
+            patched = await self._to_stable(work)  # the template too if a promotion was written
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc)
@@ -443,7 +439,7 @@ class RolloutReconciler:
             "Normal",
             "TrafficRestored",
             f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
-            f"({canary} gets none)",
+            f"({canary} gets none){_patched_back(rollout, status) if patched else ''}",
         )
 
     async def _finish_kept(
@@ -1215,20 +1211,27 @@ class RolloutReconciler:
         service as it left it)."""
         status = work.status
         stable = status.stable_revision or ""
-        await self._to_stable(work)
+        patched = await self._to_stable(work)
         work.status.phase = phase
         work.status.canary_weight = 0
         work.status.message = f"{message}; all traffic back on {stable}"
+        if patched:
+            work.status.message += _patched_back(work.rollout, status)
         work.reason = reason
 
-    async def _to_stable(self, work: Converge) -> None:
+    async def _to_stable(self, work: Converge) -> bool:
         """All traffic on the stable revision; when a promotion was written (maybe carried
         out: status.promotingSince, or the service's template names the new revision) the
         template too (`restore`), so the target's own controller, whose spec was not patched,
-        finds the service as it left it and deploys no revision of its own."""
+        finds the service as it left it and deploys no revision of its own, and the target
+        is patched back if it holds the promotion's patch (`_patch_back`; only then: without
+        a promotion written, a target on the new revision's spec is a person's edit).
+        Whether the target was patched back."""
         status = work.status
         stable = status.stable_revision or ""
-        if stable and await _promotion_written(work.backend, work.target, status):
+        # before the restore, which gives the template back: afterwards it no longer tells
+        written = bool(stable) and await _promotion_written(work.backend, work.target, status)
+        if written:
             self._routed(
                 work,
                 await work.backend.restore(work.target, kept=stable, image=status.stable_image),
@@ -1236,17 +1239,18 @@ class RolloutReconciler:
         else:
             await self._route(work, ((stable, 100, None),))
         status.promoting_since = None
-        await self._patch_back(work)
+        return written and await self._patch_back(work)
 
-    async def _patch_back(self, work: Converge) -> None:
-        """Cloud Run: a target that still holds this Rollout's promotion patch (its spec the
-        new revision's, whose name the target with this Rollout's overrides still makes) while
-        the Rollout goes back to its stable revision is patched back to the stable spec the
-        status recorded (status.stableImage, stableTemplate), so that it names what Cloud Run
-        serves and its own controller deploys nothing over the rollback. A promotion carried
-        out whose converge died after the target patch, before its status write, leaves
-        this. A target edited by a person since (another image, env, args or resources, or
-        any field that changes the revision) is left as it is."""
+    async def _patch_back(self, work: Converge) -> bool:
+        """Cloud Run, a promotion written (`_to_stable`): a target that still holds this
+        Rollout's promotion patch (its spec the new revision's, whose name the target with
+        this Rollout's overrides still makes) while the Rollout goes back to its stable
+        revision is patched back to the stable spec the status recorded (status.stableImage,
+        stableTemplate), so that it names what Cloud Run serves and its own controller deploys
+        nothing over the rollback. A promotion carried out whose converge died after the
+        target patch, before its status write, leaves this. A target edited by a person since
+        (another image, env, args or resources, or any field that changes the revision) is
+        left as it is. Whether it was patched."""
         status, target = work.status, work.target
         if (
             work.backend.routing is not None  # Kubernetes: not this path
@@ -1257,7 +1261,7 @@ class RolloutReconciler:
             or _runs(target, status.stable_image, status.stable_template)
             or work.backend.revision_name(work.canary) != status.canary_revision
         ):
-            return
+            return False
         log.info(
             "rollout %s: XynergyService %s still holds the promotion patch of %s; patching it "
             "back to the stable revision %s",
@@ -1267,6 +1271,7 @@ class RolloutReconciler:
             status.stable_revision,
         )
         await self._patch_target(work, restore_patch(status.stable_image, status.stable_template))
+        return True
 
     async def _hold_ended(self, work: Converge) -> None:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
@@ -1679,6 +1684,14 @@ def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event 
         f"deleted while {held.phase} with a spec this operator cannot read "
         f"({spec_error(exc)}): any traffic split is left as it was "
         f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})",
+    )
+
+
+def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
+    """What a give-back adds when it patched the target back (`_patch_back`)."""
+    return (
+        f"; XynergyService {rollout.spec.target_ref.name} patched back to the stable spec "
+        f"(image {status.stable_image}) over the promotion's patch"
     )
 
 

@@ -805,6 +805,10 @@ async def test_an_abort_after_a_lost_promotion_status_patches_the_target_back(
     world.ask("abort/1")
     status = await world.converge(now)
     assert status.phase.value == "Aborted", status.message
+    assert status.message.endswith(
+        f"all traffic back on {STABLE}; XynergyService crm patched back to the stable spec "
+        "(image us-docker.pkg.dev/xynergy-test/platform/crm:1) over the promotion's patch"
+    )
     assert world.served() == {STABLE: 100}
     assert world.template_revision() == STABLE
     assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
@@ -830,6 +834,7 @@ async def test_a_deletion_after_a_lost_promotion_status_patches_the_target_back(
     assert done
     assert event is not None
     assert event.reason == "TrafficRestored", event
+    assert "XynergyService crm patched back to the stable spec (image " in event.message
     assert world.served() == {STABLE: 100}
     assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
@@ -850,6 +855,48 @@ async def test_an_abort_leaves_a_person_s_edit_of_the_target_alone(
     assert world.served() == {STABLE: 100}
     assert len(world.client.patches) == patches, "the target is not patched"
     assert world.client.target["spec"]["image"].endswith(":3")
+
+
+async def test_an_abort_mid_canary_leaves_a_person_s_bump_to_the_new_image_alone(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 1. Mid-canary, no promotion ever written, a person (or GitOps) sets the
+    target's image to the release the Rollout delivers, then aborts: the target looks like
+    it holds the promotion's patch, but nothing promoted, so it is the person's edit and is
+    kept (before: patched back to crm:1, env, args and resources nulled, and the Event said
+    nothing of it)."""
+    world, _, now = await at_last_step(cloud_run)
+    world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:2"
+    patches = len(world.client.patches)
+
+    world.ask("abort/1")
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted", status.message
+    assert status.message == f"aborted by a person; all traffic back on {STABLE}"
+    assert world.served() == {STABLE: 100}
+    assert len(world.client.patches) == patches, "the target is not patched"
+    assert world.client.target["spec"]["image"].endswith(":2")
+
+
+async def test_a_deletion_mid_canary_leaves_a_person_s_bump_to_the_new_image_alone(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 1, the deletion: a person bumps the target to crm:2 by hand and deletes the
+    Rollout mid-canary. The traffic goes back to the stable revision, the bump is kept and
+    the Event says nothing was patched."""
+    world, canary, _ = await at_last_step(cloud_run)
+    world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:2"
+
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert done
+    assert event is not None
+    assert event.message == (
+        f"deleted while Progressing: all traffic back on the stable revision {STABLE} "
+        f"({canary} gets none)"
+    )
+    assert world.served() == {STABLE: 100}
+    assert world.client.patches == [], "the target is not patched"
+    assert world.client.target["spec"]["image"].endswith(":2")
 
 
 async def test_a_stalled_promotion_holds_the_target_until_it_is_given_back(
