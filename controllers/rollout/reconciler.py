@@ -74,6 +74,7 @@ from controllers.rollout.immediate import Immediate
 from controllers.rollout.resources import (
     promotion_patch,
     restore_patch,
+    restored,
     settled_on,
     spec_template,
     with_overrides,
@@ -668,7 +669,9 @@ class RolloutReconciler:
             work.name,
             stable,
         )
-        await work.backend.restore(work.target, kept=stable, image=status.stable_image)
+        await work.backend.restore(
+            work.target, kept=stable, image=status.stable_image, template=status.stable_template
+        )
         return stable
 
     async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:
@@ -887,7 +890,12 @@ class RolloutReconciler:
                 # stalled mid-promotion (the template names the new revision): given back
                 # first, as `_give_back_pending` does, or the target's own controller, whose
                 # spec was not patched, would deploy a revision of its own over it
-                await work.backend.restore(work.target, kept=stable, image=work.status.stable_image)
+                await work.backend.restore(
+                    work.target,
+                    kept=stable,
+                    image=work.status.stable_image,
+                    template=work.status.stable_template,
+                )
             # the revision the target with this Rollout's overrides makes now
             work.status = _fresh(work.rollout, stable, work.name, work.now)
             work.rollout.status = work.status
@@ -1231,15 +1239,26 @@ class RolloutReconciler:
         stable = status.stable_revision or ""
         # before the restore, which gives the template back: afterwards it no longer tells
         written = bool(stable) and await _promotion_written(work.backend, work.target, status)
+        patched = False
         if written:
+            # the target first: a failed patch moves nothing (the rollback is asked again),
+            # where a restore done first would leave all traffic on the stable revision, the
+            # status as stored (the weight of the split), and the target's controller free
+            # to deploy the patched spec as a revision of its own
+            patched = await self._patch_back(work)
             self._routed(
                 work,
-                await work.backend.restore(work.target, kept=stable, image=status.stable_image),
+                await work.backend.restore(
+                    work.target,
+                    kept=stable,
+                    image=status.stable_image,
+                    template=status.stable_template,
+                ),
             )
         else:
             await self._route(work, ((stable, 100, None),))
         status.promoting_since = None
-        return written and await self._patch_back(work)
+        return patched
 
     async def _patch_back(self, work: Converge) -> bool:
         """Cloud Run, a promotion written (`_to_stable`): a target that still holds this
@@ -1271,6 +1290,7 @@ class RolloutReconciler:
             status.stable_revision,
         )
         await self._patch_target(work, restore_patch(status.stable_image, status.stable_template))
+        work.target = restored(target, status.stable_image, status.stable_template)
         return True
 
     async def _hold_ended(self, work: Converge) -> None:
@@ -1534,7 +1554,9 @@ class RolloutReconciler:
         traffic back on the revision it keeps, at once (no new revision, no analysis); the
         target's image back (on a backend that patched it at promotion)."""
         status = work.status
-        routed = await work.backend.restore(work.target, kept=kept.revision, image=kept.image)
+        routed = await work.backend.restore(
+            work.target, kept=kept.revision, image=kept.image, template=kept.template
+        )
         if kept.image and not work.backend.defers_target_patch:
             await self._patch_target(work, restore_patch(kept.image, kept.template))
         self._routed(work, routed)

@@ -857,6 +857,73 @@ async def test_an_abort_leaves_a_person_s_edit_of_the_target_alone(
     assert world.client.target["spec"]["image"].endswith(":3")
 
 
+async def test_an_abort_after_a_lost_promotion_status_gives_back_a_changed_env(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 2. As above, the Rollout also setting env (a template change): the template
+    given back is the stable revision's as the status recorded it (stableImage,
+    stableTemplate), not the patched target's env under the stable revision's name, which
+    Cloud Run refused (before: the template stayed on the new revision, and the target's
+    controller then deployed the patched-back spec as a revision of its own)."""
+    world = World(cloud_run)
+    world.body["spec"]["template"] = {"env": [{"name": "FEATURE", "value": "on"}]}
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    patch = world.client.patch
+
+    async def patched_then_dies(*args: Any, **kwargs: Any) -> None:
+        await patch(*args, **kwargs)
+        raise Killed
+
+    world.client.patch = patched_then_dies  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await world.converge(now)
+    world.client.patch = patch  # type: ignore[method-assign]
+    assert world.client.target["spec"]["env"] == [{"name": "FEATURE", "value": "on"}]
+    assert world.template_revision() == canary
+
+    world.ask("abort/1")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE, "the template given back"
+    assert world.client.target["spec"]["env"] is None, "patched back"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_a_failed_patch_back_moves_nothing_and_the_abort_is_asked_again(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 3. After a lost promotion status, an abort whose target patch-back fails
+    (500) moves nothing: the target is patched back before the template and traffic are
+    given back, so the status written as stored (Progressing at 20 %, the abort not handled)
+    is still true, and the next converge carries the abort out (before: template and traffic
+    went back first, the status then said 20 % while 100 % was on stable, and the target's
+    controller deployed the unpatched new spec over it)."""
+    world, canary, now = await _died_after_the_target_patch(cloud_run)
+    writes = cloud_run.total_writes
+
+    world.ask("abort/1")
+    world.client.fail_next_patch("etcd timeout")
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert status.canary_weight == 20
+    assert status.handled_action is None, "the abort stays pending"
+    assert cloud_run.total_writes == writes, "nothing moved on Cloud Run"
+    assert world.served() == {canary: 100}
+    assert world.template_revision() == canary
+    assert await world.target_converge() == 0, "the target's spec still is the new revision's"
+
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
 async def test_an_abort_mid_canary_leaves_a_person_s_bump_to_the_new_image_alone(
     cloud_run: FakeCloudRun,
 ) -> None:
