@@ -304,14 +304,16 @@ class RolloutReconciler:
         # the status as read: a converge changes the Rollout's own status object in place
         before = rollout.status.model_copy(deep=True) if rollout.status else None
         work: Converge | None = None
+        setup: list[Converge] = []  # `_begin`'s converge, for an error raised within it too
         try:
-            begun = await self._begin(rollout, now)
+            begun = await self._begin(rollout, now, setup)
             if isinstance(begun, Waiting):
                 return self._waiting(rollout, now, begun), "ok"
             work = begun
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
+            work = work or next(iter(setup), None)
             base = work.base if work is not None and work.base is not None else rollout.status
             failed = self._failed(rollout, base, exc, now)
             waits = isinstance(exc, TransientError) or exc.reason == CONFLICT
@@ -577,7 +579,9 @@ class RolloutReconciler:
             ) from exc
         return XynergyService.model_validate(obj.to_dict())
 
-    async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | Waiting:
+    async def _begin(
+        self, rollout: Rollout, now: dt.datetime, setup: list[Converge] | None = None
+    ) -> Converge | Waiting:
         """The converge's facts; a new rollout starts from step 0 when the new revision
         (named after its configuration) is not the one the status follows. An ended Rollout
         never restarts because its target changed (a later release, an edit of the target):
@@ -598,6 +602,8 @@ class RolloutReconciler:
         name = backend.revision_name(canary)
         status = rollout.status or RolloutStatus()
         work = Converge(rollout, target, canary, backend, status, now, name=name)
+        if setup is not None:  # an error from here on is reported on `work.base`
+            setup.append(work)
         work.handled_before = status.handled_action
         status.traffic_routing = backend.routing
         work.base = status.model_copy(deep=True)

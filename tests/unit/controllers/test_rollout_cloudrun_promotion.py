@@ -1027,3 +1027,29 @@ async def test_a_stalled_promotion_holds_the_target_until_it_is_given_back(
     assert status.stable_image.endswith(":1")
     assert world.template_revision() == STABLE, "the new revision is created with no traffic"
     assert world.served()[STABLE] >= 80
+
+
+async def test_an_error_in_a_delivery_s_first_converge_is_reported_on_its_start(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 6. A blue-green Rollout (keep window 30 s) of the image a promoted one left
+    the target on starts and finishes in the same converge (its new revision is the one
+    served); the target patch fails (500). The status written is the started delivery's as
+    it began, promotingSince carried over, not the working status with the keep window
+    (scaleDownAt) of a promotion not finished (before: the error was reported on the
+    working status, as `work` was known only once `_begin` returned)."""
+    world, canary, now = await at_last_step(cloud_run)
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted", status.message
+    newer = rollout_body(NAME, {"blueGreen": {"scaleDownDelaySeconds": 30}}, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    world.client.rollouts = [world.body, newer]
+
+    world.client.fail_next_patch("etcd timeout")
+    status = await world.converge(now + STEP, newer)
+    assert status.phase.value == "Progressing", status.message
+    assert status.message == "patching XynergyService crm: etcd timeout"
+    assert status.canary_revision == status.stable_revision == canary
+    assert status.promoting_since == now + STEP, "the promotion written is on record"
+    assert status.scale_down_at is None, "no keep window of a promotion not finished"
+    assert world.requeue() == Requeue.BACKOFF
