@@ -611,6 +611,8 @@ class RolloutReconciler:
             return work
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
             return work  # ended: a change of the target alone never starts it again
+        # stalled mid-promotion: given back first, or a refusal below holds the target for good
+        stalled = await self._give_back_stalled(work)
         if target.spec.backend == BackendKind.CLOUD_RUN:
             # a delivery starts: before anything is read or moved
             check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
@@ -628,7 +630,7 @@ class RolloutReconciler:
             )
         if (held := await self._wait_for_give_back(rollout, starting=True)) is not None:
             return held
-        given_back = await self._give_back_pending(work)
+        given_back = await self._give_back_pending(work) or stalled
         serving = await backend.serving(target)
         if given_back is None and (serving.revision is None or not serving.ready):
             return Waiting("the target has no serving revision yet")
@@ -678,6 +680,29 @@ class RolloutReconciler:
         await work.backend.restore(
             work.target, kept=stable, image=status.stable_image, template=status.stable_template
         )
+        return stable
+
+    async def _give_back_stalled(self, work: Converge) -> str | None:
+        """A Rollout stalled with its promotion written and not finished (`Degraded`,
+        status.promotingSince) whose spec was edited: the promotion is given back
+        (`_give_back_pending`) before the new delivery's checks, not after them: one refusing
+        it (`check_tags`, another Rollout of the target) would otherwise leave the template
+        on the half-promoted revision and promotingSince set for good, and newer Rollouts
+        waiting on it (`_wait_for_give_back`) with no deadline. The status says so (all
+        traffic on the stable revision, promotingSince cleared), also as the error of a
+        refusal writes it (`Converge.base`). The stable revision given back, or None."""
+        status = work.status
+        if status.phase not in _ENDED or status.promoting_since is None:
+            return None
+        stable = await self._give_back_pending(work)
+        if stable is None:
+            return None
+        status.promoting_since, status.canary_weight, status.traffic = None, 0, None
+        status.message = (
+            f"the promotion of revision {status.canary_revision} given back: all traffic "
+            f"back on {stable}"
+        )
+        work.base = status.model_copy(deep=True)
         return stable
 
     async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:

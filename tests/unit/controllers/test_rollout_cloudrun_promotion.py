@@ -1053,3 +1053,45 @@ async def test_an_error_in_a_delivery_s_first_converge_is_reported_on_its_start(
     assert status.promoting_since == now + STEP, "the promotion written is on record"
     assert status.scale_down_at is None, "no keep window of a promotion not finished"
     assert world.requeue() == Requeue.BACKOFF
+
+
+async def test_a_stalled_promotion_whose_edit_is_refused_still_gives_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 4. A Rollout stalls mid-promotion (Degraded, promotingSince, the template on
+    its new revision), then a person edits it so its new delivery is refused (blue-green with
+    a keep window on a service whose name leaves no room for the `previous` tag:
+    InvalidTarget). The promotion is given back before the refusal (template and traffic on
+    the stable revision, promotingSince cleared), so a newer Rollout of the target no longer
+    waits on it (before: the edit was refused at every converge, the target held for good and
+    the newer Rollout waited with no deadline)."""
+    name = "svc-" + "a" * 35  # 39 characters: 'canary' fits, 'previous' does not
+    world = World(cloud_run, name=name, operation_timeout=0.2)
+    await world.deploy()
+    stable = f"{name}-00001"
+    status, now = await world.until("Progressing", T0)
+    while status.canary_weight != 20:
+        status = await world.converge(now)
+        now += STEP
+    canary = str(status.canary_revision)
+    status = await world.stall_mid_promotion(now)
+    assert status.phase.value == "Degraded" and status.promoting_since is not None
+    assert world.template_revision() == canary
+
+    world.body["metadata"]["generation"] = 2
+    world.body["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert world.condition("Stalled")["reason"] == "InvalidTarget"
+    assert world.template_revision() == stable, "the template given back"
+    assert world.served() == {stable: 100}
+    assert status.promoting_since is None
+    assert status.canary_weight == 0
+
+    newer = rollout_body(name, CANARY, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    world.client.rollouts = [world.body, newer]
+    status = await world.converge(now + 3 * STEP, newer)
+    assert status.phase.value == "Progressing", status.message
+    assert status.stable_revision == stable
