@@ -1075,7 +1075,8 @@ async def test_a_stalled_promotion_whose_edit_is_refused_still_gives_back(
         now += STEP
     canary = str(status.canary_revision)
     status = await world.stall_mid_promotion(now)
-    assert status.phase.value == "Degraded" and status.promoting_since is not None
+    assert status.phase.value == "Degraded"
+    assert status.promoting_since is not None
     assert world.template_revision() == canary
 
     world.body["metadata"]["generation"] = 2
