@@ -1716,6 +1716,9 @@ class RolloutReconciler:
             status.canary_revision = before.canary_revision
             status.canary_weight = before.canary_weight
             status.traffic_routing = before.traffic_routing
+            # and a promotion written and not finished: its hold of the target (siblings
+            # wait, `_wait_for_give_back`) and its give-back once the spec reads again
+            status.promoting_since = before.promoting_since
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )

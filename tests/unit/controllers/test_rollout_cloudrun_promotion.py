@@ -1096,3 +1096,29 @@ async def test_a_stalled_promotion_whose_edit_is_refused_still_gives_back(
     status = await world.converge(now + 3 * STEP, newer)
     assert status.phase.value == "Progressing", status.message
     assert status.stable_revision == stable
+
+
+async def test_an_invalid_spec_keeps_a_stalled_promotion_on_record(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 5. A Rollout stalled mid-promotion whose spec no longer validates (a check
+    an upgrade added) keeps promotingSince with the split: it still holds the target, so a
+    newer Rollout waits rather than starting on the half-promoted revision (before: the hold
+    was dropped with no give-back, and the newer one started from it)."""
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
+    status = await world.stall_mid_promotion(now)
+    assert status.promoting_since is not None
+    since = status.promoting_since
+    world.body["spec"]["strategy"] = {"rolling": {"maxSurge": 0, "maxUnavailable": 0}}
+    status = await world.converge(now + 2 * STEP)
+    assert world.condition("Stalled")["reason"] == "InvalidSpec"
+    assert status.promoting_since == since
+
+    newer = rollout_body(NAME, CANARY, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    newer["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    world.client.rollouts = [world.body, newer]
+    status = await world.converge(now + 3 * STEP, newer)
+    assert status.phase.value == "Pending", status.message
+    assert "Rollout ro stalled on XynergyService crm" in status.message
+    assert world.template_revision() == canary, "nothing started on the half-promotion"
