@@ -313,7 +313,9 @@ class RolloutReconciler:
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
-            work = work or next(iter(setup), None)
+            # a delivery `_begin` started: reported on its base (before it starts, on the
+            # status as `_begin` leaves it, `_give_up_waiting`'s Degraded, say)
+            work = work or next((w for w in setup if w.started), None)
             base = work.base if work is not None and work.base is not None else rollout.status
             failed = self._failed(rollout, base, exc, now)
             waits = isinstance(exc, TransientError) or exc.reason == CONFLICT
@@ -602,7 +604,7 @@ class RolloutReconciler:
         name = backend.revision_name(canary)
         status = rollout.status or RolloutStatus()
         work = Converge(rollout, target, canary, backend, status, now, name=name)
-        if setup is not None:  # an error from here on is reported on `work.base`
+        if setup is not None:  # an error once its delivery started: reported on `work.base`
             setup.append(work)
         work.handled_before = status.handled_action
         status.traffic_routing = backend.routing
