@@ -27,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from apis.v1alpha1.rollout import TrafficRouting, TrafficTarget
+from apis.v1alpha1.rollout import RevisionTemplate, TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import ProviderError, StalledError, TransientError
+from controllers.rollout.resources import restored
 
 if TYPE_CHECKING:
     from google.cloud import run_v2
@@ -151,9 +152,17 @@ class RolloutBackend(Protocol):
         reconciler). `confirmed`: a promotion done before, held (no read-back, no retry)."""
         ...
 
-    async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
+    async def restore(
+        self,
+        target: XynergyService,
+        *,
+        kept: str,
+        image: str | None,
+        template: RevisionTemplate | None = None,
+    ) -> Routed:
         """The blue-green fast rollback: all traffic back on `kept` (the old revision a
-        promotion still keeps) at once, with no new revision; `image` is its image."""
+        promotion still keeps) at once, with no new revision; `image` is its image and
+        `template` its env, args and resources as recorded (None: not recorded)."""
         ...
 
     async def retire(self, *, keep: str | None) -> int:
@@ -431,24 +440,33 @@ class CloudRunRollout:
             f"revision {name}"
         )
 
-    async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
+    async def restore(
+        self,
+        target: XynergyService,
+        *,
+        kept: str,
+        image: str | None,
+        template: RevisionTemplate | None = None,
+    ) -> Routed:
         """The service's template becomes the kept revision's again (by name: no new
         revision; the target's spec is then patched back to it, so its controller finds the
-        service as it wants it), and all traffic is pinned to that revision. A template that
-        cannot name it (the Rollout changed more than the image, whose old values are not
-        kept) leaves the template: traffic still moves at once."""
+        service as it wants it), and all traffic is pinned to that revision. The template is
+        built from the kept revision's recorded `image` and `template` (env, args, resources),
+        not from the target's spec, which may hold the promotion's patch (the new env under
+        the stable revision's name would be refused). A template that cannot name it (its
+        env, args and resources not recorded, and the Rollout changed more than the image)
+        leaves the template: traffic still moves at once."""
         from controllers.xynergyservice.resources import cloudrun
 
         path = cloudrun.service_path(target)
         existing = await self.provider.get(path)
         writes = 0
         if existing is not None:
-            spec = target.spec.model_copy(update={"image": image or target.spec.image})
-            old = target.model_copy(update={"spec": spec})
-            template = cloudrun.desired_service(old, existing).template
-            template.revision = kept
+            old = restored(target, image, template)
+            revision = cloudrun.desired_service(old, existing).template
+            revision.revision = kept
             try:
-                _, writes = await self.provider.set_template(path, template)
+                _, writes = await self.provider.set_template(path, revision)
             except ProviderError as exc:
                 log.info("rollout: %s not restored as the template (%s)", kept, exc.message)
         return await self._route(path, ((kept, 100, None),), writes)

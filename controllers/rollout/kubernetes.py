@@ -30,7 +30,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from apis.v1alpha1.rollout import Rollout, TrafficRouting, TrafficTarget
+from apis.v1alpha1.rollout import RevisionTemplate, Rollout, TrafficRouting, TrafficTarget
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import StalledError
 from controllers.providers.kubernetes import KubernetesProvider
@@ -250,7 +250,14 @@ class KubernetesRollout:
         urls, traffic = self._traffic(target, name, ((name, 100, CANARY_TAG),))
         return Routed(writes, urls, traffic, settled=False)
 
-    async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
+    async def restore(
+        self,
+        target: XynergyService,
+        *,
+        kept: str,
+        image: str | None,
+        template: RevisionTemplate | None = None,
+    ) -> Routed:
         """The target, not patched while the old revision is kept, still runs it: its own
         Service serves everything again and the new revision scales to zero."""
         return await self.route(target, ((kept, 100, None),))

@@ -74,6 +74,7 @@ from controllers.rollout.immediate import Immediate
 from controllers.rollout.resources import (
     promotion_patch,
     restore_patch,
+    restored,
     settled_on,
     spec_template,
     with_overrides,
@@ -303,14 +304,18 @@ class RolloutReconciler:
         # the status as read: a converge changes the Rollout's own status object in place
         before = rollout.status.model_copy(deep=True) if rollout.status else None
         work: Converge | None = None
+        setup: list[Converge] = []  # `_begin`'s converge, for an error raised within it too
         try:
-            begun = await self._begin(rollout, now)
+            begun = await self._begin(rollout, now, setup)
             if isinstance(begun, Waiting):
                 return self._waiting(rollout, now, begun), "ok"
             work = begun
             await self._act(work, action)
         except (StalledError, TransientError) as exc:
             outcome = "stalled" if isinstance(exc, StalledError) else "retry"
+            # a delivery `_begin` started: reported on its base (before it starts, on the
+            # status as `_begin` leaves it, `_give_up_waiting`'s Degraded, say)
+            work = work or next((w for w in setup if w.started), None)
             base = work.base if work is not None and work.base is not None else rollout.status
             failed = self._failed(rollout, base, exc, now)
             waits = isinstance(exc, TransientError) or exc.reason == CONFLICT
@@ -423,12 +428,8 @@ class RolloutReconciler:
                         f"{rollout.spec.target_ref.name} now runs {runs}, not what this "
                         f"Rollout left it on; its traffic and template are left as they are",
                     )
-            if stable and await _promotion_written(backend, target, status):  # the template too
-                await backend.restore(target, kept=stable, image=status.stable_image)
-            else:
-                await backend.route(target, ((stable, 100, None),))
             work = Converge(rollout, target, new, backend, status, self.clock())
-            await self._patch_back(work)  # a target patch whose status was never written
+            patched = await self._to_stable(work)  # the template too if a promotion was written
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc)
@@ -443,7 +444,7 @@ class RolloutReconciler:
             "Normal",
             "TrafficRestored",
             f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
-            f"({canary} gets none)",
+            f"({canary} gets none){_patched_back(rollout, status) if patched else ''}",
         )
 
     async def _finish_kept(
@@ -580,7 +581,9 @@ class RolloutReconciler:
             ) from exc
         return XynergyService.model_validate(obj.to_dict())
 
-    async def _begin(self, rollout: Rollout, now: dt.datetime) -> Converge | Waiting:
+    async def _begin(
+        self, rollout: Rollout, now: dt.datetime, setup: list[Converge] | None = None
+    ) -> Converge | Waiting:
         """The converge's facts; a new rollout starts from step 0 when the new revision
         (named after its configuration) is not the one the status follows. An ended Rollout
         never restarts because its target changed (a later release, an edit of the target):
@@ -601,6 +604,8 @@ class RolloutReconciler:
         name = backend.revision_name(canary)
         status = rollout.status or RolloutStatus()
         work = Converge(rollout, target, canary, backend, status, now, name=name)
+        if setup is not None:  # an error once its delivery started: reported on `work.base`
+            setup.append(work)
         work.handled_before = status.handled_action
         status.traffic_routing = backend.routing
         work.base = status.model_copy(deep=True)
@@ -608,6 +613,8 @@ class RolloutReconciler:
             return work
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
             return work  # ended: a change of the target alone never starts it again
+        # stalled mid-promotion: given back first, or a refusal below holds the target for good
+        stalled = await self._give_back_stalled(work)
         if target.spec.backend == BackendKind.CLOUD_RUN:
             # a delivery starts: before anything is read or moved
             check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
@@ -625,7 +632,7 @@ class RolloutReconciler:
             )
         if (held := await self._wait_for_give_back(rollout, starting=True)) is not None:
             return held
-        given_back = await self._give_back_pending(work)
+        given_back = await self._give_back_pending(work) or stalled
         serving = await backend.serving(target)
         if given_back is None and (serving.revision is None or not serving.ready):
             return Waiting("the target has no serving revision yet")
@@ -672,7 +679,32 @@ class RolloutReconciler:
             work.name,
             stable,
         )
-        await work.backend.restore(work.target, kept=stable, image=status.stable_image)
+        await work.backend.restore(
+            work.target, kept=stable, image=status.stable_image, template=status.stable_template
+        )
+        return stable
+
+    async def _give_back_stalled(self, work: Converge) -> str | None:
+        """A Rollout stalled with its promotion written and not finished (`Degraded`,
+        status.promotingSince) whose spec was edited: the promotion is given back
+        (`_give_back_pending`) before the new delivery's checks, not after them: one refusing
+        it (`check_tags`, another Rollout of the target) would otherwise leave the template
+        on the half-promoted revision and promotingSince set for good, and newer Rollouts
+        waiting on it (`_wait_for_give_back`) with no deadline. The status says so (all
+        traffic on the stable revision, promotingSince cleared), also as the error of a
+        refusal writes it (`Converge.base`). The stable revision given back, or None."""
+        status = work.status
+        if status.phase not in _ENDED or status.promoting_since is None:
+            return None
+        stable = await self._give_back_pending(work)
+        if stable is None:
+            return None
+        status.promoting_since, status.canary_weight, status.traffic = None, 0, None
+        status.message = (
+            f"the promotion of revision {status.canary_revision} given back: all traffic "
+            f"back on {stable}"
+        )
+        work.base = status.model_copy(deep=True)
         return stable
 
     async def _siblings(self, rollout: Rollout) -> list[dict[str, Any]]:
@@ -891,7 +923,12 @@ class RolloutReconciler:
                 # stalled mid-promotion (the template names the new revision): given back
                 # first, as `_give_back_pending` does, or the target's own controller, whose
                 # spec was not patched, would deploy a revision of its own over it
-                await work.backend.restore(work.target, kept=stable, image=work.status.stable_image)
+                await work.backend.restore(
+                    work.target,
+                    kept=stable,
+                    image=work.status.stable_image,
+                    template=work.status.stable_template,
+                )
             # the revision the target with this Rollout's overrides makes now
             work.status = _fresh(work.rollout, stable, work.name, work.now)
             work.rollout.status = work.status
@@ -1215,38 +1252,57 @@ class RolloutReconciler:
         service as it left it)."""
         status = work.status
         stable = status.stable_revision or ""
-        await self._to_stable(work)
+        patched = await self._to_stable(work)
         work.status.phase = phase
         work.status.canary_weight = 0
         work.status.message = f"{message}; all traffic back on {stable}"
+        if patched:
+            work.status.message += _patched_back(work.rollout, status)
         work.reason = reason
 
-    async def _to_stable(self, work: Converge) -> None:
+    async def _to_stable(self, work: Converge) -> bool:
         """All traffic on the stable revision; when a promotion was written (maybe carried
         out: status.promotingSince, or the service's template names the new revision) the
         template too (`restore`), so the target's own controller, whose spec was not patched,
-        finds the service as it left it and deploys no revision of its own."""
+        finds the service as it left it and deploys no revision of its own, and the target
+        is patched back if it holds the promotion's patch (`_patch_back`; only then: without
+        a promotion written, a target on the new revision's spec is a person's edit).
+        Whether the target was patched back."""
         status = work.status
         stable = status.stable_revision or ""
-        if stable and await _promotion_written(work.backend, work.target, status):
+        # before the restore, which gives the template back: afterwards it no longer tells
+        written = bool(stable) and await _promotion_written(work.backend, work.target, status)
+        patched = False
+        if written:
+            # the target first: a failed patch moves nothing (the rollback is asked again),
+            # where a restore done first would leave all traffic on the stable revision, the
+            # status as stored (the weight of the split), and the target's controller free
+            # to deploy the patched spec as a revision of its own
+            patched = await self._patch_back(work)
             self._routed(
                 work,
-                await work.backend.restore(work.target, kept=stable, image=status.stable_image),
+                await work.backend.restore(
+                    work.target,
+                    kept=stable,
+                    image=status.stable_image,
+                    template=status.stable_template,
+                ),
             )
         else:
             await self._route(work, ((stable, 100, None),))
         status.promoting_since = None
-        await self._patch_back(work)
+        return patched
 
-    async def _patch_back(self, work: Converge) -> None:
-        """Cloud Run: a target that still holds this Rollout's promotion patch (its spec the
-        new revision's, whose name the target with this Rollout's overrides still makes) while
-        the Rollout goes back to its stable revision is patched back to the stable spec the
-        status recorded (status.stableImage, stableTemplate), so that it names what Cloud Run
-        serves and its own controller deploys nothing over the rollback. A promotion carried
-        out whose converge died after the target patch, before its status write, leaves
-        this. A target edited by a person since (another image, env, args or resources, or
-        any field that changes the revision) is left as it is."""
+    async def _patch_back(self, work: Converge) -> bool:
+        """Cloud Run, a promotion written (`_to_stable`): a target that still holds this
+        Rollout's promotion patch (its spec the new revision's, whose name the target with
+        this Rollout's overrides still makes) while the Rollout goes back to its stable
+        revision is patched back to the stable spec the status recorded (status.stableImage,
+        stableTemplate), so that it names what Cloud Run serves and its own controller deploys
+        nothing over the rollback. A promotion carried out whose converge died after the
+        target patch, before its status write, leaves this. A target edited by a person since
+        (another image, env, args or resources, or any field that changes the revision) is
+        left as it is. Whether it was patched."""
         status, target = work.status, work.target
         if (
             work.backend.routing is not None  # Kubernetes: not this path
@@ -1257,7 +1313,7 @@ class RolloutReconciler:
             or _runs(target, status.stable_image, status.stable_template)
             or work.backend.revision_name(work.canary) != status.canary_revision
         ):
-            return
+            return False
         log.info(
             "rollout %s: XynergyService %s still holds the promotion patch of %s; patching it "
             "back to the stable revision %s",
@@ -1267,6 +1323,8 @@ class RolloutReconciler:
             status.stable_revision,
         )
         await self._patch_target(work, restore_patch(status.stable_image, status.stable_template))
+        work.target = restored(target, status.stable_image, status.stable_template)
+        return True
 
     async def _hold_ended(self, work: Converge) -> None:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
@@ -1529,7 +1587,9 @@ class RolloutReconciler:
         traffic back on the revision it keeps, at once (no new revision, no analysis); the
         target's image back (on a backend that patched it at promotion)."""
         status = work.status
-        routed = await work.backend.restore(work.target, kept=kept.revision, image=kept.image)
+        routed = await work.backend.restore(
+            work.target, kept=kept.revision, image=kept.image, template=kept.template
+        )
         if kept.image and not work.backend.defers_target_patch:
             await self._patch_target(work, restore_patch(kept.image, kept.template))
         self._routed(work, routed)
@@ -1658,6 +1718,9 @@ class RolloutReconciler:
             status.canary_revision = before.canary_revision
             status.canary_weight = before.canary_weight
             status.traffic_routing = before.traffic_routing
+            # and a promotion written and not finished: its hold of the target (siblings
+            # wait, `_wait_for_give_back`) and its give-back once the spec reads again
+            status.promoting_since = before.promoting_since
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )
@@ -1679,6 +1742,14 @@ def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event 
         f"deleted while {held.phase} with a spec this operator cannot read "
         f"({spec_error(exc)}): any traffic split is left as it was "
         f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})",
+    )
+
+
+def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
+    """What a give-back adds when it patched the target back (`_patch_back`)."""
+    return (
+        f"; XynergyService {rollout.spec.target_ref.name} patched back to the stable spec "
+        f"(image {status.stable_image}) over the promotion's patch"
     )
 
 

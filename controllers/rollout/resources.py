@@ -32,6 +32,8 @@ __all__ = [
     "check_label_name",
     "kubernetes_revision_name",
     "promotion_patch",
+    "restore_patch",
+    "restored",
     "revision_digest",
     "revision_url",
     "rolling_update",
@@ -86,6 +88,18 @@ def restore_patch(image: str, template: RevisionTemplate | None) -> dict[str, An
         kept = template.model_dump(by_alias=True, exclude_none=True, mode="json")
         spec.update({k: kept.get(k) for k in TEMPLATE_FIELDS})
     return {"spec": spec}
+
+
+def restored(
+    target: XynergyService, image: str | None, template: RevisionTemplate | None
+) -> XynergyService:
+    """The target as an earlier revision whose `image` (None: the target's) and, when
+    recorded, `template` the status kept: what `restore_patch` makes of its spec, whatever
+    the target's spec holds now (a promotion's patch, say)."""
+    patch = restore_patch(image or target.spec.image, template)["spec"]
+    body = target.model_dump(by_alias=True, exclude_none=True, mode="json")
+    body["spec"] = {k: v for k, v in {**body["spec"], **patch}.items() if v is not None}
+    return XynergyService.model_validate(body)
 
 
 def settled_on(target: XynergyService, canary: XynergyService) -> bool:

@@ -805,6 +805,10 @@ async def test_an_abort_after_a_lost_promotion_status_patches_the_target_back(
     world.ask("abort/1")
     status = await world.converge(now)
     assert status.phase.value == "Aborted", status.message
+    assert status.message.endswith(
+        f"all traffic back on {STABLE}; XynergyService crm patched back to the stable spec "
+        "(image us-docker.pkg.dev/xynergy-test/platform/crm:1) over the promotion's patch"
+    )
     assert world.served() == {STABLE: 100}
     assert world.template_revision() == STABLE
     assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
@@ -830,6 +834,7 @@ async def test_a_deletion_after_a_lost_promotion_status_patches_the_target_back(
     assert done
     assert event is not None
     assert event.reason == "TrafficRestored", event
+    assert "XynergyService crm patched back to the stable spec (image " in event.message
     assert world.served() == {STABLE: 100}
     assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
@@ -850,6 +855,115 @@ async def test_an_abort_leaves_a_person_s_edit_of_the_target_alone(
     assert world.served() == {STABLE: 100}
     assert len(world.client.patches) == patches, "the target is not patched"
     assert world.client.target["spec"]["image"].endswith(":3")
+
+
+async def test_an_abort_after_a_lost_promotion_status_gives_back_a_changed_env(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 2. As above, the Rollout also setting env (a template change): the template
+    given back is the stable revision's as the status recorded it (stableImage,
+    stableTemplate), not the patched target's env under the stable revision's name, which
+    Cloud Run refused (before: the template stayed on the new revision, and the target's
+    controller then deployed the patched-back spec as a revision of its own)."""
+    world = World(cloud_run)
+    world.body["spec"]["template"] = {"env": [{"name": "FEATURE", "value": "on"}]}
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    patch = world.client.patch
+
+    async def patched_then_dies(*args: Any, **kwargs: Any) -> None:
+        await patch(*args, **kwargs)
+        raise Killed
+
+    world.client.patch = patched_then_dies  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await world.converge(now)
+    world.client.patch = patch  # type: ignore[method-assign]
+    assert world.client.target["spec"]["env"] == [{"name": "FEATURE", "value": "on"}]
+    assert world.template_revision() == canary
+
+    world.ask("abort/1")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE, "the template given back"
+    assert world.client.target["spec"]["env"] is None, "patched back"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_a_failed_patch_back_moves_nothing_and_the_abort_is_asked_again(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 3. After a lost promotion status, an abort whose target patch-back fails
+    (500) moves nothing: the target is patched back before the template and traffic are
+    given back, so the status written as stored (Progressing at 20 %, the abort not handled)
+    is still true, and the next converge carries the abort out (before: template and traffic
+    went back first, the status then said 20 % while 100 % was on stable, and the target's
+    controller deployed the unpatched new spec over it)."""
+    world, canary, now = await _died_after_the_target_patch(cloud_run)
+    writes = cloud_run.total_writes
+
+    world.ask("abort/1")
+    world.client.fail_next_patch("etcd timeout")
+    status = await world.converge(now)
+    assert status.phase.value == "Progressing", status.message
+    assert status.canary_weight == 20
+    assert status.handled_action is None, "the abort stays pending"
+    assert cloud_run.total_writes == writes, "nothing moved on Cloud Run"
+    assert world.served() == {canary: 100}
+    assert world.template_revision() == canary
+    assert await world.target_converge() == 0, "the target's spec still is the new revision's"
+
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_an_abort_mid_canary_leaves_a_person_s_bump_to_the_new_image_alone(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 1. Mid-canary, no promotion ever written, a person (or GitOps) sets the
+    target's image to the release the Rollout delivers, then aborts: the target looks like
+    it holds the promotion's patch, but nothing promoted, so it is the person's edit and is
+    kept (before: patched back to crm:1, env, args and resources nulled, and the Event said
+    nothing of it)."""
+    world, _, now = await at_last_step(cloud_run)
+    world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:2"
+    patches = len(world.client.patches)
+
+    world.ask("abort/1")
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted", status.message
+    assert status.message == f"aborted by a person; all traffic back on {STABLE}"
+    assert world.served() == {STABLE: 100}
+    assert len(world.client.patches) == patches, "the target is not patched"
+    assert world.client.target["spec"]["image"].endswith(":2")
+
+
+async def test_a_deletion_mid_canary_leaves_a_person_s_bump_to_the_new_image_alone(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 1, the deletion: a person bumps the target to crm:2 by hand and deletes the
+    Rollout mid-canary. The traffic goes back to the stable revision, the bump is kept and
+    the Event says nothing was patched."""
+    world, canary, _ = await at_last_step(cloud_run)
+    world.client.target["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:2"
+
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert done
+    assert event is not None
+    assert event.message == (
+        f"deleted while Progressing: all traffic back on the stable revision {STABLE} "
+        f"({canary} gets none)"
+    )
+    assert world.served() == {STABLE: 100}
+    assert world.client.patches == [], "the target is not patched"
+    assert world.client.target["spec"]["image"].endswith(":2")
 
 
 async def test_a_stalled_promotion_holds_the_target_until_it_is_given_back(
@@ -913,3 +1027,98 @@ async def test_a_stalled_promotion_holds_the_target_until_it_is_given_back(
     assert status.stable_image.endswith(":1")
     assert world.template_revision() == STABLE, "the new revision is created with no traffic"
     assert world.served()[STABLE] >= 80
+
+
+async def test_an_error_in_a_delivery_s_first_converge_is_reported_on_its_start(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 6. A blue-green Rollout (keep window 30 s) of the image a promoted one left
+    the target on starts and finishes in the same converge (its new revision is the one
+    served); the target patch fails (500). The status written is the started delivery's as
+    it began, promotingSince carried over, not the working status with the keep window
+    (scaleDownAt) of a promotion not finished (before: the error was reported on the
+    working status, as `work` was known only once `_begin` returned)."""
+    world, canary, now = await at_last_step(cloud_run)
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted", status.message
+    newer = rollout_body(NAME, {"blueGreen": {"scaleDownDelaySeconds": 30}}, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    world.client.rollouts = [world.body, newer]
+
+    world.client.fail_next_patch("etcd timeout")
+    status = await world.converge(now + STEP, newer)
+    assert status.phase.value == "Progressing", status.message
+    assert status.message == "patching XynergyService crm: etcd timeout"
+    assert status.canary_revision == status.stable_revision == canary
+    assert status.promoting_since == now + STEP, "the promotion written is on record"
+    assert status.scale_down_at is None, "no keep window of a promotion not finished"
+    assert world.requeue() == Requeue.BACKOFF
+
+
+async def test_a_stalled_promotion_whose_edit_is_refused_still_gives_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 4. A Rollout stalls mid-promotion (Degraded, promotingSince, the template on
+    its new revision), then a person edits it so its new delivery is refused (blue-green with
+    a keep window on a service whose name leaves no room for the `previous` tag:
+    InvalidTarget). The promotion is given back before the refusal (template and traffic on
+    the stable revision, promotingSince cleared), so a newer Rollout of the target no longer
+    waits on it (before: the edit was refused at every converge, the target held for good and
+    the newer Rollout waited with no deadline)."""
+    name = "svc-" + "a" * 35  # 39 characters: 'canary' fits, 'previous' does not
+    world = World(cloud_run, name=name, operation_timeout=0.2)
+    await world.deploy()
+    stable = f"{name}-00001"
+    status, now = await world.until("Progressing", T0)
+    while status.canary_weight != 20:
+        status = await world.converge(now)
+        now += STEP
+    canary = str(status.canary_revision)
+    status = await world.stall_mid_promotion(now)
+    assert status.phase.value == "Degraded"
+    assert status.promoting_since is not None
+    assert world.template_revision() == canary
+
+    world.body["metadata"]["generation"] = 2
+    world.body["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    world.body["spec"]["strategy"] = {"blueGreen": {"scaleDownDelaySeconds": 30}}
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert world.condition("Stalled")["reason"] == "InvalidTarget"
+    assert world.template_revision() == stable, "the template given back"
+    assert world.served() == {stable: 100}
+    assert status.promoting_since is None
+    assert status.canary_weight == 0
+
+    newer = rollout_body(name, CANARY, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    world.client.rollouts = [world.body, newer]
+    status = await world.converge(now + 3 * STEP, newer)
+    assert status.phase.value == "Progressing", status.message
+    assert status.stable_revision == stable
+
+
+async def test_an_invalid_spec_keeps_a_stalled_promotion_on_record(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review H 5. A Rollout stalled mid-promotion whose spec no longer validates (a check
+    an upgrade added) keeps promotingSince with the split: it still holds the target, so a
+    newer Rollout waits rather than starting on the half-promoted revision (before: the hold
+    was dropped with no give-back, and the newer one started from it)."""
+    world, canary, now = await at_last_step(cloud_run, operation_timeout=0.2)
+    status = await world.stall_mid_promotion(now)
+    assert status.promoting_since is not None
+    since = status.promoting_since
+    world.body["spec"]["strategy"] = {"rolling": {"maxSurge": 0, "maxUnavailable": 0}}
+    status = await world.converge(now + 2 * STEP)
+    assert world.condition("Stalled")["reason"] == "InvalidSpec"
+    assert status.promoting_since == since
+
+    newer = rollout_body(NAME, CANARY, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    newer["spec"]["image"] = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+    world.client.rollouts = [world.body, newer]
+    status = await world.converge(now + 3 * STEP, newer)
+    assert status.phase.value == "Pending", status.message
+    assert "Rollout ro stalled on XynergyService crm" in status.message
+    assert world.template_revision() == canary, "nothing started on the half-promotion"

@@ -66,7 +66,9 @@ class Backend:
         self.calls.append(("route", split))
         return Routed(0, {})
 
-    async def restore(self, target: XynergyService, *, kept: str, image: str | None) -> Routed:
+    async def restore(
+        self, target: XynergyService, *, kept: str, image: str | None, template: Any = None
+    ) -> Routed:
         self.calls.append(("restore", (kept, image)))
         return Routed(1, {})
 
