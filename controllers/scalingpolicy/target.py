@@ -36,7 +36,15 @@ from controllers.core.status import spec_error
 from controllers.metrics import backend_call
 from controllers.providers.kubernetes import api_error
 
-__all__ = ["TARGETS", "ScaleTarget", "Target", "TargetCache", "TargetClient", "parse_target"]
+__all__ = [
+    "TARGETS",
+    "ScaleTarget",
+    "Target",
+    "TargetCache",
+    "TargetClient",
+    "failed_test_op",
+    "parse_target",
+]
 
 TARGETS = "scalingpolicy.targets"
 """The operator context's provider name of the targets' cache (handlers feed it, syncs read)."""
@@ -225,7 +233,9 @@ class TargetClient:
     ) -> bool:
         """A JSON patch whose `test` op makes it atomic: spec.replicas goes back to `replicas`
         (removed when None) only while the apiserver still holds `expected`; False when the
-        test fails (422: someone else wrote spec.replicas since)."""
+        test fails (someone else wrote spec.replicas since). Any other refusal (a 422 for
+        the patched object, e.g. a validation rule of the XynergyService) is StalledError
+        with the apiserver's message."""
         self.cache.scaled(namespace, name)
         ops: list[dict[str, Any]] = [
             {"op": "test", "path": "/spec/replicas", "value": expected},
@@ -240,7 +250,7 @@ class TargetClient:
                         self._resource, name, ops, namespace=namespace, patch_type=PatchType.JSON
                     )
         except ApiError as exc:
-            if exc.status.code == 422:
+            if exc.status.code == 422 and failed_test_op(exc.status.message):
                 return False
             raise api_error(exc, what=f"restoring XynergyService {name}") from exc
         except httpx2.TransportError as exc:
@@ -249,3 +259,9 @@ class TargetClient:
                 reason="ApiUnreachable",
             ) from exc
         return True
+
+
+def failed_test_op(message: str | None) -> bool:
+    """Whether an apiserver's 422 for a JSON patch is its `test` op failing (the json-patch
+    library's "testing value /spec/replicas failed: test failed"), not another refusal."""
+    return "test failed" in (message or "").lower()
