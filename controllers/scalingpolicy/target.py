@@ -42,7 +42,6 @@ __all__ = [
     "Target",
     "TargetCache",
     "TargetClient",
-    "failed_test_op",
     "parse_target",
 ]
 
@@ -233,9 +232,11 @@ class TargetClient:
     ) -> bool:
         """A JSON patch whose `test` op makes it atomic: spec.replicas goes back to `replicas`
         (removed when None) only while the apiserver still holds `expected`; False when the
-        test fails (someone else wrote spec.replicas since). Any other refusal (a 422 for
-        the patched object, e.g. a validation rule of the XynergyService) is StalledError
-        with the apiserver's message."""
+        test fails (someone else wrote spec.replicas since). The apiserver's 422 for a failed
+        `test` says only "the server rejected our request due to an error in our request",
+        so a 422 is read as a failed test only when a re-read shows another value; else it
+        is another refusal (e.g. a validation rule of the XynergyService): StalledError with
+        the apiserver's message."""
         self.cache.scaled(namespace, name)
         ops: list[dict[str, Any]] = [
             {"op": "test", "path": "/spec/replicas", "value": expected},
@@ -250,7 +251,7 @@ class TargetClient:
                         self._resource, name, ops, namespace=namespace, patch_type=PatchType.JSON
                     )
         except ApiError as exc:
-            if exc.status.code == 422 and failed_test_op(exc.status.message):
+            if exc.status.code == 422 and await self._changed(namespace, name, expected):
                 return False
             raise api_error(exc, what=f"restoring XynergyService {name}") from exc
         except httpx2.TransportError as exc:
@@ -260,8 +261,7 @@ class TargetClient:
             ) from exc
         return True
 
-
-def failed_test_op(message: str | None) -> bool:
-    """Whether an apiserver's 422 for a JSON patch is its `test` op failing (the json-patch
-    library's "testing value /spec/replicas failed: test failed"), not another refusal."""
-    return "test failed" in (message or "").lower()
+    async def _changed(self, namespace: str, name: str, expected: int) -> bool:
+        """Whether the target's spec.replicas, read now, is no longer `expected`."""
+        target = await self._get(namespace, name)
+        return target.service.spec.replicas != expected

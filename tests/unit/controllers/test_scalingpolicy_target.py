@@ -13,7 +13,7 @@ from lightkube.models.meta_v1 import Status
 
 from controllers.core.errors import StalledError
 from controllers.scalingpolicy.reconciler import XS_KIND
-from controllers.scalingpolicy.target import TargetCache, TargetClient, failed_test_op
+from controllers.scalingpolicy.target import TargetCache, TargetClient
 
 pytestmark = pytest.mark.unit
 
@@ -111,14 +111,3 @@ def test_the_cache_keeps_what_a_sync_reads_only() -> None:
     assert target is not None
     assert target.service.status is None
     assert "managedFields" not in target.service.metadata.model_dump(by_alias=True)
-
-
-def test_only_a_failed_test_op_means_the_target_changed() -> None:
-    # the apiserver's 422 for a JSON patch whose `test` fails (evanphx/json-patch's error)
-    assert failed_test_op("testing value /spec/replicas failed: test failed")
-    # other 422s: the patched object refused, a path missing
-    assert not failed_test_op(
-        'XynergyService.xynergy.io "crm" is invalid: spec.replicas: Invalid value: -1'
-    )
-    assert not failed_test_op("unable to remove nonexistent key: replicas: missing value")
-    assert not failed_test_op(None)
