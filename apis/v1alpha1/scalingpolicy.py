@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from apis.base import (
     Duration,
@@ -329,15 +336,32 @@ class ForecastPoint(StatusModel):
 
 
 class ScaledTarget(StatusModel):
-    """What the policy must give back to the target it scaled when it is deleted."""
+    """What the policy must give back to the target it scaled when it is deleted. Written
+    whole: its unset fields are written as null, so a status merge patch replaces the record
+    rather than keeping a field of an older one (another target's originalReplicas)."""
 
     name: str
     """The XynergyService the policy scaled (in the policy's namespace)."""
     original_replicas: int | None = None
     """The target's spec.replicas before the policy's first scale (unset: it was unset)."""
-    last_written: int
-    """The spec.replicas the policy last wrote: the target is given back its original only
-    while it still holds this (never over a later edit by someone else)."""
+    last_written: int | None = None
+    """The spec.replicas the policy last wrote (unset: none yet, only `pending`): the target
+    is given back its original only while it still holds this or `pending` (never over a
+    later edit by someone else)."""
+    pending: int | None = None
+    """The spec.replicas the policy is about to write: recorded before the scale, cleared
+    with the status written after it, so a status write lost after the scale still leaves a
+    record of it."""
+
+    @model_serializer(mode="wrap")
+    def _whole(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        for name, field in type(self).model_fields.items():
+            key = (field.alias or name) if info.by_alias else name
+            out.setdefault(key, None)
+        return out
 
 
 class ScalingPolicyStatus(StatusModel):

@@ -40,6 +40,8 @@ class Conflict:
 
     reason: str
     message: str
+    other: str = ""
+    """The other autoscaler: `HorizontalPodAutoscaler ns/name` or `ScalingPolicy ns/name`."""
 
 
 def policy_target(body: Mapping[str, Any]) -> tuple[Target, Claim] | None:
@@ -132,6 +134,7 @@ class TargetIndex:
                 "ConflictingHPA",
                 f"HorizontalPodAutoscaler {namespace}/{hpa} also scales {ref}; remove it or "
                 "this policy (two autoscalers on one target undo each other)",
+                f"HorizontalPodAutoscaler {namespace}/{hpa}",
             )
         others = [c for c in self.claims(target) if c.acting and c.uid != uid]
         if acting:  # only the policies senior to this one's claim (none if it has none)
@@ -143,5 +146,6 @@ class TargetIndex:
                 f"ScalingPolicy {namespace}/{others[0].name} already scales XynergyService "
                 f"{name} (the oldest policy on a target that is neither dry-run nor paused "
                 "owns it)",
+                f"ScalingPolicy {namespace}/{others[0].name}",
             )
         return None

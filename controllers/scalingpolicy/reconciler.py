@@ -25,10 +25,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import httpx2
+from lightkube import ApiError
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+from lightkube.types import PatchType
 from pydantic import ValidationError
 
 from apis.base import parse_duration
+from apis.conditions import get_condition
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.scalingpolicy import (
     MIN_INTERVAL,
@@ -44,6 +48,7 @@ from controllers.core.errors import ProviderError, StalledError, TransientError
 from controllers.core.events import Event
 from controllers.core.scheduler import ObjectKey
 from controllers.core.status import spec_error
+from controllers.providers.kubernetes import api_error
 from controllers.providers.metrics import MetricsError, MetricsProvider, Samples
 from controllers.providers.prometheus import range_step
 from controllers.scalingpolicy import status as st
@@ -101,6 +106,13 @@ default, at most this)."""
 Seed = Callable[[], Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]
 """Lists every ScalingPolicy and HPA once (to seed the conflict index)."""
 
+Intend = Callable[[str, str, ScaledTarget], Awaitable[None]]
+"""Writes a policy's status.scaledTarget alone (namespace, policy name, record) before the
+scale it announces; ProviderError when it cannot."""
+
+CONFLICTS = frozenset({"ConflictingHPA", "ConflictingPolicy"})
+"""The Stalled reasons of a policy that leaves its target to another autoscaler."""
+
 
 def sync_offset(uid: str, interval: float) -> float:
     """A stable offset in [0, interval) per policy, so syncs spread over the interval."""
@@ -125,6 +137,9 @@ class ScalingPolicyReconciler:
     models: ModelCache
     index: TargetIndex
     seed: Seed | None = None
+    intend: Intend | None = None
+    """Records the scale about to be written (status.scaledTarget.pending) before it is
+    written; None: not recorded first (unit tests without an apiserver)."""
     history_points: int = 4000
     status_refresh_seconds: float = 600.0
     """An unchanged decision writes no status; the moving fields (current load, forecast
@@ -152,7 +167,7 @@ class ScalingPolicyReconciler:
         except ValidationError as exc:
             return self._stalled(None, body, "InvalidSpec", spec_error(exc), now)
         try:
-            result = await self._sync(policy, body, now)
+            result = _let_go(policy, await self._sync(policy, body, now))
         finally:
             SYNC_SECONDS.observe(time.perf_counter() - started)
         if result.requeue is Requeue.RESYNC and not policy.spec.paused:
@@ -191,12 +206,22 @@ class ScalingPolicyReconciler:
         namespace, name = str(meta.get("namespace")), record.name
         what = f"target XynergyService {namespace}/{name}"
         before = "unset" if record.original_replicas is None else str(record.original_replicas)
+        other = await self._conflict(namespace, name, str(meta.get("uid")), acting=False)
+        if other is not None:  # an HPA or another policy scales it now: it is theirs
+            return True, Event(
+                "Normal",
+                "TargetLeft",
+                f"{what} left as is (spec.replicas not given back to {before}): "
+                f"{other.other} scales it now",
+            )
+        written = [w for w in (record.last_written, record.pending) if w is not None]
+        current: int | None = None
         try:
             target = await self.target.read(namespace, name)
             current = target.service.spec.replicas
-            if current == record.last_written:
+            if current is not None and current in written:
                 restored = await self.target.restore(
-                    namespace, name, expected=record.last_written, replicas=record.original_replicas
+                    namespace, name, expected=current, replicas=record.original_replicas
                 )
             else:
                 restored = False
@@ -218,14 +243,14 @@ class ScalingPolicyReconciler:
             return True, Event(
                 "Normal",
                 "TargetRestored",
-                f"{what}: spec.replicas {record.last_written} -> {before} "
-                "(as before the policy scaled it)",
+                f"{what}: spec.replicas {current} -> {before} (as before the policy scaled it)",
             )
+        wrote = " or ".join(str(w) for w in written) or "nothing yet"
         return True, Event(
             "Normal",
             "TargetLeft",
             f"{what} left as is: its spec.replicas was changed since this policy last "
-            f"wrote {record.last_written} (before the policy: {before})",
+            f"wrote {wrote} (before the policy: {before})",
         )
 
     def _release_expired(self, meta: Mapping[str, Any]) -> bool:
@@ -250,6 +275,7 @@ class ScalingPolicyReconciler:
         self, policy: ScalingPolicy, body: Mapping[str, Any], now: dt.datetime
     ) -> Result:
         if policy.spec.paused:
+            self._drop_gauge(str(policy.metadata.uid))
             return Result(status=st.paused_status(policy, now=now))
         namespace = str(policy.metadata.namespace)
         target_name = policy.spec.target_ref.name
@@ -258,11 +284,15 @@ class ScalingPolicyReconciler:
             namespace, target_name, str(policy.metadata.uid), acting=not dry_run
         )
         if conflict is not None and not dry_run:
+            self._drop_gauge(str(policy.metadata.uid))
             return self._stalled(policy, body, conflict.reason, conflict.message, now)
         try:
             target = await self.target.read(namespace, target_name)
+            named = f"{namespace}/{target_name}"
             if target.service.spec.paused:
-                return self._target_paused(policy, namespace, target_name, now)
+                return self._idle(policy, st.target_paused_status(policy, name=named, now=now), now)
+            if _scaled_to_zero(policy, target):
+                return self._idle(policy, st.disabled_status(policy, name=named, now=now), now)
             params, floor_note = _kubernetes_floor(scaling_params(policy, target.sizing), target)
             provider, query = self.metrics(policy, target)
         except StalledError as exc:
@@ -288,14 +318,12 @@ class ScalingPolicyReconciler:
             policy, target, params, load, fitted, now, state, means, note=note
         )
 
-    def _target_paused(
-        self, policy: ScalingPolicy, namespace: str, name: str, now: dt.datetime
-    ) -> Result:
-        """The target is paused: no metrics read, nothing decided or scaled (a policy must not
-        move what its owner froze). The status is written when it changes, then at the
-        refresh period."""
+    def _idle(self, policy: ScalingPolicy, status: ScalingPolicyStatus, now: dt.datetime) -> Result:
+        """The target is paused, or a person scaled it to 0: no metrics read, nothing decided
+        or scaled (a policy must not move what its owner froze or switched off). The status is
+        written when it changes, then at the refresh period."""
+        self._drop_gauge(str(policy.metadata.uid))
         old = policy.status
-        status = st.target_paused_status(policy, name=f"{namespace}/{name}", now=now)
         written = old.last_reconcile_time if old is not None else None
         if (
             old is not None
@@ -338,9 +366,7 @@ class ScalingPolicyReconciler:
         applied = False
         if not policy.spec.dry_run:
             try:
-                await self.target.scale(
-                    str(policy.metadata.namespace), policy.spec.target_ref.name, desired
-                )
+                await self._scale(policy, target, desired)
             except ProviderError as exc:
                 return self._held(policy, current, exc, now)
             applied = True
@@ -401,9 +427,7 @@ class ScalingPolicyReconciler:
         applied = False
         if not dry_run and decision.desired != target.replicas:
             try:
-                await self.target.scale(
-                    str(policy.metadata.namespace), policy.spec.target_ref.name, decision.desired
-                )
+                await self._scale(policy, target, decision.desired)
             except ProviderError as exc:
                 return self._held(policy, target.replicas, exc, now)
             applied = True
@@ -426,6 +450,17 @@ class ScalingPolicyReconciler:
             return Result(status=status, events=events)
         self.states.keep(uid, text=new.scaling_state, state=decision.state)
         return Result(status=new, events=events)
+
+    async def _scale(self, policy: ScalingPolicy, target: Target, replicas: int) -> None:
+        """Scale the target, its record written first: status.scaledTarget names the count
+        about to be written (`pending`), so a status write lost after the scale (a conflict,
+        an apiserver error, a restart) still leaves a record deletion can give back; a record
+        that cannot be written leaves the target as it is (ProviderError)."""
+        namespace = str(policy.metadata.namespace)
+        if self.intend is not None:
+            intent = _record(policy, target, replicas, pending=True)
+            await self.intend(namespace, str(policy.metadata.name), intent)
+        await self.target.scale(namespace, policy.spec.target_ref.name, replicas)
 
     def _unchanged(
         self,
@@ -591,16 +626,54 @@ class ScalingPolicyReconciler:
         return Result(status=status, events=st.events_for(policy.status, status, None))
 
 
-def _record(policy: ScalingPolicy, target: Target, written: int) -> ScaledTarget:
-    """status.scaledTarget after the policy wrote `written` to its target: the target's
-    spec.replicas before the policy's first scale of it (kept from the record, else read now,
-    before this first write lands), and the last write."""
+def _record(
+    policy: ScalingPolicy, target: Target, written: int, *, pending: bool = False
+) -> ScaledTarget:
+    """status.scaledTarget after the policy wrote `written` to its target (with `pending`:
+    before it writes it): the target's spec.replicas before the policy's first scale of it
+    (kept from the record, else read now, before this first write lands), and the last
+    write (or the one about to be made, `pending`, beside the last one)."""
     old = policy.status.scaled_target if policy.status is not None else None
     name = policy.spec.target_ref.name
-    if old is not None and old.name == name:
-        return old.model_copy(update={"last_written": written})
-    return ScaledTarget(
-        name=name, original_replicas=target.service.spec.replicas, last_written=written
+    if old is None or old.name != name:  # a new record, whole (no field of the old one)
+        old = ScaledTarget(name=name, original_replicas=target.service.spec.replicas)
+    if pending:
+        return old.model_copy(update={"pending": written})
+    return old.model_copy(update={"last_written": written, "pending": None})
+
+
+def _let_go(policy: ScalingPolicy, result: Result) -> Result:
+    """The sync's result without status.scaledTarget (and so without the finalizer) once the
+    policy no longer acts on the target it scaled: paused, a dry run, Stalled for another
+    autoscaler (an HPA, an older policy), or pointed at another target. Such a policy owns
+    nothing, so its deletion must not give the target back over whoever scales it now."""
+    status = result.status
+    if not isinstance(status, ScalingPolicyStatus) or status.scaled_target is None:
+        return result
+    stalled = get_condition(status.conditions, "Stalled")
+    acts = not (
+        policy.spec.paused
+        or policy.spec.dry_run
+        or (stalled is not None and stalled.status == "True" and stalled.reason in CONFLICTS)
+        or status.scaled_target.name != policy.spec.target_ref.name
+    )
+    if acts:
+        return result
+    return dataclasses.replace(result, status=status.model_copy(update={"scaled_target": None}))
+
+
+def _scaled_to_zero(policy: ScalingPolicy, target: Target) -> bool:
+    """A Kubernetes target whose spec.replicas is 0 and not by this policy's write: a person
+    switched it off (`kubectl scale --replicas=0`), and the policy leaves it so, as HPA does
+    (ScalingActive False ScalingDisabled). A 0 the policy wrote itself (before it floored
+    Kubernetes targets at 1) is raised to the floor."""
+    if target.backend != Backend.KUBERNETES or target.service.spec.replicas != 0:
+        return False
+    record = policy.status.scaled_target if policy.status is not None else None
+    return not (
+        record is not None
+        and record.name == policy.spec.target_ref.name
+        and 0 in (record.last_written, record.pending)
     )
 
 
@@ -700,6 +773,22 @@ def from_context(ctx: OperatorContext) -> ScalingPolicyReconciler:
             ]
         return policies, hpas
 
+    async def intend(namespace: str, name: str, record: ScaledTarget) -> None:
+        patch = {"status": {"scaledTarget": record.model_dump(by_alias=True, mode="json")}}
+        resource: Any = KIND.resource
+        try:
+            async with ctx.api_limit:
+                await ctx.client.patch(
+                    resource.Status, name, patch, namespace=namespace, patch_type=PatchType.MERGE
+                )
+        except ApiError as exc:
+            raise api_error(exc, what=f"recording the scale in {name}'s status") from exc
+        except httpx2.TransportError as exc:
+            raise TransientError(
+                f"recording the scale in {name}'s status: {type(exc).__name__}",
+                reason="ApiUnreachable",
+            ) from exc
+
     return ScalingPolicyReconciler(
         target=TargetClient(
             ctx.client, XS_KIND, limit=ctx.api_limit, cache=ctx.provider(TARGETS, TargetCache)
@@ -711,6 +800,7 @@ def from_context(ctx: OperatorContext) -> ScalingPolicyReconciler:
         ),
         index=TargetIndex(),
         seed=seed,
+        intend=intend,
         history_points=settings.scaling_history_points,
         status_refresh_seconds=settings.scaling_status_refresh_seconds,
     )

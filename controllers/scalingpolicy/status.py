@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from apis.conditions import (
     Condition,
@@ -25,6 +26,7 @@ from apis.conditions import (
 )
 from apis.v1alpha1.scalingpolicy import (
     ForecastPoint,
+    ScaledTarget,
     ScalingDecision,
     ScalingMode,
     ScalingPolicy,
@@ -41,11 +43,13 @@ __all__ = [
     "Bounded",
     "Outcome",
     "decision_view",
+    "disabled_status",
     "forecast_points",
     "held_status",
     "paused_status",
     "ready_note",
     "stalled_status",
+    "stored_record",
     "synced_status",
     "target_paused_status",
 ]
@@ -318,14 +322,31 @@ def target_paused_status(
     policy: ScalingPolicy, *, name: str, now: dt.datetime
 ) -> ScalingPolicyStatus:
     """Status while the target XynergyService is paused: nothing read, decided or done."""
-    old = policy.status or ScalingPolicyStatus()
     message = (
-        f"target XynergyService {name} is paused (spec.paused): no metrics read, nothing "
-        "decided or scaled until it is resumed"
+        f"target XynergyService {name} is paused (spec.paused): no metrics read, "
+        "nothing decided or scaled until it is resumed"
     )
+    return _idle_status(policy, "TargetPaused", message, now=now)
+
+
+def disabled_status(policy: ScalingPolicy, *, name: str, now: dt.datetime) -> ScalingPolicyStatus:
+    """Status while a Kubernetes target stays at the 0 someone else scaled it to: as HPA's
+    ScalingActive False ScalingDisabled, nothing read, decided or done."""
+    message = (
+        f"target XynergyService {name} has spec.replicas 0, not written by this "
+        "policy: scaling is disabled (no metrics read, nothing decided or scaled) until "
+        "someone scales it above 0, as HPA does"
+    )
+    return _idle_status(policy, "ScalingDisabled", message, now=now)
+
+
+def _idle_status(
+    policy: ScalingPolicy, reason: str, message: str, *, now: dt.datetime
+) -> ScalingPolicyStatus:
+    old = policy.status or ScalingPolicyStatus()
     conditions = _conditions(
         old.conditions,
-        ready=(False, "TargetPaused", message),
+        ready=(False, reason, message),
         degraded=None,
         generation=policy.metadata.generation,
         now=now,
@@ -341,8 +362,12 @@ def stalled_status(
     message: str,
     now: dt.datetime,
 ) -> ScalingPolicyStatus:
-    """Status of a policy that must not or cannot act until the user changes something."""
-    old = policy.status if policy is not None and policy.status else ScalingPolicyStatus()
+    """Status of a policy that must not or cannot act until the user changes something. A
+    policy that cannot be read at all (`policy` None: an invalid spec) keeps its stored
+    status.scaledTarget, so its deletion still gives the target back."""
+    old = policy.status if policy is not None and policy.status else None
+    if old is None:
+        old = ScalingPolicyStatus(scaled_target=stored_record(body) if policy is None else None)
     generation = (body.get("metadata") or {}).get("generation")
     conditions = mark_stalled(
         [c for c in old.conditions if c.type != DEGRADED],
@@ -352,6 +377,17 @@ def stalled_status(
         now=now,
     )
     return old.model_copy(update={"conditions": conditions, "last_reconcile_time": now})
+
+
+def stored_record(body: Mapping[str, Any]) -> ScaledTarget | None:
+    """The status.scaledTarget stored in `body`, None when absent or not a valid record."""
+    data = (body.get("status") or {}).get("scaledTarget")
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return ScaledTarget.model_validate(dict(data))
+    except ValidationError:
+        return None
 
 
 def paused_status(policy: ScalingPolicy, *, now: dt.datetime) -> ScalingPolicyStatus:

@@ -36,7 +36,14 @@ from controllers.core.status import spec_error
 from controllers.metrics import backend_call
 from controllers.providers.kubernetes import api_error
 
-__all__ = ["TARGETS", "ScaleTarget", "Target", "TargetCache", "TargetClient", "parse_target"]
+__all__ = [
+    "TARGETS",
+    "ScaleTarget",
+    "Target",
+    "TargetCache",
+    "TargetClient",
+    "parse_target",
+]
 
 TARGETS = "scalingpolicy.targets"
 """The operator context's provider name of the targets' cache (handlers feed it, syncs read)."""
@@ -225,7 +232,11 @@ class TargetClient:
     ) -> bool:
         """A JSON patch whose `test` op makes it atomic: spec.replicas goes back to `replicas`
         (removed when None) only while the apiserver still holds `expected`; False when the
-        test fails (422: someone else wrote spec.replicas since)."""
+        test fails (someone else wrote spec.replicas since). The apiserver's 422 for a failed
+        `test` says only "the server rejected our request due to an error in our request",
+        so a 422 is read as a failed test only when a re-read shows another value; else it
+        is another refusal (e.g. a validation rule of the XynergyService): StalledError with
+        the apiserver's message."""
         self.cache.scaled(namespace, name)
         ops: list[dict[str, Any]] = [
             {"op": "test", "path": "/spec/replicas", "value": expected},
@@ -240,7 +251,7 @@ class TargetClient:
                         self._resource, name, ops, namespace=namespace, patch_type=PatchType.JSON
                     )
         except ApiError as exc:
-            if exc.status.code == 422:
+            if exc.status.code == 422 and await self._changed(namespace, name, expected):
                 return False
             raise api_error(exc, what=f"restoring XynergyService {name}") from exc
         except httpx2.TransportError as exc:
@@ -249,3 +260,8 @@ class TargetClient:
                 reason="ApiUnreachable",
             ) from exc
         return True
+
+    async def _changed(self, namespace: str, name: str, expected: int) -> bool:
+        """Whether the target's spec.replicas, read now, is no longer `expected`."""
+        target = await self._get(namespace, name)
+        return target.service.spec.replicas != expected

@@ -9,6 +9,7 @@ must lower them, within the behaviour's step limit).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import json
@@ -21,13 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from kopf.testing import KopfRunner
 from kube_support import Kube, run_operator
+from lightkube import AsyncClient, KubeConfig
 from prometheus import PrometheusServer, ScrapeTarget, Series
 
 from apis.conditions import Condition, check_invariants
+from controllers.core.errors import StalledError
 from controllers.plugin import main as plugin
+from controllers.scalingpolicy.reconciler import XS_KIND
+from controllers.scalingpolicy.target import TargetClient
 
 # The first 1,100 half-hours (~23 days) of NAB's nyc_taxi.csv (../shared/data), copied so the
 # test runs wherever the repository is cloned; the test reads at most index ~1,060.
@@ -271,13 +277,25 @@ def spec_replicas(kube: Kube, ns: str, name: str) -> int | None:
     return None if value is None else int(value)
 
 
+async def _restores(cluster: Path, ns: str) -> None:
+    """TargetClient.restore on target "edited" (spec.replicas 9, the policy's last write 6)."""
+    client = TargetClient(
+        AsyncClient(config=KubeConfig.from_file(str(cluster))), XS_KIND,
+        limit=asyncio.Semaphore(1),
+    )  # fmt: skip
+    assert not await client.restore(ns, "edited", expected=6, replicas=None)
+    with pytest.raises(StalledError, match=r"spec\.replicas"):
+        await client.restore(ns, "edited", expected=9, replicas=-1)
+
+
 def test_deleting_a_policy_gives_the_target_its_replicas_back_unless_edited_since(
     kube: Kube, cluster: Path, crds_installed: list[str], namespace: str,
     prometheus_factory: Callable[..., PrometheusServer], scrape_target: ScrapeTarget,
 ) -> None:  # fmt: skip
     """A reactive policy scales two targets (spec.replicas 2, and unset) to 6; deleting it
     gives each back what it had (2; unset) through the finalizer. A third target a person
-    changed after the policy's last write (the policy paused) keeps that edit."""
+    changed after the policy's last write (the policy paused, so it let go: no finalizer)
+    keeps that edit; the restore's JSON patch tells a failed `test` op from another 422."""
     scrape_target.set("load", 300.0, scenario="flat")
     prom = prometheus_factory(targets=[scrape_target.address])
     ns = namespace
@@ -305,9 +323,18 @@ def test_deleting_a_policy_gives_the_target_its_replicas_back_unless_edited_sinc
         assert resp.status_code == 200, resp.text
         until(kube, "edited paused", lambda: condition(
             policy_status(kube, ns, "edited"), "Ready").get("reason") == "Paused")  # fmt: skip
+        # a paused policy owns nothing: its record and finalizer go
+        until(kube, "edited lets go", lambda: "xynergy.io/finalizer" not in (
+            kube.get(f"{path}/scalingpolicies/edited").json()["metadata"].get("finalizers") or []
+        ))  # fmt: skip
+        assert "scaledTarget" not in policy_status(kube, ns, "edited")
         edit = {"spec": {"replicas": 9}}
         resp = kube.http.patch(f"{path}/xynergyservices/edited", json=edit, headers=merge)
         assert resp.status_code == 200, resp.text
+        # the restore's JSON patch against the apiserver: a failed `test` is "changed since"
+        # (False), another refusal (a value the CRD rejects) is said with its message
+        asyncio.run(_restores(cluster, ns))
+        assert spec_replicas(kube, ns, "edited") == 9
         for name in ("two", "unset", "edited"):
             assert kube.delete(f"{path}/scalingpolicies/{name}").status_code == 200
         for name in ("two", "unset", "edited"):

@@ -89,11 +89,34 @@ async def test_min_zero_on_kubernetes_floors_at_one_and_says_so() -> None:
     assert "raised to 1" not in _ready(b)
 
 
-async def test_a_kubernetes_target_left_at_zero_is_brought_back_to_one() -> None:
-    target = ZeroTarget(replicas=0)  # scaled to 0 before the upgrade
-    b = body(minInstances=0)
+async def test_a_kubernetes_target_the_policy_left_at_zero_is_brought_back_to_one() -> None:
+    target = ZeroTarget(replicas=0)  # scaled to 0 by the policy before the floor
+    b = body(minInstances=0, status={"scaledTarget": {"name": "crm", "lastWritten": 0}})
     await _run(target, PodsReport(target), b, range(1))
     assert target.scaled == [1]
+
+
+async def test_a_kubernetes_target_a_person_scaled_to_zero_is_left_there() -> None:
+    """As HPA: ScalingActive False ScalingDisabled while the target's replicas is 0."""
+    target = ZeroTarget(replicas=0)  # `kubectl scale --replicas=0`, no record of the policy
+    prom = PodsReport(target)
+    b = body()  # no minInstances: the target's own scaling.minInstances 0
+    await _run(target, prom, b, range(3))
+    assert target.scaled == []
+    status = ScalingPolicyStatus.model_validate(b["status"])
+    ready = get_condition(status.conditions, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "ScalingDisabled")
+    assert "spec.replicas 0" in ready.message
+    assert status.scaled_target is None
+    # a record of another count (a person scaled the policy's 5 down to 0): left too
+    b = body(status={"scaledTarget": {"name": "crm", "lastWritten": 5}})
+    await _run(target, prom, b, range(1))
+    assert target.scaled == []
+    # scaled up again by a person: the policy decides again
+    target.replicas = 2
+    await _run(target, prom, b, range(1, 2))
+    assert "ScalingDisabled" not in str(b["status"]["conditions"])
 
 
 async def test_a_max_above_the_targets_is_lowered_and_said() -> None:

@@ -121,3 +121,40 @@ async def test_a_failing_history_read_waits_a_refit_period_and_says_why() -> Non
         assert "no history for the forecast: no history" in _ready(b["status"])
     await rec.reconcile(b, now=NOW + dt.timedelta(seconds=3600), child=None)
     assert prom.queries.count("query_range") == 2  # a refit period later: read again
+
+
+async def test_the_forecast_error_gauge_goes_when_the_policy_stops_deciding() -> None:
+    """Paused, Stalled by another autoscaler, or its target paused: no forecast error to show."""
+    from controllers.scalingpolicy.conflicts import TargetIndex
+
+    predictive: Any = {
+        "mode": "predictive",
+        "forecast": {"minimumHistory": "24h", "maxErrorPercent": 50},
+    }
+    target = FakeTarget(replicas=2)
+    index = TargetIndex()
+    index.seeded = True
+    rec = reconciler(target, FakeProm(load=100, history=daily(3)), index=index)
+    later = NOW + dt.timedelta(seconds=15)
+    b = body(uid="p1", name="paused", **predictive)
+    await rec.reconcile(b, now=NOW, child=None)
+    assert _gauge("paused") is not None
+    b["spec"]["paused"] = True
+    await rec.reconcile(b, now=later, child=None)
+    assert _gauge("paused") is None
+    b = body(uid="p2", name="stalled", **predictive)
+    index.observe_policy(b, deleted=False)
+    await rec.reconcile(b, now=NOW, child=None)
+    assert _gauge("stalled") is not None
+    index.observe_hpa({"metadata": {"name": "h", "namespace": "ns"},
+                       "spec": {"scaleTargetRef": {"kind": "XynergyService", "name": "crm"}}},
+                      deleted=False)  # fmt: skip
+    await rec.reconcile(b, now=later, child=None)
+    assert _gauge("stalled") is None
+    index.observe_hpa({"metadata": {"name": "h", "namespace": "ns"}}, deleted=True)
+    b = body(uid="p3", name="target-paused", **predictive)
+    await rec.reconcile(b, now=NOW, child=None)
+    assert _gauge("target-paused") is not None
+    target.paused = True
+    await rec.reconcile(b, now=later, child=None)
+    assert _gauge("target-paused") is None
