@@ -416,12 +416,22 @@ class RolloutReconciler:
                 work = Converge(rollout, target, new, backend, status, self.clock())
                 work.name = backend.revision_name(new)
                 if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
+                    # its split goes to LATEST (the target's own revision), as a converge
+                    # finding it superseded routes it (`_superseded`); the template is left
+                    routed = await self._to_latest(work)
                     return True, Event(
                         "Normal",
                         "Released",
                         f"deleted while {status.phase}: XynergyService "
                         f"{rollout.spec.target_ref.name} now runs {runs}, not what this "
-                        f"Rollout left it on; its traffic and template are left as they are",
+                        "Rollout left it on; "
+                        + (
+                            "all traffic goes to its latest revision (LATEST 100 %), "
+                            "its template is left as it is"
+                            if routed
+                            else "its traffic is left to the Rollout delivering to it, "
+                            "its template as it is"
+                        ),
                     )
             if stable and await _promotion_written(backend, target, status):  # the template too
                 await backend.restore(target, kept=stable, image=status.stable_image)
@@ -1416,7 +1426,12 @@ class RolloutReconciler:
 
     async def _superseded(self, work: Converge, runs: str) -> None:
         """Say so, once; stop the gateway following this Rollout (no status.traffic) and
-        remove what is left of its new revision (it is no longer promoted to)."""
+        remove what is left of its new revision (it is no longer promoted to). On Cloud Run
+        the traffic of an ended Rollout that was not promoted (a split left mid-way, or the
+        stable revision pinned by a rollback or abort) is pinned by revision name, and the
+        target's own controller does not manage Cloud Run traffic: it is routed to LATEST
+        (100 %, `_to_latest`) once, when the Rollout is found superseded, so the target's
+        new revision serves; only after that write the weight and promotingSince go."""
         status = work.status
         left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
         left = left or status.stable_revision
@@ -1426,12 +1441,14 @@ class RolloutReconciler:
             "patches the target"
         )
         if not (status.message or "").startswith(SUPERSEDED):
+            await self._to_latest(work)  # a failed write: the status as it was, retried
             await work.backend.retire(keep=None)
             work.superseded = True
         status.message = message
         # a Rollout stalled mid-way (a split, or a promotion written) no longer holds either:
-        # the target's own controller has taken the service over. Without this the finalizer
-        # stayed and a deletion gave the old template and traffic back over the target's edit
+        # its traffic went to LATEST above, so the target's own revision serves and its
+        # controller has the service. Without this the finalizer stayed and a deletion gave
+        # the old template and traffic back over the target's edit
         status.promoting_since = None
         if status.phase != RolloutPhase.PROMOTED and status.canary_weight:
             status.canary_weight = 0
@@ -1439,6 +1456,30 @@ class RolloutReconciler:
         if status.traffic:
             status.traffic = []
         work.reason = "Superseded"
+
+    async def _to_latest(self, work: Converge) -> bool:
+        """Cloud Run: an ended Rollout that was not promoted, whose target moved on without it,
+        left its traffic pinned by revision name (its split, or its stable revision at 100 %
+        after a rollback): all of it to LATEST (the service's latest ready revision, 100 %)
+        so that the target's own revision serves, unless another Rollout of the target is
+        delivering (its split is its own). True when routed (or nothing was pinned)."""
+        status = work.status
+        if work.backend.routing is not None or status.phase == RolloutPhase.PROMOTED:
+            return True  # Kubernetes: the gateway; promoted: LATEST 100 % already
+        if not status.stable_revision or (active := await self._active_sibling(work)):
+            if status.stable_revision:
+                log.info(
+                    "rollout %s: superseded while %s delivers; its traffic is left to it",
+                    work.rollout.metadata.name,
+                    active,
+                )
+            return False
+        log.info(
+            "rollout %s: superseded; the traffic it pinned goes to LATEST 100 %%",
+            work.rollout.metadata.name,
+        )
+        await work.backend.route(work.target, ((None, 100, None),))
+        return True
 
     async def _refuse_undo(self, work: Converge, runs: str) -> None:
         """`undo` of a superseded Rollout: going back to its previous revision would patch

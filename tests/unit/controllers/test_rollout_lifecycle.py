@@ -315,7 +315,8 @@ def _on(client: Client, backend: RecordingBackend) -> RolloutReconciler:
     ("target_image", "calls", "superseded"),
     [
         ("crm:1", [("route", (("crm-00001", 100, None),))], False),
-        ("crm:3", [("retire", None)], True),
+        # superseded: the stable revision it pinned gives way to LATEST (the target's own)
+        ("crm:3", [("route", ((None, 100, None),)), ("retire", None)], True),
     ],
 )
 async def test_a_rolled_back_rollout_holds_the_stable_only_while_the_target_runs_it(
