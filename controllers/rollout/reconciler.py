@@ -1635,9 +1635,12 @@ class RolloutReconciler:
         return Result(status=status, events=events)
 
     def _waiting(self, rollout: Rollout, now: dt.datetime, waiting: Waiting) -> Result:
-        status = (rollout.status or RolloutStatus()).model_copy(
-            update={"phase": RolloutPhase.PENDING, "message": waiting.message}
-        )
+        """Pending, Reconciling `waiting.reason`; a Rollout delivering (Progressing, Paused:
+        its split stands until the new delivery starts) keeps its phase, so that it is not
+        taken for one that has not started (`_unstarted`)."""
+        status = rollout.status or RolloutStatus()
+        phase = status.phase if status.phase in _ACTIVE else RolloutPhase.PENDING
+        status = status.model_copy(update={"phase": phase, "message": waiting.message})
         status.conditions = conditions_for(
             status, reason=waiting.reason, generation=rollout.metadata.generation, now=now
         )
@@ -1790,11 +1793,15 @@ def _window_over(work: Converge) -> None:
 
 
 def _unstarted(status: Mapping[str, Any]) -> bool:
-    """A Rollout's status (as stored) says it has not started a delivery: no phase, Pending,
-    or Degraded by a RolloutConflict before it started (no new revision yet)."""
+    """A Rollout's status (as stored) says it has not started a delivery: no phase, Pending
+    with no traffic split (an earlier operator wrote Pending over a delivering Rollout whose
+    target was briefly not ready: its split stands), or Degraded by a RolloutConflict before
+    it started (no new revision yet)."""
     phase = status.get("phase")
-    if phase in (None, RolloutPhase.PENDING.value):
+    if phase is None:
         return True
+    if phase == RolloutPhase.PENDING.value:
+        return not status.get("canaryWeight") and not status.get("traffic")
     return (
         phase == RolloutPhase.DEGRADED.value
         and not status.get("canaryRevision")

@@ -1461,3 +1461,52 @@ async def test_the_other_rollouts_of_the_target_are_selected_server_side() -> No
         assert status.phase.value == "Pending", status.message
         assert "waiting for Rollout crm-2" in status.message
     assert world.client.selectors == [{"spec.targetRef.name": "crm"}, None, None]
+
+
+async def _paused_at_20_then_edited(*, stored_pending: bool) -> tuple[World, dt.datetime, str]:
+    """Review G2. A canary Paused at 20 % whose image is edited while the target's own
+    Deployment is not ready a moment (the new delivery waits; the split stands), then
+    spec.paused. `stored_pending`: its status as an earlier operator wrote it then (Pending
+    over the split)."""
+    world = World([{"setWeight": 20}, {"pause": {}}])
+    now = T0
+    for _ in range(6):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+        if status.phase.value == "Paused":
+            break
+    assert status.phase.value == "Paused"
+    assert status.canary_weight == 20
+    old = status.canary_revision
+    world.body["spec"]["image"] = "crm:4"
+    world.body["metadata"]["generation"] = 2
+    world.provider.ready.discard("crm")
+    status = await world.converge(now)
+    assert status.canary_weight == 20, "the split stands while the target is not ready"
+    if stored_pending:
+        world.body["status"]["phase"] = "Pending"
+    else:
+        assert status.phase.value == "Paused", "a delivering Rollout keeps its phase"
+        assert status.message == "the target has no serving revision yet"
+    world.body["spec"]["paused"] = True
+    world.body["metadata"]["generation"] = 3
+    world.provider.ready.add("crm")
+    return world, now + STEP, old
+
+
+@pytest.mark.parametrize("stored_pending", [False, True])
+async def test_a_delivering_rollout_edited_while_the_target_is_not_ready_is_not_unstarted(
+    stored_pending: bool,
+) -> None:
+    """Review G2. Paused then (spec.paused) it is not taken for a Rollout held back before it
+    started (before: Pending "paused by spec.paused before its delivery started", never
+    polled, the old canary keeping its 20 %): its new delivery starts and the old canary,
+    with its traffic, goes."""
+    world, now, old = await _paused_at_20_then_edited(stored_pending=stored_pending)
+    status = await world.converge(now)
+    assert status.phase.value != "Pending", status.message
+    assert "before its delivery started" not in (status.message or "")
+    assert status.canary_revision != old
+    assert old not in world.provider.deployments(), "the old canary is retired"
+    assert not status.canary_weight
