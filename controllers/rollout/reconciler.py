@@ -31,7 +31,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
-from apis.conditions import mark_reconciling
+from apis.conditions import RECONCILING, get_condition, mark_reconciling
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
@@ -133,6 +133,8 @@ _LEFT_TO = "; the traffic is left to Rollout "
 (`_leave_to`); removed once that one has ended."""
 CONFLICT = "RolloutConflict"
 """The reason of a Rollout that waits for another one of its target."""
+_WAITING_FOR = "waiting for Rollout "
+"""The start of the message of a Rollout waiting for another one's promotion to finish."""
 TARGET_FIELD = "spec.targetRef.name"
 """The field selector of a target's Rollouts (the CRD's selectableFields)."""
 
@@ -280,6 +282,8 @@ class RolloutReconciler:
         self.verifier = verifier
         self.clock = clock
         self._unselectable = False
+        self._pruned = False
+        """A waiting Rollout was found without status.waitingSince (`_wait_began`): warned."""
         """The API server refused a field selector on spec.targetRef.name (`_siblings`)."""
         self._holding: dict[str, str] = {}
         """Per Rollout whose deletion the last release held: what it waits for, until the
@@ -752,16 +756,21 @@ class RolloutReconciler:
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
+        # listed first: a failed list (retried) reports the status as stored, waitingSince
+        # with it, so a transient error does not restart the wait's deadline
+        siblings = await self._siblings(rollout)
         # the wait for a promotion (status.waitingSince) lasts only while this converge holds
         # it so: any other outcome (a start, a conflict, a person holding it) ends it
         waited = rollout.status.waiting_since if rollout.status else None
+        if waited is None and rollout.status is not None:
+            waited = self._wait_began(rollout)
         if rollout.status is not None:
             rollout.status.waiting_since = None
         # spec.paused or spec.abort: no window is ended for it (`_newer`), and it waits as
         # long as the person holds it back
         by_hand = rollout.spec.paused or rollout.spec.abort
         held: tuple[str, str] | None = None  # the promoted Rollout waited for, and why
-        for other in await self._siblings(rollout):
+        for other in siblings:
             meta = other.get("metadata") or {}
             phase = (other.get("status") or {}).get("phase")
             active = phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value)
@@ -801,15 +810,54 @@ class RolloutReconciler:
         if held is None:
             return None
         name, finishing = held
-        if not by_hand:
-            _give_up_waiting(rollout, name, finishing, since=waited, now=now)
+        if by_hand:
+            # a person holds it: no clock, no poll (it would not start when the target
+            # settles); lifting spec.paused or spec.abort is a spec change, converged at once
+            field = "spec.paused" if rollout.spec.paused else "spec.abort"
+            return Waiting(
+                f"held back by {field} before its delivery started: it deploys nothing and "
+                f"ends no keep window while Rollout {name}, Promoted on XynergyService "
+                f"{target}, finishes its promotion ({finishing}); once {field} is lifted it "
+                "starts after that promotion has finished (one rollout of a target at a time)",
+                reason=SPEC_PAUSED if rollout.spec.paused else "Aborted",
+                requeue=Requeue.RESYNC,
+            )
+        _give_up_waiting(rollout, name, finishing, since=waited, now=now)
         return Waiting(
-            f"waiting for Rollout {name}, Promoted on XynergyService {target}, to finish its "
+            f"{_WAITING_FOR}{name}, Promoted on XynergyService {target}, to finish its "
             f"promotion: {finishing}; this Rollout starts once the target runs the promoted "
             "revision and is ready (one rollout of a target at a time)",
             reason=CONFLICT,
             after=self.settings.poll_seconds,
         )
+
+    def _wait_began(self, rollout: Rollout) -> dt.datetime | None:
+        """When a waiting Rollout stored without status.waitingSince began to wait: a CRD
+        older than this operator (helm upgrade leaves CRDs as they are) prunes the field at
+        every write, so the wait would never time out. A Rollout that was Pending, Reconciling
+        `RolloutConflict` already (this wait) counts from that condition's
+        lastTransitionTime, which the old schema keeps (it moved when the Rollout began to
+        reconcile: a wait that followed another Reconciling reason counts from before it).
+        Warned once per process. None otherwise: the wait begins now."""
+        status = rollout.status
+        if status is None or status.phase != RolloutPhase.PENDING:
+            return None
+        cond = get_condition(status.conditions or [], RECONCILING)
+        if cond is None or cond.status != "True" or cond.reason != CONFLICT:
+            return None
+        if not (status.message or "").startswith(_WAITING_FOR):  # another wait (a give-back)
+            return None
+        if not self._pruned:
+            self._pruned = True
+            log.warning(
+                "rollout %s waits for another Rollout without status.waitingSince: the "
+                "Rollout CRD installed is probably older than this operator (it prunes the "
+                "field); the wait is counted from its Reconciling condition's "
+                "lastTransitionTime. Apply the CRDs of this release (helm does not upgrade "
+                "them)",
+                rollout.metadata.name,
+            )
+        return cond.last_transition_time
 
     async def _wait_for_give_back(
         self, rollout: Rollout, *, starting: bool = False

@@ -20,6 +20,7 @@ from lightkube.models.meta_v1 import Status
 
 from apis.v1alpha1.rollout import Rollout
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.controller import Requeue
 from controllers.core.errors import StalledError, TransientError
 from controllers.core.status import with_generation
 from controllers.providers.kubernetes import Applied
@@ -1510,3 +1511,80 @@ async def test_a_delivering_rollout_edited_while_the_target_is_not_ready_is_not_
     assert status.canary_revision != old
     assert old not in world.provider.deployments(), "the old canary is retired"
     assert not status.canary_weight
+
+
+WAIT_DEADLINE = dt.timedelta(seconds=600)
+"""crm-3's spec.progressDeadlineSeconds (the default)."""
+
+
+async def _waiting_for_a_promotion() -> tuple[World, dict[str, Any], dt.datetime]:
+    """crm-3 waits (Pending, waitingSince `now`) for crm-2's promotion, whose keep window
+    ended early for it: the target is patched and rolls, and never gets ready."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending"
+    assert status.waiting_since == now
+    await world.converge(now)
+    world.provider.ready.discard("crm")
+    return world, second, now
+
+
+async def test_a_failed_sibling_list_keeps_the_wait_deadline() -> None:
+    """Review G4. A list of the Rollouts that fails (500, retried) reports the status as
+    stored, waitingSince kept, so the wait still times out from when it began (before: the
+    field was cleared before the list, and the error's status restarted the deadline)."""
+    world, second, now = await _waiting_for_a_promotion()
+    real = world.client.list
+    failing = {"on": True}
+
+    async def flaky(resource: Any, **kw: Any) -> AsyncIterator[Any]:
+        if failing["on"]:
+            raise ApiError(status=Status(code=500, reason="InternalError", message="etcd"))
+        async for found in real(resource, **kw):
+            yield found
+
+    world.client.list = flaky  # type: ignore[method-assign]
+    status = await _converge_other(world, second, now + WAIT_DEADLINE / 2)
+    assert status.waiting_since == now, "kept through a failed list"
+    failing["on"] = False
+    status = await _converge_other(world, second, now + WAIT_DEADLINE + STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert "has not finished its promotion" in status.message
+
+
+async def test_a_wait_whose_waiting_since_an_old_crd_prunes_still_times_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review G3. A CRD older than the operator prunes status.waitingSince at every write:
+    the wait counts from the Reconciling RolloutConflict condition's lastTransitionTime
+    instead, a warning said once (before: it never timed out, Pending and polled for good)."""
+    world, second, now = await _waiting_for_a_promotion()
+    second["status"].pop("waitingSince")
+    status = await _converge_other(world, second, now + WAIT_DEADLINE / 2)
+    assert status.phase.value == "Pending", status.message
+    second["status"].pop("waitingSince")
+    status = await _converge_other(world, second, now + WAIT_DEADLINE + STEP)
+    assert status.phase.value == "Degraded", status.message
+    warned = [r for r in caplog.records if "older than this operator" in r.getMessage()]
+    assert len(warned) == 1, warned
+
+
+@pytest.mark.parametrize(("field", "reason"), [("paused", "SpecPaused"), ("abort", "Aborted")])
+async def test_a_newer_rollout_held_by_hand_behind_a_keep_window_is_not_polled(
+    field: str, reason: str
+) -> None:
+    """Review G5. A newer Rollout with spec.paused (or spec.abort) behind a keep window says
+    it is held back, with that reason, and is converged at the resync (before: polled every
+    poll interval, RolloutConflict, saying it starts once the target runs the promoted
+    revision, which it would not while held)."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    second["spec"][field] = True
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending"
+    assert _reconciling(status) == (False, reason)
+    assert status.message.startswith(f"held back by spec.{field} before its delivery started")
+    assert world.other.requeue_after is None
+    assert world.other.requeue == Requeue.RESYNC
+    assert status.waiting_since is None, "no clock while a person holds it"
