@@ -371,7 +371,9 @@ class RolloutReconciler:
         written and not carried out, status.promotingSince, the template too: `restore`); a
         Kubernetes blue-green promotion still in its keep window finishes (the target patched
         and ready on the promoted revision: without it the target would serve the old revision
-        again once the Rollout is gone); any other lets go touching nothing. It never waits for
+        again once the Rollout is gone); one stalled mid-way on Cloud Run whose target moved
+        on routes its split to LATEST (`_to_latest`: the target's own revision) instead; any
+        other lets go touching nothing. It never waits for
         good: a target that is gone, or an operator without the backend, lets go at once (an
         Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
         after the deletion was asked for (an Event per reason saying why and how to delete at
@@ -1368,7 +1370,8 @@ class RolloutReconciler:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
         still runs the revision it left it on; a blue-green promotion releases the old
         revision once its delay is over. A target that moved on (a later release, an edit)
-        supersedes it: it no longer touches traffic or the target."""
+        supersedes it: it no longer touches traffic or the target (on Cloud Run, the traffic
+        it pinned by revision name goes to LATEST once first: `_superseded`)."""
         status = work.status
         runs = _moved_on(work)
         if runs is not None:
