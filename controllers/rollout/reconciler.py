@@ -31,7 +31,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
-from apis.conditions import mark_reconciling
+from apis.conditions import RECONCILING, get_condition, mark_reconciling
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
@@ -134,6 +134,8 @@ _LEFT_TO = "; the traffic is left to Rollout "
 (`_leave_to`); removed once that one has ended."""
 CONFLICT = "RolloutConflict"
 """The reason of a Rollout that waits for another one of its target."""
+_WAITING_FOR = "waiting for Rollout "
+"""The start of the message of a Rollout waiting for another one's promotion to finish."""
 TARGET_FIELD = "spec.targetRef.name"
 """The field selector of a target's Rollouts (the CRD's selectableFields)."""
 
@@ -281,6 +283,8 @@ class RolloutReconciler:
         self.verifier = verifier
         self.clock = clock
         self._unselectable = False
+        self._pruned = False
+        """A waiting Rollout was found without status.waitingSince (`_wait_began`): warned."""
         """The API server refused a field selector on spec.targetRef.name (`_siblings`)."""
         self._holding: dict[str, str] = {}
         """Per Rollout whose deletion the last release held: what it waits for, until the
@@ -372,7 +376,9 @@ class RolloutReconciler:
         written and not carried out, status.promotingSince, the template too: `restore`); a
         Kubernetes blue-green promotion still in its keep window finishes (the target patched
         and ready on the promoted revision: without it the target would serve the old revision
-        again once the Rollout is gone); any other lets go touching nothing. It never waits for
+        again once the Rollout is gone); one stalled mid-way on Cloud Run whose target moved
+        on routes its split to LATEST (`_to_latest`: the target's own revision) instead; any
+        other lets go touching nothing. It never waits for
         good: a target that is gone, or an operator without the backend, lets go at once (an
         Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
         after the deletion was asked for (an Event per reason saying why and how to delete at
@@ -421,12 +427,22 @@ class RolloutReconciler:
                 work = Converge(rollout, target, new, backend, status, self.clock())
                 work.name = backend.revision_name(new)
                 if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
+                    # its split goes to LATEST (the target's own revision), as a converge
+                    # finding it superseded routes it (`_superseded`); the template is left
+                    routed = await self._to_latest(work)
                     return True, Event(
                         "Normal",
                         "Released",
                         f"deleted while {status.phase}: XynergyService "
                         f"{rollout.spec.target_ref.name} now runs {runs}, not what this "
-                        f"Rollout left it on; its traffic and template are left as they are",
+                        "Rollout left it on; "
+                        + (
+                            "all traffic goes to its latest revision (LATEST 100 %), "
+                            "its template is left as it is"
+                            if routed
+                            else "its traffic is left to the Rollout delivering to it, "
+                            "its template as it is"
+                        ),
                     )
             work = Converge(rollout, target, new, backend, status, self.clock())
             patched = await self._to_stable(work)  # the template too if a promotion was written
@@ -632,6 +648,8 @@ class RolloutReconciler:
             )
         if (held := await self._wait_for_give_back(rollout, starting=True)) is not None:
             return held
+        if (held := await self._end_own_keep_window(work)) is not None:
+            return held
         given_back = await self._give_back_pending(work) or stalled
         serving = await backend.serving(target)
         if given_back is None and (serving.revision is None or not serving.ready):
@@ -650,6 +668,42 @@ class RolloutReconciler:
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
         return work
+
+    async def _end_own_keep_window(self, work: Converge) -> Waiting | None:
+        """A Kubernetes blue-green promotion within its keep window whose own spec is edited
+        (a new delivery): the target does not run the promoted revision yet (it is patched
+        when the window ends), so the new delivery would start from the old revision and
+        remove the promoted revision's Deployment, which serves everything. The window ends
+        now, as for the next release (`_end_keep_window`): the target is patched to the
+        promoted revision (status.stableImage, stableTemplate), the old revision is no longer
+        kept, and the Rollout waits (its traffic still on the promoted revision) until the
+        target runs it and is ready; the new delivery then starts from it."""
+        status, target = work.status, work.target
+        if (
+            status.phase != RolloutPhase.PROMOTED
+            or status.scale_down_at is None
+            or not work.backend.defers_target_patch
+            or not status.stable_image
+            or _runs(target, status.stable_image, status.stable_template)
+        ):
+            return None
+        kept = status.history[0].revision if status.history else "the old revision"
+        await self._patch_target(work, restore_patch(status.stable_image, status.stable_template))
+        _window_over(work)  # only once patched (a failed patch keeps the window)
+        log.info(
+            "rollout %s: its spec was edited within its keep window; the target is patched to "
+            "the promoted revision %s",
+            work.rollout.metadata.name,
+            status.canary_revision,
+        )
+        return Waiting(
+            f"its spec was edited within the blue-green keep window: the window ended early "
+            f"(the old revision {kept} is no longer kept for a fast rollback) and XynergyService "
+            f"{work.rollout.spec.target_ref.name} is patched to the promoted revision "
+            f"{status.canary_revision}, which serves until then; the new delivery starts from "
+            "it once the target runs it and is ready",
+            after=self.settings.poll_seconds,
+        )
 
     async def _give_back_pending(self, work: Converge) -> str | None:
         """Before a new delivery of a Rollout whose promotion of its previous new revision was
@@ -774,16 +828,21 @@ class RolloutReconciler:
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
+        # listed first: a failed list (retried) reports the status as stored, waitingSince
+        # with it, so a transient error does not restart the wait's deadline
+        siblings = await self._siblings(rollout)
         # the wait for a promotion (status.waitingSince) lasts only while this converge holds
         # it so: any other outcome (a start, a conflict, a person holding it) ends it
         waited = rollout.status.waiting_since if rollout.status else None
+        if waited is None and rollout.status is not None:
+            waited = self._wait_began(rollout)
         if rollout.status is not None:
             rollout.status.waiting_since = None
         # spec.paused or spec.abort: no window is ended for it (`_newer`), and it waits as
         # long as the person holds it back
         by_hand = rollout.spec.paused or rollout.spec.abort
         held: tuple[str, str] | None = None  # the promoted Rollout waited for, and why
-        for other in await self._siblings(rollout):
+        for other in siblings:
             meta = other.get("metadata") or {}
             phase = (other.get("status") or {}).get("phase")
             active = phase in (RolloutPhase.PROGRESSING.value, RolloutPhase.PAUSED.value)
@@ -823,15 +882,54 @@ class RolloutReconciler:
         if held is None:
             return None
         name, finishing = held
-        if not by_hand:
-            _give_up_waiting(rollout, name, finishing, since=waited, now=now)
+        if by_hand:
+            # a person holds it: no clock, no poll (it would not start when the target
+            # settles); lifting spec.paused or spec.abort is a spec change, converged at once
+            field = "spec.paused" if rollout.spec.paused else "spec.abort"
+            return Waiting(
+                f"held back by {field} before its delivery started: it deploys nothing and "
+                f"ends no keep window while Rollout {name}, Promoted on XynergyService "
+                f"{target}, finishes its promotion ({finishing}); once {field} is lifted it "
+                "starts after that promotion has finished (one rollout of a target at a time)",
+                reason=SPEC_PAUSED if rollout.spec.paused else "Aborted",
+                requeue=Requeue.RESYNC,
+            )
+        _give_up_waiting(rollout, name, finishing, since=waited, now=now)
         return Waiting(
-            f"waiting for Rollout {name}, Promoted on XynergyService {target}, to finish its "
+            f"{_WAITING_FOR}{name}, Promoted on XynergyService {target}, to finish its "
             f"promotion: {finishing}; this Rollout starts once the target runs the promoted "
             "revision and is ready (one rollout of a target at a time)",
             reason=CONFLICT,
             after=self.settings.poll_seconds,
         )
+
+    def _wait_began(self, rollout: Rollout) -> dt.datetime | None:
+        """When a waiting Rollout stored without status.waitingSince began to wait: a CRD
+        older than this operator (helm upgrade leaves CRDs as they are) prunes the field at
+        every write, so the wait would never time out. A Rollout that was Pending, Reconciling
+        `RolloutConflict` already (this wait) counts from that condition's
+        lastTransitionTime, which the old schema keeps (it moved when the Rollout began to
+        reconcile: a wait that followed another Reconciling reason counts from before it).
+        Warned once per process. None otherwise: the wait begins now."""
+        status = rollout.status
+        if status is None or status.phase != RolloutPhase.PENDING:
+            return None
+        cond = get_condition(status.conditions or [], RECONCILING)
+        if cond is None or cond.status != "True" or cond.reason != CONFLICT:
+            return None
+        if not (status.message or "").startswith(_WAITING_FOR):  # another wait (a give-back)
+            return None
+        if not self._pruned:
+            self._pruned = True
+            log.warning(
+                "rollout %s waits for another Rollout without status.waitingSince: the "
+                "Rollout CRD installed is probably older than this operator (it prunes the "
+                "field); the wait is counted from its Reconciling condition's "
+                "lastTransitionTime. Apply the CRDs of this release (helm does not upgrade "
+                "them)",
+                rollout.metadata.name,
+            )
+        return cond.last_transition_time
 
     async def _wait_for_give_back(
         self, rollout: Rollout, *, starting: bool = False
@@ -1330,7 +1428,8 @@ class RolloutReconciler:
         """An ended rollout keeps its traffic (restored if someone moved it) while its target
         still runs the revision it left it on; a blue-green promotion releases the old
         revision once its delay is over. A target that moved on (a later release, an edit)
-        supersedes it: it no longer touches traffic or the target."""
+        supersedes it: it no longer touches traffic or the target (on Cloud Run, the traffic
+        it pinned by revision name goes to LATEST once first: `_superseded`)."""
         status = work.status
         runs = _moved_on(work)
         if runs is not None:
@@ -1474,7 +1573,12 @@ class RolloutReconciler:
 
     async def _superseded(self, work: Converge, runs: str) -> None:
         """Say so, once; stop the gateway following this Rollout (no status.traffic) and
-        remove what is left of its new revision (it is no longer promoted to)."""
+        remove what is left of its new revision (it is no longer promoted to). On Cloud Run
+        the traffic of an ended Rollout that was not promoted (a split left mid-way, or the
+        stable revision pinned by a rollback or abort) is pinned by revision name, and the
+        target's own controller does not manage Cloud Run traffic: it is routed to LATEST
+        (100 %, `_to_latest`) once, when the Rollout is found superseded, so the target's
+        new revision serves; only after that write the weight and promotingSince go."""
         status = work.status
         left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
         left = left or status.stable_revision
@@ -1484,12 +1588,14 @@ class RolloutReconciler:
             "patches the target"
         )
         if not (status.message or "").startswith(SUPERSEDED):
+            await self._to_latest(work)  # a failed write: the status as it was, retried
             await work.backend.retire(keep=None)
             work.superseded = True
         status.message = message
         # a Rollout stalled mid-way (a split, or a promotion written) no longer holds either:
-        # the target's own controller has taken the service over. Without this the finalizer
-        # stayed and a deletion gave the old template and traffic back over the target's edit
+        # its traffic went to LATEST above, so the target's own revision serves and its
+        # controller has the service. Without this the finalizer stayed and a deletion gave
+        # the old template and traffic back over the target's edit
         status.promoting_since = None
         if status.phase != RolloutPhase.PROMOTED and status.canary_weight:
             status.canary_weight = 0
@@ -1497,6 +1603,30 @@ class RolloutReconciler:
         if status.traffic:
             status.traffic = []
         work.reason = "Superseded"
+
+    async def _to_latest(self, work: Converge) -> bool:
+        """Cloud Run: an ended Rollout that was not promoted, whose target moved on without it,
+        left its traffic pinned by revision name (its split, or its stable revision at 100 %
+        after a rollback): all of it to LATEST (the service's latest ready revision, 100 %)
+        so that the target's own revision serves, unless another Rollout of the target is
+        delivering (its split is its own). True when routed (or nothing was pinned)."""
+        status = work.status
+        if work.backend.routing is not None or status.phase == RolloutPhase.PROMOTED:
+            return True  # Kubernetes: the gateway; promoted: LATEST 100 % already
+        if not status.stable_revision or (active := await self._active_sibling(work)):
+            if status.stable_revision:
+                log.info(
+                    "rollout %s: superseded while %s delivers; its traffic is left to it",
+                    work.rollout.metadata.name,
+                    active,
+                )
+            return False
+        log.info(
+            "rollout %s: superseded; the traffic it pinned goes to LATEST 100 %%",
+            work.rollout.metadata.name,
+        )
+        await work.backend.route(work.target, ((None, 100, None),))
+        return True
 
     async def _refuse_undo(self, work: Converge, runs: str) -> None:
         """`undo` of a superseded Rollout: going back to its previous revision would patch
@@ -1654,9 +1784,12 @@ class RolloutReconciler:
         return Result(status=status, events=events)
 
     def _waiting(self, rollout: Rollout, now: dt.datetime, waiting: Waiting) -> Result:
-        status = (rollout.status or RolloutStatus()).model_copy(
-            update={"phase": RolloutPhase.PENDING, "message": waiting.message}
-        )
+        """Pending, Reconciling `waiting.reason`; a Rollout delivering (Progressing, Paused:
+        its split stands until the new delivery starts) keeps its phase, so that it is not
+        taken for one that has not started (`_unstarted`)."""
+        status = rollout.status or RolloutStatus()
+        phase = status.phase if status.phase in _ACTIVE else RolloutPhase.PENDING
+        status = status.model_copy(update={"phase": phase, "message": waiting.message})
         status.conditions = conditions_for(
             status, reason=waiting.reason, generation=rollout.metadata.generation, now=now
         )
@@ -1820,11 +1953,15 @@ def _window_over(work: Converge) -> None:
 
 
 def _unstarted(status: Mapping[str, Any]) -> bool:
-    """A Rollout's status (as stored) says it has not started a delivery: no phase, Pending,
-    or Degraded by a RolloutConflict before it started (no new revision yet)."""
+    """A Rollout's status (as stored) says it has not started a delivery: no phase, Pending
+    with no traffic split (an earlier operator wrote Pending over a delivering Rollout whose
+    target was briefly not ready: its split stands), or Degraded by a RolloutConflict before
+    it started (no new revision yet)."""
     phase = status.get("phase")
-    if phase in (None, RolloutPhase.PENDING.value):
+    if phase is None:
         return True
+    if phase == RolloutPhase.PENDING.value:
+        return not status.get("canaryWeight") and not status.get("traffic")
     return (
         phase == RolloutPhase.DEGRADED.value
         and not status.get("canaryRevision")

@@ -1122,3 +1122,118 @@ async def test_an_invalid_spec_keeps_a_stalled_promotion_on_record(
     assert status.phase.value == "Pending", status.message
     assert "Rollout ro stalled on XynergyService crm" in status.message
     assert world.template_revision() == canary, "nothing started on the half-promotion"
+
+
+NEW_IMAGE = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+
+
+async def _split_stalled_then_target_edited(
+    cloud_run: FakeCloudRun,
+) -> tuple[World, str, dt.datetime]:
+    """Review G1. A canary at 20 % stalls (403 on every Cloud Run call): Degraded with
+    canaryWeight 20, the split {stable: 80, canary: 20} pinned by revision name. The 403 goes,
+    a person edits the target to :3, and its controller deploys a revision of its own (its
+    template), leaving the traffic as it finds it: the new revision gets nothing."""
+    world, canary, now = await at_last_step(cloud_run)
+    cloud_run.deny("the operator lost run.services.update")
+    status = await world.converge(now)
+    assert status.phase.value == "Degraded", status.message
+    assert status.canary_weight == 20
+    cloud_run.deny(None)
+    world.client.target["spec"]["image"] = NEW_IMAGE
+    await world.target_converge()
+    assert world.served() == {STABLE: 80, canary: 20}, "the target's controller leaves traffic"
+    assert world.template_revision() not in (STABLE, canary)
+    return world, canary, now + STEP
+
+
+async def test_a_split_stalled_mid_way_superseded_by_a_target_edit_goes_to_latest(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review G1. Found superseded, the split it pinned goes to LATEST 100 % (the target's own
+    new revision), and only then the weight and finalizer go; once: a later converge writes
+    nothing (before: the weight went with the split left pinned, so the edit never served
+    and a deletion touched nothing)."""
+    world, _canary, now = await _split_stalled_then_target_edited(cloud_run)
+    template = world.template_revision()
+    status = await world.converge(now)
+    assert status.message.startswith("superseded"), status.message
+    assert world.served() == {template: 100}
+    assert not status.canary_weight
+    assert not needs_finalizer(world.body)
+    writes = world.writes()
+    await world.converge(now + STEP)
+    assert world.writes() == writes, "routed once, when found superseded"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+
+
+async def test_a_superseded_split_whose_latest_write_fails_keeps_its_weight(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review G1. The write to LATEST refused (403): the status stays as it was (Degraded,
+    weight 20, the finalizer kept), and the next converge routes it."""
+    world, canary, now = await _split_stalled_then_target_edited(cloud_run)
+    template = world.template_revision()
+    cloud_run.deny("the operator lost run.services.update", rpc="services.patch")
+    status = await world.converge(now)
+    assert status.canary_weight == 20, status.message
+    assert not status.message.startswith("superseded"), status.message
+    assert needs_finalizer(world.body)
+    assert canary in world.served()
+    cloud_run.deny(None)
+    status = await world.converge(now + STEP)
+    assert status.message.startswith("superseded"), status.message
+    assert world.served() == {template: 100}
+    assert not needs_finalizer(world.body)
+
+
+async def test_deleting_a_split_whose_target_moved_on_routes_it_to_latest(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review G1. Deleted before a converge found it superseded: its split goes to LATEST
+    (before: the deletion let go with the old canary keeping its 20 % for good)."""
+    world, _canary, _ = await _split_stalled_then_target_edited(cloud_run)
+    template = world.template_revision()
+    assert needs_finalizer(world.body)
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert done
+    assert event is not None
+    assert event.reason == "Released", event
+    assert "LATEST 100 %" in event.message, event.message
+    assert world.served() == {template: 100}
+
+
+async def test_a_superseded_split_is_left_to_a_delivering_rollout(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review G1. Another Rollout of the target delivering: its split is its own, not routed
+    to LATEST under it."""
+    world, _canary, now = await _split_stalled_then_target_edited(cloud_run)
+    other = rollout_body(NAME, CANARY)
+    other["metadata"].update(name="ro-2", uid="uid-ro-2")
+    other["status"] = {"phase": "Progressing"}
+    world.client.rollouts.append(other)
+    served = world.served()
+    status = await world.converge(now)
+    assert status.message.startswith("superseded"), status.message
+    assert world.served() == served
+
+
+async def test_a_rollback_whose_target_is_then_edited_serves_the_edit(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review G1. An abort pins the stable revision (100 %) while the target still runs it
+    (kept so for `retry`); once a person edits the target, the Rollout is superseded and the
+    pin goes to LATEST, so the target's new revision serves (before: never)."""
+    world, _canary, now = await at_last_step(cloud_run)
+    world.ask("abort/1")
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted", status.message
+    assert world.served() == {STABLE: 100}
+    status = await world.converge(now + STEP)
+    assert world.served() == {STABLE: 100}, "pinned while the target is unchanged"
+    world.client.target["spec"]["image"] = NEW_IMAGE
+    await world.target_converge()
+    status = await world.converge(now + 2 * STEP)
+    assert status.message.startswith("superseded"), status.message
+    assert world.served() == {world.template_revision(): 100}

@@ -20,6 +20,7 @@ from lightkube.models.meta_v1 import Status
 
 from apis.v1alpha1.rollout import Rollout
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.controller import Requeue
 from controllers.core.errors import StalledError, TransientError
 from controllers.core.status import with_generation
 from controllers.providers.kubernetes import Applied
@@ -315,7 +316,8 @@ def _on(client: Client, backend: RecordingBackend) -> RolloutReconciler:
     ("target_image", "calls", "superseded"),
     [
         ("crm:1", [("route", (("crm-00001", 100, None),))], False),
-        ("crm:3", [("retire", None)], True),
+        # superseded: the stable revision it pinned gives way to LATEST (the target's own)
+        ("crm:3", [("route", ((None, 100, None),)), ("retire", None)], True),
     ],
 )
 async def test_a_rolled_back_rollout_holds_the_stable_only_while_the_target_runs_it(
@@ -1460,3 +1462,155 @@ async def test_the_other_rollouts_of_the_target_are_selected_server_side() -> No
         assert status.phase.value == "Pending", status.message
         assert "waiting for Rollout crm-2" in status.message
     assert world.client.selectors == [{"spec.targetRef.name": "crm"}, None, None]
+
+
+async def _paused_at_20_then_edited(*, stored_pending: bool) -> tuple[World, dt.datetime, str]:
+    """Review G2. A canary Paused at 20 % whose image is edited while the target's own
+    Deployment is not ready a moment (the new delivery waits; the split stands), then
+    spec.paused. `stored_pending`: its status as an earlier operator wrote it then (Pending
+    over the split)."""
+    world = World([{"setWeight": 20}, {"pause": {}}])
+    now = T0
+    for _ in range(6):
+        status = await world.converge(now)
+        now += STEP
+        world.provider.ready |= set(world.provider.deployments())
+        if status.phase.value == "Paused":
+            break
+    assert status.phase.value == "Paused"
+    assert status.canary_weight == 20
+    old = status.canary_revision
+    world.body["spec"]["image"] = "crm:4"
+    world.body["metadata"]["generation"] = 2
+    world.provider.ready.discard("crm")
+    status = await world.converge(now)
+    assert status.canary_weight == 20, "the split stands while the target is not ready"
+    if stored_pending:
+        world.body["status"]["phase"] = "Pending"
+    else:
+        assert status.phase.value == "Paused", "a delivering Rollout keeps its phase"
+        assert status.message == "the target has no serving revision yet"
+    world.body["spec"]["paused"] = True
+    world.body["metadata"]["generation"] = 3
+    world.provider.ready.add("crm")
+    return world, now + STEP, old
+
+
+@pytest.mark.parametrize("stored_pending", [False, True])
+async def test_a_delivering_rollout_edited_while_the_target_is_not_ready_is_not_unstarted(
+    stored_pending: bool,
+) -> None:
+    """Review G2. Paused then (spec.paused) it is not taken for a Rollout held back before it
+    started (before: Pending "paused by spec.paused before its delivery started", never
+    polled, the old canary keeping its 20 %): its new delivery starts and the old canary,
+    with its traffic, goes."""
+    world, now, old = await _paused_at_20_then_edited(stored_pending=stored_pending)
+    status = await world.converge(now)
+    assert status.phase.value != "Pending", status.message
+    assert "before its delivery started" not in (status.message or "")
+    assert status.canary_revision != old
+    assert old not in world.provider.deployments(), "the old canary is retired"
+    assert not status.canary_weight
+
+
+WAIT_DEADLINE = dt.timedelta(seconds=600)
+"""crm-3's spec.progressDeadlineSeconds (the default)."""
+
+
+async def _waiting_for_a_promotion() -> tuple[World, dict[str, Any], dt.datetime]:
+    """crm-3 waits (Pending, waitingSince `now`) for crm-2's promotion, whose keep window
+    ended early for it: the target is patched and rolls, and never gets ready."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending"
+    assert status.waiting_since == now
+    await world.converge(now)
+    world.provider.ready.discard("crm")
+    return world, second, now
+
+
+async def test_a_failed_sibling_list_keeps_the_wait_deadline() -> None:
+    """Review G4. A list of the Rollouts that fails (500, retried) reports the status as
+    stored, waitingSince kept, so the wait still times out from when it began (before: the
+    field was cleared before the list, and the error's status restarted the deadline)."""
+    world, second, now = await _waiting_for_a_promotion()
+    real = world.client.list
+    failing = {"on": True}
+
+    async def flaky(resource: Any, **kw: Any) -> AsyncIterator[Any]:
+        if failing["on"]:
+            raise ApiError(status=Status(code=500, reason="InternalError", message="etcd"))
+        async for found in real(resource, **kw):
+            yield found
+
+    world.client.list = flaky  # type: ignore[method-assign]
+    status = await _converge_other(world, second, now + WAIT_DEADLINE / 2)
+    assert status.waiting_since == now, "kept through a failed list"
+    failing["on"] = False
+    status = await _converge_other(world, second, now + WAIT_DEADLINE + STEP)
+    assert status.phase.value == "Degraded", status.message
+    assert "has not finished its promotion" in status.message
+
+
+async def test_a_wait_whose_waiting_since_an_old_crd_prunes_still_times_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review G3. A CRD older than the operator prunes status.waitingSince at every write:
+    the wait counts from the Reconciling RolloutConflict condition's lastTransitionTime
+    instead, a warning said once (before: it never timed out, Pending and polled for good)."""
+    world, second, now = await _waiting_for_a_promotion()
+    second["status"].pop("waitingSince")
+    status = await _converge_other(world, second, now + WAIT_DEADLINE / 2)
+    assert status.phase.value == "Pending", status.message
+    second["status"].pop("waitingSince")
+    status = await _converge_other(world, second, now + WAIT_DEADLINE + STEP)
+    assert status.phase.value == "Degraded", status.message
+    warned = [r for r in caplog.records if "older than this operator" in r.getMessage()]
+    assert len(warned) == 1, warned
+
+
+@pytest.mark.parametrize(("field", "reason"), [("paused", "SpecPaused"), ("abort", "Aborted")])
+async def test_a_newer_rollout_held_by_hand_behind_a_keep_window_is_not_polled(
+    field: str, reason: str
+) -> None:
+    """Review G5. A newer Rollout with spec.paused (or spec.abort) behind a keep window says
+    it is held back, with that reason, and is converged at the resync (before: polled every
+    poll interval, RolloutConflict, saying it starts once the target runs the promoted
+    revision, which it would not while held)."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    second["spec"][field] = True
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending"
+    assert _reconciling(status) == (False, reason)
+    assert status.message.startswith(f"held back by spec.{field} before its delivery started")
+    assert world.other.requeue_after is None
+    assert world.other.requeue == Requeue.RESYNC
+    assert status.waiting_since is None, "no clock while a person holds it"
+
+
+async def test_an_edit_within_the_keep_window_starts_from_the_promoted_revision() -> None:
+    """Review G6. A promoted Rollout's own image edited within its keep window ends the
+    window: the target is patched to the promoted crm:2 and the promoted revision keeps
+    serving until the target runs it and is ready; then the new delivery starts from crm:2
+    (before: it started from the old crm:1 at once and removed the promoted revision's
+    Deployment, which served everything)."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    world.body["spec"]["image"] = "crm:4"
+    world.body["metadata"]["generation"] = 2
+    world.provider.ready.discard("crm")  # the target's Deployment rolls once patched
+    status = await world.converge(now)
+    assert world.client.target["spec"]["image"] == "crm:2"
+    assert status.scale_down_at is None, "the window ended"
+    assert promoted in world.provider.deployments(), "the promoted revision still serves"
+    assert [t.revision for t in status.traffic or []] == [promoted]
+    assert "patched to the promoted revision" in status.message
+    status = await world.converge(now + STEP)
+    assert promoted in world.provider.deployments(), "kept until the target is ready"
+    world.provider.ready.add("crm")
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert status.stable_image == "crm:2", "the new delivery starts from the promoted crm:2"
+    assert status.canary_image == "crm:4"
+    assert promoted not in world.provider.deployments()
