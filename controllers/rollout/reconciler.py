@@ -648,8 +648,6 @@ class RolloutReconciler:
             )
         if (held := await self._wait_for_give_back(rollout, starting=True)) is not None:
             return held
-        if (held := await self._end_own_keep_window(work)) is not None:
-            return held
         given_back = await self._give_back_pending(work) or stalled
         serving = await backend.serving(target)
         if given_back is None and (serving.revision is None or not serving.ready):
@@ -668,42 +666,6 @@ class RolloutReconciler:
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
         return work
-
-    async def _end_own_keep_window(self, work: Converge) -> Waiting | None:
-        """A Kubernetes blue-green promotion within its keep window whose own spec is edited
-        (a new delivery): the target does not run the promoted revision yet (it is patched
-        when the window ends), so the new delivery would start from the old revision and
-        remove the promoted revision's Deployment, which serves everything. The window ends
-        now, as for the next release (`_end_keep_window`): the target is patched to the
-        promoted revision (status.stableImage, stableTemplate), the old revision is no longer
-        kept, and the Rollout waits (its traffic still on the promoted revision) until the
-        target runs it and is ready; the new delivery then starts from it."""
-        status, target = work.status, work.target
-        if (
-            status.phase != RolloutPhase.PROMOTED
-            or status.scale_down_at is None
-            or not work.backend.defers_target_patch
-            or not status.stable_image
-            or _runs(target, status.stable_image, status.stable_template)
-        ):
-            return None
-        kept = status.history[0].revision if status.history else "the old revision"
-        await self._patch_target(work, restore_patch(status.stable_image, status.stable_template))
-        _window_over(work)  # only once patched (a failed patch keeps the window)
-        log.info(
-            "rollout %s: its spec was edited within its keep window; the target is patched to "
-            "the promoted revision %s",
-            work.rollout.metadata.name,
-            status.canary_revision,
-        )
-        return Waiting(
-            f"its spec was edited within the blue-green keep window: the window ended early "
-            f"(the old revision {kept} is no longer kept for a fast rollback) and XynergyService "
-            f"{work.rollout.spec.target_ref.name} is patched to the promoted revision "
-            f"{status.canary_revision}, which serves until then; the new delivery starts from "
-            "it once the target runs it and is ready",
-            after=self.settings.poll_seconds,
-        )
 
     async def _give_back_pending(self, work: Converge) -> str | None:
         """Before a new delivery of a Rollout whose promotion of its previous new revision was

@@ -1588,29 +1588,3 @@ async def test_a_newer_rollout_held_by_hand_behind_a_keep_window_is_not_polled(
     assert world.other.requeue_after is None
     assert world.other.requeue == Requeue.RESYNC
     assert status.waiting_since is None, "no clock while a person holds it"
-
-
-async def test_an_edit_within_the_keep_window_starts_from_the_promoted_revision() -> None:
-    """Review G6. A promoted Rollout's own image edited within its keep window ends the
-    window: the target is patched to the promoted crm:2 and the promoted revision keeps
-    serving until the target runs it and is ready; then the new delivery starts from crm:2
-    (before: it started from the old crm:1 at once and removed the promoted revision's
-    Deployment, which served everything)."""
-    world, now, promoted = await _promoted_in_keep_window(True)
-    world.body["spec"]["image"] = "crm:4"
-    world.body["metadata"]["generation"] = 2
-    world.provider.ready.discard("crm")  # the target's Deployment rolls once patched
-    status = await world.converge(now)
-    assert world.client.target["spec"]["image"] == "crm:2"
-    assert status.scale_down_at is None, "the window ended"
-    assert promoted in world.provider.deployments(), "the promoted revision still serves"
-    assert [t.revision for t in status.traffic or []] == [promoted]
-    assert "patched to the promoted revision" in status.message
-    status = await world.converge(now + STEP)
-    assert promoted in world.provider.deployments(), "kept until the target is ready"
-    world.provider.ready.add("crm")
-    status = await world.converge(now + 2 * STEP)
-    assert status.phase.value == "Progressing", status.message
-    assert status.stable_image == "crm:2", "the new delivery starts from the promoted crm:2"
-    assert status.canary_image == "crm:4"
-    assert promoted not in world.provider.deployments()
