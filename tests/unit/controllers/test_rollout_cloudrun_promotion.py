@@ -887,7 +887,63 @@ async def test_an_abort_after_a_lost_promotion_status_gives_back_a_changed_env(
     assert status.phase.value == "Aborted", status.message
     assert world.served() == {STABLE: 100}
     assert world.template_revision() == STABLE, "the template given back"
-    assert world.client.target["spec"]["env"] is None, "patched back"
+    assert "env" not in world.client.target["spec"], "patched back (removed)"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_an_abort_after_a_lost_promotion_status_removes_a_resource_the_promotion_added(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review J 2. The stable revision sets cpu only; the Rollout's template sets cpu and
+    memory. After the lost promotion status, the abort's patch-back leaves the target's
+    resources the stable revision's, memory removed (before: the merge patch sent {cpu: 1},
+    the apiserver merged it into {cpu: 2, memory: 1Gi} and kept memory, so the target's
+    controller deployed a revision of its own next to the stable one given back)."""
+    world = World(cloud_run)
+    world.client.target["spec"]["resources"] = {"cpu": "1"}
+    world.body["spec"]["template"] = {"resources": {"cpu": "2", "memory": "1Gi"}}
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    patch = world.client.patch
+
+    async def patched_then_dies(*args: Any, **kwargs: Any) -> None:
+        await patch(*args, **kwargs)
+        raise Killed
+
+    world.client.patch = patched_then_dies  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await world.converge(now)
+    world.client.patch = patch  # type: ignore[method-assign]
+    assert world.client.target["spec"]["resources"] == {"cpu": "2", "memory": "1Gi"}
+
+    world.ask("abort/1")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert world.template_revision() == STABLE, "the template given back"
+    assert world.client.target["spec"]["resources"] == {"cpu": "1"}, "memory removed"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_a_promotion_removes_a_resource_the_new_revision_does_not_set(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review J 2, the promotion: the target sets cpu and memory, the Rollout's template cpu
+    only (its revision has the profile's memory). The promotion leaves the target's resources
+    the new revision's, memory removed, so the target is settled on it and its controller
+    has nothing to deploy (before: the merge patch kept memory: 1Gi, a revision Cloud Run
+    was not promoted to, and the target never read as settled)."""
+    world = World(cloud_run)
+    world.client.target["spec"]["resources"] = {"cpu": "1", "memory": "1Gi"}
+    world.body["spec"]["template"] = {"resources": {"cpu": "2"}}
+    await world.deploy()
+    canary, now = await world.at_last_step()
+
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted", status.message
+    assert world.served() == {canary: 100}
+    assert world.client.target["spec"]["resources"] == {"cpu": "2"}, "memory removed"
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
     assert world.revisions() == [STABLE, canary], "no unexpected revision"
 
