@@ -18,7 +18,7 @@ from apis.v1alpha1.rollout import (
     RolloutSpec,
     TrafficRouting,
 )
-from apis.v1alpha1.xynergyservice import XynergyService
+from apis.v1alpha1.xynergyservice import ResourceRequirements, XynergyService
 from controllers.core.errors import StalledError
 from controllers.xynergyservice.resources.naming import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_LABEL
 from controllers.xynergyservice.resources.references import CONFIG_SOURCES_ANNOTATION
@@ -68,44 +68,81 @@ TEMPLATE_FIELDS = ("env", "args", "resources")
 """The spec fields a Rollout may change besides the image (a revision's template)."""
 
 
+def _revision_fields(target: XynergyService) -> dict[str, Any]:
+    """The target's image, env, args and resources as set (the fields a Rollout may change)."""
+    spec = target.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return {k: spec[k] for k in ("image", *TEMPLATE_FIELDS) if k in spec}
+
+
+RESOURCE_KEYS = tuple(
+    info.alias or name for name, info in ResourceRequirements.model_fields.items()
+)
+"""The keys of a spec's `resources` (an object: a merge patch merges into it)."""
+
+
+def _whole(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`fields` as merge-patch values that replace, not merge: `resources` is an object, so
+    a merge patch keeps a key of the stored one it does not name; every key it may hold is
+    sent, null for the unset ones (env and args are lists: a merge patch replaces those)."""
+    out = dict(fields)
+    resources = out.get("resources")
+    if isinstance(resources, Mapping):
+        out["resources"] = {k: resources.get(k) for k in RESOURCE_KEYS}
+    return out
+
+
 def promotion_patch(canary: XynergyService) -> dict[str, Any]:
     """A merge patch that makes the target's spec the new revision's (only the fields a
-    Rollout may change)."""
-    spec = canary.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return {"spec": {k: spec[k] for k in ("image", *TEMPLATE_FIELDS) if k in spec}}
+    Rollout may change; resources whole: a key the new revision does not set is removed)."""
+    return {"spec": _whole(_revision_fields(canary))}
 
 
 def spec_template(target: XynergyService) -> RevisionTemplate:
     """The target's env, args and resources (its promotion patch without the image)."""
-    return RevisionTemplate.model_validate(promotion_patch(target)["spec"])
+    fields = _revision_fields(target)
+    fields.pop("image", None)
+    return RevisionTemplate.model_validate(fields)
 
 
 def restore_patch(image: str, template: RevisionTemplate | None) -> dict[str, Any]:
     """A merge patch that puts an earlier revision's image back, and its env, args and
-    resources when recorded (a field it did not set is removed: null in a merge patch)."""
+    resources when recorded (a field it did not set is removed: null in a merge patch; so is
+    a resources key it did not set, which a promotion may have added)."""
     spec: dict[str, Any] = {"image": image}
     if template is not None:
         kept = template.model_dump(by_alias=True, exclude_none=True, mode="json")
-        spec.update({k: kept.get(k) for k in TEMPLATE_FIELDS})
+        spec.update(_whole({k: kept.get(k) for k in TEMPLATE_FIELDS}))
     return {"spec": spec}
+
+
+def _merged(stored: Any, patch: Any) -> Any:
+    """RFC 7386: what the apiserver stores when `patch` is merged into `stored`."""
+    if not isinstance(patch, Mapping):
+        return patch
+    out = dict(stored) if isinstance(stored, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merged(out.get(key), value)
+    return out
 
 
 def restored(
     target: XynergyService, image: str | None, template: RevisionTemplate | None
 ) -> XynergyService:
     """The target as an earlier revision whose `image` (None: the target's) and, when
-    recorded, `template` the status kept: what `restore_patch` makes of its spec, whatever
-    the target's spec holds now (a promotion's patch, say)."""
-    patch = restore_patch(image or target.spec.image, template)["spec"]
+    recorded, `template` the status kept: what `restore_patch` makes of its spec (as the
+    apiserver merges it), whatever the target's spec holds now (a promotion's patch, say)."""
+    patch = restore_patch(image or target.spec.image, template)
     body = target.model_dump(by_alias=True, exclude_none=True, mode="json")
-    body["spec"] = {k: v for k, v in {**body["spec"], **patch}.items() if v is not None}
-    return XynergyService.model_validate(body)
+    return XynergyService.model_validate(_merged(body, patch))
 
 
 def settled_on(target: XynergyService, canary: XynergyService) -> bool:
     """The target's spec already is the new revision's (the promotion patch is in)."""
-    want = promotion_patch(canary)["spec"]
-    have = promotion_patch(target)["spec"]
+    want = _revision_fields(canary)
+    have = _revision_fields(target)
     return all(have.get(k) == v for k, v in want.items())
 
 

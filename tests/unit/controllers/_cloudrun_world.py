@@ -123,7 +123,23 @@ class Client:
         if self.failures:
             raise self.failures.pop(0)
         self.patches.append(patch)
-        self.target["spec"].update(patch["spec"])
+        merged = _merged(self.target, patch)
+        self.target.clear()  # in place: a test may hold the dict
+        self.target.update(merged)
+
+
+def _merged(stored: Any, patch: Any) -> Any:
+    """RFC 7386, as the apiserver applies a merge patch: a null removes the key, an object
+    merges into the stored one (a key it does not name is kept), anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(stored) if isinstance(stored, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merged(out.get(key), value)
+    return out
 
 
 class World:

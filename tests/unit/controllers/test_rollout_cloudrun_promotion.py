@@ -887,7 +887,63 @@ async def test_an_abort_after_a_lost_promotion_status_gives_back_a_changed_env(
     assert status.phase.value == "Aborted", status.message
     assert world.served() == {STABLE: 100}
     assert world.template_revision() == STABLE, "the template given back"
-    assert world.client.target["spec"]["env"] is None, "patched back"
+    assert "env" not in world.client.target["spec"], "patched back (removed)"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_an_abort_after_a_lost_promotion_status_removes_a_resource_the_promotion_added(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review J 2. The stable revision sets cpu only; the Rollout's template sets cpu and
+    memory. After the lost promotion status, the abort's patch-back leaves the target's
+    resources the stable revision's, memory removed (before: the merge patch sent {cpu: 1},
+    the apiserver merged it into {cpu: 2, memory: 1Gi} and kept memory, so the target's
+    controller deployed a revision of its own next to the stable one given back)."""
+    world = World(cloud_run)
+    world.client.target["spec"]["resources"] = {"cpu": "1"}
+    world.body["spec"]["template"] = {"resources": {"cpu": "2", "memory": "1Gi"}}
+    await world.deploy()
+    canary, now = await world.at_last_step()
+    patch = world.client.patch
+
+    async def patched_then_dies(*args: Any, **kwargs: Any) -> None:
+        await patch(*args, **kwargs)
+        raise Killed
+
+    world.client.patch = patched_then_dies  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await world.converge(now)
+    world.client.patch = patch  # type: ignore[method-assign]
+    assert world.client.target["spec"]["resources"] == {"cpu": "2", "memory": "1Gi"}
+
+    world.ask("abort/1")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert world.template_revision() == STABLE, "the template given back"
+    assert world.client.target["spec"]["resources"] == {"cpu": "1"}, "memory removed"
+    assert await world.target_converge() == 0, "the target's controller has nothing to write"
+    assert world.revisions() == [STABLE, canary], "no unexpected revision"
+
+
+async def test_a_promotion_removes_a_resource_the_new_revision_does_not_set(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review J 2, the promotion: the target sets cpu and memory, the Rollout's template cpu
+    only (its revision has the profile's memory). The promotion leaves the target's resources
+    the new revision's, memory removed, so the target is settled on it and its controller
+    has nothing to deploy (before: the merge patch kept memory: 1Gi, a revision Cloud Run
+    was not promoted to, and the target never read as settled)."""
+    world = World(cloud_run)
+    world.client.target["spec"]["resources"] = {"cpu": "1", "memory": "1Gi"}
+    world.body["spec"]["template"] = {"resources": {"cpu": "2"}}
+    await world.deploy()
+    canary, now = await world.at_last_step()
+
+    status = await world.converge(now)
+    assert status.phase.value == "Promoted", status.message
+    assert world.served() == {canary: 100}
+    assert world.client.target["spec"]["resources"] == {"cpu": "2"}, "memory removed"
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
     assert world.revisions() == [STABLE, canary], "no unexpected revision"
 
@@ -1122,6 +1178,58 @@ async def test_an_invalid_spec_keeps_a_stalled_promotion_on_record(
     assert status.phase.value == "Pending", status.message
     assert "Rollout ro stalled on XynergyService crm" in status.message
     assert world.template_revision() == canary, "nothing started on the half-promotion"
+
+
+async def test_an_invalid_spec_keeps_what_a_give_back_restores(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review J 6. A Rollout stalled mid-promotion whose spec no longer validates keeps its
+    whole status but phase, message and conditions: the stable image and template a
+    give-back restores, the history and the delivered spec's digest too (before: only the
+    split and promotingSince; a later give-back had no stable spec to patch back to)."""
+    world = World(cloud_run, operation_timeout=0.2)
+    world.body["spec"]["template"] = {"env": [{"name": "FEATURE", "value": "on"}]}
+    await world.deploy()
+    _, now = await world.at_last_step()
+    stalled = await world.stall_mid_promotion(now)
+    assert stalled.stable_image is not None
+    assert stalled.stable_template is not None
+    assert stalled.delivered_spec is not None
+    world.body["spec"]["strategy"] = {"rolling": {"maxSurge": 0, "maxUnavailable": 0}}
+
+    status = await world.converge(now + 2 * STEP)
+    assert world.condition("Stalled")["reason"] == "InvalidSpec"
+    assert status.phase.value == "Degraded"
+    assert "maxSurge" in (status.message or ""), status.message
+    kept = {"phase", "message", "conditions", "observed_generation"}
+    assert status.model_dump(exclude=kept) == stalled.model_dump(exclude=kept)
+
+
+async def test_deleting_an_unreadable_rollout_stalled_while_promoting_says_what_it_leaves(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review J 6, the deletion. A blue-green preview stalled while promoting (Degraded,
+    canaryWeight 0, promotingSince set) whose spec no longer validates is deleted: it cannot
+    give back (no target known), and a Warning says so, naming the promotion it leaves and
+    the stable revision (before: no Event at all, as if it had moved nothing)."""
+    world, canary, now = await previewing(cloud_run, operation_timeout=0.2)
+    world.ask("promote/1")
+    status = await world.stall_mid_promotion(now)
+    assert not status.canary_weight
+    since = status.promoting_since
+    assert since is not None
+    world.body["spec"]["strategy"] = {"rolling": {"maxSurge": 0, "maxUnavailable": 0}}
+    status = await world.converge(now + 2 * STEP)
+    assert world.condition("Stalled")["reason"] == "InvalidSpec"
+    assert needs_finalizer(world.body)
+
+    done, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert done
+    assert event is not None
+    assert (event.type, event.reason) == ("Warning", "TrafficNotRestored"), event
+    assert "cannot read" in event.message
+    assert f"the promotion written at {since.isoformat()} is not given back" in event.message
+    assert f"may still be on {canary}, not the stable {STABLE}" in event.message
 
 
 NEW_IMAGE = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
