@@ -679,18 +679,19 @@ def _record(
 
 
 def _let_go(policy: ScalingPolicy, result: Result) -> Result:
-    """The sync's result without status.scaledTarget (and so without the finalizer) once the
-    policy no longer acts on the target it scaled: paused, a dry run, Stalled for another
-    autoscaler (an HPA, an older policy), or pointed at another target. Such a policy owns
-    nothing, so its deletion must not give the target back over whoever scales it now."""
+    """The sync's result without status.scaledTarget (and so without the finalizer) once
+    another autoscaler scales the target it scaled (Stalled for an HPA or an older policy),
+    or once it points at another target: it owns nothing there, so its deletion must not give
+    the target back over whoever scales it now. A paused policy or a dry run keeps its
+    record (and finalizer): unpaused, its next scale still knows the target's count from
+    before the policy (not the policy's own earlier write); deleted, it gives that back only
+    while the target still holds the policy's write and no other autoscaler scales it."""
     status = result.status
     if not isinstance(status, ScalingPolicyStatus) or status.scaled_target is None:
         return result
     stalled = get_condition(status.conditions, "Stalled")
     acts = not (
-        policy.spec.paused
-        or policy.spec.dry_run
-        or (stalled is not None and stalled.status == "True" and stalled.reason in CONFLICTS)
+        (stalled is not None and stalled.status == "True" and stalled.reason in CONFLICTS)
         or status.scaled_target.name != policy.spec.target_ref.name
     )
     if acts:
