@@ -13,7 +13,7 @@ from test_scalingpolicy_reconciler import NOW, FakeProm, FakeTarget, body, recon
 from apis.v1alpha1.scalingpolicy import ScaledTarget
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import TransientError
-from controllers.core.status import merge_patch
+from controllers.core.status import merge_patch, status_changed
 from controllers.scalingpolicy.conflicts import TargetIndex
 from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler
 from controllers.scalingpolicy.target import Target
@@ -376,3 +376,19 @@ async def test_a_record_that_cannot_be_written_leaves_the_target_as_is() -> None
     result = await rec.reconcile(b, now=NOW, child=None)
     assert target.scaled == []
     assert result.status.model_dump(by_alias=True).get("scaledTarget") is None
+
+
+async def test_an_invalid_spec_is_not_rewritten_on_every_retry() -> None:
+    """An unreadable spec keeps the stored conditions: a retry that finds the same error
+    changes nothing to write (no new lastTransitionTime)."""
+    target = FakeTarget(replicas=None)
+    rec = reconciler(target, FakeProm(load=900))
+    b = body(maxInstances=20)
+    await _synced(rec, b, 0)
+    b["spec"]["interval"] = "1ms"
+    await _synced(rec, b, 30)
+    stalled = [c for c in b["status"]["conditions"] if c["type"] == "Stalled"]
+    assert [c["reason"] for c in stalled] == ["InvalidSpec"]
+    again = await rec.reconcile(b, now=NOW + dt.timedelta(seconds=90), child=None)
+    assert not status_changed(b["status"], again.status)
+    assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 5}
