@@ -367,6 +367,8 @@ class ScalingPolicyReconciler:
         if not policy.spec.dry_run:
             try:
                 await self._scale(policy, target, desired)
+            except _MayHaveLandedError as exc:
+                return self._held(policy, current, exc.error, now, record=exc.record)
             except ProviderError as exc:
                 return self._held(policy, current, exc, now)
             applied = True
@@ -428,6 +430,8 @@ class ScalingPolicyReconciler:
         if not dry_run and decision.desired != target.replicas:
             try:
                 await self._scale(policy, target, decision.desired)
+            except _MayHaveLandedError as exc:
+                return self._held(policy, target.replicas, exc.error, now, record=exc.record)
             except ProviderError as exc:
                 return self._held(policy, target.replicas, exc, now)
             applied = True
@@ -455,12 +459,21 @@ class ScalingPolicyReconciler:
         """Scale the target, its record written first: status.scaledTarget names the count
         about to be written (`pending`), so a status write lost after the scale (a conflict,
         an apiserver error, a restart) still leaves a record deletion can give back; a record
-        that cannot be written leaves the target as it is (ProviderError)."""
+        that cannot be written leaves the target as it is (ProviderError).
+
+        A scale that fails after its record was written: refused by the apiserver
+        (StalledError, nothing applied), the error is raised and the status written after it
+        keeps the record as it was (whole: the pending count nulled); any other failure (a
+        timeout, a 5xx: the write may have landed) raises `_MayHaveLandedError` with the record,
+        its pending count kept, for that status."""
         namespace = str(policy.metadata.namespace)
-        if self.intend is not None:
-            intent = _record(policy, target, replicas, pending=True)
+        intent = _record(policy, target, replicas, pending=True)
+        if self.intend is not None:  # an error here: nothing written, the record stays
             await self.intend(namespace, str(policy.metadata.name), intent)
-        await self.target.scale(namespace, policy.spec.target_ref.name, replicas)
+        try:
+            await self.target.scale(namespace, policy.spec.target_ref.name, replicas)
+        except TransientError as exc:
+            raise _MayHaveLandedError(exc, intent) from exc
 
     def _unchanged(
         self,
@@ -617,13 +630,33 @@ class ScalingPolicyReconciler:
         )
 
     def _held(
-        self, policy: ScalingPolicy, current: int | None, error: ProviderError, now: dt.datetime
+        self,
+        policy: ScalingPolicy,
+        current: int | None,
+        error: ProviderError,
+        now: dt.datetime,
+        *,
+        record: ScaledTarget | None = None,
     ) -> Result:
+        """Hold the count; with `record`, status.scaledTarget is the record of a scale that
+        may have landed (its pending count kept), else the stored record stays as it is."""
         FALLBACKS.labels(error.reason).inc()
         status = st.held_status(
             policy, current=current, reason=error.reason, message=error.message, now=now
         )
+        if record is not None:
+            status.scaled_target = record
         return Result(status=status, events=st.events_for(policy.status, status, None))
+
+
+class _MayHaveLandedError(Exception):
+    """A scale failed after its record was written in a way that may have applied it (a
+    timeout, a 5xx): `record` (with the pending count) is what status must keep."""
+
+    def __init__(self, error: TransientError, record: ScaledTarget) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.record = record
 
 
 def _record(
@@ -637,24 +670,28 @@ def _record(
     name = policy.spec.target_ref.name
     if old is None or old.name != name:  # a new record, whole (no field of the old one)
         old = ScaledTarget(name=name, original_replicas=target.service.spec.replicas)
+    elif old.pending is not None and target.service.spec.replicas == old.pending:
+        # an earlier scale whose response was lost landed: it is the last write
+        old = old.model_copy(update={"last_written": old.pending, "pending": None})
     if pending:
         return old.model_copy(update={"pending": written})
     return old.model_copy(update={"last_written": written, "pending": None})
 
 
 def _let_go(policy: ScalingPolicy, result: Result) -> Result:
-    """The sync's result without status.scaledTarget (and so without the finalizer) once the
-    policy no longer acts on the target it scaled: paused, a dry run, Stalled for another
-    autoscaler (an HPA, an older policy), or pointed at another target. Such a policy owns
-    nothing, so its deletion must not give the target back over whoever scales it now."""
+    """The sync's result without status.scaledTarget (and so without the finalizer) once
+    another autoscaler scales the target it scaled (Stalled for an HPA or an older policy),
+    or once it points at another target: it owns nothing there, so its deletion must not give
+    the target back over whoever scales it now. A paused policy or a dry run keeps its
+    record (and finalizer): unpaused, its next scale still knows the target's count from
+    before the policy (not the policy's own earlier write); deleted, it gives that back only
+    while the target still holds the policy's write and no other autoscaler scales it."""
     status = result.status
     if not isinstance(status, ScalingPolicyStatus) or status.scaled_target is None:
         return result
     stalled = get_condition(status.conditions, "Stalled")
     acts = not (
-        policy.spec.paused
-        or policy.spec.dry_run
-        or (stalled is not None and stalled.status == "True" and stalled.reason in CONFLICTS)
+        (stalled is not None and stalled.status == "True" and stalled.reason in CONFLICTS)
         or status.scaled_target.name != policy.spec.target_ref.name
     )
     if acts:

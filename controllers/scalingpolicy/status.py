@@ -49,6 +49,7 @@ __all__ = [
     "paused_status",
     "ready_note",
     "stalled_status",
+    "stored_conditions",
     "stored_record",
     "synced_status",
     "target_paused_status",
@@ -364,10 +365,15 @@ def stalled_status(
 ) -> ScalingPolicyStatus:
     """Status of a policy that must not or cannot act until the user changes something. A
     policy that cannot be read at all (`policy` None: an invalid spec) keeps its stored
-    status.scaledTarget, so its deletion still gives the target back."""
+    status.scaledTarget, so its deletion still gives the target back, and its stored
+    conditions (a retry that finds the same error writes nothing new)."""
     old = policy.status if policy is not None and policy.status else None
-    if old is None:
-        old = ScalingPolicyStatus(scaled_target=stored_record(body) if policy is None else None)
+    if old is None and policy is None:
+        old = ScalingPolicyStatus(
+            scaled_target=stored_record(body), conditions=stored_conditions(body)
+        )
+    elif old is None:
+        old = ScalingPolicyStatus()
     generation = (body.get("metadata") or {}).get("generation")
     conditions = mark_stalled(
         [c for c in old.conditions if c.type != DEGRADED],
@@ -388,6 +394,19 @@ def stored_record(body: Mapping[str, Any]) -> ScaledTarget | None:
         return ScaledTarget.model_validate(dict(data))
     except ValidationError:
         return None
+
+
+def stored_conditions(body: Mapping[str, Any]) -> list[Condition]:
+    """The valid status.conditions stored in `body` (an invalid one is left out)."""
+    data = (body.get("status") or {}).get("conditions")
+    out: list[Condition] = []
+    for item in data if isinstance(data, list) else []:
+        if isinstance(item, Mapping):
+            try:
+                out.append(Condition.model_validate(dict(item)))
+            except ValidationError:
+                continue
+    return out
 
 
 def paused_status(policy: ScalingPolicy, *, now: dt.datetime) -> ScalingPolicyStatus:

@@ -13,7 +13,7 @@ from test_scalingpolicy_reconciler import NOW, FakeProm, FakeTarget, body, recon
 from apis.v1alpha1.scalingpolicy import ScaledTarget
 from apis.v1alpha1.xynergyservice import XynergyService
 from controllers.core.errors import TransientError
-from controllers.core.status import merge_patch
+from controllers.core.status import merge_patch, status_changed
 from controllers.scalingpolicy.conflicts import TargetIndex
 from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler
 from controllers.scalingpolicy.target import Target
@@ -222,17 +222,48 @@ async def test_deletion_leaves_a_target_another_policy_scales_now() -> None:
     assert "ScalingPolicy ns/crm-2 scales it now" in event.message
 
 
-async def test_paused_or_dry_run_policies_drop_their_record() -> None:
+async def test_a_paused_or_dry_run_policy_keeps_the_count_from_before_it() -> None:
+    """Paused (or a dry run) then acting again: the next scale's record still names the
+    target's count from before the policy, not the policy's own earlier write."""
     for change in ({"paused": True}, {"dryRun": True}):
+        target = FakeTarget(replicas=3)
+        prom = FakeProm(load=350)
+        rec = reconciler(target, prom)
+        b = body(maxInstances=20)
+        await _synced(rec, b, 0)
+        assert target.scaled == [7], change
+        b["spec"].update(change)
+        await _synced(rec, b, 30)
+        assert b["status"]["scaledTarget"] == {
+            "name": "crm", "originalReplicas": 3, "lastWritten": 7}, change  # fmt: skip
+        assert rec.needs_finalizer(b), change
+        b["spec"].update(dict.fromkeys(change, False))
+        prom.load = 700
+        await _synced(rec, b, 60)
+        assert target.scaled == [7, 14], change
+        assert b["status"]["scaledTarget"]["originalReplicas"] == 3, change
+        gone, event = await rec.release(b)
+        assert gone
+        assert target.replicas == 3, change
+        assert event is not None
+        assert event.reason == "TargetRestored"
+
+
+async def test_deleting_a_paused_policy_gives_back_unless_edited_since() -> None:
+    for edited in (False, True):
         target = FakeTarget(replicas=None)
         rec = reconciler(target, FakeProm(load=900))
         b = body(maxInstances=20)
         await _synced(rec, b, 0)
-        assert rec.needs_finalizer(b)
-        b["spec"].update(change)
+        b["spec"]["paused"] = True
         await _synced(rec, b, 30)
-        assert "scaledTarget" not in b["status"], change
-        assert not rec.needs_finalizer(b)
+        if edited:
+            target.replicas = 9  # a person's edit while the policy is paused
+        gone, event = await rec.release(b)
+        assert gone
+        assert target.replicas == (9 if edited else None)
+        assert event is not None
+        assert event.reason == ("TargetLeft" if edited else "TargetRestored")
 
 
 async def test_an_invalid_spec_keeps_the_record_and_the_finalizer() -> None:
@@ -345,3 +376,19 @@ async def test_a_record_that_cannot_be_written_leaves_the_target_as_is() -> None
     result = await rec.reconcile(b, now=NOW, child=None)
     assert target.scaled == []
     assert result.status.model_dump(by_alias=True).get("scaledTarget") is None
+
+
+async def test_an_invalid_spec_is_not_rewritten_on_every_retry() -> None:
+    """An unreadable spec keeps the stored conditions: a retry that finds the same error
+    changes nothing to write (no new lastTransitionTime)."""
+    target = FakeTarget(replicas=None)
+    rec = reconciler(target, FakeProm(load=900))
+    b = body(maxInstances=20)
+    await _synced(rec, b, 0)
+    b["spec"]["interval"] = "1ms"
+    await _synced(rec, b, 30)
+    stalled = [c for c in b["status"]["conditions"] if c["type"] == "Stalled"]
+    assert [c["reason"] for c in stalled] == ["InvalidSpec"]
+    again = await rec.reconcile(b, now=NOW + dt.timedelta(seconds=90), child=None)
+    assert not status_changed(b["status"], again.status)
+    assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 5}
