@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+from _merge_patch import apply_merge_patch
 from fakes.cloudrun import FakeCloudRun
 from google.cloud import run_v2
 from lightkube import ApiError
@@ -123,23 +124,9 @@ class Client:
         if self.failures:
             raise self.failures.pop(0)
         self.patches.append(patch)
-        merged = _merged(self.target, patch)
+        merged = apply_merge_patch(self.target, patch)
         self.target.clear()  # in place: a test may hold the dict
         self.target.update(merged)
-
-
-def _merged(stored: Any, patch: Any) -> Any:
-    """RFC 7386, as the apiserver applies a merge patch: a null removes the key, an object
-    merges into the stored one (a key it does not name is kept), anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(stored) if isinstance(stored, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merged(out.get(key), value)
-    return out
 
 
 class World:

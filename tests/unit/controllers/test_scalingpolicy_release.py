@@ -4,10 +4,10 @@ the finalizer is asked for only once the policy has written the target."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from typing import Any
 
+from _merge_patch import apply_merge_patch
 from test_scalingpolicy_reconciler import NOW, FakeProm, FakeTarget, body, reconciler
 
 from apis.v1alpha1.scalingpolicy import ScaledTarget
@@ -20,23 +20,9 @@ from controllers.scalingpolicy.target import Target
 from controllers.xynergyservice.resources.cloudrun import desired_service
 
 
-def merge(stored: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as the apiserver applies the status writer's patch: a null
-    removes the key, an object merges into the stored one (its absent keys are kept)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(stored) if isinstance(stored, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge(out.get(key), value)
-    return out
-
-
 def written(b: dict[str, Any], status: Any) -> None:
     """The status stored as the StatusWriter's merge patch leaves it."""
-    b["status"] = merge(b.get("status") or {}, merge_patch(status))
+    b["status"] = apply_merge_patch(b.get("status") or {}, merge_patch(status))
 
 
 async def _synced(rec: ScalingPolicyReconciler, b: dict[str, Any], *seconds: float) -> None:
@@ -53,7 +39,7 @@ def recording(rec: ScalingPolicyReconciler, b: dict[str, Any]) -> list[dict[str,
     async def intend(namespace: str, name: str, record: ScaledTarget) -> None:
         data = record.model_dump(by_alias=True, mode="json")
         records.append(data)
-        b["status"] = merge(b.get("status") or {}, {"scaledTarget": data})
+        b["status"] = apply_merge_patch(b.get("status") or {}, {"scaledTarget": data})
 
     rec.intend = intend
     return records
