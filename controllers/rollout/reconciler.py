@@ -1802,16 +1802,20 @@ class RolloutReconciler:
     def _invalid(self, body: Mapping[str, Any], exc: ValidationError, now: dt.datetime) -> Result:
         meta = body.get("metadata") or {}
         raw = body.get("status") or {}
-        status = RolloutStatus()
+        status = RolloutStatus(phase=RolloutPhase.DEGRADED, message=spec_error(exc))
         with contextlib.suppress(ValidationError):
-            # the whole stored status but its phase, message and conditions: where the
-            # traffic stands (a split, and the finalizer with it, until a readable spec
-            # routes it back or a deletion says what it leaves), a promotion written and not
-            # finished (promotingSince: its hold of the target, `_wait_for_give_back`), what
-            # a give-back restores (stableImage, stableTemplate, history) and deliveredSpec
-            # are not the spec's to forget
-            status = RolloutStatus.model_validate(raw)
-        status.phase, status.message = RolloutPhase.DEGRADED, spec_error(exc)
+            before = RolloutStatus.model_validate(raw)
+            status.conditions = before.conditions
+            # where the traffic stands is not the spec's to forget: a split stays on record
+            # (and the finalizer with it) until a readable spec routes it back or a deletion
+            # says what it leaves
+            status.stable_revision = before.stable_revision
+            status.canary_revision = before.canary_revision
+            status.canary_weight = before.canary_weight
+            status.traffic_routing = before.traffic_routing
+            # and a promotion written and not finished: its hold of the target (siblings
+            # wait, `_wait_for_give_back`) and its give-back once the spec reads again
+            status.promoting_since = before.promoting_since
         status.conditions = conditions_for(
             status, reason="InvalidSpec", generation=meta.get("generation"), now=now
         )
@@ -1825,25 +1829,14 @@ def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event 
         held = RolloutStatus.model_validate(body.get("status") or {})
     except ValidationError:
         held = RolloutStatus()
-    since = held.promoting_since
-    if held.phase not in _ACTIVE and not held.canary_weight and since is None:
+    if held.phase not in _ACTIVE and not held.canary_weight:
         return None
-    left = (
-        f"any traffic split is left as it was "
-        f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})"
-    )
-    if since is not None:
-        left += (
-            f"; the promotion written at {since.isoformat()} is not "
-            f"given back: the service's template may still be on "
-            f"{held.canary_revision or 'the new revision'}, not the stable "
-            f"{held.stable_revision or 'revision'} (image {held.stable_image or 'unknown'})"
-        )
     return Event(
         "Warning",
         "TrafficNotRestored",
         f"deleted while {held.phase} with a spec this operator cannot read "
-        f"({spec_error(exc)}): {left}",
+        f"({spec_error(exc)}): any traffic split is left as it was "
+        f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})",
     )
 
 

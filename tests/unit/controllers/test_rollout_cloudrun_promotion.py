@@ -1180,58 +1180,6 @@ async def test_an_invalid_spec_keeps_a_stalled_promotion_on_record(
     assert world.template_revision() == canary, "nothing started on the half-promotion"
 
 
-async def test_an_invalid_spec_keeps_what_a_give_back_restores(
-    cloud_run: FakeCloudRun,
-) -> None:
-    """Review J 6. A Rollout stalled mid-promotion whose spec no longer validates keeps its
-    whole status but phase, message and conditions: the stable image and template a
-    give-back restores, the history and the delivered spec's digest too (before: only the
-    split and promotingSince; a later give-back had no stable spec to patch back to)."""
-    world = World(cloud_run, operation_timeout=0.2)
-    world.body["spec"]["template"] = {"env": [{"name": "FEATURE", "value": "on"}]}
-    await world.deploy()
-    _, now = await world.at_last_step()
-    stalled = await world.stall_mid_promotion(now)
-    assert stalled.stable_image is not None
-    assert stalled.stable_template is not None
-    assert stalled.delivered_spec is not None
-    world.body["spec"]["strategy"] = {"rolling": {"maxSurge": 0, "maxUnavailable": 0}}
-
-    status = await world.converge(now + 2 * STEP)
-    assert world.condition("Stalled")["reason"] == "InvalidSpec"
-    assert status.phase.value == "Degraded"
-    assert "maxSurge" in (status.message or ""), status.message
-    kept = {"phase", "message", "conditions", "observed_generation"}
-    assert status.model_dump(exclude=kept) == stalled.model_dump(exclude=kept)
-
-
-async def test_deleting_an_unreadable_rollout_stalled_while_promoting_says_what_it_leaves(
-    cloud_run: FakeCloudRun,
-) -> None:
-    """Review J 6, the deletion. A blue-green preview stalled while promoting (Degraded,
-    canaryWeight 0, promotingSince set) whose spec no longer validates is deleted: it cannot
-    give back (no target known), and a Warning says so, naming the promotion it leaves and
-    the stable revision (before: no Event at all, as if it had moved nothing)."""
-    world, canary, now = await previewing(cloud_run, operation_timeout=0.2)
-    world.ask("promote/1")
-    status = await world.stall_mid_promotion(now)
-    assert not status.canary_weight
-    since = status.promoting_since
-    assert since is not None
-    world.body["spec"]["strategy"] = {"rolling": {"maxSurge": 0, "maxUnavailable": 0}}
-    status = await world.converge(now + 2 * STEP)
-    assert world.condition("Stalled")["reason"] == "InvalidSpec"
-    assert needs_finalizer(world.body)
-
-    done, event = await world.reconciler.release(copy.deepcopy(world.body))
-    assert done
-    assert event is not None
-    assert (event.type, event.reason) == ("Warning", "TrafficNotRestored"), event
-    assert "cannot read" in event.message
-    assert f"the promotion written at {since.isoformat()} is not given back" in event.message
-    assert f"may still be on {canary}, not the stable {STABLE}" in event.message
-
-
 NEW_IMAGE = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
 
 
