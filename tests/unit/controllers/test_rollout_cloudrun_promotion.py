@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -771,11 +772,18 @@ async def test_an_error_after_a_pending_promotion_writes_no_half_done_keep_windo
     assert world.client.target["spec"]["image"].endswith(":2")
 
 
-async def _died_after_the_target_patch(cloud_run: FakeCloudRun) -> tuple[World, str, dt.datetime]:
+async def _died_after_the_target_patch(
+    cloud_run: FakeCloudRun, prepare: Callable[[World], None] | None = None
+) -> tuple[World, str, dt.datetime]:
     """The promotion is carried out and the target patched, then the operator dies before the
     status write: the stored status says Progressing at 20 %, no promotingSince, while Cloud
-    Run serves the new revision and the target's spec is the new revision's."""
-    world, canary, now = await at_last_step(cloud_run)
+    Run serves the new revision and the target's spec is the new revision's. `prepare`
+    changes the world (the target, the Rollout's spec) before it is deployed."""
+    world = World(cloud_run)
+    if prepare is not None:
+        prepare(world)
+    await world.deploy()
+    canary, now = await world.at_last_step()
     stored = copy.deepcopy(world.body)
     patch = world.client.patch
 
@@ -865,25 +873,16 @@ async def test_an_abort_after_a_lost_promotion_status_gives_back_a_changed_env(
     stableTemplate), not the patched target's env under the stable revision's name, which
     Cloud Run refused (before: the template stayed on the new revision, and the target's
     controller then deployed the patched-back spec as a revision of its own)."""
-    world = World(cloud_run)
-    world.body["spec"]["template"] = {"env": [{"name": "FEATURE", "value": "on"}]}
-    await world.deploy()
-    canary, now = await world.at_last_step()
-    patch = world.client.patch
 
-    async def patched_then_dies(*args: Any, **kwargs: Any) -> None:
-        await patch(*args, **kwargs)
-        raise Killed
+    def with_env(world: World) -> None:
+        world.body["spec"]["template"] = {"env": [{"name": "FEATURE", "value": "on"}]}
 
-    world.client.patch = patched_then_dies  # type: ignore[method-assign]
-    with pytest.raises(Killed):
-        await world.converge(now)
-    world.client.patch = patch  # type: ignore[method-assign]
+    world, canary, now = await _died_after_the_target_patch(cloud_run, with_env)
     assert world.client.target["spec"]["env"] == [{"name": "FEATURE", "value": "on"}]
     assert world.template_revision() == canary
 
     world.ask("abort/1")
-    status = await world.converge(now + STEP)
+    status = await world.converge(now)
     assert status.phase.value == "Aborted", status.message
     assert world.served() == {STABLE: 100}
     assert world.template_revision() == STABLE, "the template given back"
@@ -900,25 +899,16 @@ async def test_an_abort_after_a_lost_promotion_status_removes_a_resource_the_pro
     resources the stable revision's, memory removed (before: the merge patch sent {cpu: 1},
     the apiserver merged it into {cpu: 2, memory: 1Gi} and kept memory, so the target's
     controller deployed a revision of its own next to the stable one given back)."""
-    world = World(cloud_run)
-    world.client.target["spec"]["resources"] = {"cpu": "1"}
-    world.body["spec"]["template"] = {"resources": {"cpu": "2", "memory": "1Gi"}}
-    await world.deploy()
-    canary, now = await world.at_last_step()
-    patch = world.client.patch
 
-    async def patched_then_dies(*args: Any, **kwargs: Any) -> None:
-        await patch(*args, **kwargs)
-        raise Killed
+    def with_resources(world: World) -> None:
+        world.client.target["spec"]["resources"] = {"cpu": "1"}
+        world.body["spec"]["template"] = {"resources": {"cpu": "2", "memory": "1Gi"}}
 
-    world.client.patch = patched_then_dies  # type: ignore[method-assign]
-    with pytest.raises(Killed):
-        await world.converge(now)
-    world.client.patch = patch  # type: ignore[method-assign]
+    world, canary, now = await _died_after_the_target_patch(cloud_run, with_resources)
     assert world.client.target["spec"]["resources"] == {"cpu": "2", "memory": "1Gi"}
 
     world.ask("abort/1")
-    status = await world.converge(now + STEP)
+    status = await world.converge(now)
     assert status.phase.value == "Aborted", status.message
     assert world.template_revision() == STABLE, "the template given back"
     assert world.client.target["spec"]["resources"] == {"cpu": "1"}, "memory removed"

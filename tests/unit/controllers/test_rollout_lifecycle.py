@@ -776,10 +776,12 @@ async def _converge_other(world: World, body: dict[str, Any], now: dt.datetime) 
     return result.status
 
 
-async def _promoted_in_keep_window(routes: bool) -> tuple[World, dt.datetime, str]:
-    """crm-2 (blue-green, scaleDownDelaySeconds 600) promoted: its new revision serves, the
-    target (not patched until the window ends) still runs crm:1."""
-    world = World([], routes=routes)
+async def _promoted_in_keep_window(
+    routes: bool = True, **spec: Any
+) -> tuple[World, dt.datetime, str]:
+    """crm-2 (blue-green, scaleDownDelaySeconds 600; `spec`: more of its spec) promoted: its
+    new revision serves, the target (not patched until the window ends) still runs crm:1."""
+    world = World([], routes=routes, **spec)
     world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
     world.body["metadata"]["creationTimestamp"] = "2026-12-01T11:00:00Z"
     now = T0
@@ -1007,15 +1009,7 @@ async def test_a_keep_window_with_rollback_window_zero_still_ends_in_the_release
     patched and the next converge found it moved on: Superseded, the release lost. The
     window keeps its old revision while it lasts (its fast rollback works), then the history
     is back to rollbackWindow's 0."""
-    world = World([], rollbackWindow=0)
-    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
-    now = T0
-    for _ in range(3):
-        status = await world.converge(now)
-        now += STEP
-        world.provider.ready |= set(world.provider.deployments())
-    assert (status.phase.value, bool(status.scale_down_at)) == ("Promoted", True)
-    promoted = status.canary_revision
+    world, now, promoted = await _promoted_in_keep_window(rollbackWindow=0)
     status = await world.converge(now)
     assert not status.message.startswith("superseded"), status.message
     assert promoted in world.provider.deployments(), "it serves within the window"
@@ -1032,13 +1026,7 @@ async def test_a_keep_window_with_rollback_window_zero_still_ends_in_the_release
 
 
 async def test_undo_within_a_keep_window_with_rollback_window_zero_switches_back() -> None:
-    world = World([], rollbackWindow=0)
-    world.body["spec"]["strategy"] = BLUE_GREEN_KEEP
-    now = T0
-    for _ in range(3):
-        status = await world.converge(now)
-        now += STEP
-        world.provider.ready |= set(world.provider.deployments())
+    world, now, _ = await _promoted_in_keep_window(rollbackWindow=0)
     world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "undo/1"}
     status = await world.converge(now)
     assert (status.phase.value, world.events[0][0]) == ("RolledBack", "SwitchedBack")
