@@ -415,8 +415,8 @@ class RolloutReconciler:
                     f"not available in this operator, so the traffic is left as it was "
                     f"({_left(status)}); route it to {stable} by hand",
                 )
+            work = Converge(rollout, target, new, backend, status, self.clock())
             if keeping:
-                work = Converge(rollout, target, new, backend, status, self.clock())
                 work.name = backend.revision_name(new)
                 return await self._finish_kept(work, body)
             if backend.routing is not None:
@@ -424,27 +424,9 @@ class RolloutReconciler:
                 # references) and the gateway serves the target's own Service once it is gone
                 return True, None
             if status.phase in _ENDED:
-                work = Converge(rollout, target, new, backend, status, self.clock())
                 work.name = backend.revision_name(new)
                 if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
-                    # its split goes to LATEST (the target's own revision), as a converge
-                    # finding it superseded routes it (`_superseded`); the template is left
-                    routed = await self._to_latest(work)
-                    return True, Event(
-                        "Normal",
-                        "Released",
-                        f"deleted while {status.phase}: XynergyService "
-                        f"{rollout.spec.target_ref.name} now runs {runs}, not what this "
-                        "Rollout left it on; "
-                        + (
-                            "all traffic goes to its latest revision (LATEST 100 %), "
-                            "its template is left as it is"
-                            if routed
-                            else "its traffic is left to the Rollout delivering to it, "
-                            "its template as it is"
-                        ),
-                    )
-            work = Converge(rollout, target, new, backend, status, self.clock())
+                    return True, await self._release_moved_on(work, runs)
             patched = await self._to_stable(work)  # the template too if a promotion was written
         except StalledError as exc:
             if exc.reason not in _GONE:
@@ -461,6 +443,25 @@ class RolloutReconciler:
             "TrafficRestored",
             f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
             f"({canary} gets none){_patched_back(rollout, status) if patched else ''}",
+        )
+
+    async def _release_moved_on(self, work: Converge, runs: str) -> Event:
+        """The deletion of a Cloud Run Rollout stalled mid-way whose target moved on (it runs
+        `runs`): its split goes to LATEST (the target's own revision), as a converge finding it
+        superseded routes it (`_superseded`); the template is left. The Event says which."""
+        routed = await self._to_latest(work)
+        return Event(
+            "Normal",
+            "Released",
+            f"deleted while {work.status.phase}: XynergyService "
+            f"{work.rollout.spec.target_ref.name} now runs {runs}, not what this Rollout left "
+            "it on; "
+            + (
+                "all traffic goes to its latest revision (LATEST 100 %), its template is left "
+                "as it is"
+                if routed
+                else "its traffic is left to the Rollout delivering to it, its template as it is"
+            ),
         )
 
     async def _finish_kept(
@@ -843,8 +844,22 @@ class RolloutReconciler:
             )
         if held is None:
             return None
-        name, finishing = held
-        if by_hand:
+        return self._wait_for_promotion(rollout, *held, waited=waited, now=now)
+
+    def _wait_for_promotion(
+        self,
+        rollout: Rollout,
+        name: str,
+        finishing: str,
+        *,
+        waited: dt.datetime | None,
+        now: dt.datetime | None,
+    ) -> Waiting:
+        """How a Rollout not started waits for Rollout `name`'s promotion to finish
+        (`_refuse_overlap`): held by a person (spec.paused, spec.abort) with no clock and no
+        poll; otherwise Pending, polled, until its deadline from `waited` (`_give_up_waiting`)."""
+        target = rollout.spec.target_ref.name
+        if rollout.spec.paused or rollout.spec.abort:
             # a person holds it: no clock, no poll (it would not start when the target
             # settles); lifting spec.paused or spec.abort is a spec change, converged at once
             field = "spec.paused" if rollout.spec.paused else "spec.abort"
