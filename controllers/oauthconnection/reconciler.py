@@ -686,7 +686,10 @@ class OAuthConnectionReconciler:
                 data = {**authz.data, "failure": ""}
                 await self.store.write(conn, role="authorization", data=data, previous=authz)
             return
-        await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+        # only as read: a code the callback put in meanwhile (the user completing that
+        # authorization) stays, and its Secret's event converges the connection to exchange it
+        name = authorization_secret_name(str(conn.metadata.name))
+        await self.store.delete_unchanged(conn, name, authz)
 
     # -- refresh -------------------------------------------------------------------------
 
@@ -931,18 +934,17 @@ class OAuthConnectionReconciler:
                     conn, client, provider, tokens.user.refresh_token, release=fresh is tokens
                 )
             except GrantRefusedError as exc:
-                kept: UserToken | None = None
-                if fresh is tokens:  # nothing refreshed here yet: newer ones stored meanwhile?
-                    data = await self.store.tokens(conn)
-                    adopted = await self._rewritten(conn, provider, data, tokens, issued, now)
-                    if adopted is not None:
-                        return adopted
-                else:  # the bot token refreshed here: a user token stored meanwhile is kept
-                    kept = await self._stored_user_token(conn, tokens.user, issued)
+                failure = _refused_grant(conn, "user token's refresh token", exc.code, spent)
+                if fresh is tokens:  # nothing refreshed here: adopt newer ones, or drop it
+                    return await self._user_refused_alone(
+                        conn, provider, tokens, issued, now, failure
+                    )
+                # the bot token refreshed here: a user token stored meanwhile is kept
+                kept = await self._stored_user_token(conn, tokens.user, issued)
                 if kept is not None:
                     fresh = replace(fresh, user=kept)
                 else:
-                    dropped = _refused_grant(conn, "user token's refresh token", exc.code, spent)
+                    dropped = failure
                     fresh = replace(fresh, user=None)
             except ProviderError as exc:
                 if fresh is not tokens:
@@ -993,6 +995,47 @@ class OAuthConnectionReconciler:
             "to delete its refused tokens; reading it again",
             reason="Conflict",
         )
+
+    async def _user_refused_alone(
+        self,
+        conn: OAuthConnection,
+        provider: OAuthProvider,
+        used: TokenSet,
+        issued: dt.datetime | None,
+        now: dt.datetime,
+        failure: str,
+    ) -> Outcome:
+        """Slack's user refresh token refused, nothing refreshed in this converge: newer
+        tokens another writer stored meanwhile are adopted (`_rewritten`), else the user
+        token's keys are emptied (the bot token stays, Degraded `UserReauthRequired`), only
+        as the read that found nothing newer saw the Secret (`SecretStore.drop_user_token`,
+        under its resourceVersion): no new token is held here, so a conflict loses nothing
+        and the Secret is read again; a user token stored between that read and the write is
+        then kept, not emptied. Changed at every try: Reconciling `Conflict`, backoff."""
+        for _ in range(_DELETE_TRIES):
+            data = await self.store.tokens(conn)
+            adopted = await self._rewritten(conn, provider, data, used, issued, now)
+            if adopted is not None:
+                return adopted
+            if data is None:  # deleted meanwhile: the next converge says so
+                raise _ChangedMeanwhileError(
+                    f"Secret {conn.spec.token_secret_name} was deleted meanwhile",
+                    reason="Conflict",
+                )
+            if await self.store.drop_user_token(conn, data):
+                break
+        else:
+            raise _ChangedMeanwhileError(
+                f"Secret {conn.spec.token_secret_name} changed at each of {_DELETE_TRIES} "
+                "tries to empty its refused user token; reading it again",
+                reason="Conflict",
+            )
+        self._refused.pop(str(conn.metadata.uid), None)
+        bot = replace(used, user=None)
+        outcome = self._connected(
+            conn, bot, now, issued=issued, message="tokens refreshed", refreshed=now
+        )
+        return await self._without_user_token(conn, provider, outcome, now, failure)
 
     async def _rewritten(
         self,

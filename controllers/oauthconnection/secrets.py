@@ -18,7 +18,10 @@ user put on the Secret stays. A token Secret deleted while refreshed tokens wait
 write is created again with them (`store_refreshed`), as held tokens of a code exchange are
 (`write` with no previous Secret); refreshed tokens are only ever patched into the Secret
 just read through the owner check, named by its UID, so one made again under that name by
-someone else meanwhile never receives them.
+someone else meanwhile never receives them. A delete that a read decided (dead tokens, a
+leftover authorization), and the emptying of a refused user token, are made only as that read
+saw the Secret (DeleteOptions preconditions, `delete_unchanged`; a resourceVersion,
+`drop_user_token`): what another writer stored meanwhile survives, and the caller reads again.
 """
 
 from __future__ import annotations
@@ -448,6 +451,36 @@ class SecretStore:
                     f"Secret {name} was deleted or replaced meanwhile", reason="Conflict"
                 ) from None
             raise _error(exc, f"writing Secret {name}") from None
+
+    async def drop_user_token(self, conn: OAuthConnection, read: SecretData) -> bool:
+        """Empty the user token's keys (USER_TOKEN_KEYS) of the token Secret as it was
+        `read`, and drop the claim and the unstored mark: a merge patch under its UID and
+        resourceVersion, as no new token rides on it (a conflict loses nothing). False when
+        the Secret changed, was deleted or replaced since (the caller reads again)."""
+        name = conn.spec.token_secret_name
+        patch = {
+            "metadata": {
+                "uid": read.uid,
+                "resourceVersion": read.resource_version,
+                "annotations": dict(_OURS_DROPPED),
+            },
+            "stringData": dict.fromkeys(USER_TOKEN_KEYS, ""),
+        }
+        try:
+            async with self._limit:
+                await self._client.patch(
+                    Secret, name, patch, namespace=_ns(conn), patch_type=PatchType.MERGE
+                )
+        except ApiError as exc:
+            if exc.status.code in (404, 409) or _uid_refused(exc):
+                log.info(
+                    "Secret %s/%s changed since it was read: not emptying its user token",
+                    _ns(conn),
+                    name,
+                )
+                return False
+            raise _error(exc, f"writing Secret {name}") from None
+        return True
 
     async def release_claim(self, conn: OAuthConnection) -> None:
         await self._patch(conn, {"metadata": {"annotations": {CLAIM_ANNOTATION: None}}})

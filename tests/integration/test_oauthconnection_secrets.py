@@ -229,3 +229,30 @@ async def test_a_preconditioned_delete_removes_only_the_secret_as_it_was_read(
     assert await store.delete_unchanged(conn, "shared-tokens", current) is True
     assert kube.get(f"{path}/shared-tokens").status_code == 404
     assert await store.delete_unchanged(conn, "shared-tokens", current) is True  # gone: 404
+
+
+async def test_a_refused_user_token_is_emptied_only_in_the_secret_as_it_was_read(
+    kube: Kube, namespace: str, crds_installed: list[str], cluster: Path
+) -> None:
+    """`drop_user_token` against the real apiserver: a merge patch under the read's UID and
+    resourceVersion; a user token written since is refused (409: False, kept); as read, the
+    user keys are emptied and the claim dropped, the bot token kept."""
+    ns = namespace
+    conn = _connection(kube, ns)
+    store = SecretStore(AsyncClient(config=KubeConfig.from_file(str(cluster))))
+    data = {"access_token": "xoxe.xoxb-1", "user_access_token": "xoxe.xoxp-1"}
+    await store.write(conn, role="tokens", data=data, previous=None)
+    read = await store.tokens(conn)
+    assert read is not None
+    _patch_secret(kube, ns, "shared-tokens", {"user_access_token": "xoxe.xoxp-newer"})
+
+    assert await store.drop_user_token(conn, read) is False
+    again = await store.tokens(conn)
+    assert again is not None
+    assert again.get("user_access_token") == "xoxe.xoxp-newer"
+
+    assert await store.drop_user_token(conn, again) is True
+    after = await store.tokens(conn)
+    assert after is not None
+    assert after.get("user_access_token") == ""
+    assert after.get("access_token") == "xoxe.xoxb-1"

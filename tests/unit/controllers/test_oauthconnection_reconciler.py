@@ -2502,3 +2502,85 @@ async def test_a_token_secret_made_again_after_the_read_that_found_it_deleted_is
 
     assert st(result).phase is OAuthPhase.CONNECTED
     assert authorization_secret_name("a") not in w.api.secrets
+
+
+async def test_a_code_the_callback_puts_in_a_leftover_authorization_is_not_deleted() -> None:
+    """A ReauthRequired another replica wrote is left over beside stored tokens, and the
+    converge drops it; between its read (no code) and the delete the user completes that
+    authorization (the callback swaps the state for a code). The delete is made under the
+    read's resourceVersion: refused, the Secret and its code stay, and the next converge
+    exchanges it. Before, the delete removed the code and the user's consent was lost
+    without a word."""
+    w = world()
+    b = body()
+    await w.connect(b)  # a1
+    w.api.secrets[authorization_secret_name("a")] = Stored(  # another replica's, left over
+        {
+            "state": "s-left-over",
+            "code_verifier": "v",
+            "expires_at": "2026-03-01T12:15:00Z",
+            "tenant": "acme",
+            "reauth": "true",
+            "failure": "the token Secret a-tokens was deleted",
+        },
+        [owner("uid-a")],
+    )
+
+    def callback(name: str) -> None:
+        assert name == authorization_secret_name("a")
+        w.approve(code="code-2")
+        w.api.secrets[name].rv += 1
+
+    w.api.before_delete = callback
+
+    result = await w.sync(b, at(60))
+
+    assert w.api.before_delete is None  # the delete was tried after the callback
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.api.secrets[authorization_secret_name("a")].data["code"] == "code-2"
+
+    result = await w.sync(b, at(62))  # the code is exchanged
+
+    assert w.provider.calls["exchange"] == 2
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert authorization_secret_name("a") not in w.api.secrets
+
+
+async def test_a_user_token_stored_before_a_refused_ones_drop_is_kept_not_emptied() -> None:
+    """Slack's user refresh token is refused while the bot token is not due; the re-read
+    Secret holds no newer token, so the user keys are to be emptied; between that read and
+    the write another writer stores a newer user token. The write is made under the
+    re-read's resourceVersion: refused (409), the Secret is read again and the newer user
+    token kept (Connected, not Degraded). Before, the write was a patch under the claim with
+    no resourceVersion and emptied the newer user token's keys."""
+    w = world(user_lifetime=1800, rotate=True)
+    b = slack_body()
+    await w.connect(b)  # a1/r1, u2/ur2 at NOW
+    w.provider.live_user_refresh = "ur-elsewhere"  # ur2 dead at the provider
+
+    def another_writer(name: str) -> None:
+        w.api.on_write = None
+        stored = w.api.secrets[name]
+        stored.data |= {
+            "user_access_token": "u-resumed",
+            "user_refresh_token": "ur-resumed",
+            "user_expires_at": "2026-03-01T13:00:00Z",
+            "user_issued_at": "2026-03-01T12:24:00Z",
+        }
+        stored.rv += 1
+        w.provider.live_user_refresh = "ur-resumed"
+
+    w.api.on_write = another_writer
+
+    result = await w.sync(b, at(1500))  # the user token due, the bot token not
+
+    assert w.api.on_write is None  # the write was tried after the other writer's
+    data = w.api.secrets["a-tokens"].data
+    assert data["user_access_token"] == "u-resumed"
+    assert data["user_refresh_token"] == "ur-resumed"
+    assert data["access_token"] == "a1"
+    assert CLAIM_ANNOTATION not in w.api.secrets["a-tokens"].annotations
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+    assert not [e for e in result.events if e.reason == "UserReauthRequired"]
