@@ -115,6 +115,16 @@ class TokensNotStoredError(TransientError):
     in memory and written by the next converge (`OAuthConnectionReconciler._store`)."""
 
 
+class _ChangedMeanwhileError(TransientError):
+    """The token Secret changed between the read that found its tokens dead and their
+    delete: nothing was deleted (`_reauth`)."""
+
+
+_DELETE_TRIES = 3
+"""Reads and preconditioned deletes of refused tokens before a conflict is retried with
+backoff (`_refused_refresh`)."""
+
+
 @dataclass(frozen=True, repr=False)
 class _Held:
     """Tokens the provider issued whose write to the token Secret failed (`repr` shows no
@@ -383,8 +393,8 @@ class OAuthConnectionReconciler:
         if tokens is not None and tokens.get("access_token"):
             await self._drop_leftover(conn, authz, _token_set(tokens))
             return await self._keep_fresh(conn, provider, tokens, now)
-        if tokens is None and _was_connected(conn):
-            return await self._reauth(conn, provider, _deleted_tokens(conn), now)
+        if tokens is None and _was_connected(conn):  # nothing read to delete
+            return await self._reauth(conn, provider, _deleted_tokens(conn), now, dead=None)
         return await self._pending(conn, provider, authz, now)
 
     def _provider(self, conn: OAuthConnection) -> OAuthProvider:
@@ -676,7 +686,10 @@ class OAuthConnectionReconciler:
                 data = {**authz.data, "failure": ""}
                 await self.store.write(conn, role="authorization", data=data, previous=authz)
             return
-        await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
+        # only as read: a code the callback put in meanwhile (the user completing that
+        # authorization) stays, and its Secret's event converges the connection to exchange it
+        name = authorization_secret_name(str(conn.metadata.name))
+        await self.store.delete_unchanged(conn, name, authz)
 
     # -- refresh -------------------------------------------------------------------------
 
@@ -771,7 +784,7 @@ class OAuthConnectionReconciler:
                 else "counts as expired (expires_at is not an RFC 3339 time)"
             )
             failure = f"the access token {when} and the provider issued no refresh token"
-            return await self._reauth(conn, provider, failure, now)
+            return await self._reauth(conn, provider, failure, now, dead=data)
         due = self._due(conn, tokens, issued)
         if due is None or due > now:
             outcome = self._connected(conn, tokens, now, issued=issued)
@@ -909,11 +922,8 @@ class OAuthConnectionReconciler:
             try:
                 got = await self._refresh_one(conn, client, provider, tokens.refresh_token)
             except GrantRefusedError as exc:
-                adopted = await self._rewritten(conn, provider, tokens, issued, now, bot=True)
-                if adopted is not None:
-                    return adopted
                 failure = _refused_grant(conn, "refresh token", exc.code, spent)
-                return await self._reauth(conn, provider, failure, now)
+                return await self._refused_refresh(conn, provider, tokens, issued, now, failure)
             except StalledError as exc:  # a refused client: usable until the tokens expire
                 return self._unrefreshable(conn, tokens, now, issued, exc)
             fresh, when = replace(got, user=tokens.user), now
@@ -924,17 +934,17 @@ class OAuthConnectionReconciler:
                     conn, client, provider, tokens.user.refresh_token, release=fresh is tokens
                 )
             except GrantRefusedError as exc:
-                kept: UserToken | None = None
-                if fresh is tokens:  # nothing refreshed here yet: newer ones stored meanwhile?
-                    adopted = await self._rewritten(conn, provider, tokens, issued, now)
-                    if adopted is not None:
-                        return adopted
-                else:  # the bot token refreshed here: a user token stored meanwhile is kept
-                    kept = await self._stored_user_token(conn, tokens.user, issued)
+                failure = _refused_grant(conn, "user token's refresh token", exc.code, spent)
+                if fresh is tokens:  # nothing refreshed here: adopt newer ones, or drop it
+                    return await self._user_refused_alone(
+                        conn, provider, tokens, issued, now, failure
+                    )
+                # the bot token refreshed here: a user token stored meanwhile is kept
+                kept = await self._stored_user_token(conn, tokens.user, issued)
                 if kept is not None:
                     fresh = replace(fresh, user=kept)
                 else:
-                    dropped = _refused_grant(conn, "user token's refresh token", exc.code, spent)
+                    dropped = failure
                     fresh = replace(fresh, user=None)
             except ProviderError as exc:
                 if fresh is not tokens:
@@ -956,26 +966,98 @@ class OAuthConnectionReconciler:
             outcome = await self._without_user_token(conn, provider, outcome, now, dropped)
         return outcome
 
-    async def _rewritten(
+    async def _refused_refresh(
         self,
         conn: OAuthConnection,
         provider: OAuthProvider,
         used: TokenSet,
         issued: dt.datetime | None,
         now: dt.datetime,
+        failure: str,
+    ) -> Outcome:
+        """The bot's refresh token refused: newer tokens another writer stored meanwhile are
+        adopted (`_rewritten`), else the dead ones are deleted (ReauthRequired), only as the
+        read that found nothing newer saw them: tokens stored between that read and the
+        delete make the apiserver refuse it (409, `SecretStore.delete_unchanged`), and the
+        Secret is read again and they are adopted. A Secret that changes at every try (a
+        reader's annotation each time) is a conflict, retried with backoff."""
+        for _ in range(_DELETE_TRIES):
+            data = await self.store.tokens(conn)
+            adopted = await self._rewritten(conn, provider, data, used, issued, now, bot=True)
+            if adopted is not None:
+                return adopted
+            try:
+                return await self._reauth(conn, provider, failure, now, dead=data)
+            except _ChangedMeanwhileError:
+                continue
+        raise _ChangedMeanwhileError(
+            f"Secret {conn.spec.token_secret_name} changed at each of {_DELETE_TRIES} tries "
+            "to delete its refused tokens; reading it again",
+            reason="Conflict",
+        )
+
+    async def _user_refused_alone(
+        self,
+        conn: OAuthConnection,
+        provider: OAuthProvider,
+        used: TokenSet,
+        issued: dt.datetime | None,
+        now: dt.datetime,
+        failure: str,
+    ) -> Outcome:
+        """Slack's user refresh token refused, nothing refreshed in this converge: newer
+        tokens another writer stored meanwhile are adopted (`_rewritten`), else the user
+        token's keys are emptied (the bot token stays, Degraded `UserReauthRequired`), only
+        as the read that found nothing newer saw the Secret (`SecretStore.drop_user_token`,
+        under its resourceVersion): no new token is held here, so a conflict loses nothing
+        and the Secret is read again; a user token stored between that read and the write is
+        then kept, not emptied. Changed at every try: Reconciling `Conflict`, backoff."""
+        for _ in range(_DELETE_TRIES):
+            data = await self.store.tokens(conn)
+            adopted = await self._rewritten(conn, provider, data, used, issued, now)
+            if adopted is not None:
+                return adopted
+            if data is None:  # deleted meanwhile: the next converge says so
+                raise _ChangedMeanwhileError(
+                    f"Secret {conn.spec.token_secret_name} was deleted meanwhile",
+                    reason="Conflict",
+                )
+            if await self.store.drop_user_token(conn, data):
+                break
+        else:
+            raise _ChangedMeanwhileError(
+                f"Secret {conn.spec.token_secret_name} changed at each of {_DELETE_TRIES} "
+                "tries to empty its refused user token; reading it again",
+                reason="Conflict",
+            )
+        self._refused.pop(str(conn.metadata.uid), None)
+        bot = replace(used, user=None)
+        outcome = self._connected(
+            conn, bot, now, issued=issued, message="tokens refreshed", refreshed=now
+        )
+        return await self._without_user_token(conn, provider, outcome, now, failure)
+
+    async def _rewritten(
+        self,
+        conn: OAuthConnection,
+        provider: OAuthProvider,
+        data: SecretData | None,
+        used: TokenSet,
+        issued: dt.datetime | None,
+        now: dt.datetime,
         *,
         bot: bool = False,
     ) -> Outcome | None:
-        """After the provider refused a refresh token: the token Secret read again, and when
-        it holds tokens issued after the ones the refresh used (another writer stored them
-        meanwhile: a replica paused by peering that resumed and wrote the tokens it held,
-        whose refresh spent the one we sent), the connection goes on with those (Connected;
-        our claim, if still there, let go) instead of deleting them as dead. `bot`: the
+        """After the provider refused a refresh token: the token Secret read again (`data`,
+        None when gone), and when it holds tokens issued after the ones the refresh used
+        (another writer stored them meanwhile: a replica paused by peering that resumed and
+        wrote the tokens it held, whose refresh spent the one we sent), the connection goes
+        on with those (Connected; our claim, if still there, let go) instead of deleting
+        them as dead. `bot`: the
         refused one is the bot's refresh token, so only a newer bot token (`issued_at`)
         counts; a newer user token alone leaves the bot refresh token dead. Else (the user
         token's refused) a newer bot or user token counts. None when the Secret holds
         nothing newer: the refusal stands."""
-        data = await self.store.tokens(conn)
         if data is None or not data.get("access_token"):
             return None
         stored = _token_set(data)
@@ -1158,11 +1240,28 @@ class OAuthConnectionReconciler:
         self._refused[uid] = None
 
     async def _reauth(
-        self, conn: OAuthConnection, provider: OAuthProvider, failure: str, now: dt.datetime
+        self,
+        conn: OAuthConnection,
+        provider: OAuthProvider,
+        failure: str,
+        now: dt.datetime,
+        *,
+        dead: SecretData | None,
     ) -> Outcome:
         """The tokens are dead (refresh refused, or expired with no refresh token): drop
-        them, ask the user to authorize again."""
-        await self.store.delete(conn, conn.spec.token_secret_name)
+        them, ask the user to authorize again. `dead` is the token Secret as read when they
+        were found dead, deleted only as it was read (DeleteOptions preconditions: its UID
+        and resourceVersion): one written since (newer tokens another replica stored, or the
+        Secret made again by the replica holding them) is not deleted, and
+        _ChangedMeanwhileError says so (read again and decide anew). None: nothing read,
+        nothing deleted."""
+        name = conn.spec.token_secret_name
+        if not await self.store.delete_unchanged(conn, name, dead):
+            raise _ChangedMeanwhileError(
+                f"Secret {name} changed since its tokens were found dead: not deleted, "
+                "reading it again",
+                reason="Conflict",
+            )
         authz = await self.store.authorization(conn)
         outcome = await self._pending(conn, provider, authz, now, reauth=True, failure=failure)
         return outcome.with_events(

@@ -18,7 +18,10 @@ user put on the Secret stays. A token Secret deleted while refreshed tokens wait
 write is created again with them (`store_refreshed`), as held tokens of a code exchange are
 (`write` with no previous Secret); refreshed tokens are only ever patched into the Secret
 just read through the owner check, named by its UID, so one made again under that name by
-someone else meanwhile never receives them.
+someone else meanwhile never receives them. A delete that a read decided (dead tokens, a
+leftover authorization), and the emptying of a refused user token, are made only as that read
+saw the Secret (DeleteOptions preconditions, `delete_unchanged`; a resourceVersion,
+`drop_user_token`): what another writer stored meanwhile survives, and the caller reads again.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +65,8 @@ CLAIM_ANNOTATION = "xynergy.io/refresh-claim"
 UNSTORED_ANNOTATION = "xynergy.io/tokens-not-stored"
 """`<RFC 3339>`: when the claim's holder refreshed tokens it holds in memory, not written yet
 (never a token). Dropped by the write of those tokens, or of any newer ones."""
+DeletePreconditioned = Callable[..., Awaitable[None]]
+"""`(name, *, namespace, uid, resource_version)`: a Secret's DELETE with preconditions."""
 _OURS_DROPPED = {CLAIM_ANNOTATION: None, UNSTORED_ANNOTATION: None}
 """The operator's annotations a token write removes: the tokens it was about are stored."""
 
@@ -146,12 +152,18 @@ class SecretStore:
         *,
         limit: asyncio.Semaphore | None = None,
         missing_client: Callable[[str, str], None] | None = None,
+        delete_preconditioned: DeletePreconditioned | None = None,
     ) -> None:
         self._client = client
         self._limit = limit or asyncio.Semaphore(32)
         self._missing_client = missing_client
         """Told (namespace, name) of a client Secret found missing: it cannot carry the
         watched label yet, so the operator watches for its creation (clients.py)."""
+        self._delete_preconditioned = delete_preconditioned or functools.partial(
+            _delete_preconditioned, client
+        )
+        """A Secret's DELETE with preconditions (`delete_unchanged`); lightkube's by default,
+        the test apiserver's in unit tests."""
 
     async def read(self, conn: OAuthConnection, name: str) -> SecretData | None:
         try:
@@ -300,7 +312,9 @@ class SecretStore:
             raise _error(exc, f"writing Secret {name}") from None
 
     async def delete(self, conn: OAuthConnection, name: str) -> None:
-        """Delete Secret `name` when this connection owns it (else leave it alone)."""
+        """Delete Secret `name` when this connection owns it (else leave it alone), whatever
+        it holds now: for Secrets nothing else decided on (a deletion, a used-up code); a
+        delete that a read decided is `delete_unchanged`'s."""
         if await self.owned(conn, name) is None:
             return
         try:
@@ -309,6 +323,31 @@ class SecretStore:
         except ApiError as exc:
             if exc.status.code != 404:
                 raise _error(exc, f"deleting Secret {name}") from None
+
+    async def delete_unchanged(
+        self, conn: OAuthConnection, name: str, read: SecretData | None
+    ) -> bool:
+        """Delete Secret `name` only as it was `read` (through the owner check): DeleteOptions
+        preconditions with its UID and resourceVersion, so a Secret written since (tokens
+        another replica stored, a code the gateway's callback put in) or made again under
+        that name is not deleted. lightkube's `delete` sends no preconditions, hence the
+        request of our own (`_delete_preconditioned`). False when the apiserver refuses it
+        (409: changed meanwhile; the caller reads again and decides anew); True when deleted,
+        already gone, or `read` None (nothing was there to decide on: nothing deleted)."""
+        if read is None:
+            return True
+        try:
+            async with self._limit:
+                await self._delete_preconditioned(
+                    name, namespace=_ns(conn), uid=read.uid, resource_version=read.resource_version
+                )
+        except ApiError as exc:
+            if exc.status.code == 409:
+                log.info("Secret %s/%s changed since it was read: not deleting it", _ns(conn), name)
+                return False
+            if exc.status.code != 404:
+                raise _error(exc, f"deleting Secret {name}") from None
+        return True
 
     async def claim(
         self,
@@ -413,6 +452,36 @@ class SecretStore:
                 ) from None
             raise _error(exc, f"writing Secret {name}") from None
 
+    async def drop_user_token(self, conn: OAuthConnection, read: SecretData) -> bool:
+        """Empty the user token's keys (USER_TOKEN_KEYS) of the token Secret as it was
+        `read`, and drop the claim and the unstored mark: a merge patch under its UID and
+        resourceVersion, as no new token rides on it (a conflict loses nothing). False when
+        the Secret changed, was deleted or replaced since (the caller reads again)."""
+        name = conn.spec.token_secret_name
+        patch = {
+            "metadata": {
+                "uid": read.uid,
+                "resourceVersion": read.resource_version,
+                "annotations": dict(_OURS_DROPPED),
+            },
+            "stringData": dict.fromkeys(USER_TOKEN_KEYS, ""),
+        }
+        try:
+            async with self._limit:
+                await self._client.patch(
+                    Secret, name, patch, namespace=_ns(conn), patch_type=PatchType.MERGE
+                )
+        except ApiError as exc:
+            if exc.status.code in (404, 409) or _uid_refused(exc):
+                log.info(
+                    "Secret %s/%s changed since it was read: not emptying its user token",
+                    _ns(conn),
+                    name,
+                )
+                return False
+            raise _error(exc, f"writing Secret {name}") from None
+        return True
+
     async def release_claim(self, conn: OAuthConnection) -> None:
         await self._patch(conn, {"metadata": {"annotations": {CLAIM_ANNOTATION: None}}})
 
@@ -425,6 +494,32 @@ class SecretStore:
                 )
         except ApiError as exc:
             raise _error(exc, f"writing Secret {name}") from None
+
+
+async def _delete_preconditioned(
+    client: AsyncClient,
+    name: str,
+    *,
+    namespace: str,
+    uid: str | None,
+    resource_version: str | None,
+) -> None:
+    """DELETE Secret `name` with DeleteOptions `preconditions` (uid, resourceVersion): the
+    apiserver answers 409 Conflict when the stored Secret has another. lightkube's
+    `AsyncClient.delete` sends no body, so the request is built by lightkube's own generic
+    client (as its `AsyncClient.log` does) with DeleteOptions as the body; errors are
+    lightkube's ApiError, as from any of its calls."""
+    generic = client._client
+    request = generic.prepare_request("delete", Secret, name=name, namespace=namespace)
+    preconditions = {"uid": uid, "resourceVersion": resource_version}
+    request.data = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "preconditions": {k: v for k, v in preconditions.items() if v is not None},
+    }
+    outgoing = generic.build_adapter_request(request)
+    response = await generic.send(outgoing)  # type: ignore[no-untyped-call]  # unannotated there
+    generic.handle_response("delete", response, request)
 
 
 def _claimed_by_another(tokens: SecretData, holder: str, now: dt.datetime) -> bool:

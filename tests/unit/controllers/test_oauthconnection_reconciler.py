@@ -90,6 +90,12 @@ class Apiserver:
     before_create: Callable[[str], None] | None = None
     """Run once with the name, just before the next create: another writer getting there
     first."""
+    before_delete: Callable[[str], None] | None = None
+    """Run once with the name, just before the next delete: another writer between the read
+    that decided the delete and the delete."""
+    after_get: Callable[[str], bool] | None = None
+    """Run with the name after each get (found or not) until it answers True: another
+    writer right after a read."""
 
     def _write(self, name: str) -> None:
         if self.on_write is not None and name.endswith("-tokens"):
@@ -113,9 +119,13 @@ class Apiserver:
         return Secret(metadata=meta, data=data)
 
     async def get(self, res: Any, name: str, *, namespace: str) -> Secret:
-        if name not in self.secrets:
-            raise _api_error(404)
-        return self._obj(name)
+        try:
+            if name not in self.secrets:
+                raise _api_error(404)
+            return self._obj(name)
+        finally:
+            if self.after_get is not None and self.after_get(name):
+                self.after_get = None
 
     @staticmethod
     def _parts(obj: Secret) -> tuple[str, str | None, Stored]:
@@ -180,10 +190,35 @@ class Apiserver:
         return self._obj(name)
 
     async def delete(self, res: Any, name: str, *, namespace: str) -> None:
+        hook, self.before_delete = self.before_delete, None
+        if hook is not None:
+            hook(name)
         if name not in self.secrets:
             raise _api_error(404)
         del self.secrets[name]
         self.deleted.append(name)
+
+    async def delete_preconditioned(
+        self, name: str, *, namespace: str, uid: str | None, resource_version: str | None
+    ) -> None:
+        """A DELETE with DeleteOptions preconditions, answered as the real apiserver does
+        (tests/integration/test_oauthconnection_secrets.py): 409 when the stored Secret's
+        UID or resourceVersion is another."""
+        hook, self.before_delete = self.before_delete, None
+        if hook is not None:
+            hook(name)
+        if name not in self.secrets:
+            raise _api_error(404)
+        s = self.secrets[name]
+        if uid not in (None, s.uid) or resource_version not in (None, str(s.rv)):
+            raise _api_error(409)
+        del self.secrets[name]
+        self.deleted.append(name)
+
+
+def secret_store(api: Apiserver, **kwargs: Any) -> SecretStore:
+    """The real SecretStore over the in-memory apiserver (its DELETE with preconditions)."""
+    return SecretStore(api, delete_preconditioned=api.delete_preconditioned, **kwargs)  # type: ignore[arg-type]
 
 
 def owner(uid: str) -> OwnerReference:
@@ -355,7 +390,7 @@ class World:
         """A new operator process: a new reconciler (nothing in memory) on the same apiserver
         and provider; what it knows of each connection is what its status says."""
         self.rec = OAuthConnectionReconciler(
-            SecretStore(self.api),  # type: ignore[arg-type]
+            secret_store(self.api),
             {"slack": self.provider, "google": self.provider},  # type: ignore[dict-item]
             settings=OAuthSettings(),
             sleep=self.rec._sleep,
@@ -393,7 +428,7 @@ def world(**provider: Any) -> World:
         sleeps.append(seconds)
 
     rec = OAuthConnectionReconciler(
-        SecretStore(api),  # type: ignore[arg-type]
+        secret_store(api),
         {"slack": prov, "google": prov},  # type: ignore[dict-item]
         settings=OAuthSettings(),
         sleep=sleep,
@@ -841,7 +876,7 @@ async def test_a_missing_client_secret_leaves_valid_tokens_connected() -> None:
 async def test_a_missing_client_secret_is_reported_for_the_watch_of_its_creation() -> None:
     w = world()
     missing: list[tuple[str, str]] = []
-    w.rec.store = SecretStore(w.api, missing_client=lambda ns, name: missing.append((ns, name)))  # type: ignore[arg-type]
+    w.rec.store = secret_store(w.api, missing_client=lambda ns, name: missing.append((ns, name)))
     client = w.api.secrets.pop("client")
 
     result = await w.sync(body())
@@ -1071,7 +1106,7 @@ def _claim(w: World) -> tuple[str, dt.datetime]:
 def replica(w: World) -> OAuthConnectionReconciler:
     """Another operator replica on the same apiserver and provider (its own holder id)."""
     return OAuthConnectionReconciler(
-        SecretStore(w.api),  # type: ignore[arg-type]
+        secret_store(w.api),
         {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
         settings=OAuthSettings(),
         sleep=w.rec._sleep,
@@ -1374,7 +1409,7 @@ async def test_token_write_retries_end_in_time_for_a_short_claim_to_be_renewed(
     monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
     w = world(rotate=True)
     w.rec = OAuthConnectionReconciler(
-        SecretStore(w.api),  # type: ignore[arg-type]
+        secret_store(w.api),
         {"slack": w.provider, "google": w.provider},  # type: ignore[dict-item]
         settings=OAuthSettings(refresh_claim_seconds=15, http_timeout_seconds=4),
         sleep=w.rec._sleep,
@@ -2361,3 +2396,191 @@ async def test_a_refused_bot_refresh_is_not_undone_by_a_newer_user_token_alone()
     assert st(result).phase is OAuthPhase.REAUTH_REQUIRED, result.status
     assert "a-tokens" not in w.api.secrets
     assert [e.reason for e in result.events] == ["ReauthRequired"]
+
+
+def _another_writer_stores_newer_tokens(w: World, issued: str) -> Callable[[str], None]:
+    """What a replica paused by peering does when it resumes and writes the tokens it held
+    (their refresh spent the refresh token the active replica sends): newer tokens, a new
+    resourceVersion; the provider's live refresh token is theirs."""
+
+    def write(name: str) -> None:
+        assert name == "a-tokens"
+        stored = w.api.secrets[name]
+        stored.data |= {
+            "access_token": "a-resumed",
+            "refresh_token": "r-resumed",
+            "expires_at": "2026-03-01T14:00:00Z",
+            "issued_at": issued,
+        }
+        stored.rv += 1
+        w.provider.live_refresh = "r-resumed"
+
+    return write
+
+
+async def test_tokens_stored_between_the_refusals_reread_and_the_delete_are_kept() -> None:
+    """The bot refresh token is refused; the re-read Secret holds nothing newer, so the dead
+    tokens are to be deleted; between that re-read and the delete another writer stores newer
+    tokens. The delete is made under the re-read's resourceVersion: the apiserver refuses it
+    (409), the Secret is read again and the newer tokens adopted (Connected). Before, the
+    delete sent no precondition and removed them: ReauthRequired, the user sent to authorize
+    again while valid tokens had been stored."""
+    w = world(rotate=True)
+    b = body()
+    await w.connect(b)  # a1/r1 issued at NOW
+    w.provider.live_refresh = "r-elsewhere"  # r1 dead at the provider
+    w.api.before_delete = _another_writer_stores_newer_tokens(w, "2026-03-01T12:57:00Z")
+
+    result = await w.sync(b, at(3400))
+
+    assert w.api.before_delete is None  # the delete was tried between the reads
+    assert st(result).phase is OAuthPhase.CONNECTED, result.status
+    assert "another operator replica had already used" in ready(result)[2]
+    stored = w.api.secrets["a-tokens"]
+    assert stored.data["access_token"] == "a-resumed"
+    assert CLAIM_ANNOTATION not in stored.annotations
+    assert "a-tokens" not in w.api.deleted
+    assert authorization_secret_name("a") not in w.api.secrets  # no reauthorization asked
+    assert not [e for e in result.events if e.reason == "ReauthRequired"]
+
+    later = await w.sync(b, at(3400 + 7000))  # the adopted refresh token is used next
+    assert st(later).phase is OAuthPhase.CONNECTED
+    assert w.provider.calls["refresh"] == 2
+    assert w.api.secrets["a-tokens"].data["refresh_token"] == w.provider.live_refresh
+
+
+async def test_an_expired_token_rewritten_before_its_delete_is_read_again_not_deleted() -> None:
+    """An expired access token without a refresh token is deleted as dead only as it was
+    read: newer tokens stored meanwhile make the delete a conflict (retried with backoff,
+    nothing deleted), and the next converge finds them Connected."""
+    w = world(refresh_tokens=False)
+    b = body()
+    await w.connect(b)  # a1, no refresh token, expires at NOW + 3600
+    w.api.before_delete = _another_writer_stores_newer_tokens(w, "2026-03-01T13:00:30Z")
+
+    result = await w.sync(b, at(3601))
+
+    assert w.api.before_delete is None
+    assert "a-tokens" not in w.api.deleted
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a-resumed"
+    status, reason, _ = ready(result)
+    assert (status, reason) == ("False", "Conflict")
+    assert not [e for e in result.events if e.reason == "ReauthRequired"]
+
+    result = await w.sync(b, at(3603))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert authorization_secret_name("a") not in w.api.secrets
+
+
+async def test_a_token_secret_made_again_after_the_read_that_found_it_deleted_is_kept() -> None:
+    """The converge finds the token Secret of a Connected connection gone (no copy held
+    here: ReauthRequired), and right after that read the replica holding the tokens creates
+    it again with them. Nothing read decided to delete that Secret: it stays, and the holder's
+    write ends the stale ReauthRequired (`_drop_leftover`). Before, the ReauthRequired read
+    the Secret again and deleted whatever it found: the held tokens, now stored nowhere."""
+    w = world()
+    b = body()
+    await w.connect(b)
+    kept = w.api.secrets.pop("a-tokens")
+
+    def recreated(name: str) -> bool:
+        if name != "a-tokens":
+            return False
+        w.api.secrets[name] = kept
+        return True
+
+    w.api.after_get = recreated
+
+    result = await w.sync(b, at(60))
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED  # what that read found
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a1"
+    assert "a-tokens" not in w.api.deleted
+
+    result = await w.sync(b, at(62))
+
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert authorization_secret_name("a") not in w.api.secrets
+
+
+async def test_a_code_the_callback_puts_in_a_leftover_authorization_is_not_deleted() -> None:
+    """A ReauthRequired another replica wrote is left over beside stored tokens, and the
+    converge drops it; between its read (no code) and the delete the user completes that
+    authorization (the callback swaps the state for a code). The delete is made under the
+    read's resourceVersion: refused, the Secret and its code stay, and the next converge
+    exchanges it. Before, the delete removed the code and the user's consent was lost
+    without a word."""
+    w = world()
+    b = body()
+    await w.connect(b)  # a1
+    w.api.secrets[authorization_secret_name("a")] = Stored(  # another replica's, left over
+        {
+            "state": "s-left-over",
+            "code_verifier": "v",
+            "expires_at": "2026-03-01T12:15:00Z",
+            "tenant": "acme",
+            "reauth": "true",
+            "failure": "the token Secret a-tokens was deleted",
+        },
+        [owner("uid-a")],
+    )
+
+    def callback(name: str) -> None:
+        assert name == authorization_secret_name("a")
+        w.approve(code="code-2")
+        w.api.secrets[name].rv += 1
+
+    w.api.before_delete = callback
+
+    result = await w.sync(b, at(60))
+
+    assert w.api.before_delete is None  # the delete was tried after the callback
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert w.api.secrets[authorization_secret_name("a")].data["code"] == "code-2"
+
+    result = await w.sync(b, at(62))  # the code is exchanged
+
+    assert w.provider.calls["exchange"] == 2
+    assert w.api.secrets["a-tokens"].data["access_token"] == "a2"
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert authorization_secret_name("a") not in w.api.secrets
+
+
+async def test_a_user_token_stored_before_a_refused_ones_drop_is_kept_not_emptied() -> None:
+    """Slack's user refresh token is refused while the bot token is not due; the re-read
+    Secret holds no newer token, so the user keys are to be emptied; between that read and
+    the write another writer stores a newer user token. The write is made under the
+    re-read's resourceVersion: refused (409), the Secret is read again and the newer user
+    token kept (Connected, not Degraded). Before, the write was a patch under the claim with
+    no resourceVersion and emptied the newer user token's keys."""
+    w = world(user_lifetime=1800, rotate=True)
+    b = slack_body()
+    await w.connect(b)  # a1/r1, u2/ur2 at NOW
+    w.provider.live_user_refresh = "ur-elsewhere"  # ur2 dead at the provider
+
+    def another_writer(name: str) -> None:
+        w.api.on_write = None
+        stored = w.api.secrets[name]
+        stored.data |= {
+            "user_access_token": "u-resumed",
+            "user_refresh_token": "ur-resumed",
+            "user_expires_at": "2026-03-01T13:00:00Z",
+            "user_issued_at": "2026-03-01T12:24:00Z",
+        }
+        stored.rv += 1
+        w.provider.live_user_refresh = "ur-resumed"
+
+    w.api.on_write = another_writer
+
+    result = await w.sync(b, at(1500))  # the user token due, the bot token not
+
+    assert w.api.on_write is None  # the write was tried after the other writer's
+    data = w.api.secrets["a-tokens"].data
+    assert data["user_access_token"] == "u-resumed"
+    assert data["user_refresh_token"] == "ur-resumed"
+    assert data["access_token"] == "a1"
+    assert CLAIM_ANNOTATION not in w.api.secrets["a-tokens"].annotations
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+    assert not [e for e in result.events if e.reason == "UserReauthRequired"]
