@@ -31,13 +31,13 @@ async def _synced(rec: ScalingPolicyReconciler, b: dict[str, Any], *seconds: flo
         written(b, result.status)
 
 
-def recording(rec: ScalingPolicyReconciler, b: dict[str, Any]) -> list[dict[str, Any]]:
+def recording(rec: ScalingPolicyReconciler, b: dict[str, Any]) -> list[dict[str, Any] | None]:
     """The reconciler's intent writes land in `b`'s status (as the apiserver's merge patch);
     returns the records written, in order."""
-    records: list[dict[str, Any]] = []
+    records: list[dict[str, Any] | None] = []
 
-    async def intend(namespace: str, name: str, record: ScaledTarget) -> None:
-        data = record.model_dump(by_alias=True, mode="json")
+    async def intend(namespace: str, name: str, record: ScaledTarget | None) -> None:
+        data = record.model_dump(by_alias=True, mode="json") if record is not None else None
         records.append(data)
         b["status"] = apply_merge_patch(b.get("status") or {}, {"scaledTarget": data})
 
@@ -355,7 +355,7 @@ async def test_a_record_that_cannot_be_written_leaves_the_target_as_is() -> None
     rec = reconciler(target, FakeProm(load=200))
     b = body(maxInstances=20)
 
-    async def refused(namespace: str, name: str, record: ScaledTarget) -> None:
+    async def refused(namespace: str, name: str, record: ScaledTarget | None) -> None:
         raise TransientError("recording the scale: 503", reason="ApiUnavailable")
 
     rec.intend = refused
