@@ -14,6 +14,7 @@ it reports the plan the policy would follow. No kopf here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -155,6 +156,8 @@ class ScalingPolicyReconciler:
         self._gauged: dict[str, tuple[Any, Any]] = {}
         """The FORECAST_ERROR labels set per policy uid (removed when it is gone)."""
         self.states = StateCache()
+        self._seeding = asyncio.Lock()
+        """Held while the conflict index's seed lists are in flight."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -634,8 +637,11 @@ class ScalingPolicyReconciler:
         self, namespace: str, target: str, uid: str, *, acting: bool
     ) -> Conflict | None:
         if not self.index.seeded and self.seed is not None:
-            policies, hpas = await self.seed()
-            self.index.seed(policies, hpas)
+            async with self._seeding:  # one seed at a time; a sync that waited finds it done
+                if not self.index.seeded:
+                    self.index.begin_seed()
+                    policies, hpas = await self.seed()
+                    self.index.seed(policies, hpas)
         return self.index.conflict((namespace, target), uid, acting=acting)
 
     def _count(self, policy: ScalingPolicy, decision: Decision, fitted: Fitted | None) -> None:
