@@ -8,16 +8,12 @@ write), and skipped when unchanged."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-from typing import Any
 
-from test_scalingpolicy_reconciler import NOW, FakeProm, FakeTarget, body, reconciler
-from test_scalingpolicy_release import recording, written
+from _scaling_world import World, world, written
+from test_scalingpolicy_reconciler import NOW, FakeTarget
 
 from controllers.core.errors import StalledError, TransientError
-from controllers.core.status import status_changed
-from controllers.scalingpolicy.reconciler import ScalingPolicyReconciler
 from controllers.scalingpolicy.target import NotAppliedError, Target
 
 
@@ -60,37 +56,26 @@ class Failing(FakeTarget):
                                  reason="ApiUnreachable")  # fmt: skip
 
 
-async def _synced(rec: ScalingPolicyReconciler, b: dict[str, Any], *seconds: float) -> None:
-    for s in seconds:
-        read = copy.deepcopy(b.get("status") or {})  # what the sync read, before any intent
-        result = await rec.reconcile(b, now=NOW + dt.timedelta(seconds=s), child=None)
-        if status_changed(read, result.status):
-            written(b, result.status)
-
-
-async def _at_4(target: Failing) -> tuple[ScalingPolicyReconciler, dict[str, Any], FakeProm]:
+async def _at_4(target: Failing) -> World:
     """A policy that scaled its target (unset before) to 4, recorded."""
-    prom = FakeProm(load=200)
-    rec = reconciler(target, prom)
-    b = body(maxInstances=20)
-    recording(rec, b)
-    await _synced(rec, b, 0)
-    assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
-    return rec, b, prom
+    w = world(target, load=200, record=True)
+    await w.synced(0)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    return w
 
 
 async def test_a_scale_that_landed_with_its_response_lost_is_the_last_write_at_once() -> None:
     target = Failing(replicas=None)
-    rec, b, prom = await _at_4(target)
-    prom.load = 400
+    w = await _at_4(target)
+    w.prom.load = 400
     target.fail = ["landed"]
-    result = await rec.reconcile(b, now=NOW + dt.timedelta(seconds=30), child=None)
+    result = await w.rec.reconcile(w.b, now=NOW + dt.timedelta(seconds=30), child=None)
     assert target.replicas == 8
     assert target.rereads == 1
     assert [e.reason for e in result.events][:1] == ["Scaled"]
-    written(b, result.status)
-    assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 8}
-    gone, event = await rec.release(b)
+    written(w.b, result.status)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 8}
+    gone, event = await w.rec.release(w.b)
     assert gone
     assert target.replicas is None
     assert event is not None
@@ -99,15 +84,13 @@ async def test_a_scale_that_landed_with_its_response_lost_is_the_last_write_at_o
 
 async def test_a_first_scale_with_its_response_lost_keeps_the_record_and_finalizer() -> None:
     target = Failing(replicas=None)
-    rec = reconciler(target, FakeProm(load=200))
-    b = body(maxInstances=20)
-    recording(rec, b)
+    w = world(target, load=200, record=True)
     target.fail = ["landed"]
-    await _synced(rec, b, 0)
+    await w.synced(0)
     assert target.replicas == 4
-    assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
-    assert rec.needs_finalizer(b)
-    gone, _ = await rec.release(b)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    assert w.rec.needs_finalizer(w.b)
+    gone, _ = await w.rec.release(w.b)
     assert gone
     assert target.restored == [None]
 
@@ -116,16 +99,16 @@ async def test_a_timed_out_scale_that_did_not_land_is_not_given_back_over_a_hand
     """Review L 4: the scale times out without landing, the policy is paused, a person
     scales the target by hand to exactly that count: deletion leaves the person's count."""
     target = Failing(replicas=None)
-    rec, b, prom = await _at_4(target)
-    prom.load = 400
+    w = await _at_4(target)
+    w.prom.load = 400
     target.fail = ["timeout"]
-    await _synced(rec, b, 30)
+    await w.synced(30)
     assert target.replicas == 4
-    assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}  # pending settled
-    b["spec"]["paused"] = True
-    await _synced(rec, b, 60)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}  # pending settled
+    w.b["spec"]["paused"] = True
+    await w.synced(60)
     target.edit(8)  # kubectl scale --replicas=8
-    gone, event = await rec.release(b)
+    gone, event = await w.rec.release(w.b)
     assert gone
     assert target.replicas == 8
     assert target.restored == []
@@ -135,23 +118,23 @@ async def test_a_timed_out_scale_that_did_not_land_is_not_given_back_over_a_hand
 
 async def test_a_landed_scale_with_another_spec_change_since_is_not_taken_as_ours() -> None:
     target = Failing(replicas=None)
-    rec, b, prom = await _at_4(target)
-    prom.load = 400
+    w = await _at_4(target)
+    w.prom.load = 400
     target.fail = ["landed+edited"]
-    await _synced(rec, b, 30)
+    await w.synced(30)
     assert target.replicas == 8
-    assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
 
 
 async def test_a_scale_whose_outcome_cannot_be_read_back_is_taken_as_not_landed() -> None:
     target = Failing(replicas=None)
-    rec, b, prom = await _at_4(target)
-    prom.load = 400
+    w = await _at_4(target)
+    w.prom.load = 400
     target.fail, target.blind = ["landed"], True
-    await _synced(rec, b, 30)
+    await w.synced(30)
     assert target.replicas == 8
-    assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
-    gone, event = await rec.release(b)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    gone, event = await w.rec.release(w.b)
     assert gone
     assert target.replicas == 8  # left as is: it might be a person's
     assert event is not None
@@ -163,27 +146,24 @@ async def test_refused_scales_leave_no_pending_count_stored() -> None:
     it even when the held status written after it reads the same as before."""
     for how in ("refused", "conflict"):
         target = Failing(replicas=None)
-        rec, b, prom = await _at_4(target)
-        records = recording(rec, b)
-        prom.load = 400
+        w = await _at_4(target)
+        w.prom.load = 400
         target.fail = [how, how, how]
-        await _synced(rec, b, 30, 60, 90)
+        await w.synced(30, 60, 90)
         assert target.scaled == [4], how
         assert target.rereads == 0, how
-        assert records[-2] is not None
-        assert records[-2]["pending"] == 8, how  # announced, then put back
-        assert records[-1] == {"name": "crm", "originalReplicas": None, "lastWritten": 4,
-                               "pending": None}, how  # fmt: skip
-        assert b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}, how
+        assert w.records[-2] is not None
+        assert w.records[-2]["pending"] == 8, how  # announced, then put back
+        assert w.records[-1] == {"name": "crm", "originalReplicas": None, "lastWritten": 4,
+                                 "pending": None}, how  # fmt: skip
+        assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}, how
 
 
 async def test_a_refused_first_scale_leaves_no_record() -> None:
     target = Failing(replicas=None)
-    rec = reconciler(target, FakeProm(load=200))
-    b = body(maxInstances=20)
-    recording(rec, b)
+    w = world(target, load=200, record=True)
     target.fail = ["refused", "refused"]
-    await _synced(rec, b, 0, 30)
+    await w.synced(0, 30)
     assert target.scaled == []
-    assert "scaledTarget" not in b["status"]
-    assert not rec.needs_finalizer(b)
+    assert "scaledTarget" not in w.b["status"]
+    assert not w.rec.needs_finalizer(w.b)
