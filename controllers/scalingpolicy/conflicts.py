@@ -8,8 +8,9 @@ any other acting policy is Stalled naming the owner, and with an HPA on the targ
 policy is Stalled naming the HPA. A dry-run policy is told who else scales the target (the
 reconciler says so in its Ready message) and goes on planning beside them. It is kept from
 watch events (no list per sync); the first lookup seeds it with one list of each kind, so a
-restart cannot let a younger policy act before the older one's event arrived. Pure
-bookkeeping; the reconciler does the I/O.
+restart cannot let a younger policy act before the older one's event arrived, and an object
+whose deletion arrived while those lists were in flight is not added back. Pure bookkeeping;
+the reconciler does the I/O (one seed at a time).
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def hpa_target(body: Mapping[str, Any]) -> tuple[Target, str] | None:
     return (str(meta.get("namespace")), str(ref["name"])), f"{ref['kind']}/{ref['name']}"
 
 
+def _identity(body: Mapping[str, Any]) -> str:
+    """An object's uid (a re-created object of the same name is another), else its
+    namespace/name."""
+    meta = body.get("metadata") or {}
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+
+
 class TargetIndex:
     """Policies and HPAs per target, from watch events."""
 
@@ -74,22 +82,41 @@ class TargetIndex:
         self._hpas: dict[Target, dict[str, str]] = {}
         self._hpa_target: dict[tuple[str, str], Target] = {}
         self.seeded = False
+        self._seeding = False
+        self._gone: set[str] = set()
+        """The objects whose deletion was seen since the seed's lists began (`_identity`)."""
+
+    def begin_seed(self) -> None:
+        """The seed's lists are about to be sent: deletions seen from now on are kept, so
+        an object deleted while its list was in flight is not added back by `seed`."""
+        self._seeding = True
 
     def seed(
         self, policies: Iterable[Mapping[str, Any]], hpas: Iterable[Mapping[str, Any]]
     ) -> None:
-        """Add what one list of each kind returned (events that came first are kept)."""
+        """Add what one list of each kind returned (events that came first are kept), but
+        no object whose deletion was seen since `begin_seed`: the list may have been
+        answered before it."""
+        gone, self._gone, self._seeding = self._gone, set(), False
         for body in policies:
-            self.observe_policy(body, deleted=False)
+            if _identity(body) not in gone:
+                self.observe_policy(body, deleted=False)
         for body in hpas:
-            self.observe_hpa(body, deleted=False)
+            if _identity(body) not in gone:
+                self.observe_hpa(body, deleted=False)
         self.seeded = True
+
+    def _deleted(self, body: Mapping[str, Any]) -> None:
+        if self._seeding:
+            self._gone.add(_identity(body))
 
     def observe_policy(self, body: Mapping[str, Any], *, deleted: bool) -> set[Target]:
         """Record a policy's event; returns the targets it left or joined, or whose claim it
         made or dropped (dryRun or paused changed); empty when neither changed, e.g. for our
         own status writes."""
         uid = str((body.get("metadata") or {}).get("uid"))
+        if deleted:
+            self._deleted(body)
         found = None if deleted else policy_target(body)
         old = self._policy_target.pop(uid, None)
         was = self._policies.get(old, {}).pop(uid, None) if old is not None else None
@@ -107,6 +134,8 @@ class TargetIndex:
         target did not change: an HPA's status updates every 15 s cost nothing)."""
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
+        if deleted:
+            self._deleted(body)
         found = None if deleted else hpa_target(body)
         old = self._hpa_target.pop(key, None)
         if old is not None:

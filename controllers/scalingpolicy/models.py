@@ -19,7 +19,9 @@ the next sync fits in the foreground and reports why it cannot.
 
 The fitted forecast lives in memory: after a restart the first sync fits again (the history
 is in Prometheus, not here). The load seen at each sync is appended to the fit's recent tail
-(bounded), which is what the burst envelope reads when the forecast is not trusted.
+(bounded), which is what the burst envelope reads when the forecast is not trusted; a refit
+of the same series carries over the loads seen after its history's last sample (the history
+is minutes apart, the syncs' loads seconds).
 """
 
 from __future__ import annotations
@@ -82,6 +84,17 @@ class Fitted:
             self.recent.append((now, load))
         while self.recent and self.recent[0][0] <= now - RECENT_SECONDS:
             self.recent.popleft()
+
+    def carry(self, old: Fitted) -> None:
+        """Take over the loads `old` (the fit this one replaces, of the same series) saw
+        after this fit's history ends: the syncs' 15 s points the history (minutes apart)
+        has not caught up with, and those seen while this fit ran. Bounded as `observe`."""
+        if (old.key.source, old.key.query) != (self.key.source, self.key.query):
+            return  # another series: its loads say nothing of this one
+        last = self.recent[-1][0] if self.recent else -math.inf
+        for t, v in list(old.recent):
+            if t > last:
+                self.observe(t, v)
 
     def recent_load(self, now: float) -> tuple[list[float], list[float]] | None:
         """(timestamps, values) of the last hour, or None when there is nothing."""
@@ -255,6 +268,7 @@ class ModelCache:
         async with self._fitting.setdefault(uid, asyncio.Lock()):
             if not self.due(uid, key, now):
                 return self._fits[uid]
+            previous = self._fits.get(uid)
             if not keep:
                 self._fits.pop(uid, None)
             samples, step = await history(key)
@@ -264,6 +278,9 @@ class ModelCache:
             async with self._limit:
                 fitted = await asyncio.get_running_loop().run_in_executor(self._executor, fit)
             fitted.fitted_at = now
+            replaced = self._fits.get(uid) if keep else previous  # with what syncs saw since
+            if replaced is not None:
+                fitted.carry(replaced)
             self._fits[uid] = fitted
             self.fits += 1
             return fitted

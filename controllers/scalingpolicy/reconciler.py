@@ -14,6 +14,7 @@ it reports the plan the policy would follow. No kopf here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -66,6 +67,7 @@ from controllers.scalingpolicy.sources import Metrics, metric_sources
 from controllers.scalingpolicy.state import StateCache, same_for_decisions
 from controllers.scalingpolicy.target import (
     TARGETS,
+    NotAppliedError,
     ScaleTarget,
     Target,
     TargetCache,
@@ -106,9 +108,10 @@ default, at most this)."""
 Seed = Callable[[], Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]
 """Lists every ScalingPolicy and HPA once (to seed the conflict index)."""
 
-Intend = Callable[[str, str, ScaledTarget], Awaitable[None]]
-"""Writes a policy's status.scaledTarget alone (namespace, policy name, record) before the
-scale it announces; ProviderError when it cannot."""
+Intend = Callable[[str, str, ScaledTarget | None], Awaitable[None]]
+"""Writes a policy's status.scaledTarget alone (namespace, policy name, record; None removes
+it) before the scale it announces, or back after a scale that did not land; ProviderError
+when it cannot."""
 
 CONFLICTS = frozenset({"ConflictingHPA", "ConflictingPolicy"})
 """The Stalled reasons of a policy that leaves its target to another autoscaler."""
@@ -153,6 +156,8 @@ class ScalingPolicyReconciler:
         self._gauged: dict[str, tuple[Any, Any]] = {}
         """The FORECAST_ERROR labels set per policy uid (removed when it is gone)."""
         self.states = StateCache()
+        self._seeding = asyncio.Lock()
+        """Held while the conflict index's seed lists are in flight."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -367,8 +372,6 @@ class ScalingPolicyReconciler:
         if not policy.spec.dry_run:
             try:
                 await self._scale(policy, target, desired)
-            except _MayHaveLandedError as exc:
-                return self._held(policy, current, exc.error, now, record=exc.record)
             except ProviderError as exc:
                 return self._held(policy, current, exc, now)
             applied = True
@@ -430,8 +433,6 @@ class ScalingPolicyReconciler:
         if not dry_run and decision.desired != target.replicas:
             try:
                 await self._scale(policy, target, decision.desired)
-            except _MayHaveLandedError as exc:
-                return self._held(policy, target.replicas, exc.error, now, record=exc.record)
             except ProviderError as exc:
                 return self._held(policy, target.replicas, exc, now)
             applied = True
@@ -461,19 +462,61 @@ class ScalingPolicyReconciler:
         an apiserver error, a restart) still leaves a record deletion can give back; a record
         that cannot be written leaves the target as it is (ProviderError).
 
-        A scale that fails after its record was written: refused by the apiserver
-        (StalledError, nothing applied), the error is raised and the status written after it
-        keeps the record as it was (whole: the pending count nulled); any other failure (a
-        timeout, a 5xx: the write may have landed) raises `_MayHaveLandedError` with the record,
-        its pending count kept, for that status."""
-        namespace = str(policy.metadata.namespace)
+        A scale that fails after its record was written is settled at once, not left for a
+        later sync to guess from the count alone (a person may set that very count by hand
+        meanwhile): refused (StalledError, or NotAppliedError for a 409), nothing applied; a
+        timeout or 5xx is followed by a read of the target past the watch's cache, and counts
+        as landed (returns: the caller records it as the last write) only when the target
+        holds the count at the generation after the one this sync read (the one spec change
+        since is ours). Otherwise (another count, another spec change too, or the re-read
+        fails) the record is put back as the sync read it (`_withdraw`) and the scale's error
+        raised: the held status keeps that record (whole: the pending count nulled), so
+        deletion never gives the target back over an edit the policy cannot tell from its
+        own write."""
+        namespace, name = str(policy.metadata.namespace), policy.spec.target_ref.name
         intent = _record(policy, target, replicas, pending=True)
         if self.intend is not None:  # an error here: nothing written, the record stays
             await self.intend(namespace, str(policy.metadata.name), intent)
         try:
-            await self.target.scale(namespace, policy.spec.target_ref.name, replicas)
-        except TransientError as exc:
-            raise _MayHaveLandedError(exc, intent) from exc
+            await self.target.scale(namespace, name, replicas)
+        except ProviderError as exc:
+            lost = isinstance(exc, TransientError) and not isinstance(exc, NotAppliedError)
+            if lost and await self._landed(namespace, name, target, replicas):
+                log.info("%s: scale to %d landed, its response lost: %s", name, replicas, exc)
+                return
+            await self._withdraw(policy)
+            raise
+
+    async def _withdraw(self, policy: ScalingPolicy) -> None:
+        """Put back the record as the sync read it, over the intent of a scale that did not
+        land: the status written after the sync is compared with the one read before the
+        intent, so a held status that reads the same would write nothing and leave the
+        pending count stored. Best effort: a withdrawal that fails leaves the pending count
+        for the next sync's `_record` (which takes it as landed when the target holds it)."""
+        if self.intend is None:
+            return
+        old = policy.status.scaled_target if policy.status is not None else None
+        try:
+            await self.intend(str(policy.metadata.namespace), str(policy.metadata.name), old)
+        except ProviderError as exc:
+            log.info("%s: the intent of a failed scale stays: %s", policy.metadata.name, exc)
+
+    async def _landed(self, namespace: str, name: str, before: Target, replicas: int) -> bool:
+        """Whether a scale to `replicas` whose response was lost landed: the target, read now
+        from the apiserver, holds it one generation after `before` (the version the sync
+        decided from). A person's edit to that very count while the write failed, and no
+        other spec change, reads the same: that window is the re-read's round trip."""
+        try:
+            now = await self.target.reread(namespace, name)
+        except ProviderError as exc:
+            log.info("%s: cannot tell whether a lost scale landed: %s", name, exc.message)
+            return False
+        generation = before.service.metadata.generation
+        return (
+            now.service.spec.replicas == replicas
+            and generation is not None
+            and now.service.metadata.generation == generation + 1
+        )
 
     def _unchanged(
         self,
@@ -594,8 +637,11 @@ class ScalingPolicyReconciler:
         self, namespace: str, target: str, uid: str, *, acting: bool
     ) -> Conflict | None:
         if not self.index.seeded and self.seed is not None:
-            policies, hpas = await self.seed()
-            self.index.seed(policies, hpas)
+            async with self._seeding:  # one seed at a time; a sync that waited finds it done
+                if not self.index.seeded:
+                    self.index.begin_seed()
+                    policies, hpas = await self.seed()
+                    self.index.seed(policies, hpas)
         return self.index.conflict((namespace, target), uid, acting=acting)
 
     def _count(self, policy: ScalingPolicy, decision: Decision, fitted: Fitted | None) -> None:
@@ -635,28 +681,14 @@ class ScalingPolicyReconciler:
         current: int | None,
         error: ProviderError,
         now: dt.datetime,
-        *,
-        record: ScaledTarget | None = None,
     ) -> Result:
-        """Hold the count; with `record`, status.scaledTarget is the record of a scale that
-        may have landed (its pending count kept), else the stored record stays as it is."""
+        """Hold the count; the stored status.scaledTarget stays as it is (a pending count
+        announced for a scale that did not land is nulled: the record is written whole)."""
         FALLBACKS.labels(error.reason).inc()
         status = st.held_status(
             policy, current=current, reason=error.reason, message=error.message, now=now
         )
-        if record is not None:
-            status.scaled_target = record
         return Result(status=status, events=st.events_for(policy.status, status, None))
-
-
-class _MayHaveLandedError(Exception):
-    """A scale failed after its record was written in a way that may have applied it (a
-    timeout, a 5xx): `record` (with the pending count) is what status must keep."""
-
-    def __init__(self, error: TransientError, record: ScaledTarget) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.record = record
 
 
 def _record(
@@ -810,8 +842,9 @@ def from_context(ctx: OperatorContext) -> ScalingPolicyReconciler:
             ]
         return policies, hpas
 
-    async def intend(namespace: str, name: str, record: ScaledTarget) -> None:
-        patch = {"status": {"scaledTarget": record.model_dump(by_alias=True, mode="json")}}
+    async def intend(namespace: str, name: str, record: ScaledTarget | None) -> None:
+        data = record.model_dump(by_alias=True, mode="json") if record is not None else None
+        patch = {"status": {"scaledTarget": data}}
         resource: Any = KIND.resource
         try:
             async with ctx.api_limit:

@@ -171,6 +171,9 @@ def _conditions(
     generation: int | None,
     now: dt.datetime,
 ) -> list[Condition]:
+    """Ready (Stalled dropped) and Degraded (dropped when None), each set in place: its
+    lastTransitionTime moves only when its status does, so a sync that finds the same
+    conditions writes nothing."""
     ok, reason, message = ready
     if ok:
         out = mark_ready(old, reason=reason, message=message, generation=generation, now=now)
@@ -184,8 +187,9 @@ def _conditions(
             observed_generation=generation,
             now=now,
         )
-    out = [c for c in out if c.type != DEGRADED]
-    if degraded is not None:
+    if degraded is None:
+        out = [c for c in out if c.type != DEGRADED]
+    else:  # set in place: a Degraded that stays True keeps its lastTransitionTime
         out = set_condition(
             out,
             type_=DEGRADED,

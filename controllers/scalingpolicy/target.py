@@ -38,6 +38,7 @@ from controllers.providers.kubernetes import api_error
 
 __all__ = [
     "TARGETS",
+    "NotAppliedError",
     "ScaleTarget",
     "Target",
     "TargetCache",
@@ -71,6 +72,10 @@ class Target:
         return getattr(cloud_run, "project", None)
 
 
+class NotAppliedError(TransientError):
+    """A write the apiserver refused with a conflict (409): nothing was applied (retry)."""
+
+
 class ScaleTarget(Protocol):
     """Reads and scales targets (the apiserver here; a table in unit tests)."""
 
@@ -78,8 +83,12 @@ class ScaleTarget(Protocol):
         """The target, or StalledError / TransientError."""
         ...
 
+    async def reread(self, namespace: str, name: str) -> Target:
+        """The target as the apiserver holds it now (never a cached version)."""
+        ...
+
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        """Set the target's spec.replicas."""
+        """Set the target's spec.replicas; NotAppliedError when refused with a conflict."""
         ...
 
     async def restore(
@@ -188,6 +197,10 @@ class TargetClient:
         self.cache.note_read(namespace, name, target)
         return target
 
+    async def reread(self, namespace: str, name: str) -> Target:
+        """The target read from the apiserver, whatever the watch's cache holds."""
+        return await self._get(namespace, name)
+
     async def _get(self, namespace: str, name: str) -> Target:
         try:
             async with self._limit:
@@ -208,7 +221,8 @@ class TargetClient:
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         """Set spec.replicas through the scale subresource (the cached target is stale
-        until the watch brings the scaled object: reads meanwhile GET)."""
+        until the watch brings the scaled object: reads meanwhile GET). A 409 applied nothing:
+        NotAppliedError (a TransientError), not a write that may have landed."""
         self.cache.scaled(namespace, name)
         try:
             async with self._limit:
@@ -221,6 +235,11 @@ class TargetClient:
                         patch_type=PatchType.MERGE,
                     )
         except ApiError as exc:
+            if exc.status.code == 409:
+                raise NotAppliedError(
+                    f"scaling XynergyService {name}: {exc.status.message or exc}",
+                    reason="Conflict",
+                ) from exc
             raise api_error(exc, what=f"scaling XynergyService {name}") from exc
         except httpx2.TransportError as exc:
             raise TransientError(

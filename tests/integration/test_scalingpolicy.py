@@ -278,11 +278,20 @@ def spec_replicas(kube: Kube, ns: str, name: str) -> int | None:
 
 
 async def _restores(cluster: Path, ns: str) -> None:
-    """TargetClient.restore on target "edited" (spec.replicas 9, the policy's last write 6)."""
+    """TargetClient.restore on target "edited" (spec.replicas 9, the policy's last write 6).
+    First what settling a scale whose response was lost stands on: a write through the
+    scale subresource moves the target's generation by exactly one, and `reread` reads it
+    from the apiserver."""
     client = TargetClient(
         AsyncClient(config=KubeConfig.from_file(str(cluster))), XS_KIND,
         limit=asyncio.Semaphore(1),
     )  # fmt: skip
+    before = (await client.reread(ns, "edited")).service.metadata.generation
+    assert before is not None
+    await client.scale(ns, "edited", 10)
+    after = (await client.reread(ns, "edited")).service
+    assert (after.spec.replicas, after.metadata.generation) == (10, before + 1)
+    await client.scale(ns, "edited", 9)
     assert not await client.restore(ns, "edited", expected=6, replicas=None)
     with pytest.raises(StalledError, match=r"spec\.replicas"):
         await client.restore(ns, "edited", expected=9, replicas=-1)
@@ -332,8 +341,8 @@ def test_deleting_a_policy_gives_the_target_its_replicas_back_unless_edited_sinc
         edit = {"spec": {"replicas": 9}}
         resp = kube.http.patch(f"{path}/xynergyservices/edited", json=edit, headers=merge)
         assert resp.status_code == 200, resp.text
-        # the restore's JSON patch against the apiserver: a failed `test` is "changed since"
-        # (False), another refusal (a value the CRD rejects) is said with its message
+        # a scale's generation step, then the restore's JSON patch against the apiserver: a
+        # failed `test` is "changed since" (False), another refusal is said with its message
         asyncio.run(_restores(cluster, ns))
         assert spec_replicas(kube, ns, "edited") == 9
         for name in ("two", "unset", "edited"):

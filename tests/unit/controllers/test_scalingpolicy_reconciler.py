@@ -37,21 +37,31 @@ class FakeTarget:
     scaled: list[int] = field(default_factory=list)
     paused: bool = False
     restored: list[int | None] = field(default_factory=list)
+    generation: int = 1
+    """metadata.generation: moved by every spec change (a scale, a restore, `edit`)."""
+
+    def edit(self, replicas: int | None) -> None:
+        """A person's change of spec.replicas (`kubectl scale`)."""
+        self.replicas = replicas
+        self.generation += 1
 
     async def read(self, namespace: str, name: str) -> Target:
         if not self.exists:
             raise StalledError(f"target XynergyService {namespace}/{name} does not exist",
                                reason="TargetNotFound")  # fmt: skip
         svc = XynergyService.model_validate({
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace, "generation": self.generation},
             "spec": {"image": "reg/crm:1", "replicas": self.replicas, "paused": self.paused,
                      "scaling": {"minInstances": 1, "maxInstances": 20}},
         })  # fmt: skip
         return Target(svc, svc.spec.sizing())
 
+    async def reread(self, namespace: str, name: str) -> Target:
+        return await self.read(namespace, name)
+
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.scaled.append(replicas)
-        self.replicas = replicas
+        self.edit(replicas)
 
     async def restore(
         self, namespace: str, name: str, *, expected: int, replicas: int | None
@@ -64,7 +74,7 @@ class FakeTarget:
         if self.replicas != expected:
             return False
         self.restored.append(replicas)
-        self.replicas = replicas
+        self.edit(replicas)
         return True
 
 

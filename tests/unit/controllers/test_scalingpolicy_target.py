@@ -11,9 +11,9 @@ import pytest
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
-from controllers.core.errors import StalledError
+from controllers.core.errors import StalledError, TransientError
 from controllers.scalingpolicy.reconciler import XS_KIND
-from controllers.scalingpolicy.target import TargetCache, TargetClient
+from controllers.scalingpolicy.target import NotAppliedError, TargetCache, TargetClient
 
 pytestmark = pytest.mark.unit
 
@@ -47,6 +47,8 @@ class Apiserver:
     stored: dict[str, Any] | None
     gets: int = 0
     patches: list[int] = field(default_factory=list)
+    refuse: int | None = None
+    """The status code of the next patch's refusal (None: it is applied)."""
 
     async def get(self, resource: Any, name: str, *, namespace: str) -> _Obj:
         self.gets += 1
@@ -55,6 +57,8 @@ class Apiserver:
         return _Obj(self.stored)
 
     async def patch(self, resource: Any, name: str, obj: Any, **_: Any) -> None:
+        if self.refuse is not None:
+            raise ApiError(status=Status(code=self.refuse, message="the object has been modified"))
         self.patches.append(obj["spec"]["replicas"])
         assert self.stored is not None
         self.stored = service(obj["spec"]["replicas"], generation=2)
@@ -111,3 +115,26 @@ def test_the_cache_keeps_what_a_sync_reads_only() -> None:
     assert target is not None
     assert target.service.status is None
     assert "managedFields" not in target.service.metadata.model_dump(by_alias=True)
+
+
+async def test_a_conflict_applied_nothing_and_a_5xx_may_have() -> None:
+    """The reconciler settles a failed scale by whether it may have landed: a 409 never did
+    (NotAppliedError), a 503 may have (a plain TransientError)."""
+    api = Apiserver(service(3))
+    targets = client(api, TargetCache())
+    api.refuse = 409
+    with pytest.raises(NotAppliedError) as conflict:
+        await targets.scale(NS, "crm", 5)
+    assert conflict.value.reason == "Conflict"
+    assert "crm" in conflict.value.message
+    api.refuse = 503
+    with pytest.raises(TransientError) as unavailable:
+        await targets.scale(NS, "crm", 5)
+    assert not isinstance(unavailable.value, NotAppliedError)
+
+
+async def test_a_reread_gets_past_the_watch() -> None:
+    api, cache = Apiserver(service(4, generation=2)), TargetCache()
+    cache.observe(service(3), deleted=False)
+    target = await client(api, cache).reread(NS, "crm")
+    assert (target.replicas, target.service.metadata.generation, api.gets) == (4, 2, 1)

@@ -204,3 +204,31 @@ async def test_status_reports_the_share_of_time_above_what_is_asked_for() -> Non
     assert target.scaled == []
     assert store.body["status"]["observedUnderProvisioning"] == pytest.approx(0.25, abs=0.02)
     assert store.writes <= 1 + syncs * INTERVAL / rec.status_refresh_seconds
+
+
+async def test_a_second_held_sync_writes_nothing() -> None:
+    """Review L 5: while the metric cannot be read the policy holds, Degraded; the first held
+    sync writes that, the next ones find the same status (Degraded keeps its
+    lastTransitionTime) and write nothing, until the reason changes."""
+    target = FakeTarget(replicas=6)
+    prom = FakeProm(load=300)
+    rec = reconciler(target, prom)
+    store = Store(body(maxInstances=20))
+    await store.sync(rec, at(0))
+    prom.load = None  # Prometheus unreachable from here on
+    await store.sync(rec, at(1))
+    assert store.writes == 2
+
+    def degraded() -> dict[str, Any]:
+        conditions = store.body["status"]["conditions"]
+        return cast(dict[str, Any], next(c for c in conditions if c["type"] == "Degraded"))
+
+    since = degraded()["lastTransitionTime"]
+    assert degraded()["reason"] == "MetricsUnreachable"
+    for i in range(2, 6):
+        await store.sync(rec, at(i))
+    assert store.writes == 2
+    assert degraded()["lastTransitionTime"] == since
+    target.exists = False  # another reason (a stall): written, Degraded gone
+    await store.sync(rec, at(6))
+    assert store.writes == 3
