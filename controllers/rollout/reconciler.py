@@ -83,6 +83,7 @@ from controllers.rollout.rolling import Rolling
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import (
     ACTION_ANNOTATION,
+    HANDING_OVER,
     conditions_for,
     events_for,
     needs_finalizer,
@@ -195,6 +196,10 @@ class Converge:
     """Why a blue-green keep window was ended early in this converge (a Normal Event)."""
     siblings: list[dict[str, Any]] | None = None
     """The other Rollouts of the target as this converge listed them (`_others`)."""
+    handover: bool = False
+    """A Kubernetes Promoted Rollout whose own spec was edited while its promotion holds the
+    target (`_hand_over`): this converge finishes that promotion; `canary`, `backend` and
+    `name` are the promoted revision's, not the edited spec's."""
     base: RolloutStatus | None = None
     """The status an error of this converge is reported on (`_failed`): a copy of the stored
     one taken before anything acts, or of the status a delivery started in this converge
@@ -630,6 +635,8 @@ class RolloutReconciler:
             return work
         if status.phase in _DONE and status.canary_revision and not _asked_anew(work):
             return work  # ended: a change of the target alone never starts it again
+        if await self._hand_over(work):  # its own promotion finishes first
+            return work
         # stalled mid-promotion: given back first, or a refusal below holds the target for good
         stalled = await self._give_back_stalled(work)
         if target.spec.backend == BackendKind.CLOUD_RUN:
@@ -667,6 +674,42 @@ class RolloutReconciler:
         if serving.revision == name:
             await self._finish(work, "the new revision is already the stable one")
         return work
+
+    async def _hand_over(self, work: Converge) -> bool:
+        """A Kubernetes Promoted Rollout whose own spec is edited (a new delivery) while its
+        promotion still holds the target (`_finishing`: within its blue-green keep window the
+        target still runs the old revision; after it, the promoted revision serves until the
+        target runs it and is ready). Started now, the new delivery would take the old
+        revision for its stable one and remove the promoted revision's Deployment, which
+        serves everything. The promotion finishes first, the Rollout staying Promoted
+        (Reconciling `HandingOver`; siblings see it holding the target, and the finalizer
+        stays): `work` becomes the promoted revision's (its spec: the target with
+        status.stableImage and stableTemplate; its backend; its name) and `_hold_ended` ends
+        the window (`_end_keep_window`) and finishes the promotion. True while it does; False
+        when nothing is held, or once the target runs the promoted revision and is ready: the
+        new delivery then starts from it (its start removes the promoted Deployment)."""
+        status, target, rollout = work.status, work.target, work.rollout
+        if (
+            status.phase != RolloutPhase.PROMOTED
+            or not work.backend.defers_target_patch
+            or not status.stable_image
+            or not status.canary_revision
+            or self._finishing({"status": status.model_dump(by_alias=True, mode="json")}) is None
+        ):
+            return False
+        promoted = restored(target, status.stable_image, status.stable_template)
+        if (
+            not status.scale_down_at
+            and settled_on(target, promoted)
+            and (await work.backend.serving(target)).ready
+        ):
+            return False  # the promotion is over in fact (the status not updated yet)
+        backend = self.backends(rollout, target, promoted)
+        if backend is None:  # as `_begin` found it: the same backend kind
+            return False
+        work.canary, work.backend, work.name = promoted, backend, status.canary_revision
+        work.handover = True
+        return True
 
     async def _give_back_pending(self, work: Converge) -> str | None:
         """Before a new delivery of a Rollout whose promotion of its previous new revision was
@@ -1439,6 +1482,9 @@ class RolloutReconciler:
                     await self._patch_target(work, promotion_patch(work.canary))
                 keep = None
                 _window_over(work)
+            elif keep and work.backend.defers_target_patch and work.handover:
+                await self._end_keep_window(work, keep)
+                keep = None
             elif keep and work.backend.defers_target_patch and (newer := await self._newer(work)):
                 await self._end_keep_window(work, keep, newer)
                 keep = None
@@ -1468,6 +1514,9 @@ class RolloutReconciler:
                     _GOES_BACK, "; all traffic back on "
                 )
         work.reason = _ended_reason(work)
+        if work.handover:  # the new delivery starts once the promotion is over: soon
+            work.reason = HANDING_OVER
+            work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
 
     async def _newer(self, work: Converge) -> str | None:
         """The Rollout of the target that starts next, when it is a newer one waiting for
@@ -1491,22 +1540,31 @@ class RolloutReconciler:
             return None
         return str(meta.get("name"))
 
-    async def _end_keep_window(self, work: Converge, kept: str, newer: str) -> None:
+    async def _end_keep_window(self, work: Converge, kept: str, newer: str | None = None) -> None:
         """A newer Rollout of the target waits for this Kubernetes blue-green promotion's keep
         window (its target is not patched until the window ends, so the next release would
-        start from the old revision): the window ends now, as Argo Rollouts proceeds at once
-        with an update made during scaleDownDelaySeconds. The target is patched to the
-        promoted revision (as at scaleDownAt), and the old revision's fast rollback is given
-        up: the status message and a Normal Event `KeepWindowEnded` say so. The promotion
-        then finishes as after any window (`promote`: the new revision serves until the
-        target runs it and is ready), and the newer Rollout starts after it."""
+        start from the old revision), or (`newer` None) this Rollout's own spec was edited
+        in it (`_hand_over`: the same for its own next delivery): the window ends now, as
+        Argo Rollouts proceeds at once with an update made during scaleDownDelaySeconds. The
+        target is patched to the promoted revision (as at scaleDownAt; `work.canary` is it),
+        and the old revision's fast rollback is given up: the status message and a Normal
+        Event `KeepWindowEnded` say so. The promotion then finishes as after any window
+        (`promote`: the new revision serves until the target runs it and is ready), and the
+        next delivery starts after it."""
         status = work.status
         until = _stamp(status.scale_down_at) if status.scale_down_at else "its end"
         await self._patch_target(work, promotion_patch(work.canary))
         _window_over(work)  # only once patched (a failed patch keeps the window)
+        target = work.rollout.spec.target_ref.name
+        why = (
+            f"Rollout {newer}, the next release of XynergyService {target}"
+            if newer is not None
+            else f"an edit of this Rollout's own spec (image {work.rollout.spec.image}), its "
+            f"next delivery to XynergyService {target}, which starts once the target runs the "
+            "promoted revision and is ready"
+        )
         ended = (
-            f"keep window ended early (it lasted until {until}) for Rollout {newer}, the next "
-            f"release of XynergyService {work.rollout.spec.target_ref.name}: the target is "
+            f"keep window ended early (it lasted until {until}) for {why}: the target is "
             f"patched to the promoted revision {status.canary_revision} and the old revision "
             f"{kept} is no longer kept for a fast rollback"
         )
@@ -1729,7 +1787,11 @@ class RolloutReconciler:
         rollout, status = work.rollout, work.status
         generation = rollout.metadata.generation
         status.conditions = conditions_for(
-            status, reason=work.reason, generation=generation, now=work.now
+            status,
+            reason=work.reason,
+            generation=generation,
+            now=work.now,
+            waiting=work.handover,  # Promoted on the old spec: not Ready on the edited one
         )
         events = events_for(before, status, reason=work.reason, run=work.ran)
         if action is not None and action not in ACTIONS:

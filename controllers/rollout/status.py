@@ -28,6 +28,7 @@ from controllers.core.events import Event
 __all__ = [
     "ACTION_ANNOTATION",
     "ANALYSIS",
+    "HANDING_OVER",
     "MAX_RUNS",
     "conditions_for",
     "events_for",
@@ -39,6 +40,11 @@ __all__ = [
 ACTION_ANNOTATION = "xynergy.io/rollout-action"
 
 ANALYSIS = "Analysis"
+HANDING_OVER = "HandingOver"
+"""The Reconciling reason of a Kubernetes Promoted Rollout whose own spec was edited while its
+promotion still held the target: it finishes that promotion (the target patched to the
+promoted revision, which serves until the target runs it and is ready), then starts the new
+delivery from it."""
 MAX_RUNS = 10
 _STALLED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
 _VERDICT_STATUS: dict[Verdict, ConditionStatus] = {
@@ -74,14 +80,16 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     with the Rollout by their owner references and the gateway serves the target's own
     Service once the Rollout is gone: no finalizer, but for a blue-green promotion within its
     keep window (status.scaleDownAt), whose target is patched only when the window ends:
-    deleting the Rollout then would leave the target on the old revision. kopf adds the
+    deleting the Rollout then would leave the target on the old revision, and for one handing
+    over to an edit of its own spec (Reconciling `HandingOver`: the window ended for it, its
+    promoted revision serving until the target runs it and is ready). kopf adds the
     finalizer while this holds and removes it on the first event after it stops holding (the
     status write that ends the rollout or its keep window), so deleting an ended Rollout
     touches nothing."""
     status = body.get("status") or {}
     if status.get("trafficRouting"):  # Kubernetes: only a blue-green promotion's keep window
         promoted = status.get("phase") == RolloutPhase.PROMOTED
-        return promoted and bool(status.get("scaleDownAt"))
+        return promoted and (bool(status.get("scaleDownAt")) or _handing_over(status))
     phase = status.get("phase")
     if phase in _MAY_SPLIT:
         return True
@@ -94,6 +102,16 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
         pending_action(body) == "retry"
         or generation != status.get("observedGeneration")
         or not status.get("canaryRevision")
+    )
+
+
+def _handing_over(status: Mapping[str, Any]) -> bool:
+    """Reconciling `HandingOver` (the reconciler's handover to an edit of its own spec)."""
+    return any(
+        c.get("type") == "Reconciling"
+        and c.get("status") == "True"
+        and c.get("reason") == HANDING_OVER
+        for c in status.get("conditions") or []
     )
 
 

@@ -245,3 +245,48 @@ def test_kubernetes_keep_window_ends_early_for_the_next_release(
                   lambda: deployment(kube, namespace, new) is None)  # fmt: skip
     conflicts = [e for e in events_of(kube, namespace, "next") if e["type"] == "Warning"]
     assert conflicts == [], "waiting moments is no Warning"
+
+
+def test_kubernetes_edit_within_the_keep_window_hands_over_to_the_promoted_revision(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """The promoted Rollout's own image edited within its keep window: the new delivery
+    started at once from the old revision (the target, not patched yet, still ran it) and
+    removed the promoted revision's Deployment, which served everything. Now the window ends
+    (the target patched to the promoted revision), the Rollout stays Promoted (Reconciling
+    HandingOver, the finalizer held) with its promoted revision serving until the target
+    runs it and is ready (a ResourceQuota holds the target's new Pods meanwhile), and the
+    new delivery then starts from it."""
+    svc = unique("ai")
+    create_xs(kube, namespace, svc, backend="kubernetes", port=8080,
+              routes=[{"prefix": f"/api/v2/{svc}"}])  # fmt: skip
+    wait_ready(kube, namespace, svc)
+    new = _promoted(kube, namespace, svc, "reg.example/app:2")
+    _quota(kube, namespace, 0)  # the Pods running stay; the target's new ones are refused
+    merge_patch(kube, rollout_url(namespace, "bg"), {"spec": {"image": "reg.example/app:3"}})
+
+    status = wait_rollout(kube, namespace, "bg", "handing over",
+                          lambda st: _condition(st, "Reconciling").get("reason") == "HandingOver")["status"]  # fmt: skip
+    assert status["phase"] == "Promoted"
+    assert not status.get("scaleDownAt"), "the window ended"
+    assert [t["revision"] for t in status.get("traffic") or []] == [new], "it still serves"
+    assert _condition(status, "Ready")["status"] == "False"
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
+    promoted = deployment(kube, namespace, new) or {}
+    assert promoted["spec"]["replicas"] > 0, "the promoted revision is not removed"
+    container = promoted["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "reg.example/app:2"
+    meta = kube.get(rollout_url(namespace, "bg")).json()["metadata"]
+    assert FINALIZER in (meta.get("finalizers") or []), "held during the handover"
+    ended = [e for e in events_of(kube, namespace, "bg") if e["reason"] == "KeepWindowEnded"]
+    assert len(ended) == 1, ended
+    assert "own spec (image reg.example/app:3)" in ended[0]["message"]
+
+    _quota(kube, namespace, 100)
+    status = wait_rollout(kube, namespace, "bg", "the new delivery started",
+                          lambda st: st.get("canaryImage") == "reg.example/app:3"
+                          and st.get("phase") in ("Progressing", "Paused"), timeout=120)["status"]  # fmt: skip
+    assert status["stableImage"] == "reg.example/app:2", "started from the promoted revision"
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
+    kube.wait_for("the promoted revision's children gone",
+                  lambda: deployment(kube, namespace, new) is None)  # fmt: skip

@@ -1576,3 +1576,129 @@ async def test_a_newer_rollout_held_by_hand_behind_a_keep_window_is_not_polled(
     assert world.other.requeue_after is None
     assert world.other.requeue == Requeue.RESYNC
     assert status.waiting_since is None, "no clock while a person holds it"
+
+
+def _edit(world: World, image: str) -> None:
+    """A person (or GitOps) edits crm-2's own spec.image: a new delivery."""
+    world.body["spec"]["image"] = image
+    world.body["metadata"]["generation"] += 1
+
+
+def _condition(status: Any, type_: str) -> Any:
+    return next(c for c in status.conditions if c.type == type_)
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_an_edit_within_the_keep_window_hands_over_then_starts_from_the_promoted_one(
+    routes: bool,
+) -> None:
+    """Review G6 / K. crm-2 promoted crm:2 (its own Deployment serves everything; the target,
+    patched only when the window ends, still runs crm:1) and its image is edited to crm:4 in
+    the window. Before: the new delivery started at once from crm:1 (the stable one judged
+    against and rolled back to) and removed the promoted Deployment: users fell back to crm:1.
+    Now the window ends (the target patched to crm:2), the Rollout stays Promoted, its
+    promoted revision serving, until the target runs crm:2 and is ready; then the new
+    delivery starts from crm:2."""
+    world, now, promoted = await _promoted_in_keep_window(routes)
+    _edit(world, "crm:4")
+    status = await world.converge(now)
+    world.provider.ready.discard("crm")  # the target's Deployment rolls once patched
+    assert status.phase.value == "Promoted", status.message
+    assert world.client.target["spec"]["image"] == "crm:2", "patched to the promoted revision"
+    assert status.scale_down_at is None, "the window ended"
+    assert world.provider.deployments().keys() == {"crm", promoted}, "nothing of crm:4 yet"
+    assert _serving(world, promoted) == (4, not routes), "the promoted revision serves"
+    image = world.provider.deployments()[promoted]["spec"]["template"]["spec"]["containers"][0]
+    assert image["image"] == "crm:2", "the promoted Deployment is not rolled to the edit"
+    assert [t.revision for t in status.traffic or []] == ([promoted] if routes else [])
+    assert status.message.endswith("waiting for the target to run the new revision")
+    assert [reason for reason, _ in world.events] == ["KeepWindowEnded"]
+    assert "for an edit of this Rollout's own spec (image crm:4)" in world.events[0][1]
+    assert _condition(status, "Ready").status == "False", "the edit is not delivered yet"
+    assert _condition(status, "Reconciling").reason == "HandingOver"
+    status = await world.converge(now + STEP)  # the target still rolls
+    assert status.phase.value == "Promoted"
+    assert promoted in world.provider.deployments(), "kept until the target is ready"
+    assert world.events == [], "said once"
+    world.settle()
+    world.provider.ready.add("crm")
+    status = await world.converge(now + 2 * STEP)
+    assert status.phase.value == "Progressing", status.message
+    target = XynergyService.model_validate(world.client.target)
+    assert status.stable_revision == revision_name(target), "the target's own revision"
+    assert status.stable_image == "crm:2", "judged against (and rolled back to) crm:2"
+    assert status.canary_image == "crm:4"
+    assert promoted not in world.provider.deployments(), "removed once the target serves it"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+
+
+async def test_an_edit_reverted_during_the_handover_leaves_a_plain_promoted_rollout() -> None:
+    """Review K (a). The edit is reverted before the target runs the promoted revision: the
+    Rollout is Promoted (its window ended: the target runs crm:2 now, the old revision is not
+    kept anywhere to switch back to), its promotion finishes, and nothing new starts. The
+    reverted handover wrote Pending over Promoted, and a Rollout stored so stayed Pending for
+    good with its traffic on the promoted Deployment."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    _edit(world, "crm:4")
+    await world.converge(now)
+    world.provider.ready.discard("crm")  # rolling to crm:2
+    _edit(world, "crm:2")  # reverted
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Promoted", status.message
+    assert promoted in world.provider.deployments()
+    world.settle()
+    world.provider.ready.add("crm")
+    for tick in (2, 3):
+        status = await world.converge(now + tick * STEP)
+        assert status.phase.value == "Promoted", status.message
+        assert status.canary_revision == promoted, "no new delivery"
+        assert _condition(status, "Ready").status == "True"
+        assert _condition(status, "Ready").reason == "Promoted"
+        assert not status.traffic, "the target's own Service serves"
+        assert not status.message.endswith("new revision")
+        assert not needs_finalizer(world.body)
+    assert world.provider.deployments().keys() == {"crm"}
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+
+
+async def test_a_newer_rollout_waits_during_the_handover_and_the_edit_goes_first() -> None:
+    """Review K (b). A newer Rollout of the target (crm-3) converged during crm-2's handover
+    waits: crm-2 holds the target (Promoted, its promoted revision serving) until its new
+    delivery has started. The reverted handover's Pending crm-2 held nothing: crm-3 started,
+    two Rollouts publishing traffic for one target."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    second = _second(world)
+    _edit(world, "crm:4")
+    await world.converge(now)
+    world.provider.ready.discard("crm")  # rolling to crm:2
+    status = await _converge_other(world, second, now)
+    assert status.phase.value == "Pending", status.message
+    assert status.message.startswith("waiting for Rollout crm-2")
+    assert status.canary_revision is None
+    world.provider.ready.discard("crm")  # _converge_other counts every Deployment ready
+    assert world.provider.deployments().keys() == {"crm", promoted}, "crm-3 deployed nothing"
+    world.settle()
+    world.provider.ready.add("crm")
+    first = await world.converge(now + STEP)
+    assert first.phase.value == "Progressing", "the edit starts as the handover ends"
+    status = await _converge_other(world, second, now + 2 * STEP)
+    assert status.canary_revision is None, "one rollout of a target at a time"
+    assert _condition(status, "Reconciling").reason == "RolloutConflict"
+    assert status.message.startswith("Rollout crm-2 is Progressing on XynergyService crm")
+
+
+async def test_the_finalizer_is_kept_during_the_handover() -> None:
+    """Review K (c). Promoted and handing over (the window ended, the promoted revision still
+    serving until the target runs it): the finalizer stays. The reverted handover wrote
+    Pending on Kubernetes, which holds none."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    _edit(world, "crm:4")
+    status = await world.converge(now)
+    world.provider.ready.discard("crm")
+    assert status.scale_down_at is None
+    assert needs_finalizer(world.body)
+    world.settle()
+    world.provider.ready.add("crm")
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Progressing"
+    assert not needs_finalizer(world.body), "Kubernetes: none while delivering"
