@@ -1152,10 +1152,9 @@ class OAuthConnectionReconciler:
         peering that resumed and wrote the user token its own refresh got, spending the
         refresh token this one sent. None: emptied, or no user token stored (the keys are
         then written empty when missing: a token Secret made again with the bot tokens). A
-        Secret
-        changed at each of 3 tries, or deleted, is Reconciling `Conflict` (the bot tokens
-        are stored already; the next refresh of the user token, refused again, empties it,
-        `_user_refused_alone`)."""
+        Secret changed at each of 3 tries, or deleted, is Reconciling `Conflict` (the bot
+        tokens are stored already; the next refresh of the user token, refused again,
+        empties it, `_user_refused_alone`)."""
         name = conn.spec.token_secret_name
         for _ in range(_DELETE_TRIES):
             data = await self.store.tokens(conn)
