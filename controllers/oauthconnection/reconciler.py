@@ -135,7 +135,10 @@ class _Held:
     refreshed: bool
     """From a refresh: written as a refresh is (a merge patch while the claim keeps other
     replicas off; the claim is renewed until then), else from a code exchange."""
-    drop_user: bool = False
+    refused_user: UserToken | None = None
+    """Slack's user token whose refresh token the provider refused in the refresh that
+    issued these: emptied once they are stored, only while the Secret still holds it
+    (`OAuthConnectionReconciler._drop_refused_user`)."""
 
     def __repr__(self) -> str:
         return f"_Held(issued={self.issued!r}, refreshed={self.refreshed!r})"
@@ -567,13 +570,12 @@ class OAuthConnectionReconciler:
         a stall would hold them in memory until the resync, 10 minutes for a restart to lose
         them. Refreshed tokens are a merge patch that drops the claim (a reader's annotation
         is kept); exchanged ones are `SecretStore.write`'s (created, or patched under the
-        resourceVersion read). `drop_user` empties the user token's keys (the merge of a
-        refresh keeps keys it does not name)."""
+        resourceVersion read). The merge of a refresh keeps the keys it does not name: a
+        user token refused beside it is emptied by a write of its own, after this one
+        (`_drop_refused_user`)."""
         uid, tokens = str(conn.metadata.uid), held.tokens
         self._unsaved[uid] = held
         data = token_data(tokens, issued=held.issued)
-        if held.drop_user and tokens.user is None:
-            data |= dict.fromkeys(USER_TOKEN_KEYS, "")
         try:
             async for attempt in self.write_retry.retrying(
                 retry_if=lambda e: isinstance(e, TransientError), sleep=self._sleep
@@ -648,14 +650,18 @@ class OAuthConnectionReconciler:
                 raise
             kept, kept_issued = _token_set(stored), _parse(stored.get("issued_at"))
             return self._not_stored(conn, kept, kept_issued, exc, now)
-        await self._drop_leftover(conn, authz, held.tokens)
+        tokens = held.tokens
+        if held.refused_user is not None:  # emptied only while the Secret still holds it
+            user = await self._drop_refused_user(conn, held.refused_user)
+            tokens = replace(tokens, user=user)
+        await self._drop_leftover(conn, authz, tokens)
         message = "tokens stored (issued earlier; their first write had failed)"
         waiting = authz is not None and bool(authz.get("code") or authz.get("error"))
         if waiting and not held.refreshed:  # the code they came from is used up
             await self.store.delete(conn, authorization_secret_name(str(conn.metadata.name)))
             waiting = False
         outcome = self._connected(
-            conn, held.tokens, now, issued=held.issued, message=message, refreshed=held.issued
+            conn, tokens, now, issued=held.issued, message=message, refreshed=held.issued
         ).with_events(Event("Normal", "Connected", message))
         if waiting:  # refreshed tokens: the code is the user's new authorization, not theirs
             outcome = replace(
@@ -776,15 +782,9 @@ class OAuthConnectionReconciler:
     ) -> Outcome:
         tokens = _token_set(data)
         issued = _parse(data.get("issued_at"))
-        expired = tokens.expires_at is not None and tokens.expires_at <= now
-        if tokens.refresh_token is None and expired:
-            when = (
-                f"expired at {_rfc3339(tokens.expires_at)}"
-                if tokens.expires_at != UNREADABLE_EXPIRY
-                else "counts as expired (expires_at is not an RFC 3339 time)"
-            )
-            failure = f"the access token {when} and the provider issued no refresh token"
-            return await self._reauth(conn, provider, failure, now, dead=data)
+        failure = _expired_unrefreshable(tokens, now)
+        if failure is not None:
+            return await self._expired_dead(conn, provider, data, now, failure)
         due = self._due(conn, tokens, issued)
         if due is None or due > now:
             outcome = self._connected(conn, tokens, now, issued=issued)
@@ -909,14 +909,17 @@ class OAuthConnectionReconciler:
         refresh token works once); a write that fails raises TokensNotStoredError. A refused
         user refresh token loses the user token only: the (new) access token is kept and the
         connection stays Connected, Degraded, with an authorization URL to get a user token
-        again (`_without_user_token`). `spent`: a refresh whose tokens an operator held and
-        lost (UNSTORED_ANNOTATION), which a refusal names as its cause."""
+        again (`_without_user_token`). After a bot refresh, the new bot tokens are written
+        without touching the user keys, and the refused user token is then emptied by a write
+        of its own, only while the Secret still holds it (`_drop_refused_user`): a user token
+        another writer stored meanwhile is kept. `spent`: a refresh whose tokens an operator
+        held and lost (UNSTORED_ANNOTATION), which a refusal names as its cause."""
         fresh, when = tokens, issued
         bot_due, user_due = (
             self._bot_due(conn, tokens, issued),
             self._user_due(conn, tokens, issued),
         )
-        dropped = ""
+        dropped, refused_user = "", None
         if bot_due is not None and bot_due <= now:
             assert tokens.refresh_token is not None
             try:
@@ -939,13 +942,10 @@ class OAuthConnectionReconciler:
                     return await self._user_refused_alone(
                         conn, provider, tokens, issued, now, failure
                     )
-                # the bot token refreshed here: a user token stored meanwhile is kept
-                kept = await self._stored_user_token(conn, tokens.user, issued)
-                if kept is not None:
-                    fresh = replace(fresh, user=kept)
-                else:
-                    dropped = failure
-                    fresh = replace(fresh, user=None)
+                # the bot token refreshed here: stored first (it must never be lost), then
+                # the refused user token emptied, only while the Secret still holds it
+                dropped, refused_user = failure, tokens.user
+                fresh = replace(fresh, user=None)
             except ProviderError as exc:
                 if fresh is not tokens:
                     await self._store(conn, _Held(fresh, when or now, refreshed=True))
@@ -958,7 +958,13 @@ class OAuthConnectionReconciler:
                 )
                 fresh = replace(fresh, user=user)
         self._refused.pop(str(conn.metadata.uid), None)
-        await self._store(conn, _Held(fresh, when or now, refreshed=True, drop_user=bool(dropped)))
+        await self._store(
+            conn, _Held(fresh, when or now, refreshed=True, refused_user=refused_user)
+        )
+        if refused_user is not None:
+            kept = await self._drop_refused_user(conn, refused_user)
+            if kept is not None:  # another writer's user token, stored meanwhile: kept
+                fresh, dropped = replace(fresh, user=kept), ""
         outcome = self._connected(
             conn, fresh, now, issued=when, message="tokens refreshed", refreshed=now
         )
@@ -993,6 +999,47 @@ class OAuthConnectionReconciler:
         raise _ChangedMeanwhileError(
             f"Secret {conn.spec.token_secret_name} changed at each of {_DELETE_TRIES} tries "
             "to delete its refused tokens; reading it again",
+            reason="Conflict",
+        )
+
+    async def _expired_dead(
+        self,
+        conn: OAuthConnection,
+        provider: OAuthProvider,
+        data: SecretData,
+        now: dt.datetime,
+        failure: str,
+    ) -> Outcome:
+        """An access token expired with no refresh token (`data`, as the converge read it):
+        the tokens are dead, deleted only as a read saw them (`_reauth`). A write between
+        that read and the delete (readers annotate `refresh-requested` exactly when the
+        token has expired; newer tokens stored) makes it a conflict: the Secret is read
+        again, and while it still holds an expired access token with no refresh token it is
+        deleted as read then; tokens that are not dead any more are kept and kept fresh
+        (`_keep_fresh`); a Secret gone meanwhile leaves nothing to delete. Changed at each of
+        3 tries: Reconciling `Conflict`, retried with backoff."""
+        name = conn.spec.token_secret_name
+        read: SecretData | None = data
+        for tries in range(1, _DELETE_TRIES + 1):
+            try:
+                return await self._reauth(conn, provider, failure, now, dead=read)
+            except _ChangedMeanwhileError:
+                if tries == _DELETE_TRIES:
+                    break
+            read = await self.store.tokens(conn)
+            if read is None:  # deleted meanwhile: nothing left to delete (`_reauth`)
+                continue
+            if not read.get("access_token"):  # emptied meanwhile: the next converge decides
+                raise _ChangedMeanwhileError(
+                    f"Secret {name} lost its access token meanwhile", reason="Conflict"
+                )
+            again = _expired_unrefreshable(_token_set(read), now)
+            if again is None:  # another writer stored live tokens: go on with them
+                return await self._keep_fresh(conn, provider, read, now)
+            failure = again
+        raise _ChangedMeanwhileError(
+            f"Secret {name} changed at each of {_DELETE_TRIES} tries to delete its expired "
+            "tokens; reading it again",
             reason="Conflict",
         )
 
@@ -1093,46 +1140,49 @@ class OAuthConnectionReconciler:
             outcome = await self._without_user_token(conn, provider, outcome, now)
         return outcome
 
-    async def _stored_user_token(
-        self, conn: OAuthConnection, used: UserToken, issued: dt.datetime | None
+    async def _drop_refused_user(
+        self, conn: OAuthConnection, refused: UserToken
     ) -> UserToken | None:
-        """After the provider refused the user token's refresh token, once the bot token was
-        refreshed in this converge (so `_rewritten`, which adopts the stored tokens whole,
-        does not apply: our new bot token must be written): the user token the token Secret
-        holds now when it was issued after `used` (another writer stored it meanwhile: a
-        replica paused by peering that resumed and wrote the tokens it held, whose refresh
-        spent the refresh token we sent), to be written with our bot token instead of
-        emptying the user keys. None when the Secret holds nothing newer (the refusal
-        stands), or cannot be read (the refusal stands as before; the write of the new bot
-        token is retried as any)."""
-        try:
+        """Once new bot tokens are stored (a merge that leaves the user keys as they are):
+        empty the user token's keys, as Slack's user refresh token was refused in the same
+        refresh, only while the token Secret still holds that refresh token, and only as a
+        read saw it (`SecretStore.drop_user_token`, under its UID and resourceVersion). A
+        user token another writer stored (before the bot tokens' write, or between the read
+        and the drop: a conflict, read again) is kept and returned: a replica paused by
+        peering that resumed and wrote the user token its own refresh got, spending the
+        refresh token this one sent. None: emptied, or no user token stored (the keys are
+        then written empty when missing: a token Secret made again with the bot tokens). A
+        Secret changed at each of 3 tries, or deleted, is Reconciling `Conflict` (the bot
+        tokens are stored already; the next refresh of the user token, refused again,
+        empties it, `_user_refused_alone`)."""
+        name = conn.spec.token_secret_name
+        for _ in range(_DELETE_TRIES):
             data = await self.store.tokens(conn)
-        except ProviderError as exc:
-            log.warning(
-                "OAuthConnection %s/%s: the provider refused the user token's refresh token "
-                "and Secret %s could not be read again to look for a newer one: %s",
-                conn.metadata.namespace,
-                conn.metadata.name,
-                conn.spec.token_secret_name,
-                exc.message,
-            )
-            return None
-        stored = _user_token(data) if data is not None else None
-        if stored is None or stored.issued_at is None:
-            return None
-        before = used.issued_at or issued
-        if before is not None and stored.issued_at <= before:
-            return None
-        log.info(
-            "OAuthConnection %s/%s: the provider refused the user token's refresh token, but "
-            "Secret %s holds a user token issued %s by another writer since it was read: "
-            "keeping it",
-            conn.metadata.namespace,
-            conn.metadata.name,
-            conn.spec.token_secret_name,
-            _rfc3339(stored.issued_at),
+            if data is None:
+                raise _ChangedMeanwhileError(
+                    f"Secret {name} was deleted meanwhile", reason="Conflict"
+                )
+            stored = _user_token(data)
+            if stored is None and all(k in data.data for k in USER_TOKEN_KEYS):
+                return None  # emptied meanwhile: nothing to drop
+            if stored is not None and not _same_refresh_token(stored, refused):
+                log.info(
+                    "OAuthConnection %s/%s: the provider refused the user token's refresh "
+                    "token, but Secret %s holds another user token (issued %s) stored "
+                    "meanwhile: keeping it",
+                    conn.metadata.namespace,
+                    conn.metadata.name,
+                    name,
+                    _rfc3339(stored.issued_at),
+                )
+                return stored
+            if await self.store.drop_user_token(conn, data):
+                return None
+        raise _ChangedMeanwhileError(
+            f"Secret {name} changed at each of {_DELETE_TRIES} tries to empty its refused "
+            "user token (the new bot tokens are stored); reading it again",
+            reason="Conflict",
         )
-        return stored
 
     async def _refresh_one(
         self,
@@ -1341,6 +1391,28 @@ def _refused_grant(conn: OAuthConnection, what: str, code: str, spent: _Spent | 
         f"not be written to Secret {conn.spec.token_secret_name} and {lost}; a provider that "
         "rotates refresh tokens (Slack) takes each one once"
     )
+
+
+def _expired_unrefreshable(tokens: TokenSet, now: dt.datetime) -> str | None:
+    """Why `tokens` are dead when their access token has expired (or its expiry is
+    unreadable) and there is no refresh token; None when they are not."""
+    expired = tokens.expires_at is not None and tokens.expires_at <= now
+    if tokens.refresh_token is not None or not expired:
+        return None
+    when = (
+        f"expired at {_rfc3339(tokens.expires_at)}"
+        if tokens.expires_at != UNREADABLE_EXPIRY
+        else "counts as expired (expires_at is not an RFC 3339 time)"
+    )
+    return f"the access token {when} and the provider issued no refresh token"
+
+
+def _same_refresh_token(stored: UserToken, refused: UserToken) -> bool:
+    """Whether the stored user token is the one whose refresh token was refused (the same
+    refresh token): any other was issued to another writer, and is not ours to empty."""
+    if stored.refresh_token is None or refused.refresh_token is None:
+        return False
+    return stored.refresh_token.get_secret_value() == refused.refresh_token.get_secret_value()
 
 
 def _newer_stored(stored: SecretData | None, held: _Held) -> bool:

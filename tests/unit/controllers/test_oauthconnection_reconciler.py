@@ -2451,8 +2451,9 @@ async def test_tokens_stored_between_the_refusals_reread_and_the_delete_are_kept
 
 async def test_an_expired_token_rewritten_before_its_delete_is_read_again_not_deleted() -> None:
     """An expired access token without a refresh token is deleted as dead only as it was
-    read: newer tokens stored meanwhile make the delete a conflict (retried with backoff,
-    nothing deleted), and the next converge finds them Connected."""
+    read: newer tokens stored meanwhile make the delete a conflict (nothing deleted); the
+    Secret is read again, its tokens are not dead, and the same converge goes on with them
+    (Connected). Before, Reconciling Conflict until the next converge."""
     w = world(refresh_tokens=False)
     b = body()
     await w.connect(b)  # a1, no refresh token, expires at NOW + 3600
@@ -2463,13 +2464,9 @@ async def test_an_expired_token_rewritten_before_its_delete_is_read_again_not_de
     assert w.api.before_delete is None
     assert "a-tokens" not in w.api.deleted
     assert w.api.secrets["a-tokens"].data["access_token"] == "a-resumed"
-    status, reason, _ = ready(result)
-    assert (status, reason) == ("False", "Conflict")
-    assert not [e for e in result.events if e.reason == "ReauthRequired"]
-
-    result = await w.sync(b, at(3603))
-
     assert st(result).phase is OAuthPhase.CONNECTED
+    assert st(result).expires_at == dt.datetime(2026, 3, 1, 14, 0, tzinfo=dt.UTC)
+    assert not [e for e in result.events if e.reason == "ReauthRequired"]
     assert authorization_secret_name("a") not in w.api.secrets
 
 
@@ -2584,3 +2581,179 @@ async def test_a_user_token_stored_before_a_refused_ones_drop_is_kept_not_emptie
     assert st(result).phase is OAuthPhase.CONNECTED
     assert degraded(result) is None
     assert not [e for e in result.events if e.reason == "UserReauthRequired"]
+
+
+def _store_a_newer_user_token(w: World) -> None:
+    """Another writer (a replica paused by peering that resumed) stores the user token its
+    own refresh got, spending the user refresh token this converge sent."""
+    stored = w.api.secrets["a-tokens"]
+    stored.data |= {
+        "user_access_token": "u-resumed",
+        "user_refresh_token": "ur-resumed",
+        "user_expires_at": "2026-03-01T13:30:00Z",
+        "user_issued_at": "2026-03-01T12:24:00Z",
+    }
+    stored.rv += 1
+    w.provider.live_user_refresh = "ur-resumed"
+
+
+def _another_writer_before_write(w: World, n: int) -> None:
+    """`_store_a_newer_user_token` just before the `n`-th write of the token Secret."""
+    seen = 0
+
+    def write(name: str) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == n:
+            w.api.on_write = None
+            _store_a_newer_user_token(w)
+
+    w.api.on_write = write
+
+
+def _keeps_the_resumed_user_token(w: World, result: Result, *, bot: str) -> None:
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == bot  # the new bot token, stored
+    assert data["refresh_token"] == w.provider.live_refresh
+    assert data["user_access_token"] == "u-resumed"  # the other writer's, kept
+    assert data["user_refresh_token"] == w.provider.live_user_refresh == "ur-resumed"
+    assert data["user_issued_at"] == "2026-03-01T12:24:00Z"
+    assert CLAIM_ANNOTATION not in w.api.secrets["a-tokens"].annotations
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+    assert not [e for e in result.events if e.reason == "UserReauthRequired"]
+    assert authorization_secret_name("a") not in w.api.secrets
+
+
+@pytest.mark.parametrize("at_write", [1, 2], ids=["before-the-bot-write", "before-the-drop"])
+async def test_a_user_token_stored_meanwhile_survives_a_bot_refresh_beside_a_refused_one(
+    at_write: int,
+) -> None:
+    """Both tokens due: the bot's refresh works, the user's is refused and the re-read
+    Secret holds nothing newer. Another writer stores a newer user token just before the
+    new bot tokens' write (1), or between that write and the drop of the refused user token
+    (2). The bot tokens are written without the user keys, then the user token is emptied
+    only while the Secret still holds the refused refresh token, under the resourceVersion
+    of a read (a conflict reads again): the newer user token is kept. Before, one merge
+    patch with no resourceVersion wrote the bot tokens and emptied the user keys, losing
+    the only live user refresh token (Degraded UserReauthRequired)."""
+    w = world(lifetime=1800, user_lifetime=1800, rotate=True)
+    b = slack_body()
+    await w.connect(b)  # a1/r1, u2/ur2 at NOW, both expiring at 1800
+    w.provider.live_user_refresh = "ur-elsewhere"  # ur2 spent elsewhere
+    _another_writer_before_write(w, at_write)
+
+    result = await w.sync(b, at(1500))
+
+    assert w.api.on_write is None  # the other writer came before our write
+    assert w.provider.calls["refresh"] == 2  # the bot's (answered), the user's (refused)
+    _keeps_the_resumed_user_token(w, result, bot="a3")
+
+    later = await w.sync(b, at(5200))  # ur-resumed is live: refreshed as usual
+    assert degraded(later) is None
+    assert w.api.secrets["a-tokens"].data["user_access_token"] not in ("", "u-resumed")
+
+
+async def test_held_bot_tokens_stored_later_keep_a_user_token_stored_meanwhile() -> None:
+    """The bot token refreshed, the user's refused, and the write of the new bot tokens
+    refused (held in memory). Meanwhile another writer stores a newer user token. When the
+    held tokens are written, the refused user token is no longer in the Secret: the newer
+    one is kept. Before, the held write emptied the user keys whatever they held."""
+    w = world(lifetime=1800, user_lifetime=1800, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.live_user_refresh = "ur-elsewhere"
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    result = await w.sync(b, at(1500))  # a3/r3 held, the user refresh refused
+    assert (degraded(result) or ("",))[0] == "TokensNotStored"
+    w.api.failing_token_writes = 0
+    _store_a_newer_user_token(w)
+
+    result = await w.sync(b, at(1510))  # the held tokens are written
+
+    _keeps_the_resumed_user_token(w, result, bot="a3")
+
+
+async def test_a_refused_user_token_still_stored_after_the_bot_write_is_emptied() -> None:
+    """The bot refresh works, the user's is refused, and nothing else is written: the new
+    bot tokens are written, then the refused user token is emptied by a write of its own
+    (Degraded UserReauthRequired, the Warning Event once)."""
+    w = world(lifetime=1800, user_lifetime=1800, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.live_user_refresh = "ur-elsewhere"
+    writes: list[str] = []
+    w.api.on_write = writes.append
+
+    result = await w.sync(b, at(1500))
+
+    assert writes == ["a-tokens", "a-tokens"]  # the bot tokens, then the user token's drop
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a3"
+    assert data["user_access_token"] == data["user_refresh_token"] == ""
+    assert CLAIM_ANNOTATION not in w.api.secrets["a-tokens"].annotations
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    assert [e.reason for e in result.events] == ["UserReauthRequired"]
+
+
+def _reader_asks_for_a_refresh(w: World, times: int) -> list[str]:
+    """A reader annotating `refresh-requested` on the token Secret just before each of the
+    next `times` deletes (what services do when they find the token expired)."""
+    seen: list[str] = []
+
+    def annotate(name: str) -> None:
+        seen.append(name)
+        stored = w.api.secrets[name]
+        stored.annotations[REFRESH_REQUESTED_ANNOTATION] = f"2026-03-01T13:00:0{len(seen)}Z"
+        stored.rv += 1
+        if len(seen) < times:
+            w.api.before_delete = annotate
+
+    w.api.before_delete = annotate
+    return seen
+
+
+async def test_an_expired_token_annotated_by_a_reader_before_its_delete_is_still_deleted() -> None:
+    """An expired access token without a refresh token is dead; between the converge's read
+    and the preconditioned delete a reader annotates `refresh-requested` (readers do exactly
+    then). The delete is refused (409); the Secret is read again, still holds the expired
+    token without a refresh token, and is deleted as read then: ReauthRequired in the same
+    converge. Before, one try: Reconciling Conflict until a later converge."""
+    w = world(refresh_tokens=False)
+    b = body()
+    await w.connect(b)  # a1, no refresh token, expires at NOW + 3600
+    deletes = _reader_asks_for_a_refresh(w, times=1)
+
+    result = await w.sync(b, at(3601))
+
+    assert deletes == ["a-tokens"]
+    assert "a-tokens" not in w.api.secrets
+    assert "a-tokens" in w.api.deleted
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "AuthorizationFailed")
+    assert "expired at 2026-03-01T13:00:00Z and the provider issued no refresh token" in message
+    assert [e.reason for e in result.events] == ["ReauthRequired"]
+
+
+async def test_an_expired_token_changed_at_every_delete_is_a_conflict_after_three_tries() -> None:
+    """A reader annotating before each delete: 3 tries (re-read, still dead, delete as read),
+    then Reconciling Conflict, nothing deleted; the next converge deletes it."""
+    w = world(refresh_tokens=False)
+    b = body()
+    await w.connect(b)
+    deletes = _reader_asks_for_a_refresh(w, times=3)
+
+    result = await w.sync(b, at(3601))
+
+    assert deletes == ["a-tokens"] * 3
+    assert "a-tokens" in w.api.secrets
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "Conflict")
+    assert "changed at each of 3 tries to delete its expired tokens" in message
+
+    result = await w.sync(b, at(3603))
+
+    assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
+    assert "a-tokens" not in w.api.secrets
