@@ -1,8 +1,9 @@
 """A scale whose request fails after its record (status.scaledTarget.pending) was written is
-settled in the same sync: a timeout or 5xx is followed by a read of the target past the
-watch's cache, and counts as the last write only when the target holds the count one
-generation on (the one spec change since is the policy's); anything else (not landed, a
-refusal, a 409, a re-read that fails) puts the record back as it was. Syncs are written as the
+settled by ownership: a timeout or 5xx is followed by a read of the target past the watch's
+cache, and counts as the last write when the target holds the count by the operator's field
+manager (managedFields), whatever other spec changes came since; that count by another
+manager (a person's) or a refusal or 409 puts the record back as it was; not landed yet (or
+a re-read that fails) keeps the pending count for a later sync to settle the same way. Syncs are written as the
 core Controller writes them: compared with the status the sync read (before the intent
 write), and skipped when unchanged."""
 
@@ -104,10 +105,11 @@ async def test_a_timed_out_scale_that_did_not_land_is_not_given_back_over_a_hand
     target.fail = ["timeout"]
     await w.synced(30)
     assert target.replicas == 4
-    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}  # pending settled
+    # not landed (yet): the pending count stays, for a later sync to settle
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4, "pending": 8}
     w.b["spec"]["paused"] = True
     await w.synced(60)
-    target.edit(8)  # kubectl scale --replicas=8
+    target.edit(8)  # kubectl scale --replicas=8: spec.replicas now owned by kubectl
     gone, event = await w.rec.release(w.b)
     assert gone
     assert target.replicas == 8
@@ -116,29 +118,41 @@ async def test_a_timed_out_scale_that_did_not_land_is_not_given_back_over_a_hand
     assert event.reason == "TargetLeft"
 
 
-async def test_a_landed_scale_with_another_spec_change_since_is_not_taken_as_ours() -> None:
+async def test_a_landed_scale_with_another_spec_change_since_is_still_ours() -> None:
+    """Review N 1: a concurrent spec change (a rollout's promotion patch) moves the
+    generation past the scale's; spec.replicas is still the operator's."""
     target = Failing(replicas=None)
     w = await _at_4(target)
     w.prom.load = 400
     target.fail = ["landed+edited"]
     await w.synced(30)
     assert target.replicas == 8
-    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 8}
+    gone, _ = await w.rec.release(w.b)
+    assert gone
+    assert target.restored == [None]
 
 
-async def test_a_scale_whose_outcome_cannot_be_read_back_is_taken_as_not_landed() -> None:
+async def test_a_scale_whose_outcome_cannot_be_read_back_stays_pending_until_it_can() -> None:
     target = Failing(replicas=None)
     w = await _at_4(target)
     w.prom.load = 400
     target.fail, target.blind = ["landed"], True
     await w.synced(30)
     assert target.replicas == 8
-    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4, "pending": 8}
+    gone, event = await w.rec.release(w.b)  # cannot tell whose the 8 is yet: retried
+    assert not gone
+    assert event is not None
+    assert event.reason == "RestoreWaiting"
+    target.blind = False
+    await w.synced(60)  # read back: the operator's own write
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 8}
     gone, event = await w.rec.release(w.b)
     assert gone
-    assert target.replicas == 8  # left as is: it might be a person's
+    assert target.replicas is None
     assert event is not None
-    assert event.reason == "TargetLeft"
+    assert event.reason == "TargetRestored"
 
 
 async def test_refused_scales_leave_no_pending_count_stored() -> None:
