@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from _scaling_world import World, world, written
-from test_scalingpolicy_reconciler import NOW, FakeTarget
+from test_scalingpolicy_reconciler import NOW, NS, FakeTarget
 
 from controllers.core.errors import StalledError, TransientError
 from controllers.scalingpolicy.target import NotAppliedError, Target
@@ -181,3 +181,90 @@ async def test_a_refused_first_scale_leaves_no_record() -> None:
     assert target.scaled == []
     assert "scaledTarget" not in w.b["status"]
     assert not w.rec.needs_finalizer(w.b)
+
+
+class Slow(Failing):
+    """Its next scale times out before the apiserver commits it (slow etcd): `commit` lands
+    it later, as the operator's write."""
+
+    late: int | None = None
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        if self.fail and self.fail[0] == "late":
+            self.fail.pop(0)
+            self.late = replicas
+            raise TransientError(f"scaling XynergyService {name}: ReadTimeout",
+                                 reason="ApiUnreachable")  # fmt: skip
+        await super().scale(namespace, name, replicas)
+
+    async def commit(self) -> None:
+        assert self.late is not None
+        await FakeTarget.scale(self, NS, "crm", self.late)
+
+
+async def test_a_timed_out_scale_that_lands_after_the_re_read_is_learned_and_given_back() -> None:
+    """Review N 1: the re-read sees 4, the write lands afterwards; the next sync learns the 8
+    as the policy's own write (owned by its field manager), and deletion gives the target
+    back its unset spec.replicas (on Cloud Run the 8 would stay a paid minimum)."""
+    target = Slow(replicas=None)
+    w = await _at_4(target)
+    w.prom.load = 400
+    target.fail = ["late"]
+    await w.synced(30)
+    assert (target.replicas, target.rereads) == (4, 1)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4, "pending": 8}
+    await target.commit()
+    await w.synced(60)
+    assert target.scaled == [4, 8]  # no second write: 8 is what the load asks
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 8}
+    gone, event = await w.rec.release(w.b)
+    assert gone
+    assert target.replicas is None
+    assert event is not None
+    assert event.reason == "TargetRestored"
+
+
+async def test_a_pending_count_a_person_set_by_hand_is_dropped_not_learned() -> None:
+    """The write never lands; a person sets that very count: spec.replicas is kubectl's, so
+    the next sync drops the pending count and deletion leaves the person's 8."""
+    target = Slow(replicas=None)
+    w = await _at_4(target)
+    w.prom.load = 400
+    target.fail = ["late"]
+    await w.synced(30)
+    target.edit(8)  # kubectl scale --replicas=8
+    await w.synced(60)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    gone, event = await w.rec.release(w.b)
+    assert gone
+    assert target.replicas == 8
+    assert event is not None
+    assert event.reason == "TargetLeft"
+
+
+async def test_a_refused_scale_is_retried_with_a_backoff_not_written_twice_every_sync() -> None:
+    """Review N 2: a scale refused at every try (403 RBAC) is tried again after 2, 4, then 8
+    intervals while the count and the target stay the same; the syncs between write no
+    intent and no withdrawal, and the held status says the refusal and the backoff."""
+    target = Failing(replicas=None)
+    w = await _at_4(target)
+    w.prom.load = 400
+    w.b["spec"]["interval"] = "30s"  # synced every 30 s below
+    tries: list[int] = []
+    before = len(w.records)
+    for k in range(1, 17):
+        target.fail = ["refused"]
+        await w.synced(30 * k)
+        if not target.fail:  # popped: the scale was tried
+            tries.append(k)
+    assert tries == [1, 3, 7, 15]
+    assert len(w.records) - before == 2 * len(tries)  # an intent and its withdrawal per try
+    ready = next(c for c in w.b["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    assert "422" in ready["message"]
+    assert "tried again after 2 intervals" in ready["message"]
+    # a changed target (e.g. RBAC fixed and the target edited) is tried at once
+    target.fail = []
+    target.edit(5)
+    await w.synced(30 * 17)
+    assert target.replicas == 8
