@@ -91,6 +91,11 @@ class TargetIndex:
         an object deleted while its list was in flight is not added back by `seed`."""
         self._seeding = True
 
+    def abort_seed(self) -> None:
+        """The seed's lists failed: deletions are no longer kept (a later seed begins
+        afresh)."""
+        self._seeding, self._gone = False, set()
+
     def seed(
         self, policies: Iterable[Mapping[str, Any]], hpas: Iterable[Mapping[str, Any]]
     ) -> None:

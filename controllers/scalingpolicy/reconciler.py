@@ -116,6 +116,34 @@ when it cannot."""
 CONFLICTS = frozenset({"ConflictingHPA", "ConflictingPolicy"})
 """The Stalled reasons of a policy that leaves its target to another autoscaler."""
 
+REFUSED_RETRY_INTERVALS = (2, 4, 8)
+"""A scale the apiserver refused (a 4xx, a 5xx) is tried again, while the count and the
+target stay the same, this many intervals after its first, second, third and later
+refusals; the syncs between write nothing and scale nothing."""
+
+
+@dataclass
+class _Refusal:
+    """A policy's last refused scale (in memory, per policy uid)."""
+
+    replicas: int
+    generation: int | None
+    """The target's metadata.generation the scale was decided from."""
+    error: ProviderError
+    tries: int
+    retry_at: float
+
+
+class _ScaleFailedError(Exception):
+    """A scale that did not land (or is not known to have): its error, and the
+    status.scaledTarget the held status keeps (the record as read, or the intent whose
+    pending count may still land)."""
+
+    def __init__(self, error: ProviderError, record: ScaledTarget | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.record = record
+
 
 def sync_offset(uid: str, interval: float) -> float:
     """A stable offset in [0, interval) per policy, so syncs spread over the interval."""
@@ -156,8 +184,10 @@ class ScalingPolicyReconciler:
         self._gauged: dict[str, tuple[Any, Any]] = {}
         """The FORECAST_ERROR labels set per policy uid (removed when it is gone)."""
         self.states = StateCache()
-        self._seeding = asyncio.Lock()
-        """Held while the conflict index's seed lists are in flight."""
+        self._seed_task: asyncio.Future[None] | None = None
+        """The conflict index's seed in flight, shared by every sync that waits for it."""
+        self._refused: dict[str, _Refusal] = {}
+        """The last refused scale per policy uid (not tried again at every sync)."""
 
     async def reconcile(
         self, body: Mapping[str, Any], *, now: dt.datetime, child: ChildEvent | None
@@ -224,7 +254,10 @@ class ScalingPolicyReconciler:
         try:
             target = await self.target.read(namespace, name)
             current = target.service.spec.replicas
-            if current is not None and current in written:
+            if current is not None and (
+                current == record.last_written
+                or (current == record.pending and await self._ours(namespace, name, current))
+            ):
                 restored = await self.target.restore(
                     namespace, name, expected=current, replicas=record.original_replicas
                 )
@@ -258,6 +291,11 @@ class ScalingPolicyReconciler:
             f"wrote {wrote} (before the policy: {before})",
         )
 
+    async def _ours(self, namespace: str, name: str, replicas: int) -> bool:
+        """Whether the target, read from the apiserver, holds `replicas` by this operator's
+        write (its field manager owns spec.replicas), not a person's."""
+        return (await self.target.reread(namespace, name)).ours(replicas)
+
     def _release_expired(self, meta: Mapping[str, Any]) -> bool:
         """Whether the deletion was asked for more than `release_seconds` ago."""
         stamp = meta.get("deletionTimestamp")
@@ -274,6 +312,7 @@ class ScalingPolicyReconciler:
         self.models.forget(uid)
         self.states.forget(uid)
         self._due.pop(uid, None)
+        self._refused.pop(uid, None)
         self._drop_gauge(uid)
 
     async def _sync(
@@ -293,6 +332,7 @@ class ScalingPolicyReconciler:
             return self._stalled(policy, body, conflict.reason, conflict.message, now)
         try:
             target = await self.target.read(namespace, target_name)
+            policy = await self._settled(policy, target)
             named = f"{namespace}/{target_name}"
             if target.service.spec.paused:
                 return self._idle(policy, st.target_paused_status(policy, name=named, now=now), now)
@@ -322,6 +362,39 @@ class ScalingPolicyReconciler:
         return await self._decide(
             policy, target, params, load, fitted, now, state, means, note=note
         )
+
+    async def _settled(self, policy: ScalingPolicy, target: Target) -> ScalingPolicy:
+        """The policy with its stored pending count settled (a scale whose outcome was not
+        known when its sync ended): the last write once the target holds it by this
+        operator's write (its field manager owns spec.replicas, read past the watch's cache,
+        which keeps no managedFields), dropped when the target holds that count by another
+        manager's write (a person's), kept while the target holds another count (it may
+        still land) or cannot be re-read."""
+        record = policy.status.scaled_target if policy.status is not None else None
+        if (
+            policy.status is None
+            or record is None
+            or record.pending is None
+            or record.name != policy.spec.target_ref.name
+            or target.service.spec.replicas != record.pending
+        ):
+            return policy
+        try:
+            seen = target
+            if seen.replicas_managers is None:
+                seen = await self.target.reread(str(policy.metadata.namespace), record.name)
+        except ProviderError as exc:
+            log.info("%s: cannot tell whose count %d is: %s", record.name, record.pending,
+                     exc.message)  # fmt: skip
+            return policy
+        if seen.service.spec.replicas != record.pending:
+            return policy
+        if seen.ours(record.pending):
+            settled = record.model_copy(update={"last_written": record.pending, "pending": None})
+        else:
+            settled = record.model_copy(update={"pending": None})
+        status = policy.status.model_copy(update={"scaled_target": settled})
+        return policy.model_copy(update={"status": status})
 
     def _idle(self, policy: ScalingPolicy, status: ScalingPolicyStatus, now: dt.datetime) -> Result:
         """The target is paused, or a person scaled it to 0: no metrics read, nothing decided
@@ -371,9 +444,9 @@ class ScalingPolicyReconciler:
         applied = False
         if not policy.spec.dry_run:
             try:
-                await self._scale(policy, target, desired)
-            except ProviderError as exc:
-                return self._held(policy, current, exc, now)
+                await self._scale(policy, target, desired, now.timestamp())
+            except _ScaleFailedError as failed:
+                return self._failed(policy, current, failed, now)
             applied = True
         bounded = st.Bounded(desired=desired, why=why, applied=applied)
         FALLBACKS.labels(error.reason).inc()
@@ -432,9 +505,9 @@ class ScalingPolicyReconciler:
         applied = False
         if not dry_run and decision.desired != target.replicas:
             try:
-                await self._scale(policy, target, decision.desired)
-            except ProviderError as exc:
-                return self._held(policy, target.replicas, exc, now)
+                await self._scale(policy, target, decision.desired, ts)
+            except _ScaleFailedError as failed:
+                return self._failed(policy, target.replicas, failed, now)
             applied = True
         self._count(policy, decision, fitted)
         outcome = st.Outcome(
@@ -456,43 +529,94 @@ class ScalingPolicyReconciler:
         self.states.keep(uid, text=new.scaling_state, state=decision.state)
         return Result(status=new, events=events)
 
-    async def _scale(self, policy: ScalingPolicy, target: Target, replicas: int) -> None:
+    async def _scale(
+        self, policy: ScalingPolicy, target: Target, replicas: int, now: float
+    ) -> None:
         """Scale the target, its record written first: status.scaledTarget names the count
         about to be written (`pending`), so a status write lost after the scale (a conflict,
         an apiserver error, a restart) still leaves a record deletion can give back; a record
-        that cannot be written leaves the target as it is (ProviderError).
+        that cannot be written leaves the target as it is. A failure raises `_ScaleFailedError` with
+        the record the held status keeps.
 
-        A scale that fails after its record was written is settled at once, not left for a
-        later sync to guess from the count alone (a person may set that very count by hand
-        meanwhile): refused (StalledError, or NotAppliedError for a 409), nothing applied; a
-        timeout or 5xx is followed by a read of the target past the watch's cache, and counts
-        as landed (returns: the caller records it as the last write) only when the target
-        holds the count at the generation after the one this sync read (the one spec change
-        since is ours). Otherwise (another count, another spec change too, or the re-read
-        fails) the record is put back as the sync read it (`_withdraw`) and the scale's error
-        raised: the held status keeps that record (whole: the pending count nulled), so
-        deletion never gives the target back over an edit the policy cannot tell from its
-        own write."""
+        A scale that fails after its record was written is settled by ownership, not by the
+        count alone (a person may set that very count by hand meanwhile): refused
+        (StalledError, or NotAppliedError for a 409), nothing applied, the record is put back
+        as the sync read it (`_withdraw`). A timeout or 5xx is followed by a read of the
+        target past the watch's cache: landed (returns: the caller records it as the last
+        write) when the target holds the count by this operator's write (its field manager
+        owns spec.replicas in managedFields, whatever other spec changes came since); that
+        count by another manager (a person's) withdraws the record; any other count, or a
+        re-read that fails, keeps the pending count (the write may still land: `_settled`
+        decides at a later sync).
+
+        A scale the apiserver answered with a refusal (a 4xx, a 5xx; not a 409 or an
+        unreachable apiserver) is remembered: while the count and the target's generation
+        stay the same it is not tried again (no intent write, no scale) until
+        `REFUSED_RETRY_INTERVALS` later."""
+        uid = str(policy.metadata.uid)
         namespace, name = str(policy.metadata.namespace), policy.spec.target_ref.name
+        old = policy.status.scaled_target if policy.status is not None else None
+        generation = target.service.metadata.generation
+        refused = self._refused.get(uid)
+        if refused is not None and (refused.replicas, refused.generation) != (replicas, generation):
+            refused = None
+        interval = max(parse_duration(policy.spec.interval), MIN_INTERVAL_SECONDS)
+        if refused is not None and now + interval / 2 < refused.retry_at:
+            raise _ScaleFailedError(refused.error, old)
         intent = _record(policy, target, replicas, pending=True)
-        if self.intend is not None:  # an error here: nothing written, the record stays
-            await self.intend(namespace, str(policy.metadata.name), intent)
+        if self.intend is not None and intent != old:  # an error: nothing written, record stays
+            try:
+                await self.intend(namespace, str(policy.metadata.name), intent)
+            except ProviderError as exc:
+                raise _ScaleFailedError(exc, old) from exc
         try:
             await self.target.scale(namespace, name, replicas)
         except ProviderError as exc:
-            lost = isinstance(exc, TransientError) and not isinstance(exc, NotAppliedError)
-            if lost and await self._landed(namespace, name, target, replicas):
-                log.info("%s: scale to %d landed, its response lost: %s", name, replicas, exc)
-                return
+            kept = await self._unsettled(policy, namespace, name, replicas, exc, old, intent)
+            if kept is not None:
+                if not isinstance(exc, NotAppliedError) and exc.reason != "ApiUnreachable":
+                    tries = refused.tries + 1 if refused is not None else 1
+                    wait = REFUSED_RETRY_INTERVALS[min(tries, len(REFUSED_RETRY_INTERVALS)) - 1]
+                    self._refused[uid] = _Refusal(
+                        replicas, generation, exc, tries, now + wait * interval
+                    )
+                raise _ScaleFailedError(exc, kept[0]) from exc
+        self._refused.pop(uid, None)
+
+    async def _unsettled(
+        self,
+        policy: ScalingPolicy,
+        namespace: str,
+        name: str,
+        replicas: int,
+        error: ProviderError,
+        old: ScaledTarget | None,
+        intent: ScaledTarget,
+    ) -> tuple[ScaledTarget | None] | None:
+        """A failed scale's record to keep (in a 1-tuple), or None when it landed."""
+        if not isinstance(error, TransientError) or isinstance(error, NotAppliedError):
+            await self._withdraw(policy)  # refused: nothing applied
+            return (old,)
+        try:
+            seen = await self.target.reread(namespace, name)
+        except ProviderError as exc:
+            log.info("%s: cannot tell whether a failed scale landed: %s", name, exc.message)
+            return (intent,)
+        if seen.ours(replicas):
+            log.info("%s: scale to %d landed, its response lost: %s", name, replicas, error)
+            return None
+        if seen.service.spec.replicas == replicas:  # that count, by another's write
             await self._withdraw(policy)
-            raise
+            return (old,)
+        return (intent,)  # not landed (yet): it may still
 
     async def _withdraw(self, policy: ScalingPolicy) -> None:
         """Put back the record as the sync read it, over the intent of a scale that did not
         land: the status written after the sync is compared with the one read before the
         intent, so a held status that reads the same would write nothing and leave the
-        pending count stored. Best effort: a withdrawal that fails leaves the pending count
-        for the next sync's `_record` (which takes it as landed when the target holds it)."""
+        pending count stored. Best effort: a withdrawal that fails leaves the pending count,
+        which a later sync takes as the last write only when the target holds it by this
+        operator's write (`_settled`)."""
         if self.intend is None:
             return
         old = policy.status.scaled_target if policy.status is not None else None
@@ -500,23 +624,6 @@ class ScalingPolicyReconciler:
             await self.intend(str(policy.metadata.namespace), str(policy.metadata.name), old)
         except ProviderError as exc:
             log.info("%s: the intent of a failed scale stays: %s", policy.metadata.name, exc)
-
-    async def _landed(self, namespace: str, name: str, before: Target, replicas: int) -> bool:
-        """Whether a scale to `replicas` whose response was lost landed: the target, read now
-        from the apiserver, holds it one generation after `before` (the version the sync
-        decided from). A person's edit to that very count while the write failed, and no
-        other spec change, reads the same: that window is the re-read's round trip."""
-        try:
-            now = await self.target.reread(namespace, name)
-        except ProviderError as exc:
-            log.info("%s: cannot tell whether a lost scale landed: %s", name, exc.message)
-            return False
-        generation = before.service.metadata.generation
-        return (
-            now.service.spec.replicas == replicas
-            and generation is not None
-            and now.service.metadata.generation == generation + 1
-        )
 
     def _unchanged(
         self,
@@ -637,12 +744,31 @@ class ScalingPolicyReconciler:
         self, namespace: str, target: str, uid: str, *, acting: bool
     ) -> Conflict | None:
         if not self.index.seeded and self.seed is not None:
-            async with self._seeding:  # one seed at a time; a sync that waited finds it done
-                if not self.index.seeded:
-                    self.index.begin_seed()
-                    policies, hpas = await self.seed()
-                    self.index.seed(policies, hpas)
+            await self._seeded(self.seed)
         return self.index.conflict((namespace, target), uid, acting=acting)
+
+    async def _seeded(self, seed: Seed) -> None:
+        """Seed the conflict index once: the first sync sends the lists, the syncs that come
+        while they are in flight wait for the same answer (not for lists of their own, one
+        after another); a failed seed fails all of them together, and a later sync seeds
+        again."""
+        task = self._seed_task
+        if task is None:
+            task = self._seed_task = asyncio.ensure_future(self._seed_once(seed))
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._seed_task is task:
+                self._seed_task = None
+
+    async def _seed_once(self, seed: Seed) -> None:
+        self.index.begin_seed()
+        try:
+            policies, hpas = await seed()
+        except BaseException:
+            self.index.abort_seed()
+            raise
+        self.index.seed(policies, hpas)
 
     def _count(self, policy: ScalingPolicy, decision: Decision, fitted: Fitted | None) -> None:
         DECISIONS.labels(str(decision.mode), str(decision.reason)).inc()
@@ -690,6 +816,29 @@ class ScalingPolicyReconciler:
         )
         return Result(status=status, events=st.events_for(policy.status, status, None))
 
+    def _failed(
+        self,
+        policy: ScalingPolicy,
+        current: int | None,
+        failed: _ScaleFailedError,
+        now: dt.datetime,
+    ) -> Result:
+        """Hold the count after a failed scale, status.scaledTarget as `failed` leaves it; a
+        refusal that is remembered says when it is tried again."""
+        error = failed.error
+        if str(policy.metadata.uid) in self._refused:
+            first, *_, last = REFUSED_RETRY_INTERVALS
+            error = ProviderError(
+                f"{error.message} (while the count and the target stay the same, tried again "
+                f"after {first} intervals, doubling up to every {last})",
+                reason=error.reason,
+            )
+        result = self._held(policy, current, error, now)
+        status = result.status
+        assert isinstance(status, ScalingPolicyStatus)
+        status.scaled_target = failed.record
+        return dataclasses.replace(result, events=st.events_for(policy.status, status, None))
+
 
 def _record(
     policy: ScalingPolicy, target: Target, written: int, *, pending: bool = False
@@ -702,9 +851,6 @@ def _record(
     name = policy.spec.target_ref.name
     if old is None or old.name != name:  # a new record, whole (no field of the old one)
         old = ScaledTarget(name=name, original_replicas=target.service.spec.replicas)
-    elif old.pending is not None and target.service.spec.replicas == old.pending:
-        # an earlier scale whose response was lost landed: it is the last write
-        old = old.model_copy(update={"last_written": old.pending, "pending": None})
     if pending:
         return old.model_copy(update={"pending": written})
     return old.model_copy(update={"last_written": written, "pending": None})

@@ -30,6 +30,7 @@ from lightkube.types import PatchType
 from pydantic import ValidationError
 
 from apis.v1alpha1.xynergyservice import ResolvedSizing, XynergyService
+from controllers.core.context import FIELD_MANAGER
 from controllers.core.controller import Kind
 from controllers.core.errors import StalledError, TransientError
 from controllers.core.status import spec_error
@@ -56,6 +57,20 @@ class Target:
 
     service: XynergyService
     sizing: ResolvedSizing
+    replicas_managers: frozenset[str] | None = None
+    """The field managers that own spec.replicas (metadata.managedFields: an entry of the
+    main resource or of its scale subresource); None when not known (the watch's cache
+    keeps no managedFields)."""
+
+    def ours(self, replicas: int) -> bool:
+        """Whether spec.replicas is `replicas` and this operator's write (its field manager
+        owns it: a scale or restore that changed it; a person's write that changed it since
+        took it over). False when not known."""
+        return (
+            self.service.spec.replicas == replicas
+            and self.replicas_managers is not None
+            and FIELD_MANAGER in self.replicas_managers
+        )
 
     @property
     def replicas(self) -> int:
@@ -84,7 +99,8 @@ class ScaleTarget(Protocol):
         ...
 
     async def reread(self, namespace: str, name: str) -> Target:
-        """The target as the apiserver holds it now (never a cached version)."""
+        """The target as the apiserver holds it now (never a cached version), with the
+        owners of its spec.replicas (`Target.replicas_managers`)."""
         ...
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
@@ -99,8 +115,25 @@ class ScaleTarget(Protocol):
         ...
 
 
+def replicas_managers(body: Mapping[str, Any]) -> frozenset[str] | None:
+    """The managers owning spec.replicas in the body's metadata.managedFields (entries of
+    the main resource or of the scale subresource); None when the body has none."""
+    entries = (body.get("metadata") or {}).get("managedFields")
+    if not isinstance(entries, list):
+        return None
+    owners = set()
+    for entry in entries:
+        if not isinstance(entry, Mapping) or entry.get("subresource") not in (None, "", "scale"):
+            continue
+        spec = (entry.get("fieldsV1") or {}).get("f:spec")
+        if isinstance(spec, Mapping) and "f:replicas" in spec:
+            owners.add(str(entry.get("manager")))
+    return frozenset(owners)
+
+
 def parse_target(body: Mapping[str, Any]) -> Target:
-    """The target from a XynergyService body; StalledError InvalidTarget if it is not one."""
+    """The target from a XynergyService body (with the owners of its spec.replicas when the
+    body has managedFields); StalledError InvalidTarget if it is not one."""
     try:
         svc = XynergyService.model_validate(dict(body))
     except ValidationError as exc:
@@ -108,7 +141,7 @@ def parse_target(body: Mapping[str, Any]) -> Target:
         raise StalledError(
             f"target XynergyService {name} is invalid: {spec_error(exc)}", reason="InvalidTarget"
         ) from exc
-    return Target(svc, svc.spec.sizing())
+    return Target(svc, svc.spec.sizing(), replicas_managers(body))
 
 
 @dataclass
@@ -198,7 +231,8 @@ class TargetClient:
         return target
 
     async def reread(self, namespace: str, name: str) -> Target:
-        """The target read from the apiserver, whatever the watch's cache holds."""
+        """The target read from the apiserver, whatever the watch's cache holds (with its
+        managedFields' owners of spec.replicas)."""
         return await self._get(namespace, name)
 
     async def _get(self, namespace: str, name: str) -> Target:
@@ -220,8 +254,10 @@ class TargetClient:
         return parse_target(obj.to_dict())
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        """Set spec.replicas through the scale subresource (the cached target is stale
-        until the watch brings the scaled object: reads meanwhile GET). A 409 applied nothing:
+        """Set spec.replicas through the scale subresource as the operator's field manager
+        (`FIELD_MANAGER`, explicitly: what tells its writes from a person's in managedFields;
+        the cached target is stale until the watch brings the scaled object: reads meanwhile
+        GET). A 409 applied nothing:
         NotAppliedError (a TransientError), not a write that may have landed."""
         self.cache.scaled(namespace, name)
         try:
@@ -233,6 +269,7 @@ class TargetClient:
                         {"spec": {"replicas": replicas}},
                         namespace=namespace,
                         patch_type=PatchType.MERGE,
+                        field_manager=FIELD_MANAGER,
                     )
         except ApiError as exc:
             if exc.status.code == 409:
@@ -267,7 +304,12 @@ class TargetClient:
             async with self._limit:
                 with backend_call("kubernetes", "patch_xynergyservice"):
                     await self._client.patch(
-                        self._resource, name, ops, namespace=namespace, patch_type=PatchType.JSON
+                        self._resource,
+                        name,
+                        ops,
+                        namespace=namespace,
+                        patch_type=PatchType.JSON,
+                        field_manager=FIELD_MANAGER,
                     )
         except ApiError as exc:
             if exc.status.code == 422 and await self._changed(namespace, name, expected):

@@ -353,3 +353,49 @@ def test_deleting_a_policy_gives_the_target_its_replicas_back_unless_edited_sinc
         assert spec_replicas(kube, ns, "two") == 2
         assert spec_replicas(kube, ns, "unset") is None
         assert spec_replicas(kube, ns, "edited") == 9
+
+
+def test_managed_fields_tell_the_operators_scale_from_a_persons(
+    kube: Kube, cluster: Path, crds_installed: list[str], namespace: str
+) -> None:
+    """What settling a scale whose response was lost stands on (review N 1): after the
+    operator's write through the scale subresource, `reread` reports spec.replicas owned by
+    the operator's field manager (`Target.ours`), also after another spec change (a new
+    image); a person's scale to another count takes it over, one to the same count does not;
+    and the watch's cache (`TargetCache`) keeps no owners."""
+    ns = namespace
+    path = f"{API}/namespaces/{ns}/xynergyservices"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    service(kube, ns, "owned", 2)
+
+    def by_kubectl(sub: str, patch: dict[str, Any]) -> None:
+        resp = kube.http.patch(f"{path}/owned{sub}", params={"fieldManager": "kubectl"},
+                               json=patch, headers=merge)  # fmt: skip
+        assert resp.status_code == 200, resp.text
+
+    async def check() -> None:
+        # a client without a default field manager: the scale must name its own
+        client = TargetClient(
+            AsyncClient(config=KubeConfig.from_file(str(cluster))), XS_KIND,
+            limit=asyncio.Semaphore(1),
+        )  # fmt: skip
+        created = await client.reread(ns, "owned")
+        assert created.replicas_managers is not None
+        assert not created.ours(2)  # the creator's
+        await client.scale(ns, "owned", 5)
+        assert (await client.reread(ns, "owned")).ours(5)
+        by_kubectl("", {"spec": {"image": "reg.example/app:2"}})  # another spec change
+        by_kubectl("/scale", {"spec": {"replicas": 5}})  # the same count: no takeover
+        assert (await client.reread(ns, "owned")).ours(5)
+        by_kubectl("/scale", {"spec": {"replicas": 7}})
+        by_kubectl("/scale", {"spec": {"replicas": 5}})  # a person's 5 now
+        seen = await client.reread(ns, "owned")
+        assert seen.service.spec.replicas == 5
+        assert not seen.ours(5)
+        assert seen.replicas_managers == frozenset({"kubectl"})
+        client.cache.observe(kube.get(f"{path}/owned").json(), deleted=False)
+        cached = client.cache.get(ns, "owned")
+        assert cached is not None
+        assert cached.replicas_managers is None
+
+    asyncio.run(check())

@@ -1,8 +1,9 @@
 """A scale whose request fails after its record (status.scaledTarget.pending) was written is
-settled in the same sync: a timeout or 5xx is followed by a read of the target past the
-watch's cache, and counts as the last write only when the target holds the count one
-generation on (the one spec change since is the policy's); anything else (not landed, a
-refusal, a 409, a re-read that fails) puts the record back as it was. Syncs are written as the
+settled by ownership: a timeout or 5xx is followed by a read of the target past the watch's
+cache, and counts as the last write when the target holds the count by the operator's field
+manager (managedFields), whatever other spec changes came since; that count by another
+manager (a person's) or a refusal or 409 puts the record back as it was; not landed yet (or
+a re-read that fails) keeps the pending count for a later sync to settle the same way. Syncs are written as the
 core Controller writes them: compared with the status the sync read (before the intent
 write), and skipped when unchanged."""
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from _scaling_world import World, world, written
-from test_scalingpolicy_reconciler import NOW, FakeTarget
+from test_scalingpolicy_reconciler import NOW, NS, FakeTarget
 
 from controllers.core.errors import StalledError, TransientError
 from controllers.scalingpolicy.target import NotAppliedError, Target
@@ -104,10 +105,11 @@ async def test_a_timed_out_scale_that_did_not_land_is_not_given_back_over_a_hand
     target.fail = ["timeout"]
     await w.synced(30)
     assert target.replicas == 4
-    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}  # pending settled
+    # not landed (yet): the pending count stays, for a later sync to settle
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4, "pending": 8}
     w.b["spec"]["paused"] = True
     await w.synced(60)
-    target.edit(8)  # kubectl scale --replicas=8
+    target.edit(8)  # kubectl scale --replicas=8: spec.replicas now owned by kubectl
     gone, event = await w.rec.release(w.b)
     assert gone
     assert target.replicas == 8
@@ -116,29 +118,41 @@ async def test_a_timed_out_scale_that_did_not_land_is_not_given_back_over_a_hand
     assert event.reason == "TargetLeft"
 
 
-async def test_a_landed_scale_with_another_spec_change_since_is_not_taken_as_ours() -> None:
+async def test_a_landed_scale_with_another_spec_change_since_is_still_ours() -> None:
+    """Review N 1: a concurrent spec change (a rollout's promotion patch) moves the
+    generation past the scale's; spec.replicas is still the operator's."""
     target = Failing(replicas=None)
     w = await _at_4(target)
     w.prom.load = 400
     target.fail = ["landed+edited"]
     await w.synced(30)
     assert target.replicas == 8
-    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 8}
+    gone, _ = await w.rec.release(w.b)
+    assert gone
+    assert target.restored == [None]
 
 
-async def test_a_scale_whose_outcome_cannot_be_read_back_is_taken_as_not_landed() -> None:
+async def test_a_scale_whose_outcome_cannot_be_read_back_stays_pending_until_it_can() -> None:
     target = Failing(replicas=None)
     w = await _at_4(target)
     w.prom.load = 400
     target.fail, target.blind = ["landed"], True
     await w.synced(30)
     assert target.replicas == 8
-    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4, "pending": 8}
+    gone, event = await w.rec.release(w.b)  # cannot tell whose the 8 is yet: retried
+    assert not gone
+    assert event is not None
+    assert event.reason == "RestoreWaiting"
+    target.blind = False
+    await w.synced(60)  # read back: the operator's own write
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 8}
     gone, event = await w.rec.release(w.b)
     assert gone
-    assert target.replicas == 8  # left as is: it might be a person's
+    assert target.replicas is None
     assert event is not None
-    assert event.reason == "TargetLeft"
+    assert event.reason == "TargetRestored"
 
 
 async def test_refused_scales_leave_no_pending_count_stored() -> None:
@@ -167,3 +181,90 @@ async def test_a_refused_first_scale_leaves_no_record() -> None:
     assert target.scaled == []
     assert "scaledTarget" not in w.b["status"]
     assert not w.rec.needs_finalizer(w.b)
+
+
+class Slow(Failing):
+    """Its next scale times out before the apiserver commits it (slow etcd): `commit` lands
+    it later, as the operator's write."""
+
+    late: int | None = None
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        if self.fail and self.fail[0] == "late":
+            self.fail.pop(0)
+            self.late = replicas
+            raise TransientError(f"scaling XynergyService {name}: ReadTimeout",
+                                 reason="ApiUnreachable")  # fmt: skip
+        await super().scale(namespace, name, replicas)
+
+    async def commit(self) -> None:
+        assert self.late is not None
+        await FakeTarget.scale(self, NS, "crm", self.late)
+
+
+async def test_a_timed_out_scale_that_lands_after_the_re_read_is_learned_and_given_back() -> None:
+    """Review N 1: the re-read sees 4, the write lands afterwards; the next sync learns the 8
+    as the policy's own write (owned by its field manager), and deletion gives the target
+    back its unset spec.replicas (on Cloud Run the 8 would stay a paid minimum)."""
+    target = Slow(replicas=None)
+    w = await _at_4(target)
+    w.prom.load = 400
+    target.fail = ["late"]
+    await w.synced(30)
+    assert (target.replicas, target.rereads) == (4, 1)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4, "pending": 8}
+    await target.commit()
+    await w.synced(60)
+    assert target.scaled == [4, 8]  # no second write: 8 is what the load asks
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 8}
+    gone, event = await w.rec.release(w.b)
+    assert gone
+    assert target.replicas is None
+    assert event is not None
+    assert event.reason == "TargetRestored"
+
+
+async def test_a_pending_count_a_person_set_by_hand_is_dropped_not_learned() -> None:
+    """The write never lands; a person sets that very count: spec.replicas is kubectl's, so
+    the next sync drops the pending count and deletion leaves the person's 8."""
+    target = Slow(replicas=None)
+    w = await _at_4(target)
+    w.prom.load = 400
+    target.fail = ["late"]
+    await w.synced(30)
+    target.edit(8)  # kubectl scale --replicas=8
+    await w.synced(60)
+    assert w.b["status"]["scaledTarget"] == {"name": "crm", "lastWritten": 4}
+    gone, event = await w.rec.release(w.b)
+    assert gone
+    assert target.replicas == 8
+    assert event is not None
+    assert event.reason == "TargetLeft"
+
+
+async def test_a_refused_scale_is_retried_with_a_backoff_not_written_twice_every_sync() -> None:
+    """Review N 2: a scale refused at every try (403 RBAC) is tried again after 2, 4, then 8
+    intervals while the count and the target stay the same; the syncs between write no
+    intent and no withdrawal, and the held status says the refusal and the backoff."""
+    target = Failing(replicas=None)
+    w = await _at_4(target)
+    w.prom.load = 400
+    w.b["spec"]["interval"] = "30s"  # synced every 30 s below
+    tries: list[int] = []
+    before = len(w.records)
+    for k in range(1, 17):
+        target.fail = ["refused"]
+        await w.synced(30 * k)
+        if not target.fail:  # popped: the scale was tried
+            tries.append(k)
+    assert tries == [1, 3, 7, 15]
+    assert len(w.records) - before == 2 * len(tries)  # an intent and its withdrawal per try
+    ready = next(c for c in w.b["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    assert "422" in ready["message"]
+    assert "tried again after 2 intervals" in ready["message"]
+    # a changed target (e.g. RBAC fixed and the target edited) is tried at once
+    target.fail = []
+    target.edit(5)
+    await w.synced(30 * 17)
+    assert target.replicas == 8

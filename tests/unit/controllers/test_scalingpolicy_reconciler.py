@@ -4,6 +4,7 @@ and other autoscalers -> the scale calls, status, conditions and Events."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -17,6 +18,7 @@ import pytest
 from apis.conditions import check_invariants, get_condition
 from apis.v1alpha1.scalingpolicy import ScalingDecision, ScalingPolicyStatus
 from apis.v1alpha1.xynergyservice import XynergyService
+from controllers.core.context import FIELD_MANAGER
 from controllers.core.controller import Requeue, Result
 from controllers.core.errors import StalledError
 from controllers.providers.metrics import MetricsProvider, MetricsUnreachableError, Samples
@@ -39,9 +41,15 @@ class FakeTarget:
     restored: list[int | None] = field(default_factory=list)
     generation: int = 1
     """metadata.generation: moved by every spec change (a scale, a restore, `edit`)."""
+    owner: str | None = "creator"
+    """The field manager owning spec.replicas in managedFields (None: unset): as the real
+    apiserver keeps it, a write that changes the value takes it over, one that leaves the
+    value as it is does not (tests/integration/test_scalingpolicy.py checks this)."""
 
-    def edit(self, replicas: int | None) -> None:
-        """A person's change of spec.replicas (`kubectl scale`)."""
+    def edit(self, replicas: int | None, *, by: str = "kubectl") -> None:
+        """A person's change of spec.replicas (`kubectl scale`), or `by` another manager."""
+        if replicas != self.replicas:
+            self.owner = by if replicas is not None else None
         self.replicas = replicas
         self.generation += 1
 
@@ -57,11 +65,15 @@ class FakeTarget:
         return Target(svc, svc.spec.sizing())
 
     async def reread(self, namespace: str, name: str) -> Target:
-        return await self.read(namespace, name)
+        """As the apiserver holds it, with the owners of spec.replicas (the watch's cache,
+        `read`, keeps none)."""
+        read = await self.read(namespace, name)
+        owners = frozenset({self.owner} if self.owner is not None else ())
+        return dataclasses.replace(read, replicas_managers=owners)
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.scaled.append(replicas)
-        self.edit(replicas)
+        self.edit(replicas, by=FIELD_MANAGER)
 
     async def restore(
         self, namespace: str, name: str, *, expected: int, replicas: int | None
@@ -74,7 +86,7 @@ class FakeTarget:
         if self.replicas != expected:
             return False
         self.restored.append(replicas)
-        self.edit(replicas)
+        self.edit(replicas, by=FIELD_MANAGER)
         return True
 
 

@@ -94,3 +94,43 @@ async def test_two_syncs_waiting_for_the_seed_list_once() -> None:
     stalled = get_condition(status_of(results[1]).conditions, "Stalled")
     assert stalled is not None
     assert stalled.reason == "ConflictingPolicy"
+
+
+class FailingLists(SlowLists):
+    """The seed's lists fail (the apiserver refuses them) once `answer` is set."""
+
+    async def __call__(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        self.calls += 1
+        self.sent.set()
+        await self.answer.wait()
+        raise RuntimeError("listing scalingpolicies: 503")
+
+
+async def test_syncs_waiting_for_a_failing_seed_share_it_and_fail_together() -> None:
+    """Review N 3: the syncs that come while a seed is in flight wait for that one (not for
+    seeds of their own, one after another); it fails them all at once, deletions seen
+    meanwhile are no longer kept, and a later sync seeds again."""
+    index = TargetIndex()
+    rec = reconciler(FakeTarget(replicas=2), FakeProm(load=300), index=index)
+    bodies = [body(uid=f"u{i}", name=f"crm-{i}") for i in range(3)]
+    lists = FailingLists([], [])
+    rec.seed = lists
+    syncs = [asyncio.create_task(sync(rec, b)) for b in bodies]
+    await lists.sent.wait()
+    index.observe_hpa(_hpa(), deleted=True)
+    lists.answer.set()
+    results = await asyncio.gather(*syncs, return_exceptions=True)
+    assert lists.calls == 1
+    assert all(isinstance(r, RuntimeError) for r in results), results
+    assert not index.seeded
+    # listed with the uid whose deletion the failed seed saw: that deletion is not kept
+    # past the failure (a later list is answered after it), so the HPA is indexed
+    again = SlowLists([], [_hpa()])
+    again.answer.set()
+    rec.seed = again
+    await sync(rec, bodies[0])
+    assert again.calls == 1
+    assert index.seeded
+    conflict = index.conflict(("ns", "crm"), "u0")
+    assert conflict is not None
+    assert conflict.reason == "ConflictingHPA"
