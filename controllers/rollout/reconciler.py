@@ -86,6 +86,7 @@ from controllers.rollout.status import (
     HANDING_OVER,
     conditions_for,
     events_for,
+    handing_over,
     needs_finalizer,
     pending_action,
     record_run,
@@ -200,6 +201,10 @@ class Converge:
     """A Kubernetes Promoted Rollout whose own spec was edited while its promotion holds the
     target (`_hand_over`): this converge finishes that promotion; `canary`, `backend` and
     `name` are the promoted revision's, not the edited spec's."""
+    reverted: RevisionRecord | None = None
+    """The revision a blue-green keep window keeps, when the Rollout's own spec was edited
+    back to it within the window (`_hand_over`): `_act` switches back to it, as `undo`
+    does; `canary`, `backend` and `name` are the promoted revision's."""
     base: RolloutStatus | None = None
     """The status an error of this converge is reported on (`_failed`): a copy of the stored
     one taken before anything acts, or of the status a delivery started in this converge
@@ -686,8 +691,16 @@ class RolloutReconciler:
         stays): `work` becomes the promoted revision's (its spec: the target with
         status.stableImage and stableTemplate; its backend; its name) and `_hold_ended` ends
         the window (`_end_keep_window`) and finishes the promotion. True while it does; False
-        when nothing is held, or once the target runs the promoted revision and is ready: the
-        new delivery then starts from it (its start removes the promoted Deployment)."""
+        when nothing is held, or once the target runs the promoted revision and is ready and
+        the stored status no longer routes the gateway to the promoted revision (the converge
+        that found it ready wrote that first, `_hold_ended`): the new delivery then starts
+        from it (its start removes the promoted Deployment, which no longer serves).
+
+        An edit back to the revision the keep window keeps (a GitOps revert of the release,
+        within the window: the target still runs it) is no new delivery: `work.reverted`
+        names that revision and `_act` switches back to it at once, as `undo` does in the
+        window (`_switch_back`), instead of handing over to the promoted revision and running
+        a canary of the kept one against it."""
         status, target, rollout = work.status, work.target, work.rollout
         if (
             status.phase != RolloutPhase.PROMOTED
@@ -697,9 +710,13 @@ class RolloutReconciler:
             or self._finishing({"status": status.model_dump(by_alias=True, mode="json")}) is None
         ):
             return False
+        kept = _kept(status, work.now)
+        reverted = kept is not None and _runs(work.canary, kept.image, kept.template)
         promoted = restored(target, status.stable_image, status.stable_template)
         if (
-            not status.scale_down_at
+            not reverted
+            and not status.scale_down_at
+            and not status.traffic
             and settled_on(target, promoted)
             and (await work.backend.serving(target)).ready
         ):
@@ -708,7 +725,10 @@ class RolloutReconciler:
         if backend is None:  # as `_begin` found it: the same backend kind
             return False
         work.canary, work.backend, work.name = promoted, backend, status.canary_revision
-        work.handover = True
+        if reverted:
+            work.reverted = kept
+        else:
+            work.handover = True
         return True
 
     async def _give_back_pending(self, work: Converge) -> str | None:
@@ -1005,6 +1025,11 @@ class RolloutReconciler:
             )
         if status.get("traffic") or str(status.get("message") or "").endswith(self._SETTLING):
             return "its new revision serves everything until the target runs it and is ready"
+        if handing_over(status):  # the target ready already: its own delivery starts next
+            return (
+                "it hands over to an edit of its own spec, whose delivery starts from the "
+                "promoted revision once the target runs it and is ready"
+            )
         return None
 
     # ---- acting ------------------------------------------------------------------------------
@@ -1018,17 +1043,23 @@ class RolloutReconciler:
             if runs is not None:  # superseded: the target is another Rollout's now
                 return await self._refuse_undo(work, runs)
         kept = _kept(work.status, work.now)
-        back = kept is not None and (action in ("undo", "abort") or work.rollout.spec.abort)
+        # the spec edited back to the kept revision within the window (`_hand_over`): an undo
+        undo = action == "undo" or work.reverted is not None
+        back = kept is not None and (
+            action in ("undo", "abort") or work.rollout.spec.abort or work.reverted is not None
+        )
         going_back = back or (action == "undo" and phase == RolloutPhase.PROMOTED)
         if (
             going_back
             and _moved_on(work) is None
             and (active := await self._active_sibling(work)) is not None
         ):  # the target's traffic is the other Rollout's now
-            return await self._refuse_going_back(work, active, undo=action == "undo")
+            return await self._refuse_going_back(work, active, undo=undo)
         if back and kept is not None:
             if _moved_on(work) is None:
-                return await self._switch_back(work, kept, undo=action == "undo")
+                return await self._switch_back(work, kept, undo=undo)
+        elif work.handover and action == "abort":
+            return await self._refuse_abort_in_handover(work)
         elif action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
@@ -1500,9 +1531,15 @@ class RolloutReconciler:
             # still serve: its promotion finishes under the recorded name even when the name
             # the spec gives now differs (the target edited outside image, env, args and
             # resources; an operator upgrade that changed the Pod spec it builds)
-            routed = await work.backend.promote(
-                work.target, work.canary, name=name, keep=keep, confirmed=True
-            )
+            if work.handover and await self._handed_over(work):
+                # the handover's exit: this status write moves the gateway off the promoted
+                # revision first; its Deployment and Service are removed as the new delivery
+                # starts, in the next converge (`_hand_over`), once nothing routes to them
+                routed = Routed(0, {}, () if status.traffic else None)
+            else:
+                routed = await work.backend.promote(
+                    work.target, work.canary, name=name, keep=keep, confirmed=True
+                )
             if routed.settled and status.message and status.message.endswith(self._SETTLING):
                 status.message = status.message[: -len(self._SETTLING)]
             self._routed(work, routed)
@@ -1517,6 +1554,12 @@ class RolloutReconciler:
         if work.handover:  # the new delivery starts once the promotion is over: soon
             work.reason = HANDING_OVER
             work.wait = min(work.wait or self.settings.poll_seconds, self.settings.poll_seconds)
+
+    async def _handed_over(self, work: Converge) -> bool:
+        """A handover (`_hand_over`) whose target runs the promoted revision and is ready."""
+        if not settled_on(work.target, work.canary):
+            return False
+        return (await work.backend.serving(work.target)).ready
 
     async def _newer(self, work: Converge) -> str | None:
         """The Rollout of the target that starts next, when it is a newer one waiting for
@@ -1747,10 +1790,35 @@ class RolloutReconciler:
         status.message = f"undone: all traffic back on {previous.revision}"
         work.reason = "Undone"
 
+    async def _refuse_abort_in_handover(self, work: Converge) -> None:
+        """An abort (the annotation) while a Promoted Rollout hands over to an edit of its own
+        spec (`_hand_over`) after its keep window ended: nothing is in flight to take back
+        (the edit's delivery has not started, no revision of it exists), and the old
+        revision is no longer kept to switch back to. The handover goes on; the abort is
+        marked handled and refused with a Warning Event `AbortRefused` saying how to stop the
+        edit (revert it, or spec.abort, which the new delivery honours as it starts: aborted
+        at once, all traffic staying on the promoted revision)."""
+        await self._hold_ended(work)
+        status, rollout = work.status, work.rollout
+        work.refused_reason = "AbortRefused"
+        work.refused = (
+            f"abort refused: this Rollout is handing over to an edit of its own spec (image "
+            f"{rollout.spec.image}) that has not started yet; its keep window has ended (the "
+            f"target XynergyService {rollout.spec.target_ref.name} is patched to the promoted "
+            f"revision {status.canary_revision}), so an abort takes nothing back. The edit is "
+            "delivered from the promoted revision once the target runs it and is ready. To "
+            "stop it, revert the edit of spec.image/spec.template, or set spec.abort: true "
+            "(its delivery is then aborted as it starts, all traffic staying on the promoted "
+            "revision)"
+        )
+
     async def _switch_back(self, work: Converge, kept: RevisionRecord, *, undo: bool) -> None:
         """The blue-green fast rollback: within scaleDownDelaySeconds of a promotion, all
         traffic back on the revision it keeps, at once (no new revision, no analysis); the
-        target's image back (on a backend that patched it at promotion)."""
+        target's image back (on a backend that patched it at promotion). Also for an edit of
+        the Rollout's own spec back to the kept revision in the window (`work.reverted`): the
+        edit is then on record as delivered (status.deliveredSpec), so no new delivery starts
+        for it, and the status message (the `SwitchedBack` Event's) says why."""
         status = work.status
         routed = await work.backend.restore(
             work.target, kept=kept.revision, image=kept.image, template=kept.template
@@ -1768,6 +1836,12 @@ class RolloutReconciler:
             f"{'undone' if undo else 'aborted'} within the blue-green keep window: all traffic "
             f"switched back to {kept.revision} at once ({status.canary_revision} released)"
         )
+        if work.reverted is not None:
+            status.delivered_spec = _spec_digest(work.rollout)
+            status.message = (
+                f"{status.message}: the Rollout's spec was edited back to that revision (image "
+                f"{work.rollout.spec.image}) within the window; no new delivery starts for it"
+            )
         work.reason = "SwitchedBack"
 
     async def _patch_target(self, work: Converge, patch: dict[str, Any]) -> None:

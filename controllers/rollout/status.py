@@ -32,6 +32,7 @@ __all__ = [
     "MAX_RUNS",
     "conditions_for",
     "events_for",
+    "handing_over",
     "needs_finalizer",
     "pending_action",
     "record_run",
@@ -89,7 +90,7 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     status = body.get("status") or {}
     if status.get("trafficRouting"):  # Kubernetes: only a blue-green promotion's keep window
         promoted = status.get("phase") == RolloutPhase.PROMOTED
-        return promoted and (bool(status.get("scaleDownAt")) or _handing_over(status))
+        return promoted and (bool(status.get("scaleDownAt")) or handing_over(status))
     phase = status.get("phase")
     if phase in _MAY_SPLIT:
         return True
@@ -105,7 +106,7 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     )
 
 
-def _handing_over(status: Mapping[str, Any]) -> bool:
+def handing_over(status: Mapping[str, Any]) -> bool:
     """Reconciling `HandingOver` (the reconciler's handover to an edit of its own spec)."""
     return any(
         c.get("type") == "Reconciling"

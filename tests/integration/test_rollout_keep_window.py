@@ -121,6 +121,36 @@ def test_kubernetes_switches_back_within_the_keep_window(
     assert stable in _switched_back_event(kube, namespace)["message"]
 
 
+def test_kubernetes_revert_within_the_keep_window_switches_back(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """A GitOps revert of the release within the keep window (the Rollout's image set back
+    to the kept revision's) is the window's fast rollback, as `undo`: RolledBack at once, the
+    target never patched, no new delivery. The handover (6a57083) patched the target to the
+    release being reverted and ran a canary of the old image against it."""
+    svc = unique("ai")
+    create_xs(kube, namespace, svc, backend="kubernetes", port=8080,
+              routes=[{"prefix": f"/api/v2/{svc}"}])  # fmt: skip
+    wait_ready(kube, namespace, svc)
+    new = _promoted(kube, namespace, svc, "reg.example/app:2")
+    status = wait_rollout(kube, namespace, "bg", "all traffic on the new revision",
+                          lambda st: [t["revision"] for t in st.get("traffic") or []] == [new])  # fmt: skip
+    stable = status["status"]["history"][0]["revision"]
+
+    merge_patch(kube, rollout_url(namespace, "bg"), {"spec": {"image": "reg.example/app:1"}})
+    status = wait_rollout(kube, namespace, "bg", "switched back", phase_is("RolledBack"))["status"]
+    assert status["traffic"] == [], "the target's own Service (the old revision) serves"
+    assert (status["stableRevision"], status["canaryRevision"]) == (stable, new)
+    assert not status.get("scaleDownAt")
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:1"
+    kube.wait_for("the new revision scaled to zero",
+                  lambda: (deployment(kube, namespace, new) or {})["spec"]["replicas"] == 0)  # fmt: skip
+    event = _switched_back_event(kube, namespace)
+    assert "spec was edited back to that revision (image reg.example/app:1)" in event["message"]
+    reasons = {e["reason"] for e in events_of(kube, namespace, "bg")}
+    assert "KeepWindowEnded" not in reasons, "no handover"
+
+
 def _quota(kube: Kube, ns: str, pods: int) -> None:
     """At most `pods` Pods in the namespace (ResourceQuota admission refuses the others)."""
     url = f"/api/v1/namespaces/{ns}/resourcequotas"

@@ -1622,7 +1622,13 @@ async def test_an_edit_within_the_keep_window_hands_over_then_starts_from_the_pr
     assert world.events == [], "said once"
     world.settle()
     world.provider.ready.add("crm")
-    status = await world.converge(now + 2 * STEP)
+    if routes:  # the gateway is moved off the promoted revision before it is removed
+        status = await world.converge(now + 2 * STEP)
+        assert status.phase.value == "Promoted", status.message
+        assert _condition(status, "Reconciling").reason == "HandingOver"
+        assert not status.traffic, "the target's own Service serves"
+        assert promoted in world.provider.deployments(), "removed only after that write"
+    status = await world.converge(now + 3 * STEP)
     assert status.phase.value == "Progressing", status.message
     target = XynergyService.model_validate(world.client.target)
     assert status.stable_revision == revision_name(target), "the target's own revision"
@@ -1679,7 +1685,11 @@ async def test_a_newer_rollout_waits_during_the_handover_and_the_edit_goes_first
     assert world.provider.deployments().keys() == {"crm", promoted}, "crm-3 deployed nothing"
     world.settle()
     world.provider.ready.add("crm")
-    first = await world.converge(now + STEP)
+    first = await world.converge(now + STEP)  # the gateway off the promoted revision
+    assert (first.phase.value, first.traffic) == ("Promoted", [])
+    status = await _converge_other(world, second, now + STEP)
+    assert status.canary_revision is None, "it still waits for crm-2's handover"
+    first = await world.converge(now + 2 * STEP)
     assert first.phase.value == "Progressing", "the edit starts as the handover ends"
     status = await _converge_other(world, second, now + 2 * STEP)
     assert status.canary_revision is None, "one rollout of a target at a time"
@@ -1699,6 +1709,127 @@ async def test_the_finalizer_is_kept_during_the_handover() -> None:
     assert needs_finalizer(world.body)
     world.settle()
     world.provider.ready.add("crm")
-    status = await world.converge(now + STEP)
+    status = await world.converge(now + STEP)  # the gateway off the promoted revision
+    assert (status.phase.value, status.traffic) == ("Promoted", [])
+    assert needs_finalizer(world.body), "still handing over"
+    status = await world.converge(now + 2 * STEP)
     assert status.phase.value == "Progressing"
     assert not needs_finalizer(world.body), "Kubernetes: none while delivering"
+
+
+@pytest.mark.parametrize("routes", [True, False])
+async def test_an_edit_back_to_the_kept_revision_within_the_window_switches_back(
+    routes: bool,
+) -> None:
+    """Review O 1. crm-2 promoted crm:2 and keeps crm:1 for its window; the release is
+    reverted (GitOps sets the Rollout's image back to crm:1) within the window. That is the
+    window's fast rollback, as `undo` does: all traffic back on the kept revision at once
+    (the target, never patched, still runs it), RolledBack, and no new delivery. The
+    handover patched the target to crm:2 (the bad release), removed the kept crm:1 pods and
+    ran a canary of crm:1 judged against crm:2."""
+    world, now, promoted = await _promoted_in_keep_window(routes)
+    kept = world.body["status"]["history"][0]["revision"]
+    _edit(world, "crm:1")
+    status = await world.converge(now)
+    assert status.phase.value == "RolledBack", status.message
+    assert world.client.patches == [], "the target stays on the kept revision"
+    assert (status.stable_revision, status.stable_image) == (kept, "crm:1")
+    assert status.scale_down_at is None
+    assert not status.traffic, "the target's own Service serves everything"
+    assert _serving(world, promoted) == (0, False), "the promoted revision is released"
+    assert [reason for reason, _ in world.events] == ["SwitchedBack"]
+    assert "spec was edited back to that revision (image crm:1)" in world.events[0][1]
+    assert _condition(status, "Stalled").reason == "SwitchedBack"
+    deployments = set(world.provider.deployments())
+    for tick in (1, 2):
+        status = await world.converge(now + tick * STEP)
+        assert status.phase.value == "RolledBack", status.message
+        assert status.canary_revision == promoted, "no new delivery"
+        assert set(world.provider.deployments()) == deployments
+        assert world.client.patches == []
+        assert world.events == []
+
+
+async def test_a_newer_rollout_waits_for_a_handover_whose_target_is_ready_at_once() -> None:
+    """Review O 2. The target runs the promoted spec and is ready when the handover's first
+    converge comes (the operator restarted between the target patch and the status write,
+    or GitOps set the target's image): that converge writes Promoted, Reconciling
+    `HandingOver`, with no traffic entries and no settling marker. A newer Rollout took that
+    for a promotion that no longer holds the target and started for one poll, before crm-2's
+    own delivery."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    world.client.target["spec"]["image"] = "crm:2"
+    world.settle()  # the target runs crm:2 and is ready
+    _edit(world, "crm:4")
+    status = await world.converge(now)
+    assert (status.phase.value, status.traffic) == ("Promoted", [])
+    assert _condition(status, "Reconciling").reason == "HandingOver"
+    other = await _converge_other(world, second, now)
+    assert other.canary_revision is None, "it waits for crm-2's handover"
+    assert other.message.startswith("waiting for Rollout crm-2"), other.message
+    assert "hands over to an edit of its own spec" in other.message
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Progressing", status.message
+    assert (status.stable_image, status.canary_image) == ("crm:2", "crm:4")
+
+
+async def test_an_abort_during_the_handover_is_refused_saying_how_to_stop_the_edit() -> None:
+    """Review O 3. An abort (the annotation) after the handover ended the keep window has
+    nothing to take back (the edit's delivery has not started; the old revision is no longer
+    kept): a Warning `AbortRefused` says so and how to stop the edit. It was consumed with
+    no word (handledAction abort) and the edit delivered anyway. spec.abort, as the Event
+    says, aborts the edit's delivery as it starts: all traffic stays on crm:2."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    _edit(world, "crm:4")
+    await world.converge(now)
+    world.provider.ready.discard("crm")  # rolling to crm:2
+    world.body["metadata"]["annotations"] = {"xynergy.io/rollout-action": "abort/1"}
+    status = await world.converge(now + STEP)
+    assert status.handled_action == "abort/1"
+    assert status.phase.value == "Promoted", status.message
+    assert _condition(status, "Reconciling").reason == "HandingOver"
+    assert [t.revision for t in status.traffic or []] == [promoted], "it still serves"
+    assert [reason for reason, _ in world.events] == ["AbortRefused"]
+    refused = world.events[0][1]
+    assert refused.startswith("abort refused: this Rollout is handing over to an edit")
+    assert "revert the edit" in refused
+    assert "spec.abort: true" in refused
+    status = await world.converge(now + 2 * STEP)
+    assert world.events == [], "refused once"
+    world.body["spec"]["abort"] = True
+    world.body["metadata"]["generation"] += 1
+    world.settle()
+    world.provider.ready.add("crm")
+    for tick in (3, 4):
+        status = await world.converge(now + tick * STEP)
+    assert status.phase.value == "Aborted", status.message
+    assert (status.stable_image, status.canary_image) == ("crm:2", "crm:4")
+    assert world.client.target["spec"]["image"] == "crm:2"
+    assert world.provider.deployments().keys() == {"crm"}, "nothing of crm:4 deployed"
+
+
+async def test_the_handover_removes_the_promoted_revision_only_once_no_status_routes_to_it() -> (
+    None
+):
+    """Review O 4. At the handover's exit the promoted revision's Deployment and Service were
+    removed (the new delivery's start) before the status write that took the gateway off
+    them: for that while the gateway routed to a deleted Service. The converge that finds
+    the target ready writes the status without them first; the next one removes them."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    _edit(world, "crm:4")
+    await world.converge(now)
+    world.provider.ready.discard("crm")
+    world.settle()
+    world.provider.ready.add("crm")
+    for tick in range(1, 4):
+        routed = [t["revision"] for t in world.body["status"].get("traffic") or []]
+        status = await world.converge(now + tick * STEP)
+        if ("Service", promoted) not in world.provider.objs:
+            assert promoted not in routed, "removed while the stored status routed to it"
+            assert promoted not in world.provider.deployments()
+            break
+        assert ("Deployment", promoted) in world.provider.objs
+    else:
+        raise AssertionError(f"{promoted} never removed: {world.body['status']}")
+    assert status.phase.value == "Progressing", status.message
