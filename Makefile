@@ -9,6 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Unit tests run on pytest-xdist workers (they start no processes and share nothing); integration tests run
+# in one process, in order, against one local control plane. UNIT_WORKERS=0 runs the unit tests in-process.
+UNIT_WORKERS ?= auto
 
 .PHONY: help
 help: ## Show this help
@@ -100,11 +103,13 @@ fmt: $(STAMP) ## Format and autofix with ruff
 
 .PHONY: test
 test: deps controlplane verify lint ## Install what is missing, then run every test (what CI runs)
-	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests selected"; rc=0; fi; exit $$rc
+	@$(BIN)/pytest -m 'unit and not soak' -n $(UNIT_WORKERS) $(PYTEST_ARGS); u=$$?; [ $$u -eq 5 ] && u=0; \
+	 $(BIN)/pytest -m 'integration and not soak' $(PYTEST_ARGS); i=$$?; [ $$i -eq 5 ] && i=0; \
+	 if [ $$u -ne 0 ]; then echo "unit tests failed (exit $$u)"; exit $$u; fi; exit $$i
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## Unit tests only (fast, no external processes)
-	@$(BIN)/pytest -m unit $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+	@$(BIN)/pytest -m 'unit and not soak' -n $(UNIT_WORKERS) $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 .PHONY: test-integration
 test-integration: deps controlplane ## Integration tests (local cluster, redis-server, emulators)
