@@ -17,7 +17,6 @@ once (the backend's `restore`: no new revision, no analysis; reason `SwitchedBac
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -31,7 +30,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
-from apis.conditions import RECONCILING, get_condition, mark_reconciling
+from apis.conditions import RECONCILING, get_condition, mark_reconciling, mark_stalled
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
@@ -125,6 +124,8 @@ _GOES_BACK = "; all traffic goes back on "
 """How a Rollout stalled mid-way says where its next converge routes the traffic."""
 SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
+INVALID_SPEC = "InvalidSpec"
+"""The reason of a Rollout whose spec this operator cannot read (`_invalid`)."""
 DELETING = "Deleting"
 """The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
 SUPERSEDED = "superseded: "
@@ -1815,44 +1816,95 @@ class RolloutReconciler:
         )
 
     def _invalid(self, body: Mapping[str, Any], exc: ValidationError, now: dt.datetime) -> Result:
+        """A spec this operator cannot read (InvalidSpec): nothing is moved, and the status
+        says it without forgetting where the traffic stands. A Promoted or ended Rollout
+        (RolledBack, Aborted, Degraded) keeps its whole stored status, phase and message
+        included: only its Stalled condition (Ready False) says InvalidSpec, so
+        `needs_finalizer` and a blue-green keep window are as they were, the markers other
+        converges key on (superseded, left to another Rollout, settling) stay, and a spec
+        that reads again carries on from there (`_ended_reason` does not take InvalidSpec for
+        the reason it ended with). Writing Degraded over Promoted dropped the finalizer of a
+        keep window, and once the spec read again the Rollout found itself superseded and
+        retired the promoted revision that served everything. A Rollout not started or
+        delivering (Pending, Progressing, Paused) stalls as `_failed` stalls it: Degraded, on
+        Kubernetes the weight 0 and status.traffic cleared (the gateway skips a Rollout it
+        cannot read: the target's own Service serves), on Cloud Run the weight kept (the
+        split is pinned on the service until a readable spec, or a deletion, gives it
+        back), and the rest kept (what a give-back needs: the revisions, the stable image
+        and template, promotingSince)."""
         meta = body.get("metadata") or {}
-        raw = body.get("status") or {}
-        status = RolloutStatus(phase=RolloutPhase.DEGRADED, message=spec_error(exc))
-        with contextlib.suppress(ValidationError):
-            before = RolloutStatus.model_validate(raw)
-            status.conditions = before.conditions
-            # where the traffic stands is not the spec's to forget: a split stays on record
-            # (and the finalizer with it) until a readable spec routes it back or a deletion
-            # says what it leaves
-            status.stable_revision = before.stable_revision
-            status.canary_revision = before.canary_revision
-            status.canary_weight = before.canary_weight
-            status.traffic_routing = before.traffic_routing
-            # and a promotion written and not finished: its hold of the target (siblings
-            # wait, `_wait_for_give_back`) and its give-back once the spec reads again
-            status.promoting_since = before.promoting_since
+        message = spec_error(exc)
+        generation = meta.get("generation")
+        events = [Event("Warning", "InvalidSpec", message)]
+        try:
+            status = RolloutStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            status = RolloutStatus()
+        if status.phase in _DONE:
+            said = message
+            if status.phase == RolloutPhase.PROMOTED and status.traffic:
+                said += (  # honest: the gateway does not follow an unreadable Rollout
+                    "; the gateway does not route this Rollout's status.traffic while its "
+                    "spec cannot be read"
+                )
+            status.conditions = mark_stalled(
+                status.conditions,
+                reason=INVALID_SPEC,
+                message=said,
+                generation=generation,
+                now=now,
+            )
+            return Result(status=status, events=events)
+        status.phase = RolloutPhase.DEGRADED
+        status.message = message
+        if status.traffic_routing is not None and status.canary_weight is not None:
+            status.canary_weight = 0
+        if status.traffic:
+            status.traffic = []
+        if status.stable_revision and status.canary_revision:
+            status.message += f"{_GOES_BACK}{status.stable_revision}"
         status.conditions = conditions_for(
-            status, reason="InvalidSpec", generation=meta.get("generation"), now=now
+            status, reason=INVALID_SPEC, generation=generation, now=now
         )
-        return Result(status=status, events=[Event("Warning", "InvalidSpec", status.message or "")])
+        return Result(status=status, events=events)
 
 
 def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event | None:
-    """What deleting a Rollout whose spec this operator cannot read leaves: nothing when it
-    moved nothing; else a Warning naming the split it cannot route back (no target known)."""
+    """What deleting a Rollout whose spec this operator cannot read leaves (no target known):
+    nothing when it moved nothing; else a Warning naming what it cannot give back: a split
+    (its weight), a promotion written and not finished (status.promotingSince: the service's
+    template may name the new revision, with a blue-green preview stalled while promoting at
+    weight 0), or a Kubernetes blue-green promotion within its keep window (the target not
+    patched: it runs the old revision again once the Rollout is gone)."""
     try:
         held = RolloutStatus.model_validate(body.get("status") or {})
     except ValidationError:
         held = RolloutStatus()
-    if held.phase not in _ACTIVE and not held.canary_weight:
+    cannot = f"deleted while {held.phase} with a spec this operator cannot read ({spec_error(exc)})"
+    target = ((body.get("spec") or {}).get("targetRef") or {}).get("name") or "its target"
+    new = held.canary_revision or "the new revision"
+    if held.phase == RolloutPhase.PROMOTED:
+        if held.traffic_routing is None or held.scale_down_at is None:
+            return None
+        return Event(
+            "Warning",
+            "PromotionUnfinished",
+            f"{cannot}: XynergyService {target} is left on the old revision (not patched to "
+            f"the promoted revision {new}, whose Deployment goes with the Rollout); patch "
+            f"its image to {held.canary_image or 'the promoted one'} by hand",
+        )
+    if held.traffic_routing is not None:
+        return None  # Kubernetes: the new revision goes with the Rollout, the gateway drops it
+    if held.phase not in _ACTIVE and not held.canary_weight and not held.promoting_since:
         return None
-    return Event(
-        "Warning",
-        "TrafficNotRestored",
-        f"deleted while {held.phase} with a spec this operator cannot read "
-        f"({spec_error(exc)}): any traffic split is left as it was "
-        f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})",
-    )
+    left = f"the traffic split is left as it was ({held.canary_weight or 0}% on {new})"
+    if held.promoting_since is not None:
+        left += (
+            f" and its promotion, written at {_stamp(held.promoting_since)} and not finished, "
+            f"too: the service's template may name {new}; give the template and traffic "
+            f"back to {held.stable_revision or 'the stable revision'} by hand"
+        )
+    return Event("Warning", "TrafficNotRestored", f"{cannot}: {left}")
 
 
 def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
@@ -2054,8 +2106,12 @@ def _annotation(rollout: Rollout) -> str | None:
 
 
 def _ended_reason(work: Converge) -> str:
+    """The reason an ended Rollout's condition says (its phase when that was an unreadable
+    spec's: `_invalid` says InvalidSpec only until the spec reads again)."""
     for cond in work.status.conditions:
         if cond.type in ("Ready", "Stalled") and cond.status == "True":
+            if cond.reason == INVALID_SPEC:
+                break
             return cond.reason
     return str(work.status.phase.value if work.status.phase else "Pending")
 
