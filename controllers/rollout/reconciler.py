@@ -82,10 +82,12 @@ from controllers.rollout.rolling import Rolling
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import (
     ACTION_ANNOTATION,
+    SUPERSEDED,
     conditions_for,
     events_for,
     needs_finalizer,
     pending_action,
+    pinned,
     record_run,
 )
 from controllers.rollout.strategy import (
@@ -128,8 +130,6 @@ INVALID_SPEC = "InvalidSpec"
 """The reason of a Rollout whose spec this operator cannot read (`_invalid`)."""
 DELETING = "Deleting"
 """The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
-SUPERSEDED = "superseded: "
-"""The start of an ended Rollout's message once its target has moved on without it."""
 _LEFT_TO = "; the traffic is left to Rollout "
 """How an ended Rollout says another one delivering to its target has the traffic
 (`_leave_to`); removed once that one has ended."""
@@ -377,9 +377,14 @@ class RolloutReconciler:
         written and not carried out, status.promotingSince, the template too: `restore`); a
         Kubernetes blue-green promotion still in its keep window finishes (the target patched
         and ready on the promoted revision: without it the target would serve the old revision
-        again once the Rollout is gone); one stalled mid-way on Cloud Run whose target moved
-        on routes its split to LATEST (`_to_latest`: the target's own revision) instead; any
-        other lets go touching nothing. It never waits for
+        again once the Rollout is gone); an ended one on Cloud Run (its stable revision pinned
+        by name, `pinned`; one stalled mid-way once its split is back) routes all traffic to
+        LATEST (`_to_latest`: the service's latest ready revision, which is the target's own),
+        so that a later edit of the XynergyService serves, unless another Rollout of the
+        target delivers (its split is its own); so does one whose target moved on, without
+        giving its split back first; any other lets go touching nothing. A Rollout whose spec
+        cannot be read acts the same on Cloud Run from its stored status (`_stand_in`); else
+        an Event says what it leaves (`_unreadable_release`). It never waits for
         good: a target that is gone, or an operator without the backend, lets go at once (an
         Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
         after the deletion was asked for (an Event per reason saying why and how to delete at
@@ -387,7 +392,10 @@ class RolloutReconciler:
         try:
             rollout = Rollout.model_validate(dict(body))
         except ValidationError as exc:  # e.g. stored before a check this operator adds
-            return True, _unreadable_release(body, exc)
+            stand_in = _stand_in(body)
+            if stand_in is None:
+                return True, _unreadable_release(body, exc)
+            rollout = stand_in
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
         keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
@@ -402,8 +410,10 @@ class RolloutReconciler:
             status.phase in _ENDED
             and (bool(status.canary_weight) or status.promoting_since is not None)
         )
-        if not keeping and (not split or not stable or not canary):
+        ended = pinned(status.model_dump(by_alias=True, mode="json"))  # Cloud Run: by name
+        if not keeping and ((not split and not ended) or not stable or not canary):
             return True, None  # nothing split yet, or ended: left as it is
+        latest = False  # whether the traffic was going to LATEST (`_restore_held`)
         try:
             target = await self._target(rollout)
             new = with_overrides(target, rollout.spec)
@@ -427,24 +437,49 @@ class RolloutReconciler:
             if status.phase in _ENDED:
                 work.name = backend.revision_name(new)
                 if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
+                    latest = True
                     return True, await self._release_moved_on(work, runs)
-            patched = await self._to_stable(work)  # the template too if a promotion was written
+            # the template too if a promotion was written
+            patched = await self._to_stable(work) if split else False
+            if status.phase in _ENDED:
+                latest = True
+                return True, await self._release_ended(work, gave_back=split, patched=patched)
         except StalledError as exc:
             if exc.reason not in _GONE:
-                return self._restore_held(rollout, body, exc)
+                return self._restore_held(rollout, body, exc, latest=latest)
             return True, Event(
                 "Normal",
                 "Released",
                 f"deleted while {status.phase}: {exc.message}; nothing left to route",
             )
         except ProviderError as exc:
-            return self._restore_held(rollout, body, exc)
+            return self._restore_held(rollout, body, exc, latest=latest)
         return True, Event(
             "Normal",
             "TrafficRestored",
             f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
             f"({canary} gets none){_patched_back(rollout, status) if patched else ''}",
         )
+
+    async def _release_ended(self, work: Converge, *, gave_back: bool, patched: bool) -> Event:
+        """The deletion of an ended Cloud Run Rollout whose target runs what it left there
+        (its split given back first when it stalled mid-way, `patched`: the target patched
+        back with it): its stable revision is pinned by name, and the target's own controller
+        does not manage Cloud Run traffic, so all traffic goes to LATEST (`_to_latest`) unless
+        another Rollout of the target delivers. The Event says which."""
+        status, name = work.status, work.rollout.spec.target_ref.name
+        stable = status.stable_revision
+        back = f"its split given back to {stable}, " if gave_back else ""
+        back += _patched_back(work.rollout, status)[2:] + ", " if patched else ""
+        if await self._to_latest(work):
+            routed = (
+                f"{back}all traffic goes to the latest revision of XynergyService {name} "
+                f"(LATEST 100 %: {stable}, which it runs), no longer pinned by name, so a later "
+                "edit of the XynergyService serves"
+            )
+        else:
+            routed = f"{back}its traffic is left to the Rollout delivering to XynergyService {name}"
+        return Event("Normal", "Released", f"deleted while {status.phase}: {routed}")
 
     async def _release_moved_on(self, work: Converge, runs: str) -> Event:
         """The deletion of a Cloud Run Rollout stalled mid-way whose target moved on (it runs
@@ -511,10 +546,28 @@ class RolloutReconciler:
         )
 
     def _restore_held(
-        self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError
+        self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError, *, latest: bool
     ) -> tuple[bool, Event | None]:
+        """Hold a deletion whose routing failed (`_hold`), saying what it waits for: the
+        target patched (a keep window), the traffic going to LATEST (`latest`: an ended
+        Cloud Run Rollout, `_release_ended`, `_release_moved_on`), or back to the stable
+        revision."""
         status = rollout.status or RolloutStatus()
         stable = status.stable_revision
+        if latest:
+            name = rollout.spec.target_ref.name
+            return self._hold(
+                rollout,
+                body,
+                key=exc.reason,
+                waits=f"to route all traffic of XynergyService {name} to its latest revision "
+                "(LATEST 100 %)",
+                why=exc.message,
+                left=f"the traffic is left as it was ({_left(status)}, pinned by revision "
+                f"name): route it to LATEST by hand (gcloud run services update-traffic {name} "
+                "--to-latest)",
+                timeout_reason="TrafficNotRestored",
+            )
         if status.phase == RolloutPhase.PROMOTED:  # the keep window: the target not patched
             name = rollout.spec.target_ref.name
             return self._hold(
@@ -1867,6 +1920,39 @@ class RolloutReconciler:
             status, reason=INVALID_SPEC, generation=generation, now=now
         )
         return Result(status=status, events=events)
+
+
+def _stand_in(body: Mapping[str, Any]) -> Rollout | None:
+    """For the deletion of a Cloud Run Rollout whose spec cannot be read: a Rollout to
+    release from (`release`), its metadata and status as stored, spec.targetRef and
+    spec.progressDeadlineSeconds as stored, its new revision's image from status.canaryImage
+    (the template overrides are not known: a target holding a promotion's patch with them is
+    not patched back, `_patch_back`), an immediate strategy (not used). None when that does
+    not read (the target's name is what is unreadable), for a Kubernetes Rollout
+    (status.trafficRouting: a keep window's target patch needs the whole spec) or a Promoted
+    one (nothing pinned on Cloud Run), or without the stored fields it needs."""
+    stored = body.get("status") or {}
+    spec = body.get("spec") or {}
+    if stored.get("trafficRouting") or stored.get("phase") == RolloutPhase.PROMOTED.value:
+        return None
+    image = stored.get("canaryImage") or stored.get("stableImage")
+    if not image:
+        return None
+    stand_in: dict[str, Any] = {
+        "targetRef": spec.get("targetRef"),
+        "image": image,
+        "strategy": {"immediate": {}},
+    }
+    for deadline in (spec.get("progressDeadlineSeconds"), None):
+        if deadline is not None:
+            stand_in["progressDeadlineSeconds"] = deadline
+        else:
+            stand_in.pop("progressDeadlineSeconds", None)
+        try:
+            return Rollout.model_validate({**body, "spec": stand_in})
+        except ValidationError:
+            continue
+    return None
 
 
 def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event | None:

@@ -1,0 +1,136 @@
+"""Deleting an ended Cloud Run Rollout (aborted or rolled back: its stable revision pinned by
+name at 100 %) routes the service's traffic to LATEST before it goes, so a later edit of the
+XynergyService (whose controller does not manage Cloud Run traffic) serves; it holds the
+finalizer until then. A Rollout delivering to the same target keeps the traffic. A Rollout
+whose spec cannot be read is released from its stored status the same way. Over the fake
+Cloud Run API and the real backend (`_cloudrun_world`)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+import pytest
+from _cloudrun_world import CANARY, NAME, STABLE, STEP, World, at_last_step, rollout_body
+from fakes.cloudrun import FakeCloudRun
+
+from controllers.rollout.status import needs_finalizer
+
+pytestmark = pytest.mark.unit
+
+NEW_IMAGE = "us-docker.pkg.dev/xynergy-test/platform/crm:3"
+UNREADABLE = {"rolling": {"maxSurge": 0, "maxUnavailable": 0}}
+
+
+async def _aborted(cloud_run: FakeCloudRun) -> tuple[World, str, dt.datetime]:
+    world, canary, now = await at_last_step(cloud_run)
+    world.ask("abort/1")
+    status = await world.converge(now)
+    assert status.phase.value == "Aborted", status.message
+    assert world.traffic() == [(STABLE, 100, "")], "pinned by name"
+    return world, canary, now + STEP
+
+
+def _deleted(world: World, now: dt.datetime) -> dict[str, Any]:
+    body = copy.deepcopy(world.body)
+    body["metadata"]["deletionTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return body
+
+
+async def _edit_target(world: World) -> str:
+    """The XynergyService edited (a new image): its controller deploys a revision; which."""
+    world.client.target["spec"]["image"] = NEW_IMAGE
+    await world.target_converge()
+    return world.revisions()[-1]
+
+
+async def test_deleting_an_aborted_rollout_routes_its_pinned_traffic_to_latest(
+    cloud_run: FakeCloudRun,
+) -> None:
+    world, canary, now = await _aborted(cloud_run)
+    assert needs_finalizer(world.body), "the finalizer is held while the stable is pinned"
+    gone, event = await world.reconciler.release(_deleted(world, now))
+    assert gone
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "Released")
+    assert "deleted while Aborted: all traffic goes to the latest revision" in event.message
+    assert world.traffic() == [("LATEST", 100, "")]
+    assert world.served() == {STABLE: 100}, "nothing moves: LATEST is the stable revision"
+    assert world.template_revision() == STABLE
+
+    edited = await _edit_target(world)
+    assert edited not in (STABLE, canary)
+    assert world.served() == {edited: 100}, "the target's edit serves once the Rollout is gone"
+
+
+async def test_deleting_an_aborted_rollout_leaves_a_delivering_rollouts_split(
+    cloud_run: FakeCloudRun,
+) -> None:
+    world, _, now = await _aborted(cloud_run)
+    newer = rollout_body(NAME, CANARY, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    newer["spec"]["image"] = NEW_IMAGE
+    world.client.rollouts = [world.body, newer]
+    status = await world.converge(now, newer)
+    assert status.phase.value == "Progressing", status.message
+    split = world.traffic()
+    gone, event = await world.reconciler.release(_deleted(world, now + STEP))
+    assert gone
+    assert event is not None
+    assert "its traffic is left to the Rollout delivering to XynergyService crm" in event.message
+    assert world.traffic() == split, "the delivering Rollout's split is its own"
+
+
+async def test_a_superseded_rollout_holds_no_finalizer(cloud_run: FakeCloudRun) -> None:
+    """Found superseded, an ended Rollout routed its traffic to LATEST already."""
+    world, _, now = await _aborted(cloud_run)
+    edited = await _edit_target(world)
+    status = await world.converge(now)
+    assert status.message.startswith("superseded: "), status.message
+    assert world.served() == {edited: 100}
+    assert not needs_finalizer(world.body)
+
+
+async def test_a_held_latest_deletion_says_it_routes_latest(cloud_run: FakeCloudRun) -> None:
+    """Cloud Run refusing the operator holds the deletion; the status and the Event say the
+    traffic goes to LATEST, not "back to the stable revision"."""
+    world, _, _ = await _aborted(cloud_run)
+    cloud_run.deny("the operator lost run.services.update")
+    body = _deleted(world, dt.datetime.now(dt.UTC))  # the reconciler's clock: not past due
+    gone, event = await world.reconciler.release(body)
+    cloud_run.deny(None)
+    assert not gone
+    assert event is not None
+    assert (event.type, event.reason) == ("Warning", "DeletionBlocked")
+    assert "waits to route all traffic of XynergyService crm to its latest revision" in (
+        event.message
+    )
+    assert "gcloud run services update-traffic crm --to-latest" in event.message
+    status = world.reconciler.deletion_status(body)
+    assert status is not None
+    assert status.message is not None
+    assert "stable revision" not in status.message
+    assert world.traffic() == [(STABLE, 100, "")]
+
+
+async def test_deleting_an_unreadable_rollout_mid_split_gives_it_back(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review L 3: a Rollout at 20 % whose spec no longer reads (a check an upgrade added)
+    stalls keeping its split on record; its deletion gave nothing back (a Warning only), so
+    20 % stayed on the new revision, pinned by name. Now it is given back from what the
+    stored status holds, and the traffic goes to LATEST."""
+    world, canary, now = await at_last_step(cloud_run)
+    world.body["spec"]["strategy"] = UNREADABLE
+    status = await world.converge(now)
+    assert (status.phase.value, status.canary_weight) == ("Degraded", 20)
+    assert world.served() == {STABLE: 80, canary: 20}, "an unreadable spec moves nothing"
+    assert needs_finalizer(world.body)
+    gone, event = await world.reconciler.release(_deleted(world, now + STEP))
+    assert gone
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "Released"), event.message
+    assert f"its split given back to {STABLE}" in event.message
+    assert world.served() == {STABLE: 100}
+    assert world.traffic() == [("LATEST", 100, "")]
