@@ -1636,21 +1636,26 @@ class RolloutReconciler:
         work.reason = "Superseded"
 
     async def _to_latest(self, work: Converge) -> bool:
-        """Cloud Run: an ended Rollout that was not promoted, whose target moved on without it,
-        left its traffic pinned by revision name (its split, or its stable revision at 100 %
-        after a rollback): all of it to LATEST (the service's latest ready revision, 100 %)
-        so that the target's own revision serves, unless another Rollout of the target is
-        delivering (its split is its own). True when routed (or nothing was pinned)."""
+        """Cloud Run: an ended Rollout that was not promoted, whose target moved on without it
+        (or that is deleted), left its traffic pinned by revision name (its split, or its
+        stable revision at 100 % after a rollback): all of it to LATEST (the service's latest
+        ready revision, 100 %) so that the target's own revision serves, unless another
+        Rollout of the target is delivering (its split is its own) or may be starting
+        (`_starting_sibling`: its first write, the new revision with the `canary` or
+        `preview` tag, may be in before its status says Progressing). True when routed (or
+        nothing was pinned)."""
         status = work.status
         if work.backend.routing is not None or status.phase == RolloutPhase.PROMOTED:
             return True  # Kubernetes: the gateway; promoted: LATEST 100 % already
-        if not status.stable_revision or (active := await self._active_sibling(work)):
-            if status.stable_revision:
-                log.info(
-                    "rollout %s: superseded while %s delivers; its traffic is left to it",
-                    work.rollout.metadata.name,
-                    active,
-                )
+        if not status.stable_revision:
+            return False
+        other = await self._active_sibling(work) or await self._starting_sibling(work)
+        if other is not None:
+            log.info(
+                "rollout %s: superseded while %s delivers; its traffic is left to it",
+                work.rollout.metadata.name,
+                other,
+            )
             return False
         log.info(
             "rollout %s: superseded; the traffic it pinned goes to LATEST 100 %%",
@@ -1658,6 +1663,24 @@ class RolloutReconciler:
         )
         await work.backend.route(work.target, ((None, 100, None),))
         return True
+
+    async def _starting_sibling(self, work: Converge) -> str | None:
+        """Another Rollout of the target that has not started (`_unstarted`: no phase,
+        Pending) and may start now: not held back by a person (spec.paused, spec.abort), not
+        being deleted. Its converge writes the new revision and its tagged split before its
+        status is stored, so a LATEST written meanwhile would take its tag away."""
+        for other in await self._others(work):
+            meta, spec = other.get("metadata") or {}, other.get("spec") or {}
+            status = other.get("status") or {}
+            if (
+                status.get("phase") in (None, RolloutPhase.PENDING.value)
+                and _unstarted(status)
+                and not spec.get("paused")
+                and not spec.get("abort")
+                and not meta.get("deletionTimestamp")
+            ):
+                return str(meta.get("name"))
+        return None
 
     async def _refuse_undo(self, work: Converge, runs: str) -> None:
         """`undo` of a superseded Rollout: going back to its previous revision would patch

@@ -15,6 +15,7 @@ import pytest
 from _cloudrun_world import CANARY, NAME, STABLE, STEP, World, at_last_step, rollout_body
 from fakes.cloudrun import FakeCloudRun
 
+from apis.v1alpha1.rollout import RolloutPhase, RolloutStatus
 from controllers.rollout.status import needs_finalizer
 
 pytestmark = pytest.mark.unit
@@ -134,3 +135,66 @@ async def test_deleting_an_unreadable_rollout_mid_split_gives_it_back(
     assert f"its split given back to {STABLE}" in event.message
     assert world.served() == {STABLE: 100}
     assert world.traffic() == [("LATEST", 100, "")]
+
+
+def _newer(**spec: Any) -> dict[str, Any]:
+    body = rollout_body(NAME, CANARY, deadline=60)
+    body["metadata"].update(name="ro-2", uid="uid-ro-2")
+    body["spec"].update(image=NEW_IMAGE, **spec)
+    return body
+
+
+async def test_a_rollout_starting_before_its_status_is_stored_keeps_its_canary_tag(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """A newer Rollout's first converge has written its new revision with the `canary` tag,
+    and its Progressing status is not stored yet (the write after the converge): the ended
+    one's deletion must not route LATEST over it (before: only Progressing and Paused
+    siblings were skipped, so the tag and the stable pin went)."""
+    world, _, now = await _aborted(cloud_run)
+    newer = _newer()
+    world.client.rollouts = [world.body, newer]
+    result = await world.reconciler.reconcile(copy.deepcopy(newer), now=now, child=None)
+    assert isinstance(result.status, RolloutStatus)
+    assert result.status.phase == RolloutPhase.PROGRESSING, result.status.message
+    split = world.traffic()
+    assert "canary" in {tag for _, _, tag in split}, split
+    assert "status" not in newer, "its status is not stored yet"
+    gone, event = await world.reconciler.release(_deleted(world, now + STEP))
+    assert gone
+    assert event is not None
+    assert "its traffic is left to the Rollout delivering" in event.message
+    assert world.traffic() == split
+
+
+async def test_a_sibling_held_back_by_spec_paused_does_not_keep_the_traffic_pinned(
+    cloud_run: FakeCloudRun,
+) -> None:
+    world, _, now = await _aborted(cloud_run)
+    world.client.rollouts = [world.body, _newer(paused=True)]
+    gone, _ = await world.reconciler.release(_deleted(world, now))
+    assert gone
+    assert world.traffic() == [("LATEST", 100, "")]
+
+
+async def test_a_held_deletion_of_a_rollout_whose_target_moved_on_says_latest(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Stalled mid-way (Cloud Run refused the operator at 20 %), then its target edited: its
+    deletion routes LATEST (`_release_moved_on`); held by Cloud Run refusing again, it said
+    it waited "to return all traffic to the stable revision"."""
+    world, canary, now = await at_last_step(cloud_run)
+    cloud_run.deny("the operator lost run.services.update")
+    status = await world.converge(now)
+    assert (status.phase.value, status.canary_weight) == ("Degraded", 20), status.message
+    world.client.target["spec"]["image"] = NEW_IMAGE  # moved on (its controller refused too)
+    body = _deleted(world, dt.datetime.now(dt.UTC))  # the reconciler's clock: not past due
+    gone, event = await world.reconciler.release(body)
+    cloud_run.deny(None)
+    assert not gone
+    assert event is not None
+    assert "waits to route all traffic of XynergyService crm to its latest revision" in (
+        event.message
+    )
+    assert "return all traffic to the stable revision" not in event.message
+    assert world.served() == {STABLE: 80, canary: 20}
