@@ -690,7 +690,9 @@ class RolloutReconciler:
             # a delivery starts: before anything is read or moved
             check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
         # before the target's readiness: a sibling's promotion rolls the target meanwhile
-        if (held := await self._refuse_overlap(rollout, starting=True, now=now)) is not None:
+        if (
+            held := await self._refuse_overlap(rollout, starting=True, now=now, work=work)
+        ) is not None:
             return held
         if rollout.spec.paused and _unstarted(status.model_dump(by_alias=True, mode="json")):
             # held back by a person before it started: nothing is deployed, and no Rollout
@@ -701,7 +703,7 @@ class RolloutReconciler:
                 reason=SPEC_PAUSED,
                 requeue=Requeue.RESYNC,
             )
-        if (held := await self._wait_for_give_back(rollout, starting=True)) is not None:
+        if (held := await self._wait_for_give_back(rollout, starting=True, work=work)) is not None:
             return held
         given_back = await self._give_back_pending(work) or stalled
         serving = await backend.serving(target)
@@ -827,7 +829,12 @@ class RolloutReconciler:
         return work.siblings
 
     async def _refuse_overlap(
-        self, rollout: Rollout, *, starting: bool = False, now: dt.datetime | None = None
+        self,
+        rollout: Rollout,
+        *,
+        starting: bool = False,
+        now: dt.datetime | None = None,
+        work: Converge,
     ) -> Waiting | None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
         was created earlier and has not started yet: two rollouts of one target would move
@@ -845,9 +852,10 @@ class RolloutReconciler:
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
-        # listed first: a failed list (retried) reports the status as stored, waitingSince
-        # with it, so a transient error does not restart the wait's deadline
-        siblings = await self._siblings(rollout)
+        # listed first (once per converge: `_wait_for_give_back` reads the same list): a
+        # failed list (retried) reports the status as stored, waitingSince with it, so a
+        # transient error does not restart the wait's deadline
+        siblings = await self._others(work)
         # the wait for a promotion (status.waitingSince) lasts only while this converge holds
         # it so: any other outcome (a start, a conflict, a person holding it) ends it
         waited = rollout.status.waiting_since if rollout.status else None
@@ -963,7 +971,7 @@ class RolloutReconciler:
         return cond.last_transition_time
 
     async def _wait_for_give_back(
-        self, rollout: Rollout, *, starting: bool = False
+        self, rollout: Rollout, *, work: Converge, starting: bool = False
     ) -> Waiting | None:
         """Cloud Run: another Rollout of the target stalled with its promotion written and
         not finished (Degraded with status.promotingSince: the service's template may name its
@@ -975,10 +983,12 @@ class RolloutReconciler:
         (`_refuse_overlap`): a Rollout that has not started (`starting`, `_unstarted`) waits,
         Pending and Reconciling `RolloutConflict`, checked again every poll interval; any
         other (a `retry`, a spec edit of one delivering) is Stalled `RolloutConflict`,
-        retried with the core's backoff."""
+        retried with the core's backoff. `work`: the converge's, whose sibling list
+        (`_others`, listed by `_refuse_overlap` before) is read, not listed again."""
         target = rollout.spec.target_ref.name
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
-        for other in await self._siblings(rollout):
+        siblings = await self._others(work)
+        for other in siblings:
             status = other.get("status") or {}
             if (
                 status.get("phase") != RolloutPhase.DEGRADED.value
@@ -1043,8 +1053,8 @@ class RolloutReconciler:
         elif action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
-            await self._refuse_overlap(work.rollout)
-            await self._wait_for_give_back(work.rollout)
+            await self._refuse_overlap(work.rollout, work=work)
+            await self._wait_for_give_back(work.rollout, work=work)
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable

@@ -2,7 +2,8 @@
 name at 100 %) routes the service's traffic to LATEST before it goes, so a later edit of the
 XynergyService (whose controller does not manage Cloud Run traffic) serves; it holds the
 finalizer until then. A Rollout delivering to the same target keeps the traffic. A Rollout
-whose spec cannot be read is released from its stored status the same way. Over the fake
+whose spec cannot be read is released from its stored status the same way. (And a Rollout
+waiting on another's give-back lists the target's Rollouts once per poll.) Over the fake
 Cloud Run API and the real backend (`_cloudrun_world`)."""
 
 from __future__ import annotations
@@ -198,3 +199,29 @@ async def test_a_held_deletion_of_a_rollout_whose_target_moved_on_says_latest(
     )
     assert "return all traffic to the stable revision" not in event.message
     assert world.served() == {STABLE: 80, canary: 20}
+
+
+async def test_a_rollout_waiting_on_a_give_back_lists_its_siblings_once_per_poll(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """A newer Rollout waits (Pending) for a stalled promotion's give-back: each poll is one
+    list of the target's Rollouts (`_refuse_overlap` and `_wait_for_give_back` read the same
+    list; before, each listed them)."""
+    world, _, now = await at_last_step(cloud_run, operation_timeout=0.2)
+    status = await world.stall_mid_promotion(now)
+    assert status.promoting_since is not None
+    newer = _newer()
+    world.client.rollouts = [world.body, newer]
+    lists = 0
+    listed = world.client.list
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal lists
+        lists += 1
+        return listed(*args, **kwargs)
+
+    world.client.list = counted  # type: ignore[method-assign]
+    status = await world.converge(now + 2 * STEP, newer)
+    assert status.phase.value == "Pending", status.message
+    assert "Rollout ro stalled on XynergyService crm" in status.message
+    assert lists == 1
