@@ -37,6 +37,7 @@ from apis.v1alpha1.rollout import (
     AnalysisRunSummary,
     CanaryStrategy,
     RevisionRecord,
+    RevisionTemplate,
     Rollout,
     RolloutPhase,
     RolloutStatus,
@@ -1770,7 +1771,10 @@ class RolloutReconciler:
             await self._patch_target(work, restore_patch(previous.image, previous.template))
         status.history = rest
         status.stable_revision = previous.revision
-        status.stable_image, status.stable_template = previous.image, previous.template
+        status.stable_image, status.stable_template = (
+            previous.image,
+            _unless_empty(previous.template),
+        )
         status.phase = RolloutPhase.ROLLED_BACK
         status.canary_weight = 0
         status.message = f"undone: all traffic back on {previous.revision}"
@@ -1789,7 +1793,7 @@ class RolloutReconciler:
         self._routed(work, routed)
         status.history = (status.history or [])[1:]
         status.stable_revision, status.stable_image = kept.revision, kept.image
-        status.stable_template = kept.template
+        status.stable_template = _unless_empty(kept.template)
         status.scale_down_at = None
         status.phase = RolloutPhase.ROLLED_BACK if undo else RolloutPhase.ABORTED
         status.canary_weight = 0
@@ -2032,6 +2036,19 @@ def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
         f"; XynergyService {rollout.spec.target_ref.name} patched back to the stable spec "
         f"(image {status.stable_image}) over the promotion's patch"
     )
+
+
+def _unless_empty(template: RevisionTemplate | None) -> RevisionTemplate | None:
+    """An earlier revision's template as status.stableTemplate after going back to it (undo,
+    a keep window's switch back): None when nothing is set in it (no env, args or resources).
+    The status is written as a JSON merge patch, in which an empty object changes nothing, so
+    the promoted revision's env and args stayed in the stored stableTemplate, and the next
+    converge, finding the target (back on the earlier spec) not running it, took the Rollout
+    for superseded and routed its traffic to LATEST. None compares the image alone
+    (`_runs`)."""
+    if template is None or not template.model_dump(exclude_none=True):
+        return None
+    return template
 
 
 def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:

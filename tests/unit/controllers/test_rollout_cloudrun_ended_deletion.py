@@ -13,10 +13,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from _cloudrun_world import CANARY, NAME, STABLE, STEP, World, at_last_step, rollout_body
+from _cloudrun_world import CANARY, NAME, STABLE, STEP, T0, World, at_last_step, rollout_body
+from _merge_patch import apply_merge_patch
 from fakes.cloudrun import FakeCloudRun
 
 from apis.v1alpha1.rollout import RolloutPhase, RolloutStatus
+from controllers.core.status import merge_patch, with_generation
 from controllers.rollout.status import needs_finalizer
 
 pytestmark = pytest.mark.unit
@@ -225,3 +227,31 @@ async def test_a_rollout_waiting_on_a_give_back_lists_its_siblings_once_per_poll
     assert status.phase.value == "Pending", status.message
     assert "Rollout ro stalled on XynergyService crm" in status.message
     assert lists == 1
+
+
+async def test_an_undone_rollout_is_not_taken_for_superseded_at_its_next_converge(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Its status written as the core writes it (a JSON merge patch): going back to a stable
+    revision with no env or args wrote stableTemplate `{}`, which changes nothing in a merge
+    patch, so the promoted env and args stayed; the next converge (an ended Cloud Run
+    Rollout now holds its finalizer, whose addition is one) found the target "moved on" and
+    routed LATEST over the undo's pin."""
+    world = World(cloud_run, strategy={"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}})
+    world.body["spec"]["template"] = {"env": [{"name": "MODE", "value": "new"}]}
+    await world.deploy()
+    _, now = await world.until("Paused", T0)
+    world.ask("promote/1")
+    status, now = await world.until("Promoted", now)
+    await world.target_converge()
+    world.ask("undo/1")
+    stored = copy.deepcopy(world.body["status"])
+    result = await world.reconciler.reconcile(copy.deepcopy(world.body), now=now, child=None)
+    written = with_generation(result.status, world.body)
+    world.body["status"] = apply_merge_patch(stored, merge_patch(written))  # as the core does
+    assert world.body["status"]["phase"] == "RolledBack"
+    assert world.body["status"].get("stableTemplate", {}).get("env") is None
+    await world.target_converge()
+    status = await world.converge(now + STEP)
+    assert not status.message.startswith("superseded"), status.message
+    assert world.traffic() == [(STABLE, 100, "")], "the undo's pin stays while it exists"
