@@ -17,7 +17,6 @@ once (the backend's `restore`: no new revision, no analysis; reason `SwitchedBac
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -31,13 +30,14 @@ from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
-from apis.conditions import RECONCILING, get_condition, mark_reconciling
+from apis.conditions import RECONCILING, get_condition, mark_reconciling, mark_stalled
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
     AnalysisRunSummary,
     CanaryStrategy,
     RevisionRecord,
+    RevisionTemplate,
     Rollout,
     RolloutPhase,
     RolloutStatus,
@@ -84,11 +84,13 @@ from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import (
     ACTION_ANNOTATION,
     HANDING_OVER,
+    SUPERSEDED,
     conditions_for,
     events_for,
     handing_over,
     needs_finalizer,
     pending_action,
+    pinned,
     record_run,
 )
 from controllers.rollout.strategy import (
@@ -127,10 +129,10 @@ _GOES_BACK = "; all traffic goes back on "
 """How a Rollout stalled mid-way says where its next converge routes the traffic."""
 SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
+INVALID_SPEC = "InvalidSpec"
+"""The reason of a Rollout whose spec this operator cannot read (`_invalid`)."""
 DELETING = "Deleting"
 """The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
-SUPERSEDED = "superseded: "
-"""The start of an ended Rollout's message once its target has moved on without it."""
 _LEFT_TO = "; the traffic is left to Rollout "
 """How an ended Rollout says another one delivering to its target has the traffic
 (`_leave_to`); removed once that one has ended."""
@@ -386,9 +388,14 @@ class RolloutReconciler:
         written and not carried out, status.promotingSince, the template too: `restore`); a
         Kubernetes blue-green promotion still in its keep window finishes (the target patched
         and ready on the promoted revision: without it the target would serve the old revision
-        again once the Rollout is gone); one stalled mid-way on Cloud Run whose target moved
-        on routes its split to LATEST (`_to_latest`: the target's own revision) instead; any
-        other lets go touching nothing. It never waits for
+        again once the Rollout is gone); an ended one on Cloud Run (its stable revision pinned
+        by name, `pinned`; one stalled mid-way once its split is back) routes all traffic to
+        LATEST (`_to_latest`: the service's latest ready revision, which is the target's own),
+        so that a later edit of the XynergyService serves, unless another Rollout of the
+        target delivers (its split is its own); so does one whose target moved on, without
+        giving its split back first; any other lets go touching nothing. A Rollout whose spec
+        cannot be read acts the same on Cloud Run from its stored status (`_stand_in`); else
+        an Event says what it leaves (`_unreadable_release`). It never waits for
         good: a target that is gone, or an operator without the backend, lets go at once (an
         Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
         after the deletion was asked for (an Event per reason saying why and how to delete at
@@ -396,7 +403,10 @@ class RolloutReconciler:
         try:
             rollout = Rollout.model_validate(dict(body))
         except ValidationError as exc:  # e.g. stored before a check this operator adds
-            return True, _unreadable_release(body, exc)
+            stand_in = _stand_in(body)
+            if stand_in is None:
+                return True, _unreadable_release(body, exc)
+            rollout = stand_in
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
         keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
@@ -411,8 +421,10 @@ class RolloutReconciler:
             status.phase in _ENDED
             and (bool(status.canary_weight) or status.promoting_since is not None)
         )
-        if not keeping and (not split or not stable or not canary):
+        ended = pinned(status.model_dump(by_alias=True, mode="json"))  # Cloud Run: by name
+        if not keeping and ((not split and not ended) or not stable or not canary):
             return True, None  # nothing split yet, or ended: left as it is
+        latest = False  # whether the traffic was going to LATEST (`_restore_held`)
         try:
             target = await self._target(rollout)
             new = with_overrides(target, rollout.spec)
@@ -436,24 +448,49 @@ class RolloutReconciler:
             if status.phase in _ENDED:
                 work.name = backend.revision_name(new)
                 if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
+                    latest = True
                     return True, await self._release_moved_on(work, runs)
-            patched = await self._to_stable(work)  # the template too if a promotion was written
+            # the template too if a promotion was written
+            patched = await self._to_stable(work) if split else False
+            if status.phase in _ENDED:
+                latest = True
+                return True, await self._release_ended(work, gave_back=split, patched=patched)
         except StalledError as exc:
             if exc.reason not in _GONE:
-                return self._restore_held(rollout, body, exc)
+                return self._restore_held(rollout, body, exc, latest=latest)
             return True, Event(
                 "Normal",
                 "Released",
                 f"deleted while {status.phase}: {exc.message}; nothing left to route",
             )
         except ProviderError as exc:
-            return self._restore_held(rollout, body, exc)
+            return self._restore_held(rollout, body, exc, latest=latest)
         return True, Event(
             "Normal",
             "TrafficRestored",
             f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
             f"({canary} gets none){_patched_back(rollout, status) if patched else ''}",
         )
+
+    async def _release_ended(self, work: Converge, *, gave_back: bool, patched: bool) -> Event:
+        """The deletion of an ended Cloud Run Rollout whose target runs what it left there
+        (its split given back first when it stalled mid-way, `patched`: the target patched
+        back with it): its stable revision is pinned by name, and the target's own controller
+        does not manage Cloud Run traffic, so all traffic goes to LATEST (`_to_latest`) unless
+        another Rollout of the target delivers. The Event says which."""
+        status, name = work.status, work.rollout.spec.target_ref.name
+        stable = status.stable_revision
+        back = f"its split given back to {stable}, " if gave_back else ""
+        back += _patched_back(work.rollout, status)[2:] + ", " if patched else ""
+        if await self._to_latest(work):
+            routed = (
+                f"{back}all traffic goes to the latest revision of XynergyService {name} "
+                f"(LATEST 100 %: {stable}, which it runs), no longer pinned by name, so a later "
+                "edit of the XynergyService serves"
+            )
+        else:
+            routed = f"{back}its traffic is left to the Rollout delivering to XynergyService {name}"
+        return Event("Normal", "Released", f"deleted while {status.phase}: {routed}")
 
     async def _release_moved_on(self, work: Converge, runs: str) -> Event:
         """The deletion of a Cloud Run Rollout stalled mid-way whose target moved on (it runs
@@ -520,10 +557,28 @@ class RolloutReconciler:
         )
 
     def _restore_held(
-        self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError
+        self, rollout: Rollout, body: Mapping[str, Any], exc: ProviderError, *, latest: bool
     ) -> tuple[bool, Event | None]:
+        """Hold a deletion whose routing failed (`_hold`), saying what it waits for: the
+        target patched (a keep window), the traffic going to LATEST (`latest`: an ended
+        Cloud Run Rollout, `_release_ended`, `_release_moved_on`), or back to the stable
+        revision."""
         status = rollout.status or RolloutStatus()
         stable = status.stable_revision
+        if latest:
+            name = rollout.spec.target_ref.name
+            return self._hold(
+                rollout,
+                body,
+                key=exc.reason,
+                waits=f"to route all traffic of XynergyService {name} to its latest revision "
+                "(LATEST 100 %)",
+                why=exc.message,
+                left=f"the traffic is left as it was ({_left(status)}, pinned by revision "
+                f"name): route it to LATEST by hand (gcloud run services update-traffic {name} "
+                "--to-latest)",
+                timeout_reason="TrafficNotRestored",
+            )
         if status.phase == RolloutPhase.PROMOTED:  # the keep window: the target not patched
             name = rollout.spec.target_ref.name
             return self._hold(
@@ -648,7 +703,9 @@ class RolloutReconciler:
             # a delivery starts: before anything is read or moved
             check_tags(rollout, target, in_flight=status.phase in _ACTIVE)
         # before the target's readiness: a sibling's promotion rolls the target meanwhile
-        if (held := await self._refuse_overlap(rollout, starting=True, now=now)) is not None:
+        if (
+            held := await self._refuse_overlap(rollout, starting=True, now=now, work=work)
+        ) is not None:
             return held
         if rollout.spec.paused and _unstarted(status.model_dump(by_alias=True, mode="json")):
             # held back by a person before it started: nothing is deployed, and no Rollout
@@ -659,7 +716,7 @@ class RolloutReconciler:
                 reason=SPEC_PAUSED,
                 requeue=Requeue.RESYNC,
             )
-        if (held := await self._wait_for_give_back(rollout, starting=True)) is not None:
+        if (held := await self._wait_for_give_back(rollout, starting=True, work=work)) is not None:
             return held
         given_back = await self._give_back_pending(work) or stalled
         serving = await backend.serving(target)
@@ -836,7 +893,12 @@ class RolloutReconciler:
         return work.siblings
 
     async def _refuse_overlap(
-        self, rollout: Rollout, *, starting: bool = False, now: dt.datetime | None = None
+        self,
+        rollout: Rollout,
+        *,
+        starting: bool = False,
+        now: dt.datetime | None = None,
+        work: Converge,
     ) -> Waiting | None:
         """Stalled when another Rollout of the same target is active (Progressing, Paused), or
         was created earlier and has not started yet: two rollouts of one target would move
@@ -854,9 +916,10 @@ class RolloutReconciler:
         target = rollout.spec.target_ref.name
         mine = _created(rollout.metadata.model_dump(by_alias=True))
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
-        # listed first: a failed list (retried) reports the status as stored, waitingSince
-        # with it, so a transient error does not restart the wait's deadline
-        siblings = await self._siblings(rollout)
+        # listed first (once per converge: `_wait_for_give_back` reads the same list): a
+        # failed list (retried) reports the status as stored, waitingSince with it, so a
+        # transient error does not restart the wait's deadline
+        siblings = await self._others(work)
         # the wait for a promotion (status.waitingSince) lasts only while this converge holds
         # it so: any other outcome (a start, a conflict, a person holding it) ends it
         waited = rollout.status.waiting_since if rollout.status else None
@@ -972,7 +1035,7 @@ class RolloutReconciler:
         return cond.last_transition_time
 
     async def _wait_for_give_back(
-        self, rollout: Rollout, *, starting: bool = False
+        self, rollout: Rollout, *, work: Converge, starting: bool = False
     ) -> Waiting | None:
         """Cloud Run: another Rollout of the target stalled with its promotion written and
         not finished (Degraded with status.promotingSince: the service's template may name its
@@ -984,10 +1047,12 @@ class RolloutReconciler:
         (`_refuse_overlap`): a Rollout that has not started (`starting`, `_unstarted`) waits,
         Pending and Reconciling `RolloutConflict`, checked again every poll interval; any
         other (a `retry`, a spec edit of one delivering) is Stalled `RolloutConflict`,
-        retried with the core's backoff."""
+        retried with the core's backoff. `work`: the converge's, whose sibling list
+        (`_others`, listed by `_refuse_overlap` before) is read, not listed again."""
         target = rollout.spec.target_ref.name
         own = rollout.status.model_dump(by_alias=True, mode="json") if rollout.status else {}
-        for other in await self._siblings(rollout):
+        siblings = await self._others(work)
+        for other in siblings:
             status = other.get("status") or {}
             if (
                 status.get("phase") != RolloutPhase.DEGRADED.value
@@ -1063,8 +1128,8 @@ class RolloutReconciler:
         elif action == "undo" and phase == RolloutPhase.PROMOTED:
             return await self._undo(work)
         if action == "retry" and phase in _ENDED:
-            await self._refuse_overlap(work.rollout)
-            await self._wait_for_give_back(work.rollout)
+            await self._refuse_overlap(work.rollout, work=work)
+            await self._wait_for_give_back(work.rollout, work=work)
             stable, previous = work.status.stable_revision or "", work.status.canary_revision
             if _moved_on(work) is not None:  # superseded: from what the target serves now
                 stable = (await work.backend.serving(work.target)).revision or stable
@@ -1683,21 +1748,26 @@ class RolloutReconciler:
         work.reason = "Superseded"
 
     async def _to_latest(self, work: Converge) -> bool:
-        """Cloud Run: an ended Rollout that was not promoted, whose target moved on without it,
-        left its traffic pinned by revision name (its split, or its stable revision at 100 %
-        after a rollback): all of it to LATEST (the service's latest ready revision, 100 %)
-        so that the target's own revision serves, unless another Rollout of the target is
-        delivering (its split is its own). True when routed (or nothing was pinned)."""
+        """Cloud Run: an ended Rollout that was not promoted, whose target moved on without it
+        (or that is deleted), left its traffic pinned by revision name (its split, or its
+        stable revision at 100 % after a rollback): all of it to LATEST (the service's latest
+        ready revision, 100 %) so that the target's own revision serves, unless another
+        Rollout of the target is delivering (its split is its own) or may be starting
+        (`_starting_sibling`: its first write, the new revision with the `canary` or
+        `preview` tag, may be in before its status says Progressing). True when routed (or
+        nothing was pinned)."""
         status = work.status
         if work.backend.routing is not None or status.phase == RolloutPhase.PROMOTED:
             return True  # Kubernetes: the gateway; promoted: LATEST 100 % already
-        if not status.stable_revision or (active := await self._active_sibling(work)):
-            if status.stable_revision:
-                log.info(
-                    "rollout %s: superseded while %s delivers; its traffic is left to it",
-                    work.rollout.metadata.name,
-                    active,
-                )
+        if not status.stable_revision:
+            return False
+        other = await self._active_sibling(work) or await self._starting_sibling(work)
+        if other is not None:
+            log.info(
+                "rollout %s: superseded while %s delivers; its traffic is left to it",
+                work.rollout.metadata.name,
+                other,
+            )
             return False
         log.info(
             "rollout %s: superseded; the traffic it pinned goes to LATEST 100 %%",
@@ -1705,6 +1775,24 @@ class RolloutReconciler:
         )
         await work.backend.route(work.target, ((None, 100, None),))
         return True
+
+    async def _starting_sibling(self, work: Converge) -> str | None:
+        """Another Rollout of the target that has not started (`_unstarted`: no phase,
+        Pending) and may start now: not held back by a person (spec.paused, spec.abort), not
+        being deleted. Its converge writes the new revision and its tagged split before its
+        status is stored, so a LATEST written meanwhile would take its tag away."""
+        for other in await self._others(work):
+            meta, spec = other.get("metadata") or {}, other.get("spec") or {}
+            status = other.get("status") or {}
+            if (
+                status.get("phase") in (None, RolloutPhase.PENDING.value)
+                and _unstarted(status)
+                and not spec.get("paused")
+                and not spec.get("abort")
+                and not meta.get("deletionTimestamp")
+            ):
+                return str(meta.get("name"))
+        return None
 
     async def _refuse_undo(self, work: Converge, runs: str) -> None:
         """`undo` of a superseded Rollout: going back to its previous revision would patch
@@ -1784,7 +1872,10 @@ class RolloutReconciler:
             await self._patch_target(work, restore_patch(previous.image, previous.template))
         status.history = rest
         status.stable_revision = previous.revision
-        status.stable_image, status.stable_template = previous.image, previous.template
+        status.stable_image, status.stable_template = (
+            previous.image,
+            _unless_empty(previous.template),
+        )
         status.phase = RolloutPhase.ROLLED_BACK
         status.canary_weight = 0
         status.message = f"undone: all traffic back on {previous.revision}"
@@ -1828,7 +1919,7 @@ class RolloutReconciler:
         self._routed(work, routed)
         status.history = (status.history or [])[1:]
         status.stable_revision, status.stable_image = kept.revision, kept.image
-        status.stable_template = kept.template
+        status.stable_template = _unless_empty(kept.template)
         status.scale_down_at = None
         status.phase = RolloutPhase.ROLLED_BACK if undo else RolloutPhase.ABORTED
         status.canary_weight = 0
@@ -1951,44 +2042,128 @@ class RolloutReconciler:
         )
 
     def _invalid(self, body: Mapping[str, Any], exc: ValidationError, now: dt.datetime) -> Result:
+        """A spec this operator cannot read (InvalidSpec): nothing is moved, and the status
+        says it without forgetting where the traffic stands. A Promoted or ended Rollout
+        (RolledBack, Aborted, Degraded) keeps its whole stored status, phase and message
+        included: only its Stalled condition (Ready False) says InvalidSpec, so
+        `needs_finalizer` and a blue-green keep window are as they were, the markers other
+        converges key on (superseded, left to another Rollout, settling) stay, and a spec
+        that reads again carries on from there (`_ended_reason` does not take InvalidSpec for
+        the reason it ended with). Writing Degraded over Promoted dropped the finalizer of a
+        keep window, and once the spec read again the Rollout found itself superseded and
+        retired the promoted revision that served everything. A Rollout not started or
+        delivering (Pending, Progressing, Paused) stalls as `_failed` stalls it: Degraded, on
+        Kubernetes the weight 0 and status.traffic cleared (the gateway skips a Rollout it
+        cannot read: the target's own Service serves), on Cloud Run the weight kept (the
+        split is pinned on the service until a readable spec, or a deletion, gives it
+        back), and the rest kept (what a give-back needs: the revisions, the stable image
+        and template, promotingSince)."""
         meta = body.get("metadata") or {}
-        raw = body.get("status") or {}
-        status = RolloutStatus(phase=RolloutPhase.DEGRADED, message=spec_error(exc))
-        with contextlib.suppress(ValidationError):
-            before = RolloutStatus.model_validate(raw)
-            status.conditions = before.conditions
-            # where the traffic stands is not the spec's to forget: a split stays on record
-            # (and the finalizer with it) until a readable spec routes it back or a deletion
-            # says what it leaves
-            status.stable_revision = before.stable_revision
-            status.canary_revision = before.canary_revision
-            status.canary_weight = before.canary_weight
-            status.traffic_routing = before.traffic_routing
-            # and a promotion written and not finished: its hold of the target (siblings
-            # wait, `_wait_for_give_back`) and its give-back once the spec reads again
-            status.promoting_since = before.promoting_since
+        message = spec_error(exc)
+        generation = meta.get("generation")
+        events = [Event("Warning", "InvalidSpec", message)]
+        try:
+            status = RolloutStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            status = RolloutStatus()
+        if status.phase in _DONE:
+            said = message
+            if status.phase == RolloutPhase.PROMOTED and status.traffic:
+                said += (  # honest: the gateway does not follow an unreadable Rollout
+                    "; the gateway does not route this Rollout's status.traffic while its "
+                    "spec cannot be read"
+                )
+            status.conditions = mark_stalled(
+                status.conditions,
+                reason=INVALID_SPEC,
+                message=said,
+                generation=generation,
+                now=now,
+            )
+            return Result(status=status, events=events)
+        status.phase = RolloutPhase.DEGRADED
+        status.message = message
+        if status.traffic_routing is not None and status.canary_weight is not None:
+            status.canary_weight = 0
+        if status.traffic:
+            status.traffic = []
+        if status.stable_revision and status.canary_revision:
+            status.message += f"{_GOES_BACK}{status.stable_revision}"
         status.conditions = conditions_for(
-            status, reason="InvalidSpec", generation=meta.get("generation"), now=now
+            status, reason=INVALID_SPEC, generation=generation, now=now
         )
-        return Result(status=status, events=[Event("Warning", "InvalidSpec", status.message or "")])
+        return Result(status=status, events=events)
+
+
+def _stand_in(body: Mapping[str, Any]) -> Rollout | None:
+    """For the deletion of a Cloud Run Rollout whose spec cannot be read: a Rollout to
+    release from (`release`), its metadata and status as stored, spec.targetRef and
+    spec.progressDeadlineSeconds as stored, its new revision's image from status.canaryImage
+    (the template overrides are not known: a target holding a promotion's patch with them is
+    not patched back, `_patch_back`), an immediate strategy (not used). None when that does
+    not read (the target's name is what is unreadable), for a Kubernetes Rollout
+    (status.trafficRouting: a keep window's target patch needs the whole spec) or a Promoted
+    one (nothing pinned on Cloud Run), or without the stored fields it needs."""
+    stored = body.get("status") or {}
+    spec = body.get("spec") or {}
+    if stored.get("trafficRouting") or stored.get("phase") == RolloutPhase.PROMOTED.value:
+        return None
+    image = stored.get("canaryImage") or stored.get("stableImage")
+    if not image:
+        return None
+    stand_in: dict[str, Any] = {
+        "targetRef": spec.get("targetRef"),
+        "image": image,
+        "strategy": {"immediate": {}},
+    }
+    for deadline in (spec.get("progressDeadlineSeconds"), None):
+        if deadline is not None:
+            stand_in["progressDeadlineSeconds"] = deadline
+        else:
+            stand_in.pop("progressDeadlineSeconds", None)
+        try:
+            return Rollout.model_validate({**body, "spec": stand_in})
+        except ValidationError:
+            continue
+    return None
 
 
 def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event | None:
-    """What deleting a Rollout whose spec this operator cannot read leaves: nothing when it
-    moved nothing; else a Warning naming the split it cannot route back (no target known)."""
+    """What deleting a Rollout whose spec this operator cannot read leaves (no target known):
+    nothing when it moved nothing; else a Warning naming what it cannot give back: a split
+    (its weight), a promotion written and not finished (status.promotingSince: the service's
+    template may name the new revision, with a blue-green preview stalled while promoting at
+    weight 0), or a Kubernetes blue-green promotion within its keep window (the target not
+    patched: it runs the old revision again once the Rollout is gone)."""
     try:
         held = RolloutStatus.model_validate(body.get("status") or {})
     except ValidationError:
         held = RolloutStatus()
-    if held.phase not in _ACTIVE and not held.canary_weight:
+    cannot = f"deleted while {held.phase} with a spec this operator cannot read ({spec_error(exc)})"
+    target = ((body.get("spec") or {}).get("targetRef") or {}).get("name") or "its target"
+    new = held.canary_revision or "the new revision"
+    if held.phase == RolloutPhase.PROMOTED:
+        if held.traffic_routing is None or held.scale_down_at is None:
+            return None
+        return Event(
+            "Warning",
+            "PromotionUnfinished",
+            f"{cannot}: XynergyService {target} is left on the old revision (not patched to "
+            f"the promoted revision {new}, whose Deployment goes with the Rollout); patch "
+            f"its image to {held.canary_image or 'the promoted one'} by hand",
+        )
+    if held.traffic_routing is not None:
+        return None  # Kubernetes: the new revision goes with the Rollout, the gateway drops it
+    if held.phase not in _ACTIVE and not held.canary_weight and not held.promoting_since:
         return None
-    return Event(
-        "Warning",
-        "TrafficNotRestored",
-        f"deleted while {held.phase} with a spec this operator cannot read "
-        f"({spec_error(exc)}): any traffic split is left as it was "
-        f"({held.canary_weight or 0}% on {held.canary_revision or 'the new revision'})",
-    )
+    left = f"the traffic split is left as it was ({held.canary_weight or 0}% on {new})"
+    if held.promoting_since is not None:
+        left += (
+            f" and its promotion, written at {_stamp(held.promoting_since)} and not finished, "
+            f"too: the service's template may name {new}; give the template and traffic "
+            f"back to {held.stable_revision or 'the stable revision'} by hand"
+        )
+    return Event("Warning", "TrafficNotRestored", f"{cannot}: {left}")
 
 
 def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
@@ -1997,6 +2172,19 @@ def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
         f"; XynergyService {rollout.spec.target_ref.name} patched back to the stable spec "
         f"(image {status.stable_image}) over the promotion's patch"
     )
+
+
+def _unless_empty(template: RevisionTemplate | None) -> RevisionTemplate | None:
+    """An earlier revision's template as status.stableTemplate after going back to it (undo,
+    a keep window's switch back): None when nothing is set in it (no env, args or resources).
+    The status is written as a JSON merge patch, in which an empty object changes nothing, so
+    the promoted revision's env and args stayed in the stored stableTemplate, and the next
+    converge, finding the target (back on the earlier spec) not running it, took the Rollout
+    for superseded and routed its traffic to LATEST. None compares the image alone
+    (`_runs`)."""
+    if template is None or not template.model_dump(exclude_none=True):
+        return None
+    return template
 
 
 def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
@@ -2190,8 +2378,12 @@ def _annotation(rollout: Rollout) -> str | None:
 
 
 def _ended_reason(work: Converge) -> str:
+    """The reason an ended Rollout's condition says (its phase when that was an unreadable
+    spec's: `_invalid` says InvalidSpec only until the spec reads again)."""
     for cond in work.status.conditions:
         if cond.type in ("Ready", "Stalled") and cond.status == "True":
+            if cond.reason == INVALID_SPEC:
+                break
             return cond.reason
     return str(work.status.phase.value if work.status.phase else "Pending")
 

@@ -30,11 +30,13 @@ __all__ = [
     "ANALYSIS",
     "HANDING_OVER",
     "MAX_RUNS",
+    "SUPERSEDED",
     "conditions_for",
     "events_for",
     "handing_over",
     "needs_finalizer",
     "pending_action",
+    "pinned",
     "record_run",
 ]
 
@@ -46,6 +48,8 @@ HANDING_OVER = "HandingOver"
 promotion still held the target: it finishes that promotion (the target patched to the
 promoted revision, which serves until the target runs it and is ready), then starts the new
 delivery from it."""
+SUPERSEDED = "superseded: "
+"""The start of an ended Rollout's message once its target has moved on without it."""
 MAX_RUNS = 10
 _STALLED = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.DEGRADED)
 _VERDICT_STATUS: dict[Verdict, ConditionStatus] = {
@@ -76,7 +80,9 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     upon, a spec edit not observed yet, a Rollout stalled before it started: RolloutConflict),
     and one stalled mid-way (Degraded with status.canaryWeight still above 0, or with
     status.promotingSince set: its next converge returns the traffic, and the template of a
-    promotion written, to the stable revision and writes the weight 0 then).
+    promotion written, to the stable revision and writes the weight 0 then), and on Cloud
+    Run an ended one whose stable revision may still be pinned by name (`pinned`): its
+    deletion routes the traffic to LATEST.
     On Kubernetes (status.trafficRouting set) the new revision's Deployment and Service go
     with the Rollout by their owner references and the gateway serves the target's own
     Service once the Rollout is gone: no finalizer, but for a blue-green promotion within its
@@ -85,8 +91,8 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     over to an edit of its own spec (Reconciling `HandingOver`: the window ended for it, its
     promoted revision serving until the target runs it and is ready). kopf adds the
     finalizer while this holds and removes it on the first event after it stops holding (the
-    status write that ends the rollout or its keep window), so deleting an ended Rollout
-    touches nothing."""
+    status write that ends the rollout or its keep window, or a converge finding an ended
+    Cloud Run Rollout superseded), so deleting such a Rollout touches nothing."""
     status = body.get("status") or {}
     if status.get("trafficRouting"):  # Kubernetes: only a blue-green promotion's keep window
         promoted = status.get("phase") == RolloutPhase.PROMOTED
@@ -98,6 +104,8 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
         # stalled mid-way (a blue-green preview stalled while promoting has weight 0): the
         # next converge routes the split back, and gives a promotion's template back
         return True  # (see _failed)
+    if phase in _STALLED and pinned(status):
+        return True  # its deletion routes the service's traffic to LATEST (`release`)
     generation = (body.get("metadata") or {}).get("generation")
     return (
         pending_action(body) == "retry"
@@ -113,6 +121,22 @@ def handing_over(status: Mapping[str, Any]) -> bool:
         and c.get("status") == "True"
         and c.get("reason") == HANDING_OVER
         for c in status.get("conditions") or []
+    )
+
+
+def pinned(status: Mapping[str, Any]) -> bool:
+    """Whether an ended Cloud Run Rollout (RolledBack, Aborted, Degraded once its split was
+    routed back) may still hold its service's traffic pinned by revision name: its stable
+    revision at 100 % (the target's own controller does not manage Cloud Run traffic, so a
+    later edit of the XynergyService would make a revision that gets none). Not once it was
+    found superseded (its traffic went to LATEST then, `_superseded`), nor for one that
+    never started (no revisions)."""
+    return (
+        not status.get("trafficRouting")
+        and status.get("phase") in _STALLED
+        and bool(status.get("stableRevision"))
+        and bool(status.get("canaryRevision"))
+        and not str(status.get("message") or "").startswith(SUPERSEDED)
     )
 
 

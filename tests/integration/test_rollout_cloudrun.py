@@ -25,13 +25,14 @@ from test_rollout_support import (
     service_path,
     wait_rollout,
 )
-from test_xynergyservice import get_xs, merge_patch, wait_ready
+from test_xynergyservice import get_xs, merge_patch, wait_ready, xs_url
 from test_xynergyservice_cloudrun import create_cloudrun_xs, unique
 
 from controllers.core.controller import FINALIZER
 from controllers.plugin import main
 
 IMAGE_2 = "us-docker.pkg.dev/xynergy-test/apps/ai:2"
+IMAGE_3 = "us-docker.pkg.dev/xynergy-test/apps/ai:3"
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +188,46 @@ def test_a_rollout_stalled_mid_canary_keeps_its_finalizer_until_the_traffic_is_b
         lambda: kube.get(rollout_url(namespace, "ro")).status_code == 404,
     )
     kube.wait_for("the traffic settled", lambda: served(fake, svc) != [])
-    assert served(fake, svc) == [(stable, 100, "")]
-    assert "TrafficRestored" in [e["reason"] for e in events_of(kube, namespace, "ro")]
+    # given back to the stable revision, then LATEST (the stable one: no longer pinned by name)
+    assert served(fake, svc) == [("LATEST", 100, "")]
+    assert latest_ready(fake, svc) == stable
+    assert "Released" in [e["reason"] for e in events_of(kube, namespace, "ro")]
+
+
+def test_deleting_an_aborted_rollout_routes_latest_so_an_edit_of_its_target_serves(
+    kube: Kube, rollout_operator: Operator, namespace: str, fake: FakeCloudRun
+) -> None:
+    """An aborted Rollout pins its stable revision by name at 100 %: it keeps its finalizer,
+    and its deletion routes all traffic to LATEST, so a later edit of the XynergyService
+    (whose controller does not manage Cloud Run traffic) serves. Before, the finalizer went
+    with the abort and the edit's revision got no traffic."""
+    svc = stable_service(kube, namespace)
+    stable = f"{svc}-00001"
+    create_rollout(kube, namespace, "ro", target=svc, image=IMAGE_2,
+                   strategy={"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}})  # fmt: skip
+    wait_rollout(kube, namespace, "ro", "paused at 30%", phase_is("Paused"))
+    merge_patch(kube, rollout_url(namespace, "ro"), {"spec": {"abort": True}})
+    body = wait_rollout(kube, namespace, "ro", "aborted", phase_is("Aborted"))
+    assert served(fake, svc) == [(stable, 100, "")], "pinned by name"
+    assert FINALIZER in body["metadata"]["finalizers"], "held while the stable is pinned"
+    assert kube.delete(rollout_url(namespace, "ro")).status_code == 200
+    kube.wait_for(
+        "the deleted Rollout gone",
+        lambda: kube.get(rollout_url(namespace, "ro")).status_code == 404,
+    )
+    assert served(fake, svc) == [("LATEST", 100, "")]
+    assert "Released" in [e["reason"] for e in events_of(kube, namespace, "ro")]
+
+    merge_patch(kube, xs_url(namespace, svc), {"spec": {"image": IMAGE_3}})
+    kube.wait_for("the edit's revision ready", lambda: latest_ready(fake, svc) not in ("", stable))
+    kube.wait_for("the traffic settled", lambda: served(fake, svc) != [])
+    assert served(fake, svc) == [("LATEST", 100, "")], "the edit's revision serves everything"
+
+
+def latest_ready(fake: FakeCloudRun, name: str) -> str:
+    """The service's latest ready revision (what LATEST serves)."""
+    with fake.state.lock:
+        return str(fake.state.services[service_path(name)].latest_ready_revision).rpartition("/")[2]
 
 
 def test_blue_green_preview_tag_then_switch_keeping_the_old_revision_for_a_while(

@@ -538,7 +538,8 @@ async def test_a_blue_green_stalled_while_promoting_keeps_its_finalizer(
     """Review 3. A blue-green preview (weight 0) is promoted by a person; while the promotion's
     operation runs, Cloud Run refuses the operator (403): Degraded with canaryWeight 0 and
     promotingSince set. It keeps its finalizer (before: none, weight 0), and deleting it
-    gives the template back with the traffic."""
+    gives the template back with the traffic, then routes it to LATEST (the stable revision
+    then; no longer pinned by name)."""
     world, _, now = await previewing(cloud_run, operation_timeout=0.2)
     world.ask("promote/1")
     status = await world.stall_mid_promotion(now)
@@ -550,8 +551,9 @@ async def test_a_blue_green_stalled_while_promoting_keeps_its_finalizer(
     done, event = await world.reconciler.release(copy.deepcopy(world.body))
     assert done
     assert event is not None
-    assert event.reason == "TrafficRestored", event
+    assert event.reason == "Released", event
     assert world.served() == {STABLE: 100}
+    assert world.traffic() == [("LATEST", 100, "")]
     assert world.template_revision() == STABLE
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
 

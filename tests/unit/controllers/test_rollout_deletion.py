@@ -135,14 +135,19 @@ def _deleted(status: dict[str, Any] | None) -> dict[str, Any]:
         ({**MID_CANARY, "phase": "Promoted", "trafficRouting": "replicas",
           "scaleDownAt": "2026-12-01T12:05:00Z"}, None, True),
         ({**MID_CANARY, "phase": "Promoted", "trafficRouting": "replicas"}, None, False),
-        ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, None, False),
-        ({**MID_CANARY, "phase": "Aborted", "canaryWeight": 0}, None, False),
+        # ended on Cloud Run: its stable revision pinned by name until its deletion routes
+        # LATEST; not once found superseded (its traffic went to LATEST then)
+        ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, None, True),
+        ({**MID_CANARY, "phase": "Aborted", "canaryWeight": 0}, None, True),
+        ({**MID_CANARY, "phase": "Aborted", "canaryWeight": 0,
+          "message": "superseded: XynergyService crm now runs image crm:3"}, None, False),
         # stalled mid-way: its next converge routes the split back, then writes the weight 0
         ({**MID_CANARY, "phase": "Degraded"}, None, True),
-        ({**MID_CANARY, "phase": "Degraded", "canaryWeight": 0}, None, False),
+        ({**MID_CANARY, "phase": "Degraded", "canaryWeight": 0}, None, True),
         ({**MID_CANARY, "phase": "Degraded", "trafficRouting": "gateway"}, None, False),
         ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, "retry/2", True),
-        ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0}, "undo/2", False),
+        ({**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0,
+          "message": "superseded: XynergyService crm now runs image crm:3"}, "undo/2", False),
         ({**MID_CANARY, "phase": "Promoted", "observedGeneration": 0}, None, True),  # an edit
         ({"phase": "Degraded", "observedGeneration": 1}, None, True),  # RolloutConflict
     ],
@@ -172,8 +177,12 @@ async def test_deleting_a_rollout_mid_canary_returns_all_traffic_to_the_stable_r
     "status",
     [
         {**MID_CANARY, "phase": "Promoted", "canaryWeight": 100},
-        {**MID_CANARY, "phase": "RolledBack", "canaryWeight": 0},
-        {**MID_CANARY, "phase": "Degraded", "canaryWeight": 0},
+        {
+            **MID_CANARY,
+            "phase": "RolledBack",
+            "canaryWeight": 0,
+            "message": "superseded: XynergyService crm now runs image crm:3",
+        },
         {"phase": "Pending"},
         None,
     ],
@@ -327,7 +336,8 @@ async def test_a_rollout_stalled_mid_way_keeps_the_finalizer_until_its_traffic_i
     assert status["message"].endswith("; all traffic goes back on crm-00001")
     assert needs_finalizer(body), "kopf must not drop the finalizer with this status write"
 
-    # the next converge (after the core's backoff) routes it back, then the finalizer may go
+    # the next converge (after the core's backoff) routes it back; the finalizer stays while
+    # the stable revision is pinned by name (its deletion routes LATEST)
     result = await reconciler.reconcile(copy.deepcopy(body), now=ASKED + dt.timedelta(seconds=72),
                                         child=None)  # fmt: skip
     assert backend.split == {"crm-00001": 100}
@@ -336,7 +346,7 @@ async def test_a_rollout_stalled_mid_way_keeps_the_finalizer_until_its_traffic_i
     )
     assert body["status"]["canaryWeight"] == 0
     assert body["status"]["message"].endswith("; all traffic back on crm-00001")
-    assert not needs_finalizer(body)
+    assert needs_finalizer(body)
     again = await reconciler.reconcile(copy.deepcopy(body), now=ASKED + dt.timedelta(seconds=80),
                                        child=None)  # fmt: skip
     assert (
@@ -356,11 +366,13 @@ async def test_deleting_a_rollout_stalled_mid_way_before_its_next_converge_resto
     body["metadata"]["deletionTimestamp"] = ASKED.strftime("%Y-%m-%dT%H:%M:%SZ")  # in the gap
     gone, event = await reconciler.release(body)
     assert gone
-    assert backend.split == {"crm-00001": 100}
+    assert backend.split == {None: 100}, "given back, then LATEST (no longer pinned by name)"
+    assert backend.writes == 3, "30 %, back to the stable revision, LATEST"
     assert event is not None
-    assert (event.type, event.reason) == ("Normal", "TrafficRestored")
-    assert "deleted while Degraded: all traffic back on the stable revision crm-00001" in (
-        event.message
+    assert (event.type, event.reason) == ("Normal", "Released")
+    assert (
+        "deleted while Degraded: its split given back to crm-00001, all traffic goes to "
+        "the latest revision" in event.message
     )
 
 
