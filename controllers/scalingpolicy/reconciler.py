@@ -117,32 +117,56 @@ CONFLICTS = frozenset({"ConflictingHPA", "ConflictingPolicy"})
 """The Stalled reasons of a policy that leaves its target to another autoscaler."""
 
 REFUSED_RETRY_INTERVALS = (2, 4, 8)
-"""A scale the apiserver refused (a 4xx, a 5xx) is tried again, while the count and the
-target stay the same, this many intervals after its first, second, third and later
+"""A scale the apiserver refused (a 4xx, a 5xx) is tried again, while the count, the target
+and the policy stay the same, this many intervals after its first, second, third and later
 refusals; the syncs between write nothing and scale nothing."""
+
+
+@dataclass(frozen=True)
+class _RefusalKey:
+    """What a remembered refusal holds for: another value of any field tries at once."""
+
+    target: tuple[str, str, str | None]
+    """The target's kind, name and metadata.uid (a target deleted and created again under
+    its name is another object)."""
+    replicas: int
+    generation: int | None
+    """The target's metadata.generation the scale was decided from."""
+    policy_generation: int | None
+    """The policy's metadata.generation: any spec change (an interval, a retarget) clears it."""
 
 
 @dataclass
 class _Refusal:
     """A policy's last refused scale (in memory, per policy uid)."""
 
-    replicas: int
-    generation: int | None
-    """The target's metadata.generation the scale was decided from."""
+    key: _RefusalKey
     error: ProviderError
     tries: int
-    retry_at: float
+    refused_at: float
+    interval: float
+    """The sync interval in force when it was refused."""
+
+    def retry_at(self, interval: float) -> float:
+        """When it is tried again: its backoff in intervals of the one in force now, never
+        later than the schedule it was given (a longer interval since does not put it off)."""
+        wait = REFUSED_RETRY_INTERVALS[min(self.tries, len(REFUSED_RETRY_INTERVALS)) - 1]
+        return self.refused_at + wait * min(interval, self.interval)
 
 
 class _ScaleFailedError(Exception):
-    """A scale that did not land (or is not known to have): its error, and the
+    """A scale that did not land (or is not known to have): its error, the
     status.scaledTarget the held status keeps (the record as read, or the intent whose
-    pending count may still land)."""
+    pending count may still land), and whether the error is the remembered refusal (then
+    the status says when it is tried again)."""
 
-    def __init__(self, error: ProviderError, record: ScaledTarget | None) -> None:
+    def __init__(
+        self, error: ProviderError, record: ScaledTarget | None, *, remembered: bool = False
+    ) -> None:
         super().__init__(error.message)
         self.error = error
         self.record = record
+        self.remembered = remembered
 
 
 def sync_offset(uid: str, interval: float) -> float:
@@ -550,19 +574,26 @@ class ScalingPolicyReconciler:
         decides at a later sync).
 
         A scale the apiserver answered with a refusal (a 4xx, a 5xx; not a 409 or an
-        unreachable apiserver) is remembered: while the count and the target's generation
-        stay the same it is not tried again (no intent write, no scale) until
-        `REFUSED_RETRY_INTERVALS` later."""
+        unreachable apiserver) is remembered: while the target (kind, name, uid), the count,
+        the target's generation and the policy's generation stay the same it is not tried
+        again (no intent write, no scale) until `REFUSED_RETRY_INTERVALS` later (in the
+        interval in force now, never later than first scheduled). Anything else forgets it."""
         uid = str(policy.metadata.uid)
         namespace, name = str(policy.metadata.namespace), policy.spec.target_ref.name
         old = policy.status.scaled_target if policy.status is not None else None
-        generation = target.service.metadata.generation
+        key = _RefusalKey(
+            target=(policy.spec.target_ref.kind, name, target.service.metadata.uid),
+            replicas=replicas,
+            generation=target.service.metadata.generation,
+            policy_generation=policy.metadata.generation,
+        )
         refused = self._refused.get(uid)
-        if refused is not None and (refused.replicas, refused.generation) != (replicas, generation):
+        if refused is not None and refused.key != key:
+            del self._refused[uid]  # another scale, target or policy spec: tried at once
             refused = None
         interval = max(parse_duration(policy.spec.interval), MIN_INTERVAL_SECONDS)
-        if refused is not None and now + interval / 2 < refused.retry_at:
-            raise _ScaleFailedError(refused.error, old)
+        if refused is not None and now + interval / 2 < refused.retry_at(interval):
+            raise _ScaleFailedError(refused.error, old, remembered=True)
         intent = _record(policy, target, replicas, pending=True)
         if self.intend is not None and intent != old:  # an error: nothing written, record stays
             try:
@@ -574,13 +605,11 @@ class ScalingPolicyReconciler:
         except ProviderError as exc:
             kept = await self._unsettled(policy, namespace, name, replicas, exc, old, intent)
             if kept is not None:
-                if not isinstance(exc, NotAppliedError) and exc.reason != "ApiUnreachable":
+                remembered = not isinstance(exc, NotAppliedError) and exc.reason != "ApiUnreachable"
+                if remembered:
                     tries = refused.tries + 1 if refused is not None else 1
-                    wait = REFUSED_RETRY_INTERVALS[min(tries, len(REFUSED_RETRY_INTERVALS)) - 1]
-                    self._refused[uid] = _Refusal(
-                        replicas, generation, exc, tries, now + wait * interval
-                    )
-                raise _ScaleFailedError(exc, kept[0]) from exc
+                    self._refused[uid] = _Refusal(key, exc, tries, now, interval)
+                raise _ScaleFailedError(exc, kept[0], remembered=remembered) from exc
         self._refused.pop(uid, None)
 
     async def _unsettled(
@@ -823,10 +852,10 @@ class ScalingPolicyReconciler:
         failed: _ScaleFailedError,
         now: dt.datetime,
     ) -> Result:
-        """Hold the count after a failed scale, status.scaledTarget as `failed` leaves it; a
-        refusal that is remembered says when it is tried again."""
+        """Hold the count after a failed scale, status.scaledTarget as `failed` leaves it; the
+        remembered refusal (not another failure beside it) says when it is tried again."""
         error = failed.error
-        if str(policy.metadata.uid) in self._refused:
+        if failed.remembered:
             first, *_, last = REFUSED_RETRY_INTERVALS
             error = ProviderError(
                 f"{error.message} (while the count and the target stay the same, tried again "
