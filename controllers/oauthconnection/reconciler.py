@@ -139,6 +139,13 @@ class _Held:
     """Slack's user token whose refresh token the provider refused in the refresh that
     issued these: emptied once they are stored, only while the Secret still holds it
     (`OAuthConnectionReconciler._drop_refused_user`)."""
+    spent_user: UserToken | None = None
+    """The Secret's user token whose refresh (in the refresh that issued these) gave
+    `tokens.user`: its refresh token is spent (Slack rotates), so while the Secret still
+    holds it, or holds no user token or an older one, the held user token is the only live
+    one, also when the bot tokens held beside it are older than the Secret's
+    (`_held_user_keys`). None: the held user token was carried over unrefreshed (or came
+    from a code exchange, all of it new)."""
 
     def __repr__(self) -> str:
         return f"_Held(issued={self.issued!r}, refreshed={self.refreshed!r})"
@@ -379,16 +386,8 @@ class OAuthConnectionReconciler:
         authz = await self.store.authorization(conn)
         tokens = await self.store.tokens(conn)
         unsaved = self._unsaved.get(str(conn.metadata.uid))
-        if unsaved is not None and _newer_stored(tokens, unsaved):
-            self._unsaved.pop(str(conn.metadata.uid), None)
-            log.info(
-                "OAuthConnection %s/%s: dropping held tokens issued %s, the token Secret holds "
-                "newer ones (not revoked: at Google and Slack that could end the newer ones)",
-                conn.metadata.namespace,
-                conn.metadata.name,
-                _rfc3339(unsaved.issued),
-            )
-            unsaved = None
+        if unsaved is not None:
+            tokens, unsaved = await self._drop_if_older(conn, tokens, unsaved)
         if unsaved is not None:
             return await self._store_unsaved(conn, authz, tokens, unsaved, now)
         if authz is not None and (authz.get("code") or authz.get("error")):
@@ -402,6 +401,55 @@ class OAuthConnectionReconciler:
 
     def _provider(self, conn: OAuthConnection) -> OAuthProvider:
         return self.providers["slack" if conn.spec.provider == "slack" else "google"]
+
+    async def _drop_if_older(
+        self, conn: OAuthConnection, tokens: SecretData | None, held: _Held
+    ) -> tuple[SecretData | None, _Held | None]:
+        """Held tokens older than the token Secret's (`_newer_stored`: the user authorized
+        again, or another replica refreshed while these waited) are dropped, never written
+        over the newer ones, and not revoked (at Google and Slack that could end the newer
+        ones). Slack's user token is looked at on its own first (`_held_user_keys`): this
+        replica may hold the only live one (it refreshed the user token, the write failed,
+        it was paused by peering; meanwhile the active replica refreshed the bot token, and
+        its refresh of the user token, with the refresh token this one spent, was refused
+        and emptied). Then only the `user_*` keys are written, under the resourceVersion of
+        the read (`SecretStore.store_user_token`): another write meanwhile is a conflict, the
+        Secret is read again and the decision made anew (3 tries, then Reconciling
+        `Conflict`, the tokens still held). The token Secret as it stands, and the held
+        tokens still to be written (None: dropped)."""
+        uid = str(conn.metadata.uid)
+        for _ in range(_DELETE_TRIES):
+            if tokens is None or not _newer_stored(tokens, held):
+                return tokens, held
+            user = _held_user_keys(tokens, held)
+            if user is not None:
+                written = await self.store.store_user_token(conn, tokens, user, holder=self.holder)
+                if written is None:  # changed meanwhile: read again, decide anew
+                    tokens = await self.store.tokens(conn)
+                    continue
+                log.info(
+                    "OAuthConnection %s/%s: Secret %s holds newer bot tokens but an older user "
+                    "token (or none): writing the user token issued %s held here",
+                    conn.metadata.namespace,
+                    conn.metadata.name,
+                    conn.spec.token_secret_name,
+                    user["user_issued_at"],
+                )
+                tokens = written
+            self._unsaved.pop(uid, None)
+            log.info(
+                "OAuthConnection %s/%s: dropping held tokens issued %s, the token Secret holds "
+                "newer ones (not revoked: at Google and Slack that could end the newer ones)",
+                conn.metadata.namespace,
+                conn.metadata.name,
+                _rfc3339(held.issued),
+            )
+            return tokens, None
+        raise _ChangedMeanwhileError(
+            f"Secret {conn.spec.token_secret_name} changed at each of {_DELETE_TRIES} tries "
+            "to write the user token held here beside its newer bot tokens; reading it again",
+            reason="Conflict",
+        )
 
     # -- authorization -------------------------------------------------------------------
 
@@ -919,7 +967,7 @@ class OAuthConnectionReconciler:
             self._bot_due(conn, tokens, issued),
             self._user_due(conn, tokens, issued),
         )
-        dropped, refused_user = "", None
+        dropped, refused_user, spent_user = "", None, None
         if bot_due is not None and bot_due <= now:
             assert tokens.refresh_token is not None
             try:
@@ -956,11 +1004,12 @@ class OAuthConnectionReconciler:
                 user = UserToken(
                     got.access_token, got.refresh_token, got.expires_at, got.scopes, issued_at=now
                 )
-                fresh = replace(fresh, user=user)
+                fresh, spent_user = replace(fresh, user=user), tokens.user
         self._refused.pop(str(conn.metadata.uid), None)
-        await self._store(
-            conn, _Held(fresh, when or now, refreshed=True, refused_user=refused_user)
+        held = _Held(
+            fresh, when or now, refreshed=True, refused_user=refused_user, spent_user=spent_user
         )
+        await self._store(conn, held)
         if refused_user is not None:
             kept = await self._drop_refused_user(conn, refused_user)
             if kept is not None:  # another writer's user token, stored meanwhile: kept
@@ -1069,7 +1118,7 @@ class OAuthConnectionReconciler:
                     f"Secret {conn.spec.token_secret_name} was deleted meanwhile",
                     reason="Conflict",
                 )
-            if await self.store.drop_user_token(conn, data):
+            if await self.store.drop_user_token(conn, data, holder=self.holder):
                 break
         else:
             raise _ChangedMeanwhileError(
@@ -1176,7 +1225,9 @@ class OAuthConnectionReconciler:
                     _rfc3339(stored.issued_at),
                 )
                 return stored
-            if await self.store.drop_user_token(conn, data):
+            # no annotation touched: our claim went with the bot tokens' write, and one there
+            # now is another replica's (a conflict read again must not remove it)
+            if await self.store.drop_user_token(conn, data, holder=None):
                 return None
         raise _ChangedMeanwhileError(
             f"Secret {name} changed at each of {_DELETE_TRIES} tries to empty its refused "
@@ -1413,6 +1464,26 @@ def _same_refresh_token(stored: UserToken, refused: UserToken) -> bool:
     if stored.refresh_token is None or refused.refresh_token is None:
         return False
     return stored.refresh_token.get_secret_value() == refused.refresh_token.get_secret_value()
+
+
+def _held_user_keys(stored: SecretData, held: _Held) -> dict[str, str] | None:
+    """The `user_*` keys of Slack's user token `held` beside bot tokens older than the
+    `stored` ones, when it is newer than the Secret's: issued to this replica (its own
+    refresh of the user token, or a code exchange) and the Secret holds no user token, the
+    one whose refresh token that refresh spent, or one issued before it. None: nothing held
+    to write (no user token, or one carried over unrefreshed), or the Secret's is as new."""
+    user = held.tokens.user
+    if user is None or (held.refreshed and held.spent_user is None):
+        return None
+    kept = _user_token(stored)
+    if kept is not None:
+        spent = held.spent_user is not None and _same_refresh_token(kept, held.spent_user)
+        issued = user.issued_at or held.issued
+        older = kept.issued_at is not None and kept.issued_at < issued
+        if not (spent or older):
+            return None
+    data = token_data(held.tokens, issued=held.issued)
+    return {key: data[key] for key in USER_TOKEN_KEYS}
 
 
 def _newer_stored(stored: SecretData | None, held: _Held) -> bool:

@@ -21,7 +21,10 @@ just read through the owner check, named by its UID, so one made again under tha
 someone else meanwhile never receives them. A delete that a read decided (dead tokens, a
 leftover authorization), and the emptying of a refused user token, are made only as that read
 saw the Secret (DeleteOptions preconditions, `delete_unchanged`; a resourceVersion,
-`drop_user_token`): what another writer stored meanwhile survives, and the caller reads again.
+`drop_user_token`, as the write of a held user token beside older bot tokens is,
+`store_user_token`): what another writer stored meanwhile survives, and the caller reads
+again; such a write removes the claim and the unstored mark only when the claim it read is
+the caller's, never another replica's.
 """
 
 from __future__ import annotations
@@ -452,35 +455,60 @@ class SecretStore:
                 ) from None
             raise _error(exc, f"writing Secret {name}") from None
 
-    async def drop_user_token(self, conn: OAuthConnection, read: SecretData) -> bool:
+    async def drop_user_token(
+        self, conn: OAuthConnection, read: SecretData, *, holder: str | None
+    ) -> bool:
         """Empty the user token's keys (USER_TOKEN_KEYS) of the token Secret as it was
-        `read`, and drop the claim and the unstored mark: a merge patch under its UID and
-        resourceVersion, as no new token rides on it (a conflict loses nothing). False when
-        the Secret changed, was deleted or replaced since (the caller reads again)."""
+        `read`: a merge patch under its UID and resourceVersion, as no new token rides on it
+        (a conflict loses nothing). The claim and the unstored mark go with it only when the
+        claim `read` holds is `holder`'s (`_ours_dropped`); None leaves every annotation
+        alone (the caller's claim already went with its token write). False when the Secret
+        changed, was deleted or replaced since (the caller reads again)."""
+        empty = dict.fromkeys(USER_TOKEN_KEYS, "")
+        written = await self._user_keys(conn, read, empty, holder=holder, what="emptying")
+        return written is not None
+
+    async def store_user_token(
+        self, conn: OAuthConnection, read: SecretData, data: Mapping[str, str], *, holder: str
+    ) -> SecretData | None:
+        """Write Slack's user token alone (`data`: the USER_TOKEN_KEYS) into the token Secret
+        as it was `read`, under its UID and resourceVersion, the other keys left as they are:
+        held user tokens newer than the Secret's, beside bot tokens older than its own. The
+        claim and the unstored mark go only when the claim `read` holds is `holder`'s. The
+        Secret as written; None when it changed, was deleted or replaced since (the caller
+        reads again and decides anew)."""
+        return await self._user_keys(conn, read, data, holder=holder, what="writing")
+
+    async def _user_keys(
+        self,
+        conn: OAuthConnection,
+        read: SecretData,
+        data: Mapping[str, str],
+        *,
+        holder: str | None,
+        what: str,
+    ) -> SecretData | None:
         name = conn.spec.token_secret_name
-        patch = {
-            "metadata": {
-                "uid": read.uid,
-                "resourceVersion": read.resource_version,
-                "annotations": dict(_OURS_DROPPED),
-            },
-            "stringData": dict.fromkeys(USER_TOKEN_KEYS, ""),
-        }
+        meta: dict[str, Any] = {"uid": read.uid, "resourceVersion": read.resource_version}
+        if dropped := _ours_dropped(read, holder):
+            meta["annotations"] = dropped
+        patch = {"metadata": meta, "stringData": {k: data[k] for k in USER_TOKEN_KEYS}}
         try:
             async with self._limit:
-                await self._client.patch(
+                obj = await self._client.patch(
                     Secret, name, patch, namespace=_ns(conn), patch_type=PatchType.MERGE
                 )
         except ApiError as exc:
             if exc.status.code in (404, 409) or _uid_refused(exc):
                 log.info(
-                    "Secret %s/%s changed since it was read: not emptying its user token",
+                    "Secret %s/%s changed since it was read: not %s its user token",
                     _ns(conn),
                     name,
+                    what,
                 )
-                return False
+                return None
             raise _error(exc, f"writing Secret {name}") from None
-        return True
+        return _decode(obj)
 
     async def release_claim(self, conn: OAuthConnection) -> None:
         await self._patch(conn, {"metadata": {"annotations": {CLAIM_ANNOTATION: None}}})
@@ -525,6 +553,16 @@ async def _delete_preconditioned(
 def _claimed_by_another(tokens: SecretData, holder: str, now: dt.datetime) -> bool:
     other, _, expiry = tokens.annotations.get(CLAIM_ANNOTATION, "").partition(" ")
     return bool(other) and other != holder and bool(expiry) and _parse(expiry) > now
+
+
+def _ours_dropped(read: SecretData, holder: str | None) -> dict[str, None]:
+    """The annotations a conditional write under `read`'s resourceVersion removes: the claim
+    and the unstored mark when the claim `read` holds is `holder`'s (the mark is written with
+    the claim, by its holder); none when it is another replica's (or there is none): that
+    replica's claim keeps others off a refresh token it may have spent, and its mark says
+    so."""
+    claimant = read.annotations.get(CLAIM_ANNOTATION, "").partition(" ")[0]
+    return dict(_OURS_DROPPED) if holder is not None and claimant == holder else {}
 
 
 def _uid_refused(exc: ApiError) -> bool:

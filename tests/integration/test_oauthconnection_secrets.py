@@ -13,9 +13,16 @@ from fakes.oauth import FakeOAuth
 from kube_support import Kube
 from lightkube import AsyncClient, KubeConfig
 
-from apis.v1alpha1.oauthconnection import OAuthConnection, OAuthConnectionStatus, OAuthPhase
+from apis.v1alpha1.oauthconnection import (
+    USER_TOKEN_KEYS,
+    OAuthConnection,
+    OAuthConnectionStatus,
+    OAuthPhase,
+)
 from controllers.core import StalledError, TransientError
 from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
+from controllers.oauthconnection.secrets import CLAIM_ANNOTATION as CLAIM
+from controllers.oauthconnection.secrets import UNSTORED_ANNOTATION as UNSTORED
 from controllers.oauthconnection.secrets import SecretStore
 from controllers.oauthconnection.settings import OAuthSettings
 from controllers.providers.oauth.google import GoogleOAuth
@@ -236,7 +243,8 @@ async def test_a_refused_user_token_is_emptied_only_in_the_secret_as_it_was_read
 ) -> None:
     """`drop_user_token` against the real apiserver: a merge patch under the read's UID and
     resourceVersion; a user token written since is refused (409: False, kept); as read, the
-    user keys are emptied and the claim dropped, the bot token kept."""
+    user keys are emptied, the bot token kept, and the claim and the tokens-not-stored mark
+    stay when the claim is another replica's (or no holder is given), go when it is ours."""
     ns = namespace
     conn = _connection(kube, ns)
     store = SecretStore(AsyncClient(config=KubeConfig.from_file(str(cluster))))
@@ -246,13 +254,78 @@ async def test_a_refused_user_token_is_emptied_only_in_the_secret_as_it_was_read
     assert read is not None
     _patch_secret(kube, ns, "shared-tokens", {"user_access_token": "xoxe.xoxp-newer"})
 
-    assert await store.drop_user_token(conn, read) is False
+    assert await store.drop_user_token(conn, read, holder="me") is False
     again = await store.tokens(conn)
     assert again is not None
     assert again.get("user_access_token") == "xoxe.xoxp-newer"
+    _annotate(kube, ns, "shared-tokens", {CLAIM: "other 2099-01-01T00:00:00Z", UNSTORED: "t1"})
+    again = await store.tokens(conn)
+    assert again is not None
 
-    assert await store.drop_user_token(conn, again) is True
+    assert await store.drop_user_token(conn, again, holder="me") is True
     after = await store.tokens(conn)
     assert after is not None
     assert after.get("user_access_token") == ""
     assert after.get("access_token") == "xoxe.xoxb-1"
+    assert after.annotations[CLAIM] == "other 2099-01-01T00:00:00Z"  # another's: kept
+    assert after.annotations[UNSTORED] == "t1"
+
+    _annotate(kube, ns, "shared-tokens", {CLAIM: "me 2099-01-01T00:00:00Z"})
+    ours = await store.tokens(conn)
+    assert ours is not None
+    assert await store.drop_user_token(conn, ours, holder=None) is True  # no holder: kept
+    ours = await store.tokens(conn)
+    assert ours is not None
+    assert ours.annotations[CLAIM] == "me 2099-01-01T00:00:00Z"
+    assert await store.drop_user_token(conn, ours, holder="me") is True
+    gone = await store.tokens(conn)
+    assert gone is not None
+    assert CLAIM not in gone.annotations
+    assert UNSTORED not in gone.annotations
+
+
+async def test_a_held_user_token_is_written_alone_into_the_secret_as_it_was_read(
+    kube: Kube, namespace: str, crds_installed: list[str], cluster: Path
+) -> None:
+    """`store_user_token` against the real apiserver: only the user_* keys, a merge patch
+    under the read's UID and resourceVersion; a write since is refused (409: None, nothing
+    written); as read, the user keys land, the bot keys stay as they are."""
+    ns = namespace
+    conn = _connection(kube, ns)
+    store = SecretStore(AsyncClient(config=KubeConfig.from_file(str(cluster))))
+    bot = {"access_token": "xoxe.xoxb-4", "issued_at": "2026-03-01T12:56:40Z"}
+    await store.write(conn, role="tokens", data=bot | dict.fromkeys(USER_TOKEN_KEYS, ""),
+                      previous=None)  # fmt: skip
+    read = await store.tokens(conn)
+    assert read is not None
+    user = {
+        "user_access_token": "xoxe.xoxp-3",
+        "user_refresh_token": "xoxe-1-ur3",
+        "user_expires_at": "2026-03-01T12:55:00Z",
+        "user_scope": "search:read",
+        "user_issued_at": "2026-03-01T12:25:00Z",
+    }
+    _annotate(kube, ns, "shared-tokens", {"xynergy.io/refresh-requested": "now"})
+
+    assert await store.store_user_token(conn, read, user, holder="me") is None
+    assert _secret(kube, ns, "shared-tokens")["data"]["user_access_token"] == ""
+
+    again = await store.tokens(conn)
+    assert again is not None
+    written = await store.store_user_token(conn, again, user, holder="me")
+    assert written is not None
+    after = await store.tokens(conn)
+    assert after is not None
+    assert after.resource_version == written.resource_version
+    assert {k: after.get(k) for k in USER_TOKEN_KEYS} == user
+    assert {k: after.get(k) for k in bot} == bot
+    assert after.annotations["xynergy.io/refresh-requested"] == "now"
+
+
+def _annotate(kube: Kube, ns: str, name: str, annotations: dict[str, str]) -> None:
+    resp = kube.http.patch(
+        f"/api/v1/namespaces/{ns}/secrets/{name}",
+        json={"metadata": {"annotations": annotations}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert resp.status_code == 200, resp.text

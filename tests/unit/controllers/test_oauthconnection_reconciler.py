@@ -2757,3 +2757,204 @@ async def test_an_expired_token_changed_at_every_delete_is_a_conflict_after_thre
 
     assert st(result).phase is OAuthPhase.REAUTH_REQUIRED
     assert "a-tokens" not in w.api.secrets
+
+
+async def _user_token_held_by_a_paused_replica(
+    w: World, b: dict[str, Any]
+) -> OAuthConnectionReconciler:
+    """Replica B refreshes the user token at 1500 (ur2 spent, u3/ur3 issued), its write is
+    refused, so it holds u3/ur3 under its claim; paused by peering, the claim lapses. The
+    active replica A refreshes the bot token at 3400 (a4/r4, issued_at 3400: later than
+    what B holds) and the user token with ur2 (refused): it stores the bot tokens and empties
+    the refused user token (Degraded UserReauthRequired). B is returned, paused."""
+    await w.connect(b)  # a1/r1, u2/ur2 at NOW
+    w.api.failing_token_writes, w.api.failing_code = 100, 403
+    await w.sync(b, at(1500))  # B: the user token due: u3/ur3 held
+    assert w.rec._unsaved["uid-a"].tokens.user is not None
+    w.api.failing_token_writes = 0
+    paused = w.rec
+    w.rec = replica(w)  # A acts; B converges nothing while paused
+
+    result = await w.sync(b, at(3400))  # B's claim has lapsed
+
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a4"
+    assert data["user_access_token"] == data["user_refresh_token"] == ""
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+    return paused
+
+
+@pytest.mark.parametrize("stored_user", ["emptied", "the-spent-one", "the-spent-one-later"])
+async def test_a_newer_user_token_held_by_a_resumed_replica_is_written_not_dropped(
+    stored_user: str,
+) -> None:
+    """Replica B holds a user token it refreshed (u3/ur3) whose write failed; the token
+    Secret meanwhile holds bot tokens issued later (replica A's) and either no user token
+    (A's refresh with the spent ur2 was refused and emptied it) or still that spent one (A
+    stored only bot tokens). B resumes: its bot tokens are older and dropped, but its user
+    token is the only live one: only the user_* keys are written (under the read's
+    resourceVersion), the bot keys stay A's, and the connection is Connected without
+    Degraded. Before, B dropped all it held, U2 included: Degraded UserReauthRequired for
+    nothing (or, with ur2 still stored, refused at the next refresh). The spent one is
+    known by its refresh token, also when its `user_issued_at` reads later than the held
+    token's (written by a replica whose clock runs ahead)."""
+    w = world(user_lifetime=1800, rotate=True)
+    b = slack_body()
+    if stored_user == "emptied":
+        paused = await _user_token_held_by_a_paused_replica(w, b)
+    else:
+        await w.connect(b)
+        w.api.failing_token_writes, w.api.failing_code = 100, 403
+        await w.sync(b, at(1500))  # u3/ur3 held
+        w.api.failing_token_writes = 0
+        paused = w.rec
+        stored = w.api.secrets["a-tokens"]
+        assert stored.data["user_refresh_token"] == "ur2"
+        stored.data |= {"access_token": "a-other", "issued_at": "2026-03-01T12:56:40Z"}
+        if stored_user == "the-spent-one-later":
+            stored.data["user_issued_at"] = "2026-03-01T12:30:00Z"  # 1800: after u3's 1500
+        stored.annotations.clear()  # that writer's bot write dropped the claim and the mark
+        stored.rv += 1
+    w.rec = paused  # B acts again
+    w.provider.now = at(3410)
+    user_refresh_before = w.provider.calls["refresh"]
+
+    result = await w.sync(b, at(3410))
+
+    assert "uid-a" not in w.rec._unsaved  # the older bot tokens are dropped
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == ("a4" if stored_user == "emptied" else "a-other")
+    assert data["user_refresh_token"] == w.provider.live_user_refresh  # the live one
+    assert data["user_access_token"] not in ("", "u2")
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+    assert not [e for e in result.events if e.reason == "UserReauthRequired"]
+    assert authorization_secret_name("a") not in w.api.secrets  # A's user reauth left over
+    assert w.provider.calls["refresh"] - user_refresh_before <= 1  # u3 (expired) refreshed once
+    assert w.provider.revoked == []
+
+
+@pytest.mark.parametrize("meanwhile", ["reader", "newer-user"])
+async def test_a_resumed_replicas_user_token_write_is_decided_again_after_a_conflict(
+    meanwhile: str,
+) -> None:
+    """The resumed replica's write of its held user token is made under the read's
+    resourceVersion: another write between the read and it (a reader's annotation; a newer
+    user token, the user authorizing again) is a conflict, the Secret is read again and the
+    decision made anew: after the annotation the held user token is written; a newer user
+    token stored meanwhile is kept, not overwritten."""
+    w = world(user_lifetime=1800, rotate=True)
+    b = slack_body()
+    paused = await _user_token_held_by_a_paused_replica(w, b)
+    w.rec = paused
+    tried: list[str] = []
+
+    def another_writer(name: str) -> None:
+        w.api.on_write = None
+        tried.append(name)
+        stored = w.api.secrets[name]
+        if meanwhile == "reader":
+            stored.annotations[REFRESH_REQUESTED_ANNOTATION] = "2026-03-01T12:56:55Z"
+        else:
+            stored.data |= {
+                "user_access_token": "u-again",
+                "user_refresh_token": "ur-again",
+                "user_expires_at": "2026-03-01T14:00:00Z",
+                "user_scope": "search:read",
+                "user_issued_at": "2026-03-01T12:56:45Z",  # 3405: after B's u3 (1500)
+            }
+            w.provider.live_user_refresh = "ur-again"
+        stored.rv += 1
+
+    w.api.on_write = another_writer
+
+    result = await w.sync(b, at(3410))
+
+    assert tried == ["a-tokens"]  # the held user token's write was tried
+    data = w.api.secrets["a-tokens"].data
+    assert data["access_token"] == "a4"
+    assert data["user_refresh_token"] == w.provider.live_user_refresh
+    if meanwhile == "newer-user":
+        assert data["user_access_token"] == "u-again"
+    assert "uid-a" not in w.rec._unsaved
+    assert st(result).phase is OAuthPhase.CONNECTED
+    assert degraded(result) is None
+
+
+async def test_a_refused_user_tokens_drop_after_the_bot_write_leaves_another_replicas_claim() -> (
+    None
+):
+    """Both tokens due: the bot's refresh works, the user's is refused. The new bot tokens'
+    write drops this replica's claim; before the refused user token is emptied another
+    replica claims the Secret (holding tokens it could not write: its claim and the
+    tokens-not-stored mark). The emptying is refused (409), the Secret read again (still the
+    refused token) and emptied under the new resourceVersion, leaving that replica's claim
+    and mark as they are. Before, it removed them: a third replica could then refresh with
+    a refresh token the claim's holder had spent."""
+    w = world(lifetime=1800, user_lifetime=1800, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.live_user_refresh = "ur-elsewhere"
+    other_claim = "other-replica 2026-03-01T12:26:00Z"
+    seen = 0
+
+    def another_replica_claims(name: str) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 2:  # after the bot tokens' write, before the drop of the user token
+            w.api.on_write = None
+            stored = w.api.secrets[name]
+            stored.annotations |= {
+                CLAIM_ANNOTATION: other_claim,
+                UNSTORED_ANNOTATION: "2026-03-01T12:24:59Z",
+            }
+            stored.rv += 1
+
+    w.api.on_write = another_replica_claims
+
+    result = await w.sync(b, at(1500))
+
+    assert w.api.on_write is None
+    stored = w.api.secrets["a-tokens"]
+    assert stored.data["access_token"] == "a3"
+    assert stored.data["user_access_token"] == stored.data["user_refresh_token"] == ""
+    assert stored.annotations[CLAIM_ANNOTATION] == other_claim
+    assert stored.annotations[UNSTORED_ANNOTATION] == "2026-03-01T12:24:59Z"
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+
+
+async def test_a_refused_user_token_dropped_alone_removes_only_this_replicas_claim() -> None:
+    """The user token due alone, its refresh token refused. The emptying drops the claim and
+    the tokens-not-stored mark only when the claim read is this replica's: with its own
+    claim (the usual case) both go; when another replica claimed meanwhile (this one's
+    lapsed during the request) they stay."""
+    w = world(user_lifetime=1800, rotate=True)
+    b = slack_body()
+    await w.connect(b)
+    w.provider.live_user_refresh = "ur-elsewhere"
+    other_claim = "other-replica 2026-03-01T12:27:00Z"
+
+    async def another_replica_claims() -> None:
+        stored = w.api.secrets["a-tokens"]
+        stored.annotations |= {
+            CLAIM_ANNOTATION: other_claim,
+            UNSTORED_ANNOTATION: "2026-03-01T12:25:30Z",
+        }
+        stored.rv += 1
+
+    w.provider.before_refresh = another_replica_claims
+
+    result = await w.sync(b, at(1500))
+
+    stored = w.api.secrets["a-tokens"]
+    assert stored.data["user_access_token"] == ""
+    assert stored.annotations[CLAIM_ANNOTATION] == other_claim
+    assert stored.annotations[UNSTORED_ANNOTATION] == "2026-03-01T12:25:30Z"
+    assert (degraded(result) or ("",))[0] == "UserReauthRequired"
+
+    # this replica's own claim: dropped with the user token, as before
+    w2 = world(user_lifetime=1800, rotate=True)
+    await w2.connect(b)
+    w2.provider.live_user_refresh = "ur-elsewhere"
+    await w2.sync(b, at(1500))
+    assert CLAIM_ANNOTATION not in w2.api.secrets["a-tokens"].annotations
