@@ -142,10 +142,10 @@ class _Held:
     spent_user: UserToken | None = None
     """The Secret's user token whose refresh (in the refresh that issued these) gave
     `tokens.user`: its refresh token is spent (Slack rotates), so while the Secret still
-    holds it, or holds no user token or an older one, the held user token is the only live
-    one, also when the bot tokens held beside it are older than the Secret's
-    (`_held_user_keys`). None: the held user token was carried over unrefreshed (or came
-    from a code exchange, all of it new)."""
+    holds it, or holds no user token, the held user token is the only live one, also when
+    the bot tokens held beside it are older than the Secret's (`_held_user_keys`). None:
+    the held user token was carried over unrefreshed (or came from a code exchange, all of
+    it new)."""
 
     def __repr__(self) -> str:
         return f"_Held(issued={self.issued!r}, refreshed={self.refreshed!r})"
@@ -1468,20 +1468,18 @@ def _same_refresh_token(stored: UserToken, refused: UserToken) -> bool:
 
 def _held_user_keys(stored: SecretData, held: _Held) -> dict[str, str] | None:
     """The `user_*` keys of Slack's user token `held` beside bot tokens older than the
-    `stored` ones, when it is newer than the Secret's: issued to this replica (its own
-    refresh of the user token, or a code exchange) and the Secret holds no user token, the
-    one whose refresh token that refresh spent, or one issued before it. None: nothing held
-    to write (no user token, or one carried over unrefreshed), or the Secret's is as new."""
+    `stored` ones, when this replica's own refresh of the user token issued it and the
+    Secret holds no user token or still the one whose refresh token that refresh spent.
+    Any other user token stored came from a newer writer (ours was spent): it is kept, and
+    no time stamped on another replica's clock is compared. None: nothing held to write (no
+    user token, one carried over unrefreshed, or a code exchange's: one grant, whose user
+    token is never written beside another grant's bot token)."""
     user = held.tokens.user
-    if user is None or (held.refreshed and held.spent_user is None):
+    if user is None or not held.refreshed or held.spent_user is None:
         return None
     kept = _user_token(stored)
-    if kept is not None:
-        spent = held.spent_user is not None and _same_refresh_token(kept, held.spent_user)
-        issued = user.issued_at or held.issued
-        older = kept.issued_at is not None and kept.issued_at < issued
-        if not (spent or older):
-            return None
+    if kept is not None and not _same_refresh_token(kept, held.spent_user):
+        return None
     data = token_data(held.tokens, issued=held.issued)
     return {key: data[key] for key in USER_TOKEN_KEYS}
 

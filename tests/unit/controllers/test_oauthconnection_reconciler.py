@@ -37,10 +37,16 @@ from apis.v1alpha1.oauthconnection import (
     authorization_secret_name,
 )
 from controllers.core import Result, TransientError
-from controllers.oauthconnection.reconciler import OAuthConnectionReconciler
+from controllers.oauthconnection.reconciler import (
+    OAuthConnectionReconciler,
+    _Held,
+    _held_user_keys,
+    token_data,
+)
 from controllers.oauthconnection.secrets import (
     CLAIM_ANNOTATION,
     UNSTORED_ANNOTATION,
+    SecretData,
     SecretStore,
 )
 from controllers.oauthconnection.settings import OAuthSettings
@@ -2958,3 +2964,52 @@ async def test_a_refused_user_token_dropped_alone_removes_only_this_replicas_cla
     w2.provider.live_user_refresh = "ur-elsewhere"
     await w2.sync(b, at(1500))
     assert CLAIM_ANNOTATION not in w2.api.secrets["a-tokens"].annotations
+
+
+def _user(access: str, refresh: str, issued: dt.datetime) -> UserToken:
+    return UserToken(
+        access_token=SecretStr(access),
+        refresh_token=SecretStr(refresh),
+        expires_at=issued + dt.timedelta(hours=12),
+        scopes=("search:read",),
+        issued_at=issued,
+    )
+
+
+def _stored_with(user: UserToken | None, issued: dt.datetime) -> SecretData:
+    """A token Secret holding another grant's (or another replica's) bot tokens issued at
+    `issued`, and `user` (None: no user token)."""
+    bot = TokenSet(SecretStr("xoxb-other"), SecretStr("r-other"), None, "bearer", ("s",), user=user)
+    return SecretData(token_data(bot, issued=issued), "7", {})
+
+
+@pytest.mark.parametrize("stored_user", ["none", "another-writers-older-by-its-clock"])
+def test_held_user_keys_never_split_a_grant_nor_trust_another_replicas_clock(
+    stored_user: str,
+) -> None:
+    """Which held Slack user token is written alone beside the Secret's newer bot tokens
+    (review R of the resumed-replica change). A code exchange's tokens are one grant: its
+    user token is never written beside another grant's bot token (the user may have picked
+    another workspace), even into a Secret with no user token. A refresh's user token is
+    written only where the Secret holds none or still the one that refresh spent: a user
+    token another writer stored is kept even when its `user_issued_at`, stamped on that
+    replica's clock, reads earlier than ours (its refresh token is not the one we spent, so it
+    came later)."""
+    spent = _user("u2", "ur2", NOW)
+    held_user = _user("u3", "ur3", NOW + dt.timedelta(seconds=1500))
+    held_tokens = TokenSet(SecretStr("a1"), SecretStr("r1"), None, "bearer", ("s",), user=held_user)
+    later = NOW + dt.timedelta(seconds=3400)
+    other = _user("u-other", "ur-other", NOW + dt.timedelta(seconds=600))  # a lagging clock
+    stored = _stored_with(None if stored_user == "none" else other, later)
+    exchange = _Held(held_tokens, NOW + dt.timedelta(seconds=1500), refreshed=False)
+    refresh = _Held(held_tokens, NOW + dt.timedelta(seconds=1500), refreshed=True, spent_user=spent)
+
+    assert _held_user_keys(stored, exchange) is None
+    keys = _held_user_keys(stored, refresh)
+    if stored_user == "none":
+        assert keys is not None
+        assert keys["user_refresh_token"] == "ur3"
+    else:
+        assert keys is None
+    # the spent one still stored: the held refresh is the only live user token
+    assert _held_user_keys(_stored_with(spent, later), refresh) is not None
