@@ -1742,7 +1742,7 @@ class RolloutReconciler:
         )
         message = f"{SUPERSEDED}{moved_on}; it no longer moves traffic or patches the target"
         if not (status.message or "").startswith(SUPERSEDED):
-            # a failed write: the status as it was, retried
+            # a refused write (raised): the status as it was, retried after the backoff
             if not await self._to_latest(work) and await self._active_sibling(work) is None:
                 waits_for = await self._latest_waits_for(work)
                 if waits_for is not None:
