@@ -57,12 +57,27 @@ def status_changed(
     return comparable(old, volatile=volatile) != comparable(new, volatile=volatile)
 
 
-def merge_patch(status: BaseModel) -> dict[str, Any]:
-    """The status as a JSON merge patch body: fields we do not set are removed (null)."""
+def merge_patch(status: BaseModel, stored: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The status as a JSON merge patch body: fields we do not set are removed (null). A
+    merge patch merges an object into the stored one, so in an object field (not a list,
+    which is replaced whole) a key `stored` (the status as read) has and `status` no longer
+    sets is removed too (null, at any depth): `{}` alone would change nothing, and an object
+    known to be empty now would read back as it was."""
     dumped = status.model_dump(by_alias=True, mode="json", exclude_none=True)
     for name, info in type(status).model_fields.items():
         dumped.setdefault(info.alias or name, None)
+    if isinstance(stored, Mapping):
+        _null_dropped(dumped, stored)
     return dumped
+
+
+def _null_dropped(patch: dict[str, Any], stored: Mapping[str, Any]) -> None:
+    for key, value in patch.items():
+        old = stored.get(key)
+        if isinstance(value, dict) and isinstance(old, Mapping):
+            _null_dropped(value, old)
+            for gone in old.keys() - value.keys():
+                value[gone] = None
 
 
 def with_generation(status: S, body: Mapping[str, Any]) -> S:
@@ -101,7 +116,7 @@ class StatusWriter:
                 await self._client.patch(
                     resource.Status,
                     meta["name"],
-                    {"status": merge_patch(status)},
+                    {"status": merge_patch(status, body.get("status"))},
                     namespace=meta.get("namespace"),
                     patch_type=PatchType.MERGE,
                 )

@@ -30,14 +30,20 @@ from lightkube import ApiError, AsyncClient
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
-from apis.conditions import RECONCILING, get_condition, mark_reconciling, mark_stalled
+from apis.conditions import (
+    READY,
+    RECONCILING,
+    get_condition,
+    mark_reconciling,
+    mark_stalled,
+    set_condition,
+)
 from apis.v1alpha1.common import GROUP, VERSION
 from apis.v1alpha1.rollout import (
     AnalysisMetric,
     AnalysisRunSummary,
     CanaryStrategy,
     RevisionRecord,
-    RevisionTemplate,
     Rollout,
     RolloutPhase,
     RolloutStatus,
@@ -1721,17 +1727,33 @@ class RolloutReconciler:
         stable revision pinned by a rollback or abort) is pinned by revision name, and the
         target's own controller does not manage Cloud Run traffic: it is routed to LATEST
         (100 %, `_to_latest`) once, when the Rollout is found superseded, so the target's
-        new revision serves; only after that write the weight and promotingSince go."""
+        new revision serves; only after that write the weight and promotingSince go. The
+        superseded marker (which ends `pinned`, so the finalizer goes) is written only once
+        that traffic went to LATEST or another Rollout delivering (Progressing, Paused) owns
+        it: while LATEST waits for one that may be starting or that still holds the service
+        (`_latest_waits_for`), nothing else changes, the message says so, and the write is
+        tried again at the poll interval."""
         status = work.status
         left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
         left = left or status.stable_revision
-        message = (
-            f"{SUPERSEDED}XynergyService {work.rollout.spec.target_ref.name} now runs {runs}, "
-            f"not revision {left} this Rollout left it on; it no longer moves traffic or "
-            "patches the target"
+        moved_on = (
+            f"XynergyService {work.rollout.spec.target_ref.name} now runs {runs}, "
+            f"not revision {left} this Rollout left it on"
         )
+        message = f"{SUPERSEDED}{moved_on}; it no longer moves traffic or patches the target"
         if not (status.message or "").startswith(SUPERSEDED):
-            await self._to_latest(work)  # a failed write: the status as it was, retried
+            # a refused write (raised): the status as it was, retried after the backoff
+            if not await self._to_latest(work) and await self._active_sibling(work) is None:
+                waits_for = await self._latest_waits_for(work)
+                if waits_for is not None:
+                    status.message = (
+                        f"{moved_on}; its traffic, pinned to revision {status.stable_revision}"
+                        f", goes to LATEST (the target's own revision) once Rollout "
+                        f"{waits_for} has started or let go of the service"
+                    )
+                    work.wait = self.settings.poll_seconds
+                    work.reason = "Superseded"
+                    return
             await work.backend.retire(keep=None)
             work.superseded = True
         status.message = message
@@ -1761,7 +1783,7 @@ class RolloutReconciler:
             return True  # Kubernetes: the gateway; promoted: LATEST 100 % already
         if not status.stable_revision:
             return False
-        other = await self._active_sibling(work) or await self._starting_sibling(work)
+        other = await self._active_sibling(work) or await self._latest_waits_for(work)
         if other is not None:
             log.info(
                 "rollout %s: superseded while %s delivers; its traffic is left to it",
@@ -1775,6 +1797,27 @@ class RolloutReconciler:
         )
         await work.backend.route(work.target, ((None, 100, None),))
         return True
+
+    async def _latest_waits_for(self, work: Converge) -> str | None:
+        """Another Rollout of the target whose traffic a LATEST written now would take: one
+        that may be starting (`_starting_sibling`) or one stalled mid-way that still holds
+        the service (`_holding_sibling`)."""
+        return await self._starting_sibling(work) or await self._holding_sibling(work)
+
+    async def _holding_sibling(self, work: Converge) -> str | None:
+        """Another Cloud Run Rollout of the target stalled mid-way (RolledBack, Aborted or
+        Degraded with status.canaryWeight above 0 or status.promotingSince set): its next
+        converge gives its split, and the template of a promotion written, back to its
+        stable revision (as `_wait_for_give_back` waits for); until then the service is its."""
+        for other in await self._others(work):
+            status = other.get("status") or {}
+            if (
+                status.get("phase") in {phase.value for phase in _ENDED}
+                and not status.get("trafficRouting")
+                and (status.get("canaryWeight") or status.get("promotingSince"))
+            ):
+                return str((other.get("metadata") or {}).get("name"))
+        return None
 
     async def _starting_sibling(self, work: Converge) -> str | None:
         """Another Rollout of the target that has not started (`_unstarted`: no phase,
@@ -1867,15 +1910,24 @@ class RolloutReconciler:
                 "undo: no earlier revision within spec.rollbackWindow", reason="NoHistory"
             )
         previous, rest = status.history[0], status.history[1:]
-        await self._route(work, ((previous.revision, 100, None),))
+        # the service's template back to the previous revision too (Cloud Run; by name, no new
+        # revision), as a keep window's switch back does: routing by name alone left the
+        # template naming the undone revision, which is what LATEST serves (a deletion of the
+        # Rollout, `release`, routes LATEST) until the target's own controller converges
+        self._routed(
+            work,
+            await work.backend.restore(
+                work.target,
+                kept=previous.revision,
+                image=previous.image,
+                template=previous.template,
+            ),
+        )
         if previous.image:
             await self._patch_target(work, restore_patch(previous.image, previous.template))
         status.history = rest
         status.stable_revision = previous.revision
-        status.stable_image, status.stable_template = (
-            previous.image,
-            _unless_empty(previous.template),
-        )
+        status.stable_image, status.stable_template = previous.image, previous.template
         status.phase = RolloutPhase.ROLLED_BACK
         status.canary_weight = 0
         status.message = f"undone: all traffic back on {previous.revision}"
@@ -1919,7 +1971,7 @@ class RolloutReconciler:
         self._routed(work, routed)
         status.history = (status.history or [])[1:]
         status.stable_revision, status.stable_image = kept.revision, kept.image
-        status.stable_template = _unless_empty(kept.template)
+        status.stable_template = kept.template
         status.scale_down_at = None
         status.phase = RolloutPhase.ROLLED_BACK if undo else RolloutPhase.ABORTED
         status.canary_weight = 0
@@ -2073,6 +2125,27 @@ class RolloutReconciler:
                     "; the gateway does not route this Rollout's status.traffic while its "
                     "spec cannot be read"
                 )
+            if status.phase == RolloutPhase.PROMOTED and handing_over(body.get("status") or {}):
+                # handing over to an edit of its own spec: the hold stays (Reconciling
+                # HandingOver: the finalizer, and other Rollouts of the target waiting, as
+                # `_finishing` says), Ready False saying InvalidSpec. Stalled (which removes
+                # Reconciling; never both) let a newer Rollout start over the promotion
+                status.conditions = set_condition(
+                    mark_reconciling(
+                        status.conditions,
+                        reason=HANDING_OVER,
+                        message=f"{said}; the handover to the edit waits for a spec that reads",
+                        generation=generation,
+                        now=now,
+                    ),
+                    type_=READY,
+                    status="False",
+                    reason=INVALID_SPEC,
+                    message=said,
+                    observed_generation=generation,
+                    now=now,
+                )
+                return Result(status=status, events=events)
             status.conditions = mark_stalled(
                 status.conditions,
                 reason=INVALID_SPEC,
@@ -2172,19 +2245,6 @@ def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
         f"; XynergyService {rollout.spec.target_ref.name} patched back to the stable spec "
         f"(image {status.stable_image}) over the promotion's patch"
     )
-
-
-def _unless_empty(template: RevisionTemplate | None) -> RevisionTemplate | None:
-    """An earlier revision's template as status.stableTemplate after going back to it (undo,
-    a keep window's switch back): None when nothing is set in it (no env, args or resources).
-    The status is written as a JSON merge patch, in which an empty object changes nothing, so
-    the promoted revision's env and args stayed in the stored stableTemplate, and the next
-    converge, finding the target (back on the earlier spec) not running it, took the Rollout
-    for superseded and routed its traffic to LATEST. None compares the image alone
-    (`_runs`)."""
-    if template is None or not template.model_dump(exclude_none=True):
-        return None
-    return template
 
 
 def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:

@@ -328,6 +328,9 @@ def test_plugin_status_abort_retry_promote_undo(
     plugin(cluster, "rollout", "undo", "ro", "-n", namespace)
     status = wait_rollout(kube, namespace, "ro", "undone", phase_is("RolledBack"))["status"]
     assert status["stableRevision"] == stable
+    # known to be empty (the earlier revision set no env, args or resources): the promoted
+    # env and args nulled by the status merge patch, an empty object kept by the apiserver
+    assert status.get("stableTemplate") == {}, status.get("stableTemplate")
     # the target's spec goes back too, image, env and args (its controller then deploys it)
     undone = get_xs(kube, namespace, svc)["spec"]
     for key in ("image", "env", "args", "resources"):

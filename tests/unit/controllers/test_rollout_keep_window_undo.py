@@ -153,7 +153,9 @@ async def test_a_backend_that_patched_the_target_at_promotion_gets_its_image_bac
 
 async def test_past_the_window_undo_is_the_ordinary_undo() -> None:
     result, backend, client = await _converge(_promoted(scale_down_in=-1, action="undo/1"))
-    assert backend.calls == [("route", (("crm-00001", 100, None),))]
+    # all traffic back on the previous revision through `restore` (on Cloud Run the service's
+    # template too, review Q 1), the target patched back to its image
+    assert backend.calls == [("restore", ("crm-00001", "crm:1"))]
     assert client.patches == [{"spec": {"image": "crm:1"}}]
     assert result.status.phase.value == "RolledBack"
     assert [e.reason for e in result.events] == ["Undone"]

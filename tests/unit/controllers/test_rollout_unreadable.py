@@ -13,9 +13,18 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from test_rollout_lifecycle import STEP, T0, World, _promoted_in_keep_window
+from test_rollout_lifecycle import (
+    STEP,
+    T0,
+    World,
+    _converge_other,
+    _edit,
+    _promoted_in_keep_window,
+    _second,
+)
 
-from controllers.rollout.status import needs_finalizer
+from apis.conditions import Condition, check_invariants
+from controllers.rollout.status import handing_over, needs_finalizer
 
 pytestmark = pytest.mark.unit
 
@@ -151,3 +160,50 @@ async def test_deleting_an_unreadable_promotion_in_its_keep_window_says_what_it_
 
 def _stamp(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("target_ready", [True, False])
+async def test_an_unreadable_spec_during_a_handover_keeps_the_hold(target_ready: bool) -> None:
+    """Review Q 4: a Promoted Kubernetes Rollout handing over to an edit of its own spec
+    (Reconciling HandingOver) whose spec then cannot be read: Stalled InvalidSpec removed the
+    Reconciling condition, so the finalizer went and a newer Rollout of the target started
+    over the promotion (`target_ready`: the target already runs the promoted revision, the
+    hold being the HandingOver condition alone). The hold stays, Ready False says
+    InvalidSpec, and the conditions stay well-formed (never Reconciling and Stalled both)."""
+    world, now, _ = await _promoted_in_keep_window(True)
+    second = _second(world)
+    if target_ready:
+        world.client.target["spec"]["image"] = "crm:2"
+        world.settle()
+    _edit(world, "crm:4")
+    await world.converge(now)
+    if not target_ready:
+        world.provider.ready.discard("crm")
+    assert handing_over(world.body["status"])
+    assert needs_finalizer(world.body)
+    strategy = world.body["spec"]["strategy"]
+    world.body["spec"]["strategy"] = UNREADABLE
+    world.body["metadata"]["generation"] += 1
+    status = await world.converge(now + STEP)
+    assert status.phase.value == "Promoted"
+    assert handing_over(world.body["status"]), world.body["status"]["conditions"]
+    assert needs_finalizer(world.body), "the handover still holds the finalizer"
+    ready = _condition(world.body, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.strategy" in ready["message"]
+    assert "spec.strategy" in _condition(world.body, "Reconciling")["message"]
+    assert [reason for reason, _ in world.events] == ["InvalidSpec"]
+    conditions = [Condition.model_validate(c) for c in world.body["status"]["conditions"]]
+    assert not check_invariants(
+        generation=world.body["metadata"]["generation"],
+        observed_generation=world.body["status"]["observedGeneration"],
+        conditions=conditions,
+    )
+    other = await _converge_other(world, second, now + STEP)
+    assert other.phase.value == "Pending", other.message
+    assert "crm-2" in (other.message or "")
+    world.body["spec"]["strategy"] = strategy  # readable again: the handover carries on
+    world.body["metadata"]["generation"] += 1
+    status = await world.converge(now + 2 * STEP)
+    assert not any(c["type"] == "Stalled" for c in world.body["status"]["conditions"])
+    assert _condition(world.body, "Ready")["reason"] != "InvalidSpec"
