@@ -83,11 +83,13 @@ from controllers.rollout.rolling import Rolling
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import (
     ACTION_ANNOTATION,
+    DELETING,
     HANDING_OVER,
     SUPERSEDED,
     conditions_for,
     events_for,
     handing_over,
+    holds_promotion,
     needs_finalizer,
     pending_action,
     pinned,
@@ -131,8 +133,6 @@ SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
 INVALID_SPEC = "InvalidSpec"
 """The reason of a Rollout whose spec this operator cannot read (`_invalid`)."""
-DELETING = "Deleting"
-"""The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
 _LEFT_TO = "; the traffic is left to Rollout "
 """How an ended Rollout says another one delivering to its target has the traffic
 (`_leave_to`); removed once that one has ended."""
@@ -381,22 +381,23 @@ class RolloutReconciler:
         return status
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
-        """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or,
-        on Cloud Run, one stalled mid-way whose converge has not routed the split back yet:
-        Degraded with canaryWeight above 0) sends all traffic back to the stable revision
-        before it goes, as a rollback does (Flagger's revertOnDeletion; with a promotion
-        written and not carried out, status.promotingSince, the template too: `restore`); a
-        Kubernetes blue-green promotion still in its keep window finishes (the target patched
-        and ready on the promoted revision: without it the target would serve the old revision
-        again once the Rollout is gone); an ended one on Cloud Run (its stable revision pinned
-        by name, `pinned`; one stalled mid-way once its split is back) routes all traffic to
-        LATEST (`_to_latest`: the service's latest ready revision, which is the target's own),
-        so that a later edit of the XynergyService serves, unless another Rollout of the
-        target delivers (its split is its own); so does one whose target moved on, without
-        giving its split back first; any other lets go touching nothing. A Rollout whose spec
-        cannot be read acts the same on Cloud Run from its stored status (`_stand_in`); else
-        an Event says what it leaves (`_unreadable_release`). It never waits for
-        good: a target that is gone, or an operator without the backend, lets go at once (an
+        """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or, on
+        Cloud Run, one stalled mid-way whose converge has not routed the split back yet:
+        Degraded with canaryWeight above 0) sends all traffic back to the stable revision before
+        it goes, as a rollback does (Flagger's revertOnDeletion; with a promotion written and
+        not carried out, status.promotingSince, the template too: `restore`); a Kubernetes
+        blue-green promotion still in its keep window, or handing over to an edit of its own
+        spec (the window ended, the target rolling), finishes (the target patched and ready on
+        the promoted revision as the status recorded it, `_finish_kept`: without it the target
+        would serve the old revision again once the Rollout is gone); an ended one on Cloud Run
+        (its stable revision pinned by name, `pinned`; one stalled mid-way once its split is
+        back) routes all traffic to LATEST (`_to_latest`: the service's latest ready revision,
+        which is the target's own), so that a later edit of the XynergyService serves, unless
+        another Rollout of the target delivers (its split is its own); so does one whose target
+        moved on, without giving its split back first; any other lets go touching nothing. A
+        Rollout whose spec cannot be read acts the same on Cloud Run from its stored status
+        (`_stand_in`); else an Event says what it leaves (`_unreadable_release`). It never waits
+        for good: a target that is gone, or an operator without the backend, lets go at once (an
         Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
         after the deletion was asked for (an Event per reason saying why and how to delete at
         once), then it lets go saying what it left."""
@@ -409,11 +410,9 @@ class RolloutReconciler:
             rollout = stand_in
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
-        keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
-            status.phase == RolloutPhase.PROMOTED
-            and status.scale_down_at is not None
-            and status.traffic_routing is not None
-        )
+        # a Kubernetes blue-green promotion whose target is not patched yet, or is still
+        # rolling to it: handing over to an edit of its own spec (`_hand_over`)
+        keeping = holds_promotion(status.model_dump(by_alias=True, mode="json"))
         # mid-rollout, or stalled mid-way on Cloud Run (the split stays until a converge
         # routes it back: the weight is kept until then, _failed)
         # (a blue-green preview stalled while promoting: weight 0, promotingSince set)
@@ -427,7 +426,9 @@ class RolloutReconciler:
         latest = False  # whether the traffic was going to LATEST (`_restore_held`)
         try:
             target = await self._target(rollout)
-            new = with_overrides(target, rollout.spec)
+            # a promotion finishes with the revision it promoted (as stored), never with an
+            # edit of the spec that no converge has delivered yet
+            new = _promoted(target, rollout) if keeping else with_overrides(target, rollout.spec)
             backend = self.backends(rollout, target, new)
             if backend is None:
                 return True, Event(
@@ -439,7 +440,7 @@ class RolloutReconciler:
                 )
             work = Converge(rollout, target, new, backend, status, self.clock())
             if keeping:
-                work.name = backend.revision_name(new)
+                work.name = canary or backend.revision_name(new)
                 return await self._finish_kept(work, body)
             if backend.routing is not None:
                 # Kubernetes: the new revision's children go with the Rollout (owner
@@ -514,25 +515,56 @@ class RolloutReconciler:
     async def _finish_kept(
         self, work: Converge, body: Mapping[str, Any]
     ) -> tuple[bool, Event | None]:
-        """A Kubernetes blue-green promotion deleted within its keep window: the target is
-        patched to the promoted revision now (it would be at the window's end), and the
-        Rollout, whose new revision serves meanwhile, goes once the target runs it and is
-        ready. A target that moved on without it (superseded) is left alone, and so is one
-        another Rollout delivers to (patching it would move that one's stable revision
-        under its analysis): the Rollout lets go, an Event saying what it left."""
+        """A Kubernetes blue-green promotion deleted within its keep window, or while it hands
+        over to an edit of its own spec (Reconciling `HandingOver`: the window ended, the
+        target patched and rolling): the target is patched to the promoted revision now (it
+        would be at the window's end; `work.canary` is that revision as the status recorded
+        it, `_promoted`, never an edit of the spec not delivered yet), and the Rollout, whose
+        promoted revision serves meanwhile, goes once the target runs it and is ready. A
+        target that moved on without it (superseded) is left alone, and so is one another
+        Rollout delivers to (patching it would move that one's stable revision under its
+        analysis): the Rollout lets go, an Event saying what it left. Within the window, a
+        spec edited back to the revision the window keeps (a revert of the release, not
+        converged yet) is a switch back (`_hand_over`): the target, never patched, keeps
+        running it and the Rollout lets go."""
         rollout, status, target = work.rollout, work.status, work.target
         name = rollout.spec.target_ref.name
         promoted = status.canary_revision
         if _moved_on(work) is not None:
             return True, None
+        during = (
+            "within the blue-green keep window"
+            if status.scale_down_at is not None
+            else "while handing over to an edit of its own spec"
+        )
+        kept = _kept(status, work.now)
+        if (
+            kept is not None
+            and _runs(with_overrides(target, rollout.spec), kept.image, kept.template)
+            and _runs(target, kept.image, kept.template)
+        ):
+            return True, Event(
+                "Normal",
+                "Released",
+                f"deleted {during} after its spec was edited back to the revision the window "
+                f"keeps, {kept.revision} (image {kept.image}): XynergyService {name} still "
+                f"runs it and is not patched; the promoted revision {promoted} goes with this "
+                "Rollout",
+            )
+        edit = (
+            f"; the edit of its spec (image {rollout.spec.image}) is not delivered: the "
+            "Rollout is deleted before its delivery started"
+            if _asked_anew(work)
+            else ""
+        )
         if not settled_on(target, work.canary) and (active := await self._active_sibling(work)):
             return True, Event(
                 "Normal",
                 "Released",
-                f"deleted within the blue-green keep window while Rollout {active} delivers "
-                f"to XynergyService {name}: the target is not patched under it and keeps "
-                f"running image {target.spec.image}; the promoted revision {promoted} goes "
-                "with this Rollout",
+                f"deleted {during} while Rollout {active} delivers to XynergyService {name}: "
+                f"the target is not patched under it and keeps running image "
+                f"{target.spec.image}; the promoted revision {promoted} goes with this "
+                f"Rollout{edit}",
             )
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
@@ -540,16 +572,24 @@ class RolloutReconciler:
             return True, Event(
                 "Normal",
                 "Released",
-                f"deleted within the blue-green keep window: XynergyService {name} runs the "
-                f"promoted revision {promoted}; the old revision is no longer kept",
+                f"deleted {during}: XynergyService {name} runs the promoted revision "
+                f"{promoted} (image {work.canary.spec.image}) and is ready; the old revision is "
+                f"no longer kept{edit}",
             )
+        why = (
+            "the keep window ended early with the deletion, so the target was patched and is "
+            "rolling (until it is ready the new revision serves)"
+            if status.scale_down_at is not None
+            else "the keep window ended for an edit of the Rollout's own spec, so the target "
+            "was patched and is rolling (until it is ready the promoted revision serves)"
+        )
         return self._hold(
             rollout,
             body,
             key="TargetUpdating",
-            waits=f"for XynergyService {name} to run the promoted revision {promoted}",
-            why="the keep window ended early with the deletion, so the target was patched and "
-            "is rolling (until it is ready the new revision serves)",
+            waits=f"for XynergyService {name} to run the promoted revision {promoted} (image "
+            f"{work.canary.spec.image})",
+            why=why + edit,
             left="the target goes on rolling to it without this Rollout; until its Pods are "
             "ready the old revision serves again",
             timeout_reason="PromotionUnfinished",
@@ -2185,6 +2225,19 @@ def _unless_empty(template: RevisionTemplate | None) -> RevisionTemplate | None:
     if template is None or not template.model_dump(exclude_none=True):
         return None
     return template
+
+
+def _promoted(target: XynergyService, rollout: Rollout) -> XynergyService:
+    """The revision a Kubernetes Promoted Rollout promoted, as its status recorded it
+    (status.stableImage and stableTemplate: `_finish`), over `target`: what its deletion
+    finishes the promotion with (`release`, `_finish_kept`), as `_hand_over` does. Not the
+    target with the Rollout's spec: an edit of the spec no converge has delivered yet would
+    be patched into the target without a canary or analysis. A status without the image
+    (none is written so) falls back to the spec."""
+    status = rollout.status or RolloutStatus()
+    if not status.stable_image:
+        return with_overrides(target, rollout.spec)
+    return restored(target, status.stable_image, status.stable_template)
 
 
 def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:
