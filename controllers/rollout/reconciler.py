@@ -451,11 +451,19 @@ class RolloutReconciler:
                 if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
                     latest = True
                     return True, await self._release_moved_on(work, runs)
+            if status.phase in _ACTIVE and await self._latest_is_stable(work):
+                latest = True  # one write: LATEST is the stable revision
+                await work.backend.route(work.target, ((None, 100, None),))
+                return True, _restored(rollout, status, patched=False, latest=True)
             # the template too if a promotion was written
             patched = await self._to_stable(work) if split else False
             if status.phase in _ENDED:
                 latest = True
                 return True, await self._release_ended(work, gave_back=split, patched=patched)
+            if await self._latest_is_stable(work):  # a promotion given back: LATEST is stable
+                latest = True
+                await work.backend.route(work.target, ((None, 100, None),))
+                return True, _restored(rollout, status, patched=patched, latest=True)
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc, latest=latest)
@@ -466,11 +474,31 @@ class RolloutReconciler:
             )
         except ProviderError as exc:
             return self._restore_held(rollout, body, exc, latest=latest)
-        return True, Event(
-            "Normal",
-            "TrafficRestored",
-            f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
-            f"({canary} gets none){_patched_back(rollout, status) if patched else ''}",
+        return True, _restored(rollout, status, patched=patched, latest=False)
+
+    async def _latest_is_stable(self, work: Converge) -> bool:
+        """The deletion of a delivering Cloud Run Rollout (`release`): whether all traffic can
+        go back on the stable revision as LATEST 100 % (the service's latest ready revision)
+        rather than pinned by name, in one write. Pinned by name, it stayed so once the
+        Rollout was gone (the target's own controller does not manage Cloud Run traffic), and
+        a later edit of the XynergyService made a revision that got no traffic. So when no
+        promotion is written (its template to give back first: `_to_stable`, after which
+        this is asked again), the service's template names the stable revision (LATEST is it:
+        the new revision was made with the template given back, `ensure_canary`), the target
+        runs the stable spec the status recorded, and no other Rollout of the target
+        delivers or may be starting (`_to_latest`: a split of its own)."""
+        status, target = work.status, work.target
+        stable = status.stable_revision
+        if work.backend.routing is not None or not stable or not status.stable_image:
+            return False
+        if not _runs(target, status.stable_image, status.stable_template):
+            return False  # the target moved on (a person's edit): left pinned, as before
+        if await _promotion_written(work.backend, target, status):
+            return False
+        if (await work.backend.serving(target)).template != stable:
+            return False
+        return (
+            await self._active_sibling(work) is None and await self._starting_sibling(work) is None
         )
 
     async def _release_ended(self, work: Converge, *, gave_back: bool, patched: bool) -> Event:
@@ -2211,6 +2239,26 @@ def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
     return (
         f"; XynergyService {rollout.spec.target_ref.name} patched back to the stable spec "
         f"(image {status.stable_image}) over the promotion's patch"
+    )
+
+
+def _restored(rollout: Rollout, status: RolloutStatus, *, patched: bool, latest: bool) -> Event:
+    """The Event of a delivering Rollout's deletion that gave all traffic back (`release`):
+    to the stable revision as LATEST 100 % (`latest`, `_latest_is_stable`) or pinned by name,
+    and with the target patched back (`patched`)."""
+    stable, name = status.stable_revision, rollout.spec.target_ref.name
+    routed = (
+        f", routed as LATEST 100 % (the latest revision of XynergyService {name}, which is "
+        f"{stable} now), no longer pinned by name, so a later edit of the XynergyService serves"
+        if latest
+        else ""
+    )
+    return Event(
+        "Normal",
+        "TrafficRestored",
+        f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
+        f"({status.canary_revision} gets none)"
+        f"{_patched_back(rollout, status) if patched else ''}{routed}",
     )
 
 
