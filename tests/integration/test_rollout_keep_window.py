@@ -348,7 +348,9 @@ def test_kubernetes_deletion_during_the_handover_waits_for_the_promoted_revision
     message = _condition(waiting["status"], "Reconciling")["message"]
     assert new in message, message
     assert "(image reg.example/app:3) is not delivered" in message, message
-    said = [e for e in events_of(kube, namespace, "bg") if e["reason"] == "DeletionWaiting"]
+    # the status is written before the Event is posted
+    kube.wait_for("the DeletionWaiting Event", lambda: _said(kube, namespace, "DeletionWaiting"))
+    said = _said(kube, namespace, "DeletionWaiting")
     assert len(said) == 1, said
     assert (deployment(kube, namespace, new) or {})["spec"]["replicas"] > 0, "it still serves"
     assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
@@ -363,3 +365,7 @@ def test_kubernetes_deletion_during_the_handover_waits_for_the_promoted_revision
     wait_ready(kube, namespace, svc)
     reasons = [e["reason"] for e in events_of(kube, namespace, "bg")]
     assert "Released" in reasons, reasons
+
+
+def _said(kube: Kube, ns: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in events_of(kube, ns, "bg") if e["reason"] == reason]
