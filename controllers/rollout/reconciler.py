@@ -89,11 +89,13 @@ from controllers.rollout.rolling import Rolling
 from controllers.rollout.settings import RolloutSettings
 from controllers.rollout.status import (
     ACTION_ANNOTATION,
+    DELETING,
     HANDING_OVER,
     SUPERSEDED,
     conditions_for,
     events_for,
     handing_over,
+    holds_promotion,
     needs_finalizer,
     pending_action,
     pinned,
@@ -137,8 +139,6 @@ SPEC_PAUSED = "SpecPaused"
 """status.pauseReason of a rollout paused by spec.paused (lifting it resumes the rollout)."""
 INVALID_SPEC = "InvalidSpec"
 """The reason of a Rollout whose spec this operator cannot read (`_invalid`)."""
-DELETING = "Deleting"
-"""The Reconciling reason of a Rollout whose deletion waits (`deletion_status`)."""
 _LEFT_TO = "; the traffic is left to Rollout "
 """How an ended Rollout says another one delivering to its target has the traffic
 (`_leave_to`); removed once that one has ended."""
@@ -387,22 +387,23 @@ class RolloutReconciler:
         return status
 
     async def release(self, body: Mapping[str, Any]) -> tuple[bool, Event | None]:
-        """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or,
-        on Cloud Run, one stalled mid-way whose converge has not routed the split back yet:
-        Degraded with canaryWeight above 0) sends all traffic back to the stable revision
-        before it goes, as a rollback does (Flagger's revertOnDeletion; with a promotion
-        written and not carried out, status.promotingSince, the template too: `restore`); a
-        Kubernetes blue-green promotion still in its keep window finishes (the target patched
-        and ready on the promoted revision: without it the target would serve the old revision
-        again once the Rollout is gone); an ended one on Cloud Run (its stable revision pinned
-        by name, `pinned`; one stalled mid-way once its split is back) routes all traffic to
-        LATEST (`_to_latest`: the service's latest ready revision, which is the target's own),
-        so that a later edit of the XynergyService serves, unless another Rollout of the
-        target delivers (its split is its own); so does one whose target moved on, without
-        giving its split back first; any other lets go touching nothing. A Rollout whose spec
-        cannot be read acts the same on Cloud Run from its stored status (`_stand_in`); else
-        an Event says what it leaves (`_unreadable_release`). It never waits for
-        good: a target that is gone, or an operator without the backend, lets go at once (an
+        """Deletion of a Rollout that holds the finalizer: a Progressing or Paused one (or, on
+        Cloud Run, one stalled mid-way whose converge has not routed the split back yet:
+        Degraded with canaryWeight above 0) sends all traffic back to the stable revision before
+        it goes, as a rollback does (Flagger's revertOnDeletion; with a promotion written and
+        not carried out, status.promotingSince, the template too: `restore`); a Kubernetes
+        blue-green promotion still in its keep window, or handing over to an edit of its own
+        spec (the window ended, the target rolling), finishes (the target patched and ready on
+        the promoted revision as the status recorded it, `_finish_kept`: without it the target
+        would serve the old revision again once the Rollout is gone); an ended one on Cloud Run
+        (its stable revision pinned by name, `pinned`; one stalled mid-way once its split is
+        back) routes all traffic to LATEST (`_to_latest`: the service's latest ready revision,
+        which is the target's own), so that a later edit of the XynergyService serves, unless
+        another Rollout of the target delivers (its split is its own); so does one whose target
+        moved on, without giving its split back first; any other lets go touching nothing. A
+        Rollout whose spec cannot be read acts the same on Cloud Run from its stored status
+        (`_stand_in`); else an Event says what it leaves (`_unreadable_release`). It never waits
+        for good: a target that is gone, or an operator without the backend, lets go at once (an
         Event says what was left); otherwise it is retried until spec.progressDeadlineSeconds
         after the deletion was asked for (an Event per reason saying why and how to delete at
         once), then it lets go saying what it left."""
@@ -415,11 +416,9 @@ class RolloutReconciler:
             rollout = stand_in
         status = rollout.status or RolloutStatus()
         stable, canary = status.stable_revision, status.canary_revision
-        keeping = (  # a Kubernetes blue-green promotion whose target is not patched yet
-            status.phase == RolloutPhase.PROMOTED
-            and status.scale_down_at is not None
-            and status.traffic_routing is not None
-        )
+        # a Kubernetes blue-green promotion whose target is not patched yet, or is still
+        # rolling to it: handing over to an edit of its own spec (`_hand_over`)
+        keeping = holds_promotion(status.model_dump(by_alias=True, mode="json"))
         # mid-rollout, or stalled mid-way on Cloud Run (the split stays until a converge
         # routes it back: the weight is kept until then, _failed)
         # (a blue-green preview stalled while promoting: weight 0, promotingSince set)
@@ -433,7 +432,9 @@ class RolloutReconciler:
         latest = False  # whether the traffic was going to LATEST (`_restore_held`)
         try:
             target = await self._target(rollout)
-            new = with_overrides(target, rollout.spec)
+            # a promotion finishes with the revision it promoted (as stored), never with an
+            # edit of the spec that no converge has delivered yet
+            new = _promoted(target, rollout) if keeping else with_overrides(target, rollout.spec)
             backend = self.backends(rollout, target, new)
             if backend is None:
                 return True, Event(
@@ -445,7 +446,7 @@ class RolloutReconciler:
                 )
             work = Converge(rollout, target, new, backend, status, self.clock())
             if keeping:
-                work.name = backend.revision_name(new)
+                work.name = canary or backend.revision_name(new)
                 return await self._finish_kept(work, body)
             if backend.routing is not None:
                 # Kubernetes: the new revision's children go with the Rollout (owner
@@ -456,11 +457,19 @@ class RolloutReconciler:
                 if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
                     latest = True
                     return True, await self._release_moved_on(work, runs)
+            if status.phase in _ACTIVE and await self._latest_is_stable(work):
+                latest = True  # one write: LATEST is the stable revision
+                await work.backend.route(work.target, ((None, 100, None),))
+                return True, _restored(rollout, status, patched=False, latest=True)
             # the template too if a promotion was written
             patched = await self._to_stable(work) if split else False
             if status.phase in _ENDED:
                 latest = True
                 return True, await self._release_ended(work, gave_back=split, patched=patched)
+            if await self._latest_is_stable(work):  # a promotion given back: LATEST is stable
+                latest = True
+                await work.backend.route(work.target, ((None, 100, None),))
+                return True, _restored(rollout, status, patched=patched, latest=True)
         except StalledError as exc:
             if exc.reason not in _GONE:
                 return self._restore_held(rollout, body, exc, latest=latest)
@@ -471,11 +480,31 @@ class RolloutReconciler:
             )
         except ProviderError as exc:
             return self._restore_held(rollout, body, exc, latest=latest)
-        return True, Event(
-            "Normal",
-            "TrafficRestored",
-            f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
-            f"({canary} gets none){_patched_back(rollout, status) if patched else ''}",
+        return True, _restored(rollout, status, patched=patched, latest=False)
+
+    async def _latest_is_stable(self, work: Converge) -> bool:
+        """The deletion of a delivering Cloud Run Rollout (`release`): whether all traffic can
+        go back on the stable revision as LATEST 100 % (the service's latest ready revision)
+        rather than pinned by name, in one write. Pinned by name, it stayed so once the
+        Rollout was gone (the target's own controller does not manage Cloud Run traffic), and
+        a later edit of the XynergyService made a revision that got no traffic. So when no
+        promotion is written (its template to give back first: `_to_stable`, after which
+        this is asked again), the service's template names the stable revision (LATEST is it:
+        the new revision was made with the template given back, `ensure_canary`), the target
+        runs the stable spec the status recorded, and no other Rollout of the target
+        delivers or may be starting (`_to_latest`: a split of its own)."""
+        status, target = work.status, work.target
+        stable = status.stable_revision
+        if work.backend.routing is not None or not stable or not status.stable_image:
+            return False
+        if not _runs(target, status.stable_image, status.stable_template):
+            return False  # the target moved on (a person's edit): left pinned, as before
+        if await _promotion_written(work.backend, target, status):
+            return False
+        if (await work.backend.serving(target)).template != stable:
+            return False
+        return (
+            await self._active_sibling(work) is None and await self._starting_sibling(work) is None
         )
 
     async def _release_ended(self, work: Converge, *, gave_back: bool, patched: bool) -> Event:
@@ -520,25 +549,56 @@ class RolloutReconciler:
     async def _finish_kept(
         self, work: Converge, body: Mapping[str, Any]
     ) -> tuple[bool, Event | None]:
-        """A Kubernetes blue-green promotion deleted within its keep window: the target is
-        patched to the promoted revision now (it would be at the window's end), and the
-        Rollout, whose new revision serves meanwhile, goes once the target runs it and is
-        ready. A target that moved on without it (superseded) is left alone, and so is one
-        another Rollout delivers to (patching it would move that one's stable revision
-        under its analysis): the Rollout lets go, an Event saying what it left."""
+        """A Kubernetes blue-green promotion deleted within its keep window, or while it hands
+        over to an edit of its own spec (Reconciling `HandingOver`: the window ended, the
+        target patched and rolling): the target is patched to the promoted revision now (it
+        would be at the window's end; `work.canary` is that revision as the status recorded
+        it, `_promoted`, never an edit of the spec not delivered yet), and the Rollout, whose
+        promoted revision serves meanwhile, goes once the target runs it and is ready. A
+        target that moved on without it (superseded) is left alone, and so is one another
+        Rollout delivers to (patching it would move that one's stable revision under its
+        analysis): the Rollout lets go, an Event saying what it left. Within the window, a
+        spec edited back to the revision the window keeps (a revert of the release, not
+        converged yet) is a switch back (`_hand_over`): the target, never patched, keeps
+        running it and the Rollout lets go."""
         rollout, status, target = work.rollout, work.status, work.target
         name = rollout.spec.target_ref.name
         promoted = status.canary_revision
         if _moved_on(work) is not None:
             return True, None
+        during = (
+            "within the blue-green keep window"
+            if status.scale_down_at is not None
+            else "while handing over to an edit of its own spec"
+        )
+        kept = _kept(status, work.now)
+        if (
+            kept is not None
+            and _runs(with_overrides(target, rollout.spec), kept.image, kept.template)
+            and _runs(target, kept.image, kept.template)
+        ):
+            return True, Event(
+                "Normal",
+                "Released",
+                f"deleted {during} after its spec was edited back to the revision the window "
+                f"keeps, {kept.revision} (image {kept.image}): XynergyService {name} still "
+                f"runs it and is not patched; the promoted revision {promoted} goes with this "
+                "Rollout",
+            )
+        edit = (
+            f"; the edit of its spec (image {rollout.spec.image}) is not delivered: the "
+            "Rollout is deleted before its delivery started"
+            if _asked_anew(work)
+            else ""
+        )
         if not settled_on(target, work.canary) and (active := await self._active_sibling(work)):
             return True, Event(
                 "Normal",
                 "Released",
-                f"deleted within the blue-green keep window while Rollout {active} delivers "
-                f"to XynergyService {name}: the target is not patched under it and keeps "
-                f"running image {target.spec.image}; the promoted revision {promoted} goes "
-                "with this Rollout",
+                f"deleted {during} while Rollout {active} delivers to XynergyService {name}: "
+                f"the target is not patched under it and keeps running image "
+                f"{target.spec.image}; the promoted revision {promoted} goes with this "
+                f"Rollout{edit}",
             )
         if not settled_on(target, work.canary):
             await self._patch_target(work, promotion_patch(work.canary))
@@ -546,16 +606,24 @@ class RolloutReconciler:
             return True, Event(
                 "Normal",
                 "Released",
-                f"deleted within the blue-green keep window: XynergyService {name} runs the "
-                f"promoted revision {promoted}; the old revision is no longer kept",
+                f"deleted {during}: XynergyService {name} runs the promoted revision "
+                f"{promoted} (image {work.canary.spec.image}) and is ready; the old revision is "
+                f"no longer kept{edit}",
             )
+        why = (
+            "the keep window ended early with the deletion, so the target was patched and is "
+            "rolling (until it is ready the new revision serves)"
+            if status.scale_down_at is not None
+            else "the keep window ended for an edit of the Rollout's own spec, so the target "
+            "was patched and is rolling (until it is ready the promoted revision serves)"
+        )
         return self._hold(
             rollout,
             body,
             key="TargetUpdating",
-            waits=f"for XynergyService {name} to run the promoted revision {promoted}",
-            why="the keep window ended early with the deletion, so the target was patched and "
-            "is rolling (until it is ready the new revision serves)",
+            waits=f"for XynergyService {name} to run the promoted revision {promoted} (image "
+            f"{work.canary.spec.image})",
+            why=why + edit,
             left="the target goes on rolling to it without this Rollout; until its Pods are "
             "ready the old revision serves again",
             timeout_reason="PromotionUnfinished",
@@ -2245,6 +2313,39 @@ def _patched_back(rollout: Rollout, status: RolloutStatus) -> str:
         f"; XynergyService {rollout.spec.target_ref.name} patched back to the stable spec "
         f"(image {status.stable_image}) over the promotion's patch"
     )
+
+
+def _restored(rollout: Rollout, status: RolloutStatus, *, patched: bool, latest: bool) -> Event:
+    """The Event of a delivering Rollout's deletion that gave all traffic back (`release`):
+    to the stable revision as LATEST 100 % (`latest`, `_latest_is_stable`) or pinned by name,
+    and with the target patched back (`patched`)."""
+    stable, name = status.stable_revision, rollout.spec.target_ref.name
+    routed = (
+        f", routed as LATEST 100 % (the latest revision of XynergyService {name}, which is "
+        f"{stable} now), no longer pinned by name, so a later edit of the XynergyService serves"
+        if latest
+        else ""
+    )
+    return Event(
+        "Normal",
+        "TrafficRestored",
+        f"deleted while {status.phase}: all traffic back on the stable revision {stable} "
+        f"({status.canary_revision} gets none)"
+        f"{_patched_back(rollout, status) if patched else ''}{routed}",
+    )
+
+
+def _promoted(target: XynergyService, rollout: Rollout) -> XynergyService:
+    """The revision a Kubernetes Promoted Rollout promoted, as its status recorded it
+    (status.stableImage and stableTemplate: `_finish`), over `target`: what its deletion
+    finishes the promotion with (`release`, `_finish_kept`), as `_hand_over` does. Not the
+    target with the Rollout's spec: an edit of the spec no converge has delivered yet would
+    be patched into the target without a canary or analysis. A status without the image
+    (none is written so) falls back to the spec."""
+    status = rollout.status or RolloutStatus()
+    if not status.stable_image:
+        return with_overrides(target, rollout.spec)
+    return restored(target, status.stable_image, status.stable_template)
 
 
 def _kept(status: RolloutStatus, now: dt.datetime) -> RevisionRecord | None:

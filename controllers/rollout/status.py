@@ -28,12 +28,14 @@ from controllers.core.events import Event
 __all__ = [
     "ACTION_ANNOTATION",
     "ANALYSIS",
+    "DELETING",
     "HANDING_OVER",
     "MAX_RUNS",
     "SUPERSEDED",
     "conditions_for",
     "events_for",
     "handing_over",
+    "holds_promotion",
     "needs_finalizer",
     "pending_action",
     "pinned",
@@ -48,6 +50,10 @@ HANDING_OVER = "HandingOver"
 promotion still held the target: it finishes that promotion (the target patched to the
 promoted revision, which serves until the target runs it and is ready), then starts the new
 delivery from it."""
+DELETING = "Deleting"
+"""The Reconciling reason of a Rollout whose deletion waits (the reconciler's
+`deletion_status`). It takes the place of `HandingOver` in the condition while a handover's
+deletion is held (`holds_promotion`)."""
 SUPERSEDED = "superseded: "
 """The start of an ended Rollout's message once its target has moved on without it."""
 MAX_RUNS = 10
@@ -92,11 +98,11 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
     promoted revision serving until the target runs it and is ready). kopf adds the
     finalizer while this holds and removes it on the first event after it stops holding (the
     status write that ends the rollout or its keep window, or a converge finding an ended
-    Cloud Run Rollout superseded), so deleting such a Rollout touches nothing."""
+    Cloud Run Rollout superseded), so deleting such a Rollout touches nothing. A deletion
+    held for either (`holds_promotion`) keeps it until the release lets go."""
     status = body.get("status") or {}
     if status.get("trafficRouting"):  # Kubernetes: only a blue-green promotion's keep window
-        promoted = status.get("phase") == RolloutPhase.PROMOTED
-        return promoted and (bool(status.get("scaleDownAt")) or handing_over(status))
+        return holds_promotion(status)
     phase = status.get("phase")
     if phase in _MAY_SPLIT:
         return True
@@ -116,10 +122,30 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
 
 def handing_over(status: Mapping[str, Any]) -> bool:
     """Reconciling `HandingOver` (the reconciler's handover to an edit of its own spec)."""
+    return _reconciling(status, HANDING_OVER)
+
+
+def holds_promotion(status: Mapping[str, Any]) -> bool:
+    """A Kubernetes (status.trafficRouting) Promoted Rollout whose blue-green promotion still
+    holds the target: within its keep window (status.scaleDownAt: the target not patched
+    yet), handing over to an edit of its own spec (Reconciling `HandingOver`: the target
+    patched and rolling, the promoted revision serving until it is ready), or either with
+    its deletion held (Reconciling `Deleting`, which the held deletion's status writes over
+    `HandingOver`; only a deletion held for such a promotion writes it on Kubernetes)."""
+    return (
+        bool(status.get("trafficRouting"))
+        and status.get("phase") == RolloutPhase.PROMOTED
+        and (
+            bool(status.get("scaleDownAt"))
+            or handing_over(status)
+            or _reconciling(status, DELETING)
+        )
+    )
+
+
+def _reconciling(status: Mapping[str, Any], reason: str) -> bool:
     return any(
-        c.get("type") == "Reconciling"
-        and c.get("status") == "True"
-        and c.get("reason") == HANDING_OVER
+        c.get("type") == "Reconciling" and c.get("status") == "True" and c.get("reason") == reason
         for c in status.get("conditions") or []
     )
 

@@ -135,8 +135,13 @@ def test_deleting_a_rollout_mid_canary_returns_all_traffic_to_the_stable_revisio
         "the deleted Rollout gone",
         lambda: kube.get(rollout_url(namespace, "ro")).status_code == 404,
     )
-    assert served(fake, svc) == [(stable, 100, "")]
-    assert "TrafficRestored" in [e["reason"] for e in events_of(kube, namespace, "ro")]
+    # back on the stable revision as LATEST (review O 3): no longer pinned by name, so a
+    # later edit of the XynergyService serves
+    assert served(fake, svc) == [("LATEST", 100, "")]
+    assert latest_ready(fake, svc) == stable
+    restored = [e for e in events_of(kube, namespace, "ro") if e["reason"] == "TrafficRestored"]
+    assert restored, events_of(kube, namespace, "ro")
+    assert "routed as LATEST 100 %" in restored[0]["message"]
 
     # an ended Rollout loses the finalizer, and deleting it touches nothing
     create_rollout(kube, namespace, "now", target=svc, image=IMAGE_2,

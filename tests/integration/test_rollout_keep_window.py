@@ -320,3 +320,52 @@ def test_kubernetes_edit_within_the_keep_window_hands_over_to_the_promoted_revis
     assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
     kube.wait_for("the promoted revision's children gone",
                   lambda: deployment(kube, namespace, new) is None)  # fmt: skip
+
+
+def test_kubernetes_deletion_during_the_handover_waits_for_the_promoted_revision(
+    kube: Kube, rollout_operator: Operator, namespace: str
+) -> None:
+    """Review O (r1). The Rollout's own image edited within its keep window hands over (the
+    window ended, the target patched to the promoted revision and rolling, the promoted
+    revision serving everything); deleted then, it let go at once and its promoted
+    Deployment went by garbage collection while the target still could not run the promoted
+    revision. The deletion waits (DeletionWaiting; a ResourceQuota holds the target's new
+    Pods) with the promoted revision serving, never patches the edit in, and lets go once the
+    target runs the promoted revision and is ready."""
+    svc = unique("ai")
+    create_xs(kube, namespace, svc, backend="kubernetes", port=8080,
+              routes=[{"prefix": f"/api/v2/{svc}"}])  # fmt: skip
+    wait_ready(kube, namespace, svc)
+    new = _promoted(kube, namespace, svc, "reg.example/app:2")
+    _quota(kube, namespace, 0)  # the Pods running stay; the target's new ones are refused
+    merge_patch(kube, rollout_url(namespace, "bg"), {"spec": {"image": "reg.example/app:3"}})
+    wait_rollout(kube, namespace, "bg", "handing over",
+                 lambda st: _condition(st, "Reconciling").get("reason") == "HandingOver")  # fmt: skip
+    assert kube.delete(rollout_url(namespace, "bg")).status_code == 200
+
+    waiting = wait_rollout(kube, namespace, "bg", "saying the deletion waits",
+                           lambda st: _condition(st, "Reconciling").get("reason") == "Deleting")  # fmt: skip
+    message = _condition(waiting["status"], "Reconciling")["message"]
+    assert new in message, message
+    assert "(image reg.example/app:3) is not delivered" in message, message
+    # the status is written before the Event is posted
+    kube.wait_for("the DeletionWaiting Event", lambda: _said(kube, namespace, "DeletionWaiting"))
+    said = _said(kube, namespace, "DeletionWaiting")
+    assert len(said) == 1, said
+    assert (deployment(kube, namespace, new) or {})["spec"]["replicas"] > 0, "it still serves"
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
+
+    _quota(kube, namespace, 100)
+    kube.wait_for(
+        "the deleted Rollout gone",
+        lambda: kube.get(rollout_url(namespace, "bg")).status_code == 404,
+        timeout=120,
+    )
+    assert get_xs(kube, namespace, svc)["spec"]["image"] == "reg.example/app:2"
+    wait_ready(kube, namespace, svc)
+    reasons = [e["reason"] for e in events_of(kube, namespace, "bg")]
+    assert "Released" in reasons, reasons
+
+
+def _said(kube: Kube, ns: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in events_of(kube, ns, "bg") if e["reason"] == reason]

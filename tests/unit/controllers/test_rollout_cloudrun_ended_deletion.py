@@ -1,5 +1,6 @@
 """Deleting an ended Cloud Run Rollout (aborted or rolled back: its stable revision pinned by
-name at 100 %) routes the service's traffic to LATEST before it goes, so a later edit of the
+name at 100 %), or a delivering one whose target runs the stable spec, routes the service's
+traffic to LATEST before it goes, so a later edit of the
 XynergyService (whose controller does not manage Cloud Run traffic) serves; it holds the
 finalizer until then. A Rollout delivering to the same target keeps the traffic. A Rollout
 whose spec cannot be read is released from its stored status the same way. (And a Rollout
@@ -256,3 +257,52 @@ async def test_an_undone_rollout_is_not_taken_for_superseded_at_its_next_converg
     status = await world.converge(now + STEP)
     assert not status.message.startswith("superseded"), status.message
     assert world.traffic() == [(STABLE, 100, "")], "the undo's pin stays while it exists"
+
+
+async def test_deleting_a_delivering_rollout_routes_the_stable_revision_as_latest(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review O (3). Deleting a Progressing Rollout returned all traffic to the stable revision
+    pinned by name and let go: once it was gone the service stayed pinned, and a later edit
+    of the XynergyService made a revision that got no traffic (as for an ended one before).
+    The target runs the stable spec and no other Rollout delivers: all traffic goes back as
+    LATEST 100 % (the stable revision: the service's template names it), in one write."""
+    world, canary, now = await at_last_step(cloud_run)
+    assert world.traffic() == [(STABLE, 80, "stable"), (canary, 20, "canary")]
+    writes = world.writes()
+    gone, event = await world.reconciler.release(_deleted(world, now))
+    assert gone
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "TrafficRestored")
+    assert f"all traffic back on the stable revision {STABLE} ({canary} gets none)" in (
+        event.message
+    )
+    assert "routed as LATEST 100 %" in event.message
+    assert world.traffic() == [("LATEST", 100, "")]
+    assert world.served() == {STABLE: 100}
+    assert world.template_revision() == STABLE
+    assert world.writes() == writes + 1, "one write"
+
+    edited = await _edit_target(world)
+    assert edited not in (STABLE, canary)
+    assert world.served() == {edited: 100}, "the target's edit serves once the Rollout is gone"
+
+
+async def test_deleting_a_delivering_rollout_pins_the_stable_while_another_may_start(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Another Rollout of the target that may start now (not started, not held back): its
+    first write (the new revision with its tag) may be in before its status says so, and a
+    LATEST written meanwhile would take its tag away; the stable revision is pinned by name,
+    as before."""
+    world, _, now = await at_last_step(cloud_run)
+    newer = rollout_body(NAME, CANARY, deadline=60)
+    newer["metadata"].update(name="ro-2", uid="uid-ro-2")
+    newer["spec"]["image"] = NEW_IMAGE
+    world.client.rollouts = [world.body, newer]
+    gone, event = await world.reconciler.release(_deleted(world, now))
+    assert gone
+    assert event is not None
+    assert event.reason == "TrafficRestored"
+    assert "LATEST" not in event.message
+    assert world.traffic() == [(STABLE, 100, "")]

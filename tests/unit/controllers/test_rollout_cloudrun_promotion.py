@@ -275,6 +275,9 @@ async def test_a_deletion_while_the_promotion_runs_gives_the_template_back(
     assert event.reason == "TrafficRestored"
     assert world.served() == {STABLE: 100}
     assert world.template_revision() == STABLE
+    # the template given back names the stable revision: then LATEST, not pinned by name
+    assert world.traffic() == [("LATEST", 100, "")], "a later edit of the target serves"
+    assert "routed as LATEST 100 %" in event.message
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
 
 
@@ -846,6 +849,7 @@ async def test_a_deletion_after_a_lost_promotion_status_patches_the_target_back(
     assert event.reason == "TrafficRestored", event
     assert "XynergyService crm patched back to the stable spec (image " in event.message
     assert world.served() == {STABLE: 100}
+    assert world.traffic() == [("LATEST", 100, "")], "the target patched back runs it"
     assert world.client.target["spec"]["image"].endswith(":1"), "patched back"
     assert await world.target_converge() == 0, "the target's controller has nothing to write"
 

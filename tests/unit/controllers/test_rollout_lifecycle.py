@@ -1833,3 +1833,112 @@ async def test_the_handover_removes_the_promoted_revision_only_once_no_status_ro
     else:
         raise AssertionError(f"{promoted} never removed: {world.body['status']}")
     assert status.phase.value == "Progressing", status.message
+
+
+@pytest.mark.parametrize(
+    ("edit", "edited"),
+    [
+        ({"image": "crm:4"}, "crm:4"),
+        ({"template": {"env": [{"name": "MODE", "value": "b"}]}}, "crm:2"),
+    ],
+)
+async def test_a_deletion_after_an_edit_not_converged_finishes_the_promoted_revision(
+    edit: dict[str, Any], edited: str
+) -> None:
+    """Review O (r6). crm-2 promoted crm:2 (env MODE=a) and keeps crm:1 for its window; its
+    spec is edited (image crm:4, or env MODE=b) and the Rollout is deleted before any
+    converge saw the edit (the operator busy or down, a GitOps prune). The deletion patched
+    the target with the edit, delivered with no canary and no analysis and called "the
+    promoted revision". It finishes the promotion it made: the target gets crm:2 with the env
+    it was promoted with, and the Event says the edit is not delivered."""
+    world, now, promoted = await _promoted_in_keep_window(
+        True, template={"env": [{"name": "MODE", "value": "a"}]}
+    )
+    world.body["spec"].update(edit)
+    world.body["metadata"]["generation"] += 1
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    world.reconciler.clock = lambda: now + STEP
+    promoted_spec = {"image": "crm:2", "env": [{"name": "MODE", "value": "a"}]}
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone, "it waits for the target to run the promoted revision"
+    assert world.client.patches == [{"spec": promoted_spec}]
+    assert event is not None
+    assert event.reason == "DeletionWaiting"
+    assert f"the promoted revision {promoted} (image crm:2)" in event.message
+    assert f"the edit of its spec (image {edited}) is not delivered: the Rollout is deleted" in (
+        event.message
+    )
+    assert promoted in world.provider.deployments(), "the promoted revision serves meanwhile"
+    world.provider.ready.discard("crm")  # the target's Deployment rolls to crm:2
+    world.settle()
+    world.provider.ready.add("crm")
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone
+    assert event is not None
+    assert event.reason == "Released"
+    assert f"runs the promoted revision {promoted} (image crm:2)" in event.message
+    assert world.client.patches == [{"spec": promoted_spec}], "patched once"
+
+
+async def test_a_deletion_during_the_handover_waits_for_the_target_to_run_the_promoted_one() -> (
+    None
+):
+    """Review O (r1). The Rollout's own spec edited in its keep window: the handover ended the
+    window (the target patched to crm:2 and rolling; the promoted revision serving everything
+    until the target is ready). Deleted then, it let go at once, and the promoted Deployment
+    went by garbage collection while the target's Service still ran crm:1 or was not ready.
+    The deletion waits (DeletionWaiting) until the target runs crm:2 and is ready, never
+    patching the edit (crm:4) in."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    _edit(world, "crm:4")
+    status = await world.converge(now)
+    world.provider.ready.discard("crm")  # rolling to crm:2
+    assert _condition(status, "Reconciling").reason == "HandingOver"
+    assert needs_finalizer(world.body)
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now + STEP)
+    world.reconciler.clock = lambda: now + 2 * STEP
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone, "the promoted revision serves until the target is ready"
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "DeletionWaiting")
+    assert "the keep window ended for an edit of the Rollout's own spec" in event.message
+    assert "(image crm:4) is not delivered" in event.message
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}], "patched by the handover"
+    assert promoted in world.provider.deployments()
+    deletion = world.reconciler.deletion_status(world.body)
+    assert deletion is not None
+    assert _condition(deletion, "Reconciling").reason == "Deleting"
+    # as the core writes it: Reconciling `Deleting` in place of `HandingOver`
+    world.body["status"] = deletion.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert needs_finalizer(world.body), "the held deletion keeps the finalizer"
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone, "still held: the target is not ready"
+    assert event is not None
+    assert event.reason == "DeletionWaiting"
+    world.settle()
+    world.provider.ready.add("crm")
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone
+    assert event is not None
+    assert event.reason == "Released"
+    assert "while handing over to an edit of its own spec" in event.message
+    assert world.client.target["spec"]["image"] == "crm:2"
+    assert world.client.patches == [{"spec": {"image": "crm:2"}}]
+
+
+async def test_a_deletion_after_an_edit_back_to_the_kept_revision_leaves_the_target_on_it() -> None:
+    """A revert of the release to the kept revision (crm:1) within the window, deleted before
+    a converge saw it: as the converge would switch back (`_hand_over`), the target, which
+    still runs crm:1, is not patched to the promoted crm:2, and the Rollout goes at once."""
+    world, now, promoted = await _promoted_in_keep_window(True)
+    kept = world.body["status"]["history"][0]["revision"]
+    _edit(world, "crm:1")
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now)
+    world.reconciler.clock = lambda: now + STEP
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+    assert gone
+    assert world.client.patches == [], "the target stays on the kept revision"
+    assert event is not None
+    assert event.reason == "Released"
+    assert f"edited back to the revision the window keeps, {kept} (image crm:1)" in event.message
+    assert f"the promoted revision {promoted} goes with this Rollout" in event.message
