@@ -1169,6 +1169,11 @@ class RolloutReconciler:
                 "it hands over to an edit of its own spec, whose delivery starts from the "
                 "promoted revision once the target runs it and is ready"
             )
+        if holds_promotion(status):  # its deletion held (Reconciling Deleting) until then
+            return (
+                "it is being deleted and finishes its promotion first: its new revision "
+                "serves until the target runs it and is ready"
+            )
         return None
 
     # ---- acting ------------------------------------------------------------------------------
@@ -2275,7 +2280,8 @@ def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event 
     (its weight), a promotion written and not finished (status.promotingSince: the service's
     template may name the new revision, with a blue-green preview stalled while promoting at
     weight 0), or a Kubernetes blue-green promotion within its keep window (the target not
-    patched: it runs the old revision again once the Rollout is gone)."""
+    patched: it runs the old revision again once the Rollout is gone) or handing over to an
+    edit of its spec (the target patched, perhaps not ready: the promoted revision goes)."""
     try:
         held = RolloutStatus.model_validate(body.get("status") or {})
     except ValidationError:
@@ -2284,8 +2290,17 @@ def _unreadable_release(body: Mapping[str, Any], exc: ValidationError) -> Event 
     target = ((body.get("spec") or {}).get("targetRef") or {}).get("name") or "its target"
     new = held.canary_revision or "the new revision"
     if held.phase == RolloutPhase.PROMOTED:
-        if held.traffic_routing is None or held.scale_down_at is None:
+        if held.traffic_routing is None or not holds_promotion(body.get("status") or {}):
             return None
+        if held.scale_down_at is None:  # handing over: the target patched, maybe not ready
+            return Event(
+                "Warning",
+                "PromotionUnfinished",
+                f"{cannot}: XynergyService {target} was patched to the promoted revision's "
+                f"image {held.canary_image or held.stable_image or '(unknown)'} and may not "
+                f"be ready yet; the promoted revision {new}, which served everything, goes "
+                "with the Rollout now, so requests fail until the target is ready",
+            )
         return Event(
             "Warning",
             "PromotionUnfinished",

@@ -1942,3 +1942,59 @@ async def test_a_deletion_after_an_edit_back_to_the_kept_revision_leaves_the_tar
     assert event.reason == "Released"
     assert f"edited back to the revision the window keeps, {kept} (image crm:1)" in event.message
     assert f"the promoted revision {promoted} goes with this Rollout" in event.message
+
+
+async def test_a_newer_rollout_waits_while_a_deleted_handover_finishes_its_promotion() -> None:
+    """Replica routing (no status.traffic): a Rollout handing over to an edit of its own spec
+    is deleted while its target still rolls; its deletion is held (Reconciling `Deleting`
+    over `HandingOver`, the message no longer ending with the settling marker). A newer
+    Rollout converging once the target is ready, before the deleted one's release is tried
+    again, still waits: the deleted one's promoted Deployment serves until it lets go, and
+    a canary started beside it would get a share of the wrong size (review T 1)."""
+    world, now, _ = await _promoted_in_keep_window(False)
+    _edit(world, "crm:4")
+    await world.converge(now)
+    world.provider.ready.discard("crm")  # the target rolls to the promoted revision
+    second = _second(world)
+    await _converge_other(world, second, now)
+    world.provider.ready.discard("crm")
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now + STEP)
+    world.reconciler.clock = lambda: now + 2 * STEP
+    gone, _ = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone
+    deletion = world.reconciler.deletion_status(world.body)
+    assert deletion is not None
+    world.body["status"] = deletion.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert needs_finalizer(world.body)
+    world.settle()
+    world.provider.ready.add("crm")  # ready on the promoted revision; release not tried yet
+
+    after = await _converge_other(world, second, now + 3 * STEP)
+
+    assert after.phase.value == "Pending"
+    assert "being deleted and finishes its promotion first" in (after.message or "")
+
+
+async def test_deleting_an_unreadable_rollout_during_a_handover_says_what_it_leaves() -> None:
+    """A Rollout handing over whose spec this operator then cannot read keeps its hold
+    (Reconciling HandingOver, the finalizer); deleting it cannot finish the promotion (no
+    target known from the spec), and it must not let go silently: a Warning says the
+    promoted revision goes before the target may be ready (review T 2)."""
+    world, now, _ = await _promoted_in_keep_window(False)
+    _edit(world, "crm:4")
+    await world.converge(now)
+    world.provider.ready.discard("crm")  # the target rolls to the promoted revision
+    world.body["spec"]["strategy"] = {"bogus": {}}  # a spec this operator cannot read
+    world.body["metadata"]["generation"] += 1
+    await world.converge(now + STEP)
+    world.provider.ready.discard("crm")
+    assert needs_finalizer(world.body)
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now + 2 * STEP)
+    world.reconciler.clock = lambda: now + 2 * STEP
+
+    gone, event = await world.reconciler.release(copy.deepcopy(world.body))
+
+    assert gone
+    assert event is not None
+    assert (event.type, event.reason) == ("Warning", "PromotionUnfinished")
+    assert "may not be ready yet" in event.message
