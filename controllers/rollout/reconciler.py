@@ -140,6 +140,9 @@ SPEC_PAUSED = "SpecPaused"
 INVALID_SPEC = "InvalidSpec"
 """The reason of a Rollout whose spec this operator cannot read (`_invalid`)."""
 _LEFT_TO = "; the traffic is left to Rollout "
+# appended while a Rollout found superseded waits to route LATEST (`_superseded`); removed once
+# it is marked superseded or its target runs what it left again (`_hold_ended`)
+_LATEST_WAITS = "; found superseded, waiting: "
 """How an ended Rollout says another one delivering to its target has the traffic
 (`_leave_to`); removed once that one has ended."""
 CONFLICT = "RolloutConflict"
@@ -1669,6 +1672,8 @@ class RolloutReconciler:
         runs = _moved_on(work)
         if runs is not None:
             return await self._superseded(work, runs)
+        if _LATEST_WAITS[2:] in (status.message or ""):  # the target came back: no wait
+            status.message = _without_latest_wait(status.message) or None
         if (status.message or "").startswith(SUPERSEDED):  # the target came back to it
             left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
             status.message = f"the target runs revision {left or status.stable_revision} again"
@@ -1859,10 +1864,14 @@ class RolloutReconciler:
             if not await self._to_latest(work) and await self._active_sibling(work) is None:
                 waits_for = await self._latest_waits_for(work)
                 if waits_for is not None:
+                    # after what the message said (a rollback's or a stall's reason), removed
+                    # once superseded or the target runs what it left again (`_hold_ended`)
+                    said = _without_latest_wait(status.message)
                     status.message = (
-                        f"{moved_on}; its traffic, pinned to revision {status.stable_revision}"
-                        f", goes to LATEST (the target's own revision) once Rollout "
-                        f"{waits_for} has started or let go of the service"
+                        f"{said}{_LATEST_WAITS if said else _LATEST_WAITS[2:]}{moved_on}; its "
+                        f"traffic, pinned to revision {status.stable_revision}, goes to LATEST "
+                        f"(the target's own revision) once Rollout {waits_for} has started or "
+                        "let go of the service"
                     )
                     work.wait = self.settings.poll_seconds
                     work.reason = "Superseded"
@@ -2532,6 +2541,15 @@ def _ignored(work: Converge) -> list[Event]:
             "shifts traffic between revisions and sizes each revision itself",
         )
     ]
+
+
+def _without_latest_wait(message: str | None) -> str:
+    """A status message without the wait `_superseded` appends (`_LATEST_WAITS`)."""
+    message = message or ""
+    head, sep, _ = message.partition(_LATEST_WAITS)
+    if sep:
+        return head
+    return "" if message.startswith(_LATEST_WAITS[2:]) else message
 
 
 def _left(status: RolloutStatus) -> str:

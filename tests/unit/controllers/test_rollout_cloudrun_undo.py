@@ -269,3 +269,27 @@ async def test_a_superseded_split_still_waits_for_a_starting_rollout_that_does_n
     started = await world.converge(now + 2 * STEP, body=newer)
     assert started.phase is not None
     assert started.phase.value == "Progressing", started.message
+
+
+async def test_the_wait_for_latest_keeps_the_message_it_follows_and_goes_with_it(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review S 4: the wait for a starting Rollout before LATEST replaced the status message
+    (an abort's or a stall's reason was lost); it is appended, and removed once the target
+    runs what the Rollout left again."""
+    world, _, now = await at_last_step(cloud_run)
+    world.ask("abort/1")
+    aborted = await world.converge(now)
+    said = aborted.message or ""
+    assert said
+    world.client.rollouts = [world.body, _sibling("us-docker.pkg.dev/xynergy-test/platform/crm:3")]
+    stable_image = world.client.target["spec"]["image"]
+    world.client.target["spec"]["image"] = EDITED_IMAGE
+    await world.target_converge()
+    status = await world.converge(now + STEP)
+    assert (status.message or "").startswith(f"{said}; found superseded, waiting: "), status.message
+    assert "once Rollout ro-2 has started" in (status.message or "")
+    world.client.target["spec"]["image"] = stable_image  # edited back
+    await world.target_converge()
+    status = await world.converge(now + 2 * STEP)
+    assert status.message == said
