@@ -140,6 +140,9 @@ SPEC_PAUSED = "SpecPaused"
 INVALID_SPEC = "InvalidSpec"
 """The reason of a Rollout whose spec this operator cannot read (`_invalid`)."""
 _LEFT_TO = "; the traffic is left to Rollout "
+# appended while a Rollout found superseded waits to route LATEST (`_superseded`); removed once
+# it is marked superseded or its target runs what it left again (`_hold_ended`)
+_LATEST_WAITS = "; found superseded, waiting: "
 """How an ended Rollout says another one delivering to its target has the traffic
 (`_leave_to`); removed once that one has ended."""
 CONFLICT = "RolloutConflict"
@@ -456,6 +459,8 @@ class RolloutReconciler:
                 work.name = backend.revision_name(new)
                 if (runs := _moved_on(work)) is not None:  # superseded: the target's own now
                     latest = True
+                    if (waits := await self._latest_held(work, body)) is not None:
+                        return waits
                     return True, await self._release_moved_on(work, runs)
             if status.phase in _ACTIVE and await self._latest_is_stable(work):
                 latest = True  # one write: LATEST is the stable revision
@@ -465,6 +470,8 @@ class RolloutReconciler:
             patched = await self._to_stable(work) if split else False
             if status.phase in _ENDED:
                 latest = True
+                if (waits := await self._latest_held(work, body)) is not None:
+                    return waits
                 return True, await self._release_ended(work, gave_back=split, patched=patched)
             if await self._latest_is_stable(work):  # a promotion given back: LATEST is stable
                 latest = True
@@ -507,6 +514,43 @@ class RolloutReconciler:
             await self._active_sibling(work) is None and await self._starting_sibling(work) is None
         )
 
+    async def _latest_held(
+        self, work: Converge, body: Mapping[str, Any]
+    ) -> tuple[bool, Event | None] | None:
+        """The deletion of an ended Cloud Run Rollout whose traffic goes to LATEST
+        (`_release_ended`, `_release_moved_on`) while no other Rollout of the target delivers
+        but one may be starting or still holds the service (`_latest_waits_for`, which never
+        names one waiting for this Rollout): LATEST written now would take its traffic, and
+        letting go without it would leave the traffic pinned by revision name for good (the
+        other one may never start). The deletion waits (a Normal `DeletionWaiting`), retried
+        until spec.progressDeadlineSeconds after it was asked for (`_hold`): once the other
+        one delivers its traffic is its own; once it is gone or has let go of the service,
+        LATEST is written. None when the deletion need not wait."""
+        status = work.status
+        if work.backend.routing is not None or status.phase == RolloutPhase.PROMOTED:
+            return None
+        if not status.stable_revision or await self._active_sibling(work) is not None:
+            return None
+        waits_for = await self._latest_waits_for(work)
+        if waits_for is None:
+            return None
+        name = work.rollout.spec.target_ref.name
+        return self._hold(
+            work.rollout,
+            body,
+            key="WaitingForSibling",
+            waits=f"to route all traffic of XynergyService {name} to its latest revision "
+            "(LATEST 100 %)",
+            why=f"Rollout {waits_for} of the same target may be starting or still holds the "
+            "service, and LATEST written now would take its traffic; it is routed once that "
+            "Rollout delivers (its traffic is then its own), lets go of the service or is gone",
+            left=f"the traffic is left as it was ({_left(status)}, pinned by revision name): "
+            f"route it to LATEST by hand (gcloud run services update-traffic {name} "
+            "--to-latest)",
+            timeout_reason="TrafficNotRestored",
+            warning=False,
+        )
+
     async def _release_ended(self, work: Converge, *, gave_back: bool, patched: bool) -> Event:
         """The deletion of an ended Cloud Run Rollout whose target runs what it left there
         (its split given back first when it stalled mid-way, `patched`: the target patched
@@ -523,27 +567,31 @@ class RolloutReconciler:
                 f"(LATEST 100 %: {stable}, which it runs), no longer pinned by name, so a later "
                 "edit of the XynergyService serves"
             )
+        elif (active := await self._active_sibling(work)) is not None:
+            routed = (
+                f"{back}its traffic is left to Rollout {active}, delivering to XynergyService "
+                f"{name}"
+            )
         else:
-            routed = f"{back}its traffic is left to the Rollout delivering to XynergyService {name}"
+            routed = f"{back}its traffic is left as it was ({_left(status)})"
         return Event("Normal", "Released", f"deleted while {status.phase}: {routed}")
 
     async def _release_moved_on(self, work: Converge, runs: str) -> Event:
         """The deletion of a Cloud Run Rollout stalled mid-way whose target moved on (it runs
         `runs`): its split goes to LATEST (the target's own revision), as a converge finding it
         superseded routes it (`_superseded`); the template is left. The Event says which."""
-        routed = await self._to_latest(work)
+        if await self._to_latest(work):
+            left = "all traffic goes to its latest revision (LATEST 100 %)"
+        elif (active := await self._active_sibling(work)) is not None:
+            left = f"its traffic is left to Rollout {active}, delivering to it"
+        else:
+            left = f"its traffic is left as it was ({_left(work.status)})"
         return Event(
             "Normal",
             "Released",
             f"deleted while {work.status.phase}: XynergyService "
             f"{work.rollout.spec.target_ref.name} now runs {runs}, not what this Rollout left "
-            "it on; "
-            + (
-                "all traffic goes to its latest revision (LATEST 100 %), its template is left "
-                "as it is"
-                if routed
-                else "its traffic is left to the Rollout delivering to it, its template as it is"
-            ),
+            f"it on; {left}, its template as it is",
         )
 
     async def _finish_kept(
@@ -1629,6 +1677,8 @@ class RolloutReconciler:
         runs = _moved_on(work)
         if runs is not None:
             return await self._superseded(work, runs)
+        if _LATEST_WAITS[2:] in (status.message or ""):  # the target came back: no wait
+            status.message = _without_latest_wait(status.message) or None
         if (status.message or "").startswith(SUPERSEDED):  # the target came back to it
             left = status.canary_revision if status.phase == RolloutPhase.PROMOTED else None
             status.message = f"the target runs revision {left or status.stable_revision} again"
@@ -1819,10 +1869,14 @@ class RolloutReconciler:
             if not await self._to_latest(work) and await self._active_sibling(work) is None:
                 waits_for = await self._latest_waits_for(work)
                 if waits_for is not None:
+                    # after what the message said (a rollback's or a stall's reason), removed
+                    # once superseded or the target runs what it left again (`_hold_ended`)
+                    said = _without_latest_wait(status.message)
                     status.message = (
-                        f"{moved_on}; its traffic, pinned to revision {status.stable_revision}"
-                        f", goes to LATEST (the target's own revision) once Rollout "
-                        f"{waits_for} has started or let go of the service"
+                        f"{said}{_LATEST_WAITS if said else _LATEST_WAITS[2:]}{moved_on}; its "
+                        f"traffic, pinned to revision {status.stable_revision}, goes to LATEST "
+                        f"(the target's own revision) once Rollout {waits_for} has started or "
+                        "let go of the service"
                     )
                     work.wait = self.settings.poll_seconds
                     work.reason = "Superseded"
@@ -1874,8 +1928,22 @@ class RolloutReconciler:
     async def _latest_waits_for(self, work: Converge) -> str | None:
         """Another Rollout of the target whose traffic a LATEST written now would take: one
         that may be starting (`_starting_sibling`) or one stalled mid-way that still holds
-        the service (`_holding_sibling`)."""
-        return await self._starting_sibling(work) or await self._holding_sibling(work)
+        the service (`_holding_sibling`). Never one that waits for this Rollout, so that no
+        two Rollouts wait for each other: a Rollout stalled with its promotion written
+        (Degraded, promotingSince) is what every Rollout not started yet waits for
+        (`_wait_for_give_back`), so it does not wait for them; one that holds the service
+        itself (a split, or a promotion written) does not wait for another holding one (each
+        would wait for the other; LATEST is the end state of both once the target moved
+        on). A holding one waits only for a starting one, which waits for none that holds
+        only a split."""
+        status = work.status
+        holds = status.phase in _ENDED and bool(
+            status.canary_weight or status.promoting_since is not None
+        )
+        gives_back = status.phase == RolloutPhase.DEGRADED and status.promoting_since is not None
+        if not gives_back and (starting := await self._starting_sibling(work)) is not None:
+            return starting
+        return None if holds else await self._holding_sibling(work)
 
     async def _holding_sibling(self, work: Converge) -> str | None:
         """Another Cloud Run Rollout of the target stalled mid-way (RolledBack, Aborted or
@@ -2488,6 +2556,15 @@ def _ignored(work: Converge) -> list[Event]:
             "shifts traffic between revisions and sizes each revision itself",
         )
     ]
+
+
+def _without_latest_wait(message: str | None) -> str:
+    """A status message without the wait `_superseded` appends (`_LATEST_WAITS`)."""
+    message = message or ""
+    head, sep, _ = message.partition(_LATEST_WAITS)
+    if sep:
+        return head
+    return "" if message.startswith(_LATEST_WAITS[2:]) else message
 
 
 def _left(status: RolloutStatus) -> str:

@@ -83,7 +83,9 @@ async def test_deleting_an_aborted_rollout_leaves_a_delivering_rollouts_split(
     gone, event = await world.reconciler.release(_deleted(world, now + STEP))
     assert gone
     assert event is not None
-    assert "its traffic is left to the Rollout delivering to XynergyService crm" in event.message
+    assert "its traffic is left to Rollout ro-2, delivering to XynergyService crm" in (
+        event.message
+    )
     assert world.traffic() == split, "the delivering Rollout's split is its own"
 
 
@@ -154,7 +156,9 @@ async def test_a_rollout_starting_before_its_status_is_stored_keeps_its_canary_t
     """A newer Rollout's first converge has written its new revision with the `canary` tag,
     and its Progressing status is not stored yet (the write after the converge): the ended
     one's deletion must not route LATEST over it (before: only Progressing and Paused
-    siblings were skipped, so the tag and the stable pin went)."""
+    siblings were skipped, so the tag and the stable pin went). It waits (review S 3: it let
+    go saying the traffic was left to a Rollout delivering, which none was yet); once the
+    newer one's status says Progressing, it lets go, its traffic that one's."""
     world, _, now = await _aborted(cloud_run)
     newer = _newer()
     world.client.rollouts = [world.body, newer]
@@ -164,10 +168,20 @@ async def test_a_rollout_starting_before_its_status_is_stored_keeps_its_canary_t
     split = world.traffic()
     assert "canary" in {tag for _, _, tag in split}, split
     assert "status" not in newer, "its status is not stored yet"
-    gone, event = await world.reconciler.release(_deleted(world, now + STEP))
+    body = _deleted(world, dt.datetime.now(dt.UTC))  # the reconciler's clock: not past due
+    gone, event = await world.reconciler.release(body)
+    assert not gone, "nothing delivers yet: the deletion waits"
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "DeletionWaiting")
+    assert "Rollout ro-2 of the same target may be starting" in event.message
+    assert world.traffic() == split
+    newer["status"] = result.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    gone, event = await world.reconciler.release(body)
     assert gone
     assert event is not None
-    assert "its traffic is left to the Rollout delivering" in event.message
+    assert "its traffic is left to Rollout ro-2, delivering to XynergyService crm" in (
+        event.message
+    )
     assert world.traffic() == split
 
 
@@ -306,3 +320,56 @@ async def test_deleting_a_delivering_rollout_pins_the_stable_while_another_may_s
     assert event.reason == "TrafficRestored"
     assert "LATEST" not in event.message
     assert world.traffic() == [(STABLE, 100, "")]
+
+
+async def test_deleting_a_superseded_rollout_waits_for_a_starting_sibling_then_routes_latest(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review S 3: an aborted Rollout whose target moved on, found superseded while another
+    Rollout of the target may be starting (LATEST left until it has), was deleted: it let go
+    saying its traffic was left to the Rollout delivering to the target, none delivering; the
+    stable revision stayed pinned by name, and with that Rollout deleted without starting
+    nothing ever routed LATEST. The deletion waits (DeletionWaiting); once that Rollout is
+    gone, LATEST is routed and the target's edit serves."""
+    world, _, now = await _aborted(cloud_run)
+    world.client.rollouts = [world.body, _newer()]
+    edited = await _edit_target(world)
+    status = await world.converge(now)
+    assert "once Rollout ro-2 has started" in (status.message or ""), status.message
+    assert needs_finalizer(world.body)
+    body = _deleted(world, dt.datetime.now(dt.UTC))  # the reconciler's clock: not past due
+    gone, event = await world.reconciler.release(body)
+    assert not gone
+    assert event is not None
+    assert (event.type, event.reason) == ("Normal", "DeletionWaiting")
+    assert "Rollout ro-2 of the same target may be starting" in event.message
+    assert world.traffic() == [(STABLE, 100, "")], "its tag, once written, is not taken"
+    world.client.rollouts = [world.body]  # deleted without starting
+    gone, event = await world.reconciler.release(body)
+    assert gone
+    assert event is not None
+    assert "all traffic goes to its latest revision (LATEST 100 %)" in event.message
+    assert world.traffic() == [("LATEST", 100, "")]
+    assert world.served() == {edited: 100}, "the target's edit serves"
+
+
+async def test_deleting_a_superseded_stalled_promotion_does_not_wait_for_the_rollout_waiting_on_it(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review S 1 on deletion: a Rollout stalled with its promotion written, its target
+    edited, is deleted while a newer Rollout waits (Pending) for its give-back: the deletion
+    does not wait for that one (it waits for this Rollout): LATEST is routed and it goes."""
+    world, _, now = await at_last_step(cloud_run)
+    stalled = await world.stall_mid_promotion(now)
+    assert stalled.promoting_since is not None
+    newer = _newer()
+    world.client.rollouts = [world.body, newer]
+    waiting = await world.converge(now + 2 * STEP, newer)
+    assert waiting.phase.value == "Pending", waiting.message
+    edited = await _edit_target(world)
+    gone, event = await world.reconciler.release(_deleted(world, dt.datetime.now(dt.UTC)))
+    assert gone
+    assert event is not None
+    assert "all traffic goes to its latest revision (LATEST 100 %)" in event.message
+    assert world.traffic() == [("LATEST", 100, "")]
+    assert world.served() == {edited: 100}

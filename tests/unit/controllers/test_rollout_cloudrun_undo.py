@@ -178,3 +178,118 @@ async def test_superseded_leaves_latest_to_a_sibling_still_holding_the_service(
     status = await world.converge(now + 2 * STEP)
     assert (status.message or "").startswith("superseded"), status.message
     assert world.traffic() == [("LATEST", 100, "")]
+
+
+def _sibling(image: str | None = None) -> dict[str, Any]:
+    other = rollout_body(NAME, CANARY, deadline=60)
+    other["metadata"].update(name="ro-2", uid="uid-ro-2")
+    if image is not None:
+        other["spec"]["image"] = image
+    return other
+
+
+async def test_a_stalled_promotion_superseded_does_not_wait_for_the_rollout_waiting_on_it(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review S 1: a Rollout stalled with its promotion written (Degraded, promotingSince) is
+    what a newer Rollout not started yet waits for (Pending, `_wait_for_give_back`). Found
+    superseded (the XynergyService edited), it waited for that newer one to start and kept
+    promotingSince, while the newer one waited for it: forever, the target's edit never
+    served. It routes LATEST and lets go now; the newer one then starts."""
+    world, _, now = await at_last_step(cloud_run)
+    stalled = await world.stall_mid_promotion(now)
+    assert stalled.phase is not None
+    assert stalled.phase.value == "Degraded"
+    assert stalled.promoting_since is not None
+    now += 2 * STEP
+    newer = _sibling("us-docker.pkg.dev/xynergy-test/platform/crm:3")
+    world.client.rollouts = [world.body, newer]
+    waiting = await world.converge(now, body=newer)
+    assert waiting.phase is not None
+    assert waiting.phase.value == "Pending", waiting.message
+    assert "Rollout ro stalled" in (waiting.message or "")
+    world.client.target["spec"]["image"] = EDITED_IMAGE
+    await world.target_converge()
+    edited = world.revisions()[-1]
+    status = await world.converge(now + STEP)
+    assert (status.message or "").startswith("superseded"), status.message
+    assert status.promoting_since is None, "it no longer holds the service"
+    assert world.traffic() == [("LATEST", 100, "")]
+    assert world.served() == {edited: 100}, "the target's edit serves"
+    assert not needs_finalizer(world.body)
+    started = await world.converge(now + 2 * STEP, body=newer)
+    assert started.phase is not None
+    assert started.phase.value == "Progressing", started.message
+    assert started.stable_revision == edited, "it starts from what the target serves"
+
+
+async def test_two_superseded_rollouts_holding_the_service_do_not_wait_for_each_other(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review S 2: two ended Rollouts of the target both still holding the service (Degraded
+    with canaryWeight), the XynergyService edited: each waited for the other
+    (`_holding_sibling`), both finalizers stayed and the split between old revisions served
+    for good. Each routes LATEST and is marked superseded."""
+    world, canary, now = await at_last_step(cloud_run)
+    world.body["status"]["phase"] = "Degraded"  # stalled mid-way, its 20 % split held
+    other = copy.deepcopy(world.body)
+    other["metadata"].update(name="ro-2", uid="uid-ro-2")
+    world.client.rollouts = [world.body, other]
+    assert world.served() == {STABLE: 80, canary: 20}
+    world.client.target["spec"]["image"] = EDITED_IMAGE
+    await world.target_converge()
+    edited = world.revisions()[-1]
+    status = await world.converge(now + STEP)
+    assert (status.message or "").startswith("superseded"), status.message
+    assert world.traffic() == [("LATEST", 100, "")]
+    assert world.served() == {edited: 100}, "the target's edit serves"
+    status = await world.converge(now + 2 * STEP, body=other)
+    assert (status.message or "").startswith("superseded"), status.message
+    assert not needs_finalizer(world.body)
+    assert not needs_finalizer(other)
+    assert world.served() == {edited: 100}
+
+
+async def test_a_superseded_split_still_waits_for_a_starting_rollout_that_does_not_wait_on_it(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """A Rollout holding only a split (no promotion written) is not what a newer Rollout
+    waits for: found superseded, it still leaves LATEST until the newer one has started (its
+    tagged split is not taken), and that one starts."""
+    world, canary, now = await at_last_step(cloud_run)
+    world.body["status"]["phase"] = "Degraded"
+    newer = _sibling("us-docker.pkg.dev/xynergy-test/platform/crm:3")
+    world.client.rollouts = [world.body, newer]
+    world.client.target["spec"]["image"] = EDITED_IMAGE
+    await world.target_converge()
+    status = await world.converge(now + STEP)
+    assert not (status.message or "").startswith("superseded"), status.message
+    assert "once Rollout ro-2 has started" in (status.message or "")
+    assert world.served() == {STABLE: 80, canary: 20}
+    started = await world.converge(now + 2 * STEP, body=newer)
+    assert started.phase is not None
+    assert started.phase.value == "Progressing", started.message
+
+
+async def test_the_wait_for_latest_keeps_the_message_it_follows_and_goes_with_it(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """Review S 4: the wait for a starting Rollout before LATEST replaced the status message
+    (an abort's or a stall's reason was lost); it is appended, and removed once the target
+    runs what the Rollout left again."""
+    world, _, now = await at_last_step(cloud_run)
+    world.ask("abort/1")
+    aborted = await world.converge(now)
+    said = aborted.message or ""
+    assert said
+    world.client.rollouts = [world.body, _sibling("us-docker.pkg.dev/xynergy-test/platform/crm:3")]
+    stable_image = world.client.target["spec"]["image"]
+    world.client.target["spec"]["image"] = EDITED_IMAGE
+    await world.target_converge()
+    status = await world.converge(now + STEP)
+    assert (status.message or "").startswith(f"{said}; found superseded, waiting: "), status.message
+    assert "once Rollout ro-2 has started" in (status.message or "")
+    world.client.target["spec"]["image"] = stable_image  # edited back
+    await world.target_converge()
+    status = await world.converge(now + 2 * STEP)
+    assert status.message == said
