@@ -54,7 +54,11 @@ from controllers.rollout.resources import (
 )
 from controllers.xynergyservice.backends import KubernetesBackend
 from controllers.xynergyservice.observed import from_deployment
-from controllers.xynergyservice.resources.naming import REVISION_ANNOTATION
+from controllers.xynergyservice.resources.naming import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    REVISION_ANNOTATION,
+)
 from controllers.xynergyservice.resources.references import (
     CONFIG_SOURCES_ANNOTATION,
     parse_sources,
@@ -264,13 +268,17 @@ class KubernetesRollout:
 
     async def retire(self, *, keep: str | None) -> int:
         """Delete this Rollout's new revisions (Deployment and Service, found by the
-        `xynergy.io/rollout` label and owned by it) other than `keep`: a canary the spec
+        `xynergy.io/rollout` label beside the managed-by one every child of the operator
+        carries, and owned by it) other than `keep`: a canary the spec
         replaced mid-rollout still carries the target's Pod selector (replica routing) and
         would keep serving."""
         names: set[str] = set()
         for api_version, kind in (("apps/v1", "Deployment"), ("v1", "Service")):
             found = await self.provider.list(
-                api_version, kind, self.namespace, labels={ROLLOUT_LABEL: self.rollout_label}
+                api_version,
+                kind,
+                self.namespace,
+                labels={MANAGED_BY_LABEL: MANAGED_BY, ROLLOUT_LABEL: self.rollout_label},
             )
             names |= {str((o.get("metadata") or {}).get("name") or "") for o in found}
         gone = 0
