@@ -466,7 +466,11 @@ class RolloutReconciler:
                 latest = True  # one write: LATEST is the stable revision
                 await work.backend.route(work.target, ((None, 100, None),))
                 return True, _restored(rollout, status, patched=False, latest=True)
-            # the template too if a promotion was written
+            # the template too if a promotion was written; an ended Rollout's split is not
+            # given back over a sibling that started delivering since (a held deletion's
+            # retry, `_latest_held`, would route the stable over that sibling's canary)
+            if split and status.phase in _ENDED and await self._active_sibling(work):
+                split = False
             patched = await self._to_stable(work) if split else False
             if status.phase in _ENDED:
                 latest = True
@@ -531,7 +535,11 @@ class RolloutReconciler:
             return None
         if not status.stable_revision or await self._active_sibling(work) is not None:
             return None
-        waits_for = await self._latest_waits_for(work)
+        try:  # as stored (siblings judge it so): the give-back above changed work.status
+            stored = RolloutStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            stored = status
+        waits_for = await self._latest_waits_for(work, stored)
         if waits_for is None:
             return None
         name = work.rollout.spec.target_ref.name
@@ -1201,9 +1209,11 @@ class RolloutReconciler:
         new revision serves everything; after it, the new revision serves until the target
         runs the promoted spec and is ready. A Rollout started meanwhile would take the old
         revision for its stable one and split the traffic against the promoted revision."""
-        status = other.get("status") or {}
+        status, meta = other.get("status") or {}, other.get("metadata") or {}
         if status.get("phase") != RolloutPhase.PROMOTED.value or not status.get("trafficRouting"):
             return None  # Cloud Run patches the target at promotion: nothing held
+        if meta.get("deletionTimestamp") and FINALIZER not in (meta.get("finalizers") or []):
+            return None  # deleted and let go by this operator (kept only by another finalizer)
         if status.get("scaleDownAt"):
             return (
                 f"keeps the old revision for a fast rollback until {status['scaleDownAt']} "
@@ -1925,7 +1935,9 @@ class RolloutReconciler:
         await work.backend.route(work.target, ((None, 100, None),))
         return True
 
-    async def _latest_waits_for(self, work: Converge) -> str | None:
+    async def _latest_waits_for(
+        self, work: Converge, stored: RolloutStatus | None = None
+    ) -> str | None:
         """Another Rollout of the target whose traffic a LATEST written now would take: one
         that may be starting (`_starting_sibling`) or one stalled mid-way that still holds
         the service (`_holding_sibling`). Never one that waits for this Rollout, so that no
@@ -1935,8 +1947,10 @@ class RolloutReconciler:
         itself (a split, or a promotion written) does not wait for another holding one (each
         would wait for the other; LATEST is the end state of both once the target moved
         on). A holding one waits only for a starting one, which waits for none that holds
-        only a split."""
-        status = work.status
+        only a split. `stored`: the status as stored, when a give-back in this converge
+        (a deletion's `_to_stable`) has changed work.status: siblings judge this Rollout by
+        what is stored, so whether it holds is read there too."""
+        status = stored or work.status
         holds = status.phase in _ENDED and bool(
             status.canary_weight or status.promoting_since is not None
         )

@@ -373,3 +373,54 @@ async def test_deleting_a_superseded_stalled_promotion_does_not_wait_for_the_rol
     assert "all traffic goes to its latest revision (LATEST 100 %)" in event.message
     assert world.traffic() == [("LATEST", 100, "")]
     assert world.served() == {edited: 100}
+
+
+async def test_a_held_deletions_retry_leaves_the_split_of_a_sibling_that_started_meanwhile(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """A Rollout stalled mid-way (Degraded, its 20 % split not routed back yet) is deleted
+    while a newer Rollout of the target has not started: the first try gives the split back
+    and the deletion waits for the newer one (`_latest_held`). The newer one starts (its own
+    canary split); the deletion's next try must not route the stable revision over that
+    split again, and lets go saying the traffic is left to it (review U 1)."""
+    world, _, now = await at_last_step(cloud_run)
+    world.body["status"]["phase"] = "Degraded"  # stalled mid-way: its split still routed
+    newer = _newer()
+    world.client.rollouts = [world.body, newer]
+    body = _deleted(world, dt.datetime.now(dt.UTC))
+    gone, _ = await world.reconciler.release(body)
+    assert not gone
+    started = await world.converge(now + STEP, newer)
+    assert started.phase is RolloutPhase.PROGRESSING
+    split = world.traffic()
+
+    gone, event = await world.reconciler.release(body)
+
+    assert gone
+    assert world.traffic() == split
+    assert event is not None
+    assert "left to Rollout ro-2" in event.message
+
+
+async def test_deleting_a_stalled_promotion_does_not_wait_for_the_rollout_waiting_on_it(
+    cloud_run: FakeCloudRun,
+) -> None:
+    """A Rollout stalled with its promotion written (Degraded, promotingSince), its target
+    not edited, and a newer Rollout waiting Pending for its give-back. Deleting it gives the
+    promotion back and must not then wait for the newer one (which waits for it, reading its
+    stored status, still Degraded with promotingSince): it routes LATEST and lets go at once,
+    not after spec.progressDeadlineSeconds (review U 2)."""
+    world, _, now = await at_last_step(cloud_run)
+    stalled = await world.stall_mid_promotion(now)
+    assert stalled.promoting_since is not None
+    newer = _newer()
+    world.client.rollouts = [world.body, newer]
+    waiting = await world.converge(now + 2 * STEP, newer)
+    assert waiting.phase is RolloutPhase.PENDING
+    body = _deleted(world, dt.datetime.now(dt.UTC))
+
+    gone, event = await world.reconciler.release(body)
+
+    assert gone
+    assert event is not None
+    assert event.reason != "DeletionWaiting"

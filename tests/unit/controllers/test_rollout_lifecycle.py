@@ -20,7 +20,7 @@ from lightkube.models.meta_v1 import Status
 
 from apis.v1alpha1.rollout import Rollout
 from apis.v1alpha1.xynergyservice import XynergyService
-from controllers.core.controller import Requeue
+from controllers.core.controller import FINALIZER, Requeue
 from controllers.core.errors import StalledError, TransientError
 from controllers.core.status import with_generation
 from controllers.providers.kubernetes import Applied
@@ -1959,6 +1959,7 @@ async def test_a_newer_rollout_waits_while_a_deleted_handover_finishes_its_promo
     await _converge_other(world, second, now)
     world.provider.ready.discard("crm")
     world.body["metadata"]["deletionTimestamp"] = _stamp(now + STEP)
+    world.body["metadata"]["finalizers"] = [FINALIZER]  # held: the deletion waits
     world.reconciler.clock = lambda: now + 2 * STEP
     gone, _ = await world.reconciler.release(copy.deepcopy(world.body))
     assert not gone
@@ -1998,3 +1999,29 @@ async def test_deleting_an_unreadable_rollout_during_a_handover_says_what_it_lea
     assert event is not None
     assert (event.type, event.reason) == ("Warning", "PromotionUnfinished")
     assert "may not be ready yet" in event.message
+
+
+async def test_a_deleted_rollout_the_operator_let_go_of_holds_nothing() -> None:
+    """A deleted Rollout whose deletion this operator finished (its finalizer removed) but
+    which another finalizer keeps stored still reads Promoted with Reconciling `Deleting`:
+    a newer Rollout of the target does not wait for it (review U 3)."""
+    world, now, _ = await _promoted_in_keep_window(False)
+    _edit(world, "crm:4")
+    await world.converge(now)
+    world.provider.ready.discard("crm")
+    world.body["metadata"]["deletionTimestamp"] = _stamp(now + STEP)
+    world.body["metadata"]["finalizers"] = [FINALIZER, "example.com/someone-else"]
+    world.reconciler.clock = lambda: now + 2 * STEP
+    gone, _ = await world.reconciler.release(copy.deepcopy(world.body))
+    assert not gone
+    deletion = world.reconciler.deletion_status(world.body)
+    assert deletion is not None
+    world.body["status"] = deletion.model_dump(by_alias=True, exclude_none=True, mode="json")
+    world.body["metadata"]["finalizers"] = ["example.com/someone-else"]  # ours removed
+    second = _second(world)
+    world.settle()
+    world.provider.ready.add("crm")
+
+    after = await _converge_other(world, second, now + 3 * STEP)
+
+    assert after.phase.value != "Pending", after.message
