@@ -212,6 +212,10 @@ class Converge:
     """A Kubernetes Promoted Rollout whose own spec was edited while its promotion holds the
     target (`_hand_over`): this converge finishes that promotion; `canary`, `backend` and
     `name` are the promoted revision's, not the edited spec's."""
+    held: RolloutStatus | None = None
+    """The status as stored, when a give-back in this converge (a deletion's `_to_stable`)
+    changed `status`: whether this Rollout holds the service is read there, as its siblings
+    read it (`_latest_waits_for`), so that none waits for one waiting on it."""
     reverted: RevisionRecord | None = None
     """The revision a blue-green keep window keeps, when the Rollout's own spec was edited
     back to it within the window (`_hand_over`): `_act` switches back to it, as `undo`
@@ -471,6 +475,7 @@ class RolloutReconciler:
             # retry, `_latest_held`, would route the stable over that sibling's canary)
             if split and status.phase in _ENDED and await self._active_sibling(work):
                 split = False
+            work.held = status.model_copy(deep=True)  # as stored: before any give-back
             patched = await self._to_stable(work) if split else False
             if status.phase in _ENDED:
                 latest = True
@@ -535,11 +540,7 @@ class RolloutReconciler:
             return None
         if not status.stable_revision or await self._active_sibling(work) is not None:
             return None
-        try:  # as stored (siblings judge it so): the give-back above changed work.status
-            stored = RolloutStatus.model_validate(body.get("status") or {})
-        except ValidationError:
-            stored = status
-        waits_for = await self._latest_waits_for(work, stored)
+        waits_for = await self._latest_waits_for(work)
         if waits_for is None:
             return None
         name = work.rollout.spec.target_ref.name
@@ -1935,9 +1936,7 @@ class RolloutReconciler:
         await work.backend.route(work.target, ((None, 100, None),))
         return True
 
-    async def _latest_waits_for(
-        self, work: Converge, stored: RolloutStatus | None = None
-    ) -> str | None:
+    async def _latest_waits_for(self, work: Converge) -> str | None:
         """Another Rollout of the target whose traffic a LATEST written now would take: one
         that may be starting (`_starting_sibling`) or one stalled mid-way that still holds
         the service (`_holding_sibling`). Never one that waits for this Rollout, so that no
@@ -1947,10 +1946,10 @@ class RolloutReconciler:
         itself (a split, or a promotion written) does not wait for another holding one (each
         would wait for the other; LATEST is the end state of both once the target moved
         on). A holding one waits only for a starting one, which waits for none that holds
-        only a split. `stored`: the status as stored, when a give-back in this converge
-        (a deletion's `_to_stable`) has changed work.status: siblings judge this Rollout by
-        what is stored, so whether it holds is read there too."""
-        status = stored or work.status
+        only a split. Whether this Rollout holds is read from its status as stored
+        (`work.held`, when a give-back in this converge changed work.status): siblings
+        judge it by what is stored."""
+        status = work.held or work.status
         holds = status.phase in _ENDED and bool(
             status.canary_weight or status.promoting_since is not None
         )

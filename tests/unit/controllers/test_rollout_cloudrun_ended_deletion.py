@@ -423,4 +423,5 @@ async def test_deleting_a_stalled_promotion_does_not_wait_for_the_rollout_waitin
 
     assert gone
     assert event is not None
-    assert event.reason != "DeletionWaiting"
+    assert event.reason == "Released"
+    assert world.traffic() == [("LATEST", 100, "")]  # not left pinned by revision name
