@@ -95,6 +95,7 @@ from controllers.rollout.status import (
     conditions_for,
     events_for,
     handing_over,
+    has_condition,
     holds_promotion,
     needs_finalizer,
     pending_action,
@@ -2523,10 +2524,7 @@ def _unstarted(status: Mapping[str, Any]) -> bool:
     return (
         phase == RolloutPhase.DEGRADED.value
         and not status.get("canaryRevision")
-        and any(
-            c.get("type") == "Stalled" and c.get("status") == "True" and c.get("reason") == CONFLICT
-            for c in status.get("conditions") or []
-        )
+        and has_condition(status, "Stalled", CONFLICT)
     )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "conditions_for",
     "events_for",
     "handing_over",
+    "has_condition",
     "holds_promotion",
     "needs_finalizer",
     "pending_action",
@@ -122,7 +123,7 @@ def needs_finalizer(body: Mapping[str, Any]) -> bool:
 
 def handing_over(status: Mapping[str, Any]) -> bool:
     """Reconciling `HandingOver` (the reconciler's handover to an edit of its own spec)."""
-    return _reconciling(status, HANDING_OVER)
+    return has_condition(status, "Reconciling", HANDING_OVER)
 
 
 def holds_promotion(status: Mapping[str, Any]) -> bool:
@@ -138,14 +139,15 @@ def holds_promotion(status: Mapping[str, Any]) -> bool:
         and (
             bool(status.get("scaleDownAt"))
             or handing_over(status)
-            or _reconciling(status, DELETING)
+            or has_condition(status, "Reconciling", DELETING)
         )
     )
 
 
-def _reconciling(status: Mapping[str, Any], reason: str) -> bool:
+def has_condition(status: Mapping[str, Any], type_: str, reason: str) -> bool:
+    """The stored status (a mapping, as read) has condition `type_` True with `reason`."""
     return any(
-        c.get("type") == "Reconciling" and c.get("status") == "True" and c.get("reason") == reason
+        c.get("type") == type_ and c.get("status") == "True" and c.get("reason") == reason
         for c in status.get("conditions") or []
     )
 
